@@ -1,0 +1,192 @@
+/*
+ * fastlstm — fast LSTM inference and training on CPUs, with low-rank (SVD, CP) weights.
+ *
+ * Conventions
+ *  - Every function that can fail returns fl_status: FL_OK (0) or a negative code.
+ *    fl_status_str() names the code; fl_last_error() (thread-local) gives the detail, e.g.
+ *    "model.safetensors: tensor 'lstm.weight_ih_l0' data_offsets [0, 4096) past end of file (3000 bytes)".
+ *  - Results come back through out-parameters. The library never prints and never exits.
+ *  - Objects are opaque handles. Every *_create / *_load has a *_free that accepts NULL.
+ *  - The library keeps no caller pointer past a call unless the doc comment says so.
+ *  - float32 everywhere; matrices are row-major.
+ *
+ * Model (PyTorch semantics): optional embedding (token ids in) -> `layers` stacked unidirectional
+ * LSTM layers (nn.LSTM, gate order i, f, g, o) -> optional linear head, applied per time step
+ * (language model) or to the last step (sequence classifier).
+ */
+#ifndef FASTLSTM_H
+#define FASTLSTM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FL_BUILDING_LIBRARY)
+#define FL_API __attribute__((visibility("default")))
+#else
+#define FL_API
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum fl_status {
+    FL_OK = 0,
+    FL_ERR_NOMEM = -1,       /* allocation failed */
+    FL_ERR_IO = -2,          /* missing file, read or write failure */
+    FL_ERR_FORMAT = -3,      /* malformed file: header, JSON, offsets, metadata */
+    FL_ERR_SHAPE = -4,       /* shapes inconsistent with the architecture or each other */
+    FL_ERR_DTYPE = -5,       /* unsupported element type */
+    FL_ERR_NONFINITE = -6,   /* NaN or Inf in weights or inputs */
+    FL_ERR_ARG = -7,         /* invalid argument */
+    FL_ERR_NUMERIC = -8,     /* numerical failure (LAPACK error, no convergence) */
+    FL_ERR_UNSUPPORTED = -9, /* valid request this build or model cannot serve */
+    FL_ERR_VERSION = -10,    /* file written by an incompatible format version */
+    FL_ERR_DATA = -11,       /* bad data set: label out of range, ragged, empty */
+} fl_status;
+
+/* Name of a status code ("FL_ERR_FORMAT"). Never NULL; static storage. */
+FL_API const char *fl_status_str(fl_status s);
+
+/* Detail of the last error raised on this thread, or "" if none. Valid until the next failing
+ * call on this thread. */
+FL_API const char *fl_last_error(void);
+
+/* Library version string ("0.1.0"); static storage. */
+FL_API const char *fl_version(void);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct fl_model fl_model;
+
+typedef enum fl_head_kind {
+    FL_HEAD_NONE = 0,      /* output: top layer hidden states */
+    FL_HEAD_PER_STEP = 1,  /* output: head(h_t) for every t (language model logits) */
+    FL_HEAD_LAST_STEP = 2, /* output: head(h_T) (sequence classifier) */
+} fl_head_kind;
+
+typedef struct fl_arch {
+    int vocab;         /* > 0: inputs are token ids and an embedding (vocab, input) is used; 0: features */
+    int input;         /* input feature size D (embedding dimension when vocab > 0) */
+    int hidden;        /* hidden size H of every layer */
+    int layers;        /* number of stacked LSTM layers, >= 1 */
+    fl_head_kind head; /* linear head, if any */
+    int head_out;      /* head output size (classes, or vocabulary for a language model); 0 if no head */
+} fl_arch;
+
+typedef enum fl_method { FL_METHOD_DENSE = 0, FL_METHOD_SVD = 1, FL_METHOD_CP = 2 } fl_method;
+
+/* How one weight matrix is stored. rank is ignored for FL_METHOD_DENSE. CP applies only to the
+ * LSTM gate matrices (4h x n viewed as a 4 x h x n tensor). */
+typedef struct fl_mat_spec {
+    fl_method method;
+    int rank;
+} fl_mat_spec;
+
+/* The weight matrices of a model are numbered: 2*l is weight_ih of layer l, 2*l+1 is weight_hh of
+ * layer l, and 2*layers is the head (if the model has one). */
+FL_API size_t fl_model_num_matrices(const fl_model *m);
+
+/* Create a model with zeroed weights. specs: NULL (all dense) or fl_model_num_matrices() entries
+ * in the order above. The caller owns *out (free with fl_model_free). */
+FL_API fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_model **out);
+
+/* Fill every parameter with PyTorch's default initialisation (nn.LSTM: U(-1/sqrt(H), 1/sqrt(H));
+ * nn.Embedding: N(0, 1); nn.Linear: U(-1/sqrt(in), 1/sqrt(in))), from a deterministic generator.
+ * Decomposed matrices get factors whose product has the same scale. */
+FL_API fl_status fl_model_init_random(fl_model *m, uint64_t seed);
+
+/* Load a model from a safetensors file. Validates header bounds, JSON, dtypes, offsets (inside
+ * the file, non-overlapping), shapes against the architecture in __metadata__, and finiteness.
+ * The caller owns *out. On error *out is NULL and fl_last_error() names the file and the problem. */
+FL_API fl_status fl_model_load(const char *path, fl_model **out);
+
+/* Save a model as safetensors (written to a temporary file, fsync'd, then renamed). */
+FL_API fl_status fl_model_save(const fl_model *m, const char *path);
+
+/* Deep copy. The caller owns *out. */
+FL_API fl_status fl_model_clone(const fl_model *m, fl_model **out);
+
+FL_API void fl_model_free(fl_model *m);
+
+/* The architecture; valid while m lives. */
+FL_API const fl_arch *fl_model_arch(const fl_model *m);
+
+typedef struct fl_matrix_info {
+    char name[48];         /* "lstm.weight_ih_l0", "head.weight" */
+    fl_method method;
+    int rows, cols, rank;  /* dense shape (rows x cols); rank 0 for dense */
+    size_t params;         /* stored parameters of this matrix */
+    size_t flops;          /* multiply-adds x 2 to apply it to one vector */
+    double rel_error;      /* ||W - W~||_F / ||W||_F recorded at decomposition; 0 dense; < 0 unknown */
+} fl_matrix_info;
+
+/* Describe matrix i (numbered as above). */
+FL_API fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out);
+
+/* All stored parameters (weights, biases, embedding, head). */
+FL_API size_t fl_model_num_params(const fl_model *m);
+
+/* Floating-point operations for one time step of one sequence through all layers, with
+ * input projections, plus the head if it is applied per step. */
+FL_API size_t fl_model_flops_per_step(const fl_model *m);
+
+/* ---------------------------------------------------------------- inference */
+
+typedef struct fl_session fl_session;
+
+typedef struct fl_session_opts {
+    int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
+    int max_seq;    /* largest sequence length for fl_session_run; default 256 */
+    int threads;    /* worker threads; default 1 */
+} fl_session_opts;
+
+FL_API fl_session_opts fl_session_opts_default(void);
+
+/* Create a session: scratch buffers (allocated once) and per-stream (h, c) state, all zero.
+ * The model must outlive the session and must not change while the session exists.
+ * The caller owns *out. */
+FL_API fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out);
+FL_API void fl_session_free(fl_session *s);
+FL_API fl_status fl_session_set_threads(fl_session *s, int threads);
+
+typedef enum fl_layout {
+    FL_BATCH_MAJOR = 0, /* x (B, T, D), tokens (B, T), y (B, T, *) — PyTorch batch_first=True */
+    FL_TIME_MAJOR = 1,  /* x (T, B, D), tokens (T, B), y (T, B, *) */
+} fl_layout;
+
+/* One call of fl_session_run. Exactly one of x / tokens is set (tokens iff the model has an
+ * embedding). States are always (L, B, H), like PyTorch's h_n / c_n. */
+typedef struct fl_run_io {
+    fl_layout layout;
+    int batch, seq;
+    const float *x;         /* features, (B, T, D) or (T, B, D) */
+    const int32_t *tokens;  /* token ids, (B, T) or (T, B); each in [0, vocab) */
+    const float *h0, *c0;   /* (L, B, H) initial state, or NULL for zeros */
+    float *y;               /* output, fl_run_output_size() floats (see below) */
+    float *hn, *cn;         /* (L, B, H) final state, or NULL */
+} fl_run_io;
+
+/* Number of floats fl_session_run writes to y: B*T*H (no head), B*T*V (per-step head),
+ * B*C (last-step head). */
+FL_API size_t fl_run_output_size(const fl_model *m, int batch, int seq);
+
+/* Run whole sequences. Does not touch the streaming state. Inputs are checked (token range,
+ * finite features); on error nothing is written to y. */
+FL_API fl_status fl_session_run(fl_session *s, const fl_run_io *io);
+
+/* Streaming: advance streams 0..batch-1 by one time step, keeping (h, c) per stream.
+ * x: (batch, D) features or tokens: (batch) ids. y: (batch, H) top hidden state when the model has
+ * no head, else (batch, head_out) head output for this step. */
+FL_API fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_t *tokens,
+                                 float *y);
+
+/* Zero the streaming state of one stream, or of all streams when stream < 0. */
+FL_API fl_status fl_session_reset(fl_session *s, int stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTLSTM_H */

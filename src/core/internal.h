@@ -1,0 +1,133 @@
+/* Internal definitions shared by the library's modules. Not installed. */
+#ifndef FL_INTERNAL_H
+#define FL_INTERNAL_H
+
+#include "fastlstm/fastlstm.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- errors */
+
+/* Record the detail of an error on this thread and return the status, so callers can write
+ * `return fl_fail(FL_ERR_FORMAT, "%s: bad magic", path);`. */
+fl_status fl_fail(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fl_clear_error(void);
+
+/* Invariant check (never for bad input): prints file:line and aborts. */
+#define FL_ASSERT(cond)                                                                  \
+    do {                                                                                 \
+        if (!(cond)) fl_assert_fail(#cond, __FILE__, __LINE__);                          \
+    } while (0)
+void fl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+/* ---------------------------------------------------------------- memory */
+
+/* All library allocation goes through these; 64-byte aligned. fl_free accepts NULL.
+ * Tests can make allocation fail after n successful calls (fl_alloc_fail_after(-1) disables). */
+void *fl_malloc(size_t bytes);
+void *fl_calloc(size_t count, size_t size); /* zeroed, overflow-checked */
+void fl_free(void *p);
+FL_API void fl_alloc_fail_after(long n);
+
+/* a*b without overflow; false on overflow. */
+static inline bool fl_mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+/* ---------------------------------------------------------------- random */
+
+/* xoshiro256** seeded by splitmix64: deterministic across platforms. */
+typedef struct fl_rng {
+    uint64_t s[4];
+} fl_rng;
+void fl_rng_seed(fl_rng *r, uint64_t seed);
+uint64_t fl_rng_next(fl_rng *r);
+double fl_rng_uniform(fl_rng *r);              /* [0, 1) */
+float fl_rng_uniform_range(fl_rng *r, float lo, float hi);
+double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
+
+/* ---------------------------------------------------------------- model */
+
+#define FL_FORMAT_NAME "fastlstm"
+#define FL_FORMAT_VERSION 1
+
+/* One named tensor inside the model's flat parameter block. */
+typedef struct fl_tensor {
+    char name[48];     /* state_dict name: "lstm.weight_ih_l0", "lstm.weight_ih_l0.U", ... */
+    int ndim;          /* 1 or 2 */
+    int64_t shape[2];
+    size_t offset;     /* in floats, from model->params */
+    size_t count;      /* shape[0] * shape[1] */
+} fl_tensor;
+
+/* One weight matrix W (rows x cols), applied as y = W x. For the LSTM gate matrices,
+ * rows = 4H with the gates stacked i, f, g, o. */
+typedef struct fl_mat {
+    fl_method method;
+    int rows, cols, rank;
+    float *w;           /* dense: w (rows, cols) */
+    float *u, *v;       /* svd:   u (rows, rank), v (rank, cols); W = U V */
+    float *a, *b, *c;   /* cp:    a (4, rank), b (rows/4, rank), c (cols, rank);
+                           W[g*H + i, j] = sum_r a[g,r] b[i,r] c[j,r] */
+    double rel_error;   /* recorded at decomposition; 0 for dense; < 0 unknown */
+} fl_mat;
+
+typedef struct fl_layer {
+    int in, hidden;
+    fl_mat wih;         /* (4H, in) */
+    fl_mat whh;         /* (4H, H) */
+    float *b_ih, *b_hh; /* (4H) each, as in PyTorch */
+} fl_layer;
+
+struct fl_model {
+    fl_arch arch;
+    float *embed;       /* (vocab, input) or NULL */
+    fl_layer *layer;    /* [layers] */
+    fl_mat head;        /* (head_out, hidden); unused when arch.head == FL_HEAD_NONE */
+    float *head_b;      /* (head_out) or NULL */
+    float *params;      /* one 64-byte aligned block holding every tensor */
+    size_t n_params;
+    fl_tensor *tensors; /* [n_tensors], in file order */
+    size_t n_tensors;
+    char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
+};
+
+/* Validate an architecture (positive sizes, head consistent). */
+fl_status fl_arch_check(const fl_arch *a);
+
+/* Spec of matrix i of a model (method, rank). */
+fl_mat_spec fl_model_mat_spec(const fl_model *m, size_t i);
+
+/* Pointer to matrix i (numbered as in the public header). */
+fl_mat *fl_model_mat(fl_model *m, size_t i);
+const fl_mat *fl_model_mat_const(const fl_model *m, size_t i);
+
+/* Find a tensor by name; NULL if absent. */
+const fl_tensor *fl_model_find_tensor(const fl_model *m, const char *name);
+
+/* Parameters and flops of one matrix applied to one vector. */
+size_t fl_mat_params(const fl_mat *w);
+size_t fl_mat_flops(const fl_mat *w);
+
+/* Reconstruct the dense matrix of w into out (rows, cols). */
+void fl_mat_to_dense(const fl_mat *w, float *out);
+
+/* ---------------------------------------------------------------- compute */
+
+/* C (M, N) = alpha * op(A) op(B) + beta * C, row-major, through CBLAS. The one GEMM entry point. */
+void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Floats of scratch fl_mat_apply needs for n input rows. */
+size_t fl_mat_apply_workspace(const fl_mat *w, int n);
+
+/* Y (n, rows) = X (n, cols) W^T + beta Y, for any storage method. ws: fl_mat_apply_workspace()
+ * floats, may be NULL when that is 0. */
+void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, float *y, int ldy,
+                  float *ws);
+
+#endif

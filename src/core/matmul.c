@@ -1,0 +1,82 @@
+/* The one GEMM wrapper, and applying a weight matrix in any storage method. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <string.h>
+
+void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* BLAS leaves C untouched for K = 0 only when beta == 1; be explicit. */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+size_t fl_mat_apply_workspace(const fl_mat *w, int n) {
+    switch (w->method) {
+    case FL_METHOD_DENSE: return 0;
+    case FL_METHOD_SVD: return (size_t)n * w->rank;
+    case FL_METHOD_CP: return (size_t)5 * n * w->rank; /* z (n, R) and z scaled per gate (n, 4, R) */
+    }
+    return 0;
+}
+
+void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, float *y, int ldy,
+                  float *ws) {
+    if (n <= 0) return;
+    const int R = w->rank;
+    switch (w->method) {
+    case FL_METHOD_DENSE:
+        // y (n, rows) = x (n, cols) W^T
+        fl_gemm(false, true, n, w->rows, w->cols, 1.0f, x, ldx, w->w, w->cols, beta, y, ldy);
+        return;
+    case FL_METHOD_SVD:
+        // t (n, R) = x V^T;  y (n, rows) = t U^T
+        fl_gemm(false, true, n, R, w->cols, 1.0f, x, ldx, w->v, w->cols, 0.0f, ws, R);
+        fl_gemm(false, true, n, w->rows, R, 1.0f, ws, R, w->u, R, beta, y, ldy);
+        return;
+    case FL_METHOD_CP: {
+        const int H = w->rows / 4;
+        float *z = ws;                   // z (n, R) = x C
+        float *zs = ws + (size_t)n * R;  // zs (n, 4, R): z scaled by a[g, :]
+        fl_gemm(false, false, n, R, w->cols, 1.0f, x, ldx, w->c, R, 0.0f, z, R);
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < 4; g++)
+                for (int r = 0; r < R; r++)
+                    zs[((size_t)i * 4 + g) * R + r] = z[(size_t)i * R + r] * w->a[g * R + r];
+        // y[i, g*H + h] = sum_r zs[i, g, r] b[h, r]
+        if (ldy == 4 * H) {
+            fl_gemm(false, true, 4 * n, H, R, 1.0f, zs, R, w->b, R, beta, y, H);
+        } else {
+            for (int i = 0; i < n; i++)
+                fl_gemm(false, true, 4, H, R, 1.0f, zs + (size_t)i * 4 * R, R, w->b, R, beta,
+                        y + (size_t)i * ldy, H);
+        }
+        return;
+    }
+    }
+}
+
+void fl_mat_to_dense(const fl_mat *w, float *out) {
+    const int m = w->rows, n = w->cols, R = w->rank;
+    switch (w->method) {
+    case FL_METHOD_DENSE: memcpy(out, w->w, (size_t)m * n * sizeof(float)); return;
+    case FL_METHOD_SVD: fl_gemm(false, false, m, n, R, 1.0f, w->u, R, w->v, n, 0.0f, out, n); return;
+    case FL_METHOD_CP: {
+        const int H = m / 4;
+        for (int g = 0; g < 4; g++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < n; j++) {
+                    double s = 0;
+                    for (int r = 0; r < R; r++)
+                        s += (double)w->a[g * R + r] * w->b[(size_t)i * R + r] * w->c[(size_t)j * R + r];
+                    out[((size_t)g * H + i) * n + j] = (float)s;
+                }
+        return;
+    }
+    }
+}

@@ -1,0 +1,381 @@
+/* Model: architecture, parameter layout in one flat block, initialisation, description. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+fl_status fl_arch_check(const fl_arch *a) {
+    if (!a) return fl_fail(FL_ERR_ARG, "architecture is NULL");
+    if (a->vocab < 0) return fl_fail(FL_ERR_ARG, "vocab must be >= 0, got %d", a->vocab);
+    if (a->input <= 0) return fl_fail(FL_ERR_ARG, "input size must be > 0, got %d", a->input);
+    if (a->hidden <= 0) return fl_fail(FL_ERR_ARG, "hidden size must be > 0, got %d", a->hidden);
+    if (a->layers <= 0) return fl_fail(FL_ERR_ARG, "layers must be > 0, got %d", a->layers);
+    /* Keep every count comfortably inside int arithmetic (4H * n, vocab * input). */
+    const int64_t lim = (int64_t)1 << 30;
+    if ((int64_t)4 * a->hidden * ((a->input > a->hidden) ? a->input : a->hidden) >= lim ||
+        (int64_t)a->vocab * a->input >= lim || a->layers > 1024)
+        return fl_fail(FL_ERR_ARG, "architecture too large");
+    switch (a->head) {
+    case FL_HEAD_NONE:
+        if (a->head_out != 0) return fl_fail(FL_ERR_ARG, "head_out must be 0 without a head");
+        break;
+    case FL_HEAD_PER_STEP:
+    case FL_HEAD_LAST_STEP:
+        if (a->head_out <= 0) return fl_fail(FL_ERR_ARG, "head output size must be > 0");
+        if ((int64_t)a->head_out * a->hidden >= lim) return fl_fail(FL_ERR_ARG, "head too large");
+        break;
+    default: return fl_fail(FL_ERR_ARG, "unknown head kind %d", (int)a->head);
+    }
+    return FL_OK;
+}
+
+size_t fl_model_num_matrices(const fl_model *m) {
+    return (size_t)(2 * m->arch.layers) + (m->arch.head != FL_HEAD_NONE ? 1 : 0);
+}
+
+fl_mat *fl_model_mat(fl_model *m, size_t i) {
+    size_t L = (size_t)m->arch.layers;
+    if (i < 2 * L) return (i % 2 == 0) ? &m->layer[i / 2].wih : &m->layer[i / 2].whh;
+    FL_ASSERT(i == 2 * L && m->arch.head != FL_HEAD_NONE);
+    return &m->head;
+}
+
+const fl_mat *fl_model_mat_const(const fl_model *m, size_t i) {
+    return fl_model_mat((fl_model *)m, i);
+}
+
+fl_mat_spec fl_model_mat_spec(const fl_model *m, size_t i) {
+    const fl_mat *w = fl_model_mat_const(m, i);
+    return (fl_mat_spec){w->method, w->method == FL_METHOD_DENSE ? 0 : w->rank};
+}
+
+const fl_arch *fl_model_arch(const fl_model *m) { return &m->arch; }
+
+/* ------------------------------------------------------------ layout */
+
+/* Collects tensors (name, shape) and assigns offsets, each aligned to 16 floats (64 bytes). */
+typedef struct layout {
+    fl_tensor *t;
+    size_t n, cap;
+    size_t total; /* floats, including alignment padding */
+    fl_status err;
+} layout;
+
+static void add_tensor(layout *L, const char *name, int ndim, int64_t d0, int64_t d1) {
+    if (L->err) return;
+    if (L->n == L->cap) {
+        size_t cap = L->cap ? 2 * L->cap : 16;
+        fl_tensor *t = fl_calloc(cap, sizeof *t);
+        if (!t) {
+            L->err = fl_fail(FL_ERR_NOMEM, "out of memory building the model layout");
+            return;
+        }
+        if (L->t) memcpy(t, L->t, L->n * sizeof *t);
+        fl_free(L->t);
+        L->t = t;
+        L->cap = cap;
+    }
+    fl_tensor *t = &L->t[L->n++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim == 2 ? d1 : 1;
+    t->count = (size_t)d0 * (size_t)t->shape[1];
+    t->offset = L->total;
+    L->total += (t->count + 15) & ~(size_t)15;
+}
+
+static fl_status check_spec(const fl_mat_spec *s, int rows, int cols, bool gate, const char *name) {
+    switch (s->method) {
+    case FL_METHOD_DENSE: return FL_OK;
+    case FL_METHOD_SVD: {
+        int maxr = rows < cols ? rows : cols;
+        if (s->rank < 1 || s->rank > maxr)
+            return fl_fail(FL_ERR_ARG, "%s: SVD rank %d outside [1, %d] for a %dx%d matrix", name,
+                           s->rank, maxr, rows, cols);
+        return FL_OK;
+    }
+    case FL_METHOD_CP:
+        if (!gate) return fl_fail(FL_ERR_ARG, "%s: CP applies only to LSTM gate matrices", name);
+        if (s->rank < 1 || s->rank > 65536)
+            return fl_fail(FL_ERR_ARG, "%s: CP rank %d must be in [1, 65536]", name, s->rank);
+        return FL_OK;
+    }
+    return fl_fail(FL_ERR_ARG, "%s: unknown method %d", name, (int)s->method);
+}
+
+static void add_mat(layout *L, fl_mat *w, const fl_mat_spec *s, const char *base, int rows, int cols) {
+    char name[64];
+    w->method = s->method;
+    w->rows = rows;
+    w->cols = cols;
+    w->rank = s->method == FL_METHOD_DENSE ? 0 : s->rank;
+    w->rel_error = 0;
+    switch (s->method) {
+    case FL_METHOD_DENSE: add_tensor(L, base, 2, rows, cols); break;
+    case FL_METHOD_SVD:
+        snprintf(name, sizeof name, "%s.U", base);
+        add_tensor(L, name, 2, rows, s->rank);
+        snprintf(name, sizeof name, "%s.V", base);
+        add_tensor(L, name, 2, s->rank, cols);
+        break;
+    case FL_METHOD_CP:
+        snprintf(name, sizeof name, "%s.A", base);
+        add_tensor(L, name, 2, 4, s->rank);
+        snprintf(name, sizeof name, "%s.B", base);
+        add_tensor(L, name, 2, rows / 4, s->rank);
+        snprintf(name, sizeof name, "%s.C", base);
+        add_tensor(L, name, 2, cols, s->rank);
+        break;
+    }
+}
+
+/* Point w's factor pointers into the block, using tensors starting at index *k. */
+static void bind_mat(fl_model *m, fl_mat *w, size_t *k) {
+    float *p = m->params;
+    switch (w->method) {
+    case FL_METHOD_DENSE: w->w = p + m->tensors[(*k)++].offset; break;
+    case FL_METHOD_SVD:
+        w->u = p + m->tensors[(*k)++].offset;
+        w->v = p + m->tensors[(*k)++].offset;
+        break;
+    case FL_METHOD_CP:
+        w->a = p + m->tensors[(*k)++].offset;
+        w->b = p + m->tensors[(*k)++].offset;
+        w->c = p + m->tensors[(*k)++].offset;
+        break;
+    }
+}
+
+fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_model **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "out is NULL");
+    *out = NULL;
+    fl_status st = fl_arch_check(arch);
+    if (st) return st;
+    fl_model *m = fl_calloc(1, sizeof *m);
+    if (!m) return fl_fail(FL_ERR_NOMEM, "out of memory creating a model");
+    m->arch = *arch;
+    m->layer = fl_calloc((size_t)arch->layers, sizeof *m->layer);
+    if (!m->layer) {
+        fl_model_free(m);
+        return fl_fail(FL_ERR_NOMEM, "out of memory creating a model");
+    }
+    size_t nmat = fl_model_num_matrices(m);
+    const fl_mat_spec dense = {FL_METHOD_DENSE, 0};
+    char name[64];
+    for (size_t i = 0; i < nmat; i++) {
+        const fl_mat_spec *s = specs ? &specs[i] : &dense;
+        int l = (int)(i / 2);
+        bool head = i == (size_t)(2 * arch->layers);
+        int rows = head ? arch->head_out : 4 * arch->hidden;
+        int cols = head ? arch->hidden : (i % 2 == 0 ? (l == 0 ? arch->input : arch->hidden) : arch->hidden);
+        if (head) snprintf(name, sizeof name, "head.weight");
+        else snprintf(name, sizeof name, "lstm.weight_%s_l%d", i % 2 == 0 ? "ih" : "hh", l);
+        if ((st = check_spec(s, rows, cols, !head, name))) {
+            fl_model_free(m);
+            return st;
+        }
+    }
+
+    layout L = {0};
+    if (arch->vocab > 0) add_tensor(&L, "embedding.weight", 2, arch->vocab, arch->input);
+    for (int l = 0; l < arch->layers; l++) {
+        fl_layer *ly = &m->layer[l];
+        ly->in = l == 0 ? arch->input : arch->hidden;
+        ly->hidden = arch->hidden;
+        int H4 = 4 * arch->hidden;
+        snprintf(name, sizeof name, "lstm.weight_ih_l%d", l);
+        add_mat(&L, &ly->wih, specs ? &specs[2 * l] : &dense, name, H4, ly->in);
+        snprintf(name, sizeof name, "lstm.weight_hh_l%d", l);
+        add_mat(&L, &ly->whh, specs ? &specs[2 * l + 1] : &dense, name, H4, arch->hidden);
+        snprintf(name, sizeof name, "lstm.bias_ih_l%d", l);
+        add_tensor(&L, name, 1, H4, 1);
+        snprintf(name, sizeof name, "lstm.bias_hh_l%d", l);
+        add_tensor(&L, name, 1, H4, 1);
+    }
+    if (arch->head != FL_HEAD_NONE) {
+        add_mat(&L, &m->head, specs ? &specs[2 * arch->layers] : &dense, "head.weight",
+                arch->head_out, arch->hidden);
+        add_tensor(&L, "head.bias", 1, arch->head_out, 1);
+    }
+    if (L.err) {
+        fl_free(L.t);
+        fl_model_free(m);
+        return L.err;
+    }
+    m->tensors = L.t;
+    m->n_tensors = L.n;
+    m->n_params = L.total;
+    m->params = fl_calloc(L.total, sizeof(float));
+    if (!m->params) {
+        fl_model_free(m);
+        return fl_fail(FL_ERR_NOMEM, "out of memory allocating %zu parameters", L.total);
+    }
+    size_t k = 0;
+    if (arch->vocab > 0) m->embed = m->params + m->tensors[k++].offset;
+    for (int l = 0; l < arch->layers; l++) {
+        fl_layer *ly = &m->layer[l];
+        bind_mat(m, &ly->wih, &k);
+        bind_mat(m, &ly->whh, &k);
+        ly->b_ih = m->params + m->tensors[k++].offset;
+        ly->b_hh = m->params + m->tensors[k++].offset;
+    }
+    if (arch->head != FL_HEAD_NONE) {
+        bind_mat(m, &m->head, &k);
+        m->head_b = m->params + m->tensors[k++].offset;
+    }
+    FL_ASSERT(k == m->n_tensors);
+    *out = m;
+    return FL_OK;
+}
+
+void fl_model_free(fl_model *m) {
+    if (!m) return;
+    fl_free(m->params);
+    fl_free(m->tensors);
+    fl_free(m->layer);
+    fl_free(m->tokenizer);
+    fl_free(m);
+}
+
+fl_status fl_model_clone(const fl_model *m, fl_model **out) {
+    if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_clone");
+    *out = NULL;
+    size_t nmat = fl_model_num_matrices(m);
+    fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
+    if (!specs) return fl_fail(FL_ERR_NOMEM, "out of memory cloning a model");
+    for (size_t i = 0; i < nmat; i++) specs[i] = fl_model_mat_spec(m, i);
+    fl_model *c;
+    fl_status st = fl_model_create(&m->arch, specs, &c);
+    fl_free(specs);
+    if (st) return st;
+    memcpy(c->params, m->params, m->n_params * sizeof(float));
+    for (size_t i = 0; i < nmat; i++) fl_model_mat(c, i)->rel_error = fl_model_mat_const(m, i)->rel_error;
+    if (m->tokenizer) {
+        size_t n = strlen(m->tokenizer) + 1;
+        c->tokenizer = fl_malloc(n);
+        if (!c->tokenizer) {
+            fl_model_free(c);
+            return fl_fail(FL_ERR_NOMEM, "out of memory cloning a model");
+        }
+        memcpy(c->tokenizer, m->tokenizer, n);
+    }
+    *out = c;
+    return FL_OK;
+}
+
+const fl_tensor *fl_model_find_tensor(const fl_model *m, const char *name) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ init */
+
+static void fill_uniform(fl_rng *r, float *p, size_t n, float bound) {
+    for (size_t i = 0; i < n; i++) p[i] = fl_rng_uniform_range(r, -bound, bound);
+}
+
+/* Fill matrix w so that its (reconstructed) entries have the variance of U(-k, k). */
+static void init_mat(fl_rng *r, fl_mat *w, float k) {
+    size_t R = (size_t)w->rank;
+    switch (w->method) {
+    case FL_METHOD_DENSE: fill_uniform(r, w->w, (size_t)w->rows * w->cols, k); break;
+    case FL_METHOD_SVD: {
+        /* var(W) = R var(u) var(v) = k^2/3  ->  var(u) = var(v) = k / sqrt(3R). */
+        float s = sqrtf(3.0f * k / sqrtf(3.0f * (float)R));
+        fill_uniform(r, w->u, (size_t)w->rows * R, s);
+        fill_uniform(r, w->v, R * (size_t)w->cols, s);
+        break;
+    }
+    case FL_METHOD_CP: {
+        /* var(W) = R var(a) var(b) var(c) = k^2/3  ->  each var = (k^2 / (3R))^(1/3). */
+        float s = sqrtf(3.0f * cbrtf(k * k / (3.0f * (float)R)));
+        fill_uniform(r, w->a, 4 * R, s);
+        fill_uniform(r, w->b, (size_t)(w->rows / 4) * R, s);
+        fill_uniform(r, w->c, (size_t)w->cols * R, s);
+        break;
+    }
+    }
+}
+
+fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
+    if (!m) return fl_fail(FL_ERR_ARG, "model is NULL");
+    fl_rng r;
+    fl_rng_seed(&r, seed);
+    const fl_arch *a = &m->arch;
+    if (m->embed)
+        for (size_t i = 0; i < (size_t)a->vocab * a->input; i++) m->embed[i] = (float)fl_rng_normal(&r);
+    float k = 1.0f / sqrtf((float)a->hidden);
+    for (int l = 0; l < a->layers; l++) {
+        fl_layer *ly = &m->layer[l];
+        init_mat(&r, &ly->wih, k);
+        init_mat(&r, &ly->whh, k);
+        fill_uniform(&r, ly->b_ih, 4 * (size_t)a->hidden, k);
+        fill_uniform(&r, ly->b_hh, 4 * (size_t)a->hidden, k);
+    }
+    if (a->head != FL_HEAD_NONE) {
+        init_mat(&r, &m->head, k);
+        fill_uniform(&r, m->head_b, (size_t)a->head_out, k);
+    }
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------ description */
+
+size_t fl_mat_params(const fl_mat *w) {
+    size_t R = (size_t)w->rank, m = (size_t)w->rows, n = (size_t)w->cols;
+    switch (w->method) {
+    case FL_METHOD_DENSE: return m * n;
+    case FL_METHOD_SVD: return R * (m + n);
+    case FL_METHOD_CP: return R * (4 + m / 4 + n);
+    }
+    return 0;
+}
+
+size_t fl_mat_flops(const fl_mat *w) {
+    size_t R = (size_t)w->rank, m = (size_t)w->rows, n = (size_t)w->cols;
+    switch (w->method) {
+    case FL_METHOD_DENSE: return 2 * m * n;
+    case FL_METHOD_SVD: return 2 * R * (m + n);
+    case FL_METHOD_CP: return 2 * n * R + 4 * R + 2 * m * R; /* z = C^T x; A o z; B (A o z), 4 gates */
+    }
+    return 0;
+}
+
+fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out) {
+    if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_matrix_info");
+    if (i >= fl_model_num_matrices(m))
+        return fl_fail(FL_ERR_ARG, "matrix index %zu out of range (model has %zu)", i,
+                       fl_model_num_matrices(m));
+    const fl_mat *w = fl_model_mat_const(m, i);
+    memset(out, 0, sizeof *out);
+    if (i == (size_t)(2 * m->arch.layers)) snprintf(out->name, sizeof out->name, "head.weight");
+    else snprintf(out->name, sizeof out->name, "lstm.weight_%s_l%zu", i % 2 == 0 ? "ih" : "hh", i / 2);
+    out->method = w->method;
+    out->rows = w->rows;
+    out->cols = w->cols;
+    out->rank = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+    out->params = fl_mat_params(w);
+    out->flops = fl_mat_flops(w);
+    out->rel_error = w->rel_error;
+    return FL_OK;
+}
+
+size_t fl_model_num_params(const fl_model *m) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) n += m->tensors[i].count;
+    return n;
+}
+
+size_t fl_model_flops_per_step(const fl_model *m) {
+    size_t f = 0;
+    const fl_arch *a = &m->arch;
+    for (int l = 0; l < a->layers; l++) {
+        f += fl_mat_flops(&m->layer[l].wih) + fl_mat_flops(&m->layer[l].whh);
+        f += 10 * 4 * (size_t)a->hidden; /* biases, gate nonlinearities, cell update: ~10 flop/unit/gate */
+    }
+    if (a->head == FL_HEAD_PER_STEP) f += fl_mat_flops(&m->head) + (size_t)a->head_out;
+    return f;
+}
