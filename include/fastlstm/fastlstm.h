@@ -133,6 +133,33 @@ FL_API size_t fl_model_num_params(const fl_model *m);
  * input projections, plus the head if it is applied per step. */
 FL_API size_t fl_model_flops_per_step(const fl_model *m);
 
+/* ---------------------------------------------------------------- decomposition */
+
+/* How to decompose a model. Each weight matrix gets a target: its entry in `specs` if given,
+ * else `method` for the LSTM gate matrices (and SVD for the head when include_head). A target's
+ * rank is its explicit rank if > 0, else the smallest rank with relative Frobenius error <= tol
+ * (if tol > 0), else the largest rank that keeps the matrix within `budget` x its dense
+ * parameters (if budget > 0). Biases and the embedding stay dense. */
+typedef struct fl_decomp_opts {
+    fl_method method;          /* default for LSTM matrices; FL_METHOD_DENSE keeps them dense */
+    int rank;                  /* explicit rank for every decomposed matrix, or 0 */
+    double tol;                /* relative Frobenius error target, or 0 */
+    double budget;             /* fraction of dense parameters per matrix in (0, 1], or 0 */
+    int include_head;          /* also SVD-decompose the head */
+    const fl_mat_spec *specs;  /* optional: fl_model_num_matrices() per-matrix targets; a spec with
+                                  method != DENSE and rank 0 takes its rank from tol / budget */
+    int cp_max_iter;           /* CP-ALS iteration cap (default 200) */
+    double cp_tol;             /* CP-ALS stop when the fit improves less than this (default 1e-7) */
+    uint64_t seed;             /* CP-ALS seed */
+} fl_decomp_opts;
+
+FL_API fl_decomp_opts fl_decomp_opts_default(void);
+
+/* Decompose m (dense or partly decomposed; decomposed matrices are reconstructed first) into a
+ * new model. Each matrix's relative reconstruction error is recorded (fl_matrix_info.rel_error).
+ * The caller owns *out. */
+FL_API fl_status fl_model_decompose(const fl_model *m, const fl_decomp_opts *opts, fl_model **out);
+
 /* ---------------------------------------------------------------- inference */
 
 typedef struct fl_session fl_session;

@@ -1,0 +1,24 @@
+/* The recurrent half of an LSTM layer step: gates = gx + W_hh h_prev, then the cell update.
+ * This is the per-time-step hot path; session.c calls it and never touches W_hh directly, so the
+ * kernels behind it (packing, fusion, threading) can change freely. */
+#ifndef FL_RECURRENT_H
+#define FL_RECURRENT_H
+
+#include "internal.h"
+
+typedef struct fl_rec fl_rec;
+
+/* Prepare layer ly's recurrent product for batches up to max_batch (may copy W_hh into a packed
+ * layout; keeps a pointer to ly, which must outlive the fl_rec). */
+fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out);
+void fl_rec_free(fl_rec *r);
+fl_status fl_rec_set_threads(fl_rec *r, int threads);
+
+/* One time step for B <= max_batch rows:
+ *   gx: (B, 4H) input projection of this step with both biases added, row stride ldgx (read only)
+ *   h_prev: (B, H), row stride ldhp; c: (B, H) contiguous, updated in place
+ *   h_out: (B, H), row stride ldho (must not alias h_prev) */
+void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
+                 float *h_out, int ldho);
+
+#endif
