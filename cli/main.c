@@ -1,4 +1,49 @@
-/* fastlstm command-line tool: placeholder entry until the subcommands land. */
-#include "fastlstm/fastlstm.h"
+/* fastlstm: command-line entry; dispatches to cli/cmd_<name>.c. */
+#include "cli.h"
+
 #include <stdio.h>
-int main(int argc, char **argv) { printf("fastlstm %s\n", fl_version()); return 0; }
+#include <string.h>
+
+static int cmd_version(int argc, char **argv) {
+    printf("fastlstm %s\n", fl_version());
+    return CLI_OK;
+}
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+/* One entry per subcommand; add yours here. */
+static const command commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "fastlstm %s — fast LSTM inference and training with low-rank weights\n\n"
+               "usage: fastlstm <command> [options]   (fastlstm <command> --help for details)\n\ncommands:\n",
+            fl_version());
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("fastlstm %s\n", fl_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "fastlstm: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}

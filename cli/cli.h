@@ -1,0 +1,34 @@
+/* Shared pieces of the fastlstm command-line tool. Each subcommand lives in cli/cmd_<name>.c as
+ * `int cmd_<name>(int argc, char **argv)` (argv[0] is the subcommand name), returns the process exit
+ * code, prints its own --help, and reports errors as "fastlstm <cmd>: <detail>" on stderr. */
+#ifndef FL_CLI_H
+#define FL_CLI_H
+
+#include "fastlstm/fastlstm.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit codes. */
+enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
+
+/* Print "fastlstm <cmd>: <status name>: <fl_last_error()>" and return CLI_ERR. */
+int cli_fail_status(const char *cmd, fl_status st);
+/* Print "fastlstm <cmd>: <message>" and return code. */
+int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Strict number parsing: the whole string must be a number in [lo, hi]. On failure prints
+ * "fastlstm <cmd>: <flag> expects ..." and returns false. */
+bool cli_parse_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+bool cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+
+/* For option loops: if argv[*i] equals flag, consume its value into *val (error if missing). Returns
+ * 1 matched, 0 not this flag, -1 error (already printed). */
+int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, const char **val);
+
+int cmd_init(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
