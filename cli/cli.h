@@ -7,6 +7,7 @@
 #include "fastlstm/fastlstm.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Exit codes. */
@@ -30,5 +31,22 @@ int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_decompose(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+/* Shared by train and finetune (cli/cmd_train.c). */
+int cli_train_main(const char *cmd, int argc, char **argv, bool finetune);
+/* Shared by plan and compress (cli/cmd_plan.c): compress also writes the planned model (-o). */
+int cli_plan_main(const char *cmd, int argc, char **argv, bool compress);
+/* Machine profile helpers (cli/cmd_profile.c): load the saved profile at path (NULL: default path)
+ * or measure and save it (refresh: always measure); print it; or describe it as JSON (cJSON *). */
+struct fl_profile;
+int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet, struct fl_profile *out);
+void cli_profile_print(FILE *f, const struct fl_profile *p, bool detail);
+struct cJSON *cli_profile_json(const struct fl_profile *p);
 
 #endif

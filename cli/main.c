@@ -18,6 +18,17 @@ typedef struct command {
 /* One entry per subcommand; add yours here. */
 static const command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"init", cmd_init, "create a randomly initialised model file"},
+    {"info", cmd_info, "describe a model file (architecture, matrices, params, flops)"},
+    {"run", cmd_run, "run a model over sequences from .npy, write outputs as .npy"},
+    {"bench", cmd_bench, "time inference on random inputs (latency, tokens/s)"},
+    {"decompose", cmd_decompose, "replace LSTM weight matrices by SVD or CP factors"},
+    {"profile", cmd_profile, "measure or show this machine's cache, bandwidth and flop profile"},
+    {"plan", cmd_plan, "choose method and rank per matrix for this machine and an accuracy budget"},
+    {"compress", cmd_compress, "plan, then write the decomposed model"},
+    {"train", cmd_train, "train a classifier or language model (BPTT; dense, SVD or CP)"},
+    {"finetune", cmd_finetune, "continue training a saved (e.g. decomposed) model"},
+    {"eval", cmd_eval, "loss and accuracy / perplexity of a model on a data set"},
 };
 
 static void usage(FILE *f) {

@@ -153,11 +153,22 @@ typedef struct fl_decomp_opts {
     uint64_t seed;             /* CP-ALS seed */
 } fl_decomp_opts;
 
+/* method SVD, rank/tol/budget 0 (the caller must set one, or give ranks in specs), no head,
+ * specs NULL, cp_max_iter 200, cp_tol 1e-7, seed 0. */
 FL_API fl_decomp_opts fl_decomp_opts_default(void);
 
 /* Decompose m (dense or partly decomposed; decomposed matrices are reconstructed first) into a
- * new model. Each matrix's relative reconstruction error is recorded (fl_matrix_info.rel_error).
- * The caller owns *out. */
+ * new model. SVD: truncated SVD in double (LAPACK dgesdd) with sqrt(s) folded into each factor;
+ * the tol rank is exact (singular-value tail). CP: alternating least squares on the 4 x H x n
+ * tensor (seeded; deterministic); a tol rank is searched by doubling then bisection over ALS runs
+ * (slow for large matrices). The head takes SVD only. A matrix whose target equals its current
+ * storage (same method and rank) is copied unchanged, with its recorded error. Otherwise its
+ * fl_matrix_info.rel_error is recorded as ||W - W~||_F / ||W||_F, W the matrix of m, W~ the
+ * product of the stored float factors. Embedding, biases and tokenizer are copied.
+ * Errors: FL_ERR_ARG (bad options, no rank/tol/budget for a decomposed target, SVD rank above
+ * min(rows, cols), CP on the head, an all-zero matrix), FL_ERR_NUMERIC (LAPACK failure, or a CP
+ * tol not reachable within the dense parameter count), FL_ERR_NOMEM; fl_last_error() names the
+ * matrix. On error *out is NULL. The caller owns *out. */
 FL_API fl_status fl_model_decompose(const fl_model *m, const fl_decomp_opts *opts, fl_model **out);
 
 /* ---------------------------------------------------------------- inference */
@@ -193,7 +204,7 @@ typedef struct fl_run_io {
     const int32_t *tokens;  /* token ids, (B, T) or (T, B); each in [0, vocab) */
     const float *h0, *c0;   /* (L, B, H) initial state, or NULL for zeros */
     float *y;               /* output, fl_run_output_size() floats (see below) */
-    float *hn, *cn;         /* (L, B, H) final state, or NULL */
+    float *hn, *cn;         /* (L, B, H) final state, or NULL; hn may be h0 and cn may be c0 */
 } fl_run_io;
 
 /* Number of floats fl_session_run writes to y: B*T*H (no head), B*T*V (per-step head),

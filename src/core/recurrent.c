@@ -1,55 +1,386 @@
-/* Recurrent step: generic path through fl_mat_apply and the dispatched cell kernel. */
+/* Recurrent step: gates = gx + W_hh h_prev, then the cell update, fused per block of hidden units.
+ *
+ * fl_rec_create packs W_hh once (layouts in kernels/rec_kernels.h) so that each step streams every
+ * weight exactly once, with a block's four gate rows side by side: the gate sums of a block never
+ * leave registers before the cell update. Per storage method, per step and batch row:
+ *   dense  gates = gx + W h                    (W packed as a gate panel, K = H)
+ *   SVD    t = V h (R);  gates = gx + U t      (V^T as (H, Rp), U as a gate panel, K = R)
+ *   CP     z = C^T h (R); zs[g] = a[g] * z;  gates[g] = gx[g] + B zs[g]   (C as (H, Rp), B panel)
+ * The rank-R intermediates are a few KB: they live in a per-thread scratch in L1.
+ *
+ * Threads split the hidden blocks. Workers are persistent: they spin on a generation counter for a
+ * while after each step (so back-to-back steps cost no system call), then sleep on a condition
+ * variable. Each thread computes its own copy of t / zs (V and C are small next to U or W), so a step
+ * needs no barrier inside it; the caller waits for all workers at the end. */
 #include "recurrent.h"
 
-#include "kernels/kernels.h"
+#include "kernels/rec_kernels.h"
+#include "recurrent_levels.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
+
+enum {
+    SPIN_WORKER = 1 << 16, /* pause iterations a worker spins before sleeping (~1 ms) */
+    SPIN_YIELD = 1 << 12,  /* pause iterations the caller spins before yielding its core */
+    MIN_BLOCKS_PER_THREAD = 2,
+    CHUNKS_PER_THREAD = 4,
+    MIN_PARALLEL_BYTES = 96 * 1024,
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+struct fl_rec;
+
+typedef struct worker {
+    struct fl_rec *r;
+    int id;
+    unsigned gen0; /* generation when started: jobs after it are this worker's */
+    pthread_t tid;
+} worker;
+
+/* The arguments of the step in flight; written by the caller before it publishes a ticket. */
+typedef struct job {
+    int B;
+    const float *gx;
+    int ldgx;
+    const float *hp;
+    int ldhp;
+    float *c, *ho;
+    int ldho;
+} job;
+
+/* The ticket: one 64-bit word, so that a claim sees its job's generation, chunk count and chunk
+ * index together. gen (bits 44-63) | nchunks (32-43) | next chunk (0-31). */
+#define TICKET(gen, n) (((uint64_t)(gen) << 44) | ((uint64_t)(n) << 32))
+#define TICKET_GEN(t) ((unsigned)((t) >> 44))
+#define TICKET_N(t) ((unsigned)(((t) >> 32) & 0xFFFu))
+#define TICKET_IDX(t) ((uint32_t)(t))
+#define MAX_CHUNKS 0xFFF
 
 struct fl_rec {
     const fl_layer *ly;
-    int max_batch, threads;
-    float *gates; /* (max_batch, 4H) */
-    float *ws;    /* fl_mat_apply workspace */
-    const fl_kernels *k;
+    const fl_rec_kernels *k;
+    fl_method method;
+    int H, R, Rp, nblk, max_batch, threads;
+    float *pw;       /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
+    float *pm;       /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
+    float *a;        /* CP: a (4, R) */
+    float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
+    size_t scratch_per_thread;
+    size_t bytes_per_row; /* weight bytes one batch row streams per step */
+
+    /* Worker pool: threads - 1 workers; thread 0 is the caller. A step is cut into chunks of hidden
+     * blocks that the caller and the workers claim from the ticket, so a worker that the OS has not
+     * scheduled (the machine is shared) delays nothing: the caller takes its chunks. */
+    worker *workers;
+    int nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_ready;
+    _Atomic uint64_t ticket;
+    _Atomic int done, sleepers, quit;
+    job jb;
 };
 
-fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out) {
-    *out = NULL;
-    fl_rec *r = fl_calloc(1, sizeof *r);
-    if (!r) return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
-    r->ly = ly;
-    r->max_batch = max_batch;
-    r->threads = threads;
-    r->k = fl_kernels_get();
-    r->gates = fl_calloc((size_t)max_batch * 4 * ly->hidden, sizeof(float));
-    size_t wsn = fl_mat_apply_workspace(&ly->whh, max_batch);
-    r->ws = wsn ? fl_calloc(wsn, sizeof(float)) : NULL;
-    if (!r->gates || (wsn && !r->ws)) {
-        fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
+/* ------------------------------------------------------------ packing */
+
+static void pack_gate_panel(const float *w, int H, int K, int nblk, float *pw) {
+    // w: (4H, K) row-major -> pw (nblk, K, 4, NB), zero past H
+    const int NB = FL_REC_NB;
+    memset(pw, 0, (size_t)nblk * K * 4 * NB * sizeof(float));
+    for (int g = 0; g < 4; g++)
+        for (int j = 0; j < H; j++) {
+            const float *row = w + ((size_t)g * H + j) * K;
+            float *dst = pw + (size_t)(j / NB) * K * 4 * NB + (size_t)g * NB + j % NB;
+            for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = row[k];
+        }
+}
+
+static void pack_cp_panel(const float *b, int H, int R, int nblk, float *pb) {
+    // b: (H, R) -> pb (nblk, R, NB), zero past H
+    const int NB = FL_REC_NB;
+    memset(pb, 0, (size_t)nblk * R * NB * sizeof(float));
+    for (int j = 0; j < H; j++)
+        for (int k = 0; k < R; k++) pb[((size_t)(j / NB) * R + k) * NB + j % NB] = b[(size_t)j * R + k];
+}
+
+/* m (K, Rp) from src, where src[k, r] = src[k * sk + r * sr], zero for r >= R. */
+static void pack_proj(const float *src, size_t sk, size_t sr, int K, int R, int Rp, float *m) {
+    for (int k = 0; k < K; k++)
+        for (int r = 0; r < Rp; r++) m[(size_t)k * Rp + r] = r < R ? src[k * sk + r * sr] : 0.0f;
+}
+
+/* ------------------------------------------------------------ one chunk of a step */
+
+/* Blocks of chunk idx of n. The rank-R intermediate is computed once per participant and job:
+ * *t_gen remembers for which job this participant's scratch holds it. */
+static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen,
+                      const job *j) {
+    const int blk0 = (int)((long)r->nblk * idx / n), blk1 = (int)((long)r->nblk * (idx + 1) / n);
+    if (blk0 >= blk1) return;
+    const int H = r->H, R = r->R, Rp = r->Rp, B = j->B;
+    float *t = r->scratch + (size_t)id * r->scratch_per_thread; // t: (B, Rp)
+    const bool fresh = *t_gen != gen;
+    *t_gen = gen;
+    switch (r->method) {
+    case FL_METHOD_DENSE:
+        r->k->gate_cell(blk0, blk1, H, H, B, r->pw, j->hp, j->ldhp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
+        return;
+    case FL_METHOD_SVD:
+        if (fresh) r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+        r->k->gate_cell(blk0, blk1, H, R, B, r->pw, t, Rp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
+        return;
+    case FL_METHOD_CP: {
+        float *zs = t + (size_t)r->max_batch * Rp; // zs: (B, 4, R) = a[g, :] * z
+        if (fresh) {
+            r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < 4; g++)
+                    for (int q = 0; q < R; q++)
+                        zs[((size_t)b * 4 + g) * R + q] = r->a[(size_t)g * R + q] * t[(size_t)b * Rp + q];
+        }
+        r->k->cp_gate_cell(blk0, blk1, H, R, B, r->pw, zs, j->gx, j->ldgx, j->c, j->ho, j->ldho);
+        return;
     }
-    *out = r;
+    }
+}
+
+/* Claim and run chunks until none is left; returns the generation of the last ticket seen. */
+static unsigned participate(fl_rec *r, int id, unsigned *t_gen) {
+    for (;;) {
+        uint64_t tk = atomic_fetch_add_explicit(&r->ticket, 1, memory_order_acq_rel);
+        if (TICKET_IDX(tk) >= TICKET_N(tk)) return TICKET_GEN(tk);
+        run_chunk(r, id, TICKET_IDX(tk), TICKET_N(tk), TICKET_GEN(tk), t_gen, &r->jb);
+        atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
+    }
+}
+
+/* ------------------------------------------------------------ worker pool */
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    fl_rec *r = w->r;
+    unsigned seen = w->gen0, t_gen = ~0u;
+    for (;;) {
+        int spins = 0;
+        while (TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_WORKER) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&r->mu);
+            atomic_fetch_add(&r->sleepers, 1);
+            while (TICKET_GEN(atomic_load(&r->ticket)) == seen && !atomic_load(&r->quit))
+                pthread_cond_wait(&r->cv, &r->mu);
+            atomic_fetch_sub(&r->sleepers, 1);
+            pthread_mutex_unlock(&r->mu);
+            spins = 0;
+        }
+        if (atomic_load(&r->quit)) return NULL;
+        seen = participate(r, w->id, &t_gen);
+    }
+}
+
+/* Publish a job of n chunks (0: wake-up only) under a new generation. */
+static void publish(fl_rec *r, unsigned n) {
+    unsigned gen = (TICKET_GEN(atomic_load(&r->ticket)) + 1) & 0xFFFFFu;
+    atomic_store_explicit(&r->done, 0, memory_order_relaxed);
+    atomic_store(&r->ticket, TICKET(gen, n)); /* seq_cst: publishes jb; ordered before the sleepers load */
+    if (atomic_load(&r->sleepers) > 0) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void pool_stop(fl_rec *r) {
+    if (r->nworkers == 0) return;
+    atomic_store(&r->quit, 1);
+    publish(r, 0);
+    for (int i = 0; i < r->nworkers; i++) pthread_join(r->workers[i].tid, NULL);
+    r->nworkers = 0;
+    atomic_store(&r->quit, 0);
+}
+
+/* Start n workers (ids 1..n); on failure keeps those that started. */
+static fl_status pool_start(fl_rec *r, int n) {
+    for (int i = 0; i < n; i++) {
+        worker *w = &r->workers[i];
+        w->r = r;
+        w->id = i + 1;
+        w->gen0 = TICKET_GEN(atomic_load(&r->ticket));
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
+            return fl_fail(FL_ERR_NOMEM, "recurrent step: could not start worker thread %d of %d", i + 1, n);
+        r->nworkers = i + 1;
+    }
     return FL_OK;
 }
 
+/* ------------------------------------------------------------ lifetime */
+
 void fl_rec_free(fl_rec *r) {
     if (!r) return;
-    fl_free(r->gates);
-    fl_free(r->ws);
+    pool_stop(r);
+    if (r->sync_ready) {
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+    }
+    fl_free(r->workers);
+    fl_free(r->scratch);
+    fl_free(r->pw);
+    fl_free(r->pm);
+    fl_free(r->a);
     fl_free(r);
 }
 
 fl_status fl_rec_set_threads(fl_rec *r, int threads) {
     if (threads < 1) return fl_fail(FL_ERR_ARG, "threads must be >= 1, got %d", threads);
+    if (threads > 1024) return fl_fail(FL_ERR_ARG, "threads must be <= 1024, got %d", threads);
+    pool_stop(r);
+    fl_free(r->workers);
+    fl_free(r->scratch);
+    r->workers = NULL;
+    r->scratch = NULL;
+    r->threads = 1;
+    if (r->scratch_per_thread) {
+        r->scratch = fl_calloc((size_t)threads * r->scratch_per_thread, sizeof(float));
+        if (!r->scratch) {
+            r->scratch = fl_calloc(r->scratch_per_thread, sizeof(float));
+            return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
+        }
+    }
+    if (threads > 1) {
+        r->workers = fl_calloc((size_t)threads - 1, sizeof *r->workers);
+        if (!r->workers) return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
+        fl_status st = pool_start(r, threads - 1);
+        r->threads = 1 + r->nworkers;
+        if (st != FL_OK) return st;
+    }
     r->threads = threads;
     return FL_OK;
 }
 
+static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, const fl_rec_kernels *k,
+                            fl_rec **out) {
+    *out = NULL;
+    if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
+    const fl_mat *w = &ly->whh;
+    const int H = ly->hidden;
+    if (w->rows != 4 * H || w->cols != H)
+        return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, H);
+    fl_rec *r = fl_calloc(1, sizeof *r);
+    if (!r) return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
+    r->ly = ly;
+    r->k = k;
+    r->method = w->method;
+    r->H = H;
+    r->R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+    r->Rp = (r->R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB;
+    r->nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    r->max_batch = max_batch;
+    r->threads = 1;
+    r->bytes_per_row = fl_mat_params(w) * sizeof(float);
+    const size_t nb = (size_t)r->nblk * FL_REC_NB, R = (size_t)r->R, Rp = (size_t)r->Rp;
+    bool ok = true;
+    switch (w->method) {
+    case FL_METHOD_DENSE:
+        ok = (r->pw = fl_calloc(nb * H * 4, sizeof(float))) != NULL;
+        if (ok) pack_gate_panel(w->w, H, H, r->nblk, r->pw);
+        break;
+    case FL_METHOD_SVD:
+        ok = (r->pw = fl_calloc(nb * R * 4, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float)));
+        if (ok) {
+            pack_gate_panel(w->u, H, r->R, r->nblk, r->pw);
+            pack_proj(w->v, 1, (size_t)H, H, r->R, r->Rp, r->pm); // V (R, H): V^T[k, r] = v[r*H + k]
+        }
+        r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
+        break;
+    case FL_METHOD_CP:
+        ok = (r->pw = fl_calloc(nb * R, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float))) &&
+             (r->a = fl_calloc(4 * R, sizeof(float)));
+        if (ok) {
+            pack_cp_panel(w->b, H, r->R, r->nblk, r->pw);
+            pack_proj(w->c, R, 1, H, r->R, r->Rp, r->pm); // C (H, R)
+            memcpy(r->a, w->a, 4 * R * sizeof(float));
+        }
+        r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
+        break;
+    }
+    if (!ok) {
+        fl_rec_free(r);
+        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
+    }
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        fl_rec_free(r);
+        return fl_fail(FL_ERR_NOMEM, "recurrent step: could not create a mutex");
+    }
+    if (pthread_cond_init(&r->cv, NULL) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        fl_rec_free(r);
+        return fl_fail(FL_ERR_NOMEM, "recurrent step: could not create a condition variable");
+    }
+    r->sync_ready = true;
+    fl_status st = fl_rec_set_threads(r, threads);
+    if (st != FL_OK) {
+        fl_rec_free(r);
+        return st;
+    }
+    *out = r;
+    return FL_OK;
+}
+
+fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out) {
+    return rec_create(ly, max_batch, threads, fl_rec_kernels_get(), out);
+}
+
+fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, const char *kernels,
+                             fl_rec **out) {
+    *out = NULL;
+    const fl_rec_kernels *k = fl_rec_kernels_by_name(kernels);
+    if (!k) return fl_fail(FL_ERR_UNSUPPORTED, "recurrent kernels '%s' unknown or not supported by this CPU",
+                           kernels ? kernels : "(null)");
+    return rec_create(ly, max_batch, threads, k, out);
+}
+
+const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
+
+/* ------------------------------------------------------------ the step */
+
 void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
                  float *h_out, int ldho) {
-    const int H = r->ly->hidden, G = 4 * H;
-    // gates (B, 4H) = gx + h_prev W_hh^T
-    for (int b = 0; b < B; b++) memcpy(r->gates + (size_t)b * G, gx + (size_t)b * ldgx, (size_t)G * sizeof(float));
-    fl_mat_apply(&r->ly->whh, B, h_prev, ldhp, 1.0f, r->gates, G, r->ws);
-    r->k->lstm_cell(B, H, r->gates, G, c, H, h_out, ldho);
+    FL_ASSERT(B >= 0 && B <= r->max_batch);
+    if (B == 0) return;
+    job j = {B, gx, ldgx, h_prev, ldhp, c, h_out, ldho};
+    // Threads pay off only when each has a few blocks and some tens of KB of weights to stream.
+    unsigned n = 1;
+    if (r->nworkers > 0 && r->nblk >= 2 * MIN_BLOCKS_PER_THREAD && (double)r->bytes_per_row * B >= MIN_PARALLEL_BYTES) {
+        n = (unsigned)(CHUNKS_PER_THREAD * (r->nworkers + 1));
+        if (n > (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD) n = (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD;
+        if (n > MAX_CHUNKS) n = MAX_CHUNKS;
+    }
+    if (n == 1) {
+        unsigned t_gen = ~0u;
+        run_chunk(r, 0, 0, 1, 0, &t_gen, &j);
+        return;
+    }
+    r->jb = j;
+    publish(r, n);
+    unsigned t_gen = ~0u;
+    participate(r, 0, &t_gen);
+    int spins = 0;
+    while (atomic_load_explicit(&r->done, memory_order_acquire) < (int)n) {
+        cpu_relax();
+        if (++spins >= SPIN_YIELD) {
+            sched_yield();
+            spins = 0;
+        }
+    }
 }

@@ -27,5 +27,7 @@ const fl_kernels *fl_kernels_by_name(const char *name);
 
 /* Per-ISA tables (each defined in its own file). */
 extern const fl_kernels fl_kernels_ref;
+extern const fl_kernels fl_kernels_avx2;   /* AVX2 + FMA (src/kernels/avx2.c) */
+extern const fl_kernels fl_kernels_avx512; /* AVX-512F (src/kernels/avx512.c) */
 
 #endif

@@ -1,0 +1,38 @@
+// Peer benchmark: ONNX Runtime (onnxruntime-node, CPU) on an ONNX file exported from nn.LSTM.
+//   node ort_lstm.js MODEL.onnx BATCH SEQ INPUT ROUNDS THREADS
+// Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why".
+'use strict';
+async function main() {
+  const [path, B, T, D, rounds, threads] = [process.argv[2], ...process.argv.slice(3).map(Number)];
+  let ort;
+  try {
+    ort = require('onnxruntime-node');
+  } catch (e) {
+    console.log('unavailable: cannot load onnxruntime-node (' + String(e.message).split('\n')[0] + ')');
+    return;
+  }
+  const sess = await ort.InferenceSession.create(path, {
+    intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  });
+  const x = new Float32Array(T * B * D);
+  let s = 1;
+  for (let i = 0; i < x.length; i++) { s = (s * 1103515245 + 12345) % 2147483648; x[i] = s / 2147483648 * 2 - 1; }
+  const feeds = { x: new ort.Tensor('float32', x, [T, B, D]) };
+  const now = () => Number(process.hrtime.bigint()) / 1e3;
+  await sess.run(feeds);
+  let t0 = now();
+  await sess.run(feeds);
+  const one = now() - t0;
+  let reps = Math.max(1, Math.floor(200000 / Math.max(one, 1)));
+  if (rounds <= 2) reps = Math.max(1, Math.floor(reps / 10));
+  const v = [];
+  for (let r = 0; r < rounds; r++) {
+    t0 = now();
+    for (let i = 0; i < reps; i++) await sess.run(feeds);
+    v.push((now() - t0) / reps / T);
+  }
+  v.sort((a, b) => a - b);
+  console.log(`us_per_step ${v[Math.floor(v.length / 2)].toFixed(3)} ${v[0].toFixed(3)} ${v[v.length - 1].toFixed(3)}`);
+}
+main().catch((e) => console.log('unavailable: ' + String(e.message).split('\n')[0]));

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Peer benchmark: the same LSTM shapes and weights through fastlstm, oneDNN, PyTorch and ONNX Runtime
+# in one run, per time step (sequence latency / seq length): median [min..max] over rounds, and each
+# peer's ratio to fastlstm (> 1: fastlstm is faster). Plus PyTorch on the same SVD factors as
+# fastlstm's low-rank models. A peer that cannot run prints "unavailable: <reason>".
+#
+#   bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME]
+#     --quick       few rounds and repetitions, threads 1 only (smoke run, under a minute or so)
+#     --build DIR   build directory for fastlstm and the oneDNN harness (default build-peers)
+#     --coretype N  set OPENBLAS_CORETYPE=N for every side (default: the environment's, printed)
+# ONNX Runtime comes from npm (onnxruntime-node, installed once into $FL_PEERS_CACHE, default
+# ~/.cache/fastlstm-peers, with ONNXRUNTIME_NODE_INSTALL=skip --ignore-scripts).
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/bench/peers
+BUILD=$ROOT/build-peers
+QUICK=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --build) BUILD=$2; shift ;;
+    --coretype) export OPENBLAS_CORETYPE=$2; shift ;;
+    *) echo "usage: bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME]" >&2; exit 2 ;;
+  esac
+  shift
+done
+PY=/usr/bin/python3
+CACHE=${FL_PEERS_CACHE:-$HOME/.cache/fastlstm-peers}
+if [ $QUICK = 1 ]; then ROUNDS=2; FL_REPS=3; THREADS="1"; else ROUNDS=5; FL_REPS=15; THREADS="1 2"; fi
+# --quick: batch 1 only, and low rank on the 650 shape only, to stay near a minute.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+echo "# fastlstm peer benchmark, $(date -u +%FT%TZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} (same for every side); rounds $ROUNDS; per time step, all layers"
+
+# ---------------------------------------------------------------- builds
+if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFL_BUILD_TESTS=OFF -DFL_BUILD_BENCH=OFF >"$WORK/cmake.log" 2>&1 &&
+       cmake --build "$BUILD" -j2 --target fastlstm_cli >>"$WORK/cmake.log" 2>&1; }; then
+  echo "fastlstm build failed:"; tail -20 "$WORK/cmake.log"; exit 1
+fi
+FL=$BUILD/fastlstm
+ONEDNN_WHY=""
+gcc -O2 -o "$BUILD/onednn_lstm" "$HERE/onednn_lstm.c" -ldnnl >"$WORK/onednn.log" 2>&1 ||
+  ONEDNN_WHY="cannot build the oneDNN harness ($(head -1 "$WORK/onednn.log"))"
+TORCH_WHY=""
+$PY -c "import torch" >/dev/null 2>&1 || TORCH_WHY="$PY cannot import torch"
+ORT_WHY=""
+if ! command -v node >/dev/null; then
+  ORT_WHY="node not installed"
+elif [ ! -d "$CACHE/ort/node_modules/onnxruntime-node" ]; then
+  mkdir -p "$CACHE/ort" && echo '{"name":"fl-peers-ort","private":true}' >"$CACHE/ort/package.json"
+  (cd "$CACHE/ort" && ONNXRUNTIME_NODE_INSTALL=skip timeout 300 npm install --ignore-scripts --no-audit --no-fund \
+     onnxruntime-node >"$WORK/npm.log" 2>&1) || ORT_WHY="npm install onnxruntime-node failed ($(tail -1 "$WORK/npm.log"))"
+fi
+[ -n "$TORCH_WHY" ] && [ -z "$ORT_WHY" ] && ORT_WHY="needs PyTorch to export the ONNX model"
+export NODE_PATH=$CACHE/ort/node_modules
+
+# ---------------------------------------------------------------- helpers
+FL_MED=""
+fmt() { # "us_per_step MED MIN MAX" -> "MED [MIN..MAX] xRATIO" (ratio to fastlstm)
+  local line=$1
+  case $line in
+    us_per_step*) set -- $line
+      if [ -n "$FL_MED" ]; then
+        printf "%9.2f us [%.2f..%.2f] x%.2f" "$2" "$3" "$4" "$(awk "BEGIN{print $2/$FL_MED}")"
+      else
+        printf "%9.2f us [%.2f..%.2f]" "$2" "$3" "$4"
+      fi ;;
+    *) printf "%s" "${line:-unavailable: no output}" ;;
+  esac
+}
+run_fl() { # model B T threads -> us_per_step line
+  local j
+  j=$("$FL" bench "$1" --batch "$2" --seq "$3" --threads "$4" --reps $FL_REPS --warmup 2 --json 2>"$WORK/fl.err") ||
+    { echo "unavailable: fastlstm bench failed ($(head -1 "$WORK/fl.err"))"; return; }
+  $PY -c 'import json,sys; d=json.loads(sys.argv[1]); T=float(sys.argv[2]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/T, d["min_ms"]*1e3/T, d["max_ms"]*1e3/T))' "$j" "$3"
+}
+run_onednn() { [ -n "$ONEDNN_WHY" ] && { echo "unavailable: $ONEDNN_WHY"; return; }; "$BUILD/onednn_lstm" "$1" "$2" "$3" $ROUNDS 2>&1 | tail -1; }
+run_torch() { [ -n "$TORCH_WHY" ] && { echo "unavailable: $TORCH_WHY"; return; }; $PY "$HERE/torch_lstm.py" "$1" "$2" "$3" $ROUNDS "$4" "$5" 2>&1 | tail -1; }
+run_ort() { # onnx B T D threads
+  [ -n "$ORT_WHY" ] && { echo "unavailable: $ORT_WHY"; return; }
+  [ -f "$1" ] || { echo "unavailable: ONNX export failed"; return; }
+  node "$HERE/ort_lstm.js" "$1" "$2" "$3" "$4" $ROUNDS "$5" 2>&1 | tail -1
+}
+
+# ---------------------------------------------------------------- dense shapes
+echo
+echo "## dense LSTM: fastlstm | oneDNN | PyTorch | ONNX Runtime   (xR = peer time / fastlstm time)"
+for shape in "128 256 1 100 64" "650 650 2 35 20" "1500 1500 2 35 20" "28 128 1 28 256"; do
+  set -- $shape
+  D=$1 H=$2 L=$3 T=$4 BS=$5
+  M=$WORK/m_${D}_${H}_${L}.safetensors
+  "$FL" init --input $D --hidden $H --layers $L --seed 1 -o "$M" >/dev/null 2>&1 || { echo "$shape: fastlstm init failed"; continue; }
+  ONNX=$WORK/m_${D}_${H}_${L}.onnx
+  [ -z "$TORCH_WHY" ] && $PY "$HERE/torch_lstm.py" "$M" 1 "$T" 1 1 export "$ONNX" >"$WORK/export.log" 2>&1
+  BATCHES="1 $BS"
+  [ $QUICK = 1 ] && BATCHES=1
+  for B in $BATCHES; do
+    for t in $THREADS; do
+      export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+      FL_MED=""
+      fl=$(run_fl "$M" $B $T $t)
+      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      printf "%-16s B %3d t %d | fastlstm %s | oneDNN %s | PyTorch %s | ORT %s\n" "$D/$H/$L/$T" $B $t \
+        "$(fmt "$fl")" "$(fmt "$(run_onednn "$M" $B $T)")" "$(fmt "$(run_torch "$M" $B $T $t dense)")" \
+        "$(fmt "$(run_ort "$ONNX" $B $T $D $t)")"
+    done
+  done
+done
+
+# ---------------------------------------------------------------- low rank
+echo
+echo "## low rank (SVD of every LSTM matrix, same factors on both sides), batch 1: fastlstm | PyTorch step loop"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+LR_SHAPES=("650 650 2 35" "1500 1500 2 35")
+[ $QUICK = 1 ] && LR_SHAPES=("650 650 2 35")
+for shape in "${LR_SHAPES[@]}"; do
+  set -- $shape
+  D=$1 H=$2 L=$3 T=$4
+  M=$WORK/m_${D}_${H}_${L}.safetensors
+  for div in 8 16; do
+    R=$((H / div))
+    MS=$WORK/svd_${H}_${R}.safetensors
+    if ! "$FL" decompose "$M" -o "$MS" --method svd --rank $R >"$WORK/dec.log" 2>&1; then
+      printf "%-16s rank h/%-2d | unavailable: fastlstm decompose failed (%s)\n" "$D/$H/$L/$T" $div "$(tail -1 "$WORK/dec.log")"
+      continue
+    fi
+    for t in $THREADS; do
+      export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+      FL_MED=""
+      fl=$(run_fl "$MS" 1 $T $t)
+      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      printf "%-16s rank h/%-2d t %d | fastlstm %s | PyTorch low-rank loop %s\n" "$D/$H/$L/$T" $div $t \
+        "$(fmt "$fl")" "$(fmt "$(run_torch "$MS" 1 $T $t lowrank)")"
+    done
+  done
+done

@@ -1,0 +1,119 @@
+"""Peer benchmark: PyTorch on the weights of a fastlstm model file (safetensors).
+
+  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS dense        nn.LSTM forward, inference mode
+  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS lowrank      hand-written step loop on the model's
+                                                            SVD factors (W ~ U V): input projection
+                                                            as one matmul over all steps, then
+                                                            gates = gx_t + (h V_hh^T) U_hh^T
+  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS export OUT   write an ONNX file of the nn.LSTM
+
+Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why". Set
+OMP_NUM_THREADS and OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools)."""
+import json
+import statistics
+import struct
+import sys
+import time
+
+
+def load(path):
+    import numpy as np
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    hdr = json.loads(raw[8:8 + n])
+    meta = hdr.pop("__metadata__", {})
+    base = 8 + n
+    t = {}
+    for name, d in hdr.items():
+        a, b = d["data_offsets"]
+        t[name] = np.frombuffer(raw, dtype=np.float32, count=(b - a) // 4, offset=base + a).reshape(d["shape"]).copy()
+    return meta, t
+
+
+def timed(fn, seq, rounds):
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    reps = max(1, int(0.2 / max(one, 1e-6)))
+    if rounds <= 2:
+        reps = max(1, reps // 10)
+    v = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        v.append((time.perf_counter() - t0) / reps / seq * 1e6)
+    return statistics.median(v), min(v), max(v)
+
+
+def main():
+    path, B, T, rounds, threads, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        print(f"unavailable: cannot import torch ({e})")
+        return
+    torch.set_num_threads(threads)
+    meta, t = load(path)
+    D, H, L = int(meta["input"]), int(meta["hidden"]), int(meta["layers"])
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(T, B, D, generator=g) * 2 - 1
+    if mode in ("dense", "export"):
+        if any(meta.get(f"method.lstm.weight_{k}_l{l}", "dense") != "dense" for l in range(L) for k in ("ih", "hh")):
+            print("unavailable: nn.LSTM needs a dense model")
+            return
+        lstm = torch.nn.LSTM(D, H, L)
+        sd = {k[len("lstm."):]: torch.from_numpy(v) for k, v in t.items() if k.startswith("lstm.")}
+        lstm.load_state_dict(sd)
+        lstm.eval()
+        if mode == "export":
+            torch.onnx.export(lstm, (x,), sys.argv[7], input_names=["x"], output_names=["y", "hn", "cn"], opset_version=14,
+                              dynamic_axes={"x": {0: "T", 1: "B"}, "y": {0: "T", 1: "B"}, "hn": {1: "B"}, "cn": {1: "B"}})
+            print("exported")
+            return
+        with torch.inference_mode():
+            r = timed(lambda: lstm(x), T, rounds)
+        print("us_per_step %.3f %.3f %.3f" % r)
+        return
+    # lowrank: factors straight from the file (U (4H, r), V (r, n)); dense matrices used as they are.
+    def mat(name):
+        if name + ".U" in t:
+            return torch.from_numpy(t[name + ".U"]), torch.from_numpy(t[name + ".V"])
+        if name in t:
+            return torch.from_numpy(t[name]), None
+        raise KeyError(name)
+    layers = []
+    for l in range(L):
+        wih, whh = mat(f"lstm.weight_ih_l{l}"), mat(f"lstm.weight_hh_l{l}")
+        b = torch.from_numpy(t[f"lstm.bias_ih_l{l}"] + t[f"lstm.bias_hh_l{l}"])
+        layers.append((wih, whh, b))
+
+    def apply(w, x):  # x (n, in) -> (n, 4H)
+        U, V = w
+        return x @ U.t() if V is None else (x @ V.t()) @ U.t()
+
+    def run():
+        inp = x
+        for wih, whh, b in layers:
+            gx = apply(wih, inp.reshape(T * B, -1)).reshape(T, B, 4 * H) + b
+            h = torch.zeros(B, H)
+            c = torch.zeros(B, H)
+            out = []
+            for s in range(T):
+                gates = gx[s] + apply(whh, h)
+                i, f, gg, o = gates.chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                out.append(h)
+            inp = torch.stack(out)
+        return inp
+
+    with torch.inference_mode():
+        r = timed(run, T, rounds)
+    print("us_per_step %.3f %.3f %.3f" % r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+/* fastlstm info: describe a model file (architecture, per-matrix storage, parameters, flops). */
+#include "cli.h"
+#include "internal.h" /* model->tokenizer */
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *CMD = "info";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fastlstm info MODEL [--json]\n\n"
+            "Describe a model: architecture, how each weight matrix is stored (dense, SVD or CP, with\n"
+            "rank, parameters, flops per step and the relative error recorded at decomposition), total\n"
+            "parameters, bytes and flops per time step.\n\n"
+            "options:\n"
+            "  --json       print one JSON object instead of a table\n"
+            "  -h, --help   show this help\n\n"
+            "example:\n"
+            "  fastlstm info lm.safetensors --json\n");
+}
+
+static const char *method_name(fl_method m) {
+    switch (m) {
+    case FL_METHOD_DENSE: return "dense";
+    case FL_METHOD_SVD: return "svd";
+    case FL_METHOD_CP: return "cp";
+    }
+    return "?";
+}
+
+static const char *head_name(fl_head_kind h) {
+    switch (h) {
+    case FL_HEAD_NONE: return "none";
+    case FL_HEAD_PER_STEP: return "per_step";
+    case FL_HEAD_LAST_STEP: return "last_step";
+    }
+    return "?";
+}
+
+static int print_text(const char *path, const fl_model *m) {
+    const fl_arch *a = fl_model_arch(m);
+    size_t np = fl_model_num_params(m);
+    printf("model:        %s\n", path);
+    if (a->vocab > 0) printf("inputs:       token ids in [0, %d), embedding (%d, %d)\n", a->vocab, a->vocab, a->input);
+    else printf("inputs:       features of size %d\n", a->input);
+    printf("lstm:         %d layer%s, hidden %d\n", a->layers, a->layers == 1 ? "" : "s", a->hidden);
+    if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", a->hidden);
+    else printf("head:         %s, %d outputs\n", head_name(a->head), a->head_out);
+    printf("\n%-20s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "method", "shape", "rank", "params",
+           "flops/step", "rel_error");
+    size_t nmat = fl_model_num_matrices(m);
+    for (size_t i = 0; i < nmat; i++) {
+        fl_matrix_info mi;
+        fl_status st = fl_model_matrix_info(m, i, &mi);
+        if (st) return cli_fail_status(CMD, st);
+        char shape[32], rank[16], rel[32];
+        snprintf(shape, sizeof shape, "%dx%d", mi.rows, mi.cols);
+        if (mi.method == FL_METHOD_DENSE) snprintf(rank, sizeof rank, "-");
+        else snprintf(rank, sizeof rank, "%d", mi.rank);
+        if (mi.rel_error < 0) snprintf(rel, sizeof rel, "unknown");
+        else snprintf(rel, sizeof rel, "%.3g", mi.rel_error);
+        printf("%-20s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, method_name(mi.method), shape, rank,
+               mi.params, mi.flops, rel);
+    }
+    printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
+    printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
+    if (m->tokenizer) printf("tokenizer:    yes (%zu bytes)\n", strlen(m->tokenizer));
+    else printf("tokenizer:    none\n");
+    return CLI_OK;
+}
+
+static int print_json(const char *path, const fl_model *m) {
+    const fl_arch *a = fl_model_arch(m);
+    size_t np = fl_model_num_params(m);
+    cJSON *root = cJSON_CreateObject(), *arch = cJSON_AddObjectToObject(root, "arch");
+    cJSON *mats = cJSON_AddArrayToObject(root, "matrices");
+    bool ok = root && arch && mats && cJSON_AddStringToObject(root, "path", path) &&
+              cJSON_AddNumberToObject(arch, "vocab", a->vocab) && cJSON_AddNumberToObject(arch, "input", a->input) &&
+              cJSON_AddNumberToObject(arch, "hidden", a->hidden) &&
+              cJSON_AddNumberToObject(arch, "layers", a->layers) &&
+              cJSON_AddStringToObject(arch, "head", head_name(a->head)) &&
+              cJSON_AddNumberToObject(arch, "head_out", a->head_out);
+    size_t nmat = fl_model_num_matrices(m);
+    for (size_t i = 0; ok && i < nmat; i++) {
+        fl_matrix_info mi;
+        fl_status st = fl_model_matrix_info(m, i, &mi);
+        if (st) {
+            cJSON_Delete(root);
+            return cli_fail_status(CMD, st);
+        }
+        cJSON *o = cJSON_CreateObject();
+        ok = o && cJSON_AddItemToArray(mats, o) && cJSON_AddStringToObject(o, "name", mi.name) &&
+             cJSON_AddStringToObject(o, "method", method_name(mi.method)) &&
+             cJSON_AddNumberToObject(o, "rows", mi.rows) && cJSON_AddNumberToObject(o, "cols", mi.cols) &&
+             cJSON_AddNumberToObject(o, "rank", mi.rank) && cJSON_AddNumberToObject(o, "params", (double)mi.params) &&
+             cJSON_AddNumberToObject(o, "flops", (double)mi.flops) &&
+             (mi.rel_error < 0 ? cJSON_AddNullToObject(o, "rel_error") != NULL
+                               : cJSON_AddNumberToObject(o, "rel_error", mi.rel_error) != NULL);
+    }
+    ok = ok && cJSON_AddNumberToObject(root, "params", (double)np) &&
+         cJSON_AddNumberToObject(root, "bytes", (double)np * 4) &&
+         cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
+         cJSON_AddBoolToObject(root, "tokenizer", m->tokenizer != NULL);
+    char *s = ok ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!s) return cli_fail(CMD, CLI_ERR, "out of memory building JSON");
+    printf("%s\n", s);
+    cJSON_free(s);
+    return CLI_OK;
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return CLI_OK;
+        }
+        if (!strcmp(a, "--json")) json = true;
+        else if (a[0] == '-' && a[1] != '\0')
+            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm info --help')", a);
+        else if (path) return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
+        else path = a;
+    }
+    if (!path) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm info --help')");
+    fl_model *m = NULL;
+    fl_status st = fl_model_load(path, &m);
+    if (st) return cli_fail_status(CMD, st);
+    int rc = json ? print_json(path, m) : print_text(path, m);
+    fl_model_free(m);
+    return rc;
+}

@@ -1,0 +1,356 @@
+/* fastlstm plan / compress: choose method and rank per weight matrix for this machine, the serving
+ * shape and an accuracy budget; compress also writes the planned model. */
+#include "cli.h"
+#include "fastlstm/plan.h"
+#include "internal.h" /* fl_fail for data errors */
+#include "npy.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(const char *cmd, FILE *f) {
+    fprintf(f,
+            "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N]\n"
+            "         [--data VAL.npy [--labels L.npy]] [--max-loss X | --max-dev X]\n"
+            "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
+            "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
+            "         [--explain] [--json] [--quiet]\n\n"
+            "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
+            "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
+            "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n\n"
+            "  --data VAL.npy    validation inputs: features (N, T, D) float32, or token ids (N, T) for a\n"
+            "                    model with an embedding (a language model predicts the next token)\n"
+            "  --labels L.npy    class ids (N) for a last-step classifier (default: the dense model's\n"
+            "                    own predictions)\n"
+            "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
+            "                    language model's relative perplexity increase (default 0.05)\n"
+            "  --max-dev X       without --data: bound on ||y - y_dense|| / ||y_dense|| over random\n"
+            "                    inputs (default 0.05)\n"
+            "  --cache-bytes N, --bandwidth GB/s (DRAM), --cache-bandwidth GB/s, --flops GFLOP/s\n"
+            "                    pose as another machine; with the first three nothing is measured\n"
+            "  --profile PATH    machine profile file (default ~/.cache/fastlstm/profile.json)\n"
+            "  --no-measure      choose by predicted latency only (no timing runs)\n"
+            "  --explain         print cache sizes, roofline numbers and every candidate evaluated\n"
+            "%s",
+            cmd, !strcmp(cmd, "compress") ? " -o OUT" : "",
+            !strcmp(cmd, "compress") ? "  -o OUT            write the planned model (safetensors)\n" : "");
+}
+
+typedef struct plan_args {
+    const char *model, *data, *labels, *profile, *out;
+    long batch, seq, threads, max_evals, seed;
+    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops;
+    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp;
+} plan_args;
+
+/* Returns -1 to continue, else an exit code. */
+static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
+    memset(a, 0, sizeof *a);
+    a->batch = 1, a->seq = 35, a->threads = 1, a->max_evals = 200, a->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r = 0;
+#define TAKE(flag) ((r = cli_take(cmd, argc, argv, &i, flag, &v)) != 0)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(cmd, stdout);
+            return CLI_OK;
+        } else if (!strcmp(argv[i], "--explain")) a->explain = true;
+        else if (!strcmp(argv[i], "--json")) a->json = true;
+        else if (!strcmp(argv[i], "--quiet")) a->quiet = true;
+        else if (!strcmp(argv[i], "--no-measure")) a->no_measure = true;
+        else if (!strcmp(argv[i], "--no-cp")) a->no_cp = true;
+        else if (TAKE("--batch")) {
+            if (r < 0 || !cli_parse_int(cmd, "--batch", v, 1, 1 << 20, &a->batch)) return CLI_USAGE;
+        } else if (TAKE("--seq")) {
+            if (r < 0 || !cli_parse_int(cmd, "--seq", v, 1, 1 << 20, &a->seq)) return CLI_USAGE;
+        } else if (TAKE("--threads")) {
+            if (r < 0 || !cli_parse_int(cmd, "--threads", v, 1, 1024, &a->threads)) return CLI_USAGE;
+        } else if (TAKE("--max-evals")) {
+            if (r < 0 || !cli_parse_int(cmd, "--max-evals", v, 1, 100000, &a->max_evals)) return CLI_USAGE;
+        } else if (TAKE("--seed")) {
+            if (r < 0 || !cli_parse_int(cmd, "--seed", v, 0, 0x7fffffffL, &a->seed)) return CLI_USAGE;
+        } else if (TAKE("--max-loss")) {
+            if (r < 0 || !cli_parse_double(cmd, "--max-loss", v, 0, 1e9, &a->max_loss)) return CLI_USAGE;
+            a->have_max_loss = true;
+        } else if (TAKE("--max-dev")) {
+            if (r < 0 || !cli_parse_double(cmd, "--max-dev", v, 0, 1e9, &a->max_dev)) return CLI_USAGE;
+            a->have_max_dev = true;
+        } else if (TAKE("--cache-bytes")) {
+            if (r < 0 || !cli_parse_double(cmd, "--cache-bytes", v, 1, 1e15, &a->cache_bytes)) return CLI_USAGE;
+        } else if (TAKE("--bandwidth")) {
+            if (r < 0 || !cli_parse_double(cmd, "--bandwidth", v, 1e-6, 1e9, &a->bandwidth)) return CLI_USAGE;
+        } else if (TAKE("--cache-bandwidth")) {
+            if (r < 0 || !cli_parse_double(cmd, "--cache-bandwidth", v, 1e-6, 1e9, &a->cache_bw)) return CLI_USAGE;
+        } else if (TAKE("--flops")) {
+            if (r < 0 || !cli_parse_double(cmd, "--flops", v, 1e-6, 1e9, &a->flops)) return CLI_USAGE;
+        } else if (TAKE("--data")) {
+            if (r < 0) return CLI_USAGE;
+            a->data = v;
+        } else if (TAKE("--labels")) {
+            if (r < 0) return CLI_USAGE;
+            a->labels = v;
+        } else if (TAKE("--profile")) {
+            if (r < 0) return CLI_USAGE;
+            a->profile = v;
+        } else if (compress && TAKE("-o")) {
+            if (r < 0) return CLI_USAGE;
+            a->out = v;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_fail(cmd, CLI_USAGE, "unknown option '%s' (see 'fastlstm %s --help')", argv[i], cmd);
+        } else if (!a->model) {
+            a->model = argv[i];
+        } else {
+            return cli_fail(cmd, CLI_USAGE, "unexpected argument '%s'", argv[i]);
+        }
+#undef TAKE
+    }
+    if (!a->model) return cli_fail(cmd, CLI_USAGE, "missing MODEL (see 'fastlstm %s --help')", cmd);
+    if (compress && !a->out) return cli_fail(cmd, CLI_USAGE, "missing -o OUT");
+    if (a->have_max_loss && !a->data)
+        return cli_fail(cmd, CLI_USAGE, "--max-loss needs --data (use --max-dev without data)");
+    if (a->have_max_loss && a->have_max_dev)
+        return cli_fail(cmd, CLI_USAGE, "give only one of --max-loss and --max-dev");
+    if (a->labels && !a->data) return cli_fail(cmd, CLI_USAGE, "--labels needs --data");
+    return -1;
+}
+
+/* Load --data / --labels into d (arrays owned by the caller's fl_npy structs). */
+static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
+                           fl_plan_data *d) {
+    fl_status st = fl_npy_load(a->data, x);
+    if (st) return st;
+    memset(d, 0, sizeof *d);
+    if (arch->vocab > 0) {
+        if (x->ndim != 2)
+            return fl_fail(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
+        if ((st = fl_npy_ids_to_i32(x, arch->vocab, a->data))) return st;
+        d->tokens = x->data;
+    } else {
+        if (x->ndim != 3)
+            return fl_fail(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
+        if (x->dtype != 'f') return fl_fail(FL_ERR_DTYPE, "%s: features must be float32", a->data);
+        d->x = x->data;
+        d->dim = (int)x->shape[2];
+    }
+    if (x->shape[0] > (1 << 30) || x->shape[1] > (1 << 30))
+        return fl_fail(FL_ERR_SHAPE, "%s: too many sequences", a->data);
+    d->n = (int)x->shape[0];
+    d->seq = (int)x->shape[1];
+    if (a->labels) {
+        if ((st = fl_npy_load(a->labels, lab))) return st;
+        if (lab->ndim != 1)
+            return fl_fail(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
+        if ((st = fl_npy_ids_to_i32(lab, arch->head_out > 0 ? arch->head_out : 0, a->labels))) return st;
+        d->labels = lab->data;
+        d->n_labels = (int)lab->shape[0];
+    }
+    return FL_OK;
+}
+
+static void on_progress(void *ctx, const char *msg) {
+    fprintf(stderr, "fastlstm %s: %s\n", (const char *)ctx, msg);
+}
+
+static const char *method_name(fl_method m) {
+    return m == FL_METHOD_SVD ? "svd" : m == FL_METHOD_CP ? "cp" : "dense";
+}
+
+static const char *metric_name(fl_plan_metric k) {
+    return k == FL_METRIC_ACCURACY ? "accuracy %" : k == FL_METRIC_PERPLEXITY ? "perplexity" : "deviation";
+}
+
+/* "svd 16, svd 8, dense" for a point. */
+static void specs_str(const fl_mat_spec *s, size_t n, char *buf, size_t cap) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < n && len < cap; i++) {
+        int w = s[i].method == FL_METHOD_DENSE
+                    ? snprintf(buf + len, cap - len, "%sdense", i ? ", " : "")
+                    : snprintf(buf + len, cap - len, "%s%s %d", i ? ", " : "", method_name(s[i].method), s[i].rank);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+
+static void print_text(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
+    const fl_arch *arch = fl_model_arch(m);
+    size_t nmat = fl_model_num_matrices(m), np = fl_plan_num_points(plan);
+    const fl_plan_point *dense = fl_plan_point_at(plan, 0), *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
+    cli_profile_print(stdout, prof, a->explain);
+    const fl_cost *dc = &dense->cost;
+    printf("\nserving shape: batch %ld, sequence %ld, %ld thread(s)\n", a->batch, a->seq, a->threads);
+    printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
+           "cache)\n",
+           dc->regime == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
+           dc->working_set / 1e6, dc->regime == FL_REGIME_MEMORY ? "exceed" : "fit in",
+           prof->level[prof->n_levels - 1].bytes / 1e6);
+    if (a->explain)
+        printf("roofline of the dense step: %.3g MB streamed, %.3g MFLOP (%.2f flop/byte); memory %.3g us, "
+               "compute %.3g us, recurrent weights from %s at %.1f GB/s\n",
+               dc->step_bytes / 1e6, dc->step_flops / 1e6, dc->step_flops / dc->step_bytes, dc->mem_seconds * 1e6,
+               dc->compute_seconds * 1e6, dc->level < 0 ? "DRAM" : "cache", dc->bandwidth / 1e9);
+    printf("metric: %s; dense %.4g; budget: %s <= %g\n", metric_name(fl_plan_metric_kind(plan)), dense->metric,
+           fl_plan_metric_kind(plan) == FL_METRIC_ACCURACY     ? "accuracy points lost"
+           : fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "relative perplexity increase"
+                                                               : "relative output deviation",
+           fl_plan_budget(plan));
+    printf("\n%-20s %-12s %-10s %10s  %s\n", "matrix", "shape", "choice", "params", "reason");
+    for (size_t i = 0; i < nmat; i++) {
+        fl_matrix_info info;
+        fl_model_matrix_info(fl_plan_model(plan), i, &info);
+        char shape[32], choice[32];
+        snprintf(shape, sizeof shape, "%dx%d", info.rows, info.cols);
+        if (info.method == FL_METHOD_DENSE) snprintf(choice, sizeof choice, "dense");
+        else snprintf(choice, sizeof choice, "%s %d", method_name(info.method), info.rank);
+        printf("%-20s %-12s %-10s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
+    }
+    printf("\nlatency per step: predicted %.3g us (dense %.3g us)", ch->cost.seconds * 1e6, dc->seconds * 1e6);
+    if (ch->measured_seconds >= 0 && dense->measured_seconds >= 0)
+        printf("; measured %.3g us (dense %.3g us, %.2fx faster)", ch->measured_seconds * 1e6,
+               dense->measured_seconds * 1e6, dense->measured_seconds / ch->measured_seconds);
+    printf("\nparameters: %zu of %zu dense (%.1f%%)\n", ch->cost.params, dc->params,
+           100.0 * ch->cost.params / dc->params);
+    printf("accuracy of the plan: %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+           metric_name(fl_plan_metric_kind(plan)), ch->metric, dense->metric, ch->loss, fl_plan_budget(plan));
+    printf("\n%s (%zu configurations evaluated):\n", a->explain ? "candidates" : "Pareto front, latency vs loss", np);
+    printf("  %12s %12s %10s %10s  %s\n", "pred us", "meas us", "params", "loss", "matrices");
+    for (size_t i = 0; i < np; i++) {
+        const fl_plan_point *pt = fl_plan_point_at(plan, i);
+        if (!pt->pareto && !a->explain) continue;
+        char s[512], meas[32] = "-";
+        specs_str(pt->specs, nmat, s, sizeof s);
+        if (pt->measured_seconds >= 0) snprintf(meas, sizeof meas, "%.4g", pt->measured_seconds * 1e6);
+        printf("%c %12.4g %12s %10zu %10.4g  %s%s%s\n", i == fl_plan_chosen(plan) ? '*' : ' ',
+               pt->cost.seconds * 1e6, meas, pt->cost.params, pt->loss, s, pt->meets_budget ? "" : "  (over budget)",
+               a->explain && pt->pareto ? "  [pareto]" : "");
+    }
+    (void)arch;
+}
+
+static cJSON *point_json(const fl_plan_point *pt, size_t nmat) {
+    cJSON *o = cJSON_CreateObject(), *mats = cJSON_AddArrayToObject(o, "matrices");
+    for (size_t i = 0; i < nmat; i++) {
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddStringToObject(s, "method", method_name(pt->specs[i].method));
+        cJSON_AddNumberToObject(s, "rank", pt->specs[i].method == FL_METHOD_DENSE ? 0 : pt->specs[i].rank);
+        cJSON_AddItemToArray(mats, s);
+    }
+    cJSON_AddNumberToObject(o, "params", (double)pt->cost.params);
+    cJSON_AddNumberToObject(o, "flops_per_step", pt->cost.step_flops);
+    cJSON_AddNumberToObject(o, "predicted_us", pt->cost.seconds * 1e6);
+    if (pt->measured_seconds >= 0) cJSON_AddNumberToObject(o, "measured_us", pt->measured_seconds * 1e6);
+    else cJSON_AddNullToObject(o, "measured_us");
+    cJSON_AddNumberToObject(o, "metric", pt->metric);
+    cJSON_AddNumberToObject(o, "loss", pt->loss);
+    cJSON_AddBoolToObject(o, "meets_budget", pt->meets_budget);
+    cJSON_AddBoolToObject(o, "pareto", pt->pareto);
+    return o;
+}
+
+static void print_json(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
+    size_t nmat = fl_model_num_matrices(m), np = fl_plan_num_points(plan);
+    const fl_plan_point *dense = fl_plan_point_at(plan, 0);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "profile", cli_profile_json(prof));
+    cJSON_AddNumberToObject(root, "batch", (double)a->batch);
+    cJSON_AddNumberToObject(root, "seq", (double)a->seq);
+    cJSON_AddNumberToObject(root, "threads", (double)a->threads);
+    cJSON_AddStringToObject(root, "regime", dense->cost.regime == FL_REGIME_MEMORY ? "memory" : "compute");
+    cJSON_AddNumberToObject(root, "working_set_bytes", (double)dense->cost.working_set);
+    static const char *names[] = {"deviation", "accuracy", "perplexity"};
+    cJSON_AddStringToObject(root, "metric", names[fl_plan_metric_kind(plan)]);
+    cJSON_AddNumberToObject(root, "budget", fl_plan_budget(plan));
+    cJSON *chosen = point_json(fl_plan_point_at(plan, fl_plan_chosen(plan)), nmat);
+    cJSON *mats = cJSON_GetObjectItem(chosen, "matrices"), *it;
+    size_t i = 0;
+    cJSON_ArrayForEach(it, mats) {
+        fl_matrix_info info;
+        fl_model_matrix_info(fl_plan_model(plan), i, &info);
+        cJSON_AddStringToObject(it, "name", info.name);
+        cJSON_AddNumberToObject(it, "rows", info.rows);
+        cJSON_AddNumberToObject(it, "cols", info.cols);
+        cJSON_AddNumberToObject(it, "rel_error", info.rel_error);
+        cJSON_AddStringToObject(it, "reason", fl_plan_reason(plan, i));
+        i++;
+    }
+    cJSON_AddItemToObject(root, "chosen", chosen);
+    cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
+    cJSON *pts = cJSON_AddArrayToObject(root, "candidates");
+    for (size_t k = 0; k < np; k++) cJSON_AddItemToArray(pts, point_json(fl_plan_point_at(plan, k), nmat));
+    char *s = cJSON_Print(root);
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(root);
+}
+
+int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
+    plan_args a;
+    int rc = parse(cmd, argc, argv, compress, &a);
+    if (rc >= 0) return rc;
+    fl_model *m = NULL;
+    fl_plan *plan = NULL;
+    fl_npy x = {0}, lab = {0};
+    fl_plan_data data;
+    fl_profile prof;
+    fl_status st = fl_model_load(a.model, &m);
+    if (st) return cli_fail_status(cmd, st);
+    rc = CLI_ERR;
+    if (a.cache_bytes > 0 && a.bandwidth > 0 && a.flops > 0) {
+        st = fl_profile_detect(&prof); /* posing as another machine: nothing measured */
+        if (st) {
+            cli_fail_status(cmd, st);
+            goto done;
+        }
+    } else if ((rc = cli_profile_get(cmd, a.profile, false, a.quiet, &prof))) {
+        goto done;
+    }
+    rc = CLI_ERR;
+    if ((st = fl_profile_override(&prof, a.cache_bytes, a.bandwidth * 1e9, a.cache_bw * 1e9, a.flops * 1e9))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    if (a.data && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    fl_plan_opts o = fl_plan_opts_default();
+    o.batch = (int)a.batch;
+    o.seq = (int)a.seq;
+    o.threads = (int)a.threads;
+    o.data = a.data ? &data : NULL;
+    if (a.have_max_loss) o.max_loss = a.max_loss;
+    if (a.have_max_dev) o.max_dev = a.max_dev;
+    o.allow_cp = !a.no_cp;
+    o.max_evals = (int)a.max_evals;
+    o.verify = a.no_measure ? 0 : 3;
+    o.seed = (uint64_t)a.seed;
+    if (!a.quiet) {
+        o.progress = on_progress;
+        o.progress_ctx = (void *)cmd;
+    }
+    if ((st = fl_plan_create(m, &prof, &o, &plan))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    if (a.json) print_json(&a, m, &prof, plan);
+    else print_text(&a, m, &prof, plan);
+    if (compress) {
+        if ((st = fl_model_save(fl_plan_model(plan), a.out))) {
+            cli_fail_status(cmd, st);
+            goto done;
+        }
+        if (!a.json) printf("\nwrote %s\n", a.out);
+    }
+    rc = CLI_OK;
+done:
+    fl_plan_free(plan);
+    fl_npy_free(&x);
+    fl_npy_free(&lab);
+    fl_model_free(m);
+    return rc;
+}
+
+int cmd_plan(int argc, char **argv) { return cli_plan_main("plan", argc, argv, false); }

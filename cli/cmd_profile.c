@@ -1,0 +1,139 @@
+/* fastlstm profile: measure (or show the saved) machine profile the planner uses. */
+#include "cli.h"
+#include "fastlstm/plan.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_bytes(FILE *f, size_t b) {
+    if (b >= (1u << 20) && b % (1u << 20) == 0) fprintf(f, "%zu MiB", b >> 20);
+    else if (b >= 1024) fprintf(f, "%.4g KiB", b / 1024.0);
+    else fprintf(f, "%zu B", b);
+}
+
+cJSON *cli_profile_json(const fl_profile *p) {
+    cJSON *o = cJSON_CreateObject(), *levels = cJSON_AddArrayToObject(o, "caches");
+    cJSON_AddNumberToObject(o, "cores", p->cores);
+    cJSON_AddNumberToObject(o, "simd_bits", p->simd_bits);
+    for (int i = 0; i < p->n_levels; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddNumberToObject(l, "level", p->level[i].level);
+        cJSON_AddNumberToObject(l, "bytes", (double)p->level[i].bytes);
+        cJSON_AddNumberToObject(l, "shared_cpus", p->level[i].shared_cpus);
+        cJSON_AddNumberToObject(l, "bandwidth_gbs", p->level[i].bandwidth / 1e9);
+        cJSON_AddItemToArray(levels, l);
+    }
+    cJSON_AddNumberToObject(o, "dram_bandwidth_gbs", p->dram_bandwidth / 1e9);
+    cJSON_AddNumberToObject(o, "gemm_gflops", p->gemm_flops / 1e9);
+    cJSON_AddNumberToObject(o, "gemv_gflops", p->gemv_flops / 1e9);
+    cJSON *recr = cJSON_AddArrayToObject(o, "rec_rows_gflops");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
+        cJSON_AddItemToArray(recr, cJSON_CreateNumber(p->rec_rows_flops[k] / 1e9));
+    cJSON *rows = cJSON_AddArrayToObject(o, "gemm_rows_gflops");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
+        cJSON_AddItemToArray(rows, cJSON_CreateNumber(p->gemm_rows_flops[k] / 1e9));
+    cJSON_AddNumberToObject(o, "step_overhead_us", p->step_overhead * 1e6);
+    cJSON_AddNumberToObject(o, "svd_recurrent_efficiency", p->rec_efficiency[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(o, "svd_gemm_efficiency", p->gemm_efficiency[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(o, "cp_recurrent_efficiency", p->rec_efficiency[FL_METHOD_CP]);
+    cJSON_AddNumberToObject(o, "cp_gemm_efficiency", p->gemm_efficiency[FL_METHOD_CP]);
+    cJSON *curve = cJSON_AddArrayToObject(o, "curve");
+    for (int k = 0; k < p->n_curve; k++) {
+        cJSON *pt = cJSON_CreateObject();
+        cJSON_AddNumberToObject(pt, "bytes", (double)p->curve_bytes[k]);
+        cJSON_AddNumberToObject(pt, "bandwidth_gbs", p->curve_bandwidth[k] / 1e9);
+        cJSON_AddItemToArray(curve, pt);
+    }
+    cJSON_AddBoolToObject(o, "measured", p->measured != 0);
+    return o;
+}
+
+void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
+    fprintf(f, "machine: %d logical CPUs, %d-bit SIMD, %s rates\n", p->cores, p->simd_bits,
+            p->measured ? "measured" : "given/default");
+    for (int i = 0; i < p->n_levels; i++) {
+        const fl_cache_level *l = &p->level[i];
+        fprintf(f, "  L%d cache  ", l->level);
+        print_bytes(f, l->bytes);
+        if (l->shared_cpus > 1) fprintf(f, " shared by %d CPUs", l->shared_cpus);
+        else fprintf(f, " per core");
+        fprintf(f, ", mat-vec stream %.1f GB/s\n", l->bandwidth / 1e9);
+    }
+    fprintf(f, "  DRAM      mat-vec stream %.1f GB/s\n", p->dram_bandwidth / 1e9);
+    fprintf(f, "  sgemm %.1f GFLOP/s, mat-vec (in L1) %.1f GFLOP/s, overhead %.2f us per layer-step\n",
+            p->gemm_flops / 1e9, p->gemv_flops / 1e9, p->step_overhead * 1e6);
+    if (p->gemm_rows_flops[0] > 0)
+        fprintf(f, "  input-projection GEMM at 4/16/64/256 rows: %.1f / %.1f / %.1f / %.1f GFLOP/s\n",
+                p->gemm_rows_flops[0] / 1e9, p->gemm_rows_flops[1] / 1e9, p->gemm_rows_flops[2] / 1e9,
+                p->gemm_rows_flops[3] / 1e9);
+    if (p->rec_rows_flops[0] > 0)
+        fprintf(f, "  recurrent step at batch 4/16/64/256: %.1f / %.1f / %.1f / %.1f GFLOP/s\n",
+                p->rec_rows_flops[0] / 1e9, p->rec_rows_flops[1] / 1e9, p->rec_rows_flops[2] / 1e9,
+                p->rec_rows_flops[3] / 1e9);
+    if (p->rec_efficiency[FL_METHOD_SVD] > 0)
+        fprintf(f, "  kernel speed vs dense: svd %.2f (step) %.2f (gemm), cp %.2f (step) %.2f (gemm)\n",
+                p->rec_efficiency[FL_METHOD_SVD], p->gemm_efficiency[FL_METHOD_SVD],
+                p->rec_efficiency[FL_METHOD_CP], p->gemm_efficiency[FL_METHOD_CP]);
+    if (detail && p->n_curve > 0) {
+        fprintf(f, "  streaming rate by working set:");
+        for (int k = 0; k < p->n_curve; k++)
+            fprintf(f, " %.3g MB %.0f GB/s%s", p->curve_bytes[k] / 1e6, p->curve_bandwidth[k] / 1e9,
+                    k + 1 < p->n_curve ? "," : "\n");
+    }
+    if (detail)
+        fprintf(f, "  machine balance: %.2f flop/byte from DRAM, %.2f from the last cache level; a batch-1\n"
+                   "  float32 mat-vec does 0.5 flop/byte, so it is bandwidth-bound below those\n",
+                p->gemm_flops / p->dram_bandwidth,
+                p->gemm_flops / (p->level[p->n_levels - 1].bandwidth > 0 ? p->level[p->n_levels - 1].bandwidth : 1));
+}
+
+int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet, fl_profile *out) {
+    char def[4096];
+    fl_status st;
+    if (!path) {
+        if ((st = fl_profile_default_path(def, sizeof def))) return cli_fail_status(cmd, st);
+        path = def;
+    }
+    if (!refresh && fl_profile_load(path, out) == FL_OK) return CLI_OK;
+    if (!quiet) fprintf(stderr, "fastlstm %s: measuring the machine profile (a few seconds)...\n", cmd);
+    if ((st = fl_profile_measure(out))) return cli_fail_status(cmd, st);
+    if ((st = fl_profile_save(out, path)) && !quiet)
+        fprintf(stderr, "fastlstm %s: warning: could not save the profile: %s\n", cmd, fl_last_error());
+    else if (!quiet) fprintf(stderr, "fastlstm %s: profile saved to %s\n", cmd, path);
+    return CLI_OK;
+}
+
+int cmd_profile(int argc, char **argv) {
+    const char *cmd = "profile", *path = NULL;
+    bool json = false, refresh = false;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: fastlstm profile [--json] [--refresh] [--profile PATH]\n\n"
+                   "Print the machine profile the planner uses: cache sizes and sharing, SIMD width,\n"
+                   "streaming bandwidth from each cache level and DRAM, sgemm and mat-vec flop rates.\n"
+                   "Measured once (a few seconds) and saved to PATH (default\n"
+                   "~/.cache/fastlstm/profile.json); --refresh measures again.\n");
+            return CLI_OK;
+        } else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--refresh")) refresh = true;
+        else if ((r = cli_take(cmd, argc, argv, &i, "--profile", &path))) {
+            if (r < 0) return CLI_USAGE;
+        } else return cli_fail(cmd, CLI_USAGE, "unknown option '%s' (see --help)", argv[i]);
+    }
+    fl_profile p;
+    int rc = cli_profile_get(cmd, path, refresh, json, &p);
+    if (rc) return rc;
+    if (json) {
+        cJSON *o = cli_profile_json(&p);
+        char *s = cJSON_Print(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        cli_profile_print(stdout, &p, true);
+    }
+    return CLI_OK;
+}

@@ -1,0 +1,193 @@
+/*
+ * fastlstm planner — choose a storage method (dense, SVD, CP) and rank for every weight matrix of a
+ * model, from a profile of the machine (caches, bandwidth, flop rate), a roofline cost model of one
+ * LSTM time step, and an accuracy budget checked on validation data.
+ *
+ * Same conventions as fastlstm.h: fl_status returns, out-parameters, opaque handles with *_free
+ * accepting NULL, no printing. Times are seconds, bandwidths bytes/s, flop rates flop/s.
+ */
+#ifndef FASTLSTM_PLAN_H
+#define FASTLSTM_PLAN_H
+
+#include "fastlstm/fastlstm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- machine profile */
+
+#define FL_PROFILE_MAX_LEVELS 4
+#define FL_PROFILE_MAX_CURVE 16
+#define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
+
+/* One data (or unified) cache level. */
+typedef struct fl_cache_level {
+    int level;         /* 1, 2, 3, ... */
+    size_t bytes;      /* capacity of one instance */
+    int shared_cpus;   /* logical CPUs sharing one instance (1: private) */
+    double bandwidth;  /* matrix-vector streaming rate from this level, one thread; 0 unknown */
+} fl_cache_level;
+
+typedef struct fl_profile {
+    int cores;             /* online logical CPUs */
+    int simd_bits;         /* widest float SIMD the CPU runs: 512, 256 or 128 */
+    int n_levels;          /* data cache levels in level[], smallest first */
+    fl_cache_level level[FL_PROFILE_MAX_LEVELS];
+    double dram_bandwidth; /* matrix-vector streaming rate from memory, one thread */
+    double gemm_flops;     /* single-thread sgemm rate (fl_gemm) on an in-cache problem */
+    double gemv_flops;     /* single-thread matrix-vector rate of the recurrent step from L1 */
+    double rec_rows_flops[FL_PROFILE_GEMM_POINTS];  /* recurrent step (dense, H = 256) flop rate at
+                                                       batch 4, 16, 64, 256; all 0: B x gemv_flops
+                                                       capped by gemm_flops */
+    double gemm_rows_flops[FL_PROFILE_GEMM_POINTS]; /* fl_mat_apply rate on n = 4, 16, 64, 256 rows
+                                                       (8 MiB of weights); all 0: use gemm_flops */
+    double step_overhead;  /* fixed cost per layer per time step (cell update, calls) */
+    /* Streaming rate against working-set size, measured at fractions of each level and in DRAM
+     * (ascending bytes). One thread only; 0 points (or threads > 1): the per-level rates are used. */
+    /* Speed of the SVD and CP kernels relative to dense, indexed by fl_method (entry 0 unused):
+     * rec_efficiency scales the recurrent step's streaming and flop rates, gemm_efficiency the input
+     * projection's GEMM rate. Measured on mid-size layers; 0 means 1. */
+    double rec_efficiency[3];
+    double gemm_efficiency[3];
+    int n_curve;
+    size_t curve_bytes[FL_PROFILE_MAX_CURVE];
+    double curve_bandwidth[FL_PROFILE_MAX_CURVE];
+    int measured;          /* 1 when the rates were measured on this machine */
+} fl_profile;
+
+/* Cache topology and core count from /sys (fallback sysconf, then defaults: 32 KiB L1, 1 MiB L2,
+ * 8 MiB L3), SIMD width from CPUID. Rates get conservative defaults and measured = 0. */
+FL_API fl_status fl_profile_detect(fl_profile *out);
+
+/* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, about a
+ * second: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
+ * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, and the
+ * speed of the SVD and CP kernels relative to dense. Sets OpenBLAS to one thread while measuring
+ * and restores its thread count after. */
+FL_API fl_status fl_profile_measure(fl_profile *p);
+
+/* Save / load a profile as JSON. Load validates every field (FL_ERR_FORMAT naming the field). */
+FL_API fl_status fl_profile_save(const fl_profile *p, const char *path);
+FL_API fl_status fl_profile_load(const char *path, fl_profile *out);
+
+/* Default profile path: $XDG_CACHE_HOME/fastlstm/profile.json or ~/.cache/fastlstm/profile.json.
+ * FL_ERR_ARG when it does not fit in n bytes or no home is known. */
+FL_API fl_status fl_profile_default_path(char *buf, size_t n);
+
+/* Pose as another machine. Any value <= 0 keeps p's own. cache_bytes becomes the capacity of the
+ * last level (levels at least as large are dropped); bandwidth is the DRAM rate; cache_bandwidth the
+ * rate of the last level (when 0 and the last level has none, 3 x the DRAM rate); flops sets all
+ * flop rates. Any memory override drops the measured bandwidth curve. FL_ERR_ARG for NaN. */
+FL_API fl_status fl_profile_override(fl_profile *p, double cache_bytes, double bandwidth,
+                                     double cache_bandwidth, double flops);
+
+/* ---------------------------------------------------------------- cost model */
+
+typedef enum fl_regime {
+    FL_REGIME_COMPUTE = 0, /* the per-step weights fit the last-level cache: minimise flops */
+    FL_REGIME_MEMORY = 1,  /* they do not: minimise parameters (bytes streamed per step) */
+} fl_regime;
+
+/* Predicted cost of one time step of `batch` sequences of length `seq` (see plan.c for the model):
+ * each step streams every W_hh (flops at `batch` rows); the input projections W_ih and a per-step
+ * head run as one GEMM over seq * batch rows, so their bytes count 1/seq per step; a last-step head
+ * counts 1/seq of its bytes and flops. */
+typedef struct fl_cost {
+    size_t params;          /* stored parameters of all weight matrices */
+    double step_bytes;      /* weight bytes streamed per step (W_hh + amortised W_ih, head) */
+    double step_flops;      /* flops per step (all matrices at their batch) */
+    size_t working_set;     /* bytes of the recurrent weights (W_hh of all layers) */
+    int level;              /* index in profile level[] the working set fits, -1: DRAM */
+    double bandwidth;       /* rate used for the recurrent weights */
+    double mem_seconds;     /* sum of bytes / bandwidth terms */
+    double compute_seconds; /* sum of flops / rate terms */
+    double seconds;         /* predicted latency per step: per-part max(memory, compute) + overhead */
+    fl_regime regime;       /* MEMORY iff working_set exceeds the last level (all of it) */
+} fl_cost;
+
+/* Cost of model architecture a with matrices stored as specs (fl_model_num_matrices entries, NULL:
+ * all dense) under profile p, threads >= 1. FL_ERR_ARG for bad sizes or specs. */
+FL_API fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                 int batch, int seq, int threads, fl_cost *out);
+
+/* ---------------------------------------------------------------- planner */
+
+/* Validation data (all borrowed for the call). Exactly one of x / tokens, matching the model:
+ *   x: (n, seq, dim) features with dim == input, or tokens: (n, seq) ids in [0, vocab).
+ *   labels: (n_labels == n) class ids in [0, head_out) for a last-step classifier; NULL uses the
+ *   dense model's own predictions. A language model (embedding + per-step head) predicts
+ *   tokens[:, t+1] from tokens[:, :t+1] and needs seq >= 2; it takes no labels. Other models are
+ *   judged by the deviation metric on the data. */
+typedef struct fl_plan_data {
+    int n, seq, dim;
+    const float *x;
+    const int32_t *tokens;
+    const int32_t *labels;
+    int n_labels;
+} fl_plan_data;
+
+typedef enum fl_plan_metric {
+    FL_METRIC_DEVIATION = 0,  /* ||y - y_dense|| / ||y_dense||; budget: max_dev */
+    FL_METRIC_ACCURACY = 1,   /* classifier accuracy (%); budget: points lost, max_loss */
+    FL_METRIC_PERPLEXITY = 2, /* language model perplexity; budget: relative increase, max_loss */
+} fl_plan_metric;
+
+typedef void (*fl_plan_progress)(void *ctx, const char *message);
+
+typedef struct fl_plan_opts {
+    int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1) */
+    const fl_plan_data *data;  /* validation data, or NULL: random inputs and the deviation metric */
+    double max_loss;           /* budget with data: classifier accuracy points lost (default 1.0),
+                                  LM relative perplexity increase (default 0.05), or for other models
+                                  the deviation on the data (default max_dev); NaN: default. < 0 or
+                                  set without data: FL_ERR_ARG */
+    double max_dev;            /* budget of the deviation metric (default 0.05) */
+    int dev_samples;           /* random sequences for the deviation metric (default 16) */
+    int allow_cp;              /* try CP for gate matrices in the memory-bound regime (default 1) */
+    int cp_max_iter;           /* CP-ALS sweep cap during the search (default 40) */
+    int max_evals;             /* cap on model evaluations (default 200) */
+    int verify;                /* time this many best candidates + dense for real (default 3; 0 off) */
+    int verify_reps;           /* timed repetitions per candidate, median (default 5) */
+    uint64_t seed;
+    fl_plan_progress progress; /* optional progress messages (long searches) */
+    void *progress_ctx;
+} fl_plan_opts;
+
+FL_API fl_plan_opts fl_plan_opts_default(void);
+
+/* One configuration the search evaluated. */
+typedef struct fl_plan_point {
+    const fl_mat_spec *specs; /* fl_model_num_matrices entries; owned by the plan */
+    fl_cost cost;             /* predicted */
+    double measured_seconds;  /* per step, < 0 when not timed */
+    double metric;            /* accuracy %, perplexity or deviation */
+    double loss;              /* what the budget bounds: points lost, relative ppl increase, deviation */
+    int meets_budget;
+    int pareto;               /* on the front of predicted latency vs loss */
+} fl_plan_point;
+
+typedef struct fl_plan fl_plan;
+
+/* Search for the fastest configuration of m that keeps the budget; see plan.c. m is only read.
+ * Errors: FL_ERR_ARG (negative budget, bad options), FL_ERR_SHAPE (data shape not matching the
+ * model), FL_ERR_DATA (empty data, labels or tokens out of range), FL_ERR_NONFINITE, plus those of
+ * decomposition and sessions. The caller owns *out (fl_plan_free). */
+FL_API fl_status fl_plan_create(const fl_model *m, const fl_profile *p, const fl_plan_opts *opts,
+                                fl_plan **out);
+FL_API void fl_plan_free(fl_plan *plan);
+
+FL_API fl_plan_metric fl_plan_metric_kind(const fl_plan *plan);
+FL_API double fl_plan_budget(const fl_plan *plan);
+FL_API size_t fl_plan_num_points(const fl_plan *plan);   /* point 0 is the input model */
+FL_API const fl_plan_point *fl_plan_point_at(const fl_plan *plan, size_t i);
+FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen point */
+/* Why matrix i got its method and rank (static or plan-owned text). */
+FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
+/* The chosen model (owned by the plan, valid while it lives). */
+FL_API const fl_model *fl_plan_model(const fl_plan *plan);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTLSTM_PLAN_H */

@@ -1,0 +1,187 @@
+/*
+ * fastlstm training API: data sets, vocabularies, a trainer (BPTT, SGD/Adam, clipping, dropout,
+ * learning-rate decay on plateau, checkpoints with exact resume) and evaluation.
+ *
+ * Conventions are those of fastlstm.h: fl_status returns, fl_last_error() for detail, opaque
+ * handles freed by *_free (NULL accepted), no printing, no exit.
+ *
+ * Tasks follow from the model's head: FL_HEAD_LAST_STEP trains a sequence classifier on a
+ * classification data set, FL_HEAD_PER_STEP a language model on a token stream (truncated BPTT
+ * with the state carried between windows). Loss: mean cross-entropy (as nn.CrossEntropyLoss).
+ */
+#ifndef FASTLSTM_TRAIN_H
+#define FASTLSTM_TRAIN_H
+
+#include "fastlstm/fastlstm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- data sets */
+
+typedef struct fl_dataset fl_dataset;
+
+/* Classification set of n sequences of length seq: features x (n, seq, dim) when dim > 0, else
+ * token ids (n, seq); labels (n) in [0, classes). Data is copied. FL_ERR_DATA for an empty set, a
+ * label or id out of range (ids must be >= 0), or non-finite features. */
+FL_API fl_status fl_dataset_classify(int n, int seq, int dim, const float *x, const int32_t *ids,
+                                     const int32_t *labels, int classes, fl_dataset **out);
+
+/* Language-model set: a token stream (n >= 2 tokens, each in [0, vocab)). Data is copied. */
+FL_API fl_status fl_dataset_lm(const int32_t *tokens, size_t n, int vocab, fl_dataset **out);
+
+/* Classification set from .npy files: sequences (N, T, D) float32 or (N, T) integer ids, labels
+ * (N) int32/int64 (class count = max label + 1, or `classes` when > 0, which labels must respect).
+ * Errors name the file: FL_ERR_DATA for mismatched N, wrong rank, labels out of range, NaN. */
+FL_API fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path, int classes,
+                                     fl_dataset **out);
+
+FL_API void fl_dataset_free(fl_dataset *d);
+
+/* Number of sequences (classification) or tokens (language model). */
+FL_API size_t fl_dataset_size(const fl_dataset *d);
+/* Sequence length and feature size (0 for ids) of a classification set; 0 for a token stream. */
+FL_API int fl_dataset_seq(const fl_dataset *d);
+FL_API int fl_dataset_dim(const fl_dataset *d);
+/* Number of classes (classification) or the vocabulary bound (language model). */
+FL_API int fl_dataset_classes(const fl_dataset *d);
+/* Smallest vocabulary covering the token ids of d (largest id + 1); 0 for feature sequences. */
+FL_API int fl_dataset_vocab(const fl_dataset *d);
+
+/* ---------------------------------------------------------------- text vocabularies */
+
+typedef struct fl_vocab fl_vocab;
+
+typedef enum fl_token_mode { FL_TOKENS_WORD = 0, FL_TOKENS_CHAR = 1 } fl_token_mode;
+
+/* Build a vocabulary from a UTF-8 text file: words (split on white space, with "<eos>" at each
+ * line end) or characters (UTF-8 code points, "\n" included). Keeps the max_size - 1 most frequent
+ * tokens (ties broken by first appearance; max_size <= 0: no cap) plus "<unk>" (id 0).
+ * FL_ERR_DATA for an empty corpus, invalid UTF-8 (char mode) or a vocabulary of one token. */
+FL_API fl_status fl_vocab_build(const char *text_path, fl_token_mode mode, int max_size, fl_vocab **out);
+
+/* Vocabulary stored in a model (as JSON, see fl_vocab_attach); FL_ERR_FORMAT when the model has
+ * none or it is malformed. */
+FL_API fl_status fl_vocab_from_model(const fl_model *m, fl_vocab **out);
+
+/* Store v in m as JSON (saved with the model's metadata), replacing any previous one. */
+FL_API fl_status fl_vocab_attach(const fl_vocab *v, fl_model *m);
+
+FL_API int fl_vocab_size(const fl_vocab *v);
+FL_API void fl_vocab_free(fl_vocab *v);
+
+/* Tokenize a text file with v into a language-model set (unknown tokens -> "<unk>").
+ * FL_ERR_DATA for a file with fewer than 2 tokens. */
+FL_API fl_status fl_dataset_load_text(const char *path, const fl_vocab *v, fl_dataset **out);
+
+/* ---------------------------------------------------------------- training */
+
+typedef enum fl_optim { FL_OPTIM_SGD = 0, FL_OPTIM_ADAM = 1 } fl_optim;
+
+typedef struct fl_train_opts {
+    fl_optim optim;      /* default FL_OPTIM_ADAM */
+    float lr;            /* learning rate; default 1e-3 */
+    float momentum;      /* SGD momentum; default 0 */
+    float beta1, beta2;  /* Adam; defaults 0.9, 0.999 */
+    float eps;           /* Adam; default 1e-8 */
+    float weight_decay;  /* L2 penalty added to the gradient; default 0 */
+    float clip;          /* clip the global gradient norm to this (0: off); default 0 */
+    float dropout;       /* inverted dropout on every LSTM layer output in training; default 0 */
+    int batch;           /* sequences (classifier) or parallel streams (LM) per step; default 32 */
+    int bptt;            /* LM truncation window; default 35 */
+    float lr_decay;      /* multiply lr by this when the validation loss stops improving; default 1 (off) */
+    int patience;        /* epochs without improvement before decaying; default 0 */
+    int freeze_dense;    /* train only the factors of decomposed matrices; default 0 */
+    int shuffle;         /* reshuffle classification data every epoch; default 1 */
+    uint64_t seed;       /* shuffling and dropout; default 1 */
+} fl_train_opts;
+
+FL_API fl_train_opts fl_train_opts_default(void);
+
+typedef struct fl_trainer fl_trainer;
+
+/* Create a trainer for m, which it updates in place: m must outlive the trainer and not be
+ * changed by anyone else meanwhile. FL_ERR_UNSUPPORTED for a model without a head,
+ * FL_ERR_ARG for bad options or freeze_dense on a model without decomposed matrices. */
+FL_API fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **out);
+FL_API void fl_trainer_free(fl_trainer *t);
+
+/* One optimisation step on the next batch of d (advancing the trainer's position in the epoch;
+ * a new epoch reshuffles / resets the LM state). *loss (may be NULL): the batch's loss.
+ * FL_ERR_SHAPE if d does not fit the model, FL_ERR_NUMERIC if the loss is not finite. */
+FL_API fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss);
+
+/* Progress report to the caller of fl_trainer_run. */
+typedef struct fl_train_progress {
+    int epoch;              /* current epoch, from 0 */
+    long step;              /* optimisation steps done in total */
+    long epoch_step, epoch_steps; /* position within the epoch */
+    double loss;            /* mean training loss so far in this epoch */
+    double lr;              /* current learning rate */
+    double items_per_s;     /* sequences (classifier) or tokens (LM) per second in this run */
+    double eta_s;           /* estimated seconds to the end of the run */
+    int epoch_end;          /* 1 when this report closes an epoch (valid_* are then set) */
+    double valid_loss;      /* validation loss, or NaN without a validation set */
+    double valid_metric;    /* accuracy (classifier) or perplexity (LM), or NaN */
+} fl_train_progress;
+
+/* Called after every step and at every epoch end; return nonzero to stop training (the run then
+ * returns FL_OK after writing the final checkpoint, if any). */
+typedef int (*fl_train_callback)(const fl_train_progress *p, void *user);
+
+typedef struct fl_train_run {
+    const fl_dataset *train;   /* required */
+    const fl_dataset *valid;   /* optional: evaluated at each epoch end, drives lr decay */
+    int epochs;                /* train until this many epochs are complete (counting resumed ones) */
+    long max_steps;            /* also stop when the total step count reaches this (0: no limit) */
+    const char *checkpoint;    /* optional path: written every `every` steps and at the end */
+    long every;                /* 0: only at the end */
+    fl_train_callback callback;/* optional */
+    void *user;
+} fl_train_run;
+
+FL_API fl_status fl_trainer_run(fl_trainer *t, const fl_train_run *r);
+
+/* Write a checkpoint (model, tokenizer, options, optimiser state, epoch / step / position, RNG and
+ * LM state) atomically: temporary file, fsync, rename. */
+FL_API fl_status fl_trainer_save(const fl_trainer *t, const char *path);
+
+/* Recreate the model and trainer from a checkpoint; training continues exactly where it stopped
+ * (bit for bit, given the same data). The caller owns both; free the trainer first.
+ * FL_ERR_FORMAT / FL_ERR_VERSION / FL_ERR_IO for a bad file (checksum, truncation, magic). */
+FL_API fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out);
+
+/* BLAS threads used by training (OpenBLAS is process-wide: this also affects other users). */
+FL_API fl_status fl_trainer_set_threads(fl_trainer *t, int threads);
+
+/* Optional hook called after every backward pass with the flat gradient (n floats, laid out like
+ * the model's parameter block, alignment padding zero) and the batch loss, before clipping and the
+ * optimiser step. It may change both, e.g. average them across processes (MPI_Allreduce); a
+ * nonzero return aborts the step with that status. fn NULL removes the hook. */
+typedef fl_status (*fl_grad_hook)(float *grad, size_t n, double *loss, void *user);
+FL_API void fl_trainer_set_grad_hook(fl_trainer *t, fl_grad_hook fn, void *user);
+
+/* Steps done, completed epochs, and the current learning rate. */
+FL_API long fl_trainer_steps(const fl_trainer *t);
+FL_API int fl_trainer_epoch(const fl_trainer *t);
+FL_API double fl_trainer_lr(const fl_trainer *t);
+
+/* ---------------------------------------------------------------- evaluation */
+
+typedef struct fl_eval_result {
+    double loss;       /* mean cross-entropy */
+    double accuracy;   /* fraction of correct argmax predictions */
+    double perplexity; /* exp(loss) */
+    size_t count;      /* targets evaluated */
+} fl_eval_result;
+
+/* Evaluate m on d (no dropout). batch: sequences per forward (classifier) or parallel streams (LM,
+ * state carried across windows of bptt steps). */
+FL_API fl_status fl_model_evaluate(const fl_model *m, const fl_dataset *d, int batch, int bptt,
+                                   fl_eval_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTLSTM_TRAIN_H */

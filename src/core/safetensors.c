@@ -1,0 +1,534 @@
+/* Model file I/O in the safetensors format.
+ *
+ * Layout: u64 little-endian header length N | N bytes of JSON (space padded to a multiple of 8) |
+ * raw little-endian tensor data. The JSON maps each tensor name to
+ * {"dtype":"F32","shape":[..],"data_offsets":[begin,end]} (byte offsets into the data section),
+ * and "__metadata__" (string -> string) holds the architecture:
+ *   format = "fastlstm", format_version, vocab, input, hidden, layers, head, head_out,
+ *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional).
+ * The set of tensors, their names and shapes are exactly those fl_model_create builds from the
+ * architecture and the per-matrix methods, so loading is: metadata -> fl_model_create -> fill.
+ *
+ * Tensor data is copied with memcpy-equivalent fread/fwrite of float arrays, which assumes a
+ * little-endian host (checked at compile time below). */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "safetensors data is little-endian; this reader copies floats as raw bytes");
+_Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
+
+#define HEADER_MAX ((uint64_t)100 * 1000 * 1000) /* 100 MB: far above any real header */
+#define JSON_INT_MAX ((double)((int64_t)1 << 53)) /* integers a double holds exactly */
+
+/* Re-raise the pending error detail with the path in front: "<path>: <what>: <detail>". */
+static fl_status rewrap(fl_status st, const char *path, const char *what) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", fl_last_error());
+    return fl_fail(st, "%s: %s: %s", path, what, detail);
+}
+
+static const char *head_name(fl_head_kind h) {
+    switch (h) {
+    case FL_HEAD_NONE: return "none";
+    case FL_HEAD_PER_STEP: return "per_step";
+    case FL_HEAD_LAST_STEP: return "last_step";
+    }
+    return "?";
+}
+
+/* Name of matrix i as used in the metadata keys ("lstm.weight_ih_l0", "head.weight"). */
+static void matrix_name(const fl_arch *a, size_t i, char *buf, size_t n) {
+    if (i == (size_t)(2 * a->layers)) snprintf(buf, n, "head.weight");
+    else snprintf(buf, n, "lstm.weight_%s_l%zu", i % 2 == 0 ? "ih" : "hh", i / 2);
+}
+
+/* ------------------------------------------------------------------ save */
+
+static bool add_str(cJSON *obj, const char *key, const char *val) {
+    return cJSON_AddStringToObject(obj, key, val) != NULL;
+}
+
+static bool add_int_str(cJSON *obj, const char *key, long long v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    return add_str(obj, key, buf);
+}
+
+/* Builds the header JSON for m; data offsets pack the tensors back to back in table order. */
+static cJSON *build_header(const fl_model *m) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    if (!root || !meta) goto fail;
+    const fl_arch *a = &m->arch;
+    char num[16];
+    snprintf(num, sizeof num, "%d", FL_FORMAT_VERSION);
+    bool ok = add_str(meta, "format", FL_FORMAT_NAME) && add_str(meta, "format_version", num) &&
+              add_int_str(meta, "vocab", a->vocab) && add_int_str(meta, "input", a->input) &&
+              add_int_str(meta, "hidden", a->hidden) && add_int_str(meta, "layers", a->layers) &&
+              add_str(meta, "head", head_name(a->head)) && add_int_str(meta, "head_out", a->head_out);
+    size_t nmat = fl_model_num_matrices(m);
+    for (size_t i = 0; ok && i < nmat; i++) {
+        const fl_mat *w = fl_model_mat_const(m, i);
+        char name[48], key[80], val[48];
+        matrix_name(a, i, name, sizeof name);
+        if (w->method == FL_METHOD_DENSE) snprintf(val, sizeof val, "dense");
+        else snprintf(val, sizeof val, "%s:%d", w->method == FL_METHOD_SVD ? "svd" : "cp", w->rank);
+        snprintf(key, sizeof key, "method.%s", name);
+        ok = add_str(meta, key, val);
+        snprintf(key, sizeof key, "rel_error.%s", name);
+        snprintf(val, sizeof val, "%.17g", w->rel_error);
+        ok = ok && add_str(meta, key, val);
+    }
+    if (ok && m->tokenizer) ok = add_str(meta, "tokenizer", m->tokenizer);
+    if (!ok) goto fail;
+
+    uint64_t off = 0;
+    for (size_t k = 0; k < m->n_tensors; k++) {
+        const fl_tensor *t = &m->tensors[k];
+        cJSON *e = cJSON_AddObjectToObject(root, t->name);
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+        if (!e || !shape || !offs || !add_str(e, "dtype", "F32")) goto fail;
+        for (int d = 0; d < t->ndim; d++) {
+            cJSON *n = cJSON_CreateNumber((double)t->shape[d]);
+            if (!n || !cJSON_AddItemToArray(shape, n)) goto fail;
+        }
+        uint64_t end = off + (uint64_t)t->count * 4;
+        cJSON *b = cJSON_CreateNumber((double)off), *en = cJSON_CreateNumber((double)end);
+        if (!b || !cJSON_AddItemToArray(offs, b)) {
+            cJSON_Delete(en);
+            goto fail;
+        }
+        if (!en || !cJSON_AddItemToArray(offs, en)) goto fail;
+        off = end;
+    }
+    return root;
+fail:
+    cJSON_Delete(root);
+    return NULL;
+}
+
+static fl_status check_finite(const char *path, const char *name, const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i]))
+            return fl_fail(FL_ERR_NONFINITE, "%s: tensor '%s' element %zu is %s", path, name, i,
+                           isnan(p[i]) ? "NaN" : "Inf");
+    return FL_OK;
+}
+
+/* Writes header + data to f. */
+static fl_status write_body(const fl_model *m, FILE *f, const char *json, const char *tmp) {
+    size_t len = strlen(json);
+    uint64_t n = ((uint64_t)len + 7) & ~(uint64_t)7;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(n >> (8 * i));
+    static const char spaces[8] = "        ";
+    if (fwrite(le, 1, 8, f) != 8 || fwrite(json, 1, len, f) != len ||
+        fwrite(spaces, 1, (size_t)(n - len), f) != (size_t)(n - len))
+        return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    for (size_t k = 0; k < m->n_tensors; k++) {
+        const fl_tensor *t = &m->tensors[k];
+        if (fwrite(m->params + t->offset, sizeof(float), t->count, f) != t->count)
+            return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        return fl_fail(FL_ERR_IO, "%s: flush failed: %s", tmp, strerror(errno));
+    return FL_OK;
+}
+
+fl_status fl_model_save(const fl_model *m, const char *path) {
+    if (!m || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_save");
+    /* A file with NaN/Inf weights could not be loaded back: refuse to write it. */
+    for (size_t k = 0; k < m->n_tensors; k++) {
+        const fl_tensor *t = &m->tensors[k];
+        fl_status st = check_finite(path, t->name, m->params + t->offset, t->count);
+        if (st) return st;
+    }
+    cJSON *root = build_header(m);
+    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) return fl_fail(FL_ERR_NOMEM, "%s: out of memory building the header", path);
+
+    size_t tlen = strlen(path) + 32;
+    char *tmp = fl_malloc(tlen);
+    if (!tmp) {
+        cJSON_free(json);
+        return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    fl_status st = FL_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = fl_fail(FL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        st = write_body(m, f, json, tmp);
+        if (fclose(f) != 0 && !st) st = fl_fail(FL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+        if (!st && rename(tmp, path) != 0)
+            st = fl_fail(FL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        if (st) remove(tmp);
+    }
+    cJSON_free(json);
+    fl_free(tmp);
+    return st;
+}
+
+/* ------------------------------------------------------------------ load */
+
+/* Strict decimal integer in [lo, hi]: digits only (optional leading '-'), nothing else. */
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    const char *p = s;
+    bool neg = *p == '-';
+    if (neg) p++;
+    if (!*p) return false;
+    long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return false;
+        if (v > (LONG_MAX - (*p - '0')) / 10) return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (neg) v = -v;
+    if (v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* Metadata value for key, or NULL if absent. Every metadata value has been checked to be a string. */
+static const char *meta_get(const cJSON *meta, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return v ? v->valuestring : NULL;
+}
+
+static fl_status meta_int(const char *path, const cJSON *meta, const char *key, long lo, long hi,
+                          int *out) {
+    const char *s = meta_get(meta, key);
+    if (!s) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"%s\"", path, key);
+    long v;
+    if (!parse_long(s, lo, hi, &v))
+        return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"%s\" = \"%s\" is not an integer in [%ld, %ld]",
+                       path, key, s, lo, hi);
+    *out = (int)v;
+    return FL_OK;
+}
+
+/* Architecture from the metadata. */
+static fl_status parse_arch(const char *path, const cJSON *meta, fl_arch *a) {
+    const char *fmt = meta_get(meta, "format");
+    if (!fmt) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"format\" (not a fastlstm model)", path);
+    if (strcmp(fmt, FL_FORMAT_NAME) != 0)
+        return fl_fail(FL_ERR_FORMAT, "%s: format is \"%s\", expected \"%s\"", path, fmt, FL_FORMAT_NAME);
+    const char *ver = meta_get(meta, "format_version");
+    long v;
+    if (!ver) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"format_version\"", path);
+    if (!parse_long(ver, 1, LONG_MAX, &v))
+        return fl_fail(FL_ERR_FORMAT, "%s: format_version \"%s\" is not a positive integer", path, ver);
+    if (v > FL_FORMAT_VERSION)
+        return fl_fail(FL_ERR_VERSION, "%s: format_version %ld is newer than this library reads (%d)",
+                       path, v, FL_FORMAT_VERSION);
+    fl_status st;
+    memset(a, 0, sizeof *a);
+    if ((st = meta_int(path, meta, "vocab", 0, INT32_MAX, &a->vocab)) ||
+        (st = meta_int(path, meta, "input", 1, INT32_MAX, &a->input)) ||
+        (st = meta_int(path, meta, "hidden", 1, INT32_MAX, &a->hidden)) ||
+        (st = meta_int(path, meta, "layers", 1, INT32_MAX, &a->layers)) ||
+        (st = meta_int(path, meta, "head_out", 0, INT32_MAX, &a->head_out)))
+        return st;
+    const char *h = meta_get(meta, "head");
+    if (!h) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"head\"", path);
+    if (!strcmp(h, "none")) a->head = FL_HEAD_NONE;
+    else if (!strcmp(h, "per_step")) a->head = FL_HEAD_PER_STEP;
+    else if (!strcmp(h, "last_step")) a->head = FL_HEAD_LAST_STEP;
+    else
+        return fl_fail(FL_ERR_FORMAT, "%s: head \"%s\" is not none, per_step or last_step", path, h);
+    if ((st = fl_arch_check(a))) return rewrap(FL_ERR_FORMAT, path, "metadata describes an invalid architecture");
+    return FL_OK;
+}
+
+/* Per-matrix methods ("method.<name>", default dense) into specs[nmat]. */
+static fl_status parse_specs(const char *path, const cJSON *meta, const fl_arch *a, fl_mat_spec *specs,
+                             size_t nmat) {
+    for (size_t i = 0; i < nmat; i++) {
+        char name[48], key[80];
+        matrix_name(a, i, name, sizeof name);
+        snprintf(key, sizeof key, "method.%s", name);
+        const char *s = meta_get(meta, key);
+        long r = 0;
+        specs[i] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+        if (!s || !strcmp(s, "dense")) continue;
+        if (!strncmp(s, "svd:", 4) && parse_long(s + 4, 1, INT32_MAX, &r))
+            specs[i] = (fl_mat_spec){FL_METHOD_SVD, (int)r};
+        else if (!strncmp(s, "cp:", 3) && parse_long(s + 3, 1, INT32_MAX, &r))
+            specs[i] = (fl_mat_spec){FL_METHOD_CP, (int)r};
+        else
+            return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\" is not dense, svd:<rank> or cp:<rank>",
+                           path, key, s);
+    }
+    return FL_OK;
+}
+
+/* rel_error.<name> (optional: dense 0, decomposed unknown -1 when absent). */
+static fl_status parse_rel_errors(const char *path, const cJSON *meta, fl_model *m) {
+    size_t nmat = fl_model_num_matrices(m);
+    for (size_t i = 0; i < nmat; i++) {
+        char name[48], key[80];
+        matrix_name(&m->arch, i, name, sizeof name);
+        snprintf(key, sizeof key, "rel_error.%s", name);
+        fl_mat *w = fl_model_mat(m, i);
+        const char *s = meta_get(meta, key);
+        if (!s) {
+            w->rel_error = w->method == FL_METHOD_DENSE ? 0.0 : -1.0;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || *end || errno == ERANGE || !isfinite(v))
+            return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\" is not a finite number", path, key, s);
+        w->rel_error = v;
+    }
+    return FL_OK;
+}
+
+/* A non-negative integer JSON number that a double holds exactly. */
+static bool json_uint(const cJSON *v, uint64_t *out) {
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= JSON_INT_MAX) || d != floor(d)) return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+typedef struct range {
+    uint64_t begin, end;
+    size_t tensor;
+} range;
+
+static int range_cmp(const void *a, const void *b) {
+    const range *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
+    size_t o = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && o < n; d++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%" PRId64, d ? ", " : "", shape[d]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* Checks one tensor entry against model tensor t; fills r with its byte range. */
+static fl_status check_entry(const char *path, const cJSON *e, const fl_tensor *t, uint64_t data_size,
+                             range *r) {
+    const char *name = t->name;
+    if (!cJSON_IsObject(e)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' entry is not an object", path, name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(dtype)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' lacks a string \"dtype\"", path, name);
+    if (strcmp(dtype->valuestring, "F32") != 0)
+        return fl_fail(FL_ERR_DTYPE, "%s: tensor '%s' has dtype %s, only F32 is supported", path, name,
+                       dtype->valuestring);
+    if (!cJSON_IsArray(shape)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' lacks a \"shape\" array", path, name);
+    int ndim = cJSON_GetArraySize(shape);
+    int64_t dims[8] = {0};
+    int i = 0;
+    for (const cJSON *d = shape->child; d; d = d->next, i++) {
+        uint64_t v;
+        if (!json_uint(d, &v)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' shape holds a non-integer", path, name);
+        if (i < 8) dims[i] = (int64_t)v;
+    }
+    bool same = ndim == t->ndim;
+    for (int d = 0; same && d < ndim; d++) same = dims[d] == t->shape[d];
+    if (!same) {
+        char got[96], want[64];
+        if (ndim > 8) snprintf(got, sizeof got, "(%d dimensions)", ndim);
+        else shape_str(got, sizeof got, dims, ndim);
+        shape_str(want, sizeof want, t->shape, t->ndim);
+        return fl_fail(FL_ERR_SHAPE, "%s: tensor '%s' has shape %s, the architecture needs %s", path, name,
+                       got, want);
+    }
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !json_uint(offs->child, &r->begin) ||
+        !json_uint(offs->child->next, &r->end))
+        return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' data_offsets is not [begin, end] (two integers)", path, name);
+    if (r->begin > r->end)
+        return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' data_offsets [%" PRIu64 ", %" PRIu64 ") has begin > end",
+                       path, name, r->begin, r->end);
+    if (r->end > data_size)
+        return fl_fail(FL_ERR_FORMAT,
+                       "%s: tensor '%s' data_offsets [%" PRIu64 ", %" PRIu64 ") past end of file (data section is %" PRIu64
+                       " bytes)", path, name, r->begin, r->end, data_size);
+    if (r->end - r->begin != (uint64_t)t->count * 4)
+        return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' data_offsets span %" PRIu64 " bytes, shape needs %zu",
+                       path, name, r->end - r->begin, t->count * 4);
+    return FL_OK;
+}
+
+/* Matches every header entry to a model tensor, checks offsets, then reads the data. */
+static fl_status load_tensors(const char *path, FILE *f, const cJSON *root, uint64_t data_start,
+                              uint64_t data_size, fl_model *m) {
+    range *rs = fl_calloc(m->n_tensors, sizeof *rs);
+    if (!rs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t k = 0; k < m->n_tensors; k++) rs[k].tensor = SIZE_MAX; /* not seen yet */
+    fl_status st = FL_OK;
+    for (const cJSON *e = root->child; e && !st; e = e->next) {
+        if (!strcmp(e->string, "__metadata__")) continue;
+        const fl_tensor *t = fl_model_find_tensor(m, e->string);
+        if (!t) {
+            st = fl_fail(FL_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of this architecture)", path,
+                         e->string);
+            break;
+        }
+        size_t k = (size_t)(t - m->tensors);
+        if (rs[k].tensor != SIZE_MAX) {
+            st = fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' appears twice", path, t->name);
+            break;
+        }
+        st = check_entry(path, e, t, data_size, &rs[k]);
+        rs[k].tensor = k;
+    }
+    for (size_t k = 0; k < m->n_tensors && !st; k++)
+        if (rs[k].tensor == SIZE_MAX) st = fl_fail(FL_ERR_FORMAT, "%s: missing tensor '%s'", path, m->tensors[k].name);
+    if (!st) {
+        qsort(rs, m->n_tensors, sizeof *rs, range_cmp);
+        for (size_t k = 1; k < m->n_tensors && !st; k++)
+            if (rs[k].begin < rs[k - 1].end)
+                st = fl_fail(FL_ERR_FORMAT, "%s: tensors '%s' and '%s' have overlapping data_offsets", path,
+                             m->tensors[rs[k - 1].tensor].name, m->tensors[rs[k].tensor].name);
+    }
+    /* Ranges are now sorted by offset: read the file front to back. */
+    for (size_t k = 0; k < m->n_tensors && !st; k++) {
+        const fl_tensor *t = &m->tensors[rs[k].tensor];
+        float *dst = m->params + t->offset;
+        if (fseeko(f, (off_t)(data_start + rs[k].begin), SEEK_SET) != 0 ||
+            fread(dst, sizeof(float), t->count, f) != t->count)
+            st = fl_fail(FL_ERR_IO, "%s: cannot read tensor '%s' at offset %" PRIu64 ": %s", path, t->name,
+                         data_start + rs[k].begin, ferror(f) ? strerror(errno) : "unexpected end of file");
+        else
+            st = check_finite(path, t->name, dst, t->count);
+    }
+    fl_free(rs);
+    return st;
+}
+
+/* Everything after the header has been read and parsed. */
+static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, uint64_t data_start,
+                                  uint64_t data_size, fl_model **out) {
+    if (!cJSON_IsObject(root)) return fl_fail(FL_ERR_FORMAT, "%s: header JSON is not an object", path);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    if (!meta) return fl_fail(FL_ERR_FORMAT, "%s: header lacks __metadata__ (not a fastlstm model)", path);
+    if (!cJSON_IsObject(meta)) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ is not an object", path);
+    for (const cJSON *v = meta->child; v; v = v->next)
+        if (!cJSON_IsString(v))
+            return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"%s\" is not a string", path, v->string);
+    fl_arch arch;
+    fl_status st = parse_arch(path, meta, &arch);
+    if (st) return st;
+    size_t nmat = (size_t)(2 * arch.layers) + (arch.head != FL_HEAD_NONE ? 1 : 0);
+    fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
+    if (!specs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    fl_model *m = NULL;
+    st = parse_specs(path, meta, &arch, specs, nmat);
+    if (!st && (st = fl_model_create(&arch, specs, &m)))
+        st = rewrap(st == FL_ERR_ARG ? FL_ERR_FORMAT : st, path, "cannot build the model");
+    fl_free(specs);
+    if (!st) st = parse_rel_errors(path, meta, m);
+    if (!st) st = load_tensors(path, f, root, data_start, data_size, m);
+    const char *tok = meta_get(meta, "tokenizer");
+    if (!st && tok) {
+        size_t n = strlen(tok) + 1;
+        m->tokenizer = fl_malloc(n);
+        if (!m->tokenizer) st = fl_fail(FL_ERR_NOMEM, "%s: out of memory for the tokenizer", path);
+        else memcpy(m->tokenizer, tok, n);
+    }
+    if (st) {
+        fl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return FL_OK;
+}
+
+fl_status fl_model_load(const char *path, fl_model **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_model_load: out is NULL");
+    *out = NULL;
+    if (!path) return fl_fail(FL_ERR_ARG, "fl_model_load: path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fl_status st = FL_OK;
+    char *hdr = NULL;
+    cJSON *root = NULL;
+    unsigned char le[8];
+    off_t fsize = -1;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = fl_fail(FL_ERR_IO, "%s: not a regular file", path);
+        goto done;
+    }
+    if (fseeko(f, 0, SEEK_END) != 0 || (fsize = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
+        st = fl_fail(FL_ERR_IO, "%s: cannot determine the file size: %s", path, strerror(errno));
+        goto done;
+    }
+    if (fsize == 0) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: file is empty", path);
+        goto done;
+    }
+    if (fsize < 8) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: file is %lld bytes, shorter than the 8-byte header length", path,
+                     (long long)fsize);
+        goto done;
+    }
+    if (fread(le, 1, 8, f) != 8) {
+        st = fl_fail(FL_ERR_IO, "%s: cannot read the header length", path);
+        goto done;
+    }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | le[i];
+    uint64_t avail = (uint64_t)fsize - 8;
+    if (n == 0) st = fl_fail(FL_ERR_FORMAT, "%s: header length is 0", path);
+    else if (n > HEADER_MAX)
+        st = fl_fail(FL_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the 100 MB limit", path, n);
+    else if (n > avail)
+        st = fl_fail(FL_ERR_FORMAT, "%s: header length %" PRIu64 " runs past end of file (%" PRIu64 " bytes follow)",
+                     path, n, avail);
+    if (st) goto done;
+    hdr = fl_malloc((size_t)n + 1);
+    if (!hdr) {
+        st = fl_fail(FL_ERR_NOMEM, "%s: out of memory for a %" PRIu64 "-byte header", path, n);
+        goto done;
+    }
+    if (fread(hdr, 1, (size_t)n, f) != (size_t)n) {
+        st = fl_fail(FL_ERR_IO, "%s: cannot read the %" PRIu64 "-byte header", path, n);
+        goto done;
+    }
+    hdr[n] = '\0';
+    const char *end = NULL;
+    root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, 0);
+    if (!root) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: header JSON is malformed near byte %td", path,
+                     end ? (ptrdiff_t)(end - hdr) : (ptrdiff_t)-1);
+        goto done;
+    }
+    for (const char *p = end; p < hdr + n; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            st = fl_fail(FL_ERR_FORMAT, "%s: header has trailing bytes after the JSON at byte %td", path,
+                         p - hdr);
+            goto done;
+        }
+    st = load_from_header(path, f, root, 8 + n, avail - n, out);
+done:
+    cJSON_Delete(root);
+    fl_free(hdr);
+    fclose(f);
+    return st;
+}

@@ -1,0 +1,273 @@
+/* AVX-512 kernels of the recurrent step (layouts in rec_kernels.h). Compiled with -mavx512f and
+ * friends; chosen at run time only on CPUs that have them. Each hidden block of 16 units is one
+ * zmm per gate: the block's 4 gate accumulators stay in registers through the cell update. */
+#include "rec_kernels.h"
+
+#include <immintrin.h>
+#include <stddef.h>
+
+#define INL static inline __attribute__((always_inline))
+
+/* exp(x) with range reduction x = n ln2 + r and Cephes' degree-6 polynomial for exp(r), about
+ * 2 ulp; inputs clamped to [-88, 88] (saturating sigmoid and tanh there is exact in float). */
+INL __m512 exp_ps(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+INL __m512 sigmoid_ps(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+/* tanh(x) = 2 sigmoid(2x) - 1 (absolute error ~1e-7 near 0). */
+INL __m512 tanh_ps(__m512 x) {
+    return _mm512_fmsub_ps(_mm512_set1_ps(2.0f), sigmoid_ps(_mm512_add_ps(x, x)), _mm512_set1_ps(1.0f));
+}
+
+INL __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* Cell update of 16 units from the W x parts of their gates; gx, c, h point at unit j0. */
+INL void cell_store(__m512 ai, __m512 af, __m512 ag, __m512 ao, const float *gx, int H, float *c,
+                    float *h, __mmask16 m) {
+    ai = _mm512_add_ps(ai, _mm512_maskz_loadu_ps(m, gx));
+    af = _mm512_add_ps(af, _mm512_maskz_loadu_ps(m, gx + H));
+    ag = _mm512_add_ps(ag, _mm512_maskz_loadu_ps(m, gx + 2 * (size_t)H));
+    ao = _mm512_add_ps(ao, _mm512_maskz_loadu_ps(m, gx + 3 * (size_t)H));
+    __m512 cn = _mm512_fmadd_ps(sigmoid_ps(af), _mm512_maskz_loadu_ps(m, c),
+                                _mm512_mul_ps(sigmoid_ps(ai), tanh_ps(ag)));
+    _mm512_mask_storeu_ps(c, m, cn);
+    _mm512_mask_storeu_ps(h, m, _mm512_mul_ps(sigmoid_ps(ao), tanh_ps(cn)));
+}
+
+/* ------------------------------------------------------------ dense / SVD-U gate panel */
+
+/* Batch 1: two k per iteration into two accumulator sets (8 FMA chains). */
+static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
+                         const float *restrict x, const float *restrict gx, float *restrict c,
+                         float *restrict h) {
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int k = 0;
+        for (; k + 1 < K; k += 2) {
+            const float *q = p + (size_t)k * 64;
+            __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(q), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(q + 16), x0, a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(q + 32), x0, a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(q + 48), x0, a3);
+            b0 = _mm512_fmadd_ps(_mm512_load_ps(q + 64), x1, b0);
+            b1 = _mm512_fmadd_ps(_mm512_load_ps(q + 80), x1, b1);
+            b2 = _mm512_fmadd_ps(_mm512_load_ps(q + 96), x1, b2);
+            b3 = _mm512_fmadd_ps(_mm512_load_ps(q + 112), x1, b3);
+        }
+        if (k < K) {
+            const float *q = p + (size_t)k * 64;
+            __m512 x0 = _mm512_set1_ps(x[k]);
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(q), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(q + 16), x0, a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(q + 32), x0, a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(q + 48), x0, a3);
+        }
+        const int j0 = blk * 16;
+        cell_store(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1), _mm512_add_ps(a2, b2),
+                   _mm512_add_ps(a3, b3), gx + j0, H, c + j0, h + j0, tail_mask(H - j0));
+    }
+}
+
+/* NR rows x 16 units x 4 gates of accumulators (NR <= 6: 24 zmm), weights loaded once per k. */
+INL void gate_tile(const int NR, int j0, int H, int K, const float *restrict p, const float *restrict x,
+                   int ldx, const float *restrict gx, int ldgx, float *restrict c, float *restrict h,
+                   int ldh) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[b][g] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64;
+        __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
+        __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+            acc[b][0] = _mm512_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm512_fmadd_ps(w1, xv, acc[b][1]);
+            acc[b][2] = _mm512_fmadd_ps(w2, xv, acc[b][2]);
+            acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
+        }
+    }
+    const __mmask16 m = tail_mask(H - j0);
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
+                   c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+}
+
+static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
+                             const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                             float *restrict c, float *restrict h, int ldh) {
+    if (B == 1) {
+        gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
+        return;
+    }
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64;
+        const int j0 = blk * 16;
+        int b = 0;
+        for (; b + 6 <= B; b += 6)
+            gate_tile(6, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
+                      c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+        const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
+        float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+        switch (B - b) {
+        case 5: gate_tile(5, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+        case 4: gate_tile(4, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+        case 3: gate_tile(3, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+        case 2: gate_tile(2, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+        case 1: gate_tile(1, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ CP gate panel */
+
+/* NR rows x 4 gates; one weight vector per k feeds all 4 gates (scaled z differs per gate). */
+INL void cp_tile(const int NR, int j0, int H, int K, const float *restrict p, const float *restrict zs,
+                 const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[b][g] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m512 w = _mm512_load_ps(p + (size_t)k * 16);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const float *z = zs + (size_t)b * 4 * K + k;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+                acc[b][g] = _mm512_fmadd_ps(w, _mm512_set1_ps(z[(size_t)g * K]), acc[b][g]);
+        }
+    }
+    const __mmask16 m = tail_mask(H - j0);
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
+                   c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+}
+
+/* Batch 1: two k per iteration (8 FMA chains). */
+static void cp_b1(int j0, int H, int K, const float *restrict p, const float *restrict zs,
+                  const float *restrict gx, float *restrict c, float *restrict h) {
+    __m512 a[4], b[4];
+    for (int g = 0; g < 4; g++) a[g] = b[g] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16), w1 = _mm512_load_ps(p + (size_t)k * 16 + 16);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            a[g] = _mm512_fmadd_ps(w0, _mm512_set1_ps(zs[(size_t)g * K + k]), a[g]);
+            b[g] = _mm512_fmadd_ps(w1, _mm512_set1_ps(zs[(size_t)g * K + k + 1]), b[g]);
+        }
+    }
+    if (k < K) {
+        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) a[g] = _mm512_fmadd_ps(w0, _mm512_set1_ps(zs[(size_t)g * K + k]), a[g]);
+    }
+    cell_store(_mm512_add_ps(a[0], b[0]), _mm512_add_ps(a[1], b[1]), _mm512_add_ps(a[2], b[2]),
+               _mm512_add_ps(a[3], b[3]), gx + j0, H, c + j0, h + j0, tail_mask(H - j0));
+}
+
+static void cp_gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
+                                const float *restrict zs, const float *restrict gx, int ldgx,
+                                float *restrict c, float *restrict h, int ldh) {
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pb + (size_t)blk * K * 16;
+        const int j0 = blk * 16;
+        if (B == 1) {
+            cp_b1(j0, H, K, p, zs, gx, c, h);
+            continue;
+        }
+        int b = 0;
+        for (; b + 6 <= B; b += 6)
+            cp_tile(6, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx,
+                    c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+        const float *zb = zs + (size_t)b * 4 * K, *gb = gx + (size_t)b * ldgx;
+        float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+        switch (B - b) {
+        case 5: cp_tile(5, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+        case 4: cp_tile(4, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+        case 3: cp_tile(3, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+        case 2: cp_tile(2, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+        case 1: cp_tile(1, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ projection t = x m */
+
+/* NV zmm of t (NV <= 4) for one row; two k per iteration (2 NV FMA chains). */
+INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const float *restrict x,
+                    float *restrict t) {
+    __m512 a[4], b[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) a[v] = b[v] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+        const float *q0 = m + (size_t)k * Rp, *q1 = q0 + Rp;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(q0 + 16 * v), x0, a[v]);
+            b[v] = _mm512_fmadd_ps(_mm512_loadu_ps(q1 + 16 * v), x1, b[v]);
+        }
+    }
+    if (k < K) {
+        __m512 x0 = _mm512_set1_ps(x[k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(m + (size_t)k * Rp + 16 * v), x0, a[v]);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + 16 * v, _mm512_add_ps(a[v], b[v]));
+}
+
+static void proj_avx512(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                        float *restrict t, int ldt) {
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * ldx;
+        float *tb = t + (size_t)b * ldt;
+        int r = 0;
+        for (; r + 64 <= Rp; r += 64) proj_chunk(4, K, Rp, m + r, xb, tb + r);
+        switch ((Rp - r) / 16) {
+        case 3: proj_chunk(3, K, Rp, m + r, xb, tb + r); break;
+        case 2: proj_chunk(2, K, Rp, m + r, xb, tb + r); break;
+        case 1: proj_chunk(1, K, Rp, m + r, xb, tb + r); break;
+        default: break;
+        }
+    }
+}
+
+const fl_rec_kernels fl_rec_kernels_avx512 = {
+    .name = "avx512",
+    .gate_cell = gate_cell_avx512,
+    .cp_gate_cell = cp_gate_cell_avx512,
+    .proj = proj_avx512,
+};

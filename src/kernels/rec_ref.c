@@ -1,0 +1,72 @@
+/* Scalar reference kernels of the recurrent step, on the packed layouts of rec_kernels.h.
+ * Written to be read; always built; the fallback on CPUs without AVX2. */
+#include "rec_kernels.h"
+
+#include <math.h>
+#include <stddef.h>
+
+static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The cell update of one unit from its four gate pre-activations. */
+static void cell(float gi, float gf, float gg, float go, float *c, float *h) {
+    float cn = sigmoid(gf) * *c + sigmoid(gi) * tanhf(gg);
+    *c = cn;
+    *h = sigmoid(go) * tanhf(cn);
+}
+
+static void gate_cell_ref(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
+                          const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                          float *restrict c, float *restrict h, int ldh) {
+    const int NB = FL_REC_NB;
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 4 * NB; // p: (K, 4, NB)
+        for (int b = 0; b < B; b++) {
+            const float *xb = x + (size_t)b * ldx;
+            for (int u = 0; u < NB && blk * NB + u < H; u++) {
+                const int j = blk * NB + u;
+                float acc[4];
+                for (int g = 0; g < 4; g++) acc[g] = gx[(size_t)b * ldgx + (size_t)g * H + j];
+                for (int k = 0; k < K; k++)
+                    for (int g = 0; g < 4; g++) acc[g] += p[((size_t)k * 4 + g) * NB + u] * xb[k];
+                cell(acc[0], acc[1], acc[2], acc[3], &c[(size_t)b * H + j], &h[(size_t)b * ldh + j]);
+            }
+        }
+    }
+}
+
+static void cp_gate_cell_ref(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
+                             const float *restrict zs, const float *restrict gx, int ldgx,
+                             float *restrict c, float *restrict h, int ldh) {
+    const int NB = FL_REC_NB;
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pb + (size_t)blk * K * NB; // p: (K, NB)
+        for (int b = 0; b < B; b++) {
+            const float *z = zs + (size_t)b * 4 * K; // z: (4, K)
+            for (int u = 0; u < NB && blk * NB + u < H; u++) {
+                const int j = blk * NB + u;
+                float acc[4];
+                for (int g = 0; g < 4; g++) acc[g] = gx[(size_t)b * ldgx + (size_t)g * H + j];
+                for (int k = 0; k < K; k++)
+                    for (int g = 0; g < 4; g++) acc[g] += p[(size_t)k * NB + u] * z[(size_t)g * K + k];
+                cell(acc[0], acc[1], acc[2], acc[3], &c[(size_t)b * H + j], &h[(size_t)b * ldh + j]);
+            }
+        }
+    }
+}
+
+static void proj_ref(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                     float *restrict t, int ldt) {
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < Rp; r++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += x[(size_t)b * ldx + k] * m[(size_t)k * Rp + r];
+            t[(size_t)b * ldt + r] = s;
+        }
+}
+
+const fl_rec_kernels fl_rec_kernels_ref = {
+    .name = "ref",
+    .gate_cell = gate_cell_ref,
+    .cp_gate_cell = cp_gate_cell_ref,
+    .proj = proj_ref,
+};

@@ -1,0 +1,177 @@
+/* Roofline cost model of one LSTM time step.
+ *
+ * A level holds a working set up to 3/4 of its capacity. With N threads, a private cache level (shared_cpus == 1) offers N times its capacity and rate; a
+ * shared level and DRAM keep their capacity and scale their rate by 1 + 0.75 (N - 1) (two threads
+ * reach about 1.75x one thread's L3 and DRAM rate on current machines); flop rates scale by N.
+ * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
+ * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
+ * min(gemm_flops, B * gemv_flops). The input
+ * projections' GEMM rate at n rows, rate_a(n), interpolates the measured gemm_rows_flops (at 4, 16,
+ * 64, 256 rows) linearly in log n, is rate_a(4) * n / 4 below 4 rows and rate_a(256) above 256;
+ * without those measurements rate_a = rate_r.
+ *
+ * Per time step, for `batch` = B sequences of length `seq` = T:
+ *   recurrent part: every step streams W_hh of all layers. The runtime runs layer by layer (all T
+ *     steps of layer l, then layer l+1), so each W_hh_l is its own working set:
+ *     bytes_l = 4 params(W_hh_l),  flops_l = B flops(W_hh_l),  bw_l = rate of the smallest level
+ *     holding bytes_l (else DRAM), or with one thread and a measured curve, the curve at bytes_l.
+ *     t_r = sum_l max(bytes_l / bw_l, flops_l / rate_r(B))
+ *   amortised part: the runtime computes the input projections (and a per-step head) for all T
+ *     steps as one GEMM of T*B rows, so their weights stream once per sequence. For each such W:
+ *     bytes_W = 4 params(W) / T,  flops_W = B flops(W) (W_ih, per-step head) or B flops(W) / T
+ *     (last-step head); bw_a = rate of the level holding all weights (4 x all params).
+ *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(T B))
+ *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies.
+ *   overhead: t_o = layers * step_overhead
+ *   seconds = t_r + t_a + t_o.
+ * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
+ * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
+#include "internal.h"
+#include "fastlstm/plan.h"
+
+#include <math.h>
+
+static double shared_scale(int threads) { return 1.0 + 0.75 * (threads - 1); }
+
+/* Usable share of a cache: the rest holds activations, other weights and conflict misses. */
+#define FIT_FRACTION 0.75
+
+static double level_capacity(const fl_cache_level *l, int threads) {
+    return FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
+}
+
+/* One thread with a measured curve: the rate at `bytes`, linear in log(bytes) between points. */
+static double curve_rate(const fl_profile *p, double bytes) {
+    const int n = p->n_curve;
+    if (bytes <= (double)p->curve_bytes[0]) return p->curve_bandwidth[0];
+    if (bytes >= (double)p->curve_bytes[n - 1]) return p->curve_bandwidth[n - 1];
+    int k = 0;
+    while (bytes > (double)p->curve_bytes[k + 1]) k++;
+    double x0 = log((double)p->curve_bytes[k]), x1 = log((double)p->curve_bytes[k + 1]);
+    double t = (log(bytes) - x0) / (x1 - x0);
+    return p->curve_bandwidth[k] + t * (p->curve_bandwidth[k + 1] - p->curve_bandwidth[k]);
+}
+
+static double level_rate(const fl_cache_level *l, int threads) {
+    return l->shared_cpus <= 1 ? l->bandwidth * threads : l->bandwidth * shared_scale(threads);
+}
+
+/* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
+ * measured curve when there is one and threads == 1, else the level's rate). */
+static int pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
+    int level = -1;
+    for (int i = 0; i < p->n_levels && level < 0; i++)
+        if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
+    if (threads == 1 && p->n_curve > 0) *bw = curve_rate(p, bytes);
+    else *bw = level >= 0 ? level_rate(&p->level[level], threads) : p->dram_bandwidth * shared_scale(threads);
+    return level;
+}
+
+/* Rate at n rows from a table at 4, 16, 64, 256 rows (linear in log n), with (1, at1) as the point
+ * below the table (at1 = 0: proportional to n below 4 rows). */
+static double table_rate(const double *g, double at1, double rows) {
+    if (rows >= 256) return g[FL_PROFILE_GEMM_POINTS - 1];
+    if (rows <= 4) {
+        if (!(at1 > 0)) return g[0] * rows / 4;
+        if (rows <= 1) return at1 * rows;
+        return at1 + log(rows) / log(4.0) * (g[0] - at1);
+    }
+    int k = 0;
+    while (rows > 4.0 * (1 << (2 * (k + 1)))) k++; /* 4 * 4^k <= rows <= 4 * 4^(k+1) */
+    double t = log(rows / (4.0 * (1 << (2 * k)))) / log(4.0);
+    return g[k] + t * (g[k + 1] - g[k]);
+}
+
+/* Flop rate of the recurrent step at `rows` = batch rows. */
+static double flop_rate(const fl_profile *p, double rows, int threads) {
+    double r;
+    if (p->rec_rows_flops[0] > 0) {
+        r = table_rate(p->rec_rows_flops, p->gemv_flops, rows);
+    } else {
+        r = rows * p->gemv_flops;
+        if (r > p->gemm_flops) r = p->gemm_flops;
+    }
+    return r * threads;
+}
+
+/* Flop rate of the input projection GEMM at `rows` = T * B rows. */
+static double gemm_rate(const fl_profile *p, double rows, int threads) {
+    if (!(p->gemm_rows_flops[0] > 0)) return flop_rate(p, rows, threads);
+    return table_rate(p->gemm_rows_flops, 0.0, rows) * threads;
+}
+
+static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
+
+static double max2(double a, double b) { return a > b ? a : b; }
+
+fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, int batch,
+                          int seq, int threads, fl_cost *out) {
+    if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
+    fl_status st = fl_arch_check(a);
+    if (st) return st;
+    if (batch < 1 || seq < 1 || threads < 1)
+        return fl_fail(FL_ERR_ARG, "batch, seq and threads must be >= 1 (got %d, %d, %d)", batch, seq,
+                       threads);
+    if (p->n_levels < 1 || p->n_levels > FL_PROFILE_MAX_LEVELS || !(p->dram_bandwidth > 0) ||
+        !(p->gemm_flops > 0) || !(p->gemv_flops > 0) || !(p->step_overhead >= 0))
+        return fl_fail(FL_ERR_ARG, "profile has no cache levels or non-positive rates");
+    const int L = a->layers, H = a->hidden;
+    const size_t nmat = (size_t)2 * L + (a->head != FL_HEAD_NONE ? 1 : 0);
+    fl_cost c = {0};
+    c.level = -2;
+    /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
+    double ws = 0, bw_a = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) pick_level(p, 4.0 * (double)c.params, threads, &bw_a);
+        double t = 0;
+        for (size_t i = 0; i < nmat; i++) {
+            bool head = i == (size_t)2 * L;
+            fl_mat w = {.method = FL_METHOD_DENSE};
+            w.rows = head ? a->head_out : 4 * H;
+            w.cols = head ? H : (i == 0 ? a->input : H);
+            if (specs && specs[i].method != FL_METHOD_DENSE) {
+                int maxr = w.rows < w.cols ? w.rows : w.cols;
+                if (specs[i].method == FL_METHOD_SVD && (specs[i].rank < 1 || specs[i].rank > maxr))
+                    return fl_fail(FL_ERR_ARG, "matrix %zu: SVD rank %d outside [1, %d]", i, specs[i].rank, maxr);
+                if (specs[i].method == FL_METHOD_CP && (head || specs[i].rank < 1))
+                    return fl_fail(FL_ERR_ARG, "matrix %zu: CP needs a gate matrix and rank >= 1", i);
+                if (specs[i].method != FL_METHOD_SVD && specs[i].method != FL_METHOD_CP)
+                    return fl_fail(FL_ERR_ARG, "matrix %zu: unknown method %d", i, (int)specs[i].method);
+                w.method = specs[i].method;
+                w.rank = specs[i].rank;
+            }
+            double np = (double)fl_mat_params(&w), nf = (double)fl_mat_flops(&w);
+            if (pass == 0) {
+                c.params += fl_mat_params(&w);
+                continue;
+            }
+            double bytes, flops, bw, rate;
+            if (!head && i % 2 == 1) {
+                /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times. */
+                bytes = 4 * np;
+                flops = batch * nf;
+                int level = pick_level(p, bytes, threads, &bw);
+                if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
+                double e = efficiency(p->rec_efficiency, w.method);
+                bw *= e;
+                rate = flop_rate(p, batch, threads) * e;
+            } else {
+                bytes = 4 * np / seq;
+                flops = (head && a->head == FL_HEAD_LAST_STEP) ? batch * nf / seq : batch * nf;
+                bw = bw_a;
+                rate = gemm_rate(p, (double)batch * seq, threads) * efficiency(p->gemm_efficiency, w.method);
+            }
+            c.step_bytes += bytes;
+            c.step_flops += flops;
+            c.mem_seconds += bytes / bw;
+            c.compute_seconds += flops / rate;
+            t += max2(bytes / bw, flops / rate);
+        }
+        c.seconds = t + L * p->step_overhead;
+    }
+    c.working_set = (size_t)ws;
+    const fl_cache_level *last = &p->level[p->n_levels - 1];
+    c.regime = ws > level_capacity(last, threads) ? FL_REGIME_MEMORY : FL_REGIME_COMPUTE;
+    *out = c;
+    return FL_OK;
+}

@@ -1,0 +1,629 @@
+/* The planner: choose method and rank per weight matrix.
+ *
+ * 1. Reconstruct every weight matrix densely and compute its SVD once (decomp.h); a truncation to
+ *    any rank is then cheap and its relative Frobenius error is known from the singular values.
+ * 2. Seed: a uniform error tolerance tau for all matrices (each at the smallest rung with truncation
+ *    error <= tau), the largest tau of a short list that meets the budget, by binary search.
+ *    Greedy search from there (or from the all-dense model). Each matrix has a ladder of SVD ranks (1, 2, 3, 4, 6,
+ *    8, 12, ..., powers of two and 3 * 2^k) that store fewer parameters than dense. A move lowers one
+ *    matrix to a lower rung; its score is the predicted latency saved (fl_cost_predict) per unit of
+ *    added truncation error. The best move is evaluated on the real model (validation data or the
+ *    deviation on random inputs). Kept if it meets the budget; otherwise a binary search over the rungs
+ *    between the failing rank and the matrix's current one finds the lowest rank that meets it, and
+ *    the matrix goes no lower.
+ * 3. In the memory-bound regime, gate matrices with an SVD rank r then try CP ranks R >= r that store
+ *    fewer parameters (CP-ALS with capped sweeps, at most three ranks per matrix).
+ * 4. The best predicted candidates meeting the budget and the dense model are timed for real; the
+ *    measured winner among those meeting the budget is chosen (without timing: the best predicted).
+ *    Ties in predicted latency go to fewer parameters (memory-bound) or fewer flops (compute-bound). */
+#include "plan_internal.h"
+
+#include "decomp/decomp.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NONE ((size_t)-1)
+#define MAX_LADDER 64
+#define CP_TRIES 3
+
+typedef struct cp_entry {
+    int rank;
+    float *a, *b, *c; /* (4, R), (H, R), (cols, R) */
+    double err;
+} cp_entry;
+
+typedef struct mat_state {
+    char name[48];
+    int rows, cols;
+    bool gate;
+    float *dense;        /* (rows, cols) reconstruction of the source matrix */
+    fl_svd *svd;         /* NULL: all-zero matrix, stays dense */
+    int ladder[MAX_LADDER], n_ladder;
+    cp_entry *cp;
+    int n_cp;
+    int floor;           /* highest SVD rank known to break the budget (0: none) */
+    fl_mat_spec fail;    /* the last rejected target of this matrix (method DENSE: none) */
+    double fail_loss;
+} mat_state;
+
+struct fl_plan {
+    fl_arch arch;
+    size_t nmat;
+    fl_profile prof;
+    fl_plan_opts o;
+    fl_plan_metric kind;
+    double budget;
+    fl_regime regime;
+    fl_plan_point *pts;
+    size_t n_pts, cap_pts, chosen;
+    char (*reason)[256];
+    fl_model *model;
+    /* search state */
+    const fl_model *src;
+    mat_state *ms;
+    fl_eval *ev;
+    int evals;
+};
+
+static void progress(fl_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(fl_plan *p, const char *fmt, ...) {
+    if (!p->o.progress) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    p->o.progress(p->o.progress_ctx, buf);
+}
+
+fl_plan_opts fl_plan_opts_default(void) {
+    return (fl_plan_opts){.batch = 1, .seq = 35, .threads = 1, .max_loss = NAN, .max_dev = 0.05,
+                          .dev_samples = 16, .allow_cp = 1, .cp_max_iter = 40, .max_evals = 200,
+                          .verify = 3, .verify_reps = 5, .seed = 1};
+}
+
+/* ------------------------------------------------------------ candidates */
+
+static fl_status predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c) {
+    return fl_cost_predict(&p->prof, &p->arch, specs, p->o.batch, p->o.seq, p->o.threads, c);
+}
+
+/* a strictly better than b: lower predicted latency; near-ties go to fewer parameters
+ * (memory-bound) or fewer flops (compute-bound). */
+static bool better(const fl_plan *p, const fl_cost *a, const fl_cost *b) {
+    double tol = 1e-9 * (a->seconds > b->seconds ? a->seconds : b->seconds);
+    if (a->seconds < b->seconds - tol) return true;
+    if (a->seconds > b->seconds + tol) return false;
+    if (p->regime == FL_REGIME_MEMORY)
+        return a->params < b->params || (a->params == b->params && a->step_flops < b->step_flops);
+    return a->step_flops < b->step_flops || (a->step_flops == b->step_flops && a->params < b->params);
+}
+
+static bool same_specs(const fl_plan *p, const fl_mat_spec *a, const fl_mat_spec *b) {
+    for (size_t i = 0; i < p->nmat; i++)
+        if (a[i].method != b[i].method || (a[i].method != FL_METHOD_DENSE && a[i].rank != b[i].rank))
+            return false;
+    return true;
+}
+
+static size_t find_point(const fl_plan *p, const fl_mat_spec *specs) {
+    for (size_t i = 0; i < p->n_pts; i++)
+        if (same_specs(p, p->pts[i].specs, specs)) return i;
+    return NONE;
+}
+
+static cp_entry *find_cp(mat_state *s, int rank) {
+    for (int k = 0; k < s->n_cp; k++)
+        if (s->cp[k].rank == rank) return &s->cp[k];
+    return NULL;
+}
+
+/* Rank-R CP factors of matrix i, computed once. */
+static fl_status get_cp(fl_plan *p, size_t i, int R, cp_entry **out) {
+    mat_state *s = &p->ms[i];
+    if ((*out = find_cp(s, R))) return FL_OK;
+    const int H = s->rows / 4, N = s->cols;
+    cp_entry *grown = fl_calloc((size_t)s->n_cp + 1, sizeof *grown);
+    if (!grown) return fl_fail(FL_ERR_NOMEM, "out of memory for CP factors");
+    if (s->n_cp) memcpy(grown, s->cp, (size_t)s->n_cp * sizeof *grown);
+    fl_free(s->cp);
+    s->cp = grown;
+    cp_entry *e = &s->cp[s->n_cp];
+    e->rank = R;
+    e->a = fl_malloc((size_t)(4 + H + N) * R * sizeof(float));
+    if (!e->a) return fl_fail(FL_ERR_NOMEM, "out of memory for CP factors");
+    e->b = e->a + (size_t)4 * R;
+    e->c = e->b + (size_t)H * R;
+    fl_cp_opts co = fl_cp_opts_default();
+    co.max_iter = p->o.cp_max_iter;
+    co.seed = p->o.seed;
+    fl_cp_report rep;
+    progress(p, "CP-ALS rank %d of %s (%dx%d, at most %d sweeps)", R, s->name, s->rows, s->cols,
+             co.max_iter);
+    fl_status st = fl_cp_als(s->dense, H, N, R, &co, e->a, e->b, e->c, &rep);
+    if (st) {
+        fl_free(e->a);
+        return st;
+    }
+    e->err = rep.rel_error;
+    s->n_cp++;
+    progress(p, "CP-ALS rank %d of %s: rel. error %.3g after %d sweeps", R, s->name, e->err, rep.iterations);
+    *out = e;
+    return FL_OK;
+}
+
+/* Build the model with matrices stored as specs (all factors must be cached). */
+static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out) {
+    fl_model *m;
+    fl_status st = fl_model_create(&p->arch, specs, &m);
+    if (st) return st;
+    const fl_model *src = p->src;
+    for (size_t k = 0; k < src->n_tensors; k++) { /* embedding and biases */
+        const fl_tensor *t = &src->tensors[k];
+        if (!strncmp(t->name, "lstm.weight", 11) || !strncmp(t->name, "head.weight", 11)) continue;
+        const fl_tensor *d = fl_model_find_tensor(m, t->name);
+        FL_ASSERT(d && d->count == t->count);
+        memcpy(m->params + d->offset, src->params + t->offset, t->count * sizeof(float));
+    }
+    for (size_t i = 0; i < p->nmat && !st; i++) {
+        fl_mat *w = fl_model_mat(m, i);
+        mat_state *s = &p->ms[i];
+        switch (specs[i].method) {
+        case FL_METHOD_DENSE:
+            memcpy(w->w, s->dense, (size_t)s->rows * s->cols * sizeof(float));
+            w->rel_error = 0;
+            break;
+        case FL_METHOD_SVD:
+            st = fl_svd_truncate(s->svd, specs[i].rank, w->u, w->v);
+            w->rel_error = fl_svd_error(s->svd, specs[i].rank);
+            break;
+        case FL_METHOD_CP: {
+            cp_entry *e = find_cp(s, specs[i].rank);
+            FL_ASSERT(e);
+            int R = e->rank, H = s->rows / 4;
+            memcpy(w->a, e->a, (size_t)4 * R * sizeof(float));
+            memcpy(w->b, e->b, (size_t)H * R * sizeof(float));
+            memcpy(w->c, e->c, (size_t)s->cols * R * sizeof(float));
+            w->rel_error = e->err;
+            break;
+        }
+        }
+    }
+    if (!st && src->tokenizer) {
+        size_t n = strlen(src->tokenizer) + 1;
+        if (!(m->tokenizer = fl_malloc(n))) st = fl_fail(FL_ERR_NOMEM, "out of memory copying the tokenizer");
+        else memcpy(m->tokenizer, src->tokenizer, n);
+    }
+    if (st) {
+        fl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return FL_OK;
+}
+
+static const char *spec_str(const fl_mat_spec *s, char *buf, size_t n) {
+    if (s->method == FL_METHOD_DENSE) snprintf(buf, n, "dense");
+    else snprintf(buf, n, "%s %d", s->method == FL_METHOD_SVD ? "svd" : "cp", s->rank);
+    return buf;
+}
+
+/* Evaluate specs (once; repeated configurations reuse their point). *idx: its point. */
+static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, size_t *idx) {
+    if ((*idx = find_point(p, specs)) != NONE) return FL_OK;
+    if (p->n_pts == p->cap_pts) {
+        size_t cap = p->cap_pts ? 2 * p->cap_pts : 32;
+        fl_plan_point *n = fl_calloc(cap, sizeof *n);
+        if (!n) return fl_fail(FL_ERR_NOMEM, "out of memory recording plan candidates");
+        if (p->n_pts) memcpy(n, p->pts, p->n_pts * sizeof *n);
+        fl_free(p->pts);
+        p->pts = n;
+        p->cap_pts = cap;
+    }
+    fl_plan_point pt = {.measured_seconds = -1};
+    fl_mat_spec *copy = fl_malloc(p->nmat * sizeof *copy);
+    if (!copy) return fl_fail(FL_ERR_NOMEM, "out of memory recording plan candidates");
+    memcpy(copy, specs, p->nmat * sizeof *copy);
+    fl_model *m = NULL;
+    fl_status st = predict(p, specs, &pt.cost);
+    if (!st) st = build_model(p, specs, &m);
+    if (!st) st = fl_eval_run(p->ev, m, &pt.metric, &pt.loss);
+    fl_model_free(m);
+    if (st) {
+        fl_free(copy);
+        return st;
+    }
+    pt.specs = copy;
+    pt.meets_budget = pt.loss <= p->budget;
+    p->pts[p->n_pts] = pt;
+    *idx = p->n_pts++;
+    p->evals++;
+    char b[32];
+    progress(p, "eval %d: %s -> %s: loss %.4g (%s), predicted %.3g us/step", p->evals,
+             changed == NONE ? "all matrices" : p->ms[changed].name,
+             changed == NONE ? "as above" : spec_str(&specs[changed], b, sizeof b), pt.loss,
+             pt.meets_budget ? "within budget" : "over budget", pt.cost.seconds * 1e6);
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------ search */
+
+static double svd_err(const mat_state *s, const fl_mat_spec *sp) {
+    return sp->method == FL_METHOD_SVD ? fl_svd_error(s->svd, sp->rank) : 0.0;
+}
+
+/* Index of rank in the ladder, or n_ladder when not on it (dense). */
+static int rung_of(const mat_state *s, const fl_mat_spec *sp) {
+    if (sp->method != FL_METHOD_SVD) return s->n_ladder;
+    for (int k = 0; k < s->n_ladder; k++)
+        if (s->ladder[k] == sp->rank) return k;
+    return s->n_ladder;
+}
+
+/* Seed: the configuration where every matrix takes the smallest ladder rank whose truncation error
+ * is <= tau, for the largest tau of a fixed list that meets the budget (binary search, assuming the
+ * loss grows with tau). Spreads the error evenly before the greedy search refines per matrix. */
+static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
+    static const double taus[] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7};
+    const int n = (int)(sizeof taus / sizeof taus[0]);
+    int lo = -1, hi = n; /* taus[lo] meets the budget (lo = -1: the start), taus[hi] does not */
+    fl_status st = FL_OK;
+    fl_cost base, c;
+    fl_mat_spec *start = fl_malloc(p->nmat * sizeof *start); /* the configuration we start from */
+    if (!start) return fl_fail(FL_ERR_NOMEM, "out of memory in the plan search");
+    memcpy(start, cur, p->nmat * sizeof *start);
+    if ((st = predict(p, start, &base))) goto done;
+    while (hi - lo > 1 && p->evals < p->o.max_evals) {
+        int mid = (lo + hi) / 2;
+        bool any = false;
+        for (size_t i = 0; i < p->nmat; i++) {
+            const mat_state *s = &p->ms[i];
+            cand[i] = start[i];
+            for (int k = 0; s->svd && k < s->n_ladder; k++)
+                if (fl_svd_error(s->svd, s->ladder[k]) <= taus[mid]) {
+                    /* only where this matrix alone at that rank is predicted faster */
+                    fl_mat_spec keep = start[i];
+                    start[i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[k]};
+                    st = predict(p, start, &c);
+                    start[i] = keep;
+                    if (st) goto done;
+                    if (better(p, &c, &base)) {
+                        cand[i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[k]};
+                        any = true;
+                    }
+                    break;
+                }
+        }
+        if (!any) { /* nothing compresses at this tau: larger taus may */
+            lo = mid;
+            continue;
+        }
+        size_t idx;
+        progress(p, "seed: every matrix at relative error <= %g", taus[mid]);
+        if ((st = evaluate(p, cand, NONE, &idx))) goto done;
+        if (p->pts[idx].meets_budget) {
+            lo = mid;
+            memcpy(cur, cand, p->nmat * sizeof *cur);
+        } else {
+            hi = mid;
+        }
+    }
+done:
+    fl_free(start);
+    return st;
+}
+
+static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
+    fl_status st;
+    while (p->evals < p->o.max_evals) {
+        fl_cost cc, c;
+        if ((st = predict(p, cur, &cc))) return st;
+        size_t best_i = NONE;
+        int best_r = 0;
+        double best_score = 0;
+        for (size_t i = 0; i < p->nmat; i++) {
+            mat_state *s = &p->ms[i];
+            if (!s->svd || cur[i].method == FL_METHOD_CP) continue;
+            int cur_rank = cur[i].method == FL_METHOD_SVD ? cur[i].rank : s->rows + s->cols;
+            memcpy(cand, cur, p->nmat * sizeof *cand);
+            for (int k = 0; k < s->n_ladder; k++) {
+                int r = s->ladder[k];
+                if (r >= cur_rank || r <= s->floor) continue;
+                cand[i] = (fl_mat_spec){FL_METHOD_SVD, r};
+                if ((st = predict(p, cand, &c))) return st;
+                if (!better(p, &c, &cc)) continue;
+                double saved = cc.seconds - c.seconds;
+                if (saved < 1e-15) saved = 1e-15;
+                double derr = fl_svd_error(s->svd, r) - svd_err(s, &cur[i]);
+                double score = saved / ((derr > 0 ? derr : 0) + 1e-3);
+                if (score > best_score) best_score = score, best_i = i, best_r = r;
+            }
+        }
+        if (best_i == NONE) return FL_OK;
+        mat_state *s = &p->ms[best_i];
+        memcpy(cand, cur, p->nmat * sizeof *cand);
+        cand[best_i] = (fl_mat_spec){FL_METHOD_SVD, best_r};
+        size_t idx;
+        if ((st = evaluate(p, cand, best_i, &idx))) return st;
+        if (p->pts[idx].meets_budget) {
+            cur[best_i] = cand[best_i];
+            continue;
+        }
+        /* Binary search the rungs between the failing rank (lo) and the current one (hi). */
+        int lo = rung_of(s, &cand[best_i]), hi = rung_of(s, &cur[best_i]);
+        double lo_loss = p->pts[idx].loss;
+        while (hi - lo > 1 && p->evals < p->o.max_evals) {
+            int mid = (lo + hi) / 2;
+            cand[best_i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[mid]};
+            if ((st = evaluate(p, cand, best_i, &idx))) return st;
+            if (p->pts[idx].meets_budget) hi = mid;
+            else lo = mid, lo_loss = p->pts[idx].loss;
+        }
+        s->floor = s->ladder[lo];
+        s->fail = (fl_mat_spec){FL_METHOD_SVD, s->ladder[lo]};
+        s->fail_loss = lo_loss;
+        if (hi < s->n_ladder) cur[best_i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[hi]};
+    }
+    return FL_OK;
+}
+
+static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
+    fl_status st;
+    for (size_t i = 0; i < p->nmat && p->evals < p->o.max_evals; i++) {
+        mat_state *s = &p->ms[i];
+        if (!s->gate || cur[i].method != FL_METHOD_SVD) continue;
+        const int H = s->rows / 4, r = cur[i].rank;
+        const size_t svd_params = (size_t)r * (s->rows + s->cols);
+        int tries = 0;
+        for (int k = 0; k < s->n_ladder && tries < CP_TRIES && p->evals < p->o.max_evals; k++) {
+            int R = s->ladder[k];
+            if (R < r || (size_t)R * (4 + H + s->cols) >= svd_params) continue;
+            fl_cost cc, c;
+            memcpy(cand, cur, p->nmat * sizeof *cand);
+            cand[i] = (fl_mat_spec){FL_METHOD_CP, R};
+            if ((st = predict(p, cur, &cc)) || (st = predict(p, cand, &c))) return st;
+            if (!better(p, &c, &cc)) continue;
+            cp_entry *e;
+            if ((st = get_cp(p, i, R, &e))) return st;
+            size_t idx;
+            if ((st = evaluate(p, cand, i, &idx))) return st;
+            tries++;
+            if (p->pts[idx].meets_budget) {
+                cur[i] = cand[i];
+                break;
+            }
+            s->fail = cand[i];
+            s->fail_loss = p->pts[idx].loss;
+        }
+    }
+    return FL_OK;
+}
+
+/* Time the best `verify` candidates meeting the budget and point 0; choose the measured winner. */
+static fl_status verify(fl_plan *p) {
+    size_t chosen = 0;
+    for (size_t i = 1; i < p->n_pts; i++)
+        if (p->pts[i].meets_budget &&
+            (!p->pts[chosen].meets_budget || better(p, &p->pts[i].cost, &p->pts[chosen].cost)))
+            chosen = i;
+    p->chosen = chosen;
+    if (p->o.verify <= 0) return FL_OK;
+    size_t *pick = fl_calloc((size_t)p->o.verify + 1, sizeof *pick);
+    if (!pick) return fl_fail(FL_ERR_NOMEM, "out of memory choosing candidates to time");
+    size_t n = 0;
+    pick[n++] = 0;
+    for (int k = 0; k < p->o.verify; k++) { /* the k-th best predicted, not yet picked */
+        size_t best = NONE;
+        for (size_t i = 1; i < p->n_pts; i++) {
+            bool taken = false;
+            for (size_t j = 0; j < n; j++) taken |= pick[j] == i;
+            if (!taken && p->pts[i].meets_budget &&
+                (best == NONE || better(p, &p->pts[i].cost, &p->pts[best].cost)))
+                best = i;
+        }
+        if (best == NONE) break;
+        pick[n++] = best;
+    }
+    fl_status st = FL_OK;
+    for (size_t j = 0; j < n && !st; j++) {
+        fl_model *m;
+        fl_plan_point *pt = &p->pts[pick[j]];
+        if ((st = build_model(p, pt->specs, &m))) break;
+        st = fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed,
+                                &pt->measured_seconds);
+        fl_model_free(m);
+        if (!st)
+            progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
+                     pt->cost.seconds * 1e6, pt->measured_seconds * 1e6);
+    }
+    if (!st) {
+        size_t win = NONE;
+        for (size_t j = 0; j < n; j++) {
+            const fl_plan_point *pt = &p->pts[pick[j]];
+            if (pt->meets_budget && (win == NONE || pt->measured_seconds < p->pts[win].measured_seconds))
+                win = pick[j];
+        }
+        if (win != NONE) p->chosen = win;
+    }
+    fl_free(pick);
+    return st;
+}
+
+static void mark_pareto(fl_plan *p) {
+    for (size_t i = 0; i < p->n_pts; i++) {
+        const fl_plan_point *a = &p->pts[i];
+        bool dominated = false;
+        for (size_t j = 0; j < p->n_pts && !dominated; j++) {
+            const fl_plan_point *b = &p->pts[j];
+            dominated = j != i && b->cost.seconds <= a->cost.seconds && b->loss <= a->loss &&
+                        (b->cost.seconds < a->cost.seconds || b->loss < a->loss);
+        }
+        p->pts[i].pareto = !dominated;
+    }
+}
+
+static void write_reasons(fl_plan *p) {
+    const fl_mat_spec *sp = p->pts[p->chosen].specs;
+    const char *bound = p->regime == FL_REGIME_MEMORY ? "memory-bound: fewer bytes per step"
+                                                      : "compute-bound: fewer flops per step";
+    for (size_t i = 0; i < p->nmat; i++) {
+        mat_state *s = &p->ms[i];
+        char *r = p->reason[i], f[32];
+        size_t n = sizeof p->reason[i], dense = (size_t)s->rows * s->cols;
+        int len = 0;
+        switch (sp[i].method) {
+        case FL_METHOD_DENSE:
+            if (!s->svd) len = snprintf(r, n, "dense: all-zero matrix");
+            else if (s->n_ladder == 0) len = snprintf(r, n, "dense: no rank stores fewer parameters");
+            else if (s->fail.method != FL_METHOD_DENSE)
+                len = snprintf(r, n, "dense: %s already breaks the budget (loss %.4g > %.4g)",
+                               spec_str(&s->fail, f, sizeof f), s->fail_loss, p->budget);
+            else len = snprintf(r, n, "dense: no faster candidate within budget was found");
+            break;
+        case FL_METHOD_SVD: {
+            size_t np = (size_t)sp[i].rank * (s->rows + s->cols);
+            len = snprintf(r, n, "svd rank %d: %.1f%% of dense parameters, rel. error %.3g (%s)",
+                           sp[i].rank, 100.0 * np / dense, fl_svd_error(s->svd, sp[i].rank), bound);
+            break;
+        }
+        case FL_METHOD_CP: {
+            cp_entry *e = find_cp(s, sp[i].rank);
+            size_t np = (size_t)sp[i].rank * (4 + s->rows / 4 + s->cols);
+            len = snprintf(r, n, "cp rank %d: %.1f%% of dense parameters, fewer than the SVD alternative "
+                                 "within budget, rel. error %.3g (%s)",
+                           sp[i].rank, 100.0 * np / dense, e ? e->err : -1.0, bound);
+            break;
+        }
+        }
+        if (sp[i].method != FL_METHOD_DENSE && s->fail.method != FL_METHOD_DENSE && len > 0 &&
+            (size_t)len < n)
+            snprintf(r + len, n - (size_t)len, "; %s broke the budget (loss %.4g)",
+                     spec_str(&s->fail, f, sizeof f), s->fail_loss);
+    }
+}
+
+/* Dense reconstruction, SVD and rank ladder of every matrix. */
+static fl_status prepare(fl_plan *p) {
+    for (size_t i = 0; i < p->nmat; i++) {
+        mat_state *s = &p->ms[i];
+        const fl_mat *w = fl_model_mat_const(p->src, i);
+        fl_matrix_info info;
+        fl_model_matrix_info(p->src, i, &info);
+        snprintf(s->name, sizeof s->name, "%s", info.name);
+        s->rows = w->rows;
+        s->cols = w->cols;
+        s->gate = i < (size_t)2 * p->arch.layers;
+        s->dense = fl_malloc((size_t)w->rows * w->cols * sizeof(float));
+        if (!s->dense) return fl_fail(FL_ERR_NOMEM, "out of memory reconstructing %s", s->name);
+        fl_mat_to_dense(w, s->dense);
+        bool zero = true;
+        for (size_t k = 0; k < (size_t)w->rows * w->cols && zero; k++) zero = s->dense[k] == 0.0f;
+        if (zero) continue;
+        progress(p, "SVD of %s (%dx%d)", s->name, s->rows, s->cols);
+        fl_status st = fl_svd_compute(s->dense, s->rows, s->cols, &s->svd);
+        if (st) return st;
+        const size_t full = (size_t)s->rows * s->cols;
+        const int maxr = s->rows < s->cols ? s->rows : s->cols;
+        for (int k = 0; k < 31 && s->n_ladder < MAX_LADDER - 1; k++)
+            for (int mul = 2; mul <= 3; mul++) { /* 2^k and 3 * 2^(k-1), ascending */
+                long r = mul == 2 ? (1L << k) : (k >= 1 ? 3L << (k - 1) : 0);
+                if (r < 1 || r > maxr || (size_t)r * (s->rows + s->cols) >= full) continue;
+                if (s->n_ladder && s->ladder[s->n_ladder - 1] >= r) continue;
+                s->ladder[s->n_ladder++] = (int)r;
+            }
+    }
+    return FL_OK;
+}
+
+fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_plan_opts *opts,
+                         fl_plan **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_plan_create: out is NULL");
+    *out = NULL;
+    if (!m || !prof) return fl_fail(FL_ERR_ARG, "fl_plan_create: model or profile is NULL");
+    fl_plan_opts o = opts ? *opts : fl_plan_opts_default();
+    if (o.batch < 1 || o.seq < 1 || o.threads < 1)
+        return fl_fail(FL_ERR_ARG, "plan: batch, seq and threads must be >= 1 (got %d, %d, %d)", o.batch,
+                       o.seq, o.threads);
+    if (o.max_loss < 0 || !(o.max_dev >= 0))
+        return fl_fail(FL_ERR_ARG, "plan: the accuracy budget must be >= 0 (max_loss %g, max_dev %g)",
+                       o.max_loss, o.max_dev);
+    if (!isnan(o.max_loss) && !o.data)
+        return fl_fail(FL_ERR_ARG, "plan: max_loss needs validation data (use max_dev without data)");
+    if (o.dev_samples < 1 || o.max_evals < 1 || o.cp_max_iter < 0 || o.verify < 0 ||
+        (o.verify > 0 && o.verify_reps < 1))
+        return fl_fail(FL_ERR_ARG, "plan: dev_samples, max_evals and verify_reps must be >= 1");
+    fl_plan *p = fl_calloc(1, sizeof *p);
+    if (!p) return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
+    p->arch = *fl_model_arch(m);
+    p->nmat = fl_model_num_matrices(m);
+    p->prof = *prof;
+    p->o = o;
+    p->src = m;
+    fl_mat_spec *cur = NULL, *cand = NULL;
+    fl_status st = FL_OK;
+    p->ms = fl_calloc(p->nmat, sizeof *p->ms);
+    p->reason = fl_calloc(p->nmat, sizeof *p->reason);
+    cur = fl_calloc(p->nmat, sizeof *cur); /* all dense (method 0) */
+    cand = fl_calloc(p->nmat, sizeof *cand);
+    if (!p->ms || !p->reason || !cur || !cand) {
+        st = fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
+        goto done;
+    }
+    fl_cost dense_cost;
+    if ((st = predict(p, cur, &dense_cost))) goto done;
+    p->regime = dense_cost.regime;
+    if ((st = fl_eval_create(m, &o, &p->ev))) goto done;
+    p->kind = fl_eval_metric_kind(p->ev);
+    p->budget = fl_eval_budget(p->ev);
+    if ((st = prepare(p))) goto done;
+    size_t idx;
+    if ((st = evaluate(p, cur, NONE, &idx))) goto done;
+    if ((st = search_seed(p, cur, cand)) || (st = search_svd(p, cur, cand))) goto done;
+    if (p->regime == FL_REGIME_MEMORY && o.allow_cp && o.cp_max_iter > 0 && (st = search_cp(p, cur, cand)))
+        goto done;
+    if ((st = verify(p))) goto done;
+    mark_pareto(p);
+    write_reasons(p);
+    st = build_model(p, p->pts[p->chosen].specs, &p->model);
+done:
+    fl_free(cur);
+    fl_free(cand);
+    /* The search state is not needed after create. */
+    fl_eval_free(p->ev);
+    p->ev = NULL;
+    for (size_t i = 0; p->ms && i < p->nmat; i++) {
+        fl_free(p->ms[i].dense);
+        fl_svd_free(p->ms[i].svd);
+        for (int k = 0; k < p->ms[i].n_cp; k++) fl_free(p->ms[i].cp[k].a);
+        fl_free(p->ms[i].cp);
+    }
+    fl_free(p->ms);
+    p->ms = NULL;
+    p->src = NULL;
+    if (st) {
+        fl_plan_free(p);
+        return st;
+    }
+    *out = p;
+    return FL_OK;
+}
+
+void fl_plan_free(fl_plan *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n_pts; i++) fl_free((void *)p->pts[i].specs);
+    fl_free(p->pts);
+    fl_free(p->reason);
+    fl_model_free(p->model);
+    fl_free(p);
+}
+
+fl_plan_metric fl_plan_metric_kind(const fl_plan *p) { return p->kind; }
+double fl_plan_budget(const fl_plan *p) { return p->budget; }
+size_t fl_plan_num_points(const fl_plan *p) { return p->n_pts; }
+const fl_plan_point *fl_plan_point_at(const fl_plan *p, size_t i) { return i < p->n_pts ? &p->pts[i] : NULL; }
+size_t fl_plan_chosen(const fl_plan *p) { return p->chosen; }
+const char *fl_plan_reason(const fl_plan *p, size_t i) { return i < p->nmat ? p->reason[i] : ""; }
+const fl_model *fl_plan_model(const fl_plan *p) { return p->model; }

@@ -1,0 +1,328 @@
+/* Checkpoints: model, tokenizer, options, optimiser state and progress in one file, written
+ * atomically (temporary file, fsync, rename, fsync of the directory) and closed by a checksum.
+ *
+ * Layout (little-endian, as the host; version 1):
+ *   "FLCKPT01" u32 version
+ *   i32 arch[6] (vocab, input, hidden, layers, head, head_out)
+ *   u32 nmat, then per matrix: i32 method, i32 rank, f64 rel_error
+ *   options (field by field, see put_opts), progress (see save), u64 tokenizer bytes + bytes
+ *   u64 n_params, params, u8 has_s1 [+ s1], u8 has_s2 [+ s2]
+ *   u64 perm_n + u32 perm, u64 state_n + h + c
+ *   u64 FNV-1a hash of every byte before it */
+#include "train_internal.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CK_MAGIC "FLCKPT01"
+#define CK_VERSION 1u
+
+typedef struct ckio {
+    FILE *f;
+    uint64_t hash;
+    bool err;
+} ckio;
+
+static void hash_bytes(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ b[i]) * 0x100000001b3ULL;
+}
+
+static void put(ckio *c, const void *p, size_t n) {
+    if (c->err || n == 0) return;
+    if (fwrite(p, 1, n, c->f) != n) c->err = true;
+    hash_bytes(&c->hash, p, n);
+}
+
+static bool get(ckio *c, void *p, size_t n) {
+    if (c->err) return false;
+    if (n && fread(p, 1, n, c->f) != n) {
+        c->err = true;
+        return false;
+    }
+    hash_bytes(&c->hash, p, n);
+    return true;
+}
+
+#define PUT(c, v) put((c), &(v), sizeof(v))
+#define GET(c, v) get((c), &(v), sizeof(v))
+
+typedef struct ck_opts {
+    int32_t optim, batch, bptt, patience, freeze_dense, shuffle;
+    float lr, momentum, beta1, beta2, eps, weight_decay, clip, dropout, lr_decay;
+    uint64_t seed;
+} ck_opts;
+
+static void put_opts(ckio *c, const fl_train_opts *o) {
+    int32_t i[6] = {(int32_t)o->optim, o->batch, o->bptt, o->patience, o->freeze_dense, o->shuffle};
+    float f[9] = {o->lr, o->momentum, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip, o->dropout, o->lr_decay};
+    put(c, i, sizeof i);
+    put(c, f, sizeof f);
+    PUT(c, o->seed);
+}
+
+static bool get_opts(ckio *c, fl_train_opts *o) {
+    int32_t i[6];
+    float f[9];
+    if (!get(c, i, sizeof i) || !get(c, f, sizeof f) || !GET(c, o->seed)) return false;
+    o->optim = (fl_optim)i[0];
+    o->batch = i[1];
+    o->bptt = i[2];
+    o->patience = i[3];
+    o->freeze_dense = i[4];
+    o->shuffle = i[5];
+    o->lr = f[0];
+    o->momentum = f[1];
+    o->beta1 = f[2];
+    o->beta2 = f[3];
+    o->eps = f[4];
+    o->weight_decay = f[5];
+    o->clip = f[6];
+    o->dropout = f[7];
+    o->lr_decay = f[8];
+    return true;
+}
+
+static void put_floats(ckio *c, const float *p, size_t n) { put(c, p, n * sizeof(float)); }
+
+fl_status fl_trainer_save(const fl_trainer *t, const char *path) {
+    if (!t || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_save");
+    const fl_model *m = t->m;
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+        return fl_fail(FL_ERR_ARG, "checkpoint path too long");
+    ckio c = {.f = fopen(tmp, "wb"), .hash = 0xcbf29ce484222325ULL};
+    if (!c.f) return fl_fail(FL_ERR_IO, "%s: cannot create checkpoint", tmp);
+    put(&c, CK_MAGIC, 8);
+    uint32_t version = CK_VERSION;
+    PUT(&c, version);
+    const fl_arch *a = &m->arch;
+    int32_t arch[6] = {a->vocab, a->input, a->hidden, a->layers, (int32_t)a->head, a->head_out};
+    put(&c, arch, sizeof arch);
+    uint32_t nmat = (uint32_t)fl_model_num_matrices(m);
+    PUT(&c, nmat);
+    for (uint32_t i = 0; i < nmat; i++) {
+        fl_mat_spec s = fl_model_mat_spec(m, i);
+        int32_t sp[2] = {(int32_t)s.method, s.rank};
+        double rel = fl_model_mat_const(m, i)->rel_error;
+        put(&c, sp, sizeof sp);
+        PUT(&c, rel);
+    }
+    put_opts(&c, &t->o);
+    int32_t epoch = t->epoch, bad = t->bad;
+    int64_t step = t->step, pos = t->pos, ep_n = t->ep_n, adam_t = t->adam_t;
+    PUT(&c, epoch);
+    PUT(&c, step);
+    PUT(&c, pos);
+    PUT(&c, t->lr);
+    PUT(&c, t->best);
+    PUT(&c, bad);
+    PUT(&c, t->ep_loss);
+    PUT(&c, ep_n);
+    put(&c, t->rng.s, sizeof t->rng.s);
+    PUT(&c, adam_t);
+    uint64_t tl = m->tokenizer ? strlen(m->tokenizer) : 0;
+    PUT(&c, tl);
+    put(&c, m->tokenizer, tl);
+    uint64_t np = m->n_params;
+    PUT(&c, np);
+    put_floats(&c, m->params, np);
+    uint8_t has1 = t->s1 != NULL, has2 = t->s2 != NULL;
+    PUT(&c, has1);
+    if (has1) put_floats(&c, t->s1, np);
+    PUT(&c, has2);
+    if (has2) put_floats(&c, t->s2, np);
+    uint64_t pn = t->perm_n;
+    PUT(&c, pn);
+    put(&c, t->perm, pn * sizeof(uint32_t));
+    uint64_t sn = t->h ? (uint64_t)a->layers * t->o.batch * a->hidden : 0;
+    PUT(&c, sn);
+    if (sn) {
+        put_floats(&c, t->h, sn);
+        put_floats(&c, t->c, sn);
+    }
+    uint64_t hash = c.hash;
+    PUT(&c, hash);
+    bool ok = !c.err && fflush(c.f) == 0 && fsync(fileno(c.f)) == 0;
+    ok = (fclose(c.f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return fl_fail(FL_ERR_IO, "%s: writing the checkpoint failed", path);
+    }
+    /* Make the rename durable. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return FL_OK;
+}
+
+static fl_status bad(const char *path, const char *what) {
+    return fl_fail(FL_ERR_FORMAT, "%s: %s", path, what);
+}
+
+fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out) {
+    if (!path || !model || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_resume");
+    *model = NULL;
+    *out = NULL;
+    ckio c = {.f = fopen(path, "rb"), .hash = 0xcbf29ce484222325ULL};
+    if (!c.f) return fl_fail(FL_ERR_IO, "%s: cannot open checkpoint", path);
+    fl_model *m = NULL;
+    fl_trainer *t = NULL;
+    fl_mat_spec *specs = NULL;
+    double *rel = NULL;
+    char *tok = NULL;
+    fl_status st = FL_OK;
+    char magic[8];
+    uint32_t version, nmat;
+    int32_t arch[6];
+    if (!get(&c, magic, 8) || memcmp(magic, CK_MAGIC, 8)) {
+        st = bad(path, "not a fastlstm checkpoint (bad magic)");
+        goto done;
+    }
+    if (!GET(&c, version) || version != CK_VERSION) {
+        st = c.err ? bad(path, "truncated header")
+                   : fl_fail(FL_ERR_VERSION, "%s: checkpoint version %u, this build reads %u", path, version, CK_VERSION);
+        goto done;
+    }
+    if (!get(&c, arch, sizeof arch) || !GET(&c, nmat) || nmat > 4096) {
+        st = bad(path, "truncated or invalid architecture");
+        goto done;
+    }
+    fl_arch a = {arch[0], arch[1], arch[2], arch[3], (fl_head_kind)arch[4], arch[5]};
+    if (fl_arch_check(&a)) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: invalid architecture: %s", path, fl_last_error());
+        goto done;
+    }
+    specs = fl_calloc(nmat ? nmat : 1, sizeof *specs);
+    rel = fl_calloc(nmat ? nmat : 1, sizeof *rel);
+    if (!specs || !rel) {
+        st = fl_fail(FL_ERR_NOMEM, "out of memory reading %s", path);
+        goto done;
+    }
+    for (uint32_t i = 0; i < nmat; i++) {
+        int32_t sp[2];
+        if (!get(&c, sp, sizeof sp) || !GET(&c, rel[i])) {
+            st = bad(path, "truncated matrix specs");
+            goto done;
+        }
+        specs[i] = (fl_mat_spec){(fl_method)sp[0], sp[1]};
+    }
+    if ((st = fl_model_create(&a, specs, &m))) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: %s", path, fl_last_error());
+        goto done;
+    }
+    if (nmat != fl_model_num_matrices(m)) {
+        st = bad(path, "matrix count does not match the architecture");
+        goto done;
+    }
+    for (uint32_t i = 0; i < nmat; i++) fl_model_mat(m, i)->rel_error = rel[i];
+    fl_train_opts o;
+    int32_t epoch, bad_epochs;
+    int64_t step, pos, ep_n, adam_t;
+    double lr, best, ep_loss;
+    uint64_t rs[4], tl, np;
+    if (!get_opts(&c, &o) || !GET(&c, epoch) || !GET(&c, step) || !GET(&c, pos) || !GET(&c, lr) ||
+        !GET(&c, best) || !GET(&c, bad_epochs) || !GET(&c, ep_loss) || !GET(&c, ep_n) ||
+        !get(&c, rs, sizeof rs) || !GET(&c, adam_t) || !GET(&c, tl) || tl > ((uint64_t)1 << 30)) {
+        st = bad(path, "truncated or invalid training state");
+        goto done;
+    }
+    if (tl) {
+        tok = fl_malloc(tl + 1);
+        if (!tok) {
+            st = fl_fail(FL_ERR_NOMEM, "out of memory reading %s", path);
+            goto done;
+        }
+        if (!get(&c, tok, tl)) {
+            st = bad(path, "truncated tokenizer");
+            goto done;
+        }
+        tok[tl] = '\0';
+        m->tokenizer = tok;
+        tok = NULL;
+    }
+    if (!GET(&c, np) || np != m->n_params || !get(&c, m->params, np * sizeof(float))) {
+        st = bad(path, "parameter block missing, truncated or of the wrong size");
+        goto done;
+    }
+    for (size_t i = 0; i < np; i++)
+        if (!isfinite(m->params[i])) {
+            st = fl_fail(FL_ERR_NONFINITE, "%s: non-finite parameter at index %zu", path, i);
+            goto done;
+        }
+    if ((st = fl_trainer_create(m, &o, &t))) {
+        st = fl_fail(st, "%s: %s", path, fl_last_error());
+        goto done;
+    }
+    uint8_t has1, has2;
+    if (!GET(&c, has1) || has1 != (t->s1 != NULL) || (has1 && !get(&c, t->s1, np * sizeof(float))) ||
+        !GET(&c, has2) || has2 != (t->s2 != NULL) || (has2 && !get(&c, t->s2, np * sizeof(float)))) {
+        st = bad(path, "optimiser state missing or truncated");
+        goto done;
+    }
+    uint64_t pn, sn;
+    if (!GET(&c, pn) || pn > UINT32_MAX) {
+        st = bad(path, "truncated shuffle state");
+        goto done;
+    }
+    if (pn) {
+        t->perm = fl_malloc(pn * sizeof(uint32_t));
+        if (!t->perm) {
+            st = fl_fail(FL_ERR_NOMEM, "out of memory reading %s", path);
+            goto done;
+        }
+        t->perm_n = pn;
+        if (!get(&c, t->perm, pn * sizeof(uint32_t))) {
+            st = bad(path, "truncated shuffle state");
+            goto done;
+        }
+    }
+    uint64_t want = t->h ? (uint64_t)a.layers * o.batch * a.hidden : 0;
+    if (!GET(&c, sn) || sn != want || (sn && (!get(&c, t->h, sn * sizeof(float)) || !get(&c, t->c, sn * sizeof(float))))) {
+        st = bad(path, "language-model state missing or truncated");
+        goto done;
+    }
+    uint64_t expect = c.hash, hash;
+    if (!GET(&c, hash) || hash != expect) {
+        st = bad(path, "checksum mismatch (corrupt or truncated file)");
+        goto done;
+    }
+    if (fgetc(c.f) != EOF) {
+        st = bad(path, "trailing bytes after the checksum");
+        goto done;
+    }
+    t->epoch = epoch;
+    t->step = step;
+    t->pos = pos;
+    t->lr = lr;
+    t->best = best;
+    t->bad = bad_epochs;
+    t->ep_loss = ep_loss;
+    t->ep_n = ep_n;
+    memcpy(t->rng.s, rs, sizeof rs);
+    t->adam_t = adam_t;
+    if (epoch < 0 || step < 0 || pos < 0 || ep_n < 0 || adam_t < 0) st = bad(path, "negative counters");
+done:
+    fclose(c.f);
+    fl_free(specs);
+    fl_free(rel);
+    fl_free(tok);
+    if (st) {
+        fl_trainer_free(t);
+        fl_model_free(m);
+        return st;
+    }
+    *model = m;
+    *out = t;
+    return FL_OK;
+}

@@ -1,0 +1,204 @@
+/* Data sets for training: classification sequences and language-model token streams. */
+#include "train_internal.h"
+
+#include "npy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void fl_dataset_free(fl_dataset *d) {
+    if (!d) return;
+    fl_free(d->x);
+    fl_free(d->ids);
+    fl_free(d->labels);
+    fl_free(d->tokens);
+    fl_free(d);
+}
+
+size_t fl_dataset_size(const fl_dataset *d) { return d ? d->n : 0; }
+int fl_dataset_seq(const fl_dataset *d) { return d && d->kind == DS_CLASSIFY ? d->seq : 0; }
+int fl_dataset_dim(const fl_dataset *d) { return d && d->kind == DS_CLASSIFY ? d->dim : 0; }
+int fl_dataset_classes(const fl_dataset *d) { return d ? d->classes : 0; }
+int fl_dataset_vocab(const fl_dataset *d) { return d ? d->max_id + 1 : 0; }
+
+static fl_status check_labels(const int32_t *labels, size_t n, int classes, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= classes)
+            return fl_fail(FL_ERR_DATA, "%s: label %d of sequence %zu outside [0, %d)", what, labels[i], i,
+                           classes);
+    return FL_OK;
+}
+
+static fl_status make_classify(int n, int seq, int dim, const float *x, const int32_t *ids,
+                               const int32_t *labels, int classes, const char *what, fl_dataset **out) {
+    *out = NULL;
+    if (n <= 0 || seq <= 0) return fl_fail(FL_ERR_DATA, "%s: empty data set (%d sequences of length %d)", what, n, seq);
+    if (dim < 0 || (dim > 0 && !x) || (dim == 0 && !ids) || !labels)
+        return fl_fail(FL_ERR_ARG, "%s: features need dim > 0 and x; ids need dim == 0; labels required", what);
+    if (classes < 2) return fl_fail(FL_ERR_DATA, "%s: %d class(es); a classifier needs at least 2", what, classes);
+    fl_status st = check_labels(labels, (size_t)n, classes, what);
+    if (st) return st;
+    size_t cells;
+    if (!fl_mul_ok((size_t)n, (size_t)seq, &cells) || !fl_mul_ok(cells, dim > 0 ? (size_t)dim : 1, &cells))
+        return fl_fail(FL_ERR_DATA, "%s: data set too large", what);
+    fl_dataset *d = fl_calloc(1, sizeof *d);
+    if (!d) return fl_fail(FL_ERR_NOMEM, "out of memory loading %s", what);
+    d->kind = DS_CLASSIFY;
+    d->n = (size_t)n;
+    d->seq = seq;
+    d->dim = dim;
+    d->classes = classes;
+    d->max_id = -1;
+    d->labels = fl_malloc((size_t)n * sizeof(int32_t));
+    if (dim > 0) d->x = fl_malloc(cells * sizeof(float));
+    else d->ids = fl_malloc(cells * sizeof(int32_t));
+    if (!d->labels || (dim > 0 ? !d->x : !d->ids)) {
+        fl_dataset_free(d);
+        return fl_fail(FL_ERR_NOMEM, "out of memory loading %s", what);
+    }
+    memcpy(d->labels, labels, (size_t)n * sizeof(int32_t));
+    if (dim > 0) {
+        for (size_t i = 0; i < cells; i++)
+            if (!isfinite(x[i])) {
+                fl_dataset_free(d);
+                return fl_fail(FL_ERR_NONFINITE, "%s: non-finite value at flat index %zu", what, i);
+            }
+        memcpy(d->x, x, cells * sizeof(float));
+    } else {
+        for (size_t i = 0; i < cells; i++) {
+            if (ids[i] < 0) {
+                fl_dataset_free(d);
+                return fl_fail(FL_ERR_DATA, "%s: negative token id %d at flat index %zu", what, ids[i], i);
+            }
+            if (ids[i] > d->max_id) d->max_id = ids[i];
+        }
+        memcpy(d->ids, ids, cells * sizeof(int32_t));
+    }
+    *out = d;
+    return FL_OK;
+}
+
+fl_status fl_dataset_classify(int n, int seq, int dim, const float *x, const int32_t *ids,
+                              const int32_t *labels, int classes, fl_dataset **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "out is NULL");
+    return make_classify(n, seq, dim, x, ids, labels, classes, "classification data", out);
+}
+
+fl_status fl_dataset_lm(const int32_t *tokens, size_t n, int vocab, fl_dataset **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "out is NULL");
+    *out = NULL;
+    if (!tokens || n < 2) return fl_fail(FL_ERR_DATA, "language-model data needs at least 2 tokens, got %zu", n);
+    if (vocab < 2) return fl_fail(FL_ERR_DATA, "vocabulary of %d token(s); a language model needs at least 2", vocab);
+    int32_t mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            return fl_fail(FL_ERR_DATA, "token %d at position %zu outside [0, %d)", tokens[i], i, vocab);
+        if (tokens[i] > mx) mx = tokens[i];
+    }
+    fl_dataset *d = fl_calloc(1, sizeof *d);
+    if (!d || !(d->tokens = fl_malloc(n * sizeof(int32_t)))) {
+        fl_dataset_free(d);
+        return fl_fail(FL_ERR_NOMEM, "out of memory for %zu tokens", n);
+    }
+    d->kind = DS_LM;
+    d->n = n;
+    d->classes = vocab;
+    d->max_id = mx;
+    memcpy(d->tokens, tokens, n * sizeof(int32_t));
+    *out = d;
+    return FL_OK;
+}
+
+fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path, int classes, fl_dataset **out) {
+    if (!x_path || !labels_path || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dataset_load_npy");
+    *out = NULL;
+    fl_npy x = {0}, y = {0};
+    fl_status st = fl_npy_load(x_path, &x);
+    if (!st) st = fl_npy_load(labels_path, &y);
+    if (st) goto done;
+    if (x.ndim != 2 && x.ndim != 3) {
+        st = fl_fail(FL_ERR_DATA, "%s: sequences must be (N, T, D) float32 or (N, T) ids, got %d dimension(s)",
+                     x_path, x.ndim);
+        goto done;
+    }
+    if (x.ndim == 3 && x.dtype != 'f') {
+        st = fl_fail(FL_ERR_DATA, "%s: (N, T, D) features must be float32", x_path);
+        goto done;
+    }
+    if (x.ndim == 2 && x.dtype == 'f') {
+        st = fl_fail(FL_ERR_DATA, "%s: (N, T) token ids must be int32 or int64 (got float32)", x_path);
+        goto done;
+    }
+    if (y.ndim != 1 || y.dtype == 'f') {
+        st = fl_fail(FL_ERR_DATA, "%s: labels must be a 1-D int32/int64 array", labels_path);
+        goto done;
+    }
+    if (y.shape[0] != x.shape[0]) {
+        st = fl_fail(FL_ERR_DATA, "%s has %lld labels but %s has %lld sequences", labels_path,
+                     (long long)y.shape[0], x_path, (long long)x.shape[0]);
+        goto done;
+    }
+    if (x.shape[0] > INT32_MAX || x.shape[1] > INT32_MAX || (x.ndim == 3 && x.shape[2] > INT32_MAX)) {
+        st = fl_fail(FL_ERR_DATA, "%s: too large", x_path);
+        goto done;
+    }
+    if ((st = fl_npy_ids_to_i32(&y, classes > 0 ? classes : 0, labels_path))) goto done;
+    if (x.ndim == 2 && (st = fl_npy_ids_to_i32(&x, 0, x_path))) goto done;
+    int ncls = classes;
+    if (ncls <= 0) {
+        int32_t mx = -1;
+        for (size_t i = 0; i < y.count; i++) {
+            if (((int32_t *)y.data)[i] < 0) {
+                st = fl_fail(FL_ERR_DATA, "%s: negative label %d at index %zu", labels_path,
+                             ((int32_t *)y.data)[i], i);
+                goto done;
+            }
+            if (((int32_t *)y.data)[i] > mx) mx = ((int32_t *)y.data)[i];
+        }
+        ncls = mx + 1;
+    }
+    if (ncls < 2 && y.count > 0) {
+        st = fl_fail(FL_ERR_DATA, "%s: all labels are %d; a classifier needs at least 2 classes", labels_path, ncls - 1);
+        goto done;
+    }
+    {
+        char what[1100];
+        snprintf(what, sizeof what, "%s", x_path);
+        int dim = x.ndim == 3 ? (int)x.shape[2] : 0;
+        if (x.ndim == 3 && dim == 0) {
+            st = fl_fail(FL_ERR_DATA, "%s: feature size is 0", x_path);
+            goto done;
+        }
+        st = make_classify((int)x.shape[0], (int)x.shape[1], dim, x.ndim == 3 ? x.data : NULL,
+                           x.ndim == 2 ? x.data : NULL, y.data, ncls, what, out);
+    }
+done:
+    fl_npy_free(&x);
+    fl_npy_free(&y);
+    return st;
+}
+
+fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const char *what) {
+    const fl_arch *a = &m->arch;
+    if (d->kind == DS_CLASSIFY) {
+        if (a->head != FL_HEAD_LAST_STEP)
+            return fl_fail(FL_ERR_SHAPE, "%s is classification data but the model is not a classifier", what);
+        if (d->classes > a->head_out)
+            return fl_fail(FL_ERR_DATA, "%s has %d classes but the model predicts %d", what, d->classes, a->head_out);
+        if (d->dim > 0 && (a->vocab > 0 || d->dim != a->input))
+            return fl_fail(FL_ERR_SHAPE, "%s has %d features per step; the model takes %s %d", what, d->dim,
+                           a->vocab > 0 ? "token ids, vocabulary" : "features of size",
+                           a->vocab > 0 ? a->vocab : a->input);
+        if (d->dim == 0 && (a->vocab == 0 || d->max_id >= a->vocab))
+            return fl_fail(FL_ERR_DATA, "%s holds token ids up to %d; the model's vocabulary is %d", what,
+                           d->max_id, a->vocab);
+    } else {
+        if (a->head != FL_HEAD_PER_STEP || a->vocab == 0)
+            return fl_fail(FL_ERR_SHAPE, "%s is a token stream but the model is not a language model", what);
+        if (d->max_id >= a->vocab || d->max_id >= a->head_out)
+            return fl_fail(FL_ERR_DATA, "%s holds token ids up to %d; the model's vocabulary is %d", what,
+                           d->max_id, a->vocab < a->head_out ? a->vocab : a->head_out);
+    }
+    return FL_OK;
+}

@@ -1,0 +1,63 @@
+/* Internal structures of the training module (src/train). */
+#ifndef FL_TRAIN_INTERNAL_H
+#define FL_TRAIN_INTERNAL_H
+
+#include "fastlstm/train.h"
+#include "internal.h"
+#include "train/bptt.h"
+
+typedef enum ds_kind { DS_CLASSIFY = 1, DS_LM = 2 } ds_kind;
+
+struct fl_dataset {
+    ds_kind kind;
+    size_t n;          /* sequences (classify) or tokens (LM) */
+    int seq, dim;      /* classify: sequence length, feature size (0: ids) */
+    int classes;       /* classify: number of classes; LM: vocabulary bound */
+    int32_t max_id;    /* largest token id (ids / LM), -1 for features */
+    float *x;          /* (n, seq, dim) or NULL */
+    int32_t *ids;      /* (n, seq) or NULL */
+    int32_t *labels;   /* (n) or NULL */
+    int32_t *tokens;   /* (n) LM stream or NULL */
+};
+
+struct fl_trainer {
+    fl_model *m;       /* trained in place (not owned) */
+    fl_model *grad;    /* same layout as m: the flat gradient */
+    fl_train_opts o;
+    float *s1, *s2;    /* optimiser state over the flat block: Adam m, v; SGD momentum in s1 */
+    long adam_t;       /* Adam steps taken */
+    bool *trainable;   /* per tensor of m */
+    fl_bptt *ws;       /* workspace, (re)created for the data's shape */
+    int ws_batch, ws_seq;
+    fl_rng rng;        /* shuffling and dropout */
+    /* progress */
+    int epoch;         /* completed epochs */
+    long step;         /* total steps */
+    long pos;          /* batches done in the current epoch */
+    bool epoch_done;   /* the last step completed an epoch */
+    double lr, best;   /* current lr; best validation loss (INFINITY if none yet) */
+    int bad;           /* epochs without improvement */
+    double ep_loss;    /* sum of batch losses in this epoch */
+    long ep_n;         /* batches in ep_loss */
+    uint32_t *perm;    /* classify: order of sequences this epoch */
+    size_t perm_n;
+    float *h, *c;      /* LM: carried state (L, batch, H) */
+    /* batch buffers */
+    float *xb;         /* (T, B, D) */
+    int32_t *tb, *yb;  /* (T, B) tokens, (T, B) or (B) targets */
+    size_t buf_cap_x, buf_cap_t;
+    fl_grad_hook hook; /* optional, with hook_user */
+    void *hook_user;
+};
+
+/* Steps in one epoch of d for this trainer; FL_ERR_DATA / FL_ERR_SHAPE if d does not fit. */
+fl_status fl_trainer_epoch_steps(fl_trainer *t, const fl_dataset *d, long *steps);
+
+/* Check that d can feed model m (task, shapes, id ranges); `what` names d in errors. */
+fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const char *what);
+
+/* Optimiser over the flat block (optim.c). */
+double fl_optim_grad_norm(const fl_trainer *t);
+void fl_optim_update(fl_trainer *t, float grad_scale);
+
+#endif

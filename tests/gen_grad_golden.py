@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Golden gradients for tests/test_grad.c, computed by PyTorch autograd in float64.
+
+usage: gen_grad_golden.py OUT_DIR
+
+Writes OUT_DIR/<case>.bin for each case below. File format (little-endian):
+  magic b"FLGG", u32 version (1), u32 record count, then per record:
+  u32 name length, name bytes (UTF-8), u32 dtype (0 float32, 1 int32), u32 ndim, u32 dims[ndim], data.
+Records: "tokens" (T, B) or "x" (T, B, D); "targets"; optionally "h0", "c0" (L, B, H); "loss" (1);
+every parameter by its fastlstm tensor name, and its gradient as "grad.<name>".
+train_sgd.bin / train_adam.bin: a few optimiser steps of a dense LM (see run_training): "tokens",
+initial parameters by name, "losses" (steps), final parameters as "final.<name>".
+Dense cases use nn.Embedding / nn.LSTM / nn.Linear themselves; decomposed ones the same equations
+with W = U V (SVD) or W[g*H+i, j] = sum_r A[g,r] B[i,r] C[j,r] (CP).
+"""
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+CASES = {
+    # name: (vocab, input, hidden, layers, head kind, head_out, B, T, state, specs ih, hh, head)
+    "lm_dense": dict(vocab=11, input=6, hidden=8, layers=2, head="lm", out=11, B=3, T=7, state=True,
+                     ih=("dense", 0), hh=("dense", 0), hd=("dense", 0)),
+    "lm_svd": dict(vocab=11, input=6, hidden=8, layers=2, head="lm", out=11, B=3, T=7, state=True,
+                   ih=("svd", 3), hh=("svd", 4), hd=("svd", 5)),
+    "cls_dense": dict(vocab=0, input=5, hidden=7, layers=2, head="cls", out=4, B=4, T=6, state=False,
+                      ih=("dense", 0), hh=("dense", 0), hd=("dense", 0)),
+    "cls_cp": dict(vocab=0, input=5, hidden=7, layers=2, head="cls", out=4, B=4, T=6, state=False,
+                   ih=("cp", 3), hh=("cp", 4), hd=("svd", 2)),
+}
+
+
+def mat_params(name, spec, rows, cols, g):
+    kind, r = spec
+    if kind == "dense":
+        return {name: torch.randn(rows, cols, generator=g, dtype=torch.float64) * 0.4}
+    if kind == "svd":
+        return {name + ".U": torch.randn(rows, r, generator=g, dtype=torch.float64) * 0.5,
+                name + ".V": torch.randn(r, cols, generator=g, dtype=torch.float64) * 0.5}
+    return {name + ".A": torch.randn(4, r, generator=g, dtype=torch.float64) * 0.8,
+            name + ".B": torch.randn(rows // 4, r, generator=g, dtype=torch.float64) * 0.8,
+            name + ".C": torch.randn(cols, r, generator=g, dtype=torch.float64) * 0.8}
+
+
+def dense_of(p, name, spec):
+    kind = spec[0]
+    if kind == "dense":
+        return p[name]
+    if kind == "svd":
+        return p[name + ".U"] @ p[name + ".V"]
+    A, B, C = p[name + ".A"], p[name + ".B"], p[name + ".C"]
+    return torch.einsum("gr,ir,jr->gij", A, B, C).reshape(4 * B.shape[0], C.shape[0])
+
+
+def run_case(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    V, D, H, L, O, B, T = c["vocab"], c["input"], c["hidden"], c["layers"], c["out"], c["B"], c["T"]
+    p = {}
+    if V:
+        p["embedding.weight"] = torch.randn(V, D, generator=g, dtype=torch.float64)
+    for l in range(L):
+        n_in = D if l == 0 else H
+        p.update(mat_params(f"lstm.weight_ih_l{l}", c["ih"], 4 * H, n_in, g))
+        p.update(mat_params(f"lstm.weight_hh_l{l}", c["hh"], 4 * H, H, g))
+        p[f"lstm.bias_ih_l{l}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
+        p[f"lstm.bias_hh_l{l}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
+    p.update(mat_params("head.weight", c["hd"], O, H, g))
+    p["head.bias"] = torch.randn(O, generator=g, dtype=torch.float64) * 0.3
+    for t in p.values():
+        t.requires_grad_(True)
+
+    rec = {}
+    if V:
+        tokens = torch.randint(0, V, (T, B), generator=g)
+        rec["tokens"] = tokens
+    else:
+        x = torch.randn(T, B, D, generator=g, dtype=torch.float64)
+        rec["x"] = x
+    targets = torch.randint(0, O, (T, B) if c["head"] == "lm" else (B,), generator=g)
+    rec["targets"] = targets
+    if c["state"]:
+        h0 = torch.randn(L, B, H, generator=g, dtype=torch.float64) * 0.5
+        c0 = torch.randn(L, B, H, generator=g, dtype=torch.float64)
+        rec["h0"], rec["c0"] = h0, c0
+    else:
+        h0 = torch.zeros(L, B, H, dtype=torch.float64)
+        c0 = torch.zeros(L, B, H, dtype=torch.float64)
+
+    inp = F.embedding(rec["tokens"], p["embedding.weight"]) if V else rec["x"]
+    all_dense = c["ih"][0] == "dense" and c["hh"][0] == "dense"
+    if all_dense:
+        lstm = torch.nn.LSTM(D, H, L).double()
+        with torch.no_grad():
+            for l in range(L):
+                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(lstm, f"{k}_l{l}").copy_(p[f"lstm.{k}_l{l}"])
+        out, _ = lstm(inp, (h0, c0))
+        out.retain_grad()
+        ours = dict(lstm.named_parameters())
+    else:
+        xs = inp
+        for l in range(L):
+            Wi = dense_of(p, f"lstm.weight_ih_l{l}", c["ih"])
+            Wh = dense_of(p, f"lstm.weight_hh_l{l}", c["hh"])
+            b = p[f"lstm.bias_ih_l{l}"] + p[f"lstm.bias_hh_l{l}"]
+            h, cc = h0[l], c0[l]
+            ys = []
+            for t in range(T):
+                gates = xs[t] @ Wi.T + h @ Wh.T + b
+                i, f, gg, o = gates.chunk(4, dim=1)
+                cc = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(cc)
+                ys.append(h)
+            xs = torch.stack(ys)
+        out = xs
+    Wo = dense_of(p, "head.weight", c["hd"])
+    if c["head"] == "lm":
+        logits = out @ Wo.T + p["head.bias"]
+        loss = F.cross_entropy(logits.reshape(-1, O), targets.reshape(-1))
+    else:
+        logits = out[-1] @ Wo.T + p["head.bias"]
+        loss = F.cross_entropy(logits, targets)
+    loss.backward()
+    grads = {}
+    for k, t in p.items():
+        if all_dense and k.startswith("lstm."):
+            grads[k] = ours[k[len("lstm."):]].grad
+        else:
+            grads[k] = t.grad
+    rec["loss"] = loss.detach().reshape(1)
+    for k in p:
+        rec[k] = p[k].detach()
+        rec["grad." + k] = grads[k]
+    return rec
+
+
+TRAIN = dict(vocab=9, input=5, hidden=6, layers=2, B=3, bptt=4, n=51, steps=6, clip=0.5)
+
+
+def run_training(optim, seed):
+    """A dense LM trained for a few steps exactly as fl_trainer does: B parallel streams of
+    S = n // B tokens, windows of bptt steps over S - 1 targets, state carried (detached) between
+    windows and reset at each epoch, clip_grad_norm_, then SGD (momentum) or Adam. float64."""
+    c = TRAIN
+    g = torch.Generator().manual_seed(seed)
+    V, D, H, L, B, W = c["vocab"], c["input"], c["hidden"], c["layers"], c["B"], c["bptt"]
+    emb = torch.nn.Embedding(V, D).double()
+    lstm = torch.nn.LSTM(D, H, L).double()
+    head = torch.nn.Linear(H, V).double()
+    with torch.no_grad():
+        for mod in (emb, lstm, head):
+            for t in mod.parameters():
+                t.copy_(torch.randn(t.shape, generator=g, dtype=torch.float64) * 0.5)
+    named = {"embedding.weight": emb.weight, "head.weight": head.weight, "head.bias": head.bias}
+    for k, t in lstm.named_parameters():
+        named["lstm." + k] = t
+    rec = {}
+    for k, t in named.items():
+        rec[k] = t.detach().clone()
+    tokens = torch.randint(0, V, (c["n"],), generator=g)
+    rec["tokens"] = tokens
+    params = list(named.values())
+    if optim == "sgd":
+        opt = torch.optim.SGD(params, lr=0.5, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(params, lr=0.01)
+    S = c["n"] // B
+    windows = (S - 1 + W - 1) // W
+    streams = tokens[: B * S].view(B, S)
+    losses = []
+    state = None
+    for step in range(c["steps"]):
+        pos = step % windows
+        if pos == 0:
+            state = (torch.zeros(L, B, H, dtype=torch.float64), torch.zeros(L, B, H, dtype=torch.float64))
+        start = pos * W
+        T = min(W, S - 1 - start)
+        x = streams[:, start:start + T].t()
+        y = streams[:, start + 1:start + 1 + T].t()
+        out, state = lstm(emb(x), state)
+        state = tuple(s.detach() for s in state)
+        loss = F.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, c["clip"])
+        opt.step()
+        losses.append(loss.item())
+    rec["losses"] = torch.tensor(losses, dtype=torch.float64)
+    for k, t in named.items():
+        rec["final." + k] = t.detach().clone()
+    return rec
+
+
+def write(path, rec):
+    with open(path + ".tmp", "wb") as f:
+        f.write(b"FLGG" + struct.pack("<II", 1, len(rec)))
+        for name, t in rec.items():
+            nb = name.encode()
+            is_int = not torch.is_floating_point(t)
+            arr = t.to(torch.int32 if is_int else torch.float32).contiguous()
+            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<II", 1 if is_int else 0, arr.dim()))
+            f.write(struct.pack(f"<{arr.dim()}I", *arr.shape))
+            f.write(arr.numpy().tobytes())
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: gen_grad_golden.py OUT_DIR")
+    os.makedirs(sys.argv[1], exist_ok=True)
+    for k, (name, c) in enumerate(CASES.items()):
+        write(os.path.join(sys.argv[1], name + ".bin"), run_case(c, 1234 + k))
+    for k, optim in enumerate(("sgd", "adam")):
+        write(os.path.join(sys.argv[1], f"train_{optim}.bin"), run_training(optim, 99 + k))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# CLI end to end: init -> info -> info --json -> run -> bench, with an independent Python reader of
+# the safetensors file and PyTorch (nn.LSTM, nn.Embedding, nn.Linear) as the reference for run's
+# outputs and final states. Also exit codes and messages for bad flags and bad files.
+# Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with torch + numpy.
+set -u
+CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
+PY=${FL_PYTHON:-/usr/bin/python3}
+T=$(mktemp -d /tmp/fl_test_cli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+failures=0
+
+fail() {
+    echo "FAIL: $*"
+    echo "--- stdout"; cat "$T/out" 2>/dev/null
+    echo "--- stderr"; cat "$T/err" 2>/dev/null
+    failures=$((failures + 1))
+}
+
+# expect RC CMD...: run CMD, require exit status RC.
+expect() {
+    local want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
+    return 0
+}
+
+# has FILE TEXT: FILE (out/err) contains TEXT.
+has() {
+    if ! grep -qF -- "$2" "$T/$1"; then fail "$1 lacks '$2'"; fi
+}
+
+"$PY" -c 'import torch, numpy' || { echo "FAIL: $PY lacks torch/numpy"; exit 1; }
+
+# ---------------------------------------------------------------- help
+for c in init info run bench; do
+    expect 0 "$CLI" "$c" --help && has out "usage: fastlstm $c" && has out "example"
+done
+
+# ---------------------------------------------------------------- init
+expect 0 "$CLI" init --input 5 --hidden 8 --layers 2 --seed 3 -o "$T/feat.st"
+expect 0 "$CLI" init --vocab 13 --input 6 --hidden 7 --layers 2 --lm --seed 4 -o "$T/lm.st"
+expect 0 "$CLI" init --input 4 --hidden 9 --layers 1 --classes 3 --seed 5 -o "$T/cls.st"
+expect 0 "$CLI" init --vocab 10 --input 3 --hidden 5 --layers 3 --classes 2 -o "$T/tokcls.st"
+
+# ---------------------------------------------------------------- info
+expect 0 "$CLI" info "$T/lm.st" && has out "lstm.weight_hh_l1" && has out "head.weight" && has out "parameters:"
+for m in feat lm cls tokcls; do
+    expect 0 "$CLI" info "$T/$m.st" --json || continue
+    cp "$T/out" "$T/$m.info.json"
+    # Independent reader: header layout, dtypes, packed offsets, metadata; info --json agrees with it.
+    "$PY" - "$T/$m.st" "$T/$m.info.json" <<'EOF' >"$T/out" 2>"$T/err" || fail "python check of $m.st"
+import json, struct, sys
+path, info = sys.argv[1], json.load(open(sys.argv[2]))
+b = open(path, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+assert n % 8 == 0 and 8 + n <= len(b), n
+h = json.loads(b[8:8 + n].decode('utf-8'))
+meta = h.pop('__metadata__')
+assert meta['format'] == 'fastlstm' and meta['format_version'] == '1', meta
+assert all(isinstance(v, str) for v in meta.values())
+a = info['arch']
+for k in ('vocab', 'input', 'hidden', 'layers', 'head_out'):
+    assert int(meta[k]) == a[k], (k, meta[k], a[k])
+assert meta['head'] == a['head']
+ends, params = 0, 0
+for name, t in sorted(h.items(), key=lambda kv: kv[1]['data_offsets'][0]):
+    assert t['dtype'] == 'F32'
+    cnt = 1
+    for d in t['shape']: cnt *= d
+    s, e = t['data_offsets']
+    assert s == ends and e - s == 4 * cnt, (name, s, e, ends)
+    ends, params = e, params + cnt
+assert 8 + n + ends == len(b), 'data section not packed'
+assert info['params'] == params and info['bytes'] == 4 * params, (info['params'], params)
+L, H, D = a['layers'], a['hidden'], a['input']
+assert h['lstm.weight_ih_l0']['shape'] == [4 * H, D] and h['lstm.weight_hh_l%d' % (L - 1)]['shape'] == [4 * H, H]
+assert [m['name'] for m in info['matrices']][:2] == ['lstm.weight_ih_l0', 'lstm.weight_hh_l0']
+for m in info['matrices']:
+    assert m['method'] == 'dense' and m['params'] == m['rows'] * m['cols'] and m['flops'] == 2 * m['params']
+    assert meta['method.' + m['name']] == 'dense' and float(meta['rel_error.' + m['name']]) == 0.0
+EOF
+done
+
+# ---------------------------------------------------------------- run vs PyTorch
+# ref.py MODEL X [tm] [h0 c0]: writes $T/ref_y.npy, ref_h.npy, ref_c.npy from torch.
+cat >"$T/ref.py" <<'EOF'
+import json, struct, sys, numpy as np, torch
+path, xpath, tm = sys.argv[1], sys.argv[2], sys.argv[3] == '1'
+out = sys.argv[4]
+b = open(path, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n]); meta = h.pop('__metadata__')
+W = {k: torch.from_numpy(np.frombuffer(b, '<f4', (v['data_offsets'][1] - v['data_offsets'][0]) // 4,
+                                       8 + n + v['data_offsets'][0]).reshape(v['shape']).copy()) for k, v in h.items()}
+V, D, H, L, head = int(meta['vocab']), int(meta['input']), int(meta['hidden']), int(meta['layers']), meta['head']
+lstm = torch.nn.LSTM(D, H, L, batch_first=True)
+lstm.load_state_dict({k[5:]: v for k, v in W.items() if k.startswith('lstm.')})
+x = np.load(xpath)
+if tm: x = np.swapaxes(x, 0, 1)
+x = torch.from_numpy(np.ascontiguousarray(x))
+if V > 0: x = torch.nn.functional.embedding(x.long(), W['embedding.weight'])
+st = None
+if len(sys.argv) > 5:
+    st = (torch.from_numpy(np.load(sys.argv[5])), torch.from_numpy(np.load(sys.argv[6])))
+with torch.no_grad():
+    y, (hn, cn) = lstm(x, st)
+    if head == 'per_step': y = y @ W['head.weight'].T + W['head.bias']
+    if head == 'last_step': y = y[:, -1] @ W['head.weight'].T + W['head.bias']
+y = y.numpy()
+if tm and head != 'last_step': y = np.swapaxes(y, 0, 1)
+np.save(out + '_y.npy', np.ascontiguousarray(y)); np.save(out + '_h.npy', hn.numpy()); np.save(out + '_c.npy', cn.numpy())
+EOF
+cat >"$T/cmp.py" <<'EOF'
+import sys, numpy as np
+for a, b in zip(sys.argv[1::2], sys.argv[2::2]):
+    x, y = np.load(a), np.load(b)
+    assert x.dtype == np.float32 and x.shape == y.shape, (a, x.dtype, x.shape, y.shape)
+    err = np.abs(x - y).max() / max(np.abs(y).max(), 1e-6)
+    assert err < 1e-4, (a, err)
+EOF
+"$PY" -c "
+import numpy as np
+r = np.random.RandomState(0)
+np.save('$T/xf.npy', r.randn(3, 6, 5).astype(np.float32))          # (B, T, D) for feat
+np.save('$T/xf_tm.npy', r.randn(6, 3, 5).astype(np.float32))       # (T, B, D)
+np.save('$T/xc.npy', r.randn(2, 4, 4).astype(np.float32))          # cls
+np.save('$T/ids64.npy', r.randint(0, 13, size=(2, 7)).astype(np.int64))
+np.save('$T/ids32.npy', r.randint(0, 10, size=(4, 3)).astype(np.int32))
+np.save('$T/h0.npy', r.randn(2, 3, 8).astype(np.float32)); np.save('$T/c0.npy', r.randn(2, 3, 8).astype(np.float32))
+np.save('$T/bad_ids.npy', np.array([[0, 13]], dtype=np.int64))
+np.save('$T/xf_badD.npy', r.randn(3, 6, 4).astype(np.float32))
+np.save('$T/xf_nan.npy', np.full((1, 2, 5), np.nan, dtype=np.float32))
+np.save('$T/h0_bad.npy', r.randn(2, 2, 8).astype(np.float32))
+" || fail "writing inputs"
+
+# check MODEL X TM STATE [ARGS...]: run the CLI (with h0.npy/c0.npy when STATE is 1) and the
+# reference, compare y and the final states.
+check() {
+    local model=$1 x=$2 tm=$3 state=$4; shift 4
+    local flags=("$@") st=()
+    [ "$tm" = 1 ] && flags+=(--time-major)
+    if [ "$state" = 1 ]; then
+        flags+=(--h0 "$T/h0.npy" --c0 "$T/c0.npy")
+        st=("$T/h0.npy" "$T/c0.npy")
+    fi
+    expect 0 "$CLI" run "$T/$model.st" --input "$T/$x.npy" --output "$T/y.npy" --state-out "$T/s" "${flags[@]}" || return
+    "$PY" "$T/ref.py" "$T/$model.st" "$T/$x.npy" "$tm" "$T/ref" "${st[@]}" >"$T/out" 2>"$T/err" ||
+        { fail "reference for $model $x"; return; }
+    "$PY" "$T/cmp.py" "$T/y.npy" "$T/ref_y.npy" "$T/s.h.npy" "$T/ref_h.npy" "$T/s.c.npy" "$T/ref_c.npy" \
+        >"$T/out" 2>"$T/err" || fail "run $model $x (time-major $tm) differs from PyTorch"
+}
+check feat xf 0 0
+check feat xf_tm 1 0
+check feat xf 0 1
+check feat xf_tm 1 1
+check feat xf 0 0 --threads 2
+check cls xc 0 0
+check lm ids64 0 0
+check lm ids64 1 0
+check tokcls ids32 0 0
+"$PY" -c "import numpy as np; a = np.load('$T/y.npy'); assert a.shape == (4, 2), a.shape" || fail "classifier output shape"
+
+# ---------------------------------------------------------------- bench
+expect 0 "$CLI" bench "$T/lm.st" --reps 2 --warmup 1 --batch 2 --seq 5 && has out "tokens/s"
+expect 0 "$CLI" bench "$T/feat.st" --reps 2 --json && cp "$T/out" "$T/bench.json"
+"$PY" -c "
+import json; r = json.load(open('$T/bench.json'))
+assert r['reps'] == 2 and r['batch'] == 1 and r['min_ms'] <= r['median_ms'] <= r['max_ms'] and r['tokens_per_s'] > 0, r
+" || fail "bench --json"
+
+# ---------------------------------------------------------------- usage errors: exit 2, flag named
+expect 2 "$CLI" init --input 4 --hidden 4 --layers 1 --bogus -o "$T/x.st" && has err "--bogus"
+expect 2 "$CLI" init --input 4 --hidden four --layers 1 -o "$T/x.st" && has err "--hidden"
+expect 2 "$CLI" init --input 4 --hidden 4 --layers 1 && has err "-o"
+expect 2 "$CLI" init --input 4 --hidden 4 --layers 1 --lm -o "$T/x.st" && has err "--vocab"
+expect 2 "$CLI" init --vocab 5 --input 4 --hidden 4 --layers 1 --lm --classes 3 -o "$T/x.st" && has err "--classes"
+expect 2 "$CLI" info "$T/lm.st" --verbose && has err "--verbose"
+expect 2 "$CLI" info && has err "MODEL"
+expect 2 "$CLI" run "$T/lm.st" --input "$T/ids64.npy" && has err "--output"
+expect 2 "$CLI" run "$T/lm.st" --input "$T/ids64.npy" --output "$T/y.npy" --threads 0 && has err "--threads"
+expect 2 "$CLI" run "$T/lm.st" --input && has err "--input"
+expect 2 "$CLI" bench "$T/lm.st" --reps -1 && has err "--reps"
+expect 2 "$CLI" bench "$T/lm.st" --fast && has err "--fast"
+expect 2 "$CLI" frobnicate && has err "frobnicate"
+
+# ---------------------------------------------------------------- runtime errors: exit 1, named
+expect 1 "$CLI" info "$T/nope.st" && has err "fastlstm info: FL_ERR_IO" && has err "$T/nope.st"
+expect 1 "$CLI" run "$T/nope.st" --input "$T/xf.npy" --output "$T/y.npy" && has err "$T/nope.st"
+expect 1 "$CLI" bench "$T/nope.st" --reps 1 && has err "$T/nope.st"
+head -c 100 "$T/lm.st" >"$T/trunc.st"
+expect 1 "$CLI" info "$T/trunc.st" && has err "FL_ERR_FORMAT" && has err "$T/trunc.st"
+expect 1 "$CLI" run "$T/trunc.st" --input "$T/ids64.npy" --output "$T/y.npy" && has err "FL_ERR_FORMAT"
+expect 1 "$CLI" run "$T/lm.st" --input "$T/xf.npy" --output "$T/y.npy" && has err "FL_ERR_DTYPE"
+expect 1 "$CLI" run "$T/lm.st" --input "$T/bad_ids.npy" --output "$T/y.npy" && has err "FL_ERR_DATA" && has err "bad_ids.npy"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/ids64.npy" --output "$T/y.npy" && has err "FL_ERR_DTYPE"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf_badD.npy" --output "$T/y.npy" && has err "FL_ERR_SHAPE" && has err "xf_badD.npy"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf_nan.npy" --output "$T/y.npy" && has err "FL_ERR_NONFINITE"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf.npy" --output "$T/y.npy" --h0 "$T/h0_bad.npy" && has err "FL_ERR_SHAPE"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/missing.npy" --output "$T/y.npy" && has err "FL_ERR_IO" && has err "missing.npy"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf.npy" --output "$T/no/such/dir/y.npy" && has err "FL_ERR_IO"
+expect 1 "$CLI" init --input 4 --hidden 4 --layers 1 -o "$T/no/such/dir/m.st" && has err "FL_ERR_IO"
+
+if [ "$failures" -ne 0 ]; then
+    echo "test_cli: $failures failure(s)"
+    exit 1
+fi
+echo "test_cli: all checks passed"

@@ -1,0 +1,278 @@
+/* Golden tests: PyTorch (nn.Embedding -> nn.LSTM -> nn.Linear, float64 reference) against
+ * fl_session_run in both layouts and against streaming fl_session_step.
+ *
+ * At start the test runs `$FL_PYTHON $FL_SOURCE_DIR/tests/gen_golden.py <tmpdir>`, then registers one
+ * cmocka test per case listed in <tmpdir>/cases.txt. If the generator cannot run (no torch, no
+ * python), a single test fails with the reason: a missing reference is a failure, never a skip.
+ * CTest runs this twice: test_golden (the kernels chosen for this CPU) and test_golden_ref
+ * (FL_KERNELS=ref). Tolerance: max abs error 1e-5 on outputs and on the final (h, c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fastlstm/fastlstm.h"
+#include "internal.h"
+#include "kernels/kernels.h"
+#include "npy.h"
+
+#define TOL 1e-5
+
+static char g_dir[512];
+static char g_gen_error[4096];
+
+/* ------------------------------------------------------------ helpers */
+
+static int load_opt(const char *dir, const char *file, fl_npy *a) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    if (access(p, F_OK) != 0) {
+        memset(a, 0, sizeof *a);
+        return 0;
+    }
+    fl_status st = fl_npy_load(p, a);
+    if (st) fail_msg("%s: %s", fl_status_str(st), fl_last_error());
+    return 1;
+}
+
+static void load_req(const char *dir, const char *file, fl_npy *a) {
+    if (!load_opt(dir, file, a)) fail_msg("%s/%s missing", dir, file);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates as the maximum */
+    }
+    return m;
+}
+
+static void check_close(const char *what, const char *c, const float *got, const float *want, size_t n) {
+    double e = max_abs_diff(got, want, n);
+    if (!(e <= TOL)) fail_msg("%s: %s max abs error %.3g > %g", c, what, e, TOL);
+}
+
+/* dst (d1, d0, w) = src (d0, d1, w); w in elements of size es. */
+static void swap01(void *dst, const void *src, int d0, int d1, size_t w, size_t es) {
+    for (int i = 0; i < d0; i++)
+        for (int j = 0; j < d1; j++)
+            memcpy((char *)dst + ((size_t)j * d0 + i) * w * es, (const char *)src + ((size_t)i * d1 + j) * w * es,
+                   w * es);
+}
+
+/* ------------------------------------------------------------ one case */
+
+static void test_case(void **state) {
+    const char *name = *state;
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    fl_model *m = NULL;
+    fl_status st = fl_model_load(path, &m);
+    if (st) fail_msg("fl_model_load(%s): %s: %s", path, fl_status_str(st), fl_last_error());
+    const fl_arch *a = fl_model_arch(m);
+    const int L = a->layers, H = a->hidden, D = a->input;
+
+    fl_npy x = {0}, tok = {0}, h0 = {0}, c0 = {0}, y = {0}, hn = {0}, cn = {0}, y0 = {0};
+    if (a->vocab > 0) load_req(dir, "tokens.npy", &tok);
+    else load_req(dir, "x.npy", &x);
+    load_opt(dir, "h0.npy", &h0);
+    load_opt(dir, "c0.npy", &c0);
+    load_req(dir, "y.npy", &y);
+    load_req(dir, "hn.npy", &hn);
+    load_req(dir, "cn.npy", &cn);
+    load_req(dir, "y_zero.npy", &y0);
+    const fl_npy *in = a->vocab > 0 ? &tok : &x;
+    assert_int_equal(in->dtype, a->vocab > 0 ? 'i' : 'f');
+    const int B = (int)in->shape[0], T = (int)in->shape[1];
+    assert_int_equal(hn.count, (size_t)L * B * H);
+    const size_t ny = fl_run_output_size(m, B, T);
+    assert_int_equal(y.count, ny);
+    assert_int_equal(y0.count, ny);
+
+    /* A session larger than needed: max_batch and max_seq are limits, not exact sizes. */
+    fl_session_opts o = fl_session_opts_default();
+    o.max_batch = B + 1;
+    o.max_seq = T + 3;
+    fl_session *s = NULL;
+    st = fl_session_create(m, &o, &s);
+    if (st) fail_msg("fl_session_create: %s: %s", fl_status_str(st), fl_last_error());
+
+    float *yo = calloc(ny, sizeof(float)), *ht = calloc(ny, sizeof(float));
+    float *hno = calloc((size_t)L * B * H, sizeof(float)), *cno = calloc((size_t)L * B * H, sizeof(float));
+    assert_non_null(yo);
+    assert_non_null(ht);
+
+    /* batch-major */
+    fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = B, .seq = T, .h0 = h0.data, .c0 = c0.data,
+                    .y = yo, .hn = hno, .cn = cno};
+    if (a->vocab > 0) io.tokens = tok.data;
+    else io.x = x.data;
+    st = fl_session_run(s, &io);
+    if (st) fail_msg("fl_session_run: %s: %s", fl_status_str(st), fl_last_error());
+    double ey = max_abs_diff(yo, y.data, ny), eh = max_abs_diff(hno, hn.data, hn.count),
+           ec = max_abs_diff(cno, cn.data, cn.count);
+    print_message("%-24s kernels=%s  batch-major max|err| y %.2e  h_n %.2e  c_n %.2e\n", name,
+                  fl_kernels_get()->name, ey, eh, ec);
+    check_close("batch-major y", name, yo, y.data, ny);
+    check_close("batch-major h_n", name, hno, hn.data, hn.count);
+    check_close("batch-major c_n", name, cno, cn.data, cn.count);
+
+    /* time-major: inputs (T, B, *), outputs (T, B, *) except the last-step head (B, C) */
+    size_t w = a->vocab > 0 ? 1 : (size_t)D;
+    size_t es = a->vocab > 0 ? sizeof(int32_t) : sizeof(float);
+    void *tin = malloc((size_t)B * T * w * es);
+    assert_non_null(tin);
+    swap01(tin, in->data, B, T, w, es);
+    memset(yo, 0, ny * sizeof(float));
+    memset(hno, 0, (size_t)L * B * H * sizeof(float));
+    memset(cno, 0, (size_t)L * B * H * sizeof(float));
+    io.layout = FL_TIME_MAJOR;
+    if (a->vocab > 0) io.tokens = tin;
+    else io.x = tin;
+    st = fl_session_run(s, &io);
+    if (st) fail_msg("fl_session_run (time-major): %s: %s", fl_status_str(st), fl_last_error());
+    if (a->head == FL_HEAD_LAST_STEP) memcpy(ht, yo, ny * sizeof(float));
+    else swap01(ht, yo, T, B, ny / ((size_t)B * T), sizeof(float));  // (T, B, *) -> (B, T, *)
+    check_close("time-major y", name, ht, y.data, ny);
+    check_close("time-major h_n", name, hno, hn.data, hn.count);
+    check_close("time-major c_n", name, cno, cn.data, cn.count);
+
+    /* streaming from a zero state, step by step, against the zero-state reference */
+    const int V = a->head == FL_HEAD_NONE ? H : a->head_out;
+    float *xs = malloc((size_t)B * D * sizeof(float) + 1), *ys = malloc((size_t)B * V * sizeof(float));
+    int32_t *ts = malloc((size_t)B * sizeof(int32_t));
+    assert_non_null(xs);
+    assert_non_null(ys);
+    assert_non_null(ts);
+    assert_int_equal(fl_session_reset(s, -1), FL_OK);
+    double es_max = 0;
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            if (a->vocab > 0) ts[b] = ((const int32_t *)tok.data)[(size_t)b * T + t];
+            else memcpy(xs + (size_t)b * D, (const float *)x.data + ((size_t)b * T + t) * D, (size_t)D * sizeof(float));
+        }
+        st = fl_session_step(s, B, a->vocab > 0 ? NULL : xs, a->vocab > 0 ? ts : NULL, ys);
+        if (st) fail_msg("fl_session_step: %s: %s", fl_status_str(st), fl_last_error());
+        const float *ref = y0.data;
+        for (int b = 0; b < B; b++) {
+            const float *want;
+            if (a->head == FL_HEAD_LAST_STEP) {
+                if (t != T - 1) continue;
+                want = ref + (size_t)b * V;
+            } else {
+                want = ref + ((size_t)b * T + t) * V;
+            }
+            double e = max_abs_diff(ys + (size_t)b * V, want, (size_t)V);
+            if (!(e <= es_max)) es_max = e;
+        }
+    }
+    print_message("%-24s streaming max|err| %.2e\n", name, es_max);
+    if (!(es_max <= TOL)) fail_msg("%s: streaming max abs error %.3g > %g", name, es_max, TOL);
+
+    free(xs);
+    free(ys);
+    free(ts);
+    free(tin);
+    free(yo);
+    free(ht);
+    free(hno);
+    free(cno);
+    fl_npy *all[] = {&x, &tok, &h0, &c0, &y, &hn, &cn, &y0};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) fl_npy_free(all[i]);
+    fl_session_free(s);
+    fl_model_free(m);
+}
+
+/* The forced kernel level is the one in use (FL_KERNELS=ref for test_golden_ref). */
+static void test_kernel_level(void **state) {
+    (void)state;
+    const char *want = getenv("FL_KERNELS");
+    const char *got = fl_kernels_get()->name;
+    print_message("kernel level in use: %s (FL_KERNELS=%s)\n", got, want ? want : "(unset)");
+    if (want && strcmp(want, "ref") == 0) assert_string_equal(got, "ref");
+}
+
+static void test_generator_failed(void **state) {
+    (void)state;
+    fail_msg("%s", g_gen_error);
+}
+
+/* ------------------------------------------------------------ generation */
+
+/* Run gen_golden.py into g_dir; on failure fill g_gen_error and return 0. */
+static int generate(void) {
+    const char *py = getenv("FL_PYTHON"), *src = getenv("FL_SOURCE_DIR");
+    if (!py || !*py) py = "/usr/bin/python3";
+    if (!src || !*src) {
+        snprintf(g_gen_error, sizeof g_gen_error, "FL_SOURCE_DIR is not set (run through ctest)");
+        return 0;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/fl_golden_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) {
+        snprintf(g_gen_error, sizeof g_gen_error, "mkdtemp(%s) failed", g_dir);
+        g_dir[0] = '\0';
+        return 0;
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/gen_golden.py' '%s'", py, src, g_dir);
+    int rc = system(cmd);
+    if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        int code = rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        snprintf(g_gen_error, sizeof g_gen_error,
+                 "golden reference generator failed (exit %d): %s%s", code, cmd,
+                 code == 3 ? " -- PyTorch is missing: install python3-torch or point FL_PYTHON at a "
+                             "Python that has torch; the golden test cannot pass without it"
+                           : "");
+        return 0;
+    }
+    return 1;
+}
+
+static void remove_dir(void) {
+    if (!g_dir[0]) return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
+}
+
+int main(void) {
+    enum { MAX_CASES = 64 };
+    static char names[MAX_CASES][128];
+    struct CMUnitTest tests[MAX_CASES + 1];
+    size_t n = 0;
+    tests[n++] = (struct CMUnitTest){"kernel_level", test_kernel_level, NULL, NULL, NULL};
+    if (!generate()) {
+        tests[n++] = (struct CMUnitTest){"generate_golden", test_generator_failed, NULL, NULL, NULL};
+    } else {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/cases.txt", g_dir);
+        FILE *f = fopen(p, "r");
+        size_t k = 0;
+        while (f && k < MAX_CASES - 1 && fgets(names[k], sizeof names[k], f)) {
+            names[k][strcspn(names[k], "\r\n")] = '\0';
+            if (!names[k][0]) continue;
+            tests[n++] = (struct CMUnitTest){names[k], test_case, NULL, NULL, names[k]};
+            k++;
+        }
+        if (f) fclose(f);
+        if (k < 8) {
+            snprintf(g_gen_error, sizeof g_gen_error, "%s lists %zu cases, expected at least 8", p, k);
+            tests[n++] = (struct CMUnitTest){"golden_cases", test_generator_failed, NULL, NULL, NULL};
+        }
+    }
+    int rc = _cmocka_run_group_tests("golden", tests, n, NULL, NULL);
+    remove_dir();
+    return rc;
+}

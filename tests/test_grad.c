@@ -1,0 +1,668 @@
+/* Gradients of the training backward (src/train/bptt.c):
+ *  - every parameter against central finite differences of an independent double-precision
+ *    reference forward (written here, straight from the nn.LSTM equations), on tiny shapes, for
+ *    dense, SVD and CP matrices, language models (with a carried initial state) and classifiers;
+ *  - the random-direction check (kann) of full BPTT on the float code, with dropout;
+ *  - the factor gradients against the chain rule applied to the dense gradient. */
+#define _DEFAULT_SOURCE /* mkdtemp */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "train/bptt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct problem {
+    fl_arch arch;
+    fl_mat_spec specs[8];
+    int B, T;
+    bool use_state; /* nonzero initial state (truncated BPTT carry) */
+} problem;
+
+typedef struct data {
+    int32_t *tokens, *targets;
+    float *x, *h0, *c0;
+} data;
+
+static void make_data(const problem *p, uint64_t seed, data *d) {
+    fl_rng r;
+    fl_rng_seed(&r, seed);
+    const fl_arch *a = &p->arch;
+    size_t TB = (size_t)p->T * p->B, S = (size_t)a->layers * p->B * a->hidden;
+    memset(d, 0, sizeof *d);
+    if (a->vocab) {
+        d->tokens = malloc(TB * sizeof(int32_t));
+        for (size_t i = 0; i < TB; i++) d->tokens[i] = (int32_t)(fl_rng_next(&r) % (uint64_t)a->vocab);
+    } else {
+        d->x = malloc(TB * a->input * sizeof(float));
+        for (size_t i = 0; i < TB * a->input; i++) d->x[i] = (float)fl_rng_normal(&r);
+    }
+    size_t nt = a->head == FL_HEAD_PER_STEP ? TB : (size_t)p->B;
+    d->targets = malloc(nt * sizeof(int32_t));
+    for (size_t i = 0; i < nt; i++) d->targets[i] = (int32_t)(fl_rng_next(&r) % (uint64_t)a->head_out);
+    if (p->use_state) {
+        d->h0 = malloc(S * sizeof(float));
+        d->c0 = malloc(S * sizeof(float));
+        for (size_t i = 0; i < S; i++) {
+            d->h0[i] = 0.5f * (float)fl_rng_normal(&r);
+            d->c0[i] = (float)fl_rng_normal(&r);
+        }
+    }
+}
+
+static void free_data(data *d) {
+    free(d->tokens);
+    free(d->targets);
+    free(d->x);
+    free(d->h0);
+    free(d->c0);
+}
+
+static fl_bptt_batch batch_of(const problem *p, const data *d) {
+    return (fl_bptt_batch){p->B, p->T, d->x, d->tokens, d->targets, d->h0, d->c0};
+}
+
+/* ---------------------------------------------------------------- double reference */
+
+/* Dense W (rows, cols) of matrix w, in double, from parameters p laid out like m->params. */
+static void ref_dense(const fl_model *m, const fl_mat *w, const double *p, double *W) {
+    const int rows = w->rows, cols = w->cols, R = w->rank;
+    if (w->method == FL_METHOD_DENSE) {
+        const double *q = p + (w->w - m->params);
+        for (int i = 0; i < rows * cols; i++) W[i] = q[i];
+    } else if (w->method == FL_METHOD_SVD) {
+        const double *U = p + (w->u - m->params), *V = p + (w->v - m->params);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) {
+                double s = 0;
+                for (int r = 0; r < R; r++) s += U[i * R + r] * V[r * cols + j];
+                W[i * cols + j] = s;
+            }
+    } else {
+        const double *A = p + (w->a - m->params), *Bf = p + (w->b - m->params), *C = p + (w->c - m->params);
+        const int H = rows / 4;
+        for (int g = 0; g < 4; g++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < cols; j++) {
+                    double s = 0;
+                    for (int r = 0; r < R; r++) s += A[g * R + r] * Bf[i * R + r] * C[j * R + r];
+                    W[(g * H + i) * cols + j] = s;
+                }
+    }
+}
+
+static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* Mean cross-entropy of the model with parameters p, computed in double. */
+static double ref_loss(const problem *pr, const fl_model *m, const double *p, const data *d) {
+    const fl_arch *a = &m->arch;
+    const int B = pr->B, T = pr->T, H = a->hidden, D = a->input, V = a->head_out, L = a->layers;
+    const int mx = D > H ? D : H;
+    double *X = calloc((size_t)T * B * mx, sizeof(double));  // (T, B, in) layer input
+    double *Y = calloc((size_t)T * B * H, sizeof(double));   // (T, B, H) layer output
+    double *W = calloc((size_t)4 * H * mx, sizeof(double));
+    double *U = calloc((size_t)4 * H * H, sizeof(double));
+    double *h = calloc(H * B, sizeof(double)), *c = calloc(H * B, sizeof(double));
+    double *gates = calloc(4 * H, sizeof(double));
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < D; k++) {
+                size_t n = (size_t)t * B + b;
+                X[n * D + k] = a->vocab ? p[(m->embed - m->params) + d->tokens[n] * D + k] : d->x[n * D + k];
+            }
+    int in = D;
+    for (int l = 0; l < L; l++) {
+        const fl_layer *ly = &m->layer[l];
+        ref_dense(m, &ly->wih, p, W);
+        ref_dense(m, &ly->whh, p, U);
+        const double *bi = p + (ly->b_ih - m->params), *bh = p + (ly->b_hh - m->params);
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < H; j++) {
+                size_t k = ((size_t)l * B + b) * H + j;
+                h[b * H + j] = d->h0 ? d->h0[k] : 0;
+                c[b * H + j] = d->c0 ? d->c0[k] : 0;
+            }
+        for (int t = 0; t < T; t++)
+            for (int b = 0; b < B; b++) {
+                const double *x = X + ((size_t)t * B + b) * in;
+                for (int r = 0; r < 4 * H; r++) {
+                    double s = bi[r] + bh[r];
+                    for (int k = 0; k < in; k++) s += W[r * in + k] * x[k];
+                    for (int k = 0; k < H; k++) s += U[r * H + k] * h[b * H + k];
+                    gates[r] = s;
+                }
+                for (int j = 0; j < H; j++) {
+                    double ig = sig(gates[j]), fg = sig(gates[H + j]), gg = tanh(gates[2 * H + j]),
+                           og = sig(gates[3 * H + j]);
+                    c[b * H + j] = fg * c[b * H + j] + ig * gg;
+                    Y[((size_t)t * B + b) * H + j] = og * tanh(c[b * H + j]);
+                }
+                for (int j = 0; j < H; j++) h[b * H + j] = Y[((size_t)t * B + b) * H + j];
+            }
+        memcpy(X, Y, (size_t)T * B * H * sizeof(double));
+        in = H;
+    }
+    double *Wh = calloc((size_t)V * H, sizeof(double));
+    ref_dense(m, &m->head, p, Wh);
+    const double *hb = p + (m->head_b - m->params);
+    bool per_step = a->head == FL_HEAD_PER_STEP;
+    int rows = per_step ? T * B : B;
+    double loss = 0;
+    double *z = calloc(V, sizeof(double));
+    for (int r = 0; r < rows; r++) {
+        const double *x = X + (per_step ? (size_t)r : (size_t)(T - 1) * B + r) * H;
+        double mxz = -1e300;
+        for (int v = 0; v < V; v++) {
+            double s = hb[v];
+            for (int k = 0; k < H; k++) s += Wh[v * H + k] * x[k];
+            z[v] = s;
+            if (s > mxz) mxz = s;
+        }
+        double se = 0;
+        for (int v = 0; v < V; v++) se += exp(z[v] - mxz);
+        loss += log(se) + mxz - z[d->targets[r]];
+    }
+    free(X), free(Y), free(W), free(U), free(h), free(c), free(gates), free(Wh), free(z);
+    return loss / rows;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static fl_model *make_model(const problem *p, uint64_t seed) {
+    fl_model *m;
+    assert_int_equal(fl_model_create(&p->arch, p->specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, seed), FL_OK);
+    /* Larger than default init so that every gate is far from trivial. */
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 1.5f;
+    return m;
+}
+
+static fl_model *analytic_grad(const problem *p, const fl_model *m, const data *d, float dropout,
+                               uint64_t dseed, double *loss) {
+    fl_model *g;
+    fl_bptt *w;
+    assert_int_equal(fl_model_create(&p->arch, p->specs, &g), FL_OK);
+    assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
+    fl_bptt_batch in = batch_of(p, d);
+    fl_rng r;
+    fl_rng_seed(&r, dseed);
+    assert_int_equal(fl_bptt_forward(w, m, &in, dropout, dropout > 0 ? &r : NULL, loss, NULL), FL_OK);
+    fl_bptt_backward(w, m, g);
+    fl_bptt_free(w);
+    return g;
+}
+
+/* Every parameter's gradient against double central differences of the reference. */
+static void check_elementwise(const problem *p) {
+    fl_model *m = make_model(p, 11);
+    data d;
+    make_data(p, 12, &d);
+    double loss;
+    fl_model *g = analytic_grad(p, m, &d, 0.0f, 0, &loss);
+    double *q = malloc(m->n_params * sizeof(double));
+    for (size_t i = 0; i < m->n_params; i++) q[i] = m->params[i];
+    double ref = ref_loss(p, m, q, &d);
+    assert_true(fabs(ref - loss) <= 1e-5 * (1 + fabs(ref)));
+    double worst = 0;
+    size_t checked = 0;
+    for (size_t t = 0; t < m->n_tensors; t++) {
+        const fl_tensor *ts = &m->tensors[t];
+        for (size_t k = 0; k < ts->count; k++) {
+            size_t i = ts->offset + k;
+            const double eps = 1e-5;
+            double s = q[i];
+            q[i] = s + eps;
+            double lp = ref_loss(p, m, q, &d);
+            q[i] = s - eps;
+            double lm = ref_loss(p, m, q, &d);
+            q[i] = s;
+            double num = (lp - lm) / (2 * eps), an = g->params[i];
+            double err = fabs(num - an) / (1e-4 + fabs(num));
+            if (err > worst) worst = err;
+            if (fabs(num - an) > 2e-5 + 2e-3 * fabs(num))
+                fail_msg("%s[%zu]: analytic %.8g, numeric %.8g", ts->name, k, an, num);
+            checked++;
+        }
+    }
+    assert_true(checked == fl_model_num_params(m));
+    free(q);
+    fl_model_free(g);
+    fl_model_free(m);
+    free_data(&d);
+}
+
+static const fl_mat_spec DN = {FL_METHOD_DENSE, 0};
+
+static problem lm_problem(fl_mat_spec ih, fl_mat_spec hh, fl_mat_spec head) {
+    problem p = {.arch = {.vocab = 5, .input = 3, .hidden = 4, .layers = 2, .head = FL_HEAD_PER_STEP,
+                          .head_out = 5},
+                 .B = 2, .T = 4, .use_state = true};
+    for (int l = 0; l < 2; l++) {
+        p.specs[2 * l] = ih;
+        p.specs[2 * l + 1] = hh;
+    }
+    p.specs[4] = head;
+    return p;
+}
+
+static problem cls_problem(fl_mat_spec ih, fl_mat_spec hh, fl_mat_spec head) {
+    problem p = {.arch = {.vocab = 0, .input = 3, .hidden = 5, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                          .head_out = 3},
+                 .B = 3, .T = 5, .use_state = false};
+    for (int l = 0; l < 2; l++) {
+        p.specs[2 * l] = ih;
+        p.specs[2 * l + 1] = hh;
+    }
+    p.specs[4] = head;
+    return p;
+}
+
+static void test_lm_dense(void **st) {
+    problem p = lm_problem(DN, DN, DN);
+    check_elementwise(&p);
+}
+static void test_lm_svd(void **st) {
+    problem p = lm_problem((fl_mat_spec){FL_METHOD_SVD, 2}, (fl_mat_spec){FL_METHOD_SVD, 3},
+                           (fl_mat_spec){FL_METHOD_SVD, 2});
+    check_elementwise(&p);
+}
+static void test_lm_cp(void **st) {
+    problem p = lm_problem((fl_mat_spec){FL_METHOD_CP, 3}, (fl_mat_spec){FL_METHOD_CP, 2}, DN);
+    check_elementwise(&p);
+}
+static void test_lm_mixed(void **st) {
+    problem p = lm_problem(DN, DN, DN);
+    p.specs[0] = (fl_mat_spec){FL_METHOD_CP, 2};
+    p.specs[1] = (fl_mat_spec){FL_METHOD_SVD, 2};
+    p.specs[3] = (fl_mat_spec){FL_METHOD_CP, 5};
+    p.arch.layers = 2;
+    check_elementwise(&p);
+}
+static void test_cls_dense(void **st) {
+    problem p = cls_problem(DN, DN, DN);
+    check_elementwise(&p);
+}
+static void test_cls_svd(void **st) {
+    problem p = cls_problem((fl_mat_spec){FL_METHOD_SVD, 2}, (fl_mat_spec){FL_METHOD_SVD, 4},
+                            (fl_mat_spec){FL_METHOD_SVD, 2});
+    check_elementwise(&p);
+}
+static void test_cls_cp(void **st) {
+    problem p = cls_problem((fl_mat_spec){FL_METHOD_CP, 4}, (fl_mat_spec){FL_METHOD_CP, 3}, DN);
+    p.use_state = true;
+    check_elementwise(&p);
+}
+
+/* kann-style: perturb all parameters along a random direction u; compare the directional
+ * derivative g.u with (L(p + eps u) - L(p - eps u)) / 2 eps on the float code, dropout included
+ * (the same masks every evaluation). */
+static void check_direction(const problem *p, float dropout) {
+    fl_model *m = make_model(p, 21);
+    data d;
+    make_data(p, 22, &d);
+    double loss;
+    fl_model *g = analytic_grad(p, m, &d, dropout, 5, &loss);
+    fl_rng r;
+    fl_rng_seed(&r, 23);
+    float *u = calloc(m->n_params, sizeof(float));
+    float *base = malloc(m->n_params * sizeof(float));
+    memcpy(base, m->params, m->n_params * sizeof(float));
+    double dd = 0;
+    for (size_t i = 0; i < m->n_params; i++) {
+        u[i] = (float)fl_rng_normal(&r);
+        dd += (double)u[i] * g->params[i];
+    }
+    fl_bptt *w;
+    assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
+    fl_bptt_batch in = batch_of(p, &d);
+    const float eps = 2e-3f;
+    double l2[2];
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < m->n_params; i++) m->params[i] = base[i] + (s ? -eps : eps) * u[i];
+        fl_rng dr;
+        fl_rng_seed(&dr, 5);
+        assert_int_equal(fl_bptt_forward(w, m, &in, dropout, dropout > 0 ? &dr : NULL, &l2[s], NULL), FL_OK);
+    }
+    double num = (l2[0] - l2[1]) / (2 * eps);
+    if (fabs(num - dd) > 1e-2 * fabs(dd) + 1e-4) fail_msg("directional derivative %.8g, numeric %.8g", dd, num);
+    fl_bptt_free(w);
+    free(u);
+    free(base);
+    fl_model_free(g);
+    fl_model_free(m);
+    free_data(&d);
+}
+
+static void test_direction_lm(void **st) {
+    problem p = {.arch = {.vocab = 20, .input = 8, .hidden = 16, .layers = 2, .head = FL_HEAD_PER_STEP,
+                          .head_out = 20},
+                 .B = 3, .T = 12, .use_state = true};
+    for (int i = 0; i < 5; i++) p.specs[i] = DN;
+    check_direction(&p, 0.3f);
+    p.specs[0] = (fl_mat_spec){FL_METHOD_SVD, 4};
+    p.specs[1] = (fl_mat_spec){FL_METHOD_SVD, 6};
+    p.specs[2] = (fl_mat_spec){FL_METHOD_CP, 8};
+    p.specs[3] = (fl_mat_spec){FL_METHOD_CP, 6};
+    p.specs[4] = (fl_mat_spec){FL_METHOD_SVD, 5};
+    check_direction(&p, 0.3f);
+}
+
+static void test_direction_cls(void **st) {
+    problem p = {.arch = {.vocab = 0, .input = 7, .hidden = 12, .layers = 3, .head = FL_HEAD_LAST_STEP,
+                          .head_out = 4},
+                 .B = 4, .T = 9};
+    for (int i = 0; i < 7; i++) p.specs[i] = DN;
+    check_direction(&p, 0.0f);
+    p.specs[2] = (fl_mat_spec){FL_METHOD_CP, 5};
+    p.specs[5] = (fl_mat_spec){FL_METHOD_SVD, 3};
+    check_direction(&p, 0.25f);
+}
+
+/* Chain rule: with W = U V, dU = dW V^T and dV = U^T dW; with CP, dA[g,r] = sum_ij dW[gH+i, j]
+ * B[i,r] C[j,r]. dW comes from a dense model holding the reconstructed matrices. */
+static void test_factor_chain_rule(void **st) {
+    problem pf = lm_problem((fl_mat_spec){FL_METHOD_CP, 3}, (fl_mat_spec){FL_METHOD_SVD, 2},
+                            (fl_mat_spec){FL_METHOD_SVD, 3});
+    problem pd = lm_problem(DN, DN, DN);
+    pd.B = pf.B = 3;
+    pd.T = pf.T = 6;
+    fl_model *mf = make_model(&pf, 31), *md;
+    assert_int_equal(fl_model_create(&pd.arch, NULL, &md), FL_OK);
+    for (size_t t = 0; t < md->n_tensors; t++) {
+        const fl_tensor *td = &md->tensors[t];
+        const fl_tensor *tf = fl_model_find_tensor(mf, td->name);
+        if (tf) memcpy(md->params + td->offset, mf->params + tf->offset, td->count * sizeof(float));
+    }
+    for (size_t i = 0; i < fl_model_num_matrices(md); i++)
+        fl_mat_to_dense(fl_model_mat(mf, i), fl_model_mat(md, i)->w);
+    data d;
+    make_data(&pf, 32, &d);
+    double lf, ld;
+    fl_model *gf = analytic_grad(&pf, mf, &d, 0, 0, &lf);
+    fl_model *gd = analytic_grad(&pd, md, &d, 0, 0, &ld);
+    assert_true(fabs(lf - ld) < 1e-5);
+    for (size_t i = 0; i < fl_model_num_matrices(md); i++) {
+        const fl_mat *w = fl_model_mat(mf, i), *gw = fl_model_mat(gf, i), *G = fl_model_mat(gd, i);
+        const int rows = w->rows, cols = w->cols, R = w->rank, H = rows / 4;
+        for (int r = 0; r < R; r++) {
+            if (w->method == FL_METHOD_SVD) {
+                for (int a = 0; a < rows; a++) {
+                    double s = 0;
+                    for (int j = 0; j < cols; j++) s += (double)G->w[a * cols + j] * w->v[r * cols + j];
+                    assert_true(fabs(s - gw->u[a * R + r]) <= 1e-5 + 1e-3 * fabs(s));
+                }
+            } else if (w->method == FL_METHOD_CP) {
+                for (int g = 0; g < 4; g++) {
+                    double s = 0;
+                    for (int a = 0; a < H; a++)
+                        for (int j = 0; j < cols; j++)
+                            s += (double)G->w[(g * H + a) * cols + j] * w->b[a * R + r] * w->c[j * R + r];
+                    assert_true(fabs(s - gw->a[g * R + r]) <= 1e-5 + 1e-3 * fabs(s));
+                }
+            }
+        }
+    }
+    /* Biases, embedding and head bias do not depend on the storage method. */
+    const fl_tensor *te = fl_model_find_tensor(gd, "embedding.weight");
+    const fl_tensor *tf = fl_model_find_tensor(gf, "embedding.weight");
+    for (size_t k = 0; k < te->count; k++)
+        assert_true(fabs(gd->params[te->offset + k] - gf->params[tf->offset + k]) < 1e-5);
+    fl_model_free(gf);
+    fl_model_free(gd);
+    fl_model_free(mf);
+    fl_model_free(md);
+    free_data(&d);
+}
+
+/* Backward adds into the gradient model: two backward passes give twice the gradient. */
+static void test_accumulates(void **st) {
+    problem p = cls_problem(DN, (fl_mat_spec){FL_METHOD_SVD, 2}, DN);
+    fl_model *m = make_model(&p, 41), *g;
+    data d;
+    make_data(&p, 42, &d);
+    double loss;
+    fl_model *g1 = analytic_grad(&p, m, &d, 0, 0, &loss);
+    assert_int_equal(fl_model_create(&p.arch, p.specs, &g), FL_OK);
+    fl_bptt *w;
+    assert_int_equal(fl_bptt_create(m, p.B, p.T, &w), FL_OK);
+    fl_bptt_batch in = batch_of(&p, &d);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
+        fl_bptt_backward(w, m, g);
+    }
+    for (size_t i = 0; i < m->n_params; i++) assert_true(fabs(g->params[i] - 2 * g1->params[i]) < 1e-6);
+    /* Shapes outside the workspace are refused. */
+    in.batch = p.B + 1;
+    assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_ERR_ARG);
+    fl_bptt_free(w);
+    fl_model_free(g);
+    fl_model_free(g1);
+    fl_model_free(m);
+    free_data(&d);
+}
+
+/* ---------------------------------------------------------------- PyTorch golden */
+
+typedef struct record {
+    char name[64];
+    int is_int, ndim;
+    uint32_t dims[4];
+    size_t count;
+    void *data;
+} record;
+
+typedef struct golden {
+    record *r;
+    uint32_t n;
+} golden;
+
+static bool read_u32(FILE *f, uint32_t *v) { return fread(v, 4, 1, f) == 1; }
+
+static bool golden_load(const char *path, golden *g) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[4];
+    uint32_t version;
+    bool ok = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "FLGG", 4) && read_u32(f, &version) &&
+              version == 1 && read_u32(f, &g->n) && g->n < 1000;
+    g->r = ok ? calloc(g->n, sizeof(record)) : NULL;
+    for (uint32_t i = 0; ok && i < g->n; i++) {
+        record *r = &g->r[i];
+        uint32_t len, dt, nd;
+        ok = read_u32(f, &len) && len < sizeof r->name && fread(r->name, 1, len, f) == len &&
+             read_u32(f, &dt) && read_u32(f, &nd) && nd <= 4;
+        if (!ok) break;
+        r->is_int = dt == 1;
+        r->ndim = (int)nd;
+        r->count = 1;
+        for (uint32_t k = 0; ok && k < nd; k++) {
+            ok = read_u32(f, &r->dims[k]);
+            r->count *= r->dims[k];
+        }
+        r->data = ok ? malloc(r->count * 4 + 4) : NULL;
+        ok = ok && fread(r->data, 4, r->count, f) == r->count;
+    }
+    fclose(f);
+    return ok;
+}
+
+static void golden_free(golden *g) {
+    for (uint32_t i = 0; g->r && i < g->n; i++) free(g->r[i].data);
+    free(g->r);
+}
+
+static const record *golden_find(const golden *g, const char *name) {
+    for (uint32_t i = 0; i < g->n; i++)
+        if (!strcmp(g->r[i].name, name)) return &g->r[i];
+    return NULL;
+}
+
+/* Compare our gradients with PyTorch autograd's (float64) for the weights and batch in the file. */
+static void check_golden(const char *dir, const char *name, const problem *p) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    golden gd = {0};
+    if (!golden_load(path, &gd)) fail_msg("cannot read %s", path);
+    fl_model *m, *g;
+    assert_int_equal(fl_model_create(&p->arch, p->specs, &m), FL_OK);
+    assert_int_equal(fl_model_create(&p->arch, p->specs, &g), FL_OK);
+    for (size_t t = 0; t < m->n_tensors; t++) {
+        const fl_tensor *ts = &m->tensors[t];
+        const record *r = golden_find(&gd, ts->name);
+        if (!r || r->count != ts->count) fail_msg("%s: tensor %s missing or wrong size", name, ts->name);
+        memcpy(m->params + ts->offset, r->data, ts->count * sizeof(float));
+    }
+    data d = {0};
+    const record *rt = golden_find(&gd, "tokens"), *rx = golden_find(&gd, "x");
+    const record *ry = golden_find(&gd, "targets"), *rh = golden_find(&gd, "h0"), *rc = golden_find(&gd, "c0");
+    fl_bptt_batch in = {p->B, p->T, rx ? rx->data : NULL, rt ? rt->data : NULL, ry->data,
+                        rh ? rh->data : NULL, rc ? rc->data : NULL};
+    fl_bptt *w;
+    assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
+    double loss;
+    assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
+    fl_bptt_backward(w, m, g);
+    double tl = ((float *)golden_find(&gd, "loss")->data)[0];
+    if (fabs(loss - tl) > 1e-5 * fabs(tl)) fail_msg("%s: loss %.8g, torch %.8g", name, loss, tl);
+    for (size_t t = 0; t < g->n_tensors; t++) {
+        const fl_tensor *ts = &g->tensors[t];
+        char gname[80];
+        snprintf(gname, sizeof gname, "grad.%s", ts->name);
+        const record *r = golden_find(&gd, gname);
+        assert_non_null(r);
+        const float *ref = r->data, *our = g->params + ts->offset;
+        double mx = 0, diff = 0;
+        for (size_t k = 0; k < ts->count; k++) {
+            if (fabs(ref[k]) > mx) mx = fabs(ref[k]);
+            if (fabs(ref[k] - our[k]) > diff) diff = fabs(ref[k] - our[k]);
+        }
+        if (diff > 1e-4 * mx + 1e-9)
+            fail_msg("%s: %s differs from torch by %.3g (max |grad| %.3g)", name, gname, diff, mx);
+    }
+    fl_bptt_free(w);
+    fl_model_free(m);
+    fl_model_free(g);
+    golden_free(&gd);
+    (void)d;
+}
+
+/* A few optimiser steps of fl_trainer (batching, carried state, epoch reset, clipping, SGD with
+ * momentum / Adam) against torch.optim on the same data: losses at every step, and for SGD the
+ * final weights. (Adam's final weights are not compared: for gradient entries near zero its
+ * normalised step depends on rounding.) */
+#include "fastlstm/train.h"
+
+static void check_training(const char *dir, const char *name, fl_optim optim) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    golden gd = {0};
+    if (!golden_load(path, &gd)) fail_msg("cannot read %s", path);
+    fl_arch a = {.vocab = 9, .input = 5, .hidden = 6, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 9};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    for (size_t t = 0; t < m->n_tensors; t++) {
+        const record *r = golden_find(&gd, m->tensors[t].name);
+        assert_non_null(r);
+        assert_int_equal(r->count, m->tensors[t].count);
+        memcpy(m->params + m->tensors[t].offset, r->data, r->count * sizeof(float));
+    }
+    const record *tok = golden_find(&gd, "tokens"), *losses = golden_find(&gd, "losses");
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok->data, tok->count, 9, &d), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.optim = optim;
+    o.lr = optim == FL_OPTIM_SGD ? 0.5f : 0.01f;
+    o.momentum = optim == FL_OPTIM_SGD ? 0.9f : 0.0f;
+    o.clip = 0.5f;
+    o.batch = 3;
+    o.bptt = 4;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    for (size_t s = 0; s < losses->count; s++) {
+        double loss, want = ((float *)losses->data)[s];
+        assert_int_equal(fl_trainer_step(t, d, &loss), FL_OK);
+        if (fabs(loss - want) > 1e-4 * fabs(want)) fail_msg("%s step %zu: loss %.7g, torch %.7g", name, s, loss, want);
+    }
+    assert_int_equal(fl_trainer_epoch(t), 1); /* 4 windows per epoch: the run crossed an epoch */
+    for (size_t k = 0; optim == FL_OPTIM_SGD && k < m->n_tensors; k++) {
+        char fname[80];
+        snprintf(fname, sizeof fname, "final.%s", m->tensors[k].name);
+        const record *r = golden_find(&gd, fname);
+        const float *ref = r->data, *our = m->params + m->tensors[k].offset;
+        for (size_t i = 0; i < r->count; i++)
+            if (fabs(ref[i] - our[i]) > 1e-4 * (1 + fabs(ref[i])))
+                fail_msg("%s: %s[%zu] = %.7g, torch %.7g", name, fname, i, our[i], ref[i]);
+    }
+    fl_trainer_free(t);
+    fl_dataset_free(d);
+    fl_model_free(m);
+    golden_free(&gd);
+}
+
+static char golden_dir[] = "/tmp/fl_grad_golden_XXXXXX";
+
+static void test_torch_golden(void **st) {
+    const char *py = getenv("FL_PYTHON"), *src = getenv("FL_SOURCE_DIR");
+    if (!py || !src) {
+        print_message("FL_PYTHON / FL_SOURCE_DIR not set; skipping the PyTorch comparison\n");
+        skip();
+    }
+    const char *dir = golden_dir;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/gen_grad_golden.py' '%s'", py, src, dir);
+    assert_int_equal(system(cmd), 0);
+    const fl_mat_spec S3 = {FL_METHOD_SVD, 3}, S4 = {FL_METHOD_SVD, 4}, S5 = {FL_METHOD_SVD, 5};
+    const fl_mat_spec C3 = {FL_METHOD_CP, 3}, C4 = {FL_METHOD_CP, 4}, S2 = {FL_METHOD_SVD, 2};
+    problem lm = {.arch = {.vocab = 11, .input = 6, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP,
+                           .head_out = 11},
+                  .B = 3, .T = 7, .use_state = true};
+    problem cls = {.arch = {.vocab = 0, .input = 5, .hidden = 7, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                            .head_out = 4},
+                   .B = 4, .T = 6};
+    for (int i = 0; i < 5; i++) lm.specs[i] = cls.specs[i] = DN;
+    check_golden(dir, "lm_dense", &lm);
+    check_golden(dir, "cls_dense", &cls);
+    lm.specs[0] = lm.specs[2] = S3;
+    lm.specs[1] = lm.specs[3] = S4;
+    lm.specs[4] = S5;
+    check_golden(dir, "lm_svd", &lm);
+    cls.specs[0] = cls.specs[2] = C3;
+    cls.specs[1] = cls.specs[3] = C4;
+    cls.specs[4] = S2;
+    check_golden(dir, "cls_cp", &cls);
+    check_training(dir, "train_sgd", FL_OPTIM_SGD);
+    check_training(dir, "train_adam", FL_OPTIM_ADAM);
+}
+
+/* The golden files live in a directory removed after the group, also when a test failed. */
+static int setup(void **st) { return mkdtemp(golden_dir) ? 0 : -1; }
+
+static int teardown(void **st) {
+    const char *names[] = {"lm_dense", "lm_svd", "cls_dense", "cls_cp", "train_sgd", "train_adam"};
+    char path[600];
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s.bin", golden_dir, names[i]);
+        remove(path);
+    }
+    rmdir(golden_dir);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lm_dense),        cmocka_unit_test(test_lm_svd),
+        cmocka_unit_test(test_lm_cp),           cmocka_unit_test(test_lm_mixed),
+        cmocka_unit_test(test_cls_dense),       cmocka_unit_test(test_cls_svd),
+        cmocka_unit_test(test_cls_cp),          cmocka_unit_test(test_direction_lm),
+        cmocka_unit_test(test_direction_cls),   cmocka_unit_test(test_factor_chain_rule),
+        cmocka_unit_test(test_accumulates),     cmocka_unit_test(test_torch_golden),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

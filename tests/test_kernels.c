@@ -1,0 +1,260 @@
+/* Kernel tests: every fast kernel level this CPU has against the scalar reference (ref.c), on
+ * awkward sizes, batch 1 and 3, unaligned pointers and padded strides, and extreme inputs.
+ * A value passes when |fast - ref| <= 1e-6 or |fast - ref| <= 2e-6 |ref|. Pads between rows must
+ * stay untouched. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#define ABS_TOL 1e-6
+#define REL_TOL 2e-6
+#define SENTINEL 12345.0f
+
+static const char *const FAST_LEVELS[] = {"avx2", "avx512"};
+
+/* Deterministic uniform in [lo, hi). */
+static float uni(uint64_t *s, float lo, float hi) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return lo + (hi - lo) * (float)((*s >> 40) / (double)(1ULL << 24));
+}
+
+static float pick(uint64_t *s, int extreme) {
+    if (extreme) {
+        static const float ext[] = {100.0f, -100.0f, 0.0f, -0.0f, 88.5f, -88.5f, 30.0f, -30.0f,
+                                    0.625f, -0.625f, 1e-7f, -1e-7f, 1e30f, -1e30f, 9.0f, -9.0f};
+        float r = uni(s, 0.0f, 1.0f);
+        if (r < 0.6f) return ext[(int)(uni(s, 0.0f, 16.0f)) & 15];
+    }
+    return uni(s, -8.0f, 8.0f);
+}
+
+typedef struct errs {
+    double worst; /* worst normalised error: max over entries of |d| / max(ABS_TOL, REL_TOL |ref|) */
+    long bad;
+} errs;
+
+static void compare(errs *e, const float *got, const float *want, int n) {
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        double lim = fmax(ABS_TOL, REL_TOL * fabs((double)want[i]));
+        double r = d / lim;
+        if (!(r <= e->worst)) e->worst = r;
+        if (!(d <= lim)) e->bad++;
+    }
+}
+
+/* Run level k and ref on one (batch, H) problem with padded strides and a 1-float misalignment. */
+static void check_cell(const fl_kernels *k, int batch, int H, int extreme, uint64_t seed) {
+    const int ldg = 4 * H + 3, ldc = H + 1, ldh = H + 5;
+    const size_t ng = (size_t)batch * ldg + 1, nc = (size_t)batch * ldc + 1, nh = (size_t)batch * ldh + 1;
+    float *gb = malloc(ng * sizeof(float)), *c1b = malloc(nc * sizeof(float)), *c2b = malloc(nc * sizeof(float));
+    float *h1b = malloc(nh * sizeof(float)), *h2b = malloc(nh * sizeof(float));
+    assert_non_null(gb);
+    assert_non_null(c1b);
+    assert_non_null(c2b);
+    assert_non_null(h1b);
+    assert_non_null(h2b);
+    float *g = gb + 1, *c1 = c1b + 1, *c2 = c2b + 1, *h1 = h1b + 1, *h2 = h2b + 1;  // unaligned
+    uint64_t s = seed;
+    for (size_t i = 0; i < ng; i++) gb[i] = pick(&s, extreme);
+    for (size_t i = 0; i < nc; i++) c1b[i] = c2b[i] = SENTINEL;
+    for (size_t i = 0; i < nh; i++) h1b[i] = h2b[i] = SENTINEL;
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < H; j++) c1[(size_t)b * ldc + j] = c2[(size_t)b * ldc + j] = extreme ? pick(&s, 1) : uni(&s, -5, 5);
+    // 1e30 cell states overflow f c to +-inf in both versions alike; keep c finite but large
+    for (size_t i = 0; i < nc; i++)
+        if (fabsf(c1b[i]) > 1e3f && c1b[i] != SENTINEL) c1b[i] = c2b[i] = copysignf(100.0f, c1b[i]);
+
+    fl_kernels_ref.lstm_cell(batch, H, g, ldg, c1, ldc, h1, ldh);
+    k->lstm_cell(batch, H, g, ldg, c2, ldc, h2, ldh);
+
+    errs ec = {0}, eh = {0};
+    for (int b = 0; b < batch; b++) {
+        compare(&ec, c2 + (size_t)b * ldc, c1 + (size_t)b * ldc, H);
+        compare(&eh, h2 + (size_t)b * ldh, h1 + (size_t)b * ldh, H);
+        for (int j = H; j < ldc && (size_t)b * ldc + j < nc - 1; j++)
+            if (c2[(size_t)b * ldc + j] != SENTINEL) fail_msg("%s: c pad overwritten (H %d, row %d)", k->name, H, b);
+        for (int j = H; j < ldh && (size_t)b * ldh + j < nh - 1; j++)
+            if (h2[(size_t)b * ldh + j] != SENTINEL) fail_msg("%s: h pad overwritten (H %d, row %d)", k->name, H, b);
+    }
+    if (c2b[0] != SENTINEL || h2b[0] != SENTINEL) fail_msg("%s: wrote before the first row (H %d)", k->name, H);
+    if (ec.bad || eh.bad)
+        fail_msg("%s: H %d batch %d extreme %d: %ld c and %ld h values outside tolerance (worst %.2f x tol)", k->name,
+                 H, batch, extreme, ec.bad, eh.bad, fmax(ec.worst, eh.worst));
+    free(gb);
+    free(c1b);
+    free(c2b);
+    free(h1b);
+    free(h2b);
+}
+
+static void test_cell_vs_ref(void **state) {
+    (void)state;
+    static const int Hs[] = {1, 7, 17, 63, 65, 91, 1500};
+    static const int Bs[] = {1, 3};
+    int levels = 0;
+    for (size_t l = 0; l < sizeof FAST_LEVELS / sizeof *FAST_LEVELS; l++) {
+        const fl_kernels *k = fl_kernels_by_name(FAST_LEVELS[l]);
+        if (!k) {
+            print_message("level %s: not available on this CPU\n", FAST_LEVELS[l]);
+            continue;
+        }
+        levels++;
+        for (size_t i = 0; i < sizeof Hs / sizeof *Hs; i++)
+            for (size_t j = 0; j < sizeof Bs / sizeof *Bs; j++)
+                for (int ext = 0; ext < 2; ext++) check_cell(k, Bs[j], Hs[i], ext, 1000 * i + 10 * j + ext);
+        print_message("level %s: matches ref\n", k->name);
+    }
+    print_message("%d fast level(s) tested\n", levels);
+}
+
+/* Dense sweep of each nonlinearity through the cell: with c = 0 the new cell state is
+ * sigmoid(i) tanh(g) and h = sigmoid(o) tanh(c); gates sweep [-30, 30] in a fine grid. */
+static void test_cell_sweep(void **state) {
+    (void)state;
+    const int H = 6001;
+    float *g = malloc((size_t)4 * H * sizeof(float));
+    float *c1 = calloc(H, sizeof(float)), *c2 = calloc(H, sizeof(float));
+    float *h1 = malloc(H * sizeof(float)), *h2 = malloc(H * sizeof(float));
+    assert_non_null(g);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_non_null(h1);
+    assert_non_null(h2);
+    for (size_t l = 0; l < sizeof FAST_LEVELS / sizeof *FAST_LEVELS; l++) {
+        const fl_kernels *k = fl_kernels_by_name(FAST_LEVELS[l]);
+        if (!k) continue;
+        for (int rot = 0; rot < 4; rot++) {
+            for (int gi = 0; gi < 4; gi++)
+                for (int j = 0; j < H; j++) {
+                    int jj = (j + rot * 1499 * (gi + 1)) % H;  // each gate sees the grid in another order
+                    g[gi * H + j] = -30.0f + 60.0f * (float)jj / (float)(H - 1);
+                }
+            for (int j = 0; j < H; j++) c1[j] = c2[j] = (rot & 1) ? 0.0f : 2.5f * (float)((j % 7) - 3);
+            fl_kernels_ref.lstm_cell(1, H, g, 4 * H, c1, H, h1, H);
+            k->lstm_cell(1, H, g, 4 * H, c2, H, h2, H);
+            errs e = {0};
+            compare(&e, c2, c1, H);
+            compare(&e, h2, h1, H);
+            if (e.bad) fail_msg("%s: sweep %d: %ld values outside tolerance (worst %.2f x tol)", k->name, rot, e.bad, e.worst);
+        }
+    }
+    free(g);
+    free(c1);
+    free(c2);
+    free(h1);
+    free(h2);
+}
+
+/* Distance of got from the double value want, in ulps of the float nearest to want. */
+static double ulps(float got, double want) {
+    float w = (float)want;
+    double u = w == 0.0f ? 1.4e-45 : (double)nextafterf(fabsf(w), INFINITY) - fabsf(w);
+    return fabs((double)got - want) / u;
+}
+
+/* Each level's sigmoid and tanh against double-precision libm, in ulps, read through the cell:
+ * with c = 0, f = 0 and g = 30 (tanh(g) = 1 in float) the new c is sigmoid(i) exactly as computed;
+ * with i = 100 (sigmoid = 1) it is tanh(g). */
+static void test_nonlinearity_ulp(void **state) {
+    (void)state;
+    const int H = 20001;
+    float *g = malloc((size_t)4 * H * sizeof(float)), *c = malloc(H * sizeof(float)), *h = malloc(H * sizeof(float));
+    assert_non_null(g);
+    assert_non_null(c);
+    assert_non_null(h);
+    static const char *const levels[] = {"ref", "avx2", "avx512"};
+    for (size_t l = 0; l < 3; l++) {
+        const fl_kernels *k = fl_kernels_by_name(levels[l]);
+        if (!k) continue;
+        for (int j = 0; j < H; j++) {
+            g[j] = -20.0f + 40.0f * (float)j / (float)(H - 1);
+            g[H + j] = 0.0f;
+            g[2 * H + j] = 30.0f;
+            g[3 * H + j] = 0.0f;
+            c[j] = 0.0f;
+        }
+        k->lstm_cell(1, H, g, 4 * H, c, H, h, H);
+        double us = 0;
+        for (int j = 0; j < H; j++) us = fmax(us, ulps(c[j], 1.0 / (1.0 + exp(-(double)g[j]))));
+        for (int j = 0; j < H; j++) {
+            g[j] = 100.0f;
+            g[2 * H + j] = -10.0f + 20.0f * (float)j / (float)(H - 1);
+            c[j] = 0.0f;
+        }
+        k->lstm_cell(1, H, g, 4 * H, c, H, h, H);
+        double ut = 0;
+        for (int j = 0; j < H; j++) ut = fmax(ut, ulps(c[j], tanh((double)g[2 * H + j])));
+        print_message("%s: max error sigmoid [-20, 20] %.2f ulp, tanh [-10, 10] %.2f ulp\n", k->name, us, ut);
+        assert_true(us <= 4.0);
+        assert_true(ut <= 4.0);
+    }
+    free(g);
+    free(c);
+    free(h);
+}
+
+/* The reference itself against the LSTM cell formula in double precision. */
+static void test_ref_formula(void **state) {
+    (void)state;
+    const int H = 5;
+    float g[20], c[5], h[5];
+    uint64_t s = 7;
+    for (int i = 0; i < 20; i++) g[i] = uni(&s, -4, 4);
+    for (int i = 0; i < H; i++) c[i] = uni(&s, -2, 2);
+    double cd[5];
+    for (int i = 0; i < H; i++) cd[i] = c[i];
+    fl_kernels_ref.lstm_cell(1, H, g, 4 * H, c, H, h, H);
+    for (int j = 0; j < H; j++) {
+        double i_ = 1 / (1 + exp(-(double)g[j])), f = 1 / (1 + exp(-(double)g[H + j]));
+        double gg = tanh((double)g[2 * H + j]), o = 1 / (1 + exp(-(double)g[3 * H + j]));
+        double cn = f * cd[j] + i_ * gg, hn = o * tanh(cn);
+        assert_true(fabs(c[j] - cn) < 1e-6);
+        assert_true(fabs(h[j] - hn) < 1e-6);
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    assert_non_null(fl_kernels_by_name("ref"));
+    assert_string_equal(fl_kernels_by_name("ref")->name, "ref");
+    assert_null(fl_kernels_by_name("sse9"));
+    assert_null(fl_kernels_by_name(""));
+    const fl_kernels *k = fl_kernels_get();
+    assert_non_null(k);
+    assert_ptr_equal(k, fl_kernels_get());  // chosen once
+    const char *want = getenv("FL_KERNELS");
+    print_message("in use: %s (FL_KERNELS=%s)\n", k->name, want ? want : "(unset)");
+    if (want && fl_kernels_by_name(want)) {
+        assert_string_equal(k->name, want);  // a level the CPU has is honoured
+    } else {
+        // unset, unknown or unsupported: the best level available
+        const fl_kernels *best = fl_kernels_by_name("avx512");
+        if (!best) best = fl_kernels_by_name("avx2");
+        if (!best) best = &fl_kernels_ref;
+        assert_ptr_equal(k, best);
+    }
+    // avx512 implies avx2 in this library's detection
+    if (fl_kernels_by_name("avx512")) assert_non_null(fl_kernels_by_name("avx2"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ref_formula),
+        cmocka_unit_test(test_cell_vs_ref),
+        cmocka_unit_test(test_nonlinearity_ulp),
+        cmocka_unit_test(test_cell_sweep),
+        cmocka_unit_test(test_dispatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,799 @@
+/* Training: optimiser steps against their formulas, learning small tasks (dense, SVD, CP),
+ * exact resume from checkpoints, checkpoint corruption, data-set errors, vocabularies. */
+#define _DEFAULT_SOURCE /* mkdtemp */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "fastlstm/train.h"
+#include "internal.h"
+#include "npy.h"
+#include "train/train_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+/* "Sign of the sum": x (n, T, 1) ~ N(0, 1), label = sum_t x_t > 0. */
+static fl_dataset *sign_task(int n, int T, uint64_t seed) {
+    fl_rng r;
+    fl_rng_seed(&r, seed);
+    float *x = malloc((size_t)n * T * sizeof(float));
+    int32_t *y = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int t = 0; t < T; t++) s += x[i * T + t] = (float)fl_rng_normal(&r);
+        y[i] = s > 0;
+    }
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_classify(n, T, 1, x, NULL, y, 2, &d), FL_OK);
+    free(x);
+    free(y);
+    return d;
+}
+
+static fl_model *classifier(int H, int layers, fl_method method, int rank) {
+    fl_arch a = {.vocab = 0, .input = 1, .hidden = H, .layers = layers, .head = FL_HEAD_LAST_STEP, .head_out = 2};
+    fl_mat_spec specs[9];
+    for (int i = 0; i < 2 * layers; i++) specs[i] = (fl_mat_spec){method, rank};
+    if (method == FL_METHOD_SVD) specs[0].rank = 1; /* W_ih of layer 0 is (4H, 1) */
+    specs[2 * layers] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 7), FL_OK);
+    return m;
+}
+
+static void learn_sign(fl_method method, int rank) {
+    fl_dataset *tr = sign_task(1024, 8, 1), *te = sign_task(400, 8, 2);
+    fl_model *m = classifier(16, 1, method, rank);
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.02f;
+    o.batch = 32;
+    o.clip = 5;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    fl_eval_result before, after;
+    assert_int_equal(fl_model_evaluate(m, te, 64, 1, &before), FL_OK);
+    fl_train_run run = {.train = tr, .epochs = 25};
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    assert_int_equal(fl_trainer_epoch(t), 25);
+    assert_int_equal(fl_trainer_steps(t), 25 * 32);
+    assert_int_equal(fl_model_evaluate(m, te, 64, 1, &after), FL_OK);
+    print_message("sign-of-sum, method %d: test accuracy %.3f -> %.3f, loss %.3f -> %.3f\n", (int)method,
+                  before.accuracy, after.accuracy, before.loss, after.loss);
+    assert_true(after.accuracy >= 0.95);
+    assert_true(after.loss < 0.5 * before.loss);
+    assert_int_equal(after.count, 400);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(tr);
+    fl_dataset_free(te);
+}
+
+static void test_learn_dense(void **st) { learn_sign(FL_METHOD_DENSE, 0); }
+static void test_learn_svd(void **st) { learn_sign(FL_METHOD_SVD, 4); }
+static void test_learn_cp(void **st) { learn_sign(FL_METHOD_CP, 8); }
+
+/* Fine-tuning after decomposition: a dense classifier is trained, its LSTM matrices are replaced by
+ * rank-2 SVD factors (fl_model_decompose), and training the factors recovers the loss. */
+static void test_finetune_after_decompose(void **st) {
+    fl_dataset *tr = sign_task(1024, 8, 1), *te = sign_task(400, 8, 2);
+    fl_model *m = classifier(16, 1, FL_METHOD_DENSE, 0), *dm;
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.02f;
+    o.clip = 5;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    fl_train_run run = {.train = tr, .epochs = 15};
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    fl_trainer_free(t);
+    fl_decomp_opts d = fl_decomp_opts_default();
+    d.method = FL_METHOD_SVD;
+    d.rank = 1; /* W_ih (64 x 1) has rank 1 anyway; W_hh (64 x 16) loses a lot */
+    assert_int_equal(fl_model_decompose(m, &d, &dm), FL_OK);
+    assert_int_equal(fl_model_mat_spec(dm, 1).method, FL_METHOD_SVD);
+    fl_eval_result dense, cut, tuned;
+    assert_int_equal(fl_model_evaluate(m, te, 100, 1, &dense), FL_OK);
+    assert_int_equal(fl_model_evaluate(dm, te, 100, 1, &cut), FL_OK);
+    o.lr = 0.01f;
+    o.freeze_dense = 1;
+    assert_int_equal(fl_trainer_create(dm, &o, &t), FL_OK);
+    run.epochs = 5;
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    assert_int_equal(fl_model_evaluate(dm, te, 100, 1, &tuned), FL_OK);
+    print_message("dense %.3f (loss %.3f), rank-1 SVD %.3f (%.3f), fine-tuned %.3f (%.3f)\n", dense.accuracy,
+                  dense.loss, cut.accuracy, cut.loss, tuned.accuracy, tuned.loss);
+    assert_true(tuned.loss < cut.loss);
+    assert_true(tuned.accuracy >= 0.93);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_model_free(dm);
+    fl_dataset_free(tr);
+    fl_dataset_free(te);
+}
+
+/* Classification from token ids through an embedding: "does token 3 occur?". */
+static void test_learn_ids(void **st) {
+    const int n = 1024, T = 10;
+    int32_t *ids = malloc((size_t)n * T * sizeof(int32_t)), *y = malloc((size_t)n * sizeof(int32_t));
+    fl_rng r;
+    fl_rng_seed(&r, 17);
+    for (int i = 0; i < n; i++) {
+        y[i] = 0;
+        for (int t = 0; t < T; t++) {
+            ids[i * T + t] = (int32_t)(fl_rng_next(&r) % 12);
+            y[i] |= ids[i * T + t] == 3;
+        }
+    }
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_classify(n, T, 0, NULL, ids, y, 2, &d), FL_OK);
+    assert_int_equal(fl_dataset_vocab(d), 12);
+    fl_arch a = {.vocab = 12, .input = 8, .hidden = 16, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2};
+    fl_mat_spec specs[3] = {{FL_METHOD_CP, 6}, {FL_METHOD_SVD, 6}, {FL_METHOD_DENSE, 0}};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 2), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.02f;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    fl_train_run run = {.train = d, .epochs = 15};
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    fl_eval_result ev;
+    assert_int_equal(fl_model_evaluate(m, d, 128, 1, &ev), FL_OK);
+    print_message("token-3 detection (embedding, CP/SVD): accuracy %.3f\n", ev.accuracy);
+    assert_true(ev.accuracy >= 0.95);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(d);
+    free(ids);
+    free(y);
+}
+
+/* A language model learns a periodic token stream: perplexity close to 1. */
+static void test_learn_lm(void **st) {
+    const int V = 8, N = 4000;
+    int32_t *tok = malloc(N * sizeof(int32_t));
+    const int pattern[6] = {3, 1, 4, 1, 5, 7};
+    for (int i = 0; i < N; i++) tok[i] = pattern[i % 6];
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok, N, V, &d), FL_OK);
+    fl_arch a = {.vocab = V, .input = 8, .hidden = 24, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = V};
+    fl_mat_spec specs[5] = {{FL_METHOD_SVD, 4}, {FL_METHOD_CP, 8}, {FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 6},
+                            {FL_METHOD_SVD, 4}};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 3), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.01f;
+    o.batch = 8;
+    o.bptt = 10;
+    o.clip = 1;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    fl_train_run run = {.train = d, .epochs = 6};
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    fl_eval_result ev;
+    assert_int_equal(fl_model_evaluate(m, d, 4, 20, &ev), FL_OK);
+    print_message("periodic LM: perplexity %.3f, accuracy %.3f\n", ev.perplexity, ev.accuracy);
+    /* "1" is followed by 4 or 5: only two steps need the longer context; the rest are certain. */
+    assert_true(ev.perplexity < 1.3);
+    assert_true(ev.accuracy > 0.95);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(d);
+    free(tok);
+}
+
+/* One SGD step is p - lr g; with momentum the second is p - lr (mu g1 + g2); one Adam step is
+ * p - lr g / (|g| + eps); clipping scales g by clip / ||g||. g comes from a separate backward. */
+static void test_optimizer_formulas(void **st) {
+    fl_dataset *d = sign_task(16, 5, 9);
+    for (int mode = 0; mode < 3; mode++) {
+        fl_model *m = classifier(6, 2, FL_METHOD_DENSE, 0), *m0, *g;
+        assert_int_equal(fl_model_clone(m, &m0), FL_OK);
+        fl_train_opts o = fl_train_opts_default();
+        o.batch = 16;
+        o.shuffle = 0;
+        o.optim = mode == 1 ? FL_OPTIM_ADAM : FL_OPTIM_SGD;
+        o.lr = 0.1f;
+        if (mode == 2) o.clip = 0.01f;
+        fl_trainer *t;
+        assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+        /* Reference gradient on the same batch (the whole set, in order). */
+        assert_int_equal(fl_model_create(&m->arch, NULL, &g), FL_OK);
+        fl_bptt *w;
+        assert_int_equal(fl_bptt_create(m, 16, 5, &w), FL_OK);
+        float x[80];
+        int32_t y[16];
+        for (int b = 0; b < 16; b++) {
+            y[b] = d->labels[b];
+            for (int s = 0; s < 5; s++) x[s * 16 + b] = d->x[b * 5 + s];
+        }
+        fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL};
+        double loss, loss2;
+        assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
+        fl_bptt_backward(w, m, g);
+        assert_int_equal(fl_trainer_step(t, d, &loss2), FL_OK);
+        assert_true(loss == loss2);
+        double norm = 0;
+        for (size_t i = 0; i < m->n_params; i++) norm += (double)g->params[i] * g->params[i];
+        norm = sqrt(norm);
+        for (size_t i = 0; i < m->n_params; i++) {
+            double gi = g->params[i], expect;
+            if (mode == 0) expect = m0->params[i] - 0.1 * gi;
+            else if (mode == 1) expect = m0->params[i] - 0.1 * gi / (fabs(gi) + 1e-8);
+            else expect = m0->params[i] - 0.1 * gi * 0.01 / (norm + 1e-6);
+            if (fabs(m->params[i] - expect) > 1e-6 + 1e-5 * fabs(expect))
+                fail_msg("mode %d param %zu: %.9g, expected %.9g", mode, i, m->params[i], expect);
+        }
+        fl_bptt_free(w);
+        fl_trainer_free(t);
+        fl_model_free(g);
+        fl_model_free(m);
+        fl_model_free(m0);
+    }
+    fl_dataset_free(d);
+}
+
+static fl_model *make_lm(void);
+
+/* Learning-rate decay on plateau: with a step too small to change any float weight, the
+ * validation loss cannot improve after the first epoch, so lr halves after every later epoch
+ * (patience 0), or every other epoch (patience 1). A callback can stop the run. */
+static int count_epochs(const fl_train_progress *p, void *user) {
+    int *n = user;
+    if (p->epoch_end) {
+        assert_false(isnan(p->valid_loss));
+        assert_true(p->valid_metric >= 0 && p->valid_metric <= 1);
+        (*n)++;
+    }
+    return *n >= 4; /* stop after 4 epochs of the 10 asked for */
+}
+
+static void test_lr_decay(void **st) {
+    fl_dataset *d = sign_task(40, 4, 13);
+    for (int patience = 0; patience < 2; patience++) {
+        fl_model *m = classifier(4, 1, FL_METHOD_DENSE, 0);
+        fl_train_opts o = fl_train_opts_default();
+        o.optim = FL_OPTIM_SGD;
+        o.lr = 1e-30f;
+        o.lr_decay = 0.5f;
+        o.patience = patience;
+        o.batch = 20;
+        fl_trainer *t;
+        assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+        int n = 0;
+        fl_train_run r = {.train = d, .valid = d, .epochs = 10, .callback = count_epochs, .user = &n};
+        assert_int_equal(fl_trainer_run(t, &r), FL_OK);
+        assert_int_equal(fl_trainer_epoch(t), 4);
+        /* epochs 2, 3, 4 do not improve: 3 decays (patience 0) or 1 (patience 1: after 2 bad) */
+        double want = patience == 0 ? 1e-30 * 0.125 : 1e-30 * 0.5;
+        assert_true(fabs(fl_trainer_lr(t) - want) < 1e-6 * want);
+        fl_trainer_free(t);
+        fl_model_free(m);
+    }
+    fl_dataset_free(d);
+}
+
+/* Allocation failures anywhere in creating a trainer or a workspace give FL_ERR_NOMEM and leak
+ * nothing (checked under ASan). */
+static void test_alloc_failures(void **st) {
+    fl_model *m = make_lm();
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 3;
+    o.bptt = 5;
+    int32_t tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = i % 12;
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok, 64, 12, &d), FL_OK);
+    bool done = false;
+    for (long n = 0; n < 200 && !done; n++) {
+        fl_trainer *t = NULL;
+        fl_alloc_fail_after(n);
+        fl_status s = fl_trainer_create(m, &o, &t);
+        if (!s) s = fl_trainer_step(t, d, NULL);
+        fl_alloc_fail_after(-1);
+        if (s == FL_OK) done = true;
+        else assert_int_equal(s, FL_ERR_NOMEM);
+        fl_trainer_free(t);
+    }
+    assert_true(done);
+    fl_dataset_free(d);
+    fl_model_free(m);
+}
+
+/* The gradient hook sees the flat gradient and loss and may change them: doubling the gradient
+ * doubles a plain SGD step; an error status aborts the step. */
+static fl_status double_grad(float *g, size_t n, double *loss, void *user) {
+    int *calls = user;
+    (*calls)++;
+    for (size_t i = 0; i < n; i++) g[i] *= 2;
+    *loss *= 2;
+    return *calls > 1 ? FL_ERR_IO : FL_OK;
+}
+
+static void test_grad_hook(void **st) {
+    fl_dataset *d = sign_task(16, 5, 9);
+    fl_model *a = classifier(5, 1, FL_METHOD_DENSE, 0), *b = classifier(5, 1, FL_METHOD_DENSE, 0), *p0;
+    assert_int_equal(fl_model_clone(a, &p0), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.optim = FL_OPTIM_SGD;
+    o.lr = 0.1f;
+    o.batch = 16;
+    fl_trainer *ta, *tb;
+    assert_int_equal(fl_trainer_create(a, &o, &ta), FL_OK);
+    o.lr = 0.2f;
+    assert_int_equal(fl_trainer_create(b, &o, &tb), FL_OK);
+    int calls = 0;
+    fl_trainer_set_grad_hook(ta, double_grad, &calls);
+    double la, lb;
+    assert_int_equal(fl_trainer_step(ta, d, &la), FL_OK);
+    assert_int_equal(fl_trainer_step(tb, d, &lb), FL_OK);
+    assert_true(la == 2 * lb);
+    for (size_t i = 0; i < a->n_params; i++) /* p - 0.1 (2g) == p - 0.2 g up to rounding */
+        assert_true(fabsf(a->params[i] - b->params[i]) <= 1e-6f * (1 + fabsf(p0->params[i])));
+    assert_int_equal(fl_trainer_step(ta, d, &la), FL_ERR_IO);
+    assert_int_equal(fl_trainer_steps(ta), 1);
+    assert_int_equal(fl_trainer_set_threads(ta, 1), FL_OK);
+    assert_int_equal(fl_trainer_set_threads(ta, 0), FL_ERR_ARG);
+    fl_trainer_free(ta);
+    fl_trainer_free(tb);
+    fl_model_free(a);
+    fl_model_free(b);
+    fl_model_free(p0);
+    fl_dataset_free(d);
+}
+
+/* --freeze-dense: only factor tensors move. */
+static void test_freeze_dense(void **st) {
+    fl_dataset *d = sign_task(64, 6, 4);
+    fl_model *m = classifier(8, 2, FL_METHOD_SVD, 3), *m0;
+    assert_int_equal(fl_model_clone(m, &m0), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.freeze_dense = 1;
+    o.batch = 16;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    for (int k = 0; k < 3; k++) assert_int_equal(fl_trainer_step(t, d, NULL), FL_OK);
+    for (size_t k = 0; k < m->n_tensors; k++) {
+        const fl_tensor *ts = &m->tensors[k];
+        bool factor = strstr(ts->name, ".U") || strstr(ts->name, ".V");
+        bool same = !memcmp(m->params + ts->offset, m0->params + ts->offset, ts->count * sizeof(float));
+        if (factor == same) fail_msg("%s: %s", ts->name, same ? "did not change" : "changed while frozen");
+    }
+    fl_trainer_free(t);
+    /* A dense model has nothing to fine-tune. */
+    fl_model *dm = classifier(4, 1, FL_METHOD_DENSE, 0);
+    assert_int_equal(fl_trainer_create(dm, &o, &t), FL_ERR_ARG);
+    fl_model_free(dm);
+    fl_model_free(m);
+    fl_model_free(m0);
+    fl_dataset_free(d);
+}
+
+/* 2N steps uninterrupted == N steps, checkpoint, resume, N more: bit for bit. */
+static void check_resume(fl_model *(*make)(void), fl_dataset *train, fl_dataset *valid, fl_train_opts o, long N) {
+    fl_model *a = make(), *b = make();
+    fl_trainer *ta, *tb;
+    assert_int_equal(fl_trainer_create(a, &o, &ta), FL_OK);
+    assert_int_equal(fl_trainer_create(b, &o, &tb), FL_OK);
+    fl_train_run ra = {.train = train, .valid = valid, .epochs = 1000, .max_steps = 2 * N};
+    assert_int_equal(fl_trainer_run(ta, &ra), FL_OK);
+    const char *ck = tmp_path("resume.ckpt");
+    fl_train_run rb = {.train = train, .valid = valid, .epochs = 1000, .max_steps = N, .checkpoint = ck, .every = 3};
+    assert_int_equal(fl_trainer_run(tb, &rb), FL_OK);
+    fl_trainer_free(tb);
+    fl_model_free(b);
+    fl_model *c;
+    fl_trainer *tc;
+    assert_int_equal(fl_trainer_resume(ck, &c, &tc), FL_OK);
+    assert_int_equal(fl_trainer_steps(tc), N);
+    rb.max_steps = 2 * N;
+    rb.checkpoint = NULL;
+    assert_int_equal(fl_trainer_run(tc, &rb), FL_OK);
+    assert_int_equal(fl_trainer_steps(tc), 2 * N);
+    assert_int_equal(c->n_params, a->n_params);
+    assert_memory_equal(c->params, a->params, a->n_params * sizeof(float));
+    assert_true(fl_trainer_lr(tc) == fl_trainer_lr(ta));
+    /* ... and it really moved: not the initial weights. */
+    fl_model *init = make();
+    assert_memory_not_equal(init->params, a->params, a->n_params * sizeof(float));
+    fl_model_free(init);
+    fl_trainer_free(ta);
+    fl_trainer_free(tc);
+    fl_model_free(a);
+    fl_model_free(c);
+    remove(ck);
+}
+
+static fl_model *make_cls(void) {
+    fl_arch a = {.vocab = 0, .input = 1, .hidden = 10, .layers = 2, .head = FL_HEAD_LAST_STEP, .head_out = 2};
+    fl_mat_spec specs[5] = {{FL_METHOD_SVD, 1}, {FL_METHOD_CP, 4}, {FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 3},
+                            {FL_METHOD_SVD, 2}};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
+    return m;
+}
+
+static fl_model *make_lm(void) {
+    fl_arch a = {.vocab = 12, .input = 6, .hidden = 10, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 12};
+    fl_mat_spec specs[5] = {{FL_METHOD_CP, 3}, {FL_METHOD_SVD, 4}, {FL_METHOD_DENSE, 0}, {FL_METHOD_DENSE, 0},
+                            {FL_METHOD_DENSE, 0}};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 6), FL_OK);
+    return m;
+}
+
+static void test_resume_classifier(void **st) {
+    fl_dataset *tr = sign_task(70, 6, 11), *va = sign_task(30, 6, 12);
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 16; /* 5 steps per epoch, the last one partial */
+    o.dropout = 0.2f;
+    o.lr_decay = 0.5f;
+    o.clip = 1.0f;
+    check_resume(make_cls, tr, va, o, 7);
+    o.optim = FL_OPTIM_SGD;
+    o.momentum = 0.9f;
+    o.lr = 0.05f;
+    check_resume(make_cls, tr, va, o, 6);
+    fl_dataset_free(tr);
+    fl_dataset_free(va);
+}
+
+static void test_resume_lm(void **st) {
+    int32_t tok[400];
+    fl_rng r;
+    fl_rng_seed(&r, 3);
+    for (int i = 0; i < 400; i++) tok[i] = (int32_t)(fl_rng_next(&r) % 12);
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok, 400, 12, &d), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 4;
+    o.bptt = 30; /* streams of 100 tokens: 4 windows per epoch, the last one 9 steps */
+    o.dropout = 0.1f;
+    check_resume(make_lm, d, d, o, 5);
+    fl_dataset_free(d);
+}
+
+static long file_size(const char *p) {
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Corrupt, truncated, foreign checkpoints are refused with the right status. */
+static void test_checkpoint_errors(void **st) {
+    fl_model *m = make_cls();
+    fl_trainer *t;
+    fl_train_opts o = fl_train_opts_default();
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    const char *ck = tmp_path("bad.ckpt");
+    assert_int_equal(fl_trainer_save(t, ck), FL_OK);
+    long n = file_size(ck);
+    FILE *f = fopen(ck, "rb");
+    unsigned char *buf = malloc(n);
+    assert_int_equal(fread(buf, 1, n, f), n);
+    fclose(f);
+    fl_model *m2;
+    fl_trainer *t2;
+    const char *p = tmp_path("mut.ckpt");
+    /* flip one parameter byte */
+    buf[n / 2] ^= 0x40;
+    f = fopen(p, "wb");
+    fwrite(buf, 1, n, f);
+    fclose(f);
+    assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
+    assert_non_null(strstr(fl_last_error(), "checksum"));
+    assert_null(m2);
+    buf[n / 2] ^= 0x40;
+    /* truncated */
+    f = fopen(p, "wb");
+    fwrite(buf, 1, n - 5, f);
+    fclose(f);
+    assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
+    /* truncated anywhere: header fields, specs, options, parameters, trailer */
+    for (long cut = 0; cut < n; cut += cut < 200 ? 3 : n / 40) {
+        f = fopen(p, "wb");
+        fwrite(buf, 1, cut, f);
+        fclose(f);
+        fl_status s = fl_trainer_resume(p, &m2, &t2);
+        if (s != FL_ERR_FORMAT) fail_msg("checkpoint cut at %ld of %ld bytes: %s", cut, n, fl_status_str(s));
+        assert_null(m2);
+        assert_null(t2);
+    }
+    /* wrong magic */
+    buf[0] = 'X';
+    f = fopen(p, "wb");
+    fwrite(buf, 1, n, f);
+    fclose(f);
+    assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
+    assert_non_null(strstr(fl_last_error(), "mut.ckpt"));
+    assert_int_equal(fl_trainer_resume(tmp_path("missing.ckpt"), &m2, &t2), FL_ERR_IO);
+    /* intact copy loads; no temporary file is left behind */
+    assert_int_equal(fl_trainer_resume(ck, &m2, &t2), FL_OK);
+    assert_memory_equal(m2->params, m->params, m->n_params * sizeof(float));
+    char tmpname[600];
+    snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", ck, (long)getpid());
+    assert_int_equal(access(tmpname, F_OK), -1);
+    fl_trainer_free(t2);
+    fl_model_free(m2);
+    remove(p);
+    remove(ck);
+    free(buf);
+    fl_trainer_free(t);
+    fl_model_free(m);
+}
+
+/* Bad data: clear FL_ERR_DATA naming the file. */
+static void test_data_errors(void **st) {
+    float x[2 * 3 * 2] = {0};
+    int32_t y[3] = {0, 1, 2};
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_classify(2, 3, 2, x, NULL, y, 2, &d), FL_OK); /* uses y[0..1] only */
+    fl_dataset_free(d);
+    assert_int_equal(fl_dataset_classify(3, 2, 2, x, NULL, y, 2, &d), FL_ERR_DATA); /* y[2] = 2 */
+    assert_non_null(strstr(fl_last_error(), "label 2"));
+    int32_t y2[2] = {0, 5};
+    assert_int_equal(fl_dataset_classify(2, 3, 2, x, NULL, y2, 2, &d), FL_ERR_DATA);
+    assert_int_equal(fl_dataset_classify(0, 3, 2, x, NULL, y2, 2, &d), FL_ERR_DATA);
+    int32_t one[1] = {0};
+    assert_int_equal(fl_dataset_lm(one, 1, 5, &d), FL_ERR_DATA);
+    int32_t toks[3] = {0, 1, 9};
+    assert_int_equal(fl_dataset_lm(toks, 3, 5, &d), FL_ERR_DATA);
+
+    /* .npy files */
+    const char *xp = tmp_path("x.npy"), *yp = tmp_path("y.npy");
+    float xs[4 * 3 * 2];
+    for (int i = 0; i < 24; i++) xs[i] = (float)i;
+    int64_t sx[3] = {4, 3, 2}, sy[1] = {4}, sy3[1] = {3};
+    int32_t lab[4] = {0, 1, 1, 0};
+    assert_int_equal(fl_npy_save_f32(xp, xs, 3, sx), FL_OK);
+    assert_int_equal(fl_npy_save_i32(yp, lab, 1, sy), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_OK);
+    assert_int_equal(fl_dataset_size(d), 4);
+    assert_int_equal(fl_dataset_seq(d), 3);
+    assert_int_equal(fl_dataset_dim(d), 2);
+    assert_int_equal(fl_dataset_classes(d), 2);
+    /* the data must fit the model: 2 features */
+    fl_arch a = {.input = 3, .hidden = 4, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, NULL, &t), FL_OK);
+    assert_int_equal(fl_trainer_step(t, d, NULL), FL_ERR_SHAPE);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(d);
+    /* label count mismatch */
+    assert_int_equal(fl_npy_save_i32(yp, lab, 1, sy3), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "y.npy"));
+    /* label out of range for the given class count */
+    int32_t lab7[4] = {0, 1, 7, 0};
+    assert_int_equal(fl_npy_save_i32(yp, lab7, 1, sy), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 3, &d), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "y.npy"));
+    /* NaN feature */
+    xs[5] = NAN;
+    assert_int_equal(fl_npy_save_f32(xp, xs, 3, sx), FL_OK);
+    assert_int_equal(fl_npy_save_i32(yp, lab, 1, sy), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_ERR_NONFINITE);
+    assert_non_null(strstr(fl_last_error(), "x.npy"));
+    /* wrong rank */
+    assert_int_equal(fl_npy_save_f32(xp, xs, 1, sx), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "x.npy"));
+    remove(xp);
+    remove(yp);
+}
+
+static void write_text(const char *path, const char *text, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    fclose(f);
+}
+
+static void test_vocab(void **st) {
+    const char *p = tmp_path("corpus.txt");
+    const char *txt = "the cat sat\nthe  dog <unk>\n";
+    write_text(p, txt, strlen(txt));
+    fl_vocab *v, *v2;
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_WORD, 4, &v), FL_OK);
+    assert_int_equal(fl_vocab_size(v), 4); /* <unk>, the, <eos>, cat (ties: first appearance) */
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_load_text(p, v, &d), FL_OK);
+    const int32_t expect[8] = {1, 3, 0, 2, 1, 0, 0, 2};
+    assert_int_equal(fl_dataset_size(d), 8);
+    assert_memory_equal(d->tokens, expect, sizeof expect);
+    fl_dataset_free(d);
+    /* stored in a model and read back: same tokenization */
+    fl_arch a = {.vocab = 4, .input = 2, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 4};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_vocab_from_model(m, &v2), FL_ERR_FORMAT);
+    assert_int_equal(fl_vocab_attach(v, m), FL_OK);
+    assert_int_equal(fl_vocab_from_model(m, &v2), FL_OK);
+    assert_int_equal(fl_dataset_load_text(p, v2, &d), FL_OK);
+    assert_memory_equal(d->tokens, expect, sizeof expect);
+    fl_dataset_free(d);
+    fl_vocab_free(v2);
+    fl_vocab_free(v);
+    /* no cap: all 6 distinct + <unk> */
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_WORD, 0, &v), FL_OK);
+    assert_int_equal(fl_vocab_size(v), 6);
+    fl_vocab_free(v);
+    fl_model_free(m);
+    /* characters, UTF-8 */
+    const char *u = "h\xc3\xa9llo\n";
+    write_text(p, u, strlen(u));
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_CHAR, 0, &v), FL_OK);
+    assert_int_equal(fl_vocab_size(v), 6); /* <unk> l h e-acute o newline */
+    assert_int_equal(fl_dataset_load_text(p, v, &d), FL_OK);
+    assert_int_equal(fl_dataset_size(d), 6);
+    assert_int_equal(d->tokens[2], d->tokens[3]);
+    fl_dataset_free(d);
+    fl_vocab_free(v);
+    /* bad corpora */
+    write_text(p, "ab\xff", 3);
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_CHAR, 0, &v), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "corpus.txt"));
+    write_text(p, "", 0);
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_WORD, 0, &v), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "empty"));
+    write_text(p, "aaaa", 4);
+    assert_int_equal(fl_vocab_build(p, FL_TOKENS_CHAR, 0, &v), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "vocabulary of 1"));
+    assert_int_equal(fl_vocab_build(tmp_path("nope.txt"), FL_TOKENS_CHAR, 0, &v), FL_ERR_IO);
+    remove(p);
+}
+
+/* Write the sign-of-sum task as .npy files. */
+static void write_sign_npy(const char *xp, const char *yp, int n, int T, uint64_t seed) {
+    fl_dataset *d = sign_task(n, T, seed);
+    int64_t sx[3] = {n, T, 1}, sy[1] = {n};
+    assert_int_equal(fl_npy_save_f32(xp, d->x, 3, sx), FL_OK);
+    assert_int_equal(fl_npy_save_i32(yp, d->labels, 1, sy), FL_OK);
+    fl_dataset_free(d);
+}
+
+static int run_cli(const char *args, const char *log) {
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", getenv("FL_CLI"), args, log);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static bool log_has(const char *log, const char *needle) {
+    FILE *f = fopen(log, "rb");
+    if (!f) return false;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+/* The CLI: train, eval, resume (bit for bit with an uninterrupted run), finetune, bad data. */
+static void test_cli(void **st) {
+    if (!getenv("FL_CLI")) {
+        print_message("FL_CLI not set; skipping the command-line test\n");
+        skip();
+    }
+    char x[512], y[512], vx[512], vy[512], m1[512], m2[512], ck[512], lg[512], args[4096];
+    snprintf(x, sizeof x, "%s", tmp_path("tx.npy"));
+    snprintf(y, sizeof y, "%s", tmp_path("ty.npy"));
+    snprintf(vx, sizeof vx, "%s", tmp_path("vx.npy"));
+    snprintf(vy, sizeof vy, "%s", tmp_path("vy.npy"));
+    snprintf(m1, sizeof m1, "%s", tmp_path("m1.safetensors"));
+    snprintf(m2, sizeof m2, "%s", tmp_path("m2.safetensors"));
+    snprintf(ck, sizeof ck, "%s", tmp_path("cli.ckpt"));
+    snprintf(lg, sizeof lg, "%s", tmp_path("log.txt"));
+    write_sign_npy(x, y, 512, 8, 1);
+    write_sign_npy(vx, vy, 200, 8, 2);
+    const char *common = "--task classify --hidden 12 --layers 2 --decompose svd:1 --epochs 4 --batch 32 "
+                         "--lr 0.02 --dropout 0.1 --seed 3 --quiet";
+    snprintf(args, sizeof args, "train --train %s --train-labels %s --valid %s --valid-labels %s %s -o %s", x, y,
+             vx, vy, common, m1);
+    assert_int_equal(run_cli(args, lg), 0);
+    /* interrupted after 37 steps (mid-epoch), then resumed */
+    snprintf(args, sizeof args,
+             "train --train %s --train-labels %s --valid %s --valid-labels %s %s --checkpoint %s --every 10 "
+             "--max-steps 37 -o %s", x, y, vx, vy, common, ck, m2);
+    assert_int_equal(run_cli(args, lg), 0);
+    snprintf(args, sizeof args,
+             "train --train %s --train-labels %s --valid %s --valid-labels %s %s --checkpoint %s --resume -o %s", x,
+             y, vx, vy, common, ck, m2);
+    assert_int_equal(run_cli(args, lg), 0);
+    fl_model *a, *b;
+    assert_int_equal(fl_model_load(m1, &a), FL_OK);
+    assert_int_equal(fl_model_load(m2, &b), FL_OK);
+    assert_int_equal(a->n_params, b->n_params);
+    assert_memory_equal(a->params, b->params, a->n_params * sizeof(float));
+    fl_dataset *v;
+    assert_int_equal(fl_dataset_load_npy(vx, vy, 0, &v), FL_OK);
+    fl_eval_result ev;
+    assert_int_equal(fl_model_evaluate(a, v, 50, 1, &ev), FL_OK);
+    assert_true(ev.accuracy >= 0.85);
+    /* eval --json agrees with the library */
+    snprintf(args, sizeof args, "eval %s --data %s --labels %s --json", m1, vx, vy);
+    assert_int_equal(run_cli(args, lg), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"accuracy\": %.6f", ev.accuracy);
+    assert_true(log_has(lg, want));
+    /* finetune only the factors */
+    snprintf(args, sizeof args, "finetune %s --train %s --train-labels %s --freeze-dense --epochs 1 --quiet -o %s",
+             m1, x, y, m2);
+    assert_int_equal(run_cli(args, lg), 0);
+    fl_model *c;
+    assert_int_equal(fl_model_load(m2, &c), FL_OK);
+    const fl_tensor *tb = fl_model_find_tensor(c, "lstm.bias_ih_l0"), *tu = fl_model_find_tensor(c, "lstm.weight_hh_l0.U");
+    assert_memory_equal(c->params + tb->offset, a->params + tb->offset, tb->count * sizeof(float));
+    assert_memory_not_equal(c->params + tu->offset, a->params + tu->offset, tu->count * sizeof(float));
+    /* bad data: labels of another set -> FL_ERR_DATA naming the file, exit 1 */
+    snprintf(args, sizeof args, "train --task classify --train %s --train-labels %s -o %s", x, vy, m2);
+    assert_int_equal(run_cli(args, lg), 1);
+    assert_true(log_has(lg, "FL_ERR_DATA"));
+    assert_true(log_has(lg, "vy.npy"));
+    snprintf(args, sizeof args, "train --task classify --train %s -o %s", x, m2);
+    assert_int_equal(run_cli(args, lg), 2);
+    fl_model_free(a);
+    fl_model_free(b);
+    fl_model_free(c);
+    fl_dataset_free(v);
+    const char *files[] = {x, y, vx, vy, m1, m2, ck, lg};
+    for (int i = 0; i < 8; i++) remove(files[i]);
+}
+
+static int setup(void **st) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/fl_test_train_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+/* Remove whatever a failed test left in the temporary directory, then the directory. */
+static int teardown(void **st) {
+    DIR *d = opendir(tmpdir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tmp_path(e->d_name));
+    if (d) closedir(d);
+    rmdir(tmpdir);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_optimizer_formulas), cmocka_unit_test(test_freeze_dense),
+        cmocka_unit_test(test_learn_dense),        cmocka_unit_test(test_learn_svd),
+        cmocka_unit_test(test_learn_cp),           cmocka_unit_test(test_learn_lm),
+        cmocka_unit_test(test_resume_classifier),  cmocka_unit_test(test_resume_lm),
+        cmocka_unit_test(test_checkpoint_errors),  cmocka_unit_test(test_data_errors),
+        cmocka_unit_test(test_vocab),              cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_lr_decay),           cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_finetune_after_decompose), cmocka_unit_test(test_learn_ids),
+        cmocka_unit_test(test_grad_hook),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
