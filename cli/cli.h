@@ -27,6 +27,7 @@ bool cli_parse_double(const char *cmd, const char *flag, const char *s, double l
  * 1 matched, 0 not this flag, -1 error (already printed). */
 int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, const char **val);
 
+int cmd_demo(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
