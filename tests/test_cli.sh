@@ -17,11 +17,13 @@ fail() {
     failures=$((failures + 1))
 }
 
-# expect RC CMD...: run CMD, require exit status RC.
+# expect RC CMD...: run CMD (at most 60 s: a hang is a failure, not a stuck suite), require exit
+# status RC.
 expect() {
     local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
+    timeout 60 "$@" >"$T/out" 2>"$T/err"
     local rc=$?
+    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 60 s)"; return 1; fi
     if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
     return 0
 }

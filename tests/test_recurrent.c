@@ -129,7 +129,7 @@ static void check_config(int H, fl_method method, int rank, int B, int steps) {
 }
 
 static const int HS[] = {1, 7, 17, 63, 65, 91};
-static const int BS[] = {1, 3, 5, 8};
+static const int BS[] = {1, 2, 3, 5, 8, 13};
 
 static void test_dense(void **state) {
     (void)state;

@@ -772,6 +772,56 @@ static int setup(void **st) {
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
+/* tools/fashion_mnist.py converts the Debian dataset (when installed) into .npy sequences that
+ * load as a 10-class classification set of 28 steps x 28 pixels in [0, 1], and a classifier
+ * trained on a few hundred of them beats chance on held-out ones. */
+static void test_fashion_mnist(void **st) {
+    const char *py = getenv("FL_PYTHON"), *src = getenv("FL_SOURCE_DIR");
+    if (!py || !src || access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", R_OK)) {
+        print_message("Fashion-MNIST or FL_PYTHON / FL_SOURCE_DIR not available; skipping\n");
+        skip();
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/fashion_mnist.py' --limit 600 '%s' > /dev/null", py, src, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    fl_dataset *tr, *te;
+    assert_int_equal(fl_dataset_load_npy(tmp_path("train_x.npy"), tmp_path("train_y.npy"), 10, &tr), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(tmp_path("test_x.npy"), tmp_path("test_y.npy"), 10, &te), FL_OK);
+    assert_int_equal(fl_dataset_size(tr), 600);
+    assert_int_equal(fl_dataset_seq(tr), 28);
+    assert_int_equal(fl_dataset_dim(tr), 28);
+    double mean = 0;
+    float lo = 1, hi = 0;
+    for (size_t i = 0; i < 600 * 28 * 28; i++) {
+        mean += tr->x[i];
+        lo = tr->x[i] < lo ? tr->x[i] : lo;
+        hi = tr->x[i] > hi ? tr->x[i] : hi;
+    }
+    mean /= 600 * 28 * 28;
+    assert_true(lo == 0.0f && hi == 1.0f && mean > 0.15 && mean < 0.5);
+    int seen[10] = {0};
+    for (int i = 0; i < 600; i++) seen[tr->labels[i]] = 1;
+    for (int k = 0; k < 10; k++) assert_true(seen[k]);
+    fl_arch a = {.input = 28, .hidden = 32, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 10};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 1), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.01f;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    fl_train_run run = {.train = tr, .epochs = 4};
+    assert_int_equal(fl_trainer_run(t, &run), FL_OK);
+    fl_eval_result ev;
+    assert_int_equal(fl_model_evaluate(m, te, 200, 1, &ev), FL_OK);
+    print_message("Fashion-MNIST (600 train, 4 epochs, hidden 32): test accuracy %.3f\n", ev.accuracy);
+    assert_true(ev.accuracy > 0.4); /* chance is 0.1 */
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(tr);
+    fl_dataset_free(te);
+}
+
 /* Remove whatever a failed test left in the temporary directory, then the directory. */
 static int teardown(void **st) {
     DIR *d = opendir(tmpdir);
@@ -793,7 +843,7 @@ int main(void) {
         cmocka_unit_test(test_vocab),              cmocka_unit_test(test_cli),
         cmocka_unit_test(test_lr_decay),           cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_finetune_after_decompose), cmocka_unit_test(test_learn_ids),
-        cmocka_unit_test(test_grad_hook),
+        cmocka_unit_test(test_grad_hook),          cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,8 +23,8 @@ extern "C" {
 typedef struct fl_dataset fl_dataset;
 
 /* Classification set of n sequences of length seq: features x (n, seq, dim) when dim > 0, else
- * token ids (n, seq); labels (n) in [0, classes). Data is copied. FL_ERR_DATA for an empty set, a
- * label or id out of range (ids must be >= 0), or non-finite features. */
+ * token ids (n, seq); labels (n) in [0, classes). Data is copied. FL_ERR_DATA for an empty set or
+ * a label or id out of range (ids must be >= 0); FL_ERR_NONFINITE for non-finite features. */
 FL_API fl_status fl_dataset_classify(int n, int seq, int dim, const float *x, const int32_t *ids,
                                      const int32_t *labels, int classes, fl_dataset **out);
 
@@ -33,7 +33,8 @@ FL_API fl_status fl_dataset_lm(const int32_t *tokens, size_t n, int vocab, fl_da
 
 /* Classification set from .npy files: sequences (N, T, D) float32 or (N, T) integer ids, labels
  * (N) int32/int64 (class count = max label + 1, or `classes` when > 0, which labels must respect).
- * Errors name the file: FL_ERR_DATA for mismatched N, wrong rank, labels out of range, NaN. */
+ * Errors name the file: FL_ERR_DATA for mismatched N, wrong rank or dtype, labels or ids out of
+ * range; FL_ERR_NONFINITE for NaN/Inf features; fl_npy_load's codes for unreadable files. */
 FL_API fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path, int classes,
                                      fl_dataset **out);
 

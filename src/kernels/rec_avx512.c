@@ -124,101 +124,97 @@ static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const floa
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
+    // Rows in tiles of at most 6, sizes as even as possible (20 rows: 5+5+5+5, not 6+6+6+2).
+    const int ntiles = (B + 5) / 6, base = B / ntiles, extra = B % ntiles;
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
-        int b = 0;
-        for (; b + 6 <= B; b += 6)
-            gate_tile(6, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
-                      c + (size_t)b * H, h + (size_t)b * ldh, ldh);
-        const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
-        float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
-        switch (B - b) {
-        case 5: gate_tile(5, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-        case 4: gate_tile(4, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-        case 3: gate_tile(3, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-        case 2: gate_tile(2, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-        case 1: gate_tile(1, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-        default: break;
+        for (int t = 0, b = 0; t < ntiles; t++) {
+            const int nr = base + (t < extra);
+            const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
+            float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+            switch (nr) {
+            case 6: gate_tile(6, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 5: gate_tile(5, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 4: gate_tile(4, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 3: gate_tile(3, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 2: gate_tile(2, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            default: gate_tile(1, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            }
+            b += nr;
         }
     }
 }
 
 /* ------------------------------------------------------------ CP gate panel */
 
-/* NR rows x 4 gates; one weight vector per k feeds all 4 gates (scaled z differs per gate). */
-INL void cp_tile(const int NR, int j0, int H, int K, const float *restrict p, const float *restrict zs,
-                 const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh) {
-    __m512 acc[6][4];
+/* NB2 (1 or 2) blocks x NR rows x 4 gates. One broadcast of zs[b, g, k] feeds the NB2 blocks, so
+ * two blocks halve the broadcast loads per FMA (the CP panel has one weight vector per k and block,
+ * against four broadcasts). NB2 * NR <= 6: 24 accumulators. */
+INL void cp_tile(const int NB2, const int NR, int j0, int H, int K, const float *restrict p,
+                 const float *restrict zs, const float *restrict gx, int ldgx, float *restrict c,
+                 float *restrict h, int ldh) {
+    __m512 acc[2][6][4];
+#pragma GCC unroll 2
+    for (int q = 0; q < NB2; q++)
 #pragma GCC unroll 6
-    for (int b = 0; b < NR; b++)
+        for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) acc[b][g] = _mm512_setzero_ps();
+            for (int g = 0; g < 4; g++) acc[q][b][g] = _mm512_setzero_ps();
+    const size_t pstride = (size_t)K * 16; /* next block's panel */
     for (int k = 0; k < K; k++) {
-        __m512 w = _mm512_load_ps(p + (size_t)k * 16);
+        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16);
+        __m512 w1 = NB2 > 1 ? _mm512_load_ps(p + pstride + (size_t)k * 16) : w0;
 #pragma GCC unroll 6
         for (int b = 0; b < NR; b++) {
             const float *z = zs + (size_t)b * 4 * K + k;
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++)
-                acc[b][g] = _mm512_fmadd_ps(w, _mm512_set1_ps(z[(size_t)g * K]), acc[b][g]);
+            for (int g = 0; g < 4; g++) {
+                __m512 zv = _mm512_set1_ps(z[(size_t)g * K]);
+                acc[0][b][g] = _mm512_fmadd_ps(w0, zv, acc[0][b][g]);
+                if (NB2 > 1) acc[1][b][g] = _mm512_fmadd_ps(w1, zv, acc[1][b][g]);
+            }
         }
     }
-    const __mmask16 m = tail_mask(H - j0);
+#pragma GCC unroll 2
+    for (int q = 0; q < NB2; q++) {
+        const int j = j0 + 16 * q;
+        const __mmask16 m = tail_mask(H - j);
 #pragma GCC unroll 6
-    for (int b = 0; b < NR; b++)
-        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
-                   c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+        for (int b = 0; b < NR; b++)
+            cell_store(acc[q][b][0], acc[q][b][1], acc[q][b][2], acc[q][b][3], gx + (size_t)b * ldgx + j, H,
+                       c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+    }
 }
 
-/* Batch 1: two k per iteration (8 FMA chains). */
-static void cp_b1(int j0, int H, int K, const float *restrict p, const float *restrict zs,
-                  const float *restrict gx, float *restrict c, float *restrict h) {
-    __m512 a[4], b[4];
-    for (int g = 0; g < 4; g++) a[g] = b[g] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 1 < K; k += 2) {
-        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16), w1 = _mm512_load_ps(p + (size_t)k * 16 + 16);
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-            a[g] = _mm512_fmadd_ps(w0, _mm512_set1_ps(zs[(size_t)g * K + k]), a[g]);
-            b[g] = _mm512_fmadd_ps(w1, _mm512_set1_ps(zs[(size_t)g * K + k + 1]), b[g]);
-        }
+/* All rows of NB2 blocks starting at j0, in tiles of up to 6 / NB2 rows. */
+INL void cp_blocks(const int NB2, int j0, int H, int K, int B, const float *restrict p,
+                   const float *restrict zs, const float *restrict gx, int ldgx, float *restrict c,
+                   float *restrict h, int ldh) {
+    const int MR = 6 / NB2;
+    int b = 0;
+    for (; b + MR <= B; b += MR)
+        cp_tile(NB2, MR, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx, c + (size_t)b * H,
+                h + (size_t)b * ldh, ldh);
+    const float *zb = zs + (size_t)b * 4 * K, *gb = gx + (size_t)b * ldgx;
+    float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+    switch (B - b) { /* B - b < MR: 1..5 rows with one block, 1..2 with two */
+    case 5: if (NB2 == 1) cp_tile(1, 5, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 4: if (NB2 == 1) cp_tile(1, 4, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 3: if (NB2 == 1) cp_tile(1, 3, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 2: cp_tile(NB2, 2, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 1: cp_tile(NB2, 1, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    default: break;
     }
-    if (k < K) {
-        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16);
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) a[g] = _mm512_fmadd_ps(w0, _mm512_set1_ps(zs[(size_t)g * K + k]), a[g]);
-    }
-    cell_store(_mm512_add_ps(a[0], b[0]), _mm512_add_ps(a[1], b[1]), _mm512_add_ps(a[2], b[2]),
-               _mm512_add_ps(a[3], b[3]), gx + j0, H, c + j0, h + j0, tail_mask(H - j0));
 }
 
 static void cp_gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
                                 const float *restrict zs, const float *restrict gx, int ldgx,
                                 float *restrict c, float *restrict h, int ldh) {
-    for (int blk = blk0; blk < blk1; blk++) {
-        const float *p = pb + (size_t)blk * K * 16;
-        const int j0 = blk * 16;
-        if (B == 1) {
-            cp_b1(j0, H, K, p, zs, gx, c, h);
-            continue;
-        }
-        int b = 0;
-        for (; b + 6 <= B; b += 6)
-            cp_tile(6, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx,
-                    c + (size_t)b * H, h + (size_t)b * ldh, ldh);
-        const float *zb = zs + (size_t)b * 4 * K, *gb = gx + (size_t)b * ldgx;
-        float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
-        switch (B - b) {
-        case 5: cp_tile(5, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
-        case 4: cp_tile(4, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
-        case 3: cp_tile(3, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
-        case 2: cp_tile(2, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
-        case 1: cp_tile(1, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
-        default: break;
-        }
-    }
+    int blk = blk0;
+    for (; blk + 2 <= blk1; blk += 2)
+        cp_blocks(2, blk * 16, H, K, B, pb + (size_t)blk * K * 16, zs, gx, ldgx, c, h, ldh);
+    if (blk < blk1) cp_blocks(1, blk * 16, H, K, B, pb + (size_t)blk * K * 16, zs, gx, ldgx, c, h, ldh);
 }
 
 /* ------------------------------------------------------------ projection t = x m */
@@ -249,9 +245,58 @@ INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const 
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + 16 * v, _mm512_add_ps(a[v], b[v]));
 }
 
+/* NR rows (<= 4) x NV zmm (<= 4) of t, one k per iteration: each m load feeds NR rows. */
+INL void proj_tile(const int NR, const int NV, int K, int Rp, const float *restrict m,
+                   const float *restrict x, int ldx, float *restrict t, int ldt) {
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[b][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *q = m + (size_t)k * Rp;
+        __m512 w[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(q + 16 * v);
+#pragma GCC unroll 4
+        for (int b = 0; b < NR; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) a[b][v] = _mm512_fmadd_ps(w[v], xv, a[b][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + (size_t)b * ldt + 16 * v, a[b][v]);
+}
+
+/* Rows b0.. of NR at a time (NR 2..4), over all r chunks. */
+INL void proj_rows(const int NR, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                   float *restrict t, int ldt) {
+    int r = 0;
+    for (; r + 64 <= Rp; r += 64) proj_tile(NR, 4, K, Rp, m + r, x, ldx, t + r, ldt);
+    switch ((Rp - r) / 16) {
+    case 3: proj_tile(NR, 3, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    case 2: proj_tile(NR, 2, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    case 1: proj_tile(NR, 1, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    default: break;
+    }
+}
+
 static void proj_avx512(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                         float *restrict t, int ldt) {
-    for (int b = 0; b < B; b++) {
+    int b = 0;
+    for (; b + 4 <= B; b += 4) proj_rows(4, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+    if (B - b == 3) {
+        proj_rows(3, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+        return;
+    }
+    if (B - b == 2) {
+        proj_rows(2, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+        return;
+    }
+    if (B - b == 1) { /* one row: two k per iteration for more FMA chains */
         const float *xb = x + (size_t)b * ldx;
         float *tb = t + (size_t)b * ldt;
         int r = 0;
