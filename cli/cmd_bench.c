@@ -15,7 +15,7 @@ static void usage(FILE *f) {
             "usage: fastlstm bench MODEL [--batch B] [--seq T] [--threads N] [--reps N] [--warmup N] [--json]\n\n"
             "Time fl_session_run on random inputs (fixed seed): warm-up runs, then timed runs.\n"
             "Reports the latency of one run of B sequences of T steps (median, min, max, in ms), the\n"
-            "median time per step (us), tokens/s (B*T / median) and GFLOP/s (model flops per step).\n\n"
+            "same per time step (us), tokens/s (B*T / median) and GFLOP/s (model flops per step).\n\n"
             "options:\n"
             "  --batch B    sequences per run (default 1)\n"
             "  --seq T      steps per sequence (default 64)\n"
@@ -56,7 +56,8 @@ static int report(const char *model, const fl_model *m, const bench_opts *o, dou
                o->threads, o->threads == 1 ? "" : "s", o->warmup, reps);
         printf("latency:   median %.3f ms, min %.3f ms, max %.3f ms per run\n", med * 1e3, t[0] * 1e3,
                t[reps - 1] * 1e3);
-        printf("per step:  %.2f us (median / seq)\n", step_us);
+        printf("per step:  median %.2f us, min %.2f us, max %.2f us (run time / seq)\n", step_us,
+               t[0] / o->seq * 1e6, t[reps - 1] / o->seq * 1e6);
         printf("throughput: %.0f tokens/s, %.2f GFLOP/s\n", tps, gflops);
         return CLI_OK;
     }
@@ -66,7 +67,9 @@ static int report(const char *model, const fl_model *m, const bench_opts *o, dou
               cJSON_AddNumberToObject(r, "warmup", o->warmup) && cJSON_AddNumberToObject(r, "reps", reps) &&
               cJSON_AddNumberToObject(r, "median_ms", med * 1e3) && cJSON_AddNumberToObject(r, "min_ms", t[0] * 1e3) &&
               cJSON_AddNumberToObject(r, "max_ms", t[reps - 1] * 1e3) &&
-              cJSON_AddNumberToObject(r, "step_us", step_us) && cJSON_AddNumberToObject(r, "tokens_per_s", tps) &&
+              cJSON_AddNumberToObject(r, "step_us", step_us) &&
+              cJSON_AddNumberToObject(r, "step_us_min", t[0] / o->seq * 1e6) &&
+              cJSON_AddNumberToObject(r, "step_us_max", t[reps - 1] / o->seq * 1e6) && cJSON_AddNumberToObject(r, "tokens_per_s", tps) &&
               cJSON_AddNumberToObject(r, "gflops", gflops) &&
               cJSON_AddNumberToObject(r, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
               cJSON_AddNumberToObject(r, "params", (double)fl_model_num_params(m));

@@ -3,11 +3,15 @@
 #include "cli.h"
 
 #include "fastlstm/train.h"
+#ifdef FL_WITH_MPI
+#include "fastlstm/dist.h"
+#endif
 
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +56,10 @@ static void usage_common(FILE *f) {
             "                       Ctrl-C stops after the current step, writing both\n"
             "  --threads N          BLAS threads (default: OpenBLAS's, OPENBLAS_NUM_THREADS)\n"
             "  --quiet              no progress output\n"
+            "  --dist               data-parallel over MPI ranks (mpirun -np P fastlstm ...; on by itself\n"
+            "                       when mpirun runs more than one rank): each rank takes 1/P of every\n"
+            "                       batch, gradients are averaged with MPI_Allreduce; rank 0 prints and\n"
+            "                       writes the checkpoint and model\n"
             "  -o, --output MODEL   the trained model (safetensors)\n"
             "  -h, --help\n");
 }
@@ -131,7 +139,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *v_optim = NULL, *v_lr = NULL, *v_mom = NULL, *v_wd = NULL, *v_clip = NULL, *v_drop = NULL;
     const char *v_decay = NULL, *v_pat = NULL, *v_seed = NULL, *v_iseed = NULL, *ckpt = NULL, *v_every = NULL;
     const char *out = NULL, *model_in = NULL, *v_threads = NULL;
-    bool resume = false, quiet = false, freeze = false;
+    bool resume = false, quiet = false, freeze = false, dist = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = 0;
@@ -143,6 +151,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         }
         if (!strcmp(a, "--resume")) { resume = true; continue; }
         if (!strcmp(a, "--quiet")) { quiet = true; continue; }
+        if (!strcmp(a, "--dist")) { dist = true; continue; }
         if (finetune && !strcmp(a, "--freeze-dense")) { freeze = true; continue; }
         if ((!finetune && (r = cli_take(CMD, argc, argv, &i, "--task", &task))) ||
             (r = cli_take(CMD, argc, argv, &i, "--train", &train)) ||
@@ -275,6 +284,30 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         if (!cli_parse_int(CMD, "--decompose rank", colon + 1, 1, big, &drank)) return CLI_USAGE;
     }
 
+    /* Distributed: --dist, or started by mpirun with more than one rank. */
+    const char *wsize = getenv("OMPI_COMM_WORLD_SIZE");
+    if (wsize && atoi(wsize) > 1) dist = true;
+    int rank = 0, nranks = 1;
+#ifdef FL_WITH_MPI
+    fl_dist *dctx = NULL;
+    if (dist) {
+        if ((st = fl_dist_init(NULL, NULL, &dctx))) {
+            fl_model_free(m);
+            return cli_fail_status(CMD, st);
+        }
+        rank = fl_dist_rank(dctx);
+        nranks = fl_dist_size(dctx);
+        if (rank != 0) quiet = true; /* rank 0 reports for all */
+    }
+#else
+    (void)nranks;
+    if (dist) {
+        fl_model_free(m);
+        return cli_fail(CMD, CLI_USAGE, "%s: this build has no MPI (configure with -DFL_WITH_MPI=ON)",
+                        wsize ? "started by mpirun" : "--dist");
+    }
+#endif
+
     /* Resume: model and trainer come from the checkpoint. */
     bool resumed = false;
     if (resume && access(ckpt, F_OK) != 0 && !quiet)
@@ -282,7 +315,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     if (resume && access(ckpt, F_OK) == 0) {
         fl_model_free(m);
         m = NULL;
-        if ((st = fl_trainer_resume(ckpt, &m, &t))) return cli_fail_status(CMD, st);
+        if ((st = fl_trainer_resume(ckpt, &m, &t))) {
+            rc = cli_fail_status(CMD, st);
+            goto done;
+        }
         resumed = true;
         if ((fl_model_arch(m)->head == FL_HEAD_PER_STEP) != lm) {
             rc = cli_fail(CMD, CLI_ERR, "%s: checkpoint is for a different task", ckpt);
@@ -364,6 +400,16 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         rc = cli_fail_status(CMD, st);
         goto done;
     }
+#ifdef FL_WITH_MPI
+    if (dctx && (st = fl_dist_attach(dctx, t))) {
+        rc = cli_fail_status(CMD, st);
+        goto done;
+    }
+    if (dctx && !quiet)
+        fprintf(stderr, "%s: data-parallel over %d MPI ranks, %d-item global batch (%d per rank or fewer); "
+                "each step allreduces %zu bytes (%zu gradient floats x 4 + 8 for the loss)\n", CMD, nranks,
+                o.batch, (o.batch + nranks - 1) / nranks, fl_dist_step_bytes(t), (fl_dist_step_bytes(t) - 8) / 4);
+#endif
     if (!quiet) {
         const fl_arch *a = fl_model_arch(m);
         fprintf(stderr, "%s: %s, %zu parameters, hidden %d x %d layers%s; %zu %s\n", CMD,
@@ -372,7 +418,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     }
     progress_ctx pc = {.tty = isatty(2), .quiet = quiet, .lm = lm, .epochs = (int)epochs};
     fl_train_run run = {.train = dtrain, .valid = dvalid, .epochs = (int)epochs, .max_steps = max_steps,
-                        .checkpoint = ckpt, .every = every, .callback = on_progress, .user = &pc};
+                        .checkpoint = rank == 0 ? ckpt : NULL, .every = every, .callback = on_progress,
+                        .user = &pc};
     {
         /* plain-line progress about 10 times an epoch */
         size_t n = fl_dataset_size(dtrain);
@@ -402,6 +449,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             rc = cli_fail_status(CMD, st);
         goto done;
     }
+    if (rank != 0) { /* rank 0 saves and reports */
+        rc = CLI_OK;
+        goto done;
+    }
     if ((st = fl_model_save(m, out))) {
         rc = cli_fail_status(CMD, st);
         goto done;
@@ -417,11 +468,18 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
            lm ? ev.perplexity : ev.accuracy);
     rc = CLI_OK;
 done:
+#ifdef FL_WITH_MPI
+    /* A failing rank would leave the others waiting in a collective: end the whole job. */
+    if (dctx && rc != CLI_OK && nranks > 1) fl_dist_abort(dctx, rc);
+#endif
     fl_trainer_free(t);
     fl_model_free(m);
     fl_vocab_free(vocab);
     fl_dataset_free(dtrain);
     fl_dataset_free(dvalid);
+#ifdef FL_WITH_MPI
+    fl_dist_finalize(dctx);
+#endif
     return rc;
 }
 

@@ -45,6 +45,11 @@ expect 0 "$CLI" init --input 5 --hidden 8 --layers 2 --seed 3 -o "$T/feat.st"
 expect 0 "$CLI" init --vocab 13 --input 6 --hidden 7 --layers 2 --lm --seed 4 -o "$T/lm.st"
 expect 0 "$CLI" init --input 4 --hidden 9 --layers 1 --classes 3 --seed 5 -o "$T/cls.st"
 expect 0 "$CLI" init --vocab 10 --input 3 --hidden 5 --layers 3 --classes 2 -o "$T/tokcls.st"
+# Same seed, same file; another seed, another file.
+expect 0 "$CLI" init --vocab 13 --input 6 --hidden 7 --layers 2 --lm --seed 4 -o "$T/lm2.st"
+cmp -s "$T/lm.st" "$T/lm2.st" || fail "init with the same seed wrote different files"
+expect 0 "$CLI" init --vocab 13 --input 6 --hidden 7 --layers 2 --lm --seed 5 -o "$T/lm3.st"
+cmp -s "$T/lm.st" "$T/lm3.st" && fail "init with another seed wrote the same file"
 
 # ---------------------------------------------------------------- info
 expect 0 "$CLI" info "$T/lm.st" && has out "lstm.weight_hh_l1" && has out "head.weight" && has out "parameters:"
@@ -86,42 +91,55 @@ EOF
 done
 
 # ---------------------------------------------------------------- run vs PyTorch
-# ref.py MODEL X [tm] [h0 c0]: writes $T/ref_y.npy, ref_h.npy, ref_c.npy from torch.
-cat >"$T/ref.py" <<'EOF'
+# ref.py T: each line "ID MODEL X TM STATE" of T/cases names a CLI run whose outputs are T/ID_y.npy,
+# T/ID.h.npy, T/ID.c.npy; recomputes each with torch from the safetensors file (read independently)
+# and compares (max abs error / max |ref| < 1e-4). One process, so torch loads once.
+cat >"$T/ref.py" <<'PYEOF'
 import json, struct, sys, numpy as np, torch
-path, xpath, tm = sys.argv[1], sys.argv[2], sys.argv[3] == '1'
-out = sys.argv[4]
-b = open(path, 'rb').read()
-n = struct.unpack('<Q', b[:8])[0]
-h = json.loads(b[8:8 + n]); meta = h.pop('__metadata__')
-W = {k: torch.from_numpy(np.frombuffer(b, '<f4', (v['data_offsets'][1] - v['data_offsets'][0]) // 4,
-                                       8 + n + v['data_offsets'][0]).reshape(v['shape']).copy()) for k, v in h.items()}
-V, D, H, L, head = int(meta['vocab']), int(meta['input']), int(meta['hidden']), int(meta['layers']), meta['head']
-lstm = torch.nn.LSTM(D, H, L, batch_first=True)
-lstm.load_state_dict({k[5:]: v for k, v in W.items() if k.startswith('lstm.')})
-x = np.load(xpath)
-if tm: x = np.swapaxes(x, 0, 1)
-x = torch.from_numpy(np.ascontiguousarray(x))
-if V > 0: x = torch.nn.functional.embedding(x.long(), W['embedding.weight'])
-st = None
-if len(sys.argv) > 5:
-    st = (torch.from_numpy(np.load(sys.argv[5])), torch.from_numpy(np.load(sys.argv[6])))
-with torch.no_grad():
-    y, (hn, cn) = lstm(x, st)
-    if head == 'per_step': y = y @ W['head.weight'].T + W['head.bias']
-    if head == 'last_step': y = y[:, -1] @ W['head.weight'].T + W['head.bias']
-y = y.numpy()
-if tm and head != 'last_step': y = np.swapaxes(y, 0, 1)
-np.save(out + '_y.npy', np.ascontiguousarray(y)); np.save(out + '_h.npy', hn.numpy()); np.save(out + '_c.npy', cn.numpy())
-EOF
-cat >"$T/cmp.py" <<'EOF'
-import sys, numpy as np
-for a, b in zip(sys.argv[1::2], sys.argv[2::2]):
-    x, y = np.load(a), np.load(b)
-    assert x.dtype == np.float32 and x.shape == y.shape, (a, x.dtype, x.shape, y.shape)
-    err = np.abs(x - y).max() / max(np.abs(y).max(), 1e-6)
-    assert err < 1e-4, (a, err)
-EOF
+torch.set_num_threads(1)
+T = sys.argv[1]
+def load(path):
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n]); meta = h.pop('__metadata__')
+    W = {k: torch.from_numpy(np.frombuffer(b, '<f4', (v['data_offsets'][1] - v['data_offsets'][0]) // 4,
+                                           8 + n + v['data_offsets'][0]).reshape(v['shape']).copy())
+         for k, v in h.items()}
+    return meta, W
+def close(name, got, want):
+    assert got.dtype == np.float32 and got.shape == want.shape, (name, got.dtype, got.shape, want.shape)
+    err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
+    assert err < 1e-4, (name, err)
+bad = 0
+for line in open(T + '/cases'):
+    cid, model, xname, tm, state = line.split()
+    tm = tm == '1'
+    meta, W = load('%s/%s.st' % (T, model))
+    V, D, H, L = (int(meta[k]) for k in ('vocab', 'input', 'hidden', 'layers'))
+    head = meta['head']
+    lstm = torch.nn.LSTM(D, H, L, batch_first=True)
+    lstm.load_state_dict({k[5:]: v for k, v in W.items() if k.startswith('lstm.')})
+    x = np.load('%s/%s.npy' % (T, xname))
+    if tm: x = np.swapaxes(x, 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(x))
+    if V > 0: x = torch.nn.functional.embedding(x.long(), W['embedding.weight'])
+    st = None
+    if state == '1': st = (torch.from_numpy(np.load(T + '/h0.npy')), torch.from_numpy(np.load(T + '/c0.npy')))
+    with torch.no_grad():
+        y, (hn, cn) = lstm(x, st)
+        if head == 'per_step': y = y @ W['head.weight'].T + W['head.bias']
+        if head == 'last_step': y = y[:, -1] @ W['head.weight'].T + W['head.bias']
+    y = y.numpy()
+    if tm and head != 'last_step': y = np.swapaxes(y, 0, 1)
+    try:
+        close(cid + ' y', np.load('%s/%s_y.npy' % (T, cid)), y)
+        close(cid + ' h_n', np.load('%s/%s.h.npy' % (T, cid)), hn.numpy())
+        close(cid + ' c_n', np.load('%s/%s.c.npy' % (T, cid)), cn.numpy())
+    except AssertionError as e:
+        print('FAIL: case', line.strip(), 'differs from PyTorch:', e)
+        bad += 1
+sys.exit(1 if bad else 0)
+PYEOF
 "$PY" -c "
 import numpy as np
 r = np.random.RandomState(0)
@@ -136,22 +154,39 @@ np.save('$T/xf_badD.npy', r.randn(3, 6, 4).astype(np.float32))
 np.save('$T/xf_nan.npy', np.full((1, 2, 5), np.nan, dtype=np.float32))
 np.save('$T/h0_bad.npy', r.randn(2, 2, 8).astype(np.float32))
 " || fail "writing inputs"
+# A model file written by other code: PyTorch modules' own initialisation, tensors in state_dict
+# order with 64-byte aligned offsets, minimal metadata (no method.* / rel_error.* keys).
+"$PY" -c "
+import json, struct, numpy as np, torch
+torch.manual_seed(0)
+lstm, head = torch.nn.LSTM(5, 6, 2, batch_first=True), torch.nn.Linear(6, 4)
+sd = {'lstm.' + k: v for k, v in lstm.state_dict().items()}
+sd.update({'head.' + k: v for k, v in head.state_dict().items()})
+hdr, blobs, off = {'__metadata__': {'format': 'fastlstm', 'format_version': '1', 'vocab': '0', 'input': '5',
+       'hidden': '6', 'layers': '2', 'head': 'per_step', 'head_out': '4'}}, [], 0
+for k, v in sd.items():
+    b = v.detach().numpy().astype('<f4').tobytes()
+    hdr[k] = {'dtype': 'F32', 'shape': list(v.shape), 'data_offsets': [off, off + len(b)]}
+    pad = (-len(b)) % 64
+    blobs.append(b + bytes(pad)); off += len(b) + pad
+js = json.dumps(hdr).encode()
+js += b' ' * ((-len(js)) % 8)
+open('$T/torch.st', 'wb').write(struct.pack('<Q', len(js)) + js + b''.join(blobs))
+" || fail "writing a model with PyTorch"
 
-# check MODEL X TM STATE [ARGS...]: run the CLI (with h0.npy/c0.npy when STATE is 1) and the
-# reference, compare y and the final states.
+# check MODEL X TM STATE [ARGS...]: run the CLI (with h0.npy/c0.npy when STATE is 1) and record the
+# case for ref.py.
+ncase=0
+: >"$T/cases"
 check() {
     local model=$1 x=$2 tm=$3 state=$4; shift 4
-    local flags=("$@") st=()
+    local flags=("$@") id="case$ncase"
+    ncase=$((ncase + 1))
     [ "$tm" = 1 ] && flags+=(--time-major)
-    if [ "$state" = 1 ]; then
-        flags+=(--h0 "$T/h0.npy" --c0 "$T/c0.npy")
-        st=("$T/h0.npy" "$T/c0.npy")
-    fi
-    expect 0 "$CLI" run "$T/$model.st" --input "$T/$x.npy" --output "$T/y.npy" --state-out "$T/s" "${flags[@]}" || return
-    "$PY" "$T/ref.py" "$T/$model.st" "$T/$x.npy" "$tm" "$T/ref" "${st[@]}" >"$T/out" 2>"$T/err" ||
-        { fail "reference for $model $x"; return; }
-    "$PY" "$T/cmp.py" "$T/y.npy" "$T/ref_y.npy" "$T/s.h.npy" "$T/ref_h.npy" "$T/s.c.npy" "$T/ref_c.npy" \
-        >"$T/out" 2>"$T/err" || fail "run $model $x (time-major $tm) differs from PyTorch"
+    [ "$state" = 1 ] && flags+=(--h0 "$T/h0.npy" --c0 "$T/c0.npy")
+    expect 0 "$CLI" run "$T/$model.st" --input "$T/$x.npy" --output "$T/${id}_y.npy" --state-out "$T/$id" \
+        "${flags[@]}" || return
+    echo "$id $model $x $tm $state" >>"$T/cases"
 }
 check feat xf 0 0
 check feat xf_tm 1 0
@@ -162,7 +197,11 @@ check cls xc 0 0
 check lm ids64 0 0
 check lm ids64 1 0
 check tokcls ids32 0 0
-"$PY" -c "import numpy as np; a = np.load('$T/y.npy'); assert a.shape == (4, 2), a.shape" || fail "classifier output shape"
+check torch xf 0 0
+[ "$(wc -l <"$T/cases")" -eq "$ncase" ] || fail "some runs failed"
+"$PY" "$T/ref.py" "$T" >"$T/out" 2>"$T/err" || fail "run outputs differ from PyTorch"
+"$PY" -c "import numpy as np; a = np.load('$T/case8_y.npy'); assert a.shape == (4, 2), a.shape" ||
+    fail "classifier output shape"
 
 # ---------------------------------------------------------------- bench
 expect 0 "$CLI" bench "$T/lm.st" --reps 2 --warmup 1 --batch 2 --seq 5 && has out "tokens/s"

@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "recurrent.h"
 #include "recurrent_levels.h"
+#include "kernels/rec_kernels.h"
 
 static const char *const LEVELS[] = {"ref", "avx2", "avx512"};
 
@@ -198,6 +199,62 @@ static void test_set_threads(void **state) {
     fl_model_free(m);
 }
 
+/* gemm_nt (input projection) of every level that has one, and its scalar reference, against double
+ * sums: awkward n, rows and K (tails of 6 X rows, 4 W rows, 16 lanes), strides, beta 0 and 0.5. */
+static void test_gemm_nt(void **state) {
+    (void)state;
+    const int ns[] = {1, 5, 6, 7, 13, 35}, rowss[] = {1, 3, 4, 7, 64, 300}, Ks[] = {1, 15, 16, 17, 64, 650};
+    fl_rng rng;
+    fl_rng_seed(&rng, 4);
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 6; b++)
+            for (size_t q = 0; q < 6; q++) {
+                const int n = ns[a], rows = rowss[b], K = Ks[q], ldx = K + 3, ldw = K + 1, ldy = rows + 2;
+                float *x = malloc((size_t)n * ldx * 4), *w = malloc((size_t)rows * ldw * 4);
+                float *y0 = malloc((size_t)n * ldy * 4), *y = malloc((size_t)n * ldy * 4);
+                double *ref = malloc((size_t)n * rows * 8), *mag = malloc((size_t)n * rows * 8);
+                assert_true(x && w && y0 && y && ref && mag);
+                for (int i = 0; i < n * ldx; i++) x[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int i = 0; i < rows * ldw; i++) w[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int i = 0; i < n * ldy; i++) y0[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int beta_i = 0; beta_i < 2; beta_i++) {
+                    const float beta = beta_i ? 0.5f : 0.0f;
+                    for (int i = 0; i < n; i++)
+                        for (int r = 0; r < rows; r++) {
+                            double s = beta * (double)y0[(size_t)i * ldy + r], m = fabs(s);
+                            for (int k = 0; k < K; k++) {
+                                double p = (double)x[(size_t)i * ldx + k] * w[(size_t)r * ldw + k];
+                                s += p;
+                                m += fabs(p);
+                            }
+                            ref[(size_t)i * rows + r] = s;
+                            mag[(size_t)i * rows + r] = m; /* float summation error scales with this */
+                        }
+                    for (size_t li = 0; li < sizeof LEVELS / sizeof LEVELS[0] + 1; li++) {
+                        const fl_rec_kernels *k = li < 3 ? fl_rec_kernels_by_name(LEVELS[li]) : NULL;
+                        if (li < 3 && (!k || !k->gemm_nt)) continue;
+                        memcpy(y, y0, (size_t)n * ldy * 4);
+                        if (k) k->gemm_nt(n, rows, K, x, ldx, w, ldw, beta, y, ldy);
+                        else fl_rec_gemm_nt_ref(n, rows, K, x, ldx, w, ldw, beta, y, ldy);
+                        double e = 0;
+                        for (int i = 0; i < n; i++)
+                            for (int r = 0; r < rows; r++) {
+                                double d = fabs(y[(size_t)i * ldy + r] - ref[(size_t)i * rows + r]) /
+                                           fmax(mag[(size_t)i * rows + r], 1e-30);
+                                e = fmax(e, d);
+                            }
+                        if (e > 1e-5)
+                            fail_msg("gemm_nt %s n %d rows %d K %d beta %g: rel err %.3g", k ? k->name : "ref-fn", n,
+                                     rows, K, beta, e);
+                        for (int i = 0; i < n; i++) /* padding between rows untouched */
+                            for (int r = rows; r < ldy; r++)
+                                assert_true(y[(size_t)i * ldy + r] == y0[(size_t)i * ldy + r]);
+                    }
+                }
+                free(x), free(w), free(y0), free(y), free(ref), free(mag);
+            }
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     fl_model *m = make_model(20, FL_METHOD_SVD, 3, 9);
@@ -226,7 +283,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),       cmocka_unit_test(test_svd),
         cmocka_unit_test(test_cp),          cmocka_unit_test(test_large),
-        cmocka_unit_test(test_set_threads), cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_set_threads), cmocka_unit_test(test_gemm_nt),
+        cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

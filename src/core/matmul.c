@@ -1,5 +1,6 @@
 /* The one GEMM wrapper, and applying a weight matrix in any storage method. */
 #include "internal.h"
+#include "kernels/rec_kernels.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -14,6 +15,15 @@ void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* y (n, rows) = x (n, K) W^T + beta y with W (rows, K) row-major: the project's own kernel where it
+ * beats this BLAS (fl_rec_gemm_nt_choice), else fl_gemm. */
+static void apply_nt(int n, int rows, int K, const float *x, int ldx, const float *W, float beta, float *y,
+                     int ldy) {
+    const fl_rec_kernels *k = fl_rec_gemm_nt_choice(n, K);
+    if (k && rows > 0) k->gemm_nt(n, rows, K, x, ldx, W, K, beta, y, ldy);
+    else fl_gemm(false, true, n, rows, K, 1.0f, x, ldx, W, K, beta, y, ldy);
 }
 
 size_t fl_mat_apply_workspace(const fl_mat *w, int n) {
@@ -32,12 +42,12 @@ void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, f
     switch (w->method) {
     case FL_METHOD_DENSE:
         // y (n, rows) = x (n, cols) W^T
-        fl_gemm(false, true, n, w->rows, w->cols, 1.0f, x, ldx, w->w, w->cols, beta, y, ldy);
+        apply_nt(n, w->rows, w->cols, x, ldx, w->w, beta, y, ldy);
         return;
     case FL_METHOD_SVD:
         // t (n, R) = x V^T;  y (n, rows) = t U^T
-        fl_gemm(false, true, n, R, w->cols, 1.0f, x, ldx, w->v, w->cols, 0.0f, ws, R);
-        fl_gemm(false, true, n, w->rows, R, 1.0f, ws, R, w->u, R, beta, y, ldy);
+        apply_nt(n, R, w->cols, x, ldx, w->v, 0.0f, ws, R);
+        apply_nt(n, w->rows, R, ws, R, w->u, beta, y, ldy);
         return;
     case FL_METHOD_CP: {
         const int H = w->rows / 4;

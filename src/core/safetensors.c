@@ -88,7 +88,8 @@ static cJSON *build_header(const fl_model *m) {
         snprintf(key, sizeof key, "method.%s", name);
         ok = add_str(meta, key, val);
         snprintf(key, sizeof key, "rel_error.%s", name);
-        snprintf(val, sizeof val, "%.17g", w->rel_error);
+        /* %.17g round-trips a double exactly; a non-finite error is stored as unknown (-1). */
+        snprintf(val, sizeof val, "%.17g", isfinite(w->rel_error) ? w->rel_error : -1.0);
         ok = ok && add_str(meta, key, val);
     }
     if (ok && m->tokenizer) ok = add_str(meta, "tokenizer", m->tokenizer);

@@ -310,9 +310,90 @@ static void proj_avx512(int B, int K, int Rp, const float *restrict m, const flo
     }
 }
 
+/* ------------------------------------------------------------ input projection Y = X W^T + beta Y */
+
+/* NR rows of X (<= 6) x NW rows of W (<= 4): 16-lane partial dot products along K, reduced at the
+ * end. W and X are read in place (no packing), each W load feeding NR FMAs. */
+INL void nt_tile(const int NR, const int NW, int K, const float *restrict x, int ldx, const float *restrict w,
+                 int ldw, float beta, float *restrict y, int ldy) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) acc[i][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) wv[j] = _mm512_loadu_ps(w + (size_t)j * ldw + k);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = tail_mask(K - k);
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) wv[j] = _mm512_maskz_loadu_ps(m, w + (size_t)j * ldw + k);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            float *out = &y[(size_t)i * ldy + j];
+            *out = beta == 0.0f ? s : s + beta * *out;
+        }
+}
+
+/* All W rows [r0, r1) for NR rows of X, 4 W rows at a time. */
+INL void nt_rows(const int NR, int r0, int r1, int K, const float *restrict x, int ldx, const float *restrict w,
+                 int ldw, float beta, float *restrict y, int ldy) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) nt_tile(NR, 4, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy);
+    switch (r1 - r) {
+    case 3: nt_tile(NR, 3, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    case 2: nt_tile(NR, 2, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    case 1: nt_tile(NR, 1, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    default: break;
+    }
+}
+
+static void gemm_nt_avx512(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict w,
+                           int ldw, float beta, float *restrict y, int ldy) {
+    // W in chunks of about 128 KB (stays in L2 while every X row tile passes over it).
+    int rc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) & ~3;
+    if (rc < 4) rc = 4;
+    for (int r0 = 0; r0 < rows; r0 += rc) {
+        const int r1 = r0 + rc < rows ? r0 + rc : rows;
+        int i = 0;
+        for (; i + 6 <= n; i += 6) nt_rows(6, r0, r1, K, x + (size_t)i * ldx, ldx, w, ldw, beta, y + (size_t)i * ldy, ldy);
+        const float *xi = x + (size_t)i * ldx;
+        float *yi = y + (size_t)i * ldy;
+        switch (n - i) {
+        case 5: nt_rows(5, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 4: nt_rows(4, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 3: nt_rows(3, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 2: nt_rows(2, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 1: nt_rows(1, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        default: break;
+        }
+    }
+}
+
 const fl_rec_kernels fl_rec_kernels_avx512 = {
     .name = "avx512",
     .gate_cell = gate_cell_avx512,
     .cp_gate_cell = cp_gate_cell_avx512,
     .proj = proj_avx512,
+    .gemm_nt = gemm_nt_avx512,
 };

@@ -34,7 +34,17 @@ typedef struct fl_rec_kernels {
     /* t (B, Rp) = x (B, K) m (K, Rp), row strides ldx and ldt; Rp a multiple of FL_REC_NB. */
     void (*proj)(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                  float *restrict t, int ldt);
+
+    /* Y (n, rows) = X (n, K) W^T + beta Y, W (rows, K) row-major, unpacked: the input projection
+     * over all steps (fl_mat_apply, dense). NULL where BLAS does better at that level (ref, avx2);
+     * fl_rec_gemm_nt_ref is its scalar reference. */
+    void (*gemm_nt)(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict w,
+                    int ldw, float beta, float *restrict y, int ldy);
 } fl_rec_kernels;
+
+/* Scalar reference of gemm_nt (tests). */
+void fl_rec_gemm_nt_ref(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict w,
+                        int ldw, float beta, float *restrict y, int ldy);
 
 extern const fl_rec_kernels fl_rec_kernels_ref;
 extern const fl_rec_kernels fl_rec_kernels_avx2;
@@ -43,6 +53,11 @@ extern const fl_rec_kernels fl_rec_kernels_avx512;
 /* The table for this CPU, chosen once (thread-safe); FL_KERNELS=ref|avx2|avx512 forces a level
  * (one the CPU lacks falls back to the best it has). */
 const fl_rec_kernels *fl_rec_kernels_get(void);
+
+/* The table whose gemm_nt should compute an input projection of n rows and inner size K, or NULL
+ * to use BLAS (no gemm_nt at this level, K < 64, multi-threaded BLAS, or BLAS with AVX-512 kernels
+ * on a tall product). */
+const fl_rec_kernels *fl_rec_gemm_nt_choice(int n, int K);
 
 /* A level by name, for tests and benchmarks: NULL if unknown or the CPU lacks it. */
 const fl_rec_kernels *fl_rec_kernels_by_name(const char *name);

@@ -64,6 +64,17 @@ static void proj_ref(int B, int K, int Rp, const float *restrict m, const float 
         }
 }
 
+void fl_rec_gemm_nt_ref(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict w,
+                        int ldw, float beta, float *restrict y, int ldy) {
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < rows; r++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += x[(size_t)i * ldx + k] * w[(size_t)r * ldw + k];
+            float *out = &y[(size_t)i * ldy + r];
+            *out = beta == 0.0f ? s : s + beta * *out;
+        }
+}
+
 const fl_rec_kernels fl_rec_kernels_ref = {
     .name = "ref",
     .gate_cell = gate_cell_ref,

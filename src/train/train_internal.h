@@ -48,6 +48,10 @@ struct fl_trainer {
     size_t buf_cap_x, buf_cap_t;
     fl_grad_hook hook; /* optional, with hook_user */
     void *hook_user;
+    /* Data parallelism (src/train/mpi.c): this process takes slice shard_rank of shard_count of
+     * every global batch; shard_count <= 1 takes all of it. */
+    int shard_rank, shard_count;
+    int shard_n, shard_total; /* last step: items of the global batch taken here / in the batch */
 };
 
 /* Steps in one epoch of d for this trainer; FL_ERR_DATA / FL_ERR_SHAPE if d does not fit. */
@@ -55,6 +59,12 @@ fl_status fl_trainer_epoch_steps(fl_trainer *t, const fl_dataset *d, long *steps
 
 /* Check that d can feed model m (task, shapes, id ranges); `what` names d in errors. */
 fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const char *what);
+
+/* Take slice rank of count of every global batch from now on: classifier sequences or LM streams
+ * [B * rank / count, B * (rank + 1) / count). The loss and gradient of a step are then the mean
+ * over this slice only (shard_n of shard_total items, possibly 0); a grad hook combines them.
+ * With dropout, ranks draw masks from per-rank streams (the shared RNG advances identically). */
+void fl_trainer_set_shard(fl_trainer *t, int rank, int count);
 
 /* Optimiser over the flat block (optim.c). */
 double fl_optim_grad_norm(const fl_trainer *t);

@@ -54,6 +54,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     t->lr = o->lr;
     t->best = INFINITY;
     fl_rng_seed(&t->rng, o->seed);
+    t->shard_count = 1;
     size_t nmat = fl_model_num_matrices(m);
     fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
     if (!specs) {
@@ -119,6 +120,23 @@ void fl_trainer_set_grad_hook(fl_trainer *t, fl_grad_hook fn, void *user) {
     if (!t) return;
     t->hook = fn;
     t->hook_user = user;
+}
+
+void fl_trainer_set_shard(fl_trainer *t, int rank, int count) {
+    t->shard_rank = count > 1 ? rank : 0;
+    t->shard_count = count > 1 ? count : 1;
+}
+
+/* This process's slice [*lo, *lo + *n) of a global batch of B items. */
+static void shard_range(const fl_trainer *t, int B, int *lo, int *n) {
+    if (t->shard_count <= 1) {
+        *lo = 0;
+        *n = B;
+        return;
+    }
+    const long r = t->shard_rank, k = t->shard_count;
+    *lo = (int)((long)B * r / k);
+    *n = (int)((long)B * (r + 1) / k) - *lo;
 }
 
 long fl_trainer_steps(const fl_trainer *t) { return t->step; }
@@ -196,7 +214,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
     if (st) return st;
     fl_model *m = t->m;
     const int L = m->arch.layers, H = m->arch.hidden;
-    int B = t->o.batch;
+    int B = t->o.batch, lo, Bl; /* global batch; this process's slice [lo, lo + Bl) of it */
     fl_bptt_batch in = {0};
     t->epoch_done = false;
     if (t->pos >= nsteps) t->pos = 0; /* data set changed size: start a new epoch */
@@ -221,43 +239,58 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
             }
         size_t first = (size_t)t->pos * B;
         if (d->n - first < (size_t)B) B = (int)(d->n - first);
+        shard_range(t, B, &lo, &Bl);
         if ((st = ensure_ws(&t->ws, &t->ws_batch, &t->ws_seq, m, t->o.batch, d->seq))) return st;
         if ((st = ensure_bufs(t, (size_t)d->seq * B * (d->dim > 0 ? d->dim : 1), (size_t)d->seq * B))) return st;
-        gather_classify(d, t->perm + first, B, t->xb, t->tb, t->yb);
-        in = (fl_bptt_batch){B, d->seq, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL};
+        gather_classify(d, t->perm + first + lo, Bl, t->xb, t->tb, t->yb);
+        in = (fl_bptt_batch){Bl, d->seq, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL};
     } else {
         size_t S;
         long windows;
         if ((st = lm_geometry(d, B, t->o.bptt, &S, &windows))) return st;
+        shard_range(t, B, &lo, &Bl); /* streams [lo, lo + Bl); state (L, Bl, H) */
         if (t->pos == 0) {
             memset(t->h, 0, (size_t)L * B * H * sizeof(float));
             memset(t->c, 0, (size_t)L * B * H * sizeof(float));
         }
         size_t start = (size_t)t->pos * t->o.bptt;
         int T = (int)((S - 1 - start) < (size_t)t->o.bptt ? S - 1 - start : (size_t)t->o.bptt);
-        if ((st = ensure_ws(&t->ws, &t->ws_batch, &t->ws_seq, m, B, t->o.bptt))) return st;
+        if ((st = ensure_ws(&t->ws, &t->ws_batch, &t->ws_seq, m, Bl > 0 ? Bl : 1, t->o.bptt))) return st;
         if ((st = ensure_bufs(t, 1, (size_t)t->o.bptt * B))) return st;
         for (int s = 0; s < T; s++)
-            for (int b = 0; b < B; b++) {
-                size_t k = (size_t)b * S + start + s;
-                t->tb[(size_t)s * B + b] = d->tokens[k];
-                t->yb[(size_t)s * B + b] = d->tokens[k + 1];
+            for (int b = 0; b < Bl; b++) {
+                size_t k = (size_t)(lo + b) * S + start + s;
+                t->tb[(size_t)s * Bl + b] = d->tokens[k];
+                t->yb[(size_t)s * Bl + b] = d->tokens[k + 1];
             }
-        in = (fl_bptt_batch){B, T, NULL, t->tb, t->yb, t->h, t->c};
+        in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c};
     }
+    t->shard_n = Bl;
+    t->shard_total = B;
 
-    double loss;
-    st = fl_bptt_forward(t->ws, m, &in, t->o.dropout, t->o.dropout > 0 ? &t->rng : NULL, &loss, NULL);
-    if (st) return st;
-    if (!isfinite(loss))
-        return fl_fail(FL_ERR_NUMERIC, "training loss is %g at step %ld; try a lower learning rate or --clip",
-                       loss, t->step);
-    if (d->kind == DS_LM) fl_bptt_final_state(t->ws, t->h, t->c);
+    /* Sharded with dropout: masks from a per-rank stream; the shared RNG (shuffling) advances by
+     * one draw on every rank alike. */
+    fl_rng drop_rng, *rng = t->o.dropout > 0 ? &t->rng : NULL;
+    if (rng && t->shard_count > 1) {
+        fl_rng_seed(&drop_rng, fl_rng_next(&t->rng) + 0x9E3779B97F4A7C15ull * (uint64_t)(t->shard_rank + 1));
+        rng = &drop_rng;
+    }
+    double loss = 0;
     memset(t->grad->params, 0, m->n_params * sizeof(float));
-    fl_bptt_backward(t->ws, m, t->grad);
+    if (Bl > 0) { /* an empty slice contributes a zero gradient */
+        if ((st = fl_bptt_forward(t->ws, m, &in, t->o.dropout, rng, &loss, NULL))) return st;
+        /* With a hook (e.g. an allreduce) every process must reach it: check the combined loss. */
+        if (!isfinite(loss) && !t->hook)
+            return fl_fail(FL_ERR_NUMERIC, "training loss is %g at step %ld; try a lower learning rate or --clip",
+                           loss, t->step);
+        if (d->kind == DS_LM) fl_bptt_final_state(t->ws, t->h, t->c);
+        fl_bptt_backward(t->ws, m, t->grad);
+    }
     if (t->hook) {
         if ((st = t->hook(t->grad->params, m->n_params, &loss, t->hook_user))) return st;
-        if (!isfinite(loss)) return fl_fail(FL_ERR_NUMERIC, "loss is %g after the gradient hook", loss);
+        if (!isfinite(loss))
+            return fl_fail(FL_ERR_NUMERIC, "training loss is %g at step %ld (after the gradient hook); try a "
+                           "lower learning rate or --clip", loss, t->step);
     }
     float scale = 1.0f;
     if (t->o.clip > 0) {

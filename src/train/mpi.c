@@ -1,0 +1,170 @@
+/* Data-parallel training over MPI (see include/fastlstm/dist.h). Built only with FL_WITH_MPI.
+ *
+ * Per step: each rank's trainer computes the mean loss and gradient over its slice of the global
+ * batch (fl_trainer_set_shard); the hook below weights them by the slice's share n_r / N and sums
+ * them over ranks in place (MPI_Allreduce), giving the mean over the whole global batch. Clipping
+ * and the optimiser then run on identical data on every rank, so parameters stay equal without
+ * being sent again. */
+#include "fastlstm/dist.h"
+#include "train_internal.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+struct fl_dist {
+    MPI_Comm comm;     /* a duplicate of MPI_COMM_WORLD, errors returned */
+    int rank, size;
+    bool owns_mpi;     /* fl_dist_init called MPI_Init */
+    fl_trainer *t;     /* attached trainer, or NULL */
+};
+
+/* Turn an MPI error code into fl_fail's detail. */
+static fl_status mpi_fail(int err, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(err, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", err);
+    return fl_fail(FL_ERR_IO, "MPI: %s failed: %s", what, msg);
+}
+
+/* MPI counts are int: move large float blocks in chunks. */
+enum { CHUNK = 1 << 28 };
+
+static int bcast_floats(MPI_Comm comm, float *x, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int c = (int)(n - i < CHUNK ? n - i : CHUNK);
+        int err = MPI_Bcast(x + i, c, MPI_FLOAT, 0, comm);
+        if (err != MPI_SUCCESS) return err;
+    }
+    return MPI_SUCCESS;
+}
+
+static int allreduce_floats(MPI_Comm comm, float *x, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int c = (int)(n - i < CHUNK ? n - i : CHUNK);
+        int err = MPI_Allreduce(MPI_IN_PLACE, x + i, c, MPI_FLOAT, MPI_SUM, comm);
+        if (err != MPI_SUCCESS) return err;
+    }
+    return MPI_SUCCESS;
+}
+
+fl_status fl_dist_init(int *argc, char ***argv, fl_dist **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_init");
+    *out = NULL;
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (finalized) return fl_fail(FL_ERR_ARG, "MPI was already finalized");
+    fl_dist *d = fl_calloc(1, sizeof *d);
+    if (!d) return fl_fail(FL_ERR_NOMEM, "out of memory creating an MPI context");
+    int err;
+    if (!inited) {
+        if ((err = MPI_Init(argc, argv)) != MPI_SUCCESS) {
+            fl_free(d);
+            return fl_fail(FL_ERR_IO, "MPI: MPI_Init failed (code %d)", err);
+        }
+        d->owns_mpi = true;
+    }
+    if ((err = MPI_Comm_dup(MPI_COMM_WORLD, &d->comm)) != MPI_SUCCESS) {
+        if (d->owns_mpi) MPI_Finalize();
+        fl_free(d);
+        return mpi_fail(err, "MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(d->comm, &d->rank);
+    MPI_Comm_size(d->comm, &d->size);
+    *out = d;
+    return FL_OK;
+}
+
+int fl_dist_rank(const fl_dist *d) { return d ? d->rank : 0; }
+int fl_dist_size(const fl_dist *d) { return d ? d->size : 1; }
+
+/* The hook: weight this rank's slice mean by its share of the batch, then sum over ranks. */
+static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
+    fl_dist *d = user;
+    const fl_trainer *t = d->t;
+    const double w = t->shard_total > 0 ? (double)t->shard_n / (double)t->shard_total : 0.0;
+    if (w != 1.0) {
+        const float wf = (float)w;
+        for (size_t i = 0; i < n; i++) grad[i] *= wf;
+    }
+    // the loss of an empty slice is 0 (not computed); a NaN elsewhere stays NaN on every rank
+    double l = t->shard_n > 0 ? *loss * w : 0.0;
+    int err = allreduce_floats(d->comm, grad, n);
+    if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce of the gradient");
+    if ((err = MPI_Allreduce(MPI_IN_PLACE, &l, 1, MPI_DOUBLE, MPI_SUM, d->comm)) != MPI_SUCCESS)
+        return mpi_fail(err, "MPI_Allreduce of the loss");
+    *loss = l;
+    return FL_OK;
+}
+
+fl_status fl_dist_attach(fl_dist *d, fl_trainer *t) {
+    if (!d || !t) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_attach");
+    fl_model *m = t->m;
+    /* Every rank must train the same thing: compare sizes and positions before any broadcast
+     * (a broadcast of mismatched sizes would fail or hang). */
+    long mine[7] = {(long)m->n_params, (long)t->o.optim, t->o.batch, t->step, t->pos, t->epoch, t->adam_t};
+    long lo[7], hi[7];
+    int err = MPI_Allreduce(mine, lo, 7, MPI_LONG, MPI_MIN, d->comm);
+    if (err == MPI_SUCCESS) err = MPI_Allreduce(mine, hi, 7, MPI_LONG, MPI_MAX, d->comm);
+    if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce checking the ranks agree");
+    static const char *what[7] = {"parameter count", "optimiser", "batch size", "step", "position in the epoch",
+                                  "epoch", "Adam step"};
+    for (int k = 0; k < 7; k++)
+        if (lo[k] != hi[k])
+            return fl_fail(FL_ERR_ARG,
+                           "distributed training: ranks disagree on the %s (%ld to %ld); every rank must build "
+                           "the same model and trainer (same options, data and checkpoint)",
+                           what[k], lo[k], hi[k]);
+    /* Start equal: rank 0's parameters and optimiser state. */
+    if ((err = bcast_floats(d->comm, m->params, m->n_params)) != MPI_SUCCESS ||
+        (err = bcast_floats(d->comm, t->s1, m->n_params)) != MPI_SUCCESS ||
+        (t->s2 && (err = bcast_floats(d->comm, t->s2, m->n_params)) != MPI_SUCCESS))
+        return mpi_fail(err, "MPI_Bcast of the parameters");
+    double lr = t->lr;
+    if ((err = MPI_Bcast(&lr, 1, MPI_DOUBLE, 0, d->comm)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Bcast of the lr");
+    t->lr = lr;
+    fl_trainer_set_shard(t, d->rank, d->size);
+    fl_trainer_set_grad_hook(t, dist_hook, d);
+    d->t = t;
+    return FL_OK;
+}
+
+void fl_dist_detach(fl_dist *d, fl_trainer *t) {
+    if (!t) return;
+    fl_trainer_set_shard(t, 0, 1);
+    fl_trainer_set_grad_hook(t, NULL, NULL);
+    if (d && d->t == t) d->t = NULL;
+}
+
+size_t fl_dist_step_bytes(const fl_trainer *t) {
+    return t ? t->m->n_params * sizeof(float) + sizeof(double) : 0;
+}
+
+fl_status fl_dist_allreduce_sum(fl_dist *d, double *x) {
+    if (!d || !x) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_allreduce_sum");
+    int err = MPI_Allreduce(MPI_IN_PLACE, x, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    return err == MPI_SUCCESS ? FL_OK : mpi_fail(err, "MPI_Allreduce");
+}
+
+fl_status fl_dist_barrier(fl_dist *d) {
+    if (!d) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_barrier");
+    int err = MPI_Barrier(d->comm);
+    return err == MPI_SUCCESS ? FL_OK : mpi_fail(err, "MPI_Barrier");
+}
+
+void fl_dist_abort(fl_dist *d, int code) {
+    MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code);
+    FL_ASSERT(!"MPI_Abort returned");
+}
+
+fl_status fl_dist_finalize(fl_dist *d) {
+    if (!d) return FL_OK;
+    if (d->t) fl_dist_detach(d, d->t);
+    MPI_Comm_free(&d->comm);
+    int err = d->owns_mpi ? MPI_Finalize() : MPI_SUCCESS;
+    fl_free(d);
+    return err == MPI_SUCCESS ? FL_OK : fl_fail(FL_ERR_IO, "MPI: MPI_Finalize failed (code %d)", err);
+}
