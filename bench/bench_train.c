@@ -17,17 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
     int H = 650, L = 2, V = 10000, E = -1, B = 20, T = 35, steps = 20, warmup = 3, rank = 0, head_rank = 0;
     fl_method method = FL_METHOD_DENSE;
@@ -99,14 +88,14 @@ int main(int argc, char **argv) {
     }
     double *dt = malloc((size_t)steps * sizeof(double)), loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
-        double t0 = now_s();
+        double t0 = fl_now_seconds();
         if ((st = fl_trainer_step(t, d, &loss))) {
             fprintf(stderr, "bench_train: %s: %s\n", fl_status_str(st), fl_last_error());
             return 1;
         }
-        if (s >= warmup) dt[s - warmup] = now_s() - t0;
+        if (s >= warmup) dt[s - warmup] = fl_now_seconds() - t0;
     }
-    qsort(dt, (size_t)steps, sizeof(double), cmp_double);
+    fl_sort_doubles(dt, (size_t)steps);
     double med = dt[steps / 2];
     char how[32];
     if (method == FL_METHOD_DENSE) snprintf(how, sizeof how, "dense");

@@ -2,6 +2,7 @@
  * it (SVD, rank h/8), and measures both on this machine: latency, speedup, parameter and flop
  * reductions, and how far the decomposed model's outputs move. */
 #include "cli.h"
+#include "internal.h" /* fl_now_seconds */
 
 #include <math.h>
 #include <stdio.h>
@@ -22,17 +23,6 @@ static void demo_usage(FILE *f) {
             "compress far better, and fine-tuning (fastlstm finetune) wins back the rest.\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median seconds of `reps` runs after `reps / 4 + 1` warm-up runs. */
 static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int reps, double *median) {
     fl_session_opts o = fl_session_opts_default();
@@ -49,12 +39,12 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
     }
     for (int i = 0; i < reps / 4 + 1 && !st; i++) st = fl_session_run(s, io);
     for (int i = 0; i < reps && !st; i++) {
-        double t0 = now_s();
+        double t0 = fl_now_seconds();
         st = fl_session_run(s, io);
-        t[i] = now_s() - t0;
+        t[i] = fl_now_seconds() - t0;
     }
     if (!st) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        fl_sort_doubles(t, (size_t)reps);
         *median = t[reps / 2];
     }
     free(t);
@@ -114,9 +104,9 @@ int cmd_demo(int argc, char **argv) {
     d.rank = (int)rank;
     printf("decomposing every gate matrix: %s rank %ld ...\n", method == FL_METHOD_SVD ? "SVD" : "CP", rank);
     fflush(stdout);
-    double t0 = now_s();
+    double t0 = fl_now_seconds();
     if ((st = fl_model_decompose(dense, &d, &low))) goto fail;
-    printf("  done in %.2f s\n", now_s() - t0);
+    printf("  done in %.2f s\n", fl_now_seconds() - t0);
 
     size_t n = (size_t)batch * seq * hidden, ny = fl_run_output_size(dense, (int)batch, (int)seq);
     x = malloc(n * sizeof *x);

@@ -28,12 +28,6 @@ static void result_free(mat_result *r) {
     }
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Prefix the current error detail with the matrix name (copied first: fl_fail writes the same buffer). */
 static fl_status prefix_error(fl_status st, const char *name) {
     char detail[768];
@@ -282,7 +276,7 @@ fl_status fl_model_decompose_ex(const fl_model *m, const fl_decomp_opts *opts,
         const fl_mat *src = fl_model_mat_const(m, i);
         fl_decomp_event ev = {.index = i, .done = 0, .spec = target};
         if (progress) progress(ctx, &ev);
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         fl_mat_spec cur = fl_model_mat_spec(m, i);
         if (cur.method == target.method && (target.method == FL_METHOD_DENSE || cur.rank == target.rank)) {
             fl_matrix_info info;
@@ -298,7 +292,7 @@ fl_status fl_model_decompose_ex(const fl_model *m, const fl_decomp_opts *opts,
         ev.cp_iterations = res[i].cp_iterations;
         ev.cp_converged = res[i].cp_converged;
         ev.rel_error = res[i].rel_error;
-        ev.seconds = now_seconds() - t0;
+        ev.seconds = fl_now_seconds() - t0;
         if (progress) progress(ctx, &ev);
     }
 

@@ -291,17 +291,6 @@ fail:
 
 /* ------------------------------------------------------------ timing */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads, int reps, uint64_t seed,
                              double *seconds) {
     if (reps < 1) return fl_fail(FL_ERR_ARG, "timing needs reps >= 1");
@@ -328,12 +317,12 @@ fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads,
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = batch, .seq = seq, .x = x, .tokens = tok, .y = y};
     if ((st = fl_session_run(s, &io))) goto done; /* warm-up */
     for (int k = 0; k < reps && !st; k++) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         st = fl_session_run(s, &io);
-        t[k] = (now_seconds() - t0) / seq;
+        t[k] = (fl_now_seconds() - t0) / seq;
     }
     if (!st) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        fl_sort_doubles(t, (size_t)reps);
         *seconds = t[reps / 2];
     }
 done:

@@ -134,17 +134,6 @@ fl_status fl_profile_detect(fl_profile *out) {
 
 /* ------------------------------------------------------------ measurement */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Each rate is timed REPS times and the second-fastest sample kept: other processes on a shared
  * machine only ever slow a sample down, so the low end is the stable estimate of what this machine
  * achieves (the fastest alone could be a timer artefact). */
@@ -157,19 +146,19 @@ static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1
     fl_rec_step(r, B, gx, 4 * H, h0, H, c, h1, H); /* warm the level */
     int inner = 1;
     for (;;) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
-        double t = now_seconds() - t0;
+        double t = fl_now_seconds() - t0;
         if (t > 2e-4 || inner >= (1 << 20)) break;
         inner *= 2;
     }
     double s[REPS];
     for (int i = 0; i < REPS; i++) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
-        s[i] = (now_seconds() - t0) / inner;
+        s[i] = (fl_now_seconds() - t0) / inner;
     }
-    qsort(s, REPS, sizeof s[0], cmp_double);
+    fl_sort_doubles(s, REPS);
     return s[PICK];
 }
 
@@ -241,11 +230,11 @@ static fl_status measure_gemm(double *flops) {
     fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double s[REPS];
     for (int r = 0; r < REPS; r++) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         for (int k = 0; k < 4; k++) fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        s[r] = (now_seconds() - t0) / 4;
+        s[r] = (fl_now_seconds() - t0) / 4;
     }
-    qsort(s, REPS, sizeof s[0], cmp_double);
+    fl_sort_doubles(s, REPS);
     *flops = 2.0 * n * n * (double)n / s[PICK];
     fl_free(a);
     return FL_OK;
@@ -263,11 +252,11 @@ static fl_status measure_rows(int n, double *flops) {
     double s[REPS];
     int inner = n >= 64 ? 2 : 8;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         for (int k = 0; k < inner; k++) fl_mat_apply(&m, n, x, K, 0.0f, y, M, NULL);
-        s[r] = (now_seconds() - t0) / inner;
+        s[r] = (fl_now_seconds() - t0) / inner;
     }
-    qsort(s, REPS, sizeof s[0], cmp_double);
+    fl_sort_doubles(s, REPS);
     *flops = 2.0 * M * K * (double)n / s[PICK];
     fl_free(w);
     return FL_OK;
@@ -307,11 +296,11 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R) {
     fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
     double s[REPS];
     for (int k = 0; k < REPS; k++) {
-        double t0 = now_seconds();
+        double t0 = fl_now_seconds();
         fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
-        s[k] = now_seconds() - t0;
+        s[k] = fl_now_seconds() - t0;
     }
-    qsort(s, REPS, sizeof s[0], cmp_double);
+    fl_sort_doubles(s, REPS);
     double flops = (double)fl_mat_flops(w) * rows, rate = p->gemm_rows_flops[2] > 0 ? p->gemm_rows_flops[2] : p->gemm_flops;
     if (s[PICK] > 0) p->gemm_efficiency[method] = flops / rate / s[PICK];
 done:

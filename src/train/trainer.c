@@ -398,12 +398,6 @@ fl_status fl_model_evaluate(const fl_model *m, const fl_dataset *d, int batch, i
 
 /* ------------------------------------------------------------ the loop */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 fl_status fl_trainer_run(fl_trainer *t, const fl_train_run *r) {
     if (!t || !r || !r->train) return fl_fail(FL_ERR_ARG, "fl_trainer_run needs a trainer and training data");
     if (r->epochs < 0 || r->max_steps < 0 || r->every < 0)
@@ -412,7 +406,7 @@ fl_status fl_trainer_run(fl_trainer *t, const fl_train_run *r) {
     fl_status st = fl_trainer_epoch_steps(t, r->train, &per_epoch);
     if (st) return st;
     if (r->valid && (st = fl_dataset_check_model(r->valid, t->m, "validation data"))) return st;
-    const double t0 = now_s();
+    const double t0 = fl_now_seconds();
     const long step0 = t->step;
     const size_t items = r->train->kind == DS_CLASSIFY ? (size_t)t->o.batch : (size_t)t->o.batch * t->o.bptt;
     long end = (long)r->epochs * per_epoch;
@@ -425,7 +419,7 @@ fl_status fl_trainer_run(fl_trainer *t, const fl_train_run *r) {
                                .epoch_step = t->epoch_done ? per_epoch : t->pos, .epoch_steps = per_epoch,
                                .loss = t->ep_loss / (double)t->ep_n, .lr = t->lr,
                                .valid_loss = NAN, .valid_metric = NAN};
-        double el = now_s() - t0;
+        double el = fl_now_seconds() - t0;
         long done = t->step - step0;
         p.items_per_s = el > 0 ? (double)done * items / el : 0;
         long global = (long)t->epoch * per_epoch + t->pos;
