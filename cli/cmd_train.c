@@ -298,6 +298,11 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         rank = fl_dist_rank(dctx);
         nranks = fl_dist_size(dctx);
         if (rank != 0) quiet = true; /* rank 0 reports for all */
+        /* Ranks on one machine share its cores: split them unless told otherwise. */
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (threads == 0 && !getenv("OPENBLAS_NUM_THREADS") && local && atoi(local) > 0 && cores > 0)
+            threads = cores / atoi(local) > 0 ? cores / atoi(local) : 1;
     }
 #else
     (void)nranks;
@@ -407,8 +412,9 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     }
     if (dctx && !quiet)
         fprintf(stderr, "%s: data-parallel over %d MPI ranks, %d-item global batch (%d per rank or fewer); "
-                "each step allreduces %zu bytes (%zu gradient floats x 4 + 8 for the loss)\n", CMD, nranks,
-                o.batch, (o.batch + nranks - 1) / nranks, fl_dist_step_bytes(t), (fl_dist_step_bytes(t) - 8) / 4);
+                "each step allreduces %zu bytes (gradients of %zu parameters, the loss%s)\n", CMD, nranks, o.batch,
+                (o.batch + nranks - 1) / nranks, fl_dist_step_bytes(t), fl_model_num_params(m),
+                lm ? ", the carried LM state" : "");
 #endif
     if (!quiet) {
         const fl_arch *a = fl_model_arch(m);

@@ -36,14 +36,16 @@ int fl_dist_size(const fl_dist *d);
 /* Make t data-parallel: check that every rank has a model of the same size at the same step
  * (FL_ERR_ARG on every rank otherwise), broadcast rank 0's parameters and optimiser state, shard
  * every batch by rank and install the gradient hook that allreduces (replacing any hook set with
- * fl_trainer_set_grad_hook). t must stay attached to d until it is freed or detached. */
+ * fl_trainer_set_grad_hook). d must outlive t's training (the hook points to it). */
 fl_status fl_dist_attach(fl_dist *d, fl_trainer *t);
 
 /* Undo fl_dist_attach: t trains on whole batches again, without a hook. */
 void fl_dist_detach(fl_dist *d, fl_trainer *t);
 
 /* Bytes one step sends through MPI_Allreduce: the flat gradient block (parameter count with
- * alignment padding, times 4) plus the loss (8). Decomposed matrices make it smaller. */
+ * alignment padding, times 4), the loss (8) and, for a language model, the carried state
+ * (2 x layers x batch x hidden floats, so that every rank and checkpoint holds all streams).
+ * Decomposed matrices make it smaller. */
 size_t fl_dist_step_bytes(const fl_trainer *t);
 
 /* Collective: the sum over all ranks of x (e.g. to agree on a status). */
@@ -56,7 +58,8 @@ fl_status fl_dist_barrier(fl_dist *d);
  * where the others would otherwise wait forever in a collective. Does not return. */
 void fl_dist_abort(fl_dist *d, int code);
 
-/* Free d and call MPI_Finalize if fl_dist_init initialised MPI. Collective. NULL accepted. */
+/* Free d and call MPI_Finalize if fl_dist_init initialised MPI. Collective. NULL accepted.
+ * A trainer still attached is not touched (it may already be freed) and must not step again. */
 fl_status fl_dist_finalize(fl_dist *d);
 
 #ifdef __cplusplus

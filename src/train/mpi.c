@@ -81,7 +81,8 @@ fl_status fl_dist_init(int *argc, char ***argv, fl_dist **out) {
 int fl_dist_rank(const fl_dist *d) { return d ? d->rank : 0; }
 int fl_dist_size(const fl_dist *d) { return d ? d->size : 1; }
 
-/* The hook: weight this rank's slice mean by its share of the batch, then sum over ranks. */
+/* The hook: weight this rank's slice mean by its share of the batch, then sum over ranks; for a
+ * language model also share the carried state of every rank's streams. */
 static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     fl_dist *d = user;
     const fl_trainer *t = d->t;
@@ -97,6 +98,20 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     if ((err = MPI_Allreduce(MPI_IN_PLACE, &l, 1, MPI_DOUBLE, MPI_SUM, d->comm)) != MPI_SUCCESS)
         return mpi_fail(err, "MPI_Allreduce of the loss");
     *loss = l;
+    if (t->h && d->size > 1) { /* LM: each rank advanced only its streams' carried state */
+        const size_t L = (size_t)t->m->arch.layers, H = (size_t)t->m->arch.hidden, B = (size_t)t->o.batch;
+        const size_t lo = (size_t)t->shard_lo, hi = lo + (size_t)t->shard_n;
+        for (size_t k = 0; k < L; k++) { /* keep only our slice, then sum: x + 0 is exact */
+            float *h = t->h + k * B * H, *c = t->c + k * B * H;
+            memset(h, 0, lo * H * sizeof(float));
+            memset(c, 0, lo * H * sizeof(float));
+            memset(h + hi * H, 0, (B - hi) * H * sizeof(float));
+            memset(c + hi * H, 0, (B - hi) * H * sizeof(float));
+        }
+        if ((err = allreduce_floats(d->comm, t->h, L * B * H)) != MPI_SUCCESS ||
+            (err = allreduce_floats(d->comm, t->c, L * B * H)) != MPI_SUCCESS)
+            return mpi_fail(err, "MPI_Allreduce of the language-model state");
+    }
     return FL_OK;
 }
 
@@ -140,7 +155,9 @@ void fl_dist_detach(fl_dist *d, fl_trainer *t) {
 }
 
 size_t fl_dist_step_bytes(const fl_trainer *t) {
-    return t ? t->m->n_params * sizeof(float) + sizeof(double) : 0;
+    if (!t) return 0;
+    size_t state = t->h ? 2 * (size_t)t->m->arch.layers * t->o.batch * t->m->arch.hidden : 0;
+    return (t->m->n_params + state) * sizeof(float) + sizeof(double);
 }
 
 fl_status fl_dist_allreduce_sum(fl_dist *d, double *x) {
@@ -162,7 +179,7 @@ void fl_dist_abort(fl_dist *d, int code) {
 
 fl_status fl_dist_finalize(fl_dist *d) {
     if (!d) return FL_OK;
-    if (d->t) fl_dist_detach(d, d->t);
+    /* An attached trainer is not touched (it may be freed already); it must not step again. */
     MPI_Comm_free(&d->comm);
     int err = d->owns_mpi ? MPI_Finalize() : MPI_SUCCESS;
     fl_free(d);

@@ -52,6 +52,9 @@ struct fl_trainer {
      * every global batch; shard_count <= 1 takes all of it. */
     int shard_rank, shard_count;
     int shard_n, shard_total; /* last step: items of the global batch taken here / in the batch */
+    int shard_lo;             /* last step: first item of the slice */
+    float *sh, *sc;           /* LM sharded: this slice's state (L, shard_n, H); h, c stay global and
+                               * the grad hook must refill the other slices of them */
 };
 
 /* Steps in one epoch of d for this trainer; FL_ERR_DATA / FL_ERR_SHAPE if d does not fit. */
@@ -63,6 +66,8 @@ fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const c
 /* Take slice rank of count of every global batch from now on: classifier sequences or LM streams
  * [B * rank / count, B * (rank + 1) / count). The loss and gradient of a step are then the mean
  * over this slice only (shard_n of shard_total items, possibly 0); a grad hook combines them.
+ * LM: h, c keep the global layout (L, batch, H) (as checkpoints store it), but a step updates
+ * only streams [shard_lo, shard_lo + shard_n); the hook must gather the others from their ranks.
  * With dropout, ranks draw masks from per-rank streams (the shared RNG advances identically). */
 void fl_trainer_set_shard(fl_trainer *t, int rank, int count);
 

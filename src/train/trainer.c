@@ -104,6 +104,8 @@ void fl_trainer_free(fl_trainer *t) {
     fl_free(t->perm);
     fl_free(t->h);
     fl_free(t->c);
+    fl_free(t->sh);
+    fl_free(t->sc);
     fl_free(t->xb);
     fl_free(t->tb);
     fl_free(t->yb);
@@ -264,7 +266,21 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
                 t->yb[(size_t)s * Bl + b] = d->tokens[k + 1];
             }
         in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c};
+        if (t->shard_count > 1) { /* the slice's state, packed: (L, Bl, H) out of (L, B, H) */
+            if (!t->sh) {
+                t->sh = fl_malloc((size_t)L * B * H * sizeof(float));
+                t->sc = fl_malloc((size_t)L * B * H * sizeof(float));
+                if (!t->sh || !t->sc) return fl_fail(FL_ERR_NOMEM, "out of memory for the LM state");
+            }
+            for (int l = 0; l < L; l++) {
+                memcpy(t->sh + (size_t)l * Bl * H, t->h + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
+                memcpy(t->sc + (size_t)l * Bl * H, t->c + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
+            }
+            in.h0 = t->sh;
+            in.c0 = t->sc;
+        }
     }
+    t->shard_lo = lo;
     t->shard_n = Bl;
     t->shard_total = B;
 
@@ -283,7 +299,15 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         if (!isfinite(loss) && !t->hook)
             return fl_fail(FL_ERR_NUMERIC, "training loss is %g at step %ld; try a lower learning rate or --clip",
                            loss, t->step);
-        if (d->kind == DS_LM) fl_bptt_final_state(t->ws, t->h, t->c);
+        if (d->kind == DS_LM && t->shard_count > 1) {
+            fl_bptt_final_state(t->ws, t->sh, t->sc);
+            for (int l = 0; l < L; l++) {
+                memcpy(t->h + ((size_t)l * B + lo) * H, t->sh + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
+                memcpy(t->c + ((size_t)l * B + lo) * H, t->sc + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
+            }
+        } else if (d->kind == DS_LM) {
+            fl_bptt_final_state(t->ws, t->h, t->c);
+        }
         fl_bptt_backward(t->ws, m, t->grad);
     }
     if (t->hook) {

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# `mpirun -np 2 fastlstm train|finetune` (data-parallel, CTest label mpi) against the same command in
+# one process: the saved weights must agree (read back by an independent Python safetensors reader),
+# only rank 0 reports and writes, the log names the bytes allreduced per step, and a checkpointed,
+# resumed distributed run ends where one uninterrupted single-process run does.
+# Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with numpy.
+set -u
+CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
+PY=${FL_PYTHON:-/usr/bin/python3}
+MPIRUN=$(command -v mpirun) || { echo "FAIL: mpirun not found (install openmpi-bin)"; exit 1; }
+T=$(mktemp -d /tmp/fl_test_mpi_cli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+failures=0
+
+fail() {
+    echo "FAIL: $*"
+    echo "--- stdout"; cat "$T/out" 2>/dev/null
+    echo "--- stderr"; cat "$T/err" 2>/dev/null
+    failures=$((failures + 1))
+}
+
+# expect RC CMD...: run CMD (at most 60 s), require exit status RC.
+expect() {
+    local want=$1; shift
+    timeout 60 "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 60 s)"; return 1; fi
+    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
+    return 0
+}
+
+MPI2=("$MPIRUN" --allow-run-as-root --oversubscribe -np 2)
+
+# same A B TOL: the float tensors of two safetensors files agree to TOL (max |a-b| / max |b| per tensor).
+same() {
+    "$PY" - "$1" "$2" "$3" <<'EOF' || fail "$1 and $2 differ"
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    d = b[8 + n:]
+    return {k: np.frombuffer(d[v['data_offsets'][0]:v['data_offsets'][1]], dtype=np.float32)
+            for k, v in h.items() if k != '__metadata__' and v['dtype'] == 'F32'}
+a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+assert a.keys() == b.keys() and a, "different tensors"
+worst = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-30)) for k in b)
+print("max relative difference %.2e over %d tensors" % (worst, len(b)))
+sys.exit(0 if worst <= tol else 1)
+EOF
+}
+
+# Data: 61 sequences (T=6, D=5), labels = sign of the sum; a small text corpus.
+"$PY" - "$T" <<'EOF' || { echo "FAIL: cannot write test data"; exit 1; }
+import sys, numpy as np
+r = np.random.default_rng(3)
+x = r.standard_normal((61, 6, 5)).astype(np.float32)
+np.save(sys.argv[1] + '/x.npy', x)
+np.save(sys.argv[1] + '/y.npy', (x.sum(axis=(1, 2)) > 0).astype(np.int32))
+w = 'the cat sat on a mat and the dog ran to the red house'.split()
+open(sys.argv[1] + '/c.txt', 'w').write('\n'.join(' '.join(w[(i * 7 + j * 3) % len(w)] for j in range(9)) for i in range(80)))
+EOF
+
+# ---------------------------------------------------------------- classifier, odd batch 9 (4 + 5)
+COMMON=(--task classify --train "$T/x.npy" --train-labels "$T/y.npy" --hidden 16 --epochs 2 --batch 9
+        --optim sgd --lr 0.5 --momentum 0.9)
+if expect 0 "${MPI2[@]}" "$CLI" train "${COMMON[@]}" -o "$T/d2.st"; then
+    grep -q "data-parallel over 2 MPI ranks" "$T/err" || fail "no data-parallel log line"
+    grep -q "each step allreduces [0-9]* bytes" "$T/err" || fail "no bytes-per-step log line"
+    [ "$(grep -c '^wrote ' "$T/out")" -eq 1 ] || fail "want exactly one 'wrote' line (rank 0 only)"
+fi
+expect 0 "$CLI" train "${COMMON[@]}" -o "$T/d1.st" && same "$T/d2.st" "$T/d1.st" 1e-5
+
+# SVD: fewer bytes per step than dense.
+if expect 0 "${MPI2[@]}" "$CLI" train "${COMMON[@]}" --decompose svd:2 -o "$T/s2.st"; then
+    dense=$(grep -o "allreduces [0-9]*" "$T/err" | head -1)
+    cp "$T/err" "$T/svd_err"
+    expect 0 "${MPI2[@]}" "$CLI" train "${COMMON[@]}" --max-steps 1 -o "$T/tmp.st"
+    full=$(grep -o "allreduces [0-9]*" "$T/err" | head -1)
+    echo "bytes per step: dense ${full#allreduces }, SVD rank 2 ${dense#allreduces }"
+    [ "${dense#allreduces }" -lt "${full#allreduces }" ] || fail "SVD should allreduce fewer bytes than dense"
+fi
+expect 0 "$CLI" train "${COMMON[@]}" --decompose svd:2 -o "$T/s1.st" && same "$T/s2.st" "$T/s1.st" 1e-5
+
+# finetune of the SVD model, factors only.
+expect 0 "${MPI2[@]}" "$CLI" finetune "$T/s1.st" --train "$T/x.npy" --train-labels "$T/y.npy" --freeze-dense --epochs 1 \
+    --batch 9 --optim sgd --lr 0.5 -o "$T/f2.st"
+expect 0 "$CLI" finetune "$T/s1.st" --train "$T/x.npy" --train-labels "$T/y.npy" --freeze-dense --epochs 1 \
+    --batch 9 --optim sgd --lr 0.5 -o "$T/f1.st" && same "$T/f2.st" "$T/f1.st" 1e-5
+
+# ---------------------------------------------------------------- language model, stop + resume
+LM=(--task lm --train "$T/c.txt" --hidden 16 --embed 8 --epochs 1 --batch 3 --bptt 5 --optim sgd --lr 1)
+expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --max-steps 6 --checkpoint "$T/lm.ck" -o "$T/l_part.st"
+[ -f "$T/lm.ck" ] || fail "no checkpoint written"
+expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --max-steps 12 --checkpoint "$T/lm.ck" --resume -o "$T/l2.st"
+expect 0 "$CLI" train "${LM[@]}" --max-steps 12 -o "$T/l1.st" && same "$T/l2.st" "$T/l1.st" 1e-5
+
+# A failure on the ranks ends the job with a nonzero status instead of hanging.
+if expect 1 "${MPI2[@]}" "$CLI" train --task classify --train "$T/missing.npy" --train-labels "$T/y.npy" -o "$T/z.st"; then
+    grep -q "missing.npy" "$T/err" || fail "the error does not name the file"
+fi
+
+if [ "$failures" -gt 0 ]; then
+    echo "$failures failure(s)"
+    exit 1
+fi
+echo "all MPI CLI checks passed"
