@@ -11,9 +11,11 @@ epochs=${2:-12}
 rank=16   # W_ih (512x28) and W_hh (512x128) at rank 16: 2*16*(540+640) = 37,760 vs 159,744 flops/step
 fl=${FL_CLI:-"$root/build/fastlstm"}
 mkdir -p "$work"
-[ -f "$work/train_x.npy" ] || /usr/bin/python3 "$root/tools/fashion_mnist.py" "$work"
+# 55,000 train / 5,000 validation (last of the official training set) / 10,000 test: the
+# validation set drives learning-rate decay; the test set is only read by the final eval.
+[ -f "$work/valid_x.npy" ] || /usr/bin/python3 "$root/tools/fashion_mnist.py" --valid 5000 "$work"
 data=(--train "$work/train_x.npy" --train-labels "$work/train_y.npy"
-      --valid "$work/test_x.npy" --valid-labels "$work/test_y.npy")
+      --valid "$work/valid_x.npy" --valid-labels "$work/valid_y.npy")
 common=(--batch 64 --lr 0.002 --lr-decay 0.5 --patience 1 --threads 1 --seed 1)
 export OPENBLAS_NUM_THREADS=1
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
-      libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy)
+      libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy dataset-fashion-mnist)
 
 missing=()
 for p in "${PKGS[@]}"; do

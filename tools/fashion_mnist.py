@@ -9,6 +9,8 @@ usage: fashion_mnist.py [--src DIR] [--limit N] OUT_DIR
   --src    directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
            (default /usr/share/datasets/fashion-mnist, Debian package dataset-fashion-mnist)
   --limit  keep only the first N examples of each split (quick runs)
+  --valid  hold out the last N training examples as OUT/valid_{x,y}.npy (model selection and
+           learning-rate decay then never see the test set)
 
 example:
   python3 tools/fashion_mnist.py /tmp/fmnist
@@ -44,6 +46,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--src", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--valid", type=int, default=0)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -53,6 +56,14 @@ def main():
             sys.exit(f"{split}: images {x.shape} and labels {y.shape} do not match")
         if a.limit > 0:
             x, y = x[: a.limit], y[: a.limit]
+        if split == "train" and a.valid > 0:
+            if a.valid >= x.shape[0]:
+                sys.exit(f"--valid {a.valid} leaves no training data ({x.shape[0]} examples)")
+            vx, vy = x[-a.valid:], y[-a.valid:]
+            x, y = x[: -a.valid], y[: -a.valid]
+            np.save(os.path.join(a.out, "valid_x.npy"), (vx.astype(np.float32) / 255.0))
+            np.save(os.path.join(a.out, "valid_y.npy"), vy.astype(np.int32))
+            print(f"valid: last {a.valid} training sequences -> {a.out}")
         np.save(os.path.join(a.out, f"{split}_x.npy"), (x.astype(np.float32) / 255.0))
         np.save(os.path.join(a.out, f"{split}_y.npy"), y.astype(np.int32))
         print(f"{split}: {x.shape[0]} sequences of {x.shape[1]} steps x {x.shape[2]} features -> {a.out}")
