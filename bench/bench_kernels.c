@@ -5,7 +5,8 @@
  *   bench_kernels [--quick] [--levels] [--H n] [--B n] [--threads n]
  *     --levels   also time every kernel level this CPU has (ref, avx2, avx512)
  *     --H/--B    one hidden size / batch instead of the default set
- * Set OPENBLAS_NUM_THREADS=1 for a fair one-thread baseline. */
+ * Set OPENBLAS_NUM_THREADS=1 for a fair one-thread baseline. Wall-clock medians: on a shared
+ * machine prefer bench_roofline (thread CPU time) for one-thread figures. */
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "recurrent.h"

@@ -259,6 +259,15 @@ int cmd_decompose(int argc, char **argv) {
     }
     for (size_t i = 0; i < nmat; i++)
         if (specs[i].method != FL_METHOD_DENSE && specs[i].rank == 0 && o.rank > 0) specs[i].rank = o.rank;
+    // A decomposed target without a rank needs --tol or --budget: a usage error, caught before any work.
+    for (size_t i = 0; i < nmat && !(o.tol > 0) && !(o.budget > 0); i++)
+        if (specs[i].method != FL_METHOD_DENSE && specs[i].rank == 0) {
+            fl_matrix_info mi;
+            if (fl_model_matrix_info(m, i, &mi)) snprintf(mi.name, sizeof mi.name, "matrix %zu", i);
+            rc = cli_fail(CMD, CLI_USAGE, "%s: %s needs a rank: give --rank, --tol or --budget, or a rank in "
+                          "--layer / --head-rank (see 'fastlstm decompose --help')", mi.name, method_name(specs[i].method));
+            goto done;
+        }
     o.specs = specs;
     o.include_head = head;
     if ((st = fl_model_decompose_ex(m, &o, on_progress, &p, &dm))) {

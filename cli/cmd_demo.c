@@ -20,7 +20,19 @@ static void demo_usage(FILE *f) {
             "and prints the speedup next to the parameter and flop reductions.\n\n"
             "Random weights have a flat singular spectrum, so the decomposed outputs move far from the\n"
             "dense ones: the deviation printed is the honest figure for such weights. Trained weights\n"
-            "compress far better, and fine-tuning (fastlstm finetune) wins back the rest.\n");
+            "compress far better, and fine-tuning (fastlstm finetune) wins back the rest.\n\n"
+            "options:\n"
+            "  --hidden H     input and hidden size (default 650)\n"
+            "  --layers L     stacked LSTM layers (default 2)\n"
+            "  --seq T        steps per sequence (default 35)\n"
+            "  --batch B      sequences per run (default 1)\n"
+            "  --rank R       rank of every decomposed matrix (default hidden / 8)\n"
+            "  --method M     svd (default) or cp\n"
+            "  --reps N       timed runs per model (default 30)\n"
+            "  --threads N    worker threads (default 1)\n"
+            "  -h, --help     show this help\n\n"
+            "example:\n"
+            "  fastlstm demo --hidden 256 --rank 32 --batch 4\n");
 }
 
 /* Median seconds of `reps` runs after `reps / 4 + 1` warm-up runs. */
@@ -35,7 +47,7 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t) {
         fl_session_free(s);
-        return FL_ERR_NOMEM;
+        return fl_fail(FL_ERR_NOMEM, "out of memory for %d timing samples", reps);
     }
     for (int i = 0; i < reps / 4 + 1 && !st; i++) st = fl_session_run(s, io);
     for (int i = 0; i < reps && !st; i++) {

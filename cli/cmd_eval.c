@@ -92,7 +92,12 @@ int cmd_eval(int argc, char **argv) {
     }
     fl_eval_result ev;
     if ((st = fl_model_evaluate(m, d, batch ? (int)batch : lm ? 1 : 256, (int)bptt, &ev))) {
-        rc = cli_fail_status(CMD, st);
+        /* errors about the data's fit to the model say "evaluation data": name the file too */
+        const char *e = fl_last_error();
+        if (!strncmp(e, "evaluation data", 15))
+            rc = cli_fail(CMD, CLI_ERR, "%s: %s (%s)", fl_status_str(st), e, data);
+        else
+            rc = cli_fail_status(CMD, st);
         goto done;
     }
     if (json) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void print_bytes(FILE *f, size_t b) {
     if (b >= (1u << 20) && b % (1u << 20) == 0) fprintf(f, "%zu MiB", b >> 20);
@@ -92,11 +93,20 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
 int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet, fl_profile *out) {
     char def[4096];
     fl_status st;
+    const bool given = path != NULL;
     if (!path) {
         if ((st = fl_profile_default_path(def, sizeof def))) return cli_fail_status(cmd, st);
         path = def;
     }
-    if (!refresh && fl_profile_load(path, out) == FL_OK) return CLI_OK;
+    if (!refresh && (st = fl_profile_load(path, out)) == FL_OK) return CLI_OK;
+    if (!refresh && access(path, F_OK) == 0) {
+        /* A file that exists but does not load: the user's own file is an error (it would be
+         * overwritten otherwise); the default cache is measured again, with a note. */
+        if (given)
+            return cli_fail(cmd, CLI_ERR, "%s: %s (fastlstm profile --refresh --profile %s measures this machine again)",
+                            fl_status_str(st), fl_last_error(), path);
+        if (!quiet) fprintf(stderr, "fastlstm %s: ignoring the saved profile: %s\n", cmd, fl_last_error());
+    }
     if (!quiet) fprintf(stderr, "fastlstm %s: measuring the machine profile (a few seconds)...\n", cmd);
     if ((st = fl_profile_measure(out))) return cli_fail_status(cmd, st);
     if ((st = fl_profile_save(out, path)) && !quiet)

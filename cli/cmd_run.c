@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,20 @@ static fl_status load_state(const char *path, const fl_arch *a, int B, fl_npy *s
     if (s->ndim != 3 || s->shape[0] != a->layers || s->shape[1] != B || s->shape[2] != a->hidden)
         return fl_fail(FL_ERR_SHAPE, "%s: initial state must have shape (%d, %d, %d) = (layers, batch, hidden)", path,
                        a->layers, B, a->hidden);
+    // Checked here (fl_session_run checks again) so the error names this file.
+    const float *p = s->data;
+    for (size_t i = 0; i < s->count; i++)
+        if (!isfinite(p[i]))
+            return fl_fail(FL_ERR_NONFINITE, "%s: [layer %zu, batch %zu, unit %zu] is not finite (%g)", path,
+                           i / ((size_t)B * a->hidden), i / a->hidden % B, i % a->hidden, (double)p[i]);
     return FL_OK;
+}
+
+/* Prefix the library's error detail with the input file (copied first: fl_fail writes that buffer). */
+static fl_status name_input(fl_status st, const char *path) {
+    char detail[768];
+    snprintf(detail, sizeof detail, "%s", fl_last_error());
+    return fl_fail(st, "%s: %s", path, detail);
 }
 
 /* Checks the input against the model; sets B and T. Token ids are converted to int32 in place. */
@@ -103,6 +117,8 @@ static int run(const char *model, const char *in, const char *out, const char *h
                         .x = a->vocab > 0 ? NULL : x.data, .tokens = a->vocab > 0 ? x.data : NULL,
                         .h0 = h0.data, .c0 = c0.data, .y = y, .hn = hn, .cn = cn};
         st = fl_session_run(s, &io);
+        // The states were checked by load_state, so a finiteness error here is about X.
+        if (st == FL_ERR_NONFINITE) st = name_input(st, in);
     }
     if (!st) {
         int64_t shape[3];

@@ -223,9 +223,14 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         if (strcmp(tokens, "word") && strcmp(tokens, "char"))
             return cli_fail(CMD, CLI_USAGE, "--tokens expects word or char, got '%s'", tokens);
     }
-    if (!lm && !train_y) return cli_fail(CMD, CLI_USAGE, "--train-labels is required for classification");
-    if (!lm && valid && !valid_y) return cli_fail(CMD, CLI_USAGE, "--valid needs --valid-labels");
-    if (lm && (train_y || valid_y)) return cli_fail(CMD, CLI_USAGE, "a language model takes no labels");
+    const char *bad = !lm && !train_y             ? "--train-labels is required for classification"
+                      : !lm && valid && !valid_y  ? "--valid needs --valid-labels"
+                      : lm && (train_y || valid_y) ? "a language model takes no labels"
+                                                  : NULL;
+    if (bad) {
+        fl_model_free(m); /* finetune: the loaded model */
+        return cli_fail(CMD, CLI_USAGE, "%s", bad);
+    }
 
     long vocab_cap = 10000, classes = 0, hidden = 128, layers = 1, embed = 128, epochs = 10, max_steps = 0;
     long head_rank = 0, batch = lm ? 20 : 32, bptt = 35, pat = 0, seed = 1, iseed = -1, every = 0, threads = 0;
@@ -365,8 +370,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         } else {
             int dim = fl_dataset_dim(dtrain);
             a.head = FL_HEAD_LAST_STEP;
-            a.head_out = fl_dataset_classes(dtrain);
-            if (dvalid && fl_dataset_classes(dvalid) > a.head_out) a.head_out = fl_dataset_classes(dvalid);
+            a.head_out = fl_dataset_classes(dtrain); /* the validation set was loaded with this count */
             if (dim > 0) a.input = dim;
             else {
                 /* token ids: the vocabulary is the largest id in the training/validation data + 1 */

@@ -36,9 +36,14 @@ has() {
 "$PY" -c 'import torch, numpy' || { echo "FAIL: $PY lacks torch/numpy"; exit 1; }
 
 # ---------------------------------------------------------------- help
-for c in init info run bench; do
-    expect 0 "$CLI" "$c" --help && has out "usage: fastlstm $c" && has out "example"
+for c in demo version init info run bench decompose profile plan compress train finetune eval; do
+    expect 0 "$CLI" "$c" --help && has out "usage: fastlstm $c"
 done
+for c in demo version init info run bench decompose; do
+    expect 0 "$CLI" "$c" --help && has out "example"
+done
+expect 0 "$CLI" version && has out "fastlstm "
+expect 2 "$CLI" version extra && has err "'extra'"
 
 # ---------------------------------------------------------------- init
 expect 0 "$CLI" init --input 5 --hidden 8 --layers 2 --seed 3 -o "$T/feat.st"
@@ -153,6 +158,7 @@ np.save('$T/bad_ids.npy', np.array([[0, 13]], dtype=np.int64))
 np.save('$T/xf_badD.npy', r.randn(3, 6, 4).astype(np.float32))
 np.save('$T/xf_nan.npy', np.full((1, 2, 5), np.nan, dtype=np.float32))
 np.save('$T/h0_bad.npy', r.randn(2, 2, 8).astype(np.float32))
+h = r.randn(2, 3, 8).astype(np.float32); h[1, 2, 5] = np.inf; np.save('$T/h0_inf.npy', h)
 " || fail "writing inputs"
 # A model file written by other code: PyTorch modules' own initialisation, tensors in state_dict
 # order with 64-byte aligned offsets, minimal metadata (no method.* / rel_error.* keys).
@@ -237,11 +243,63 @@ expect 1 "$CLI" run "$T/lm.st" --input "$T/xf.npy" --output "$T/y.npy" && has er
 expect 1 "$CLI" run "$T/lm.st" --input "$T/bad_ids.npy" --output "$T/y.npy" && has err "FL_ERR_DATA" && has err "bad_ids.npy"
 expect 1 "$CLI" run "$T/feat.st" --input "$T/ids64.npy" --output "$T/y.npy" && has err "FL_ERR_DTYPE"
 expect 1 "$CLI" run "$T/feat.st" --input "$T/xf_badD.npy" --output "$T/y.npy" && has err "FL_ERR_SHAPE" && has err "xf_badD.npy"
-expect 1 "$CLI" run "$T/feat.st" --input "$T/xf_nan.npy" --output "$T/y.npy" && has err "FL_ERR_NONFINITE"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf_nan.npy" --output "$T/y.npy" && has err "FL_ERR_NONFINITE" &&
+    has err "xf_nan.npy: " && has err "x[batch 0, step 0, feature 0]"
+expect 1 "$CLI" run "$T/feat.st" --input "$T/xf.npy" --output "$T/y.npy" --h0 "$T/h0.npy" --c0 "$T/h0_inf.npy" &&
+    has err "FL_ERR_NONFINITE" && has err "h0_inf.npy: [layer 1, batch 2, unit 5]"
 expect 1 "$CLI" run "$T/feat.st" --input "$T/xf.npy" --output "$T/y.npy" --h0 "$T/h0_bad.npy" && has err "FL_ERR_SHAPE"
 expect 1 "$CLI" run "$T/feat.st" --input "$T/missing.npy" --output "$T/y.npy" && has err "FL_ERR_IO" && has err "missing.npy"
 expect 1 "$CLI" run "$T/feat.st" --input "$T/xf.npy" --output "$T/no/such/dir/y.npy" && has err "FL_ERR_IO"
 expect 1 "$CLI" init --input 4 --hidden 4 --layers 1 -o "$T/no/such/dir/m.st" && has err "FL_ERR_IO"
+
+# ---------------------------------------------------------------- tools/export_torch.py
+EXPORT="${FL_SOURCE_DIR:-$(dirname "$0")/..}/tools/export_torch.py"
+"$PY" -c "
+import torch
+torch.manual_seed(0)
+l = torch.nn.LSTM(3, 4, 2)
+sd = {'lstm.' + k: v.clone() for k, v in l.state_dict().items()}
+torch.save(sd, '$T/sd.pt')
+sd['lstm.weight_hh_l1'][5, 2] = float('nan')
+torch.save(sd, '$T/sd_nan.pt')
+" || fail "writing state dicts"
+expect 0 "$PY" "$EXPORT" "$T/sd.pt" -o "$T/exported.st"
+expect 0 "$CLI" info "$T/exported.st" && has out "lstm.weight_hh_l1"
+expect 1 "$PY" "$EXPORT" "$T/sd_nan.pt" -o "$T/exported_nan.st" && has err "lstm.weight_hh_l1: non-finite value nan at index (5, 2)"
+[ -e "$T/exported_nan.st" ] && fail "export_torch.py wrote a file for a NaN state dict"
+expect 2 "$PY" "$EXPORT" -o "$T/x.st"
+
+# ---------------------------------------------------------------- decompose, demo
+expect 0 "$CLI" decompose "$T/feat.st" -o "$T/feat_svd.st" --rank 2 && has out "wrote $T/feat_svd.st" &&
+    has err "lstm.weight_hh_l1"
+expect 0 "$CLI" info "$T/feat_svd.st" --json && cp "$T/out" "$T/feat_svd.json"
+"$PY" -c "
+import json; r = json.load(open('$T/feat_svd.json'))
+m = r['matrices']
+assert [x['method'] for x in m] == ['svd'] * 4 and all(x['rank'] == 2 for x in m), m
+assert all(0 < x['rel_error'] < 1 for x in m), m
+" || fail "decompose --rank 2: info of the result"
+expect 0 "$CLI" run "$T/feat_svd.st" --input "$T/xf.npy" --output "$T/y_svd.npy"
+expect 0 "$CLI" decompose "$T/lm.st" -o "$T/lm_mix.st" --tol 0.9 --head --layer 1:ih=dense,hh=cp:3 --max-iter 5
+expect 0 "$CLI" info "$T/lm_mix.st" && has out "cp" && has out "dense"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" && has err "needs a rank"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --method cp --layer 0:hh=cp:2 && has err "lstm.weight_ih_l0"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 2 --tol 0.1 && has err "only one of"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 0 && has err "--rank"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 2 --layer 2:ih=svd && has err "--layer"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 2 --layer 0:xx=svd && has err "--layer"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 2 --head && has err "has no head"
+expect 2 "$CLI" decompose "$T/feat.st" --rank 2 && has err "-o OUT"
+expect 2 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --method qr --rank 2 && has err "--method"
+expect 1 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 6 && has err "FL_ERR_ARG" &&
+    has err "lstm.weight_ih_l0: SVD rank 6 exceeds min(32, 5) = 5"
+expect 1 "$CLI" decompose "$T/nope.st" -o "$T/x.st" --rank 2 && has err "$T/nope.st"
+[ -e "$T/x.st" ] && fail "a failed decompose wrote its output"
+expect 0 "$CLI" demo --hidden 16 --layers 1 --seq 3 --reps 1 && has out "speedup" && has out "svd"
+expect 0 "$CLI" demo --hidden 16 --layers 1 --seq 3 --reps 1 --method cp --rank 3 && has out "cp"
+expect 2 "$CLI" demo --hidden 3 && has err "--hidden"
+expect 2 "$CLI" demo --hidden 16 --rank 17 && has err "--rank"
+expect 2 "$CLI" demo --method qr && has err "--method"
 
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)"

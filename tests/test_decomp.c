@@ -438,6 +438,19 @@ static void test_decompose_degenerate(void **state) {
     assert_non_null(strstr(fl_last_error(), "head"));
     specs[4] = (fl_mat_spec){FL_METHOD_SVD, -1};
     assert_int_equal(fl_model_decompose(m, &o, &dm), FL_ERR_ARG);
+    /* CP above min(4H, 4n, Hn) = min(32, 32, 64) for weight_hh (H = 8): never needed, refused before
+     * ALS sizes its (R, R) work matrices by it. */
+    specs[4] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+    specs[1] = (fl_mat_spec){FL_METHOD_CP, 33};
+    assert_int_equal(fl_model_decompose(m, &o, &dm), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "lstm.weight_hh_l0: CP rank 33 exceeds 32 = min(4H, 4N, HN)"));
+    specs[1] = (fl_mat_spec){FL_METHOD_CP, 65536};
+    assert_int_equal(fl_model_decompose(m, &o, &dm), FL_ERR_ARG);
+    specs[1] = (fl_mat_spec){FL_METHOD_CP, 32};
+    o.cp_max_iter = 2;
+    assert_int_equal(fl_model_decompose(m, &o, &dm), FL_OK);
+    fl_model_free(dm);
+    o.cp_max_iter = fl_decomp_opts_default().cp_max_iter;
     o.specs = NULL;
     o.rank = 2;
     o.cp_max_iter = 0;

@@ -22,7 +22,7 @@
 
 #include "fastlstm/fastlstm.h"
 #include "internal.h"
-#include "kernels/kernels.h"
+#include "kernels/rec_kernels.h"
 #include "npy.h"
 
 #define TOL 1e-5
@@ -123,7 +123,7 @@ static void test_case(void **state) {
     double ey = max_abs_diff(yo, y.data, ny), eh = max_abs_diff(hno, hn.data, hn.count),
            ec = max_abs_diff(cno, cn.data, cn.count);
     print_message("%-24s kernels=%s  batch-major max|err| y %.2e  h_n %.2e  c_n %.2e\n", name,
-                  fl_kernels_get()->name, ey, eh, ec);
+                  fl_rec_kernels_get()->name, ey, eh, ec);
     check_close("batch-major y", name, yo, y.data, ny);
     check_close("batch-major h_n", name, hno, hn.data, hn.count);
     check_close("batch-major c_n", name, cno, cn.data, cn.count);
@@ -180,6 +180,33 @@ static void test_case(void **state) {
     print_message("%-24s streaming max|err| %.2e\n", name, es_max);
     if (!(es_max <= TOL)) fail_msg("%s: streaming max abs error %.3g > %g", name, es_max, TOL);
 
+    /* streaming from PyTorch's (h0, c0) through fl_session_set_state (zeros when the case has none),
+     * against y; then fl_session_get_state against (h_n, c_n) */
+    st = fl_session_set_state(s, B, h0.data, c0.data);
+    if (st) fail_msg("fl_session_set_state: %s: %s", fl_status_str(st), fl_last_error());
+    double ess_max = 0;
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            if (a->vocab > 0) ts[b] = ((const int32_t *)tok.data)[(size_t)b * T + t];
+            else memcpy(xs + (size_t)b * D, (const float *)x.data + ((size_t)b * T + t) * D, (size_t)D * sizeof(float));
+        }
+        st = fl_session_step(s, B, a->vocab > 0 ? NULL : xs, a->vocab > 0 ? ts : NULL, ys);
+        if (st) fail_msg("fl_session_step: %s: %s", fl_status_str(st), fl_last_error());
+        if (a->head == FL_HEAD_LAST_STEP && t != T - 1) continue;
+        for (int b = 0; b < B; b++) {
+            const float *want = (const float *)y.data + (a->head == FL_HEAD_LAST_STEP ? (size_t)b * V
+                                                                                      : ((size_t)b * T + t) * V);
+            double e = max_abs_diff(ys + (size_t)b * V, want, (size_t)V);
+            if (!(e <= ess_max)) ess_max = e;
+        }
+    }
+    print_message("%-24s streaming from (h0, c0) max|err| %.2e\n", name, ess_max);
+    if (!(ess_max <= TOL)) fail_msg("%s: streaming from (h0, c0) max abs error %.3g > %g", name, ess_max, TOL);
+    st = fl_session_get_state(s, B, hno, cno);
+    if (st) fail_msg("fl_session_get_state: %s: %s", fl_status_str(st), fl_last_error());
+    check_close("streaming h_n", name, hno, hn.data, hn.count);
+    check_close("streaming c_n", name, cno, cn.data, cn.count);
+
     free(xs);
     free(ys);
     free(ts);
@@ -194,11 +221,11 @@ static void test_case(void **state) {
     fl_model_free(m);
 }
 
-/* The forced kernel level is the one in use (FL_KERNELS=ref for test_golden_ref). */
+/* The forced kernel level is the one the recurrent step uses (FL_KERNELS=ref for test_golden_ref). */
 static void test_kernel_level(void **state) {
     (void)state;
     const char *want = getenv("FL_KERNELS");
-    const char *got = fl_kernels_get()->name;
+    const char *got = fl_rec_kernels_get()->name;
     print_message("kernel level in use: %s (FL_KERNELS=%s)\n", got, want ? want : "(unset)");
     if (want && strcmp(want, "ref") == 0) assert_string_equal(got, "ref");
 }

@@ -224,6 +224,36 @@ static void test_ref_formula(void **state) {
     }
 }
 
+/* A NaN in any gate pre-activation or in c gives NaN where ref gives NaN, at every level (a clamp
+ * inside exp must not turn NaN into a finite value), and finite values elsewhere. */
+static void test_nan_propagates(void **state) {
+    (void)state;
+    const int H = 37;  // full vectors and a remainder at both widths
+    float g[4 * 37], c1[37], c2[37], h1[37], h2[37];
+    for (size_t l = 0; l < sizeof FAST_LEVELS / sizeof *FAST_LEVELS; l++) {
+        const fl_kernels *k = fl_kernels_by_name(FAST_LEVELS[l]);
+        if (!k) continue;
+        for (int where = 0; where < 5; where++) {  // gate i, f, g, o, or c
+            uint64_t s = 11 + (uint64_t)where;
+            for (int i = 0; i < 4 * H; i++) g[i] = uni(&s, -3, 3);
+            for (int j = 0; j < H; j++) c1[j] = c2[j] = uni(&s, -2, 2);
+            for (int j = 3; j < H; j += 8) {  // lanes 3, 11, 19, 27, 35 (the last in the remainder)
+                if (where < 4) g[where * H + j] = NAN;
+                else c1[j] = c2[j] = NAN;
+            }
+            fl_kernels_ref.lstm_cell(1, H, g, 4 * H, c1, H, h1, H);
+            k->lstm_cell(1, H, g, 4 * H, c2, H, h2, H);
+            for (int j = 0; j < H; j++) {
+                if (isnan(c1[j]) != isnan(c2[j]) || isnan(h1[j]) != isnan(h2[j]))
+                    fail_msg("%s: NaN in %s at unit %d: ref c %g h %g, fast c %g h %g", k->name,
+                             (const char *[]){"i", "f", "g", "o", "c"}[where], j, (double)c1[j], (double)h1[j],
+                             (double)c2[j], (double)h2[j]);
+                if (j % 8 == 3) assert_true(isnan(h2[j]));  // every NaN input reaches h
+            }
+        }
+    }
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     assert_non_null(fl_kernels_by_name("ref"));
@@ -254,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_cell_vs_ref),
         cmocka_unit_test(test_nonlinearity_ulp),
         cmocka_unit_test(test_cell_sweep),
+        cmocka_unit_test(test_nan_propagates),
         cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

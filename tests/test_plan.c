@@ -274,17 +274,39 @@ static void test_cost_low_rank(void **state) {
     double fr = 2 * 20, fa = 2 * 26 + 2 * 20 / 4.0, br = 40, ba = (9 + 10) * 4 / 4.0;
     assert_close(c.step_flops, fr + fa, 1e-12);
     assert_close(c.step_bytes, br + ba, 1e-12);
-    /* amortised terms per matrix: W_ih max(9/100, 52/240), head max(10/100, 10/240) */
-    assert_close(c.seconds, fmax(br / 100, fr / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 240) + 0.5,
+    /* amortised terms per matrix: W_ih over T*B = 8 rows, max(9/100, 52/min(1000, 8*30)); the
+     * last-step head runs once per sequence on B = 2 rows: max(10/100, 10/min(1000, 2*30)) */
+    assert_close(c.seconds, fmax(br / 100, fr / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5,
                  1e-12);
     /* Kernel efficiencies: SVD recurrent at half speed, CP GEMM at a quarter. */
     p.rec_efficiency[FL_METHOD_SVD] = 0.5;
     p.gemm_efficiency[FL_METHOD_CP] = 0.25;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, fmax(br / 50, fr / 30) + fmax(9.0 / 100, 52.0 / 60) + fmax(10.0 / 100, 10.0 / 240) + 0.5,
+    assert_close(c.seconds, fmax(br / 50, fr / 30) + fmax(9.0 / 100, 52.0 / 60) + fmax(10.0 / 100, 10.0 / 60) + 0.5,
                  1e-12);
     p.rec_efficiency[FL_METHOD_SVD] = 0;
     p.gemm_efficiency[FL_METHOD_CP] = 0;
+
+    /* Batch 20, seq 35, with measured tables: the recurrent step is a 20-row product (rec table
+     * between 16 and 64 rows), W_ih one GEMM over 700 rows (the 256-row rate), the last-step head a
+     * 20-row GEMM (gemm table between 16 and 64 rows). All dense: W_ih 8x3, W_hh 8x2, head 5x2. */
+    {
+        fl_mat_spec dense[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_DENSE, 0}, {FL_METHOD_DENSE, 0}};
+        double g[4] = {40, 160, 320, 640}, rt[4] = {50, 90, 200, 400};
+        memcpy(p.gemm_rows_flops, g, sizeof g);
+        memcpy(p.rec_rows_flops, rt, sizeof rt);
+        const double u = log(20.0 / 16) / log(4.0); /* 20 rows, in log between 16 and 64 */
+        const double rate_r = 90 + u * (200 - 90), rate_h = 160 + u * (320 - 160);
+        assert_int_equal(fl_cost_predict(&p, &a, dense, 20, 35, 1, &c), FL_OK);
+        const double t_hh = fmax(64.0 / 100, 20 * 32.0 / rate_r);
+        const double t_ih = fmax(96.0 / 35 / 100, 20 * 48.0 / 640);
+        const double t_head = fmax(40.0 / 35 / 100, 20 * 20.0 / 35 / rate_h);
+        assert_close(c.step_flops, 20 * 32.0 + 20 * 48.0 + 20 * 20.0 / 35, 1e-9);
+        assert_close(c.compute_seconds, 20 * 32.0 / rate_r + 20 * 48.0 / 640 + 20 * 20.0 / 35 / rate_h, 1e-12);
+        assert_close(c.seconds, t_hh + t_ih + t_head + 0.5, 1e-12);
+        memset(p.gemm_rows_flops, 0, sizeof p.gemm_rows_flops);
+        memset(p.rec_rows_flops, 0, sizeof p.rec_rows_flops);
+    }
 
     /* Two layers run one after the other: each W_hh (64 B) is its own working set and fits 3/4 of a
      * 100-byte cache although both together (128 B) would not. W_ih: 8x3 then 8x2. */
@@ -558,36 +580,36 @@ static void test_bad_inputs(void **state) {
     classifier_free(&c);
 }
 
-/* Allocation failing at any point of a plan returns FL_ERR_NOMEM and leaks nothing (ASan).
- * Runs only with FL_TEST_ALLOC_FAILURES=1 for now: a failure injected into the session's
- * recurrent-step scratch (fl_rec_set_threads, whose status session.c ignores) leaves a NULL
- * scratch that fl_session_run then writes to, in code outside the planner. */
+/* Allocation failing at any point of a plan returns FL_ERR_NOMEM and leaks nothing (ASan), with one
+ * and with two threads (the sessions' recurrent steps then allocate per-thread scratch and a
+ * worker pool: a failure there must leave no NULL scratch behind). */
 static void test_alloc_failures(void **state) {
     (void)state;
-    const char *on = getenv("FL_TEST_ALLOC_FAILURES");
-    if (!on || strcmp(on, "1") != 0) skip();
     classifier c;
     classifier_make(&c);
     fl_plan_data d = {.n = 8, .seq = 4, .dim = CD, .x = c.x, .labels = c.labels, .n_labels = 8};
-    fl_plan_opts o = classifier_opts(&d, 0.5);
-    o.max_evals = 6;
     fl_profile p = posed(256, 1e9, 1e9, 1e15);
-    int failures = 0;
-    fl_status st = FL_ERR_NOMEM;
-    for (long n = 0; n < 100000 && st != FL_OK; n += 1 + n / 16) {
-        fl_plan *plan = NULL;
-        fl_alloc_fail_after(n);
-        st = fl_plan_create(c.m, &p, &o, &plan);
-        fl_alloc_fail_after(-1);
-        if (st != FL_OK) {
-            assert_int_equal(st, FL_ERR_NOMEM);
-            assert_null(plan);
-            failures++;
+    for (int threads = 1; threads <= 2; threads++) {
+        fl_plan_opts o = classifier_opts(&d, 0.5);
+        o.max_evals = 6;
+        o.threads = threads;
+        int failures = 0;
+        fl_status st = FL_ERR_NOMEM;
+        for (long n = 0; n < 100000 && st != FL_OK; n += 1 + n / 16) {
+            fl_plan *plan = NULL;
+            fl_alloc_fail_after(n);
+            st = fl_plan_create(c.m, &p, &o, &plan);
+            fl_alloc_fail_after(-1);
+            if (st != FL_OK) {
+                assert_int_equal(st, FL_ERR_NOMEM);
+                assert_null(plan);
+                failures++;
+            }
+            fl_plan_free(plan);
         }
-        fl_plan_free(plan);
+        assert_int_equal(st, FL_OK);
+        assert_true(failures > 10);
     }
-    assert_int_equal(st, FL_OK);
-    assert_true(failures > 10);
     classifier_free(&c);
 }
 
@@ -662,9 +684,25 @@ static void test_cli(void **state) {
     rc = sh(err, sizeof err, "%s plan test_plan_model.safetensors --data test_plan_x.npy --max-loss -1 %s", cli, pose);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(err, "--max-loss"));
+    /* A --profile file that exists but does not load is an error naming it, and is left as it
+     * was (not measured over and overwritten). */
+    f = fopen("test_plan_badprof.json", "w");
+    assert_non_null(f);
+    fputs("{\"cores\": 2}", f);
+    fclose(f);
+    rc = sh(err, sizeof err, "%s profile --profile test_plan_badprof.json --json", cli);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "FL_ERR_FORMAT"));
+    assert_non_null(strstr(err, "test_plan_badprof.json"));
+    f = fopen("test_plan_badprof.json", "r");
+    assert_non_null(f);
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    assert_string_equal(text, "{\"cores\": 2}");
     const char *files[] = {"test_plan_model.safetensors", "test_plan_out.safetensors", "test_plan_x.npy",
                            "test_plan_y.npy", "test_plan_empty.npy", "test_plan_wide.npy",
-                           "test_plan_out.txt", "test_plan_err.txt"};
+                           "test_plan_out.txt", "test_plan_err.txt", "test_plan_badprof.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) remove(files[i]);
     classifier_free(&c);
 }

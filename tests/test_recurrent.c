@@ -161,8 +161,7 @@ static void test_cp(void **state) {
 /* The largest shape of the benchmarks: long sums, 94 blocks split over threads. */
 static void test_large(void **state) {
     (void)state;
-    check_config(1500, FL_METHOD_DENSE, 0, 1, 2);
-    check_config(1500, FL_METHOD_DENSE, 0, 3, 1);
+    check_config(1500, FL_METHOD_DENSE, 0, 2, 1);
     check_config(1500, FL_METHOD_SVD, 94, 1, 2);
     check_config(1500, FL_METHOD_SVD, 187, 5, 1);
     check_config(1500, FL_METHOD_CP, 94, 1, 2);

@@ -305,6 +305,89 @@ static void test_streaming(void **state) {
     fl_model_free(m);
 }
 
+/* get_state / set_state: a run's (h_n, c_n) handed to set_state continue as streams exactly like
+ * the rest of the sequence in one run; get_state reads back the run's final state; streams past
+ * `batch` are untouched; bad arguments and NaN fail with the state unchanged. */
+static void test_stream_state(void **state) {
+    (void)state;
+    const int B = 2, T = 5, T1 = 2, D = 3, H = 6, L = 2, MB = 3;
+    const fl_mat_spec specs[4] = {{FL_METHOD_SVD, 2}, {FL_METHOD_DENSE, 0}, {FL_METHOD_DENSE, 0}, {FL_METHOD_CP, 3}};
+    fl_model *m = make_model(0, D, H, L, FL_HEAD_NONE, 0, specs, 21);
+    fl_session *s = make_session(m, MB, T);
+    const size_t ns = (size_t)L * B * H;
+    float *x = rand_floats((size_t)T * B * D, 5, 1.0f);  // (T, B, D) time-major
+    float *y = calloc((size_t)T * B * H, 4), *y1 = calloc((size_t)T1 * B * H, 4), *ys = calloc((size_t)B * H, 4);
+    float *hn = calloc(ns, 4), *cn = calloc(ns, 4), *h1 = calloc(ns, 4), *c1 = calloc(ns, 4);
+    float *hg = calloc(ns, 4), *cg = calloc(ns, 4);
+    // the whole sequence in one run, and its first T1 steps
+    fl_run_io io = {.layout = FL_TIME_MAJOR, .batch = B, .seq = T, .x = x, .y = y, .hn = hn, .cn = cn};
+    assert_int_equal(fl_session_run(s, &io), FL_OK);
+    fl_run_io io1 = {.layout = FL_TIME_MAJOR, .batch = B, .seq = T1, .x = x, .y = y1, .hn = h1, .cn = c1};
+    assert_int_equal(fl_session_run(s, &io1), FL_OK);
+
+    // stream 2 gets some state of its own first; set_state(B = 2) must leave it alone
+    float x3[3 * 3] = {0.5f, -0.25f, 1.0f, 0.1f, 0.2f, 0.3f, -1.0f, 0.75f, 0.5f}, y3[3 * 6];
+    assert_int_equal(fl_session_step(s, MB, x3, NULL, y3), FL_OK);
+    float *before = calloc((size_t)L * MB * H, 4), *after = calloc((size_t)L * MB * H, 4);
+    assert_int_equal(fl_session_get_state(s, MB, before, NULL), FL_OK);
+
+    assert_int_equal(fl_session_set_state(s, B, h1, c1), FL_OK);
+    assert_int_equal(fl_session_get_state(s, B, hg, cg), FL_OK);
+    assert_memory_equal(hg, h1, ns * sizeof(float));
+    assert_memory_equal(cg, c1, ns * sizeof(float));
+    assert_int_equal(fl_session_get_state(s, MB, after, NULL), FL_OK);
+    for (int l = 0; l < L; l++)  // stream 2 of every layer unchanged
+        assert_memory_equal(after + ((size_t)l * MB + 2) * H, before + ((size_t)l * MB + 2) * H, H * sizeof(float));
+
+    // steps T1..T-1 continue the run
+    for (int t = T1; t < T; t++) {
+        assert_int_equal(fl_session_step(s, B, x + (size_t)t * B * D, NULL, ys), FL_OK);
+        assert_true(maxdiff_ff(ys, y + (size_t)t * B * H, (size_t)B * H) <= 1e-6);
+    }
+    assert_int_equal(fl_session_get_state(s, B, hg, cg), FL_OK);
+    assert_true(maxdiff_ff(hg, hn, ns) <= 1e-6);
+    assert_true(maxdiff_ff(cg, cn, ns) <= 1e-6);
+    assert_int_equal(fl_session_get_state(s, B, NULL, cg), FL_OK);  // one half only
+    assert_true(maxdiff_ff(cg, cn, ns) <= 1e-6);
+
+    // errors leave the state as it was
+    float *nan_h = calloc(ns, 4);
+    nan_h[(size_t)(1 * B + 1) * H + 4] = NAN;  // layer 1, stream 1, unit 4
+    assert_int_equal(fl_session_set_state(s, B, h1, nan_h), FL_ERR_NONFINITE);
+    assert_non_null(strstr(fl_last_error(), "c[layer 1, stream 1, unit 4]"));
+    assert_int_equal(fl_session_set_state(s, 0, h1, c1), FL_ERR_ARG);
+    assert_int_equal(fl_session_set_state(s, MB + 1, h1, c1), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "batch 4 outside [1, 3]"));
+    assert_int_equal(fl_session_set_state(NULL, B, h1, c1), FL_ERR_ARG);
+    assert_int_equal(fl_session_get_state(s, B, hg, cg), FL_OK);
+    assert_true(maxdiff_ff(hg, hn, ns) <= 1e-6);
+    assert_true(maxdiff_ff(cg, cn, ns) <= 1e-6);
+    assert_int_equal(fl_session_get_state(s, B, NULL, NULL), FL_ERR_ARG);
+    assert_int_equal(fl_session_get_state(s, 0, hg, cg), FL_ERR_ARG);
+    assert_int_equal(fl_session_get_state(NULL, B, hg, cg), FL_ERR_ARG);
+
+    // NULL halves set zeros: the same as a reset of those streams
+    assert_int_equal(fl_session_set_state(s, B, NULL, NULL), FL_OK);
+    assert_int_equal(fl_session_step(s, B, x, NULL, ys), FL_OK);
+    assert_true(maxdiff_ff(ys, y, (size_t)B * H) <= 1e-6);
+
+    free(before);
+    free(after);
+    free(nan_h);
+    free(x);
+    free(y);
+    free(y1);
+    free(ys);
+    free(hn);
+    free(cn);
+    free(h1);
+    free(c1);
+    free(hg);
+    free(cg);
+    fl_session_free(s);
+    fl_model_free(m);
+}
+
 /* A last-step head gives the per-step head's output at the last step (same weights). */
 static void test_last_step_head(void **state) {
     (void)state;
@@ -508,6 +591,29 @@ static void test_create_args(void **state) {
     fl_model_free(m);
 }
 
+/* Model description functions accept NULL; too-large architectures say which size is too large. */
+static void test_model_args(void **state) {
+    (void)state;
+    assert_int_equal(fl_model_num_matrices(NULL), 0);
+    assert_null(fl_model_arch(NULL));
+    assert_int_equal(fl_model_num_params(NULL), 0);
+    assert_int_equal(fl_model_flops_per_step(NULL), 0);
+    fl_model *m = (fl_model *)&m;
+    fl_arch a = {.vocab = 0, .input = 8, .hidden = 1 << 14, .layers = 1, .head = FL_HEAD_NONE, .head_out = 0};
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
+    assert_null(m);
+    assert_non_null(strstr(fl_last_error(), "hidden 16384"));
+    a = (fl_arch){.vocab = 1 << 20, .input = 1 << 10, .hidden = 4, .layers = 1, .head = FL_HEAD_NONE, .head_out = 0};
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "embedding of vocab 1048576 x input 1024"));
+    a = (fl_arch){.vocab = 0, .input = 4, .hidden = 4, .layers = 1025, .head = FL_HEAD_NONE, .head_out = 0};
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "layers 1025"));
+    a = (fl_arch){.vocab = 0, .input = 4, .hidden = 4, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 1 << 29};
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "head_out 536870912 x hidden 4"));
+}
+
 /* Every allocation failure during create returns FL_ERR_NOMEM, sets *out = NULL and leaks nothing
  * (ASan checks the last part). */
 static void test_alloc_failure(void **state) {
@@ -541,10 +647,12 @@ int main(void) {
         cmocka_unit_test(test_run_matches_reference),
         cmocka_unit_test(test_layouts_and_aliasing),
         cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_stream_state),
         cmocka_unit_test(test_last_step_head),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_create_args),
+        cmocka_unit_test(test_model_args),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -252,6 +252,101 @@ static void test_optimizer_formulas(void **st) {
     fl_dataset_free(d);
 }
 
+/* Three steps of SGD with momentum and of Adam, both with weight decay, against torch.optim's
+ * update rules in double: g' = g + wd p; SGD: buf = g' (first step), then mu buf + g'; p -= lr buf.
+ * Adam: m = b1 m + (1 - b1) g', v = b2 v + (1 - b2) g'^2,
+ * p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps). Each step's gradient is taken at the
+ * trainer's own parameters (same batch: the whole set, unshuffled), so the optimiser state is the
+ * only thing carried between steps. */
+static void test_optimizer_steps(void **st) {
+    fl_dataset *d = sign_task(16, 5, 9);
+    for (int mode = 0; mode < 2; mode++) {
+        fl_model *m = classifier(6, 2, FL_METHOD_DENSE, 0), *g;
+        fl_train_opts o = fl_train_opts_default();
+        o.batch = 16;
+        o.shuffle = 0;
+        o.optim = mode ? FL_OPTIM_ADAM : FL_OPTIM_SGD;
+        o.lr = mode ? 0.01f : 0.1f;
+        o.momentum = 0.9f;
+        o.beta1 = 0.8f;
+        o.beta2 = 0.95f;
+        o.eps = 1e-3f;
+        o.weight_decay = 0.05f;
+        fl_trainer *t;
+        assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+        assert_int_equal(fl_model_create(&m->arch, NULL, &g), FL_OK);
+        fl_bptt *w;
+        assert_int_equal(fl_bptt_create(m, 16, 5, &w), FL_OK);
+        float x[80];
+        int32_t y[16];
+        for (int b = 0; b < 16; b++) {
+            y[b] = d->labels[b];
+            for (int s = 0; s < 5; s++) x[s * 16 + b] = d->x[b * 5 + s];
+        }
+        const size_t n = m->n_params;
+        double *s1 = calloc(n, sizeof(double)), *s2 = calloc(n, sizeof(double)), *want = malloc(n * sizeof(double));
+        for (int step = 1; step <= 3; step++) {
+            fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL};
+            double loss;
+            memset(g->params, 0, n * sizeof(float));
+            assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
+            fl_bptt_backward(w, m, g);
+            for (size_t i = 0; i < n; i++) {
+                double p = m->params[i], gi = g->params[i] + 0.05 * (double)m->params[i];
+                if (mode == 0) {
+                    s1[i] = step == 1 ? gi : 0.9 * s1[i] + gi;
+                    want[i] = p - 0.1 * s1[i];
+                } else {
+                    s1[i] = 0.8 * s1[i] + 0.2 * gi;
+                    s2[i] = 0.95 * s2[i] + 0.05 * gi * gi;
+                    double bc1 = 1 - pow(0.8, step), bc2 = 1 - pow(0.95, step);
+                    want[i] = p - 0.01 / bc1 * s1[i] / (sqrt(s2[i]) / sqrt(bc2) + 1e-3);
+                }
+            }
+            assert_int_equal(fl_trainer_step(t, d, NULL), FL_OK);
+            for (size_t i = 0; i < n; i++)
+                if (fabs(m->params[i] - want[i]) > 1e-6 + 1e-5 * fabs(want[i]))
+                    fail_msg("%s step %d param %zu: %.9g, expected %.9g", mode ? "adam" : "sgd", step, i,
+                             m->params[i], want[i]);
+        }
+        free(s1);
+        free(s2);
+        free(want);
+        fl_bptt_free(w);
+        fl_trainer_free(t);
+        fl_model_free(g);
+        fl_model_free(m);
+    }
+    fl_dataset_free(d);
+}
+
+/* A non-finite loss stops the step with FL_ERR_NUMERIC before anything changes: parameters,
+ * optimiser state and step count stay as they were. */
+static void test_nonfinite_loss(void **st) {
+    fl_dataset *d = sign_task(16, 5, 9);
+    fl_model *m = classifier(4, 1, FL_METHOD_DENSE, 0), *m0;
+    m->head_b[0] = INFINITY; /* every logit row: inf - inf = NaN in the softmax */
+    assert_int_equal(fl_model_clone(m, &m0), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 8;
+    fl_trainer *t;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    double loss = 0;
+    assert_int_equal(fl_trainer_step(t, d, &loss), FL_ERR_NUMERIC);
+    assert_non_null(strstr(fl_last_error(), "loss"));
+    assert_int_equal(fl_trainer_steps(t), 0);
+    for (size_t i = 0; i < m->n_params; i++)
+        if (memcmp(&m->params[i], &m0->params[i], sizeof(float)))
+            fail_msg("param %zu changed by a failed step", i);
+    for (size_t i = 0; i < m->n_params; i++) assert_true(t->s1[i] == 0 && t->s2[i] == 0);
+    fl_train_run run = {.train = d, .epochs = 1};
+    assert_int_equal(fl_trainer_run(t, &run), FL_ERR_NUMERIC);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_model_free(m0);
+    fl_dataset_free(d);
+}
+
 static fl_model *make_lm(void);
 
 /* Learning-rate decay on plateau: with a step too small to change any float weight, the
@@ -583,6 +678,14 @@ static void test_data_errors(void **st) {
     fl_trainer *t;
     assert_int_equal(fl_trainer_create(m, NULL, &t), FL_OK);
     assert_int_equal(fl_trainer_step(t, d, NULL), FL_ERR_SHAPE);
+    fl_dataset_free(d);
+    /* token ids into a model that takes features: a shape error, not a vocabulary of 0 */
+    int32_t ids[4 * 3] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+    assert_int_equal(fl_dataset_classify(4, 3, 0, NULL, ids, lab, 2, &d), FL_OK);
+    assert_int_equal(fl_trainer_step(t, d, NULL), FL_ERR_SHAPE);
+    assert_non_null(strstr(fl_last_error(), "features of size 3"));
+    fl_eval_result ev;
+    assert_int_equal(fl_model_evaluate(m, d, 4, 35, &ev), FL_ERR_SHAPE);
     fl_trainer_free(t);
     fl_model_free(m);
     fl_dataset_free(d);
@@ -759,6 +862,24 @@ static void test_cli(void **st) {
     assert_true(log_has(lg, "vy.npy"));
     snprintf(args, sizeof args, "train --task classify --train %s -o %s", x, m2);
     assert_int_equal(run_cli(args, lg), 2);
+    /* finetune of a classifier without labels: usage error, after the model was loaded (under
+     * ASan a leaked model turns the exit status into LeakSanitizer's) */
+    snprintf(args, sizeof args, "finetune %s --train %s -o %s", m1, x, m2);
+    assert_int_equal(run_cli(args, lg), 2);
+    assert_true(log_has(lg, "--train-labels"));
+    /* eval on features of the wrong width: FL_ERR_SHAPE naming the data file, exit 1 */
+    char wx[512];
+    snprintf(wx, sizeof wx, "%s", tmp_path("wide_x.npy"));
+    float wide[4 * 8 * 5] = {0};
+    int64_t wshape[3] = {4, 8, 5}, lshape[1] = {4};
+    int32_t wl[4] = {0, 1, 0, 1};
+    assert_int_equal(fl_npy_save_f32(wx, wide, 3, wshape), FL_OK);
+    assert_int_equal(fl_npy_save_i32(vy, wl, 1, lshape), FL_OK);
+    snprintf(args, sizeof args, "eval %s --data %s --labels %s", m1, wx, vy);
+    assert_int_equal(run_cli(args, lg), 1);
+    assert_true(log_has(lg, "FL_ERR_SHAPE"));
+    assert_true(log_has(lg, "wide_x.npy"));
+    remove(wx);
     fl_model_free(a);
     fl_model_free(b);
     fl_model_free(c);
@@ -835,7 +956,9 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_optimizer_formulas), cmocka_unit_test(test_freeze_dense),
+        cmocka_unit_test(test_optimizer_formulas), cmocka_unit_test(test_optimizer_steps),
+        cmocka_unit_test(test_nonfinite_loss),
+        cmocka_unit_test(test_freeze_dense),
         cmocka_unit_test(test_learn_dense),        cmocka_unit_test(test_learn_svd),
         cmocka_unit_test(test_learn_cp),           cmocka_unit_test(test_learn_lm),
         cmocka_unit_test(test_resume_classifier),  cmocka_unit_test(test_resume_lm),

@@ -39,13 +39,14 @@ FORMAT_VERSION = "1"
 HEAD_KINDS = ("none", "per_step", "last_step")
 
 
-def _f32(t):
-    """A tensor or array as a C-contiguous little-endian float32 numpy array."""
+def _f32(t, name):
+    """A tensor or array as a C-contiguous little-endian float32 numpy array; name is for errors."""
     if isinstance(t, torch.Tensor):
         t = t.detach().to("cpu", torch.float32).numpy()
     a = np.ascontiguousarray(np.asarray(t, dtype="<f4"))
     if not np.all(np.isfinite(a)):
-        raise ValueError("non-finite value in a tensor")
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError("%s: non-finite value %r at index %s" % (name, float(a[tuple(bad)]), tuple(int(i) for i in bad)))
     return a
 
 
@@ -55,7 +56,7 @@ def write_safetensors(path, tensors, metadata):
     offset = 0
     blobs = []
     for name, a in tensors:
-        a = _f32(a)
+        a = _f32(a, name)
         b = a.tobytes()
         header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
         offset += len(b)
@@ -82,14 +83,14 @@ def export_tensors(path, layers, embedding=None, head=None, head_kind="per_step"
         head_kind = "none"
     elif head_kind not in ("per_step", "last_step"):
         raise ValueError("head_kind must be 'per_step' or 'last_step', got %r" % (head_kind,))
-    w_ih0 = _f32(layers[0][0])
+    w_ih0 = _f32(layers[0][0], "lstm.weight_ih_l0")
     if w_ih0.ndim != 2 or w_ih0.shape[0] % 4:
         raise ValueError("weight_ih_l0 must be (4H, input), got %s" % (w_ih0.shape,))
     H, D = w_ih0.shape[0] // 4, w_ih0.shape[1]
     tensors = []
     vocab = 0
     if embedding is not None:
-        e = _f32(embedding)
+        e = _f32(embedding, "embedding.weight")
         if e.ndim != 2 or e.shape[1] != D:
             raise ValueError("embedding must be (vocab, %d), got %s" % (D, e.shape))
         vocab = e.shape[0]
@@ -97,14 +98,14 @@ def export_tensors(path, layers, embedding=None, head=None, head_kind="per_step"
     meta = {"format": "fastlstm", "format_version": FORMAT_VERSION, "vocab": vocab, "input": D, "hidden": H,
             "layers": len(layers)}
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-        w_ih, w_hh = _f32(w_ih), _f32(w_hh)
+        w_ih, w_hh = _f32(w_ih, "lstm.weight_ih_l%d" % k), _f32(w_hh, "lstm.weight_hh_l%d" % k)
         din = D if k == 0 else H
         if w_ih.shape != (4 * H, din):
             raise ValueError("weight_ih_l%d must be (%d, %d), got %s" % (k, 4 * H, din, w_ih.shape))
         if w_hh.shape != (4 * H, H):
             raise ValueError("weight_hh_l%d must be (%d, %d), got %s" % (k, 4 * H, H, w_hh.shape))
-        b_ih = np.zeros(4 * H, "<f4") if b_ih is None else _f32(b_ih)
-        b_hh = np.zeros(4 * H, "<f4") if b_hh is None else _f32(b_hh)
+        b_ih = np.zeros(4 * H, "<f4") if b_ih is None else _f32(b_ih, "lstm.bias_ih_l%d" % k)
+        b_hh = np.zeros(4 * H, "<f4") if b_hh is None else _f32(b_hh, "lstm.bias_hh_l%d" % k)
         for nm, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
             if b.shape != (4 * H,):
                 raise ValueError("%s_l%d must be (%d,), got %s" % (nm, k, 4 * H, b.shape))
@@ -117,10 +118,10 @@ def export_tensors(path, layers, embedding=None, head=None, head_kind="per_step"
     meta["head"] = head_kind
     meta["head_out"] = 0
     if head is not None:
-        hw = _f32(head[0])
+        hw = _f32(head[0], "head.weight")
         if hw.ndim != 2 or hw.shape[1] != H:
             raise ValueError("head.weight must be (out, %d), got %s" % (H, hw.shape))
-        hb = np.zeros(hw.shape[0], "<f4") if head[1] is None else _f32(head[1])
+        hb = np.zeros(hw.shape[0], "<f4") if head[1] is None else _f32(head[1], "head.bias")
         if hb.shape != (hw.shape[0],):
             raise ValueError("head.bias must be (%d,), got %s" % (hw.shape[0], hb.shape))
         tensors += [("head.weight", hw), ("head.bias", hb)]

@@ -86,7 +86,7 @@ typedef struct fl_mat_spec {
 } fl_mat_spec;
 
 /* The weight matrices of a model are numbered: 2*l is weight_ih of layer l, 2*l+1 is weight_hh of
- * layer l, and 2*layers is the head (if the model has one). */
+ * layer l, and 2*layers is the head (if the model has one). 0 for a NULL model. */
 FL_API size_t fl_model_num_matrices(const fl_model *m);
 
 /* Create a model with zeroed weights. specs: NULL (all dense) or fl_model_num_matrices() entries
@@ -111,7 +111,7 @@ FL_API fl_status fl_model_clone(const fl_model *m, fl_model **out);
 
 FL_API void fl_model_free(fl_model *m);
 
-/* The architecture; valid while m lives. */
+/* The architecture; valid while m lives. NULL for a NULL model. */
 FL_API const fl_arch *fl_model_arch(const fl_model *m);
 
 typedef struct fl_matrix_info {
@@ -126,11 +126,11 @@ typedef struct fl_matrix_info {
 /* Describe matrix i (numbered as above). */
 FL_API fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out);
 
-/* All stored parameters (weights, biases, embedding, head). */
+/* All stored parameters (weights, biases, embedding, head). 0 for a NULL model. */
 FL_API size_t fl_model_num_params(const fl_model *m);
 
 /* Floating-point operations for one time step of one sequence through all layers, with
- * input projections, plus the head if it is applied per step. */
+ * input projections, plus the head if it is applied per step. 0 for a NULL model. */
 FL_API size_t fl_model_flops_per_step(const fl_model *m);
 
 /* ---------------------------------------------------------------- decomposition */
@@ -166,7 +166,8 @@ FL_API fl_decomp_opts fl_decomp_opts_default(void);
  * fl_matrix_info.rel_error is recorded as ||W - W~||_F / ||W||_F, W the matrix of m, W~ the
  * product of the stored float factors. Embedding, biases and tokenizer are copied.
  * Errors: FL_ERR_ARG (bad options, no rank/tol/budget for a decomposed target, SVD rank above
- * min(rows, cols), CP on the head, an all-zero matrix), FL_ERR_NUMERIC (LAPACK failure, or a CP
+ * min(rows, cols), CP rank above min(4H, 4n, Hn) (the most any 4 x H x n tensor needs), CP on the
+ * head, an all-zero matrix), FL_ERR_NUMERIC (LAPACK failure, or a CP
  * tol not reachable within the dense parameter count), FL_ERR_NOMEM; fl_last_error() names the
  * matrix. On error *out is NULL. The caller owns *out. */
 FL_API fl_status fl_model_decompose(const fl_model *m, const fl_decomp_opts *opts, fl_model **out);
@@ -215,7 +216,8 @@ FL_API size_t fl_run_output_size(const fl_model *m, int batch, int seq);
  * finite features); on error nothing is written to y. */
 FL_API fl_status fl_session_run(fl_session *s, const fl_run_io *io);
 
-/* Streaming: advance streams 0..batch-1 by one time step, keeping (h, c) per stream.
+/* Streaming: advance streams 0..batch-1 by one time step, keeping (h, c) per stream (all zero at
+ * create; see fl_session_reset, fl_session_set_state and fl_session_get_state).
  * x: (batch, D) features or tokens: (batch) ids. y: (batch, H) top hidden state when the model has
  * no head, else (batch, head_out) head output for this step. */
 FL_API fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_t *tokens,
@@ -223,6 +225,18 @@ FL_API fl_status fl_session_step(fl_session *s, int batch, const float *x, const
 
 /* Zero the streaming state of one stream, or of all streams when stream < 0. */
 FL_API fl_status fl_session_reset(fl_session *s, int stream);
+
+/* Read the streaming state of streams 0..batch-1 into h and c, each (L, B, H) with B = batch, the
+ * layout of fl_run_io's hn / cn; either may be NULL (not both). Streams >= batch are not read.
+ * Errors: FL_ERR_ARG (NULL session, batch outside [1, max_batch], h and c both NULL). */
+FL_API fl_status fl_session_get_state(const fl_session *s, int batch, float *h, float *c);
+
+/* Set the streaming state of streams 0..batch-1 from h and c, each (L, B, H) with B = batch (so the
+ * hn / cn of an fl_session_run continue as a stream); NULL sets that half to zeros. Streams >= batch
+ * keep their state. The arrays are copied; the session keeps no pointer.
+ * Errors: FL_ERR_ARG (NULL session, batch outside [1, max_batch]), FL_ERR_NONFINITE (NaN or Inf in
+ * h or c; fl_last_error() names the array and [layer, stream, unit]). On error the state is unchanged. */
+FL_API fl_status fl_session_set_state(fl_session *s, int batch, const float *h, const float *c);
 
 #ifdef __cplusplus
 }

@@ -43,13 +43,13 @@ typedef struct fl_profile {
     double gemm_rows_flops[FL_PROFILE_GEMM_POINTS]; /* fl_mat_apply rate on n = 4, 16, 64, 256 rows
                                                        (8 MiB of weights); all 0: use gemm_flops */
     double step_overhead;  /* fixed cost per layer per time step (cell update, calls) */
-    /* Streaming rate against working-set size, measured at fractions of each level and in DRAM
-     * (ascending bytes). One thread only; 0 points (or threads > 1): the per-level rates are used. */
     /* Speed of the SVD and CP kernels relative to dense, indexed by fl_method (entry 0 unused):
      * rec_efficiency scales the recurrent step's streaming and flop rates, gemm_efficiency the input
      * projection's GEMM rate. Measured on mid-size layers; 0 means 1. */
     double rec_efficiency[3];
     double gemm_efficiency[3];
+    /* Streaming rate against working-set size, measured at fractions of each level and in DRAM
+     * (ascending bytes). One thread only; 0 points (or threads > 1): the per-level rates are used. */
     int n_curve;
     size_t curve_bytes[FL_PROFILE_MAX_CURVE];
     double curve_bandwidth[FL_PROFILE_MAX_CURVE];
@@ -97,13 +97,15 @@ typedef struct fl_cost {
     size_t params;          /* stored parameters of all weight matrices */
     double step_bytes;      /* weight bytes streamed per step (W_hh + amortised W_ih, head) */
     double step_flops;      /* flops per step (all matrices at their batch) */
-    size_t working_set;     /* bytes of the recurrent weights (W_hh of all layers) */
+    size_t working_set;     /* bytes of the largest layer's W_hh (layers run one after another, so
+                               each W_hh is a working set of its own) */
     int level;              /* index in profile level[] the working set fits, -1: DRAM */
-    double bandwidth;       /* rate used for the recurrent weights */
+    double bandwidth;       /* rate used for that W_hh */
     double mem_seconds;     /* sum of bytes / bandwidth terms */
     double compute_seconds; /* sum of flops / rate terms */
     double seconds;         /* predicted latency per step: per-part max(memory, compute) + overhead */
-    fl_regime regime;       /* MEMORY iff working_set exceeds the last level (all of it) */
+    fl_regime regime;       /* MEMORY iff working_set exceeds 3/4 of the last level (the usable
+                               share; a private level counts once per thread) */
 } fl_cost;
 
 /* Cost of model architecture a with matrices stored as specs (fl_model_num_matrices entries, NULL:

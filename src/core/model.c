@@ -13,17 +13,24 @@ fl_status fl_arch_check(const fl_arch *a) {
     if (a->layers <= 0) return fl_fail(FL_ERR_ARG, "layers must be > 0, got %d", a->layers);
     /* Keep every count comfortably inside int arithmetic (4H * n, vocab * input). */
     const int64_t lim = (int64_t)1 << 30;
-    if ((int64_t)4 * a->hidden * ((a->input > a->hidden) ? a->input : a->hidden) >= lim ||
-        (int64_t)a->vocab * a->input >= lim || a->layers > 1024)
-        return fl_fail(FL_ERR_ARG, "architecture too large");
+    const int in_max = a->input > a->hidden ? a->input : a->hidden;
+    if ((int64_t)4 * a->hidden * in_max >= lim)
+        return fl_fail(FL_ERR_ARG, "architecture too large: a gate matrix of 4 x hidden %d x max(input %d, hidden) "
+                       "needs 2^30 or more entries", a->hidden, a->input);
+    if ((int64_t)a->vocab * a->input >= lim)
+        return fl_fail(FL_ERR_ARG, "architecture too large: embedding of vocab %d x input %d needs 2^30 or more entries",
+                       a->vocab, a->input);
+    if (a->layers > 1024) return fl_fail(FL_ERR_ARG, "layers %d must be <= 1024", a->layers);
     switch (a->head) {
     case FL_HEAD_NONE:
-        if (a->head_out != 0) return fl_fail(FL_ERR_ARG, "head_out must be 0 without a head");
+        if (a->head_out != 0) return fl_fail(FL_ERR_ARG, "head_out must be 0 without a head, got %d", a->head_out);
         break;
     case FL_HEAD_PER_STEP:
     case FL_HEAD_LAST_STEP:
-        if (a->head_out <= 0) return fl_fail(FL_ERR_ARG, "head output size must be > 0");
-        if ((int64_t)a->head_out * a->hidden >= lim) return fl_fail(FL_ERR_ARG, "head too large");
+        if (a->head_out <= 0) return fl_fail(FL_ERR_ARG, "head output size must be > 0, got %d", a->head_out);
+        if ((int64_t)a->head_out * a->hidden >= lim)
+            return fl_fail(FL_ERR_ARG, "head too large: head_out %d x hidden %d needs 2^30 or more entries", a->head_out,
+                           a->hidden);
         break;
     default: return fl_fail(FL_ERR_ARG, "unknown head kind %d", (int)a->head);
     }
@@ -31,6 +38,7 @@ fl_status fl_arch_check(const fl_arch *a) {
 }
 
 size_t fl_model_num_matrices(const fl_model *m) {
+    if (!m) return 0;
     return (size_t)(2 * m->arch.layers) + (m->arch.head != FL_HEAD_NONE ? 1 : 0);
 }
 
@@ -50,7 +58,7 @@ fl_mat_spec fl_model_mat_spec(const fl_model *m, size_t i) {
     return (fl_mat_spec){w->method, w->method == FL_METHOD_DENSE ? 0 : w->rank};
 }
 
-const fl_arch *fl_model_arch(const fl_model *m) { return &m->arch; }
+const fl_arch *fl_model_arch(const fl_model *m) { return m ? &m->arch : NULL; }
 
 /* ------------------------------------------------------------ layout */
 
@@ -149,7 +157,7 @@ static void bind_mat(fl_model *m, fl_mat *w, size_t *k) {
 }
 
 fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_model **out) {
-    if (!out) return fl_fail(FL_ERR_ARG, "out is NULL");
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_model_create: out is NULL");
     *out = NULL;
     fl_status st = fl_arch_check(arch);
     if (st) return st;
@@ -301,7 +309,7 @@ static void init_mat(fl_rng *r, fl_mat *w, float k) {
 }
 
 fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
-    if (!m) return fl_fail(FL_ERR_ARG, "model is NULL");
+    if (!m) return fl_fail(FL_ERR_ARG, "fl_model_init_random: model is NULL");
     fl_rng r;
     fl_rng_seed(&r, seed);
     const fl_arch *a = &m->arch;
@@ -365,12 +373,14 @@ fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out)
 
 size_t fl_model_num_params(const fl_model *m) {
     size_t n = 0;
+    if (!m) return 0;
     for (size_t i = 0; i < m->n_tensors; i++) n += m->tensors[i].count;
     return n;
 }
 
 size_t fl_model_flops_per_step(const fl_model *m) {
     size_t f = 0;
+    if (!m) return 0;
     const fl_arch *a = &m->arch;
     for (int l = 0; l < a->layers; l++) {
         f += fl_mat_flops(&m->layer[l].wih) + fl_mat_flops(&m->layer[l].whh);

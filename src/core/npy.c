@@ -6,6 +6,7 @@
 #include "npy.h"
 
 #include "internal.h"
+#include "memload.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -139,10 +140,9 @@ static fl_status parse_header(const char *path, const char *h, size_t len, fl_np
 
 /* ------------------------------------------------------------------ load */
 
-static fl_status load_open(const char *path, FILE *f, fl_npy *a) {
+/* Parses a whole .npy file from f (positioned at its start); `path` names it in errors. */
+static fl_status load_stream(const char *path, FILE *f, fl_npy *a) {
     off_t fsize;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) return fl_fail(FL_ERR_IO, "%s: not a regular file", path);
     if (fseeko(f, 0, SEEK_END) != 0 || (fsize = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0)
         return fl_fail(FL_ERR_IO, "%s: cannot determine the file size: %s", path, strerror(errno));
     unsigned char pre[12];
@@ -198,7 +198,24 @@ fl_status fl_npy_load(const char *path, fl_npy *out) {
     if (!path) return fl_fail(FL_ERR_ARG, "fl_npy_load: path is NULL");
     FILE *f = fopen(path, "rb");
     if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fl_status st = load_open(path, f, out);
+    struct stat sb;
+    fl_status st;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) st = fl_fail(FL_ERR_IO, "%s: not a regular file", path);
+    else st = load_stream(path, f, out);
+    fclose(f);
+    if (st) fl_npy_free(out);
+    return st;
+}
+
+fl_status fl_npy_load_memory(const void *buf, size_t n, const char *name, fl_npy *out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_npy_load_memory: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!name) name = "<memory>";
+    if (!buf && n) return fl_fail(FL_ERR_ARG, "fl_npy_load_memory: buf is NULL");
+    if (n == 0) return fl_fail(FL_ERR_FORMAT, "%s: 0 bytes, too short for a .npy file", name); /* fmemopen rejects 0 */
+    FILE *f = fmemopen((void *)buf, n, "rb"); /* read-only: the buffer is never written */
+    if (!f) return fl_fail(FL_ERR_NOMEM, "%s: cannot open the buffer: %s", name, strerror(errno));
+    fl_status st = load_stream(name, f, out);
     fclose(f);
     if (st) fl_npy_free(out);
     return st;

@@ -8,10 +8,13 @@
  *   CP     z = C^T h (R); zs[g] = a[g] * z;  gates[g] = gx[g] + B zs[g]   (C as (H, Rp), B panel)
  * The rank-R intermediates are a few KB: they live in a per-thread scratch in L1.
  *
- * Threads split the hidden blocks. Workers are persistent: they spin on a generation counter for a
- * while after each step (so back-to-back steps cost no system call), then sleep on a condition
- * variable. Each thread computes its own copy of t / zs (V and C are small next to U or W), so a step
- * needs no barrier inside it; the caller waits for all workers at the end. */
+ * Threads split the hidden blocks: a step is cut into chunks of blocks that the caller and the
+ * persistent workers claim from one atomic ticket, so a worker the OS has not scheduled delays
+ * nothing (the caller takes its chunks); the caller then waits only for chunks already claimed.
+ * Workers spin on the ticket for a while after each step (back-to-back steps cost no system call),
+ * then sleep on a condition variable. Each thread computes its own copy of t / zs (V and C are small
+ * next to U or W), so a step needs no barrier inside it. Steps under MIN_PARALLEL_BYTES of weights
+ * run on the caller alone. */
 #include "recurrent.h"
 
 #include "kernels/rec_kernels.h"
@@ -28,7 +31,7 @@ enum {
     SPIN_YIELD = 1 << 12,  /* pause iterations the caller spins before yielding its core */
     MIN_BLOCKS_PER_THREAD = 2,
     CHUNKS_PER_THREAD = 4,
-    MIN_PARALLEL_BYTES = 96 * 1024,
+    MIN_PARALLEL_BYTES = 512 * 1024, /* below this a step takes ~3 us: syncing two threads does not pay */
 };
 
 static inline void cpu_relax(void) {

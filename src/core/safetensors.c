@@ -12,6 +12,7 @@
  * Tensor data is copied with memcpy-equivalent fread/fwrite of float arrays, which assumes a
  * little-endian host (checked at compile time below). */
 #include "internal.h"
+#include "memload.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -30,6 +31,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 
 #define HEADER_MAX ((uint64_t)100 * 1000 * 1000) /* 100 MB: far above any real header */
+#define DATA_SLACK ((double)(1 << 20)) /* see load_from_header */
 #define JSON_INT_MAX ((double)((int64_t)1 << 53)) /* integers a double holds exactly */
 
 /* Re-raise the pending error detail with the path in front: "<path>: <what>: <detail>". */
@@ -422,6 +424,22 @@ static fl_status load_tensors(const char *path, FILE *f, const cJSON *root, uint
     return st;
 }
 
+/* See memload.h. The loaders' headers are untrusted: the file must be able to hold the model before
+ * fl_model_create allocates it. In double, exact below 2^53 bytes (anything near that is rejected
+ * anyway). A negative rank counts as 0 here; fl_model_create rejects it with its own message. */
+double fl_model_data_bytes(const fl_arch *a, const fl_mat_spec *specs, size_t nmat) {
+    double floats = (double)a->vocab * a->input;
+    for (size_t i = 0; i < nmat; i++) {
+        bool head = i == (size_t)(2 * a->layers);
+        fl_mat w = {.method = specs[i].method, .rank = specs[i].rank > 0 ? specs[i].rank : 0};
+        w.rows = head ? a->head_out : 4 * a->hidden;
+        w.cols = head || i > 0 ? a->hidden : a->input;
+        /* + its bias: head.bias, or b_ih / b_hh for the gate matrices */
+        floats += (double)fl_mat_params(&w) + (head ? a->head_out : 4.0 * a->hidden);
+    }
+    return 4.0 * floats;
+}
+
 /* Everything after the header has been read and parsed. */
 static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, uint64_t data_start,
                                   uint64_t data_size, fl_model **out) {
@@ -440,6 +458,11 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     if (!specs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
     fl_model *m = NULL;
     st = parse_specs(path, meta, &arch, specs, nmat);
+    /* The metadata is untrusted: never allocate a model far larger than the data section. Within
+     * DATA_SLACK of it the per-tensor checks below name the first tensor that disagrees. */
+    if (!st && fl_model_data_bytes(&arch, specs, nmat) > (double)data_size + DATA_SLACK)
+        st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ describes a model of %.0f bytes of tensor data, the file holds %" PRIu64,
+                     path, fl_model_data_bytes(&arch, specs, nmat), data_size);
     if (!st && (st = fl_model_create(&arch, specs, &m)))
         st = rewrap(st == FL_ERR_ARG ? FL_ERR_FORMAT : st, path, "cannot build the model");
     fl_free(specs);
@@ -460,22 +483,13 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     return FL_OK;
 }
 
-fl_status fl_model_load(const char *path, fl_model **out) {
-    if (!out) return fl_fail(FL_ERR_ARG, "fl_model_load: out is NULL");
-    *out = NULL;
-    if (!path) return fl_fail(FL_ERR_ARG, "fl_model_load: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+/* Parses a whole model file from f (positioned at its start); `path` names it in errors. */
+static fl_status load_stream(const char *path, FILE *f, fl_model **out) {
     fl_status st = FL_OK;
     char *hdr = NULL;
     cJSON *root = NULL;
     unsigned char le[8];
     off_t fsize = -1;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = fl_fail(FL_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
     if (fseeko(f, 0, SEEK_END) != 0 || (fsize = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
         st = fl_fail(FL_ERR_IO, "%s: cannot determine the file size: %s", path, strerror(errno));
         goto done;
@@ -530,6 +544,32 @@ fl_status fl_model_load(const char *path, fl_model **out) {
 done:
     cJSON_Delete(root);
     fl_free(hdr);
+    return st;
+}
+
+fl_status fl_model_load(const char *path, fl_model **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_model_load: out is NULL");
+    *out = NULL;
+    if (!path) return fl_fail(FL_ERR_ARG, "fl_model_load: path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    fl_status st;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) st = fl_fail(FL_ERR_IO, "%s: not a regular file", path);
+    else st = load_stream(path, f, out);
+    fclose(f);
+    return st;
+}
+
+fl_status fl_model_load_memory(const void *buf, size_t n, const char *name, fl_model **out) {
+    if (!out) return fl_fail(FL_ERR_ARG, "fl_model_load_memory: out is NULL");
+    *out = NULL;
+    if (!name) name = "<memory>";
+    if (!buf && n) return fl_fail(FL_ERR_ARG, "fl_model_load_memory: buf is NULL");
+    if (n == 0) return fl_fail(FL_ERR_FORMAT, "%s: file is empty", name); /* fmemopen rejects size 0 */
+    FILE *f = fmemopen((void *)buf, n, "rb"); /* read-only: the buffer is never written */
+    if (!f) return fl_fail(FL_ERR_NOMEM, "%s: cannot open the buffer: %s", name, strerror(errno));
+    fl_status st = load_stream(name, f, out);
     fclose(f);
     return st;
 }

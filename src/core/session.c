@@ -372,6 +372,54 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
     return FL_OK;
 }
 
+/* Check the (batch) argument of get/set_state. */
+static fl_status check_state_batch(const char *fn, const fl_session *s, int batch) {
+    if (!s) return fl_fail(FL_ERR_ARG, "%s: session is NULL", fn);
+    if (batch < 1 || batch > s->max_batch)
+        return fl_fail(FL_ERR_ARG, "%s: batch %d outside [1, %d] (the session's max_batch)", fn, batch,
+                       s->max_batch);
+    return FL_OK;
+}
+
+fl_status fl_session_get_state(const fl_session *s, int batch, float *h, float *c) {
+    fl_status st = check_state_batch("fl_session_get_state", s, batch);
+    if (st) return st;
+    if (!h && !c) return fl_fail(FL_ERR_ARG, "fl_session_get_state: h and c are both NULL");
+    const size_t H = (size_t)s->H, MB = (size_t)s->max_batch, B = (size_t)batch;
+    // h, c (L, B, H) <- sh, sc (L, max_batch, H): the first B rows of each layer
+    for (int l = 0; l < s->L; l++) {
+        if (h) memcpy(h + (size_t)l * B * H, s->sh + (size_t)l * MB * H, B * H * sizeof(float));
+        if (c) memcpy(c + (size_t)l * B * H, s->sc + (size_t)l * MB * H, B * H * sizeof(float));
+    }
+    return FL_OK;
+}
+
+fl_status fl_session_set_state(fl_session *s, int batch, const float *h, const float *c) {
+    fl_status st = check_state_batch("fl_session_set_state", s, batch);
+    if (st) return st;
+    const int L = s->L, Hi = s->H;
+    // Check both before writing either, so a failed call leaves the state as it was.
+    const char *name[2] = {"h", "c"};
+    const float *src[2] = {h, c};
+    for (int k = 0; k < 2; k++) {
+        if (!src[k]) continue;
+        long i = find_nonfinite(src[k], (size_t)L * batch * Hi);
+        if (i >= 0)
+            return fl_fail(FL_ERR_NONFINITE, "fl_session_set_state: %s[layer %ld, stream %ld, unit %ld] is not finite (%g)",
+                           name[k], i / ((long)batch * Hi), i / Hi % batch, i % Hi, (double)src[k][i]);
+    }
+    const size_t H = (size_t)Hi, MB = (size_t)s->max_batch, B = (size_t)batch;
+    // sh, sc (L, max_batch, H): the first B rows of each layer <- h, c (L, B, H), or zeros
+    for (int l = 0; l < L; l++) {
+        float *dh = s->sh + (size_t)l * MB * H, *dc = s->sc + (size_t)l * MB * H;
+        if (h) memcpy(dh, h + (size_t)l * B * H, B * H * sizeof(float));
+        else memset(dh, 0, B * H * sizeof(float));
+        if (c) memcpy(dc, c + (size_t)l * B * H, B * H * sizeof(float));
+        else memset(dc, 0, B * H * sizeof(float));
+    }
+    return FL_OK;
+}
+
 fl_status fl_session_reset(fl_session *s, int stream) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_reset: session is NULL");
     const size_t H = (size_t)s->H, MB = (size_t)s->max_batch;

@@ -102,7 +102,14 @@ static fl_status cp_run(const char *name, const float *W, int H, int N, int R, c
 static fl_status do_cp(const char *name, const float *W, int rows, int cols, int rank, double tol,
                        double budget, const fl_cp_opts *o, mat_result *r) {
     const int H = rows / 4, N = cols;
-    if (rank > 65536) return fl_fail(FL_ERR_ARG, "%s: CP rank %d must be <= 65536", name, rank);
+    /* Any I x J x K tensor has CP rank <= min(IJ, IK, JK), so no larger rank is ever needed; refusing
+     * one also keeps ALS's (R, R) work matrices bounded (rank 65536 would ask for 5 x 32 GiB). */
+    int64_t rexact = (int64_t)H * N;
+    if (4 * (int64_t)H < rexact) rexact = 4 * (int64_t)H;
+    if (4 * (int64_t)N < rexact) rexact = 4 * (int64_t)N;
+    if (rank > rexact)
+        return fl_fail(FL_ERR_ARG, "%s: CP rank %d exceeds %lld = min(4H, 4N, HN), the most a 4x%dx%d tensor needs",
+                       name, rank, (long long)rexact, H, N);
     if (rank > 0) return cp_run(name, W, H, N, rank, o, r);
     if (!(tol > 0)) {
         double lim = budget * 4.0 * H * (double)N;

@@ -4,7 +4,7 @@
  * exp is the Cephes expf scheme: x = n ln2 + r with n = round(x / ln2), |r| <= ln2/2, the
  * constant ln2 split in two (hi part exact in float) so r is exact, a degree-7 polynomial for
  * e^r and 2^n built in the exponent bits; ~1 ulp on the clamped range. Inputs are clamped to
- * [EXP_LO, EXP_HI] first, so 2^n stays a normal float and nothing overflows: sigmoid(+-100)
+ * [EXP_LO, EXP_HI] first (NaN passes through as NaN), so 2^n stays a normal float and nothing overflows: sigmoid(+-100)
  * gives 1 and ~6e-39 (libm: 1 and 0), tanh(+-100) gives +-1. tanh uses Cephes tanhf's odd
  * polynomial below |x| = 0.625 (no cancellation near 0) and 1 - 2 / (e^{2|x|} + 1) above.
  * Measured against double libm (test_kernels, test_nonlinearity_ulp): sigmoid <= 2.6 ulp on
@@ -18,7 +18,9 @@
 #define EXP_LO -87.3f   /* n >= -126: 2^n is normal */
 
 static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    // Clamp with x as the second operand of each: min/max return the second operand when either is
+    // NaN, so a NaN input stays NaN (as in ref.c) instead of being clamped to a finite value.
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     // r = x - n ln2, with ln2 = 0.693359375 - 2.12194440e-4 (first part exact in 10 bits)

@@ -4,7 +4,8 @@
  *
  * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; Cephes tanhf odd
  * polynomial below |x| = 0.625), with 2^n applied by vscalefps and remainders by lane masks.
- * Inputs to exp are clamped to [EXP_LO, EXP_HI], so nothing overflows or turns into NaN. */
+ * Inputs to exp are clamped to [EXP_LO, EXP_HI], so nothing overflows or turns into NaN; a NaN
+ * input stays NaN, as in ref.c. */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -14,7 +15,8 @@
 #define EXP_LO -87.3f
 
 static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    // x second in both: min/max return the second operand when either is NaN, so NaN stays NaN.
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     // r = x - n ln2, ln2 split so the first product is exact

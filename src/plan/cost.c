@@ -20,7 +20,8 @@
  *     steps as one GEMM of T*B rows, so their weights stream once per sequence. For each such W:
  *     bytes_W = 4 params(W) / T,  flops_W = B flops(W) (W_ih, per-step head) or B flops(W) / T
  *     (last-step head); bw_a = rate of the level holding all weights (4 x all params).
- *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(T B))
+ *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(n_W)), n_W = T B rows (W_ih, per-step
+ *     head) or B rows (a last-step head runs once per sequence, on the last states only)
  *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies.
  *   overhead: t_o = layers * step_overhead
  *   seconds = t_r + t_a + t_o.
@@ -156,10 +157,14 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
                 bw *= e;
                 rate = flop_rate(p, batch, threads) * e;
             } else {
+                /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
+                 * per-step head run on all T * B rows at once. */
+                const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 bytes = 4 * np / seq;
-                flops = (head && a->head == FL_HEAD_LAST_STEP) ? batch * nf / seq : batch * nf;
+                flops = last ? batch * nf / seq : batch * nf;
                 bw = bw_a;
-                rate = gemm_rate(p, (double)batch * seq, threads) * efficiency(p->gemm_efficiency, w.method);
+                rate = gemm_rate(p, last ? (double)batch : (double)batch * seq, threads) *
+                       efficiency(p->gemm_efficiency, w.method);
             }
             c.step_bytes += bytes;
             c.step_flops += flops;

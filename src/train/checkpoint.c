@@ -10,6 +10,7 @@
  *   u64 perm_n + u32 perm, u64 state_n + h + c
  *   u64 FNV-1a hash of every byte before it */
 #include "train_internal.h"
+#include "memload.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -170,12 +171,29 @@ static fl_status bad(const char *path, const char *what) {
     return fl_fail(FL_ERR_FORMAT, "%s: %s", path, what);
 }
 
-fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out) {
-    if (!path || !model || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_resume");
-    *model = NULL;
-    *out = NULL;
-    ckio c = {.f = fopen(path, "rb"), .hash = 0xcbf29ce484222325ULL};
-    if (!c.f) return fl_fail(FL_ERR_IO, "%s: cannot open checkpoint", path);
+/* Bytes left to read in c->f (the checkpoint is untrusted: every count read from it is compared
+ * with this before it sizes an allocation). */
+static uint64_t left(const ckio *c, uint64_t fsize) {
+    off_t at = ftello(c->f);
+    return at < 0 || (uint64_t)at > fsize ? 0 : fsize - (uint64_t)at;
+}
+
+/* True when p[0, n) holds each of 0 .. n-1 exactly once (the trainer indexes the data with it). */
+static bool is_permutation(const uint32_t *p, uint64_t n) {
+    unsigned char *seen = fl_calloc((size_t)(n / 8 + 1), 1);
+    bool ok = seen != NULL;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        uint32_t v = p[i];
+        ok = v < n && !(seen[v / 8] & (1u << (v % 8)));
+        if (ok) seen[v / 8] |= (unsigned char)(1u << (v % 8));
+    }
+    fl_free(seen);
+    return ok;
+}
+
+/* Reads a whole checkpoint from f (positioned at its start); `path` names it in errors. */
+static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_trainer **out) {
+    ckio c = {.f = f, .hash = 0xcbf29ce484222325ULL};
     fl_model *m = NULL;
     fl_trainer *t = NULL;
     fl_mat_spec *specs = NULL;
@@ -185,6 +203,12 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
     char magic[8];
     uint32_t version, nmat;
     int32_t arch[6];
+    off_t fsz = -1;
+    if (fseeko(f, 0, SEEK_END) != 0 || (fsz = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
+        st = fl_fail(FL_ERR_IO, "%s: cannot determine the file size", path);
+        goto done;
+    }
+    const uint64_t fsize = (uint64_t)fsz;
     if (!get(&c, magic, 8) || memcmp(magic, CK_MAGIC, 8)) {
         st = bad(path, "not a fastlstm checkpoint (bad magic)");
         goto done;
@@ -194,7 +218,7 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
                    : fl_fail(FL_ERR_VERSION, "%s: checkpoint version %u, this build reads %u", path, version, CK_VERSION);
         goto done;
     }
-    if (!get(&c, arch, sizeof arch) || !GET(&c, nmat) || nmat > 4096) {
+    if (!get(&c, arch, sizeof arch) || !GET(&c, nmat)) {
         st = bad(path, "truncated or invalid architecture");
         goto done;
     }
@@ -203,8 +227,14 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
         st = fl_fail(FL_ERR_FORMAT, "%s: invalid architecture: %s", path, fl_last_error());
         goto done;
     }
-    specs = fl_calloc(nmat ? nmat : 1, sizeof *specs);
-    rel = fl_calloc(nmat ? nmat : 1, sizeof *rel);
+    /* fl_model_create reads one spec per matrix of the architecture: nmat must be that count. */
+    const uint32_t want_nmat = (uint32_t)(2 * a.layers) + (a.head != FL_HEAD_NONE ? 1 : 0);
+    if (nmat != want_nmat) {
+        st = bad(path, "matrix count does not match the architecture");
+        goto done;
+    }
+    specs = fl_calloc(nmat, sizeof *specs);
+    rel = fl_calloc(nmat, sizeof *rel);
     if (!specs || !rel) {
         st = fl_fail(FL_ERR_NOMEM, "out of memory reading %s", path);
         goto done;
@@ -215,14 +245,19 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
             st = bad(path, "truncated matrix specs");
             goto done;
         }
+        if (!isfinite(rel[i])) {
+            st = bad(path, "non-finite relative error in the matrix specs");
+            goto done;
+        }
         specs[i] = (fl_mat_spec){(fl_method)sp[0], sp[1]};
+    }
+    /* The parameters follow in the file: do not allocate a model the file cannot hold. */
+    if (fl_model_data_bytes(&a, specs, nmat) > (double)left(&c, fsize)) {
+        st = bad(path, "truncated: the architecture needs more parameter bytes than the file holds");
+        goto done;
     }
     if ((st = fl_model_create(&a, specs, &m))) {
         st = fl_fail(FL_ERR_FORMAT, "%s: %s", path, fl_last_error());
-        goto done;
-    }
-    if (nmat != fl_model_num_matrices(m)) {
-        st = bad(path, "matrix count does not match the architecture");
         goto done;
     }
     for (uint32_t i = 0; i < nmat; i++) fl_model_mat(m, i)->rel_error = rel[i];
@@ -233,7 +268,7 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
     uint64_t rs[4], tl, np;
     if (!get_opts(&c, &o) || !GET(&c, epoch) || !GET(&c, step) || !GET(&c, pos) || !GET(&c, lr) ||
         !GET(&c, best) || !GET(&c, bad_epochs) || !GET(&c, ep_loss) || !GET(&c, ep_n) ||
-        !get(&c, rs, sizeof rs) || !GET(&c, adam_t) || !GET(&c, tl) || tl > ((uint64_t)1 << 30)) {
+        !get(&c, rs, sizeof rs) || !GET(&c, adam_t) || !GET(&c, tl) || tl > left(&c, fsize)) {
         st = bad(path, "truncated or invalid training state");
         goto done;
     }
@@ -260,6 +295,14 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
             st = fl_fail(FL_ERR_NONFINITE, "%s: non-finite parameter at index %zu", path, i);
             goto done;
         }
+    /* What fl_trainer_create allocates and the rest of the file must hold: optimiser state (s1, and
+     * s2 for Adam) and, for a language model, the carried state h and c of (layers, batch, hidden). */
+    double need = 4.0 * (double)np * (o.optim == FL_OPTIM_ADAM ? 2 : 1) + 1 + 1 + 8 + 8 + 8;
+    if (a.head == FL_HEAD_PER_STEP && o.batch > 0) need += 8.0 * a.layers * o.batch * a.hidden;
+    if (need > (double)left(&c, fsize)) {
+        st = bad(path, "optimiser or language-model state missing or truncated");
+        goto done;
+    }
     if ((st = fl_trainer_create(m, &o, &t))) {
         st = fl_fail(st, "%s: %s", path, fl_last_error());
         goto done;
@@ -271,7 +314,7 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
         goto done;
     }
     uint64_t pn, sn;
-    if (!GET(&c, pn) || pn > UINT32_MAX) {
+    if (!GET(&c, pn) || pn > UINT32_MAX || pn * sizeof(uint32_t) > left(&c, fsize)) {
         st = bad(path, "truncated shuffle state");
         goto done;
     }
@@ -284,6 +327,10 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
         t->perm_n = pn;
         if (!get(&c, t->perm, pn * sizeof(uint32_t))) {
             st = bad(path, "truncated shuffle state");
+            goto done;
+        }
+        if (!is_permutation(t->perm, pn)) {
+            st = bad(path, "shuffle state is not a permutation");
             goto done;
         }
     }
@@ -311,9 +358,10 @@ fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out
     t->ep_n = ep_n;
     memcpy(t->rng.s, rs, sizeof rs);
     t->adam_t = adam_t;
-    if (epoch < 0 || step < 0 || pos < 0 || ep_n < 0 || adam_t < 0) st = bad(path, "negative counters");
+    if (epoch < 0 || step < 0 || pos < 0 || ep_n < 0 || adam_t < 0 || bad_epochs < 0) st = bad(path, "negative counters");
+    else if (!(lr > 0) || !isfinite(lr) || isnan(best) || !isfinite(ep_loss))
+        st = bad(path, "learning rate, best loss or epoch loss is not a valid number");
 done:
-    fclose(c.f);
     fl_free(specs);
     fl_free(rel);
     fl_free(tok);
@@ -325,4 +373,29 @@ done:
     *model = m;
     *out = t;
     return FL_OK;
+}
+
+fl_status fl_trainer_resume(const char *path, fl_model **model, fl_trainer **out) {
+    if (!path || !model || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_resume");
+    *model = NULL;
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open checkpoint", path);
+    fl_status st = resume_stream(path, f, model, out);
+    fclose(f);
+    return st;
+}
+
+fl_status fl_trainer_resume_memory(const void *buf, size_t n, const char *name, fl_model **model,
+                                   fl_trainer **out) {
+    if (!model || !out || (!buf && n)) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_resume_memory");
+    *model = NULL;
+    *out = NULL;
+    if (!name) name = "<memory>";
+    if (n == 0) return bad(name, "not a fastlstm checkpoint (bad magic)"); /* fmemopen rejects size 0 */
+    FILE *f = fmemopen((void *)buf, n, "rb"); /* read-only: the buffer is never written */
+    if (!f) return fl_fail(FL_ERR_NOMEM, "%s: cannot open the buffer", name);
+    fl_status st = resume_stream(name, f, model, out);
+    fclose(f);
+    return st;
 }

@@ -190,7 +190,10 @@ fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const c
             return fl_fail(FL_ERR_SHAPE, "%s has %d features per step; the model takes %s %d", what, d->dim,
                            a->vocab > 0 ? "token ids, vocabulary" : "features of size",
                            a->vocab > 0 ? a->vocab : a->input);
-        if (d->dim == 0 && (a->vocab == 0 || d->max_id >= a->vocab))
+        if (d->dim == 0 && a->vocab == 0)
+            return fl_fail(FL_ERR_SHAPE, "%s holds token ids; the model takes features of size %d", what,
+                           a->input);
+        if (d->dim == 0 && d->max_id >= a->vocab)
             return fl_fail(FL_ERR_DATA, "%s holds token ids up to %d; the model's vocabulary is %d", what,
                            d->max_id, a->vocab);
     } else {
