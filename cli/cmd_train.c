@@ -89,7 +89,8 @@ typedef struct progress_ctx {
     bool tty, quiet;
     bool lm;
     long last_line_step;
-    long line_every;
+    long line_every;  /* steps between plain progress lines (not a terminal): ~10 an epoch */
+    long tty_every;   /* steps between redraws of the terminal status line: ~100 an epoch */
     int epochs;
 } progress_ctx;
 
@@ -107,6 +108,9 @@ static int on_progress(const fl_train_progress *p, void *user) {
     fmt_time(eta, sizeof eta, p->eta_s);
     const char *unit = c->lm ? "tok/s" : "seq/s";
     if (c->tty) {
+        /* Redrawing on every step of a small model costs more than the step itself. */
+        if (!p->epoch_end && p->step - c->last_line_step < c->tty_every) return interrupted;
+        c->last_line_step = p->step;
         fprintf(stderr, "\r\033[Kepoch %d/%d  step %ld/%ld  loss %.4f  lr %.3g  %.0f %s  ETA %s", p->epoch + 1,
                 c->epochs, p->epoch_step, p->epoch_steps, p->loss, p->lr, p->items_per_s, unit, eta);
         if (p->epoch_end) fputc('\n', stderr);
@@ -376,6 +380,11 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                 /* token ids: the vocabulary is the largest id in the training/validation data + 1 */
                 a.vocab = fl_dataset_vocab(dtrain);
                 if (dvalid && fl_dataset_vocab(dvalid) > a.vocab) a.vocab = fl_dataset_vocab(dvalid);
+                if (a.vocab > big) { /* a stray huge id would size the embedding by it */
+                    rc = cli_fail(CMD, CLI_ERR, "token ids need a vocabulary of %d or more; at most %ld is supported "
+                                  "(%s%s%s)", a.vocab, big, train, dvalid ? ", " : "", dvalid ? valid : "");
+                    goto done;
+                }
                 a.input = (int)embed;
             }
         }
@@ -435,6 +444,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         size_t n = fl_dataset_size(dtrain);
         long per_epoch = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
         pc.line_every = per_epoch / 10 > 0 ? per_epoch / 10 : 1;
+        pc.tty_every = per_epoch / 100 > 0 ? per_epoch / 100 : 1;
     }
     interrupted = 0;
     struct sigaction sa = {0}, old;

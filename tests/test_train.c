@@ -698,6 +698,18 @@ static void test_data_errors(void **st) {
     assert_int_equal(fl_npy_save_i32(yp, lab7, 1, sy), FL_OK);
     assert_int_equal(fl_dataset_load_npy(xp, yp, 3, &d), FL_ERR_DATA);
     assert_non_null(strstr(fl_last_error(), "y.npy"));
+    /* a stray huge label does not size the head by itself (and INT32_MAX + 1 does not overflow) */
+    int32_t labbig[4] = {0, 1, 100000000, 0}, labmax[4] = {0, INT32_MAX, 1, 0};
+    assert_int_equal(fl_npy_save_i32(yp, labbig, 1, sy), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "16777216"));
+    assert_int_equal(fl_npy_save_i32(yp, labmax, 1, sy), FL_OK);
+    assert_int_equal(fl_dataset_load_npy(xp, yp, 0, &d), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "y.npy"));
+    int32_t idmax[4 * 3] = {0, 1, 2, INT32_MAX, 0, 1, 2, 3, 0, 1, 2, 3};
+    assert_int_equal(fl_dataset_classify(4, 3, 0, NULL, idmax, lab, 2, &d), FL_OK);
+    assert_int_equal(fl_dataset_vocab(d), INT32_MAX);
+    fl_dataset_free(d);
     /* NaN feature */
     xs[5] = NAN;
     assert_int_equal(fl_npy_save_f32(xp, xs, 3, sx), FL_OK);
@@ -867,6 +879,40 @@ static void test_cli(void **st) {
     snprintf(args, sizeof args, "finetune %s --train %s -o %s", m1, x, m2);
     assert_int_equal(run_cli(args, lg), 2);
     assert_true(log_has(lg, "--train-labels"));
+    /* On a terminal the status line is redrawn about 100 times an epoch, not on every step
+     * (512 steps here); util-linux script(1) provides the terminal. */
+    if (access("/usr/bin/script", X_OK) == 0) {
+        char cmd[9000];
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/script -qec \"'%s' train --task classify --train %s --train-labels %s --hidden 2 "
+                 "--batch 1 --epochs 1 -o %s\" '%s' > /dev/null 2>&1",
+                 getenv("FL_CLI"), x, y, m2, lg);
+        int rc = system(cmd);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+        FILE *f = fopen(lg, "rb");
+        assert_non_null(f);
+        int redraws = 0, c, prev = 0;
+        while ((c = fgetc(f)) != EOF) {
+            if (prev == '\033' && c == '[') redraws++;
+            prev = c;
+        }
+        fclose(f);
+        assert_in_range(redraws, 50, 110);
+    }
+    /* a stray huge token id does not size the embedding (20M rows) by itself: exit 1 */
+    {
+        char ix[512];
+        snprintf(ix, sizeof ix, "%s", tmp_path("big_ids.npy"));
+        int32_t ids[4 * 3] = {0, 1, 2, 20000000, 0, 1, 2, 3, 0, 1, 2, 3}, l4[4] = {0, 1, 0, 1};
+        int64_t is[2] = {4, 3}, ls4[1] = {4};
+        assert_int_equal(fl_npy_save_i32(ix, ids, 2, is), FL_OK);
+        assert_int_equal(fl_npy_save_i32(vy, l4, 1, ls4), FL_OK);
+        snprintf(args, sizeof args, "train --task classify --train %s --train-labels %s --embed 2 --hidden 2 "
+                 "--epochs 0 --quiet -o %s", ix, vy, m2);
+        assert_int_equal(run_cli(args, lg), 1);
+        assert_true(log_has(lg, "big_ids.npy"));
+        remove(ix);
+    }
     /* eval on features of the wrong width: FL_ERR_SHAPE naming the data file, exit 1 */
     char wx[512];
     snprintf(wx, sizeof wx, "%s", tmp_path("wide_x.npy"));

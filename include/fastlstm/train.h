@@ -32,7 +32,8 @@ FL_API fl_status fl_dataset_classify(int n, int seq, int dim, const float *x, co
 FL_API fl_status fl_dataset_lm(const int32_t *tokens, size_t n, int vocab, fl_dataset **out);
 
 /* Classification set from .npy files: sequences (N, T, D) float32 or (N, T) integer ids, labels
- * (N) int32/int64 (class count = max label + 1, or `classes` when > 0, which labels must respect).
+ * (N) int32/int64 (class count = max label + 1, at most 2^24, or `classes` when > 0, which labels
+ * must respect).
  * Errors name the file: FL_ERR_DATA for mismatched N, wrong rank or dtype, labels or ids out of
  * range; FL_ERR_NONFINITE for NaN/Inf features; fl_npy_load's codes for unreadable files. */
 FL_API fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path, int classes,
@@ -47,7 +48,8 @@ FL_API int fl_dataset_seq(const fl_dataset *d);
 FL_API int fl_dataset_dim(const fl_dataset *d);
 /* Number of classes (classification) or the vocabulary bound (language model). */
 FL_API int fl_dataset_classes(const fl_dataset *d);
-/* Smallest vocabulary covering the token ids of d (largest id + 1); 0 for feature sequences. */
+/* Smallest vocabulary covering the token ids of d (largest id + 1, INT32_MAX when an id is
+ * INT32_MAX); 0 for feature sequences. */
 FL_API int fl_dataset_vocab(const fl_dataset *d);
 
 /* ---------------------------------------------------------------- text vocabularies */

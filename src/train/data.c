@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define FL_MAX_INFERRED_CLASSES (1 << 24)
+
 void fl_dataset_free(fl_dataset *d) {
     if (!d) return;
     fl_free(d->x);
@@ -20,7 +22,10 @@ size_t fl_dataset_size(const fl_dataset *d) { return d ? d->n : 0; }
 int fl_dataset_seq(const fl_dataset *d) { return d && d->kind == DS_CLASSIFY ? d->seq : 0; }
 int fl_dataset_dim(const fl_dataset *d) { return d && d->kind == DS_CLASSIFY ? d->dim : 0; }
 int fl_dataset_classes(const fl_dataset *d) { return d ? d->classes : 0; }
-int fl_dataset_vocab(const fl_dataset *d) { return d ? d->max_id + 1 : 0; }
+int fl_dataset_vocab(const fl_dataset *d) {
+    if (!d) return 0;
+    return d->max_id < INT32_MAX ? d->max_id + 1 : INT32_MAX; /* ids may reach INT32_MAX */
+}
 
 static fl_status check_labels(const int32_t *labels, size_t n, int classes, const char *what) {
     for (size_t i = 0; i < n; i++)
@@ -155,6 +160,12 @@ fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path, int c
                 goto done;
             }
             if (((int32_t *)y.data)[i] > mx) mx = ((int32_t *)y.data)[i];
+        }
+        /* A stray huge label would size the head by it: infer at most FL_MAX_INFERRED_CLASSES. */
+        if (mx >= FL_MAX_INFERRED_CLASSES) {
+            st = fl_fail(FL_ERR_DATA, "%s: largest label %d implies more than %d classes; pass the class count "
+                         "explicitly if that is meant", labels_path, mx, FL_MAX_INFERRED_CLASSES);
+            goto done;
         }
         ncls = mx + 1;
     }
