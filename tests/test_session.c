@@ -612,6 +612,10 @@ static void test_model_args(void **state) {
     a = (fl_arch){.vocab = 0, .input = 4, .hidden = 4, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 1 << 29};
     assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
     assert_non_null(strstr(fl_last_error(), "head_out 536870912 x hidden 4"));
+    /* Sizes near 2^31: 4 * hidden * input would overflow int64 if multiplied before checking. */
+    a = (fl_arch){.vocab = 0, .input = 2130706178, .hidden = 2130706178, .layers = 1, .head = FL_HEAD_NONE, .head_out = 0};
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "below 2^30"));
 }
 
 /* Every allocation failure during create returns FL_ERR_NOMEM, sets *out = NULL and leaks nothing

@@ -13,6 +13,10 @@ fl_status fl_arch_check(const fl_arch *a) {
     if (a->layers <= 0) return fl_fail(FL_ERR_ARG, "layers must be > 0, got %d", a->layers);
     /* Keep every count comfortably inside int arithmetic (4H * n, vocab * input). */
     const int64_t lim = (int64_t)1 << 30;
+    /* Each size below 2^30 first, so the products below cannot overflow int64. */
+    if (a->vocab >= lim || a->input >= lim || a->hidden >= lim || a->head_out >= lim)
+        return fl_fail(FL_ERR_ARG, "architecture too large: vocab %d, input %d, hidden %d, head_out %d (each must "
+                       "be below 2^30)", a->vocab, a->input, a->hidden, a->head_out);
     const int in_max = a->input > a->hidden ? a->input : a->hidden;
     if ((int64_t)4 * a->hidden * in_max >= lim)
         return fl_fail(FL_ERR_ARG, "architecture too large: a gate matrix of 4 x hidden %d x max(input %d, hidden) "

@@ -98,6 +98,11 @@ static fl_status parse_header(const char *path, const char *h, size_t len, fl_np
         if (take(&c, '}')) break;
         if (!parse_str(&c, key, sizeof key) || !take(&c, ':'))
             return fl_fail(FL_ERR_FORMAT, "%s: malformed .npy header near byte %td", path, c.p - h);
+        /* A repeated key would overwrite half of an earlier value (a shorter second 'shape' leaves
+         * the first one's trailing dimensions behind). */
+        if ((!strcmp(key, "descr") && descr[0]) || (!strcmp(key, "fortran_order") && fortran >= 0) ||
+            (!strcmp(key, "shape") && have_shape))
+            return fl_fail(FL_ERR_FORMAT, "%s: key '%s' appears twice in the .npy header", path, key);
         if (!strcmp(key, "descr")) {
             skip_ws(&c);
             if (c.p < c.end && *c.p == '[')

@@ -31,6 +31,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 
 #define HEADER_MAX ((uint64_t)100 * 1000 * 1000) /* 100 MB: far above any real header */
+#define DIM_MAX ((1L << 30) - 1) /* largest architecture size read from a file */
 #define DATA_SLACK ((double)(1 << 20)) /* see load_from_header */
 #define JSON_INT_MAX ((double)((int64_t)1 << 53)) /* integers a double holds exactly */
 
@@ -242,11 +243,13 @@ static fl_status parse_arch(const char *path, const cJSON *meta, fl_arch *a) {
                        path, v, FL_FORMAT_VERSION);
     fl_status st;
     memset(a, 0, sizeof *a);
-    if ((st = meta_int(path, meta, "vocab", 0, INT32_MAX, &a->vocab)) ||
-        (st = meta_int(path, meta, "input", 1, INT32_MAX, &a->input)) ||
-        (st = meta_int(path, meta, "hidden", 1, INT32_MAX, &a->hidden)) ||
-        (st = meta_int(path, meta, "layers", 1, INT32_MAX, &a->layers)) ||
-        (st = meta_int(path, meta, "head_out", 0, INT32_MAX, &a->head_out)))
+    /* Below 2^30 each: fl_arch_check multiplies sizes in int64 (4 * hidden * input overflows for
+     * sizes near 2^31), and it rejects any size from 2^30 on anyway. */
+    if ((st = meta_int(path, meta, "vocab", 0, DIM_MAX, &a->vocab)) ||
+        (st = meta_int(path, meta, "input", 1, DIM_MAX, &a->input)) ||
+        (st = meta_int(path, meta, "hidden", 1, DIM_MAX, &a->hidden)) ||
+        (st = meta_int(path, meta, "layers", 1, DIM_MAX, &a->layers)) ||
+        (st = meta_int(path, meta, "head_out", 0, DIM_MAX, &a->head_out)))
         return st;
     const char *h = meta_get(meta, "head");
     if (!h) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"head\"", path);

@@ -13,6 +13,7 @@
 #include "memload.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -171,6 +172,15 @@ static fl_status bad(const char *path, const char *what) {
     return fl_fail(FL_ERR_FORMAT, "%s: %s", path, what);
 }
 
+/* Re-raise the pending error detail as "<path>: <what><detail>". The detail is copied first:
+ * fl_fail formats into the very buffer fl_last_error() returns, and an overlapping vsnprintf is
+ * undefined (glibc garbled the message). */
+static fl_status rewrap(fl_status st, const char *path, const char *what) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", fl_last_error());
+    return fl_fail(st, "%s: %s%s", path, what, detail);
+}
+
 /* Bytes left to read in c->f (the checkpoint is untrusted: every count read from it is compared
  * with this before it sizes an allocation). */
 static uint64_t left(const ckio *c, uint64_t fsize) {
@@ -222,9 +232,18 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
         st = bad(path, "truncated or invalid architecture");
         goto done;
     }
+    /* Each field below 2^30 before fl_arch_check, which multiplies sizes in int64 (4 * hidden * input
+     * overflows for sizes near 2^31) and rejects any size from 2^30 on anyway. */
+    static const char *const field[6] = {"vocab", "input", "hidden", "layers", "head", "head_out"};
+    for (int k = 0; k < 6; k++)
+        if (arch[k] < 0 || arch[k] >= (1 << 30)) {
+            st = fl_fail(FL_ERR_FORMAT, "%s: invalid architecture: %s = %" PRId32 " is outside [0, 2^30)", path,
+                         field[k], arch[k]);
+            goto done;
+        }
     fl_arch a = {arch[0], arch[1], arch[2], arch[3], (fl_head_kind)arch[4], arch[5]};
     if (fl_arch_check(&a)) {
-        st = fl_fail(FL_ERR_FORMAT, "%s: invalid architecture: %s", path, fl_last_error());
+        st = rewrap(FL_ERR_FORMAT, path, "invalid architecture: ");
         goto done;
     }
     /* fl_model_create reads one spec per matrix of the architecture: nmat must be that count. */
@@ -253,11 +272,12 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
     }
     /* The parameters follow in the file: do not allocate a model the file cannot hold. */
     if (fl_model_data_bytes(&a, specs, nmat) > (double)left(&c, fsize)) {
-        st = bad(path, "truncated: the architecture needs more parameter bytes than the file holds");
+        st = fl_fail(FL_ERR_FORMAT, "%s: the architecture needs %.0f bytes of parameters, the rest of the file is %" PRIu64,
+                     path, fl_model_data_bytes(&a, specs, nmat), left(&c, fsize));
         goto done;
     }
     if ((st = fl_model_create(&a, specs, &m))) {
-        st = fl_fail(FL_ERR_FORMAT, "%s: %s", path, fl_last_error());
+        st = rewrap(FL_ERR_FORMAT, path, "");
         goto done;
     }
     for (uint32_t i = 0; i < nmat; i++) fl_model_mat(m, i)->rel_error = rel[i];
@@ -268,8 +288,12 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
     uint64_t rs[4], tl, np;
     if (!get_opts(&c, &o) || !GET(&c, epoch) || !GET(&c, step) || !GET(&c, pos) || !GET(&c, lr) ||
         !GET(&c, best) || !GET(&c, bad_epochs) || !GET(&c, ep_loss) || !GET(&c, ep_n) ||
-        !get(&c, rs, sizeof rs) || !GET(&c, adam_t) || !GET(&c, tl) || tl > left(&c, fsize)) {
+        !get(&c, rs, sizeof rs) || !GET(&c, adam_t) || !GET(&c, tl)) {
         st = bad(path, "truncated or invalid training state");
+        goto done;
+    }
+    if (tl > left(&c, fsize)) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: tokenizer of %" PRIu64 " bytes is longer than the rest of the file", path, tl);
         goto done;
     }
     if (tl) {
@@ -300,11 +324,12 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
     double need = 4.0 * (double)np * (o.optim == FL_OPTIM_ADAM ? 2 : 1) + 1 + 1 + 8 + 8 + 8;
     if (a.head == FL_HEAD_PER_STEP && o.batch > 0) need += 8.0 * a.layers * o.batch * a.hidden;
     if (need > (double)left(&c, fsize)) {
-        st = bad(path, "optimiser or language-model state missing or truncated");
+        st = fl_fail(FL_ERR_FORMAT, "%s: optimiser and language-model state need %.0f bytes, the rest of the file is %" PRIu64,
+                     path, need, left(&c, fsize));
         goto done;
     }
     if ((st = fl_trainer_create(m, &o, &t))) {
-        st = fl_fail(st, "%s: %s", path, fl_last_error());
+        st = rewrap(st, path, "");
         goto done;
     }
     uint8_t has1, has2;
@@ -314,8 +339,12 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
         goto done;
     }
     uint64_t pn, sn;
-    if (!GET(&c, pn) || pn > UINT32_MAX || pn * sizeof(uint32_t) > left(&c, fsize)) {
+    if (!GET(&c, pn) || pn > UINT32_MAX) {
         st = bad(path, "truncated shuffle state");
+        goto done;
+    }
+    if (pn * sizeof(uint32_t) > left(&c, fsize)) {
+        st = fl_fail(FL_ERR_FORMAT, "%s: shuffle state of %" PRIu64 " entries is longer than the rest of the file", path, pn);
         goto done;
     }
     if (pn) {
