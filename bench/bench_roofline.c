@@ -17,7 +17,7 @@
  * and prints the fraction of the bound reached, and the speedup vs dense next to the flop and byte
  * reductions. Models are built with fl_model_create + fl_model_init_random (no decomposition). */
 #include "internal.h"
-#include "kernels/rec_kernels.h"
+#include "kernels/kernels.h"
 #include "recurrent.h"
 
 #include <stdio.h>
@@ -68,7 +68,7 @@ static double time_it(void (*fn)(void *), void *arg) {
 /* ------------------------------------------------------------ machine */
 
 typedef struct panel_run {
-    const fl_rec_kernels *k;
+    const fl_kernels *k;
     int H, K, B;
     float *pw, *x, *gx, *c, *h;
 } panel_run;
@@ -79,7 +79,7 @@ static void panel_call(void *p) {
 }
 
 static panel_run panel_make(int H, int K, int B) {
-    panel_run r = {fl_rec_kernels_get(), H, K, B, NULL, NULL, NULL, NULL, NULL};
+    panel_run r = {fl_kernels_get(), H, K, B, NULL, NULL, NULL, NULL, NULL};
     int nb = (H + 15) / 16;
     r.pw = fl_calloc((size_t)nb * K * 64, sizeof(float));
     r.x = fl_calloc((size_t)B * K, sizeof(float));
@@ -244,7 +244,7 @@ int main(int argc, char **argv) {
     if (quick) g_rounds = 3, g_round_s = 0.01;
     const double rate = measure_rate(), sg = measure_sgemm();
     printf("# roofline, kernels %s, threads %d, medians of %d rounds of %s; OPENBLAS_CORETYPE=%s\n",
-           fl_rec_kernels_get()->name, threads, g_rounds, threads > 1 ? "wall time" : "thread CPU time", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "<unset>");
+           fl_kernels_get()->name, threads, g_rounds, threads > 1 ? "wall time" : "thread CPU time", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "<unset>");
     printf("# flop rate: gate kernel (batch 6, L2 panel) %.1f GFLOP/s; OpenBLAS sgemm 1024^3 %.1f GFLOP/s\n", rate / 1e9, sg / 1e9);
     printf("# bandwidth of the gate kernel streaming a panel (batch 1):");
     const double sizes[] = {32e3, 256e3, 1e6, 4e6, 16e6, 64e6};

@@ -53,6 +53,14 @@ static void compare(errs *e, const float *got, const float *want, int n) {
     }
 }
 
+/* The cell update through either entry point of a level: lstm_cell, or gate_cell with K = 0 (no
+ * recurrent product: gates = gx), which is what the runtime's fused kernels end with. One row. */
+static void run_cell(const fl_kernels *k, int via_gate, int H, const float *g, float *c, float *h) {
+    static const float dummy[16] __attribute__((aligned(64)));
+    if (via_gate) k->gate_cell(0, (H + FL_REC_NB - 1) / FL_REC_NB, H, 0, 1, dummy, dummy, 0, g, 4 * H, c, h, H);
+    else k->lstm_cell(1, H, g, 4 * H, c, H, h, H);
+}
+
 /* Run level k and ref on one (batch, H) problem with padded strides and a 1-float misalignment. */
 static void check_cell(const fl_kernels *k, int batch, int H, int extreme, uint64_t seed) {
     const int ldg = 4 * H + 3, ldc = H + 1, ldh = H + 5;
@@ -134,19 +142,20 @@ static void test_cell_sweep(void **state) {
     for (size_t l = 0; l < sizeof FAST_LEVELS / sizeof *FAST_LEVELS; l++) {
         const fl_kernels *k = fl_kernels_by_name(FAST_LEVELS[l]);
         if (!k) continue;
-        for (int rot = 0; rot < 4; rot++) {
+        for (int rot = 0; rot < 8; rot++) {
+            const int via_gate = rot >= 4;
             for (int gi = 0; gi < 4; gi++)
                 for (int j = 0; j < H; j++) {
                     int jj = (j + rot * 1499 * (gi + 1)) % H;  // each gate sees the grid in another order
                     g[gi * H + j] = -30.0f + 60.0f * (float)jj / (float)(H - 1);
                 }
             for (int j = 0; j < H; j++) c1[j] = c2[j] = (rot & 1) ? 0.0f : 2.5f * (float)((j % 7) - 3);
-            fl_kernels_ref.lstm_cell(1, H, g, 4 * H, c1, H, h1, H);
-            k->lstm_cell(1, H, g, 4 * H, c2, H, h2, H);
+            run_cell(&fl_kernels_ref, via_gate, H, g, c1, h1);
+            run_cell(k, via_gate, H, g, c2, h2);
             errs e = {0};
             compare(&e, c2, c1, H);
             compare(&e, h2, h1, H);
-            if (e.bad) fail_msg("%s: sweep %d: %ld values outside tolerance (worst %.2f x tol)", k->name, rot, e.bad, e.worst);
+            if (e.bad) fail_msg("%s: sweep %d (%s): %ld values outside tolerance (worst %.2f x tol)", k->name, rot, via_gate ? "gate_cell" : "lstm_cell", e.bad, e.worst);
         }
     }
     free(g);
@@ -174,8 +183,9 @@ static void test_nonlinearity_ulp(void **state) {
     assert_non_null(c);
     assert_non_null(h);
     static const char *const levels[] = {"ref", "avx2", "avx512"};
-    for (size_t l = 0; l < 3; l++) {
-        const fl_kernels *k = fl_kernels_by_name(levels[l]);
+    for (size_t l = 0; l < 6; l++) {
+        const fl_kernels *k = fl_kernels_by_name(levels[l % 3]);
+        const int via_gate = l >= 3;
         if (!k) continue;
         for (int j = 0; j < H; j++) {
             g[j] = -20.0f + 40.0f * (float)j / (float)(H - 1);
@@ -184,7 +194,7 @@ static void test_nonlinearity_ulp(void **state) {
             g[3 * H + j] = 0.0f;
             c[j] = 0.0f;
         }
-        k->lstm_cell(1, H, g, 4 * H, c, H, h, H);
+        run_cell(k, via_gate, H, g, c, h);
         double us = 0;
         for (int j = 0; j < H; j++) us = fmax(us, ulps(c[j], 1.0 / (1.0 + exp(-(double)g[j]))));
         for (int j = 0; j < H; j++) {
@@ -192,10 +202,11 @@ static void test_nonlinearity_ulp(void **state) {
             g[2 * H + j] = -10.0f + 20.0f * (float)j / (float)(H - 1);
             c[j] = 0.0f;
         }
-        k->lstm_cell(1, H, g, 4 * H, c, H, h, H);
+        run_cell(k, via_gate, H, g, c, h);
         double ut = 0;
         for (int j = 0; j < H; j++) ut = fmax(ut, ulps(c[j], tanh((double)g[2 * H + j])));
-        print_message("%s: max error sigmoid [-20, 20] %.2f ulp, tanh [-10, 10] %.2f ulp\n", k->name, us, ut);
+        print_message("%s %s: max error sigmoid [-20, 20] %.2f ulp, tanh [-10, 10] %.2f ulp\n", k->name,
+                      via_gate ? "gate_cell" : "lstm_cell", us, ut);
         assert_true(us <= 4.0);
         assert_true(ut <= 4.0);
     }
@@ -224,33 +235,61 @@ static void test_ref_formula(void **state) {
     }
 }
 
-/* A NaN in any gate pre-activation or in c gives NaN where ref gives NaN, at every level (a clamp
- * inside exp must not turn NaN into a finite value), and finite values elsewhere. */
+/* One cell-update call of kernel `kind` (0 lstm_cell, 1 gate_cell, 2 cp_gate_cell) on B rows of H
+ * units with inner size K; gx (B, 4H), c and h (B, H) contiguous; pw, pb, x, zs as in kernels.h. */
+static void run_kind(const fl_kernels *k, int kind, int B, int H, int K, const float *pw, const float *pb,
+                     const float *x, const float *zs, const float *gx, float *c, float *h) {
+    const int nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    if (kind == 0) k->lstm_cell(B, H, gx, 4 * H, c, H, h, H);
+    else if (kind == 1) k->gate_cell(0, nblk, H, K, B, pw, x, K, gx, 4 * H, c, h, H);
+    else k->cp_gate_cell(0, nblk, H, K, B, pb, zs, gx, 4 * H, c, h, H);
+}
+
+/* A NaN in any gate pre-activation or in c gives NaN where ref gives NaN, at every level and in every
+ * kernel that ends in the cell update (lstm_cell, and the fused gate_cell / cp_gate_cell the runtime
+ * uses, batch 1 and 3): a clamp inside exp must not turn NaN into a finite value. */
 static void test_nan_propagates(void **state) {
     (void)state;
-    const int H = 37;  // full vectors and a remainder at both widths
-    float g[4 * 37], c1[37], c2[37], h1[37], h2[37];
+    enum { H = 37, K = 5, BMAX = 3, NBLK = (H + FL_REC_NB - 1) / FL_REC_NB };  // full vectors and a remainder
+    static float pw[NBLK * K * 4 * FL_REC_NB] __attribute__((aligned(64)));
+    static float pb[NBLK * K * FL_REC_NB] __attribute__((aligned(64)));
+    float x[BMAX * K], zs[BMAX * 4 * K], g[BMAX * 4 * H], c1[BMAX * H], c2[BMAX * H], h1[BMAX * H], h2[BMAX * H];
+    uint64_t s0 = 5;
+    for (int blk = 0; blk < NBLK; blk++)
+        for (int kk = 0; kk < K; kk++)
+            for (int u = 0; u < FL_REC_NB; u++) {
+                const int valid = blk * FL_REC_NB + u < H;  // units past H are zero in a packed panel
+                pb[(blk * K + kk) * FL_REC_NB + u] = valid ? uni(&s0, -0.5f, 0.5f) : 0.0f;
+                for (int gi = 0; gi < 4; gi++)
+                    pw[((blk * K + kk) * 4 + gi) * FL_REC_NB + u] = valid ? uni(&s0, -0.5f, 0.5f) : 0.0f;
+            }
+    for (int i = 0; i < BMAX * K; i++) x[i] = uni(&s0, -1, 1);
+    for (int i = 0; i < BMAX * 4 * K; i++) zs[i] = uni(&s0, -1, 1);
+    static const char *const kinds[] = {"lstm_cell", "gate_cell", "cp_gate_cell"};
     for (size_t l = 0; l < sizeof FAST_LEVELS / sizeof *FAST_LEVELS; l++) {
         const fl_kernels *k = fl_kernels_by_name(FAST_LEVELS[l]);
         if (!k) continue;
-        for (int where = 0; where < 5; where++) {  // gate i, f, g, o, or c
-            uint64_t s = 11 + (uint64_t)where;
-            for (int i = 0; i < 4 * H; i++) g[i] = uni(&s, -3, 3);
-            for (int j = 0; j < H; j++) c1[j] = c2[j] = uni(&s, -2, 2);
-            for (int j = 3; j < H; j += 8) {  // lanes 3, 11, 19, 27, 35 (the last in the remainder)
-                if (where < 4) g[where * H + j] = NAN;
-                else c1[j] = c2[j] = NAN;
-            }
-            fl_kernels_ref.lstm_cell(1, H, g, 4 * H, c1, H, h1, H);
-            k->lstm_cell(1, H, g, 4 * H, c2, H, h2, H);
-            for (int j = 0; j < H; j++) {
-                if (isnan(c1[j]) != isnan(c2[j]) || isnan(h1[j]) != isnan(h2[j]))
-                    fail_msg("%s: NaN in %s at unit %d: ref c %g h %g, fast c %g h %g", k->name,
-                             (const char *[]){"i", "f", "g", "o", "c"}[where], j, (double)c1[j], (double)h1[j],
-                             (double)c2[j], (double)h2[j]);
-                if (j % 8 == 3) assert_true(isnan(h2[j]));  // every NaN input reaches h
-            }
-        }
+        for (int kind = 0; kind < 3; kind++)
+            for (int B = 1; B <= BMAX; B += 2)
+                for (int where = 0; where < 5; where++) {  // gate i, f, g, o, or c
+                    uint64_t s = 11 + (uint64_t)where;
+                    for (int i = 0; i < B * 4 * H; i++) g[i] = uni(&s, -3, 3);
+                    for (int i = 0; i < B * H; i++) c1[i] = c2[i] = uni(&s, -2, 2);
+                    for (int b = 0; b < B; b++)
+                        for (int j = 3; j < H; j += 8) {  // lanes 3, 11, 19, 27, 35 (the last in the remainder)
+                            if (where < 4) g[b * 4 * H + where * H + j] = NAN;
+                            else c1[b * H + j] = c2[b * H + j] = NAN;
+                        }
+                    run_kind(&fl_kernels_ref, kind, B, H, K, pw, pb, x, zs, g, c1, h1);
+                    run_kind(k, kind, B, H, K, pw, pb, x, zs, g, c2, h2);
+                    for (int i = 0; i < B * H; i++) {
+                        if (isnan(c1[i]) != isnan(c2[i]) || isnan(h1[i]) != isnan(h2[i]))
+                            fail_msg("%s %s B %d: NaN in %s at row %d unit %d: ref c %g h %g, fast c %g h %g", k->name,
+                                     kinds[kind], B, (const char *[]){"i", "f", "g", "o", "c"}[where], i / H, i % H,
+                                     (double)c1[i], (double)h1[i], (double)c2[i], (double)h2[i]);
+                        if ((i % H) % 8 == 3) assert_true(isnan(h2[i]));  // every NaN input reaches h
+                    }
+                }
     }
 }
 

@@ -8,13 +8,16 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "recurrent.h"
 #include "recurrent_levels.h"
-#include "kernels/rec_kernels.h"
+#include "kernels/kernels.h"
 
 static const char *const LEVELS[] = {"ref", "avx2", "avx512"};
 
@@ -198,6 +201,92 @@ static void test_set_threads(void **state) {
     fl_model_free(m);
 }
 
+/* Pool lifetime under stress: STRESS_CYCLES create / step / set_threads toggling / free cycles with
+ * two threads, in a helper thread that the test waits for with a deadline, so a lost wake-up
+ * (a worker asleep on the condition variable while pool_stop joins it, or a caller waiting on
+ * chunks nobody runs) fails the test instead of hanging it. Steps are big enough to use the
+ * workers (H 128, B 2: 512 KB of weights per step); every output must equal the one-thread bits.
+ * Some cycles pause so that the workers fall asleep before the pool is stopped. */
+enum { STRESS_CYCLES = 2000 };
+
+typedef struct stress {
+    const fl_layer *ly;
+    const float *gx, *h, *o_ref;
+    int H, B;
+    _Atomic int cycles_done, bad;
+} stress;
+
+static void *stress_main(void *arg) {
+    stress *st = arg;
+    const int H = st->H, B = st->B;
+    float *c = calloc((size_t)B * H, sizeof(float)), *o = calloc((size_t)B * H, sizeof(float));
+    if (!c || !o) {
+        atomic_store(&st->bad, 1);
+        free(c), free(o);
+        return NULL;
+    }
+    for (int cyc = 0; cyc < STRESS_CYCLES; cyc++) {
+        fl_rec *r = NULL;
+        if (fl_rec_create(st->ly, B, 2, &r) != FL_OK) {
+            atomic_store(&st->bad, 1);
+            break;
+        }
+        const int steps = cyc % 4; // 0: free right after create (workers may not have started yet)
+        for (int i = 0; i < steps; i++) {
+            if (cyc % 3 == 1 && fl_rec_set_threads(r, i % 2 ? 2 : 1) != FL_OK) atomic_store(&st->bad, 1);
+            memset(c, 0, (size_t)B * H * sizeof(float));
+            fl_rec_step(r, B, st->gx, 4 * H, st->h, H, c, o, H);
+            if (memcmp(o, st->o_ref, (size_t)B * H * sizeof(float)) != 0) atomic_store(&st->bad, 2);
+        }
+        if (cyc % 5 == 2 && fl_rec_set_threads(r, 2) != FL_OK) atomic_store(&st->bad, 1);
+        // Now and then let the workers give up spinning and sleep on the condition variable first,
+        // so that free (and set_threads) must wake sleepers, not only spinners.
+        if (cyc % 40 == 3) nanosleep(&(struct timespec){0, 3 * 1000 * 1000}, NULL);
+        if (cyc % 40 == 23) {
+            nanosleep(&(struct timespec){0, 3 * 1000 * 1000}, NULL);
+            if (fl_rec_set_threads(r, 2) != FL_OK) atomic_store(&st->bad, 1);
+            nanosleep(&(struct timespec){0, 3 * 1000 * 1000}, NULL);
+        }
+        fl_rec_free(r);
+        atomic_fetch_add(&st->cycles_done, 1);
+    }
+    free(c), free(o);
+    return NULL;
+}
+
+static void test_pool_stress(void **state) {
+    (void)state;
+    const int H = 128, B = 2;
+    fl_model *m = make_model(H, FL_METHOD_DENSE, 0, 6);
+    float *gx = calloc((size_t)B * 4 * H, sizeof(float)), *h = calloc((size_t)B * H, sizeof(float));
+    float *c = calloc((size_t)B * H, sizeof(float)), *o = calloc((size_t)B * H, sizeof(float));
+    assert_true(gx && h && c && o);
+    for (int i = 0; i < B * 4 * H; i++) gx[i] = (float)sin(i * 0.29);
+    for (int i = 0; i < B * H; i++) h[i] = (float)cos(i * 0.13);
+    fl_rec *r = NULL;
+    assert_int_equal(fl_rec_create(&m->layer[0], B, 1, &r), FL_OK);
+    fl_rec_step(r, B, gx, 4 * H, h, H, c, o, H);
+    fl_rec_free(r);
+    stress st = {.ly = &m->layer[0], .gx = gx, .h = h, .o_ref = o, .H = H, .B = B};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, stress_main, &st), 0);
+    // Deadline: 120 s of wall time (the loop takes well under a second on an idle machine). A helper
+    // that has not finished by then is stuck: fail (the process exits with the thread still in it).
+    int last = -1;
+    for (int waited_ms = 0; atomic_load(&st.cycles_done) < STRESS_CYCLES && !atomic_load(&st.bad); waited_ms += 10) {
+        if (waited_ms >= 120000)
+            fail_msg("pool stress: no progress, stuck after %d of %d cycles (last seen %d)", atomic_load(&st.cycles_done),
+                     STRESS_CYCLES, last);
+        last = atomic_load(&st.cycles_done);
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    assert_int_equal(pthread_join(tid, NULL), 0);
+    if (atomic_load(&st.bad)) fail_msg("pool stress: %s", atomic_load(&st.bad) == 2 ? "output differs from one thread" : "call failed");
+    assert_int_equal(atomic_load(&st.cycles_done), STRESS_CYCLES);
+    free(gx), free(h), free(c), free(o);
+    fl_model_free(m);
+}
+
 /* gemm_nt (input projection) of every level that has one, and its scalar reference, against double
  * sums: awkward n, rows and K (tails of 6 X rows, 4 W rows, 16 lanes), strides, beta 0 and 0.5. */
 static void test_gemm_nt(void **state) {
@@ -230,11 +319,11 @@ static void test_gemm_nt(void **state) {
                             mag[(size_t)i * rows + r] = m; /* float summation error scales with this */
                         }
                     for (size_t li = 0; li < sizeof LEVELS / sizeof LEVELS[0] + 1; li++) {
-                        const fl_rec_kernels *k = li < 3 ? fl_rec_kernels_by_name(LEVELS[li]) : NULL;
+                        const fl_kernels *k = li < 3 ? fl_kernels_by_name(LEVELS[li]) : NULL;
                         if (li < 3 && (!k || !k->gemm_nt)) continue;
                         memcpy(y, y0, (size_t)n * ldy * 4);
                         if (k) k->gemm_nt(n, rows, K, x, ldx, w, ldw, beta, y, ldy);
-                        else fl_rec_gemm_nt_ref(n, rows, K, x, ldx, w, ldw, beta, y, ldy);
+                        else fl_kernels_gemm_nt_ref(n, rows, K, x, ldx, w, ldw, beta, y, ldy);
                         double e = 0;
                         for (int i = 0; i < n; i++)
                             for (int r = 0; r < rows; r++) {
@@ -254,6 +343,133 @@ static void test_gemm_nt(void **state) {
             }
 }
 
+/* W (rows, K) row-major -> pk (ceil(rows / NC), K, NC), zero past rows (the layout of kernels.h),
+ * written here independently of recurrent.c's packing. */
+static float *pack_pk(const float *w, int rows, int K, int ldw) {
+    const int NC = FL_PK_NC, np = (rows + NC - 1) / NC;
+    float *pk = fl_calloc((size_t)np * K * NC + 1, sizeof(float)); // 64-byte aligned, as the kernels need
+    assert_non_null(pk);
+    for (int p = 0; p < np; p++)
+        for (int k = 0; k < K; k++)
+            for (int u = 0; u < NC; u++) {
+                const int r = p * NC + u;
+                pk[((size_t)p * K + k) * NC + u] = r < rows ? w[(size_t)r * ldw + k] : 0.0f;
+            }
+    return pk;
+}
+
+/* gemm_pk (packed input projection, bias fused) of every level that has one, and its scalar
+ * reference, against double sums: tails of 6 X rows, 64-column panels and 16 lanes, small and
+ * large K, strides, with and without a bias. Pads between output rows stay untouched. */
+static void test_gemm_pk(void **state) {
+    (void)state;
+    const int ns[] = {1, 5, 6, 7, 13, 40}, rowss[] = {1, 16, 63, 64, 65, 148}, Ks[] = {1, 3, 28, 67, 650};
+    fl_rng rng;
+    fl_rng_seed(&rng, 14);
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 6; b++)
+            for (size_t q = 0; q < 5; q++) {
+                const int n = ns[a], rows = rowss[b], K = Ks[q], ldx = K + 3, ldw = K + 1, ldy = rows + 2;
+                float *x = malloc((size_t)n * ldx * 4), *w = malloc((size_t)rows * ldw * 4), *bias = malloc((size_t)rows * 4);
+                float *y0 = malloc((size_t)n * ldy * 4), *y = malloc((size_t)n * ldy * 4);
+                double *ref = malloc((size_t)n * rows * 8), *mag = malloc((size_t)n * rows * 8);
+                assert_true(x && w && bias && y0 && y && ref && mag);
+                for (int i = 0; i < n * ldx; i++) x[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int i = 0; i < rows * ldw; i++) w[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int i = 0; i < rows; i++) bias[i] = fl_rng_uniform_range(&rng, -1, 1);
+                for (int i = 0; i < n * ldy; i++) y0[i] = fl_rng_uniform_range(&rng, -1, 1);
+                float *pk = pack_pk(w, rows, K, ldw);
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    for (int i = 0; i < n; i++)
+                        for (int r = 0; r < rows; r++) {
+                            double s0 = with_bias ? bias[r] : 0.0, m = fabs(s0);
+                            for (int k = 0; k < K; k++) {
+                                double p = (double)x[(size_t)i * ldx + k] * w[(size_t)r * ldw + k];
+                                s0 += p;
+                                m += fabs(p);
+                            }
+                            ref[(size_t)i * rows + r] = s0;
+                            mag[(size_t)i * rows + r] = m;
+                        }
+                    for (size_t li = 0; li < sizeof LEVELS / sizeof LEVELS[0] + 1; li++) {
+                        const fl_kernels *k = li < 3 ? fl_kernels_by_name(LEVELS[li]) : NULL;
+                        if (li < 3 && (!k || !k->gemm_pk)) continue;
+                        memcpy(y, y0, (size_t)n * ldy * 4);
+                        const float *bb = with_bias ? bias : NULL;
+                        if (k) k->gemm_pk(n, rows, K, x, ldx, pk, bb, y, ldy);
+                        else fl_kernels_gemm_pk_ref(n, rows, K, x, ldx, pk, bb, y, ldy);
+                        double e = 0;
+                        for (int i = 0; i < n; i++)
+                            for (int r = 0; r < rows; r++) {
+                                double d = fabs(y[(size_t)i * ldy + r] - ref[(size_t)i * rows + r]) /
+                                           fmax(mag[(size_t)i * rows + r], 1e-30);
+                                e = fmax(e, d);
+                            }
+                        if (!(e <= 1e-5))
+                            fail_msg("gemm_pk %s n %d rows %d K %d bias %d: rel err %.3g", k ? k->name : "ref-fn", n,
+                                     rows, K, with_bias, e);
+                        for (int i = 0; i < n; i++)
+                            for (int r = rows; r < ldy; r++)
+                                assert_true(y[(size_t)i * ldy + r] == y0[(size_t)i * ldy + r]);
+                    }
+                }
+                fl_free(pk);
+                free(x), free(w), free(bias), free(y0), free(y), free(ref), free(mag);
+            }
+}
+
+/* fl_rec_input against x W_ih^T + bias in double, at every level, one and two threads, small and
+ * large n (two threads split W_ih's panels from 2M multiply-adds on): where the packed copy is used
+ * (true) the result must match; where it is not (false) nothing may be written. The ref level has
+ * no packed projection, so it must decline; with two threads a level that has one must use it. */
+static void test_rec_input(void **state) {
+    (void)state;
+    fl_arch a = {.vocab = 0, .input = 29, .hidden = 37, .layers = 1, .head = FL_HEAD_NONE, .head_out = 0};
+    fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_DENSE, 0}};
+    fl_model *m = NULL;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 21), FL_OK);
+    const fl_layer *ly = &m->layer[0];
+    const int I = 29, G = 4 * 37, nmax = 700, ldx = I + 2, ldg = G + 3;
+    float *x = malloc((size_t)nmax * ldx * 4), *bias = malloc((size_t)G * 4), *gx = malloc((size_t)nmax * ldg * 4);
+    assert_true(x && bias && gx);
+    fl_rng rng;
+    fl_rng_seed(&rng, 22);
+    for (int i = 0; i < nmax * ldx; i++) x[i] = fl_rng_uniform_range(&rng, -1, 1);
+    for (int i = 0; i < G; i++) bias[i] = fl_rng_uniform_range(&rng, -1, 1);
+    for (size_t li = 0; li < sizeof LEVELS / sizeof LEVELS[0]; li++)
+        for (int threads = 1; threads <= 2; threads++)
+            for (int n = 11; n <= nmax; n += nmax - 11) {
+                fl_rec *r = NULL;
+                if (fl_rec_create_with(ly, 4, threads, LEVELS[li], &r) != FL_OK) continue;
+                for (int i = 0; i < n * ldg; i++) gx[i] = 7.0f;
+                const bool used = fl_rec_input(r, n, x, ldx, bias, gx, ldg);
+                const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
+                if (!k->gemm_pk) assert_false(used);
+                else if (threads == 2) assert_true(used);
+                for (int i = 0; i < n; i++)
+                    for (int q = 0; q < ldg; q++) {
+                        const float got = gx[(size_t)i * ldg + q];
+                        if (!used || q >= G) {
+                            assert_true(got == 7.0f);
+                            continue;
+                        }
+                        double s0 = bias[q], mg = fabs(s0);
+                        for (int kk = 0; kk < I; kk++) {
+                            double p = (double)x[(size_t)i * ldx + kk] * ly->wih.w[(size_t)q * I + kk];
+                            s0 += p;
+                            mg += fabs(p);
+                        }
+                        if (!(fabs(got - s0) <= 1e-5 * mg))
+                            fail_msg("fl_rec_input %s threads %d n %d row %d col %d: %g vs %g", LEVELS[li], threads, n,
+                                     i, q, (double)got, s0);
+                    }
+                fl_rec_free(r);
+            }
+    free(x), free(bias), free(gx);
+    fl_model_free(m);
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     fl_model *m = make_model(20, FL_METHOD_SVD, 3, 9);
@@ -263,7 +479,7 @@ static void test_bad_args(void **state) {
     assert_int_equal(fl_rec_create_with(&m->layer[0], 1, 1, "sse9", &r), FL_ERR_UNSUPPORTED);
     assert_null(r);
     // Allocation failure at every point of creation returns FL_ERR_NOMEM and leaks nothing (ASan).
-    for (long n = 0; n < 4; n++) {
+    for (long n = 0; n < 12; n++) {
         fl_alloc_fail_after(n);
         fl_status st = fl_rec_create(&m->layer[0], 2, 2, &r);
         fl_alloc_fail_after(-1);
@@ -283,6 +499,8 @@ int main(void) {
         cmocka_unit_test(test_dense),       cmocka_unit_test(test_svd),
         cmocka_unit_test(test_cp),          cmocka_unit_test(test_large),
         cmocka_unit_test(test_set_threads), cmocka_unit_test(test_gemm_nt),
+        cmocka_unit_test(test_gemm_pk),     cmocka_unit_test(test_rec_input),
+        cmocka_unit_test(test_pool_stress),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

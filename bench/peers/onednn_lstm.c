@@ -49,9 +49,13 @@ static int meta_int(const char *key) {
     return p ? atoi(p + 1) : -1;
 }
 
+/* FL_PEER_CPUTIME=1: CPU time of the whole process (all its threads) instead of wall time, for
+ * comparisons on a loaded machine (with OMP_NUM_THREADS=1 that is the one computing thread). */
 static double now_us(void) {
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("FL_PEER_CPUTIME") && atoi(getenv("FL_PEER_CPUTIME")) == 1;
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
 }
 

@@ -1,6 +1,6 @@
 /* The one GEMM wrapper, and applying a weight matrix in any storage method. */
 #include "internal.h"
-#include "kernels/rec_kernels.h"
+#include "kernels/kernels.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -18,10 +18,10 @@ void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
 }
 
 /* y (n, rows) = x (n, K) W^T + beta y with W (rows, K) row-major: the project's own kernel where it
- * beats this BLAS (fl_rec_gemm_nt_choice), else fl_gemm. */
+ * beats this BLAS (fl_kernels_gemm_nt_choice), else fl_gemm. */
 static void apply_nt(int n, int rows, int K, const float *x, int ldx, const float *W, float beta, float *y,
                      int ldy) {
-    const fl_rec_kernels *k = fl_rec_gemm_nt_choice(n, K);
+    const fl_kernels *k = fl_kernels_gemm_nt_choice(n, K);
     if (k && rows > 0) k->gemm_nt(n, rows, K, x, ldx, W, K, beta, y, ldy);
     else fl_gemm(false, true, n, rows, K, 1.0f, x, ldx, W, K, beta, y, ldy);
 }

@@ -1,6 +1,6 @@
 /* Recurrent step: gates = gx + W_hh h_prev, then the cell update, fused per block of hidden units.
  *
- * fl_rec_create packs W_hh once (layouts in kernels/rec_kernels.h) so that each step streams every
+ * fl_rec_create packs W_hh once (layouts in kernels/kernels.h) so that each step streams every
  * weight exactly once, with a block's four gate rows side by side: the gate sums of a block never
  * leave registers before the cell update. Per storage method, per step and batch row:
  *   dense  gates = gx + W h                    (W packed as a gate panel, K = H)
@@ -14,12 +14,17 @@
  * Workers spin on the ticket for a while after each step (back-to-back steps cost no system call),
  * then sleep on a condition variable. Each thread computes its own copy of t / zs (V and C are small
  * next to U or W), so a step needs no barrier inside it. Steps under MIN_PARALLEL_BYTES of weights
- * run on the caller alone. */
+ * run on the caller alone.
+ *
+ * The input projection of all steps (gx = x W_ih^T + biases, one GEMM per layer and sequence) goes
+ * through fl_rec_input: where the level has a packed projection kernel, W_ih is packed here too
+ * (once per session) into 64-column panels, biases fused into the GEMM's epilogue. */
 #include "recurrent.h"
 
-#include "kernels/rec_kernels.h"
+#include "kernels/kernels.h"
 #include "recurrent_levels.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -32,6 +37,7 @@ enum {
     MIN_BLOCKS_PER_THREAD = 2,
     CHUNKS_PER_THREAD = 4,
     MIN_PARALLEL_BYTES = 512 * 1024, /* below this a step takes ~3 us: syncing two threads does not pay */
+    MIN_PARALLEL_MACS = 2 << 20,     /* input projections below this (~10 us) run on the caller alone */
 };
 
 static inline void cpu_relax(void) {
@@ -49,8 +55,15 @@ typedef struct worker {
     pthread_t tid;
 } worker;
 
-/* The arguments of the step in flight; written by the caller before it publishes a ticket. */
+/* The arguments of the step (or input projection) in flight; written by the caller before it
+ * publishes a ticket. */
 typedef struct job {
+    int proj_n;      /* > 0: an input projection of proj_n rows (fl_rec_input), chunks split panels */
+    const float *px; /* projection: x (proj_n, in), row stride ldpx; bias (4H) or NULL; */
+    int ldpx;        /* out: py (proj_n, 4H), row stride ldpy */
+    const float *bias;
+    float *py;
+    int ldpy;
     int B;
     const float *gx;
     int ldgx;
@@ -70,12 +83,13 @@ typedef struct job {
 
 struct fl_rec {
     const fl_layer *ly;
-    const fl_rec_kernels *k;
+    const fl_kernels *k;
     fl_method method;
     int H, R, Rp, nblk, max_batch, threads;
     float *pw;       /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
     float *pm;       /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
     float *a;        /* CP: a (4, R) */
+    float *pk;       /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
     float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
     size_t scratch_per_thread;
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
@@ -121,12 +135,29 @@ static void pack_proj(const float *src, size_t sk, size_t sr, int K, int R, int 
         for (int r = 0; r < Rp; r++) m[(size_t)k * Rp + r] = r < R ? src[k * sk + r * sr] : 0.0f;
 }
 
+/* w (rows, K) row-major -> pk (ceil(rows / NC), K, NC), zero past rows. */
+static void pack_input(const float *w, int rows, int K, float *pk) {
+    const int NC = FL_PK_NC;
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < K; k++) pk[((size_t)(r / NC) * K + k) * NC + r % NC] = w[(size_t)r * K + k];
+}
+
 /* ------------------------------------------------------------ one chunk of a step */
 
 /* Blocks of chunk idx of n. The rank-R intermediate is computed once per participant and job:
  * *t_gen remembers for which job this participant's scratch holds it. */
 static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen,
                       const job *j) {
+    if (j->proj_n > 0) { /* input projection: 64-column panels [p0, p1) of W_ih */
+        const fl_mat *wi = &r->ly->wih;
+        const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+        const int p0 = (int)((long)np * idx / n), p1 = (int)((long)np * (idx + 1) / n);
+        if (p0 >= p1) return;
+        const int c0 = p0 * FL_PK_NC, cols = (p1 * FL_PK_NC < wi->rows ? p1 * FL_PK_NC : wi->rows) - c0;
+        r->k->gemm_pk(j->proj_n, cols, wi->cols, j->px, j->ldpx, r->pk + (size_t)c0 * wi->cols,
+                      j->bias ? j->bias + c0 : NULL, j->py + c0, j->ldpy);
+        return;
+    }
     const int blk0 = (int)((long)r->nblk * idx / n), blk1 = (int)((long)r->nblk * (idx + 1) / n);
     if (blk0 >= blk1) return;
     const int H = r->H, R = r->R, Rp = r->Rp, B = j->B;
@@ -241,6 +272,7 @@ void fl_rec_free(fl_rec *r) {
     fl_free(r->pw);
     fl_free(r->pm);
     fl_free(r->a);
+    fl_free(r->pk);
     fl_free(r);
 }
 
@@ -266,7 +298,7 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads) {
     return st;
 }
 
-static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, const fl_rec_kernels *k,
+static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, const fl_kernels *k,
                             fl_rec **out) {
     *out = NULL;
     if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
@@ -316,6 +348,15 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
         fl_rec_free(r);
         return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
     }
+    const fl_mat *wi = &ly->wih;
+    if (k->gemm_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
+        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+        if (!(r->pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+            fl_rec_free(r);
+            return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
+        }
+        pack_input(wi->w, wi->rows, wi->cols, r->pk);
+    }
     if (pthread_mutex_init(&r->mu, NULL) != 0) {
         fl_rec_free(r);
         return fl_fail(FL_ERR_NOMEM, "recurrent step: could not create a mutex");
@@ -336,13 +377,13 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
 }
 
 fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out) {
-    return rec_create(ly, max_batch, threads, fl_rec_kernels_get(), out);
+    return rec_create(ly, max_batch, threads, fl_kernels_get(), out);
 }
 
 fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, const char *kernels,
                              fl_rec **out) {
     *out = NULL;
-    const fl_rec_kernels *k = fl_rec_kernels_by_name(kernels);
+    const fl_kernels *k = fl_kernels_by_name(kernels);
     if (!k) return fl_fail(FL_ERR_UNSUPPORTED, "recurrent kernels '%s' unknown or not supported by this CPU",
                            kernels ? kernels : "(null)");
     return rec_create(ly, max_batch, threads, k, out);
@@ -350,13 +391,35 @@ fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, con
 
 const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
 
+/* ------------------------------------------------------------ input projection */
+
+static void run_job(fl_rec *r, unsigned n, const job *j);
+
+bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
+    // One thread: gemm_pk here, unless BLAS is multi-threaded (then BLAS does better). More: the
+    // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
+    if (!r->pk || (r->nworkers == 0 && openblas_get_num_threads() != 1)) return false;
+    if (n <= 0) return true;
+    const fl_mat *wi = &r->ly->wih;
+    const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+    job j = {.proj_n = n, .px = x, .ldpx = ldx, .bias = bias, .py = gx, .ldpy = ldgx};
+    unsigned nch = 1;
+    if (r->nworkers > 0 && (double)n * wi->rows * wi->cols >= MIN_PARALLEL_MACS) {
+        nch = (unsigned)(CHUNKS_PER_THREAD * (r->nworkers + 1));
+        if (nch > (unsigned)np) nch = (unsigned)np;
+        if (nch > MAX_CHUNKS) nch = MAX_CHUNKS;
+    }
+    run_job(r, nch, &j);
+    return true;
+}
+
 /* ------------------------------------------------------------ the step */
 
 void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
                  float *h_out, int ldho) {
     FL_ASSERT(B >= 0 && B <= r->max_batch);
     if (B == 0) return;
-    job j = {B, gx, ldgx, h_prev, ldhp, c, h_out, ldho};
+    job j = {.B = B, .gx = gx, .ldgx = ldgx, .hp = h_prev, .ldhp = ldhp, .c = c, .ho = h_out, .ldho = ldho};
     // Threads pay off only when each has a few blocks and some tens of KB of weights to stream.
     unsigned n = 1;
     if (r->nworkers > 0 && r->nblk >= 2 * MIN_BLOCKS_PER_THREAD && (double)r->bytes_per_row * B >= MIN_PARALLEL_BYTES) {
@@ -364,12 +427,17 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
         if (n > (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD) n = (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD;
         if (n > MAX_CHUNKS) n = MAX_CHUNKS;
     }
+    run_job(r, n, &j);
+}
+
+/* Run job j in n chunks: on this thread alone when n is 1, else with the pool. */
+static void run_job(fl_rec *r, unsigned n, const job *jp) {
     if (n == 1) {
         unsigned t_gen = ~0u;
-        run_chunk(r, 0, 0, 1, 0, &t_gen, &j);
+        run_chunk(r, 0, 0, 1, 0, &t_gen, jp);
         return;
     }
-    r->jb = j;
+    r->jb = *jp;
     publish(r, n);
     unsigned t_gen = ~0u;
     participate(r, 0, &t_gen);

@@ -21,4 +21,10 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads);
 void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
                  float *h_out, int ldho);
 
+/* gx (n, 4H) = x (n, in) W_ih^T + bias (4H, may be NULL), row strides ldx and ldgx, through a packed
+ * copy of W_ih made at fl_rec_create (dense W_ih, a kernel level with a packed projection), split
+ * over r's threads (one thread: only with a single-threaded BLAS). Returns false and writes nothing
+ * where that copy is not used: the caller then projects with fl_mat_apply and adds the bias. */
+bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx);
+
 #endif

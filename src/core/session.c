@@ -280,8 +280,10 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         const fl_layer *ly = &m->layer[l];
         float *hs = s->seq[l % 2];  // hs: (T, B, H) this layer's outputs; never aliases `in`
         // gx (T*B, 4H) = in W_ih^T + b_ih + b_hh
-        fl_mat_apply(&ly->wih, N, in, in_dim, 0.0f, s->gx, G, s->ws);
-        add_bias_rows(s->gx, (size_t)N, G, s->bias + (size_t)l * G);
+        if (!fl_rec_input(s->rec[l], N, in, in_dim, s->bias + (size_t)l * G, s->gx, G)) {
+            fl_mat_apply(&ly->wih, N, in, in_dim, 0.0f, s->gx, G, s->ws);
+            add_bias_rows(s->gx, (size_t)N, G, s->bias + (size_t)l * G);
+        }
         // c (B, H) = c0[l] or 0; h_{-1} (B, H) = h0[l] or 0
         if (io->c0) memcpy(s->c, io->c0 + (size_t)l * B * H, (size_t)B * H * sizeof(float));
         else memset(s->c, 0, (size_t)B * H * sizeof(float));
@@ -356,8 +358,10 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
     for (int l = 0; l < s->L; l++) {
         float *h = s->sh + (size_t)l * MB * H, *c = s->sc + (size_t)l * MB * H;  // (B, H) of layer l
         // gx (B, 4H) = in W_ih^T + b_ih + b_hh
-        fl_mat_apply(&m->layer[l].wih, B, in, in_dim, 0.0f, s->gx, G, s->ws);
-        add_bias_rows(s->gx, (size_t)B, G, s->bias + (size_t)l * G);
+        if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, s->gx, G)) {
+            fl_mat_apply(&m->layer[l].wih, B, in, in_dim, 0.0f, s->gx, G, s->ws);
+            add_bias_rows(s->gx, (size_t)B, G, s->bias + (size_t)l * G);
+        }
         fl_rec_step(s->rec[l], B, s->gx, G, h, H, c, s->hstep, H);
         memcpy(h, s->hstep, (size_t)B * H * sizeof(float));
         in = h;

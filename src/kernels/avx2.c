@@ -8,16 +8,23 @@
  * gives 1 and ~6e-39 (libm: 1 and 0), tanh(+-100) gives +-1. tanh uses Cephes tanhf's odd
  * polynomial below |x| = 0.625 (no cancellation near 0) and 1 - 2 / (e^{2|x|} + 1) above.
  * Measured against double libm (test_kernels, test_nonlinearity_ulp): sigmoid <= 2.6 ulp on
- * [-20, 20], tanh <= 1.1 ulp on [-10, 10]; glibc's float versions in ref.c: 1.9 and 1.8. */
+ * [-20, 20], tanh <= 1.1 ulp on [-10, 10]; glibc's float versions in ref.c: 1.9 and 1.8.
+ * One set of these nonlinearities serves every kernel here.
+ *
+ * Kernels (layouts in kernels.h): lstm_cell; gate_cell / cp_gate_cell (a 16-unit block is two ymm
+ * halves per gate); proj. No gemm_nt / gemm_pk: OpenBLAS does the input projection at this level. */
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#define INL static inline __attribute__((always_inline))
 
 #define EXP_HI 88.0f    /* e^88 = 1.65e38 < FLT_MAX even times the polynomial's 1.42 */
 #define EXP_LO -87.3f   /* n >= -126: 2^n is normal */
 
-static inline __m256 exp8(__m256 x) {
+INL __m256 exp8(__m256 x) {
     // Clamp with x as the second operand of each: min/max return the second operand when either is
     // NaN, so a NaN input stays NaN (as in ref.c) instead of being clamped to a finite value.
     x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
@@ -38,12 +45,12 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-static inline __m256 sigmoid8(__m256 x) {
+INL __m256 sigmoid8(__m256 x) {
     __m256 one = _mm256_set1_ps(1.0f);
     return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
-static inline __m256 tanh8(__m256 x) {
+INL __m256 tanh8(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 a = _mm256_andnot_ps(sign, x);
     // small |x|: x + x z P(z), z = x^2
@@ -64,7 +71,7 @@ static inline __m256 tanh8(__m256 x) {
 }
 
 /* One vector of 8 units: c = f c + i g; h = o tanh(c). */
-static inline void cell8(__m256 gi, __m256 gf, __m256 gg, __m256 go, __m256 *c, __m256 *h) {
+INL void cell8(__m256 gi, __m256 gf, __m256 gg, __m256 go, __m256 *c, __m256 *h) {
     __m256 i = sigmoid8(gi), f = sigmoid8(gf), g = tanh8(gg), o = sigmoid8(go);
     __m256 cn = _mm256_fmadd_ps(f, *c, _mm256_mul_ps(i, g));
     *c = cn;
@@ -96,7 +103,229 @@ static void lstm_cell_avx2(int batch, int H, const float *restrict gates, int ld
     }
 }
 
+/* Lanes [0, n) set. */
+INL __m256i tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Cell update of 8 units; gx, c, h point at the first unit; m masks the valid ones. */
+INL void cell_store(__m256 ai, __m256 af, __m256 ag, __m256 ao, const float *gx, int H, float *c,
+                    float *h, __m256i m) {
+    ai = _mm256_add_ps(ai, _mm256_maskload_ps(gx, m));
+    af = _mm256_add_ps(af, _mm256_maskload_ps(gx + H, m));
+    ag = _mm256_add_ps(ag, _mm256_maskload_ps(gx + 2 * (size_t)H, m));
+    ao = _mm256_add_ps(ao, _mm256_maskload_ps(gx + 3 * (size_t)H, m));
+    __m256 cn = _mm256_fmadd_ps(sigmoid8(af), _mm256_maskload_ps(c, m),
+                                _mm256_mul_ps(sigmoid8(ai), tanh8(ag)));
+    _mm256_maskstore_ps(c, m, cn);
+    _mm256_maskstore_ps(h, m, _mm256_mul_ps(sigmoid8(ao), tanh8(cn)));
+}
+
+/* Valid units of half `hf` (0, 1) of the block at j0: 0..8. */
+INL int half_count(int H, int j0, int hf) {
+    int n = H - j0 - 8 * hf;
+    return n < 0 ? 0 : n > 8 ? 8 : n;
+}
+
+/* Prefetch 8 gate pre-activations per gate of one row at gx (first and last lane), before a tile's
+ * K loop, so the epilogue's gx loads (a session's (T, B, 4H) buffer, out of cache) do not stall. */
+INL void prefetch_gx(const float *gx, int H) {
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        _mm_prefetch((const char *)(gx + (size_t)g * H), _MM_HINT_T0);
+        _mm_prefetch((const char *)(gx + (size_t)g * H + 7), _MM_HINT_T0);
+    }
+}
+
+/* ------------------------------------------------------------ dense / SVD-U gate panel */
+
+static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
+                         const float *restrict x, const float *restrict gx, float *restrict c,
+                         float *restrict h) {
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
+        prefetch_gx(gx + blk * 16, H);
+        prefetch_gx(gx + blk * 16 + 8, H);
+        __m256 a[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+        for (int k = 0; k < K; k++) {
+            const float *q = p + (size_t)k * 64;
+            __m256 xv = _mm256_set1_ps(x[k]);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_load_ps(q + 8 * i), xv, a[i]);
+        }
+        const int j0 = blk * 16;
+        for (int hf = 0; hf < 2; hf++) {
+            int n = half_count(H, j0, hf);
+            if (n == 0) break;
+            const int j = j0 + 8 * hf;
+            cell_store(a[hf], a[2 + hf], a[4 + hf], a[6 + hf], gx + j, H, c + j, h + j, tail_mask(n));
+        }
+    }
+}
+
+/* NR rows (<= 3) x 8 units (half hf of the block) x 4 gates. */
+INL void gate_tile(const int NR, int hf, int j0, int H, int K, const float *restrict p,
+                   const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                   float *restrict c, float *restrict h, int ldh) {
+    __m256 acc[3][4];
+#pragma GCC unroll 3
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[b][g] = _mm256_setzero_ps();
+#pragma GCC unroll 3
+    for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 8 * hf, H);
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64 + 8 * hf;
+#pragma GCC unroll 3
+        for (int b = 0; b < NR; b++) {
+            __m256 xv = _mm256_set1_ps(x[(size_t)b * ldx + k]);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) acc[b][g] = _mm256_fmadd_ps(_mm256_load_ps(q + 16 * g), xv, acc[b][g]);
+        }
+    }
+    const int j = j0 + 8 * hf;
+    const __m256i m = tail_mask(half_count(H, j0, hf));
+#pragma GCC unroll 3
+    for (int b = 0; b < NR; b++)
+        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
+                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+}
+
+static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
+                           const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                           float *restrict c, float *restrict h, int ldh) {
+    if (B == 1) {
+        gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
+        return;
+    }
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64;
+        const int j0 = blk * 16;
+        for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
+            int b = 0;
+            for (; b + 3 <= B; b += 3)
+                gate_tile(3, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
+                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+            if (B - b == 2)
+                gate_tile(2, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
+                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+            else if (B - b == 1)
+                gate_tile(1, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
+                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ CP gate panel */
+
+/* NR rows (<= 2) x 8 units x 4 gates; one weight vector per k feeds the 4 gates. */
+INL void cp_tile(const int NR, int hf, int j0, int H, int K, const float *restrict p,
+                 const float *restrict zs, const float *restrict gx, int ldgx, float *restrict c,
+                 float *restrict h, int ldh) {
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[b][g] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m256 w = _mm256_load_ps(p + (size_t)k * 16 + 8 * hf);
+#pragma GCC unroll 2
+        for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+                acc[b][g] = _mm256_fmadd_ps(w, _mm256_set1_ps(zs[(size_t)b * 4 * K + (size_t)g * K + k]), acc[b][g]);
+    }
+    const int j = j0 + 8 * hf;
+    const __m256i m = tail_mask(half_count(H, j0, hf));
+#pragma GCC unroll 2
+    for (int b = 0; b < NR; b++)
+        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
+                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+}
+
+static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
+                              const float *restrict zs, const float *restrict gx, int ldgx,
+                              float *restrict c, float *restrict h, int ldh) {
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pb + (size_t)blk * K * 16;
+        const int j0 = blk * 16;
+        if (B == 1) { /* both halves at once: 8 chains */
+            __m256 a[2][4];
+            for (int hf = 0; hf < 2; hf++)
+                for (int g = 0; g < 4; g++) a[hf][g] = _mm256_setzero_ps();
+            for (int k = 0; k < K; k++) {
+                __m256 w0 = _mm256_load_ps(p + (size_t)k * 16), w1 = _mm256_load_ps(p + (size_t)k * 16 + 8);
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    __m256 z = _mm256_set1_ps(zs[(size_t)g * K + k]);
+                    a[0][g] = _mm256_fmadd_ps(w0, z, a[0][g]);
+                    a[1][g] = _mm256_fmadd_ps(w1, z, a[1][g]);
+                }
+            }
+            for (int hf = 0; hf < 2; hf++) {
+                int n = half_count(H, j0, hf);
+                if (n == 0) break;
+                const int j = j0 + 8 * hf;
+                cell_store(a[hf][0], a[hf][1], a[hf][2], a[hf][3], gx + j, H, c + j, h + j, tail_mask(n));
+            }
+            continue;
+        }
+        for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
+            int b = 0;
+            for (; b + 2 <= B; b += 2)
+                cp_tile(2, hf, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx,
+                        c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+            if (b < B)
+                cp_tile(1, hf, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx,
+                        c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ projection t = x m */
+
+INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const float *restrict x,
+                    float *restrict t) {
+    __m256 a[4], b[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) a[v] = b[v] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        __m256 x0 = _mm256_set1_ps(x[k]), x1 = _mm256_set1_ps(x[k + 1]);
+        const float *q0 = m + (size_t)k * Rp, *q1 = q0 + Rp;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            a[v] = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + 8 * v), x0, a[v]);
+            b[v] = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + 8 * v), x1, b[v]);
+        }
+    }
+    if (k < K) {
+        __m256 x0 = _mm256_set1_ps(x[k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            a[v] = _mm256_fmadd_ps(_mm256_loadu_ps(m + (size_t)k * Rp + 8 * v), x0, a[v]);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm256_storeu_ps(t + 8 * v, _mm256_add_ps(a[v], b[v]));
+}
+
+static void proj_avx2(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                      float *restrict t, int ldt) {
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * ldx;
+        float *tb = t + (size_t)b * ldt;
+        int r = 0;
+        for (; r + 32 <= Rp; r += 32) proj_chunk(4, K, Rp, m + r, xb, tb + r);
+        if (r < Rp) proj_chunk(2, K, Rp, m + r, xb, tb + r); /* Rp is a multiple of 16 */
+    }
+}
+
 const fl_kernels fl_kernels_avx2 = {
     .name = "avx2",
     .lstm_cell = lstm_cell_avx2,
+    .gate_cell = gate_cell_avx2,
+    .cp_gate_cell = cp_gate_cell_avx2,
+    .proj = proj_avx2,
 };

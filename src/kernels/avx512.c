@@ -5,16 +5,23 @@
  * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; Cephes tanhf odd
  * polynomial below |x| = 0.625), with 2^n applied by vscalefps and remainders by lane masks.
  * Inputs to exp are clamped to [EXP_LO, EXP_HI], so nothing overflows or turns into NaN; a NaN
- * input stays NaN, as in ref.c. */
+ * input stays NaN, as in ref.c. One set of these nonlinearities serves every kernel here.
+ *
+ * Kernels (layouts in kernels.h): lstm_cell; gate_cell / cp_gate_cell (one hidden block of 16 units
+ * is one zmm per gate, the block's 4 gate accumulators stay in registers through the cell update);
+ * proj; gemm_nt (unpacked input projection); gemm_pk (packed input projection, bias fused). */
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#define INL static inline __attribute__((always_inline))
 
 #define EXP_HI 88.0f
 #define EXP_LO -87.3f
 
-static inline __m512 exp16(__m512 x) {
+INL __m512 exp16(__m512 x) {
     // x second in both: min/max return the second operand when either is NaN, so NaN stays NaN.
     x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -32,12 +39,12 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(y, n);  // y 2^n
 }
 
-static inline __m512 sigmoid16(__m512 x) {
+INL __m512 sigmoid16(__m512 x) {
     __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
-static inline __m512 tanh16(__m512 x) {
+INL __m512 tanh16(__m512 x) {
     __m512 a = _mm512_abs_ps(x);
     // small |x|: x + x z P(z), z = x^2
     __m512 z = _mm512_mul_ps(x, x);
@@ -77,7 +84,445 @@ static void lstm_cell_avx512(int batch, int H, const float *restrict gates, int 
     }
 }
 
+INL __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* Cell update of 16 units from the W x parts of their gates; gx, c, h point at unit j0. */
+INL void cell_store(__m512 ai, __m512 af, __m512 ag, __m512 ao, const float *gx, int H, float *c,
+                    float *h, __mmask16 m) {
+    ai = _mm512_add_ps(ai, _mm512_maskz_loadu_ps(m, gx));
+    af = _mm512_add_ps(af, _mm512_maskz_loadu_ps(m, gx + H));
+    ag = _mm512_add_ps(ag, _mm512_maskz_loadu_ps(m, gx + 2 * (size_t)H));
+    ao = _mm512_add_ps(ao, _mm512_maskz_loadu_ps(m, gx + 3 * (size_t)H));
+    __m512 cn = _mm512_fmadd_ps(sigmoid16(af), _mm512_maskz_loadu_ps(m, c),
+                                _mm512_mul_ps(sigmoid16(ai), tanh16(ag)));
+    _mm512_mask_storeu_ps(c, m, cn);
+    _mm512_mask_storeu_ps(h, m, _mm512_mul_ps(sigmoid16(ao), tanh16(cn)));
+}
+
+/* Prefetch the 16 gate pre-activations per gate of one row at gx (first and last lane: a row need
+ * not be 64-byte aligned). Issued before a tile's K loop so that the epilogue's gx loads, which in a
+ * session come from a (T, B, 4H) buffer far out of cache, do not stall. Prefetches never fault. */
+INL void prefetch_gx(const float *gx, int H) {
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        _mm_prefetch((const char *)(gx + (size_t)g * H), _MM_HINT_T0);
+        _mm_prefetch((const char *)(gx + (size_t)g * H + 15), _MM_HINT_T0);
+    }
+}
+
+/* ------------------------------------------------------------ dense / SVD-U gate panel */
+
+/* Batch 1: two k per iteration into two accumulator sets (8 FMA chains). */
+static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
+                         const float *restrict x, const float *restrict gx, float *restrict c,
+                         float *restrict h) {
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
+        prefetch_gx(gx + blk * 16, H);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int k = 0;
+        for (; k + 1 < K; k += 2) {
+            const float *q = p + (size_t)k * 64;
+            __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(q), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(q + 16), x0, a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(q + 32), x0, a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(q + 48), x0, a3);
+            b0 = _mm512_fmadd_ps(_mm512_load_ps(q + 64), x1, b0);
+            b1 = _mm512_fmadd_ps(_mm512_load_ps(q + 80), x1, b1);
+            b2 = _mm512_fmadd_ps(_mm512_load_ps(q + 96), x1, b2);
+            b3 = _mm512_fmadd_ps(_mm512_load_ps(q + 112), x1, b3);
+        }
+        if (k < K) {
+            const float *q = p + (size_t)k * 64;
+            __m512 x0 = _mm512_set1_ps(x[k]);
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(q), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(q + 16), x0, a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(q + 32), x0, a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(q + 48), x0, a3);
+        }
+        const int j0 = blk * 16;
+        cell_store(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1), _mm512_add_ps(a2, b2),
+                   _mm512_add_ps(a3, b3), gx + j0, H, c + j0, h + j0, tail_mask(H - j0));
+    }
+}
+
+/* NR rows x 16 units x 4 gates of accumulators (NR <= 6: 24 zmm), weights loaded once per k. */
+INL void gate_tile(const int NR, int j0, int H, int K, const float *restrict p, const float *restrict x,
+                   int ldx, const float *restrict gx, int ldgx, float *restrict c, float *restrict h,
+                   int ldh) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[b][g] = _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64;
+        __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
+        __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+            acc[b][0] = _mm512_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm512_fmadd_ps(w1, xv, acc[b][1]);
+            acc[b][2] = _mm512_fmadd_ps(w2, xv, acc[b][2]);
+            acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
+        }
+    }
+    const __mmask16 m = tail_mask(H - j0);
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
+                   c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+}
+
+static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
+                             const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                             float *restrict c, float *restrict h, int ldh) {
+    if (B == 1) {
+        gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
+        return;
+    }
+    // Rows in tiles of at most 6, sizes as even as possible (20 rows: 5+5+5+5, not 6+6+6+2).
+    const int ntiles = (B + 5) / 6, base = B / ntiles, extra = B % ntiles;
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64;
+        const int j0 = blk * 16;
+        for (int t = 0, b = 0; t < ntiles; t++) {
+            const int nr = base + (t < extra);
+            const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
+            float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+            switch (nr) {
+            case 6: gate_tile(6, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 5: gate_tile(5, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 4: gate_tile(4, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 3: gate_tile(3, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            case 2: gate_tile(2, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            default: gate_tile(1, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
+            }
+            b += nr;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ CP gate panel */
+
+/* NB2 (1 or 2) blocks x NR rows x 4 gates. One broadcast of zs[b, g, k] feeds the NB2 blocks, so
+ * two blocks halve the broadcast loads per FMA (the CP panel has one weight vector per k and block,
+ * against four broadcasts). NB2 * NR <= 6: 24 accumulators. */
+INL void cp_tile(const int NB2, const int NR, int j0, int H, int K, const float *restrict p,
+                 const float *restrict zs, const float *restrict gx, int ldgx, float *restrict c,
+                 float *restrict h, int ldh) {
+    __m512 acc[2][6][4];
+#pragma GCC unroll 2
+    for (int q = 0; q < NB2; q++)
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) acc[q][b][g] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int q = 0; q < NB2; q++)
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 16 * q, H);
+    const size_t pstride = (size_t)K * 16; /* next block's panel */
+    for (int k = 0; k < K; k++) {
+        __m512 w0 = _mm512_load_ps(p + (size_t)k * 16);
+        __m512 w1 = NB2 > 1 ? _mm512_load_ps(p + pstride + (size_t)k * 16) : w0;
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const float *z = zs + (size_t)b * 4 * K + k;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512 zv = _mm512_set1_ps(z[(size_t)g * K]);
+                acc[0][b][g] = _mm512_fmadd_ps(w0, zv, acc[0][b][g]);
+                if (NB2 > 1) acc[1][b][g] = _mm512_fmadd_ps(w1, zv, acc[1][b][g]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int q = 0; q < NB2; q++) {
+        const int j = j0 + 16 * q;
+        const __mmask16 m = tail_mask(H - j);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++)
+            cell_store(acc[q][b][0], acc[q][b][1], acc[q][b][2], acc[q][b][3], gx + (size_t)b * ldgx + j, H,
+                       c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+    }
+}
+
+/* All rows of NB2 blocks starting at j0, in tiles of up to 6 / NB2 rows. */
+INL void cp_blocks(const int NB2, int j0, int H, int K, int B, const float *restrict p,
+                   const float *restrict zs, const float *restrict gx, int ldgx, float *restrict c,
+                   float *restrict h, int ldh) {
+    const int MR = 6 / NB2;
+    int b = 0;
+    for (; b + MR <= B; b += MR)
+        cp_tile(NB2, MR, j0, H, K, p, zs + (size_t)b * 4 * K, gx + (size_t)b * ldgx, ldgx, c + (size_t)b * H,
+                h + (size_t)b * ldh, ldh);
+    const float *zb = zs + (size_t)b * 4 * K, *gb = gx + (size_t)b * ldgx;
+    float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
+    switch (B - b) { /* B - b < MR: 1..5 rows with one block, 1..2 with two */
+    case 5: if (NB2 == 1) cp_tile(1, 5, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 4: if (NB2 == 1) cp_tile(1, 4, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 3: if (NB2 == 1) cp_tile(1, 3, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 2: cp_tile(NB2, 2, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    case 1: cp_tile(NB2, 1, j0, H, K, p, zb, gb, ldgx, cb, hb, ldh); break;
+    default: break;
+    }
+}
+
+static void cp_gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
+                                const float *restrict zs, const float *restrict gx, int ldgx,
+                                float *restrict c, float *restrict h, int ldh) {
+    int blk = blk0;
+    for (; blk + 2 <= blk1; blk += 2)
+        cp_blocks(2, blk * 16, H, K, B, pb + (size_t)blk * K * 16, zs, gx, ldgx, c, h, ldh);
+    if (blk < blk1) cp_blocks(1, blk * 16, H, K, B, pb + (size_t)blk * K * 16, zs, gx, ldgx, c, h, ldh);
+}
+
+/* ------------------------------------------------------------ projection t = x m */
+
+/* NV zmm of t (NV <= 4) for one row; two k per iteration (2 NV FMA chains). */
+INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const float *restrict x,
+                    float *restrict t) {
+    __m512 a[4], b[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) a[v] = b[v] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+        const float *q0 = m + (size_t)k * Rp, *q1 = q0 + Rp;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(q0 + 16 * v), x0, a[v]);
+            b[v] = _mm512_fmadd_ps(_mm512_loadu_ps(q1 + 16 * v), x1, b[v]);
+        }
+    }
+    if (k < K) {
+        __m512 x0 = _mm512_set1_ps(x[k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(m + (size_t)k * Rp + 16 * v), x0, a[v]);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + 16 * v, _mm512_add_ps(a[v], b[v]));
+}
+
+/* NR rows (<= 4) x NV zmm (<= 4) of t, one k per iteration: each m load feeds NR rows. */
+INL void proj_tile(const int NR, const int NV, int K, int Rp, const float *restrict m,
+                   const float *restrict x, int ldx, float *restrict t, int ldt) {
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[b][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *q = m + (size_t)k * Rp;
+        __m512 w[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(q + 16 * v);
+#pragma GCC unroll 4
+        for (int b = 0; b < NR; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) a[b][v] = _mm512_fmadd_ps(w[v], xv, a[b][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + (size_t)b * ldt + 16 * v, a[b][v]);
+}
+
+/* Rows b0.. of NR at a time (NR 2..4), over all r chunks. */
+INL void proj_rows(const int NR, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                   float *restrict t, int ldt) {
+    int r = 0;
+    for (; r + 64 <= Rp; r += 64) proj_tile(NR, 4, K, Rp, m + r, x, ldx, t + r, ldt);
+    switch ((Rp - r) / 16) {
+    case 3: proj_tile(NR, 3, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    case 2: proj_tile(NR, 2, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    case 1: proj_tile(NR, 1, K, Rp, m + r, x, ldx, t + r, ldt); break;
+    default: break;
+    }
+}
+
+static void proj_avx512(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                        float *restrict t, int ldt) {
+    int b = 0;
+    for (; b + 4 <= B; b += 4) proj_rows(4, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+    if (B - b == 3) {
+        proj_rows(3, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+        return;
+    }
+    if (B - b == 2) {
+        proj_rows(2, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
+        return;
+    }
+    if (B - b == 1) { /* one row: two k per iteration for more FMA chains */
+        const float *xb = x + (size_t)b * ldx;
+        float *tb = t + (size_t)b * ldt;
+        int r = 0;
+        for (; r + 64 <= Rp; r += 64) proj_chunk(4, K, Rp, m + r, xb, tb + r);
+        switch ((Rp - r) / 16) {
+        case 3: proj_chunk(3, K, Rp, m + r, xb, tb + r); break;
+        case 2: proj_chunk(2, K, Rp, m + r, xb, tb + r); break;
+        case 1: proj_chunk(1, K, Rp, m + r, xb, tb + r); break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ input projection Y = X W^T + beta Y */
+
+/* NR rows of X (<= 6) x NW rows of W (<= 4): 16-lane partial dot products along K, reduced at the
+ * end. W and X are read in place (no packing), each W load feeding NR FMAs. */
+INL void nt_tile(const int NR, const int NW, int K, const float *restrict x, int ldx, const float *restrict w,
+                 int ldw, float beta, float *restrict y, int ldy) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) acc[i][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) wv[j] = _mm512_loadu_ps(w + (size_t)j * ldw + k);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = tail_mask(K - k);
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) wv[j] = _mm512_maskz_loadu_ps(m, w + (size_t)j * ldw + k);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            float *out = &y[(size_t)i * ldy + j];
+            *out = beta == 0.0f ? s : s + beta * *out;
+        }
+}
+
+/* All W rows [r0, r1) for NR rows of X, 4 W rows at a time. */
+INL void nt_rows(const int NR, int r0, int r1, int K, const float *restrict x, int ldx, const float *restrict w,
+                 int ldw, float beta, float *restrict y, int ldy) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) nt_tile(NR, 4, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy);
+    switch (r1 - r) {
+    case 3: nt_tile(NR, 3, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    case 2: nt_tile(NR, 2, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    case 1: nt_tile(NR, 1, K, x, ldx, w + (size_t)r * ldw, ldw, beta, y + r, ldy); break;
+    default: break;
+    }
+}
+
+static void gemm_nt_avx512(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict w,
+                           int ldw, float beta, float *restrict y, int ldy) {
+    // W in chunks of about 128 KB (stays in L2 while every X row tile passes over it).
+    int rc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) & ~3;
+    if (rc < 4) rc = 4;
+    for (int r0 = 0; r0 < rows; r0 += rc) {
+        const int r1 = r0 + rc < rows ? r0 + rc : rows;
+        int i = 0;
+        for (; i + 6 <= n; i += 6) nt_rows(6, r0, r1, K, x + (size_t)i * ldx, ldx, w, ldw, beta, y + (size_t)i * ldy, ldy);
+        const float *xi = x + (size_t)i * ldx;
+        float *yi = y + (size_t)i * ldy;
+        switch (n - i) {
+        case 5: nt_rows(5, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 4: nt_rows(4, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 3: nt_rows(3, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 2: nt_rows(2, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        case 1: nt_rows(1, r0, r1, K, xi, ldx, w, ldw, beta, yi, ldy); break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
+
+/* NR rows of X (<= 6) x one 64-column panel: 24 accumulators started at the bias; per k, four
+ * aligned panel loads feed 4 NR FMAs (no reductions, unlike gemm_nt). m masks columns past rows. */
+INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
+                 const float *restrict bias, const __mmask16 m[4], float *restrict y, int ldy) {
+    __m512 acc[6][4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) acc[b][v] = b0;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64;
+        __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
+        __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+            acc[b][0] = _mm512_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm512_fmadd_ps(w1, xv, acc[b][1]);
+            acc[b][2] = _mm512_fmadd_ps(w2, xv, acc[b][2]);
+            acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + (size_t)b * ldy + 16 * v, m[v], acc[b][v]);
+}
+
+static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
+                           const float *restrict bias, float *restrict y, int ldy) {
+    const int np = (rows + 63) / 64;
+    // Rows of X in chunks of about 128 KB (stay in L2 while every panel passes over them).
+    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    if (mc < 6) mc = 6;
+    for (int i0 = 0; i0 < n; i0 += mc) {
+        const int i1 = i0 + mc < n ? i0 + mc : n;
+        for (int pi = 0; pi < np; pi++) {
+            const int c0 = pi * 64;
+            __mmask16 m[4];
+            for (int v = 0; v < 4; v++) m[v] = rows - c0 - 16 * v <= 0 ? 0 : tail_mask(rows - c0 - 16 * v);
+            const float *p = pk + (size_t)pi * K * 64, *bb = bias ? bias + c0 : NULL;
+            int i = i0;
+            for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy);
+            const float *xi = x + (size_t)i * ldx;
+            float *yi = y + (size_t)i * ldy + c0;
+            switch (i1 - i) {
+            case 5: pk_tile(5, K, p, xi, ldx, bb, m, yi, ldy); break;
+            case 4: pk_tile(4, K, p, xi, ldx, bb, m, yi, ldy); break;
+            case 3: pk_tile(3, K, p, xi, ldx, bb, m, yi, ldy); break;
+            case 2: pk_tile(2, K, p, xi, ldx, bb, m, yi, ldy); break;
+            case 1: pk_tile(1, K, p, xi, ldx, bb, m, yi, ldy); break;
+            default: break;
+            }
+        }
+    }
+}
+
 const fl_kernels fl_kernels_avx512 = {
     .name = "avx512",
     .lstm_cell = lstm_cell_avx512,
+    .gate_cell = gate_cell_avx512,
+    .cp_gate_cell = cp_gate_cell_avx512,
+    .proj = proj_avx512,
+    .gemm_nt = gemm_nt_avx512,
+    .gemm_pk = gemm_pk_avx512,
 };

@@ -7,6 +7,8 @@
  * prints). fl_kernels_get()->name tells which table is in use. */
 #include "kernels.h"
 
+#include <cblas.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -46,4 +48,23 @@ static void choose(void) {
 const fl_kernels *fl_kernels_get(void) {
     pthread_once(&once, choose);
     return chosen;
+}
+
+/* OpenBLAS picks its kernels by core (OPENBLAS_CORETYPE can force one): with its AVX-512 kernels it
+ * beats gemm_nt on tall products, with the AVX2 ones (Haswell, as these machines set) it does not. */
+static bool blas_avx512;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void probe_blas(void) {
+    const char *core = openblas_get_corename();
+    char c[32] = {0};
+    for (int i = 0; core && core[i] && i < 31; i++) c[i] = (char)tolower((unsigned char)core[i]);
+    blas_avx512 = strstr(c, "skylakex") || strstr(c, "cooperlake") || strstr(c, "sapphire");
+}
+
+const fl_kernels *fl_kernels_gemm_nt_choice(int n, int K) {
+    const fl_kernels *k = fl_kernels_get();
+    if (!k->gemm_nt || K < 64 || openblas_get_num_threads() != 1) return NULL;
+    pthread_once(&blas_once, probe_blas);
+    return (!blas_avx512 || n <= 64) ? k : NULL;
 }
