@@ -22,7 +22,7 @@
 
 #include "fastlstm/fastlstm.h"
 #include "internal.h"
-#include "kernels/rec_kernels.h"
+#include "kernels/kernels.h"
 #include "npy.h"
 
 #define TOL 1e-5
@@ -123,7 +123,7 @@ static void test_case(void **state) {
     double ey = max_abs_diff(yo, y.data, ny), eh = max_abs_diff(hno, hn.data, hn.count),
            ec = max_abs_diff(cno, cn.data, cn.count);
     print_message("%-24s kernels=%s  batch-major max|err| y %.2e  h_n %.2e  c_n %.2e\n", name,
-                  fl_rec_kernels_get()->name, ey, eh, ec);
+                  fl_kernels_get()->name, ey, eh, ec);
     check_close("batch-major y", name, yo, y.data, ny);
     check_close("batch-major h_n", name, hno, hn.data, hn.count);
     check_close("batch-major c_n", name, cno, cn.data, cn.count);
@@ -225,7 +225,7 @@ static void test_case(void **state) {
 static void test_kernel_level(void **state) {
     (void)state;
     const char *want = getenv("FL_KERNELS");
-    const char *got = fl_rec_kernels_get()->name;
+    const char *got = fl_kernels_get()->name;
     print_message("kernel level in use: %s (FL_KERNELS=%s)\n", got, want ? want : "(unset)");
     if (want && strcmp(want, "ref") == 0) assert_string_equal(got, "ref");
 }
