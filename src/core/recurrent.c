@@ -205,7 +205,10 @@ static void *worker_main(void *arg) {
     unsigned seen = w->gen0, t_gen = ~0u;
     for (;;) {
         int spins = 0;
-        while (TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire)) == seen) {
+        /* quit is checked here too: a worker whose last (empty) claim landed on pool_stop's own
+         * wake-up ticket already has seen == that generation and would otherwise spin forever. */
+        while (TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire)) == seen &&
+               !atomic_load_explicit(&r->quit, memory_order_acquire)) {
             if (++spins < SPIN_WORKER) {
                 cpu_relax();
                 continue;
