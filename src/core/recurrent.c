@@ -8,9 +8,11 @@
  *   CP     z = C^T h (R); zs[g] = a[g] * z;  gates[g] = gx[g] + B zs[g]   (C as (H, Rp), B panel)
  * The rank-R intermediates are a few KB: they live in a per-thread scratch in L1.
  *
- * Threads split the hidden blocks: a step is cut into chunks of blocks that the caller and the
- * persistent workers claim from one atomic ticket, so a worker the OS has not scheduled delays
- * nothing (the caller takes its chunks); the caller then waits only for chunks already claimed.
+ * Threads split the hidden blocks: a step is cut into chunks of blocks; thread t owns the same range
+ * of chunks every step (one atomic counter per thread), so its share of the weights stays in its own
+ * core's caches. A thread that has finished its range claims chunks from the others' counters, so a
+ * worker the OS has not scheduled delays nothing (the caller takes its chunks); the caller then waits
+ * only for chunks already claimed.
  * Workers spin on the ticket for a while after each step (back-to-back steps cost no system call),
  * then sleep on a condition variable. Each thread computes its own copy of t / zs (V and C are small
  * next to U or W), so a step needs no barrier inside it. Steps under MIN_PARALLEL_BYTES of weights
@@ -80,6 +82,7 @@ typedef struct job {
 #define TICKET_N(t) ((unsigned)(((t) >> 32) & 0xFFFu))
 #define TICKET_IDX(t) ((uint32_t)(t))
 #define MAX_CHUNKS 0xFFF
+#define OWN_STRIDE 16 /* uint64 per owner counter: 128 bytes, no false sharing */
 
 struct fl_rec {
     const fl_layer *ly;
@@ -95,14 +98,17 @@ struct fl_rec {
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
 
     /* Worker pool: threads - 1 workers; thread 0 is the caller. A step is cut into chunks of hidden
-     * blocks that the caller and the workers claim from the ticket, so a worker that the OS has not
-     * scheduled (the machine is shared) delays nothing: the caller takes its chunks. */
+     * blocks; each thread claims its own range first, then the others' (see participate), so a
+     * worker that the OS has not scheduled (the machine is shared) delays nothing. */
     worker *workers;
     int nworkers;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool sync_ready;
-    _Atomic uint64_t ticket;
+    _Atomic uint64_t ticket; /* the generation workers wait on; idx unused */
+    _Atomic uint64_t *own;   /* per thread t, at own[t * OWN_STRIDE]: gen | end | next chunk of t's range */
+    int nown;                /* threads that own a range of every job */
+    unsigned jn;             /* chunks of the job in flight */
     _Atomic int done, sleepers, quit;
     job jb;
 };
@@ -187,13 +193,20 @@ static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen,
     }
 }
 
-/* Claim and run chunks until none is left; returns the generation of the last ticket seen. */
-static unsigned participate(fl_rec *r, int id, unsigned *t_gen) {
-    for (;;) {
-        uint64_t tk = atomic_fetch_add_explicit(&r->ticket, 1, memory_order_acq_rel);
-        if (TICKET_IDX(tk) >= TICKET_N(tk)) return TICKET_GEN(tk);
-        run_chunk(r, id, TICKET_IDX(tk), TICKET_N(tk), TICKET_GEN(tk), t_gen, &r->jb);
-        atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
+/* Claim and run chunks until none is left: first this thread's own range (the same blocks every
+ * step, so their weights stay in this core's caches), then the other threads' ranges (a thread the
+ * OS has not scheduled delays nothing). A claim that lands on a newer job than the one this thread
+ * woke for is still that job's chunk: it is run like any other (run_chunk reads that job). */
+static void participate(fl_rec *r, int id, unsigned *t_gen) {
+    const int T = r->nown;
+    for (int s = 0; s < T; s++) {
+        _Atomic uint64_t *cnt = &r->own[(size_t)((id + s) % T) * OWN_STRIDE];
+        for (;;) {
+            uint64_t tk = atomic_fetch_add_explicit(cnt, 1, memory_order_acq_rel);
+            if (TICKET_IDX(tk) >= TICKET_N(tk)) break; /* N: end of the range */
+            run_chunk(r, id, TICKET_IDX(tk), r->jn, TICKET_GEN(tk), t_gen, &r->jb);
+            atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
+        }
     }
 }
 
@@ -205,8 +218,8 @@ static void *worker_main(void *arg) {
     unsigned seen = w->gen0, t_gen = ~0u;
     for (;;) {
         int spins = 0;
-        /* quit is checked here too: a worker whose last (empty) claim landed on pool_stop's own
-         * wake-up ticket already has seen == that generation and would otherwise spin forever. */
+        /* quit is checked here too: a worker that took pool_stop's own wake-up generation as seen
+         * (read after its last job) would otherwise spin forever. */
         while (TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&r->quit, memory_order_acquire)) {
             if (++spins < SPIN_WORKER) {
@@ -222,14 +235,22 @@ static void *worker_main(void *arg) {
             spins = 0;
         }
         if (atomic_load(&r->quit)) return NULL;
-        seen = participate(r, w->id, &t_gen);
+        seen = TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire));
+        participate(r, w->id, &t_gen);
     }
 }
 
-/* Publish a job of n chunks (0: wake-up only) under a new generation. */
+/* Publish a job of n chunks (0: wake-up only) under a new generation: thread t owns chunks
+ * [n t / T, n (t + 1) / T) of it. */
 static void publish(fl_rec *r, unsigned n) {
     unsigned gen = (TICKET_GEN(atomic_load(&r->ticket)) + 1) & 0xFFFFFu;
+    const int T = r->nown;
     atomic_store_explicit(&r->done, 0, memory_order_relaxed);
+    r->jn = n;
+    for (int t = 0; t < T; t++)
+        atomic_store_explicit(&r->own[(size_t)t * OWN_STRIDE],
+                              TICKET(gen, (unsigned)((long)n * (t + 1) / T)) | (uint64_t)((long)n * t / T),
+                              memory_order_release);
     atomic_store(&r->ticket, TICKET(gen, n)); /* seq_cst: publishes jb; ordered before the sleepers load */
     if (atomic_load(&r->sleepers) > 0) {
         pthread_mutex_lock(&r->mu);
@@ -271,6 +292,7 @@ void fl_rec_free(fl_rec *r) {
         pthread_cond_destroy(&r->cv);
     }
     fl_free(r->workers);
+    fl_free((void *)r->own);
     fl_free(r->scratch);
     fl_free(r->pw);
     fl_free(r->pm);
@@ -285,19 +307,26 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads) {
     // Allocate first: on failure the current threads and scratch stay as they were.
     float *scratch = NULL;
     worker *workers = NULL;
+    _Atomic uint64_t *own = NULL;
     if (r->scratch_per_thread && !(scratch = fl_calloc((size_t)threads * r->scratch_per_thread, sizeof(float))))
         return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
-    if (threads > 1 && !(workers = fl_calloc((size_t)threads - 1, sizeof *workers))) {
+    if (threads > 1 && (!(workers = fl_calloc((size_t)threads - 1, sizeof *workers)) ||
+                        !(own = fl_calloc((size_t)threads * OWN_STRIDE, sizeof *own)))) {
+        fl_free(workers);
         fl_free(scratch);
         return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
     }
     pool_stop(r);
     fl_free(r->workers);
+    fl_free((void *)r->own);
     fl_free(r->scratch);
     r->workers = workers;
+    r->own = own;
     r->scratch = scratch;
     fl_status st = threads > 1 ? pool_start(r, threads - 1) : FL_OK;
     r->threads = 1 + r->nworkers; /* fewer when a thread could not start */
+    /* Workers read nown only after a publish (release), which comes after this. */
+    r->nown = r->threads;
     return st;
 }
 
