@@ -40,6 +40,10 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON_AddNumberToObject(o, "svd_gemm_efficiency", p->gemm_efficiency[FL_METHOD_SVD]);
     cJSON_AddNumberToObject(o, "cp_recurrent_efficiency", p->rec_efficiency[FL_METHOD_CP]);
     cJSON_AddNumberToObject(o, "cp_gemm_efficiency", p->gemm_efficiency[FL_METHOD_CP]);
+    cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
+    cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
+    cJSON_AddNumberToObject(o, "bias_cached_ns", p->bias_seconds_cached * 1e9);
+    cJSON_AddNumberToObject(o, "rec_memory_factor", p->rec_memory_factor);
     cJSON *curve = cJSON_AddArrayToObject(o, "curve");
     for (int k = 0; k < p->n_curve; k++) {
         cJSON *pt = cJSON_CreateObject();
@@ -77,6 +81,17 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  kernel speed vs dense: svd %.2f (step) %.2f (gemm), cp %.2f (step) %.2f (gemm)\n",
                 p->rec_efficiency[FL_METHOD_SVD], p->gemm_efficiency[FL_METHOD_SVD],
                 p->rec_efficiency[FL_METHOD_CP], p->gemm_efficiency[FL_METHOD_CP]);
+    if (p->rec_rows_efficiency[FL_METHOD_SVD][0] > 0) {
+        const double *a = p->rec_rows_efficiency[FL_METHOD_SVD], *b = p->rec_rows_efficiency[FL_METHOD_CP];
+        fprintf(f, "  step speed vs dense at batch 4/16/64/256: svd %.2f/%.2f/%.2f/%.2f, cp %.2f/%.2f/%.2f/%.2f\n",
+                a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
+    }
+    if (p->cell_seconds > 0 || p->bias_seconds > 0)
+        fprintf(f, "  cell update %.2f ns per unit and row, bias pass %.2f ns per element (%.2f in cache)\n",
+                p->cell_seconds * 1e9, p->bias_seconds * 1e9, p->bias_seconds_cached * 1e9);
+    if (p->rec_memory_factor > 0)
+        fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
+                p->rec_memory_factor);
     if (detail && p->n_curve > 0) {
         fprintf(f, "  streaming rate by working set:");
         for (int k = 0; k < p->n_curve; k++)

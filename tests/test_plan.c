@@ -333,6 +333,107 @@ static void test_cost_low_rank(void **state) {
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 0, 4, 1, &c), FL_ERR_ARG);
 }
 
+/* The batch-dependent terms: cell update per unit and row, bias pass after a non-dense input
+ * projection and a head, SVD / CP efficiencies interpolated in log batch (recurrent) or log rows
+ * (GEMM). Same model as test_cost_low_rank: W_ih CP rank 1 (8x3: 9 params, 26 flops), W_hh SVD
+ * rank 1 (8x2: 10 params, 20 flops), last-step head dense 5x2 (10 params, 20 flops). */
+static void test_cost_batch_terms(void **state) {
+    (void)state;
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 5};
+    fl_mat_spec s[3] = {{FL_METHOD_CP, 1}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
+    fl_profile p = hand_profile(1000, 2);
+    fl_cost c;
+    /* batch 2, seq 4: cell 1 layer x 2 rows x 2 units x 0.01 = 0.04; bias pass: W_ih 2 rows x 8
+     * outputs + head 2 x 5 / 4 (once per sequence) = 18.5 elements x 0.001 */
+    p.cell_seconds = 0.01;
+    p.bias_seconds = 0.001;
+    const double base = fmax(40.0 / 100, 40.0 / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5;
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds, base + 0.04 + 0.0185, 1e-12);
+    /* two threads: the cell update splits over them, the bias pass does not; rates x 2 (private
+     * flops) and the shared level x 1.75 */
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 2, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 175, 40.0 / 120) + fmax(9.0 / 175, 52.0 / 480) + fmax(10.0 / 175, 10.0 / 120) + 0.5 +
+                     0.02 + 0.0185,
+                 1e-12);
+    /* A dense W_ih fuses its bias: only the head's 2.5 elements remain. */
+    fl_mat_spec d[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
+    assert_int_equal(fl_cost_predict(&p, &a, d, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 100, 40.0 / 60) + fmax(96.0 / 4 / 100, 2 * 48.0 / 240) + fmax(10.0 / 100, 10.0 / 60) +
+                     0.5 + 0.04 + 0.0025,
+                 1e-12);
+    /* The cached bias rate applies where the whole output fits 3/4 of the largest private level:
+     * none in this profile (its level is shared), so bias_seconds still applies ... */
+    p.bias_seconds_cached = 0.0001;
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds, base + 0.04 + 0.0185, 1e-12);
+    /* ... with a private 1000-byte level (750 usable): W_ih's 4 x 2 x 8 x 4 = 256 bytes and the head's
+     * 4 x 2 x 5 = 40 bytes fit; at seq 100 W_ih's 6400 bytes do not (the head's still do). */
+    p.level[0].shared_cpus = 1;
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds, base + 0.04 + 18.5 * 0.0001, 1e-12);
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 100, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 100, 40.0 / 60) + fmax(36.0 / 100 / 100, 52.0 / 1000) +
+                     fmax(40.0 / 100 / 100, 2 * 20.0 / 100 / 60) + 0.5 + 0.04 + 16 * 0.001 + 0.1 * 0.0001,
+                 1e-12);
+    p.level[0].shared_cpus = 2;
+    p.cell_seconds = p.bias_seconds = p.bias_seconds_cached = 0;
+
+    /* Efficiency tables. SVD recurrent: batch 1 at rec_efficiency 0.8, then 0.5, 0.4, 0.3, 0.2 at 4,
+     * 16, 64, 256. Batch 2 lies half-way (in log) between 1 and 4: 0.65. CP GEMM: 0.2, 0.4, 0.8, 1.0 at
+     * 4, 16, 64, 256 rows; T*B = 8 rows is half-way between 4 and 16: 0.3. */
+    p.rec_efficiency[FL_METHOD_SVD] = 0.8;
+    const double er[4] = {0.5, 0.4, 0.3, 0.2}, eg[4] = {0.2, 0.4, 0.8, 1.0};
+    memcpy(p.rec_rows_efficiency[FL_METHOD_SVD], er, sizeof er);
+    memcpy(p.gemm_rows_efficiency[FL_METHOD_CP], eg, sizeof eg);
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / (100 * 0.65), 40.0 / (60 * 0.65)) + fmax(9.0 / 100, 52.0 / (240 * 0.3)) +
+                     fmax(10.0 / 100, 10.0 / 60) + 0.5,
+                 1e-12);
+    /* batch 1, seq 2: recurrent at 0.8 (rows 1); GEMM over 2 rows clamps to the 4-row 0.2 */
+    assert_int_equal(fl_cost_predict(&p, &a, s, 1, 2, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 80, 20.0 / (30 * 0.8)) + fmax(9.0 * 4 / 2 / 100, 26.0 / (60 * 0.2)) +
+                     fmax(10.0 * 4 / 2 / 100, 10.0 / 30) + 0.5,
+                 1e-12);
+    /* batch 300, seq 1: both past the table, at its last entries (0.2 and 1.0); rates capped by
+     * gemm_flops 1000 */
+    assert_int_equal(fl_cost_predict(&p, &a, s, 300, 1, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 20, 300 * 20.0 / 200) + fmax(36.0 / 100, 300 * 26.0 / 1000) +
+                     fmax(40.0 / 100, 300 * 20.0 / 1000) + 0.5,
+                 1e-12);
+    /* A missing table entry (0) takes the batch-1 figure: batch 16 at 0.8. W_ih over 16 x 8 = 128
+     * rows: CP half-way (in log) between 0.8 (64 rows) and 1.0 (256): 0.9. */
+    p.rec_rows_efficiency[FL_METHOD_SVD][1] = 0;
+    assert_int_equal(fl_cost_predict(&p, &a, s, 16, 8, 1, &c), FL_OK);
+    assert_close(c.seconds,
+                 fmax(40.0 / 80, 16 * 20.0 / (480 * 0.8)) + fmax(36.0 / 8 / 100, 16 * 26.0 / (1000 * 0.9)) +
+                     fmax(40.0 / 8 / 100, 16 * 20.0 / 8 / 480) + 0.5,
+                 1e-12);
+
+    p.cell_seconds = -1;
+    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_ERR_ARG);
+
+    /* rec_memory_factor slows the recurrent rate only for a W_hh held by no cache level. Dense
+     * input 3, hidden 2, per-step head 5 (W_ih 8x3, W_hh 8x2, head 5x2), batch 2, seq 4. */
+    fl_arch d2 = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 5};
+    p = hand_profile(1000, 2);
+    p.rec_memory_factor = 0.1;
+    assert_int_equal(fl_cost_predict(&p, &d2, NULL, 2, 4, 1, &c), FL_OK); /* in cache: unchanged */
+    assert_close(c.seconds, 64.0 / 60 + 136.0 / 240 + 0.5, 1e-12);
+    p = hand_profile(50, 2); /* 37.5 usable bytes: W_hh (64 B) and all weights (200 B) in DRAM at 10 */
+    assert_int_equal(fl_cost_predict(&p, &d2, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds, 64.0 / 10 + 34.0 / 10 + 0.5, 1e-12);
+    p.rec_memory_factor = 0.1; /* 60 flop/s -> 6: 64 flop take 10.67 s, more than the 6.4 s stream */
+    assert_int_equal(fl_cost_predict(&p, &d2, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds, 64.0 / 6 + 34.0 / 10 + 0.5, 1e-12);
+}
+
 /* ------------------------------------------------------------ profile */
 
 static void test_profile_json_and_override(void **state) {
@@ -343,6 +444,12 @@ static void test_profile_json_and_override(void **state) {
     for (int i = 1; i < p.n_levels; i++) assert_true(p.level[i].bytes > p.level[i - 1].bytes);
     p.dram_bandwidth = 12.5e9;
     p.gemv_flops = 3.25e10;
+    p.cell_seconds = 1.5e-9;
+    p.bias_seconds = 4e-10;
+    p.bias_seconds_cached = 2.5e-10;
+    p.rec_memory_factor = 0.375;
+    p.rec_rows_efficiency[FL_METHOD_SVD][2] = 0.75;
+    p.gemm_rows_efficiency[FL_METHOD_CP][3] = 0.625;
     const char *path = "test_plan_profile.json";
     assert_int_equal(fl_profile_save(&p, path), FL_OK);
     fl_profile q;
@@ -355,6 +462,13 @@ static void test_profile_json_and_override(void **state) {
     }
     assert_close(q.dram_bandwidth, 12.5e9, 1e-3);
     assert_close(q.gemv_flops, 3.25e10, 1e-3);
+    assert_close(q.cell_seconds, 1.5e-9, 1e-20);
+    assert_close(q.bias_seconds, 4e-10, 1e-20);
+    assert_close(q.bias_seconds_cached, 2.5e-10, 1e-20);
+    assert_close(q.rec_memory_factor, 0.375, 1e-12);
+    assert_close(q.rec_rows_efficiency[FL_METHOD_SVD][2], 0.75, 1e-12);
+    assert_close(q.rec_rows_efficiency[FL_METHOD_SVD][1], 0.0, 0);
+    assert_close(q.gemm_rows_efficiency[FL_METHOD_CP][3], 0.625, 1e-12);
 
     /* Override: a cache smaller than every level leaves one level of that size. */
     assert_int_equal(fl_profile_override(&q, 1000, 2e9, 0, 5e9), FL_OK);
@@ -712,6 +826,7 @@ int main(void) {
         cmocka_unit_test(test_cost_dense_in_cache),
         cmocka_unit_test(test_cost_dram_two_threads),
         cmocka_unit_test(test_cost_low_rank),
+        cmocka_unit_test(test_cost_batch_terms),
         cmocka_unit_test(test_profile_json_and_override),
         cmocka_unit_test(test_memory_bound_picks_cp),
         cmocka_unit_test(test_compute_bound_picks_svd),

@@ -48,6 +48,25 @@ typedef struct fl_profile {
      * projection's GEMM rate. Measured on mid-size layers; 0 means 1. */
     double rec_efficiency[3];
     double gemm_efficiency[3];
+    /* The same efficiencies at batch (recurrent) or rows (GEMM) 4, 16, 64, 256: the model
+     * interpolates in log rows between (1, rec_efficiency) and these points (GEMM: clamps below 4).
+     * An entry 0 (older profiles): rec_efficiency / gemm_efficiency at every batch. */
+    double rec_rows_efficiency[3][FL_PROFILE_GEMM_POINTS];
+    double gemm_rows_efficiency[3][FL_PROFILE_GEMM_POINTS];
+    /* Seconds of the cell update (sigmoid / tanh of the four gates, c and h) per hidden unit per
+     * batch row, one thread; the flop and streaming rates above exclude it. 0: not modelled. */
+    double cell_seconds;
+    /* Seconds per output element of the separate bias pass after an SVD / CP input projection (and
+     * a head): the runtime adds the biases to the T*B rows it wrote (a dense W_ih fuses them into
+     * its GEMM), measured end to end through a session with those rows beyond the private caches
+     * (bias_seconds) and within 3/4 of the largest private level (bias_seconds_cached; 0: use
+     * bias_seconds). 0: not modelled. */
+    double bias_seconds;
+    double bias_seconds_cached;
+    /* Flop rate of the dense recurrent step at batch 16 on a W_hh beyond the last cache level
+     * (streamed from memory), over rec_rows_flops at batch 16: the recurrent rate scales by it for
+     * a W_hh that does not fit the last level. 0: 1. */
+    double rec_memory_factor;
     /* Streaming rate against working-set size, measured at fractions of each level and in DRAM
      * (ascending bytes). One thread only; 0 points (or threads > 1): the per-level rates are used. */
     int n_curve;
@@ -62,8 +81,9 @@ FL_API fl_status fl_profile_detect(fl_profile *out);
 
 /* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, about a
  * second: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
- * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, and the
- * speed of the SVD and CP kernels relative to dense. Sets OpenBLAS to one thread while measuring
+ * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, the cell
+ * update per unit, the bias pass after a non-dense input projection, and the speed of the SVD and
+ * CP kernels relative to dense at batch 1 to 256. Sets OpenBLAS to one thread while measuring
  * and restores its thread count after. */
 FL_API fl_status fl_profile_measure(fl_profile *p);
 
@@ -103,7 +123,8 @@ typedef struct fl_cost {
     double bandwidth;       /* rate used for that W_hh */
     double mem_seconds;     /* sum of bytes / bandwidth terms */
     double compute_seconds; /* sum of flops / rate terms */
-    double seconds;         /* predicted latency per step: per-part max(memory, compute) + overhead */
+    double seconds;         /* predicted latency per step: per-part max(memory, compute) + cell
+                                update + bias pass + overhead */
     fl_regime regime;       /* MEMORY iff working_set exceeds 3/4 of the last level (the usable
                                share; a private level counts once per thread) */
 } fl_cost;

@@ -22,9 +22,20 @@
  *     (last-step head); bw_a = rate of the level holding all weights (4 x all params).
  *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(n_W)), n_W = T B rows (W_ih, per-step
  *     head) or B rows (a last-step head runs once per sequence, on the last states only)
- *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies.
+ *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies, taken at
+ *     the batch (recurrent: e_r(B), linear in log B through (1, rec_efficiency) and the measured
+ *     rec_rows_efficiency at 4, 16, 64, 256) or rows (GEMM: e_a(n) through gemm_rows_efficiency,
+ *     clamped outside 4..256 rows); a missing point falls back to the batch-1 / 64-row figure.
+ *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
+ *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
+ *   cell update: t_c = layers * B * H * cell_seconds / N (exp and tanh per hidden unit and row,
+ *     outside the roofline: the profile's rates are measured with it subtracted).
+ *   bias pass: t_b = sum over SVD / CP W_ih and any head of its output elements per step (B rows(W);
+ *     a last-step head B rows(W) / T) times bias_seconds_cached when all T B rows(W) outputs (4
+ *     bytes each) fit the usable share of the largest private level, else bias_seconds: the
+ *     runtime adds their biases in a pass of its own (a dense W_ih fuses them into its GEMM).
  *   overhead: t_o = layers * step_overhead
- *   seconds = t_r + t_a + t_o.
+ *   seconds = t_r + t_a + t_c + t_b + t_o.
  * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
  * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
@@ -101,7 +112,33 @@ static double gemm_rate(const fl_profile *p, double rows, int threads) {
     return table_rate(p->gemm_rows_flops, 0.0, rows) * threads;
 }
 
+/* Seconds per element of the bias pass over an output of `bytes`. */
+static double bias_rate(const fl_profile *p, double bytes) {
+    int priv = -1;
+    for (int i = 0; i < p->n_levels; i++)
+        if (p->level[i].shared_cpus <= 1) priv = i;
+    if (p->bias_seconds_cached > 0 && priv >= 0 && bytes <= level_capacity(&p->level[priv], 1))
+        return p->bias_seconds_cached;
+    return p->bias_seconds;
+}
+
 static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
+
+/* Efficiency of method m at `rows` from the batch-1 (or 64-row) figure e1 and the table t at 4, 16,
+ * 64, 256 rows, linear in log rows; at1: t is extended down to (1, e1) (recurrent), else clamped at
+ * 4 rows (GEMM). Missing (0) table points take e1. */
+static double efficiency_at(double e1, const double *t, bool at1, double rows) {
+    double x[FL_PROFILE_GEMM_POINTS + 1], y[FL_PROFILE_GEMM_POINTS + 1];
+    int n = 0;
+    if (at1) x[n] = 1, y[n++] = e1;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) x[n] = 4 << (2 * k), y[n++] = t[k] > 0 ? t[k] : e1;
+    if (rows <= x[0]) return y[0];
+    if (rows >= x[n - 1]) return y[n - 1];
+    int k = 0;
+    while (rows > x[k + 1]) k++;
+    double u = log(rows / x[k]) / log(x[k + 1] / x[k]);
+    return y[k] + u * (y[k + 1] - y[k]);
+}
 
 static double max2(double a, double b) { return a > b ? a : b; }
 
@@ -114,7 +151,11 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
         return fl_fail(FL_ERR_ARG, "batch, seq and threads must be >= 1 (got %d, %d, %d)", batch, seq,
                        threads);
     if (p->n_levels < 1 || p->n_levels > FL_PROFILE_MAX_LEVELS || !(p->dram_bandwidth > 0) ||
-        !(p->gemm_flops > 0) || !(p->gemv_flops > 0) || !(p->step_overhead >= 0))
+        !(p->gemm_flops > 0) || !(p->gemv_flops > 0) || !(p->step_overhead >= 0) ||
+        !(p->cell_seconds >= 0) ||
+        !(p->bias_seconds >= 0) ||
+        !(p->bias_seconds_cached >= 0) ||
+        !(p->rec_memory_factor >= 0))
         return fl_fail(FL_ERR_ARG, "profile has no cache levels or non-positive rates");
     const int L = a->layers, H = a->hidden;
     const size_t nmat = (size_t)2 * L + (a->head != FL_HEAD_NONE ? 1 : 0);
@@ -153,9 +194,13 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
                 flops = batch * nf;
                 int level = pick_level(p, bytes, threads, &bw);
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
-                double e = efficiency(p->rec_efficiency, w.method);
+                double e = w.method == FL_METHOD_DENSE
+                               ? 1.0
+                               : efficiency_at(efficiency(p->rec_efficiency, w.method),
+                                               p->rec_rows_efficiency[w.method], true, batch);
                 bw *= e;
                 rate = flop_rate(p, batch, threads) * e;
+                if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
             } else {
                 /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
                  * per-step head run on all T * B rows at once. */
@@ -163,16 +208,24 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
                 bytes = 4 * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 bw = bw_a;
-                rate = gemm_rate(p, last ? (double)batch : (double)batch * seq, threads) *
-                       efficiency(p->gemm_efficiency, w.method);
+                const double n = last ? (double)batch : (double)batch * seq;
+                rate = gemm_rate(p, n, threads);
+                if (w.method != FL_METHOD_DENSE)
+                    rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),
+                                          p->gemm_rows_efficiency[w.method], false, n);
             }
             c.step_bytes += bytes;
             c.step_flops += flops;
             c.mem_seconds += bytes / bw;
             c.compute_seconds += flops / rate;
             t += max2(bytes / bw, flops / rate);
+            if (head || (i % 2 == 0 && w.method != FL_METHOD_DENSE)) {
+                const bool last = head && a->head == FL_HEAD_LAST_STEP;
+                const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
+                t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
+            }
         }
-        c.seconds = t + L * p->step_overhead;
+        c.seconds = t + L * p->step_overhead + (double)L * batch * H * p->cell_seconds / threads;
     }
     c.working_set = (size_t)ws;
     const fl_cache_level *last = &p->level[p->n_levels - 1];

@@ -3,6 +3,7 @@
 #include "internal.h"
 #include "fastlstm/plan.h"
 #include "recurrent.h"
+#include "kernels/kernels.h"
 #include "plan_internal.h"
 
 #include <cblas.h>
@@ -162,9 +163,44 @@ static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1
     return s[PICK];
 }
 
-/* Flop rate of the dense recurrent step (H = 256) at batch B. */
-static fl_status measure_rec_rows(int B, double *flops) {
-    const int H = 256;
+/* A step time t less its cell update `cell`, kept at least a fifth of t (the two are measured apart,
+ * so noise could otherwise leave nothing or less). */
+static double without_cell(double t, double cell) { return t - cell > 0.2 * t ? t - cell : 0.2 * t; }
+
+/* Seconds per hidden unit per row of the cell update alone: the runtime's fused gate kernel with no
+ * product (K = 0) over B = 16 rows of H = 256 units (second-fastest of REPS samples). */
+static fl_status measure_cell(double *seconds) {
+    const int H = 256, B = 16;
+    const fl_kernels *k = fl_kernels_get();
+    const int nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    float *buf = fl_calloc((size_t)B * 6 * H + (size_t)4 * FL_REC_NB, sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the cell update");
+    /* gx (B, 4H), c (B, H), h (B, H); pw: a dummy panel (K = 0 reads none of it) */
+    float *gx = buf, *c = gx + (size_t)B * 4 * H, *h = c + (size_t)B * H, *pw = h + (size_t)B * H;
+    for (size_t i = 0; i < (size_t)B * 4 * H; i++) gx[i] = (float)((int)(i % 17) - 8) * 0.25f;
+    k->gate_cell(0, nblk, H, 0, B, pw, pw, H, gx, 4 * H, c, h, H);
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int r = 0; r < inner; r++) k->gate_cell(0, nblk, H, 0, B, pw, pw, H, gx, 4 * H, c, h, H);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 20)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = fl_now_seconds();
+        for (int r = 0; r < inner; r++) k->gate_cell(0, nblk, H, 0, B, pw, pw, H, gx, 4 * H, c, h, H);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    *seconds = s[PICK] / ((double)B * H);
+    fl_free(buf);
+    return FL_OK;
+}
+
+/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (cell seconds per
+ * unit and row) excluded. */
+static fl_status measure_rec_rows(int H, int B, double cell, double *flops) {
     const size_t G = (size_t)4 * H;
     float *w = fl_malloc(G * H * sizeof(float));
     float *buf = fl_calloc((size_t)B * (G + 3 * (size_t)H), sizeof(float));
@@ -181,7 +217,7 @@ static fl_status measure_rec_rows(int B, double *flops) {
     ly.b_ih = ly.b_hh = buf;
     if ((st = fl_rec_create(&ly, B, 1, &r))) goto done;
     float *gx = buf, *h0 = gx + (size_t)B * G, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
-    *flops = 2.0 * (double)G * H * B / time_steps(r, B, gx, h0, h1, c, H);
+    *flops = 2.0 * (double)G * H * B / without_cell(time_steps(r, B, gx, h0, h1, c, H), (double)B * H * cell);
 done:
     fl_rec_free(r);
     fl_free(w);
@@ -191,8 +227,8 @@ done:
 
 /* Time the runtime's own recurrent step (fl_rec_step, batch 1, one thread) on a dense layer whose
  * W_hh (4H, H) takes about `bytes`: *rate = W_hh bytes per second, *flops = its flop rate, *seconds
- * the step time. */
-static fl_status measure_stream(size_t bytes, double *rate, double *flops, double *seconds) {
+ * the step time, all without the cell update (cell seconds per unit). */
+static fl_status measure_stream(size_t bytes, double cell, double *rate, double *flops, double *seconds) {
     int H = (int)sqrt((double)bytes / 16.0);
     if (H < 4) H = 4;
     const size_t G = (size_t)4 * H;
@@ -210,7 +246,7 @@ static fl_status measure_stream(size_t bytes, double *rate, double *flops, doubl
     ly.wih = ly.whh;
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
     if ((st = fl_rec_create(&ly, 1, 1, &r))) goto done;
-    double t = time_steps(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H);
+    double t = without_cell(time_steps(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H), H * cell);
     *rate = (double)(G * H * sizeof(float)) / t;
     if (flops) *flops = 2.0 * (double)G * H / t;
     if (seconds) *seconds = t;
@@ -265,10 +301,11 @@ static fl_status measure_rows(int n, double *flops) {
 static fl_status measure_all(fl_profile *p);
 
 /* Efficiency of `method` kernels relative to the cost model's dense rates: the recurrent step of a
- * (4H, H) W_hh and the input projection over 64 rows of a (4H, H) W_ih, H = 1024, rank R; each is
- * the predicted time with efficiency 1 over the measured time. p's other rates must be set. */
+ * (4H, H) W_hh at batch 1, 4, 16, 64, 256 and the input projection of a (4H, H) W_ih over 4, 16, 64,
+ * 256 rows, H = 1024, rank R; each is the predicted time with efficiency 1 over the measured time,
+ * the cell update excluded from both. p's other rates (cell_seconds included) must be set. */
 static fl_status measure_method(fl_profile *p, fl_method method, int R) {
-    const int H = 1024, rows = 64;
+    const int H = 1024, maxb = 256;
     fl_arch arch = {.input = H, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec specs[2] = {{method, R}, {method, R}};
     fl_model *m = NULL;
@@ -276,38 +313,79 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R) {
     float *buf = NULL;
     fl_status st = fl_model_create(&arch, specs, &m);
     if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_rec_create(&m->layer[0], 1, 1, &r);
-    size_t wsn = fl_mat_apply_workspace(&m->layer[0].wih, rows);
-    if (!st && !(buf = fl_calloc((size_t)4 * H + 3 * (size_t)H + (size_t)rows * 5 * H + wsn, sizeof(float))))
+    if (!st) st = fl_rec_create(&m->layer[0], maxb, 1, &r);
+    size_t wsn = st ? 0 : fl_mat_apply_workspace(&m->layer[0].wih, maxb);
+    /* recurrent: gx (B, 4H), h0, h1, c (B, H); projection: x (rows, H), y (rows, 4H), workspace */
+    if (!st && !(buf = fl_calloc((size_t)maxb * 7 * H + (size_t)maxb * 5 * H + wsn, sizeof(float))))
         st = fl_fail(FL_ERR_NOMEM, "out of memory measuring kernel efficiency");
     if (st) goto done;
-    // recurrent step alone: predicted with a 1-feature input over a very long sequence
+    // recurrent step alone: predicted with a 1-feature input over a very long sequence, with
+    // efficiency 1 and no cell term
     fl_arch only_hh = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec hh[2] = {{FL_METHOD_DENSE, 0}, {method, R}};
-    fl_cost c;
+    const double cell = p->cell_seconds;
+    p->cell_seconds = 0;
     p->rec_efficiency[method] = p->gemm_efficiency[method] = 1.0;
-    if ((st = fl_cost_predict(p, &only_hh, hh, 1, 1 << 30, 1, &c))) goto done;
-    double pred = c.seconds - p->step_overhead;
-    double t = time_steps(r, 1, buf, buf + 4 * H, buf + 5 * H, buf + 6 * H, H);
-    if (pred > 0 && t > 0) p->rec_efficiency[method] = pred / t;
-    // input projection: x (rows, H) -> y (rows, 4H)
-    float *x = buf + 7 * (size_t)H, *y = x + (size_t)rows * H, *ws = y + (size_t)rows * 4 * H;
-    const fl_mat *w = &m->layer[0].wih;
-    fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
-    double s[REPS];
-    for (int k = 0; k < REPS; k++) {
-        double t0 = fl_now_seconds();
-        fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
-        s[k] = fl_now_seconds() - t0;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
+        p->rec_rows_efficiency[method][k] = p->gemm_rows_efficiency[method][k] = 0;
+    double eff[FL_PROFILE_GEMM_POINTS + 1];
+    for (int k = 0; k <= FL_PROFILE_GEMM_POINTS && !st; k++) {
+        const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
+        fl_cost c;
+        if ((st = fl_cost_predict(p, &only_hh, hh, B, 1 << 30, 1, &c))) break;
+        double pred = c.seconds - p->step_overhead;
+        float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *cs = h1 + (size_t)B * H;
+        double t = without_cell(time_steps(r, B, gx, h0, h1, cs, H), (double)B * H * cell);
+        eff[k] = pred > 0 && t > 0 ? pred / t : 1.0;
     }
-    fl_sort_doubles(s, REPS);
-    double flops = (double)fl_mat_flops(w) * rows, rate = p->gemm_rows_flops[2] > 0 ? p->gemm_rows_flops[2] : p->gemm_flops;
-    if (s[PICK] > 0) p->gemm_efficiency[method] = flops / rate / s[PICK];
+    p->cell_seconds = cell;
+    if (st) goto done;
+    p->rec_efficiency[method] = eff[0];
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p->rec_rows_efficiency[method][k] = eff[k + 1];
+    // input projection: x (rows, H) -> y (rows, 4H)
+    float *x = buf + (size_t)maxb * 7 * H, *y = x + (size_t)maxb * H, *ws = y + (size_t)maxb * 4 * H;
+    const fl_mat *w = &m->layer[0].wih;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int rows = 4 << (2 * k);
+        fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
+        double s[REPS];
+        for (int i = 0; i < REPS; i++) {
+            double t0 = fl_now_seconds();
+            fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
+            s[i] = fl_now_seconds() - t0;
+        }
+        fl_sort_doubles(s, REPS);
+        double flops = (double)fl_mat_flops(w) * rows, rate = p->gemm_rows_flops[k] > 0 ? p->gemm_rows_flops[k] : p->gemm_flops;
+        p->gemm_rows_efficiency[method][k] = s[PICK] > 0 ? flops / rate / s[PICK] : 1.0;
+    }
+    p->gemm_efficiency[method] = p->gemm_rows_efficiency[method][2]; /* 64 rows */
 done:
     fl_free(buf);
     fl_rec_free(r);
     fl_model_free(m);
     return st;
+}
+
+/* Seconds per element of the bias pass after a non-dense input projection: a session on a model
+ * where that pass dominates (input 16, hidden H, SVD rank 1 everywhere, batch B, T steps), its
+ * measured step time less the model's prediction without the pass, over the B x 4H elements. p's
+ * other rates must be set; p's bias rates are 0 on return. */
+static fl_status measure_bias(fl_profile *p, int B, int T, int H, double *seconds) {
+    fl_arch arch = {.input = 16, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
+    fl_mat_spec specs[2] = {{FL_METHOD_SVD, 1}, {FL_METHOD_SVD, 1}};
+    fl_model *m = NULL;
+    fl_cost c;
+    double t = 0;
+    p->bias_seconds = p->bias_seconds_cached = 0;
+    fl_status st = fl_model_create(&arch, specs, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_plan_time_model(m, B, T, 1, REPS, 1, &t);
+    if (!st) st = fl_cost_predict(p, &arch, specs, B, T, 1, &c);
+    fl_model_free(m);
+    if (st) return st;
+    double elems = (double)B * 4 * arch.hidden;
+    *seconds = t > c.seconds ? (t - c.seconds) / elems : 0.0;
+    return FL_OK;
 }
 
 fl_status fl_profile_measure(fl_profile *p) {
@@ -324,23 +402,24 @@ fl_status fl_profile_measure(fl_profile *p) {
 static fl_status measure_all(fl_profile *p) {
     fl_status st = fl_profile_detect(p);
     if (st) return st;
+    if ((st = measure_cell(&p->cell_seconds))) return st;
     if ((st = measure_gemm(&p->gemm_flops))) return st;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
         if ((st = measure_rows(4 << (2 * k), &p->gemm_rows_flops[k])) ||
-            (st = measure_rec_rows(4 << (2 * k), &p->rec_rows_flops[k])))
+            (st = measure_rec_rows(256, 4 << (2 * k), p->cell_seconds, &p->rec_rows_flops[k])))
             return st;
     /* Mat-vec flop rate from a matrix filling half of L1. */
-    if ((st = measure_stream(p->level[0].bytes / 2, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
+    if ((st = measure_stream(p->level[0].bytes / 2, p->cell_seconds, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
     for (int i = 1; i < p->n_levels; i++) {
         /* Half of a private level; a quarter of a shared one (others use it too). */
         size_t set = p->level[i].shared_cpus > 1 ? p->level[i].bytes / 4 : p->level[i].bytes / 2;
         if (set <= p->level[i - 1].bytes) set = (p->level[i].bytes + p->level[i - 1].bytes) / 2;
-        if ((st = measure_stream(set, &p->level[i].bandwidth, NULL, NULL))) return st;
+        if ((st = measure_stream(set, p->cell_seconds, &p->level[i].bandwidth, NULL, NULL))) return st;
     }
     size_t last = p->level[p->n_levels - 1].bytes;
     size_t dram = last * 4 > ((size_t)128 << 20) ? last * 4 : ((size_t)128 << 20);
     if (dram > ((size_t)512 << 20)) dram = (size_t)512 << 20;
-    if ((st = measure_stream(dram, &p->dram_bandwidth, NULL, NULL))) return st;
+    if ((st = measure_stream(dram, p->cell_seconds, &p->dram_bandwidth, NULL, NULL))) return st;
     /* The curve: 1/4, 1/2 and 3/4 of each level (1/2 of L1 is measured above), then DRAM. */
     p->n_curve = 0;
     for (int i = 0; i < p->n_levels; i++)
@@ -350,12 +429,21 @@ static fl_status measure_all(fl_profile *p) {
                 (p->n_curve && set <= p->curve_bytes[p->n_curve - 1]))
                 continue;
             double bw;
-            if ((st = measure_stream(set, &bw, NULL, NULL))) return st;
+            if ((st = measure_stream(set, p->cell_seconds, &bw, NULL, NULL))) return st;
             p->curve_bytes[p->n_curve] = set;
             p->curve_bandwidth[p->n_curve++] = bw;
         }
     p->curve_bytes[p->n_curve] = dram;
     p->curve_bandwidth[p->n_curve++] = p->dram_bandwidth;
+    /* Recurrent rate at batch 16 on a W_hh (4H, H) of twice the last level (at least 32 MiB). */
+    {
+        double want = 2.0 * (double)last > 32.0 * (1 << 20) ? 2.0 * (double)last : 32.0 * (1 << 20);
+        if (want > 512.0 * (1 << 20)) want = 512.0 * (1 << 20);
+        double rate;
+        if ((st = measure_rec_rows((int)sqrt(want / 16.0), 16, p->cell_seconds, &rate))) return st;
+        p->rec_memory_factor = p->rec_rows_flops[1] > 0 ? rate / p->rec_rows_flops[1] : 0.0;
+        if (p->rec_memory_factor > 1) p->rec_memory_factor = 1;
+    }
     /* Fixed cost of a layer-step through a whole session: a model too small to be anything else. */
     fl_arch tiny = {.input = 8, .hidden = 8, .layers = 1, .head = FL_HEAD_NONE};
     fl_model *m;
@@ -364,7 +452,15 @@ static fl_status measure_all(fl_profile *p) {
     if (!st) st = fl_plan_time_model(m, 1, 64, 1, REPS, 1, &p->step_overhead);
     fl_model_free(m);
     if (st) return st;
-    if ((st = measure_method(p, FL_METHOD_SVD, 128)) || (st = measure_method(p, FL_METHOD_CP, 256))) return st;
+    p->step_overhead = without_cell(p->step_overhead, tiny.hidden * p->cell_seconds);
+    /* Bias pass: outputs of 8 x 64 x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
+     * and of 64 x 16 x 1024 floats (4 MiB, beyond it). */
+    double cached, beyond;
+    if ((st = measure_method(p, FL_METHOD_SVD, 128)) || (st = measure_method(p, FL_METHOD_CP, 256)) ||
+        (st = measure_bias(p, 64, 8, 64, &cached)) || (st = measure_bias(p, 16, 64, 256, &beyond)))
+        return st;
+    p->bias_seconds = beyond;
+    p->bias_seconds_cached = cached;
     p->measured = 1;
     return FL_OK;
 }
@@ -452,6 +548,13 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_AddNumberToObject(eff, "cp_recurrent", p->rec_efficiency[FL_METHOD_CP]);
     cJSON_AddNumberToObject(eff, "svd_gemm", p->gemm_efficiency[FL_METHOD_SVD]);
     cJSON_AddNumberToObject(eff, "cp_gemm", p->gemm_efficiency[FL_METHOD_CP]);
+    static const char *const eff_rows[4] = {"svd_recurrent_rows", "cp_recurrent_rows", "svd_gemm_rows", "cp_gemm_rows"};
+    for (int t = 0; t < 4; t++) {
+        const fl_method m = t % 2 ? FL_METHOD_CP : FL_METHOD_SVD;
+        const double *v = t < 2 ? p->rec_rows_efficiency[m] : p->gemm_rows_efficiency[m];
+        cJSON *a = cJSON_AddArrayToObject(eff, eff_rows[t]);
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[k]));
+    }
     cJSON *curve = cJSON_AddArrayToObject(root, "curve");
     for (int k = 0; k < p->n_curve; k++) {
         cJSON *pt = cJSON_CreateObject();
@@ -464,6 +567,10 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON *recr = cJSON_AddArrayToObject(root, "rec_rows_flops");
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(recr, cJSON_CreateNumber(p->rec_rows_flops[k]));
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
+    cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
+    cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
+    cJSON_AddNumberToObject(root, "bias_seconds_cached", p->bias_seconds_cached);
+    cJSON_AddNumberToObject(root, "rec_memory_factor", p->rec_memory_factor);
     cJSON_AddBoolToObject(root, "measured", p->measured != 0);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -603,6 +710,23 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
                 !get_num(eff, "svd_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_SVD]) ||
                 !get_num(eff, "cp_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_CP])))
         goto done; /* optional as a whole */
+    if (eff && (!get_table(eff, "svd_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_SVD]) ||
+                !get_table(eff, "cp_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_CP]) ||
+                !get_table(eff, "svd_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_SVD]) ||
+                !get_table(eff, "cp_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_CP])))
+        goto done; /* each optional */
+    if (cJSON_GetObjectItemCaseSensitive(root, "cell_seconds") && /* optional */
+        !get_num(root, "cell_seconds", path, 0, &p.cell_seconds))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "bias_seconds") && /* optional */
+        !get_num(root, "bias_seconds", path, 0, &p.bias_seconds))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "bias_seconds_cached") && /* optional */
+        !get_num(root, "bias_seconds_cached", path, 0, &p.bias_seconds_cached))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "rec_memory_factor") && /* optional */
+        !get_num(root, "rec_memory_factor", path, 0, &p.rec_memory_factor))
+        goto done;
     const cJSON *curve = cJSON_GetObjectItemCaseSensitive(root, "curve");
     if (curve) { /* optional */
         if (!cJSON_IsArray(curve) || cJSON_GetArraySize(curve) > FL_PROFILE_MAX_CURVE) {
