@@ -75,14 +75,17 @@ fl_session_opts fl_session_opts_default(void) {
     return (fl_session_opts){.max_batch = 1, .max_seq = 256, .threads = 1};
 }
 
-/* OpenBLAS's thread count is process-wide: the last session to set it wins (it only matters for the
- * input projections and the head; the recurrent steps use each fl_rec's own threads). */
+/* OpenBLAS runs on one thread inside a session: the recurrent steps and the packed input projection
+ * use the session's own worker pool, and OpenBLAS's idle threads spin on the other cores after every
+ * call, starving that pool (measured, 2 threads, batch 1: SVD 2x650 50 -> 30 us/step, SVD 2x1500
+ * 157 -> 113 us/step; dense unchanged). The cost: BLAS-only work (a large head, decomposed input
+ * projections) runs on one thread. OpenBLAS's thread count is process-wide. */
 static fl_status set_threads(fl_session *s, int threads) {
     for (int l = 0; l < s->L; l++) {
         fl_status st = fl_rec_set_threads(s->rec[l], threads);
         if (st) return st;
     }
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
     s->threads = threads;
     return FL_OK;
 }
@@ -143,7 +146,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->hstep = b + sc.hstep;
     s->sh = b + sc.sh;
     s->sc = b + sc.sc;
-    openblas_set_num_threads(o.threads);  // the fl_recs got o.threads at create
+    openblas_set_num_threads(1);  // see set_threads; the fl_recs got o.threads at create
     s->threads = o.threads;
     *out = s;
     return FL_OK;
