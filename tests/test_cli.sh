@@ -8,30 +8,7 @@ CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
 T=$(mktemp -d /tmp/fl_test_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-failures=0
-
-fail() {
-    echo "FAIL: $*"
-    echo "--- stdout"; cat "$T/out" 2>/dev/null
-    echo "--- stderr"; cat "$T/err" 2>/dev/null
-    failures=$((failures + 1))
-}
-
-# expect RC CMD...: run CMD (at most 60 s: a hang is a failure, not a stuck suite), require exit
-# status RC.
-expect() {
-    local want=$1; shift
-    timeout 60 "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 60 s)"; return 1; fi
-    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
-    return 0
-}
-
-# has FILE TEXT: FILE (out/err) contains TEXT.
-has() {
-    if ! grep -qF -- "$2" "$T/$1"; then fail "$1 lacks '$2'"; fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 
 "$PY" -c 'import torch, numpy' || { echo "FAIL: $PY lacks torch/numpy"; exit 1; }
 

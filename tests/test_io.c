@@ -17,28 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
+#include "tmpdir.h"
 
-static int setup(void **state) {
-    /* tmpfs when there is one: these tests rewrite small files thousands of times. */
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/fl_test_io_XXXXXX", base);
-    return mkdtemp(dir) ? 0 : -1;
-}
+static int setup(void **state) { return tmp_dir_make("fl_test_io"); }
 
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static int teardown(void **state) { return tmp_dir_remove(); }
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -329,7 +312,7 @@ static void test_save_errors(void **state) {
     assert_int_equal(access(p, F_OK), -1);
     /* Saving leaves no temporary files behind. */
     assert_int_equal(fl_model_save(m, p), FL_OK);
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tmp_dir);
     assert_non_null(d);
     for (struct dirent *e; (e = readdir(d));) assert_null(strstr(e->d_name, ".tmp."));
     closedir(d);
@@ -340,7 +323,7 @@ static void test_save_errors(void **state) {
 
 static void test_missing_empty_short(void **state) {
     expect_load(tmp_path("does-not-exist.st"), FL_ERR_IO, "does-not-exist.st");
-    expect_load(dir, FL_ERR_IO, NULL); /* a directory */
+    expect_load(tmp_dir, FL_ERR_IO, NULL); /* a directory */
     const char *p = tmp_path("short.st");
     write_all(p, "", 0);
     expect_load(p, FL_ERR_FORMAT, "empty");

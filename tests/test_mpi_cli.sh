@@ -11,24 +11,7 @@ MPIRUN=$(command -v mpirun) || { echo "FAIL: mpirun not found (install openmpi-b
 T=$(mktemp -d /tmp/fl_test_mpi_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
-failures=0
-
-fail() {
-    echo "FAIL: $*"
-    echo "--- stdout"; cat "$T/out" 2>/dev/null
-    echo "--- stderr"; cat "$T/err" 2>/dev/null
-    failures=$((failures + 1))
-}
-
-# expect RC CMD...: run CMD (at most 60 s), require exit status RC.
-expect() {
-    local want=$1; shift
-    timeout 60 "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 60 s)"; return 1; fi
-    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
-    return 0
-}
+. "$(dirname "$0")/cli_lib.sh"
 
 MPI2=("$MPIRUN" --allow-run-as-root --oversubscribe -np 2)
 

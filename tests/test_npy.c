@@ -15,26 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
+#include "tmpdir.h"
 
-static const char *tmp_path(const char *name) {
-    static char buf[256];
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
+static int setup(void **state) { return tmp_dir_make("fl_test_npy"); }
 
-static int setup(void **state) {
-    /* tmpfs when there is one: these tests rewrite small files thousands of times. */
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/fl_test_npy_XXXXXX", base);
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return tmp_dir_remove(); }
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -158,7 +143,7 @@ static void test_numpy_written(void **state) {
              "np.save(d+'/rec.npy', np.zeros(2,dtype=[('a','<f4'),('b','<i4')]))\n"
              "np.save(d+'/d5.npy', np.ones((1,1,1,1,2),dtype=np.float32))\n"
              "\"",
-             py, dir);
+             py, tmp_dir);
     assert_int_equal(system(cmd), 0);
     const char *files[3] = {"f4.npy", "v2.npy", "v3.npy"};
     for (int k = 0; k < 3; k++) {
@@ -228,7 +213,7 @@ static void test_numpy_reads_ours(void **state) {
              "b=np.load(d+'/o_i.npy'); assert b.dtype==np.int32 and b.shape==(3,) and list(b)==[7,-1,2000000000]\n"
              "c=np.load(d+'/o_s.npy'); assert c.shape==() and c==np.float32(1.5)\n"
              "\"",
-             py, dir);
+             py, tmp_dir);
     assert_int_equal(system(cmd), 0);
 }
 

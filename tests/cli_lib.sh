@@ -1,0 +1,25 @@
+# Helpers shared by the shell tests (sourced; needs $T, a scratch directory).
+#   fail MSG          record a failure, showing the last command's stdout and stderr
+#   expect RC CMD...  run CMD (at most 60 s: a hang is a failure, not a stuck suite), require status RC
+#   has FILE TEXT     $T/FILE (out or err) contains TEXT
+failures=0
+
+fail() {
+    echo "FAIL: $*"
+    echo "--- stdout"; cat "$T/out" 2>/dev/null
+    echo "--- stderr"; cat "$T/err" 2>/dev/null
+    failures=$((failures + 1))
+}
+
+expect() {
+    local want=$1; shift
+    timeout 60 "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 60 s)"; return 1; fi
+    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
+    return 0
+}
+
+has() {
+    if ! grep -qF -- "$2" "$T/$1"; then fail "$1 lacks '$2'"; fi
+}
