@@ -11,7 +11,7 @@
 
 #include "fastlstm/plan.h"
 #include "internal.h"
-#include "tmpdir.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
