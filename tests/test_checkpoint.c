@@ -94,33 +94,24 @@ static void test_checkpoint_errors(void **st) {
     assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
     const char *ck = tmp_path("bad.ckpt");
     assert_int_equal(fl_trainer_save(t, ck), FL_OK);
-    long n = file_size(ck);
-    FILE *f = fopen(ck, "rb");
-    unsigned char *buf = malloc(n);
-    assert_int_equal(fread(buf, 1, n, f), n);
-    fclose(f);
+    unsigned char *buf;
+    const long n = (long)file_read(ck, &buf);
     fl_model *m2;
     fl_trainer *t2;
     const char *p = tmp_path("mut.ckpt");
     /* flip one parameter byte */
     buf[n / 2] ^= 0x40;
-    f = fopen(p, "wb");
-    fwrite(buf, 1, n, f);
-    fclose(f);
+    file_write(p, buf, (size_t)n);
     assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
     assert_non_null(strstr(fl_last_error(), "checksum"));
     assert_null(m2);
     buf[n / 2] ^= 0x40;
     /* truncated */
-    f = fopen(p, "wb");
-    fwrite(buf, 1, n - 5, f);
-    fclose(f);
+    file_write(p, buf, (size_t)n - 5);
     assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
     /* truncated anywhere: header fields, specs, options, parameters, trailer */
     for (long cut = 0; cut < n; cut += cut < 200 ? 3 : n / 40) {
-        f = fopen(p, "wb");
-        fwrite(buf, 1, cut, f);
-        fclose(f);
+        file_write(p, buf, (size_t)cut);
         fl_status s = fl_trainer_resume(p, &m2, &t2);
         if (s != FL_ERR_FORMAT) fail_msg("checkpoint cut at %ld of %ld bytes: %s", cut, n, fl_status_str(s));
         assert_null(m2);
@@ -128,9 +119,7 @@ static void test_checkpoint_errors(void **st) {
     }
     /* wrong magic */
     buf[0] = 'X';
-    f = fopen(p, "wb");
-    fwrite(buf, 1, n, f);
-    fclose(f);
+    file_write(p, buf, (size_t)n);
     assert_int_equal(fl_trainer_resume(p, &m2, &t2), FL_ERR_FORMAT);
     assert_non_null(strstr(fl_last_error(), "mut.ckpt"));
     assert_int_equal(fl_trainer_resume(tmp_path("missing.ckpt"), &m2, &t2), FL_ERR_IO);

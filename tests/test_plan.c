@@ -437,13 +437,10 @@ static void test_cli(void **state) {
     /* --json: the chosen plan, with one entry per matrix, and the regime of the posed machine */
     rc = sh(err, sizeof err, "%s plan test_plan_model.safetensors --json %s", cli, pose);
     assert_int_equal(rc, 0);
-    FILE *f = fopen("test_plan_out.txt", "r");
-    assert_non_null(f);
-    static char text[1 << 20];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    cJSON *root = cJSON_Parse(text);
+    unsigned char *text;
+    file_read("test_plan_out.txt", &text);
+    cJSON *root = cJSON_Parse((const char *)text);
+    free(text);
     assert_non_null(root);
     assert_string_equal(cJSON_GetObjectItem(root, "regime")->valuestring, "memory");
     const cJSON *mats = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "chosen"), "matrices");
@@ -465,20 +462,15 @@ static void test_cli(void **state) {
     assert_non_null(strstr(err, "--max-loss"));
     /* A --profile file that exists but does not load is an error naming it, and is left as it
      * was (not measured over and overwritten). */
-    f = fopen("test_plan_badprof.json", "w");
-    assert_non_null(f);
-    fputs("{\"cores\": 2}", f);
-    fclose(f);
+    static const char badprof[] = "{\"cores\": 2}";
+    file_write("test_plan_badprof.json", badprof, sizeof badprof - 1);
     rc = sh(err, sizeof err, "%s profile --profile test_plan_badprof.json --json", cli);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "FL_ERR_FORMAT"));
     assert_non_null(strstr(err, "test_plan_badprof.json"));
-    f = fopen("test_plan_badprof.json", "r");
-    assert_non_null(f);
-    len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    assert_string_equal(text, "{\"cores\": 2}");
+    file_read("test_plan_badprof.json", &text);
+    assert_string_equal((const char *)text, badprof);
+    free(text);
     const char *files[] = {"test_plan_model.safetensors", "test_plan_out.safetensors", "test_plan_x.npy",
                            "test_plan_y.npy", "test_plan_empty.npy", "test_plan_wide.npy",
                            "test_plan_out.txt", "test_plan_err.txt", "test_plan_badprof.json"};
