@@ -47,8 +47,9 @@ fl_status fl_dist_attach(fl_dist *d, fl_trainer *t);
 void fl_dist_detach(fl_dist *d, fl_trainer *t);
 
 /* Bytes one step sends through MPI_Allreduce: the flat gradient block (parameter count with
- * alignment padding, times 4), the loss (8) and, for a language model, the carried state
- * (2 x layers x batch x hidden floats, so that every rank and checkpoint holds all streams).
+ * alignment padding, times 4), the loss (8), the data-size check (16) and, for a language model,
+ * the carried state (2 x layers x batch x hidden floats, so that every rank and checkpoint holds
+ * all streams).
  * Decomposed matrices make it smaller. */
 size_t fl_dist_step_bytes(const fl_trainer *t);
 

@@ -190,7 +190,8 @@ void fl_dist_detach(fl_dist *d, fl_trainer *t) {
 size_t fl_dist_step_bytes(const fl_trainer *t) {
     if (!t) return 0;
     size_t state = t->h ? 2 * (size_t)t->m->arch.layers * t->o.batch * t->m->arch.hidden : 0;
-    return (t->m->n_params + state) * sizeof(float) + sizeof(double);
+    /* + the loss, + the data-size check (two long longs) */
+    return (t->m->n_params + state) * sizeof(float) + sizeof(double) + 2 * sizeof(long long);
 }
 
 fl_status fl_dist_allreduce_sum(fl_dist *d, double *x) {
