@@ -6,12 +6,13 @@
  * k-quad of a 16-row sub-panel, the activation quad is broadcast, and the zero point is taken off
  * at the end: sum_k w (x - 128) = sum_k w x - 128 wsum. The sums are exact, equal to every level's.
  * bf16: the weight pair of a lane becomes two f32 by a shift and a mask (quant_ref.c says why the
- * activations stay f32). Tiles of up to 6 batch rows x 4 gates = 24 accumulators. */
+ * activations stay f32). */
 #include "quant.h"
 
 #include <immintrin.h>
 
-#define BT 6
+#define BT 6    /* batch rows per int8 tile: 24 accumulators + 4 weight registers */
+#define BT_BF 4 /* per bf16 tile: 16 accumulators + 8 converted weight registers */
 
 static inline __attribute__((always_inline)) void i8_tile(int nb, int Kq, const int8_t *p, const uint8_t *xq,
                                                           int ldxq, __m512i acc[BT][4]) {
@@ -152,13 +153,11 @@ static void bf16_gemv_avx512(int blk0, int blk1, int H, int rows, int K, int B, 
         int row0[4];
         __mmask16 m[4];
         sub_rows(H, rows, blk, row0, m);
-        for (int b0 = 0; b0 < B; b0 += BT) {
-            int nb = B - b0 < BT ? B - b0 : BT;
+        for (int b0 = 0; b0 < B; b0 += BT_BF) {
+            int nb = B - b0 < BT_BF ? B - b0 : BT_BF;
             const float *xb = x + (size_t)b0 * ldx;
             __m512 a[BT][4];
             switch (nb) {
-            case 6: bf16_tile(6, K, p, xb, ldx, a); break;
-            case 5: bf16_tile(5, K, p, xb, ldx, a); break;
             case 4: bf16_tile(4, K, p, xb, ldx, a); break;
             case 3: bf16_tile(3, K, p, xb, ldx, a); break;
             case 2: bf16_tile(2, K, p, xb, ldx, a); break;
