@@ -327,11 +327,13 @@ static void test_numpy_emulation(void **state) {
     const int H = 17, rows = 4 * H, K = 45, B = 20;
     uint64_t s = 3;
     float *w = rand_mat(&s, (size_t)rows * K, -1.0f, 1.0f), *x = rand_mat(&s, (size_t)B * K, -4.0f, 4.0f);
-    for (int k = 0; k < K; k++) w[k] = (float)(k % 9 - 4) * 0.125f; // amax 0.5: exact ties at .5
+    for (int k = 0; k < K; k++) w[k] = (float)(k % 9 - 4) * 0.5f; // with amax 127: ties at .5, both ways
+    w[K - 1] = 127.0f;
     for (int k = 0; k < K; k++) w[K + k] = 0.0f;
     for (int k = 0; k < K; k++) w[2 * K + k] = (float)k * 1e-41f; // denormals
     w[3 * K] = 50.0f;
-    for (int k = 0; k < K; k++) x[k] = (float)(k % 5 - 2) * 0.25f;
+    for (int k = 0; k < K; k++) x[k] = (float)(k % 7 - 3) * 0.5f;
+    x[K - 1] = -127.0f;
     for (int k = 0; k < K; k++) x[K + k] = 0.0f;
     int64_t ws[2] = {rows, K}, xsh[2] = {B, K};
     assert_int_equal(fl_npy_save_f32(tmp_path("w.npy"), w, 2, ws), FL_OK);
