@@ -1,6 +1,6 @@
 /* Low-precision kernels (src/kernels/quant.h) and conversions (src/core/quantize.h):
  * - every fast level this CPU has against the scalar reference on awkward shapes (1, 7, 17, 63, 65
- *   rows / units and inputs, batch 1, 3, 20), unaligned pointers and padded strides, both row maps,
+ *   rows / units and inputs, batch 1, 3, 20, 67), unaligned pointers and padded strides, both row maps,
  *   split block ranges: int8 int32 sums and results bit-identical, bf16 by relative error; a level
  *   the CPU lacks is a skip;
  * - the reference against the unpacked matrix (so the packing is checked too);
@@ -99,7 +99,7 @@ static void check_pads(const float *y, int B, int rows, int ldy) {
 
 static const int SIZES[] = {1, 7, 17, 63, 65};
 static const int KS[] = {1, 7, 17, 63, 65, 130};
-static const int BATCHES[] = {1, 3, 20};
+static const int BATCHES[] = {1, 3, 20, 67}; // 67: T*batch rows of an all-steps input projection
 
 /* For each shape: the (H, rows) of a gate-map case and a plain-map case. */
 static void shape_of(int i, int plain, int *H, int *rows) {
@@ -113,7 +113,7 @@ static void check_i8_level(const fl_qkernels *fast) {
     for (int plain = 0; plain < 2; plain++)
         for (size_t i = 0; i < sizeof SIZES / sizeof *SIZES; i++)
             for (size_t ki = 0; ki < sizeof KS / sizeof *KS; ki++)
-                for (size_t bi = 0; bi < 3; bi++) {
+                for (size_t bi = 0; bi < sizeof BATCHES / sizeof *BATCHES; bi++) {
                     int H, rows, K = KS[ki], B = BATCHES[bi];
                     shape_of((int)i, plain, &H, &rows);
                     qmat m;
@@ -146,7 +146,7 @@ static void check_bf16_level(const fl_qkernels *fast) {
     for (int plain = 0; plain < 2; plain++)
         for (size_t i = 0; i < sizeof SIZES / sizeof *SIZES; i++)
             for (size_t ki = 0; ki < sizeof KS / sizeof *KS; ki++)
-                for (size_t bi = 0; bi < 3; bi++) {
+                for (size_t bi = 0; bi < sizeof BATCHES / sizeof *BATCHES; bi++) {
                     int H, rows, K = KS[ki], B = BATCHES[bi];
                     shape_of((int)i, plain, &H, &rows);
                     qmat m;
