@@ -3,29 +3,20 @@
  * dispatched level; int8 includes quantizing the activations each step). W (4H, H) for H = 650 and
  * 1500 (2600 x 650, 6000 x 1500), batch 1 and 20. Medians over rounds; ratios to f32 sgemm in the
  * same run.
- *   bench_quant [--rounds n]
- * Set OPENBLAS_NUM_THREADS=1. Wall-clock: on a shared machine the figures are noisy. */
+ *   bench_quant [--rounds n] [--cpu]
+ *     --cpu   this thread's CPU time instead of wall time (one thread on a shared machine)
+ * Set OPENBLAS_NUM_THREADS=1. Wall-clock figures on a shared machine are noisy. */
+#include "bench_util.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "quantize.h"
 
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct ctx {
     int H, B;
@@ -61,6 +52,10 @@ static void step(const ctx *c, int kind) {
     }
 }
 
+static bool cpu_clock; /* --cpu: this thread's CPU time instead of wall time */
+
+static double now_us(void) { return 1e6 * bench_now(cpu_clock); }
+
 static double median_us(const ctx *c, int kind, int rounds) {
     double t0 = now_us();
     for (int i = 0; i < 3; i++) step(c, kind);
@@ -73,17 +68,17 @@ static double median_us(const ctx *c, int kind, int rounds) {
         for (int i = 0; i < n; i++) step(c, kind);
         v[r] = (now_us() - t0) / n;
     }
-    qsort(v, (size_t)rounds, sizeof *v, cmp_d);
-    return v[rounds / 2];
+    return bench_summarize(v, rounds).med;
 }
 
 int main(int argc, char **argv) {
     int rounds = 11;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpu")) cpu_clock = true;
     if (rounds < 1 || rounds > 101) rounds = 11;
-    printf("kernels: %s, quantized kernels: %s; us per step (median of %d)\n", fl_kernels_get()->name,
-           fl_qkernels_get()->name, rounds);
+    printf("kernels: %s, quantized kernels: %s; us per step (median of %d, %s)\n", fl_kernels_get()->name,
+           fl_qkernels_get()->name, rounds, cpu_clock ? "thread CPU time" : "wall time");
     printf("%6s %3s %22s %10s %8s\n", "H", "B", "precision", "us/step", "vs f32");
     static const int Hs[] = {650, 1500}, Bs[] = {1, 20};
     for (int hi = 0; hi < 2; hi++) {

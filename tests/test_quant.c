@@ -22,7 +22,7 @@
 #include "kernels/quant.h"
 #include "npy.h"
 #include "quantize.h"
-#include "tmpdir.h"
+#include "testutil.h"
 
 #define SENTINEL 12345.0f
 
