@@ -59,6 +59,11 @@ fi
 # ---------------------------------------------------------------- the driver's argument checks
 expect 2 bash "$ROOT/tools/apps_data.sh" --bogus && has err "unknown option --bogus"
 expect 0 bash "$ROOT/tools/apps_data.sh" --help && has out "--quick"
+mkdir -p "$T/bin" && ln -s "$(command -v dirname)" "$T/bin/dirname"  # a PATH without bible, espeak-ng, npm
+if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    expect 1 env PATH="$T/bin" "$BASH" "$ROOT/tools/apps_data.sh" --quick "$T/nodeps" &&
+        has err "bible is missing: apt-get install -y bible-kjv"
+fi
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "test_tools_apps: ok"

@@ -20,7 +20,9 @@ quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 case "${1:-}" in -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; -*) echo "apps_data.sh: unknown option $1" >&2; exit 2 ;; esac
 [ $# -le 1 ] || { echo "usage: apps_data.sh [--quick] [DIR]" >&2; exit 2; }
-dir=${1:-$HOME/.cache/fastlstm/apps$([ $quick = 1 ] && echo -quick)}
+default=$HOME/.cache/fastlstm/apps
+if [ $quick = 1 ]; then default=$default-quick; fi
+dir=${1:-$default}
 
 need() { # need PROGRAM PACKAGE
     command -v "$1" >/dev/null 2>&1 || { echo "apps_data.sh: $1 is missing: apt-get install -y $2 (or bash scripts/setup.sh --deps)" >&2; exit 1; }
