@@ -15,18 +15,28 @@ T=$(mktemp -d /tmp/fl_test_tools_apps_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
+# expect_slow RC CMD...: expect with 300 s instead of 60 (PyTorch training on a machine shared by builds)
+expect_slow() {
+    local want=$1; shift
+    timeout 300 "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -eq 124 ]; then fail "'$*' hung (killed after 300 s)"; return 1; fi
+    if [ "$rc" -ne "$want" ]; then fail "'$*' exited $rc, want $want"; return 1; fi
+    return 0
+}
+
 "$PY" -c 'import numpy' || { echo "FAIL: $PY lacks numpy"; exit 1; }
-timeout 120 "$PY" "$ROOT/tests/test_tools_apps.py" "$T" || { echo "FAIL: test_tools_apps.py"; failures=$((failures + 1)); }
+timeout 300 "$PY" "$ROOT/tests/test_tools_apps.py" "$T" || { echo "FAIL: test_tools_apps.py"; failures=$((failures + 1)); }
 
 # ---------------------------------------------------------------- PyTorch baselines, exported
 if "$PY" -c 'import torch' 2>/dev/null; then
     TT=("$PY" "$ROOT/bench/apps/torch_train.py" --threads 1 --quiet --epochs 1 --hidden 8 --embed 8)
     expect 0 "$PY" "$ROOT/tools/babi_gen.py" --questions 20 "$T/babi" || true
-    expect 0 "${TT[@]}" --app babi --data "$T/babi" --limit 40 --hidden-sweep 4,8 --export "$T/babi.st" \
+    expect_slow 0 "${TT[@]}" --app babi --data "$T/babi" --limit 40 --hidden-sweep 4,8 --export "$T/babi.st" \
         --json "$T/sweep.json" && has out "<- smallest within noise of the best"
     printf 'Ge1:%d In the beginning God created the heaven and the earth, verse %d.\n' $(seq 1 60 | sed 'p') >"$T/kjv.txt"
     expect 0 "$PY" "$ROOT/tools/kjv.py" --src "$T/kjv.txt" "$T/kjv" || true
-    expect 0 "${TT[@]}" --app word-lm --data "$T/kjv/word" --batch 4 --bptt 5 --export "$T/lm.st" &&
+    expect_slow 0 "${TT[@]}" --app word-lm --data "$T/kjv/word" --batch 4 --bptt 5 --export "$T/lm.st" &&
         has out "word-lm hidden 8: test perplexity"
     "$PY" - "$T" <<'EOF' || { echo "FAIL: exported metadata"; failures=$((failures + 1)); }
 import json, struct, sys
@@ -49,9 +59,9 @@ EOF
     if [ -n "$CLI" ]; then
         for m in babi lm; do expect 0 "$CLI" info "$T/$m.st" && has out "hidden"; done
     fi
-    expect 1 "${TT[@]}" --app babi --data "$T/nowhere" && has err "no such directory"
+    expect_slow 1 "${TT[@]}" --app babi --data "$T/nowhere" && has err "no such directory"
     printf '1\tgood\nnolabel\n' >"$T/babi/train.tsv"
-    expect 1 "${TT[@]}" --app babi --data "$T/babi" && has err "train.tsv line 2: expected \`label<TAB>text\`"
+    expect_slow 1 "${TT[@]}" --app babi --data "$T/babi" && has err "train.tsv line 2: expected \`label<TAB>text\`"
 else
     echo "SKIP: torch_train.py ($PY has no torch)"
 fi
