@@ -18,16 +18,32 @@ extern "C" {
 /* ---------------------------------------------------------------- machine profile */
 
 #define FL_PROFILE_MAX_LEVELS 4
-#define FL_PROFILE_MAX_CURVE 16
+#define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 256 MiB in steps of 2^(1/4) */
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
     int level;         /* 1, 2, 3, ... */
-    size_t bytes;      /* capacity of one instance */
+    size_t bytes;      /* capacity of one instance the planner uses: the measured effective capacity
+                          (the knee of the streaming curve, see fl_profile_measure) when measured,
+                          else the reported one */
     int shared_cpus;   /* logical CPUs sharing one instance (1: private) */
     double bandwidth;  /* matrix-vector streaming rate from this level, one thread; 0 unknown */
+    size_t reported_bytes;  /* what the OS or CPUID reported for this level; 0: nothing reported */
+    size_t all_cores_bytes; /* effective capacity seen by all cores streaming together (a private
+                               level: about cores x bytes); 0: not measured */
 } fl_cache_level;
+
+/* What identifies the machine type a profile belongs to. A saved profile is only reused on a
+ * machine with the same CPUID vendor, family, model, stepping, core count and kernel level; the
+ * measured last-level capacity is part of the key as recorded (it needs a measurement to compare). */
+typedef struct fl_machine_id {
+    char vendor[16];   /* CPUID vendor string ("AuthenticAMD", "GenuineIntel"); "" unknown */
+    int family, model, stepping; /* CPUID leaf 1, display family / model (extended fields added) */
+    int cores;         /* online logical CPUs */
+    char kernels[16];  /* kernel dispatch level in use: "ref", "avx2", "avx512" */
+    size_t llc_bytes;  /* measured effective last-level capacity; 0: not measured */
+} fl_machine_id;
 
 typedef struct fl_profile {
     int cores;             /* online logical CPUs */
@@ -72,15 +88,41 @@ typedef struct fl_profile {
     int n_curve;
     size_t curve_bytes[FL_PROFILE_MAX_CURVE];
     double curve_bandwidth[FL_PROFILE_MAX_CURVE];
+    /* The same ladder streamed by curve_all_threads threads at once (all cores together; 0 points:
+     * not measured): the cost model uses it at that thread count. */
+    int n_curve_all, curve_all_threads;
+    size_t curve_all_bytes[FL_PROFILE_MAX_CURVE];
+    double curve_all_bandwidth[FL_PROFILE_MAX_CURVE];
+    /* Fixed cost of a layer-step at curve_all_threads threads (the fork / join of the worker pool
+     * included); 0: step_overhead at every thread count. */
+    double step_overhead_threads;
+    char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
+                              "default" */
+    fl_machine_id id;      /* the machine this profile describes */
     int measured;          /* 1 when the rates were measured on this machine */
 } fl_profile;
 
-/* Cache topology and core count from /sys (fallback sysconf, then defaults: 32 KiB L1, 1 MiB L2,
- * 8 MiB L3), SIMD width from CPUID. Rates get conservative defaults and measured = 0. */
+/* Cache topology and core count as reported: /sys (fallback CPUID leaf 0x8000001D or 4, then glibc's
+ * sysconf, then defaults: 32 KiB L1, 1 MiB L2, 8 MiB L3), SIMD width and the machine identity from
+ * CPUID. Reported sizes can be wrong on virtual machines (sysconf reporting a 508 MiB L3 for a
+ * 32 MiB one); fl_profile_measure replaces them with measured capacities. Rates get conservative
+ * defaults and measured = 0. */
 FL_API fl_status fl_profile_detect(fl_profile *out);
 
-/* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, about a
- * second: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
+/* Identity of the machine this runs on (CPUID, cores, kernel level; llc_bytes 0). */
+FL_API fl_status fl_machine_id_detect(fl_machine_id *out);
+
+/* Whether profile p may be used on the machine `here`: FL_OK when vendor, family, model, stepping,
+ * cores and kernel level all match; FL_ERR_UNSUPPORTED otherwise (a profile with no identity
+ * included), fl_last_error() naming both machines and saying how to measure this one
+ * (`fastlstm profile --refresh`). */
+FL_API fl_status fl_profile_check_machine(const fl_profile *p, const fl_machine_id *here);
+
+/* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, a few
+ * seconds. Cache capacities come from measurement: the runtime's recurrent step streams W_hh over a
+ * ladder of working sets (16 KiB to 256 MiB, steps of 2^(1/4)) with one thread and with two, and
+ * each level's effective capacity is the knee of that curve (fl_profile_find_levels); the
+ * measured capacities replace the reported ones (kept in reported_bytes). Then: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
  * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, the cell
  * update per unit, the bias pass after a non-dense input projection, and the speed of the SVD and
  * CP kernels relative to dense at batch 1 to 256. Sets OpenBLAS to one thread while measuring
