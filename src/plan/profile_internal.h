@@ -23,8 +23,9 @@ typedef struct fl_knee {
  * working set. Definition (the contract the tests check):
  *   1. s[i] = median of bw[i-1], bw[i], bw[i+1] (the end points keep their own value), so one
  *      noisy point neither ends a level nor starts one;
- *   2. segment the curve greedily from the small end: a segment's plateau is the highest s[] in
- *      it so far, and it extends while the next s[] is >= FL_KNEE_FRACTION x that plateau;
+ *   2. segment the curve greedily from the small end: a segment's plateau is the median of the s[]
+ *      in it so far (robust to a transition point at its start), and it extends while the next
+ *      s[] is >= FL_KNEE_FRACTION x that plateau;
  *   3. every segment but the last with at least FL_KNEE_MIN_POINTS points is a cache level; its
  *      effective capacity (knee) is bytes[] of its last point: the largest working set that still
  *      streams at >= 80% of the level's plateau. Shorter segments are transitions and are dropped;

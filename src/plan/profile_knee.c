@@ -21,6 +21,18 @@ static double median3(double a, double b, double c) {
     return a > b ? a : b;
 }
 
+/* Median of v[0..n), n <= FL_PROFILE_MAX_CURVE (the upper one of the middle two for even n). */
+static double median(const double *v, int n) {
+    double t[FL_PROFILE_MAX_CURVE];
+    memcpy(t, v, (size_t)n * sizeof *t);
+    for (int i = 1; i < n; i++) /* insertion sort: n is small */
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1], t[j - 1] = x;
+        }
+    return t[n / 2];
+}
+
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
                            double *memory_bw) {
     if (memory_bw) *memory_bw = 0;
@@ -36,7 +48,7 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
         int end = start;
         while (end + 1 < n && s[end + 1] >= FL_KNEE_FRACTION * plateau) {
             end++;
-            if (s[end] > plateau) plateau = s[end];
+            plateau = median(s + start, end - start + 1);
         }
         if (end == n - 1) { /* the last segment: memory */
             if (memory_bw) *memory_bw = plateau;
