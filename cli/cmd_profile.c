@@ -69,7 +69,6 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddItemToArray(all, pt);
     }
     cJSON_AddNumberToObject(o, "curve_all_threads", p->curve_all_threads);
-    cJSON_AddNumberToObject(o, "step_overhead_threads_us", p->step_overhead_threads * 1e6);
     cJSON_AddBoolToObject(o, "measured", p->measured != 0);
     return o;
 }

@@ -93,9 +93,11 @@ typedef struct fl_profile {
     int n_curve_all, curve_all_threads;
     size_t curve_all_bytes[FL_PROFILE_MAX_CURVE];
     double curve_all_bandwidth[FL_PROFILE_MAX_CURVE];
-    /* Fixed cost of a layer-step at curve_all_threads threads (the fork / join of the worker pool
-     * included); 0: step_overhead at every thread count. */
-    double step_overhead_threads;
+    /* The runtime's rule for using its threads (recorded by fl_profile_detect from the runtime): a
+     * recurrent step is split only when its rows stream >= parallel_step_bytes of weights, a dense
+     * input projection only from parallel_proj_macs multiply-adds, and other projections and the
+     * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
+    double parallel_step_bytes, parallel_proj_macs;
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */
@@ -169,12 +171,27 @@ typedef struct fl_cost {
                                 update + bias pass + overhead */
     fl_regime regime;       /* MEMORY iff working_set exceeds 3/4 of the last level (the usable
                                share; a private level counts once per thread) */
+    int threads;            /* the thread count predicted for */
 } fl_cost;
 
 /* Cost of model architecture a with matrices stored as specs (fl_model_num_matrices entries, NULL:
  * all dense) under profile p, threads >= 1. FL_ERR_ARG for bad sizes or specs. */
 FL_API fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                  int batch, int seq, int threads, fl_cost *out);
+
+/* The roofline terms of one weight matrix per time step: which of its two bounds dominates. */
+typedef struct fl_cost_term {
+    double bytes, flops;      /* per step (amortised over the sequence for W_ih and a head) */
+    double mem_seconds;       /* bytes / the rate of the level they stream from */
+    double compute_seconds;   /* flops / the flop rate at this batch (kernel efficiency included) */
+    int level;                /* index in profile level[] the bytes stream from; -1: DRAM */
+    int threads;              /* threads the runtime runs it on (1 when too small to split) */
+    int compute_bound;        /* 1: compute_seconds >= mem_seconds */
+} fl_cost_term;
+
+/* fl_cost_predict, and the terms of every matrix into terms[fl_model_num_matrices] (may be NULL). */
+FL_API fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                       int batch, int seq, int threads, fl_cost *out, fl_cost_term *terms);
 
 /* ---------------------------------------------------------------- planner */
 
@@ -201,7 +218,12 @@ typedef enum fl_plan_metric {
 typedef void (*fl_plan_progress)(void *ctx, const char *message);
 
 typedef struct fl_plan_opts {
-    int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1) */
+    int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1);
+                                  threads 0: plan the thread count too (1 to max_threads, the
+                                  fastest predicted, then the fastest measured when verifying);
+                                  the chosen model records it (a session with threads 0 uses it) */
+    int max_threads;           /* with threads 0: the most threads tried (default 0: the profile's
+                                  logical CPUs) */
     const fl_plan_data *data;  /* validation data, or NULL: random inputs and the deviation metric */
     double max_loss;           /* budget with data: classifier accuracy points lost (default 1.0),
                                   LM relative perplexity increase (default 0.05), or for other models
@@ -251,6 +273,16 @@ FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen 
 FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
 /* The chosen model (owned by the plan, valid while it lives). */
 FL_API const fl_model *fl_plan_model(const fl_plan *plan);
+/* Threads the chosen model is planned to run on (opts.threads, or the planned count). */
+FL_API int fl_plan_threads(const fl_plan *plan);
+/* The regime the plan found (that of the dense model at the serving shape). */
+FL_API fl_regime fl_plan_regime(const fl_plan *plan);
+
+/* Which evaluated configuration meeting the budget is fastest at another serving batch (same
+ * sequence length; threads as the plan's options: given, or planned): its index in *point, its
+ * predicted cost (threads included) in *cost. Predicted only: nothing is evaluated or timed again.
+ * FL_ERR_ARG for batch < 1; FL_ERR_DATA when no evaluated configuration meets the budget. */
+FL_API fl_status fl_plan_choice_at_batch(const fl_plan *plan, int batch, size_t *point, fl_cost *cost);
 
 #ifdef __cplusplus
 }

@@ -378,14 +378,9 @@ static fl_status measure_all(fl_profile *p) {
     if ((st = fl_model_create(&tiny, NULL, &m))) return st;
     st = fl_model_init_random(m, 1);
     if (!st) st = fl_plan_time_model(m, 1, 64, 1, REPS, 1, &p->step_overhead);
-    /* the same with the worker pool's fork / join at the all-cores thread count */
-    if (!st && p->curve_all_threads >= 2)
-        st = fl_plan_time_model(m, 1, 64, p->curve_all_threads, REPS, 1, &p->step_overhead_threads);
     fl_model_free(m);
     if (st) return st;
     p->step_overhead = without_cell(p->step_overhead, tiny.hidden * p->cell_seconds);
-    if (p->step_overhead_threads > 0)
-        p->step_overhead_threads = without_cell(p->step_overhead_threads, tiny.hidden * p->cell_seconds / p->curve_all_threads);
     /* Bias pass: outputs of 8 x 64 x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
      * and of 64 x 16 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;

@@ -204,6 +204,9 @@ fl_status fl_profile_detect(fl_profile *out) {
         add_level(out, 3, 8u << 20, out->cores);
     }
     snprintf(out->cache_source, sizeof out->cache_source, "%s", source);
+    /* The runtime's thread rule: MIN_PARALLEL_BYTES and MIN_PARALLEL_MACS in src/core/recurrent.c. */
+    out->parallel_step_bytes = 512.0 * 1024;
+    out->parallel_proj_macs = 2.0 * (1 << 20);
     qsort(out->level, (size_t)out->n_levels, sizeof out->level[0], cmp_level);
     default_rates(out);
     return FL_OK;

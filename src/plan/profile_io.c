@@ -93,7 +93,8 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_curve(root, "curve", p->curve_bytes, p->curve_bandwidth, p->n_curve);
     add_curve(root, "curve_all", p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all);
     cJSON_AddNumberToObject(root, "curve_all_threads", p->curve_all_threads);
-    cJSON_AddNumberToObject(root, "step_overhead_threads", p->step_overhead_threads);
+    cJSON_AddNumberToObject(root, "parallel_step_bytes", p->parallel_step_bytes);
+    cJSON_AddNumberToObject(root, "parallel_proj_macs", p->parallel_proj_macs);
     cJSON *rows = cJSON_AddArrayToObject(root, "gemm_rows_flops");
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(rows, cJSON_CreateNumber(p->gemm_rows_flops[k]));
     cJSON *recr = cJSON_AddArrayToObject(root, "rec_rows_flops");
@@ -291,7 +292,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     if (!get_curve(root, "curve", path, p.curve_bytes, p.curve_bandwidth, &p.n_curve) ||
         !get_curve(root, "curve_all", path, p.curve_all_bytes, p.curve_all_bandwidth, &p.n_curve_all) ||
         !get_opt(root, "curve_all_threads", path, &cat) ||
-        !get_opt(root, "step_overhead_threads", path, &p.step_overhead_threads))
+        !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
+        !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
         goto done;
     p.curve_all_threads = (int)cat;
     if (p.n_curve_all && p.curve_all_threads < 2) {
