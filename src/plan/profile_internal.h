@@ -39,7 +39,9 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
  * levels 1..n1 with those capacities; reported sizes of the same level number are kept in
  * reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
  * n_all, matched by position when both curves show the same number of levels) is private
- * (shared_cpus 1), else shared by all cores. n1 == 0 leaves p's reported levels alone. */
+ * (shared_cpus 1), else shared by all cores; a level below p->parallel_step_bytes (where the
+ * runtime streams on one thread, so the all-cores curve says nothing) and unmatched curves keep the
+ * reported sharing. n1 == 0 leaves p's reported levels alone. */
 void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const fl_knee *knees_all,
                              int n_all);
 

@@ -99,8 +99,10 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *k1, int n1, const fl_
         if (n && l.bytes <= lv[n - 1].bytes) continue; /* capacities must grow */
         l.reported_bytes = match[i] >= 0 ? rep[match[i]].reported_bytes : 0;
         l.bandwidth = k1[i].plateau;
-        if (n_all == n1) {
-            l.all_cores_bytes = kall[i].bytes;
+        /* below the runtime's parallel threshold the all-cores ladder runs on one thread: no evidence */
+        const bool split = !(p->parallel_step_bytes > 0 && (double)k1[i].bytes < p->parallel_step_bytes);
+        if (n_all == n1) l.all_cores_bytes = kall[i].bytes;
+        if (n_all == n1 && split) {
             l.shared_cpus = (double)kall[i].bytes >= 1.5 * (double)k1[i].bytes ? 1 : (p->cores > 1 ? p->cores : 1);
         } else {
             l.shared_cpus = match[i] >= 0 ? rep[match[i]].shared_cpus : (i == n1 - 1 && p->cores > 1 ? p->cores : 1);
