@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KIB ((size_t)1 << 10)
@@ -216,6 +217,45 @@ static void test_planner_states_the_regime(void **state) {
     plan_regime(650, FL_REGIME_COMPUTE);
 }
 
+/* `fastlstm plan` with the fake measured profile saved as this machine's: it states the regime with
+ * the measured capacity beside the reported one, the roofline term per matrix and the batch table. */
+static void test_cli_plan_prints_regime(void **state) {
+    (void)state;
+    const char *cli = getenv("FL_CLI");
+    if (!cli) skip();
+    fl_profile p;
+    measured_vm(&p);
+    assert_int_equal(fl_machine_id_detect(&p.id), FL_OK);
+    p.cores = p.id.cores;
+    p.id.llc_bytes = p.level[p.n_levels - 1].bytes;
+    const char *prof = tmp_path("vm_profile.json");
+    assert_int_equal(fl_profile_save(&p, prof), FL_OK);
+    fl_arch a = {.input = 4, .hidden = 650, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
+    const char *model = tmp_path("m650.safetensors");
+    assert_int_equal(fl_model_save(m, model), FL_OK);
+    fl_model_free(m);
+    char cmd[2048];
+    const char *out = tmp_path("plan_out.txt");
+    snprintf(cmd, sizeof cmd, "%s plan %s --profile %s --no-measure --quiet --max-evals 1 --seq 4 --no-cp > %s 2>&1",
+             cli, model, prof, out);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    static char text[1 << 16];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    if (!strstr(text, "regime: compute-bound") || !strstr(text, "33.6 MB last-level cache, measured; reported 537 MB") ||
+        !strstr(text, "dominant term") || !strstr(text, "bytes from L3") || !strstr(text, "batch") ||
+        !strstr(text, "(planned)")) {
+        print_error("%s\n", text);
+        fail();
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_regime");
@@ -232,6 +272,7 @@ int main(void) {
         cmocka_unit_test(test_roofline_terms),
         cmocka_unit_test(test_thread_rule),
         cmocka_unit_test(test_planner_states_the_regime),
+        cmocka_unit_test(test_cli_plan_prints_regime),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
