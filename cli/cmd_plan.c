@@ -14,17 +14,35 @@
 static void usage(const char *cmd, FILE *f) {
     fprintf(f,
             "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N]\n"
-            "         [--data VAL.npy [--labels L.npy]] [--max-loss X | --max-dev X]\n"
+            "         [--data VAL [--labels L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
+            "         [--certify-data C [--certify-labels L.npy] | --certify-text C | --certify-labelled C]\n"
+            "         [--certify-fraction F] [--confidence P]\n"
+            "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--lr X] [--batch-train B]]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
             "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
             "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
             "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
             "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n\n"
-            "  --data VAL.npy    validation inputs: features (N, T, D) float32, or token ids (N, T) for a\n"
-            "                    model with an embedding (a language model predicts the next token)\n"
-            "  --labels L.npy    class ids (N) for a last-step classifier (default: the dense model's\n"
+            "  --data VAL        validation data, read as every command reads data: .npy features\n"
+            "                    (N, T, D) or ids (N, T) for a classifier, token ids (N) or (N, T) for a\n"
+            "                    language model (one stream); other files: labelled text (label<TAB>text)\n"
+            "                    for a text classifier, a corpus for a language model (--text, --labelled\n"
+            "                    force the format)\n"
+            "  --labels L.npy    class ids (N) for a .npy classifier set (default: the dense model's\n"
             "                    own predictions)\n"
+            "  --certify-data C  certify the budget on C (same forms: --certify-labels, --certify-text,\n"
+            "                    --certify-labelled); without it the validation data is split: the\n"
+            "                    search sees 1 - F of it, the certification the other F\n"
+            "  --certify-fraction F  held-back share of the validation data (default 0.5; 0: no\n"
+            "                    certification); classifier sets split by a permutation of --seed, a\n"
+            "                    language model's text by position (its tail)\n"
+            "  --confidence P    one-sided level of the certified upper bound on the paired loss\n"
+            "                    (default 0.9); a plan whose bound exceeds the budget is passed over\n"
+            "  --finetune        judge candidates after a short fine-tune on --train (same data forms:\n"
+            "                    --train-labels, --train-text, --train-labelled), fine-tune the chosen\n"
+            "                    plan for --finetune-epochs (default 1), certify it after\n"
+            "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-3, Adam) and batch (32)\n"
             "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
             "                    language model's relative perplexity increase (default 0.05)\n"
             "  --max-dev X       without --data: bound on ||y - y_dense|| / ||y_dense|| over random\n"
@@ -41,15 +59,17 @@ static void usage(const char *cmd, FILE *f) {
 
 typedef struct plan_args {
     const char *model, *data, *labels, *profile, *out;
-    long batch, seq, threads, max_evals, seed;
-    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops;
-    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp;
+    fl_data_spec dspec, cspec, tspec; /* validation, certify, fine-tuning data */
+    long batch, seq, threads, max_evals, seed, ft_epochs, ft_batch;
+    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr;
+    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp, finetune;
 } plan_args;
 
 /* Returns -1 to continue, else an exit code. */
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
     memset(a, 0, sizeof *a);
     a->batch = 1, a->seq = 35, a->threads = 1, a->max_evals = 200, a->seed = 1;
+    a->confidence = 0.9, a->cert_fraction = 0.5, a->ft_epochs = 1, a->ft_batch = 32, a->lr = 1e-3;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -62,7 +82,22 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
         else if (!strcmp(argv[i], "--quiet")) a->quiet = true;
         else if (!strcmp(argv[i], "--no-measure")) a->no_measure = true;
         else if (!strcmp(argv[i], "--no-cp")) a->no_cp = true;
-        else if (TAKE("--batch")) {
+        else if (!strcmp(argv[i], "--finetune")) a->finetune = true;
+        else if ((r = cli_take_data(cmd, argc, argv, &i, "data", &a->dspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "certify", &a->cspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "train", &a->tspec))) {
+            if (r < 0) return CLI_USAGE;
+        } else if (TAKE("--confidence")) {
+            if (r < 0 || !cli_parse_double(cmd, "--confidence", v, 0.5000001, 0.9999999, &a->confidence)) return CLI_USAGE;
+        } else if (TAKE("--certify-fraction")) {
+            if (r < 0 || !cli_parse_double(cmd, "--certify-fraction", v, 0, 0.95, &a->cert_fraction)) return CLI_USAGE;
+        } else if (TAKE("--finetune-epochs")) {
+            if (r < 0 || !cli_parse_int(cmd, "--finetune-epochs", v, 0, 100000, &a->ft_epochs)) return CLI_USAGE;
+        } else if (TAKE("--batch-train")) {
+            if (r < 0 || !cli_parse_int(cmd, "--batch-train", v, 1, 65536, &a->ft_batch)) return CLI_USAGE;
+        } else if (TAKE("--lr")) {
+            if (r < 0 || !cli_parse_double(cmd, "--lr", v, 1e-12, 1e6, &a->lr)) return CLI_USAGE;
+        } else if (TAKE("--batch")) {
             if (r < 0 || !cli_parse_int(cmd, "--batch", v, 1, 1 << 20, &a->batch)) return CLI_USAGE;
         } else if (TAKE("--seq")) {
             if (r < 0 || !cli_parse_int(cmd, "--seq", v, 1, 1 << 20, &a->seq)) return CLI_USAGE;
@@ -86,12 +121,6 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
             if (r < 0 || !cli_parse_double(cmd, "--cache-bandwidth", v, 1e-6, 1e9, &a->cache_bw)) return CLI_USAGE;
         } else if (TAKE("--flops")) {
             if (r < 0 || !cli_parse_double(cmd, "--flops", v, 1e-6, 1e9, &a->flops)) return CLI_USAGE;
-        } else if (TAKE("--data")) {
-            if (r < 0) return CLI_USAGE;
-            a->data = v;
-        } else if (TAKE("--labels")) {
-            if (r < 0) return CLI_USAGE;
-            a->labels = v;
         } else if (TAKE("--profile")) {
             if (r < 0) return CLI_USAGE;
             a->profile = v;
@@ -108,6 +137,13 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
 #undef TAKE
     }
     if (!a->model) return cli_fail(cmd, CLI_USAGE, "missing MODEL (see 'fastlstm %s --help')", cmd);
+    a->data = a->dspec.path, a->labels = a->dspec.labels;
+    if (a->finetune && !a->tspec.path) return cli_fail(cmd, CLI_USAGE, "--finetune needs --train DATA");
+    if (a->tspec.path && !a->finetune) return cli_fail(cmd, CLI_USAGE, "--train is for --finetune");
+    if (a->finetune && !a->data) return cli_fail(cmd, CLI_USAGE, "--finetune needs validation data (--data)");
+    if ((a->cspec.path || a->cspec.labels) && !a->data)
+        return cli_fail(cmd, CLI_USAGE, "--certify-data needs validation data (--data)");
+    if (a->cspec.labels && !a->cspec.path) return cli_fail(cmd, CLI_USAGE, "--certify-labels needs --certify-data");
     if (compress && !a->out) return cli_fail(cmd, CLI_USAGE, "missing -o OUT");
     if (a->have_max_loss && !a->data)
         return cli_fail(cmd, CLI_USAGE, "--max-loss needs --data (use --max-dev without data)");
@@ -117,7 +153,9 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
     return -1;
 }
 
-/* Load --data / --labels into d (arrays owned by the caller's fl_npy structs). */
+/* A model without a head is judged by the deviation of its outputs: --data / --labels as raw .npy
+ * arrays into d (owned by the caller's fl_npy structs). Models with a head read their data through
+ * the data layer (fl_data_load). */
 static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
                            fl_plan_data *d) {
     fl_status st = fl_npy_load(a->data, x);
@@ -213,8 +251,29 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                dense->measured_seconds * 1e6, dense->measured_seconds / ch->measured_seconds);
     printf("\nparameters: %zu of %zu dense (%.1f%%)\n", ch->cost.params, dc->params,
            100.0 * ch->cost.params / dc->params);
-    printf("accuracy of the plan: %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    printf("accuracy of the plan on the search data (%zu %s): %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+           cert->search_count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
            metric_name(fl_plan_metric_kind(plan)), ch->metric, dense->metric, ch->loss, fl_plan_budget(plan));
+    if (cert->available) {
+        printf("certified on %zu held-back %s the search never saw%s: %s %.4g (dense %.4g), paired loss %.4g "
+               "(se %.3g), %g%% upper bound %.4g %s budget %g: %s\n",
+               cert->count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
+               cert->finetuned ? " (nor the fine-tuning)" : "", metric_name(fl_plan_metric_kind(plan)),
+               ch->cert_metric, cert->dense_metric, ch->cert_loss, ch->cert_se, 100 * cert->confidence,
+               ch->cert_bound, ch->cert_bound <= fl_plan_budget(plan) ? "<=" : ">", fl_plan_budget(plan),
+               cert->certified ? "CERTIFIED"
+                               : "no compressed candidate certified: the plan keeps the input model");
+        printf("candidates put to certification: %d\n", cert->tried);
+    } else {
+        printf("not certified (no held-back data: --certify-fraction 0, or the deviation metric)\n");
+    }
+    if (cert->finetuned)
+        printf("fine-tuning: search %.1f s (candidates judged after a short fine-tune), final fine-tune %.1f s "
+               "(ratio of the whole to the final fine-tune: %.2f)\n",
+               cert->search_seconds, cert->finetune_seconds,
+               cert->finetune_seconds > 0 ? (cert->search_seconds + cert->finetune_seconds) / cert->finetune_seconds
+                                          : NAN);
     printf("\n%s (%zu configurations evaluated):\n", a->explain ? "candidates" : "Pareto front, latency vs loss", np);
     printf("  %12s %12s %10s %10s  %s\n", "pred us", "meas us", "params", "loss", "matrices");
     for (size_t i = 0; i < np; i++) {
@@ -246,6 +305,13 @@ static cJSON *point_json(const fl_plan_point *pt, size_t nmat) {
     cJSON_AddNumberToObject(o, "metric", pt->metric);
     cJSON_AddNumberToObject(o, "loss", pt->loss);
     cJSON_AddBoolToObject(o, "meets_budget", pt->meets_budget);
+    if (pt->certified >= 0) {
+        cJSON_AddNumberToObject(o, "certify_metric", pt->cert_metric);
+        cJSON_AddNumberToObject(o, "certify_loss", pt->cert_loss);
+        cJSON_AddNumberToObject(o, "certify_se", pt->cert_se);
+        cJSON_AddNumberToObject(o, "certify_bound", pt->cert_bound);
+        cJSON_AddBoolToObject(o, "certified", pt->certified);
+    }
     cJSON_AddBoolToObject(o, "pareto", pt->pareto);
     return o;
 }
@@ -277,6 +343,18 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
         i++;
     }
     cJSON_AddItemToObject(root, "chosen", chosen);
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    cJSON *cj = cJSON_AddObjectToObject(root, "certification");
+    cJSON_AddBoolToObject(cj, "available", cert->available);
+    cJSON_AddBoolToObject(cj, "certified", cert->certified);
+    cJSON_AddNumberToObject(cj, "confidence", cert->confidence);
+    cJSON_AddNumberToObject(cj, "count", (double)cert->count);
+    cJSON_AddNumberToObject(cj, "search_count", (double)cert->search_count);
+    cJSON_AddNumberToObject(cj, "dense_metric", cert->dense_metric);
+    cJSON_AddNumberToObject(cj, "tried", cert->tried);
+    cJSON_AddBoolToObject(cj, "finetuned", cert->finetuned);
+    cJSON_AddNumberToObject(cj, "search_seconds", cert->search_seconds);
+    cJSON_AddNumberToObject(cj, "finetune_seconds", cert->finetune_seconds);
     cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
     cJSON *pts = cJSON_AddArrayToObject(root, "candidates");
     for (size_t k = 0; k < np; k++) cJSON_AddItemToArray(pts, point_json(fl_plan_point_at(plan, k), nmat));
@@ -294,6 +372,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     fl_plan *plan = NULL;
     fl_npy x = {0}, lab = {0};
     fl_plan_data data;
+    fl_dataset *dval = NULL, *dcert = NULL, *dtrain = NULL;
     fl_profile prof;
     fl_status st = fl_model_load(a.model, &m);
     if (st) return cli_fail_status(cmd, st);
@@ -312,7 +391,18 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
         cli_fail_status(cmd, st);
         goto done;
     }
-    if (a.data && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+    bool headless = fl_model_arch(m)->head == FL_HEAD_NONE;
+    if (headless && (a.cspec.path || a.finetune)) {
+        rc = cli_fail(cmd, CLI_USAGE, "%s has no head: nothing to certify or fine-tune", a.model);
+        goto done;
+    }
+    if (a.data && headless && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    if ((a.data && !headless && (st = fl_data_load(&a.dspec, m, &dval))) ||
+        (a.cspec.path && (st = fl_data_load(&a.cspec, m, &dcert))) ||
+        (a.finetune && (st = fl_data_load(&a.tspec, m, &dtrain)))) {
         cli_fail_status(cmd, st);
         goto done;
     }
@@ -320,7 +410,19 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     o.batch = (int)a.batch;
     o.seq = (int)a.seq;
     o.threads = (int)a.threads;
-    o.data = a.data ? &data : NULL;
+    o.data = a.data && headless ? &data : NULL;
+    o.dataset = dval;
+    o.certify = dcert;
+    o.certify_fraction = a.cert_fraction;
+    o.confidence = a.confidence;
+    fl_train_opts to = fl_train_opts_default();
+    to.lr = (float)a.lr;
+    to.batch = (int)a.ft_batch;
+    if (a.finetune) {
+        o.finetune = dtrain;
+        o.train = &to;
+        o.finetune_epochs = (int)a.ft_epochs;
+    }
     if (a.have_max_loss) o.max_loss = a.max_loss;
     if (a.have_max_dev) o.max_dev = a.max_dev;
     o.allow_cp = !a.no_cp;
@@ -349,6 +451,9 @@ done:
     fl_plan_free(plan);
     fl_npy_free(&x);
     fl_npy_free(&lab);
+    fl_dataset_free(dval);
+    fl_dataset_free(dcert);
+    fl_dataset_free(dtrain);
     fl_model_free(m);
     return rc;
 }
