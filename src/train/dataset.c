@@ -87,6 +87,13 @@ static fl_status build_labelled_vocab(const char *path, fl_token_mode mode, int 
         goto done;
     }
     while (next_line(path, buf, len, &pos, &lineno, &l, &st)) {
+        size_t tp = 0, n1;
+        const char *s1;
+        bool bad = false;
+        if (!fl_text_next_token(l.txt, l.ntxt, &tp, mode, &s1, &n1, &bad) && !bad) {
+            st = fl_fail(FL_ERR_DATA, "%s:%ld: empty text after the label", path, l.line);
+            break;
+        }
         memcpy(texts + tn, l.txt, l.ntxt);
         tn += l.ntxt;
         texts[tn++] = ' ';
@@ -114,6 +121,10 @@ static fl_status build_labelled_vocab(const char *path, fl_token_mode mode, int 
         labels[n_labels++][l.nlab] = '\0';
     }
     if (st) goto done;
+    if (n_labels == 0) {
+        st = fl_fail(FL_ERR_DATA, "%s: no labelled lines", path);
+        goto done;
+    }
     if (n_labels < 2) {
         st = fl_fail(FL_ERR_DATA, "%s: %d distinct label(s); a classifier needs at least 2", path, n_labels);
         goto done;
