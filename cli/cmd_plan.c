@@ -391,9 +391,12 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
         cli_fail_status(cmd, st);
         goto done;
     }
-    bool headless = fl_model_arch(m)->head == FL_HEAD_NONE;
+    /* neither a classifier nor a language model: judged by the deviation of its outputs */
+    const fl_arch *ar = fl_model_arch(m);
+    bool headless = !(ar->head == FL_HEAD_LAST_STEP || (ar->head == FL_HEAD_PER_STEP && ar->vocab > 0));
     if (headless && (a.cspec.path || a.finetune)) {
-        rc = cli_fail(cmd, CLI_USAGE, "%s has no head: nothing to certify or fine-tune", a.model);
+        rc = cli_fail(cmd, CLI_USAGE, "%s is neither a classifier nor a language model: nothing to certify or "
+                      "fine-tune", a.model);
         goto done;
     }
     if (a.data && headless && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {

@@ -179,8 +179,9 @@ typedef void (*fl_plan_progress)(void *ctx, const char *message);
  * Fine-tuning (`finetune` set): each candidate is judged after a short fine-tune of its factors
  * on that training data (`finetune_probe` of an epoch each, default chosen so the whole search costs
  * about one and a half full fine-tunes: at most 24 evaluations), the chosen plan is fine-tuned for
- * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default()), and certified after.
- * The plan's model is then the fine-tuned one. */
+ * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default()), and certified after
+ * (at most 2 candidates are put to certification then, each fine-tuned fully, so the whole stays
+ * near 3 full fine-tunes). The plan's model is then the fine-tuned one. */
 typedef struct fl_plan_opts {
     int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1) */
     const fl_plan_data *data;  /* validation data, or NULL: random inputs and the deviation metric */

@@ -505,7 +505,9 @@ static fl_status certify(fl_plan *p) {
     if (!tried) return fl_fail(FL_ERR_NOMEM, "out of memory certifying the plan");
     fl_status st = FL_OK;
     size_t win = NONE;
-    for (int k = 0; k < p->o.certify_tries && win == NONE && !st; k++) {
+    /* with fine-tuning each try is a full fine-tune: at most two keep the whole near 3 of them */
+    int tries = p->probe_steps > 0 && p->o.certify_tries > 2 ? 2 : p->o.certify_tries;
+    for (int k = 0; k < tries && win == NONE && !st; k++) {
         size_t next = NONE;
         for (size_t i = 1; i < p->n_pts; i++)
             if (!tried[i] && p->pts[i].meets_budget && (next == NONE || cert_before(p, i, next))) next = i;
