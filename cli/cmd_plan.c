@@ -153,9 +153,10 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
     return -1;
 }
 
-/* A model without a head is judged by the deviation of its outputs: --data / --labels as raw .npy
- * arrays into d (owned by the caller's fl_npy structs). Models with a head read their data through
- * the data layer (fl_data_load). */
+/* A model that is neither a classifier nor a language model is judged by the deviation of its
+ * outputs, a classifier without labels by the dense model's own predictions: --data (--labels) as
+ * raw .npy arrays into d (owned by the caller's fl_npy structs). Otherwise data goes through the
+ * data layer (fl_data_load). */
 static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
                            fl_plan_data *d) {
     fl_status st = fl_npy_load(a->data, x);
@@ -399,11 +400,14 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
                       "fine-tune", a.model);
         goto done;
     }
-    if (a.data && headless && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+    /* a classifier's .npy without labels: judged against the dense model's own predictions */
+    bool raw = a.data && (headless || (ar->head == FL_HEAD_LAST_STEP && !a.labels &&
+                                       fl_data_format_of(&a.dspec, 0) == FL_DATA_NPY));
+    if (raw && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
         cli_fail_status(cmd, st);
         goto done;
     }
-    if ((a.data && !headless && (st = fl_data_load(&a.dspec, m, &dval))) ||
+    if ((a.data && !raw && (st = fl_data_load(&a.dspec, m, &dval))) ||
         (a.cspec.path && (st = fl_data_load(&a.cspec, m, &dcert))) ||
         (a.finetune && (st = fl_data_load(&a.tspec, m, &dtrain)))) {
         cli_fail_status(cmd, st);
@@ -413,7 +417,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     o.batch = (int)a.batch;
     o.seq = (int)a.seq;
     o.threads = (int)a.threads;
-    o.data = a.data && headless ? &data : NULL;
+    o.data = raw ? &data : NULL;
     o.dataset = dval;
     o.certify = dcert;
     o.certify_fraction = a.cert_fraction;

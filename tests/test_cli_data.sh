@@ -69,6 +69,9 @@ expect 1 "$CLI" eval "$T/lm.st" --data "$T/f.npy" && has err "integer token ids"
 expect 2 "$CLI" eval "$T/lm.st" --data "$T/ids.npy" --labels "$T/ids.npy"
 expect 0 "$CLI" plan "$T/lm.st" --text "$T/corpus.txt" --max-loss 0.5 "${pose[@]}" &&
     has out "held-back tokens the search never saw"
+expect 0 "$CLI" compress "$T/lm.st" -o "$T/lmf.st" --text "$T/corpus.txt" --max-loss 0.5 "${pose[@]}" \
+    --finetune --train-text "$T/corpus.txt" --batch-train 2 && has out "(nor the fine-tuning)"
+expect 0 "$CLI" eval "$T/lmf.st" --text "$T/corpus.txt"
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
 echo "test_cli_data: all passed"
