@@ -17,7 +17,7 @@ static void usage(const char *cmd, FILE *f) {
             "         [--data VAL [--labels L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
             "         [--certify-data C [--certify-labels L.npy] | --certify-text C | --certify-labelled C]\n"
             "         [--certify-fraction F] [--confidence P]\n"
-            "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--lr X] [--batch-train B]]\n"
+            "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--finetune-probe E] [--lr X] [--batch-train B]]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
             "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
@@ -42,6 +42,8 @@ static void usage(const char *cmd, FILE *f) {
             "  --finetune        judge candidates after a short fine-tune on --train (same data forms:\n"
             "                    --train-labels, --train-text, --train-labelled), fine-tune the chosen\n"
             "                    plan for --finetune-epochs (default 1), certify it after\n"
+            "  --finetune-probe E  epochs of fine-tuning per candidate in the search (default: so that\n"
+            "                    the search's fine-tuning adds up to 1.5 full fine-tunes)\n"
             "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-3, Adam) and batch (32)\n"
             "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
             "                    language model's relative perplexity increase (default 0.05)\n"
@@ -61,7 +63,7 @@ typedef struct plan_args {
     const char *model, *data, *labels, *profile, *out;
     fl_data_spec dspec, cspec, tspec; /* validation, certify, fine-tuning data */
     long batch, seq, threads, max_evals, seed, ft_epochs, ft_batch;
-    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr;
+    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr, probe;
     bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp, finetune;
 } plan_args;
 
@@ -93,6 +95,8 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
             if (r < 0 || !cli_parse_double(cmd, "--certify-fraction", v, 0, 0.95, &a->cert_fraction)) return CLI_USAGE;
         } else if (TAKE("--finetune-epochs")) {
             if (r < 0 || !cli_parse_int(cmd, "--finetune-epochs", v, 0, 100000, &a->ft_epochs)) return CLI_USAGE;
+        } else if (TAKE("--finetune-probe")) {
+            if (r < 0 || !cli_parse_double(cmd, "--finetune-probe", v, 1e-6, 1000, &a->probe)) return CLI_USAGE;
         } else if (TAKE("--batch-train")) {
             if (r < 0 || !cli_parse_int(cmd, "--batch-train", v, 1, 65536, &a->ft_batch)) return CLI_USAGE;
         } else if (TAKE("--lr")) {
@@ -429,6 +433,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
         o.finetune = dtrain;
         o.train = &to;
         o.finetune_epochs = (int)a.ft_epochs;
+        o.finetune_probe = a.probe;
     }
     if (a.have_max_loss) o.max_loss = a.max_loss;
     if (a.have_max_dev) o.max_dev = a.max_dev;
