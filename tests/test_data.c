@@ -9,7 +9,7 @@
 #include "fastlstm/train.h"
 #include "internal.h"
 #include "npy.h"
-#include "tmpdir.h"
+#include "testutil.h"
 
 #include <string.h>
 
