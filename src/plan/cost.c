@@ -158,7 +158,7 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
         !(p->rec_memory_factor >= 0))
         return fl_fail(FL_ERR_ARG, "profile has no cache levels or non-positive rates");
     const int L = a->layers, H = a->hidden;
-    const size_t nmat = (size_t)2 * L + (a->head != FL_HEAD_NONE ? 1 : 0);
+    const size_t nmat = fl_arch_num_matrices(a);
     fl_cost c = {0};
     c.level = -2;
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
@@ -167,10 +167,10 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
         if (pass == 1) pick_level(p, 4.0 * (double)c.params, threads, &bw_a);
         double t = 0;
         for (size_t i = 0; i < nmat; i++) {
-            bool head = i == (size_t)2 * L;
-            fl_mat w = {.method = FL_METHOD_DENSE};
-            w.rows = head ? a->head_out : 4 * H;
-            w.cols = head ? H : (i == 0 ? a->input : H);
+            fl_mat_desc d;
+            fl_arch_matrix(a, i, &d);
+            const bool head = d.kind == FL_MAT_HEAD;
+            fl_mat w = {.method = FL_METHOD_DENSE, .rows = d.rows, .cols = d.cols};
             if (specs && specs[i].method != FL_METHOD_DENSE) {
                 int maxr = w.rows < w.cols ? w.rows : w.cols;
                 if (specs[i].method == FL_METHOD_SVD && (specs[i].rank < 1 || specs[i].rank > maxr))
@@ -188,7 +188,7 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
                 continue;
             }
             double bytes, flops, bw, rate;
-            if (!head && i % 2 == 1) {
+            if (d.kind == FL_MAT_HH) {
                 /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times. */
                 bytes = 4 * np;
                 flops = batch * nf;
@@ -219,7 +219,7 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
             c.mem_seconds += bytes / bw;
             c.compute_seconds += flops / rate;
             t += max2(bytes / bw, flops / rate);
-            if (head || (i % 2 == 0 && w.method != FL_METHOD_DENSE)) {
+            if (head || (d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
