@@ -202,7 +202,13 @@ FL_API fl_session_opts fl_session_opts_default(void);
 
 /* Create a session: scratch buffers (allocated once) and per-stream (h, c) state, all zero.
  * The model must outlive the session and must not change while the session exists.
- * The caller owns *out. */
+ * The caller owns *out.
+ * Effect on the process: OpenBLAS's thread count is process-wide, and fl_session_create and
+ * fl_session_set_threads set it to 1 (a session's parallel work runs on its own `threads` worker
+ * threads; OpenBLAS's idle threads would spin on the same cores). It is not restored by
+ * fl_session_free. Other BLAS calls in the process (the program's own, decomposition, training) then
+ * run on one thread until something sets it again (fl_trainer_set_threads sets it to the trainer's
+ * count; a program calls openblas_set_num_threads itself after creating its sessions). */
 FL_API fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out);
 FL_API void fl_session_free(fl_session *s);
 FL_API fl_status fl_session_set_threads(fl_session *s, int threads);

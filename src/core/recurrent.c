@@ -20,18 +20,20 @@
 #include "recurrent.h"
 
 #include "kernels/kernels.h"
+#include "blas_threads.h"
 #include "pool.h"
 #include "recurrent_levels.h"
+#include "tuning_consts.h"
 
-#include <cblas.h>
 #include <stdint.h>
 #include <string.h>
 
+/* Thresholds (tuning_consts.h, described by fl_tuning_get). */
 enum {
-    MIN_BLOCKS_PER_THREAD = 2,
-    CHUNKS_PER_THREAD = 4,
-    MIN_PARALLEL_BYTES = 512 * 1024, /* below this a step takes ~3 us: syncing two threads does not pay */
-    MIN_PARALLEL_MACS = 2 << 20,     /* input projections below this (~10 us) run on the caller alone */
+    MIN_BLOCKS_PER_THREAD = FL_MIN_BLOCKS_PER_THREAD,
+    CHUNKS_PER_THREAD = FL_CHUNKS_PER_THREAD,
+    MIN_PARALLEL_BYTES = FL_MIN_PARALLEL_BYTES,
+    MIN_PARALLEL_MACS = FL_MIN_PARALLEL_MACS,
 };
 
 /* The arguments of the step (or input projection) in flight; written by the caller before it
@@ -269,7 +271,7 @@ static void run_job(fl_rec *r, unsigned n, const job *j);
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
     // One thread: gemm_pk here, unless BLAS is multi-threaded (then BLAS does better). More: the
     // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
-    if (!r->pk || (r->threads == 1 && openblas_get_num_threads() != 1)) return false;
+    if (!r->pk || (r->threads == 1 && fl_blas_threads() != 1)) return false;
     if (n <= 0) return true;
     const fl_mat *wi = &r->ly->wih;
     const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;

@@ -39,14 +39,15 @@
  * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
  * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
+#include "tuning_consts.h"
 #include "fastlstm/plan.h"
 
 #include <math.h>
 
 static double shared_scale(int threads) { return 1.0 + 0.75 * (threads - 1); }
 
-/* Usable share of a cache: the rest holds activations, other weights and conflict misses. */
-#define FIT_FRACTION 0.75
+/* Usable share of a cache (FL_FIT_FRACTION, tuning_consts.h). */
+#define FIT_FRACTION FL_FIT_FRACTION
 
 static double level_capacity(const fl_cache_level *l, int threads) {
     return FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
