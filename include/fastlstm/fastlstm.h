@@ -203,6 +203,11 @@ FL_API fl_session_opts fl_session_opts_default(void);
 /* Create a session: scratch buffers (allocated once) and per-stream (h, c) state, all zero.
  * The model must outlive the session and must not change while the session exists.
  * The caller owns *out.
+ * Threads: a session is used by one thread at a time. Any number of sessions on one model may be
+ * created, run and freed concurrently on different threads; they give the same results as one
+ * session. The model's weights are packed for the kernels once, by the first session, and shared by
+ * every session on the model; each further session adds only its scratch and state. The packed copy
+ * is freed with the model's last session (so a model changed while it has no session is repacked).
  * Effect on the process: OpenBLAS's thread count is process-wide, and fl_session_create and
  * fl_session_set_threads set it to 1 (a session's parallel work runs on its own `threads` worker
  * threads; OpenBLAS's idle threads would spin on the same cores). It is not restored by

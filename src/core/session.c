@@ -20,6 +20,7 @@ struct fl_session {
     int max_batch, max_seq, threads;
     int L, D, H, out; /* layers, layer-0 input size, hidden size, head outputs (0: no head) */
     fl_rec **rec;     /* [L] recurrent step of each layer */
+    const fl_rec_pack *packs; /* [L] the model's packed weights (packed.c), held while the session lives */
     float *bias;      /* (L, 4H): b_ih + b_hh of each layer, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
     float *xin;       /* (max_seq * max_batch, D) time-major layer-0 input (embedded or transposed) */
@@ -122,8 +123,13 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
     }
+    fl_status pst = fl_model_packs_acquire(m, &s->packs);
+    if (pst) {
+        fl_session_free(s);
+        return pst;
+    }
     for (int l = 0; l < L; l++) {
-        fl_status st = fl_rec_create(&m->layer[l], o.max_batch, o.threads, &s->rec[l]);
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, o.threads, &s->rec[l]);
         if (st) {
             fl_session_free(s);
             return st;
@@ -152,6 +158,7 @@ void fl_session_free(fl_session *s) {
     if (!s) return;
     if (s->rec)
         for (int l = 0; l < s->L; l++) fl_rec_free(s->rec[l]);
+    if (s->packs) fl_model_packs_release(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);
