@@ -1,5 +1,6 @@
 /* Machine profile: cache topology from /sys, SIMD width, and measured flop and streaming rates;
  * saved as JSON so the planner does not measure on every run. */
+#include "atomic_file.h"
 #include "internal.h"
 #include "fastlstm/plan.h"
 #include "recurrent.h"
@@ -521,6 +522,12 @@ static void make_parent_dirs(const char *path) {
         }
 }
 
+static fl_status write_profile_text(void *ctx, FILE *f, const char *tmp) {
+    if (fputs((const char *)ctx, f) < 0 || fputc('\n', f) == EOF)
+        return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    return FL_OK;
+}
+
 fl_status fl_profile_save(const fl_profile *p, const char *path) {
     if (!p || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_profile_save");
     cJSON *root = cJSON_CreateObject(), *levels = cJSON_CreateArray();
@@ -576,21 +583,9 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_Delete(root);
     if (!text) return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     make_parent_dirs(path);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(text);
-        return fl_fail(FL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    }
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
+    fl_status st = fl_atomic_write(path, write_profile_text, text);
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fl_fail(FL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return FL_OK;
+    return st;
 }
 
 /* Positive finite number field; false (with the error set) otherwise. */
