@@ -6,6 +6,8 @@
 set -euo pipefail
 cli=$1 inc=$2 src=$3
 bad=0
+# Every header file of the library's sources, by relative path and by name.
+private=$(cd "$src" && find . -name '*.h' | sed 's|^\./||'; cd "$src" && find . -name '*.h' -exec basename {} \;)
 for f in "$cli"/*.c "$cli"/*.h; do
   [ -e "$f" ] || continue
   while IFS= read -r line; do
@@ -17,7 +19,7 @@ for f in "$cli"/*.c "$cli"/*.h; do
         if [[ "$h" == fastlstm/*.h && "$h" != *..* && -f "$inc/$h" ]]; then continue; fi
         echo "$f:$n: includes \"$h\", which is not a public header (include/fastlstm/*.h)"; bad=1 ;;
       *)
-        if [ -e "$src/$h" ] || [ -n "$(find "$src" -name "$(basename "$h")" -print -quit)" ]; then
+        if grep -qxF -- "$h" <<<"$private" || grep -qxF -- "${h##*/}" <<<"$private"; then
           echo "$f:$n: includes <$h>, a private header of the library"; bad=1
         fi ;;
     esac

@@ -9,7 +9,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PATH_MAX
@@ -17,6 +19,25 @@
 #endif
 
 static const char TMP_SUFFIX[] = ".tmp.XXXXXX";
+
+/* Like mkstemp on tmp (path of len bytes + TMP_SUFFIX), but with mode 0666 less the umask, as a
+ * plain fopen would create it: mkstemp makes 0600, and reading the umask means setting it, which
+ * is process-wide and so not safe in a library. O_EXCL makes the name ours; a clash tries again. */
+static int create_temp(char *tmp, size_t len) {
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)tmp;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t y = x;
+        for (size_t k = 0; k < 6; k++, y /= 36) tmp[len + 5 + k] = digits[y % 36];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
 
 /* fsync the directory holding path, so that the rename is durable. Failure to open the directory
  * (some file systems refuse) is not an error; a failing fsync is. */
@@ -48,16 +69,12 @@ fl_status fl_atomic_write(const char *path, fl_atomic_write_fn fn, void *ctx) {
     memcpy(tmp + len, TMP_SUFFIX, sizeof TMP_SUFFIX);
 
     fl_status st = FL_OK;
-    int fd = mkstemp(tmp);
+    int fd = create_temp(tmp, len);
     if (fd < 0) {
         st = fl_fail(FL_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
         fl_free(tmp);
         return st;
     }
-    /* mkstemp makes 0600; give the file the mode a plain fopen would. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         st = fl_fail(FL_ERR_IO, "%s: cannot open %s: %s", path, tmp, strerror(errno));
