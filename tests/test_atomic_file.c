@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tmpdir.h"
+#include "testutil.h"
 
 static int setup(void **state) { return tmp_dir_make("fl_test_atomic"); }
 
@@ -53,27 +53,23 @@ static int count_entries(void) {
     return n;
 }
 
-/* Whole content of path into buf (NUL terminated); its length, or -1 if it cannot be read. */
-static long read_all(const char *path, char *buf, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t got = fread(buf, 1, n - 1, f);
-    fclose(f);
-    buf[got] = '\0';
-    return (long)got;
+/* path holds exactly text. */
+static void expect_content(const char *path, const char *text) {
+    unsigned char *buf;
+    size_t n = file_read(path, &buf);
+    assert_int_equal(n, strlen(text));
+    assert_string_equal((const char *)buf, text);
+    free(buf);
 }
 
 static void test_write_and_replace(void **state) {
     const char *p = tmp_path("a.txt");
     assert_int_equal(fl_atomic_write_buffer(p, "first", 5), FL_OK);
-    char buf[64];
-    assert_int_equal(read_all(p, buf, sizeof buf), 5);
-    assert_string_equal(buf, "first");
+    expect_content(p, "first");
     assert_int_equal(fl_atomic_write_buffer(p, "second, longer", 14), FL_OK);
-    assert_int_equal(read_all(p, buf, sizeof buf), 14);
-    assert_string_equal(buf, "second, longer");
+    expect_content(p, "second, longer");
     assert_int_equal(fl_atomic_write_buffer(p, "", 0), FL_OK);
-    assert_int_equal(read_all(p, buf, sizeof buf), 0);
+    expect_content(p, "");
     assert_int_equal(count_entries(), 1);
     /* The mode a plain fopen would give (mkstemp makes 0600). */
     struct stat sb;
@@ -94,9 +90,7 @@ static void test_failed_write_keeps_old(void **state) {
     assert_int_equal(fl_atomic_write_buffer(p, "old content", 11), FL_OK);
     assert_int_equal(fl_atomic_write(p, write_then_fail, NULL), FL_ERR_IO);
     assert_non_null(strstr(fl_last_error(), "simulated failure"));
-    char buf[64];
-    assert_int_equal(read_all(p, buf, sizeof buf), 11);
-    assert_string_equal(buf, "old content");
+    expect_content(p, "old content");
     assert_int_equal(count_entries(), 1);
 }
 
@@ -108,9 +102,7 @@ static void test_nomem_keeps_old(void **state) {
     fl_status st = fl_atomic_write_buffer(p, "new", 3);
     fl_alloc_fail_after(-1);
     assert_int_equal(st, FL_ERR_NOMEM);
-    char buf[16];
-    assert_int_equal(read_all(p, buf, sizeof buf), 3);
-    assert_string_equal(buf, "old");
+    expect_content(p, "old");
     assert_int_equal(count_entries(), 1);
 }
 

@@ -1,7 +1,9 @@
 /*
  * fastlstm data-parallel training over MPI: the separate library libfastlstm_dist (built when MPI
  * is found; pkg-config fastlstm-dist, CMake target fastlstm::fastlstm_dist), so that programs that
- * only run models never link MPI. Every process (rank) holds the whole model and trainer; each step every rank computes the
+ * only run models never link MPI.
+ *
+ * Every process (rank) holds the whole model and trainer; each step every rank computes the
  * gradient on its slice of the same global batch, the slices' gradients and losses are summed with
  * MPI_Allreduce weighted by slice size (so the result is the global-batch mean even for batches not
  * divisible by the number of ranks), and every rank then runs the same optimiser step. Parameters
