@@ -459,6 +459,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         goto done;
     }
     if (dctx && ((st = fl_dist_set_bucket_mb(dctx, dopt.bucket_mb)) ||
+                 (st = fl_dist_set_sparse_embedding(dctx, dopt.sparse_embed)) ||
                  (dopt.watchdog_s > 0 && (st = fl_dist_watchdog_start(dctx, dopt.watchdog_s, on_stall, (void *)CMD))))) {
         rc = cli_fail_status(CMD, st);
         goto done;
@@ -468,8 +469,9 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     if (dctx && !quiet) {
         char how[160];
         cli_energy_describe(&energy, how, sizeof how);
-        fprintf(stderr, "%s: %s; watchdog %s; energy %s\n", CMD,
+        fprintf(stderr, "%s: %s%s; watchdog %s; energy %s\n", CMD,
                 dopt.bucket_mb > 0 ? "gradients reduced in buckets overlapping backward" : "one allreduce after backward",
+                dopt.sparse_embed && fl_model_arch(m)->vocab > 0 ? ", touched embedding rows only" : "",
                 dopt.watchdog_s > 0 ? "on" : "off", how);
     }
     if (dctx && !quiet)

@@ -27,7 +27,8 @@ int cli_dist_take(const char *cmd, int argc, char **argv, int *i, cli_dist_opts 
     if ((r = cli_take(cmd, argc, argv, i, "--bucket-mb", &o->v_bucket)) ||
         (r = cli_take(cmd, argc, argv, i, "--watchdog", &o->v_watchdog)) ||
         (r = cli_take(cmd, argc, argv, i, "--energy-core-w", &o->v_core_w)) ||
-        (r = cli_take(cmd, argc, argv, i, "--energy-nj-per-byte", &o->v_nj)))
+        (r = cli_take(cmd, argc, argv, i, "--energy-nj-per-byte", &o->v_nj)) ||
+        (r = cli_take(cmd, argc, argv, i, "--embed-grad", &o->v_embed)))
         return r;
     return 0;
 }
@@ -37,6 +38,11 @@ bool cli_dist_parse(const char *cmd, cli_dist_opts *o) {
     o->watchdog_s = 45;
     o->core_w = CORE_W_X100 / 100.0;
     o->nj_per_byte = NJ_PER_BYTE;
+    o->sparse_embed = !o->v_embed || !strcmp(o->v_embed, "sparse");
+    if (o->v_embed && strcmp(o->v_embed, "sparse") && strcmp(o->v_embed, "dense")) {
+        cli_fail(cmd, CLI_USAGE, "--embed-grad expects sparse or dense, got '%s'", o->v_embed);
+        return false;
+    }
     const char *e;
     if ((e = getenv("FL_ENERGY_CORE_W")) && *e && !cli_parse_double(cmd, "FL_ENERGY_CORE_W", e, 0, 1e4, &o->core_w))
         return false;
@@ -54,6 +60,8 @@ void cli_dist_usage(FILE *f) {
             "distributed (with --dist):\n"
             "  --bucket-mb X        reduce gradients in X MiB buckets while backward runs, overlapping\n"
             "                       communication with computation (default %g; 0: one allreduce after)\n"
+            "  --embed-grad sparse|dense  reduce only the embedding rows some rank's batch touched\n"
+            "                       (default sparse; same result) or the whole embedding\n"
             "  --watchdog S         end the whole job with an error naming the rank and step when a rank\n"
             "                       waits more than S seconds for the others (default 45; 0: off)\n"
             "  --energy-core-w W    watts per busy core for the energy column (default %.2f;\n"

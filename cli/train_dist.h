@@ -8,7 +8,8 @@
 #include <stdio.h>
 
 typedef struct cli_dist_opts {
-    const char *v_bucket, *v_watchdog, *v_core_w, *v_nj; /* raw flag values or NULL */
+    const char *v_bucket, *v_watchdog, *v_core_w, *v_nj, *v_embed; /* raw flag values or NULL */
+    bool sparse_embed;  /* --embed-grad sparse (default) | dense */
     double bucket_mb;   /* --bucket-mb (default FL_DIST_BUCKET_MB_DEFAULT; 0: no overlap) */
     double watchdog_s;  /* --watchdog (default 45; 0: off) */
     double core_w;      /* --energy-core-w / FL_ENERGY_CORE_W: watts per busy core */

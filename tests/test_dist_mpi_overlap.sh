@@ -41,8 +41,15 @@ expect 0 "${MPI2[@]}" "$CLI" train "${CL[@]}" --bucket-mb 0 -o "$T/c0.st" && has
 
 LM=(--task lm --train "$T/c.txt" --hidden 10 --layers 2 --embed 6 --epochs 1 --batch 4 --bptt 6 --optim sgd --lr 1 --max-steps 10)
 expect 0 "$CLI" train "${LM[@]}" -o "$T/l1.st"
+# sparse embedding rows (the default) and the dense embedding gradient: same weights, fewer bytes
+bytes() { grep -o "[0-9]* bytes/step allreduced" "$T/err" | grep -o "^[0-9]*"; }
 expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --bucket-mb 0.0002 -o "$T/l2.st" && same "$T/l2.st" "$T/l1.st" 1e-5
 grep -q "energy [0-9.e+-]* J/step" "$T/err" || fail "no energy column in the progress lines"
+sparse=$(bytes)
+expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --embed-grad dense -o "$T/l3.st" && same "$T/l3.st" "$T/l1.st" 1e-5
+dense=$(bytes)
+echo "bytes per step: sparse embedding ${sparse:-?}, dense ${dense:-?}"
+[ -n "$sparse" ] && [ -n "$dense" ] && [ "$sparse" -lt "$dense" ] || fail "the sparse embedding should send fewer bytes"
 expect 0 "$CLI" train "${LM[@]}" --decompose svd:3 -o "$T/s1.st"
 expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --decompose svd:3 --bucket-mb 0.0001 -o "$T/s2.st" && same "$T/s2.st" "$T/s1.st" 1e-5
 

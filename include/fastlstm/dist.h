@@ -42,7 +42,8 @@ fl_status fl_dist_attach(fl_dist *d, fl_trainer *t);
 /* Undo fl_dist_attach: t trains on whole batches again, without a hook. */
 void fl_dist_detach(fl_dist *d, fl_trainer *t);
 
-/* Bytes one step sends through MPI_Allreduce: the flat gradient block (parameter count with
+/* Bytes one step sends through MPI_Allreduce with a dense embedding gradient (an upper bound when
+ * the embedding is sparse, see fl_dist_get_stats for what was sent): the flat gradient block (parameter count with
  * alignment padding, times 4), the loss (8) and, for a language model, the carried state
  * (2 x layers x batch x hidden floats, so that every rank and checkpoint holds all streams).
  * Decomposed matrices make it smaller. */
@@ -58,10 +59,18 @@ size_t fl_dist_step_bytes(const fl_trainer *t);
 #define FL_DIST_BUCKET_MB_DEFAULT 4.0
 fl_status fl_dist_set_bucket_mb(fl_dist *d, double mb);
 
+/* Sparse embedding gradient (on by default): for a model with an embedding, each step reduces
+ * only the rows some rank's batch touched: the ranks' distinct token ids are gathered
+ * (MPI_Allgatherv), their union's rows allreduced; the dense allreduce of the rest of the block
+ * (and overlap buckets) then starts after the embedding. Untouched rows are zero on every rank,
+ * so the result is the same as the dense allreduce. Every rank must use the same setting. */
+fl_status fl_dist_set_sparse_embedding(fl_dist *d, int on); /* on: nonzero */
+
 /* Communication counters since fl_dist_init, summed over this rank's steps. */
 typedef struct fl_dist_stats {
     long steps;         /* training steps reduced */
-    double bytes;       /* bytes allreduced (fl_dist_step_bytes per step) */
+    double bytes;       /* bytes reduced (message sizes, as fl_dist_step_bytes but with only the
+                         * touched embedding rows and their ids when sparse) */
     double wait_s;      /* time spent in the grad hook: communication backward did not hide */
     double grad_wait_s; /* of which waiting for the gradient (MPI_Waitall / blocking allreduce) */
     double grad_busy_s; /* time with some gradient bucket in flight (completion seen at backward's

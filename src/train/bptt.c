@@ -377,6 +377,12 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     if (w->progress) w->progress(0, w->progress_user);
 }
 
+const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n) {
+    const bool ok = w->have_forward && w->arch.vocab > 0 && w->tok;
+    *n = ok ? (size_t)w->T * w->B : 0;
+    return ok ? w->tok : NULL;
+}
+
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn) {
     const size_t BH = (size_t)w->B * w->arch.hidden;
     for (int l = 0; l < w->arch.layers; l++) {

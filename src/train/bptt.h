@@ -47,6 +47,10 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad);
 typedef void (*fl_bptt_progress)(size_t from, void *user);
 void fl_bptt_set_progress(fl_bptt *w, fl_bptt_progress fn, void *user);
 
+/* Token ids of the last forward, (T, B) time-major (*n = T * B), or NULL (*n = 0) for a model
+ * without an embedding or before any forward. Owned by w, valid until the next forward. */
+const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n);
+
 /* Final state of the last forward: (L, B, H) each, copied into hn / cn (either may be NULL). */
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn);
 

@@ -29,6 +29,16 @@ struct fl_dist {
     size_t bucket;     /* 0: one blocking allreduce after backward */
     MPI_Request *req;  /* [nb] */
     size_t nb, next;
+    size_t base;       /* buckets cover grad[base, n): base = the embedding's floats when sparse */
+    /* Sparse embedding gradient (fl_dist_set_sparse_embedding): only the rows some rank's batch
+     * touched are reduced. Buffers grow as needed and are kept. */
+    bool sparse;
+    int32_t *ids, *all_ids;
+    size_t ids_cap, all_cap;
+    int *counts, *displs; /* [size] */
+    float *rows;
+    size_t rows_cap;
+    double step_bytes;    /* bytes reduced in the current step */
     fl_dist_stats stats;
     double busy_since; /* when some bucket went in flight with none before, or 0 */
     /* Watchdog (fl_dist_watchdog_start). */
@@ -107,6 +117,17 @@ fl_status fl_dist_init(int *argc, char ***argv, fl_dist **out) {
     MPI_Comm_rank(d->comm, &d->rank);
     MPI_Comm_size(d->comm, &d->size);
     d->bucket = (size_t)(FL_DIST_BUCKET_MB_DEFAULT * (1 << 20)) / sizeof(float);
+    d->sparse = true;
+    d->counts = fl_malloc((size_t)d->size * sizeof(int));
+    d->displs = fl_malloc((size_t)d->size * sizeof(int));
+    if (!d->counts || !d->displs) {
+        fl_free(d->counts);
+        fl_free(d->displs);
+        MPI_Comm_free(&d->comm);
+        if (d->owns_mpi) MPI_Finalize();
+        fl_free(d);
+        return fl_fail(FL_ERR_NOMEM, "out of memory creating an MPI context");
+    }
     const char *f = getenv("FL_DIST_FAULT");
     char kind[8];
     if (f && sscanf(f, "%7[a-z]@%d:%ld", kind, &d->fault_rank, &d->fault_step) == 3)
@@ -129,8 +150,8 @@ static void dist_ready(size_t from, void *user) {
     float *grad = t->grad->params;
     const size_t n = t->m->n_params;
     const double w = t->shard_total > 0 ? (double)t->shard_n / (double)t->shard_total : 0.0;
-    while (d->next > 0 && (d->next - 1) * d->bucket >= from) {
-        size_t k = --d->next, lo = k * d->bucket, hi = lo + d->bucket < n ? lo + d->bucket : n;
+    while (d->next > 0 && d->base + (d->next - 1) * d->bucket >= from) {
+        size_t k = --d->next, lo = d->base + k * d->bucket, hi = lo + d->bucket < n ? lo + d->bucket : n;
         if (w != 1.0)
             for (size_t i = lo; i < hi; i++) grad[i] *= (float)w;
         if (d->busy_since == 0) d->busy_since = fl_now_seconds();
@@ -145,6 +166,76 @@ static void dist_ready(size_t from, void *user) {
             d->busy_since = 0;
         }
     }
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sort and deduplicate ids[0, n); returns the new count. */
+static size_t sort_unique(int32_t *ids, size_t n) {
+    if (n == 0) return 0;
+    qsort(ids, n, sizeof *ids, cmp_i32);
+    size_t u = 1;
+    for (size_t i = 1; i < n; i++)
+        if (ids[i] != ids[u - 1]) ids[u++] = ids[i];
+    return u;
+}
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t c = need > 2 * *cap ? need : 2 * *cap;
+    void *q = fl_malloc(c * elem);
+    if (!q) return false;
+    fl_free(*p);
+    *p = q;
+    *cap = c;
+    return true;
+}
+
+/* The embedding's gradient, sparsely: the union over ranks of the token ids each batch slice
+ * touched (MPI_Allgatherv of each rank's distinct ids), then an allreduce of just those rows,
+ * weighted by this rank's share w. Rows no rank touched are zero everywhere and stay zero, so
+ * the result equals the dense allreduce. */
+static fl_status reduce_embedding(fl_dist *d, float *grad, double w) {
+    const fl_trainer *t = d->t;
+    const size_t E = (size_t)t->m->arch.input;
+    size_t cnt = 0;
+    const int32_t *tok = t->shard_n > 0 && t->ws ? fl_bptt_tokens(t->ws, &cnt) : NULL;
+    if (!tok) cnt = 0;
+    if (cnt > INT_MAX / 2) return fl_fail(FL_ERR_ARG, "too many tokens in one step for the sparse embedding");
+    if (!grow((void **)&d->ids, &d->ids_cap, cnt ? cnt : 1, sizeof(int32_t)))
+        return fl_fail(FL_ERR_NOMEM, "out of memory for the embedding rows");
+    if (cnt) memcpy(d->ids, tok, cnt * sizeof(int32_t));
+    int mine = (int)sort_unique(d->ids, cnt);
+    int err = MPI_Allgather(&mine, 1, MPI_INT, d->counts, 1, MPI_INT, d->comm);
+    if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allgather of the embedding row counts");
+    size_t total = 0;
+    for (int r = 0; r < d->size; r++) {
+        d->displs[r] = (int)total;
+        total += (size_t)d->counts[r];
+    }
+    if (total > INT_MAX) return fl_fail(FL_ERR_ARG, "too many embedding rows in one step");
+    if (!grow((void **)&d->all_ids, &d->all_cap, total ? total : 1, sizeof(int32_t)))
+        return fl_fail(FL_ERR_NOMEM, "out of memory for the embedding rows");
+    if ((err = MPI_Allgatherv(d->ids, mine, MPI_INT32_T, d->all_ids, d->counts, d->displs, MPI_INT32_T, d->comm)) !=
+        MPI_SUCCESS)
+        return mpi_fail(err, "MPI_Allgatherv of the embedding row ids");
+    const size_t U = sort_unique(d->all_ids, total);
+    if (!grow((void **)&d->rows, &d->rows_cap, U * E > 0 ? U * E : 1, sizeof(float)))
+        return fl_fail(FL_ERR_NOMEM, "out of memory for %zu embedding rows", U);
+    const float wf = (float)w;
+    for (size_t u = 0; u < U; u++) { // rows: (U, E) packed, weighted
+        const float *g = grad + (size_t)d->all_ids[u] * E;
+        float *r = d->rows + u * E;
+        for (size_t k = 0; k < E; k++) r[k] = w != 1.0 ? g[k] * wf : g[k];
+    }
+    if ((err = allreduce_floats(d->comm, d->rows, U * E)) != MPI_SUCCESS)
+        return mpi_fail(err, "MPI_Allreduce of the embedding rows");
+    for (size_t u = 0; u < U; u++) memcpy(grad + (size_t)d->all_ids[u] * E, d->rows + u * E, E * sizeof(float));
+    d->step_bytes += (double)total * sizeof(int32_t) + (double)U * E * sizeof(float); // ids + rows
+    return FL_OK;
 }
 
 static void inject_fault(const fl_dist *d) {
@@ -165,6 +256,7 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     atomic_store(&d->cur_step, t->step);
     atomic_store(&d->wait_since_us, now_us());
     int err;
+    d->step_bytes = (double)(n - d->base) * sizeof(float);
     if (d->bucket > 0) {
         dist_ready(0, d); /* whatever backward did not post (all of it for an empty slice) */
         err = MPI_Waitall((int)d->nb, d->req, MPI_STATUSES_IGNORE);
@@ -172,10 +264,17 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     } else {
         if (w != 1.0) {
             const float wf = (float)w;
-            for (size_t i = 0; i < n; i++) grad[i] *= wf;
+            for (size_t i = d->base; i < n; i++) grad[i] *= wf;
         }
         d->busy_since = t0;
-        err = allreduce_floats(d->comm, grad, n);
+        err = allreduce_floats(d->comm, grad + d->base, n - d->base);
+    }
+    if (err == MPI_SUCCESS && d->sparse) {
+        fl_status st = reduce_embedding(d, grad, w);
+        if (st) {
+            atomic_store(&d->wait_since_us, 0);
+            return st;
+        }
     }
     const double t1 = fl_now_seconds();
     if (err != MPI_SUCCESS) {
@@ -204,7 +303,9 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     atomic_store(&d->wait_since_us, 0);
     const double t2 = fl_now_seconds();
     d->stats.steps++;
-    d->stats.bytes += (double)fl_dist_step_bytes(t);
+    d->step_bytes += sizeof(double) + (t->h && d->size > 1 ? 2.0 * t->m->arch.layers * t->o.batch *
+                                                                  t->m->arch.hidden * sizeof(float) : 0.0);
+    d->stats.bytes += d->step_bytes;
     d->stats.wait_s += t2 - t0;
     d->stats.grad_wait_s += t1 - t0;
     if (d->busy_since > 0) d->stats.grad_busy_s += t1 - d->busy_since;
@@ -220,9 +321,12 @@ static fl_status set_buckets(fl_dist *d) {
     d->nb = d->next = 0;
     t->ready = NULL;
     t->ready_user = NULL;
+    /* sparse embedding: the embedding is tensor 0 of the block; buckets start after it */
+    d->base = d->sparse && t->m->embed ? t->m->tensors[1].offset : 0;
+    if (!d->sparse || !t->m->embed) d->base = 0;
     if (d->bucket == 0) return FL_OK;
     const size_t n = t->m->n_params;
-    d->nb = (n + d->bucket - 1) / d->bucket;
+    d->nb = (n - d->base + d->bucket - 1) / d->bucket;
     d->req = fl_malloc((d->nb ? d->nb : 1) * sizeof(MPI_Request));
     if (!d->req) return fl_fail(FL_ERR_NOMEM, "out of memory for %zu gradient buckets", d->nb);
     for (size_t k = 0; k < d->nb; k++) d->req[k] = MPI_REQUEST_NULL;
@@ -240,6 +344,12 @@ fl_status fl_dist_set_bucket_mb(fl_dist *d, double mb) {
     if (mb > 0 && b == 0) b = 1;
     if (b > CHUNK) b = CHUNK;
     d->bucket = b;
+    return d->t ? set_buckets(d) : FL_OK;
+}
+
+fl_status fl_dist_set_sparse_embedding(fl_dist *d, int on) {
+    if (!d) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_set_sparse_embedding");
+    d->sparse = on != 0;
     return d->t ? set_buckets(d) : FL_OK;
 }
 
@@ -367,6 +477,11 @@ fl_status fl_dist_finalize(fl_dist *d) {
     /* An attached trainer is not touched (it may be freed already); it must not step again. */
     watchdog_stop(d);
     fl_free(d->req);
+    fl_free(d->ids);
+    fl_free(d->all_ids);
+    fl_free(d->rows);
+    fl_free(d->counts);
+    fl_free(d->displs);
     MPI_Comm_free(&d->comm);
     int err = d->owns_mpi ? MPI_Finalize() : MPI_SUCCESS;
     fl_free(d);
