@@ -152,6 +152,7 @@ static void dist_summary(const char *CMD, const fl_dist *d, const cli_energy *e,
     if (s.steps <= 0 || steps <= 0) return;
     double cores;
     double j = cli_energy_joules(e, steps, &cores);
+    fprintf(stderr, "%s: %.4g s/step over %ld steps\n", CMD, cli_energy_wall(e) / (double)steps, steps);
     fprintf(stderr, "%s: communication: %.0f bytes/step allreduced; waited %.3g ms/step for the gradient of %.3g ms/step "
             "in flight (%.0f%% hidden behind backward); energy %.4g J in all, %.4g J/step (%.3g core-s)\n",
             CMD, s.bytes / (double)s.steps, 1e3 * s.grad_wait_s / s.steps, 1e3 * s.grad_busy_s / s.steps,

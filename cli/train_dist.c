@@ -14,6 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+
+static double wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double cli_energy_wall(const cli_energy *e) { return wall_seconds() - e->wall0; }
 
 /* Energy constants (docs/distributed.md gives the sources):
  * - 6.25 W per busy core: a server CPU's TDP over its cores, e.g. Intel Xeon Platinum 8480+,
@@ -100,6 +109,7 @@ void cli_energy_start(cli_energy *e, const cli_dist_opts *o, size_t msg_bytes, i
     e->core_w = o->core_w;
     e->j_per_byte = o->nj_per_byte * 1e-9;
     e->cpu0 = cpu_seconds();
+    e->wall0 = wall_seconds();
     e->rapl = rapl_joules(&e->rapl0);
     e->msg_bytes = (double)msg_bytes;
     e->ranks = ranks > 0 ? ranks : 1;

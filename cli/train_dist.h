@@ -29,6 +29,7 @@ void cli_dist_usage(FILE *f);
 typedef struct cli_energy {
     double core_w, j_per_byte;
     double cpu0;              /* CPU seconds at start */
+    double wall0;             /* wall-clock seconds at start (monotonic) */
     double rapl0;             /* RAPL joules at start, if rapl */
     bool rapl;
     double msg_bytes;         /* allreduce message per step */
@@ -37,6 +38,8 @@ typedef struct cli_energy {
 void cli_energy_start(cli_energy *e, const cli_dist_opts *o, size_t msg_bytes, int ranks);
 /* Joules since start for `steps` steps of all ranks; *cpu_s (may be NULL): core-seconds. */
 double cli_energy_joules(const cli_energy *e, long steps, double *cpu_s);
+/* Wall-clock seconds since cli_energy_start. */
+double cli_energy_wall(const cli_energy *e);
 /* "RAPL" or "estimate (W per core, nJ per byte)" for the log. */
 void cli_energy_describe(const cli_energy *e, char *buf, size_t n);
 

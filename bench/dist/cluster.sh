@@ -120,7 +120,9 @@ run() {
     up "$n" "$rate" "$id" >/dev/null
     local subnet
     subnet=$(cat "$FLC_STATE/subnet")
-    local envs=(-x PATH) v
+    # FLC_MASTER_ADDR: rank 0's address, for peers that rendezvous by address (PyTorch gloo)
+    export FLC_MASTER_ADDR="${subnet%.0/24}.1" FLC_IFNAME=flc0
+    local envs=(-x PATH -x FLC_MASTER_ADDR -x FLC_IFNAME) v
     for v in LD_LIBRARY_PATH OPENBLAS_NUM_THREADS $(env | grep -o '^FL_[A-Z_]*' || true); do
         [ -n "${!v:-}" ] && envs+=(-x "$v")
     done
