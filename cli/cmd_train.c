@@ -1,6 +1,7 @@
 /* fastlstm train / finetune: train a classifier or language model from scratch (optionally in
  * decomposed form), or fine-tune a saved (e.g. decomposed) model. Shared driver: cli_train_main. */
 #include "cli.h"
+#include "train_auto.h"
 #include "train_dist.h"
 
 #include "fastlstm/train.h"
@@ -34,6 +35,8 @@ static void usage_train(FILE *f) {
             "  --hidden H (default 128)  --layers L (default 1)\n"
             "  --embed E            embedding size for token inputs (default 128)\n"
             "  --decompose svd:R|cp:R   train the LSTM gate matrices in factored form of rank R\n"
+            "  --decompose auto     plan it: dense warm-up measures compute and link, then each matrix\n"
+            "                       gets dense / SVD / CP and a rank, checked on validation data\n"
             "  --head-rank R        train the head as rank-R SVD factors\n"
             "  --init-seed S        seed of the initial weights (default: --seed)\n");
 }
@@ -320,7 +323,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
 
     fl_method dmethod = FL_METHOD_DENSE;
     long drank = 0;
-    if (v_decomp) {
+    const bool auto_plan = v_decomp && !strcmp(v_decomp, "auto");
+    if (v_decomp && !auto_plan) {
         const char *colon = strchr(v_decomp, ':');
         if (!colon || (strncmp(v_decomp, "svd", 3) && strncmp(v_decomp, "cp", 2)) ||
             (size_t)(colon - v_decomp) != (strncmp(v_decomp, "svd", 3) ? 2u : 3u))
@@ -506,7 +510,24 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    st = fl_trainer_run(t, &run);
+    st = FL_OK;
+    if (auto_plan && !resumed) {
+        long per = 0, dense_done = 0;
+        {
+            size_t n = fl_dataset_size(dtrain);
+            per = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
+        }
+        long warm = dopt.auto_warmup > 0 ? dopt.auto_warmup : (max_steps > 0 ? max_steps : per) / 10;
+        if (!dopt.auto_warmup) warm = warm < 2 ? 2 : warm > 100 ? 100 : warm;
+        cli_auto_opts ao = {.tol = dopt.auto_tol, .min_gain = 0.1, .min_rank_div = 16};
+        void *dh = NULL;
+#ifdef FL_WITH_MPI
+        dh = dctx;
+#endif
+        st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &dense_done);
+        pc.step0 = fl_trainer_steps(t) > 0 ? pc.step0 : -dense_done;
+    }
+    if (!st) st = fl_trainer_run(t, &run);
     sigaction(SIGINT, &old, NULL);
     if (interrupted && !quiet)
         fprintf(stderr, "\ninterrupted at step %ld%s%s; saving the model\n", fl_trainer_steps(t),
