@@ -46,7 +46,7 @@ int cli_dist_take(const char *cmd, int argc, char **argv, int *i, cli_dist_opts 
 
 bool cli_dist_parse(const char *cmd, cli_dist_opts *o) {
     o->bucket_mb = BUCKET_DEFAULT;
-    o->watchdog_s = 45;
+    o->watchdog_s = 30;
     o->core_w = CORE_W_X100 / 100.0;
     o->nj_per_byte = NJ_PER_BYTE;
     o->sparse_embed = !o->v_embed || !strcmp(o->v_embed, "sparse");
@@ -81,7 +81,7 @@ void cli_dist_usage(FILE *f) {
             "  --embed-grad sparse|dense  reduce only the embedding rows some rank's batch touched\n"
             "                       (default sparse; same result) or the whole embedding\n"
             "  --watchdog S         end the whole job with an error naming the rank and step when a rank\n"
-            "                       waits more than S seconds for the others (default 45; 0: off)\n"
+            "                       waits more than S seconds for the others (default 30; 0: off)\n"
             "  --energy-core-w W    watts per busy core for the energy column (default %.2f;\n"
             "                       env FL_ENERGY_CORE_W); RAPL counters are used instead when present\n"
             "  --energy-nj-per-byte E  network energy per byte moved (default %d; env FL_ENERGY_NJ_PER_BYTE)\n",

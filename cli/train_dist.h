@@ -14,7 +14,7 @@ typedef struct cli_dist_opts {
     double auto_tol;    /* --auto-tol: accepted rise of the check loss (default 0.02) */
     bool sparse_embed;  /* --embed-grad sparse (default) | dense */
     double bucket_mb;   /* --bucket-mb (default FL_DIST_BUCKET_MB_DEFAULT; 0: no overlap) */
-    double watchdog_s;  /* --watchdog (default 45; 0: off) */
+    double watchdog_s;  /* --watchdog (default 30; 0: off) */
     double core_w;      /* --energy-core-w / FL_ENERGY_CORE_W: watts per busy core */
     double nj_per_byte; /* --energy-nj-per-byte / FL_ENERGY_NJ_PER_BYTE: network energy per byte */
 } cli_dist_opts;

@@ -37,10 +37,12 @@ fi
 
 # run: mpirun across the namespaces; the ranks' hostnames print, and everything is removed after
 if command -v mpirun >/dev/null; then
-    if expect 0 bash "$CL" run 2 -- sh -c 'ip -4 -o addr show dev flc0 | wc -l'; then
-        [ "$(grep -c '^1$' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside a namespace with flc0"
+    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l)"'; then
+        [ "$(grep -c '^ns flc-[0-9]*-[01] 1$' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+        for ns in $(awk '/^ns /{print $2}' "$T/out"); do
+            ip netns list | grep -q "^$ns\b" && fail "namespace $ns left after run"
+        done
     fi
-    ip netns list | grep -q "^flc-" && fail "namespaces left after run"
     expect 1 bash "$CL" run 2 -- false
     [ -e "$FLC_STATE" ] && fail "state left after a failed run"
 fi

@@ -83,7 +83,9 @@ void fl_dist_get_stats(const fl_dist *d, fl_dist_stats *out);
  * seconds for the other ranks inside one step's reduction (a peer died, hangs, or its network
  * link is down, where MPI itself would wait forever). It calls on_stall(message, user) with a
  * message naming this rank, the step and the cause (the library never prints: the caller may),
- * then MPI_Abort(MPI_COMM_WORLD, 3), which ends every rank. on_stall runs on the watchdog thread.
+ * then MPI_Abort(MPI_COMM_WORLD, 3), which ends every rank. Because MPI_Abort itself needs the
+ * network (it can block when this rank's link is down), the watchdog first sets alarm(10): the
+ * process then ends by SIGALRM if the abort has not. on_stall runs on the watchdog thread.
  * Stopped by fl_dist_finalize. FL_ERR_ARG for a timeout outside (0, 86400] or a second start.
  *
  * Fault injection, for tests: with FL_DIST_FAULT=hang@R:S (or kill@R:S) in the environment at

@@ -421,6 +421,9 @@ static void *watchdog_main(void *arg) {
                  "(the last checkpoint can be resumed, on any number of ranks, with --resume)",
                  d->rank, d->size, d->wd_timeout, atomic_load(&d->cur_step));
         if (d->on_stall) d->on_stall(msg, d->stall_user);
+        /* MPI_Abort goes through Open MPI's daemons; with this rank's link down it can block
+         * forever. SIGALRM (default action: terminate) ends this process 10 s later anyway. */
+        alarm(10);
         MPI_Abort(MPI_COMM_WORLD, 3);
         return NULL;
     }
