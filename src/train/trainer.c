@@ -283,6 +283,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
     t->shard_lo = lo;
     t->shard_n = Bl;
     t->shard_total = B;
+    t->data_n = d->n;
 
     /* Sharded with dropout: masks from a per-rank stream; the shared RNG (shuffling) advances by
      * one draw on every rank alike. */
