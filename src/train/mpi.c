@@ -264,12 +264,16 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
      * on every step, before the mixed gradients are used. Max of n and of -n: max and -min at once. */
     long long sz[2] = {(long long)t->data_n, -(long long)t->data_n}, szr[2];
     err = MPI_Allreduce(sz, szr, 2, MPI_LONG_LONG, MPI_MAX, d->comm);
-    if (err != MPI_SUCCESS) {
+    if (err != MPI_SUCCESS || szr[0] != -szr[1]) {
+        /* finish the posted buckets first: they write into the gradient, which the caller may
+         * free after this error */
+        if (d->bucket > 0) MPI_Waitall((int)d->nb, d->req, MPI_STATUSES_IGNORE);
+        d->next = d->nb;
+        d->busy_since = 0;
         atomic_store(&d->wait_since_us, 0);
-        return mpi_fail(err, "MPI_Allreduce checking the data size");
     }
+    if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce checking the data size");
     if (szr[0] != -szr[1]) {
-        atomic_store(&d->wait_since_us, 0);
         return fl_fail(FL_ERR_DATA,
                        "distributed training: ranks disagree on the size of the training data (%lld to %lld %s); "
                        "every rank must read the same data",
@@ -286,7 +290,7 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
         d->busy_since = t0;
         err = allreduce_floats(d->comm, grad + d->base, n - d->base);
     }
-    if (err == MPI_SUCCESS && d->sparse) {
+    if (err == MPI_SUCCESS && d->sparse && t->m->embed) {
         fl_status st = reduce_embedding(d, grad, w);
         if (st) {
             atomic_store(&d->wait_since_us, 0);
