@@ -134,9 +134,9 @@ void fl_model_packs_release(const fl_model *m);
  * weights other than through a session brackets that access with hold / unhold: hold writes the
  * originals back (bit-identical) and keeps them there until unhold (and, if sessions exist, until the
  * last one goes). Thread-safe; holds nest. fl_model_weights_released tells whether they are out now. */
-FL_API void fl_model_weights_hold(const fl_model *m);
-FL_API void fl_model_weights_unhold(const fl_model *m);
-FL_API bool fl_model_weights_released(const fl_model *m);
+void fl_model_weights_hold(const fl_model *m);
+void fl_model_weights_unhold(const fl_model *m);
+bool fl_model_weights_released(const fl_model *m);
 
 /* ---- the one description of a model's matrices (matrices.c) */
 

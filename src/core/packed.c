@@ -27,9 +27,8 @@
 #include <unistd.h>
 
 void fl_pages_release(const void *limit, const void *lo, const void *hi) {
-    static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
-    const uintptr_t P = (uintptr_t)page;
+    const long page = sysconf(_SC_PAGESIZE);
+    const uintptr_t P = page > 0 ? (uintptr_t)page : 4096;
     uintptr_t a = (uintptr_t)lo & ~(P - 1);
     if (a < (uintptr_t)limit) a = (uintptr_t)limit;
     a = (a + P - 1) & ~(P - 1);
