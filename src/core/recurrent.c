@@ -82,11 +82,11 @@ static void pack_gate_blocks(const float *w, int H, int K, int jb0, int jb1, flo
         for (int g = 0; g < 4; g++)
             for (int jj = 0; jj < NB; jj++) {
                 const int j = jb * NB + jj;
-                const float *row = w + ((size_t)g * H + j) * K;
                 float *dst = blk + (size_t)g * NB + jj;
-                if (j < H)
+                if (j < H) {
+                    const float *row = w + ((size_t)g * H + j) * K;
                     for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = row[k];
-                else
+                } else
                     for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = 0.0f;
             }
     }
