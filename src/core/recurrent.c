@@ -56,7 +56,7 @@ struct fl_rec {
     const fl_layer *ly;
     const fl_kernels *k;
     fl_method method;
-    int H, R, Rp, nblk, max_batch, threads;
+    int H, K, R, Rp, nblk, max_batch, threads; /* K: size of h_prev (hidden, or the projection P) */
     float *pw;       /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
     float *pm;       /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
     float *a;        /* CP: a (4, R) */
@@ -128,16 +128,16 @@ static void run_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen,
     *t_gen = gen;
     switch (r->method) {
     case FL_METHOD_DENSE:
-        r->k->gate_cell(blk0, blk1, H, H, B, r->pw, j->hp, j->ldhp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
+        r->k->gate_cell(blk0, blk1, H, r->K, B, r->pw, j->hp, j->ldhp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
         return;
     case FL_METHOD_SVD:
-        if (fresh) r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+        if (fresh) r->k->proj(B, r->K, Rp, r->pm, j->hp, j->ldhp, t, Rp);
         r->k->gate_cell(blk0, blk1, H, R, B, r->pw, t, Rp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
         return;
     case FL_METHOD_CP: {
         float *zs = t + (size_t)r->max_batch * Rp; // zs: (B, 4, R) = a[g, :] * z
         if (fresh) {
-            r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+            r->k->proj(B, r->K, Rp, r->pm, j->hp, j->ldhp, t, Rp);
             r->k->cp_scale(B, R, r->a, t, Rp, zs);
         }
         r->k->cp_gate_cell(blk0, blk1, H, R, B, r->pw, zs, j->gx, j->ldgx, j->c, j->ho, j->ldho);
@@ -183,15 +183,16 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     *out = NULL;
     if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
     const fl_mat *w = &ly->whh;
-    const int H = ly->hidden;
-    if (w->rows != 4 * H || w->cols != H)
-        return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, H);
+    const int H = ly->hidden, K = ly->out > 0 ? ly->out : H; /* h_prev: (B, K) */
+    if (w->rows != 4 * H || w->cols != K)
+        return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, K);
     fl_rec *r = fl_calloc(1, sizeof *r);
     if (!r) return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
     r->ly = ly;
     r->k = k;
     r->method = w->method;
     r->H = H;
+    r->K = K;
     r->R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
     r->Rp = (r->R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB;
     r->nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
@@ -202,23 +203,23 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     bool ok = true;
     switch (w->method) {
     case FL_METHOD_DENSE:
-        ok = (r->pw = fl_calloc(nb * H * 4, sizeof(float))) != NULL;
-        if (ok) pack_gate_panel(w->w, H, H, r->nblk, r->pw);
+        ok = (r->pw = fl_calloc(nb * K * 4, sizeof(float))) != NULL;
+        if (ok) pack_gate_panel(w->w, H, K, r->nblk, r->pw);
         break;
     case FL_METHOD_SVD:
-        ok = (r->pw = fl_calloc(nb * R * 4, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float)));
+        ok = (r->pw = fl_calloc(nb * R * 4, sizeof(float))) && (r->pm = fl_calloc((size_t)K * Rp, sizeof(float)));
         if (ok) {
             pack_gate_panel(w->u, H, r->R, r->nblk, r->pw);
-            pack_proj(w->v, 1, (size_t)H, H, r->R, r->Rp, r->pm); // V (R, H): V^T[k, r] = v[r*H + k]
+            pack_proj(w->v, 1, (size_t)K, K, r->R, r->Rp, r->pm); // V (R, K): V^T[k, r] = v[r*K + k]
         }
         r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
         break;
     case FL_METHOD_CP:
-        ok = (r->pw = fl_calloc(nb * R, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float))) &&
+        ok = (r->pw = fl_calloc(nb * R, sizeof(float))) && (r->pm = fl_calloc((size_t)K * Rp, sizeof(float))) &&
              (r->a = fl_calloc(4 * R, sizeof(float)));
         if (ok) {
             pack_cp_panel(w->b, H, r->R, r->nblk, r->pw);
-            pack_proj(w->c, R, 1, H, r->R, r->Rp, r->pm); // C (H, R)
+            pack_proj(w->c, R, 1, K, r->R, r->Rp, r->pm); // C (K, R)
             memcpy(r->a, w->a, 4 * R * sizeof(float));
         }
         r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
@@ -226,7 +227,7 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     }
     if (!ok) {
         fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
+        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
     }
     const fl_mat *wi = &ly->wih;
     if (k->gemm_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
