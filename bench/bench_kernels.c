@@ -11,31 +11,14 @@
 #include "kernels/kernels.h"
 #include "recurrent.h"
 #include "recurrent_levels.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct stats {
-    double med, lo, hi;
-} stats;
-
-static stats summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return (stats){v[n / 2], v[0], v[n - 1]};
-}
+/* Wall-clock microseconds. */
+static double now_us(void) { return fl_now_seconds() * 1e6; }
 
 typedef struct bufs {
     int H, B;
@@ -48,7 +31,7 @@ static int steps_for(double per_step_us, double target_us) {
     return n < 3 ? 3 : n > 200000 ? 200000 : n;
 }
 
-static stats time_rec(fl_rec *r, bufs *b, int rounds, double target_us) {
+static bench_stats time_rec(fl_rec *r, bufs *b, int rounds, double target_us) {
     const int H = b->H, B = b->B;
     double t0 = now_us();
     for (int i = 0; i < 3; i++) fl_rec_step(r, B, b->gx, 4 * H, b->h[i % 2], H, b->c, b->h[(i + 1) % 2], H);
@@ -59,7 +42,7 @@ static stats time_rec(fl_rec *r, bufs *b, int rounds, double target_us) {
         for (int i = 0; i < n; i++) fl_rec_step(r, B, b->gx, 4 * H, b->h[i % 2], H, b->c, b->h[(i + 1) % 2], H);
         v[k] = (now_us() - t0) / n;
     }
-    return summarize(v, rounds);
+    return bench_summarize(v, rounds);
 }
 
 static void generic_step(const fl_layer *ly, bufs *b, int i) {
@@ -69,7 +52,7 @@ static void generic_step(const fl_layer *ly, bufs *b, int i) {
     fl_kernels_get()->lstm_cell(b->B, H, b->gates, G, b->c, H, b->h[(i + 1) % 2], H);
 }
 
-static stats time_generic(const fl_layer *ly, bufs *b, int rounds, double target_us) {
+static bench_stats time_generic(const fl_layer *ly, bufs *b, int rounds, double target_us) {
     double t0 = now_us();
     for (int i = 0; i < 3; i++) generic_step(ly, b, i);
     int n = steps_for((now_us() - t0) / 3, target_us);
@@ -79,7 +62,7 @@ static stats time_generic(const fl_layer *ly, bufs *b, int rounds, double target
         for (int i = 0; i < n; i++) generic_step(ly, b, i);
         v[k] = (now_us() - t0) / n;
     }
-    return summarize(v, rounds);
+    return bench_summarize(v, rounds);
 }
 
 static const char *method_name(fl_method m) {
@@ -109,7 +92,7 @@ static int run_case(int H, int B, fl_method method, int rank, int max_threads, b
     for (size_t i = 0; i < (size_t)B * 4 * H; i++) b.gx[i] = fl_rng_uniform_range(&rng, -1, 1);
     for (size_t i = 0; i < (size_t)B * H; i++) b.h[0][i] = fl_rng_uniform_range(&rng, -1, 1);
 
-    stats g = time_generic(ly, &b, rounds, target_us);
+    bench_stats g = time_generic(ly, &b, rounds, target_us);
     double mb = fl_mat_params(&ly->whh) * 4.0 / 1e6;
     printf("H %5d B %3d %-5s r %4d  W_hh %7.2f MB | generic 1t %9.2f us", H, B, method_name(method), rank, mb, g.med);
     const char *names[] = {"ref", "avx2", "avx512"};
@@ -118,7 +101,7 @@ static int run_case(int H, int B, fl_method method, int rank, int max_threads, b
             fl_rec *r = NULL;
             fl_status st = levels ? fl_rec_create_with(ly, B, t, names[li], &r) : fl_rec_create(ly, B, t, &r);
             if (st != FL_OK) continue;
-            stats s = time_rec(r, &b, rounds, li == 0 ? target_us / 4 : target_us);
+            bench_stats s = time_rec(r, &b, rounds, li == 0 ? target_us / 4 : target_us);
             printf(" | %s %dt %8.2f us [%.2f..%.2f] x%.2f", fl_rec_kernels_name(r), t, s.med, s.lo, s.hi, g.med / s.med);
             fl_rec_free(r);
         }

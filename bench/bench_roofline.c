@@ -19,31 +19,16 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "recurrent.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-/* One thread: this thread's CPU time, so that time the OS gives to other processes on a shared
- * machine does not count (cache sharing still does). More threads: wall time. */
-static clockid_t g_clock = CLOCK_THREAD_CPUTIME_ID;
+/* One thread: this thread's CPU time (bench_now); more threads: wall time. */
+static bool g_thread_cpu = true;
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(g_clock, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
+static double now_s(void) { return bench_now(g_thread_cpu); }
 
 static int g_rounds = 5;
 static double g_round_s = 0.05;
@@ -62,7 +47,7 @@ static double time_it(void (*fn)(void *), void *arg) {
         for (int i = 0; i < n; i++) fn(arg);
         v[r] = (now_s() - t0) / n;
     }
-    return median(v, g_rounds);
+    return bench_summarize(v, g_rounds).med;
 }
 
 /* ------------------------------------------------------------ machine */
@@ -240,7 +225,7 @@ int main(int argc, char **argv) {
         }
     }
     if (threads < 1) threads = 1;
-    if (threads > 1) g_clock = CLOCK_MONOTONIC;
+    if (threads > 1) g_thread_cpu = false;
     if (quick) g_rounds = 3, g_round_s = 0.01;
     const double rate = measure_rate(), sg = measure_sgemm();
     printf("# roofline, kernels %s, threads %d, medians of %d rounds of %s; OPENBLAS_CORETYPE=%s\n",

@@ -4,7 +4,12 @@
 Usage: gen_golden.py OUTDIR
 
 Writes OUTDIR/cases.txt (one case name a line) and per case OUTDIR/<case>/:
-  model.safetensors          written by tools/export_torch.py (float32 weights)
+  model.safetensors          written by tools/export_torch.py (float32 weights); for the decomposed
+                             cases (DECOMPOSED below) the LSTM matrices are stored as their factors:
+                             <matrix>.U (rows, r) / .V (r, cols) for "svd:r", <matrix>.A (4, R) /
+                             .B (H, R) / .C (cols, R) for "cp:R", and the nn.LSTM that computes the
+                             reference gets W = U V or W[g*H + j, k] = sum_r A[g, r] B[j, r] C[k, r]
+                             built from those same float32 factors in float64
   x.npy (B, T, D) float32    or tokens.npy (B, T) int32, batch-major
   lengths.npy (B) int32      only for variable-length cases (unsorted, pack_padded_sequence semantics)
   h0.npy (L*dirs, B, out), c0.npy (L*dirs, B, H)   only when the case has a non-zero initial state
@@ -47,6 +52,66 @@ CASES = [
     ("feat_h1_t1", 0, 1, 1, 1, "none", 0, 2, 1, False, 1.0),
     ("feat_h63_saturated", 0, 9, 63, 1, "per_step", 6, 3, 10, True, 20.0),
 ]
+
+# Decomposed cases: name, vocab, input, hidden, layers, head kind, head_out, batch, seq, state, scale,
+# method ("svd" or "cp"), rank of each LSTM matrix (clamped to min(rows, cols) for SVD).
+DECOMPOSED = [
+    ("svd_feat_l2_r3_state", 0, 6, 16, 2, "none", 0, 3, 5, True, 1.0, "svd", 3),
+    ("svd_tok_l1_h37_perstep", 13, 5, 37, 1, "per_step", 13, 2, 6, False, 1.0, "svd", 5),
+    ("cp_feat_l2_r4_laststep", 0, 7, 17, 2, "last_step", 3, 4, 6, True, 1.0, "cp", 4),
+    ("cp_tok_l1_h9_r11_state", 9, 4, 9, 1, "per_step", 9, 1, 8, True, 1.0, "cp", 11),
+]
+
+
+def factors(method, rank, rows, cols, bound, gen):
+    """Random float32 factors of a (rows, cols) gate matrix whose product has entries of about the
+    size PyTorch's init gives (U(-bound, bound)), and that product in float64.
+    Returns ([(suffix, float32 array)], W float64 (rows, cols))."""
+    if method == "svd":
+        r = min(rank, rows, cols)
+        s = (bound / np.sqrt(r)) ** 0.5
+        u = (torch.randn(rows, r, generator=gen) * s).float()
+        v = (torch.randn(r, cols, generator=gen) * s).float()
+        return [("U", u), ("V", v)], u.double() @ v.double()
+    H = rows // 4
+    s = (bound / np.sqrt(rank)) ** (1.0 / 3.0)
+    a = (torch.randn(4, rank, generator=gen) * s).float()
+    b = (torch.randn(H, rank, generator=gen) * s).float()
+    c = (torch.randn(cols, rank, generator=gen) * s).float()
+    # W[g*H + j, k] = sum_r a[g, r] b[j, r] c[k, r]
+    w = torch.einsum("gr,jr,kr->gjk", a.double(), b.double(), c.double()).reshape(rows, cols)
+    return [("A", a), ("B", b), ("C", c)], w
+
+
+def write_decomposed(path, lstm, emb, head, head_kind, method, rank, gen):
+    """Replace lstm's weight_ih/weight_hh with products of random factors (in float64: call on the
+    .double() module) and write the model with the factors, as fastlstm stores them."""
+    H, L = lstm.hidden_size, lstm.num_layers
+    bound = 1.0 / np.sqrt(H)
+    tensors, meta = [], {"format": "fastlstm", "format_version": export_torch.FORMAT_VERSION,
+                         "vocab": emb.num_embeddings if emb is not None else 0, "input": lstm.input_size,
+                         "hidden": H, "layers": L, "head": head_kind,
+                         "head_out": head.out_features if head is not None else 0}
+    if emb is not None:
+        tensors.append(("embedding.weight", emb.weight))
+    for k in range(L):
+        for kind in ("ih", "hh"):
+            name = "lstm.weight_%s_l%d" % (kind, k)
+            p = getattr(lstm, "weight_%s_l%d" % (kind, k))
+            fs, w = factors(method, rank, p.shape[0], p.shape[1], bound, gen)
+            with torch.no_grad():
+                p.copy_(w)
+            r = fs[0][1].shape[1]
+            tensors += [("%s.%s" % (name, suf), f) for suf, f in fs]
+            meta["method." + name] = "%s:%d" % (method, r)
+            meta["rel_error." + name] = "0"
+        tensors += [("lstm.bias_ih_l%d" % k, getattr(lstm, "bias_ih_l%d" % k)),
+                    ("lstm.bias_hh_l%d" % k, getattr(lstm, "bias_hh_l%d" % k))]
+    if head is not None:
+        tensors += [("head.weight", head.weight), ("head.bias", head.bias)]
+        meta["method.head.weight"] = "dense"
+        meta["rel_error.head.weight"] = "0"
+    export_torch.write_safetensors(path, tensors, meta)
 
 
 # name, vocab, input, hidden, layers, head, head_out, batch, seq, state, bidirectional, proj,
@@ -198,7 +263,8 @@ def make_layer_case(outdir, idx, case):
 
 
 def make_case(outdir, idx, case):
-    name, vocab, D, H, L, head_kind, head_out, B, T, state, scale = case
+    name, vocab, D, H, L, head_kind, head_out, B, T, state, scale = case[:11]
+    method, rank = case[11:] if len(case) > 11 else ("dense", 0)
     torch.manual_seed(1234 + idx)
     emb = torch.nn.Embedding(vocab, D) if vocab else None
     lstm = torch.nn.LSTM(D, H, num_layers=L, batch_first=True)
@@ -207,7 +273,12 @@ def make_case(outdir, idx, case):
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
     model_path = os.path.join(d, "model.safetensors")
-    if idx % 2:
+    if method != "dense":
+        # the reference runs in float64 on the exact product of the float32 factors
+        lstm, emb, head = lstm.double(), emb.double() if emb is not None else None, head.double() if head is not None else None
+        gen = torch.Generator().manual_seed(4321 + idx)
+        write_decomposed(model_path, lstm, emb, head, head_kind, method, rank, gen)
+    elif idx % 2:
         # odd cases go through a saved state dict and the exporter's command line
         mods = torch.nn.Module()
         if emb is not None:
@@ -270,7 +341,7 @@ def main(argv):
     outdir = argv[1]
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)
-    names = [make_case(outdir, i, c) for i, c in enumerate(CASES)]
+    names = [make_case(outdir, i, c) for i, c in enumerate(CASES + DECOMPOSED)]
     names += [make_layer_case(outdir, i, c) for i, c in enumerate(LAYER_CASES)]
     with open(os.path.join(outdir, "cases.txt"), "w") as f:
         f.write("\n".join(names) + "\n")

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "decomp/decomp.h"
+#include "testutil.h"
 
 static float *random_matrix(int m, int n, uint64_t seed) {
     fl_rng rng;
@@ -536,16 +537,6 @@ static int shell(const char *fmt, ...) {
     va_end(ap);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static bool file_contains(const char *path, const char *needle) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
 }
 
 /* fastlstm decompose end to end: per-layer overrides, head rank, table, and usage errors. */

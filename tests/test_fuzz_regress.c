@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "memload.h"
 #include "npy.h"
+#include "testutil.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -24,27 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
+static int setup(void **state) { return tmp_dir_make("fl_test_fuzz"); }
 
-static const char *tmp_path(const char *name) {
-    static char buf[2][256];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static int setup(void **state) {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/fl_test_fuzz_XXXXXX", base);
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return tmp_dir_remove(); }
 
 typedef struct bytes {
     unsigned char *b;
@@ -52,24 +35,9 @@ typedef struct bytes {
 } bytes;
 
 static bytes slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    bytes r = {malloc((size_t)n + 1), (size_t)n};
-    assert_non_null(r.b);
-    assert_int_equal(fread(r.b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
+    bytes r;
+    r.n = file_read(path, &r.b);
     return r;
-}
-
-static void spill(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
 }
 
 static void expect_msg(fl_status got, fl_status want, const char *substr) {
@@ -330,7 +298,7 @@ static void test_model_larger_than_file(void **state) {
     expect_msg(fl_model_load_memory(f.b, f.n, "big.safetensors", &m), FL_ERR_FORMAT, "describes a model of");
     assert_null(m);
     const char *p = tmp_path("big.safetensors");
-    spill(p, f.b, f.n);
+    file_write(p, f.b, f.n);
     m = (fl_model *)(uintptr_t)1;
     expect_msg(fl_model_load(p, &m), FL_ERR_FORMAT, "describes a model of");
     assert_null(m);
@@ -404,7 +372,7 @@ static void test_memory_matches_file(void **state) {
     /* every truncation gives the same status from memory and from the file */
     const char *q = tmp_path("cut.safetensors");
     for (size_t n = 0; n < f.n; n += 37) {
-        spill(q, f.b, n);
+        file_write(q, f.b, n);
         fl_status sf = fl_model_load(q, &fm), sm = fl_model_load_memory(f.b, n, q, &mm);
         assert_int_equal(sf, sm);
         assert_int_not_equal(sm, FL_OK);
@@ -461,7 +429,7 @@ static void replay(const char *path, const char *name) {
         if (f.n >= 8) fix_hash(f.b, f.n); /* as the harness loads it */
         sm = resume_bytes(&f);
         const char *p = tmp_path("replay.ckpt");
-        spill(p, f.b, f.n);
+        file_write(p, f.b, f.n);
         fl_model *m;
         fl_trainer *t;
         sf = fl_trainer_resume(p, &m, &t);

@@ -1,11 +1,14 @@
 /* Golden tests: PyTorch (nn.Embedding -> nn.LSTM -> nn.Linear, float64 reference) against
- * fl_session_run in both layouts and against streaming fl_session_step.
+ * fl_session_run in both layouts and against streaming fl_session_step. Dense models, and SVD / CP
+ * models whose files hold only the factors while PyTorch runs on their product (gen_golden.py): the
+ * decomposed runtime is checked against PyTorch, not against the library's own reconstruction.
  *
  * At start the test runs `$FL_PYTHON $FL_SOURCE_DIR/tests/gen_golden.py <tmpdir>`, then registers one
  * cmocka test per case listed in <tmpdir>/cases.txt. If the generator cannot run (no torch, no
  * python), a single test fails with the reason: a missing reference is a failure, never a skip.
- * CTest runs this twice: test_golden (the kernels chosen for this CPU) and test_golden_ref
- * (FL_KERNELS=ref). Tolerance: max abs error 1e-5 on outputs and on the final (h, c). */
+ * CTest runs this twice: test_golden (the fastest kernels this CPU has) and test_golden_ref
+ * (FL_KERNELS=ref); both assert every case, and kernel_level asserts which level ran. Tolerance:
+ * max abs error 1e-5 on outputs and on the final (h, c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,10 +27,10 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "npy.h"
+#include "testutil.h"
 
 #define TOL 1e-5
 
-static char g_dir[512];
 static char g_gen_error[4096];
 
 /* ------------------------------------------------------------ helpers */
@@ -57,7 +60,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
-static void check_close(const char *what, const char *c, const float *got, const float *want, size_t n) {
+static void check_arrays(const char *what, const char *c, const float *got, const float *want, size_t n) {
     double e = max_abs_diff(got, want, n);
     if (!(e <= TOL)) fail_msg("%s: %s max abs error %.3g > %g", c, what, e, TOL);
 }
@@ -75,13 +78,24 @@ static void swap01(void *dst, const void *src, int d0, int d1, size_t w, size_t 
 static void test_case(void **state) {
     const char *name = *state;
     char dir[1024], path[1200];
-    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    snprintf(dir, sizeof dir, "%s/%s", tmp_dir, name);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     fl_model *m = NULL;
     fl_status st = fl_model_load(path, &m);
     if (st) fail_msg("fl_model_load(%s): %s: %s", path, fl_status_str(st), fl_last_error());
     const fl_arch *a = fl_model_arch(m);
     const int D = a->input, P = a->proj > 0 ? a->proj : a->hidden;
+    /* "svd_*" / "cp_*" cases hold every LSTM gate matrix as factors: the decomposed path is what runs.
+     * Layer cases with factors ("*_svd_*", "*_cp_*", "*_mixed_*") mix methods per matrix. */
+    const fl_method method = !strncmp(name, "svd_", 4) ? FL_METHOD_SVD : !strncmp(name, "cp_", 3) ? FL_METHOD_CP
+                                                                                                  : FL_METHOD_DENSE;
+    const bool mixed = strstr(name, "_svd_") || strstr(name, "_cp_") || strstr(name, "_mixed_");
+    for (size_t i = 0; !mixed && i < fl_model_num_matrices(m); i++) {
+        fl_matrix_info mi;
+        assert_int_equal(fl_model_matrix_info(m, i, &mi), FL_OK);
+        if (mi.kind != FL_MAT_IH && mi.kind != FL_MAT_HH) continue;
+        if (mi.method != method) fail_msg("%s: matrix %s has method %d, expected %d", name, mi.name, mi.method, method);
+    }
     fl_npy x = {0}, tok = {0}, h0 = {0}, c0 = {0}, y = {0}, hn = {0}, cn = {0}, y0 = {0}, len = {0};
     if (a->vocab > 0) load_req(dir, "tokens.npy", &tok);
     else load_req(dir, "x.npy", &x);
@@ -127,9 +141,9 @@ static void test_case(void **state) {
            ec = max_abs_diff(cno, cn.data, cn.count);
     print_message("%-24s kernels=%s  batch-major max|err| y %.2e  h_n %.2e  c_n %.2e\n", name,
                   fl_kernels_get()->name, ey, eh, ec);
-    check_close("batch-major y", name, yo, y.data, ny);
-    check_close("batch-major h_n", name, hno, hn.data, hn.count);
-    check_close("batch-major c_n", name, cno, cn.data, cn.count);
+    check_arrays("batch-major y", name, yo, y.data, ny);
+    check_arrays("batch-major h_n", name, hno, hn.data, hn.count);
+    check_arrays("batch-major c_n", name, cno, cn.data, cn.count);
 
     /* time-major: inputs (T, B, *), outputs (T, B, *) except the last-step head (B, C) */
     size_t w = a->vocab > 0 ? 1 : (size_t)D;
@@ -150,9 +164,9 @@ static void test_case(void **state) {
     if (st) fail_msg("fl_session_run (time-major): %s: %s", fl_status_str(st), fl_last_error());
     if (a->head == FL_HEAD_LAST_STEP) memcpy(ht, yo, ny * sizeof(float));
     else swap01(ht, yo, T, B, ny / ((size_t)B * T), sizeof(float));  // (T, B, *) -> (B, T, *)
-    check_close("time-major y", name, ht, y.data, ny);
-    check_close("time-major h_n", name, hno, hn.data, hn.count);
-    check_close("time-major c_n", name, cno, cn.data, cn.count);
+    check_arrays("time-major y", name, ht, y.data, ny);
+    check_arrays("time-major h_n", name, hno, hn.data, hn.count);
+    check_arrays("time-major c_n", name, cno, cn.data, cn.count);
     assert_int_equal(fl_session_set_threads(s, 1), FL_OK);
     if (a->bidirectional) { /* streaming needs the whole sequence: refused */
         float xz[64] = {0}, tmp[64];
@@ -223,8 +237,8 @@ static void test_case(void **state) {
     st = fl_session_get_state(s, B, hno, cno);
     if (st) fail_msg("fl_session_get_state: %s: %s", fl_status_str(st), fl_last_error());
     if (!lengths) { /* with lengths, (h_n, c_n) are at each length, the stream went on to T */
-        check_close("streaming h_n", name, hno, hn.data, hn.count);
-        check_close("streaming c_n", name, cno, cn.data, cn.count);
+        check_arrays("streaming h_n", name, hno, hn.data, hn.count);
+        check_arrays("streaming c_n", name, cno, cn.data, cn.count);
     }
     free(xs);
     free(ys);
@@ -241,13 +255,19 @@ done:
     fl_model_free(m);
 }
 
-/* The forced kernel level is the one the recurrent step uses (FL_KERNELS=ref for test_golden_ref). */
+/* The cases above ran on the level this run is meant to test: with FL_KERNELS naming a level the
+ * CPU has (ref for test_golden_ref), that level; otherwise the best the CPU has, the fast kernels. */
 static void test_kernel_level(void **state) {
     (void)state;
     const char *want = getenv("FL_KERNELS");
-    const char *got = fl_kernels_get()->name;
-    print_message("kernel level in use: %s (FL_KERNELS=%s)\n", got, want ? want : "(unset)");
-    if (want && strcmp(want, "ref") == 0) assert_string_equal(got, "ref");
+    const fl_kernels *got = fl_kernels_get();
+    print_message("kernel level in use: %s (FL_KERNELS=%s)\n", got->name, want ? want : "(unset)");
+    const fl_kernels *expect = want ? fl_kernels_by_name(want) : NULL;
+    if (!expect) expect = fl_kernels_by_name("avx512");
+    if (!expect) expect = fl_kernels_by_name("avx2");
+    if (!expect) expect = fl_kernels_by_name("ref");
+    assert_non_null(expect);
+    assert_string_equal(got->name, expect->name);
 }
 
 static void test_generator_failed(void **state) {
@@ -257,7 +277,7 @@ static void test_generator_failed(void **state) {
 
 /* ------------------------------------------------------------ generation */
 
-/* Run gen_golden.py into g_dir; on failure fill g_gen_error and return 0. */
+/* Run gen_golden.py into tmp_dir; on failure fill g_gen_error and return 0. */
 static int generate(void) {
     const char *py = getenv("FL_PYTHON"), *src = getenv("FL_SOURCE_DIR");
     if (!py || !*py) py = "/usr/bin/python3";
@@ -265,15 +285,13 @@ static int generate(void) {
         snprintf(g_gen_error, sizeof g_gen_error, "FL_SOURCE_DIR is not set (run through ctest)");
         return 0;
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/fl_golden_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) {
-        snprintf(g_gen_error, sizeof g_gen_error, "mkdtemp(%s) failed", g_dir);
-        g_dir[0] = '\0';
+    if (tmp_dir_make("fl_golden") != 0) {
+        snprintf(g_gen_error, sizeof g_gen_error, "cannot create a scratch directory %s", tmp_dir);
+        tmp_dir[0] = '\0';
         return 0;
     }
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/gen_golden.py' '%s'", py, src, g_dir);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/gen_golden.py' '%s'", py, src, tmp_dir);
     int rc = system(cmd);
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
         int code = rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -287,13 +305,6 @@ static int generate(void) {
     return 1;
 }
 
-static void remove_dir(void) {
-    if (!g_dir[0]) return;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
-}
-
 int main(void) {
     enum { MAX_CASES = 64 };
     static char names[MAX_CASES][128];
@@ -304,7 +315,7 @@ int main(void) {
         tests[n++] = (struct CMUnitTest){"generate_golden", test_generator_failed, NULL, NULL, NULL};
     } else {
         char p[1024];
-        snprintf(p, sizeof p, "%s/cases.txt", g_dir);
+        snprintf(p, sizeof p, "%s/cases.txt", tmp_dir);
         FILE *f = fopen(p, "r");
         size_t k = 0;
         while (f && k < MAX_CASES - 1 && fgets(names[k], sizeof names[k], f)) {
@@ -314,12 +325,12 @@ int main(void) {
             k++;
         }
         if (f) fclose(f);
-        if (k < 8) {
-            snprintf(g_gen_error, sizeof g_gen_error, "%s lists %zu cases, expected at least 8", p, k);
+        if (k < 14) {
+            snprintf(g_gen_error, sizeof g_gen_error, "%s lists %zu cases, expected at least 14", p, k);
             tests[n++] = (struct CMUnitTest){"golden_cases", test_generator_failed, NULL, NULL, NULL};
         }
     }
     int rc = _cmocka_run_group_tests("golden", tests, n, NULL, NULL);
-    remove_dir();
+    if (tmp_dir[0] && tmp_dir_remove() != 0) fprintf(stderr, "warning: could not remove %s\n", tmp_dir);
     return rc;
 }

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "train/bptt.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -606,15 +607,13 @@ static void check_training(const char *dir, const char *name, fl_optim optim) {
     golden_free(&gd);
 }
 
-static char golden_dir[] = "/tmp/fl_grad_golden_XXXXXX";
-
 static void test_torch_golden(void **st) {
     const char *py = getenv("FL_PYTHON"), *src = getenv("FL_SOURCE_DIR");
     if (!py || !src) {
         print_message("FL_PYTHON / FL_SOURCE_DIR not set; skipping the PyTorch comparison\n");
         skip();
     }
-    const char *dir = golden_dir;
+    const char *dir = tmp_dir;
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' '%s/tests/gen_grad_golden.py' '%s'", py, src, dir);
     assert_int_equal(system(cmd), 0);
@@ -641,19 +640,10 @@ static void test_torch_golden(void **st) {
     check_training(dir, "train_adam", FL_OPTIM_ADAM);
 }
 
-/* The golden files live in a directory removed after the group, also when a test failed. */
-static int setup(void **st) { return mkdtemp(golden_dir) ? 0 : -1; }
+/* The golden files live in a scratch directory removed after the group, also when a test failed. */
+static int setup(void **st) { return tmp_dir_make("fl_grad_golden"); }
 
-static int teardown(void **st) {
-    const char *names[] = {"lm_dense", "lm_svd", "cls_dense", "cls_cp", "train_sgd", "train_adam"};
-    char path[600];
-    for (int i = 0; i < 6; i++) {
-        snprintf(path, sizeof path, "%s/%s.bin", golden_dir, names[i]);
-        remove(path);
-    }
-    rmdir(golden_dir);
-    return 0;
-}
+static int teardown(void **st) { return tmp_dir_remove(); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tmpdir.h"
+#include "testutil.h"
 
 static int setup(void **state) { return tmp_dir_make("fl_test_io"); }
 
@@ -70,25 +70,6 @@ static void assert_models_equal(const fl_model *a, const fl_model *b) {
     }
 }
 
-static size_t read_all(const char *path, unsigned char **out) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc((size_t)n + 1);
-    assert_int_equal(fread(*out, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return (size_t)n;
-}
-
-static void write_all(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* A parsed valid file: header JSON and a copy of the data section. */
 typedef struct image {
     cJSON *hdr;
@@ -98,7 +79,7 @@ typedef struct image {
 
 static image image_read(const char *path) {
     unsigned char *b;
-    size_t len = read_all(path, &b);
+    size_t len = file_read(path, &b);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
     assert_true(8 + n <= len);
@@ -125,7 +106,7 @@ static void image_write(const char *path, const image *im) {
     memcpy(b + 8, js, jl);
     memset(b + 8 + jl, ' ', n - jl);
     memcpy(b + 8 + n, im->data, im->dlen);
-    write_all(path, b, len);
+    file_write(path, b, len);
     free(b);
     cJSON_free(js);
 }
@@ -191,9 +172,9 @@ static void roundtrip(fl_model *m, const char *name) {
     fl_model_free(back);
     /* Saving again gives the same bytes. */
     unsigned char *b1, *b2;
-    size_t n1 = read_all(p, &b1);
+    size_t n1 = file_read(p, &b1);
     assert_int_equal(fl_model_save(m, tmp_path("again.st")), FL_OK);
-    size_t n2 = read_all(tmp_path("again.st"), &b2);
+    size_t n2 = file_read(tmp_path("again.st"), &b2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
     /* Header: length a multiple of 8, JSON object padded with spaces, data packed exactly. */
@@ -325,9 +306,9 @@ static void test_missing_empty_short(void **state) {
     expect_load(tmp_path("does-not-exist.st"), FL_ERR_IO, "does-not-exist.st");
     expect_load(tmp_dir, FL_ERR_IO, NULL); /* a directory */
     const char *p = tmp_path("short.st");
-    write_all(p, "", 0);
+    file_write(p, "", 0);
     expect_load(p, FL_ERR_FORMAT, "empty");
-    write_all(p, "\x10\0\0\0", 4);
+    file_write(p, "\x10\0\0\0", 4);
     expect_load(p, FL_ERR_FORMAT, "shorter");
     fl_model *m = NULL;
     assert_int_equal(fl_model_load(p, NULL), FL_ERR_ARG);
@@ -338,27 +319,27 @@ static void test_header_length(void **state) {
     const char *base = tmp_path("base.st"), *p = tmp_path("hl.st");
     fl_model_free(write_base(base));
     unsigned char *b;
-    size_t len = read_all(base, &b);
+    size_t len = file_read(base, &b);
     unsigned char save[8];
     memcpy(save, b, 8);
     memset(b, 0, 8);
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, "header length is 0");
     uint64_t big = (uint64_t)200 << 20; /* > 100 MB */
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(big >> (8 * i));
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, "100 MB");
     uint64_t past = len - 8 + 1;
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(past >> (8 * i));
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, "past end of file");
     memset(b, 0xff, 8);
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, NULL);
     /* Header shorter than the JSON: cut mid-object. */
     memcpy(b, save, 8);
     b[0] = (unsigned char)(b[0] - 8);
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, NULL);
     free(b);
 }
@@ -369,13 +350,13 @@ static void test_truncation(void **state) {
     const char *base = tmp_path("base.st"), *p = tmp_path("trunc.st");
     fl_model_free(write_base(base));
     unsigned char *b;
-    size_t len = read_all(base, &b);
+    size_t len = file_read(base, &b);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
     size_t cuts = 0;
     for (size_t k = 0; k < len; k++) {
         if (k > 8 + n && (k - 8 - n) % 29 != 0 && k < len - 8) continue;
-        write_all(p, b, k);
+        file_write(p, b, k);
         expect_load(p, FL_ERR_FORMAT, NULL);
         cuts++;
     }
@@ -388,7 +369,7 @@ static void test_corrupt_header_bytes(void **state) {
     const char *base = tmp_path("base.st"), *p = tmp_path("corrupt.st");
     fl_model_free(write_base(base));
     unsigned char *b;
-    size_t len = read_all(base, &b);
+    size_t len = file_read(base, &b);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
     const unsigned char subst[] = {'{', '}', '"', '[', '0', '9', '-', ':', ',', 0x00, 0xff, '\\'};
@@ -398,7 +379,7 @@ static void test_corrupt_header_bytes(void **state) {
         for (size_t s = 0; s < sizeof subst; s++) {
             if (subst[s] == orig) continue;
             b[k] = subst[s];
-            write_all(p, b, len);
+            file_write(p, b, len);
             fl_model *m = NULL;
             fl_status st = fl_model_load(p, &m);
             total++;
@@ -612,19 +593,19 @@ static void test_header_trailing(void **state) {
     const char *base = tmp_path("base.st"), *p = tmp_path("trail.st");
     fl_model_free(write_base(base));
     unsigned char *b;
-    size_t len = read_all(base, &b);
+    size_t len = file_read(base, &b);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
     size_t k = 8 + n - 1;
     while (b[k] == ' ') k--;
     if (k + 1 < 8 + n) { /* there is padding: put junk in it */
         b[8 + n - 1] = 'x';
-        write_all(p, b, len);
+        file_write(p, b, len);
         expect_load(p, FL_ERR_FORMAT, "trailing");
     }
     /* Not JSON at all. */
     memset(b + 8, 'z', n);
-    write_all(p, b, len);
+    file_write(p, b, len);
     expect_load(p, FL_ERR_FORMAT, "malformed");
     free(b);
 }

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tmpdir.h"
+#include "testutil.h"
 
 static int setup(void **state) { return tmp_dir_make("fl_test_layers"); }
 static int teardown(void **state) { return tmp_dir_remove(); }

@@ -93,7 +93,7 @@ static fl_dataset *lm_set(size_t n, int vocab, uint64_t seed) {
 typedef struct model_desc {
     fl_arch a;
     fl_method method; /* of the gate matrices */
-    int rank;         /* their SVD rank */
+    int rank;         /* their SVD or CP rank */
     int head_rank;    /* > 0: SVD head */
 } model_desc;
 
@@ -196,6 +196,19 @@ static void test_classify_svd_odd_batch(void **state) {
     o.weight_decay = 1e-3f;
     o.batch = 7;
     compare_case("classify SVD, batch 7", &md, &o, d, 2, 0);
+    fl_dataset_free(d);
+}
+
+/* CP gates (rank 3) on both layers, dense head; batch 6 over 17 sequences (last batch 5: 2 + 3), Adam. */
+static void test_classify_cp(void **state) {
+    (void)state;
+    fl_dataset *d = classify_set(17, 5, 3, 0, 2, 9);
+    model_desc md = {.a = {.input = 3, .hidden = 8, .layers = 2, .head = FL_HEAD_LAST_STEP, .head_out = 2},
+                     .method = FL_METHOD_CP, .rank = 3};
+    fl_train_opts o = fl_train_opts_default();
+    o.lr = 0.01f;
+    o.batch = 6;
+    compare_case("classify CP, batch 6", &md, &o, d, 2, 0);
     fl_dataset_free(d);
 }
 
@@ -351,7 +364,68 @@ static void test_mismatch_fails_everywhere(void **state) {
     agree();
 }
 
-/* What one step sends: the gradient block plus the loss. Decomposition shrinks it; the figures for
+/* Ranks started with different seeds would shuffle differently and train on overlapping slices:
+ * attach refuses on every rank, naming both seeds. */
+static void test_seed_mismatch_fails_everywhere(void **state) {
+    (void)state;
+    model_desc md = {.a = {.input = 2, .hidden = 6, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2}};
+    fl_model *m = build(&md, 1);
+    fl_train_opts o = fl_train_opts_default();
+    o.seed = 41 + 1000 * (uint64_t)fl_dist_rank(D); /* rank 0: 41, rank 1: 1041 */
+    fl_trainer *t = NULL;
+    CHECK(fl_trainer_create(m, &o, &t) == FL_OK);
+    fl_status st = t ? fl_dist_attach(D, t) : FL_OK;
+    print_message("seeds 41 / 1041 (rank %d): %s: %s\n", fl_dist_rank(D), fl_status_str(st), fl_last_error());
+    CHECK(st == FL_ERR_ARG);
+    CHECK(strstr(fl_last_error(), "seed") != NULL);
+    CHECK(strstr(fl_last_error(), "41") != NULL && strstr(fl_last_error(), "1041") != NULL);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    agree();
+}
+
+/* One rank shuffling and the other not: refused on every rank. */
+static void test_shuffle_mismatch_fails_everywhere(void **state) {
+    (void)state;
+    model_desc md = {.a = {.input = 2, .hidden = 6, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2}};
+    fl_model *m = build(&md, 1);
+    fl_train_opts o = fl_train_opts_default();
+    o.shuffle = fl_dist_rank(D) == 0;
+    fl_trainer *t = NULL;
+    CHECK(fl_trainer_create(m, &o, &t) == FL_OK);
+    fl_status st = t ? fl_dist_attach(D, t) : FL_OK;
+    CHECK(st == FL_ERR_ARG);
+    CHECK(strstr(fl_last_error(), "shuffle") != NULL);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    agree();
+}
+
+/* Same trainer, data sets of different sizes (20 and 21 sequences): the first step fails on every
+ * rank with FL_ERR_DATA, naming both sizes, before any gradient is mixed. */
+static void test_data_size_mismatch_fails_everywhere(void **state) {
+    (void)state;
+    fl_dataset *d = classify_set(20 + fl_dist_rank(D), 4, 2, 0, 2, 8);
+    model_desc md = {.a = {.input = 2, .hidden = 6, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2}};
+    fl_model *m = build(&md, 1);
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 4;
+    fl_trainer *t = NULL;
+    CHECK(fl_trainer_create(m, &o, &t) == FL_OK);
+    CHECK(t && fl_dist_attach(D, t) == FL_OK);
+    fl_status st = t ? fl_trainer_step(t, d, NULL) : FL_OK;
+    print_message("data of 20 / 21 sequences (rank %d): %s: %s\n", fl_dist_rank(D), fl_status_str(st),
+                  fl_last_error());
+    CHECK(st == FL_ERR_DATA);
+    CHECK(strstr(fl_last_error(), "20 to 21 sequences") != NULL);
+    fl_dist_detach(D, t);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(d);
+    agree();
+}
+
+/* What one step sends: the gradient block plus the loss and the data-size check. Decomposition shrinks it; the figures for
  * a 2 x 650 classifier on 650 features, dense and SVD rank 64. */
 static void test_step_bytes(void **state) {
     (void)state;
@@ -370,8 +444,8 @@ static void test_step_bytes(void **state) {
         print_message("bytes per step (allreduce), 2x650 classifier: dense %zu (%zu params), SVD r64 %zu "
                       "(%zu params): %.2fx less\n",
                       bd, md->n_params, bs, ms->n_params, (double)bd / (double)bs);
-    CHECK(bd == md->n_params * sizeof(float) + sizeof(double));
-    CHECK(bs == ms->n_params * sizeof(float) + sizeof(double));
+    CHECK(bd == md->n_params * sizeof(float) + sizeof(double) + 16);
+    CHECK(bs == ms->n_params * sizeof(float) + sizeof(double) + 16);
     CHECK(bs < bd / 4);
     fl_trainer_free(td);
     fl_trainer_free(ts);
@@ -398,7 +472,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_classify_empty_slice), cmocka_unit_test(test_lm_dense),
         cmocka_unit_test(test_lm_svd),               cmocka_unit_test(test_lm_checkpoint_resume),
         cmocka_unit_test(test_dropout_lockstep),
-        cmocka_unit_test(test_mismatch_fails_everywhere), cmocka_unit_test(test_step_bytes),
+        cmocka_unit_test(test_classify_cp),
+        cmocka_unit_test(test_mismatch_fails_everywhere), cmocka_unit_test(test_seed_mismatch_fails_everywhere),
+        cmocka_unit_test(test_shuffle_mismatch_fails_everywhere),
+        cmocka_unit_test(test_data_size_mismatch_fails_everywhere), cmocka_unit_test(test_step_bytes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     fl_dist_finalize(D);

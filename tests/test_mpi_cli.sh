@@ -85,6 +85,19 @@ if expect 1 "${MPI2[@]}" "$CLI" train --task classify --train "$T/missing.npy" -
     grep -q "missing.npy" "$T/err" || fail "the error does not name the file"
 fi
 
+# Ranks started with different --seed values would shuffle differently and read overlapping data:
+# refused with an error that names both seeds (a wrapper gives rank r the seed 7 + 100 r).
+cat > "$T/per_rank_seed.sh" <<EOF
+#!/usr/bin/env bash
+exec "$CLI" "\$@" --seed \$((7 + 100 * \${OMPI_COMM_WORLD_RANK:-0}))
+EOF
+chmod +x "$T/per_rank_seed.sh"
+if expect 1 "${MPI2[@]}" "$T/per_rank_seed.sh" train "${COMMON[@]}" -o "$T/seed.st"; then
+    grep -q "ranks disagree on the seed (rank 0 has 7, another rank 107)" "$T/err" ||
+        fail "the seed error does not name both seeds: $(cat "$T/err")"
+    [ ! -e "$T/seed.st" ] || fail "a model was written although the ranks disagree"
+fi
+
 if [ "$failures" -gt 0 ]; then
     echo "$failures failure(s)"
     exit 1

@@ -15,30 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tmpdir.h"
+#include "testutil.h"
 
 static int setup(void **state) { return tmp_dir_make("fl_test_npy"); }
 
 static int teardown(void **state) { return tmp_dir_remove(); }
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-static size_t read_bytes(const char *path, unsigned char **out) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc((size_t)n + 1);
-    assert_int_equal(fread(*out, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return (size_t)n;
-}
 
 /* Path of a Python with numpy, or NULL (tests that need it are skipped). */
 static const char *python(void) {
@@ -82,7 +63,7 @@ static void test_roundtrip_f32(void **state) {
         free(x);
         /* Header + preamble padded to 64 bytes, like numpy. */
         unsigned char *b;
-        size_t len = read_bytes(p, &b);
+        size_t len = file_read(p, &b);
         size_t hlen = b[8] | (size_t)b[9] << 8;
         assert_int_equal((10 + hlen) % 64, 0);
         assert_int_equal(b[10 + hlen - 1], '\n');
@@ -243,36 +224,36 @@ static void test_bad_files(void **state) {
     const char *p = tmp_path("bad.npy");
     const char *good = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
     size_t n = make_file(buf, good, 1);
-    write_bytes(p, buf, n);
+    file_write(p, buf, n);
     fl_npy a;
     assert_int_equal(fl_npy_load(p, &a), FL_OK); /* the template itself is valid */
     fl_npy_free(&a);
 
     expect_fail(tmp_path("missing.npy"), FL_ERR_IO);
-    write_bytes(p, buf, 0);
+    file_write(p, buf, 0);
     expect_fail(p, FL_ERR_FORMAT);
     /* Truncated at every length. */
     for (size_t k = 1; k < n; k++) {
-        write_bytes(p, buf, k);
+        file_write(p, buf, k);
         expect_fail(p, FL_ERR_FORMAT);
     }
     /* Trailing data. */
     buf[n] = 0;
-    write_bytes(p, buf, n + 1);
+    file_write(p, buf, n + 1);
     expect_fail(p, FL_ERR_FORMAT);
     /* Bad magic. */
     buf[1] = 'X';
-    write_bytes(p, buf, n);
+    file_write(p, buf, n);
     expect_fail(p, FL_ERR_FORMAT);
     buf[1] = 'N';
     /* Unknown major version. */
     buf[6] = 9;
-    write_bytes(p, buf, n);
+    file_write(p, buf, n);
     expect_fail(p, FL_ERR_VERSION);
     buf[6] = 1;
     /* Header length past end of file. */
     buf[9] = 0x7f;
-    write_bytes(p, buf, n);
+    file_write(p, buf, n);
     expect_fail(p, FL_ERR_FORMAT);
 
     struct {
@@ -304,7 +285,7 @@ static void test_bad_files(void **state) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int major = 1; major <= 2; major++) {
             n = make_file(buf, cases[c].dict, major);
-            write_bytes(p, buf, n);
+            file_write(p, buf, n);
             fl_status st = fl_npy_load(p, &a);
             if (st != cases[c].want)
                 fail_msg("case %zu (v%d) %s: got %s (%s)", c, major, cases[c].dict, fl_status_str(st), fl_last_error());

@@ -33,18 +33,23 @@ fl_status fl_dist_init(int *argc, char ***argv, fl_dist **out);
 int fl_dist_rank(const fl_dist *d);
 int fl_dist_size(const fl_dist *d);
 
-/* Make t data-parallel: check that every rank has a model of the same size at the same step
- * (FL_ERR_ARG on every rank otherwise), broadcast rank 0's parameters and optimiser state, shard
- * every batch by rank and install the gradient hook that allreduces (replacing any hook set with
- * fl_trainer_set_grad_hook). d must outlive t's training (the hook points to it). */
+/* Make t data-parallel: check that every rank has a model of the same size at the same step, with
+ * the same optimiser, batch size, shuffle setting and seed (FL_ERR_ARG on every rank otherwise;
+ * fl_last_error() names what differs and the values, e.g. both seeds: ranks with different seeds
+ * would shuffle differently and train on overlapping slices), broadcast rank 0's parameters and
+ * optimiser state, shard every batch by rank and install the gradient hook that allreduces
+ * (replacing any hook set with fl_trainer_set_grad_hook). Every step then also checks that all
+ * ranks read a data set of the same size: fl_trainer_step returns FL_ERR_DATA on every rank
+ * otherwise, before any gradient is mixed. d must outlive t's training (the hook points to it). */
 fl_status fl_dist_attach(fl_dist *d, fl_trainer *t);
 
 /* Undo fl_dist_attach: t trains on whole batches again, without a hook. */
 void fl_dist_detach(fl_dist *d, fl_trainer *t);
 
 /* Bytes one step sends through MPI_Allreduce: the flat gradient block (parameter count with
- * alignment padding, times 4), the loss (8) and, for a language model, the carried state
- * (2 x layers x batch x hidden floats, so that every rank and checkpoint holds all streams).
+ * alignment padding, times 4), the loss (8), the data-size check (16) and, for a language model,
+ * the carried state (2 x layers x batch x hidden floats, so that every rank and checkpoint holds
+ * all streams).
  * Decomposed matrices make it smaller. */
 size_t fl_dist_step_bytes(const fl_trainer *t);
 

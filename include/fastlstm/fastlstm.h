@@ -214,14 +214,26 @@ typedef struct fl_session fl_session;
 typedef struct fl_session_opts {
     int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
     int max_seq;    /* largest sequence length for fl_session_run; default 256 */
-    int threads;    /* worker threads; default 1 */
+    int threads;    /* worker threads; default 1; 0: the count `fastlstm plan` / `compress` chose
+                       for the model (saved in its metadata), 1 when it has none */
 } fl_session_opts;
 
 FL_API fl_session_opts fl_session_opts_default(void);
 
 /* Create a session: scratch buffers (allocated once) and per-stream (h, c) state, all zero.
  * The model must outlive the session and must not change while the session exists.
- * The caller owns *out. */
+ * The caller owns *out.
+ * Threads: a session is used by one thread at a time. Any number of sessions on one model may be
+ * created, run and freed concurrently on different threads; they give the same results as one
+ * session. The model's weights are packed for the kernels once, by the first session, and shared by
+ * every session on the model; each further session adds only its scratch and state. The packed copy
+ * is freed with the model's last session (so a model changed while it has no session is repacked).
+ * Effect on the process: OpenBLAS's thread count is process-wide, and fl_session_create and
+ * fl_session_set_threads set it to 1 (a session's parallel work runs on its own `threads` worker
+ * threads; OpenBLAS's idle threads would spin on the same cores). It is not restored by
+ * fl_session_free. Other BLAS calls in the process (the program's own, decomposition, training) then
+ * run on one thread until something sets it again (fl_trainer_set_threads sets it to the trainer's
+ * count; a program calls openblas_set_num_threads itself after creating its sessions). */
 FL_API fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out);
 FL_API void fl_session_free(fl_session *s);
 FL_API fl_status fl_session_set_threads(fl_session *s, int threads);

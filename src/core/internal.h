@@ -4,6 +4,7 @@
 
 #include "fastlstm/fastlstm.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,7 +118,21 @@ struct fl_model {
     fl_tensor *tensors; /* [n_tensors], in file order */
     size_t n_tensors;
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
+    int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
+
+    /* The layers' weights in the kernels' packed layouts, shared by every session on the model
+     * (packed.c): made by the first session, freed with the last. Sessions only read the weights, so
+     * these fields are the model's only state that changes through a const fl_model; pack_mu guards
+     * them. */
+    pthread_mutex_t pack_mu;
+    int pack_users;            /* sessions holding packs */
+    struct fl_rec_pack *packs; /* [layers], or NULL when no session exists */
 };
+
+/* The packed weights of every layer of m ([layers], see fl_rec_pack in recurrent.h), packing them if
+ * no session holds them yet; thread-safe. Each successful call is paired with fl_model_packs_release. */
+fl_status fl_model_packs_acquire(const fl_model *m, const struct fl_rec_pack **out);
+void fl_model_packs_release(const fl_model *m);
 
 /* ---- the one description of a model's matrices (matrices.c) */
 

@@ -194,6 +194,10 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
     if (st) return st;
     fl_model *m = fl_calloc(1, sizeof *m);
     if (!m) return fl_fail(FL_ERR_NOMEM, "out of memory creating a model");
+    if (pthread_mutex_init(&m->pack_mu, NULL) != 0) {
+        fl_free(m);
+        return fl_fail(FL_ERR_NOMEM, "could not create a mutex for a model");
+    }
     m->arch = *arch;
     const int dirs = fl_arch_dirs(arch);
     m->layer = fl_calloc((size_t)arch->layers * dirs, sizeof *m->layer);
@@ -252,6 +256,8 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
 
 void fl_model_free(fl_model *m) {
     if (!m) return;
+    FL_ASSERT(m->pack_users == 0); /* a session outlives its model */
+    pthread_mutex_destroy(&m->pack_mu);
     fl_free(m->params);
     fl_free(m->tensors);
     fl_free(m->layer);

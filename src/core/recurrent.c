@@ -20,18 +20,20 @@
 #include "recurrent.h"
 
 #include "kernels/kernels.h"
+#include "blas_threads.h"
 #include "pool.h"
 #include "recurrent_levels.h"
+#include "tuning_consts.h"
 
-#include <cblas.h>
 #include <stdint.h>
 #include <string.h>
 
+/* Thresholds (tuning_consts.h, described by fl_tuning_get). */
 enum {
-    MIN_BLOCKS_PER_THREAD = 2,
-    CHUNKS_PER_THREAD = 4,
-    MIN_PARALLEL_BYTES = 512 * 1024, /* below this a step takes ~3 us: syncing two threads does not pay */
-    MIN_PARALLEL_MACS = 2 << 20,     /* input projections below this (~10 us) run on the caller alone */
+    MIN_BLOCKS_PER_THREAD = FL_MIN_BLOCKS_PER_THREAD,
+    CHUNKS_PER_THREAD = FL_CHUNKS_PER_THREAD,
+    MIN_PARALLEL_BYTES = FL_MIN_PARALLEL_BYTES,
+    MIN_PARALLEL_MACS = FL_MIN_PARALLEL_MACS,
 };
 
 /* The arguments of the step (or input projection) in flight; written by the caller before it
@@ -57,10 +59,11 @@ struct fl_rec {
     const fl_kernels *k;
     fl_method method;
     int H, K, R, Rp, nblk, max_batch, threads; /* K: size of h_prev (hidden, or the projection P) */
-    float *pw;       /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
-    float *pm;       /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
-    float *a;        /* CP: a (4, R) */
-    float *pk;       /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
+    fl_rec_pack own; /* the packed weights when this fl_rec made them, else all NULL */
+    const float *pw; /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
+    const float *pm; /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
+    const float *a;  /* CP: a (4, R) */
+    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
     float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
     size_t scratch_per_thread;
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
@@ -152,10 +155,7 @@ void fl_rec_free(fl_rec *r) {
     if (!r) return;
     fl_pool_free(r->pool);
     fl_free(r->scratch);
-    fl_free(r->pw);
-    fl_free(r->pm);
-    fl_free(r->a);
-    fl_free(r->pk);
+    fl_rec_pack_free(&r->own);
     fl_free(r);
 }
 
@@ -178,67 +178,109 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads) {
     return st;
 }
 
-static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, const fl_kernels *k,
-                            fl_rec **out) {
-    *out = NULL;
-    if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
+void fl_rec_pack_free(fl_rec_pack *p) {
+    if (!p) return;
+    fl_free(p->pw);
+    fl_free(p->pm);
+    fl_free(p->a);
+    fl_free(p->pk);
+    *p = (fl_rec_pack){0};
+}
+
+static fl_status check_layer(const fl_layer *ly) {
     const fl_mat *w = &ly->whh;
     const int H = ly->hidden, K = ly->out > 0 ? ly->out : H; /* h_prev: (B, K) */
     if (w->rows != 4 * H || w->cols != K)
         return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, K);
+    return FL_OK;
+}
+
+fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out) {
+    *out = (fl_rec_pack){0};
+    fl_status st = check_layer(ly);
+    if (st) return st;
+    const fl_mat *w = &ly->whh;
+    const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+    const int Rp = (R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    const size_t nb = (size_t)nblk * FL_REC_NB;
+    fl_rec_pack p = {0};
+    bool ok = true;
+    switch (w->method) {
+    case FL_METHOD_DENSE:
+        ok = (p.pw = fl_calloc(nb * K * 4, sizeof(float))) != NULL;
+        if (ok) pack_gate_panel(w->w, H, K, nblk, p.pw);
+        break;
+    case FL_METHOD_SVD:
+        ok = (p.pw = fl_calloc(nb * R * 4, sizeof(float))) && (p.pm = fl_calloc((size_t)K * Rp, sizeof(float)));
+        if (ok) {
+            pack_gate_panel(w->u, H, R, nblk, p.pw);
+            pack_proj(w->v, 1, (size_t)K, K, R, Rp, p.pm); // V (R, K): V^T[k, r] = v[r*K + k]
+        }
+        break;
+    case FL_METHOD_CP:
+        ok = (p.pw = fl_calloc(nb * R, sizeof(float))) && (p.pm = fl_calloc((size_t)K * Rp, sizeof(float))) &&
+             (p.a = fl_calloc(4 * (size_t)R, sizeof(float)));
+        if (ok) {
+            pack_cp_panel(w->b, H, R, nblk, p.pw);
+            pack_proj(w->c, (size_t)R, 1, K, R, Rp, p.pm); // C (K, R)
+            memcpy(p.a, w->a, 4 * (size_t)R * sizeof(float));
+        }
+        break;
+    }
+    if (!ok) {
+        fl_rec_pack_free(&p);
+        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
+    }
+    const fl_mat *wi = &ly->wih;
+    if (with_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
+        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+        if (!(p.pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+            fl_rec_pack_free(&p);
+            return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
+        }
+        pack_input(wi->w, wi->rows, wi->cols, p.pk);
+    }
+    *out = p;
+    return FL_OK;
+}
+
+/* pack: weights packed by fl_rec_pack_layer for ly, borrowed; NULL to pack a copy of its own. */
+static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max_batch, int threads,
+                            const fl_kernels *k, fl_rec **out) {
+    *out = NULL;
+    if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
+    fl_status st = check_layer(ly);
+    if (st) return st;
+    const fl_mat *w = &ly->whh;
+    const int H = ly->hidden;
     fl_rec *r = fl_calloc(1, sizeof *r);
     if (!r) return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
     r->ly = ly;
     r->k = k;
     r->method = w->method;
     r->H = H;
-    r->K = K;
+    r->K = ly->out > 0 ? ly->out : H;
     r->R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
     r->Rp = (r->R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB;
     r->nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
     r->max_batch = max_batch;
     r->threads = 1;
     r->bytes_per_row = fl_mat_params(w) * sizeof(float);
-    const size_t nb = (size_t)r->nblk * FL_REC_NB, R = (size_t)r->R, Rp = (size_t)r->Rp;
-    bool ok = true;
-    switch (w->method) {
-    case FL_METHOD_DENSE:
-        ok = (r->pw = fl_calloc(nb * K * 4, sizeof(float))) != NULL;
-        if (ok) pack_gate_panel(w->w, H, K, r->nblk, r->pw);
-        break;
-    case FL_METHOD_SVD:
-        ok = (r->pw = fl_calloc(nb * R * 4, sizeof(float))) && (r->pm = fl_calloc((size_t)K * Rp, sizeof(float)));
-        if (ok) {
-            pack_gate_panel(w->u, H, r->R, r->nblk, r->pw);
-            pack_proj(w->v, 1, (size_t)K, K, r->R, r->Rp, r->pm); // V (R, K): V^T[k, r] = v[r*K + k]
-        }
-        r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
-        break;
-    case FL_METHOD_CP:
-        ok = (r->pw = fl_calloc(nb * R, sizeof(float))) && (r->pm = fl_calloc((size_t)K * Rp, sizeof(float))) &&
-             (r->a = fl_calloc(4 * R, sizeof(float)));
-        if (ok) {
-            pack_cp_panel(w->b, H, r->R, r->nblk, r->pw);
-            pack_proj(w->c, R, 1, K, r->R, r->Rp, r->pm); // C (K, R)
-            memcpy(r->a, w->a, 4 * R * sizeof(float));
-        }
-        r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
-        break;
-    }
-    if (!ok) {
-        fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
-    }
-    const fl_mat *wi = &ly->wih;
-    if (k->gemm_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
-        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
-        if (!(r->pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+    const size_t Rp = (size_t)r->Rp, R = (size_t)r->R;
+    if (w->method == FL_METHOD_SVD) r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
+    if (w->method == FL_METHOD_CP) r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
+    if (!pack) {
+        if ((st = fl_rec_pack_layer(ly, k->gemm_pk != NULL, &r->own))) {
             fl_rec_free(r);
-            return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
+            return st;
         }
-        pack_input(wi->w, wi->rows, wi->cols, r->pk);
+        pack = &r->own;
     }
-    fl_status st = fl_pool_create(run_chunk, r, &r->pool);
+    r->pw = pack->pw;
+    r->pm = pack->pm;
+    r->a = pack->a;
+    r->pk = k->gemm_pk ? pack->pk : NULL;
+    st = fl_pool_create(run_chunk, r, &r->pool);
     if (!st) st = fl_rec_set_threads(r, threads);
     if (st != FL_OK) {
         fl_rec_free(r);
@@ -248,8 +290,13 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     return FL_OK;
 }
 
+fl_status fl_rec_create_packed(const fl_layer *ly, const fl_rec_pack *pack, int max_batch, int threads,
+                               fl_rec **out) {
+    return rec_create(ly, pack, max_batch, threads, fl_kernels_get(), out);
+}
+
 fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out) {
-    return rec_create(ly, max_batch, threads, fl_kernels_get(), out);
+    return rec_create(ly, NULL, max_batch, threads, fl_kernels_get(), out);
 }
 
 fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, const char *kernels,
@@ -258,7 +305,7 @@ fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, con
     const fl_kernels *k = fl_kernels_by_name(kernels);
     if (!k) return fl_fail(FL_ERR_UNSUPPORTED, "recurrent kernels '%s' unknown or not supported by this CPU",
                            kernels ? kernels : "(null)");
-    return rec_create(ly, max_batch, threads, k, out);
+    return rec_create(ly, NULL, max_batch, threads, k, out);
 }
 
 const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
@@ -270,7 +317,7 @@ static void run_job(fl_rec *r, unsigned n, const job *j);
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
     // One thread: gemm_pk here, unless BLAS is multi-threaded (then BLAS does better). More: the
     // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
-    if (!r->pk || (r->threads == 1 && openblas_get_num_threads() != 1)) return false;
+    if (!r->pk || (r->threads == 1 && fl_blas_threads() != 1)) return false;
     if (n <= 0) return true;
     const fl_mat *wi = &r->ly->wih;
     const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;

@@ -12,10 +12,10 @@
  * its two directions run on two threads when the session has threads >= 2. All scratch is one block
  * allocated at create for max_batch x max_seq; a run never allocates. */
 #include "internal.h"
+#include "blas_threads.h"
 #include "pool.h"
 #include "recurrent.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -36,6 +36,7 @@ struct fl_session {
     int max_batch, max_seq, threads;
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
+    const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer; NULL otherwise */
     float *bias;      /* (L * dirs, 4H): b_ih + b_hh, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
@@ -108,11 +109,7 @@ fl_session_opts fl_session_opts_default(void) {
 
 static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen);
 
-/* OpenBLAS runs on one thread inside a session: the recurrent steps and the packed input projection
- * use the session's own worker pool, and OpenBLAS's idle threads spin on the other cores after every
- * call, starving that pool (measured, 2 threads, batch 1: SVD 2x650 50 -> 30 us/step, SVD 2x1500
- * 157 -> 113 us/step; dense unchanged). The cost: BLAS-only work (a large head, decomposed input
- * projections) runs on one thread. OpenBLAS's thread count is process-wide.
+/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h).
  * A bidirectional layer gives each direction half of the threads (at least one). */
 static fl_status set_threads(fl_session *s, int threads) {
     const bool split = s->dirs == 2 && threads >= 2;
@@ -124,7 +121,7 @@ static fl_status set_threads(fl_session *s, int threads) {
         fl_status st = fl_pool_set_threads(s->pool, split ? 2 : 1);
         if (st) return st;
     }
-    openblas_set_num_threads(1);
+    fl_blas_for_sessions();
     s->threads = threads;
     return FL_OK;
 }
@@ -136,6 +133,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
+    if (o.threads == 0) o.threads = m->planned_threads > 0 ? m->planned_threads : 1; /* planned */
     if (o.threads < 1 || o.threads > MAX_THREADS)
         return fl_fail(FL_ERR_ARG, "fl_session_create: threads must be in [1, %d], got %d", MAX_THREADS, o.threads);
     /* Row counts go to fl_mat_apply / BLAS as int. */
@@ -169,9 +167,15 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
     }
+    fl_status pst = fl_model_packs_acquire(m, &s->packs);
+    if (pst) {
+        fl_session_free(s);
+        return pst;
+    }
     const bool split = dirs == 2 && o.threads >= 2;
     for (int l = 0; l < LD; l++) {
-        fl_status st = fl_rec_create(&m->layer[l], o.max_batch, split ? o.threads / 2 : o.threads, &s->rec[l]);
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split ? o.threads / 2 : o.threads,
+                                            &s->rec[l]);
         if (st) {
             fl_session_free(s);
             return st;
@@ -201,7 +205,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->len = s->perm + o.max_batch;
     s->bt = s->len + o.max_batch;
     s->off = s->bt + o.max_seq;
-    openblas_set_num_threads(1);  // see set_threads; the fl_recs got their threads at create
+    fl_blas_for_sessions();  // see set_threads; the fl_recs got their threads at create
     s->threads = o.threads;
     *out = s;
     return FL_OK;
@@ -212,6 +216,7 @@ void fl_session_free(fl_session *s) {
     fl_pool_free(s->pool);
     if (s->rec)
         for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec[l]);
+    if (s->packs) fl_model_packs_release(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);

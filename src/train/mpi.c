@@ -86,6 +86,16 @@ int fl_dist_size(const fl_dist *d) { return d ? d->size : 1; }
 static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     fl_dist *d = user;
     const fl_trainer *t = d->t;
+    /* Every rank must read the same data set (it shards each global batch of it): compare its size
+     * on every step, before the gradients are mixed. Max of n and of -n: max and -min at once. */
+    long long sz[2] = {(long long)t->data_n, -(long long)t->data_n}, szr[2];
+    int err = MPI_Allreduce(sz, szr, 2, MPI_LONG_LONG, MPI_MAX, d->comm);
+    if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce checking the data size");
+    if (szr[0] != -szr[1])
+        return fl_fail(FL_ERR_DATA,
+                       "distributed training: ranks disagree on the size of the training data (%lld to %lld %s); "
+                       "every rank must read the same data",
+                       -szr[1], szr[0], t->h ? "tokens" : "sequences");
     const double w = t->shard_total > 0 ? (double)t->shard_n / (double)t->shard_total : 0.0;
     if (w != 1.0) {
         const float wf = (float)w;
@@ -93,7 +103,7 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
     }
     // the loss of an empty slice is 0 (not computed); a NaN elsewhere stays NaN on every rank
     double l = t->shard_n > 0 ? *loss * w : 0.0;
-    int err = allreduce_floats(d->comm, grad, n);
+    err = allreduce_floats(d->comm, grad, n);
     if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce of the gradient");
     if ((err = MPI_Allreduce(MPI_IN_PLACE, &l, 1, MPI_DOUBLE, MPI_SUM, d->comm)) != MPI_SUCCESS)
         return mpi_fail(err, "MPI_Allreduce of the loss");
@@ -118,21 +128,44 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
 fl_status fl_dist_attach(fl_dist *d, fl_trainer *t) {
     if (!d || !t) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dist_attach");
     fl_model *m = t->m;
-    /* Every rank must train the same thing: compare sizes and positions before any broadcast
-     * (a broadcast of mismatched sizes would fail or hang). */
-    long mine[7] = {(long)m->n_params, (long)t->o.optim, t->o.batch, t->step, t->pos, t->epoch, t->adam_t};
-    long lo[7], hi[7];
-    int err = MPI_Allreduce(mine, lo, 7, MPI_LONG, MPI_MIN, d->comm);
-    if (err == MPI_SUCCESS) err = MPI_Allreduce(mine, hi, 7, MPI_LONG, MPI_MAX, d->comm);
+    /* Every rank must train the same thing: compare sizes, positions and the shuffle before any
+     * broadcast (a broadcast of mismatched sizes would fail or hang). Ranks with different seeds
+     * or shuffle settings would take different permutations of the data, so their slices of the
+     * "same" global batch would overlap and miss sequences. */
+    enum { NCHECK = 9 };
+    static const char *what[NCHECK] = {"parameter count", "optimiser", "batch size", "step", "position in the epoch",
+                                       "epoch", "Adam step", "shuffle setting (0 off, 1 on)", "seed"};
+    /* The seed is a uint64: compared as its two 32-bit halves, reported whole. */
+    long long mine[NCHECK + 1] = {(long long)m->n_params, (long long)t->o.optim, t->o.batch, t->step, t->pos,
+                                  t->epoch, t->adam_t, t->o.shuffle != 0, (long long)(t->o.seed >> 32),
+                                  (long long)(t->o.seed & 0xffffffffu)};
+    long long both[2 * (NCHECK + 1)], hi[2 * (NCHECK + 1)]; /* max of x and of -x: max and -min at once */
+    for (int k = 0; k <= NCHECK; k++) {
+        both[k] = mine[k];
+        both[NCHECK + 1 + k] = -mine[k];
+    }
+    int err = MPI_Allreduce(both, hi, 2 * (NCHECK + 1), MPI_LONG_LONG, MPI_MAX, d->comm);
     if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce checking the ranks agree");
-    static const char *what[7] = {"parameter count", "optimiser", "batch size", "step", "position in the epoch",
-                                  "epoch", "Adam step"};
-    for (int k = 0; k < 7; k++)
-        if (lo[k] != hi[k])
+    for (int k = 0; k < NCHECK - 1; k++)
+        if (hi[k] != -hi[NCHECK + 1 + k])
             return fl_fail(FL_ERR_ARG,
-                           "distributed training: ranks disagree on the %s (%ld to %ld); every rank must build "
+                           "distributed training: ranks disagree on the %s (%lld to %lld); every rank must build "
                            "the same model and trainer (same options, data and checkpoint)",
-                           what[k], lo[k], hi[k]);
+                           what[k], -hi[NCHECK + 1 + k], hi[k]);
+    const int s_hi = NCHECK - 1, s_lo = NCHECK;
+    if (hi[s_hi] != -hi[NCHECK + 1 + s_hi] || hi[s_lo] != -hi[NCHECK + 1 + s_lo]) {
+        /* Name two different seeds: rank 0's and the largest one that differs from it. */
+        unsigned long long seed0 = t->o.seed, other = 0;
+        if ((err = MPI_Bcast(&seed0, 1, MPI_UNSIGNED_LONG_LONG, 0, d->comm)) != MPI_SUCCESS)
+            return mpi_fail(err, "MPI_Bcast of the seed");
+        unsigned long long cand = t->o.seed != seed0 ? t->o.seed : 0;
+        if ((err = MPI_Allreduce(&cand, &other, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, d->comm)) != MPI_SUCCESS)
+            return mpi_fail(err, "MPI_Allreduce of the seeds");
+        return fl_fail(FL_ERR_ARG,
+                       "distributed training: ranks disagree on the seed (rank 0 has %llu, another rank %llu); every "
+                       "rank must use the same seed (--seed), or their shuffles would hand them overlapping data",
+                       seed0, other);
+    }
     /* Start equal: rank 0's parameters and optimiser state. */
     if ((err = bcast_floats(d->comm, m->params, m->n_params)) != MPI_SUCCESS ||
         (err = bcast_floats(d->comm, t->s1, m->n_params)) != MPI_SUCCESS ||
@@ -157,7 +190,8 @@ void fl_dist_detach(fl_dist *d, fl_trainer *t) {
 size_t fl_dist_step_bytes(const fl_trainer *t) {
     if (!t) return 0;
     size_t state = t->h ? 2 * (size_t)t->m->arch.layers * t->o.batch * t->m->arch.hidden : 0;
-    return (t->m->n_params + state) * sizeof(float) + sizeof(double);
+    /* + the loss, + the data-size check (two long longs) */
+    return (t->m->n_params + state) * sizeof(float) + sizeof(double) + 2 * sizeof(long long);
 }
 
 fl_status fl_dist_allreduce_sum(fl_dist *d, double *x) {

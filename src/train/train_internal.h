@@ -53,6 +53,7 @@ struct fl_trainer {
     int shard_rank, shard_count;
     int shard_n, shard_total; /* last step: items of the global batch taken here / in the batch */
     int shard_lo;             /* last step: first item of the slice */
+    size_t data_n;            /* last step: sequences (classify) or tokens (LM) in the data set */
     float *sh, *sc;           /* LM sharded: this slice's state (L, shard_n, H); h, c stay global and
                                * the grad hook must refill the other slices of them */
 };
@@ -70,6 +71,20 @@ fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const c
  * only streams [shard_lo, shard_lo + shard_n); the hook must gather the others from their ranks.
  * With dropout, ranks draw masks from per-rank streams (the shared RNG advances identically). */
 void fl_trainer_set_shard(fl_trainer *t, int rank, int count);
+
+/* Text helpers (vocab.c), shared with the data layer (dataset.c). */
+fl_status fl_read_text_file(const char *path, char **out, size_t *len);
+/* Next token of text[*pos..len) in mode: start *s and length *n; false at the end (or on invalid
+ * UTF-8 in char mode, which sets *bad). Word mode yields "<eos>" at a newline. */
+bool fl_text_next_token(const char *text, size_t len, size_t *pos, fl_token_mode mode, const char **s,
+                        size_t *n, bool *bad);
+/* Vocabulary from a text buffer (path names it in errors); as fl_vocab_build. */
+fl_status fl_vocab_build_buffer(const char *text, size_t len, const char *path, fl_token_mode mode,
+                                int max_size, fl_vocab **out);
+/* Id of token s[0..n), or -1. */
+int32_t fl_vocab_find(const fl_vocab *v, const char *s, size_t n);
+/* Replace v's class names by copies of labels[0..n). */
+fl_status fl_vocab_set_labels(fl_vocab *v, char **labels, int n);
 
 /* Optimiser over the flat block (optim.c). */
 double fl_optim_grad_norm(const fl_trainer *t);

@@ -2,8 +2,8 @@
  * (optim.c), epochs with validation and learning-rate decay on plateau, checkpoints
  * (checkpoint.c), and evaluation. */
 #include "train_internal.h"
+#include "blas_threads.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -117,7 +117,7 @@ void fl_trainer_free(fl_trainer *t) {
 
 fl_status fl_trainer_set_threads(fl_trainer *t, int threads) {
     if (!t || threads < 1) return fl_fail(FL_ERR_ARG, "threads must be >= 1, got %d", threads);
-    openblas_set_num_threads(threads);
+    fl_blas_set_threads(threads); /* the BLAS thread rule: core/blas_threads.h */
     return FL_OK;
 }
 
@@ -286,6 +286,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
     t->shard_lo = lo;
     t->shard_n = Bl;
     t->shard_total = B;
+    t->data_n = d->n;
 
     /* Sharded with dropout: masks from a per-rank stream; the shared RNG (shuffling) advances by
      * one draw on every rank alike. */
