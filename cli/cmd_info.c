@@ -1,6 +1,5 @@
 /* fastlstm info: describe a model file (architecture, per-matrix storage, parameters, flops). */
 #include "cli.h"
-#include "internal.h" /* model->tokenizer */
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -21,24 +20,6 @@ static void usage(FILE *f) {
             "  fastlstm info lm.safetensors --json\n");
 }
 
-static const char *method_name(fl_method m) {
-    switch (m) {
-    case FL_METHOD_DENSE: return "dense";
-    case FL_METHOD_SVD: return "svd";
-    case FL_METHOD_CP: return "cp";
-    }
-    return "?";
-}
-
-static const char *head_name(fl_head_kind h) {
-    switch (h) {
-    case FL_HEAD_NONE: return "none";
-    case FL_HEAD_PER_STEP: return "per_step";
-    case FL_HEAD_LAST_STEP: return "last_step";
-    }
-    return "?";
-}
-
 static int print_text(const char *path, const fl_model *m) {
     const fl_arch *a = fl_model_arch(m);
     size_t np = fl_model_num_params(m);
@@ -56,7 +37,7 @@ static int print_text(const char *path, const fl_model *m) {
                a->proj > 0 ? " (projected from hidden)" : "", dirs * out);
     if (a->has_padding) printf("padding id:   %d (embedding row zero at init)\n", a->padding_idx);
     if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", dirs * out);
-    else printf("head:         %s, %d outputs\n", head_name(a->head), a->head_out);
+    else printf("head:         %s, %d outputs\n", fl_head_name(a->head), a->head_out);
     printf("\n%-26s %-4s %-4s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "kind", "dir", "method", "shape", "rank",
            "params", "flops/step", "rel_error");
     size_t nmat = fl_model_num_matrices(m);
@@ -72,12 +53,12 @@ static int print_text(const char *path, const fl_model *m) {
         else snprintf(rel, sizeof rel, "%.3g", mi.rel_error);
         const char *kind = mi.kind == FL_MAT_IH ? "ih" : mi.kind == FL_MAT_HH ? "hh" : mi.kind == FL_MAT_PROJ ? "hr" : "head";
         printf("%-26s %-4s %-4s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, kind,
-               mi.layer < 0 ? "-" : mi.direction ? "rev" : "fwd", method_name(mi.method), shape, rank, mi.params,
+               mi.layer < 0 ? "-" : mi.direction ? "rev" : "fwd", fl_method_name(mi.method), shape, rank, mi.params,
                mi.flops, rel);
     }
     printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
     printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
-    if (m->tokenizer) printf("tokenizer:    yes (%zu bytes)\n", strlen(m->tokenizer));
+    if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
     return CLI_OK;
 }
@@ -91,7 +72,7 @@ static int print_json(const char *path, const fl_model *m) {
               cJSON_AddNumberToObject(arch, "vocab", a->vocab) && cJSON_AddNumberToObject(arch, "input", a->input) &&
               cJSON_AddNumberToObject(arch, "hidden", a->hidden) &&
               cJSON_AddNumberToObject(arch, "layers", a->layers) &&
-              cJSON_AddStringToObject(arch, "head", head_name(a->head)) &&
+              cJSON_AddStringToObject(arch, "head", fl_head_name(a->head)) &&
               cJSON_AddNumberToObject(arch, "head_out", a->head_out) &&
               cJSON_AddBoolToObject(arch, "bidirectional", a->bidirectional != 0) &&
               cJSON_AddNumberToObject(arch, "proj", a->proj) &&
@@ -110,7 +91,7 @@ static int print_json(const char *path, const fl_model *m) {
         ok = o && cJSON_AddItemToArray(mats, o) && cJSON_AddStringToObject(o, "name", mi.name) &&
              cJSON_AddStringToObject(o, "kind", kind) && cJSON_AddNumberToObject(o, "layer", mi.layer) &&
              cJSON_AddNumberToObject(o, "direction", mi.direction) &&
-             cJSON_AddStringToObject(o, "method", method_name(mi.method)) &&
+             cJSON_AddStringToObject(o, "method", fl_method_name(mi.method)) &&
              cJSON_AddNumberToObject(o, "rows", mi.rows) && cJSON_AddNumberToObject(o, "cols", mi.cols) &&
              cJSON_AddNumberToObject(o, "rank", mi.rank) && cJSON_AddNumberToObject(o, "params", (double)mi.params) &&
              cJSON_AddNumberToObject(o, "flops", (double)mi.flops) &&
@@ -120,7 +101,7 @@ static int print_json(const char *path, const fl_model *m) {
     ok = ok && cJSON_AddNumberToObject(root, "params", (double)np) &&
          cJSON_AddNumberToObject(root, "bytes", (double)np * 4) &&
          cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
-         cJSON_AddBoolToObject(root, "tokenizer", m->tokenizer != NULL);
+         cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!s) return cli_fail(CMD, CLI_ERR, "out of memory building JSON");
