@@ -1,5 +1,6 @@
 /* fastlstm bench: time fl_session_run on random inputs; median, min and max over repetitions. */
 #include "cli.h"
+#include "fastlstm/io.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -11,7 +12,8 @@ static const char *CMD = "bench";
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: fastlstm bench MODEL [--batch B] [--seq T] [--threads N] [--reps N] [--warmup N] [--json]\n\n"
+            "usage: fastlstm bench MODEL [--batch B] [--seq T] [--threads N] [--reps N] [--warmup N]\n"
+            "                      [--lengths L.npy] [--json]\n\n"
             "Time fl_session_run on random inputs (fixed seed): warm-up runs, then timed runs.\n"
             "Reports the latency of one run of B sequences of T steps (median, min, max, in ms), the\n"
             "same per time step (us), tokens/s (B*T / median) and GFLOP/s (model flops per step).\n\n"
@@ -21,6 +23,8 @@ static void usage(FILE *f) {
             "  --threads N  worker threads (default 1)\n"
             "  --reps N     timed runs (default: as many as fit in about 1.5 s, 5 to 200000)\n"
             "  --warmup N   untimed runs first (default 2)\n"
+            "  --lengths L.npy  a variable-length batch: int32/int64 (B) lengths in [1, T] (per-step\n"
+            "               figures stay run time / T)\n"
             "  --json       print one JSON object\n"
             "  -h, --help   show this help\n\n"
             "example:\n"
@@ -30,6 +34,7 @@ static void usage(FILE *f) {
 typedef struct bench_opts {
     int batch, seq, threads, reps, warmup; /* reps 0: automatic */
     bool json;
+    const char *lengths; /* .npy of (batch) lengths, or NULL */
 } bench_opts;
 
 static int report(const char *model, const fl_model *m, const bench_opts *o, double *t, int reps) {
@@ -75,6 +80,7 @@ static int bench(const char *model, bench_opts *o) {
     float *x = NULL, *y = NULL;
     int32_t *tok = NULL;
     double *t = NULL;
+    fl_npy len = {0};
     int rc = CLI_OK;
     fl_status st = fl_model_load(model, &m);
     if (st) return cli_fail_status(CMD, st);
@@ -101,7 +107,19 @@ static int bench(const char *model, bench_opts *o) {
         for (size_t i = 0; i < n; i++) tok[i] = (int32_t)(cli_rand_u64(&r) % (uint64_t)a->vocab);
     else
         for (size_t i = 0; i < n * (size_t)a->input; i++) x[i] = (float)(2 * cli_rand_unit(&r) - 1);
-    fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = o->batch, .seq = o->seq, .x = x, .tokens = tok, .y = y};
+    if (o->lengths) {
+        if ((st = fl_npy_load(o->lengths, &len)) || (st = fl_npy_ids_to_i32(&len, (int64_t)o->seq + 1, o->lengths))) {
+            rc = cli_fail_status(CMD, st);
+            goto done;
+        }
+        if (len.ndim != 1 || len.shape[0] != o->batch) {
+            rc = cli_fail(CMD, CLI_ERR, "%s: need %d lengths (one per sequence of --batch), got %zu", o->lengths,
+                          o->batch, len.count);
+            goto done;
+        }
+    }
+    fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = o->batch, .seq = o->seq, .x = x, .tokens = tok, .y = y,
+                    .lengths = len.data};
 
     for (int i = 0; i < o->warmup; i++)
         if ((st = fl_session_run(s, &io))) break;
@@ -125,6 +143,7 @@ static int bench(const char *model, bench_opts *o) {
     if (st) rc = cli_fail_status(CMD, st);
     else rc = report(model, m, o, t, o->reps);
 done:
+    fl_npy_free(&len);
     free(t);
     free(x);
     free(y);
@@ -136,7 +155,7 @@ done:
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *v_batch = NULL, *v_seq = NULL, *v_threads = NULL, *v_reps = NULL, *v_warm = NULL;
-    bench_opts o = {.batch = 1, .seq = 64, .threads = 1, .reps = 0, .warmup = 2, .json = false};
+    bench_opts o = {.batch = 1, .seq = 64, .threads = 1, .reps = 0, .warmup = 2, .json = false, .lengths = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = 0;
@@ -152,7 +171,8 @@ int cmd_bench(int argc, char **argv) {
             (r = cli_take(CMD, argc, argv, &i, "--seq", &v_seq)) ||
             (r = cli_take(CMD, argc, argv, &i, "--threads", &v_threads)) ||
             (r = cli_take(CMD, argc, argv, &i, "--reps", &v_reps)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--warmup", &v_warm))) {
+            (r = cli_take(CMD, argc, argv, &i, "--warmup", &v_warm)) ||
+            (r = cli_take(CMD, argc, argv, &i, "--lengths", &o.lengths))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }

@@ -31,7 +31,9 @@ static void usage(FILE *f) {
             "  --head          also SVD-decompose the head (never CP)\n"
             "  --head-rank R   SVD the head at rank R (implies --head)\n"
             "  --layer K:ih=SPEC,hh=SPEC  per-layer override, repeatable; SPEC is dense, svd, svd:R, cp or\n"
-            "                  cp:R (without :R the rank comes from --rank, --tol or --budget)\n"
+            "                  cp:R (without :R the rank comes from --rank, --tol or --budget); parts hr\n"
+            "                  (LSTMP projection: dense or SVD) and ih_reverse, hh_reverse, hr_reverse\n"
+            "                  (bidirectional) set those matrices; --method cp keeps projections dense\n"
             "  --seed S        CP-ALS seed (default 0)\n"
             "  --max-iter N    CP-ALS sweep cap (default 200)\n"
             "  --cp-tol E      CP-ALS stops when the relative error improves by less than E (default 1e-7)\n"
@@ -70,8 +72,18 @@ static bool parse_spec(const char *s, fl_mat_spec *out) {
     return true;
 }
 
-/* K:ih=SPEC,hh=SPEC (either part optional, in any order) into specs[2K], specs[2K+1]. */
-static bool parse_layer(const char *s, int layers, fl_mat_spec *specs) {
+/* Index of the matrix of kind k, layer l, direction d of m, or nmat if it has none. */
+static size_t find_matrix(const fl_model *m, size_t nmat, fl_mat_kind k, long l, int d) {
+    for (size_t i = 0; i < nmat; i++) {
+        fl_matrix_info mi;
+        if (fl_model_matrix_info(m, i, &mi) == FL_OK && mi.kind == k && mi.layer == l && mi.direction == d) return i;
+    }
+    return nmat;
+}
+
+/* K:ih=SPEC,hh=SPEC,hr=SPEC,ih_reverse=SPEC,... (each part optional, in any order) into the specs of
+ * layer K's matrices: weight_ih, weight_hh, weight_hr (projection) of the forward or reverse direction. */
+static bool parse_layer(const char *s, const fl_model *m, size_t nmat, int layers, fl_mat_spec *specs) {
     char buf[256];
     if (strlen(s) >= sizeof buf) return false;
     strcpy(buf, s);
@@ -87,11 +99,15 @@ static bool parse_layer(const char *s, int layers, fl_mat_spec *specs) {
         char *eq = strchr(item, '=');
         if (!eq) return false;
         *eq = '\0';
-        int which;
-        if (!strcmp(item, "ih")) which = 0;
-        else if (!strcmp(item, "hh")) which = 1;
+        const int dir = strstr(item, "_reverse") != NULL;
+        if (dir) *strstr(item, "_reverse") = '\0';
+        fl_mat_kind kind;
+        if (!strcmp(item, "ih")) kind = FL_MAT_IH;
+        else if (!strcmp(item, "hh")) kind = FL_MAT_HH;
+        else if (!strcmp(item, "hr")) kind = FL_MAT_PROJ;
         else return false;
-        if (!parse_spec(eq + 1, &specs[2 * k + which])) return false;
+        size_t i = find_matrix(m, nmat, kind, k, dir);
+        if (i == nmat || !parse_spec(eq + 1, &specs[i])) return false;
     }
     return n > 0;
 }
@@ -243,15 +259,20 @@ int cmd_decompose(int argc, char **argv) {
         goto done;
     }
     for (size_t i = 0; i < nmat; i++) {
-        bool is_head = i == (size_t)(2 * arch->layers);
-        if (!is_head) specs[i] = (fl_mat_spec){o.method, o.method == FL_METHOD_DENSE ? 0 : o.rank};
+        fl_matrix_info mi;
+        fl_model_matrix_info(m, i, &mi);
+        bool is_head = mi.kind == FL_MAT_HEAD;
+        if (mi.kind == FL_MAT_PROJ) /* no gate axis: SVD when asked for, else dense */
+            specs[i] = o.method == FL_METHOD_SVD ? (fl_mat_spec){FL_METHOD_SVD, o.rank} : (fl_mat_spec){FL_METHOD_DENSE, 0};
+        else if (!is_head) specs[i] = (fl_mat_spec){o.method, o.method == FL_METHOD_DENSE ? 0 : o.rank};
         else if (head) specs[i] = (fl_mat_spec){FL_METHOD_SVD, head_rank > 0 ? (int)head_rank : o.rank};
         else specs[i] = (fl_mat_spec){FL_METHOD_DENSE, 0};
     }
     for (int k = 0; k < n_layer_args; k++) {
-        if (!parse_layer(layer_args[k], arch->layers, specs)) {
-            rc = cli_fail(CMD, CLI_USAGE, "--layer expects K:ih=SPEC,hh=SPEC with K in [0, %d) and SPEC one of "
-                          "dense, svd, svd:R, cp, cp:R; got '%s'", arch->layers, layer_args[k]);
+        if (!parse_layer(layer_args[k], m, nmat, arch->layers, specs)) {
+            rc = cli_fail(CMD, CLI_USAGE, "--layer expects K:ih=SPEC,hh=SPEC with K in [0, %d), parts ih, hh, hr "
+                          "(projection models) and ih_reverse, hh_reverse, hr_reverse (bidirectional models), "
+                          "and SPEC one of dense, svd, svd:R, cp, cp:R; got '%s'", arch->layers, layer_args[k]);
             goto done;
         }
     }

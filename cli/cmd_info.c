@@ -26,11 +26,20 @@ static int print_text(const char *path, const fl_model *m) {
     printf("model:        %s\n", path);
     if (a->vocab > 0) printf("inputs:       token ids in [0, %d), embedding (%d, %d)\n", a->vocab, a->vocab, a->input);
     else printf("inputs:       features of size %d\n", a->input);
-    printf("lstm:         %d layer%s, hidden %d\n", a->layers, a->layers == 1 ? "" : "s", a->hidden);
-    if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", a->hidden);
+    const int out = a->proj > 0 ? a->proj : a->hidden, dirs = a->bidirectional ? 2 : 1;
+    printf("lstm:         %d layer%s, hidden %d, %s", a->layers, a->layers == 1 ? "" : "s", a->hidden,
+           a->bidirectional ? "bidirectional (forward + reverse per layer)" : "unidirectional");
+    if (a->proj > 0) printf(", projection %d (LSTMP)", a->proj);
+    printf("\n");
+    for (int l = 0; l < a->layers; l++)
+        printf("  layer %d:    input %d, %s, h size %d%s -> output %d per step\n", l,
+               l == 0 ? a->input : dirs * out, a->bidirectional ? "forward + reverse" : "forward", out,
+               a->proj > 0 ? " (projected from hidden)" : "", dirs * out);
+    if (a->has_padding) printf("padding id:   %d (embedding row zero at init)\n", a->padding_idx);
+    if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", dirs * out);
     else printf("head:         %s, %d outputs\n", fl_head_name(a->head), a->head_out);
-    printf("\n%-20s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "method", "shape", "rank", "params",
-           "flops/step", "rel_error");
+    printf("\n%-26s %-4s %-4s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "kind", "dir", "method", "shape", "rank",
+           "params", "flops/step", "rel_error");
     size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; i < nmat; i++) {
         fl_matrix_info mi;
@@ -42,8 +51,10 @@ static int print_text(const char *path, const fl_model *m) {
         else snprintf(rank, sizeof rank, "%d", mi.rank);
         if (mi.rel_error < 0) snprintf(rel, sizeof rel, "unknown");
         else snprintf(rel, sizeof rel, "%.3g", mi.rel_error);
-        printf("%-20s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, fl_method_name(mi.method), shape, rank,
-               mi.params, mi.flops, rel);
+        const char *kind = mi.kind == FL_MAT_IH ? "ih" : mi.kind == FL_MAT_HH ? "hh" : mi.kind == FL_MAT_PROJ ? "hr" : "head";
+        printf("%-26s %-4s %-4s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, kind,
+               mi.layer < 0 ? "-" : mi.direction ? "rev" : "fwd", fl_method_name(mi.method), shape, rank, mi.params,
+               mi.flops, rel);
     }
     printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
     printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
@@ -62,7 +73,11 @@ static int print_json(const char *path, const fl_model *m) {
               cJSON_AddNumberToObject(arch, "hidden", a->hidden) &&
               cJSON_AddNumberToObject(arch, "layers", a->layers) &&
               cJSON_AddStringToObject(arch, "head", fl_head_name(a->head)) &&
-              cJSON_AddNumberToObject(arch, "head_out", a->head_out);
+              cJSON_AddNumberToObject(arch, "head_out", a->head_out) &&
+              cJSON_AddBoolToObject(arch, "bidirectional", a->bidirectional != 0) &&
+              cJSON_AddNumberToObject(arch, "proj", a->proj) &&
+              (a->has_padding ? cJSON_AddNumberToObject(arch, "padding_idx", a->padding_idx) != NULL
+                              : cJSON_AddNullToObject(arch, "padding_idx") != NULL);
     size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; ok && i < nmat; i++) {
         fl_matrix_info mi;
@@ -72,7 +87,10 @@ static int print_json(const char *path, const fl_model *m) {
             return cli_fail_status(CMD, st);
         }
         cJSON *o = cJSON_CreateObject();
+        const char *kind = mi.kind == FL_MAT_IH ? "ih" : mi.kind == FL_MAT_HH ? "hh" : mi.kind == FL_MAT_PROJ ? "hr" : "head";
         ok = o && cJSON_AddItemToArray(mats, o) && cJSON_AddStringToObject(o, "name", mi.name) &&
+             cJSON_AddStringToObject(o, "kind", kind) && cJSON_AddNumberToObject(o, "layer", mi.layer) &&
+             cJSON_AddNumberToObject(o, "direction", mi.direction) &&
              cJSON_AddStringToObject(o, "method", fl_method_name(mi.method)) &&
              cJSON_AddNumberToObject(o, "rows", mi.rows) && cJSON_AddNumberToObject(o, "cols", mi.cols) &&
              cJSON_AddNumberToObject(o, "rank", mi.rank) && cJSON_AddNumberToObject(o, "params", (double)mi.params) &&

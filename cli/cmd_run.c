@@ -14,18 +14,22 @@ static const char *CMD = "run";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm run MODEL --input X.npy --output Y.npy [--h0 H.npy --c0 C.npy]\n"
-            "                    [--state-out PREFIX] [--time-major] [--threads N]\n\n"
+            "                    [--lengths L.npy] [--state-out PREFIX] [--time-major] [--threads N]\n\n"
             "Run whole sequences through the model.\n\n"
             "inputs (batch-major by default, like PyTorch batch_first=True):\n"
             "  feature models: X float32 (B, T, D)     token models: X int32/int64 ids (B, T)\n"
             "outputs:\n"
-            "  no head: (B, T, H)   per-step head: (B, T, V)   last-step head: (B, C)\n"
-            "  states (--state-out): PREFIX.h.npy and PREFIX.c.npy, float32 (L, B, H) like h_n, c_n\n\n"
+            "  no head: (B, T, dirs*out)   per-step head: (B, T, V)   last-step head: (B, C)\n"
+            "  states (--state-out): PREFIX.h.npy (L*dirs, B, out) and PREFIX.c.npy (L*dirs, B, H), float32,\n"
+            "  like PyTorch's h_n, c_n (dirs 2 for a bidirectional model; out = projection size or H)\n\n"
             "options:\n"
             "  --input X.npy       input sequences\n"
             "  --output Y.npy      where to write the outputs (float32)\n"
-            "  --h0 H.npy          initial hidden state (L, B, H), float32 (default zeros)\n"
-            "  --c0 C.npy          initial cell state (L, B, H), float32 (default zeros)\n"
+            "  --h0 H.npy          initial hidden state (L*dirs, B, out), float32 (default zeros)\n"
+            "  --c0 C.npy          initial cell state (L*dirs, B, H), float32 (default zeros)\n"
+            "  --lengths L.npy     valid length of each sequence, int32/int64 (B), each in [1, T]\n"
+            "                      (pack_padded_sequence: outputs past a length are zero, states and a\n"
+            "                      last-step head are taken at each sequence's last valid step)\n"
             "  --state-out PREFIX  also write the final states to PREFIX.h.npy and PREFIX.c.npy\n"
             "  --time-major        X is (T, B, ...) and Y (T, B, ...) (the last-step output stays (B, C))\n"
             "  --threads N         worker threads (default 1)\n"
@@ -34,20 +38,43 @@ static void usage(FILE *f) {
             "  fastlstm run lm.safetensors --input ids.npy --output logits.npy --state-out final\n");
 }
 
-/* Loads an initial state file and checks it is float32 (L, B, H). */
-static fl_status load_state(const char *path, const fl_arch *a, int B, fl_npy *s) {
+/* Loads an initial state file and checks it is float32 (L*dirs, B, n): n = out for h, hidden for c. */
+static fl_status load_state(const char *path, const fl_arch *a, int B, bool cell, fl_npy *s) {
     fl_status st = fl_npy_load(path, s);
     if (st) return st;
     if (s->dtype != 'f') return fl_set_error(FL_ERR_DTYPE, "%s: initial state must be float32", path);
-    if (s->ndim != 3 || s->shape[0] != a->layers || s->shape[1] != B || s->shape[2] != a->hidden)
-        return fl_set_error(FL_ERR_SHAPE, "%s: initial state must have shape (%d, %d, %d) = (layers, batch, hidden)", path,
-                       a->layers, B, a->hidden);
+    const int rows = a->layers * (a->bidirectional ? 2 : 1);
+    const size_t n = (size_t)(cell || a->proj == 0 ? a->hidden : a->proj);
+    if (s->ndim != 3 || s->shape[0] != rows || s->shape[1] != B || s->shape[2] != (int64_t)n)
+        return fl_set_error(FL_ERR_SHAPE, "%s: initial state must have shape (%d, %d, %zu) = (layers%s, batch, %s)", path,
+                       rows, B, n, a->bidirectional ? " x 2 directions" : "",
+                       cell ? "hidden" : a->proj ? "projection" : "hidden");
     // Checked here (fl_session_run checks again) so the error names this file.
     const float *p = s->data;
     for (size_t i = 0; i < s->count; i++)
         if (!isfinite(p[i]))
             return fl_set_error(FL_ERR_NONFINITE, "%s: [layer %zu, batch %zu, unit %zu] is not finite (%g)", path,
-                           i / ((size_t)B * a->hidden), i / a->hidden % B, i % a->hidden, (double)p[i]);
+                           i / ((size_t)B * n), i / n % B, i % n, (double)p[i]);
+    return FL_OK;
+}
+
+/* Loads the lengths file: int32 or int64 (B), each in [1, T]; converted to int32 in place. */
+static fl_status load_lengths(const char *path, int B, int T, fl_npy *l) {
+    fl_status st = fl_npy_load(path, l);
+    if (st) return st;
+    if (l->dtype == 'f') return fl_set_error(FL_ERR_DTYPE, "%s: lengths must be int32 or int64, got float32", path);
+    if (l->ndim != 1 || l->shape[0] != B)
+        return fl_set_error(FL_ERR_SHAPE, "%s: lengths must be 1-D with one length per sequence (%d), got %zu values%s", path,
+                       B, l->count, l->ndim != 1 ? " in more than one dimension" : "");
+    if ((st = fl_npy_ids_to_i32(l, (int64_t)T + 1, path)) && st != FL_ERR_DATA) return st;
+    if (st) { /* copied first: fl_set_error writes the buffer fl_last_error() returns */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", fl_last_error());
+        return fl_set_error(FL_ERR_ARG, "%s: lengths must lie in [1, %d] (the sequence length): %s", path, T, detail);
+    }
+    const int32_t *v = l->data;
+    for (int b = 0; b < B; b++)
+        if (v[b] < 1) return fl_set_error(FL_ERR_ARG, "%s: length %d of sequence %d is outside [1, %d]", path, (int)v[b], b, T);
     return FL_OK;
 }
 
@@ -86,10 +113,10 @@ static fl_status check_input(const char *path, const fl_arch *a, bool tm, fl_npy
 }
 
 static int run(const char *model, const char *in, const char *out, const char *h0p, const char *c0p,
-               const char *prefix, bool tm, int threads) {
+               const char *lenp, const char *prefix, bool tm, int threads) {
     fl_model *m = NULL;
     fl_session *s = NULL;
-    fl_npy x = {0}, h0 = {0}, c0 = {0};
+    fl_npy x = {0}, h0 = {0}, c0 = {0}, len = {0};
     float *y = NULL, *hn = NULL, *cn = NULL;
     char *path = NULL;
     int B = 0, T = 0;
@@ -97,12 +124,14 @@ static int run(const char *model, const char *in, const char *out, const char *h
     const fl_arch *a = m ? fl_model_arch(m) : NULL;
     if (!st) st = fl_npy_load(in, &x);
     if (!st) st = check_input(in, a, tm, &x, &B, &T);
-    if (!st && h0p) st = load_state(h0p, a, B, &h0);
-    if (!st && c0p) st = load_state(c0p, a, B, &c0);
-    size_t ny = st ? 0 : fl_run_output_size(m, B, T), ns = st ? 0 : (size_t)a->layers * B * a->hidden;
+    if (!st && h0p) st = load_state(h0p, a, B, false, &h0);
+    if (!st && c0p) st = load_state(c0p, a, B, true, &c0);
+    if (!st && lenp) st = load_lengths(lenp, B, T, &len);
+    size_t ny = st ? 0 : fl_run_output_size(m, B, T), nh = st ? 0 : fl_run_state_size(m, B, 0),
+           nc = st ? 0 : fl_run_state_size(m, B, 1);
     if (!st && ny == 0) st = fl_set_error(FL_ERR_SHAPE, "%s: output of %d x %d is too large", in, B, T);
     if (!st && !(y = malloc(ny * sizeof *y))) st = fl_set_error(FL_ERR_NOMEM, "out of memory for the output");
-    if (!st && prefix && (!(hn = malloc(ns * sizeof *hn)) || !(cn = malloc(ns * sizeof *cn))))
+    if (!st && prefix && (!(hn = malloc(nh * sizeof *hn)) || !(cn = malloc(nc * sizeof *cn))))
         st = fl_set_error(FL_ERR_NOMEM, "out of memory for the states");
     if (!st) {
         fl_session_opts o = fl_session_opts_default();
@@ -114,7 +143,7 @@ static int run(const char *model, const char *in, const char *out, const char *h
     if (!st) {
         fl_run_io io = {.layout = tm ? FL_TIME_MAJOR : FL_BATCH_MAJOR, .batch = B, .seq = T,
                         .x = a->vocab > 0 ? NULL : x.data, .tokens = a->vocab > 0 ? x.data : NULL,
-                        .h0 = h0.data, .c0 = c0.data, .y = y, .hn = hn, .cn = cn};
+                        .h0 = h0.data, .c0 = c0.data, .y = y, .hn = hn, .cn = cn, .lengths = len.data};
         st = fl_session_run(s, &io);
         // The states were checked by load_state, so a finiteness error here is about X.
         if (st == FL_ERR_NONFINITE) st = name_input(st, in);
@@ -130,7 +159,7 @@ static int run(const char *model, const char *in, const char *out, const char *h
             nd = 3;
             shape[0] = tm ? T : B;
             shape[1] = tm ? B : T;
-            shape[2] = a->head == FL_HEAD_NONE ? a->hidden : a->head_out;
+            shape[2] = a->head == FL_HEAD_NONE ? (int64_t)(ny / ((size_t)B * T)) : a->head_out;
         }
         st = fl_npy_save_f32(out, y, nd, shape);
         if (!st && nd == 2) printf("wrote %s: float32 (%" PRId64 ", %" PRId64 ")\n", out, shape[0], shape[1]);
@@ -138,7 +167,7 @@ static int run(const char *model, const char *in, const char *out, const char *h
             printf("wrote %s: float32 (%" PRId64 ", %" PRId64 ", %" PRId64 ")\n", out, shape[0], shape[1], shape[2]);
     }
     if (!st && prefix) {
-        int64_t shape[3] = {a->layers, B, a->hidden};
+        int64_t shape[3] = {a->layers * (a->bidirectional ? 2 : 1), B, a->proj > 0 ? a->proj : a->hidden};
         size_t n = strlen(prefix) + 8;
         if (!(path = malloc(n))) st = fl_set_error(FL_ERR_NOMEM, "out of memory");
         if (!st) {
@@ -147,9 +176,11 @@ static int run(const char *model, const char *in, const char *out, const char *h
         }
         if (!st) {
             snprintf(path, n, "%s.c.npy", prefix);
+            printf("wrote %s.h.npy: float32 (%" PRId64 ", %d, %" PRId64 ")\n", prefix, shape[0], B, shape[2]);
+            shape[2] = a->hidden;
             st = fl_npy_save_f32(path, cn, 3, shape);
         }
-        if (!st) printf("wrote %s.h.npy, %s.c.npy: float32 (%d, %d, %d)\n", prefix, prefix, a->layers, B, a->hidden);
+        if (!st) printf("wrote %s.c.npy: float32 (%" PRId64 ", %d, %d)\n", prefix, shape[0], B, a->hidden);
     }
     int rc = st ? cli_fail_status(CMD, st) : CLI_OK;
     free(path);
@@ -159,13 +190,15 @@ static int run(const char *model, const char *in, const char *out, const char *h
     fl_npy_free(&x);
     fl_npy_free(&h0);
     fl_npy_free(&c0);
+    fl_npy_free(&len);
     fl_session_free(s);
     fl_model_free(m);
     return rc;
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model = NULL, *in = NULL, *out = NULL, *h0 = NULL, *c0 = NULL, *prefix = NULL, *v_threads = NULL;
+    const char *model = NULL, *in = NULL, *out = NULL, *h0 = NULL, *c0 = NULL, *prefix = NULL, *v_threads = NULL,
+               *lengths = NULL;
     bool tm = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -183,6 +216,7 @@ int cmd_run(int argc, char **argv) {
             (r = cli_take(CMD, argc, argv, &i, "-o", &out)) ||
             (r = cli_take(CMD, argc, argv, &i, "--h0", &h0)) ||
             (r = cli_take(CMD, argc, argv, &i, "--c0", &c0)) ||
+            (r = cli_take(CMD, argc, argv, &i, "--lengths", &lengths)) ||
             (r = cli_take(CMD, argc, argv, &i, "--state-out", &prefix)) ||
             (r = cli_take(CMD, argc, argv, &i, "--threads", &v_threads))) {
             if (r < 0) return CLI_USAGE;
@@ -198,5 +232,5 @@ int cmd_run(int argc, char **argv) {
     if (!out) return cli_fail(CMD, CLI_USAGE, "--output is required");
     long threads = 1;
     if (v_threads && !cli_parse_int(CMD, "--threads", v_threads, 1, 1024, &threads)) return CLI_USAGE;
-    return run(model, in, out, h0, c0, prefix, tm, (int)threads);
+    return run(model, in, out, h0, c0, lengths, prefix, tm, (int)threads);
 }

@@ -11,10 +11,16 @@ Writes OUTDIR/cases.txt (one case name a line) and per case OUTDIR/<case>/:
                              reference gets W = U V or W[g*H + j, k] = sum_r A[g, r] B[j, r] C[k, r]
                              built from those same float32 factors in float64
   x.npy (B, T, D) float32    or tokens.npy (B, T) int32, batch-major
-  h0.npy, c0.npy (L, B, H)   only when the case has a non-zero initial state
-  y.npy                      output: (B, T, H) no head, (B, T, V) per-step head, (B, C) last-step head
-  hn.npy, cn.npy (L, B, H)   final state
+  lengths.npy (B) int32      only for variable-length cases (unsorted, pack_padded_sequence semantics)
+  h0.npy (L*dirs, B, out), c0.npy (L*dirs, B, H)   only when the case has a non-zero initial state
+  y.npy                      output: (B, T, dirs*out) no head, (B, T, V) per-step head, (B, C) last-step
+                             head; zero past each sequence's length (also for a per-step head), and a
+                             last-step head reads each sequence's last valid step
+  hn.npy (L*dirs, B, out), cn.npy (L*dirs, B, H)   final state (at each sequence's last valid step)
   y_zero.npy                 output of the same inputs from a zero initial state (for streaming)
+out = proj_size when the LSTM has a projection, else H; dirs = 2 for a bidirectional LSTM.
+Layer cases (LAYER_CASES) cover bidirectional layers, projections, variable lengths, token padding
+and SVD / CP factors: a PyTorch model whose matrices are the products of the exported factors.
 The references are computed in float64 from the float32 weights, so they hold the exact answer
 to ~1e-12, not PyTorch's own float32 rounding. Seeds are fixed: the files are reproducible.
 Exit code 3 (with a message) when torch cannot be imported.
@@ -108,6 +114,154 @@ def write_decomposed(path, lstm, emb, head, head_kind, method, rank, gen):
     export_torch.write_safetensors(path, tensors, meta)
 
 
+# name, vocab, input, hidden, layers, head, head_out, batch, seq, state, bidirectional, proj,
+# lengths (None: all T), padding_idx (None: none), factors (None, "svd", "cp", "mixed")
+LAYER_CASES = [
+    ("bi_l1_nohead_state", 0, 5, 8, 1, "none", 0, 3, 6, True, True, 0, None, None, None),
+    ("bi_l2_laststep", 0, 4, 9, 2, "last_step", 3, 2, 5, False, True, 0, None, None, None),
+    ("bi_l3_perstep_state", 0, 3, 7, 3, "per_step", 4, 2, 4, True, True, 0, None, None, None),
+    ("proj_l2_nohead_state", 0, 5, 10, 2, "none", 0, 3, 6, True, False, 4, None, None, None),
+    ("proj_l1_tok_perstep", 12, 6, 12, 1, "per_step", 12, 2, 7, False, False, 5, None, None, None),
+    ("biproj_l2_laststep_state", 0, 5, 11, 2, "last_step", 3, 3, 5, True, True, 6, None, None, None),
+    ("uni_l2_perstep_len", 0, 4, 9, 2, "per_step", 5, 4, 6, True, False, 0, [3, 6, 1, 4], None, None),
+    ("uni_tok_laststep_pad_len", 9, 5, 8, 1, "last_step", 3, 4, 7, False, False, 0, [7, 2, 1, 5], 0, None),
+    ("bi_l1_nohead_len", 0, 5, 8, 1, "none", 0, 4, 6, False, True, 0, [3, 6, 1, 4], None, None),
+    ("bi_l2_laststep_len_state", 0, 4, 9, 2, "last_step", 3, 5, 5, True, True, 0, [2, 5, 1, 5, 3], None, None),
+    ("bi_l3_perstep_len", 0, 3, 7, 3, "per_step", 4, 3, 4, False, True, 0, [1, 4, 2], None, None),
+    ("bi_tok_lm_pad_len", 10, 6, 8, 2, "per_step", 10, 3, 6, False, True, 0, [6, 1, 3], 2, None),
+    ("proj_l2_nohead_len_state", 0, 5, 10, 2, "none", 0, 4, 6, True, False, 4, [6, 2, 1, 5], None, None),
+    ("proj_tok_perstep_pad_len", 12, 6, 12, 1, "per_step", 12, 3, 7, False, False, 5, [4, 7, 1], 0, None),
+    ("biproj_l2_laststep_len", 0, 5, 11, 2, "last_step", 3, 4, 5, True, True, 6, [5, 1, 3, 2], None, None),
+    ("biproj_l1_nohead_len", 0, 4, 9, 1, "none", 0, 3, 6, False, True, 3, [2, 6, 1], None, None),
+    ("bi_svd_l2_perstep", 0, 6, 16, 2, "per_step", 4, 2, 5, True, True, 0, None, None, "svd"),
+    ("bi_cp_l2_laststep_len", 0, 6, 16, 2, "last_step", 3, 3, 5, False, True, 0, [5, 1, 3], None, "cp"),
+    ("proj_svd_l2_nohead_state", 0, 6, 16, 2, "none", 0, 2, 6, True, False, 6, None, None, "svd"),
+    ("proj_cp_l1_perstep", 0, 5, 12, 1, "per_step", 4, 2, 5, False, False, 5, None, None, "cp"),
+    ("biproj_mixed_l2_len", 0, 6, 16, 2, "per_step", 4, 3, 5, True, True, 7, [3, 5, 1], None, "mixed"),
+]
+
+
+def make_factors(lstm, how, gen):
+    """Factors for the LSTM's matrices (see LAYER_CASES); returns {name: ("svd", U, V) | ("cp", A, B, C)}
+    as float32 tensors. The caller sets each matrix to the product of its factors."""
+    H, dirs = lstm.hidden_size, 2 if lstm.bidirectional else 1
+    k = 1.0 / H ** 0.5
+    f = {}
+    for l in range(lstm.num_layers):
+        for d in range(dirs):
+            sfx = "_l%d%s" % (l, "_reverse" if d else "")
+            names = ["weight_ih" + sfx, "weight_hh" + sfx] + (["weight_hr" + sfx] if lstm.proj_size else [])
+            for nm in names:
+                rows, cols = getattr(lstm, nm).shape
+                gate = not nm.startswith("weight_hr")
+                if how == "svd":
+                    m = "svd"
+                elif how == "cp":
+                    m = "cp" if gate else "svd"
+                else:  # mixed: forward dense, reverse weight_ih SVD, weight_hh CP, weight_hr SVD
+                    m = None if d == 0 else ("cp" if nm.startswith("weight_hh") else "svd")
+                if m == "svd":
+                    R = max(1, min(rows, cols) // 2)
+                    s = (k / R ** 0.5) ** 0.5 * 3 ** 0.5
+                    f[nm] = ("svd", (torch.rand(rows, R, generator=gen) * 2 - 1) * s,
+                             (torch.rand(R, cols, generator=gen) * 2 - 1) * s)
+                elif m == "cp":
+                    R = 5
+                    s = (k / R ** 0.5) ** (1 / 3) * 3 ** 0.5
+                    f[nm] = ("cp", (torch.rand(4, R, generator=gen) * 2 - 1) * s,
+                             (torch.rand(rows // 4, R, generator=gen) * 2 - 1) * s,
+                             (torch.rand(cols, R, generator=gen) * 2 - 1) * s)
+    return f
+
+
+def product64(fac):
+    """The float64 matrix of factors fac."""
+    if fac[0] == "svd":
+        return fac[1].double() @ fac[2].double()
+    A, B, C = (x.double() for x in fac[1:])
+    return torch.einsum("gr,ir,jr->gij", A, B, C).reshape(4 * B.shape[0], C.shape[0])
+
+
+def make_layer_case(outdir, idx, case):
+    (name, vocab, D, H, L, head_kind, head_out, B, T, state, bidir, P, lengths, pad, how) = case
+    torch.manual_seed(4321 + idx)
+    gen = torch.Generator().manual_seed(99 + idx)
+    dirs, out = (2 if bidir else 1), (P or H)
+    emb = torch.nn.Embedding(vocab, D, padding_idx=pad) if vocab else None
+    lstm = torch.nn.LSTM(D, H, num_layers=L, batch_first=True, bidirectional=bidir, proj_size=P)
+    head = torch.nn.Linear(dirs * out, head_out) if head_kind != "none" else None
+    factors = make_factors(lstm, how, gen) if how else {}
+    d = os.path.join(outdir, name)
+    os.makedirs(d, exist_ok=True)
+    model_path = os.path.join(d, "model.safetensors")
+    if idx % 3 == 1 and not factors:
+        # some cases go through a saved state dict and the exporter's command line
+        mods = torch.nn.Module()
+        if emb is not None:
+            mods.embedding = emb
+        mods.lstm = lstm
+        if head is not None:
+            mods.head = head
+        sd_path = os.path.join(d, "state_dict.pt")
+        torch.save(mods.state_dict(), sd_path)
+        argv = [sd_path, "-o", model_path] + (["--head", head_kind] if head is not None else [])
+        argv += ["--padding-idx", str(pad)] if pad is not None else []
+        if export_torch.main(argv) != 0:
+            raise SystemExit("gen_golden.py: export_torch.py %s failed" % " ".join(argv))
+        os.remove(sd_path)
+    else:
+        export_torch.export(lstm, model_path, embedding=emb, head=head, head_kind=head_kind, factors=factors)
+
+    lens = torch.tensor(lengths if lengths else [T] * B, dtype=torch.int64)
+    if lengths:
+        np.save(os.path.join(d, "lengths.npy"), np.array(lengths, dtype="<i4"))
+    if vocab:
+        tokens = torch.randint(0, vocab, (B, T), dtype=torch.int64)
+        if pad is not None:
+            tokens[torch.arange(T)[None, :] >= lens[:, None]] = pad  # padded steps hold the padding id
+        np.save(os.path.join(d, "tokens.npy"), tokens.numpy().astype("<i4"))
+    else:
+        x = torch.randn(B, T, D).float()
+        np.save(os.path.join(d, "x.npy"), x.numpy().astype("<f4"))
+    if state:
+        h0 = (torch.randn(L * dirs, B, out) * 0.5).float()
+        c0 = (torch.randn(L * dirs, B, H) * 0.5).float()
+        np.save(os.path.join(d, "h0.npy"), h0.numpy().astype("<f4"))
+        np.save(os.path.join(d, "c0.npy"), c0.numpy().astype("<f4"))
+
+    # float64 reference from the float32 parameters (decomposed matrices: products of the factors)
+    lstm64 = lstm.double()
+    with torch.no_grad():
+        for nm, fac in factors.items():
+            getattr(lstm64, nm).copy_(product64(fac))
+    emb64 = emb.double() if emb is not None else None
+    head64 = head.double() if head is not None else None
+    valid = (torch.arange(T)[None, :] < lens[:, None]).double()  # (B, T)
+
+    def forward(h0c0):
+        with torch.no_grad():
+            inp = emb64(tokens) if vocab else x.double()
+            packed = torch.nn.utils.rnn.pack_padded_sequence(inp, lens, batch_first=True, enforce_sorted=False)
+            if h0c0 is None:
+                o, (hn, cn) = lstm64(packed)
+            else:
+                o, (hn, cn) = lstm64(packed, (h0c0[0].double(), h0c0[1].double()))
+            o, _ = torch.nn.utils.rnn.pad_packed_sequence(o, batch_first=True, total_length=T)
+            if head_kind == "per_step":
+                y = head64(o) * valid[:, :, None]
+            elif head_kind == "last_step":
+                y = head64(o[torch.arange(B), lens - 1])
+            else:
+                y = o
+        return y, hn, cn
+
+    y, hn, cn = forward((h0, c0) if state else None)
+    y0, _, _ = forward(None)
+    for fname, a in (("y", y), ("hn", hn), ("cn", cn), ("y_zero", y0)):
+        np.save(os.path.join(d, fname + ".npy"), a.numpy().astype("<f4"))
+    return name
+
+
 def make_case(outdir, idx, case):
     name, vocab, D, H, L, head_kind, head_out, B, T, state, scale = case[:11]
     method, rank = case[11:] if len(case) > 11 else ("dense", 0)
@@ -188,6 +342,7 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)
     names = [make_case(outdir, i, c) for i, c in enumerate(CASES + DECOMPOSED)]
+    names += [make_layer_case(outdir, i, c) for i, c in enumerate(LAYER_CASES)]
     with open(os.path.join(outdir, "cases.txt"), "w") as f:
         f.write("\n".join(names) + "\n")
     return 0

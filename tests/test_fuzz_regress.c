@@ -79,7 +79,8 @@ static size_t off_tokenizer(uint32_t nmat) { return off_opts(nmat) + 68 + 96; } 
 /* A real checkpoint: a classifier (input 2, hidden 3, 2 classes) after `steps` steps on 6
  * sequences (so a shuffle of 6 is stored), or a character LM (per-step head, carried state). */
 static bytes real_checkpoint(bool lm, int steps) {
-    fl_arch a = lm ? (fl_arch){5, 3, 2, 1, FL_HEAD_PER_STEP, 5} : (fl_arch){0, 2, 3, 1, FL_HEAD_LAST_STEP, 2};
+    fl_arch a = lm ? (fl_arch){.vocab = 5, .input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 5}
+                    : (fl_arch){.vocab = 0, .input = 2, .hidden = 3, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 2};
     fl_model *m;
     assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
     assert_int_equal(fl_model_init_random(m, 3), FL_OK);
@@ -350,7 +351,7 @@ static void test_npy_repeated_key(void **state) {
 
 /* The in-memory loaders the harnesses drive parse exactly what the file loaders parse. */
 static void test_memory_matches_file(void **state) {
-    fl_arch a = {4, 2, 3, 2, FL_HEAD_PER_STEP, 4};
+    fl_arch a = {.vocab = 4, .input = 2, .hidden = 3, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 4};
     fl_mat_spec specs[5] = {{FL_METHOD_SVD, 1}, {FL_METHOD_CP, 2}, {FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 2},
                             {FL_METHOD_SVD, 1}};
     fl_model *m, *fm, *mm;

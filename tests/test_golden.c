@@ -84,17 +84,19 @@ static void test_case(void **state) {
     fl_status st = fl_model_load(path, &m);
     if (st) fail_msg("fl_model_load(%s): %s: %s", path, fl_status_str(st), fl_last_error());
     const fl_arch *a = fl_model_arch(m);
-    const int L = a->layers, H = a->hidden, D = a->input;
-    /* "svd_*" / "cp_*" cases hold every LSTM matrix as factors: the decomposed path is what runs */
+    const int D = a->input, P = a->proj > 0 ? a->proj : a->hidden;
+    /* "svd_*" / "cp_*" cases hold every LSTM gate matrix as factors: the decomposed path is what runs.
+     * Layer cases with factors ("*_svd_*", "*_cp_*", "*_mixed_*") mix methods per matrix. */
     const fl_method method = !strncmp(name, "svd_", 4) ? FL_METHOD_SVD : !strncmp(name, "cp_", 3) ? FL_METHOD_CP
                                                                                                   : FL_METHOD_DENSE;
-    for (size_t i = 0; i < (size_t)(2 * L); i++) {
+    const bool mixed = strstr(name, "_svd_") || strstr(name, "_cp_") || strstr(name, "_mixed_");
+    for (size_t i = 0; !mixed && i < fl_model_num_matrices(m); i++) {
         fl_matrix_info mi;
         assert_int_equal(fl_model_matrix_info(m, i, &mi), FL_OK);
+        if (mi.kind != FL_MAT_IH && mi.kind != FL_MAT_HH) continue;
         if (mi.method != method) fail_msg("%s: matrix %s has method %d, expected %d", name, mi.name, mi.method, method);
     }
-
-    fl_npy x = {0}, tok = {0}, h0 = {0}, c0 = {0}, y = {0}, hn = {0}, cn = {0}, y0 = {0};
+    fl_npy x = {0}, tok = {0}, h0 = {0}, c0 = {0}, y = {0}, hn = {0}, cn = {0}, y0 = {0}, len = {0};
     if (a->vocab > 0) load_req(dir, "tokens.npy", &tok);
     else load_req(dir, "x.npy", &x);
     load_opt(dir, "h0.npy", &h0);
@@ -103,10 +105,14 @@ static void test_case(void **state) {
     load_req(dir, "hn.npy", &hn);
     load_req(dir, "cn.npy", &cn);
     load_req(dir, "y_zero.npy", &y0);
+    const int32_t *lengths = load_opt(dir, "lengths.npy", &len) ? len.data : NULL;
     const fl_npy *in = a->vocab > 0 ? &tok : &x;
     assert_int_equal(in->dtype, a->vocab > 0 ? 'i' : 'f');
     const int B = (int)in->shape[0], T = (int)in->shape[1];
-    assert_int_equal(hn.count, (size_t)L * B * H);
+    const size_t nh = fl_run_state_size(m, B, 0), nc = fl_run_state_size(m, B, 1);
+    assert_int_equal(hn.count, nh);
+    assert_int_equal(cn.count, nc);
+    if (lengths) assert_int_equal(len.count, (size_t)B);
     const size_t ny = fl_run_output_size(m, B, T);
     assert_int_equal(y.count, ny);
     assert_int_equal(y0.count, ny);
@@ -120,13 +126,13 @@ static void test_case(void **state) {
     if (st) fail_msg("fl_session_create: %s: %s", fl_status_str(st), fl_last_error());
 
     float *yo = calloc(ny, sizeof(float)), *ht = calloc(ny, sizeof(float));
-    float *hno = calloc((size_t)L * B * H, sizeof(float)), *cno = calloc((size_t)L * B * H, sizeof(float));
+    float *hno = calloc(nh, sizeof(float)), *cno = calloc(nc, sizeof(float));
     assert_non_null(yo);
     assert_non_null(ht);
 
     /* batch-major */
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = B, .seq = T, .h0 = h0.data, .c0 = c0.data,
-                    .y = yo, .hn = hno, .cn = cno};
+                    .y = yo, .hn = hno, .cn = cno, .lengths = lengths};
     if (a->vocab > 0) io.tokens = tok.data;
     else io.x = x.data;
     st = fl_session_run(s, &io);
@@ -145,10 +151,13 @@ static void test_case(void **state) {
     void *tin = malloc((size_t)B * T * w * es);
     assert_non_null(tin);
     swap01(tin, in->data, B, T, w, es);
-    memset(yo, 0, ny * sizeof(float));
-    memset(hno, 0, (size_t)L * B * H * sizeof(float));
-    memset(cno, 0, (size_t)L * B * H * sizeof(float));
+    /* garbage in y: outputs past a sequence's length must be written as zeros */
+    memset(yo, 0x7f, ny * sizeof(float));
+    memset(hno, 0, nh * sizeof(float));
+    memset(cno, 0, nc * sizeof(float));
     io.layout = FL_TIME_MAJOR;
+    /* two threads: a bidirectional layer runs its directions on two threads */
+    assert_int_equal(fl_session_set_threads(s, 2), FL_OK);
     if (a->vocab > 0) io.tokens = tin;
     else io.x = tin;
     st = fl_session_run(s, &io);
@@ -158,9 +167,18 @@ static void test_case(void **state) {
     check_arrays("time-major y", name, ht, y.data, ny);
     check_arrays("time-major h_n", name, hno, hn.data, hn.count);
     check_arrays("time-major c_n", name, cno, cn.data, cn.count);
+    assert_int_equal(fl_session_set_threads(s, 1), FL_OK);
+    if (a->bidirectional) { /* streaming needs the whole sequence: refused */
+        float xz[64] = {0}, tmp[64];
+        int32_t tk[1] = {0};
+        st = fl_session_step(s, 1, a->vocab > 0 ? NULL : xz, a->vocab > 0 ? tk : NULL, tmp);
+        assert_int_equal(st, FL_ERR_UNSUPPORTED);
+        assert_non_null(strstr(fl_last_error(), "bidirectional"));
+        goto done;
+    }
 
     /* streaming from a zero state, step by step, against the zero-state reference */
-    const int V = a->head == FL_HEAD_NONE ? H : a->head_out;
+    const int V = a->head == FL_HEAD_NONE ? P : a->head_out;
     float *xs = malloc((size_t)B * D * sizeof(float) + 1), *ys = malloc((size_t)B * V * sizeof(float));
     int32_t *ts = malloc((size_t)B * sizeof(int32_t));
     assert_non_null(xs);
@@ -177,9 +195,11 @@ static void test_case(void **state) {
         if (st) fail_msg("fl_session_step: %s: %s", fl_status_str(st), fl_last_error());
         const float *ref = y0.data;
         for (int b = 0; b < B; b++) {
+            const int lb = lengths ? lengths[b] : T; /* steps past a length are not compared */
+            if (t >= lb) continue;
             const float *want;
             if (a->head == FL_HEAD_LAST_STEP) {
-                if (t != T - 1) continue;
+                if (t != lb - 1) continue;
                 want = ref + (size_t)b * V;
             } else {
                 want = ref + ((size_t)b * T + t) * V;
@@ -203,8 +223,9 @@ static void test_case(void **state) {
         }
         st = fl_session_step(s, B, a->vocab > 0 ? NULL : xs, a->vocab > 0 ? ts : NULL, ys);
         if (st) fail_msg("fl_session_step: %s: %s", fl_status_str(st), fl_last_error());
-        if (a->head == FL_HEAD_LAST_STEP && t != T - 1) continue;
         for (int b = 0; b < B; b++) {
+            const int lb = lengths ? lengths[b] : T;
+            if (t >= lb || (a->head == FL_HEAD_LAST_STEP && t != lb - 1)) continue;
             const float *want = (const float *)y.data + (a->head == FL_HEAD_LAST_STEP ? (size_t)b * V
                                                                                       : ((size_t)b * T + t) * V);
             double e = max_abs_diff(ys + (size_t)b * V, want, (size_t)V);
@@ -215,18 +236,20 @@ static void test_case(void **state) {
     if (!(ess_max <= TOL)) fail_msg("%s: streaming from (h0, c0) max abs error %.3g > %g", name, ess_max, TOL);
     st = fl_session_get_state(s, B, hno, cno);
     if (st) fail_msg("fl_session_get_state: %s: %s", fl_status_str(st), fl_last_error());
-    check_arrays("streaming h_n", name, hno, hn.data, hn.count);
-    check_arrays("streaming c_n", name, cno, cn.data, cn.count);
-
+    if (!lengths) { /* with lengths, (h_n, c_n) are at each length, the stream went on to T */
+        check_arrays("streaming h_n", name, hno, hn.data, hn.count);
+        check_arrays("streaming c_n", name, cno, cn.data, cn.count);
+    }
     free(xs);
     free(ys);
     free(ts);
+done:
     free(tin);
     free(yo);
     free(ht);
     free(hno);
     free(cno);
-    fl_npy *all[] = {&x, &tok, &h0, &c0, &y, &hn, &cn, &y0};
+    fl_npy *all[] = {&x, &tok, &h0, &c0, &y, &hn, &cn, &y0, &len};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) fl_npy_free(all[i]);
     fl_session_free(s);
     fl_model_free(m);

@@ -1,7 +1,10 @@
 /* Peer benchmark: oneDNN's LSTM primitive (vanilla_lstm, forward inference, f32) on the weights of a
- * fastlstm model file (dense safetensors written by `fastlstm init`).
+ * fastlstm model file (dense safetensors written by `fastlstm init`, unidirectional or bidirectional).
  *   onednn_lstm MODEL BATCH SEQ ROUNDS
- * Prints one line: "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ), or "unavailable: why".
+ * One primitive per layer (dnnl_bidirectional_concat for a bidirectional model: [fwd, rev] per step,
+ * as PyTorch), executed in turn. oneDNN has no per-sequence lengths: a variable-length batch runs
+ * padded to SEQ. Prints one line: "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ), or
+ * "unavailable: why".
  * Threads: oneDNN's OpenMP runtime (OMP_NUM_THREADS). Built by bench/peers/run.sh. */
 #include <dnnl.h>
 #include <stdint.h>
@@ -89,6 +92,75 @@ static dnnl_memory_t to_prim(dnnl_engine_t eng, dnnl_stream_t st, dnnl_memory_t 
     return m;
 }
 
+/* One layer: a primitive and its arguments. */
+typedef struct layer {
+    dnnl_primitive_t prim;
+    dnnl_exec_arg_t args[10];
+    int nargs;
+    dnnl_memory_t dst;
+} layer;
+
+/* Layer l of the model, direction count dirs, reading src (T, N, in) in tnc. */
+static void make_layer(dnnl_engine_t eng, dnnl_stream_t st, int l, int dirs, int T, int N, int in, int H,
+                       dnnl_memory_t src, const dnnl_memory_desc_t *src_md, layer *ly) {
+    dnnl_memory_desc_t hi_md, ci_md, wl_md, wi_md, b_md, dst_md, ho_md, co_md, any_wl, any_wi;
+    dnnl_dims_t it_d = {1, dirs, N, H}, wl_d = {1, dirs, in, 4, H}, wi_d = {1, dirs, H, 4, H}, b_d = {1, dirs, 4, H},
+                dst_d = {T, N, dirs * H};
+    dnnl_memory_t hi = mem_tag(eng, 4, it_d, dnnl_ldnc, &hi_md), ci = mem_tag(eng, 4, it_d, dnnl_ldnc, &ci_md);
+    dnnl_memory_t ho = mem_tag(eng, 4, it_d, dnnl_ldnc, &ho_md), co = mem_tag(eng, 4, it_d, dnnl_ldnc, &co_md);
+    ly->dst = mem_tag(eng, 3, dst_d, dnnl_tnc, &dst_md);
+    dnnl_memory_t wl_u = mem_tag(eng, 5, wl_d, dnnl_ldigo, &wl_md), wi_u = mem_tag(eng, 5, wi_d, dnnl_ldigo, &wi_md);
+    dnnl_memory_t bias = mem_tag(eng, 4, b_d, dnnl_ldgo, &b_md);
+    CHECK(dnnl_memory_desc_init_by_tag(&any_wl, 5, wl_d, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&any_wi, 5, wi_d, dnnl_f32, dnnl_format_tag_any));
+    // PyTorch weight_ih (4H, in) rows g*H + o -> ldigo [0][d][i][g][o]; bias = b_ih + b_hh.
+    float *wl, *wi, *bb;
+    CHECK(dnnl_memory_get_data_handle(wl_u, (void **)&wl));
+    CHECK(dnnl_memory_get_data_handle(wi_u, (void **)&wi));
+    CHECK(dnnl_memory_get_data_handle(bias, (void **)&bb));
+    for (int d = 0; d < dirs; d++) {
+        char n[64];
+        const char *sfx = d ? "_reverse" : "";
+        snprintf(n, sizeof n, "lstm.weight_ih_l%d%s", l, sfx);
+        const float *Wih = tensor(n, (size_t)4 * H * in);
+        snprintf(n, sizeof n, "lstm.weight_hh_l%d%s", l, sfx);
+        const float *Whh = tensor(n, (size_t)4 * H * H);
+        snprintf(n, sizeof n, "lstm.bias_ih_l%d%s", l, sfx);
+        const float *bih = tensor(n, (size_t)4 * H);
+        snprintf(n, sizeof n, "lstm.bias_hh_l%d%s", l, sfx);
+        const float *bhh = tensor(n, (size_t)4 * H);
+        for (int g = 0; g < 4; g++)
+            for (int o = 0; o < H; o++) {
+                for (int i = 0; i < in; i++) wl[(((size_t)d * in + i) * 4 + g) * H + o] = Wih[((size_t)g * H + o) * in + i];
+                for (int i = 0; i < H; i++) wi[(((size_t)d * H + i) * 4 + g) * H + o] = Whh[((size_t)g * H + o) * H + i];
+                bb[((size_t)d * 4 + g) * H + o] = bih[g * H + o] + bhh[g * H + o];
+            }
+    }
+    dnnl_rnn_desc_t desc;
+    CHECK(dnnl_lstm_forward_desc_init(&desc, dnnl_forward_inference,
+                                      dirs == 2 ? dnnl_bidirectional_concat : dnnl_unidirectional_left2right, src_md,
+                                      &hi_md, &ci_md, &any_wl, &any_wi, &b_md, &dst_md, &ho_md, &co_md, 0));
+    dnnl_primitive_desc_t pd;
+    CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, eng, NULL));
+    dnnl_memory_t wl_p = to_prim(eng, st, wl_u, &wl_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    dnnl_memory_t wi_p = to_prim(eng, st, wi_u, &wi_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1));
+    const dnnl_memory_desc_t *sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    dnnl_memory_t sp = NULL;
+    if (sp_md && dnnl_memory_desc_get_size(sp_md) > 0) CHECK(dnnl_memory_create(&sp, sp_md, eng, DNNL_MEMORY_ALLOCATE));
+    CHECK(dnnl_primitive_create(&ly->prim, pd));
+    dnnl_exec_arg_t args[10] = {
+        {DNNL_ARG_SRC_LAYER, src}, {DNNL_ARG_SRC_ITER, hi},     {DNNL_ARG_SRC_ITER_C, ci},
+        {DNNL_ARG_WEIGHTS_LAYER, wl_p}, {DNNL_ARG_WEIGHTS_ITER, wi_p}, {DNNL_ARG_BIAS, bias},
+        {DNNL_ARG_DST_LAYER, ly->dst}, {DNNL_ARG_DST_ITER, ho},     {DNNL_ARG_DST_ITER_C, co},
+        {DNNL_ARG_SCRATCHPAD, sp}};
+    memcpy(ly->args, args, sizeof args);
+    ly->nargs = sp ? 10 : 9;
+}
+
+static void run_all(dnnl_stream_t st, layer *ly, int L) {
+    for (int l = 0; l < L; l++) CHECK(dnnl_primitive_execute(ly[l].prim, st, ly[l].nargs, ly[l].args));
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: onednn_lstm MODEL BATCH SEQ ROUNDS\n");
@@ -116,76 +188,33 @@ int main(int argc, char **argv) {
     }
     fclose(f);
     const int D = meta_int("input"), H = meta_int("hidden"), L = meta_int("layers");
-    if (D <= 0 || H <= 0 || L <= 0 || (L > 1 && D != H)) {
-        printf("unavailable: oneDNN stacks layers only when input == hidden (input %d hidden %d)\n", D, H);
+    const int dirs = meta_int("bidirectional") == 1 ? 2 : 1;
+    if (D <= 0 || H <= 0 || L <= 0 || L > 64 || meta_int("proj") > 0) {
+        printf("unavailable: oneDNN harness needs a dense LSTM without projection (input %d hidden %d)\n", D, H);
         return 0;
     }
     dnnl_engine_t eng;
     dnnl_stream_t st;
     CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
-
-    dnnl_memory_desc_t src_md, hi_md, ci_md, wl_md, wi_md, b_md, dst_md, ho_md, co_md, any_wl, any_wi;
-    dnnl_dims_t src_d = {T, N, D}, it_d = {L, 1, N, H}, wl_d = {L, 1, D, 4, H}, wi_d = {L, 1, H, 4, H},
-                b_d = {L, 1, 4, H}, dst_d = {T, N, H};
+    dnnl_memory_desc_t src_md;
+    dnnl_dims_t src_d = {T, N, D};
     dnnl_memory_t src = mem_tag(eng, 3, src_d, dnnl_tnc, &src_md);
-    dnnl_memory_t hi = mem_tag(eng, 4, it_d, dnnl_ldnc, &hi_md), ci = mem_tag(eng, 4, it_d, dnnl_ldnc, &ci_md);
-    dnnl_memory_t ho = mem_tag(eng, 4, it_d, dnnl_ldnc, &ho_md), co = mem_tag(eng, 4, it_d, dnnl_ldnc, &co_md);
-    dnnl_memory_t dst = mem_tag(eng, 3, dst_d, dnnl_tnc, &dst_md);
-    dnnl_memory_t wl_u = mem_tag(eng, 5, wl_d, dnnl_ldigo, &wl_md), wi_u = mem_tag(eng, 5, wi_d, dnnl_ldigo, &wi_md);
-    dnnl_memory_t bias = mem_tag(eng, 4, b_d, dnnl_ldgo, &b_md);
-    CHECK(dnnl_memory_desc_init_by_tag(&any_wl, 5, wl_d, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&any_wi, 5, wi_d, dnnl_f32, dnnl_format_tag_any));
-
-    // PyTorch weight_ih (4H, in) rows g*H + o -> ldigo [l][0][i][g][o]; bias = b_ih + b_hh.
-    float *wl, *wi, *bb, *x;
-    CHECK(dnnl_memory_get_data_handle(wl_u, (void **)&wl));
-    CHECK(dnnl_memory_get_data_handle(wi_u, (void **)&wi));
-    CHECK(dnnl_memory_get_data_handle(bias, (void **)&bb));
-    for (int l = 0; l < L; l++) {
-        char n[64];
-        const int in = l == 0 ? D : H;
-        snprintf(n, sizeof n, "lstm.weight_ih_l%d", l);
-        const float *Wih = tensor(n, (size_t)4 * H * in);
-        snprintf(n, sizeof n, "lstm.weight_hh_l%d", l);
-        const float *Whh = tensor(n, (size_t)4 * H * H);
-        snprintf(n, sizeof n, "lstm.bias_ih_l%d", l);
-        const float *bih = tensor(n, (size_t)4 * H);
-        snprintf(n, sizeof n, "lstm.bias_hh_l%d", l);
-        const float *bhh = tensor(n, (size_t)4 * H);
-        for (int g = 0; g < 4; g++)
-            for (int o = 0; o < H; o++) {
-                for (int i = 0; i < in; i++) wl[(((size_t)l * D + i) * 4 + g) * H + o] = Wih[((size_t)g * H + o) * in + i];
-                for (int i = 0; i < H; i++) wi[(((size_t)l * H + i) * 4 + g) * H + o] = Whh[((size_t)g * H + o) * H + i];
-                bb[((size_t)l * 4 + g) * H + o] = bih[g * H + o] + bhh[g * H + o];
-            }
-    }
+    float *x;
     CHECK(dnnl_memory_get_data_handle(src, (void **)&x));
     srand(1);
     for (size_t i = 0; i < (size_t)T * N * D; i++) x[i] = (float)rand() / RAND_MAX * 2 - 1;
-
-    dnnl_rnn_desc_t desc;
-    CHECK(dnnl_lstm_forward_desc_init(&desc, dnnl_forward_inference, dnnl_unidirectional_left2right, &src_md,
-                                      &hi_md, &ci_md, &any_wl, &any_wi, &b_md, &dst_md, &ho_md, &co_md, 0));
-    dnnl_primitive_desc_t pd;
-    CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, eng, NULL));
-    dnnl_memory_t wl_p = to_prim(eng, st, wl_u, &wl_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
-    dnnl_memory_t wi_p = to_prim(eng, st, wi_u, &wi_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1));
-    const dnnl_memory_desc_t *sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    dnnl_memory_t sp = NULL;
-    if (sp_md && dnnl_memory_desc_get_size(sp_md) > 0) CHECK(dnnl_memory_create(&sp, sp_md, eng, DNNL_MEMORY_ALLOCATE));
-    dnnl_primitive_t prim;
-    CHECK(dnnl_primitive_create(&prim, pd));
-    dnnl_exec_arg_t args[11] = {
-        {DNNL_ARG_SRC_LAYER, src}, {DNNL_ARG_SRC_ITER, hi},     {DNNL_ARG_SRC_ITER_C, ci},
-        {DNNL_ARG_WEIGHTS_LAYER, wl_p}, {DNNL_ARG_WEIGHTS_ITER, wi_p}, {DNNL_ARG_BIAS, bias},
-        {DNNL_ARG_DST_LAYER, dst}, {DNNL_ARG_DST_ITER, ho},     {DNNL_ARG_DST_ITER_C, co},
-        {DNNL_ARG_SCRATCHPAD, sp}};
-    const int nargs = sp ? 10 : 9;
+    layer ly[64];
+    for (int l = 0; l < L; l++) {
+        dnnl_memory_desc_t in_md;
+        dnnl_dims_t in_d = {T, N, l == 0 ? D : dirs * H};
+        CHECK(dnnl_memory_desc_init_by_tag(&in_md, 3, in_d, dnnl_f32, dnnl_tnc));
+        make_layer(eng, st, l, dirs, T, N, l == 0 ? D : dirs * H, H, l == 0 ? src : ly[l - 1].dst, &in_md, &ly[l]);
+    }
 
     // Calibrate repetitions per round to about 0.2 s (at least 1).
     double t0 = now_us();
-    for (int i = 0; i < 2; i++) CHECK(dnnl_primitive_execute(prim, st, nargs, args));
+    for (int i = 0; i < 2; i++) run_all(st, ly, L);
     CHECK(dnnl_stream_wait(st));
     double one = (now_us() - t0) / 2;
     int reps = (int)(200000.0 / (one > 1 ? one : 1));
@@ -195,7 +224,7 @@ int main(int argc, char **argv) {
     const int R = rounds < 1 ? 1 : rounds > 64 ? 64 : rounds;
     for (int r = 0; r < R; r++) {
         t0 = now_us();
-        for (int i = 0; i < reps; i++) CHECK(dnnl_primitive_execute(prim, st, nargs, args));
+        for (int i = 0; i < reps; i++) run_all(st, ly, L);
         CHECK(dnnl_stream_wait(st));
         v[r] = (now_us() - t0) / reps / T;
     }

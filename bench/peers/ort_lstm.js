@@ -1,5 +1,7 @@
 // Peer benchmark: ONNX Runtime (onnxruntime-node, CPU) on an ONNX file exported from nn.LSTM.
-//   node ort_lstm.js MODEL.onnx BATCH SEQ INPUT ROUNDS THREADS
+//   node ort_lstm.js MODEL.onnx BATCH SEQ INPUT ROUNDS THREADS [LENGTHS]
+// LENGTHS: comma-separated per-sequence lengths fed as the int32 (B) input "lens" (sequence_lens of
+// every LSTM node, see torch_lstm.py export ... lens).
 // Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why".
 'use strict';
 async function main() {
@@ -19,6 +21,11 @@ async function main() {
   let s = 1;
   for (let i = 0; i < x.length; i++) { s = (s * 1103515245 + 12345) % 2147483648; x[i] = s / 2147483648 * 2 - 1; }
   const feeds = { x: new ort.Tensor('float32', x, [T, B, D]) };
+  if (process.argv[8]) {
+    const lens = Int32Array.from(process.argv[8].split(',').map(Number));
+    if (lens.length !== B) throw new Error(`need ${B} lengths, got ${lens.length}`);
+    feeds.lens = new ort.Tensor('int32', lens, [B]);
+  }
   const now = () => Number(process.hrtime.bigint()) / 1e3;
   await sess.run(feeds);
   let t0 = now();

@@ -77,11 +77,11 @@ run_fl() { # model B T threads -> us_per_step line
   $PY -c 'import json,sys; d=json.loads(sys.argv[1]); T=float(sys.argv[2]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/T, d["min_ms"]*1e3/T, d["max_ms"]*1e3/T))' "$j" "$3"
 }
 run_onednn() { [ -n "$ONEDNN_WHY" ] && { echo "unavailable: $ONEDNN_WHY"; return; }; "$BUILD/onednn_lstm" "$1" "$2" "$3" $ROUNDS 2>&1 | tail -1; }
-run_torch() { [ -n "$TORCH_WHY" ] && { echo "unavailable: $TORCH_WHY"; return; }; $PY "$HERE/torch_lstm.py" "$1" "$2" "$3" $ROUNDS "$4" "$5" 2>&1 | tail -1; }
+run_torch() { [ -n "$TORCH_WHY" ] && { echo "unavailable: $TORCH_WHY"; return; }; $PY "$HERE/torch_lstm.py" "$1" "$2" "$3" $ROUNDS "$4" $5 2>&1 | tail -1; }
 run_ort() { # onnx B T D threads
   [ -n "$ORT_WHY" ] && { echo "unavailable: $ORT_WHY"; return; }
   [ -f "$1" ] || { echo "unavailable: ONNX export failed"; return; }
-  node "$HERE/ort_lstm.js" "$1" "$2" "$3" "$4" $ROUNDS "$5" 2>&1 | tail -1
+  node "$HERE/ort_lstm.js" "$1" "$2" "$3" "$4" $ROUNDS $5 2>&1 | tail -1
 }
 
 # ---------------------------------------------------------------- dense shapes
@@ -138,3 +138,59 @@ for shape in "${LR_SHAPES[@]}"; do
     done
   done
 done
+
+# ---------------------------------------------------------------- bidirectional (issue 11)
+echo
+echo "## bidirectional LSTM (2 x 650, [fwd, rev] per step): fastlstm | oneDNN (bidirectional_concat) | PyTorch | ONNX Runtime"
+D=650 H=650 L=2 T=35
+MB=$WORK/bi_${D}_${H}_${L}.safetensors
+ONNXB=$WORK/bi_${D}_${H}_${L}.onnx
+if "$FL" init --input $D --hidden $H --layers $L --bidirectional --seed 1 -o "$MB" >/dev/null 2>&1; then
+  [ -z "$TORCH_WHY" ] && $PY "$HERE/torch_lstm.py" "$MB" 1 "$T" 1 1 export "$ONNXB" >"$WORK/export.log" 2>&1
+  BATCHES="1 20"
+  [ $QUICK = 1 ] && BATCHES=1
+  for B in $BATCHES; do
+    for t in $THREADS; do
+      export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+      FL_MED=""
+      fl=$(run_fl "$MB" $B $T $t)
+      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      printf "%-16s B %3d t %d | fastlstm %s | oneDNN %s | PyTorch %s | ORT %s\n" "bi $D/$H/$L/$T" $B $t \
+        "$(fmt "$fl")" "$(fmt "$(run_onednn "$MB" $B $T)")" "$(fmt "$(run_torch "$MB" $B $T $t dense)")" \
+        "$(fmt "$(run_ort "$ONNXB" $B $T $D $t)")"
+    done
+  done
+else
+  echo "bi $D/$H/$L/$T: fastlstm init --bidirectional failed"
+fi
+
+# ---------------------------------------------------------------- variable lengths (issue 11)
+echo
+echo "## variable-length batch: B 20, lengths uniform in 5..35 (seeded), T_max 35, per step = batch latency / 35"
+echo "## fastlstm (--lengths, packed) | oneDNN (no per-sequence lengths: PADDED to 35) | PyTorch (pack_padded_sequence) | ORT (sequence_lens)"
+LENS=$WORK/lengths.npy
+if $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.random.RandomState(11).randint(5, 36, 20).astype("<i4"))' "$LENS" 2>/dev/null; then
+  LENS_CSV=$($PY -c 'import numpy as np, sys; print(",".join(str(v) for v in np.load(sys.argv[1])))' "$LENS")
+  echo "## lengths: $LENS_CSV"
+  VL_MODELS="uni bi"
+  [ $QUICK = 1 ] && VL_MODELS=uni
+  for kind in $VL_MODELS; do
+    if [ $kind = uni ]; then MV=$WORK/m_650_650_2.safetensors; else MV=$MB; fi
+    [ -f "$MV" ] || "$FL" init --input 650 --hidden 650 --layers 2 --seed 1 -o "$MV" >/dev/null 2>&1
+    ONNXV=$WORK/vl_$kind.onnx
+    [ -z "$TORCH_WHY" ] && $PY "$HERE/torch_lstm.py" "$MV" 1 35 1 1 export "$ONNXV" lens >"$WORK/export.log" 2>&1
+    for t in $THREADS; do
+      export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+      FL_MED=""
+      j=$("$FL" bench "$MV" --batch 20 --seq 35 --threads $t --lengths "$LENS" --reps $FL_REPS --warmup 2 --json 2>"$WORK/fl.err") &&
+        fl=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/35, d["min_ms"]*1e3/35, d["max_ms"]*1e3/35))' "$j") ||
+        fl="unavailable: fastlstm bench --lengths failed ($(head -1 "$WORK/fl.err"))"
+      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      printf "%-16s B  20 t %d | fastlstm %s | oneDNN padded %s | PyTorch packed %s | ORT %s\n" "$kind 650/650/2/5..35" $t \
+        "$(fmt "$fl")" "$(fmt "$(run_onednn "$MV" 20 35)")" "$(fmt "$(run_torch "$MV" 20 35 $t "dense $LENS")")" \
+        "$(fmt "$(run_ort "$ONNXV" 20 35 650 "$t $LENS_CSV")")"
+    done
+  done
+else
+  echo "variable lengths: cannot write the lengths file (numpy)"
+fi

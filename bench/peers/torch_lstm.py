@@ -1,11 +1,21 @@
 """Peer benchmark: PyTorch on the weights of a fastlstm model file (safetensors).
 
-  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS dense        nn.LSTM forward, inference mode
+  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS dense [LENGTHS.npy]
+                                                            nn.LSTM forward, inference mode
+                                                            (bidirectional when the model is); with
+                                                            LENGTHS, packed: pack_padded_sequence
+                                                            (enforce_sorted=False) then nn.LSTM, the
+                                                            packing counted in the time
   torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS lowrank      hand-written step loop on the model's
                                                             SVD factors (W ~ U V): input projection
                                                             as one matmul over all steps, then
                                                             gates = gx_t + (h V_hh^T) U_hh^T
-  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS export OUT   write an ONNX file of the nn.LSTM
+  torch_lstm.py MODEL BATCH SEQ ROUNDS THREADS export OUT [lens]
+                                                            write an ONNX file of the nn.LSTM; with
+                                                            "lens", every ONNX LSTM node reads its
+                                                            sequence_lens from an int32 (B) graph
+                                                            input "lens" (ONNX Runtime skips the
+                                                            steps past each length)
 
 Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why". Set
 OMP_NUM_THREADS and OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools)."""
@@ -58,20 +68,50 @@ def main():
     torch.set_num_threads(threads)
     meta, t = load(path)
     D, H, L = int(meta["input"]), int(meta["hidden"]), int(meta["layers"])
+    bidir = meta.get("bidirectional", "0") == "1"
+    sfx = ["", "_reverse"] if bidir else [""]
     g = torch.Generator().manual_seed(1)
     x = torch.rand(T, B, D, generator=g) * 2 - 1
     if mode in ("dense", "export"):
-        if any(meta.get(f"method.lstm.weight_{k}_l{l}", "dense") != "dense" for l in range(L) for k in ("ih", "hh")):
-            print("unavailable: nn.LSTM needs a dense model")
+        if any(meta.get(f"method.lstm.weight_{k}_l{l}{d}", "dense") != "dense" for l in range(L) for k in ("ih", "hh")
+               for d in sfx) or int(meta.get("proj", "0")):
+            print("unavailable: nn.LSTM needs a dense model without projection")
             return
-        lstm = torch.nn.LSTM(D, H, L)
+        lstm = torch.nn.LSTM(D, H, L, bidirectional=bidir)
         sd = {k[len("lstm."):]: torch.from_numpy(v) for k, v in t.items() if k.startswith("lstm.")}
         lstm.load_state_dict(sd)
         lstm.eval()
         if mode == "export":
             torch.onnx.export(lstm, (x,), sys.argv[7], input_names=["x"], output_names=["y", "hn", "cn"], opset_version=14,
                               dynamic_axes={"x": {0: "T", 1: "B"}, "y": {0: "T", 1: "B"}, "hn": {1: "B"}, "cn": {1: "B"}})
+            if len(sys.argv) > 8 and sys.argv[8] == "lens":
+                import onnx
+                m = onnx.load(sys.argv[7])
+                m.graph.input.append(onnx.helper.make_tensor_value_info("lens", onnx.TensorProto.INT32, ["B"]))
+                n = 0
+                for node in m.graph.node:
+                    if node.op_type == "LSTM":
+                        while len(node.input) < 5:
+                            node.input.append("")
+                        node.input[4] = "lens"
+                        n += 1
+                if n == 0:
+                    print("unavailable: no LSTM node in the ONNX export")
+                    return
+                onnx.save(m, sys.argv[7])
             print("exported")
+            return
+        if len(sys.argv) > 7:  # variable lengths: PyTorch's packed execution
+            import numpy as np
+            lens = torch.from_numpy(np.load(sys.argv[7]).astype("int64"))
+            pack = torch.nn.utils.rnn.pack_padded_sequence
+
+            def run_packed():
+                return lstm(pack(x, lens, enforce_sorted=False))
+
+            with torch.inference_mode():
+                r = timed(run_packed, T, rounds)
+            print("us_per_step %.3f %.3f %.3f" % r)
             return
         with torch.inference_mode():
             r = timed(lambda: lstm(x), T, rounds)

@@ -10,9 +10,10 @@
  *  - The library keeps no caller pointer past a call unless the doc comment says so.
  *  - float32 everywhere; matrices are row-major.
  *
- * Model (PyTorch semantics): optional embedding (token ids in) -> `layers` stacked unidirectional
- * LSTM layers (nn.LSTM, gate order i, f, g, o) -> optional linear head, applied per time step
- * (language model) or to the last step (sequence classifier).
+ * Model (PyTorch semantics): optional embedding (token ids in) -> `layers` stacked LSTM layers
+ * (nn.LSTM, gate order i, f, g, o; optionally bidirectional and/or with a projection, as
+ * nn.LSTM(bidirectional=True, proj_size=P)) -> optional linear head, applied per time step
+ * (language model) or to the last valid step (sequence classifier).
  */
 #ifndef FASTLSTM_H
 #define FASTLSTM_H
@@ -80,7 +81,19 @@ typedef struct fl_arch {
     int layers;        /* number of stacked LSTM layers, >= 1 */
     fl_head_kind head; /* linear head, if any */
     int head_out;      /* head output size (classes, or vocabulary for a language model); 0 if no head */
+    /* Appended fields: zero means a plain unidirectional LSTM without projection or padding id. */
+    int bidirectional; /* 1: every layer runs forward and reverse; outputs [fwd, rev] per step (2*out) */
+    int proj;          /* P > 0: LSTMP, h_t = W_hr (o * tanh(c_t)) of size P < hidden (nn.LSTM proj_size) */
+    int has_padding;   /* 1: padding_idx names the padding token (nn.Embedding(padding_idx=...)) */
+    int padding_idx;   /* with has_padding, in [0, vocab): its embedding row is zero at init and in
+                          training; at inference the stored row is used, as PyTorch does */
 } fl_arch;
+
+/* Sizes that follow from an architecture (PyTorch's nn.LSTM conventions):
+ *   out  = proj if proj > 0 else hidden          size of each direction's h_t (and of h_n rows)
+ *   dirs = 2 if bidirectional else 1
+ *   layer l input: input (l = 0), dirs * out (l > 0); weight_ih (4H, in), weight_hh (4H, out),
+ *   weight_hr (P, H); the head reads dirs * out features. */
 
 typedef enum fl_method { FL_METHOD_DENSE = 0, FL_METHOD_SVD = 1, FL_METHOD_CP = 2 } fl_method;
 
@@ -96,14 +109,18 @@ typedef enum fl_mat_kind {
     FL_MAT_IH = 0,   /* LSTM weight_ih: layer input -> 4 gates, (4H, input or H) */
     FL_MAT_HH = 1,   /* LSTM weight_hh: previous hidden state -> 4 gates, (4H, H) */
     FL_MAT_HEAD = 2, /* linear head, (head_out, H) */
-    FL_MAT_PROJ = 3, /* LSTMP projection weight_hr (reserved for projection layers; none yet) */
+    FL_MAT_PROJ = 3, /* LSTMP projection weight_hr, (P, H): dense or SVD (no gate axis: no CP) */
 } fl_mat_kind;
 
 /* Element type a matrix is stored in. Only float32 today. */
 typedef enum fl_precision { FL_PRECISION_F32 = 0 } fl_precision;
 
-/* The weight matrices of a model are numbered: 2*l is weight_ih of layer l, 2*l+1 is weight_hh of
- * layer l, and 2*layers is the head (if the model has one). 0 for a NULL model. */
+/* The weight matrices of a model are numbered in PyTorch's state_dict order: per layer l, per
+ * direction d (0 forward, 1 reverse when bidirectional), weight_ih, weight_hh and (with a
+ * projection) weight_hr; then the head (if the model has one). With k = 2 + (proj > 0) matrices per
+ * direction and dirs directions, matrix (l*dirs + d)*k + j is weight_ih (j 0), weight_hh (j 1) or
+ * weight_hr (j 2); the head is last. A plain unidirectional model keeps 2*l, 2*l+1, 2*layers.
+ * fl_model_matrix_info gives each one's kind, layer and direction. 0 for a NULL model. */
 FL_API size_t fl_model_num_matrices(const fl_model *m);
 
 /* Create a model with zeroed weights. specs: NULL (all dense) or fl_model_num_matrices() entries
@@ -167,7 +184,9 @@ FL_API size_t fl_model_flops_per_step(const fl_model *m);
 /* ---------------------------------------------------------------- decomposition */
 
 /* How to decompose a model. Each weight matrix gets a target: its entry in `specs` if given,
- * else `method` for the LSTM gate matrices (and SVD for the head when include_head). A target's
+ * else `method` for the LSTM gate matrices of both directions, SVD for a projection weight_hr when
+ * `method` is SVD (dense otherwise: it has no gate axis for CP), and SVD for the head when
+ * include_head. A target's
  * rank is its explicit rank if > 0, else the smallest rank with relative Frobenius error <= tol
  * (if tol > 0), else the largest rank that keeps the matrix within `budget` x its dense
  * parameters (if budget > 0). Biases and the embedding stay dense. */
@@ -198,7 +217,7 @@ FL_API fl_decomp_opts fl_decomp_opts_default(void);
  * product of the stored float factors. Embedding, biases and tokenizer are copied.
  * Errors: FL_ERR_ARG (bad options, no rank/tol/budget for a decomposed target, SVD rank above
  * min(rows, cols), CP rank above min(4H, 4n, Hn) (the most any 4 x H x n tensor needs), CP on the
- * head, an all-zero matrix), FL_ERR_NUMERIC (LAPACK failure, or a CP
+ * head or on a projection, an all-zero matrix), FL_ERR_NUMERIC (LAPACK failure, or a CP
  * tol not reachable within the dense parameter count), FL_ERR_NOMEM; fl_last_error() names the
  * matrix. On error *out is NULL. The caller owns *out. */
 FL_API fl_status fl_model_decompose(const fl_model *m, const fl_decomp_opts *opts, fl_model **out);
@@ -247,7 +266,17 @@ typedef enum fl_layout {
 } fl_layout;
 
 /* One call of fl_session_run. Exactly one of x / tokens is set (tokens iff the model has an
- * embedding). States are always (L, B, H), like PyTorch's h_n / c_n. */
+ * embedding). States are shaped like PyTorch's h_n / c_n: h (L*dirs, B, out) and c (L*dirs, B, H),
+ * row 2*l + d for layer l, direction d of a bidirectional model (l for a unidirectional one);
+ * out = proj when the model has a projection, else H (see fl_arch). Outputs of a model without a
+ * head are (B, T, dirs*out), forward then reverse features of each step, as PyTorch.
+ *
+ * lengths (B) gives each sequence's valid length in [1, T] (pack_padded_sequence semantics): steps
+ * past a sequence's length are ignored, their outputs (no head or a per-step head) are zero, h_n / c_n
+ * hold each sequence's state at its last valid step, the reverse direction starts at each sequence's
+ * own last step, and a last-step head reads each sequence's last valid step. Sorted or unsorted
+ * lengths give the same results; the work is that of the valid steps only (sequences sorted by
+ * length internally, each step runs on the sequences still active). NULL: every length is T. */
 typedef struct fl_run_io {
     fl_layout layout;
     int batch, seq;
@@ -255,33 +284,40 @@ typedef struct fl_run_io {
     const int32_t *tokens;  /* token ids, (B, T) or (T, B); each in [0, vocab) */
     const float *h0, *c0;   /* (L, B, H) initial state, or NULL for zeros */
     float *y;               /* output, fl_run_output_size() floats (see below) */
-    float *hn, *cn;         /* (L, B, H) final state, or NULL; hn may be h0 and cn may be c0 */
+    float *hn, *cn;         /* final state, or NULL; hn may be h0 and cn may be c0 */
+    const int32_t *lengths; /* (B) valid length of each sequence, or NULL (all T); appended field */
 } fl_run_io;
 
-/* Number of floats fl_session_run writes to y: B*T*H (no head), B*T*V (per-step head),
+/* Number of floats fl_session_run writes to y: B*T*dirs*out (no head), B*T*V (per-step head),
  * B*C (last-step head). */
 FL_API size_t fl_run_output_size(const fl_model *m, int batch, int seq);
 
+/* Floats of one state array for a batch: h (L*dirs, B, out) when `cell` is 0, c (L*dirs, B, H) when
+ * it is 1 (see fl_run_io). 0 for a NULL model or batch < 1. */
+FL_API size_t fl_run_state_size(const fl_model *m, int batch, int cell);
+
 /* Run whole sequences. Does not touch the streaming state. Inputs are checked (token range,
- * finite features); on error nothing is written to y. */
+ * finite features, lengths in [1, T]: FL_ERR_ARG naming the sequence); on error nothing is written
+ * to y. A bidirectional layer with threads >= 2 runs its two directions on two threads. */
 FL_API fl_status fl_session_run(fl_session *s, const fl_run_io *io);
 
 /* Streaming: advance streams 0..batch-1 by one time step, keeping (h, c) per stream (all zero at
  * create; see fl_session_reset, fl_session_set_state and fl_session_get_state).
- * x: (batch, D) features or tokens: (batch) ids. y: (batch, H) top hidden state when the model has
- * no head, else (batch, head_out) head output for this step. */
+ * x: (batch, D) features or tokens: (batch) ids. y: (batch, out) top hidden state when the model has
+ * no head, else (batch, head_out) head output for this step. A model with bidirectional layers
+ * cannot stream (the reverse direction needs the whole sequence): FL_ERR_UNSUPPORTED. */
 FL_API fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_t *tokens,
                                  float *y);
 
 /* Zero the streaming state of one stream, or of all streams when stream < 0. */
 FL_API fl_status fl_session_reset(fl_session *s, int stream);
 
-/* Read the streaming state of streams 0..batch-1 into h and c, each (L, B, H) with B = batch, the
+/* Read the streaming state of streams 0..batch-1 into h (L, B, out) and c (L, B, H), B = batch, the
  * layout of fl_run_io's hn / cn; either may be NULL (not both). Streams >= batch are not read.
  * Errors: FL_ERR_ARG (NULL session, batch outside [1, max_batch], h and c both NULL). */
 FL_API fl_status fl_session_get_state(const fl_session *s, int batch, float *h, float *c);
 
-/* Set the streaming state of streams 0..batch-1 from h and c, each (L, B, H) with B = batch (so the
+/* Set the streaming state of streams 0..batch-1 from h (L, B, out) and c (L, B, H), B = batch (so the
  * hn / cn of an fl_session_run continue as a stream); NULL sets that half to zeros. Streams >= batch
  * keep their state. The arrays are copied; the session keeps no pointer.
  * Errors: FL_ERR_ARG (NULL session, batch outside [1, max_batch]), FL_ERR_NONFINITE (NaN or Inf in

@@ -67,7 +67,9 @@ double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
  * "kind." / "direction." / "precision." keys a version-2 writer adds), and 2 once a matrix uses a
  * reverse direction, a projection or another precision. Loading refuses a file that needs a version
  * above FL_FORMAT_VERSION with FL_ERR_VERSION. See README "Model file". */
-#define FL_FORMAT_VERSION 2
+#define FL_FORMAT_VERSION 3
+/* Version 3 (issue 11) adds the architecture keys "bidirectional", "proj" and "padding_idx" and the
+ * matrices they bring (weight_*_reverse, weight_hr_l*); a file names it only when it uses one. */
 
 #define FL_TENSOR_NAME_MAX 48 /* fl_tensor.name */
 #define FL_MAT_NAME_MAX 40    /* a matrix name, leaving room for a factor suffix (".U") */
@@ -93,18 +95,25 @@ typedef struct fl_mat {
     double rel_error;   /* recorded at decomposition; 0 for dense; < 0 unknown */
 } fl_mat;
 
+/* One direction of one LSTM layer. */
 typedef struct fl_layer {
     int in, hidden;
+    int out;            /* size of h_t: proj if the layer has a projection, else hidden */
     fl_mat wih;         /* (4H, in) */
-    fl_mat whh;         /* (4H, H) */
+    fl_mat whh;         /* (4H, out) */
     float *b_ih, *b_hh; /* (4H) each, as in PyTorch */
+    fl_mat whr;         /* (P, H) projection weight_hr (h_t = W_hr (o * tanh(c_t))); rows 0 if none */
 } fl_layer;
+
+/* out and dirs of an architecture (see fl_arch in the public header). */
+static inline int fl_arch_out(const fl_arch *a) { return a->proj > 0 ? a->proj : a->hidden; }
+static inline int fl_arch_dirs(const fl_arch *a) { return a->bidirectional ? 2 : 1; }
 
 struct fl_model {
     fl_arch arch;
     float *embed;       /* (vocab, input) or NULL */
-    fl_layer *layer;    /* [layers] */
-    fl_mat head;        /* (head_out, hidden); unused when arch.head == FL_HEAD_NONE */
+    fl_layer *layer;    /* [layers * dirs]: layer l, direction d at l*dirs + d */
+    fl_mat head;        /* (head_out, dirs * out); unused when arch.head == FL_HEAD_NONE */
     float *head_b;      /* (head_out) or NULL */
     float *params;      /* one 64-byte aligned block holding every tensor */
     size_t n_params;

@@ -3,15 +3,19 @@
  * checkpoints and the planner all read it from here, so a new layer kind or direction (issue 11:
  * bidirectional layers, LSTMP projections) or precision (issue 13) is taught to this file only.
  *
- * Numbering (the public fl_model_num_matrices contract): 2*l is weight_ih of layer l, 2*l+1 is
- * weight_hh of layer l, 2*layers is the head when there is one. Tensors are stored in this order,
- * each matrix's factors followed by the biases it owns (PyTorch's state_dict order). */
+ * Numbering (the public fl_model_num_matrices contract): per layer, per direction, weight_ih,
+ * weight_hh and (LSTMP) weight_hr, then the head when there is one; 2*l, 2*l+1, 2*layers for a plain
+ * unidirectional model. Tensors are stored in this order, each matrix's factors followed by the
+ * biases it owns (PyTorch's state_dict order: w_ih, w_hh, b_ih, b_hh, w_hr). */
 #include "internal.h"
 
 #include <stdio.h>
 
+/* Matrices per direction of a layer: weight_ih, weight_hh (, weight_hr). */
+static int per_dir(const fl_arch *a) { return a->proj > 0 ? 3 : 2; }
+
 size_t fl_arch_num_matrices(const fl_arch *a) {
-    return (size_t)(2 * a->layers) + (a->head != FL_HEAD_NONE ? 1 : 0);
+    return (size_t)a->layers * fl_arch_dirs(a) * per_dir(a) + (a->head != FL_HEAD_NONE ? 1 : 0);
 }
 
 /* "lstm.weight_ih_l0", "lstm.weight_ih_l0_reverse": PyTorch's nn.LSTM parameter names. */
@@ -22,11 +26,12 @@ static void lstm_name(char *buf, size_t n, const char *what, int layer, int dire
 void fl_arch_matrix(const fl_arch *a, size_t i, fl_mat_desc *d) {
     FL_ASSERT(i < fl_arch_num_matrices(a));
     *d = (fl_mat_desc){.index = i, .precision = FL_PRECISION_F32};
-    if (i == (size_t)(2 * a->layers)) {
+    const int dirs = fl_arch_dirs(a), k = per_dir(a), out = fl_arch_out(a);
+    if (i == (size_t)a->layers * dirs * k) {
         d->kind = FL_MAT_HEAD;
         d->layer = -1;
         d->rows = a->head_out;
-        d->cols = a->hidden;
+        d->cols = dirs * out;
         snprintf(d->name, sizeof d->name, "head.weight");
         d->n_bias = 1;
         snprintf(d->bias[0].name, sizeof d->bias[0].name, "head.bias");
@@ -34,11 +39,21 @@ void fl_arch_matrix(const fl_arch *a, size_t i, fl_mat_desc *d) {
         d->bias[0].cols = 1;
         return;
     }
-    d->layer = (int)(i / 2);
-    d->kind = i % 2 == 0 ? FL_MAT_IH : FL_MAT_HH;
+    const size_t ld = i / (size_t)k; /* layer * dirs + direction */
+    d->layer = (int)(ld / (size_t)dirs);
+    d->direction = (int)(ld % (size_t)dirs);
+    const int j = (int)(i % (size_t)k);
+    if (j == 2) { /* weight_hr (P, H): projection of o * tanh(c) */
+        d->kind = FL_MAT_PROJ;
+        d->rows = a->proj;
+        d->cols = a->hidden;
+        lstm_name(d->name, sizeof d->name, "weight_hr", d->layer, d->direction);
+        return;
+    }
+    d->kind = j == 0 ? FL_MAT_IH : FL_MAT_HH;
     d->gate = true;
     d->rows = 4 * a->hidden;
-    d->cols = d->kind == FL_MAT_IH && d->layer == 0 ? a->input : a->hidden;
+    d->cols = d->kind == FL_MAT_HH ? out : d->layer == 0 ? a->input : dirs * out;
     lstm_name(d->name, sizeof d->name, d->kind == FL_MAT_IH ? "weight_ih" : "weight_hh", d->layer, d->direction);
     if (d->kind == FL_MAT_HH) { /* a layer's biases follow its weight_hh, as in nn.LSTM */
         d->n_bias = 2;
@@ -110,7 +125,9 @@ const char *fl_precision_name(fl_precision p) {
 }
 
 int fl_mat_format_version(const fl_mat_desc *d) {
-    /* Version 1 readers know forward f32 weight_ih / weight_hh / head matrices only. */
-    if (d->direction != 0 || d->kind == FL_MAT_PROJ || d->precision != FL_PRECISION_F32) return 2;
+    /* Version 1 readers know forward f32 weight_ih / weight_hh / head matrices only; version 2 the
+     * per-matrix table; version 3 bidirectional layers and projections (arch keys of their own). */
+    if (d->direction != 0 || d->kind == FL_MAT_PROJ) return 3;
+    if (d->precision != FL_PRECISION_F32) return 2;
     return 1;
 }

@@ -25,6 +25,23 @@ fl_status fl_arch_check(const fl_arch *a) {
         return fl_fail(FL_ERR_ARG, "architecture too large: embedding of vocab %d x input %d needs 2^30 or more entries",
                        a->vocab, a->input);
     if (a->layers > 1024) return fl_fail(FL_ERR_ARG, "layers %d must be <= 1024", a->layers);
+    if (a->bidirectional != 0 && a->bidirectional != 1)
+        return fl_fail(FL_ERR_ARG, "bidirectional must be 0 or 1, got %d", a->bidirectional);
+    if (a->proj < 0 || a->proj >= a->hidden)
+        return fl_fail(FL_ERR_ARG, "projection size %d must be 0 (none) or in [1, hidden %d) (as nn.LSTM proj_size)",
+                       a->proj, a->hidden);
+    if (a->has_padding != 0 && a->has_padding != 1)
+        return fl_fail(FL_ERR_ARG, "has_padding must be 0 or 1, got %d", a->has_padding);
+    if (a->has_padding && a->vocab == 0)
+        return fl_fail(FL_ERR_ARG, "a padding id needs token inputs (vocab > 0)");
+    if (a->has_padding && (a->padding_idx < 0 || a->padding_idx >= a->vocab))
+        return fl_fail(FL_ERR_ARG, "padding_idx %d outside [0, vocab %d)", a->padding_idx, a->vocab);
+    if (!a->has_padding && a->padding_idx != 0)
+        return fl_fail(FL_ERR_ARG, "padding_idx %d given without has_padding", a->padding_idx);
+    /* Layers above the first read dirs * out features. */
+    if ((int64_t)4 * a->hidden * fl_arch_dirs(a) * fl_arch_out(a) >= lim)
+        return fl_fail(FL_ERR_ARG, "architecture too large: a gate matrix of 4 x hidden %d x %d inputs needs 2^30 "
+                       "or more entries", a->hidden, fl_arch_dirs(a) * fl_arch_out(a));
     switch (a->head) {
     case FL_HEAD_NONE:
         if (a->head_out != 0) return fl_fail(FL_ERR_ARG, "head_out must be 0 without a head, got %d", a->head_out);
@@ -32,9 +49,9 @@ fl_status fl_arch_check(const fl_arch *a) {
     case FL_HEAD_PER_STEP:
     case FL_HEAD_LAST_STEP:
         if (a->head_out <= 0) return fl_fail(FL_ERR_ARG, "head output size must be > 0, got %d", a->head_out);
-        if ((int64_t)a->head_out * a->hidden >= lim)
-            return fl_fail(FL_ERR_ARG, "head too large: head_out %d x hidden %d needs 2^30 or more entries", a->head_out,
-                           a->hidden);
+        if ((int64_t)a->head_out * fl_arch_dirs(a) * fl_arch_out(a) >= lim)
+            return fl_fail(FL_ERR_ARG, "head too large: head_out %d x %s %d needs 2^30 or more entries", a->head_out,
+                           a->bidirectional || a->proj ? "features" : "hidden", fl_arch_dirs(a) * fl_arch_out(a));
         break;
     default: return fl_fail(FL_ERR_ARG, "unknown head kind %d", (int)a->head);
     }
@@ -47,11 +64,12 @@ size_t fl_model_num_matrices(const fl_model *m) {
 
 /* The fl_mat of matrix d. */
 static fl_mat *mat_of(fl_model *m, const fl_mat_desc *d) {
+    fl_layer *ly = d->layer >= 0 ? &m->layer[d->layer * fl_arch_dirs(&m->arch) + d->direction] : NULL;
     switch (d->kind) {
-    case FL_MAT_IH: return &m->layer[d->layer].wih;
-    case FL_MAT_HH: return &m->layer[d->layer].whh;
+    case FL_MAT_IH: return &ly->wih;
+    case FL_MAT_HH: return &ly->whh;
+    case FL_MAT_PROJ: return &ly->whr;
     case FL_MAT_HEAD: return &m->head;
-    case FL_MAT_PROJ: break;
     }
     FL_ASSERT(!"matrix kind without storage");
     return NULL;
@@ -61,7 +79,8 @@ static fl_mat *mat_of(fl_model *m, const fl_mat_desc *d) {
 static float **bias_of(fl_model *m, const fl_mat_desc *d, int j) {
     if (d->kind == FL_MAT_HEAD) return &m->head_b;
     FL_ASSERT(d->kind == FL_MAT_HH);
-    return j == 0 ? &m->layer[d->layer].b_ih : &m->layer[d->layer].b_hh;
+    fl_layer *ly = &m->layer[d->layer * fl_arch_dirs(&m->arch) + d->direction];
+    return j == 0 ? &ly->b_ih : &ly->b_hh;
 }
 
 fl_mat *fl_model_mat(fl_model *m, size_t i) {
@@ -115,7 +134,8 @@ static void add_tensor(layout *L, const char *name, int ndim, int64_t d0, int64_
     L->total += (t->count + 15) & ~(size_t)15;
 }
 
-static fl_status check_spec(const fl_mat_spec *s, int rows, int cols, bool gate, const char *name) {
+static fl_status check_spec(const fl_mat_spec *s, int rows, int cols, bool gate, fl_mat_kind kind,
+                            const char *name) {
     switch (s->method) {
     case FL_METHOD_DENSE: return FL_OK;
     case FL_METHOD_SVD: {
@@ -126,6 +146,9 @@ static fl_status check_spec(const fl_mat_spec *s, int rows, int cols, bool gate,
         return FL_OK;
     }
     case FL_METHOD_CP:
+        if (kind == FL_MAT_PROJ)
+            return fl_fail(FL_ERR_ARG, "%s: CP does not apply to a projection (weight_hr has no gate axis): use "
+                           "dense or SVD", name);
         if (!gate) return fl_fail(FL_ERR_ARG, "%s: CP applies only to LSTM gate matrices", name);
         if (s->rank < 1 || s->rank > 65536)
             return fl_fail(FL_ERR_ARG, "%s: CP rank %d must be in [1, 65536]", name, s->rank);
@@ -176,7 +199,8 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
         return fl_fail(FL_ERR_NOMEM, "could not create a mutex for a model");
     }
     m->arch = *arch;
-    m->layer = fl_calloc((size_t)arch->layers, sizeof *m->layer);
+    const int dirs = fl_arch_dirs(arch);
+    m->layer = fl_calloc((size_t)arch->layers * dirs, sizeof *m->layer);
     if (!m->layer) {
         fl_model_free(m);
         return fl_fail(FL_ERR_NOMEM, "out of memory creating a model");
@@ -186,14 +210,15 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
     for (size_t i = 0; i < nmat; i++) {
         fl_mat_desc d;
         fl_arch_matrix(arch, i, &d);
-        if ((st = check_spec(specs ? &specs[i] : &dense, d.rows, d.cols, d.gate, d.name))) {
+        if ((st = check_spec(specs ? &specs[i] : &dense, d.rows, d.cols, d.gate, d.kind, d.name))) {
             fl_model_free(m);
             return st;
         }
     }
-    for (int l = 0; l < arch->layers; l++) {
-        m->layer[l].in = l == 0 ? arch->input : arch->hidden;
+    for (int l = 0; l < arch->layers * dirs; l++) {
+        m->layer[l].in = l < dirs ? arch->input : dirs * fl_arch_out(arch);
         m->layer[l].hidden = arch->hidden;
+        m->layer[l].out = fl_arch_out(arch);
     }
 
     layout L = {0};
@@ -316,13 +341,16 @@ static fl_status init_random_held(fl_model *m, uint64_t seed) {
     const fl_arch *a = &m->arch;
     if (m->embed)
         for (size_t i = 0; i < (size_t)a->vocab * a->input; i++) m->embed[i] = (float)fl_rng_normal(&r);
+    if (m->embed && a->has_padding) /* nn.Embedding(padding_idx=p): row p starts at zero */
+        memset(m->embed + (size_t)a->padding_idx * a->input, 0, (size_t)a->input * sizeof(float));
     float k = 1.0f / sqrtf((float)a->hidden);
-    for (int l = 0; l < a->layers; l++) {
+    for (int l = 0; l < a->layers * fl_arch_dirs(a); l++) { /* state_dict order, as nn.LSTM */
         fl_layer *ly = &m->layer[l];
         init_mat(&r, &ly->wih, k);
         init_mat(&r, &ly->whh, k);
         fill_uniform(&r, ly->b_ih, 4 * (size_t)a->hidden, k);
         fill_uniform(&r, ly->b_hh, 4 * (size_t)a->hidden, k);
+        if (a->proj > 0) init_mat(&r, &ly->whr, k);
     }
     if (a->head != FL_HEAD_NONE) {
         init_mat(&r, &m->head, k);
@@ -392,8 +420,9 @@ size_t fl_model_flops_per_step(const fl_model *m) {
     size_t f = 0;
     if (!m) return 0;
     const fl_arch *a = &m->arch;
-    for (int l = 0; l < a->layers; l++) {
+    for (int l = 0; l < a->layers * fl_arch_dirs(a); l++) {
         f += fl_mat_flops(&m->layer[l].wih) + fl_mat_flops(&m->layer[l].whh);
+        if (a->proj > 0) f += fl_mat_flops(&m->layer[l].whr);
         f += 10 * 4 * (size_t)a->hidden; /* biases, gate nonlinearities, cell update: ~10 flop/unit/gate */
     }
     if (a->head == FL_HEAD_PER_STEP) f += fl_mat_flops(&m->head) + (size_t)a->head_out;

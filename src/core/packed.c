@@ -40,13 +40,13 @@ void fl_pages_release(const void *limit, const void *lo, const void *hi) {
 
 /* Write every released original back from m->packs; consume: the packs are about to be freed. */
 static void restore(fl_model *m, bool consume) {
-    for (int l = 0; l < m->arch.layers; l++) fl_rec_unpack_layer(&m->packs[l], &m->layer[l], consume);
+    for (int l = 0; l < m->arch.layers * fl_arch_dirs(&m->arch); l++) fl_rec_unpack_layer(&m->packs[l], &m->layer[l], consume);
     m->weights_released = false;
 }
 
 static void free_packs(fl_model *m) {
     if (!m->packs) return;
-    for (int l = 0; l < m->arch.layers; l++) fl_rec_pack_free(&m->packs[l]);
+    for (int l = 0; l < m->arch.layers * fl_arch_dirs(&m->arch); l++) fl_rec_pack_free(&m->packs[l]);
     fl_free(m->packs);
     m->packs = NULL;
 }
@@ -60,10 +60,10 @@ fl_status fl_model_packs_acquire(const fl_model *cm, const fl_rec_pack **out) {
         FL_ASSERT(!m->packs && !m->weights_released);
         const bool with_pk = fl_kernels_get()->gemm_pk != NULL;
         const bool release = m->weight_holds == 0;
-        m->packs = fl_calloc((size_t)m->arch.layers, sizeof *m->packs);
+        m->packs = fl_calloc((size_t)m->arch.layers * fl_arch_dirs(&m->arch), sizeof *m->packs);
         if (!m->packs) st = fl_fail(FL_ERR_NOMEM, "out of memory packing the model's weights");
         int l = 0;
-        for (; !st && l < m->arch.layers; l++) {
+        for (; !st && l < m->arch.layers * fl_arch_dirs(&m->arch); l++) { /* every layer direction */
             st = fl_rec_pack_layer(&m->layer[l], with_pk, release, &m->packs[l]);
             if (!st && release && m->layer[l].whh.method == FL_METHOD_DENSE) m->weights_released = true;
         }

@@ -58,7 +58,7 @@ struct fl_rec {
     const fl_layer *ly;
     const fl_kernels *k;
     fl_method method;
-    int H, R, Rp, nblk, max_batch, threads;
+    int H, K, R, Rp, nblk, max_batch, threads; /* K: size of h_prev (hidden, or the projection P) */
     fl_rec_pack own; /* the packed weights when this fl_rec made them, else all NULL */
     const float *pw; /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
     const float *pm; /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
@@ -156,16 +156,16 @@ static void run_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen,
     *t_gen = gen;
     switch (r->method) {
     case FL_METHOD_DENSE:
-        r->k->gate_cell(blk0, blk1, H, H, B, r->pw, j->hp, j->ldhp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
+        r->k->gate_cell(blk0, blk1, H, r->K, B, r->pw, j->hp, j->ldhp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
         return;
     case FL_METHOD_SVD:
-        if (fresh) r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+        if (fresh) r->k->proj(B, r->K, Rp, r->pm, j->hp, j->ldhp, t, Rp);
         r->k->gate_cell(blk0, blk1, H, R, B, r->pw, t, Rp, j->gx, j->ldgx, j->c, j->ho, j->ldho);
         return;
     case FL_METHOD_CP: {
         float *zs = t + (size_t)r->max_batch * Rp; // zs: (B, 4, R) = a[g, :] * z
         if (fresh) {
-            r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
+            r->k->proj(B, r->K, Rp, r->pm, j->hp, j->ldhp, t, Rp);
             r->k->cp_scale(B, R, r->a, t, Rp, zs);
         }
         r->k->cp_gate_cell(blk0, blk1, H, R, B, r->pw, zs, j->gx, j->ldgx, j->c, j->ho, j->ldho);
@@ -214,9 +214,9 @@ void fl_rec_pack_free(fl_rec_pack *p) {
 
 static fl_status check_layer(const fl_layer *ly) {
     const fl_mat *w = &ly->whh;
-    const int H = ly->hidden;
-    if (w->rows != 4 * H || w->cols != H)
-        return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, H);
+    const int H = ly->hidden, K = ly->out > 0 ? ly->out : H; /* h_prev: (B, K) */
+    if (w->rows != 4 * H || w->cols != K)
+        return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, K);
     return FL_OK;
 }
 
@@ -236,7 +236,7 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     fl_status st = check_layer(ly);
     if (st) return st;
     const fl_mat *w = &ly->whh;
-    const int H = ly->hidden, R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+    const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
     const int Rp = (R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
     const size_t nb = (size_t)nblk * FL_REC_NB;
     fl_rec_pack p = {0};
@@ -245,28 +245,28 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     case FL_METHOD_DENSE:
         /* fl_malloc, not fl_calloc: pack_gate_blocks writes every element, and untouched pages of a
          * fresh allocation cost no memory until a block is written into them. */
-        ok = (p.pw = fl_malloc(nb * H * 4 * sizeof(float))) != NULL;
+        ok = (p.pw = fl_malloc(nb * K * 4 * sizeof(float))) != NULL;
         break;
     case FL_METHOD_SVD:
-        ok = (p.pw = fl_calloc(nb * R * 4, sizeof(float))) && (p.pm = fl_calloc((size_t)H * Rp, sizeof(float)));
+        ok = (p.pw = fl_calloc(nb * R * 4, sizeof(float))) && (p.pm = fl_calloc((size_t)K * Rp, sizeof(float)));
         if (ok) {
             pack_gate_panel(w->u, H, R, nblk, p.pw);
-            pack_proj(w->v, 1, (size_t)H, H, R, Rp, p.pm); // V (R, H): V^T[k, r] = v[r*H + k]
+            pack_proj(w->v, 1, (size_t)K, K, R, Rp, p.pm); // V (R, K): V^T[k, r] = v[r*K + k]
         }
         break;
     case FL_METHOD_CP:
-        ok = (p.pw = fl_calloc(nb * R, sizeof(float))) && (p.pm = fl_calloc((size_t)H * Rp, sizeof(float))) &&
+        ok = (p.pw = fl_calloc(nb * R, sizeof(float))) && (p.pm = fl_calloc((size_t)K * Rp, sizeof(float))) &&
              (p.a = fl_calloc(4 * (size_t)R, sizeof(float)));
         if (ok) {
             pack_cp_panel(w->b, H, R, nblk, p.pw);
-            pack_proj(w->c, (size_t)R, 1, H, R, Rp, p.pm); // C (H, R)
+            pack_proj(w->c, (size_t)R, 1, K, R, Rp, p.pm); // C (K, R)
             memcpy(p.a, w->a, 4 * (size_t)R * sizeof(float));
         }
         break;
     }
     if (!ok) {
         fl_rec_pack_free(&p);
-        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
+        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
     }
     const fl_mat *wi = &ly->wih;
     if (with_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
@@ -281,8 +281,8 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
      * are consumed when asked (packed.c), so that the two copies never coexist whole. */
     if (w->method == FL_METHOD_DENSE)
         for (int jb = 0; jb < nblk; jb++) {
-            pack_gate_blocks(w->w, H, H, jb, jb + 1, p.pw);
-            if (release) release_consumed(w->w, H, H, jb, jb + 1);
+            pack_gate_blocks(w->w, H, K, jb, jb + 1, p.pw);
+            if (release) release_consumed(w->w, H, K, jb, jb + 1);
         }
     *out = p;
     return FL_OK;
@@ -291,10 +291,10 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
     fl_mat *w = &ly->whh;
     if (w->method != FL_METHOD_DENSE || !p->pw) return false;
-    const int H = ly->hidden, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
-    const size_t blk = (size_t)H * 4 * FL_REC_NB; /* floats of one block */
+    const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    const size_t blk = (size_t)K * 4 * FL_REC_NB; /* floats of one block */
     for (int jb = 0; jb < nblk; jb++) {
-        unpack_gate_blocks(p->pw, H, H, jb, jb + 1, w->w);
+        unpack_gate_blocks(p->pw, H, K, jb, jb + 1, w->w);
         if (consume) fl_pages_release(p->pw, p->pw + jb * blk, p->pw + (jb + 1) * blk);
     }
     return true;
@@ -315,6 +315,7 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
     r->k = k;
     r->method = w->method;
     r->H = H;
+    r->K = ly->out > 0 ? ly->out : H;
     r->R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
     r->Rp = (r->R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB;
     r->nblk = (H + FL_REC_NB - 1) / FL_REC_NB;

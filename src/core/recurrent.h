@@ -47,8 +47,10 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads);
 
 /* One time step for B <= max_batch rows:
  *   gx: (B, 4H) input projection of this step with both biases added, row stride ldgx (read only)
- *   h_prev: (B, H), row stride ldhp; c: (B, H) contiguous, updated in place
- *   h_out: (B, H), row stride ldho (must not alias h_prev) */
+ *   h_prev: (B, K), row stride ldhp, K = ly->out (hidden, or the projection size P of an LSTMP layer)
+ *   c: (B, H) contiguous, updated in place
+ *   h_out: (B, H) o * tanh(c), row stride ldho (must not alias h_prev); an LSTMP layer's caller
+ *   then applies weight_hr to it */
 void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
                  float *h_out, int ldho);
 

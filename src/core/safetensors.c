@@ -83,12 +83,17 @@ static cJSON *build_header(const fl_model *m) {
         int v = fl_mat_format_version(&d);
         if (v > version) version = v;
     }
+    if (a->has_padding && version < 3) version = 3; /* "padding_idx" is a version-3 key */
     char num[16];
     snprintf(num, sizeof num, "%d", version);
     bool ok = add_str(meta, "format", FL_FORMAT_NAME) && add_str(meta, "format_version", num) &&
               add_int_str(meta, "vocab", a->vocab) && add_int_str(meta, "input", a->input) &&
               add_int_str(meta, "hidden", a->hidden) && add_int_str(meta, "layers", a->layers) &&
               add_str(meta, "head", head_name(a->head)) && add_int_str(meta, "head_out", a->head_out);
+    /* Version-3 keys, written only when used so that other files stay readable by older readers. */
+    if (ok && a->bidirectional) ok = add_int_str(meta, "bidirectional", 1);
+    if (ok && a->proj > 0) ok = add_int_str(meta, "proj", a->proj);
+    if (ok && a->has_padding) ok = add_int_str(meta, "padding_idx", a->padding_idx);
     for (size_t i = 0; ok && i < nmat; i++) {
         const fl_mat *w = fl_model_mat_const(m, i);
         fl_mat_desc d;
@@ -265,6 +270,19 @@ static fl_status parse_arch(const char *path, const cJSON *meta, fl_arch *a) {
         (st = meta_int(path, meta, "layers", 1, DIM_MAX, &a->layers)) ||
         (st = meta_int(path, meta, "head_out", 0, DIM_MAX, &a->head_out)))
         return st;
+    /* Version 3: optional; absent means unidirectional, no projection, no padding id. */
+    if (v >= 3) {
+        if ((meta_get(meta, "bidirectional") && (st = meta_int(path, meta, "bidirectional", 0, 1, &a->bidirectional))) ||
+            (meta_get(meta, "proj") && (st = meta_int(path, meta, "proj", 0, DIM_MAX, &a->proj))))
+            return st;
+        if (meta_get(meta, "padding_idx")) {
+            if ((st = meta_int(path, meta, "padding_idx", 0, DIM_MAX, &a->padding_idx))) return st;
+            a->has_padding = 1;
+        }
+    } else if (meta_get(meta, "bidirectional") || meta_get(meta, "proj") || meta_get(meta, "padding_idx")) {
+        return fl_fail(FL_ERR_FORMAT, "%s: format_version %ld file has \"bidirectional\", \"proj\" or \"padding_idx\", "
+                       "which need format_version 3", path, v);
+    }
     const char *h = meta_get(meta, "head");
     if (!h) return fl_fail(FL_ERR_FORMAT, "%s: __metadata__ lacks \"head\"", path);
     if (!strcmp(h, "none")) a->head = FL_HEAD_NONE;

@@ -1,12 +1,19 @@
 /* Inference session: whole-sequence runs (fl_session_run) and streaming steps (fl_session_step).
  *
- * Layer by layer, time-major inside: for each layer the input projection of every time step is
- * one fl_mat_apply over T*B rows (gx = x W_ih^T + b_ih + b_hh), then T recurrent steps through
- * fl_rec_step (gates = gx_t + W_hh h_{t-1}, cell update). Batch-major inputs are transposed into
- * time-major scratch and outputs transposed back. All scratch is one block allocated at create for
- * max_batch x max_seq; a run never allocates. */
+ * Layer by layer, direction by direction. Sequences are laid out "packed", as PyTorch's
+ * PackedSequence: sorted by length (longest first, a permutation of the batch), time-major, and at
+ * step t only the bt[t] sequences still active are stored (rows off[t] .. off[t] + bt[t]). Without
+ * lengths the permutation is the identity and the packed layout is plain time-major (T, B, *).
+ * For each direction of a layer the input projection of every valid step is one fl_mat_apply over
+ * the packed rows (gx = x W_ih^T + b_ih + b_hh), then T recurrent steps through fl_rec_step on the
+ * active prefix of the batch (gates = gx_t + W_hh h_{t-1}, cell update; an LSTMP layer then applies
+ * W_hr). The forward direction walks t up, the reverse direction t down, so each sequence's reverse
+ * pass starts at its own last step. A bidirectional layer writes [fwd, rev] into each output row and
+ * its two directions run on two threads when the session has threads >= 2. All scratch is one block
+ * allocated at create for max_batch x max_seq; a run never allocates. */
 #include "internal.h"
 #include "blas_threads.h"
+#include "pool.h"
 #include "recurrent.h"
 
 #include <limits.h>
@@ -15,29 +22,48 @@
 
 #define MAX_THREADS 1024
 
+/* Scratch of one direction of a layer. */
+typedef struct dir_scratch {
+    float *gx;  /* (max_seq * max_batch, 4H) input projections with biases */
+    float *c;   /* (max_batch, H) cell state, sorted rows */
+    float *h;   /* (max_batch, out) h_{t-1}, sorted rows; after the layer: each sequence's h_n */
+    float *m;   /* (max_batch, H) o * tanh(c) before the projection (LSTMP) */
+    float *ws;  /* fl_mat_apply workspace for up to max_seq * max_batch rows */
+} dir_scratch;
+
 struct fl_session {
     const fl_model *m;
     int max_batch, max_seq, threads;
-    int L, D, H, out; /* layers, layer-0 input size, hidden size, head outputs (0: no head) */
-    fl_rec **rec;     /* [L] recurrent step of each layer */
-    const fl_rec_pack *packs; /* [L] the model's packed weights (packed.c), held while the session lives */
-    float *bias;      /* (L, 4H): b_ih + b_hh of each layer, summed once at create */
+    int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
+    fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
+    const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
+    fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer; NULL otherwise */
+    float *bias;      /* (L * dirs, 4H): b_ih + b_hh, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
-    float *xin;       /* (max_seq * max_batch, D) time-major layer-0 input (embedded or transposed) */
-    float *gx;        /* (max_seq * max_batch, 4H) input projections with biases */
-    float *seq[2];    /* (max_seq * max_batch, H) each: layer outputs, used in turn */
-    float *c;         /* (max_batch, H) cell state of the layer being run */
-    float *zero;      /* (max_batch, H) zeros: h_{-1} when the caller gives no h0 */
-    float *ws;        /* fl_mat_apply workspace for up to max_seq * max_batch rows */
-    float *hstep;     /* (max_batch, H) new top-of-step h in streaming */
-    float *sh, *sc;   /* (L, max_batch, H) streaming (h, c) of every stream */
+    float *xin;       /* (max_seq * max_batch, D) packed layer-0 input */
+    float *seq[2];    /* (max_seq * max_batch, W) each: packed layer outputs, used in turn */
+    dir_scratch ds[2];
+    float *hstep;     /* (max_batch, P) new top-of-step h in streaming */
+    float *sh, *sc;   /* (L, max_batch, P) and (L, max_batch, H) streaming state of every stream */
+    int *ints;        /* the one int allocation: the arrays below */
+    int *perm;        /* (max_batch) sorted row i holds sequence perm[i] */
+    int *len;         /* (max_batch) length of sorted row i (non-increasing) */
+    int *bt;          /* (max_seq) active rows at step t */
+    int *off;         /* (max_seq + 1) first packed row of step t */
+    /* the layer in flight (read by run_dir, also on the pool's worker) */
+    struct {
+        const fl_run_io *io;
+        int l, T, in_dim;
+        const float *in;
+        float *out;
+    } job;
 };
 
 /* ------------------------------------------------------------ scratch layout */
 
 /* Offsets (in floats) of every scratch buffer inside the block, and its total size. */
 typedef struct scratch {
-    size_t xin, gx, seq0, seq1, c, zero, ws, hstep, sh, sc, total;
+    size_t xin, seq0, seq1, gx[2], c[2], h[2], mm[2], ws[2], hstep, sh, sc, total;
 } scratch;
 
 /* Reserve a*b floats at the end of the block, 64-byte aligned; false on overflow. */
@@ -49,25 +75,30 @@ static bool reserve(size_t *total, size_t a, size_t b, size_t *off) {
     return true;
 }
 
+static void max_ws(size_t *wsn, const fl_mat *w, int n) {
+    size_t x = fl_mat_apply_workspace(w, n);
+    if (x > *wsn) *wsn = x;
+}
+
 /* The scratch a session for m with max_batch x max_seq needs. false if it cannot be addressed. */
 static bool scratch_query(const fl_model *m, int max_batch, int max_seq, scratch *s) {
     const fl_arch *a = &m->arch;
+    const int dirs = fl_arch_dirs(a);
     size_t N = (size_t)max_batch * (size_t)max_seq, MB = (size_t)max_batch, H = (size_t)a->hidden;
-    size_t L = (size_t)a->layers, wsn = 0;
-    for (int l = 0; l < a->layers; l++) {
-        size_t w = fl_mat_apply_workspace(&m->layer[l].wih, (int)N);
-        if (w > wsn) wsn = w;
+    size_t P = (size_t)fl_arch_out(a), W = (size_t)dirs * P, L = (size_t)a->layers, wsn = 0;
+    for (int l = 0; l < a->layers * dirs; l++) {
+        max_ws(&wsn, &m->layer[l].wih, (int)N);
+        if (a->proj > 0) max_ws(&wsn, &m->layer[l].whr, (int)MB);
     }
-    if (a->head != FL_HEAD_NONE) {
-        size_t w = fl_mat_apply_workspace(&m->head, (int)N);
-        if (w > wsn) wsn = w;
-    }
+    if (a->head != FL_HEAD_NONE) max_ws(&wsn, &m->head, (int)N);
     memset(s, 0, sizeof *s);
     size_t *t = &s->total;
-    return reserve(t, N, (size_t)a->input, &s->xin) && reserve(t, N, 4 * H, &s->gx) &&
-           reserve(t, N, H, &s->seq0) && reserve(t, N, H, &s->seq1) && reserve(t, MB, H, &s->c) &&
-           reserve(t, MB, H, &s->zero) && reserve(t, wsn, 1, &s->ws) && reserve(t, MB, H, &s->hstep) &&
-           reserve(t, L * MB, H, &s->sh) && reserve(t, L * MB, H, &s->sc);
+    bool ok = reserve(t, N, (size_t)a->input, &s->xin) && reserve(t, N, W, &s->seq0) && reserve(t, N, W, &s->seq1) &&
+              reserve(t, MB, P, &s->hstep) && reserve(t, L * MB, P, &s->sh) && reserve(t, L * MB, H, &s->sc);
+    for (int d = 0; ok && d < dirs; d++)
+        ok = reserve(t, N, 4 * H, &s->gx[d]) && reserve(t, MB, H, &s->c[d]) && reserve(t, MB, P, &s->h[d]) &&
+             reserve(t, MB, H, &s->mm[d]) && reserve(t, wsn, 1, &s->ws[d]);
+    return ok;
 }
 
 /* ------------------------------------------------------------ create / free */
@@ -76,10 +107,18 @@ fl_session_opts fl_session_opts_default(void) {
     return (fl_session_opts){.max_batch = 1, .max_seq = 256, .threads = 1};
 }
 
-/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h). */
+static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen);
+
+/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h).
+ * A bidirectional layer gives each direction half of the threads (at least one). */
 static fl_status set_threads(fl_session *s, int threads) {
-    for (int l = 0; l < s->L; l++) {
-        fl_status st = fl_rec_set_threads(s->rec[l], threads);
+    const bool split = s->dirs == 2 && threads >= 2;
+    for (int l = 0; l < s->L * s->dirs; l++) {
+        fl_status st = fl_rec_set_threads(s->rec[l], split ? threads / 2 : threads);
+        if (st) return st;
+    }
+    if (s->pool) {
+        fl_status st = fl_pool_set_threads(s->pool, split ? 2 : 1);
         if (st) return st;
     }
     fl_blas_for_sessions();
@@ -106,7 +145,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
                        o.max_batch, o.max_seq);
 
     const fl_arch *a = &m->arch;
-    const int L = a->layers, H = a->hidden, G = 4 * H;
+    const int L = a->layers, H = a->hidden, G = 4 * H, dirs = fl_arch_dirs(a), LD = L * dirs;
     fl_session *s = fl_calloc(1, sizeof *s);
     if (!s) return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory");
     s->m = m;
@@ -115,11 +154,15 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->L = L;
     s->D = a->input;
     s->H = H;
+    s->P = fl_arch_out(a);
+    s->dirs = dirs;
+    s->W = dirs * s->P;
     s->out = a->head == FL_HEAD_NONE ? 0 : a->head_out;
-    s->rec = fl_calloc((size_t)L, sizeof *s->rec);
-    s->bias = fl_calloc((size_t)L * G, sizeof(float));
+    s->rec = fl_calloc((size_t)LD, sizeof *s->rec);
+    s->bias = fl_calloc((size_t)LD * G, sizeof(float));
     s->block = fl_calloc(sc.total, sizeof(float));
-    if (!s->rec || !s->bias || !s->block) {
+    s->ints = fl_calloc(2 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
+    if (!s->rec || !s->bias || !s->block || !s->ints) {
         fl_session_free(s);
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
@@ -129,8 +172,10 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         fl_session_free(s);
         return pst;
     }
-    for (int l = 0; l < L; l++) {
-        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, o.threads, &s->rec[l]);
+    const bool split = dirs == 2 && o.threads >= 2;
+    for (int l = 0; l < LD; l++) {
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split ? o.threads / 2 : o.threads,
+                                            &s->rec[l]);
         if (st) {
             fl_session_free(s);
             return st;
@@ -138,18 +183,29 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         // bias (4H) = b_ih + b_hh
         for (int j = 0; j < G; j++) s->bias[(size_t)l * G + j] = m->layer[l].b_ih[j] + m->layer[l].b_hh[j];
     }
+    if (dirs == 2) {
+        fl_status st = fl_pool_create(run_dir_chunk, s, &s->pool);
+        if (!st && split) st = fl_pool_set_threads(s->pool, 2);
+        if (st) {
+            fl_session_free(s);
+            return st;
+        }
+    }
     float *b = s->block;
     s->xin = b + sc.xin;
-    s->gx = b + sc.gx;
     s->seq[0] = b + sc.seq0;
     s->seq[1] = b + sc.seq1;
-    s->c = b + sc.c;
-    s->zero = b + sc.zero;
-    s->ws = b + sc.ws;
+    for (int d = 0; d < dirs; d++)
+        s->ds[d] = (dir_scratch){.gx = b + sc.gx[d], .c = b + sc.c[d], .h = b + sc.h[d], .m = b + sc.mm[d],
+                                 .ws = b + sc.ws[d]};
     s->hstep = b + sc.hstep;
     s->sh = b + sc.sh;
     s->sc = b + sc.sc;
-    fl_blas_for_sessions();  // see set_threads; the fl_recs got o.threads at create
+    s->perm = s->ints;
+    s->len = s->perm + o.max_batch;
+    s->bt = s->len + o.max_batch;
+    s->off = s->bt + o.max_seq;
+    fl_blas_for_sessions();  // see set_threads; the fl_recs got their threads at create
     s->threads = o.threads;
     *out = s;
     return FL_OK;
@@ -157,12 +213,14 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
 
 void fl_session_free(fl_session *s) {
     if (!s) return;
+    fl_pool_free(s->pool);
     if (s->rec)
-        for (int l = 0; l < s->L; l++) fl_rec_free(s->rec[l]);
+        for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec[l]);
     if (s->packs) fl_model_packs_release(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);
+    fl_free(s->ints);
     fl_free(s);
 }
 
@@ -178,19 +236,26 @@ size_t fl_run_output_size(const fl_model *m, int batch, int seq) {
     const fl_arch *a = &m->arch;
     size_t bt = (size_t)batch * (size_t)seq, n = 0;
     switch (a->head) {
-    case FL_HEAD_NONE: return fl_mul_ok(bt, (size_t)a->hidden, &n) ? n : 0;
+    case FL_HEAD_NONE: return fl_mul_ok(bt, (size_t)fl_arch_dirs(a) * fl_arch_out(a), &n) ? n : 0;
     case FL_HEAD_PER_STEP: return fl_mul_ok(bt, (size_t)a->head_out, &n) ? n : 0;
     case FL_HEAD_LAST_STEP: return (size_t)batch * (size_t)a->head_out;
     }
     return 0;
 }
 
+size_t fl_run_state_size(const fl_model *m, int batch, int cell) {
+    if (!m || batch <= 0) return 0;
+    const fl_arch *a = &m->arch;
+    size_t n = 0, rows = (size_t)a->layers * fl_arch_dirs(a);
+    return fl_mul_ok(rows * (size_t)(cell ? a->hidden : fl_arch_out(a)), (size_t)batch, &n) ? n : 0;
+}
+
 /* ------------------------------------------------------------ helpers */
 
-/* y (n, cols) += bias (cols) on every row. */
-static void add_bias_rows(float *y, size_t n, int cols, const float *bias) {
+/* y (n, cols) += bias (cols) on every row, row stride ldy. */
+static void add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias) {
     for (size_t i = 0; i < n; i++) {
-        float *r = y + i * (size_t)cols;
+        float *r = y + i * ldy;
         for (int j = 0; j < cols; j++) r[j] += bias[j];
     }
 }
@@ -209,13 +274,13 @@ static long find_nonfinite(const float *p, size_t n) {
     return -1;
 }
 
-/* Check h0 or c0 (L, B, H). */
-static fl_status check_state(const char *name, const float *p, int L, int B, int H) {
+/* Check h0 or c0 (rows, B, n). */
+static fl_status check_state(const char *name, const float *p, int rows, int B, int n) {
     if (!p) return FL_OK;
-    long i = find_nonfinite(p, (size_t)L * B * H);
+    long i = find_nonfinite(p, (size_t)rows * B * n);
     if (i < 0) return FL_OK;
     return fl_fail(FL_ERR_NONFINITE, "fl_session_run: %s[layer %ld, batch %ld, unit %ld] is not finite (%g)",
-                   name, i / ((long)B * H), i / H % B, i % H, (double)p[i]);
+                   name, i / ((long)B * n), i / n % B, i % n, (double)p[i]);
 }
 
 /* ------------------------------------------------------------ run */
@@ -233,6 +298,11 @@ static fl_status check_run(const fl_session *s, const fl_run_io *io) {
     if (!io->y) return fl_fail(FL_ERR_ARG, "fl_session_run: y is NULL");
     const int B = io->batch, T = io->seq;
     const bool tm = io->layout == FL_TIME_MAJOR;
+    if (io->lengths)
+        for (int b = 0; b < B; b++)
+            if (io->lengths[b] < 1 || io->lengths[b] > T)
+                return fl_fail(FL_ERR_ARG, "fl_session_run: lengths[%d] = %d outside [1, %d] (the sequence length)", b,
+                               (int)io->lengths[b], T);
     if (a->vocab > 0) {
         if (!io->tokens || io->x)
             return fl_fail(FL_ERR_ARG, "fl_session_run: the model has an embedding: set tokens, not x");
@@ -254,92 +324,196 @@ static fl_status check_run(const fl_session *s, const fl_run_io *io) {
                            b, t, i % (long)D, (double)io->x[i]);
         }
     }
-    fl_status st = check_state("h0", io->h0, s->L, B, s->H);
-    if (!st) st = check_state("c0", io->c0, s->L, B, s->H);
+    fl_status st = check_state("h0", io->h0, s->L * s->dirs, B, s->P);
+    if (!st) st = check_state("c0", io->c0, s->L * s->dirs, B, s->H);
     return st;
+}
+
+/* The packed layout of io: perm, len, bt, off (see the file comment). Sequences sorted by length,
+ * longest first, stable (a counting sort: lengths are in [1, T]). */
+static void pack_layout(fl_session *s, const fl_run_io *io) {
+    const int B = io->batch, T = io->seq;
+    int *bt = s->bt, *off = s->off;
+    if (!io->lengths) {
+        for (int b = 0; b < B; b++) s->perm[b] = b, s->len[b] = T;
+        for (int t = 0; t < T; t++) bt[t] = B;
+    } else {
+        // off[t] = #{b : len_b == t + 1} for now
+        memset(off, 0, ((size_t)T + 1) * sizeof(int));
+        for (int b = 0; b < B; b++) off[io->lengths[b] - 1]++;
+        // bt[t] = first sorted row of the sequences of length t + 1 = #{b : len_b > t + 1}
+        bt[T - 1] = 0;
+        for (int t = T - 2; t >= 0; t--) bt[t] = bt[t + 1] + off[t + 1];
+        for (int b = 0; b < B; b++) {
+            const int t = io->lengths[b] - 1, i = bt[t]++;
+            s->perm[i] = b;
+            s->len[i] = t + 1;
+        }
+        // now bt[t] = #{len_b > t + 1} + #{len_b == t + 1}: the rows active at step t
+    }
+    off[0] = 0;
+    for (int t = 0; t < T; t++) off[t + 1] = off[t] + bt[t];
+}
+
+/* Input row of sequence b at step t: x (B, T, D) or (T, B, D), or the embedding of its token. */
+static const float *input_row(const fl_session *s, const fl_run_io *io, int b, int t) {
+    const size_t B = (size_t)io->batch, T = (size_t)io->seq, D = (size_t)s->D;
+    const size_t r = io->layout == FL_TIME_MAJOR ? (size_t)t * B + (size_t)b : (size_t)b * T + (size_t)t;
+    return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
+}
+
+/* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
+static void run_dir(fl_session *s, int d) {
+    const fl_run_io *io = s->job.io;
+    const int l = s->job.l, T = s->job.T, B = io->batch, H = s->H, G = 4 * H, P = s->P, W = s->W;
+    const int ld = l * s->dirs + d, N = s->off[T];
+    const fl_layer *ly = &s->m->layer[ld];
+    fl_rec *rec = s->rec[ld];
+    const dir_scratch *x = &s->ds[d];
+    const float *bias = s->bias + (size_t)ld * G;
+    // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
+    if (!fl_rec_input(rec, N, s->job.in, s->job.in_dim, bias, x->gx, G)) {
+        fl_mat_apply(&ly->wih, N, s->job.in, s->job.in_dim, 0.0f, x->gx, G, x->ws);
+        add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
+    }
+    // h (B, P), c (B, H), sorted rows = h0, c0 of this layer direction, or zeros
+    for (int i = 0; i < B; i++) {
+        const size_t b = (size_t)s->perm[i];
+        if (io->h0) memcpy(x->h + (size_t)i * P, io->h0 + ((size_t)ld * B + b) * P, (size_t)P * sizeof(float));
+        else memset(x->h + (size_t)i * P, 0, (size_t)P * sizeof(float));
+        if (io->c0) memcpy(x->c + (size_t)i * H, io->c0 + ((size_t)ld * B + b) * H, (size_t)H * sizeof(float));
+        else memset(x->c + (size_t)i * H, 0, (size_t)H * sizeof(float));
+    }
+    for (int k = 0; k < T; k++) {
+        const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
+        if (n == 0) continue;
+        // ht: (n, P) rows of this step in the packed output, this direction's columns
+        float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
+        const float *gxt = x->gx + (size_t)s->off[t] * G;
+        if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
+            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
+            fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
+        } else {
+            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, ht, W);
+        }
+        // h_{t-1} of the next step. Rows past n keep their last valid state: each one's h_n.
+        for (int i = 0; i < n; i++)
+            memcpy(x->h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
+    }
+    // h_n (L*dirs, B, P), c_n (L*dirs, B, H) in batch order; h0/c0 of (l, d) are no longer read
+    for (int i = 0; i < B; i++) {
+        const size_t b = (size_t)s->perm[i];
+        if (io->hn) memcpy(io->hn + ((size_t)ld * B + b) * P, x->h + (size_t)i * P, (size_t)P * sizeof(float));
+        if (io->cn) memcpy(io->cn + ((size_t)ld * B + b) * H, x->c + (size_t)i * H, (size_t)H * sizeof(float));
+    }
+}
+
+static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
+    (void)thread, (void)n, (void)gen, (void)t_gen;
+    run_dir(ctx, (int)idx);
+}
+
+/* Row of sorted sequence i at step t in y (B, T, *) or (T, B, *). */
+static size_t yrow(const fl_session *s, const fl_run_io *io, int i, int t) {
+    const size_t b = (size_t)s->perm[i];
+    return io->layout == FL_TIME_MAJOR ? (size_t)t * io->batch + b : b * io->seq + (size_t)t;
+}
+
+/* Head and output of the packed top layer outputs top (N, W). */
+static void write_output(fl_session *s, const fl_run_io *io, const float *top, float *spare) {
+    const fl_model *m = s->m;
+    const int B = io->batch, T = io->seq, W = s->W, V = s->out;
+    const bool tm = io->layout == FL_TIME_MAJOR;
+    const size_t N = (size_t)B * T;
+    switch (m->arch.head) {
+    case FL_HEAD_NONE:  // y: (T, B, W) or (B, T, W), zero past each length
+        if (!io->lengths) {
+            if (tm) memcpy(io->y, top, N * W * sizeof(float));
+            else swap_axes(io->y, top, T, B, W);
+            break;
+        }
+        memset(io->y, 0, N * W * sizeof(float));
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < s->bt[t]; i++)
+                memcpy(io->y + yrow(s, io, i, t) * W, top + ((size_t)s->off[t] + i) * W, (size_t)W * sizeof(float));
+        break;
+    case FL_HEAD_PER_STEP:  // y: (T, B, V) or (B, T, V) = rows of top W_head^T + b, zero past each length
+        if (!io->lengths) {
+            const float *rows = top;
+            if (!tm) {
+                swap_axes(spare, top, T, B, W);  // (B, T, W)
+                rows = spare;
+            }
+            fl_mat_apply(&m->head, (int)N, rows, W, 0.0f, io->y, V, s->ds[0].ws);
+            add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
+            break;
+        }
+        memset(io->y, 0, N * V * sizeof(float));
+        for (int i = 0; i < B; i++) {  // each sequence's valid rows: (len, W) gathered, y rows of stride ldy
+            const int n = s->len[i];
+            for (int t = 0; t < n; t++)
+                memcpy(spare + (size_t)t * W, top + ((size_t)s->off[t] + i) * W, (size_t)W * sizeof(float));
+            const size_t ldy = tm ? (size_t)B * V : (size_t)V;
+            float *y0 = io->y + yrow(s, io, i, 0) * V;
+            fl_mat_apply(&m->head, n, spare, W, 0.0f, y0, (int)ldy, s->ds[0].ws);
+            add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
+        }
+        break;
+    case FL_HEAD_LAST_STEP:  // y: (B, C) = top at each sequence's last valid step W_head^T + b
+        for (int i = 0; i < B; i++)
+            memcpy(spare + (size_t)s->perm[i] * W, top + ((size_t)s->off[s->len[i] - 1] + i) * W,
+                   (size_t)W * sizeof(float));
+        fl_mat_apply(&m->head, B, spare, W, 0.0f, io->y, V, s->ds[0].ws);
+        add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
+        break;
+    }
 }
 
 fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
     if (!s || !io) return fl_fail(FL_ERR_ARG, "fl_session_run: NULL argument");
     fl_status st = check_run(s, io);
     if (st) return st;
-    const fl_model *m = s->m;
-    const int B = io->batch, T = io->seq, N = B * T, D = s->D, H = s->H, G = 4 * H, L = s->L;
-    const bool tm = io->layout == FL_TIME_MAJOR;
-
-    // x0: (T, B, D) time-major layer-0 input
+    const int T = io->seq, D = s->D;
+    pack_layout(s, io);
+    // x0: packed layer-0 input (N, D); time-major features without lengths are used in place
     const float *x0 = s->xin;
-    if (io->tokens) {
-        for (int t = 0; t < T; t++)
-            for (int b = 0; b < B; b++) {
-                int32_t id = io->tokens[tm ? (size_t)t * B + b : (size_t)b * T + t];
-                memcpy(s->xin + ((size_t)t * B + b) * D, m->embed + (size_t)id * D, (size_t)D * sizeof(float));
-            }
-    } else if (tm) {
+    if (!io->lengths && !io->tokens && io->layout == FL_TIME_MAJOR) {
         x0 = io->x;
     } else {
-        swap_axes(s->xin, io->x, B, T, D);  // (B, T, D) -> (T, B, D)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < s->bt[t]; i++)
+                memcpy(s->xin + ((size_t)s->off[t] + i) * D, input_row(s, io, s->perm[i], t),
+                       (size_t)D * sizeof(float));
     }
-
-    const float *in = x0;  // in: (T, B, in_dim) input of the current layer
+    const float *in = x0;  // in: packed (N, in_dim) input of the current layer
     int in_dim = D;
-    for (int l = 0; l < L; l++) {
-        const fl_layer *ly = &m->layer[l];
-        float *hs = s->seq[l % 2];  // hs: (T, B, H) this layer's outputs; never aliases `in`
-        // gx (T*B, 4H) = in W_ih^T + b_ih + b_hh
-        if (!fl_rec_input(s->rec[l], N, in, in_dim, s->bias + (size_t)l * G, s->gx, G)) {
-            fl_mat_apply(&ly->wih, N, in, in_dim, 0.0f, s->gx, G, s->ws);
-            add_bias_rows(s->gx, (size_t)N, G, s->bias + (size_t)l * G);
-        }
-        // c (B, H) = c0[l] or 0; h_{-1} (B, H) = h0[l] or 0
-        if (io->c0) memcpy(s->c, io->c0 + (size_t)l * B * H, (size_t)B * H * sizeof(float));
-        else memset(s->c, 0, (size_t)B * H * sizeof(float));
-        const float *hprev = io->h0 ? io->h0 + (size_t)l * B * H : s->zero;
-        for (int t = 0; t < T; t++) {
-            float *ht = hs + (size_t)t * B * H;
-            fl_rec_step(s->rec[l], B, s->gx + (size_t)t * B * G, G, hprev, H, s->c, ht, H);
-            hprev = ht;
-        }
-        // h_n, c_n (L, B, H); h0/c0 of layer l are no longer read, so hn == h0 is fine
-        if (io->hn) memcpy(io->hn + (size_t)l * B * H, hprev, (size_t)B * H * sizeof(float));
-        if (io->cn) memcpy(io->cn + (size_t)l * B * H, s->c, (size_t)B * H * sizeof(float));
+    for (int l = 0; l < s->L; l++) {
+        float *hs = s->seq[l % 2];  // hs: packed (N, W) this layer's outputs; never aliases `in`
+        s->job.io = io;
+        s->job.l = l;
+        s->job.T = T;
+        s->job.in = in;
+        s->job.in_dim = in_dim;
+        s->job.out = hs;
+        if (s->dirs == 2) fl_pool_run(s->pool, 2);  // both directions; on two threads when threads >= 2
+        else run_dir(s, 0);
         in = hs;
-        in_dim = H;
+        in_dim = s->W;
     }
-
-    // top: (T, B, H) last layer's hidden states; spare: the other (T, B, H) buffer, free now
-    const float *top = in;
-    float *spare = s->seq[L % 2];
-    switch (m->arch.head) {
-    case FL_HEAD_NONE:  // y: (T, B, H) or (B, T, H)
-        if (tm) memcpy(io->y, top, (size_t)N * H * sizeof(float));
-        else swap_axes(io->y, top, T, B, H);
-        break;
-    case FL_HEAD_PER_STEP: {  // y: (T, B, V) or (B, T, V) = rows of top W_head^T + b
-        const float *rows = top;
-        if (!tm) {
-            swap_axes(spare, top, T, B, H);  // (B, T, H)
-            rows = spare;
-        }
-        fl_mat_apply(&m->head, N, rows, H, 0.0f, io->y, s->out, s->ws);
-        add_bias_rows(io->y, (size_t)N, s->out, m->head_b);
-        break;
-    }
-    case FL_HEAD_LAST_STEP:  // y: (B, C) = h_{T-1} W_head^T + b
-        fl_mat_apply(&m->head, B, top + (size_t)(T - 1) * B * H, H, 0.0f, io->y, s->out, s->ws);
-        add_bias_rows(io->y, (size_t)B, s->out, m->head_b);
-        break;
-    }
+    // top: packed last layer outputs; spare: the other buffer, free now
+    write_output(s, io, in, s->seq[s->L % 2]);
     return FL_OK;
 }
-
 /* ------------------------------------------------------------ streaming */
 
 fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_t *tokens, float *y) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_step: session is NULL");
     const fl_model *m = s->m;
     const fl_arch *a = &m->arch;
-    const int B = batch, D = s->D, H = s->H, G = 4 * H, MB = s->max_batch;
+    const int B = batch, D = s->D, H = s->H, G = 4 * H, P = s->P, MB = s->max_batch;
+    if (s->dirs == 2)
+        return fl_fail(FL_ERR_UNSUPPORTED, "fl_session_step: the model has bidirectional layers, which need the "
+                       "whole sequence (the reverse direction starts at its end): use fl_session_run");
     if (B < 1 || B > MB)
         return fl_fail(FL_ERR_ARG, "fl_session_step: batch %d outside [1, %d] (the session's max_batch)", B, MB);
     if (!y) return fl_fail(FL_ERR_ARG, "fl_session_step: y is NULL");
@@ -362,23 +536,30 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
                            i / D, i % D, (double)x[i]);
     }
     int in_dim = D;
+    const dir_scratch *ds = &s->ds[0];
     for (int l = 0; l < s->L; l++) {
-        float *h = s->sh + (size_t)l * MB * H, *c = s->sc + (size_t)l * MB * H;  // (B, H) of layer l
+        float *h = s->sh + (size_t)l * MB * P, *c = s->sc + (size_t)l * MB * H;  // (B, P), (B, H) of layer l
+        const fl_layer *ly = &m->layer[l];
         // gx (B, 4H) = in W_ih^T + b_ih + b_hh
-        if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, s->gx, G)) {
-            fl_mat_apply(&m->layer[l].wih, B, in, in_dim, 0.0f, s->gx, G, s->ws);
-            add_bias_rows(s->gx, (size_t)B, G, s->bias + (size_t)l * G);
+        if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, ds->gx, G)) {
+            fl_mat_apply(&ly->wih, B, in, in_dim, 0.0f, ds->gx, G, ds->ws);
+            add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
         }
-        fl_rec_step(s->rec[l], B, s->gx, G, h, H, c, s->hstep, H);
-        memcpy(h, s->hstep, (size_t)B * H * sizeof(float));
+        if (ly->whr.rows > 0) {  // LSTMP: hstep (B, P) = (o * tanh(c)) W_hr^T
+            fl_rec_step(s->rec[l], B, ds->gx, G, h, P, c, ds->m, H);
+            fl_mat_apply(&ly->whr, B, ds->m, H, 0.0f, s->hstep, P, ds->ws);
+        } else {
+            fl_rec_step(s->rec[l], B, ds->gx, G, h, P, c, s->hstep, P);
+        }
+        memcpy(h, s->hstep, (size_t)B * P * sizeof(float));
         in = h;
-        in_dim = H;
+        in_dim = P;
     }
     if (a->head == FL_HEAD_NONE) {
-        memcpy(y, in, (size_t)B * H * sizeof(float));  // y: (B, H)
+        memcpy(y, in, (size_t)B * P * sizeof(float));  // y: (B, P)
     } else {
-        fl_mat_apply(&m->head, B, in, H, 0.0f, y, s->out, s->ws);  // y: (B, head_out)
-        add_bias_rows(y, (size_t)B, s->out, m->head_b);
+        fl_mat_apply(&m->head, B, in, P, 0.0f, y, s->out, ds->ws);  // y: (B, head_out)
+        add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
     }
     return FL_OK;
 }
@@ -396,10 +577,10 @@ fl_status fl_session_get_state(const fl_session *s, int batch, float *h, float *
     fl_status st = check_state_batch("fl_session_get_state", s, batch);
     if (st) return st;
     if (!h && !c) return fl_fail(FL_ERR_ARG, "fl_session_get_state: h and c are both NULL");
-    const size_t H = (size_t)s->H, MB = (size_t)s->max_batch, B = (size_t)batch;
-    // h, c (L, B, H) <- sh, sc (L, max_batch, H): the first B rows of each layer
+    const size_t H = (size_t)s->H, P = (size_t)s->P, MB = (size_t)s->max_batch, B = (size_t)batch;
+    // h (L, B, P), c (L, B, H) <- sh, sc (L, max_batch, *): the first B rows of each layer
     for (int l = 0; l < s->L; l++) {
-        if (h) memcpy(h + (size_t)l * B * H, s->sh + (size_t)l * MB * H, B * H * sizeof(float));
+        if (h) memcpy(h + (size_t)l * B * P, s->sh + (size_t)l * MB * P, B * P * sizeof(float));
         if (c) memcpy(c + (size_t)l * B * H, s->sc + (size_t)l * MB * H, B * H * sizeof(float));
     }
     return FL_OK;
@@ -408,23 +589,25 @@ fl_status fl_session_get_state(const fl_session *s, int batch, float *h, float *
 fl_status fl_session_set_state(fl_session *s, int batch, const float *h, const float *c) {
     fl_status st = check_state_batch("fl_session_set_state", s, batch);
     if (st) return st;
-    const int L = s->L, Hi = s->H;
+    const int L = s->L;
     // Check both before writing either, so a failed call leaves the state as it was.
     const char *name[2] = {"h", "c"};
     const float *src[2] = {h, c};
+    const long width[2] = {s->P, s->H};
     for (int k = 0; k < 2; k++) {
         if (!src[k]) continue;
-        long i = find_nonfinite(src[k], (size_t)L * batch * Hi);
+        const long n = width[k];
+        long i = find_nonfinite(src[k], (size_t)L * batch * n);
         if (i >= 0)
             return fl_fail(FL_ERR_NONFINITE, "fl_session_set_state: %s[layer %ld, stream %ld, unit %ld] is not finite (%g)",
-                           name[k], i / ((long)batch * Hi), i / Hi % batch, i % Hi, (double)src[k][i]);
+                           name[k], i / ((long)batch * n), i / n % batch, i % n, (double)src[k][i]);
     }
-    const size_t H = (size_t)Hi, MB = (size_t)s->max_batch, B = (size_t)batch;
-    // sh, sc (L, max_batch, H): the first B rows of each layer <- h, c (L, B, H), or zeros
+    const size_t H = (size_t)s->H, P = (size_t)s->P, MB = (size_t)s->max_batch, B = (size_t)batch;
+    // sh (L, max_batch, P), sc (L, max_batch, H): the first B rows of each layer <- h, c, or zeros
     for (int l = 0; l < L; l++) {
-        float *dh = s->sh + (size_t)l * MB * H, *dc = s->sc + (size_t)l * MB * H;
-        if (h) memcpy(dh, h + (size_t)l * B * H, B * H * sizeof(float));
-        else memset(dh, 0, B * H * sizeof(float));
+        float *dh = s->sh + (size_t)l * MB * P, *dc = s->sc + (size_t)l * MB * H;
+        if (h) memcpy(dh, h + (size_t)l * B * P, B * P * sizeof(float));
+        else memset(dh, 0, B * P * sizeof(float));
         if (c) memcpy(dc, c + (size_t)l * B * H, B * H * sizeof(float));
         else memset(dc, 0, B * H * sizeof(float));
     }
@@ -433,17 +616,17 @@ fl_status fl_session_set_state(fl_session *s, int batch, const float *h, const f
 
 fl_status fl_session_reset(fl_session *s, int stream) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_reset: session is NULL");
-    const size_t H = (size_t)s->H, MB = (size_t)s->max_batch;
+    const size_t H = (size_t)s->H, P = (size_t)s->P, MB = (size_t)s->max_batch;
     if (stream >= s->max_batch)
         return fl_fail(FL_ERR_ARG, "fl_session_reset: stream %d outside [0, %d) (the session's max_batch)", stream,
                        s->max_batch);
     if (stream < 0) {
-        memset(s->sh, 0, (size_t)s->L * MB * H * sizeof(float));
+        memset(s->sh, 0, (size_t)s->L * MB * P * sizeof(float));
         memset(s->sc, 0, (size_t)s->L * MB * H * sizeof(float));
         return FL_OK;
     }
     for (int l = 0; l < s->L; l++) {
-        memset(s->sh + ((size_t)l * MB + stream) * H, 0, H * sizeof(float));
+        memset(s->sh + ((size_t)l * MB + stream) * P, 0, P * sizeof(float));
         memset(s->sc + ((size_t)l * MB + stream) * H, 0, H * sizeof(float));
     }
     return FL_OK;

@@ -191,6 +191,9 @@ static fl_status decompose_one(const fl_model *m, size_t i, fl_mat_spec target, 
     if (target.rank < 0) return fl_fail(FL_ERR_ARG, "%s: rank %d must be >= 0", info.name, target.rank);
     if (head && target.method == FL_METHOD_CP)
         return fl_fail(FL_ERR_ARG, "%s: the head supports SVD only (CP applies to LSTM gate matrices)", info.name);
+    if (info.kind == FL_MAT_PROJ && target.method == FL_METHOD_CP)
+        return fl_fail(FL_ERR_ARG, "%s: a projection supports SVD only (weight_hr has no gate axis for CP)",
+                       info.name);
     if (target.method != FL_METHOD_DENSE && rank == 0 && !(o->tol > 0) && !(o->budget > 0))
         return fl_fail(FL_ERR_ARG, "%s: %s target needs a rank, a tol or a budget", info.name,
                        method_name(target.method));
@@ -262,7 +265,7 @@ static fl_status decompose_held(const fl_model *m, const fl_decomp_opts *opts,
     if (!m || !opts) return fl_fail(FL_ERR_ARG, "decompose: NULL model or options");
     fl_status st = check_opts(opts);
     if (st) return st;
-    const size_t nmat = fl_model_num_matrices(m), L = (size_t)m->arch.layers;
+    const size_t nmat = fl_model_num_matrices(m), L = (size_t)m->arch.layers * fl_arch_dirs(&m->arch);
     mat_result *res = fl_calloc(nmat, sizeof *res);
     fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
     size_t big = 0;
@@ -276,8 +279,12 @@ static fl_status decompose_held(const fl_model *m, const fl_decomp_opts *opts,
     }
     for (size_t i = 0; i < nmat; i++) {
         fl_mat_spec target;
+        fl_mat_desc d;
+        fl_arch_matrix(&m->arch, i, &d);
         if (opts->specs) target = opts->specs[i];
-        else if (i < 2 * L) target = (fl_mat_spec){opts->method, opts->rank};
+        else if (d.kind == FL_MAT_IH || d.kind == FL_MAT_HH) target = (fl_mat_spec){opts->method, opts->rank};
+        else if (d.kind == FL_MAT_PROJ) /* no gate axis: SVD when asked for, else kept dense */
+            target = (fl_mat_spec){opts->method == FL_METHOD_SVD ? FL_METHOD_SVD : FL_METHOD_DENSE, opts->rank};
         else target = (fl_mat_spec){opts->include_head ? FL_METHOD_SVD : FL_METHOD_DENSE, opts->rank};
         if (target.method == FL_METHOD_DENSE) target.rank = 0;
         const fl_mat *src = fl_model_mat_const(m, i);

@@ -232,7 +232,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
                 int maxr = w.rows < w.cols ? w.rows : w.cols;
                 if (specs[i].method == FL_METHOD_SVD && (specs[i].rank < 1 || specs[i].rank > maxr))
                     return fl_fail(FL_ERR_ARG, "matrix %zu: SVD rank %d outside [1, %d]", i, specs[i].rank, maxr);
-                if (specs[i].method == FL_METHOD_CP && (head || specs[i].rank < 1))
+                if (specs[i].method == FL_METHOD_CP && (!d.gate || specs[i].rank < 1))
                     return fl_fail(FL_ERR_ARG, "matrix %zu: CP needs a gate matrix and rank >= 1", i);
                 if (specs[i].method != FL_METHOD_SVD && specs[i].method != FL_METHOD_CP)
                     return fl_fail(FL_ERR_ARG, "matrix %zu: unknown method %d", i, (int)specs[i].method);

@@ -64,6 +64,9 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt **out) {
     if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_bptt_create");
     *out = NULL;
+    if (m->arch.bidirectional || m->arch.proj > 0) /* issue 11: BPTT of these layers comes later */
+        return fl_fail(FL_ERR_UNSUPPORTED, "%s layers are not yet supported in training (inference only)",
+                       m->arch.bidirectional ? "bidirectional" : "projection (LSTMP)");
     const fl_arch *a = &m->arch;
     if (a->head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");

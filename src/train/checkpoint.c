@@ -229,7 +229,8 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
                          field[k], arch[k]);
             goto done;
         }
-    fl_arch a = {arch[0], arch[1], arch[2], arch[3], (fl_head_kind)arch[4], arch[5]};
+    fl_arch a = {.vocab = arch[0], .input = arch[1], .hidden = arch[2], .layers = arch[3],
+                 .head = (fl_head_kind)arch[4], .head_out = arch[5]};
     if (fl_arch_check(&a)) {
         st = rewrap(FL_ERR_FORMAT, path, "invalid architecture: ");
         goto done;

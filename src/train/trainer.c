@@ -47,6 +47,9 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     if (st) return st;
     if (m->arch.head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");
+    if (m->arch.bidirectional || m->arch.proj > 0)
+        return fl_fail(FL_ERR_UNSUPPORTED, "%s layers are not yet supported in training (inference only)",
+                       m->arch.bidirectional ? "bidirectional" : "projection (LSTMP)");
     fl_trainer *t = fl_calloc(1, sizeof *t);
     if (!t) return fl_fail(FL_ERR_NOMEM, "out of memory creating a trainer");
     t->m = m;
