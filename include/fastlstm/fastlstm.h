@@ -143,6 +143,12 @@ FL_API void fl_model_free(fl_model *m);
  * bf16), FL_ERR_NONFINITE, FL_ERR_NOMEM. The caller owns *out. */
 FL_API fl_status fl_model_quantize(const fl_model *m, const fl_precision *precisions, fl_model **out);
 
+/* Re-quantize every int8 / bf16 matrix of m from its float32 master, after training changed the
+ * master (fine-tuning a quantized model trains in float32; call this before saving or running it).
+ * Nothing to do for an all-f32 model. No session may exist on m. Errors: FL_ERR_ARG (NULL),
+ * FL_ERR_NONFINITE, FL_ERR_NOMEM (the matrix that failed is left in f32). */
+FL_API fl_status fl_model_requantize(fl_model *m);
+
 /* The architecture; valid while m lives. NULL for a NULL model. */
 FL_API const fl_arch *fl_model_arch(const fl_model *m);
 

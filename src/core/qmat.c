@@ -178,6 +178,7 @@ fl_status fl_model_qclone(fl_model *c, const fl_model *src) {
 }
 
 fl_status fl_model_requantize(fl_model *m) {
+    if (!m) return fl_fail(FL_ERR_ARG, "fl_model_requantize: model is NULL");
     for (size_t i = 0; i < fl_model_num_matrices(m); i++) {
         fl_mat *w = fl_model_mat(m, i);
         if (w->precision == FL_PRECISION_F32) continue;

@@ -56,9 +56,8 @@ void fl_qfactor_get_i8(const fl_qfactor *f, int8_t *q);
 const fl_qfactor *fl_model_tensor_qfactor(const fl_model *m, const fl_tensor *t, fl_precision *p);
 
 /* Model-wide hooks: copy src's precisions and packed factors into c (a clone with src's params);
- * re-quantize every low-precision matrix from its master; free them all (before the block). */
+ * free them all (before the block). fl_model_requantize (public) re-quantizes from the masters. */
 fl_status fl_model_qclone(fl_model *c, const fl_model *src);
-fl_status fl_model_requantize(fl_model *m);
 void fl_model_qfree(fl_model *m);
 
 /* Floats of workspace fl_mat_qapply needs for n rows. */
