@@ -3,7 +3,7 @@
 # back), `info` (text and JSON precision and bytes), `run` on a quantized model against the f32 model
 # (bounded deviation) and at the scalar reference level (FL_KERNELS=ref, same outputs), CP matrices
 # kept f32, `finetune` of an int8 model (trains the f32 master, writes int8 again with new weights),
-# and bad options with exit status 2.
+# `compress` of an int8 model (candidates stay int8), and bad options with exit status 2.
 # Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with numpy.
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
@@ -77,6 +77,18 @@ d = sys.argv[1]
 assert all(m['precision'] == 'int8' for m in json.load(open(f"{d}/ft.json"))['matrices'])
 a, b = open(f"{d}/q8.st", "rb").read(), open(f"{d}/ft.st", "rb").read()
 assert len(a) == len(b) and a != b
+PYEOF
+
+# compress of an int8 model: the planned candidates keep int8 (CP stays f32), judged with int8 kernels.
+pose=(--cache-bytes 1000 --bandwidth 10 --flops 10 --no-measure --quiet)
+expect 0 "$CLI" compress "$T/q8.st" -o "$T/c8.st" --data "$T/tx.npy" --labels "$T/ty.npy" --max-loss 5 "${pose[@]}" \
+    && has out "wrote"
+expect 0 "$CLI" info "$T/c8.st" --json && cp "$T/out" "$T/c8.json"
+"$PY" - "$T/c8.json" <<'PYEOF' >"$T/out" 2>"$T/err" || fail "compressed int8 model"
+import json, sys
+ms = json.load(open(sys.argv[1]))['matrices']
+assert all(m['precision'] == ('f32' if m['method'] == 'cp' else 'int8') for m in ms), ms
+assert any(m['method'] != 'dense' for m in ms), ms
 PYEOF
 
 # Bad options.

@@ -27,6 +27,7 @@
 #include "qmat.h"
 #include "quantize.h"
 #include "testutil.h"
+#include "fastlstm/plan.h"
 
 static const fl_arch ARCH2 = {.vocab = 0, .input = 7, .hidden = 17, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5};
 static const fl_arch ARCH1 = {.vocab = 0, .input = 7, .hidden = 17, .layers = 1, .head = FL_HEAD_NONE, .head_out = 0};
@@ -273,6 +274,40 @@ static void test_apply(void **state) {
         }
 }
 
+/* ------------------------------------------------------------ cost model */
+
+/* The memory term streams 1 (int8), 2 (bf16) or 4 bytes per weight; a CP matrix stays at 4. */
+static void test_cost_bytes(void **state) {
+    (void)state;
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 5};
+    fl_profile p = {0};
+    p.cores = 1;
+    p.n_levels = 1;
+    p.level[0] = (fl_cache_level){.level = 3, .bytes = 4096, .shared_cpus = 1, .bandwidth = 100.0};
+    p.dram_bandwidth = 10.0;
+    p.gemm_flops = 1000.0;
+    p.gemv_flops = 30.0;
+    fl_cost c32, c8, cb;
+    fl_cost_term t32[3], t8[3], tb[3];
+    const fl_precision i8[3] = {FL_PRECISION_INT8, FL_PRECISION_INT8, FL_PRECISION_INT8};
+    const fl_precision mix[3] = {FL_PRECISION_F32, FL_PRECISION_BF16, FL_PRECISION_INT8};
+    assert_int_equal(fl_cost_predict_terms(&p, &a, NULL, 2, 4, 1, &c32, t32), FL_OK);
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, i8, 2, 4, 1, &c8, t8), FL_OK);
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, mix, 2, 4, 1, &cb, tb), FL_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_true(t8[i].bytes * 4 == t32[i].bytes);
+        assert_true(tb[i].bytes * (i == 0 ? 1 : i == 1 ? 2 : 4) == t32[i].bytes);
+    }
+    assert_true(c8.step_bytes * 4 == c32.step_bytes);
+    assert_true(c8.mem_seconds < c32.mem_seconds);
+    fl_mat_spec cp[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_CP, 2}, {FL_METHOD_DENSE, 0}};
+    assert_int_equal(fl_cost_predict_prec(&p, &a, cp, i8, 2, 4, 1, &c8, t8), FL_OK);
+    assert_int_equal(fl_cost_predict_terms(&p, &a, cp, 2, 4, 1, &c32, t32), FL_OK);
+    assert_true(t8[1].bytes == t32[1].bytes);
+    const fl_precision bad[3] = {FL_PRECISION_F32, (fl_precision)9, FL_PRECISION_F32};
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, bad, 2, 4, 1, &c8, NULL), FL_ERR_ARG);
+}
+
 /* ------------------------------------------------------------ bad files */
 
 /* Rebuild a safetensors buffer from root (header) and data. */
@@ -357,7 +392,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_refused), cmocka_unit_test(test_session),
-        cmocka_unit_test(test_apply),     cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_apply),     cmocka_unit_test(test_cost_bytes), cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
