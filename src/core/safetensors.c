@@ -7,8 +7,9 @@
  *   format = "fastlstm", format_version, vocab, input, hidden, layers, head, head_out,
  *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional),
  *   and per matrix kind.<matrix> = ih | hh | head | hr, direction.<matrix> = 0 | 1,
- *   precision.<matrix> = f32 (written since format version 2 of this library; a file without them
- *   means forward float32). format_version is the lowest version that reads the file fully (see
+ *   precision.<matrix> = f32 | bf16 | int8 (written since format version 2 of this library; a file
+ *   without them means forward float32). A bf16 matrix's factor tensors are "BF16"; an int8 one's are
+ *   "I8" each followed by "<tensor>.scale" (F32, one per row); see qmat.h. format_version is the lowest version that reads the file fully (see
  *   FL_FORMAT_VERSION in internal.h); a file needing more than this library knows is refused.
  * The set of tensors, their names and shapes are exactly those fl_model_create builds from the
  * architecture and the per-matrix methods, so loading is: metadata -> fl_model_create -> fill.
