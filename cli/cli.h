@@ -43,6 +43,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);

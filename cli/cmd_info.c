@@ -11,8 +11,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm info MODEL [--json]\n\n"
             "Describe a model: architecture, how each weight matrix is stored (dense, SVD or CP, with\n"
-            "rank, parameters, flops per step and the relative error recorded at decomposition), total\n"
-            "parameters, bytes and flops per time step.\n\n"
+            "rank, parameters, flops per step, the relative error recorded at decomposition, and its\n"
+            "precision: f32, bf16 or int8 with the bytes it takes), total parameters, bytes and flops per\n"
+            "time step.\n\n"
             "options:\n"
             "  --json       print one JSON object instead of a table\n"
             "  -h, --help   show this help\n\n"
@@ -38,8 +39,9 @@ static int print_text(const char *path, const fl_model *m) {
     if (a->has_padding) printf("padding id:   %d (embedding row zero at init)\n", a->padding_idx);
     if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", dirs * out);
     else printf("head:         %s, %d outputs\n", fl_head_name(a->head), a->head_out);
-    printf("\n%-26s %-4s %-4s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "kind", "dir", "method", "shape", "rank",
-           "params", "flops/step", "rel_error");
+    printf("\n%-26s %-4s %-4s %-6s %-13s %6s %12s %12s  %-9s %-5s %10s\n", "matrix", "kind", "dir", "method", "shape",
+           "rank", "params", "flops/step", "rel_error", "prec", "bytes");
+    size_t bytes = np * 4;
     size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; i < nmat; i++) {
         fl_matrix_info mi;
@@ -52,11 +54,16 @@ static int print_text(const char *path, const fl_model *m) {
         if (mi.rel_error < 0) snprintf(rel, sizeof rel, "unknown");
         else snprintf(rel, sizeof rel, "%.3g", mi.rel_error);
         const char *kind = mi.kind == FL_MAT_IH ? "ih" : mi.kind == FL_MAT_HH ? "hh" : mi.kind == FL_MAT_PROJ ? "hr" : "head";
-        printf("%-26s %-4s %-4s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, kind,
+        printf("%-26s %-4s %-4s %-6s %-13s %6s %12zu %12zu  %-9s %-5s %10zu\n", mi.name, kind,
                mi.layer < 0 ? "-" : mi.direction ? "rev" : "fwd", fl_method_name(mi.method), shape, rank, mi.params,
-               mi.flops, rel);
+               mi.flops, rel, fl_precision_name(mi.precision), mi.bytes);
+        bytes = bytes - 4 * mi.params + mi.bytes;
     }
-    printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
+    if (bytes == np * 4)
+        printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
+    else
+        printf("\nparameters:   %zu (%zu bytes stored, %.2f MiB; %.2f MiB as float32)\n", np, bytes,
+               (double)bytes / (1 << 20), (double)np * 4 / (1 << 20));
     printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
     if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
@@ -78,7 +85,7 @@ static int print_json(const char *path, const fl_model *m) {
               cJSON_AddNumberToObject(arch, "proj", a->proj) &&
               (a->has_padding ? cJSON_AddNumberToObject(arch, "padding_idx", a->padding_idx) != NULL
                               : cJSON_AddNullToObject(arch, "padding_idx") != NULL);
-    size_t nmat = fl_model_num_matrices(m);
+    size_t nmat = fl_model_num_matrices(m), bytes = np * 4;
     for (size_t i = 0; ok && i < nmat; i++) {
         fl_matrix_info mi;
         fl_status st = fl_model_matrix_info(m, i, &mi);
@@ -95,11 +102,14 @@ static int print_json(const char *path, const fl_model *m) {
              cJSON_AddNumberToObject(o, "rows", mi.rows) && cJSON_AddNumberToObject(o, "cols", mi.cols) &&
              cJSON_AddNumberToObject(o, "rank", mi.rank) && cJSON_AddNumberToObject(o, "params", (double)mi.params) &&
              cJSON_AddNumberToObject(o, "flops", (double)mi.flops) &&
+             cJSON_AddStringToObject(o, "precision", fl_precision_name(mi.precision)) &&
+             cJSON_AddNumberToObject(o, "bytes", (double)mi.bytes) &&
              (mi.rel_error < 0 ? cJSON_AddNullToObject(o, "rel_error") != NULL
                                : cJSON_AddNumberToObject(o, "rel_error", mi.rel_error) != NULL);
+        bytes = bytes - 4 * mi.params + mi.bytes;
     }
     ok = ok && cJSON_AddNumberToObject(root, "params", (double)np) &&
-         cJSON_AddNumberToObject(root, "bytes", (double)np * 4) &&
+         cJSON_AddNumberToObject(root, "bytes", (double)bytes) &&
          cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
          cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
     char *s = ok ? cJSON_Print(root) : NULL;

@@ -562,7 +562,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         rc = CLI_OK;
         goto done;
     }
-    if ((st = fl_model_save(m, out))) {
+    /* A quantized model trained its float32 master: store it quantized again. */
+    if ((st = fl_model_requantize(m)) || (st = fl_model_save(m, out))) {
         rc = cli_fail_status(CMD, st);
         goto done;
     }

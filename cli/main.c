@@ -31,6 +31,7 @@ static const command commands[] = {
     {"decompose", cmd_decompose, "replace LSTM weight matrices by SVD or CP factors"},
     {"profile", cmd_profile, "measure or show this machine's cache, bandwidth and flop profile"},
     {"plan", cmd_plan, "choose method and rank per matrix for this machine and an accuracy budget"},
+    {"quantize", cmd_quantize, "store weight matrices in int8 or bf16"},
     {"compress", cmd_compress, "plan, then write the decomposed model"},
     {"train", cmd_train, "train a classifier or language model (BPTT; dense, SVD or CP)"},
     {"finetune", cmd_finetune, "continue training a saved (e.g. decomposed) model"},

@@ -112,8 +112,14 @@ typedef enum fl_mat_kind {
     FL_MAT_PROJ = 3, /* LSTMP projection weight_hr, (P, H): dense or SVD (no gate axis: no CP) */
 } fl_mat_kind;
 
-/* Element type a matrix is stored in. Only float32 today. */
-typedef enum fl_precision { FL_PRECISION_F32 = 0 } fl_precision;
+/* Element type a matrix's stored factors use. bf16: bfloat16 weights, f32 activations and sums.
+ * int8: symmetric int8 weights with one f32 scale per output row, activations quantized to u8 per
+ * row and per call (as PyTorch's dynamic quantization does), int32 sums; gates and cell stay f32.
+ * Dense and SVD matrices take every precision; CP factors stay f32. */
+typedef enum fl_precision { FL_PRECISION_F32 = 0, FL_PRECISION_BF16 = 1, FL_PRECISION_INT8 = 2 } fl_precision;
+
+/* "f32", "bf16", "int8" (the model file's and CLI's names); "unknown" outside the enum. Static storage. */
+FL_API const char *fl_precision_name(fl_precision p);
 
 /* The weight matrices of a model are numbered in PyTorch's state_dict order: per layer l, per
  * direction d (0 forward, 1 reverse when bidirectional), weight_ih, weight_hh and (with a
@@ -144,6 +150,21 @@ FL_API fl_status fl_model_save(const fl_model *m, const char *path);
 FL_API fl_status fl_model_clone(const fl_model *m, fl_model **out);
 
 FL_API void fl_model_free(fl_model *m);
+
+/* A copy of m with matrix i stored in precisions[i] (fl_model_num_matrices() entries). A matrix
+ * going to int8 or bf16 is quantized from m's float32 values (for int8, per output row as described
+ * at fl_precision); one already in that precision is copied unchanged; one going to f32 keeps its
+ * dequantized values. The copy keeps a float32 master of every weight, equal to the dequantized
+ * low-precision weights, which training reads and updates (re-quantize after training by calling
+ * this again). Errors: FL_ERR_ARG (NULL, unknown precision), FL_ERR_UNSUPPORTED (a CP matrix to int8 or
+ * bf16), FL_ERR_NONFINITE, FL_ERR_NOMEM. The caller owns *out. */
+FL_API fl_status fl_model_quantize(const fl_model *m, const fl_precision *precisions, fl_model **out);
+
+/* Re-quantize every int8 / bf16 matrix of m from its float32 master, after training changed the
+ * master (fine-tuning a quantized model trains in float32; call this before saving or running it).
+ * Nothing to do for an all-f32 model. No session may exist on m. Errors: FL_ERR_ARG (NULL),
+ * FL_ERR_NONFINITE, FL_ERR_NOMEM (the matrix that failed is left in f32). */
+FL_API fl_status fl_model_requantize(fl_model *m);
 
 /* The architecture; valid while m lives. NULL for a NULL model. */
 FL_API const fl_arch *fl_model_arch(const fl_model *m);

@@ -194,6 +194,13 @@ typedef struct fl_cost_term {
 FL_API fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                        int batch, int seq, int threads, fl_cost *out, fl_cost_term *terms);
 
+/* fl_cost_predict_terms with matrix i's factors stored in precisions[i] (NULL: all f32): its memory
+ * term streams 4, 2 or 1 bytes per weight (CP factors stay f32, 4). The flop rates are the f32
+ * kernels' (the profile does not yet measure the int8 / bf16 kernels). */
+FL_API fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                      const fl_precision *precisions, int batch, int seq, int threads, fl_cost *out,
+                                      fl_cost_term *terms);
+
 /* ---------------------------------------------------------------- planner */
 
 /* Validation data (all borrowed for the call). Exactly one of x / tokens, matching the model:

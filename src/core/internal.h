@@ -93,6 +93,9 @@ typedef struct fl_mat {
     float *a, *b, *c;   /* cp:    a (4, rank), b (rows/4, rank), c (cols, rank);
                            W[g*H + i, j] = sum_r a[g,r] b[i,r] c[j,r] */
     double rel_error;   /* recorded at decomposition; 0 for dense; < 0 unknown */
+    fl_precision precision; /* of the stored factors; F32 unless quantized (qmat.h) */
+    struct fl_qfactor *qf;  /* [factors] the low-precision packed factors when precision != F32, owned;
+                               the float pointers above then hold their dequantized values */
 } fl_mat;
 
 /* One direction of one LSTM layer. */
@@ -186,7 +189,7 @@ size_t fl_spec_params(int rows, int cols, fl_mat_spec s);
 /* Bytes of one stored element. */
 size_t fl_precision_bytes(fl_precision p);
 
-/* Names used in the model file: "ih", "hh", "head", "hr"; "f32". */
+/* Names used in the model file: "ih", "hh", "head", "hr"; "f32", "bf16", "int8" (public). */
 const char *fl_mat_kind_name(fl_mat_kind k);
 const char *fl_precision_name(fl_precision p);
 

@@ -1,6 +1,7 @@
 /* The one GEMM wrapper, and applying a weight matrix in any storage method. */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "qmat.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static void apply_nt(int n, int rows, int K, const float *x, int ldx, const floa
 }
 
 size_t fl_mat_apply_workspace(const fl_mat *w, int n) {
+    if (w->qf) return fl_mat_qworkspace(w, n);
     switch (w->method) {
     case FL_METHOD_DENSE: return 0;
     case FL_METHOD_SVD: return (size_t)n * w->rank;
@@ -38,6 +40,10 @@ size_t fl_mat_apply_workspace(const fl_mat *w, int n) {
 void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, float *y, int ldy,
                   float *ws) {
     if (n <= 0) return;
+    if (w->qf) { /* int8 / bf16 weights (qmat.h) */
+        fl_mat_qapply(w, n, x, ldx, beta, y, ldy, ws);
+        return;
+    }
     const int R = w->rank;
     switch (w->method) {
     case FL_METHOD_DENSE:

@@ -103,6 +103,8 @@ size_t fl_spec_params(int rows, int cols, fl_mat_spec s) {
 size_t fl_precision_bytes(fl_precision p) {
     switch (p) {
     case FL_PRECISION_F32: return 4;
+    case FL_PRECISION_BF16: return 2;
+    case FL_PRECISION_INT8: return 1;
     }
     return 0;
 }
@@ -120,8 +122,10 @@ const char *fl_mat_kind_name(fl_mat_kind k) {
 const char *fl_precision_name(fl_precision p) {
     switch (p) {
     case FL_PRECISION_F32: return "f32";
+    case FL_PRECISION_BF16: return "bf16";
+    case FL_PRECISION_INT8: return "int8";
     }
-    return "?";
+    return "unknown";
 }
 
 int fl_mat_format_version(const fl_mat_desc *d) {

@@ -1,5 +1,6 @@
 /* Model: architecture, parameter layout in one flat block, initialisation, description. */
 #include "internal.h"
+#include "qmat.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -258,6 +259,7 @@ void fl_model_free(fl_model *m) {
     if (!m) return;
     FL_ASSERT(m->pack_users == 0); /* a session outlives its model */
     pthread_mutex_destroy(&m->pack_mu);
+    fl_model_qfree(m);
     fl_free(m->params);
     fl_free(m->tensors);
     fl_free(m->layer);
@@ -278,6 +280,10 @@ static fl_status clone_held(const fl_model *m, fl_model **out) {
     if (st) return st;
     memcpy(c->params, m->params, m->n_params * sizeof(float));
     for (size_t i = 0; i < nmat; i++) fl_model_mat(c, i)->rel_error = fl_model_mat_const(m, i)->rel_error;
+    if ((st = fl_model_qclone(c, m))) {
+        fl_model_free(c);
+        return st;
+    }
     if (m->tokenizer) {
         size_t n = strlen(m->tokenizer) + 1;
         c->tokenizer = fl_malloc(n);
@@ -356,7 +362,7 @@ static fl_status init_random_held(fl_model *m, uint64_t seed) {
         init_mat(&r, &m->head, k);
         fill_uniform(&r, m->head_b, (size_t)a->head_out, k);
     }
-    return FL_OK;
+    return fl_model_requantize(m); /* low-precision matrices follow their new masters */
 }
 
 fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
@@ -397,7 +403,7 @@ fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out)
     out->kind = d.kind;
     out->layer = d.layer;
     out->direction = d.direction;
-    out->precision = d.precision;
+    out->precision = w->precision;
     out->method = w->method;
     out->rows = w->rows;
     out->cols = w->cols;
@@ -405,7 +411,9 @@ fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out)
     out->params = fl_mat_params(w);
     out->flops = fl_mat_flops(w);
     out->rel_error = w->rel_error;
-    out->bytes = out->params * fl_precision_bytes(d.precision);
+    out->bytes = out->params * fl_precision_bytes(w->precision);
+    if (w->precision == FL_PRECISION_INT8) /* and one f32 scale per row of each factor */
+        out->bytes += 4 * (size_t)(w->method == FL_METHOD_DENSE ? w->rows : w->rows + w->rank);
     return FL_OK;
 }
 

@@ -69,6 +69,8 @@ struct fl_rec {
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
     fl_pool *pool;   /* threads - 1 workers and the caller */
     job jb;          /* the step or projection in flight, read by run_chunk */
+    float *qgates;   /* int8 / bf16 W_hh (qmat.h): gates (max_batch, 4H), on the caller's thread */
+    float *qws;      /* and fl_mat_apply's workspace for max_batch rows */
 };
 
 /* ------------------------------------------------------------ packing */
@@ -180,6 +182,8 @@ void fl_rec_free(fl_rec *r) {
     if (!r) return;
     fl_pool_free(r->pool);
     fl_free(r->scratch);
+    fl_free(r->qgates);
+    fl_free(r->qws);
     fl_rec_pack_free(&r->own);
     fl_free(r);
 }
@@ -241,6 +245,7 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     const size_t nb = (size_t)nblk * FL_REC_NB;
     fl_rec_pack p = {0};
     bool ok = true;
+    if (!w->qf) /* int8 / bf16 W_hh: the step reads w->qf instead */
     switch (w->method) {
     case FL_METHOD_DENSE:
         /* fl_malloc, not fl_calloc: pack_gate_blocks writes every element, and untouched pages of a
@@ -269,7 +274,7 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
         return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
     }
     const fl_mat *wi = &ly->wih;
-    if (with_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
+    if (with_pk && wi->method == FL_METHOD_DENSE && !wi->qf && wi->rows == 4 * H && wi->cols > 0) {
         const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
         if (!(p.pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
             fl_rec_pack_free(&p);
@@ -279,7 +284,7 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     }
     /* Last, once nothing can fail: a dense W_hh block by block, its original's pages released as they
      * are consumed when asked (packed.c), so that the two copies never coexist whole. */
-    if (w->method == FL_METHOD_DENSE)
+    if (w->method == FL_METHOD_DENSE && !w->qf) /* a quantized W_hh has no f32 pack */
         for (int jb = 0; jb < nblk; jb++) {
             pack_gate_blocks(w->w, H, K, jb, jb + 1, p.pw);
             if (release) release_consumed(w->w, H, K, jb, jb + 1);
@@ -336,6 +341,11 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
     r->pm = pack->pm;
     r->a = pack->a;
     r->pk = k->gemm_pk ? pack->pk : NULL;
+    if (w->qf && (!(r->qgates = fl_calloc((size_t)max_batch * 4 * H, sizeof(float))) ||
+                  !(r->qws = fl_calloc(fl_mat_apply_workspace(w, max_batch) + 1, sizeof(float))))) {
+        fl_rec_free(r);
+        return fl_fail(FL_ERR_NOMEM, "out of memory for a %s recurrent step", fl_precision_name(w->precision));
+    }
     st = fl_pool_create(run_chunk, r, &r->pool);
     if (!st) st = fl_rec_set_threads(r, threads);
     if (st != FL_OK) {
@@ -394,6 +404,13 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
                  float *h_out, int ldho) {
     FL_ASSERT(B >= 0 && B <= r->max_batch);
     if (B == 0) return;
+    if (r->qgates) { /* int8 / bf16 W_hh: gates = gx + W_hh h_prev through the quant kernels, then the cell */
+        const int G = 4 * r->H;
+        for (int b = 0; b < B; b++) memcpy(r->qgates + (size_t)b * G, gx + (size_t)b * ldgx, (size_t)G * sizeof(float));
+        fl_mat_apply(&r->ly->whh, B, h_prev, ldhp, 1.0f, r->qgates, G, r->qws);
+        r->k->lstm_cell(B, r->H, r->qgates, G, c, r->H, h_out, ldho);
+        return;
+    }
     job j = {.B = B, .gx = gx, .ldgx = ldgx, .hp = h_prev, .ldhp = ldhp, .c = c, .ho = h_out, .ldho = ldho};
     // Threads pay off only when each has a few blocks and some tens of KB of weights to stream.
     unsigned n = 1;

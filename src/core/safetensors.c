@@ -7,8 +7,9 @@
  *   format = "fastlstm", format_version, vocab, input, hidden, layers, head, head_out,
  *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional),
  *   and per matrix kind.<matrix> = ih | hh | head | hr, direction.<matrix> = 0 | 1,
- *   precision.<matrix> = f32 (written since format version 2 of this library; a file without them
- *   means forward float32). format_version is the lowest version that reads the file fully (see
+ *   precision.<matrix> = f32 | bf16 | int8 (written since format version 2 of this library; a file
+ *   without them means forward float32). A bf16 matrix's factor tensors are "BF16"; an int8 one's are
+ *   "I8" each followed by "<tensor>.scale" (F32, one per row); see qmat.h. format_version is the lowest version that reads the file fully (see
  *   FL_FORMAT_VERSION in internal.h); a file needing more than this library knows is refused.
  * The set of tensors, their names and shapes are exactly those fl_model_create builds from the
  * architecture and the per-matrix methods, so loading is: metadata -> fl_model_create -> fill.
@@ -18,6 +19,8 @@
 #include "atomic_file.h"
 #include "internal.h"
 #include "memload.h"
+#include "qmat.h"
+#include "quantize.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -69,6 +72,33 @@ static bool add_int_str(cJSON *obj, const char *key, long long v) {
     return add_str(obj, key, buf);
 }
 
+/* safetensors dtype of a tensor in precision p. */
+static const char *dtype_name(fl_precision p) {
+    return p == FL_PRECISION_INT8 ? "I8" : p == FL_PRECISION_BF16 ? "BF16" : "F32";
+}
+
+/* Adds {"dtype", "shape", "data_offsets": [*off, *off + bytes]} as root[name]; advances *off. */
+static bool add_entry(cJSON *root, const char *name, const char *dtype, const int64_t *dims, int ndim, uint64_t *off,
+                      size_t bytes) {
+    cJSON *e = cJSON_AddObjectToObject(root, name);
+    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+    cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+    if (!e || !shape || !offs || !add_str(e, "dtype", dtype)) return false;
+    for (int d = 0; d < ndim; d++) {
+        cJSON *n = cJSON_CreateNumber((double)dims[d]);
+        if (!n || !cJSON_AddItemToArray(shape, n)) return false;
+    }
+    uint64_t end = *off + (uint64_t)bytes;
+    cJSON *b = cJSON_CreateNumber((double)*off), *en = cJSON_CreateNumber((double)end);
+    if (!b || !cJSON_AddItemToArray(offs, b)) {
+        cJSON_Delete(en);
+        return false;
+    }
+    if (!en || !cJSON_AddItemToArray(offs, en)) return false;
+    *off = end;
+    return true;
+}
+
 /* Builds the header JSON for m; data offsets pack the tensors back to back in table order. */
 static cJSON *build_header(const fl_model *m) {
     cJSON *root = cJSON_CreateObject();
@@ -80,6 +110,7 @@ static cJSON *build_header(const fl_model *m) {
     for (size_t i = 0; i < nmat; i++) {
         fl_mat_desc d;
         fl_arch_matrix(a, i, &d);
+        d.precision = fl_model_mat_const(m, i)->precision;
         int v = fl_mat_format_version(&d);
         if (v > version) version = v;
     }
@@ -105,7 +136,7 @@ static cJSON *build_header(const fl_model *m) {
         snprintf(key, sizeof key, "direction.%s", name);
         ok = ok && add_int_str(meta, key, d.direction);
         snprintf(key, sizeof key, "precision.%s", name);
-        ok = ok && add_str(meta, key, fl_precision_name(d.precision));
+        ok = ok && add_str(meta, key, fl_precision_name(w->precision));
         if (w->method == FL_METHOD_DENSE) snprintf(val, sizeof val, "dense");
         else snprintf(val, sizeof val, "%s:%d", w->method == FL_METHOD_SVD ? "svd" : "cp", w->rank);
         snprintf(key, sizeof key, "method.%s", name);
@@ -122,22 +153,14 @@ static cJSON *build_header(const fl_model *m) {
     uint64_t off = 0;
     for (size_t k = 0; k < m->n_tensors; k++) {
         const fl_tensor *t = &m->tensors[k];
-        cJSON *e = cJSON_AddObjectToObject(root, t->name);
-        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
-        if (!e || !shape || !offs || !add_str(e, "dtype", "F32")) goto fail;
-        for (int d = 0; d < t->ndim; d++) {
-            cJSON *n = cJSON_CreateNumber((double)t->shape[d]);
-            if (!n || !cJSON_AddItemToArray(shape, n)) goto fail;
-        }
-        uint64_t end = off + (uint64_t)t->count * 4;
-        cJSON *b = cJSON_CreateNumber((double)off), *en = cJSON_CreateNumber((double)end);
-        if (!b || !cJSON_AddItemToArray(offs, b)) {
-            cJSON_Delete(en);
+        fl_precision p;
+        const fl_qfactor *qf = fl_model_tensor_qfactor(m, t, &p);
+        if (!add_entry(root, t->name, dtype_name(p), t->shape, t->ndim, &off, t->count * fl_precision_bytes(p)))
             goto fail;
-        }
-        if (!en || !cJSON_AddItemToArray(offs, en)) goto fail;
-        off = end;
+        char sname[FL_TENSOR_NAME_MAX + 8];
+        snprintf(sname, sizeof sname, "%s.scale", t->name);
+        const int64_t rows[1] = {qf ? qf->rows : 0};
+        if (p == FL_PRECISION_INT8 && !add_entry(root, sname, "F32", rows, 1, &off, 4 * (size_t)qf->rows)) goto fail;
     }
     return root;
 fail:
@@ -159,6 +182,24 @@ typedef struct st_out {
     const char *json;
 } st_out;
 
+/* Writes a low-precision factor: bf16 bits of its (exact) master, or int8 weights then the scales. */
+static fl_status write_low(FILE *f, const char *tmp, const fl_qfactor *qf, fl_precision p) {
+    const size_t n = (size_t)qf->rows * qf->K;
+    void *buf = fl_malloc(n * (p == FL_PRECISION_BF16 ? 2 : 1) + 1);
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "%s: out of memory writing %s weights", tmp, fl_precision_name(p));
+    bool ok;
+    if (p == FL_PRECISION_BF16) {
+        uint16_t *b = buf;
+        for (size_t i = 0; i < n; i++) b[i] = fl_bf16_from_f32(qf->master[i]);
+        ok = fwrite(b, 2, n, f) == n;
+    } else {
+        fl_qfactor_get_i8(qf, buf);
+        ok = fwrite(buf, 1, n, f) == n && fwrite(qf->wscale, 4, (size_t)qf->rows, f) == (size_t)qf->rows;
+    }
+    fl_free(buf);
+    return ok ? FL_OK : fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+}
+
 /* Writes header + data to f. */
 static fl_status write_body(void *ctx, FILE *f, const char *tmp) {
     const fl_model *m = ((const st_out *)ctx)->m;
@@ -173,8 +214,16 @@ static fl_status write_body(void *ctx, FILE *f, const char *tmp) {
         return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
     for (size_t k = 0; k < m->n_tensors; k++) {
         const fl_tensor *t = &m->tensors[k];
-        if (fwrite(m->params + t->offset, sizeof(float), t->count, f) != t->count)
-            return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        fl_precision p;
+        const fl_qfactor *qf = fl_model_tensor_qfactor(m, t, &p);
+        fl_status st = FL_OK;
+        if (p == FL_PRECISION_F32) {
+            if (fwrite(m->params + t->offset, sizeof(float), t->count, f) != t->count)
+                st = fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        } else {
+            st = write_low(f, tmp, qf, p);
+        }
+        if (st) return st;
     }
     return FL_OK;
 }
@@ -320,8 +369,7 @@ static fl_status parse_specs(const char *path, const cJSON *meta, const fl_arch 
         /* A file using a kind, direction or precision this library does not build names a newer
          * format_version (refused above); a file claiming one anyway is malformed. */
         if ((st = check_table(path, meta, "kind", &d, fl_mat_kind_name(d.kind))) ||
-            (st = check_table(path, meta, "direction", &d, dir)) ||
-            (st = check_table(path, meta, "precision", &d, fl_precision_name(d.precision))))
+            (st = check_table(path, meta, "direction", &d, dir)))
             return st;
         snprintf(key, sizeof key, "method.%s", name);
         const char *s = meta_get(meta, key);
@@ -335,6 +383,29 @@ static fl_status parse_specs(const char *path, const cJSON *meta, const fl_arch 
         else
             return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\" is not dense, svd:<rank> or cp:<rank>",
                            path, key, s);
+    }
+    return FL_OK;
+}
+
+/* precision.<name> (optional, f32 when absent) into prec[nmat]; a low precision needs format_version 2. */
+static fl_status parse_precisions(const char *path, const cJSON *meta, const fl_arch *a, fl_precision *prec,
+                                  size_t nmat) {
+    long version = 1;
+    parse_long(meta_get(meta, "format_version"), 1, LONG_MAX, &version); /* checked by parse_arch */
+    for (size_t i = 0; i < nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(a, i, &d);
+        char key[80];
+        snprintf(key, sizeof key, "precision.%s", d.name);
+        const char *s = meta_get(meta, key);
+        prec[i] = FL_PRECISION_F32;
+        if (!s || !strcmp(s, "f32")) continue;
+        if (!strcmp(s, "bf16")) prec[i] = FL_PRECISION_BF16;
+        else if (!strcmp(s, "int8")) prec[i] = FL_PRECISION_INT8;
+        else return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\" is not f32, bf16 or int8", path, key, s);
+        if (version < 2)
+            return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\" needs format_version 2, the file says %ld", path, key, s,
+                           version);
     }
     return FL_OK;
 }
@@ -389,18 +460,18 @@ static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
     if (o < n) snprintf(buf + o, n - o, "]");
 }
 
-/* Checks one tensor entry against model tensor t; fills r with its byte range. */
-static fl_status check_entry(const char *path, const cJSON *e, const fl_tensor *t, uint64_t data_size,
-                             range *r) {
-    const char *name = t->name;
+/* Checks one tensor entry `name` against what the model needs: dtype (its precision's), shape
+ * (ndim, want) and element size; fills r with its byte range. */
+static fl_status check_entry(const char *path, const cJSON *e, const char *name, fl_precision p, int want_ndim,
+                             const int64_t *want_shape, size_t count, uint64_t data_size, range *r) {
     if (!cJSON_IsObject(e)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' entry is not an object", path, name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dtype)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' lacks a string \"dtype\"", path, name);
-    if (strcmp(dtype->valuestring, "F32") != 0)
-        return fl_fail(FL_ERR_DTYPE, "%s: tensor '%s' has dtype %s, only F32 is supported", path, name,
-                       dtype->valuestring);
+    if (strcmp(dtype->valuestring, dtype_name(p)) != 0)
+        return fl_fail(FL_ERR_DTYPE, "%s: tensor '%s' has dtype %s, its matrix's precision (%s) needs %s", path, name,
+                       dtype->valuestring, fl_precision_name(p), dtype_name(p));
     if (!cJSON_IsArray(shape)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' lacks a \"shape\" array", path, name);
     int ndim = cJSON_GetArraySize(shape);
     int64_t dims[8] = {0};
@@ -410,13 +481,13 @@ static fl_status check_entry(const char *path, const cJSON *e, const fl_tensor *
         if (!json_uint(d, &v)) return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' shape holds a non-integer", path, name);
         if (i < 8) dims[i] = (int64_t)v;
     }
-    bool same = ndim == t->ndim;
-    for (int d = 0; same && d < ndim; d++) same = dims[d] == t->shape[d];
+    bool same = ndim == want_ndim;
+    for (int d = 0; same && d < ndim; d++) same = dims[d] == want_shape[d];
     if (!same) {
         char got[96], want[64];
         if (ndim > 8) snprintf(got, sizeof got, "(%d dimensions)", ndim);
         else shape_str(got, sizeof got, dims, ndim);
-        shape_str(want, sizeof want, t->shape, t->ndim);
+        shape_str(want, sizeof want, want_shape, want_ndim);
         return fl_fail(FL_ERR_SHAPE, "%s: tensor '%s' has shape %s, the architecture needs %s", path, name,
                        got, want);
     }
@@ -430,56 +501,131 @@ static fl_status check_entry(const char *path, const cJSON *e, const fl_tensor *
         return fl_fail(FL_ERR_FORMAT,
                        "%s: tensor '%s' data_offsets [%" PRIu64 ", %" PRIu64 ") past end of file (data section is %" PRIu64
                        " bytes)", path, name, r->begin, r->end, data_size);
-    if (r->end - r->begin != (uint64_t)t->count * 4)
+    const size_t bytes = count * fl_precision_bytes(p);
+    if (r->end - r->begin != (uint64_t)bytes)
         return fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' data_offsets span %" PRIu64 " bytes, shape needs %zu",
-                       path, name, r->end - r->begin, t->count * 4);
+                       path, name, r->end - r->begin, bytes);
     return FL_OK;
 }
 
-/* Matches every header entry to a model tensor, checks offsets, then reads the data. */
+/* Reads tensor t's data (precision p, from its file range) into the model: f32 and bf16 into the
+ * master (bf16 widened exactly), int8 into q (count bytes); or, for the scale of an int8 tensor, into
+ * scale (rows floats). */
+static fl_status read_tensor(const char *path, FILE *f, uint64_t at, const fl_tensor *t, fl_precision p, bool is_scale,
+                             fl_model *m, int8_t *q, float *scale, size_t rows) {
+    float *dst = m->params + t->offset;
+    const char *what = is_scale ? "the scale of tensor" : "tensor";
+    size_t n = is_scale ? rows : t->count, got;
+    if (fseeko(f, (off_t)at, SEEK_SET) != 0) goto io;
+    if (is_scale) got = fread(scale, 4, n, f);
+    else if (p == FL_PRECISION_INT8) got = fread(q, 1, n, f);
+    else if (p == FL_PRECISION_F32) got = fread(dst, 4, n, f);
+    else {
+        uint16_t *b = (uint16_t *)(void *)q; /* bf16: the caller's buffer holds 2 bytes per element */
+        got = fread(b, 2, n, f);
+        for (size_t i = 0; i < got; i++) dst[i] = fl_bf16_to_f32(b[i]);
+    }
+    if (got != n) goto io;
+    if (is_scale || p == FL_PRECISION_INT8) return FL_OK; /* checked by fl_mat_qset_i8 */
+    return check_finite(path, t->name, dst, t->count);
+io:
+    return fl_fail(FL_ERR_IO, "%s: cannot read %s '%s' at offset %" PRIu64 ": %s", path, what, t->name, at,
+                   ferror(f) ? strerror(errno) : "unexpected end of file");
+}
+
+/* Matches every header entry to a model tensor (or the scale of an int8 one), checks offsets, then
+ * reads the data and fills the low-precision matrices. Ranges [n, 2n) are the scales of tensors
+ * [0, n). */
 static fl_status load_tensors(const char *path, FILE *f, const cJSON *root, uint64_t data_start,
                               uint64_t data_size, fl_model *m) {
-    range *rs = fl_calloc(m->n_tensors, sizeof *rs);
-    if (!rs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
-    for (size_t k = 0; k < m->n_tensors; k++) rs[k].tensor = SIZE_MAX; /* not seen yet */
-    fl_status st = FL_OK;
+    const size_t n = m->n_tensors;
+    range *rs = fl_calloc(2 * n, sizeof *rs);
+    fl_precision *prec = fl_calloc(n, sizeof *prec);
+    const fl_qfactor **qfs = fl_calloc(n, sizeof *qfs);
+    void **qbuf = fl_calloc(n, sizeof *qbuf); /* int8 weights and scales, bf16 bits, per tensor */
+    float **sbuf = fl_calloc(n, sizeof *sbuf);
+    fl_status st = rs && prec && qfs && qbuf && sbuf ? FL_OK : fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t k = 0; k < 2 * n && !st; k++) rs[k].tensor = SIZE_MAX; /* not seen yet */
+    for (size_t k = 0; k < n && !st; k++) {
+        qfs[k] = fl_model_tensor_qfactor(m, &m->tensors[k], &prec[k]);
+        if (prec[k] == FL_PRECISION_F32) continue;
+        const size_t cnt = m->tensors[k].count;
+        if (!(qbuf[k] = fl_malloc(2 * cnt + 1)) ||
+            (prec[k] == FL_PRECISION_INT8 && !(sbuf[k] = fl_malloc(4 * (size_t)qfs[k]->rows + 1))))
+            st = fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    }
     for (const cJSON *e = root->child; e && !st; e = e->next) {
         if (!strcmp(e->string, "__metadata__")) continue;
         const fl_tensor *t = fl_model_find_tensor(m, e->string);
-        if (!t) {
+        size_t slot = SIZE_MAX, len = strlen(e->string);
+        if (t) slot = (size_t)(t - m->tensors);
+        else if (len > 6 && !strcmp(e->string + len - 6, ".scale")) { /* "<int8 tensor>.scale" */
+            char base[FL_TENSOR_NAME_MAX + 8];
+            snprintf(base, sizeof base, "%.*s", (int)(len - 6), e->string);
+            const fl_tensor *b = len - 6 < sizeof base ? fl_model_find_tensor(m, base) : NULL;
+            if (b && prec[b - m->tensors] == FL_PRECISION_INT8) slot = n + (size_t)(b - m->tensors);
+        }
+        if (slot == SIZE_MAX) {
             st = fl_fail(FL_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of this architecture)", path,
                          e->string);
             break;
         }
-        size_t k = (size_t)(t - m->tensors);
-        if (rs[k].tensor != SIZE_MAX) {
-            st = fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' appears twice", path, t->name);
+        if (rs[slot].tensor != SIZE_MAX) {
+            st = fl_fail(FL_ERR_FORMAT, "%s: tensor '%s' appears twice", path, e->string);
             break;
         }
-        st = check_entry(path, e, t, data_size, &rs[k]);
-        rs[k].tensor = k;
+        if (slot < n) {
+            t = &m->tensors[slot];
+            st = check_entry(path, e, t->name, prec[slot], t->ndim, t->shape, t->count, data_size, &rs[slot]);
+        } else {
+            const int64_t rows[1] = {qfs[slot - n]->rows};
+            st = check_entry(path, e, e->string, FL_PRECISION_F32, 1, rows, (size_t)rows[0], data_size, &rs[slot]);
+        }
+        rs[slot].tensor = slot;
     }
-    for (size_t k = 0; k < m->n_tensors && !st; k++)
+    for (size_t k = 0; k < n && !st; k++)
         if (rs[k].tensor == SIZE_MAX) st = fl_fail(FL_ERR_FORMAT, "%s: missing tensor '%s'", path, m->tensors[k].name);
+        else if (prec[k] == FL_PRECISION_INT8 && rs[n + k].tensor == SIZE_MAX)
+            st = fl_fail(FL_ERR_FORMAT, "%s: int8 tensor '%s' lacks its scale tensor '%s.scale'", path, m->tensors[k].name,
+                         m->tensors[k].name);
+    size_t used = 0;
+    for (size_t k = 0; k < 2 * n && !st; k++)
+        if (rs[k].tensor != SIZE_MAX) rs[used++] = rs[k];
     if (!st) {
-        qsort(rs, m->n_tensors, sizeof *rs, range_cmp);
-        for (size_t k = 1; k < m->n_tensors && !st; k++)
+        qsort(rs, used, sizeof *rs, range_cmp);
+        for (size_t k = 1; k < used && !st; k++)
             if (rs[k].begin < rs[k - 1].end)
                 st = fl_fail(FL_ERR_FORMAT, "%s: tensors '%s' and '%s' have overlapping data_offsets", path,
-                             m->tensors[rs[k - 1].tensor].name, m->tensors[rs[k].tensor].name);
+                             m->tensors[rs[k - 1].tensor % n].name, m->tensors[rs[k].tensor % n].name);
     }
     /* Ranges are now sorted by offset: read the file front to back. */
-    for (size_t k = 0; k < m->n_tensors && !st; k++) {
-        const fl_tensor *t = &m->tensors[rs[k].tensor];
-        float *dst = m->params + t->offset;
-        if (fseeko(f, (off_t)(data_start + rs[k].begin), SEEK_SET) != 0 ||
-            fread(dst, sizeof(float), t->count, f) != t->count)
-            st = fl_fail(FL_ERR_IO, "%s: cannot read tensor '%s' at offset %" PRIu64 ": %s", path, t->name,
-                         data_start + rs[k].begin, ferror(f) ? strerror(errno) : "unexpected end of file");
-        else
-            st = check_finite(path, t->name, dst, t->count);
+    for (size_t k = 0; k < used && !st; k++) {
+        const size_t i = rs[k].tensor % n;
+        st = read_tensor(path, f, data_start + rs[k].begin, &m->tensors[i], prec[i], rs[k].tensor >= n, m, qbuf[i],
+                         sbuf[i], qfs[i] ? (size_t)qfs[i]->rows : 0);
+    }
+    /* The low-precision factors: int8 checked and packed, bf16 packed from the widened master. */
+    for (size_t i = 0; i < fl_model_num_matrices(m) && !st; i++) {
+        fl_mat *w = fl_model_mat(m, i);
+        fl_mat_desc d;
+        fl_arch_matrix(&m->arch, i, &d);
+        for (int j = 0; w->qf && j < fl_mat_num_factors(w) && !st; j++) {
+            size_t k = 0;
+            while (qfs[k] != &w->qf[j]) k++;
+            if (w->precision == FL_PRECISION_INT8) st = fl_mat_qset_i8(w, j, m->tensors[k].name, qbuf[k], sbuf[k]);
+            else st = fl_mat_qset_master(w, j, m->tensors[k].name);
+            if (st) st = rewrap(st, path, "bad low-precision weights");
+        }
+    }
+    for (size_t k = 0; qbuf && sbuf && k < n; k++) {
+        fl_free(qbuf[k]);
+        fl_free(sbuf[k]);
     }
     fl_free(rs);
+    fl_free(prec);
+    fl_free(qfs);
+    fl_free(qbuf);
+    fl_free(sbuf);
     return st;
 }
 
@@ -514,16 +660,31 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     size_t nmat = fl_arch_num_matrices(&arch);
     fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
     if (!specs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    fl_precision *prec = fl_calloc(nmat, sizeof *prec);
     fl_model *m = NULL;
-    st = parse_specs(path, meta, &arch, specs, nmat);
+    st = prec ? parse_specs(path, meta, &arch, specs, nmat) : fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    if (!st) st = parse_precisions(path, meta, &arch, prec, nmat);
     /* The metadata is untrusted: never allocate a model far larger than the data section. Within
-     * DATA_SLACK of it the per-tensor checks below name the first tensor that disagrees. */
-    if (!st && fl_model_data_bytes(&arch, specs, nmat) > (double)data_size + DATA_SLACK)
+     * DATA_SLACK of it the per-tensor checks below name the first tensor that disagrees. A model with
+     * int8 or bf16 matrices stores at least 1 byte per element. */
+    double need = fl_model_data_bytes(&arch, specs, nmat);
+    for (size_t i = 0; prec && i < nmat; i++)
+        if (prec[i] != FL_PRECISION_F32) {
+            need /= 4;
+            break;
+        }
+    if (!st && need > (double)data_size + DATA_SLACK)
         st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ describes a model of %.0f bytes of tensor data, the file holds %" PRIu64,
-                     path, fl_model_data_bytes(&arch, specs, nmat), data_size);
+                     path, need, data_size);
     if (!st && (st = fl_model_create(&arch, specs, &m)))
         st = rewrap(st == FL_ERR_ARG ? FL_ERR_FORMAT : st, path, "cannot build the model");
+    for (size_t i = 0; !st && i < nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(&arch, i, &d);
+        if ((st = fl_mat_qbegin(fl_model_mat(m, i), prec[i], d.name))) st = rewrap(st, path, "cannot build the model");
+    }
     fl_free(specs);
+    fl_free(prec);
     if (!st) st = parse_rel_errors(path, meta, m);
     if (!st) st = load_tensors(path, f, root, data_start, data_size, m);
     const char *thr = meta_get(meta, "threads"); /* optional: planned worker threads */

@@ -13,12 +13,12 @@
  * Per time step, for `batch` = B sequences of length `seq` = T:
  *   recurrent part: every step streams W_hh of all layers. The runtime runs layer by layer (all T
  *     steps of layer l, then layer l+1), so each W_hh_l is its own working set:
- *     bytes_l = 4 params(W_hh_l),  flops_l = B flops(W_hh_l),  bw_l = rate of the smallest level
+ *     bytes_l = b params(W_hh_l) (b bytes per weight: 4 f32, 2 bf16, 1 int8),  flops_l = B flops(W_hh_l),  bw_l = rate of the smallest level
  *     holding bytes_l (else DRAM), or with one thread and a measured curve, the curve at bytes_l.
  *     t_r = sum_l max(bytes_l / bw_l, flops_l / rate_r(B))
  *   amortised part: the runtime computes the input projections (and a per-step head) for all T
  *     steps as one GEMM of T*B rows, so their weights stream once per sequence. For each such W:
- *     bytes_W = 4 params(W) / T,  flops_W = B flops(W) (W_ih, per-step head) or B flops(W) / T
+ *     bytes_W = b params(W) / T,  flops_W = B flops(W) (W_ih, per-step head) or B flops(W) / T
  *     (last-step head); bw_a = rate of the level holding all weights (4 x all params).
  *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(n_W)), n_W = T B rows (W_ih, per-step
  *     head) or B rows (a last-step head runs once per sequence, on the last states only)
@@ -200,6 +200,12 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
 
 fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, int batch,
                                 int seq, int threads, fl_cost *out, fl_cost_term *terms) {
+    return fl_cost_predict_prec(p, a, specs, NULL, batch, seq, threads, out, terms);
+}
+
+fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                               const fl_precision *prec, int batch, int seq, int threads, fl_cost *out,
+                               fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
     fl_status st = fl_arch_check(a);
     if (st) return st;
@@ -220,7 +226,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
     const double sync = threads > 1 && threads == p->curve_all_threads ? thread_sync(p) : 0;
     double cell = 0; /* cell update seconds, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
-    double ws = 0;
+    double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
     for (int pass = 0; pass < 2; pass++) {
         double t = 0;
         for (size_t i = 0; i < nmat; i++) {
@@ -240,8 +246,12 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
                 w.rank = specs[i].rank;
             }
             double np = (double)fl_mat_params(&w), nf = (double)fl_mat_flops(&w);
+            /* bytes per stored weight: int8 1, bf16 2, f32 4 (CP factors stay f32) */
+            const double bpw = prec && w.method != FL_METHOD_CP ? (double)fl_precision_bytes(prec[i]) : 4.0;
+            if (!(bpw > 0)) return fl_fail(FL_ERR_ARG, "matrix %zu: unknown precision %d", i, (int)prec[i]);
             if (pass == 0) {
                 c.params += fl_mat_params(&w);
+                all_bytes += bpw * np;
                 continue;
             }
             double bytes, flops, bw, rate, extra = 0;
@@ -249,7 +259,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
             if (d.kind == FL_MAT_HH) {
                 /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times;
                  * split across the threads only when large enough (then the fork / join is paid). */
-                bytes = 4 * np;
+                bytes = bpw * np;
                 flops = batch * nf;
                 tt = part_threads(p, threads, true, bytes * batch, true);
                 level = pick_level(p, bytes, tt, &bw);
@@ -267,11 +277,11 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
                 /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
                  * per-step head run on all T * B rows at once. */
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
-                bytes = 4 * np / seq;
+                bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
                 tt = part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
-                level = pick_level(p, 4.0 * (double)c.params, tt, &bw);
+                level = pick_level(p, all_bytes, tt, &bw);
                 rate = gemm_rate(p, n, tt);
                 if (w.method != FL_METHOD_DENSE)
                     rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),

@@ -27,6 +27,7 @@
  *    the candidate briefly on the training data, and the candidate put to certification is
  *    fine-tuned fully. */
 #include "plan_internal.h"
+#include "qmat.h"
 
 #include "decomp/decomp.h"
 #include "train/train_internal.h"
@@ -76,6 +77,7 @@ struct fl_plan {
     fl_model *model;
     /* search state */
     const fl_model *src;
+    fl_precision *prec; /* [nmat] the source model's precisions, which candidates keep; NULL: all f32 */
     mat_state *ms;
     fl_eval *ev;    /* search data */
     fl_eval *cev;   /* certify data, or NULL */
@@ -107,10 +109,11 @@ fl_plan_opts fl_plan_opts_default(void) {
 /* Predicted cost at `batch`: at the given thread count, or (threads planned) the fastest of 1 to
  * max_threads, ties to fewer threads. */
 static fl_status predict_at(const fl_plan *p, const fl_mat_spec *specs, int batch, fl_cost *c) {
-    if (p->o.threads > 0) return fl_cost_predict(&p->prof, &p->arch, specs, batch, p->o.seq, p->o.threads, c);
+    if (p->o.threads > 0)
+        return fl_cost_predict_prec(&p->prof, &p->arch, specs, p->prec, batch, p->o.seq, p->o.threads, c, NULL);
     for (int t = 1; t <= p->max_threads; t++) {
         fl_cost ct;
-        fl_status st = fl_cost_predict(&p->prof, &p->arch, specs, batch, p->o.seq, t, &ct);
+        fl_status st = fl_cost_predict_prec(&p->prof, &p->arch, specs, p->prec, batch, p->o.seq, t, &ct, NULL);
         if (st) return st;
         if (t == 1 || ct.seconds < c->seconds) *c = ct;
     }
@@ -222,6 +225,13 @@ static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **ou
         }
         }
     }
+    /* A quantized source: candidates keep its precisions (CP stays f32), so the accuracy is judged
+     * with the int8 / bf16 kernels the planned model will run. */
+    for (size_t i = 0; p->prec && i < p->nmat && !st; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(&p->arch, i, &d);
+        if (specs[i].method != FL_METHOD_CP) st = fl_mat_quantize(fl_model_mat(m, i), p->prec[i], d.name);
+    }
     if (!st && src->tokenizer) {
         size_t n = strlen(src->tokenizer) + 1;
         if (!(m->tokenizer = fl_malloc(n))) st = fl_fail(FL_ERR_NOMEM, "out of memory copying the tokenizer");
@@ -244,7 +254,7 @@ static fl_status finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
     fl_train_run r = {.train = p->o.finetune, .epochs = steps > 0 ? INT_MAX / 2 : epochs, .max_steps = steps};
     st = fl_trainer_run(t, &r);
     fl_trainer_free(t);
-    return st;
+    return st ? st : fl_model_requantize(m); /* a quantized candidate trained its f32 master */
 }
 
 static const char *spec_str(const fl_mat_spec *s, char *buf, size_t n) {
@@ -460,7 +470,8 @@ static fl_status verify_threads(fl_plan *p) {
         progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
         if (s < pt->measured_seconds) {
             fl_cost c;
-            if ((st = fl_cost_predict(&p->prof, &p->arch, pt->specs, p->o.batch, p->o.seq, t, &c))) break;
+            if ((st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, p->prec, p->o.batch, p->o.seq, t, &c, NULL)))
+                break;
             pt->cost = c;
             pt->measured_seconds = s;
         }
@@ -761,6 +772,14 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     p->prof = *prof;
     p->o = o;
     p->src = m;
+    for (size_t i = 0; i < p->nmat; i++)
+        if (fl_model_mat_const(m, i)->precision != FL_PRECISION_F32 && !p->prec) {
+            if (!(p->prec = fl_calloc(p->nmat, sizeof *p->prec))) {
+                fl_free(p);
+                return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
+            }
+            for (size_t j = 0; j < p->nmat; j++) p->prec[j] = fl_model_mat_const(m, j)->precision;
+        }
     p->max_threads = o.max_threads > 0 ? o.max_threads : prof->cores > 1 ? prof->cores : 1;
     if (p->max_threads > 64) p->max_threads = 64;
     fl_mat_spec *cur = NULL, *cand = NULL;
@@ -833,6 +852,7 @@ void fl_plan_free(fl_plan *p) {
     for (size_t i = 0; i < p->n_pts; i++) fl_free((void *)p->pts[i].specs);
     fl_free(p->pts);
     fl_free(p->reason);
+    fl_free(p->prec);
     fl_model_free(p->model);
     fl_free(p);
 }
