@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
-      libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy dataset-fashion-mnist)
+      libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy dataset-fashion-mnist
+      libprotobuf-c-dev protobuf-c-compiler python3-onnx libonnx-testdata)
 
 missing=()
 for p in "${PKGS[@]}"; do
