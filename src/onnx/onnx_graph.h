@@ -11,7 +11,8 @@
 /* Axis labels. A label >= 0 is a fixed size (features, hidden units); the others are symbols.
  * P0 / P1 are axes 0 and 1 of the graph's sequence input: the first LSTM decides which of them is
  * time (ctx.t_label) and which is batch. */
-enum { AX_P0 = -1, AX_P1 = -2, AX_DIR = -3, AX_L = -4, AX_UNKNOWN = -5 };
+enum { AX_P0 = -1, AX_P1 = -2, AX_DIR = -3, AX_L = -4, AX_UNKNOWN = -5, AX_TLAST = -6 };
+/* AX_TLAST: the time axis cut to its last step (x[-1:]), size 1; squeezing it gives V_LAST. */
 
 typedef enum vkind {
     V_NONE = 0,

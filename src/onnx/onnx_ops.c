@@ -5,6 +5,7 @@
  * onnx_graph.h) and refuses everything else, naming the node and the operator. */
 #include "onnx_graph.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ helpers */
@@ -239,12 +240,14 @@ static fl_status op_squeeze(ctx *c) {
     }
     if (!is_labelled(x->kind)) return node_fail(c, FL_ERR_UNSUPPORTED, "squeezing '%s' is not supported", x->name);
     if (na < 0) return node_fail(c, FL_ERR_UNSUPPORTED, "squeeze without axes depends on the run-time batch and length");
-    bool drop[MAX_AX] = {false};
+    bool drop[MAX_AX] = {false}, to_last = false;
     for (int k = 0; k < na; k++) {
         int a = norm_axis(axes[k], x->ndim);
-        if (a < 0 || a >= x->ndim || x->ax[a] != AX_DIR)
-            return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld is not the LSTM's num_directions axis", (long long)axes[k]);
+        if (a < 0 || a >= x->ndim || (x->ax[a] != AX_DIR && x->ax[a] != AX_TLAST))
+            return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld is neither the LSTM's num_directions axis nor the "
+                             "last time step", (long long)axes[k]);
         drop[a] = true;
+        if (x->ax[a] == AX_TLAST) to_last = true;
     }
     value tmp = *x;
     value *o = out0(c);
@@ -256,6 +259,10 @@ static fl_status op_squeeze(ctx *c) {
     for (int d = 0; d < tmp.ndim; d++)
         if (!drop[d]) o->ax[o->ndim++] = tmp.ax[d];
     o->has_dir = false;
+    if (to_last) {
+        if (tmp.kind != V_SEQ || o->ndim != 2) return node_fail(c, FL_ERR_UNSUPPORTED, "the last step keeps extra axes");
+        o->kind = V_LAST;
+    }
     return FL_OK;
 }
 
@@ -359,6 +366,21 @@ static fl_status op_slice(ctx *c) {
         *o = r;
         return FL_OK;
     }
+    // the last time step, keeping the axis: x[-1:] (squeezed next)
+    if (x->kind == V_SEQ && c->t_label && !x->head) {
+        int a = norm_axis(axis, x->ndim);
+        if (a < 0 || a >= x->ndim || x->ax[a] != c->t_label || st_[0] != -1 || en[0] < INT32_MAX)
+            return node_fail(c, FL_ERR_UNSUPPORTED, "only the last time step (-1 to the end, along the time axis) "
+                             "can be sliced from the sequence");
+        value tmp = *x;
+        value *o = out0(c);
+        if (!o) return FL_ERR_FORMAT;
+        const char *name = o->name;
+        *o = tmp;
+        o->name = name;
+        o->ax[a] = AX_TLAST;
+        return FL_OK;
+    }
     // layer l's initial state: h0[l:l+1] of an (L, B, H) graph input
     bool state_in = (x->kind == V_GRAPH_IN && x->ndim == 3 && x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) ||
                     (x->kind == V_STATE_IN && x->layer < 0);
@@ -412,6 +434,22 @@ static fl_status op_transpose(ctx *c) {
     *o = tmp;
     o->name = name;
     for (int d = 0; d < np; d++) o->ax[d] = tmp.ax[perm[d]];
+    return FL_OK;
+}
+
+/* Zeros broadcast to a shape are zeros (PyTorch writes this for zero initial states). */
+static fl_status op_expand(ctx *c) {
+    value *x = node_input_req(c, 0, "input"), *sh = node_input_req(c, 1, "shape"), s;
+    if (!x || !sh) return FL_ERR_FORMAT;
+    bool zero = x->kind == V_ZEROS;
+    if (x->kind == V_CONST && x->c.f) {
+        zero = true;
+        for (size_t k = 0; k < x->c.count; k++) zero = zero && x->c.f[k] == 0.0f;
+    }
+    if (!zero || !as_shape(sh, &s)) return node_fail(c, FL_ERR_UNSUPPORTED, "only zeros can be expanded");
+    value *o = out0(c);
+    if (!o) return FL_ERR_FORMAT;
+    o->kind = V_ZEROS;
     return FL_OK;
 }
 
@@ -501,6 +539,7 @@ static const op_entry ops[] = {
     {"Shape", op_shape},        {"Gather", op_gather},     {"Unsqueeze", op_unsqueeze}, {"Squeeze", op_squeeze},
     {"Concat", op_concat},      {"Slice", op_slice},       {"Transpose", op_transpose}, {"MatMul", op_matmul},
     {"Add", op_add},            {"Gemm", op_gemm},         {"ConstantOfShape", op_constant_of_shape},
+    {"Expand", op_expand},
 };
 
 fl_status op_dispatch(ctx *c) {
