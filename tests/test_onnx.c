@@ -3,11 +3,13 @@
  * External suite: every LSTM case of ONNX's own backend node tests (Debian's libonnx-testdata:
  * model.onnx + test_data_set_0/input_k.pb / output_k.pb, TensorProtos read with the same
  * protobuf-c code): import the model with its weight inputs fed as constants, run the inputs,
- * compare with the expected outputs. test_lstm_with_peepholes uses sequence_lens and peepholes,
- * which are refused: the test checks the refusal names them.
+ * compare with the expected outputs. test_lstm_with_peepholes passes sequence_lens, which is refused
+ * (the refusal is checked); its lengths are all the full length, so without that input the node
+ * computes the same, and runs as a model with LSTM extras (peepholes) to the expected outputs; that
+ * model also survives save / load and export / import, and decomposition and training refuse it.
  * Refusals: the node test model edited through protobuf-c (unknown operator, non-default
- * activations, clip, input_forget, reverse / bidirectional, wrong hidden_size), ONNX's GRU test
- * model, truncation at every byte, flipped bytes, allocation failure at every allocation.
+ * activations, reverse / bidirectional, wrong hidden_size), ONNX's GRU test model, truncation at
+ * every byte, flipped bytes, allocation failure at every allocation.
  * Export: random models (features / tokens, no / per-step / last-step head, SVD) exported, imported
  * back and run: the same outputs. (PyTorch-exported models are covered by test_onnx_torch.sh.) */
 #include <setjmp.h>
@@ -23,6 +25,7 @@
 
 #include "fastlstm/fastlstm.h"
 #include "fastlstm/onnx.h"
+#include "fastlstm/train.h"
 #include "internal.h" /* fl_alloc_fail_after */
 #include "onnx.pb-c.h"
 #include "testutil.h"
@@ -99,14 +102,10 @@ static void assert_all_close(const float *got, const float *want, size_t n, cons
         }
 }
 
-/* Import, run X (and initial states) through the model, compare every graph output. */
-static void run_node_case(const char *name) {
-    node_case c;
-    case_load(name, &c);
-    fl_model *m;
-    fl_onnx_info info;
-    fl_status st = fl_onnx_import(c.bytes, c.size, c.feeds, c.n_feeds, &m, &info);
-    if (st) fail_msg("%s: %s: %s", name, fl_status_str(st), fl_last_error());
+/* Run X (and initial states) through m, compare every graph output. */
+static void check_outputs(const char *name, const node_case *cp, const fl_model *m, const fl_onnx_info *ip) {
+    const node_case c = *cp;
+    const fl_onnx_info info = *ip;
     const fl_arch *a = fl_model_arch(m);
     const fl_onnx_tensor *x = case_input(&c, info.input);
     assert_non_null(x);
@@ -137,7 +136,22 @@ static void run_node_case(const char *name) {
     free(hn);
     free(cn);
     fl_session_free(s);
+}
+
+/* Import the node test (model bytes: the file's, or b / n when b is set), check its outputs. */
+static void run_node_case_bytes(const char *name, node_case *c, const void *b, size_t n) {
+    fl_model *m;
+    fl_onnx_info info;
+    fl_status st = fl_onnx_import(b ? b : c->bytes, b ? n : c->size, c->feeds, c->n_feeds, &m, &info);
+    if (st) fail_msg("%s: %s: %s", name, fl_status_str(st), fl_last_error());
+    check_outputs(name, c, m, &info);
     fl_model_free(m);
+}
+
+static void run_node_case(const char *name) {
+    node_case c;
+    case_load(name, &c);
+    run_node_case_bytes(name, &c, NULL, 0);
     case_free(&c);
 }
 
@@ -154,11 +168,15 @@ static void expect_refusal(const void *b, size_t n, const fl_onnx_feed *f, size_
     assert_null(m);
 }
 
-/* test_lstm_with_peepholes: refused for sequence_lens; without it, for the non-zero peepholes. */
-static void test_node_lstm_with_peepholes_refused(void **state) {
+/* test_lstm_with_peepholes: refused for sequence_lens; all lengths are T, so without that input the
+ * node computes the same: then it runs (peepholes as LSTM extras) to the expected outputs. */
+static void test_node_lstm_with_peepholes(void **state) {
     node_case c;
     case_load("with_peepholes", &c);
-    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds, FL_ERR_UNSUPPORTED, "sequence_lens");
+    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds, FL_ERR_UNSUPPORTED, "sequence_lens (variable-length");
+    const fl_onnx_tensor *lens = case_input(&c, "sequence_lens"), *x = case_input(&c, "X");
+    assert_non_null(lens);
+    for (size_t k = 0; k < lens->count; k++) assert_int_equal(lens->i[k], x->shape[0]);
     Onnx__NodeProto *n = c.mp->graph->node[0];
     char *saved = n->input[4];
     n->input[4] = (char *)"";
@@ -166,7 +184,33 @@ static void test_node_lstm_with_peepholes_refused(void **state) {
     uint8_t *buf = malloc(sz);
     onnx__model_proto__pack(c.mp, buf);
     n->input[4] = saved;
-    expect_refusal(buf, sz, c.feeds, c.n_feeds, FL_ERR_UNSUPPORTED, "peepholes");
+    run_node_case_bytes("with_peepholes", &c, buf, sz);
+
+    // the extras survive save / load and export / import
+    fl_model *m, *loaded, *back, *d = (fl_model *)&d;
+    fl_onnx_info info, info2;
+    assert_int_equal(fl_onnx_import(buf, sz, c.feeds, c.n_feeds, &m, &info), FL_OK);
+    assert_int_equal(fl_model_save(m, tmp_path("peep.st")), FL_OK);
+    assert_int_equal(fl_model_load(tmp_path("peep.st"), &loaded), FL_OK);
+    check_outputs("with_peepholes (loaded)", &c, loaded, &info);
+    assert_int_equal(fl_onnx_export(loaded, tmp_path("peep.onnx")), FL_OK);
+    assert_int_equal(fl_onnx_import_file(tmp_path("peep.onnx"), NULL, 0, &back, &info2), FL_OK);
+    // the export is batch-major with outputs y / hn / cn: only the model's function is compared here
+    fl_onnx_info as_node = info;
+    check_outputs("with_peepholes (exported)", &c, back, &as_node);
+    // inference only
+    fl_decomp_opts o = fl_decomp_opts_default();
+    o.rank = 1;
+    assert_int_equal(fl_model_decompose(m, &o, &d), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "LSTM extras"));
+    assert_null(d);
+    fl_trainer *tr = (fl_trainer *)&tr;
+    assert_int_equal(fl_trainer_create(m, NULL, &tr), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "training is not supported"));
+    assert_null(tr);
+    fl_model_free(m);
+    fl_model_free(loaded);
+    fl_model_free(back);
     free(buf);
     case_free(&c);
 }
@@ -270,8 +314,8 @@ static void test_refuse_activations(void **state) {
     edited(e_acts_default, FL_OK, "");
 }
 static void test_refuse_lstm_features(void **state) {
-    edited(e_clip, FL_ERR_UNSUPPORTED, "clip 3 (cell clipping)");
-    edited(e_input_forget, FL_ERR_UNSUPPORTED, "input_forget");
+    edited(e_clip, FL_OK, "");          // extras: computed (values checked by test_onnx_torch.sh)
+    edited(e_input_forget, FL_OK, "");
     edited(e_reverse, FL_ERR_UNSUPPORTED, "direction 'reverse'");
     edited(e_bidir, FL_ERR_UNSUPPORTED, "direction 'bidirectional'");
     edited(e_unknown_attr, FL_ERR_UNSUPPORTED, "attribute 'mystery'");
@@ -429,7 +473,7 @@ int main(void) {
         cmocka_unit_test(test_node_lstm_defaults),
         cmocka_unit_test(test_node_lstm_with_initial_bias),
         cmocka_unit_test(test_node_lstm_batchwise),
-        cmocka_unit_test(test_node_lstm_with_peepholes_refused),
+        cmocka_unit_test(test_node_lstm_with_peepholes),
         cmocka_unit_test(test_refuse_unknown_operator),
         cmocka_unit_test(test_refuse_activations),
         cmocka_unit_test(test_refuse_lstm_features),

@@ -7,6 +7,8 @@
 #   `fastlstm export` of each imported model: onnx.checker.check_model accepts it, and importing it
 #   again gives the same outputs. Where onnxruntime-node is installed (optional), ONNX Runtime runs
 #   both the PyTorch and the fastlstm-exported graphs to the same outputs too.
+#   tools/onnx_ext_models.py: LSTM nodes with peepholes, clip and input_forget (which PyTorch cannot
+#   export) against a float64 NumPy implementation of the spec; exported back; decomposition refused.
 #   Modules the converter must refuse (bidirectional, GRU, no LSTM) exit 1 with the reason.
 # Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with torch + numpy + onnx.
 set -u
@@ -85,6 +87,37 @@ while read -r name layout states; do
 done <"$T/m/cases.txt"
 [ "$n" -ge 7 ] || fail "only $n PyTorch cases were generated"
 
+# LSTM extras PyTorch cannot export (peepholes, clip, input_forget): ONNX nodes built with onnx.helper,
+# against a float64 NumPy implementation of the ONNX spec (and ONNX Runtime when installed)
+expect 0 "$PY" "$SRC/tools/onnx_ext_models.py" "$T/e" || fail "ext model generation"
+ne=0
+while read -r name states; do
+    [ -n "$name" ] || continue
+    ne=$((ne + 1))
+    flags=(--time-major)
+    [ "$states" = states ] && flags+=(--h0 "$T/e/$name.h0.npy" --c0 "$T/e/$name.c0.npy")
+    expect 0 "$CLI" import "$T/e/$name.onnx" -o "$T/e_$name.st" || continue
+    for st in "$T/e_$name.st" "$T/e_$name.rt.st"; do
+        expect 0 "$CLI" run "$st" --input "$T/e/$name.x.npy" --output "$st.y.npy" --state-out "$st" "${flags[@]}" &&
+            mv "$st.h.npy" "$st.hn.npy" && mv "$st.c.npy" "$st.cn.npy" && compare "$st" "$T/e/$name"
+        [ "$st" = "$T/e_$name.rt.st" ] && break
+        expect 0 "$CLI" export "$st" -o "$T/e_$name.rt.onnx" &&
+            expect 0 "$PY" -c 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)' "$T/e_$name.rt.onnx" &&
+            expect 0 "$CLI" import "$T/e_$name.rt.onnx" -o "$T/e_$name.rt.st"
+    done
+    if [ "$ORT" = 1 ]; then
+        feeds=("x=$T/e/$name.x.npy")
+        [ "$states" = states ] && feeds+=("h0=$T/e/$name.h0.npy" "c0=$T/e/$name.c0.npy")
+        mkdir -p "$T/e_$name.ort.d"
+        NODE_PATH=$ORT_PATH expect 0 node "$SRC/tests/test_onnx_ort.js" "$T/e/$name.onnx" "$T/e_$name.ort.d" "${feeds[@]}" &&
+            mv "$T/e_$name.ort.d/Y.npy" "$T/e_$name.ort.y.npy" && mv "$T/e_$name.ort.d/Y_h.npy" "$T/e_$name.ort.hn.npy" &&
+            mv "$T/e_$name.ort.d/Y_c.npy" "$T/e_$name.ort.cn.npy" && compare "$T/e_$name.ort" "$T/e/$name"
+    fi
+    # inference only: decomposition refuses such models
+    expect 1 "$CLI" decompose "$T/e_$name.st" -o "$T/e_$name.svd.st" --method svd --rank 2 && has err "LSTM extras"
+done <"$T/e/cases.txt"
+[ "$ne" -ge 4 ] || fail "only $ne extras cases were generated"
+
 # refusals: exit 1, the reason named, no output file
 while read -r name text; do
     [ -n "$name" ] || continue
@@ -105,4 +138,4 @@ if [ "$failures" -gt 0 ]; then
     echo "$failures failed"
     exit 1
 fi
-echo "test_onnx_torch: $n PyTorch models imported, run, exported and re-imported; ONNX Runtime compared: $([ "$ORT" = 1 ] && echo yes || echo no)"
+echo "test_onnx_torch: $ne ONNX nodes with peepholes / clip / input_forget against NumPy; $n PyTorch models imported, run, exported and re-imported; ONNX Runtime compared: $([ "$ORT" = 1 ] && echo yes || echo no)"

@@ -58,7 +58,7 @@ double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
 /* ---------------------------------------------------------------- model */
 
 #define FL_FORMAT_NAME "fastlstm"
-#define FL_FORMAT_VERSION 1
+#define FL_FORMAT_VERSION 2 /* 2: with LSTM extras (lstm_ext.h); plain models are written as 1 */
 
 /* One named tensor inside the model's flat parameter block. */
 typedef struct fl_tensor {
@@ -99,6 +99,7 @@ struct fl_model {
     fl_tensor *tensors; /* [n_tensors], in file order */
     size_t n_tensors;
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
+    struct fl_lstm_ext *ext; /* peepholes / clip / input_forget (lstm_ext.h), owned; NULL if none */
 };
 
 /* Validate an architecture (positive sizes, head consistent). */

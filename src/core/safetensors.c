@@ -12,6 +12,7 @@
  * Tensor data is copied with memcpy-equivalent fread/fwrite of float arrays, which assumes a
  * little-endian host (checked at compile time below). */
 #include "internal.h"
+#include "lstm_ext.h"
 #include "memload.h"
 
 #include <cjson/cJSON.h>
@@ -76,7 +77,7 @@ static cJSON *build_header(const fl_model *m) {
     if (!root || !meta) goto fail;
     const fl_arch *a = &m->arch;
     char num[16];
-    snprintf(num, sizeof num, "%d", FL_FORMAT_VERSION);
+    snprintf(num, sizeof num, "%d", m->ext ? FL_FORMAT_VERSION : 1);  // 2 only with LSTM extras
     bool ok = add_str(meta, "format", FL_FORMAT_NAME) && add_str(meta, "format_version", num) &&
               add_int_str(meta, "vocab", a->vocab) && add_int_str(meta, "input", a->input) &&
               add_int_str(meta, "hidden", a->hidden) && add_int_str(meta, "layers", a->layers) &&
@@ -96,6 +97,11 @@ static cJSON *build_header(const fl_model *m) {
         ok = ok && add_str(meta, key, val);
     }
     if (ok && m->tokenizer) ok = add_str(meta, "tokenizer", m->tokenizer);
+    if (ok && m->ext) {
+        char *ext = fl_lstm_ext_to_json(m->ext);
+        ok = ext && add_str(meta, "lstm_ext", ext);
+        fl_free(ext);
+    }
     if (!ok) goto fail;
 
     uint64_t off = 0;
@@ -478,6 +484,8 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
         if (!m->tokenizer) st = fl_fail(FL_ERR_NOMEM, "%s: out of memory for the tokenizer", path);
         else memcpy(m->tokenizer, tok, n);
     }
+    const char *ext = meta_get(meta, "lstm_ext");
+    if (!st && ext) st = fl_lstm_ext_parse(path, ext, m);
     if (st) {
         fl_model_free(m);
         return st;

@@ -6,6 +6,7 @@
  * time-major scratch and outputs transposed back. All scratch is one block allocated at create for
  * max_batch x max_seq; a run never allocates. */
 #include "internal.h"
+#include "lstm_ext.h"
 #include "recurrent.h"
 
 #include <cblas.h>
@@ -293,7 +294,8 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         const float *hprev = io->h0 ? io->h0 + (size_t)l * B * H : s->zero;
         for (int t = 0; t < T; t++) {
             float *ht = hs + (size_t)t * B * H;
-            fl_rec_step(s->rec[l], B, s->gx + (size_t)t * B * G, G, hprev, H, s->c, ht, H);
+            if (m->ext) fl_lstm_ext_step(m, l, B, s->gx + (size_t)t * B * G, hprev, s->c, ht);  // lstm_ext.c
+            else fl_rec_step(s->rec[l], B, s->gx + (size_t)t * B * G, G, hprev, H, s->c, ht, H);
             hprev = ht;
         }
         // h_n, c_n (L, B, H); h0/c0 of layer l are no longer read, so hn == h0 is fine
@@ -365,7 +367,8 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
             fl_mat_apply(&m->layer[l].wih, B, in, in_dim, 0.0f, s->gx, G, s->ws);
             add_bias_rows(s->gx, (size_t)B, G, s->bias + (size_t)l * G);
         }
-        fl_rec_step(s->rec[l], B, s->gx, G, h, H, c, s->hstep, H);
+        if (m->ext) fl_lstm_ext_step(m, l, B, s->gx, h, c, s->hstep);  // lstm_ext.c
+        else fl_rec_step(s->rec[l], B, s->gx, G, h, H, c, s->hstep, H);
         memcpy(h, s->hstep, (size_t)B * H * sizeof(float));
         in = h;
         in_dim = H;

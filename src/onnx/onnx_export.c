@@ -10,6 +10,7 @@
  * Gates go from fastlstm's i, f, g, o to ONNX's i, o, f, c; b_ih and b_hh become B = [Wb, Rb].
  * Layout 0 with explicit transposes rather than layout 1, which not every runtime implements.
  * Every protobuf object is allocated in one arena, freed after packing. */
+#include "lstm_ext.h"
 #include "onnx_internal.h"
 
 #include <errno.h>
@@ -109,6 +110,18 @@ static Onnx__AttributeProto *attr_int(arena *a, const char *name, int64_t v) {
     t->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
     t->has_i = 1;
     t->i = v;
+    return t;
+}
+
+static Onnx__AttributeProto *attr_float(arena *a, const char *name, float v) {
+    Onnx__AttributeProto *t = alloc(a, sizeof *t);
+    if (!t) return NULL;
+    onnx__attribute_proto__init(t);
+    t->name = str(a, name);
+    t->has_type = 1;
+    t->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    t->has_f = 1;
+    t->f = v;
     return t;
 }
 
@@ -224,7 +237,7 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
     const int L = ar->layers, H = ar->hidden, G = 4 * H, V = ar->head_out;
     gb g = {.a = a};
     g.node = alloc(a, (size_t)(3 * L + 8) * sizeof *g.node);
-    g.init = alloc(a, (size_t)(3 * L + 6) * sizeof *g.init);
+    g.init = alloc(a, (size_t)(4 * L + 6) * sizeof *g.init);
     if (!g.node || !g.init) return FL_ERR_NOMEM;
     char nm[8][64];
     const char *cur = "x";
@@ -263,8 +276,18 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
         init(&g, tensor_f(a, nm[0], 3, (int64_t[]){1, G, in}, w));
         init(&g, tensor_f(a, nm[1], 3, (int64_t[]){1, G, H}, r));
         init(&g, tensor_f(a, nm[2], 2, (int64_t[]){1, 2 * G}, b));
-        node(&g, "LSTM", nm[3], (const char *[]){cur, nm[0], nm[1], nm[2], NULL},
-             (const char *[]){nm[4], nm[5], nm[6], NULL}, (Onnx__AttributeProto *[]){attr_int(a, "hidden_size", H)}, 1);
+        const fl_lstm_ext *e = m->ext;
+        Onnx__AttributeProto *at[3] = {attr_int(a, "hidden_size", H)};
+        size_t nat = 1;
+        char pname[64];
+        snprintf(pname, sizeof pname, "P_l%d", l);
+        if (e) {  // LSTM extras: peepholes as P, clip and input_forget as attributes
+            init(&g, tensor_f(a, pname, 2, (int64_t[]){1, 3 * H}, e->peep + (size_t)l * 3 * H));
+            if (e->clip[l] > 0) at[nat++] = attr_float(a, "clip", e->clip[l]);
+            if (e->input_forget[l]) at[nat++] = attr_int(a, "input_forget", 1);
+        }
+        node(&g, "LSTM", nm[3], (const char *[]){cur, nm[0], nm[1], nm[2], e ? "" : NULL, "", "", pname, NULL},
+             (const char *[]){nm[4], nm[5], nm[6], NULL}, at, nat);
         node(&g, "Squeeze", nm[7], (const char *[]){nm[4], "axis_1", NULL}, (const char *[]){nm[7], NULL}, NULL, 0);
         yh[l] = str(a, nm[5]);
         yc[l] = str(a, nm[6]);

@@ -50,6 +50,9 @@ typedef struct lstm_layer {
     float *wih, *whh, *bih, *bhh; /* PyTorch order i, f, g, o; owned */
     int h_src, c_src;             /* initial states: -1 zeros, else graph input index */
     int h_layer, c_layer;         /* the slice taken of it, -1: the whole input */
+    float *peep;                  /* (3H) ONNX's P (i, o, f), owned; NULL: none */
+    float clip;                   /* 0: none */
+    int input_forget;
 } lstm_layer;
 
 typedef struct ctx {

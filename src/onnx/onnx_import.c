@@ -8,6 +8,7 @@
  * must be the model's output and final states, and the collected weights become an fl_model.
  * Nothing is executed: the import is a static proof that the graph computes what the model does. */
 #include "onnx_graph.h"
+#include "lstm_ext.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -272,6 +273,17 @@ static fl_status build_model(ctx *c, int head_kind, fl_model **out) {
         copy_mat(m, "head.weight", c->head_w);
         copy_mat(m, "head.bias", c->head_b);
     }
+    bool ext = false;
+    for (int l = 0; l < c->L; l++) ext = ext || c->lay[l].peep || c->lay[l].clip > 0 || c->lay[l].input_forget;
+    if (ext && (st = fl_lstm_ext_create(c->L, c->H, &m->ext))) {
+        fl_model_free(m);
+        return st;
+    }
+    for (int l = 0; ext && l < c->L; l++) {
+        if (c->lay[l].peep) memcpy(m->ext->peep + (size_t)l * 3 * c->H, c->lay[l].peep, 3 * (size_t)c->H * sizeof(float));
+        m->ext->clip[l] = c->lay[l].clip;
+        m->ext->input_forget[l] = c->lay[l].input_forget;
+    }
     *out = m;
     return FL_OK;
 }
@@ -330,6 +342,7 @@ static void ctx_clear(ctx *c) {
         fl_free(c->lay[l].whh);
         fl_free(c->lay[l].bih);
         fl_free(c->lay[l].bhh);
+        fl_free(c->lay[l].peep);
     }
     fl_free(c->emb);
     fl_free(c->head_w);

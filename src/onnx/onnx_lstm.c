@@ -4,9 +4,9 @@
  * the gates stacked i, o, f, c; B (dirs, 8H) = [Wb, Rb]; Y (T, dirs, B, H) or (B, T, dirs, H);
  * Y_h, Y_c (dirs, B, H) or (B, dirs, H). fastlstm (like PyTorch) stacks the gates i, f, g, o, with
  * b_ih = Wb and b_hh = Rb. Supported: forward direction, both layouts, initial_h / initial_c
- * (zeros or an (L, B, H) graph input), zero peepholes, the default activations. Refused with the
- * feature's name: reverse and bidirectional directions, sequence_lens, non-zero peepholes P, clip,
- * input_forget, other activations. */
+ * (zeros or an (L, B, H) graph input), the default activations, and as LSTM extras (lstm_ext.h:
+ * inference only) peepholes P, clip and input_forget. Refused with the feature's name: reverse and
+ * bidirectional directions, sequence_lens, other activations. */
 #include "onnx_graph.h"
 
 #include <math.h>
@@ -21,9 +21,11 @@ static bool is_str(const Onnx__AttributeProto *a, size_t k, const char *s) {
 }
 
 /* Check the attributes; sets *layout and *dirs. */
-static fl_status lstm_attrs(ctx *c, int *layout, int *dirs) {
+static fl_status lstm_attrs(ctx *c, int *layout, int *dirs, float *clip, int *input_forget) {
     *layout = 0;
     *dirs = 1;
+    *clip = 0.0f;
+    *input_forget = 0;
     for (size_t i = 0; i < c->node->n_attribute; i++) {
         const Onnx__AttributeProto *a = c->node->attribute[i];
         const char *n = a->name ? a->name : "";
@@ -55,9 +57,11 @@ static fl_status lstm_attrs(ctx *c, int *layout, int *dirs) {
         } else if (!strcmp(n, "activation_alpha") || !strcmp(n, "activation_beta")) {
             return node_fail(c, FL_ERR_UNSUPPORTED, "%s (parameters of non-default activations) is not supported", n);
         } else if (!strcmp(n, "clip")) {
-            return node_fail(c, FL_ERR_UNSUPPORTED, "clip %g (cell clipping) is not supported", (double)a->f);
+            if (!(a->f > 0.0f) || !isfinite(a->f)) return node_fail(c, FL_ERR_FORMAT, "clip %g is not a positive threshold", (double)a->f);
+            *clip = a->f;
         } else if (!strcmp(n, "input_forget")) {
-            if (a->i) return node_fail(c, FL_ERR_UNSUPPORTED, "input_forget (coupled input and forget gates) is not supported");
+            if (a->i != 0 && a->i != 1) return node_fail(c, FL_ERR_FORMAT, "input_forget %lld", (long long)a->i);
+            *input_forget = (int)a->i;
         } else {
             return node_fail(c, FL_ERR_UNSUPPORTED, "attribute '%s' is not supported", n);
         }
@@ -108,8 +112,9 @@ static fl_status initial_state(ctx *c, value *v, int layout, const char *what, i
 }
 
 fl_status op_lstm(ctx *c) {
-    int layout, dirs;
-    fl_status st = lstm_attrs(c, &layout, &dirs);
+    int layout, dirs, input_forget;
+    float clip;
+    fl_status st = lstm_attrs(c, &layout, &dirs, &clip, &input_forget);
     if (st) return st;
     if (c->L >= MAX_LAYERS) return node_fail(c, FL_ERR_UNSUPPORTED, "more than %d LSTM layers", MAX_LAYERS);
     value *x = node_input_req(c, 0, "X"), *w = node_input_req(c, 1, "W"), *r = node_input_req(c, 2, "R");
@@ -149,10 +154,7 @@ fl_status op_lstm(ctx *c) {
     if (!st && p) st = weight(c, p, "P", dirs, 3 * H, 0);
     if (st) return st;
     if (!b && c->node->n_input > 3 && c->node->input[3][0]) return node_fail(c, FL_ERR_FORMAT, "B is not defined");
-    if (p) {
-        for (size_t k = 0; k < p->c.count; k++)
-            if (p->c.f[k] != 0.0f) return node_fail(c, FL_ERR_UNSUPPORTED, "peepholes P (non-zero) are not supported");
-    } else if (c->node->n_input > 7 && c->node->input[7][0]) {
+    if (!p && c->node->n_input > 7 && c->node->input[7][0]) {
         return node_fail(c, FL_ERR_FORMAT, "P is not defined");
     }
     lstm_layer *ly = &c->lay[c->L];
@@ -179,6 +181,16 @@ fl_status op_lstm(ctx *c) {
         reorder(ly->bih, b->c.f, (int)H, 1);
         reorder(ly->bhh, b->c.f + G, (int)H, 1);
     }
+    // extras: kept only when they change the function (zero peepholes are none)
+    bool peep = false;
+    for (size_t k = 0; p && k < p->c.count; k++) peep = peep || p->c.f[k] != 0.0f;
+    if (peep) {
+        ly->peep = fl_malloc(3 * (size_t)H * sizeof(float));
+        if (!ly->peep) return node_fail(c, FL_ERR_NOMEM, "out of memory");
+        memcpy(ly->peep, p->c.f, 3 * (size_t)H * sizeof(float));
+    }
+    ly->clip = clip;
+    ly->input_forget = input_forget;
     c->H = (int)H;
     int layer = c->L++;
 
