@@ -2,8 +2,8 @@
  * shape and an accuracy budget; compress also writes the planned model. */
 #include "cli.h"
 #include "fastlstm/plan.h"
-#include "internal.h" /* fl_fail for data errors */
-#include "npy.h"
+#include "fastlstm/io.h"
+#include "fastlstm/tuning.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -13,18 +13,41 @@
 
 static void usage(const char *cmd, FILE *f) {
     fprintf(f,
-            "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N]\n"
-            "         [--data VAL.npy [--labels L.npy]] [--max-loss X | --max-dev X]\n"
+            "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N|0]\n"
+            "         [--data VAL [--labels L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
+            "         [--certify-data C [--certify-labels L.npy] | --certify-text C | --certify-labelled C]\n"
+            "         [--certify-fraction F] [--confidence P]\n"
+            "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--finetune-probe E] [--lr X] [--batch-train B]]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
             "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
             "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
             "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
-            "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n\n"
-            "  --data VAL.npy    validation inputs: features (N, T, D) float32, or token ids (N, T) for a\n"
-            "                    model with an embedding (a language model predicts the next token)\n"
-            "  --labels L.npy    class ids (N) for a last-step classifier (default: the dense model's\n"
+            "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n"
+            "--threads 0 (the default) plans the thread count too: the fastest of 1 to the CPUs,\n"
+            "predicted and then timed; the written model records it and a session with threads 0\n"
+            "uses it.\n\n"
+            "  --data VAL        validation data, read as every command reads data: .npy features\n"
+            "                    (N, T, D) or ids (N, T) for a classifier, token ids (N) or (N, T) for a\n"
+            "                    language model (one stream); other files: labelled text (label<TAB>text)\n"
+            "                    for a text classifier, a corpus for a language model (--text, --labelled\n"
+            "                    force the format)\n"
+            "  --labels L.npy    class ids (N) for a .npy classifier set (default: the dense model's\n"
             "                    own predictions)\n"
+            "  --certify-data C  certify the budget on C (same forms: --certify-labels, --certify-text,\n"
+            "                    --certify-labelled); without it the validation data is split: the\n"
+            "                    search sees 1 - F of it, the certification the other F\n"
+            "  --certify-fraction F  held-back share of the validation data (default 0.5; 0: no\n"
+            "                    certification); classifier sets split by a permutation of --seed, a\n"
+            "                    language model's text by position (its tail)\n"
+            "  --confidence P    one-sided level of the certified upper bound on the paired loss\n"
+            "                    (default 0.9); a plan whose bound exceeds the budget is passed over\n"
+            "  --finetune        judge candidates after a short fine-tune on --train (same data forms:\n"
+            "                    --train-labels, --train-text, --train-labelled), fine-tune the chosen\n"
+            "                    plan for --finetune-epochs (default 1), certify it after\n"
+            "  --finetune-probe E  epochs of fine-tuning per candidate in the search (default: so that\n"
+            "                    the search's fine-tuning adds up to 1.5 full fine-tunes)\n"
+            "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-3, Adam) and batch (32)\n"
             "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
             "                    language model's relative perplexity increase (default 0.05)\n"
             "  --max-dev X       without --data: bound on ||y - y_dense|| / ||y_dense|| over random\n"
@@ -41,15 +64,17 @@ static void usage(const char *cmd, FILE *f) {
 
 typedef struct plan_args {
     const char *model, *data, *labels, *profile, *out;
-    long batch, seq, threads, max_evals, seed;
-    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops;
-    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp;
+    fl_data_spec dspec, cspec, tspec; /* validation, certify, fine-tuning data */
+    long batch, seq, threads, max_evals, seed, ft_epochs, ft_batch;
+    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr, probe;
+    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp, finetune;
 } plan_args;
 
 /* Returns -1 to continue, else an exit code. */
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
     memset(a, 0, sizeof *a);
-    a->batch = 1, a->seq = 35, a->threads = 1, a->max_evals = 200, a->seed = 1;
+    a->batch = 1, a->seq = 35, a->threads = 0, a->max_evals = 200, a->seed = 1;
+    a->confidence = 0.9, a->cert_fraction = 0.5, a->ft_epochs = 1, a->ft_batch = 32, a->lr = 1e-3;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -62,12 +87,29 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
         else if (!strcmp(argv[i], "--quiet")) a->quiet = true;
         else if (!strcmp(argv[i], "--no-measure")) a->no_measure = true;
         else if (!strcmp(argv[i], "--no-cp")) a->no_cp = true;
-        else if (TAKE("--batch")) {
+        else if (!strcmp(argv[i], "--finetune")) a->finetune = true;
+        else if ((r = cli_take_data(cmd, argc, argv, &i, "data", &a->dspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "certify", &a->cspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "train", &a->tspec))) {
+            if (r < 0) return CLI_USAGE;
+        } else if (TAKE("--confidence")) {
+            if (r < 0 || !cli_parse_double(cmd, "--confidence", v, 0.5000001, 0.9999999, &a->confidence)) return CLI_USAGE;
+        } else if (TAKE("--certify-fraction")) {
+            if (r < 0 || !cli_parse_double(cmd, "--certify-fraction", v, 0, 0.95, &a->cert_fraction)) return CLI_USAGE;
+        } else if (TAKE("--finetune-epochs")) {
+            if (r < 0 || !cli_parse_int(cmd, "--finetune-epochs", v, 0, 100000, &a->ft_epochs)) return CLI_USAGE;
+        } else if (TAKE("--finetune-probe")) {
+            if (r < 0 || !cli_parse_double(cmd, "--finetune-probe", v, 1e-6, 1000, &a->probe)) return CLI_USAGE;
+        } else if (TAKE("--batch-train")) {
+            if (r < 0 || !cli_parse_int(cmd, "--batch-train", v, 1, 65536, &a->ft_batch)) return CLI_USAGE;
+        } else if (TAKE("--lr")) {
+            if (r < 0 || !cli_parse_double(cmd, "--lr", v, 1e-12, 1e6, &a->lr)) return CLI_USAGE;
+        } else if (TAKE("--batch")) {
             if (r < 0 || !cli_parse_int(cmd, "--batch", v, 1, 1 << 20, &a->batch)) return CLI_USAGE;
         } else if (TAKE("--seq")) {
             if (r < 0 || !cli_parse_int(cmd, "--seq", v, 1, 1 << 20, &a->seq)) return CLI_USAGE;
         } else if (TAKE("--threads")) {
-            if (r < 0 || !cli_parse_int(cmd, "--threads", v, 1, 1024, &a->threads)) return CLI_USAGE;
+            if (r < 0 || !cli_parse_int(cmd, "--threads", v, 0, 1024, &a->threads)) return CLI_USAGE;
         } else if (TAKE("--max-evals")) {
             if (r < 0 || !cli_parse_int(cmd, "--max-evals", v, 1, 100000, &a->max_evals)) return CLI_USAGE;
         } else if (TAKE("--seed")) {
@@ -86,12 +128,6 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
             if (r < 0 || !cli_parse_double(cmd, "--cache-bandwidth", v, 1e-6, 1e9, &a->cache_bw)) return CLI_USAGE;
         } else if (TAKE("--flops")) {
             if (r < 0 || !cli_parse_double(cmd, "--flops", v, 1e-6, 1e9, &a->flops)) return CLI_USAGE;
-        } else if (TAKE("--data")) {
-            if (r < 0) return CLI_USAGE;
-            a->data = v;
-        } else if (TAKE("--labels")) {
-            if (r < 0) return CLI_USAGE;
-            a->labels = v;
         } else if (TAKE("--profile")) {
             if (r < 0) return CLI_USAGE;
             a->profile = v;
@@ -108,6 +144,13 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
 #undef TAKE
     }
     if (!a->model) return cli_fail(cmd, CLI_USAGE, "missing MODEL (see 'fastlstm %s --help')", cmd);
+    a->data = a->dspec.path, a->labels = a->dspec.labels;
+    if (a->finetune && !a->tspec.path) return cli_fail(cmd, CLI_USAGE, "--finetune needs --train DATA");
+    if (a->tspec.path && !a->finetune) return cli_fail(cmd, CLI_USAGE, "--train is for --finetune");
+    if (a->finetune && !a->data) return cli_fail(cmd, CLI_USAGE, "--finetune needs validation data (--data)");
+    if ((a->cspec.path || a->cspec.labels) && !a->data)
+        return cli_fail(cmd, CLI_USAGE, "--certify-data needs validation data (--data)");
+    if (a->cspec.labels && !a->cspec.path) return cli_fail(cmd, CLI_USAGE, "--certify-labels needs --certify-data");
     if (compress && !a->out) return cli_fail(cmd, CLI_USAGE, "missing -o OUT");
     if (a->have_max_loss && !a->data)
         return cli_fail(cmd, CLI_USAGE, "--max-loss needs --data (use --max-dev without data)");
@@ -117,7 +160,10 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
     return -1;
 }
 
-/* Load --data / --labels into d (arrays owned by the caller's fl_npy structs). */
+/* A model that is neither a classifier nor a language model is judged by the deviation of its
+ * outputs, a classifier without labels by the dense model's own predictions: --data (--labels) as
+ * raw .npy arrays into d (owned by the caller's fl_npy structs). Otherwise data goes through the
+ * data layer (fl_data_load). */
 static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
                            fl_plan_data *d) {
     fl_status st = fl_npy_load(a->data, x);
@@ -125,24 +171,24 @@ static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, f
     memset(d, 0, sizeof *d);
     if (arch->vocab > 0) {
         if (x->ndim != 2)
-            return fl_fail(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
         if ((st = fl_npy_ids_to_i32(x, arch->vocab, a->data))) return st;
         d->tokens = x->data;
     } else {
         if (x->ndim != 3)
-            return fl_fail(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
-        if (x->dtype != 'f') return fl_fail(FL_ERR_DTYPE, "%s: features must be float32", a->data);
+            return fl_set_error(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
+        if (x->dtype != 'f') return fl_set_error(FL_ERR_DTYPE, "%s: features must be float32", a->data);
         d->x = x->data;
         d->dim = (int)x->shape[2];
     }
     if (x->shape[0] > (1 << 30) || x->shape[1] > (1 << 30))
-        return fl_fail(FL_ERR_SHAPE, "%s: too many sequences", a->data);
+        return fl_set_error(FL_ERR_SHAPE, "%s: too many sequences", a->data);
     d->n = (int)x->shape[0];
     d->seq = (int)x->shape[1];
     if (a->labels) {
         if ((st = fl_npy_load(a->labels, lab))) return st;
         if (lab->ndim != 1)
-            return fl_fail(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
         if ((st = fl_npy_ids_to_i32(lab, arch->head_out > 0 ? arch->head_out : 0, a->labels))) return st;
         d->labels = lab->data;
         d->n_labels = (int)lab->shape[0];
@@ -175,23 +221,87 @@ static void specs_str(const fl_mat_spec *s, size_t n, char *buf, size_t cap) {
     }
 }
 
+/* "L2", "L3", "DRAM" for a term's level. */
+static void level_name(const fl_profile *prof, int level, char *buf, size_t n) {
+    if (level < 0) snprintf(buf, n, "DRAM");
+    else snprintf(buf, n, "L%d", prof->level[level].level);
+}
+
+/* The roofline term that dominates each matrix of the chosen configuration at the serving shape. */
+static void print_terms(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan_point *ch) {
+    size_t nmat = fl_model_num_matrices(m);
+    fl_cost_term *t = calloc(nmat, sizeof *t);
+    fl_cost c;
+    if (!t || fl_cost_predict_terms(prof, fl_model_arch(m), ch->specs, (int)a->batch, (int)a->seq, ch->cost.threads,
+                                    &c, t) != FL_OK) {
+        free(t);
+        return;
+    }
+    printf("\nroofline per step of the chosen configuration (%d thread(s)):\n", ch->cost.threads);
+    printf("  %-20s %10s %6s %10s %9s %9s %7s  %s\n", "matrix", "KB/step", "from", "kflop", "mem us", "flop us",
+           "threads", "dominant term");
+    for (size_t i = 0; i < nmat; i++) {
+        fl_matrix_info info;
+        fl_model_matrix_info(m, i, &info);
+        char lv[16];
+        level_name(prof, t[i].level, lv, sizeof lv);
+        char dom[48];
+        if (t[i].compute_bound) snprintf(dom, sizeof dom, "flops");
+        else snprintf(dom, sizeof dom, "bytes from %s", lv);
+        printf("  %-20s %10.4g %6s %10.4g %9.3g %9.3g %7d  %s\n", info.name, t[i].bytes / 1e3, lv, t[i].flops / 1e3,
+               t[i].mem_seconds * 1e6, t[i].compute_seconds * 1e6, t[i].threads, dom);
+    }
+    free(t);
+}
+
+/* How the choice changes with the serving batch (among the configurations evaluated). */
+static void print_batches(const plan_args *a, const fl_model *m, const fl_plan *plan) {
+    static const int batches[] = {1, 8, 32};
+    size_t nmat = fl_model_num_matrices(m);
+    printf("\nplanned for batch %ld; at other batches the fastest evaluated configuration within budget would be:\n",
+           a->batch);
+    printf("  %5s %12s %7s %8s  %s\n", "batch", "pred us", "threads", "regime", "matrices");
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        size_t idx;
+        fl_cost c;
+        if (fl_plan_choice_at_batch(plan, batches[k], &idx, &c) != FL_OK) continue;
+        char s[512];
+        specs_str(fl_plan_point_at(plan, idx)->specs, nmat, s, sizeof s);
+        printf("%c %5d %12.4g %7d %8s  %s\n", idx == fl_plan_chosen(plan) ? '*' : ' ', batches[k], c.seconds * 1e6,
+               c.threads, c.regime == FL_REGIME_MEMORY ? "memory" : "compute", s);
+    }
+}
+
 static void print_text(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
     const fl_arch *arch = fl_model_arch(m);
     size_t nmat = fl_model_num_matrices(m), np = fl_plan_num_points(plan);
     const fl_plan_point *dense = fl_plan_point_at(plan, 0), *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
     cli_profile_print(stdout, prof, a->explain);
     const fl_cost *dc = &dense->cost;
-    printf("\nserving shape: batch %ld, sequence %ld, %ld thread(s)\n", a->batch, a->seq, a->threads);
+    printf("\nserving shape: batch %ld, sequence %ld, %d thread(s)%s\n", a->batch, a->seq, fl_plan_threads(plan),
+           a->threads == 0 ? " (planned)" : "");
+    const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
     printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
-           "cache)\n",
-           dc->regime == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
-           dc->working_set / 1e6, dc->regime == FL_REGIME_MEMORY ? "exceed" : "fit in",
-           prof->level[prof->n_levels - 1].bytes / 1e6);
+           "cache, %s",
+           fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
+           dc->working_set / 1e6, fl_plan_regime(plan) == FL_REGIME_MEMORY ? "exceed" : "fit in", llc->bytes / 1e6,
+           prof->measured && prof->n_curve > 0 ? "measured" : "as reported");
+    if (prof->measured && prof->n_curve > 0 && llc->reported_bytes && llc->reported_bytes != llc->bytes)
+        printf("; reported %.3g MB", llc->reported_bytes / 1e6);
+    printf(")\n");
     if (a->explain)
         printf("roofline of the dense step: %.3g MB streamed, %.3g MFLOP (%.2f flop/byte); memory %.3g us, "
                "compute %.3g us, recurrent weights from %s at %.1f GB/s\n",
                dc->step_bytes / 1e6, dc->step_flops / 1e6, dc->step_flops / dc->step_bytes, dc->mem_seconds * 1e6,
                dc->compute_seconds * 1e6, dc->level < 0 ? "DRAM" : "cache", dc->bandwidth / 1e9);
+    if (a->explain) {
+        const fl_tuning *t = fl_tuning_get();
+        printf("tuning: recurrent blocks of %d units, input-projection panels of %d columns; threads from %zu KB "
+               "of step weights (>= %d blocks, %d chunks per thread) and %.3g M projection MACs; own GEMM "
+               "from K = %d; cache fit %.2f\n",
+               t->rec_block, t->proj_panel, t->min_parallel_bytes / 1024, t->min_blocks_per_thread,
+               t->chunks_per_thread, t->min_parallel_macs / 1e6, t->gemm_nt_min_k, t->cache_fit_fraction);
+    }
     printf("metric: %s; dense %.4g; budget: %s <= %g\n", metric_name(fl_plan_metric_kind(plan)), dense->metric,
            fl_plan_metric_kind(plan) == FL_METRIC_ACCURACY     ? "accuracy points lost"
            : fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "relative perplexity increase"
@@ -207,14 +317,37 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         else snprintf(choice, sizeof choice, "%s %d", method_name(info.method), info.rank);
         printf("%-20s %-12s %-10s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
     }
+    print_terms(a, fl_plan_model(plan), prof, ch);
+    print_batches(a, m, plan);
     printf("\nlatency per step: predicted %.3g us (dense %.3g us)", ch->cost.seconds * 1e6, dc->seconds * 1e6);
     if (ch->measured_seconds >= 0 && dense->measured_seconds >= 0)
         printf("; measured %.3g us (dense %.3g us, %.2fx faster)", ch->measured_seconds * 1e6,
                dense->measured_seconds * 1e6, dense->measured_seconds / ch->measured_seconds);
     printf("\nparameters: %zu of %zu dense (%.1f%%)\n", ch->cost.params, dc->params,
            100.0 * ch->cost.params / dc->params);
-    printf("accuracy of the plan: %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    printf("accuracy of the plan on the search data (%zu %s): %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+           cert->search_count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
            metric_name(fl_plan_metric_kind(plan)), ch->metric, dense->metric, ch->loss, fl_plan_budget(plan));
+    if (cert->available) {
+        printf("certified on %zu held-back %s the search never saw%s: %s %.4g (dense %.4g), paired loss %.4g "
+               "(se %.3g), %g%% upper bound %.4g %s budget %g: %s\n",
+               cert->count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
+               cert->finetuned ? " (nor the fine-tuning)" : "", metric_name(fl_plan_metric_kind(plan)),
+               ch->cert_metric, cert->dense_metric, ch->cert_loss, ch->cert_se, 100 * cert->confidence,
+               ch->cert_bound, ch->cert_bound <= fl_plan_budget(plan) ? "<=" : ">", fl_plan_budget(plan),
+               cert->certified ? "CERTIFIED"
+                               : "no compressed candidate certified: the plan keeps the input model");
+        printf("candidates put to certification: %d\n", cert->tried);
+    } else {
+        printf("not certified (no held-back data: --certify-fraction 0, or the deviation metric)\n");
+    }
+    if (cert->finetuned)
+        printf("fine-tuning: search %.1f s (candidates judged after a short fine-tune), final fine-tune %.1f s "
+               "(ratio of the whole to the final fine-tune: %.2f)\n",
+               cert->search_seconds, cert->finetune_seconds,
+               cert->finetune_seconds > 0 ? (cert->search_seconds + cert->finetune_seconds) / cert->finetune_seconds
+                                          : NAN);
     printf("\n%s (%zu configurations evaluated):\n", a->explain ? "candidates" : "Pareto front, latency vs loss", np);
     printf("  %12s %12s %10s %10s  %s\n", "pred us", "meas us", "params", "loss", "matrices");
     for (size_t i = 0; i < np; i++) {
@@ -246,6 +379,13 @@ static cJSON *point_json(const fl_plan_point *pt, size_t nmat) {
     cJSON_AddNumberToObject(o, "metric", pt->metric);
     cJSON_AddNumberToObject(o, "loss", pt->loss);
     cJSON_AddBoolToObject(o, "meets_budget", pt->meets_budget);
+    if (pt->certified >= 0) {
+        cJSON_AddNumberToObject(o, "certify_metric", pt->cert_metric);
+        cJSON_AddNumberToObject(o, "certify_loss", pt->cert_loss);
+        cJSON_AddNumberToObject(o, "certify_se", pt->cert_se);
+        cJSON_AddNumberToObject(o, "certify_bound", pt->cert_bound);
+        cJSON_AddBoolToObject(o, "certified", pt->certified);
+    }
     cJSON_AddBoolToObject(o, "pareto", pt->pareto);
     return o;
 }
@@ -257,13 +397,37 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON_AddItemToObject(root, "profile", cli_profile_json(prof));
     cJSON_AddNumberToObject(root, "batch", (double)a->batch);
     cJSON_AddNumberToObject(root, "seq", (double)a->seq);
-    cJSON_AddNumberToObject(root, "threads", (double)a->threads);
-    cJSON_AddStringToObject(root, "regime", dense->cost.regime == FL_REGIME_MEMORY ? "memory" : "compute");
+    cJSON_AddNumberToObject(root, "threads", fl_plan_threads(plan));
+    cJSON_AddBoolToObject(root, "threads_planned", a->threads == 0);
+    cJSON_AddStringToObject(root, "regime", fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory" : "compute");
+    cJSON_AddNumberToObject(root, "last_level_bytes", (double)prof->level[prof->n_levels - 1].bytes);
+    cJSON_AddNumberToObject(root, "last_level_reported_bytes", (double)prof->level[prof->n_levels - 1].reported_bytes);
+    cJSON *byb = cJSON_AddArrayToObject(root, "by_batch");
+    for (int b = 1; b <= 32; b *= b == 1 ? 8 : 4) {
+        size_t idx;
+        fl_cost c;
+        if (fl_plan_choice_at_batch(plan, b, &idx, &c) != FL_OK) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "batch", b);
+        cJSON_AddNumberToObject(e, "candidate", (double)idx);
+        cJSON_AddNumberToObject(e, "predicted_us", c.seconds * 1e6);
+        cJSON_AddNumberToObject(e, "threads", c.threads);
+        cJSON_AddStringToObject(e, "regime", c.regime == FL_REGIME_MEMORY ? "memory" : "compute");
+        cJSON_AddItemToArray(byb, e);
+    }
     cJSON_AddNumberToObject(root, "working_set_bytes", (double)dense->cost.working_set);
     static const char *names[] = {"deviation", "accuracy", "perplexity"};
     cJSON_AddStringToObject(root, "metric", names[fl_plan_metric_kind(plan)]);
     cJSON_AddNumberToObject(root, "budget", fl_plan_budget(plan));
     cJSON *chosen = point_json(fl_plan_point_at(plan, fl_plan_chosen(plan)), nmat);
+    const fl_plan_point *chp = fl_plan_point_at(plan, fl_plan_chosen(plan));
+    fl_cost_term *terms = calloc(nmat, sizeof *terms);
+    fl_cost tc;
+    if (terms && fl_cost_predict_terms(prof, fl_model_arch(m), chp->specs, (int)a->batch, (int)a->seq,
+                                       chp->cost.threads, &tc, terms) != FL_OK) {
+        free(terms);
+        terms = NULL;
+    }
     cJSON *mats = cJSON_GetObjectItem(chosen, "matrices"), *it;
     size_t i = 0;
     cJSON_ArrayForEach(it, mats) {
@@ -274,9 +438,31 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
         cJSON_AddNumberToObject(it, "cols", info.cols);
         cJSON_AddNumberToObject(it, "rel_error", info.rel_error);
         cJSON_AddStringToObject(it, "reason", fl_plan_reason(plan, i));
+        if (terms) {
+            char lv[16];
+            level_name(prof, terms[i].level, lv, sizeof lv);
+            cJSON_AddStringToObject(it, "bytes_from", lv);
+            cJSON_AddNumberToObject(it, "mem_us", terms[i].mem_seconds * 1e6);
+            cJSON_AddNumberToObject(it, "compute_us", terms[i].compute_seconds * 1e6);
+            cJSON_AddNumberToObject(it, "threads", terms[i].threads);
+            cJSON_AddStringToObject(it, "dominant", terms[i].compute_bound ? "flops" : "bytes");
+        }
         i++;
     }
+    free(terms);
     cJSON_AddItemToObject(root, "chosen", chosen);
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    cJSON *cj = cJSON_AddObjectToObject(root, "certification");
+    cJSON_AddBoolToObject(cj, "available", cert->available);
+    cJSON_AddBoolToObject(cj, "certified", cert->certified);
+    cJSON_AddNumberToObject(cj, "confidence", cert->confidence);
+    cJSON_AddNumberToObject(cj, "count", (double)cert->count);
+    cJSON_AddNumberToObject(cj, "search_count", (double)cert->search_count);
+    cJSON_AddNumberToObject(cj, "dense_metric", cert->dense_metric);
+    cJSON_AddNumberToObject(cj, "tried", cert->tried);
+    cJSON_AddBoolToObject(cj, "finetuned", cert->finetuned);
+    cJSON_AddNumberToObject(cj, "search_seconds", cert->search_seconds);
+    cJSON_AddNumberToObject(cj, "finetune_seconds", cert->finetune_seconds);
     cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
     cJSON *pts = cJSON_AddArrayToObject(root, "candidates");
     for (size_t k = 0; k < np; k++) cJSON_AddItemToArray(pts, point_json(fl_plan_point_at(plan, k), nmat));
@@ -294,6 +480,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     fl_plan *plan = NULL;
     fl_npy x = {0}, lab = {0};
     fl_plan_data data;
+    fl_dataset *dval = NULL, *dcert = NULL, *dtrain = NULL;
     fl_profile prof;
     fl_status st = fl_model_load(a.model, &m);
     if (st) return cli_fail_status(cmd, st);
@@ -312,7 +499,24 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
         cli_fail_status(cmd, st);
         goto done;
     }
-    if (a.data && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+    /* neither a classifier nor a language model: judged by the deviation of its outputs */
+    const fl_arch *ar = fl_model_arch(m);
+    bool headless = !(ar->head == FL_HEAD_LAST_STEP || (ar->head == FL_HEAD_PER_STEP && ar->vocab > 0));
+    if (headless && (a.cspec.path || a.finetune)) {
+        rc = cli_fail(cmd, CLI_USAGE, "%s is neither a classifier nor a language model: nothing to certify or "
+                      "fine-tune", a.model);
+        goto done;
+    }
+    /* a classifier's .npy without labels: judged against the dense model's own predictions */
+    bool raw = a.data && (headless || (ar->head == FL_HEAD_LAST_STEP && !a.labels &&
+                                       fl_data_format_of(&a.dspec, 0) == FL_DATA_NPY));
+    if (raw && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    if ((a.data && !raw && (st = fl_data_load(&a.dspec, m, &dval))) ||
+        (a.cspec.path && (st = fl_data_load(&a.cspec, m, &dcert))) ||
+        (a.finetune && (st = fl_data_load(&a.tspec, m, &dtrain)))) {
         cli_fail_status(cmd, st);
         goto done;
     }
@@ -320,7 +524,20 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     o.batch = (int)a.batch;
     o.seq = (int)a.seq;
     o.threads = (int)a.threads;
-    o.data = a.data ? &data : NULL;
+    o.data = raw ? &data : NULL;
+    o.dataset = dval;
+    o.certify = dcert;
+    o.certify_fraction = a.cert_fraction;
+    o.confidence = a.confidence;
+    fl_train_opts to = fl_train_opts_default();
+    to.lr = (float)a.lr;
+    to.batch = (int)a.ft_batch;
+    if (a.finetune) {
+        o.finetune = dtrain;
+        o.train = &to;
+        o.finetune_epochs = (int)a.ft_epochs;
+        o.finetune_probe = a.probe;
+    }
     if (a.have_max_loss) o.max_loss = a.max_loss;
     if (a.have_max_dev) o.max_dev = a.max_dev;
     o.allow_cp = !a.no_cp;
@@ -349,6 +566,9 @@ done:
     fl_plan_free(plan);
     fl_npy_free(&x);
     fl_npy_free(&lab);
+    fl_dataset_free(dval);
+    fl_dataset_free(dcert);
+    fl_dataset_free(dtrain);
     fl_model_free(m);
     return rc;
 }
