@@ -32,6 +32,7 @@ struct fl_session {
     float *ws;        /* fl_mat_apply workspace for up to max_seq * max_batch rows */
     float *hstep;     /* (max_batch, H) new top-of-step h in streaming */
     float *sh, *sc;   /* (L, max_batch, H) streaming (h, c) of every stream */
+    bool ext_hold;    /* holds the model's dense weights (LSTM extras: lstm_ext.c) */
 };
 
 /* ------------------------------------------------------------ scratch layout */
@@ -125,6 +126,9 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
     }
+    // LSTM extras run on the dense W_hh (lstm_ext.c): keep the originals in place for this session
+    if (m->ext) fl_model_weights_hold(m);
+    s->ext_hold = m->ext != NULL;
     fl_status pst = fl_model_packs_acquire(m, &s->packs);
     if (pst) {
         fl_session_free(s);
@@ -161,6 +165,7 @@ void fl_session_free(fl_session *s) {
     if (s->rec)
         for (int l = 0; l < s->L; l++) fl_rec_free(s->rec[l]);
     if (s->packs) fl_model_packs_release(s->m);
+    if (s->ext_hold) fl_model_weights_unhold(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);

@@ -384,7 +384,9 @@ fl_status fl_onnx_export(const fl_model *m, const char *path) {
     mp.n_opset_import = 1;
     mp.opset_import = ops;
     mp.graph = &gp;
+    fl_model_weights_hold(m);  // the dense W_hh originals, even while sessions run
     fl_status st = build_graph(&a, m, &gp);
+    fl_model_weights_unhold(m);
     if (st) {
         arena_free(&a);
         return fl_fail(st, "fl_onnx_export: out of memory building the graph");
