@@ -36,6 +36,8 @@ static const command commands[] = {
     {"train", cmd_train, "train a classifier or language model (BPTT; dense, SVD or CP)"},
     {"finetune", cmd_finetune, "continue training a saved (e.g. decomposed) model"},
     {"eval", cmd_eval, "loss and accuracy / perplexity of a model on a data set"},
+    {"import", cmd_import, "convert an ONNX model (LSTM graphs from PyTorch and others) into a model file"},
+    {"export", cmd_export, "write a model as ONNX (decomposed matrices as dense)"},
 };
 
 static void usage(FILE *f) {

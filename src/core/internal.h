@@ -65,7 +65,7 @@ double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
  * version whose readers interpret it fully: fl_model_save writes 1 while every matrix is a forward
  * float32 weight_ih / weight_hh / head (all models today: version-1 readers ignore the per-matrix
  * "kind." / "direction." / "precision." keys a version-2 writer adds), and 2 once a matrix uses a
- * reverse direction, a projection or another precision. Loading refuses a file that needs a version
+ * reverse direction, a projection or another precision, or the model has LSTM extras (lstm_ext.h). Loading refuses a file that needs a version
  * above FL_FORMAT_VERSION with FL_ERR_VERSION. See README "Model file". */
 #define FL_FORMAT_VERSION 3
 /* Version 3 (issue 11) adds the architecture keys "bidirectional", "proj" and "padding_idx" and the
@@ -123,6 +123,7 @@ struct fl_model {
     fl_tensor *tensors; /* [n_tensors], in file order */
     size_t n_tensors;
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
+    struct fl_lstm_ext *ext; /* peepholes / clip / input_forget (lstm_ext.h), owned; NULL if none */
     int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
 
     /* The layers' weights in the kernels' packed layouts, shared by every session on the model

@@ -1,6 +1,7 @@
 /* Model: architecture, parameter layout in one flat block, initialisation, description. */
 #include "internal.h"
 #include "qmat.h"
+#include "lstm_ext.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -264,6 +265,7 @@ void fl_model_free(fl_model *m) {
     fl_free(m->tensors);
     fl_free(m->layer);
     fl_free(m->tokenizer);
+    fl_lstm_ext_free(m->ext);
     fl_free(m);
 }
 
@@ -292,6 +294,10 @@ static fl_status clone_held(const fl_model *m, fl_model **out) {
             return fl_fail(FL_ERR_NOMEM, "out of memory cloning a model");
         }
         memcpy(c->tokenizer, m->tokenizer, n);
+    }
+    if (m->ext && (st = fl_lstm_ext_clone(m->ext, &c->ext))) {
+        fl_model_free(c);
+        return st;
     }
     *out = c;
     return FL_OK;

@@ -18,6 +18,7 @@
  * little-endian host (checked at compile time below). */
 #include "atomic_file.h"
 #include "internal.h"
+#include "lstm_ext.h"
 #include "memload.h"
 #include "qmat.h"
 #include "quantize.h"
@@ -116,6 +117,7 @@ static cJSON *build_header(const fl_model *m) {
     }
     if (a->has_padding && version < 3) version = 3; /* "padding_idx" is a version-3 key */
     char num[16];
+    if (m->ext && version < 2) version = 2;  // LSTM extras (lstm_ext.h) need a version-2 reader
     snprintf(num, sizeof num, "%d", version);
     bool ok = add_str(meta, "format", FL_FORMAT_NAME) && add_str(meta, "format_version", num) &&
               add_int_str(meta, "vocab", a->vocab) && add_int_str(meta, "input", a->input) &&
@@ -147,6 +149,11 @@ static cJSON *build_header(const fl_model *m) {
         ok = ok && add_str(meta, key, val);
     }
     if (ok && m->tokenizer) ok = add_str(meta, "tokenizer", m->tokenizer);
+    if (ok && m->ext) {
+        char *ext = fl_lstm_ext_to_json(m->ext);
+        ok = ext && add_str(meta, "lstm_ext", ext);
+        fl_free(ext);
+    }
     if (ok && m->planned_threads > 0) ok = add_int_str(meta, "threads", m->planned_threads);
     if (!ok) goto fail;
 
@@ -702,6 +709,8 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
         if (!m->tokenizer) st = fl_fail(FL_ERR_NOMEM, "%s: out of memory for the tokenizer", path);
         else memcpy(m->tokenizer, tok, n);
     }
+    const char *ext = meta_get(meta, "lstm_ext");
+    if (!st && ext) st = fl_lstm_ext_parse(path, ext, m);
     if (st) {
         fl_model_free(m);
         return st;

@@ -12,6 +12,7 @@
  * its two directions run on two threads when the session has threads >= 2. All scratch is one block
  * allocated at create for max_batch x max_seq; a run never allocates. */
 #include "internal.h"
+#include "lstm_ext.h"
 #include "blas_threads.h"
 #include "pool.h"
 #include "recurrent.h"
@@ -57,6 +58,7 @@ struct fl_session {
         const float *in;
         float *out;
     } job;
+    bool ext_hold;    /* holds the model's dense weights (LSTM extras: lstm_ext.c) */
 };
 
 /* ------------------------------------------------------------ scratch layout */
@@ -167,6 +169,9 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
     }
+    // LSTM extras run on the dense W_hh (lstm_ext.c): keep the originals in place for this session
+    if (m->ext) fl_model_weights_hold(m);
+    s->ext_hold = m->ext != NULL;
     fl_status pst = fl_model_packs_acquire(m, &s->packs);
     if (pst) {
         fl_session_free(s);
@@ -217,6 +222,7 @@ void fl_session_free(fl_session *s) {
     if (s->rec)
         for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec[l]);
     if (s->packs) fl_model_packs_release(s->m);
+    if (s->ext_hold) fl_model_weights_unhold(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);
@@ -390,7 +396,9 @@ static void run_dir(fl_session *s, int d) {
         // ht: (n, P) rows of this step in the packed output, this direction's columns
         float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
         const float *gxt = x->gx + (size_t)s->off[t] * G;
-        if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
+        if (s->m->ext) { /* LSTM extras (lstm_ext.c): unidirectional, no projection, so W == P == H */
+            fl_lstm_ext_step(s->m, ld, n, x->gx + (size_t)s->off[t] * G, x->h, x->c, ht);
+        } else if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
             fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
             fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
         } else {
@@ -545,7 +553,9 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
             fl_mat_apply(&ly->wih, B, in, in_dim, 0.0f, ds->gx, G, ds->ws);
             add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
         }
-        if (ly->whr.rows > 0) {  // LSTMP: hstep (B, P) = (o * tanh(c)) W_hr^T
+        if (s->m->ext) {  // LSTM extras (lstm_ext.c): unidirectional, no projection, so P == H
+            fl_lstm_ext_step(s->m, l, B, ds->gx, h, c, s->hstep);
+        } else if (ly->whr.rows > 0) {  // LSTMP: hstep (B, P) = (o * tanh(c)) W_hr^T
             fl_rec_step(s->rec[l], B, ds->gx, G, h, P, c, ds->m, H);
             fl_mat_apply(&ly->whr, B, ds->m, H, 0.0f, s->hstep, P, ds->ws);
         } else {

@@ -1,6 +1,7 @@
 /* fl_model_decompose: reconstruct each weight matrix, decompose it to its target (SVD or CP), and
  * write a new model holding the factors and each matrix's relative reconstruction error. */
 #include "decomp/decomp.h"
+#include "lstm_ext.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -263,7 +264,9 @@ static fl_status decompose_held(const fl_model *m, const fl_decomp_opts *opts,
     if (!out) return fl_fail(FL_ERR_ARG, "decompose: out is NULL");
     *out = NULL;
     if (!m || !opts) return fl_fail(FL_ERR_ARG, "decompose: NULL model or options");
-    fl_status st = check_opts(opts);
+    fl_status st = fl_lstm_ext_refuse(m, "decomposition");
+    if (st) return st;
+    st = check_opts(opts);
     if (st) return st;
     const size_t nmat = fl_model_num_matrices(m), L = (size_t)m->arch.layers * fl_arch_dirs(&m->arch);
     mat_result *res = fl_calloc(nmat, sizeof *res);

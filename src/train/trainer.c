@@ -2,6 +2,7 @@
  * (optim.c), epochs with validation and learning-rate decay on plateau, checkpoints
  * (checkpoint.c), and evaluation. */
 #include "train_internal.h"
+#include "lstm_ext.h"
 #include "blas_threads.h"
 
 #include <math.h>
@@ -44,6 +45,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     fl_train_opts def = fl_train_opts_default();
     if (!o) o = &def;
     fl_status st = check_opts(o);
+    if (!st) st = fl_lstm_ext_refuse(m, "training");
     if (st) return st;
     if (m->arch.head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");

@@ -1,0 +1,100 @@
+/* The importer's view of an ONNX graph: what every value means (src/onnx/onnx_import.c runs the
+ * nodes, src/onnx/onnx_ops.c holds one handler per operator). Not installed. */
+#ifndef FL_ONNX_GRAPH_H
+#define FL_ONNX_GRAPH_H
+
+#include "onnx_internal.h"
+
+#define MAX_LAYERS 16
+#define MAX_AX 8
+
+/* Axis labels. A label >= 0 is a fixed size (features, hidden units); the others are symbols.
+ * P0 / P1 are axes 0 and 1 of the graph's sequence input: the first LSTM decides which of them is
+ * time (ctx.t_label) and which is batch. */
+enum { AX_P0 = -1, AX_P1 = -2, AX_DIR = -3, AX_L = -4, AX_UNKNOWN = -5, AX_TLAST = -6 };
+/* AX_TLAST: the time axis cut to its last step (x[-1:]), size 1; squeezing it gives V_LAST. */
+
+typedef enum vkind {
+    V_NONE = 0,
+    V_CONST,     /* constant tensor (initializer, Constant node, feed) */
+    V_SHAPE,     /* small integer vector, some elements symbolic (from Shape of the sequence) */
+    V_ZEROS,     /* all zeros, of any shape (ConstantOfShape 0, or slices of it) */
+    V_GRAPH_IN,  /* graph input not yet classified */
+    V_SEQ,       /* the sequence: labelled axes; output of layer `layer` (-1: input or embedding) */
+    V_LAST,      /* the sequence at its last time step: (B, F) */
+    V_STATE_IN,  /* initial state: graph input `gin`, layer `layer` (-1: the whole input) */
+    V_STATE_OUT, /* final state of layer `layer`, or of layers [0, count) when layer is -1 */
+    V_HEAD_MM,   /* sequence times the head weight, bias not yet added */
+} vkind;
+
+typedef struct value {
+    const char *name; /* points into the parsed model */
+    vkind kind;
+    int ndim;
+    int ax[MAX_AX];         /* V_SEQ, V_LAST, V_HEAD_MM, V_STATE_*: axis labels */
+    onnx_const c;           /* V_CONST (owned) */
+    int64_t sv[MAX_AX];     /* V_SHAPE elements: a size, or an axis label when sym[k] */
+    bool sym[MAX_AX];
+    int n_sv;
+    bool scalar;            /* V_SHAPE: rank 0 */
+    int layer, count;       /* see vkind */
+    bool is_c;              /* V_STATE_*: cell (1) or hidden (0) */
+    bool head;              /* V_SEQ / V_LAST: the head has been applied */
+    bool has_dir;           /* V_SEQ: still carries LSTM's num_directions axis */
+    int gin;                /* V_STATE_IN: index of the graph input; V_GRAPH_IN: its own index */
+    int elem;               /* V_GRAPH_IN: ONNX element type */
+} value;
+
+typedef struct lstm_layer {
+    int in;
+    float *wih, *whh, *bih, *bhh; /* PyTorch order i, f, g, o; owned */
+    int h_src, c_src;             /* initial states: -1 zeros, else graph input index */
+    int h_layer, c_layer;         /* the slice taken of it, -1: the whole input */
+    float *peep;                  /* (3H) ONNX's P (i, o, f), owned; NULL: none */
+    float clip;                   /* 0: none */
+    int input_forget;
+} lstm_layer;
+
+typedef struct ctx {
+    const Onnx__ModelProto *mp;
+    const Onnx__GraphProto *g;
+    const Onnx__NodeProto *node; /* node being converted (for messages) */
+    size_t node_index;
+    value *v;
+    size_t n, cap;
+    int64_t opset;
+    int seq_in;      /* graph input index of the sequence, -1 none yet */
+    int t_label;     /* AX_P0 or AX_P1 once an LSTM has run, 0 before */
+    bool tokens;
+    float *emb;      /* (vocab, D), owned */
+    int vocab, D;
+    int L, H;
+    lstm_layer lay[MAX_LAYERS];
+    float *head_w, *head_b; /* (V, H), (V); owned */
+    int head_out;
+} ctx;
+
+/* "node 'name' (op X): ..." with status s. */
+fl_status node_fail(ctx *c, fl_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The value called name; NULL when absent (or name is ""). */
+value *find_value(ctx *c, const char *name);
+/* A new value for output name of the current node. NULL (error recorded) on failure. */
+value *new_value(ctx *c, const char *name);
+/* Input k of the current node, or NULL if it is absent or empty. */
+value *node_input(ctx *c, size_t k);
+/* The value stored for an absent input k is an error: */
+value *node_input_req(ctx *c, size_t k, const char *what);
+/* The attribute called name of the current node, or NULL. */
+const Onnx__AttributeProto *node_attr(ctx *c, const char *name);
+/* Make v (a graph input of rank 3 or the sequence) the sequence. false (error recorded) otherwise. */
+bool as_seq(ctx *c, value *v);
+/* Read v (V_SHAPE or small integer V_CONST) as a vector. false when it is neither. */
+bool as_shape(const value *v, value *out);
+
+/* Operator handlers (src/onnx/onnx_ops.c): convert the current node. */
+fl_status op_dispatch(ctx *c);
+/* LSTM (src/onnx/onnx_lstm.c). */
+fl_status op_lstm(ctx *c);
+
+#endif
