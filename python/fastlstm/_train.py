@@ -125,6 +125,7 @@ def train(x, labels=None, *, vocab=0, hidden=128, layers=1, embed=128, classes=N
     lr_decay, patience, shuffle). callback(progress_dict) after every step; returning False stops.
     Returns the trained Model."""
     L = _lib.get()
+    opts = _train_opts(L, seed=seed, **options)
     if labels is not None:
         if vocab:
             input_size = embed
@@ -149,7 +150,6 @@ def train(x, labels=None, *, vocab=0, hidden=128, layers=1, embed=128, classes=N
     va = None
     if valid is not None:
         va = _dataset_for(model, *valid) if labels is not None else _dataset_for(model, valid, None)
-    opts = _train_opts(L, seed=seed, **options)
     return _fit(model, tr, va, epochs, max_steps, callback, checkpoint, opts)
 
 
@@ -158,12 +158,12 @@ def finetune(model, x, labels=None, *, valid=None, epochs=3, max_steps=0, freeze
     """Fine-tune a copy of model on arrays (as `fastlstm finetune`): gradients flow into the
     factors of decomposed matrices (and, unless freeze_dense, every other parameter). Data as in
     train(). Returns the new Model; `model` is unchanged."""
+    opts = _train_opts(model._L, freeze_dense=int(bool(freeze_dense)), **options)
     m = model.clone()
     tr = _dataset_for(m, x, labels)
     va = None
     if valid is not None:
         va = _dataset_for(m, *valid) if labels is not None else _dataset_for(m, valid, None)
-    opts = _train_opts(m._L, freeze_dense=int(bool(freeze_dense)), **options)
     try:
         return _fit(m, tr, va, epochs, max_steps, callback, checkpoint, opts)
     except BaseException:
