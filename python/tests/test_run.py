@@ -113,3 +113,29 @@ def test_info_and_matrices():
     n = 40 * 6 + 40 * 10 + 2 * 40 + 40 * 10 + 40 * 10 + 2 * 40 + 3 * 10 + 3
     assert info["params"] == n
     assert info["head"] == "last_step"
+
+
+def test_threads_share_a_model(rng):
+    # Model.run keeps a session per thread: concurrent runs of one model give the serial results.
+    import threading
+    m = fastlstm.init(6, 12, 2, head="per_step", head_out=4, seed=9)
+    xs = [rng.standard_normal((2, 8, 6)).astype(np.float32) for _ in range(4)]
+    want = [m.run(x)[0] for x in xs]
+    got = [None] * 4
+
+    def work(i):
+        for _ in range(20):
+            got[i] = m.run(xs[i])[0]
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for g, w in zip(got, want):
+        assert_close(g, w, tol=0)
+
+
+def test_library_calls_release_the_gil():
+    # ctypes.CDLL (unlike PyDLL) drops the GIL around each foreign call.
+    import ctypes
+    assert type(fastlstm._lib.get().dll) is ctypes.CDLL
