@@ -13,14 +13,17 @@
 
 static void usage(const char *cmd, FILE *f) {
     fprintf(f,
-            "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N]\n"
+            "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N|0]\n"
             "         [--data VAL.npy [--labels L.npy]] [--max-loss X | --max-dev X]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
             "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
             "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
             "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
-            "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n\n"
+            "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n"
+            "--threads 0 (the default) plans the thread count too: the fastest of 1 to the CPUs,\n"
+            "predicted and then timed; the written model records it and a session with threads 0\n"
+            "uses it.\n\n"
             "  --data VAL.npy    validation inputs: features (N, T, D) float32, or token ids (N, T) for a\n"
             "                    model with an embedding (a language model predicts the next token)\n"
             "  --labels L.npy    class ids (N) for a last-step classifier (default: the dense model's\n"
@@ -49,7 +52,7 @@ typedef struct plan_args {
 /* Returns -1 to continue, else an exit code. */
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
     memset(a, 0, sizeof *a);
-    a->batch = 1, a->seq = 35, a->threads = 1, a->max_evals = 200, a->seed = 1;
+    a->batch = 1, a->seq = 35, a->threads = 0, a->max_evals = 200, a->seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -67,7 +70,7 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
         } else if (TAKE("--seq")) {
             if (r < 0 || !cli_parse_int(cmd, "--seq", v, 1, 1 << 20, &a->seq)) return CLI_USAGE;
         } else if (TAKE("--threads")) {
-            if (r < 0 || !cli_parse_int(cmd, "--threads", v, 1, 1024, &a->threads)) return CLI_USAGE;
+            if (r < 0 || !cli_parse_int(cmd, "--threads", v, 0, 1024, &a->threads)) return CLI_USAGE;
         } else if (TAKE("--max-evals")) {
             if (r < 0 || !cli_parse_int(cmd, "--max-evals", v, 1, 100000, &a->max_evals)) return CLI_USAGE;
         } else if (TAKE("--seed")) {
@@ -175,18 +178,74 @@ static void specs_str(const fl_mat_spec *s, size_t n, char *buf, size_t cap) {
     }
 }
 
+/* "L2", "L3", "DRAM" for a term's level. */
+static void level_name(const fl_profile *prof, int level, char *buf, size_t n) {
+    if (level < 0) snprintf(buf, n, "DRAM");
+    else snprintf(buf, n, "L%d", prof->level[level].level);
+}
+
+/* The roofline term that dominates each matrix of the chosen configuration at the serving shape. */
+static void print_terms(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan_point *ch) {
+    size_t nmat = fl_model_num_matrices(m);
+    fl_cost_term *t = calloc(nmat, sizeof *t);
+    fl_cost c;
+    if (!t || fl_cost_predict_terms(prof, fl_model_arch(m), ch->specs, (int)a->batch, (int)a->seq, ch->cost.threads,
+                                    &c, t) != FL_OK) {
+        free(t);
+        return;
+    }
+    printf("\nroofline per step of the chosen configuration (%d thread(s)):\n", ch->cost.threads);
+    printf("  %-20s %10s %6s %10s %9s %9s %7s  %s\n", "matrix", "KB/step", "from", "kflop", "mem us", "flop us",
+           "threads", "dominant term");
+    for (size_t i = 0; i < nmat; i++) {
+        fl_matrix_info info;
+        fl_model_matrix_info(m, i, &info);
+        char lv[16];
+        level_name(prof, t[i].level, lv, sizeof lv);
+        char dom[48];
+        if (t[i].compute_bound) snprintf(dom, sizeof dom, "flops");
+        else snprintf(dom, sizeof dom, "bytes from %s", lv);
+        printf("  %-20s %10.4g %6s %10.4g %9.3g %9.3g %7d  %s\n", info.name, t[i].bytes / 1e3, lv, t[i].flops / 1e3,
+               t[i].mem_seconds * 1e6, t[i].compute_seconds * 1e6, t[i].threads, dom);
+    }
+    free(t);
+}
+
+/* How the choice changes with the serving batch (among the configurations evaluated). */
+static void print_batches(const plan_args *a, const fl_model *m, const fl_plan *plan) {
+    static const int batches[] = {1, 8, 32};
+    size_t nmat = fl_model_num_matrices(m);
+    printf("\nplanned for batch %ld; at other batches the fastest evaluated configuration within budget would be:\n",
+           a->batch);
+    printf("  %5s %12s %7s %8s  %s\n", "batch", "pred us", "threads", "regime", "matrices");
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        size_t idx;
+        fl_cost c;
+        if (fl_plan_choice_at_batch(plan, batches[k], &idx, &c) != FL_OK) continue;
+        char s[512];
+        specs_str(fl_plan_point_at(plan, idx)->specs, nmat, s, sizeof s);
+        printf("%c %5d %12.4g %7d %8s  %s\n", idx == fl_plan_chosen(plan) ? '*' : ' ', batches[k], c.seconds * 1e6,
+               c.threads, c.regime == FL_REGIME_MEMORY ? "memory" : "compute", s);
+    }
+}
+
 static void print_text(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
     const fl_arch *arch = fl_model_arch(m);
     size_t nmat = fl_model_num_matrices(m), np = fl_plan_num_points(plan);
     const fl_plan_point *dense = fl_plan_point_at(plan, 0), *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
     cli_profile_print(stdout, prof, a->explain);
     const fl_cost *dc = &dense->cost;
-    printf("\nserving shape: batch %ld, sequence %ld, %ld thread(s)\n", a->batch, a->seq, a->threads);
+    printf("\nserving shape: batch %ld, sequence %ld, %d thread(s)%s\n", a->batch, a->seq, fl_plan_threads(plan),
+           a->threads == 0 ? " (planned)" : "");
+    const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
     printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
-           "cache)\n",
-           dc->regime == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
-           dc->working_set / 1e6, dc->regime == FL_REGIME_MEMORY ? "exceed" : "fit in",
-           prof->level[prof->n_levels - 1].bytes / 1e6);
+           "cache, %s",
+           fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
+           dc->working_set / 1e6, fl_plan_regime(plan) == FL_REGIME_MEMORY ? "exceed" : "fit in", llc->bytes / 1e6,
+           prof->measured && prof->n_curve > 0 ? "measured" : "as reported");
+    if (prof->measured && prof->n_curve > 0 && llc->reported_bytes && llc->reported_bytes != llc->bytes)
+        printf("; reported %.3g MB", llc->reported_bytes / 1e6);
+    printf(")\n");
     if (a->explain)
         printf("roofline of the dense step: %.3g MB streamed, %.3g MFLOP (%.2f flop/byte); memory %.3g us, "
                "compute %.3g us, recurrent weights from %s at %.1f GB/s\n",
@@ -207,6 +266,8 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         else snprintf(choice, sizeof choice, "%s %d", method_name(info.method), info.rank);
         printf("%-20s %-12s %-10s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
     }
+    print_terms(a, fl_plan_model(plan), prof, ch);
+    print_batches(a, m, plan);
     printf("\nlatency per step: predicted %.3g us (dense %.3g us)", ch->cost.seconds * 1e6, dc->seconds * 1e6);
     if (ch->measured_seconds >= 0 && dense->measured_seconds >= 0)
         printf("; measured %.3g us (dense %.3g us, %.2fx faster)", ch->measured_seconds * 1e6,
@@ -257,13 +318,37 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON_AddItemToObject(root, "profile", cli_profile_json(prof));
     cJSON_AddNumberToObject(root, "batch", (double)a->batch);
     cJSON_AddNumberToObject(root, "seq", (double)a->seq);
-    cJSON_AddNumberToObject(root, "threads", (double)a->threads);
-    cJSON_AddStringToObject(root, "regime", dense->cost.regime == FL_REGIME_MEMORY ? "memory" : "compute");
+    cJSON_AddNumberToObject(root, "threads", fl_plan_threads(plan));
+    cJSON_AddBoolToObject(root, "threads_planned", a->threads == 0);
+    cJSON_AddStringToObject(root, "regime", fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory" : "compute");
+    cJSON_AddNumberToObject(root, "last_level_bytes", (double)prof->level[prof->n_levels - 1].bytes);
+    cJSON_AddNumberToObject(root, "last_level_reported_bytes", (double)prof->level[prof->n_levels - 1].reported_bytes);
+    cJSON *byb = cJSON_AddArrayToObject(root, "by_batch");
+    for (int b = 1; b <= 32; b *= b == 1 ? 8 : 4) {
+        size_t idx;
+        fl_cost c;
+        if (fl_plan_choice_at_batch(plan, b, &idx, &c) != FL_OK) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "batch", b);
+        cJSON_AddNumberToObject(e, "candidate", (double)idx);
+        cJSON_AddNumberToObject(e, "predicted_us", c.seconds * 1e6);
+        cJSON_AddNumberToObject(e, "threads", c.threads);
+        cJSON_AddStringToObject(e, "regime", c.regime == FL_REGIME_MEMORY ? "memory" : "compute");
+        cJSON_AddItemToArray(byb, e);
+    }
     cJSON_AddNumberToObject(root, "working_set_bytes", (double)dense->cost.working_set);
     static const char *names[] = {"deviation", "accuracy", "perplexity"};
     cJSON_AddStringToObject(root, "metric", names[fl_plan_metric_kind(plan)]);
     cJSON_AddNumberToObject(root, "budget", fl_plan_budget(plan));
     cJSON *chosen = point_json(fl_plan_point_at(plan, fl_plan_chosen(plan)), nmat);
+    const fl_plan_point *chp = fl_plan_point_at(plan, fl_plan_chosen(plan));
+    fl_cost_term *terms = calloc(nmat, sizeof *terms);
+    fl_cost tc;
+    if (terms && fl_cost_predict_terms(prof, fl_model_arch(m), chp->specs, (int)a->batch, (int)a->seq,
+                                       chp->cost.threads, &tc, terms) != FL_OK) {
+        free(terms);
+        terms = NULL;
+    }
     cJSON *mats = cJSON_GetObjectItem(chosen, "matrices"), *it;
     size_t i = 0;
     cJSON_ArrayForEach(it, mats) {
@@ -274,8 +359,18 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
         cJSON_AddNumberToObject(it, "cols", info.cols);
         cJSON_AddNumberToObject(it, "rel_error", info.rel_error);
         cJSON_AddStringToObject(it, "reason", fl_plan_reason(plan, i));
+        if (terms) {
+            char lv[16];
+            level_name(prof, terms[i].level, lv, sizeof lv);
+            cJSON_AddStringToObject(it, "bytes_from", lv);
+            cJSON_AddNumberToObject(it, "mem_us", terms[i].mem_seconds * 1e6);
+            cJSON_AddNumberToObject(it, "compute_us", terms[i].compute_seconds * 1e6);
+            cJSON_AddNumberToObject(it, "threads", terms[i].threads);
+            cJSON_AddStringToObject(it, "dominant", terms[i].compute_bound ? "flops" : "bytes");
+        }
         i++;
     }
+    free(terms);
     cJSON_AddItemToObject(root, "chosen", chosen);
     cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
     cJSON *pts = cJSON_AddArrayToObject(root, "candidates");

@@ -18,12 +18,22 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON *o = cJSON_CreateObject(), *levels = cJSON_AddArrayToObject(o, "caches");
     cJSON_AddNumberToObject(o, "cores", p->cores);
     cJSON_AddNumberToObject(o, "simd_bits", p->simd_bits);
+    cJSON *id = cJSON_AddObjectToObject(o, "machine");
+    cJSON_AddStringToObject(id, "vendor", p->id.vendor);
+    cJSON_AddNumberToObject(id, "family", p->id.family);
+    cJSON_AddNumberToObject(id, "model", p->id.model);
+    cJSON_AddNumberToObject(id, "stepping", p->id.stepping);
+    cJSON_AddStringToObject(id, "kernels", p->id.kernels);
+    cJSON_AddNumberToObject(id, "llc_bytes", (double)p->id.llc_bytes);
+    cJSON_AddStringToObject(o, "cache_source", p->cache_source);
     for (int i = 0; i < p->n_levels; i++) {
         cJSON *l = cJSON_CreateObject();
         cJSON_AddNumberToObject(l, "level", p->level[i].level);
         cJSON_AddNumberToObject(l, "bytes", (double)p->level[i].bytes);
         cJSON_AddNumberToObject(l, "shared_cpus", p->level[i].shared_cpus);
         cJSON_AddNumberToObject(l, "bandwidth_gbs", p->level[i].bandwidth / 1e9);
+        cJSON_AddNumberToObject(l, "reported_bytes", (double)p->level[i].reported_bytes);
+        cJSON_AddNumberToObject(l, "all_cores_bytes", (double)p->level[i].all_cores_bytes);
         cJSON_AddItemToArray(levels, l);
     }
     cJSON_AddNumberToObject(o, "dram_bandwidth_gbs", p->dram_bandwidth / 1e9);
@@ -51,6 +61,14 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddNumberToObject(pt, "bandwidth_gbs", p->curve_bandwidth[k] / 1e9);
         cJSON_AddItemToArray(curve, pt);
     }
+    cJSON *all = cJSON_AddArrayToObject(o, "curve_all");
+    for (int k = 0; k < p->n_curve_all; k++) {
+        cJSON *pt = cJSON_CreateObject();
+        cJSON_AddNumberToObject(pt, "bytes", (double)p->curve_all_bytes[k]);
+        cJSON_AddNumberToObject(pt, "bandwidth_gbs", p->curve_all_bandwidth[k] / 1e9);
+        cJSON_AddItemToArray(all, pt);
+    }
+    cJSON_AddNumberToObject(o, "curve_all_threads", p->curve_all_threads);
     cJSON_AddBoolToObject(o, "measured", p->measured != 0);
     return o;
 }
@@ -58,14 +76,36 @@ cJSON *cli_profile_json(const fl_profile *p) {
 void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
     fprintf(f, "machine: %d logical CPUs, %d-bit SIMD, %s rates\n", p->cores, p->simd_bits,
             p->measured ? "measured" : "given/default");
+    if (p->id.vendor[0])
+        fprintf(f, "  CPU %s family %d model %d stepping %d, %s kernels\n", p->id.vendor, p->id.family,
+                p->id.model, p->id.stepping, p->id.kernels);
+    const bool measured_caches = p->n_curve > 0 && p->measured;
     for (int i = 0; i < p->n_levels; i++) {
         const fl_cache_level *l = &p->level[i];
         fprintf(f, "  L%d cache  ", l->level);
         print_bytes(f, l->bytes);
         if (l->shared_cpus > 1) fprintf(f, " shared by %d CPUs", l->shared_cpus);
         else fprintf(f, " per core");
-        fprintf(f, ", mat-vec stream %.1f GB/s\n", l->bandwidth / 1e9);
+        fprintf(f, ", mat-vec stream %.1f GB/s", l->bandwidth / 1e9);
+        if (measured_caches && l->reported_bytes == 0) {
+            fprintf(f, " (measured; nothing reported)");
+        } else if (measured_caches) {
+            /* "disagree": more than one ladder step (2^(1/4)) apart */
+            /* disagreeing: more than one ladder step (2^(1/4)) apart */
+            const double r = (double)l->bytes / (double)l->reported_bytes;
+            fprintf(f, " (measured; reported ");
+            print_bytes(f, l->reported_bytes);
+            fprintf(f, "%s)", r < 0.84 || r > 1.19 ? ", which disagrees: the measurement is used" : "");
+        }
+        if (l->all_cores_bytes > 0) {
+            fprintf(f, "; all cores together ");
+            print_bytes(f, l->all_cores_bytes);
+        }
+        fputc('\n', f);
     }
+    if (measured_caches && p->cache_source[0])
+        fprintf(f, "  (capacities measured: the knee of the streaming curve; reported sizes from %s)\n",
+                p->cache_source);
     fprintf(f, "  DRAM      mat-vec stream %.1f GB/s\n", p->dram_bandwidth / 1e9);
     fprintf(f, "  sgemm %.1f GFLOP/s, mat-vec (in L1) %.1f GFLOP/s, overhead %.2f us per layer-step\n",
             p->gemm_flops / 1e9, p->gemv_flops / 1e9, p->step_overhead * 1e6);
@@ -93,10 +133,13 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
                 p->rec_memory_factor);
     if (detail && p->n_curve > 0) {
-        fprintf(f, "  streaming rate by working set:");
-        for (int k = 0; k < p->n_curve; k++)
-            fprintf(f, " %.3g MB %.0f GB/s%s", p->curve_bytes[k] / 1e6, p->curve_bandwidth[k] / 1e9,
-                    k + 1 < p->n_curve ? "," : "\n");
+        fprintf(f, "  streaming rate by working set (GB/s, 1 thread%s):\n",
+                p->n_curve_all == p->n_curve ? " / all cores together" : "");
+        for (int k = 0; k < p->n_curve; k++) {
+            fprintf(f, "%s%8.3g MB %5.1f", k % 4 ? "  " : "   ", p->curve_bytes[k] / 1e6, p->curve_bandwidth[k] / 1e9);
+            if (p->n_curve_all == p->n_curve) fprintf(f, " / %5.1f", p->curve_all_bandwidth[k] / 1e9);
+            if (k % 4 == 3 || k + 1 == p->n_curve) fputc('\n', f);
+        }
     }
     if (detail)
         fprintf(f, "  machine balance: %.2f flop/byte from DRAM, %.2f from the last cache level; a batch-1\n"
@@ -113,7 +156,18 @@ int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet,
         if ((st = fl_profile_default_path(def, sizeof def))) return cli_fail_status(cmd, st);
         path = def;
     }
-    if (!refresh && (st = fl_profile_load(path, out)) == FL_OK) return CLI_OK;
+    fl_machine_id here;
+    fl_machine_id_detect(&here);
+    if (!refresh && (st = fl_profile_load(path, out)) == FL_OK) {
+        /* Only a profile of this machine type is used; another one is refused, not reused silently.
+         * A default-path profile with no identity (an older fastlstm's) is measured again. */
+        if ((st = fl_profile_check_machine(out, &here)) == FL_OK) return CLI_OK;
+        if (given || out->id.vendor[0])
+            return cli_fail(cmd, CLI_ERR, "%s: %s%s%s%s", path, fl_last_error(), given ? " (here: fastlstm profile --refresh --profile " : "",
+                            given ? path : "", given ? ")" : "");
+        if (!quiet) fprintf(stderr, "fastlstm %s: ignoring the saved profile: %s\n", cmd, fl_last_error());
+        refresh = true;
+    }
     if (!refresh && access(path, F_OK) == 0) {
         /* A file that exists but does not load: the user's own file is an error (it would be
          * overwritten otherwise); the default cache is measured again, with a note. */

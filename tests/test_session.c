@@ -569,7 +569,7 @@ static void test_create_args(void **state) {
     o.max_seq = -1;
     assert_int_equal(fl_session_create(m, &o, &s), FL_ERR_ARG);
     o = fl_session_opts_default();
-    o.threads = 0;
+    o.threads = -1; /* 0 means the model's planned count (none here: 1) */
     assert_int_equal(fl_session_create(m, &o, &s), FL_ERR_ARG);
     o = fl_session_opts_default();
     o.max_batch = 1 << 20;

@@ -179,7 +179,8 @@ typedef struct fl_session fl_session;
 typedef struct fl_session_opts {
     int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
     int max_seq;    /* largest sequence length for fl_session_run; default 256 */
-    int threads;    /* worker threads; default 1 */
+    int threads;    /* worker threads; default 1; 0: the count `fastlstm plan` / `compress` chose
+                       for the model (saved in its metadata), 1 when it has none */
 } fl_session_opts;
 
 FL_API fl_session_opts fl_session_opts_default(void);

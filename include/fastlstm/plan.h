@@ -18,16 +18,32 @@ extern "C" {
 /* ---------------------------------------------------------------- machine profile */
 
 #define FL_PROFILE_MAX_LEVELS 4
-#define FL_PROFILE_MAX_CURVE 16
+#define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 256 MiB in steps of 2^(1/4) */
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
     int level;         /* 1, 2, 3, ... */
-    size_t bytes;      /* capacity of one instance */
+    size_t bytes;      /* capacity of one instance the planner uses: the measured effective capacity
+                          (the knee of the streaming curve, see fl_profile_measure) when measured,
+                          else the reported one */
     int shared_cpus;   /* logical CPUs sharing one instance (1: private) */
     double bandwidth;  /* matrix-vector streaming rate from this level, one thread; 0 unknown */
+    size_t reported_bytes;  /* what the OS or CPUID reported for this level; 0: nothing reported */
+    size_t all_cores_bytes; /* effective capacity seen by all cores streaming together (a private
+                               level: about cores x bytes); 0: not measured */
 } fl_cache_level;
+
+/* What identifies the machine type a profile belongs to. A saved profile is only reused on a
+ * machine with the same CPUID vendor, family, model, stepping, core count and kernel level; the
+ * measured last-level capacity is part of the key as recorded (it needs a measurement to compare). */
+typedef struct fl_machine_id {
+    char vendor[16];   /* CPUID vendor string ("AuthenticAMD", "GenuineIntel"); "" unknown */
+    int family, model, stepping; /* CPUID leaf 1, display family / model (extended fields added) */
+    int cores;         /* online logical CPUs */
+    char kernels[16];  /* kernel dispatch level in use: "ref", "avx2", "avx512" */
+    size_t llc_bytes;  /* measured effective last-level capacity; 0: not measured */
+} fl_machine_id;
 
 typedef struct fl_profile {
     int cores;             /* online logical CPUs */
@@ -72,15 +88,43 @@ typedef struct fl_profile {
     int n_curve;
     size_t curve_bytes[FL_PROFILE_MAX_CURVE];
     double curve_bandwidth[FL_PROFILE_MAX_CURVE];
+    /* The same ladder streamed by curve_all_threads threads at once (all cores together; 0 points:
+     * not measured): the cost model uses it at that thread count. */
+    int n_curve_all, curve_all_threads;
+    size_t curve_all_bytes[FL_PROFILE_MAX_CURVE];
+    double curve_all_bandwidth[FL_PROFILE_MAX_CURVE];
+    /* The runtime's rule for using its threads (recorded by fl_profile_detect from the runtime): a
+     * recurrent step is split only when its rows stream >= parallel_step_bytes of weights, a dense
+     * input projection only from parallel_proj_macs multiply-adds, and other projections and the
+     * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
+    double parallel_step_bytes, parallel_proj_macs;
+    char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
+                              "default" */
+    fl_machine_id id;      /* the machine this profile describes */
     int measured;          /* 1 when the rates were measured on this machine */
 } fl_profile;
 
-/* Cache topology and core count from /sys (fallback sysconf, then defaults: 32 KiB L1, 1 MiB L2,
- * 8 MiB L3), SIMD width from CPUID. Rates get conservative defaults and measured = 0. */
+/* Cache topology and core count as reported: /sys (fallback CPUID leaf 0x8000001D or 4, then glibc's
+ * sysconf, then defaults: 32 KiB L1, 1 MiB L2, 8 MiB L3), SIMD width and the machine identity from
+ * CPUID. Reported sizes can be wrong on virtual machines (sysconf reporting a 508 MiB L3 for a
+ * 32 MiB one); fl_profile_measure replaces them with measured capacities. Rates get conservative
+ * defaults and measured = 0. */
 FL_API fl_status fl_profile_detect(fl_profile *out);
 
-/* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, about a
- * second: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
+/* Identity of the machine this runs on (CPUID, cores, kernel level; llc_bytes 0). */
+FL_API fl_status fl_machine_id_detect(fl_machine_id *out);
+
+/* Whether profile p may be used on the machine `here`: FL_OK when vendor, family, model, stepping,
+ * cores and kernel level all match; FL_ERR_UNSUPPORTED otherwise (a profile with no identity
+ * included), fl_last_error() naming both machines and saying how to measure this one
+ * (`fastlstm profile --refresh`). */
+FL_API fl_status fl_profile_check_machine(const fl_profile *p, const fl_machine_id *here);
+
+/* Measure the rates of p (detected first) on this machine, one thread, medians of repeats, a few
+ * seconds. Cache capacities come from measurement: the runtime's recurrent step streams W_hh over a
+ * ladder of working sets (16 KiB to 256 MiB, steps of 2^(1/4)) with one thread and with two, and
+ * each level's effective capacity is the knee of that curve (fl_profile_find_levels); the
+ * measured capacities replace the reported ones (kept in reported_bytes). Then: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
  * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, the cell
  * update per unit, the bias pass after a non-dense input projection, and the speed of the SVD and
  * CP kernels relative to dense at batch 1 to 256. Sets OpenBLAS to one thread while measuring
@@ -127,12 +171,27 @@ typedef struct fl_cost {
                                 update + bias pass + overhead */
     fl_regime regime;       /* MEMORY iff working_set exceeds 3/4 of the last level (the usable
                                share; a private level counts once per thread) */
+    int threads;            /* the thread count predicted for */
 } fl_cost;
 
 /* Cost of model architecture a with matrices stored as specs (fl_model_num_matrices entries, NULL:
  * all dense) under profile p, threads >= 1. FL_ERR_ARG for bad sizes or specs. */
 FL_API fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                  int batch, int seq, int threads, fl_cost *out);
+
+/* The roofline terms of one weight matrix per time step: which of its two bounds dominates. */
+typedef struct fl_cost_term {
+    double bytes, flops;      /* per step (amortised over the sequence for W_ih and a head) */
+    double mem_seconds;       /* bytes / the rate of the level they stream from */
+    double compute_seconds;   /* flops / the flop rate at this batch (kernel efficiency included) */
+    int level;                /* index in profile level[] the bytes stream from; -1: DRAM */
+    int threads;              /* threads the runtime runs it on (1 when too small to split) */
+    int compute_bound;        /* 1: compute_seconds >= mem_seconds */
+} fl_cost_term;
+
+/* fl_cost_predict, and the terms of every matrix into terms[fl_model_num_matrices] (may be NULL). */
+FL_API fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                       int batch, int seq, int threads, fl_cost *out, fl_cost_term *terms);
 
 /* ---------------------------------------------------------------- planner */
 
@@ -159,7 +218,12 @@ typedef enum fl_plan_metric {
 typedef void (*fl_plan_progress)(void *ctx, const char *message);
 
 typedef struct fl_plan_opts {
-    int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1) */
+    int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1);
+                                  threads 0: plan the thread count too (1 to max_threads, the
+                                  fastest predicted, then the fastest measured when verifying);
+                                  the chosen model records it (a session with threads 0 uses it) */
+    int max_threads;           /* with threads 0: the most threads tried (default 0: the profile's
+                                  logical CPUs) */
     const fl_plan_data *data;  /* validation data, or NULL: random inputs and the deviation metric */
     double max_loss;           /* budget with data: classifier accuracy points lost (default 1.0),
                                   LM relative perplexity increase (default 0.05), or for other models
@@ -209,6 +273,16 @@ FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen 
 FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
 /* The chosen model (owned by the plan, valid while it lives). */
 FL_API const fl_model *fl_plan_model(const fl_plan *plan);
+/* Threads the chosen model is planned to run on (opts.threads, or the planned count). */
+FL_API int fl_plan_threads(const fl_plan *plan);
+/* The regime the plan found (that of the dense model at the serving shape). */
+FL_API fl_regime fl_plan_regime(const fl_plan *plan);
+
+/* Which evaluated configuration meeting the budget is fastest at another serving batch (same
+ * sequence length; threads as the plan's options: given, or planned): its index in *point, its
+ * predicted cost (threads included) in *cost. Predicted only: nothing is evaluated or timed again.
+ * FL_ERR_ARG for batch < 1; FL_ERR_DATA when no evaluated configuration meets the budget. */
+FL_API fl_status fl_plan_choice_at_batch(const fl_plan *plan, int batch, size_t *point, fl_cost *cost);
 
 #ifdef __cplusplus
 }

@@ -99,6 +99,7 @@ struct fl_model {
     fl_tensor *tensors; /* [n_tensors], in file order */
     size_t n_tensors;
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
+    int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
 };
 
 /* Validate an architecture (positive sizes, head consistent). */

@@ -96,6 +96,7 @@ static cJSON *build_header(const fl_model *m) {
         ok = ok && add_str(meta, key, val);
     }
     if (ok && m->tokenizer) ok = add_str(meta, "tokenizer", m->tokenizer);
+    if (ok && m->planned_threads > 0) ok = add_int_str(meta, "threads", m->planned_threads);
     if (!ok) goto fail;
 
     uint64_t off = 0;
@@ -471,6 +472,14 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     fl_free(specs);
     if (!st) st = parse_rel_errors(path, meta, m);
     if (!st) st = load_tensors(path, f, root, data_start, data_size, m);
+    const char *thr = meta_get(meta, "threads"); /* optional: planned worker threads */
+    if (!st && thr) {
+        char *end;
+        long v = strtol(thr, &end, 10);
+        if (end == thr || *end || v < 1 || v > 1024)
+            st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"threads\" is \"%s\", not an integer in [1, 1024]", path, thr);
+        else m->planned_threads = (int)v;
+    }
     const char *tok = meta_get(meta, "tokenizer");
     if (!st && tok) {
         size_t n = strlen(tok) + 1;

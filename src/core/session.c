@@ -97,6 +97,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
+    if (o.threads == 0) o.threads = m->planned_threads > 0 ? m->planned_threads : 1; /* planned */
     if (o.threads < 1 || o.threads > MAX_THREADS)
         return fl_fail(FL_ERR_ARG, "fl_session_create: threads must be in [1, %d], got %d", MAX_THREADS, o.threads);
     /* Row counts go to fl_mat_apply / BLAS as int. */

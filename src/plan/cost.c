@@ -28,8 +28,16 @@
  *     clamped outside 4..256 rows); a missing point falls back to the batch-1 / 64-row figure.
  *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
  *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
- *   cell update: t_c = layers * B * H * cell_seconds / N (exp and tanh per hidden unit and row,
- *     outside the roofline: the profile's rates are measured with it subtracted).
+ *   cell update: t_c = sum over layers of B * H * cell_seconds / N_l (exp and tanh per hidden unit
+ *     and row, outside the roofline: the profile's rates are measured with it subtracted; N_l the
+ *     threads layer l's step runs on).
+ *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
+ *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
+ *     working set (which includes the fork / join), its flop rate N x one thread's plus the fork /
+ *     join cost read off the curves (thread_sync), and its cell update is split too; a smaller
+ *     step runs on one thread at one thread's rates. A dense W_ih of >= parallel_proj_macs
+ *     multiply-adds is split (fl_rec_input); SVD / CP projections and the head run through
+ *     single-threaded BLAS. (A profile without the rule: every part scales with N.)
  *   bias pass: t_b = sum over SVD / CP W_ih and any head of its output elements per step (B rows(W);
  *     a last-step head B rows(W) / T) times bias_seconds_cached when all T B rows(W) outputs (4
  *     bytes each) fit the usable share of the largest private level, else bias_seconds: the
@@ -52,16 +60,58 @@ static double level_capacity(const fl_cache_level *l, int threads) {
     return FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
 }
 
-/* One thread with a measured curve: the rate at `bytes`, linear in log(bytes) between points. */
-static double curve_rate(const fl_profile *p, double bytes) {
-    const int n = p->n_curve;
-    if (bytes <= (double)p->curve_bytes[0]) return p->curve_bandwidth[0];
-    if (bytes >= (double)p->curve_bytes[n - 1]) return p->curve_bandwidth[n - 1];
+/* A measured curve's rate at `bytes`, linear in log(bytes) between points. */
+static double curve_at(const size_t *cb, const double *cbw, int n, double bytes) {
+    if (bytes <= (double)cb[0]) return cbw[0];
+    if (bytes >= (double)cb[n - 1]) return cbw[n - 1];
     int k = 0;
-    while (bytes > (double)p->curve_bytes[k + 1]) k++;
-    double x0 = log((double)p->curve_bytes[k]), x1 = log((double)p->curve_bytes[k + 1]);
+    while (bytes > (double)cb[k + 1]) k++;
+    double x0 = log((double)cb[k]), x1 = log((double)cb[k + 1]);
     double t = (log(bytes) - x0) / (x1 - x0);
-    return p->curve_bandwidth[k] + t * (p->curve_bandwidth[k + 1] - p->curve_bandwidth[k]);
+    return cbw[k] + t * (cbw[k + 1] - cbw[k]);
+}
+
+/* The measured curve for `threads`: p->curve (one thread) or p->curve_all (its thread count); NULL
+ * (*n = 0) when there is none. */
+static bool has_curve(const fl_profile *p, int threads) {
+    return threads == 1 ? p->n_curve > 0 : (p->n_curve_all > 0 && threads == p->curve_all_threads);
+}
+
+static double curve_rate(const fl_profile *p, double bytes, int threads) {
+    return threads == 1 ? curve_at(p->curve_bytes, p->curve_bandwidth, p->n_curve, bytes)
+                        : curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, bytes);
+}
+
+/* Fork / join cost of one parallel step at curve_all_threads threads, read off the two curves: the
+ * median, over the ladder points from 512 KiB to 4 MiB (split across the threads' private caches),
+ * of the all-cores step time less the one-thread time divided by the thread count. 0 without both
+ * curves. */
+static double thread_sync(const fl_profile *p) {
+    if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
+    double v[FL_PROFILE_MAX_CURVE];
+    int n = 0;
+    for (int k = 0; k < p->n_curve_all; k++) {
+        const double b = (double)p->curve_all_bytes[k];
+        if (b < 512.0 * 1024 || b > 4.0 * 1024 * 1024) continue;
+        double t = b / p->curve_all_bandwidth[k] - b / curve_rate(p, b, 1) / p->curve_all_threads;
+        v[n++] = t > 0 ? t : 0;
+    }
+    if (n == 0) return 0;
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    return v[n / 2];
+}
+
+/* Threads a part runs on under the runtime's rule in the profile (see fl_profile): a W_hh step of
+ * `bytes` x B rows, or (step == false) a projection of `macs` multiply-adds, dense or not. */
+static int part_threads(const fl_profile *p, int threads, bool step, double bytes_or_macs, bool dense) {
+    if (threads <= 1) return 1;
+    if (step) return bytes_or_macs >= p->parallel_step_bytes ? threads : 1;
+    if (p->parallel_proj_macs <= 0) return threads; /* no rule recorded: every part scales */
+    return dense && bytes_or_macs >= p->parallel_proj_macs ? threads : 1;
 }
 
 static double level_rate(const fl_cache_level *l, int threads) {
@@ -69,12 +119,12 @@ static double level_rate(const fl_cache_level *l, int threads) {
 }
 
 /* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
- * measured curve when there is one and threads == 1, else the level's rate). */
+ * measured curve of that thread count when there is one, else the level's rate). */
 static int pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
     int level = -1;
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
-    if (threads == 1 && p->n_curve > 0) *bw = curve_rate(p, bytes);
+    if (has_curve(p, threads)) *bw = curve_rate(p, bytes, threads);
     else *bw = level >= 0 ? level_rate(&p->level[level], threads) : p->dram_bandwidth * shared_scale(threads);
     return level;
 }
@@ -144,6 +194,11 @@ static double max2(double a, double b) { return a > b ? a : b; }
 
 fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, int batch,
                           int seq, int threads, fl_cost *out) {
+    return fl_cost_predict_terms(p, a, specs, batch, seq, threads, out, NULL);
+}
+
+fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, int batch,
+                                int seq, int threads, fl_cost *out, fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
     fl_status st = fl_arch_check(a);
     if (st) return st;
@@ -161,10 +216,11 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
     const size_t nmat = (size_t)2 * L + (a->head != FL_HEAD_NONE ? 1 : 0);
     fl_cost c = {0};
     c.level = -2;
+    const double sync = threads > 1 && threads == p->curve_all_threads ? thread_sync(p) : 0;
+    double cell = 0; /* cell update seconds, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
-    double ws = 0, bw_a = 0;
+    double ws = 0;
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) pick_level(p, 4.0 * (double)c.params, threads, &bw_a);
         double t = 0;
         for (size_t i = 0; i < nmat; i++) {
             bool head = i == (size_t)2 * L;
@@ -187,29 +243,35 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
                 c.params += fl_mat_params(&w);
                 continue;
             }
-            double bytes, flops, bw, rate;
+            double bytes, flops, bw, rate, extra = 0;
+            int level, tt;
             if (!head && i % 2 == 1) {
-                /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times. */
+                /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times;
+                 * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = 4 * np;
                 flops = batch * nf;
-                int level = pick_level(p, bytes, threads, &bw);
+                tt = part_threads(p, threads, true, bytes * batch, true);
+                level = pick_level(p, bytes, tt, &bw);
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
                 double e = w.method == FL_METHOD_DENSE
                                ? 1.0
                                : efficiency_at(efficiency(p->rec_efficiency, w.method),
                                                p->rec_rows_efficiency[w.method], true, batch);
                 bw *= e;
-                rate = flop_rate(p, batch, threads) * e;
+                rate = flop_rate(p, batch, tt) * e;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
+                if (tt > 1) extra = sync; /* in the compute term: the all-cores curve includes it */
+                cell += (double)batch * H * p->cell_seconds / tt;
             } else {
                 /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
                  * per-step head run on all T * B rows at once. */
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 bytes = 4 * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
-                bw = bw_a;
                 const double n = last ? (double)batch : (double)batch * seq;
-                rate = gemm_rate(p, n, threads);
+                tt = part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
+                level = pick_level(p, 4.0 * (double)c.params, tt, &bw);
+                rate = gemm_rate(p, n, tt);
                 if (w.method != FL_METHOD_DENSE)
                     rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),
                                           p->gemm_rows_efficiency[w.method], false, n);
@@ -217,17 +279,21 @@ fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_sp
             c.step_bytes += bytes;
             c.step_flops += flops;
             c.mem_seconds += bytes / bw;
-            c.compute_seconds += flops / rate;
-            t += max2(bytes / bw, flops / rate);
+            c.compute_seconds += flops / rate + extra;
+            t += max2(bytes / bw, flops / rate + extra);
+            if (terms)
+                terms[i] = (fl_cost_term){bytes, flops, bytes / bw, flops / rate + extra, level, tt,
+                                          flops / rate + extra >= bytes / bw};
             if (head || (i % 2 == 0 && w.method != FL_METHOD_DENSE)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        c.seconds = t + L * p->step_overhead + (double)L * batch * H * p->cell_seconds / threads;
+        c.seconds = t + L * p->step_overhead + cell;
     }
     c.working_set = (size_t)ws;
+    c.threads = threads;
     const fl_cache_level *last = &p->level[p->n_levels - 1];
     c.regime = ws > level_capacity(last, threads) ? FL_REGIME_MEMORY : FL_REGIME_COMPUTE;
     *out = c;

@@ -15,7 +15,12 @@
  *    fewer parameters (CP-ALS with capped sweeps, at most three ranks per matrix).
  * 4. The best predicted candidates meeting the budget and the dense model are timed for real; the
  *    measured winner among those meeting the budget is chosen (without timing: the best predicted).
- *    Ties in predicted latency go to fewer parameters (memory-bound) or fewer flops (compute-bound). */
+ *    Ties in predicted latency go to fewer parameters (memory-bound) or fewer flops (compute-bound).
+ * 5. Threads: with opts.threads = 0 every candidate is predicted at 1 to max_threads threads and
+ *    keeps its fastest count (the cost model knows which parts the runtime splits and what the
+ *    fork / join costs, cost.c); when timing, the winner is also timed at the other counts and the
+ *    measured fastest count is kept. The chosen model records it (metadata "threads"), so a session
+ *    created with threads = 0 runs on it. */
 #include "plan_internal.h"
 
 #include "decomp/decomp.h"
@@ -57,6 +62,7 @@ struct fl_plan {
     fl_plan_metric kind;
     double budget;
     fl_regime regime;
+    int threads, max_threads; /* chosen thread count; the most tried when planning them */
     fl_plan_point *pts;
     size_t n_pts, cap_pts, chosen;
     char (*reason)[256];
@@ -87,8 +93,21 @@ fl_plan_opts fl_plan_opts_default(void) {
 
 /* ------------------------------------------------------------ candidates */
 
+/* Predicted cost at `batch`: at the given thread count, or (threads planned) the fastest of 1 to
+ * max_threads, ties to fewer threads. */
+static fl_status predict_at(const fl_plan *p, const fl_mat_spec *specs, int batch, fl_cost *c) {
+    if (p->o.threads > 0) return fl_cost_predict(&p->prof, &p->arch, specs, batch, p->o.seq, p->o.threads, c);
+    for (int t = 1; t <= p->max_threads; t++) {
+        fl_cost ct;
+        fl_status st = fl_cost_predict(&p->prof, &p->arch, specs, batch, p->o.seq, t, &ct);
+        if (st) return st;
+        if (t == 1 || ct.seconds < c->seconds) *c = ct;
+    }
+    return FL_OK;
+}
+
 static fl_status predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c) {
-    return fl_cost_predict(&p->prof, &p->arch, specs, p->o.batch, p->o.seq, p->o.threads, c);
+    return predict_at(p, specs, p->o.batch, c);
 }
 
 /* a strictly better than b: lower predicted latency; near-ties go to fewer parameters
@@ -402,6 +421,30 @@ static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
     return FL_OK;
 }
 
+/* Threads planned and timing on: time the chosen point at every other thread count and keep the
+ * measured fastest (its cost predicted again at that count). */
+static fl_status verify_threads(fl_plan *p) {
+    fl_plan_point *pt = &p->pts[p->chosen];
+    if (pt->measured_seconds < 0) return FL_OK;
+    fl_model *m;
+    fl_status st = build_model(p, pt->specs, &m);
+    if (st) return st;
+    for (int t = 1; t <= p->max_threads && !st; t++) {
+        if (t == pt->cost.threads) continue;
+        double s;
+        if ((st = fl_plan_time_model(m, p->o.batch, p->o.seq, t, p->o.verify_reps, p->o.seed, &s))) break;
+        progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
+        if (s < pt->measured_seconds) {
+            fl_cost c;
+            if ((st = fl_cost_predict(&p->prof, &p->arch, pt->specs, p->o.batch, p->o.seq, t, &c))) break;
+            pt->cost = c;
+            pt->measured_seconds = s;
+        }
+    }
+    fl_model_free(m);
+    return st;
+}
+
 /* Time the best `verify` candidates meeting the budget and point 0; choose the measured winner. */
 static fl_status verify(fl_plan *p) {
     size_t chosen = 0;
@@ -432,7 +475,7 @@ static fl_status verify(fl_plan *p) {
         fl_model *m;
         fl_plan_point *pt = &p->pts[pick[j]];
         if ((st = build_model(p, pt->specs, &m))) break;
-        st = fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed,
+        st = fl_plan_time_model(m, p->o.batch, p->o.seq, pt->cost.threads, p->o.verify_reps, p->o.seed,
                                 &pt->measured_seconds);
         fl_model_free(m);
         if (!st)
@@ -449,6 +492,7 @@ static fl_status verify(fl_plan *p) {
         if (win != NONE) p->chosen = win;
     }
     fl_free(pick);
+    if (!st && p->o.threads == 0 && p->max_threads > 1) st = verify_threads(p);
     return st;
 }
 
@@ -544,9 +588,9 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     *out = NULL;
     if (!m || !prof) return fl_fail(FL_ERR_ARG, "fl_plan_create: model or profile is NULL");
     fl_plan_opts o = opts ? *opts : fl_plan_opts_default();
-    if (o.batch < 1 || o.seq < 1 || o.threads < 1)
-        return fl_fail(FL_ERR_ARG, "plan: batch, seq and threads must be >= 1 (got %d, %d, %d)", o.batch,
-                       o.seq, o.threads);
+    if (o.batch < 1 || o.seq < 1 || o.threads < 0 || o.max_threads < 0)
+        return fl_fail(FL_ERR_ARG, "plan: batch and seq must be >= 1, threads and max_threads >= 0 (0: "
+                       "planned; got %d, %d, %d, %d)", o.batch, o.seq, o.threads, o.max_threads);
     if (o.max_loss < 0 || !(o.max_dev >= 0))
         return fl_fail(FL_ERR_ARG, "plan: the accuracy budget must be >= 0 (max_loss %g, max_dev %g)",
                        o.max_loss, o.max_dev);
@@ -562,6 +606,8 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     p->prof = *prof;
     p->o = o;
     p->src = m;
+    p->max_threads = o.max_threads > 0 ? o.max_threads : prof->cores > 1 ? prof->cores : 1;
+    if (p->max_threads > 64) p->max_threads = 64;
     fl_mat_spec *cur = NULL, *cand = NULL;
     fl_status st = FL_OK;
     p->ms = fl_calloc(p->nmat, sizeof *p->ms);
@@ -587,7 +633,9 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     if ((st = verify(p))) goto done;
     mark_pareto(p);
     write_reasons(p);
+    p->threads = p->pts[p->chosen].cost.threads;
     st = build_model(p, p->pts[p->chosen].specs, &p->model);
+    if (!st) p->model->planned_threads = p->threads;
 done:
     fl_free(cur);
     fl_free(cand);
@@ -627,3 +675,21 @@ const fl_plan_point *fl_plan_point_at(const fl_plan *p, size_t i) { return i < p
 size_t fl_plan_chosen(const fl_plan *p) { return p->chosen; }
 const char *fl_plan_reason(const fl_plan *p, size_t i) { return i < p->nmat ? p->reason[i] : ""; }
 const fl_model *fl_plan_model(const fl_plan *p) { return p->model; }
+int fl_plan_threads(const fl_plan *p) { return p->threads; }
+fl_regime fl_plan_regime(const fl_plan *p) { return p->regime; }
+
+fl_status fl_plan_choice_at_batch(const fl_plan *p, int batch, size_t *point, fl_cost *cost) {
+    if (!p || !point || !cost) return fl_fail(FL_ERR_ARG, "NULL argument to fl_plan_choice_at_batch");
+    if (batch < 1) return fl_fail(FL_ERR_ARG, "fl_plan_choice_at_batch: batch must be >= 1, got %d", batch);
+    size_t best = NONE;
+    for (size_t i = 0; i < p->n_pts; i++) {
+        if (!p->pts[i].meets_budget) continue;
+        fl_cost c;
+        fl_status st = predict_at(p, p->pts[i].specs, batch, &c);
+        if (st) return st;
+        if (best == NONE || better(p, &c, cost)) best = i, *cost = c;
+    }
+    if (best == NONE) return fl_fail(FL_ERR_DATA, "no evaluated configuration meets the budget");
+    *point = best;
+    return FL_OK;
+}

@@ -1,0 +1,48 @@
+/* Internal pieces of the machine profile shared by profile_detect.c, profile.c (measurement),
+ * profile_knee.c and profile_io.c, and used by the tests. */
+#ifndef FL_PROFILE_INTERNAL_H
+#define FL_PROFILE_INTERNAL_H
+
+#include "internal.h"
+#include "fastlstm/plan.h"
+
+/* One cache level found on a streaming curve. */
+typedef struct fl_knee {
+    size_t bytes;   /* effective capacity: the knee (see fl_profile_find_levels) */
+    double plateau; /* the level's plateau bandwidth */
+    int first, last; /* indices of the curve points attributed to the level */
+} fl_knee;
+
+/* Bandwidth a level must keep, as a fraction of its plateau, for a working set to count as held. */
+#define FL_KNEE_FRACTION 0.8
+/* Fewest ladder points (2^(1/4) apart: 3 points span half an octave) a plateau needs to count as a
+ * level; shorter runs are the transition between two levels. */
+#define FL_KNEE_MIN_POINTS 3
+
+/* Cache levels from a streaming curve: bytes[n] ascending, bw[n] > 0 the streaming rate at each
+ * working set. Definition (the contract the tests check):
+ *   1. s[i] = median of bw[i-1], bw[i], bw[i+1] (the end points keep their own value), so one
+ *      noisy point neither ends a level nor starts one;
+ *   2. segment the curve greedily from the small end: a segment's plateau is the median of the s[]
+ *      in it so far (robust to a transition point at its start), and it extends while the next
+ *      s[] is >= FL_KNEE_FRACTION x that plateau;
+ *   3. every segment but the last with at least FL_KNEE_MIN_POINTS points is a cache level; its
+ *      effective capacity (knee) is bytes[] of its last point: the largest working set that still
+ *      streams at >= 80% of the level's plateau. Shorter segments are transitions and are dropped;
+ *   4. the last segment is memory (its plateau goes to *memory_bw, may be NULL).
+ * Returns the number of levels written to out (at most max_levels, the smallest ones), 0 for a
+ * curve with fewer than 2 points or without a fall. */
+int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
+                           double *memory_bw);
+
+/* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
+ * levels 1..n1 with those capacities; reported sizes of the same level number are kept in
+ * reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
+ * n_all, matched by position when both curves show the same number of levels) is private
+ * (shared_cpus 1), else shared by all cores; a level below p->parallel_step_bytes (where the
+ * runtime streams on one thread, so the all-cores curve says nothing) and unmatched curves keep the
+ * reported sharing. n1 == 0 leaves p's reported levels alone. */
+void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const fl_knee *knees_all,
+                             int n_all);
+
+#endif

@@ -1,0 +1,329 @@
+/* Machine profile, JSON save / load. The file carries the machine identity (fl_machine_id) so a
+ * profile measured on one machine type is not reused on another (fl_profile_check_machine);
+ * version 1 files (no identity, no reported sizes, one curve) still load. Load validates every
+ * field and names it in the error. */
+#include "profile_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+fl_status fl_profile_default_path(char *buf, size_t n) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int len;
+    if (xdg && *xdg) len = snprintf(buf, n, "%s/fastlstm/profile.json", xdg);
+    else if (home && *home) len = snprintf(buf, n, "%s/.cache/fastlstm/profile.json", home);
+    else return fl_fail(FL_ERR_ARG, "no HOME or XDG_CACHE_HOME to place the profile in");
+    if (len < 0 || (size_t)len >= n) return fl_fail(FL_ERR_ARG, "profile path too long");
+    return FL_OK;
+}
+
+/* mkdir -p of the directory part of path. */
+static void make_parent_dirs(const char *path) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return;
+    for (char *s = tmp + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(tmp, 0755);
+            *s = '/';
+        }
+}
+
+static void add_curve(cJSON *root, const char *key, const size_t *bytes, const double *bw, int n) {
+    cJSON *curve = cJSON_AddArrayToObject(root, key);
+    for (int k = 0; k < n; k++) {
+        cJSON *pt = cJSON_CreateObject();
+        cJSON_AddNumberToObject(pt, "bytes", (double)bytes[k]);
+        cJSON_AddNumberToObject(pt, "bandwidth", bw[k]);
+        cJSON_AddItemToArray(curve, pt);
+    }
+}
+
+fl_status fl_profile_save(const fl_profile *p, const char *path) {
+    if (!p || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_profile_save");
+    cJSON *root = cJSON_CreateObject(), *levels = cJSON_CreateArray();
+    if (!root || !levels) {
+        cJSON_Delete(root), cJSON_Delete(levels);
+        return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
+    }
+    cJSON_AddNumberToObject(root, "version", 2);
+    cJSON *id = cJSON_AddObjectToObject(root, "machine");
+    cJSON_AddStringToObject(id, "vendor", p->id.vendor);
+    cJSON_AddNumberToObject(id, "family", p->id.family);
+    cJSON_AddNumberToObject(id, "model", p->id.model);
+    cJSON_AddNumberToObject(id, "stepping", p->id.stepping);
+    cJSON_AddNumberToObject(id, "cores", p->id.cores);
+    cJSON_AddStringToObject(id, "kernels", p->id.kernels);
+    cJSON_AddNumberToObject(id, "llc_bytes", (double)p->id.llc_bytes);
+    cJSON_AddStringToObject(root, "cache_source", p->cache_source);
+    cJSON_AddNumberToObject(root, "cores", p->cores);
+    cJSON_AddNumberToObject(root, "simd_bits", p->simd_bits);
+    for (int i = 0; i < p->n_levels; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddNumberToObject(l, "level", p->level[i].level);
+        cJSON_AddNumberToObject(l, "bytes", (double)p->level[i].bytes);
+        cJSON_AddNumberToObject(l, "shared_cpus", p->level[i].shared_cpus);
+        cJSON_AddNumberToObject(l, "bandwidth", p->level[i].bandwidth);
+        cJSON_AddNumberToObject(l, "reported_bytes", (double)p->level[i].reported_bytes);
+        cJSON_AddNumberToObject(l, "all_cores_bytes", (double)p->level[i].all_cores_bytes);
+        cJSON_AddItemToArray(levels, l);
+    }
+    cJSON_AddItemToObject(root, "caches", levels);
+    cJSON_AddNumberToObject(root, "dram_bandwidth", p->dram_bandwidth);
+    cJSON_AddNumberToObject(root, "gemm_flops", p->gemm_flops);
+    cJSON_AddNumberToObject(root, "gemv_flops", p->gemv_flops);
+    cJSON *eff = cJSON_AddObjectToObject(root, "efficiency");
+    cJSON_AddNumberToObject(eff, "svd_recurrent", p->rec_efficiency[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(eff, "cp_recurrent", p->rec_efficiency[FL_METHOD_CP]);
+    cJSON_AddNumberToObject(eff, "svd_gemm", p->gemm_efficiency[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(eff, "cp_gemm", p->gemm_efficiency[FL_METHOD_CP]);
+    static const char *const eff_rows[4] = {"svd_recurrent_rows", "cp_recurrent_rows", "svd_gemm_rows", "cp_gemm_rows"};
+    for (int t = 0; t < 4; t++) {
+        const fl_method m = t % 2 ? FL_METHOD_CP : FL_METHOD_SVD;
+        const double *v = t < 2 ? p->rec_rows_efficiency[m] : p->gemm_rows_efficiency[m];
+        cJSON *a = cJSON_AddArrayToObject(eff, eff_rows[t]);
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[k]));
+    }
+    add_curve(root, "curve", p->curve_bytes, p->curve_bandwidth, p->n_curve);
+    add_curve(root, "curve_all", p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all);
+    cJSON_AddNumberToObject(root, "curve_all_threads", p->curve_all_threads);
+    cJSON_AddNumberToObject(root, "parallel_step_bytes", p->parallel_step_bytes);
+    cJSON_AddNumberToObject(root, "parallel_proj_macs", p->parallel_proj_macs);
+    cJSON *rows = cJSON_AddArrayToObject(root, "gemm_rows_flops");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(rows, cJSON_CreateNumber(p->gemm_rows_flops[k]));
+    cJSON *recr = cJSON_AddArrayToObject(root, "rec_rows_flops");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(recr, cJSON_CreateNumber(p->rec_rows_flops[k]));
+    cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
+    cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
+    cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
+    cJSON_AddNumberToObject(root, "bias_seconds_cached", p->bias_seconds_cached);
+    cJSON_AddNumberToObject(root, "rec_memory_factor", p->rec_memory_factor);
+    cJSON_AddBoolToObject(root, "measured", p->measured != 0);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
+    make_parent_dirs(path);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(text);
+        return fl_fail(FL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    }
+    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = (fclose(f) == 0) && ok;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return fl_fail(FL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return FL_OK;
+}
+
+/* Positive finite number field; false (with the error set) otherwise. */
+static bool get_num(const cJSON *o, const char *key, const char *path, double lo, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo) {
+        fl_fail(FL_ERR_FORMAT, "%s: field '%s' missing or not a number >= %g", path, key, lo);
+        return false;
+    }
+    *out = v->valuedouble;
+    return true;
+}
+
+/* Optional array of FL_PROFILE_GEMM_POINTS numbers >= 0; false (with the error set) if malformed. */
+static bool get_table(const cJSON *o, const char *key, const char *path, double *out) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key), *r;
+    if (!t) return true;
+    if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != FL_PROFILE_GEMM_POINTS) {
+        fl_fail(FL_ERR_FORMAT, "%s: '%s' must be an array of %d numbers", path, key, FL_PROFILE_GEMM_POINTS);
+        return false;
+    }
+    int k = 0;
+    cJSON_ArrayForEach(r, t) {
+        if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble) || r->valuedouble < 0) {
+            fl_fail(FL_ERR_FORMAT, "%s: '%s' entry %d is not a number >= 0", path, key, k);
+            return false;
+        }
+        out[k++] = r->valuedouble;
+    }
+    return true;
+}
+
+/* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */
+static bool get_opt(const cJSON *o, const char *key, const char *path, double *out) {
+    if (!cJSON_GetObjectItemCaseSensitive(o, key)) return true;
+    return get_num(o, key, path, 0, out);
+}
+
+/* Optional curve: an array of at most FL_PROFILE_MAX_CURVE {bytes, bandwidth} points, growing in bytes. */
+static bool get_curve(const cJSON *root, const char *key, const char *path, size_t *bytes, double *bw, int *n) {
+    const cJSON *curve = cJSON_GetObjectItemCaseSensitive(root, key), *r;
+    *n = 0;
+    if (!curve) return true;
+    if (!cJSON_IsArray(curve) || cJSON_GetArraySize(curve) > FL_PROFILE_MAX_CURVE) {
+        fl_fail(FL_ERR_FORMAT, "%s: '%s' must be an array of at most %d points", path, key, FL_PROFILE_MAX_CURVE);
+        return false;
+    }
+    cJSON_ArrayForEach(r, curve) {
+        double b, v;
+        if (!get_num(r, "bytes", path, 1, &b) || !get_num(r, "bandwidth", path, 1, &v)) return false;
+        if (*n && (size_t)b <= bytes[*n - 1]) {
+            fl_fail(FL_ERR_FORMAT, "%s: '%s' points must grow in bytes", path, key);
+            return false;
+        }
+        bytes[*n] = (size_t)b;
+        bw[(*n)++] = v;
+    }
+    return true;
+}
+
+fl_status fl_profile_load(const char *path, fl_profile *out) {
+    if (!path || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_profile_load");
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            if (cap > (1u << 20)) {
+                fclose(f), fl_free(text);
+                return fl_fail(FL_ERR_FORMAT, "%s: profile larger than 1 MiB", path);
+            }
+            char *t = fl_malloc(cap ? 2 * cap : 8192);
+            if (!t) {
+                fclose(f), fl_free(text);
+                return fl_fail(FL_ERR_NOMEM, "out of memory reading %s", path);
+            }
+            if (text) memcpy(t, text, len);
+            fl_free(text);
+            text = t;
+            cap = cap ? 2 * cap : 8192;
+        }
+        size_t got = fread(text + len, 1, 4096, f);
+        len += got;
+        if (got < 4096) break;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err) {
+        fl_free(text);
+        return fl_fail(FL_ERR_IO, "%s: read failed", path);
+    }
+    text[len] = 0;
+    cJSON *root = cJSON_Parse(text);
+    fl_free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return fl_fail(FL_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    fl_profile p = {0};
+    double v;
+    fl_status st = FL_ERR_FORMAT;
+    const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
+    if (!get_num(root, "version", path, 1, &v)) goto done;
+    if (v != 1 && v != 2) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 or 2", path, v);
+        goto done;
+    }
+    if (!get_num(root, "cores", path, 1, &v)) goto done;
+    p.cores = (int)v;
+    if (!get_num(root, "simd_bits", path, 1, &v)) goto done;
+    p.simd_bits = (int)v;
+    if (!cJSON_IsArray(levels) || cJSON_GetArraySize(levels) < 1 ||
+        cJSON_GetArraySize(levels) > FL_PROFILE_MAX_LEVELS) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'caches' must be an array of 1 to %d levels", path,
+                FL_PROFILE_MAX_LEVELS);
+        goto done;
+    }
+    cJSON_ArrayForEach(l, levels) {
+        fl_cache_level *c = &p.level[p.n_levels];
+        double lv, b, s, bw, rb = 0, ab = 0;
+        if (!get_num(l, "level", path, 1, &lv) || !get_num(l, "bytes", path, 1, &b) ||
+            !get_num(l, "shared_cpus", path, 1, &s) || !get_num(l, "bandwidth", path, 0, &bw) ||
+            !get_opt(l, "reported_bytes", path, &rb) || !get_opt(l, "all_cores_bytes", path, &ab))
+            goto done;
+        *c = (fl_cache_level){(int)lv, (size_t)b, (int)s, bw, (size_t)rb, (size_t)ab};
+        if (p.n_levels > 0 && c->bytes <= p.level[p.n_levels - 1].bytes) {
+            fl_fail(FL_ERR_FORMAT, "%s: cache levels must grow in size", path);
+            goto done;
+        }
+        p.n_levels++;
+    }
+    if (!get_num(root, "dram_bandwidth", path, 1, &p.dram_bandwidth) ||
+        !get_num(root, "gemm_flops", path, 1, &p.gemm_flops) ||
+        !get_num(root, "gemv_flops", path, 1, &p.gemv_flops) ||
+        !get_num(root, "step_overhead", path, 0, &p.step_overhead))
+        goto done;
+    if (!get_table(root, "gemm_rows_flops", path, p.gemm_rows_flops) ||
+        !get_table(root, "rec_rows_flops", path, p.rec_rows_flops))
+        goto done;
+    const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency");
+    if (eff && (!get_num(eff, "svd_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_SVD]) ||
+                !get_num(eff, "cp_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_CP]) ||
+                !get_num(eff, "svd_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_SVD]) ||
+                !get_num(eff, "cp_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_CP])))
+        goto done; /* optional as a whole */
+    if (eff && (!get_table(eff, "svd_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_SVD]) ||
+                !get_table(eff, "cp_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_CP]) ||
+                !get_table(eff, "svd_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_SVD]) ||
+                !get_table(eff, "cp_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_CP])))
+        goto done; /* each optional */
+    if (cJSON_GetObjectItemCaseSensitive(root, "cell_seconds") && /* optional */
+        !get_num(root, "cell_seconds", path, 0, &p.cell_seconds))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "bias_seconds") && /* optional */
+        !get_num(root, "bias_seconds", path, 0, &p.bias_seconds))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "bias_seconds_cached") && /* optional */
+        !get_num(root, "bias_seconds_cached", path, 0, &p.bias_seconds_cached))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "rec_memory_factor") && /* optional */
+        !get_num(root, "rec_memory_factor", path, 0, &p.rec_memory_factor))
+        goto done;
+    double cat = 0;
+    if (!get_curve(root, "curve", path, p.curve_bytes, p.curve_bandwidth, &p.n_curve) ||
+        !get_curve(root, "curve_all", path, p.curve_all_bytes, p.curve_all_bandwidth, &p.n_curve_all) ||
+        !get_opt(root, "curve_all_threads", path, &cat) ||
+        !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
+        !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
+        goto done;
+    p.curve_all_threads = (int)cat;
+    if (p.n_curve_all && p.curve_all_threads < 2) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'curve_all' needs 'curve_all_threads' >= 2", path);
+        goto done;
+    }
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "cache_source");
+    if (cJSON_IsString(src)) snprintf(p.cache_source, sizeof p.cache_source, "%s", src->valuestring);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "machine");
+    if (id) { /* optional: a profile without it names no machine and fl_profile_check_machine refuses it */
+        const cJSON *vendor = cJSON_GetObjectItemCaseSensitive(id, "vendor"),
+                    *kern = cJSON_GetObjectItemCaseSensitive(id, "kernels");
+        double fam, mod, stp, cor, llc;
+        if (!cJSON_IsString(vendor) || !cJSON_IsString(kern)) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'machine' needs strings 'vendor' and 'kernels'", path);
+            goto done;
+        }
+        if (!get_num(id, "family", path, 0, &fam) || !get_num(id, "model", path, 0, &mod) ||
+            !get_num(id, "stepping", path, 0, &stp) || !get_num(id, "cores", path, 1, &cor) ||
+            !get_num(id, "llc_bytes", path, 0, &llc))
+            goto done;
+        snprintf(p.id.vendor, sizeof p.id.vendor, "%s", vendor->valuestring);
+        snprintf(p.id.kernels, sizeof p.id.kernels, "%s", kern->valuestring);
+        p.id.family = (int)fam, p.id.model = (int)mod, p.id.stepping = (int)stp, p.id.cores = (int)cor;
+        p.id.llc_bytes = (size_t)llc;
+    }
+    p.measured = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "measured"));
+    *out = p;
+    st = FL_OK;
+done:
+    cJSON_Delete(root);
+    return st;
+}

@@ -1,0 +1,114 @@
+/* Cache capacities from a streaming curve: the pure part of the profile's measurement.
+ *
+ * The profile streams the runtime's own recurrent step over a ladder of working sets and records
+ * the rate at each (profile.c). Reported cache sizes are not trusted: a virtual machine may have no
+ * cache directory in sysfs, and glibc's sysconf then reports a 508 MiB L3 on a machine whose L3 is
+ * 32 MiB. What the planner needs is the *effective* capacity: the largest working set that still
+ * streams at nearly the level's own rate on this machine now, with whatever co-tenants share the
+ * last level. That is read off the curve here: plateaus are found by segmenting the curve, and a
+ * level's capacity is its knee, the largest working set still at >= 80% of its plateau (the exact
+ * definition is at fl_profile_find_levels in profile_internal.h). A co-tenant that occupies part of
+ * a shared L3 moves the fall to a smaller working set, so the measured knee is already the share
+ * this process can count on; the cost model then keeps a further fit fraction of it (cost.c). */
+#include "profile_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static double median3(double a, double b, double c) {
+    if (a > b) { double t = a; a = b; b = t; }
+    if (b > c) b = c;
+    return a > b ? a : b;
+}
+
+/* Median of v[0..n), n <= FL_PROFILE_MAX_CURVE (the upper one of the middle two for even n). */
+static double median(const double *v, int n) {
+    double t[FL_PROFILE_MAX_CURVE];
+    memcpy(t, v, (size_t)n * sizeof *t);
+    for (int i = 1; i < n; i++) /* insertion sort: n is small */
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1], t[j - 1] = x;
+        }
+    return t[n / 2];
+}
+
+int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
+                           double *memory_bw) {
+    if (memory_bw) *memory_bw = 0;
+    if (n < 2 || max_levels < 1) return 0;
+    /* s: (n) the curve with single-point noise removed */
+    double s[FL_PROFILE_MAX_CURVE];
+    if (n > FL_PROFILE_MAX_CURVE) n = FL_PROFILE_MAX_CURVE;
+    for (int i = 0; i < n; i++)
+        s[i] = i == 0 || i == n - 1 ? bw[i] : median3(bw[i - 1], bw[i], bw[i + 1]);
+    int found = 0, start = 0;
+    while (start < n) {
+        double plateau = s[start];
+        int end = start;
+        while (end + 1 < n && s[end + 1] >= FL_KNEE_FRACTION * plateau) {
+            end++;
+            plateau = median(s + start, end - start + 1);
+        }
+        if (end == n - 1) { /* the last segment: memory */
+            if (memory_bw) *memory_bw = plateau;
+            break;
+        }
+        if (end - start + 1 >= FL_KNEE_MIN_POINTS && found < max_levels)
+            out[found++] = (fl_knee){bytes[end], plateau, start, end};
+        start = end + 1;
+    }
+    return found;
+}
+
+static double log_ratio(size_t a, size_t b) { return fabs(log((double)a / (double)b)); }
+
+void fl_profile_apply_levels(fl_profile *p, const fl_knee *k1, int n1, const fl_knee *kall, int n_all) {
+    if (n1 <= 0) return;
+    if (n1 > FL_PROFILE_MAX_LEVELS) n1 = FL_PROFILE_MAX_LEVELS;
+    fl_cache_level rep[FL_PROFILE_MAX_LEVELS];
+    const int nrep = p->n_levels;
+    memcpy(rep, p->level, sizeof rep);
+    /* match[i]: the reported level paired with measured level i (-1 none), in increasing order:
+     * by position when the counts agree, else each to the nearest remaining one in log size */
+    int match[FL_PROFILE_MAX_LEVELS], next = 0;
+    for (int i = 0; i < n1; i++) {
+        match[i] = -1;
+        if (nrep == n1) {
+            match[i] = i;
+            continue;
+        }
+        int best = -1;
+        for (int j = next; j < nrep; j++)
+            if (best < 0 || log_ratio(k1[i].bytes, rep[j].bytes) < log_ratio(k1[i].bytes, rep[best].bytes))
+                best = j;
+        if (best >= 0) match[i] = best, next = best + 1;
+    }
+    fl_cache_level lv[FL_PROFILE_MAX_LEVELS];
+    int n = 0;
+    /* reported levels below the first match stream like it (the curve could not tell them apart):
+     * kept as reported when smaller than the first measured capacity */
+    const int first = match[0] >= 0 ? match[0] : 0;
+    for (int j = 0; j < first && j < nrep; j++)
+        if (rep[j].bytes < k1[0].bytes && n < FL_PROFILE_MAX_LEVELS) lv[n++] = rep[j];
+    for (int i = 0; i < n1 && n < FL_PROFILE_MAX_LEVELS; i++) {
+        fl_cache_level l = {0};
+        l.level = match[i] >= 0 ? rep[match[i]].level : (n ? lv[n - 1].level + 1 : 1);
+        if (n && l.level <= lv[n - 1].level) l.level = lv[n - 1].level + 1;
+        l.bytes = k1[i].bytes;
+        if (n && l.bytes <= lv[n - 1].bytes) continue; /* capacities must grow */
+        l.reported_bytes = match[i] >= 0 ? rep[match[i]].reported_bytes : 0;
+        l.bandwidth = k1[i].plateau;
+        /* below the runtime's parallel threshold the all-cores ladder runs on one thread: no evidence */
+        const bool split = !(p->parallel_step_bytes > 0 && (double)k1[i].bytes < p->parallel_step_bytes);
+        if (n_all == n1) l.all_cores_bytes = kall[i].bytes;
+        if (n_all == n1 && split) {
+            l.shared_cpus = (double)kall[i].bytes >= 1.5 * (double)k1[i].bytes ? 1 : (p->cores > 1 ? p->cores : 1);
+        } else {
+            l.shared_cpus = match[i] >= 0 ? rep[match[i]].shared_cpus : (i == n1 - 1 && p->cores > 1 ? p->cores : 1);
+        }
+        lv[n++] = l;
+    }
+    memcpy(p->level, lv, sizeof lv);
+    p->n_levels = n;
+}

@@ -1,0 +1,288 @@
+/* Machine profile: cache capacities read off synthetic streaming curves (clean, noisy, no visible
+ * L3, a reported 512 MiB L3 that the curve shows falling at 32 MiB), the measured levels replacing
+ * the reported ones, the machine identity saved with a profile, and a profile of another CPU
+ * refused (library and CLI) with a message that says how to refresh it. Nothing is timed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fastlstm/plan.h"
+#include "plan/profile_internal.h"
+#include "tmpdir.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+
+/* The profile's ladder: 16 KiB * 2^(k/4), to 256 MiB. */
+#define NPTS 57
+static size_t ladder(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }
+
+/* A machine's streaming curve: plateau bw[i] up to capacity cap[i] (n levels), then mem; a level's
+ * rate falls over the quarter-octave after its capacity (one ladder point 70% of the way down). */
+typedef struct machine {
+    int n;
+    size_t cap[4];
+    double bw[4], mem;
+} machine;
+
+static double rate_at(const machine *m, size_t bytes) {
+    for (int i = 0; i < m->n; i++) {
+        if (bytes <= m->cap[i]) return m->bw[i];
+        double next = i + 1 < m->n ? m->bw[i + 1] : m->mem;
+        if ((double)bytes <= (double)m->cap[i] * 1.2) return next + 0.3 * (m->bw[i] - next); /* the fall */
+    }
+    return m->mem;
+}
+
+/* Largest ladder size <= cap: the knee a clean curve must give. */
+static size_t ladder_floor(size_t cap) {
+    size_t best = 0;
+    for (int k = 0; k < NPTS; k++)
+        if (ladder(k) <= cap) best = ladder(k);
+    return best;
+}
+
+static void curve(const machine *m, double noise, uint64_t seed, size_t *bytes, double *bw) {
+    uint64_t s = seed;
+    for (int k = 0; k < NPTS; k++) {
+        bytes[k] = ladder(k);
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0; /* [0, 1) */
+        bw[k] = rate_at(m, bytes[k]) * (1.0 + noise * (2 * u - 1));
+    }
+}
+
+static const machine three = {3, {48 * KIB, 1 * MIB, 32 * MIB}, {200e9, 120e9, 80e9}, 36e9};
+
+static void test_clean_three_levels(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double bw[NPTS], mem;
+    curve(&three, 0, 1, b, bw);
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    int n = fl_profile_find_levels(b, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, &mem);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(k[i].bytes, ladder_floor(three.cap[i]));
+        assert_true(k[i].plateau == three.bw[i]);
+    }
+    assert_true(mem == three.mem);
+}
+
+static void test_noisy_three_levels(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double bw[NPTS];
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        curve(&three, 0.08, seed, b, bw);
+        bw[20] *= 0.55; /* one outlier deep in L2 (a preempted sample) */
+        bw[12] *= 1.5;  /* and one too fast (128 KiB, in L2) */
+        fl_knee k[FL_PROFILE_MAX_LEVELS];
+        int n = fl_profile_find_levels(b, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, NULL);
+        assert_int_equal(n, 3);
+        for (int i = 0; i < 3; i++) {
+            /* within one ladder step of the true capacity */
+            double r = (double)k[i].bytes / (double)three.cap[i];
+            if (!(r > 0.8 && r < 1.25)) {
+                print_error("seed %d level %d: knee %zu, capacity %zu\n", (int)seed, i + 1, k[i].bytes, three.cap[i]);
+                fail();
+            }
+        }
+    }
+}
+
+static void test_no_visible_l3(void **state) {
+    (void)state;
+    const machine two = {2, {48 * KIB, 1 * MIB}, {200e9, 120e9}, 36e9};
+    size_t b[NPTS];
+    double bw[NPTS], mem;
+    curve(&two, 0.03, 7, b, bw);
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    int n = fl_profile_find_levels(b, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, &mem);
+    assert_int_equal(n, 2);
+    assert_int_equal(k[1].bytes, ladder_floor(1 * MIB));
+    assert_true(mem > 30e9 && mem < 40e9);
+    /* flat and too-short curves have no levels */
+    for (int i = 0; i < NPTS; i++) bw[i] = 50e9;
+    assert_int_equal(fl_profile_find_levels(b, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, NULL), 0);
+    assert_int_equal(fl_profile_find_levels(b, bw, 1, k, FL_PROFILE_MAX_LEVELS, NULL), 0);
+}
+
+/* A profile as glibc's sysconf reports this VM: 48 KiB L1, 1 MiB L2, 512 MiB L3. */
+static void reported_vm(fl_profile *p) {
+    memset(p, 0, sizeof *p);
+    p->cores = 2;
+    const size_t rep[3] = {48 * KIB, 1 * MIB, 512 * MIB};
+    for (int i = 0; i < 3; i++)
+        p->level[i] = (fl_cache_level){.level = i + 1, .bytes = rep[i], .shared_cpus = i == 2 ? 2 : 1,
+                                       .reported_bytes = rep[i]};
+    p->n_levels = 3;
+}
+
+/* The curve falls at 32 MiB although 512 MiB is reported: the measurement wins; the all-cores
+ * curve doubles the private levels and not the shared one, which sets the sharing. */
+static void test_reported_512_measured_32(void **state) {
+    (void)state;
+    fl_profile p;
+    reported_vm(&p);
+    const machine all = {3, {96 * KIB, 2 * MIB, 32 * MIB}, {380e9, 230e9, 140e9}, 60e9};
+    size_t b[NPTS], b2[NPTS];
+    double bw[NPTS], bw2[NPTS];
+    curve(&three, 0.05, 3, b, bw);
+    curve(&all, 0.05, 4, b2, bw2);
+    fl_knee k1[4], k2[4];
+    int n1 = fl_profile_find_levels(b, bw, NPTS, k1, 4, NULL), n2 = fl_profile_find_levels(b2, bw2, NPTS, k2, 4, NULL);
+    assert_int_equal(n1, 3);
+    assert_int_equal(n2, 3);
+    fl_profile_apply_levels(&p, k1, n1, k2, n2);
+    assert_int_equal(p.n_levels, 3);
+    assert_int_equal(p.level[2].level, 3);
+    assert_int_equal(p.level[2].bytes, 32 * MIB);
+    assert_int_equal(p.level[2].reported_bytes, 512 * MIB);
+    assert_int_equal(p.level[2].shared_cpus, 2);
+    assert_int_equal(p.level[0].shared_cpus, 1);
+    assert_int_equal(p.level[1].shared_cpus, 1);
+    assert_int_equal(p.level[1].reported_bytes, 1 * MIB);
+    assert_true(p.level[1].all_cores_bytes >= 2 * p.level[1].bytes * 8 / 10);
+    /* no L3 on the curve: the reported 512 MiB level is dropped, L1 and L2 keep their numbers */
+    reported_vm(&p);
+    const machine two = {2, {48 * KIB, 1 * MIB}, {200e9, 120e9}, 36e9};
+    curve(&two, 0, 5, b, bw);
+    n1 = fl_profile_find_levels(b, bw, NPTS, k1, 4, NULL);
+    fl_profile_apply_levels(&p, k1, n1, NULL, 0);
+    assert_int_equal(p.n_levels, 2);
+    assert_int_equal(p.level[1].level, 2);
+    assert_int_equal(p.level[1].bytes, ladder_floor(1 * MIB));
+    /* nothing found: the reported levels stay */
+    reported_vm(&p);
+    fl_profile_apply_levels(&p, k1, 0, NULL, 0);
+    assert_int_equal(p.n_levels, 3);
+    assert_int_equal(p.level[2].bytes, 512 * MIB);
+}
+
+/* ------------------------------------------------------------ identity */
+
+static void test_identity_saved_and_checked(void **state) {
+    (void)state;
+    fl_profile p, q;
+    fl_machine_id here;
+    assert_int_equal(fl_machine_id_detect(&here), FL_OK);
+    assert_int_equal(fl_profile_detect(&p), FL_OK);
+    assert_string_equal(p.id.kernels, here.kernels);
+    assert_int_equal(p.id.cores, here.cores);
+    assert_true(p.level[p.n_levels - 1].reported_bytes > 0);
+    p.id.llc_bytes = 32 * MIB;
+    p.n_curve_all = 2, p.curve_all_threads = 2;
+    p.curve_all_bytes[0] = 1000, p.curve_all_bytes[1] = 2000;
+    p.curve_all_bandwidth[0] = 5e10, p.curve_all_bandwidth[1] = 4e10;
+    const char *path = tmp_path("profile.json");
+    assert_int_equal(fl_profile_save(&p, path), FL_OK);
+    assert_int_equal(fl_profile_load(path, &q), FL_OK);
+    assert_int_equal(fl_profile_check_machine(&q, &here), FL_OK);
+    assert_string_equal(q.id.vendor, p.id.vendor);
+    assert_int_equal(q.id.model, p.id.model);
+    assert_int_equal(q.id.llc_bytes, 32 * MIB);
+    assert_int_equal(q.n_curve_all, 2);
+    assert_int_equal(q.curve_all_bytes[1], 2000);
+    for (int i = 0; i < p.n_levels; i++) assert_int_equal(q.level[i].reported_bytes, p.level[i].reported_bytes);
+    /* another CPU model, another core count, another kernel level, no identity: refused */
+    fl_profile other = q;
+    other.id.model = q.id.model + 1;
+    assert_int_equal(fl_profile_check_machine(&other, &here), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "fastlstm profile --refresh"));
+    assert_non_null(strstr(fl_last_error(), "another machine type"));
+    other = q, other.id.cores = q.id.cores + 2;
+    assert_int_equal(fl_profile_check_machine(&other, &here), FL_ERR_UNSUPPORTED);
+    other = q, snprintf(other.id.kernels, sizeof other.id.kernels, "%s", strcmp(here.kernels, "ref") ? "ref" : "avx2");
+    assert_int_equal(fl_profile_check_machine(&other, &here), FL_ERR_UNSUPPORTED);
+    other = q, other.id.vendor[0] = 0;
+    assert_int_equal(fl_profile_check_machine(&other, &here), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "--refresh"));
+    /* malformed identity: a format error naming the field */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"version\": 2, \"cores\": 2, \"simd_bits\": 256, \"caches\": [{\"level\": 1, \"bytes\": 32768, "
+          "\"shared_cpus\": 1, \"bandwidth\": 1e11}], \"dram_bandwidth\": 1e10, \"gemm_flops\": 1e10, "
+          "\"gemv_flops\": 1e10, \"step_overhead\": 1e-6, \"machine\": {\"vendor\": \"X\", \"kernels\": \"ref\", "
+          "\"family\": 1, \"model\": 2, \"stepping\": 3, \"cores\": 2}}",
+          f);
+    fclose(f);
+    assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
+    assert_non_null(strstr(fl_last_error(), "llc_bytes"));
+}
+
+static int sh(char *err, size_t n, const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[2300];
+    snprintf(full, sizeof full, "%s 2>%s >/dev/null", cmd, tmp_path("err.txt"));
+    int rc = system(full);
+    FILE *f = fopen(tmp_path("err.txt"), "r");
+    size_t len = f ? fread(err, 1, n - 1, f) : 0;
+    if (f) fclose(f);
+    err[len] = 0;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* The CLI refuses a profile from another CPU model (given with --profile, or in the default cache)
+ * and says how to refresh it; this machine's own profile is used. */
+static void test_cli_refuses_other_machine(void **state) {
+    (void)state;
+    const char *cli = getenv("FL_CLI");
+    if (!cli) skip();
+    fl_profile p;
+    assert_int_equal(fl_profile_detect(&p), FL_OK);
+    char err[4096];
+    const char *mine = tmp_path("mine.json");
+    assert_int_equal(fl_profile_save(&p, mine), FL_OK);
+    assert_int_equal(sh(err, sizeof err, "%s profile --profile %s", cli, mine), 0);
+    p.id.model += 1;
+    p.id.family += 1;
+    const char *other = tmp_path("other.json");
+    assert_int_equal(fl_profile_save(&p, other), FL_OK);
+    assert_int_equal(sh(err, sizeof err, "%s profile --profile %s", cli, other), 1);
+    assert_non_null(strstr(err, "another machine type"));
+    assert_non_null(strstr(err, "fastlstm profile --refresh"));
+    assert_non_null(strstr(err, other));
+    /* the default cache too: refused, not measured over */
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/fastlstm", tmp_dir);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s %s/profile.json", dir, other, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(sh(err, sizeof err, "XDG_CACHE_HOME=%s %s profile", tmp_dir, cli), 1);
+    assert_non_null(strstr(err, "fastlstm profile --refresh"));
+}
+
+static int setup(void **state) {
+    (void)state;
+    return tmp_dir_make("test_profile");
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return tmp_dir_remove();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_three_levels),
+        cmocka_unit_test(test_noisy_three_levels),
+        cmocka_unit_test(test_no_visible_l3),
+        cmocka_unit_test(test_reported_512_measured_32),
+        cmocka_unit_test(test_identity_saved_and_checked),
+        cmocka_unit_test(test_cli_refuses_other_machine),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
