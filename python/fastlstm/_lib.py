@@ -6,9 +6,10 @@ one-line edit: STRUCTS (field lists in declaration order), FUNCTIONS (name -> re
 STATUSES (code -> name, exception). Structs the library fills or returns by value get a zeroed
 reserve tail, so a library whose struct has grown (fields are appended) never writes past the
 Python buffer, and an appended input field reads as zero (its documented "off" value). Where a
-header says what a *_default() function returns, check_layouts() compares those values with what
-the struct read back: a binding out of step with the library fails loudly at load time instead of
-passing shifted fields.
+header says what a *_default() function returns, Lib.default() compares those values with what
+the struct read back the first time it is used: a binding out of step with the library fails
+loudly (LayoutError) instead of passing shifted fields. Fields a newer library inserts or appends
+are in INSERTED / APPENDED, used when the library has the function that came with them.
 
 ctypes.CDLL releases the GIL around every foreign call, so other Python threads run while the
 library computes; callbacks into Python (progress) take it back for their duration.
@@ -105,7 +106,7 @@ FIELDS = {
                   ("h0", c_void_p), ("c0", c_void_p), ("y", c_void_p), ("hn", c_void_p), ("cn", c_void_p)],
     "fl_plan_data": [("n", c_int), ("seq", c_int), ("dim", c_int), ("x", c_void_p), ("tokens", c_void_p),
                      ("labels", c_void_p), ("n_labels", c_int)],
-    "fl_plan_opts": [("batch", c_int), ("seq", c_int), ("threads", c_int), ("data", c_void_p),
+    "fl_plan_opts": [("batch", c_int), ("seq", c_int), ("threads", c_int), ("max_threads", c_int), ("data", c_void_p),
                      ("max_loss", c_double), ("max_dev", c_double), ("dev_samples", c_int), ("allow_cp", c_int),
                      ("cp_max_iter", c_int), ("max_evals", c_int), ("verify", c_int), ("verify_reps", c_int),
                      ("seed", c_uint64), ("progress", plan_progress_fn), ("progress_ctx", c_void_p)],
@@ -135,12 +136,20 @@ APPENDED = {
     "fl_run_io": ("fl_run_state_size", [("lengths", c_void_p)]),
 }
 
+# struct -> (probe function, field after which, fields the library version that has it inserts)
+INSERTED = {
+    "fl_plan_opts": ("fl_plan_certificate_of", "data", [
+        ("dataset", c_void_p), ("certify", c_void_p), ("certify_fraction", c_double), ("confidence", c_double),
+        ("certify_tries", c_int), ("finetune", c_void_p), ("train", c_void_p), ("finetune_epochs", c_int),
+        ("finetune_probe", c_double)]),
+}
+
 # No reserve tail: fl_mat_spec is passed as an array, fl_cost sits inside fl_plan_point, and
 # fl_session_opts (12 bytes) is returned in registers, which a tail would turn into a hidden
-# pointer (check_layouts() catches a struct that changes class).
+# pointer (Lib.default() catches a struct that changes class).
 NO_RESERVE = {"fl_mat_spec", "fl_cost", "fl_session_opts"}
 
-# Documented defaults: struct -> (default function, {field: value}); see check_layouts().
+# Documented defaults: struct -> (default function, {field: value}); see Lib.default().
 DEFAULTS = {
     "fl_session_opts": ("fl_session_opts_default", {"max_batch": 1, "max_seq": 256, "threads": 1}),
     "fl_decomp_opts": ("fl_decomp_opts_default", {"method": 1, "cp_max_iter": 200, "cp_tol": 1e-7, "seed": 0}),
@@ -151,7 +160,7 @@ DEFAULTS = {
                                               "allow_cp": 1, "cp_max_iter": 40, "max_evals": 200}),
 }
 
-PROFILE_BYTES = 1 << 16  # fl_profile is passed only by pointer: an opaque, generous buffer
+PROFILE_BYTES = 1 << 16  # fl_profile and fl_machine_id are passed only by pointer: opaque buffers
 
 
 class _PlanPointBase(ctypes.Structure):
@@ -218,7 +227,10 @@ FUNCTIONS = {
     "fl_model_evaluate": (c_int, [P, P, c_int, c_int, "fl_eval_result*"]),
 }
 # Functions a library may lack (newer or optional API): missing ones are None, callers check.
-OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int])}
+OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
+            "fl_machine_id_detect": (c_int, [P]),
+            "fl_profile_check_machine": (c_int, [P, P]),
+            "fl_plan_certificate_of": (P, [P])}
 
 
 class Lib:
@@ -233,6 +245,10 @@ class Lib:
             fields = list(fields)
             if name in APPENDED and self.has.get(APPENDED[name][0]):
                 fields += APPENDED[name][1]
+            if name in INSERTED and self.has.get(INSERTED[name][0]):
+                _, after, extra = INSERTED[name]
+                at = [f[0] for f in fields].index(after) + 1
+                fields[at:at] = extra
             setattr(self.S, name, _struct(name, fields, reserve=name not in NO_RESERVE))
         self.S.fl_plan_point = _struct("fl_plan_point", [
             ("specs", POINTER(self.S.fl_mat_spec)), ("cost", self.S.fl_cost), ("measured_seconds", c_double),
@@ -248,7 +264,17 @@ class Lib:
         for name in OPTIONAL:
             if not self.has[name]:
                 setattr(self.f, name, None)
-        check_layouts(self)
+        self._checked = set()
+
+    def default(self, struct):
+        """The library's default of an options struct (fl_<x>_opts_default()), its layout checked
+        against the documented defaults the first time (see check_layout)."""
+        fn, expect = DEFAULTS[struct]
+        got = getattr(self.f, fn)()
+        if struct not in self._checked:
+            check_layout(self, struct, got, fn, expect)
+            self._checked.add(struct)
+        return got
 
     def _ctype(self, t):
         if isinstance(t, str):
@@ -267,16 +293,19 @@ class Lib:
         raise error_for(status, detail if what is None else "%s: %s" % (what, detail))
 
 
-def check_layouts(lib):
-    """Compare each struct's documented defaults with what its *_default() function returned."""
-    for name, (fn, expect) in DEFAULTS.items():
-        got = getattr(lib.f, fn)()
-        for field, value in expect.items():
-            v = getattr(got, field)
-            if not math.isclose(float(v), float(value), rel_tol=1e-6):
-                raise ImportError(
-                    "fastlstm: the Python binding's %s layout does not match %s (%s returned %s = %r, "
-                    "expected %r): update FIELDS in %s" % (name, lib.path, fn, field, v, value, __file__))
+class LayoutError(ImportError):
+    """The binding's declaration of a C struct does not match the loaded library."""
+
+
+def check_layout(lib, name, got, fn, expect):
+    """Compare a struct's documented defaults with what its *_default() function returned: a
+    field list out of step with the library reads them at the wrong offsets."""
+    for field, value in expect.items():
+        v = getattr(got, field)
+        if not math.isclose(float(v), float(value), rel_tol=1e-6):
+            raise LayoutError(
+                "fastlstm: the Python binding's %s layout does not match %s (%s returned %s = %r, "
+                "expected %r): update FIELDS in %s" % (name, lib.path, fn, field, v, value, __file__))
 
 
 # ---------------------------------------------------------------------------- finding the library

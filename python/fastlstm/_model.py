@@ -10,6 +10,7 @@ import os
 import struct
 import tempfile
 import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -94,18 +95,19 @@ class Model:
     def __init__(self, handle, _lib_obj=None):
         self._L = _lib_obj or _lib.get()
         self._h = handle
-        self._local = threading.local()  # per-thread cached session for run()
-
-    @classmethod
-    def _own(cls, handle):
-        return cls(handle)
+        self._local = threading.local()  # per-thread cached session for run() (holds no reference back)
+        self._sessions = weakref.WeakSet()  # sessions made by session(): they keep the model alive
 
     def close(self):
         """Free the library's model now (it is also freed when the object is collected). Sessions
-        made from this model keep it alive until they are closed."""
+        made with session() keep the model alive; close() refuses (ArgError) while one is open.
+        Do not close a model another thread is running."""
+        live = [s for s in self._sessions if s._h]
+        if live:
+            raise _fail("ArgError", "close(): %d session(s) of this model are open; close them first" % len(live))
         h, self._h = self._h, None
         if h:
-            self._local = threading.local()
+            self._local = threading.local()  # frees the cached sessions before the model
             self._L.f.fl_model_free(h)
 
     def __del__(self):
@@ -207,7 +209,9 @@ class Model:
     def session(self, max_batch=1, max_seq=256, threads=1):
         """A Session for streaming (step()) and repeated runs, with scratch for max_batch streams
         and sequences of up to max_seq steps, on `threads` worker threads."""
-        return Session(self, max_batch=max_batch, max_seq=max_seq, threads=threads)
+        s = Session(self, max_batch=max_batch, max_seq=max_seq, threads=threads)
+        self._sessions.add(s)
+        return s
 
     def _session_for(self, batch, seq, threads):
         s = getattr(self._local, "session", None)
@@ -216,7 +220,7 @@ class Model:
             ms = seq if s is None else max(seq, s.max_seq)
             if s is not None:
                 s.close()
-            s = self._local.session = Session(self, max_batch=mb, max_seq=ms, threads=threads)
+            s = self._local.session = Session(self, max_batch=mb, max_seq=ms, threads=threads, _weak=True)
         if s.threads != threads:
             s.set_threads(threads)
         return s
@@ -308,16 +312,23 @@ class Session:
     streams 0..B-1 by one time step; run() is Model.run on this session's buffers. A session is
     not thread-safe: use one per thread (Model.run does this for you)."""
 
-    def __init__(self, model, max_batch=1, max_seq=256, threads=1):
+    def __init__(self, model, max_batch=1, max_seq=256, threads=1, _weak=False):
         self._L = model._L
-        self.model = model  # keeps the model alive while the session exists
-        o = self._L.f.fl_session_opts_default()
+        # A session keeps its model alive; the per-thread sessions Model.run caches refer back weakly
+        # (the model frees them before itself).
+        self._model = weakref.ref(model) if _weak else (lambda: model)
+        o = self._L.default("fl_session_opts")
         o.max_batch, o.max_seq, o.threads = int(max_batch), int(max_seq), int(threads)
         out = _lib.c_void_p()
         self._h = None
         self._L.check(self._L.f.fl_session_create(model.handle, ctypes_byref(o), ctypes_byref(out)))
         self._h = out.value
         self.max_batch, self.max_seq, self.threads = o.max_batch, o.max_seq, o.threads
+
+    @property
+    def model(self):
+        """The Model this session runs."""
+        return self._model()
 
     def close(self):
         """Free the session now (also done when it is collected)."""
@@ -490,7 +501,7 @@ def decompose(model, method="svd", rank=0, tol=0.0, budget=0.0, include_head=Fal
     input are reconstructed first. Raises ArgError (no rank/tol/budget, rank too large, CP on the
     head), NumericError (LAPACK failure)."""
     L = _lib.get()
-    o = L.f.fl_decomp_opts_default()
+    o = L.default("fl_decomp_opts")
     o.method, o.rank, o.tol, o.budget = method_code(method), int(rank), float(tol), float(budget)
     o.include_head, o.cp_max_iter, o.cp_tol, o.seed = int(bool(include_head)), int(cp_max_iter), float(cp_tol), int(seed)
     arr = None

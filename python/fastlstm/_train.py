@@ -64,7 +64,7 @@ def _dataset_for(model, x, labels):
 
 
 def _train_opts(L, **kw):
-    o = L.f.fl_train_opts_default()
+    o = L.default("fl_train_opts")
     for k, v in kw.items():
         if v is None:
             continue
@@ -200,26 +200,40 @@ class Plan:
 
 
 def profile(path=None, measure=True):
-    """A machine profile for the planner as an opaque buffer: loaded from path (default: the
-    CLI's ~/.cache/fastlstm/profile.json when it exists), else detected and, with measure,
-    measured on this machine (about a second; not saved)."""
+    """A machine profile for the planner (an opaque buffer), found as `fastlstm plan` finds it.
+
+    path given: that profile file, which must describe this machine type (UnsupportedError
+    otherwise, with the library's message). path None: the CLI's saved profile
+    (~/.cache/fastlstm/profile.json) when it exists and describes this machine; otherwise, with
+    measure, the machine is measured (a few seconds) and the profile saved there as the CLI does;
+    without measure, the detected topology with conservative default rates (nothing saved)."""
     L = _lib.get()
     buf = _lib.ctypes.create_string_buffer(_lib.PROFILE_BYTES)
-    if path is None:
-        p = _lib.ctypes.create_string_buffer(4096)
-        if L.f.fl_profile_default_path(p, 4096) == 0 and os.path.exists(p.value.decode()):
-            path = p.value.decode()
+    here = _lib.ctypes.create_string_buffer(_lib.PROFILE_BYTES)
+    check = L.f.fl_profile_check_machine
+    if check is not None:
+        L.check(L.f.fl_machine_id_detect(here))
     if path is not None:
         L.check(L.f.fl_profile_load(os.fsencode(path), buf))
+        if check is not None:
+            L.check(check(buf, here), os.fspath(path))
         return buf
+    p = _lib.ctypes.create_string_buffer(4096)
+    default = p.value if L.f.fl_profile_default_path(p, 4096) == 0 else None
+    if default and os.path.exists(default) and L.f.fl_profile_load(default, buf) == 0 \
+            and (check is None or check(buf, here) == 0):
+        return buf
+    buf = _lib.ctypes.create_string_buffer(_lib.PROFILE_BYTES)
     L.check(L.f.fl_profile_detect(buf))
     if measure:
         L.check(L.f.fl_profile_measure(buf))
+        if default:
+            L.f.fl_profile_save(buf, default)  # best effort, as the CLI: a cache, not a result
     return buf
 
 
 def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1, seq=35, threads=1,
-         profile_path=None, measure=True, allow_cp=True, max_evals=None, verify=None, seed=1, progress=None):
+         max_threads=0, profile_path=None, measure=True, allow_cp=True, max_evals=None, verify=None, seed=1, progress=None):
     """Search the fastest storage (dense, SVD, CP and ranks per matrix) of model within an
     accuracy budget (fl_plan_create), as `fastlstm plan`.
 
@@ -227,15 +241,17 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
     classifier (None: judged against the dense model's predictions or, for other models, by the
     output deviation). max_loss: accuracy points lost (classifier), relative perplexity increase
     (language model), or output deviation; None: the library's default. Without data the deviation
-    on random inputs is bounded by max_dev. batch, seq, threads: the serving shape planned for.
+    on random inputs is bounded by max_dev. batch, seq, threads: the serving shape planned for
+    (threads 0: plan the thread count too, up to max_threads; the chosen model records it).
     profile_path / measure: see profile(). verify: how many best candidates are timed for real
     (0: none, the prediction decides). progress(message) receives progress lines.
     Returns a Plan."""
     L = model._L
     a = model.arch
     prof = profile(profile_path, measure)
-    o = L.f.fl_plan_opts_default()
+    o = L.default("fl_plan_opts")
     o.batch, o.seq, o.threads, o.allow_cp, o.seed = int(batch), int(seq), int(threads), int(bool(allow_cp)), int(seed)
+    o.max_threads = int(max_threads)
     o.max_loss = math.nan if max_loss is None else float(max_loss)
     if max_dev is not None:
         o.max_dev = float(max_dev)
