@@ -43,6 +43,14 @@ int cmd_eval(int argc, char **argv);
 int cli_train_main(const char *cmd, int argc, char **argv, bool finetune);
 /* Shared by plan and compress (cli/cmd_plan.c): compress also writes the planned model (-o). */
 int cli_plan_main(const char *cmd, int argc, char **argv, bool compress);
+/* Data options shared by every command (cli/data_opts.c): if argv[*i] is one of role's flags
+ * ("data": --data, --labels, --text, --labelled; "train": --train, --train-labels, --train-text,
+ * --train-labelled; likewise "valid"; "certify": --certify-data, --certify-labels, ...), consume it
+ * into spec. Returns 1 matched, 0 not one of them, -1 error (already printed). */
+struct fl_data_spec;
+int cli_take_data(const char *cmd, int argc, char **argv, int *i, const char *role, struct fl_data_spec *spec);
+/* --level word|char. */
+bool cli_parse_level(const char *cmd, const char *s, int *out);
 /* Machine profile helpers (cli/cmd_profile.c): load the saved profile at path (NULL: default path)
  * or measure and save it (refresh: always measure); print it; or describe it as JSON (cJSON *). */
 struct fl_profile;

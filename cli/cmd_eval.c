@@ -12,10 +12,16 @@ static const char *CMD = "eval";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm eval MODEL --data X.npy --labels Y.npy [--batch B] [--json]\n"
-            "       fastlstm eval MODEL --data corpus.txt [--batch B] [--bptt T] [--json]\n\n"
-            "Evaluate a classifier on .npy sequences (N,T,D) float32 or (N,T) ids with labels (N), or a\n"
-            "text language model (its stored vocabulary) on a UTF-8 corpus: mean cross-entropy loss and\n"
-            "accuracy, or perplexity.\n\n"
+            "       fastlstm eval MODEL --labelled FILE [--batch B] [--json]\n"
+            "       fastlstm eval MODEL --text corpus.txt | --data ids.npy [--batch B] [--bptt T] [--json]\n\n"
+            "Evaluate a classifier on .npy sequences (N,T,D) float32 or (N,T) ids with labels (N), or on\n"
+            "labelled text (label<TAB>text per line, the model's vocabulary and class names); or a\n"
+            "language model on a UTF-8 corpus (its stored vocabulary) or on token ids (.npy, (N) or (N,T)\n"
+            "read as one stream): mean cross-entropy loss and accuracy, or perplexity.\n\n"
+            "data:\n"
+            "  --data FILE [--labels Y.npy]   .npy by its name; other files: labelled text for a\n"
+            "                                 classifier, a corpus for a language model\n"
+            "  --text FILE, --labelled FILE   a text corpus / labelled text, whatever the name\n"
             "options:\n"
             "  --batch B    sequences per forward (classifier, default 256) or parallel streams (LM,\n"
             "               default 1: the whole corpus as one stream)\n"
@@ -25,7 +31,8 @@ static void usage(FILE *f) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *labels = NULL, *v_batch = NULL, *v_bptt = NULL;
+    const char *model = NULL, *v_batch = NULL, *v_bptt = NULL;
+    fl_data_spec spec = {0};
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -38,8 +45,7 @@ int cmd_eval(int argc, char **argv) {
             json = true;
             continue;
         }
-        if ((r = cli_take(CMD, argc, argv, &i, "--data", &data)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--labels", &labels)) ||
+        if ((r = cli_take_data(CMD, argc, argv, &i, "data", &spec)) ||
             (r = cli_take(CMD, argc, argv, &i, "--batch", &v_batch)) ||
             (r = cli_take(CMD, argc, argv, &i, "--bptt", &v_bptt))) {
             if (r < 0) return CLI_USAGE;
@@ -52,7 +58,8 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm eval --help')", a);
     }
     if (!model) return cli_fail(CMD, CLI_USAGE, "MODEL is required");
-    if (!data) return cli_fail(CMD, CLI_USAGE, "--data is required");
+    if (!spec.path) return cli_fail(CMD, CLI_USAGE, "--data (or --text / --labelled) is required");
+    const char *data = spec.path, *labels = spec.labels;
     long batch = 0, bptt = 35;
     if ((v_batch && !cli_parse_int(CMD, "--batch", v_batch, 1, 65536, &batch)) ||
         (v_bptt && !cli_parse_int(CMD, "--bptt", v_bptt, 1, 100000, &bptt)))
@@ -63,29 +70,20 @@ int cmd_eval(int argc, char **argv) {
     const fl_arch *a = fl_model_arch(m);
     bool lm = a->head == FL_HEAD_PER_STEP;
     int rc = CLI_ERR;
-    fl_vocab *v = NULL;
     fl_dataset *d = NULL;
     if (a->head == FL_HEAD_NONE) {
         rc = cli_fail(CMD, CLI_ERR, "%s has no head: nothing to evaluate", model);
         goto done;
     }
-    if (lm) {
-        if (labels) {
-            rc = cli_fail(CMD, CLI_USAGE, "a language model takes no --labels");
-            goto done;
-        }
-        if ((st = fl_vocab_from_model(m, &v))) {
-            rc = cli_fail(CMD, CLI_ERR, "%s: %s", model, fl_last_error());
-            goto done;
-        }
-        st = fl_dataset_load_text(data, v, &d);
-    } else {
-        if (!labels) {
-            rc = cli_fail(CMD, CLI_USAGE, "--labels is required for a classifier");
-            goto done;
-        }
-        st = fl_dataset_load_npy(data, labels, a->head_out, &d);
+    if (lm && labels) {
+        rc = cli_fail(CMD, CLI_USAGE, "a language model takes no --labels");
+        goto done;
     }
+    if (!lm && fl_data_format_of(&spec, 0) == FL_DATA_NPY && !labels) {
+        rc = cli_fail(CMD, CLI_USAGE, "--labels is required for a classifier's .npy data");
+        goto done;
+    }
+    st = fl_data_load(&spec, m, &d);
     if (st) {
         rc = cli_fail_status(CMD, st);
         goto done;
@@ -115,7 +113,6 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = CLI_OK;
 done:
-    fl_vocab_free(v);
     fl_dataset_free(d);
     fl_model_free(m);
     return rc;

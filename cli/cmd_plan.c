@@ -14,7 +14,10 @@
 static void usage(const char *cmd, FILE *f) {
     fprintf(f,
             "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N|0]\n"
-            "         [--data VAL.npy [--labels L.npy]] [--max-loss X | --max-dev X]\n"
+            "         [--data VAL [--labels L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
+            "         [--certify-data C [--certify-labels L.npy] | --certify-text C | --certify-labelled C]\n"
+            "         [--certify-fraction F] [--confidence P]\n"
+            "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--finetune-probe E] [--lr X] [--batch-train B]]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
             "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
@@ -24,10 +27,27 @@ static void usage(const char *cmd, FILE *f) {
             "--threads 0 (the default) plans the thread count too: the fastest of 1 to the CPUs,\n"
             "predicted and then timed; the written model records it and a session with threads 0\n"
             "uses it.\n\n"
-            "  --data VAL.npy    validation inputs: features (N, T, D) float32, or token ids (N, T) for a\n"
-            "                    model with an embedding (a language model predicts the next token)\n"
-            "  --labels L.npy    class ids (N) for a last-step classifier (default: the dense model's\n"
+            "  --data VAL        validation data, read as every command reads data: .npy features\n"
+            "                    (N, T, D) or ids (N, T) for a classifier, token ids (N) or (N, T) for a\n"
+            "                    language model (one stream); other files: labelled text (label<TAB>text)\n"
+            "                    for a text classifier, a corpus for a language model (--text, --labelled\n"
+            "                    force the format)\n"
+            "  --labels L.npy    class ids (N) for a .npy classifier set (default: the dense model's\n"
             "                    own predictions)\n"
+            "  --certify-data C  certify the budget on C (same forms: --certify-labels, --certify-text,\n"
+            "                    --certify-labelled); without it the validation data is split: the\n"
+            "                    search sees 1 - F of it, the certification the other F\n"
+            "  --certify-fraction F  held-back share of the validation data (default 0.5; 0: no\n"
+            "                    certification); classifier sets split by a permutation of --seed, a\n"
+            "                    language model's text by position (its tail)\n"
+            "  --confidence P    one-sided level of the certified upper bound on the paired loss\n"
+            "                    (default 0.9); a plan whose bound exceeds the budget is passed over\n"
+            "  --finetune        judge candidates after a short fine-tune on --train (same data forms:\n"
+            "                    --train-labels, --train-text, --train-labelled), fine-tune the chosen\n"
+            "                    plan for --finetune-epochs (default 1), certify it after\n"
+            "  --finetune-probe E  epochs of fine-tuning per candidate in the search (default: so that\n"
+            "                    the search's fine-tuning adds up to 1.5 full fine-tunes)\n"
+            "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-3, Adam) and batch (32)\n"
             "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
             "                    language model's relative perplexity increase (default 0.05)\n"
             "  --max-dev X       without --data: bound on ||y - y_dense|| / ||y_dense|| over random\n"
@@ -44,15 +64,17 @@ static void usage(const char *cmd, FILE *f) {
 
 typedef struct plan_args {
     const char *model, *data, *labels, *profile, *out;
-    long batch, seq, threads, max_evals, seed;
-    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops;
-    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp;
+    fl_data_spec dspec, cspec, tspec; /* validation, certify, fine-tuning data */
+    long batch, seq, threads, max_evals, seed, ft_epochs, ft_batch;
+    double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr, probe;
+    bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp, finetune;
 } plan_args;
 
 /* Returns -1 to continue, else an exit code. */
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
     memset(a, 0, sizeof *a);
     a->batch = 1, a->seq = 35, a->threads = 0, a->max_evals = 200, a->seed = 1;
+    a->confidence = 0.9, a->cert_fraction = 0.5, a->ft_epochs = 1, a->ft_batch = 32, a->lr = 1e-3;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -65,7 +87,24 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
         else if (!strcmp(argv[i], "--quiet")) a->quiet = true;
         else if (!strcmp(argv[i], "--no-measure")) a->no_measure = true;
         else if (!strcmp(argv[i], "--no-cp")) a->no_cp = true;
-        else if (TAKE("--batch")) {
+        else if (!strcmp(argv[i], "--finetune")) a->finetune = true;
+        else if ((r = cli_take_data(cmd, argc, argv, &i, "data", &a->dspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "certify", &a->cspec)) ||
+                 (r = cli_take_data(cmd, argc, argv, &i, "train", &a->tspec))) {
+            if (r < 0) return CLI_USAGE;
+        } else if (TAKE("--confidence")) {
+            if (r < 0 || !cli_parse_double(cmd, "--confidence", v, 0.5000001, 0.9999999, &a->confidence)) return CLI_USAGE;
+        } else if (TAKE("--certify-fraction")) {
+            if (r < 0 || !cli_parse_double(cmd, "--certify-fraction", v, 0, 0.95, &a->cert_fraction)) return CLI_USAGE;
+        } else if (TAKE("--finetune-epochs")) {
+            if (r < 0 || !cli_parse_int(cmd, "--finetune-epochs", v, 0, 100000, &a->ft_epochs)) return CLI_USAGE;
+        } else if (TAKE("--finetune-probe")) {
+            if (r < 0 || !cli_parse_double(cmd, "--finetune-probe", v, 1e-6, 1000, &a->probe)) return CLI_USAGE;
+        } else if (TAKE("--batch-train")) {
+            if (r < 0 || !cli_parse_int(cmd, "--batch-train", v, 1, 65536, &a->ft_batch)) return CLI_USAGE;
+        } else if (TAKE("--lr")) {
+            if (r < 0 || !cli_parse_double(cmd, "--lr", v, 1e-12, 1e6, &a->lr)) return CLI_USAGE;
+        } else if (TAKE("--batch")) {
             if (r < 0 || !cli_parse_int(cmd, "--batch", v, 1, 1 << 20, &a->batch)) return CLI_USAGE;
         } else if (TAKE("--seq")) {
             if (r < 0 || !cli_parse_int(cmd, "--seq", v, 1, 1 << 20, &a->seq)) return CLI_USAGE;
@@ -89,12 +128,6 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
             if (r < 0 || !cli_parse_double(cmd, "--cache-bandwidth", v, 1e-6, 1e9, &a->cache_bw)) return CLI_USAGE;
         } else if (TAKE("--flops")) {
             if (r < 0 || !cli_parse_double(cmd, "--flops", v, 1e-6, 1e9, &a->flops)) return CLI_USAGE;
-        } else if (TAKE("--data")) {
-            if (r < 0) return CLI_USAGE;
-            a->data = v;
-        } else if (TAKE("--labels")) {
-            if (r < 0) return CLI_USAGE;
-            a->labels = v;
         } else if (TAKE("--profile")) {
             if (r < 0) return CLI_USAGE;
             a->profile = v;
@@ -111,6 +144,13 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
 #undef TAKE
     }
     if (!a->model) return cli_fail(cmd, CLI_USAGE, "missing MODEL (see 'fastlstm %s --help')", cmd);
+    a->data = a->dspec.path, a->labels = a->dspec.labels;
+    if (a->finetune && !a->tspec.path) return cli_fail(cmd, CLI_USAGE, "--finetune needs --train DATA");
+    if (a->tspec.path && !a->finetune) return cli_fail(cmd, CLI_USAGE, "--train is for --finetune");
+    if (a->finetune && !a->data) return cli_fail(cmd, CLI_USAGE, "--finetune needs validation data (--data)");
+    if ((a->cspec.path || a->cspec.labels) && !a->data)
+        return cli_fail(cmd, CLI_USAGE, "--certify-data needs validation data (--data)");
+    if (a->cspec.labels && !a->cspec.path) return cli_fail(cmd, CLI_USAGE, "--certify-labels needs --certify-data");
     if (compress && !a->out) return cli_fail(cmd, CLI_USAGE, "missing -o OUT");
     if (a->have_max_loss && !a->data)
         return cli_fail(cmd, CLI_USAGE, "--max-loss needs --data (use --max-dev without data)");
@@ -120,7 +160,10 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
     return -1;
 }
 
-/* Load --data / --labels into d (arrays owned by the caller's fl_npy structs). */
+/* A model that is neither a classifier nor a language model is judged by the deviation of its
+ * outputs, a classifier without labels by the dense model's own predictions: --data (--labels) as
+ * raw .npy arrays into d (owned by the caller's fl_npy structs). Otherwise data goes through the
+ * data layer (fl_data_load). */
 static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
                            fl_plan_data *d) {
     fl_status st = fl_npy_load(a->data, x);
@@ -274,8 +317,29 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                dense->measured_seconds * 1e6, dense->measured_seconds / ch->measured_seconds);
     printf("\nparameters: %zu of %zu dense (%.1f%%)\n", ch->cost.params, dc->params,
            100.0 * ch->cost.params / dc->params);
-    printf("accuracy of the plan: %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    printf("accuracy of the plan on the search data (%zu %s): %s %.4g (dense %.4g), loss %.4g <= budget %g\n",
+           cert->search_count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
            metric_name(fl_plan_metric_kind(plan)), ch->metric, dense->metric, ch->loss, fl_plan_budget(plan));
+    if (cert->available) {
+        printf("certified on %zu held-back %s the search never saw%s: %s %.4g (dense %.4g), paired loss %.4g "
+               "(se %.3g), %g%% upper bound %.4g %s budget %g: %s\n",
+               cert->count, fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "tokens" : "sequences",
+               cert->finetuned ? " (nor the fine-tuning)" : "", metric_name(fl_plan_metric_kind(plan)),
+               ch->cert_metric, cert->dense_metric, ch->cert_loss, ch->cert_se, 100 * cert->confidence,
+               ch->cert_bound, ch->cert_bound <= fl_plan_budget(plan) ? "<=" : ">", fl_plan_budget(plan),
+               cert->certified ? "CERTIFIED"
+                               : "no compressed candidate certified: the plan keeps the input model");
+        printf("candidates put to certification: %d\n", cert->tried);
+    } else {
+        printf("not certified (no held-back data: --certify-fraction 0, or the deviation metric)\n");
+    }
+    if (cert->finetuned)
+        printf("fine-tuning: search %.1f s (candidates judged after a short fine-tune), final fine-tune %.1f s "
+               "(ratio of the whole to the final fine-tune: %.2f)\n",
+               cert->search_seconds, cert->finetune_seconds,
+               cert->finetune_seconds > 0 ? (cert->search_seconds + cert->finetune_seconds) / cert->finetune_seconds
+                                          : NAN);
     printf("\n%s (%zu configurations evaluated):\n", a->explain ? "candidates" : "Pareto front, latency vs loss", np);
     printf("  %12s %12s %10s %10s  %s\n", "pred us", "meas us", "params", "loss", "matrices");
     for (size_t i = 0; i < np; i++) {
@@ -307,6 +371,13 @@ static cJSON *point_json(const fl_plan_point *pt, size_t nmat) {
     cJSON_AddNumberToObject(o, "metric", pt->metric);
     cJSON_AddNumberToObject(o, "loss", pt->loss);
     cJSON_AddBoolToObject(o, "meets_budget", pt->meets_budget);
+    if (pt->certified >= 0) {
+        cJSON_AddNumberToObject(o, "certify_metric", pt->cert_metric);
+        cJSON_AddNumberToObject(o, "certify_loss", pt->cert_loss);
+        cJSON_AddNumberToObject(o, "certify_se", pt->cert_se);
+        cJSON_AddNumberToObject(o, "certify_bound", pt->cert_bound);
+        cJSON_AddBoolToObject(o, "certified", pt->certified);
+    }
     cJSON_AddBoolToObject(o, "pareto", pt->pareto);
     return o;
 }
@@ -372,6 +443,18 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     }
     free(terms);
     cJSON_AddItemToObject(root, "chosen", chosen);
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    cJSON *cj = cJSON_AddObjectToObject(root, "certification");
+    cJSON_AddBoolToObject(cj, "available", cert->available);
+    cJSON_AddBoolToObject(cj, "certified", cert->certified);
+    cJSON_AddNumberToObject(cj, "confidence", cert->confidence);
+    cJSON_AddNumberToObject(cj, "count", (double)cert->count);
+    cJSON_AddNumberToObject(cj, "search_count", (double)cert->search_count);
+    cJSON_AddNumberToObject(cj, "dense_metric", cert->dense_metric);
+    cJSON_AddNumberToObject(cj, "tried", cert->tried);
+    cJSON_AddBoolToObject(cj, "finetuned", cert->finetuned);
+    cJSON_AddNumberToObject(cj, "search_seconds", cert->search_seconds);
+    cJSON_AddNumberToObject(cj, "finetune_seconds", cert->finetune_seconds);
     cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
     cJSON *pts = cJSON_AddArrayToObject(root, "candidates");
     for (size_t k = 0; k < np; k++) cJSON_AddItemToArray(pts, point_json(fl_plan_point_at(plan, k), nmat));
@@ -389,6 +472,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     fl_plan *plan = NULL;
     fl_npy x = {0}, lab = {0};
     fl_plan_data data;
+    fl_dataset *dval = NULL, *dcert = NULL, *dtrain = NULL;
     fl_profile prof;
     fl_status st = fl_model_load(a.model, &m);
     if (st) return cli_fail_status(cmd, st);
@@ -407,7 +491,24 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
         cli_fail_status(cmd, st);
         goto done;
     }
-    if (a.data && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+    /* neither a classifier nor a language model: judged by the deviation of its outputs */
+    const fl_arch *ar = fl_model_arch(m);
+    bool headless = !(ar->head == FL_HEAD_LAST_STEP || (ar->head == FL_HEAD_PER_STEP && ar->vocab > 0));
+    if (headless && (a.cspec.path || a.finetune)) {
+        rc = cli_fail(cmd, CLI_USAGE, "%s is neither a classifier nor a language model: nothing to certify or "
+                      "fine-tune", a.model);
+        goto done;
+    }
+    /* a classifier's .npy without labels: judged against the dense model's own predictions */
+    bool raw = a.data && (headless || (ar->head == FL_HEAD_LAST_STEP && !a.labels &&
+                                       fl_data_format_of(&a.dspec, 0) == FL_DATA_NPY));
+    if (raw && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+        cli_fail_status(cmd, st);
+        goto done;
+    }
+    if ((a.data && !raw && (st = fl_data_load(&a.dspec, m, &dval))) ||
+        (a.cspec.path && (st = fl_data_load(&a.cspec, m, &dcert))) ||
+        (a.finetune && (st = fl_data_load(&a.tspec, m, &dtrain)))) {
         cli_fail_status(cmd, st);
         goto done;
     }
@@ -415,7 +516,20 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     o.batch = (int)a.batch;
     o.seq = (int)a.seq;
     o.threads = (int)a.threads;
-    o.data = a.data ? &data : NULL;
+    o.data = raw ? &data : NULL;
+    o.dataset = dval;
+    o.certify = dcert;
+    o.certify_fraction = a.cert_fraction;
+    o.confidence = a.confidence;
+    fl_train_opts to = fl_train_opts_default();
+    to.lr = (float)a.lr;
+    to.batch = (int)a.ft_batch;
+    if (a.finetune) {
+        o.finetune = dtrain;
+        o.train = &to;
+        o.finetune_epochs = (int)a.ft_epochs;
+        o.finetune_probe = a.probe;
+    }
     if (a.have_max_loss) o.max_loss = a.max_loss;
     if (a.have_max_dev) o.max_dev = a.max_dev;
     o.allow_cp = !a.no_cp;
@@ -444,6 +558,9 @@ done:
     fl_plan_free(plan);
     fl_npy_free(&x);
     fl_npy_free(&lab);
+    fl_dataset_free(dval);
+    fl_dataset_free(dcert);
+    fl_dataset_free(dtrain);
     fl_model_free(m);
     return rc;
 }

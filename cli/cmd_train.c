@@ -24,9 +24,15 @@ static void usage_train(FILE *f) {
             "UTF-8 text corpus, with full / truncated backpropagation through time.\n\n"
             "data:\n"
             "  --train X.npy --train-labels Y.npy   sequences (N,T,D) float32 or (N,T) ids; labels (N)\n"
-            "  --train corpus.txt                   text for --task lm\n"
-            "  --valid ... [--valid-labels ...]     validation set: evaluated every epoch\n"
-            "  --tokens word|char   text tokens (default word; a newline ends a sentence: <eos>)\n"
+            "  --train FILE                         other files: labelled text (label<TAB>text per\n"
+            "                                       line) for --task classify, a corpus for --task lm\n"
+            "  --train-text FILE, --train-labelled FILE   the same, whatever the file's name\n"
+            "  --train ids.npy                      token ids (N) or (N,T) for --task lm, as one stream\n"
+            "  --valid ... [--valid-labels ...]     validation set (--valid-text, --valid-labelled too):\n"
+            "                                       evaluated every epoch\n"
+            "  --level word|char    text tokens (default word; in a corpus a newline ends a sentence:\n"
+            "                       <eos>); --tokens is the same. The vocabulary (and the class names\n"
+            "                       of labelled text) are kept in the model\n"
             "  --vocab-size N       keep the N-1 most frequent tokens plus <unk> (default 10000)\n"
             "  --classes C          number of classes (default: largest training label + 1)\n"
             "model:\n"
@@ -130,12 +136,6 @@ static int on_progress(const fl_train_progress *p, void *user) {
     return interrupted;
 }
 
-/* Load a classification set (.npy pair) or a text corpus (with vocabulary v). */
-static fl_status load_data(const char *x, const char *y, int classes, const fl_vocab *v, fl_dataset **out) {
-    if (v) return fl_dataset_load_text(x, v, out);
-    return fl_dataset_load_npy(x, y, classes, out);
-}
-
 int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *task = NULL, *train = NULL, *train_y = NULL, *valid = NULL, *valid_y = NULL, *tokens = "word";
     const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_embed = NULL;
@@ -143,6 +143,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *v_optim = NULL, *v_lr = NULL, *v_mom = NULL, *v_wd = NULL, *v_clip = NULL, *v_drop = NULL;
     const char *v_decay = NULL, *v_pat = NULL, *v_seed = NULL, *v_iseed = NULL, *ckpt = NULL, *v_every = NULL;
     const char *out = NULL, *model_in = NULL, *v_threads = NULL;
+    fl_data_spec tspec = {0}, vspec = {0};
     bool resume = false, quiet = false, freeze = false, dist = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -158,11 +159,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         if (!strcmp(a, "--dist")) { dist = true; continue; }
         if (finetune && !strcmp(a, "--freeze-dense")) { freeze = true; continue; }
         if ((!finetune && (r = cli_take(CMD, argc, argv, &i, "--task", &task))) ||
-            (r = cli_take(CMD, argc, argv, &i, "--train", &train)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--train-labels", &train_y)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--valid", &valid)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--valid-labels", &valid_y)) ||
+            (r = cli_take_data(CMD, argc, argv, &i, "train", &tspec)) ||
+            (r = cli_take_data(CMD, argc, argv, &i, "valid", &vspec)) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--tokens", &tokens))) ||
+            (!finetune && (r = cli_take(CMD, argc, argv, &i, "--level", &tokens))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--vocab-size", &v_vocab))) ||
             (r = cli_take(CMD, argc, argv, &i, "--classes", &v_classes)) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--hidden", &v_hidden))) ||
@@ -199,6 +199,9 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm %s --help')", a, CMD);
     }
     if (finetune && !model_in) return cli_fail(CMD, CLI_USAGE, "MODEL is required");
+    train = tspec.path, train_y = tspec.labels, valid = vspec.path, valid_y = vspec.labels;
+    if (valid_y && !valid) return cli_fail(CMD, CLI_USAGE, "--valid-labels needs --valid");
+    if (train_y && !train) return cli_fail(CMD, CLI_USAGE, "--train-labels needs --train");
     if (!train) return cli_fail(CMD, CLI_USAGE, "--train is required");
     if (!out) return cli_fail(CMD, CLI_USAGE, "-o MODEL is required");
     if (resume && !ckpt) return cli_fail(CMD, CLI_USAGE, "--resume needs --checkpoint PATH");
@@ -225,10 +228,11 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             return cli_fail(CMD, CLI_USAGE, "--task expects classify or lm, got '%s'", task);
         lm = !strcmp(task, "lm");
         if (strcmp(tokens, "word") && strcmp(tokens, "char"))
-            return cli_fail(CMD, CLI_USAGE, "--tokens expects word or char, got '%s'", tokens);
+            return cli_fail(CMD, CLI_USAGE, "--level expects word or char, got '%s'", tokens);
     }
-    const char *bad = !lm && !train_y             ? "--train-labels is required for classification"
-                      : !lm && valid && !valid_y  ? "--valid needs --valid-labels"
+    bool tnpy = fl_data_format_of(&tspec, lm) == FL_DATA_NPY, vnpy = valid && fl_data_format_of(&vspec, lm) == FL_DATA_NPY;
+    const char *bad = !lm && tnpy && !train_y             ? "--train-labels is required for a .npy classification set"
+                      : !lm && vnpy && !valid_y  ? "--valid needs --valid-labels"
                       : lm && (train_y || valid_y) ? "a language model takes no labels"
                                                   : NULL;
     if (bad) {
@@ -343,23 +347,24 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                     fl_trainer_steps(t));
     }
 
-    /* Data. */
-    if (lm) {
-        if (m) {
-            if ((st = fl_vocab_from_model(m, &vocab))) {
-                rc = cli_fail(CMD, CLI_ERR, "%s: %s", finetune ? model_in : ckpt, fl_last_error());
-                goto done;
-            }
-        } else if ((st = fl_vocab_build(train, strcmp(tokens, "char") ? FL_TOKENS_WORD : FL_TOKENS_CHAR,
-                                        (int)vocab_cap, &vocab))) {
-            rc = cli_fail_status(CMD, st);
+    /* Data (one data layer: fl_data_load_new / fl_data_load_with). A text model (corpus or
+     * labelled text) keeps its vocabulary; a saved one is reused. */
+    int ncls = (int)classes;
+    if (m && !ncls) ncls = lm ? fl_model_arch(m)->vocab : fl_model_arch(m)->head_out;
+    if (m && !tnpy) {
+        if ((st = fl_vocab_from_model(m, &vocab))) {
+            rc = cli_fail(CMD, CLI_ERR, "%s: %s", finetune ? model_in : ckpt, fl_last_error());
             goto done;
         }
+        st = fl_data_load_with(&tspec, lm, vocab, ncls, &dtrain);
+    } else if (m) {
+        st = fl_data_load_with(&tspec, lm, NULL, ncls, &dtrain);
+    } else {
+        st = fl_data_load_new(&tspec, lm, strcmp(tokens, "char") ? FL_TOKENS_WORD : FL_TOKENS_CHAR, (int)vocab_cap,
+                              ncls, &vocab, &dtrain);
     }
-    int ncls = (int)classes;
-    if (!lm && m && !ncls) ncls = fl_model_arch(m)->head_out;
-    if ((st = load_data(train, train_y, ncls, vocab, &dtrain)) ||
-        (valid && (st = load_data(valid, valid_y, ncls ? ncls : fl_dataset_classes(dtrain), vocab, &dvalid)))) {
+    if (st || (valid && (st = fl_data_load_with(&vspec, lm, vnpy ? NULL : vocab,
+                                                 ncls ? ncls : fl_dataset_classes(dtrain), &dvalid)))) {
         rc = cli_fail_status(CMD, st);
         goto done;
     }
@@ -367,10 +372,15 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     if (!m) { /* a new model */
         fl_arch a = {.hidden = (int)hidden, .layers = (int)layers};
         if (lm) {
-            a.vocab = fl_vocab_size(vocab);
+            a.vocab = vocab ? fl_vocab_size(vocab) : fl_dataset_classes(dtrain);
             a.input = (int)embed;
             a.head = FL_HEAD_PER_STEP;
             a.head_out = a.vocab;
+        } else if (vocab) { /* labelled text: its vocabulary and class names */
+            a.vocab = fl_vocab_size(vocab);
+            a.input = (int)embed;
+            a.head = FL_HEAD_LAST_STEP;
+            a.head_out = fl_vocab_num_labels(vocab);
         } else {
             int dim = fl_dataset_dim(dtrain);
             a.head = FL_HEAD_LAST_STEP;

@@ -83,25 +83,6 @@ static double accuracy(const fl_model *m, int n, int T, const float *x, const in
     return 100.0 * ok / n;
 }
 
-/* Perplexity of a language model on tokens (n, T): predict token t+1 from tokens[:, :t+1]. */
-static double perplexity(const fl_model *m, int n, int T, const int32_t *tok) {
-    int V = m->arch.head_out;
-    int32_t *in = malloc(sizeof(int32_t) * n * (T - 1));
-    for (int i = 0; i < n; i++) memcpy(in + i * (T - 1), tok + i * T, sizeof(int32_t) * (T - 1));
-    float *y = malloc(sizeof(float) * (size_t)n * (T - 1) * V);
-    run_model(m, n, T - 1, NULL, in, y);
-    double nll = 0;
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < T - 1; t++) {
-            const float *row = y + ((size_t)i * (T - 1) + t) * V;
-            double z = 0;
-            for (int k = 0; k < V; k++) z += exp((double)row[k]);
-            nll += log(z) - row[tok[i * T + t + 1]];
-        }
-    free(in), free(y);
-    return exp(nll / (n * (T - 1)));
-}
-
 static fl_profile posed(double cache_bytes, double bw, double cache_bw, double flops) {
     fl_profile p;
     assert_int_equal(fl_profile_detect(&p), FL_OK);
@@ -251,10 +232,30 @@ static void test_language_model_budget(void **state) {
     assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
     assert_int_equal(fl_plan_metric_kind(plan), FL_METRIC_PERPLEXITY);
     const fl_plan_point *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
-    double ppl_dense = perplexity(m, N, T, tok), ppl = perplexity(fl_plan_model(plan), N, T, tok);
-    assert_close(fl_plan_point_at(plan, 0)->metric, ppl_dense, 1e-6 * ppl_dense);
-    assert_close(ch->metric, ppl, 1e-6 * ppl);
+    /* Judged as `eval` reads text: the rows as one stream, the state carried; the search reads the
+     * first half of it, the certification the second. */
+    fl_dataset *half[2];
+    fl_eval_result ev[2][2];
+    assert_int_equal(fl_dataset_lm(tok, N * T / 2, 12, &half[0]), FL_OK);
+    assert_int_equal(fl_dataset_lm(tok + N * T / 2, N * T / 2, 12, &half[1]), FL_OK);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(fl_model_evaluate(m, half[k], 1, 35, &ev[k][0]), FL_OK);
+        assert_int_equal(fl_model_evaluate(fl_plan_model(plan), half[k], 1, 35, &ev[k][1]), FL_OK);
+        fl_dataset_free(half[k]);
+    }
+    double ppl_dense = ev[0][0].perplexity, ppl = ev[0][1].perplexity;
+    assert_close(fl_plan_point_at(plan, 0)->metric, ppl_dense, 1e-5 * ppl_dense);
+    assert_close(ch->metric, ppl, 1e-5 * ppl);
     assert_true(ppl / ppl_dense - 1.0 <= 0.02 + 1e-12);
+    const fl_plan_certificate *cert = fl_plan_certificate_of(plan);
+    assert_true(cert->available);
+    assert_int_equal(cert->count, N * T / 2 - 1);
+    assert_close(cert->dense_metric, ev[1][0].perplexity, 1e-5 * ev[1][0].perplexity);
+    if (cert->certified) {
+        assert_close(ch->cert_metric, ev[1][1].perplexity, 1e-5 * ev[1][1].perplexity);
+        assert_close(ch->cert_loss, ev[1][1].perplexity / ev[1][0].perplexity - 1, 1e-5);
+        assert_true(ch->cert_bound <= 0.02 && ch->cert_bound >= ch->cert_loss);
+    }
     assert_true(ch->cost.params < fl_plan_point_at(plan, 0)->cost.params); /* low rank was found */
     fl_plan_free(plan);
     fl_model_free(m);

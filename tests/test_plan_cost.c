@@ -24,7 +24,7 @@ static fl_profile hand_profile(size_t cache, int shared) {
     p.cores = 2;
     p.simd_bits = 256;
     p.n_levels = 1;
-    p.level[0] = (fl_cache_level){3, cache, shared, 100.0};
+    p.level[0] = (fl_cache_level){.level = 3, .bytes = cache, .shared_cpus = shared, .bandwidth = 100.0};
     p.dram_bandwidth = 10.0;
     p.gemm_flops = 1000.0;
     p.gemv_flops = 30.0;

@@ -10,7 +10,7 @@
 
 #include "fastlstm/plan.h"
 #include "plan/profile_internal.h"
-#include "tmpdir.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>

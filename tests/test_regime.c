@@ -13,7 +13,7 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "plan/profile_internal.h"
-#include "tmpdir.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -10,6 +10,7 @@
 #define FASTLSTM_PLAN_H
 
 #include "fastlstm/fastlstm.h"
+#include "fastlstm/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -217,6 +218,29 @@ typedef enum fl_plan_metric {
 
 typedef void (*fl_plan_progress)(void *ctx, const char *message);
 
+/* Accuracy data and certification.
+ *
+ * The search steers by one part of the validation data; the budget is certified on data the search
+ * never saw: `certify` when given, else the last `certify_fraction` (default 0.5) of the validation
+ * data, split by fl_dataset_split's rule (classification: a permutation seeded by `seed`; a language
+ * model's token stream: its tail, so both parts read as text). A candidate is certified when the
+ * one-sided upper confidence bound (level `confidence`, default 0.9) of its paired loss on that data
+ * is within the budget: classification, the mean of the per-sequence differences (dense correct -
+ * plan correct) in points plus z * its standard error; language model, the per-token log-loss
+ * difference (plan - dense) averaged over blocks of 35 tokens, bound exp(mean + z * se) - 1 on the
+ * relative perplexity. A language model is judged as `fastlstm eval` reads text: one stream, the
+ * state carried across windows. The chosen plan is the fastest candidate meeting the budget on the
+ * search data whose bound certifies; failing ones are passed over for the next (at most
+ * `certify_tries`), and when none certifies the plan is the input model itself (certified = 0).
+ * certify_fraction 0 without certify data: no certification (the loss is then the search data's).
+ * The deviation metric (models without a classifier or LM head) is not certified.
+ *
+ * Fine-tuning (`finetune` set): each candidate is judged after a short fine-tune of its factors
+ * on that training data (`finetune_probe` of an epoch each, default chosen so the whole search costs
+ * about one and a half full fine-tunes: at most 24 evaluations), the chosen plan is fine-tuned for
+ * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default()), and certified after
+ * (at most 2 candidates are put to certification then, each fine-tuned fully, so the whole stays
+ * near 3 full fine-tunes). The plan's model is then the fine-tuned one. */
 typedef struct fl_plan_opts {
     int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1);
                                   threads 0: plan the thread count too (1 to max_threads, the
@@ -225,6 +249,15 @@ typedef struct fl_plan_opts {
     int max_threads;           /* with threads 0: the most threads tried (default 0: the profile's
                                   logical CPUs) */
     const fl_plan_data *data;  /* validation data, or NULL: random inputs and the deviation metric */
+    const fl_dataset *dataset; /* validation data as a data set (instead of data); borrowed */
+    const fl_dataset *certify; /* data to certify on (then the validation data is not split) */
+    double certify_fraction;   /* default 0.5 */
+    double confidence;         /* one-sided level of the bound, in (0.5, 1); default 0.9 */
+    int certify_tries;         /* candidates tried for certification (default 4) */
+    const fl_dataset *finetune;      /* training data for fine-tuning, or NULL */
+    const fl_train_opts *train;      /* fine-tuning options, or NULL */
+    int finetune_epochs;             /* default 1 */
+    double finetune_probe;           /* epochs of fine-tuning per candidate; 0: automatic */
     double max_loss;           /* budget with data: classifier accuracy points lost (default 1.0),
                                   LM relative perplexity increase (default 0.05), or for other models
                                   the deviation on the data (default max_dev); NaN: default. < 0 or
@@ -252,7 +285,23 @@ typedef struct fl_plan_point {
     double loss;              /* what the budget bounds: points lost, relative ppl increase, deviation */
     int meets_budget;
     int pareto;               /* on the front of predicted latency vs loss */
+    int certified;            /* 1: its bound is within the budget; 0: it is not; -1: not certified */
+    double cert_metric;       /* on the certify data (NaN when not certified) */
+    double cert_loss, cert_se, cert_bound; /* paired loss, its standard error, the upper bound */
 } fl_plan_point;
+
+/* Certification of the chosen plan (see fl_plan_opts). */
+typedef struct fl_plan_certificate {
+    int available;        /* 0: not certified (deviation metric or certify_fraction 0) */
+    int certified;        /* 1: the chosen plan's bound is within the budget; 0: no candidate's was */
+    double confidence, z; /* level and its one-sided normal quantile */
+    size_t count;         /* sequences (classifier) or scored tokens (LM) certified on */
+    size_t search_count;  /* sequences or tokens the search was steered by */
+    double dense_metric;  /* the input model's metric on the certify data */
+    int tried;            /* candidates put to certification */
+    int finetuned;        /* 1 when candidates were judged after fine-tuning */
+    double finetune_seconds, search_seconds; /* wall time of the final fine-tune(s), of the search */
+} fl_plan_certificate;
 
 typedef struct fl_plan fl_plan;
 
@@ -283,6 +332,8 @@ FL_API fl_regime fl_plan_regime(const fl_plan *plan);
  * predicted cost (threads included) in *cost. Predicted only: nothing is evaluated or timed again.
  * FL_ERR_ARG for batch < 1; FL_ERR_DATA when no evaluated configuration meets the budget. */
 FL_API fl_status fl_plan_choice_at_batch(const fl_plan *plan, int batch, size_t *point, fl_cost *cost);
+/* The certification of the chosen plan (owned by the plan). */
+FL_API const fl_plan_certificate *fl_plan_certificate_of(const fl_plan *plan);
 
 #ifdef __cplusplus
 }

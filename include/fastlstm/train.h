@@ -78,6 +78,80 @@ FL_API void fl_vocab_free(fl_vocab *v);
  * FL_ERR_DATA for a file with fewer than 2 tokens. */
 FL_API fl_status fl_dataset_load_text(const char *path, const fl_vocab *v, fl_dataset **out);
 
+/* Class names of a text classifier's vocabulary (labelled text), in class-id order; 0 / NULL for a
+ * language model's vocabulary or i out of range. The string is owned by v. */
+FL_API int fl_vocab_num_labels(const fl_vocab *v);
+FL_API const char *fl_vocab_label(const fl_vocab *v, int i);
+FL_API fl_token_mode fl_vocab_mode(const fl_vocab *v);
+
+/* ---------------------------------------------------------------- one data layer
+ *
+ * Every command reads its data through these (train, finetune, eval, plan, compress), so a file
+ * means the same everywhere. Formats:
+ *   FL_DATA_NPY       `.npy`: features (N, T, D) float32 or token ids (N, T) int32/int64 with
+ *                     labels (N) for a classifier; token ids (N) or (N, T) int32/int64 without
+ *                     labels for a language model (rows read in order as one stream).
+ *   FL_DATA_TEXT      a UTF-8 corpus for a language model (word or character tokens, the
+ *                     vocabulary kept in the model).
+ *   FL_DATA_LABELLED  labelled text for a classifier: one `label<TAB>text` per line (blank lines
+ *                     skipped, a trailing '\r' dropped), text as word or character tokens. The
+ *                     vocabulary and the class names (sorted, class id = index) are kept in the
+ *                     model. Sequences are left-padded with "<unk>" (id 0) to the longest line, so
+ *                     a last-step head reads every line's own last token.
+ *   FL_DATA_AUTO      `.npy` by the file name's ending; otherwise labelled text for a classifier
+ *                     and a corpus for a language model.
+ * Errors name the file (and the line, for labelled text): FL_ERR_DATA for a line without a tab,
+ * an empty label or text, invalid UTF-8, a label the model does not know, fewer than 2 classes;
+ * FL_ERR_IO for an unreadable file; those of fl_dataset_load_npy for `.npy`. */
+
+typedef enum fl_data_format {
+    FL_DATA_AUTO = 0,
+    FL_DATA_NPY = 1,
+    FL_DATA_TEXT = 2,
+    FL_DATA_LABELLED = 3,
+} fl_data_format;
+
+typedef struct fl_data_spec {
+    const char *path;      /* the data file (required) */
+    const char *labels;    /* `.npy` labels (N) of a `.npy` classification set, else NULL */
+    fl_data_format format; /* default FL_DATA_AUTO */
+} fl_data_spec;
+
+/* The format path resolves to for a classifier (lm = 0) or a language model (lm = 1). */
+FL_API fl_data_format fl_data_format_of(const fl_data_spec *s, int lm);
+
+/* Load data for an existing model m: its head decides the task (last-step: classification,
+ * per-step with an embedding: language model), its stored vocabulary tokenizes text and names the
+ * classes of labelled text. FL_ERR_SHAPE for a model with no head or a format that does not fit
+ * the task (a text corpus for a classifier, labelled text for a language model, `.npy` features
+ * without labels); FL_ERR_FORMAT when text needs a vocabulary the model lacks. */
+FL_API fl_status fl_data_load(const fl_data_spec *s, const fl_model *m, fl_dataset **out);
+
+/* Load data for a new model (train): builds the vocabulary from a text file (word or char tokens,
+ * at most max_vocab entries; for labelled text also the class names), returned in *vocab (NULL for
+ * `.npy`; attach it to the new model with fl_vocab_attach). classes > 0 fixes a `.npy` class count. */
+FL_API fl_status fl_data_load_new(const fl_data_spec *s, int lm, fl_token_mode mode, int max_vocab,
+                                  int classes, fl_vocab **vocab, fl_dataset **out);
+
+/* Load with a given vocabulary (as fl_data_load, v from a model or fl_data_load_new; NULL for
+ * `.npy`). classes > 0: the class count of a `.npy` classification set. */
+FL_API fl_status fl_data_load_with(const fl_data_spec *s, int lm, const fl_vocab *v, int classes,
+                                   fl_dataset **out);
+
+/* Split d into two sets: a classification set by a seeded permutation (the last
+ * round(fraction * n) sequences of it go to *second), a token stream by position (the last
+ * fraction of the tokens, so both halves read as text). fraction in (0, 1); each half must get at
+ * least one sequence (two tokens): else FL_ERR_DATA. The caller owns both. */
+FL_API fl_status fl_dataset_split(const fl_dataset *d, double fraction, uint64_t seed, fl_dataset **first,
+                                  fl_dataset **second);
+
+/* Read-only views of a data set's arrays (NULL where not held): features (n, seq, dim), token ids
+ * (n, seq), labels (n), or the language-model token stream (n). Valid while d lives. */
+FL_API const float *fl_dataset_features(const fl_dataset *d);
+FL_API const int32_t *fl_dataset_ids(const fl_dataset *d);
+FL_API const int32_t *fl_dataset_labels(const fl_dataset *d);
+FL_API const int32_t *fl_dataset_tokens(const fl_dataset *d);
+
 /* ---------------------------------------------------------------- training */
 
 typedef enum fl_optim { FL_OPTIM_SGD = 0, FL_OPTIM_ADAM = 1 } fl_optim;

@@ -1,5 +1,10 @@
-/* Judging a candidate model: accuracy of a classifier, perplexity of a language model, or the
- * relative deviation of its outputs from the dense model's; and timing a model for real. */
+/* Judging a candidate model on one part of the accuracy data: accuracy of a classifier, perplexity
+ * of a language model read as one stream (state carried across windows, as `fastlstm eval` reads
+ * text), or the relative deviation of its outputs from the dense model's; the paired statistics
+ * that certify a budget; and timing a model for real.
+ *
+ * Every metric is kept per example (sequence correct, or a token's log-loss), so that a candidate's
+ * loss against the reference is a mean of paired differences with a standard error. */
 #include "plan_internal.h"
 
 #include <math.h>
@@ -7,28 +12,32 @@
 #include <string.h>
 #include <time.h>
 
-#define CHUNK 32 /* sequences per session run */
+#define CHUNK 32  /* sequences per session run */
+#define WINDOW 64 /* language model: tokens per session run (the state is carried across) */
+#define BLOCK 35  /* language model: tokens per block of the standard error */
 
 struct fl_eval {
     const fl_model *ref;
     fl_plan_metric kind;
     double budget, ref_metric;
-    int n, seq, threads;    /* sequences, run length (seq - 1 for a language model) */
+    int n, seq, threads;    /* sequences and their length (classifier, deviation) */
     const float *x;         /* (n, seq, D) features, borrowed or owned_x */
-    const int32_t *tokens;  /* (n, data_seq) ids, borrowed or owned_tok */
-    int tok_stride;         /* row stride of tokens */
+    const int32_t *tokens;  /* (n, seq) ids, borrowed or owned_tok */
     const int32_t *labels;  /* (n) borrowed or owned_labels */
+    const int32_t *stream;  /* language model: ntok token ids read as one text */
+    size_t ntok;
     float *owned_x;
     int32_t *owned_tok, *owned_labels;
     float *y_ref;           /* deviation: (n, per-sequence outputs) of the reference */
     size_t out_per_seq;     /* floats fl_session_run writes per sequence */
-    float *y;               /* (CHUNK, out_per_seq) */
-    int32_t *tok_chunk;     /* (CHUNK, seq) contiguous token rows for a language model */
+    float *y;               /* (CHUNK, out_per_seq) or (WINDOW, V) */
+    double *ref_per, *per;  /* per example: correct (0/1) or a token's log-loss; reference, candidate */
 };
 
 fl_plan_metric fl_eval_metric_kind(const fl_eval *e) { return e->kind; }
 double fl_eval_budget(const fl_eval *e) { return e->budget; }
 double fl_eval_ref_metric(const fl_eval *e) { return e->ref_metric; }
+size_t fl_eval_count(const fl_eval *e) { return e->kind == FL_METRIC_PERPLEXITY ? e->ntok - 1 : (size_t)e->n; }
 
 void fl_eval_free(fl_eval *e) {
     if (!e) return;
@@ -37,7 +46,8 @@ void fl_eval_free(fl_eval *e) {
     fl_free(e->owned_labels);
     fl_free(e->y_ref);
     fl_free(e->y);
-    fl_free(e->tok_chunk);
+    fl_free(e->ref_per);
+    fl_free(e->per);
     fl_free(e);
 }
 
@@ -56,15 +66,8 @@ static fl_status run_all(fl_eval *e, const fl_model *m, chunk_fn fn, double *acc
     for (int first = 0; first < e->n && !st; first += CHUNK) {
         int count = e->n - first < CHUNK ? e->n - first : CHUNK;
         fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = count, .seq = e->seq, .y = e->y};
-        if (a->vocab > 0) {
-            // tok_chunk (count, seq): the first seq ids of each row
-            for (int b = 0; b < count; b++)
-                memcpy(e->tok_chunk + (size_t)b * e->seq, e->tokens + (size_t)(first + b) * e->tok_stride,
-                       (size_t)e->seq * sizeof(int32_t));
-            io.tokens = e->tok_chunk;
-        } else {
-            io.x = e->x + (size_t)first * e->seq * a->input;
-        }
+        if (a->vocab > 0) io.tokens = e->tokens + (size_t)first * e->seq;
+        else io.x = e->x + (size_t)first * e->seq * a->input;
         st = fl_session_run(s, &io);
         if (!st) fn(e, first, count, e->y, acc);
     }
@@ -72,46 +75,27 @@ static fl_status run_all(fl_eval *e, const fl_model *m, chunk_fn fn, double *acc
     return st;
 }
 
-/* acc[0] += correct predictions. */
+static int argmax(const float *row, int C) {
+    int best = 0;
+    for (int k = 1; k < C; k++)
+        if (row[k] > row[best]) best = k;
+    return best;
+}
+
+/* per[i] = 1 when sequence i is classified right; acc[0] += correct predictions. */
 static void chunk_accuracy(fl_eval *e, int first, int count, const float *y, double *acc) {
     const int C = e->ref->arch.head_out;
     for (int b = 0; b < count; b++) {
-        const float *row = y + (size_t)b * C;
-        int best = 0;
-        for (int k = 1; k < C; k++)
-            if (row[k] > row[best]) best = k;
-        if (best == e->labels[first + b]) acc[0] += 1;
+        double ok = argmax(y + (size_t)b * C, C) == e->labels[first + b];
+        e->per[first + b] = ok;
+        acc[0] += ok;
     }
 }
 
 /* Record the argmax of each sequence as its label (dense model's own predictions). */
 static void chunk_predict(fl_eval *e, int first, int count, const float *y, double *acc) {
     const int C = e->ref->arch.head_out;
-    for (int b = 0; b < count; b++) {
-        const float *row = y + (size_t)b * C;
-        int best = 0;
-        for (int k = 1; k < C; k++)
-            if (row[k] > row[best]) best = k;
-        e->owned_labels[first + b] = best;
-    }
-}
-
-/* acc[0] += negative log-likelihood of the next tokens, acc[1] += tokens scored.
- * y: (count, seq, V) logits for inputs tokens[:, :seq]; targets tokens[:, 1:seq+1]. */
-static void chunk_nll(fl_eval *e, int first, int count, const float *y, double *acc) {
-    const int V = e->ref->arch.head_out, T = e->seq;
-    for (int b = 0; b < count; b++)
-        for (int t = 0; t < T; t++) {
-            const float *row = y + ((size_t)b * T + t) * V;
-            double mx = row[0];
-            for (int k = 1; k < V; k++)
-                if (row[k] > mx) mx = row[k];
-            double s = 0;
-            for (int k = 0; k < V; k++) s += exp((double)row[k] - mx);
-            int target = e->tokens[(size_t)(first + b) * e->tok_stride + t + 1];
-            acc[0] += log(s) + mx - (double)row[target];
-            acc[1] += 1;
-        }
+    for (int b = 0; b < count; b++) e->owned_labels[first + b] = argmax(y + (size_t)b * C, C);
 }
 
 static void chunk_store(fl_eval *e, int first, int count, const float *y, double *acc) {
@@ -128,6 +112,46 @@ static void chunk_dev(fl_eval *e, int first, int count, const float *y, double *
     }
 }
 
+/* Language model over the stream as one text: windows of WINDOW tokens, the state carried from
+ * each to the next. per[t] = log-loss of token t + 1 given tokens 0..t; *nll = their sum. */
+static fl_status run_stream(fl_eval *e, const fl_model *m, double *nll) {
+    const fl_arch *a = fl_model_arch(m);
+    const int V = a->head_out;
+    fl_session_opts so = fl_session_opts_default();
+    so.max_batch = 1;
+    so.max_seq = WINDOW;
+    so.threads = e->threads;
+    fl_session *s;
+    fl_status st = fl_session_create(m, &so, &s);
+    if (st) return st;
+    size_t state = (size_t)a->layers * a->hidden;
+    float *h = fl_calloc(2 * state, sizeof(float)), *c = h ? h + state : NULL;
+    if (!h) st = fl_fail(FL_ERR_NOMEM, "out of memory for the language-model state");
+    *nll = 0;
+    const size_t targets = e->ntok - 1;
+    for (size_t pos = 0; pos < targets && !st; pos += WINDOW) {
+        int T = targets - pos < WINDOW ? (int)(targets - pos) : WINDOW;
+        // inputs stream[pos, pos + T), targets stream[pos + 1, pos + T + 1)
+        fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = 1, .seq = T, .tokens = e->stream + pos,
+                        .h0 = h, .c0 = c, .hn = h, .cn = c, .y = e->y};
+        if ((st = fl_session_run(s, &io))) break;
+        for (int t = 0; t < T; t++) {
+            const float *row = e->y + (size_t)t * V;
+            double mx = row[0], sum = 0;
+            for (int k = 1; k < V; k++)
+                if (row[k] > mx) mx = row[k];
+            for (int k = 0; k < V; k++) sum += exp((double)row[k] - mx);
+            double l = log(sum) + mx - (double)row[e->stream[pos + t + 1]];
+            e->per[pos + t] = l;
+            *nll += l;
+        }
+    }
+    fl_free(h);
+    fl_session_free(s);
+    return st;
+}
+
+/* Metric of m; e->per holds its per-example values after (accuracy, perplexity). */
 static fl_status measure(fl_eval *e, const fl_model *m, double *metric) {
     double acc[2] = {0, 0};
     fl_status st;
@@ -137,8 +161,8 @@ static fl_status measure(fl_eval *e, const fl_model *m, double *metric) {
         *metric = 100.0 * acc[0] / e->n;
         return FL_OK;
     case FL_METRIC_PERPLEXITY:
-        if ((st = run_all(e, m, chunk_nll, acc))) return st;
-        *metric = exp(acc[0] / acc[1]);
+        if ((st = run_stream(e, m, &acc[0]))) return st;
+        *metric = exp(acc[0] / (double)(e->ntok - 1));
         return FL_OK;
     case FL_METRIC_DEVIATION:
         if ((st = run_all(e, m, chunk_dev, acc))) return st;
@@ -156,6 +180,60 @@ fl_status fl_eval_run(fl_eval *e, const fl_model *c, double *metric, double *los
     case FL_METRIC_PERPLEXITY: *loss = *metric / e->ref_metric - 1.0; break;
     case FL_METRIC_DEVIATION: *loss = *metric; break;
     }
+    return FL_OK;
+}
+
+double fl_normal_quantile(double p) {
+    /* Bisection on the normal CDF 0.5 * erfc(-x / sqrt 2): 80 halvings of [-40, 40]. */
+    double lo = -40, hi = 40;
+    for (int i = 0; i < 80; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* Mean and standard error of the mean of v[0..n) (se 0 for n < 2). */
+static void mean_se(const double *v, size_t n, double *mean, double *se) {
+    double s = 0, q = 0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    *mean = n ? s / (double)n : 0;
+    for (size_t i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *se = n > 1 ? sqrt(q / (double)(n - 1) / (double)n) : 0;
+}
+
+fl_status fl_eval_certify(fl_eval *e, const fl_model *c, double z, fl_eval_cert *out) {
+    if (e->kind == FL_METRIC_DEVIATION) return fl_fail(FL_ERR_ARG, "the deviation metric is not certified");
+    fl_status st = measure(e, c, &out->metric);
+    if (st) return st;
+    if (e->kind == FL_METRIC_ACCURACY) {
+        // paired differences in points: 100 * (reference correct - candidate correct)
+        for (int i = 0; i < e->n; i++) e->per[i] = 100.0 * (e->ref_per[i] - e->per[i]);
+        mean_se(e->per, (size_t)e->n, &out->loss, &out->se);
+        out->bound = out->loss + z * out->se;
+        return FL_OK;
+    }
+    // per-token log-loss differences, averaged over blocks of BLOCK tokens (neighbouring tokens
+    // are correlated; block means much less so)
+    const size_t T = e->ntok - 1, nb = T / BLOCK;
+    double total = 0;
+    for (size_t t = 0; t < T; t++) total += e->per[t] - e->ref_per[t];
+    double mean = total / (double)T, bmean, se;
+    if (nb >= 2) {
+        for (size_t b = 0; b < nb; b++) {
+            double s = 0;
+            for (size_t t = b * BLOCK; t < (b + 1) * BLOCK; t++) s += e->per[t] - e->ref_per[t];
+            e->per[b] = s / BLOCK;
+        }
+        mean_se(e->per, nb, &bmean, &se);
+    } else {
+        for (size_t t = 0; t < T; t++) e->per[t] -= e->ref_per[t];
+        mean_se(e->per, T, &bmean, &se);
+    }
+    out->loss = exp(mean) - 1.0;
+    out->se = exp(mean) * se;
+    out->bound = exp(mean + z * se) - 1.0;
     return FL_OK;
 }
 
@@ -201,15 +279,18 @@ static fl_status check_data(fl_eval *e, const fl_model *m, const fl_plan_data *d
                 return fl_fail(FL_ERR_DATA, "label %d at index %d outside [0, %d)", d->labels[i], i,
                                a->head_out);
     }
-    if (lm && d->seq < 2)
-        return fl_fail(FL_ERR_DATA, "language-model data needs sequences of >= 2 tokens, got %d", d->seq);
+    if (lm && (size_t)d->n * d->seq < 2)
+        return fl_fail(FL_ERR_DATA, "language-model data needs >= 2 tokens, got %d", d->n * d->seq);
     e->kind = classifier ? FL_METRIC_ACCURACY : lm ? FL_METRIC_PERPLEXITY : FL_METRIC_DEVIATION;
     e->n = d->n;
-    e->seq = lm ? d->seq - 1 : d->seq;
+    e->seq = d->seq;
     e->x = d->x;
     e->tokens = d->tokens;
-    e->tok_stride = d->seq;
     e->labels = d->labels;
+    if (lm) { /* rows (n, seq) read in order as one text */
+        e->stream = d->tokens;
+        e->ntok = (size_t)d->n * d->seq;
+    }
     return FL_OK;
 }
 
@@ -227,7 +308,6 @@ static fl_status make_random(fl_eval *e, const fl_model *m, const fl_plan_opts *
         if (!e->owned_tok) return fl_fail(FL_ERR_NOMEM, "out of memory for random inputs");
         for (size_t i = 0; i < cnt; i++) e->owned_tok[i] = (int32_t)(fl_rng_next(&r) % (uint64_t)a->vocab);
         e->tokens = e->owned_tok;
-        e->tok_stride = e->seq;
     } else {
         e->owned_x = fl_malloc(cnt * a->input * sizeof(float));
         if (!e->owned_x) return fl_fail(FL_ERR_NOMEM, "out of memory for random inputs");
@@ -237,27 +317,98 @@ static fl_status make_random(fl_eval *e, const fl_model *m, const fl_plan_opts *
     return FL_OK;
 }
 
-fl_status fl_eval_create(const fl_model *ref, const fl_plan_opts *o, fl_eval **out) {
+fl_status fl_plan_data_of(const fl_dataset *d, fl_plan_data *out) {
+    memset(out, 0, sizeof *out);
+    const int32_t *stream = fl_dataset_tokens(d);
+    if (stream) {
+        if (fl_dataset_size(d) > ((size_t)1 << 30))
+            return fl_fail(FL_ERR_DATA, "accuracy data: %zu tokens is too many", fl_dataset_size(d));
+        *out = (fl_plan_data){.n = 1, .seq = (int)fl_dataset_size(d), .tokens = stream};
+        return FL_OK;
+    }
+    if (fl_dataset_size(d) > ((size_t)1 << 30))
+        return fl_fail(FL_ERR_DATA, "accuracy data: too many sequences");
+    *out = (fl_plan_data){.n = (int)fl_dataset_size(d), .seq = fl_dataset_seq(d), .dim = fl_dataset_dim(d),
+                          .x = fl_dataset_features(d), .tokens = fl_dataset_ids(d),
+                          .labels = fl_dataset_labels(d), .n_labels = (int)fl_dataset_size(d)};
+    return FL_OK;
+}
+
+fl_status fl_plan_data_split(const fl_plan_data *d, bool stream, double fraction, uint64_t seed,
+                             fl_plan_data *first, fl_plan_data *second, void **owned) {
+    *owned = NULL;
+    if (stream) { /* the tail of the text, as fl_dataset_split */
+        size_t n = (size_t)d->n * d->seq, k = (size_t)((double)n * fraction + 0.5), n1 = n - k;
+        if (n1 < 2 || k < 2)
+            return fl_fail(FL_ERR_DATA, "%zu tokens cannot be split into search and certify parts (fraction %g) "
+                           "with 2 or more each", n, fraction);
+        *first = (fl_plan_data){.n = 1, .seq = (int)n1, .tokens = d->tokens};
+        *second = (fl_plan_data){.n = 1, .seq = (int)k, .tokens = d->tokens + n1};
+        return FL_OK;
+    }
+    const size_t n = (size_t)d->n, k = (size_t)((double)n * fraction + 0.5), n1 = n - k;
+    if (n1 < 1 || k < 1)
+        return fl_fail(FL_ERR_DATA, "%zu sequences cannot be split into search and certify parts (fraction %g)", n,
+                       fraction);
+    const size_t row = (size_t)d->seq * (d->x ? (size_t)d->dim : 1), esz = d->x ? sizeof(float) : sizeof(int32_t);
+    size_t bytes = n * sizeof(uint32_t) + n * row * esz + (d->labels ? n * sizeof(int32_t) : 0);
+    char *buf = fl_malloc(bytes);
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory splitting the validation data");
+    uint32_t *perm = (uint32_t *)buf;
+    char *cells = buf + n * sizeof(uint32_t);
+    int32_t *lab = d->labels ? (int32_t *)(cells + n * row * esz) : NULL;
+    fl_rng r; /* the permutation of fl_dataset_split */
+    fl_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(fl_rng_next(&r) % (uint64_t)(i + 1));
+        uint32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    const char *src = d->x ? (const char *)d->x : (const char *)d->tokens;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(cells + i * row * esz, src + perm[i] * row * esz, row * esz);
+        if (lab) lab[i] = d->labels[perm[i]];
+    }
+    *first = *d;
+    *second = *d;
+    first->n = first->n_labels = (int)n1;
+    second->n = second->n_labels = (int)k;
+    if (d->x) first->x = (const float *)cells, second->x = (const float *)cells + n1 * row;
+    else first->tokens = (const int32_t *)cells, second->tokens = (const int32_t *)cells + n1 * row;
+    if (lab) first->labels = lab, second->labels = lab + n1;
+    if (!d->labels) first->n_labels = second->n_labels = 0;
+    *owned = buf;
+    return FL_OK;
+}
+
+fl_status fl_eval_create(const fl_model *ref, const fl_plan_opts *o, const fl_plan_data *data, fl_eval **out) {
     *out = NULL;
     fl_eval *e = fl_calloc(1, sizeof *e);
     if (!e) return fl_fail(FL_ERR_NOMEM, "out of memory creating an evaluator");
     e->ref = ref;
     e->threads = o->threads;
-    fl_status st = o->data ? check_data(e, ref, o->data) : make_random(e, ref, o);
+    fl_status st = data ? check_data(e, ref, data) : make_random(e, ref, o);
     if (st) goto fail;
     if (e->kind == FL_METRIC_DEVIATION) {
-        e->budget = o->data && !isnan(o->max_loss) ? o->max_loss : o->max_dev;
+        e->budget = data && !isnan(o->max_loss) ? o->max_loss : o->max_dev;
     } else if (isnan(o->max_loss)) {
         e->budget = e->kind == FL_METRIC_ACCURACY ? 1.0 : 0.05;
     } else {
         e->budget = o->max_loss;
     }
     const fl_arch *a = fl_model_arch(ref);
-    int chunk = e->n < CHUNK ? e->n : CHUNK;
-    e->out_per_seq = fl_run_output_size(ref, 1, e->seq);
-    e->y = fl_malloc((size_t)chunk * e->out_per_seq * sizeof(float));
-    if (a->vocab > 0) e->tok_chunk = fl_malloc((size_t)chunk * e->seq * sizeof(int32_t));
-    if (!e->y || (a->vocab > 0 && !e->tok_chunk)) {
+    size_t n_per = e->kind == FL_METRIC_PERPLEXITY ? e->ntok : (size_t)e->n;
+    if (e->kind == FL_METRIC_PERPLEXITY) {
+        e->y = fl_malloc((size_t)WINDOW * a->head_out * sizeof(float));
+    } else {
+        int chunk = e->n < CHUNK ? e->n : CHUNK;
+        e->out_per_seq = fl_run_output_size(ref, 1, e->seq);
+        e->y = fl_malloc((size_t)chunk * e->out_per_seq * sizeof(float));
+    }
+    e->per = fl_malloc(n_per * sizeof(double));
+    e->ref_per = fl_malloc(n_per * sizeof(double));
+    if (!e->y || !e->per || !e->ref_per) {
         st = fl_fail(FL_ERR_NOMEM, "out of memory creating an evaluator");
         goto fail;
     }
@@ -281,6 +432,7 @@ fl_status fl_eval_create(const fl_model *ref, const fl_plan_opts *o, fl_eval **o
             e->labels = e->owned_labels;
         }
         if ((st = measure(e, ref, &e->ref_metric))) goto fail;
+        memcpy(e->ref_per, e->per, n_per * sizeof(double));
     }
     *out = e;
     return FL_OK;

@@ -20,11 +20,18 @@
  *    keeps its fastest count (the cost model knows which parts the runtime splits and what the
  *    fork / join costs, cost.c); when timing, the winner is also timed at the other counts and the
  *    measured fastest count is kept. The chosen model records it (metadata "threads"), so a session
- *    created with threads = 0 runs on it. */
+ *    created with threads = 0 runs on it.
+ * 6. Certification (see plan.h): steps 2-4 judge candidates on the search part of the data only;
+ *    the chosen one, then the next best, is certified on held-back data by a one-sided upper
+ *    confidence bound on its paired loss. With fine-tuning, every evaluation above first fine-tunes
+ *    the candidate briefly on the training data, and the candidate put to certification is
+ *    fine-tuned fully. */
 #include "plan_internal.h"
 
 #include "decomp/decomp.h"
+#include "train/train_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,8 +77,11 @@ struct fl_plan {
     /* search state */
     const fl_model *src;
     mat_state *ms;
-    fl_eval *ev;
+    fl_eval *ev;    /* search data */
+    fl_eval *cev;   /* certify data, or NULL */
     int evals;
+    long probe_steps; /* fine-tuning steps per candidate (0: no fine-tuning) */
+    fl_plan_certificate cert;
 };
 
 static void progress(fl_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -88,7 +98,8 @@ static void progress(fl_plan *p, const char *fmt, ...) {
 fl_plan_opts fl_plan_opts_default(void) {
     return (fl_plan_opts){.batch = 1, .seq = 35, .threads = 1, .max_loss = NAN, .max_dev = 0.05,
                           .dev_samples = 16, .allow_cp = 1, .cp_max_iter = 40, .max_evals = 200,
-                          .verify = 3, .verify_reps = 5, .seed = 1};
+                          .verify = 3, .verify_reps = 5, .seed = 1, .certify_fraction = 0.5,
+                          .confidence = 0.9, .certify_tries = 4, .finetune_epochs = 1};
 }
 
 /* ------------------------------------------------------------ candidates */
@@ -224,6 +235,18 @@ static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **ou
     return FL_OK;
 }
 
+/* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0. */
+static fl_status finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
+    fl_train_opts to = p->o.train ? *p->o.train : fl_train_opts_default();
+    fl_trainer *t;
+    fl_status st = fl_trainer_create(m, &to, &t);
+    if (st) return st;
+    fl_train_run r = {.train = p->o.finetune, .epochs = steps > 0 ? INT_MAX / 2 : epochs, .max_steps = steps};
+    st = fl_trainer_run(t, &r);
+    fl_trainer_free(t);
+    return st;
+}
+
 static const char *spec_str(const fl_mat_spec *s, char *buf, size_t n) {
     if (s->method == FL_METHOD_DENSE) snprintf(buf, n, "dense");
     else snprintf(buf, n, "%s %d", s->method == FL_METHOD_SVD ? "svd" : "cp", s->rank);
@@ -249,6 +272,7 @@ static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, 
     fl_model *m = NULL;
     fl_status st = predict(p, specs, &pt.cost);
     if (!st) st = build_model(p, specs, &m);
+    if (!st && p->probe_steps > 0) st = finetune(p, m, 0, p->probe_steps);
     if (!st) st = fl_eval_run(p->ev, m, &pt.metric, &pt.loss);
     fl_model_free(m);
     if (st) {
@@ -496,6 +520,82 @@ static fl_status verify(fl_plan *p) {
     return st;
 }
 
+/* a before b in the order candidates are put to certification: the one verify() chose first, then
+ * by measured latency where both were timed, else by the predicted cost. */
+static bool cert_before(const fl_plan *p, size_t a, size_t b) {
+    if (a == p->chosen || b == p->chosen) return a == p->chosen;
+    const fl_plan_point *x = &p->pts[a], *y = &p->pts[b];
+    if (x->measured_seconds >= 0 && y->measured_seconds >= 0) return x->measured_seconds < y->measured_seconds;
+    return better(p, &x->cost, &y->cost);
+}
+
+/* Certify the chosen candidate on the held-back data; pass over failing ones to the next best
+ * meeting the budget on the search data (at most certify_tries); none: the input model (point 0).
+ * With fine-tuning, each one tried is fine-tuned fully first and becomes the plan's model. */
+static fl_status certify(fl_plan *p) {
+    fl_plan_certificate *c = &p->cert;
+    for (size_t i = 0; i < p->n_pts; i++) {
+        p->pts[i].certified = -1;
+        p->pts[i].cert_metric = p->pts[i].cert_loss = p->pts[i].cert_se = p->pts[i].cert_bound = NAN;
+    }
+    if (!p->cev) return FL_OK;
+    c->available = 1;
+    c->confidence = p->o.confidence;
+    c->z = fl_normal_quantile(p->o.confidence);
+    c->count = fl_eval_count(p->cev);
+    c->dense_metric = fl_eval_ref_metric(p->cev);
+    size_t first = p->chosen;
+    bool *tried = fl_calloc(p->n_pts, sizeof *tried);
+    if (!tried) return fl_fail(FL_ERR_NOMEM, "out of memory certifying the plan");
+    fl_status st = FL_OK;
+    size_t win = NONE;
+    /* with fine-tuning each try is a full fine-tune: at most two keep the whole near 3 of them */
+    int tries = p->probe_steps > 0 && p->o.certify_tries > 2 ? 2 : p->o.certify_tries;
+    for (int k = 0; k < tries && win == NONE && !st; k++) {
+        size_t next = NONE;
+        for (size_t i = 1; i < p->n_pts; i++)
+            if (!tried[i] && p->pts[i].meets_budget && (next == NONE || cert_before(p, i, next))) next = i;
+        if (next == NONE) break;
+        tried[next] = true;
+        fl_plan_point *pt = &p->pts[next];
+        fl_model *m = NULL;
+        double t0 = fl_now_seconds();
+        if (!(st = build_model(p, pt->specs, &m)) && p->probe_steps > 0) {
+            progress(p, "fine-tuning candidate %zu for %d epoch(s)", next, p->o.finetune_epochs);
+            st = finetune(p, m, p->o.finetune_epochs, 0);
+            c->finetune_seconds += fl_now_seconds() - t0;
+        }
+        fl_eval_cert ec;
+        if (!st) st = fl_eval_certify(p->cev, m, c->z, &ec);
+        if (!st) {
+            c->tried++;
+            pt->cert_metric = ec.metric, pt->cert_loss = ec.loss, pt->cert_se = ec.se, pt->cert_bound = ec.bound;
+            pt->certified = ec.bound <= p->budget;
+            progress(p, "certify candidate %zu on %zu held-back %s: loss %.4g (se %.3g), %g%% bound %.4g %s %g",
+                     next, c->count, p->kind == FL_METRIC_PERPLEXITY ? "tokens" : "sequences", ec.loss, ec.se,
+                     100 * c->confidence, ec.bound, pt->certified ? "<=" : ">", p->budget);
+            if (pt->certified) {
+                win = next;
+                if (p->probe_steps > 0) p->model = m, m = NULL; /* the fine-tuned model is the plan */
+            }
+        }
+        fl_model_free(m);
+    }
+    fl_free(tried);
+    if (st) return st;
+    if (win == NONE) { /* the input model: its paired loss is 0 by definition */
+        win = 0;
+        fl_plan_point *pt = &p->pts[0];
+        pt->cert_metric = c->dense_metric, pt->cert_loss = pt->cert_se = pt->cert_bound = 0;
+        pt->certified = 0;
+        progress(p, "no compressed candidate certified within the budget (first tried: %zu); keeping the input "
+                    "model", first);
+    }
+    c->certified = win != 0;
+    p->chosen = win;
+    return FL_OK;
+}
+
 static void mark_pareto(fl_plan *p) {
     for (size_t i = 0; i < p->n_pts; i++) {
         const fl_plan_point *a = &p->pts[i];
@@ -582,6 +682,54 @@ static fl_status prepare(fl_plan *p) {
     return FL_OK;
 }
 
+/* Evaluators for the search data (p->ev) and the certify data (p->cev, NULL when not certifying);
+ * the fine-tuning probe length. *owned: a split's copy of the data (the caller frees it). */
+static fl_status setup_data(fl_plan *p, const fl_model *m, void **owned) {
+    const fl_plan_opts *o = &p->o;
+    fl_plan_data view, search, cert;
+    const fl_plan_data *all = o->data;
+    fl_status st;
+    if (o->dataset) {
+        if ((st = fl_plan_data_of(o->dataset, &view))) return st;
+        all = &view;
+    }
+    const fl_arch *a = &p->arch;
+    bool lm = a->vocab > 0 && a->head == FL_HEAD_PER_STEP && a->head_out == a->vocab;
+    bool certifiable = all && (a->head == FL_HEAD_LAST_STEP || lm);
+    if (o->certify && !certifiable)
+        return fl_fail(FL_ERR_ARG, "plan: certification needs a classifier or a language model");
+    if (certifiable && o->certify) {
+        if ((st = fl_plan_data_of(o->certify, &cert))) return st;
+        search = *all;
+    } else if (certifiable && o->certify_fraction > 0) {
+        /* validate the whole before splitting it (errors name the validation data as given) */
+        fl_eval *whole;
+        if ((st = fl_eval_create(m, o, all, &whole))) return st;
+        fl_eval_free(whole);
+        if ((st = fl_plan_data_split(all, lm, o->certify_fraction, o->seed, &search, &cert, owned))) return st;
+    } else {
+        certifiable = false;
+    }
+    if ((st = fl_eval_create(m, o, certifiable ? &search : all, &p->ev))) return st;
+    if (certifiable && (st = fl_eval_create(m, o, &cert, &p->cev))) return st;
+    p->cert.search_count = all ? fl_eval_count(p->ev) : 0;
+    if (o->finetune) {
+        if ((st = fl_dataset_check_model(o->finetune, m, "fine-tuning data"))) return st;
+        fl_train_opts to = o->train ? *o->train : fl_train_opts_default();
+        size_t n = fl_dataset_size(o->finetune);
+        double per_epoch = lm ? (double)n / ((double)to.batch * to.bptt) : (double)n / to.batch;
+        if (per_epoch < 1) per_epoch = 1;
+        /* automatic: the search's fine-tuning adds up to about 1.5 full fine-tunes over its evaluations */
+        double probe = o->finetune_probe > 0 ? o->finetune_probe * per_epoch
+                                             : 1.5 * per_epoch * (o->finetune_epochs > 0 ? o->finetune_epochs : 1) /
+                                                   (p->o.max_evals < 24 ? p->o.max_evals : 24);
+        p->probe_steps = probe < 1 ? 1 : (long)probe;
+        if (p->o.max_evals > 24) p->o.max_evals = 24;
+        p->cert.finetuned = 1;
+    }
+    return FL_OK;
+}
+
 fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_plan_opts *opts,
                          fl_plan **out) {
     if (!out) return fl_fail(FL_ERR_ARG, "fl_plan_create: out is NULL");
@@ -594,8 +742,15 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     if (o.max_loss < 0 || !(o.max_dev >= 0))
         return fl_fail(FL_ERR_ARG, "plan: the accuracy budget must be >= 0 (max_loss %g, max_dev %g)",
                        o.max_loss, o.max_dev);
-    if (!isnan(o.max_loss) && !o.data)
+    if (o.data && o.dataset) return fl_fail(FL_ERR_ARG, "plan: give data or dataset, not both");
+    if (!isnan(o.max_loss) && !o.data && !o.dataset)
         return fl_fail(FL_ERR_ARG, "plan: max_loss needs validation data (use max_dev without data)");
+    if (!(o.certify_fraction >= 0 && o.certify_fraction < 1) || !(o.confidence > 0.5 && o.confidence < 1) ||
+        o.certify_tries < 1 || o.finetune_epochs < 0 || !(o.finetune_probe >= 0))
+        return fl_fail(FL_ERR_ARG, "plan: certify_fraction must be in [0, 1), confidence in (0.5, 1), "
+                       "certify_tries >= 1, finetune_epochs and finetune_probe >= 0");
+    if (o.certify && !o.data && !o.dataset) return fl_fail(FL_ERR_ARG, "plan: certify data needs validation data");
+    if (o.finetune && !o.data && !o.dataset) return fl_fail(FL_ERR_ARG, "plan: fine-tuning needs validation data");
     if (o.dev_samples < 1 || o.max_evals < 1 || o.cp_max_iter < 0 || o.verify < 0 ||
         (o.verify > 0 && o.verify_reps < 1))
         return fl_fail(FL_ERR_ARG, "plan: dev_samples, max_evals and verify_reps must be >= 1");
@@ -609,6 +764,7 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     p->max_threads = o.max_threads > 0 ? o.max_threads : prof->cores > 1 ? prof->cores : 1;
     if (p->max_threads > 64) p->max_threads = 64;
     fl_mat_spec *cur = NULL, *cand = NULL;
+    void *owned = NULL;
     fl_status st = FL_OK;
     p->ms = fl_calloc(p->nmat, sizeof *p->ms);
     p->reason = fl_calloc(p->nmat, sizeof *p->reason);
@@ -621,7 +777,8 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     fl_cost dense_cost;
     if ((st = predict(p, cur, &dense_cost))) goto done;
     p->regime = dense_cost.regime;
-    if ((st = fl_eval_create(m, &o, &p->ev))) goto done;
+    double t0 = fl_now_seconds();
+    if ((st = setup_data(p, m, &owned))) goto done;
     p->kind = fl_eval_metric_kind(p->ev);
     p->budget = fl_eval_budget(p->ev);
     if ((st = prepare(p))) goto done;
@@ -630,18 +787,21 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
     if ((st = search_seed(p, cur, cand)) || (st = search_svd(p, cur, cand))) goto done;
     if (p->regime == FL_REGIME_MEMORY && o.allow_cp && o.cp_max_iter > 0 && (st = search_cp(p, cur, cand)))
         goto done;
-    if ((st = verify(p))) goto done;
+    if ((st = verify(p)) || (st = certify(p))) goto done;
+    p->cert.search_seconds = fl_now_seconds() - t0 - p->cert.finetune_seconds;
     mark_pareto(p);
     write_reasons(p);
     p->threads = p->pts[p->chosen].cost.threads;
-    st = build_model(p, p->pts[p->chosen].specs, &p->model);
-    if (!st) p->model->planned_threads = p->threads;
+    if (!p->model) st = build_model(p, p->pts[p->chosen].specs, &p->model);
+    if (!st && p->model) p->model->planned_threads = p->threads;
 done:
     fl_free(cur);
     fl_free(cand);
+    fl_free(owned);
     /* The search state is not needed after create. */
     fl_eval_free(p->ev);
-    p->ev = NULL;
+    fl_eval_free(p->cev);
+    p->ev = p->cev = NULL;
     for (size_t i = 0; p->ms && i < p->nmat; i++) {
         fl_free(p->ms[i].dense);
         fl_svd_free(p->ms[i].svd);
@@ -693,3 +853,4 @@ fl_status fl_plan_choice_at_batch(const fl_plan *p, int batch, size_t *point, fl
     *point = best;
     return FL_OK;
 }
+const fl_plan_certificate *fl_plan_certificate_of(const fl_plan *p) { return &p->cert; }

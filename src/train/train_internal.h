@@ -72,6 +72,20 @@ fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const c
  * With dropout, ranks draw masks from per-rank streams (the shared RNG advances identically). */
 void fl_trainer_set_shard(fl_trainer *t, int rank, int count);
 
+/* Text helpers (vocab.c), shared with the data layer (dataset.c). */
+fl_status fl_read_text_file(const char *path, char **out, size_t *len);
+/* Next token of text[*pos..len) in mode: start *s and length *n; false at the end (or on invalid
+ * UTF-8 in char mode, which sets *bad). Word mode yields "<eos>" at a newline. */
+bool fl_text_next_token(const char *text, size_t len, size_t *pos, fl_token_mode mode, const char **s,
+                        size_t *n, bool *bad);
+/* Vocabulary from a text buffer (path names it in errors); as fl_vocab_build. */
+fl_status fl_vocab_build_buffer(const char *text, size_t len, const char *path, fl_token_mode mode,
+                                int max_size, fl_vocab **out);
+/* Id of token s[0..n), or -1. */
+int32_t fl_vocab_find(const fl_vocab *v, const char *s, size_t n);
+/* Replace v's class names by copies of labels[0..n). */
+fl_status fl_vocab_set_labels(fl_vocab *v, char **labels, int n);
+
 /* Optimiser over the flat block (optim.c). */
 double fl_optim_grad_norm(const fl_trainer *t);
 void fl_optim_update(fl_trainer *t, float grad_scale);

@@ -1,5 +1,6 @@
-/* Vocabularies for text language models: word or character tokens, frequency-capped, with
- * "<unk>" as id 0; stored in a model as JSON {"type": "word"|"char", "tokens": [...]}. */
+/* Vocabularies for text models: word or character tokens, frequency-capped, with "<unk>" as id 0;
+ * stored in a model as JSON {"type": "word"|"char", "tokens": [...]} plus, for a text classifier
+ * (labelled text, src/train/dataset.c), "labels": [...] — the class names in class-id order. */
 #include "train_internal.h"
 
 #include <cjson/cJSON.h>
@@ -16,16 +17,47 @@ struct fl_vocab {
     char **tok;      /* [n], each owned */
     int32_t *table;  /* open addressing: id or -1; cap entries */
     size_t cap;
+    int n_labels;    /* text classifier: class names, each owned; 0 for a language model */
+    char **labels;
 };
 
 int fl_vocab_size(const fl_vocab *v) { return v ? v->n : 0; }
+
+static int32_t vocab_lookup(const fl_vocab *v, const char *s, size_t n);
 
 void fl_vocab_free(fl_vocab *v) {
     if (!v) return;
     for (int i = 0; v->tok && i < v->n; i++) fl_free(v->tok[i]);
     fl_free(v->tok);
     fl_free(v->table);
+    for (int i = 0; v->labels && i < v->n_labels; i++) fl_free(v->labels[i]);
+    fl_free(v->labels);
     fl_free(v);
+}
+
+int fl_vocab_num_labels(const fl_vocab *v) { return v ? v->n_labels : 0; }
+const char *fl_vocab_label(const fl_vocab *v, int i) { return v && i >= 0 && i < v->n_labels ? v->labels[i] : NULL; }
+fl_token_mode fl_vocab_mode(const fl_vocab *v) { return v ? v->mode : FL_TOKENS_WORD; }
+
+int32_t fl_vocab_find(const fl_vocab *v, const char *s, size_t n) { return vocab_lookup(v, s, n); }
+
+fl_status fl_vocab_set_labels(fl_vocab *v, char **labels, int n) {
+    char **c = fl_calloc((size_t)(n > 0 ? n : 1), sizeof(char *));
+    if (!c) return fl_fail(FL_ERR_NOMEM, "out of memory for label names");
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(labels[i]) + 1;
+        if (!(c[i] = fl_malloc(len))) {
+            for (int k = 0; k < i; k++) fl_free(c[k]);
+            fl_free(c);
+            return fl_fail(FL_ERR_NOMEM, "out of memory for label names");
+        }
+        memcpy(c[i], labels[i], len);
+    }
+    for (int i = 0; v->labels && i < v->n_labels; i++) fl_free(v->labels[i]);
+    fl_free(v->labels);
+    v->labels = c;
+    v->n_labels = n;
+    return FL_OK;
 }
 
 static uint64_t hash_str(const char *s, size_t n) {
@@ -51,7 +83,7 @@ static int32_t vocab_lookup(const fl_vocab *v, const char *s, size_t n) {
 }
 
 /* Read a whole file. */
-static fl_status read_file(const char *path, char **out, size_t *len) {
+fl_status fl_read_text_file(const char *path, char **out, size_t *len) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return fl_fail(FL_ERR_IO, "%s: cannot open", path);
@@ -93,7 +125,7 @@ static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c ==
 
 /* Next token of text[*pos..len): start and length; returns false at the end. In word mode a
  * newline yields "<eos>". *bad is set for invalid UTF-8 in char mode. */
-static bool next_token(const char *text, size_t len, size_t *pos, fl_token_mode mode, const char **s,
+bool fl_text_next_token(const char *text, size_t len, size_t *pos, fl_token_mode mode, const char **s,
                        size_t *n, bool *bad) {
     size_t p = *pos;
     if (mode == FL_TOKENS_CHAR) {
@@ -168,8 +200,17 @@ fl_status fl_vocab_build(const char *path, fl_token_mode mode, int max_size, fl_
     if (mode != FL_TOKENS_WORD && mode != FL_TOKENS_CHAR) return fl_fail(FL_ERR_ARG, "unknown token mode");
     char *text;
     size_t len;
-    fl_status st = read_file(path, &text, &len);
+    fl_status st = fl_read_text_file(path, &text, &len);
     if (st) return st;
+    st = fl_vocab_build_buffer(text, len, path, mode, max_size, out);
+    fl_free(text);
+    return st;
+}
+
+fl_status fl_vocab_build_buffer(const char *text, size_t len, const char *path, fl_token_mode mode,
+                                int max_size, fl_vocab **out) {
+    *out = NULL;
+    fl_status st = FL_OK;
     /* Pass 1: distinct tokens with counts and first positions, in a growing table. */
     size_t cap = 1024, distinct = 0;
     char **toks = fl_calloc(cap / 2, sizeof(char *));
@@ -186,7 +227,7 @@ fl_status fl_vocab_build(const char *path, fl_token_mode mode, int max_size, fl_
     const char *s;
     size_t n;
     bool bad = false;
-    while (next_token(text, len, &pos, mode, &s, &n, &bad)) {
+    while (fl_text_next_token(text, len, &pos, mode, &s, &n, &bad)) {
         total++;
         if (n == strlen(UNK) && !memcmp(s, UNK, n)) continue; /* the corpus's own <unk> is ours */
         size_t slot = find_slot(table, cap, toks, s, n);
@@ -268,7 +309,6 @@ done:
     fl_free(cnt);
     fl_free(table);
     fl_free(ord);
-    fl_free(text);
     if (st) {
         fl_vocab_free(v);
         return st;
@@ -290,6 +330,14 @@ fl_status fl_vocab_attach(const fl_vocab *v, fl_model *m) {
     for (int i = 0; ok && i < v->n; i++) {
         cJSON *s = cJSON_CreateString(v->tok[i]);
         ok = s && cJSON_AddItemToArray(arr, s);
+    }
+    if (ok && v->n_labels > 0) {
+        cJSON *lab = cJSON_AddArrayToObject(root, "labels");
+        ok = lab != NULL;
+        for (int i = 0; ok && i < v->n_labels; i++) {
+            cJSON *s = cJSON_CreateString(v->labels[i]);
+            ok = s && cJSON_AddItemToArray(lab, s);
+        }
     }
     char *txt = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
@@ -334,7 +382,34 @@ fl_status fl_vocab_from_model(const fl_model *m, fl_vocab **out) {
         }
         if ((st = vocab_add(v, it->valuestring, strlen(it->valuestring)))) goto done;
     }
-    if (strcmp(v->tok[0], UNK)) st = fl_fail(FL_ERR_FORMAT, "model vocabulary: token 0 must be \"%s\"", UNK);
+    if (strcmp(v->tok[0], UNK)) {
+        st = fl_fail(FL_ERR_FORMAT, "model vocabulary: token 0 must be \"%s\"", UNK);
+        goto done;
+    }
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(root, "labels");
+    if (lab) {
+        int nl = cJSON_IsArray(lab) ? cJSON_GetArraySize(lab) : 0;
+        if (nl < 2) {
+            st = fl_fail(FL_ERR_FORMAT, "model vocabulary: \"labels\" must be an array of >= 2 names");
+            goto done;
+        }
+        if (!(v->labels = fl_calloc((size_t)nl, sizeof(char *)))) {
+            st = fl_fail(FL_ERR_NOMEM, "out of memory reading the label names");
+            goto done;
+        }
+        cJSON_ArrayForEach(it, lab) {
+            if (!cJSON_IsString(it)) {
+                st = fl_fail(FL_ERR_FORMAT, "model vocabulary: label %d is not a string", v->n_labels);
+                goto done;
+            }
+            size_t len = strlen(it->valuestring) + 1;
+            if (!(v->labels[v->n_labels] = fl_malloc(len))) {
+                st = fl_fail(FL_ERR_NOMEM, "out of memory reading the label names");
+                goto done;
+            }
+            memcpy(v->labels[v->n_labels++], it->valuestring, len);
+        }
+    }
 done:
     cJSON_Delete(root);
     if (st) {
@@ -350,13 +425,13 @@ fl_status fl_dataset_load_text(const char *path, const fl_vocab *v, fl_dataset *
     *out = NULL;
     char *text;
     size_t len;
-    fl_status st = read_file(path, &text, &len);
+    fl_status st = fl_read_text_file(path, &text, &len);
     if (st) return st;
     size_t cap = 1024, n = 0, pos = 0, sn;
     int32_t *ids = fl_malloc(cap * sizeof(int32_t));
     const char *s;
     bool bad = false;
-    while (ids && next_token(text, len, &pos, v->mode, &s, &sn, &bad)) {
+    while (ids && fl_text_next_token(text, len, &pos, v->mode, &s, &sn, &bad)) {
         if (n == cap) {
             int32_t *ni = fl_malloc(2 * cap * sizeof(int32_t));
             if (ni) memcpy(ni, ids, n * sizeof(int32_t));
