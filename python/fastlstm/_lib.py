@@ -8,8 +8,8 @@ reserve tail, so a library whose struct has grown (fields are appended) never wr
 Python buffer, and an appended input field reads as zero (its documented "off" value). Where a
 header says what a *_default() function returns, Lib.default() compares those values with what
 the struct read back the first time it is used: a binding out of step with the library fails
-loudly (LayoutError) instead of passing shifted fields. Fields a newer library inserts or appends
-are in INSERTED / APPENDED, used when the library has the function that came with them.
+loudly (LayoutError) instead of passing shifted fields. Fields a newer library appends are in
+APPENDED, used when the library has the function that came with them.
 
 ctypes.CDLL releases the GIL around every foreign call, so other Python threads run while the
 library computes; callbacks into Python (progress) take it back for their duration.
@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 
-from ctypes import (CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_long,
+from ctypes import (CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int, c_long,
                     c_size_t, c_uint64, c_void_p)
 
 RESERVE = 512  # bytes of zeroed tail on every struct (see the module docstring)
@@ -107,12 +107,18 @@ FIELDS = {
     "fl_plan_data": [("n", c_int), ("seq", c_int), ("dim", c_int), ("x", c_void_p), ("tokens", c_void_p),
                      ("labels", c_void_p), ("n_labels", c_int)],
     "fl_plan_opts": [("batch", c_int), ("seq", c_int), ("threads", c_int), ("max_threads", c_int), ("data", c_void_p),
-                     ("max_loss", c_double), ("max_dev", c_double), ("dev_samples", c_int), ("allow_cp", c_int),
+                     ("dataset", c_void_p), ("certify", c_void_p), ("certify_fraction", c_double),
+                     ("confidence", c_double), ("certify_tries", c_int), ("finetune", c_void_p), ("train", c_void_p),
+                     ("finetune_epochs", c_int), ("finetune_probe", c_double), ("max_loss", c_double), ("max_dev", c_double), ("dev_samples", c_int), ("allow_cp", c_int),
                      ("cp_max_iter", c_int), ("max_evals", c_int), ("verify", c_int), ("verify_reps", c_int),
                      ("seed", c_uint64), ("progress", plan_progress_fn), ("progress_ctx", c_void_p)],
     "fl_cost": [("params", c_size_t), ("step_bytes", c_double), ("step_flops", c_double),
                 ("working_set", c_size_t), ("level", c_int), ("bandwidth", c_double), ("mem_seconds", c_double),
                 ("compute_seconds", c_double), ("seconds", c_double), ("regime", c_int)],
+    "fl_plan_certificate": [("available", c_int), ("certified", c_int), ("confidence", c_double), ("z", c_double),
+                            ("count", c_size_t), ("search_count", c_size_t), ("dense_metric", c_double),
+                            ("tried", c_int), ("finetuned", c_int), ("finetune_seconds", c_double),
+                            ("search_seconds", c_double)],
     "fl_train_opts": [("optim", c_int), ("lr", c_float), ("momentum", c_float), ("beta1", c_float),
                       ("beta2", c_float), ("eps", c_float), ("weight_decay", c_float), ("clip", c_float),
                       ("dropout", c_float), ("batch", c_int), ("bptt", c_int), ("lr_decay", c_float),
@@ -136,14 +142,6 @@ APPENDED = {
     "fl_run_io": ("fl_run_state_size", [("lengths", c_void_p)]),
 }
 
-# struct -> (probe function, field after which, fields the library version that has it inserts)
-INSERTED = {
-    "fl_plan_opts": ("fl_plan_certificate_of", "data", [
-        ("dataset", c_void_p), ("certify", c_void_p), ("certify_fraction", c_double), ("confidence", c_double),
-        ("certify_tries", c_int), ("finetune", c_void_p), ("train", c_void_p), ("finetune_epochs", c_int),
-        ("finetune_probe", c_double)]),
-}
-
 # No reserve tail: fl_mat_spec is passed as an array, fl_cost sits inside fl_plan_point, and
 # fl_session_opts (12 bytes) is returned in registers, which a tail would turn into a hidden
 # pointer (Lib.default() catches a struct that changes class).
@@ -156,8 +154,10 @@ DEFAULTS = {
     "fl_train_opts": ("fl_train_opts_default", {"optim": 1, "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
                                                 "batch": 32, "bptt": 35, "lr_decay": 1.0, "shuffle": 1,
                                                 "seed": 1}),
-    "fl_plan_opts": ("fl_plan_opts_default", {"batch": 1, "seq": 35, "max_dev": 0.05, "dev_samples": 16,
-                                              "allow_cp": 1, "cp_max_iter": 40, "max_evals": 200}),
+    "fl_plan_opts": ("fl_plan_opts_default", {"batch": 1, "seq": 35, "certify_fraction": 0.5, "confidence": 0.9,
+                                              "certify_tries": 4, "finetune_epochs": 1, "max_dev": 0.05,
+                                              "dev_samples": 16, "allow_cp": 1, "cp_max_iter": 40,
+                                              "max_evals": 200}),
 }
 
 PROFILE_BYTES = 1 << 16  # fl_profile and fl_machine_id are passed only by pointer: opaque buffers
@@ -214,6 +214,7 @@ FUNCTIONS = {
     "fl_plan_chosen": (c_size_t, [P]),
     "fl_plan_reason": (c_char_p, [P, c_size_t]),
     "fl_plan_model": (P, [P]),
+    "fl_plan_certificate_of": ("fl_plan_certificate*", [P]),
     # train.h
     "fl_dataset_classify": (c_int, [c_int, c_int, c_int, P, P, P, c_int, POINTER(P)]),
     "fl_dataset_lm": (c_int, [P, c_size_t, c_int, POINTER(P)]),
@@ -229,8 +230,7 @@ FUNCTIONS = {
 # Functions a library may lack (newer or optional API): missing ones are None, callers check.
 OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
             "fl_machine_id_detect": (c_int, [P]),
-            "fl_profile_check_machine": (c_int, [P, P]),
-            "fl_plan_certificate_of": (P, [P])}
+            "fl_profile_check_machine": (c_int, [P, P])}
 
 
 class Lib:
@@ -245,14 +245,12 @@ class Lib:
             fields = list(fields)
             if name in APPENDED and self.has.get(APPENDED[name][0]):
                 fields += APPENDED[name][1]
-            if name in INSERTED and self.has.get(INSERTED[name][0]):
-                _, after, extra = INSERTED[name]
-                at = [f[0] for f in fields].index(after) + 1
-                fields[at:at] = extra
             setattr(self.S, name, _struct(name, fields, reserve=name not in NO_RESERVE))
         self.S.fl_plan_point = _struct("fl_plan_point", [
             ("specs", POINTER(self.S.fl_mat_spec)), ("cost", self.S.fl_cost), ("measured_seconds", c_double),
-            ("metric", c_double), ("loss", c_double), ("meets_budget", c_int), ("pareto", c_int)], reserve=False)
+            ("metric", c_double), ("loss", c_double), ("meets_budget", c_int), ("pareto", c_int),
+            ("certified", c_int), ("cert_metric", c_double), ("cert_loss", c_double), ("cert_se", c_double),
+            ("cert_bound", c_double)], reserve=False)
         self.f = type("Functions", (), {})()
         table = dict(FUNCTIONS)
         table.update({k: v for k, v in OPTIONAL.items() if self.has[k]})

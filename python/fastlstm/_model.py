@@ -350,6 +350,7 @@ class Session:
 
     @property
     def handle(self):
+        """The fl_session pointer (int); valid while this object lives and is not closed."""
         if not self._h:
             raise _fail("ArgError", "the session is closed")
         return self._h

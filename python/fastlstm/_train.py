@@ -186,9 +186,10 @@ def evaluate(model, x, labels=None, batch=32, bptt=35):
 class Plan:
     """The result of fastlstm.plan(): `model` (the chosen configuration, a Model of its own),
     `chosen` (index into points), `points` (every configuration evaluated: specs, predicted and
-    measured seconds per step, params, metric, loss, meets_budget, pareto), `reasons` (why each
-    matrix got its method and rank), `metric` ('deviation', 'accuracy', 'perplexity') and
-    `budget`."""
+    measured seconds per step, params, metric, loss, meets_budget, pareto, certified and the
+    certification figures), `reasons` (why each matrix got its method and rank), `metric`
+    ('deviation', 'accuracy', 'perplexity'), `budget` and `certificate` (fl_plan_certificate as a
+    dict: available, certified, confidence, count, dense_metric, ...)."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -233,7 +234,9 @@ def profile(path=None, measure=True):
 
 
 def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1, seq=35, threads=1,
-         max_threads=0, profile_path=None, measure=True, allow_cp=True, max_evals=None, verify=None, seed=1, progress=None):
+         max_threads=0, certify=None, certify_fraction=None, confidence=None, finetune=None, finetune_epochs=None,
+         train_options=None, profile_path=None, measure=True, allow_cp=True, max_evals=None, verify=None, seed=1,
+         progress=None):
     """Search the fastest storage (dense, SVD, CP and ranks per matrix) of model within an
     accuracy budget (fl_plan_create), as `fastlstm plan`.
 
@@ -243,6 +246,11 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
     (language model), or output deviation; None: the library's default. Without data the deviation
     on random inputs is bounded by max_dev. batch, seq, threads: the serving shape planned for
     (threads 0: plan the thread count too, up to max_threads; the chosen model records it).
+    Certification (plan.h): the budget is certified on held-back data, `certify` ((x, labels), or a
+    token stream for a language model) or else the last certify_fraction (default 0.5; 0: none) of
+    the data, at one-sided level `confidence` (default 0.9). finetune: training data ((x, labels) or
+    a token stream) to judge candidates after a short fine-tune and fine-tune the chosen one for
+    finetune_epochs with train_options (fields of fl_train_opts, as train()).
     profile_path / measure: see profile(). verify: how many best candidates are timed for real
     (0: none, the prediction decides). progress(message) receives progress lines.
     Returns a Plan."""
@@ -260,6 +268,24 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
     if verify is not None:
         o.verify = int(verify)
     keep = []
+    if certify is not None:
+        cd = _dataset_for(model, *certify) if isinstance(certify, tuple) else _dataset_for(model, certify, None)
+        o.certify = cd.handle
+        keep.append(cd)
+    if certify_fraction is not None:
+        o.certify_fraction = float(certify_fraction)
+    if confidence is not None:
+        o.confidence = float(confidence)
+    if finetune is not None:
+        fd = _dataset_for(model, *finetune) if isinstance(finetune, tuple) else _dataset_for(model, finetune, None)
+        o.finetune = fd.handle
+        keep.append(fd)
+        if finetune_epochs is not None:
+            o.finetune_epochs = int(finetune_epochs)
+        if train_options:
+            to = _train_opts(L, **train_options)
+            o.train = _lib.ctypes.cast(_byref(to), _lib.c_void_p)
+            keep.append(to)
     if data is not None:
         pd = L.S.fl_plan_data()
         if a.vocab:
@@ -292,12 +318,19 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
             points.append({"specs": specs, "params": p.cost.params, "predicted_seconds": p.cost.seconds,
                            "measured_seconds": p.measured_seconds if p.measured_seconds >= 0 else None,
                            "metric": p.metric, "loss": p.loss, "meets_budget": bool(p.meets_budget),
-                           "pareto": bool(p.pareto)})
+                           "pareto": bool(p.pareto), "certified": None if p.certified < 0 else bool(p.certified),
+                           "cert_metric": p.cert_metric, "cert_loss": p.cert_loss, "cert_se": p.cert_se,
+                           "cert_bound": p.cert_bound})
         reasons = [L.f.fl_plan_reason(out.value, j).decode("utf-8", "replace") for j in range(nmat)]
         chosen = L.f.fl_plan_chosen(out.value)
         cm = _lib.c_void_p()
         L.check(L.f.fl_model_clone(L.f.fl_plan_model(out.value), _byref(cm)))
+        c = L.f.fl_plan_certificate_of(out.value).contents
+        cert = {k: getattr(c, k) for k, _ in _lib.FIELDS["fl_plan_certificate"]}
+        for k in ("available", "certified", "finetuned"):
+            cert[k] = bool(cert[k])
         return Plan(model=Model(cm.value), chosen=chosen, points=points, reasons=reasons,
-                    metric=METRICS[L.f.fl_plan_metric_kind(out.value)], budget=L.f.fl_plan_budget(out.value))
+                    metric=METRICS[L.f.fl_plan_metric_kind(out.value)], budget=L.f.fl_plan_budget(out.value),
+                    certificate=cert)
     finally:
         L.f.fl_plan_free(out.value)

@@ -90,5 +90,18 @@ def test_plan_keeps_the_budget(rng):
     assert [x["method"] for x in p.model.matrices()] == [s.split(":")[0] for s in chosen["specs"]]
     acc = fastlstm.evaluate(p.model, x, y)["accuracy"] * 100
     assert acc >= fastlstm.evaluate(m, x, y)["accuracy"] * 100 - 5.0 - 1e-9
+    assert p.certificate["available"] and p.certificate["count"] == 32  # half of the data held back
+    assert p.certificate["certified"] == (p.points[p.chosen]["certified"] is True)
     with pytest.raises(fastlstm.ArgError):
         fastlstm.plan(m, x, y, max_loss=-1, measure=False, verify=0)
+
+
+def test_plan_with_certify_data_and_without_labels(rng):
+    x, y = separable(rng, n=48, D=8)
+    m = fastlstm.train(x, y, hidden=16, epochs=1)
+    cx, cy = separable(rng, n=40, D=8)
+    p = fastlstm.plan(m, x, y, max_loss=10.0, certify=(cx, cy), measure=False, verify=0, max_evals=10)
+    assert p.certificate["count"] == 40
+    d = fastlstm.plan(m, measure=False, verify=0, max_evals=10, max_dev=0.1)  # random inputs, deviation
+    assert d.metric == "deviation" and not d.certificate["available"]
+    assert d.points[d.chosen]["loss"] <= 0.1
