@@ -2,6 +2,7 @@
  * shape and an accuracy budget; compress also writes the planned model. */
 #include "cli.h"
 #include "fastlstm/plan.h"
+#include "fastlstm/tuning.h"
 #include "internal.h" /* fl_fail for data errors */
 #include "npy.h"
 
@@ -294,6 +295,14 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                "compute %.3g us, recurrent weights from %s at %.1f GB/s\n",
                dc->step_bytes / 1e6, dc->step_flops / 1e6, dc->step_flops / dc->step_bytes, dc->mem_seconds * 1e6,
                dc->compute_seconds * 1e6, dc->level < 0 ? "DRAM" : "cache", dc->bandwidth / 1e9);
+    if (a->explain) {
+        const fl_tuning *t = fl_tuning_get();
+        printf("tuning: recurrent blocks of %d units, input-projection panels of %d columns; threads from %zu KB "
+               "of step weights (>= %d blocks, %d chunks per thread) and %.3g M projection MACs; own GEMM "
+               "from K = %d; cache fit %.2f\n",
+               t->rec_block, t->proj_panel, t->min_parallel_bytes / 1024, t->min_blocks_per_thread,
+               t->chunks_per_thread, t->min_parallel_macs / 1e6, t->gemm_nt_min_k, t->cache_fit_fraction);
+    }
     printf("metric: %s; dense %.4g; budget: %s <= %g\n", metric_name(fl_plan_metric_kind(plan)), dense->metric,
            fl_plan_metric_kind(plan) == FL_METRIC_ACCURACY     ? "accuracy points lost"
            : fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "relative perplexity increase"

@@ -247,7 +247,7 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
         goto done;
     }
     /* fl_model_create reads one spec per matrix of the architecture: nmat must be that count. */
-    const uint32_t want_nmat = (uint32_t)(2 * a.layers) + (a.head != FL_HEAD_NONE ? 1 : 0);
+    const uint32_t want_nmat = (uint32_t)fl_arch_num_matrices(&a);
     if (nmat != want_nmat) {
         st = bad(path, "matrix count does not match the architecture");
         goto done;
