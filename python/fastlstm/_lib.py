@@ -89,6 +89,7 @@ def _struct(name, fields, reserve=True):
 
 plan_progress_fn = CFUNCTYPE(None, c_void_p, c_char_p)
 train_callback_fn = CFUNCTYPE(c_int, c_void_p, c_void_p)
+decomp_progress_fn = CFUNCTYPE(None, c_void_p, c_void_p)
 
 # Field lists, as in include/fastlstm/*.h. Appended fields of a newer library that this binding
 # uses are listed in APPENDED and added when the library has the function named there.
@@ -97,7 +98,9 @@ FIELDS = {
                 ("head_out", c_int)],
     "fl_mat_spec": [("method", c_int), ("rank", c_int)],
     "fl_matrix_info": [("name", c_char * 48), ("method", c_int), ("rows", c_int), ("cols", c_int),
-                       ("rank", c_int), ("params", c_size_t), ("flops", c_size_t), ("rel_error", c_double)],
+                       ("rank", c_int), ("params", c_size_t), ("flops", c_size_t), ("rel_error", c_double),
+                       ("kind", c_int), ("layer", c_int), ("direction", c_int), ("precision", c_int),
+                       ("bytes", c_size_t)],
     "fl_decomp_opts": [("method", c_int), ("rank", c_int), ("tol", c_double), ("budget", c_double),
                        ("include_head", c_int), ("specs", c_void_p), ("cp_max_iter", c_int),
                        ("cp_tol", c_double), ("seed", c_uint64)],
@@ -129,6 +132,9 @@ FIELDS = {
     "fl_train_run": [("train", c_void_p), ("valid", c_void_p), ("epochs", c_int), ("max_steps", c_long),
                      ("checkpoint", c_char_p), ("every", c_long), ("callback", train_callback_fn),
                      ("user", c_void_p)],
+    "fl_decomp_event": [("index", c_size_t), ("done", c_int), ("method", c_int), ("rank", c_int),
+                        ("cp_iterations", c_int), ("cp_converged", c_int), ("rel_error", c_double),
+                        ("seconds", c_double)],
     "fl_eval_result": [("loss", c_double), ("accuracy", c_double), ("perplexity", c_double),
                        ("count", c_size_t)],
 }
@@ -137,8 +143,6 @@ FIELDS = {
 APPENDED = {
     "fl_arch": ("fl_run_state_size", [("bidirectional", c_int), ("proj", c_int), ("has_padding", c_int),
                                       ("padding_idx", c_int)]),
-    "fl_matrix_info": ("fl_run_state_size", [("kind", c_int), ("layer", c_int), ("direction", c_int),
-                                             ("precision", c_int), ("bytes", c_size_t)]),
     "fl_run_io": ("fl_run_state_size", [("lengths", c_void_p)]),
 }
 
@@ -230,7 +234,8 @@ FUNCTIONS = {
 # Functions a library may lack (newer or optional API): missing ones are None, callers check.
 OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
             "fl_machine_id_detect": (c_int, [P]),
-            "fl_profile_check_machine": (c_int, [P, P])}
+            "fl_profile_check_machine": (c_int, [P, P]),
+            "fl_model_decompose_ex": (c_int, [P, "fl_decomp_opts*", "decomp_progress_fn", P, POINTER(P)])}
 
 
 class Lib:
@@ -255,7 +260,10 @@ class Lib:
         table = dict(FUNCTIONS)
         table.update({k: v for k, v in OPTIONAL.items() if self.has[k]})
         for name, (res, args) in table.items():
-            fn = getattr(self.dll, name)
+            try:
+                fn = getattr(self.dll, name)
+            except AttributeError:
+                raise OSError("%s has no %s: a library older than this binding" % (path, name)) from None
             fn.restype = self._ctype(res)
             fn.argtypes = [self._ctype(a) for a in args]
             setattr(self.f, name, fn)
@@ -275,6 +283,8 @@ class Lib:
         return got
 
     def _ctype(self, t):
+        if isinstance(t, str) and t in globals():
+            return globals()[t]
         if isinstance(t, str):
             if t.endswith("*"):
                 return POINTER(getattr(self.S, t[:-1]))

@@ -20,6 +20,7 @@ from ._lib import BY_NAME
 
 HEADS = ("none", "per_step", "last_step")
 METHODS = ("dense", "svd", "cp")
+KINDS = ("ih", "hh", "head", "proj")
 BATCH_MAJOR, TIME_MAJOR = 0, 1
 
 Arch = namedtuple("Arch", "vocab input hidden layers head head_out bidirectional proj")
@@ -86,6 +87,39 @@ def read_safetensors(path):
     return out, meta
 
 
+class _Owner:
+    """Owns one fl_model pointer. The library requires every session to be freed before its model
+    (it asserts so), and objects collected together as a cycle are finalised in any order: the
+    pointer is freed when the Model has let go (drop) and no session holds it any more."""
+
+    def __init__(self, L, h):
+        self.L, self.h, self.sessions, self.dropped = L, h, 0, False
+        self.lock = threading.Lock()
+
+    def acquire(self):
+        with self.lock:
+            self.sessions += 1
+
+    def release(self):
+        with self.lock:
+            self.sessions -= 1
+            free = self.sessions == 0 and self.dropped
+        if free:
+            self._free()
+
+    def drop(self):
+        with self.lock:
+            self.dropped = True
+            free = self.sessions == 0
+        if free:
+            self._free()
+
+    def _free(self):
+        h, self.h = self.h, None
+        if h:
+            self.L.f.fl_model_free(h)
+
+
 class Model:
     """A fastlstm model (fl_model): the LSTM's architecture and its weights, each weight matrix
     dense or decomposed (SVD or CP). Create one with fastlstm.load(), fastlstm.from_torch(),
@@ -94,21 +128,18 @@ class Model:
 
     def __init__(self, handle, _lib_obj=None):
         self._L = _lib_obj or _lib.get()
-        self._h = handle
-        self._local = threading.local()  # per-thread cached session for run() (holds no reference back)
-        self._sessions = weakref.WeakSet()  # sessions made by session(): they keep the model alive
+        self._owner = _Owner(self._L, handle)
+        self._closed = False
+        self._local = threading.local()  # per-thread cached session for run()
 
     def close(self):
-        """Free the library's model now (it is also freed when the object is collected). Sessions
-        made with session() keep the model alive; close() refuses (ArgError) while one is open.
-        Do not close a model another thread is running."""
-        live = [s for s in self._sessions if s._h]
-        if live:
-            raise _fail("ArgError", "close(): %d session(s) of this model are open; close them first" % len(live))
-        h, self._h = self._h, None
-        if h:
-            self._local = threading.local()  # frees the cached sessions before the model
-            self._L.f.fl_model_free(h)
+        """Release the model (also done when the object is collected). The library's model is
+        freed once no Session of it is open: sessions keep working after close(). Do not close a
+        model another thread is running."""
+        if not self._closed:
+            self._closed = True
+            self._local = threading.local()  # drops the cached sessions
+            self._owner.drop()
 
     def __del__(self):
         try:
@@ -125,30 +156,39 @@ class Model:
     @property
     def handle(self):
         """The fl_model pointer (int) for other C code; valid while this object lives."""
-        if not self._h:
+        if self._closed:
             raise _fail("ArgError", "the model is closed")
-        return self._h
+        return self._owner.h
 
     # ---------------------------------------------------------------- description
+
+    def _live(self):
+        # The library model, also after close() while a session still holds it.
+        if self._owner.h is None:
+            raise _fail("ArgError", "the model is closed")
+        return self._owner.h
 
     @property
     def arch(self):
         """The architecture as an Arch namedtuple."""
-        a = self._L.f.fl_model_arch(self.handle).contents
+        a = self._L.f.fl_model_arch(self._live()).contents
         return Arch(a.vocab, a.input, a.hidden, a.layers, HEADS[a.head], a.head_out,
                     bool(getattr(a, "bidirectional", 0)), getattr(a, "proj", 0))
 
     def matrices(self):
-        """One dict per weight matrix, in the library's order (weight_ih / weight_hh per layer, then
-        the head): name, method ('dense', 'svd', 'cp'), rows, cols, rank, params, flops and rel_error
-        (relative Frobenius error recorded at decomposition; 0 dense, < 0 unknown)."""
+        """One dict per weight matrix, in the library's order (PyTorch's state_dict order: weight_ih /
+        weight_hh per layer, then the head): name, method ('dense', 'svd', 'cp'), rows, cols, rank,
+        params, flops, rel_error (relative Frobenius error recorded at decomposition; 0 dense, < 0
+        unknown), kind ('ih', 'hh', 'head', 'proj'), layer (-1: head), direction (1: reverse) and
+        bytes (stored size in the model file)."""
         out = []
         for i in range(self._L.f.fl_model_num_matrices(self.handle)):
             info = self._L.S.fl_matrix_info()
             self._L.check(self._L.f.fl_model_matrix_info(self.handle, i, ctypes_byref(info)))
             d = {"name": info.name.decode(), "method": METHODS[info.method], "rows": info.rows,
                  "cols": info.cols, "rank": info.rank, "params": info.params, "flops": info.flops,
-                 "rel_error": info.rel_error}
+                 "rel_error": info.rel_error, "kind": KINDS[info.kind], "layer": info.layer,
+                 "direction": info.direction, "bytes": info.bytes}
             out.append(d)
         return out
 
@@ -162,7 +202,7 @@ class Model:
         return d
 
     def __repr__(self):
-        if not self._h:
+        if self._closed:
             return "<fastlstm.Model (closed)>"
         a = self.arch
         methods = ",".join(sorted({m["method"] for m in self.matrices()}))
@@ -209,9 +249,7 @@ class Model:
     def session(self, max_batch=1, max_seq=256, threads=1):
         """A Session for streaming (step()) and repeated runs, with scratch for max_batch streams
         and sequences of up to max_seq steps, on `threads` worker threads."""
-        s = Session(self, max_batch=max_batch, max_seq=max_seq, threads=threads)
-        self._sessions.add(s)
-        return s
+        return Session(self, max_batch=max_batch, max_seq=max_seq, threads=threads)
 
     def _session_for(self, batch, seq, threads):
         s = getattr(self._local, "session", None)
@@ -220,7 +258,7 @@ class Model:
             ms = seq if s is None else max(seq, s.max_seq)
             if s is not None:
                 s.close()
-            s = self._local.session = Session(self, max_batch=mb, max_seq=ms, threads=threads, _weak=True)
+            s = self._local.session = Session(self, max_batch=mb, max_seq=ms, threads=threads, _cached=True)
         if s.threads != threads:
             s.set_threads(threads)
         return s
@@ -250,7 +288,7 @@ class Model:
         h0 = self._check_state(h0, "h0", B, 0)
         c0 = self._check_state(c0, "c0", B, 1)
         s = self._session_for(B, T, threads)
-        return s._run(xs, lengths, h0, c0, time_major)
+        return s._run(self, xs, lengths, h0, c0, time_major)
 
     def _run_by_length(self, xs, lengths, h0, c0, time_major, threads):
         # A library without fl_run_io.lengths: run each group of equal lengths on its own prefix.
@@ -292,7 +330,7 @@ class Model:
         if self._L.has["fl_run_state_size"]:
             a = self.arch
             rows = a.layers * (2 if a.bidirectional else 1)
-            n = self._L.f.fl_run_state_size(self.handle, batch, int(cell))
+            n = self._L.f.fl_run_state_size(self._live(), batch, int(cell))
             return (rows, batch, n // (rows * batch))
         a = self.arch
         return (a.layers, batch, a.hidden)
@@ -312,17 +350,20 @@ class Session:
     streams 0..B-1 by one time step; run() is Model.run on this session's buffers. A session is
     not thread-safe: use one per thread (Model.run does this for you)."""
 
-    def __init__(self, model, max_batch=1, max_seq=256, threads=1, _weak=False):
+    def __init__(self, model, max_batch=1, max_seq=256, threads=1, _cached=False):
         self._L = model._L
-        # A session keeps its model alive; the per-thread sessions Model.run caches refer back weakly
-        # (the model frees them before itself).
-        self._model = weakref.ref(model) if _weak else (lambda: model)
+        self._h = None
         o = self._L.default("fl_session_opts")
         o.max_batch, o.max_seq, o.threads = int(max_batch), int(max_seq), int(threads)
         out = _lib.c_void_p()
-        self._h = None
         self._L.check(self._L.f.fl_session_create(model.handle, ctypes_byref(o), ctypes_byref(out)))
+        # Every session holds the library model (through its _Owner), which is freed only after the
+        # last session. A session from session() also keeps the Model object; the ones Model.run
+        # caches per thread refer back weakly (the Model holds them: no cycle).
+        self._owner = model._owner
+        self._owner.acquire()
         self._h = out.value
+        self._model = weakref.ref(model) if _cached else (lambda: model)
         self.max_batch, self.max_seq, self.threads = o.max_batch, o.max_seq, o.threads
 
     @property
@@ -335,6 +376,7 @@ class Session:
         h, self._h = self._h, None
         if h:
             self._L.f.fl_session_free(h)
+            self._owner.release()
 
     def __del__(self):
         try:
@@ -372,13 +414,13 @@ class Session:
                 raise _fail("ShapeError", "lengths: shape %s, expected (%d,)" % (lengths.shape, B))
             if not self._L.has["fl_run_state_size"]:
                 raise _fail("UnsupportedError", "this libfastlstm has no variable-length runs; use Model.run")
-        return self._run(xs, lengths, m._check_state(h0, "h0", B, 0), m._check_state(c0, "c0", B, 1), time_major)
+        return self._run(m, xs, lengths, m._check_state(h0, "h0", B, 0), m._check_state(c0, "c0", B, 1), time_major)
 
-    def _run(self, xs, lengths, h0, c0, time_major):
-        m, L = self.model, self._L
+    def _run(self, m, xs, lengths, h0, c0, time_major):
+        L = self._L
         a = m.arch
         T, B = (xs.shape[0], xs.shape[1]) if time_major else (xs.shape[1], xs.shape[0])
-        n = L.f.fl_run_output_size(m.handle, B, T)
+        n = L.f.fl_run_output_size(m._live(), B, T)
         if a.head == "last_step":
             y = np.empty((B, n // B), np.float32)
         else:
@@ -492,15 +534,17 @@ def _spec_array(L, specs):
 
 
 def decompose(model, method="svd", rank=0, tol=0.0, budget=0.0, include_head=False, specs=None,
-              cp_max_iter=200, cp_tol=1e-7, seed=0):
+              cp_max_iter=200, cp_tol=1e-7, seed=0, progress=None):
     """A new model with low-rank weight matrices (fl_model_decompose), as `fastlstm decompose`.
 
     method: 'svd', 'cp' or 'dense' for the LSTM gate matrices; each rank is `rank` if > 0, else the
     smallest with relative Frobenius error <= tol, else the largest within `budget` x the dense
     parameters. include_head also SVD-decomposes the head. specs: optional list with one entry per
     matrix (model.matrices() order): 'dense', 'svd:16', ('cp', 32), ... Decomposed matrices of the
-    input are reconstructed first. Raises ArgError (no rank/tol/budget, rank too large, CP on the
-    head), NumericError (LAPACK failure)."""
+    input are reconstructed first. progress(event) is called before and after each matrix with a
+    dict (index, done, method, rank, cp_iterations, cp_converged, rel_error, seconds; a library
+    without fl_model_decompose_ex raises UnsupportedError). Raises ArgError (no rank/tol/budget,
+    rank too large, CP on the head), NumericError (LAPACK failure)."""
     L = _lib.get()
     o = L.default("fl_decomp_opts")
     o.method, o.rank, o.tol, o.budget = method_code(method), int(rank), float(tol), float(budget)
@@ -513,5 +557,29 @@ def decompose(model, method="svd", rank=0, tol=0.0, budget=0.0, include_head=Fal
         arr = _spec_array(L, specs)
         o.specs = _lib.ctypes.cast(arr, _lib.c_void_p)
     out = _lib.c_void_p()
-    L.check(L.f.fl_model_decompose(model.handle, ctypes_byref(o), ctypes_byref(out)))
-    return Model(out.value)
+    if progress is None:
+        L.check(L.f.fl_model_decompose(model.handle, ctypes_byref(o), ctypes_byref(out)))
+        return Model(out.value)
+    if L.f.fl_model_decompose_ex is None:
+        raise _fail("UnsupportedError", "decompose(progress=...): this libfastlstm has no fl_model_decompose_ex")
+    failure = []
+
+    def report(ctx, ev):
+        if failure:
+            return
+        e = _lib.ctypes.cast(ev, _lib.ctypes.POINTER(L.S.fl_decomp_event)).contents
+        d = {k: getattr(e, k) for k, _ in _lib.FIELDS["fl_decomp_event"]}
+        d["method"], d["done"] = METHODS[d["method"]], bool(d["done"])
+        try:
+            progress(d)
+        except BaseException as exc:  # no way to stop the C loop: re-raised when it returns
+            failure.append(exc)
+    cb = _lib.decomp_progress_fn(report)
+    st = L.f.fl_model_decompose_ex(model.handle, ctypes_byref(o), cb, None, ctypes_byref(out))
+    result = Model(out.value) if st == 0 else None
+    if failure:
+        if result is not None:
+            result.close()
+        raise failure[0]
+    L.check(st)
+    return result

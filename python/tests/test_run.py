@@ -109,6 +109,9 @@ def test_info_and_matrices():
     assert [x["name"] for x in mats] == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l1",
                                          "lstm.weight_hh_l1", "head.weight"]
     assert (mats[0]["rows"], mats[0]["cols"]) == (40, 6)
+    assert [(x["kind"], x["layer"], x["direction"]) for x in mats] == [("ih", 0, 0), ("hh", 0, 0), ("ih", 1, 0),
+                                                                       ("hh", 1, 0), ("head", -1, 0)]
+    assert mats[1]["bytes"] == 4 * 40 * 10
     info = m.info()
     n = 40 * 6 + 40 * 10 + 2 * 40 + 40 * 10 + 40 * 10 + 2 * 40 + 3 * 10 + 3
     assert info["params"] == n

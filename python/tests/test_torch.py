@@ -84,3 +84,15 @@ def test_decomposed_to_torch_matches_run(rng):
     with torch.no_grad():
         ty = t.double()(torch.from_numpy(x).double())[0].numpy()
     assert_close(m.run(x)[0], ty)
+
+
+def test_decompose_progress():
+    if fastlstm._lib.get().f.fl_model_decompose_ex is None:
+        pytest.skip("this libfastlstm has no fl_model_decompose_ex")
+    m = fastlstm.init(6, 8, 1, head="per_step", head_out=3, seed=5)
+    events = []
+    d = fastlstm.decompose(m, method="svd", rank=3, progress=events.append)
+    assert [(e["index"], e["done"]) for e in events] == [(0, False), (0, True), (1, False), (1, True),
+                                                        (2, False), (2, True)]
+    assert events[1]["method"] == "svd" and events[1]["rank"] == 3
+    assert abs(events[3]["rel_error"] - d.matrices()[1]["rel_error"]) < 1e-12

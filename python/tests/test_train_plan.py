@@ -105,3 +105,13 @@ def test_plan_with_certify_data_and_without_labels(rng):
     d = fastlstm.plan(m, measure=False, verify=0, max_evals=10, max_dev=0.1)  # random inputs, deviation
     assert d.metric == "deviation" and not d.certificate["available"]
     assert d.points[d.chosen]["loss"] <= 0.1
+
+
+def test_train_language_model(rng):
+    stream = np.tile(np.arange(6), 80)  # 0 1 2 3 4 5 0 1 ...: every next token is predictable
+    m = fastlstm.train(stream, vocab=6, embed=8, hidden=16, epochs=4, batch=4, bptt=10, lr=0.02)
+    assert m.arch.head == "per_step" and m.arch.head_out == 6 and m.arch.vocab == 6
+    r = fastlstm.evaluate(m, stream, batch=4, bptt=10)
+    assert r["perplexity"] < 3.0, r  # uniform guessing: 6
+    y, _ = m.run(stream[None, :12])
+    assert (y[0, :-1].argmax(-1) == stream[1:12]).mean() > 0.8
