@@ -2,9 +2,8 @@
  * shape and an accuracy budget; compress also writes the planned model. */
 #include "cli.h"
 #include "fastlstm/plan.h"
+#include "fastlstm/io.h"
 #include "fastlstm/tuning.h"
-#include "internal.h" /* fl_fail for data errors */
-#include "npy.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -172,24 +171,24 @@ static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, f
     memset(d, 0, sizeof *d);
     if (arch->vocab > 0) {
         if (x->ndim != 2)
-            return fl_fail(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
         if ((st = fl_npy_ids_to_i32(x, arch->vocab, a->data))) return st;
         d->tokens = x->data;
     } else {
         if (x->ndim != 3)
-            return fl_fail(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
-        if (x->dtype != 'f') return fl_fail(FL_ERR_DTYPE, "%s: features must be float32", a->data);
+            return fl_set_error(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
+        if (x->dtype != 'f') return fl_set_error(FL_ERR_DTYPE, "%s: features must be float32", a->data);
         d->x = x->data;
         d->dim = (int)x->shape[2];
     }
     if (x->shape[0] > (1 << 30) || x->shape[1] > (1 << 30))
-        return fl_fail(FL_ERR_SHAPE, "%s: too many sequences", a->data);
+        return fl_set_error(FL_ERR_SHAPE, "%s: too many sequences", a->data);
     d->n = (int)x->shape[0];
     d->seq = (int)x->shape[1];
     if (a->labels) {
         if ((st = fl_npy_load(a->labels, lab))) return st;
         if (lab->ndim != 1)
-            return fl_fail(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
         if ((st = fl_npy_ids_to_i32(lab, arch->head_out > 0 ? arch->head_out : 0, a->labels))) return st;
         d->labels = lab->data;
         d->n_labels = (int)lab->shape[0];

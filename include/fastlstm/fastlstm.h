@@ -57,6 +57,12 @@ FL_API const char *fl_last_error(void);
 /* Library version string ("0.1.0"); static storage. */
 FL_API const char *fl_version(void);
 
+/* Record `fmt` (printf-style) as this thread's error detail, the text fl_last_error() returns, and
+ * return s. For programs that check their own inputs and report them the way the library does, or
+ * that prefix the library's detail with context (copy fl_last_error() first: it is the buffer this
+ * writes). The detail is truncated at 1023 bytes. */
+FL_API fl_status fl_set_error(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- model */
 
 typedef struct fl_model fl_model;
@@ -141,6 +147,15 @@ typedef struct fl_matrix_info {
 
 /* Describe matrix i (numbered as above). */
 FL_API fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out);
+
+/* The tokenizer stored with a text model (JSON text, as written in the model file's metadata), or
+ * NULL if the model has none (or m is NULL). Owned by the model; valid while m lives. */
+FL_API const char *fl_model_tokenizer(const fl_model *m);
+
+/* Names used in model files and by the CLI: "dense", "svd", "cp"; "none", "per_step", "last_step".
+ * Static storage; "unknown" for a value outside the enum. */
+FL_API const char *fl_method_name(fl_method method);
+FL_API const char *fl_head_name(fl_head_kind head);
 
 /* All stored parameters (weights, biases, embedding, head). 0 for a NULL model. */
 FL_API size_t fl_model_num_params(const fl_model *m);

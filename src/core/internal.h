@@ -13,7 +13,7 @@
 
 /* Record the detail of an error on this thread and return the status, so callers can write
  * `return fl_fail(FL_ERR_FORMAT, "%s: bad magic", path);`. */
-fl_status fl_fail(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+FL_API fl_status fl_fail(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fl_clear_error(void);
 
 /* Invariant check (never for bad input): prints file:line and aborts. */
@@ -21,15 +21,17 @@ void fl_clear_error(void);
     do {                                                                                 \
         if (!(cond)) fl_assert_fail(#cond, __FILE__, __LINE__);                          \
     } while (0)
-void fl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+FL_API void fl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 
 /* ---------------------------------------------------------------- memory */
 
 /* All library allocation goes through these; 64-byte aligned. fl_free accepts NULL.
  * Tests can make allocation fail after n successful calls (fl_alloc_fail_after(-1) disables). */
-void *fl_malloc(size_t bytes);
-void *fl_calloc(size_t count, size_t size); /* zeroed, overflow-checked */
-void fl_free(void *p);
+/* Exported from libfastlstm.so (not in the public headers) for the library's own separate component
+ * libfastlstm_dist (src/train/mpi.c), as are fl_fail and fl_trainer_set_shard. */
+FL_API void *fl_malloc(size_t bytes);
+FL_API void *fl_calloc(size_t count, size_t size); /* zeroed, overflow-checked */
+FL_API void fl_free(void *p);
 FL_API void fl_alloc_fail_after(long n);
 
 /* a*b without overflow; false on overflow. */

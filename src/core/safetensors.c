@@ -15,6 +15,7 @@
  *
  * Tensor data is copied with memcpy-equivalent fread/fwrite of float arrays, which assumes a
  * little-endian host (checked at compile time below). */
+#include "atomic_file.h"
 #include "internal.h"
 #include "memload.h"
 
@@ -147,8 +148,16 @@ static fl_status check_finite(const char *path, const char *name, const float *p
     return FL_OK;
 }
 
+/* What fl_model_save hands to the atomic writer. */
+typedef struct st_out {
+    const fl_model *m;
+    const char *json;
+} st_out;
+
 /* Writes header + data to f. */
-static fl_status write_body(const fl_model *m, FILE *f, const char *json, const char *tmp) {
+static fl_status write_body(void *ctx, FILE *f, const char *tmp) {
+    const fl_model *m = ((const st_out *)ctx)->m;
+    const char *json = ((const st_out *)ctx)->json;
     size_t len = strlen(json);
     uint64_t n = ((uint64_t)len + 7) & ~(uint64_t)7;
     unsigned char le[8];
@@ -162,8 +171,6 @@ static fl_status write_body(const fl_model *m, FILE *f, const char *json, const 
         if (fwrite(m->params + t->offset, sizeof(float), t->count, f) != t->count)
             return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        return fl_fail(FL_ERR_IO, "%s: flush failed: %s", tmp, strerror(errno));
     return FL_OK;
 }
 
@@ -180,26 +187,9 @@ fl_status fl_model_save(const fl_model *m, const char *path) {
     cJSON_Delete(root);
     if (!json) return fl_fail(FL_ERR_NOMEM, "%s: out of memory building the header", path);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = fl_malloc(tlen);
-    if (!tmp) {
-        cJSON_free(json);
-        return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    fl_status st = FL_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = fl_fail(FL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        st = write_body(m, f, json, tmp);
-        if (fclose(f) != 0 && !st) st = fl_fail(FL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-        if (!st && rename(tmp, path) != 0)
-            st = fl_fail(FL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        if (st) remove(tmp);
-    }
+    st_out o = {m, json};
+    fl_status st = fl_atomic_write(path, write_body, &o);
     cJSON_free(json);
-    fl_free(tmp);
     return st;
 }
 
