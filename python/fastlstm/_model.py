@@ -23,9 +23,10 @@ METHODS = ("dense", "svd", "cp")
 KINDS = ("ih", "hh", "head", "proj")
 BATCH_MAJOR, TIME_MAJOR = 0, 1
 
-Arch = namedtuple("Arch", "vocab input hidden layers head head_out bidirectional proj")
+Arch = namedtuple("Arch", "vocab input hidden layers head head_out bidirectional proj padding_idx")
 Arch.__doc__ = """A model's architecture (fl_arch): vocab (0: feature inputs), input size, hidden size,
-layers, head ('none', 'per_step', 'last_step'), head_out, bidirectional (bool), proj (0: none)."""
+layers, head ('none', 'per_step', 'last_step'), head_out, bidirectional (bool), proj (0: none),
+padding_idx (the embedding's padding token, or None)."""
 
 
 def _ptr(a):
@@ -173,7 +174,8 @@ class Model:
         """The architecture as an Arch namedtuple."""
         a = self._L.f.fl_model_arch(self._live()).contents
         return Arch(a.vocab, a.input, a.hidden, a.layers, HEADS[a.head], a.head_out,
-                    bool(getattr(a, "bidirectional", 0)), getattr(a, "proj", 0))
+                    bool(getattr(a, "bidirectional", 0)), getattr(a, "proj", 0),
+                    a.padding_idx if getattr(a, "has_padding", 0) else None)
 
     def matrices(self):
         """One dict per weight matrix, in the library's order (PyTorch's state_dict order: weight_ih /

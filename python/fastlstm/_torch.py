@@ -73,7 +73,7 @@ def to_torch(model):
     if a.proj:
         extra["proj_size"] = a.proj
     lstm = torch.nn.LSTM(a.input, a.hidden, num_layers=a.layers, batch_first=True, **extra)
-    emb = torch.nn.Embedding(a.vocab, a.input) if a.vocab else None
+    emb = torch.nn.Embedding(a.vocab, a.input, padding_idx=a.padding_idx) if a.vocab else None
     features = (2 if a.bidirectional else 1) * (a.proj or a.hidden)
     head = torch.nn.Linear(features, a.head_out) if a.head != "none" else None
     with torch.no_grad():

@@ -44,6 +44,18 @@ def test_packed_run_matches_torch(rng, kw, head):
     assert_close(fastlstm.from_torch(t).run(x)[0], m.run(x)[0], tol=0)
 
 
+def test_padding_idx_round_trip(rng):
+    import torch
+    torch.manual_seed(2)
+    emb = torch.nn.Embedding(10, 4, padding_idx=3)
+    lstm = torch.nn.LSTM(4, 6, batch_first=True)
+    m = fastlstm.from_torch(lstm, embedding=emb)
+    assert m.arch.padding_idx == 3
+    t = m.to_torch()
+    assert t.embedding.padding_idx == 3
+    assert fastlstm.from_torch(t).arch.padding_idx == 3
+
+
 def test_bidirectional_cannot_stream():
     import torch
     m = fastlstm.from_torch(torch.nn.LSTM(4, 6, bidirectional=True))

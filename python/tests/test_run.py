@@ -25,7 +25,7 @@ def inputs(rng, vocab, D, B, T):
 def test_run_matches_torch(rng, vocab, D, H, L, head, out):
     emb, lstm, lin = torch_model(vocab, D, H, L, head, out, seed=vocab + D + L)
     m = fastlstm.from_torch(lstm, embedding=emb, head=lin, head_kind=head)
-    assert m.arch == fastlstm.Arch(vocab, D, H, L, head, out, False, 0)
+    assert m.arch == fastlstm.Arch(vocab, D, H, L, head, out, False, 0, None)
     x = inputs(rng, vocab, D, 3, 11)
     h0 = rng.standard_normal((L, 3, H)).astype(np.float32)
     c0 = rng.standard_normal((L, 3, H)).astype(np.float32)
