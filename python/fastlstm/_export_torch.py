@@ -1,0 +1,1 @@
+../../tools/export_torch.py

@@ -1,0 +1,117 @@
+"""Training, fine-tuning, evaluation and planning from NumPy arrays."""
+import numpy as np
+import pytest
+
+import fastlstm
+
+
+def separable(rng, n=96, T=6, D=3):
+    """Two classes told apart by the sign of the first feature's mean."""
+    y = rng.integers(0, 2, n)
+    x = rng.standard_normal((n, T, D)).astype(np.float32) * 0.5
+    x[:, :, 0] += np.where(y == 1, 1.0, -1.0)[:, None]
+    return x, y
+
+
+def test_train_classifier(rng):
+    x, y = separable(rng)
+    losses = []
+    m = fastlstm.train(x, y, hidden=8, epochs=6, batch=16, lr=0.02, seed=3,
+                       callback=lambda p: losses.append(p["loss"]))
+    assert m.arch.head == "last_step" and m.arch.head_out == 2
+    r = fastlstm.evaluate(m, x, y)
+    assert r["count"] == len(y)
+    assert r["accuracy"] > 0.9, r
+    assert losses[-1] < losses[0]
+
+
+def test_train_stops_when_callback_says_so(rng):
+    x, y = separable(rng)
+    seen = []
+    fastlstm.train(x, y, hidden=4, epochs=50, batch=16, callback=lambda p: seen.append(p["step"]) or False)
+    assert seen == [1]
+
+
+def test_callback_exception_propagates(rng):
+    x, y = separable(rng)
+
+    def boom(p):
+        raise KeyError("stop")
+    with pytest.raises(KeyError):
+        fastlstm.train(x, y, hidden=4, epochs=2, callback=boom)
+
+
+def test_train_tokens_and_decomposed(rng):
+    ids = rng.integers(0, 12, (40, 5))
+    labels = (ids[:, -1] % 2).astype(np.int64)
+    m = fastlstm.train(ids, labels, vocab=12, embed=6, hidden=8, epochs=1, decompose="svd:3")
+    assert [x["method"] for x in m.matrices()] == ["svd", "svd", "dense"]
+    assert m.arch.vocab == 12
+
+
+def test_finetune_leaves_the_input_alone(rng):
+    x, y = separable(rng)
+    m = fastlstm.train(x, y, hidden=8, epochs=1, seed=2)
+    small = fastlstm.decompose(m, method="svd", rank=2)
+    before = small.weights(dense=False)
+    tuned = fastlstm.finetune(small, x, y, epochs=2, lr=0.01)
+    after = small.weights(dense=False)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    changed = tuned.weights(dense=False)
+    assert not np.array_equal(changed["lstm.weight_hh_l0.U"], before["lstm.weight_hh_l0.U"])
+    assert [x["method"] for x in tuned.matrices()] == ["svd", "svd", "dense"]
+
+
+def test_train_errors(rng):
+    x, y = separable(rng)
+    with pytest.raises(fastlstm.ShapeError):
+        fastlstm.train(x, y[:10])
+    with pytest.raises(TypeError):
+        fastlstm.train(x, y, epochs=1, no_such_option=1)
+    with pytest.raises(fastlstm.ArgError):
+        fastlstm.train(x, y, epochs=1, optim="lbfgs")
+    x[0, 0, 0] = np.nan
+    with pytest.raises(fastlstm.NonFiniteError) as e:
+        fastlstm.train(x, y, epochs=1)
+    assert "non-finite" in str(e.value)
+
+
+def test_plan_keeps_the_budget(rng):
+    x, y = separable(rng, n=64, D=8)
+    m = fastlstm.train(x, y, hidden=32, epochs=2, lr=0.02)
+    messages = []
+    p = fastlstm.plan(m, x, y, max_loss=5.0, measure=False, verify=0, max_evals=20,
+                      progress=messages.append)
+    assert p.metric == "accuracy" and p.budget == 5.0
+    assert p.points[0]["specs"] == ["dense"] * 3
+    chosen = p.points[p.chosen]
+    assert chosen["meets_budget"] and chosen["loss"] <= 5.0
+    assert len(p.reasons) == 3 and all(p.reasons)
+    assert [x["method"] for x in p.model.matrices()] == [s.split(":")[0] for s in chosen["specs"]]
+    acc = fastlstm.evaluate(p.model, x, y)["accuracy"] * 100
+    assert acc >= fastlstm.evaluate(m, x, y)["accuracy"] * 100 - 5.0 - 1e-9
+    assert p.certificate["available"] and p.certificate["count"] == 32  # half of the data held back
+    assert p.certificate["certified"] == (p.points[p.chosen]["certified"] is True)
+    with pytest.raises(fastlstm.ArgError):
+        fastlstm.plan(m, x, y, max_loss=-1, measure=False, verify=0)
+
+
+def test_plan_with_certify_data_and_without_labels(rng):
+    x, y = separable(rng, n=48, D=8)
+    m = fastlstm.train(x, y, hidden=16, epochs=1)
+    cx, cy = separable(rng, n=40, D=8)
+    p = fastlstm.plan(m, x, y, max_loss=10.0, certify=(cx, cy), measure=False, verify=0, max_evals=10)
+    assert p.certificate["count"] == 40
+    d = fastlstm.plan(m, measure=False, verify=0, max_evals=10, max_dev=0.1)  # random inputs, deviation
+    assert d.metric == "deviation" and not d.certificate["available"]
+    assert d.points[d.chosen]["loss"] <= 0.1
+
+
+def test_train_language_model(rng):
+    stream = np.tile(np.arange(6), 80)  # 0 1 2 3 4 5 0 1 ...: every next token is predictable
+    m = fastlstm.train(stream, vocab=6, embed=8, hidden=16, epochs=4, batch=4, bptt=10, lr=0.02)
+    assert m.arch.head == "per_step" and m.arch.head_out == 6 and m.arch.vocab == 6
+    r = fastlstm.evaluate(m, stream, batch=4, bptt=10)
+    assert r["perplexity"] < 3.0, r  # uniform guessing: 6
+    y, _ = m.run(stream[None, :12])
+    assert (y[0, :-1].argmax(-1) == stream[1:12]).mean() > 0.8
