@@ -35,6 +35,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a classifier or language model (BPTT; dense, SVD or CP)"},
     {"finetune", cmd_finetune, "continue training a saved (e.g. decomposed) model"},
     {"eval", cmd_eval, "loss and accuracy / perplexity of a model on a data set"},
+    {"serve", cmd_serve, "serve models over HTTP (dynamic batching, streams, metrics)"},
 };
 
 static void usage(FILE *f) {
