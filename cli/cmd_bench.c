@@ -1,6 +1,5 @@
 /* fastlstm bench: time fl_session_run on random inputs; median, min and max over repetitions. */
 #include "cli.h"
-#include "internal.h" /* fl_rng */
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -34,7 +33,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 static int report(const char *model, const fl_model *m, const bench_opts *o, double *t, int reps) {
-    fl_sort_doubles(t, (size_t)reps);
+    cli_sort_doubles(t, (size_t)reps);
     double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     double tokens = (double)o->batch * o->seq;
     double step_us = med / o->seq * 1e6, tps = tokens / med;
@@ -97,21 +96,20 @@ static int bench(const char *model, bench_opts *o) {
         rc = cli_fail(CMD, CLI_ERR, "out of memory for %d x %d inputs", o->batch, o->seq);
         goto done;
     }
-    fl_rng r;
-    fl_rng_seed(&r, 12345);
+    uint64_t r = 12345;
     if (tok)
-        for (size_t i = 0; i < n; i++) tok[i] = (int32_t)(fl_rng_next(&r) % (uint64_t)a->vocab);
+        for (size_t i = 0; i < n; i++) tok[i] = (int32_t)(cli_rand_u64(&r) % (uint64_t)a->vocab);
     else
-        for (size_t i = 0; i < n * (size_t)a->input; i++) x[i] = fl_rng_uniform_range(&r, -1.0f, 1.0f);
+        for (size_t i = 0; i < n * (size_t)a->input; i++) x[i] = (float)(2 * cli_rand_unit(&r) - 1);
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = o->batch, .seq = o->seq, .x = x, .tokens = tok, .y = y};
 
     for (int i = 0; i < o->warmup; i++)
         if ((st = fl_session_run(s, &io))) break;
     /* Automatic repetitions: as many as fit in ~1.5 s, judged from one timed run. */
     if (!st && o->reps == 0) {
-        double t0 = fl_now_seconds();
+        double t0 = cli_now_seconds();
         st = fl_session_run(s, &io);
-        double one = fl_now_seconds() - t0;
+        double one = cli_now_seconds() - t0;
         double want = one > 0 ? 1.5 / one : 200000;
         o->reps = want < 5 ? 5 : want > 200000 ? 200000 : (int)want;
     }
@@ -120,9 +118,9 @@ static int bench(const char *model, bench_opts *o) {
         goto done;
     }
     for (int i = 0; !st && i < o->reps; i++) {
-        double t0 = fl_now_seconds();
+        double t0 = cli_now_seconds();
         st = fl_session_run(s, &io);
-        t[i] = fl_now_seconds() - t0;
+        t[i] = cli_now_seconds() - t0;
     }
     if (st) rc = cli_fail_status(CMD, st);
     else rc = report(model, m, o, t, o->reps);

@@ -1,6 +1,6 @@
 /* fastlstm decompose: replace LSTM (and head) weight matrices by SVD or CP factors. */
 #include "cli.h"
-#include "decomp/decomp.h"
+#include "fastlstm/decompose.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -41,10 +41,6 @@ static void usage(FILE *f) {
             "  fastlstm decompose lm.safetensors -o lm-svd.safetensors --tol 0.3 --head\n"
             "  fastlstm decompose lm.safetensors -o lm-cp.safetensors --method cp --rank 128 --max-iter 100\n"
             "  fastlstm decompose lm.safetensors -o lm-mix.safetensors --rank 64 --layer 0:ih=dense,hh=cp:32\n");
-}
-
-static const char *method_name(fl_method m) {
-    return m == FL_METHOD_DENSE ? "dense" : m == FL_METHOD_SVD ? "svd" : m == FL_METHOD_CP ? "cp" : "?";
 }
 
 static bool parse_method(const char *s, fl_method *m) {
@@ -112,8 +108,8 @@ static void on_progress(void *ctx, const fl_decomp_event *ev) {
     fl_matrix_info mi;
     if (fl_model_matrix_info(p->m, ev->index, &mi)) snprintf(mi.name, sizeof mi.name, "matrix %zu", ev->index);
     if (ev->spec.method == FL_METHOD_DENSE) snprintf(rank, sizeof rank, "dense");
-    else if (ev->spec.rank > 0) snprintf(rank, sizeof rank, "%s rank %d", method_name(ev->spec.method), ev->spec.rank);
-    else snprintf(rank, sizeof rank, "%s (rank from tol/budget)", method_name(ev->spec.method));
+    else if (ev->spec.rank > 0) snprintf(rank, sizeof rank, "%s rank %d", fl_method_name(ev->spec.method), ev->spec.rank);
+    else snprintf(rank, sizeof rank, "%s (rank from tol/budget)", fl_method_name(ev->spec.method));
     if (!ev->done) {
         fprintf(stderr, "[%zu/%zu] %s: %s ...\n", ev->index + 1, p->nmat, mi.name, rank);
     } else {
@@ -148,7 +144,7 @@ static int print_table(const fl_model *m, const fl_model *dm, const progress *p)
         snprintf(flops, sizeof flops, "%zu -> %zu", a.flops, b.flops);
         if (b.method == FL_METHOD_CP) snprintf(als, sizeof als, "%d%s", p->sweeps[i], p->converged[i] ? "" : "*");
         else snprintf(als, sizeof als, "-");
-        printf("%-20s %-6s %6s %25s %25s %10.4g %8s\n", b.name, method_name(b.method), rank, params, flops,
+        printf("%-20s %-6s %6s %25s %25s %10.4g %8s\n", b.name, fl_method_name(b.method), rank, params, flops,
                b.rel_error, als);
         pb += a.params, pa += b.params, fb += a.flops, fa += b.flops;
     }
@@ -158,11 +154,13 @@ static int print_table(const fl_model *m, const fl_model *dm, const progress *p)
     size_t sb = fl_model_flops_per_step(m), sa = fl_model_flops_per_step(dm);
     printf("whole model:     params %zu -> %zu (x%.3f), flops/step %zu -> %zu (x%.3f)\n", mb, ma, ratio(ma, mb),
            sb, sa, ratio(sa, sb));
-    for (size_t i = 0; i < p->nmat; i++)
-        if (fl_model_mat_spec(dm, i).method == FL_METHOD_CP && !p->converged[i]) {
+    for (size_t i = 0; i < p->nmat; i++) {
+        fl_matrix_info b;
+        if (!fl_model_matrix_info(dm, i, &b) && b.method == FL_METHOD_CP && !p->converged[i]) {
             printf("(* CP-ALS hit --max-iter before converging)\n");
             break;
         }
+    }
     return CLI_OK;
 }
 
@@ -265,7 +263,7 @@ int cmd_decompose(int argc, char **argv) {
             fl_matrix_info mi;
             if (fl_model_matrix_info(m, i, &mi)) snprintf(mi.name, sizeof mi.name, "matrix %zu", i);
             rc = cli_fail(CMD, CLI_USAGE, "%s: %s needs a rank: give --rank, --tol or --budget, or a rank in "
-                          "--layer / --head-rank (see 'fastlstm decompose --help')", mi.name, method_name(specs[i].method));
+                          "--layer / --head-rank (see 'fastlstm decompose --help')", mi.name, fl_method_name(specs[i].method));
             goto done;
         }
     o.specs = specs;

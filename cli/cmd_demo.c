@@ -2,7 +2,6 @@
  * it (SVD, rank h/8), and measures both on this machine: latency, speedup, parameter and flop
  * reductions, and how far the decomposed model's outputs move. */
 #include "cli.h"
-#include "internal.h" /* fl_now_seconds */
 
 #include <math.h>
 #include <stdio.h>
@@ -47,16 +46,16 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t) {
         fl_session_free(s);
-        return fl_fail(FL_ERR_NOMEM, "out of memory for %d timing samples", reps);
+        return fl_set_error(FL_ERR_NOMEM, "out of memory for %d timing samples", reps);
     }
     for (int i = 0; i < reps / 4 + 1 && !st; i++) st = fl_session_run(s, io);
     for (int i = 0; i < reps && !st; i++) {
-        double t0 = fl_now_seconds();
+        double t0 = cli_now_seconds();
         st = fl_session_run(s, io);
-        t[i] = fl_now_seconds() - t0;
+        t[i] = cli_now_seconds() - t0;
     }
     if (!st) {
-        fl_sort_doubles(t, (size_t)reps);
+        cli_sort_doubles(t, (size_t)reps);
         *median = t[reps / 2];
     }
     free(t);
@@ -116,9 +115,9 @@ int cmd_demo(int argc, char **argv) {
     d.rank = (int)rank;
     printf("decomposing every gate matrix: %s rank %ld ...\n", method == FL_METHOD_SVD ? "SVD" : "CP", rank);
     fflush(stdout);
-    double t0 = fl_now_seconds();
+    double t0 = cli_now_seconds();
     if ((st = fl_model_decompose(dense, &d, &low))) goto fail;
-    printf("  done in %.2f s\n", fl_now_seconds() - t0);
+    printf("  done in %.2f s\n", cli_now_seconds() - t0);
 
     size_t n = (size_t)batch * seq * hidden, ny = fl_run_output_size(dense, (int)batch, (int)seq);
     x = malloc(n * sizeof *x);

@@ -1,6 +1,5 @@
 /* fastlstm info: describe a model file (architecture, per-matrix storage, parameters, flops). */
 #include "cli.h"
-#include "internal.h" /* model->tokenizer */
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -21,24 +20,6 @@ static void usage(FILE *f) {
             "  fastlstm info lm.safetensors --json\n");
 }
 
-static const char *method_name(fl_method m) {
-    switch (m) {
-    case FL_METHOD_DENSE: return "dense";
-    case FL_METHOD_SVD: return "svd";
-    case FL_METHOD_CP: return "cp";
-    }
-    return "?";
-}
-
-static const char *head_name(fl_head_kind h) {
-    switch (h) {
-    case FL_HEAD_NONE: return "none";
-    case FL_HEAD_PER_STEP: return "per_step";
-    case FL_HEAD_LAST_STEP: return "last_step";
-    }
-    return "?";
-}
-
 static int print_text(const char *path, const fl_model *m) {
     const fl_arch *a = fl_model_arch(m);
     size_t np = fl_model_num_params(m);
@@ -47,7 +28,7 @@ static int print_text(const char *path, const fl_model *m) {
     else printf("inputs:       features of size %d\n", a->input);
     printf("lstm:         %d layer%s, hidden %d\n", a->layers, a->layers == 1 ? "" : "s", a->hidden);
     if (a->head == FL_HEAD_NONE) printf("head:         none (outputs top hidden states, %d)\n", a->hidden);
-    else printf("head:         %s, %d outputs\n", head_name(a->head), a->head_out);
+    else printf("head:         %s, %d outputs\n", fl_head_name(a->head), a->head_out);
     printf("\n%-20s %-6s %-13s %6s %12s %12s  %s\n", "matrix", "method", "shape", "rank", "params",
            "flops/step", "rel_error");
     size_t nmat = fl_model_num_matrices(m);
@@ -61,12 +42,12 @@ static int print_text(const char *path, const fl_model *m) {
         else snprintf(rank, sizeof rank, "%d", mi.rank);
         if (mi.rel_error < 0) snprintf(rel, sizeof rel, "unknown");
         else snprintf(rel, sizeof rel, "%.3g", mi.rel_error);
-        printf("%-20s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, method_name(mi.method), shape, rank,
+        printf("%-20s %-6s %-13s %6s %12zu %12zu  %s\n", mi.name, fl_method_name(mi.method), shape, rank,
                mi.params, mi.flops, rel);
     }
     printf("\nparameters:   %zu (%zu bytes, %.2f MiB as float32)\n", np, np * 4, (double)np * 4 / (1 << 20));
     printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
-    if (m->tokenizer) printf("tokenizer:    yes (%zu bytes)\n", strlen(m->tokenizer));
+    if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
     return CLI_OK;
 }
@@ -80,7 +61,7 @@ static int print_json(const char *path, const fl_model *m) {
               cJSON_AddNumberToObject(arch, "vocab", a->vocab) && cJSON_AddNumberToObject(arch, "input", a->input) &&
               cJSON_AddNumberToObject(arch, "hidden", a->hidden) &&
               cJSON_AddNumberToObject(arch, "layers", a->layers) &&
-              cJSON_AddStringToObject(arch, "head", head_name(a->head)) &&
+              cJSON_AddStringToObject(arch, "head", fl_head_name(a->head)) &&
               cJSON_AddNumberToObject(arch, "head_out", a->head_out);
     size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; ok && i < nmat; i++) {
@@ -92,7 +73,7 @@ static int print_json(const char *path, const fl_model *m) {
         }
         cJSON *o = cJSON_CreateObject();
         ok = o && cJSON_AddItemToArray(mats, o) && cJSON_AddStringToObject(o, "name", mi.name) &&
-             cJSON_AddStringToObject(o, "method", method_name(mi.method)) &&
+             cJSON_AddStringToObject(o, "method", fl_method_name(mi.method)) &&
              cJSON_AddNumberToObject(o, "rows", mi.rows) && cJSON_AddNumberToObject(o, "cols", mi.cols) &&
              cJSON_AddNumberToObject(o, "rank", mi.rank) && cJSON_AddNumberToObject(o, "params", (double)mi.params) &&
              cJSON_AddNumberToObject(o, "flops", (double)mi.flops) &&
@@ -102,7 +83,7 @@ static int print_json(const char *path, const fl_model *m) {
     ok = ok && cJSON_AddNumberToObject(root, "params", (double)np) &&
          cJSON_AddNumberToObject(root, "bytes", (double)np * 4) &&
          cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
-         cJSON_AddBoolToObject(root, "tokenizer", m->tokenizer != NULL);
+         cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!s) return cli_fail(CMD, CLI_ERR, "out of memory building JSON");

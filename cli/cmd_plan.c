@@ -2,8 +2,8 @@
  * shape and an accuracy budget; compress also writes the planned model. */
 #include "cli.h"
 #include "fastlstm/plan.h"
-#include "internal.h" /* fl_fail for data errors */
-#include "npy.h"
+#include "fastlstm/io.h"
+#include "fastlstm/tuning.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -171,24 +171,24 @@ static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, f
     memset(d, 0, sizeof *d);
     if (arch->vocab > 0) {
         if (x->ndim != 2)
-            return fl_fail(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: token ids must be (N, T), got %d dimensions", a->data, x->ndim);
         if ((st = fl_npy_ids_to_i32(x, arch->vocab, a->data))) return st;
         d->tokens = x->data;
     } else {
         if (x->ndim != 3)
-            return fl_fail(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
-        if (x->dtype != 'f') return fl_fail(FL_ERR_DTYPE, "%s: features must be float32", a->data);
+            return fl_set_error(FL_ERR_SHAPE, "%s: features must be (N, T, D), got %d dimensions", a->data, x->ndim);
+        if (x->dtype != 'f') return fl_set_error(FL_ERR_DTYPE, "%s: features must be float32", a->data);
         d->x = x->data;
         d->dim = (int)x->shape[2];
     }
     if (x->shape[0] > (1 << 30) || x->shape[1] > (1 << 30))
-        return fl_fail(FL_ERR_SHAPE, "%s: too many sequences", a->data);
+        return fl_set_error(FL_ERR_SHAPE, "%s: too many sequences", a->data);
     d->n = (int)x->shape[0];
     d->seq = (int)x->shape[1];
     if (a->labels) {
         if ((st = fl_npy_load(a->labels, lab))) return st;
         if (lab->ndim != 1)
-            return fl_fail(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: labels must be (N), got %d dimensions", a->labels, lab->ndim);
         if ((st = fl_npy_ids_to_i32(lab, arch->head_out > 0 ? arch->head_out : 0, a->labels))) return st;
         d->labels = lab->data;
         d->n_labels = (int)lab->shape[0];
@@ -294,6 +294,14 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                "compute %.3g us, recurrent weights from %s at %.1f GB/s\n",
                dc->step_bytes / 1e6, dc->step_flops / 1e6, dc->step_flops / dc->step_bytes, dc->mem_seconds * 1e6,
                dc->compute_seconds * 1e6, dc->level < 0 ? "DRAM" : "cache", dc->bandwidth / 1e9);
+    if (a->explain) {
+        const fl_tuning *t = fl_tuning_get();
+        printf("tuning: recurrent blocks of %d units, input-projection panels of %d columns; threads from %zu KB "
+               "of step weights (>= %d blocks, %d chunks per thread) and %.3g M projection MACs; own GEMM "
+               "from K = %d; cache fit %.2f\n",
+               t->rec_block, t->proj_panel, t->min_parallel_bytes / 1024, t->min_blocks_per_thread,
+               t->chunks_per_thread, t->min_parallel_macs / 1e6, t->gemm_nt_min_k, t->cache_fit_fraction);
+    }
     printf("metric: %s; dense %.4g; budget: %s <= %g\n", metric_name(fl_plan_metric_kind(plan)), dense->metric,
            fl_plan_metric_kind(plan) == FL_METRIC_ACCURACY     ? "accuracy points lost"
            : fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "relative perplexity increase"

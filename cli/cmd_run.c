@@ -1,7 +1,6 @@
 /* fastlstm run: run a model over whole sequences read from .npy, write the outputs as .npy. */
 #include "cli.h"
-#include "internal.h" /* fl_fail: CLI-side checks report like the library does */
-#include "npy.h"
+#include "fastlstm/io.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -39,24 +38,24 @@ static void usage(FILE *f) {
 static fl_status load_state(const char *path, const fl_arch *a, int B, fl_npy *s) {
     fl_status st = fl_npy_load(path, s);
     if (st) return st;
-    if (s->dtype != 'f') return fl_fail(FL_ERR_DTYPE, "%s: initial state must be float32", path);
+    if (s->dtype != 'f') return fl_set_error(FL_ERR_DTYPE, "%s: initial state must be float32", path);
     if (s->ndim != 3 || s->shape[0] != a->layers || s->shape[1] != B || s->shape[2] != a->hidden)
-        return fl_fail(FL_ERR_SHAPE, "%s: initial state must have shape (%d, %d, %d) = (layers, batch, hidden)", path,
+        return fl_set_error(FL_ERR_SHAPE, "%s: initial state must have shape (%d, %d, %d) = (layers, batch, hidden)", path,
                        a->layers, B, a->hidden);
     // Checked here (fl_session_run checks again) so the error names this file.
     const float *p = s->data;
     for (size_t i = 0; i < s->count; i++)
         if (!isfinite(p[i]))
-            return fl_fail(FL_ERR_NONFINITE, "%s: [layer %zu, batch %zu, unit %zu] is not finite (%g)", path,
+            return fl_set_error(FL_ERR_NONFINITE, "%s: [layer %zu, batch %zu, unit %zu] is not finite (%g)", path,
                            i / ((size_t)B * a->hidden), i / a->hidden % B, i % a->hidden, (double)p[i]);
     return FL_OK;
 }
 
-/* Prefix the library's error detail with the input file (copied first: fl_fail writes that buffer). */
+/* Prefix the library's error detail with the input file (copied first: fl_set_error writes that buffer). */
 static fl_status name_input(fl_status st, const char *path) {
     char detail[768];
     snprintf(detail, sizeof detail, "%s", fl_last_error());
-    return fl_fail(st, "%s: %s", path, detail);
+    return fl_set_error(st, "%s: %s", path, detail);
 }
 
 /* Checks the input against the model; sets B and T. Token ids are converted to int32 in place. */
@@ -64,22 +63,22 @@ static fl_status check_input(const char *path, const fl_arch *a, bool tm, fl_npy
     const char *order = tm ? "(T, B" : "(B, T";
     if (a->vocab > 0) {
         if (x->dtype == 'f')
-            return fl_fail(FL_ERR_DTYPE, "%s: the model takes token ids: need int32 or int64 %s), got float32", path,
+            return fl_set_error(FL_ERR_DTYPE, "%s: the model takes token ids: need int32 or int64 %s), got float32", path,
                            order);
         if (x->ndim != 2)
-            return fl_fail(FL_ERR_SHAPE, "%s: token ids must be 2-D %s), got %d dimensions", path, order, x->ndim);
+            return fl_set_error(FL_ERR_SHAPE, "%s: token ids must be 2-D %s), got %d dimensions", path, order, x->ndim);
     } else {
         if (x->dtype != 'f')
-            return fl_fail(FL_ERR_DTYPE, "%s: the model takes float32 features %s, %d), got integers", path, order,
+            return fl_set_error(FL_ERR_DTYPE, "%s: the model takes float32 features %s, %d), got integers", path, order,
                            a->input);
         if (x->ndim != 3 || x->shape[2] != a->input)
-            return fl_fail(FL_ERR_SHAPE, "%s: features must have shape %s, %d) for this model", path, order,
+            return fl_set_error(FL_ERR_SHAPE, "%s: features must have shape %s, %d) for this model", path, order,
                            a->input);
     }
     int64_t b = tm ? x->shape[1] : x->shape[0], t = tm ? x->shape[0] : x->shape[1];
-    if (b < 1 || t < 1) return fl_fail(FL_ERR_SHAPE, "%s: batch and sequence length must be >= 1", path);
+    if (b < 1 || t < 1) return fl_set_error(FL_ERR_SHAPE, "%s: batch and sequence length must be >= 1", path);
     if (b > INT_MAX || t > INT_MAX || b * t > INT_MAX)
-        return fl_fail(FL_ERR_SHAPE, "%s: %" PRId64 " x %" PRId64 " sequences x steps is too large", path, b, t);
+        return fl_set_error(FL_ERR_SHAPE, "%s: %" PRId64 " x %" PRId64 " sequences x steps is too large", path, b, t);
     *B = (int)b;
     *T = (int)t;
     if (a->vocab > 0) return fl_npy_ids_to_i32(x, a->vocab, path);
@@ -101,10 +100,10 @@ static int run(const char *model, const char *in, const char *out, const char *h
     if (!st && h0p) st = load_state(h0p, a, B, &h0);
     if (!st && c0p) st = load_state(c0p, a, B, &c0);
     size_t ny = st ? 0 : fl_run_output_size(m, B, T), ns = st ? 0 : (size_t)a->layers * B * a->hidden;
-    if (!st && ny == 0) st = fl_fail(FL_ERR_SHAPE, "%s: output of %d x %d is too large", in, B, T);
-    if (!st && !(y = malloc(ny * sizeof *y))) st = fl_fail(FL_ERR_NOMEM, "out of memory for the output");
+    if (!st && ny == 0) st = fl_set_error(FL_ERR_SHAPE, "%s: output of %d x %d is too large", in, B, T);
+    if (!st && !(y = malloc(ny * sizeof *y))) st = fl_set_error(FL_ERR_NOMEM, "out of memory for the output");
     if (!st && prefix && (!(hn = malloc(ns * sizeof *hn)) || !(cn = malloc(ns * sizeof *cn))))
-        st = fl_fail(FL_ERR_NOMEM, "out of memory for the states");
+        st = fl_set_error(FL_ERR_NOMEM, "out of memory for the states");
     if (!st) {
         fl_session_opts o = fl_session_opts_default();
         o.max_batch = B;
@@ -141,7 +140,7 @@ static int run(const char *model, const char *in, const char *out, const char *h
     if (!st && prefix) {
         int64_t shape[3] = {a->layers, B, a->hidden};
         size_t n = strlen(prefix) + 8;
-        if (!(path = malloc(n))) st = fl_fail(FL_ERR_NOMEM, "out of memory");
+        if (!(path = malloc(n))) st = fl_set_error(FL_ERR_NOMEM, "out of memory");
         if (!st) {
             snprintf(path, n, "%s.h.npy", prefix);
             st = fl_npy_save_f32(path, hn, 3, shape);

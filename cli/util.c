@@ -1,4 +1,4 @@
-/* Argument parsing and error printing shared by the subcommands. */
+/* Argument parsing, error printing, timing and test inputs shared by the subcommands. */
 #include "cli.h"
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cli_fail_status(const char *cmd, fl_status st) {
     const char *d = fl_last_error();
@@ -57,3 +58,27 @@ int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, c
     *val = argv[++*i];
     return 1;
 }
+
+double cli_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void cli_sort_doubles(double *v, size_t n) {
+    if (n > 1) qsort(v, n, sizeof *v, cmp_double);
+}
+
+uint64_t cli_rand_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+double cli_rand_unit(uint64_t *state) { return (double)(cli_rand_u64(state) >> 11) * 0x1.0p-53; }

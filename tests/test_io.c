@@ -414,7 +414,7 @@ static void e_meta_not_object(image *im) {
 static void e_meta_number(image *im) { cJSON_AddNumberToObject(meta(im), "hidden2", 3); }
 static void e_format_missing(image *im) { set_meta(im, "format", NULL); }
 static void e_format_wrong(image *im) { set_meta(im, "format", "pytorch"); }
-static void e_version_newer(image *im) { set_meta(im, "format_version", "2"); }
+static void e_version_newer(image *im) { set_meta(im, "format_version", "3"); }
 static void e_version_bad(image *im) { set_meta(im, "format_version", "1.0"); }
 static void e_version_missing(image *im) { set_meta(im, "format_version", NULL); }
 static void e_hidden_missing(image *im) { set_meta(im, "hidden", NULL); }
@@ -523,7 +523,7 @@ static void test_header_edits(void **state) {
         {"metadata number", e_meta_number, FL_ERR_FORMAT, "hidden2"},
         {"format missing", e_format_missing, FL_ERR_FORMAT, "format"},
         {"format wrong", e_format_wrong, FL_ERR_FORMAT, "pytorch"},
-        {"version newer", e_version_newer, FL_ERR_VERSION, "format_version 2"},
+        {"version newer", e_version_newer, FL_ERR_VERSION, "format_version 3"},
         {"version bad", e_version_bad, FL_ERR_FORMAT, "format_version"},
         {"version missing", e_version_missing, FL_ERR_FORMAT, "format_version"},
         {"hidden missing", e_hidden_missing, FL_ERR_FORMAT, "hidden"},

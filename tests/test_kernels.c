@@ -307,6 +307,35 @@ static void test_dispatch(void **state) {
     if (fl_kernels_by_name("avx512")) assert_non_null(fl_kernels_by_name("avx2"));
 }
 
+/* cp_scale: one multiply per element, so every level must give ref's bits exactly; strided z,
+ * unaligned pointers, nothing written past zs. */
+static void test_cp_scale_vs_ref(void **state) {
+    const fl_kernels *k = level_or_skip(state);
+    static const int Rs[] = {1, 7, 16, 17, 63, 65};
+    {
+        for (size_t i = 0; i < sizeof Rs / sizeof *Rs; i++)
+            for (int B = 1; B <= 3; B += 2) {
+                const int R = Rs[i], ldz = R + 3;
+                const size_t nz = (size_t)B * 4 * R;
+                float *a = malloc((4 * (size_t)R + 1) * sizeof(float)), *z = malloc(((size_t)B * ldz + 1) * sizeof(float));
+                float *z1 = malloc((nz + 2) * sizeof(float)), *z2 = malloc((nz + 2) * sizeof(float));
+                assert_true(a && z && z1 && z2);
+                uint64_t s = 77 + (uint64_t)R * 3 + (uint64_t)B;
+                for (int q = 0; q < 4 * R + 1; q++) a[q] = uni(&s, -2, 2);
+                for (int q = 0; q < B * ldz + 1; q++) z[q] = uni(&s, -3, 3);
+                for (size_t q = 0; q < nz + 2; q++) z1[q] = z2[q] = SENTINEL;
+                fl_kernels_ref.cp_scale(B, R, a + 1, z + 1, ldz, z1 + 1);
+                k->cp_scale(B, R, a + 1, z + 1, ldz, z2 + 1);
+                assert_memory_equal(z1, z2, (nz + 2) * sizeof(float));
+                assert_true(z2[0] == SENTINEL && z2[nz + 1] == SENTINEL);
+                free(a);
+                free(z);
+                free(z1);
+                free(z2);
+            }
+    }
+}
+
 int main(void) {
     /* The level-dependent tests run once per fast level (the ulp test also on ref), named
      * "<test>/<level>"; a level the CPU lacks shows up as skipped. */
@@ -320,6 +349,7 @@ int main(void) {
         {"nonlinearity_ulp", test_nonlinearity_ulp, 1},
         {"cell_sweep", test_cell_sweep, 0},
         {"nan_propagates", test_nan_propagates, 0},
+        {"cp_scale_vs_ref", test_cp_scale_vs_ref, 0},
     };
     static const char *const all_levels[] = {"ref", "avx2", "avx512"};
     static char names[16][48];

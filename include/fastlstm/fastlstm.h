@@ -57,6 +57,12 @@ FL_API const char *fl_last_error(void);
 /* Library version string ("0.1.0"); static storage. */
 FL_API const char *fl_version(void);
 
+/* Record `fmt` (printf-style) as this thread's error detail, the text fl_last_error() returns, and
+ * return s. For programs that check their own inputs and report them the way the library does, or
+ * that prefix the library's detail with context (copy fl_last_error() first: it is the buffer this
+ * writes). The detail is truncated at 1023 bytes. */
+FL_API fl_status fl_set_error(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- model */
 
 typedef struct fl_model fl_model;
@@ -84,6 +90,17 @@ typedef struct fl_mat_spec {
     fl_method method;
     int rank;
 } fl_mat_spec;
+
+/* What a weight matrix does in the network. */
+typedef enum fl_mat_kind {
+    FL_MAT_IH = 0,   /* LSTM weight_ih: layer input -> 4 gates, (4H, input or H) */
+    FL_MAT_HH = 1,   /* LSTM weight_hh: previous hidden state -> 4 gates, (4H, H) */
+    FL_MAT_HEAD = 2, /* linear head, (head_out, H) */
+    FL_MAT_PROJ = 3, /* LSTMP projection weight_hr (reserved for projection layers; none yet) */
+} fl_mat_kind;
+
+/* Element type a matrix is stored in. Only float32 today. */
+typedef enum fl_precision { FL_PRECISION_F32 = 0 } fl_precision;
 
 /* The weight matrices of a model are numbered: 2*l is weight_ih of layer l, 2*l+1 is weight_hh of
  * layer l, and 2*layers is the head (if the model has one). 0 for a NULL model. */
@@ -121,10 +138,24 @@ typedef struct fl_matrix_info {
     size_t params;         /* stored parameters of this matrix */
     size_t flops;          /* multiply-adds x 2 to apply it to one vector */
     double rel_error;      /* ||W - W~||_F / ||W||_F recorded at decomposition; 0 dense; < 0 unknown */
+    fl_mat_kind kind;      /* weight_ih, weight_hh, head (, projection) */
+    int layer;             /* LSTM layer it belongs to; -1 for the head */
+    int direction;         /* 0 forward; 1 reverse (bidirectional layers, "..._reverse" names) */
+    fl_precision precision;
+    size_t bytes;          /* bytes its stored parameters take in the model file */
 } fl_matrix_info;
 
 /* Describe matrix i (numbered as above). */
 FL_API fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out);
+
+/* The tokenizer stored with a text model (JSON text, as written in the model file's metadata), or
+ * NULL if the model has none (or m is NULL). Owned by the model; valid while m lives. */
+FL_API const char *fl_model_tokenizer(const fl_model *m);
+
+/* Names used in model files and by the CLI: "dense", "svd", "cp"; "none", "per_step", "last_step".
+ * Static storage; "unknown" for a value outside the enum. */
+FL_API const char *fl_method_name(fl_method method);
+FL_API const char *fl_head_name(fl_head_kind head);
 
 /* All stored parameters (weights, biases, embedding, head). 0 for a NULL model. */
 FL_API size_t fl_model_num_params(const fl_model *m);
@@ -187,7 +218,18 @@ FL_API fl_session_opts fl_session_opts_default(void);
 
 /* Create a session: scratch buffers (allocated once) and per-stream (h, c) state, all zero.
  * The model must outlive the session and must not change while the session exists.
- * The caller owns *out. */
+ * The caller owns *out.
+ * Threads: a session is used by one thread at a time. Any number of sessions on one model may be
+ * created, run and freed concurrently on different threads; they give the same results as one
+ * session. The model's weights are packed for the kernels once, by the first session, and shared by
+ * every session on the model; each further session adds only its scratch and state. The packed copy
+ * is freed with the model's last session (so a model changed while it has no session is repacked).
+ * Effect on the process: OpenBLAS's thread count is process-wide, and fl_session_create and
+ * fl_session_set_threads set it to 1 (a session's parallel work runs on its own `threads` worker
+ * threads; OpenBLAS's idle threads would spin on the same cores). It is not restored by
+ * fl_session_free. Other BLAS calls in the process (the program's own, decomposition, training) then
+ * run on one thread until something sets it again (fl_trainer_set_threads sets it to the trainer's
+ * count; a program calls openblas_set_num_threads itself after creating its sessions). */
 FL_API fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out);
 FL_API void fl_session_free(fl_session *s);
 FL_API fl_status fl_session_set_threads(fl_session *s, int threads);

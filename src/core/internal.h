@@ -4,6 +4,7 @@
 
 #include "fastlstm/fastlstm.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,7 +13,7 @@
 
 /* Record the detail of an error on this thread and return the status, so callers can write
  * `return fl_fail(FL_ERR_FORMAT, "%s: bad magic", path);`. */
-fl_status fl_fail(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+FL_API fl_status fl_fail(fl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fl_clear_error(void);
 
 /* Invariant check (never for bad input): prints file:line and aborts. */
@@ -20,15 +21,17 @@ void fl_clear_error(void);
     do {                                                                                 \
         if (!(cond)) fl_assert_fail(#cond, __FILE__, __LINE__);                          \
     } while (0)
-void fl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+FL_API void fl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 
 /* ---------------------------------------------------------------- memory */
 
 /* All library allocation goes through these; 64-byte aligned. fl_free accepts NULL.
  * Tests can make allocation fail after n successful calls (fl_alloc_fail_after(-1) disables). */
-void *fl_malloc(size_t bytes);
-void *fl_calloc(size_t count, size_t size); /* zeroed, overflow-checked */
-void fl_free(void *p);
+/* Exported from libfastlstm.so (not in the public headers) for the library's own separate component
+ * libfastlstm_dist (src/train/mpi.c), as are fl_fail and fl_trainer_set_shard. */
+FL_API void *fl_malloc(size_t bytes);
+FL_API void *fl_calloc(size_t count, size_t size); /* zeroed, overflow-checked */
+FL_API void fl_free(void *p);
 FL_API void fl_alloc_fail_after(long n);
 
 /* a*b without overflow; false on overflow. */
@@ -58,11 +61,20 @@ double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
 /* ---------------------------------------------------------------- model */
 
 #define FL_FORMAT_NAME "fastlstm"
-#define FL_FORMAT_VERSION 1
+/* Model file format versions (safetensors __metadata__ "format_version"). A file names the lowest
+ * version whose readers interpret it fully: fl_model_save writes 1 while every matrix is a forward
+ * float32 weight_ih / weight_hh / head (all models today: version-1 readers ignore the per-matrix
+ * "kind." / "direction." / "precision." keys a version-2 writer adds), and 2 once a matrix uses a
+ * reverse direction, a projection or another precision. Loading refuses a file that needs a version
+ * above FL_FORMAT_VERSION with FL_ERR_VERSION. See README "Model file". */
+#define FL_FORMAT_VERSION 2
+
+#define FL_TENSOR_NAME_MAX 48 /* fl_tensor.name */
+#define FL_MAT_NAME_MAX 40    /* a matrix name, leaving room for a factor suffix (".U") */
 
 /* One named tensor inside the model's flat parameter block. */
 typedef struct fl_tensor {
-    char name[48];     /* state_dict name: "lstm.weight_ih_l0", "lstm.weight_ih_l0.U", ... */
+    char name[FL_TENSOR_NAME_MAX]; /* state_dict name: "lstm.weight_ih_l0", "lstm.weight_ih_l0.U", ... */
     int ndim;          /* 1 or 2 */
     int64_t shape[2];
     size_t offset;     /* in floats, from model->params */
@@ -100,7 +112,66 @@ struct fl_model {
     size_t n_tensors;
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
     int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
+
+    /* The layers' weights in the kernels' packed layouts, shared by every session on the model
+     * (packed.c): made by the first session, freed with the last. Sessions only read the weights, so
+     * these fields are the model's only state that changes through a const fl_model; pack_mu guards
+     * them. */
+    pthread_mutex_t pack_mu;
+    int pack_users;            /* sessions holding packs */
+    struct fl_rec_pack *packs; /* [layers], or NULL when no session exists */
 };
+
+/* The packed weights of every layer of m ([layers], see fl_rec_pack in recurrent.h), packing them if
+ * no session holds them yet; thread-safe. Each successful call is paired with fl_model_packs_release. */
+fl_status fl_model_packs_acquire(const fl_model *m, const struct fl_rec_pack **out);
+void fl_model_packs_release(const fl_model *m);
+
+/* ---- the one description of a model's matrices (matrices.c) */
+
+
+/* One stored tensor of a matrix (a factor, or a bias it owns): state_dict name and shape. */
+typedef struct fl_factor_desc {
+    char name[FL_TENSOR_NAME_MAX]; /* "lstm.weight_ih_l0.U", "lstm.bias_hh_l0", "head.bias" */
+    int rows, cols;                /* cols 1 for a bias (stored as a 1-D tensor) */
+} fl_factor_desc;
+
+/* Matrix i of an architecture. */
+typedef struct fl_mat_desc {
+    size_t index;          /* numbered as fl_model_num_matrices documents */
+    fl_mat_kind kind;
+    int layer;             /* LSTM layer; -1 for the head */
+    int direction;         /* 0 forward, 1 reverse */
+    fl_precision precision;
+    int rows, cols;        /* the dense matrix W (rows, cols), applied as y = W x */
+    bool gate;             /* rows are the 4 stacked gates i, f, g, o: CP applies */
+    char name[FL_MAT_NAME_MAX]; /* "lstm.weight_ih_l0", "lstm.weight_hh_l1_reverse", "head.weight" */
+    int n_bias;            /* biases stored right after this matrix's factors (0, 1 or 2) */
+    fl_factor_desc bias[2];
+} fl_mat_desc;
+
+/* Number of weight matrices of architecture a (a checked by fl_arch_check, or at least layers >= 0). */
+size_t fl_arch_num_matrices(const fl_arch *a);
+
+/* Describe matrix i < fl_arch_num_matrices(a). */
+void fl_arch_matrix(const fl_arch *a, size_t i, fl_mat_desc *d);
+
+/* The tensors storing matrix d as spec s (dense: 1, SVD: U, V, CP: A, B, C), in file order, into f;
+ * returns how many. s.method must be valid. */
+int fl_mat_factors(const fl_mat_desc *d, fl_mat_spec s, fl_factor_desc f[3]);
+
+/* Stored parameters of a rows x cols matrix kept as s (a negative rank counts as 0). */
+size_t fl_spec_params(int rows, int cols, fl_mat_spec s);
+
+/* Bytes of one stored element. */
+size_t fl_precision_bytes(fl_precision p);
+
+/* Names used in the model file: "ih", "hh", "head", "hr"; "f32". */
+const char *fl_mat_kind_name(fl_mat_kind k);
+const char *fl_precision_name(fl_precision p);
+
+/* Lowest model-file format version that describes matrix d (see FL_FORMAT_VERSION). */
+int fl_mat_format_version(const fl_mat_desc *d);
 
 /* Validate an architecture (positive sizes, head consistent). */
 fl_status fl_arch_check(const fl_arch *a);

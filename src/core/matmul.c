@@ -54,10 +54,7 @@ void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, f
         float *z = ws;                   // z (n, R) = x C
         float *zs = ws + (size_t)n * R;  // zs (n, 4, R): z scaled by a[g, :]
         fl_gemm(false, false, n, R, w->cols, 1.0f, x, ldx, w->c, R, 0.0f, z, R);
-        for (int i = 0; i < n; i++)
-            for (int g = 0; g < 4; g++)
-                for (int r = 0; r < R; r++)
-                    zs[((size_t)i * 4 + g) * R + r] = z[(size_t)i * R + r] * w->a[g * R + r];
+        fl_kernels_get()->cp_scale(n, R, w->a, z, R, zs);
         // y[i, g*H + h] = sum_r zs[i, g, r] b[h, r]
         if (ldy == 4 * H) {
             fl_gemm(false, true, 4 * n, H, R, 1.0f, zs, R, w->b, R, beta, y, H);

@@ -42,15 +42,32 @@ fl_status fl_arch_check(const fl_arch *a) {
 }
 
 size_t fl_model_num_matrices(const fl_model *m) {
-    if (!m) return 0;
-    return (size_t)(2 * m->arch.layers) + (m->arch.head != FL_HEAD_NONE ? 1 : 0);
+    return m ? fl_arch_num_matrices(&m->arch) : 0;
+}
+
+/* The fl_mat of matrix d. */
+static fl_mat *mat_of(fl_model *m, const fl_mat_desc *d) {
+    switch (d->kind) {
+    case FL_MAT_IH: return &m->layer[d->layer].wih;
+    case FL_MAT_HH: return &m->layer[d->layer].whh;
+    case FL_MAT_HEAD: return &m->head;
+    case FL_MAT_PROJ: break;
+    }
+    FL_ASSERT(!"matrix kind without storage");
+    return NULL;
+}
+
+/* Where the pointer to bias j of matrix d lives. */
+static float **bias_of(fl_model *m, const fl_mat_desc *d, int j) {
+    if (d->kind == FL_MAT_HEAD) return &m->head_b;
+    FL_ASSERT(d->kind == FL_MAT_HH);
+    return j == 0 ? &m->layer[d->layer].b_ih : &m->layer[d->layer].b_hh;
 }
 
 fl_mat *fl_model_mat(fl_model *m, size_t i) {
-    size_t L = (size_t)m->arch.layers;
-    if (i < 2 * L) return (i % 2 == 0) ? &m->layer[i / 2].wih : &m->layer[i / 2].whh;
-    FL_ASSERT(i == 2 * L && m->arch.head != FL_HEAD_NONE);
-    return &m->head;
+    fl_mat_desc d;
+    fl_arch_matrix(&m->arch, i, &d);
+    return mat_of(m, &d);
 }
 
 const fl_mat *fl_model_mat_const(const fl_model *m, size_t i) {
@@ -117,30 +134,17 @@ static fl_status check_spec(const fl_mat_spec *s, int rows, int cols, bool gate,
     return fl_fail(FL_ERR_ARG, "%s: unknown method %d", name, (int)s->method);
 }
 
-static void add_mat(layout *L, fl_mat *w, const fl_mat_spec *s, const char *base, int rows, int cols) {
-    char name[64];
+/* Matrix d stored as s: its factors (2-D), then the biases it owns (1-D). */
+static void add_mat(layout *L, fl_mat *w, const fl_mat_spec *s, const fl_mat_desc *d) {
     w->method = s->method;
-    w->rows = rows;
-    w->cols = cols;
+    w->rows = d->rows;
+    w->cols = d->cols;
     w->rank = s->method == FL_METHOD_DENSE ? 0 : s->rank;
     w->rel_error = 0;
-    switch (s->method) {
-    case FL_METHOD_DENSE: add_tensor(L, base, 2, rows, cols); break;
-    case FL_METHOD_SVD:
-        snprintf(name, sizeof name, "%s.U", base);
-        add_tensor(L, name, 2, rows, s->rank);
-        snprintf(name, sizeof name, "%s.V", base);
-        add_tensor(L, name, 2, s->rank, cols);
-        break;
-    case FL_METHOD_CP:
-        snprintf(name, sizeof name, "%s.A", base);
-        add_tensor(L, name, 2, 4, s->rank);
-        snprintf(name, sizeof name, "%s.B", base);
-        add_tensor(L, name, 2, rows / 4, s->rank);
-        snprintf(name, sizeof name, "%s.C", base);
-        add_tensor(L, name, 2, cols, s->rank);
-        break;
-    }
+    fl_factor_desc f[3];
+    int nf = fl_mat_factors(d, *s, f);
+    for (int j = 0; j < nf; j++) add_tensor(L, f[j].name, 2, f[j].rows, f[j].cols);
+    for (int j = 0; j < d->n_bias; j++) add_tensor(L, d->bias[j].name, 1, d->bias[j].rows, 1);
 }
 
 /* Point w's factor pointers into the block, using tensors starting at index *k. */
@@ -167,6 +171,10 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
     if (st) return st;
     fl_model *m = fl_calloc(1, sizeof *m);
     if (!m) return fl_fail(FL_ERR_NOMEM, "out of memory creating a model");
+    if (pthread_mutex_init(&m->pack_mu, NULL) != 0) {
+        fl_free(m);
+        return fl_fail(FL_ERR_NOMEM, "could not create a mutex for a model");
+    }
     m->arch = *arch;
     m->layer = fl_calloc((size_t)arch->layers, sizeof *m->layer);
     if (!m->layer) {
@@ -175,41 +183,25 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
     }
     size_t nmat = fl_model_num_matrices(m);
     const fl_mat_spec dense = {FL_METHOD_DENSE, 0};
-    char name[64];
     for (size_t i = 0; i < nmat; i++) {
-        const fl_mat_spec *s = specs ? &specs[i] : &dense;
-        int l = (int)(i / 2);
-        bool head = i == (size_t)(2 * arch->layers);
-        int rows = head ? arch->head_out : 4 * arch->hidden;
-        int cols = head ? arch->hidden : (i % 2 == 0 ? (l == 0 ? arch->input : arch->hidden) : arch->hidden);
-        if (head) snprintf(name, sizeof name, "head.weight");
-        else snprintf(name, sizeof name, "lstm.weight_%s_l%d", i % 2 == 0 ? "ih" : "hh", l);
-        if ((st = check_spec(s, rows, cols, !head, name))) {
+        fl_mat_desc d;
+        fl_arch_matrix(arch, i, &d);
+        if ((st = check_spec(specs ? &specs[i] : &dense, d.rows, d.cols, d.gate, d.name))) {
             fl_model_free(m);
             return st;
         }
     }
+    for (int l = 0; l < arch->layers; l++) {
+        m->layer[l].in = l == 0 ? arch->input : arch->hidden;
+        m->layer[l].hidden = arch->hidden;
+    }
 
     layout L = {0};
     if (arch->vocab > 0) add_tensor(&L, "embedding.weight", 2, arch->vocab, arch->input);
-    for (int l = 0; l < arch->layers; l++) {
-        fl_layer *ly = &m->layer[l];
-        ly->in = l == 0 ? arch->input : arch->hidden;
-        ly->hidden = arch->hidden;
-        int H4 = 4 * arch->hidden;
-        snprintf(name, sizeof name, "lstm.weight_ih_l%d", l);
-        add_mat(&L, &ly->wih, specs ? &specs[2 * l] : &dense, name, H4, ly->in);
-        snprintf(name, sizeof name, "lstm.weight_hh_l%d", l);
-        add_mat(&L, &ly->whh, specs ? &specs[2 * l + 1] : &dense, name, H4, arch->hidden);
-        snprintf(name, sizeof name, "lstm.bias_ih_l%d", l);
-        add_tensor(&L, name, 1, H4, 1);
-        snprintf(name, sizeof name, "lstm.bias_hh_l%d", l);
-        add_tensor(&L, name, 1, H4, 1);
-    }
-    if (arch->head != FL_HEAD_NONE) {
-        add_mat(&L, &m->head, specs ? &specs[2 * arch->layers] : &dense, "head.weight",
-                arch->head_out, arch->hidden);
-        add_tensor(&L, "head.bias", 1, arch->head_out, 1);
+    for (size_t i = 0; i < nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(arch, i, &d);
+        add_mat(&L, mat_of(m, &d), specs ? &specs[i] : &dense, &d);
     }
     if (L.err) {
         fl_free(L.t);
@@ -226,16 +218,11 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
     }
     size_t k = 0;
     if (arch->vocab > 0) m->embed = m->params + m->tensors[k++].offset;
-    for (int l = 0; l < arch->layers; l++) {
-        fl_layer *ly = &m->layer[l];
-        bind_mat(m, &ly->wih, &k);
-        bind_mat(m, &ly->whh, &k);
-        ly->b_ih = m->params + m->tensors[k++].offset;
-        ly->b_hh = m->params + m->tensors[k++].offset;
-    }
-    if (arch->head != FL_HEAD_NONE) {
-        bind_mat(m, &m->head, &k);
-        m->head_b = m->params + m->tensors[k++].offset;
+    for (size_t i = 0; i < nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(arch, i, &d);
+        bind_mat(m, mat_of(m, &d), &k);
+        for (int j = 0; j < d.n_bias; j++) *bias_of(m, &d, j) = m->params + m->tensors[k++].offset;
     }
     FL_ASSERT(k == m->n_tensors);
     *out = m;
@@ -244,6 +231,8 @@ fl_status fl_model_create(const fl_arch *arch, const fl_mat_spec *specs, fl_mode
 
 void fl_model_free(fl_model *m) {
     if (!m) return;
+    FL_ASSERT(m->pack_users == 0); /* a session outlives its model */
+    pthread_mutex_destroy(&m->pack_mu);
     fl_free(m->params);
     fl_free(m->tensors);
     fl_free(m->layer);
@@ -337,13 +326,7 @@ fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
 /* ------------------------------------------------------------ description */
 
 size_t fl_mat_params(const fl_mat *w) {
-    size_t R = (size_t)w->rank, m = (size_t)w->rows, n = (size_t)w->cols;
-    switch (w->method) {
-    case FL_METHOD_DENSE: return m * n;
-    case FL_METHOD_SVD: return R * (m + n);
-    case FL_METHOD_CP: return R * (4 + m / 4 + n);
-    }
-    return 0;
+    return fl_spec_params(w->rows, w->cols, (fl_mat_spec){w->method, w->rank});
 }
 
 size_t fl_mat_flops(const fl_mat *w) {
@@ -362,9 +345,15 @@ fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out)
         return fl_fail(FL_ERR_ARG, "matrix index %zu out of range (model has %zu)", i,
                        fl_model_num_matrices(m));
     const fl_mat *w = fl_model_mat_const(m, i);
+    fl_mat_desc d;
+    fl_arch_matrix(&m->arch, i, &d);
     memset(out, 0, sizeof *out);
-    if (i == (size_t)(2 * m->arch.layers)) snprintf(out->name, sizeof out->name, "head.weight");
-    else snprintf(out->name, sizeof out->name, "lstm.weight_%s_l%zu", i % 2 == 0 ? "ih" : "hh", i / 2);
+    _Static_assert(sizeof out->name >= sizeof d.name, "fl_matrix_info.name holds every matrix name");
+    snprintf(out->name, sizeof out->name, "%s", d.name);
+    out->kind = d.kind;
+    out->layer = d.layer;
+    out->direction = d.direction;
+    out->precision = d.precision;
     out->method = w->method;
     out->rows = w->rows;
     out->cols = w->cols;
@@ -372,6 +361,7 @@ fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_info *out)
     out->params = fl_mat_params(w);
     out->flops = fl_mat_flops(w);
     out->rel_error = w->rel_error;
+    out->bytes = out->params * fl_precision_bytes(d.precision);
     return FL_OK;
 }
 

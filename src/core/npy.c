@@ -1,10 +1,11 @@
-/* NumPy .npy reader and writer (see npy.h).
+/* NumPy .npy reader and writer (see include/fastlstm/io.h).
  *
  * File layout: "\x93NUMPY" | major | minor | header length (u16 LE for 1.0, u32 LE for 2.0/3.0) |
  * header: a Python dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
  * padded with spaces and ended by '\n' | raw C-order data. */
 #include "npy.h"
 
+#include "atomic_file.h"
 #include "internal.h"
 #include "memload.h"
 
@@ -234,6 +235,24 @@ void fl_npy_free(fl_npy *a) {
 
 /* ------------------------------------------------------------------ save */
 
+/* What save() hands to the atomic writer: preamble, header dict, padding, data. */
+typedef struct npy_out {
+    const unsigned char *pre; /* 10 bytes */
+    const char *dict;
+    size_t dict_len, hlen;
+    const void *data;
+    size_t bytes;
+} npy_out;
+
+static fl_status write_npy(void *ctx, FILE *f, const char *tmp) {
+    const npy_out *o = ctx;
+    bool ok = fwrite(o->pre, 1, 10, f) == 10 && fwrite(o->dict, 1, o->dict_len, f) == o->dict_len;
+    for (size_t k = o->dict_len; ok && k + 1 < o->hlen; k++) ok = fputc(' ', f) != EOF;
+    ok = ok && fputc('\n', f) != EOF && (o->bytes == 0 || fwrite(o->data, 1, o->bytes, f) == o->bytes);
+    if (!ok) return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    return FL_OK;
+}
+
 static fl_status save(const char *path, const void *data, const char *descr, size_t isize, int ndim,
                       const int64_t *shape) {
     if (!path) return fl_fail(FL_ERR_ARG, "fl_npy_save: path is NULL");
@@ -256,26 +275,8 @@ static fl_status save(const char *path, const void *data, const char *descr, siz
     hlen += (64 - (10 + hlen) % 64) % 64;
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = fl_malloc(tlen);
-    if (!tmp) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    fl_status st = FL_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = fl_fail(FL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)o, f) == (size_t)o;
-        for (size_t k = (size_t)o; ok && k + 1 < hlen; k++) ok = fputc(' ', f) != EOF;
-        ok = ok && fputc('\n', f) != EOF && (bytes == 0 || fwrite(data, 1, bytes, f) == bytes);
-        if (!ok) st = fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        if (fclose(f) != 0 && !st) st = fl_fail(FL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-        if (!st && rename(tmp, path) != 0)
-            st = fl_fail(FL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        if (st) remove(tmp);
-    }
-    fl_free(tmp);
-    return st;
+    npy_out o_ = {pre, dict, (size_t)o, hlen, data, bytes};
+    return fl_atomic_write(path, write_npy, &o_);
 }
 
 fl_status fl_npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape) {

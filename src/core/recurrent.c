@@ -8,15 +8,11 @@
  *   CP     z = C^T h (R); zs[g] = a[g] * z;  gates[g] = gx[g] + B zs[g]   (C as (H, Rp), B panel)
  * The rank-R intermediates are a few KB: they live in a per-thread scratch in L1.
  *
- * Threads split the hidden blocks: a step is cut into chunks of blocks; thread t owns the same range
- * of chunks every step (one atomic counter per thread), so its share of the weights stays in its own
- * core's caches. A thread that has finished its range claims chunks from the others' counters, so a
- * worker the OS has not scheduled delays nothing (the caller takes its chunks); the caller then waits
- * only for chunks already claimed.
- * Workers spin on the ticket for a while after each step (back-to-back steps cost no system call),
- * then sleep on a condition variable. Each thread computes its own copy of t / zs (V and C are small
- * next to U or W), so a step needs no barrier inside it. Steps under MIN_PARALLEL_BYTES of weights
- * run on the caller alone.
+ * Threads split the hidden blocks: a step is cut into chunks of blocks run by the worker pool
+ * (pool.h: each thread owns the same range of chunks every step, so its share of the weights stays in
+ * its own core's caches). Each thread computes its own copy of t / zs (V and C are small next to U or
+ * W), so a step needs no barrier inside it. Steps under MIN_PARALLEL_BYTES of weights run on the
+ * caller alone.
  *
  * The input projection of all steps (gx = x W_ih^T + biases, one GEMM per layer and sequence) goes
  * through fl_rec_input: where the level has a packed projection kernel, W_ih is packed here too
@@ -24,38 +20,21 @@
 #include "recurrent.h"
 
 #include "kernels/kernels.h"
+#include "blas_threads.h"
+#include "pool.h"
 #include "recurrent_levels.h"
+#include "tuning_consts.h"
 
-#include <cblas.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
+/* Thresholds (tuning_consts.h, described by fl_tuning_get). */
 enum {
-    SPIN_WORKER = 1 << 14, /* pause iterations a worker spins before sleeping (~0.1-0.3 ms) */
-    SPIN_YIELD = 1 << 12,  /* pause iterations the caller spins before yielding its core */
-    MIN_BLOCKS_PER_THREAD = 2,
-    CHUNKS_PER_THREAD = 4,
-    MIN_PARALLEL_BYTES = 512 * 1024, /* below this a step takes ~3 us: syncing two threads does not pay */
-    MIN_PARALLEL_MACS = 2 << 20,     /* input projections below this (~10 us) run on the caller alone */
+    MIN_BLOCKS_PER_THREAD = FL_MIN_BLOCKS_PER_THREAD,
+    CHUNKS_PER_THREAD = FL_CHUNKS_PER_THREAD,
+    MIN_PARALLEL_BYTES = FL_MIN_PARALLEL_BYTES,
+    MIN_PARALLEL_MACS = FL_MIN_PARALLEL_MACS,
 };
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-struct fl_rec;
-
-typedef struct worker {
-    struct fl_rec *r;
-    int id;
-    unsigned gen0; /* generation when started: jobs after it are this worker's */
-    pthread_t tid;
-} worker;
 
 /* The arguments of the step (or input projection) in flight; written by the caller before it
  * publishes a ticket. */
@@ -75,42 +54,21 @@ typedef struct job {
     int ldho;
 } job;
 
-/* The ticket: one 64-bit word, so that a claim sees its job's generation, chunk count and chunk
- * index together. gen (bits 44-63) | nchunks (32-43) | next chunk (0-31). */
-#define TICKET(gen, n) (((uint64_t)(gen) << 44) | ((uint64_t)(n) << 32))
-#define TICKET_GEN(t) ((unsigned)((t) >> 44))
-#define TICKET_N(t) ((unsigned)(((t) >> 32) & 0xFFFu))
-#define TICKET_IDX(t) ((uint32_t)(t))
-#define MAX_CHUNKS 0xFFF
-#define OWN_STRIDE 16 /* uint64 per owner counter: 128 bytes, no false sharing */
-
 struct fl_rec {
     const fl_layer *ly;
     const fl_kernels *k;
     fl_method method;
     int H, R, Rp, nblk, max_batch, threads;
-    float *pw;       /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
-    float *pm;       /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
-    float *a;        /* CP: a (4, R) */
-    float *pk;       /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
+    fl_rec_pack own; /* the packed weights when this fl_rec made them, else all NULL */
+    const float *pw; /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
+    const float *pm; /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
+    const float *a;  /* CP: a (4, R) */
+    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
     float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
     size_t scratch_per_thread;
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
-
-    /* Worker pool: threads - 1 workers; thread 0 is the caller. A step is cut into chunks of hidden
-     * blocks; each thread claims its own range first, then the others' (see participate), so a
-     * worker that the OS has not scheduled (the machine is shared) delays nothing. */
-    worker *workers;
-    int nworkers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool sync_ready;
-    _Atomic uint64_t ticket; /* the generation workers wait on; idx unused */
-    _Atomic uint64_t *own;   /* per thread t, at own[t * OWN_STRIDE]: gen | end | next chunk of t's range */
-    int nown;                /* threads that own a range of every job */
-    unsigned jn;             /* chunks of the job in flight */
-    _Atomic int done, sleepers, quit;
-    job jb;
+    fl_pool *pool;   /* threads - 1 workers and the caller */
+    job jb;          /* the step or projection in flight, read by run_chunk */
 };
 
 /* ------------------------------------------------------------ packing */
@@ -152,8 +110,9 @@ static void pack_input(const float *w, int rows, int K, float *pk) {
 
 /* Blocks of chunk idx of n. The rank-R intermediate is computed once per participant and job:
  * *t_gen remembers for which job this participant's scratch holds it. */
-static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen,
-                      const job *j) {
+static void run_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
+    fl_rec *r = ctx;
+    const job *j = &r->jb;
     if (j->proj_n > 0) { /* input projection: 64-column panels [p0, p1) of W_ih */
         const fl_mat *wi = &r->ly->wih;
         const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
@@ -182,10 +141,7 @@ static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen,
         float *zs = t + (size_t)r->max_batch * Rp; // zs: (B, 4, R) = a[g, :] * z
         if (fresh) {
             r->k->proj(B, H, Rp, r->pm, j->hp, j->ldhp, t, Rp);
-            for (int b = 0; b < B; b++)
-                for (int g = 0; g < 4; g++)
-                    for (int q = 0; q < R; q++)
-                        zs[((size_t)b * 4 + g) * R + q] = r->a[(size_t)g * R + q] * t[(size_t)b * Rp + q];
+            r->k->cp_scale(B, R, r->a, t, Rp, zs);
         }
         r->k->cp_gate_cell(blk0, blk1, H, R, B, r->pw, zs, j->gx, j->ldgx, j->c, j->ho, j->ldho);
         return;
@@ -193,111 +149,13 @@ static void run_chunk(fl_rec *r, int id, unsigned idx, unsigned n, unsigned gen,
     }
 }
 
-/* Claim and run chunks until none is left: first this thread's own range (the same blocks every
- * step, so their weights stay in this core's caches), then the other threads' ranges (a thread the
- * OS has not scheduled delays nothing). A claim that lands on a newer job than the one this thread
- * woke for is still that job's chunk: it is run like any other (run_chunk reads that job). */
-static void participate(fl_rec *r, int id, unsigned *t_gen) {
-    const int T = r->nown;
-    for (int s = 0; s < T; s++) {
-        _Atomic uint64_t *cnt = &r->own[(size_t)((id + s) % T) * OWN_STRIDE];
-        for (;;) {
-            uint64_t tk = atomic_fetch_add_explicit(cnt, 1, memory_order_acq_rel);
-            if (TICKET_IDX(tk) >= TICKET_N(tk)) break; /* N: end of the range */
-            run_chunk(r, id, TICKET_IDX(tk), r->jn, TICKET_GEN(tk), t_gen, &r->jb);
-            atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
-        }
-    }
-}
-
-/* ------------------------------------------------------------ worker pool */
-
-static void *worker_main(void *arg) {
-    worker *w = arg;
-    fl_rec *r = w->r;
-    unsigned seen = w->gen0, t_gen = ~0u;
-    for (;;) {
-        int spins = 0;
-        /* quit is checked here too: a worker that took pool_stop's own wake-up generation as seen
-         * (read after its last job) would otherwise spin forever. */
-        while (TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire)) == seen &&
-               !atomic_load_explicit(&r->quit, memory_order_acquire)) {
-            if (++spins < SPIN_WORKER) {
-                cpu_relax();
-                continue;
-            }
-            pthread_mutex_lock(&r->mu);
-            atomic_fetch_add(&r->sleepers, 1);
-            while (TICKET_GEN(atomic_load(&r->ticket)) == seen && !atomic_load(&r->quit))
-                pthread_cond_wait(&r->cv, &r->mu);
-            atomic_fetch_sub(&r->sleepers, 1);
-            pthread_mutex_unlock(&r->mu);
-            spins = 0;
-        }
-        if (atomic_load(&r->quit)) return NULL;
-        seen = TICKET_GEN(atomic_load_explicit(&r->ticket, memory_order_acquire));
-        participate(r, w->id, &t_gen);
-    }
-}
-
-/* Publish a job of n chunks (0: wake-up only) under a new generation: thread t owns chunks
- * [n t / T, n (t + 1) / T) of it. */
-static void publish(fl_rec *r, unsigned n) {
-    unsigned gen = (TICKET_GEN(atomic_load(&r->ticket)) + 1) & 0xFFFFFu;
-    const int T = r->nown;
-    atomic_store_explicit(&r->done, 0, memory_order_relaxed);
-    r->jn = n;
-    for (int t = 0; t < T; t++)
-        atomic_store_explicit(&r->own[(size_t)t * OWN_STRIDE],
-                              TICKET(gen, (unsigned)((long)n * (t + 1) / T)) | (uint64_t)((long)n * t / T),
-                              memory_order_release);
-    atomic_store(&r->ticket, TICKET(gen, n)); /* seq_cst: publishes jb; ordered before the sleepers load */
-    if (atomic_load(&r->sleepers) > 0) {
-        pthread_mutex_lock(&r->mu);
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-    }
-}
-
-static void pool_stop(fl_rec *r) {
-    if (r->nworkers == 0) return;
-    atomic_store(&r->quit, 1);
-    publish(r, 0);
-    for (int i = 0; i < r->nworkers; i++) pthread_join(r->workers[i].tid, NULL);
-    r->nworkers = 0;
-    atomic_store(&r->quit, 0);
-}
-
-/* Start n workers (ids 1..n); on failure keeps those that started. */
-static fl_status pool_start(fl_rec *r, int n) {
-    for (int i = 0; i < n; i++) {
-        worker *w = &r->workers[i];
-        w->r = r;
-        w->id = i + 1;
-        w->gen0 = TICKET_GEN(atomic_load(&r->ticket));
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
-            return fl_fail(FL_ERR_NOMEM, "recurrent step: could not start worker thread %d of %d", i + 1, n);
-        r->nworkers = i + 1;
-    }
-    return FL_OK;
-}
-
 /* ------------------------------------------------------------ lifetime */
 
 void fl_rec_free(fl_rec *r) {
     if (!r) return;
-    pool_stop(r);
-    if (r->sync_ready) {
-        pthread_mutex_destroy(&r->mu);
-        pthread_cond_destroy(&r->cv);
-    }
-    fl_free(r->workers);
-    fl_free((void *)r->own);
+    fl_pool_free(r->pool);
     fl_free(r->scratch);
-    fl_free(r->pw);
-    fl_free(r->pm);
-    fl_free(r->a);
-    fl_free(r->pk);
+    fl_rec_pack_free(&r->own);
     fl_free(r);
 }
 
@@ -306,38 +164,95 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads) {
     if (threads > 1024) return fl_fail(FL_ERR_ARG, "threads must be <= 1024, got %d", threads);
     // Allocate first: on failure the current threads and scratch stay as they were.
     float *scratch = NULL;
-    worker *workers = NULL;
-    _Atomic uint64_t *own = NULL;
     if (r->scratch_per_thread && !(scratch = fl_calloc((size_t)threads * r->scratch_per_thread, sizeof(float))))
         return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
-    if (threads > 1 && (!(workers = fl_calloc((size_t)threads - 1, sizeof *workers)) ||
-                        !(own = fl_calloc((size_t)threads * OWN_STRIDE, sizeof *own)))) {
-        fl_free(workers);
+    const int before = fl_pool_threads(r->pool);
+    fl_status st = fl_pool_set_threads(r->pool, threads);
+    if (st && fl_pool_threads(r->pool) == before && r->scratch) { /* out of memory: nothing changed */
         fl_free(scratch);
-        return fl_fail(FL_ERR_NOMEM, "out of memory for %d recurrent-step threads", threads);
+        return st;
     }
-    pool_stop(r);
-    fl_free(r->workers);
-    fl_free((void *)r->own);
-    fl_free(r->scratch);
-    r->workers = workers;
-    r->own = own;
+    fl_free(r->scratch); /* the pool's workers are idle between jobs */
     r->scratch = scratch;
-    fl_status st = threads > 1 ? pool_start(r, threads - 1) : FL_OK;
-    r->threads = 1 + r->nworkers; /* fewer when a thread could not start */
-    /* Workers read nown only after a publish (release), which comes after this. */
-    r->nown = r->threads;
+    r->threads = fl_pool_threads(r->pool); /* fewer when a thread could not start */
     return st;
 }
 
-static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, const fl_kernels *k,
-                            fl_rec **out) {
-    *out = NULL;
-    if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
+void fl_rec_pack_free(fl_rec_pack *p) {
+    if (!p) return;
+    fl_free(p->pw);
+    fl_free(p->pm);
+    fl_free(p->a);
+    fl_free(p->pk);
+    *p = (fl_rec_pack){0};
+}
+
+static fl_status check_layer(const fl_layer *ly) {
     const fl_mat *w = &ly->whh;
     const int H = ly->hidden;
     if (w->rows != 4 * H || w->cols != H)
         return fl_fail(FL_ERR_SHAPE, "weight_hh is %dx%d, expected %dx%d", w->rows, w->cols, 4 * H, H);
+    return FL_OK;
+}
+
+fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out) {
+    *out = (fl_rec_pack){0};
+    fl_status st = check_layer(ly);
+    if (st) return st;
+    const fl_mat *w = &ly->whh;
+    const int H = ly->hidden, R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+    const int Rp = (R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    const size_t nb = (size_t)nblk * FL_REC_NB;
+    fl_rec_pack p = {0};
+    bool ok = true;
+    switch (w->method) {
+    case FL_METHOD_DENSE:
+        ok = (p.pw = fl_calloc(nb * H * 4, sizeof(float))) != NULL;
+        if (ok) pack_gate_panel(w->w, H, H, nblk, p.pw);
+        break;
+    case FL_METHOD_SVD:
+        ok = (p.pw = fl_calloc(nb * R * 4, sizeof(float))) && (p.pm = fl_calloc((size_t)H * Rp, sizeof(float)));
+        if (ok) {
+            pack_gate_panel(w->u, H, R, nblk, p.pw);
+            pack_proj(w->v, 1, (size_t)H, H, R, Rp, p.pm); // V (R, H): V^T[k, r] = v[r*H + k]
+        }
+        break;
+    case FL_METHOD_CP:
+        ok = (p.pw = fl_calloc(nb * R, sizeof(float))) && (p.pm = fl_calloc((size_t)H * Rp, sizeof(float))) &&
+             (p.a = fl_calloc(4 * (size_t)R, sizeof(float)));
+        if (ok) {
+            pack_cp_panel(w->b, H, R, nblk, p.pw);
+            pack_proj(w->c, (size_t)R, 1, H, R, Rp, p.pm); // C (H, R)
+            memcpy(p.a, w->a, 4 * (size_t)R * sizeof(float));
+        }
+        break;
+    }
+    if (!ok) {
+        fl_rec_pack_free(&p);
+        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
+    }
+    const fl_mat *wi = &ly->wih;
+    if (with_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
+        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+        if (!(p.pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+            fl_rec_pack_free(&p);
+            return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
+        }
+        pack_input(wi->w, wi->rows, wi->cols, p.pk);
+    }
+    *out = p;
+    return FL_OK;
+}
+
+/* pack: weights packed by fl_rec_pack_layer for ly, borrowed; NULL to pack a copy of its own. */
+static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max_batch, int threads,
+                            const fl_kernels *k, fl_rec **out) {
+    *out = NULL;
+    if (max_batch < 1) return fl_fail(FL_ERR_ARG, "max_batch must be >= 1, got %d", max_batch);
+    fl_status st = check_layer(ly);
+    if (st) return st;
+    const fl_mat *w = &ly->whh;
+    const int H = ly->hidden;
     fl_rec *r = fl_calloc(1, sizeof *r);
     if (!r) return fl_fail(FL_ERR_NOMEM, "out of memory creating a recurrent step");
     r->ly = ly;
@@ -350,56 +265,22 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     r->max_batch = max_batch;
     r->threads = 1;
     r->bytes_per_row = fl_mat_params(w) * sizeof(float);
-    const size_t nb = (size_t)r->nblk * FL_REC_NB, R = (size_t)r->R, Rp = (size_t)r->Rp;
-    bool ok = true;
-    switch (w->method) {
-    case FL_METHOD_DENSE:
-        ok = (r->pw = fl_calloc(nb * H * 4, sizeof(float))) != NULL;
-        if (ok) pack_gate_panel(w->w, H, H, r->nblk, r->pw);
-        break;
-    case FL_METHOD_SVD:
-        ok = (r->pw = fl_calloc(nb * R * 4, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float)));
-        if (ok) {
-            pack_gate_panel(w->u, H, r->R, r->nblk, r->pw);
-            pack_proj(w->v, 1, (size_t)H, H, r->R, r->Rp, r->pm); // V (R, H): V^T[k, r] = v[r*H + k]
-        }
-        r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
-        break;
-    case FL_METHOD_CP:
-        ok = (r->pw = fl_calloc(nb * R, sizeof(float))) && (r->pm = fl_calloc((size_t)H * Rp, sizeof(float))) &&
-             (r->a = fl_calloc(4 * R, sizeof(float)));
-        if (ok) {
-            pack_cp_panel(w->b, H, r->R, r->nblk, r->pw);
-            pack_proj(w->c, R, 1, H, r->R, r->Rp, r->pm); // C (H, R)
-            memcpy(r->a, w->a, 4 * R * sizeof(float));
-        }
-        r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
-        break;
-    }
-    if (!ok) {
-        fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, H);
-    }
-    const fl_mat *wi = &ly->wih;
-    if (k->gemm_pk && wi->method == FL_METHOD_DENSE && wi->rows == 4 * H && wi->cols > 0) {
-        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
-        if (!(r->pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+    const size_t Rp = (size_t)r->Rp, R = (size_t)r->R;
+    if (w->method == FL_METHOD_SVD) r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
+    if (w->method == FL_METHOD_CP) r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
+    if (!pack) {
+        if ((st = fl_rec_pack_layer(ly, k->gemm_pk != NULL, &r->own))) {
             fl_rec_free(r);
-            return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
+            return st;
         }
-        pack_input(wi->w, wi->rows, wi->cols, r->pk);
+        pack = &r->own;
     }
-    if (pthread_mutex_init(&r->mu, NULL) != 0) {
-        fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "recurrent step: could not create a mutex");
-    }
-    if (pthread_cond_init(&r->cv, NULL) != 0) {
-        pthread_mutex_destroy(&r->mu);
-        fl_rec_free(r);
-        return fl_fail(FL_ERR_NOMEM, "recurrent step: could not create a condition variable");
-    }
-    r->sync_ready = true;
-    fl_status st = fl_rec_set_threads(r, threads);
+    r->pw = pack->pw;
+    r->pm = pack->pm;
+    r->a = pack->a;
+    r->pk = k->gemm_pk ? pack->pk : NULL;
+    st = fl_pool_create(run_chunk, r, &r->pool);
+    if (!st) st = fl_rec_set_threads(r, threads);
     if (st != FL_OK) {
         fl_rec_free(r);
         return st;
@@ -408,8 +289,13 @@ static fl_status rec_create(const fl_layer *ly, int max_batch, int threads, cons
     return FL_OK;
 }
 
+fl_status fl_rec_create_packed(const fl_layer *ly, const fl_rec_pack *pack, int max_batch, int threads,
+                               fl_rec **out) {
+    return rec_create(ly, pack, max_batch, threads, fl_kernels_get(), out);
+}
+
 fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out) {
-    return rec_create(ly, max_batch, threads, fl_kernels_get(), out);
+    return rec_create(ly, NULL, max_batch, threads, fl_kernels_get(), out);
 }
 
 fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, const char *kernels,
@@ -418,7 +304,7 @@ fl_status fl_rec_create_with(const fl_layer *ly, int max_batch, int threads, con
     const fl_kernels *k = fl_kernels_by_name(kernels);
     if (!k) return fl_fail(FL_ERR_UNSUPPORTED, "recurrent kernels '%s' unknown or not supported by this CPU",
                            kernels ? kernels : "(null)");
-    return rec_create(ly, max_batch, threads, k, out);
+    return rec_create(ly, NULL, max_batch, threads, k, out);
 }
 
 const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
@@ -430,16 +316,16 @@ static void run_job(fl_rec *r, unsigned n, const job *j);
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
     // One thread: gemm_pk here, unless BLAS is multi-threaded (then BLAS does better). More: the
     // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
-    if (!r->pk || (r->nworkers == 0 && openblas_get_num_threads() != 1)) return false;
+    if (!r->pk || (r->threads == 1 && fl_blas_threads() != 1)) return false;
     if (n <= 0) return true;
     const fl_mat *wi = &r->ly->wih;
     const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
     job j = {.proj_n = n, .px = x, .ldpx = ldx, .bias = bias, .py = gx, .ldpy = ldgx};
     unsigned nch = 1;
-    if (r->nworkers > 0 && (double)n * wi->rows * wi->cols >= MIN_PARALLEL_MACS) {
-        nch = (unsigned)(CHUNKS_PER_THREAD * (r->nworkers + 1));
+    if (r->threads > 1 && (double)n * wi->rows * wi->cols >= MIN_PARALLEL_MACS) {
+        nch = (unsigned)(CHUNKS_PER_THREAD * r->threads);
         if (nch > (unsigned)np) nch = (unsigned)np;
-        if (nch > MAX_CHUNKS) nch = MAX_CHUNKS;
+        if (nch > FL_POOL_MAX_CHUNKS) nch = FL_POOL_MAX_CHUNKS;
     }
     run_job(r, nch, &j);
     return true;
@@ -454,31 +340,16 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
     job j = {.B = B, .gx = gx, .ldgx = ldgx, .hp = h_prev, .ldhp = ldhp, .c = c, .ho = h_out, .ldho = ldho};
     // Threads pay off only when each has a few blocks and some tens of KB of weights to stream.
     unsigned n = 1;
-    if (r->nworkers > 0 && r->nblk >= 2 * MIN_BLOCKS_PER_THREAD && (double)r->bytes_per_row * B >= MIN_PARALLEL_BYTES) {
-        n = (unsigned)(CHUNKS_PER_THREAD * (r->nworkers + 1));
+    if (r->threads > 1 && r->nblk >= 2 * MIN_BLOCKS_PER_THREAD && (double)r->bytes_per_row * B >= MIN_PARALLEL_BYTES) {
+        n = (unsigned)(CHUNKS_PER_THREAD * r->threads);
         if (n > (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD) n = (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD;
-        if (n > MAX_CHUNKS) n = MAX_CHUNKS;
+        if (n > FL_POOL_MAX_CHUNKS) n = FL_POOL_MAX_CHUNKS;
     }
     run_job(r, n, &j);
 }
 
 /* Run job j in n chunks: on this thread alone when n is 1, else with the pool. */
 static void run_job(fl_rec *r, unsigned n, const job *jp) {
-    if (n == 1) {
-        unsigned t_gen = ~0u;
-        run_chunk(r, 0, 0, 1, 0, &t_gen, jp);
-        return;
-    }
     r->jb = *jp;
-    publish(r, n);
-    unsigned t_gen = ~0u;
-    participate(r, 0, &t_gen);
-    int spins = 0;
-    while (atomic_load_explicit(&r->done, memory_order_acquire) < (int)n) {
-        cpu_relax();
-        if (++spins >= SPIN_YIELD) {
-            sched_yield();
-            spins = 0;
-        }
-    }
+    fl_pool_run(r->pool, n);
 }

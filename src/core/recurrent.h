@@ -8,9 +8,27 @@
 
 typedef struct fl_rec fl_rec;
 
+/* Layer weights in the kernels' packed layouts (kernels/kernels.h), made once and read by any number
+ * of fl_recs on any threads: W_hh as a gate or CP panel (pw), V^T or C (pm), CP's a, and W_ih for a
+ * packed input projection (pk, or NULL). */
+typedef struct fl_rec_pack {
+    float *pw, *pm, *a, *pk;
+} fl_rec_pack;
+
+/* Pack layer ly (W_ih too when with_pk and W_ih is dense). On error *out is all NULL. */
+fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out);
+
+/* Free what fl_rec_pack_layer allocated and zero *p; NULL and a zeroed pack are accepted. */
+void fl_rec_pack_free(fl_rec_pack *p);
+
 /* Prepare layer ly's recurrent product for batches up to max_batch (may copy W_hh into a packed
  * layout; keeps a pointer to ly, which must outlive the fl_rec). */
 fl_status fl_rec_create(const fl_layer *ly, int max_batch, int threads, fl_rec **out);
+
+/* As fl_rec_create, on weights already packed for ly (by fl_rec_pack_layer, with W_ih where the
+ * dispatched level has a packed projection): borrows pack, which must outlive the fl_rec. */
+fl_status fl_rec_create_packed(const fl_layer *ly, const fl_rec_pack *pack, int max_batch, int threads,
+                               fl_rec **out);
 void fl_rec_free(fl_rec *r);
 fl_status fl_rec_set_threads(fl_rec *r, int threads);
 

@@ -5,12 +5,17 @@
  * {"dtype":"F32","shape":[..],"data_offsets":[begin,end]} (byte offsets into the data section),
  * and "__metadata__" (string -> string) holds the architecture:
  *   format = "fastlstm", format_version, vocab, input, hidden, layers, head, head_out,
- *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional).
+ *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional),
+ *   and per matrix kind.<matrix> = ih | hh | head | hr, direction.<matrix> = 0 | 1,
+ *   precision.<matrix> = f32 (written since format version 2 of this library; a file without them
+ *   means forward float32). format_version is the lowest version that reads the file fully (see
+ *   FL_FORMAT_VERSION in internal.h); a file needing more than this library knows is refused.
  * The set of tensors, their names and shapes are exactly those fl_model_create builds from the
  * architecture and the per-matrix methods, so loading is: metadata -> fl_model_create -> fill.
  *
  * Tensor data is copied with memcpy-equivalent fread/fwrite of float arrays, which assumes a
  * little-endian host (checked at compile time below). */
+#include "atomic_file.h"
 #include "internal.h"
 #include "memload.h"
 
@@ -51,11 +56,6 @@ static const char *head_name(fl_head_kind h) {
     return "?";
 }
 
-/* Name of matrix i as used in the metadata keys ("lstm.weight_ih_l0", "head.weight"). */
-static void matrix_name(const fl_arch *a, size_t i, char *buf, size_t n) {
-    if (i == (size_t)(2 * a->layers)) snprintf(buf, n, "head.weight");
-    else snprintf(buf, n, "lstm.weight_%s_l%zu", i % 2 == 0 ? "ih" : "hh", i / 2);
-}
 
 /* ------------------------------------------------------------------ save */
 
@@ -75,21 +75,36 @@ static cJSON *build_header(const fl_model *m) {
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
     if (!root || !meta) goto fail;
     const fl_arch *a = &m->arch;
+    size_t nmat = fl_model_num_matrices(m);
+    int version = 1;
+    for (size_t i = 0; i < nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(a, i, &d);
+        int v = fl_mat_format_version(&d);
+        if (v > version) version = v;
+    }
     char num[16];
-    snprintf(num, sizeof num, "%d", FL_FORMAT_VERSION);
+    snprintf(num, sizeof num, "%d", version);
     bool ok = add_str(meta, "format", FL_FORMAT_NAME) && add_str(meta, "format_version", num) &&
               add_int_str(meta, "vocab", a->vocab) && add_int_str(meta, "input", a->input) &&
               add_int_str(meta, "hidden", a->hidden) && add_int_str(meta, "layers", a->layers) &&
               add_str(meta, "head", head_name(a->head)) && add_int_str(meta, "head_out", a->head_out);
-    size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; ok && i < nmat; i++) {
         const fl_mat *w = fl_model_mat_const(m, i);
-        char name[48], key[80], val[48];
-        matrix_name(a, i, name, sizeof name);
+        fl_mat_desc d;
+        fl_arch_matrix(a, i, &d);
+        const char *name = d.name;
+        char key[80], val[48];
+        snprintf(key, sizeof key, "kind.%s", name);
+        ok = add_str(meta, key, fl_mat_kind_name(d.kind));
+        snprintf(key, sizeof key, "direction.%s", name);
+        ok = ok && add_int_str(meta, key, d.direction);
+        snprintf(key, sizeof key, "precision.%s", name);
+        ok = ok && add_str(meta, key, fl_precision_name(d.precision));
         if (w->method == FL_METHOD_DENSE) snprintf(val, sizeof val, "dense");
         else snprintf(val, sizeof val, "%s:%d", w->method == FL_METHOD_SVD ? "svd" : "cp", w->rank);
         snprintf(key, sizeof key, "method.%s", name);
-        ok = add_str(meta, key, val);
+        ok = ok && add_str(meta, key, val);
         snprintf(key, sizeof key, "rel_error.%s", name);
         /* %.17g round-trips a double exactly; a non-finite error is stored as unknown (-1). */
         snprintf(val, sizeof val, "%.17g", isfinite(w->rel_error) ? w->rel_error : -1.0);
@@ -133,8 +148,16 @@ static fl_status check_finite(const char *path, const char *name, const float *p
     return FL_OK;
 }
 
+/* What fl_model_save hands to the atomic writer. */
+typedef struct st_out {
+    const fl_model *m;
+    const char *json;
+} st_out;
+
 /* Writes header + data to f. */
-static fl_status write_body(const fl_model *m, FILE *f, const char *json, const char *tmp) {
+static fl_status write_body(void *ctx, FILE *f, const char *tmp) {
+    const fl_model *m = ((const st_out *)ctx)->m;
+    const char *json = ((const st_out *)ctx)->json;
     size_t len = strlen(json);
     uint64_t n = ((uint64_t)len + 7) & ~(uint64_t)7;
     unsigned char le[8];
@@ -148,8 +171,6 @@ static fl_status write_body(const fl_model *m, FILE *f, const char *json, const 
         if (fwrite(m->params + t->offset, sizeof(float), t->count, f) != t->count)
             return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        return fl_fail(FL_ERR_IO, "%s: flush failed: %s", tmp, strerror(errno));
     return FL_OK;
 }
 
@@ -166,26 +187,9 @@ fl_status fl_model_save(const fl_model *m, const char *path) {
     cJSON_Delete(root);
     if (!json) return fl_fail(FL_ERR_NOMEM, "%s: out of memory building the header", path);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = fl_malloc(tlen);
-    if (!tmp) {
-        cJSON_free(json);
-        return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    fl_status st = FL_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = fl_fail(FL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        st = write_body(m, f, json, tmp);
-        if (fclose(f) != 0 && !st) st = fl_fail(FL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-        if (!st && rename(tmp, path) != 0)
-            st = fl_fail(FL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        if (st) remove(tmp);
-    }
+    st_out o = {m, json};
+    fl_status st = fl_atomic_write(path, write_body, &o);
     cJSON_free(json);
-    fl_free(tmp);
     return st;
 }
 
@@ -240,7 +244,7 @@ static fl_status parse_arch(const char *path, const cJSON *meta, fl_arch *a) {
     if (!parse_long(ver, 1, LONG_MAX, &v))
         return fl_fail(FL_ERR_FORMAT, "%s: format_version \"%s\" is not a positive integer", path, ver);
     if (v > FL_FORMAT_VERSION)
-        return fl_fail(FL_ERR_VERSION, "%s: format_version %ld is newer than this library reads (%d)",
+        return fl_fail(FL_ERR_VERSION, "%s: file needs format_version %ld, this library reads up to version %d",
                        path, v, FL_FORMAT_VERSION);
     fl_status st;
     memset(a, 0, sizeof *a);
@@ -263,12 +267,35 @@ static fl_status parse_arch(const char *path, const cJSON *meta, fl_arch *a) {
     return FL_OK;
 }
 
-/* Per-matrix methods ("method.<name>", default dense) into specs[nmat]. */
+/* The optional per-matrix table entry "<what>.<name>" must say `want` (what the architecture makes of
+ * matrix d). */
+static fl_status check_table(const char *path, const cJSON *meta, const char *what, const fl_mat_desc *d,
+                             const char *want) {
+    char key[80];
+    snprintf(key, sizeof key, "%s.%s", what, d->name);
+    const char *s = meta_get(meta, key);
+    if (s && strcmp(s, want) != 0)
+        return fl_fail(FL_ERR_FORMAT, "%s: \"%s\" = \"%s\", the architecture needs \"%s\"", path, key, s, want);
+    return FL_OK;
+}
+
+/* Per-matrix methods ("method.<name>", default dense) into specs[nmat]; checks the kind, direction and
+ * precision entries against the architecture. */
 static fl_status parse_specs(const char *path, const cJSON *meta, const fl_arch *a, fl_mat_spec *specs,
                              size_t nmat) {
     for (size_t i = 0; i < nmat; i++) {
-        char name[48], key[80];
-        matrix_name(a, i, name, sizeof name);
+        fl_mat_desc d;
+        fl_arch_matrix(a, i, &d);
+        const char *name = d.name;
+        char key[80], dir[16];
+        snprintf(dir, sizeof dir, "%d", d.direction);
+        fl_status st;
+        /* A file using a kind, direction or precision this library does not build names a newer
+         * format_version (refused above); a file claiming one anyway is malformed. */
+        if ((st = check_table(path, meta, "kind", &d, fl_mat_kind_name(d.kind))) ||
+            (st = check_table(path, meta, "direction", &d, dir)) ||
+            (st = check_table(path, meta, "precision", &d, fl_precision_name(d.precision))))
+            return st;
         snprintf(key, sizeof key, "method.%s", name);
         const char *s = meta_get(meta, key);
         long r = 0;
@@ -289,9 +316,10 @@ static fl_status parse_specs(const char *path, const cJSON *meta, const fl_arch 
 static fl_status parse_rel_errors(const char *path, const cJSON *meta, fl_model *m) {
     size_t nmat = fl_model_num_matrices(m);
     for (size_t i = 0; i < nmat; i++) {
-        char name[48], key[80];
-        matrix_name(&m->arch, i, name, sizeof name);
-        snprintf(key, sizeof key, "rel_error.%s", name);
+        fl_mat_desc d;
+        fl_arch_matrix(&m->arch, i, &d);
+        char key[80];
+        snprintf(key, sizeof key, "rel_error.%s", d.name);
         fl_mat *w = fl_model_mat(m, i);
         const char *s = meta_get(meta, key);
         if (!s) {
@@ -433,13 +461,12 @@ static fl_status load_tensors(const char *path, FILE *f, const cJSON *root, uint
  * anyway). A negative rank counts as 0 here; fl_model_create rejects it with its own message. */
 double fl_model_data_bytes(const fl_arch *a, const fl_mat_spec *specs, size_t nmat) {
     double floats = (double)a->vocab * a->input;
+    FL_ASSERT(nmat == fl_arch_num_matrices(a));
     for (size_t i = 0; i < nmat; i++) {
-        bool head = i == (size_t)(2 * a->layers);
-        fl_mat w = {.method = specs[i].method, .rank = specs[i].rank > 0 ? specs[i].rank : 0};
-        w.rows = head ? a->head_out : 4 * a->hidden;
-        w.cols = head || i > 0 ? a->hidden : a->input;
-        /* + its bias: head.bias, or b_ih / b_hh for the gate matrices */
-        floats += (double)fl_mat_params(&w) + (head ? a->head_out : 4.0 * a->hidden);
+        fl_mat_desc d;
+        fl_arch_matrix(a, i, &d);
+        floats += (double)fl_spec_params(d.rows, d.cols, specs[i]);
+        for (int j = 0; j < d.n_bias; j++) floats += (double)d.bias[j].rows; /* the biases it owns */
     }
     return 4.0 * floats;
 }
@@ -457,7 +484,7 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     fl_arch arch;
     fl_status st = parse_arch(path, meta, &arch);
     if (st) return st;
-    size_t nmat = (size_t)(2 * arch.layers) + (arch.head != FL_HEAD_NONE ? 1 : 0);
+    size_t nmat = fl_arch_num_matrices(&arch);
     fl_mat_spec *specs = fl_calloc(nmat, sizeof *specs);
     if (!specs) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
     fl_model *m = NULL;

@@ -6,9 +6,9 @@
  * time-major scratch and outputs transposed back. All scratch is one block allocated at create for
  * max_batch x max_seq; a run never allocates. */
 #include "internal.h"
+#include "blas_threads.h"
 #include "recurrent.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -20,6 +20,7 @@ struct fl_session {
     int max_batch, max_seq, threads;
     int L, D, H, out; /* layers, layer-0 input size, hidden size, head outputs (0: no head) */
     fl_rec **rec;     /* [L] recurrent step of each layer */
+    const fl_rec_pack *packs; /* [L] the model's packed weights (packed.c), held while the session lives */
     float *bias;      /* (L, 4H): b_ih + b_hh of each layer, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
     float *xin;       /* (max_seq * max_batch, D) time-major layer-0 input (embedded or transposed) */
@@ -75,17 +76,13 @@ fl_session_opts fl_session_opts_default(void) {
     return (fl_session_opts){.max_batch = 1, .max_seq = 256, .threads = 1};
 }
 
-/* OpenBLAS runs on one thread inside a session: the recurrent steps and the packed input projection
- * use the session's own worker pool, and OpenBLAS's idle threads spin on the other cores after every
- * call, starving that pool (measured, 2 threads, batch 1: SVD 2x650 50 -> 30 us/step, SVD 2x1500
- * 157 -> 113 us/step; dense unchanged). The cost: BLAS-only work (a large head, decomposed input
- * projections) runs on one thread. OpenBLAS's thread count is process-wide. */
+/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h). */
 static fl_status set_threads(fl_session *s, int threads) {
     for (int l = 0; l < s->L; l++) {
         fl_status st = fl_rec_set_threads(s->rec[l], threads);
         if (st) return st;
     }
-    openblas_set_num_threads(1);
+    fl_blas_for_sessions();
     s->threads = threads;
     return FL_OK;
 }
@@ -127,8 +124,13 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
     }
+    fl_status pst = fl_model_packs_acquire(m, &s->packs);
+    if (pst) {
+        fl_session_free(s);
+        return pst;
+    }
     for (int l = 0; l < L; l++) {
-        fl_status st = fl_rec_create(&m->layer[l], o.max_batch, o.threads, &s->rec[l]);
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, o.threads, &s->rec[l]);
         if (st) {
             fl_session_free(s);
             return st;
@@ -147,7 +149,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->hstep = b + sc.hstep;
     s->sh = b + sc.sh;
     s->sc = b + sc.sc;
-    openblas_set_num_threads(1);  // see set_threads; the fl_recs got o.threads at create
+    fl_blas_for_sessions();  // see set_threads; the fl_recs got o.threads at create
     s->threads = o.threads;
     *out = s;
     return FL_OK;
@@ -157,6 +159,7 @@ void fl_session_free(fl_session *s) {
     if (!s) return;
     if (s->rec)
         for (int l = 0; l < s->L; l++) fl_rec_free(s->rec[l]);
+    if (s->packs) fl_model_packs_release(s->m);
     fl_free(s->rec);
     fl_free(s->bias);
     fl_free(s->block);

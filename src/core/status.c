@@ -39,6 +39,14 @@ fl_status fl_fail(fl_status s, const char *fmt, ...) {
     return s;
 }
 
+fl_status fl_set_error(fl_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void fl_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "fastlstm: internal invariant failed: %s (%s:%d)\n", expr, file, line);
     abort();

@@ -4,6 +4,7 @@
 #ifndef FL_DECOMP_H
 #define FL_DECOMP_H
 
+#include "fastlstm/decompose.h"
 #include "internal.h"
 
 /* ---------------------------------------------------------------- SVD */
@@ -77,22 +78,7 @@ int fl_cp_max_useful_rank(int H, int N);
 
 /* ---------------------------------------------------------------- model */
 
-/* What happened to one matrix during fl_model_decompose_ex; passed to the progress callback. */
-typedef struct fl_decomp_event {
-    size_t index;        /* matrix number (2l: ih, 2l+1: hh, 2L: head) */
-    int done;            /* 0: about to start this matrix; 1: finished it */
-    fl_mat_spec spec;    /* final target (rank known once done) */
-    int cp_iterations;   /* total ALS sweeps spent (all ranks tried for a tol search); 0 if not CP */
-    int cp_converged;    /* of the final CP run */
-    double rel_error;    /* when done */
-    double seconds;      /* wall time for this matrix, when done */
-} fl_decomp_event;
-
-typedef void (*fl_decomp_progress)(void *ctx, const fl_decomp_event *ev);
-
-/* fl_model_decompose with a progress callback (may be NULL), called before and after each matrix. */
-fl_status fl_model_decompose_ex(const fl_model *m, const fl_decomp_opts *opts,
-                                fl_decomp_progress progress, void *ctx, fl_model **out);
+/* fl_model_decompose_ex and its progress events: public, include/fastlstm/decompose.h. */
 
 /* Relative Frobenius error ||W - W~||_F / ||W||_F of two (count) float arrays, accumulated in double.
  * Returns 0 when both are zero, +inf when only W is. */

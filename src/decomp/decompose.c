@@ -184,7 +184,7 @@ static fl_status decompose_one(const fl_model *m, size_t i, fl_mat_spec target, 
     fl_model_matrix_info(m, i, &info);
     const fl_mat *src = fl_model_mat_const(m, i);
     const int rows = src->rows, cols = src->cols;
-    const bool head = i == (size_t)(2 * m->arch.layers);
+    const bool head = info.kind == FL_MAT_HEAD;
     int rank = target.rank > 0 ? target.rank : 0;
     if (target.method != FL_METHOD_DENSE && target.method != FL_METHOD_SVD && target.method != FL_METHOD_CP)
         return fl_fail(FL_ERR_ARG, "%s: unknown method %d", info.name, (int)target.method);

@@ -322,10 +322,25 @@ static void proj_avx2(int B, int K, int Rp, const float *restrict m, const float
     }
 }
 
+static void cp_scale_avx2(int B, int R, const float *restrict a, const float *restrict z, int ldz,
+                          float *restrict zs) {
+    for (int b = 0; b < B; b++) {
+        const float *zb = z + (size_t)b * ldz;
+        for (int g = 0; g < 4; g++) {
+            const float *ag = a + (size_t)g * R;
+            float *o = zs + ((size_t)b * 4 + g) * R;
+            int r = 0;
+            for (; r + 8 <= R; r += 8) _mm256_storeu_ps(o + r, _mm256_mul_ps(_mm256_loadu_ps(ag + r), _mm256_loadu_ps(zb + r)));
+            for (; r < R; r++) o[r] = ag[r] * zb[r];
+        }
+    }
+}
+
 const fl_kernels fl_kernels_avx2 = {
     .name = "avx2",
     .lstm_cell = lstm_cell_avx2,
     .gate_cell = gate_cell_avx2,
     .cp_gate_cell = cp_gate_cell_avx2,
+    .cp_scale = cp_scale_avx2,
     .proj = proj_avx2,
 };

@@ -517,11 +517,27 @@ static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int 
     }
 }
 
+static void cp_scale_avx512(int B, int R, const float *restrict a, const float *restrict z, int ldz,
+                            float *restrict zs) {
+    for (int b = 0; b < B; b++) {
+        const float *zb = z + (size_t)b * ldz;
+        for (int g = 0; g < 4; g++) {
+            const float *ag = a + (size_t)g * R;
+            float *o = zs + ((size_t)b * 4 + g) * R;
+            for (int r = 0; r < R; r += 16) {
+                const __mmask16 m = R - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (R - r)) - 1);
+                _mm512_mask_storeu_ps(o + r, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, ag + r), _mm512_maskz_loadu_ps(m, zb + r)));
+            }
+        }
+    }
+}
+
 const fl_kernels fl_kernels_avx512 = {
     .name = "avx512",
     .lstm_cell = lstm_cell_avx512,
     .gate_cell = gate_cell_avx512,
     .cp_gate_cell = cp_gate_cell_avx512,
+    .cp_scale = cp_scale_avx512,
     .proj = proj_avx512,
     .gemm_nt = gemm_nt_avx512,
     .gemm_pk = gemm_pk_avx512,

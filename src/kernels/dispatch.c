@@ -6,6 +6,8 @@
  * ignored: the best level the CPU has is used instead (no error, no message: the library never
  * prints). fl_kernels_get()->name tells which table is in use. */
 #include "kernels.h"
+#include "blas_threads.h"
+#include "tuning_consts.h"
 
 #include <cblas.h>
 #include <ctype.h>
@@ -64,7 +66,7 @@ static void probe_blas(void) {
 
 const fl_kernels *fl_kernels_gemm_nt_choice(int n, int K) {
     const fl_kernels *k = fl_kernels_get();
-    if (!k->gemm_nt || K < 64 || openblas_get_num_threads() != 1) return NULL;
+    if (!k->gemm_nt || K < FL_GEMM_NT_MIN_K || fl_blas_threads() != 1) return NULL;
     pthread_once(&blas_once, probe_blas);
     return (!blas_avx512 || n <= 64) ? k : NULL;
 }

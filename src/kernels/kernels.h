@@ -48,6 +48,12 @@ typedef struct fl_kernels {
                          const float *restrict zs, const float *restrict gx, int ldgx,
                          float *restrict c, float *restrict h, int ldh);
 
+    /* zs (B, 4, R) contiguous: zs[b, g, r] = a[g, r] z[b, r], a (4, R), z (B, R) row stride ldz: the
+     * CP factor A applied per gate (recurrent step, fl_mat_apply, CP gradients). One multiply per
+     * element, so every level gives the same bits. */
+    void (*cp_scale)(int B, int R, const float *restrict a, const float *restrict z, int ldz,
+                     float *restrict zs);
+
     /* t (B, Rp) = x (B, K) m (K, Rp), row strides ldx and ldt; Rp a multiple of FL_REC_NB. */
     void (*proj)(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                  float *restrict t, int ldt);

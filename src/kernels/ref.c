@@ -5,6 +5,13 @@
 #include <math.h>
 #include <stddef.h>
 
+static void cp_scale_ref(int B, int R, const float *restrict a, const float *restrict z, int ldz,
+                         float *restrict zs) {
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < 4; g++)
+            for (int r = 0; r < R; r++) zs[((size_t)b * 4 + g) * R + r] = a[(size_t)g * R + r] * z[(size_t)b * ldz + r];
+}
+
 static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void lstm_cell_ref(int batch, int H, const float *restrict gates, int ldg, float *restrict c,
@@ -108,5 +115,6 @@ const fl_kernels fl_kernels_ref = {
     .lstm_cell = lstm_cell_ref,
     .gate_cell = gate_cell_ref,
     .cp_gate_cell = cp_gate_cell_ref,
+    .cp_scale = cp_scale_ref,
     .proj = proj_ref,
 };

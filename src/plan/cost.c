@@ -47,14 +47,15 @@
  * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
  * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
+#include "tuning_consts.h"
 #include "fastlstm/plan.h"
 
 #include <math.h>
 
 static double shared_scale(int threads) { return 1.0 + 0.75 * (threads - 1); }
 
-/* Usable share of a cache: the rest holds activations, other weights and conflict misses. */
-#define FIT_FRACTION 0.75
+/* Usable share of a cache (FL_FIT_FRACTION, tuning_consts.h). */
+#define FIT_FRACTION FL_FIT_FRACTION
 
 static double level_capacity(const fl_cache_level *l, int threads) {
     return FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
@@ -213,7 +214,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
         !(p->rec_memory_factor >= 0))
         return fl_fail(FL_ERR_ARG, "profile has no cache levels or non-positive rates");
     const int L = a->layers, H = a->hidden;
-    const size_t nmat = (size_t)2 * L + (a->head != FL_HEAD_NONE ? 1 : 0);
+    const size_t nmat = fl_arch_num_matrices(a);
     fl_cost c = {0};
     c.level = -2;
     const double sync = threads > 1 && threads == p->curve_all_threads ? thread_sync(p) : 0;
@@ -223,10 +224,10 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
     for (int pass = 0; pass < 2; pass++) {
         double t = 0;
         for (size_t i = 0; i < nmat; i++) {
-            bool head = i == (size_t)2 * L;
-            fl_mat w = {.method = FL_METHOD_DENSE};
-            w.rows = head ? a->head_out : 4 * H;
-            w.cols = head ? H : (i == 0 ? a->input : H);
+            fl_mat_desc d;
+            fl_arch_matrix(a, i, &d);
+            const bool head = d.kind == FL_MAT_HEAD;
+            fl_mat w = {.method = FL_METHOD_DENSE, .rows = d.rows, .cols = d.cols};
             if (specs && specs[i].method != FL_METHOD_DENSE) {
                 int maxr = w.rows < w.cols ? w.rows : w.cols;
                 if (specs[i].method == FL_METHOD_SVD && (specs[i].rank < 1 || specs[i].rank > maxr))
@@ -245,7 +246,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
             }
             double bytes, flops, bw, rate, extra = 0;
             int level, tt;
-            if (!head && i % 2 == 1) {
+            if (d.kind == FL_MAT_HH) {
                 /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times;
                  * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = 4 * np;
@@ -284,7 +285,7 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, bytes / bw, flops / rate + extra, level, tt,
                                           flops / rate + extra >= bytes / bw};
-            if (head || (i % 2 == 0 && w.method != FL_METHOD_DENSE)) {
+            if (head || (d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);

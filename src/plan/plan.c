@@ -659,7 +659,7 @@ static fl_status prepare(fl_plan *p) {
         snprintf(s->name, sizeof s->name, "%s", info.name);
         s->rows = w->rows;
         s->cols = w->cols;
-        s->gate = i < (size_t)2 * p->arch.layers;
+        s->gate = info.kind == FL_MAT_IH || info.kind == FL_MAT_HH;
         s->dense = fl_malloc((size_t)w->rows * w->cols * sizeof(float));
         if (!s->dense) return fl_fail(FL_ERR_NOMEM, "out of memory reconstructing %s", s->name);
         fl_mat_to_dense(w, s->dense);

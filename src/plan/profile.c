@@ -13,10 +13,10 @@
  * ones; the reported ones are kept beside them. */
 #include "profile_internal.h"
 #include "recurrent.h"
+#include "blas_threads.h"
 #include "kernels/kernels.h"
 #include "plan_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,10 +310,9 @@ fl_status fl_profile_measure(fl_profile *p) {
     if (!p) return fl_fail(FL_ERR_ARG, "profile is NULL");
     /* Single-thread rates: OpenBLAS would otherwise run the GEMMs on every core (sessions set their
      * own thread count before each run). */
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = fl_blas_single_begin();
     fl_status st = measure_all(p);
-    openblas_set_num_threads(blas_threads);
+    fl_blas_single_end(blas_threads);
     return st;
 }
 

@@ -2,6 +2,7 @@
  * profile measured on one machine type is not reused on another (fl_profile_check_machine);
  * version 1 files (no identity, no reported sizes, one curve) still load. Load validates every
  * field and names it in the error. */
+#include "atomic_file.h"
 #include "profile_internal.h"
 
 #include <cjson/cJSON.h>
@@ -43,6 +44,12 @@ static void add_curve(cJSON *root, const char *key, const size_t *bytes, const d
         cJSON_AddNumberToObject(pt, "bandwidth", bw[k]);
         cJSON_AddItemToArray(curve, pt);
     }
+}
+
+static fl_status write_profile_text(void *ctx, FILE *f, const char *tmp) {
+    if (fputs((const char *)ctx, f) < 0 || fputc('\n', f) == EOF)
+        return fl_fail(FL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    return FL_OK;
 }
 
 fl_status fl_profile_save(const fl_profile *p, const char *path) {
@@ -109,21 +116,9 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_Delete(root);
     if (!text) return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     make_parent_dirs(path);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(text);
-        return fl_fail(FL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    }
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
+    fl_status st = fl_atomic_write(path, write_profile_text, text);
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fl_fail(FL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return FL_OK;
+    return st;
 }
 
 /* Positive finite number field; false (with the error set) otherwise. */

@@ -11,7 +11,9 @@
  *   u64 FNV-1a hash of every byte before it */
 #include "train_internal.h"
 #include "memload.h"
+#include "atomic_file.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
@@ -90,14 +92,11 @@ static bool get_opts(ckio *c, fl_train_opts *o) {
 
 static void put_floats(ckio *c, const float *p, size_t n) { put(c, p, n * sizeof(float)); }
 
-fl_status fl_trainer_save(const fl_trainer *t, const char *path) {
-    if (!t || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_save");
+/* The checkpoint body, written through fl_atomic_write (temp file, fsync, rename, directory fsync). */
+static fl_status write_checkpoint(void *ctx, FILE *f, const char *tmp) {
+    const fl_trainer *t = ctx;
     const fl_model *m = t->m;
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return fl_fail(FL_ERR_ARG, "checkpoint path too long");
-    ckio c = {.f = fopen(tmp, "wb"), .hash = 0xcbf29ce484222325ULL};
-    if (!c.f) return fl_fail(FL_ERR_IO, "%s: cannot create checkpoint", tmp);
+    ckio c = {.f = f, .hash = 0xcbf29ce484222325ULL};
     put(&c, CK_MAGIC, 8);
     uint32_t version = CK_VERSION;
     PUT(&c, version);
@@ -148,24 +147,13 @@ fl_status fl_trainer_save(const fl_trainer *t, const char *path) {
     }
     uint64_t hash = c.hash;
     PUT(&c, hash);
-    bool ok = !c.err && fflush(c.f) == 0 && fsync(fileno(c.f)) == 0;
-    ok = (fclose(c.f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fl_fail(FL_ERR_IO, "%s: writing the checkpoint failed", path);
-    }
-    /* Make the rename durable. */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    if (c.err) return fl_fail(FL_ERR_IO, "%s: writing the checkpoint failed: %s", tmp, strerror(errno));
     return FL_OK;
+}
+
+fl_status fl_trainer_save(const fl_trainer *t, const char *path) {
+    if (!t || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_save");
+    return fl_atomic_write(path, write_checkpoint, (void *)t);
 }
 
 static fl_status bad(const char *path, const char *what) {
@@ -247,7 +235,7 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
         goto done;
     }
     /* fl_model_create reads one spec per matrix of the architecture: nmat must be that count. */
-    const uint32_t want_nmat = (uint32_t)(2 * a.layers) + (a.head != FL_HEAD_NONE ? 1 : 0);
+    const uint32_t want_nmat = (uint32_t)fl_arch_num_matrices(&a);
     if (nmat != want_nmat) {
         st = bad(path, "matrix count does not match the architecture");
         goto done;

@@ -1,5 +1,6 @@
 /* Forward/backward of one weight matrix for dense, SVD and CP storage (see matgrad.h). */
 #include "matgrad.h"
+#include "kernels/kernels.h"
 
 size_t fl_matg_aux_per_row(const fl_mat *w) {
     return w->method == FL_METHOD_DENSE ? 0 : (size_t)w->rank;
@@ -30,10 +31,7 @@ void fl_matg_forward(const fl_mat *w, int n, const float *x, int ldx, float beta
         // aux z (n, R) = x C;  zs (n, 4, R) = z * a[g, :];  y (n*4, H) = zs B^T
         fl_gemm(false, false, n, R, w->cols, 1.0f, x, ldx, w->c, R, 0.0f, aux, R);
         float *zs = scratch;
-        for (int i = 0; i < n; i++)
-            for (int g = 0; g < 4; g++)
-                for (int r = 0; r < R; r++)
-                    zs[((size_t)i * 4 + g) * R + r] = aux[(size_t)i * R + r] * w->a[g * R + r];
+        fl_kernels_get()->cp_scale(n, R, w->a, aux, R, zs);
         fl_gemm(false, true, 4 * n, H, R, 1.0f, zs, R, w->b, R, beta, y, H);
         return;
     }

@@ -70,7 +70,7 @@ fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const c
  * LM: h, c keep the global layout (L, batch, H) (as checkpoints store it), but a step updates
  * only streams [shard_lo, shard_lo + shard_n); the hook must gather the others from their ranks.
  * With dropout, ranks draw masks from per-rank streams (the shared RNG advances identically). */
-void fl_trainer_set_shard(fl_trainer *t, int rank, int count);
+FL_API void fl_trainer_set_shard(fl_trainer *t, int rank, int count); /* exported for libfastlstm_dist */
 
 /* Text helpers (vocab.c), shared with the data layer (dataset.c). */
 fl_status fl_read_text_file(const char *path, char **out, size_t *len);

@@ -2,8 +2,8 @@
  * (optim.c), epochs with validation and learning-rate decay on plateau, checkpoints
  * (checkpoint.c), and evaluation. */
 #include "train_internal.h"
+#include "blas_threads.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -114,7 +114,7 @@ void fl_trainer_free(fl_trainer *t) {
 
 fl_status fl_trainer_set_threads(fl_trainer *t, int threads) {
     if (!t || threads < 1) return fl_fail(FL_ERR_ARG, "threads must be >= 1, got %d", threads);
-    openblas_set_num_threads(threads);
+    fl_blas_set_threads(threads); /* the BLAS thread rule: core/blas_threads.h */
     return FL_OK;
 }
 

@@ -1,0 +1,207 @@
+/* The worker pool of pool.h. */
+#include "pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum {
+    SPIN_WORKER = 1 << 14, /* pause iterations a worker spins before sleeping (~0.1-0.3 ms) */
+    SPIN_YIELD = 1 << 12,  /* pause iterations the caller spins before yielding its core */
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+typedef struct worker {
+    fl_pool *p;
+    int id;
+    unsigned gen0; /* generation when started: jobs after it are this worker's */
+    pthread_t tid;
+} worker;
+
+/* The ticket: one 64-bit word, so that a claim sees its job's generation, chunk count and chunk
+ * index together. gen (bits 44-63) | nchunks (32-43) | next chunk (0-31). */
+#define TICKET(gen, n) (((uint64_t)(gen) << 44) | ((uint64_t)(n) << 32))
+#define TICKET_GEN(t) ((unsigned)((t) >> 44))
+#define TICKET_N(t) ((unsigned)(((t) >> 32) & 0xFFFu))
+#define TICKET_IDX(t) ((uint32_t)(t))
+#define OWN_STRIDE 16 /* uint64 per owner counter: 128 bytes, no false sharing */
+_Static_assert(FL_POOL_MAX_CHUNKS == 0xFFF, "chunk count field of the ticket");
+
+struct fl_pool {
+    fl_pool_fn fn;
+    void *ctx;
+    worker *workers; /* threads - 1 workers; thread 0 is the caller */
+    int nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic uint64_t ticket; /* the generation workers wait on; idx unused */
+    _Atomic uint64_t *own;   /* per thread t, at own[t * OWN_STRIDE]: gen | end | next chunk of t's range */
+    int nown;                /* threads that own a range of every job */
+    unsigned jn;             /* chunks of the job in flight */
+    _Atomic int done, sleepers, quit;
+};
+
+/* Claim and run chunks until none is left: first this thread's own range (the same chunks every
+ * job, so their data stays in this core's caches), then the other threads' ranges. A claim that
+ * lands on a newer job than the one this thread woke for is still that job's chunk: it is run like
+ * any other (fn reads that job). */
+static void participate(fl_pool *p, int id, unsigned *t_gen) {
+    const int T = p->nown;
+    for (int s = 0; s < T; s++) {
+        _Atomic uint64_t *cnt = &p->own[(size_t)((id + s) % T) * OWN_STRIDE];
+        for (;;) {
+            uint64_t tk = atomic_fetch_add_explicit(cnt, 1, memory_order_acq_rel);
+            if (TICKET_IDX(tk) >= TICKET_N(tk)) break; /* N: end of the range */
+            p->fn(p->ctx, id, TICKET_IDX(tk), p->jn, TICKET_GEN(tk), t_gen);
+            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    fl_pool *p = w->p;
+    unsigned seen = w->gen0, t_gen = ~0u;
+    for (;;) {
+        int spins = 0;
+        /* quit is checked here too: a worker that took pool_stop's own wake-up generation as seen
+         * (read after its last job) would otherwise spin forever. */
+        while (TICKET_GEN(atomic_load_explicit(&p->ticket, memory_order_acquire)) == seen &&
+               !atomic_load_explicit(&p->quit, memory_order_acquire)) {
+            if (++spins < SPIN_WORKER) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (TICKET_GEN(atomic_load(&p->ticket)) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+            spins = 0;
+        }
+        if (atomic_load(&p->quit)) return NULL;
+        seen = TICKET_GEN(atomic_load_explicit(&p->ticket, memory_order_acquire));
+        participate(p, w->id, &t_gen);
+    }
+}
+
+/* Publish a job of n chunks (0: wake-up only) under a new generation: thread t owns chunks
+ * [n t / T, n (t + 1) / T) of it. */
+static void publish(fl_pool *p, unsigned n) {
+    unsigned gen = (TICKET_GEN(atomic_load(&p->ticket)) + 1) & 0xFFFFFu;
+    const int T = p->nown;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    p->jn = n;
+    for (int t = 0; t < T; t++)
+        atomic_store_explicit(&p->own[(size_t)t * OWN_STRIDE],
+                              TICKET(gen, (unsigned)((long)n * (t + 1) / T)) | (uint64_t)((long)n * t / T),
+                              memory_order_release);
+    atomic_store(&p->ticket, TICKET(gen, n)); /* seq_cst: publishes the job; ordered before the sleepers load */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void pool_stop(fl_pool *p) {
+    if (p->nworkers == 0) return;
+    atomic_store(&p->quit, 1);
+    publish(p, 0);
+    for (int i = 0; i < p->nworkers; i++) pthread_join(p->workers[i].tid, NULL);
+    p->nworkers = 0;
+    atomic_store(&p->quit, 0);
+}
+
+/* Start n workers (ids 1..n); on failure keeps those that started. */
+static fl_status pool_start(fl_pool *p, int n) {
+    for (int i = 0; i < n; i++) {
+        worker *w = &p->workers[i];
+        w->p = p;
+        w->id = i + 1;
+        w->gen0 = TICKET_GEN(atomic_load(&p->ticket));
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
+            return fl_fail(FL_ERR_NOMEM, "worker pool: could not start worker thread %d of %d", i + 1, n);
+        p->nworkers = i + 1;
+    }
+    return FL_OK;
+}
+
+fl_status fl_pool_create(fl_pool_fn fn, void *ctx, fl_pool **out) {
+    *out = NULL;
+    fl_pool *p = fl_calloc(1, sizeof *p);
+    if (!p) return fl_fail(FL_ERR_NOMEM, "out of memory creating a worker pool");
+    p->fn = fn;
+    p->ctx = ctx;
+    p->nown = 1;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        fl_free(p);
+        return fl_fail(FL_ERR_NOMEM, "worker pool: could not create a mutex");
+    }
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        fl_free(p);
+        return fl_fail(FL_ERR_NOMEM, "worker pool: could not create a condition variable");
+    }
+    *out = p;
+    return FL_OK;
+}
+
+void fl_pool_free(fl_pool *p) {
+    if (!p) return;
+    pool_stop(p);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    fl_free(p->workers);
+    fl_free((void *)p->own);
+    fl_free(p);
+}
+
+fl_status fl_pool_set_threads(fl_pool *p, int threads) {
+    if (threads < 1) return fl_fail(FL_ERR_ARG, "threads must be >= 1, got %d", threads);
+    if (threads > 1024) return fl_fail(FL_ERR_ARG, "threads must be <= 1024, got %d", threads);
+    worker *workers = NULL;
+    _Atomic uint64_t *own = NULL;
+    if (threads > 1 && (!(workers = fl_calloc((size_t)threads - 1, sizeof *workers)) ||
+                        !(own = fl_calloc((size_t)threads * OWN_STRIDE, sizeof *own)))) {
+        fl_free(workers);
+        return fl_fail(FL_ERR_NOMEM, "out of memory for %d worker threads", threads);
+    }
+    pool_stop(p);
+    fl_free(p->workers);
+    fl_free((void *)p->own);
+    p->workers = workers;
+    p->own = own;
+    fl_status st = threads > 1 ? pool_start(p, threads - 1) : FL_OK;
+    /* Workers read nown only after a publish (release), which comes after this. */
+    p->nown = 1 + p->nworkers; /* fewer when a thread could not start */
+    return st;
+}
+
+int fl_pool_threads(const fl_pool *p) { return 1 + p->nworkers; }
+
+void fl_pool_run(fl_pool *p, unsigned n) {
+    FL_ASSERT(n >= 1 && n <= FL_POOL_MAX_CHUNKS);
+    unsigned t_gen = ~0u;
+    if (n == 1 || p->nworkers == 0) {
+        for (unsigned i = 0; i < n; i++) p->fn(p->ctx, 0, i, n, 0, &t_gen);
+        return;
+    }
+    publish(p, n);
+    participate(p, 0, &t_gen);
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < (int)n) {
+        cpu_relax();
+        if (++spins >= SPIN_YIELD) {
+            sched_yield();
+            spins = 0;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/* A worker pool for work cut into chunks, tuned for jobs of a few microseconds issued back to back
+ * (the recurrent step, recurrent.c). Internal (not installed).
+ *
+ * A job of n chunks runs on the caller and threads - 1 workers. Thread t owns the same range of
+ * chunks [n t / T, n (t + 1) / T) of every job (one atomic counter per thread), so its share of the
+ * data stays in its own core's caches; a thread that has finished its range claims chunks from the
+ * others' counters, so a worker the OS has not scheduled delays nothing (the caller takes its
+ * chunks); the caller then waits only for chunks already claimed. Workers spin on the ticket for a
+ * while after each job (back-to-back jobs cost no system call), then sleep on a condition variable.
+ * One pool serves one caller thread at a time. */
+#ifndef FL_POOL_H
+#define FL_POOL_H
+
+#include "internal.h"
+
+typedef struct fl_pool fl_pool;
+
+/* Runs chunk idx of n of the job in flight on participant `thread` (0 is the caller). gen names the
+ * job; *t_gen is this participant's own memo, ~0u at first: a chunk function that computes something
+ * once per job and participant (a per-thread intermediate) compares gen with it and stores gen. */
+typedef void (*fl_pool_fn)(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen);
+
+/* A pool running fn(ctx, ...) for every chunk, with the caller as its only thread (see
+ * fl_pool_set_threads). ctx must outlive the pool. */
+fl_status fl_pool_create(fl_pool_fn fn, void *ctx, fl_pool **out);
+
+/* Stops and joins the workers. NULL is accepted. */
+void fl_pool_free(fl_pool *p);
+
+/* threads - 1 workers, in [1, 1024]. Allocates first: on FL_ERR_NOMEM for memory nothing changes.
+ * When a worker thread cannot start, keeps those that did and returns FL_ERR_NOMEM. Not while a job
+ * runs. */
+fl_status fl_pool_set_threads(fl_pool *p, int threads);
+
+/* Threads that take part in a job: the caller and the workers that started. */
+int fl_pool_threads(const fl_pool *p);
+
+/* Run a job of n chunks (1 <= n <= FL_POOL_MAX_CHUNKS) and return when every chunk is done. The
+ * caller writes the job's arguments where fn reads them before this call; the call publishes them
+ * to the workers. n == 1 runs on the caller alone. */
+void fl_pool_run(fl_pool *p, unsigned n);
+
+#define FL_POOL_MAX_CHUNKS 0xFFF
+
+#endif

@@ -1,0 +1,14 @@
+/* Thresholds of the worker pool, the recurrent step and the cost model: defined here once, described
+ * to users by fl_tuning (include/fastlstm/tuning.h, tuning.c). The kernels' block sizes FL_REC_NB and
+ * FL_PK_NC live in kernels/kernels.h, beside the packed layouts they shape. Internal. */
+#ifndef FL_TUNING_CONSTS_H
+#define FL_TUNING_CONSTS_H
+
+#define FL_MIN_BLOCKS_PER_THREAD 2
+#define FL_CHUNKS_PER_THREAD 4
+#define FL_MIN_PARALLEL_BYTES (512 * 1024) /* below this a step takes ~3 us: syncing two threads does not pay */
+#define FL_MIN_PARALLEL_MACS (2 << 20)     /* input projections below this (~10 us) run on the caller alone */
+#define FL_GEMM_NT_MIN_K 64                /* own gemm_nt from this inner size; BLAS below */
+#define FL_FIT_FRACTION 0.75 /* usable share of a cache: the rest holds activations, other weights, conflict misses */
+
+#endif
