@@ -158,6 +158,17 @@ static bool client_gone(srv_job *j) {
 }
 
 /* Drop every queued item of cancelled jobs. Lock held. */
+static void sweep_cancelled(srv *s, srv_job **done);
+
+/* Check every queued job's client; drop the items of those gone. Returns how many jobs were. Lock held. */
+static int drop_gone(srv *s, srv_job **done) {
+    int gone = 0;
+    for (srv_item *it = s->head; it; it = it->next)
+        if (!it->job->cancelled && client_gone(it->job)) gone++;
+    if (gone) sweep_cancelled(s, done);
+    return gone;
+}
+
 static void sweep_cancelled(srv *s, srv_job **done) {
     for (srv_item *it = s->head, *next; it; it = next) {
         next = it->next;
@@ -455,41 +466,43 @@ static void *dispatch_main(void *arg) {
             wait_until(&s->cv_disp, &s->mu, next_expiry);
             continue;
         }
+        // Wait to fill the batch: until max_delay after the oldest arrived, or less under an SLO. The
+        // wait goes in slices so that clients hanging up meanwhile are noticed and their work dropped.
         srv_item *h = s->head;
-        if (client_gone(h->job)) {
-            s->cancelled++;
-            sweep_cancelled(s, &done);
-            pthread_mutex_unlock(&s->mu);
-            finish_jobs(s, done);
-            pthread_mutex_lock(&s->mu);
-            continue;
-        }
-        // Wait to fill the batch: until max_delay after the oldest arrived, or less under an SLO.
         double deadline = h->job->t_arrive + 1e-6 * (double)s->o.max_delay_us;
         if (s->o.slo_ms > 0) {
             double run = s->est[h->job->model * 2 + h->job->kind] * h->len;
             double latest = h->job->t_arrive + 1e-3 * s->o.slo_ms - run;
             if (latest < deadline) deadline = latest;
         }
-        while (!s->stop && !s->draining && count_key(s, h, s->o.max_batch) < s->o.max_batch && now_s() < deadline)
-            wait_until(&s->cv_disp, &s->mu, deadline);
+        bool head_gone = false;
+        for (;;) {
+            int gone = drop_gone(s, &done);
+            if (gone) {
+                s->cancelled += (uint64_t)gone;
+                head_gone = s->head != h;
+                if (head_gone) break;
+            }
+            double t1 = now_s();
+            if (s->stop || s->draining || count_key(s, h, s->o.max_batch) >= s->o.max_batch || t1 >= deadline) break;
+            wait_until(&s->cv_disp, &s->mu, t1 + 0.02 < deadline ? t1 + 0.02 : deadline);
+        }
+        if (head_gone || !s->head) {
+            pthread_mutex_unlock(&s->mu);
+            finish_jobs(s, done);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
         worker *w = NULL;
         for (int i = 0; i < s->nw && !w; i++)
             if (!s->w[i].n) w = &s->w[i];
         int n = 0;
         for (srv_item *it = s->head, *next; it && n < s->o.max_batch; it = next) {
             next = it->next;
-            if (!same_key(it, h) || (it != h && client_gone(it->job))) continue;
+            if (!same_key(it, h)) continue;
             unlink_item(s, it);
             w->items[n++] = it;
         }
-        // Items of jobs found gone while gathering (or whose other items were batched): drop the rest.
-        for (int i = 0; i < n; i++)
-            if (w->items[i]->job->cancelled) {
-                s->cancelled++;
-                break;
-            }
-        sweep_cancelled(s, &done);
         w->n = n;
         s->idle--;
         pthread_cond_broadcast(&s->cv_work);

@@ -102,14 +102,6 @@ static enum MHD_Result send_json(srv_http *h, struct MHD_Connection *c, req *r, 
 
 /* ---------------------------------------------------------------- GET endpoints */
 
-static const char *head_name(fl_head_kind k) {
-    return k == FL_HEAD_PER_STEP ? "per_step" : k == FL_HEAD_LAST_STEP ? "last_step" : "none";
-}
-
-static const char *method_name(fl_method m) {
-    return m == FL_METHOD_SVD ? "svd" : m == FL_METHOD_CP ? "cp" : "dense";
-}
-
 static enum MHD_Result get_models(srv_http *h, struct MHD_Connection *c, req *r) {
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "models");
     const srv_opts *o = srv_options(h->s);
@@ -123,8 +115,9 @@ static enum MHD_Result get_models(srv_http *h, struct MHD_Connection *c, req *r)
         cJSON_AddNumberToObject(m, "input", a->input);
         cJSON_AddNumberToObject(m, "hidden", a->hidden);
         cJSON_AddNumberToObject(m, "layers", a->layers);
-        cJSON_AddStringToObject(m, "head", head_name(a->head));
+        cJSON_AddStringToObject(m, "head", fl_head_name(a->head));
         cJSON_AddNumberToObject(m, "head_out", a->head_out);
+        cJSON_AddBoolToObject(m, "tokenizer", fl_model_tokenizer(M->m) != NULL);
         cJSON_AddNumberToObject(m, "params", (double)fl_model_num_params(M->m));
         cJSON_AddNumberToObject(m, "flops_per_step", (double)fl_model_flops_per_step(M->m));
         cJSON *mats = cJSON_AddArrayToObject(m, "plan");
@@ -133,7 +126,7 @@ static enum MHD_Result get_models(srv_http *h, struct MHD_Connection *c, req *r)
             if (fl_model_matrix_info(M->m, k, &mi)) continue;
             cJSON *x = cJSON_CreateObject();
             cJSON_AddStringToObject(x, "matrix", mi.name);
-            cJSON_AddStringToObject(x, "method", method_name(mi.method));
+            cJSON_AddStringToObject(x, "method", fl_method_name(mi.method));
             cJSON_AddNumberToObject(x, "rows", mi.rows);
             cJSON_AddNumberToObject(x, "cols", mi.cols);
             cJSON_AddNumberToObject(x, "rank", mi.rank);
