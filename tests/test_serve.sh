@@ -2,7 +2,8 @@
 # fastlstm serve over loopback: outputs equal `fastlstm run`'s (single, batched, ragged, .npy, token
 # and feature models, every head, streams stepped frame by frame), dozens of concurrent clients, every
 # refusal with its status and a message naming the problem, slow and vanishing clients, queue-full
-# 503 with Retry-After, queued work of a client that hung up dropped, SIGTERM draining. Servers run on
+# 503 with Retry-After, queued work of a client that hung up dropped, SIGTERM draining, the latency
+# objective overriding a long batching delay, idle streams expiring. Servers run on
 # ephemeral ports and are always killed at the end; every wait is bounded. No timing thresholds.
 set -u
 T=$(mktemp -d)
@@ -312,7 +313,25 @@ def queue():
     st, _, j = out.get("r", (0, {}, {}))
     check(st == 200 and close(j.get("outputs"), y), f"queued request answered while draining: {st}")
 
-{"main": main, "queue": queue}[MODE]()
+def slo():
+    """Server started with --max-delay-us 30 s, --slo-ms 100 and --stream-idle-s 1: the batcher must
+    not hold a request anywhere near the delay (one waiting it out would pass the client's 20 s
+    timeout), and idle streams go."""
+    x = rng.standard_normal((1, 4, 3)).astype(np.float32)
+    y = run_cli("feat.safetensors", x)
+    for k in range(3):
+        try:
+            st, _, data = req("POST", "/v1/models/feat/predict", json.dumps({"inputs": x.tolist()}), timeout=20)
+            check(st == 200 and close(json.loads(data)["outputs"], y), f"request {k} under --slo-ms answered")
+        except socket.timeout:
+            check(False, f"request {k} under --slo-ms waited out --max-delay-us")
+    # Streams idle past --stream-idle-s expire.
+    st, _, j = jreq("POST", "/v1/models/feat/streams")
+    check(st == 200 and metric("fastlstm_streams") == 1, "a stream is open")
+    wait_for(lambda: metric("fastlstm_streams") == 0, "an idle stream expires")
+    expect_error(f"/v1/streams/{j['id']}/step", {"inputs": [[0, 0, 0]]}, 404, "expired")
+
+{"main": main, "queue": queue, "slo": slo}[MODE]()
 sys.exit(1 if fails else 0)
 PYEOF
 

@@ -54,6 +54,7 @@ typedef struct worker {
     int n;                 /* items in the batch; 0: idle */
     float *x, *y, *h, *c;  /* scratch: (B, T, D), outputs, (L, B, H) x2 */
     int32_t *tok;          /* (B, T) */
+    int32_t *len;          /* (B) each item's length */
 } worker;
 
 #define N_BATCH_BUCKETS 9
@@ -336,17 +337,31 @@ static void fail_batch(worker *w, const char *what, fl_status st) {
     }
 }
 
-static void run_predict(worker *w, int mi, int T) {
+/* A predict batch: items gathered into (n, T, D) with T the longest item, each zero-padded past its
+ * own length (all lengths are equal while batches are length buckets), run, and each item's first
+ * len steps scattered into its job. */
+static void run_predict(worker *w, int mi) {
     const srv_model *M = &w->s->models[mi];
     const fl_arch *a = M->a;
-    int n = w->n, D = a->input, H = a->hidden, L = a->layers, O = M->out;
+    int n = w->n, D = a->input, H = a->hidden, L = a->layers, O = M->out, T = 0;
+    for (int i = 0; i < n; i++) {
+        w->len[i] = w->items[i]->len;
+        if (w->len[i] > T) T = w->len[i];
+    }
     for (int i = 0; i < n; i++) {
         const srv_item *it = w->items[i];
         const srv_input *in = &it->job->in;
-        size_t src = (size_t)it->b * in->T;
-        if (a->vocab > 0) memcpy(w->tok + (size_t)i * T, in->tokens + src, (size_t)T * sizeof *w->tok);
-        else memcpy(w->x + (size_t)i * T * D, in->x + src * D, (size_t)T * D * sizeof *w->x);
+        size_t src = (size_t)it->b * in->T, len = (size_t)it->len;
+        if (a->vocab > 0) {
+            memcpy(w->tok + (size_t)i * T, in->tokens + src, len * sizeof *w->tok);
+            memset(w->tok + (size_t)i * T + len, 0, (T - len) * sizeof *w->tok);
+        } else {
+            memcpy(w->x + (size_t)i * T * D, in->x + src * D, len * D * sizeof *w->x);
+            memset(w->x + ((size_t)i * T + len) * D, 0, (T - len) * D * sizeof *w->x);
+        }
     }
+    // With variable-length batches (fl_run_io.lengths), add `.lengths = w->len` here and let
+    // same_key() ignore the length of predict items.
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = n, .seq = T, .x = a->vocab > 0 ? NULL : w->x,
                     .tokens = a->vocab > 0 ? w->tok : NULL, .y = w->y, .hn = w->h, .cn = w->c};
     fl_status st = fl_session_run(w->sess[mi], &io);
@@ -361,7 +376,7 @@ static void run_predict(worker *w, int mi, int T) {
         if (a->head == FL_HEAD_LAST_STEP)
             memcpy(j->y + (size_t)it->b * O, w->y + (size_t)i * O, (size_t)O * sizeof *w->y);
         else
-            memcpy(j->y + (size_t)it->b * jT * O, w->y + (size_t)i * T * O, (size_t)T * O * sizeof *w->y);
+            memcpy(j->y + (size_t)it->b * jT * O, w->y + (size_t)i * T * O, (size_t)it->len * O * sizeof *w->y);
         if (!j->in.state) continue;
         for (int l = 0; l < L; l++) {
             memcpy(j->hn + ((size_t)l * jB + it->b) * H, w->h + ((size_t)l * n + i) * H, (size_t)H * sizeof *w->h);
@@ -418,7 +433,7 @@ static void *worker_main(void *arg) {
         int mi = first->job->model, kind = first->job->kind, T = first->len;
         pthread_mutex_unlock(&s->mu);
         double t0 = now_s();
-        if (kind == SRV_PREDICT) run_predict(w, mi, T);
+        if (kind == SRV_PREDICT) run_predict(w, mi);
         else run_steps(w, mi, T);
         double dt = now_s() - t0;
         pthread_mutex_lock(&s->mu);
@@ -628,7 +643,8 @@ int srv_create(const srv_opts *o, char **paths, int nm, srv **out, char *err, si
         w->h = malloc(max_s * sizeof *w->h);
         w->c = malloc(max_s * sizeof *w->c);
         w->tok = malloc((size_t)o->max_batch * o->max_seq * sizeof *w->tok);
-        if (!w->sess || !w->items || !w->x || !w->y || !w->h || !w->c || !w->tok) goto nomem;
+        w->len = malloc((size_t)o->max_batch * sizeof *w->len);
+        if (!w->sess || !w->items || !w->x || !w->y || !w->h || !w->c || !w->tok || !w->len) goto nomem;
         for (int i = 0; i < nm; i++) {
             fl_session_opts so = fl_session_opts_default();
             so.max_batch = o->max_batch;
@@ -683,6 +699,7 @@ void srv_free(srv *s) {
         free(w->h);
         free(w->c);
         free(w->tok);
+        free(w->len);
     }
     for (int i = 0; s->streams && i < s->o.max_streams; i++) {
         free(s->streams[i].h);
