@@ -339,6 +339,14 @@ if start main feat.safetensors lm.safetensors cls.safetensors --threads 2 --max-
         --queue 64 --max-seq 40 --max-body 100000 --max-streams 3 --client-timeout-s 2; then
     timeout 500 "$PY" "$T/client.py" main "$(cat "$T/main.port")" >"$T/out" 2>"$T/err" || fail "client (main)"
     kill -0 "$(cat "$T/main.pid")" 2>/dev/null || fail "server died: $(cat "$T/main.err")"
+    # The load generator (built with the benchmarks): 20 requests on schedule, every one answered.
+    if [ -x "${FL_BINARY_DIR:-}/serve_loadgen" ]; then
+        echo '{"inputs": [[[1, 2, 3], [4, 5, 6]]]}' >"$T/body.json"
+        expect 0 "$FL_BINARY_DIR/serve_loadgen" --port "$(cat "$T/main.port")" --path /v1/models/feat/predict \
+            --body "$T/body.json" --rate 20 --duration 1 --drain 30
+        has out "ok=20 "
+        has out "err4xx=0 err5xx=0 connfail=0 unanswered=0"
+    fi
     stop main
 fi
 
