@@ -1,6 +1,8 @@
 /* fastlstm train / finetune: train a classifier or language model from scratch (optionally in
  * decomposed form), or fine-tune a saved (e.g. decomposed) model. Shared driver: cli_train_main. */
 #include "cli.h"
+#include "train_auto.h"
+#include "train_dist.h"
 
 #include "fastlstm/train.h"
 #ifdef FL_WITH_MPI
@@ -39,6 +41,8 @@ static void usage_train(FILE *f) {
             "  --hidden H (default 128)  --layers L (default 1)\n"
             "  --embed E            embedding size for token inputs (default 128)\n"
             "  --decompose svd:R|cp:R   train the LSTM gate matrices in factored form of rank R\n"
+            "  --decompose auto     plan it: dense warm-up measures compute and link, then each matrix\n"
+            "                       gets dense / SVD / CP and a rank, checked on validation data\n"
             "  --head-rank R        train the head as rank-R SVD factors\n"
             "  --init-seed S        seed of the initial weights (default: --seed)\n");
 }
@@ -98,6 +102,8 @@ typedef struct progress_ctx {
     long line_every;  /* steps between plain progress lines (not a terminal): ~10 an epoch */
     long tty_every;   /* steps between redraws of the terminal status line: ~100 an epoch */
     int epochs;
+    const cli_energy *energy; /* --dist: energy column (J per step so far), or NULL */
+    long step0;               /* steps done before this run (resume) */
 } progress_ctx;
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -119,10 +125,15 @@ static int on_progress(const fl_train_progress *p, void *user) {
         c->last_line_step = p->step;
         fprintf(stderr, "\r\033[Kepoch %d/%d  step %ld/%ld  loss %.4f  lr %.3g  %.0f %s  ETA %s", p->epoch + 1,
                 c->epochs, p->epoch_step, p->epoch_steps, p->loss, p->lr, p->items_per_s, unit, eta);
+        if (c->energy && p->step > c->step0)
+            fprintf(stderr, "  %.3g J/step", cli_energy_joules(c->energy, p->step - c->step0, NULL) / (double)(p->step - c->step0));
         if (p->epoch_end) fputc('\n', stderr);
     } else if (!p->epoch_end && p->step - c->last_line_step >= c->line_every) {
-        fprintf(stderr, "epoch %d/%d step %ld/%ld loss %.4f lr %.3g %.0f %s ETA %s\n", p->epoch + 1, c->epochs,
+        fprintf(stderr, "epoch %d/%d step %ld/%ld loss %.4f lr %.3g %.0f %s ETA %s", p->epoch + 1, c->epochs,
                 p->epoch_step, p->epoch_steps, p->loss, p->lr, p->items_per_s, unit, eta);
+        if (c->energy && p->step > c->step0)
+            fprintf(stderr, " energy %.3g J/step", cli_energy_joules(c->energy, p->step - c->step0, NULL) / (double)(p->step - c->step0));
+        fputc('\n', stderr);
         c->last_line_step = p->step;
     }
     if (p->epoch_end) {
@@ -136,6 +147,28 @@ static int on_progress(const fl_train_progress *p, void *user) {
     return interrupted;
 }
 
+#ifdef FL_WITH_MPI
+/* Watchdog: the stalled job's last words, on the watchdog thread. */
+static void on_stall(const char *msg, void *user) {
+    fprintf(stderr, "fastlstm %s: %s\n", (const char *)user, msg);
+    fflush(stderr);
+}
+
+/* Rank 0's communication and energy summary of a distributed run. */
+static void dist_summary(const char *CMD, const fl_dist *d, const cli_energy *e, long steps) {
+    fl_dist_stats s;
+    fl_dist_get_stats(d, &s);
+    if (s.steps <= 0 || steps <= 0) return;
+    double cores;
+    double j = cli_energy_joules(e, steps, &cores);
+    fprintf(stderr, "%s: %.4g s/step over %ld steps\n", CMD, cli_energy_wall(e) / (double)steps, steps);
+    fprintf(stderr, "%s: communication: %.0f bytes/step allreduced; waited %.3g ms/step for the gradient of %.3g ms/step "
+            "in flight (%.0f%% hidden behind backward); energy %.4g J in all, %.4g J/step (%.3g core-s)\n",
+            CMD, s.bytes / (double)s.steps, 1e3 * s.grad_wait_s / s.steps, 1e3 * s.grad_busy_s / s.steps,
+            s.grad_busy_s > 0 ? 100.0 * (1 - s.grad_wait_s / s.grad_busy_s) : 0.0, j, j / (double)steps, cores);
+}
+#endif
+
 int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *task = NULL, *train = NULL, *train_y = NULL, *valid = NULL, *valid_y = NULL, *tokens = "word";
     const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_embed = NULL;
@@ -145,6 +178,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *out = NULL, *model_in = NULL, *v_threads = NULL;
     fl_data_spec tspec = {0}, vspec = {0};
     bool resume = false, quiet = false, freeze = false, dist = false;
+    cli_dist_opts dopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = 0;
@@ -152,12 +186,17 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             if (finetune) usage_finetune(stdout);
             else usage_train(stdout);
             usage_common(stdout);
+            cli_dist_usage(stdout);
             return CLI_OK;
         }
         if (!strcmp(a, "--resume")) { resume = true; continue; }
         if (!strcmp(a, "--quiet")) { quiet = true; continue; }
         if (!strcmp(a, "--dist")) { dist = true; continue; }
         if (finetune && !strcmp(a, "--freeze-dense")) { freeze = true; continue; }
+        if ((r = cli_dist_take(CMD, argc, argv, &i, &dopt))) {
+            if (r < 0) return CLI_USAGE;
+            continue;
+        }
         if ((!finetune && (r = cli_take(CMD, argc, argv, &i, "--task", &task))) ||
             (r = cli_take_data(CMD, argc, argv, &i, "train", &tspec)) ||
             (r = cli_take_data(CMD, argc, argv, &i, "valid", &vspec)) ||
@@ -264,7 +303,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         (v_wd && !cli_parse_double(CMD, "--weight-decay", v_wd, 0, 1e6, &wd)) ||
         (v_clip && !cli_parse_double(CMD, "--clip", v_clip, 0, 1e9, &clip)) ||
         (v_drop && !cli_parse_double(CMD, "--dropout", v_drop, 0, 0.99, &drop)) ||
-        (v_decay && !cli_parse_double(CMD, "--lr-decay", v_decay, 1e-6, 1, &decay))) {
+        (v_decay && !cli_parse_double(CMD, "--lr-decay", v_decay, 1e-6, 1, &decay)) || !cli_dist_parse(CMD, &dopt)) {
         fl_model_free(m);
         return CLI_USAGE;
     }
@@ -288,7 +327,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
 
     fl_method dmethod = FL_METHOD_DENSE;
     long drank = 0;
-    if (v_decomp) {
+    const bool auto_plan = v_decomp && !strcmp(v_decomp, "auto");
+    if (v_decomp && !auto_plan) {
         const char *colon = strchr(v_decomp, ':');
         if (!colon || (strncmp(v_decomp, "svd", 3) && strncmp(v_decomp, "cp", 2)) ||
             (size_t)(colon - v_decomp) != (strncmp(v_decomp, "svd", 3) ? 2u : 3u))
@@ -433,6 +473,22 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         rc = cli_fail_status(CMD, st);
         goto done;
     }
+    if (dctx && ((st = fl_dist_set_bucket_mb(dctx, dopt.bucket_mb)) ||
+                 (st = fl_dist_set_sparse_embedding(dctx, dopt.sparse_embed)) ||
+                 (dopt.watchdog_s > 0 && (st = fl_dist_watchdog_start(dctx, dopt.watchdog_s, on_stall, (void *)CMD))))) {
+        rc = cli_fail_status(CMD, st);
+        goto done;
+    }
+    cli_energy energy;
+    if (dctx) cli_energy_start(&energy, &dopt, fl_dist_step_bytes(t), nranks);
+    if (dctx && !quiet) {
+        char how[160];
+        cli_energy_describe(&energy, how, sizeof how);
+        fprintf(stderr, "%s: %s%s; watchdog %s; energy %s\n", CMD,
+                dopt.bucket_mb > 0 ? "gradients reduced in buckets overlapping backward" : "one allreduce after backward",
+                dopt.sparse_embed && fl_model_arch(m)->vocab > 0 ? ", touched embedding rows only" : "",
+                dopt.watchdog_s > 0 ? "on" : "off", how);
+    }
     if (dctx && !quiet)
         fprintf(stderr, "%s: data-parallel over %d MPI ranks, %d-item global batch (%d per rank or fewer); "
                 "each step allreduces %zu bytes (gradients of %zu parameters, the loss%s)\n", CMD, nranks, o.batch,
@@ -445,7 +501,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                 lm ? "language model" : "classifier", fl_model_num_params(m), a->hidden, a->layers,
                 resumed ? " (resumed)" : "", fl_dataset_size(dtrain), lm ? "training tokens" : "training sequences");
     }
-    progress_ctx pc = {.tty = isatty(2), .quiet = quiet, .lm = lm, .epochs = (int)epochs};
+    progress_ctx pc = {.tty = isatty(2), .quiet = quiet, .lm = lm, .epochs = (int)epochs, .step0 = fl_trainer_steps(t)};
+#ifdef FL_WITH_MPI
+    if (dctx) pc.energy = &energy;
+#endif
     fl_train_run run = {.train = dtrain, .valid = dvalid, .epochs = (int)epochs, .max_steps = max_steps,
                         .checkpoint = rank == 0 ? ckpt : NULL, .every = every, .callback = on_progress,
                         .user = &pc};
@@ -461,7 +520,24 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    st = fl_trainer_run(t, &run);
+    st = FL_OK;
+    if (auto_plan && !resumed) {
+        long per = 0, dense_done = 0;
+        {
+            size_t n = fl_dataset_size(dtrain);
+            per = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
+        }
+        long warm = dopt.auto_warmup > 0 ? dopt.auto_warmup : (max_steps > 0 ? max_steps : per) / 10;
+        if (!dopt.auto_warmup) warm = warm < 2 ? 2 : warm > 100 ? 100 : warm;
+        cli_auto_opts ao = {.tol = dopt.auto_tol, .min_gain = 0.1, .min_rank_div = 16};
+        void *dh = NULL;
+#ifdef FL_WITH_MPI
+        dh = dctx;
+#endif
+        st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &dense_done);
+        pc.step0 = fl_trainer_steps(t) > 0 ? pc.step0 : -dense_done;
+    }
+    if (!st) st = fl_trainer_run(t, &run);
     sigaction(SIGINT, &old, NULL);
     if (interrupted && !quiet)
         fprintf(stderr, "\ninterrupted at step %ld%s%s; saving the model\n", fl_trainer_steps(t),
@@ -479,6 +555,9 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             rc = cli_fail_status(CMD, st);
         goto done;
     }
+#ifdef FL_WITH_MPI
+    if (dctx && !quiet) dist_summary(CMD, dctx, &energy, fl_trainer_steps(t) - pc.step0);
+#endif
     if (rank != 0) { /* rank 0 saves and reports */
         rc = CLI_OK;
         goto done;

@@ -37,7 +37,20 @@ struct fl_bptt {
     float *baux;       // (T*B, R_max)
     float *scratch;    // CP scratch
     float *dh, *dc;    // (B, H) gradients carried backwards in time
+    fl_bptt_progress progress; // overlap hook (fl_bptt_set_progress) or NULL
+    void *progress_user;
 };
+
+void fl_bptt_set_progress(fl_bptt *w, fl_bptt_progress fn, void *user) {
+    w->progress = fn;
+    w->progress_user = user;
+}
+
+// Offset in grad's block of the first tensor of w (the lowest of its factor pointers).
+static size_t mat_offset(const fl_model *grad, const fl_mat *w) {
+    const float *p = w->method == FL_METHOD_DENSE ? w->w : w->method == FL_METHOD_SVD ? w->u : w->a;
+    return (size_t)(p - grad->params);
+}
 
 static float *falloc(size_t n, bool *ok) {
     if (n == 0) return NULL;
@@ -313,6 +326,8 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     fl_matg_backward_x(&m->head, (int)rows, w->logits, V, 0.0f, dY + off, H, w->baux, w->scratch);
     fl_matg_backward_w(&m->head, &grad->head, (int)rows, Xtop + off, H, w->logits, V, w->aux_head,
                        w->baux, w->scratch);
+    if (w->progress) w->progress(mat_offset(grad, &grad->head), w->progress_user);
+    size_t done = mat_offset(grad, &grad->head); // grad[done, n) is final
 
     for (int l = a->layers - 1; l >= 0; l--) {
         layer_ws *s = &w->lay[l];
@@ -330,6 +345,7 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
             // dh_{t-1} (B, H) = dA_t W_hh
             fl_matg_backward_x(&ly->whh, B, dAt, G, 0.0f, w->dh, H,
                                Rhh ? w->baux + (size_t)t * B * Rhh : NULL, w->scratch);
+            if (w->progress && (t & 3) == 0) w->progress(done, w->progress_user); // let comm progress
         }
         // dW_hh += dA^T h_{t-1}, all steps at once; biases
         fl_matg_backward_w(&ly->whh, &gl->whh, (int)TB, s->h, H, w->dA, G, s->aux_hh, w->baux, w->scratch);
@@ -349,6 +365,8 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
         float *tmp = dY;
         dY = dX;
         dX = tmp;
+        done = mat_offset(grad, &gl->wih);
+        if (w->progress) w->progress(done, w->progress_user);
     }
     if (a->vocab > 0)
         for (size_t n = 0; n < TB; n++) {
@@ -356,6 +374,13 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
             const float *d = dY + n * D;
             for (int k = 0; k < D; k++) ge[k] += d[k];
         }
+    if (w->progress) w->progress(0, w->progress_user);
+}
+
+const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n) {
+    const bool ok = w->have_forward && w->arch.vocab > 0 && w->tok;
+    *n = ok ? (size_t)w->T * w->B : 0;
+    return ok ? w->tok : NULL;
 }
 
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn) {

@@ -37,6 +37,20 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
  * same architecture and specs as m). The initial state is treated as a constant (truncated BPTT). */
 void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad);
 
+/* Overlap hook (distributed training): during fl_bptt_backward, fn(from, user) is called each time
+ * a part of the gradient becomes final, with `from` the offset (in floats) into grad's parameter
+ * block such that grad[from, n_params) will not change again in this backward; the head finishes
+ * first, then each layer from the top, then the embedding (from = 0 at the end). Between chunks of
+ * time steps fn is also called with an unchanged `from`, so that non-blocking communication can
+ * progress. The parameter layout (embedding, layers, head) makes the finished part a suffix.
+ * NULL fn: no calls. Kept by w until changed. */
+typedef void (*fl_bptt_progress)(size_t from, void *user);
+void fl_bptt_set_progress(fl_bptt *w, fl_bptt_progress fn, void *user);
+
+/* Token ids of the last forward, (T, B) time-major (*n = T * B), or NULL (*n = 0) for a model
+ * without an embedding or before any forward. Owned by w, valid until the next forward. */
+FL_API const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n);
+
 /* Final state of the last forward: (L, B, H) each, copied into hn / cn (either may be NULL). */
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn);
 

@@ -53,6 +53,8 @@ struct fl_trainer {
     int shard_rank, shard_count;
     int shard_n, shard_total; /* last step: items of the global batch taken here / in the batch */
     int shard_lo;             /* last step: first item of the slice */
+    fl_bptt_progress ready;   /* overlap hook passed to backward (fl_bptt_set_progress), or NULL */
+    void *ready_user;
     size_t data_n;            /* last step: sequences (classify) or tokens (LM) in the data set */
     float *sh, *sc;           /* LM sharded: this slice's state (L, shard_n, H); h, c stay global and
                                * the grad hook must refill the other slices of them */

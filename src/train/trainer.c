@@ -309,6 +309,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         } else if (d->kind == DS_LM) {
             fl_bptt_final_state(t->ws, t->h, t->c);
         }
+        fl_bptt_set_progress(t->ws, t->ready, t->ready_user);
         fl_bptt_backward(t->ws, m, t->grad);
     }
     if (t->hook) {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# bench/dist/cluster.sh: `up 2` makes two rank namespaces and a bridge namespace, each rank reaching
+# the other over its shaped veth (tbf qdisc present, address in the cluster subnet, no route out),
+# `down` leaves no namespace behind, and `run` (mpirun across the namespaces over TCP) works and
+# cleans up after itself, also when the command fails. Skips (77), saying why, where network
+# namespaces cannot be made (no root / CAP_NET_ADMIN).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+CL="$HERE/../bench/dist/cluster.sh"
+T=$(mktemp -d /tmp/fl_test_dist_cluster_XXXXXX)
+export FLC_STATE="$T/state"
+trap 'bash "$CL" down >/dev/null 2>&1; rm -rf "$T"' EXIT
+. "$HERE/cli_lib.sh"
+
+why=$(bash "$CL" check) || { echo "SKIP: ${why:-cluster.sh check failed}"; exit 77; }
+
+if expect 0 bash "$CL" up 2 --rate 1gbit; then
+    id=$(cat "$T/out")
+    for ns in "flc-$id-0" "flc-$id-1" "flc-$id-br"; do
+        ip netns list | grep -q "^$ns\b" || fail "namespace $ns missing after up"
+    done
+    tc -n "flc-$id-0" qdisc show dev flc0 | grep -q "tbf.*rate 1Gbit" || fail "no 1 Gbit/s tbf on rank 0's link"
+    tc -n "flc-$id-br" qdisc show dev flcp1 | grep -q "tbf" || fail "no tbf on the bridge port of rank 1"
+    a1=$(ip -n "flc-$id-1" -4 -o addr show dev flc0 | awk '{print $4}')
+    case "$a1" in 10.213.*.2/24) ;; *) fail "rank 1 address '$a1' is not in the cluster subnet" ;; esac
+    # rank 0 reaches rank 1 through the bridge (bash /dev/tcp: connection refused means reachable)
+    out=$(ip netns exec "flc-$id-0" timeout 5 bash -c "exec 3<>/dev/tcp/${a1%/24}/9" 2>&1)
+    echo "$out" | grep -qi "refused" || fail "rank 0 cannot reach rank 1 ($out)"
+    # nothing outside: only the cluster subnet's link route, no default route
+    ip -n "flc-$id-0" route show | grep -q default && fail "rank namespace has a default route"
+    ip netns exec "flc-$id-0" timeout 5 bash -c "exec 3<>/dev/tcp/1.1.1.1/80" 2>/dev/null && fail "reached an external address"
+    expect 1 bash "$CL" up 2 # a second up refuses while one is up
+    expect 0 bash "$CL" down
+    ip netns list | grep -q "^flc-$id-" && fail "namespaces left after down"
+    [ -e "$FLC_STATE" ] && fail "state left after down"
+fi
+
+# run: mpirun across the namespaces; the ranks' hostnames print, and everything is removed after
+if command -v mpirun >/dev/null; then
+    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l)"'; then
+        [ "$(grep -c '^ns flc-[0-9]*-[01] 1$' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+        for ns in $(awk '/^ns /{print $2}' "$T/out"); do
+            ip netns list | grep -q "^$ns\b" && fail "namespace $ns left after run"
+        done
+    fi
+    expect 1 bash "$CL" run 2 -- false
+    [ -e "$FLC_STATE" ] && fail "state left after a failed run"
+fi
+
+if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
+echo "cluster checks passed"
