@@ -224,6 +224,13 @@ FL_API fl_session_opts fl_session_opts_default(void);
  * session. The model's weights are packed for the kernels once, by the first session, and shared by
  * every session on the model; each further session adds only its scratch and state. The packed copy
  * is freed with the model's last session (so a model changed while it has no session is repacked).
+ * Memory: while sessions exist, a dense recurrent matrix W_hh is kept once, in the packed form (the
+ * pages of the model's own copy are given back), so a model runs in about its own size. The library's
+ * functions that read or write weights outside a session (fl_model_save, fl_model_clone,
+ * fl_model_init_random, decomposition, planning, evaluation, a trainer for its whole life) write the
+ * originals back first, bit-identical, and keep them until the last session goes; the last session
+ * writes them back in any case. A program must not read a model's weight memory by other means while
+ * it has sessions.
  * Effect on the process: OpenBLAS's thread count is process-wide, and fl_session_create and
  * fl_session_set_threads set it to 1 (a session's parallel work runs on its own `threads` worker
  * threads; OpenBLAS's idle threads would spin on the same cores). It is not restored by

@@ -240,7 +240,7 @@ void fl_model_free(fl_model *m) {
     fl_free(m);
 }
 
-fl_status fl_model_clone(const fl_model *m, fl_model **out) {
+static fl_status clone_held(const fl_model *m, fl_model **out) {
     if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_clone");
     *out = NULL;
     size_t nmat = fl_model_num_matrices(m);
@@ -264,6 +264,14 @@ fl_status fl_model_clone(const fl_model *m, fl_model **out) {
     }
     *out = c;
     return FL_OK;
+}
+
+fl_status fl_model_clone(const fl_model *m, fl_model **out) {
+    if (!m) return clone_held(m, out);
+    fl_model_weights_hold(m); /* read outside any session (packed.c) */
+    fl_status st = clone_held(m, out);
+    fl_model_weights_unhold(m);
+    return st;
 }
 
 const fl_tensor *fl_model_find_tensor(const fl_model *m, const char *name) {
@@ -301,7 +309,7 @@ static void init_mat(fl_rng *r, fl_mat *w, float k) {
     }
 }
 
-fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
+static fl_status init_random_held(fl_model *m, uint64_t seed) {
     if (!m) return fl_fail(FL_ERR_ARG, "fl_model_init_random: model is NULL");
     fl_rng r;
     fl_rng_seed(&r, seed);
@@ -321,6 +329,14 @@ fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
         fill_uniform(&r, m->head_b, (size_t)a->head_out, k);
     }
     return FL_OK;
+}
+
+fl_status fl_model_init_random(fl_model *m, uint64_t seed) {
+    if (!m) return init_random_held(m, seed);
+    fl_model_weights_hold(m); /* written outside any session (packed.c) */
+    fl_status st = init_random_held(m, seed);
+    fl_model_weights_unhold(m);
+    return st;
 }
 
 /* ------------------------------------------------------------ description */

@@ -73,16 +73,41 @@ struct fl_rec {
 
 /* ------------------------------------------------------------ packing */
 
-static void pack_gate_panel(const float *w, int H, int K, int nblk, float *pw) {
-    // w: (4H, K) row-major -> pw (nblk, K, 4, NB), zero past H
+/* Blocks [jb0, jb1) of a gate panel: w (4H, K) row-major -> pw (nblk, K, 4, NB), zero past H. Every
+ * element of those blocks is written. */
+static void pack_gate_blocks(const float *w, int H, int K, int jb0, int jb1, float *pw) {
     const int NB = FL_REC_NB;
-    memset(pw, 0, (size_t)nblk * K * 4 * NB * sizeof(float));
-    for (int g = 0; g < 4; g++)
-        for (int j = 0; j < H; j++) {
-            const float *row = w + ((size_t)g * H + j) * K;
-            float *dst = pw + (size_t)(j / NB) * K * 4 * NB + (size_t)g * NB + j % NB;
-            for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = row[k];
-        }
+    for (int jb = jb0; jb < jb1; jb++) {
+        float *blk = pw + (size_t)jb * K * 4 * NB;
+        for (int g = 0; g < 4; g++)
+            for (int jj = 0; jj < NB; jj++) {
+                const int j = jb * NB + jj;
+                float *dst = blk + (size_t)g * NB + jj;
+                if (j < H) {
+                    const float *row = w + ((size_t)g * H + j) * K;
+                    for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = row[k];
+                } else
+                    for (int k = 0; k < K; k++) dst[(size_t)k * 4 * NB] = 0.0f;
+            }
+    }
+}
+
+static void pack_gate_panel(const float *w, int H, int K, int nblk, float *pw) {
+    pack_gate_blocks(w, H, K, 0, nblk, pw);
+}
+
+/* The inverse of pack_gate_blocks for blocks [jb0, jb1): pw -> the rows of w (4H, K) they hold. */
+static void unpack_gate_blocks(const float *pw, int H, int K, int jb0, int jb1, float *w) {
+    const int NB = FL_REC_NB;
+    for (int jb = jb0; jb < jb1; jb++) {
+        const float *blk = pw + (size_t)jb * K * 4 * NB;
+        for (int g = 0; g < 4; g++)
+            for (int jj = 0; jj < NB && jb * NB + jj < H; jj++) {
+                float *row = w + ((size_t)g * H + jb * NB + jj) * K;
+                const float *src = blk + (size_t)g * NB + jj;
+                for (int k = 0; k < K; k++) row[k] = src[(size_t)k * 4 * NB];
+            }
+    }
 }
 
 static void pack_cp_panel(const float *b, int H, int R, int nblk, float *pb) {
@@ -195,7 +220,18 @@ static fl_status check_layer(const fl_layer *ly) {
     return FL_OK;
 }
 
-fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out) {
+/* Pages of the original W_hh (4H, K) that packing blocks [0, done) has fully consumed, from those up
+ * to block prev on: the rows g*H + [0, min(done * NB, H)) of each gate g. */
+static void release_consumed(const float *w, int H, int K, int prev, int done) {
+    const int NB = FL_REC_NB;
+    const size_t r0 = (size_t)(prev * NB < H ? prev * NB : H), r1 = (size_t)(done * NB < H ? done * NB : H);
+    for (int g = 0; g < 4; g++) {
+        const float *gate = w + (size_t)g * H * K;
+        fl_pages_release(gate, gate + r0 * K, gate + r1 * K);
+    }
+}
+
+fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_rec_pack *out) {
     *out = (fl_rec_pack){0};
     fl_status st = check_layer(ly);
     if (st) return st;
@@ -207,8 +243,9 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out) 
     bool ok = true;
     switch (w->method) {
     case FL_METHOD_DENSE:
-        ok = (p.pw = fl_calloc(nb * H * 4, sizeof(float))) != NULL;
-        if (ok) pack_gate_panel(w->w, H, H, nblk, p.pw);
+        /* fl_malloc, not fl_calloc: pack_gate_blocks writes every element, and untouched pages of a
+         * fresh allocation cost no memory until a block is written into them. */
+        ok = (p.pw = fl_malloc(nb * H * 4 * sizeof(float))) != NULL;
         break;
     case FL_METHOD_SVD:
         ok = (p.pw = fl_calloc(nb * R * 4, sizeof(float))) && (p.pm = fl_calloc((size_t)H * Rp, sizeof(float)));
@@ -240,8 +277,27 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out) 
         }
         pack_input(wi->w, wi->rows, wi->cols, p.pk);
     }
+    /* Last, once nothing can fail: a dense W_hh block by block, its original's pages released as they
+     * are consumed when asked (packed.c), so that the two copies never coexist whole. */
+    if (w->method == FL_METHOD_DENSE)
+        for (int jb = 0; jb < nblk; jb++) {
+            pack_gate_blocks(w->w, H, H, jb, jb + 1, p.pw);
+            if (release) release_consumed(w->w, H, H, jb, jb + 1);
+        }
     *out = p;
     return FL_OK;
+}
+
+bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
+    fl_mat *w = &ly->whh;
+    if (w->method != FL_METHOD_DENSE || !p->pw) return false;
+    const int H = ly->hidden, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+    const size_t blk = (size_t)H * 4 * FL_REC_NB; /* floats of one block */
+    for (int jb = 0; jb < nblk; jb++) {
+        unpack_gate_blocks(p->pw, H, H, jb, jb + 1, w->w);
+        if (consume) fl_pages_release(p->pw, p->pw + jb * blk, p->pw + (jb + 1) * blk);
+    }
+    return true;
 }
 
 /* pack: weights packed by fl_rec_pack_layer for ly, borrowed; NULL to pack a copy of its own. */
@@ -269,7 +325,7 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
     if (w->method == FL_METHOD_SVD) r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
     if (w->method == FL_METHOD_CP) r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
     if (!pack) {
-        if ((st = fl_rec_pack_layer(ly, k->gemm_pk != NULL, &r->own))) {
+        if ((st = fl_rec_pack_layer(ly, k->gemm_pk != NULL, false, &r->own))) {
             fl_rec_free(r);
             return st;
         }

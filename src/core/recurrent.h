@@ -15,8 +15,21 @@ typedef struct fl_rec_pack {
     float *pw, *pm, *a, *pk;
 } fl_rec_pack;
 
-/* Pack layer ly (W_ih too when with_pk and W_ih is dense). On error *out is all NULL. */
-fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, fl_rec_pack *out);
+/* Pack layer ly (W_ih too when with_pk and W_ih is dense). On error *out is all NULL and ly is
+ * unchanged. With release and a dense W_hh, the pages lying wholly inside the original W_hh are given
+ * back to the system (fl_pages_release) as packing consumes them: they read as zeros afterwards, until
+ * fl_rec_unpack_layer writes the original back. */
+fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_rec_pack *out);
+
+/* Write a dense W_hh back from its packed form p (the exact inverse of packing: bit-identical), block
+ * by block; with consume, the pages of p->pw are released as they are read (p->pw is then garbage, to
+ * be freed). Returns false, writing nothing, when W_hh is not dense. */
+bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume);
+
+/* Give back to the system the memory pages lying wholly inside [max(lo, limit), hi) (madvise
+ * MADV_DONTNEED on private memory from fl_malloc: they read as zeros afterwards and cost nothing until
+ * written). The page holding lo counts as whole when its part below lo lies at or above limit. */
+void fl_pages_release(const void *limit, const void *lo, const void *hi);
 
 /* Free what fl_rec_pack_layer allocated and zero *p; NULL and a zeroed pack are accepted. */
 void fl_rec_pack_free(fl_rec_pack *p);

@@ -174,7 +174,7 @@ static fl_status write_body(void *ctx, FILE *f, const char *tmp) {
     return FL_OK;
 }
 
-fl_status fl_model_save(const fl_model *m, const char *path) {
+static fl_status save_held(const fl_model *m, const char *path) {
     if (!m || !path) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_save");
     /* A file with NaN/Inf weights could not be loaded back: refuse to write it. */
     for (size_t k = 0; k < m->n_tensors; k++) {
@@ -190,6 +190,15 @@ fl_status fl_model_save(const fl_model *m, const char *path) {
     st_out o = {m, json};
     fl_status st = fl_atomic_write(path, write_body, &o);
     cJSON_free(json);
+    return st;
+}
+
+/* The weights are read outside any session: hold them (packed.c). */
+fl_status fl_model_save(const fl_model *m, const char *path) {
+    if (!m) return save_held(m, path);
+    fl_model_weights_hold(m);
+    fl_status st = save_held(m, path);
+    fl_model_weights_unhold(m);
     return st;
 }
 

@@ -255,7 +255,7 @@ static fl_status copy_source(const fl_mat *src, const char *name, mat_result *r)
     return FL_OK;
 }
 
-fl_status fl_model_decompose_ex(const fl_model *m, const fl_decomp_opts *opts,
+static fl_status decompose_held(const fl_model *m, const fl_decomp_opts *opts,
                                 fl_decomp_progress progress, void *ctx, fl_model **out) {
     if (!out) return fl_fail(FL_ERR_ARG, "decompose: out is NULL");
     *out = NULL;
@@ -330,6 +330,15 @@ done:
     fl_free(specs);
     fl_free(W);
     fl_free(tmp);
+    return st;
+}
+
+fl_status fl_model_decompose_ex(const fl_model *m, const fl_decomp_opts *opts,
+                                fl_decomp_progress progress, void *ctx, fl_model **out) {
+    if (!m) return decompose_held(m, opts, progress, ctx, out);
+    fl_model_weights_hold(m); /* read outside any session (packed.c) */
+    fl_status st = decompose_held(m, opts, progress, ctx, out);
+    fl_model_weights_unhold(m);
     return st;
 }
 

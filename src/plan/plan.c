@@ -730,7 +730,7 @@ static fl_status setup_data(fl_plan *p, const fl_model *m, void **owned) {
     return FL_OK;
 }
 
-fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_plan_opts *opts,
+static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, const fl_plan_opts *opts,
                          fl_plan **out) {
     if (!out) return fl_fail(FL_ERR_ARG, "fl_plan_create: out is NULL");
     *out = NULL;
@@ -817,6 +817,15 @@ done:
     }
     *out = p;
     return FL_OK;
+}
+
+fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_plan_opts *opts,
+                         fl_plan **out) {
+    if (!m) return plan_create_held(m, prof, opts, out);
+    fl_model_weights_hold(m); /* read outside any session (packed.c) */
+    fl_status st = plan_create_held(m, prof, opts, out);
+    fl_model_weights_unhold(m);
+    return st;
 }
 
 void fl_plan_free(fl_plan *p) {

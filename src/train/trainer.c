@@ -50,6 +50,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     fl_trainer *t = fl_calloc(1, sizeof *t);
     if (!t) return fl_fail(FL_ERR_NOMEM, "out of memory creating a trainer");
     t->m = m;
+    fl_model_weights_hold(m); /* read and written outside any session for the trainer's life (packed.c) */
     t->o = *o;
     t->lr = o->lr;
     t->best = INFINITY;
@@ -96,6 +97,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
 
 void fl_trainer_free(fl_trainer *t) {
     if (!t) return;
+    if (t->m) fl_model_weights_unhold(t->m);
     fl_model_free(t->grad);
     fl_free(t->s1);
     fl_free(t->s2);
@@ -341,7 +343,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
 
 /* ------------------------------------------------------------ evaluation */
 
-fl_status fl_model_evaluate(const fl_model *m, const fl_dataset *d, int batch, int bptt, fl_eval_result *out) {
+static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch, int bptt, fl_eval_result *out) {
     if (!m || !d || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_evaluate");
     memset(out, 0, sizeof *out);
     if (batch < 1 || bptt < 1) return fl_fail(FL_ERR_ARG, "batch and bptt must be >= 1");
@@ -420,6 +422,14 @@ fl_status fl_model_evaluate(const fl_model *m, const fl_dataset *d, int batch, i
     out->accuracy = (double)right / (double)count;
     out->perplexity = exp(out->loss);
     return FL_OK;
+}
+
+fl_status fl_model_evaluate(const fl_model *m, const fl_dataset *d, int batch, int bptt, fl_eval_result *out) {
+    if (!m) return evaluate_held(m, d, batch, bptt, out);
+    fl_model_weights_hold(m); /* read outside any session (packed.c) */
+    fl_status st = evaluate_held(m, d, batch, bptt, out);
+    fl_model_weights_unhold(m);
+    return st;
 }
 
 /* ------------------------------------------------------------ the loop */
