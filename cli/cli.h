@@ -50,6 +50,7 @@ int cmd_finetune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* Shared by train and finetune (cli/cmd_train.c). */
 int cli_train_main(const char *cmd, int argc, char **argv, bool finetune);
 /* Shared by plan and compress (cli/cmd_plan.c): compress also writes the planned model (-o). */

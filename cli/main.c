@@ -38,6 +38,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "loss and accuracy / perplexity of a model on a data set"},
     {"import", cmd_import, "convert an ONNX model (LSTM graphs from PyTorch and others) into a model file"},
     {"export", cmd_export, "write a model as ONNX (decomposed matrices as dense)"},
+    {"serve", cmd_serve, "serve models over HTTP (dynamic batching, streams, metrics)"},
 };
 
 static void usage(FILE *f) {

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Fails if a file under CLI_DIR includes a private header: the CLI is a client of the public API.
-# Allowed: "cli.h" and the CLI's own headers in CLI_DIR, "fastlstm/<name>.h" that exists under INCLUDE_DIR/fastlstm, and <system> headers
-# that are not one of the library's own files under SRC_DIR.
+# Allowed: "cli.h" and the CLI's own headers (a quoted path that exists inside CLI_DIR, relative to
+# the including file, and is not named like a library header), "fastlstm/<name>.h" that exists under
+# INCLUDE_DIR/fastlstm, and <system> headers that are not one of the library's own files under SRC_DIR.
+# Subdirectories of CLI_DIR (cli/serve/) are checked too.
 # usage: check_cli_headers.sh CLI_DIR INCLUDE_DIR SRC_DIR
 set -euo pipefail
 cli=$1 inc=$2 src=$3
 bad=0
 # Every header file of the library's sources, by relative path and by name.
 private=$(cd "$src" && find . -name '*.h' | sed 's|^\./||'; cd "$src" && find . -name '*.h' -exec basename {} \;)
-for f in "$cli"/*.c "$cli"/*.h; do
+for f in "$cli"/*.c "$cli"/*.h "$cli"/*/*.c "$cli"/*/*.h; do
   [ -e "$f" ] || continue
   while IFS= read -r line; do
     n=${line%%:*}
@@ -20,6 +22,8 @@ for f in "$cli"/*.c "$cli"/*.h; do
         # also one of the library's private headers.
         if [[ "$h" != */* && -f "$cli/$h" ]] && ! grep -qxF -- "$h" <<<"$private"; then continue; fi
         if [[ "$h" == fastlstm/*.h && "$h" != *..* && -f "$inc/$h" ]]; then continue; fi
+        # ... and those of a subdirectory, relative to the including file (cli/serve/serve.h).
+        if [[ "$h" != *..* && -f "$(dirname "$f")/$h" ]] && ! grep -qxF -- "${h##*/}" <<<"$private"; then continue; fi
         echo "$f:$n: includes \"$h\", which is not a public header (include/fastlstm/*.h)"; bad=1 ;;
       *)
         if grep -qxF -- "$h" <<<"$private" || grep -qxF -- "${h##*/}" <<<"$private"; then

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
       libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy python3-pytest python3-setuptools dataset-fashion-mnist
       bible-kjv espeak-ng  # these two: application data of tools/apps_data.sh
-      libprotobuf-c-dev protobuf-c-compiler python3-onnx libonnx-testdata)
+      libprotobuf-c-dev protobuf-c-compiler python3-onnx libonnx-testdata
+      libmicrohttpd-dev curl)  # the last two: fastlstm serve (HTTP library) and its test client
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)  # npm fetches sentiment@5.0.2 (keep a Node.js npm if present)
 
 missing=()
