@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
       libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy dataset-fashion-mnist
-      bible-kjv espeak-ng)  # the last two: application data of tools/apps_data.sh
+      bible-kjv espeak-ng python3-matplotlib)  # bible-kjv, espeak-ng: application data of tools/apps_data.sh; matplotlib: plots of bench/apps/run.sh
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)  # npm fetches sentiment@5.0.2 (keep a Node.js npm if present)
 
 missing=()
