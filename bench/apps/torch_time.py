@@ -2,15 +2,16 @@
 """Latency of a whole application model (embedding, LSTM layers, head) in PyTorch, on the weights of a
 dense fastlstm model file: the same weights fastlstm times, in the same run (bench/apps/run.sh).
 
-  torch_time.py MODEL BATCH SEQ ROUNDS THREADS dense        nn.Embedding + nn.LSTM + nn.Linear, inference mode
-  torch_time.py MODEL BATCH SEQ ROUNDS THREADS int8         the same after
+  torch_time.py MODEL BATCHES SEQ ROUNDS THREADS dense      nn.Embedding + nn.LSTM + nn.Linear, inference mode
+  torch_time.py MODEL BATCHES SEQ ROUNDS THREADS int8       the same after
                      torch.quantization.quantize_dynamic({nn.LSTM, nn.Linear}, qint8) (engine onednn or
                      fbgemm, whichever this PyTorch has; the LSTM sits inside a module, so it is converted)
   torch_time.py MODEL BATCH SEQ ROUNDS THREADS export OUT   write the float model as ONNX (input "x":
                      (T, B) int64 ids or (T, B, D) float32; output "y")
 
-Prints "ms MEDIAN MIN MAX" (latency of one request: BATCH sequences of SEQ steps, ms) or
-"unavailable: why". Inputs are fixed-seed random ids / features. Set OMP_NUM_THREADS and
+BATCHES: one batch size or several, comma-separated; MODE: one or several (dense,int8), all in one process
+(one PyTorch start-up). Prints a line "MODE BATCH ms MEDIAN MIN MAX" per mode and batch (latency of one
+request: BATCH sequences of SEQ steps, ms), or "MODE BATCH unavailable: why". Inputs are fixed-seed random ids / features. Set OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools)."""
 import os
 import statistics
@@ -80,19 +81,28 @@ def main():
     if len(sys.argv) < 7:
         print(__doc__, file=sys.stderr)
         return 2
-    path, B, T, rounds, threads, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
-        int(sys.argv[5]), sys.argv[6]
+    path, batches, T, rounds, threads, modes = sys.argv[1], [int(b) for b in sys.argv[2].split(",")], \
+        int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6].split(",")
+    if modes == ["export"]:
+        return measure(path, 1, T, rounds, threads, "export")
+    for mode in modes:
+        for b in batches:
+            print("%s %d %s" % (mode, b, measure(path, b, T, rounds, threads, mode)))
+            sys.stdout.flush()
+    return 0
+
+
+def measure(path, B, T, rounds, threads, mode):
+    """"ms MEDIAN MIN MAX" or "unavailable: why" (export: writes sys.argv[7], returns 0)."""
     try:
         import torch
     except Exception as e:  # noqa: BLE001
-        print("unavailable: cannot import torch (%s)" % e)
-        return 0
+        return "unavailable: cannot import torch (%s)" % e
     torch.set_num_threads(threads)
     try:
         m, meta = build(path)
     except (ValueError, KeyError, OSError) as e:
-        print("unavailable: %s" % e)
-        return 0
+        return "unavailable: %s" % e
     g = torch.Generator().manual_seed(1)
     V, D = int(meta["vocab"]), int(meta["input"])
     x = torch.randint(0, V, (T, B), generator=g) if V else torch.rand(T, B, D, generator=g) * 2 - 1
@@ -113,21 +123,17 @@ def main():
     if mode == "int8":
         eng = [e for e in ("onednn", "fbgemm") if e in torch.backends.quantized.supported_engines]
         if not eng:
-            print("unavailable: no onednn/fbgemm quantized engine in this PyTorch")
-            return 0
+            return "unavailable: no onednn/fbgemm quantized engine in this PyTorch"
         torch.backends.quantized.engine = eng[0]
         m = torch.quantization.quantize_dynamic(m, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
         if type(m.lstm) is torch.nn.LSTM:
-            print("unavailable: quantize_dynamic left the LSTM in float")
-            return 0
+            return "unavailable: quantize_dynamic left the LSTM in float"
     elif mode != "dense":
-        print("unavailable: unknown mode %s" % mode)
-        return 0
+        return "unavailable: unknown mode %s" % mode
     f = Whole(m)
     with torch.inference_mode():
         r = timed(lambda: f(x), rounds)
-    print("ms %.4f %.4f %.4f" % r)
-    return 0
+    return "ms %.4f %.4f %.4f" % r
 
 
 if __name__ == "__main__":
