@@ -325,6 +325,10 @@ def main():
                      c["epochs"], c["hidden_source"], "%g%% perplexity" % (c["budget"] * 100) if r["lm"] else
                      "%g accuracy points" % c["budget"], "fine-tuned (`compress --finetune`)" if c["finetune"]
                      else "without fine-tuning", c["seq"], " Extra train options: `%s`." % c["extra"] if c["extra"] else ""))
+        if c.get("lengths"):
+            L.append("")
+            L.append("fastlstm is timed on variable-length batches (the true lengths of the first B test sequences, "
+                     "`--lengths`); the peers run padded to %d steps." % c["seq"])
         L.append("")
         L.append("| test %s | value |" % ("perplexity" if r["lm"] else "accuracy"))
         L.append("|---|---|")

@@ -18,6 +18,9 @@
 #     --sweep        first run bench/apps/torch_train.py --hidden-sweep 64,128,256,512 for the
 #                    classifiers (the dense size is fixed before compression: see CONFIG)
 #     --redo-timing  time again (models and metrics stay cached)
+#     --lengths      variable-length batches in fastlstm's timing: each batch takes the true lengths of the
+#                    first B test sequences (speech frames, text tokens; `fastlstm bench --lengths`, issue 11);
+#                    the peers still run padded to the request length. Off by default (padded everywhere).
 # Resumes: every step writes its output file last (atomically); a file present marks the step done, so
 # a stopped run continues per application where it stopped. Delete CACHE/run/APP to redo one.
 # Env: FL_CLI (fastlstm binary; default: build it into build-apps), FL_PEERS_CACHE (onnxruntime-node,
@@ -27,7 +30,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/apps
 PY=/usr/bin/python3
-QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0
+QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0 LENGTHS=0
 ALL_APPS="fmnist wordlm sentiment speech babi charlm"
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=${2:?--out needs a file}; shift ;;
     --sweep) SWEEP=1 ;;
     --redo-timing) REDO_TIMING=1 ;;
+    --lengths) LENGTHS=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -199,7 +203,7 @@ run_app() {
 import json, sys
 json.dump({"app": "$app", "kind": "$kind", "hidden": $hidden, "hidden_source": "$hsrc", "layers": $layers,
            "embed": $embed, "dropout": $dropout, "epochs": $epochs, "seq": $T, "budget": $budget,
-           "finetune": bool($ft), "quick": bool($QUICK), "extra": "$extra"}, open(sys.argv[1], "w"), indent=1)
+           "finetune": bool($ft), "quick": bool($QUICK), "extra": "$extra", "lengths": bool($LENGTHS)}, open(sys.argv[1], "w"), indent=1)
 EOF
   # Splits: the sentiment data's folds (each trained, compressed and evaluated; timing on fold 0).
   local splits="."
@@ -242,8 +246,24 @@ EOF
   local B t=$R/timing.txt.tmp
   : >"$t"
   for B in $BATCHES; do
-    echo "fastlstm-dense $B $(fl_time "$M" $B $T)" >>"$t"
-    echo "fastlstm-compressed $B $(fl_time "$MC" $B $T)" >>"$t"
+    local lens=""
+    if [ $LENGTHS = 1 ] && [ "${kind#lm}" = "$kind" ]; then  # the first B test sequences' true lengths, cut to T
+      lens=$R/lengths_b$B.npy
+      $PY - "$D/$s0" $B $T "$lens" <<'PYEOF' || { say "$app: no lengths for batch $B"; lens=""; }
+import os, sys, numpy as np
+d, B, T, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if os.path.exists(os.path.join(d, "test_len.npy")):
+    n = np.load(os.path.join(d, "test_len.npy"))
+elif os.path.exists(os.path.join(d, "test.tsv")):
+    n = np.array([len(l.split("\t", 1)[1].split()) for l in open(os.path.join(d, "test.tsv"), encoding="utf-8") if "\t" in l])
+else:
+    n = np.full(B, T)  # fixed-length data (image rows)
+n = np.resize(n.astype(np.int32), B)
+np.save(out, np.clip(n, 1, T).astype(np.int32))
+PYEOF
+    fi
+    echo "fastlstm-dense $B $(fl_time "$M" $B $T $lens)" >>"$t"
+    echo "fastlstm-compressed $B $(fl_time "$MC" $B $T $lens)" >>"$t"
     if [ -n "$ORT_WHY" ]; then echo "onnxruntime-dense $B unavailable: $ORT_WHY" >>"$t"
     elif [ ! -s "$onnx" ]; then echo "onnxruntime-dense $B unavailable: ONNX export failed (log: $LOG)" >>"$t"
     else echo "onnxruntime-dense $B $(node "$HERE/ort_app.js" "$onnx" $B $T $input $vocab $ROUNDS 1 2>&1 | tail -1)" >>"$t"
@@ -260,9 +280,9 @@ EOF
   mv "$t" "$R/timing.txt"
 }
 
-fl_time() { # MODEL B T -> "ms MED MIN MAX" or "unavailable: why"
+fl_time() { # MODEL B T [LENGTHS.npy] -> "ms MED MIN MAX" or "unavailable: why"
   local j
-  j=$("$FL" bench "$1" --batch $2 --seq $3 --threads 1 $FL_REPS --warmup 2 --json 2>>"$LOG") ||
+  j=$("$FL" bench "$1" --batch $2 --seq $3 --threads 1 $FL_REPS --warmup 2 ${4:+--lengths "$4"} --json 2>>"$LOG") ||
     { echo "unavailable: fastlstm bench failed"; return; }
   $PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("ms %.4f %.4f %.4f" % (d["median_ms"], d["min_ms"], d["max_ms"]))' "$j"
 }
