@@ -8,7 +8,7 @@
 # data cannot be made here (a package missing, npm unreachable) must still have its row ("not run").
 # Slow (minutes): label `apps`; the sanitizer build skips it (exit 77).
 # Environment (set by CTest): FL_CLI, FL_BINARY_DIR; FL_APPS_QUICK_DATA: where the tiny data sets are
-# made once (default ~/.cache/fastlstm/apps-quick/data, so npm is asked for sentiment@5.0.2 once).
+# made once (default ~/.cache/fastlstm/apps-quick, tools/apps_data.sh --quick's own, so npm is asked for sentiment@5.0.2 once).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if grep -qs '^FL_SANITIZE:BOOL=ON' "${FL_BINARY_DIR:-.}/CMakeCache.txt"; then
@@ -19,7 +19,7 @@ T=$(mktemp -d /tmp/fl_test_apps_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 PY=/usr/bin/python3
-DATA=${FL_APPS_QUICK_DATA:-$HOME/.cache/fastlstm/apps-quick/data}
+DATA=${FL_APPS_QUICK_DATA:-$HOME/.cache/fastlstm/apps-quick}
 RUN=(bash "$ROOT/bench/apps/run.sh" --quick --cache "$T/cache" --data "$DATA" --out "$T/apps.md")
 
 expect 2 "${RUN[@]}" --only nope && has err "no such application"

@@ -13,7 +13,7 @@
 #     --only A,B     these applications only (fmnist wordlm sentiment speech babi charlm); the report
 #                    still lists every application, with what the cache holds
 #     --cache DIR    data, trained models and results (default ~/.cache/fastlstm/apps, outside git)
-#     --data DIR     the data sets (tools/apps_data.sh's DIR; default CACHE/data)
+#     --data DIR     the data sets (tools/apps_data.sh DIR; default CACHE itself, as apps_data.sh)
 #     --out FILE     the report (default docs/apps.md; plots beside it in apps/ when matplotlib exists)
 #     --sweep        first run bench/apps/torch_train.py --hidden-sweep 64,128,256,512 for the
 #                    classifiers (the dense size is fixed before compression: see CONFIG)
@@ -119,7 +119,7 @@ export NODE_PATH=$PEERS/ort/node_modules
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 # ---------------------------------------------------------------- data
-[ -n "$DATA" ] || DATA=$CACHE/data
+[ -n "$DATA" ] || DATA=$CACHE  # the layout of tools/apps_data.sh DIR: CACHE/<data set>/, results in CACHE/run/
 qflag=""; [ $QUICK = 1 ] && qflag=--quick
 say "data in $DATA"
 # A data set that cannot be made (a package missing, npm unreachable) stops only its applications.
