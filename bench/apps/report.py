@@ -234,6 +234,10 @@ def main():
              "changes the outputs (about 2-3%% deviation, bench/peers) and its test metric is not measured here." % (
                  " --quick" if a.quick else "", platform.node() or "this machine", os.cpu_count() or 0, cpu,
                  datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")))
+    if all(r is None for r in res.values()):
+        L.append("")
+        L.append("**No application has been run yet in %s: every figure below is missing. Run "
+                 "`bash bench/apps/run.sh` (about 2 hours here; it resumes where it stopped).**" % a.run)
     peers = os.path.join(a.run, "peers.txt")
     if os.path.exists(peers):
         L.append("")
@@ -251,6 +255,7 @@ def main():
         if r is None:
             L.append("| " + " | ".join([app] + ["not run"] * (len(SUMMARY_COLS) - 1)) + " |")
             budget_missed.append(app)
+            over50.append("%s (not run)" % app)
             continue
         t = r["timing"] or {}
         sp, sp16 = speedups(r, 1), speedups(r, 16)
