@@ -131,6 +131,14 @@ def metric_text(v, lm):
     return ("%.2f ± %.2f" if lm else "%.2f%% ± %.2f") % (statistics.mean(v), statistics.stdev(v))
 
 
+def uncompressed(r):
+    """" (kept dense)" when no split's compressed model decomposes any matrix (nothing certified)."""
+    infos = [c for _, c in r["info"] if c]
+    if infos and all(m["method"] == "dense" for c in infos for m in c.get("matrices", [])):
+        return " (kept dense: nothing certified)"
+    return ""
+
+
 def speedups(r, b):
     """Ratios peer latency / compressed latency at batch b."""
     t = r["timing"] or {}
@@ -277,7 +285,7 @@ def main():
         L.append("| " + " | ".join([
             app, "perplexity" if r["lm"] else "accuracy",
             metric_text([r["torch"]] if r["torch"] is not None else [], r["lm"]),
-            metric_text(r["dense"], r["lm"]), metric_text(r["comp"], r["lm"]),
+            metric_text(r["dense"], r["lm"]), metric_text(r["comp"], r["lm"]) + uncompressed(r),
             {True: "yes", False: "**no**", None: "n/a"}[met],
             ms("fastlstm-compressed"), ms("pytorch-dense"), ms("pytorch-int8"), ms("onnxruntime-dense"),
             ms("onednn-lstm"), x(sp, "pytorch-dense"), x(sp, "fastest-float"), x(sp, "pytorch-int8"),
