@@ -22,7 +22,7 @@ typedef struct command {
 
 /* One entry per subcommand; add yours here. */
 static const command commands[] = {
-    {"demo", cmd_demo, "decompose a built-in model and measure the speedup on this machine"},
+    {"demo", cmd_demo, "train (first run, cached) and compress a Fashion-MNIST classifier: accuracy and speedup"},
     {"version", cmd_version, "print the version"},
     {"init", cmd_init, "create a randomly initialised model file"},
     {"info", cmd_info, "describe a model file (architecture, matrices, params, flops)"},

@@ -9,7 +9,8 @@ PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-d
       libopenmpi-dev openmpi-bin zlib1g-dev python3-torch python3-numpy python3-pytest python3-setuptools dataset-fashion-mnist
       bible-kjv espeak-ng  # these two: application data of tools/apps_data.sh
       libprotobuf-c-dev protobuf-c-compiler python3-onnx libonnx-testdata
-      libmicrohttpd-dev curl)  # the last two: fastlstm serve (HTTP library) and its test client
+      libmicrohttpd-dev curl  # these two: fastlstm serve (HTTP library) and its test client
+      python3-matplotlib)  # plots of bench/apps/run.sh
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)  # npm fetches sentiment@5.0.2 (keep a Node.js npm if present)
 
 missing=()

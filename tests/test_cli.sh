@@ -272,11 +272,11 @@ expect 1 "$CLI" decompose "$T/feat.st" -o "$T/x.st" --rank 6 && has err "FL_ERR_
     has err "lstm.weight_ih_l0: SVD rank 6 exceeds min(32, 5) = 5"
 expect 1 "$CLI" decompose "$T/nope.st" -o "$T/x.st" --rank 2 && has err "$T/nope.st"
 [ -e "$T/x.st" ] && fail "a failed decompose wrote its output"
-expect 0 "$CLI" demo --hidden 16 --layers 1 --seq 3 --reps 1 && has out "speedup" && has out "svd"
-expect 0 "$CLI" demo --hidden 16 --layers 1 --seq 3 --reps 1 --method cp --rank 3 && has out "cp"
-expect 2 "$CLI" demo --hidden 3 && has err "--hidden"
-expect 2 "$CLI" demo --hidden 16 --rank 17 && has err "--rank"
-expect 2 "$CLI" demo --method qr && has err "--method"
+expect 0 "$CLI" demo --random --hidden 16 --layers 1 --seq 3 --reps 1 && has out "speedup" && has out "svd"
+expect 0 "$CLI" demo --random --hidden 16 --layers 1 --seq 3 --reps 1 --method cp --rank 3 && has out "cp"
+expect 2 "$CLI" demo --random --hidden 3 && has err "--hidden"
+expect 2 "$CLI" demo --random --hidden 16 --rank 17 && has err "--rank"
+expect 2 "$CLI" demo --random --method qr && has err "--method"
 
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)"
