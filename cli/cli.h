@@ -27,11 +27,8 @@ bool cli_parse_double(const char *cmd, const char *flag, const char *s, double l
  * 1 matched, 0 not this flag, -1 error (already printed). */
 int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, const char **val);
 
-/* Timing and test inputs for bench and demo: a monotonic clock (seconds), an ascending in-place
- * sort (medians of timing samples), and a small deterministic generator (splitmix64; *state is
- * the seed, advanced by each call). */
-double cli_now_seconds(void);
-void cli_sort_doubles(double *v, size_t n);
+/* Test inputs for bench and demo: a small deterministic generator (splitmix64; *state is the seed,
+ * advanced by each call). Timing uses the library's fl_now_seconds / fl_sort_doubles. */
 uint64_t cli_rand_u64(uint64_t *state);
 double cli_rand_unit(uint64_t *state); /* [0, 1) */
 

@@ -38,7 +38,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 static int report(const char *model, const fl_model *m, const bench_opts *o, double *t, int reps) {
-    cli_sort_doubles(t, (size_t)reps);
+    fl_sort_doubles(t, (size_t)reps);
     double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     double tokens = (double)o->batch * o->seq;
     double step_us = med / o->seq * 1e6, tps = tokens / med;
@@ -125,9 +125,9 @@ static int bench(const char *model, bench_opts *o) {
         if ((st = fl_session_run(s, &io))) break;
     /* Automatic repetitions: as many as fit in ~1.5 s, judged from one timed run. */
     if (!st && o->reps == 0) {
-        double t0 = cli_now_seconds();
+        double t0 = fl_now_seconds();
         st = fl_session_run(s, &io);
-        double one = cli_now_seconds() - t0;
+        double one = fl_now_seconds() - t0;
         double want = one > 0 ? 1.5 / one : 200000;
         o->reps = want < 5 ? 5 : want > 200000 ? 200000 : (int)want;
     }
@@ -136,9 +136,9 @@ static int bench(const char *model, bench_opts *o) {
         goto done;
     }
     for (int i = 0; !st && i < o->reps; i++) {
-        double t0 = cli_now_seconds();
+        double t0 = fl_now_seconds();
         st = fl_session_run(s, &io);
-        t[i] = cli_now_seconds() - t0;
+        t[i] = fl_now_seconds() - t0;
     }
     if (st) rc = cli_fail_status(CMD, st);
     else rc = report(model, m, o, t, o->reps);

@@ -57,12 +57,12 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
     }
     for (int i = 0; i < reps / 4 + 1 && !st; i++) st = fl_session_run(s, io);
     for (int i = 0; i < reps && !st; i++) {
-        double t0 = cli_now_seconds();
+        double t0 = fl_now_seconds();
         st = fl_session_run(s, io);
-        t[i] = cli_now_seconds() - t0;
+        t[i] = fl_now_seconds() - t0;
     }
     if (!st) {
-        cli_sort_doubles(t, (size_t)reps);
+        fl_sort_doubles(t, (size_t)reps);
         *median = t[reps / 2];
     }
     free(t);
@@ -123,9 +123,9 @@ static int demo_random(int argc, char **argv) {
     d.rank = (int)rank;
     printf("decomposing every gate matrix: %s rank %ld ...\n", method == FL_METHOD_SVD ? "SVD" : "CP", rank);
     fflush(stdout);
-    double t0 = cli_now_seconds();
+    double t0 = fl_now_seconds();
     if ((st = fl_model_decompose(dense, &d, &low))) goto fail;
-    printf("  done in %.2f s\n", cli_now_seconds() - t0);
+    printf("  done in %.2f s\n", fl_now_seconds() - t0);
 
     size_t n = (size_t)batch * seq * hidden, ny = fl_run_output_size(dense, (int)batch, (int)seq);
     x = malloc(n * sizeof *x);
@@ -352,7 +352,7 @@ int cmd_demo(int argc, char **argv) {
     if (rank > 28 || rank > hidden)
         return cli_fail(cmd, CLI_USAGE, "--rank %ld exceeds min(28, --hidden %ld): the input matrices have 28 columns",
                         rank, hidden);
-    double t_start = cli_now_seconds();
+    double t_start = fl_now_seconds();
     fl_dataset *tr = NULL, *te = NULL;
     fl_model *dense = NULL, *low = NULL;
     float *x = NULL, *y = NULL;
@@ -377,13 +377,13 @@ int cmd_demo(int argc, char **argv) {
         retrain = true; /* a new dense model invalidates its compressed one */
         printf("dense model: training %ld epoch(s), Adam (lr 2e-3), batch 32, seed 1 (first run; cached after)\n", epochs);
         fflush(stdout);
-        double t0 = cli_now_seconds();
+        double t0 = fl_now_seconds();
         fl_arch arch = {.vocab = 0, .input = 28, .hidden = (int)hidden, .layers = 1, .head = FL_HEAD_LAST_STEP,
                         .head_out = 10};
         if ((st = fl_model_create(&arch, NULL, &dense)) || (st = fl_model_init_random(dense, 1)) ||
             (st = train(dense, tr, (int)epochs, 2e-3f)))
             goto fail;
-        printf("  trained in %.1f s\n", cli_now_seconds() - t0);
+        printf("  trained in %.1f s\n", fl_now_seconds() - t0);
         if (cached && (st = fl_model_save(dense, dpath))) goto fail;
     }
     if (!retrain && cached && fl_model_load(lpath, &low) == FL_OK) {
@@ -391,11 +391,11 @@ int cmd_demo(int argc, char **argv) {
     } else {
         printf("compressed model: SVD rank %ld of every gate matrix, then 1 epoch of fine-tuning\n", rank);
         fflush(stdout);
-        double t0 = cli_now_seconds();
+        double t0 = fl_now_seconds();
         fl_decomp_opts d = fl_decomp_opts_default();
         d.rank = (int)rank;
         if ((st = fl_model_decompose(dense, &d, &low)) || (st = train(low, tr, 1, 1e-3f))) goto fail;
-        printf("  compressed and fine-tuned in %.1f s\n", cli_now_seconds() - t0);
+        printf("  compressed and fine-tuned in %.1f s\n", fl_now_seconds() - t0);
         if (cached && (st = fl_model_save(low, lpath))) goto fail;
     }
 
@@ -424,7 +424,7 @@ int cmd_demo(int argc, char **argv) {
     if (el.accuracy > ed.accuracy)
         printf("(the dense model is trained briefly here; the compressed model's fine-tuning epoch is extra training)\n");
     printf("done in %.1f s. Six applications, the planner and every peer: bash bench/apps/run.sh (docs/apps.md)\n",
-           cli_now_seconds() - t_start);
+           fl_now_seconds() - t_start);
     code = CLI_OK;
     goto out;
 fail:

@@ -59,21 +59,6 @@ int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, c
     return 1;
 }
 
-double cli_now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-void cli_sort_doubles(double *v, size_t n) {
-    if (n > 1) qsort(v, n, sizeof *v, cmp_double);
-}
-
 uint64_t cli_rand_u64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -55,6 +55,13 @@ FL_API const char *fl_status_str(fl_status s);
  * call on this thread. */
 FL_API const char *fl_last_error(void);
 
+/* Monotonic clock (CLOCK_MONOTONIC) in seconds, for timing runs the way the library's own profile
+ * and planner do. */
+FL_API double fl_now_seconds(void);
+
+/* Sort n doubles ascending, in place (medians of timing samples). */
+FL_API void fl_sort_doubles(double *v, size_t n);
+
 /* Library version string ("0.1.0"); static storage. */
 FL_API const char *fl_version(void);
 

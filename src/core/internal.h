@@ -43,8 +43,7 @@ static inline bool fl_mul_ok(size_t a, size_t b, size_t *out) {
 
 /* ---------------------------------------------------------------- timing */
 
-FL_API double fl_now_seconds(void);                 /* CLOCK_MONOTONIC, seconds */
-void fl_sort_doubles(double *v, size_t n);    /* ascending, in place (medians of timing samples) */
+/* fl_now_seconds and fl_sort_doubles are public: fastlstm.h */
 
 /* ---------------------------------------------------------------- random */
 
