@@ -4,6 +4,7 @@
  * here is measured; the reported capacities are replaced by measured ones in profile.c, because a
  * virtual machine may report them wrong (profile_knee.c). Also fl_profile_override, which poses
  * as another machine. */
+#include "tuning_consts.h"
 #include "profile_internal.h"
 #include "kernels/kernels.h"
 
@@ -204,9 +205,9 @@ fl_status fl_profile_detect(fl_profile *out) {
         add_level(out, 3, 8u << 20, out->cores);
     }
     snprintf(out->cache_source, sizeof out->cache_source, "%s", source);
-    /* The runtime's thread rule: MIN_PARALLEL_BYTES and MIN_PARALLEL_MACS in src/core/recurrent.c. */
-    out->parallel_step_bytes = 512.0 * 1024;
-    out->parallel_proj_macs = 2.0 * (1 << 20);
+    /* The runtime's thread rule (src/core/tuning_consts.h, the one place it is defined). */
+    out->parallel_step_bytes = FL_MIN_PARALLEL_BYTES;
+    out->parallel_proj_macs = FL_MIN_PARALLEL_MACS;
     qsort(out->level, (size_t)out->n_levels, sizeof out->level[0], cmp_level);
     default_rates(out);
     return FL_OK;
