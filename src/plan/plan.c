@@ -38,56 +38,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NONE ((size_t)-1)
-#define MAX_LADDER 64
-#define CP_TRIES 3
+#include "plan_state.h"
 
-typedef struct cp_entry {
-    int rank;
-    float *a, *b, *c; /* (4, R), (H, R), (cols, R) */
-    double err;
-} cp_entry;
-
-typedef struct mat_state {
-    char name[48];
-    int rows, cols;
-    bool gate;
-    float *dense;        /* (rows, cols) reconstruction of the source matrix */
-    fl_svd *svd;         /* NULL: all-zero matrix, stays dense */
-    int ladder[MAX_LADDER], n_ladder;
-    cp_entry *cp;
-    int n_cp;
-    int floor;           /* highest SVD rank known to break the budget (0: none) */
-    fl_mat_spec fail;    /* the last rejected target of this matrix (method DENSE: none) */
-    double fail_loss;
-} mat_state;
-
-struct fl_plan {
-    fl_arch arch;
-    size_t nmat;
-    fl_profile prof;
-    fl_plan_opts o;
-    fl_plan_metric kind;
-    double budget;
-    fl_regime regime;
-    int threads, max_threads; /* chosen thread count; the most tried when planning them */
-    fl_plan_point *pts;
-    size_t n_pts, cap_pts, chosen;
-    char (*reason)[256];
-    fl_model *model;
-    /* search state */
-    const fl_model *src;
-    fl_precision *prec; /* [nmat] the source model's precisions, which candidates keep; NULL: all f32 */
-    mat_state *ms;
-    fl_eval *ev;    /* search data */
-    fl_eval *cev;   /* certify data, or NULL */
-    int evals;
-    long probe_steps; /* fine-tuning steps per candidate (0: no fine-tuning) */
-    fl_plan_certificate cert;
-};
-
-static void progress(fl_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void progress(fl_plan *p, const char *fmt, ...) {
+void plan_progress(fl_plan *p, const char *fmt, ...) {
     if (!p->o.progress) return;
     char buf[512];
     va_list ap;
@@ -126,7 +79,7 @@ static fl_status predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c)
 
 /* a strictly better than b: lower predicted latency; near-ties go to fewer parameters
  * (memory-bound) or fewer flops (compute-bound). */
-static bool better(const fl_plan *p, const fl_cost *a, const fl_cost *b) {
+bool plan_better(const fl_plan *p, const fl_cost *a, const fl_cost *b) {
     double tol = 1e-9 * (a->seconds > b->seconds ? a->seconds : b->seconds);
     if (a->seconds < b->seconds - tol) return true;
     if (a->seconds > b->seconds + tol) return false;
@@ -148,7 +101,7 @@ static size_t find_point(const fl_plan *p, const fl_mat_spec *specs) {
     return NONE;
 }
 
-static cp_entry *find_cp(mat_state *s, int rank) {
+cp_entry *plan_find_cp(mat_state *s, int rank) {
     for (int k = 0; k < s->n_cp; k++)
         if (s->cp[k].rank == rank) return &s->cp[k];
     return NULL;
@@ -157,7 +110,7 @@ static cp_entry *find_cp(mat_state *s, int rank) {
 /* Rank-R CP factors of matrix i, computed once. */
 static fl_status get_cp(fl_plan *p, size_t i, int R, cp_entry **out) {
     mat_state *s = &p->ms[i];
-    if ((*out = find_cp(s, R))) return FL_OK;
+    if ((*out = plan_find_cp(s, R))) return FL_OK;
     const int H = s->rows / 4, N = s->cols;
     cp_entry *grown = fl_calloc((size_t)s->n_cp + 1, sizeof *grown);
     if (!grown) return fl_fail(FL_ERR_NOMEM, "out of memory for CP factors");
@@ -174,7 +127,7 @@ static fl_status get_cp(fl_plan *p, size_t i, int R, cp_entry **out) {
     co.max_iter = p->o.cp_max_iter;
     co.seed = p->o.seed;
     fl_cp_report rep;
-    progress(p, "CP-ALS rank %d of %s (%dx%d, at most %d sweeps)", R, s->name, s->rows, s->cols,
+    plan_progress(p, "CP-ALS rank %d of %s (%dx%d, at most %d sweeps)", R, s->name, s->rows, s->cols,
              co.max_iter);
     fl_status st = fl_cp_als(s->dense, H, N, R, &co, e->a, e->b, e->c, &rep);
     if (st) {
@@ -183,13 +136,13 @@ static fl_status get_cp(fl_plan *p, size_t i, int R, cp_entry **out) {
     }
     e->err = rep.rel_error;
     s->n_cp++;
-    progress(p, "CP-ALS rank %d of %s: rel. error %.3g after %d sweeps", R, s->name, e->err, rep.iterations);
+    plan_progress(p, "CP-ALS rank %d of %s: rel. error %.3g after %d sweeps", R, s->name, e->err, rep.iterations);
     *out = e;
     return FL_OK;
 }
 
 /* Build the model with matrices stored as specs (all factors must be cached). */
-static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out) {
+fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out) {
     fl_model *m;
     fl_status st = fl_model_create(&p->arch, specs, &m);
     if (st) return st;
@@ -214,7 +167,7 @@ static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **ou
             w->rel_error = fl_svd_error(s->svd, specs[i].rank);
             break;
         case FL_METHOD_CP: {
-            cp_entry *e = find_cp(s, specs[i].rank);
+            cp_entry *e = plan_find_cp(s, specs[i].rank);
             FL_ASSERT(e);
             int R = e->rank, H = s->rows / 4;
             memcpy(w->a, e->a, (size_t)4 * R * sizeof(float));
@@ -246,7 +199,7 @@ static fl_status build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **ou
 }
 
 /* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0. */
-static fl_status finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
+fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
     fl_train_opts to = p->o.train ? *p->o.train : fl_train_opts_default();
     fl_trainer *t;
     fl_status st = fl_trainer_create(m, &to, &t);
@@ -257,7 +210,7 @@ static fl_status finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
     return st ? st : fl_model_requantize(m); /* a quantized candidate trained its f32 master */
 }
 
-static const char *spec_str(const fl_mat_spec *s, char *buf, size_t n) {
+const char *plan_spec_str(const fl_mat_spec *s, char *buf, size_t n) {
     if (s->method == FL_METHOD_DENSE) snprintf(buf, n, "dense");
     else snprintf(buf, n, "%s %d", s->method == FL_METHOD_SVD ? "svd" : "cp", s->rank);
     return buf;
@@ -281,8 +234,8 @@ static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, 
     memcpy(copy, specs, p->nmat * sizeof *copy);
     fl_model *m = NULL;
     fl_status st = predict(p, specs, &pt.cost);
-    if (!st) st = build_model(p, specs, &m);
-    if (!st && p->probe_steps > 0) st = finetune(p, m, 0, p->probe_steps);
+    if (!st) st = plan_build_model(p, specs, &m);
+    if (!st && p->probe_steps > 0) st = plan_finetune(p, m, 0, p->probe_steps);
     if (!st) st = fl_eval_run(p->ev, m, &pt.metric, &pt.loss);
     fl_model_free(m);
     if (st) {
@@ -295,9 +248,9 @@ static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, 
     *idx = p->n_pts++;
     p->evals++;
     char b[32];
-    progress(p, "eval %d: %s -> %s: loss %.4g (%s), predicted %.3g us/step", p->evals,
+    plan_progress(p, "eval %d: %s -> %s: loss %.4g (%s), predicted %.3g us/step", p->evals,
              changed == NONE ? "all matrices" : p->ms[changed].name,
-             changed == NONE ? "as above" : spec_str(&specs[changed], b, sizeof b), pt.loss,
+             changed == NONE ? "as above" : plan_spec_str(&specs[changed], b, sizeof b), pt.loss,
              pt.meets_budget ? "within budget" : "over budget", pt.cost.seconds * 1e6);
     return FL_OK;
 }
@@ -343,7 +296,7 @@ static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
                     st = predict(p, start, &c);
                     start[i] = keep;
                     if (st) goto done;
-                    if (better(p, &c, &base)) {
+                    if (plan_better(p, &c, &base)) {
                         cand[i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[k]};
                         any = true;
                     }
@@ -355,7 +308,7 @@ static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
             continue;
         }
         size_t idx;
-        progress(p, "seed: every matrix at relative error <= %g", taus[mid]);
+        plan_progress(p, "seed: every matrix at relative error <= %g", taus[mid]);
         if ((st = evaluate(p, cand, NONE, &idx))) goto done;
         if (p->pts[idx].meets_budget) {
             lo = mid;
@@ -387,7 +340,7 @@ static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
                 if (r >= cur_rank || r <= s->floor) continue;
                 cand[i] = (fl_mat_spec){FL_METHOD_SVD, r};
                 if ((st = predict(p, cand, &c))) return st;
-                if (!better(p, &c, &cc)) continue;
+                if (!plan_better(p, &c, &cc)) continue;
                 double saved = cc.seconds - c.seconds;
                 if (saved < 1e-15) saved = 1e-15;
                 double derr = fl_svd_error(s->svd, r) - svd_err(s, &cur[i]);
@@ -438,7 +391,7 @@ static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
             memcpy(cand, cur, p->nmat * sizeof *cand);
             cand[i] = (fl_mat_spec){FL_METHOD_CP, R};
             if ((st = predict(p, cur, &cc)) || (st = predict(p, cand, &c))) return st;
-            if (!better(p, &c, &cc)) continue;
+            if (!plan_better(p, &c, &cc)) continue;
             cp_entry *e;
             if ((st = get_cp(p, i, R, &e))) return st;
             size_t idx;
@@ -461,13 +414,13 @@ static fl_status verify_threads(fl_plan *p) {
     fl_plan_point *pt = &p->pts[p->chosen];
     if (pt->measured_seconds < 0) return FL_OK;
     fl_model *m;
-    fl_status st = build_model(p, pt->specs, &m);
+    fl_status st = plan_build_model(p, pt->specs, &m);
     if (st) return st;
     for (int t = 1; t <= p->max_threads && !st; t++) {
         if (t == pt->cost.threads) continue;
         double s;
         if ((st = fl_plan_time_model(m, p->o.batch, p->o.seq, t, p->o.verify_reps, p->o.seed, &s))) break;
-        progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
+        plan_progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
         if (s < pt->measured_seconds) {
             fl_cost c;
             if ((st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, p->prec, p->o.batch, p->o.seq, t, &c, NULL)))
@@ -485,7 +438,7 @@ static fl_status verify(fl_plan *p) {
     size_t chosen = 0;
     for (size_t i = 1; i < p->n_pts; i++)
         if (p->pts[i].meets_budget &&
-            (!p->pts[chosen].meets_budget || better(p, &p->pts[i].cost, &p->pts[chosen].cost)))
+            (!p->pts[chosen].meets_budget || plan_better(p, &p->pts[i].cost, &p->pts[chosen].cost)))
             chosen = i;
     p->chosen = chosen;
     if (p->o.verify <= 0) return FL_OK;
@@ -499,7 +452,7 @@ static fl_status verify(fl_plan *p) {
             bool taken = false;
             for (size_t j = 0; j < n; j++) taken |= pick[j] == i;
             if (!taken && p->pts[i].meets_budget &&
-                (best == NONE || better(p, &p->pts[i].cost, &p->pts[best].cost)))
+                (best == NONE || plan_better(p, &p->pts[i].cost, &p->pts[best].cost)))
                 best = i;
         }
         if (best == NONE) break;
@@ -509,12 +462,12 @@ static fl_status verify(fl_plan *p) {
     for (size_t j = 0; j < n && !st; j++) {
         fl_model *m;
         fl_plan_point *pt = &p->pts[pick[j]];
-        if ((st = build_model(p, pt->specs, &m))) break;
+        if ((st = plan_build_model(p, pt->specs, &m))) break;
         st = fl_plan_time_model(m, p->o.batch, p->o.seq, pt->cost.threads, p->o.verify_reps, p->o.seed,
                                 &pt->measured_seconds);
         fl_model_free(m);
         if (!st)
-            progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
+            plan_progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
                      pt->cost.seconds * 1e6, pt->measured_seconds * 1e6);
     }
     if (!st) {
@@ -533,133 +486,6 @@ static fl_status verify(fl_plan *p) {
 
 /* a before b in the order candidates are put to certification: the one verify() chose first, then
  * by measured latency where both were timed, else by the predicted cost. */
-static bool cert_before(const fl_plan *p, size_t a, size_t b) {
-    if (a == p->chosen || b == p->chosen) return a == p->chosen;
-    const fl_plan_point *x = &p->pts[a], *y = &p->pts[b];
-    if (x->measured_seconds >= 0 && y->measured_seconds >= 0) return x->measured_seconds < y->measured_seconds;
-    return better(p, &x->cost, &y->cost);
-}
-
-/* Certify the chosen candidate on the held-back data; pass over failing ones to the next best
- * meeting the budget on the search data (at most certify_tries); none: the input model (point 0).
- * With fine-tuning, each one tried is fine-tuned fully first and becomes the plan's model. */
-static fl_status certify(fl_plan *p) {
-    fl_plan_certificate *c = &p->cert;
-    for (size_t i = 0; i < p->n_pts; i++) {
-        p->pts[i].certified = -1;
-        p->pts[i].cert_metric = p->pts[i].cert_loss = p->pts[i].cert_se = p->pts[i].cert_bound = NAN;
-    }
-    if (!p->cev) return FL_OK;
-    c->available = 1;
-    c->confidence = p->o.confidence;
-    c->z = fl_normal_quantile(p->o.confidence);
-    c->count = fl_eval_count(p->cev);
-    c->dense_metric = fl_eval_ref_metric(p->cev);
-    size_t first = p->chosen;
-    bool *tried = fl_calloc(p->n_pts, sizeof *tried);
-    if (!tried) return fl_fail(FL_ERR_NOMEM, "out of memory certifying the plan");
-    fl_status st = FL_OK;
-    size_t win = NONE;
-    /* with fine-tuning each try is a full fine-tune: at most two keep the whole near 3 of them */
-    int tries = p->probe_steps > 0 && p->o.certify_tries > 2 ? 2 : p->o.certify_tries;
-    for (int k = 0; k < tries && win == NONE && !st; k++) {
-        size_t next = NONE;
-        for (size_t i = 1; i < p->n_pts; i++)
-            if (!tried[i] && p->pts[i].meets_budget && (next == NONE || cert_before(p, i, next))) next = i;
-        if (next == NONE) break;
-        tried[next] = true;
-        fl_plan_point *pt = &p->pts[next];
-        fl_model *m = NULL;
-        double t0 = fl_now_seconds();
-        if (!(st = build_model(p, pt->specs, &m)) && p->probe_steps > 0) {
-            progress(p, "fine-tuning candidate %zu for %d epoch(s)", next, p->o.finetune_epochs);
-            st = finetune(p, m, p->o.finetune_epochs, 0);
-            c->finetune_seconds += fl_now_seconds() - t0;
-        }
-        fl_eval_cert ec;
-        if (!st) st = fl_eval_certify(p->cev, m, c->z, &ec);
-        if (!st) {
-            c->tried++;
-            pt->cert_metric = ec.metric, pt->cert_loss = ec.loss, pt->cert_se = ec.se, pt->cert_bound = ec.bound;
-            pt->certified = ec.bound <= p->budget;
-            progress(p, "certify candidate %zu on %zu held-back %s: loss %.4g (se %.3g), %g%% bound %.4g %s %g",
-                     next, c->count, p->kind == FL_METRIC_PERPLEXITY ? "tokens" : "sequences", ec.loss, ec.se,
-                     100 * c->confidence, ec.bound, pt->certified ? "<=" : ">", p->budget);
-            if (pt->certified) {
-                win = next;
-                if (p->probe_steps > 0) p->model = m, m = NULL; /* the fine-tuned model is the plan */
-            }
-        }
-        fl_model_free(m);
-    }
-    fl_free(tried);
-    if (st) return st;
-    if (win == NONE) { /* the input model: its paired loss is 0 by definition */
-        win = 0;
-        fl_plan_point *pt = &p->pts[0];
-        pt->cert_metric = c->dense_metric, pt->cert_loss = pt->cert_se = pt->cert_bound = 0;
-        pt->certified = 0;
-        progress(p, "no compressed candidate certified within the budget (first tried: %zu); keeping the input "
-                    "model", first);
-    }
-    c->certified = win != 0;
-    p->chosen = win;
-    return FL_OK;
-}
-
-static void mark_pareto(fl_plan *p) {
-    for (size_t i = 0; i < p->n_pts; i++) {
-        const fl_plan_point *a = &p->pts[i];
-        bool dominated = false;
-        for (size_t j = 0; j < p->n_pts && !dominated; j++) {
-            const fl_plan_point *b = &p->pts[j];
-            dominated = j != i && b->cost.seconds <= a->cost.seconds && b->loss <= a->loss &&
-                        (b->cost.seconds < a->cost.seconds || b->loss < a->loss);
-        }
-        p->pts[i].pareto = !dominated;
-    }
-}
-
-static void write_reasons(fl_plan *p) {
-    const fl_mat_spec *sp = p->pts[p->chosen].specs;
-    const char *bound = p->regime == FL_REGIME_MEMORY ? "memory-bound: fewer bytes per step"
-                                                      : "compute-bound: fewer flops per step";
-    for (size_t i = 0; i < p->nmat; i++) {
-        mat_state *s = &p->ms[i];
-        char *r = p->reason[i], f[32];
-        size_t n = sizeof p->reason[i], dense = (size_t)s->rows * s->cols;
-        int len = 0;
-        switch (sp[i].method) {
-        case FL_METHOD_DENSE:
-            if (!s->svd) len = snprintf(r, n, "dense: all-zero matrix");
-            else if (s->n_ladder == 0) len = snprintf(r, n, "dense: no rank stores fewer parameters");
-            else if (s->fail.method != FL_METHOD_DENSE)
-                len = snprintf(r, n, "dense: %s already breaks the budget (loss %.4g > %.4g)",
-                               spec_str(&s->fail, f, sizeof f), s->fail_loss, p->budget);
-            else len = snprintf(r, n, "dense: no faster candidate within budget was found");
-            break;
-        case FL_METHOD_SVD: {
-            size_t np = (size_t)sp[i].rank * (s->rows + s->cols);
-            len = snprintf(r, n, "svd rank %d: %.1f%% of dense parameters, rel. error %.3g (%s)",
-                           sp[i].rank, 100.0 * np / dense, fl_svd_error(s->svd, sp[i].rank), bound);
-            break;
-        }
-        case FL_METHOD_CP: {
-            cp_entry *e = find_cp(s, sp[i].rank);
-            size_t np = (size_t)sp[i].rank * (4 + s->rows / 4 + s->cols);
-            len = snprintf(r, n, "cp rank %d: %.1f%% of dense parameters, fewer than the SVD alternative "
-                                 "within budget, rel. error %.3g (%s)",
-                           sp[i].rank, 100.0 * np / dense, e ? e->err : -1.0, bound);
-            break;
-        }
-        }
-        if (sp[i].method != FL_METHOD_DENSE && s->fail.method != FL_METHOD_DENSE && len > 0 &&
-            (size_t)len < n)
-            snprintf(r + len, n - (size_t)len, "; %s broke the budget (loss %.4g)",
-                     spec_str(&s->fail, f, sizeof f), s->fail_loss);
-    }
-}
-
 /* Dense reconstruction, SVD and rank ladder of every matrix. */
 static fl_status prepare(fl_plan *p) {
     for (size_t i = 0; i < p->nmat; i++) {
@@ -677,7 +503,7 @@ static fl_status prepare(fl_plan *p) {
         bool zero = true;
         for (size_t k = 0; k < (size_t)w->rows * w->cols && zero; k++) zero = s->dense[k] == 0.0f;
         if (zero) continue;
-        progress(p, "SVD of %s (%dx%d)", s->name, s->rows, s->cols);
+        plan_progress(p, "SVD of %s (%dx%d)", s->name, s->rows, s->cols);
         fl_status st = fl_svd_compute(s->dense, s->rows, s->cols, &s->svd);
         if (st) return st;
         const size_t full = (size_t)s->rows * s->cols;
@@ -806,12 +632,12 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     if ((st = search_seed(p, cur, cand)) || (st = search_svd(p, cur, cand))) goto done;
     if (p->regime == FL_REGIME_MEMORY && o.allow_cp && o.cp_max_iter > 0 && (st = search_cp(p, cur, cand)))
         goto done;
-    if ((st = verify(p)) || (st = certify(p))) goto done;
+    if ((st = verify(p)) || (st = plan_certify(p))) goto done;
     p->cert.search_seconds = fl_now_seconds() - t0 - p->cert.finetune_seconds;
-    mark_pareto(p);
-    write_reasons(p);
+    plan_mark_pareto(p);
+    plan_write_reasons(p);
     p->threads = p->pts[p->chosen].cost.threads;
-    if (!p->model) st = build_model(p, p->pts[p->chosen].specs, &p->model);
+    if (!p->model) st = plan_build_model(p, p->pts[p->chosen].specs, &p->model);
     if (!st && p->model) p->model->planned_threads = p->threads;
 done:
     fl_free(cur);
@@ -876,7 +702,7 @@ fl_status fl_plan_choice_at_batch(const fl_plan *p, int batch, size_t *point, fl
         fl_cost c;
         fl_status st = predict_at(p, p->pts[i].specs, batch, &c);
         if (st) return st;
-        if (best == NONE || better(p, &c, cost)) best = i, *cost = c;
+        if (best == NONE || plan_better(p, &c, cost)) best = i, *cost = c;
     }
     if (best == NONE) return fl_fail(FL_ERR_DATA, "no evaluated configuration meets the budget");
     *point = best;

@@ -1,0 +1,72 @@
+/* The planner's search state, shared by plan.c (search, verification) and plan_certify.c
+ * (certification on held-back data, Pareto marks, reasons). Internal. */
+#ifndef FL_PLAN_STATE_H
+#define FL_PLAN_STATE_H
+
+#include "plan_internal.h"
+
+#include "decomp/decomp.h"
+
+#define NONE ((size_t)-1)
+#define MAX_LADDER 64
+#define CP_TRIES 3
+
+typedef struct cp_entry {
+    int rank;
+    float *a, *b, *c; /* (4, R), (H, R), (cols, R) */
+    double err;
+} cp_entry;
+
+typedef struct mat_state {
+    char name[48];
+    int rows, cols;
+    bool gate;
+    float *dense;        /* (rows, cols) reconstruction of the source matrix */
+    fl_svd *svd;         /* NULL: all-zero matrix, stays dense */
+    int ladder[MAX_LADDER], n_ladder;
+    cp_entry *cp;
+    int n_cp;
+    int floor;           /* highest SVD rank known to break the budget (0: none) */
+    fl_mat_spec fail;    /* the last rejected target of this matrix (method DENSE: none) */
+    double fail_loss;
+} mat_state;
+
+struct fl_plan {
+    fl_arch arch;
+    size_t nmat;
+    fl_profile prof;
+    fl_plan_opts o;
+    fl_plan_metric kind;
+    double budget;
+    fl_regime regime;
+    int threads, max_threads; /* chosen thread count; the most tried when planning them */
+    fl_plan_point *pts;
+    size_t n_pts, cap_pts, chosen;
+    char (*reason)[256];
+    fl_model *model;
+    /* search state */
+    const fl_model *src;
+    fl_precision *prec; /* [nmat] the source model's precisions, which candidates keep; NULL: all f32 */
+    mat_state *ms;
+    fl_eval *ev;    /* search data */
+    fl_eval *cev;   /* certify data, or NULL */
+    int evals;
+    long probe_steps; /* fine-tuning steps per candidate (0: no fine-tuning) */
+    fl_plan_certificate cert;
+};
+
+
+/* Helpers of plan.c used by plan_certify.c. */
+void plan_progress(fl_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool plan_better(const fl_plan *p, const fl_cost *a, const fl_cost *b);
+fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out);
+fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps);
+const char *plan_spec_str(const fl_mat_spec *s, char *buf, size_t n);
+cp_entry *plan_find_cp(mat_state *s, int rank);
+
+/* plan_certify.c */
+fl_status plan_certify(fl_plan *p);
+void plan_mark_pareto(fl_plan *p);
+void plan_write_reasons(fl_plan *p);
+
+#endif
