@@ -7,7 +7,7 @@
 #   run, same weights, 1 thread, batch 1 and 16: fastlstm dense / compressed, PyTorch dense / dynamic
 #   int8, ONNX Runtime dense, oneDNN dense (LSTM part only) -> bench/apps/report.py writes the report.
 #
-#   bash bench/apps/run.sh [--quick] [--only APP[,APP]] [--cache DIR] [--out FILE] [--sweep] [--redo-timing]
+#   bash bench/apps/run.sh [--quick] [--only APP[,APP]] [--cache DIR] [--out FILE] [--sweep] [--redo-timing] [--no-timing]
 #     --quick        tiny subsets, hidden 32, 1 epoch: a smoke run of a few minutes; the report says QUICK
 #                    and its figures mean nothing (default cache ~/.cache/fastlstm/apps-quick)
 #     --only A,B     these applications only (fmnist wordlm sentiment speech babi charlm); the report
@@ -18,6 +18,7 @@
 #     --sweep        first run bench/apps/torch_train.py --hidden-sweep 64,128,256,512 for the
 #                    classifiers (the dense size is fixed before compression: see CONFIG)
 #     --redo-timing  time again (models and metrics stay cached)
+#     --no-timing    train, compress and evaluate only; time later (on a quiet machine) with --redo-timing
 #     --lengths      variable-length batches in fastlstm's timing: each batch takes the true lengths of the
 #                    first B test sequences (speech frames, text tokens; `fastlstm bench --lengths`, issue 11);
 #                    the peers still run padded to the request length. Off by default (padded everywhere).
@@ -30,9 +31,9 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/apps
 PY=/usr/bin/python3
-QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0 LENGTHS=0
+QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0 NO_TIMING=0 LENGTHS=0
 ALL_APPS="fmnist wordlm sentiment speech babi charlm"
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=${2:?--out needs a file}; shift ;;
     --sweep) SWEEP=1 ;;
     --redo-timing) REDO_TIMING=1 ;;
+    --no-timing) NO_TIMING=1 ;;
     --lengths) LENGTHS=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -236,6 +238,7 @@ EOF
   # 4. timing, on split 0's weights.
   local s0; s0=$(echo $splits | cut -d' ' -f1)
   local M=$R/$s0/dense.safetensors MC=$R/$s0/comp.safetensors
+  [ $NO_TIMING = 1 ] && return 0
   [ $REDO_TIMING = 1 ] && rm -f "$R/timing.txt"
   [ -s "$R/timing.txt" ] && return 0
   say "$app: timing (1 thread, batch $BATCHES, seq $T)"
