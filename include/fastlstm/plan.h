@@ -155,7 +155,7 @@ FL_API fl_status fl_profile_default_path(char *buf, size_t n);
 /* Pose as another machine. Any value <= 0 keeps p's own. cache_bytes becomes the capacity of the
  * last level (levels at least as large are dropped); bandwidth is the DRAM rate; cache_bandwidth the
  * rate of the last level (when 0 and the last level has none, 3 x the DRAM rate); flops sets all
- * flop rates. Any memory override drops the measured bandwidth curve. FL_ERR_ARG for NaN. */
+ * f32 flop rates and clears the int8 / bf16 ones (which then follow the f32 rates). Any memory override drops the measured bandwidth curve. FL_ERR_ARG for NaN. */
 FL_API fl_status fl_profile_override(fl_profile *p, double cache_bytes, double bandwidth,
                                      double cache_bandwidth, double flops);
 
