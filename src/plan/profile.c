@@ -222,7 +222,7 @@ static fl_status measure_all(fl_profile *p);
  * recurrent step on a model whose W_hh is stored in q (the quantized step: activations quantized per
  * step for int8, the quant kernel, then the cell update, which is subtracted), and fl_mat_apply of a
  * W_ih stored in q, both through fl_model_quantize as a planned model would be. */
-static fl_status measure_quant(fl_profile *p, fl_precision q) {
+fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q) {
     const int H = 256, maxb = 256;           /* recurrent: W_hh (1024, 256) */
     const int M = 2048, K = 1024;            /* projection: W_ih (2048, 1024), hidden 512 */
     fl_arch ra = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
@@ -446,7 +446,8 @@ static fl_status measure_all(fl_profile *p) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
-    if ((st = measure_quant(p, FL_PRECISION_BF16)) || (st = measure_quant(p, FL_PRECISION_INT8))) return st;
+    if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
+        return st;
     p->measured = 1;
     return FL_OK;
 }
