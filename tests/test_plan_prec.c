@@ -153,6 +153,71 @@ static void test_tiny_budget_refuses(void **state) {
     fl_model_free(m);
 }
 
+/* Relative deviation ||y_c - y_m|| / ||y_m|| of m stored in precisions q, on x (n, T, D): the
+ * planner's deviation metric, computed here through fl_model_quantize and the runtime. */
+static double quantized_dev(const fl_model *m, const fl_precision *q, int n, int T, const float *x) {
+    fl_model *c;
+    assert_int_equal(fl_model_quantize(m, q, &c), FL_OK);
+    const int H = fl_model_arch(m)->hidden;
+    float *y[2] = {malloc(sizeof(float) * n * T * H), malloc(sizeof(float) * n * T * H)};
+    const fl_model *ms[2] = {c, m};
+    for (int k = 0; k < 2; k++) {
+        fl_session_opts so = {.max_batch = n, .max_seq = T, .threads = 1};
+        fl_session *s;
+        assert_int_equal(fl_session_create(ms[k], &so, &s), FL_OK);
+        fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = n, .seq = T, .x = x, .y = y[k]};
+        assert_int_equal(fl_session_run(s, &io), FL_OK);
+        fl_session_free(s);
+    }
+    double num = 0, den = 0;
+    for (int i = 0; i < n * T * H; i++) num += ((double)y[0][i] - y[1][i]) * ((double)y[0][i] - y[1][i]), den += (double)y[1][i] * y[1][i];
+    free(y[0]), free(y[1]);
+    fl_model_free(c);
+    return sqrt(num / den);
+}
+
+/* Mixed precisions: a budget between one matrix in int8 and both. The losses the planner records
+ * are those of the really quantized models (the same figures computed here through
+ * fl_model_quantize and a session), and the plan keeps one matrix int8 and the other f32. */
+static void test_mixed_precisions(void **state) {
+    (void)state;
+    fl_model *m = make_model();
+    enum { N = 32, T = 16, D = 5 };
+    float *x = malloc(sizeof(float) * N * T * D);
+    fl_rng r;
+    fl_rng_seed(&r, 21);
+    for (int i = 0; i < N * T * D; i++) x[i] = (float)fl_rng_normal(&r);
+    const fl_precision both[2] = {FL_PRECISION_INT8, FL_PRECISION_INT8}, ih[2] = {FL_PRECISION_INT8, FL_PRECISION_F32},
+                       hh[2] = {FL_PRECISION_F32, FL_PRECISION_INT8};
+    const double d12 = quantized_dev(m, both, N, T, x), d1 = quantized_dev(m, ih, N, T, x),
+                 d2 = quantized_dev(m, hh, N, T, x);
+    assert_true(d1 > 0 && d2 > 0 && fmax(d1, d2) < d12);
+    fl_plan_data data = {.n = N, .seq = T, .dim = D, .x = x};
+    fl_profile p = posed();
+    fl_plan_opts o = opts(0, BIT(FL_PRECISION_INT8));
+    o.data = &data;
+    o.max_loss = 0.5 * (fmax(d1, d2) + d12);
+    fl_plan *plan;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
+    int seen = 0;
+    for (size_t k = 0; k < fl_plan_num_points(plan); k++) {
+        const fl_plan_point *pt = fl_plan_point_at(plan, k);
+        if (pt->specs[0].method != FL_METHOD_DENSE || pt->specs[1].method != FL_METHOD_DENSE) continue;
+        const double want = pt->precisions[0] == FL_PRECISION_INT8 ? (pt->precisions[1] == FL_PRECISION_INT8 ? d12 : d1)
+                                                                   : (pt->precisions[1] == FL_PRECISION_INT8 ? d2 : 0.0);
+        assert_true(fabs(pt->loss - want) <= 1e-6 * want + 1e-12);
+        seen += pt->precisions[0] != FL_PRECISION_F32 || pt->precisions[1] != FL_PRECISION_F32;
+    }
+    assert_true(seen >= 2); /* both at once (refused), then one (kept) */
+    const fl_plan_point *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
+    assert_int_equal(count_prec(ch, 2, FL_PRECISION_INT8), 1);
+    assert_int_equal(count_prec(ch, 2, FL_PRECISION_F32), 1);
+    assert_true(ch->meets_budget);
+    fl_plan_free(plan);
+    free(x);
+    fl_model_free(m);
+}
+
 /* Default options: no precision changes anywhere (the planner of before); bf16 alone when only it
  * is offered; an unknown precision bit is refused. */
 static void test_default_and_bf16(void **state) {
@@ -255,6 +320,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int8_chosen_within_budget),
         cmocka_unit_test(test_tiny_budget_refuses),
+        cmocka_unit_test(test_mixed_precisions),
         cmocka_unit_test(test_default_and_bf16),
         cmocka_unit_test(test_cli),
     };

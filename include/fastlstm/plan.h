@@ -285,12 +285,6 @@ typedef struct fl_plan_opts {
     double max_dev;            /* budget of the deviation metric (default 0.05) */
     int dev_samples;           /* random sequences for the deviation metric (default 16) */
     int allow_cp;              /* try CP for gate matrices in the memory-bound regime (default 1) */
-    unsigned precisions;       /* precisions the search may store a matrix in, as bits
-                                  (1u << FL_PRECISION_F32 | 1u << FL_PRECISION_INT8 ...), besides the
-                                  one it has in the input model; a matrix only moves to fewer bytes
-                                  per weight (f32 -> bf16 -> int8; CP factors stay f32). Default 0:
-                                  every matrix keeps the input model's precision (the planner of
-                                  before, with f32 models staying f32). Bits above INT8: FL_ERR_ARG */
     int cp_max_iter;           /* CP-ALS sweep cap during the search (default 40) */
     int max_evals;             /* cap on model evaluations (default 200) */
     int verify;                /* time this many best candidates + dense for real (default 3; 0 off) */
@@ -298,6 +292,13 @@ typedef struct fl_plan_opts {
     uint64_t seed;
     fl_plan_progress progress; /* optional progress messages (long searches) */
     void *progress_ctx;
+    unsigned precisions;       /* precisions the search may store a matrix in, as bits
+                                  (1u << FL_PRECISION_F32 | 1u << FL_PRECISION_INT8 ...), besides the
+                                  one it has in the input model; a matrix only moves to fewer bytes
+                                  per weight (f32 -> bf16 -> int8; CP factors stay f32). Default 0:
+                                  every matrix keeps the input model's precision (the planner of
+                                  before, with f32 models staying f32). Bits above INT8: FL_ERR_ARG.
+                                  Last in the struct: bindings lay it out by position */
 } fl_plan_opts;
 
 FL_API fl_plan_opts fl_plan_opts_default(void);
