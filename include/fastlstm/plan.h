@@ -84,8 +84,9 @@ typedef struct fl_profile {
      * (streamed from memory), over rec_rows_flops at batch 16: the recurrent rate scales by it for
      * a W_hh that does not fit the last level. 0: 1. */
     double rec_memory_factor;
-    /* Rates of the int8 and bf16 weight kernels (src/kernels/quant.h at the dispatched level; AVX2
-     * has no bf16 instructions, its bf16 kernel widens the weights to f32 and multiplies in f32),
+    /* Rates of the int8 and bf16 weight kernels (src/kernels/quant.h at the dispatched level; the
+     * bf16 kernels of every level widen the weights to f32 by a shift and multiply in f32, so bf16
+     * saves bytes, not flops; AVX2's int8 kernel has no VNNI), measured by fl_profile_measure and
      * indexed by fl_precision (the FL_PRECISION_F32 rows unused), one thread, cell update excluded:
      *   qrec_flops[q][k]: the recurrent step of a dense (4H, H) W_hh, H = 256 (in cache), at batch
      *     1, 4, 16, 64, 256 (k = 0..4);
@@ -140,7 +141,8 @@ FL_API fl_status fl_profile_check_machine(const fl_profile *p, const fl_machine_
  * measured capacities replace the reported ones (kept in reported_bytes). Then: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
  * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, the cell
  * update per unit, the bias pass after a non-dense input projection, and the speed of the SVD and
- * CP kernels relative to dense at batch 1 to 256. Sets OpenBLAS to one thread while measuring
+ * CP kernels relative to dense at batch 1 to 256, and the rates of the int8 and bf16 kernels
+ * (qrec_flops, qgemm_flops). Sets OpenBLAS to one thread while measuring
  * and restores its thread count after. */
 FL_API fl_status fl_profile_measure(fl_profile *p);
 

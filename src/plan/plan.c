@@ -1,5 +1,10 @@
-/* The planner: choose method and rank per weight matrix.
+/* The planner: choose method, rank and precision per weight matrix.
  *
+ * 0. Precision (plan_prec.c, only with fl_plan_opts.precisions): before step 2, matrices move to
+ *    bf16 / int8 where predicted faster and the budget allows (all at once, then one by one), each
+ *    candidate judged on the model quantized as it would be written; step 2 and 3 then search ranks
+ *    on top of those precisions (an SVD's factors are quantized too, CP stays f32), and a last pass
+ *    tries again for what is left.
  * 1. Reconstruct every weight matrix densely and compute its SVD once (decomp.h); a truncation to
  *    any rank is then cheap and its relative Frobenius error is known from the singular values.
  * 2. Seed: a uniform error tolerance tau for all matrices (each at the smallest rung with truncation
