@@ -476,6 +476,17 @@ static int count_key(const srv *s, const srv_item *h, int cap) {
     return n;
 }
 
+/* The longest of the first cap queued items that share h's key: a batch runs as long as it. */
+static int key_max_len(const srv *s, const srv_item *h, int cap) {
+    int n = 0, T = 0;
+    for (const srv_item *it = h; it && n < cap; it = it->next)
+        if (same_key(it, h)) {
+            n++;
+            if (it->len > T) T = it->len;
+        }
+    return T;
+}
+
 static void *dispatch_main(void *arg) {
     srv *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -496,7 +507,7 @@ static void *dispatch_main(void *arg) {
         srv_item *h = s->head;
         double deadline = h->job->t_arrive + 1e-6 * (double)s->o.max_delay_us;
         if (s->o.slo_ms > 0) {
-            double run = s->est[h->job->model * 2 + h->job->kind] * h->len;
+            double run = s->est[h->job->model * 2 + h->job->kind] * key_max_len(s, h, s->o.max_batch);
             double latest = h->job->t_arrive + 1e-3 * s->o.slo_ms - run;
             if (latest < deadline) deadline = latest;
         }
