@@ -332,10 +332,11 @@ def main():
             L.append("")
             continue
         c = r["cfg"]
-        L.append("Dense model: hidden %d x %d layer(s)%s, dropout %g, %d epoch(s); hidden size from the %s. Budget: %s; "
+        L.append("Dense model: hidden %d x %d layer(s)%s, dropout %g, %s; hidden size from the %s. Budget: %s; "
                  "compression %s; request length %d steps.%s" % (
                      c["hidden"], c["layers"], ", embedding %d" % c["embed"] if c["embed"] else "", c["dropout"],
-                     c["epochs"], c["hidden_source"], "%g%% perplexity" % (c["budget"] * 100) if r["lm"] else
+                     ("%d epoch(s) capped at %d training tokens (both trainers)" % (c["epochs"], c["train_tokens"])
+                      if c.get("train_tokens") else "%d epoch(s)" % c["epochs"]), c["hidden_source"], "%g%% perplexity" % (c["budget"] * 100) if r["lm"] else
                      "%g accuracy points" % c["budget"], "fine-tuned (`compress --finetune`)" if c["finetune"]
                      else "without fine-tuning", c["seq"], " Extra train options: `%s`." % c["extra"] if c["extra"] else ""))
         if c.get("lengths"):
