@@ -3,13 +3,14 @@
  * External suite: every LSTM case of ONNX's own backend node tests (Debian's libonnx-testdata:
  * model.onnx + test_data_set_0/input_k.pb / output_k.pb, TensorProtos read with the same
  * protobuf-c code): import the model with its weight inputs fed as constants, run the inputs,
- * compare with the expected outputs. test_lstm_with_peepholes passes sequence_lens, which is refused
- * (the refusal is checked); its lengths are all the full length, so without that input the node
- * computes the same, and runs as a model with LSTM extras (peepholes) to the expected outputs; that
- * model also survives save / load and export / import, and decomposition and training refuse it.
+ * compare with the expected outputs. test_lstm_with_peepholes passes sequence_lens: it is imported
+ * as the model's lengths input and run with its lengths (fl_run_io.lengths) as a model with LSTM
+ * extras (peepholes) to the expected outputs; that model also survives save / load and export /
+ * import, and decomposition and training refuse it; its sequence_lens input retyped (int64, rank 2)
+ * or fed as a constant is refused.
  * Refusals: the node test model edited through protobuf-c (unknown operator, non-default
- * activations, reverse / bidirectional, wrong hidden_size), ONNX's GRU test model, truncation at
- * every byte, flipped bytes, allocation failure at every allocation.
+ * activations, reverse, bidirectional with a forward-only W, wrong hidden_size), ONNX's GRU test
+ * model, truncation at every byte, flipped bytes, allocation failure at every allocation.
  * Export: random models (features / tokens, no / per-step / last-step head, SVD) exported, imported
  * back and run: the same outputs. (PyTorch-exported models are covered by test_onnx_torch.sh.) */
 #include <setjmp.h>
@@ -120,8 +121,15 @@ static void check_outputs(const char *name, const node_case *cp, const fl_model 
     float *y = calloc(fl_run_output_size(m, B, T), sizeof(float));
     float *hn = calloc((size_t)L * B * H, sizeof(float)), *cn = calloc((size_t)L * B * H, sizeof(float));
     const fl_onnx_tensor *h0 = info.h0[0] ? case_input(&c, info.h0) : NULL, *c0 = info.c0[0] ? case_input(&c, info.c0) : NULL;
+    const fl_onnx_tensor *lt = info.lengths[0] ? case_input(&c, info.lengths) : NULL;
+    int32_t *lens = NULL;
+    if (lt) {  // sequence_lens (int32, widened to int64 by the loader) -> fl_run_io.lengths
+        assert_true(lt->i && lt->count == (size_t)B);
+        lens = calloc((size_t)B, sizeof *lens);
+        for (int b = 0; b < B; b++) lens[b] = (int32_t)lt->i[b];
+    }
     fl_run_io io = {.layout = info.layout, .batch = B, .seq = T, .x = x->f, .h0 = h0 ? h0->f : NULL,
-                    .c0 = c0 ? c0->f : NULL, .y = y, .hn = hn, .cn = cn};
+                    .c0 = c0 ? c0->f : NULL, .y = y, .hn = hn, .cn = cn, .lengths = lens};
     assert_int_equal(fl_session_run(s, &io), FL_OK);
     size_t compared = 0;
     for (size_t k = 0; k < c.n_out; k++) {
@@ -135,6 +143,7 @@ static void check_outputs(const char *name, const node_case *cp, const fl_model 
     free(y);
     free(hn);
     free(cn);
+    free(lens);
     fl_session_free(s);
 }
 
@@ -168,23 +177,53 @@ static void expect_refusal(const void *b, size_t n, const fl_onnx_feed *f, size_
     assert_null(m);
 }
 
-/* test_lstm_with_peepholes: refused for sequence_lens; all lengths are T, so without that input the
- * node computes the same: then it runs (peepholes as LSTM extras) to the expected outputs. */
+/* The with_peepholes model with its graph input sequence_lens retyped (elem) or reshaped (rank). */
+static void refuse_lens_type(node_case *c, int elem, int rank, fl_status want, const char *needle) {
+    Onnx__TypeProto__Tensor *tt = NULL;
+    for (size_t k = 0; k < c->mp->graph->n_input; k++)
+        if (!strcmp(c->mp->graph->input[k]->name, "sequence_lens")) tt = c->mp->graph->input[k]->type->tensor_type;
+    assert_non_null(tt);
+    assert_non_null(tt->shape);
+    const int e0 = tt->elem_type;
+    const size_t r0 = tt->shape->n_dim;
+    Onnx__TensorShapeProto__Dimension *dims[2] = {tt->shape->dim[0], tt->shape->dim[0]}, **d0 = tt->shape->dim;
+    tt->elem_type = elem;
+    tt->shape->n_dim = (size_t)rank;
+    tt->shape->dim = dims;
+    size_t sz = onnx__model_proto__get_packed_size(c->mp);
+    uint8_t *buf = malloc(sz);
+    onnx__model_proto__pack(c->mp, buf);
+    tt->elem_type = e0;
+    tt->shape->n_dim = r0;
+    tt->shape->dim = d0;
+    expect_refusal(buf, sz, c->feeds, c->n_feeds, want, needle);
+    free(buf);
+}
+
+/* test_lstm_with_peepholes: sequence_lens is the lengths input, run with its lengths (peepholes as
+ * LSTM extras) to the expected outputs. */
 static void test_node_lstm_with_peepholes(void **state) {
     node_case c;
     case_load("with_peepholes", &c);
-    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds, FL_ERR_UNSUPPORTED, "sequence_lens (variable-length");
-    const fl_onnx_tensor *lens = case_input(&c, "sequence_lens"), *x = case_input(&c, "X");
-    assert_non_null(lens);
-    for (size_t k = 0; k < lens->count; k++) assert_int_equal(lens->i[k], x->shape[0]);
-    Onnx__NodeProto *n = c.mp->graph->node[0];
-    char *saved = n->input[4];
-    n->input[4] = (char *)"";
-    size_t sz = onnx__model_proto__get_packed_size(c.mp);
+    fl_model *m0;
+    fl_onnx_info info0;
+    assert_int_equal(fl_onnx_import(c.bytes, c.size, c.feeds, c.n_feeds, &m0, &info0), FL_OK);
+    assert_string_equal(info0.lengths, "sequence_lens");
+    check_outputs("with_peepholes", &c, m0, &info0);
+    fl_model_free(m0);
+    // bad sequence_lens: int64 (ONNX says int32), rank 2, a constant
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, FL_ERR_DTYPE, "sequence_lens 'sequence_lens' has element type 7, not int32");
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 2, FL_ERR_SHAPE, "has rank 2, not 1");
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, FL_ERR_DTYPE, "has element type 1");
+    const fl_onnx_tensor *lt = case_input(&c, "sequence_lens");
+    float lensf[16];
+    assert_true(lt->count <= 16);
+    for (size_t k = 0; k < lt->count; k++) lensf[k] = (float)lt->i[k];
+    c.feeds[c.n_feeds] = (fl_onnx_feed){"sequence_lens", lt->ndim, lt->shape, lensf};
+    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds + 1, FL_ERR_UNSUPPORTED, "is a constant (fastlstm takes lengths at run time");
+    size_t sz = c.size;
     uint8_t *buf = malloc(sz);
-    onnx__model_proto__pack(c.mp, buf);
-    n->input[4] = saved;
-    run_node_case_bytes("with_peepholes", &c, buf, sz);
+    memcpy(buf, c.bytes, sz);
 
     // the extras survive save / load and export / import
     fl_model *m, *loaded, *back, *d = (fl_model *)&d;
@@ -316,8 +355,8 @@ static void test_refuse_activations(void **state) {
 static void test_refuse_lstm_features(void **state) {
     edited(e_clip, FL_OK, "");          // extras: computed (values checked by test_onnx_torch.sh)
     edited(e_input_forget, FL_OK, "");
-    edited(e_reverse, FL_ERR_UNSUPPORTED, "direction 'reverse'");
-    edited(e_bidir, FL_ERR_UNSUPPORTED, "direction 'bidirectional'");
+    edited(e_reverse, FL_ERR_UNSUPPORTED, "(op LSTM): direction 'reverse' (a reverse-time LSTM on its own)");
+    edited(e_bidir, FL_ERR_SHAPE, "(op LSTM): W 'W' is not (2, ");  // a bidirectional node needs two directions' W
     edited(e_unknown_attr, FL_ERR_UNSUPPORTED, "attribute 'mystery'");
     edited(e_hidden, FL_ERR_SHAPE, "hidden_size 5");
 }

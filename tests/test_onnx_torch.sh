@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # ONNX import and export end to end, against PyTorch:
-#   tools/onnx_torch_models.py exports nn.Embedding + nn.LSTM (1-3 layers, batch_first or not,
-#   initial states, no biases) + nn.Linear (per step / last step) with random weights through
-#   torch.onnx.export (opsets 9-14), with PyTorch's outputs on random inputs. Each model goes
-#   through `fastlstm import` and `fastlstm run`: outputs and final states equal PyTorch's.
+#   tools/onnx_torch_models.py exports nn.Embedding + nn.LSTM (1-3 layers, uni- and bidirectional,
+#   batch_first or not, initial states, no biases, pack_padded_sequence lengths -> sequence_lens) +
+#   nn.Linear (per step / last step) with random weights through torch.onnx.export (opsets 9-14),
+#   with PyTorch's float64 outputs on random inputs (unsorted lengths with 1 and T). Each model goes
+#   through `fastlstm import` and `fastlstm run` (--lengths where the graph has sequence_lens):
+#   outputs and final states equal PyTorch's.
 #   `fastlstm export` of each imported model: onnx.checker.check_model accepts it, and importing it
 #   again gives the same outputs. Where onnxruntime-node is installed (optional), ONNX Runtime runs
 #   both the PyTorch and the fastlstm-exported graphs to the same outputs too.
 #   tools/onnx_ext_models.py: LSTM nodes with peepholes, clip and input_forget (which PyTorch cannot
 #   export) against a float64 NumPy implementation of the spec; exported back; decomposition refused.
-#   Modules the converter must refuse (bidirectional, GRU, no LSTM) exit 1 with the reason.
+#   Modules the converter must refuse (GRU, no LSTM, lengths with a biased or last-step head) exit 1
+#   with the reason; ONNX nodes it must refuse (tools/onnx_ext_models.py: a reverse LSTM, a
+#   bidirectional W of the wrong shape, sequence_lens of the wrong type or rank, peepholes on a
+#   bidirectional node) too.
 # Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with torch + numpy + onnx.
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
@@ -42,10 +47,11 @@ EOF
 }
 
 # run MODEL.st on the case's inputs into OUTPREFIX.{y,h,c}.npy, then name the states hn/cn
-run_case() { # st name layout states outprefix
+run_case() { # st name layout states outprefix [lengths]
     local flags=()
     [ "$3" = time ] && flags+=(--time-major)
     [ "$4" = states ] && flags+=(--h0 "$T/m/$2.h0.npy" --c0 "$T/m/$2.c0.npy")
+    [ "${6:-none}" = lengths ] && flags+=(--lengths "$T/m/$2.len.npy")
     expect 0 "$CLI" run "$1" --input "$T/m/$2.x.npy" --output "$5.y.npy" --state-out "$5" "${flags[@]}" || return 1
     mv "$5.h.npy" "$5.hn.npy" && mv "$5.c.npy" "$5.cn.npy"
 }
@@ -58,24 +64,29 @@ ort_case() { # onnx outprefix NAME=FILE.npy...: ONNX Runtime's outputs to outpre
 }
 
 n=0
-while read -r name layout states; do
+nb=0
+nl=0
+while read -r name layout states lens; do
     [ -n "$name" ] || continue
     n=$((n + 1))
     # import: PyTorch's graph
     expect 0 "$CLI" import "$T/m/$name.onnx" -o "$T/$name.st" || continue
     if [ "$layout" = time ]; then has out "time-major"; else has out "batch-major"; fi
     [ "$states" = states ] && has out "h0 'h0', c0 'c0'"
-    run_case "$T/$name.st" "$name" "$layout" "$states" "$T/$name.fl" && compare "$T/$name.fl" "$T/m/$name"
+    case "$name" in bi[0-9]* | tokbi[0-9]*) has out "bidirectional LSTM" && nb=$((nb + 1)) ;; esac
+    [ "$lens" = lengths ] && has out "lengths:    'lengths'" && nl=$((nl + 1))
+    run_case "$T/$name.st" "$name" "$layout" "$states" "$T/$name.fl" "$lens" && compare "$T/$name.fl" "$T/m/$name"
     # export -> checker -> import -> same outputs (the exported graph is batch-major; the function is the same)
     expect 0 "$CLI" export "$T/$name.st" -o "$T/$name.rt.onnx" || continue
     expect 0 "$PY" -c 'import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print("valid")' \
         "$T/$name.rt.onnx" && has out "valid"
     expect 0 "$CLI" import "$T/$name.rt.onnx" -o "$T/$name.rt.st" && has out "batch-major"
-    run_case "$T/$name.rt.st" "$name" "$layout" "$states" "$T/$name.rt" && compare "$T/$name.rt" "$T/m/$name"
+    run_case "$T/$name.rt.st" "$name" "$layout" "$states" "$T/$name.rt" "$lens" && compare "$T/$name.rt" "$T/m/$name"
     if [ "$ORT" = 1 ]; then
         # ONNX Runtime on PyTorch's graph: PyTorch's outputs
         feeds=("x=$T/m/$name.x.npy")
         [ "$states" = states ] && feeds+=("h0=$T/m/$name.h0.npy" "c0=$T/m/$name.c0.npy")
+        [ "$lens" = lengths ] && feeds+=("lengths=$T/m/$name.len.npy")
         ort_case "$T/m/$name.onnx" "$T/$name.ort" "${feeds[@]}" && compare "$T/$name.ort" "$T/m/$name"
         # ONNX Runtime on fastlstm's export (batch-major input, zero initial states): fastlstm's outputs
         expect 0 "$PY" -c 'import sys, numpy as np; x = np.load(sys.argv[1]); np.save(sys.argv[2], x if sys.argv[3] == "batch" else x.swapaxes(0, 1).copy())' \
@@ -85,7 +96,9 @@ while read -r name layout states; do
         ort_case "$T/$name.rt.onnx" "$T/$name.ortrt" "x=$T/$name.xb.npy" && compare "$T/$name.ortrt" "$T/$name.zb"
     fi
 done <"$T/m/cases.txt"
-[ "$n" -ge 7 ] || fail "only $n PyTorch cases were generated"
+[ "$n" -ge 16 ] || fail "only $n PyTorch cases were generated"
+[ "$nb" -ge 8 ] || fail "only $nb bidirectional PyTorch cases were imported"
+[ "$nl" -ge 5 ] || fail "only $nl PyTorch cases with lengths were imported"
 
 # LSTM extras PyTorch cannot export (peepholes, clip, input_forget): ONNX nodes built with onnx.helper,
 # against a float64 NumPy implementation of the ONNX spec (and ONNX Runtime when installed)

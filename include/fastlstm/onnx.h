@@ -37,11 +37,12 @@ typedef struct fl_onnx_info {
     fl_layout layout;                /* layout of the sequence input and output */
     int tokens;                      /* 1: the sequence input is token ids (embedding), 0: features */
     char input[FL_ONNX_NAME_MAX];    /* the sequence input */
-    char h0[FL_ONNX_NAME_MAX];       /* initial hidden state input, (L, B, H) */
-    char c0[FL_ONNX_NAME_MAX];       /* initial cell state input, (L, B, H) */
+    char h0[FL_ONNX_NAME_MAX];       /* initial hidden state input, (L*dirs, B, H) */
+    char c0[FL_ONNX_NAME_MAX];       /* initial cell state input, (L*dirs, B, H) */
     char y[FL_ONNX_NAME_MAX];        /* sequence (or head) output */
-    char hn[FL_ONNX_NAME_MAX];       /* final hidden state output, (L, B, H) */
-    char cn[FL_ONNX_NAME_MAX];       /* final cell state output, (L, B, H) */
+    char hn[FL_ONNX_NAME_MAX];       /* final hidden state output, (L*dirs, B, H) */
+    char cn[FL_ONNX_NAME_MAX];       /* final cell state output, (L*dirs, B, H) */
+    char lengths[FL_ONNX_NAME_MAX];  /* sequence_lens input, int32 (B): pass it as fl_run_io's lengths */
 } fl_onnx_info;
 
 /* Convert an ONNX model (serialized ModelProto, `size` bytes) into a fastlstm model. feeds: graph

@@ -22,9 +22,10 @@ typedef enum vkind {
     V_GRAPH_IN,  /* graph input not yet classified */
     V_SEQ,       /* the sequence: labelled axes; output of layer `layer` (-1: input or embedding) */
     V_LAST,      /* the sequence at its last time step: (B, F) */
-    V_STATE_IN,  /* initial state: graph input `gin`, layer `layer` (-1: the whole input) */
+    V_STATE_IN,  /* initial state: rows [layer, layer + count) of graph input `gin` (layer -1: all) */
     V_STATE_OUT, /* final state of layer `layer`, or of layers [0, count) when layer is -1 */
     V_HEAD_MM,   /* sequence times the head weight, bias not yet added */
+    V_LENS,      /* per-sequence lengths: graph input `gin` (B) of integers, or a Cast of it */
 } vkind;
 
 typedef struct value {
@@ -40,16 +41,18 @@ typedef struct value {
     int layer, count;       /* see vkind */
     bool is_c;              /* V_STATE_*: cell (1) or hidden (0) */
     bool head;              /* V_SEQ / V_LAST: the head has been applied */
-    bool has_dir;           /* V_SEQ: still carries LSTM's num_directions axis */
+    bool has_dir;           /* V_SEQ: still carries LSTM's num_directions axis (of c->dirs entries) */
     int gin;                /* V_STATE_IN: index of the graph input; V_GRAPH_IN: its own index */
     int elem;               /* V_GRAPH_IN: ONNX element type */
 } value;
 
 typedef struct lstm_layer {
     int in;
-    float *wih, *whh, *bih, *bhh; /* PyTorch order i, f, g, o; owned */
+    float *wih[2], *whh[2], *bih[2], *bhh[2]; /* per direction (forward, reverse), PyTorch order i, f, g, o; owned */
     int h_src, c_src;             /* initial states: -1 zeros, else graph input index */
-    int h_layer, c_layer;         /* the slice taken of it, -1: the whole input */
+    int h_layer, c_layer;         /* first row of the slice taken of it, -1: the whole input */
+    int h_rows, c_rows;           /* rows in that slice */
+    int lens;                     /* sequence_lens: -1 none, else graph input index */
     float *peep;                  /* (3H) ONNX's P (i, o, f), owned; NULL: none */
     float clip;                   /* 0: none */
     int input_forget;
@@ -69,6 +72,7 @@ typedef struct ctx {
     float *emb;      /* (vocab, D), owned */
     int vocab, D;
     int L, H;
+    int dirs;        /* 1, or 2 for bidirectional layers (every layer the same), 0 before the first */
     lstm_layer lay[MAX_LAYERS];
     float *head_w, *head_b; /* (V, H), (V); owned */
     int head_out;

@@ -74,6 +74,11 @@ static int norm_axis(int64_t a, int ndim) { return a < 0 ? (int)(a + ndim) : (in
 
 static bool is_labelled(vkind k) { return k == V_SEQ || k == V_LAST || k == V_STATE_OUT; }
 
+/* Entries along x's num_directions axis: the directions, times the layers for joined final states. */
+static int64_t dir_size(const ctx *c, const value *x) {
+    return (int64_t)c->dirs * (x->kind == V_STATE_OUT && x->layer < 0 ? x->count : 1);
+}
+
 /* ------------------------------------------------------------ handlers */
 
 static fl_status op_constant(ctx *c) {
@@ -135,7 +140,7 @@ static fl_status op_shape(ctx *c) {
     for (int d = 0; d < x->ndim; d++) {
         int lab = x->ax[d];
         o->sym[d] = lab < 0 && lab != AX_DIR;
-        o->sv[d] = lab == AX_DIR ? 1 : lab;
+        o->sv[d] = lab == AX_DIR ? dir_size(c, x) : lab;
     }
     return FL_OK;
 }
@@ -246,6 +251,9 @@ static fl_status op_squeeze(ctx *c) {
         if (a < 0 || a >= x->ndim || (x->ax[a] != AX_DIR && x->ax[a] != AX_TLAST))
             return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld is neither the LSTM's num_directions axis nor the "
                              "last time step", (long long)axes[k]);
+        if (x->ax[a] == AX_DIR && dir_size(c, x) != 1)
+            return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld has %lld entries (num_directions of a bidirectional LSTM): "
+                             "it cannot be squeezed", (long long)axes[k], (long long)dir_size(c, x));
         drop[a] = true;
         if (x->ax[a] == AX_TLAST) to_last = true;
     }
@@ -381,10 +389,10 @@ static fl_status op_slice(ctx *c) {
         o->ax[a] = AX_TLAST;
         return FL_OK;
     }
-    // layer l's initial state: h0[l:l+1] of an (L, B, H) graph input
+    // layer l's initial state: h0[l*dirs:(l+1)*dirs] of an (L*dirs, B, H) graph input (1 or 2 rows)
     bool state_in = (x->kind == V_GRAPH_IN && x->ndim == 3 && x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) ||
                     (x->kind == V_STATE_IN && x->layer < 0);
-    if (state_in && axis == 0 && st_[0] >= 0 && st_[0] < MAX_LAYERS && en[0] == st_[0] + 1) {
+    if (state_in && axis == 0 && st_[0] >= 0 && st_[0] < 2 * MAX_LAYERS && (en[0] == st_[0] + 1 || en[0] == st_[0] + 2)) {
         if (x->kind == V_GRAPH_IN) {
             if (c->seq_in == x->gin) return node_fail(c, FL_ERR_UNSUPPORTED, "slicing the sequence input");
             x->kind = V_STATE_IN;
@@ -396,6 +404,7 @@ static fl_status op_slice(ctx *c) {
         o->kind = V_STATE_IN;
         o->gin = gin;
         o->layer = (int)st_[0];
+        o->count = (int)(en[0] - st_[0]);
         return FL_OK;
     }
     return node_fail(c, FL_ERR_UNSUPPORTED, "slicing '%s' is not taking one layer's initial state, part of a "
@@ -463,9 +472,11 @@ static fl_status set_head(ctx *c, const value *x, const value *w, bool trans) {
     if (!w || w->kind != V_CONST || !w->c.f || w->c.ndim != 2)
         return node_fail(c, FL_ERR_UNSUPPORTED, "the weight is not a constant float matrix");
     int64_t in = trans ? w->c.shape[1] : w->c.shape[0], outn = trans ? w->c.shape[0] : w->c.shape[1];
-    if (x->ax[x->ndim - 1] != c->H || in != c->H || outn < 1 || outn > (1 << 24))
-        return node_fail(c, FL_ERR_SHAPE, "weight (%lld, %lld) does not fit hidden size %d", (long long)w->c.shape[0],
-                         (long long)w->c.shape[1], c->H);
+    const int feat = c->dirs * c->H;  // [forward, reverse] per step for bidirectional layers
+    if (x->has_dir) return node_fail(c, FL_ERR_UNSUPPORTED, "the linear layer reads the LSTM output with its num_directions axis");
+    if (x->ax[x->ndim - 1] != feat || in != feat || outn < 1 || outn > (1 << 24))
+        return node_fail(c, FL_ERR_SHAPE, "weight (%lld, %lld) does not fit the LSTM's %d output features",
+                         (long long)w->c.shape[0], (long long)w->c.shape[1], feat);
     c->head_out = (int)outn;
     c->head_w = fl_malloc(w->c.count * sizeof(float));
     c->head_b = fl_calloc((size_t)outn, sizeof(float));
@@ -527,6 +538,53 @@ static fl_status op_gemm(ctx *c) {
     return st ? st : head_out(c, x, false);
 }
 
+/* The bidirectional output joined per step: Y transposed to (T, B, dirs, H) (or (B, T, dirs, H)),
+ * then Reshape to (T, B, dirs*H) with shape [0, 0, -1] (or its sizes): [forward, reverse] features,
+ * as PyTorch's nn.LSTM output. Only the num_directions axis directly before the hidden axis can be
+ * merged into it; any other reshape would mix steps or sequences. */
+static fl_status op_reshape(ctx *c) {
+    value *x = node_input_req(c, 0, "data"), *sh = node_input_req(c, 1, "shape"), s;
+    if (!x || !sh) return FL_ERR_FORMAT;
+    if (attr_int(c, "allowzero", 0)) return node_fail(c, FL_ERR_UNSUPPORTED, "allowzero 1");
+    if (x->kind != V_SEQ || !x->has_dir || x->ndim != 4 || x->ax[2] != AX_DIR || x->ax[3] < 0)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "only the LSTM output with its num_directions axis just before the hidden "
+                         "axis, (T, B, dirs, H) or (B, T, dirs, H), can be reshaped");
+    if (!as_shape(sh, &s) || s.scalar || s.n_sv != 3)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "the target shape is not a 3-element vector");
+    const int64_t feat = dir_size(c, x) * x->ax[3];
+    for (int k = 0; k < 2; k++)  // 0 copies the axis; the same symbolic size does too
+        if (!(!s.sym[k] && s.sv[k] == 0) && !(s.sym[k] && s.sv[k] == x->ax[k]))
+            return node_fail(c, FL_ERR_UNSUPPORTED, "the target shape changes axis %d", k);
+    if (s.sym[2] || !(s.sv[2] == -1 || s.sv[2] == feat))
+        return node_fail(c, FL_ERR_UNSUPPORTED, "the last target axis is not -1 or %lld", (long long)feat);
+    value tmp = *x;
+    value *o = out0(c);
+    if (!o) return FL_ERR_FORMAT;
+    const char *name = o->name;
+    *o = tmp;
+    o->name = name;
+    o->ndim = 3;
+    o->ax[2] = (int)feat;
+    o->has_dir = false;
+    return FL_OK;
+}
+
+/* Casts between integer types of the lengths input (PyTorch writes int64 -> int32 for sequence_lens);
+ * a float sequence cast to float. Values stay the same: lengths are small. */
+static fl_status op_cast(ctx *c) {
+    value *x = node_input_req(c, 0, "input");
+    if (!x) return FL_ERR_FORMAT;
+    int64_t to = attr_int(c, "to", 0);
+    bool to_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    if (x->kind == V_GRAPH_IN && x->ndim == 1 &&
+        (x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) && to_int) {
+        x->kind = V_LENS;  // a rank-1 integer input cast to an integer type: only the lengths are used so
+    }
+    if (x->kind == V_LENS && to_int) return pass_through(c, x);
+    if (x->kind == V_SEQ && to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return pass_through(c, x);
+    return node_fail(c, FL_ERR_UNSUPPORTED, "only casting the lengths input between integer types is supported");
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 typedef struct op_entry {
@@ -539,7 +597,7 @@ static const op_entry ops[] = {
     {"Shape", op_shape},        {"Gather", op_gather},     {"Unsqueeze", op_unsqueeze}, {"Squeeze", op_squeeze},
     {"Concat", op_concat},      {"Slice", op_slice},       {"Transpose", op_transpose}, {"MatMul", op_matmul},
     {"Add", op_add},            {"Gemm", op_gemm},         {"ConstantOfShape", op_constant_of_shape},
-    {"Expand", op_expand},
+    {"Expand", op_expand},      {"Reshape", op_reshape},   {"Cast", op_cast},
 };
 
 fl_status op_dispatch(ctx *c) {
