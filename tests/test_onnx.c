@@ -457,8 +457,8 @@ static void round_trip(const fl_arch *a, bool svd) {
     assert_int_equal(info.tokens, a->vocab > 0);
     const fl_arch *b = fl_model_arch(back);
     assert_true(b->vocab == a->vocab && b->input == a->input && b->hidden == a->hidden && b->layers == a->layers &&
-                b->head == a->head && b->head_out == a->head_out);
-    const int B = 3, T = 5, L = a->layers, H = a->hidden;
+                b->head == a->head && b->head_out == a->head_out && b->bidirectional == a->bidirectional);
+    const int B = 3, T = 5, L = a->layers * (a->bidirectional ? 2 : 1), H = a->hidden;
     float *x = malloc(sizeof(float) * B * T * a->input);
     int32_t *tok = malloc(sizeof(int32_t) * B * T);
     for (int i = 0; i < B * T * a->input; i++) x[i] = (float)sin(0.37 * i);
@@ -501,6 +501,22 @@ static void test_export_round_trip(void **state) {
     round_trip(&a3, false);
     fl_arch a4 = {.input = 6, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5};
     round_trip(&a4, true);
+    // bidirectional: per-step and last-step heads, no head, SVD
+    fl_arch b1 = {.input = 4, .hidden = 5, .layers = 2, .bidirectional = 1};
+    round_trip(&b1, false);
+    fl_arch b2 = {.vocab = 9, .input = 3, .hidden = 6, .layers = 3, .head = FL_HEAD_PER_STEP, .head_out = 7, .bidirectional = 1};
+    round_trip(&b2, false);
+    fl_arch b3 = {.input = 5, .hidden = 4, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 3, .bidirectional = 1};
+    round_trip(&b3, false);
+    fl_arch b4 = {.input = 6, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5, .bidirectional = 1};
+    round_trip(&b4, true);
+    // a projection has no ONNX counterpart
+    fl_arch p1 = {.input = 4, .hidden = 8, .layers = 1, .proj = 3};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&p1, NULL, &m), FL_OK);
+    assert_int_equal(fl_onnx_export(m, tmp_path("proj.onnx")), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "projection (LSTMP, proj 3)"));
+    fl_model_free(m);
     assert_int_equal(fl_onnx_export(NULL, tmp_path("x.onnx")), FL_ERR_ARG);
 }
 
