@@ -16,8 +16,9 @@ static void usage(FILE *f) {
             "or 1, initial states, sequence_lens, default activations; peepholes, clip and input_forget on\n"
             "forward layers), with an nn.Embedding (Gather) in front and an nn.Linear (MatMul + Add or\n"
             "Gemm) behind, and the Transpose / Squeeze / Reshape / Concat / Slice / Shape / Cast plumbing\n"
-            "torch.onnx.export writes around them. Anything else is refused with the node and operator\n"
-            "named: nothing is converted into a different function. Prints how to run the result: the\n"
+            "torch.onnx.export writes around them (with pack_padded_sequence's TopK / ScatterElements sort\n"
+            "and unsort). Anything else is refused with the node and operator named: nothing is\n"
+            "converted into a different function. Prints how to run the result: the\n"
             "layout of the graph's input (run with --time-major if it is time-major) and which graph\n"
             "inputs and outputs are the initial and final states and the lengths (run with --lengths).\n\n"
             "options:\n"
@@ -32,7 +33,8 @@ static void usage(FILE *f) {
 static void print_info(const fl_model *m, const fl_onnx_info *in, const char *out) {
     const fl_arch *a = fl_model_arch(m);
     printf("imported:   opset %lld, %d %sLSTM layer%s, hidden %d, %s %d%s\n", (long long)in->opset, a->layers,
-           a->bidirectional ? "bidirectional " : "", a->layers == 1 ? "" : "s", a->hidden, a->vocab ? "embedding" : "features", a->input,
+           a->bidirectional ? "bidirectional " : "", a->layers == 1 ? "" : "s", a->hidden,
+           a->vocab ? "embedding" : "features", a->input,
            a->head == FL_HEAD_NONE ? "" : a->head == FL_HEAD_PER_STEP ? ", per-step head" : ", last-step head");
     printf("input:      '%s', %s%s\n", in->input, in->tokens ? "token ids, " : "",
            in->layout == FL_TIME_MAJOR ? "time-major (run with --time-major)" : "batch-major");

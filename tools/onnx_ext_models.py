@@ -161,6 +161,35 @@ def refusals(out, rng):
          attrs={"direction": "bidirectional"})
     case("bidir_squeeze", "(num_directions of a bidirectional LSTM): it cannot be squeezed", dirs=2, squeeze=True,
          attrs={"direction": "bidirectional"})
+
+    # PyTorch's enforce_sorted=False plumbing gone wrong: the LSTM takes the sorted batch with the
+    # unsorted lengths, or its output is never put back in the input's order
+    for name, text, sorted_lens, unsort in (
+            ("sort_lens_unsorted", "sequence_lens is not reordered by the lengths' sort but X is reordered", False, True),
+            ("sort_output_sorted", "graph output 'Y' is in the lengths' sorted order", True, False)):
+        inits = [numpy_helper.from_array(rng.uniform(-1, 1, sh).astype(np.float32), n)
+                 for n, sh in (("W", (1, 4 * H, I)), ("R", (1, 4 * H, H)), ("B", (1, 8 * H)))]
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+        nodes = [helper.make_node("Shape", ["lens"], ["nb"]),
+                 helper.make_node("TopK", ["lens", "nb"], ["lens_sorted", "order"]),
+                 helper.make_node("Gather", ["x", "order"], ["xs"], axis=1),
+                 helper.make_node("LSTM", ["xs", "W", "R", "B", "lens_sorted" if sorted_lens else "lens"], ["Y4"],
+                                  name="lstm_" + name, hidden_size=H),
+                 helper.make_node("Squeeze", ["Y4", "axis1"], ["Ys"])]
+        if unsort:
+            inits.append(numpy_helper.from_array(np.array([0], np.int64), "zero"))
+            inits.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
+            nodes += [helper.make_node("Shape", ["order"], ["no"]),
+                      helper.make_node("ConstantOfShape", ["no"], ["zeros"]),
+                      helper.make_node("ReduceProd", ["no"], ["n"], keepdims=0),
+                      helper.make_node("Range", ["zero", "n", "one"], ["iota"]),
+                      helper.make_node("ScatterElements", ["zeros", "order", "iota"], ["back"], axis=0),
+                      helper.make_node("Gather", ["Ys", "back"], ["Y"], axis=1)]
+        else:
+            nodes.append(helper.make_node("Identity", ["Ys"], ["Y"]))
+        gin = [value("x", TensorProto.FLOAT, ["T", "B", I]), value("lens", TensorProto.INT32, ["B"])]
+        save_model(out, "refuse_" + name, nodes, gin, [value("Y", TensorProto.FLOAT, None)], inits, check=False)
+        rows.append(f"refuse_{name} {text}")
     with open(f"{out}/refuse.txt", "w") as f:
         f.write("\n".join(rows) + "\n")
 

@@ -13,7 +13,8 @@ Refusal cases (modules the converter must refuse) go to OUTDIR/refuse.txt as NAM
 Cases cover 1-3 layers, uni- and bidirectional, batch_first or not, features or nn.Embedding, no
 head / per-step nn.Linear / last-step nn.Linear, initial states, an LSTM without biases, variable
 lengths (pack_padded_sequence / pad_packed_sequence, exported as LSTM's sequence_lens; the lengths
-given at run time are unsorted and include 1 and the full length), opsets 9 to 14.
+given at run time are unsorted and include 1 and the full length; exported with enforce_sorted True
+and False), opsets 9 to 14.
 """
 import os
 import sys
@@ -74,6 +75,10 @@ CASES = [
     ("bi3_time_lens_step_op12", 0, 3, False, "step0", False, 12, True, True, True),
     ("tokbi2_batch_lens_op13", 9, 2, True, "none", False, 13, True, True, True),
     ("feat2_batch_lens_op11", 0, 2, True, "none", True, 11, True, False, True),
+    # "_us": exported with enforce_sorted=False (TopK sort of the lengths, Gather, ScatterElements unsort)
+    ("bi2_batch_lens_us_states_op14", 0, 2, True, "none", True, 14, True, True, True),
+    ("tokbi1_time_lens_us_op13", 7, 1, False, "step0", False, 13, True, True, True),
+    ("feat3_time_lens_us_states_op11", 0, 3, False, "none", True, 11, True, False, True),
 ]
 
 REFUSE = [
@@ -111,8 +116,9 @@ def main(out):
             np.save(f"{out}/{name}.c0.npy", c0.numpy())
         dyn = {"x": {0: "d0", 1: "d1"}}
         kw = {}
+        net.sorted = "_us" not in name
         if lens:
-            kw = {"lengths": torch.tensor(LENGTHS_TRACE)}
+            kw = {"lengths": torch.tensor(LENGTHS_TRACE if net.sorted else LENGTHS_RUN)}
             names.append("lengths")
             dyn["lengths"] = {0: "batch"}
             if not states:

@@ -174,6 +174,8 @@ static fl_status check_output(ctx *c, size_t k, fl_onnx_info *info, int *head_ki
     const char *name = c->g->output[k]->name;
     value *v = find_value(c, name);
     if (!v) return fl_fail(FL_ERR_FORMAT, "graph output '%s' is not computed by any node", name ? name : "");
+    if (v->perm) return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' is in the lengths' sorted order, not put back in "
+                                "the input's", name);
     int b_label = c->t_label == AX_P0 ? AX_P1 : AX_P0;
     if (v->kind == V_SEQ || v->kind == V_LAST) {
         if (info->y[0]) return fl_fail(FL_ERR_UNSUPPORTED, "graph outputs '%s' and '%s' are both sequence outputs "

@@ -103,7 +103,8 @@ static void reorder(float *dst, const float *src, int H, int cols) {
 
 /* initial_h / initial_c: zeros, or rows of an (L*dirs, B, H) graph input (the whole input for one
  * layer). Layout 1 states are (B, dirs, H): the same bytes as (dirs, B, H) only when dirs is 1. */
-static fl_status initial_state(ctx *c, value *v, int layout, int dirs, const char *what, int *src, int *layer, int *rows) {
+static fl_status initial_state(ctx *c, value *v, int layout, int dirs, bool perm, const char *what, int *src,
+                               int *layer, int *rows) {
     *src = -1;
     *layer = -1;
     *rows = 0;
@@ -124,6 +125,9 @@ static fl_status initial_state(ctx *c, value *v, int layout, int dirs, const cha
     if (v->layer >= 0 && v->count != dirs)
         return node_fail(c, FL_ERR_UNSUPPORTED, "%s takes %d rows of '%s' for %d direction%s", what, v->count,
                          c->g->input[v->gin]->name, dirs, dirs > 1 ? "s" : "");
+    if (v->perm != perm)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "%s is %s by the lengths' sort but X is %s", what, v->perm ? "reordered" : "not reordered",
+                         perm ? "reordered" : "not");
     *src = v->gin;
     *layer = v->layer;
     *rows = v->count;
@@ -131,11 +135,12 @@ static fl_status initial_state(ctx *c, value *v, int layout, int dirs, const cha
 }
 
 /* sequence_lens: an int32 (B) graph input (directly or through Casts), the same for every layer. */
-static fl_status sequence_lens(ctx *c, int *lens) {
+static fl_status sequence_lens(ctx *c, bool perm, int *lens) {
     *lens = -1;
     bool named = c->node->n_input > 4 && c->node->input[4][0];
     value *v = node_input(c, 4);
     if (!named) {
+        if (perm) return node_fail(c, FL_ERR_UNSUPPORTED, "X is reordered by the lengths' sort but the node takes no sequence_lens");
         if (c->L && c->lay[0].lens >= 0)
             return node_fail(c, FL_ERR_UNSUPPORTED, "this layer has no sequence_lens but the first has (fastlstm applies "
                              "the lengths to every layer)");
@@ -156,6 +161,9 @@ static fl_status sequence_lens(ctx *c, int *lens) {
     if (c->L && c->lay[0].lens != v->gin)
         return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens '%s' differs from the first layer's (fastlstm applies one "
                          "set of lengths to every layer)", v->name);
+    if (v->perm != perm)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens is %s by the lengths' sort but X is %s",
+                         v->perm ? "reordered" : "not reordered", perm ? "reordered" : "not");
     *lens = v->gin;
     return FL_OK;
 }
@@ -202,7 +210,9 @@ fl_status op_lstm(ctx *c) {
         return node_fail(c, FL_ERR_UNSUPPORTED, "X's time and batch axes are swapped against the first layer's");
     }
     lstm_layer *ly = &c->lay[c->L];
-    st = sequence_lens(c, &ly->lens);
+    if (x->perm && x->perm_ax != b_ax)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "X was reordered by the lengths' sort along its time axis");
+    st = sequence_lens(c, x->perm, &ly->lens);
     if (st) return st;
     if (r->kind != V_CONST || !r->c.f || r->c.ndim != 3)
         return node_fail(c, FL_ERR_UNSUPPORTED, "R '%s' is not a constant float32 (dirs, 4H, H) tensor", r->name);
@@ -228,8 +238,9 @@ fl_status op_lstm(ctx *c) {
     if (!p && c->node->n_input > 7 && c->node->input[7][0]) {
         return node_fail(c, FL_ERR_FORMAT, "P is not defined");
     }
-    st = initial_state(c, node_input(c, 5), layout, dirs, "initial_h", &ly->h_src, &ly->h_layer, &ly->h_rows);
-    if (!st) st = initial_state(c, node_input(c, 6), layout, dirs, "initial_c", &ly->c_src, &ly->c_layer, &ly->c_rows);
+    const bool perm = x->perm;
+    st = initial_state(c, node_input(c, 5), layout, dirs, perm, "initial_h", &ly->h_src, &ly->h_layer, &ly->h_rows);
+    if (!st) st = initial_state(c, node_input(c, 6), layout, dirs, perm, "initial_c", &ly->c_src, &ly->c_layer, &ly->c_rows);
     if (st) return st;
     if ((c->node->n_input > 5 && c->node->input[5][0] && !node_input(c, 5)) ||
         (c->node->n_input > 6 && c->node->input[6][0] && !node_input(c, 6)))
@@ -265,6 +276,8 @@ fl_status op_lstm(ctx *c) {
         value *o = new_value(c, c->node->output[k]);
         if (!o) return FL_ERR_FORMAT;
         o->layer = layer;
+        o->perm = perm;  // outputs stay in the sorted order until gathered back
+        o->perm_ax = bl;
         if (k == 0) {
             o->kind = V_SEQ;
             o->ndim = 4;

@@ -1,6 +1,8 @@
 /* ONNX import: one handler per operator around the LSTM nodes (the plumbing exporters write:
  * Gather for the embedding, Transpose / Squeeze / Unsqueeze / Concat / Slice / Shape /
- * ConstantOfShape for layouts and zero initial states, MatMul + Add or Gemm for the head).
+ * ConstantOfShape for layouts and zero initial states, Transpose + Reshape joining a bidirectional
+ * output's directions, Cast of the lengths, MatMul + Add or Gemm for the head; the sort / unsort
+ * of packed sequences is in onnx_sort.c).
  * Each handler accepts its node only in forms whose meaning it can state exactly (see vkind in
  * onnx_graph.h) and refuses everything else, naming the node and the operator. */
 #include "onnx_graph.h"
@@ -33,13 +35,12 @@ static fl_status get_ints(ctx *c, const char *attr, size_t k, int64_t *out, int 
     return FL_OK;
 }
 
-static int64_t attr_int(ctx *c, const char *name, int64_t dflt) {
+int64_t attr_int(ctx *c, const char *name, int64_t dflt) {
     const Onnx__AttributeProto *a = node_attr(c, name);
     return a && a->has_i ? a->i : dflt;
 }
 
-/* Output 0 of the current node as a fresh value; NULL (error recorded) on failure. */
-static value *out0(ctx *c) {
+value *out0(ctx *c) {
     if (c->node->n_output < 1) {
         node_fail(c, FL_ERR_FORMAT, "no output");
         return NULL;
@@ -47,8 +48,7 @@ static value *out0(ctx *c) {
     return new_value(c, c->node->output[0]);
 }
 
-/* Copy of src named by output 0 (constants deep-copied). */
-static fl_status pass_through(ctx *c, const value *src) {
+fl_status pass_through(ctx *c, const value *src) {
     value tmp = *src;
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
@@ -126,10 +126,19 @@ static fl_status op_shape(ctx *c) {
     value *x = node_input_req(c, 0, "data");
     if (!x) return FL_ERR_FORMAT;
     if (node_attr(c, "start") || node_attr(c, "end")) return node_fail(c, FL_ERR_UNSUPPORTED, "start / end are not supported");
+    if (x->kind == V_GRAPH_IN && x->ndim == 1 &&
+        (x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64))
+        x->kind = V_LENS;  // a rank-1 integer input: only the lengths are
     if (x->kind == V_GRAPH_IN && !as_seq(c, x)) return FL_ERR_UNSUPPORTED;
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
     o->kind = V_SHAPE;
+    if (x->kind == V_LENS || x->kind == V_SORTIDX) {  // (B): the lengths' size
+        o->n_sv = 1;
+        o->sv[0] = AX_LB;
+        o->sym[0] = true;
+        return FL_OK;
+    }
     if (x->kind == V_CONST) {
         o->n_sv = x->c.ndim;
         for (int d = 0; d < x->c.ndim; d++) o->sv[d] = x->c.shape[d];
@@ -150,6 +159,7 @@ static fl_status op_gather(ctx *c) {
     if (!data || !idx) return FL_ERR_FORMAT;
     int64_t axis = attr_int(c, "axis", 0);
     value s, is;
+    if (idx->kind == V_SORTIDX || idx->kind == V_UNSORTIDX) return gather_perm(c, data, idx, axis);
     // the embedding: rows of a (vocab, D) table picked by the token ids
     if (data->kind == V_CONST && data->c.f && data->c.ndim == 2 && idx->kind == V_GRAPH_IN) {
         if (axis != 0) return node_fail(c, FL_ERR_UNSUPPORTED, "embedding lookup along axis %lld", (long long)axis);
@@ -337,6 +347,10 @@ static fl_status op_constant_of_shape(ctx *c) {
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
     o->kind = V_ZEROS;
+    o->zshape = true;
+    o->n_sv = s.n_sv;
+    memcpy(o->sv, s.sv, sizeof s.sv);
+    memcpy(o->sym, s.sym, sizeof s.sym);
     return FL_OK;
 }
 
@@ -399,10 +413,12 @@ static fl_status op_slice(ctx *c) {
             x->layer = -1;
         }
         int gin = x->gin;
+        bool perm = x->perm;
         value *o = out0(c);
         if (!o) return FL_ERR_FORMAT;
         o->kind = V_STATE_IN;
         o->gin = gin;
+        o->perm = perm;
         o->layer = (int)st_[0];
         o->count = (int)(en[0] - st_[0]);
         return FL_OK;
@@ -580,7 +596,9 @@ static fl_status op_cast(ctx *c) {
         (x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) && to_int) {
         x->kind = V_LENS;  // a rank-1 integer input cast to an integer type: only the lengths are used so
     }
-    if (x->kind == V_LENS && to_int) return pass_through(c, x);
+    if ((x->kind == V_LENS || x->kind == V_SORTIDX) && to_int) return pass_through(c, x);
+    value s;
+    if (to_int && as_shape(x, &s) && x->kind == V_SHAPE) return pass_through(c, x);
     if (x->kind == V_SEQ && to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return pass_through(c, x);
     return node_fail(c, FL_ERR_UNSUPPORTED, "only casting the lengths input between integer types is supported");
 }
@@ -597,7 +615,8 @@ static const op_entry ops[] = {
     {"Shape", op_shape},        {"Gather", op_gather},     {"Unsqueeze", op_unsqueeze}, {"Squeeze", op_squeeze},
     {"Concat", op_concat},      {"Slice", op_slice},       {"Transpose", op_transpose}, {"MatMul", op_matmul},
     {"Add", op_add},            {"Gemm", op_gemm},         {"ConstantOfShape", op_constant_of_shape},
-    {"Expand", op_expand},      {"Reshape", op_reshape},   {"Cast", op_cast},
+    {"Expand", op_expand},      {"Reshape", op_reshape},   {"Cast", op_cast},           {"TopK", op_topk},
+    {"Range", op_range},        {"ReduceProd", op_reduce_prod}, {"ScatterElements", op_scatter_elements},
 };
 
 fl_status op_dispatch(ctx *c) {
