@@ -428,6 +428,42 @@ static void test_alloc_failure(void **state) {
     }
     assert_int_equal(st, FL_OK);
     case_free(&c);
+    // a bidirectional model: export, then import, with each allocation failing in turn
+    fl_arch a = {.vocab = 7, .input = 3, .hidden = 4, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5, .bidirectional = 1};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 3), FL_OK);
+    const char *path = tmp_path("bi_alloc.onnx");
+    st = FL_ERR_NOMEM;
+    for (long k = 0; k < 100000 && st != FL_OK; k++) {
+        fl_alloc_fail_after(k);
+        st = fl_onnx_export(m, path);
+        fl_alloc_fail_after(-1);
+        if (st != FL_OK && st != FL_ERR_NOMEM) fail_msg("export, allocation %ld failing: %s (%s)", k, fl_status_str(st), fl_last_error());
+    }
+    fl_model_free(m);
+    unsigned char *b;
+    size_t n = file_read(path, &b);
+    st = FL_ERR_NOMEM;
+    for (long k = 0; k < 100000 && st != FL_OK; k++) {
+        fl_alloc_fail_after(k);
+        fl_model *back = NULL;
+        st = fl_onnx_import(b, n, NULL, 0, &back, NULL);
+        fl_alloc_fail_after(-1);
+        if (st != FL_OK && st != FL_ERR_NOMEM && st != FL_ERR_FORMAT)
+            fail_msg("import, allocation %ld failing: %s (%s)", k, fl_status_str(st), fl_last_error());
+        assert_true(st == FL_OK ? back != NULL : back == NULL);
+        if (back) assert_int_equal(fl_model_arch(back)->bidirectional, 1);
+        fl_model_free(back);
+    }
+    assert_int_equal(st, FL_OK);
+    for (size_t cut = 0; cut < n; cut++) {  // truncated: refused, never a crash
+        fl_model *back = (fl_model *)&back;
+        st = fl_onnx_import(b, cut, NULL, 0, &back, NULL);
+        if (st != FL_ERR_FORMAT && st != FL_ERR_UNSUPPORTED) fail_msg("truncated at %zu: %s (%s)", cut, fl_status_str(st), fl_last_error());
+        assert_null(back);
+    }
+    free(b);
 }
 
 /* ------------------------------------------------------------ export round trip */

@@ -274,9 +274,12 @@ static fl_status op_squeeze(ctx *c) {
     *o = tmp;
     o->name = name;
     o->ndim = 0;
-    for (int d = 0; d < tmp.ndim; d++)
-        if (!drop[d]) o->ax[o->ndim++] = tmp.ax[d];
     o->has_dir = false;
+    for (int d = 0; d < tmp.ndim; d++)
+        if (!drop[d]) {
+            o->ax[o->ndim++] = tmp.ax[d];
+            o->has_dir = o->has_dir || tmp.ax[d] == AX_DIR;
+        }
     if (to_last) {
         if (tmp.kind != V_SEQ || o->ndim != 2) return node_fail(c, FL_ERR_UNSUPPORTED, "the last step keeps extra axes");
         o->kind = V_LAST;
