@@ -57,8 +57,7 @@ typedef struct lstm_layer {
     int in;
     float *wih[2], *whh[2], *bih[2], *bhh[2]; /* per direction (forward, reverse), PyTorch order i, f, g, o; owned */
     int h_src, c_src;             /* initial states: -1 zeros, else graph input index */
-    int h_layer, c_layer;         /* first row of the slice taken of it, -1: the whole input */
-    int h_rows, c_rows;           /* rows in that slice */
+    int h_layer, c_layer;         /* first row of the slice (dirs rows) taken of it, -1: the whole input */
     int lens;                     /* sequence_lens: -1 none, else graph input index */
     float *peep;                  /* (3H) ONNX's P (i, o, f), owned; NULL: none */
     float clip;                   /* 0: none */

@@ -104,10 +104,9 @@ static void reorder(float *dst, const float *src, int H, int cols) {
 /* initial_h / initial_c: zeros, or rows of an (L*dirs, B, H) graph input (the whole input for one
  * layer). Layout 1 states are (B, dirs, H): the same bytes as (dirs, B, H) only when dirs is 1. */
 static fl_status initial_state(ctx *c, value *v, int layout, int dirs, bool perm, const char *what, int *src,
-                               int *layer, int *rows) {
+                               int *layer) {
     *src = -1;
     *layer = -1;
-    *rows = 0;
     if (!v || v->kind == V_ZEROS) return FL_OK;
     if (v->kind == V_CONST && v->c.f) {
         for (size_t k = 0; k < v->c.count; k++)
@@ -130,7 +129,6 @@ static fl_status initial_state(ctx *c, value *v, int layout, int dirs, bool perm
                          perm ? "reordered" : "not");
     *src = v->gin;
     *layer = v->layer;
-    *rows = v->count;
     return FL_OK;
 }
 
@@ -239,8 +237,8 @@ fl_status op_lstm(ctx *c) {
         return node_fail(c, FL_ERR_FORMAT, "P is not defined");
     }
     const bool perm = x->perm;
-    st = initial_state(c, node_input(c, 5), layout, dirs, perm, "initial_h", &ly->h_src, &ly->h_layer, &ly->h_rows);
-    if (!st) st = initial_state(c, node_input(c, 6), layout, dirs, perm, "initial_c", &ly->c_src, &ly->c_layer, &ly->c_rows);
+    st = initial_state(c, node_input(c, 5), layout, dirs, perm, "initial_h", &ly->h_src, &ly->h_layer);
+    if (!st) st = initial_state(c, node_input(c, 6), layout, dirs, perm, "initial_c", &ly->c_src, &ly->c_layer);
     if (st) return st;
     if ((c->node->n_input > 5 && c->node->input[5][0] && !node_input(c, 5)) ||
         (c->node->n_input > 6 && c->node->input[6][0] && !node_input(c, 6)))
