@@ -12,13 +12,15 @@ static const char *CMD = "import";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm import MODEL.onnx -o MODEL.safetensors [--feed NAME=TENSOR.pb ...]\n\n"
-            "Convert an ONNX model into a fastlstm model: LSTM nodes (forward, layout 0 or 1, initial\n"
-            "states, default activations), with an nn.Embedding (Gather) in front and an nn.Linear\n"
-            "(MatMul + Add or Gemm) behind, and the Transpose / Squeeze / Concat / Slice / Shape plumbing\n"
-            "torch.onnx.export writes around them. Anything else is refused with the node and operator\n"
-            "named: nothing is converted into a different function. Prints how to run the result: the\n"
+            "Convert an ONNX model into a fastlstm model: LSTM nodes (forward or bidirectional, layout 0\n"
+            "or 1, initial states, sequence_lens, default activations; peepholes, clip and input_forget on\n"
+            "forward layers), with an nn.Embedding (Gather) in front and an nn.Linear (MatMul + Add or\n"
+            "Gemm) behind, and the Transpose / Squeeze / Reshape / Concat / Slice / Shape / Cast plumbing\n"
+            "torch.onnx.export writes around them (with pack_padded_sequence's TopK / ScatterElements sort\n"
+            "and unsort). Anything else is refused with the node and operator named: nothing is\n"
+            "converted into a different function. Prints how to run the result: the\n"
             "layout of the graph's input (run with --time-major if it is time-major) and which graph\n"
-            "inputs and outputs are the initial and final states.\n\n"
+            "inputs and outputs are the initial and final states and the lengths (run with --lengths).\n\n"
             "options:\n"
             "  -o PATH                where to write the model (safetensors)\n"
             "  --feed NAME=FILE.pb    bind graph input NAME to a constant float32 TensorProto file (weights\n"
@@ -30,11 +32,13 @@ static void usage(FILE *f) {
 
 static void print_info(const fl_model *m, const fl_onnx_info *in, const char *out) {
     const fl_arch *a = fl_model_arch(m);
-    printf("imported:   opset %lld, %d LSTM layer%s, hidden %d, %s %d%s\n", (long long)in->opset, a->layers,
-           a->layers == 1 ? "" : "s", a->hidden, a->vocab ? "embedding" : "features", a->input,
+    printf("imported:   opset %lld, %d %sLSTM layer%s, hidden %d, %s %d%s\n", (long long)in->opset, a->layers,
+           a->bidirectional ? "bidirectional " : "", a->layers == 1 ? "" : "s", a->hidden,
+           a->vocab ? "embedding" : "features", a->input,
            a->head == FL_HEAD_NONE ? "" : a->head == FL_HEAD_PER_STEP ? ", per-step head" : ", last-step head");
     printf("input:      '%s', %s%s\n", in->input, in->tokens ? "token ids, " : "",
            in->layout == FL_TIME_MAJOR ? "time-major (run with --time-major)" : "batch-major");
+    if (in->lengths[0]) printf("lengths:    '%s' (--lengths: outputs past a length are zero)\n", in->lengths);
     if (in->h0[0] || in->c0[0]) printf("states in:  h0 '%s', c0 '%s' (--h0, --c0)\n", in->h0, in->c0);
     if (in->y[0]) printf("output:     '%s'\n", in->y);
     if (in->hn[0] || in->cn[0]) printf("states out: h_n '%s', c_n '%s' (--state-out)\n", in->hn, in->cn);

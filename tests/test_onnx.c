@@ -3,13 +3,14 @@
  * External suite: every LSTM case of ONNX's own backend node tests (Debian's libonnx-testdata:
  * model.onnx + test_data_set_0/input_k.pb / output_k.pb, TensorProtos read with the same
  * protobuf-c code): import the model with its weight inputs fed as constants, run the inputs,
- * compare with the expected outputs. test_lstm_with_peepholes passes sequence_lens, which is refused
- * (the refusal is checked); its lengths are all the full length, so without that input the node
- * computes the same, and runs as a model with LSTM extras (peepholes) to the expected outputs; that
- * model also survives save / load and export / import, and decomposition and training refuse it.
+ * compare with the expected outputs. test_lstm_with_peepholes passes sequence_lens: it is imported
+ * as the model's lengths input and run with its lengths (fl_run_io.lengths) as a model with LSTM
+ * extras (peepholes) to the expected outputs; that model also survives save / load and export /
+ * import, and decomposition and training refuse it; its sequence_lens input retyped (int64, rank 2)
+ * or fed as a constant is refused.
  * Refusals: the node test model edited through protobuf-c (unknown operator, non-default
- * activations, reverse / bidirectional, wrong hidden_size), ONNX's GRU test model, truncation at
- * every byte, flipped bytes, allocation failure at every allocation.
+ * activations, reverse, bidirectional with a forward-only W, wrong hidden_size), ONNX's GRU test
+ * model, truncation at every byte, flipped bytes, allocation failure at every allocation.
  * Export: random models (features / tokens, no / per-step / last-step head, SVD) exported, imported
  * back and run: the same outputs. (PyTorch-exported models are covered by test_onnx_torch.sh.) */
 #include <setjmp.h>
@@ -120,8 +121,15 @@ static void check_outputs(const char *name, const node_case *cp, const fl_model 
     float *y = calloc(fl_run_output_size(m, B, T), sizeof(float));
     float *hn = calloc((size_t)L * B * H, sizeof(float)), *cn = calloc((size_t)L * B * H, sizeof(float));
     const fl_onnx_tensor *h0 = info.h0[0] ? case_input(&c, info.h0) : NULL, *c0 = info.c0[0] ? case_input(&c, info.c0) : NULL;
+    const fl_onnx_tensor *lt = info.lengths[0] ? case_input(&c, info.lengths) : NULL;
+    int32_t *lens = NULL;
+    if (lt) {  // sequence_lens (int32, widened to int64 by the loader) -> fl_run_io.lengths
+        assert_true(lt->i && lt->count == (size_t)B);
+        lens = calloc((size_t)B, sizeof *lens);
+        for (int b = 0; b < B; b++) lens[b] = (int32_t)lt->i[b];
+    }
     fl_run_io io = {.layout = info.layout, .batch = B, .seq = T, .x = x->f, .h0 = h0 ? h0->f : NULL,
-                    .c0 = c0 ? c0->f : NULL, .y = y, .hn = hn, .cn = cn};
+                    .c0 = c0 ? c0->f : NULL, .y = y, .hn = hn, .cn = cn, .lengths = lens};
     assert_int_equal(fl_session_run(s, &io), FL_OK);
     size_t compared = 0;
     for (size_t k = 0; k < c.n_out; k++) {
@@ -135,6 +143,7 @@ static void check_outputs(const char *name, const node_case *cp, const fl_model 
     free(y);
     free(hn);
     free(cn);
+    free(lens);
     fl_session_free(s);
 }
 
@@ -168,23 +177,53 @@ static void expect_refusal(const void *b, size_t n, const fl_onnx_feed *f, size_
     assert_null(m);
 }
 
-/* test_lstm_with_peepholes: refused for sequence_lens; all lengths are T, so without that input the
- * node computes the same: then it runs (peepholes as LSTM extras) to the expected outputs. */
+/* The with_peepholes model with its graph input sequence_lens retyped (elem) or reshaped (rank). */
+static void refuse_lens_type(node_case *c, int elem, int rank, fl_status want, const char *needle) {
+    Onnx__TypeProto__Tensor *tt = NULL;
+    for (size_t k = 0; k < c->mp->graph->n_input; k++)
+        if (!strcmp(c->mp->graph->input[k]->name, "sequence_lens")) tt = c->mp->graph->input[k]->type->tensor_type;
+    assert_non_null(tt);
+    assert_non_null(tt->shape);
+    const int e0 = tt->elem_type;
+    const size_t r0 = tt->shape->n_dim;
+    Onnx__TensorShapeProto__Dimension *dims[2] = {tt->shape->dim[0], tt->shape->dim[0]}, **d0 = tt->shape->dim;
+    tt->elem_type = elem;
+    tt->shape->n_dim = (size_t)rank;
+    tt->shape->dim = dims;
+    size_t sz = onnx__model_proto__get_packed_size(c->mp);
+    uint8_t *buf = malloc(sz);
+    onnx__model_proto__pack(c->mp, buf);
+    tt->elem_type = e0;
+    tt->shape->n_dim = r0;
+    tt->shape->dim = d0;
+    expect_refusal(buf, sz, c->feeds, c->n_feeds, want, needle);
+    free(buf);
+}
+
+/* test_lstm_with_peepholes: sequence_lens is the lengths input, run with its lengths (peepholes as
+ * LSTM extras) to the expected outputs. */
 static void test_node_lstm_with_peepholes(void **state) {
     node_case c;
     case_load("with_peepholes", &c);
-    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds, FL_ERR_UNSUPPORTED, "sequence_lens (variable-length");
-    const fl_onnx_tensor *lens = case_input(&c, "sequence_lens"), *x = case_input(&c, "X");
-    assert_non_null(lens);
-    for (size_t k = 0; k < lens->count; k++) assert_int_equal(lens->i[k], x->shape[0]);
-    Onnx__NodeProto *n = c.mp->graph->node[0];
-    char *saved = n->input[4];
-    n->input[4] = (char *)"";
-    size_t sz = onnx__model_proto__get_packed_size(c.mp);
+    fl_model *m0;
+    fl_onnx_info info0;
+    assert_int_equal(fl_onnx_import(c.bytes, c.size, c.feeds, c.n_feeds, &m0, &info0), FL_OK);
+    assert_string_equal(info0.lengths, "sequence_lens");
+    check_outputs("with_peepholes", &c, m0, &info0);
+    fl_model_free(m0);
+    // bad sequence_lens: int64 (ONNX says int32), rank 2, a constant
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, FL_ERR_DTYPE, "sequence_lens 'sequence_lens' has element type 7, not int32");
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 2, FL_ERR_SHAPE, "has rank 2, not 1");
+    refuse_lens_type(&c, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, FL_ERR_DTYPE, "has element type 1");
+    const fl_onnx_tensor *lt = case_input(&c, "sequence_lens");
+    float lensf[16];
+    assert_true(lt->count <= 16);
+    for (size_t k = 0; k < lt->count; k++) lensf[k] = (float)lt->i[k];
+    c.feeds[c.n_feeds] = (fl_onnx_feed){"sequence_lens", lt->ndim, lt->shape, lensf};
+    expect_refusal(c.bytes, c.size, c.feeds, c.n_feeds + 1, FL_ERR_UNSUPPORTED, "is a constant (fastlstm takes lengths at run time");
+    size_t sz = c.size;
     uint8_t *buf = malloc(sz);
-    onnx__model_proto__pack(c.mp, buf);
-    n->input[4] = saved;
-    run_node_case_bytes("with_peepholes", &c, buf, sz);
+    memcpy(buf, c.bytes, sz);
 
     // the extras survive save / load and export / import
     fl_model *m, *loaded, *back, *d = (fl_model *)&d;
@@ -316,8 +355,8 @@ static void test_refuse_activations(void **state) {
 static void test_refuse_lstm_features(void **state) {
     edited(e_clip, FL_OK, "");          // extras: computed (values checked by test_onnx_torch.sh)
     edited(e_input_forget, FL_OK, "");
-    edited(e_reverse, FL_ERR_UNSUPPORTED, "direction 'reverse'");
-    edited(e_bidir, FL_ERR_UNSUPPORTED, "direction 'bidirectional'");
+    edited(e_reverse, FL_ERR_UNSUPPORTED, "(op LSTM): direction 'reverse' (a reverse-time LSTM on its own)");
+    edited(e_bidir, FL_ERR_SHAPE, "(op LSTM): W 'W' is not (2, ");  // a bidirectional node needs two directions' W
     edited(e_unknown_attr, FL_ERR_UNSUPPORTED, "attribute 'mystery'");
     edited(e_hidden, FL_ERR_SHAPE, "hidden_size 5");
 }
@@ -389,6 +428,42 @@ static void test_alloc_failure(void **state) {
     }
     assert_int_equal(st, FL_OK);
     case_free(&c);
+    // a bidirectional model: export, then import, with each allocation failing in turn
+    fl_arch a = {.vocab = 7, .input = 3, .hidden = 4, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5, .bidirectional = 1};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 3), FL_OK);
+    const char *path = tmp_path("bi_alloc.onnx");
+    st = FL_ERR_NOMEM;
+    for (long k = 0; k < 100000 && st != FL_OK; k++) {
+        fl_alloc_fail_after(k);
+        st = fl_onnx_export(m, path);
+        fl_alloc_fail_after(-1);
+        if (st != FL_OK && st != FL_ERR_NOMEM) fail_msg("export, allocation %ld failing: %s (%s)", k, fl_status_str(st), fl_last_error());
+    }
+    fl_model_free(m);
+    unsigned char *b;
+    size_t n = file_read(path, &b);
+    st = FL_ERR_NOMEM;
+    for (long k = 0; k < 100000 && st != FL_OK; k++) {
+        fl_alloc_fail_after(k);
+        fl_model *back = NULL;
+        st = fl_onnx_import(b, n, NULL, 0, &back, NULL);
+        fl_alloc_fail_after(-1);
+        if (st != FL_OK && st != FL_ERR_NOMEM && st != FL_ERR_FORMAT)
+            fail_msg("import, allocation %ld failing: %s (%s)", k, fl_status_str(st), fl_last_error());
+        assert_true(st == FL_OK ? back != NULL : back == NULL);
+        if (back) assert_int_equal(fl_model_arch(back)->bidirectional, 1);
+        fl_model_free(back);
+    }
+    assert_int_equal(st, FL_OK);
+    for (size_t cut = 0; cut < n; cut++) {  // truncated: refused, never a crash
+        fl_model *back = (fl_model *)&back;
+        st = fl_onnx_import(b, cut, NULL, 0, &back, NULL);
+        if (st != FL_ERR_FORMAT && st != FL_ERR_UNSUPPORTED) fail_msg("truncated at %zu: %s (%s)", cut, fl_status_str(st), fl_last_error());
+        assert_null(back);
+    }
+    free(b);
 }
 
 /* ------------------------------------------------------------ export round trip */
@@ -418,8 +493,8 @@ static void round_trip(const fl_arch *a, bool svd) {
     assert_int_equal(info.tokens, a->vocab > 0);
     const fl_arch *b = fl_model_arch(back);
     assert_true(b->vocab == a->vocab && b->input == a->input && b->hidden == a->hidden && b->layers == a->layers &&
-                b->head == a->head && b->head_out == a->head_out);
-    const int B = 3, T = 5, L = a->layers, H = a->hidden;
+                b->head == a->head && b->head_out == a->head_out && b->bidirectional == a->bidirectional);
+    const int B = 3, T = 5, L = a->layers * (a->bidirectional ? 2 : 1), H = a->hidden;
     float *x = malloc(sizeof(float) * B * T * a->input);
     int32_t *tok = malloc(sizeof(int32_t) * B * T);
     for (int i = 0; i < B * T * a->input; i++) x[i] = (float)sin(0.37 * i);
@@ -462,6 +537,22 @@ static void test_export_round_trip(void **state) {
     round_trip(&a3, false);
     fl_arch a4 = {.input = 6, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5};
     round_trip(&a4, true);
+    // bidirectional: per-step and last-step heads, no head, SVD
+    fl_arch b1 = {.input = 4, .hidden = 5, .layers = 2, .bidirectional = 1};
+    round_trip(&b1, false);
+    fl_arch b2 = {.vocab = 9, .input = 3, .hidden = 6, .layers = 3, .head = FL_HEAD_PER_STEP, .head_out = 7, .bidirectional = 1};
+    round_trip(&b2, false);
+    fl_arch b3 = {.input = 5, .hidden = 4, .layers = 1, .head = FL_HEAD_LAST_STEP, .head_out = 3, .bidirectional = 1};
+    round_trip(&b3, false);
+    fl_arch b4 = {.input = 6, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 5, .bidirectional = 1};
+    round_trip(&b4, true);
+    // a projection has no ONNX counterpart
+    fl_arch p1 = {.input = 4, .hidden = 8, .layers = 1, .proj = 3};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&p1, NULL, &m), FL_OK);
+    assert_int_equal(fl_onnx_export(m, tmp_path("proj.onnx")), FL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fl_last_error(), "projection (LSTMP, proj 3)"));
+    fl_model_free(m);
     assert_int_equal(fl_onnx_export(NULL, tmp_path("x.onnx")), FL_ERR_ARG);
 }
 

@@ -17,6 +17,7 @@ function readNpy(path) {
   const ab = data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
   if (descr === '<f4') return { type: 'float32', data: new Float32Array(ab), shape };
   if (descr === '<i8') return { type: 'int64', data: new BigInt64Array(ab), shape };
+  if (descr === '<i4') return { type: 'int32', data: new Int32Array(ab), shape };
   throw new Error(path + ': dtype ' + descr);
 }
 

@@ -37,16 +37,19 @@ typedef struct fl_onnx_info {
     fl_layout layout;                /* layout of the sequence input and output */
     int tokens;                      /* 1: the sequence input is token ids (embedding), 0: features */
     char input[FL_ONNX_NAME_MAX];    /* the sequence input */
-    char h0[FL_ONNX_NAME_MAX];       /* initial hidden state input, (L, B, H) */
-    char c0[FL_ONNX_NAME_MAX];       /* initial cell state input, (L, B, H) */
+    char h0[FL_ONNX_NAME_MAX];       /* initial hidden state input, (L*dirs, B, H) */
+    char c0[FL_ONNX_NAME_MAX];       /* initial cell state input, (L*dirs, B, H) */
     char y[FL_ONNX_NAME_MAX];        /* sequence (or head) output */
-    char hn[FL_ONNX_NAME_MAX];       /* final hidden state output, (L, B, H) */
-    char cn[FL_ONNX_NAME_MAX];       /* final cell state output, (L, B, H) */
+    char hn[FL_ONNX_NAME_MAX];       /* final hidden state output, (L*dirs, B, H) */
+    char cn[FL_ONNX_NAME_MAX];       /* final cell state output, (L*dirs, B, H) */
+    char lengths[FL_ONNX_NAME_MAX];  /* sequence_lens input, int32 (B): pass it as fl_run_io's lengths */
 } fl_onnx_info;
 
 /* Convert an ONNX model (serialized ModelProto, `size` bytes) into a fastlstm model. feeds: graph
  * inputs to treat as constants (may be NULL when n_feeds is 0). info: filled on success (may be
- * NULL). The caller owns *out (fl_model_free). On error *out is NULL and fl_last_error() says why:
+ * NULL). The caller owns *out (fl_model_free). A graph whose LSTM nodes take sequence_lens computes
+ * what the model computes with that input passed as fl_run_io's lengths (info->lengths names it).
+ * On error *out is NULL and fl_last_error() says why:
  * FL_ERR_FORMAT (not a valid ModelProto, a tensor whose data does not match its shape, no graph),
  * FL_ERR_UNSUPPORTED (an operator, attribute or LSTM feature the converter does not support: the
  * message names the node, its operator and the feature), FL_ERR_SHAPE (weights of inconsistent
@@ -59,8 +62,10 @@ FL_API fl_status fl_onnx_import_file(const char *path, const fl_onnx_feed *feeds
                                      fl_model **out, fl_onnx_info *info);
 
 /* Write m as an ONNX model (opset 14, IR version 7) to path: graph input "x" (B, T, D) float32 or
- * (B, T) int64 token ids, batch-major; outputs "y" (as fl_session_run's), "hn" and "cn" (L, B, H).
- * Decomposed matrices are reconstructed as dense. Errors: FL_ERR_ARG, FL_ERR_NOMEM, FL_ERR_IO. */
+ * (B, T) int64 token ids, batch-major; outputs "y" (as fl_session_run's), "hn" and "cn" (L*dirs, B,
+ * H). Bidirectional layers become direction="bidirectional" LSTM nodes. Decomposed matrices are
+ * reconstructed as dense. The graph has no lengths input. Errors: FL_ERR_ARG, FL_ERR_UNSUPPORTED (a
+ * projection, which ONNX's LSTM cannot express), FL_ERR_NOMEM, FL_ERR_IO. */
 FL_API fl_status fl_onnx_export(const fl_model *m, const char *path);
 
 /* One tensor read from a serialized ONNX TensorProto (.pb), as the ONNX test data sets store

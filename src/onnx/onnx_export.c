@@ -1,12 +1,15 @@
 /* ONNX export: fastlstm model -> ModelProto (opset 14, IR 7), packed by protobuf-c.
  *
- * The graph, for L layers of hidden size H (B batch, T steps, batch-major input "x"):
+ * The graph, for L layers of hidden size H and dirs directions (B batch, T steps, batch-major "x"):
  *   [Gather(embedding, x)] -> Transpose(1,0,2): (T, B, D)
- *   per layer l: LSTM(W_l, R_l, B_l), layout 0 -> Y (T, 1, B, H), Y_h, Y_c (1, B, H);
- *                Squeeze(Y, axis 1) -> (T, B, H), the next layer's X
- *   hn, cn = Concat(Y_h / Y_c of every layer, axis 0): (L, B, H)
- *   no head: Transpose -> y (B, T, H); per-step head: Transpose, MatMul(W^T), Add(b) -> (B, T, V);
- *   last-step head: Gather(index -1, axis 0) -> (B, H), Gemm(W, b, transB) -> (B, C).
+ *   per layer l: LSTM(W_l, R_l, B_l), layout 0 -> Y (T, dirs, B, H), Y_h, Y_c (dirs, B, H);
+ *                forward: Squeeze(Y, axis 1) -> (T, B, H); bidirectional ("direction" attribute):
+ *                Transpose(0,2,1,3) -> (T, B, 2, H), Reshape(0,0,-1) -> (T, B, 2H) = [forward,
+ *                reverse] per step, as PyTorch; the next layer's X
+ *   hn, cn = Concat(Y_h / Y_c of every layer, axis 0): (L*dirs, B, H), rows 2l + d as PyTorch
+ *   no head: Transpose -> y (B, T, dirs*H); per-step head: Transpose, MatMul(W^T), Add(b) -> (B, T, V);
+ *   last-step head: Gather(index -1, axis 0) -> (B, dirs*H), Gemm(W, b, transB) -> (B, C).
+ * A projection (LSTMP) has no ONNX LSTM counterpart: such models are refused.
  * Gates go from fastlstm's i, f, g, o to ONNX's i, o, f, c; b_ih and b_hh become B = [Wb, Rb].
  * Layout 0 with explicit transposes rather than layout 1, which not every runtime implements.
  * Every protobuf object is allocated in one arena, freed after packing. */
@@ -125,6 +128,20 @@ static Onnx__AttributeProto *attr_float(arena *a, const char *name, float v) {
     return t;
 }
 
+static Onnx__AttributeProto *attr_str(arena *a, const char *name, const char *v) {
+    Onnx__AttributeProto *t = alloc(a, sizeof *t);
+    char *d = str(a, v);
+    if (!t || !d) return NULL;
+    onnx__attribute_proto__init(t);
+    t->name = str(a, name);
+    t->has_type = 1;
+    t->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    t->has_s = 1;
+    t->s.len = strlen(v);
+    t->s.data = (uint8_t *)d;
+    return t;
+}
+
 static Onnx__AttributeProto *attr_ints(arena *a, const char *name, size_t n, const int64_t *v) {
     Onnx__AttributeProto *t = alloc(a, sizeof *t);
     int64_t *d = alloc(a, n * sizeof *d);
@@ -234,10 +251,10 @@ static void to_onnx(float *dst, const float *src, int H, int cols) {
 
 static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) {
     const fl_arch *ar = &m->arch;
-    const int L = ar->layers, H = ar->hidden, G = 4 * H, V = ar->head_out;
+    const int L = ar->layers, H = ar->hidden, G = 4 * H, V = ar->head_out, dirs = fl_arch_dirs(ar), F = dirs * H;
     gb g = {.a = a};
-    g.node = alloc(a, (size_t)(3 * L + 8) * sizeof *g.node);
-    g.init = alloc(a, (size_t)(4 * L + 6) * sizeof *g.init);
+    g.node = alloc(a, (size_t)(4 * L + 8) * sizeof *g.node);
+    g.init = alloc(a, (size_t)(4 * L + 8) * sizeof *g.init);
     if (!g.node || !g.init) return FL_ERR_NOMEM;
     char nm[8][64];
     const char *cur = "x";
@@ -248,23 +265,28 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
              (const char *[]){"x_embedded", NULL}, NULL, 0);
         cur = "x_embedded";
     }
-    int64_t perm[3] = {1, 0, 2}, one[1] = {1}, last[1] = {-1};
+    int64_t perm[3] = {1, 0, 2}, one[1] = {1}, last[1] = {-1}, join[3] = {0, 0, -1}, perm4[4] = {0, 2, 1, 3};
     node(&g, "Transpose", "to_time_major", (const char *[]){cur, NULL}, (const char *[]){"x_time_major", NULL},
          (Onnx__AttributeProto *[]){attr_ints(a, "perm", 3, perm)}, 1);
     init(&g, tensor_i64(a, "axis_1", 1, 1, one));
+    if (dirs > 1) init(&g, tensor_i64(a, "join_directions", 1, 3, join));
     cur = "x_time_major";
     const char **yh = alloc(a, (size_t)(L + 1) * sizeof *yh), **yc = alloc(a, (size_t)(L + 1) * sizeof *yc);
     if (!yh || !yc) return FL_ERR_NOMEM;
     for (int l = 0; l < L; l++) {
-        const int in = l ? H : ar->input;
-        float *wih = dense(a, m, 2 * (size_t)l), *whh = dense(a, m, 2 * (size_t)l + 1);
-        float *w = alloc(a, (size_t)G * in * sizeof(float)), *r = alloc(a, (size_t)G * H * sizeof(float));
-        float *b = alloc(a, 2 * (size_t)G * sizeof(float));
-        if (!wih || !whh || !w || !r || !b) return FL_ERR_NOMEM;
-        to_onnx(w, wih, H, in);
-        to_onnx(r, whh, H, H);
-        to_onnx(b, m->layer[l].b_ih, H, 1);
-        to_onnx(b + G, m->layer[l].b_hh, H, 1);
+        const int in = l ? F : ar->input;
+        float *w = alloc(a, (size_t)dirs * G * in * sizeof(float)), *r = alloc(a, (size_t)dirs * G * H * sizeof(float));
+        float *b = alloc(a, (size_t)dirs * 2 * G * sizeof(float));
+        if (!w || !r || !b) return FL_ERR_NOMEM;
+        for (int d = 0; d < dirs; d++) {  // matrices (l*dirs + d)*2 (+1): weight_ih, weight_hh (no projection)
+            const size_t k = (size_t)l * dirs + (size_t)d;
+            float *wih = dense(a, m, 2 * k), *whh = dense(a, m, 2 * k + 1);
+            if (!wih || !whh) return FL_ERR_NOMEM;
+            to_onnx(w + (size_t)d * G * in, wih, H, in);
+            to_onnx(r + (size_t)d * G * H, whh, H, H);
+            to_onnx(b + (size_t)d * 2 * G, m->layer[k].b_ih, H, 1);
+            to_onnx(b + (size_t)d * 2 * G + G, m->layer[k].b_hh, H, 1);
+        }
         snprintf(nm[0], 64, "W_l%d", l);
         snprintf(nm[1], 64, "R_l%d", l);
         snprintf(nm[2], 64, "B_l%d", l);
@@ -273,12 +295,13 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
         snprintf(nm[5], 64, "Y_h_l%d", l);
         snprintf(nm[6], 64, "Y_c_l%d", l);
         snprintf(nm[7], 64, "h_l%d", l);
-        init(&g, tensor_f(a, nm[0], 3, (int64_t[]){1, G, in}, w));
-        init(&g, tensor_f(a, nm[1], 3, (int64_t[]){1, G, H}, r));
-        init(&g, tensor_f(a, nm[2], 2, (int64_t[]){1, 2 * G}, b));
-        const fl_lstm_ext *e = m->ext;
-        Onnx__AttributeProto *at[3] = {attr_int(a, "hidden_size", H)};
+        init(&g, tensor_f(a, nm[0], 3, (int64_t[]){dirs, G, in}, w));
+        init(&g, tensor_f(a, nm[1], 3, (int64_t[]){dirs, G, H}, r));
+        init(&g, tensor_f(a, nm[2], 2, (int64_t[]){dirs, 2 * G}, b));
+        const fl_lstm_ext *e = m->ext;  // extras exist on forward models only (lstm_ext.h)
+        Onnx__AttributeProto *at[4] = {attr_int(a, "hidden_size", H)};
         size_t nat = 1;
+        if (dirs > 1) at[nat++] = attr_str(a, "direction", "bidirectional");
         char pname[64];
         snprintf(pname, sizeof pname, "P_l%d", l);
         if (e) {  // LSTM extras: peepholes as P, clip and input_forget as attributes
@@ -288,7 +311,15 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
         }
         node(&g, "LSTM", nm[3], (const char *[]){cur, nm[0], nm[1], nm[2], e ? "" : NULL, "", "", pname, NULL},
              (const char *[]){nm[4], nm[5], nm[6], NULL}, at, nat);
-        node(&g, "Squeeze", nm[7], (const char *[]){nm[4], "axis_1", NULL}, (const char *[]){nm[7], NULL}, NULL, 0);
+        if (dirs == 1) {
+            node(&g, "Squeeze", nm[7], (const char *[]){nm[4], "axis_1", NULL}, (const char *[]){nm[7], NULL}, NULL, 0);
+        } else {
+            char tn[64];
+            snprintf(tn, sizeof tn, "Y_steps_l%d", l);
+            node(&g, "Transpose", tn, (const char *[]){nm[4], NULL}, (const char *[]){tn, NULL},
+                 (Onnx__AttributeProto *[]){attr_ints(a, "perm", 4, perm4)}, 1);
+            node(&g, "Reshape", nm[7], (const char *[]){tn, "join_directions", NULL}, (const char *[]){nm[7], NULL}, NULL, 0);
+        }
         yh[l] = str(a, nm[5]);
         yc[l] = str(a, nm[6]);
         cur = str(a, nm[7]);
@@ -301,22 +332,22 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
         node(&g, "Transpose", "to_batch_major", (const char *[]){cur, NULL}, (const char *[]){"y", NULL},
              (Onnx__AttributeProto *[]){attr_ints(a, "perm", 3, perm)}, 1);
     } else {
-        float *hw = dense(a, m, 2 * (size_t)L);
+        float *hw = dense(a, m, 2 * (size_t)L * dirs);
         if (!hw) return FL_ERR_NOMEM;
         init(&g, tensor_f(a, "head.bias", 1, (int64_t[]){V}, m->head_b));
         if (ar->head == FL_HEAD_PER_STEP) {
-            float *wt = alloc(a, (size_t)V * H * sizeof(float));  // (H, V) for MatMul
+            float *wt = alloc(a, (size_t)V * F * sizeof(float));  // (dirs*H, V) for MatMul
             if (!wt) return FL_ERR_NOMEM;
             for (int v = 0; v < V; v++)
-                for (int h = 0; h < H; h++) wt[(size_t)h * V + v] = hw[(size_t)v * H + h];
-            init(&g, tensor_f(a, "head.weight_t", 2, (int64_t[]){H, V}, wt));
+                for (int h = 0; h < F; h++) wt[(size_t)h * V + v] = hw[(size_t)v * F + h];
+            init(&g, tensor_f(a, "head.weight_t", 2, (int64_t[]){F, V}, wt));
             node(&g, "Transpose", "to_batch_major", (const char *[]){cur, NULL}, (const char *[]){"h_batch_major", NULL},
                  (Onnx__AttributeProto *[]){attr_ints(a, "perm", 3, perm)}, 1);
             node(&g, "MatMul", "head_matmul", (const char *[]){"h_batch_major", "head.weight_t", NULL},
                  (const char *[]){"head_mm", NULL}, NULL, 0);
             node(&g, "Add", "head_bias", (const char *[]){"head_mm", "head.bias", NULL}, (const char *[]){"y", NULL}, NULL, 0);
         } else {
-            init(&g, tensor_f(a, "head.weight", 2, (int64_t[]){V, H}, hw));
+            init(&g, tensor_f(a, "head.weight", 2, (int64_t[]){V, F}, hw));
             init(&g, tensor_i64(a, "last_step", 0, 1, last));
             node(&g, "Gather", "last_step", (const char *[]){cur, "last_step", NULL}, (const char *[]){"h_last", NULL},
                  (Onnx__AttributeProto *[]){attr_int(a, "axis", 0)}, 1);
@@ -330,11 +361,11 @@ static fl_status build_graph(arena *a, const fl_model *m, Onnx__GraphProto *gp) 
     if (!gi || !go) return FL_ERR_NOMEM;
     if (ar->vocab > 0) gi[0] = vinfo(a, "x", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 2, (int64_t[]){0, 0}, bt);
     else gi[0] = vinfo(a, "x", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){0, 0, ar->input}, bt);
-    int yout = ar->head == FL_HEAD_NONE ? H : V;
+    int yout = ar->head == FL_HEAD_NONE ? F : V;
     if (ar->head == FL_HEAD_LAST_STEP) go[0] = vinfo(a, "y", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, (int64_t[]){0, V}, bc);
     else go[0] = vinfo(a, "y", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){0, 0, yout}, bt);
-    go[1] = vinfo(a, "hn", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){L, 0, H}, lbh);
-    go[2] = vinfo(a, "cn", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){L, 0, H}, lbh);
+    go[1] = vinfo(a, "hn", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){(int64_t)L * dirs, 0, H}, lbh);
+    go[2] = vinfo(a, "cn", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (int64_t[]){(int64_t)L * dirs, 0, H}, lbh);
     if (a->failed || !gi[0] || !go[0] || !go[1] || !go[2]) return FL_ERR_NOMEM;
     gp->name = str(a, "fastlstm");
     gp->n_node = g.n_node;
@@ -366,6 +397,9 @@ static fl_status write_atomic(const char *path, const uint8_t *buf, size_t n) {
 
 fl_status fl_onnx_export(const fl_model *m, const char *path) {
     if (!m || !path) return fl_fail(FL_ERR_ARG, "fl_onnx_export: NULL argument");
+    if (m->arch.proj > 0)
+        return fl_fail(FL_ERR_UNSUPPORTED, "fl_onnx_export: the model has a projection (LSTMP, proj %d), which ONNX's "
+                       "LSTM operator cannot express", m->arch.proj);
     arena a = {0};
     Onnx__ModelProto mp;
     Onnx__GraphProto gp;

@@ -174,6 +174,8 @@ static fl_status check_output(ctx *c, size_t k, fl_onnx_info *info, int *head_ki
     const char *name = c->g->output[k]->name;
     value *v = find_value(c, name);
     if (!v) return fl_fail(FL_ERR_FORMAT, "graph output '%s' is not computed by any node", name ? name : "");
+    if (v->perm) return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' is in the lengths' sorted order, not put back in "
+                                "the input's", name);
     int b_label = c->t_label == AX_P0 ? AX_P1 : AX_P0;
     if (v->kind == V_SEQ || v->kind == V_LAST) {
         if (info->y[0]) return fl_fail(FL_ERR_UNSUPPORTED, "graph outputs '%s' and '%s' are both sequence outputs "
@@ -181,6 +183,9 @@ static fl_status check_output(ctx *c, size_t k, fl_onnx_info *info, int *head_ki
         bool top = v->head || (v->layer == c->L - 1 && !c->head_w);
         if (!top) return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' is not the model's output (the %s)", name,
                                  c->head_w ? "head's output" : "top LSTM layer's output");
+        if (v->has_dir && c->dirs > 1)
+            return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' keeps the bidirectional LSTM's num_directions axis "
+                           "(fastlstm's output joins the directions per step: [forward, reverse])", name);
         int ax[MAX_AX], n = 0;
         for (int d = 0; d < v->ndim; d++)
             if (v->ax[d] != AX_DIR) ax[n++] = v->ax[d];
@@ -205,9 +210,9 @@ static fl_status check_output(ctx *c, size_t k, fl_onnx_info *info, int *head_ki
         bool all = (v->layer < 0 && v->count == c->L) || (v->layer == 0 && c->L == 1);
         if (!all) return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' holds the final state of some layers only "
                                  "(fastlstm returns all %d)", name, c->L);
-        // (L, B, H), or (B, 1, H) for one layer: the same bytes
+        // (L*dirs, B, H), or (B, 1, H) for one forward layer: the same bytes
         bool ok = v->ndim == 3 && ((v->ax[0] == AX_DIR && v->ax[1] == b_label) ||
-                                   (c->L == 1 && v->ax[0] == b_label && v->ax[1] == AX_DIR));
+                                   (c->L == 1 && c->dirs == 1 && v->ax[0] == b_label && v->ax[1] == AX_DIR));
         if (!ok) return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' has an axis order fastlstm does not produce", name);
         char *dst = v->is_c ? info->cn : info->hn;
         if (dst[0]) return fl_fail(FL_ERR_UNSUPPORTED, "graph outputs '%s' and '%s' are the same state", dst, name);
@@ -217,8 +222,8 @@ static fl_status check_output(ctx *c, size_t k, fl_onnx_info *info, int *head_ki
     return fl_fail(FL_ERR_UNSUPPORTED, "graph output '%s' is neither the model's output nor its final state", name);
 }
 
-/* Initial states: every layer from zeros, or every layer l from slice l of the same graph input
- * (the whole input when there is one layer), as fl_run_io's h0 / c0 give them. */
+/* Initial states: every layer from zeros, or every layer l from rows [l*dirs, (l+1)*dirs) of the same
+ * graph input (the whole input when there is one layer), as fl_run_io's h0 / c0 give them. */
 static fl_status check_states(ctx *c, fl_onnx_info *info) {
     for (int pass = 0; pass < 2; pass++) {
         const char *what = pass ? "initial_c" : "initial_h";
@@ -229,14 +234,32 @@ static fl_status check_states(ctx *c, fl_onnx_info *info) {
                 return fl_fail(FL_ERR_UNSUPPORTED, "LSTM layer %d takes %s from %s but layer 0 from %s (fastlstm "
                                "takes every layer's initial state from one (L, B, H) input, or zeros)", l, what,
                                s < 0 ? "zeros" : c->g->input[s]->name, src < 0 ? "zeros" : c->g->input[src]->name);
-            if (s >= 0 && !(sl == l || (sl < 0 && c->L == 1)))
-                return fl_fail(FL_ERR_UNSUPPORTED, "LSTM layer %d takes %s from a slice of '%s' other than [%d]", l,
-                               what, c->g->input[s]->name, l);
+            if (s >= 0 && !(sl == l * c->dirs || (sl < 0 && c->L == 1)))
+                return fl_fail(FL_ERR_UNSUPPORTED, "LSTM layer %d takes %s from a slice of '%s' other than [%d:%d]", l,
+                               what, c->g->input[s]->name, l * c->dirs, (l + 1) * c->dirs);
         }
         if (src >= 0) snprintf(pass ? info->c0 : info->h0, FL_ONNX_NAME_MAX, "%s", c->g->input[src]->name);
     }
     if (info->h0[0] && !strcmp(info->h0, info->c0))
         return fl_fail(FL_ERR_UNSUPPORTED, "graph input '%s' is both initial_h and initial_c", info->h0);
+    return FL_OK;
+}
+
+/* sequence_lens: fl_run_io's lengths give the graph's function as long as the per-step outputs are
+ * zero past each length in both (no head, or a head without bias) and a last-step head reads the
+ * same step (the graph's Y[T-1] is zero for a short sequence; fastlstm reads its last valid step). */
+static fl_status check_lengths(ctx *c, int head_kind, fl_onnx_info *info) {
+    int g = c->lay[0].lens;
+    if (g < 0) return FL_OK;
+    const char *name = c->g->input[g]->name;
+    if (head_kind == FL_HEAD_LAST_STEP)
+        return fl_fail(FL_ERR_UNSUPPORTED, "sequence_lens '%s' with a head on the last time step: the graph reads step T-1, "
+                       "zero for a shorter sequence, where fastlstm reads each sequence's last valid step", name);
+    for (int k = 0; head_kind == FL_HEAD_PER_STEP && k < c->head_out; k++)
+        if (c->head_b[k] != 0.0f)
+            return fl_fail(FL_ERR_UNSUPPORTED, "sequence_lens '%s' with a per-step head that has a bias: the graph's "
+                           "outputs past a sequence's length are the bias, fastlstm's are zero", name);
+    snprintf(info->lengths, sizeof info->lengths, "%s", name);
     return FL_OK;
 }
 
@@ -254,21 +277,24 @@ static fl_status build_model(ctx *c, int head_kind, fl_model **out) {
     a.layers = c->L;
     a.head = (fl_head_kind)head_kind;
     a.head_out = head_kind == FL_HEAD_NONE ? 0 : c->head_out;
+    a.bidirectional = c->dirs > 1;
     fl_model *m;
     fl_status st = fl_model_create(&a, NULL, &m);
     if (st) return st;
     char name[64];
     if (c->tokens) copy_mat(m, "embedding.weight", c->emb);
-    for (int l = 0; l < c->L; l++) {
-        snprintf(name, sizeof name, "lstm.weight_ih_l%d", l);
-        copy_mat(m, name, c->lay[l].wih);
-        snprintf(name, sizeof name, "lstm.weight_hh_l%d", l);
-        copy_mat(m, name, c->lay[l].whh);
-        snprintf(name, sizeof name, "lstm.bias_ih_l%d", l);
-        copy_mat(m, name, c->lay[l].bih);
-        snprintf(name, sizeof name, "lstm.bias_hh_l%d", l);
-        copy_mat(m, name, c->lay[l].bhh);
-    }
+    for (int l = 0; l < c->L; l++)
+        for (int d = 0; d < c->dirs; d++) {
+            const char *sfx = d ? "_reverse" : "";
+            snprintf(name, sizeof name, "lstm.weight_ih_l%d%s", l, sfx);
+            copy_mat(m, name, c->lay[l].wih[d]);
+            snprintf(name, sizeof name, "lstm.weight_hh_l%d%s", l, sfx);
+            copy_mat(m, name, c->lay[l].whh[d]);
+            snprintf(name, sizeof name, "lstm.bias_ih_l%d%s", l, sfx);
+            copy_mat(m, name, c->lay[l].bih[d]);
+            snprintf(name, sizeof name, "lstm.bias_hh_l%d%s", l, sfx);
+            copy_mat(m, name, c->lay[l].bhh[d]);
+        }
     if (head_kind != FL_HEAD_NONE) {
         copy_mat(m, "head.weight", c->head_w);
         copy_mat(m, "head.bias", c->head_b);
@@ -330,6 +356,7 @@ static fl_status convert(ctx *c, const fl_onnx_feed *feeds, size_t n_feeds, fl_m
     }
     if (!info->y[0] && !info->hn[0] && !info->cn[0]) return fl_fail(FL_ERR_UNSUPPORTED, "the graph has no output");
     st = check_states(c, info);
+    if (!st) st = check_lengths(c, head_kind, info);
     if (st) return st;
     return build_model(c, head_kind, out);
 }
@@ -338,10 +365,12 @@ static void ctx_clear(ctx *c) {
     for (size_t i = 0; i < c->n; i++) fl_onnx_const_clear(&c->v[i].c);
     fl_free(c->v);
     for (int l = 0; l < MAX_LAYERS; l++) {
-        fl_free(c->lay[l].wih);
-        fl_free(c->lay[l].whh);
-        fl_free(c->lay[l].bih);
-        fl_free(c->lay[l].bhh);
+        for (int d = 0; d < 2; d++) {
+            fl_free(c->lay[l].wih[d]);
+            fl_free(c->lay[l].whh[d]);
+            fl_free(c->lay[l].bih[d]);
+            fl_free(c->lay[l].bhh[d]);
+        }
         fl_free(c->lay[l].peep);
     }
     fl_free(c->emb);

@@ -3,10 +3,14 @@
  * ONNX: X (T, B, I) for layout 0, (B, T, I) for layout 1; W (dirs, 4H, I) and R (dirs, 4H, H) with
  * the gates stacked i, o, f, c; B (dirs, 8H) = [Wb, Rb]; Y (T, dirs, B, H) or (B, T, dirs, H);
  * Y_h, Y_c (dirs, B, H) or (B, dirs, H). fastlstm (like PyTorch) stacks the gates i, f, g, o, with
- * b_ih = Wb and b_hh = Rb. Supported: forward direction, both layouts, initial_h / initial_c
- * (zeros or an (L, B, H) graph input), the default activations, and as LSTM extras (lstm_ext.h:
- * inference only) peepholes P, clip and input_forget. Refused with the feature's name: reverse and
- * bidirectional directions, sequence_lens, other activations. */
+ * b_ih = Wb and b_hh = Rb; direction 0 is forward, 1 reverse (PyTorch's "_reverse" weights).
+ * Supported: forward and bidirectional directions (every layer the same), both layouts,
+ * initial_h / initial_c (zeros or rows of an (L*dirs, B, H) graph input), sequence_lens (an int32
+ * graph input, fl_run_io's lengths at run time: ONNX and fastlstm agree on padded steps, final
+ * states and where the reverse direction starts), the default activations, and as LSTM extras
+ * (lstm_ext.h: inference, forward layers only) peepholes P, clip and input_forget. Refused with the
+ * feature's name: direction "reverse" alone (fastlstm runs reverse time only as the second half of
+ * a bidirectional layer), other activations, a constant sequence_lens. */
 #include "onnx_graph.h"
 
 #include <math.h>
@@ -20,27 +24,35 @@ static bool is_str(const Onnx__AttributeProto *a, size_t k, const char *s) {
     return k < a->n_strings && a->strings[k].len == strlen(s) && !memcmp(a->strings[k].data, s, a->strings[k].len);
 }
 
+/* The direction attribute: *dirs 1 (forward) or 2 (bidirectional). */
+static fl_status lstm_direction(ctx *c, int *dirs) {
+    *dirs = 1;
+    const Onnx__AttributeProto *a = node_attr(c, "direction");
+    if (!a || (a->s.len == 7 && !memcmp(a->s.data, "forward", 7))) return FL_OK;
+    if (a->s.len == 13 && !memcmp(a->s.data, "bidirectional", 13)) {
+        *dirs = 2;
+        return FL_OK;
+    }
+    if (a->s.len == 7 && !memcmp(a->s.data, "reverse", 7))
+        return node_fail(c, FL_ERR_UNSUPPORTED, "direction 'reverse' (a reverse-time LSTM on its own) is not supported: "
+                         "fastlstm runs reverse time only as the second half of a bidirectional layer");
+    return node_fail(c, FL_ERR_FORMAT, "unknown direction '%.*s'", (int)a->s.len, (const char *)a->s.data);
+}
+
 /* Check the attributes; sets *layout and *dirs. */
 static fl_status lstm_attrs(ctx *c, int *layout, int *dirs, float *clip, int *input_forget) {
     *layout = 0;
-    *dirs = 1;
     *clip = 0.0f;
     *input_forget = 0;
+    fl_status st = lstm_direction(c, dirs);
+    if (st) return st;
     for (size_t i = 0; i < c->node->n_attribute; i++) {
         const Onnx__AttributeProto *a = c->node->attribute[i];
         const char *n = a->name ? a->name : "";
-        if (!strcmp(n, "hidden_size")) continue;  // checked against R's shape
+        if (!strcmp(n, "hidden_size") || !strcmp(n, "direction")) continue;  // R's shape; lstm_direction
         if (!strcmp(n, "layout")) {
             if (a->i != 0 && a->i != 1) return node_fail(c, FL_ERR_FORMAT, "layout %lld", (long long)a->i);
             *layout = (int)a->i;
-        } else if (!strcmp(n, "direction")) {
-            if (a->s.len == 7 && !memcmp(a->s.data, "forward", 7)) *dirs = 1;
-            else if (a->s.len == 7 && !memcmp(a->s.data, "reverse", 7))
-                return node_fail(c, FL_ERR_UNSUPPORTED, "direction 'reverse' (reverse-time LSTM layers) is not supported");
-            else if (a->s.len == 13 && !memcmp(a->s.data, "bidirectional", 13))
-                return node_fail(c, FL_ERR_UNSUPPORTED, "direction 'bidirectional' (bidirectional LSTM layers) is not "
-                                 "supported yet");
-            else return node_fail(c, FL_ERR_FORMAT, "unknown direction '%.*s'", (int)a->s.len, (const char *)a->s.data);
         } else if (!strcmp(n, "activations")) {
             bool dflt = a->n_strings == 3 * (size_t)*dirs;
             for (size_t k = 0; dflt && k < a->n_strings; k++) dflt = is_str(a, k, k % 3 ? "Tanh" : "Sigmoid");
@@ -89,8 +101,10 @@ static void reorder(float *dst, const float *src, int H, int cols) {
         memcpy(dst + (size_t)g * H * cols, src + (size_t)onnx_gate[g] * H * cols, (size_t)H * cols * sizeof(float));
 }
 
-/* initial_h / initial_c: zeros, or one layer's slice of an (L, B, H) graph input. */
-static fl_status initial_state(ctx *c, value *v, int layout, const char *what, int *src, int *layer) {
+/* initial_h / initial_c: zeros, or rows of an (L*dirs, B, H) graph input (the whole input for one
+ * layer). Layout 1 states are (B, dirs, H): the same bytes as (dirs, B, H) only when dirs is 1. */
+static fl_status initial_state(ctx *c, value *v, int layout, int dirs, bool perm, const char *what, int *src,
+                               int *layer) {
     *src = -1;
     *layer = -1;
     if (!v || v->kind == V_ZEROS) return FL_OK;
@@ -100,14 +114,72 @@ static fl_status initial_state(ctx *c, value *v, int layout, const char *what, i
         return FL_OK;
     }
     if (v->kind == V_GRAPH_IN && v->ndim == 3 && v->elem == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
-        v->kind = V_STATE_IN;  // the whole input: (1, B, H), or (B, 1, H) for layout 1 (the same bytes)
+        v->kind = V_STATE_IN;  // the whole input: (dirs, B, H), or (B, 1, H) for layout 1 (the same bytes)
         v->layer = -1;
     }
     if (v->kind != V_STATE_IN) return node_fail(c, FL_ERR_UNSUPPORTED, "%s '%s' is not zeros or a graph input", what, v->name);
-    if (layout == 1 && v->layer >= 0)
-        return node_fail(c, FL_ERR_UNSUPPORTED, "%s is a slice of a batch-major state", what);
+    if (layout == 1 && (v->layer >= 0 || dirs > 1))
+        return node_fail(c, FL_ERR_UNSUPPORTED, "%s is a batch-major state %s", what,
+                         dirs > 1 ? "(B, 2, H) of a bidirectional layer (fastlstm takes (2L, B, H))" : "slice");
+    if (v->layer >= 0 && v->count != dirs)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "%s takes %d rows of '%s' for %d direction%s", what, v->count,
+                         c->g->input[v->gin]->name, dirs, dirs > 1 ? "s" : "");
+    if (v->perm != perm)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "%s is %s by the lengths' sort but X is %s", what, v->perm ? "reordered" : "not reordered",
+                         perm ? "reordered" : "not");
     *src = v->gin;
     *layer = v->layer;
+    return FL_OK;
+}
+
+/* sequence_lens: an int32 (B) graph input (directly or through Casts), the same for every layer. */
+static fl_status sequence_lens(ctx *c, bool perm, int *lens) {
+    *lens = -1;
+    bool named = c->node->n_input > 4 && c->node->input[4][0];
+    value *v = node_input(c, 4);
+    if (!named) {
+        if (perm) return node_fail(c, FL_ERR_UNSUPPORTED, "X is reordered by the lengths' sort but the node takes no sequence_lens");
+        if (c->L && c->lay[0].lens >= 0)
+            return node_fail(c, FL_ERR_UNSUPPORTED, "this layer has no sequence_lens but the first has (fastlstm applies "
+                             "the lengths to every layer)");
+        return FL_OK;
+    }
+    if (!v) return node_fail(c, FL_ERR_FORMAT, "sequence_lens '%s' is not defined", c->node->input[4]);
+    if (v->kind == V_GRAPH_IN) {
+        if (v->elem != ONNX__TENSOR_PROTO__DATA_TYPE__INT32)
+            return node_fail(c, FL_ERR_DTYPE, "sequence_lens '%s' has element type %d, not int32", v->name, v->elem);
+        if (v->ndim != 1)
+            return node_fail(c, FL_ERR_SHAPE, "sequence_lens '%s' has rank %d, not 1 (batch)", v->name, v->ndim);
+        v->kind = V_LENS;
+    }
+    if (v->kind == V_CONST)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens '%s' is a constant (fastlstm takes lengths at run time: "
+                         "make it a graph input)", v->name);
+    if (v->kind != V_LENS) return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens '%s' is not a graph input", v->name);
+    if (c->L && c->lay[0].lens != v->gin)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens '%s' differs from the first layer's (fastlstm applies one "
+                         "set of lengths to every layer)", v->name);
+    if (v->perm != perm)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens is %s by the lengths' sort but X is %s",
+                         v->perm ? "reordered" : "not reordered", perm ? "reordered" : "not");
+    *lens = v->gin;
+    return FL_OK;
+}
+
+/* Direction d of the node's weights into ly (PyTorch gate order). */
+static fl_status take_weights(ctx *c, lstm_layer *ly, int d, const value *w, const value *r, const value *b, int64_t H, int64_t I) {
+    size_t G = 4 * (size_t)H;
+    ly->wih[d] = fl_malloc(G * (size_t)I * sizeof(float));
+    ly->whh[d] = fl_malloc(G * (size_t)H * sizeof(float));
+    ly->bih[d] = fl_calloc(G, sizeof(float));
+    ly->bhh[d] = fl_calloc(G, sizeof(float));
+    if (!ly->wih[d] || !ly->whh[d] || !ly->bih[d] || !ly->bhh[d]) return node_fail(c, FL_ERR_NOMEM, "out of memory");
+    reorder(ly->wih[d], w->c.f + (size_t)d * G * I, (int)H, (int)I);
+    reorder(ly->whh[d], r->c.f + (size_t)d * G * H, (int)H, (int)H);
+    if (b) {
+        reorder(ly->bih[d], b->c.f + (size_t)d * 2 * G, (int)H, 1);
+        reorder(ly->bhh[d], b->c.f + (size_t)d * 2 * G + G, (int)H, 1);
+    }
     return FL_OK;
 }
 
@@ -117,11 +189,15 @@ fl_status op_lstm(ctx *c) {
     fl_status st = lstm_attrs(c, &layout, &dirs, &clip, &input_forget);
     if (st) return st;
     if (c->L >= MAX_LAYERS) return node_fail(c, FL_ERR_UNSUPPORTED, "more than %d LSTM layers", MAX_LAYERS);
+    if (c->L && dirs != c->dirs)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "a %s layer after %s ones (fastlstm layers are all bidirectional or none)",
+                         dirs > 1 ? "bidirectional" : "forward", c->dirs > 1 ? "bidirectional" : "forward");
     value *x = node_input_req(c, 0, "X"), *w = node_input_req(c, 1, "W"), *r = node_input_req(c, 2, "R");
     if (!x || !w || !r) return FL_ERR_FORMAT;
     if (!as_seq(c, x)) return FL_ERR_UNSUPPORTED;
     if (x->layer != c->L - 1 || x->head || x->has_dir || x->ndim != 3)
-        return node_fail(c, FL_ERR_UNSUPPORTED, "X is not the %s", c->L ? "previous LSTM layer's output" : "graph's input sequence");
+        return node_fail(c, FL_ERR_UNSUPPORTED, "X is not the %s", c->L ? "previous LSTM layer's output (its directions "
+                         "joined per step)" : "graph's input sequence");
     // which of the input's axes is time is fixed by the first LSTM; the others must agree
     int t_ax = layout ? x->ax[1] : x->ax[0], b_ax = layout ? x->ax[0] : x->ax[1];
     if (!c->t_label) {
@@ -131,8 +207,11 @@ fl_status op_lstm(ctx *c) {
     } else if (t_ax != c->t_label) {
         return node_fail(c, FL_ERR_UNSUPPORTED, "X's time and batch axes are swapped against the first layer's");
     }
-    if (node_input(c, 4) || (c->node->n_input > 4 && c->node->input[4][0]))
-        return node_fail(c, FL_ERR_UNSUPPORTED, "sequence_lens (variable-length batches) is not supported yet");
+    lstm_layer *ly = &c->lay[c->L];
+    if (x->perm && x->perm_ax != b_ax)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "X was reordered by the lengths' sort along its time axis");
+    st = sequence_lens(c, x->perm, &ly->lens);
+    if (st) return st;
     if (r->kind != V_CONST || !r->c.f || r->c.ndim != 3)
         return node_fail(c, FL_ERR_UNSUPPORTED, "R '%s' is not a constant float32 (dirs, 4H, H) tensor", r->name);
     int64_t H = r->c.shape[2];
@@ -157,9 +236,9 @@ fl_status op_lstm(ctx *c) {
     if (!p && c->node->n_input > 7 && c->node->input[7][0]) {
         return node_fail(c, FL_ERR_FORMAT, "P is not defined");
     }
-    lstm_layer *ly = &c->lay[c->L];
-    st = initial_state(c, node_input(c, 5), layout, "initial_h", &ly->h_src, &ly->h_layer);
-    if (!st) st = initial_state(c, node_input(c, 6), layout, "initial_c", &ly->c_src, &ly->c_layer);
+    const bool perm = x->perm;
+    st = initial_state(c, node_input(c, 5), layout, dirs, perm, "initial_h", &ly->h_src, &ly->h_layer);
+    if (!st) st = initial_state(c, node_input(c, 6), layout, dirs, perm, "initial_c", &ly->c_src, &ly->c_layer);
     if (st) return st;
     if ((c->node->n_input > 5 && c->node->input[5][0] && !node_input(c, 5)) ||
         (c->node->n_input > 6 && c->node->input[6][0] && !node_input(c, 6)))
@@ -167,23 +246,16 @@ fl_status op_lstm(ctx *c) {
     if (c->L == 0 && c->tokens && I != c->D)
         return node_fail(c, FL_ERR_SHAPE, "W takes %lld inputs but the embedding has %d", (long long)I, c->D);
 
-    // weights, PyTorch gate order; direction 0 (the only one until bidirectional layers land)
-    size_t G = 4 * (size_t)H;
+    // weights, PyTorch gate order, per direction
     ly->in = (int)I;
-    ly->wih = fl_malloc(G * (size_t)I * sizeof(float));
-    ly->whh = fl_malloc(G * (size_t)H * sizeof(float));
-    ly->bih = fl_calloc(G, sizeof(float));
-    ly->bhh = fl_calloc(G, sizeof(float));
-    if (!ly->wih || !ly->whh || !ly->bih || !ly->bhh) return node_fail(c, FL_ERR_NOMEM, "out of memory");
-    reorder(ly->wih, w->c.f, (int)H, (int)I);
-    reorder(ly->whh, r->c.f, (int)H, (int)H);
-    if (b) {
-        reorder(ly->bih, b->c.f, (int)H, 1);
-        reorder(ly->bhh, b->c.f + G, (int)H, 1);
-    }
+    for (int d = 0; d < dirs; d++)
+        if ((st = take_weights(c, ly, d, w, r, b, H, I))) return st;
     // extras: kept only when they change the function (zero peepholes are none)
     bool peep = false;
     for (size_t k = 0; p && k < p->c.count; k++) peep = peep || p->c.f[k] != 0.0f;
+    if (dirs > 1 && (peep || clip > 0 || input_forget))
+        return node_fail(c, FL_ERR_UNSUPPORTED, "%s on a bidirectional layer is not supported (fastlstm runs LSTM extras "
+                         "on forward layers only)", peep ? "peepholes P" : clip > 0 ? "clip" : "input_forget");
     if (peep) {
         ly->peep = fl_malloc(3 * (size_t)H * sizeof(float));
         if (!ly->peep) return node_fail(c, FL_ERR_NOMEM, "out of memory");
@@ -192,6 +264,7 @@ fl_status op_lstm(ctx *c) {
     ly->clip = clip;
     ly->input_forget = input_forget;
     c->H = (int)H;
+    c->dirs = dirs;
     int layer = c->L++;
 
     // outputs: Y (T, dirs, B, H) / (B, T, dirs, H); Y_h, Y_c (dirs, B, H) / (B, dirs, H)
@@ -201,6 +274,8 @@ fl_status op_lstm(ctx *c) {
         value *o = new_value(c, c->node->output[k]);
         if (!o) return FL_ERR_FORMAT;
         o->layer = layer;
+        o->perm = perm;  // outputs stay in the sorted order until gathered back
+        o->perm_ax = bl;
         if (k == 0) {
             o->kind = V_SEQ;
             o->ndim = 4;

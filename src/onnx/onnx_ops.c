@@ -1,6 +1,8 @@
 /* ONNX import: one handler per operator around the LSTM nodes (the plumbing exporters write:
  * Gather for the embedding, Transpose / Squeeze / Unsqueeze / Concat / Slice / Shape /
- * ConstantOfShape for layouts and zero initial states, MatMul + Add or Gemm for the head).
+ * ConstantOfShape for layouts and zero initial states, Transpose + Reshape joining a bidirectional
+ * output's directions, Cast of the lengths, MatMul + Add or Gemm for the head; the sort / unsort
+ * of packed sequences is in onnx_sort.c).
  * Each handler accepts its node only in forms whose meaning it can state exactly (see vkind in
  * onnx_graph.h) and refuses everything else, naming the node and the operator. */
 #include "onnx_graph.h"
@@ -33,13 +35,12 @@ static fl_status get_ints(ctx *c, const char *attr, size_t k, int64_t *out, int 
     return FL_OK;
 }
 
-static int64_t attr_int(ctx *c, const char *name, int64_t dflt) {
+int64_t attr_int(ctx *c, const char *name, int64_t dflt) {
     const Onnx__AttributeProto *a = node_attr(c, name);
     return a && a->has_i ? a->i : dflt;
 }
 
-/* Output 0 of the current node as a fresh value; NULL (error recorded) on failure. */
-static value *out0(ctx *c) {
+value *out0(ctx *c) {
     if (c->node->n_output < 1) {
         node_fail(c, FL_ERR_FORMAT, "no output");
         return NULL;
@@ -47,8 +48,7 @@ static value *out0(ctx *c) {
     return new_value(c, c->node->output[0]);
 }
 
-/* Copy of src named by output 0 (constants deep-copied). */
-static fl_status pass_through(ctx *c, const value *src) {
+fl_status pass_through(ctx *c, const value *src) {
     value tmp = *src;
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
@@ -73,6 +73,11 @@ static fl_status pass_through(ctx *c, const value *src) {
 static int norm_axis(int64_t a, int ndim) { return a < 0 ? (int)(a + ndim) : (int)a; }
 
 static bool is_labelled(vkind k) { return k == V_SEQ || k == V_LAST || k == V_STATE_OUT; }
+
+/* Entries along x's num_directions axis: the directions, times the layers for joined final states. */
+static int64_t dir_size(const ctx *c, const value *x) {
+    return (int64_t)c->dirs * (x->kind == V_STATE_OUT && x->layer < 0 ? x->count : 1);
+}
 
 /* ------------------------------------------------------------ handlers */
 
@@ -121,10 +126,19 @@ static fl_status op_shape(ctx *c) {
     value *x = node_input_req(c, 0, "data");
     if (!x) return FL_ERR_FORMAT;
     if (node_attr(c, "start") || node_attr(c, "end")) return node_fail(c, FL_ERR_UNSUPPORTED, "start / end are not supported");
+    if (x->kind == V_GRAPH_IN && x->ndim == 1 &&
+        (x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64))
+        x->kind = V_LENS;  // a rank-1 integer input: only the lengths are
     if (x->kind == V_GRAPH_IN && !as_seq(c, x)) return FL_ERR_UNSUPPORTED;
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
     o->kind = V_SHAPE;
+    if (x->kind == V_LENS || x->kind == V_SORTIDX) {  // (B): the lengths' size
+        o->n_sv = 1;
+        o->sv[0] = AX_LB;
+        o->sym[0] = true;
+        return FL_OK;
+    }
     if (x->kind == V_CONST) {
         o->n_sv = x->c.ndim;
         for (int d = 0; d < x->c.ndim; d++) o->sv[d] = x->c.shape[d];
@@ -135,7 +149,7 @@ static fl_status op_shape(ctx *c) {
     for (int d = 0; d < x->ndim; d++) {
         int lab = x->ax[d];
         o->sym[d] = lab < 0 && lab != AX_DIR;
-        o->sv[d] = lab == AX_DIR ? 1 : lab;
+        o->sv[d] = lab == AX_DIR ? dir_size(c, x) : lab;
     }
     return FL_OK;
 }
@@ -145,6 +159,7 @@ static fl_status op_gather(ctx *c) {
     if (!data || !idx) return FL_ERR_FORMAT;
     int64_t axis = attr_int(c, "axis", 0);
     value s, is;
+    if (idx->kind == V_SORTIDX || idx->kind == V_UNSORTIDX) return gather_perm(c, data, idx, axis);
     // the embedding: rows of a (vocab, D) table picked by the token ids
     if (data->kind == V_CONST && data->c.f && data->c.ndim == 2 && idx->kind == V_GRAPH_IN) {
         if (axis != 0) return node_fail(c, FL_ERR_UNSUPPORTED, "embedding lookup along axis %lld", (long long)axis);
@@ -246,6 +261,9 @@ static fl_status op_squeeze(ctx *c) {
         if (a < 0 || a >= x->ndim || (x->ax[a] != AX_DIR && x->ax[a] != AX_TLAST))
             return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld is neither the LSTM's num_directions axis nor the "
                              "last time step", (long long)axes[k]);
+        if (x->ax[a] == AX_DIR && dir_size(c, x) != 1)
+            return node_fail(c, FL_ERR_UNSUPPORTED, "axis %lld has %lld entries (num_directions of a bidirectional LSTM): "
+                             "it cannot be squeezed", (long long)axes[k], (long long)dir_size(c, x));
         drop[a] = true;
         if (x->ax[a] == AX_TLAST) to_last = true;
     }
@@ -256,9 +274,12 @@ static fl_status op_squeeze(ctx *c) {
     *o = tmp;
     o->name = name;
     o->ndim = 0;
-    for (int d = 0; d < tmp.ndim; d++)
-        if (!drop[d]) o->ax[o->ndim++] = tmp.ax[d];
     o->has_dir = false;
+    for (int d = 0; d < tmp.ndim; d++)
+        if (!drop[d]) {
+            o->ax[o->ndim++] = tmp.ax[d];
+            o->has_dir = o->has_dir || tmp.ax[d] == AX_DIR;
+        }
     if (to_last) {
         if (tmp.kind != V_SEQ || o->ndim != 2) return node_fail(c, FL_ERR_UNSUPPORTED, "the last step keeps extra axes");
         o->kind = V_LAST;
@@ -329,6 +350,10 @@ static fl_status op_constant_of_shape(ctx *c) {
     value *o = out0(c);
     if (!o) return FL_ERR_FORMAT;
     o->kind = V_ZEROS;
+    o->zshape = true;
+    o->n_sv = s.n_sv;
+    memcpy(o->sv, s.sv, sizeof s.sv);
+    memcpy(o->sym, s.sym, sizeof s.sym);
     return FL_OK;
 }
 
@@ -381,21 +406,24 @@ static fl_status op_slice(ctx *c) {
         o->ax[a] = AX_TLAST;
         return FL_OK;
     }
-    // layer l's initial state: h0[l:l+1] of an (L, B, H) graph input
+    // layer l's initial state: h0[l*dirs:(l+1)*dirs] of an (L*dirs, B, H) graph input (1 or 2 rows)
     bool state_in = (x->kind == V_GRAPH_IN && x->ndim == 3 && x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) ||
                     (x->kind == V_STATE_IN && x->layer < 0);
-    if (state_in && axis == 0 && st_[0] >= 0 && st_[0] < MAX_LAYERS && en[0] == st_[0] + 1) {
+    if (state_in && axis == 0 && st_[0] >= 0 && st_[0] < 2 * MAX_LAYERS && (en[0] == st_[0] + 1 || en[0] == st_[0] + 2)) {
         if (x->kind == V_GRAPH_IN) {
             if (c->seq_in == x->gin) return node_fail(c, FL_ERR_UNSUPPORTED, "slicing the sequence input");
             x->kind = V_STATE_IN;
             x->layer = -1;
         }
         int gin = x->gin;
+        bool perm = x->perm;
         value *o = out0(c);
         if (!o) return FL_ERR_FORMAT;
         o->kind = V_STATE_IN;
         o->gin = gin;
+        o->perm = perm;
         o->layer = (int)st_[0];
+        o->count = (int)(en[0] - st_[0]);
         return FL_OK;
     }
     return node_fail(c, FL_ERR_UNSUPPORTED, "slicing '%s' is not taking one layer's initial state, part of a "
@@ -463,9 +491,11 @@ static fl_status set_head(ctx *c, const value *x, const value *w, bool trans) {
     if (!w || w->kind != V_CONST || !w->c.f || w->c.ndim != 2)
         return node_fail(c, FL_ERR_UNSUPPORTED, "the weight is not a constant float matrix");
     int64_t in = trans ? w->c.shape[1] : w->c.shape[0], outn = trans ? w->c.shape[0] : w->c.shape[1];
-    if (x->ax[x->ndim - 1] != c->H || in != c->H || outn < 1 || outn > (1 << 24))
-        return node_fail(c, FL_ERR_SHAPE, "weight (%lld, %lld) does not fit hidden size %d", (long long)w->c.shape[0],
-                         (long long)w->c.shape[1], c->H);
+    const int feat = c->dirs * c->H;  // [forward, reverse] per step for bidirectional layers
+    if (x->has_dir) return node_fail(c, FL_ERR_UNSUPPORTED, "the linear layer reads the LSTM output with its num_directions axis");
+    if (x->ax[x->ndim - 1] != feat || in != feat || outn < 1 || outn > (1 << 24))
+        return node_fail(c, FL_ERR_SHAPE, "weight (%lld, %lld) does not fit the LSTM's %d output features",
+                         (long long)w->c.shape[0], (long long)w->c.shape[1], feat);
     c->head_out = (int)outn;
     c->head_w = fl_malloc(w->c.count * sizeof(float));
     c->head_b = fl_calloc((size_t)outn, sizeof(float));
@@ -527,6 +557,55 @@ static fl_status op_gemm(ctx *c) {
     return st ? st : head_out(c, x, false);
 }
 
+/* The bidirectional output joined per step: Y transposed to (T, B, dirs, H) (or (B, T, dirs, H)),
+ * then Reshape to (T, B, dirs*H) with shape [0, 0, -1] (or its sizes): [forward, reverse] features,
+ * as PyTorch's nn.LSTM output. Only the num_directions axis directly before the hidden axis can be
+ * merged into it; any other reshape would mix steps or sequences. */
+static fl_status op_reshape(ctx *c) {
+    value *x = node_input_req(c, 0, "data"), *sh = node_input_req(c, 1, "shape"), s;
+    if (!x || !sh) return FL_ERR_FORMAT;
+    if (attr_int(c, "allowzero", 0)) return node_fail(c, FL_ERR_UNSUPPORTED, "allowzero 1");
+    if (x->kind != V_SEQ || !x->has_dir || x->ndim != 4 || x->ax[2] != AX_DIR || x->ax[3] < 0)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "only the LSTM output with its num_directions axis just before the hidden "
+                         "axis, (T, B, dirs, H) or (B, T, dirs, H), can be reshaped");
+    if (!as_shape(sh, &s) || s.scalar || s.n_sv != 3)
+        return node_fail(c, FL_ERR_UNSUPPORTED, "the target shape is not a 3-element vector");
+    const int64_t feat = dir_size(c, x) * x->ax[3];
+    for (int k = 0; k < 2; k++)  // 0 copies the axis; the same symbolic size does too
+        if (!(!s.sym[k] && s.sv[k] == 0) && !(s.sym[k] && s.sv[k] == x->ax[k]))
+            return node_fail(c, FL_ERR_UNSUPPORTED, "the target shape changes axis %d", k);
+    if (s.sym[2] || !(s.sv[2] == -1 || s.sv[2] == feat))
+        return node_fail(c, FL_ERR_UNSUPPORTED, "the last target axis is not -1 or %lld", (long long)feat);
+    value tmp = *x;
+    value *o = out0(c);
+    if (!o) return FL_ERR_FORMAT;
+    const char *name = o->name;
+    *o = tmp;
+    o->name = name;
+    o->ndim = 3;
+    o->ax[2] = (int)feat;
+    o->has_dir = false;
+    return FL_OK;
+}
+
+/* Casts between integer types of the lengths input (PyTorch writes int64 -> int32 for sequence_lens);
+ * a float sequence cast to float. Values stay the same: lengths are small. */
+static fl_status op_cast(ctx *c) {
+    value *x = node_input_req(c, 0, "input");
+    if (!x) return FL_ERR_FORMAT;
+    int64_t to = attr_int(c, "to", 0);
+    bool to_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    if (x->kind == V_GRAPH_IN && x->ndim == 1 &&
+        (x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 || x->elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) && to_int) {
+        x->kind = V_LENS;  // a rank-1 integer input cast to an integer type: only the lengths are used so
+    }
+    if ((x->kind == V_LENS || x->kind == V_SORTIDX) && to_int) return pass_through(c, x);
+    value s;
+    if (to_int && as_shape(x, &s) && x->kind == V_SHAPE) return pass_through(c, x);
+    if (x->kind == V_SEQ && to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return pass_through(c, x);
+    return node_fail(c, FL_ERR_UNSUPPORTED, "only casting the lengths input between integer types is supported");
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 typedef struct op_entry {
@@ -539,7 +618,8 @@ static const op_entry ops[] = {
     {"Shape", op_shape},        {"Gather", op_gather},     {"Unsqueeze", op_unsqueeze}, {"Squeeze", op_squeeze},
     {"Concat", op_concat},      {"Slice", op_slice},       {"Transpose", op_transpose}, {"MatMul", op_matmul},
     {"Add", op_add},            {"Gemm", op_gemm},         {"ConstantOfShape", op_constant_of_shape},
-    {"Expand", op_expand},
+    {"Expand", op_expand},      {"Reshape", op_reshape},   {"Cast", op_cast},           {"TopK", op_topk},
+    {"Range", op_range},        {"ReduceProd", op_reduce_prod}, {"ScatterElements", op_scatter_elements},
 };
 
 fl_status op_dispatch(ctx *c) {
