@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Golden gradients for tests/test_grad.c, computed by PyTorch autograd in float64.
 
-usage: gen_grad_golden.py OUT_DIR
+usage: gen_grad_golden.py OUT_DIR [varlen]
 
-Writes OUT_DIR/<case>.bin for each case below. File format (little-endian):
+Writes OUT_DIR/<case>.bin for each case below (with "varlen": the variable-length cases only). File format (little-endian):
   magic b"FLGG", u32 version (1), u32 record count, then per record:
   u32 name length, name bytes (UTF-8), u32 dtype (0 float32, 1 int32), u32 ndim, u32 dims[ndim], data.
 Records: "tokens" (T, B) or "x" (T, B, D); "targets"; optionally "h0", "c0" (L, B, H); "loss" (1);
@@ -12,6 +12,12 @@ train_sgd.bin / train_adam.bin: a few optimiser steps of a dense LM (see run_tra
 initial parameters by name, "losses" (steps), final parameters as "final.<name>".
 Dense cases use nn.Embedding / nn.LSTM / nn.Linear themselves; decomposed ones the same equations
 with W = U V (SVD) or W[g*H+i, j] = sum_r A[g,r] B[i,r] C[j,r] (CP).
+Variable-length cases (VARLEN) add "lengths" (B), unsorted, with a length-1 and a full-length
+sequence: dense ones run pack_padded_sequence(enforce_sorted=False) through nn.LSTM, decomposed
+ones the masked equations; the padded inputs are random (they must not matter), a classifier reads
+each sequence's last valid step, a language model's loss is the mean over valid targets
+(ignore_index) and its embedding has a padding id (nn.Embedding(padding_idx=0), which also occurs
+at valid steps). "padding_idx" (1) is then recorded.
 """
 import os
 import struct
@@ -30,6 +36,18 @@ CASES = {
                       ih=("dense", 0), hh=("dense", 0), hd=("dense", 0)),
     "cls_cp": dict(vocab=0, input=5, hidden=7, layers=2, head="cls", out=4, B=4, T=6, state=False,
                    ih=("cp", 3), hh=("cp", 4), hd=("svd", 2)),
+}
+
+
+VARLEN = {
+    "cls_varlen": dict(vocab=0, input=5, hidden=7, layers=2, head="cls", out=4, B=5, T=6, state=False,
+                       ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[3, 6, 1, 4, 6]),
+    "lm_varlen_pad": dict(vocab=9, input=4, hidden=6, layers=2, head="lm", out=9, B=4, T=7, state=True,
+                          ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[5, 1, 7, 3], pad=0),
+    "cls_varlen_svd": dict(vocab=0, input=5, hidden=7, layers=2, head="cls", out=4, B=5, T=6, state=False,
+                           ih=("svd", 3), hh=("svd", 4), hd=("svd", 2), lengths=[2, 6, 1, 5, 3]),
+    "lm_varlen_cp": dict(vocab=9, input=4, hidden=6, layers=1, head="lm", out=9, B=3, T=5, state=True,
+                         ih=("cp", 3), hh=("cp", 2), hd=("dense", 0), lengths=[4, 5, 1], pad=0),
 }
 
 
@@ -59,8 +77,13 @@ def run_case(c, seed):
     g = torch.Generator().manual_seed(seed)
     V, D, H, L, O, B, T = c["vocab"], c["input"], c["hidden"], c["layers"], c["out"], c["B"], c["T"]
     p = {}
+    lens = c.get("lengths")
+    pad = c.get("pad")
     if V:
         p["embedding.weight"] = torch.randn(V, D, generator=g, dtype=torch.float64)
+        if pad is not None:
+            with torch.no_grad():
+                p["embedding.weight"][pad] = 0  # as nn.Embedding(padding_idx) initialises it
     for l in range(L):
         n_in = D if l == 0 else H
         p.update(mat_params(f"lstm.weight_ih_l{l}", c["ih"], 4 * H, n_in, g))
@@ -89,9 +112,28 @@ def run_case(c, seed):
         h0 = torch.zeros(L, B, H, dtype=torch.float64)
         c0 = torch.zeros(L, B, H, dtype=torch.float64)
 
-    inp = F.embedding(rec["tokens"], p["embedding.weight"]) if V else rec["x"]
+    if lens is not None:
+        rec["lengths"] = torch.tensor(lens, dtype=torch.int32)
+        if V:  # the padding id at padded steps and at some valid ones
+            with torch.no_grad():
+                for b in range(B):
+                    rec["tokens"][lens[b]:, b] = pad
+                rec["tokens"][0, B - 1] = pad
+        if pad is not None:
+            rec["padding_idx"] = torch.tensor([pad], dtype=torch.int32)
+    inp = F.embedding(rec["tokens"], p["embedding.weight"], padding_idx=pad) if V else rec["x"]
     all_dense = c["ih"][0] == "dense" and c["hh"][0] == "dense"
-    if all_dense:
+    if all_dense and lens is not None:
+        lstm = torch.nn.LSTM(D, H, L).double()
+        with torch.no_grad():
+            for l in range(L):
+                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(lstm, f"{k}_l{l}").copy_(p[f"lstm.{k}_l{l}"])
+        packed = torch.nn.utils.rnn.pack_padded_sequence(inp, torch.tensor(lens), enforce_sorted=False)
+        out, _ = lstm(packed, (h0, c0))
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+        ours = dict(lstm.named_parameters())
+    elif all_dense:
         lstm = torch.nn.LSTM(D, H, L).double()
         with torch.no_grad():
             for l in range(L):
@@ -111,17 +153,29 @@ def run_case(c, seed):
             for t in range(T):
                 gates = xs[t] @ Wi.T + h @ Wh.T + b
                 i, f, gg, o = gates.chunk(4, dim=1)
-                cc = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
-                h = torch.sigmoid(o) * torch.tanh(cc)
-                ys.append(h)
+                cn = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
+                hn = torch.sigmoid(o) * torch.tanh(cn)
+                if lens is None:
+                    h, cc = hn, cn
+                    ys.append(h)
+                    continue
+                # masked: a padded step keeps the state and outputs zero
+                m = torch.tensor([[1.0 if t < n else 0.0] for n in lens], dtype=torch.float64)
+                h, cc = m * hn + (1 - m) * h, m * cn + (1 - m) * cc
+                ys.append(m * hn)
             xs = torch.stack(ys)
         out = xs
     Wo = dense_of(p, "head.weight", c["hd"])
     if c["head"] == "lm":
         logits = out @ Wo.T + p["head.bias"]
-        loss = F.cross_entropy(logits.reshape(-1, O), targets.reshape(-1))
+        tgt = targets.clone()
+        if lens is not None:  # padded steps are ignored (mean over valid targets)
+            for b in range(B):
+                tgt[lens[b]:, b] = -100
+        loss = F.cross_entropy(logits.reshape(-1, O), tgt.reshape(-1), ignore_index=-100)
     else:
-        logits = out[-1] @ Wo.T + p["head.bias"]
+        last = out[-1] if lens is None else torch.stack([out[lens[b] - 1, b] for b in range(B)])
+        logits = last @ Wo.T + p["head.bias"]
         loss = F.cross_entropy(logits, targets)
     loss.backward()
     grads = {}
@@ -208,8 +262,13 @@ def write(path, rec):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: gen_grad_golden.py OUT_DIR")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: gen_grad_golden.py OUT_DIR [varlen]")
+    if len(sys.argv) == 3 and sys.argv[2] == "varlen":
+        os.makedirs(sys.argv[1], exist_ok=True)
+        for k, (name, c) in enumerate(VARLEN.items()):
+            write(os.path.join(sys.argv[1], name + ".bin"), run_case(c, 4321 + k))
+        return
     os.makedirs(sys.argv[1], exist_ok=True)
     for k, (name, c) in enumerate(CASES.items()):
         write(os.path.join(sys.argv[1], name + ".bin"), run_case(c, 1234 + k))

@@ -1,7 +1,14 @@
 /* Training forward with stored activations and full backpropagation through time (bptt.h).
  * Mirrors PyTorch: nn.Embedding -> nn.LSTM (gates i, f, g, o; b_ih and b_hh) -> nn.Linear ->
  * nn.CrossEntropyLoss (mean). Dropout (inverted) is applied to the output of every LSTM layer,
- * i.e. between layers and before the head. */
+ * i.e. between layers and before the head.
+ *
+ * Variable lengths (pack_padded_sequence): step t runs the recurrence on rows [0, act[t]) only,
+ * act[t] = 1 + the last row still valid at t (all active rows when the batch is sorted by
+ * decreasing length, as the trainer sorts it). Padded cells get h = c = 0, so the layer output is
+ * zero there; the head's loss skips them, which leaves their output gradient zero, and with zero
+ * gradients flowing in a padded cell's backward yields zero, so no gradient reaches a padded step.
+ * Without lengths act[] is not used and the loops are those of equal-length batches. */
 #include "bptt.h"
 
 #include "matgrad.h"
@@ -29,6 +36,11 @@ struct fl_bptt {
     layer_ws *lay;     // [layers]
     int32_t *tok;      // (T, B) tokens of the last forward
     int32_t *tgt;      // (T, B) or (B) targets of the last forward
+    int32_t *len;      // (B) lengths of the last forward (meaningful when has_len)
+    int *act;          // (T) rows [0, act[t]) run the recurrence at step t
+    bool has_len;      // the last forward had lengths
+    size_t count;      // targets the last loss averaged over
+    float *xlast;      // (B, H) top output at each row's last valid step (classifier with lengths)
     float *x0;         // (T, B, D) layer-0 input
     float *logits;     // (T*B, V) or (B, C); softmax probabilities after forward
     float *aux_head;   // (rows, R_head)
@@ -104,7 +116,10 @@ fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt 
     if (ok) {
         w->tok = fl_calloc(TB, sizeof(int32_t));
         w->tgt = fl_calloc(TB, sizeof(int32_t));
-        if (!w->tok || !w->tgt) ok = false;
+        w->len = fl_calloc(B, sizeof(int32_t));
+        w->act = fl_calloc((size_t)max_seq, sizeof(int));
+        if (!w->tok || !w->tgt || !w->len || !w->act) ok = false;
+        w->xlast = falloc(B * H, &ok);
         w->x0 = falloc(TB * D, &ok);
         w->logits = falloc(head_rows * V, &ok);
         w->aux_head = falloc(head_rows * fl_matg_aux_per_row(&m->head), &ok);
@@ -142,6 +157,9 @@ void fl_bptt_free(fl_bptt *w) {
     fl_free(w->lay);
     fl_free(w->tok);
     fl_free(w->tgt);
+    fl_free(w->len);
+    fl_free(w->act);
+    fl_free(w->xlast);
     fl_free(w->x0);
     fl_free(w->logits);
     fl_free(w->aux_head);
@@ -204,6 +222,24 @@ static void cell_backward(int B, int H, const float *act, const float *c_prev, c
     }
 }
 
+/* Variable lengths, after step t ran rows [0, n): zero h_t, c_t and tanh(c_t) of every row past
+ * its length (rows [n, B) and any shorter row inside an unsorted prefix). */
+static void mask_step(const fl_bptt *w, layer_ws *s, int t, int n) {
+    const int B = w->B, H = w->arch.hidden;
+    const size_t BH = (size_t)B * H;
+    float *h = s->h + (size_t)(t + 1) * BH, *c = s->c + (size_t)(t + 1) * BH, *tc = s->tc + (size_t)t * BH;
+    for (int b = 0; b < n; b++)
+        if (w->len[b] <= t) {
+            memset(h + (size_t)b * H, 0, (size_t)H * sizeof(float));
+            memset(c + (size_t)b * H, 0, (size_t)H * sizeof(float));
+            memset(tc + (size_t)b * H, 0, (size_t)H * sizeof(float));
+        }
+    const size_t k = (size_t)n * H, rest = BH - k;
+    memset(h + k, 0, rest * sizeof(float));
+    memset(c + k, 0, rest * sizeof(float));
+    memset(tc + k, 0, rest * sizeof(float));
+}
+
 /* Output of layer l as seen by the next layer / head: (T, B, H). */
 static const float *layer_out(const fl_bptt *w, int l) {
     const layer_ws *s = &w->lay[l];
@@ -220,6 +256,9 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
     if ((a->vocab > 0) != (in->tokens != NULL) || (a->vocab == 0 && !in->x) || !in->targets)
         return fl_fail(FL_ERR_ARG, "batch inputs do not match the model (tokens iff embedding; targets required)");
     if (dropout < 0 || dropout >= 1) return fl_fail(FL_ERR_ARG, "dropout %g outside [0, 1)", dropout);
+    for (int b = 0; in->lengths && b < B; b++)
+        if (in->lengths[b] < 1 || in->lengths[b] > T)
+            return fl_fail(FL_ERR_ARG, "sequence %d: length %d outside [1, %d]", b, (int)in->lengths[b], T);
     w->B = B;
     w->T = T;
     w->have_forward = false;
@@ -227,6 +266,13 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
     const bool per_step = a->head == FL_HEAD_PER_STEP;
     const size_t rows = per_step ? TB : (size_t)B;
     memcpy(w->tgt, in->targets, rows * sizeof(int32_t));
+    w->has_len = in->lengths != NULL;
+    if (w->has_len) {
+        memcpy(w->len, in->lengths, (size_t)B * sizeof(int32_t));
+        for (int t = 0; t < T; t++) w->act[t] = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < w->len[b]; t++) w->act[t] = b + 1;
+    }
 
     // x0 (T, B, D): embedding rows or the features
     if (a->vocab > 0) {
@@ -254,12 +300,14 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
         else memset(s->c, 0, BH * sizeof(float));
         const size_t Rhh = fl_matg_aux_per_row(&ly->whh);
         for (int t = 0; t < T; t++) {
+            const int n = w->has_len ? w->act[t] : B; // rows [0, n) run this step
             float *gt = s->gates + (size_t)t * B * G;
             // gates_t += h_{t-1} W_hh^T
-            fl_matg_forward(&ly->whh, B, s->h + (size_t)t * BH, H, 1.0f, gt, G,
+            fl_matg_forward(&ly->whh, n, s->h + (size_t)t * BH, H, 1.0f, gt, G,
                             s->aux_hh ? s->aux_hh + (size_t)t * B * Rhh : NULL, w->scratch);
-            cell_forward(B, H, gt, s->c + (size_t)t * BH, s->c + (size_t)(t + 1) * BH,
+            cell_forward(n, H, gt, s->c + (size_t)t * BH, s->c + (size_t)(t + 1) * BH,
                          s->tc + (size_t)t * BH, s->h + (size_t)(t + 1) * BH);
+            if (w->has_len) mask_step(w, s, t, n);
         }
         s->dropped = dropout > 0 && rng;
         if (s->dropped) {
@@ -274,13 +322,24 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
         in_dim = H;
     }
 
-    // head: logits (rows, V) from every step (LM) or the last step (classifier)
+    // head: logits (rows, V) from every step (LM) or the last (valid) step (classifier)
     const float *Xh = per_step ? X : X + (size_t)(T - 1) * BH;
+    if (!per_step && w->has_len) {
+        for (int b = 0; b < B; b++)
+            memcpy(w->xlast + (size_t)b * H, X + ((size_t)(w->len[b] - 1) * B + b) * H, (size_t)H * sizeof(float));
+        Xh = w->xlast;
+    }
     fl_matg_forward(&m->head, (int)rows, Xh, H, 0.0f, w->logits, V, w->aux_head, w->scratch);
     double sum = 0;
     long right = 0;
+    size_t count = 0;
     for (size_t r = 0; r < rows; r++) {
         float *z = w->logits + r * V;
+        if (per_step && w->has_len && (int)(r / (size_t)B) >= w->len[r % (size_t)B]) {
+            memset(z, 0, (size_t)V * sizeof(float)); // padded step: no loss, zero gradient
+            continue;
+        }
+        count++;
         int best = 0;
         for (int v = 0; v < V; v++) {
             z[v] += m->head_b[v];
@@ -299,7 +358,8 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
         float inv = (float)(1.0 / se);
         for (int v = 0; v < V; v++) z[v] *= inv;  // probabilities, kept for backward
     }
-    *loss = sum / (double)rows;
+    w->count = count;
+    *loss = sum / (double)count;
     if (correct) *correct = right;
     w->have_forward = true;
     return FL_OK;
@@ -313,10 +373,11 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     const bool per_step = a->head == FL_HEAD_PER_STEP;
     const size_t rows = per_step ? TB : (size_t)B;
 
-    // dlogits (rows, V) = (softmax - onehot) / rows, in place
-    const float inv = 1.0f / (float)rows;
+    // dlogits (rows, V) = (softmax - onehot) / count, in place; padded rows are zero already
+    const float inv = 1.0f / (float)w->count;
     for (size_t r = 0; r < rows; r++) {
         float *z = w->logits + r * V;
+        if (per_step && w->has_len && (int)(r / (size_t)B) >= w->len[r % (size_t)B]) continue;
         for (int v = 0; v < V; v++) z[v] *= inv;
         z[w->tgt[r]] -= inv;
         for (int v = 0; v < V; v++) grad->head_b[v] += z[v];
@@ -326,9 +387,17 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     float *dY = w->dy, *dX = w->dx;
     if (!per_step) memset(dY, 0, TB * H * sizeof(float));
     const size_t off = per_step ? 0 : (size_t)(T - 1) * BH;
-    fl_matg_backward_x(&m->head, (int)rows, w->logits, V, 0.0f, dY + off, H, w->baux, w->scratch);
-    fl_matg_backward_w(&m->head, &grad->head, (int)rows, Xtop + off, H, w->logits, V, w->aux_head,
-                       w->baux, w->scratch);
+    if (!per_step && w->has_len) { // through dh (B, H) as scratch, to each row's last valid step
+        fl_matg_backward_x(&m->head, B, w->logits, V, 0.0f, w->dh, H, w->baux, w->scratch);
+        fl_matg_backward_w(&m->head, &grad->head, B, w->xlast, H, w->logits, V, w->aux_head, w->baux,
+                           w->scratch);
+        for (int b = 0; b < B; b++)
+            memcpy(dY + ((size_t)(w->len[b] - 1) * B + b) * H, w->dh + (size_t)b * H, (size_t)H * sizeof(float));
+    } else {
+        fl_matg_backward_x(&m->head, (int)rows, w->logits, V, 0.0f, dY + off, H, w->baux, w->scratch);
+        fl_matg_backward_w(&m->head, &grad->head, (int)rows, Xtop + off, H, w->logits, V, w->aux_head,
+                           w->baux, w->scratch);
+    }
     if (w->progress) w->progress(mat_offset(grad, &grad->head), w->progress_user);
     size_t done = mat_offset(grad, &grad->head); // grad[done, n) is final
 
@@ -342,11 +411,16 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
         memset(w->dc, 0, BH * sizeof(float));
         const size_t Rhh = fl_matg_aux_per_row(&ly->whh);
         for (int t = T - 1; t >= 0; t--) {
+            const int n = w->has_len ? w->act[t] : B; // rows [n, B) are padded: zero gradients
             float *dAt = w->dA + (size_t)t * B * G;
-            cell_backward(B, H, s->gates + (size_t)t * B * G, s->c + (size_t)t * BH,
+            cell_backward(n, H, s->gates + (size_t)t * B * G, s->c + (size_t)t * BH,
                           s->tc + (size_t)t * BH, dY + (size_t)t * BH, w->dh, w->dc, dAt);
+            if (n < B) {
+                memset(dAt + (size_t)n * G, 0, (size_t)(B - n) * G * sizeof(float));
+                if (Rhh) memset(w->baux + ((size_t)t * B + n) * Rhh, 0, (size_t)(B - n) * Rhh * sizeof(float));
+            }
             // dh_{t-1} (B, H) = dA_t W_hh
-            fl_matg_backward_x(&ly->whh, B, dAt, G, 0.0f, w->dh, H,
+            fl_matg_backward_x(&ly->whh, n, dAt, G, 0.0f, w->dh, H,
                                Rhh ? w->baux + (size_t)t * B * Rhh : NULL, w->scratch);
             if (w->progress && (t & 3) == 0) w->progress(done, w->progress_user); // let comm progress
         }
@@ -373,6 +447,7 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     }
     if (a->vocab > 0)
         for (size_t n = 0; n < TB; n++) {
+            if (a->has_padding && w->tok[n] == a->padding_idx) continue; // nn.Embedding(padding_idx)
             float *ge = grad->embed + (size_t)w->tok[n] * D;
             const float *d = dY + n * D;
             for (int k = 0; k < D; k++) ge[k] += d[k];
@@ -386,10 +461,21 @@ const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n) {
     return ok ? w->tok : NULL;
 }
 
+size_t fl_bptt_count(const fl_bptt *w) { return w->have_forward ? w->count : 0; }
+
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn) {
-    const size_t BH = (size_t)w->B * w->arch.hidden;
+    const int B = w->B, H = w->arch.hidden;
+    const size_t BH = (size_t)B * H;
     for (int l = 0; l < w->arch.layers; l++) {
-        if (hn) memcpy(hn + l * BH, w->lay[l].h + (size_t)w->T * BH, BH * sizeof(float));
-        if (cn) memcpy(cn + l * BH, w->lay[l].c + (size_t)w->T * BH, BH * sizeof(float));
+        if (!w->has_len) {
+            if (hn) memcpy(hn + l * BH, w->lay[l].h + (size_t)w->T * BH, BH * sizeof(float));
+            if (cn) memcpy(cn + l * BH, w->lay[l].c + (size_t)w->T * BH, BH * sizeof(float));
+            continue;
+        }
+        for (int b = 0; b < B; b++) { // state after step len[b] - 1: index len[b] of h / c
+            const size_t src = (size_t)w->len[b] * BH + (size_t)b * H, dst = l * BH + (size_t)b * H;
+            if (hn) memcpy(hn + dst, w->lay[l].h + src, (size_t)H * sizeof(float));
+            if (cn) memcpy(cn + dst, w->lay[l].c + src, (size_t)H * sizeof(float));
+        }
     }
 }

@@ -1,6 +1,8 @@
 /* The trainer: batches from a data set, forward/backward (bptt.c), clipping, optimiser step
  * (optim.c), epochs with validation and learning-rate decay on plateau, checkpoints
- * (checkpoint.c), and evaluation. */
+ * (checkpoint.c), and evaluation. A classification set with lengths gives masked variable-length
+ * batches: each batch sorted by decreasing length (fl_dataset_gather), the loss the mean over its
+ * sequences as before, so a data-parallel slice still weighs n_r / N of the global batch (mpi.c). */
 #include "train_internal.h"
 #include "lstm_ext.h"
 #include "blas_threads.h"
@@ -49,7 +51,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     if (st) return st;
     if (m->arch.head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");
-    if (m->arch.bidirectional || m->arch.proj > 0)
+    if (m->arch.bidirectional || m->arch.proj > 0) /* issue 11: not yet, see bptt.c */
         return fl_fail(FL_ERR_UNSUPPORTED, "%s layers are not yet supported in training (inference only)",
                        m->arch.bidirectional ? "bidirectional" : "projection (LSTMP)");
     fl_trainer *t = fl_calloc(1, sizeof *t);
@@ -116,6 +118,8 @@ void fl_trainer_free(fl_trainer *t) {
     fl_free(t->xb);
     fl_free(t->tb);
     fl_free(t->yb);
+    fl_free(t->lb);
+    fl_free(t->rows);
     fl_free(t);
 }
 
@@ -202,20 +206,6 @@ fl_status fl_trainer_epoch_steps(fl_trainer *t, const fl_dataset *d, long *steps
     return lm_geometry(d, t->o.batch, t->o.bptt, &S, steps);
 }
 
-/* Gather sequences rows[0..B) of a classification set into time-major buffers. */
-static void gather_classify(const fl_dataset *d, const uint32_t *rows, int B, float *x, int32_t *ids,
-                            int32_t *labels) {
-    const int T = d->seq, D = d->dim;
-    for (int b = 0; b < B; b++) {
-        size_t r = rows[b];
-        labels[b] = d->labels[r];
-        for (int t = 0; t < T; t++) {
-            if (D > 0) memcpy(x + ((size_t)t * B + b) * D, d->x + (r * T + t) * D, (size_t)D * sizeof(float));
-            else ids[(size_t)t * B + b] = d->ids[r * T + t];
-        }
-    }
-}
-
 fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) {
     if (!t || !d) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_step");
     long nsteps;
@@ -251,8 +241,16 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         shard_range(t, B, &lo, &Bl);
         if ((st = ensure_ws(&t->ws, &t->ws_batch, &t->ws_seq, m, t->o.batch, d->seq))) return st;
         if ((st = ensure_bufs(t, (size_t)d->seq * B * (d->dim > 0 ? d->dim : 1), (size_t)d->seq * B))) return st;
-        gather_classify(d, t->perm + first + lo, Bl, t->xb, t->tb, t->yb);
-        in = (fl_bptt_batch){Bl, d->seq, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL};
+        if (!t->rows) {
+            t->rows = fl_malloc((size_t)t->o.batch * sizeof(uint32_t));
+            t->lb = fl_malloc((size_t)t->o.batch * sizeof(int32_t));
+            if (!t->rows || !t->lb) return fl_fail(FL_ERR_NOMEM, "out of memory for a batch");
+        }
+        memcpy(t->rows, t->perm + first + lo, (size_t)Bl * sizeof(uint32_t));
+        int T = d->seq;
+        fl_dataset_gather(d, m, t->rows, Bl, t->xb, t->tb, t->yb, t->lb, &T);
+        in = (fl_bptt_batch){Bl, T, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL,
+                             d->lens ? t->lb : NULL};
     } else {
         size_t S;
         long windows;
@@ -272,7 +270,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
                 t->tb[(size_t)s * Bl + b] = d->tokens[k];
                 t->yb[(size_t)s * Bl + b] = d->tokens[k + 1];
             }
-        in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c};
+        in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c, NULL};
         if (t->shard_count > 1) { /* the slice's state, packed: (L, Bl, H) out of (L, B, H) */
             if (!t->sh) {
                 t->sh = fl_malloc((size_t)L * B * H * sizeof(float));
@@ -357,7 +355,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
     const int L = m->arch.layers, H = m->arch.hidden;
     fl_bptt *ws = NULL;
     float *xb = NULL, *h = NULL, *c = NULL;
-    int32_t *tb = NULL, *yb = NULL;
+    int32_t *tb = NULL, *yb = NULL, *lb = NULL;
     uint32_t *rows = NULL;
     double total = 0;
     long right = 0;
@@ -370,12 +368,15 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
         tb = fl_malloc(cells * sizeof(int32_t));
         yb = fl_malloc((size_t)batch * sizeof(int32_t));
         rows = fl_malloc((size_t)batch * sizeof(uint32_t));
-        if (!st && (!xb || !tb || !yb || !rows)) st = fl_fail(FL_ERR_NOMEM, "out of memory evaluating");
+        lb = fl_malloc((size_t)batch * sizeof(int32_t));
+        if (!st && (!xb || !tb || !yb || !rows || !lb)) st = fl_fail(FL_ERR_NOMEM, "out of memory evaluating");
         for (size_t first = 0; !st && first < d->n; first += (size_t)batch) {
             int B = (int)(d->n - first < (size_t)batch ? d->n - first : (size_t)batch);
             for (int b = 0; b < B; b++) rows[b] = (uint32_t)(first + b);
-            gather_classify(d, rows, B, xb, tb, yb);
-            fl_bptt_batch in = {B, d->seq, d->dim > 0 ? xb : NULL, d->dim > 0 ? NULL : tb, yb, NULL, NULL};
+            int T = d->seq;
+            fl_dataset_gather(d, m, rows, B, xb, tb, yb, lb, &T);
+            fl_bptt_batch in = {B, T, d->dim > 0 ? xb : NULL, d->dim > 0 ? NULL : tb, yb, NULL, NULL,
+                                d->lens ? lb : NULL};
             double loss;
             long ok;
             if ((st = fl_bptt_forward(ws, m, &in, 0, NULL, &loss, &ok))) break;
@@ -404,7 +405,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
                     tb[(size_t)s * batch + b] = d->tokens[k];
                     yb[(size_t)s * batch + b] = d->tokens[k + 1];
                 }
-            fl_bptt_batch in = {batch, T, NULL, tb, yb, h, c};
+            fl_bptt_batch in = {batch, T, NULL, tb, yb, h, c, NULL};
             double loss;
             long ok;
             if ((st = fl_bptt_forward(ws, m, &in, 0, NULL, &loss, &ok))) break;
@@ -419,6 +420,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
     fl_free(tb);
     fl_free(yb);
     fl_free(rows);
+    fl_free(lb);
     fl_free(h);
     fl_free(c);
     if (st) return st;
