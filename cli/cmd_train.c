@@ -43,6 +43,8 @@ static void usage_train(FILE *f) {
             "  --classes C          number of classes (default: largest training label + 1)\n"
             "model:\n"
             "  --hidden H (default 128)  --layers L (default 1)\n"
+            "  --bidirectional      every layer runs forward and reverse, as nn.LSTM(bidirectional=True)\n"
+            "                       (classifiers; the head reads [forward, reverse] of the last step)\n"
             "  --embed E            embedding size for token inputs (default 128)\n"
             "  --decompose svd:R|cp:R   train the LSTM gate matrices in factored form of rank R\n"
             "  --decompose auto     plan it: dense warm-up measures compute and link, then each matrix\n"
@@ -181,7 +183,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *v_decay = NULL, *v_pat = NULL, *v_seed = NULL, *v_iseed = NULL, *ckpt = NULL, *v_every = NULL;
     const char *out = NULL, *model_in = NULL, *v_threads = NULL;
     fl_data_spec tspec = {0}, vspec = {0};
-    bool resume = false, quiet = false, freeze = false, dist = false;
+    bool resume = false, quiet = false, freeze = false, dist = false, bidir = false;
     cli_dist_opts dopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -197,6 +199,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         if (!strcmp(a, "--quiet")) { quiet = true; continue; }
         if (!strcmp(a, "--dist")) { dist = true; continue; }
         if (finetune && !strcmp(a, "--freeze-dense")) { freeze = true; continue; }
+        if (!finetune && !strcmp(a, "--bidirectional")) { bidir = true; continue; }
         if ((r = cli_dist_take(CMD, argc, argv, &i, &dopt))) {
             if (r < 0) return CLI_USAGE;
             continue;
@@ -332,6 +335,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     fl_method dmethod = FL_METHOD_DENSE;
     long drank = 0;
     const bool auto_plan = v_decomp && !strcmp(v_decomp, "auto");
+    if (auto_plan && bidir) {
+        fl_model_free(m);
+        return cli_fail(CMD, CLI_USAGE, "--decompose auto does not plan bidirectional models yet; use svd:R or cp:R");
+    }
     if (v_decomp && !auto_plan) {
         const char *colon = strchr(v_decomp, ':');
         if (!colon || (strncmp(v_decomp, "svd", 3) && strncmp(v_decomp, "cp", 2)) ||
@@ -414,7 +421,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     }
 
     if (!m) { /* a new model */
-        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers};
+        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers, .bidirectional = bidir};
         if (lm) {
             a.vocab = vocab ? fl_vocab_size(vocab) : fl_dataset_classes(dtrain);
             a.input = (int)embed;
@@ -442,16 +449,18 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                 a.input = (int)embed;
             }
         }
-        fl_mat_spec specs[2 * 1024 + 1];
-        for (int i = 0; i < 2 * a.layers; i++) specs[i] = (fl_mat_spec){dmethod, (int)drank};
-        specs[2 * a.layers] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+        const int dirs = bidir ? 2 : 1, nmat = 2 * a.layers * dirs; /* (layer, direction): ih, hh; head */
+        fl_mat_spec specs[4 * 1024 + 1];
+        for (int i = 0; i < nmat; i++) specs[i] = (fl_mat_spec){dmethod, (int)drank};
+        specs[nmat] = (fl_mat_spec){FL_METHOD_DENSE, 0};
         if (head_rank > 0) { /* clamp to the head's shape */
-            int maxr = a.head_out < a.hidden ? a.head_out : a.hidden;
-            specs[2 * a.layers] = (fl_mat_spec){FL_METHOD_SVD, head_rank < maxr ? (int)head_rank : maxr};
+            int maxr = a.head_out < dirs * a.hidden ? a.head_out : dirs * a.hidden;
+            specs[nmat] = (fl_mat_spec){FL_METHOD_SVD, head_rank < maxr ? (int)head_rank : maxr};
         }
         if (dmethod == FL_METHOD_SVD)
-            for (int i = 0; i < 2 * a.layers; i++) {
-                int cols = i == 0 ? a.input : a.hidden;
+            for (int i = 0; i < nmat; i++) {
+                const int layer = i / (2 * dirs);
+                int cols = i % 2 ? a.hidden : layer == 0 ? a.input : dirs * a.hidden;
                 int maxr = cols < 4 * a.hidden ? cols : 4 * a.hidden;
                 if (specs[i].rank > maxr) specs[i].rank = maxr;
             }

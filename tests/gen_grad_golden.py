@@ -48,6 +48,16 @@ VARLEN = {
                            ih=("svd", 3), hh=("svd", 4), hd=("svd", 2), lengths=[2, 6, 1, 5, 3]),
     "lm_varlen_cp": dict(vocab=9, input=4, hidden=6, layers=1, head="lm", out=9, B=3, T=5, state=True,
                          ih=("cp", 3), hh=("cp", 2), hd=("dense", 0), lengths=[4, 5, 1], pad=0),
+    # bidirectional (nn.LSTM(bidirectional=True); parameters "_reverse"; state (2L, B, H))
+    "cls_bidir": dict(vocab=0, input=5, hidden=6, layers=2, head="cls", out=4, B=3, T=5, state=True,
+                      ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), bidir=True),
+    "cls_bidir_varlen": dict(vocab=0, input=4, hidden=5, layers=3, head="cls", out=3, B=4, T=6, state=False,
+                             ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[4, 6, 1, 3], bidir=True),
+    "tag_bidir_varlen_pad": dict(vocab=8, input=4, hidden=5, layers=1, head="lm", out=8, B=3, T=6, state=True,
+                                 ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[2, 6, 1], pad=0,
+                                 bidir=True),
+    "cls_bidir_svd_varlen": dict(vocab=0, input=4, hidden=5, layers=2, head="cls", out=3, B=4, T=6, state=True,
+                                 ih=("svd", 2), hh=("svd", 3), hd=("svd", 2), lengths=[5, 1, 6, 2], bidir=True),
 }
 
 
@@ -84,13 +94,16 @@ def run_case(c, seed):
         if pad is not None:
             with torch.no_grad():
                 p["embedding.weight"][pad] = 0  # as nn.Embedding(padding_idx) initialises it
+    dirs = 2 if c.get("bidir") else 1
+    sfx = ["", "_reverse"][:dirs]
     for l in range(L):
-        n_in = D if l == 0 else H
-        p.update(mat_params(f"lstm.weight_ih_l{l}", c["ih"], 4 * H, n_in, g))
-        p.update(mat_params(f"lstm.weight_hh_l{l}", c["hh"], 4 * H, H, g))
-        p[f"lstm.bias_ih_l{l}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
-        p[f"lstm.bias_hh_l{l}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
-    p.update(mat_params("head.weight", c["hd"], O, H, g))
+        n_in = D if l == 0 else dirs * H
+        for x in sfx:
+            p.update(mat_params(f"lstm.weight_ih_l{l}{x}", c["ih"], 4 * H, n_in, g))
+            p.update(mat_params(f"lstm.weight_hh_l{l}{x}", c["hh"], 4 * H, H, g))
+            p[f"lstm.bias_ih_l{l}{x}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
+            p[f"lstm.bias_hh_l{l}{x}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
+    p.update(mat_params("head.weight", c["hd"], O, dirs * H, g))
     p["head.bias"] = torch.randn(O, generator=g, dtype=torch.float64) * 0.3
     for t in p.values():
         t.requires_grad_(True)
@@ -105,12 +118,12 @@ def run_case(c, seed):
     targets = torch.randint(0, O, (T, B) if c["head"] == "lm" else (B,), generator=g)
     rec["targets"] = targets
     if c["state"]:
-        h0 = torch.randn(L, B, H, generator=g, dtype=torch.float64) * 0.5
-        c0 = torch.randn(L, B, H, generator=g, dtype=torch.float64)
+        h0 = torch.randn(L * dirs, B, H, generator=g, dtype=torch.float64) * 0.5
+        c0 = torch.randn(L * dirs, B, H, generator=g, dtype=torch.float64)
         rec["h0"], rec["c0"] = h0, c0
     else:
-        h0 = torch.zeros(L, B, H, dtype=torch.float64)
-        c0 = torch.zeros(L, B, H, dtype=torch.float64)
+        h0 = torch.zeros(L * dirs, B, H, dtype=torch.float64)
+        c0 = torch.zeros(L * dirs, B, H, dtype=torch.float64)
 
     if lens is not None:
         rec["lengths"] = torch.tensor(lens, dtype=torch.int32)
@@ -124,46 +137,51 @@ def run_case(c, seed):
     inp = F.embedding(rec["tokens"], p["embedding.weight"], padding_idx=pad) if V else rec["x"]
     all_dense = c["ih"][0] == "dense" and c["hh"][0] == "dense"
     if all_dense and lens is not None:
-        lstm = torch.nn.LSTM(D, H, L).double()
+        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2).double()
         with torch.no_grad():
             for l in range(L):
                 for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    getattr(lstm, f"{k}_l{l}").copy_(p[f"lstm.{k}_l{l}"])
+                    for x in sfx:
+                        getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
         packed = torch.nn.utils.rnn.pack_padded_sequence(inp, torch.tensor(lens), enforce_sorted=False)
         out, _ = lstm(packed, (h0, c0))
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
         ours = dict(lstm.named_parameters())
     elif all_dense:
-        lstm = torch.nn.LSTM(D, H, L).double()
+        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2).double()
         with torch.no_grad():
             for l in range(L):
                 for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    getattr(lstm, f"{k}_l{l}").copy_(p[f"lstm.{k}_l{l}"])
+                    for x in sfx:
+                        getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
         out, _ = lstm(inp, (h0, c0))
         out.retain_grad()
         ours = dict(lstm.named_parameters())
     else:
         xs = inp
         for l in range(L):
-            Wi = dense_of(p, f"lstm.weight_ih_l{l}", c["ih"])
-            Wh = dense_of(p, f"lstm.weight_hh_l{l}", c["hh"])
-            b = p[f"lstm.bias_ih_l{l}"] + p[f"lstm.bias_hh_l{l}"]
-            h, cc = h0[l], c0[l]
-            ys = []
-            for t in range(T):
+          outs = []
+          for d, x in enumerate(sfx):  # the reverse direction walks t down from each sequence's end
+            Wi = dense_of(p, f"lstm.weight_ih_l{l}{x}", c["ih"])
+            Wh = dense_of(p, f"lstm.weight_hh_l{l}{x}", c["hh"])
+            b = p[f"lstm.bias_ih_l{l}{x}"] + p[f"lstm.bias_hh_l{l}{x}"]
+            h, cc = h0[l * dirs + d], c0[l * dirs + d]
+            ys = [None] * T
+            for t in (range(T) if d == 0 else reversed(range(T))):
                 gates = xs[t] @ Wi.T + h @ Wh.T + b
                 i, f, gg, o = gates.chunk(4, dim=1)
                 cn = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
                 hn = torch.sigmoid(o) * torch.tanh(cn)
                 if lens is None:
                     h, cc = hn, cn
-                    ys.append(h)
+                    ys[t] = h
                     continue
                 # masked: a padded step keeps the state and outputs zero
                 m = torch.tensor([[1.0 if t < n else 0.0] for n in lens], dtype=torch.float64)
                 h, cc = m * hn + (1 - m) * h, m * cn + (1 - m) * cc
-                ys.append(m * hn)
-            xs = torch.stack(ys)
+                ys[t] = m * hn
+            outs.append(torch.stack(ys))
+          xs = torch.cat(outs, dim=2)
         out = xs
     Wo = dense_of(p, "head.weight", c["hd"])
     if c["head"] == "lm":

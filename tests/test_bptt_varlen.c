@@ -22,7 +22,7 @@
 
 typedef struct problem {
     fl_arch arch;
-    fl_mat_spec specs[8];
+    fl_mat_spec specs[16]; /* per layer and direction: ih, hh; then the head */
     int B, T;
     bool use_state;
     int32_t lens[8];
@@ -37,7 +37,7 @@ static void make_data(const problem *p, uint64_t seed, data *d) {
     fl_rng r;
     fl_rng_seed(&r, seed);
     const fl_arch *a = &p->arch;
-    size_t TB = (size_t)p->T * p->B, S = (size_t)a->layers * p->B * a->hidden;
+    size_t TB = (size_t)p->T * p->B, S = (size_t)a->layers * (a->bidirectional ? 2 : 1) * p->B * a->hidden;
     memset(d, 0, sizeof *d);
     if (a->vocab) {
         d->tokens = malloc(TB * sizeof(int32_t));
@@ -91,15 +91,16 @@ static void ref_dense(const fl_model *m, const fl_mat *w, const double *p, doubl
 
 static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* Mean cross-entropy, each sequence b run alone over its first lens[b] steps: per-step targets
- * counted only there, the classifier reading step lens[b] - 1. */
+/* Mean cross-entropy, each sequence b run alone over its first lens[b] steps (a reverse direction
+ * from step lens[b] - 1 down): per-step targets counted only there, the classifier reading step
+ * lens[b] - 1. */
 static double ref_loss(const problem *pr, const fl_model *m, const double *p, const data *d) {
     const fl_arch *a = &m->arch;
     const int B = pr->B, T = pr->T, H = a->hidden, D = a->input, V = a->head_out, L = a->layers;
-    const int mx = D > H ? D : H;
-    double *X = calloc((size_t)T * mx, sizeof(double)), *Y = calloc((size_t)T * H, sizeof(double));
+    const int dirs = a->bidirectional ? 2 : 1, Wd = dirs * H, mx = D > Wd ? D : Wd;
+    double *X = calloc((size_t)T * mx, sizeof(double)), *Y = calloc((size_t)T * Wd, sizeof(double));
     double *W = calloc((size_t)4 * H * mx, sizeof(double)), *U = calloc((size_t)4 * H * H, sizeof(double));
-    double *Wh = calloc((size_t)V * H, sizeof(double)), *z = calloc(V, sizeof(double));
+    double *Wh = calloc((size_t)V * Wd, sizeof(double)), *z = calloc(V, sizeof(double));
     double h[64], c[64], gates[256];
     ref_dense(m, &m->head, p, Wh);
     const double *hb = p + (m->head_b - m->params);
@@ -114,36 +115,40 @@ static double ref_loss(const problem *pr, const fl_model *m, const double *p, co
             }
         int in = D;
         for (int l = 0; l < L; l++) {
-            const fl_layer *ly = &m->layer[l];
-            ref_dense(m, &ly->wih, p, W);
-            ref_dense(m, &ly->whh, p, U);
-            const double *bi = p + (ly->b_ih - m->params), *bh = p + (ly->b_hh - m->params);
-            for (int j = 0; j < H; j++) {
-                size_t k = ((size_t)l * B + b) * H + j;
-                h[j] = d->h0 ? d->h0[k] : 0;
-                c[j] = d->c0 ? d->c0[k] : 0;
-            }
-            for (int t = 0; t < n; t++) {
-                for (int r = 0; r < 4 * H; r++) {
-                    double s = bi[r] + bh[r];
-                    for (int k = 0; k < in; k++) s += W[r * in + k] * X[t * in + k];
-                    for (int k = 0; k < H; k++) s += U[r * H + k] * h[k];
-                    gates[r] = s;
-                }
+            for (int dir = 0; dir < dirs; dir++) {
+                const int idx = l * dirs + dir;
+                const fl_layer *ly = &m->layer[idx];
+                ref_dense(m, &ly->wih, p, W);
+                ref_dense(m, &ly->whh, p, U);
+                const double *bi = p + (ly->b_ih - m->params), *bh = p + (ly->b_hh - m->params);
                 for (int j = 0; j < H; j++) {
-                    c[j] = sig(gates[H + j]) * c[j] + sig(gates[j]) * tanh(gates[2 * H + j]);
-                    h[j] = Y[t * H + j] = sig(gates[3 * H + j]) * tanh(c[j]);
+                    size_t k = ((size_t)idx * B + b) * H + j;
+                    h[j] = d->h0 ? d->h0[k] : 0;
+                    c[j] = d->c0 ? d->c0[k] : 0;
+                }
+                for (int s = 0; s < n; s++) {
+                    const int t = dir ? n - 1 - s : s;
+                    for (int r = 0; r < 4 * H; r++) {
+                        double v = bi[r] + bh[r];
+                        for (int k = 0; k < in; k++) v += W[r * in + k] * X[t * in + k];
+                        for (int k = 0; k < H; k++) v += U[r * H + k] * h[k];
+                        gates[r] = v;
+                    }
+                    for (int j = 0; j < H; j++) {
+                        c[j] = sig(gates[H + j]) * c[j] + sig(gates[j]) * tanh(gates[2 * H + j]);
+                        h[j] = Y[t * Wd + dir * H + j] = sig(gates[3 * H + j]) * tanh(c[j]);
+                    }
                 }
             }
-            memcpy(X, Y, (size_t)n * H * sizeof(double));
-            in = H;
+            memcpy(X, Y, (size_t)n * Wd * sizeof(double));
+            in = Wd;
         }
         const bool per_step = a->head == FL_HEAD_PER_STEP;
         for (int t = per_step ? 0 : n - 1; t < n; t++) {
             double mz = -1e300, se = 0;
             for (int v = 0; v < V; v++) {
                 double s = hb[v];
-                for (int k = 0; k < H; k++) s += Wh[v * H + k] * X[t * H + k];
+                for (int k = 0; k < Wd; k++) s += Wh[v * Wd + k] * X[t * Wd + k];
                 z[v] = s;
                 if (s > mz) mz = s;
             }
@@ -247,6 +252,87 @@ static void test_fd_lm(void **st) {
     check_elementwise(&p);
     p = lm_problem((fl_mat_spec){FL_METHOD_SVD, 2}, (fl_mat_spec){FL_METHOD_CP, 3}, (fl_mat_spec){FL_METHOD_SVD, 3});
     check_elementwise(&p);
+}
+
+/* Bidirectional layers (1 to 3), dense and decomposed, with and without lengths. */
+static problem bidir_problem(int layers, fl_head_kind head, fl_mat_spec ih, fl_mat_spec hh, fl_mat_spec hd) {
+    problem p = {.arch = {.vocab = head == FL_HEAD_PER_STEP ? 6 : 0, .input = 3, .hidden = 4, .layers = layers,
+                          .head = head, .head_out = head == FL_HEAD_PER_STEP ? 6 : 3, .bidirectional = 1},
+                 .B = 3, .T = 4, .lens = {2, 4, 1}};
+    for (int i = 0; i < 2 * layers; i++) p.specs[2 * i] = ih, p.specs[2 * i + 1] = hh;
+    p.specs[4 * layers] = hd;
+    return p;
+}
+
+static void test_fd_bidir(void **st) {
+    const fl_mat_spec S2 = {FL_METHOD_SVD, 2}, S3 = {FL_METHOD_SVD, 3}, C2 = {FL_METHOD_CP, 2}, C3 = {FL_METHOD_CP, 3};
+    problem p = bidir_problem(1, FL_HEAD_LAST_STEP, DN, DN, DN);
+    check_elementwise(&p);
+    p.lens[0] = p.lens[1] = p.lens[2] = p.T; /* full lengths: the plain bidirectional batch */
+    p.use_state = true;
+    check_elementwise(&p);
+    p = bidir_problem(2, FL_HEAD_LAST_STEP, S2, S3, S2);
+    check_elementwise(&p);
+    p = bidir_problem(3, FL_HEAD_LAST_STEP, C3, C2, DN);
+    p.specs[3] = DN; /* mixed: layer 0's reverse W_hh dense */
+    check_elementwise(&p);
+    p = bidir_problem(2, FL_HEAD_PER_STEP, DN, S2, DN); /* a tagger over tokens */
+    p.use_state = true;
+    check_elementwise(&p);
+}
+
+/* The training forward computes what the inference runtime (fl_session_run with lengths) does:
+ * the loss of the session's outputs equals the bptt loss, for a bidirectional classifier and a
+ * bidirectional tagger with a padding id, unsorted lengths. */
+static void check_runtime(const problem *p) {
+    fl_model *m = make_model(p, 51);
+    data d;
+    make_data(p, 52, &d);
+    fl_bptt_batch in = batch_of(p, &d);
+    fl_bptt *w;
+    double loss;
+    assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
+    assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
+    fl_session *s;
+    fl_session_opts so = fl_session_opts_default();
+    so.max_batch = p->B;
+    assert_int_equal(fl_session_create(m, &so, &s), FL_OK);
+    float *y = malloc(fl_run_output_size(m, p->B, p->T) * sizeof(float));
+    fl_run_io io = {.layout = FL_TIME_MAJOR, .batch = p->B, .seq = p->T, .x = d.x, .tokens = d.tokens,
+                    .h0 = d.h0, .c0 = d.c0, .y = y, .lengths = d.lens};
+    if (fl_session_run(s, &io) != FL_OK) fail_msg("fl_session_run: %s", fl_last_error());
+    const int V = p->arch.head_out, B = p->B;
+    double sum = 0;
+    int count = 0;
+    for (int t = 0; t < p->T; t++)
+        for (int b = 0; b < B; b++) {
+            const bool per_step = p->arch.head == FL_HEAD_PER_STEP;
+            if (per_step ? t >= d.lens[b] : t > 0) continue;
+            const float *z = y + (per_step ? (size_t)t * B + b : (size_t)b) * V;
+            double mz = -1e300, se = 0;
+            for (int v = 0; v < V; v++) mz = z[v] > mz ? z[v] : mz;
+            for (int v = 0; v < V; v++) se += exp(z[v] - mz);
+            sum += log(se) + mz - z[d.targets[per_step ? (size_t)t * B + b : (size_t)b]];
+            count++;
+        }
+    if (fabs(sum / count - loss) > 1e-4 * fabs(loss)) fail_msg("runtime loss %.7g, training loss %.7g", sum / count, loss);
+    free(y);
+    fl_session_free(s);
+    fl_bptt_free(w);
+    fl_model_free(m);
+    free_data(&d);
+}
+
+static void test_matches_runtime(void **st) {
+    problem p = bidir_problem(2, FL_HEAD_LAST_STEP, DN, (fl_mat_spec){FL_METHOD_SVD, 3}, DN);
+    p.use_state = true;
+    check_runtime(&p);
+    p = bidir_problem(3, FL_HEAD_PER_STEP, (fl_mat_spec){FL_METHOD_CP, 3}, DN, DN);
+    p.arch.has_padding = 1;
+    p.arch.padding_idx = 1;
+    check_runtime(&p);
+    p = cls_problem(DN, DN, DN);
+    check_runtime(&p);
 }
 
 /* Padded inputs do not matter; sorted rows give the unsorted batch's loss and gradients; lengths
@@ -367,10 +453,9 @@ static void check_golden(const char *dir, const char *name, const problem *p) {
     }
     const record *rt = golden_find(&gd, "tokens"), *rx = golden_find(&gd, "x"), *ry = golden_find(&gd, "targets");
     const record *rh = golden_find(&gd, "h0"), *rc = golden_find(&gd, "c0"), *rl = golden_find(&gd, "lengths");
-    assert_non_null(rl);
-    assert_int_equal(rl->count, (size_t)p->B);
+    assert_true(!rl || rl->count == (size_t)p->B);
     fl_bptt_batch in = {p->B, p->T, rx ? rx->data : NULL, rt ? rt->data : NULL, ry->data,
-                        rh ? rh->data : NULL, rc ? rc->data : NULL, rl->data};
+                        rh ? rh->data : NULL, rc ? rc->data : NULL, rl ? rl->data : NULL};
     fl_bptt *w;
     assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
     double loss;
@@ -427,6 +512,28 @@ static void test_torch_golden(void **st) {
                   .B = 3, .T = 5, .use_state = true,
                   .specs = {{FL_METHOD_CP, 3}, {FL_METHOD_CP, 2}, {FL_METHOD_DENSE, 0}}};
     check_golden(tmp_dir, "lm_varlen_cp", &cp);
+
+    problem bi = {.arch = {.vocab = 0, .input = 5, .hidden = 6, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                           .head_out = 4, .bidirectional = 1},
+                  .B = 3, .T = 5, .use_state = true};
+    for (int i = 0; i < 9; i++) bi.specs[i] = DN;
+    check_golden(tmp_dir, "cls_bidir", &bi);
+    bi = (problem){.arch = {.vocab = 0, .input = 4, .hidden = 5, .layers = 3, .head = FL_HEAD_LAST_STEP,
+                            .head_out = 3, .bidirectional = 1},
+                   .B = 4, .T = 6};
+    for (int i = 0; i < 13; i++) bi.specs[i] = DN;
+    check_golden(tmp_dir, "cls_bidir_varlen", &bi);
+    bi = (problem){.arch = {.vocab = 8, .input = 4, .hidden = 5, .layers = 1, .head = FL_HEAD_PER_STEP,
+                            .head_out = 8, .bidirectional = 1, .has_padding = 1, .padding_idx = 0},
+                   .B = 3, .T = 6, .use_state = true};
+    for (int i = 0; i < 5; i++) bi.specs[i] = DN;
+    check_golden(tmp_dir, "tag_bidir_varlen_pad", &bi);
+    bi = (problem){.arch = {.vocab = 0, .input = 4, .hidden = 5, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                            .head_out = 3, .bidirectional = 1},
+                   .B = 4, .T = 6, .use_state = true};
+    for (int i = 0; i < 4; i++) bi.specs[2 * i] = (fl_mat_spec){FL_METHOD_SVD, 2}, bi.specs[2 * i + 1] = (fl_mat_spec){FL_METHOD_SVD, 3};
+    bi.specs[8] = (fl_mat_spec){FL_METHOD_SVD, 2};
+    check_golden(tmp_dir, "cls_bidir_svd_varlen", &bi);
 }
 
 /* ---------------------------------------------------------------- data sets and the trainer */
@@ -546,6 +653,7 @@ static int teardown(void **st) { return tmp_dir_remove(); }
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_cls),          cmocka_unit_test(test_fd_lm),
+        cmocka_unit_test(test_fd_bidir),        cmocka_unit_test(test_matches_runtime),
         cmocka_unit_test(test_invariances),     cmocka_unit_test(test_torch_golden),
         cmocka_unit_test(test_dataset_lengths), cmocka_unit_test(test_labelled_lengths),
     };

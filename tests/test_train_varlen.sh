@@ -52,4 +52,26 @@ expect 1 "$CLI" eval "$T/a.st" --data "$T/x.npy" --labels "$T/y.npy" --lengths "
     && has err "length 10 of sequence 7 outside [1, 9]"
 expect 1 "$CLI" eval "$T/a.st" --data "$T/x.npy" --labels "$T/y.npy" --lengths "$T/len_float.npy" \
     && has err "len_float.npy: lengths must be a 1-D int32/int64 array"
+# ---------------------------------------------------------------- bidirectional
+bi=(--task classify --bidirectional --layers 2 --hidden 6 --epochs 2 --batch 16 --lr 0.01 --quiet
+    --train "$T/x.npy" --train-labels "$T/y.npy" --train-lengths "$T/len.npy")
+expect 0 "$CLI" train "${bi[@]}" -o "$T/bi.st"
+expect 0 "$CLI" info "$T/bi.st" && has out "bidirectional"
+expect 0 "$CLI" eval "$T/bi.st" --data "$T/x.npy" --labels "$T/y.npy" --lengths "$T/len.npy" && cp "$T/out" "$T/e1"
+# checkpoint and resume: 3 steps, then the rest from the checkpoint, equal the straight run
+expect 0 "$CLI" train "${bi[@]}" --max-steps 3 --checkpoint "$T/bi.ckpt" -o "$T/bi3.st"
+expect 0 "$CLI" train "${bi[@]}" --resume --checkpoint "$T/bi.ckpt" -o "$T/bi_resumed.st"
+expect 0 "$CLI" eval "$T/bi_resumed.st" --data "$T/x.npy" --labels "$T/y.npy" --lengths "$T/len.npy" && cp "$T/out" "$T/e2"
+cmp -s "$T/e1" "$T/e2" || fail "resumed bidirectional run differs: $(cat "$T/e1") vs $(cat "$T/e2")"
+# decomposed (SVD, CP) and fine-tuned in its factors
+expect 0 "$CLI" decompose "$T/bi.st" --method svd --rank 2 -o "$T/bi_svd.st"
+expect 0 "$CLI" finetune "$T/bi_svd.st" --train "$T/x.npy" --train-labels "$T/y.npy" --train-lengths "$T/len.npy" \
+    --epochs 1 --batch 16 --freeze-dense --quiet -o "$T/bi_svd_ft.st"
+expect 0 "$CLI" decompose "$T/bi.st" --method cp --rank 2 -o "$T/bi_cp.st"
+expect 0 "$CLI" finetune "$T/bi_cp.st" --train "$T/x.npy" --train-labels "$T/y.npy" --epochs 1 --batch 16 --quiet \
+    -o "$T/bi_cp_ft.st"
+expect 0 "$CLI" eval "$T/bi_cp_ft.st" --data "$T/x.npy" --labels "$T/y.npy" --lengths "$T/len.npy" && has out "(64 sequences)"
+printf 'the cat sat on the mat\nthe dog sat on the log\n' > "$T/corpus.txt"
+expect 1 "$CLI" train --task lm --bidirectional --train "$T/corpus.txt" --hidden 4 --embed 4 --batch 2 --bptt 3 --quiet \
+    -o "$T/x.st" && has err "a bidirectional language model cannot be trained"
 [ "$failures" -eq 0 ]

@@ -36,6 +36,18 @@ static fl_status check_opts(const fl_train_opts *o) {
     return FL_OK;
 }
 
+/* What training does not cover (issue 11): projections, and a bidirectional language model (its
+ * reverse direction would read the tokens it predicts, and has no state to carry between windows). */
+static fl_status refuse_arch(const fl_model *m) {
+    if (m->arch.proj > 0)
+        return fl_fail(FL_ERR_UNSUPPORTED, "projection (LSTMP) layers are not yet supported in training "
+                       "(inference only)");
+    if (m->arch.bidirectional && m->arch.head == FL_HEAD_PER_STEP)
+        return fl_fail(FL_ERR_UNSUPPORTED, "a bidirectional language model cannot be trained or evaluated on a "
+                       "token stream (its reverse direction reads the tokens it predicts); train a classifier");
+    return FL_OK;
+}
+
 static bool is_factor(const char *name) {
     size_t n = strlen(name);
     return n > 2 && name[n - 2] == '.' && strchr("UVABC", name[n - 1]);
@@ -51,9 +63,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     if (st) return st;
     if (m->arch.head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");
-    if (m->arch.bidirectional || m->arch.proj > 0) /* issue 11: not yet, see bptt.c */
-        return fl_fail(FL_ERR_UNSUPPORTED, "%s layers are not yet supported in training (inference only)",
-                       m->arch.bidirectional ? "bidirectional" : "projection (LSTMP)");
+    if ((st = refuse_arch(m))) return st;
     fl_trainer *t = fl_calloc(1, sizeof *t);
     if (!t) return fl_fail(FL_ERR_NOMEM, "out of memory creating a trainer");
     t->m = m;
@@ -351,6 +361,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
     memset(out, 0, sizeof *out);
     if (batch < 1 || bptt < 1) return fl_fail(FL_ERR_ARG, "batch and bptt must be >= 1");
     fl_status st = fl_dataset_check_model(d, m, "evaluation data");
+    if (!st) st = refuse_arch(m);
     if (st) return st;
     const int L = m->arch.layers, H = m->arch.hidden;
     fl_bptt *ws = NULL;
