@@ -45,6 +45,7 @@ static void usage_train(FILE *f) {
             "  --hidden H (default 128)  --layers L (default 1)\n"
             "  --bidirectional      every layer runs forward and reverse, as nn.LSTM(bidirectional=True)\n"
             "                       (classifiers; the head reads [forward, reverse] of the last step)\n"
+            "  --proj P             LSTMP: project each h_t to size P < H, as nn.LSTM(proj_size=P)\n"
             "  --embed E            embedding size for token inputs (default 128)\n"
             "  --decompose svd:R|cp:R   train the LSTM gate matrices in factored form of rank R\n"
             "  --decompose auto     plan it: dense warm-up measures compute and link, then each matrix\n"
@@ -177,7 +178,7 @@ static void dist_summary(const char *CMD, const fl_dist *d, const cli_energy *e,
 
 int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *task = NULL, *train = NULL, *train_y = NULL, *valid = NULL, *valid_y = NULL, *tokens = "word";
-    const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_embed = NULL;
+    const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_proj = NULL, *v_embed = NULL;
     const char *v_hrank = NULL, *v_decomp = NULL, *v_epochs = NULL, *v_max = NULL, *v_batch = NULL, *v_bptt = NULL;
     const char *v_optim = NULL, *v_lr = NULL, *v_mom = NULL, *v_wd = NULL, *v_clip = NULL, *v_drop = NULL;
     const char *v_decay = NULL, *v_pat = NULL, *v_seed = NULL, *v_iseed = NULL, *ckpt = NULL, *v_every = NULL;
@@ -213,6 +214,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             (r = cli_take(CMD, argc, argv, &i, "--classes", &v_classes)) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--hidden", &v_hidden))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--layers", &v_layers))) ||
+            (!finetune && (r = cli_take(CMD, argc, argv, &i, "--proj", &v_proj))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--embed", &v_embed))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--decompose", &v_decomp))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--head-rank", &v_hrank))) ||
@@ -286,7 +288,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         return cli_fail(CMD, CLI_USAGE, "%s", bad);
     }
 
-    long vocab_cap = 10000, classes = 0, hidden = 128, layers = 1, embed = 128, epochs = 10, max_steps = 0;
+    long vocab_cap = 10000, classes = 0, hidden = 128, layers = 1, proj = 0, embed = 128, epochs = 10, max_steps = 0;
     long head_rank = 0, batch = lm ? 20 : 32, bptt = 35, pat = 0, seed = 1, iseed = -1, every = 0, threads = 0;
     double lr = -1, mom = 0, wd = 0, clip = lm ? 5 : 0, drop = 0, decay = 1;
     const long big = 1L << 24;
@@ -294,6 +296,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         (v_classes && !cli_parse_int(CMD, "--classes", v_classes, 2, big, &classes)) ||
         (v_hidden && !cli_parse_int(CMD, "--hidden", v_hidden, 1, big, &hidden)) ||
         (v_layers && !cli_parse_int(CMD, "--layers", v_layers, 1, 1024, &layers)) ||
+        (v_proj && !cli_parse_int(CMD, "--proj", v_proj, 1, big, &proj)) ||
         (v_embed && !cli_parse_int(CMD, "--embed", v_embed, 1, big, &embed)) ||
         (v_hrank && !cli_parse_int(CMD, "--head-rank", v_hrank, 1, big, &head_rank)) ||
         (v_epochs && !cli_parse_int(CMD, "--epochs", v_epochs, 0, big, &epochs)) ||
@@ -335,9 +338,14 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     fl_method dmethod = FL_METHOD_DENSE;
     long drank = 0;
     const bool auto_plan = v_decomp && !strcmp(v_decomp, "auto");
-    if (auto_plan && bidir) {
+    if (auto_plan && (bidir || proj > 0)) {
         fl_model_free(m);
-        return cli_fail(CMD, CLI_USAGE, "--decompose auto does not plan bidirectional models yet; use svd:R or cp:R");
+        return cli_fail(CMD, CLI_USAGE, "--decompose auto does not plan bidirectional or projection models yet; use "
+                        "svd:R or cp:R");
+    }
+    if (proj > 0 && proj >= hidden) {
+        fl_model_free(m);
+        return cli_fail(CMD, CLI_USAGE, "--proj %ld must be below --hidden %ld", proj, hidden);
     }
     if (v_decomp && !auto_plan) {
         const char *colon = strchr(v_decomp, ':');
@@ -421,7 +429,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     }
 
     if (!m) { /* a new model */
-        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers, .bidirectional = bidir};
+        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers, .bidirectional = bidir, .proj = (int)proj};
         if (lm) {
             a.vocab = vocab ? fl_vocab_size(vocab) : fl_dataset_classes(dtrain);
             a.input = (int)embed;
@@ -449,18 +457,25 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                 a.input = (int)embed;
             }
         }
-        const int dirs = bidir ? 2 : 1, nmat = 2 * a.layers * dirs; /* (layer, direction): ih, hh; head */
-        fl_mat_spec specs[4 * 1024 + 1];
-        for (int i = 0; i < nmat; i++) specs[i] = (fl_mat_spec){dmethod, (int)drank};
+        /* (layer, direction): ih, hh (and hr: dense, or SVD; it has no gate axis for CP); head */
+        const int dirs = bidir ? 2 : 1, per = proj > 0 ? 3 : 2, nmat = per * a.layers * dirs;
+        const int out = proj > 0 ? (int)proj : a.hidden;
+        fl_mat_spec specs[6 * 1024 + 1];
+        for (int i = 0; i < nmat; i++)
+            specs[i] = (fl_mat_spec){i % per == 2 && dmethod == FL_METHOD_CP ? FL_METHOD_DENSE : dmethod, (int)drank};
         specs[nmat] = (fl_mat_spec){FL_METHOD_DENSE, 0};
         if (head_rank > 0) { /* clamp to the head's shape */
-            int maxr = a.head_out < dirs * a.hidden ? a.head_out : dirs * a.hidden;
+            int maxr = a.head_out < dirs * out ? a.head_out : dirs * out;
             specs[nmat] = (fl_mat_spec){FL_METHOD_SVD, head_rank < maxr ? (int)head_rank : maxr};
         }
         if (dmethod == FL_METHOD_SVD)
             for (int i = 0; i < nmat; i++) {
-                const int layer = i / (2 * dirs);
-                int cols = i % 2 ? a.hidden : layer == 0 ? a.input : dirs * a.hidden;
+                const int layer = i / (per * dirs), k = i % per;
+                if (k == 2) { /* W_hr (P, H) */
+                    if (specs[i].rank > out) specs[i].rank = out;
+                    continue;
+                }
+                const int cols = k == 1 ? out : layer == 0 ? a.input : dirs * out;
                 int maxr = cols < 4 * a.hidden ? cols : 4 * a.hidden;
                 if (specs[i].rank > maxr) specs[i].rank = maxr;
             }

@@ -56,6 +56,14 @@ VARLEN = {
     "tag_bidir_varlen_pad": dict(vocab=8, input=4, hidden=5, layers=1, head="lm", out=8, B=3, T=6, state=True,
                                  ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[2, 6, 1], pad=0,
                                  bidir=True),
+    # projections (nn.LSTM(proj_size=P); weight_hr (P, H); h of size P)
+    "cls_proj_varlen": dict(vocab=0, input=4, hidden=5, layers=2, head="cls", out=3, B=4, T=6, state=True,
+                            ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[6, 2, 1, 4], proj=3),
+    "cls_bidir_proj_varlen": dict(vocab=0, input=4, hidden=5, layers=2, head="cls", out=3, B=4, T=5, state=True,
+                                  ih=("dense", 0), hh=("dense", 0), hd=("dense", 0), lengths=[3, 5, 1, 2], proj=2,
+                                  bidir=True),
+    "lm_proj_svd": dict(vocab=7, input=4, hidden=6, layers=2, head="lm", out=7, B=3, T=5, state=True,
+                        ih=("svd", 2), hh=("svd", 2), hr=("svd", 2), hd=("dense", 0), proj=4),
     "cls_bidir_svd_varlen": dict(vocab=0, input=4, hidden=5, layers=2, head="cls", out=3, B=4, T=6, state=True,
                                  ih=("svd", 2), hh=("svd", 3), hd=("svd", 2), lengths=[5, 1, 6, 2], bidir=True),
 }
@@ -96,14 +104,17 @@ def run_case(c, seed):
                 p["embedding.weight"][pad] = 0  # as nn.Embedding(padding_idx) initialises it
     dirs = 2 if c.get("bidir") else 1
     sfx = ["", "_reverse"][:dirs]
+    P = c.get("proj", 0) or H  # size of h
     for l in range(L):
-        n_in = D if l == 0 else dirs * H
+        n_in = D if l == 0 else dirs * P
         for x in sfx:
             p.update(mat_params(f"lstm.weight_ih_l{l}{x}", c["ih"], 4 * H, n_in, g))
-            p.update(mat_params(f"lstm.weight_hh_l{l}{x}", c["hh"], 4 * H, H, g))
+            p.update(mat_params(f"lstm.weight_hh_l{l}{x}", c["hh"], 4 * H, P, g))
             p[f"lstm.bias_ih_l{l}{x}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
             p[f"lstm.bias_hh_l{l}{x}"] = torch.randn(4 * H, generator=g, dtype=torch.float64) * 0.3
-    p.update(mat_params("head.weight", c["hd"], O, dirs * H, g))
+            if c.get("proj"):
+                p.update(mat_params(f"lstm.weight_hr_l{l}{x}", c.get("hr", ("dense", 0)), P, H, g))
+    p.update(mat_params("head.weight", c["hd"], O, dirs * P, g))
     p["head.bias"] = torch.randn(O, generator=g, dtype=torch.float64) * 0.3
     for t in p.values():
         t.requires_grad_(True)
@@ -118,11 +129,11 @@ def run_case(c, seed):
     targets = torch.randint(0, O, (T, B) if c["head"] == "lm" else (B,), generator=g)
     rec["targets"] = targets
     if c["state"]:
-        h0 = torch.randn(L * dirs, B, H, generator=g, dtype=torch.float64) * 0.5
+        h0 = torch.randn(L * dirs, B, P, generator=g, dtype=torch.float64) * 0.5
         c0 = torch.randn(L * dirs, B, H, generator=g, dtype=torch.float64)
         rec["h0"], rec["c0"] = h0, c0
     else:
-        h0 = torch.zeros(L * dirs, B, H, dtype=torch.float64)
+        h0 = torch.zeros(L * dirs, B, P, dtype=torch.float64)
         c0 = torch.zeros(L * dirs, B, H, dtype=torch.float64)
 
     if lens is not None:
@@ -137,10 +148,10 @@ def run_case(c, seed):
     inp = F.embedding(rec["tokens"], p["embedding.weight"], padding_idx=pad) if V else rec["x"]
     all_dense = c["ih"][0] == "dense" and c["hh"][0] == "dense"
     if all_dense and lens is not None:
-        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2).double()
+        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2, proj_size=c.get("proj", 0)).double()
         with torch.no_grad():
             for l in range(L):
-                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if c.get("proj") else ()):
                     for x in sfx:
                         getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
         packed = torch.nn.utils.rnn.pack_padded_sequence(inp, torch.tensor(lens), enforce_sorted=False)
@@ -148,10 +159,10 @@ def run_case(c, seed):
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
         ours = dict(lstm.named_parameters())
     elif all_dense:
-        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2).double()
+        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2, proj_size=c.get("proj", 0)).double()
         with torch.no_grad():
             for l in range(L):
-                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if c.get("proj") else ()):
                     for x in sfx:
                         getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
         out, _ = lstm(inp, (h0, c0))
@@ -172,6 +183,8 @@ def run_case(c, seed):
                 i, f, gg, o = gates.chunk(4, dim=1)
                 cn = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
                 hn = torch.sigmoid(o) * torch.tanh(cn)
+                if c.get("proj"):
+                    hn = hn @ dense_of(p, f"lstm.weight_hr_l{l}{x}", c.get("hr", ("dense", 0))).T
                 if lens is None:
                     h, cc = hn, cn
                     ys[t] = h

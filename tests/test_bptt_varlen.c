@@ -38,6 +38,7 @@ static void make_data(const problem *p, uint64_t seed, data *d) {
     fl_rng_seed(&r, seed);
     const fl_arch *a = &p->arch;
     size_t TB = (size_t)p->T * p->B, S = (size_t)a->layers * (a->bidirectional ? 2 : 1) * p->B * a->hidden;
+    const size_t SP = S / (size_t)a->hidden * (size_t)(a->proj > 0 ? a->proj : a->hidden); /* h0: (L*dirs, B, P) */
     memset(d, 0, sizeof *d);
     if (a->vocab) {
         d->tokens = malloc(TB * sizeof(int32_t));
@@ -52,12 +53,10 @@ static void make_data(const problem *p, uint64_t seed, data *d) {
     d->lens = malloc((size_t)p->B * sizeof(int32_t));
     memcpy(d->lens, p->lens, (size_t)p->B * sizeof(int32_t));
     if (p->use_state) {
-        d->h0 = malloc(S * sizeof(float));
+        d->h0 = malloc(SP * sizeof(float));
         d->c0 = malloc(S * sizeof(float));
-        for (size_t i = 0; i < S; i++) {
-            d->h0[i] = 0.5f * (float)fl_rng_normal(&r);
-            d->c0[i] = (float)fl_rng_normal(&r);
-        }
+        for (size_t i = 0; i < SP; i++) d->h0[i] = 0.5f * (float)fl_rng_normal(&r);
+        for (size_t i = 0; i < S; i++) d->c0[i] = (float)fl_rng_normal(&r);
     }
 }
 
@@ -92,16 +91,17 @@ static void ref_dense(const fl_model *m, const fl_mat *w, const double *p, doubl
 static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* Mean cross-entropy, each sequence b run alone over its first lens[b] steps (a reverse direction
- * from step lens[b] - 1 down): per-step targets counted only there, the classifier reading step
- * lens[b] - 1. */
+ * from step lens[b] - 1 down; a projection h = W_hr (o * tanh(c)) of size P): per-step targets
+ * counted only there, the classifier reading step lens[b] - 1. */
 static double ref_loss(const problem *pr, const fl_model *m, const double *p, const data *d) {
     const fl_arch *a = &m->arch;
     const int B = pr->B, T = pr->T, H = a->hidden, D = a->input, V = a->head_out, L = a->layers;
-    const int dirs = a->bidirectional ? 2 : 1, Wd = dirs * H, mx = D > Wd ? D : Wd;
+    const int dirs = a->bidirectional ? 2 : 1, P = a->proj > 0 ? a->proj : H, Wd = dirs * P, mx = D > Wd ? D : Wd;
     double *X = calloc((size_t)T * mx, sizeof(double)), *Y = calloc((size_t)T * Wd, sizeof(double));
-    double *W = calloc((size_t)4 * H * mx, sizeof(double)), *U = calloc((size_t)4 * H * H, sizeof(double));
+    double *W = calloc((size_t)4 * H * mx, sizeof(double)), *U = calloc((size_t)4 * H * P, sizeof(double));
     double *Wh = calloc((size_t)V * Wd, sizeof(double)), *z = calloc(V, sizeof(double));
-    double h[64], c[64], gates[256];
+    double *Wr = calloc((size_t)P * H, sizeof(double));
+    double h[64], c[64], mo[64], gates[256];
     ref_dense(m, &m->head, p, Wh);
     const double *hb = p + (m->head_b - m->params);
     double loss = 0;
@@ -120,23 +120,29 @@ static double ref_loss(const problem *pr, const fl_model *m, const double *p, co
                 const fl_layer *ly = &m->layer[idx];
                 ref_dense(m, &ly->wih, p, W);
                 ref_dense(m, &ly->whh, p, U);
+                if (a->proj > 0) ref_dense(m, &ly->whr, p, Wr);
                 const double *bi = p + (ly->b_ih - m->params), *bh = p + (ly->b_hh - m->params);
-                for (int j = 0; j < H; j++) {
-                    size_t k = ((size_t)idx * B + b) * H + j;
-                    h[j] = d->h0 ? d->h0[k] : 0;
-                    c[j] = d->c0 ? d->c0[k] : 0;
-                }
+                for (int j = 0; j < P; j++) h[j] = d->h0 ? d->h0[((size_t)idx * B + b) * P + j] : 0;
+                for (int j = 0; j < H; j++) c[j] = d->c0 ? d->c0[((size_t)idx * B + b) * H + j] : 0;
                 for (int s = 0; s < n; s++) {
                     const int t = dir ? n - 1 - s : s;
                     for (int r = 0; r < 4 * H; r++) {
                         double v = bi[r] + bh[r];
                         for (int k = 0; k < in; k++) v += W[r * in + k] * X[t * in + k];
-                        for (int k = 0; k < H; k++) v += U[r * H + k] * h[k];
+                        for (int k = 0; k < P; k++) v += U[r * P + k] * h[k];
                         gates[r] = v;
                     }
                     for (int j = 0; j < H; j++) {
                         c[j] = sig(gates[H + j]) * c[j] + sig(gates[j]) * tanh(gates[2 * H + j]);
-                        h[j] = Y[t * Wd + dir * H + j] = sig(gates[3 * H + j]) * tanh(c[j]);
+                        mo[j] = sig(gates[3 * H + j]) * tanh(c[j]);
+                    }
+                    for (int j = 0; j < P; j++) {
+                        double v = mo[j];
+                        if (a->proj > 0) {
+                            v = 0;
+                            for (int k = 0; k < H; k++) v += Wr[j * H + k] * mo[k];
+                        }
+                        h[j] = Y[t * Wd + dir * P + j] = v;
                     }
                 }
             }
@@ -157,7 +163,7 @@ static double ref_loss(const problem *pr, const fl_model *m, const double *p, co
             count++;
         }
     }
-    free(X), free(Y), free(W), free(U), free(Wh), free(z);
+    free(X), free(Y), free(W), free(U), free(Wh), free(z), free(Wr);
     return loss / count;
 }
 
@@ -281,6 +287,32 @@ static void test_fd_bidir(void **st) {
     check_elementwise(&p);
 }
 
+/* Projections (LSTMP): dense and SVD W_hr, with bidirectional layers and lengths. Specs per
+ * direction: ih, hh, hr; then the head. */
+static problem proj_problem(int layers, int bidir, fl_head_kind head, fl_mat_spec hr) {
+    problem p = {.arch = {.vocab = head == FL_HEAD_PER_STEP ? 6 : 0, .input = 3, .hidden = 5, .layers = layers,
+                          .head = head, .head_out = head == FL_HEAD_PER_STEP ? 6 : 3, .bidirectional = bidir,
+                          .proj = 3},
+                 .B = 3, .T = 4, .use_state = true, .lens = {3, 4, 1}};
+    const int nd = layers * (bidir ? 2 : 1);
+    for (int i = 0; i < nd; i++) p.specs[3 * i] = p.specs[3 * i + 1] = DN, p.specs[3 * i + 2] = hr;
+    p.specs[3 * nd] = DN;
+    return p;
+}
+
+static void test_fd_proj(void **st) {
+    const fl_mat_spec S2 = {FL_METHOD_SVD, 2};
+    problem p = proj_problem(2, 0, FL_HEAD_LAST_STEP, DN);
+    check_elementwise(&p);
+    p = proj_problem(1, 0, FL_HEAD_PER_STEP, S2); /* an LSTMP language model with a carried state */
+    p.lens[0] = p.lens[1] = p.lens[2] = p.T;
+    check_elementwise(&p);
+    p = proj_problem(2, 1, FL_HEAD_LAST_STEP, S2);
+    p.specs[0] = (fl_mat_spec){FL_METHOD_CP, 2};
+    p.specs[4] = S2; /* layer 0 reverse W_hh */
+    check_elementwise(&p);
+}
+
 /* The training forward computes what the inference runtime (fl_session_run with lengths) does:
  * the loss of the session's outputs equals the bptt loss, for a bidirectional classifier and a
  * bidirectional tagger with a padding id, unsorted lengths. */
@@ -332,6 +364,10 @@ static void test_matches_runtime(void **st) {
     p.arch.padding_idx = 1;
     check_runtime(&p);
     p = cls_problem(DN, DN, DN);
+    check_runtime(&p);
+    p = proj_problem(2, 1, FL_HEAD_LAST_STEP, (fl_mat_spec){FL_METHOD_SVD, 2});
+    check_runtime(&p);
+    p = proj_problem(2, 0, FL_HEAD_PER_STEP, DN);
     check_runtime(&p);
 }
 
@@ -534,6 +570,23 @@ static void test_torch_golden(void **st) {
     for (int i = 0; i < 4; i++) bi.specs[2 * i] = (fl_mat_spec){FL_METHOD_SVD, 2}, bi.specs[2 * i + 1] = (fl_mat_spec){FL_METHOD_SVD, 3};
     bi.specs[8] = (fl_mat_spec){FL_METHOD_SVD, 2};
     check_golden(tmp_dir, "cls_bidir_svd_varlen", &bi);
+
+    problem pj = {.arch = {.vocab = 0, .input = 4, .hidden = 5, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                           .head_out = 3, .proj = 3},
+                  .B = 4, .T = 6, .use_state = true};
+    for (int i = 0; i < 7; i++) pj.specs[i] = DN;
+    check_golden(tmp_dir, "cls_proj_varlen", &pj);
+    pj = (problem){.arch = {.vocab = 0, .input = 4, .hidden = 5, .layers = 2, .head = FL_HEAD_LAST_STEP,
+                            .head_out = 3, .proj = 2, .bidirectional = 1},
+                   .B = 4, .T = 5, .use_state = true};
+    for (int i = 0; i < 13; i++) pj.specs[i] = DN;
+    check_golden(tmp_dir, "cls_bidir_proj_varlen", &pj);
+    pj = (problem){.arch = {.vocab = 7, .input = 4, .hidden = 6, .layers = 2, .head = FL_HEAD_PER_STEP,
+                            .head_out = 7, .proj = 4},
+                   .B = 3, .T = 5, .use_state = true};
+    for (int i = 0; i < 6; i++) pj.specs[i] = (fl_mat_spec){FL_METHOD_SVD, 2};
+    pj.specs[6] = DN;
+    check_golden(tmp_dir, "lm_proj_svd", &pj);
 }
 
 /* ---------------------------------------------------------------- data sets and the trainer */
@@ -653,7 +706,8 @@ static int teardown(void **st) { return tmp_dir_remove(); }
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_cls),          cmocka_unit_test(test_fd_lm),
-        cmocka_unit_test(test_fd_bidir),        cmocka_unit_test(test_matches_runtime),
+        cmocka_unit_test(test_fd_bidir),        cmocka_unit_test(test_fd_proj),
+        cmocka_unit_test(test_matches_runtime),
         cmocka_unit_test(test_invariances),     cmocka_unit_test(test_torch_golden),
         cmocka_unit_test(test_dataset_lengths), cmocka_unit_test(test_labelled_lengths),
     };

@@ -74,4 +74,21 @@ expect 0 "$CLI" eval "$T/bi_cp_ft.st" --data "$T/x.npy" --labels "$T/y.npy" --le
 printf 'the cat sat on the mat\nthe dog sat on the log\n' > "$T/corpus.txt"
 expect 1 "$CLI" train --task lm --bidirectional --train "$T/corpus.txt" --hidden 4 --embed 4 --batch 2 --bptt 3 --quiet \
     -o "$T/x.st" && has err "a bidirectional language model cannot be trained"
+# ---------------------------------------------------------------- projections (LSTMP)
+expect 0 "$CLI" train --task classify --proj 3 --hidden 6 --layers 2 --epochs 1 --batch 16 --quiet \
+    --train "$T/x.npy" --train-labels "$T/y.npy" --train-lengths "$T/len.npy" -o "$T/pj.st"
+expect 0 "$CLI" info "$T/pj.st" && has out "projection 3"
+expect 0 "$CLI" train --task classify --proj 2 --bidirectional --decompose svd:2 --hidden 6 --epochs 1 --batch 16 --quiet \
+    --train "$T/x.npy" --train-labels "$T/y.npy" --train-lengths "$T/len.npy" -o "$T/pj_bi_svd.st"
+expect 0 "$CLI" info "$T/pj_bi_svd.st" && has out "weight_hr_l0_reverse"
+for i in 1 2 3 4 5 6 7 8; do cat "$T/corpus.txt"; done > "$T/corpus8.txt"
+lmp=(--task lm --proj 3 --hidden 6 --embed 4 --batch 2 --bptt 4 --epochs 2 --quiet --train "$T/corpus8.txt")
+expect 0 "$CLI" train "${lmp[@]}" -o "$T/lmp.st"
+expect 0 "$CLI" eval "$T/lmp.st" --text "$T/corpus8.txt" && cp "$T/out" "$T/l1"
+expect 0 "$CLI" train "${lmp[@]}" --max-steps 5 --checkpoint "$T/lmp.ckpt" -o "$T/lmp5.st"
+expect 0 "$CLI" train "${lmp[@]}" --resume --checkpoint "$T/lmp.ckpt" -o "$T/lmp_resumed.st"
+expect 0 "$CLI" eval "$T/lmp_resumed.st" --text "$T/corpus8.txt" && cp "$T/out" "$T/l2"
+cmp -s "$T/l1" "$T/l2" || fail "resumed LSTMP language model differs: $(cat "$T/l1") vs $(cat "$T/l2")"
+expect 2 "$CLI" train --task classify --proj 6 --hidden 6 --train "$T/x.npy" --train-labels "$T/y.npy" -o "$T/x.st" \
+    && has err "--proj 6 must be below --hidden 6"
 [ "$failures" -eq 0 ]

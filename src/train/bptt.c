@@ -39,9 +39,6 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt **out) {
     if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_bptt_create");
     *out = NULL;
-    if (m->arch.proj > 0) /* issue 11: BPTT through weight_hr is not written yet */
-        return fl_fail(FL_ERR_UNSUPPORTED, "projection (LSTMP) layers are not yet supported in training "
-                       "(inference only)");
     const fl_arch *a = &m->arch;
     if (a->head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");
@@ -54,10 +51,13 @@ fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt 
     if (!w) return fl_fail(FL_ERR_NOMEM, "out of memory creating a training workspace");
     w->arch = *a;
     w->dirs = fl_arch_dirs(a);
+    w->out = fl_arch_out(a);
     w->max_batch = max_batch;
     w->max_seq = max_seq;
     const size_t B = (size_t)max_batch, H = (size_t)a->hidden, G = 4 * H, D = (size_t)a->input;
-    const size_t V = (size_t)a->head_out, W = (size_t)w->dirs * H, nl = (size_t)a->layers * w->dirs;
+    const size_t P = (size_t)w->out, V = (size_t)a->head_out, W = (size_t)w->dirs * P;
+    const size_t nl = (size_t)a->layers * w->dirs;
+    size_t rhr = 0;
     bool ok = true;
     w->lay = fl_calloc(nl, sizeof *w->lay);
     if (!w->lay) ok = false;
@@ -68,7 +68,12 @@ fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt 
         s->gates = falloc(TB * G, &ok);
         s->c = falloc(TB * H + B * H, &ok);
         s->tc = falloc(TB * H, &ok);
-        s->h = falloc(TB * H + B * H, &ok);
+        s->h = falloc(TB * P + B * P, &ok);
+        if (a->proj > 0) {
+            s->m = falloc(TB * H, &ok);
+            s->aux_hr = falloc(TB * fl_matg_aux_per_row(&ly->whr), &ok);
+            rhr = max_sz(rhr, fl_matg_aux_per_row(&ly->whr));
+        }
         s->aux_ih = falloc(TB * fl_matg_aux_per_row(&ly->wih), &ok);
         s->aux_hh = falloc(TB * fl_matg_aux_per_row(&ly->whh), &ok);
         if (l % (size_t)w->dirs == 0) { /* the layer's output */
@@ -96,13 +101,19 @@ fl_status fl_bptt_create(const fl_model *m, int max_batch, int max_seq, fl_bptt 
         w->dy = falloc(TB * max_sz(D, W), &ok);
         w->dx = falloc(TB * max_sz(D, W), &ok);
         if (w->dirs == 2) {
-            w->dyr = falloc(TB * H, &ok);
+            w->dyr = falloc(TB * P, &ok);
             w->dxr = falloc(TB * max_sz(D, W), &ok);
         }
         w->baux = falloc(TB * rmax, &ok);
         w->scratch = falloc(scratch, &ok);
         w->dh = falloc(B * W, &ok);
         w->dc = falloc(B * H, &ok);
+        if (a->proj > 0) {
+            w->dhp = falloc(TB * P, &ok);
+            w->baux_hr = falloc(TB * rhr, &ok);
+            w->dm = falloc(B * H, &ok);
+            w->zeros = falloc(B * H, &ok);
+        }
     }
     if (!ok) {
         fl_bptt_free(w);
@@ -122,6 +133,8 @@ void fl_bptt_free(fl_bptt *w) {
             fl_free(s->c);
             fl_free(s->tc);
             fl_free(s->h);
+            fl_free(s->m);
+            fl_free(s->aux_hr);
             fl_free(s->aux_ih);
             fl_free(s->aux_hh);
             fl_free(s->xr);
@@ -147,20 +160,24 @@ void fl_bptt_free(fl_bptt *w) {
     fl_free(w->scratch);
     fl_free(w->dh);
     fl_free(w->dc);
+    fl_free(w->dhp);
+    fl_free(w->baux_hr);
+    fl_free(w->dm);
+    fl_free(w->zeros);
     fl_free(w);
 }
 
-/* Output of layer l as seen by the next layer / head: (T, B, W), W = dirs * H. */
+/* Output of layer l as seen by the next layer / head: (T, B, W), W = dirs * P. */
 static const float *layer_out(const fl_bptt *w, int l) {
     const layer_ws *s = &w->lay[l * w->dirs];
-    return s->dropped ? s->y : s->cat ? s->cat : s->h + (size_t)w->B * w->arch.hidden;
+    return s->dropped ? s->y : s->cat ? s->cat : s->h + (size_t)w->B * w->out;
 }
 
 fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in, float dropout,
                           fl_rng *rng, double *loss, long *correct) {
     const fl_arch *a = &m->arch;
-    const int B = in->batch, T = in->seq, H = a->hidden, D = a->input, V = a->head_out;
-    const int dirs = w->dirs, W = dirs * H;
+    const int B = in->batch, T = in->seq, P = w->out, D = a->input, V = a->head_out;
+    const int dirs = w->dirs, W = dirs * P;
     if (B < 1 || T < 1 || B > w->max_batch || T > w->max_seq)
         return fl_fail(FL_ERR_ARG, "batch %d x seq %d outside the workspace (%d x %d)", B, T,
                        w->max_batch, w->max_seq);
@@ -173,7 +190,7 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
     w->B = B;
     w->T = T;
     w->have_forward = false;
-    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
+    const size_t TB = (size_t)T * B, BP = (size_t)B * P;
     const bool per_step = a->head == FL_HEAD_PER_STEP;
     const size_t rows = per_step ? TB : (size_t)B;
     memcpy(w->tgt, in->targets, rows * sizeof(int32_t));
@@ -204,13 +221,13 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
             fl_bptt_reverse_rows(w, X, in_dim, r->xr, in_dim, in_dim, false);
             fl_bptt_dir_forward(w, r, &m->layer[l * dirs + 1], r->xr, in_dim, in->h0, in->c0, l * dirs + 1);
             for (size_t n = 0; n < TB; n++)
-                memcpy(s->cat + n * W, s->h + BH + n * H, (size_t)H * sizeof(float));
-            fl_bptt_reverse_rows(w, r->h + BH, H, s->cat + H, W, H, false);
+                memcpy(s->cat + n * W, s->h + BP + n * P, (size_t)P * sizeof(float));
+            fl_bptt_reverse_rows(w, r->h + BP, P, s->cat + P, W, P, false);
         }
         s->dropped = dropout > 0 && rng;
         if (s->dropped) {
             const float keep = 1.0f / (1.0f - dropout);
-            const float *hs = dirs == 2 ? s->cat : s->h + BH;
+            const float *hs = dirs == 2 ? s->cat : s->h + BP;
             for (size_t k = 0; k < TB * W; k++) {
                 s->mask[k] = fl_rng_uniform(rng) < dropout ? 0.0f : keep;
                 s->y[k] = hs[k] * s->mask[k];
@@ -266,8 +283,8 @@ fl_status fl_bptt_forward(fl_bptt *w, const fl_model *m, const fl_bptt_batch *in
 void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
     FL_ASSERT(w->have_forward);
     const fl_arch *a = &m->arch;
-    const int B = w->B, T = w->T, H = a->hidden, D = a->input, V = a->head_out;
-    const int dirs = w->dirs, W = dirs * H;
+    const int B = w->B, T = w->T, P = w->out, D = a->input, V = a->head_out;
+    const int dirs = w->dirs, W = dirs * P;
     const size_t TB = (size_t)T * B;
     const bool per_step = a->head == FL_HEAD_PER_STEP;
     const size_t rows = per_step ? TB : (size_t)B;
@@ -311,8 +328,8 @@ void fl_bptt_backward(fl_bptt *w, const fl_model *m, fl_model *grad) {
         if (dirs == 2) { // reverse direction first: its parameters follow the forward direction's
             layer_ws *r = &w->lay[l * dirs + 1];
             fl_layer *gr = &grad->layer[l * dirs + 1];
-            fl_bptt_reverse_rows(w, dY + H, W, w->dyr, H, H, false);
-            fl_bptt_dir_backward(w, r, &m->layer[l * dirs + 1], gr, w->dyr, H, r->xr, in_dim,
+            fl_bptt_reverse_rows(w, dY + P, W, w->dyr, P, P, false);
+            fl_bptt_dir_backward(w, r, &m->layer[l * dirs + 1], gr, w->dyr, P, r->xr, in_dim,
                                  need_dx ? w->dxr : NULL, done);
             done = mat_offset(grad, &gr->wih);
             if (w->progress) w->progress(done, w->progress_user);
@@ -345,18 +362,13 @@ const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n) {
 size_t fl_bptt_count(const fl_bptt *w) { return w->have_forward ? w->count : 0; }
 
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn) {
-    const int B = w->B, H = w->arch.hidden;
-    const size_t BH = (size_t)B * H;
-    for (int l = 0; l < w->arch.layers * w->dirs; l++) { // (L*dirs, B, H), row l*dirs + d
-        if (!w->has_len) {
-            if (hn) memcpy(hn + l * BH, w->lay[l].h + (size_t)w->T * BH, BH * sizeof(float));
-            if (cn) memcpy(cn + l * BH, w->lay[l].c + (size_t)w->T * BH, BH * sizeof(float));
-            continue;
-        }
-        for (int b = 0; b < B; b++) { // state after step len[b] - 1: index len[b] of h / c
-            const size_t src = (size_t)w->len[b] * BH + (size_t)b * H, dst = l * BH + (size_t)b * H;
-            if (hn) memcpy(hn + dst, w->lay[l].h + src, (size_t)H * sizeof(float));
-            if (cn) memcpy(cn + dst, w->lay[l].c + src, (size_t)H * sizeof(float));
+    const int B = w->B, H = w->arch.hidden, P = w->out;
+    const size_t BH = (size_t)B * H, BP = (size_t)B * P;
+    for (int l = 0; l < w->arch.layers * w->dirs; l++) { // h (L*dirs, B, P), c (L*dirs, B, H), row l*dirs + d
+        for (int b = 0; b < B; b++) { // state after step len[b] - 1 (or T - 1): index len[b] of h / c
+            const size_t k = w->has_len ? (size_t)w->len[b] : (size_t)w->T;
+            if (hn) memcpy(hn + l * BP + (size_t)b * P, w->lay[l].h + k * BP + (size_t)b * P, (size_t)P * sizeof(float));
+            if (cn) memcpy(cn + l * BH + (size_t)b * H, w->lay[l].c + k * BH + (size_t)b * H, (size_t)H * sizeof(float));
         }
     }
 }

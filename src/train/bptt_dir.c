@@ -3,8 +3,12 @@
  * reverse direction runs through (each sequence reversed over its own valid steps, so that the
  * reverse pass starts at the sequence's last step, as PyTorch's packed sequences do).
  *
+ * A projection (LSTMP, nn.LSTM(proj_size=P)): the cell's output m_t = o * tanh(c_t) (B, H) goes
+ * through W_hr to h_t (B, P), which feeds back into W_hh and up; backward sends the gradient of
+ * h_t through W_hr^T to m_t at each step.
+ *
  * Variable lengths: step t runs rows [0, act[t]) only (see bptt.c); padded cells get
- * h = c = tanh(c) = 0. Nothing here allocates. */
+ * h = c = tanh(c) = m = 0. Nothing here allocates. */
 #include "bptt_internal.h"
 
 #include "matgrad.h"
@@ -63,74 +67,90 @@ static void cell_backward(int B, int H, const float *act, const float *c_prev, c
     }
 }
 
-/* Variable lengths, after step t ran rows [0, n): zero h_t, c_t and tanh(c_t) of every row past
- * its length (rows [n, B) and any shorter row inside an unsorted prefix). */
+/* Zero rows of a (B, n) block: every row b < rows with len[b] <= t, and rows [rows, B). */
+static void zero_padded(const fl_bptt *w, float *x, int n, int t, int rows) {
+    for (int b = 0; b < rows; b++)
+        if (w->len[b] <= t) memset(x + (size_t)b * n, 0, (size_t)n * sizeof(float));
+    memset(x + (size_t)rows * n, 0, (size_t)(w->B - rows) * n * sizeof(float));
+}
+
+/* Variable lengths, after step t ran rows [0, n): zero h_t, c_t, tanh(c_t) (and m_t) of every row
+ * past its length (rows [n, B) and any shorter row inside an unsorted prefix). */
 static void mask_step(const fl_bptt *w, layer_ws *s, int t, int n) {
-    const int B = w->B, H = w->arch.hidden;
+    const int B = w->B, H = w->arch.hidden, P = w->out;
     const size_t BH = (size_t)B * H;
-    float *h = s->h + (size_t)(t + 1) * BH, *c = s->c + (size_t)(t + 1) * BH, *tc = s->tc + (size_t)t * BH;
-    for (int b = 0; b < n; b++)
-        if (w->len[b] <= t) {
-            memset(h + (size_t)b * H, 0, (size_t)H * sizeof(float));
-            memset(c + (size_t)b * H, 0, (size_t)H * sizeof(float));
-            memset(tc + (size_t)b * H, 0, (size_t)H * sizeof(float));
-        }
-    const size_t k = (size_t)n * H, rest = BH - k;
-    memset(h + k, 0, rest * sizeof(float));
-    memset(c + k, 0, rest * sizeof(float));
-    memset(tc + k, 0, rest * sizeof(float));
+    zero_padded(w, s->h + (size_t)(t + 1) * B * P, P, t, n);
+    zero_padded(w, s->c + (size_t)(t + 1) * BH, H, t, n);
+    zero_padded(w, s->tc + (size_t)t * BH, H, t, n);
+    if (s->m) zero_padded(w, s->m + (size_t)t * BH, H, t, n);
 }
 
 void fl_bptt_dir_forward(fl_bptt *w, layer_ws *s, const fl_layer *ly, const float *X, int in_dim,
                          const float *h0, const float *c0, int idx) {
-    const int B = w->B, T = w->T, H = w->arch.hidden, G = 4 * H;
-    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
+    const int B = w->B, T = w->T, H = w->arch.hidden, G = 4 * H, P = w->out;
+    const size_t TB = (size_t)T * B, BH = (size_t)B * H, BP = (size_t)B * P;
     // gates (T*B, 4H) = X W_ih^T + b_ih + b_hh, for all steps at once
     fl_matg_forward(&ly->wih, (int)TB, X, in_dim, 0.0f, s->gates, G, s->aux_ih, w->scratch);
     for (size_t n = 0; n < TB; n++) {
         float *g = s->gates + n * G;
         for (int j = 0; j < G; j++) g[j] += ly->b_ih[j] + ly->b_hh[j];
     }
-    if (h0) memcpy(s->h, h0 + (size_t)idx * BH, BH * sizeof(float));
-    else memset(s->h, 0, BH * sizeof(float));
+    if (h0) memcpy(s->h, h0 + (size_t)idx * BP, BP * sizeof(float));
+    else memset(s->h, 0, BP * sizeof(float));
     if (c0) memcpy(s->c, c0 + (size_t)idx * BH, BH * sizeof(float));
     else memset(s->c, 0, BH * sizeof(float));
-    const size_t Rhh = fl_matg_aux_per_row(&ly->whh);
+    const size_t Rhh = fl_matg_aux_per_row(&ly->whh), Rhr = s->m ? fl_matg_aux_per_row(&ly->whr) : 0;
     for (int t = 0; t < T; t++) {
         const int n = w->has_len ? w->act[t] : B; // rows [0, n) run this step
-        float *gt = s->gates + (size_t)t * B * G;
+        float *gt = s->gates + (size_t)t * B * G, *ht = s->h + (size_t)(t + 1) * BP;
         // gates_t += h_{t-1} W_hh^T
-        fl_matg_forward(&ly->whh, n, s->h + (size_t)t * BH, H, 1.0f, gt, G,
+        fl_matg_forward(&ly->whh, n, s->h + (size_t)t * BP, P, 1.0f, gt, G,
                         s->aux_hh ? s->aux_hh + (size_t)t * B * Rhh : NULL, w->scratch);
         cell_forward(n, H, gt, s->c + (size_t)t * BH, s->c + (size_t)(t + 1) * BH, s->tc + (size_t)t * BH,
-                     s->h + (size_t)(t + 1) * BH);
+                     s->m ? s->m + (size_t)t * BH : ht);
+        if (s->m) // h_t (n, P) = m_t W_hr^T
+            fl_matg_forward(&ly->whr, n, s->m + (size_t)t * BH, H, 0.0f, ht, P,
+                            Rhr ? s->aux_hr + (size_t)t * B * Rhr : NULL, w->scratch);
         if (w->has_len) mask_step(w, s, t, n);
     }
 }
 
 void fl_bptt_dir_backward(fl_bptt *w, layer_ws *s, const fl_layer *ly, fl_layer *gl, const float *dY,
                           int ldy, const float *X, int in_dim, float *dX, size_t done) {
-    const int B = w->B, T = w->T, H = w->arch.hidden, G = 4 * H;
-    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
-    memset(w->dh, 0, BH * sizeof(float));
+    const int B = w->B, T = w->T, H = w->arch.hidden, G = 4 * H, P = w->out;
+    const size_t TB = (size_t)T * B, BH = (size_t)B * H, BP = (size_t)B * P;
+    memset(w->dh, 0, BP * sizeof(float));
     memset(w->dc, 0, BH * sizeof(float));
-    const size_t Rhh = fl_matg_aux_per_row(&ly->whh);
+    const size_t Rhh = fl_matg_aux_per_row(&ly->whh), Rhr = s->m ? fl_matg_aux_per_row(&ly->whr) : 0;
     for (int t = T - 1; t >= 0; t--) {
         const int n = w->has_len ? w->act[t] : B; // rows [n, B) are padded: zero gradients
         float *dAt = w->dA + (size_t)t * B * G;
-        cell_backward(n, H, s->gates + (size_t)t * B * G, s->c + (size_t)t * BH, s->tc + (size_t)t * BH,
-                      dY + (size_t)t * B * ldy, ldy, w->dh, w->dc, dAt);
+        const float *dyt = dY + (size_t)t * B * ldy;
+        if (!s->m) {
+            cell_backward(n, H, s->gates + (size_t)t * B * G, s->c + (size_t)t * BH, s->tc + (size_t)t * BH, dyt,
+                          ldy, w->dh, w->dc, dAt);
+        } else { // dhp_t (n, P) = dY_t + dh;  dm (n, H) = dhp_t W_hr, the cell's output gradient
+            float *dhp = w->dhp + (size_t)t * BP, *bhr = Rhr ? w->baux_hr + (size_t)t * B * Rhr : NULL;
+            for (int b = 0; b < n; b++)
+                for (int j = 0; j < P; j++) dhp[(size_t)b * P + j] = dyt[(size_t)b * ldy + j] + w->dh[(size_t)b * P + j];
+            memset(dhp + (size_t)n * P, 0, (size_t)(B - n) * P * sizeof(float));
+            if (Rhr) memset(bhr + (size_t)n * Rhr, 0, (size_t)(B - n) * Rhr * sizeof(float));
+            fl_matg_backward_x(&ly->whr, n, dhp, P, 0.0f, w->dm, H, bhr, w->scratch);
+            cell_backward(n, H, s->gates + (size_t)t * B * G, s->c + (size_t)t * BH, s->tc + (size_t)t * BH, w->dm,
+                          H, w->zeros, w->dc, dAt);
+        }
         if (n < B) {
             memset(dAt + (size_t)n * G, 0, (size_t)(B - n) * G * sizeof(float));
             if (Rhh) memset(w->baux + ((size_t)t * B + n) * Rhh, 0, (size_t)(B - n) * Rhh * sizeof(float));
         }
-        // dh_{t-1} (B, H) = dA_t W_hh
-        fl_matg_backward_x(&ly->whh, n, dAt, G, 0.0f, w->dh, H, Rhh ? w->baux + (size_t)t * B * Rhh : NULL,
+        // dh_{t-1} (B, P) = dA_t W_hh
+        fl_matg_backward_x(&ly->whh, n, dAt, G, 0.0f, w->dh, P, Rhh ? w->baux + (size_t)t * B * Rhh : NULL,
                            w->scratch);
         if (w->progress && (t & 3) == 0) w->progress(done, w->progress_user); // let comm progress
     }
-    // dW_hh += dA^T h_{t-1}, all steps at once; biases
-    fl_matg_backward_w(&ly->whh, &gl->whh, (int)TB, s->h, H, w->dA, G, s->aux_hh, w->baux, w->scratch);
+    // dW_hh += dA^T h_{t-1}, all steps at once; dW_hr += dhp^T m; biases
+    fl_matg_backward_w(&ly->whh, &gl->whh, (int)TB, s->h, P, w->dA, G, s->aux_hh, w->baux, w->scratch);
+    if (s->m) fl_matg_backward_w(&ly->whr, &gl->whr, (int)TB, s->m, H, w->dhp, P, s->aux_hr, w->baux_hr, w->scratch);
     for (size_t n = 0; n < TB; n++) {
         const float *d = w->dA + n * G;
         for (int j = 0; j < G; j++) {

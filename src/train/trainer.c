@@ -36,12 +36,10 @@ static fl_status check_opts(const fl_train_opts *o) {
     return FL_OK;
 }
 
-/* What training does not cover (issue 11): projections, and a bidirectional language model (its
- * reverse direction would read the tokens it predicts, and has no state to carry between windows). */
+/* What training does not cover: a bidirectional language model (its reverse direction would read
+ * the tokens it predicts, and has no state to carry between windows). The carried LM state keeps
+ * (L, batch, H) buffers; with a projection h uses the first L * batch * P floats as (L, batch, P). */
 static fl_status refuse_arch(const fl_model *m) {
-    if (m->arch.proj > 0)
-        return fl_fail(FL_ERR_UNSUPPORTED, "projection (LSTMP) layers are not yet supported in training "
-                       "(inference only)");
     if (m->arch.bidirectional && m->arch.head == FL_HEAD_PER_STEP)
         return fl_fail(FL_ERR_UNSUPPORTED, "a bidirectional language model cannot be trained or evaluated on a "
                        "token stream (its reverse direction reads the tokens it predicts); train a classifier");
@@ -222,7 +220,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
     fl_status st = fl_trainer_epoch_steps(t, d, &nsteps);
     if (st) return st;
     fl_model *m = t->m;
-    const int L = m->arch.layers, H = m->arch.hidden;
+    const int L = m->arch.layers, H = m->arch.hidden, P = fl_arch_out(&m->arch);
     int B = t->o.batch, lo, Bl; /* global batch; this process's slice [lo, lo + Bl) of it */
     fl_bptt_batch in = {0};
     t->epoch_done = false;
@@ -287,8 +285,8 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
                 t->sc = fl_malloc((size_t)L * B * H * sizeof(float));
                 if (!t->sh || !t->sc) return fl_fail(FL_ERR_NOMEM, "out of memory for the LM state");
             }
-            for (int l = 0; l < L; l++) {
-                memcpy(t->sh + (size_t)l * Bl * H, t->h + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
+            for (int l = 0; l < L; l++) { /* h (L, B, P), c (L, B, H) */
+                memcpy(t->sh + (size_t)l * Bl * P, t->h + ((size_t)l * B + lo) * P, (size_t)Bl * P * sizeof(float));
                 memcpy(t->sc + (size_t)l * Bl * H, t->c + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
             }
             in.h0 = t->sh;
@@ -318,7 +316,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         if (d->kind == DS_LM && t->shard_count > 1) {
             fl_bptt_final_state(t->ws, t->sh, t->sc);
             for (int l = 0; l < L; l++) {
-                memcpy(t->h + ((size_t)l * B + lo) * H, t->sh + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
+                memcpy(t->h + ((size_t)l * B + lo) * P, t->sh + (size_t)l * Bl * P, (size_t)Bl * P * sizeof(float));
                 memcpy(t->c + ((size_t)l * B + lo) * H, t->sc + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
             }
         } else if (d->kind == DS_LM) {
