@@ -196,8 +196,11 @@ FL_API fl_train_opts fl_train_opts_default(void);
 typedef struct fl_trainer fl_trainer;
 
 /* Create a trainer for m, which it updates in place: m must outlive the trainer and not be
- * changed by anyone else meanwhile. FL_ERR_UNSUPPORTED for a model without a head,
- * FL_ERR_ARG for bad options or freeze_dense on a model without decomposed matrices. */
+ * changed by anyone else meanwhile. Bidirectional layers, projections (LSTMP) and a padding id
+ * are trained as nn.LSTM / nn.Embedding(padding_idx) define them. FL_ERR_UNSUPPORTED for a model
+ * without a head, a bidirectional language model (its reverse direction would read the tokens it
+ * predicts) or LSTM extras (peepholes, clip, input_forget); FL_ERR_ARG for bad options or
+ * freeze_dense on a model without decomposed matrices. */
 FL_API fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **out);
 FL_API void fl_trainer_free(fl_trainer *t);
 

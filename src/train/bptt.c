@@ -8,7 +8,14 @@
  * decreasing length, as the trainer sorts it). Padded cells get h = c = 0, so the layer output is
  * zero there; the head's loss skips them, which leaves their output gradient zero, and with zero
  * gradients flowing in a padded cell's backward yields zero, so no gradient reaches a padded step.
- * Without lengths act[] is not used and the loops are those of equal-length batches. */
+ * Without lengths act[] is not used and the loops are those of equal-length batches.
+ *
+ * Each direction of each layer runs in bptt_dir.c. A bidirectional layer runs its reverse
+ * direction on its input with each sequence's valid steps reversed, and writes [forward, reverse]
+ * of every step into cat (T, B, 2P); its backward reverses the reverse half of the output gradient
+ * the same way and adds the un-reversed input gradient. Backward takes the reverse direction first,
+ * since its parameters follow the forward direction's in the block (the overlap hook reports
+ * suffixes). */
 #include "bptt_internal.h"
 
 #include "matgrad.h"

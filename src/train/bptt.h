@@ -1,5 +1,6 @@
 /* Training forward (storing activations) and full backward through time of a whole model:
- * embedding -> stacked LSTM layers (dense, SVD or CP matrices) -> linear head -> softmax
+ * embedding -> stacked LSTM layers (dense, SVD or CP matrices; bidirectional or not; with a
+ * projection W_hr of size P or not, see fl_arch) -> linear head on dirs * P features -> softmax
  * cross-entropy, per step (language model, FL_HEAD_PER_STEP) or on the last step (classifier,
  * FL_HEAD_LAST_STEP). Everything is time-major. Workspaces are allocated once, for batches up to
  * max_batch and sequences up to max_seq. */
@@ -12,7 +13,8 @@ typedef struct fl_bptt fl_bptt;
 
 /* One batch, time-major. Exactly one of x / tokens is set (tokens iff the model has an embedding).
  * targets: (T, B) next-token ids for a per-step head, or (B) class labels for a last-step head;
- * each in [0, head_out). h0, c0: (L, B, H) initial state, or NULL for zeros.
+ * each in [0, head_out). h0: (L*dirs, B, P), c0: (L*dirs, B, H) initial state (row l*dirs + d for
+ * layer l, direction d, as PyTorch's h_0 / c_0; P = proj or H), or NULL for zeros.
  * lengths: (B) valid length of each sequence in [1, T] (pack_padded_sequence semantics, valid steps
  * first), or NULL for all T. Padded steps contribute nothing: their outputs are zero, the per-step
  * loss is the mean over valid targets only, a last-step head reads each sequence's last valid
@@ -24,7 +26,7 @@ typedef struct fl_bptt_batch {
     const float *x;         /* (T, B, D) */
     const int32_t *tokens;  /* (T, B) */
     const int32_t *targets; /* (T, B) or (B) */
-    const float *h0, *c0;   /* (L, B, H) or NULL */
+    const float *h0, *c0;   /* (L*dirs, B, P), (L*dirs, B, H), or NULL */
     const int32_t *lengths; /* (B) or NULL */
 } fl_bptt_batch;
 
@@ -65,8 +67,9 @@ FL_API const int32_t *fl_bptt_tokens(const fl_bptt *w, size_t *n);
  * head), B (last-step head). */
 size_t fl_bptt_count(const fl_bptt *w);
 
-/* Final state of the last forward: (L, B, H) each, copied into hn / cn (either may be NULL); with
- * lengths, each row's state at its last valid step. */
+/* Final state of the last forward: hn (L*dirs, B, P), cn (L*dirs, B, H) (either may be NULL),
+ * laid out as h0 / c0; with lengths, each row's state at its last valid step (for the reverse
+ * direction: after its pass down to step 0). */
 void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn);
 
 #endif
