@@ -91,6 +91,32 @@ def dense_of(p, name, spec):
     return torch.einsum("gr,ir,jr->gij", A, B, C).reshape(4 * B.shape[0], C.shape[0])
 
 
+def run_direction(p, c, l, sfx, reverse, xs, h, cc, lens):
+    """One direction of layer l by the LSTM equations (decomposed weights): outputs (T, B, P).
+    The reverse direction walks t down; with lengths a padded step keeps the state (so the reverse
+    pass starts at each sequence's own end) and outputs zero."""
+    T = xs.shape[0]
+    Wi = dense_of(p, f"lstm.weight_ih_l{l}{sfx}", c["ih"])
+    Wh = dense_of(p, f"lstm.weight_hh_l{l}{sfx}", c["hh"])
+    Wr = dense_of(p, f"lstm.weight_hr_l{l}{sfx}", c.get("hr", ("dense", 0))) if c.get("proj") else None
+    b = p[f"lstm.bias_ih_l{l}{sfx}"] + p[f"lstm.bias_hh_l{l}{sfx}"]
+    ys = [None] * T
+    for t in (reversed(range(T)) if reverse else range(T)):
+        i, f, gg, o = (xs[t] @ Wi.T + h @ Wh.T + b).chunk(4, dim=1)
+        cn = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
+        hn = torch.sigmoid(o) * torch.tanh(cn)
+        if Wr is not None:
+            hn = hn @ Wr.T
+        if lens is None:
+            h, cc = hn, cn
+            ys[t] = h
+            continue
+        m = torch.tensor([[1.0 if t < n else 0.0] for n in lens], dtype=torch.float64)
+        h, cc = m * hn + (1 - m) * h, m * cn + (1 - m) * cc
+        ys[t] = m * hn
+    return torch.stack(ys)
+
+
 def run_case(c, seed):
     g = torch.Generator().manual_seed(seed)
     V, D, H, L, O, B, T = c["vocab"], c["input"], c["hidden"], c["layers"], c["out"], c["B"], c["T"]
@@ -171,30 +197,8 @@ def run_case(c, seed):
     else:
         xs = inp
         for l in range(L):
-          outs = []
-          for d, x in enumerate(sfx):  # the reverse direction walks t down from each sequence's end
-            Wi = dense_of(p, f"lstm.weight_ih_l{l}{x}", c["ih"])
-            Wh = dense_of(p, f"lstm.weight_hh_l{l}{x}", c["hh"])
-            b = p[f"lstm.bias_ih_l{l}{x}"] + p[f"lstm.bias_hh_l{l}{x}"]
-            h, cc = h0[l * dirs + d], c0[l * dirs + d]
-            ys = [None] * T
-            for t in (range(T) if d == 0 else reversed(range(T))):
-                gates = xs[t] @ Wi.T + h @ Wh.T + b
-                i, f, gg, o = gates.chunk(4, dim=1)
-                cn = torch.sigmoid(f) * cc + torch.sigmoid(i) * torch.tanh(gg)
-                hn = torch.sigmoid(o) * torch.tanh(cn)
-                if c.get("proj"):
-                    hn = hn @ dense_of(p, f"lstm.weight_hr_l{l}{x}", c.get("hr", ("dense", 0))).T
-                if lens is None:
-                    h, cc = hn, cn
-                    ys[t] = h
-                    continue
-                # masked: a padded step keeps the state and outputs zero
-                m = torch.tensor([[1.0 if t < n else 0.0] for n in lens], dtype=torch.float64)
-                h, cc = m * hn + (1 - m) * h, m * cn + (1 - m) * cc
-                ys[t] = m * hn
-            outs.append(torch.stack(ys))
-          xs = torch.cat(outs, dim=2)
+            xs = torch.cat([run_direction(p, c, l, x, d == 1, xs, h0[l * dirs + d], c0[l * dirs + d], lens)
+                            for d, x in enumerate(sfx)], dim=2)
         out = xs
     Wo = dense_of(p, "head.weight", c["hd"])
     if c["head"] == "lm":
