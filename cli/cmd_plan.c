@@ -19,7 +19,7 @@ static void usage(const char *cmd, FILE *f) {
             "         [--certify-fraction F] [--confidence P]\n"
             "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--finetune-probe E] [--lr X] [--batch-train B]]\n"
             "         [--cache-bytes N --bandwidth GB/s --flops GFLOP/s] [--cache-bandwidth GB/s]\n"
-            "         [--profile PATH] [--no-measure] [--no-cp] [--max-evals N] [--seed S]\n"
+            "         [--profile PATH] [--no-measure] [--no-cp] [--precisions f32,bf16,int8] [--max-evals N] [--seed S]\n"
             "         [--explain] [--json] [--quiet]\n\n"
             "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
             "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
@@ -56,6 +56,11 @@ static void usage(const char *cmd, FILE *f) {
             "                    pose as another machine; with the first three nothing is measured\n"
             "  --profile PATH    machine profile file (default ~/.cache/fastlstm/profile.json)\n"
             "  --no-measure      choose by predicted latency only (no timing runs)\n"
+            "  --precisions LIST weight precisions the search may store a matrix in besides the input's\n"
+            "                    (f32, bf16, int8, comma-separated; default f32: every matrix keeps its\n"
+            "                    precision). A matrix only moves to fewer bytes per weight; each\n"
+            "                    candidate is quantized and judged with the int8 / bf16 kernels, costed\n"
+            "                    with the profile's measured rates of those kernels\n"
             "  --explain         print cache sizes, roofline numbers and every candidate evaluated\n"
             "%s",
             cmd, !strcmp(cmd, "compress") ? " -o OUT" : "",
@@ -66,9 +71,28 @@ typedef struct plan_args {
     const char *model, *data, *labels, *profile, *out;
     fl_data_spec dspec, cspec, tspec; /* validation, certify, fine-tuning data */
     long batch, seq, threads, max_evals, seed, ft_epochs, ft_batch;
+    unsigned precisions; /* fl_plan_opts.precisions */
     double max_loss, max_dev, cache_bytes, bandwidth, cache_bw, flops, confidence, cert_fraction, lr, probe;
     bool have_max_loss, have_max_dev, explain, json, quiet, no_measure, no_cp, finetune;
 } plan_args;
+
+/* "f32,int8" -> bits 1 << FL_PRECISION_*; nonzero (message printed) for an unknown name. */
+static int parse_precisions(const char *cmd, const char *v, unsigned *out) {
+    static const fl_precision all[3] = {FL_PRECISION_F32, FL_PRECISION_BF16, FL_PRECISION_INT8};
+    *out = 0;
+    for (const char *t = v; *t;) {
+        size_t n = strcspn(t, ",");
+        int k = 0;
+        while (k < 3 && !(strlen(fl_precision_name(all[k])) == n && !strncmp(t, fl_precision_name(all[k]), n))) k++;
+        if (k == 3)
+            return cli_fail(cmd, CLI_USAGE, "--precisions: unknown precision '%.*s' in '%s' (f32, bf16, int8)", (int)n,
+                            t, v);
+        *out |= 1u << all[k];
+        t += n + (t[n] == ',');
+    }
+    if (!*out) return cli_fail(cmd, CLI_USAGE, "--precisions: empty list");
+    return 0;
+}
 
 /* Returns -1 to continue, else an exit code. */
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
@@ -92,6 +116,8 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
                  (r = cli_take_data(cmd, argc, argv, &i, "certify", &a->cspec)) ||
                  (r = cli_take_data(cmd, argc, argv, &i, "train", &a->tspec))) {
             if (r < 0) return CLI_USAGE;
+        } else if (TAKE("--precisions")) {
+            if (r < 0 || parse_precisions(cmd, v, &a->precisions)) return CLI_USAGE;
         } else if (TAKE("--confidence")) {
             if (r < 0 || !cli_parse_double(cmd, "--confidence", v, 0.5000001, 0.9999999, &a->confidence)) return CLI_USAGE;
         } else if (TAKE("--certify-fraction")) {
@@ -208,14 +234,21 @@ static const char *metric_name(fl_plan_metric k) {
     return k == FL_METRIC_ACCURACY ? "accuracy %" : k == FL_METRIC_PERPLEXITY ? "perplexity" : "deviation";
 }
 
-/* "svd 16, svd 8, dense" for a point. */
-static void specs_str(const fl_mat_spec *s, size_t n, char *buf, size_t cap) {
+/* "svd 16 int8" for one matrix: the precision when not f32. */
+static void choice_str(const fl_mat_spec *s, fl_precision q, char *buf, size_t cap) {
+    const char *qs = q == FL_PRECISION_F32 ? "" : fl_precision_name(q);
+    if (s->method == FL_METHOD_DENSE) snprintf(buf, cap, "dense%s%s", *qs ? " " : "", qs);
+    else snprintf(buf, cap, "%s %d%s%s", method_name(s->method), s->rank, *qs ? " " : "", qs);
+}
+
+/* "svd 16 int8, svd 8, dense" for a point. */
+static void specs_str(const fl_plan_point *pt, size_t n, char *buf, size_t cap) {
     size_t len = 0;
     buf[0] = 0;
     for (size_t i = 0; i < n && len < cap; i++) {
-        int w = s[i].method == FL_METHOD_DENSE
-                    ? snprintf(buf + len, cap - len, "%sdense", i ? ", " : "")
-                    : snprintf(buf + len, cap - len, "%s%s %d", i ? ", " : "", method_name(s[i].method), s[i].rank);
+        char c[48];
+        choice_str(&pt->specs[i], pt->precisions[i], c, sizeof c);
+        int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", c);
         if (w < 0) break;
         len += (size_t)w;
     }
@@ -232,8 +265,8 @@ static void print_terms(const plan_args *a, const fl_model *m, const fl_profile 
     size_t nmat = fl_model_num_matrices(m);
     fl_cost_term *t = calloc(nmat, sizeof *t);
     fl_cost c;
-    if (!t || fl_cost_predict_terms(prof, fl_model_arch(m), ch->specs, (int)a->batch, (int)a->seq, ch->cost.threads,
-                                    &c, t) != FL_OK) {
+    if (!t || fl_cost_predict_prec(prof, fl_model_arch(m), ch->specs, ch->precisions, (int)a->batch, (int)a->seq,
+                                   ch->cost.threads, &c, t) != FL_OK) {
         free(t);
         return;
     }
@@ -266,7 +299,7 @@ static void print_batches(const plan_args *a, const fl_model *m, const fl_plan *
         fl_cost c;
         if (fl_plan_choice_at_batch(plan, batches[k], &idx, &c) != FL_OK) continue;
         char s[512];
-        specs_str(fl_plan_point_at(plan, idx)->specs, nmat, s, sizeof s);
+        specs_str(fl_plan_point_at(plan, idx), nmat, s, sizeof s);
         printf("%c %5d %12.4g %7d %8s  %s\n", idx == fl_plan_chosen(plan) ? '*' : ' ', batches[k], c.seconds * 1e6,
                c.threads, c.regime == FL_REGIME_MEMORY ? "memory" : "compute", s);
     }
@@ -307,15 +340,15 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
            : fl_plan_metric_kind(plan) == FL_METRIC_PERPLEXITY ? "relative perplexity increase"
                                                                : "relative output deviation",
            fl_plan_budget(plan));
-    printf("\n%-20s %-12s %-10s %10s  %s\n", "matrix", "shape", "choice", "params", "reason");
+    printf("\n%-20s %-12s %-15s %10s  %s\n", "matrix", "shape", "choice", "params", "reason");
     for (size_t i = 0; i < nmat; i++) {
         fl_matrix_info info;
         fl_model_matrix_info(fl_plan_model(plan), i, &info);
-        char shape[32], choice[32];
+        char shape[32], choice[48];
         snprintf(shape, sizeof shape, "%dx%d", info.rows, info.cols);
-        if (info.method == FL_METHOD_DENSE) snprintf(choice, sizeof choice, "dense");
-        else snprintf(choice, sizeof choice, "%s %d", method_name(info.method), info.rank);
-        printf("%-20s %-12s %-10s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
+        fl_mat_spec sp = {info.method, info.rank};
+        choice_str(&sp, info.precision, choice, sizeof choice);
+        printf("%-20s %-12s %-15s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
     }
     print_terms(a, fl_plan_model(plan), prof, ch);
     print_batches(a, m, plan);
@@ -354,7 +387,7 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         const fl_plan_point *pt = fl_plan_point_at(plan, i);
         if (!pt->pareto && !a->explain) continue;
         char s[512], meas[32] = "-";
-        specs_str(pt->specs, nmat, s, sizeof s);
+        specs_str(pt, nmat, s, sizeof s);
         if (pt->measured_seconds >= 0) snprintf(meas, sizeof meas, "%.4g", pt->measured_seconds * 1e6);
         printf("%c %12.4g %12s %10zu %10.4g  %s%s%s\n", i == fl_plan_chosen(plan) ? '*' : ' ',
                pt->cost.seconds * 1e6, meas, pt->cost.params, pt->loss, s, pt->meets_budget ? "" : "  (over budget)",
@@ -369,6 +402,7 @@ static cJSON *point_json(const fl_plan_point *pt, size_t nmat) {
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "method", method_name(pt->specs[i].method));
         cJSON_AddNumberToObject(s, "rank", pt->specs[i].method == FL_METHOD_DENSE ? 0 : pt->specs[i].rank);
+        cJSON_AddStringToObject(s, "precision", fl_precision_name(pt->precisions[i]));
         cJSON_AddItemToArray(mats, s);
     }
     cJSON_AddNumberToObject(o, "params", (double)pt->cost.params);
@@ -423,8 +457,8 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     const fl_plan_point *chp = fl_plan_point_at(plan, fl_plan_chosen(plan));
     fl_cost_term *terms = calloc(nmat, sizeof *terms);
     fl_cost tc;
-    if (terms && fl_cost_predict_terms(prof, fl_model_arch(m), chp->specs, (int)a->batch, (int)a->seq,
-                                       chp->cost.threads, &tc, terms) != FL_OK) {
+    if (terms && fl_cost_predict_prec(prof, fl_model_arch(m), chp->specs, chp->precisions, (int)a->batch,
+                                      (int)a->seq, chp->cost.threads, &tc, terms) != FL_OK) {
         free(terms);
         terms = NULL;
     }
@@ -541,6 +575,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     if (a.have_max_loss) o.max_loss = a.max_loss;
     if (a.have_max_dev) o.max_dev = a.max_dev;
     o.allow_cp = !a.no_cp;
+    o.precisions = a.precisions;
     o.max_evals = (int)a.max_evals;
     o.verify = a.no_measure ? 0 : 3;
     o.seed = (uint64_t)a.seed;

@@ -54,6 +54,14 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
     cJSON_AddNumberToObject(o, "bias_cached_ns", p->bias_seconds_cached * 1e9);
     cJSON_AddNumberToObject(o, "rec_memory_factor", p->rec_memory_factor);
+    cJSON *quant = cJSON_AddObjectToObject(o, "quant_gflops"); /* zeros: not measured (f32 rates used) */
+    for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
+        cJSON *e = cJSON_AddObjectToObject(quant, fl_precision_name((fl_precision)q));
+        cJSON *a = cJSON_AddArrayToObject(e, "recurrent_rows");
+        for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(p->qrec_flops[q][k] / 1e9));
+        a = cJSON_AddArrayToObject(e, "gemm_rows");
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(p->qgemm_flops[q][k] / 1e9));
+    }
     cJSON *curve = cJSON_AddArrayToObject(o, "curve");
     for (int k = 0; k < p->n_curve; k++) {
         cJSON *pt = cJSON_CreateObject();
@@ -129,6 +137,18 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
     if (p->cell_seconds > 0 || p->bias_seconds > 0)
         fprintf(f, "  cell update %.2f ns per unit and row, bias pass %.2f ns per element (%.2f in cache)\n",
                 p->cell_seconds * 1e9, p->bias_seconds * 1e9, p->bias_seconds_cached * 1e9);
+    for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
+        const double *r = p->qrec_flops[q], *g = p->qgemm_flops[q];
+        if (r[0] > 0)
+            fprintf(f, "  %s weights: step at batch 1/4/16/64/256 %.1f / %.1f / %.1f / %.1f / %.1f GFLOP/s, "
+                       "projection at 4/16/64/256 rows %.1f / %.1f / %.1f / %.1f GFLOP/s\n",
+                    fl_precision_name((fl_precision)q), r[0] / 1e9, r[1] / 1e9, r[2] / 1e9, r[3] / 1e9, r[4] / 1e9,
+                    g[0] / 1e9, g[1] / 1e9, g[2] / 1e9, g[3] / 1e9);
+        else
+            fprintf(f, "  %s weights: rates not measured (an older profile): the f32 rates are used, with %d "
+                       "bytes per weight (--refresh to measure)\n",
+                    fl_precision_name((fl_precision)q), q == FL_PRECISION_INT8 ? 1 : 2);
+    }
     if (p->rec_memory_factor > 0)
         fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
                 p->rec_memory_factor);

@@ -287,6 +287,56 @@ static void test_cost_batch_terms(void **state) {
     assert_close(c.seconds, 64.0 / 6 + 34.0 / 10 + 0.5, 1e-12);
 }
 
+/* int8 / bf16 matrices: 1 or 2 bytes per weight in the memory terms, the measured quant rates in
+ * the compute terms (the f32 ones when the profile has none), one thread. */
+static void test_cost_precision(void **state) {
+    (void)state;
+    /* input 3, hidden 2, 1 layer, no head: W_ih 8x3 (24 weights), W_hh 8x2 (16). batch 2, seq 4. */
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_NONE};
+    fl_profile p = hand_profile(1000, 2);
+    const fl_precision i8[2] = {FL_PRECISION_INT8, FL_PRECISION_INT8}, bf[2] = {FL_PRECISION_F32, FL_PRECISION_BF16};
+    fl_cost c, c32;
+    fl_cost_term t[2];
+    /* No quant rates (an older profile): the f32 rates, int8 bytes. f32: recurrent 64 B at 100,
+     * 64 flop at min(1000, 2 * 30) = 60; amortised 24 * 4 / 4 = 24 B, 2 * 48 = 96 flop at 240. */
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, NULL, 2, 4, 1, &c32, NULL), FL_OK);
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, i8, 2, 4, 1, &c, t), FL_OK);
+    assert_close(c.step_bytes, 16.0 + 6.0, 1e-12);
+    assert_close(c.mem_seconds, 0.16 + 0.06, 1e-12);
+    assert_close(c.compute_seconds, c32.compute_seconds, 1e-12);
+    assert_close(t[1].compute_seconds, 64.0 / 60, 1e-12);
+    /* Measured int8 rates: step at batch 1, 4, 16, 64, 256 = 20, 80, ...: batch 2 is half-way in
+     * log between 20 and 80: 50; projection at 4, 16, 64, 256 rows = 8, 32, 64, 128: 8 rows (batch
+     * 2 x seq 4) half-way between 8 and 32: 20. */
+    const double qr[5] = {20, 80, 160, 320, 640}, qg[4] = {8, 32, 64, 128};
+    memcpy(p.qrec_flops[FL_PRECISION_INT8], qr, sizeof qr);
+    memcpy(p.qgemm_flops[FL_PRECISION_INT8], qg, sizeof qg);
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, i8, 2, 4, 1, &c, t), FL_OK);
+    assert_close(t[1].compute_seconds, 64.0 / 50, 1e-12);
+    assert_close(t[0].compute_seconds, 96.0 / 20, 1e-12);
+    assert_close(t[1].mem_seconds, 0.16, 1e-12);
+    assert_close(c.compute_seconds, 64.0 / 50 + 96.0 / 20, 1e-12);
+    /* bf16 W_hh without bf16 rates: the f32 step rate (int8's are not borrowed), 2 bytes a weight */
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, bf, 2, 4, 1, &c, t), FL_OK);
+    assert_close(t[1].compute_seconds, 64.0 / 60, 1e-12);
+    assert_close(t[1].mem_seconds, 0.32, 1e-12);
+    /* A quantized step runs on one thread even when 2 are planned (the runtime's quant step does) */
+    p.parallel_step_bytes = 1, p.parallel_proj_macs = 1;
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, i8, 2, 4, 2, &c, t), FL_OK);
+    assert_int_equal(t[1].threads, 1);
+    assert_int_equal(t[0].threads, 1);
+    assert_int_equal(fl_cost_predict_prec(&p, &a, NULL, NULL, 2, 4, 2, &c, t), FL_OK);
+    assert_int_equal(t[1].threads, 2);
+    /* CP stays f32: its bytes count 4 per weight whatever the precision says */
+    fl_mat_spec cp[2] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_CP, 1}};
+    assert_int_equal(fl_cost_predict_prec(&p, &a, cp, i8, 2, 4, 1, &c, t), FL_OK);
+    assert_close(t[1].bytes, 4.0 * (4 + 2 + 2), 1e-12);
+    /* Posing as another machine's flop rate clears this one's quant rates */
+    assert_int_equal(fl_profile_override(&p, 0, 0, 0, 77), FL_OK);
+    assert_close(p.qrec_flops[FL_PRECISION_INT8][0], 0, 0);
+    assert_close(p.qgemm_flops[FL_PRECISION_INT8][3], 0, 0);
+}
+
 /* ------------------------------------------------------------ profile */
 
 static void test_profile_json_and_override(void **state) {
@@ -303,10 +353,15 @@ static void test_profile_json_and_override(void **state) {
     p.rec_memory_factor = 0.375;
     p.rec_rows_efficiency[FL_METHOD_SVD][2] = 0.75;
     p.gemm_rows_efficiency[FL_METHOD_CP][3] = 0.625;
+    p.qrec_flops[FL_PRECISION_INT8][4] = 7.5e10;
+    p.qgemm_flops[FL_PRECISION_BF16][0] = 2.5e9;
     const char *path = "test_plan_profile.json";
     assert_int_equal(fl_profile_save(&p, path), FL_OK);
     fl_profile q;
     assert_int_equal(fl_profile_load(path, &q), FL_OK);
+    assert_close(q.qrec_flops[FL_PRECISION_INT8][4], 7.5e10, 1e-3);
+    assert_close(q.qgemm_flops[FL_PRECISION_BF16][0], 2.5e9, 1e-3);
+    assert_close(q.qrec_flops[FL_PRECISION_BF16][0], 0, 0);
     assert_int_equal(q.n_levels, p.n_levels);
     for (int i = 0; i < p.n_levels; i++) {
         assert_int_equal(q.level[i].bytes, p.level[i].bytes);
@@ -332,7 +387,30 @@ static void test_profile_json_and_override(void **state) {
     assert_close(q.gemv_flops, 5e9, 0);
     assert_int_equal(fl_profile_override(&q, NAN, 0, 0, 0), FL_ERR_ARG);
 
+    /* A profile written before the quant rates were measured (no "quant") loads with them 0, and
+     * the cost model then takes the f32 rates (test_cost_precision); a malformed "quant" is refused. */
+    static const char old_profile[] =
+        "{\"version\": 2, \"cores\": 2, \"simd_bits\": 256, \"caches\": [{\"level\": 1, \"bytes\": 32768, "
+        "\"shared_cpus\": 1, \"bandwidth\": 1e11}], \"dram_bandwidth\": 1e10, \"gemm_flops\": 1e10, "
+        "\"gemv_flops\": 1e10, \"step_overhead\": 1e-6%s}";
     FILE *f = fopen(path, "w");
+    fprintf(f, old_profile, "");
+    fclose(f);
+    assert_int_equal(fl_profile_load(path, &q), FL_OK);
+    for (int k = 0; k < 5; k++) assert_close(q.qrec_flops[FL_PRECISION_INT8][k] + q.qrec_flops[FL_PRECISION_BF16][k], 0, 0);
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_NONE};
+    const fl_precision i8[2] = {FL_PRECISION_INT8, FL_PRECISION_INT8};
+    fl_cost c8, c32;
+    assert_int_equal(fl_cost_predict_prec(&q, &a, NULL, i8, 1, 4, 1, &c8, NULL), FL_OK);
+    assert_int_equal(fl_cost_predict_prec(&q, &a, NULL, NULL, 1, 4, 1, &c32, NULL), FL_OK);
+    assert_close(c8.compute_seconds, c32.compute_seconds, 1e-15);
+    assert_close(c8.step_bytes, c32.step_bytes / 4, 1e-12);
+    f = fopen(path, "w");
+    fprintf(f, old_profile, ", \"quant\": {\"int8\": {\"recurrent_rows\": [1, 2, 3]}}");
+    fclose(f);
+    assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
+    assert_non_null(strstr(fl_last_error(), "recurrent_rows"));
+    f = fopen(path, "w");
     fputs("{\"version\": 1, \"cores\": 2, \"simd_bits\": 256, \"caches\": []}", f);
     fclose(f);
     assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
@@ -350,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_cost_dram_two_threads),
         cmocka_unit_test(test_cost_low_rank),
         cmocka_unit_test(test_cost_batch_terms),
+        cmocka_unit_test(test_cost_precision),
         cmocka_unit_test(test_profile_json_and_override),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -265,6 +265,21 @@ static void test_cli_refuses_other_machine(void **state) {
     assert_non_null(strstr(err, "fastlstm profile --refresh"));
 }
 
+/* The int8 / bf16 kernel rates are measured through the runtime (a quantized step, a quantized
+ * projection) at every batch and row count of the table: all positive and finite. (Values are not
+ * checked: no timings in tests.) */
+static void test_quant_rates_measured(void **state) {
+    (void)state;
+    fl_profile p;
+    assert_int_equal(fl_profile_detect(&p), FL_OK);
+    p.cell_seconds = 0;
+    for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
+        assert_int_equal(fl_profile_measure_quant(&p, (fl_precision)q), FL_OK);
+        for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) assert_true(isfinite(p.qrec_flops[q][k]) && p.qrec_flops[q][k] > 0);
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) assert_true(isfinite(p.qgemm_flops[q][k]) && p.qgemm_flops[q][k] > 0);
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_profile");
@@ -283,6 +298,7 @@ int main(void) {
         cmocka_unit_test(test_reported_512_measured_32),
         cmocka_unit_test(test_identity_saved_and_checked),
         cmocka_unit_test(test_cli_refuses_other_machine),
+        cmocka_unit_test(test_quant_rates_measured),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -242,7 +242,7 @@ def main():
     expect_error(P, "[" + " " * 200000 + "]", 413, "body")
     expect_error("/v1/models/lm/predict", {"inputs": [[1, 11]]}, 400, "token id")
     expect_error("/v1/models/lm/predict", {"inputs": [[1.5]]}, 400, "token id")
-    expect_error("/v1/models/lm/predict", {"texts": ["hello"]}, 501, "texts")
+    expect_error("/v1/models/lm/predict", {"texts": ["hello"]}, 400, "no tokenizer")
     expect_error("/v1/models/nope/predict", {"inputs": [[[1, 2, 3]]]}, 404, "nope")
     expect_error(P, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'", 400, ".npy", ctype="application/x-npy")
     expect_error("/v1/nothing", None, 404, "no such endpoint", method="GET")

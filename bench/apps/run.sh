@@ -68,13 +68,15 @@ say() { echo "run.sh: $*" | tee -a "$LOG" >&2; }
 # CACHE/run/APP/sweep.json (torch_train.py --hidden-sweep, run by --sweep) overrides HIDDEN below;
 # without it these defaults are used and the report says so. The word LM is the paper's 2x650 only if it
 # trains here in about an hour: 2x400 (the issue's floor) is the default; set it here.
+# Epochs of the LMs: 2 (word) and 1 (char) passes over the KJV training text, what fits the 2-hour run on
+# one core per trainer (PyTorch's and fastlstm's both); neither LM is trained to convergence.
 #      app       kind      hidden layers embed dropout epochs seq(T) budget finetune
 CONFIG="fmnist    features  128    1      0     0       10     28     0.5    1
-wordlm    lm-word   400    2      200   0.5     4      35     0.02   0
+wordlm    lm-word   400    2      200   0.5     2      35     0.02   0
 sentiment text-cls  128    1      64    0.2     10     17     0.5    1
 speech    features  128    1      0     0       20     90     0.5    1
 babi      text-cls  128    1      64    0       20     53     0.5    1
-charlm    lm-char   512    1      64    0       2      100    0.02   0"
+charlm    lm-char   512    1      64    0       1      100    0.02   0"
 # seq(T): the application's natural request length (time steps of one request: rows of an image,
 # frames of a spoken word, mean tokens of a sentence / story, a 35-token or 100-character LM window).
 if [ $QUICK = 1 ]; then  # tiny: every app the same small model, one epoch; LMs capped in steps
@@ -226,7 +228,10 @@ EOF
     step "$o/dense_eval.json" "$FL" eval "$o/dense.safetensors" $(data_opts $kind $d eval) --json || return 1
     # 3. compressed within the budget, certified on the held-back half of the validation data.
     local cargs="--batch 1 --seq $T --threads 1 $(data_opts $kind $d val) --max-loss $budget --seed 1 --json"
-    [ "$ft" = 1 ] && cargs="$cargs --finetune $(data_opts $kind $d ft)"
+    # Fine-tuning restarts Adam on a converged model: at the training rate (1e-3) its first steps move every
+  # weight by ~lr and cost Fashion-MNIST 0.4 points on the dense model itself; at 1e-4 the search certified
+  # a plan there that 1e-3 could not (fmnist: W_hh SVD 64, paired loss -0.44, bound 0.01 <= 0.5).
+  [ "$ft" = 1 ] && cargs="$cargs --finetune $(data_opts $kind $d ft) --lr 1e-4"
     [ $QUICK = 1 ] && cargs="$cargs --max-evals 6 --no-measure --cache-bytes 33554432 --bandwidth 40 --flops 100"
     local ftw=""; [ "$ft" = 1 ] && ftw=", fine-tuned"
     [ -s "$o/compress.json" ] || say "$app $s: fastlstm compress (budget $budget$ftw)"

@@ -1,11 +1,15 @@
 // Peer for the serve benchmark: the same model in ONNX Runtime (onnxruntime-node, CPU) behind Node's
 // `http` module, what a user could put together in an hour. Same endpoint and bodies as fastlstm serve:
-//   POST /v1/models/NAME/predict   JSON {"inputs": [B][T][D]} -> {"outputs": [B][T][H]}
-//                                  or a .npy body (Content-Type: application/x-npy) -> .npy
+//   POST /v1/models/NAME/predict   JSON {"inputs": [B][T][D] features or [B][T] token ids}
+//                                  -> {"outputs": ...} as `fastlstm run` writes them,
+//                                  or a .npy body (Content-Type: application/x-npy; <f4 features,
+//                                  <i4 / <i8 ids) -> .npy
 // One request, one session.run (no batching across requests); Node runs them one after another on
 // its event loop, ORT with THREADS intra-op threads.
-//   NODE_PATH=~/.cache/fastlstm-peers/ort/node_modules node ort_server.js MODEL.onnx PORT [THREADS] [NAME]
-// MODEL.onnx as bench/peers/torch_lstm.py exports it: input x (T, B, D), output y (T, B, H).
+//   NODE_PATH=~/.cache/fastlstm-peers/ort/node_modules node ort_server.js MODEL.onnx PORT [THREADS] [NAME] [LAYOUT]
+// LAYOUT batch (default): MODEL.onnx from `fastlstm export` (any model: embedding, heads; input x
+// (B, T, D) float32 or (B, T) int64 ids, output y as `fastlstm run`). LAYOUT time: a bare nn.LSTM as
+// bench/peers/torch_lstm.py exports it (x (T, B, D), y (T, B, H)).
 // Prints "listening on 127.0.0.1:PORT" once ready (PORT 0: any free port).
 'use strict';
 const http = require('http');
@@ -16,10 +20,12 @@ function parseNpy(buf) {
   const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
   const header = buf.toString('latin1', start, start + hlen);
-  if (!/'descr':\s*'<f4'/.test(header) || !/'fortran_order':\s*False/.test(header)) throw new Error('.npy: need <f4, C order');
+  const descr = (header.match(/'descr':\s*'([<|][fi][48])'/) || [])[1];
+  if (!['<f4', '<i4', '<i8'].includes(descr) || !/'fortran_order':\s*False/.test(header)) throw new Error('.npy: need <f4, <i4 or <i8, C order');
   const shape = header.match(/'shape':\s*\(([^)]*)\)/)[1].split(',').map((s) => s.trim()).filter((s) => s).map(Number);
-  const data = new Float32Array(buf.buffer.slice(buf.byteOffset + start + hlen, buf.byteOffset + buf.length));
-  return { shape, data };
+  const raw = buf.buffer.slice(buf.byteOffset + start + hlen, buf.byteOffset + buf.length);
+  const data = descr === '<f4' ? new Float32Array(raw) : descr === '<i4' ? new Int32Array(raw) : new BigInt64Array(raw);
+  return { shape, data, ids: descr !== '<f4' };
 }
 
 function writeNpy(data, shape) {
@@ -36,10 +42,10 @@ function writeNpy(data, shape) {
 }
 
 async function main() {
-  const [path, port, threads, name] = [process.argv[2], Number(process.argv[3] || 0), Number(process.argv[4] || 1),
-    process.argv[5] || 'model'];
-  if (!path) {
-    console.error('usage: node ort_server.js MODEL.onnx PORT [THREADS] [NAME]');
+  const [path, port, threads, name, layout] = [process.argv[2], Number(process.argv[3] || 0), Number(process.argv[4] || 1),
+    process.argv[5] || 'model', process.argv[6] || 'batch'];
+  if (!path || !['batch', 'time'].includes(layout)) {
+    console.error('usage: node ort_server.js MODEL.onnx PORT [THREADS] [NAME] [batch|time]');
     process.exit(2);
   }
   const ort = require('onnxruntime-node');
@@ -52,6 +58,31 @@ async function main() {
       res.writeHead(code, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ error: { code, message: msg } }));
     };
+    // fastlstm export's graph: batch-major x, features or int64 ids; y already shaped as the answer.
+    const runBatchMajor = async (body, npy) => {
+      let x;
+      if (npy) {
+        const a = parseNpy(body);
+        x = a.ids ? new ort.Tensor('int64', BigInt64Array.from(a.data, (v) => BigInt(v)), a.shape)
+          : new ort.Tensor('float32', a.data, a.shape);
+      } else {
+        const inputs = JSON.parse(body.toString()).inputs;
+        const ids = !Array.isArray(inputs[0][0]);
+        const flat = inputs.flat(2);
+        const shape = ids ? [inputs.length, inputs[0].length] : [inputs.length, inputs[0].length, inputs[0][0].length];
+        x = ids ? new ort.Tensor('int64', BigInt64Array.from(flat, (v) => BigInt(v)), shape)
+          : new ort.Tensor('float32', Float32Array.from(flat), shape);
+      }
+      const y = (await sess.run({ x })).y;
+      if (npy) {
+        res.writeHead(200, { 'Content-Type': 'application/x-npy' });
+        return res.end(writeNpy(y.data, y.dims));
+      }
+      const nest = (off, d) => (d === y.dims.length - 1 ? Array.from(y.data.subarray(off, off + y.dims[d]))
+        : Array.from({ length: y.dims[d] }, (_, i) => nest((off + i) * y.dims[d + 1], d + 1)));
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ outputs: nest(0, 0) }));
+    };
     if (req.method !== 'POST' || req.url !== route) return fail(404, `no such endpoint: ${req.method} ${req.url}`);
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -59,6 +90,7 @@ async function main() {
       try {
         const body = Buffer.concat(chunks);
         const npy = (req.headers['content-type'] || '').startsWith('application/x-npy');
+        if (layout === 'batch') return runBatchMajor(body, npy);
         let B, T, D, xb;
         if (npy) {
           const a = parseNpy(body);

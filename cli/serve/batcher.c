@@ -5,15 +5,18 @@
  * batches when a worker is idle: it takes the oldest item, waits until max_batch items of the same
  * key are queued or the oldest has waited max_delay_us (less when a latency objective leaves less:
  * arrival + slo - the estimated run time), then hands up to max_batch items of that key to an idle
- * worker. The key is (model, kind, length): a length bucket. (When fl_run_io has per-sequence
- * lengths, predict items of one model can share a batch at any length: same_key() is the switch.)
- * While every worker is busy items keep arriving, so batches grow with the load.
+ * worker. The key of a predict is its model: sequences of any lengths share a batch, padded to the
+ * batch's longest and run with per-sequence lengths (fl_run_io.lengths), so each gets what it would
+ * alone. The key of a stream step is (model, frame count): fl_session_step advances every stream of
+ * a batch by one frame, with no lengths, so steps are bucketed by length. While every worker is
+ * busy items keep arriving, so batches grow with the load.
  *
  * Workers each own one fl_session per model, on the shared fl_model (sessions on one model may run
  * concurrently on different threads), with one thread each: workers x 1 <= cores. A predict batch
  * is gathered into (n, T, D), run with fl_session_run and scattered into each job's outputs. A
- * step batch gathers the streams' (h, c) into (L, n, H) with fl_session_set_state, steps frame by
- * frame with fl_session_step, and scatters the states back with fl_session_get_state.
+ * step batch gathers the streams' (h, c) into (L, n, hw) and (L, n, H) with fl_session_set_state,
+ * steps frame by frame with fl_session_step, and scatters the states back with
+ * fl_session_get_state. Models with bidirectional layers cannot stream (srv_stream_open: 400).
  *
  * Before an item is batched its client socket is checked for a hang-up (a peeked read returning 0):
  * a client that went away has its queued items dropped. Jobs whose last item is done or dropped are
@@ -40,7 +43,7 @@ typedef struct srv_item {
 struct srv_stream {
     char id[24];
     int model;
-    float *h, *c;          /* (L, H) each */
+    float *h, *c;          /* (L, hw) and (L, H) */
     double last;           /* last use, monotonic seconds */
     bool used, busy;
 };
@@ -52,7 +55,7 @@ typedef struct worker {
     fl_session **sess;     /* [nmodels] */
     srv_item **items;      /* [max_batch] the batch handed over */
     int n;                 /* items in the batch; 0: idle */
-    float *x, *y, *h, *c;  /* scratch: (B, T, D), outputs, (L, B, H) x2 */
+    float *x, *y, *h, *c;  /* scratch: (B, T, D), outputs, (rows, B, hw), (rows, B, cw) */
     int32_t *tok;          /* (B, T) */
     int32_t *len;          /* (B) each item's length */
 } worker;
@@ -119,8 +122,11 @@ static void unlink_item(srv *s, srv_item *it) {
     s->queued--;
 }
 
+/* Items that may share a batch: predicts of one model at any lengths; steps of one model with the
+ * same number of frames. */
 static bool same_key(const srv_item *a, const srv_item *b) {
-    return a->job->model == b->job->model && a->job->kind == b->job->kind && a->len == b->len;
+    if (a->job->model != b->job->model || a->job->kind != b->job->kind) return false;
+    return a->job->kind == SRV_PREDICT || a->len == b->len;
 }
 
 /* One item of j is done (run or dropped). When it was the last, the job joins *done (finished
@@ -181,14 +187,12 @@ static void sweep_cancelled(srv *s, srv_job **done) {
 
 int srv_submit(srv *s, srv_job *j, srv_err *e) {
     const srv_model *M = &s->models[j->model];
-    const fl_arch *a = M->a;
     int B = j->in.B, T = j->in.T;
     size_t ny = j->kind == SRV_PREDICT ? fl_run_output_size(M->m, B, T) : (size_t)T * (size_t)M->out;
-    size_t ns = (size_t)a->layers * (size_t)B * (size_t)a->hidden;
     j->y = calloc(ny ? ny : 1, sizeof *j->y);
     if (j->in.state) {
-        j->hn = calloc(ns, sizeof *j->hn);
-        j->cn = calloc(ns, sizeof *j->cn);
+        j->hn = calloc(fl_run_state_size(M->m, B, 0), sizeof *j->hn);
+        j->cn = calloc(fl_run_state_size(M->m, B, 1), sizeof *j->cn);
     }
     j->items = calloc((size_t)B, sizeof *j->items);
     if (!j->y || !j->items || (j->in.state && (!j->hn || !j->cn)))
@@ -247,8 +251,11 @@ static void expire_streams(srv *s, double t) {
 }
 
 int srv_stream_open(srv *s, int model, char *id, size_t idlen, srv_err *e) {
-    size_t n = s->models[model].state;
-    float *h = calloc(n, sizeof *h), *c = calloc(n, sizeof *c);
+    const srv_model *M = &s->models[model];
+    if (M->a->bidirectional)
+        return srv_fail(e, 400, "model '%s' is bidirectional: its reverse direction needs the whole sequence, so it "
+                                "cannot stream; send whole sequences to /v1/models/%s/predict", M->name, M->name);
+    float *h = calloc(fl_run_state_size(M->m, 1, 0), sizeof *h), *c = calloc(fl_run_state_size(M->m, 1, 1), sizeof *c);
     if (!h || !c) {
         free(h);
         free(c);
@@ -338,12 +345,13 @@ static void fail_batch(worker *w, const char *what, fl_status st) {
 }
 
 /* A predict batch: items gathered into (n, T, D) with T the longest item, each zero-padded past its
- * own length (all lengths are equal while batches are length buckets), run, and each item's first
- * len steps scattered into its job. */
+ * own length and run with its own length (fl_run_io.lengths), so that each gets what it would get
+ * alone; each item's first len steps (or its last-step output) and its states are scattered into
+ * its job. */
 static void run_predict(worker *w, int mi) {
     const srv_model *M = &w->s->models[mi];
     const fl_arch *a = M->a;
-    int n = w->n, D = a->input, H = a->hidden, L = a->layers, O = M->out, T = 0;
+    int n = w->n, D = a->input, O = M->out, R = M->rows, HW = M->hw, CW = M->cw, T = 0;
     for (int i = 0; i < n; i++) {
         w->len[i] = w->items[i]->len;
         if (w->len[i] > T) T = w->len[i];
@@ -360,10 +368,9 @@ static void run_predict(worker *w, int mi) {
             memset(w->x + ((size_t)i * T + len) * D, 0, (T - len) * D * sizeof *w->x);
         }
     }
-    // With variable-length batches (fl_run_io.lengths), add `.lengths = w->len` here and let
-    // same_key() ignore the length of predict items.
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = n, .seq = T, .x = a->vocab > 0 ? NULL : w->x,
-                    .tokens = a->vocab > 0 ? w->tok : NULL, .y = w->y, .hn = w->h, .cn = w->c};
+                    .tokens = a->vocab > 0 ? w->tok : NULL, .y = w->y, .hn = w->h, .cn = w->c,
+                    .lengths = w->len};
     fl_status st = fl_session_run(w->sess[mi], &io);
     if (st) {
         fail_batch(w, "fl_session_run", st);
@@ -378,23 +385,24 @@ static void run_predict(worker *w, int mi) {
         else
             memcpy(j->y + (size_t)it->b * jT * O, w->y + (size_t)i * T * O, (size_t)it->len * O * sizeof *w->y);
         if (!j->in.state) continue;
-        for (int l = 0; l < L; l++) {
-            memcpy(j->hn + ((size_t)l * jB + it->b) * H, w->h + ((size_t)l * n + i) * H, (size_t)H * sizeof *w->h);
-            memcpy(j->cn + ((size_t)l * jB + it->b) * H, w->c + ((size_t)l * n + i) * H, (size_t)H * sizeof *w->c);
+        for (int r = 0; r < R; r++) {
+            memcpy(j->hn + ((size_t)r * jB + it->b) * HW, w->h + ((size_t)r * n + i) * HW, (size_t)HW * sizeof *w->h);
+            memcpy(j->cn + ((size_t)r * jB + it->b) * CW, w->c + ((size_t)r * n + i) * CW, (size_t)CW * sizeof *w->c);
         }
     }
 }
 
+/* A step batch (unidirectional models only): n streams of T frames each; states (L, n, hw), (L, n, H). */
 static void run_steps(worker *w, int mi, int T) {
     const srv_model *M = &w->s->models[mi];
     const fl_arch *a = M->a;
-    int n = w->n, D = a->input, H = a->hidden, L = a->layers, O = M->out;
+    int n = w->n, D = a->input, HW = M->hw, CW = M->cw, L = M->rows, O = M->out;
     fl_session *ss = w->sess[mi];
     for (int i = 0; i < n; i++) {
         const srv_stream *st = w->items[i]->job->stream;
         for (int l = 0; l < L; l++) {
-            memcpy(w->h + ((size_t)l * n + i) * H, st->h + (size_t)l * H, (size_t)H * sizeof *w->h);
-            memcpy(w->c + ((size_t)l * n + i) * H, st->c + (size_t)l * H, (size_t)H * sizeof *w->c);
+            memcpy(w->h + ((size_t)l * n + i) * HW, st->h + (size_t)l * HW, (size_t)HW * sizeof *w->h);
+            memcpy(w->c + ((size_t)l * n + i) * CW, st->c + (size_t)l * CW, (size_t)CW * sizeof *w->c);
         }
     }
     fl_status st = fl_session_set_state(ss, n, w->h, w->c);
@@ -416,8 +424,8 @@ static void run_steps(worker *w, int mi, int T) {
     for (int i = 0; i < n; i++) {
         srv_stream *sm = w->items[i]->job->stream;
         for (int l = 0; l < L; l++) {
-            memcpy(sm->h + (size_t)l * H, w->h + ((size_t)l * n + i) * H, (size_t)H * sizeof *w->h);
-            memcpy(sm->c + (size_t)l * H, w->c + ((size_t)l * n + i) * H, (size_t)H * sizeof *w->c);
+            memcpy(sm->h + (size_t)l * HW, w->h + ((size_t)l * n + i) * HW, (size_t)HW * sizeof *w->h);
+            memcpy(sm->c + (size_t)l * CW, w->c + ((size_t)l * n + i) * CW, (size_t)CW * sizeof *w->c);
         }
     }
 }
@@ -430,7 +438,9 @@ static void *worker_main(void *arg) {
         while (!w->n && !s->stop) pthread_cond_wait(&s->cv_work, &s->mu);
         if (!w->n) break;
         srv_item *first = w->items[0];
-        int mi = first->job->model, kind = first->job->kind, T = first->len;
+        int mi = first->job->model, kind = first->job->kind, T = 0;
+        for (int i = 0; i < w->n; i++)
+            if (w->items[i]->len > T) T = w->items[i]->len;
         pthread_mutex_unlock(&s->mu);
         double t0 = now_s();
         if (kind == SRV_PREDICT) run_predict(w, mi);
@@ -466,6 +476,17 @@ static int count_key(const srv *s, const srv_item *h, int cap) {
     return n;
 }
 
+/* The longest of the first cap queued items that share h's key: a batch runs as long as it. */
+static int key_max_len(const srv *s, const srv_item *h, int cap) {
+    int n = 0, T = 0;
+    for (const srv_item *it = h; it && n < cap; it = it->next)
+        if (same_key(it, h)) {
+            n++;
+            if (it->len > T) T = it->len;
+        }
+    return T;
+}
+
 static void *dispatch_main(void *arg) {
     srv *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -486,7 +507,7 @@ static void *dispatch_main(void *arg) {
         srv_item *h = s->head;
         double deadline = h->job->t_arrive + 1e-6 * (double)s->o.max_delay_us;
         if (s->o.slo_ms > 0) {
-            double run = s->est[h->job->model * 2 + h->job->kind] * h->len;
+            double run = s->est[h->job->model * 2 + h->job->kind] * key_max_len(s, h, s->o.max_batch);
             double latest = h->job->t_arrive + 1e-3 * s->o.slo_ms - run;
             if (latest < deadline) deadline = latest;
         }
@@ -609,7 +630,7 @@ int srv_create(const srv_opts *o, char **paths, int nm, srv **out, char *err, si
     s->streams = calloc((size_t)o->max_streams, sizeof *s->streams);
     s->w = calloc((size_t)o->workers, sizeof *s->w);
     if (!s->models || !s->est || !s->streams || !s->w) goto nomem;
-    size_t max_x = 1, max_y = 1, max_s = 1;
+    size_t max_x = 1, max_y = 1, max_h = 1, max_c = 1;
     for (int i = 0; i < nm; i++) {
         srv_model *M = &s->models[i];
         fl_status st = fl_model_load(paths[i], &M->m);
@@ -624,14 +645,29 @@ int srv_create(const srv_opts *o, char **paths, int nm, srv **out, char *err, si
             snprintf(err, errlen, "two models named '%s' (a model is served under its file's base name)", M->name);
             goto fail;
         }
-        M->out = M->a->head == FL_HEAD_NONE ? M->a->hidden : M->a->head_out;
-        M->state = (size_t)M->a->layers * M->a->hidden;
+        const fl_arch *a = M->a;
+        // Sizes through the public API: one step of one sequence, and one sequence's h and c.
+        M->out = (int)fl_run_output_size(M->m, 1, 1);
+        M->rows = a->layers * (a->bidirectional ? 2 : 1);
+        M->hw = (int)(fl_run_state_size(M->m, 1, 0) / (size_t)M->rows);
+        M->cw = (int)(fl_run_state_size(M->m, 1, 1) / (size_t)M->rows);
+        if (a->vocab > 0 && fl_model_tokenizer(M->m)) {
+            st = fl_vocab_from_model(M->m, &M->vocab);
+            if (!st && fl_vocab_size(M->vocab) > a->vocab)
+                st = fl_set_error(FL_ERR_FORMAT, "its tokenizer has %d tokens, the embedding only %d",
+                                  fl_vocab_size(M->vocab), a->vocab);
+            if (st) {
+                snprintf(err, errlen, "%s: tokenizer: %s: %s", paths[i], fl_status_str(st), fl_last_error());
+                goto fail;
+            }
+        }
         size_t bt = (size_t)o->max_batch * o->max_seq;
-        if (bt * (size_t)M->a->input > max_x) max_x = bt * (size_t)M->a->input;
+        if (bt * (size_t)a->input > max_x) max_x = bt * (size_t)a->input;
         size_t ny = fl_run_output_size(M->m, o->max_batch, o->max_seq);
         if ((size_t)o->max_batch * M->out > ny) ny = (size_t)o->max_batch * M->out;
         if (ny > max_y) max_y = ny;
-        if (M->state * o->max_batch > max_s) max_s = M->state * o->max_batch;
+        if (fl_run_state_size(M->m, o->max_batch, 0) > max_h) max_h = fl_run_state_size(M->m, o->max_batch, 0);
+        if (fl_run_state_size(M->m, o->max_batch, 1) > max_c) max_c = fl_run_state_size(M->m, o->max_batch, 1);
     }
     for (int k = 0; k < o->workers; k++) {
         worker *w = &s->w[k];
@@ -640,8 +676,8 @@ int srv_create(const srv_opts *o, char **paths, int nm, srv **out, char *err, si
         w->items = calloc((size_t)o->max_batch, sizeof *w->items);
         w->x = malloc(max_x * sizeof *w->x);
         w->y = malloc(max_y * sizeof *w->y);
-        w->h = malloc(max_s * sizeof *w->h);
-        w->c = malloc(max_s * sizeof *w->c);
+        w->h = malloc(max_h * sizeof *w->h);
+        w->c = malloc(max_c * sizeof *w->c);
         w->tok = malloc((size_t)o->max_batch * o->max_seq * sizeof *w->tok);
         w->len = malloc((size_t)o->max_batch * sizeof *w->len);
         if (!w->sess || !w->items || !w->x || !w->y || !w->h || !w->c || !w->tok || !w->len) goto nomem;
@@ -705,7 +741,10 @@ void srv_free(srv *s) {
         free(s->streams[i].h);
         free(s->streams[i].c);
     }
-    for (int i = 0; i < s->nmodels; i++) fl_model_free(s->models[i].m);
+    for (int i = 0; i < s->nmodels; i++) {
+        fl_vocab_free(s->models[i].vocab);
+        fl_model_free(s->models[i].m);
+    }
     free(s->w);
     free(s->streams);
     free(s->est);

@@ -6,7 +6,9 @@
  * finiteness and float range of features, integral ids in [0, vocab), lengths in [1, T], and the
  * server's limits on batch and sequence length. Sizes are multiplied only after each factor is
  * bounded by a limit, so no product overflows. Ragged JSON rows are accepted: they are padded with
- * zeros to the longest and their lengths recorded (a variable-length batch). */
+ * zeros to the longest and their lengths recorded (a variable-length batch). "texts" are tokenized
+ * with the model's tokenizer (fl_vocab_encode, as the data layer reads a corpus) into ragged rows of
+ * token ids, the same as sending those ids in "inputs". */
 #include "serve.h"
 
 #include <cjson/cJSON.h>
@@ -93,8 +95,49 @@ static int take_row(const cJSON *row, int b, int len, const fl_arch *a, srv_inpu
     return 0;
 }
 
-int srv_decode_json(const char *body, size_t n, const fl_arch *a, bool stream, int max_seq, int max_batch,
-                    srv_input *out, srv_err *e) {
+/* "texts": [B] strings (exactly one for a stream step) -> ragged token rows. Checks everything
+ * before allocating: the count, each string's token count (1..max_seq). */
+static int decode_texts(const cJSON *texts, const fl_arch *a, const fl_vocab *vocab, bool stream, int max_seq,
+                        int max_batch, srv_input *out, srv_err *e) {
+    if (!vocab || a->vocab <= 0) /* a tokenizer only makes sense in front of an embedding */
+        return srv_fail(e, 400, "\"texts\": this model has no tokenizer (it was not trained on text); send token "
+                                "ids in \"inputs\"");
+    if (!cJSON_IsArray(texts)) return srv_fail(e, 400, "\"texts\" must be an array of strings");
+    int B = cJSON_GetArraySize(texts);
+    if (B < 1) return srv_fail(e, 400, "\"texts\" is empty");
+    if (stream && B != 1) return srv_fail(e, 400, "a stream step takes one text, got %d", B);
+    if (B > max_batch) return srv_fail(e, 413, "batch: %d texts, the limit is %d (--max-batch)", B, max_batch);
+    int T = 0, b = 0;
+    for (const cJSON *t = texts->child; t; t = t->next, b++) {
+        if (!cJSON_IsString(t)) return srv_fail(e, 400, "texts[%d]: expected a string", b);
+        size_t k;
+        fl_status st = fl_vocab_encode(vocab, t->valuestring, strlen(t->valuestring), NULL, 0, &k);
+        if (st) return srv_fail(e, 400, "texts[%d]: %s", b, fl_last_error());
+        if (k < 1) return srv_fail(e, 400, "texts[%d]: no tokens (empty or only white space)", b);
+        if (k > (size_t)max_seq)
+            return srv_fail(e, 413, "sequence length: texts[%d] has %zu tokens, the limit is %d (--max-seq)", b, k,
+                            max_seq);
+        if ((int)k > T) T = (int)k;
+    }
+    if (alloc_input(out, a, B, T, true, e)) return e->code;
+    out->texts = true;
+    b = 0;
+    for (const cJSON *t = texts->child; t; t = t->next, b++) {
+        size_t k;
+        int32_t *row = out->tokens + (size_t)b * T;
+        if (fl_vocab_encode(vocab, t->valuestring, strlen(t->valuestring), row, (size_t)T, &k))
+            return srv_fail(e, 500, "texts[%d]: %s", b, fl_last_error());
+        for (size_t i = 0; i < k; i++)
+            if (row[i] < 0 || row[i] >= a->vocab)
+                return srv_fail(e, 500, "texts[%d]: the tokenizer gave id %d, outside the model's vocabulary of %d", b,
+                                (int)row[i], a->vocab);
+        out->lengths[b] = (int32_t)k;
+    }
+    return 0;
+}
+
+int srv_decode_json(const char *body, size_t n, const fl_arch *a, const fl_vocab *vocab, bool stream, int max_seq,
+                    int max_batch, srv_input *out, srv_err *e) {
     memset(out, 0, sizeof *out);
     cJSON *root = cJSON_ParseWithLength(body, n);
     int rc = 0;
@@ -107,14 +150,17 @@ int srv_decode_json(const char *body, size_t n, const fl_arch *a, bool stream, i
         rc = srv_fail(e, 400, "the body must be a JSON object with \"inputs\"");
         goto done;
     }
-    if (cJSON_GetObjectItemCaseSensitive(root, "texts")) {
-        rc = srv_fail(e, 501, "\"texts\": the server cannot tokenize text (the public API has no string "
-                              "tokenizer); send token ids in \"inputs\"");
-        goto done;
-    }
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs");
     const cJSON *lengths = cJSON_GetObjectItemCaseSensitive(root, "lengths");
     const cJSON *state = cJSON_GetObjectItemCaseSensitive(root, "state");
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "texts");
+    if (texts) {
+        if (inputs || lengths) rc = srv_fail(e, 400, "\"texts\" comes alone: without \"inputs\" or \"lengths\"");
+        else if (state && !cJSON_IsBool(state)) rc = srv_fail(e, 400, "\"state\" must be true or false");
+        else if (stream && state) rc = srv_fail(e, 400, "a stream step takes only its frames (\"inputs\" or \"texts\")");
+        else if (!(rc = decode_texts(texts, a, vocab, stream, max_seq, max_batch, out, e))) out->state = cJSON_IsTrue(state);
+        goto done;
+    }
     if (!cJSON_IsArray(inputs)) {
         rc = srv_fail(e, 400, "\"inputs\" is missing or not an array");
         goto done;
@@ -201,7 +247,7 @@ static const char *npy_field(const char *h, size_t n, const char *key) {
             if (p < h + n && *p == ':') {
                 p++;
                 while (p < h + n && *p == ' ') p++;
-                return p;
+                return p < h + n ? p : NULL; /* a value, not the end of the header */
             }
         }
     }

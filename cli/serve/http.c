@@ -115,6 +115,9 @@ static enum MHD_Result get_models(srv_http *h, struct MHD_Connection *c, req *r)
         cJSON_AddNumberToObject(m, "input", a->input);
         cJSON_AddNumberToObject(m, "hidden", a->hidden);
         cJSON_AddNumberToObject(m, "layers", a->layers);
+        cJSON_AddBoolToObject(m, "bidirectional", a->bidirectional != 0);
+        cJSON_AddNumberToObject(m, "proj", a->proj);
+        cJSON_AddBoolToObject(m, "streams", a->bidirectional == 0);
         cJSON_AddStringToObject(m, "head", fl_head_name(a->head));
         cJSON_AddNumberToObject(m, "head_out", a->head_out);
         cJSON_AddBoolToObject(m, "tokenizer", fl_model_tokenizer(M->m) != NULL);
@@ -177,8 +180,8 @@ static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, req *r, int
     const srv_model *M = srv_model_at(h->s, mi);
     bool npy = is_npy(c);
     int rc = npy ? srv_decode_npy(r->body.p, r->body.len, M->a, kind == SRV_STEP, o->max_seq, o->max_batch, &r->job.in, &e)
-                 : srv_decode_json(r->body.p ? r->body.p : "", r->body.len, M->a, kind == SRV_STEP, o->max_seq,
-                                   o->max_batch, &r->job.in, &e);
+                 : srv_decode_json(r->body.p ? r->body.p : "", r->body.len, M->a, M->vocab, kind == SRV_STEP,
+                                   o->max_seq, o->max_batch, &r->job.in, &e);
     if (!rc && npy) r->job.in.state = false;
     r->job.kind = kind;
     r->job.model = mi;
@@ -206,7 +209,7 @@ static enum MHD_Result answer_job(srv_http *h, struct MHD_Connection *c, req *r)
     if (j->status) return send_error(h, c, r, &j->err);
     const srv_model *M = srv_model_at(h->s, j->model);
     const fl_arch *a = M->a;
-    int64_t shape[3], sshape[3] = {a->layers, j->in.B, a->hidden};
+    int64_t shape[3], hshape[3] = {M->rows, j->in.B, M->hw}, cshape[3] = {M->rows, j->in.B, M->cw};
     int nd;
     if (j->kind == SRV_STEP) {
         nd = 2;
@@ -231,9 +234,20 @@ static enum MHD_Result answer_job(srv_http *h, struct MHD_Connection *c, req *r)
     srv_json_array(&b, j->y, nd, shape);
     if (j->in.state) {
         srv_buf_put(&b, ",\"h_n\":", 7);
-        srv_json_array(&b, j->hn, 3, sshape);
+        srv_json_array(&b, j->hn, 3, hshape);
         srv_buf_put(&b, ",\"c_n\":", 7);
-        srv_json_array(&b, j->cn, 3, sshape);
+        srv_json_array(&b, j->cn, 3, cshape);
+    }
+    if (j->in.texts) { /* the token ids the texts became: [B][len] ragged ([len] for a step) */
+        srv_buf_put(&b, ",\"tokens\":", 10);
+        if (j->kind == SRV_PREDICT) srv_buf_put(&b, "[", 1);
+        for (int i = 0; i < j->in.B; i++) {
+            srv_buf_put(&b, i ? ",[" : "[", i ? 2 : 1);
+            for (int t = 0; t < j->in.lengths[i]; t++)
+                srv_buf_printf(&b, t ? ",%d" : "%d", (int)j->in.tokens[(size_t)i * j->in.T + t]);
+            srv_buf_put(&b, "]", 1);
+        }
+        if (j->kind == SRV_PREDICT) srv_buf_put(&b, "]", 1);
     }
     srv_buf_put(&b, "}", 1);
     return send_buf(h, c, r, 200, "application/json", &b);

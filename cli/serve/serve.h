@@ -10,14 +10,16 @@
  *
  * Data flow of a predict: http.c reads the body, decode.c checks it against the model and returns
  * (B, T, D) inputs; the job's B sequences enter the queue as B items; the dispatcher gathers items
- * of one model and one length (a length bucket) into a batch; a worker runs it with fl_session_run
- * and scatters the outputs into each job; the last item of a job resumes its HTTP connection,
+ * of one model, of any lengths, into a batch; a worker pads them to the batch's longest and runs it
+ * with fl_session_run and per-sequence lengths, and scatters the outputs into each job (stream steps
+ * are batched by frame count: fl_session_step has no lengths); the last item of a job resumes its HTTP connection,
  * which encodes the answer. Errors inside the server are HTTP statuses with a message (srv_err),
  * not fl_status: they go to a client, not to a caller. */
 #ifndef FL_SERVE_H
 #define FL_SERVE_H
 
 #include "fastlstm/fastlstm.h"
+#include "fastlstm/train.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -42,13 +44,15 @@ typedef struct srv_opts {
 } srv_opts;
 
 /* A decoded request body. Sequences are padded to T; lengths (B) gives each one's own length when
- * the request had ragged rows or a "lengths" field, else NULL. Exactly one of x / tokens is set. */
+ * the request had ragged rows, texts or a "lengths" field, else NULL. Exactly one of x / tokens is
+ * set. texts: the tokens came from "texts" (the answer echoes them). */
 typedef struct srv_input {
     int B, T, D;         /* D: feature size (0 for token ids) */
     float *x;            /* (B, T, D) features, zero-padded */
     int32_t *tokens;     /* (B, T) token ids, zero-padded */
     int32_t *lengths;    /* (B) in [1, T], or NULL (every sequence T long) */
     bool state;          /* also answer h_n and c_n */
+    bool texts;
 } srv_input;
 
 /* An error for the client: HTTP status and a message naming the problem. */
@@ -65,11 +69,12 @@ int srv_fail(srv_err *e, int code, const char *fmt, ...) __attribute__((format(p
 /* Decode a JSON body for a model of architecture a. stream: the body is one stream's frames,
  * inputs [T][D] or [T] (B = 1), else a predict: inputs [B][T][D] or [B][T], optional lengths [B]
  * and "state": true. Checks nesting, shapes, numbers (finite, float range; ids integral and in
- * [0, vocab)), and the limits max_seq / max_batch. "texts" is refused (501): the public API has no
- * string tokenizer. Returns 0 and fills *out (release with srv_input_free), or an HTTP status
- * with *e filled (and *out zeroed). */
-int srv_decode_json(const char *body, size_t n, const fl_arch *a, bool stream, int max_seq, int max_batch,
-                    srv_input *out, srv_err *e);
+ * [0, vocab)), and the limits max_seq / max_batch. Instead of "inputs", "texts": [B] strings (one
+ * for a stream step) tokenized with vocab (fl_vocab_encode), the model's tokenizer; vocab NULL
+ * (the model has none) refuses texts with 400. Returns 0 and fills *out (release with
+ * srv_input_free), or an HTTP status with *e filled (and *out zeroed). */
+int srv_decode_json(const char *body, size_t n, const fl_arch *a, const fl_vocab *vocab, bool stream, int max_seq,
+                    int max_batch, srv_input *out, srv_err *e);
 
 /* Decode a .npy body (format 1.0 / 2.0 / 3.0; <f4 features, <i4 / <i8 ids; C order): (B, T, D) or
  * (B, T) for a predict, (T, D) or (T) for a stream step. Same checks and results as srv_decode_json. */
@@ -100,13 +105,15 @@ typedef struct srv srv;     /* the server: models, queue, workers, streams, metr
 typedef struct srv_job srv_job;
 typedef struct srv_stream srv_stream;
 
-/* One served model. */
+/* One served model. State sizes come from fl_run_state_size: h is (rows, B, hw) and c (rows, B, cw)
+ * with rows = layers x directions, hw the projection size (or hidden), cw hidden. */
 typedef struct srv_model {
     char name[64];
     fl_model *m;
     const fl_arch *a;
-    int out;             /* output features per step: head_out, or hidden without a head */
-    size_t state;        /* floats of one sequence's h (or c): layers * hidden */
+    fl_vocab *vocab;     /* the model's tokenizer (texts), or NULL */
+    int out;             /* floats per step of fl_run_output_size (one step of one sequence) */
+    int rows, hw, cw;    /* state layout, as above */
 } srv_model;
 
 enum { SRV_PREDICT = 0, SRV_STEP = 1 };
@@ -118,7 +125,7 @@ struct srv_job {
     srv_input in;
     srv_stream *stream;  /* SRV_STEP: the stream (marked busy until the job is done) */
     float *y;            /* predict: fl_run_output_size(B, T) floats; step: (T, out) */
-    float *hn, *cn;      /* predict with state: (L, B, H) */
+    float *hn, *cn;      /* predict with state: (rows, B, hw) and (rows, B, cw) */
     double t_arrive;     /* monotonic seconds */
     int pending;         /* items queued or running; 0: done (resume the connection) */
     bool cancelled;      /* the client went away: queued items were dropped */

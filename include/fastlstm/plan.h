@@ -84,6 +84,19 @@ typedef struct fl_profile {
      * (streamed from memory), over rec_rows_flops at batch 16: the recurrent rate scales by it for
      * a W_hh that does not fit the last level. 0: 1. */
     double rec_memory_factor;
+    /* Rates of the int8 and bf16 weight kernels (src/kernels/quant.h at the dispatched level; the
+     * bf16 kernels of every level widen the weights to f32 by a shift and multiply in f32, so bf16
+     * saves bytes, not flops; AVX2's int8 kernel has no VNNI), measured by fl_profile_measure and
+     * indexed by fl_precision (the FL_PRECISION_F32 rows unused), one thread, cell update excluded:
+     *   qrec_flops[q][k]: the recurrent step of a dense (4H, H) W_hh, H = 256 (in cache), at batch
+     *     1, 4, 16, 64, 256 (k = 0..4);
+     *   qgemm_flops[q][k]: the input projection (fl_mat_apply) of a (2048, 1024) matrix on 4, 16,
+     *     64, 256 rows (k = 0..3).
+     * All 0 for a precision (profiles written before these were measured): the cost model takes
+     * the float32 rates for that precision's flops (the kernels do the same multiply-adds) and
+     * only its bytes per weight (2 or 1 instead of 4) make it cheaper. */
+    double qrec_flops[3][FL_PROFILE_GEMM_POINTS + 1];
+    double qgemm_flops[3][FL_PROFILE_GEMM_POINTS];
     /* Streaming rate against working-set size, measured at fractions of each level and in DRAM
      * (ascending bytes). One thread only; 0 points (or threads > 1): the per-level rates are used. */
     int n_curve;
@@ -128,7 +141,8 @@ FL_API fl_status fl_profile_check_machine(const fl_profile *p, const fl_machine_
  * measured capacities replace the reported ones (kept in reported_bytes). Then: sgemm and input-projection GEMM rates, the runtime's recurrent step streaming from every
  * cache level and DRAM (and a curve over working-set sizes), the fixed cost of a step, the cell
  * update per unit, the bias pass after a non-dense input projection, and the speed of the SVD and
- * CP kernels relative to dense at batch 1 to 256. Sets OpenBLAS to one thread while measuring
+ * CP kernels relative to dense at batch 1 to 256, and the rates of the int8 and bf16 kernels
+ * (qrec_flops, qgemm_flops). Sets OpenBLAS to one thread while measuring
  * and restores its thread count after. */
 FL_API fl_status fl_profile_measure(fl_profile *p);
 
@@ -143,7 +157,7 @@ FL_API fl_status fl_profile_default_path(char *buf, size_t n);
 /* Pose as another machine. Any value <= 0 keeps p's own. cache_bytes becomes the capacity of the
  * last level (levels at least as large are dropped); bandwidth is the DRAM rate; cache_bandwidth the
  * rate of the last level (when 0 and the last level has none, 3 x the DRAM rate); flops sets all
- * flop rates. Any memory override drops the measured bandwidth curve. FL_ERR_ARG for NaN. */
+ * f32 flop rates and clears the int8 / bf16 ones (which then follow the f32 rates). Any memory override drops the measured bandwidth curve. FL_ERR_ARG for NaN. */
 FL_API fl_status fl_profile_override(fl_profile *p, double cache_bytes, double bandwidth,
                                      double cache_bandwidth, double flops);
 
@@ -195,8 +209,9 @@ FL_API fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, co
                                        int batch, int seq, int threads, fl_cost *out, fl_cost_term *terms);
 
 /* fl_cost_predict_terms with matrix i's factors stored in precisions[i] (NULL: all f32): its memory
- * term streams 4, 2 or 1 bytes per weight (CP factors stay f32, 4). The flop rates are the f32
- * kernels' (the profile does not yet measure the int8 / bf16 kernels). */
+ * term streams 4, 2 or 1 bytes per weight (CP factors stay f32, 4), its compute term runs at the
+ * profile's measured int8 / bf16 rates (qrec_flops, qgemm_flops; without them the f32 rates), and a
+ * quantized W_hh step, W_ih or head runs on one thread (as the runtime runs them). */
 FL_API fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                       const fl_precision *precisions, int batch, int seq, int threads, fl_cost *out,
                                       fl_cost_term *terms);
@@ -279,11 +294,18 @@ typedef struct fl_plan_opts {
     uint64_t seed;
     fl_plan_progress progress; /* optional progress messages (long searches) */
     void *progress_ctx;
+    unsigned precisions;       /* precisions the search may store a matrix in, as bits
+                                  (1u << FL_PRECISION_F32 | 1u << FL_PRECISION_INT8 ...), besides the
+                                  one it has in the input model; a matrix only moves to fewer bytes
+                                  per weight (f32 -> bf16 -> int8; CP factors stay f32). Default 0:
+                                  every matrix keeps the input model's precision (the planner of
+                                  before, with f32 models staying f32). Bits above INT8: FL_ERR_ARG.
+                                  Last in the struct: bindings lay it out by position */
 } fl_plan_opts;
 
 FL_API fl_plan_opts fl_plan_opts_default(void);
 
-/* One configuration the search evaluated. */
+/* One configuration the search evaluated: matrix i stored as specs[i] in precisions[i]. */
 typedef struct fl_plan_point {
     const fl_mat_spec *specs; /* fl_model_num_matrices entries; owned by the plan */
     fl_cost cost;             /* predicted */
@@ -295,6 +317,9 @@ typedef struct fl_plan_point {
     int certified;            /* 1: its bound is within the budget; 0: it is not; -1: not certified */
     double cert_metric;       /* on the certify data (NaN when not certified) */
     double cert_loss, cert_se, cert_bound; /* paired loss, its standard error, the upper bound */
+    const fl_precision *precisions; /* fl_model_num_matrices entries (CP: always F32); owned by the
+                                       plan. Its accuracy was judged on the model quantized so,
+                                       run by the int8 / bf16 kernels */
 } fl_plan_point;
 
 /* Certification of the chosen plan (see fl_plan_opts). */
@@ -325,7 +350,7 @@ FL_API double fl_plan_budget(const fl_plan *plan);
 FL_API size_t fl_plan_num_points(const fl_plan *plan);   /* point 0 is the input model */
 FL_API const fl_plan_point *fl_plan_point_at(const fl_plan *plan, size_t i);
 FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen point */
-/* Why matrix i got its method and rank (static or plan-owned text). */
+/* Why matrix i got its method, rank and precision (static or plan-owned text). */
 FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
 /* The chosen model (owned by the plan, valid while it lives). */
 FL_API const fl_model *fl_plan_model(const fl_plan *plan);

@@ -92,6 +92,15 @@ FL_API void fl_vocab_free(fl_vocab *v);
  * FL_ERR_DATA for a file with fewer than 2 tokens. */
 FL_API fl_status fl_dataset_load_text(const char *path, const fl_vocab *v, fl_dataset **out);
 
+/* Tokenize the string text[0..len) with v as the data layer tokenizes a corpus: word mode splits on
+ * white space with "<eos>" at each newline, char mode takes UTF-8 code points; unknown tokens ->
+ * "<unk>" (id 0). Writes the first min(count, cap) ids to ids (which may be NULL when cap is 0) and
+ * the full count to *n, so a first call with cap 0 sizes the buffer. Keeps no pointer.
+ * Errors: FL_ERR_ARG (NULL v or n, NULL text with len > 0, NULL ids with cap > 0), FL_ERR_DATA
+ * (invalid UTF-8 in char mode; fl_last_error() gives the byte offset). On error *n is 0. */
+FL_API fl_status fl_vocab_encode(const fl_vocab *v, const char *text, size_t len, int32_t *ids, size_t cap,
+                                 size_t *n);
+
 /* Class names of a text classifier's vocabulary (labelled text), in class-id order; 0 / NULL for a
  * language model's vocabulary or i out of range. The string is owned by v. */
 FL_API int fl_vocab_num_labels(const fl_vocab *v);

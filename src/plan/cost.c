@@ -31,6 +31,11 @@
  *   cell update: t_c = sum over layers of B * H * cell_seconds / N_l (exp and tanh per hidden unit
  *     and row, outside the roofline: the profile's rates are measured with it subtracted; N_l the
  *     threads layer l's step runs on).
+ *   int8 / bf16 matrices (fl_cost_predict_prec): b = 1 or 2 bytes per weight in every memory term;
+ *     the compute terms use the profile's measured rates of the quant kernels (qrec_flops at the
+ *     batch, qgemm_flops at the rows, same interpolation), without the f32 SVD / CP efficiencies
+ *     (a quantized SVD is two products of the same kernel); a profile without them uses the f32
+ *     rates. The runtime runs a quantized step and projection on one thread, and so does the model.
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate N x one thread's plus the fork /
@@ -38,7 +43,7 @@
  *     step runs on one thread at one thread's rates. A dense W_ih of >= parallel_proj_macs
  *     multiply-adds is split (fl_rec_input); SVD / CP projections and the head run through
  *     single-threaded BLAS. (A profile without the rule: every part scales with N.)
- *   bias pass: t_b = sum over SVD / CP W_ih and any head of its output elements per step (B rows(W);
+ *   bias pass: t_b = sum over SVD / CP / quantized W_ih and any head of its output elements per step (B rows(W);
  *     a last-step head B rows(W) / T) times bias_seconds_cached when all T B rows(W) outputs (4
  *     bytes each) fit the usable share of the largest private level, else bias_seconds: the
  *     runtime adds their biases in a pass of its own (a dense W_ih fuses them into its GEMM).
@@ -163,6 +168,24 @@ static double gemm_rate(const fl_profile *p, double rows, int threads) {
     return table_rate(p->gemm_rows_flops, 0.0, rows) * threads;
 }
 
+/* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
+static bool has_qrates(const fl_profile *p, fl_precision q) {
+    return q != FL_PRECISION_F32 && (int)q >= 0 && (int)q < 3 && p->qrec_flops[q][0] > 0 && p->qgemm_flops[q][0] > 0;
+}
+
+/* Flop rate of a precision-q recurrent step (one thread: the runtime's quantized step runs on the
+ * calling thread) at `rows` batch rows: the measured table (1, 4, 16, 64, 256 rows), else f32's. */
+static double qflop_rate(const fl_profile *p, fl_precision q, double rows) {
+    if (!has_qrates(p, q)) return flop_rate(p, rows, 1);
+    return table_rate(&p->qrec_flops[q][1], p->qrec_flops[q][0], rows);
+}
+
+/* Rate of a precision-q input projection / head on `rows` rows (one thread), else f32's. */
+static double qgemm_rate(const fl_profile *p, fl_precision q, double rows) {
+    if (!has_qrates(p, q)) return gemm_rate(p, rows, 1);
+    return table_rate(p->qgemm_flops[q], 0.0, rows);
+}
+
 /* Seconds per element of the bias pass over an output of `bytes`. */
 static double bias_rate(const fl_profile *p, double bytes) {
     int priv = -1;
@@ -247,8 +270,10 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
             }
             double np = (double)fl_mat_params(&w), nf = (double)fl_mat_flops(&w);
             /* bytes per stored weight: int8 1, bf16 2, f32 4 (CP factors stay f32) */
-            const double bpw = prec && w.method != FL_METHOD_CP ? (double)fl_precision_bytes(prec[i]) : 4.0;
-            if (!(bpw > 0)) return fl_fail(FL_ERR_ARG, "matrix %zu: unknown precision %d", i, (int)prec[i]);
+            const fl_precision q = prec && w.method != FL_METHOD_CP ? prec[i] : FL_PRECISION_F32;
+            const double bpw = (double)fl_precision_bytes(q);
+            if (!(bpw > 0)) return fl_fail(FL_ERR_ARG, "matrix %zu: unknown precision %d", i, (int)q);
+            const bool lowp = q != FL_PRECISION_F32;
             if (pass == 0) {
                 c.params += fl_mat_params(&w);
                 all_bytes += bpw * np;
@@ -261,15 +286,17 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                  * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = bpw * np;
                 flops = batch * nf;
-                tt = part_threads(p, threads, true, bytes * batch, true);
+                tt = lowp ? 1 : part_threads(p, threads, true, bytes * batch, true);
                 level = pick_level(p, bytes, tt, &bw);
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
-                double e = w.method == FL_METHOD_DENSE
+                /* the f32 SVD / CP kernels' efficiencies; a quantized SVD runs its two factors
+                 * through the same quant kernel as a dense matrix, at that kernel's rate */
+                double e = w.method == FL_METHOD_DENSE || lowp
                                ? 1.0
                                : efficiency_at(efficiency(p->rec_efficiency, w.method),
                                                p->rec_rows_efficiency[w.method], true, batch);
                 bw *= e;
-                rate = flop_rate(p, batch, tt) * e;
+                rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, batch, tt)) * e;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1) extra = sync; /* in the compute term: the all-cores curve includes it */
                 cell += (double)batch * H * p->cell_seconds / tt;
@@ -280,10 +307,10 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                 bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
-                tt = part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
+                tt = lowp ? 1 : part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
                 level = pick_level(p, all_bytes, tt, &bw);
-                rate = gemm_rate(p, n, tt);
-                if (w.method != FL_METHOD_DENSE)
+                rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt);
+                if (w.method != FL_METHOD_DENSE && !lowp)
                     rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),
                                           p->gemm_rows_efficiency[w.method], false, n);
             }
@@ -295,7 +322,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, bytes / bw, flops / rate + extra, level, tt,
                                           flops / rate + extra >= bytes / bw};
-            if (head || (d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE)) {
+            if (head || (d.kind == FL_MAT_IH && (w.method != FL_METHOD_DENSE || lowp))) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);

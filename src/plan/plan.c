@@ -1,5 +1,10 @@
-/* The planner: choose method and rank per weight matrix.
+/* The planner: choose method, rank and precision per weight matrix.
  *
+ * 0. Precision (plan_prec.c, only with fl_plan_opts.precisions): before step 2, matrices move to
+ *    bf16 / int8 where predicted faster and the budget allows (all at once, then one by one), each
+ *    candidate judged on the model quantized as it would be written; step 2 and 3 then search ranks
+ *    on top of those precisions (an SVD's factors are quantized too, CP stays f32), and a last pass
+ *    tries again for what is left.
  * 1. Reconstruct every weight matrix densely and compute its SVD once (decomp.h); a truncation to
  *    any rank is then cheap and its relative Frobenius error is known from the singular values.
  * 2. Seed: a uniform error tolerance tau for all matrices (each at the smallest rung with truncation
@@ -61,20 +66,22 @@ fl_plan_opts fl_plan_opts_default(void) {
 
 /* Predicted cost at `batch`: at the given thread count, or (threads planned) the fastest of 1 to
  * max_threads, ties to fewer threads. */
-static fl_status predict_at(const fl_plan *p, const fl_mat_spec *specs, int batch, fl_cost *c) {
+static fl_status predict_at(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, int batch,
+                            fl_cost *c) {
     if (p->o.threads > 0)
-        return fl_cost_predict_prec(&p->prof, &p->arch, specs, p->prec, batch, p->o.seq, p->o.threads, c, NULL);
+        return fl_cost_predict_prec(&p->prof, &p->arch, specs, prec, batch, p->o.seq, p->o.threads, c, NULL);
     for (int t = 1; t <= p->max_threads; t++) {
         fl_cost ct;
-        fl_status st = fl_cost_predict_prec(&p->prof, &p->arch, specs, p->prec, batch, p->o.seq, t, &ct, NULL);
+        fl_status st = fl_cost_predict_prec(&p->prof, &p->arch, specs, prec, batch, p->o.seq, t, &ct, NULL);
         if (st) return st;
         if (t == 1 || ct.seconds < c->seconds) *c = ct;
     }
     return FL_OK;
 }
 
-static fl_status predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c) {
-    return predict_at(p, specs, p->o.batch, c);
+/* At the serving batch, with the matrices in the current precisions p->prec. */
+fl_status plan_predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c) {
+    return predict_at(p, specs, p->prec, p->o.batch, c);
 }
 
 /* a strictly better than b: lower predicted latency; near-ties go to fewer parameters
@@ -88,16 +95,23 @@ bool plan_better(const fl_plan *p, const fl_cost *a, const fl_cost *b) {
     return a->step_flops < b->step_flops || (a->step_flops == b->step_flops && a->params < b->params);
 }
 
-static bool same_specs(const fl_plan *p, const fl_mat_spec *a, const fl_mat_spec *b) {
+/* The precision matrix i is stored in under spec s: CP factors stay f32. */
+static fl_precision stored_prec(const fl_mat_spec *s, fl_precision q) {
+    return s->method == FL_METHOD_CP ? FL_PRECISION_F32 : q;
+}
+
+static bool same_config(const fl_plan *p, const fl_mat_spec *a, const fl_precision *pa, const fl_mat_spec *b,
+                        const fl_precision *pb) {
     for (size_t i = 0; i < p->nmat; i++)
-        if (a[i].method != b[i].method || (a[i].method != FL_METHOD_DENSE && a[i].rank != b[i].rank))
+        if (a[i].method != b[i].method || (a[i].method != FL_METHOD_DENSE && a[i].rank != b[i].rank) ||
+            stored_prec(&a[i], pa[i]) != stored_prec(&b[i], pb[i]))
             return false;
     return true;
 }
 
-static size_t find_point(const fl_plan *p, const fl_mat_spec *specs) {
+static size_t find_point(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec) {
     for (size_t i = 0; i < p->n_pts; i++)
-        if (same_specs(p, p->pts[i].specs, specs)) return i;
+        if (same_config(p, p->pts[i].specs, p->pts[i].precisions, specs, prec)) return i;
     return NONE;
 }
 
@@ -141,8 +155,8 @@ static fl_status get_cp(fl_plan *p, size_t i, int R, cp_entry **out) {
     return FL_OK;
 }
 
-/* Build the model with matrices stored as specs (all factors must be cached). */
-fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out) {
+/* Build the model with matrices stored as specs in precisions prec (all factors must be cached). */
+fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, fl_model **out) {
     fl_model *m;
     fl_status st = fl_model_create(&p->arch, specs, &m);
     if (st) return st;
@@ -178,12 +192,13 @@ fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out)
         }
         }
     }
-    /* A quantized source: candidates keep its precisions (CP stays f32), so the accuracy is judged
-     * with the int8 / bf16 kernels the planned model will run. */
-    for (size_t i = 0; p->prec && i < p->nmat && !st; i++) {
+    /* Quantize (CP stays f32), so the accuracy is judged with the int8 / bf16 kernels the planned
+     * model will run, on exactly the weights it will hold. */
+    for (size_t i = 0; i < p->nmat && !st; i++) {
         fl_mat_desc d;
         fl_arch_matrix(&p->arch, i, &d);
-        if (specs[i].method != FL_METHOD_CP) st = fl_mat_quantize(fl_model_mat(m, i), p->prec[i], d.name);
+        if (stored_prec(&specs[i], prec[i]) != FL_PRECISION_F32)
+            st = fl_mat_quantize(fl_model_mat(m, i), prec[i], d.name);
     }
     if (!st && src->tokenizer) {
         size_t n = strlen(src->tokenizer) + 1;
@@ -216,9 +231,20 @@ const char *plan_spec_str(const fl_mat_spec *s, char *buf, size_t n) {
     return buf;
 }
 
-/* Evaluate specs (once; repeated configurations reuse their point). *idx: its point. */
-static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, size_t *idx) {
-    if ((*idx = find_point(p, specs)) != NONE) return FL_OK;
+/* "svd 16 int8": the spec, with its precision when not f32. */
+const char *plan_config_str(const fl_mat_spec *s, fl_precision q, char *buf, size_t n) {
+    char b[32];
+    plan_spec_str(s, b, sizeof b);
+    q = stored_prec(s, q);
+    if (q == FL_PRECISION_F32) snprintf(buf, n, "%s", b);
+    else snprintf(buf, n, "%s %s", b, fl_precision_name(q));
+    return buf;
+}
+
+/* Evaluate specs in the current precisions p->prec (once; repeated configurations reuse their
+ * point). *idx: its point. */
+fl_status plan_evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, size_t *idx) {
+    if ((*idx = find_point(p, specs, p->prec)) != NONE) return FL_OK;
     if (p->n_pts == p->cap_pts) {
         size_t cap = p->cap_pts ? 2 * p->cap_pts : 32;
         fl_plan_point *n = fl_calloc(cap, sizeof *n);
@@ -230,27 +256,34 @@ static fl_status evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, 
     }
     fl_plan_point pt = {.measured_seconds = -1};
     fl_mat_spec *copy = fl_malloc(p->nmat * sizeof *copy);
-    if (!copy) return fl_fail(FL_ERR_NOMEM, "out of memory recording plan candidates");
+    fl_precision *pcopy = fl_malloc(p->nmat * sizeof *pcopy);
+    if (!copy || !pcopy) {
+        fl_free(copy), fl_free(pcopy);
+        return fl_fail(FL_ERR_NOMEM, "out of memory recording plan candidates");
+    }
     memcpy(copy, specs, p->nmat * sizeof *copy);
+    for (size_t i = 0; i < p->nmat; i++) pcopy[i] = stored_prec(&specs[i], p->prec[i]);
     fl_model *m = NULL;
-    fl_status st = predict(p, specs, &pt.cost);
-    if (!st) st = plan_build_model(p, specs, &m);
+    fl_status st = plan_predict(p, specs, &pt.cost);
+    if (!st) st = plan_build_model(p, specs, pcopy, &m);
     if (!st && p->probe_steps > 0) st = plan_finetune(p, m, 0, p->probe_steps);
     if (!st) st = fl_eval_run(p->ev, m, &pt.metric, &pt.loss);
     fl_model_free(m);
     if (st) {
         fl_free(copy);
+        fl_free(pcopy);
         return st;
     }
     pt.specs = copy;
+    pt.precisions = pcopy;
     pt.meets_budget = pt.loss <= p->budget;
     p->pts[p->n_pts] = pt;
     *idx = p->n_pts++;
     p->evals++;
-    char b[32];
+    char b[48];
     plan_progress(p, "eval %d: %s -> %s: loss %.4g (%s), predicted %.3g us/step", p->evals,
              changed == NONE ? "all matrices" : p->ms[changed].name,
-             changed == NONE ? "as above" : plan_spec_str(&specs[changed], b, sizeof b), pt.loss,
+             changed == NONE ? "as above" : plan_config_str(&specs[changed], pcopy[changed], b, sizeof b), pt.loss,
              pt.meets_budget ? "within budget" : "over budget", pt.cost.seconds * 1e6);
     return FL_OK;
 }
@@ -281,7 +314,7 @@ static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
     fl_mat_spec *start = fl_malloc(p->nmat * sizeof *start); /* the configuration we start from */
     if (!start) return fl_fail(FL_ERR_NOMEM, "out of memory in the plan search");
     memcpy(start, cur, p->nmat * sizeof *start);
-    if ((st = predict(p, start, &base))) goto done;
+    if ((st = plan_predict(p, start, &base))) goto done;
     while (hi - lo > 1 && p->evals < p->o.max_evals) {
         int mid = (lo + hi) / 2;
         bool any = false;
@@ -293,7 +326,7 @@ static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
                     /* only where this matrix alone at that rank is predicted faster */
                     fl_mat_spec keep = start[i];
                     start[i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[k]};
-                    st = predict(p, start, &c);
+                    st = plan_predict(p, start, &c);
                     start[i] = keep;
                     if (st) goto done;
                     if (plan_better(p, &c, &base)) {
@@ -309,7 +342,7 @@ static fl_status search_seed(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
         }
         size_t idx;
         plan_progress(p, "seed: every matrix at relative error <= %g", taus[mid]);
-        if ((st = evaluate(p, cand, NONE, &idx))) goto done;
+        if ((st = plan_evaluate(p, cand, NONE, &idx))) goto done;
         if (p->pts[idx].meets_budget) {
             lo = mid;
             memcpy(cur, cand, p->nmat * sizeof *cur);
@@ -326,7 +359,7 @@ static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
     fl_status st;
     while (p->evals < p->o.max_evals) {
         fl_cost cc, c;
-        if ((st = predict(p, cur, &cc))) return st;
+        if ((st = plan_predict(p, cur, &cc))) return st;
         size_t best_i = NONE;
         int best_r = 0;
         double best_score = 0;
@@ -339,7 +372,7 @@ static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
                 int r = s->ladder[k];
                 if (r >= cur_rank || r <= s->floor) continue;
                 cand[i] = (fl_mat_spec){FL_METHOD_SVD, r};
-                if ((st = predict(p, cand, &c))) return st;
+                if ((st = plan_predict(p, cand, &c))) return st;
                 if (!plan_better(p, &c, &cc)) continue;
                 double saved = cc.seconds - c.seconds;
                 if (saved < 1e-15) saved = 1e-15;
@@ -353,7 +386,7 @@ static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
         memcpy(cand, cur, p->nmat * sizeof *cand);
         cand[best_i] = (fl_mat_spec){FL_METHOD_SVD, best_r};
         size_t idx;
-        if ((st = evaluate(p, cand, best_i, &idx))) return st;
+        if ((st = plan_evaluate(p, cand, best_i, &idx))) return st;
         if (p->pts[idx].meets_budget) {
             cur[best_i] = cand[best_i];
             continue;
@@ -364,7 +397,7 @@ static fl_status search_svd(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
         while (hi - lo > 1 && p->evals < p->o.max_evals) {
             int mid = (lo + hi) / 2;
             cand[best_i] = (fl_mat_spec){FL_METHOD_SVD, s->ladder[mid]};
-            if ((st = evaluate(p, cand, best_i, &idx))) return st;
+            if ((st = plan_evaluate(p, cand, best_i, &idx))) return st;
             if (p->pts[idx].meets_budget) hi = mid;
             else lo = mid, lo_loss = p->pts[idx].loss;
         }
@@ -390,12 +423,12 @@ static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
             fl_cost cc, c;
             memcpy(cand, cur, p->nmat * sizeof *cand);
             cand[i] = (fl_mat_spec){FL_METHOD_CP, R};
-            if ((st = predict(p, cur, &cc)) || (st = predict(p, cand, &c))) return st;
+            if ((st = plan_predict(p, cur, &cc)) || (st = plan_predict(p, cand, &c))) return st;
             if (!plan_better(p, &c, &cc)) continue;
             cp_entry *e;
             if ((st = get_cp(p, i, R, &e))) return st;
             size_t idx;
-            if ((st = evaluate(p, cand, i, &idx))) return st;
+            if ((st = plan_evaluate(p, cand, i, &idx))) return st;
             tries++;
             if (p->pts[idx].meets_budget) {
                 cur[i] = cand[i];
@@ -414,7 +447,7 @@ static fl_status verify_threads(fl_plan *p) {
     fl_plan_point *pt = &p->pts[p->chosen];
     if (pt->measured_seconds < 0) return FL_OK;
     fl_model *m;
-    fl_status st = plan_build_model(p, pt->specs, &m);
+    fl_status st = plan_build_model(p, pt->specs, pt->precisions, &m);
     if (st) return st;
     for (int t = 1; t <= p->max_threads && !st; t++) {
         if (t == pt->cost.threads) continue;
@@ -423,7 +456,7 @@ static fl_status verify_threads(fl_plan *p) {
         plan_progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
         if (s < pt->measured_seconds) {
             fl_cost c;
-            if ((st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, p->prec, p->o.batch, p->o.seq, t, &c, NULL)))
+            if ((st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, pt->precisions, p->o.batch, p->o.seq, t, &c, NULL)))
                 break;
             pt->cost = c;
             pt->measured_seconds = s;
@@ -462,7 +495,7 @@ static fl_status verify(fl_plan *p) {
     for (size_t j = 0; j < n && !st; j++) {
         fl_model *m;
         fl_plan_point *pt = &p->pts[pick[j]];
-        if ((st = plan_build_model(p, pt->specs, &m))) break;
+        if ((st = plan_build_model(p, pt->specs, pt->precisions, &m))) break;
         st = fl_plan_time_model(m, p->o.batch, p->o.seq, pt->cost.threads, p->o.verify_reps, p->o.seed,
                                 &pt->measured_seconds);
         fl_model_free(m);
@@ -588,6 +621,9 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
                        "certify_tries >= 1, finetune_epochs and finetune_probe >= 0");
     if (o.certify && !o.data && !o.dataset) return fl_fail(FL_ERR_ARG, "plan: certify data needs validation data");
     if (o.finetune && !o.data && !o.dataset) return fl_fail(FL_ERR_ARG, "plan: fine-tuning needs validation data");
+    if (o.precisions >> (FL_PRECISION_INT8 + 1))
+        return fl_fail(FL_ERR_ARG, "plan: precisions 0x%x has bits beyond FL_PRECISION_INT8 (%d)", o.precisions,
+                       (int)FL_PRECISION_INT8);
     if (o.dev_samples < 1 || o.max_evals < 1 || o.cp_max_iter < 0 || o.verify < 0 ||
         (o.verify > 0 && o.verify_reps < 1))
         return fl_fail(FL_ERR_ARG, "plan: dev_samples, max_evals and verify_reps must be >= 1");
@@ -598,14 +634,11 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     p->prof = *prof;
     p->o = o;
     p->src = m;
-    for (size_t i = 0; i < p->nmat; i++)
-        if (fl_model_mat_const(m, i)->precision != FL_PRECISION_F32 && !p->prec) {
-            if (!(p->prec = fl_calloc(p->nmat, sizeof *p->prec))) {
-                fl_free(p);
-                return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
-            }
-            for (size_t j = 0; j < p->nmat; j++) p->prec[j] = fl_model_mat_const(m, j)->precision;
-        }
+    if (!(p->prec = fl_calloc(p->nmat, sizeof *p->prec))) {
+        fl_free(p);
+        return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
+    }
+    for (size_t j = 0; j < p->nmat; j++) p->prec[j] = fl_model_mat_const(m, j)->precision;
     p->max_threads = o.max_threads > 0 ? o.max_threads : prof->cores > 1 ? prof->cores : 1;
     if (p->max_threads > 64) p->max_threads = 64;
     fl_mat_spec *cur = NULL, *cand = NULL;
@@ -620,7 +653,7 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
         goto done;
     }
     fl_cost dense_cost;
-    if ((st = predict(p, cur, &dense_cost))) goto done;
+    if ((st = plan_predict(p, cur, &dense_cost))) goto done;
     p->regime = dense_cost.regime;
     double t0 = fl_now_seconds();
     if ((st = setup_data(p, m, &owned))) goto done;
@@ -628,16 +661,18 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     p->budget = fl_eval_budget(p->ev);
     if ((st = prepare(p))) goto done;
     size_t idx;
-    if ((st = evaluate(p, cur, NONE, &idx))) goto done;
+    if ((st = plan_evaluate(p, cur, NONE, &idx))) goto done;
+    if ((st = plan_search_prec(p, cur, true))) goto done;
     if ((st = search_seed(p, cur, cand)) || (st = search_svd(p, cur, cand))) goto done;
     if (p->regime == FL_REGIME_MEMORY && o.allow_cp && o.cp_max_iter > 0 && (st = search_cp(p, cur, cand)))
         goto done;
+    if ((st = plan_search_prec(p, cur, false))) goto done;
     if ((st = verify(p)) || (st = plan_certify(p))) goto done;
     p->cert.search_seconds = fl_now_seconds() - t0 - p->cert.finetune_seconds;
     plan_mark_pareto(p);
     plan_write_reasons(p);
     p->threads = p->pts[p->chosen].cost.threads;
-    if (!p->model) st = plan_build_model(p, p->pts[p->chosen].specs, &p->model);
+    if (!p->model) st = plan_build_model(p, p->pts[p->chosen].specs, p->pts[p->chosen].precisions, &p->model);
     if (!st && p->model) p->model->planned_threads = p->threads;
 done:
     fl_free(cur);
@@ -675,7 +710,7 @@ fl_status fl_plan_create(const fl_model *m, const fl_profile *prof, const fl_pla
 
 void fl_plan_free(fl_plan *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n_pts; i++) fl_free((void *)p->pts[i].specs);
+    for (size_t i = 0; i < p->n_pts; i++) fl_free((void *)p->pts[i].specs), fl_free((void *)p->pts[i].precisions);
     fl_free(p->pts);
     fl_free(p->reason);
     fl_free(p->prec);
@@ -700,7 +735,7 @@ fl_status fl_plan_choice_at_batch(const fl_plan *p, int batch, size_t *point, fl
     for (size_t i = 0; i < p->n_pts; i++) {
         if (!p->pts[i].meets_budget) continue;
         fl_cost c;
-        fl_status st = predict_at(p, p->pts[i].specs, batch, &c);
+        fl_status st = predict_at(p, p->pts[i].specs, p->pts[i].precisions, batch, &c);
         if (st) return st;
         if (best == NONE || plan_better(p, &c, cost)) best = i, *cost = c;
     }

@@ -46,7 +46,7 @@ fl_status plan_certify(fl_plan *p) {
         fl_plan_point *pt = &p->pts[next];
         fl_model *m = NULL;
         double t0 = fl_now_seconds();
-        if (!(st = plan_build_model(p, pt->specs, &m)) && p->probe_steps > 0) {
+        if (!(st = plan_build_model(p, pt->specs, pt->precisions, &m)) && p->probe_steps > 0) {
             plan_progress(p, "fine-tuning candidate %zu for %d epoch(s)", next, p->o.finetune_epochs);
             st = plan_finetune(p, m, p->o.finetune_epochs, 0);
             c->finetune_seconds += fl_now_seconds() - t0;
@@ -95,6 +95,26 @@ void plan_mark_pareto(fl_plan *p) {
     }
 }
 
+/* The precision part of matrix i's reason, around the method's text r (len characters of n). */
+static void write_precision_reason(const fl_plan *p, size_t i, char *r, size_t n, int len) {
+    const mat_state *s = &p->ms[i];
+    const fl_precision q = p->pts[p->chosen].precisions[i];
+    if (len < 0 || (size_t)len >= n) return;
+    if (q != FL_PRECISION_F32) {
+        char head[96], tail[256];
+        snprintf(head, sizeof head, "%s (%zu byte(s) per weight, rel. quantization error %.3g): ",
+                 fl_precision_name(q), fl_precision_bytes(q), s->qerr[q]);
+        snprintf(tail, sizeof tail, "%s", r);
+        len = snprintf(r, n, "%s%s", head, tail);
+        if (len < 0 || (size_t)len >= n) return;
+    }
+    if (s->prec_fail != FL_PRECISION_F32) {
+        char f[48];
+        snprintf(r + len, n - (size_t)len, "; %s broke the budget (loss %.4g)",
+                 plan_config_str(&s->prec_fail_spec, s->prec_fail, f, sizeof f), s->prec_fail_loss);
+    }
+}
+
 void plan_write_reasons(fl_plan *p) {
     const fl_mat_spec *sp = p->pts[p->chosen].specs;
     const char *bound = p->regime == FL_REGIME_MEMORY ? "memory-bound: fewer bytes per step"
@@ -130,8 +150,9 @@ void plan_write_reasons(fl_plan *p) {
         }
         if (sp[i].method != FL_METHOD_DENSE && s->fail.method != FL_METHOD_DENSE && len > 0 &&
             (size_t)len < n)
-            snprintf(r + len, n - (size_t)len, "; %s broke the budget (loss %.4g)",
-                     plan_spec_str(&s->fail, f, sizeof f), s->fail_loss);
+            len += snprintf(r + len, n - (size_t)len, "; %s broke the budget (loss %.4g)",
+                            plan_spec_str(&s->fail, f, sizeof f), s->fail_loss);
+        write_precision_reason(p, i, r, n, len);
     }
 }
 

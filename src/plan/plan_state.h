@@ -29,6 +29,11 @@ typedef struct mat_state {
     int floor;           /* highest SVD rank known to break the budget (0: none) */
     fl_mat_spec fail;    /* the last rejected target of this matrix (method DENSE: none) */
     double fail_loss;
+    double qerr[3];      /* relative Frobenius error of storing the dense matrix in each precision
+                            the search may use (plan_prec.c); 0 for f32 and unused ones */
+    fl_precision prec_fail; /* the last precision rejected for this matrix (F32: none) */
+    double prec_fail_loss;
+    fl_mat_spec prec_fail_spec; /* the method and rank it was rejected at */
 } mat_state;
 
 struct fl_plan {
@@ -46,7 +51,8 @@ struct fl_plan {
     fl_model *model;
     /* search state */
     const fl_model *src;
-    fl_precision *prec; /* [nmat] the source model's precisions, which candidates keep; NULL: all f32 */
+    fl_precision *prec; /* [nmat] the precisions of the configuration searched from: the source
+                           model's, lowered by plan_search_prec (plan_prec.c) */
     mat_state *ms;
     fl_eval *ev;    /* search data */
     fl_eval *cev;   /* certify data, or NULL */
@@ -59,10 +65,18 @@ struct fl_plan {
 /* Helpers of plan.c used by plan_certify.c. */
 void plan_progress(fl_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool plan_better(const fl_plan *p, const fl_cost *a, const fl_cost *b);
-fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, fl_model **out);
+fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, fl_model **out);
+fl_status plan_predict(const fl_plan *p, const fl_mat_spec *specs, fl_cost *c);
+fl_status plan_evaluate(fl_plan *p, const fl_mat_spec *specs, size_t changed, size_t *idx);
+const char *plan_config_str(const fl_mat_spec *s, fl_precision q, char *buf, size_t n);
 fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps);
 const char *plan_spec_str(const fl_mat_spec *s, char *buf, size_t n);
 cp_entry *plan_find_cp(mat_state *s, int rank);
+
+/* plan_prec.c: lower matrices' precisions in cur's configuration (p->prec) where the budget allows
+ * and the prediction is faster; first: the pass before the rank search (also tries every matrix at
+ * once), else the pass after it (matrices not yet known to fail). */
+fl_status plan_search_prec(fl_plan *p, const fl_mat_spec *cur, bool first);
 
 /* plan_certify.c */
 fl_status plan_certify(fl_plan *p);

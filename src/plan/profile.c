@@ -218,6 +218,64 @@ static fl_status measure_rows(int n, double *flops) {
 
 static fl_status measure_all(fl_profile *p);
 
+/* Rates of the precision-q kernels (see fl_profile.qrec_flops, qgemm_flops): the runtime's own
+ * recurrent step on a model whose W_hh is stored in q (the quantized step: activations quantized per
+ * step for int8, the quant kernel, then the cell update, which is subtracted), and fl_mat_apply of a
+ * W_ih stored in q, both through fl_model_quantize as a planned model would be. */
+fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q) {
+    const int H = 256, maxb = 256;           /* recurrent: W_hh (1024, 256) */
+    const int M = 2048, K = 1024;            /* projection: W_ih (2048, 1024), hidden 512 */
+    fl_arch ra = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
+    fl_arch ga = {.input = K, .hidden = M / 4, .layers = 1, .head = FL_HEAD_NONE};
+    fl_precision rp[2] = {FL_PRECISION_F32, q}, gp[2] = {q, FL_PRECISION_F32}; /* ih, hh */
+    fl_model *r0 = NULL, *rq = NULL, *g0 = NULL, *gq = NULL;
+    fl_rec *r = NULL;
+    float *buf = NULL;
+    fl_status st = fl_model_create(&ra, NULL, &r0);
+    if (!st) st = fl_model_init_random(r0, 1);
+    if (!st) st = fl_model_quantize(r0, rp, &rq);
+    if (!st) st = fl_model_create(&ga, NULL, &g0);
+    if (!st) st = fl_model_init_random(g0, 1);
+    if (!st) st = fl_model_quantize(g0, gp, &gq);
+    if (!st) st = fl_rec_create(&rq->layer[0], maxb, 1, &r);
+    const fl_mat *w = st ? NULL : &gq->layer[0].wih;
+    size_t wsn = w ? fl_mat_apply_workspace(w, maxb) : 0;
+    /* recurrent: gx (B, 4H), h0, h1, c (B, H); projection: x (rows, K), y (rows, M), workspace */
+    size_t nrec = (size_t)maxb * 7 * H, nproj = (size_t)maxb * (K + M);
+    if (!st && !(buf = fl_calloc(nrec + nproj + wsn, sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the %s kernels", fl_precision_name(q));
+    if (st) goto done;
+    for (size_t i = 0; i < nrec + nproj; i++) buf[i] = (float)((int)(i % 29) - 14) * 0.03f;
+    for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) {
+        const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
+        float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
+        double t = without_cell(time_steps(r, B, gx, h0, h1, c, H), (double)B * H * p->cell_seconds);
+        p->qrec_flops[q][k] = 2.0 * 4 * H * (double)H * B / t;
+    }
+    float *x = buf + nrec, *y = x + (size_t)maxb * K, *ws = buf + nrec + nproj;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int rows = 4 << (2 * k);
+        fl_mat_apply(w, rows, x, K, 0.0f, y, M, ws);
+        double s[REPS];
+        int inner = rows >= 64 ? 1 : 4;
+        for (int i = 0; i < REPS; i++) {
+            double t0 = fl_now_seconds();
+            for (int n = 0; n < inner; n++) fl_mat_apply(w, rows, x, K, 0.0f, y, M, ws);
+            s[i] = (fl_now_seconds() - t0) / inner;
+        }
+        fl_sort_doubles(s, REPS);
+        p->qgemm_flops[q][k] = 2.0 * M * (double)K * rows / s[PICK];
+    }
+done:
+    fl_free(buf);
+    fl_rec_free(r);
+    fl_model_free(r0);
+    fl_model_free(rq);
+    fl_model_free(g0);
+    fl_model_free(gq);
+    return st;
+}
+
 /* Efficiency of `method` kernels relative to the cost model's dense rates: the recurrent step of a
  * (4H, H) W_hh at batch 1, 4, 16, 64, 256 and the input projection of a (4H, H) W_ih over 4, 16, 64,
  * 256 rows, H = 1024, rank R; each is the predicted time with efficiency 1 over the measured time,
@@ -388,6 +446,8 @@ static fl_status measure_all(fl_profile *p) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
+    if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
+        return st;
     p->measured = 1;
     return FL_OK;
 }

@@ -224,6 +224,9 @@ fl_status fl_profile_override(fl_profile *p, double cache_bytes, double bandwidt
     if (flops > 0) {
         p->gemm_flops = p->gemv_flops = flops;
         for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p->gemm_rows_flops[k] = p->rec_rows_flops[k] = flops;
+        /* this machine's int8 / bf16 rates say nothing of the posed one: they take the f32 rates */
+        memset(p->qrec_flops, 0, sizeof p->qrec_flops);
+        memset(p->qgemm_flops, 0, sizeof p->qgemm_flops);
     }
     if (cache_bytes > 0) {
         size_t c = (size_t)cache_bytes;

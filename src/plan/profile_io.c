@@ -1,6 +1,7 @@
 /* Machine profile, JSON save / load. The file carries the machine identity (fl_machine_id) so a
  * profile measured on one machine type is not reused on another (fl_profile_check_machine);
- * version 1 files (no identity, no reported sizes, one curve) still load. Load validates every
+ * version 1 files (no identity, no reported sizes, one curve) still load, and so do files without
+ * the int8 / bf16 kernel rates ("quant"). Load validates every
  * field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
@@ -45,6 +46,8 @@ static void add_curve(cJSON *root, const char *key, const size_t *bytes, const d
         cJSON_AddItemToArray(curve, pt);
     }
 }
+
+static void add_quant(cJSON *root, const fl_profile *p);
 
 static fl_status write_profile_text(void *ctx, FILE *f, const char *tmp) {
     if (fputs((const char *)ctx, f) < 0 || fputc('\n', f) == EOF)
@@ -111,6 +114,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
     cJSON_AddNumberToObject(root, "bias_seconds_cached", p->bias_seconds_cached);
     cJSON_AddNumberToObject(root, "rec_memory_factor", p->rec_memory_factor);
+    add_quant(root, p);
     cJSON_AddBoolToObject(root, "measured", p->measured != 0);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -132,12 +136,12 @@ static bool get_num(const cJSON *o, const char *key, const char *path, double lo
     return true;
 }
 
-/* Optional array of FL_PROFILE_GEMM_POINTS numbers >= 0; false (with the error set) if malformed. */
-static bool get_table(const cJSON *o, const char *key, const char *path, double *out) {
+/* Optional array of n numbers >= 0; false (with the error set) if malformed. */
+static bool get_array(const cJSON *o, const char *key, const char *path, int n, double *out) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key), *r;
     if (!t) return true;
-    if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != FL_PROFILE_GEMM_POINTS) {
-        fl_fail(FL_ERR_FORMAT, "%s: '%s' must be an array of %d numbers", path, key, FL_PROFILE_GEMM_POINTS);
+    if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != n) {
+        fl_fail(FL_ERR_FORMAT, "%s: '%s' must be an array of %d numbers", path, key, n);
         return false;
     }
     int k = 0;
@@ -147,6 +151,52 @@ static bool get_table(const cJSON *o, const char *key, const char *path, double 
             return false;
         }
         out[k++] = r->valuedouble;
+    }
+    return true;
+}
+
+/* Optional array of FL_PROFILE_GEMM_POINTS numbers >= 0. */
+static bool get_table(const cJSON *o, const char *key, const char *path, double *out) {
+    return get_array(o, key, path, FL_PROFILE_GEMM_POINTS, out);
+}
+
+static void add_array(cJSON *o, const char *key, const double *v, int n) {
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int k = 0; k < n; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[k]));
+}
+
+/* The int8 / bf16 kernel rates: {"bf16": {"recurrent_rows": [5], "gemm_rows": [4]}, "int8": ...}. */
+static const fl_precision quant_precs[2] = {FL_PRECISION_BF16, FL_PRECISION_INT8};
+
+static void add_quant(cJSON *root, const fl_profile *p) {
+    cJSON *q = cJSON_AddObjectToObject(root, "quant");
+    for (int i = 0; i < 2; i++) {
+        cJSON *o = cJSON_AddObjectToObject(q, fl_precision_name(quant_precs[i]));
+        add_array(o, "recurrent_rows", p->qrec_flops[quant_precs[i]], FL_PROFILE_GEMM_POINTS + 1);
+        add_array(o, "gemm_rows", p->qgemm_flops[quant_precs[i]], FL_PROFILE_GEMM_POINTS);
+    }
+}
+
+/* Optional as a whole and per precision (profiles written before the quant kernels were measured
+ * have none: the cost model then uses the f32 rates, see fl_profile). */
+static bool get_quant(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quant");
+    if (!q) return true;
+    if (!cJSON_IsObject(q)) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'quant' must be an object", path);
+        return false;
+    }
+    for (int i = 0; i < 2; i++) {
+        const fl_precision pr = quant_precs[i];
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(q, fl_precision_name(pr));
+        if (!o) continue;
+        if (!cJSON_IsObject(o)) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'quant.%s' must be an object", path, fl_precision_name(pr));
+            return false;
+        }
+        if (!get_array(o, "recurrent_rows", path, FL_PROFILE_GEMM_POINTS + 1, p->qrec_flops[pr]) ||
+            !get_array(o, "gemm_rows", path, FL_PROFILE_GEMM_POINTS, p->qgemm_flops[pr]))
+            return false;
     }
     return true;
 }
@@ -290,6 +340,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
         !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
         goto done;
+    if (!get_quant(root, path, &p)) goto done;
     p.curve_all_threads = (int)cat;
     if (p.n_curve_all && p.curve_all_threads < 2) {
         fl_fail(FL_ERR_FORMAT, "%s: 'curve_all' needs 'curve_all_threads' >= 2", path);

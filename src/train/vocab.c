@@ -420,6 +420,24 @@ done:
     return FL_OK;
 }
 
+fl_status fl_vocab_encode(const fl_vocab *v, const char *text, size_t len, int32_t *ids, size_t cap, size_t *n) {
+    if (n) *n = 0;
+    if (!v || !n || (!text && len) || (!ids && cap)) return fl_fail(FL_ERR_ARG, "NULL argument to fl_vocab_encode");
+    size_t pos = 0, k = 0, sn;
+    const char *s;
+    bool bad = false;
+    while (fl_text_next_token(text, len, &pos, v->mode, &s, &sn, &bad)) {
+        if (k < cap) {
+            int32_t id = vocab_lookup(v, s, sn);
+            ids[k] = id < 0 ? 0 : id;
+        }
+        k++;
+    }
+    if (bad) return fl_fail(FL_ERR_DATA, "invalid UTF-8 at byte %zu of the text", pos);
+    *n = k;
+    return FL_OK;
+}
+
 fl_status fl_dataset_load_text(const char *path, const fl_vocab *v, fl_dataset **out) {
     if (!path || !v || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dataset_load_text");
     *out = NULL;

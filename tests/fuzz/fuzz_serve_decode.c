@@ -1,9 +1,10 @@
 /* libFuzzer harness: fastlstm serve's request decoders (cli/serve/decode.c), the code that reads
  * every byte a client sends. The first input byte picks the decoder (JSON or .npy), the kind of
- * request (predict or stream step) and the model (features D = 3, or token ids with vocabulary 10);
- * the rest is the body. Checks the contract: an error is a 4xx/5xx with a message and a zeroed
- * input; a success has B, T within the limits, lengths in [1, T], ids in range, finite features, and
- * its features survive a round trip through the JSON encoder and decoder unchanged. */
+ * request (predict or stream step) and the model (features D = 3, or token ids with vocabulary 10,
+ * with or without a tokenizer: a word vocabulary, or a char one, built once by the library, for
+ * "texts"); the rest is the body. Checks the contract: an error is a 4xx/5xx with a message and a
+ * zeroed input; a success has B, T within the limits, lengths in [1, T], ids in range, finite
+ * features, and its features survive a round trip through the JSON encoder and decoder unchanged. */
 #include "serve.h"
 
 #include <math.h>
@@ -13,9 +14,33 @@
 
 enum { MAX_SEQ = 64, MAX_BATCH = 8 };
 
+static fl_vocab *vocabs[2]; /* word, char: built once (LLVMFuzzerInitialize) */
+
+static fl_vocab *build_vocab(const char *corpus, fl_token_mode mode) {
+    char path[] = "/tmp/fl_fuzz_vocab_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) abort();
+    FILE *f = fdopen(fd, "w");
+    if (!f) abort();
+    fputs(corpus, f);
+    fclose(f);
+    fl_vocab *v = NULL;
+    if (fl_vocab_build(path, mode, 0, &v)) abort();
+    remove(path);
+    return v;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    vocabs[0] = build_vocab("the cat sat on the mat\nthe dog\n", FL_TOKENS_WORD);
+    vocabs[1] = build_vocab("abc d\xc3\xa9\n", FL_TOKENS_CHAR);
+    return 0;
+}
+
 static void check_ok(const srv_input *in, const fl_arch *a, bool stream) {
     if (in->B < 1 || in->B > (stream ? 1 : MAX_BATCH) || in->T < 1 || in->T > MAX_SEQ) abort();
     if (!(a->vocab > 0 ? in->tokens && !in->x : in->x && !in->tokens)) abort();
+    if (in->texts && (!in->lengths || a->vocab == 0)) abort();
     size_t n = (size_t)in->B * in->T;
     for (size_t i = 0; i < n; i++) {
         if (a->vocab > 0 && (in->tokens[i] < 0 || in->tokens[i] >= a->vocab)) abort();
@@ -37,7 +62,7 @@ static void round_trip(const srv_input *in, const fl_arch *a, bool stream) {
     if (b.failed) abort();
     srv_input back;
     srv_err e;
-    if (srv_decode_json(b.p, b.len, a, stream, MAX_SEQ, MAX_BATCH, &back, &e)) abort();
+    if (srv_decode_json(b.p, b.len, a, NULL, stream, MAX_SEQ, MAX_BATCH, &back, &e)) abort();
     if (back.B != in->B || back.T != in->T || memcmp(back.x, in->x, (size_t)in->B * in->T * in->D * sizeof *in->x))
         abort();
     srv_input_free(&back);
@@ -55,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const fl_arch ids = {.vocab = 10, .input = 4, .hidden = 4, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 10};
     bool npy = data[0] & 1, stream = data[0] & 2;
     const fl_arch *a = data[0] & 4 ? &ids : &feat;
+    const fl_vocab *vocab = data[0] & 8 ? vocabs[data[0] >> 4 & 1] : NULL;
     // The JSON decoder takes a length, so the body needs no terminator: copy it into an exact-size
     // buffer so that ASan sees any read past its end.
     size_t n = size - 1;
@@ -64,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     srv_input in;
     srv_err e = {0};
     int rc = npy ? srv_decode_npy(body, n, a, stream, MAX_SEQ, MAX_BATCH, &in, &e)
-                 : srv_decode_json(body, n, a, stream, MAX_SEQ, MAX_BATCH, &in, &e);
+                 : srv_decode_json(body, n, a, vocab, stream, MAX_SEQ, MAX_BATCH, &in, &e);
     if (rc) {
         if (rc < 400 || rc > 599 || rc != e.code || !e.msg[0] || in.x || in.tokens || in.lengths) abort();
     } else {
