@@ -372,8 +372,13 @@ void fl_bptt_final_state(const fl_bptt *w, float *hn, float *cn) {
     const int B = w->B, H = w->arch.hidden, P = w->out;
     const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     for (int l = 0; l < w->arch.layers * w->dirs; l++) { // h (L*dirs, B, P), c (L*dirs, B, H), row l*dirs + d
-        for (int b = 0; b < B; b++) { // state after step len[b] - 1 (or T - 1): index len[b] of h / c
-            const size_t k = w->has_len ? (size_t)w->len[b] : (size_t)w->T;
+        if (!w->has_len) { // every row ends at step T - 1
+            if (hn) memcpy(hn + l * BP, w->lay[l].h + (size_t)w->T * BP, BP * sizeof(float));
+            if (cn) memcpy(cn + l * BH, w->lay[l].c + (size_t)w->T * BH, BH * sizeof(float));
+            continue;
+        }
+        for (int b = 0; b < B; b++) { // state after step len[b] - 1: index len[b] of h / c
+            const size_t k = (size_t)w->len[b];
             if (hn) memcpy(hn + l * BP + (size_t)b * P, w->lay[l].h + k * BP + (size_t)b * P, (size_t)P * sizeof(float));
             if (cn) memcpy(cn + l * BH + (size_t)b * H, w->lay[l].c + k * BH + (size_t)b * H, (size_t)H * sizeof(float));
         }
