@@ -30,7 +30,11 @@ static void usage_train(FILE *f) {
             "                                       line) for --task classify, a corpus for --task lm\n"
             "  --train-text FILE, --train-labelled FILE   the same, whatever the file's name\n"
             "  --train ids.npy                      token ids (N) or (N,T) for --task lm, as one stream\n"
-            "  --valid ... [--valid-labels ...]     validation set (--valid-text, --valid-labelled too):\n"
+            "  --train-lengths L.npy                each sequence's length (N) int32/int64, valid steps\n"
+            "                                       first: padded steps are masked out of the loss and\n"
+            "                                       gradients (labelled text carries its own lengths)\n"
+            "  --valid ... [--valid-labels ...]     validation set (--valid-text, --valid-labelled,\n"
+            "                                       --valid-lengths too):\n"
             "                                       evaluated every epoch\n"
             "  --level word|char    text tokens (default word; in a corpus a newline ends a sentence:\n"
             "                       <eos>); --tokens is the same. The vocabulary (and the class names\n"
@@ -39,6 +43,9 @@ static void usage_train(FILE *f) {
             "  --classes C          number of classes (default: largest training label + 1)\n"
             "model:\n"
             "  --hidden H (default 128)  --layers L (default 1)\n"
+            "  --bidirectional      every layer runs forward and reverse, as nn.LSTM(bidirectional=True)\n"
+            "                       (classifiers; the head reads [forward, reverse] of the last step)\n"
+            "  --proj P             LSTMP: project each h_t to size P < H, as nn.LSTM(proj_size=P)\n"
             "  --embed E            embedding size for token inputs (default 128)\n"
             "  --decompose svd:R|cp:R   train the LSTM gate matrices in factored form of rank R\n"
             "  --decompose auto     plan it: dense warm-up measures compute and link, then each matrix\n"
@@ -171,13 +178,13 @@ static void dist_summary(const char *CMD, const fl_dist *d, const cli_energy *e,
 
 int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     const char *task = NULL, *train = NULL, *train_y = NULL, *valid = NULL, *valid_y = NULL, *tokens = "word";
-    const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_embed = NULL;
+    const char *v_vocab = NULL, *v_classes = NULL, *v_hidden = NULL, *v_layers = NULL, *v_proj = NULL, *v_embed = NULL;
     const char *v_hrank = NULL, *v_decomp = NULL, *v_epochs = NULL, *v_max = NULL, *v_batch = NULL, *v_bptt = NULL;
     const char *v_optim = NULL, *v_lr = NULL, *v_mom = NULL, *v_wd = NULL, *v_clip = NULL, *v_drop = NULL;
     const char *v_decay = NULL, *v_pat = NULL, *v_seed = NULL, *v_iseed = NULL, *ckpt = NULL, *v_every = NULL;
     const char *out = NULL, *model_in = NULL, *v_threads = NULL;
     fl_data_spec tspec = {0}, vspec = {0};
-    bool resume = false, quiet = false, freeze = false, dist = false;
+    bool resume = false, quiet = false, freeze = false, dist = false, bidir = false;
     cli_dist_opts dopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -193,6 +200,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         if (!strcmp(a, "--quiet")) { quiet = true; continue; }
         if (!strcmp(a, "--dist")) { dist = true; continue; }
         if (finetune && !strcmp(a, "--freeze-dense")) { freeze = true; continue; }
+        if (!finetune && !strcmp(a, "--bidirectional")) { bidir = true; continue; }
         if ((r = cli_dist_take(CMD, argc, argv, &i, &dopt))) {
             if (r < 0) return CLI_USAGE;
             continue;
@@ -206,6 +214,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
             (r = cli_take(CMD, argc, argv, &i, "--classes", &v_classes)) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--hidden", &v_hidden))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--layers", &v_layers))) ||
+            (!finetune && (r = cli_take(CMD, argc, argv, &i, "--proj", &v_proj))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--embed", &v_embed))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--decompose", &v_decomp))) ||
             (!finetune && (r = cli_take(CMD, argc, argv, &i, "--head-rank", &v_hrank))) ||
@@ -279,7 +288,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         return cli_fail(CMD, CLI_USAGE, "%s", bad);
     }
 
-    long vocab_cap = 10000, classes = 0, hidden = 128, layers = 1, embed = 128, epochs = 10, max_steps = 0;
+    long vocab_cap = 10000, classes = 0, hidden = 128, layers = 1, proj = 0, embed = 128, epochs = 10, max_steps = 0;
     long head_rank = 0, batch = lm ? 20 : 32, bptt = 35, pat = 0, seed = 1, iseed = -1, every = 0, threads = 0;
     double lr = -1, mom = 0, wd = 0, clip = lm ? 5 : 0, drop = 0, decay = 1;
     const long big = 1L << 24;
@@ -287,6 +296,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         (v_classes && !cli_parse_int(CMD, "--classes", v_classes, 2, big, &classes)) ||
         (v_hidden && !cli_parse_int(CMD, "--hidden", v_hidden, 1, big, &hidden)) ||
         (v_layers && !cli_parse_int(CMD, "--layers", v_layers, 1, 1024, &layers)) ||
+        (v_proj && !cli_parse_int(CMD, "--proj", v_proj, 1, big, &proj)) ||
         (v_embed && !cli_parse_int(CMD, "--embed", v_embed, 1, big, &embed)) ||
         (v_hrank && !cli_parse_int(CMD, "--head-rank", v_hrank, 1, big, &head_rank)) ||
         (v_epochs && !cli_parse_int(CMD, "--epochs", v_epochs, 0, big, &epochs)) ||
@@ -328,6 +338,15 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     fl_method dmethod = FL_METHOD_DENSE;
     long drank = 0;
     const bool auto_plan = v_decomp && !strcmp(v_decomp, "auto");
+    if (auto_plan && (bidir || proj > 0)) {
+        fl_model_free(m);
+        return cli_fail(CMD, CLI_USAGE, "--decompose auto does not plan bidirectional or projection models yet; use "
+                        "svd:R or cp:R");
+    }
+    if (proj > 0 && proj >= hidden) {
+        fl_model_free(m);
+        return cli_fail(CMD, CLI_USAGE, "--proj %ld must be below --hidden %ld", proj, hidden);
+    }
     if (v_decomp && !auto_plan) {
         const char *colon = strchr(v_decomp, ':');
         if (!colon || (strncmp(v_decomp, "svd", 3) && strncmp(v_decomp, "cp", 2)) ||
@@ -410,7 +429,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     }
 
     if (!m) { /* a new model */
-        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers};
+        fl_arch a = {.hidden = (int)hidden, .layers = (int)layers, .bidirectional = bidir, .proj = (int)proj};
         if (lm) {
             a.vocab = vocab ? fl_vocab_size(vocab) : fl_dataset_classes(dtrain);
             a.input = (int)embed;
@@ -438,16 +457,25 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
                 a.input = (int)embed;
             }
         }
-        fl_mat_spec specs[2 * 1024 + 1];
-        for (int i = 0; i < 2 * a.layers; i++) specs[i] = (fl_mat_spec){dmethod, (int)drank};
-        specs[2 * a.layers] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+        /* (layer, direction): ih, hh (and hr: dense, or SVD; it has no gate axis for CP); head */
+        const int dirs = bidir ? 2 : 1, per = proj > 0 ? 3 : 2, nmat = per * a.layers * dirs;
+        const int out = proj > 0 ? (int)proj : a.hidden;
+        fl_mat_spec specs[6 * 1024 + 1];
+        for (int i = 0; i < nmat; i++)
+            specs[i] = (fl_mat_spec){i % per == 2 && dmethod == FL_METHOD_CP ? FL_METHOD_DENSE : dmethod, (int)drank};
+        specs[nmat] = (fl_mat_spec){FL_METHOD_DENSE, 0};
         if (head_rank > 0) { /* clamp to the head's shape */
-            int maxr = a.head_out < a.hidden ? a.head_out : a.hidden;
-            specs[2 * a.layers] = (fl_mat_spec){FL_METHOD_SVD, head_rank < maxr ? (int)head_rank : maxr};
+            int maxr = a.head_out < dirs * out ? a.head_out : dirs * out;
+            specs[nmat] = (fl_mat_spec){FL_METHOD_SVD, head_rank < maxr ? (int)head_rank : maxr};
         }
         if (dmethod == FL_METHOD_SVD)
-            for (int i = 0; i < 2 * a.layers; i++) {
-                int cols = i == 0 ? a.input : a.hidden;
+            for (int i = 0; i < nmat; i++) {
+                const int layer = i / (per * dirs), k = i % per;
+                if (k == 2) { /* W_hr (P, H) */
+                    if (specs[i].rank > out) specs[i].rank = out;
+                    continue;
+                }
+                const int cols = k == 1 ? out : layer == 0 ? a.input : dirs * out;
                 int maxr = cols < 4 * a.hidden ? cols : 4 * a.hidden;
                 if (specs[i].rank > maxr) specs[i].rank = maxr;
             }

@@ -86,6 +86,62 @@ static void test_resume_lm(void **st) {
     fl_dataset_free(d);
 }
 
+/* Issue 11 architectures (checkpoint version 2): a bidirectional LSTMP classifier (SVD and CP
+ * factors) on variable-length data, and an LSTMP language model with a padding id; both resume bit
+ * for bit and keep their architecture. */
+static fl_model *make_bidir_proj(void) {
+    fl_arch a = {.input = 1, .hidden = 6, .layers = 2, .head = FL_HEAD_LAST_STEP, .head_out = 2,
+                 .bidirectional = 1, .proj = 3};
+    fl_mat_spec specs[13];
+    for (int i = 0; i < 12; i++) specs[i] = (fl_mat_spec){i % 3 == 1 ? FL_METHOD_CP : i % 3 == 2 ? FL_METHOD_SVD : FL_METHOD_DENSE, 2};
+    specs[12] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 8), FL_OK);
+    return m;
+}
+
+static fl_model *make_lm_proj(void) {
+    fl_arch a = {.vocab = 12, .input = 5, .hidden = 8, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = 12,
+                 .proj = 4, .has_padding = 1, .padding_idx = 0};
+    fl_model *m;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 9), FL_OK);
+    return m;
+}
+
+static void test_resume_issue11(void **st) {
+    fl_dataset *tr = sign_task(50, 7, 21);
+    int32_t lens[50];
+    for (int i = 0; i < 50; i++) lens[i] = 1 + (i * 5) % 7;
+    assert_int_equal(fl_dataset_set_lengths(tr, lens), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.batch = 16;
+    o.dropout = 0.2f;
+    check_resume(make_bidir_proj, tr, tr, o, 5);
+    int32_t tok[300];
+    for (int i = 0; i < 300; i++) tok[i] = (int32_t)((i * 7 + i / 5) % 12);
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok, 300, 12, &d), FL_OK);
+    o.batch = 3;
+    o.bptt = 20;
+    check_resume(make_lm_proj, d, d, o, 4);
+    /* the architecture survives the round trip */
+    fl_model *m = make_bidir_proj(), *m2;
+    fl_trainer *t, *t2;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    const char *ck = tmp_path("arch.ckpt");
+    assert_int_equal(fl_trainer_save(t, ck), FL_OK);
+    assert_int_equal(fl_trainer_resume(ck, &m2, &t2), FL_OK);
+    assert_memory_equal(&m2->arch, &m->arch, sizeof m->arch);
+    fl_trainer_free(t2);
+    fl_model_free(m2);
+    fl_trainer_free(t);
+    fl_model_free(m);
+    fl_dataset_free(tr);
+    fl_dataset_free(d);
+}
+
 /* Corrupt, truncated, foreign checkpoints are refused with the right status. */
 static void test_checkpoint_errors(void **st) {
     fl_model *m = make_cls();
@@ -149,6 +205,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_classifier),
         cmocka_unit_test(test_resume_lm),
+        cmocka_unit_test(test_resume_issue11),
         cmocka_unit_test(test_checkpoint_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -67,7 +67,7 @@ static void free_data(data *d) {
 }
 
 static fl_bptt_batch batch_of(const problem *p, const data *d) {
-    return (fl_bptt_batch){p->B, p->T, d->x, d->tokens, d->targets, d->h0, d->c0};
+    return (fl_bptt_batch){p->B, p->T, d->x, d->tokens, d->targets, d->h0, d->c0, NULL};
 }
 
 /* ---------------------------------------------------------------- double reference */
@@ -451,59 +451,7 @@ static void test_accumulates(void **st) {
 
 /* ---------------------------------------------------------------- PyTorch golden */
 
-typedef struct record {
-    char name[64];
-    int is_int, ndim;
-    uint32_t dims[4];
-    size_t count;
-    void *data;
-} record;
-
-typedef struct golden {
-    record *r;
-    uint32_t n;
-} golden;
-
-static bool read_u32(FILE *f, uint32_t *v) { return fread(v, 4, 1, f) == 1; }
-
-static bool golden_load(const char *path, golden *g) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    char magic[4];
-    uint32_t version;
-    bool ok = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "FLGG", 4) && read_u32(f, &version) &&
-              version == 1 && read_u32(f, &g->n) && g->n < 1000;
-    g->r = ok ? calloc(g->n, sizeof(record)) : NULL;
-    for (uint32_t i = 0; ok && i < g->n; i++) {
-        record *r = &g->r[i];
-        uint32_t len, dt, nd;
-        ok = read_u32(f, &len) && len < sizeof r->name && fread(r->name, 1, len, f) == len &&
-             read_u32(f, &dt) && read_u32(f, &nd) && nd <= 4;
-        if (!ok) break;
-        r->is_int = dt == 1;
-        r->ndim = (int)nd;
-        r->count = 1;
-        for (uint32_t k = 0; ok && k < nd; k++) {
-            ok = read_u32(f, &r->dims[k]);
-            r->count *= r->dims[k];
-        }
-        r->data = ok ? malloc(r->count * 4 + 4) : NULL;
-        ok = ok && fread(r->data, 4, r->count, f) == r->count;
-    }
-    fclose(f);
-    return ok;
-}
-
-static void golden_free(golden *g) {
-    for (uint32_t i = 0; g->r && i < g->n; i++) free(g->r[i].data);
-    free(g->r);
-}
-
-static const record *golden_find(const golden *g, const char *name) {
-    for (uint32_t i = 0; i < g->n; i++)
-        if (!strcmp(g->r[i].name, name)) return &g->r[i];
-    return NULL;
-}
+#include "grad_golden.h"
 
 /* Compare our gradients with PyTorch autograd's (float64) for the weights and batch in the file. */
 static void check_golden(const char *dir, const char *name, const problem *p) {
@@ -524,7 +472,7 @@ static void check_golden(const char *dir, const char *name, const problem *p) {
     const record *rt = golden_find(&gd, "tokens"), *rx = golden_find(&gd, "x");
     const record *ry = golden_find(&gd, "targets"), *rh = golden_find(&gd, "h0"), *rc = golden_find(&gd, "c0");
     fl_bptt_batch in = {p->B, p->T, rx ? rx->data : NULL, rt ? rt->data : NULL, ry->data,
-                        rh ? rh->data : NULL, rc ? rc->data : NULL};
+                        rh ? rh->data : NULL, rc ? rc->data : NULL, NULL};
     fl_bptt *w;
     assert_int_equal(fl_bptt_create(m, p->B, p->T, &w), FL_OK);
     double loss;

@@ -188,7 +188,7 @@ static void test_optimizer_formulas(void **st) {
             y[b] = d->labels[b];
             for (int s = 0; s < 5; s++) x[s * 16 + b] = d->x[b * 5 + s];
         }
-        fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL};
+        fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL, NULL};
         double loss, loss2;
         assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);
         fl_bptt_backward(w, m, g);
@@ -248,7 +248,7 @@ static void test_optimizer_steps(void **st) {
         const size_t n = m->n_params;
         double *s1 = calloc(n, sizeof(double)), *s2 = calloc(n, sizeof(double)), *want = malloc(n * sizeof(double));
         for (int step = 1; step <= 3; step++) {
-            fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL};
+            fl_bptt_batch in = {16, 5, x, NULL, y, NULL, NULL, NULL};
             double loss;
             memset(g->params, 0, n * sizeof(float));
             assert_int_equal(fl_bptt_forward(w, m, &in, 0, NULL, &loss, NULL), FL_OK);

@@ -41,6 +41,20 @@ FL_API fl_status fl_dataset_load_npy(const char *x_path, const char *labels_path
 
 FL_API void fl_dataset_free(fl_dataset *d);
 
+/* Give each sequence of classification set d its valid length (a copy of lengths (n), each in
+ * [1, seq]); the valid steps come first in each row and the rest is padding
+ * (pack_padded_sequence's layout). Training and evaluation then mask the padding: a padded step
+ * adds nothing to the loss or the gradients, and a last-step head reads each sequence's last
+ * valid step (see fl_trainer_step). FL_ERR_DATA naming the sequence for a length out of range;
+ * FL_ERR_SHAPE for a token stream. */
+FL_API fl_status fl_dataset_set_lengths(fl_dataset *d, const int32_t *lengths);
+
+/* The lengths of d (n), or NULL when every sequence fills its row. *left_padded (may be NULL) is 1
+ * when the valid steps are the last ones of each row (labelled text, left-padded so that code
+ * reading rows without lengths still ends on each line's last token), 0 when they are the first.
+ * Valid while d lives. */
+FL_API const int32_t *fl_dataset_lengths(const fl_dataset *d, int *left_padded);
+
 /* Number of sequences (classification) or tokens (language model). */
 FL_API size_t fl_dataset_size(const fl_dataset *d);
 /* Sequence length and feature size (0 for ids) of a classification set; 0 for a token stream. */
@@ -106,7 +120,8 @@ FL_API fl_token_mode fl_vocab_mode(const fl_vocab *v);
  *                     skipped, a trailing '\r' dropped), text as word or character tokens. The
  *                     vocabulary and the class names (sorted, class id = index) are kept in the
  *                     model. Sequences are left-padded with "<unk>" (id 0) to the longest line, so
- *                     a last-step head reads every line's own last token.
+ *                     a last-step head reads every line's own last token, and carry their
+ *                     lengths (fl_dataset_lengths): training and evaluation mask the padding.
  *   FL_DATA_AUTO      `.npy` by the file name's ending; otherwise labelled text for a classifier
  *                     and a corpus for a language model.
  * Errors name the file (and the line, for labelled text): FL_ERR_DATA for a line without a tab,
@@ -124,6 +139,8 @@ typedef struct fl_data_spec {
     const char *path;      /* the data file (required) */
     const char *labels;    /* `.npy` labels (N) of a `.npy` classification set, else NULL */
     fl_data_format format; /* default FL_DATA_AUTO */
+    const char *lengths;   /* `.npy` lengths (N) int32/int64 of a `.npy` classification set (valid
+                              steps first, see fl_dataset_set_lengths), else NULL; appended field */
 } fl_data_spec;
 
 /* The format path resolves to for a classifier (lm = 0) or a language model (lm = 1). */
@@ -188,13 +205,21 @@ FL_API fl_train_opts fl_train_opts_default(void);
 typedef struct fl_trainer fl_trainer;
 
 /* Create a trainer for m, which it updates in place: m must outlive the trainer and not be
- * changed by anyone else meanwhile. FL_ERR_UNSUPPORTED for a model without a head,
- * FL_ERR_ARG for bad options or freeze_dense on a model without decomposed matrices. */
+ * changed by anyone else meanwhile. Bidirectional layers, projections (LSTMP) and a padding id
+ * are trained as nn.LSTM / nn.Embedding(padding_idx) define them. FL_ERR_UNSUPPORTED for a model
+ * without a head, a bidirectional language model (its reverse direction would read the tokens it
+ * predicts) or LSTM extras (peepholes, clip, input_forget); FL_ERR_ARG for bad options or
+ * freeze_dense on a model without decomposed matrices. */
 FL_API fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **out);
 FL_API void fl_trainer_free(fl_trainer *t);
 
 /* One optimisation step on the next batch of d (advancing the trainer's position in the epoch;
  * a new epoch reshuffles / resets the LM state). *loss (may be NULL): the batch's loss.
+ * A classification set with lengths (fl_dataset_lengths) trains on masked variable-length
+ * batches (pack_padded_sequence semantics): padded steps add nothing to the loss or gradients,
+ * the head reads each sequence's last valid step, the padding id (arch.has_padding) gets no
+ * embedding gradient; the loss stays the mean over the batch's sequences. fl_model_evaluate
+ * masks the same way.
  * FL_ERR_SHAPE if d does not fit the model, FL_ERR_NUMERIC if the loss is not finite. */
 FL_API fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss);
 

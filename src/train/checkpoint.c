@@ -1,9 +1,11 @@
 /* Checkpoints: model, tokenizer, options, optimiser state and progress in one file, written
  * atomically (temporary file, fsync, rename, fsync of the directory) and closed by a checksum.
  *
- * Layout (little-endian, as the host; version 1):
+ * Layout (little-endian, as the host; version 1, or 2 for the architectures of issue 11):
  *   "FLCKPT01" u32 version
  *   i32 arch[6] (vocab, input, hidden, layers, head, head_out)
+ *   version 2 only: i32 ext[4] (bidirectional, proj, has_padding, padding_idx); version 1 means zeros.
+ *   A model without them is written as version 1, which older builds still read.
  *   u32 nmat, then per matrix: i32 method, i32 rank, f64 rel_error
  *   options (field by field, see put_opts), progress (see save), u64 tokenizer bytes + bytes
  *   u64 n_params, params, u8 has_s1 [+ s1], u8 has_s2 [+ s2]
@@ -22,7 +24,7 @@
 #include <unistd.h>
 
 #define CK_MAGIC "FLCKPT01"
-#define CK_VERSION 1u
+#define CK_VERSION 2u /* the highest version read */
 
 typedef struct ckio {
     FILE *f;
@@ -98,11 +100,13 @@ static fl_status write_checkpoint(void *ctx, FILE *f, const char *tmp) {
     const fl_model *m = t->m;
     ckio c = {.f = f, .hash = 0xcbf29ce484222325ULL};
     put(&c, CK_MAGIC, 8);
-    uint32_t version = CK_VERSION;
-    PUT(&c, version);
     const fl_arch *a = &m->arch;
+    int32_t ext[4] = {a->bidirectional, a->proj, a->has_padding, a->padding_idx};
+    uint32_t version = ext[0] || ext[1] || ext[2] || ext[3] ? 2u : 1u;
+    PUT(&c, version);
     int32_t arch[6] = {a->vocab, a->input, a->hidden, a->layers, (int32_t)a->head, a->head_out};
     put(&c, arch, sizeof arch);
+    if (version >= 2) put(&c, ext, sizeof ext);
     uint32_t nmat = (uint32_t)fl_model_num_matrices(m);
     PUT(&c, nmat);
     for (uint32_t i = 0; i < nmat; i++) {
@@ -200,7 +204,7 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
     fl_status st = FL_OK;
     char magic[8];
     uint32_t version, nmat;
-    int32_t arch[6];
+    int32_t arch[6], ext[4] = {0, 0, 0, 0};
     off_t fsz = -1;
     if (fseeko(f, 0, SEEK_END) != 0 || (fsz = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
         st = fl_fail(FL_ERR_IO, "%s: cannot determine the file size", path);
@@ -211,12 +215,12 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
         st = bad(path, "not a fastlstm checkpoint (bad magic)");
         goto done;
     }
-    if (!GET(&c, version) || version != CK_VERSION) {
+    if (!GET(&c, version) || version < 1 || version > CK_VERSION) {
         st = c.err ? bad(path, "truncated header")
                    : fl_fail(FL_ERR_VERSION, "%s: checkpoint version %u, this build reads %u", path, version, CK_VERSION);
         goto done;
     }
-    if (!get(&c, arch, sizeof arch) || !GET(&c, nmat)) {
+    if (!get(&c, arch, sizeof arch) || (version >= 2 && !get(&c, ext, sizeof ext)) || !GET(&c, nmat)) {
         st = bad(path, "truncated or invalid architecture");
         goto done;
     }
@@ -230,7 +234,8 @@ static fl_status resume_stream(const char *path, FILE *f, fl_model **model, fl_t
             goto done;
         }
     fl_arch a = {.vocab = arch[0], .input = arch[1], .hidden = arch[2], .layers = arch[3],
-                 .head = (fl_head_kind)arch[4], .head_out = arch[5]};
+                 .head = (fl_head_kind)arch[4], .head_out = arch[5], .bidirectional = ext[0], .proj = ext[1],
+                 .has_padding = ext[2], .padding_idx = ext[3]};
     if (fl_arch_check(&a)) {
         st = rewrap(FL_ERR_FORMAT, path, "invalid architecture: ");
         goto done;

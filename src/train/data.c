@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FL_MAX_INFERRED_CLASSES (1 << 24)
@@ -15,7 +16,85 @@ void fl_dataset_free(fl_dataset *d) {
     fl_free(d->ids);
     fl_free(d->labels);
     fl_free(d->tokens);
+    fl_free(d->lens);
     fl_free(d);
+}
+
+fl_status fl_dataset_set_lengths(fl_dataset *d, const int32_t *lengths) {
+    if (!d || !lengths) return fl_fail(FL_ERR_ARG, "NULL argument to fl_dataset_set_lengths");
+    if (d->kind != DS_CLASSIFY) return fl_fail(FL_ERR_SHAPE, "a token stream has no sequence lengths");
+    for (size_t i = 0; i < d->n; i++)
+        if (lengths[i] < 1 || lengths[i] > d->seq)
+            return fl_fail(FL_ERR_DATA, "length %d of sequence %zu outside [1, %d]", lengths[i], i, d->seq);
+    int32_t *l = fl_malloc(d->n * sizeof(int32_t));
+    if (!l) return fl_fail(FL_ERR_NOMEM, "out of memory for %zu lengths", d->n);
+    memcpy(l, lengths, d->n * sizeof(int32_t));
+    fl_free(d->lens);
+    d->lens = l;
+    d->lens_left = false;
+    return FL_OK;
+}
+
+const int32_t *fl_dataset_lengths(const fl_dataset *d, int *left_padded) {
+    if (left_padded) *left_padded = d && d->lens && d->lens_left;
+    return d ? d->lens : NULL;
+}
+
+/* Order of a batch by decreasing length; ties by position, so the sort is stable. */
+typedef struct len_row {
+    int32_t len;
+    uint32_t pos;
+} len_row;
+
+static int cmp_len_row(const void *a, const void *b) {
+    const len_row *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+void fl_dataset_gather(const fl_dataset *d, const fl_model *m, uint32_t *rows, int B, float *x, int32_t *ids,
+                       int32_t *labels, int32_t *lens, int *T) {
+    const int S = d->seq, D = d->dim;
+    if (!d->lens) { /* every row full: copy as stored */
+        *T = S;
+        for (int b = 0; b < B; b++) {
+            size_t r = rows[b];
+            labels[b] = d->labels[r];
+            for (int t = 0; t < S; t++) {
+                if (D > 0) memcpy(x + ((size_t)t * B + b) * D, d->x + (r * S + t) * D, (size_t)D * sizeof(float));
+                else ids[(size_t)t * B + b] = d->ids[r * S + t];
+            }
+        }
+        return;
+    }
+    /* Sort by decreasing length through lens (as scratch) and labels: B is small next to the data. */
+    len_row key[64], *k = B <= 64 ? key : fl_malloc((size_t)B * sizeof *k);
+    if (k) { /* without memory for the keys the batch stays unsorted: slower, same result */
+        for (int b = 0; b < B; b++) k[b] = (len_row){d->lens[rows[b]], rows[b]};
+        qsort(k, (size_t)B, sizeof *k, cmp_len_row);
+        for (int b = 0; b < B; b++) rows[b] = k[b].pos;
+        if (k != key) fl_free(k);
+    }
+    const int32_t pad = m->arch.has_padding ? m->arch.padding_idx : 0;
+    int mx = 1;
+    for (int b = 0; b < B; b++) {
+        size_t r = rows[b];
+        const int len = d->lens[r], first = d->lens_left ? S - len : 0; /* first valid step in the row */
+        labels[b] = d->labels[r];
+        lens[b] = len;
+        if (len > mx) mx = len;
+        for (int t = 0; t < S; t++) {
+            if (D > 0) {
+                float *dst = x + ((size_t)t * B + b) * D;
+                if (t < len) memcpy(dst, d->x + (r * S + first + t) * D, (size_t)D * sizeof(float));
+                else memset(dst, 0, (size_t)D * sizeof(float));
+            } else {
+                ids[(size_t)t * B + b] = t < len ? d->ids[r * S + first + t] : pad;
+            }
+        }
+    }
+    /* Time-major with B rows per step: the steps past the longest row are simply not read. */
+    *T = mx;
 }
 
 size_t fl_dataset_size(const fl_dataset *d) { return d ? d->n : 0; }

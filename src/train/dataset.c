@@ -4,12 +4,14 @@
  * as a language-model stream, a UTF-8 corpus (tokenized with the model's vocabulary), and labelled
  * text (`label<TAB>text` per line) for a text classifier, whose class names travel with the
  * vocabulary in the model. Labelled lines become token-id rows (n, seq), left-padded with "<unk>"
- * (id 0) to the longest line so that the last step of every row is the line's last token.
+ * (id 0) to the longest line so that the last step of every row is the line's last token, and keep
+ * each line's length: training masks the padding (fl_dataset_gather moves the valid steps first).
  * Also: splitting a set in two (the planner's search / certify halves). */
 #include "train_internal.h"
 
 #include "npy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,6 +233,14 @@ static fl_status load_labelled(const char *path, const fl_vocab *v, fl_dataset *
         memcpy(rows + (size_t)k * seq + (seq - m), ids + start[k], m * sizeof(int32_t));
     }
     st = fl_dataset_classify(n, seq, 0, NULL, rows, lab, nl, out);
+    if (!st) { /* each line's length; its tokens are the last of its row */
+        for (int k = 0; k < n; k++) lab[k] = (int32_t)(start[k + 1] - start[k]);
+        if (!(st = fl_dataset_set_lengths(*out, lab))) (*out)->lens_left = true;
+        else {
+            fl_dataset_free(*out);
+            *out = NULL;
+        }
+    }
     goto done;
 nomem:
     st = fl_fail(FL_ERR_NOMEM, "%s: out of memory reading labelled text", path);
@@ -259,22 +269,51 @@ static fl_status load_npy_tokens(const char *path, int vocab, fl_dataset **out) 
     return st;
 }
 
+/* ------------------------------------------------------------ .npy lengths */
+
+/* Lengths (N) int32/int64 of the sequences of d, valid steps first (pack_padded_sequence). */
+static fl_status load_npy_lengths(const char *path, fl_dataset *d) {
+    fl_npy a = {0};
+    fl_status st = fl_npy_load(path, &a);
+    if (st) return st;
+    if (a.ndim != 1 || a.dtype == 'f')
+        st = fl_fail(FL_ERR_DATA, "%s: lengths must be a 1-D int32/int64 array", path);
+    else if ((size_t)a.shape[0] != d->n)
+        st = fl_fail(FL_ERR_DATA, "%s has %lld lengths but the data has %zu sequences", path, (long long)a.shape[0],
+                     d->n);
+    else if (!(st = fl_npy_ids_to_i32(&a, 0, path)) && (st = fl_dataset_set_lengths(d, a.data))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", fl_last_error());
+        st = fl_fail(st, "%s: %s", path, why);
+    }
+    fl_npy_free(&a);
+    return st;
+}
+
 /* ------------------------------------------------------------ entry points */
 
 fl_status fl_data_load_with(const fl_data_spec *s, int lm, const fl_vocab *v, int classes, fl_dataset **out) {
     if (!s || !s->path || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_data_load_with");
     *out = NULL;
+    if (s->lengths && fl_data_format_of(s, lm) != FL_DATA_NPY)
+        return fl_fail(FL_ERR_ARG, "%s: lengths (%s) go with a .npy classification set", s->path, s->lengths);
     switch (fl_data_format_of(s, lm)) {
     case FL_DATA_NPY:
         if (lm) {
-            if (s->labels) return fl_fail(FL_ERR_ARG, "%s: a language model takes no labels", s->path);
+            if (s->labels || s->lengths)
+                return fl_fail(FL_ERR_ARG, "%s: a language model takes no %s", s->path, s->labels ? "labels" : "lengths");
             if (!v && classes < 2)
                 return fl_fail(FL_ERR_ARG, "%s: token ids need the vocabulary size", s->path);
             return load_npy_tokens(s->path, v ? fl_vocab_size(v) : classes, out);
         }
         if (!s->labels)
             return fl_fail(FL_ERR_SHAPE, "%s: a .npy classification set needs its labels (.npy, N)", s->path);
-        return fl_dataset_load_npy(s->path, s->labels, classes, out);
+        fl_status st = fl_dataset_load_npy(s->path, s->labels, classes, out);
+        if (!st && s->lengths && (st = load_npy_lengths(s->lengths, *out))) {
+            fl_dataset_free(*out);
+            *out = NULL;
+        }
+        return st;
     case FL_DATA_TEXT:
         if (!lm) return fl_fail(FL_ERR_SHAPE, "%s: a text corpus is for a language model; a classifier reads "
                                 "labelled text (label<TAB>text per line)", s->path);
@@ -282,7 +321,9 @@ fl_status fl_data_load_with(const fl_data_spec *s, int lm, const fl_vocab *v, in
         return fl_dataset_load_text(s->path, v, out);
     case FL_DATA_LABELLED:
         if (lm) return fl_fail(FL_ERR_SHAPE, "%s: labelled text is for a classifier, not a language model", s->path);
-        if (s->labels) return fl_fail(FL_ERR_ARG, "%s: labelled text carries its labels; no --labels file", s->path);
+        if (s->labels || s->lengths)
+            return fl_fail(FL_ERR_ARG, "%s: labelled text carries its %s; no --%s file", s->path,
+                           s->labels ? "labels" : "lengths", s->labels ? "labels" : "lengths");
         if (!v) return fl_fail(FL_ERR_FORMAT, "%s: labelled text needs a vocabulary (the model has none)", s->path);
         return load_labelled(s->path, v, out);
     case FL_DATA_AUTO: break;
@@ -392,9 +433,16 @@ fl_status fl_dataset_split(const fl_dataset *d, double fraction, uint64_t seed, 
     if (!st)
         st = fl_dataset_classify((int)k, d->seq, d->dim, x ? x + n1 * row : NULL, ids ? ids + n1 * row : NULL,
                                  lab + n1, d->classes, second);
+    if (!st && d->lens) { /* the lengths follow their sequences */
+        for (size_t i = 0; i < d->n; i++) lab[i] = d->lens[perm[i]];
+        st = fl_dataset_set_lengths(*first, lab);
+        if (!st) st = fl_dataset_set_lengths(*second, lab + n1);
+        (*first)->lens_left = (*second)->lens_left = d->lens_left;
+    }
     if (st) {
         fl_dataset_free(*first);
-        *first = NULL;
+        fl_dataset_free(*second);
+        *first = *second = NULL;
     }
 done:
     fl_free(perm);

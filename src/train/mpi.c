@@ -308,16 +308,18 @@ static fl_status dist_hook(float *grad, size_t n, double *loss, void *user) {
         return mpi_fail(err, "MPI_Allreduce of the loss");
     *loss = l;
     if (t->h && d->size > 1) { /* LM: each rank advanced only its streams' carried state */
+        /* h (L, B, P) with P the projection size (or H), c (L, B, H) */
         const size_t L = (size_t)t->m->arch.layers, H = (size_t)t->m->arch.hidden, B = (size_t)t->o.batch;
+        const size_t P = (size_t)fl_arch_out(&t->m->arch);
         const size_t lo = (size_t)t->shard_lo, hi = lo + (size_t)t->shard_n;
         for (size_t k = 0; k < L; k++) { /* keep only our slice, then sum: x + 0 is exact */
-            float *h = t->h + k * B * H, *c = t->c + k * B * H;
-            memset(h, 0, lo * H * sizeof(float));
+            float *h = t->h + k * B * P, *c = t->c + k * B * H;
+            memset(h, 0, lo * P * sizeof(float));
             memset(c, 0, lo * H * sizeof(float));
-            memset(h + hi * H, 0, (B - hi) * H * sizeof(float));
+            memset(h + hi * P, 0, (B - hi) * P * sizeof(float));
             memset(c + hi * H, 0, (B - hi) * H * sizeof(float));
         }
-        if ((err = allreduce_floats(d->comm, t->h, L * B * H)) != MPI_SUCCESS ||
+        if ((err = allreduce_floats(d->comm, t->h, L * B * P)) != MPI_SUCCESS ||
             (err = allreduce_floats(d->comm, t->c, L * B * H)) != MPI_SUCCESS)
             return mpi_fail(err, "MPI_Allreduce of the language-model state");
     }

@@ -18,6 +18,9 @@ struct fl_dataset {
     int32_t *ids;      /* (n, seq) or NULL */
     int32_t *labels;   /* (n) or NULL */
     int32_t *tokens;   /* (n) LM stream or NULL */
+    int32_t *lens;     /* classify: (n) valid length of each sequence in [1, seq], or NULL (all seq) */
+    bool lens_left;    /* the valid steps are the last lens[i] of a row (left-padded labelled text);
+                        * else the first (right-padded, pack_padded_sequence's layout) */
 };
 
 struct fl_trainer {
@@ -45,6 +48,8 @@ struct fl_trainer {
     /* batch buffers */
     float *xb;         /* (T, B, D) */
     int32_t *tb, *yb;  /* (T, B) tokens, (T, B) or (B) targets */
+    int32_t *lb;       /* (B) lengths of a variable-length batch */
+    uint32_t *rows;    /* (B) the batch's sequences, sorted by decreasing length */
     size_t buf_cap_x, buf_cap_t;
     fl_grad_hook hook; /* optional, with hook_user */
     void *hook_user;
@@ -62,6 +67,14 @@ struct fl_trainer {
 
 /* Steps in one epoch of d for this trainer; FL_ERR_DATA / FL_ERR_SHAPE if d does not fit. */
 fl_status fl_trainer_epoch_steps(fl_trainer *t, const fl_dataset *d, long *steps);
+
+/* Gather sequences rows[0..B) of classification set d into time-major buffers: x (T, B, D) or
+ * ids (T, B), labels (B). Variable-length data: rows is first sorted (stably) by decreasing
+ * length, each row's valid steps are moved to the front (padding after: zero features, or the
+ * model's padding id / 0), lens (B) receives the lengths and *T the longest; else lens is left
+ * alone and *T = d->seq. */
+void fl_dataset_gather(const fl_dataset *d, const fl_model *m, uint32_t *rows, int B, float *x, int32_t *ids,
+                       int32_t *labels, int32_t *lens, int *T);
 
 /* Check that d can feed model m (task, shapes, id ranges); `what` names d in errors. */
 fl_status fl_dataset_check_model(const fl_dataset *d, const fl_model *m, const char *what);

@@ -1,6 +1,8 @@
 /* The trainer: batches from a data set, forward/backward (bptt.c), clipping, optimiser step
  * (optim.c), epochs with validation and learning-rate decay on plateau, checkpoints
- * (checkpoint.c), and evaluation. */
+ * (checkpoint.c), and evaluation. A classification set with lengths gives masked variable-length
+ * batches: each batch sorted by decreasing length (fl_dataset_gather), the loss the mean over its
+ * sequences as before, so a data-parallel slice still weighs n_r / N of the global batch (mpi.c). */
 #include "train_internal.h"
 #include "lstm_ext.h"
 #include "blas_threads.h"
@@ -34,6 +36,16 @@ static fl_status check_opts(const fl_train_opts *o) {
     return FL_OK;
 }
 
+/* What training does not cover: a bidirectional language model (its reverse direction would read
+ * the tokens it predicts, and has no state to carry between windows). The carried LM state keeps
+ * (L, batch, H) buffers; with a projection h uses the first L * batch * P floats as (L, batch, P). */
+static fl_status refuse_arch(const fl_model *m) {
+    if (m->arch.bidirectional && m->arch.head == FL_HEAD_PER_STEP)
+        return fl_fail(FL_ERR_UNSUPPORTED, "a bidirectional language model cannot be trained or evaluated on a "
+                       "token stream (its reverse direction reads the tokens it predicts); train a classifier");
+    return FL_OK;
+}
+
 static bool is_factor(const char *name) {
     size_t n = strlen(name);
     return n > 2 && name[n - 2] == '.' && strchr("UVABC", name[n - 1]);
@@ -49,9 +61,7 @@ fl_status fl_trainer_create(fl_model *m, const fl_train_opts *o, fl_trainer **ou
     if (st) return st;
     if (m->arch.head == FL_HEAD_NONE)
         return fl_fail(FL_ERR_UNSUPPORTED, "training needs a model with a head (classifier or language model)");
-    if (m->arch.bidirectional || m->arch.proj > 0)
-        return fl_fail(FL_ERR_UNSUPPORTED, "%s layers are not yet supported in training (inference only)",
-                       m->arch.bidirectional ? "bidirectional" : "projection (LSTMP)");
+    if ((st = refuse_arch(m))) return st;
     fl_trainer *t = fl_calloc(1, sizeof *t);
     if (!t) return fl_fail(FL_ERR_NOMEM, "out of memory creating a trainer");
     t->m = m;
@@ -116,6 +126,8 @@ void fl_trainer_free(fl_trainer *t) {
     fl_free(t->xb);
     fl_free(t->tb);
     fl_free(t->yb);
+    fl_free(t->lb);
+    fl_free(t->rows);
     fl_free(t);
 }
 
@@ -202,27 +214,13 @@ fl_status fl_trainer_epoch_steps(fl_trainer *t, const fl_dataset *d, long *steps
     return lm_geometry(d, t->o.batch, t->o.bptt, &S, steps);
 }
 
-/* Gather sequences rows[0..B) of a classification set into time-major buffers. */
-static void gather_classify(const fl_dataset *d, const uint32_t *rows, int B, float *x, int32_t *ids,
-                            int32_t *labels) {
-    const int T = d->seq, D = d->dim;
-    for (int b = 0; b < B; b++) {
-        size_t r = rows[b];
-        labels[b] = d->labels[r];
-        for (int t = 0; t < T; t++) {
-            if (D > 0) memcpy(x + ((size_t)t * B + b) * D, d->x + (r * T + t) * D, (size_t)D * sizeof(float));
-            else ids[(size_t)t * B + b] = d->ids[r * T + t];
-        }
-    }
-}
-
 fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) {
     if (!t || !d) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_step");
     long nsteps;
     fl_status st = fl_trainer_epoch_steps(t, d, &nsteps);
     if (st) return st;
     fl_model *m = t->m;
-    const int L = m->arch.layers, H = m->arch.hidden;
+    const int L = m->arch.layers, H = m->arch.hidden, P = fl_arch_out(&m->arch);
     int B = t->o.batch, lo, Bl; /* global batch; this process's slice [lo, lo + Bl) of it */
     fl_bptt_batch in = {0};
     t->epoch_done = false;
@@ -251,8 +249,16 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         shard_range(t, B, &lo, &Bl);
         if ((st = ensure_ws(&t->ws, &t->ws_batch, &t->ws_seq, m, t->o.batch, d->seq))) return st;
         if ((st = ensure_bufs(t, (size_t)d->seq * B * (d->dim > 0 ? d->dim : 1), (size_t)d->seq * B))) return st;
-        gather_classify(d, t->perm + first + lo, Bl, t->xb, t->tb, t->yb);
-        in = (fl_bptt_batch){Bl, d->seq, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL};
+        if (!t->rows) {
+            t->rows = fl_malloc((size_t)t->o.batch * sizeof(uint32_t));
+            t->lb = fl_malloc((size_t)t->o.batch * sizeof(int32_t));
+            if (!t->rows || !t->lb) return fl_fail(FL_ERR_NOMEM, "out of memory for a batch");
+        }
+        memcpy(t->rows, t->perm + first + lo, (size_t)Bl * sizeof(uint32_t));
+        int T = d->seq;
+        fl_dataset_gather(d, m, t->rows, Bl, t->xb, t->tb, t->yb, t->lb, &T);
+        in = (fl_bptt_batch){Bl, T, d->dim > 0 ? t->xb : NULL, d->dim > 0 ? NULL : t->tb, t->yb, NULL, NULL,
+                             d->lens ? t->lb : NULL};
     } else {
         size_t S;
         long windows;
@@ -272,15 +278,15 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
                 t->tb[(size_t)s * Bl + b] = d->tokens[k];
                 t->yb[(size_t)s * Bl + b] = d->tokens[k + 1];
             }
-        in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c};
+        in = (fl_bptt_batch){Bl, T, NULL, t->tb, t->yb, t->h, t->c, NULL};
         if (t->shard_count > 1) { /* the slice's state, packed: (L, Bl, H) out of (L, B, H) */
             if (!t->sh) {
                 t->sh = fl_malloc((size_t)L * B * H * sizeof(float));
                 t->sc = fl_malloc((size_t)L * B * H * sizeof(float));
                 if (!t->sh || !t->sc) return fl_fail(FL_ERR_NOMEM, "out of memory for the LM state");
             }
-            for (int l = 0; l < L; l++) {
-                memcpy(t->sh + (size_t)l * Bl * H, t->h + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
+            for (int l = 0; l < L; l++) { /* h (L, B, P), c (L, B, H) */
+                memcpy(t->sh + (size_t)l * Bl * P, t->h + ((size_t)l * B + lo) * P, (size_t)Bl * P * sizeof(float));
                 memcpy(t->sc + (size_t)l * Bl * H, t->c + ((size_t)l * B + lo) * H, (size_t)Bl * H * sizeof(float));
             }
             in.h0 = t->sh;
@@ -310,7 +316,7 @@ fl_status fl_trainer_step(fl_trainer *t, const fl_dataset *d, double *loss_out) 
         if (d->kind == DS_LM && t->shard_count > 1) {
             fl_bptt_final_state(t->ws, t->sh, t->sc);
             for (int l = 0; l < L; l++) {
-                memcpy(t->h + ((size_t)l * B + lo) * H, t->sh + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
+                memcpy(t->h + ((size_t)l * B + lo) * P, t->sh + (size_t)l * Bl * P, (size_t)Bl * P * sizeof(float));
                 memcpy(t->c + ((size_t)l * B + lo) * H, t->sc + (size_t)l * Bl * H, (size_t)Bl * H * sizeof(float));
             }
         } else if (d->kind == DS_LM) {
@@ -353,11 +359,12 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
     memset(out, 0, sizeof *out);
     if (batch < 1 || bptt < 1) return fl_fail(FL_ERR_ARG, "batch and bptt must be >= 1");
     fl_status st = fl_dataset_check_model(d, m, "evaluation data");
+    if (!st) st = refuse_arch(m);
     if (st) return st;
     const int L = m->arch.layers, H = m->arch.hidden;
     fl_bptt *ws = NULL;
     float *xb = NULL, *h = NULL, *c = NULL;
-    int32_t *tb = NULL, *yb = NULL;
+    int32_t *tb = NULL, *yb = NULL, *lb = NULL;
     uint32_t *rows = NULL;
     double total = 0;
     long right = 0;
@@ -370,12 +377,15 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
         tb = fl_malloc(cells * sizeof(int32_t));
         yb = fl_malloc((size_t)batch * sizeof(int32_t));
         rows = fl_malloc((size_t)batch * sizeof(uint32_t));
-        if (!st && (!xb || !tb || !yb || !rows)) st = fl_fail(FL_ERR_NOMEM, "out of memory evaluating");
+        lb = fl_malloc((size_t)batch * sizeof(int32_t));
+        if (!st && (!xb || !tb || !yb || !rows || !lb)) st = fl_fail(FL_ERR_NOMEM, "out of memory evaluating");
         for (size_t first = 0; !st && first < d->n; first += (size_t)batch) {
             int B = (int)(d->n - first < (size_t)batch ? d->n - first : (size_t)batch);
             for (int b = 0; b < B; b++) rows[b] = (uint32_t)(first + b);
-            gather_classify(d, rows, B, xb, tb, yb);
-            fl_bptt_batch in = {B, d->seq, d->dim > 0 ? xb : NULL, d->dim > 0 ? NULL : tb, yb, NULL, NULL};
+            int T = d->seq;
+            fl_dataset_gather(d, m, rows, B, xb, tb, yb, lb, &T);
+            fl_bptt_batch in = {B, T, d->dim > 0 ? xb : NULL, d->dim > 0 ? NULL : tb, yb, NULL, NULL,
+                                d->lens ? lb : NULL};
             double loss;
             long ok;
             if ((st = fl_bptt_forward(ws, m, &in, 0, NULL, &loss, &ok))) break;
@@ -404,7 +414,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
                     tb[(size_t)s * batch + b] = d->tokens[k];
                     yb[(size_t)s * batch + b] = d->tokens[k + 1];
                 }
-            fl_bptt_batch in = {batch, T, NULL, tb, yb, h, c};
+            fl_bptt_batch in = {batch, T, NULL, tb, yb, h, c, NULL};
             double loss;
             long ok;
             if ((st = fl_bptt_forward(ws, m, &in, 0, NULL, &loss, &ok))) break;
@@ -419,6 +429,7 @@ static fl_status evaluate_held(const fl_model *m, const fl_dataset *d, int batch
     fl_free(tb);
     fl_free(yb);
     fl_free(rows);
+    fl_free(lb);
     fl_free(h);
     fl_free(c);
     if (st) return st;
