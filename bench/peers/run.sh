@@ -14,19 +14,21 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/peers
 BUILD=$ROOT/build-peers
-QUICK=0
+QUICK=0 ONLY="dense lowrank bi varlen"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
     --build) BUILD=$2; shift ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift ;;
-    *) echo "usage: bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME]" >&2; exit 2 ;;
+    --only) ONLY=${2//,/ }; shift ;;
+    *) echo "usage: bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME] [--only dense,lowrank,bi,varlen]" >&2; exit 2 ;;
   esac
   shift
 done
 PY=/usr/bin/python3
 CACHE=${FL_PEERS_CACHE:-$HOME/.cache/fastlstm-peers}
 if [ $QUICK = 1 ]; then ROUNDS=2; FL_REPS=3; THREADS="1"; else ROUNDS=5; FL_REPS=15; THREADS="1 2"; fi
+#     --only LIST   these sections only (dense, lowrank, bi, varlen; default all)
 # --quick: batch 1 only, no 1500 shape, low rank on the 650 shape only, to stay near a minute.
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -57,6 +59,7 @@ fi
 export NODE_PATH=$CACHE/ort/node_modules
 
 # ---------------------------------------------------------------- helpers
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 FL_MED=""
 fmt() { # "us_per_step MED MIN MAX" -> "MED [MIN..MAX] xRATIO" (ratio to fastlstm)
   local line=$1
@@ -85,6 +88,7 @@ run_ort() { # onnx B T D threads
 }
 
 # ---------------------------------------------------------------- dense shapes
+if want dense; then
 echo
 echo "## dense LSTM: fastlstm | oneDNN | PyTorch | ONNX Runtime   (xR = peer time / fastlstm time)"
 DENSE_SHAPES=("128 256 1 100 64" "650 650 2 35 20" "1500 1500 2 35 20" "28 128 1 28 256")
@@ -111,7 +115,10 @@ for shape in "${DENSE_SHAPES[@]}"; do
   done
 done
 
+fi
+
 # ---------------------------------------------------------------- low rank
+if want lowrank; then
 echo
 echo "## low rank (SVD of every LSTM matrix, same factors on both sides), batch 1: fastlstm | PyTorch step loop"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -139,7 +146,10 @@ for shape in "${LR_SHAPES[@]}"; do
   done
 done
 
+fi
+
 # ---------------------------------------------------------------- bidirectional (issue 11)
+if want bi; then
 echo
 echo "## bidirectional LSTM (2 x 650, [fwd, rev] per step): fastlstm | oneDNN (bidirectional_concat) | PyTorch | ONNX Runtime"
 D=650 H=650 L=2 T=35
@@ -160,11 +170,26 @@ if "$FL" init --input $D --hidden $H --layers $L --bidirectional --seed 1 -o "$M
         "$(fmt "$(run_ort "$ONNXB" $B $T $D $t)")"
     done
   done
+  # the issue's goal: a bidirectional model on 2 threads costs at most 1.2x the unidirectional one on 1
+  MU=$WORK/m_${D}_${H}_${L}.safetensors
+  [ -f "$MU" ] || "$FL" init --input $D --hidden $H --layers $L --seed 1 -o "$MU" >/dev/null 2>&1
+  export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+  uni=$(run_fl "$MU" 1 $T 1)
+  export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
+  bi2=$(run_fl "$MB" 1 $T 2)
+  case "$uni/$bi2" in us_per_step*/us_per_step*)
+    printf "bi B 1 on 2 threads / uni B 1 on 1 thread: %s / %s us = %.2f (goal <= 1.2)\n" "$(echo "$bi2" | cut -d' ' -f2)" \
+      "$(echo "$uni" | cut -d' ' -f2)" "$(awk "BEGIN{print $(echo "$bi2" | cut -d' ' -f2) / $(echo "$uni" | cut -d' ' -f2)}")" ;;
+  *) echo "bi/uni ratio: unavailable ($uni; $bi2)" ;;
+  esac
 else
   echo "bi $D/$H/$L/$T: fastlstm init --bidirectional failed"
 fi
 
+fi
+
 # ---------------------------------------------------------------- variable lengths (issue 11)
+if want varlen; then
 echo
 echo "## variable-length batch: B 20, lengths uniform in 5..35 (seeded), T_max 35, per step = batch latency / 35"
 echo "## fastlstm (--lengths, packed) | oneDNN (no per-sequence lengths: PADDED to 35) | PyTorch (pack_padded_sequence) | ORT (sequence_lens)"
@@ -175,8 +200,8 @@ if $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.random.RandomState(1
   VL_MODELS="uni bi"
   [ $QUICK = 1 ] && VL_MODELS=uni
   for kind in $VL_MODELS; do
-    if [ $kind = uni ]; then MV=$WORK/m_650_650_2.safetensors; else MV=$MB; fi
-    [ -f "$MV" ] || "$FL" init --input 650 --hidden 650 --layers 2 --seed 1 -o "$MV" >/dev/null 2>&1
+    if [ $kind = uni ]; then MV=$WORK/m_650_650_2.safetensors bi=""; else MV=$WORK/bi_650_650_2.safetensors bi=--bidirectional; fi
+    [ -f "$MV" ] || "$FL" init --input 650 --hidden 650 --layers 2 $bi --seed 1 -o "$MV" >/dev/null 2>&1
     ONNXV=$WORK/vl_$kind.onnx
     [ -z "$TORCH_WHY" ] && $PY "$HERE/torch_lstm.py" "$MV" 1 35 1 1 export "$ONNXV" lens >"$WORK/export.log" 2>&1
     for t in $THREADS; do
@@ -193,4 +218,5 @@ if $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.random.RandomState(1
   done
 else
   echo "variable lengths: cannot write the lengths file (numpy)"
+fi
 fi
