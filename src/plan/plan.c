@@ -213,9 +213,17 @@ fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, const fl_precis
     return FL_OK;
 }
 
+/* Training options of the planner's fine-tuning when the caller gives none: training's defaults
+ * at the fine-tuning rate FL_PLAN_FINETUNE_LR (why: plan.h). */
+static fl_train_opts plan_train_default(void) {
+    fl_train_opts to = fl_train_opts_default();
+    to.lr = (float)FL_PLAN_FINETUNE_LR;
+    return to;
+}
+
 /* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0. */
 fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
-    fl_train_opts to = p->o.train ? *p->o.train : fl_train_opts_default();
+    fl_train_opts to = p->o.train ? *p->o.train : plan_train_default();
     fl_trainer *t;
     fl_status st = fl_trainer_create(m, &to, &t);
     if (st) return st;
@@ -585,7 +593,7 @@ static fl_status setup_data(fl_plan *p, const fl_model *m, void **owned) {
     p->cert.search_count = all ? fl_eval_count(p->ev) : 0;
     if (o->finetune) {
         if ((st = fl_dataset_check_model(o->finetune, m, "fine-tuning data"))) return st;
-        fl_train_opts to = o->train ? *o->train : fl_train_opts_default();
+        fl_train_opts to = o->train ? *o->train : plan_train_default();
         size_t n = fl_dataset_size(o->finetune);
         double per_epoch = lm ? (double)n / ((double)to.batch * to.bptt) : (double)n / to.batch;
         if (per_epoch < 1) per_epoch = 1;
