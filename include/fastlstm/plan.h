@@ -268,7 +268,8 @@ typedef void (*fl_plan_progress)(void *ctx, const char *message);
  * on that training data (`finetune_probe` of an epoch each, default chosen so the whole search costs
  * about one and a half full fine-tunes: at most 24 evaluations), the chosen plan is fine-tuned for
  * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default() with lr
- * FL_PLAN_FINETUNE_LR), and certified after
+ * FL_PLAN_FINETUNE_LR; each fine-tune warms its rate up linearly over its first tenth of steps, at
+ * most 50), and certified after
  * (at most 2 candidates are put to certification then, each fine-tuned fully, so the whole stays
  * near 3 full fine-tunes). The plan's model is then the fine-tuned one. */
 /* Default learning rate of the planner's fine-tuning (Adam, fresh state): a tenth of training's

@@ -213,6 +213,8 @@ fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, const fl_precis
     return FL_OK;
 }
 
+#define PLAN_WARMUP 50 /* most steps of a fine-tune's linear warm-up of the rate */
+
 /* Training options of the planner's fine-tuning when the caller gives none: training's defaults
  * at the fine-tuning rate FL_PLAN_FINETUNE_LR (why: plan.h). */
 static fl_train_opts plan_train_default(void) {
@@ -221,14 +223,39 @@ static fl_train_opts plan_train_default(void) {
     return to;
 }
 
-/* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0. */
+/* Linear warm-up of the rate over the first `n` steps of a fine-tune (Adam starts with empty
+ * moments, so its first steps are the largest relative to the gradient): step k (from 1) runs at
+ * lr * min(1, k / n). Set after each step for the next one. */
+typedef struct warmup {
+    fl_trainer *t;
+    double lr;
+    long n;
+} warmup;
+
+static int warmup_step(const fl_train_progress *pr, void *user) {
+    warmup *w = user;
+    long next = pr->step + 1;
+    w->t->lr = next >= w->n ? w->lr : w->lr * (double)next / (double)w->n;
+    return 0;
+}
+
+/* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0;
+ * the first tenth of the steps (at most PLAN_WARMUP) warm the rate up linearly. */
 fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
     fl_train_opts to = p->o.train ? *p->o.train : plan_train_default();
     fl_trainer *t;
     fl_status st = fl_trainer_create(m, &to, &t);
     if (st) return st;
     fl_train_run r = {.train = p->o.finetune, .epochs = steps > 0 ? INT_MAX / 2 : epochs, .max_steps = steps};
-    st = fl_trainer_run(t, &r);
+    long total = steps;
+    if (steps <= 0 && !(st = fl_trainer_epoch_steps(t, p->o.finetune, &total))) total *= epochs;
+    warmup w = {t, t->lr, total / 10 < PLAN_WARMUP ? total / 10 : PLAN_WARMUP};
+    if (w.n > 1) {
+        t->lr = w.lr / (double)w.n;
+        r.callback = warmup_step;
+        r.user = &w;
+    }
+    if (!st) st = fl_trainer_run(t, &r);
     fl_trainer_free(t);
     return st ? st : fl_model_requantize(m); /* a quantized candidate trained its f32 master */
 }
