@@ -14,7 +14,7 @@
 static void usage(const char *cmd, FILE *f) {
     fprintf(f,
             "usage: fastlstm %s MODEL%s [--batch B] [--seq T] [--threads N|0]\n"
-            "         [--data VAL [--labels L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
+            "         [--data VAL [--labels L.npy] [--lengths L.npy] | --text VAL | --labelled VAL] [--max-loss X | --max-dev X]\n"
             "         [--certify-data C [--certify-labels L.npy] | --certify-text C | --certify-labelled C]\n"
             "         [--certify-fraction F] [--confidence P]\n"
             "         [--finetune --train X [--train-labels Y] [--finetune-epochs N] [--finetune-probe E] [--lr X] [--batch-train B]]\n"
@@ -31,7 +31,9 @@ static void usage(const char *cmd, FILE *f) {
             "                    (N, T, D) or ids (N, T) for a classifier, token ids (N) or (N, T) for a\n"
             "                    language model (one stream); other files: labelled text (label<TAB>text)\n"
             "                    for a text classifier, a corpus for a language model (--text, --labelled\n"
-            "                    force the format)\n"
+            "                    force the format); sequences are judged with their lengths as `eval`\n"
+            "                    judges them (labelled text: each line's; .npy: --lengths L.npy, valid\n"
+            "                    steps first)\n"
             "  --labels L.npy    class ids (N) for a .npy classifier set (default: the dense model's\n"
             "                    own predictions)\n"
             "  --certify-data C  certify the budget on C (same forms: --certify-labels, --certify-text,\n"
@@ -47,7 +49,8 @@ static void usage(const char *cmd, FILE *f) {
             "                    plan for --finetune-epochs (default 1), certify it after\n"
             "  --finetune-probe E  epochs of fine-tuning per candidate in the search (default: so that\n"
             "                    the search's fine-tuning adds up to 1.5 full fine-tunes)\n"
-            "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-3, Adam) and batch (32)\n"
+            "  --lr X, --batch-train B   fine-tuning learning rate (default 1e-4, Adam: a tenth of\n"
+            "                    training's, which would throw a converged model off) and batch (32)\n"
             "  --max-loss X      with --data: accuracy points a classifier may lose (default 1.0), or a\n"
             "                    language model's relative perplexity increase (default 0.05)\n"
             "  --max-dev X       without --data: bound on ||y - y_dense|| / ||y_dense|| over random\n"
@@ -98,7 +101,7 @@ static int parse_precisions(const char *cmd, const char *v, unsigned *out) {
 static int parse(const char *cmd, int argc, char **argv, bool compress, plan_args *a) {
     memset(a, 0, sizeof *a);
     a->batch = 1, a->seq = 35, a->threads = 0, a->max_evals = 200, a->seed = 1;
-    a->confidence = 0.9, a->cert_fraction = 0.5, a->ft_epochs = 1, a->ft_batch = 32, a->lr = 1e-3;
+    a->confidence = 0.9, a->cert_fraction = 0.5, a->ft_epochs = 1, a->ft_batch = 32, a->lr = FL_PLAN_FINETUNE_LR;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -190,7 +193,7 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
  * outputs, a classifier without labels by the dense model's own predictions: --data (--labels) as
  * raw .npy arrays into d (owned by the caller's fl_npy structs). Otherwise data goes through the
  * data layer (fl_data_load). */
-static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab,
+static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, fl_npy *lab, fl_npy *len,
                            fl_plan_data *d) {
     fl_status st = fl_npy_load(a->data, x);
     if (st) return st;
@@ -218,6 +221,14 @@ static fl_status load_data(const plan_args *a, const fl_arch *arch, fl_npy *x, f
         if ((st = fl_npy_ids_to_i32(lab, arch->head_out > 0 ? arch->head_out : 0, a->labels))) return st;
         d->labels = lab->data;
         d->n_labels = (int)lab->shape[0];
+    }
+    if (a->dspec.lengths) { /* each sequence's valid steps first (the planner checks the values) */
+        const char *p = a->dspec.lengths;
+        if ((st = fl_npy_load(p, len))) return st;
+        if (len->ndim != 1 || len->shape[0] != x->shape[0])
+            return fl_set_error(FL_ERR_SHAPE, "%s: lengths must be (N) with N = %d sequences", p, d->n);
+        if ((st = fl_npy_ids_to_i32(len, 0, p))) return st;
+        d->lengths = len->data;
     }
     return FL_OK;
 }
@@ -376,9 +387,9 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         printf("not certified (no held-back data: --certify-fraction 0, or the deviation metric)\n");
     }
     if (cert->finetuned)
-        printf("fine-tuning: search %.1f s (candidates judged after a short fine-tune), final fine-tune %.1f s "
-               "(ratio of the whole to the final fine-tune: %.2f)\n",
-               cert->search_seconds, cert->finetune_seconds,
+        printf("fine-tuning (Adam, lr %g): search %.1f s (candidates judged after a short fine-tune), final "
+               "fine-tune %.1f s (ratio of the whole to the final fine-tune: %.2f)\n",
+               a->lr, cert->search_seconds, cert->finetune_seconds,
                cert->finetune_seconds > 0 ? (cert->search_seconds + cert->finetune_seconds) / cert->finetune_seconds
                                           : NAN);
     printf("\n%s (%zu configurations evaluated):\n", a->explain ? "candidates" : "Pareto front, latency vs loss", np);
@@ -495,6 +506,7 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON_AddNumberToObject(cj, "dense_metric", cert->dense_metric);
     cJSON_AddNumberToObject(cj, "tried", cert->tried);
     cJSON_AddBoolToObject(cj, "finetuned", cert->finetuned);
+    if (cert->finetuned) cJSON_AddNumberToObject(cj, "finetune_lr", a->lr);
     cJSON_AddNumberToObject(cj, "search_seconds", cert->search_seconds);
     cJSON_AddNumberToObject(cj, "finetune_seconds", cert->finetune_seconds);
     cJSON_AddItemToObject(root, "dense", point_json(dense, nmat));
@@ -512,7 +524,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     if (rc >= 0) return rc;
     fl_model *m = NULL;
     fl_plan *plan = NULL;
-    fl_npy x = {0}, lab = {0};
+    fl_npy x = {0}, lab = {0}, len = {0};
     fl_plan_data data;
     fl_dataset *dval = NULL, *dcert = NULL, *dtrain = NULL;
     fl_profile prof;
@@ -544,7 +556,7 @@ int cli_plan_main(const char *cmd, int argc, char **argv, bool compress) {
     /* a classifier's .npy without labels: judged against the dense model's own predictions */
     bool raw = a.data && (headless || (ar->head == FL_HEAD_LAST_STEP && !a.labels &&
                                        fl_data_format_of(&a.dspec, 0) == FL_DATA_NPY));
-    if (raw && (st = load_data(&a, fl_model_arch(m), &x, &lab, &data))) {
+    if (raw && (st = load_data(&a, fl_model_arch(m), &x, &lab, &len, &data))) {
         cli_fail_status(cmd, st);
         goto done;
     }
@@ -601,6 +613,7 @@ done:
     fl_plan_free(plan);
     fl_npy_free(&x);
     fl_npy_free(&lab);
+    fl_npy_free(&len);
     fl_dataset_free(dval);
     fl_dataset_free(dcert);
     fl_dataset_free(dtrain);

@@ -263,12 +263,78 @@ static void test_finetune_smoke(void **state) {
     fl_model_free(m);
 }
 
+/* Sequences with lengths are judged as fl_model_evaluate judges them (the padding, loud noise here,
+ * never read): from a data set with lengths, from fl_plan_data with the valid steps first, and from
+ * the same rows left-padded (valid steps last, as labelled text stores them); the split keeps each
+ * sequence's length (search and certify parts add up to the whole). Bad lengths: FL_ERR_DATA. */
+static void test_lengths_as_evaluate(void **state) {
+    (void)state;
+    fl_model *m = classifier(9);
+    float *x = malloc(sizeof(float) * N * T * D), *xl = malloc(sizeof(float) * N * T * D);
+    int32_t y[N], len[N];
+    random_x(x, (size_t)N * T * D, 1.0, 21);
+    fl_rng r;
+    fl_rng_seed(&r, 22);
+    for (int i = 0; i < N; i++) {
+        len[i] = 1 + (int)(fl_rng_next(&r) % T);
+        y[i] = (int32_t)(fl_rng_next(&r) % C);
+        for (int k = len[i] * D; k < T * D; k++) x[(size_t)i * T * D + k] *= 6.0f; /* the padding */
+        /* left-padded copy: the valid steps last, the padding first */
+        memcpy(xl + ((size_t)i * T + T - len[i]) * D, x + (size_t)i * T * D, sizeof(float) * len[i] * D);
+        memcpy(xl + (size_t)i * T * D, x + ((size_t)i * T + len[i]) * D, sizeof(float) * (T - len[i]) * D);
+    }
+    fl_dataset *d, *full;
+    assert_int_equal(fl_dataset_classify(N, T, D, x, NULL, y, C, &d), FL_OK);
+    assert_int_equal(fl_dataset_classify(N, T, D, x, NULL, y, C, &full), FL_OK);
+    assert_int_equal(fl_dataset_set_lengths(d, len), FL_OK);
+    const double want = accuracy_pct(m, d);
+    assert_true(fabs(want - accuracy_pct(m, full)) > 1e-9); /* reading the padding would change it */
+    fl_profile p = posed();
+    fl_plan_opts o = fl_plan_opts_default();
+    o.max_loss = 50;
+    o.verify = 0;
+    o.max_evals = 4;
+    o.certify_fraction = 0;
+    fl_plan *plan;
+    o.dataset = d;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
+    assert_true(fabs(fl_plan_point_at(plan, 0)->metric - want) < 1e-9);
+    fl_plan_free(plan);
+    fl_plan_data pd = {.n = N, .seq = T, .dim = D, .x = x, .labels = y, .n_labels = N, .lengths = len};
+    o.dataset = NULL;
+    o.data = &pd;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
+    assert_true(fabs(fl_plan_point_at(plan, 0)->metric - want) < 1e-9);
+    fl_plan_free(plan);
+    pd.x = xl;
+    pd.left_padded = 1;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
+    assert_true(fabs(fl_plan_point_at(plan, 0)->metric - want) < 1e-9);
+    fl_plan_free(plan);
+    o.certify_fraction = 0.5;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_OK);
+    const fl_plan_certificate *c = fl_plan_certificate_of(plan);
+    assert_int_equal(c->count + c->search_count, N);
+    double right = fl_plan_point_at(plan, 0)->metric * c->search_count + c->dense_metric * c->count;
+    assert_true(fabs(right - want * N) < 1e-6);
+    fl_plan_free(plan);
+    len[7] = T + 1;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_ERR_DATA);
+    assert_non_null(strstr(fl_last_error(), "length"));
+    len[7] = 0;
+    assert_int_equal(fl_plan_create(m, &p, &o, &plan), FL_ERR_DATA);
+    fl_dataset_free(d), fl_dataset_free(full);
+    free(x), free(xl);
+    fl_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_certified_on_certify_data_only),
         cmocka_unit_test(test_split_holds_back),
         cmocka_unit_test(test_backoff_to_input_model),
         cmocka_unit_test(test_finetune_smoke),
+        cmocka_unit_test(test_lengths_as_evaluate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,6 +230,13 @@ typedef struct fl_plan_data {
     const int32_t *tokens;
     const int32_t *labels;
     int n_labels;
+    /* Appended fields. lengths: (n) valid length of each sequence in [1, seq], or NULL (every row
+     * full); sequences (not a language model's stream) are then run with them (fl_run_io.lengths:
+     * a last-step head reads each sequence's last valid step), as `fastlstm eval` reads them.
+     * left_padded: 1 when the valid steps are the last `lengths[i]` of each row (labelled text, see
+     * fl_dataset_lengths), 0 when they are the first (pack_padded_sequence's layout). */
+    const int32_t *lengths;
+    int left_padded;
 } fl_plan_data;
 
 typedef enum fl_plan_metric {
@@ -260,9 +267,18 @@ typedef void (*fl_plan_progress)(void *ctx, const char *message);
  * Fine-tuning (`finetune` set): each candidate is judged after a short fine-tune of its factors
  * on that training data (`finetune_probe` of an epoch each, default chosen so the whole search costs
  * about one and a half full fine-tunes: at most 24 evaluations), the chosen plan is fine-tuned for
- * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default()), and certified after
+ * `finetune_epochs` (default 1) with `train` (NULL: fl_train_opts_default() with lr
+ * FL_PLAN_FINETUNE_LR; each fine-tune warms its rate up linearly over its first tenth of steps, at
+ * most 50), and certified after
  * (at most 2 candidates are put to certification then, each fine-tuned fully, so the whole stays
  * near 3 full fine-tunes). The plan's model is then the fine-tuned one. */
+/* Default learning rate of the planner's fine-tuning (Adam, fresh state): a tenth of training's
+ * 1e-3. The model fine-tuned is a converged one with a few matrices replaced by their truncation;
+ * restarting Adam at the training rate on it first throws the converged weights off (Fashion-MNIST,
+ * hidden 128: the unchanged dense model lost 0.4 accuracy points after the search's short probe
+ * at 1e-3 and no candidate certified; at 1e-4 W_hh SVD 64 certified). */
+#define FL_PLAN_FINETUNE_LR 1e-4
+
 typedef struct fl_plan_opts {
     int batch, seq, threads;   /* serving shape the latency is planned for (default 1, 35, 1);
                                   threads 0: plan the thread count too (1 to max_threads, the

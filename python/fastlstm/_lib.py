@@ -22,7 +22,7 @@ import sys
 import threading
 
 from ctypes import (CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int, c_long,
-                    c_size_t, c_uint64, c_void_p)
+                    c_size_t, c_uint, c_uint64, c_void_p)
 
 RESERVE = 512  # bytes of zeroed tail on every struct (see the module docstring)
 
@@ -108,13 +108,14 @@ FIELDS = {
     "fl_run_io": [("layout", c_int), ("batch", c_int), ("seq", c_int), ("x", c_void_p), ("tokens", c_void_p),
                   ("h0", c_void_p), ("c0", c_void_p), ("y", c_void_p), ("hn", c_void_p), ("cn", c_void_p)],
     "fl_plan_data": [("n", c_int), ("seq", c_int), ("dim", c_int), ("x", c_void_p), ("tokens", c_void_p),
-                     ("labels", c_void_p), ("n_labels", c_int)],
+                     ("labels", c_void_p), ("n_labels", c_int), ("lengths", c_void_p), ("left_padded", c_int)],
     "fl_plan_opts": [("batch", c_int), ("seq", c_int), ("threads", c_int), ("max_threads", c_int), ("data", c_void_p),
                      ("dataset", c_void_p), ("certify", c_void_p), ("certify_fraction", c_double),
                      ("confidence", c_double), ("certify_tries", c_int), ("finetune", c_void_p), ("train", c_void_p),
                      ("finetune_epochs", c_int), ("finetune_probe", c_double), ("max_loss", c_double), ("max_dev", c_double), ("dev_samples", c_int), ("allow_cp", c_int),
                      ("cp_max_iter", c_int), ("max_evals", c_int), ("verify", c_int), ("verify_reps", c_int),
-                     ("seed", c_uint64), ("progress", plan_progress_fn), ("progress_ctx", c_void_p)],
+                     ("seed", c_uint64), ("progress", plan_progress_fn), ("progress_ctx", c_void_p),
+                     ("precisions", c_uint)],
     "fl_cost": [("params", c_size_t), ("step_bytes", c_double), ("step_flops", c_double),
                 ("working_set", c_size_t), ("level", c_int), ("bandwidth", c_double), ("mem_seconds", c_double),
                 ("compute_seconds", c_double), ("seconds", c_double), ("regime", c_int)],
@@ -235,6 +236,7 @@ FUNCTIONS = {
 OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
             "fl_machine_id_detect": (c_int, [P]),
             "fl_profile_check_machine": (c_int, [P, P]),
+            "fl_dataset_set_lengths": (c_int, [P, P]),
             "fl_model_decompose_ex": (c_int, [P, "fl_decomp_opts*", "decomp_progress_fn", P, POINTER(P)])}
 
 
@@ -255,7 +257,7 @@ class Lib:
             ("specs", POINTER(self.S.fl_mat_spec)), ("cost", self.S.fl_cost), ("measured_seconds", c_double),
             ("metric", c_double), ("loss", c_double), ("meets_budget", c_int), ("pareto", c_int),
             ("certified", c_int), ("cert_metric", c_double), ("cert_loss", c_double), ("cert_se", c_double),
-            ("cert_bound", c_double)], reserve=False)
+            ("cert_bound", c_double), ("precisions", POINTER(c_int))], reserve=False)
         self.f = type("Functions", (), {})()
         table = dict(FUNCTIONS)
         table.update({k: v for k, v in OPTIONAL.items() if self.has[k]})

@@ -10,6 +10,8 @@ from ._model import METHODS, Model, _spec, features, init, int32s
 
 _byref = _lib.ctypes.byref
 METRICS = ("deviation", "accuracy", "perplexity")
+PRECISIONS = ("f32", "bf16", "int8")  # fl_precision
+FINETUNE_LR = 1e-4  # FL_PLAN_FINETUNE_LR (plan.h): the planner's fine-tuning rate, a tenth of training's
 
 
 class _Dataset:
@@ -24,8 +26,20 @@ class _Dataset:
             self.handle = None
 
 
-def _classify_set(L, x, labels, classes, vocab):
-    """fl_dataset_classify from x (N, T, D) float32 or (N, T) ids and labels (N)."""
+def _lengths(lengths, n, seq):
+    """(n) int32 lengths in [1, seq], checked here so that the error names the argument."""
+    lengths = int32s(lengths, "lengths", 1)
+    if lengths.shape[0] != n:
+        raise BY_NAME["ShapeError"]("lengths: %d entries for %d sequences" % (lengths.shape[0], n))
+    bad = np.nonzero((lengths < 1) | (lengths > seq))[0]
+    if bad.size:
+        raise BY_NAME["DataError"]("lengths[%d] = %d outside [1, %d]" % (bad[0], lengths[bad[0]], seq))
+    return lengths
+
+
+def _classify_set(L, x, labels, classes, vocab, lengths=None):
+    """fl_dataset_classify from x (N, T, D) float32 or (N, T) ids and labels (N); lengths (N): each
+    sequence's valid steps (first in its row), or None."""
     if vocab:
         ids, feats, dim = int32s(x, "x", 2, 0, vocab), None, 0
     else:
@@ -43,7 +57,13 @@ def _classify_set(L, x, labels, classes, vocab):
     L.check(L.f.fl_dataset_classify(arr.shape[0], arr.shape[1], dim, None if feats is None else feats.ctypes.data,
                                     None if ids is None else ids.ctypes.data, labels.ctypes.data, int(classes),
                                     _byref(out)))
-    return _Dataset(L, out.value)
+    d = _Dataset(L, out.value)
+    if lengths is not None:
+        lengths = _lengths(lengths, arr.shape[0], arr.shape[1])
+        if L.f.fl_dataset_set_lengths is None:
+            raise BY_NAME["UnsupportedError"]("lengths: %s has no fl_dataset_set_lengths (an older library)" % L.path)
+        L.check(L.f.fl_dataset_set_lengths(d.handle, lengths.ctypes.data))
+    return d
 
 
 def _lm_set(L, tokens, vocab):
@@ -53,14 +73,30 @@ def _lm_set(L, tokens, vocab):
     return _Dataset(L, out.value)
 
 
-def _dataset_for(model, x, labels):
+def _dataset_for(model, x, labels, lengths=None):
     L = model._L
     a = model.arch
     if a.head == "per_step" and a.vocab and labels is None:
+        if lengths is not None:
+            raise BY_NAME["ArgError"]("lengths go with a classifier's sequences, not a language model's stream")
         return _lm_set(L, x, a.vocab)
     if labels is None:
         raise BY_NAME["ArgError"]("labels are needed for a classifier (a last-step head)")
-    return _classify_set(L, x, labels, a.head_out, a.vocab)
+    return _classify_set(L, x, labels, a.head_out, a.vocab, lengths)
+
+
+def _precision_bits(precisions):
+    """fl_plan_opts.precisions from names ('f32', 'bf16', 'int8') or a bit mask."""
+    if isinstance(precisions, int):
+        return precisions
+    if isinstance(precisions, str):
+        precisions = precisions.split(",")
+    bits = 0
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise BY_NAME["ArgError"]("precision %r: expected one of %s" % (p, ", ".join(PRECISIONS)))
+        bits |= 1 << PRECISIONS.index(p)
+    return bits
 
 
 def _train_opts(L, **kw):
@@ -171,10 +207,11 @@ def finetune(model, x, labels=None, *, valid=None, epochs=3, max_steps=0, freeze
         raise
 
 
-def evaluate(model, x, labels=None, batch=32, bptt=35):
+def evaluate(model, x, labels=None, batch=32, bptt=35, lengths=None):
     """Mean cross-entropy, accuracy, perplexity and count of model on arrays (fl_model_evaluate),
-    as `fastlstm eval`. Data as in train()."""
-    d = _dataset_for(model, x, labels)
+    as `fastlstm eval`. Data as in train(); lengths: (N) valid steps of each classifier sequence
+    (first in its row), the padding masked as `eval --lengths` masks it."""
+    d = _dataset_for(model, x, labels, lengths)
     r = model._L.S.fl_eval_result()
     model._L.check(model._L.f.fl_model_evaluate(model.handle, d.handle, int(batch), int(bptt), _byref(r)))
     return {"loss": r.loss, "accuracy": r.accuracy, "perplexity": r.perplexity, "count": r.count}
@@ -233,10 +270,10 @@ def profile(path=None, measure=True):
     return buf
 
 
-def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1, seq=35, threads=1,
+def plan(model, data=None, labels=None, max_loss=None, *, lengths=None, max_dev=None, batch=1, seq=35, threads=1,
          max_threads=0, certify=None, certify_fraction=None, confidence=None, finetune=None, finetune_epochs=None,
          train_options=None, profile_path=None, measure=True, allow_cp=True, max_evals=None, verify=None, seed=1,
-         progress=None):
+         progress=None, precisions=None):
     """Search the fastest storage (dense, SVD, CP and ranks per matrix) of model within an
     accuracy budget (fl_plan_create), as `fastlstm plan`.
 
@@ -244,13 +281,19 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
     classifier (None: judged against the dense model's predictions or, for other models, by the
     output deviation). max_loss: accuracy points lost (classifier), relative perplexity increase
     (language model), or output deviation; None: the library's default. Without data the deviation
-    on random inputs is bounded by max_dev. batch, seq, threads: the serving shape planned for
+    on random inputs is bounded by max_dev. lengths: (n) valid length of each sequence of data, in
+    [1, T], the valid steps first in each row (pack_padded_sequence's layout): the sequences are
+    then judged as `fastlstm eval` judges them (a last-step head reads each one's last valid step). batch, seq, threads: the serving shape planned for
     (threads 0: plan the thread count too, up to max_threads; the chosen model records it).
-    Certification (plan.h): the budget is certified on held-back data, `certify` ((x, labels), or a
-    token stream for a language model) or else the last certify_fraction (default 0.5; 0: none) of
-    the data, at one-sided level `confidence` (default 0.9). finetune: training data ((x, labels) or
-    a token stream) to judge candidates after a short fine-tune and fine-tune the chosen one for
-    finetune_epochs with train_options (fields of fl_train_opts, as train()).
+    Certification (plan.h): the budget is certified on held-back data, `certify` ((x, labels) or
+    (x, labels, lengths), or a token stream for a language model) or else the last certify_fraction
+    (default 0.5; 0: none) of the data (each sequence keeping its length), at one-sided level
+    `confidence` (default 0.9). finetune: training data ((x, labels), (x, labels, lengths) or a
+    token stream) to judge candidates after a short fine-tune and fine-tune the chosen one for
+    finetune_epochs with train_options (fields of fl_train_opts, as train(); lr default 1e-4, the
+    planner's fine-tuning rate, not training's 1e-3). precisions: the weight precisions the search
+    may store a matrix in besides the input's, as names ('f32', 'bf16', 'int8', a list or a
+    comma-separated string) or fl_plan_opts' bit mask; None: every matrix keeps its precision.
     profile_path / measure: see profile(). verify: how many best candidates are timed for real
     (0: none, the prediction decides). progress(message) receives progress lines.
     Returns a Plan."""
@@ -267,6 +310,8 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
         o.max_evals = int(max_evals)
     if verify is not None:
         o.verify = int(verify)
+    if precisions is not None:
+        o.precisions = _precision_bits(precisions)
     keep = []
     if certify is not None:
         cd = _dataset_for(model, *certify) if isinstance(certify, tuple) else _dataset_for(model, certify, None)
@@ -283,9 +328,11 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
         if finetune_epochs is not None:
             o.finetune_epochs = int(finetune_epochs)
         if train_options:
-            to = _train_opts(L, **train_options)
+            to = _train_opts(L, **dict({"lr": FINETUNE_LR}, **train_options))
             o.train = _lib.ctypes.cast(_byref(to), _lib.c_void_p)
             keep.append(to)
+    if lengths is not None and data is None:
+        raise BY_NAME["ArgError"]("lengths go with data")
     if data is not None:
         pd = L.S.fl_plan_data()
         if a.vocab:
@@ -300,6 +347,10 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
             lab = int32s(labels, "labels", 1)
             pd.labels, pd.n_labels = lab.ctypes.data, lab.shape[0]
             keep.append(lab)
+        if lengths is not None:
+            ln = _lengths(lengths, d.shape[0], d.shape[1])
+            pd.lengths = ln.ctypes.data
+            keep.append(ln)
         keep.append(pd)
         o.data = _lib.ctypes.cast(_byref(pd), _lib.c_void_p)
     if progress is not None:
@@ -320,7 +371,8 @@ def plan(model, data=None, labels=None, max_loss=None, *, max_dev=None, batch=1,
                            "metric": p.metric, "loss": p.loss, "meets_budget": bool(p.meets_budget),
                            "pareto": bool(p.pareto), "certified": None if p.certified < 0 else bool(p.certified),
                            "cert_metric": p.cert_metric, "cert_loss": p.cert_loss, "cert_se": p.cert_se,
-                           "cert_bound": p.cert_bound})
+                           "cert_bound": p.cert_bound,
+                           "precisions": [PRECISIONS[p.precisions[j]] if p.precisions else "f32" for j in range(nmat)]})
         reasons = [L.f.fl_plan_reason(out.value, j).decode("utf-8", "replace") for j in range(nmat)]
         chosen = L.f.fl_plan_chosen(out.value)
         cm = _lib.c_void_p()

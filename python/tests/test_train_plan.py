@@ -115,3 +115,59 @@ def test_train_language_model(rng):
     assert r["perplexity"] < 3.0, r  # uniform guessing: 6
     y, _ = m.run(stream[None, :12])
     assert (y[0, :-1].argmax(-1) == stream[1:12]).mean() > 0.8
+
+
+def padded(rng, n=80, T=10, D=4):
+    """separable() with a length per sequence, the steps past it loud noise."""
+    x, y = separable(rng, n, T, D)
+    lengths = rng.integers(1, T + 1, n)
+    for i in range(n):
+        x[i, lengths[i]:] = rng.standard_normal((T - lengths[i], D)) * 4.0
+    return x, y, lengths.astype(np.int32)
+
+
+def accuracy(model, x, y, lengths=None):
+    out, _ = model.run(x, lengths=lengths)
+    return 100.0 * float(np.mean(out.argmax(-1) == y))
+
+
+def test_plan_judges_sequences_with_their_lengths(rng):
+    x, y, lengths = padded(rng)
+    m = fastlstm.train(x, y, hidden=12, epochs=2, lr=0.02, seed=5)
+    want = accuracy(m, x, y, lengths)
+    assert want != accuracy(m, x, y)  # the noise past each length would change the answer
+    assert abs(fastlstm.evaluate(m, x, y, lengths=lengths)["accuracy"] * 100 - want) < 1e-9
+    p = fastlstm.plan(m, x, y, lengths=lengths, max_loss=50, certify_fraction=0, measure=False, verify=0,
+                      max_evals=4)
+    assert abs(p.points[0]["metric"] - want) < 1e-9
+    # certify data with lengths; the split of the validation data keeps each sequence's length
+    cx, cy, cl = padded(rng, n=60)
+    p = fastlstm.plan(m, x, y, lengths=lengths, max_loss=50, certify=(cx, cy, cl), measure=False, verify=0,
+                      max_evals=4)
+    assert abs(p.certificate["dense_metric"] - accuracy(m, cx, cy, cl)) < 1e-9
+    s = fastlstm.plan(m, x, y, lengths=lengths, max_loss=50, measure=False, verify=0, max_evals=4)
+    n1, n2 = s.certificate["search_count"], s.certificate["count"]
+    assert n1 + n2 == len(y)
+    right = s.points[0]["metric"] * n1 + s.certificate["dense_metric"] * n2
+    assert abs(right - want * len(y)) < 1e-6
+    with pytest.raises(fastlstm.DataError):
+        fastlstm.plan(m, x, y, lengths=np.full(len(y), 11), measure=False, verify=0)
+    with pytest.raises(fastlstm.ShapeError):
+        fastlstm.plan(m, x, y, lengths=lengths[:5], measure=False, verify=0)
+    with pytest.raises(fastlstm.ArgError):
+        fastlstm.plan(m, lengths=lengths, measure=False, verify=0)
+
+
+def test_plan_precisions(rng):
+    x, y = separable(rng, n=64, D=8)
+    m = fastlstm.train(x, y, hidden=32, epochs=2, lr=0.02)
+    kw = dict(max_loss=20.0, certify_fraction=0, measure=False, verify=0, max_evals=40)
+    f32 = fastlstm.plan(m, x, y, **kw)
+    assert all(q == "f32" for pt in f32.points for q in pt["precisions"])
+    q = fastlstm.plan(m, x, y, precisions=["f32", "int8"], **kw)
+    assert any("int8" in pt["precisions"] for pt in q.points)
+    assert not any("bf16" in pt["precisions"] for pt in q.points)
+    b = fastlstm.plan(m, x, y, precisions=1 << 2, **kw)  # the bit mask of int8
+    assert [(pt["specs"], pt["precisions"]) for pt in b.points] == [(pt["specs"], pt["precisions"]) for pt in q.points]
+    with pytest.raises(fastlstm.ArgError):
+        fastlstm.plan(m, x, y, precisions="fp8", **kw)

@@ -24,6 +24,9 @@ struct fl_eval {
     const float *x;         /* (n, seq, D) features, borrowed or owned_x */
     const int32_t *tokens;  /* (n, seq) ids, borrowed or owned_tok */
     const int32_t *labels;  /* (n) borrowed or owned_labels */
+    const int32_t *lens;    /* (n) valid length of each sequence (borrowed), or NULL: all seq */
+    int lens_left;          /* 1: a row's valid steps are its last lens[i] (shifted into row_buf) */
+    void *row_buf;          /* lens_left: (CHUNK, seq, D) floats or (CHUNK, seq) ids, valid steps first */
     const int32_t *stream;  /* language model: ntok token ids read as one text */
     size_t ntok;
     float *owned_x;
@@ -44,6 +47,7 @@ void fl_eval_free(fl_eval *e) {
     fl_free(e->owned_x);
     fl_free(e->owned_tok);
     fl_free(e->owned_labels);
+    fl_free(e->row_buf);
     fl_free(e->y_ref);
     fl_free(e->y);
     fl_free(e->ref_per);
@@ -51,7 +55,27 @@ void fl_eval_free(fl_eval *e) {
     fl_free(e);
 }
 
-/* Run model m over all n sequences; for each chunk call fn with the outputs. */
+/* Left-padded rows (valid steps last) of io's chunk copied to e->row_buf with the valid steps
+ * first, as fl_run_io.lengths reads them; io then points there. The steps past a length get zero
+ * features or the padding id (the session checks them, and never reads them). */
+static void shift_rows(fl_eval *e, fl_run_io *io, int dim) {
+    const size_t esz = io->x ? sizeof(float) : sizeof(int32_t), row = (size_t)e->seq * dim * esz;
+    const char *src = io->x ? (const char *)io->x : (const char *)io->tokens;
+    const int32_t pad = e->ref->arch.has_padding ? e->ref->arch.padding_idx : 0;
+    char *dst = e->row_buf;
+    for (int b = 0; b < io->batch; b++) {
+        size_t skip = (size_t)(e->seq - io->lengths[b]) * dim * esz;
+        memcpy(dst + b * row, src + b * row + skip, row - skip);
+        if (io->x) memset(dst + b * row + (row - skip), 0, skip);
+        else
+            for (int t = io->lengths[b]; t < e->seq; t++) ((int32_t *)(dst + b * row))[t] = pad;
+    }
+    if (io->x) io->x = (const float *)dst;
+    else io->tokens = (const int32_t *)dst;
+}
+
+/* Run model m over all n sequences (each with its length when the data has them); for each chunk
+ * call fn with the outputs. */
 typedef void (*chunk_fn)(fl_eval *e, int first, int count, const float *y, double *acc);
 
 static fl_status run_all(fl_eval *e, const fl_model *m, chunk_fn fn, double *acc) {
@@ -68,6 +92,10 @@ static fl_status run_all(fl_eval *e, const fl_model *m, chunk_fn fn, double *acc
         fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = count, .seq = e->seq, .y = e->y};
         if (a->vocab > 0) io.tokens = e->tokens + (size_t)first * e->seq;
         else io.x = e->x + (size_t)first * e->seq * a->input;
+        if (e->lens) {
+            io.lengths = e->lens + first;
+            if (e->lens_left) shift_rows(e, &io, a->vocab > 0 ? 1 : a->input);
+        }
         st = fl_session_run(s, &io);
         if (!st) fn(e, first, count, e->y, acc);
     }
@@ -279,6 +307,12 @@ static fl_status check_data(fl_eval *e, const fl_model *m, const fl_plan_data *d
                 return fl_fail(FL_ERR_DATA, "label %d at index %d outside [0, %d)", d->labels[i], i,
                                a->head_out);
     }
+    if (d->lengths && lm)
+        return fl_fail(FL_ERR_ARG, "a language model reads its validation data as one stream: no lengths");
+    for (int i = 0; d->lengths && i < d->n; i++)
+        if (d->lengths[i] < 1 || d->lengths[i] > d->seq)
+            return fl_fail(FL_ERR_DATA, "validation data: length %d of sequence %d outside [1, %d]", d->lengths[i],
+                           i, d->seq);
     if (lm && (size_t)d->n * d->seq < 2)
         return fl_fail(FL_ERR_DATA, "language-model data needs >= 2 tokens, got %d", d->n * d->seq);
     e->kind = classifier ? FL_METRIC_ACCURACY : lm ? FL_METRIC_PERPLEXITY : FL_METRIC_DEVIATION;
@@ -287,6 +321,8 @@ static fl_status check_data(fl_eval *e, const fl_model *m, const fl_plan_data *d
     e->x = d->x;
     e->tokens = d->tokens;
     e->labels = d->labels;
+    e->lens = d->lengths;
+    e->lens_left = d->lengths && d->left_padded;
     if (lm) { /* rows (n, seq) read in order as one text */
         e->stream = d->tokens;
         e->ntok = (size_t)d->n * d->seq;
@@ -328,9 +364,12 @@ fl_status fl_plan_data_of(const fl_dataset *d, fl_plan_data *out) {
     }
     if (fl_dataset_size(d) > ((size_t)1 << 30))
         return fl_fail(FL_ERR_DATA, "accuracy data: too many sequences");
+    int left = 0;
+    const int32_t *lens = fl_dataset_lengths(d, &left);
     *out = (fl_plan_data){.n = (int)fl_dataset_size(d), .seq = fl_dataset_seq(d), .dim = fl_dataset_dim(d),
                           .x = fl_dataset_features(d), .tokens = fl_dataset_ids(d),
-                          .labels = fl_dataset_labels(d), .n_labels = (int)fl_dataset_size(d)};
+                          .labels = fl_dataset_labels(d), .n_labels = (int)fl_dataset_size(d),
+                          .lengths = lens, .left_padded = lens ? left : 0};
     return FL_OK;
 }
 
@@ -351,12 +390,14 @@ fl_status fl_plan_data_split(const fl_plan_data *d, bool stream, double fraction
         return fl_fail(FL_ERR_DATA, "%zu sequences cannot be split into search and certify parts (fraction %g)", n,
                        fraction);
     const size_t row = (size_t)d->seq * (d->x ? (size_t)d->dim : 1), esz = d->x ? sizeof(float) : sizeof(int32_t);
-    size_t bytes = n * sizeof(uint32_t) + n * row * esz + (d->labels ? n * sizeof(int32_t) : 0);
+    size_t bytes = n * sizeof(uint32_t) + n * row * esz + (d->labels ? n * sizeof(int32_t) : 0) +
+                   (d->lengths ? n * sizeof(int32_t) : 0);
     char *buf = fl_malloc(bytes);
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory splitting the validation data");
     uint32_t *perm = (uint32_t *)buf;
     char *cells = buf + n * sizeof(uint32_t);
     int32_t *lab = d->labels ? (int32_t *)(cells + n * row * esz) : NULL;
+    int32_t *lens = d->lengths ? (int32_t *)(cells + n * row * esz) + (d->labels ? n : 0) : NULL;
     fl_rng r; /* the permutation of fl_dataset_split */
     fl_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
@@ -369,6 +410,7 @@ fl_status fl_plan_data_split(const fl_plan_data *d, bool stream, double fraction
     for (size_t i = 0; i < n; i++) {
         memcpy(cells + i * row * esz, src + perm[i] * row * esz, row * esz);
         if (lab) lab[i] = d->labels[perm[i]];
+        if (lens) lens[i] = d->lengths[perm[i]]; /* each sequence keeps its length */
     }
     *first = *d;
     *second = *d;
@@ -377,6 +419,7 @@ fl_status fl_plan_data_split(const fl_plan_data *d, bool stream, double fraction
     if (d->x) first->x = (const float *)cells, second->x = (const float *)cells + n1 * row;
     else first->tokens = (const int32_t *)cells, second->tokens = (const int32_t *)cells + n1 * row;
     if (lab) first->labels = lab, second->labels = lab + n1;
+    if (lens) first->lengths = lens, second->lengths = lens + n1;
     if (!d->labels) first->n_labels = second->n_labels = 0;
     *owned = buf;
     return FL_OK;
@@ -405,6 +448,11 @@ fl_status fl_eval_create(const fl_model *ref, const fl_plan_opts *o, const fl_pl
         int chunk = e->n < CHUNK ? e->n : CHUNK;
         e->out_per_seq = fl_run_output_size(ref, 1, e->seq);
         e->y = fl_malloc((size_t)chunk * e->out_per_seq * sizeof(float));
+        if (e->lens_left && !(e->row_buf = fl_malloc((size_t)chunk * e->seq * (a->vocab > 0 ? 1 : a->input) *
+                                                      (a->vocab > 0 ? sizeof(int32_t) : sizeof(float))))) {
+            st = fl_fail(FL_ERR_NOMEM, "out of memory creating an evaluator");
+            goto fail;
+        }
     }
     e->per = fl_malloc(n_per * sizeof(double));
     e->ref_per = fl_malloc(n_per * sizeof(double));

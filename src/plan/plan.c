@@ -213,14 +213,49 @@ fl_status plan_build_model(fl_plan *p, const fl_mat_spec *specs, const fl_precis
     return FL_OK;
 }
 
-/* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0. */
+#define PLAN_WARMUP 50 /* most steps of a fine-tune's linear warm-up of the rate */
+
+/* Training options of the planner's fine-tuning when the caller gives none: training's defaults
+ * at the fine-tuning rate FL_PLAN_FINETUNE_LR (why: plan.h). */
+static fl_train_opts plan_train_default(void) {
+    fl_train_opts to = fl_train_opts_default();
+    to.lr = (float)FL_PLAN_FINETUNE_LR;
+    return to;
+}
+
+/* Linear warm-up of the rate over the first `n` steps of a fine-tune (Adam starts with empty
+ * moments, so its first steps are the largest relative to the gradient): step k (from 1) runs at
+ * lr * min(1, k / n). Set after each step for the next one. */
+typedef struct warmup {
+    fl_trainer *t;
+    double lr;
+    long n;
+} warmup;
+
+static int warmup_step(const fl_train_progress *pr, void *user) {
+    warmup *w = user;
+    long next = pr->step + 1;
+    w->t->lr = next >= w->n ? w->lr : w->lr * (double)next / (double)w->n;
+    return 0;
+}
+
+/* Fine-tune m in place on the training data: `epochs` full epochs, or `steps` steps when > 0;
+ * the first tenth of the steps (at most PLAN_WARMUP) warm the rate up linearly. */
 fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps) {
-    fl_train_opts to = p->o.train ? *p->o.train : fl_train_opts_default();
+    fl_train_opts to = p->o.train ? *p->o.train : plan_train_default();
     fl_trainer *t;
     fl_status st = fl_trainer_create(m, &to, &t);
     if (st) return st;
     fl_train_run r = {.train = p->o.finetune, .epochs = steps > 0 ? INT_MAX / 2 : epochs, .max_steps = steps};
-    st = fl_trainer_run(t, &r);
+    long total = steps;
+    if (steps <= 0 && !(st = fl_trainer_epoch_steps(t, p->o.finetune, &total))) total *= epochs;
+    warmup w = {t, t->lr, total / 10 < PLAN_WARMUP ? total / 10 : PLAN_WARMUP};
+    if (w.n > 1) {
+        t->lr = w.lr / (double)w.n;
+        r.callback = warmup_step;
+        r.user = &w;
+    }
+    if (!st) st = fl_trainer_run(t, &r);
     fl_trainer_free(t);
     return st ? st : fl_model_requantize(m); /* a quantized candidate trained its f32 master */
 }
@@ -585,7 +620,7 @@ static fl_status setup_data(fl_plan *p, const fl_model *m, void **owned) {
     p->cert.search_count = all ? fl_eval_count(p->ev) : 0;
     if (o->finetune) {
         if ((st = fl_dataset_check_model(o->finetune, m, "fine-tuning data"))) return st;
-        fl_train_opts to = o->train ? *o->train : fl_train_opts_default();
+        fl_train_opts to = o->train ? *o->train : plan_train_default();
         size_t n = fl_dataset_size(o->finetune);
         double per_epoch = lm ? (double)n / ((double)to.batch * to.bptt) : (double)n / to.batch;
         if (per_epoch < 1) per_epoch = 1;

@@ -9,10 +9,12 @@ typedef struct fl_eval fl_eval;
 
 /* Validate data (NULL: random inputs, the deviation metric) against the reference model ref
  * (shape, ranges, finiteness), pick the metric, and compute the reference outputs / metric. A
- * language model reads data's rows in order as one stream. Keeps pointers into data (borrowed for
+ * language model reads data's rows in order as one stream; sequences with lengths (data->lengths)
+ * run with them, left-padded rows shifted to valid-steps-first. Keeps pointers into data (borrowed for
  * the life of the evaluator) and to ref. Errors as fl_plan_create. */
 fl_status fl_eval_create(const fl_model *ref, const fl_plan_opts *o, const fl_plan_data *data, fl_eval **out);
-/* View of a data set as plan data (a token stream: one row). Borrowed from d. */
+/* View of a data set as plan data (a token stream: one row; a classification set with its lengths,
+ * fl_dataset_lengths). Borrowed from d. */
 fl_status fl_plan_data_of(const fl_dataset *d, fl_plan_data *out);
 /* Sequences (classifier, deviation) or scored tokens (language model) judged. */
 size_t fl_eval_count(const fl_eval *e);
@@ -26,7 +28,8 @@ typedef struct fl_eval_cert {
 fl_status fl_eval_certify(fl_eval *e, const fl_model *c, double z, fl_eval_cert *out);
 /* Split validation data into search and certify parts (the rule of fl_dataset_split: a language
  * model's stream by position, its last `fraction` certifying; sequences by a permutation seeded by
- * seed). The parts point into *owned (free with fl_free) or, for a stream, into d. */
+ * seed; each keeps its label and length). The parts point into *owned (free with fl_free) or, for a
+ * stream, into d. */
 fl_status fl_plan_data_split(const fl_plan_data *d, bool stream, double fraction, uint64_t seed,
                              fl_plan_data *first, fl_plan_data *second, void **owned);
 /* x with P(N(0,1) <= x) = p. */
