@@ -7,14 +7,10 @@
 # ephemeral ports and are always killed at the end; every wait is bounded. No timing thresholds.
 set -u
 T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=tests/cli_lib.sh
 . "$FL_SOURCE_DIR/tests/cli_lib.sh"
+# shellcheck source=tests/serve_lib.sh
+. "$FL_SOURCE_DIR/tests/serve_lib.sh"
 PY=${FL_PYTHON:-/usr/bin/python3}
 cd "$T" || exit 1
 
@@ -32,36 +28,6 @@ expect 1 "$FL_CLI" serve feat.safetensors feat.safetensors --port 0
 has err "two models named 'feat'"
 expect 1 "$FL_CLI" serve missing.safetensors --port 0
 has err "missing.safetensors"
-
-# start NAME ARGS...: run a server in the background, wait (bounded) for its port in $T/NAME.port.
-start() {
-    local name=$1; shift
-    "$FL_CLI" serve "$@" --port 0 >"$T/$name.log" 2>"$T/$name.err" &
-    local pid=$!
-    PIDS+=("$pid")
-    echo "$pid" >"$T/$name.pid"
-    for _ in $(seq 1 300); do
-        if grep -q "http://127.0.0.1:" "$T/$name.log" 2>/dev/null; then
-            sed -n 's|.*http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/$name.log" | head -1 >"$T/$name.port"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "server $name did not start"; cat "$T/$name.err"
-    return 1
-}
-
-# stop NAME: SIGTERM, wait (bounded) for exit; require status 0.
-stop() {
-    local pid; pid=$(cat "$T/$1.pid")
-    kill -TERM "$pid"
-    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then fail "server $1 ignored SIGTERM"; kill -KILL "$pid"; fi
-    wait "$pid"; local rc=$?
-    [ "$rc" -eq 0 ] || fail "server $1 exited $rc after SIGTERM: $(cat "$T/$1.err")"
-    grep -q "draining" "$T/$1.log" || fail "server $1 did not report draining"
-}
 
 cat >"$T/client.py" <<'PYEOF'
 import http.client, json, os, socket, subprocess, sys, threading, time
