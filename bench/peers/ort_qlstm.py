@@ -37,7 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from torch_lstm import read_model, timed  # noqa: E402  (the safetensors reader and the timing loop)
+from torch_lstm import import_torch, read_model, timed  # noqa: E402  (reader, torch import, timing loop)
 
 
 def quant_rows(v):
@@ -191,12 +191,9 @@ def check(model, fl, tol):
 
 
 def torch_int8(model, B, T, rounds, threads):
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        print(f"unavailable: cannot import torch ({e})")
+    torch = import_torch(threads)
+    if torch is None:
         return
-    torch.set_num_threads(threads)
     meta, t = read_model(model)
     D, H, L = arch(meta, t)
     lstm = torch.nn.LSTM(D, H, L)

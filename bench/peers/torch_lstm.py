@@ -56,6 +56,17 @@ def load(path):
     return meta, {k: v.astype(np.float32) for k, v in t.items()}
 
 
+def import_torch(threads):
+    """torch running on THREADS threads, or None after printing "unavailable: why". Also ort_qlstm.py's."""
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        print(f"unavailable: cannot import torch ({e})")
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 def timed(fn, seq, rounds):
     fn()
     t0 = time.perf_counter()
@@ -75,12 +86,9 @@ def timed(fn, seq, rounds):
 
 def main():
     path, B, T, rounds, threads, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        print(f"unavailable: cannot import torch ({e})")
+    torch = import_torch(threads)
+    if torch is None:
         return
-    torch.set_num_threads(threads)
     meta, t = load(path)
     D, H, L = int(meta["input"]), int(meta["hidden"]), int(meta["layers"])
     bidir = meta.get("bidirectional", "0") == "1"
