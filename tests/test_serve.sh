@@ -30,56 +30,9 @@ expect 1 "$FL_CLI" serve missing.safetensors --port 0
 has err "missing.safetensors"
 
 cat >"$T/client.py" <<'PYEOF'
-import http.client, json, os, socket, subprocess, sys, threading, time
+import json, socket, sys, threading, time
 import numpy as np
-
-CLI, MODE, PORT = os.environ["FL_CLI"], sys.argv[1], int(sys.argv[2])
-fails = []
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-        print("FAIL:", what, flush=True)
-
-def req(method, path, body=None, ctype="application/json", timeout=60):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body)
-    c.request(method, path, body=body, headers={"Content-Type": ctype} if body is not None else {})
-    r = c.getresponse()
-    data = r.read()
-    hdr = dict(r.getheaders())
-    c.close()
-    return r.status, hdr, data
-
-def jreq(method, path, body=None):
-    st, hdr, data = req(method, path, body)
-    try:
-        return st, hdr, json.loads(data)
-    except ValueError:
-        return st, hdr, {"raw": data.decode("latin1")}
-
-def run_cli(model, x, state=False):
-    """fastlstm run on x; returns outputs (and h_n, c_n)."""
-    np.save("in.npy", x)
-    args = [CLI, "run", model, "--input", "in.npy", "--output", "out.npy"]
-    if state:
-        args += ["--state-out", "st"]
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
-    y = np.load("out.npy")
-    return (y, np.load("st.h.npy"), np.load("st.c.npy")) if state else y
-
-def close(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-6)
-
-def expect_error(path, body, code, word, method="POST", ctype="application/json"):
-    st, hdr, data = req(method, path, body, ctype)
-    try:
-        msg = json.loads(data)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        msg = "(no JSON error) " + data[:200].decode("latin1")
-    check(st == code and word in msg, f"{method} {path}: want {code} naming '{word}', got {st}: {msg}")
-    return hdr
+from serve_client import *  # check, fails, req, jreq, run_cli, close, expect_error (tests/serve_lib.sh)
 
 rng = np.random.default_rng(7)
 

@@ -31,50 +31,14 @@ printf 'pos\tthe cat sat\nneg\tthe dog ran\npos\ta cat on the mat\nneg\tdog\n' >
 expect 0 "$FL_CLI" train --task classify --train lab.txt --hidden 8 --embed 6 --max-steps 2 --batch 2 --quiet -o lab.safetensors
 
 cat >"$T/client.py" <<'PYEOF'
-import http.client, json, os, struct, subprocess, sys, threading
+import json, struct, sys, threading
 import numpy as np
-
-CLI, MODE, PORT = os.environ["FL_CLI"], sys.argv[1], int(sys.argv[2])
-fails = []
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-        print("FAIL:", what, flush=True)
+from serve_client import *  # check, fails, jreq, run_cli, close, expect_error (tests/serve_lib.sh)
 
 def req(method, path, body=None, timeout=60):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body)
-    c.request(method, path, body=body, headers={"Content-Type": "application/json"} if body is not None else {})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(data)
-    except ValueError:
-        return r.status, {"raw": data.decode("latin1")}
-
-def run_cli(model, x, state=False, lengths=None):
-    """fastlstm run on x (and lengths); returns outputs (and h_n, c_n)."""
-    np.save("in.npy", x)
-    args = [CLI, "run", model, "--input", "in.npy", "--output", "out.npy"]
-    if lengths is not None:
-        np.save("len.npy", np.asarray(lengths, dtype=np.int32))
-        args += ["--lengths", "len.npy"]
-    if state:
-        args += ["--state-out", "st"]
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
-    y = np.load("out.npy")
-    return (y, np.load("st.h.npy"), np.load("st.c.npy")) if state else y
-
-def close(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-6)
-
-def expect_error(path, body, code, word, method="POST"):
-    st, j = req(method, path, body)
-    msg = j.get("error", {}).get("message", str(j)[:200]) if isinstance(j, dict) else str(j)
-    check(st == code and word in msg, f"{method} {path}: want {code} naming '{word}', got {st}: {msg}")
+    """(status, decoded JSON or {"raw": text})."""
+    st, _, j = jreq(method, path, body, timeout)
+    return st, j
 
 def tokenizer(model):
     """The tokenizer JSON stored in the model file's safetensors metadata."""
