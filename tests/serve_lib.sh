@@ -1,11 +1,16 @@
-# Helpers shared by the `fastlstm serve` shell tests (sourced after cli_lib.sh; needs $T and $FL_CLI).
-# Servers run on ephemeral ports; every pid started is killed at exit (serve_cleanup, installed as the
-# EXIT trap, also removes $T); every wait is bounded.
+# Helpers shared by the `fastlstm serve` shell tests (sourced first; needs $FL_SOURCE_DIR, $FL_CLI).
+# Makes the scratch directory $T, sources cli_lib.sh and sets PY. Servers run on ephemeral ports;
+# every pid started is killed at exit (serve_cleanup, installed as the EXIT trap, also removes $T);
+# every wait is bounded.
 #   start NAME ARGS...  run `fastlstm serve ARGS --port 0` in the background, wait for its port in
 #                       $T/NAME.port (its pid in $T/NAME.pid, output in $T/NAME.log and .err)
 #   stop NAME           SIGTERM, wait for exit; require status 0 and the server's "draining" line
 # It also writes $T/serve_client.py, the helpers of the Python clients (a client.py written to $T
 # does `from serve_client import *`): check/fails, req/jreq, run_cli, close, expect_error.
+T=$(mktemp -d)
+# shellcheck source=tests/cli_lib.sh
+. "$FL_SOURCE_DIR/tests/cli_lib.sh"
+PY=${FL_PYTHON:-/usr/bin/python3}
 PIDS=()
 serve_cleanup() {
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done

@@ -6,12 +6,8 @@
 # objective overriding a long batching delay, idle streams expiring. Servers run on
 # ephemeral ports and are always killed at the end; every wait is bounded. No timing thresholds.
 set -u
-T=$(mktemp -d)
-# shellcheck source=tests/cli_lib.sh
-. "$FL_SOURCE_DIR/tests/cli_lib.sh"
 # shellcheck source=tests/serve_lib.sh
 . "$FL_SOURCE_DIR/tests/serve_lib.sh"
-PY=${FL_PYTHON:-/usr/bin/python3}
 cd "$T" || exit 1
 
 expect 0 "$FL_CLI" serve --help

@@ -10,12 +10,8 @@
 # with --lengths. Servers run on ephemeral ports and are always killed; every wait is bounded; no
 # timing thresholds.
 set -u
-T=$(mktemp -d)
-# shellcheck source=tests/cli_lib.sh
-. "$FL_SOURCE_DIR/tests/cli_lib.sh"
 # shellcheck source=tests/serve_lib.sh
 . "$FL_SOURCE_DIR/tests/serve_lib.sh"
-PY=${FL_PYTHON:-/usr/bin/python3}
 cd "$T" || exit 1
 
 expect 0 "$FL_CLI" init --input 3 --hidden 5 --layers 2 --seed 1 -o feat.safetensors
