@@ -173,26 +173,20 @@ def run_case(c, seed):
             rec["padding_idx"] = torch.tensor([pad], dtype=torch.int32)
     inp = F.embedding(rec["tokens"], p["embedding.weight"], padding_idx=pad) if V else rec["x"]
     all_dense = c["ih"][0] == "dense" and c["hh"][0] == "dense"
-    if all_dense and lens is not None:
+    if all_dense:
         lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2, proj_size=c.get("proj", 0)).double()
         with torch.no_grad():
             for l in range(L):
                 for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if c.get("proj") else ()):
                     for x in sfx:
                         getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
-        packed = torch.nn.utils.rnn.pack_padded_sequence(inp, torch.tensor(lens), enforce_sorted=False)
-        out, _ = lstm(packed, (h0, c0))
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
-        ours = dict(lstm.named_parameters())
-    elif all_dense:
-        lstm = torch.nn.LSTM(D, H, L, bidirectional=dirs == 2, proj_size=c.get("proj", 0)).double()
-        with torch.no_grad():
-            for l in range(L):
-                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if c.get("proj") else ()):
-                    for x in sfx:
-                        getattr(lstm, f"{k}_l{l}{x}").copy_(p[f"lstm.{k}_l{l}{x}"])
-        out, _ = lstm(inp, (h0, c0))
-        out.retain_grad()
+        if lens is not None:  # nn.LSTM on a packed sequence
+            packed = torch.nn.utils.rnn.pack_padded_sequence(inp, torch.tensor(lens), enforce_sorted=False)
+            out, _ = lstm(packed, (h0, c0))
+            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+        else:
+            out, _ = lstm(inp, (h0, c0))
+            out.retain_grad()
         ours = dict(lstm.named_parameters())
     else:
         xs = inp

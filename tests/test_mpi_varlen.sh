@@ -4,35 +4,8 @@
 # of different lengths) and an LSTMP language model (carried state h of size P gathered across
 # ranks). Environment (set by CTest): FL_CLI, FL_PYTHON (numpy).
 set -u
-CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
-PY=${FL_PYTHON:-/usr/bin/python3}
-MPIRUN=$(command -v mpirun) || { echo "FAIL: mpirun not found (install openmpi-bin)"; exit 1; }
-T=$(mktemp -d /tmp/fl_test_mpi_varlen_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
-. "$(dirname "$0")/cli_lib.sh"
-
-MPI2=("$MPIRUN" --allow-run-as-root --oversubscribe -np 2)
-
-# same A B TOL: the float tensors of two safetensors files agree to TOL (max |a-b| / max |b| per tensor).
-same() {
-    "$PY" - "$1" "$2" "$3" <<'EOF' || fail "$1 and $2 differ"
-import json, struct, sys
-import numpy as np
-def load(p):
-    b = open(p, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    d = b[8 + n:]
-    return {k: np.frombuffer(d[v['data_offsets'][0]:v['data_offsets'][1]], dtype=np.float32)
-            for k, v in h.items() if k != '__metadata__' and v['dtype'] == 'F32'}
-a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
-assert a.keys() == b.keys() and a, "different tensors"
-worst = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-30)) for k in b)
-print("max relative difference %.2e over %d tensors" % (worst, len(b)))
-sys.exit(0 if worst <= tol else 1)
-EOF
-}
+. "$(dirname "$0")/dist_lib.sh"
+mpi_test_setup mpi_varlen
 
 "$PY" - "$T" <<'EOF' || { echo "FAIL: cannot write test data"; exit 1; }
 import sys, numpy as np

@@ -10,16 +10,8 @@
 # with --lengths. Servers run on ephemeral ports and are always killed; every wait is bounded; no
 # timing thresholds.
 set -u
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-# shellcheck source=tests/cli_lib.sh
-. "$FL_SOURCE_DIR/tests/cli_lib.sh"
-PY=${FL_PYTHON:-/usr/bin/python3}
+# shellcheck source=tests/serve_lib.sh
+. "$FL_SOURCE_DIR/tests/serve_lib.sh"
 cd "$T" || exit 1
 
 expect 0 "$FL_CLI" init --input 3 --hidden 5 --layers 2 --seed 1 -o feat.safetensors
@@ -34,79 +26,15 @@ expect 0 "$FL_CLI" train --task lm --train corpus.txt --level char --hidden 8 --
 printf 'pos\tthe cat sat\nneg\tthe dog ran\npos\ta cat on the mat\nneg\tdog\n' >lab.txt
 expect 0 "$FL_CLI" train --task classify --train lab.txt --hidden 8 --embed 6 --max-steps 2 --batch 2 --quiet -o lab.safetensors
 
-# start NAME ARGS...: run a server in the background, wait (bounded) for its port in $T/NAME.port.
-start() {
-    local name=$1; shift
-    "$FL_CLI" serve "$@" --port 0 >"$T/$name.log" 2>"$T/$name.err" &
-    local pid=$!
-    PIDS+=("$pid")
-    echo "$pid" >"$T/$name.pid"
-    for _ in $(seq 1 300); do
-        if grep -q "http://127.0.0.1:" "$T/$name.log" 2>/dev/null; then
-            sed -n 's|.*http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/$name.log" | head -1 >"$T/$name.port"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "server $name did not start"; cat "$T/$name.err"
-    return 1
-}
-
-stop() {
-    local pid; pid=$(cat "$T/$1.pid")
-    kill -TERM "$pid"
-    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then fail "server $1 ignored SIGTERM"; kill -KILL "$pid"; fi
-    wait "$pid"; local rc=$?
-    [ "$rc" -eq 0 ] || fail "server $1 exited $rc after SIGTERM: $(cat "$T/$1.err")"
-}
-
 cat >"$T/client.py" <<'PYEOF'
-import http.client, json, os, struct, subprocess, sys, threading
+import json, struct, sys, threading
 import numpy as np
-
-CLI, MODE, PORT = os.environ["FL_CLI"], sys.argv[1], int(sys.argv[2])
-fails = []
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-        print("FAIL:", what, flush=True)
+from serve_client import *  # check, fails, jreq, run_cli, close, expect_error (tests/serve_lib.sh)
 
 def req(method, path, body=None, timeout=60):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body)
-    c.request(method, path, body=body, headers={"Content-Type": "application/json"} if body is not None else {})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(data)
-    except ValueError:
-        return r.status, {"raw": data.decode("latin1")}
-
-def run_cli(model, x, state=False, lengths=None):
-    """fastlstm run on x (and lengths); returns outputs (and h_n, c_n)."""
-    np.save("in.npy", x)
-    args = [CLI, "run", model, "--input", "in.npy", "--output", "out.npy"]
-    if lengths is not None:
-        np.save("len.npy", np.asarray(lengths, dtype=np.int32))
-        args += ["--lengths", "len.npy"]
-    if state:
-        args += ["--state-out", "st"]
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
-    y = np.load("out.npy")
-    return (y, np.load("st.h.npy"), np.load("st.c.npy")) if state else y
-
-def close(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-6)
-
-def expect_error(path, body, code, word, method="POST"):
-    st, j = req(method, path, body)
-    msg = j.get("error", {}).get("message", str(j)[:200]) if isinstance(j, dict) else str(j)
-    check(st == code and word in msg, f"{method} {path}: want {code} naming '{word}', got {st}: {msg}")
+    """(status, decoded JSON or {"raw": text})."""
+    st, _, j = jreq(method, path, body, timeout)
+    return st, j
 
 def tokenizer(model):
     """The tokenizer JSON stored in the model file's safetensors metadata."""

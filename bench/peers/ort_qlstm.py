@@ -28,9 +28,7 @@ PyTorch's dynamic int8 nn.LSTM, on the weights of a fastlstm model file.
       weights (int8 matrices dequantized): prints "us_per_step MEDIAN MIN MAX" (sequence latency /
       SEQ, torch_lstm.py's timing) or "unavailable: why".
 Run with /usr/bin/python3 (Debian's numpy, torch, onnx)."""
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -38,27 +36,8 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPES = {"F32": np.float32, "I8": np.int8, "I32": np.int32, "I64": np.int64}
-
-
-def read_model(path):
-    """(metadata, {name: array}) of a safetensors file; BF16 tensors widened to float32."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    hdr = json.loads(raw[8:8 + n])
-    meta = hdr.pop("__metadata__", {})
-    base = 8 + n
-    t = {}
-    for name, d in hdr.items():
-        a, b = d["data_offsets"]
-        if d["dtype"] == "BF16":
-            bits = np.frombuffer(raw, dtype="<u2", count=(b - a) // 2, offset=base + a).astype(np.uint32) << 16
-            t[name] = bits.view(np.float32).reshape(d["shape"])
-        else:
-            dt = np.dtype(DTYPES[d["dtype"]]).newbyteorder("<")
-            t[name] = np.frombuffer(raw, dtype=dt, count=(b - a) // dt.itemsize, offset=base + a).reshape(d["shape"])
-    return meta, t
+sys.path.insert(0, HERE)
+from torch_lstm import import_torch, read_model, timed  # noqa: E402  (reader, torch import, timing loop)
 
 
 def quant_rows(v):
@@ -212,14 +191,9 @@ def check(model, fl, tol):
 
 
 def torch_int8(model, B, T, rounds, threads):
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        print(f"unavailable: cannot import torch ({e})")
+    torch = import_torch(threads)
+    if torch is None:
         return
-    sys.path.insert(0, HERE)
-    from torch_lstm import timed
-    torch.set_num_threads(threads)
     meta, t = read_model(model)
     D, H, L = arch(meta, t)
     lstm = torch.nn.LSTM(D, H, L)

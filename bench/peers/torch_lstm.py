@@ -26,8 +26,11 @@ import sys
 import time
 
 
-def load(path):
+def read_model(path):
+    """(metadata, {name: array}) of a safetensors file (read-only arrays); BF16 tensors widened to
+    float32. Also the reader of ort_qlstm.py."""
     import numpy as np
+    dtypes = {"F32": np.float32, "I8": np.int8, "I32": np.int32, "I64": np.int64}
     with open(path, "rb") as f:
         raw = f.read()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -37,8 +40,31 @@ def load(path):
     t = {}
     for name, d in hdr.items():
         a, b = d["data_offsets"]
-        t[name] = np.frombuffer(raw, dtype=np.float32, count=(b - a) // 4, offset=base + a).reshape(d["shape"]).copy()
+        if d["dtype"] == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2", count=(b - a) // 2, offset=base + a).astype(np.uint32) << 16
+            t[name] = bits.view(np.float32).reshape(d["shape"])
+        else:
+            dt = np.dtype(dtypes[d["dtype"]]).newbyteorder("<")
+            t[name] = np.frombuffer(raw, dtype=dt, count=(b - a) // dt.itemsize, offset=base + a).reshape(d["shape"])
     return meta, t
+
+
+def load(path):
+    """read_model's tensors as writable float32 copies (torch.from_numpy shares their memory)."""
+    import numpy as np
+    meta, t = read_model(path)
+    return meta, {k: v.astype(np.float32) for k, v in t.items()}
+
+
+def import_torch(threads):
+    """torch running on THREADS threads, or None after printing "unavailable: why". Also ort_qlstm.py's."""
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        print(f"unavailable: cannot import torch ({e})")
+        return None
+    torch.set_num_threads(threads)
+    return torch
 
 
 def timed(fn, seq, rounds):
@@ -60,12 +86,9 @@ def timed(fn, seq, rounds):
 
 def main():
     path, B, T, rounds, threads, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        print(f"unavailable: cannot import torch ({e})")
+    torch = import_torch(threads)
+    if torch is None:
         return
-    torch.set_num_threads(threads)
     meta, t = load(path)
     D, H, L = int(meta["input"]), int(meta["hidden"]), int(meta["layers"])
     bidir = meta.get("bidirectional", "0") == "1"
