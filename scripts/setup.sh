@@ -26,5 +26,5 @@ fi
 [ "${1:-}" = "--deps" ] && exit 0
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
 echo "setup: built build/fastlstm"

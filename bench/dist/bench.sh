@@ -88,4 +88,4 @@ for P in $RANKS; do
     done
 done
 echo
-echo "size: ${FL_BENCH_SIZE:-full} (hidden $H, vocab $V, embed $E, rank $R, $STEPS steps); host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "size: ${FL_BENCH_SIZE:-full} (hidden $H, vocab $V, embed $E, rank $R, $STEPS steps); host: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

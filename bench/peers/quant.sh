@@ -33,7 +33,7 @@ T=35
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-echo "# fastlstm precision benchmark, $(date -u +%FT%TZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "# fastlstm precision benchmark, $(date -u +%FT%TZ), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# kernels: $(grep -o -m1 -w -e avx512_vnni -e avx512_bf16 -e avx512f -e avx2 /proc/cpuinfo | sort -u | xargs); 1 thread; rounds $ROUNDS; per time step, both layers"
 
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFL_BUILD_TESTS=OFF -DFL_BUILD_BENCH=OFF >"$WORK/cmake.log" 2>&1 &&

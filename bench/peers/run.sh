@@ -33,7 +33,7 @@ if [ $QUICK = 1 ]; then ROUNDS=2; FL_REPS=3; THREADS="1"; else ROUNDS=5; FL_REPS
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-echo "# fastlstm peer benchmark, $(date -u +%FT%TZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "# fastlstm peer benchmark, $(date -u +%FT%TZ), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} (same for every side); rounds $ROUNDS; per time step, all layers"
 
 # ---------------------------------------------------------------- builds

@@ -52,7 +52,7 @@ OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d)
 SERVER=
 trap '[ -n "$SERVER" ] && kill -KILL $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-NCPU=$(nproc)
+NCPU=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 LG_CPU=$((NCPU - 1))
 SRV_CPUS=0-$((NCPU > 1 ? NCPU - 2 : 0))
 SRV_THREADS=$((NCPU > 1 ? NCPU - 1 : 1))
