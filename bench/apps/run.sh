@@ -276,8 +276,7 @@ n = np.resize(n.astype(np.int32), B)
 np.save(out, np.clip(n, 1, T).astype(np.int32))
 PYEOF
     fi
-    echo "fastlstm-dense $B $(fl_time "$M" $B $T $lens)" >>"$t"
-    echo "fastlstm-compressed $B $(fl_time "$MC" $B $T $lens)" >>"$t"
+    fl_time_pair "$M" "$MC" $B $T $lens >>"$t"
     if [ -n "$ORT_WHY" ]; then echo "onnxruntime-dense $B unavailable: $ORT_WHY" >>"$t"
     elif [ ! -s "$onnx" ]; then echo "onnxruntime-dense $B unavailable: ONNX export failed (log: $LOG)" >>"$t"
     else echo "onnxruntime-dense $B $(node "$HERE/ort_app.js" "$onnx" $B $T $input $vocab $ROUNDS 1 2>&1 | tail -1)" >>"$t"
@@ -294,9 +293,25 @@ PYEOF
   mv "$t" "$R/timing.txt"
 }
 
+# Dense and compressed alternate over ROUNDS rounds (this VM's neighbours make single runs swing by 1.5x):
+# each figure is the median of the rounds' medians, with the smallest min and the largest max.
+fl_time_pair() { # DENSE COMPRESSED B T [LENGTHS.npy] -> two lines "fastlstm-dense|compressed B ms MED MIN MAX"
+  local r d="" c=""
+  for r in $(seq $ROUNDS); do d="$d;$(fl_time "$1" $3 $4 ${5:-})"; c="$c;$(fl_time "$2" $3 $4 ${5:-})"; done
+  $PY - "$3" "$d" "$c" <<'PYEOF'
+import statistics, sys
+B = sys.argv[1]
+for name, runs in (("fastlstm-dense", sys.argv[2]), ("fastlstm-compressed", sys.argv[3])):
+    rows = [r.split() for r in runs.split(";") if r.startswith("ms ")]
+    if not rows:
+        print("%s %s %s" % (name, B, next((r for r in runs.split(";") if r), "unavailable: no run"))); continue
+    med = statistics.median(float(r[1]) for r in rows)
+    print("%s %s ms %.4f %.4f %.4f" % (name, B, med, min(float(r[2]) for r in rows), max(float(r[3]) for r in rows)))
+PYEOF
+}
 fl_time() { # MODEL B T [LENGTHS.npy] -> "ms MED MIN MAX" or "unavailable: why"
   local j
-  j=$("$FL" bench "$1" --batch $2 --seq $3 --threads 1 $FL_REPS --warmup 2 ${4:+--lengths "$4"} --json 2>>"$LOG") ||
+  j=$("$FL" bench "$1" --batch $2 --seq $3 --threads 1 $FL_REPS --warmup 20 ${4:+--lengths "$4"} --json 2>>"$LOG") ||
     { echo "unavailable: fastlstm bench failed"; return; }
   $PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("ms %.4f %.4f %.4f" % (d["median_ms"], d["min_ms"], d["max_ms"]))' "$j"
 }
