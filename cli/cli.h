@@ -26,6 +26,9 @@ bool cli_parse_double(const char *cmd, const char *flag, const char *s, double l
 /* For option loops: if argv[*i] equals flag, consume its value into *val (error if missing). Returns
  * 1 matched, 0 not this flag, -1 error (already printed). */
 int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, const char **val);
+/* The one positional argument of a command: arg (not an option) goes into *slot. An unknown option
+ * ("-x") or a second positional is refused with a message; returns CLI_OK or CLI_USAGE. */
+int cli_positional(const char *cmd, const char *arg, const char **slot);
 
 /* Test inputs for bench and demo: a small deterministic generator (splitmix64; *state is the seed,
  * advanced by each call). Timing uses the library's fl_now_seconds / fl_sort_doubles. */

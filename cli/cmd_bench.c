@@ -176,10 +176,7 @@ int cmd_bench(int argc, char **argv) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
-        if (a[0] == '-' && a[1] != '\0')
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm bench --help')", a);
-        if (model) return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
-        model = a;
+        if ((r = cli_positional(CMD, a, &model))) return r;
     }
     if (!model) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm bench --help')");
     long v;

@@ -230,12 +230,8 @@ int cmd_decompose(int argc, char **argv) {
             o.cp_max_iter = (int)lv;
         } else if ((t = cli_take(CMD, argc, argv, &i, "--cp-tol", &v))) {
             if (t < 0 || !cli_parse_double(CMD, "--cp-tol", v, 0, 1, &o.cp_tol)) return CLI_USAGE;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm decompose --help')", a);
-        } else if (in) {
-            return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
-        } else {
-            in = a;
+        } else if ((t = cli_positional(CMD, a, &in))) {
+            return t;
         }
     }
     if (!in) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm decompose --help')");

@@ -33,12 +33,8 @@ int cmd_export(int argc, char **argv) {
         if ((r = cli_take(CMD, argc, argv, &i, "-o", &val)) != 0) {
             if (r < 0) return CLI_USAGE;
             out = val;
-        } else if (argv[i][0] == '-') {
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see --help)", argv[i]);
-        } else if (!in) {
-            in = argv[i];
-        } else {
-            return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s'", argv[i]);
+        } else if ((r = cli_positional(CMD, argv[i], &in))) {
+            return r;
         }
     }
     if (!in || !out) {

@@ -64,12 +64,8 @@ int cmd_import(int argc, char **argv) {
             if (n_feeds == MAX_FEEDS) return cli_fail(CMD, CLI_USAGE, "at most %d --feed", MAX_FEEDS);
             if (!strchr(val, '=') || val[0] == '=') return cli_fail(CMD, CLI_USAGE, "--feed expects NAME=FILE.pb, got '%s'", val);
             feed_arg[n_feeds++] = val;
-        } else if (argv[i][0] == '-') {
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see --help)", argv[i]);
-        } else if (!in) {
-            in = argv[i];
-        } else {
-            return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s'", argv[i]);
+        } else if ((r = cli_positional(CMD, argv[i], &in))) {
+            return r;
         }
     }
     if (!in || !out) {

@@ -130,10 +130,7 @@ int cmd_info(int argc, char **argv) {
             return CLI_OK;
         }
         if (!strcmp(a, "--json")) json = true;
-        else if (a[0] == '-' && a[1] != '\0')
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm info --help')", a);
-        else if (path) return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
-        else path = a;
+        else if (cli_positional(CMD, a, &path)) return CLI_USAGE;
     }
     if (!path) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm info --help')");
     fl_model *m = NULL;

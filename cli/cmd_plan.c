@@ -163,12 +163,8 @@ static int parse(const char *cmd, int argc, char **argv, bool compress, plan_arg
         } else if (compress && TAKE("-o")) {
             if (r < 0) return CLI_USAGE;
             a->out = v;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_fail(cmd, CLI_USAGE, "unknown option '%s' (see 'fastlstm %s --help')", argv[i], cmd);
-        } else if (!a->model) {
-            a->model = argv[i];
-        } else {
-            return cli_fail(cmd, CLI_USAGE, "unexpected argument '%s'", argv[i]);
+        } else if ((r = cli_positional(cmd, argv[i], &a->model))) {
+            return r;
         }
 #undef TAKE
     }

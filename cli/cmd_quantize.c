@@ -84,12 +84,8 @@ int cmd_quantize(int argc, char **argv) {
         } else if ((t = cli_take(CMD, argc, argv, &i, "--matrices", &v))) {
             if (t < 0) return CLI_USAGE;
             list = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm quantize --help')", a);
-        } else if (in) {
-            return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
-        } else {
-            in = a;
+        } else if ((t = cli_positional(CMD, a, &in))) {
+            return t;
         }
     }
     if (!in) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm quantize --help')");

@@ -222,10 +222,7 @@ int cmd_run(int argc, char **argv) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
-        if (a[0] == '-' && a[1] != '\0')
-            return cli_fail(CMD, CLI_USAGE, "unknown option '%s' (see 'fastlstm run --help')", a);
-        if (model) return cli_fail(CMD, CLI_USAGE, "unexpected argument '%s': give one MODEL", a);
-        model = a;
+        if ((r = cli_positional(CMD, a, &model))) return r;
     }
     if (!model) return cli_fail(CMD, CLI_USAGE, "MODEL is required (see 'fastlstm run --help')");
     if (!in) return cli_fail(CMD, CLI_USAGE, "--input is required");

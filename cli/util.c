@@ -59,6 +59,14 @@ int cli_take(const char *cmd, int argc, char **argv, int *i, const char *flag, c
     return 1;
 }
 
+int cli_positional(const char *cmd, const char *arg, const char **slot) {
+    if (arg[0] == '-' && arg[1] != '\0')
+        return cli_fail(cmd, CLI_USAGE, "unknown option '%s' (see 'fastlstm %s --help')", arg, cmd);
+    if (*slot) return cli_fail(cmd, CLI_USAGE, "unexpected argument '%s' (one input only; already given '%s')", arg, *slot);
+    *slot = arg;
+    return CLI_OK;
+}
+
 uint64_t cli_rand_u64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -278,6 +278,12 @@ expect 2 "$CLI" demo --random --hidden 3 && has err "--hidden"
 expect 2 "$CLI" demo --random --hidden 16 --rank 17 && has err "--rank"
 expect 2 "$CLI" demo --random --method qr && has err "--method"
 
+# Every command taking one input refuses an unknown option and a second input alike (cli_positional).
+for c in bench run info decompose quantize export import plan compress; do
+    expect 2 "$CLI" $c --nope && has err "unknown option '--nope' (see 'fastlstm $c --help')"
+    expect 2 "$CLI" $c a.st b.st && has err "unexpected argument 'b.st' (one input only; already given 'a.st')"
+done
+
 if [ "$failures" -ne 0 ]; then
     echo "test_cli: $failures failure(s)"
     exit 1
