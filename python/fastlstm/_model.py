@@ -121,7 +121,23 @@ class _Owner:
             self.L.f.fl_model_free(h)
 
 
-class Model:
+class _Closing:
+    """close() at garbage collection (errors ignored) and at the end of a `with` block."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Model(_Closing):
     """A fastlstm model (fl_model): the LSTM's architecture and its weights, each weight matrix
     dense or decomposed (SVD or CP). Create one with fastlstm.load(), fastlstm.from_torch(),
     fastlstm.init() or by decomposing, planning or training another. Models are immutable from
@@ -141,18 +157,6 @@ class Model:
             self._closed = True
             self._local = threading.local()  # drops the cached sessions
             self._owner.drop()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def handle(self):
@@ -347,7 +351,7 @@ class Model:
         return s
 
 
-class Session:
+class Session(_Closing):
     """Scratch buffers and per-stream (h, c) state for one model (fl_session). step() advances
     streams 0..B-1 by one time step; run() is Model.run on this session's buffers. A session is
     not thread-safe: use one per thread (Model.run does this for you)."""
@@ -379,18 +383,6 @@ class Session:
         if h:
             self._L.f.fl_session_free(h)
             self._owner.release()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def handle(self):
