@@ -14,9 +14,7 @@ BATCHES: one batch size or several, comma-separated; MODE: one or several (dense
 request: BATCH sequences of SEQ steps, ms), or "MODE BATCH unavailable: why". Inputs are fixed-seed random ids / features. Set OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools)."""
 import os
-import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "peers"))
@@ -24,21 +22,9 @@ sys.path.insert(0, HERE)
 
 
 def timed(fn, rounds):
-    """median, min, max ms of fn over rounds, each round as many calls as fill about 0.2 s."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    reps = max(1, int(0.2 / max(one, 1e-6)))
-    if rounds <= 2:
-        reps = max(1, reps // 10)
-    v = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        v.append((time.perf_counter() - t0) / reps * 1e3)
-    return statistics.median(v), min(v), max(v)
+    """median, min, max ms of fn over rounds (bench/peers/torch_lstm.py's timing, per call)."""
+    import torch_lstm
+    return tuple(v / 1e3 for v in torch_lstm.timed(fn, 1, rounds))
 
 
 def build(path):
