@@ -31,20 +31,7 @@ async function main() {
     x = new ort.Tensor('float32', f, [T, B, D]);
   }
   const feeds = { x };
-  const now = () => Number(process.hrtime.bigint()) / 1e6;
-  await sess.run(feeds);
-  let t0 = now();
-  await sess.run(feeds);
-  const one = now() - t0;
-  let reps = Math.max(1, Math.floor(200 / Math.max(one, 0.001)));
-  if (rounds <= 2) reps = Math.max(1, Math.floor(reps / 10));
-  const v = [];
-  for (let r = 0; r < rounds; r++) {
-    t0 = now();
-    for (let i = 0; i < reps; i++) await sess.run(feeds);
-    v.push((now() - t0) / reps);
-  }
-  v.sort((a, b) => a - b);
+  const v = await require('../peers/ort_time.js').timeRuns(sess, feeds, rounds);
   console.log(`ms ${v[Math.floor(v.length / 2)].toFixed(4)} ${v[0].toFixed(4)} ${v[v.length - 1].toFixed(4)}`);
 }
 main().catch((e) => console.log('unavailable: ' + String(e.message).split('\n')[0]));

@@ -26,20 +26,7 @@ async function main() {
     if (lens.length !== B) throw new Error(`need ${B} lengths, got ${lens.length}`);
     feeds.lens = new ort.Tensor('int32', lens, [B]);
   }
-  const now = () => Number(process.hrtime.bigint()) / 1e3;
-  await sess.run(feeds);
-  let t0 = now();
-  await sess.run(feeds);
-  const one = now() - t0;
-  let reps = Math.max(1, Math.floor(200000 / Math.max(one, 1)));
-  if (rounds <= 2) reps = Math.max(1, Math.floor(reps / 10));
-  const v = [];
-  for (let r = 0; r < rounds; r++) {
-    t0 = now();
-    for (let i = 0; i < reps; i++) await sess.run(feeds);
-    v.push((now() - t0) / reps / T);
-  }
-  v.sort((a, b) => a - b);
+  const v = (await require('./ort_time.js').timeRuns(sess, feeds, rounds)).map((ms) => ms * 1e3 / T);
   console.log(`us_per_step ${v[Math.floor(v.length / 2)].toFixed(3)} ${v[0].toFixed(3)} ${v[v.length - 1].toFixed(3)}`);
 }
 main().catch((e) => console.log('unavailable: ' + String(e.message).split('\n')[0]));
