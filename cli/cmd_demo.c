@@ -71,6 +71,13 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
 }
 
 /* fastlstm demo --random: the original demo on random weights (argv[0] is "--random"). */
+/* An integer option of an option loop (needs r, v, i, argc, argv, cmd in scope): parse and continue. */
+#define INT_OPT(flag, var, lo, hi)                                                        \
+    if ((r = cli_take(cmd, argc, argv, &i, flag, &v)) != 0) {                             \
+        if (r < 0 || !cli_parse_int(cmd, flag, v, lo, hi, &var)) return CLI_USAGE;        \
+        continue;                                                                         \
+    }
+
 static int demo_random(int argc, char **argv) {
     const char *cmd = "demo --random";
     long hidden = 650, layers = 2, seq = 35, batch = 1, rank = 0, reps = 30, threads = 1;
@@ -82,11 +89,6 @@ static int demo_random(int argc, char **argv) {
             random_usage(stdout);
             return CLI_OK;
         }
-#define INT_OPT(flag, var, lo, hi)                                                        \
-    if ((r = cli_take(cmd, argc, argv, &i, flag, &v)) != 0) {                             \
-        if (r < 0 || !cli_parse_int(cmd, flag, v, lo, hi, &var)) return CLI_USAGE;        \
-        continue;                                                                         \
-    }
         INT_OPT("--hidden", hidden, 4, 8192)
         INT_OPT("--layers", layers, 1, 16)
         INT_OPT("--seq", seq, 1, 100000)
@@ -94,7 +96,6 @@ static int demo_random(int argc, char **argv) {
         INT_OPT("--rank", rank, 1, 8192)
         INT_OPT("--reps", reps, 1, 100000)
         INT_OPT("--threads", threads, 1, 256)
-#undef INT_OPT
         if ((r = cli_take(cmd, argc, argv, &i, "--method", &v)) != 0) {
             if (r < 0) return CLI_USAGE;
             if (!strcmp(v, "svd")) method = FL_METHOD_SVD;
@@ -329,18 +330,12 @@ int cmd_demo(int argc, char **argv) {
             continue;
         }
         if (!strcmp(argv[i], "--random")) return cli_fail(cmd, CLI_USAGE, "--random must come first");
-#define INT_OPT(flag, var, lo, hi)                                                        \
-    if ((r = cli_take(cmd, argc, argv, &i, flag, &v)) != 0) {                             \
-        if (r < 0 || !cli_parse_int(cmd, flag, v, lo, hi, &var)) return CLI_USAGE;        \
-        continue;                                                                         \
-    }
         INT_OPT("--hidden", hidden, 4, 2048)
         INT_OPT("--rank", rank, 1, 2048)
         INT_OPT("--epochs", epochs, 1, 1000)
         INT_OPT("--train-size", ntrain, 10, 60000)
         INT_OPT("--test-size", ntest, 10, 10000)
         INT_OPT("--reps", reps, 1, 1000000)
-#undef INT_OPT
         if ((r = cli_take(cmd, argc, argv, &i, "--data", &v)) != 0) {
             if (r < 0) return CLI_USAGE;
             dir = v;
@@ -438,3 +433,5 @@ out:
     fl_model_free(low);
     return code;
 }
+
+#undef INT_OPT
