@@ -70,7 +70,6 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
     return st;
 }
 
-/* fastlstm demo --random: the original demo on random weights (argv[0] is "--random"). */
 /* An integer option of an option loop (needs r, v, i, argc, argv, cmd in scope): parse and continue. */
 #define INT_OPT(flag, var, lo, hi)                                                        \
     if ((r = cli_take(cmd, argc, argv, &i, flag, &v)) != 0) {                             \
@@ -78,6 +77,7 @@ static fl_status time_model(const fl_model *m, fl_run_io *io, int threads, int r
         continue;                                                                         \
     }
 
+/* fastlstm demo --random: the original demo on random weights (argv[0] is "--random"). */
 static int demo_random(int argc, char **argv) {
     const char *cmd = "demo --random";
     long hidden = 650, layers = 2, seq = 35, batch = 1, rank = 0, reps = 30, threads = 1;
