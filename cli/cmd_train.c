@@ -161,18 +161,31 @@ static void on_stall(const char *msg, void *user) {
     fflush(stderr);
 }
 
-/* Rank 0's communication and energy summary of a distributed run. */
-static void dist_summary(const char *CMD, const fl_dist *d, const cli_energy *e, long steps) {
+/* Rank 0's communication and energy summary of a distributed run: `steps` steps since e started,
+ * communication since s0 (the stats when e started). `what` names the span ("" for the whole run).
+ * `per_epoch`: steps in one epoch, for the per-epoch energy. */
+static void dist_summary(const char *CMD, const fl_dist *d, const fl_dist_stats *s0, const cli_energy *e, long steps,
+                         long per_epoch, const char *what) {
     fl_dist_stats s;
     fl_dist_get_stats(d, &s);
+    s.steps -= s0->steps;
+    s.bytes -= s0->bytes;
+    s.grad_wait_s -= s0->grad_wait_s;
+    s.grad_busy_s -= s0->grad_busy_s;
     if (s.steps <= 0 || steps <= 0) return;
     double cores;
     double j = cli_energy_joules(e, steps, &cores);
-    fprintf(stderr, "%s: %.4g s/step over %ld steps\n", CMD, cli_energy_wall(e) / (double)steps, steps);
-    fprintf(stderr, "%s: communication: %.0f bytes/step allreduced; waited %.3g ms/step for the gradient of %.3g ms/step "
-            "in flight (%.0f%% hidden behind backward); energy %.4g J in all, %.4g J/step (%.3g core-s)\n",
-            CMD, s.bytes / (double)s.steps, 1e3 * s.grad_wait_s / s.steps, 1e3 * s.grad_busy_s / s.steps,
-            s.grad_busy_s > 0 ? 100.0 * (1 - s.grad_wait_s / s.grad_busy_s) : 0.0, j, j / (double)steps, cores);
+    fprintf(stderr, "%s: %.4g s/step over %ld steps%s (%ld steps an epoch)\n", CMD, cli_energy_wall(e) / (double)steps,
+            steps, what, per_epoch);
+    char hidden[48] = "one rank: nothing to hide";
+    /* waiting longer than anything was in flight: the wait is other ranks' lateness, not the network */
+    if (e->ranks > 1)
+        snprintf(hidden, sizeof hidden, "%.0f%% hidden behind backward",
+                 s.grad_busy_s > 0 && s.grad_wait_s < s.grad_busy_s ? 100.0 * (1 - s.grad_wait_s / s.grad_busy_s) : 0.0);
+    fprintf(stderr, "%s: communication%s: %.0f bytes/step allreduced; waited %.3g ms/step for the gradient of %.3g ms/step "
+            "in flight (%s); energy %.4g J in all, %.4g J/step (%.3g core-s), %.4g kJ/epoch\n",
+            CMD, what, s.bytes / (double)s.steps, 1e3 * s.grad_wait_s / s.steps, 1e3 * s.grad_busy_s / s.steps, hidden, j,
+            j / (double)steps, cores, j / (double)steps * (double)per_epoch / 1e3);
 }
 #endif
 
@@ -507,7 +520,9 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         rc = cli_fail_status(CMD, st);
         goto done;
     }
-    cli_energy energy;
+    cli_energy energy, energy_switch;
+    fl_dist_stats stats_switch = {0};
+    bool switched = false;
     if (dctx) cli_energy_start(&energy, &dopt, fl_dist_step_bytes(t), nranks);
     if (dctx && !quiet) {
         char how[160];
@@ -536,10 +551,11 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     fl_train_run run = {.train = dtrain, .valid = dvalid, .epochs = (int)epochs, .max_steps = max_steps,
                         .checkpoint = rank == 0 ? ckpt : NULL, .every = every, .callback = on_progress,
                         .user = &pc};
+    long per_epoch;
     {
         /* plain-line progress about 10 times an epoch */
         size_t n = fl_dataset_size(dtrain);
-        long per_epoch = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
+        per_epoch = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
         pc.line_every = per_epoch / 10 > 0 ? per_epoch / 10 : 1;
         pc.tty_every = per_epoch / 100 > 0 ? per_epoch / 100 : 1;
     }
@@ -564,6 +580,14 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
 #endif
         st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &dense_done);
         pc.step0 = fl_trainer_steps(t) > 0 ? pc.step0 : -dense_done;
+#ifdef FL_WITH_MPI
+        /* switched: the decomposed model's steps get a summary of their own */
+        if (dctx && !st && fl_trainer_steps(t) == 0 && dense_done > 0) {
+            switched = true;
+            fl_dist_get_stats(dctx, &stats_switch);
+            cli_energy_start(&energy_switch, &dopt, fl_dist_step_bytes(t), nranks);
+        }
+#endif
     }
     if (!st) st = fl_trainer_run(t, &run);
     sigaction(SIGINT, &old, NULL);
@@ -584,7 +608,13 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         goto done;
     }
 #ifdef FL_WITH_MPI
-    if (dctx && !quiet) dist_summary(CMD, dctx, &energy, fl_trainer_steps(t) - pc.step0);
+    if (dctx && !quiet) {
+        const fl_dist_stats zero = {0};
+        dist_summary(CMD, dctx, &zero, &energy, fl_trainer_steps(t) - pc.step0, per_epoch, "");
+        if (switched)
+            dist_summary(CMD, dctx, &stats_switch, &energy_switch, fl_trainer_steps(t), per_epoch,
+                         " after the switch to the planned model");
+    }
 #endif
     if (rank != 0) { /* rank 0 saves and reports */
         rc = CLI_OK;

@@ -84,6 +84,8 @@ fl_status cli_auto_plan(const fl_model *m, const cli_auto_measure *ms, const cli
     fl_status st = FL_OK;
     double dense_s = 0, plan_s = 0;
     int floor_rank = 0;
+    fl_eval_result e0, e1;
+    if ((st = fl_model_evaluate(m, check, batch, bptt, &e0))) goto out;
     for (int attempt = 0; attempt < 4; attempt++) {
         dense_s = plan_s = 0;
         bool any = false;
@@ -113,8 +115,7 @@ fl_status cli_auto_plan(const fl_model *m, const cli_auto_measure *ms, const cli
         d.include_head = 1;
         fl_model *cand = NULL;
         if ((st = fl_model_decompose(m, &d, &cand))) goto out;
-        fl_eval_result e0, e1;
-        if ((st = fl_model_evaluate(m, check, batch, bptt, &e0)) || (st = fl_model_evaluate(cand, check, batch, bptt, &e1))) {
+        if ((st = fl_model_evaluate(cand, check, batch, bptt, &e1))) {
             fl_model_free(cand);
             goto out;
         }
@@ -191,8 +192,20 @@ fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl
         (st = from_rank0(dist, rank, &ms.comm_bytes)))
         return st;
     const fl_dataset *check = run->valid ? run->valid : run->train;
+    /* A language model is checked on the first CHECK_BATCHES batches of its text: the check runs
+     * up to five times and must stay small next to the training it plans. */
+    enum { CHECK_BATCHES = 64 };
+    fl_dataset *prefix = NULL;
+    const size_t cap = (size_t)CHECK_BATCHES * (size_t)to->batch * (size_t)to->bptt + 1;
+    if (lm && fl_dataset_size(check) > cap) {
+        if ((st = fl_dataset_lm(fl_dataset_tokens(check), cap, fl_dataset_vocab(check), &prefix))) return st;
+        check = prefix;
+        if (log) fprintf(log, "plan: the check reads the first %zu tokens of the validation text\n", cap);
+    }
     fl_model *next = NULL;
-    if ((st = cli_auto_plan(*m, &ms, o, check, to->batch, to->bptt, log, &next))) return st;
+    st = cli_auto_plan(*m, &ms, o, check, to->batch, to->bptt, log, &next);
+    fl_dataset_free(prefix);
+    if (st) return st;
     if (!next) return FL_OK;
     fl_trainer *t2 = NULL;
     if ((st = fl_trainer_create(next, to, &t2))) {

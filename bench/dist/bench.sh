@@ -40,17 +40,19 @@ declare -A DEC=([dense]="" [svd]="--decompose svd:$R --head-rank $R" [cp]="--dec
 METHODS="dense svd cp"
 "$CLI" train --help | grep -q -- "--decompose auto" && { DEC[planner]="--decompose auto"; METHODS="$METHODS planner"; }
 
-# field LOG: "s/step bytes/step hidden% J/step steps/epoch ppl" from a run's log
+# fields LOG: "s/step bytes/step hidden% J/step kJ/epoch ppl" from a run's log; for the planner, the
+# steps after its switch to the planned model (its own summary lines) when it switched
 fields() {
-    local f=$1
-    local s b h j per p
-    s=$(grep -o "[0-9.e+-]* s/step over" "$f" | head -1 | cut -d' ' -f1)
-    b=$(grep -o "communication: [0-9]* bytes/step" "$f" | grep -o "[0-9]*" | head -1)
-    h=$(grep -o "([0-9]*% hidden" "$f" | grep -o "[0-9]*" | head -1)
-    j=$(grep -o "[0-9.e+-]* J/step ([0-9.e+-]* core-s)" "$f" | cut -d' ' -f1 | head -1)
-    per=$(grep -o "step [0-9]*/[0-9]*" "$f" | head -1 | cut -d/ -f2)
+    local f=$1 sel=cat
+    grep -q "after the switch" "$f" && sel="grep after.the.switch"
+    local s b h j e p
+    s=$(grep "s/step over" "$f" | $sel | grep -o "[0-9.e+-]* s/step" | tail -1 | cut -d' ' -f1)
+    b=$(grep "bytes/step" "$f" | $sel | grep -o "[0-9]* bytes/step" | grep -o "[0-9]*" | tail -1)
+    h=$(grep "bytes/step" "$f" | $sel | grep -o "([0-9]*% hidden" | grep -o "[0-9]*" | tail -1)
+    j=$(grep "bytes/step" "$f" | $sel | grep -o "[0-9.e+-]* J/step" | cut -d' ' -f1 | tail -1)
+    e=$(grep "bytes/step" "$f" | $sel | grep -o "[0-9.e+-]* kJ/epoch" | cut -d' ' -f1 | tail -1)
     p=$(grep -o "perplexity [0-9.]*" "$f" | tail -1 | cut -d' ' -f2)
-    echo "${s:-?} ${b:-?} ${h:-?} ${j:-?} ${per:-?} ${p:-?}"
+    echo "${s:-?} ${b:-?} ${h:-?} ${j:-?} ${e:-?} ${p:-?}"
 }
 
 declare -A T1
@@ -59,9 +61,9 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 for m in $METHODS; do # reference: one rank, no network
     # shellcheck disable=SC2086
     mpirun --allow-run-as-root -np 1 "$CLI" "${COMMON[@]}" ${DEC[$m]} -o "$W/m.st" >"$W/log" 2>&1 || { echo "| 1 | - | $m | failed: $(tail -1 "$W/log") |"; continue; }
-    read -r s b h j per p <<<"$(fields "$W/log")"
+    read -r s b h j e p <<<"$(fields "$W/log")"
     T1[$m]=$s
-    echo "| 1 | - | $m | $s | 0 | 1 | - | $j | $(awk -v j="$j" -v n="$per" 'BEGIN{printf "%.3g", j*n/1000}') | $p |"
+    echo "| 1 | - | $m | $s | 0 | 1 | - | $j | $e | $p |"
 done
 for P in $RANKS; do
     for rate in $RATES; do
@@ -71,9 +73,9 @@ for P in $RANKS; do
                 echo "| $P | $rate | $m | failed: $(grep -m1 -i "error\|fastlstm" "$W/log" | head -c 120) |"
                 continue
             fi
-            read -r s b h j per p <<<"$(fields "$W/log")"
+            read -r s b h j e p <<<"$(fields "$W/log")"
             eff=$(awk -v a="${T1[$m]:-0}" -v b="$s" -v p="$P" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a / (p * b); else print "?" }')
-            echo "| $P | $rate | $m | $s | $b | $eff | $h% | $j | $(awk -v j="$j" -v n="$per" 'BEGIN{printf "%.3g", j*n/1000}') | $p |"
+            echo "| $P | $rate | $m | $s | $b | $eff | $h% | $j | $e | $p |"
         done
         if [ "${FL_BENCH_DDP:-1}" != 0 ]; then
             if bash "$CL" run "$P" --rate "$rate" -- /usr/bin/python3 "$HERE/ddp.py" "$W/train.txt" --vocab "$V" \
