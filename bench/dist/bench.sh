@@ -8,7 +8,8 @@
 # perplexity after the run.
 #
 #   bash bench/dist/bench.sh            full size: 2 x 650, embedding 650, 10k vocabulary, batch 20,
-#                                       bptt 35, FL_BENCH_STEPS (default 20) timed steps
+#                                       bptt 35, FL_BENCH_STEPS (default 20) timed steps; synthetic
+#                                       corpus of 1M training and 20k validation tokens
 #   FL_BENCH_SIZE=tiny bash bench/dist/bench.sh   a smoke test: 2 x 32, 1k vocabulary, 4 steps
 # Env: FL_CLI (default build/fastlstm), FL_BENCH_RANKS ("2 4"), FL_BENCH_RATES ("1gbit 10gbit"),
 #      FL_BENCH_RANK (decomposition rank, default 64), FL_BENCH_DDP=0 to skip PyTorch.
@@ -23,16 +24,16 @@ CL="$HERE/cluster.sh"
 why=$(bash "$CL" check) || { echo "bench.sh: $why" >&2; exit 77; }
 
 if [ "${FL_BENCH_SIZE:-full}" = tiny ]; then
-    H=32 V=1000 E=32 TOKENS=20000 TYPES=1200 STEPS=${FL_BENCH_STEPS:-4} R=${FL_BENCH_RANK:-8}
+    H=32 V=1000 E=32 TOKENS=20000 VALID=2000 TYPES=1200 STEPS=${FL_BENCH_STEPS:-4} R=${FL_BENCH_RANK:-8}
 else
-    H=650 V=10000 E=650 TOKENS=1000000 TYPES=12000 STEPS=${FL_BENCH_STEPS:-20} R=${FL_BENCH_RANK:-64}
+    H=650 V=10000 E=650 TOKENS=1000000 VALID=20000 TYPES=12000 STEPS=${FL_BENCH_STEPS:-20} R=${FL_BENCH_RANK:-64}
 fi
 RANKS=${FL_BENCH_RANKS:-2 4}
 RATES=${FL_BENCH_RATES:-1gbit 10gbit}
 W=$(mktemp -d /tmp/fl_bench_dist_XXXXXX)
 export FLC_STATE="$W/cluster" OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 trap 'bash "$CL" down >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
-/usr/bin/python3 "$HERE/corpus.py" "$W" "$TOKENS" "$TYPES"
+/usr/bin/python3 "$HERE/corpus.py" "$W" "$TOKENS" "$TYPES" "$VALID"
 
 COMMON=(train --task lm --train "$W/train.txt" --valid "$W/valid.txt" --vocab-size "$V" --hidden "$H" --layers 2
         --embed "$E" --batch 20 --bptt 35 --epochs 1 --max-steps "$STEPS" --dist)

@@ -3,7 +3,8 @@
 mixed with a fixed bigram rule (with probability 0.5 the next word is perm[previous]) so a language
 model has something to learn; lines of 20 words. Deterministic (seed 7).
 
-usage: corpus.py OUT_DIR TOKENS [TYPES]  -> OUT_DIR/train.txt (TOKENS words), OUT_DIR/valid.txt (TOKENS/10)
+usage: corpus.py OUT_DIR TOKENS [TYPES [VALID]]  -> OUT_DIR/train.txt (TOKENS words), OUT_DIR/valid.txt (VALID words,
+       default TOKENS/10)
 """
 import sys
 import numpy as np
@@ -24,12 +25,13 @@ def write(path, n, rng, types, perm, p):
 def main():
     out, n = sys.argv[1], int(sys.argv[2])
     types = int(sys.argv[3]) if len(sys.argv) > 3 else 12000
+    valid = int(sys.argv[4]) if len(sys.argv) > 4 else max(n // 10, 1000)
     rng = np.random.default_rng(7)
     p = 1.0 / np.arange(1, types + 1) ** 1.1
     p /= p.sum()
     perm = rng.permutation(types)
     write(out + "/train.txt", n, rng, types, perm, p)
-    write(out + "/valid.txt", max(n // 10, 1000), rng, types, perm, p)
+    write(out + "/valid.txt", valid, rng, types, perm, p)
 
 
 if __name__ == "__main__":
