@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/dist/cluster.sh: `up 2` makes two rank namespaces and a bridge namespace, each rank reaching
 # the other over its shaped veth (tbf qdisc present, address in the cluster subnet, no route out),
-# `down` leaves no namespace behind, and `run` (mpirun across the namespaces over TCP) works and
-# cleans up after itself, also when the command fails; `run` always ends: when Open MPI loses a
-# daemon at launch (simulated: FLC_LOSE_DAEMON) it launches again, when mpirun waits for a daemon
-# after every rank ended (simulated: rank 1 stops its daemon) it ends mpirun with the ranks' status,
-# and a rank killed by a signal is reported as such. Skips (77), saying why, where network
+# `down` leaves no namespace behind, and `run` (mpirun across the namespaces over TCP, each host
+# with its own hostname) works and cleans up after itself, also when the command fails; `run`
+# always ends: when Open MPI loses a daemon at launch (simulated: FLC_LOSE_DAEMON) it launches
+# again, when mpirun waits for a daemon after every rank ended (simulated: rank 1 stops its
+# daemon) it ends mpirun with the ranks' status, and a rank killed by a signal is reported as
+# such. Skips (77), saying why, where network
 # namespaces cannot be made (no root / CAP_NET_ADMIN).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,8 +41,9 @@ fi
 
 # run: mpirun across the namespaces; the ranks' hostnames print, and everything is removed after
 if command -v mpirun >/dev/null; then
-    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l)"'; then
-        [ "$(grep -c '^ns flc-[0-9]*-[01] 1$' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l) $(hostname)"'; then
+        [ "$(grep -c '^ns flc-[0-9]*-[01] 1 ' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+        [ "$(awk '$2 == $4' "$T/out" | wc -l)" -eq 2 ] || fail "want each rank's hostname to be its namespace's name"
         for ns in $(awk '/^ns /{print $2}' "$T/out"); do
             ip netns list | grep -q "^$ns\b" && fail "namespace $ns left after run"
         done

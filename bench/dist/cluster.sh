@@ -24,7 +24,8 @@
 #
 # mpirun runs inside flc-<id>-0; a hostfile names one host per namespace, and Open MPI's rsh
 # launcher (plm_rsh_agent) is a small script that starts each host's daemon with
-# `ip netns exec <namespace>`. Options: --mca btl tcp,self (no vader shared memory) and
+# `ip netns exec <namespace>` in a UTS namespace whose hostname is the namespace's name (so each
+# host has its own name and Open MPI session directory, as on a real cluster). Options: --mca btl tcp,self (no vader shared memory) and
 # btl_tcp_if_include / oob_tcp_if_include = the cluster subnet; TCP keepalives on the daemons'
 # connections after 10 s idle, 3 probes 5 s apart, so mpirun notices a host whose link went down
 # (`ip -n flc-<id>-<i> link set flc0 down`) in about 25 s instead of the default 8 minutes.
@@ -49,6 +50,7 @@ usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; }
 check() {
     command -v ip >/dev/null || { echo "cluster.sh: 'ip' (iproute2) not found"; return 77; }
     command -v tc >/dev/null || { echo "cluster.sh: 'tc' (iproute2) not found"; return 77; }
+    command -v unshare >/dev/null || { echo "cluster.sh: 'unshare' (util-linux) not found"; return 77; }
     local probe="flc-probe-$$"
     if ! ip netns add "$probe" 2>/dev/null; then
         echo "cluster.sh: cannot create network namespaces (needs root or CAP_NET_ADMIN + CAP_SYS_ADMIN)"
@@ -102,7 +104,9 @@ host=$1; shift
 case "$host" in flc-*) ;; *) echo "flc agent: refusing host '$host'" >&2; exit 1;; esac
 # test hook: lose rank 1's first daemon (exit 0, start nothing), as Open MPI now and then does
 if [ -n "${FLC_LOSE_DAEMON:-}" ] && [ "${host##*-}" = 1 ] && mkdir "$(dirname "$0")/lost" 2>/dev/null; then exit 0; fi
-exec ip netns exec "$host" /bin/sh -c "$*"
+# its own UTS namespace too, named like the host: daemons that share the machine's hostname share
+# Open MPI's session directory (/tmp/ompi.<hostname>.<uid>), and then one is now and then lost
+exec ip netns exec "$host" unshare --uts /bin/sh -c "hostname $host && $*"
 AGENT
     chmod +x "$FLC_STATE/agent"
     echo "$rate" >"$FLC_STATE/rate"
