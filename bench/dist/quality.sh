@@ -96,7 +96,7 @@ ppl() { grep -o "perplexity [0-9.]*" "$W/$1.out" | tail -1 | cut -d' ' -f2; }
 steps() { grep -o "[0-9]* step(s)" "$W/$1.out" | tail -1 | cut -d' ' -f1; }
 
 echo "quality.sh: $STEPS steps of $B x $BPTT tokens each run (hidden $H, vocabulary $V); dense on mpirun -np $RANKS" >&2
-run dense mpirun --allow-run-as-root -np "$RANKS" "$CLI" "${COMMON[@]}" -o "$W/dense.st"
+run dense mpirun --allow-run-as-root --oversubscribe -np "$RANKS" "$CLI" "${COMMON[@]}" -o "$W/dense.st"
 echo "quality.sh: planner on the cluster, $RANKS ranks at $RATE" >&2
 run planner bash "$CL" run "$RANKS" --rate "$RATE" -- "$CLI" "${COMMON[@]}" --decompose auto -o "$W/planner.st"
 
