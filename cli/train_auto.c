@@ -208,7 +208,10 @@ fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl
     if (st) return st;
     if (!next) return FL_OK;
     fl_trainer *t2 = NULL;
-    if ((st = fl_trainer_create(next, to, &t2))) {
+    // the factored model continues the run: same step count, data position and LM state, so the
+    // run reads the same tokens as one that never switched
+    if ((st = fl_trainer_create(next, to, &t2)) || (st = fl_trainer_continue_from(t2, *t))) {
+        fl_trainer_free(t2);
         fl_model_free(next);
         return st;
     }
@@ -226,10 +229,9 @@ fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl
     fl_model_free(*m);
     *t = t2;
     *m = next;
-    if (run->max_steps > 0) run->max_steps = run->max_steps > done ? run->max_steps - done : 1;
     if (log)
         fprintf(log, "plan: switched to the decomposed model after %ld dense steps (%zu parameters); training "
-                "continues from a fresh pass over the data with fresh optimiser state%s\n", done,
-                fl_model_num_params(*m), run->max_steps > 0 ? " for the remaining steps" : "");
+                "continues at the same point of the data (and LM state) with fresh optimiser state\n", done,
+                fl_model_num_params(*m));
     return FL_OK;
 }

@@ -31,7 +31,8 @@ if expect 0 "$CLI" train "${LM[@]}" --decompose auto --auto-warmup 4 --auto-tol 
     done
     has err "check loss"
     has err "switched to the decomposed model after 4 dense steps"
-    has out "after 0 epoch(s), 16 step(s)" # 4 dense + 16 factored = --max-steps 20
+    has out "after 0 epoch(s), 20 step(s)" # 4 dense + 16 factored = --max-steps 20
+    has err "continues at the same point of the data"
     expect 0 "$CLI" info "$T/a.st"
     grep -Eq "svd|cp" "$T/out" || fail "the saved model has no decomposed matrix"
 fi

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # bench/dist/cluster.sh: `up 2` makes two rank namespaces and a bridge namespace, each rank reaching
 # the other over its shaped veth (tbf qdisc present, address in the cluster subnet, no route out),
-# `down` leaves no namespace behind, and `run` (mpirun across the namespaces over TCP) works and
-# cleans up after itself, also when the command fails. Skips (77), saying why, where network
+# `down` leaves no namespace behind, and `run` (mpirun across the namespaces over TCP, each host
+# with its own hostname) works and cleans up after itself, also when the command fails; `run`
+# always ends: when Open MPI loses a daemon at launch (simulated: FLC_LOSE_DAEMON) it launches
+# again, when mpirun waits for a daemon after every rank ended (simulated: rank 1 stops its
+# daemon) it ends mpirun with the ranks' status, and a rank killed by a signal is reported as
+# such. Skips (77), saying why, where network
 # namespaces cannot be made (no root / CAP_NET_ADMIN).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,14 +41,31 @@ fi
 
 # run: mpirun across the namespaces; the ranks' hostnames print, and everything is removed after
 if command -v mpirun >/dev/null; then
-    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l)"'; then
-        [ "$(grep -c '^ns flc-[0-9]*-[01] 1$' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+    if expect 0 bash "$CL" run 2 -- sh -c 'echo "ns $(ip netns identify) $(ip -4 -o addr show dev flc0 | wc -l) $(hostname)"'; then
+        [ "$(grep -c '^ns flc-[0-9]*-[01] 1 ' "$T/out")" -eq 2 ] || fail "want each of 2 ranks inside its namespace with flc0"
+        [ "$(awk '$2 == $4' "$T/out" | wc -l)" -eq 2 ] || fail "want each rank's hostname to be its namespace's name"
         for ns in $(awk '/^ns /{print $2}' "$T/out"); do
             ip netns list | grep -q "^$ns\b" && fail "namespace $ns left after run"
         done
     fi
     expect 1 bash "$CL" run 2 -- false
     [ -e "$FLC_STATE" ] && fail "state left after a failed run"
+    if FLC_LAUNCH=5 FLC_LOSE_DAEMON=1 expect 0 bash "$CL" run 2 -- sh -c 'echo "rank $OMPI_COMM_WORLD_RANK"'; then
+        has err "no rank started within 5 s"
+        [ "$(grep -c '^rank [01]$' "$T/out")" -eq 2 ] || fail "want both ranks' output after the second launch"
+    fi
+    # rank 1 stops its daemon (parent of the rank wrapper) and ends: mpirun would wait forever
+    stop='if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then kill -STOP $(ps -o ppid= -p $PPID); else echo "ns $(ip netns identify)"; fi; exit 3'
+    if FLC_GRACE=2 expect 3 bash "$CL" run 2 -- sh -c "$stop"; then
+        has err "all 2 ranks ended (status 3) but mpirun did not exit"
+        ns=$(awk '/^ns /{print $2}' "$T/out")
+        [ -n "$ns" ] || fail "rank 0 printed no namespace"
+        [ -n "$ns" ] && ip netns list | grep -q "^${ns%-0}-" && fail "namespaces of ${ns%-0} left after an ended run"
+    fi
+    if expect 137 bash "$CL" run 2 -- sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then kill -9 $$; fi; sleep 30'; then
+        has err "exited on signal 9"
+    fi
+    [ -e "$FLC_STATE" ] && fail "state left after a killed rank"
 fi
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi

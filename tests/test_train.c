@@ -163,6 +163,62 @@ static void test_learn_lm(void **st) {
     free(tok);
 }
 
+/* A trainer that continues another (fl_trainer_continue_from) on a copy of its model takes the
+ * same steps as the original would (plain SGD: no optimiser state to lose): same losses, same
+ * weights, same step count; a fresh trainer instead starts the epoch over (another batch, zero LM
+ * state), so its loss differs. Mismatched batch is FL_ERR_ARG. */
+static void test_continue_from(void **st) {
+    const int V = 11, N = 3000;
+    int32_t *tok = malloc(N * sizeof(int32_t));
+    for (int i = 0; i < N; i++) tok[i] = (i * 7 + i / 13) % V;
+    fl_dataset *d;
+    assert_int_equal(fl_dataset_lm(tok, N, V, &d), FL_OK);
+    fl_arch a = {.vocab = V, .input = 6, .hidden = 10, .layers = 2, .head = FL_HEAD_PER_STEP, .head_out = V};
+    fl_model *m, *copy, *fresh;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
+    fl_train_opts o = fl_train_opts_default();
+    o.optim = FL_OPTIM_SGD;
+    o.lr = 0.5f;
+    o.batch = 4;
+    o.bptt = 7;
+    o.dropout = 0.25f; // the random stream must carry over too
+    fl_trainer *t, *t2, *t3;
+    assert_int_equal(fl_trainer_create(m, &o, &t), FL_OK);
+    double loss;
+    for (int i = 0; i < 5; i++) assert_int_equal(fl_trainer_step(t, d, &loss), FL_OK);
+    assert_int_equal(fl_model_clone(m, &copy), FL_OK);
+    assert_int_equal(fl_model_clone(m, &fresh), FL_OK);
+    assert_int_equal(fl_trainer_create(copy, &o, &t2), FL_OK);
+    assert_int_equal(fl_trainer_create(fresh, &o, &t3), FL_OK);
+    assert_int_equal(fl_trainer_continue_from(t2, t), FL_OK);
+    assert_int_equal(fl_trainer_steps(t2), 5);
+    for (int i = 0; i < 3; i++) {
+        double l1, l2, l3;
+        assert_int_equal(fl_trainer_step(t, d, &l1), FL_OK);
+        assert_int_equal(fl_trainer_step(t2, d, &l2), FL_OK);
+        assert_int_equal(fl_trainer_step(t3, d, &l3), FL_OK);
+        assert_true(l1 == l2);
+        if (i == 0) assert_true(fabs(l1 - l3) > 1e-6);
+    }
+    assert_int_equal(fl_trainer_steps(t2), 8);
+    assert_memory_equal(m->params, copy->params, m->n_params * sizeof(float));
+    fl_train_opts o2 = o;
+    o2.batch = 5;
+    fl_trainer *t4;
+    assert_int_equal(fl_trainer_create(fresh, &o2, &t4), FL_OK);
+    assert_int_equal(fl_trainer_continue_from(t4, t), FL_ERR_ARG);
+    fl_trainer_free(t4);
+    fl_trainer_free(t3);
+    fl_trainer_free(t2);
+    fl_trainer_free(t);
+    fl_model_free(fresh);
+    fl_model_free(copy);
+    fl_model_free(m);
+    fl_dataset_free(d);
+    free(tok);
+}
+
 /* One SGD step is p - lr g; with momentum the second is p - lr (mu g1 + g2); one Adam step is
  * p - lr g / (|g| + eps); clipping scales g by clip / ||g||. g comes from a separate backward. */
 static void test_optimizer_formulas(void **st) {
@@ -510,6 +566,7 @@ int main(void) {
         cmocka_unit_test(test_lr_decay),           cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_finetune_after_decompose), cmocka_unit_test(test_learn_ids),
         cmocka_unit_test(test_grad_hook),          cmocka_unit_test(test_fashion_mnist),
+        cmocka_unit_test(test_continue_from),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -278,6 +278,16 @@ FL_API long fl_trainer_steps(const fl_trainer *t);
 FL_API int fl_trainer_epoch(const fl_trainer *t);
 FL_API double fl_trainer_lr(const fl_trainer *t);
 
+/* Make t continue where `from` stopped, as when a model is replaced mid-run (the training planner
+ * decomposes a dense model and trains on): t takes over from's step and epoch counts, position in
+ * the epoch, this epoch's sequence order and loss sum, an LM's carried state, the random stream,
+ * the plateau count and the learning rate's decay (t keeps its own base rate), so its next step
+ * reads the batch from's next step would have read. The optimiser state is not taken over (the
+ * models' parameters may differ in form); neither is a shard (fl_trainer_set_shard). Both trainers
+ * must have the same batch and bptt and their models the same layers and hidden size;
+ * FL_ERR_ARG otherwise, FL_ERR_NOMEM if the sequence order cannot be copied. from is not changed. */
+FL_API fl_status fl_trainer_continue_from(fl_trainer *t, const fl_trainer *from);
+
 /* ---------------------------------------------------------------- evaluation */
 
 typedef struct fl_eval_result {

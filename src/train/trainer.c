@@ -164,6 +164,40 @@ long fl_trainer_steps(const fl_trainer *t) { return t->step; }
 int fl_trainer_epoch(const fl_trainer *t) { return t->epoch; }
 double fl_trainer_lr(const fl_trainer *t) { return t->lr; }
 
+fl_status fl_trainer_continue_from(fl_trainer *t, const fl_trainer *from) {
+    if (!t || !from) return fl_fail(FL_ERR_ARG, "NULL argument to fl_trainer_continue_from");
+    const fl_arch *a = &t->m->arch, *b = &from->m->arch;
+    if (t->o.batch != from->o.batch || t->o.bptt != from->o.bptt || a->layers != b->layers ||
+        a->hidden != b->hidden || a->proj != b->proj || a->head != b->head)
+        return fl_fail(FL_ERR_ARG, "cannot continue a trainer of batch %d, bptt %d, %d x %d layers from one of batch "
+                       "%d, bptt %d, %d x %d", t->o.batch, t->o.bptt, a->layers, a->hidden, from->o.batch,
+                       from->o.bptt, b->layers, b->hidden);
+    if (from->perm_n != t->perm_n) {
+        uint32_t *perm = from->perm_n ? fl_malloc(from->perm_n * sizeof(uint32_t)) : NULL;
+        if (from->perm_n && !perm) return fl_fail(FL_ERR_NOMEM, "out of memory copying a sequence order");
+        fl_free(t->perm);
+        t->perm = perm;
+        t->perm_n = from->perm_n;
+    }
+    if (t->perm_n) memcpy(t->perm, from->perm, t->perm_n * sizeof(uint32_t));
+    if (t->h) { // h, c: (L, batch, H), the carried LM state
+        const size_t state = (size_t)a->layers * t->o.batch * a->hidden;
+        memcpy(t->h, from->h, state * sizeof(float));
+        memcpy(t->c, from->c, state * sizeof(float));
+    }
+    t->rng = from->rng;
+    t->epoch = from->epoch;
+    t->step = from->step;
+    t->pos = from->pos;
+    t->epoch_done = from->epoch_done;
+    t->lr = t->o.lr * (from->lr / from->o.lr);
+    t->best = from->best;
+    t->bad = from->bad;
+    t->ep_loss = from->ep_loss;
+    t->ep_n = from->ep_n;
+    return FL_OK;
+}
+
 /* Make sure the workspace and batch buffers fit batch x seq. */
 static fl_status ensure_ws(fl_bptt **ws, int *wb, int *wt, const fl_model *m, int batch, int seq) {
     if (*ws && *wb >= batch && *wt >= seq) return FL_OK;

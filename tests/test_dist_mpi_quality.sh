@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# bench/dist/quality.sh, tiny size on a synthetic corpus: dense (mpirun -np 2) and the training
+# planner (2 ranks on the emulated 1 Gbit/s cluster) train for the same number of steps and tokens,
+# the table has both rows with a perplexity each and the planner's gap, the planner measured a link
+# and said what it decided; too few steps is a usage error. Skips (77) without mpirun or where the
+# cluster cannot be made (no root / CAP_NET_ADMIN).
+# Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with numpy.
+set -u
+CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
+PY=${FL_PYTHON:-/usr/bin/python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+Q="$HERE/../bench/dist/quality.sh"
+T=$(mktemp -d /tmp/fl_test_dist_quality_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$HERE/cli_lib.sh"
+
+command -v mpirun >/dev/null || { echo "SKIP: no mpirun"; exit 77; }
+why=$(bash "$HERE/../bench/dist/cluster.sh" check) || { echo "SKIP: ${why:-cluster.sh check failed}"; exit 77; }
+mkdir -p "$T/data" && "$PY" "$HERE/../bench/dist/corpus.py" "$T/data" 12000 300 >/dev/null || { echo "FAIL: cannot write the corpus"; exit 1; }
+
+Q_ARGS=(--train "$T/data/train.txt" --valid "$T/data/valid.txt" --keep "$T/keep")
+if FL_QUALITY_SIZE=tiny expect 0 bash "$Q" "${Q_ARGS[@]}" --tokens 7000; then
+    grep -q "^| dense | mpirun -np 2 | 7000 | 10 | [0-9.]* | - |" "$T/out" || fail "no dense row of 7000 tokens in 10 steps"
+    grep -q "^| planner (--decompose auto) | cluster, 2 ranks, 1gbit | 7000 | 10 | [0-9.]* | [-+][0-9.]*% |" "$T/out" ||
+        fail "no planner row of 7000 tokens in 10 steps with a gap to dense"
+    has out "plan: link:"
+    grep -Eq "plan: (switched to the decomposed model|staying dense|no decomposition passed)" "$T/out" ||
+        fail "the planner's decision is not reported"
+    [ -s "$T/keep/dense.st" ] && [ -s "$T/keep/planner.st" ] || fail "--keep did not keep both models"
+fi
+FL_QUALITY_SIZE=tiny expect 2 bash "$Q" "${Q_ARGS[@]}" --tokens 1000
+has err "too few"
+expect 2 bash "$Q" --bogus
+
+if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
+echo "quality checks passed"
