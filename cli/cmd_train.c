@@ -523,6 +523,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     cli_energy energy, energy_switch;
     fl_dist_stats stats_switch = {0};
     bool switched = false;
+    long steps_switch = 0;
     if (dctx) cli_energy_start(&energy, &dopt, fl_dist_step_bytes(t), nranks);
     if (dctx && !quiet) {
         char how[160];
@@ -578,12 +579,14 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
 #ifdef FL_WITH_MPI
         dh = dctx;
 #endif
+        const fl_model *before = m;
         st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &dense_done);
         pc.step0 = fl_trainer_steps(t) > 0 ? pc.step0 : -dense_done;
 #ifdef FL_WITH_MPI
         /* switched: the decomposed model's steps get a summary of their own */
-        if (dctx && !st && fl_trainer_steps(t) == 0 && dense_done > 0) {
+        if (dctx && !st && m != before) {
             switched = true;
+            steps_switch = fl_trainer_steps(t);
             fl_dist_get_stats(dctx, &stats_switch);
             cli_energy_start(&energy_switch, &dopt, fl_dist_step_bytes(t), nranks);
         }
@@ -612,7 +615,7 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         const fl_dist_stats zero = {0};
         dist_summary(CMD, dctx, &zero, &energy, fl_trainer_steps(t) - pc.step0, per_epoch, "");
         if (switched)
-            dist_summary(CMD, dctx, &stats_switch, &energy_switch, fl_trainer_steps(t), per_epoch,
+            dist_summary(CMD, dctx, &stats_switch, &energy_switch, fl_trainer_steps(t) - steps_switch, per_epoch,
                          " after the switch to the planned model");
     }
 #endif

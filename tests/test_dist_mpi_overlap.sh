@@ -53,6 +53,16 @@ echo "bytes per step: sparse embedding ${sparse:-?}, dense ${dense:-?}"
 expect 0 "$CLI" train "${LM[@]}" --decompose svd:3 -o "$T/s1.st"
 expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --decompose svd:3 --bucket-mb 0.0001 -o "$T/s2.st" && same "$T/s2.st" "$T/s1.st" 1e-5
 
+# the training planner's run: a summary of the whole run and one of the steps after its switch,
+# each with the epoch length and the energy of an epoch (--auto-tol 10: the check always passes)
+if expect 0 "${MPI2[@]}" "$CLI" train "${LM[@]}" --decompose auto --auto-warmup 3 --auto-tol 10 -o "$T/p.st"; then
+    has err "switched to the decomposed model after 3 dense steps"
+    has err "s/step over 10 steps (33 steps an epoch)"
+    has err "s/step over 7 steps after the switch to the planned model (33 steps an epoch)"
+    grep -q "communication after the switch to the planned model: [0-9]* bytes/step.* kJ/epoch" "$T/err" ||
+        fail "no communication summary after the switch"
+fi
+
 expect 2 "${MPI2[@]}" "$CLI" train "${LM[@]}" --bucket-mb -1 -o "$T/bad.st"
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
