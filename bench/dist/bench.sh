@@ -12,6 +12,7 @@
 #                                       corpus of 1M training and 20k validation tokens
 #   FL_BENCH_SIZE=tiny bash bench/dist/bench.sh   a smoke test: 2 x 32, 1k vocabulary, 4 steps
 # Env: FL_CLI (default build/fastlstm), FL_BENCH_RANKS ("2 4"), FL_BENCH_RATES ("1gbit 10gbit"),
+#      FL_BENCH_METHODS (default "dense svd cp planner"), FL_BENCH_LOGS=DIR keeps every run's log,
 #      FL_BENCH_RANK (decomposition rank, default 64), FL_BENCH_DDP=0 to skip PyTorch.
 # Needs root (network namespaces, see cluster.sh). 4 ranks on a 2-core machine are oversubscribed:
 # compare 4-rank rows with each other, not with 2-rank rows. Each rank uses one BLAS thread.
@@ -40,6 +41,10 @@ COMMON=(train --task lm --train "$W/train.txt" --valid "$W/valid.txt" --vocab-si
 declare -A DEC=([dense]="" [svd]="--decompose svd:$R --head-rank $R" [cp]="--decompose cp:$R --head-rank $R")
 METHODS="dense svd cp"
 "$CLI" train --help | grep -q -- "--decompose auto" && { DEC[planner]="--decompose auto"; METHODS="$METHODS planner"; }
+METHODS=${FL_BENCH_METHODS:-$METHODS}
+LOGS=${FL_BENCH_LOGS:-}
+[ -z "$LOGS" ] || mkdir -p "$LOGS"
+keep() { [ -z "$LOGS" ] || cp "$W/log" "$LOGS/$1.log"; } # keep LABEL: the run's log, when FL_BENCH_LOGS is set
 
 # fields LOG: "s/step bytes/step hidden% J/step kJ/epoch ppl" from a run's log; for the planner, the
 # steps after its switch to the planned model (its own summary lines) when it switched
@@ -62,6 +67,7 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 for m in $METHODS; do # reference: one rank, no network
     # shellcheck disable=SC2086
     mpirun --allow-run-as-root -np 1 "$CLI" "${COMMON[@]}" ${DEC[$m]} -o "$W/m.st" >"$W/log" 2>&1 || { echo "| 1 | - | $m | failed: $(tail -1 "$W/log") |"; continue; }
+    keep "1-$m"
     read -r s b h j e p <<<"$(fields "$W/log")"
     T1[$m]=$s
     echo "| 1 | - | $m | $s | 0 | 1 | - | $j | $e | $p |"
@@ -74,6 +80,7 @@ for P in $RANKS; do
                 echo "| $P | $rate | $m | failed: $(grep -m1 -i "error\|fastlstm" "$W/log" | head -c 120) |"
                 continue
             fi
+            keep "$P-$rate-$m"
             read -r s b h j e p <<<"$(fields "$W/log")"
             eff=$(awk -v a="${T1[$m]:-0}" -v b="$s" -v p="$P" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a / (p * b); else print "?" }')
             echo "| $P | $rate | $m | $s | $b | $eff | $h% | $j | $e | $p |"
