@@ -40,7 +40,7 @@ COMMON=(train --task lm --train "$W/train.txt" --valid "$W/valid.txt" --vocab-si
         --embed "$E" --batch 20 --bptt 35 --epochs 1 --max-steps "$STEPS" --dist)
 declare -A DEC=([dense]="" [svd]="--decompose svd:$R --head-rank $R" [cp]="--decompose cp:$R --head-rank $R")
 METHODS="dense svd cp"
-"$CLI" train --help | grep -q -- "--decompose auto" && { DEC[planner]="--decompose auto"; METHODS="$METHODS planner"; }
+"$CLI" train --help | grep -- "--decompose auto" >/dev/null && { DEC[planner]="--decompose auto"; METHODS="$METHODS planner"; }
 METHODS=${FL_BENCH_METHODS:-$METHODS}
 LOGS=${FL_BENCH_LOGS:-}
 [ -z "$LOGS" ] || mkdir -p "$LOGS"
