@@ -19,7 +19,11 @@ why=$(bash "$HERE/../bench/dist/cluster.sh" check) || { echo "SKIP: ${why:-clust
 mkdir -p "$T/data" && "$PY" "$HERE/../bench/dist/corpus.py" "$T/data" 12000 300 >/dev/null || { echo "FAIL: cannot write the corpus"; exit 1; }
 
 Q_ARGS=(--train "$T/data/train.txt" --valid "$T/data/valid.txt" --keep "$T/keep")
-if FL_QUALITY_SIZE=tiny expect 0 bash "$Q" "${Q_ARGS[@]}" --tokens 7000; then
+# two trainings and a cluster: more than expect's 60 s on a loaded machine, so a limit of its own
+FL_QUALITY_SIZE=tiny timeout 300 bash "$Q" "${Q_ARGS[@]}" --tokens 7000 >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "quality.sh exited $rc, want 0 (124: killed after 300 s)"
+if [ "$rc" -eq 0 ]; then
     grep -q "^| dense | mpirun -np 2 | 7000 | 10 | [0-9.]* | - |" "$T/out" || fail "no dense row of 7000 tokens in 10 steps"
     grep -q "^| planner (--decompose auto) | cluster, 2 ranks, 1gbit | 7000 | 10 | [0-9.]* | [-+][0-9.]*% |" "$T/out" ||
         fail "no planner row of 7000 tokens in 10 steps with a gap to dense"

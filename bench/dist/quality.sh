@@ -18,7 +18,8 @@
 #     --rate R         the planner's link (default 1gbit); --ranks P its ranks (default 2)
 #     --dropout X      on the LSTM outputs (default 0.5, as bench/apps' word LM)
 #     --keep DIR       keep the logs and models in DIR (default: a temporary directory, removed)
-#   FL_QUALITY_SIZE=tiny   a smoke test: hidden 32, embedding 32, 1k vocabulary, 20 steps
+#   FL_QUALITY_SIZE=tiny   a smoke test: hidden 32, embedding 32, 1k vocabulary, 20 steps (unless
+#                          --tokens or --epochs says otherwise)
 # Env: FL_CLI (default build/fastlstm). Both runs: Adam (lr 1e-3), gradient clip 5, seed 1, one
 # BLAS thread per rank. Needs root for the cluster (see cluster.sh); exits 77 where it cannot work.
 set -euo pipefail
@@ -27,14 +28,14 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CLI=${FL_CLI:-$ROOT/build/fastlstm}
 CL="$HERE/cluster.sh"
 KJV=$HOME/.cache/fastlstm/apps/kjv
-TRAIN="" VALID="" TOKENS="" EPOCHS=1 RATE=1gbit RANKS=2 DROPOUT=0.5 KEEP=""
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+TRAIN="" VALID="" TOKENS="" EPOCHS=1 EPOCHS_SET=0 RATE=1gbit RANKS=2 DROPOUT=0.5 KEEP=""
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
     --train) TRAIN=${2:?--train needs a file}; shift ;;
     --valid) VALID=${2:?--valid needs a file}; shift ;;
     --tokens) TOKENS=${2:?--tokens needs a count}; shift ;;
-    --epochs) EPOCHS=${2:?--epochs needs a count}; shift ;;
+    --epochs) EPOCHS=${2:?--epochs needs a count} EPOCHS_SET=1; shift ;;
     --rate) RATE=${2:?--rate needs a tc rate}; shift ;;
     --ranks) RANKS=${2:?--ranks needs a count}; shift ;;
     --dropout) DROPOUT=${2:?--dropout needs a value}; shift ;;
@@ -60,16 +61,18 @@ fi
 
 B=20 BPTT=35
 if [ "${FL_QUALITY_SIZE:-full}" = tiny ]; then
-    H=32 E=32 V=1000 TOKENS=${TOKENS:-$((20 * B * BPTT))}
+    H=32 E=32 V=1000
+    [ -n "$TOKENS" ] || [ "$EPOCHS_SET" = 1 ] || TOKENS=$((20 * B * BPTT))
 else
     H=650 E=650 V=10000
 fi
-# steps: as fastlstm counts an LM epoch (tokens = words + one <eos> per line; streams of n / B)
+# The budget: --tokens as whole steps, else --epochs whole passes (fastlstm counts the epoch's
+# steps; the planner's warm-up steps count against both). N, PER: about (words + one <eos> a line).
 N=$(awk '{ n += NF + 1 } END { print n }' "$TRAIN")
 PER=$((N / B / BPTT))
-if [ -n "$TOKENS" ]; then STEPS=$((TOKENS / (B * BPTT))); else STEPS=$((PER * EPOCHS)); fi
-[ "$STEPS" -ge 4 ] || { echo "quality.sh: $STEPS steps is too few (need 4: warm-up and planned phase)" >&2; exit 2; }
-EP=$(((STEPS + PER - 1) / PER))
+if [ -n "$TOKENS" ]; then STEPS=$((TOKENS / (B * BPTT))); else STEPS=0; fi
+[ $((STEPS > 0 ? STEPS : PER * EPOCHS)) -ge 4 ] || { echo "quality.sh: too few steps (need 4: warm-up and planned phase)" >&2; exit 2; }
+EP=$((STEPS > 0 ? (STEPS + PER - 1) / PER + 1 : EPOCHS))
 
 if [ -n "$KEEP" ]; then W=$KEEP; mkdir -p "$W"; else W=$(mktemp -d /tmp/fl_quality_XXXXXX); fi
 export FLC_STATE="$W/cluster" OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -95,7 +98,7 @@ run() {
 ppl() { grep -o "perplexity [0-9.]*" "$W/$1.out" | tail -1 | cut -d' ' -f2; }
 steps() { grep -o "[0-9]* step(s)" "$W/$1.out" | tail -1 | cut -d' ' -f1; }
 
-echo "quality.sh: $STEPS steps of $B x $BPTT tokens each run (hidden $H, vocabulary $V); dense on mpirun -np $RANKS" >&2
+echo "quality.sh: $([ "$STEPS" -gt 0 ] && echo "$STEPS steps" || echo "$EPOCHS epoch(s)") of $B x $BPTT tokens each run (hidden $H, vocabulary $V); dense on mpirun -np $RANKS" >&2
 run dense mpirun --allow-run-as-root --oversubscribe -np "$RANKS" "$CLI" "${COMMON[@]}" -o "$W/dense.st"
 echo "quality.sh: planner on the cluster, $RANKS ranks at $RATE" >&2
 run planner bash "$CL" run "$RANKS" --rate "$RATE" -- "$CLI" "${COMMON[@]}" --decompose auto -o "$W/planner.st"
@@ -105,8 +108,9 @@ pd=$(ppl dense) pp=$(ppl planner)
 gap=$(awk -v a="$pd" -v b="$pp" 'BEGIN { printf "%+.2f%%", 100 * (b / a - 1) }')
 echo "| model | where | tokens | steps | valid ppl | gap to dense | wall s |"
 echo "|---|---|---|---|---|---|---|"
-echo "| dense | mpirun -np $RANKS | $((STEPS * B * BPTT)) | $(steps dense) | $pd | - | $(cat "$W/dense.s") |"
-echo "| planner (--decompose auto) | cluster, $RANKS ranks, $RATE | $((STEPS * B * BPTT)) | $(steps planner) | $pp | $gap | $(cat "$W/planner.s") |"
+sd=$(steps dense) sp=$(steps planner)
+echo "| dense | mpirun -np $RANKS | $((sd * B * BPTT)) | $sd | $pd | - | $(cat "$W/dense.s") |"
+echo "| planner (--decompose auto) | cluster, $RANKS ranks, $RATE | $((sp * B * BPTT)) | $sp | $pp | $gap | $(cat "$W/planner.s") |"
 echo
 echo "The planner's decisions:"
 echo
@@ -114,4 +118,4 @@ echo '```'
 grep "^plan:" "$W/planner.err"
 echo '```'
 echo
-echo "corpus: $TRAIN ($N training tokens, $PER steps an epoch); size: ${FL_QUALITY_SIZE:-full} (hidden $H x 2, embedding $E, vocabulary $V, dropout $DROPOUT); host: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "corpus: $TRAIN (about $N training tokens, $PER steps an epoch); size: ${FL_QUALITY_SIZE:-full} (hidden $H x 2, embedding $E, vocabulary $V, dropout $DROPOUT); host: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
