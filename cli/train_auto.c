@@ -83,7 +83,8 @@ fl_status cli_auto_plan(const fl_model *m, const cli_auto_measure *ms, const cli
     if (!specs) return FL_ERR_NOMEM;
     fl_status st = FL_OK;
     double dense_s = 0, plan_s = 0;
-    int floor_rank = 0;
+    // the cost model favours the smallest rank tried, so this floor is what sets the quality
+    int floor_rank = o->min_rank > 0 ? o->min_rank : 0;
     for (int attempt = 0; attempt < 4; attempt++) {
         dense_s = plan_s = 0;
         bool any = false;
