@@ -574,7 +574,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
         }
         long warm = dopt.auto_warmup > 0 ? dopt.auto_warmup : (max_steps > 0 ? max_steps : per) / 10;
         if (!dopt.auto_warmup) warm = warm < 2 ? 2 : warm > 100 ? 100 : warm;
-        cli_auto_opts ao = {.tol = dopt.auto_tol, .min_gain = 0.1, .min_rank_div = 16};
+        cli_auto_opts ao = {.tol = dopt.auto_tol, .min_gain = 0.1, .min_rank_div = 16,
+                            .min_rank = (int)dopt.auto_min_rank};
         void *dh = NULL;
 #ifdef FL_WITH_MPI
         dh = dctx;

@@ -83,7 +83,8 @@ fl_status cli_auto_plan(const fl_model *m, const cli_auto_measure *ms, const cli
     if (!specs) return FL_ERR_NOMEM;
     fl_status st = FL_OK;
     double dense_s = 0, plan_s = 0;
-    int floor_rank = 0;
+    // the cost model favours the smallest rank tried, so this floor is what sets the quality
+    int floor_rank = o->min_rank > 0 ? o->min_rank : 0;
     fl_eval_result e0, e1;
     if ((st = fl_model_evaluate(m, check, batch, bptt, &e0))) goto out;
     for (int attempt = 0; attempt < 4; attempt++) {

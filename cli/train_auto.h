@@ -22,7 +22,8 @@ typedef struct cli_auto_measure {
 typedef struct cli_auto_opts {
     double tol;          /* accepted relative rise of the validation loss (default 0.02) */
     double min_gain;     /* decompose only if the estimated step time falls by this share (0.1) */
-    int min_rank_div;    /* smallest rank tried: H / min_rank_div (default 16) */
+    int min_rank_div;    /* smallest rank tried: H / min_rank_div (default 16) ... */
+    int min_rank;        /* ... or this, when > 0 (--auto-min-rank) */
 } cli_auto_opts;
 
 /* Plan and switch: from the dense trained model m and the warm-up measurements, choose per-matrix

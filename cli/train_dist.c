@@ -39,7 +39,8 @@ int cli_dist_take(const char *cmd, int argc, char **argv, int *i, cli_dist_opts 
         (r = cli_take(cmd, argc, argv, i, "--energy-nj-per-byte", &o->v_nj)) ||
         (r = cli_take(cmd, argc, argv, i, "--embed-grad", &o->v_embed)) ||
         (r = cli_take(cmd, argc, argv, i, "--auto-warmup", &o->v_warm)) ||
-        (r = cli_take(cmd, argc, argv, i, "--auto-tol", &o->v_tol)))
+        (r = cli_take(cmd, argc, argv, i, "--auto-tol", &o->v_tol)) ||
+        (r = cli_take(cmd, argc, argv, i, "--auto-min-rank", &o->v_min_rank)))
         return r;
     return 0;
 }
@@ -63,6 +64,7 @@ bool cli_dist_parse(const char *cmd, cli_dist_opts *o) {
     o->auto_tol = 0.02;
     return !((o->v_warm && !cli_parse_int(cmd, "--auto-warmup", o->v_warm, 1, 1L << 30, &o->auto_warmup)) ||
              (o->v_tol && !cli_parse_double(cmd, "--auto-tol", o->v_tol, 0, 10, &o->auto_tol)) ||
+             (o->v_min_rank && !cli_parse_int(cmd, "--auto-min-rank", o->v_min_rank, 1, 1L << 20, &o->auto_min_rank)) ||
              (o->v_bucket && !cli_parse_double(cmd, "--bucket-mb", o->v_bucket, 0, 1024, &o->bucket_mb)) ||
              (o->v_watchdog && !cli_parse_double(cmd, "--watchdog", o->v_watchdog, 0, 86400, &o->watchdog_s)) ||
              (o->v_core_w && !cli_parse_double(cmd, "--energy-core-w", o->v_core_w, 0, 1e4, &o->core_w)) ||
@@ -75,6 +77,9 @@ void cli_dist_usage(FILE *f) {
             "  --auto-warmup N      dense steps that measure compute and link before planning\n"
             "                       (default: a tenth of --max-steps or of an epoch, 2 to 100)\n"
             "  --auto-tol X         accepted relative rise of the validation loss at the switch (0.02)\n"
+            "  --auto-min-rank R    smallest rank the planner tries (default hidden / 16); it picks the\n"
+            "                       smallest it tries that passes the check: this sets the quality\n"
+            "                       of its choice (and the bytes it sends)\n"
             "distributed (with --dist):\n"
             "  --bucket-mb X        reduce gradients in X MiB buckets while backward runs, overlapping\n"
             "                       communication with computation (default %g; 0: one allreduce after)\n"

@@ -9,8 +9,9 @@
 
 typedef struct cli_dist_opts {
     const char *v_bucket, *v_watchdog, *v_core_w, *v_nj, *v_embed; /* raw flag values or NULL */
-    const char *v_warm, *v_tol;
+    const char *v_warm, *v_tol, *v_min_rank;
     long auto_warmup;   /* --auto-warmup: dense steps before planning (0: default) */
+    long auto_min_rank; /* --auto-min-rank: smallest rank the planner tries (0: hidden / 16) */
     double auto_tol;    /* --auto-tol: accepted rise of the check loss (default 0.02) */
     bool sparse_embed;  /* --embed-grad sparse (default) | dense */
     double bucket_mb;   /* --bucket-mb (default FL_DIST_BUCKET_MB_DEFAULT; 0: no overlap) */

@@ -3,7 +3,8 @@
 # reports what it measured, a choice per matrix with its estimated cost, the validation check at
 # the switch, and the saved model holds the factors it chose (on one process there is no link, so
 # fewer flops win: every matrix is decomposed unless the check fails, in which case it says so).
-# The step budget counts both phases. Bad planner options are usage errors.
+# The step budget counts both phases; --auto-min-rank sets the smallest rank. Bad planner options
+# are usage errors.
 # Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with numpy.
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
@@ -41,6 +42,12 @@ if expect 0 "$CLI" train "${LM[@]}" --decompose auto --auto-warmup 3 --auto-tol 
     grep -q "switched to the decomposed" "$T/err" && ! grep -q "check loss .*(-" "$T/err" &&
         fail "switched although the check loss rose with --auto-tol 0"
 fi
+# --auto-min-rank: no matrix below it (hidden 32: the default floor is 2)
+if expect 0 "$CLI" train "${LM[@]}" --decompose auto --auto-warmup 3 --auto-tol 10 --auto-min-rank 8 -o "$T/d.st"; then
+    grep -q "plan: lstm.weight_hh_l0 *[a-z]* *rank 8 " "$T/err" || fail "--auto-min-rank 8 did not set the rank"
+    grep -Eq "plan: [a-z._0-9]+ +(svd|cp) +rank [2-7] " "$T/err" && fail "a rank below --auto-min-rank 8"
+fi
+expect 2 "$CLI" train "${LM[@]}" --decompose auto --auto-min-rank 0 -o "$T/c.st"
 expect 2 "$CLI" train "${LM[@]}" --decompose auto --auto-tol -1 -o "$T/c.st"
 expect 2 "$CLI" train "${LM[@]}" --decompose auto --auto-warmup 0 -o "$T/c.st"
 

@@ -51,6 +51,7 @@ check() {
     command -v ip >/dev/null || { echo "cluster.sh: 'ip' (iproute2) not found"; return 77; }
     command -v tc >/dev/null || { echo "cluster.sh: 'tc' (iproute2) not found"; return 77; }
     command -v unshare >/dev/null || { echo "cluster.sh: 'unshare' (util-linux) not found"; return 77; }
+    unshare --uts true 2>/dev/null || { echo "cluster.sh: cannot create UTS namespaces (needs CAP_SYS_ADMIN)"; return 77; }
     local probe="flc-probe-$$"
     if ! ip netns add "$probe" 2>/dev/null; then
         echo "cluster.sh: cannot create network namespaces (needs root or CAP_NET_ADMIN + CAP_SYS_ADMIN)"

@@ -9,16 +9,19 @@
 # perplexity, gap to dense, wall time) and the planner's decisions (its `plan:` lines).
 #
 #   bash bench/dist/quality.sh [--train FILE --valid FILE] [--tokens N | --epochs E] [--rate R]
-#                              [--ranks P] [--dropout X] [--keep DIR]
+#                              [--ranks P] [--min-rank R[,R...]] [--dropout X] [--keep DIR]
 #     --train/--valid  the corpus (default: the King James Bible word split of bench/apps,
 #                      ~/.cache/fastlstm/apps/kjv/word/{train,valid}.txt, made by tools/kjv.py
 #                      when absent, as tools/apps_data.sh does)
 #     --tokens N       training tokens of each run (rounded down to whole steps of batch x bptt)
 #     --epochs E       or E passes over the training text (default 1); --tokens wins
 #     --rate R         the planner's link (default 1gbit); --ranks P its ranks (default 2)
+#     --min-rank LIST  the planner's smallest rank (--auto-min-rank), one planner run (and row) per
+#                      entry; "default" is its own (hidden / 16). Default: default. Dense runs once.
 #     --dropout X      on the LSTM outputs (default 0.5, as bench/apps' word LM)
 #     --keep DIR       keep the logs and models in DIR (default: a temporary directory, removed)
-#   FL_QUALITY_SIZE=tiny   a smoke test: hidden 32, embedding 32, 1k vocabulary, 20 steps
+#   FL_QUALITY_SIZE=tiny   a smoke test: hidden 32, embedding 32, 1k vocabulary, 20 steps (unless
+#                          --tokens or --epochs says otherwise)
 # Env: FL_CLI (default build/fastlstm). Both runs: Adam (lr 1e-3), gradient clip 5, seed 1, one
 # BLAS thread per rank. Needs root for the cluster (see cluster.sh); exits 77 where it cannot work.
 set -euo pipefail
@@ -27,17 +30,18 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CLI=${FL_CLI:-$ROOT/build/fastlstm}
 CL="$HERE/cluster.sh"
 KJV=$HOME/.cache/fastlstm/apps/kjv
-TRAIN="" VALID="" TOKENS="" EPOCHS=1 RATE=1gbit RANKS=2 DROPOUT=0.5 KEEP=""
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+TRAIN="" VALID="" TOKENS="" EPOCHS=1 EPOCHS_SET=0 RATE=1gbit RANKS=2 DROPOUT=0.5 KEEP="" FLOORS=default
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
     --train) TRAIN=${2:?--train needs a file}; shift ;;
     --valid) VALID=${2:?--valid needs a file}; shift ;;
     --tokens) TOKENS=${2:?--tokens needs a count}; shift ;;
-    --epochs) EPOCHS=${2:?--epochs needs a count}; shift ;;
+    --epochs) EPOCHS=${2:?--epochs needs a count} EPOCHS_SET=1; shift ;;
     --rate) RATE=${2:?--rate needs a tc rate}; shift ;;
     --ranks) RANKS=${2:?--ranks needs a count}; shift ;;
     --dropout) DROPOUT=${2:?--dropout needs a value}; shift ;;
+    --min-rank) FLOORS=${2:?--min-rank needs a list of ranks}; shift ;;
     --keep) KEEP=${2:?--keep needs a directory}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "quality.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -56,20 +60,26 @@ if [ -z "$TRAIN" ]; then
     TRAIN=$KJV/word/train.txt VALID=${VALID:-$KJV/word/valid.txt}
 fi
 [ -n "$VALID" ] || { echo "quality.sh: --train needs --valid too" >&2; exit 2; }
+FLOORS=${FLOORS//,/ }
+for f in $FLOORS; do
+    [ "$f" = default ] || [ "$f" -ge 1 ] 2>/dev/null || { echo "quality.sh: --min-rank: '$f' is not a rank" >&2; exit 2; }
+done
 [ -s "$TRAIN" ] && [ -s "$VALID" ] || { echo "quality.sh: missing or empty $TRAIN or $VALID" >&2; exit 1; }
 
 B=20 BPTT=35
 if [ "${FL_QUALITY_SIZE:-full}" = tiny ]; then
-    H=32 E=32 V=1000 TOKENS=${TOKENS:-$((20 * B * BPTT))}
+    H=32 E=32 V=1000
+    [ -n "$TOKENS" ] || [ "$EPOCHS_SET" = 1 ] || TOKENS=$((20 * B * BPTT))
 else
     H=650 E=650 V=10000
 fi
-# steps: as fastlstm counts an LM epoch (tokens = words + one <eos> per line; streams of n / B)
+# The budget: --tokens as whole steps, else --epochs whole passes (fastlstm counts the epoch's
+# steps; the planner's warm-up steps count against both). N, PER: about (words + one <eos> a line).
 N=$(awk '{ n += NF + 1 } END { print n }' "$TRAIN")
 PER=$((N / B / BPTT))
-if [ -n "$TOKENS" ]; then STEPS=$((TOKENS / (B * BPTT))); else STEPS=$((PER * EPOCHS)); fi
-[ "$STEPS" -ge 4 ] || { echo "quality.sh: $STEPS steps is too few (need 4: warm-up and planned phase)" >&2; exit 2; }
-EP=$(((STEPS + PER - 1) / PER))
+if [ -n "$TOKENS" ]; then STEPS=$((TOKENS / (B * BPTT))); else STEPS=0; fi
+[ $((STEPS > 0 ? STEPS : PER * EPOCHS)) -ge 4 ] || { echo "quality.sh: too few steps (need 4: warm-up and planned phase)" >&2; exit 2; }
+EP=$((STEPS > 0 ? (STEPS + PER - 1) / PER + 1 : EPOCHS))
 
 if [ -n "$KEEP" ]; then W=$KEEP; mkdir -p "$W"; else W=$(mktemp -d /tmp/fl_quality_XXXXXX); fi
 export FLC_STATE="$W/cluster" OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -95,23 +105,35 @@ run() {
 ppl() { grep -o "perplexity [0-9.]*" "$W/$1.out" | tail -1 | cut -d' ' -f2; }
 steps() { grep -o "[0-9]* step(s)" "$W/$1.out" | tail -1 | cut -d' ' -f1; }
 
-echo "quality.sh: $STEPS steps of $B x $BPTT tokens each run (hidden $H, vocabulary $V); dense on mpirun -np $RANKS" >&2
+echo "quality.sh: $([ "$STEPS" -gt 0 ] && echo "$STEPS steps" || echo "$EPOCHS epoch(s)") of $B x $BPTT tokens each run (hidden $H, vocabulary $V); dense on mpirun -np $RANKS" >&2
 run dense mpirun --allow-run-as-root --oversubscribe -np "$RANKS" "$CLI" "${COMMON[@]}" -o "$W/dense.st"
-echo "quality.sh: planner on the cluster, $RANKS ranks at $RATE" >&2
-run planner bash "$CL" run "$RANKS" --rate "$RATE" -- "$CLI" "${COMMON[@]}" --decompose auto -o "$W/planner.st"
+for f in $FLOORS; do
+    plan=(--decompose auto)
+    [ "$f" = default ] || plan+=(--auto-min-rank "$f")
+    echo "quality.sh: planner (${plan[*]}) on the cluster, $RANKS ranks at $RATE" >&2
+    run "planner-$f" bash "$CL" run "$RANKS" --rate "$RATE" -- "$CLI" "${COMMON[@]}" "${plan[@]}" -o "$W/planner-$f.st"
+done
 
-pd=$(ppl dense) pp=$(ppl planner)
-[ -n "$pd" ] && [ -n "$pp" ] || { echo "quality.sh: no final perplexity in the logs ($W)" >&2; exit 1; }
-gap=$(awk -v a="$pd" -v b="$pp" 'BEGIN { printf "%+.2f%%", 100 * (b / a - 1) }')
+pd=$(ppl dense) sd=$(steps dense)
+[ -n "$pd" ] || { echo "quality.sh: no final perplexity in the logs ($W)" >&2; exit 1; }
 echo "| model | where | tokens | steps | valid ppl | gap to dense | wall s |"
 echo "|---|---|---|---|---|---|---|"
-echo "| dense | mpirun -np $RANKS | $((STEPS * B * BPTT)) | $(steps dense) | $pd | - | $(cat "$W/dense.s") |"
-echo "| planner (--decompose auto) | cluster, $RANKS ranks, $RATE | $((STEPS * B * BPTT)) | $(steps planner) | $pp | $gap | $(cat "$W/planner.s") |"
+echo "| dense | mpirun -np $RANKS | $((sd * B * BPTT)) | $sd | $pd | - | $(cat "$W/dense.s") |"
+for f in $FLOORS; do
+    pp=$(ppl "planner-$f") sp=$(steps "planner-$f")
+    [ -n "$pp" ] || { echo "quality.sh: no final perplexity in the logs ($W)" >&2; exit 1; }
+    gap=$(awk -v a="$pd" -v b="$pp" 'BEGIN { printf "%+.2f%%", 100 * (b / a - 1) }')
+    label="--decompose auto"
+    [ "$f" = default ] || label="$label --auto-min-rank $f"
+    echo "| planner ($label) | cluster, $RANKS ranks, $RATE | $((sp * B * BPTT)) | $sp | $pp | $gap | $(cat "$W/planner-$f.s") |"
+done
+for f in $FLOORS; do
+    echo
+    echo "The planner's decisions ($([ "$f" = default ] && echo "its own rank floor" || echo "--auto-min-rank $f")):"
+    echo
+    echo '```'
+    grep "^plan:" "$W/planner-$f.err"
+    echo '```'
+done
 echo
-echo "The planner's decisions:"
-echo
-echo '```'
-grep "^plan:" "$W/planner.err"
-echo '```'
-echo
-echo "corpus: $TRAIN ($N training tokens, $PER steps an epoch); size: ${FL_QUALITY_SIZE:-full} (hidden $H x 2, embedding $E, vocabulary $V, dropout $DROPOUT); host: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "corpus: $TRAIN (about $N training tokens, $PER steps an epoch); size: ${FL_QUALITY_SIZE:-full} (hidden $H x 2, embedding $E, vocabulary $V, dropout $DROPOUT); host: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
