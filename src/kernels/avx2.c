@@ -12,7 +12,9 @@
  * One set of these nonlinearities serves every kernel here.
  *
  * Kernels (layouts in kernels.h): lstm_cell; gate_cell / cp_gate_cell (a 16-unit block is two ymm
- * halves per gate); proj. No gemm_nt / gemm_pk: OpenBLAS does the input projection at this level. */
+ * halves per gate); proj; gemm_pk (packed input projection, bias fused: the session's W_ih is
+ * packed once, where OpenBLAS would pack it again on every call). No gemm_nt: OpenBLAS does
+ * unpacked projections at this level. */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -368,6 +370,64 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
     }
 }
 
+/* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
+
+/* NR rows of X (<= 6) x 16 columns (a quarter of a 64-column panel): 12 accumulators started at the
+ * bias; per k, two aligned panel loads feed 2 NR FMAs. m0, m1 mask the columns past rows. */
+INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
+                 const float *restrict bias, __m256i m0, __m256i m1, float *restrict y, int ldy) {
+    __m256 acc[6][2];
+    const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
+    const __m256 b1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) acc[b][0] = b0, acc[b][1] = b1;
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64;
+        const __m256 w0 = _mm256_load_ps(q), w1 = _mm256_load_ps(q + 8);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const __m256 xv = _mm256_broadcast_ss(x + (size_t)b * ldx + k);
+            acc[b][0] = _mm256_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm256_fmadd_ps(w1, xv, acc[b][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) {
+        _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
+        _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+    }
+}
+
+/* Per 64-column panel, per chunk of X rows that stays in L2 (~128 KB), per 16-column quarter: the
+ * quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2 after. */
+static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
+                         const float *restrict bias, float *restrict y, int ldy) {
+    const int np = (rows + 63) / 64;
+    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    if (mc < 6) mc = 6;
+    for (int pi = 0; pi < np; pi++)
+        for (int i0 = 0; i0 < n; i0 += mc) {
+            const int i1 = i0 + mc < n ? i0 + mc : n;
+            for (int qt = 0; qt < 4 && pi * 64 + 16 * qt < rows; qt++) {
+                const int c0 = pi * 64 + 16 * qt;
+                const __m256i m0 = tail_mask(rows - c0), m1 = tail_mask(rows - c0 - 8);
+                const float *p = pk + (size_t)pi * K * 64 + 16 * qt, *bb = bias ? bias + c0 : NULL;
+                int i = i0;
+                for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy + c0, ldy);
+                const float *xi = x + (size_t)i * ldx;
+                float *yi = y + (size_t)i * ldy + c0;
+                switch (i1 - i) {
+                case 5: pk_tile(5, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 4: pk_tile(4, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 3: pk_tile(3, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 2: pk_tile(2, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 1: pk_tile(1, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                default: break;
+                }
+            }
+        }
+}
+
 const fl_kernels fl_kernels_avx2 = {
     .name = "avx2",
     .lstm_cell = lstm_cell_avx2,
@@ -375,4 +435,5 @@ const fl_kernels fl_kernels_avx2 = {
     .cp_gate_cell = cp_gate_cell_avx2,
     .cp_scale = cp_scale_avx2,
     .proj = proj_avx2,
+    .gemm_pk = gemm_pk_avx2,
 };
