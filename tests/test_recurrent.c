@@ -169,6 +169,9 @@ static void test_large(void **state) {
     check_config(1500, FL_METHOD_SVD, 187, 5, 1);
     check_config(1500, FL_METHOD_CP, 94, 1, 2);
     check_config(1500, FL_METHOD_CP, 94, 3, 1);
+    /* batches past one row group of the AVX2 kernel (24 rows), K past several K chunks (32) */
+    check_config(70, FL_METHOD_DENSE, 0, 26, 2);
+    check_config(33, FL_METHOD_SVD, 33, 49, 2);
 }
 
 /* Changing the thread count between steps keeps results (pool torn down and restarted). */

@@ -6,7 +6,7 @@
  * last one to go frees the copy, so a model changed between sessions (training, then evaluation) is
  * packed afresh. The model must not change while a session exists (fastlstm.h).
  *
- * While the packed copy exists, the original of a dense W_hh is not kept beside it: packing gives the
+ * While the packed copy exists, the original of a dense W_hh (and of a packed W_ih) is not kept beside it: packing gives the
  * original's memory pages back as it consumes them (fl_rec_pack_layer with release), so a model runs
  * in about its own size. The originals are written back from the packed form (an exact copy, so
  * bit-identical) when the last session goes, or earlier when code that reads or writes the weights
@@ -65,7 +65,7 @@ fl_status fl_model_packs_acquire(const fl_model *cm, const fl_rec_pack **out) {
         int l = 0;
         for (; !st && l < m->arch.layers * fl_arch_dirs(&m->arch); l++) { /* every layer direction */
             st = fl_rec_pack_layer(&m->layer[l], with_pk, release, &m->packs[l]);
-            if (!st && release && m->layer[l].whh.method == FL_METHOD_DENSE) m->weights_released = true;
+            if (!st && release && (m->layer[l].whh.method == FL_METHOD_DENSE || m->packs[l].pk)) m->weights_released = true;
         }
         if (st && m->packs) {
             if (m->weights_released) restore(m, true); /* layers packed so far; the failed one is all NULL */

@@ -126,11 +126,19 @@ static void pack_proj(const float *src, size_t sk, size_t sr, int K, int R, int 
         for (int r = 0; r < Rp; r++) m[(size_t)k * Rp + r] = r < R ? src[k * sk + r * sr] : 0.0f;
 }
 
-/* w (rows, K) row-major -> pk (ceil(rows / NC), K, NC), zero past rows. */
-static void pack_input(const float *w, int rows, int K, float *pk) {
+/* Panel r0 / NC (rows [r0, r1) of w (rows, K) row-major) of pk (ceil(rows / NC), K, NC), zero
+ * past rows. */
+static void pack_input(const float *w, int r0, int r1, int K, float *pk) {
     const int NC = FL_PK_NC;
-    for (int r = 0; r < rows; r++)
-        for (int k = 0; k < K; k++) pk[((size_t)(r / NC) * K + k) * NC + r % NC] = w[(size_t)r * K + k];
+    for (int r = r0; r < r0 + NC; r++)
+        for (int k = 0; k < K; k++) pk[((size_t)(r / NC) * K + k) * NC + r % NC] = r < r1 ? w[(size_t)r * K + k] : 0.0f;
+}
+
+/* The inverse: rows [r0, r1) of w from pk. */
+static void unpack_input(const float *pk, int r0, int r1, int K, float *w) {
+    const int NC = FL_PK_NC;
+    for (int r = r0; r < r1; r++)
+        for (int k = 0; k < K; k++) w[(size_t)r * K + k] = pk[((size_t)(r / NC) * K + k) * NC + r % NC];
 }
 
 /* ------------------------------------------------------------ one chunk of a step */
@@ -276,14 +284,20 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     const fl_mat *wi = &ly->wih;
     if (with_pk && wi->method == FL_METHOD_DENSE && !wi->qf && wi->rows == 4 * H && wi->cols > 0) {
         const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
-        if (!(p.pk = fl_calloc(np * FL_PK_NC * (size_t)wi->cols, sizeof(float)))) {
+        /* fl_malloc: pack_input writes every element, and pages are taken as it reaches them */
+        if (!(p.pk = fl_malloc(np * FL_PK_NC * (size_t)wi->cols * sizeof(float)))) {
             fl_rec_pack_free(&p);
             return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
         }
-        pack_input(wi->w, wi->rows, wi->cols, p.pk);
     }
-    /* Last, once nothing can fail: a dense W_hh block by block, its original's pages released as they
-     * are consumed when asked (packed.c), so that the two copies never coexist whole. */
+    /* Last, once nothing can fail: W_ih panel by panel and a dense W_hh block by block, the originals'
+     * pages released as they are consumed when asked (packed.c), so that two copies never coexist whole. */
+    if (p.pk)
+        for (int r0 = 0; r0 < wi->rows; r0 += FL_PK_NC) {
+            const int r1 = r0 + FL_PK_NC < wi->rows ? r0 + FL_PK_NC : wi->rows;
+            pack_input(wi->w, r0, r1, wi->cols, p.pk);
+            if (release) fl_pages_release(wi->w, wi->w + (size_t)r0 * wi->cols, wi->w + (size_t)r1 * wi->cols);
+        }
     if (w->method == FL_METHOD_DENSE && !w->qf) /* a quantized W_hh has no f32 pack */
         for (int jb = 0; jb < nblk; jb++) {
             pack_gate_blocks(w->w, H, K, jb, jb + 1, p.pw);
@@ -294,8 +308,16 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
 }
 
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
+    fl_mat *wi = &ly->wih;
+    if (p->pk) /* W_ih (4H, in): panels of NC rows */
+        for (int r0 = 0; r0 < wi->rows; r0 += FL_PK_NC) {
+            const int r1 = r0 + FL_PK_NC < wi->rows ? r0 + FL_PK_NC : wi->rows;
+            const size_t pan = (size_t)FL_PK_NC * wi->cols, pi = (size_t)(r0 / FL_PK_NC); /* floats of a panel */
+            unpack_input(p->pk, r0, r1, wi->cols, wi->w);
+            if (consume) fl_pages_release(p->pk, p->pk + pi * pan, p->pk + (pi + 1) * pan);
+        }
     fl_mat *w = &ly->whh;
-    if (w->method != FL_METHOD_DENSE || !p->pw) return false;
+    if (w->method != FL_METHOD_DENSE || !p->pw) return p->pk != NULL;
     const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
     const size_t blk = (size_t)K * 4 * FL_REC_NB; /* floats of one block */
     for (int jb = 0; jb < nblk; jb++) {
@@ -381,9 +403,10 @@ const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
 static void run_job(fl_rec *r, unsigned n, const job *j);
 
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
-    // One thread: gemm_pk here, unless BLAS is multi-threaded (then BLAS does better). More: the
+    // Always the packed copy where there is one: a session's packs give the original W_ih's pages
+    // back (packed.c), so BLAS on the original is no fallback. One thread: gemm_pk here; more: the
     // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
-    if (!r->pk || (r->threads == 1 && fl_blas_threads() != 1)) return false;
+    if (!r->pk) return false;
     if (n <= 0) return true;
     const fl_mat *wi = &r->ly->wih;
     const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;

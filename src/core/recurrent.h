@@ -16,14 +16,15 @@ typedef struct fl_rec_pack {
 } fl_rec_pack;
 
 /* Pack layer ly (W_ih too when with_pk and W_ih is dense). On error *out is all NULL and ly is
- * unchanged. With release and a dense W_hh, the pages lying wholly inside the original W_hh are given
- * back to the system (fl_pages_release) as packing consumes them: they read as zeros afterwards, until
- * fl_rec_unpack_layer writes the original back. */
+ * unchanged. With release, the pages lying wholly inside the original of a dense W_hh, and of W_ih
+ * when it is packed (out->pk), are given back to the system (fl_pages_release) as packing consumes
+ * them: they read as zeros afterwards, until fl_rec_unpack_layer writes the originals back. */
 fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_rec_pack *out);
 
-/* Write a dense W_hh back from its packed form p (the exact inverse of packing: bit-identical), block
- * by block; with consume, the pages of p->pw are released as they are read (p->pw is then garbage, to
- * be freed). Returns false, writing nothing, when W_hh is not dense. */
+/* Write a dense W_hh, and W_ih where p->pk holds it, back from their packed forms (the exact inverse
+ * of packing: bit-identical), block by block; with consume, the pages of p->pw and p->pk are released
+ * as they are read (they are then garbage, to be freed). Returns false, writing nothing, when neither
+ * is packed. */
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume);
 
 /* Give back to the system the memory pages lying wholly inside [max(lo, limit), hi) (madvise
@@ -56,8 +57,8 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
 
 /* gx (n, 4H) = x (n, in) W_ih^T + bias (4H, may be NULL), row strides ldx and ldgx, through a packed
  * copy of W_ih made at fl_rec_create (dense W_ih, a kernel level with a packed projection), split
- * over r's threads (one thread: only with a single-threaded BLAS). Returns false and writes nothing
- * where that copy is not used: the caller then projects with fl_mat_apply and adds the bias. */
+ * over r's threads. Returns false and writes nothing where there is no such copy: the caller then
+ * projects with fl_mat_apply and adds the bias. */
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx);
 
 #endif

@@ -12,10 +12,13 @@
  * One set of these nonlinearities serves every kernel here.
  *
  * Kernels (layouts in kernels.h): lstm_cell; gate_cell / cp_gate_cell (a 16-unit block is two ymm
- * halves per gate); proj. No gemm_nt / gemm_pk: OpenBLAS does the input projection at this level. */
+ * halves per gate); proj; gemm_pk (packed input projection, bias fused: the session's W_ih is
+ * packed once, where OpenBLAS would pack it again on every call). No gemm_nt: OpenBLAS does
+ * unpacked projections at this level. */
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -165,18 +168,30 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
     }
 }
 
-/* NR rows (<= 3) x 8 units (half hf of the block) x 4 gates. */
-INL void gate_tile(const int NR, int hf, int j0, int H, int K, const float *restrict p,
-                   const float *restrict x, int ldx, const float *restrict gx, int ldgx,
-                   float *restrict c, float *restrict h, int ldh) {
+/* Batches above 1 run in K chunks of KC so that a block's weights for one chunk (KC x 256 bytes)
+ * stay in L1 while every row tile of the batch reads them: streaming a block's whole (K, 4, 16) panel
+ * once per tile would fetch each weight from L2 once per 3 rows, which bounds the FMAs at ~70% on
+ * Zen 3 (4 lines per 12 FMAs). Between chunks a tile's 12 accumulators go through `part`; each sum
+ * still runs k = 0, 1, ..., K-1 through one FMA chain, so the results are those of a single pass.
+ * Rows go in groups of at most ROWS_PER_GROUP (their partial sums: ROWS_PER_GROUP x 64 floats). */
+enum { KC = 32, ROWS_PER_GROUP = 24 };
+
+/* NR rows (<= 3) x 8 units (half hf of the block) x 4 gates, over k in [k0, k0 + kn) of K:
+ * accumulators start at zero when k0 == 0, else from part (NR, 4, 8); after the last chunk the
+ * cell update, else back into part. p points at the block's panel (K, 4, 16). */
+INL void gate_tile(const int NR, int hf, int j0, int H, int K, int k0, int kn, const float *restrict p,
+                   const float *restrict x, int ldx, float *restrict part, const float *restrict gx,
+                   int ldgx, float *restrict c, float *restrict h, int ldh) {
     __m256 acc[3][4];
 #pragma GCC unroll 3
     for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) acc[b][g] = _mm256_setzero_ps();
+        for (int g = 0; g < 4; g++) acc[b][g] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(part + (b * 4 + g) * 8);
+    const bool last = k0 + kn == K;
+    if (last)
 #pragma GCC unroll 3
-    for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 8 * hf, H);
-    for (int k = 0; k < K; k++) {
+        for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 8 * hf, H);
+    for (int k = k0; k < k0 + kn; k++) {
         const float *q = p + (size_t)k * 64 + 8 * hf;
 #pragma GCC unroll 3
         for (int b = 0; b < NR; b++) {
@@ -184,6 +199,13 @@ INL void gate_tile(const int NR, int hf, int j0, int H, int K, const float *rest
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) acc[b][g] = _mm256_fmadd_ps(_mm256_load_ps(q + 16 * g), xv, acc[b][g]);
         }
+    }
+    if (!last) {
+#pragma GCC unroll 3
+        for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(part + (b * 4 + g) * 8, acc[b][g]);
+        return;
     }
     const int j = j0 + 8 * hf;
     const __m256i m = tail_mask(half_count(H, j0, hf));
@@ -200,20 +222,32 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
+    float part[ROWS_PER_GROUP * 2 * 32]; /* (rows, half, 4 gates, 8 units) partial sums of a group */
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
-        for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
-            int b = 0;
-            for (; b + 3 <= B; b += 3)
-                gate_tile(3, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
-                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
-            if (B - b == 2)
-                gate_tile(2, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
-                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
-            else if (B - b == 1)
-                gate_tile(1, hf, j0, H, K, p, x + (size_t)b * ldx, ldx, gx + (size_t)b * ldgx, ldgx,
-                          c + (size_t)b * H, h + (size_t)b * ldh, ldh);
+        for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
+            const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
+            const float *xg = x + (size_t)r0 * ldx, *gxg = gx + (size_t)r0 * ldgx;
+            float *cg = c + (size_t)r0 * H, *hg = h + (size_t)r0 * ldh;
+            int k0 = 0;
+            do { /* once with K = 0: the cell update of gx */
+                const int kn = K - k0 < KC ? K - k0 : KC;
+                for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
+                    float *ph = part + hf * ROWS_PER_GROUP * 32;
+                    int b = 0;
+                    for (; b + 3 <= nr; b += 3)
+                        gate_tile(3, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
+                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
+                    if (nr - b == 2)
+                        gate_tile(2, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
+                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
+                    else if (nr - b == 1)
+                        gate_tile(1, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
+                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
+                }
+                k0 += kn;
+            } while (k0 < K);
         }
     }
 }
@@ -336,6 +370,64 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
     }
 }
 
+/* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
+
+/* NR rows of X (<= 6) x 16 columns (a quarter of a 64-column panel): 12 accumulators started at the
+ * bias; per k, two aligned panel loads feed 2 NR FMAs. m0, m1 mask the columns past rows. */
+INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
+                 const float *restrict bias, __m256i m0, __m256i m1, float *restrict y, int ldy) {
+    __m256 acc[6][2];
+    const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
+    const __m256 b1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) acc[b][0] = b0, acc[b][1] = b1;
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64;
+        const __m256 w0 = _mm256_load_ps(q), w1 = _mm256_load_ps(q + 8);
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const __m256 xv = _mm256_broadcast_ss(x + (size_t)b * ldx + k);
+            acc[b][0] = _mm256_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm256_fmadd_ps(w1, xv, acc[b][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) {
+        _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
+        _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+    }
+}
+
+/* Per 64-column panel, per chunk of X rows that stays in L2 (~128 KB), per 16-column quarter: the
+ * quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2 after. */
+static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
+                         const float *restrict bias, float *restrict y, int ldy) {
+    const int np = (rows + 63) / 64;
+    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    if (mc < 6) mc = 6;
+    for (int pi = 0; pi < np; pi++)
+        for (int i0 = 0; i0 < n; i0 += mc) {
+            const int i1 = i0 + mc < n ? i0 + mc : n;
+            for (int qt = 0; qt < 4 && pi * 64 + 16 * qt < rows; qt++) {
+                const int c0 = pi * 64 + 16 * qt;
+                const __m256i m0 = tail_mask(rows - c0), m1 = tail_mask(rows - c0 - 8);
+                const float *p = pk + (size_t)pi * K * 64 + 16 * qt, *bb = bias ? bias + c0 : NULL;
+                int i = i0;
+                for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy + c0, ldy);
+                const float *xi = x + (size_t)i * ldx;
+                float *yi = y + (size_t)i * ldy + c0;
+                switch (i1 - i) {
+                case 5: pk_tile(5, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 4: pk_tile(4, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 3: pk_tile(3, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 2: pk_tile(2, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                case 1: pk_tile(1, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+                default: break;
+                }
+            }
+        }
+}
+
 const fl_kernels fl_kernels_avx2 = {
     .name = "avx2",
     .lstm_cell = lstm_cell_avx2,
@@ -343,4 +435,5 @@ const fl_kernels fl_kernels_avx2 = {
     .cp_gate_cell = cp_gate_cell_avx2,
     .cp_scale = cp_scale_avx2,
     .proj = proj_avx2,
+    .gemm_pk = gemm_pk_avx2,
 };

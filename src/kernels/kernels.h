@@ -65,8 +65,8 @@ typedef struct fl_kernels {
                     int ldw, float beta, float *restrict y, int ldy);
 
     /* Y (n, rows) = X (n, K) W^T + bias, W packed as pk (layout above), bias (rows) or NULL: the
-     * session's input projection over all steps, biases fused. NULL at levels without one (ref,
-     * avx2: BLAS there); fl_kernels_gemm_pk_ref is its scalar reference. */
+     * session's input projection over all steps, biases fused. NULL at levels without one (ref:
+     * BLAS there); fl_kernels_gemm_pk_ref is its scalar reference. */
     void (*gemm_pk)(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
                     const float *restrict bias, float *restrict y, int ldy);
 } fl_kernels;
