@@ -112,6 +112,15 @@ typedef struct fl_profile {
      * input projection only from parallel_proj_macs multiply-adds, and other projections and the
      * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
     double parallel_step_bytes, parallel_proj_macs;
+    /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
+     * same code and shapes, timed back to back: thread_scale_rec[k] the dense recurrent step (H =
+     * 256, W_hh in cache) at batch 4, 16, 64, 256, its cell update and fork / join (see cost.c)
+     * excluded; thread_scale_proj[k] the split input projection (fl_rec_input, a (2048, 1024)
+     * W_ih) on 4, 16, 64, 256 rows. The cost model scales a split part's flop rate by it (linear in
+     * log rows, clamped to the table) instead of by the thread count: two virtual CPUs may share
+     * one core's units. All 0 (older profiles, one core): the thread count. */
+    double thread_scale_rec[FL_PROFILE_GEMM_POINTS];
+    double thread_scale_proj[FL_PROFILE_GEMM_POINTS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

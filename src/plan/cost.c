@@ -2,7 +2,10 @@
  *
  * A level holds a working set up to 3/4 of its capacity. With N threads, a private cache level (shared_cpus == 1) offers N times its capacity and rate; a
  * shared level and DRAM keep their capacity and scale their rate by 1 + 0.75 (N - 1) (two threads
- * reach about 1.75x one thread's L3 and DRAM rate on current machines); flop rates scale by N.
+ * reach about 1.75x one thread's L3 and DRAM rate on current machines). The flop rate of a part the
+ * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
+ * count (thread_scale_rec for the step, thread_scale_proj for a dense projection, measured at
+ * curve_all_threads threads: two virtual CPUs may share one core's units), else by N.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
  * min(gemm_flops, B * gemv_flops). The input
@@ -38,8 +41,8 @@
  *     rates. The runtime runs a quantized step and projection on one thread, and so does the model.
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
- *     working set (which includes the fork / join), its flop rate N x one thread's plus the fork /
- *     join cost read off the curves (thread_sync), and its cell update is split too; a smaller
+ *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
+ *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih of >= parallel_proj_macs
  *     multiply-adds is split (fl_rec_input); SVD / CP projections and the head run through
  *     single-threaded BLAS. (A profile without the rule: every part scales with N.)
@@ -92,7 +95,7 @@ static double curve_rate(const fl_profile *p, double bytes, int threads) {
  * median, over the ladder points from 512 KiB to 4 MiB (split across the threads' private caches),
  * of the all-cores step time less the one-thread time divided by the thread count. 0 without both
  * curves. */
-static double thread_sync(const fl_profile *p) {
+double fl_cost_thread_sync(const fl_profile *p) {
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
     int n = 0;
@@ -150,6 +153,14 @@ static double table_rate(const double *g, double at1, double rows) {
     return g[k] + t * (g[k + 1] - g[k]);
 }
 
+/* Speed-up of a part split across `threads` threads at `rows` rows: the profile's measured table s
+ * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads. */
+static double thread_scale(const fl_profile *p, const double *s, int threads, double rows) {
+    if (threads <= 1) return 1.0;
+    if (threads != p->curve_all_threads || !(s[0] > 0)) return threads;
+    return table_rate(s, 0.0, rows < 4 ? 4 : rows);
+}
+
 /* Flop rate of the recurrent step at `rows` = batch rows. */
 static double flop_rate(const fl_profile *p, double rows, int threads) {
     double r;
@@ -159,13 +170,13 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
         r = rows * p->gemv_flops;
         if (r > p->gemm_flops) r = p->gemm_flops;
     }
-    return r * threads;
+    return r * thread_scale(p, p->thread_scale_rec, threads, rows);
 }
 
 /* Flop rate of the input projection GEMM at `rows` = T * B rows. */
 static double gemm_rate(const fl_profile *p, double rows, int threads) {
     if (!(p->gemm_rows_flops[0] > 0)) return flop_rate(p, rows, threads);
-    return table_rate(p->gemm_rows_flops, 0.0, rows) * threads;
+    return table_rate(p->gemm_rows_flops, 0.0, rows) * thread_scale(p, p->thread_scale_proj, threads, rows);
 }
 
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
@@ -246,7 +257,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
     const size_t nmat = fl_arch_num_matrices(a);
     fl_cost c = {0};
     c.level = -2;
-    const double sync = threads > 1 && threads == p->curve_all_threads ? thread_sync(p) : 0;
+    const double sync = threads > 1 && threads == p->curve_all_threads ? fl_cost_thread_sync(p) : 0;
     double cell = 0; /* cell update seconds, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
     double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
