@@ -225,6 +225,13 @@ FL_API fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, con
                                       const fl_precision *precisions, int batch, int seq, int threads, fl_cost *out,
                                       fl_cost_term *terms);
 
+/* fl_cost_predict_prec with layer l's parts (its W_ih and W_hh steps, cell update) on
+ * layer_threads[l] threads (fl_arch.layers entries, each >= 1), as a session runs a model with
+ * planned per-layer counts; a head and the regime take the most of them (out->threads). */
+FL_API fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                        const fl_precision *precisions, int batch, int seq,
+                                        const int *layer_threads, fl_cost *out, fl_cost_term *terms);
+
 /* ---------------------------------------------------------------- planner */
 
 /* Validation data (all borrowed for the call). Exactly one of x / tokens, matching the model:
@@ -379,8 +386,11 @@ FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen 
 FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
 /* The chosen model (owned by the plan, valid while it lives). */
 FL_API const fl_model *fl_plan_model(const fl_plan *plan);
-/* Threads the chosen model is planned to run on (opts.threads, or the planned count). */
+/* Threads the chosen model is planned to run on (opts.threads, or the most any layer's planned count). */
 FL_API int fl_plan_threads(const fl_plan *plan);
+/* Threads planned for layer `layer`'s steps (opts.threads when given; recorded in the chosen model,
+ * fl_model_planned_threads); 0 for a layer out of range. */
+FL_API int fl_plan_layer_threads(const fl_plan *plan, int layer);
 /* The regime the plan found (that of the dense model at the serving shape). */
 FL_API fl_regime fl_plan_regime(const fl_plan *plan);
 

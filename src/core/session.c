@@ -34,7 +34,8 @@ typedef struct dir_scratch {
 
 struct fl_session {
     const fl_model *m;
-    int max_batch, max_seq, threads;
+    int max_batch, max_seq, threads; /* threads: the most any layer runs on */
+    int *lthreads;    /* [L] threads of each layer's steps (fl_session_threads) */
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
@@ -125,7 +126,15 @@ static fl_status set_threads(fl_session *s, int threads) {
     }
     fl_blas_for_sessions();
     s->threads = threads;
+    for (int l = 0; l < s->L; l++) s->lthreads[l] = threads;
     return FL_OK;
+}
+
+/* Threads of layer l in a session asked for `threads` (0: the model's planned count of the layer). */
+static int layer_threads(const fl_model *m, int threads, int l) {
+    if (threads > 0) return threads;
+    const int t = fl_model_planned_threads(m, l);
+    return t > 0 ? t : 1;
 }
 
 fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out) {
@@ -135,7 +144,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
-    if (o.threads == 0) o.threads = m->planned_threads > 0 ? m->planned_threads : 1; /* planned */
+    const int asked = o.threads; /* 0: each layer on its planned count */
+    if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
     if (o.threads < 1 || o.threads > MAX_THREADS)
         return fl_fail(FL_ERR_ARG, "fl_session_create: threads must be in [1, %d], got %d", MAX_THREADS, o.threads);
     /* Row counts go to fl_mat_apply / BLAS as int. */
@@ -164,7 +174,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->bias = fl_calloc((size_t)LD * G, sizeof(float));
     s->block = fl_calloc(sc.total, sizeof(float));
     s->ints = fl_calloc(2 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
-    if (!s->rec || !s->bias || !s->block || !s->ints) {
+    s->lthreads = fl_calloc((size_t)L, sizeof(int));
+    if (!s->rec || !s->bias || !s->block || !s->ints || !s->lthreads) {
         fl_session_free(s);
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
@@ -178,8 +189,10 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return pst;
     }
     const bool split = dirs == 2 && o.threads >= 2;
+    for (int l = 0; l < L; l++) s->lthreads[l] = layer_threads(m, asked, l);
     for (int l = 0; l < LD; l++) {
-        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split ? o.threads / 2 : o.threads,
+        const int lt = s->lthreads[l / dirs]; /* a bidirectional layer gives each direction half */
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split && lt >= 2 ? lt / 2 : lt,
                                             &s->rec[l]);
         if (st) {
             fl_session_free(s);
@@ -227,7 +240,13 @@ void fl_session_free(fl_session *s) {
     fl_free(s->bias);
     fl_free(s->block);
     fl_free(s->ints);
+    fl_free(s->lthreads);
     fl_free(s);
+}
+
+int fl_session_threads(const fl_session *s, int layer) {
+    if (!s || layer < -1 || layer >= s->L) return 0;
+    return layer < 0 ? s->threads : s->lthreads[layer];
 }
 
 fl_status fl_session_set_threads(fl_session *s, int threads) {
@@ -503,8 +522,9 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         s->job.in = in;
         s->job.in_dim = in_dim;
         s->job.out = hs;
-        if (s->dirs == 2) fl_pool_run(s->pool, 2);  // both directions; on two threads when threads >= 2
-        else run_dir(s, 0);
+        if (s->dirs == 2 && s->lthreads[l] >= 2) fl_pool_run(s->pool, 2);  // both directions on two threads
+        else
+            for (int d = 0; d < s->dirs; d++) run_dir(s, d);
         in = hs;
         in_dim = s->W;
     }

@@ -39,6 +39,8 @@
  *     batch, qgemm_flops at the rows, same interpolation), without the f32 SVD / CP efficiencies
  *     (a quantized SVD is two products of the same kernel); a profile without them uses the f32
  *     rates. The runtime runs a quantized step and projection on one thread, and so does the model.
+ *   threads: each layer's parts run on that layer's count N (fl_cost_predict_layers; else all on
+ *     the one count given), the head on the most of them.
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
@@ -237,9 +239,31 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
     return fl_cost_predict_prec(p, a, specs, NULL, batch, seq, threads, out, terms);
 }
 
+static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
+                         int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms);
+
 fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                const fl_precision *prec, int batch, int seq, int threads, fl_cost *out,
                                fl_cost_term *terms) {
+    return predict(p, a, specs, prec, batch, seq, threads, NULL, out, terms);
+}
+
+fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                 const fl_precision *prec, int batch, int seq, const int *layer_threads,
+                                 fl_cost *out, fl_cost_term *terms) {
+    if (!a || !layer_threads) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict_layers");
+    int most = 1;
+    for (int l = 0; l < a->layers; l++) {
+        if (layer_threads[l] < 1) return fl_fail(FL_ERR_ARG, "layer %d: threads must be >= 1, got %d", l, layer_threads[l]);
+        if (layer_threads[l] > most) most = layer_threads[l];
+    }
+    return predict(p, a, specs, prec, batch, seq, most, layer_threads, out, terms);
+}
+
+/* threads: the most any layer runs on (the head's and the regime's count); lt: each layer's, or NULL
+ * (all `threads`). */
+static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
+                         int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
     fl_status st = fl_arch_check(a);
     if (st) return st;
@@ -257,7 +281,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
     const size_t nmat = fl_arch_num_matrices(a);
     fl_cost c = {0};
     c.level = -2;
-    const double sync = threads > 1 && threads == p->curve_all_threads ? fl_cost_thread_sync(p) : 0;
+    const double sync_all = fl_cost_thread_sync(p); /* at curve_all_threads threads */
     double cell = 0; /* cell update seconds, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
     double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
@@ -267,6 +291,8 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
             fl_mat_desc d;
             fl_arch_matrix(a, i, &d);
             const bool head = d.kind == FL_MAT_HEAD;
+            const int threads_l = lt && d.layer >= 0 ? lt[d.layer] : threads; /* its layer's threads */
+            const double sync = threads_l > 1 && threads_l == p->curve_all_threads ? sync_all : 0;
             fl_mat w = {.method = FL_METHOD_DENSE, .rows = d.rows, .cols = d.cols};
             if (specs && specs[i].method != FL_METHOD_DENSE) {
                 int maxr = w.rows < w.cols ? w.rows : w.cols;
@@ -297,7 +323,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                  * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = bpw * np;
                 flops = batch * nf;
-                tt = lowp ? 1 : part_threads(p, threads, true, bytes * batch, true);
+                tt = lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
                 level = pick_level(p, bytes, tt, &bw);
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
                 /* the f32 SVD / CP kernels' efficiencies; a quantized SVD runs its two factors
@@ -318,7 +344,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                 bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
-                tt = lowp ? 1 : part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
+                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
                 level = pick_level(p, all_bytes, tt, &bw);
                 rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt);
                 if (w.method != FL_METHOD_DENSE && !lowp)
