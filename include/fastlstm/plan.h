@@ -75,9 +75,10 @@ typedef struct fl_profile {
     double cell_seconds;
     /* Seconds per output element of the separate bias pass after an SVD / CP input projection (and
      * a head): the runtime adds the biases to the T*B rows it wrote (a dense W_ih fuses them into
-     * its GEMM), measured end to end through a session with those rows beyond the private caches
-     * (bias_seconds) and within 3/4 of the largest private level (bias_seconds_cached; 0: use
-     * bias_seconds). 0: not modelled. */
+     * its GEMM). The runtime's pass timed alone over an output beyond the private caches
+     * (bias_seconds, 4 MiB) and within 3/4 of the largest private level (bias_seconds_cached,
+     * 512 KiB; 0: use bias_seconds). 0: not modelled. (Profiles before this took it as what a
+     * session of rank-1 SVD matrices spent beyond the model's other terms, about 3x more.) */
     double bias_seconds;
     double bias_seconds_cached;
     /* Flop rate of the dense recurrent step at batch 16 on a W_hh beyond the last cache level

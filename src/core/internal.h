@@ -226,6 +226,10 @@ void fl_mat_to_dense(const fl_mat *w, float *out);
 void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
+/* y (n, cols), row stride ldy: every row += bias (cols). The runtime's bias pass after a projection
+ * that cannot fuse its biases (SVD / CP / quantized W_ih, the head); the profile times it. */
+void fl_add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias);
+
 /* Floats of scratch fl_mat_apply needs for n input rows. */
 size_t fl_mat_apply_workspace(const fl_mat *w, int n);
 

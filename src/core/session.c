@@ -277,14 +277,6 @@ size_t fl_run_state_size(const fl_model *m, int batch, int cell) {
 
 /* ------------------------------------------------------------ helpers */
 
-/* y (n, cols) += bias (cols) on every row, row stride ldy. */
-static void add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias) {
-    for (size_t i = 0; i < n; i++) {
-        float *r = y + i * ldy;
-        for (int j = 0; j < cols; j++) r[j] += bias[j];
-    }
-}
-
 /* dst (d1, d0, w) = src (d0, d1, w) with the first two axes swapped. */
 static void swap_axes(float *dst, const float *src, int d0, int d1, int w) {
     for (int i = 0; i < d0; i++)
@@ -399,7 +391,7 @@ static void run_dir(fl_session *s, int d) {
     // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
     if (!fl_rec_input(rec, N, s->job.in, s->job.in_dim, bias, x->gx, G)) {
         fl_mat_apply(&ly->wih, N, s->job.in, s->job.in_dim, 0.0f, x->gx, G, x->ws);
-        add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
+        fl_add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
     }
     // h (B, P), c (B, H), sorted rows = h0, c0 of this layer direction, or zeros
     for (int i = 0; i < B; i++) {
@@ -472,7 +464,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
                 rows = spare;
             }
             fl_mat_apply(&m->head, (int)N, rows, W, 0.0f, io->y, V, s->ds[0].ws);
-            add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
+            fl_add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
             break;
         }
         memset(io->y, 0, N * V * sizeof(float));
@@ -483,7 +475,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
             const size_t ldy = tm ? (size_t)B * V : (size_t)V;
             float *y0 = io->y + yrow(s, io, i, 0) * V;
             fl_mat_apply(&m->head, n, spare, W, 0.0f, y0, (int)ldy, s->ds[0].ws);
-            add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
+            fl_add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
         }
         break;
     case FL_HEAD_LAST_STEP:  // y: (B, C) = top at each sequence's last valid step W_head^T + b
@@ -491,7 +483,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
             memcpy(spare + (size_t)s->perm[i] * W, top + ((size_t)s->off[s->len[i] - 1] + i) * W,
                    (size_t)W * sizeof(float));
         fl_mat_apply(&m->head, B, spare, W, 0.0f, io->y, V, s->ds[0].ws);
-        add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
+        fl_add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
         break;
     }
 }
@@ -571,7 +563,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         // gx (B, 4H) = in W_ih^T + b_ih + b_hh
         if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, ds->gx, G)) {
             fl_mat_apply(&ly->wih, B, in, in_dim, 0.0f, ds->gx, G, ds->ws);
-            add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
+            fl_add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
         }
         if (s->m->ext) {  // LSTM extras (lstm_ext.c): unidirectional, no projection, so P == H
             fl_lstm_ext_step(s->m, l, B, ds->gx, h, c, s->hstep);
@@ -589,7 +581,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         memcpy(y, in, (size_t)B * P * sizeof(float));  // y: (B, P)
     } else {
         fl_mat_apply(&m->head, B, in, P, 0.0f, y, s->out, ds->ws);  // y: (B, head_out)
-        add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
+        fl_add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
     }
     return FL_OK;
 }

@@ -422,25 +422,31 @@ done:
     return st;
 }
 
-/* Seconds per element of the bias pass after a non-dense input projection: a session on a model
- * where that pass dominates (input 16, hidden H, SVD rank 1 everywhere, batch B, T steps), its
- * measured step time less the model's prediction without the pass, over the B x 4H elements. p's
- * other rates must be set; p's bias rates are 0 on return. */
-static fl_status measure_bias(fl_profile *p, int B, int T, int H, double *seconds) {
-    fl_arch arch = {.input = 16, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
-    fl_mat_spec specs[2] = {{FL_METHOD_SVD, 1}, {FL_METHOD_SVD, 1}};
-    fl_model *m = NULL;
-    fl_cost c;
-    double t = 0;
-    p->bias_seconds = p->bias_seconds_cached = 0;
-    fl_status st = fl_model_create(&arch, specs, &m);
-    if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_plan_time_model(m, B, T, 1, REPS, 1, &t);
-    if (!st) st = fl_cost_predict(p, &arch, specs, B, T, 1, &c);
-    fl_model_free(m);
-    if (st) return st;
-    double elems = (double)B * 4 * arch.hidden;
-    *seconds = t > c.seconds ? (t - c.seconds) / elems : 0.0;
+/* Seconds per element of the runtime's bias pass (fl_add_bias_rows: the biases added to the rows a
+ * non-dense input projection or a head wrote) over an output of rows x cols floats, timed alone
+ * (second-fastest of REPS). */
+static fl_status measure_bias(size_t rows, int cols, double *seconds) {
+    float *y = fl_calloc(rows * (size_t)cols + (size_t)cols, sizeof(float));
+    if (!y) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the bias pass");
+    float *bias = y + rows * (size_t)cols;
+    for (int j = 0; j < cols; j++) bias[j] = (float)(j % 5) * 1e-3f;
+    fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    *seconds = s[PICK] / ((double)rows * cols);
+    fl_free(y);
     return FL_OK;
 }
 
@@ -518,11 +524,11 @@ static fl_status measure_all(fl_profile *p) {
     fl_model_free(m);
     if (st) return st;
     p->step_overhead = without_cell(p->step_overhead, tiny.hidden * p->cell_seconds);
-    /* Bias pass: outputs of 8 x 64 x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
-     * and of 64 x 16 x 1024 floats (4 MiB, beyond it). */
+    /* Bias pass: outputs of 512 rows x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
+     * and of 1024 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;
     if ((st = measure_method(p, FL_METHOD_SVD, 128)) || (st = measure_method(p, FL_METHOD_CP, 256)) ||
-        (st = measure_bias(p, 64, 8, 64, &cached)) || (st = measure_bias(p, 16, 64, 256, &beyond)))
+        (st = measure_bias(512, 256, &cached)) || (st = measure_bias(1024, 1024, &beyond)))
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
