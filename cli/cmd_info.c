@@ -13,7 +13,7 @@ static void usage(FILE *f) {
             "Describe a model: architecture, how each weight matrix is stored (dense, SVD or CP, with\n"
             "rank, parameters, flops per step, the relative error recorded at decomposition, and its\n"
             "precision: f32, bf16 or int8 with the bytes it takes), total parameters, bytes and flops per\n"
-            "time step.\n\n"
+            "time step, and the worker threads planned for each layer (`fastlstm plan` / `compress`).\n\n"
             "options:\n"
             "  --json       print one JSON object instead of a table\n"
             "  -h, --help   show this help\n\n"
@@ -65,6 +65,13 @@ static int print_text(const char *path, const fl_model *m) {
         printf("\nparameters:   %zu (%zu bytes stored, %.2f MiB; %.2f MiB as float32)\n", np, bytes,
                (double)bytes / (1 << 20), (double)np * 4 / (1 << 20));
     printf("flops/step:   %zu per sequence\n", fl_model_flops_per_step(m));
+    if (fl_model_planned_threads(m, -1) > 0) {
+        printf("threads:      planned per layer:");
+        for (int l = 0; l < a->layers; l++) printf(" %d", fl_model_planned_threads(m, l));
+        printf(" (a session with threads 0 runs on them)\n");
+    } else {
+        printf("threads:      none planned\n");
+    }
     if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
     return CLI_OK;
@@ -112,6 +119,10 @@ static int print_json(const char *path, const fl_model *m) {
          cJSON_AddNumberToObject(root, "bytes", (double)bytes) &&
          cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
          cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
+    cJSON *lt = ok ? cJSON_AddArrayToObject(root, "planned_threads") : NULL; /* per layer; [] none */
+    ok = lt != NULL;
+    for (int l = 0; ok && l < a->layers && fl_model_planned_threads(m, -1) > 0; l++)
+        ok = cJSON_AddItemToArray(lt, cJSON_CreateNumber(fl_model_planned_threads(m, l)));
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!s) return cli_fail(CMD, CLI_ERR, "out of memory building JSON");

@@ -24,9 +24,9 @@ static void usage(const char *cmd, FILE *f) {
             "Chooses dense, SVD or CP storage and a rank for every weight matrix: the fastest\n"
             "configuration (roofline cost model of one time step at batch B, sequence length T, N\n"
             "threads; then the best candidates timed for real) whose accuracy stays in the budget.\n"
-            "--threads 0 (the default) plans the thread count too: the fastest of 1 to the CPUs,\n"
-            "predicted and then timed; the written model records it and a session with threads 0\n"
-            "uses it.\n\n"
+            "--threads 0 (the default) plans the thread count of each layer too: the fastest of 1 to\n"
+            "the CPUs, predicted and then timed; the written model records them and a session with\n"
+            "threads 0 runs each layer on its own.\n\n"
             "  --data VAL        validation data, read as every command reads data: .npy features\n"
             "                    (N, T, D) or ids (N, T) for a classifier, token ids (N) or (N, T) for a\n"
             "                    language model (one stream); other files: labelled text (label<TAB>text)\n"
@@ -267,17 +267,30 @@ static void level_name(const fl_profile *prof, int level, char *buf, size_t n) {
     else snprintf(buf, n, "L%d", prof->level[level].level);
 }
 
-/* The roofline term that dominates each matrix of the chosen configuration at the serving shape. */
-static void print_terms(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan_point *ch) {
-    size_t nmat = fl_model_num_matrices(m);
-    fl_cost_term *t = calloc(nmat, sizeof *t);
+/* Terms of the chosen configuration at the serving shape, each layer on its planned threads; NULL
+ * on failure (the caller frees the result). */
+static fl_cost_term *chosen_terms(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
+    const fl_plan_point *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
+    const int L = fl_model_arch(m)->layers;
+    fl_cost_term *t = calloc(fl_model_num_matrices(m), sizeof *t);
+    int *lt = calloc((size_t)L, sizeof *lt);
     fl_cost c;
-    if (!t || fl_cost_predict_prec(prof, fl_model_arch(m), ch->specs, ch->precisions, (int)a->batch, (int)a->seq,
-                                   ch->cost.threads, &c, t) != FL_OK) {
+    for (int l = 0; lt && l < L; l++) lt[l] = fl_plan_layer_threads(plan, l);
+    if (!t || !lt || fl_cost_predict_layers(prof, fl_model_arch(m), ch->specs, ch->precisions, (int)a->batch,
+                                            (int)a->seq, lt, &c, t) != FL_OK) {
         free(t);
-        return;
+        t = NULL;
     }
-    printf("\nroofline per step of the chosen configuration (%d thread(s)):\n", ch->cost.threads);
+    free(lt);
+    return t;
+}
+
+/* The roofline term that dominates each matrix of the chosen configuration at the serving shape. */
+static void print_terms(const plan_args *a, const fl_model *m, const fl_profile *prof, const fl_plan *plan) {
+    size_t nmat = fl_model_num_matrices(m);
+    fl_cost_term *t = chosen_terms(a, m, prof, plan);
+    if (!t) return;
+    printf("\nroofline per step of the chosen configuration (threads per layer as planned):\n");
     printf("  %-20s %10s %6s %10s %9s %9s %7s  %s\n", "matrix", "KB/step", "from", "kflop", "mem us", "flop us",
            "threads", "dominant term");
     for (size_t i = 0; i < nmat; i++) {
@@ -318,8 +331,10 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
     const fl_plan_point *dense = fl_plan_point_at(plan, 0), *ch = fl_plan_point_at(plan, fl_plan_chosen(plan));
     cli_profile_print(stdout, prof, a->explain);
     const fl_cost *dc = &dense->cost;
-    printf("\nserving shape: batch %ld, sequence %ld, %d thread(s)%s\n", a->batch, a->seq, fl_plan_threads(plan),
-           a->threads == 0 ? " (planned)" : "");
+    printf("\nserving shape: batch %ld, sequence %ld, %d thread(s)%s; threads per layer:", a->batch, a->seq,
+           fl_plan_threads(plan), a->threads == 0 ? " (planned)" : "");
+    for (int l = 0; l < arch->layers; l++) printf(" %d", fl_plan_layer_threads(plan, l));
+    printf("\n");
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
     printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
            "cache, %s",
@@ -357,7 +372,7 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         choice_str(&sp, info.precision, choice, sizeof choice);
         printf("%-20s %-12s %-15s %10zu  %s\n", info.name, shape, choice, info.params, fl_plan_reason(plan, i));
     }
-    print_terms(a, fl_plan_model(plan), prof, ch);
+    print_terms(a, fl_plan_model(plan), prof, plan);
     print_batches(a, m, plan);
     printf("\nlatency per step: predicted %.3g us (dense %.3g us)", ch->cost.seconds * 1e6, dc->seconds * 1e6);
     if (ch->measured_seconds >= 0 && dense->measured_seconds >= 0)
@@ -440,6 +455,9 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON_AddNumberToObject(root, "seq", (double)a->seq);
     cJSON_AddNumberToObject(root, "threads", fl_plan_threads(plan));
     cJSON_AddBoolToObject(root, "threads_planned", a->threads == 0);
+    cJSON *lt = cJSON_AddArrayToObject(root, "layer_threads");
+    for (int l = 0; lt && l < fl_model_arch(m)->layers; l++)
+        cJSON_AddItemToArray(lt, cJSON_CreateNumber(fl_plan_layer_threads(plan, l)));
     cJSON_AddStringToObject(root, "regime", fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory" : "compute");
     cJSON_AddNumberToObject(root, "last_level_bytes", (double)prof->level[prof->n_levels - 1].bytes);
     cJSON_AddNumberToObject(root, "last_level_reported_bytes", (double)prof->level[prof->n_levels - 1].reported_bytes);
@@ -461,14 +479,7 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON_AddStringToObject(root, "metric", names[fl_plan_metric_kind(plan)]);
     cJSON_AddNumberToObject(root, "budget", fl_plan_budget(plan));
     cJSON *chosen = point_json(fl_plan_point_at(plan, fl_plan_chosen(plan)), nmat);
-    const fl_plan_point *chp = fl_plan_point_at(plan, fl_plan_chosen(plan));
-    fl_cost_term *terms = calloc(nmat, sizeof *terms);
-    fl_cost tc;
-    if (terms && fl_cost_predict_prec(prof, fl_model_arch(m), chp->specs, chp->precisions, (int)a->batch,
-                                      (int)a->seq, chp->cost.threads, &tc, terms) != FL_OK) {
-        free(terms);
-        terms = NULL;
-    }
+    fl_cost_term *terms = chosen_terms(a, m, prof, plan);
     cJSON *mats = cJSON_GetObjectItem(chosen, "matrices"), *it;
     size_t i = 0;
     cJSON_ArrayForEach(it, mats) {

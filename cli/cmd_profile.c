@@ -54,6 +54,11 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
     cJSON_AddNumberToObject(o, "bias_cached_ns", p->bias_seconds_cached * 1e9);
     cJSON_AddNumberToObject(o, "rec_memory_factor", p->rec_memory_factor);
+    cJSON *tsr = cJSON_AddArrayToObject(o, "thread_scale_rec"), *tsp = cJSON_AddArrayToObject(o, "thread_scale_proj");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        cJSON_AddItemToArray(tsr, cJSON_CreateNumber(p->thread_scale_rec[k]));
+        cJSON_AddItemToArray(tsp, cJSON_CreateNumber(p->thread_scale_proj[k]));
+    }
     cJSON *quant = cJSON_AddObjectToObject(o, "quant_gflops"); /* zeros: not measured (f32 rates used) */
     for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
         cJSON *e = cJSON_AddObjectToObject(quant, fl_precision_name((fl_precision)q));
@@ -149,6 +154,11 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                        "bytes per weight (--refresh to measure)\n",
                     fl_precision_name((fl_precision)q), q == FL_PRECISION_INT8 ? 1 : 2);
     }
+    if (p->thread_scale_rec[0] > 0)
+        fprintf(f, "  speed-up on %d threads: step at batch 4/16/64/256 %.2f / %.2f / %.2f / %.2f, projection at "
+                   "4/16/64/256 rows %.2f / %.2f / %.2f / %.2f\n", p->curve_all_threads,
+                p->thread_scale_rec[0], p->thread_scale_rec[1], p->thread_scale_rec[2], p->thread_scale_rec[3],
+                p->thread_scale_proj[0], p->thread_scale_proj[1], p->thread_scale_proj[2], p->thread_scale_proj[3]);
     if (p->rec_memory_factor > 0)
         fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
                 p->rec_memory_factor);

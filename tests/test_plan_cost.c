@@ -113,6 +113,38 @@ static void test_cost_dram_two_threads(void **state) {
     assert_close(c.bandwidth, 175.0, 1e-9);
 }
 
+/* A part split across the threads runs at the profile's measured speed-up (thread_scale_rec for the
+ * step, thread_scale_proj for a projection, at curve_all_threads threads), not at N x. */
+static void test_cost_thread_scale(void **state) {
+    (void)state;
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 5};
+    fl_profile p = hand_profile(1000, 2);
+    double g[4] = {40, 160, 320, 640};
+    memcpy(p.gemm_rows_flops, g, sizeof g);
+    fl_cost c;
+    /* no measured speed-up: 2 x; step 2 rows x 32 flop at 2 x 60, projections 136 flop on 8 rows at
+     * 2 x 100 (log-linear between 40 at 4 rows and 160 at 16) */
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 2, &c), FL_OK);
+    assert_close(c.compute_seconds, 64.0 / 120 + 136.0 / 200, 1e-12);
+    for (int k = 0; k < 4; k++) p.thread_scale_rec[k] = 1.2, p.thread_scale_proj[k] = 1.5;
+    /* measured at another thread count: not used */
+    p.curve_all_threads = 4;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 2, &c), FL_OK);
+    assert_close(c.compute_seconds, 64.0 / 120 + 136.0 / 200, 1e-12);
+    p.curve_all_threads = 2;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 2, &c), FL_OK);
+    assert_close(c.compute_seconds, 64.0 / 72 + 136.0 / 150, 1e-12);
+    assert_close(c.seconds, 64.0 / 72 + 136.0 / 150 + 0.5, 1e-12);
+    /* the table is read at the rows (clamped to 4..256): 1.2 at 4 rows, 2.0 at 16, batch 8 half-way */
+    p.thread_scale_rec[1] = 2.0;
+    fl_cost_term t[3];
+    assert_int_equal(fl_cost_predict_terms(&p, &a, NULL, 8, 4, 2, &c, t), FL_OK);
+    assert_close(t[1].compute_seconds, 8 * 32.0 / (fmin(1000, 8 * 30.0) * 1.6), 1e-12);
+    /* one thread: untouched */
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.compute_seconds, 64.0 / 60 + 136.0 / 100, 1e-12);
+}
+
 static void test_cost_low_rank(void **state) {
     (void)state;
     /* W_ih CP rank 1: params 1*(4+2+3) = 9, flops 2*3 + 4 + 2*8 = 26; W_hh SVD rank 1: params 10,
@@ -355,6 +387,8 @@ static void test_profile_json_and_override(void **state) {
     p.gemm_rows_efficiency[FL_METHOD_CP][3] = 0.625;
     p.qrec_flops[FL_PRECISION_INT8][4] = 7.5e10;
     p.qgemm_flops[FL_PRECISION_BF16][0] = 2.5e9;
+    p.thread_scale_rec[1] = 1.25;
+    p.thread_scale_proj[3] = 1.5;
     const char *path = "test_plan_profile.json";
     assert_int_equal(fl_profile_save(&p, path), FL_OK);
     fl_profile q;
@@ -362,6 +396,9 @@ static void test_profile_json_and_override(void **state) {
     assert_close(q.qrec_flops[FL_PRECISION_INT8][4], 7.5e10, 1e-3);
     assert_close(q.qgemm_flops[FL_PRECISION_BF16][0], 2.5e9, 1e-3);
     assert_close(q.qrec_flops[FL_PRECISION_BF16][0], 0, 0);
+    assert_close(q.thread_scale_rec[1], 1.25, 1e-12);
+    assert_close(q.thread_scale_rec[0], 0, 0);
+    assert_close(q.thread_scale_proj[3], 1.5, 1e-12);
     assert_int_equal(q.n_levels, p.n_levels);
     for (int i = 0; i < p.n_levels; i++) {
         assert_int_equal(q.level[i].bytes, p.level[i].bytes);
@@ -426,6 +463,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_dense_in_cache),
         cmocka_unit_test(test_cost_dram_two_threads),
+        cmocka_unit_test(test_cost_thread_scale),
         cmocka_unit_test(test_cost_low_rank),
         cmocka_unit_test(test_cost_batch_terms),
         cmocka_unit_test(test_cost_precision),

@@ -120,9 +120,54 @@ static void test_verify_picks_measured_winner(void **state) {
     fl_model_free(m);
 }
 
+/* Threads planned (threads 0) with timing on: each layer's count is the plan's, recorded in the
+ * chosen model and its file, whichever counts this machine measures fastest. */
+static void test_verify_plans_layer_threads(void **state) {
+    (void)state;
+    fl_arch a = {.input = 8, .hidden = 16, .layers = 2, .head = FL_HEAD_LAST_STEP, .head_out = 3};
+    fl_model *m = NULL;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
+    make_rank(m, 3, 9);
+    fl_profile p;
+    assert_int_equal(fl_profile_detect(&p), FL_OK);
+    fl_plan_opts o = fl_plan_opts_default();
+    o.seq = 6;
+    o.dev_samples = 4;
+    o.max_evals = 6;
+    o.threads = 0;
+    o.max_threads = 2;
+    o.verify = 2;
+    o.verify_reps = 3;
+    fl_plan *plan = NULL;
+    fl_status st = fl_plan_create(m, &p, &o, &plan);
+    if (st) fail_msg("fl_plan_create: %s: %s", fl_status_str(st), fl_last_error());
+    const fl_model *pm = fl_plan_model(plan);
+    int most = 0;
+    for (int l = 0; l < a.layers; l++) {
+        const int t = fl_plan_layer_threads(plan, l);
+        assert_true(t >= 1 && t <= 2);
+        assert_int_equal(fl_model_planned_threads(pm, l), t);
+        if (t > most) most = t;
+    }
+    assert_int_equal(fl_plan_threads(plan), most);
+    assert_true(fl_plan_point_at(plan, fl_plan_chosen(plan))->measured_seconds > 0);
+    assert_int_equal(tmp_dir_make("fl_test_plan_verify"), 0);
+    const char *path = tmp_path("threads.safetensors");
+    assert_int_equal(fl_model_save(pm, path), FL_OK);
+    fl_model *back = NULL;
+    assert_int_equal(fl_model_load(path, &back), FL_OK);
+    for (int l = 0; l < a.layers; l++) assert_int_equal(fl_model_planned_threads(back, l), fl_plan_layer_threads(plan, l));
+    fl_model_free(back);
+    assert_int_equal(tmp_dir_remove(), 0);
+    fl_plan_free(plan);
+    fl_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verify_picks_measured_winner),
+        cmocka_unit_test(test_verify_plans_layer_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

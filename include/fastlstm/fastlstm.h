@@ -197,6 +197,17 @@ FL_API fl_status fl_model_matrix_info(const fl_model *m, size_t i, fl_matrix_inf
  * NULL if the model has none (or m is NULL). Owned by the model; valid while m lives. */
 FL_API const char *fl_model_tokenizer(const fl_model *m);
 
+/* Threads the planner chose for layer `layer`'s steps (`fastlstm plan` / `compress`, saved in the
+ * model file's metadata "layer_threads", or "threads" for every layer in files written before
+ * per-layer counts); layer -1: the most any layer runs on. 0: none planned (or m NULL, layer out of
+ * range). A session created with threads = 0 runs each layer on this count (1 when 0). */
+FL_API int fl_model_planned_threads(const fl_model *m, int layer);
+
+/* Set the planned thread count of every layer: threads[fl_model_arch(m)->layers] entries in
+ * [1, 1024], copied; NULL clears them. FL_ERR_ARG for a count out of range (m unchanged),
+ * FL_ERR_NOMEM. Sessions already created keep their counts; the model file saves them. */
+FL_API fl_status fl_model_set_planned_threads(fl_model *m, const int *threads);
+
 /* Names used in model files and by the CLI: "dense", "svd", "cp"; "none", "per_step", "last_step".
  * Static storage; "unknown" for a value outside the enum. */
 FL_API const char *fl_method_name(fl_method method);
@@ -257,8 +268,9 @@ typedef struct fl_session fl_session;
 typedef struct fl_session_opts {
     int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
     int max_seq;    /* largest sequence length for fl_session_run; default 256 */
-    int threads;    /* worker threads; default 1; 0: the count `fastlstm plan` / `compress` chose
-                       for the model (saved in its metadata), 1 when it has none */
+    int threads;    /* worker threads; default 1; 0: the counts `fastlstm plan` / `compress` chose
+                       for each layer of the model (saved in its metadata, see
+                       fl_model_planned_threads), 1 when it has none */
 } fl_session_opts;
 
 FL_API fl_session_opts fl_session_opts_default(void);
@@ -287,6 +299,12 @@ FL_API fl_session_opts fl_session_opts_default(void);
 FL_API fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out);
 FL_API void fl_session_free(fl_session *s);
 FL_API fl_status fl_session_set_threads(fl_session *s, int threads);
+
+/* Threads session s runs layer `layer`'s steps (and input projection) on: the session's count when
+ * it was created with threads > 0 or set by fl_session_set_threads, else the model's planned count
+ * for that layer (fl_model_planned_threads, 1 when none); layer -1: the most any layer uses. A
+ * bidirectional layer's count covers both directions. 0 for a NULL session or a layer out of range. */
+FL_API int fl_session_threads(const fl_session *s, int layer);
 
 typedef enum fl_layout {
     FL_BATCH_MAJOR = 0, /* x (B, T, D), tokens (B, T), y (B, T, *) — PyTorch batch_first=True */

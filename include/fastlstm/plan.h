@@ -75,9 +75,10 @@ typedef struct fl_profile {
     double cell_seconds;
     /* Seconds per output element of the separate bias pass after an SVD / CP input projection (and
      * a head): the runtime adds the biases to the T*B rows it wrote (a dense W_ih fuses them into
-     * its GEMM), measured end to end through a session with those rows beyond the private caches
-     * (bias_seconds) and within 3/4 of the largest private level (bias_seconds_cached; 0: use
-     * bias_seconds). 0: not modelled. */
+     * its GEMM). The runtime's pass timed alone over an output beyond the private caches
+     * (bias_seconds, 4 MiB) and within 3/4 of the largest private level (bias_seconds_cached,
+     * 512 KiB; 0: use bias_seconds). 0: not modelled. (Profiles before this took it as what a
+     * session of rank-1 SVD matrices spent beyond the model's other terms, about 3x more.) */
     double bias_seconds;
     double bias_seconds_cached;
     /* Flop rate of the dense recurrent step at batch 16 on a W_hh beyond the last cache level
@@ -112,6 +113,15 @@ typedef struct fl_profile {
      * input projection only from parallel_proj_macs multiply-adds, and other projections and the
      * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
     double parallel_step_bytes, parallel_proj_macs;
+    /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
+     * same code and shapes, timed back to back: thread_scale_rec[k] the dense recurrent step (H =
+     * 256, W_hh in cache) at batch 4, 16, 64, 256, its cell update and fork / join (see cost.c)
+     * excluded; thread_scale_proj[k] the split input projection (fl_rec_input, a (2048, 1024)
+     * W_ih) on 4, 16, 64, 256 rows. The cost model scales a split part's flop rate by it (linear in
+     * log rows, clamped to the table) instead of by the thread count: two virtual CPUs may share
+     * one core's units. All 0 (older profiles, one core): the thread count. */
+    double thread_scale_rec[FL_PROFILE_GEMM_POINTS];
+    double thread_scale_proj[FL_PROFILE_GEMM_POINTS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */
@@ -215,6 +225,13 @@ FL_API fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, co
 FL_API fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                       const fl_precision *precisions, int batch, int seq, int threads, fl_cost *out,
                                       fl_cost_term *terms);
+
+/* fl_cost_predict_prec with layer l's parts (its W_ih and W_hh steps, cell update) on
+ * layer_threads[l] threads (fl_arch.layers entries, each >= 1), as a session runs a model with
+ * planned per-layer counts; a head and the regime take the most of them (out->threads). */
+FL_API fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                        const fl_precision *precisions, int batch, int seq,
+                                        const int *layer_threads, fl_cost *out, fl_cost_term *terms);
 
 /* ---------------------------------------------------------------- planner */
 
@@ -370,8 +387,11 @@ FL_API size_t fl_plan_chosen(const fl_plan *plan);       /* index of the chosen 
 FL_API const char *fl_plan_reason(const fl_plan *plan, size_t i);
 /* The chosen model (owned by the plan, valid while it lives). */
 FL_API const fl_model *fl_plan_model(const fl_plan *plan);
-/* Threads the chosen model is planned to run on (opts.threads, or the planned count). */
+/* Threads the chosen model is planned to run on (opts.threads, or the most any layer's planned count). */
 FL_API int fl_plan_threads(const fl_plan *plan);
+/* Threads planned for layer `layer`'s steps (opts.threads when given; recorded in the chosen model,
+ * fl_model_planned_threads); 0 for a layer out of range. */
+FL_API int fl_plan_layer_threads(const fl_plan *plan, int layer);
 /* The regime the plan found (that of the dense model at the serving shape). */
 FL_API fl_regime fl_plan_regime(const fl_plan *plan);
 

@@ -70,6 +70,8 @@ double fl_rng_normal(fl_rng *r);               /* N(0, 1) */
 /* Version 3 (issue 11) adds the architecture keys "bidirectional", "proj" and "padding_idx" and the
  * matrices they bring (weight_*_reverse, weight_hr_l*); a file names it only when it uses one. */
 
+#define FL_MAX_PLANNED_THREADS 1024 /* planned threads per layer (metadata "threads", "layer_threads") */
+
 #define FL_TENSOR_NAME_MAX 48 /* fl_tensor.name */
 #define FL_MAT_NAME_MAX 40    /* a matrix name, leaving room for a factor suffix (".U") */
 
@@ -124,6 +126,8 @@ struct fl_model {
     char *tokenizer;    /* optional JSON text (vocabulary of a text model), owned; NULL if none */
     struct fl_lstm_ext *ext; /* peepholes / clip / input_forget (lstm_ext.h), owned; NULL if none */
     int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
+    int *layer_threads;  /* [layers] threads the planner chose for each layer's steps (metadata
+                            "layer_threads"), owned; NULL: planned_threads for every layer */
 
     /* The layers' weights in the kernels' packed layouts, shared by every session on the model
      * (packed.c): made by the first session, freed with the last. Sessions only read the weights, so
@@ -221,6 +225,10 @@ void fl_mat_to_dense(const fl_mat *w, float *out);
 /* C (M, N) = alpha * op(A) op(B) + beta * C, row-major, through CBLAS. The one GEMM entry point. */
 void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
+
+/* y (n, cols), row stride ldy: every row += bias (cols). The runtime's bias pass after a projection
+ * that cannot fuse its biases (SVD / CP / quantized W_ih, the head); the profile times it. */
+void fl_add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias);
 
 /* Floats of scratch fl_mat_apply needs for n input rows. */
 size_t fl_mat_apply_workspace(const fl_mat *w, int n);

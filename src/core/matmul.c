@@ -74,6 +74,13 @@ void fl_mat_apply(const fl_mat *w, int n, const float *x, int ldx, float beta, f
     }
 }
 
+void fl_add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias) {
+    for (size_t i = 0; i < n; i++) {
+        float *r = y + i * ldy;
+        for (int j = 0; j < cols; j++) r[j] += bias[j];
+    }
+}
+
 void fl_mat_to_dense(const fl_mat *w, float *out) {
     const int m = w->rows, n = w->cols, R = w->rank;
     switch (w->method) {

@@ -265,8 +265,44 @@ void fl_model_free(fl_model *m) {
     fl_free(m->tensors);
     fl_free(m->layer);
     fl_free(m->tokenizer);
+    fl_free(m->layer_threads);
     fl_lstm_ext_free(m->ext);
     fl_free(m);
+}
+
+int fl_model_planned_threads(const fl_model *m, int layer) {
+    if (!m) return 0;
+    if (layer < 0) { /* the most any layer runs on */
+        int most = m->planned_threads;
+        for (int l = 0; m->layer_threads && l < m->arch.layers; l++)
+            if (m->layer_threads[l] > most) most = m->layer_threads[l];
+        return most;
+    }
+    if (layer >= m->arch.layers) return 0;
+    return m->layer_threads ? m->layer_threads[layer] : m->planned_threads;
+}
+
+fl_status fl_model_set_planned_threads(fl_model *m, const int *threads) {
+    if (!m) return fl_fail(FL_ERR_ARG, "fl_model_set_planned_threads: model is NULL");
+    const int L = m->arch.layers;
+    if (!threads) {
+        fl_free(m->layer_threads);
+        m->layer_threads = NULL;
+        m->planned_threads = 0;
+        return FL_OK;
+    }
+    int most = 0;
+    for (int l = 0; l < L; l++) {
+        if (threads[l] < 1 || threads[l] > FL_MAX_PLANNED_THREADS)
+            return fl_fail(FL_ERR_ARG, "fl_model_set_planned_threads: layer %d: threads must be in [1, %d], got %d", l,
+                           FL_MAX_PLANNED_THREADS, threads[l]);
+        if (threads[l] > most) most = threads[l];
+    }
+    if (!m->layer_threads && !(m->layer_threads = fl_malloc((size_t)L * sizeof(int))))
+        return fl_fail(FL_ERR_NOMEM, "fl_model_set_planned_threads: out of memory");
+    memcpy(m->layer_threads, threads, (size_t)L * sizeof(int));
+    m->planned_threads = most;
+    return FL_OK;
 }
 
 static fl_status clone_held(const fl_model *m, fl_model **out) {
@@ -296,6 +332,11 @@ static fl_status clone_held(const fl_model *m, fl_model **out) {
         memcpy(c->tokenizer, m->tokenizer, n);
     }
     if (m->ext && (st = fl_lstm_ext_clone(m->ext, &c->ext))) {
+        fl_model_free(c);
+        return st;
+    }
+    c->planned_threads = m->planned_threads;
+    if (m->layer_threads && (st = fl_model_set_planned_threads(c, m->layer_threads))) {
         fl_model_free(c);
         return st;
     }

@@ -6,6 +6,8 @@
  * and "__metadata__" (string -> string) holds the architecture:
  *   format = "fastlstm", format_version, vocab, input, hidden, layers, head, head_out,
  *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional),
+ *   threads and layer_threads (optional: the planned worker threads, the most of any layer and
+ *   "t0,t1,..." per layer; a reader that knows only "threads" runs every layer on it),
  *   and per matrix kind.<matrix> = ih | hh | head | hr, direction.<matrix> = 0 | 1,
  *   precision.<matrix> = f32 | bf16 | int8 (written since format version 2 of this library; a file
  *   without them means forward float32). A bf16 matrix's factor tensors are "BF16"; an int8 one's are
@@ -452,6 +454,33 @@ double fl_model_data_bytes(const fl_arch *a, const fl_mat_spec *specs, size_t nm
     return 4.0 * floats;
 }
 
+/* metadata "layer_threads" = "t0,t1,...": one count in [1, FL_MAX_PLANNED_THREADS] per layer. */
+static fl_status parse_layer_threads(const char *path, const char *v, fl_model *m) {
+    const int L = m->arch.layers;
+    int *t = fl_malloc((size_t)L * sizeof(int));
+    if (!t) return fl_fail(FL_ERR_NOMEM, "%s: out of memory", path);
+    const char *c = v;
+    int n = 0;
+    fl_status st = FL_OK;
+    for (;;) {
+        char *end;
+        long x = strtol(c, &end, 10);
+        if (end == c || x < 1 || x > FL_MAX_PLANNED_THREADS || n >= L || (*end && *end != ',')) {
+            st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"layer_threads\" is \"%s\", not %d comma-separated integers "
+                         "in [1, %d]", path, v, L, FL_MAX_PLANNED_THREADS);
+            break;
+        }
+        t[n++] = (int)x;
+        if (!*end) break;
+        c = end + 1;
+    }
+    if (!st && n != L)
+        st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"layer_threads\" has %d counts for %d layers", path, n, L);
+    if (!st) st = fl_model_set_planned_threads(m, t);
+    fl_free(t);
+    return st;
+}
+
 /* Everything after the header has been read and parsed. */
 static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, uint64_t data_start,
                                   uint64_t data_size, fl_model **out) {
@@ -503,6 +532,8 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
             st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"threads\" is \"%s\", not an integer in [1, 1024]", path, thr);
         else m->planned_threads = (int)v;
     }
+    const char *lthr = meta_get(meta, "layer_threads"); /* optional: planned threads per layer */
+    if (!st && lthr) st = parse_layer_threads(path, lthr, m);
     const char *tok = meta_get(meta, "tokenizer");
     if (!st && tok) {
         size_t n = strlen(tok) + 1;

@@ -103,6 +103,13 @@ static cJSON *build_header(const fl_model *m) {
         fl_free(ext);
     }
     if (ok && m->planned_threads > 0) ok = add_int_str(meta, "threads", m->planned_threads);
+    if (ok && m->layer_threads) { /* "2,1": layer 0 on 2 threads, layer 1 on 1 (readers before it use "threads") */
+        char *v = fl_malloc((size_t)m->arch.layers * 12 + 1);
+        size_t n = 0;
+        for (int l = 0; v && l < m->arch.layers; l++) n += (size_t)sprintf(v + n, l ? ",%d" : "%d", m->layer_threads[l]);
+        ok = v && add_str(meta, "layer_threads", v);
+        fl_free(v);
+    }
     if (!ok) goto fail;
 
     uint64_t off = 0;

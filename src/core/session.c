@@ -34,7 +34,8 @@ typedef struct dir_scratch {
 
 struct fl_session {
     const fl_model *m;
-    int max_batch, max_seq, threads;
+    int max_batch, max_seq, threads; /* threads: the most any layer runs on */
+    int *lthreads;    /* [L] threads of each layer's steps (fl_session_threads) */
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
@@ -125,7 +126,15 @@ static fl_status set_threads(fl_session *s, int threads) {
     }
     fl_blas_for_sessions();
     s->threads = threads;
+    for (int l = 0; l < s->L; l++) s->lthreads[l] = threads;
     return FL_OK;
+}
+
+/* Threads of layer l in a session asked for `threads` (0: the model's planned count of the layer). */
+static int layer_threads(const fl_model *m, int threads, int l) {
+    if (threads > 0) return threads;
+    const int t = fl_model_planned_threads(m, l);
+    return t > 0 ? t : 1;
 }
 
 fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_session **out) {
@@ -135,7 +144,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
-    if (o.threads == 0) o.threads = m->planned_threads > 0 ? m->planned_threads : 1; /* planned */
+    const int asked = o.threads; /* 0: each layer on its planned count */
+    if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
     if (o.threads < 1 || o.threads > MAX_THREADS)
         return fl_fail(FL_ERR_ARG, "fl_session_create: threads must be in [1, %d], got %d", MAX_THREADS, o.threads);
     /* Row counts go to fl_mat_apply / BLAS as int. */
@@ -164,7 +174,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->bias = fl_calloc((size_t)LD * G, sizeof(float));
     s->block = fl_calloc(sc.total, sizeof(float));
     s->ints = fl_calloc(2 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
-    if (!s->rec || !s->bias || !s->block || !s->ints) {
+    s->lthreads = fl_calloc((size_t)L, sizeof(int));
+    if (!s->rec || !s->bias || !s->block || !s->ints || !s->lthreads) {
         fl_session_free(s);
         return fl_fail(FL_ERR_NOMEM, "fl_session_create: out of memory allocating %zu floats of scratch",
                        sc.total);
@@ -178,8 +189,10 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
         return pst;
     }
     const bool split = dirs == 2 && o.threads >= 2;
+    for (int l = 0; l < L; l++) s->lthreads[l] = layer_threads(m, asked, l);
     for (int l = 0; l < LD; l++) {
-        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split ? o.threads / 2 : o.threads,
+        const int lt = s->lthreads[l / dirs]; /* a bidirectional layer gives each direction half */
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split && lt >= 2 ? lt / 2 : lt,
                                             &s->rec[l]);
         if (st) {
             fl_session_free(s);
@@ -227,7 +240,13 @@ void fl_session_free(fl_session *s) {
     fl_free(s->bias);
     fl_free(s->block);
     fl_free(s->ints);
+    fl_free(s->lthreads);
     fl_free(s);
+}
+
+int fl_session_threads(const fl_session *s, int layer) {
+    if (!s || layer < -1 || layer >= s->L) return 0;
+    return layer < 0 ? s->threads : s->lthreads[layer];
 }
 
 fl_status fl_session_set_threads(fl_session *s, int threads) {
@@ -257,14 +276,6 @@ size_t fl_run_state_size(const fl_model *m, int batch, int cell) {
 }
 
 /* ------------------------------------------------------------ helpers */
-
-/* y (n, cols) += bias (cols) on every row, row stride ldy. */
-static void add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias) {
-    for (size_t i = 0; i < n; i++) {
-        float *r = y + i * ldy;
-        for (int j = 0; j < cols; j++) r[j] += bias[j];
-    }
-}
 
 /* dst (d1, d0, w) = src (d0, d1, w) with the first two axes swapped. */
 static void swap_axes(float *dst, const float *src, int d0, int d1, int w) {
@@ -380,7 +391,7 @@ static void run_dir(fl_session *s, int d) {
     // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
     if (!fl_rec_input(rec, N, s->job.in, s->job.in_dim, bias, x->gx, G)) {
         fl_mat_apply(&ly->wih, N, s->job.in, s->job.in_dim, 0.0f, x->gx, G, x->ws);
-        add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
+        fl_add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
     }
     // h (B, P), c (B, H), sorted rows = h0, c0 of this layer direction, or zeros
     for (int i = 0; i < B; i++) {
@@ -453,7 +464,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
                 rows = spare;
             }
             fl_mat_apply(&m->head, (int)N, rows, W, 0.0f, io->y, V, s->ds[0].ws);
-            add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
+            fl_add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
             break;
         }
         memset(io->y, 0, N * V * sizeof(float));
@@ -464,7 +475,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
             const size_t ldy = tm ? (size_t)B * V : (size_t)V;
             float *y0 = io->y + yrow(s, io, i, 0) * V;
             fl_mat_apply(&m->head, n, spare, W, 0.0f, y0, (int)ldy, s->ds[0].ws);
-            add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
+            fl_add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
         }
         break;
     case FL_HEAD_LAST_STEP:  // y: (B, C) = top at each sequence's last valid step W_head^T + b
@@ -472,7 +483,7 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
             memcpy(spare + (size_t)s->perm[i] * W, top + ((size_t)s->off[s->len[i] - 1] + i) * W,
                    (size_t)W * sizeof(float));
         fl_mat_apply(&m->head, B, spare, W, 0.0f, io->y, V, s->ds[0].ws);
-        add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
+        fl_add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
         break;
     }
 }
@@ -503,8 +514,9 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         s->job.in = in;
         s->job.in_dim = in_dim;
         s->job.out = hs;
-        if (s->dirs == 2) fl_pool_run(s->pool, 2);  // both directions; on two threads when threads >= 2
-        else run_dir(s, 0);
+        if (s->dirs == 2 && s->lthreads[l] >= 2) fl_pool_run(s->pool, 2);  // both directions on two threads
+        else
+            for (int d = 0; d < s->dirs; d++) run_dir(s, d);
         in = hs;
         in_dim = s->W;
     }
@@ -551,7 +563,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         // gx (B, 4H) = in W_ih^T + b_ih + b_hh
         if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, ds->gx, G)) {
             fl_mat_apply(&ly->wih, B, in, in_dim, 0.0f, ds->gx, G, ds->ws);
-            add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
+            fl_add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
         }
         if (s->m->ext) {  // LSTM extras (lstm_ext.c): unidirectional, no projection, so P == H
             fl_lstm_ext_step(s->m, l, B, ds->gx, h, c, s->hstep);
@@ -569,7 +581,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         memcpy(y, in, (size_t)B * P * sizeof(float));  // y: (B, P)
     } else {
         fl_mat_apply(&m->head, B, in, P, 0.0f, y, s->out, ds->ws);  // y: (B, head_out)
-        add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
+        fl_add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
     }
     return FL_OK;
 }

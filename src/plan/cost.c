@@ -2,7 +2,10 @@
  *
  * A level holds a working set up to 3/4 of its capacity. With N threads, a private cache level (shared_cpus == 1) offers N times its capacity and rate; a
  * shared level and DRAM keep their capacity and scale their rate by 1 + 0.75 (N - 1) (two threads
- * reach about 1.75x one thread's L3 and DRAM rate on current machines); flop rates scale by N.
+ * reach about 1.75x one thread's L3 and DRAM rate on current machines). The flop rate of a part the
+ * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
+ * count (thread_scale_rec for the step, thread_scale_proj for a dense projection, measured at
+ * curve_all_threads threads: two virtual CPUs may share one core's units), else by N.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
  * min(gemm_flops, B * gemv_flops). The input
@@ -36,10 +39,12 @@
  *     batch, qgemm_flops at the rows, same interpolation), without the f32 SVD / CP efficiencies
  *     (a quantized SVD is two products of the same kernel); a profile without them uses the f32
  *     rates. The runtime runs a quantized step and projection on one thread, and so does the model.
+ *   threads: each layer's parts run on that layer's count N (fl_cost_predict_layers; else all on
+ *     the one count given), the head on the most of them.
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
- *     working set (which includes the fork / join), its flop rate N x one thread's plus the fork /
- *     join cost read off the curves (thread_sync), and its cell update is split too; a smaller
+ *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
+ *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih of >= parallel_proj_macs
  *     multiply-adds is split (fl_rec_input); SVD / CP projections and the head run through
  *     single-threaded BLAS. (A profile without the rule: every part scales with N.)
@@ -92,7 +97,7 @@ static double curve_rate(const fl_profile *p, double bytes, int threads) {
  * median, over the ladder points from 512 KiB to 4 MiB (split across the threads' private caches),
  * of the all-cores step time less the one-thread time divided by the thread count. 0 without both
  * curves. */
-static double thread_sync(const fl_profile *p) {
+double fl_cost_thread_sync(const fl_profile *p) {
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
     int n = 0;
@@ -150,6 +155,14 @@ static double table_rate(const double *g, double at1, double rows) {
     return g[k] + t * (g[k + 1] - g[k]);
 }
 
+/* Speed-up of a part split across `threads` threads at `rows` rows: the profile's measured table s
+ * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads. */
+static double thread_scale(const fl_profile *p, const double *s, int threads, double rows) {
+    if (threads <= 1) return 1.0;
+    if (threads != p->curve_all_threads || !(s[0] > 0)) return threads;
+    return table_rate(s, 0.0, rows < 4 ? 4 : rows);
+}
+
 /* Flop rate of the recurrent step at `rows` = batch rows. */
 static double flop_rate(const fl_profile *p, double rows, int threads) {
     double r;
@@ -159,13 +172,13 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
         r = rows * p->gemv_flops;
         if (r > p->gemm_flops) r = p->gemm_flops;
     }
-    return r * threads;
+    return r * thread_scale(p, p->thread_scale_rec, threads, rows);
 }
 
 /* Flop rate of the input projection GEMM at `rows` = T * B rows. */
 static double gemm_rate(const fl_profile *p, double rows, int threads) {
     if (!(p->gemm_rows_flops[0] > 0)) return flop_rate(p, rows, threads);
-    return table_rate(p->gemm_rows_flops, 0.0, rows) * threads;
+    return table_rate(p->gemm_rows_flops, 0.0, rows) * thread_scale(p, p->thread_scale_proj, threads, rows);
 }
 
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
@@ -226,9 +239,31 @@ fl_status fl_cost_predict_terms(const fl_profile *p, const fl_arch *a, const fl_
     return fl_cost_predict_prec(p, a, specs, NULL, batch, seq, threads, out, terms);
 }
 
+static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
+                         int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms);
+
 fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                const fl_precision *prec, int batch, int seq, int threads, fl_cost *out,
                                fl_cost_term *terms) {
+    return predict(p, a, specs, prec, batch, seq, threads, NULL, out, terms);
+}
+
+fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                                 const fl_precision *prec, int batch, int seq, const int *layer_threads,
+                                 fl_cost *out, fl_cost_term *terms) {
+    if (!a || !layer_threads) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict_layers");
+    int most = 1;
+    for (int l = 0; l < a->layers; l++) {
+        if (layer_threads[l] < 1) return fl_fail(FL_ERR_ARG, "layer %d: threads must be >= 1, got %d", l, layer_threads[l]);
+        if (layer_threads[l] > most) most = layer_threads[l];
+    }
+    return predict(p, a, specs, prec, batch, seq, most, layer_threads, out, terms);
+}
+
+/* threads: the most any layer runs on (the head's and the regime's count); lt: each layer's, or NULL
+ * (all `threads`). */
+static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
+                         int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
     fl_status st = fl_arch_check(a);
     if (st) return st;
@@ -246,7 +281,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
     const size_t nmat = fl_arch_num_matrices(a);
     fl_cost c = {0};
     c.level = -2;
-    const double sync = threads > 1 && threads == p->curve_all_threads ? thread_sync(p) : 0;
+    const double sync_all = fl_cost_thread_sync(p); /* at curve_all_threads threads */
     double cell = 0; /* cell update seconds, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
     double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
@@ -256,6 +291,8 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
             fl_mat_desc d;
             fl_arch_matrix(a, i, &d);
             const bool head = d.kind == FL_MAT_HEAD;
+            const int threads_l = lt && d.layer >= 0 ? lt[d.layer] : threads; /* its layer's threads */
+            const double sync = threads_l > 1 && threads_l == p->curve_all_threads ? sync_all : 0;
             fl_mat w = {.method = FL_METHOD_DENSE, .rows = d.rows, .cols = d.cols};
             if (specs && specs[i].method != FL_METHOD_DENSE) {
                 int maxr = w.rows < w.cols ? w.rows : w.cols;
@@ -286,7 +323,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                  * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = bpw * np;
                 flops = batch * nf;
-                tt = lowp ? 1 : part_threads(p, threads, true, bytes * batch, true);
+                tt = lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
                 level = pick_level(p, bytes, tt, &bw);
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
                 /* the f32 SVD / CP kernels' efficiencies; a quantized SVD runs its two factors
@@ -307,7 +344,7 @@ fl_status fl_cost_predict_prec(const fl_profile *p, const fl_arch *a, const fl_m
                 bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
-                tt = lowp ? 1 : part_threads(p, threads, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
+                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
                 level = pick_level(p, all_bytes, tt, &bw);
                 rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt);
                 if (w.method != FL_METHOD_DENSE && !lowp)

@@ -21,11 +21,11 @@
  * 4. The best predicted candidates meeting the budget and the dense model are timed for real; the
  *    measured winner among those meeting the budget is chosen (without timing: the best predicted).
  *    Ties in predicted latency go to fewer parameters (memory-bound) or fewer flops (compute-bound).
- * 5. Threads: with opts.threads = 0 every candidate is predicted at 1 to max_threads threads and
- *    keeps its fastest count (the cost model knows which parts the runtime splits and what the
- *    fork / join costs, cost.c); when timing, the winner is also timed at the other counts and the
- *    measured fastest count is kept. The chosen model records it (metadata "threads"), so a session
- *    created with threads = 0 runs on it.
+ * 5. Threads: with opts.threads = 0 every candidate is predicted with each layer on its fastest
+ *    count of 1 to max_threads (the cost model knows which parts the runtime splits and what the
+ *    fork / join costs, cost.c; plan_threads.c) and timed on those counts; the winner is also timed
+ *    with every uniform count and the measured fastest kept. The chosen model records the counts
+ *    (metadata "layer_threads"), so a session created with threads = 0 runs each layer on its own.
  * 6. Certification (see plan.h): steps 2-4 judge candidates on the search part of the data only;
  *    the chosen one, then the next best, is certified on held-back data by a one-sided upper
  *    confidence bound on its paired loss. With fine-tuning, every evaluation above first fine-tunes
@@ -64,19 +64,11 @@ fl_plan_opts fl_plan_opts_default(void) {
 
 /* ------------------------------------------------------------ candidates */
 
-/* Predicted cost at `batch`: at the given thread count, or (threads planned) the fastest of 1 to
- * max_threads, ties to fewer threads. */
+/* Predicted cost at `batch`: at the given thread count, or (threads planned) each layer on its
+ * fastest count of 1 to max_threads, ties to fewer threads (plan_threads.c). */
 static fl_status predict_at(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, int batch,
                             fl_cost *c) {
-    if (p->o.threads > 0)
-        return fl_cost_predict_prec(&p->prof, &p->arch, specs, prec, batch, p->o.seq, p->o.threads, c, NULL);
-    for (int t = 1; t <= p->max_threads; t++) {
-        fl_cost ct;
-        fl_status st = fl_cost_predict_prec(&p->prof, &p->arch, specs, prec, batch, p->o.seq, t, &ct, NULL);
-        if (st) return st;
-        if (t == 1 || ct.seconds < c->seconds) *c = ct;
-    }
-    return FL_OK;
+    return plan_layer_threads(p, specs, prec, batch, p->lt_scratch, c);
 }
 
 /* At the serving batch, with the matrices in the current precisions p->prec. */
@@ -476,31 +468,6 @@ static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
     return FL_OK;
 }
 
-/* Threads planned and timing on: time the chosen point at every other thread count and keep the
- * measured fastest (its cost predicted again at that count). */
-static fl_status verify_threads(fl_plan *p) {
-    fl_plan_point *pt = &p->pts[p->chosen];
-    if (pt->measured_seconds < 0) return FL_OK;
-    fl_model *m;
-    fl_status st = plan_build_model(p, pt->specs, pt->precisions, &m);
-    if (st) return st;
-    for (int t = 1; t <= p->max_threads && !st; t++) {
-        if (t == pt->cost.threads) continue;
-        double s;
-        if ((st = fl_plan_time_model(m, p->o.batch, p->o.seq, t, p->o.verify_reps, p->o.seed, &s))) break;
-        plan_progress(p, "chosen candidate at %d thread(s): measured %.3g us/step", t, s * 1e6);
-        if (s < pt->measured_seconds) {
-            fl_cost c;
-            if ((st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, pt->precisions, p->o.batch, p->o.seq, t, &c, NULL)))
-                break;
-            pt->cost = c;
-            pt->measured_seconds = s;
-        }
-    }
-    fl_model_free(m);
-    return st;
-}
-
 /* Time the best `verify` candidates meeting the budget and point 0; choose the measured winner. */
 static fl_status verify(fl_plan *p) {
     size_t chosen = 0;
@@ -531,8 +498,7 @@ static fl_status verify(fl_plan *p) {
         fl_model *m;
         fl_plan_point *pt = &p->pts[pick[j]];
         if ((st = plan_build_model(p, pt->specs, pt->precisions, &m))) break;
-        st = fl_plan_time_model(m, p->o.batch, p->o.seq, pt->cost.threads, p->o.verify_reps, p->o.seed,
-                                &pt->measured_seconds);
+        st = plan_time_point(p, pt, m, &pt->measured_seconds);
         fl_model_free(m);
         if (!st)
             plan_progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
@@ -548,7 +514,6 @@ static fl_status verify(fl_plan *p) {
         if (win != NONE) p->chosen = win;
     }
     fl_free(pick);
-    if (!st && p->o.threads == 0 && p->max_threads > 1) st = verify_threads(p);
     return st;
 }
 
@@ -669,7 +634,10 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     p->prof = *prof;
     p->o = o;
     p->src = m;
-    if (!(p->prec = fl_calloc(p->nmat, sizeof *p->prec))) {
+    p->lt = fl_calloc(2 * (size_t)p->arch.layers, sizeof *p->lt);
+    p->lt_scratch = p->lt ? p->lt + p->arch.layers : NULL;
+    if (!p->lt || !(p->prec = fl_calloc(p->nmat, sizeof *p->prec))) {
+        fl_free(p->lt);
         fl_free(p);
         return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
     }
@@ -706,9 +674,9 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     p->cert.search_seconds = fl_now_seconds() - t0 - p->cert.finetune_seconds;
     plan_mark_pareto(p);
     plan_write_reasons(p);
-    p->threads = p->pts[p->chosen].cost.threads;
+    if ((st = plan_choose_threads(p))) goto done;
     if (!p->model) st = plan_build_model(p, p->pts[p->chosen].specs, p->pts[p->chosen].precisions, &p->model);
-    if (!st && p->model) p->model->planned_threads = p->threads;
+    if (!st && p->model) st = fl_model_set_planned_threads(p->model, p->lt);
 done:
     fl_free(cur);
     fl_free(cand);
@@ -749,6 +717,7 @@ void fl_plan_free(fl_plan *p) {
     fl_free(p->pts);
     fl_free(p->reason);
     fl_free(p->prec);
+    fl_free(p->lt);
     fl_model_free(p->model);
     fl_free(p);
 }

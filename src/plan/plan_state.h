@@ -44,7 +44,9 @@ struct fl_plan {
     fl_plan_metric kind;
     double budget;
     fl_regime regime;
-    int threads, max_threads; /* chosen thread count; the most tried when planning them */
+    int threads, max_threads; /* chosen thread count (the most of any layer); the most tried when planning them */
+    int *lt;                  /* [layers] the chosen point's threads per layer (plan_threads.c) */
+    int *lt_scratch;          /* [layers] scratch of the per-layer choice (pointee written by const users) */
     fl_plan_point *pts;
     size_t n_pts, cap_pts, chosen;
     char (*reason)[256];
@@ -72,6 +74,15 @@ const char *plan_config_str(const fl_mat_spec *s, fl_precision q, char *buf, siz
 fl_status plan_finetune(fl_plan *p, fl_model *m, int epochs, long steps);
 const char *plan_spec_str(const fl_mat_spec *s, char *buf, size_t n);
 cp_entry *plan_find_cp(mat_state *s, int rank);
+
+/* plan_threads.c: per-layer thread counts. plan_layer_threads: the fastest predicted count of each
+ * layer (all opts.threads when given) into lt[layers] and the cost at them into *c;
+ * plan_time_point: time pt's model m on those counts; plan_choose_threads: the chosen point's
+ * counts into p->lt (measured against every uniform count when timing), p->threads the most. */
+fl_status plan_layer_threads(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, int batch,
+                             int *lt, fl_cost *c);
+fl_status plan_time_point(fl_plan *p, const fl_plan_point *pt, fl_model *m, double *s);
+fl_status plan_choose_threads(fl_plan *p);
 
 /* plan_prec.c: lower matrices' precisions in cur's configuration (p->prec) where the budget allows
  * and the prediction is faster; first: the pass before the rank search (also tries every matrix at

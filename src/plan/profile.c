@@ -85,9 +85,8 @@ static fl_status measure_cell(double *seconds) {
     return FL_OK;
 }
 
-/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (cell seconds per
- * unit and row) excluded. */
-static fl_status measure_rec_rows(int H, int B, double cell, double *flops) {
+/* Seconds of one dense recurrent step (hidden H) at batch B on `threads` threads. */
+static fl_status time_rec_rows(int H, int B, int threads, double *seconds) {
     const size_t G = (size_t)4 * H;
     float *w = fl_malloc(G * H * sizeof(float));
     float *buf = fl_calloc((size_t)B * (G + 3 * (size_t)H), sizeof(float));
@@ -102,13 +101,94 @@ static fl_status measure_rec_rows(int H, int B, double cell, double *flops) {
     ly.whh = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = H, .w = w};
     ly.wih = ly.whh;
     ly.b_ih = ly.b_hh = buf;
-    if ((st = fl_rec_create(&ly, B, 1, &r))) goto done;
+    if ((st = fl_rec_create(&ly, B, threads, &r))) goto done;
     float *gx = buf, *h0 = gx + (size_t)B * G, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
-    *flops = 2.0 * (double)G * H * B / without_cell(time_steps(r, B, gx, h0, h1, c, H), (double)B * H * cell);
+    *seconds = time_steps(r, B, gx, h0, h1, c, H);
 done:
     fl_rec_free(r);
     fl_free(w);
     fl_free(buf);
+    return st;
+}
+
+/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (cell seconds per
+ * unit and row) excluded. */
+static fl_status measure_rec_rows(int H, int B, double cell, double *flops) {
+    double t;
+    fl_status st = time_rec_rows(H, B, 1, &t);
+    if (!st) *flops = 2.0 * 4.0 * H * (double)H * B / without_cell(t, (double)B * H * cell);
+    return st;
+}
+
+/* Seconds of the runtime's input projection (fl_rec_input: packed W_ih (4H, in), split across the
+ * pool's threads) on `rows` rows, second-fastest of REPS; *seconds 0 when this kernel level has no
+ * packed projection (the runtime then goes through BLAS on one thread). r: an fl_rec of that
+ * layer on the thread count wanted; x (rows, in), gx (rows, 4H). */
+static void time_proj(fl_rec *r, int rows, int in, int G, const float *x, const float *bias, float *gx,
+                      double *seconds) {
+    *seconds = 0;
+    if (!fl_rec_input(r, rows, x, in, bias, gx, G)) return;
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    *seconds = s[PICK];
+}
+
+/* p->thread_scale_rec and thread_scale_proj (see fl_profile): each shape timed on one thread, then
+ * at once on curve_all_threads threads. The recurrent step: dense H = 256 (W_hh 1 MiB, split by the
+ * runtime from batch 1), cell update (split too) and the fork / join of the curves excluded. The
+ * projection: W_ih (2048, 1024) through fl_rec_input. p's curves and cell_seconds must be set. */
+static fl_status measure_thread_scales(fl_profile *p) {
+    const int N = p->curve_all_threads, H = 256;
+    memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
+    memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    if (N < 2) return FL_OK;
+    const double sync = fl_cost_thread_sync(p);
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int B = 4 << (2 * k);
+        double t1, tn, cell = (double)B * H * p->cell_seconds;
+        fl_status st = time_rec_rows(H, B, 1, &t1);
+        if (!st) st = time_rec_rows(H, B, N, &tn);
+        if (st) return st;
+        p->thread_scale_rec[k] = without_cell(t1, cell) / without_cell(tn - sync, cell / N);
+    }
+    const int in = 1024, hid = 512, G = 4 * hid, maxr = 256;
+    fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m = NULL;
+    fl_rec *r1 = NULL, *rn = NULL;
+    float *buf = NULL;
+    fl_status st = fl_model_create(&a, NULL, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r1);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, N, &rn);
+    /* x (maxr, in), gx (maxr, 4H), bias (4H) */
+    if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
+    for (size_t i = 0; !st && i < (size_t)maxr * in; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
+        const int rows = 4 << (2 * k);
+        float *x = buf, *gx = x + (size_t)maxr * in, *bias = gx + (size_t)maxr * G;
+        double t1, tn;
+        time_proj(r1, rows, in, G, x, bias, gx, &t1);
+        time_proj(rn, rows, in, G, x, bias, gx, &tn);
+        p->thread_scale_proj[k] = t1 > 0 && tn > 0 ? t1 / tn : 0.0;
+    }
+    if (!(p->thread_scale_proj[0] > 0)) memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    fl_free(buf);
+    fl_rec_free(r1);
+    fl_rec_free(rn);
+    fl_model_free(m);
     return st;
 }
 
@@ -342,25 +422,31 @@ done:
     return st;
 }
 
-/* Seconds per element of the bias pass after a non-dense input projection: a session on a model
- * where that pass dominates (input 16, hidden H, SVD rank 1 everywhere, batch B, T steps), its
- * measured step time less the model's prediction without the pass, over the B x 4H elements. p's
- * other rates must be set; p's bias rates are 0 on return. */
-static fl_status measure_bias(fl_profile *p, int B, int T, int H, double *seconds) {
-    fl_arch arch = {.input = 16, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
-    fl_mat_spec specs[2] = {{FL_METHOD_SVD, 1}, {FL_METHOD_SVD, 1}};
-    fl_model *m = NULL;
-    fl_cost c;
-    double t = 0;
-    p->bias_seconds = p->bias_seconds_cached = 0;
-    fl_status st = fl_model_create(&arch, specs, &m);
-    if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_plan_time_model(m, B, T, 1, REPS, 1, &t);
-    if (!st) st = fl_cost_predict(p, &arch, specs, B, T, 1, &c);
-    fl_model_free(m);
-    if (st) return st;
-    double elems = (double)B * 4 * arch.hidden;
-    *seconds = t > c.seconds ? (t - c.seconds) / elems : 0.0;
+/* Seconds per element of the runtime's bias pass (fl_add_bias_rows: the biases added to the rows a
+ * non-dense input projection or a head wrote) over an output of rows x cols floats, timed alone
+ * (second-fastest of REPS). */
+static fl_status measure_bias(size_t rows, int cols, double *seconds) {
+    float *y = fl_calloc(rows * (size_t)cols + (size_t)cols, sizeof(float));
+    if (!y) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the bias pass");
+    float *bias = y + rows * (size_t)cols;
+    for (int j = 0; j < cols; j++) bias[j] = (float)(j % 5) * 1e-3f;
+    fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_add_bias_rows(y, rows, cols, (size_t)cols, bias);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    *seconds = s[PICK] / ((double)rows * cols);
+    fl_free(y);
     return FL_OK;
 }
 
@@ -409,7 +495,7 @@ static fl_status measure_all(fl_profile *p) {
         if ((st = measure_rows(4 << (2 * k), &p->gemm_rows_flops[k])) ||
             (st = measure_rec_rows(256, 4 << (2 * k), p->cell_seconds, &p->rec_rows_flops[k])))
             return st;
-    if ((st = measure_capacities(p))) return st;
+    if ((st = measure_capacities(p)) || (st = measure_thread_scales(p))) return st;
     /* Mat-vec flop rate from a matrix filling half of L1. */
     if ((st = measure_stream(p->level[0].bytes / 2, p->cell_seconds, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
     for (int i = 1; i < p->n_levels; i++) {
@@ -438,11 +524,11 @@ static fl_status measure_all(fl_profile *p) {
     fl_model_free(m);
     if (st) return st;
     p->step_overhead = without_cell(p->step_overhead, tiny.hidden * p->cell_seconds);
-    /* Bias pass: outputs of 8 x 64 x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
-     * and of 64 x 16 x 1024 floats (4 MiB, beyond it). */
+    /* Bias pass: outputs of 512 rows x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
+     * and of 1024 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;
     if ((st = measure_method(p, FL_METHOD_SVD, 128)) || (st = measure_method(p, FL_METHOD_CP, 256)) ||
-        (st = measure_bias(p, 64, 8, 64, &cached)) || (st = measure_bias(p, 16, 64, 256, &beyond)))
+        (st = measure_bias(512, 256, &cached)) || (st = measure_bias(1024, 1024, &beyond)))
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;

@@ -48,6 +48,7 @@ static void add_curve(cJSON *root, const char *key, const size_t *bytes, const d
 }
 
 static void add_quant(cJSON *root, const fl_profile *p);
+static void add_array(cJSON *o, const char *key, const double *v, int n);
 
 static fl_status write_profile_text(void *ctx, FILE *f, const char *tmp) {
     if (fputs((const char *)ctx, f) < 0 || fputc('\n', f) == EOF)
@@ -109,6 +110,8 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(rows, cJSON_CreateNumber(p->gemm_rows_flops[k]));
     cJSON *recr = cJSON_AddArrayToObject(root, "rec_rows_flops");
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(recr, cJSON_CreateNumber(p->rec_rows_flops[k]));
+    add_array(root, "thread_scale_rec", p->thread_scale_rec, FL_PROFILE_GEMM_POINTS);
+    add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
     cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
@@ -308,7 +311,9 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_num(root, "step_overhead", path, 0, &p.step_overhead))
         goto done;
     if (!get_table(root, "gemm_rows_flops", path, p.gemm_rows_flops) ||
-        !get_table(root, "rec_rows_flops", path, p.rec_rows_flops))
+        !get_table(root, "rec_rows_flops", path, p.rec_rows_flops) ||
+        !get_table(root, "thread_scale_rec", path, p.thread_scale_rec) || /* optional */
+        !get_table(root, "thread_scale_proj", path, p.thread_scale_proj))
         goto done;
     const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency");
     if (eff && (!get_num(eff, "svd_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_SVD]) ||
