@@ -567,7 +567,8 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
     sigaction(SIGINT, &sa, &old);
     st = FL_OK;
     if (auto_plan && !resumed) {
-        long per = 0, dense_done = 0;
+        long per = 0;
+        bool switched_now = false;
         {
             size_t n = fl_dataset_size(dtrain);
             per = lm ? (long)(n / (size_t)o.batch / (size_t)o.bptt) : (long)(n / (size_t)o.batch);
@@ -580,12 +581,10 @@ int cli_train_main(const char *CMD, int argc, char **argv, bool finetune) {
 #ifdef FL_WITH_MPI
         dh = dctx;
 #endif
-        const fl_model *before = m;
-        st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &dense_done);
-        pc.step0 = fl_trainer_steps(t) > 0 ? pc.step0 : -dense_done;
+        st = cli_auto_run(&m, &t, &o, &run, dh, rank, nranks, warm, &ao, quiet ? NULL : stderr, &switched_now);
 #ifdef FL_WITH_MPI
         /* switched: the decomposed model's steps get a summary of their own */
-        if (dctx && !st && m != before) {
+        if (dctx && !st && switched_now) {
             switched = true;
             steps_switch = fl_trainer_steps(t);
             fl_dist_get_stats(dctx, &stats_switch);

@@ -155,8 +155,8 @@ static fl_status from_rank0(void *dist, int rank, double *x) {
 }
 
 fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl_train_run *run, void *dist, int rank,
-                       int ranks, long warm, const cli_auto_opts *o, FILE *log, long *dense_steps) {
-    *dense_steps = 0;
+                       int ranks, long warm, const cli_auto_opts *o, FILE *log, bool *switched) {
+    *switched = false;
     fl_train_run w = *run;
     w.max_steps = warm;
     w.checkpoint = NULL;
@@ -180,7 +180,6 @@ fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl
     if (st) return st;
     const long done = fl_trainer_steps(*t);
     if (done <= 0) return FL_OK;
-    *dense_steps = done;
     ms.step_s = ((double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / (double)done;
 #ifdef FL_WITH_MPI
     if (dist) {
@@ -230,6 +229,7 @@ fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl
     fl_model_free(*m);
     *t = t2;
     *m = next;
+    *switched = true;
     if (log)
         fprintf(log, "plan: switched to the decomposed model after %ld dense steps (%zu parameters); training "
                 "continues at the same point of the data (and LM state) with fresh optimiser state\n", done,

@@ -9,6 +9,7 @@
 
 #include "fastlstm/train.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef struct cli_auto_measure {
@@ -37,8 +38,9 @@ fl_status cli_auto_plan(const fl_model *m, const cli_auto_measure *ms, const cli
  * (rank 0's, shared, so every rank plans alike), the plan, and on a switch a new model and
  * trainer in *m / *t (the old ones freed; re-attached to `dist`, an fl_dist or NULL) that
  * continues the old one (fl_trainer_continue_from: step count, data position, LM state), so run's
- * epochs and max_steps count both phases. Collective over the ranks. */
+ * epochs and max_steps count both phases; *switched tells whether it switched. Collective over the
+ * ranks. */
 fl_status cli_auto_run(fl_model **m, fl_trainer **t, const fl_train_opts *to, fl_train_run *run, void *dist, int rank,
-                       int ranks, long warm, const cli_auto_opts *o, FILE *log, long *dense_steps);
+                       int ranks, long warm, const cli_auto_opts *o, FILE *log, bool *switched);
 
 #endif

@@ -272,12 +272,7 @@ void fl_model_free(fl_model *m) {
 
 int fl_model_planned_threads(const fl_model *m, int layer) {
     if (!m) return 0;
-    if (layer < 0) { /* the most any layer runs on */
-        int most = m->planned_threads;
-        for (int l = 0; m->layer_threads && l < m->arch.layers; l++)
-            if (m->layer_threads[l] > most) most = m->layer_threads[l];
-        return most;
-    }
+    if (layer < 0) return m->planned_threads; /* the most any layer runs on (kept so when set per layer) */
     if (layer >= m->arch.layers) return 0;
     return m->layer_threads ? m->layer_threads[layer] : m->planned_threads;
 }
