@@ -10,6 +10,7 @@ PKGS=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-d
       bible-kjv espeak-ng  # these two: application data of tools/apps_data.sh
       libprotobuf-c-dev protobuf-c-compiler python3-onnx libonnx-testdata
       libmicrohttpd-dev curl  # these two: fastlstm serve (HTTP library) and its test client
+      iproute2  # ip and tc: the emulated cluster of bench/dist/cluster.sh (test_dist_cluster)
       python3-matplotlib)  # plots of bench/apps/run.sh
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)  # npm fetches sentiment@5.0.2 (keep a Node.js npm if present)
 
