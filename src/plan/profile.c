@@ -5,7 +5,8 @@
  * Streaming: the runtime's recurrent step (fl_rec_step, batch 1) on a dense W_hh (4H, H) of a
  * given size is timed over a ladder of working sets, 16 KiB to 256 MiB in steps of 2^(1/4), first
  * by one thread, then by two threads together (all cores on the 2-CPU machines this targets; the
- * worker pool splits W_hh between them). Each level's effective capacity is the knee of the curve:
+ * worker pool splits W_hh between them), the pair repeated FL_PROFILE_PASSES times and each point's
+ * rate the median of its passes. Each level's effective capacity is the knee of the curve:
  * the largest working set that still streams at >= 80% of the level's plateau. Because the curve
  * is measured as the machine is, with its co-tenants, a shared L3 that neighbours fill shows up as
  * a knee at the share left to us: that is the capacity the planner should count on (re-measure
@@ -28,9 +29,9 @@
 #define REPS 7
 #define PICK 1
 
-/* Seconds of one recurrent step of B rows of r (second-fastest of REPS samples), each sample timing
- * enough back-to-back steps to last about 0.2 ms. gx (B, 4H), h0, h1, c (B, H). */
-static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H) {
+/* Seconds of one recurrent step of B rows of r (second-fastest of `reps` <= REPS samples), each
+ * sample timing enough back-to-back steps to last about 0.2 ms. gx (B, 4H), h0, h1, c (B, H). */
+static double time_steps_n(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps) {
     fl_rec_step(r, B, gx, 4 * H, h0, H, c, h1, H); /* warm the level */
     int inner = 1;
     for (;;) {
@@ -41,13 +42,17 @@ static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1
         inner *= 2;
     }
     double s[REPS];
-    for (int i = 0; i < REPS; i++) {
+    for (int i = 0; i < reps; i++) {
         double t0 = fl_now_seconds();
         for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
         s[i] = (fl_now_seconds() - t0) / inner;
     }
-    fl_sort_doubles(s, REPS);
+    fl_sort_doubles(s, (size_t)reps);
     return s[PICK];
+}
+
+static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H) {
+    return time_steps_n(r, B, gx, h0, h1, c, H, REPS);
 }
 
 /* A step time t less its cell update `cell`, kept at least a fifth of t (the two are measured apart,
@@ -200,10 +205,10 @@ typedef struct weights {
 
 /* Time the runtime's own recurrent step (fl_rec_step, batch 1, `threads` threads) on a dense layer
  * whose W_hh (4H, H) takes about `bytes`: *rate = W_hh bytes per second, *flops = its flop rate,
- * *seconds the step time, all without the cell update (cell seconds per unit). ws: NULL, or
- * weights of at least that size to use (saves filling them again). */
-static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, double cell, double *rate,
-                                  double *flops, double *seconds) {
+ * *seconds the step time, all without the cell update (cell seconds per unit); second-fastest of
+ * `reps` samples. ws: NULL, or weights of at least that size to use (saves filling them again). */
+static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, double cell, int reps,
+                                  double *rate, double *flops, double *seconds) {
     int H = (int)sqrt((double)bytes / 16.0);
     if (H < 4) H = 4;
     const size_t G = (size_t)4 * H;
@@ -225,7 +230,7 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
     ly.wih = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = 1, .w = buf + G + 3 * (size_t)H};
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
     if ((st = fl_rec_create(&ly, 1, threads, &r))) goto done;
-    double t = without_cell(time_steps(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H), H * cell);
+    double t = without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps), H * cell);
     *rate = (double)(G * H * sizeof(float)) / t;
     if (flops) *flops = 2.0 * (double)G * H / t;
     if (seconds) *seconds = t;
@@ -237,19 +242,22 @@ done:
 }
 
 static fl_status measure_stream(size_t bytes, double cell, double *rate, double *flops, double *seconds) {
-    return measure_stream_t(bytes, 1, NULL, cell, rate, flops, seconds);
+    return measure_stream_t(bytes, 1, NULL, cell, REPS, rate, flops, seconds);
 }
 
 /* The ladder: 16 KiB * 2^(k/4), k = 0..56 (to 256 MiB). */
 #define LADDER_POINTS 57
 static size_t ladder_bytes(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }
 
+/* Samples per ladder point and pass: the median over FL_PROFILE_PASSES passes does the rest. */
+#define LADDER_REPS 4
+
 /* Stream the ladder with `threads` threads: bytes[] the actual W_hh sizes, bw[] their rates. */
 static fl_status measure_ladder(int threads, const weights *ws, double cell, size_t *bytes, double *bw) {
     for (int k = 0; k < LADDER_POINTS; k++) {
         int H = (int)sqrt((double)ladder_bytes(k) / 16.0);
         bytes[k] = (size_t)16 * H * H;
-        fl_status st = measure_stream_t(bytes[k], threads, ws, cell, &bw[k], NULL, NULL);
+        fl_status st = measure_stream_t(bytes[k], threads, ws, cell, LADDER_REPS, &bw[k], NULL, NULL);
         if (st) return st;
     }
     return FL_OK;
@@ -461,29 +469,46 @@ fl_status fl_profile_measure(fl_profile *p) {
 }
 
 /* Cache capacities from measurement: the ladder with one thread (p->curve) and with two together
- * (p->curve_all, on machines with 2 or more CPUs), each level's knee (profile_knee.c), applied to
- * p's levels. p->cell_seconds must be set. */
-static fl_status measure_capacities(fl_profile *p) {
+ * (p->curve_all, on machines with 2 or more CPUs), each FL_PROFILE_PASSES times, interleaved (one
+ * thread, two threads, one thread again, ...), and each point's rate the median of its passes: a
+ * neighbour's burst that slows a few sizes in one pass does not move a knee, a fall that every pass
+ * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median of
+ * the one-thread curve's memory plateau (0 without a fall). p->cell_seconds must be set. */
+static fl_status measure_capacities(fl_profile *p, double *memory_bw) {
     const size_t top = ladder_bytes(LADDER_POINTS - 1);
+    const int np = FL_PROFILE_PASSES;
     weights ws = {fl_malloc(top), top / sizeof(float)};
-    if (!ws.w) return fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte streaming ladder", top);
-    for (size_t i = 0; i < ws.n; i++) ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
-    fl_status st = measure_ladder(1, &ws, p->cell_seconds, p->curve_bytes, p->curve_bandwidth);
-    p->n_curve = st ? 0 : LADDER_POINTS;
-    p->n_curve_all = p->curve_all_threads = 0;
-    if (!st && p->cores >= 2) {
-        st = measure_ladder(2, &ws, p->cell_seconds, p->curve_all_bytes, p->curve_all_bandwidth);
-        if (!st) p->n_curve_all = LADDER_POINTS, p->curve_all_threads = 2;
+    /* v1, vall: (passes, LADDER_POINTS) rates of the one-thread and all-cores ladders */
+    double *v1 = fl_malloc((size_t)2 * np * LADDER_POINTS * sizeof(double)), *vall = v1 + np * LADDER_POINTS;
+    fl_status st = FL_OK;
+    if (!ws.w || !v1) {
+        st = fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte streaming ladder", top);
+        goto done;
     }
-    fl_free(ws.w);
-    if (st) return st;
+    for (size_t i = 0; i < ws.n; i++) ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
+    const bool all = p->cores >= 2;
+    for (int q = 0; q < np && !st; q++) {
+        st = measure_ladder(1, &ws, p->cell_seconds, p->curve_bytes, v1 + q * LADDER_POINTS);
+        if (!st && all) st = measure_ladder(2, &ws, p->cell_seconds, p->curve_all_bytes, vall + q * LADDER_POINTS);
+    }
+    p->n_curve = p->n_curve_all = p->curve_all_threads = 0;
+    if (st) goto done;
+    fl_profile_curve_median(v1, np, LADDER_POINTS, p->curve_bandwidth);
+    p->n_curve = LADDER_POINTS;
+    if (all) {
+        fl_profile_curve_median(vall, np, LADDER_POINTS, p->curve_all_bandwidth);
+        p->n_curve_all = LADDER_POINTS, p->curve_all_threads = 2;
+    }
     fl_knee k1[FL_PROFILE_MAX_LEVELS], kall[FL_PROFILE_MAX_LEVELS];
-    int n1 = fl_profile_find_levels(p->curve_bytes, p->curve_bandwidth, p->n_curve, k1, FL_PROFILE_MAX_LEVELS, NULL);
+    int n1 = fl_profile_find_levels(p->curve_bytes, p->curve_bandwidth, p->n_curve, k1, FL_PROFILE_MAX_LEVELS, memory_bw);
     int nall = fl_profile_find_levels(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, kall,
                                       FL_PROFILE_MAX_LEVELS, NULL);
     fl_profile_apply_levels(p, k1, n1, kall, nall);
     p->id.llc_bytes = p->level[p->n_levels - 1].bytes;
-    return FL_OK;
+done:
+    fl_free(ws.w);
+    fl_free(v1);
+    return st;
 }
 
 static fl_status measure_all(fl_profile *p) {
@@ -495,7 +520,8 @@ static fl_status measure_all(fl_profile *p) {
         if ((st = measure_rows(4 << (2 * k), &p->gemm_rows_flops[k])) ||
             (st = measure_rec_rows(256, 4 << (2 * k), p->cell_seconds, &p->rec_rows_flops[k])))
             return st;
-    if ((st = measure_capacities(p)) || (st = measure_thread_scales(p))) return st;
+    double memory_bw = 0;
+    if ((st = measure_capacities(p, &memory_bw)) || (st = measure_thread_scales(p))) return st;
     /* Mat-vec flop rate from a matrix filling half of L1. */
     if ((st = measure_stream(p->level[0].bytes / 2, p->cell_seconds, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
     for (int i = 1; i < p->n_levels; i++) {
@@ -505,7 +531,9 @@ static fl_status measure_all(fl_profile *p) {
         if ((st = measure_stream(set, p->cell_seconds, &p->level[i].bandwidth, NULL, NULL))) return st;
     }
     size_t last = p->level[p->n_levels - 1].bytes;
-    p->dram_bandwidth = p->curve_bandwidth[p->n_curve - 1]; /* the top of the ladder: 256 MiB */
+    /* the memory plateau of the (median) curve, robust to one slow point; else the top of the
+     * ladder, 256 MiB */
+    p->dram_bandwidth = memory_bw > 0 ? memory_bw : p->curve_bandwidth[p->n_curve - 1];
     /* Recurrent rate at batch 16 on a W_hh (4H, H) of twice the last level (at least 32 MiB). */
     {
         double want = 2.0 * (double)last > 32.0 * (1 << 20) ? 2.0 * (double)last : 32.0 * (1 << 20);

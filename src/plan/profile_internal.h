@@ -35,6 +35,15 @@ typedef struct fl_knee {
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
                            double *memory_bw);
 
+/* Passes of the streaming ladder the profile measures (interleaved: the whole ladder once, then
+ * again), combined point by point by fl_profile_curve_median: a co-tenant's burst that slows one
+ * pass at some sizes leaves the other passes, and so the median, alone. */
+#define FL_PROFILE_PASSES 3
+
+/* out[i] = median over the n_passes passes of passes[p * n + i] (the upper one of the middle two
+ * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_PASSES + 2, n <= FL_PROFILE_MAX_CURVE. */
+void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
+
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
  * levels 1..n1 with those capacities; reported sizes of the same level number are kept in
  * reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,

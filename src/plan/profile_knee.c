@@ -33,6 +33,15 @@ static double median(const double *v, int n) {
     return t[n / 2];
 }
 
+void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out) {
+    double v[FL_PROFILE_PASSES + 2];
+    if (n_passes > FL_PROFILE_PASSES + 2) n_passes = FL_PROFILE_PASSES + 2;
+    for (int i = 0; i < n && i < FL_PROFILE_MAX_CURVE; i++) {
+        for (int q = 0; q < n_passes; q++) v[q] = passes[(size_t)q * n + i];
+        out[i] = median(v, n_passes);
+    }
+}
+
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
                            double *memory_bw) {
     if (memory_bw) *memory_bw = 0;

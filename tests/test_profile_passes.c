@@ -1,0 +1,144 @@
+/* Machine profile: the streaming ladder measured in several interleaved passes and combined point by
+ * point by their median (fl_profile_curve_median) before the knees are read off it
+ * (fl_profile_find_levels). A neighbour's burst that slows some sizes in one pass must not move a
+ * knee; a fall that most passes see must. Synthetic curves only: nothing is timed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fastlstm/plan.h"
+#include "plan/profile_internal.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+#define NPTS 57 /* the profile's ladder: 16 KiB * 2^(k/4), to 256 MiB */
+#define NP FL_PROFILE_PASSES
+
+static size_t ladder(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }
+
+/* Index of the largest ladder size <= bytes. */
+static int ladder_index(size_t bytes) {
+    int best = 0;
+    for (int k = 0; k < NPTS; k++)
+        if (ladder(k) <= bytes) best = k;
+    return best;
+}
+
+/* This VM's shape: 32 KiB L1 at 200 GB/s, 512 KiB L2 at 100, an L3 share of 8 MiB at 48, memory at
+ * 11.5; each level falls over one ladder point (30% of the way down). A small deterministic
+ * wobble per pass (+-3%) keeps the passes from being copies. */
+static void pass_curve(int pass, size_t *bytes, double *bw) {
+    const size_t cap[3] = {32 * KIB, 512 * KIB, 8 * MIB};
+    const double rate[4] = {200e9, 100e9, 48e9, 11.5e9};
+    for (int k = 0; k < NPTS; k++) {
+        bytes[k] = ladder(k);
+        int lv = 0;
+        while (lv < 3 && bytes[k] > cap[lv]) lv++;
+        double r = rate[lv];
+        if (lv > 0 && (double)bytes[k] <= 1.2 * (double)cap[lv - 1]) r = rate[lv] + 0.3 * (rate[lv - 1] - rate[lv]);
+        bw[k] = r * (1.0 + 0.03 * sin(1.7 * k + 2.3 * pass));
+    }
+}
+
+/* Knee of the third cache level found on curve bw; exact: fails the test unless there are exactly
+ * 3 levels (a disturbed curve may show a spurious fourth). */
+static size_t knee3(const size_t *bytes, const double *bw, double *mem, bool exact) {
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    int n = fl_profile_find_levels(bytes, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, mem);
+    if (exact) assert_int_equal(n, 3);
+    else assert_true(n >= 3);
+    return k[2].bytes;
+}
+
+static size_t l3_knee(const size_t *bytes, const double *bw, double *mem) { return knee3(bytes, bw, mem, true); }
+
+/* passes (NP, NPTS) of the clean curve; then bw = their median. */
+static void clean_passes(size_t *bytes, double *passes) {
+    for (int q = 0; q < NP; q++) pass_curve(q, bytes, passes + q * NPTS);
+}
+
+static void test_median_of_passes(void **state) {
+    (void)state;
+    /* 3 passes: the middle value; 2 passes: the upper of the two; 1 pass: itself */
+    const double v[3 * 4] = {1, 5, 9, 2, /* pass 0 */ 3, 4, 8, 7, /* pass 1 */ 2, 6, 7, 1};
+    double out[4];
+    fl_profile_curve_median(v, 3, 4, out);
+    const double want3[4] = {2, 5, 8, 2};
+    for (int i = 0; i < 4; i++) assert_true(out[i] == want3[i]);
+    fl_profile_curve_median(v, 2, 4, out);
+    const double want2[4] = {3, 5, 9, 7};
+    for (int i = 0; i < 4; i++) assert_true(out[i] == want2[i]);
+    fl_profile_curve_median(v, 1, 4, out);
+    for (int i = 0; i < 4; i++) assert_true(out[i] == v[i]);
+}
+
+/* A burst in one pass that slows two neighbouring sizes just below the L3 knee to memory speed:
+ * that pass alone reads a knee below the dip (the median-of-3 smoothing inside find_levels cannot
+ * remove two points), the median of the passes reads the clean knee. */
+static void test_transient_dip_keeps_knee(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double passes[NP * NPTS], bw[NPTS], mem_clean, mem;
+    clean_passes(b, passes);
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    const size_t clean = l3_knee(b, bw, &mem_clean);
+    assert_int_equal(clean, ladder(ladder_index(8 * MIB)));
+    const int d = ladder_index(8 * MIB) - 3; /* 4.8 and 5.7 MiB: well inside the L3 share */
+    for (int at = 0; at < NP; at++) {
+        clean_passes(b, passes);
+        double *p = passes + at * NPTS;
+        p[d] = p[d + 1] = 11.5e9;
+        /* the disturbed pass alone: the knee moves below the dip */
+        assert_true(knee3(b, p, NULL, false) < ladder(d));
+        fl_profile_curve_median(passes, NP, NPTS, bw);
+        assert_int_equal(l3_knee(b, bw, &mem), clean);
+        assert_true(fabs(mem - mem_clean) < 0.05 * mem_clean);
+    }
+    /* one slow point in every pass, each at a different size: still the clean knee */
+    clean_passes(b, passes);
+    for (int q = 0; q < NP; q++) passes[q * NPTS + d - q] = 11.5e9;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    assert_int_equal(l3_knee(b, bw, NULL), clean);
+}
+
+/* The same dip seen by every pass, or by most of them, is a fall: the knee moves below it. */
+static void test_persistent_fall_moves_knee(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double passes[NP * NPTS], bw[NPTS];
+    const int d = ladder_index(8 * MIB) - 3;
+    for (int seen = NP / 2 + 1; seen <= NP; seen++) {
+        clean_passes(b, passes);
+        for (int q = 0; q < seen; q++) {
+            double *p = passes + q * NPTS;
+            for (int k = d; k < NPTS; k++) p[k] = 11.5e9 * (1.0 + 0.01 * q); /* the share fell to 4 MiB */
+        }
+        fl_profile_curve_median(passes, NP, NPTS, bw);
+        assert_int_equal(l3_knee(b, bw, NULL), ladder(d - 1));
+    }
+    /* a DRAM figure that one pass reads low (a neighbour streaming at the top of the ladder) does
+     * not move the memory plateau */
+    clean_passes(b, passes);
+    double mem_clean, mem;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    l3_knee(b, bw, &mem_clean);
+    for (int k = ladder_index(64 * MIB); k < NPTS; k++) passes[NPTS + k] *= 0.8;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    l3_knee(b, bw, &mem);
+    assert_true(fabs(mem - mem_clean) < 0.05 * mem_clean);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_median_of_passes),
+        cmocka_unit_test(test_transient_dip_keeps_knee),
+        cmocka_unit_test(test_persistent_fall_moves_knee),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
