@@ -134,11 +134,25 @@ static void test_persistent_fall_moves_knee(void **state) {
     assert_true(fabs(mem - mem_clean) < 0.05 * mem_clean);
 }
 
+/* The top of the ladder read 20% slow in most passes (a neighbour streaming at that moment): no
+ * spurious level between the last cache and memory. */
+static void test_slow_top_is_memory(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double passes[NP * NPTS], bw[NPTS], mem;
+    clean_passes(b, passes);
+    for (int q = 0; q < NP; q++) passes[q * NPTS + NPTS - 1] *= 0.75, passes[q * NPTS + NPTS - 2] *= q ? 0.75 : 1;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    assert_int_equal(l3_knee(b, bw, &mem), ladder(ladder_index(8 * MIB)));
+    assert_true(mem > 10e9 && mem < 13e9);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_median_of_passes),
         cmocka_unit_test(test_transient_dip_keeps_knee),
         cmocka_unit_test(test_persistent_fall_moves_knee),
+        cmocka_unit_test(test_slow_top_is_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

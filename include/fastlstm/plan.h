@@ -122,6 +122,24 @@ typedef struct fl_profile {
      * one core's units. All 0 (older profiles, one core): the thread count. */
     double thread_scale_rec[FL_PROFILE_GEMM_POINTS];
     double thread_scale_proj[FL_PROFILE_GEMM_POINTS];
+    /* thread_scale_proj is measured on a W_ih held by the last cache level (4 MiB); the same speed-up
+     * on a (4096, 2048) W_ih of 32 MiB, streamed from memory. The cost model takes this table for a
+     * dense W_ih beyond the usable share of the last level, thread_scale_proj for one within it.
+     * All 0 (older profiles): thread_scale_proj for both. (Profiles before this measured
+     * thread_scale_proj on an 8 MiB W_ih, at the knee of a VM's last level: one thread streamed it
+     * from memory, two held their halves, and the speed-up read above 2.) */
+    double thread_scale_proj_mem[FL_PROFILE_GEMM_POINTS];
+    /* Extra seconds per byte of input projections (gx) a recurrent step reads when its sequence's
+     * projection buffer has left the last cache level, indexed by fl_method; [m][0] at rank H/16,
+     * [m][1] at rank H/4 (dense: both the same). The session projects all T steps of a layer at
+     * once into a (T B, 4H) buffer, then each step reads its B rows of it; once the buffer (with
+     * the layer's input and output rows) outgrows the last level, those reads come from memory,
+     * and the step kernels read gx in short runs per row and gate (at the cell update, after each
+     * tile's products), too many streams for the prefetchers: each run waits on memory, well beyond
+     * the bytes at DRAM rate. Measured at H = 1024, batch 16, one thread: the step with gx walking
+     * a buffer far beyond the last level, less the step on one gx held in cache, per gx byte. The
+     * cost model adds it to each f32 W_hh step (see cost.c). All 0 (older profiles): not modelled. */
+    double cold_gx_seconds[3][2];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

@@ -175,10 +175,15 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
     return r * thread_scale(p, p->thread_scale_rec, threads, rows);
 }
 
-/* Flop rate of the input projection GEMM at `rows` = T * B rows. */
-static double gemm_rate(const fl_profile *p, double rows, int threads) {
+/* Flop rate of the input projection GEMM at `rows` = T * B rows of a W of `bytes`: split across
+ * threads, its speed-up is the one measured on a W held by the last level (thread_scale_proj) or,
+ * for a W beyond its usable share, on one streamed from memory (thread_scale_proj_mem, when
+ * measured). */
+static double gemm_rate(const fl_profile *p, double rows, int threads, double bytes) {
     if (!(p->gemm_rows_flops[0] > 0)) return flop_rate(p, rows, threads);
-    return table_rate(p->gemm_rows_flops, 0.0, rows) * thread_scale(p, p->thread_scale_proj, threads, rows);
+    const bool mem = p->thread_scale_proj_mem[0] > 0 && bytes > level_capacity(&p->level[p->n_levels - 1], 1);
+    return table_rate(p->gemm_rows_flops, 0.0, rows) *
+           thread_scale(p, mem ? p->thread_scale_proj_mem : p->thread_scale_proj, threads, rows);
 }
 
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
@@ -195,7 +200,7 @@ static double qflop_rate(const fl_profile *p, fl_precision q, double rows) {
 
 /* Rate of a precision-q input projection / head on `rows` rows (one thread), else f32's. */
 static double qgemm_rate(const fl_profile *p, fl_precision q, double rows) {
-    if (!has_qrates(p, q)) return gemm_rate(p, rows, 1);
+    if (!has_qrates(p, q)) return gemm_rate(p, rows, 1, 0);
     return table_rate(p->qgemm_flops[q], 0.0, rows);
 }
 
@@ -207,6 +212,27 @@ static double bias_rate(const fl_profile *p, double bytes) {
     if (p->bias_seconds_cached > 0 && priv >= 0 && bytes <= level_capacity(&p->level[priv], 1))
         return p->bias_seconds_cached;
     return p->bias_seconds;
+}
+
+/* Fraction of a layer-step's reads of its input projections that come from memory: a session
+ * streams, per layer and sequence, `ws` bytes of (T B) rows (gx, 4H floats; the layer's input;
+ * its output). 0 while they fit the usable share (FIT_FRACTION) of the last level's measured
+ * capacity, 1 from the whole of it (the buffer is read in the order it was written, so once it
+ * outgrows the level nearly all of it has been evicted when read), linear in between. */
+static double cold_fraction(const fl_profile *p, double ws) {
+    const double cap = (double)p->level[p->n_levels - 1].bytes;
+    const double f = (ws / cap - FIT_FRACTION) / (1.0 - FIT_FRACTION);
+    return f < 0 ? 0 : f > 1 ? 1 : f;
+}
+
+/* Extra seconds per gx byte read from memory by a step of method m at rank R of H (see
+ * fl_profile.cold_gx_seconds): linear in log(R / H) between the points at H/16 and H/4, clamped. */
+static double cold_gx(const fl_profile *p, fl_method m, double rank, int H) {
+    const double *c = p->cold_gx_seconds[m];
+    if (m == FL_METHOD_DENSE || !(rank > 0)) return c[0];
+    double u = log(16.0 * rank / H) / log(4.0);
+    u = u < 0 ? 0 : u > 1 ? 1 : u;
+    return c[0] + u * (c[1] - c[0]);
 }
 
 static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
@@ -283,6 +309,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
     c.level = -2;
     const double sync_all = fl_cost_thread_sync(p); /* at curve_all_threads threads */
     double cell = 0; /* cell update seconds, summed over layers */
+    double cold = 0; /* steps' extra seconds reading gx from memory, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
     double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
     for (int pass = 0; pass < 2; pass++) {
@@ -337,6 +364,12 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1) extra = sync; /* in the compute term: the all-cores curve includes it */
                 cell += (double)batch * H * p->cell_seconds / tt;
+                if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
+                    fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
+                    fl_arch_matrix(a, i - 1, &di);
+                    const double ws_seq = 4.0 * seq * batch * (4.0 * H + di.cols + H), gx = 16.0 * batch * H;
+                    cold += cold_fraction(p, ws_seq) * gx * cold_gx(p, w.method, w.rank, H) / tt;
+                }
             } else {
                 /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
                  * per-step head run on all T * B rows at once. */
@@ -346,7 +379,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 const double n = last ? (double)batch : (double)batch * seq;
                 tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
                 level = pick_level(p, all_bytes, tt, &bw);
-                rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt);
+                rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 if (w.method != FL_METHOD_DENSE && !lowp)
                     rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),
                                           p->gemm_rows_efficiency[w.method], false, n);
@@ -365,7 +398,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        c.seconds = t + L * p->step_overhead + cell;
+        c.seconds = t + L * p->step_overhead + cell + cold;
     }
     c.working_set = (size_t)ws;
     c.threads = threads;

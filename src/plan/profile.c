@@ -150,33 +150,20 @@ static void time_proj(fl_rec *r, int rows, int in, int G, const float *x, const 
     *seconds = s[PICK];
 }
 
-/* p->thread_scale_rec and thread_scale_proj (see fl_profile): each shape timed on one thread, then
- * at once on curve_all_threads threads. The recurrent step: dense H = 256 (W_hh 1 MiB, split by the
- * runtime from batch 1), cell update (split too) and the fork / join of the curves excluded. The
- * projection: W_ih (2048, 1024) through fl_rec_input. p's curves and cell_seconds must be set. */
-static fl_status measure_thread_scales(fl_profile *p) {
-    const int N = p->curve_all_threads, H = 256;
-    memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
-    memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
-    if (N < 2) return FL_OK;
-    const double sync = fl_cost_thread_sync(p);
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
-        const int B = 4 << (2 * k);
-        double t1, tn, cell = (double)B * H * p->cell_seconds;
-        fl_status st = time_rec_rows(H, B, 1, &t1);
-        if (!st) st = time_rec_rows(H, B, N, &tn);
-        if (st) return st;
-        p->thread_scale_rec[k] = without_cell(t1, cell) / without_cell(tn - sync, cell / N);
-    }
-    const int in = 1024, hid = 512, G = 4 * hid, maxr = 256;
+/* Speed-up of the runtime's split input projection (fl_rec_input) on `threads` threads over one,
+ * on a dense W_ih (4 hid, in), at 4, 16, 64, 256 rows: out[k] (all 0 when this kernel level has no
+ * packed projection). */
+static fl_status proj_scales(int threads, int in, int hid, double *out) {
+    const int G = 4 * hid, maxr = 256;
     fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
     fl_model *m = NULL;
     fl_rec *r1 = NULL, *rn = NULL;
     float *buf = NULL;
+    memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
     fl_status st = fl_model_create(&a, NULL, &m);
     if (!st) st = fl_model_init_random(m, 1);
     if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r1);
-    if (!st) st = fl_rec_create(&m->layer[0], maxr, N, &rn);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, threads, &rn);
     /* x (maxr, in), gx (maxr, 4H), bias (4H) */
     if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
         st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
@@ -187,13 +174,100 @@ static fl_status measure_thread_scales(fl_profile *p) {
         double t1, tn;
         time_proj(r1, rows, in, G, x, bias, gx, &t1);
         time_proj(rn, rows, in, G, x, bias, gx, &tn);
-        p->thread_scale_proj[k] = t1 > 0 && tn > 0 ? t1 / tn : 0.0;
+        out[k] = t1 > 0 && tn > 0 ? t1 / tn : 0.0;
     }
-    if (!(p->thread_scale_proj[0] > 0)) memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
     fl_free(buf);
     fl_rec_free(r1);
     fl_rec_free(rn);
     fl_model_free(m);
+    return st;
+}
+
+/* p->thread_scale_rec, thread_scale_proj and thread_scale_proj_mem (see fl_profile): each shape
+ * timed on one thread, then at once on curve_all_threads threads. The recurrent step: dense H = 256
+ * (W_hh 1 MiB, split by the runtime from batch 1), cell update (split too) and the fork / join of
+ * the curves excluded. The projection through fl_rec_input: W_ih (2048, 512), 4 MiB, held by the
+ * last level (the smallest split from 4 rows), and (4096, 2048), 32 MiB, streamed from memory.
+ * p's curves and cell_seconds must be set. */
+static fl_status measure_thread_scales(fl_profile *p) {
+    const int N = p->curve_all_threads, H = 256;
+    memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
+    memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
+    if (N < 2) return FL_OK;
+    const double sync = fl_cost_thread_sync(p);
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int B = 4 << (2 * k);
+        double t1, tn, cell = (double)B * H * p->cell_seconds;
+        fl_status st = time_rec_rows(H, B, 1, &t1);
+        if (!st) st = time_rec_rows(H, B, N, &tn);
+        if (st) return st;
+        p->thread_scale_rec[k] = without_cell(t1, cell) / without_cell(tn - sync, cell / N);
+    }
+    fl_status st = proj_scales(N, 512, 512, p->thread_scale_proj);
+    return st ? st : proj_scales(N, 2048, 1024, p->thread_scale_proj_mem);
+}
+
+/* p->cold_gx_seconds[method] (see fl_profile): a layer of H = 1024 with W_hh of `method` at rank
+ * H/16 and H/4, its step at batch 16 on one thread timed with gx walking `cold` (nb steps of
+ * (16, 4H) floats, far beyond the last level: each sample reads 32 steps never read since nb
+ * steps back) and with one gx held in cache; the difference per gx byte, at least 0. p->cell_seconds
+ * not needed (the cell update is in both). */
+static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *cold, int nb) {
+    const int H = 1024, B = 16, S = 32;
+    const size_t G = (size_t)4 * H, step = (size_t)B * G;
+    float *buf = fl_calloc((size_t)3 * B * H, sizeof(float)); /* h0, h1, c (B, H) */
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the step on cold input projections");
+    float *h0 = buf, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
+    fl_status st = FL_OK;
+    int pos = 1;
+    for (int i = 0; i < 2 && !st; i++) {
+        if (method == FL_METHOD_DENSE && i == 1) {
+            p->cold_gx_seconds[method][1] = p->cold_gx_seconds[method][0];
+            break;
+        }
+        fl_arch a = {.input = 16, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
+        fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {method, method == FL_METHOD_DENSE ? 0 : (i ? H / 4 : H / 16)}};
+        fl_model *m = NULL;
+        fl_rec *r = NULL;
+        st = fl_model_create(&a, specs, &m);
+        if (!st) st = fl_model_init_random(m, 1);
+        if (!st) st = fl_rec_create(&m->layer[0], B, 1, &r);
+        if (!st) {
+            const double warm = time_steps(r, B, cold, h0, h1, c, H);
+            double s[REPS];
+            for (int k = 0; k < REPS; k++) {
+                double t0 = fl_now_seconds();
+                for (int j = 0; j < S; j++, pos = (pos + 1) % nb)
+                    fl_rec_step(r, B, cold + (size_t)pos * step, (int)G, (j & 1) ? h1 : h0, H, c, (j & 1) ? h0 : h1, H);
+                s[k] = (fl_now_seconds() - t0) / S;
+            }
+            fl_sort_doubles(s, REPS);
+            const double extra = (s[PICK] - warm) / (4.0 * (double)step);
+            p->cold_gx_seconds[method][i] = extra > 0 ? extra : 0;
+        }
+        fl_rec_free(r);
+        fl_model_free(m);
+    }
+    fl_free(buf);
+    return st;
+}
+
+/* All of p->cold_gx_seconds, on one buffer of max(64 MiB, 4 x the measured last level), at most
+ * 256 MiB, of input projections. */
+static fl_status measure_cold_gx_all(fl_profile *p) {
+    const size_t step = (size_t)16 * 4 * 1024 * sizeof(float);
+    size_t bytes = 4 * p->level[p->n_levels - 1].bytes;
+    if (bytes < ((size_t)64 << 20)) bytes = (size_t)64 << 20;
+    if (bytes > ((size_t)256 << 20)) bytes = (size_t)256 << 20;
+    const int nb = (int)(bytes / step);
+    float *cold = fl_malloc((size_t)nb * step);
+    if (!cold) return fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte input-projection buffer", bytes);
+    for (size_t i = 0; i < (size_t)nb * step / sizeof(float); i++) cold[i] = (float)((int)(i % 29) - 14) * 0.02f;
+    fl_status st = FL_OK;
+    for (int m = FL_METHOD_DENSE; m <= FL_METHOD_CP && !st; m++) st = measure_cold_gx(p, (fl_method)m, cold, nb);
+    fl_free(cold);
     return st;
 }
 
@@ -560,6 +634,7 @@ static fl_status measure_all(fl_profile *p) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
+    if ((st = measure_cold_gx_all(p))) return st;
     if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
         return st;
     p->measured = 1;

@@ -29,7 +29,9 @@ typedef struct fl_knee {
  *   3. every segment but the last with at least FL_KNEE_MIN_POINTS points is a cache level; its
  *      effective capacity (knee) is bytes[] of its last point: the largest working set that still
  *      streams at >= 80% of the level's plateau. Shorter segments are transitions and are dropped;
- *   4. the last segment is memory (its plateau goes to *memory_bw, may be NULL).
+ *   4. the last segment is memory (its plateau goes to *memory_bw, may be NULL), and so is a
+ *      segment followed by fewer than FL_KNEE_MIN_POINTS points (a slow end of the ladder is no
+ *      level: the ladder ends far beyond any cache).
  * Returns the number of levels written to out (at most max_levels, the smallest ones), 0 for a
  * curve with fewer than 2 points or without a fall. */
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,

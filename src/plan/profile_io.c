@@ -112,6 +112,8 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(recr, cJSON_CreateNumber(p->rec_rows_flops[k]));
     add_array(root, "thread_scale_rec", p->thread_scale_rec, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
+    add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
+    add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
     cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
@@ -313,7 +315,9 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     if (!get_table(root, "gemm_rows_flops", path, p.gemm_rows_flops) ||
         !get_table(root, "rec_rows_flops", path, p.rec_rows_flops) ||
         !get_table(root, "thread_scale_rec", path, p.thread_scale_rec) || /* optional */
-        !get_table(root, "thread_scale_proj", path, p.thread_scale_proj))
+        !get_table(root, "thread_scale_proj", path, p.thread_scale_proj) ||
+        !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
+        !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]))    /* optional */
         goto done;
     const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency");
     if (eff && (!get_num(eff, "svd_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_SVD]) ||

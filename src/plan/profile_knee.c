@@ -59,7 +59,9 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
             end++;
             plateau = median(s + start, end - start + 1);
         }
-        if (end == n - 1) { /* the last segment: memory */
+        /* the last segment is memory; so is one followed by fewer points than a plateau needs (a
+         * slow sample at the top of the ladder is no level beyond memory) */
+        if (end >= n - FL_KNEE_MIN_POINTS) {
             if (memory_bw) *memory_bw = plateau;
             break;
         }
