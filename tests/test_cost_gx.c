@@ -41,7 +41,7 @@ static fl_profile hand_profile(size_t cache) {
 static const fl_arch arch = {.input = 4, .hidden = 16, .layers = 1, .head = FL_HEAD_NONE};
 #define B 2
 #define GX_STEP 512.0
-#define CACHE 6720 /* the buffers of T = 10 at batch 2 */
+#define CACHE 6720 /* the buffers of T = 10 at batch 2 (usable share: T = 7.5) */
 
 static double predict(const fl_profile *p, fl_method m, int rank, int seq, int threads, const fl_precision *prec) {
     fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {m, rank}};
@@ -50,9 +50,10 @@ static double predict(const fl_profile *p, fl_method m, int rank, int seq, int t
     return c.seconds;
 }
 
-/* Fraction of the gx reads from memory for sequence length T (cost.c, cold_fraction). */
+/* Fraction of the gx reads from memory for sequence length T (cost.c, cold_fraction): 0 up to
+ * half the usable share of the last level, 1 from the usable share. */
 static double fraction(int T) {
-    double f = (336.0 * T * B / CACHE - FL_FIT_FRACTION) / (1 - FL_FIT_FRACTION);
+    double f = 2.0 * 336.0 * T * B / (FL_FIT_FRACTION * CACHE) - 1.0;
     return f < 0 ? 0 : f > 1 ? 1 : f;
 }
 
@@ -63,10 +64,10 @@ static void test_cold_gx_term(void **state) {
     p.cold_gx_seconds[FL_METHOD_DENSE][0] = p.cold_gx_seconds[FL_METHOD_DENSE][1] = 4e-4;
     memcpy(p.cold_gx_seconds[FL_METHOD_SVD], svd, sizeof svd);
     memcpy(p.cold_gx_seconds[FL_METHOD_CP], cp, sizeof cp);
-    /* the fraction: 0 within the usable share (T = 7: 4704 bytes < 0.75 x 6720), linear to 1 at the
-     * whole capacity (T = 10), 1 beyond */
-    assert_true(fraction(7) == 0 && fraction(9) > 0.5 && fraction(9) < 0.7 && fraction(10) == 1 && fraction(40) == 1);
-    const int seqs[4] = {7, 9, 10, 40};
+    /* the fraction: 0 within half the usable share (T = 3: 2016 bytes <= 0.375 x 6720 = 2520),
+     * linear to 1 at the usable share (T = 7.5), 1 beyond */
+    assert_true(fraction(3) == 0 && fraction(5) > 0.3 && fraction(5) < 0.35 && fraction(8) == 1 && fraction(40) == 1);
+    const int seqs[4] = {3, 5, 8, 40};
     for (int k = 0; k < 4; k++) {
         const int T = seqs[k];
         const double f = fraction(T);

@@ -136,7 +136,7 @@ typedef struct fl_profile {
      * the layer's input and output rows) outgrows the last level, those reads come from memory,
      * and the step kernels read gx in short runs per row and gate (at the cell update, after each
      * tile's products), too many streams for the prefetchers: each run waits on memory, well beyond
-     * the bytes at DRAM rate. Measured at H = 1024, batch 16, one thread: the step with gx walking
+     * the bytes at DRAM rate. Measured at H = 1000, batch 16, one thread: the step with gx walking
      * a buffer far beyond the last level, less the step on one gx held in cache, per gx byte. The
      * cost model adds it to each f32 W_hh step (see cost.c). All 0 (older profiles): not modelled. */
     double cold_gx_seconds[3][2];

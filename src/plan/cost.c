@@ -216,12 +216,14 @@ static double bias_rate(const fl_profile *p, double bytes) {
 
 /* Fraction of a layer-step's reads of its input projections that come from memory: a session
  * streams, per layer and sequence, `ws` bytes of (T B) rows (gx, 4H floats; the layer's input;
- * its output). 0 while they fit the usable share (FIT_FRACTION) of the last level's measured
- * capacity, 1 from the whole of it (the buffer is read in the order it was written, so once it
- * outgrows the level nearly all of it has been evicted when read), linear in between. */
+ * its output). 0 up to half the usable share (FIT_FRACTION) of the last level's measured capacity,
+ * 1 from the usable share on, linear in between: the buffer shares the level with the weights and
+ * everything else, and the level does not keep exactly the most recent lines. (Measured at hidden
+ * 650, batch 20, CP rank 40, on a VM whose last level measured 11.6 MB: T = 20, buffers of 6 MB,
+ * paid about 0.4 of the extra of T = 35, 10.9 MB, which paid all of it.) */
 static double cold_fraction(const fl_profile *p, double ws) {
-    const double cap = (double)p->level[p->n_levels - 1].bytes;
-    const double f = (ws / cap - FIT_FRACTION) / (1.0 - FIT_FRACTION);
+    const double use = FIT_FRACTION * (double)p->level[p->n_levels - 1].bytes;
+    const double f = 2.0 * ws / use - 1.0;
     return f < 0 ? 0 : f > 1 ? 1 : f;
 }
 

@@ -209,13 +209,18 @@ static fl_status measure_thread_scales(fl_profile *p) {
     return st ? st : proj_scales(N, 2048, 1024, p->thread_scale_proj_mem);
 }
 
-/* p->cold_gx_seconds[method] (see fl_profile): a layer of H = 1024 with W_hh of `method` at rank
+/* Hidden size of the cold-gx measurement: not a power of two, as most models' are not (at 1024 each
+ * row's gate runs start on page boundaries and this VM paid about half the extra per byte that it
+ * paid at 650, 768 or 1000). */
+#define COLD_H 1000
+
+/* p->cold_gx_seconds[method] (see fl_profile): a layer of H = COLD_H with W_hh of `method` at rank
  * H/16 and H/4, its step at batch 16 on one thread timed with gx walking `cold` (nb steps of
  * (16, 4H) floats, far beyond the last level: each sample reads 32 steps never read since nb
  * steps back) and with one gx held in cache; the difference per gx byte, at least 0. p->cell_seconds
  * not needed (the cell update is in both). */
 static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *cold, int nb) {
-    const int H = 1024, B = 16, S = 32;
+    const int H = COLD_H, B = 16, S = 32;
     const size_t G = (size_t)4 * H, step = (size_t)B * G;
     float *buf = fl_calloc((size_t)3 * B * H, sizeof(float)); /* h0, h1, c (B, H) */
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the step on cold input projections");
@@ -257,7 +262,7 @@ static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *c
 /* All of p->cold_gx_seconds, on one buffer of max(64 MiB, 4 x the measured last level), at most
  * 256 MiB, of input projections. */
 static fl_status measure_cold_gx_all(fl_profile *p) {
-    const size_t step = (size_t)16 * 4 * 1024 * sizeof(float);
+    const size_t step = (size_t)16 * 4 * COLD_H * sizeof(float);
     size_t bytes = 4 * p->level[p->n_levels - 1].bytes;
     if (bytes < ((size_t)64 << 20)) bytes = (size_t)64 << 20;
     if (bytes > ((size_t)256 << 20)) bytes = (size_t)256 << 20;
