@@ -59,6 +59,11 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddItemToArray(tsr, cJSON_CreateNumber(p->thread_scale_rec[k]));
         cJSON_AddItemToArray(tsp, cJSON_CreateNumber(p->thread_scale_proj[k]));
     }
+    cJSON *tpm = cJSON_AddArrayToObject(o, "thread_scale_proj_memory");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(tpm, cJSON_CreateNumber(p->thread_scale_proj_mem[k]));
+    cJSON *cgx = cJSON_AddArrayToObject(o, "cold_gx_ns_per_byte"); /* dense, svd, cp at rank H/16, H/4 */
+    for (int m = 0; m < 3; m++)
+        for (int i = 0; i < 2; i++) cJSON_AddItemToArray(cgx, cJSON_CreateNumber(p->cold_gx_seconds[m][i] * 1e9));
     cJSON *quant = cJSON_AddObjectToObject(o, "quant_gflops"); /* zeros: not measured (f32 rates used) */
     for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
         cJSON *e = cJSON_AddObjectToObject(quant, fl_precision_name((fl_precision)q));
@@ -159,9 +164,18 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                    "4/16/64/256 rows %.2f / %.2f / %.2f / %.2f\n", p->curve_all_threads,
                 p->thread_scale_rec[0], p->thread_scale_rec[1], p->thread_scale_rec[2], p->thread_scale_rec[3],
                 p->thread_scale_proj[0], p->thread_scale_proj[1], p->thread_scale_proj[2], p->thread_scale_proj[3]);
+    if (p->thread_scale_proj_mem[0] > 0)
+        fprintf(f, "  speed-up of the projection on a W_ih in memory at 4/16/64/256 rows %.2f / %.2f / %.2f / %.2f\n",
+                p->thread_scale_proj_mem[0], p->thread_scale_proj_mem[1], p->thread_scale_proj_mem[2],
+                p->thread_scale_proj_mem[3]);
     if (p->rec_memory_factor > 0)
         fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
                 p->rec_memory_factor);
+    const double(*cg)[2] = p->cold_gx_seconds;
+    if (cg[0][0] + cg[1][0] + cg[1][1] + cg[2][0] + cg[2][1] > 0)
+        fprintf(f, "  step reading its input projections from memory: +%.2f ns per byte dense, svd %.2f / %.2f, "
+                   "cp %.2f / %.2f (rank H/16 / H/4)\n",
+                cg[0][0] * 1e9, cg[1][0] * 1e9, cg[1][1] * 1e9, cg[2][0] * 1e9, cg[2][1] * 1e9);
     if (detail && p->n_curve > 0) {
         fprintf(f, "  streaming rate by working set (GB/s, 1 thread%s):\n",
                 p->n_curve_all == p->n_curve ? " / all cores together" : "");
