@@ -10,7 +10,6 @@
 
 #include "fastlstm/plan.h"
 #include "internal.h"
-#include "tuning_consts.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -100,18 +99,15 @@ static void test_cost_dram_two_threads(void **state) {
     /* all weights (200 B) exceed 66 B: amortised bytes from DRAM at 17.5 */
     assert_close(c.seconds, fmax(64.0 / 200, 64.0 / 120) + fmax(34.0 / bw, 136.0 / 480) + 0.5, 1e-12);
 
-    /* A measured curve (one thread): 300 B/s at 32 B, 100 B/s at 128 B. The curve is read at a
-     * working set over the usable share: W_hh (64 B) at 64 / FL_FIT_FRACTION (85.3 B), linear in
-     * log(bytes) between the points; all weights (200 B) are past the last point: 100 B/s. */
+    /* A measured curve (one thread): 300 B/s at 32 B, 100 B/s at 128 B. W_hh (64 B) is half-way in
+     * log(bytes): 200 B/s; all weights (200 B) are past the last point: 100 B/s. */
     p = hand_profile(1000, 2);
     p.n_curve = 2;
     p.curve_bytes[0] = 32, p.curve_bandwidth[0] = 300;
     p.curve_bytes[1] = 128, p.curve_bandwidth[1] = 100;
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
-    const double hh = 300.0 - 200.0 * log(64.0 / FL_FIT_FRACTION / 32.0) / log(4.0);
-    assert_true(hh > 100 && hh < 200);
-    assert_close(c.bandwidth, hh, 1e-9);
-    assert_close(c.mem_seconds, 64.0 / hh + 34.0 / 100, 1e-12);
+    assert_close(c.bandwidth, 200.0, 1e-9);
+    assert_close(c.mem_seconds, 64.0 / 200 + 34.0 / 100, 1e-12);
     /* With two threads the curve is not used: the level's shared rate 100 * 1.75. */
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 2, &c), FL_OK);
     assert_close(c.bandwidth, 175.0, 1e-9);

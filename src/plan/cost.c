@@ -129,16 +129,13 @@ static double level_rate(const fl_cache_level *l, int threads) {
     return l->shared_cpus <= 1 ? l->bandwidth * threads : l->bandwidth * shared_scale(threads);
 }
 
-/* Index of the smallest level holding `bytes` in its usable share, -1 for DRAM; the streaming rate
- * in *bw: from the measured curve of that thread count when there is one, read at bytes /
- * FIT_FRACTION (the curve streams one W_hh alone; in a session the same bytes share the cache with
- * the layer's W_ih, input projections and states, so they stream as a larger working set does
- * alone: the share that makes a level "hold" them in the regime rule), else the level's rate. */
+/* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
+ * measured curve of that thread count when there is one, else the level's rate). */
 static int pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
     int level = -1;
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
-    if (has_curve(p, threads)) *bw = curve_rate(p, bytes / FIT_FRACTION, threads);
+    if (has_curve(p, threads)) *bw = curve_rate(p, bytes, threads);
     else *bw = level >= 0 ? level_rate(&p->level[level], threads) : p->dram_bandwidth * shared_scale(threads);
     return level;
 }
