@@ -217,7 +217,8 @@ static fl_status measure_thread_scales(fl_profile *p) {
 /* p->cold_gx_seconds[method] (see fl_profile): a layer of H = COLD_H with W_hh of `method` at rank
  * H/16 and H/4, its step at batch 16 on one thread timed with gx walking `cold` (nb steps of
  * (16, 4H) floats, far beyond the last level: each sample reads 32 steps never read since nb
- * steps back) and with one gx held in cache; the difference per gx byte, at least 0. p->cell_seconds
+ * steps back) and with one gx held in cache, samples of the two alternating; the difference of
+ * their second-fastest per gx byte, at least 0. p->cell_seconds
  * not needed (the cell update is in both). */
 static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *cold, int nb) {
     const int H = COLD_H, B = 16, S = 32;
@@ -240,16 +241,22 @@ static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *c
         if (!st) st = fl_model_init_random(m, 1);
         if (!st) st = fl_rec_create(&m->layer[0], B, 1, &r);
         if (!st) {
-            const double warm = time_steps(r, B, cold, h0, h1, c, H);
-            double s[REPS];
+            /* warm and cold samples alternate, so both see the same neighbours */
+            double sw[REPS], sc[REPS];
+            fl_rec_step(r, B, cold, (int)G, h0, H, c, h1, H);
             for (int k = 0; k < REPS; k++) {
                 double t0 = fl_now_seconds();
+                for (int j = 0; j < S; j++)
+                    fl_rec_step(r, B, cold, (int)G, (j & 1) ? h1 : h0, H, c, (j & 1) ? h0 : h1, H);
+                double t1 = fl_now_seconds();
                 for (int j = 0; j < S; j++, pos = (pos + 1) % nb)
                     fl_rec_step(r, B, cold + (size_t)pos * step, (int)G, (j & 1) ? h1 : h0, H, c, (j & 1) ? h0 : h1, H);
-                s[k] = (fl_now_seconds() - t0) / S;
+                sw[k] = (t1 - t0) / S;
+                sc[k] = (fl_now_seconds() - t1) / S;
             }
-            fl_sort_doubles(s, REPS);
-            const double extra = (s[PICK] - warm) / (4.0 * (double)step);
+            fl_sort_doubles(sw, REPS);
+            fl_sort_doubles(sc, REPS);
+            const double extra = (sc[PICK] - sw[PICK]) / (4.0 * (double)step);
             p->cold_gx_seconds[method][i] = extra > 0 ? extra : 0;
         }
         fl_rec_free(r);
