@@ -4,7 +4,8 @@
  * shared level and DRAM keep their capacity and scale their rate by 1 + 0.75 (N - 1) (two threads
  * reach about 1.75x one thread's L3 and DRAM rate on current machines). The flop rate of a part the
  * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
- * count (thread_scale_rec for the step, thread_scale_proj for a dense projection, measured at
+ * count (thread_scale_rec for the step, thread_scale_proj for a dense projection whose W_ih fits
+ * the usable share of the last level, thread_scale_proj_mem for one beyond it, measured at
  * curve_all_threads threads: two virtual CPUs may share one core's units), else by N.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
@@ -52,8 +53,13 @@
  *     a last-step head B rows(W) / T) times bias_seconds_cached when all T B rows(W) outputs (4
  *     bytes each) fit the usable share of the largest private level, else bias_seconds: the
  *     runtime adds their biases in a pass of its own (a dense W_ih fuses them into its GEMM).
+ *   input projections from memory: t_g = sum over f32 W_hh_l of f_l * 16 B H * cold_gx(m, R) / N_l,
+ *     the profile's measured extra seconds per gx byte a step pays when its gx rows come from
+ *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
+ *     memory: 0 while the layer's per-sequence buffers (4 T B (4H + in_l + H) bytes) fit half the
+ *     usable share of the last level, 1 from the usable share, linear between (cold_fraction).
  *   overhead: t_o = layers * step_overhead
- *   seconds = t_r + t_a + t_c + t_b + t_o.
+ *   seconds = t_r + t_a + t_c + t_b + t_g + t_o.
  * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
  * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
