@@ -168,51 +168,68 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
     }
 }
 
-/* Batches above 1 run in K chunks of KC so that a block's weights for one chunk (KC x 256 bytes)
- * stay in L1 while every row tile of the batch reads them: streaming a block's whole (K, 4, 16) panel
- * once per tile would fetch each weight from L2 once per 3 rows, which bounds the FMAs at ~70% on
- * Zen 3 (4 lines per 12 FMAs). Between chunks a tile's 12 accumulators go through `part`; each sum
- * still runs k = 0, 1, ..., K-1 through one FMA chain, so the results are those of a single pass.
- * Rows go in groups of at most ROWS_PER_GROUP (their partial sums: ROWS_PER_GROUP x 64 floats). */
-enum { KC = 32, ROWS_PER_GROUP = 24 };
+/* Batches above 1: a tile is NR rows x NG gates x 16 units (both ymm halves of a gate: one 64-byte
+ * line of the panel per k) over the whole K, so a k costs 2 NG aligned loads and NR broadcasts for
+ * 2 NR NG FMAs: at NR = 5 or 6, NG = 1, that is 7-8 loads per 10-12 FMAs, where 4 gates x 8 units x
+ * 3 rows needed 17 registers and fell back to 15 loads per 12 FMAs. A row tile runs the 4 gates
+ * (passes of NG) into `part` (NR, 4, 16), then the cell update of its rows. Each sum runs k = 0, 1,
+ * ..., K-1 through one FMA chain. Rows are cut into tiles of 3 to 6 as even as possible (20 rows:
+ * 5 + 5 + 5 + 5, no 2-row remainder); 2 or 3 rows run two gates per tile, a lone row all four.
+ * The block's panel (K x 256 bytes: 166 KB at K = 650) stays in L2 while the row tiles read it
+ * (one line per k and gate, in order, which the L1 prefetcher follows); the first row tile of a block
+ * prefetches the next block's panel into L2, line for line one block ahead, so the weights stream
+ * from L3 / DRAM under the FMAs. */
+enum { TILE_ROWS = 6, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
-/* NR rows (<= 3) x 8 units (half hf of the block) x 4 gates, over k in [k0, k0 + kn) of K:
- * accumulators start at zero when k0 == 0, else from part (NR, 4, 8); after the last chunk the
- * cell update, else back into part. p points at the block's panel (K, 4, 16). */
-INL void gate_tile(const int NR, int hf, int j0, int H, int K, int k0, int kn, const float *restrict p,
-                   const float *restrict x, int ldx, float *restrict part, const float *restrict gx,
-                   int ldgx, float *restrict c, float *restrict h, int ldh) {
-    __m256 acc[3][4];
-#pragma GCC unroll 3
+/* NR rows x NG gates from g0 x 16 units, sums over all K into part (row b at part + b PART_STRIDE).
+ * p: the block's panel (K, 4, 16); pf: prefetch the same lines of the next block's panel. */
+INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int K, const float *restrict p,
+                   const float *restrict x, int ldx, float *restrict part) {
+    __m256 acc[6][4][2];
+#pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) acc[b][g] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(part + (b * 4 + g) * 8);
-    const bool last = k0 + kn == K;
-    if (last)
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 8 * hf, H);
-    for (int k = k0; k < k0 + kn; k++) {
-        const float *q = p + (size_t)k * 64 + 8 * hf;
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++) {
-            __m256 xv = _mm256_set1_ps(x[(size_t)b * ldx + k]);
+        for (int g = 0; g < NG; g++) acc[b][g][0] = acc[b][g][1] = _mm256_setzero_ps();
+    const float *q = p + 16 * g0, *xk = x;
+    for (int k = 0; k < K; k++, q += 64, xk++) {
+        __m256 w[4][2];
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) acc[b][g] = _mm256_fmadd_ps(_mm256_load_ps(q + 16 * g), xv, acc[b][g]);
+        for (int g = 0; g < NG; g++) {
+            if (pf) _mm_prefetch((const char *)(q + (size_t)K * 64 + 16 * g), _MM_HINT_T1);
+            w[g][0] = _mm256_load_ps(q + 16 * g);
+            w[g][1] = _mm256_load_ps(q + 16 * g + 8);
+        }
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
+                acc[b][g][1] = _mm256_fmadd_ps(w[g][1], xv, acc[b][g][1]);
+            }
         }
     }
-    if (!last) {
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++)
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) _mm256_storeu_ps(part + (b * 4 + g) * 8, acc[b][g]);
-        return;
-    }
-    const int j = j0 + 8 * hf;
-    const __m256i m = tail_mask(half_count(H, j0, hf));
-#pragma GCC unroll 3
+#pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
-        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
-                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
+}
+
+/* All 4 gates of nr (1..6) rows, in passes of constant shapes (those the row split produces). */
+static void gate_rows(int nr, bool pf, int K, const float *restrict p, const float *restrict x, int ldx,
+                      float *restrict part) {
+    for (int g0 = 0; g0 < 4; g0++) {
+        switch (nr) {
+        case 6: pf ? gate_tile(6, 1, true, g0, K, p, x, ldx, part) : gate_tile(6, 1, false, g0, K, p, x, ldx, part); break;
+        case 5: pf ? gate_tile(5, 1, true, g0, K, p, x, ldx, part) : gate_tile(5, 1, false, g0, K, p, x, ldx, part); break;
+        case 4: pf ? gate_tile(4, 1, true, g0, K, p, x, ldx, part) : gate_tile(4, 1, false, g0, K, p, x, ldx, part); break;
+        case 3: gate_tile(3, 2, pf, g0, K, p, x, ldx, part), g0++; break;
+        case 2: gate_tile(2, 2, pf, g0, K, p, x, ldx, part), g0++; break;
+        default: gate_tile(1, 4, pf, 0, K, p, x, ldx, part), g0 = 4; break;
+        }
+    }
 }
 
 static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
@@ -222,32 +239,31 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    float part[ROWS_PER_GROUP * 2 * 32]; /* (rows, half, 4 gates, 8 units) partial sums of a group */
+    float part[TILE_ROWS * PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a row tile */
+    const int nt = (B + TILE_ROWS - 1) / TILE_ROWS, base = B / nt, extra = B % nt; /* extra tiles of base + 1 */
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
-        for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
-            const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
-            const float *xg = x + (size_t)r0 * ldx, *gxg = gx + (size_t)r0 * ldgx;
-            float *cg = c + (size_t)r0 * H, *hg = h + (size_t)r0 * ldh;
-            int k0 = 0;
-            do { /* once with K = 0: the cell update of gx */
-                const int kn = K - k0 < KC ? K - k0 : KC;
-                for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
-                    float *ph = part + hf * ROWS_PER_GROUP * 32;
-                    int b = 0;
-                    for (; b + 3 <= nr; b += 3)
-                        gate_tile(3, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
-                    if (nr - b == 2)
-                        gate_tile(2, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
-                    else if (nr - b == 1)
-                        gate_tile(1, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
+        for (int t = 0, b0 = 0; t < nt; t++) {
+            const int nr = base + (t < extra);
+            for (int b = b0; b < b0 + nr; b++) {
+                prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+                prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
+            }
+            gate_rows(nr, t == 0, K, p, x + (size_t)b0 * ldx, ldx, part);
+            for (int hf = 0; hf < 2; hf++) {
+                const int n = half_count(H, j0, hf);
+                if (n == 0) break;
+                const int j = j0 + 8 * hf;
+                const __m256i m = tail_mask(n);
+                for (int b = 0; b < nr; b++) {
+                    const float *pb = part + b * PART_STRIDE + 8 * hf;
+                    cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32),
+                               _mm256_loadu_ps(pb + 48), gx + (size_t)(b0 + b) * ldgx + j, H,
+                               c + (size_t)(b0 + b) * H + j, h + (size_t)(b0 + b) * ldh + j, m);
                 }
-                k0 += kn;
-            } while (k0 < K);
+            }
+            b0 += nr;
         }
     }
 }
