@@ -1,8 +1,8 @@
 /* Batch kernels of every level this CPU has (and ref) against double-precision sums, at the shapes
  * that reach each code path of the fast versions:
- *   gate_cell  every batch from 1 to 40 (row tiles of 1 to 6 rows, two and four gates per tile,
- *              several tiles per block), hidden sizes that are not a multiple of the 16-unit block
- *              (one and two ymm halves, a last block of 1 unit), K = 0, K < 8, and K past 64;
+ *   gate_cell  batches from 1 to 47 (row tiles of 1 to 6 rows, two and four gates per tile, several
+ *              tiles and row groups per block), hidden sizes that are not a multiple of the 16-unit block
+ *              (one and two ymm halves, a last block of 1 unit), K = 0, K < 8, and K across several K chunks;
  *              a range of blocks [blk0, blk1) inside the panel, padded strides, and units outside
  *              the range untouched.
  *   gemm_pk    K on both sides of the fast kernel's K blocks (1, 255, 256, 257, 513, 700), row
@@ -118,6 +118,7 @@ static void test_gate_cell_batches(void **state) {
         check_gate_cell(k, 70, 90, 3, 2, 3, 8);
         check_gate_cell(k, 33, 300, 38, 0, 3, 9);
         check_gate_cell(k, 33, 300, 47, 1, 3, 10);
+        check_gate_cell(k, 17, 40, 37, 0, 2, 11); /* a group of 36 rows, then a lone row */
     }
     assert_true(levels >= 1);
 }

@@ -111,9 +111,21 @@ INL __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* Cell update of 8 units; gx, c, h point at the first unit; m masks the valid ones. */
+/* Cell update of 8 units; gx, c, h point at the first unit, of which n (1..8) are valid. A full
+ * vector uses plain loads and stores: a masked store costs ~10 cycles on Zen 3. */
 INL void cell_store(__m256 ai, __m256 af, __m256 ag, __m256 ao, const float *gx, int H, float *c,
-                    float *h, __m256i m) {
+                    float *h, int n) {
+    if (n == 8) {
+        ai = _mm256_add_ps(ai, _mm256_loadu_ps(gx));
+        af = _mm256_add_ps(af, _mm256_loadu_ps(gx + H));
+        ag = _mm256_add_ps(ag, _mm256_loadu_ps(gx + 2 * (size_t)H));
+        ao = _mm256_add_ps(ao, _mm256_loadu_ps(gx + 3 * (size_t)H));
+        __m256 cn = _mm256_fmadd_ps(sigmoid8(af), _mm256_loadu_ps(c), _mm256_mul_ps(sigmoid8(ai), tanh8(ag)));
+        _mm256_storeu_ps(c, cn);
+        _mm256_storeu_ps(h, _mm256_mul_ps(sigmoid8(ao), tanh8(cn)));
+        return;
+    }
+    const __m256i m = tail_mask(n);
     ai = _mm256_add_ps(ai, _mm256_maskload_ps(gx, m));
     af = _mm256_add_ps(af, _mm256_maskload_ps(gx + H, m));
     ag = _mm256_add_ps(ag, _mm256_maskload_ps(gx + 2 * (size_t)H, m));
@@ -163,39 +175,47 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
             int n = half_count(H, j0, hf);
             if (n == 0) break;
             const int j = j0 + 8 * hf;
-            cell_store(a[hf], a[2 + hf], a[4 + hf], a[6 + hf], gx + j, H, c + j, h + j, tail_mask(n));
+            cell_store(a[hf], a[2 + hf], a[4 + hf], a[6 + hf], gx + j, H, c + j, h + j, n);
         }
     }
 }
 
-/* Batches above 1: a tile is NR rows x NG gates x 16 units (both ymm halves of a gate: one 64-byte
- * line of the panel per k) over the whole K, so a k costs 2 NG aligned loads and NR broadcasts for
- * 2 NR NG FMAs: at NR = 5 or 6, NG = 1, that is 7-8 loads per 10-12 FMAs, where 4 gates x 8 units x
- * 3 rows needed 17 registers and fell back to 15 loads per 12 FMAs. A row tile runs the 4 gates
- * (passes of NG) into `part` (NR, 4, 16), then the cell update of its rows. Each sum runs k = 0, 1,
- * ..., K-1 through one FMA chain. Rows are cut into tiles of 3 to 6 as even as possible (20 rows:
- * 5 + 5 + 5 + 5, no 2-row remainder); 2 or 3 rows run two gates per tile, a lone row all four.
- * The block's panel (K x 256 bytes: 166 KB at K = 650) stays in L2 while the row tiles read it
- * (one line per k and gate, in order, which the L1 prefetcher follows); the first row tile of a block
- * prefetches the next block's panel into L2, line for line one block ahead, so the weights stream
- * from L3 / DRAM under the FMAs. */
-enum { TILE_ROWS = 6, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
+/* Batches above 1 run in K chunks of KC so that a block's weights for one chunk (KC x 256 bytes)
+ * stay in L1 while every row tile of the batch reads them. A tile is NR rows x NG gates x 16 units
+ * (both ymm halves of a gate: one 64-byte line of the panel per k), so a k costs 2 NG aligned loads
+ * and NR broadcasts for 2 NR NG FMAs: at NR = 5 or 6, NG = 1, that is 7-8 loads per 10-12 FMAs, where
+ * 4 gates x 8 units x 3 rows needed 17 registers and fell back to 15 loads per 12 FMAs (an L1-resident
+ * loop of each: ~60% of the FMA peak against ~80%). The gates of a row meet again in `part`, (rows, 4, 16)
+ * per group, which also carries the sums from one K chunk to the next; each sum still runs k = 0, 1,
+ * ..., K-1 through one FMA chain, so the results are those of a single pass. Rows go in groups of at
+ * most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as even as possible (20 rows: 5 + 5 + 5 + 5, no
+ * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. The first tile
+ * of each gate pass prefetches the line it will read in the next chunk (after a block's last chunk,
+ * the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs, at an
+ * even rate. (Tiles over the whole K, the block's panel in L2 and the next block's prefetched by the
+ * first tile, ran ~10% faster on an L2-sized panel but ~20% slower at H = 650, where the panel
+ * streams from L3 / DRAM in bursts; KC = 48 or 64 measured no faster.) */
+enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
-/* NR rows x NG gates from g0 x 16 units, sums over all K into part (row b at part + b PART_STRIDE).
- * p: the block's panel (K, 4, 16); pf: prefetch the same lines of the next block's panel. */
-INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int K, const float *restrict p,
+/* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
+ * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16). */
+INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int k0, int kn, const float *restrict p,
                    const float *restrict x, int ldx, float *restrict part) {
     __m256 acc[6][4][2];
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < NG; g++) acc[b][g][0] = acc[b][g][1] = _mm256_setzero_ps();
-    const float *q = p + 16 * g0, *xk = x;
-    for (int k = 0; k < K; k++, q += 64, xk++) {
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++)
+                acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
+                                        : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
+    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
+    for (int k = 0; k < kn; k++, q += 64, xk++) {
         __m256 w[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
-            if (pf) _mm_prefetch((const char *)(q + (size_t)K * 64 + 16 * g), _MM_HINT_T1);
+            if (pf) _mm_prefetch((const char *)(q + KC * 64 + 16 * g), _MM_HINT_T0);
             w[g][0] = _mm256_load_ps(q + 16 * g);
             w[g][1] = _mm256_load_ps(q + 16 * g + 8);
         }
@@ -217,17 +237,57 @@ INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int K, con
             for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
 }
 
-/* All 4 gates of nr (1..6) rows, in passes of constant shapes (those the row split produces). */
-static void gate_rows(int nr, bool pf, int K, const float *restrict p, const float *restrict x, int ldx,
-                      float *restrict part) {
-    for (int g0 = 0; g0 < 4; g0++) {
+/* One tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the shapes the
+ * row split of gate_group produces). */
+static inline void gate_tile_n(int nr, int ng, bool pf, int g0, int k0, int kn, const float *restrict p,
+                               const float *restrict x, int ldx, float *restrict part) {
+    if (ng == 1) {
         switch (nr) {
-        case 6: pf ? gate_tile(6, 1, true, g0, K, p, x, ldx, part) : gate_tile(6, 1, false, g0, K, p, x, ldx, part); break;
-        case 5: pf ? gate_tile(5, 1, true, g0, K, p, x, ldx, part) : gate_tile(5, 1, false, g0, K, p, x, ldx, part); break;
-        case 4: pf ? gate_tile(4, 1, true, g0, K, p, x, ldx, part) : gate_tile(4, 1, false, g0, K, p, x, ldx, part); break;
-        case 3: gate_tile(3, 2, pf, g0, K, p, x, ldx, part), g0++; break;
-        case 2: gate_tile(2, 2, pf, g0, K, p, x, ldx, part), g0++; break;
-        default: gate_tile(1, 4, pf, 0, K, p, x, ldx, part), g0 = 4; break;
+        case 6: pf ? gate_tile(6, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(6, 1, false, g0, k0, kn, p, x, ldx, part); return;
+        case 5: pf ? gate_tile(5, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(5, 1, false, g0, k0, kn, p, x, ldx, part); return;
+        case 4: pf ? gate_tile(4, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(4, 1, false, g0, k0, kn, p, x, ldx, part); return;
+        default: pf ? gate_tile(3, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(3, 1, false, g0, k0, kn, p, x, ldx, part); return;
+        }
+    }
+    if (ng == 2) {
+        if (nr == 3) gate_tile(3, 2, true, g0, k0, kn, p, x, ldx, part);
+        else gate_tile(2, 2, true, g0, k0, kn, p, x, ldx, part);
+        return;
+    }
+    gate_tile(1, 4, true, 0, k0, kn, p, x, ldx, part);
+}
+
+/* Rows [0, nr) of one block (nr <= ROWS_PER_GROUP): every K chunk through the row tiles into part,
+ * then the cell update of the block's units from part and gx. */
+static void gate_group(int nr, int j0, int H, int K, const float *restrict p, const float *restrict x, int ldx,
+                       const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh,
+                       float *restrict part) {
+    const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
+    const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
+    int k0 = 0;
+    do { /* once with K = 0: part = 0, the cell update of gx */
+        const int kn = K - k0 < KC ? K - k0 : KC;
+        if (k0 + kn == K)
+            for (int b = 0; b < nr; b++) {
+                prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+                prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
+            }
+        for (int g0 = 0; g0 < 4; g0 += ng)
+            for (int t = 0, b = 0; t < nt; t++) {
+                const int n = base + (t < extra);
+                gate_tile_n(n, ng, t == 0, g0, k0, kn, p, x + (size_t)b * ldx, ldx, part + b * PART_STRIDE);
+                b += n;
+            }
+        k0 += kn;
+    } while (k0 < K);
+    for (int hf = 0; hf < 2; hf++) {
+        const int n = half_count(H, j0, hf);
+        if (n == 0) break;
+        const int j = j0 + 8 * hf;
+        for (int b = 0; b < nr; b++) {
+            const float *pb = part + b * PART_STRIDE + 8 * hf;
+            cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32), _mm256_loadu_ps(pb + 48),
+                       gx + (size_t)b * ldgx + j, H, c + (size_t)b * H + j, h + (size_t)b * ldh + j, n);
         }
     }
 }
@@ -239,31 +299,14 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    float part[TILE_ROWS * PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a row tile */
-    const int nt = (B + TILE_ROWS - 1) / TILE_ROWS, base = B / nt, extra = B % nt; /* extra tiles of base + 1 */
+    float part[ROWS_PER_GROUP * PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a group */
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
-        for (int t = 0, b0 = 0; t < nt; t++) {
-            const int nr = base + (t < extra);
-            for (int b = b0; b < b0 + nr; b++) {
-                prefetch_gx(gx + (size_t)b * ldgx + j0, H);
-                prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
-            }
-            gate_rows(nr, t == 0, K, p, x + (size_t)b0 * ldx, ldx, part);
-            for (int hf = 0; hf < 2; hf++) {
-                const int n = half_count(H, j0, hf);
-                if (n == 0) break;
-                const int j = j0 + 8 * hf;
-                const __m256i m = tail_mask(n);
-                for (int b = 0; b < nr; b++) {
-                    const float *pb = part + b * PART_STRIDE + 8 * hf;
-                    cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32),
-                               _mm256_loadu_ps(pb + 48), gx + (size_t)(b0 + b) * ldgx + j, H,
-                               c + (size_t)(b0 + b) * H + j, h + (size_t)(b0 + b) * ldh + j, m);
-                }
-            }
-            b0 += nr;
+        for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
+            const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
+            gate_group(nr, j0, H, K, p, x + (size_t)r0 * ldx, ldx, gx + (size_t)r0 * ldgx, ldgx, c + (size_t)r0 * H,
+                       h + (size_t)r0 * ldh, ldh, part);
         }
     }
 }
@@ -288,11 +331,11 @@ INL void cp_tile(const int NR, int hf, int j0, int H, int K, const float *restri
                 acc[b][g] = _mm256_fmadd_ps(w, _mm256_set1_ps(zs[(size_t)b * 4 * K + (size_t)g * K + k]), acc[b][g]);
     }
     const int j = j0 + 8 * hf;
-    const __m256i m = tail_mask(half_count(H, j0, hf));
+    const int n = half_count(H, j0, hf);
 #pragma GCC unroll 2
     for (int b = 0; b < NR; b++)
         cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
-                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, n);
 }
 
 static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
@@ -318,7 +361,7 @@ static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const flo
                 int n = half_count(H, j0, hf);
                 if (n == 0) break;
                 const int j = j0 + 8 * hf;
-                cell_store(a[hf][0], a[hf][1], a[hf][2], a[hf][3], gx + j, H, c + j, h + j, tail_mask(n));
+                cell_store(a[hf][0], a[hf][1], a[hf][2], a[hf][3], gx + j, H, c + j, h + j, n);
             }
             continue;
         }
@@ -389,8 +432,10 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
 /* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
 
 /* NR rows of X (<= 6) x 16 columns (a quarter of a 64-column panel): 12 accumulators started at the
- * bias; per k, two aligned panel loads feed 2 NR FMAs. m0, m1 mask the columns past rows. */
-INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
+ * bias; per k, two aligned panel loads feed 2 NR FMAs. A full quarter (full) stores with plain
+ * stores; a partial one masks the columns past rows with m0, m1 (a masked store costs ~10 cycles
+ * on Zen 3: 12 of them per tile were ~4% of a K = 650 tile). */
+INL void pk_tile(const int NR, const bool full, int K, const float *restrict p, const float *restrict x, int ldx,
                  const float *restrict bias, __m256i m0, __m256i m1, float *restrict y, int ldy) {
     __m256 acc[6][2];
     const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
@@ -409,18 +454,42 @@ INL void pk_tile(const int NR, int K, const float *restrict p, const float *rest
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
-        _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
-        _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+        if (full) {
+            _mm256_storeu_ps(y + (size_t)b * ldy, acc[b][0]);
+            _mm256_storeu_ps(y + (size_t)b * ldy + 8, acc[b][1]);
+        } else {
+            _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
+            _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+        }
     }
 }
 
-/* Per 64-column panel, per chunk of X rows that stays in L2 (~128 KB), per 16-column quarter: the
- * quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2 after. */
+/* Rows [i0, i1) of X through one quarter: 6-row tiles, then the remainder. */
+INL void pk_rows(const bool full, int i0, int i1, int K, const float *restrict p, const float *restrict x, int ldx,
+                 const float *restrict bb, __m256i m0, __m256i m1, float *restrict y, int ldy) {
+    int i = i0;
+    for (; i + 6 <= i1; i += 6) pk_tile(6, full, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy, ldy);
+    const float *xi = x + (size_t)i * ldx;
+    float *yi = y + (size_t)i * ldy;
+    switch (i1 - i) {
+    case 5: pk_tile(5, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 4: pk_tile(4, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 3: pk_tile(3, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 2: pk_tile(2, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 1: pk_tile(1, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    default: break;
+    }
+}
+
+/* Per 64-column panel, per chunk of X rows that stays in L2 (~256 KB, at most 48 rows), per 16-column
+ * quarter: the quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2
+ * after (blocking K so that a quarter's slice stays in L1 measured no faster: the slice streams from
+ * L2 in order, which the L1 prefetcher follows). */
 static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
                          const float *restrict bias, float *restrict y, int ldy) {
     const int np = (rows + 63) / 64;
-    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
-    if (mc < 6) mc = 6;
+    int mc = (int)((256 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    mc = mc < 6 ? 6 : mc > 48 ? 48 : mc;
     for (int pi = 0; pi < np; pi++)
         for (int i0 = 0; i0 < n; i0 += mc) {
             const int i1 = i0 + mc < n ? i0 + mc : n;
@@ -428,18 +497,8 @@ static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ld
                 const int c0 = pi * 64 + 16 * qt;
                 const __m256i m0 = tail_mask(rows - c0), m1 = tail_mask(rows - c0 - 8);
                 const float *p = pk + (size_t)pi * K * 64 + 16 * qt, *bb = bias ? bias + c0 : NULL;
-                int i = i0;
-                for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy + c0, ldy);
-                const float *xi = x + (size_t)i * ldx;
-                float *yi = y + (size_t)i * ldy + c0;
-                switch (i1 - i) {
-                case 5: pk_tile(5, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 4: pk_tile(4, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 3: pk_tile(3, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 2: pk_tile(2, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 1: pk_tile(1, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                default: break;
-                }
+                if (rows - c0 >= 16) pk_rows(true, i0, i1, K, p, x, ldx, bb, m0, m1, y + c0, ldy);
+                else pk_rows(false, i0, i1, K, p, x, ldx, bb, m0, m1, y + c0, ldy);
             }
         }
 }
