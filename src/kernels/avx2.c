@@ -189,17 +189,19 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * per group, which also carries the sums from one K chunk to the next; each sum still runs k = 0, 1,
  * ..., K-1 through one FMA chain, so the results are those of a single pass. Rows go in groups of at
  * most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as even as possible (20 rows: 5 + 5 + 5 + 5, no
- * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. The first tile
- * of each gate pass prefetches the line it will read in the next chunk (after a block's last chunk,
- * the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs, at an
- * even rate. (Tiles over the whole K, the block's panel in L2 and the next block's prefetched by the
+ * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. Tile t of nt
+ * in a gate pass prefetches the lines k = t, t + nt, ... of the next chunk (after a block's last
+ * chunk, the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
+ * an even rate (all of a chunk's prefetches from the first tile left ~30% of a session's gate_cell
+ * time on that tile's loads: more misses at once than the L1 tracks). (Tiles over the whole K, the block's panel in L2 and the next block's prefetched by the
  * first tile, ran ~10% faster on an L2-sized panel but ~20% slower at H = 650, where the panel
  * streams from L3 / DRAM in bursts; KC = 48 or 64 measured no faster.) */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
- * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16). */
-INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int k0, int kn, const float *restrict p,
+ * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16).
+ * Tile t of nt: prefetches the next chunk's lines of its gates at k = t, t + nt, ... */
+INL void gate_tile(const int NR, const int NG, int t, int nt, int g0, int k0, int kn, const float *restrict p,
                    const float *restrict x, int ldx, float *restrict part) {
     __m256 acc[6][4][2];
 #pragma GCC unroll 6
@@ -211,7 +213,10 @@ INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int k0, in
                 acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
                                         : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
     const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
+    int cd = t; /* prefetch at k = t, t + nt, ... */
     for (int k = 0; k < kn; k++, q += 64, xk++) {
+        const bool pf = cd == 0;
+        cd = pf ? nt - 1 : cd - 1;
         __m256 w[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
@@ -237,24 +242,24 @@ INL void gate_tile(const int NR, const int NG, const bool pf, int g0, int k0, in
             for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
 }
 
-/* One tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the shapes the
- * row split of gate_group produces). */
-static inline void gate_tile_n(int nr, int ng, bool pf, int g0, int k0, int kn, const float *restrict p,
+/* Tile t of nt, of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
+ * shapes the row split of gate_group produces). */
+static inline void gate_tile_n(int nr, int ng, int t, int nt, int g0, int k0, int kn, const float *restrict p,
                                const float *restrict x, int ldx, float *restrict part) {
     if (ng == 1) {
         switch (nr) {
-        case 6: pf ? gate_tile(6, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(6, 1, false, g0, k0, kn, p, x, ldx, part); return;
-        case 5: pf ? gate_tile(5, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(5, 1, false, g0, k0, kn, p, x, ldx, part); return;
-        case 4: pf ? gate_tile(4, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(4, 1, false, g0, k0, kn, p, x, ldx, part); return;
-        default: pf ? gate_tile(3, 1, true, g0, k0, kn, p, x, ldx, part) : gate_tile(3, 1, false, g0, k0, kn, p, x, ldx, part); return;
+        case 6: gate_tile(6, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        case 5: gate_tile(5, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        case 4: gate_tile(4, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        default: gate_tile(3, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
         }
     }
     if (ng == 2) {
-        if (nr == 3) gate_tile(3, 2, true, g0, k0, kn, p, x, ldx, part);
-        else gate_tile(2, 2, true, g0, k0, kn, p, x, ldx, part);
+        if (nr == 3) gate_tile(3, 2, t, nt, g0, k0, kn, p, x, ldx, part);
+        else gate_tile(2, 2, t, nt, g0, k0, kn, p, x, ldx, part);
         return;
     }
-    gate_tile(1, 4, true, 0, k0, kn, p, x, ldx, part);
+    gate_tile(1, 4, t, nt, 0, k0, kn, p, x, ldx, part);
 }
 
 /* Rows [0, nr) of one block (nr <= ROWS_PER_GROUP): every K chunk through the row tiles into part,
@@ -275,7 +280,7 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
         for (int g0 = 0; g0 < 4; g0 += ng)
             for (int t = 0, b = 0; t < nt; t++) {
                 const int n = base + (t < extra);
-                gate_tile_n(n, ng, t == 0, g0, k0, kn, p, x + (size_t)b * ldx, ldx, part + b * PART_STRIDE);
+                gate_tile_n(n, ng, t, nt, g0, k0, kn, p, x + (size_t)b * ldx, ldx, part + b * PART_STRIDE);
                 b += n;
             }
         k0 += kn;
