@@ -1,7 +1,11 @@
 /* GFLOP/s of the batch kernels at the shapes a served LSTM runs, against OpenBLAS sgemm of the same
  * product and this core's FMA peak, so that one command says where a step's time goes:
  *
- *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--level avx2|avx512|ref] [--H n] [--B n]
+ *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--level avx2|avx512|ref] [--H n] [--B n]
+ *
+ *   --cold    walk a 64 MB buffer before each timed call, so the weights come from DRAM (a session's
+ *             state: a layer's gate inputs pass through L3 between steps); default: the same
+ *             weights call after call, L3-resident where they fit
  *
  *   peak      a pure-FMA loop (12 independent chains of 8-lane FMAs: 2 FMA pipes x 4-5 cycles
  *             latency need >= 10 in flight), 2 flops per lane per FMA
@@ -27,9 +31,29 @@
 
 static int g_rounds = 7;
 static double g_round_s = 0.15;
+static unsigned char *g_evict; /* --cold: a buffer larger than L3, walked before every timed call */
+enum { EVICT_BYTES = 64 << 20 };
 
-/* Median seconds per call of fn(arg) over g_rounds rounds of about g_round_s of thread CPU time. */
+/* Write one byte per line of g_evict: the weights of the call that follows come from DRAM, as in a
+ * session, where a layer's (T, B, 4H) gate inputs and outputs pass through L3 between steps. */
+static void evict(void) {
+    for (size_t i = 0; i < EVICT_BYTES; i += 64) g_evict[i]++;
+}
+
+/* Median seconds per call of fn(arg) over g_rounds rounds of about g_round_s of thread CPU time;
+ * with --cold, the median of single calls each after evict() (not timed). */
 static double time_it(void (*fn)(void *), void *arg) {
+    if (g_evict) {
+        double v[64];
+        const int n = 4 * g_rounds < 64 ? 4 * g_rounds : 64;
+        for (int r = 0; r < n; r++) {
+            evict();
+            const double t0 = bench_now(true);
+            fn(arg);
+            v[r] = bench_now(true) - t0;
+        }
+        return bench_summarize(v, n).med;
+    }
     fn(arg);
     double t0 = bench_now(true);
     fn(arg);
@@ -178,13 +202,15 @@ static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
 int main(int argc, char **argv) {
     const char *level = NULL;
     int oneH = 0, oneB = 0;
+    bool cold = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_rounds = 3, g_round_s = 0.03;
+        else if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = argv[++i];
         else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--level name] [--H n] [--B n]\n");
+            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--level name] [--H n] [--B n]\n");
             return 2;
         }
     }
@@ -197,8 +223,12 @@ int main(int argc, char **argv) {
     if (!bt || strcmp(bt, "1") != 0)
         fprintf(stderr, "bench_kernel_rates: OPENBLAS_NUM_THREADS is not 1: the sgemm columns use more threads than the kernels\n");
     const double peak = peak_gflops();
-    printf("FMA peak, one thread: %.1f GFLOP/s (12 chains of 8-lane FMAs); times: thread CPU, median of %d rounds\n", peak,
-           g_rounds);
+    printf("FMA peak, one thread: %.1f GFLOP/s (12 chains of 8-lane FMAs); times: thread CPU, median of %d %s\n", peak,
+           g_rounds, cold ? "x 4 calls, each after evicting the caches (--cold)" : "rounds");
+    if (cold && !(g_evict = calloc(EVICT_BYTES, 1))) {
+        fprintf(stderr, "bench_kernel_rates: out of memory\n");
+        return 1;
+    }
     const int Hs[] = {650, 1500}, Bs[] = {1, 4, 8, 20, 32};
     for (int hi = 0; hi < 2; hi++)
         for (int bi = 0; bi < 5; bi++) {
@@ -208,9 +238,11 @@ int main(int argc, char **argv) {
     if (oneH && oneH != 650 && oneH != 1500) run_rec(k, oneH, oneB ? oneB : 20, peak);
     if (!k->gemm_pk) {
         printf("gemm_pk: none at level %s\n", k->name);
+        free(g_evict);
         return 0;
     }
     run_pk(k, 700, 2600, 650, peak);
     run_pk(k, 700, 2600, 1300, peak);
+    free(g_evict);
     return 0;
 }
