@@ -193,9 +193,11 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * in a gate pass prefetches the lines k = t, t + nt, ... of the next chunk (after a block's last
  * chunk, the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
  * an even rate (all of a chunk's prefetches from the first tile left ~30% of a session's gate_cell
- * time on that tile's loads: more misses at once than the L1 tracks). (Tiles over the whole K, the block's panel in L2 and the next block's prefetched by the
- * first tile, ran ~10% faster on an L2-sized panel but ~20% slower at H = 650, where the panel
- * streams from L3 / DRAM in bursts; KC = 48 or 64 measured no faster.) */
+ * time on that tile's loads: more misses at once than the L1 tracks). Tiles over the whole K, the
+ * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
+ * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
+ * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
+ * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3). */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
