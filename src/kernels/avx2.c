@@ -111,9 +111,21 @@ INL __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* Cell update of 8 units; gx, c, h point at the first unit; m masks the valid ones. */
+/* Cell update of 8 units; gx, c, h point at the first unit, of which n (1..8) are valid. A full
+ * vector uses plain loads and stores: a masked store costs ~10 cycles on Zen 3. */
 INL void cell_store(__m256 ai, __m256 af, __m256 ag, __m256 ao, const float *gx, int H, float *c,
-                    float *h, __m256i m) {
+                    float *h, int n) {
+    if (n == 8) {
+        ai = _mm256_add_ps(ai, _mm256_loadu_ps(gx));
+        af = _mm256_add_ps(af, _mm256_loadu_ps(gx + H));
+        ag = _mm256_add_ps(ag, _mm256_loadu_ps(gx + 2 * (size_t)H));
+        ao = _mm256_add_ps(ao, _mm256_loadu_ps(gx + 3 * (size_t)H));
+        __m256 cn = _mm256_fmadd_ps(sigmoid8(af), _mm256_loadu_ps(c), _mm256_mul_ps(sigmoid8(ai), tanh8(ag)));
+        _mm256_storeu_ps(c, cn);
+        _mm256_storeu_ps(h, _mm256_mul_ps(sigmoid8(ao), tanh8(cn)));
+        return;
+    }
+    const __m256i m = tail_mask(n);
     ai = _mm256_add_ps(ai, _mm256_maskload_ps(gx, m));
     af = _mm256_add_ps(af, _mm256_maskload_ps(gx + H, m));
     ag = _mm256_add_ps(ag, _mm256_maskload_ps(gx + 2 * (size_t)H, m));
@@ -163,56 +175,128 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
             int n = half_count(H, j0, hf);
             if (n == 0) break;
             const int j = j0 + 8 * hf;
-            cell_store(a[hf], a[2 + hf], a[4 + hf], a[6 + hf], gx + j, H, c + j, h + j, tail_mask(n));
+            cell_store(a[hf], a[2 + hf], a[4 + hf], a[6 + hf], gx + j, H, c + j, h + j, n);
         }
     }
 }
 
 /* Batches above 1 run in K chunks of KC so that a block's weights for one chunk (KC x 256 bytes)
- * stay in L1 while every row tile of the batch reads them: streaming a block's whole (K, 4, 16) panel
- * once per tile would fetch each weight from L2 once per 3 rows, which bounds the FMAs at ~70% on
- * Zen 3 (4 lines per 12 FMAs). Between chunks a tile's 12 accumulators go through `part`; each sum
- * still runs k = 0, 1, ..., K-1 through one FMA chain, so the results are those of a single pass.
- * Rows go in groups of at most ROWS_PER_GROUP (their partial sums: ROWS_PER_GROUP x 64 floats). */
-enum { KC = 32, ROWS_PER_GROUP = 24 };
+ * stay in L1 while every row tile of the batch reads them. A tile is NR rows x NG gates x 16 units
+ * (both ymm halves of a gate: one 64-byte line of the panel per k), so a k costs 2 NG aligned loads
+ * and NR broadcasts for 2 NR NG FMAs: at NR = 5 or 6, NG = 1, that is 7-8 loads per 10-12 FMAs, where
+ * 4 gates x 8 units x 3 rows needed 17 registers and fell back to 15 loads per 12 FMAs (an L1-resident
+ * loop of each: ~60% of the FMA peak against ~80%). The gates of a row meet again in `part`, (rows, 4, 16)
+ * per group, which also carries the sums from one K chunk to the next; each sum still runs k = 0, 1,
+ * ..., K-1 through one FMA chain, so the results are those of a single pass. Rows go in groups of at
+ * most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as even as possible (20 rows: 5 + 5 + 5 + 5, no
+ * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. Tile t of nt
+ * in a gate pass prefetches the lines k = t, t + nt, ... of the next chunk (after a block's last
+ * chunk, the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
+ * an even rate (all of a chunk's prefetches from the first tile left ~30% of a session's gate_cell
+ * time on that tile's loads: more misses at once than the L1 tracks). Tiles over the whole K, the
+ * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
+ * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
+ * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
+ * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3). */
+enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
-/* NR rows (<= 3) x 8 units (half hf of the block) x 4 gates, over k in [k0, k0 + kn) of K:
- * accumulators start at zero when k0 == 0, else from part (NR, 4, 8); after the last chunk the
- * cell update, else back into part. p points at the block's panel (K, 4, 16). */
-INL void gate_tile(const int NR, int hf, int j0, int H, int K, int k0, int kn, const float *restrict p,
-                   const float *restrict x, int ldx, float *restrict part, const float *restrict gx,
-                   int ldgx, float *restrict c, float *restrict h, int ldh) {
-    __m256 acc[3][4];
-#pragma GCC unroll 3
+/* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
+ * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16).
+ * Tile t of nt: prefetches the next chunk's lines of its gates at k = t, t + nt, ... */
+INL void gate_tile(const int NR, const int NG, int t, int nt, int g0, int k0, int kn, const float *restrict p,
+                   const float *restrict x, int ldx, float *restrict part) {
+    __m256 acc[6][4][2];
+#pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) acc[b][g] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(part + (b * 4 + g) * 8);
-    const bool last = k0 + kn == K;
-    if (last)
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0 + 8 * hf, H);
-    for (int k = k0; k < k0 + kn; k++) {
-        const float *q = p + (size_t)k * 64 + 8 * hf;
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++) {
-            __m256 xv = _mm256_set1_ps(x[(size_t)b * ldx + k]);
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++)
+                acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
+                                        : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
+    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
+    int cd = t; /* prefetch at k = t, t + nt, ... */
+    for (int k = 0; k < kn; k++, q += 64, xk++) {
+        const bool pf = cd == 0;
+        cd = pf ? nt - 1 : cd - 1;
+        __m256 w[4][2];
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) acc[b][g] = _mm256_fmadd_ps(_mm256_load_ps(q + 16 * g), xv, acc[b][g]);
+        for (int g = 0; g < NG; g++) {
+            if (pf) _mm_prefetch((const char *)(q + KC * 64 + 16 * g), _MM_HINT_T0);
+            w[g][0] = _mm256_load_ps(q + 16 * g);
+            w[g][1] = _mm256_load_ps(q + 16 * g + 8);
+        }
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
+                acc[b][g][1] = _mm256_fmadd_ps(w[g][1], xv, acc[b][g][1]);
+            }
         }
     }
-    if (!last) {
-#pragma GCC unroll 3
-        for (int b = 0; b < NR; b++)
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) _mm256_storeu_ps(part + (b * 4 + g) * 8, acc[b][g]);
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
+}
+
+/* Tile t of nt, of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
+ * shapes the row split of gate_group produces). */
+static inline void gate_tile_n(int nr, int ng, int t, int nt, int g0, int k0, int kn, const float *restrict p,
+                               const float *restrict x, int ldx, float *restrict part) {
+    if (ng == 1) {
+        switch (nr) {
+        case 6: gate_tile(6, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        case 5: gate_tile(5, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        case 4: gate_tile(4, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        default: gate_tile(3, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        }
+    }
+    if (ng == 2) {
+        if (nr == 3) gate_tile(3, 2, t, nt, g0, k0, kn, p, x, ldx, part);
+        else gate_tile(2, 2, t, nt, g0, k0, kn, p, x, ldx, part);
         return;
     }
-    const int j = j0 + 8 * hf;
-    const __m256i m = tail_mask(half_count(H, j0, hf));
-#pragma GCC unroll 3
-    for (int b = 0; b < NR; b++)
-        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
-                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+    gate_tile(1, 4, t, nt, 0, k0, kn, p, x, ldx, part);
+}
+
+/* Rows [0, nr) of one block (nr <= ROWS_PER_GROUP): every K chunk through the row tiles into part,
+ * then the cell update of the block's units from part and gx. */
+static void gate_group(int nr, int j0, int H, int K, const float *restrict p, const float *restrict x, int ldx,
+                       const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh,
+                       float *restrict part) {
+    const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
+    const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
+    int k0 = 0;
+    do { /* once with K = 0: part = 0, the cell update of gx */
+        const int kn = K - k0 < KC ? K - k0 : KC;
+        if (k0 + kn == K)
+            for (int b = 0; b < nr; b++) {
+                prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+                prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
+            }
+        for (int g0 = 0; g0 < 4; g0 += ng)
+            for (int t = 0, b = 0; t < nt; t++) {
+                const int n = base + (t < extra);
+                gate_tile_n(n, ng, t, nt, g0, k0, kn, p, x + (size_t)b * ldx, ldx, part + b * PART_STRIDE);
+                b += n;
+            }
+        k0 += kn;
+    } while (k0 < K);
+    for (int hf = 0; hf < 2; hf++) {
+        const int n = half_count(H, j0, hf);
+        if (n == 0) break;
+        const int j = j0 + 8 * hf;
+        for (int b = 0; b < nr; b++) {
+            const float *pb = part + b * PART_STRIDE + 8 * hf;
+            cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32), _mm256_loadu_ps(pb + 48),
+                       gx + (size_t)b * ldgx + j, H, c + (size_t)b * H + j, h + (size_t)b * ldh + j, n);
+        }
+    }
 }
 
 static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
@@ -222,32 +306,14 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    float part[ROWS_PER_GROUP * 2 * 32]; /* (rows, half, 4 gates, 8 units) partial sums of a group */
+    float part[ROWS_PER_GROUP * PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a group */
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
         for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
             const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
-            const float *xg = x + (size_t)r0 * ldx, *gxg = gx + (size_t)r0 * ldgx;
-            float *cg = c + (size_t)r0 * H, *hg = h + (size_t)r0 * ldh;
-            int k0 = 0;
-            do { /* once with K = 0: the cell update of gx */
-                const int kn = K - k0 < KC ? K - k0 : KC;
-                for (int hf = 0; hf < 2 && half_count(H, j0, hf) > 0; hf++) {
-                    float *ph = part + hf * ROWS_PER_GROUP * 32;
-                    int b = 0;
-                    for (; b + 3 <= nr; b += 3)
-                        gate_tile(3, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
-                    if (nr - b == 2)
-                        gate_tile(2, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
-                    else if (nr - b == 1)
-                        gate_tile(1, hf, j0, H, K, k0, kn, p, xg + (size_t)b * ldx, ldx, ph + b * 32,
-                                  gxg + (size_t)b * ldgx, ldgx, cg + (size_t)b * H, hg + (size_t)b * ldh, ldh);
-                }
-                k0 += kn;
-            } while (k0 < K);
+            gate_group(nr, j0, H, K, p, x + (size_t)r0 * ldx, ldx, gx + (size_t)r0 * ldgx, ldgx, c + (size_t)r0 * H,
+                       h + (size_t)r0 * ldh, ldh, part);
         }
     }
 }
@@ -272,11 +338,11 @@ INL void cp_tile(const int NR, int hf, int j0, int H, int K, const float *restri
                 acc[b][g] = _mm256_fmadd_ps(w, _mm256_set1_ps(zs[(size_t)b * 4 * K + (size_t)g * K + k]), acc[b][g]);
     }
     const int j = j0 + 8 * hf;
-    const __m256i m = tail_mask(half_count(H, j0, hf));
+    const int n = half_count(H, j0, hf);
 #pragma GCC unroll 2
     for (int b = 0; b < NR; b++)
         cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j, H,
-                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+                   c + (size_t)b * H + j, h + (size_t)b * ldh + j, n);
 }
 
 static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pb,
@@ -302,7 +368,7 @@ static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const flo
                 int n = half_count(H, j0, hf);
                 if (n == 0) break;
                 const int j = j0 + 8 * hf;
-                cell_store(a[hf][0], a[hf][1], a[hf][2], a[hf][3], gx + j, H, c + j, h + j, tail_mask(n));
+                cell_store(a[hf][0], a[hf][1], a[hf][2], a[hf][3], gx + j, H, c + j, h + j, n);
             }
             continue;
         }
@@ -373,8 +439,10 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
 /* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
 
 /* NR rows of X (<= 6) x 16 columns (a quarter of a 64-column panel): 12 accumulators started at the
- * bias; per k, two aligned panel loads feed 2 NR FMAs. m0, m1 mask the columns past rows. */
-INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
+ * bias; per k, two aligned panel loads feed 2 NR FMAs. A full quarter (full) stores with plain
+ * stores; a partial one masks the columns past rows with m0, m1 (a masked store costs ~10 cycles
+ * on Zen 3: 12 of them per tile were ~4% of a K = 650 tile). */
+INL void pk_tile(const int NR, const bool full, int K, const float *restrict p, const float *restrict x, int ldx,
                  const float *restrict bias, __m256i m0, __m256i m1, float *restrict y, int ldy) {
     __m256 acc[6][2];
     const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
@@ -393,18 +461,42 @@ INL void pk_tile(const int NR, int K, const float *restrict p, const float *rest
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
-        _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
-        _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+        if (full) {
+            _mm256_storeu_ps(y + (size_t)b * ldy, acc[b][0]);
+            _mm256_storeu_ps(y + (size_t)b * ldy + 8, acc[b][1]);
+        } else {
+            _mm256_maskstore_ps(y + (size_t)b * ldy, m0, acc[b][0]);
+            _mm256_maskstore_ps(y + (size_t)b * ldy + 8, m1, acc[b][1]);
+        }
     }
 }
 
-/* Per 64-column panel, per chunk of X rows that stays in L2 (~128 KB), per 16-column quarter: the
- * quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2 after. */
+/* Rows [i0, i1) of X through one quarter: 6-row tiles, then the remainder. */
+INL void pk_rows(const bool full, int i0, int i1, int K, const float *restrict p, const float *restrict x, int ldx,
+                 const float *restrict bb, __m256i m0, __m256i m1, float *restrict y, int ldy) {
+    int i = i0;
+    for (; i + 6 <= i1; i += 6) pk_tile(6, full, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy, ldy);
+    const float *xi = x + (size_t)i * ldx;
+    float *yi = y + (size_t)i * ldy;
+    switch (i1 - i) {
+    case 5: pk_tile(5, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 4: pk_tile(4, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 3: pk_tile(3, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 2: pk_tile(2, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    case 1: pk_tile(1, full, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
+    default: break;
+    }
+}
+
+/* Per 64-column panel, per chunk of X rows that stays in L2 (~256 KB, at most 48 rows), per 16-column
+ * quarter: the quarter's (K, 16) weights come from memory for the first tile of 6 rows and from L2
+ * after (blocking K so that a quarter's slice stays in L1 measured no faster: the slice streams from
+ * L2 in order, which the L1 prefetcher follows). */
 static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
                          const float *restrict bias, float *restrict y, int ldy) {
     const int np = (rows + 63) / 64;
-    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
-    if (mc < 6) mc = 6;
+    int mc = (int)((256 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    mc = mc < 6 ? 6 : mc > 48 ? 48 : mc;
     for (int pi = 0; pi < np; pi++)
         for (int i0 = 0; i0 < n; i0 += mc) {
             const int i1 = i0 + mc < n ? i0 + mc : n;
@@ -412,18 +504,8 @@ static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ld
                 const int c0 = pi * 64 + 16 * qt;
                 const __m256i m0 = tail_mask(rows - c0), m1 = tail_mask(rows - c0 - 8);
                 const float *p = pk + (size_t)pi * K * 64 + 16 * qt, *bb = bias ? bias + c0 : NULL;
-                int i = i0;
-                for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m0, m1, y + (size_t)i * ldy + c0, ldy);
-                const float *xi = x + (size_t)i * ldx;
-                float *yi = y + (size_t)i * ldy + c0;
-                switch (i1 - i) {
-                case 5: pk_tile(5, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 4: pk_tile(4, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 3: pk_tile(3, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 2: pk_tile(2, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                case 1: pk_tile(1, K, p, xi, ldx, bb, m0, m1, yi, ldy); break;
-                default: break;
-                }
+                if (rows - c0 >= 16) pk_rows(true, i0, i1, K, p, x, ldx, bb, m0, m1, y + c0, ldy);
+                else pk_rows(false, i0, i1, K, p, x, ldx, bb, m0, m1, y + c0, ldy);
             }
         }
 }

@@ -1,0 +1,248 @@
+/* GFLOP/s of the batch kernels at the shapes a served LSTM runs, against OpenBLAS sgemm of the same
+ * product and this core's FMA peak, so that one command says where a step's time goes:
+ *
+ *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--level avx2|avx512|ref] [--H n] [--B n]
+ *
+ *   --cold    walk a 64 MB buffer before each timed call, so the weights come from DRAM (a session's
+ *             state: a layer's gate inputs pass through L3 between steps); default: the same
+ *             weights call after call, L3-resident where they fit
+ *
+ *   peak      a pure-FMA loop (12 independent chains of 8-lane FMAs: 2 FMA pipes x 4-5 cycles
+ *             latency need >= 10 in flight), 2 flops per lane per FMA
+ *   gate_cell the recurrent step of one layer: gates (B, 4H) = gx + x (B, K) W_hh^T through the
+ *             packed gate panel, then the cell update, all blocks on one thread, K = H; flops
+ *             2 B K 4H (the cell update is counted as free). sgemm: cblas_sgemm of the same
+ *             (B, K) x (K, 4H) product alone (no cell update, no gx), W_hh (4H, K) row-major.
+ *   gemm_pk   the input projection over a sequence: Y (n, rows) = X (n, K) W_ih^T + bias through
+ *             the packed panels, n = 35 x 20 = 700 rows, rows = 2600 (4H at H = 650), K = 650
+ *             (layer 0 of a 650-wide model) and 1300 (a bidirectional layer 1); sgemm the same
+ *             product with beta 0 (bias not added).
+ * Times are this thread's CPU time (bench_util.h), medians of rounds; each call reuses the same
+ * weights, as a session does over the T steps of one layer (one H = 650 layer's W_hh is 6.8 MB:
+ * L3 or DRAM depending on the co-tenants; H = 1500's 36 MB always comes from DRAM). */
+#include "internal.h"
+#include "kernels/kernels.h"
+#include "bench_util.h"
+
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_rounds = 7;
+static double g_round_s = 0.15;
+static unsigned char *g_evict; /* --cold: a buffer larger than L3, walked before every timed call */
+enum { EVICT_BYTES = 64 << 20 };
+
+/* Write one byte per line of g_evict: the weights of the call that follows come from DRAM, as in a
+ * session, where a layer's (T, B, 4H) gate inputs and outputs pass through L3 between steps. */
+static void evict(void) {
+    for (size_t i = 0; i < EVICT_BYTES; i += 64) g_evict[i]++;
+}
+
+/* Median seconds per call of fn(arg) over g_rounds rounds of about g_round_s of thread CPU time;
+ * with --cold, the median of single calls each after evict() (not timed). */
+static double time_it(void (*fn)(void *), void *arg) {
+    if (g_evict) {
+        double v[64];
+        const int n = 4 * g_rounds < 64 ? 4 * g_rounds : 64;
+        for (int r = 0; r < n; r++) {
+            evict();
+            const double t0 = bench_now(true);
+            fn(arg);
+            v[r] = bench_now(true) - t0;
+        }
+        return bench_summarize(v, n).med;
+    }
+    fn(arg);
+    double t0 = bench_now(true);
+    fn(arg);
+    double one = bench_now(true) - t0;
+    int n = (int)(g_round_s / (one > 1e-7 ? one : 1e-7));
+    if (n < 1) n = 1;
+    double v[32];
+    for (int r = 0; r < g_rounds; r++) {
+        t0 = bench_now(true);
+        for (int i = 0; i < n; i++) fn(arg);
+        v[r] = (bench_now(true) - t0) / n;
+    }
+    return bench_summarize(v, g_rounds).med;
+}
+
+/* ------------------------------------------------------------ FMA peak */
+
+enum { PEAK_ITERS = 1 << 20 };
+
+typedef struct peak_run {
+    float out;
+} peak_run;
+
+/* 12 chains x PEAK_ITERS FMAs of 8 lanes. The multiplier is close to 1 so nothing overflows. */
+__attribute__((target("avx2,fma"))) static void peak_fn(void *arg) {
+    peak_run *p = arg;
+    __m256 a[12];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int it = 0; it < PEAK_ITERS; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+    }
+    __m256 s = a[0];
+#pragma GCC unroll 12
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    float v[8];
+    _mm256_storeu_ps(v, s);
+    p->out += v[0];
+}
+
+static double peak_gflops(void) {
+    peak_run p = {0};
+    double t = time_it(peak_fn, &p);
+    return 2.0 * 8 * 12 * (double)PEAK_ITERS / t / 1e9;
+}
+
+/* ------------------------------------------------------------ recurrent step */
+
+typedef struct rec_run {
+    const fl_kernels *k;
+    int H, K, B, nblk;
+    float *w, *pw, *x, *gx, *c, *h, *y; /* w (4H, K); pw the gate panel; y (B, 4H) for sgemm */
+} rec_run;
+
+static void rec_fn(void *arg) {
+    rec_run *r = arg;
+    r->k->gate_cell(0, r->nblk, r->H, r->K, r->B, r->pw, r->x, r->K, r->gx, 4 * r->H, r->c, r->h, r->H);
+}
+
+static void rec_sgemm_fn(void *arg) {
+    rec_run *r = arg;
+    fl_gemm(false, true, r->B, 4 * r->H, r->K, 1.0f, r->x, r->K, r->w, r->K, 0.0f, r->y, 4 * r->H);
+}
+
+static float *rand_buf(size_t n, fl_rng *rng, float a) {
+    float *p = fl_malloc(n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "bench_kernel_rates: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = fl_rng_uniform_range(rng, -a, a);
+    return p;
+}
+
+static void run_rec(const fl_kernels *k, int H, int B, double peak) {
+    const int K = H, NB = FL_REC_NB, nblk = (H + NB - 1) / NB;
+    fl_rng rng;
+    fl_rng_seed(&rng, (uint64_t)H * 31 + (uint64_t)B);
+    rec_run r = {.k = k, .H = H, .K = K, .B = B, .nblk = nblk};
+    r.w = rand_buf((size_t)4 * H * K, &rng, 0.04f);
+    r.pw = fl_calloc((size_t)nblk * K * 4 * NB, sizeof(float));
+    if (!r.pw) exit(1);
+    // pw[((blk K + k) 4 + g) NB + u] = W[g H + blk NB + u, k] (kernels.h)
+    for (int blk = 0; blk < nblk; blk++)
+        for (int kk = 0; kk < K; kk++)
+            for (int g = 0; g < 4; g++)
+                for (int u = 0; u < NB && blk * NB + u < H; u++)
+                    r.pw[(((size_t)blk * K + kk) * 4 + g) * NB + u] = r.w[((size_t)g * H + blk * NB + u) * K + kk];
+    r.x = rand_buf((size_t)B * K, &rng, 1.0f);
+    r.gx = rand_buf((size_t)B * 4 * H, &rng, 1.0f);
+    r.c = rand_buf((size_t)B * H, &rng, 1.0f);
+    r.h = rand_buf((size_t)B * H, &rng, 1.0f);
+    r.y = rand_buf((size_t)B * 4 * H, &rng, 1.0f);
+    const double flops = 2.0 * B * K * 4.0 * H;
+    const double tk = time_it(rec_fn, &r), tb = time_it(rec_sgemm_fn, &r);
+    printf("gate_cell  H %5d K %5d B %3d | %-6s %7.1f us %6.1f GFLOP/s (%4.0f%% peak) | sgemm %7.1f us %6.1f GFLOP/s | x%.2f\n",
+           H, K, B, k->name, tk * 1e6, flops / tk / 1e9, 100 * flops / tk / 1e9 / peak, tb * 1e6, flops / tb / 1e9, tb / tk);
+    fflush(stdout);
+    fl_free(r.w), fl_free(r.pw), fl_free(r.x), fl_free(r.gx), fl_free(r.c), fl_free(r.h), fl_free(r.y);
+}
+
+/* ------------------------------------------------------------ input projection */
+
+typedef struct pk_run {
+    const fl_kernels *k;
+    int n, rows, K;
+    float *w, *pk, *x, *bias, *y;
+} pk_run;
+
+static void pk_fn(void *arg) {
+    pk_run *r = arg;
+    r->k->gemm_pk(r->n, r->rows, r->K, r->x, r->K, r->pk, r->bias, r->y, r->rows);
+}
+
+static void pk_sgemm_fn(void *arg) {
+    pk_run *r = arg;
+    fl_gemm(false, true, r->n, r->rows, r->K, 1.0f, r->x, r->K, r->w, r->K, 0.0f, r->y, r->rows);
+}
+
+static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
+    const int NC = FL_PK_NC, np = (rows + NC - 1) / NC;
+    fl_rng rng;
+    fl_rng_seed(&rng, (uint64_t)K * 7 + (uint64_t)n);
+    pk_run r = {.k = k, .n = n, .rows = rows, .K = K};
+    r.w = rand_buf((size_t)rows * K, &rng, 0.04f);
+    r.pk = fl_calloc((size_t)np * K * NC, sizeof(float));
+    if (!r.pk) exit(1);
+    // pk[(p K + k) NC + u] = W[p NC + u, k] (kernels.h)
+    for (int p = 0; p < np; p++)
+        for (int kk = 0; kk < K; kk++)
+            for (int u = 0; u < NC && p * NC + u < rows; u++)
+                r.pk[((size_t)p * K + kk) * NC + u] = r.w[((size_t)p * NC + u) * K + kk];
+    r.x = rand_buf((size_t)n * K, &rng, 1.0f);
+    r.bias = rand_buf((size_t)rows, &rng, 1.0f);
+    r.y = rand_buf((size_t)n * rows, &rng, 1.0f);
+    const double flops = 2.0 * n * K * rows;
+    const double tk = time_it(pk_fn, &r), tb = time_it(pk_sgemm_fn, &r);
+    printf("gemm_pk    n %5d K %5d rows %4d | %-6s %7.1f us %6.1f GFLOP/s (%4.0f%% peak) | sgemm %7.1f us %6.1f GFLOP/s | x%.2f\n",
+           n, K, rows, k->name, tk * 1e6, flops / tk / 1e9, 100 * flops / tk / 1e9 / peak, tb * 1e6, flops / tb / 1e9, tb / tk);
+    fflush(stdout);
+    fl_free(r.w), fl_free(r.pk), fl_free(r.x), fl_free(r.bias), fl_free(r.y);
+}
+
+int main(int argc, char **argv) {
+    const char *level = NULL;
+    int oneH = 0, oneB = 0;
+    bool cold = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) g_rounds = 3, g_round_s = 0.03;
+        else if (!strcmp(argv[i], "--cold")) cold = true;
+        else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = argv[++i];
+        else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--level name] [--H n] [--B n]\n");
+            return 2;
+        }
+    }
+    const fl_kernels *k = level ? fl_kernels_by_name(level) : fl_kernels_get();
+    if (!k) {
+        fprintf(stderr, "bench_kernel_rates: no kernel level '%s' on this CPU\n", level);
+        return 1;
+    }
+    const char *bt = getenv("OPENBLAS_NUM_THREADS");
+    if (!bt || strcmp(bt, "1") != 0)
+        fprintf(stderr, "bench_kernel_rates: OPENBLAS_NUM_THREADS is not 1: the sgemm columns use more threads than the kernels\n");
+    const double peak = peak_gflops();
+    printf("FMA peak, one thread: %.1f GFLOP/s (12 chains of 8-lane FMAs); times: thread CPU, median of %d %s\n", peak,
+           g_rounds, cold ? "x 4 calls, each after evicting the caches (--cold)" : "rounds");
+    if (cold && !(g_evict = calloc(EVICT_BYTES, 1))) {
+        fprintf(stderr, "bench_kernel_rates: out of memory\n");
+        return 1;
+    }
+    const int Hs[] = {650, 1500}, Bs[] = {1, 4, 8, 20, 32};
+    for (int hi = 0; hi < 2; hi++)
+        for (int bi = 0; bi < 5; bi++) {
+            if ((oneH && Hs[hi] != oneH) || (oneB && Bs[bi] != oneB)) continue;
+            run_rec(k, Hs[hi], Bs[bi], peak);
+        }
+    if (oneH && oneH != 650 && oneH != 1500) run_rec(k, oneH, oneB ? oneB : 20, peak);
+    if (!k->gemm_pk) {
+        printf("gemm_pk: none at level %s\n", k->name);
+        free(g_evict);
+        return 0;
+    }
+    run_pk(k, 700, 2600, 650, peak);
+    run_pk(k, 700, 2600, 1300, peak);
+    free(g_evict);
+    return 0;
+}
