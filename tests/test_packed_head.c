@@ -3,6 +3,7 @@
  *     float64 reference on awkward shapes (1, 7, 17, 63, 65, 130 outputs; inner sizes 1, 7, 65; rows
  *     1, 7, 17; strided x and y), dense and SVD heads, with and without a bias;
  *   - packing with release gives the factors' pages back and unpacking writes them back bit-identical;
+ *     no pack without gemm_pk, nor for an SVD head with large factors (BLAS does better there);
  *   - language models (per-step head, dense and SVD) and classifiers (last-step head): outputs with the
  *     head's original released equal those with it kept, bit for bit (whole runs, runs with lengths,
  *     streaming steps); the head's pages are given back while a session exists and come back
@@ -200,6 +201,16 @@ static void test_release_unpack(void **state) {
     assert_int_equal(fl_head_pack_make(&q, false, true, &p), FL_OK);
     assert_null(p.pk);
     head_mat_free(&q);
+    /* a large SVD head (a word LM's 10000x400 at rank 64) stays on BLAS (head.c), its factors in place */
+    q = head_mat(10000, 400, FL_METHOD_SVD, 64, 10);
+    float *u = malloc((size_t)10000 * 64 * sizeof(float));
+    memcpy(u, q.u, (size_t)10000 * 64 * sizeof(float));
+    assert_int_equal(fl_head_pack_make(&q, true, true, &p), FL_OK);
+    assert_null(p.pk);
+    assert_null(p.pv);
+    assert_memory_equal(q.u, u, (size_t)10000 * 64 * sizeof(float));
+    free(u);
+    head_mat_free(&q);
 }
 
 /* ------------------------------------------------------------ whole models */
@@ -237,9 +248,9 @@ static fl_session *session(const fl_model *m, int threads) {
     return s;
 }
 
-/* Everything a session can output for m: a run, a run with lengths, 3 streaming steps; y_out sized
- * by outputs_size. */
-static size_t outputs_size(const fl_model *m) { return 2 * fl_run_output_size(m, B, T) + 3 * B * m->arch.head_out; }
+/* Everything a session can output for m: a run, runs with lengths in both layouts, 3 streaming steps;
+ * y sized by outputs_size. */
+static size_t outputs_size(const fl_model *m) { return 3 * fl_run_output_size(m, B, T) + 3 * B * m->arch.head_out; }
 
 static void outputs(const fl_model *m, fl_session *s, float *y) {
     int32_t tok[B * T], len[B] = {T, 2, 5};
@@ -252,10 +263,11 @@ static void outputs(const fl_model *m, fl_session *s, float *y) {
     assert_int_equal(fl_session_run(s, &io), FL_OK);
     y += fl_run_output_size(m, B, T);
     io.lengths = len;
-    io.layout = FL_TIME_MAJOR;
-    io.y = y;
-    assert_int_equal(fl_session_run(s, &io), FL_OK);
-    y += fl_run_output_size(m, B, T);
+    for (int tm = 0; tm < 2; tm++, y += fl_run_output_size(m, B, T)) {
+        io.layout = tm ? FL_TIME_MAJOR : FL_BATCH_MAJOR;
+        io.y = y;
+        assert_int_equal(fl_session_run(s, &io), FL_OK);
+    }
     assert_int_equal(fl_session_reset(s, -1), FL_OK);
     for (int t = 0; t < 3; t++, y += B * m->arch.head_out)
         assert_int_equal(fl_session_step(s, B, lm ? NULL : x + t * B * 5, lm ? tok + t * B : NULL, y), FL_OK);

@@ -12,17 +12,21 @@
  * Heads stay on fl_mat_apply where no packed form is made: int8 / bf16 heads (their own kernels), CP,
  * and kernel levels without gemm_pk (ref: BLAS there).
  *
- * Why both SVD factors are packed too, and small heads as well (measured on one thread of a Zen 3 core
- * against OpenBLAS 0.3.21 sgemm plus the bias, with today's gemm_pk): a 10000x400 dense head takes 0.58x
- * BLAS's time at 1 row, 0.9x at 35 rows and about the same at 560; the factors of a rank-256 SVD of
- * it, U (10000, 256) 0.68x at 1 row, ~1x at 35, 1.1x at 560, and V (256, 400) 0.3x to 1x; a char
- * LM's 64x512 head and its factors 0.2x to 0.8x from 1 to 1600 rows; a classifier's 10x128 0.3x to
- * 0.9x. The one loss (a large SVD head over hundreds of rows) is kept for now: the original can't stay
- * beside the packed copy (the model would run at nearly twice its size), and the per-request latency
- * of small batches is what the packed head is for. */
+ * What runs packed, from measurements on one thread of a Zen 3 core against OpenBLAS 0.3.21 sgemm
+ * plus the bias pass (gemm_pk's time / BLAS's, today's gemm_pk_avx2):
+ *   dense 10000x400 (a word LM)          0.58 at 1 row, 0.9 at 35, 1.0 at 560: packed
+ *   64x512 (a char LM), 10x128 (a classifier) and their SVD factors: 0.2 to 0.9 from 1 to 1600 rows: packed
+ *   SVD of 10000x400 at rank 256: U (10000, 256) 0.68 at 1 row, 1.0 at 35, 1.1 to 1.2 at 560; the
+ *   word LM's requests (35 and 560 rows) came out 1.0x and 0.85x: such an SVD head stays on BLAS.
+ * So an SVD head is packed only while its factors are small (SVD_PACK_MAX_FLOATS: at most a few
+ * times this machine's L2), where BLAS's per-call packing and overhead dominate; a dense head always,
+ * as its original cannot stay beside the packed copy (the model would run at nearly twice its size)
+ * and the two tie at worst. */
 #include "head.h"
 
 #include "kernels/kernels.h"
+
+enum { SVD_PACK_MAX_FLOATS = 256 * 1024 }; /* an SVD head's U and V together (1 MB), see above */
 
 /* Pack w (rows, K) into a fresh pk; NULL when out of memory. */
 static float *pack_new(int rows, int K) {
@@ -40,6 +44,7 @@ fl_status fl_head_pack_make(const fl_mat *w, bool with_pk, bool release, fl_head
         fl_pk_pack(w->w, w->rows, w->cols, release, p.pk);
         break;
     case FL_METHOD_SVD:
+        if ((size_t)w->rank * ((size_t)w->rows + w->cols) > SVD_PACK_MAX_FLOATS) return FL_OK;
         if (w->rank <= 0 || !(p.pk = pack_new(w->rows, w->rank)) || !(p.pv = pack_new(w->rank, w->cols))) break;
         /* last, once nothing can fail */
         fl_pk_pack(w->u, w->rows, w->rank, release, p.pk);

@@ -13,7 +13,8 @@ typedef struct fl_head_pack {
     float *pk, *pv;
 } fl_head_pack;
 
-/* Pack head w where it runs packed (f32 dense or SVD, a kernel level with gemm_pk: with_pk); else
+/* Pack head w where it runs packed (f32 dense, or SVD with small factors: head.c; a kernel level with
+ * gemm_pk: with_pk); else
  * *out is all NULL and FL_OK. With release, the pages lying wholly inside w's packed factors are given
  * back as packing consumes them (fl_pages_release), until fl_head_unpack writes them back. On error
  * (FL_ERR_NOMEM) *out is all NULL and w is unchanged. */

@@ -53,6 +53,7 @@ struct fl_session {
     float *sh, *sc;   /* (L, max_batch, P) and (L, max_batch, H) streaming state of every stream */
     int *ints;        /* the one int allocation: the arrays below */
     int *perm;        /* (max_batch) sorted row i holds sequence perm[i] */
+    int *inv;         /* (max_batch) the sorted row of sequence b: perm[inv[b]] == b */
     int *len;         /* (max_batch) length of sorted row i (non-increasing) */
     int *bt;          /* (max_seq) active rows at step t */
     int *off;         /* (max_seq + 1) first packed row of step t */
@@ -177,7 +178,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->rec = fl_calloc((size_t)LD, sizeof *s->rec);
     s->bias = fl_calloc((size_t)LD * G, sizeof(float));
     s->block = fl_calloc(sc.total, sizeof(float));
-    s->ints = fl_calloc(2 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
+    s->ints = fl_calloc(3 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
     s->lthreads = fl_calloc((size_t)L, sizeof(int));
     if (!s->rec || !s->bias || !s->block || !s->ints || !s->lthreads) {
         fl_session_free(s);
@@ -227,6 +228,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->len = s->perm + o.max_batch;
     s->bt = s->len + o.max_batch;
     s->off = s->bt + o.max_seq;
+    s->inv = s->off + o.max_seq + 1;
     fl_blas_for_sessions();  // see set_threads; the fl_recs got their threads at create
     s->threads = o.threads;
     *out = s;
@@ -374,6 +376,7 @@ static void pack_layout(fl_session *s, const fl_run_io *io) {
     }
     off[0] = 0;
     for (int t = 0; t < T; t++) off[t + 1] = off[t] + bt[t];
+    for (int i = 0; i < B; i++) s->inv[s->perm[i]] = i;
 }
 
 /* Input row of sequence b at step t: x (B, T, D) or (T, B, D), or the embedding of its token. */
@@ -475,14 +478,28 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
             head(s, (int)N, rows, W, io->y, V);
             break;
         }
-        memset(io->y, 0, N * V * sizeof(float));
-        for (int i = 0; i < B; i++) {  // each sequence's valid rows: (len, W) gathered, y rows of stride ldy
-            const int n = s->len[i];
-            for (int t = 0; t < n; t++)
-                memcpy(spare + (size_t)t * W, top + ((size_t)s->off[t] + i) * W, (size_t)W * sizeof(float));
-            const size_t ldy = tm ? (size_t)B * V : (size_t)V;
-            float *y0 = io->y + yrow(s, io, i, 0) * V;
-            head(s, n, spare, W, y0, (int)ldy);
+        {
+            // The valid rows only, in y's row order (y row d = o Q + q, o the outer axis: sequence b or
+            // step t), gathered into spare: one head call, so one pass over the head's weights whatever
+            // the batch, into y's first n rows. Then, last first, each row moves to its own place
+            // (compact row c <= d; the rows not yet moved lie below c, so nothing unmoved is written
+            // over) and the rows past each length are zeroed.
+            const int O = tm ? T : B, Q = tm ? B : T;
+            size_t c = 0;
+            for (int o = 0; o < O; o++)
+                for (int q = 0; q < Q; q++) {
+                    const int b = tm ? q : o, t = tm ? o : q;
+                    if (t < io->lengths[b])
+                        memcpy(spare + c++ * W, top + ((size_t)s->off[t] + s->inv[b]) * W, (size_t)W * sizeof(float));
+                }
+            head(s, (int)c, spare, W, io->y, V);
+            for (int o = O - 1; o >= 0; o--)
+                for (int q = Q - 1; q >= 0; q--) {
+                    const int b = tm ? q : o, t = tm ? o : q;
+                    const size_t d = (size_t)o * Q + q;
+                    if (t >= io->lengths[b]) memset(io->y + d * V, 0, (size_t)V * sizeof(float));
+                    else if (--c != d) memmove(io->y + d * V, io->y + c * V, (size_t)V * sizeof(float));
+                }
         }
         break;
     case FL_HEAD_LAST_STEP:  // y: (B, C) = top at each sequence's last valid step W_head^T + b
