@@ -148,11 +148,12 @@ fl_status fl_model_packs_acquire(const fl_model *m, const struct fl_rec_pack **o
                                  const struct fl_head_pack **head);
 void fl_model_packs_release(const fl_model *m);
 
-/* While sessions exist, the originals of the dense W_hh matrices live only in the packed copy
- * (packed.c): their memory reads as zeros. Every public function that reads or writes a model's
- * weights other than through a session brackets that access with hold / unhold: hold writes the
- * originals back (bit-identical) and keeps them there until unhold (and, if sessions exist, until the
- * last one goes). Thread-safe; holds nest. fl_model_weights_released tells whether they are out now. */
+/* While sessions exist, the originals of the dense W_hh matrices (and of packed W_ih and heads) live
+ * only in the packed copy (packed.c): their memory reads as zeros. Every public function that reads
+ * or writes a model's weights other than through a session brackets that access with hold / unhold:
+ * hold writes the originals back (bit-identical) and keeps them there until unhold (and, if sessions
+ * exist, until the last one goes). Thread-safe; holds nest. fl_model_weights_released tells whether
+ * they are out now. */
 void fl_model_weights_hold(const fl_model *m);
 void fl_model_weights_unhold(const fl_model *m);
 bool fl_model_weights_released(const fl_model *m);
