@@ -26,6 +26,8 @@
 
 #include "kernels/kernels.h"
 
+#include <string.h>
+
 enum { SVD_PACK_MAX_FLOATS = 256 * 1024 }; /* an SVD head's U and V together (1 MB), see above */
 
 /* Pack w (rows, K) into a fresh pk; NULL when out of memory. */
@@ -82,8 +84,14 @@ void fl_head_apply(const fl_head_pack *p, const fl_mat *w, fl_rec *r, int n, con
                    const float *bias, float *y, int ldy, float *ws) {
     if (n <= 0) return;
     if (!p || !p->pk) {
-        fl_mat_apply(w, n, x, ldx, 0.0f, y, ldy, ws);
-        if (bias) fl_add_bias_rows(y, (size_t)n, w->rows, (size_t)ldy, bias);
+        // y = bias, then y += x W^T (beta 1): the bias costs the one write pass over y that BLAS would
+        // spend zeroing it (beta 0), not a second read-and-write pass of its own
+        if (!bias) {
+            fl_mat_apply(w, n, x, ldx, 0.0f, y, ldy, ws);
+            return;
+        }
+        for (int i = 0; i < n; i++) memcpy(y + (size_t)i * ldy, bias, (size_t)w->rows * sizeof(float));
+        fl_mat_apply(w, n, x, ldx, 1.0f, y, ldy, ws);
         return;
     }
     if (w->method == FL_METHOD_DENSE) {

@@ -28,8 +28,8 @@ bool fl_head_unpack(fl_head_pack *p, fl_mat *w, bool consume);
 void fl_head_pack_free(fl_head_pack *p);
 
 /* y (n, V) = x (n, F) W^T + bias for head w, row strides ldx and ldy: through p on r's threads where
- * p holds w (gemm_pk, bias fused), else fl_mat_apply (BLAS or the quantized kernels) and the bias;
- * bias (V) may be NULL.
+ * p holds w (gemm_pk, bias fused), else fl_mat_apply (BLAS or the quantized kernels) onto y filled
+ * with the bias; bias (V) may be NULL.
  * ws: fl_mat_apply_workspace(w, n) floats. */
 void fl_head_apply(const fl_head_pack *p, const fl_mat *w, fl_rec *r, int n, const float *x, int ldx,
                    const float *bias, float *y, int ldy, float *ws);
