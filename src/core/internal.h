@@ -136,20 +136,24 @@ struct fl_model {
     pthread_mutex_t pack_mu;
     int pack_users;            /* sessions holding packs */
     struct fl_rec_pack *packs; /* [layers], or NULL when no session exists */
+    struct fl_head_pack *hpack; /* the head's (head.h), or NULL when no session exists */
     int weight_holds;          /* fl_model_weights_hold calls not yet undone */
-    bool weights_released;     /* the dense W_hh originals' pages were given back; packs hold them */
+    bool weights_released;     /* originals' pages were given back (W_hh, W_ih, head); packs hold them */
 };
 
-/* The packed weights of every layer of m ([layers], see fl_rec_pack in recurrent.h), packing them if
- * no session holds them yet; thread-safe. Each successful call is paired with fl_model_packs_release. */
-fl_status fl_model_packs_acquire(const fl_model *m, const struct fl_rec_pack **out);
+/* The packed weights of every layer of m ([layers], see fl_rec_pack in recurrent.h) and of its head
+ * (*head, see head.h), packing them if no session holds them yet; thread-safe. Each successful call
+ * is paired with fl_model_packs_release. */
+fl_status fl_model_packs_acquire(const fl_model *m, const struct fl_rec_pack **out,
+                                 const struct fl_head_pack **head);
 void fl_model_packs_release(const fl_model *m);
 
-/* While sessions exist, the originals of the dense W_hh matrices live only in the packed copy
- * (packed.c): their memory reads as zeros. Every public function that reads or writes a model's
- * weights other than through a session brackets that access with hold / unhold: hold writes the
- * originals back (bit-identical) and keeps them there until unhold (and, if sessions exist, until the
- * last one goes). Thread-safe; holds nest. fl_model_weights_released tells whether they are out now. */
+/* While sessions exist, the originals of the dense W_hh matrices (and of packed W_ih and heads) live
+ * only in the packed copy (packed.c): their memory reads as zeros. Every public function that reads
+ * or writes a model's weights other than through a session brackets that access with hold / unhold:
+ * hold writes the originals back (bit-identical) and keeps them there until unhold (and, if sessions
+ * exist, until the last one goes). Thread-safe; holds nest. fl_model_weights_released tells whether
+ * they are out now. */
 void fl_model_weights_hold(const fl_model *m);
 void fl_model_weights_unhold(const fl_model *m);
 bool fl_model_weights_released(const fl_model *m);

@@ -39,9 +39,11 @@ enum {
 /* The arguments of the step (or input projection) in flight; written by the caller before it
  * publishes a ticket. */
 typedef struct job {
-    int proj_n;      /* > 0: an input projection of proj_n rows (fl_rec_input), chunks split panels */
-    const float *px; /* projection: x (proj_n, in), row stride ldpx; bias (4H) or NULL; */
-    int ldpx;        /* out: py (proj_n, 4H), row stride ldpy */
+    int proj_n;      /* > 0: a packed projection of proj_n rows (fl_rec_input, fl_rec_gemm_pk), chunks */
+    int prows, pK;   /* split panels: py (proj_n, prows) = px (proj_n, pK) W^T + bias, W packed as ppk */
+    const float *ppk;
+    const float *px; /* x row stride ldpx; bias (prows) or NULL; py row stride ldpy */
+    int ldpx;
     const float *bias;
     float *py;
     int ldpy;
@@ -141,6 +143,28 @@ static void unpack_input(const float *pk, int r0, int r1, int K, float *w) {
         for (int k = 0; k < K; k++) w[(size_t)r * K + k] = pk[((size_t)(r / NC) * K + k) * NC + r % NC];
 }
 
+size_t fl_pk_floats(int rows, int K) {
+    return ((size_t)rows + FL_PK_NC - 1) / FL_PK_NC * FL_PK_NC * (size_t)K;
+}
+
+void fl_pk_pack(const float *w, int rows, int K, bool release, float *pk) {
+    for (int r0 = 0; r0 < rows; r0 += FL_PK_NC) {
+        const int r1 = r0 + FL_PK_NC < rows ? r0 + FL_PK_NC : rows;
+        pack_input(w, r0, r1, K, pk);
+        if (release) fl_pages_release(w, w + (size_t)r0 * K, w + (size_t)r1 * K);
+    }
+}
+
+void fl_pk_unpack(float *pk, int rows, int K, bool consume, float *w) {
+    const size_t pan = (size_t)FL_PK_NC * K; /* floats of a panel */
+    for (int r0 = 0; r0 < rows; r0 += FL_PK_NC) {
+        const int r1 = r0 + FL_PK_NC < rows ? r0 + FL_PK_NC : rows;
+        const size_t pi = (size_t)(r0 / FL_PK_NC);
+        unpack_input(pk, r0, r1, K, w);
+        if (consume) fl_pages_release(pk, pk + pi * pan, pk + (pi + 1) * pan);
+    }
+}
+
 /* ------------------------------------------------------------ one chunk of a step */
 
 /* Blocks of chunk idx of n. The rank-R intermediate is computed once per participant and job:
@@ -148,13 +172,12 @@ static void unpack_input(const float *pk, int r0, int r1, int K, float *w) {
 static void run_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
     fl_rec *r = ctx;
     const job *j = &r->jb;
-    if (j->proj_n > 0) { /* input projection: 64-column panels [p0, p1) of W_ih */
-        const fl_mat *wi = &r->ly->wih;
-        const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
+    if (j->proj_n > 0) { /* packed projection: 64-column panels [p0, p1) of W */
+        const int np = (j->prows + FL_PK_NC - 1) / FL_PK_NC;
         const int p0 = (int)((long)np * idx / n), p1 = (int)((long)np * (idx + 1) / n);
         if (p0 >= p1) return;
-        const int c0 = p0 * FL_PK_NC, cols = (p1 * FL_PK_NC < wi->rows ? p1 * FL_PK_NC : wi->rows) - c0;
-        r->k->gemm_pk(j->proj_n, cols, wi->cols, j->px, j->ldpx, r->pk + (size_t)c0 * wi->cols,
+        const int c0 = p0 * FL_PK_NC, cols = (p1 * FL_PK_NC < j->prows ? p1 * FL_PK_NC : j->prows) - c0;
+        r->k->gemm_pk(j->proj_n, cols, j->pK, j->px, j->ldpx, j->ppk + (size_t)c0 * j->pK,
                       j->bias ? j->bias + c0 : NULL, j->py + c0, j->ldpy);
         return;
     }
@@ -283,21 +306,15 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     }
     const fl_mat *wi = &ly->wih;
     if (with_pk && wi->method == FL_METHOD_DENSE && !wi->qf && wi->rows == 4 * H && wi->cols > 0) {
-        const size_t np = ((size_t)wi->rows + FL_PK_NC - 1) / FL_PK_NC;
-        /* fl_malloc: pack_input writes every element, and pages are taken as it reaches them */
-        if (!(p.pk = fl_malloc(np * FL_PK_NC * (size_t)wi->cols * sizeof(float)))) {
+        /* fl_malloc: fl_pk_pack writes every element, and pages are taken as it reaches them */
+        if (!(p.pk = fl_malloc(fl_pk_floats(wi->rows, wi->cols) * sizeof(float)))) {
             fl_rec_pack_free(&p);
             return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
         }
     }
     /* Last, once nothing can fail: W_ih panel by panel and a dense W_hh block by block, the originals'
      * pages released as they are consumed when asked (packed.c), so that two copies never coexist whole. */
-    if (p.pk)
-        for (int r0 = 0; r0 < wi->rows; r0 += FL_PK_NC) {
-            const int r1 = r0 + FL_PK_NC < wi->rows ? r0 + FL_PK_NC : wi->rows;
-            pack_input(wi->w, r0, r1, wi->cols, p.pk);
-            if (release) fl_pages_release(wi->w, wi->w + (size_t)r0 * wi->cols, wi->w + (size_t)r1 * wi->cols);
-        }
+    if (p.pk) fl_pk_pack(wi->w, wi->rows, wi->cols, release, p.pk);
     if (w->method == FL_METHOD_DENSE && !w->qf) /* a quantized W_hh has no f32 pack */
         for (int jb = 0; jb < nblk; jb++) {
             pack_gate_blocks(w->w, H, K, jb, jb + 1, p.pw);
@@ -309,13 +326,7 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
 
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
     fl_mat *wi = &ly->wih;
-    if (p->pk) /* W_ih (4H, in): panels of NC rows */
-        for (int r0 = 0; r0 < wi->rows; r0 += FL_PK_NC) {
-            const int r1 = r0 + FL_PK_NC < wi->rows ? r0 + FL_PK_NC : wi->rows;
-            const size_t pan = (size_t)FL_PK_NC * wi->cols, pi = (size_t)(r0 / FL_PK_NC); /* floats of a panel */
-            unpack_input(p->pk, r0, r1, wi->cols, wi->w);
-            if (consume) fl_pages_release(p->pk, p->pk + pi * pan, p->pk + (pi + 1) * pan);
-        }
+    if (p->pk) fl_pk_unpack(p->pk, wi->rows, wi->cols, consume, wi->w); /* W_ih (4H, in) */
     fl_mat *w = &ly->whh;
     if (w->method != FL_METHOD_DENSE || !p->pw) return p->pk != NULL;
     const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
@@ -404,21 +415,27 @@ static void run_job(fl_rec *r, unsigned n, const job *j);
 
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
     // Always the packed copy where there is one: a session's packs give the original W_ih's pages
-    // back (packed.c), so BLAS on the original is no fallback. One thread: gemm_pk here; more: the
-    // pool splits W_ih's panels, each thread running gemm_pk on its own columns.
+    // back (packed.c), so BLAS on the original is no fallback.
     if (!r->pk) return false;
-    if (n <= 0) return true;
-    const fl_mat *wi = &r->ly->wih;
-    const int np = (wi->rows + FL_PK_NC - 1) / FL_PK_NC;
-    job j = {.proj_n = n, .px = x, .ldpx = ldx, .bias = bias, .py = gx, .ldpy = ldgx};
+    fl_rec_gemm_pk(r, n, r->ly->wih.rows, r->ly->wih.cols, x, ldx, r->pk, bias, gx, ldgx);
+    return true;
+}
+
+void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk, const float *bias,
+                    float *y, int ldy) {
+    // One thread: gemm_pk here; more: the pool splits W's panels, each thread running gemm_pk on its
+    // own columns.
+    FL_ASSERT(r->k->gemm_pk != NULL);
+    if (n <= 0 || rows <= 0) return;
+    const int np = (rows + FL_PK_NC - 1) / FL_PK_NC;
+    job j = {.proj_n = n, .prows = rows, .pK = K, .ppk = pk, .px = x, .ldpx = ldx, .bias = bias, .py = y, .ldpy = ldy};
     unsigned nch = 1;
-    if (r->threads > 1 && (double)n * wi->rows * wi->cols >= MIN_PARALLEL_MACS) {
+    if (r->threads > 1 && (double)n * rows * K >= MIN_PARALLEL_MACS) {
         nch = (unsigned)(CHUNKS_PER_THREAD * r->threads);
         if (nch > (unsigned)np) nch = (unsigned)np;
         if (nch > FL_POOL_MAX_CHUNKS) nch = FL_POOL_MAX_CHUNKS;
     }
     run_job(r, nch, &j);
-    return true;
 }
 
 /* ------------------------------------------------------------ the step */

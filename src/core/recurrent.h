@@ -32,6 +32,15 @@ bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume);
  * written). The page holding lo counts as whole when its part below lo lies at or above limit. */
 void fl_pages_release(const void *limit, const void *lo, const void *hi);
 
+/* Packed projections (gemm_pk, layout in kernels/kernels.h) of any matrix w (rows, K) row-major: W_ih
+ * here, the output head in head.c. fl_pk_floats: the floats of the packed form (ceil(rows / NC) panels).
+ * fl_pk_pack writes every element of pk, panel by panel; with release, the pages of w each panel has
+ * consumed are given back (fl_pages_release, limit w). fl_pk_unpack writes w back from pk, bit-identical;
+ * with consume, the pages of pk each panel has been read from are given back (pk is then garbage). */
+size_t fl_pk_floats(int rows, int K);
+void fl_pk_pack(const float *w, int rows, int K, bool release, float *pk);
+void fl_pk_unpack(float *pk, int rows, int K, bool consume, float *w);
+
 /* Free what fl_rec_pack_layer allocated and zero *p; NULL and a zeroed pack are accepted. */
 void fl_rec_pack_free(fl_rec_pack *p);
 
@@ -60,5 +69,12 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
  * over r's threads. Returns false and writes nothing where there is no such copy: the caller then
  * projects with fl_mat_apply and adds the bias. */
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx);
+
+/* y (n, rows) = x (n, K) W^T + bias (rows, may be NULL), row strides ldx and ldy, W packed as pk by
+ * fl_pk_pack, through the gemm_pk of r's kernel level (which must have one), split over r's
+ * threads by panels of W where the product is large enough: the output head (head.c) runs on its
+ * session's top layer this way. */
+void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk, const float *bias,
+                    float *y, int ldy);
 
 #endif

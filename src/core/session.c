@@ -9,11 +9,14 @@
  * active prefix of the batch (gates = gx_t + W_hh h_{t-1}, cell update; an LSTMP layer then applies
  * W_hr). The forward direction walks t up, the reverse direction t down, so each sequence's reverse
  * pass starts at its own last step. A bidirectional layer writes [fwd, rev] into each output row and
- * its two directions run on two threads when the session has threads >= 2. All scratch is one block
+ * its two directions run on two threads when the session has threads >= 2. The head (per step or on
+ * each sequence's last step) runs through the model's packed copy of it where there is one (head.c),
+ * on the top layer's threads, biases fused; else through fl_mat_apply. All scratch is one block
  * allocated at create for max_batch x max_seq; a run never allocates. */
 #include "internal.h"
 #include "lstm_ext.h"
 #include "blas_threads.h"
+#include "head.h"
 #include "pool.h"
 #include "recurrent.h"
 
@@ -39,6 +42,7 @@ struct fl_session {
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
+    const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer; NULL otherwise */
     float *bias;      /* (L * dirs, 4H): b_ih + b_hh, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
@@ -49,6 +53,7 @@ struct fl_session {
     float *sh, *sc;   /* (L, max_batch, P) and (L, max_batch, H) streaming state of every stream */
     int *ints;        /* the one int allocation: the arrays below */
     int *perm;        /* (max_batch) sorted row i holds sequence perm[i] */
+    int *inv;         /* (max_batch) the sorted row of sequence b: perm[inv[b]] == b */
     int *len;         /* (max_batch) length of sorted row i (non-increasing) */
     int *bt;          /* (max_seq) active rows at step t */
     int *off;         /* (max_seq + 1) first packed row of step t */
@@ -173,7 +178,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->rec = fl_calloc((size_t)LD, sizeof *s->rec);
     s->bias = fl_calloc((size_t)LD * G, sizeof(float));
     s->block = fl_calloc(sc.total, sizeof(float));
-    s->ints = fl_calloc(2 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
+    s->ints = fl_calloc(3 * (size_t)o.max_batch + 2 * (size_t)o.max_seq + 1, sizeof(int));
     s->lthreads = fl_calloc((size_t)L, sizeof(int));
     if (!s->rec || !s->bias || !s->block || !s->ints || !s->lthreads) {
         fl_session_free(s);
@@ -183,7 +188,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     // LSTM extras run on the dense W_hh (lstm_ext.c): keep the originals in place for this session
     if (m->ext) fl_model_weights_hold(m);
     s->ext_hold = m->ext != NULL;
-    fl_status pst = fl_model_packs_acquire(m, &s->packs);
+    fl_status pst = fl_model_packs_acquire(m, &s->packs, &s->hpack);
     if (pst) {
         fl_session_free(s);
         return pst;
@@ -223,6 +228,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     s->len = s->perm + o.max_batch;
     s->bt = s->len + o.max_batch;
     s->off = s->bt + o.max_seq;
+    s->inv = s->off + o.max_seq + 1;
     fl_blas_for_sessions();  // see set_threads; the fl_recs got their threads at create
     s->threads = o.threads;
     *out = s;
@@ -370,6 +376,7 @@ static void pack_layout(fl_session *s, const fl_run_io *io) {
     }
     off[0] = 0;
     for (int t = 0; t < T; t++) off[t + 1] = off[t] + bt[t];
+    for (int i = 0; i < B; i++) s->inv[s->perm[i]] = i;
 }
 
 /* Input row of sequence b at step t: x (B, T, D) or (T, B, D), or the embedding of its token. */
@@ -438,6 +445,11 @@ static size_t yrow(const fl_session *s, const fl_run_io *io, int i, int t) {
     return io->layout == FL_TIME_MAJOR ? (size_t)t * io->batch + b : b * io->seq + (size_t)t;
 }
 
+/* y (n, V) = x (n, W) W_head^T + b, row strides ldx and ldy: packed (head.c) on the top layer's threads. */
+static void head(fl_session *s, int n, const float *x, int ldx, float *y, int ldy) {
+    fl_head_apply(s->hpack, &s->m->head, s->rec[(s->L - 1) * s->dirs], n, x, ldx, s->m->head_b, y, ldy, s->ds[0].ws);
+}
+
 /* Head and output of the packed top layer outputs top (N, W). */
 static void write_output(fl_session *s, const fl_run_io *io, const float *top, float *spare) {
     const fl_model *m = s->m;
@@ -463,27 +475,38 @@ static void write_output(fl_session *s, const fl_run_io *io, const float *top, f
                 swap_axes(spare, top, T, B, W);  // (B, T, W)
                 rows = spare;
             }
-            fl_mat_apply(&m->head, (int)N, rows, W, 0.0f, io->y, V, s->ds[0].ws);
-            fl_add_bias_rows(io->y, N, V, (size_t)V, m->head_b);
+            head(s, (int)N, rows, W, io->y, V);
             break;
         }
-        memset(io->y, 0, N * V * sizeof(float));
-        for (int i = 0; i < B; i++) {  // each sequence's valid rows: (len, W) gathered, y rows of stride ldy
-            const int n = s->len[i];
-            for (int t = 0; t < n; t++)
-                memcpy(spare + (size_t)t * W, top + ((size_t)s->off[t] + i) * W, (size_t)W * sizeof(float));
-            const size_t ldy = tm ? (size_t)B * V : (size_t)V;
-            float *y0 = io->y + yrow(s, io, i, 0) * V;
-            fl_mat_apply(&m->head, n, spare, W, 0.0f, y0, (int)ldy, s->ds[0].ws);
-            fl_add_bias_rows(y0, (size_t)n, V, ldy, m->head_b);
+        {
+            // The valid rows only, in y's row order (y row d = o Q + q, o the outer axis: sequence b or
+            // step t), gathered into spare: one head call, so one pass over the head's weights whatever
+            // the batch, into y's first n rows. Then, last first, each row moves to its own place
+            // (compact row c <= d; the rows not yet moved lie below c, so nothing unmoved is written
+            // over) and the rows past each length are zeroed.
+            const int O = tm ? T : B, Q = tm ? B : T;
+            size_t c = 0;
+            for (int o = 0; o < O; o++)
+                for (int q = 0; q < Q; q++) {
+                    const int b = tm ? q : o, t = tm ? o : q;
+                    if (t < io->lengths[b])
+                        memcpy(spare + c++ * W, top + ((size_t)s->off[t] + s->inv[b]) * W, (size_t)W * sizeof(float));
+                }
+            head(s, (int)c, spare, W, io->y, V);
+            for (int o = O - 1; o >= 0; o--)
+                for (int q = Q - 1; q >= 0; q--) {
+                    const int b = tm ? q : o, t = tm ? o : q;
+                    const size_t d = (size_t)o * Q + q;
+                    if (t >= io->lengths[b]) memset(io->y + d * V, 0, (size_t)V * sizeof(float));
+                    else if (--c != d) memmove(io->y + d * V, io->y + c * V, (size_t)V * sizeof(float));
+                }
         }
         break;
     case FL_HEAD_LAST_STEP:  // y: (B, C) = top at each sequence's last valid step W_head^T + b
         for (int i = 0; i < B; i++)
             memcpy(spare + (size_t)s->perm[i] * W, top + ((size_t)s->off[s->len[i] - 1] + i) * W,
                    (size_t)W * sizeof(float));
-        fl_mat_apply(&m->head, B, spare, W, 0.0f, io->y, V, s->ds[0].ws);
-        fl_add_bias_rows(io->y, (size_t)B, V, (size_t)V, m->head_b);
+        head(s, B, spare, W, io->y, V);
         break;
     }
 }
@@ -580,8 +603,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
     if (a->head == FL_HEAD_NONE) {
         memcpy(y, in, (size_t)B * P * sizeof(float));  // y: (B, P)
     } else {
-        fl_mat_apply(&m->head, B, in, P, 0.0f, y, s->out, ds->ws);  // y: (B, head_out)
-        fl_add_bias_rows(y, (size_t)B, s->out, (size_t)s->out, m->head_b);
+        head(s, B, in, P, y, s->out);  // y: (B, head_out)
     }
     return FL_OK;
 }
