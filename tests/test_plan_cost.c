@@ -229,40 +229,49 @@ static void test_cost_batch_terms(void **state) {
     fl_profile p = hand_profile(1000, 2);
     fl_cost c;
     /* batch 2, seq 4: cell 1 layer x 2 rows x 2 units x 0.01 = 0.04; bias pass: W_ih 2 rows x 8
-     * outputs + head 2 x 5 / 4 (once per sequence) = 18.5 elements x 0.001 */
+     * outputs = 16 elements x 0.001 (the dense head fuses its bias into its packed product) */
     p.cell_seconds = 0.01;
     p.bias_seconds = 0.001;
     const double base = fmax(40.0 / 100, 40.0 / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 0.0185, 1e-12);
+    assert_close(c.seconds, base + 0.04 + 0.016, 1e-12);
     /* two threads: the cell update splits over them, the bias pass does not; rates x 2 (private
      * flops) and the shared level x 1.75 */
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 2, &c), FL_OK);
     assert_close(c.seconds,
                  fmax(40.0 / 175, 40.0 / 120) + fmax(9.0 / 175, 52.0 / 480) + fmax(10.0 / 175, 10.0 / 120) + 0.5 +
-                     0.02 + 0.0185,
+                     0.02 + 0.016,
                  1e-12);
-    /* A dense W_ih fuses its bias: only the head's 2.5 elements remain. */
+    /* A dense W_ih fuses its bias too: no bias pass left. */
     fl_mat_spec d[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
     assert_int_equal(fl_cost_predict(&p, &a, d, 2, 4, 1, &c), FL_OK);
     assert_close(c.seconds,
                  fmax(40.0 / 100, 40.0 / 60) + fmax(96.0 / 4 / 100, 2 * 48.0 / 240) + fmax(10.0 / 100, 10.0 / 60) +
-                     0.5 + 0.04 + 0.0025,
+                     0.5 + 0.04,
                  1e-12);
+    /* An SVD head (rank 1) pays the pass, once per sequence for a last-step head: 2 x 5 / 4 = 2.5
+     * elements beside W_ih's 16. */
+    fl_mat_spec sh[3] = {{FL_METHOD_CP, 1}, {FL_METHOD_SVD, 1}, {FL_METHOD_SVD, 1}};
+    fl_cost cb;
+    assert_int_equal(fl_cost_predict(&p, &a, sh, 2, 4, 1, &c), FL_OK);
+    p.bias_seconds = 0;
+    assert_int_equal(fl_cost_predict(&p, &a, sh, 2, 4, 1, &cb), FL_OK);
+    p.bias_seconds = 0.001;
+    assert_close(c.seconds - cb.seconds, 18.5 * 0.001, 1e-12);
     /* The cached bias rate applies where the whole output fits 3/4 of the largest private level:
      * none in this profile (its level is shared), so bias_seconds still applies ... */
     p.bias_seconds_cached = 0.0001;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 0.0185, 1e-12);
-    /* ... with a private 1000-byte level (750 usable): W_ih's 4 x 2 x 8 x 4 = 256 bytes and the head's
-     * 4 x 2 x 5 = 40 bytes fit; at seq 100 W_ih's 6400 bytes do not (the head's still do). */
+    assert_close(c.seconds, base + 0.04 + 0.016, 1e-12);
+    /* ... with a private 1000-byte level (750 usable): W_ih's output, 4 x 2 x 8 x 4 = 256
+     * bytes, fits; at seq 100 its 6400 bytes do not. */
     p.level[0].shared_cpus = 1;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 18.5 * 0.0001, 1e-12);
+    assert_close(c.seconds, base + 0.04 + 16 * 0.0001, 1e-12);
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 100, 1, &c), FL_OK);
     assert_close(c.seconds,
                  fmax(40.0 / 100, 40.0 / 60) + fmax(36.0 / 100 / 100, 52.0 / 1000) +
-                     fmax(40.0 / 100 / 100, 2 * 20.0 / 100 / 60) + 0.5 + 0.04 + 16 * 0.001 + 0.1 * 0.0001,
+                     fmax(40.0 / 100 / 100, 2 * 20.0 / 100 / 60) + 0.5 + 0.04 + 16 * 0.001,
                  1e-12);
     p.level[0].shared_cpus = 2;
     p.cell_seconds = p.bias_seconds = p.bias_seconds_cached = 0;

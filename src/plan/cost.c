@@ -41,18 +41,20 @@
  *     (a quantized SVD is two products of the same kernel); a profile without them uses the f32
  *     rates. The runtime runs a quantized step and projection on one thread, and so does the model.
  *   threads: each layer's parts run on that layer's count N (fl_cost_predict_layers; else all on
- *     the one count given), the head on the most of them.
+ *     the one count given), the head on the top layer's.
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
  *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too; a smaller
- *     step runs on one thread at one thread's rates. A dense W_ih of >= parallel_proj_macs
- *     multiply-adds is split (fl_rec_input); SVD / CP projections and the head run through
- *     single-threaded BLAS. (A profile without the rule: every part scales with N.)
- *   bias pass: t_b = sum over SVD / CP / quantized W_ih and any head of its output elements per step (B rows(W);
- *     a last-step head B rows(W) / T) times bias_seconds_cached when all T B rows(W) outputs (4
- *     bytes each) fit the usable share of the largest private level, else bias_seconds: the
- *     runtime adds their biases in a pass of its own (a dense W_ih fuses them into its GEMM).
+ *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
+ *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); SVD / CP
+ *     projections and other heads run on one thread (single-threaded BLAS; a small SVD head runs
+ *     packed, on the threads, but is priced as one). (A profile without the rule: every part scales with N.)
+ *   bias pass: t_b = sum over SVD / CP / quantized W_ih and any head but a dense f32 one of its output
+ *     elements per step (B rows(W); a last-step head B rows(W) / T) times bias_seconds_cached when all
+ *     T B rows(W) outputs (4 bytes each) fit the usable share of the largest private level, else
+ *     bias_seconds: the runtime adds their biases in a pass of its own, or fills a BLAS head's output
+ *     with them before the product (a dense W_ih and a dense head fuse them into the packed GEMM).
  *   input projections from memory: t_g = sum over f32 W_hh_l of f_l * 16 B H * cold_gx(m, R) / N_l,
  *     the profile's measured extra seconds per gx byte a step pays when its gx rows come from
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
@@ -294,8 +296,8 @@ fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl
     return predict(p, a, specs, prec, batch, seq, most, layer_threads, out, terms);
 }
 
-/* threads: the most any layer runs on (the head's and the regime's count); lt: each layer's, or NULL
- * (all `threads`). */
+/* threads: the most any layer runs on (the regime's count); lt: each layer's, or NULL (all
+ * `threads`). */
 static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
                          int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
@@ -326,7 +328,8 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
             fl_mat_desc d;
             fl_arch_matrix(a, i, &d);
             const bool head = d.kind == FL_MAT_HEAD;
-            const int threads_l = lt && d.layer >= 0 ? lt[d.layer] : threads; /* its layer's threads */
+            /* its layer's threads; the head runs on the top layer's (fl_head_apply) */
+            const int threads_l = lt ? lt[d.layer >= 0 ? d.layer : L - 1] : threads;
             const double sync = threads_l > 1 && threads_l == p->curve_all_threads ? sync_all : 0;
             fl_mat w = {.method = FL_METHOD_DENSE, .rows = d.rows, .cols = d.cols};
             if (specs && specs[i].method != FL_METHOD_DENSE) {
@@ -385,7 +388,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
-                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, !head && w.method == FL_METHOD_DENSE);
+                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
                 level = pick_level(p, all_bytes, tt, &bw);
                 rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 if (w.method != FL_METHOD_DENSE && !lowp)
@@ -400,7 +403,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, bytes / bw, flops / rate + extra, level, tt,
                                           flops / rate + extra >= bytes / bw};
-            if (head || (d.kind == FL_MAT_IH && (w.method != FL_METHOD_DENSE || lowp))) {
+            if ((head || d.kind == FL_MAT_IH) && (w.method != FL_METHOD_DENSE || lowp)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);

@@ -2,7 +2,7 @@
  *
  * With fl_plan_opts.threads = 0 each layer's steps get their own count: the cost model's terms are
  * separate per layer (its W_ih projection, its W_hh steps and cell update run on the layer's threads,
- * the head on one), so choosing each layer's fastest count from 1 to max_threads, the others fixed,
+ * the head on the top layer's), so choosing each layer's fastest count from 1 to max_threads, the others fixed,
  * gives the fastest assignment in one pass; ties go to fewer threads. A small decomposed layer then
  * stays on one thread while a large one splits. When the planner times candidates, the chosen one is
  * also timed with its per-layer counts and with every uniform count, and the measured fastest is
