@@ -13,7 +13,8 @@
  *   CP panel    pb (nblk, K, NB): pb[(blk*K + k)*NB + u] = b[blk*NB + u, k], K = R.
  *   projection  m (K, Rp), Rp a multiple of NB, zero past the rank: V^T (SVD) or C (CP).
  *   input proj. pk (ceil(rows / NC), K, NC), NC = FL_PK_NC: pk[(p*K + k)*NC + u] = W[p*NC + u, k],
- *               zero past rows; W = W_ih (4H, K), packed once per session (fl_rec_input).
+ *               zero past rows; W = W_ih (4H, K) (fl_rec_input) or a head's W or SVD factor
+ *               (head.c), packed once per model.
  * Nonlinearities (all levels): i = sigmoid, f = sigmoid, g = tanh, o = sigmoid; c = f c + i g;
  * h = o tanh(c). A NaN pre-activation or cell state gives NaN, as in the scalar reference. */
 #ifndef FL_KERNELS_H
