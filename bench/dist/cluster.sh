@@ -31,8 +31,9 @@
 # (`ip -n flc-<id>-<i> link set flc0 down`) in about 25 s instead of the default 8 minutes.
 # Each rank runs under a small wrapper that records its start and exit status in $FLC_STATE/ranks,
 # so a watchdog armed from the start can end mpirun when it waits for nothing: a daemon lost at
-# launch (FLC_LAUNCH, default 30 s; no rank ran, so it launches once more) or at teardown, a
-# host unreachable after the ranks ended (FLC_GRACE, default 10 s); it never ends a running rank.
+# launch (FLC_LAUNCH, default 30 s; no rank ran, so it launches once more, waiting 3x as long) or
+# at teardown, a host unreachable after the ranks ended (FLC_GRACE, default 10 s); it never ends a
+# running rank.
 # Test hook: FLC_LOSE_DAEMON=1 makes the first launch of rank 1's daemon start nothing.
 #
 # Privileges: root, or CAP_NET_ADMIN + CAP_SYS_ADMIN (ip netns add mounts under /run/netns), and the
@@ -246,6 +247,7 @@ run() {
         if [ "$started" -eq 0 ] && [ "$attempt" -eq 1 ]; then
             echo "cluster.sh: no rank started within $launch s (an Open MPI daemon lost at launch): launching again" >&2
             rm -f "$FLC_STATE"/ranks/*
+            launch=$((launch * 3)) # the second try waits longer: a loaded machine may be why
             continue
         fi
         if [ "$started" -lt "$np" ] && [ "$failed" -eq 0 ]; then
