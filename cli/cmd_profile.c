@@ -50,6 +50,12 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON_AddNumberToObject(o, "svd_gemm_efficiency", p->gemm_efficiency[FL_METHOD_SVD]);
     cJSON_AddNumberToObject(o, "cp_recurrent_efficiency", p->rec_efficiency[FL_METHOD_CP]);
     cJSON_AddNumberToObject(o, "cp_gemm_efficiency", p->gemm_efficiency[FL_METHOD_CP]);
+    if (p->rec_efficiency_lo[FL_METHOD_SVD] > 0 || p->rec_efficiency_lo[FL_METHOD_CP] > 0) {
+        cJSON_AddNumberToObject(o, "svd_recurrent_efficiency_h16", p->rec_efficiency_lo[FL_METHOD_SVD]);
+        cJSON_AddNumberToObject(o, "svd_gemm_efficiency_h16", p->gemm_efficiency_lo[FL_METHOD_SVD]);
+        cJSON_AddNumberToObject(o, "cp_recurrent_efficiency_h16", p->rec_efficiency_lo[FL_METHOD_CP]);
+        cJSON_AddNumberToObject(o, "cp_gemm_efficiency_h16", p->gemm_efficiency_lo[FL_METHOD_CP]);
+    }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
     cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
     cJSON_AddNumberToObject(o, "bias_cached_ns", p->bias_seconds_cached * 1e9);
@@ -135,10 +141,15 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  recurrent step at batch 4/16/64/256: %.1f / %.1f / %.1f / %.1f GFLOP/s\n",
                 p->rec_rows_flops[0] / 1e9, p->rec_rows_flops[1] / 1e9, p->rec_rows_flops[2] / 1e9,
                 p->rec_rows_flops[3] / 1e9);
+    const bool lo = p->rec_efficiency_lo[FL_METHOD_SVD] > 0 || p->rec_efficiency_lo[FL_METHOD_CP] > 0;
     if (p->rec_efficiency[FL_METHOD_SVD] > 0)
-        fprintf(f, "  kernel speed vs dense: svd %.2f (step) %.2f (gemm), cp %.2f (step) %.2f (gemm)\n",
-                p->rec_efficiency[FL_METHOD_SVD], p->gemm_efficiency[FL_METHOD_SVD],
+        fprintf(f, "  kernel speed vs dense%s: svd %.2f (step) %.2f (gemm), cp %.2f (step) %.2f (gemm)\n",
+                lo ? " at rank H/4" : "", p->rec_efficiency[FL_METHOD_SVD], p->gemm_efficiency[FL_METHOD_SVD],
                 p->rec_efficiency[FL_METHOD_CP], p->gemm_efficiency[FL_METHOD_CP]);
+    if (lo)
+        fprintf(f, "  kernel speed vs dense at rank H/16: svd %.2f (step) %.2f (gemm), cp %.2f (step) %.2f (gemm)\n",
+                p->rec_efficiency_lo[FL_METHOD_SVD], p->gemm_efficiency_lo[FL_METHOD_SVD],
+                p->rec_efficiency_lo[FL_METHOD_CP], p->gemm_efficiency_lo[FL_METHOD_CP]);
     if (p->rec_rows_efficiency[FL_METHOD_SVD][0] > 0) {
         const double *a = p->rec_rows_efficiency[FL_METHOD_SVD], *b = p->rec_rows_efficiency[FL_METHOD_CP];
         fprintf(f, "  step speed vs dense at batch 4/16/64/256: svd %.2f/%.2f/%.2f/%.2f, cp %.2f/%.2f/%.2f/%.2f\n",

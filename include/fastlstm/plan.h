@@ -62,7 +62,7 @@ typedef struct fl_profile {
     double step_overhead;  /* fixed cost per layer per time step (cell update, calls) */
     /* Speed of the SVD and CP kernels relative to dense, indexed by fl_method (entry 0 unused):
      * rec_efficiency scales the recurrent step's streaming and flop rates, gemm_efficiency the input
-     * projection's GEMM rate. Measured on mid-size layers; 0 means 1. */
+     * projection's GEMM rate. Measured at H = 1024, rank H/4 (see the _lo figures below); 0 means 1. */
     double rec_efficiency[3];
     double gemm_efficiency[3];
     /* The same efficiencies at batch (recurrent) or rows (GEMM) 4, 16, 64, 256: the model
@@ -70,6 +70,16 @@ typedef struct fl_profile {
      * An entry 0 (older profiles): rec_efficiency / gemm_efficiency at every batch. */
     double rec_rows_efficiency[3][FL_PROFILE_GEMM_POINTS];
     double gemm_rows_efficiency[3][FL_PROFILE_GEMM_POINTS];
+    /* The four figures above are measured at rank H/4 (H = 1024); these are the same four at rank
+     * H/16, indexed by fl_method. At a small rank the step's fixed work (the rank-R projection, CP's
+     * scaling, the cell's share) weighs more, so the kernels run further from the dense rates. The
+     * cost model interpolates each efficiency linearly in log(R / H) between the H/16 and H/4 figures,
+     * clamped outside them. rec_efficiency_lo[m] == 0 (older profiles, whose SVD figures were taken
+     * at H/8): the figures above at every rank. */
+    double rec_efficiency_lo[3];
+    double gemm_efficiency_lo[3];
+    double rec_rows_efficiency_lo[3][FL_PROFILE_GEMM_POINTS];
+    double gemm_rows_efficiency_lo[3][FL_PROFILE_GEMM_POINTS];
     /* Seconds of the cell update (sigmoid / tanh of the four gates, c and h) per hidden unit per
      * batch row, one thread; the flop and streaming rates above exclude it. 0: not modelled. */
     double cell_seconds;

@@ -30,6 +30,8 @@
  *     the batch (recurrent: e_r(B), linear in log B through (1, rec_efficiency) and the measured
  *     rec_rows_efficiency at 4, 16, 64, 256) or rows (GEMM: e_a(n) through gemm_rows_efficiency,
  *     clamped outside 4..256 rows); a missing point falls back to the batch-1 / 64-row figure.
+ *     Those figures are measured at rank H/4 and, in newer profiles, at H/16 too (the _lo
+ *     fields): e at rank R is linear in log(R / H) between the two, clamped outside them.
  *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
  *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
  *   cell update: t_c = sum over layers of B * H * cell_seconds / N_l (exp and tanh per hidden unit
@@ -237,15 +239,35 @@ static double cold_fraction(const fl_profile *p, double ws) {
 
 /* Extra seconds per gx byte read from memory by a step of method m at rank R of H (see
  * fl_profile.cold_gx_seconds): linear in log(R / H) between the points at H/16 and H/4, clamped. */
+/* Where rank R of hidden H lies between the profile's two measured ranks: 0 at H/16 (and below), 1
+ * at H/4 (and above), linear in log(R / H) between. */
+static double rank_weight(double rank, int H) {
+    double u = log(16.0 * rank / H) / log(4.0);
+    return u < 0 ? 0 : u > 1 ? 1 : u;
+}
+
 static double cold_gx(const fl_profile *p, fl_method m, double rank, int H) {
     const double *c = p->cold_gx_seconds[m];
     if (m == FL_METHOD_DENSE || !(rank > 0)) return c[0];
-    double u = log(16.0 * rank / H) / log(4.0);
-    u = u < 0 ? 0 : u > 1 ? 1 : u;
-    return c[0] + u * (c[1] - c[0]);
+    return c[0] + rank_weight(rank, H) * (c[1] - c[0]);
 }
 
 static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
+
+static double efficiency_at(double e1, const double *t, bool at1, double rows);
+
+/* Efficiency of method m's recurrent step (rec) or input projection / head GEMM at `rows` rows and
+ * rank R, hidden H: the rank-H/4 figures (rec_efficiency and its rows table, or gemm_*) and, where
+ * the profile has them, the rank-H/16 ones (the _lo fields), each at the rows, then linear in
+ * log(R / H) between the two (rank_weight). Without the H/16 figures: the H/4 ones at every rank. */
+static double method_efficiency(const fl_profile *p, fl_method m, bool rec, double rows, double rank, int H) {
+    const double hi = rec ? efficiency_at(efficiency(p->rec_efficiency, m), p->rec_rows_efficiency[m], true, rows)
+                          : efficiency_at(efficiency(p->gemm_efficiency, m), p->gemm_rows_efficiency[m], false, rows);
+    if (!(p->rec_efficiency_lo[m] > 0) || !(rank > 0)) return hi;
+    const double lo = rec ? efficiency_at(p->rec_efficiency_lo[m], p->rec_rows_efficiency_lo[m], true, rows)
+                          : efficiency_at(efficiency(p->gemm_efficiency_lo, m), p->gemm_rows_efficiency_lo[m], false, rows);
+    return lo + rank_weight(rank, H) * (hi - lo);
+}
 
 /* Efficiency of method m at `rows` from the batch-1 (or 64-row) figure e1 and the table t at 4, 16,
  * 64, 256 rows, linear in log rows; at1: t is extended down to (1, e1) (recurrent), else clamped at
@@ -368,8 +390,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                  * through the same quant kernel as a dense matrix, at that kernel's rate */
                 double e = w.method == FL_METHOD_DENSE || lowp
                                ? 1.0
-                               : efficiency_at(efficiency(p->rec_efficiency, w.method),
-                                               p->rec_rows_efficiency[w.method], true, batch);
+                               : method_efficiency(p, w.method, true, batch, w.rank, H);
                 bw *= e;
                 rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, batch, tt)) * e;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
@@ -392,8 +413,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 level = pick_level(p, all_bytes, tt, &bw);
                 rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 if (w.method != FL_METHOD_DENSE && !lowp)
-                    rate *= efficiency_at(efficiency(p->gemm_efficiency, w.method),
-                                          p->gemm_rows_efficiency[w.method], false, n);
+                    rate *= method_efficiency(p, w.method, false, n, w.rank, H);
             }
             c.step_bytes += bytes;
             c.step_flops += flops;

@@ -450,11 +450,18 @@ done:
     return st;
 }
 
+/* One rank's efficiency figures of a method (see fl_profile.rec_efficiency and the _lo fields). */
+typedef struct method_eff {
+    double rec, gemm;
+    double rec_rows[FL_PROFILE_GEMM_POINTS], gemm_rows[FL_PROFILE_GEMM_POINTS];
+} method_eff;
+
 /* Efficiency of `method` kernels relative to the cost model's dense rates: the recurrent step of a
  * (4H, H) W_hh at batch 1, 4, 16, 64, 256 and the input projection of a (4H, H) W_ih over 4, 16, 64,
  * 256 rows, H = 1024, rank R; each is the predicted time with efficiency 1 over the measured time,
- * the cell update excluded from both. p's other rates (cell_seconds included) must be set. */
-static fl_status measure_method(fl_profile *p, fl_method method, int R) {
+ * the cell update excluded from both. p's other rates (cell_seconds included) must be set; its
+ * efficiencies of `method` (both ranks) are left at 1 / 0 (not modelled), the figures go to *out. */
+static fl_status measure_method(fl_profile *p, fl_method method, int R, method_eff *out) {
     const int H = 1024, maxb = 256;
     fl_arch arch = {.input = H, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec specs[2] = {{method, R}, {method, R}};
@@ -476,8 +483,10 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R) {
     const double cell = p->cell_seconds;
     p->cell_seconds = 0;
     p->rec_efficiency[method] = p->gemm_efficiency[method] = 1.0;
+    p->rec_efficiency_lo[method] = p->gemm_efficiency_lo[method] = 0;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
-        p->rec_rows_efficiency[method][k] = p->gemm_rows_efficiency[method][k] = 0;
+        p->rec_rows_efficiency[method][k] = p->gemm_rows_efficiency[method][k] =
+            p->rec_rows_efficiency_lo[method][k] = p->gemm_rows_efficiency_lo[method][k] = 0;
     double eff[FL_PROFILE_GEMM_POINTS + 1];
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS && !st; k++) {
         const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
@@ -490,8 +499,8 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R) {
     }
     p->cell_seconds = cell;
     if (st) goto done;
-    p->rec_efficiency[method] = eff[0];
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p->rec_rows_efficiency[method][k] = eff[k + 1];
+    out->rec = eff[0];
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) out->rec_rows[k] = eff[k + 1];
     // input projection: x (rows, H) -> y (rows, 4H)
     float *x = buf + (size_t)maxb * 7 * H, *y = x + (size_t)maxb * H, *ws = y + (size_t)maxb * 4 * H;
     const fl_mat *w = &m->layer[0].wih;
@@ -506,14 +515,30 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R) {
         }
         fl_sort_doubles(s, REPS);
         double flops = (double)fl_mat_flops(w) * rows, rate = p->gemm_rows_flops[k] > 0 ? p->gemm_rows_flops[k] : p->gemm_flops;
-        p->gemm_rows_efficiency[method][k] = s[PICK] > 0 ? flops / rate / s[PICK] : 1.0;
+        out->gemm_rows[k] = s[PICK] > 0 ? flops / rate / s[PICK] : 1.0;
     }
-    p->gemm_efficiency[method] = p->gemm_rows_efficiency[method][2]; /* 64 rows */
+    out->gemm = out->gemm_rows[2]; /* 64 rows */
 done:
     fl_free(buf);
     fl_rec_free(r);
     fl_model_free(m);
     return st;
+}
+
+/* p's efficiencies of `method` at rank H/4 (rec_efficiency, ...) and H/16 (the _lo fields), H = 1024:
+ * the candidates the planner weighs run between the two. */
+static fl_status measure_methods(fl_profile *p, fl_method method) {
+    method_eff lo, hi;
+    fl_status st = measure_method(p, method, 1024 / 16, &lo);
+    if (!st) st = measure_method(p, method, 1024 / 4, &hi);
+    if (st) return st;
+    p->rec_efficiency[method] = hi.rec, p->gemm_efficiency[method] = hi.gemm;
+    p->rec_efficiency_lo[method] = lo.rec, p->gemm_efficiency_lo[method] = lo.gemm;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        p->rec_rows_efficiency[method][k] = hi.rec_rows[k], p->gemm_rows_efficiency[method][k] = hi.gemm_rows[k];
+        p->rec_rows_efficiency_lo[method][k] = lo.rec_rows[k], p->gemm_rows_efficiency_lo[method][k] = lo.gemm_rows[k];
+    }
+    return FL_OK;
 }
 
 /* Seconds per element of the runtime's bias pass (fl_add_bias_rows: the biases added to the rows a
@@ -641,7 +666,7 @@ static fl_status measure_all(fl_profile *p) {
     /* Bias pass: outputs of 512 rows x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
      * and of 1024 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;
-    if ((st = measure_method(p, FL_METHOD_SVD, 128)) || (st = measure_method(p, FL_METHOD_CP, 256)) ||
+    if ((st = measure_methods(p, FL_METHOD_SVD)) || (st = measure_methods(p, FL_METHOD_CP)) ||
         (st = measure_bias(512, 256, &cached)) || (st = measure_bias(1024, 1024, &beyond)))
         return st;
     p->bias_seconds = beyond;

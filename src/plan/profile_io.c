@@ -49,6 +49,8 @@ static void add_curve(cJSON *root, const char *key, const size_t *bytes, const d
 
 static void add_quant(cJSON *root, const fl_profile *p);
 static void add_array(cJSON *o, const char *key, const double *v, int n);
+static void add_eff(cJSON *o, const double *rec, const double *gemm, const double (*rec_rows)[FL_PROFILE_GEMM_POINTS],
+                    const double (*gemm_rows)[FL_PROFILE_GEMM_POINTS]);
 
 static fl_status write_profile_text(void *ctx, FILE *f, const char *tmp) {
     if (fputs((const char *)ctx, f) < 0 || fputc('\n', f) == EOF)
@@ -90,17 +92,10 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_AddNumberToObject(root, "gemm_flops", p->gemm_flops);
     cJSON_AddNumberToObject(root, "gemv_flops", p->gemv_flops);
     cJSON *eff = cJSON_AddObjectToObject(root, "efficiency");
-    cJSON_AddNumberToObject(eff, "svd_recurrent", p->rec_efficiency[FL_METHOD_SVD]);
-    cJSON_AddNumberToObject(eff, "cp_recurrent", p->rec_efficiency[FL_METHOD_CP]);
-    cJSON_AddNumberToObject(eff, "svd_gemm", p->gemm_efficiency[FL_METHOD_SVD]);
-    cJSON_AddNumberToObject(eff, "cp_gemm", p->gemm_efficiency[FL_METHOD_CP]);
-    static const char *const eff_rows[4] = {"svd_recurrent_rows", "cp_recurrent_rows", "svd_gemm_rows", "cp_gemm_rows"};
-    for (int t = 0; t < 4; t++) {
-        const fl_method m = t % 2 ? FL_METHOD_CP : FL_METHOD_SVD;
-        const double *v = t < 2 ? p->rec_rows_efficiency[m] : p->gemm_rows_efficiency[m];
-        cJSON *a = cJSON_AddArrayToObject(eff, eff_rows[t]);
-        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[k]));
-    }
+    add_eff(eff, p->rec_efficiency, p->gemm_efficiency, p->rec_rows_efficiency, p->gemm_rows_efficiency);
+    if (p->rec_efficiency_lo[FL_METHOD_SVD] > 0 || p->rec_efficiency_lo[FL_METHOD_CP] > 0)
+        add_eff(cJSON_AddObjectToObject(eff, "rank_h16"), p->rec_efficiency_lo, p->gemm_efficiency_lo,
+                p->rec_rows_efficiency_lo, p->gemm_rows_efficiency_lo);
     add_curve(root, "curve", p->curve_bytes, p->curve_bandwidth, p->n_curve);
     add_curve(root, "curve_all", p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all);
     cJSON_AddNumberToObject(root, "curve_all_threads", p->curve_all_threads);
@@ -168,6 +163,33 @@ static bool get_table(const cJSON *o, const char *key, const char *path, double 
 static void add_array(cJSON *o, const char *key, const double *v, int n) {
     cJSON *a = cJSON_AddArrayToObject(o, key);
     for (int k = 0; k < n; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[k]));
+}
+
+/* One rank's SVD / CP efficiencies (fl_profile.rec_efficiency and the rest, or their _lo twins):
+ * {"svd_recurrent", "cp_recurrent", "svd_gemm", "cp_gemm": numbers, and "<those>_rows": [4]}. */
+static void add_eff(cJSON *o, const double *rec, const double *gemm, const double (*rec_rows)[FL_PROFILE_GEMM_POINTS],
+                    const double (*gemm_rows)[FL_PROFILE_GEMM_POINTS]) {
+    cJSON_AddNumberToObject(o, "svd_recurrent", rec[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(o, "cp_recurrent", rec[FL_METHOD_CP]);
+    cJSON_AddNumberToObject(o, "svd_gemm", gemm[FL_METHOD_SVD]);
+    cJSON_AddNumberToObject(o, "cp_gemm", gemm[FL_METHOD_CP]);
+    add_array(o, "svd_recurrent_rows", rec_rows[FL_METHOD_SVD], FL_PROFILE_GEMM_POINTS);
+    add_array(o, "cp_recurrent_rows", rec_rows[FL_METHOD_CP], FL_PROFILE_GEMM_POINTS);
+    add_array(o, "svd_gemm_rows", gemm_rows[FL_METHOD_SVD], FL_PROFILE_GEMM_POINTS);
+    add_array(o, "cp_gemm_rows", gemm_rows[FL_METHOD_CP], FL_PROFILE_GEMM_POINTS);
+}
+
+/* The object add_eff writes: the four numbers required, each rows table optional; false (with the
+ * error set) if malformed. */
+static bool get_eff(const cJSON *o, const char *path, double *rec, double *gemm, double (*rec_rows)[FL_PROFILE_GEMM_POINTS],
+                    double (*gemm_rows)[FL_PROFILE_GEMM_POINTS]) {
+    return get_num(o, "svd_recurrent", path, 0, &rec[FL_METHOD_SVD]) &&
+           get_num(o, "cp_recurrent", path, 0, &rec[FL_METHOD_CP]) &&
+           get_num(o, "svd_gemm", path, 0, &gemm[FL_METHOD_SVD]) && get_num(o, "cp_gemm", path, 0, &gemm[FL_METHOD_CP]) &&
+           get_table(o, "svd_recurrent_rows", path, rec_rows[FL_METHOD_SVD]) &&
+           get_table(o, "cp_recurrent_rows", path, rec_rows[FL_METHOD_CP]) &&
+           get_table(o, "svd_gemm_rows", path, gemm_rows[FL_METHOD_SVD]) &&
+           get_table(o, "cp_gemm_rows", path, gemm_rows[FL_METHOD_CP]);
 }
 
 /* The int8 / bf16 kernel rates: {"bf16": {"recurrent_rows": [5], "gemm_rows": [4]}, "int8": ...}. */
@@ -319,17 +341,13 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
         !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]))    /* optional */
         goto done;
-    const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency");
-    if (eff && (!get_num(eff, "svd_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_SVD]) ||
-                !get_num(eff, "cp_recurrent", path, 0, &p.rec_efficiency[FL_METHOD_CP]) ||
-                !get_num(eff, "svd_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_SVD]) ||
-                !get_num(eff, "cp_gemm", path, 0, &p.gemm_efficiency[FL_METHOD_CP])))
-        goto done; /* optional as a whole */
-    if (eff && (!get_table(eff, "svd_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_SVD]) ||
-                !get_table(eff, "cp_recurrent_rows", path, p.rec_rows_efficiency[FL_METHOD_CP]) ||
-                !get_table(eff, "svd_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_SVD]) ||
-                !get_table(eff, "cp_gemm_rows", path, p.gemm_rows_efficiency[FL_METHOD_CP])))
-        goto done; /* each optional */
+    const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency"); /* optional as a whole */
+    const cJSON *eff_lo = eff ? cJSON_GetObjectItemCaseSensitive(eff, "rank_h16") : NULL; /* optional */
+    if ((eff && !get_eff(eff, path, p.rec_efficiency, p.gemm_efficiency, p.rec_rows_efficiency,
+                         p.gemm_rows_efficiency)) ||
+        (eff_lo && !get_eff(eff_lo, path, p.rec_efficiency_lo, p.gemm_efficiency_lo, p.rec_rows_efficiency_lo,
+                            p.gemm_rows_efficiency_lo)))
+        goto done;
     if (cJSON_GetObjectItemCaseSensitive(root, "cell_seconds") && /* optional */
         !get_num(root, "cell_seconds", path, 0, &p.cell_seconds))
         goto done;
