@@ -5,6 +5,8 @@
  *              (one and two ymm halves, a last block of 1 unit), K = 0, K < 8, and K across several K chunks;
  *              a range of blocks [blk0, blk1) inside the panel, padded strides, and units outside
  *              the range untouched.
+ *   cp_gate_cell  the same hidden sizes and short K, batches 1 to 9, 20 and 37 (2-row tiles and a lone
+ *              row), block ranges inside the panel.
  *   gemm_pk    K on both sides of the fast kernel's K blocks (1, 255, 256, 257, 513, 700), row
  *              counts with partial 16-column quarters and 64-column panels, n with every tail of
  *              the 6-row tile and more than one X chunk, with and without the bias.
@@ -99,6 +101,80 @@ static void check_gate_cell(const fl_kernels *k, int H, int K, int B, int blk0, 
     free(w), free(x), free(gx), free(c), free(c0), free(h);
 }
 
+/* One cp_gate_cell call of level k on blocks [blk0, blk1) of a random CP problem (H units, rank K,
+ * B rows), against the double-precision step: gate q of unit j = gx + sum_k b[j, k] zs[row, q, k]. */
+static void check_cp_gate_cell(const fl_kernels *k, int H, int K, int B, int blk0, int blk1, uint64_t seed) {
+    const int NB = FL_REC_NB, nblk = (H + NB - 1) / NB, ldgx = 4 * H + 5, ldh = H + 2;
+    uint64_t s = seed;
+    float *bf = malloc(((size_t)H * K + 1) * sizeof(float)), *zs = malloc(((size_t)B * 4 * K + 1) * sizeof(float));
+    float *gx = malloc((size_t)B * ldgx * sizeof(float)), *c = malloc((size_t)B * H * sizeof(float));
+    float *c0 = malloc((size_t)B * H * sizeof(float)), *h = malloc((size_t)B * ldh * sizeof(float));
+    float *pb = fl_calloc((size_t)nblk * K * NB + 1, sizeof(float)); /* (nblk, K, NB), zero past H */
+    assert_true(bf && zs && gx && c && c0 && h && pb);
+    for (size_t i = 0; i < (size_t)H * K; i++) bf[i] = uni(&s, -0.3f, 0.3f); /* b (H, K) */
+    for (size_t i = 0; i < (size_t)B * 4 * K; i++) zs[i] = uni(&s, -1, 1);
+    for (int i = 0; i < B * ldgx; i++) gx[i] = uni(&s, -2, 2);
+    for (int i = 0; i < B * H; i++) c[i] = c0[i] = uni(&s, -1, 1);
+    for (int i = 0; i < B * ldh; i++) h[i] = SENTINEL;
+    for (int j = 0; j < H; j++)
+        for (int kk = 0; kk < K; kk++) pb[((size_t)(j / NB) * K + kk) * NB + j % NB] = bf[(size_t)j * K + kk];
+    k->cp_gate_cell(blk0, blk1, H, K, B, pb, zs, gx, ldgx, c, h, ldh);
+    const int j0 = blk0 * NB, j1 = blk1 * NB < H ? blk1 * NB : H;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < H; j++) {
+            const float got_c = c[(size_t)b * H + j], got_h = h[(size_t)b * ldh + j];
+            if (j < j0 || j >= j1) { /* outside the block range: untouched */
+                if (got_c != c0[(size_t)b * H + j] || got_h != SENTINEL)
+                    fail_msg("%s cp_gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d written", k->name, H, K,
+                             B, blk0, blk1, b, j);
+                continue;
+            }
+            double g[4], mag = 0;
+            for (int q = 0; q < 4; q++) {
+                double acc = gx[(size_t)b * ldgx + (size_t)q * H + j], m = fabs(acc);
+                for (int kk = 0; kk < K; kk++) {
+                    const double p = (double)bf[(size_t)j * K + kk] * zs[((size_t)b * 4 + q) * K + kk];
+                    acc += p;
+                    m += fabs(p);
+                }
+                g[q] = acc;
+                mag = fmax(mag, m);
+            }
+            const double cn = sigm(g[1]) * c0[(size_t)b * H + j] + sigm(g[0]) * tanh(g[2]);
+            const double hn = sigm(g[3]) * tanh(cn), tol = 1e-5 * (1.0 + mag);
+            if (!(fabs(got_c - cn) <= tol) || !(fabs(got_h - hn) <= tol))
+                fail_msg("%s cp_gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d: c %g vs %g, h %g vs %g",
+                         k->name, H, K, B, blk0, blk1, b, j, (double)got_c, cn, (double)got_h, hn);
+        }
+    for (int b = 0; b < B; b++) /* pads between rows of h untouched */
+        for (int j = H; j < ldh; j++) assert_true(h[(size_t)b * ldh + j] == SENTINEL);
+    fl_free(pb);
+    free(bf), free(zs), free(gx), free(c), free(c0), free(h);
+}
+
+/* cp_gate_cell: batches 1 to 9 (the fast kernels' 2-row tiles and a lone last row) and 20, 37; hidden
+ * sizes with one and two ymm halves in the last block; rank 0, below 8 and long; block ranges. */
+static void test_cp_gate_cell_batches(void **state) {
+    (void)state;
+    static const int Hs[] = {1, 7, 16, 17, 40}, Ks[] = {0, 1, 5, 33, 70}, Bs[] = {1, 2, 3, 4, 5, 8, 9, 20, 37};
+    int levels = 0;
+    for (size_t li = 0; li < sizeof LEVELS / sizeof *LEVELS; li++) {
+        const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
+        if (!k) continue;
+        levels++;
+        for (size_t hi = 0; hi < sizeof Hs / sizeof *Hs; hi++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+                for (size_t bi = 0; bi < sizeof Bs / sizeof *Bs; bi++) {
+                    const int H = Hs[hi], nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+                    check_cp_gate_cell(k, H, Ks[ki], Bs[bi], 0, nblk, 2000 + (uint64_t)(H * 131 + Ks[ki] * 17 + Bs[bi]));
+                }
+        check_cp_gate_cell(k, 70, 90, 20, 1, 4, 21); /* a thread's block range */
+        check_cp_gate_cell(k, 70, 300, 3, 2, 3, 22);
+        check_cp_gate_cell(k, 33, 300, 7, 1, 3, 23);
+    }
+    assert_true(levels >= 1);
+}
+
 static void test_gate_cell_batches(void **state) {
     (void)state;
     static const int Hs[] = {1, 7, 16, 17, 40}, Ks[] = {0, 1, 5, 33, 70};
@@ -186,6 +262,7 @@ static void test_gemm_pk_kblocks(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gate_cell_batches),
+        cmocka_unit_test(test_cp_gate_cell_batches),
         cmocka_unit_test(test_gemm_pk_kblocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -189,11 +189,15 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * per group, which also carries the sums from one K chunk to the next; each sum still runs k = 0, 1,
  * ..., K-1 through one FMA chain, so the results are those of a single pass. Rows go in groups of at
  * most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as even as possible (20 rows: 5 + 5 + 5 + 5, no
- * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. Tile t of nt
- * in a gate pass prefetches the lines k = t, t + nt, ... of the next chunk (after a block's last
- * chunk, the next block's first), so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
- * an even rate (all of a chunk's prefetches from the first tile left ~30% of a session's gate_cell
- * time on that tile's loads: more misses at once than the L1 tracks). Tiles over the whole K, the
+ * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. While a
+ * chunk runs, its tile passes prefetch the next chunk's lines in address order, each pass an even
+ * share spread over its k steps, so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
+ * an even rate, in the sequential order the hardware prefetchers also follow (all of a chunk's
+ * prefetches from the first tile left ~30% of a session's gate_cell time on that tile's loads: more
+ * misses at once than the L1 tracks). After a block's last chunk the next chunk is the next block's
+ * first (it was the lines KC k on from the last chunk's start, which for a short last chunk, K = 650:
+ * 10 of 32, skipped 22 of the next block's first k). A second stream four chunks ahead into L2
+ * (_MM_HINT_T1) measured ~5% slower in the session. Tiles over the whole K, the
  * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
  * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
  * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
@@ -202,8 +206,8 @@ enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part:
 
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
  * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16).
- * Tile t of nt: prefetches the next chunk's lines of its gates at k = t, t + nt, ... */
-INL void gate_tile(const int NR, const int NG, int t, int nt, int g0, int k0, int kn, const float *restrict p,
+ * Prefetches npf lines from pf (to L1), spread evenly over the kn steps. */
+INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
                    const float *restrict x, int ldx, float *restrict part) {
     __m256 acc[6][4][2];
 #pragma GCC unroll 6
@@ -215,14 +219,12 @@ INL void gate_tile(const int NR, const int NG, int t, int nt, int g0, int k0, in
                 acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
                                         : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
     const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
-    int cd = t; /* prefetch at k = t, t + nt, ... */
+    int due = 0; /* npf lines spread evenly over the kn steps: one each time due reaches kn */
     for (int k = 0; k < kn; k++, q += 64, xk++) {
-        const bool pf = cd == 0;
-        cd = pf ? nt - 1 : cd - 1;
+        for (due += npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
         __m256 w[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
-            if (pf) _mm_prefetch((const char *)(q + KC * 64 + 16 * g), _MM_HINT_T0);
             w[g][0] = _mm256_load_ps(q + 16 * g);
             w[g][1] = _mm256_load_ps(q + 16 * g + 8);
         }
@@ -244,31 +246,45 @@ INL void gate_tile(const int NR, const int NG, int t, int nt, int g0, int k0, in
             for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
 }
 
-/* Tile t of nt, of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
+/* A tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
  * shapes the row split of gate_group produces). */
-static inline void gate_tile_n(int nr, int ng, int t, int nt, int g0, int k0, int kn, const float *restrict p,
+static inline void gate_tile_n(int nr, int ng, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
                                const float *restrict x, int ldx, float *restrict part) {
     if (ng == 1) {
         switch (nr) {
-        case 6: gate_tile(6, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
-        case 5: gate_tile(5, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
-        case 4: gate_tile(4, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
-        default: gate_tile(3, 1, t, nt, g0, k0, kn, p, x, ldx, part); return;
+        case 6: gate_tile(6, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        case 5: gate_tile(5, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        case 4: gate_tile(4, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        default: gate_tile(3, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
         }
     }
     if (ng == 2) {
-        if (nr == 3) gate_tile(3, 2, t, nt, g0, k0, kn, p, x, ldx, part);
-        else gate_tile(2, 2, t, nt, g0, k0, kn, p, x, ldx, part);
+        if (nr == 3) gate_tile(3, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
+        else gate_tile(2, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
         return;
     }
-    gate_tile(1, 4, t, nt, 0, k0, kn, p, x, ldx, part);
+    gate_tile(1, 4, pf, npf, k0, kn, 0, p, x, ldx, part);
+}
+
+/* The lines of chunk `ci` of the panel p (K, 4, 16), chunks counted on past its end into the next panel
+ * to stream in (next, next_lines lines of 64 bytes): its first line, and their number in *lines. */
+static inline const char *chunk_lines(const float *p, int K, const float *next, int next_lines, int ci, int *lines) {
+    const int nc = (K + KC - 1) / KC;
+    if (ci < nc) {
+        *lines = 4 * (K - ci * KC < KC ? K - ci * KC : KC);
+        return (const char *)(p + (size_t)ci * KC * 64);
+    }
+    const int off = 4 * KC * (ci - nc), n = next_lines - off < 4 * KC ? next_lines - off : 4 * KC;
+    *lines = n < 0 ? 0 : n;
+    return (const char *)next + (size_t)(n < 0 ? 0 : off) * 64;
 }
 
 /* Rows [0, nr) of one block (nr <= ROWS_PER_GROUP): every K chunk through the row tiles into part,
- * then the cell update of the block's units from part and gx. */
+ * then the cell update of the block's units from part and gx. next: the panel to stream in after
+ * this one (next_lines lines of it; 0: none). */
 static void gate_group(int nr, int j0, int H, int K, const float *restrict p, const float *restrict x, int ldx,
                        const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh,
-                       float *restrict part) {
+                       float *restrict part, const float *next, int next_lines) {
     const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
     const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
     int k0 = 0;
@@ -279,10 +295,17 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
                 prefetch_gx(gx + (size_t)b * ldgx + j0, H);
                 prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
             }
-        for (int g0 = 0; g0 < 4; g0 += ng)
-            for (int t = 0, b = 0; t < nt; t++) {
+        /* the lines to fetch during this chunk: the next chunk's, past the panel's end the next one's
+         * (next, next_lines), shared in order among the tile passes */
+        int lines;
+        const char *pf = chunk_lines(p, K, next, next_lines, k0 / KC + 1, &lines);
+        const int passes = (4 / ng) * nt;
+        for (int g0 = 0, i = 0; g0 < 4; g0 += ng)
+            for (int t = 0, b = 0; t < nt; t++, i++) {
                 const int n = base + (t < extra);
-                gate_tile_n(n, ng, t, nt, g0, k0, kn, p, x + (size_t)b * ldx, ldx, part + b * PART_STRIDE);
+                const int l0 = lines * i / passes, l1 = lines * (i + 1) / passes;
+                gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, x + (size_t)b * ldx, ldx,
+                            part + b * PART_STRIDE);
                 b += n;
             }
         k0 += kn;
@@ -312,8 +335,11 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         const int j0 = blk * 16;
         for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
             const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
+            /* next panel to stream in: this block's again for a further row group, else the next block's */
+            const bool more = r0 + ROWS_PER_GROUP < B;
+            const int next_lines = more || blk + 1 < blk1 ? 4 * K : 0;
             gate_group(nr, j0, H, K, p, x + (size_t)r0 * ldx, ldx, gx + (size_t)r0 * ldgx, ldgx, c + (size_t)r0 * H,
-                       h + (size_t)r0 * ldh, ldh, part);
+                       h + (size_t)r0 * ldh, ldh, part, more ? p : p + (size_t)K * 64, next_lines);
         }
     }
 }
