@@ -23,12 +23,11 @@
 #include "head.h"
 #include "kernels/kernels.h"
 #include "recurrent.h"
+#include "mem_bound.h"
 
-#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 enum { B = 3, T = 6 };
@@ -394,60 +393,17 @@ static void test_failed_packing_restores(void **state) {
 
 /* ------------------------------------------------------------ memory bound */
 
-/* Resident kilobytes from /proc/self/status ("VmRSS:", "VmHWM:"); -1 when unreadable. */
-static long status_kb(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, strlen(key))) v = strtol(line + strlen(key), NULL, 10);
-    fclose(f);
-    return v;
-}
-
-enum { CHILD_OK = 0, CHILD_OVER = 1, CHILD_ERR = 2, CHILD_SKIP = 3 };
-
-/* In a child: peak resident memory of load + session + run + free over the memory before the load.
- * No cmocka asserts in the child: it reports through its exit status. */
-static int memory_child(const char *path, double weight_bytes, double *over_kb) {
-    /* A fixed threshold: large blocks are mapped and unmapped, never kept on the heap by the warm-up
-     * below, where they would count in the base and hide the peak. */
-    if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1) return CHILD_SKIP;
-    fl_model *m;
-    if (fl_model_load(path, &m)) return CHILD_ERR;
-    fl_session_opts o = fl_session_opts_default();
-    o.max_batch = 1;
-    o.max_seq = 2;
-    fl_session *s;
-    /* warm up what a first session sets up once per process (BLAS buffers, the kernel table) */
-    if (fl_session_create(m, &o, &s)) return CHILD_ERR;
-    fl_session_free(s);
-    fl_model_free(m);
-    FILE *f = fopen("/proc/self/clear_refs", "w"); /* "5" resets the peak (Linux 4.0 on) */
-    if (!f) return CHILD_SKIP;
-    bool reset = fputs("5", f) >= 0;
-    if (fclose(f) != 0 || !reset) return CHILD_SKIP;
-    const long base = status_kb("VmRSS:");
-    if (base < 0 || status_kb("VmHWM:") > base + 1024) return CHILD_SKIP;
-    if (fl_model_load(path, &m)) return CHILD_ERR;
+static int run_tokens(fl_session *s, const fl_model *m) {
     const int32_t tok[2] = {1, 2};
     float *y = malloc(2 * (size_t)m->arch.head_out * sizeof(float));
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = 1, .seq = 2, .tokens = tok, .y = y};
-    if (!y || fl_session_create(m, &o, &s) || fl_session_run(s, &io)) return CHILD_ERR;
-    fl_session_free(s);
-    fl_model_free(m);
+    const int r = !y || fl_session_run(s, &io) != FL_OK;
     free(y);
-    const double peak = (double)(status_kb("VmHWM:") - base) * 1024.0;
-    *over_kb = (peak - 1.15 * weight_bytes) / 1024.0;
-    return peak <= 1.15 * weight_bytes + 4.0 * 1024 * 1024 ? CHILD_OK : CHILD_OVER;
+    return r;
 }
 
 static void test_memory_bound(void **state) {
     (void)state;
-#if defined(__SANITIZE_ADDRESS__)
-    skip(); /* ASan's shadow memory and quarantine are part of the resident set: no bound to check */
-#endif
     if (!fl_kernels_get()->gemm_pk) skip(); /* no packed head at this level: nothing to bound */
     const char *path = tmp_path("bighead.safetensors");
     fl_arch a = {.vocab = 16000, .input = 4, .hidden = 256, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 16000};
@@ -457,20 +413,10 @@ static void test_memory_bound(void **state) {
     assert_int_equal(fl_model_save(m, path), FL_OK);
     const double bytes = (double)m->n_params * sizeof(float);
     fl_model_free(m);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        double over = 0;
-        int r = memory_child(path, bytes, &over);
-        if (r == CHILD_OVER) fprintf(stderr, "peak is %.0f KB over 1.15x the weights\n", over);
-        _exit(r);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    if (WEXITSTATUS(status) == CHILD_SKIP) skip();
-    assert_int_equal(WEXITSTATUS(status), CHILD_OK);
+    fl_session_opts o = fl_session_opts_default();
+    o.max_batch = 1;
+    o.max_seq = 2;
+    mem_bound_check(path, bytes, &o, run_tokens);
 }
 
 static int setup(void **state) {
