@@ -161,6 +161,18 @@ static void test_reported_512_measured_32(void **state) {
     assert_int_equal(p.n_levels, 2);
     assert_int_equal(p.level[1].level, 2);
     assert_int_equal(p.level[1].bytes, ladder_floor(1 * MIB));
+    /* L2 and L3 stream alike (a VM's co-tenants leave 4 MiB of the L3): one level at 4 MiB, past the
+     * reported 1 MiB L2, is the L3, whose reported size it keeps */
+    reported_vm(&p);
+    const machine flat = {2, {48 * KIB, 4 * MIB}, {200e9, 120e9}, 12e9};
+    curve(&flat, 0, 5, b, bw);
+    n1 = fl_profile_find_levels(b, bw, NPTS, k1, 4, NULL);
+    assert_int_equal(n1, 2);
+    fl_profile_apply_levels(&p, k1, n1, NULL, 0);
+    assert_int_equal(p.n_levels, 2);
+    assert_int_equal(p.level[1].level, 3);
+    assert_int_equal(p.level[1].bytes, ladder_floor(4 * MIB));
+    assert_int_equal(p.level[1].reported_bytes, 512 * MIB);
     /* nothing found: the reported levels stay */
     reported_vm(&p);
     fl_profile_apply_levels(&p, k1, 0, NULL, 0);

@@ -47,8 +47,9 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
 
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
- * levels 1..n1 with those capacities; reported sizes of the same level number are kept in
- * reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
+ * levels 1..n1 with those capacities; the reported level each is paired with (by position when
+ * the counts agree, else the nearest in log size that is not 1.5x smaller than it, the last
+ * reported level always allowed) gives its number and reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
  * n_all, matched by position when both curves show the same number of levels) is private
  * (shared_cpus 1), else shared by all cores; a level below p->parallel_step_bytes (where the
  * runtime streams on one thread, so the all-cores curve says nothing) and unmatched curves keep the

@@ -81,7 +81,10 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *k1, int n1, const fl_
     const int nrep = p->n_levels;
     memcpy(rep, p->level, sizeof rep);
     /* match[i]: the reported level paired with measured level i (-1 none), in increasing order:
-     * by position when the counts agree, else each to the nearest remaining one in log size */
+     * by position when the counts agree, else each to the nearest remaining one in log size among
+     * those it can be: a level that streams well past 1.5x a reported level's size is served by a
+     * larger one (where L2 and L3 stream alike the curve shows one level, whose knee past the L2 is
+     * the L3's share), so only the last reported level may be smaller than it */
     int match[FL_PROFILE_MAX_LEVELS], next = 0;
     for (int i = 0; i < n1; i++) {
         match[i] = -1;
@@ -90,9 +93,11 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *k1, int n1, const fl_
             continue;
         }
         int best = -1;
-        for (int j = next; j < nrep; j++)
+        for (int j = next; j < nrep; j++) {
+            if (j < nrep - 1 && (double)k1[i].bytes > 1.5 * (double)rep[j].bytes) continue;
             if (best < 0 || log_ratio(k1[i].bytes, rep[j].bytes) < log_ratio(k1[i].bytes, rep[best].bytes))
                 best = j;
+        }
         if (best >= 0) match[i] = best, next = best + 1;
     }
     fl_cache_level lv[FL_PROFILE_MAX_LEVELS];
