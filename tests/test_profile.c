@@ -77,6 +77,23 @@ static void test_clean_three_levels(void **state) {
     assert_true(mem == three.mem);
 }
 
+/* A two-point dip inside L3 (a neighbour's burst seen by most passes) splits the curve, and the
+ * rest of L3 streams at its old rate: no new level, L3 goes on to its real end. */
+static void test_dip_inside_level(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double bw[NPTS];
+    curve(&three, 0, 1, b, bw);
+    int d = 0;
+    while (b[d] <= 8 * MIB) d++; /* the first ladder point past 8 MiB, well inside the 32 MiB L3 */
+    bw[d] *= 0.5, bw[d + 1] *= 0.5;
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    int n = fl_profile_find_levels(b, bw, NPTS, k, FL_PROFILE_MAX_LEVELS, NULL);
+    assert_int_equal(n, 3);
+    assert_int_equal(k[2].bytes, ladder_floor(three.cap[2]));
+    assert_true(k[2].plateau == three.bw[2]);
+}
+
 static void test_noisy_three_levels(void **state) {
     (void)state;
     size_t b[NPTS];
@@ -304,7 +321,7 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_three_levels),
+        cmocka_unit_test(test_clean_three_levels), cmocka_unit_test(test_dip_inside_level),
         cmocka_unit_test(test_noisy_three_levels),
         cmocka_unit_test(test_no_visible_l3),
         cmocka_unit_test(test_reported_512_measured_32),

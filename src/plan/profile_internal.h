@@ -28,7 +28,10 @@ typedef struct fl_knee {
  *      s[] is >= FL_KNEE_FRACTION x that plateau;
  *   3. every segment but the last with at least FL_KNEE_MIN_POINTS points is a cache level; its
  *      effective capacity (knee) is bytes[] of its last point: the largest working set that still
- *      streams at >= 80% of the level's plateau. Shorter segments are transitions and are dropped;
+ *      streams at >= 80% of the level's plateau. Shorter segments are transitions and are dropped.
+ *      A level whose plateau is >= FL_KNEE_FRACTION x the one before it is no new level (nothing
+ *      fell between them: a dip inside one level): the level before extends to its end, its
+ *      plateau the median over both;
  *   4. the last segment is memory (its plateau goes to *memory_bw, may be NULL), and so is a
  *      segment followed by fewer than FL_KNEE_MIN_POINTS points (a slow end of the ladder is no
  *      level: the ladder ends far beyond any cache).

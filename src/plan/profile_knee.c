@@ -65,8 +65,15 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
             if (memory_bw) *memory_bw = plateau;
             break;
         }
-        if (end - start + 1 >= FL_KNEE_MIN_POINTS && found < max_levels)
+        if (end - start + 1 >= FL_KNEE_MIN_POINTS && found > 0 && plateau >= FL_KNEE_FRACTION * out[found - 1].plateau) {
+            /* no fall from the level before: a dip inside one level (a neighbour's burst in most
+             * passes), not a boundary; that level goes on to here */
+            fl_knee *k = &out[found - 1];
+            k->bytes = bytes[end], k->last = end;
+            k->plateau = median(s + k->first, end - k->first + 1);
+        } else if (end - start + 1 >= FL_KNEE_MIN_POINTS && found < max_levels) {
             out[found++] = (fl_knee){bytes[end], plateau, start, end};
+        }
         start = end + 1;
     }
     return found;
