@@ -15,6 +15,7 @@
 #include "internal.h"
 #include "tuning_consts.h"
 #include "testutil.h"
+#include "json_file.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -145,46 +146,26 @@ static void test_round_trip(void **state) {
     assert_close(q.cold_gx_seconds[FL_METHOD_DENSE][0], 0, 0);
     assert_close(q.thread_scale_proj_mem[2], 1.375, 1e-12);
     /* the same file without the two fields, as older versions wrote it */
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    assert_non_null(root);
+    cJSON *saved = json_file_read(path), *root = cJSON_Duplicate(saved, 1);
     assert_non_null(cJSON_GetObjectItemCaseSensitive(root, "cold_gx_seconds"));
     cJSON_DeleteItemFromObjectCaseSensitive(root, "cold_gx_seconds");
     cJSON_DeleteItemFromObjectCaseSensitive(root, "thread_scale_proj_memory");
-    char *text = cJSON_Print(root);
+    json_file_write(path, root);
     cJSON_Delete(root);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    free(text);
     memset(&q, 0x55, sizeof q);
     assert_int_equal(fl_profile_load(path, &q), FL_OK);
     for (int m = 0; m < 3; m++) assert_true(q.cold_gx_seconds[m][0] == 0 && q.cold_gx_seconds[m][1] == 0);
     for (int k = 0; k < 4; k++) assert_true(q.thread_scale_proj_mem[k] == 0);
     /* malformed: a negative entry, a short array */
-    root = cJSON_Parse(buf);
-    cJSON *bad = cJSON_GetObjectItemCaseSensitive(root, "cold_gx_seconds");
+    cJSON *bad = cJSON_GetObjectItemCaseSensitive(saved, "cold_gx_seconds");
     cJSON_SetNumberValue(cJSON_GetArrayItem(bad, 4), -1.0);
-    text = cJSON_Print(root);
-    f = fopen(path, "wb");
-    fputs(text, f);
-    fclose(f);
-    free(text);
+    json_file_write(path, saved);
     assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
     assert_non_null(strstr(fl_last_error(), "cold_gx_seconds"));
+    cJSON_SetNumberValue(cJSON_GetArrayItem(bad, 4), 0.0); /* valid again: the short array alone */
     cJSON_DeleteItemFromArray(bad, 5);
-    text = cJSON_Print(root);
-    cJSON_Delete(root);
-    f = fopen(path, "wb");
-    fputs(text, f);
-    fclose(f);
-    free(text);
+    json_file_write(path, saved);
+    cJSON_Delete(saved);
     assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
     remove(path);
 }

@@ -12,6 +12,7 @@
 
 #include "fastlstm/plan.h"
 #include "testutil.h"
+#include "json_file.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -130,22 +131,11 @@ static void assert_same_predictions(const fl_profile *a, const fl_profile *b) {
 
 /* Rewrites the profile file at path with `edit` applied to its "efficiency" object. */
 static void edit_efficiency(const char *path, void (*edit)(cJSON *eff)) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    assert_non_null(root);
+    cJSON *root = json_file_read(path);
     cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency");
     assert_non_null(eff);
     edit(eff);
-    char *text = cJSON_Print(root);
-    f = fopen(path, "wb");
-    fputs(text, f);
-    fclose(f);
-    free(text);
+    json_file_write(path, root);
     cJSON_Delete(root);
 }
 

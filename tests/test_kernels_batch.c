@@ -52,10 +52,76 @@ static float *pack_gate(const float *w, int H, int K) {
     return pw;
 }
 
+/* The gate products of the kernel under test, in double: gate q of unit j in row b, and the sum
+ * of the products' magnitudes (for the tolerance). */
+typedef double (*gate_sum_fn)(const void *ctx, int b, int q, int j, double *mag);
+
+/* After one gate_cell / cp_gate_cell call of level k on blocks [blk0, blk1): c and h against the
+ * double-precision cell update of gx + the gate products; units outside the range and the pads
+ * between rows of h untouched. */
+static void verify_cells(const char *what, const fl_kernels *k, int H, int K, int B, int blk0, int blk1,
+                         const float *gx, int ldgx, const float *c0, const float *c, const float *h, int ldh,
+                         gate_sum_fn sum, const void *ctx) {
+    const int NB = FL_REC_NB, j0 = blk0 * NB, j1 = blk1 * NB < H ? blk1 * NB : H;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < H; j++) {
+            const float got_c = c[(size_t)b * H + j], got_h = h[(size_t)b * ldh + j];
+            if (j < j0 || j >= j1) { /* outside the block range: untouched */
+                if (got_c != c0[(size_t)b * H + j] || got_h != SENTINEL)
+                    fail_msg("%s %s H %d K %d B %d blocks [%d, %d): row %d unit %d written", k->name, what, H, K, B,
+                             blk0, blk1, b, j);
+                continue;
+            }
+            double g[4], mag = 0;
+            for (int q = 0; q < 4; q++) {
+                double m = 0;
+                g[q] = gx[(size_t)b * ldgx + (size_t)q * H + j] + sum(ctx, b, q, j, &m);
+                mag = fmax(mag, m + fabs(gx[(size_t)b * ldgx + (size_t)q * H + j]));
+            }
+            const double cn = sigm(g[1]) * c0[(size_t)b * H + j] + sigm(g[0]) * tanh(g[2]);
+            const double hn = sigm(g[3]) * tanh(cn), tol = 1e-5 * (1.0 + mag);
+            if (!(fabs(got_c - cn) <= tol) || !(fabs(got_h - hn) <= tol))
+                fail_msg("%s %s H %d K %d B %d blocks [%d, %d): row %d unit %d: c %g vs %g, h %g vs %g", k->name, what,
+                         H, K, B, blk0, blk1, b, j, (double)got_c, cn, (double)got_h, hn);
+        }
+    for (int b = 0; b < B; b++) /* pads between rows of h untouched */
+        for (int j = H; j < ldh; j++) assert_true(h[(size_t)b * ldh + j] == SENTINEL);
+}
+
+typedef struct dense_ctx {
+    const float *w, *x;
+    int H, K, ldx;
+} dense_ctx;
+
+static double dense_sum(const void *ctx, int b, int q, int j, double *mag) {
+    const dense_ctx *d = ctx;
+    double acc = 0;
+    for (int kk = 0; kk < d->K; kk++) {
+        const double p = (double)d->w[((size_t)q * d->H + j) * d->K + kk] * d->x[(size_t)b * d->ldx + kk];
+        acc += p, *mag += fabs(p);
+    }
+    return acc;
+}
+
+typedef struct cp_ctx {
+    const float *bf, *zs;
+    int K;
+} cp_ctx;
+
+static double cp_sum(const void *ctx, int b, int q, int j, double *mag) {
+    const cp_ctx *d = ctx;
+    double acc = 0;
+    for (int kk = 0; kk < d->K; kk++) {
+        const double p = (double)d->bf[(size_t)j * d->K + kk] * d->zs[((size_t)b * 4 + q) * d->K + kk];
+        acc += p, *mag += fabs(p);
+    }
+    return acc;
+}
+
 /* One gate_cell call of level k on blocks [blk0, blk1) of a random (H, K) problem with B rows,
  * against the double-precision step. */
 static void check_gate_cell(const fl_kernels *k, int H, int K, int B, int blk0, int blk1, uint64_t seed) {
-    const int NB = FL_REC_NB, ldx = K + 3, ldgx = 4 * H + 5, ldh = H + 2;
+    const int ldx = K + 3, ldgx = 4 * H + 5, ldh = H + 2;
     uint64_t s = seed;
     float *w = malloc(((size_t)4 * H * K + 1) * sizeof(float)), *x = malloc(((size_t)B * ldx + 1) * sizeof(float));
     float *gx = malloc((size_t)B * ldgx * sizeof(float)), *c = malloc((size_t)B * H * sizeof(float));
@@ -68,35 +134,8 @@ static void check_gate_cell(const fl_kernels *k, int H, int K, int B, int blk0, 
     for (int i = 0; i < B * ldh; i++) h[i] = SENTINEL;
     float *pw = pack_gate(w, H, K);
     k->gate_cell(blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
-    const int j0 = blk0 * NB, j1 = blk1 * NB < H ? blk1 * NB : H;
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < H; j++) {
-            const float got_c = c[(size_t)b * H + j], got_h = h[(size_t)b * ldh + j];
-            if (j < j0 || j >= j1) { /* outside the block range: untouched */
-                if (got_c != c0[(size_t)b * H + j] || got_h != SENTINEL)
-                    fail_msg("%s gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d written", k->name, H, K, B,
-                             blk0, blk1, b, j);
-                continue;
-            }
-            double g[4], mag = 0;
-            for (int q = 0; q < 4; q++) {
-                double acc = gx[(size_t)b * ldgx + (size_t)q * H + j], m = fabs(acc);
-                for (int kk = 0; kk < K; kk++) {
-                    const double p = (double)w[((size_t)q * H + j) * K + kk] * x[(size_t)b * ldx + kk];
-                    acc += p;
-                    m += fabs(p);
-                }
-                g[q] = acc;
-                mag = fmax(mag, m);
-            }
-            const double cn = sigm(g[1]) * c0[(size_t)b * H + j] + sigm(g[0]) * tanh(g[2]);
-            const double hn = sigm(g[3]) * tanh(cn), tol = 1e-5 * (1.0 + mag);
-            if (!(fabs(got_c - cn) <= tol) || !(fabs(got_h - hn) <= tol))
-                fail_msg("%s gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d: c %g vs %g, h %g vs %g", k->name,
-                         H, K, B, blk0, blk1, b, j, (double)got_c, cn, (double)got_h, hn);
-        }
-    for (int b = 0; b < B; b++) /* pads between rows of h untouched */
-        for (int j = H; j < ldh; j++) assert_true(h[(size_t)b * ldh + j] == SENTINEL);
+    const dense_ctx d = {w, x, H, K, ldx};
+    verify_cells("gate_cell", k, H, K, B, blk0, blk1, gx, ldgx, c0, c, h, ldh, dense_sum, &d);
     fl_free(pw);
     free(w), free(x), free(gx), free(c), free(c0), free(h);
 }
@@ -119,35 +158,8 @@ static void check_cp_gate_cell(const fl_kernels *k, int H, int K, int B, int blk
     for (int j = 0; j < H; j++)
         for (int kk = 0; kk < K; kk++) pb[((size_t)(j / NB) * K + kk) * NB + j % NB] = bf[(size_t)j * K + kk];
     k->cp_gate_cell(blk0, blk1, H, K, B, pb, zs, gx, ldgx, c, h, ldh);
-    const int j0 = blk0 * NB, j1 = blk1 * NB < H ? blk1 * NB : H;
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < H; j++) {
-            const float got_c = c[(size_t)b * H + j], got_h = h[(size_t)b * ldh + j];
-            if (j < j0 || j >= j1) { /* outside the block range: untouched */
-                if (got_c != c0[(size_t)b * H + j] || got_h != SENTINEL)
-                    fail_msg("%s cp_gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d written", k->name, H, K,
-                             B, blk0, blk1, b, j);
-                continue;
-            }
-            double g[4], mag = 0;
-            for (int q = 0; q < 4; q++) {
-                double acc = gx[(size_t)b * ldgx + (size_t)q * H + j], m = fabs(acc);
-                for (int kk = 0; kk < K; kk++) {
-                    const double p = (double)bf[(size_t)j * K + kk] * zs[((size_t)b * 4 + q) * K + kk];
-                    acc += p;
-                    m += fabs(p);
-                }
-                g[q] = acc;
-                mag = fmax(mag, m);
-            }
-            const double cn = sigm(g[1]) * c0[(size_t)b * H + j] + sigm(g[0]) * tanh(g[2]);
-            const double hn = sigm(g[3]) * tanh(cn), tol = 1e-5 * (1.0 + mag);
-            if (!(fabs(got_c - cn) <= tol) || !(fabs(got_h - hn) <= tol))
-                fail_msg("%s cp_gate_cell H %d K %d B %d blocks [%d, %d): row %d unit %d: c %g vs %g, h %g vs %g",
-                         k->name, H, K, B, blk0, blk1, b, j, (double)got_c, cn, (double)got_h, hn);
-        }
-    for (int b = 0; b < B; b++) /* pads between rows of h untouched */
-        for (int j = H; j < ldh; j++) assert_true(h[(size_t)b * ldh + j] == SENTINEL);
+    const cp_ctx d = {bf, zs, K};
+    verify_cells("cp_gate_cell", k, H, K, B, blk0, blk1, gx, ldgx, c0, c, h, ldh, cp_sum, &d);
     fl_free(pb);
     free(bf), free(zs), free(gx), free(c), free(c0), free(h);
 }
