@@ -283,6 +283,76 @@ static void test_nan_propagates(void **state) {
             }
 }
 
+/* gate_cell at batch 1 (the fast levels read a block's K as several segments side by side, then the
+ * K % segments tail): c and h against the cell update of double-precision gate sums, to 1e-5 of
+ * (1 + the sum of |terms|), for K around every multiple of the segment count, K = 0 and K past 1500,
+ * H with a partial last block (1, 15, 17, 33, 70 units); then the blocks split into ranges as the
+ * session's threads split them: each range's call gives the whole call's bits on its units (the
+ * summation order depends on K alone) and leaves every other unit untouched. */
+static void check_b1(const fl_kernels *k, int H, int K, uint64_t seed) {
+    const int NB = FL_REC_NB, nblk = (H + NB - 1) / NB;
+    uint64_t s = seed;
+    float *w = malloc(((size_t)4 * H * K + 1) * sizeof(float)), *xm = malloc(((size_t)K + 2) * sizeof(float));
+    float *gx = malloc((size_t)4 * H * sizeof(float)), *c0 = malloc((size_t)H * sizeof(float));
+    float *c = malloc((size_t)H * sizeof(float)), *h = malloc((size_t)H * sizeof(float));
+    float *c2 = malloc((size_t)H * sizeof(float)), *h2 = malloc((size_t)H * sizeof(float));
+    float *pw = fl_calloc((size_t)nblk * K * 4 * NB + 1, sizeof(float));
+    assert_true(w && xm && gx && c0 && c && h && c2 && h2 && pw);
+    float *x = xm + 1; /* not 32-byte aligned */
+    for (size_t i = 0; i < (size_t)4 * H * K; i++) w[i] = uni(&s, -0.3f, 0.3f);
+    for (int i = 0; i < K; i++) x[i] = uni(&s, -1, 1);
+    for (int i = 0; i < 4 * H; i++) gx[i] = uni(&s, -2, 2);
+    for (int i = 0; i < H; i++) c0[i] = uni(&s, -1, 1);
+    for (int blk = 0; blk < nblk; blk++) /* kernels.h's gate panel, zero past H */
+        for (int kk = 0; kk < K; kk++)
+            for (int g = 0; g < 4; g++)
+                for (int u = 0; u < NB && blk * NB + u < H; u++)
+                    pw[(((size_t)blk * K + kk) * 4 + g) * NB + u] = w[((size_t)g * H + blk * NB + u) * K + kk];
+    memcpy(c, c0, (size_t)H * sizeof(float));
+    k->gate_cell(0, nblk, H, K, 1, pw, x, K, gx, 4 * H, c, h, H);
+    for (int j = 0; j < H; j++) {
+        double g[4], mag = 0;
+        for (int q = 0; q < 4; q++) {
+            double acc = gx[q * H + j], m = fabs(gx[q * H + j]);
+            for (int kk = 0; kk < K; kk++) {
+                const double t = (double)w[((size_t)q * H + j) * K + kk] * x[kk];
+                acc += t, m += fabs(t);
+            }
+            g[q] = acc, mag = fmax(mag, m);
+        }
+        const double cn = 1 / (1 + exp(-g[1])) * c0[j] + 1 / (1 + exp(-g[0])) * tanh(g[2]);
+        const double hn = 1 / (1 + exp(-g[3])) * tanh(cn), tol = 1e-5 * (1 + mag);
+        if (!(fabs(c[j] - cn) <= tol) || !(fabs(h[j] - hn) <= tol))
+            fail_msg("%s gate_cell B 1 H %d K %d unit %d: c %g vs %g, h %g vs %g (tol %g)", k->name, H, K, j,
+                     (double)c[j], cn, (double)h[j], hn, tol);
+    }
+    for (int cut = 1; cut < nblk; cut++) /* [0, cut) then [cut, nblk), as two threads */
+        for (int part = 0; part < 2; part++) {
+            const int b0 = part ? cut : 0, b1 = part ? nblk : cut, j0 = b0 * NB, j1 = b1 * NB < H ? b1 * NB : H;
+            memcpy(c2, c0, (size_t)H * sizeof(float));
+            for (int j = 0; j < H; j++) h2[j] = SENTINEL;
+            k->gate_cell(b0, b1, H, K, 1, pw, x, K, gx, 4 * H, c2, h2, H);
+            for (int j = 0; j < H; j++) {
+                const bool in = j >= j0 && j < j1;
+                if (in ? (c2[j] != c[j] || h2[j] != h[j]) : (c2[j] != c0[j] || h2[j] != SENTINEL))
+                    fail_msg("%s gate_cell B 1 H %d K %d blocks [%d, %d): unit %d %s", k->name, H, K, b0, b1, j,
+                             in ? "differs from the whole call" : "written");
+            }
+        }
+    free(w), free(xm), free(gx), free(c0), free(c), free(h), free(c2), free(h2);
+    fl_free(pw);
+}
+
+static void test_gate_cell_b1(void **state) {
+    const fl_kernels *k = level_or_skip(state);
+    static const int Hs[] = {1, 15, 17, 33, 70};
+    static const int Ks[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 63, 64, 65, 66, 127, 1001, 1502, 1503};
+    for (size_t hi = 0; hi < sizeof Hs / sizeof *Hs; hi++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+            if (Hs[hi] <= 17 || Ks[ki] < 1000 || hi == 4) /* long K at H 1, 15, 17 and 70 */
+                check_b1(k, Hs[hi], Ks[ki], 300 + (uint64_t)(Hs[hi] * 7919 + Ks[ki]));
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     assert_non_null(fl_kernels_by_name("ref"));
@@ -350,6 +420,7 @@ int main(void) {
         {"cell_sweep", test_cell_sweep, 0},
         {"nan_propagates", test_nan_propagates, 0},
         {"cp_scale_vs_ref", test_cp_scale_vs_ref, 0},
+        {"gate_cell_b1", test_gate_cell_b1, 0},
     };
     static const char *const all_levels[] = {"ref", "avx2", "avx512"};
     static char names[16][48];
