@@ -154,20 +154,26 @@ INL void prefetch_gx(const float *gx, int H) {
 
 /* ------------------------------------------------------------ dense / SVD-U gate panel */
 
-/* Batch 1 streams each weight once for 8 FMAs, so a step runs at the rate the panel streams from
- * L3 / DRAM, and one sequential stream does not get that rate: the hardware prefetchers stop at every
- * 4 KB page and keep too few lines in flight. So a block's K is read as B1_STREAMS segments side by
- * side (k = s L + i for s = 0..3, L = K / 4; the last K % 4 k after), all into one set of 8
- * accumulators: four sequential streams, so at least three are past a page start at any time.
- * Measured on a shared 2-core Zen 3 VM (a copy of this loop streaming two layers' panels, medians of
- * 9-11 alternating runs, 1 thread): H 1500 (2 x 36 MB, DRAM) 8.5-9.8 -> 11.5-13.7 GB/s, H 650 (2 x 6.8
- * MB) 20-22 -> 26-32 GB/s; 2 threads at H 1500 18.7 -> 23 GB/s. A plain read of the same bytes
- * gives ~7 GB/s as 1 stream, ~11 as 4, ~14 as 8 with prefetch. What lost: 2 and 3 streams (2: ~0.9x
- * of 4, 3: equal within noise), 5-8 streams (0.75-0.9x of 4), two k per stream per turn (equal),
- * software prefetch 256 B - 4 KB ahead in one stream (T0, T1, NTA: within +-5% of none) or in the
- * four (T0 at 256 B: equal, longer distances and T1 / NTA 0.65-0.9x). The summation order differs from
- * a single pass over k (and from the B > 1 tiles) by a float rounding, within the reference's tolerance;
- * it depends on K alone, not on the block range a thread runs. */
+/* Batch 1 uses each weight once, for one FMA lane, so a step runs at the rate the panel streams from
+ * DRAM or L3, and one sequential stream does not get that rate: the hardware prefetchers stop at
+ * every 4 KB page and keep too few lines in flight (a plain read of 36 MB on a Zen 3 VM: ~7 GB/s as one
+ * stream, ~11 as four). So a block's K is read as B1_STREAMS segments side by side (k = s L + i for
+ * s = 0..3, L = K / 4; the last K % 4 k after), all into one set of 8 accumulators: four sequential
+ * streams, of which at least three are past a page start at any time.
+ * Measured on a shared 2-core Zen 3 VM against one stream (8 loads + 8 FMAs per k, nothing else
+ * changed), medians of alternating runs, 1 thread unless said:
+ *   bench_kernel_rates --cold --B 1   H 1500 (36 MB, DRAM): 4.1-5.0 -> 2.7-3.4 ms (8.3 -> 11.2 GB/s)
+ *                                     H 650 (6.8 MB): cold 0.95-1.12 -> 0.61-0.86 ms, warm (L3)
+ *                                     155-166 -> 125-132 us (~43 -> ~53 GB/s; a copy of this loop
+ *                                     tops out near 62-66 GB/s from L3 with any stream count)
+ *   fastlstm bench --batch 1 --seq 35  2x1500: 9305 -> 7330 us per step; 2 threads 5442 -> 3876;
+ *                                     2x650: 669 -> 555 us (2 threads: 396 -> 379, noise)
+ * What lost (a copy of this loop, two layers' panels): 2 streams (~0.9x of 4), 3 (equal), 5-8 (0.75-
+ * 0.9x); two k per stream per turn (equal); software prefetch 256 B - 4 KB ahead in one stream (T0, T1,
+ * NTA: within +-5% of none) or in the four (T0 at 256 B equal, further or T1 / NTA 0.65-0.9x);
+ * prefetching the next block's segment starts near a block's end (equal). The summation order differs
+ * from a single pass over k (and from the B > 1 tiles) by float rounding, within the reference's
+ * tolerance; it depends on K alone, not on the block range a thread runs. */
 enum { B1_STREAMS = 4 };
 
 static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
