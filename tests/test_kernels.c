@@ -284,8 +284,9 @@ static void test_nan_propagates(void **state) {
 }
 
 /* gate_cell at batch 1 (the fast levels read a block's K as several segments side by side, then the
- * K % segments tail): c and h against the cell update of double-precision gate sums, to 1e-5 of
- * (1 + the sum of |terms|), for K around every multiple of the segment count, K = 0 and K past 1500,
+ * K % segments tail, from K = 128; below that one stream): c and h against the cell update of
+ * double-precision gate sums, to 1e-5 of (1 + the sum of |terms|), for K = 0, short K, and K from
+ * 128 on with every remainder modulo 4 up to 1503,
  * H with a partial last block (1, 15, 17, 33, 70 units); then the blocks split into ranges as the
  * session's threads split them: each range's call gives the whole call's bits on its units (the
  * summation order depends on K alone) and leaves every other unit untouched. */
@@ -346,7 +347,7 @@ static void check_b1(const fl_kernels *k, int H, int K, uint64_t seed) {
 static void test_gate_cell_b1(void **state) {
     const fl_kernels *k = level_or_skip(state);
     static const int Hs[] = {1, 15, 17, 33, 70};
-    static const int Ks[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 63, 64, 65, 66, 127, 1001, 1502, 1503};
+    static const int Ks[] = {0, 1, 2, 3, 5, 8, 13, 64, 127, 128, 129, 130, 131, 257, 1001, 1502, 1503};
     for (size_t hi = 0; hi < sizeof Hs / sizeof *Hs; hi++)
         for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
             if (Hs[hi] <= 17 || Ks[ki] < 1000 || hi == 4) /* long K at H 1, 15, 17 and 70 */

@@ -159,7 +159,10 @@ INL void prefetch_gx(const float *gx, int H) {
  * every 4 KB page and keep too few lines in flight (a plain read of 36 MB on a Zen 3 VM: ~7 GB/s as one
  * stream, ~11 as four). So a block's K is read as B1_STREAMS segments side by side (k = s L + i for
  * s = 0..3, L = K / 4; the last K % 4 k after), all into one set of 8 accumulators: four sequential
- * streams, of which at least three are past a page start at any time.
+ * streams, of which at least three are past a page start at any time. Below K = B1_SPLIT_MIN_K (a
+ * block under 32 KB: SVD's U panel at a small rank, an L2 / L3-resident panel) the block is one stream,
+ * the single-stream loop (the tail loop, from k = 0): there 4 segments of < 32 k measured 7-13% slower
+ * (K 32, 64: 0.87-0.93x), at K 128 equal to 1.14x, at 192 1.27x.
  * Measured on a shared 2-core Zen 3 VM against one stream (8 loads + 8 FMAs per k, nothing else
  * changed), medians of alternating runs, 1 thread unless said:
  *   bench_kernel_rates --cold --B 1   H 1500 (36 MB, DRAM): 4.1-5.0 -> 2.7-3.4 ms (8.3 -> 11.2 GB/s)
@@ -174,12 +177,12 @@ INL void prefetch_gx(const float *gx, int H) {
  * prefetching the next block's segment starts near a block's end (equal). The summation order differs
  * from a single pass over k (and from the B > 1 tiles) by float rounding, within the reference's
  * tolerance; it depends on K alone, not on the block range a thread runs. */
-enum { B1_STREAMS = 4 };
+enum { B1_STREAMS = 4, B1_SPLIT_MIN_K = 128 };
 
 static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
                          const float *restrict x, const float *restrict gx, float *restrict c,
                          float *restrict h) {
-    const int L = K / B1_STREAMS; // k per stream
+    const int L = K >= B1_SPLIT_MIN_K ? K / B1_STREAMS : 0; // k per stream; 0: one stream
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
         prefetch_gx(gx + blk * 16, H);

@@ -115,9 +115,11 @@ INL void prefetch_gx(const float *gx, int H) {
 /* Batch 1: a block's K read as B1_STREAMS segments side by side (k = s L + i, L = K / 4; the last
  * K % 4 k after), segments 0 and 2 into one set of 4 accumulators, 1 and 3 into another (8 FMA
  * chains): four sequential streams, as in avx2.c's gate_cell_b1, whose measurements (one stream
- * does not get the machine's read rate: the hardware prefetchers stop at every 4 KB page) are on
- * Zen 3; this version is compile-checked and tested only where a CPU has AVX-512, not measured. */
-enum { B1_STREAMS = 4 };
+ * does not get the machine's read rate: the hardware prefetchers stop at every 4 KB page; below
+ * K = 128 one stream is faster) are on Zen 3. Below B1_SPLIT_MIN_K the tail loop runs the whole K as
+ * one stream (even / odd k into the two sets, the loop this replaced). Compile-checked, and tested
+ * only where a CPU has AVX-512; not measured. */
+enum { B1_STREAMS = 4, B1_SPLIT_MIN_K = 128 };
 
 INL void fma4(const float *q, __m512 xv, __m512 *a0, __m512 *a1, __m512 *a2, __m512 *a3) {
     *a0 = _mm512_fmadd_ps(_mm512_load_ps(q), xv, *a0);
@@ -129,7 +131,7 @@ INL void fma4(const float *q, __m512 xv, __m512 *a0, __m512 *a1, __m512 *a2, __m
 static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
                          const float *restrict x, const float *restrict gx, float *restrict c,
                          float *restrict h) {
-    const int L = K / B1_STREAMS; // k per stream
+    const int L = K >= B1_SPLIT_MIN_K ? K / B1_STREAMS : 0; // k per stream; 0: one stream
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
         prefetch_gx(gx + blk * 16, H);
@@ -141,8 +143,12 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
             fma4(p + (size_t)(2 * L + k) * 64, _mm512_set1_ps(x[2 * L + k]), &a0, &a1, &a2, &a3);
             fma4(p + (size_t)(3 * L + k) * 64, _mm512_set1_ps(x[3 * L + k]), &b0, &b1, &b2, &b3);
         }
-        for (int k = B1_STREAMS * L; k < K; k++)
+        int k = B1_STREAMS * L;
+        for (; k + 1 < K; k += 2) { /* even / odd k into the two sets, as before the segments */
             fma4(p + (size_t)k * 64, _mm512_set1_ps(x[k]), &a0, &a1, &a2, &a3);
+            fma4(p + (size_t)(k + 1) * 64, _mm512_set1_ps(x[k + 1]), &b0, &b1, &b2, &b3);
+        }
+        if (k < K) fma4(p + (size_t)k * 64, _mm512_set1_ps(x[k]), &a0, &a1, &a2, &a3);
         const int j0 = blk * 16;
         cell_store(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1), _mm512_add_ps(a2, b2),
                    _mm512_add_ps(a3, b3), gx + j0, H, c + j0, h + j0, tail_mask(H - j0));
