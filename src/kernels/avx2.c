@@ -464,26 +464,37 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
 
 /* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
 
-/* Per 64-column panel, K runs in blocks; per block, per chunk of X rows, per 16-column quarter, row
- * tiles of at most 6 rows (as even as possible: 35 = 6 6 6 6 6 5, 8 = 4 4). Every sum still runs
- * k = 0, 1, ..., K-1 through one FMA chain, carried from one block to the next in y itself, so the
- * results are those of a single pass.
- *   up to PK_GROUP rows (a batch-1 sequence: 35): blocks of PK_KB1 k, all rows one chunk. The
- *     panel is read once per call, by the first tile of each quarter, so unless it is fetched ahead
- *     that tile waits on L3 / DRAM (the whole-K kernel before this ran 35 rows at 26-40 GFLOP/s
- *     where 700 rows ran 60-80). While a block runs, its tile passes prefetch the next block's lines
- *     (past the panel's last block: the next panel's first) into L2 in address order, each pass an
- *     even share spread over its k steps, as gate_cell does into L1; on 2600 x 650 and x 1300 at
- *     n = 35 this ran 40-80 GFLOP/s warm and 35-60 with the weights evicted, against 26-40 and
- *     23-32 before (bench_kernel_rates --pk --n 35 [--cold], shared machine, alternating runs).
- *     Blocks of 32 k prefetched into L1, or 64 or 256 k into L2, measured within the noise of 128.
- *   more rows: blocks of at most PK_KB2 k (K = 1300: 2 x 650), chunks of PK_MC rows, no prefetch:
- *     the panel's block (<= 175 KB) and a chunk's X (<= 131 KB) fit in L2 together, where a whole
- *     K = 1300 panel (333 KB) and 48 rows of X (250 KB) did not (n = 700, K = 1300: 56 -> 61
- *     GFLOP/s, medians of 6 alternating runs, near the noise; K = 650 is one block, as before).
- *     Prefetching the next block into L2 here measured 15-20% slower at n = 700, blocks of 448 k
- *     no faster. */
-enum { PK_GROUP = 48, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48 };
+/* Per 64-column panel, K runs in equal blocks; per block, per chunk of X rows, per 16-column
+ * quarter, row tiles of at most 6 rows (as even as possible: 35 = 6 6 6 6 6 5, 8 = 4 4). Every sum
+ * still runs k = 0, 1, ..., K-1 through one FMA chain, carried from one block to the next in y
+ * itself, so the results are those of a single pass.
+ *   up to PK_GROUP rows (batch 1 x 35 steps, batch 4): blocks of <= PK_KB1 k, all rows one chunk.
+ *     The panel is read once per call, by the first tile of each quarter, so unless it is fetched
+ *     ahead that tile waits on L3 / DRAM. While a block runs, its tile passes prefetch the next
+ *     block's lines (past the panel's last block: the next panel's first) into L2 in address
+ *     order, each pass an even share spread over its k steps (as gate_cell does into L1).
+ *     Measured against the whole-K kernel before it (63d5cc6), both in one process, calls
+ *     alternating, median time ratio over 16-30 pairs, shared 2-core Zen 3: rows 2600, K 650:
+ *     n = 35 0.60 (25 -> 43 GFLOP/s; weights evicted before each call: 0.61), K 1300 0.54;
+ *     n = 7 0.44; n = 60 0.79 and n = 97 0.90 (as against 48-row chunks without prefetch),
+ *     n = 140 0.92; n = 200 and 280 were 7-18% slower this way, so they take the path below.
+ *     Blocks of 64 or 256 k, prefetching into L1 (32 k blocks, or _MM_HINT_T0) measured no faster.
+ *   more rows: blocks of <= PK_KB2 k (K = 1300: 2 x 650), chunks of PK_MC rows, no prefetch:
+ *     a panel's block (<= 175 KB) and a chunk's X (<= 131 KB) fit in L2 together, where a whole
+ *     K = 1300 panel (333 KB) and 48 rows of X (250 KB) did not; paired against 63d5cc6 at
+ *     n = 700 0.98 (K 650), 0.99 (K 1300): no gain. Prefetching there measured 16-48% slower. */
+enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48 };
+
+/* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
+INL void pk_step(const int NR, const float *restrict q, const float *restrict xk, int ldx, __m256 acc[6][2]) {
+    const __m256 w0 = _mm256_load_ps(q), w1 = _mm256_load_ps(q + 8);
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) {
+        const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
+        acc[b][0] = _mm256_fmadd_ps(w0, xv, acc[b][0]);
+        acc[b][1] = _mm256_fmadd_ps(w1, xv, acc[b][1]);
+    }
+}
 
 /* NR rows of X (<= 6) x 16 columns (a quarter of a 64-column panel) over k in [k0, k0 + kn): 12
  * accumulators started at the bias (k0 == 0) or at y; per k, two aligned panel loads feed 2 NR FMAs.
@@ -508,17 +519,20 @@ INL void pk_tile(const int NR, const bool full, int k0, int kn, const char *pf, 
         }
     }
     const float *q = p + (size_t)k0 * 64, *xk = x + k0;
-    int due = 0; /* npf lines spread evenly over the kn steps: one each time due reaches kn */
-    for (int k = 0; k < kn; k++, q += 64, xk++) {
-        for (due += npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
-        const __m256 w0 = _mm256_load_ps(q), w1 = _mm256_load_ps(q + 8);
-#pragma GCC unroll 6
-        for (int b = 0; b < NR; b++) {
-            const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
-            acc[b][0] = _mm256_fmadd_ps(w0, xv, acc[b][0]);
-            acc[b][1] = _mm256_fmadd_ps(w1, xv, acc[b][1]);
+    int k = 0;
+    if (npf > 0) {
+        /* npf lines spread evenly over the kn steps, checked once per 4 steps: a check every step
+         * made the loop ~20% slower (paired runs at n = 700, where npf is 0) */
+        const char *pf_end = pf + (size_t)npf * 64;
+        int due = 0;
+        for (; k + 4 <= kn; k += 4, q += 256, xk += 4) {
+            for (due += 4 * npf; due >= kn && pf < pf_end; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) pk_step(NR, q + 64 * u, xk + u, ldx, acc);
         }
+        for (; pf < pf_end; pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
     }
+    for (; k < kn; k++, q += 64, xk++) pk_step(NR, q, xk, ldx, acc);
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
         if (full) {
@@ -566,12 +580,9 @@ static void gemm_pk_avx2(int n, int rows, int K, const float *restrict x, int ld
     if (n <= 0 || rows <= 0) return;
     const int np = (rows + 63) / 64;
     const bool ahead = n <= PK_GROUP; /* one chunk of rows, the next block prefetched */
-    int kb = PK_KB1, mc = n;
-    if (!ahead) {
-        const int nkb = (K + PK_KB2 - 1) / PK_KB2;
-        kb = nkb > 0 ? (K + nkb - 1) / nkb : 1;
-        mc = PK_MC;
-    }
+    const int kmax = ahead ? PK_KB1 : PK_KB2, nkb = (K + kmax - 1) / kmax;
+    const int kb = nkb > 0 ? (K + nkb - 1) / nkb : 1; /* equal blocks: K = 650 is 6 x 109 (128: a last one of 10) */
+    const int mc = ahead ? n : PK_MC;
     for (int pi = 0; pi < np; pi++) {
         const float *pan = pk + (size_t)pi * K * 64, *next = pi + 1 < np ? pan + (size_t)K * 64 : NULL;
         const int nq = rows - pi * 64 >= 64 ? 4 : (rows - pi * 64 + 15) / 16;
