@@ -2,7 +2,7 @@
  * product and this core's FMA peak, so that one command says where a step's time goes:
  *
  *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--head] [--level avx2|avx512|ref]
- *                                             [--H n] [--B n]
+ *                                             [--H n] [--B n] [--n n]
  *
  *   --cold    walk a 64 MB buffer before each timed call, so the weights come from DRAM (a session's
  *             state: a layer's gate inputs pass through L3 between steps); default: the same
