@@ -563,8 +563,8 @@ INL void pk_tile_n(int nr, const bool full, int k0, int kn, const char *pf, int 
 static inline int pk_tiles(int i0, int i1) { return (i1 - i0 + 5) / 6; }
 
 /* The lines of k block [k0, k0 + kb) of a panel (K, 64) to prefetch while the block before runs:
- * block k0 of pan if k0 < K, else the first block of next (NULL: none, *lines = 0); their number in
- * *lines. */
+ * block k0 of pan if k0 < K, else the first block of next; their number in *lines (0 past the last
+ * panel, next NULL). */
 static inline const char *pk_block_lines(const float *pan, const float *next, int K, int k0, int kb, int *lines) {
     *lines = 0;
     if (k0 >= K) {
