@@ -1,11 +1,14 @@
 /* GFLOP/s of the batch kernels at the shapes a served LSTM runs, against OpenBLAS sgemm of the same
  * product and this core's FMA peak, so that one command says where a step's time goes:
  *
- *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--level avx2|avx512|ref] [--H n] [--B n]
+ *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--head] [--level avx2|avx512|ref]
+ *                                             [--H n] [--B n] [--n n]
  *
  *   --cold    walk a 64 MB buffer before each timed call, so the weights come from DRAM (a session's
  *             state: a layer's gate inputs pass through L3 between steps); default: the same
  *             weights call after call, L3-resident where they fit
+ *   --pk      the gemm_pk lines only (no gate_cell); --n n: only those of n rows
+ *   --head    gemm_pk at output-head shapes too: rows 10000, K 256 and 650, n 1, 35, 560
  *   --huge    madvise(MADV_HUGEPAGE) the gate panel before it is written (this VM's transparent huge
  *             pages are "madvise" only), and print how much of it got 2 MB pages: with 4 KB pages a
  *             streamed panel takes a TLB miss per 4 KB and the hardware prefetchers stop at each page
@@ -19,9 +22,9 @@
  *             2 B K 4H (the cell update is counted as free). sgemm: cblas_sgemm of the same
  *             (B, K) x (K, 4H) product alone (no cell update, no gx), W_hh (4H, K) row-major.
  *   gemm_pk   the input projection over a sequence: Y (n, rows) = X (n, K) W_ih^T + bias through
- *             the packed panels, n = 35 x 20 = 700 rows, rows = 2600 (4H at H = 650), K = 650
- *             (layer 0 of a 650-wide model) and 1300 (a bidirectional layer 1); sgemm the same
- *             product with beta 0 (bias not added).
+ *             the packed panels, n = 35 (batch 1 x seq 35), 140 (batch 4) and 700 (batch 20) rows,
+ *             rows = 2600 (4H at H = 650), K = 650 (layer 0 of a 650-wide model) and 1300 (a
+ *             bidirectional layer 1); sgemm the same product with beta 0 (bias not added).
  * Times are this thread's CPU time (bench_util.h), medians of rounds; each call reuses the same
  * weights, as a session does over the T steps of one layer (one H = 650 layer's W_hh is 6.8 MB:
  * L3 or DRAM depending on the co-tenants; H = 1500's 36 MB always comes from DRAM). */
@@ -232,17 +235,20 @@ static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
 
 int main(int argc, char **argv) {
     const char *level = NULL;
-    int oneH = 0, oneB = 0;
-    bool cold = false;
+    int oneH = 0, oneB = 0, oneN = 0;
+    bool cold = false, pk_only = false, head = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_rounds = 3, g_round_s = 0.03;
         else if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--huge")) g_huge = true;
+        else if (!strcmp(argv[i], "--pk")) pk_only = true;
+        else if (!strcmp(argv[i], "--head")) head = true;
         else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = argv[++i];
         else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) oneN = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--level name] [--H n] [--B n]\n");
+            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--head] [--level name] [--H n] [--B n] [--n n]\n");
             return 2;
         }
     }
@@ -262,19 +268,27 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int Hs[] = {650, 1500}, Bs[] = {1, 4, 8, 20, 32};
-    for (int hi = 0; hi < 2; hi++)
+    for (int hi = 0; hi < 2 && !pk_only; hi++)
         for (int bi = 0; bi < 5; bi++) {
             if ((oneH && Hs[hi] != oneH) || (oneB && Bs[bi] != oneB)) continue;
             run_rec(k, Hs[hi], Bs[bi], peak);
         }
-    if (oneH && oneH != 650 && oneH != 1500) run_rec(k, oneH, oneB ? oneB : 20, peak);
+    if (!pk_only && oneH && oneH != 650 && oneH != 1500) run_rec(k, oneH, oneB ? oneB : 20, peak);
     if (!k->gemm_pk) {
         printf("gemm_pk: none at level %s\n", k->name);
         free(g_evict);
         return 0;
     }
-    run_pk(k, 700, 2600, 650, peak);
-    run_pk(k, 700, 2600, 1300, peak);
+    const int ns[] = {35, 140, 700}, Ks[] = {650, 1300};
+    for (int ni = 0; ni < 3; ni++)
+        for (int ki = 0; ki < 2; ki++)
+            if (!oneN || ns[ni] == oneN) run_pk(k, ns[ni], 2600, Ks[ki], peak);
+    if (head) {
+        const int hns[] = {1, 35, 560}, hKs[] = {256, 650};
+        for (int ni = 0; ni < 3; ni++)
+            for (int ki = 0; ki < 2; ki++)
+                if (!oneN || hns[ni] == oneN) run_pk(k, hns[ni], 10000, hKs[ki], peak);
+    }
     free(g_evict);
     return 0;
 }

@@ -7,9 +7,12 @@
  *              the range untouched.
  *   cp_gate_cell  the same hidden sizes and short K, batches 1 to 9, 20 and 37 (2-row tiles and a lone
  *              row), block ranges inside the panel.
- *   gemm_pk    K on both sides of the fast kernel's K blocks (1, 255, 256, 257, 513, 700), row
- *              counts with partial 16-column quarters and 64-column panels, n with every tail of
- *              the 6-row tile and more than one X chunk, with and without the bias.
+ *   gemm_pk    K = 0 (y = bias) and K on both sides of the fast kernel's K blocks (avx2: <= 128 k up
+ *              to 160 rows, else <= 700 k: 1, 127, 128, 129, 257, 700, 701, 1300, 1401; block lengths
+ *              not a multiple of its 4-step prefetch stride), row counts with partial 16-column
+ *              quarters and 64-column panels, n with every size of row tile (1, 5, 7, 35, 48, 63,
+ *              65) and on both sides of the 160-row limit of the prefetching path, more than one X
+ *              chunk, with and without the bias.
  * Sums are compared against the sum of |terms| (float summation error scales with it): gates and
  * products to 2e-6 of it, c and h after the cell update to 1e-5 (the nonlinearities add a few ulp). */
 #include <setjmp.h>
@@ -227,7 +230,7 @@ static float *pack_pk(const float *w, int rows, int K) {
 static void check_gemm_pk(const fl_kernels *k, int n, int rows, int K, int with_bias, uint64_t seed) {
     const int ldx = K + 3, ldy = rows + 2;
     uint64_t s = seed;
-    float *x = malloc((size_t)n * ldx * sizeof(float)), *w = malloc((size_t)rows * K * sizeof(float));
+    float *x = malloc((size_t)n * ldx * sizeof(float)), *w = malloc(((size_t)rows * K + 1) * sizeof(float)); /* K = 0 too */
     float *bias = malloc((size_t)rows * sizeof(float)), *y = malloc((size_t)n * ldy * sizeof(float));
     assert_true(x && w && bias && y);
     for (int i = 0; i < n * ldx; i++) x[i] = uni(&s, -1, 1);
@@ -258,7 +261,8 @@ static void check_gemm_pk(const fl_kernels *k, int n, int rows, int K, int with_
 
 static void test_gemm_pk_kblocks(void **state) {
     (void)state;
-    static const int Ks[] = {1, 255, 256, 257, 513, 700}, rowss[] = {5, 64, 100, 150}, ns[] = {1, 6, 11, 97};
+    static const int Ks[] = {0, 1, 127, 128, 129, 257, 700, 701}, rowss[] = {5, 64, 100, 150};
+    static const int ns[] = {1, 5, 7, 35, 48, 63, 65};
     for (size_t li = 0; li < sizeof LEVELS / sizeof *LEVELS + 1; li++) {
         const fl_kernels *k = li < 3 ? fl_kernels_by_name(LEVELS[li]) : NULL; /* li == 3: the reference function */
         if (li < 3 && (!k || !k->gemm_pk)) continue;
@@ -266,8 +270,13 @@ static void test_gemm_pk_kblocks(void **state) {
             for (size_t ri = 0; ri < sizeof rowss / sizeof *rowss; ri++)
                 for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
                     check_gemm_pk(k, ns[ni], rowss[ri], Ks[ki], (int)((ki + ri + ni) % 2), 50 + ki * 100 + ri * 10 + ni);
-        /* more rows than one X chunk of the fast kernel at a long K */
+        /* more rows than one X chunk of the fast kernel at a long K; two and three K blocks */
         check_gemm_pk(k, 300, 70, 1300, 1, 3);
+        check_gemm_pk(k, 35, 130, 1300, 1, 4);
+        check_gemm_pk(k, 97, 200, 1401, 0, 5);
+        check_gemm_pk(k, 11, 17, 1401, 1, 6);
+        check_gemm_pk(k, 160, 100, 257, 1, 7); /* the last n that prefetches, and the first that does not */
+        check_gemm_pk(k, 161, 100, 257, 0, 8);
     }
 }
 
