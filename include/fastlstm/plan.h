@@ -33,6 +33,9 @@ typedef struct fl_cache_level {
     size_t reported_bytes;  /* what the OS or CPUID reported for this level; 0: nothing reported */
     size_t all_cores_bytes; /* effective capacity seen by all cores streaming together (a private
                                level: about cores x bytes); 0: not measured */
+    double all_cores_bandwidth; /* streaming rate of this level with fl_profile.curve_all_threads
+                                   threads together, each on its own part (the all-cores curve
+                                   where `bandwidth` was measured); 0: not measured */
 } fl_cache_level;
 
 /* What identifies the machine type a profile belongs to. A saved profile is only reused on a
@@ -52,6 +55,9 @@ typedef struct fl_profile {
     int n_levels;          /* data cache levels in level[], smallest first */
     fl_cache_level level[FL_PROFILE_MAX_LEVELS];
     double dram_bandwidth; /* matrix-vector streaming rate from memory, one thread */
+    double dram_bandwidth_all; /* the same with curve_all_threads threads together, each on its own
+                                  part (the memory plateau of the all-cores curve); 0: not measured
+                                  (the cost model then assumes 1 + 0.75 (N - 1) times one thread's) */
     double gemm_flops;     /* single-thread sgemm rate (fl_gemm) on an in-cache problem */
     double gemv_flops;     /* single-thread matrix-vector rate of the recurrent step from L1 */
     double rec_rows_flops[FL_PROFILE_GEMM_POINTS];  /* recurrent step (dense, H = 256) flop rate at
@@ -139,6 +145,11 @@ typedef struct fl_profile {
      * thread_scale_proj on an 8 MiB W_ih, at the knee of a VM's last level: one thread streamed it
      * from memory, two held their halves, and the speed-up read above 2.) */
     double thread_scale_proj_mem[FL_PROFILE_GEMM_POINTS];
+    /* Seconds of one fork / join of the runtime's worker pool on curve_all_threads threads: an
+     * empty job of a split step's chunk count, back to back. The cost model adds it to every split
+     * step's compute term. 0 (older profiles): read off the two curves instead (fl_cost_thread_sync
+     * in cost.c), where each thread's half fitting a private level it no longer fits whole hides it. */
+    double thread_sync_seconds;
     /* Extra seconds per byte of input projections (gx) a recurrent step reads when its sequence's
      * projection buffer has left the last cache level, indexed by fl_method; [m][0] at rank H/16,
      * [m][1] at rank H/4 (dense: both the same). The session projects all T steps of a layer at
