@@ -1,10 +1,9 @@
 /* Cost model on more than one thread: the measured all-cores streaming rates of a shared level and
  * of DRAM (fl_cache_level.all_cores_bandwidth, fl_profile.dram_bandwidth_all) in place of the
- * assumed 1 + 0.75 (N - 1) scaling, the SVD step's rank-R projection that every thread computes
- * whole (fl_rec_step splits only the gate panel), and the measured fork / join
- * (thread_sync_seconds). Hand-written profiles against hand-computed terms; the profile file round
- * trip of the new fields, and a file without them loading and predicting as before. Nothing here
- * is timed. */
+ * assumed 1 + 0.75 (N - 1) scaling, and the SVD step's rank-R projection that every thread computes
+ * whole (fl_rec_step splits only the gate panel). Hand-written profiles against hand-computed
+ * terms; the profile file round trip of the new fields, and a file without them loading and
+ * predicting as before. Nothing here is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +12,6 @@
 
 #include "fastlstm/plan.h"
 #include "internal.h"
-#include "plan/plan_internal.h"
 #include "testutil.h"
 #include "json_file.h"
 
@@ -112,22 +110,6 @@ static void test_svd_projection_not_split(void **state) {
     assert_close(b1.compute_seconds, 1.28 + 0.9 * 640.0 / 200, 1e-9);
 }
 
-/* A measured fork / join replaces the one read off the curves. */
-static void test_thread_sync(void **state) {
-    (void)state;
-    fl_profile p = hand_profile(1 << 16);
-    assert_true(fl_cost_thread_sync(&p) == 0); /* no curves, nothing measured */
-    p.thread_sync_seconds = 0.5;
-    assert_close(fl_cost_thread_sync(&p), 0.5, 0);
-    /* a compute-bound dense step at batch 64 split in two pays it in its compute term */
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.thread_scale_rec[k] = 2.0;
-    fl_profile none = p;
-    none.thread_sync_seconds = 0;
-    const fl_cost_term a = whh_term(&p, FL_METHOD_DENSE, 0, 64, 2), b = whh_term(&none, FL_METHOD_DENSE, 0, 64, 2);
-    assert_true(a.compute_seconds > a.mem_seconds);
-    assert_close(a.compute_seconds - b.compute_seconds, 0.5, 1e-9);
-}
-
 /* The new fields survive a save and load; a file without them (older versions) loads with them 0
  * and predicts with 1 + 0.75 (N - 1); a negative value is refused, naming the field. */
 static void test_round_trip(void **state) {
@@ -136,7 +118,6 @@ static void test_round_trip(void **state) {
     p.id.cores = 2; /* a file's machine identity needs a core count */
     p.dram_bandwidth_all = 13.0;
     p.level[1].all_cores_bandwidth = 150.5;
-    p.thread_sync_seconds = 2.5e-7;
     const char *path = "test_cost_threads_profile.json";
     assert_int_equal(fl_profile_save(&p, path), FL_OK);
     fl_profile q;
@@ -144,14 +125,12 @@ static void test_round_trip(void **state) {
     assert_close(q.dram_bandwidth_all, 13.0, 0);
     assert_close(q.level[1].all_cores_bandwidth, 150.5, 0);
     assert_close(q.level[0].all_cores_bandwidth, 0, 0);
-    assert_close(q.thread_sync_seconds, 2.5e-7, 1e-20);
     const double bytes = 4.0 * 64 * 16;
     assert_close(whh_term(&q, FL_METHOD_DENSE, 0, 1, 2).mem_seconds, bytes / 13.0, 1e-9);
     /* as older versions wrote it */
     cJSON *saved = json_file_read(path), *root = cJSON_Duplicate(saved, 1);
     assert_non_null(cJSON_GetObjectItemCaseSensitive(root, "dram_bandwidth_all"));
     cJSON_DeleteItemFromObjectCaseSensitive(root, "dram_bandwidth_all");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "thread_sync_seconds");
     cJSON *lv;
     cJSON_ArrayForEach(lv, cJSON_GetObjectItemCaseSensitive(root, "caches")) {
         assert_non_null(cJSON_GetObjectItemCaseSensitive(lv, "all_cores_bandwidth"));
@@ -161,7 +140,7 @@ static void test_round_trip(void **state) {
     cJSON_Delete(root);
     memset(&q, 0x55, sizeof q);
     assert_int_equal(fl_profile_load(path, &q), FL_OK);
-    assert_true(q.dram_bandwidth_all == 0 && q.thread_sync_seconds == 0);
+    assert_true(q.dram_bandwidth_all == 0);
     assert_true(q.level[0].all_cores_bandwidth == 0 && q.level[1].all_cores_bandwidth == 0);
     assert_close(whh_term(&q, FL_METHOD_DENSE, 0, 1, 2).mem_seconds, bytes / 17.5, 1e-9);
     /* malformed */
@@ -184,7 +163,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_cores_rate),
         cmocka_unit_test(test_svd_projection_not_split),
-        cmocka_unit_test(test_thread_sync),
         cmocka_unit_test(test_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

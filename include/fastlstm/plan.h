@@ -146,11 +146,6 @@ typedef struct fl_profile {
      * thread_scale_proj on an 8 MiB W_ih, at the knee of a VM's last level: one thread streamed it
      * from memory, two held their halves, and the speed-up read above 2.) */
     double thread_scale_proj_mem[FL_PROFILE_GEMM_POINTS];
-    /* Seconds of one fork / join of the runtime's worker pool on curve_all_threads threads: an
-     * empty job of a split step's chunk count, back to back. The cost model adds it to every split
-     * step's compute term. 0 (older profiles): read off the two curves instead (fl_cost_thread_sync
-     * in cost.c), where each thread's half fitting a private level it no longer fits whole hides it. */
-    double thread_sync_seconds;
     /* Extra seconds per byte of input projections (gx) a recurrent step reads when its sequence's
      * projection buffer has left the last cache level, indexed by fl_method; [m][0] at rank H/16,
      * [m][1] at rank H/4 (dense: both the same). The session projects all T steps of a layer at

@@ -123,14 +123,14 @@ static double curve_rate(const fl_profile *p, double bytes, int threads) {
                         : fl_cost_curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, bytes);
 }
 
-/* Fork / join cost of one parallel step at curve_all_threads threads: the profile's measured
- * thread_sync_seconds (the pool's own empty job) when it has one; else (older profiles) read off the
- * two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the threads'
- * private caches), of the all-cores step time less the one-thread time divided by the thread count
- * (an underestimate where each half fits a private level that the whole does not). 0 without
- * either. */
+/* Cost of splitting one step at curve_all_threads threads beyond its share of the work, read off
+ * the two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the
+ * threads' private caches), of the all-cores step time less the one-thread time divided by the
+ * thread count. 0 without both curves. It is more than the pool's fork / join (empty jobs back to
+ * back: 0.07-0.09 us on the 2-core VM): the threads exchange h every step, and a worker waits for
+ * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
+ * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
 double fl_cost_thread_sync(const fl_profile *p) {
-    if (p->thread_sync_seconds > 0) return p->thread_sync_seconds; /* measured on the pool itself */
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
     int n = 0;

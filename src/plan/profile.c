@@ -14,8 +14,6 @@
  * ones; the reported ones are kept beside them. */
 #include "profile_internal.h"
 #include "recurrent.h"
-#include "pool.h"
-#include "tuning_consts.h"
 #include "blas_threads.h"
 #include "kernels/kernels.h"
 #include "plan_internal.h"
@@ -207,39 +205,6 @@ static fl_status proj_scales(int threads, int in, int hid, double *out) {
     fl_rec_free(r1);
     fl_rec_free(rn);
     fl_model_free(m);
-    return st;
-}
-
-static void empty_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
-    (void)ctx, (void)id, (void)idx, (void)n, (void)gen, (void)t_gen;
-}
-
-/* p->thread_sync_seconds (see fl_profile): the runtime's worker pool (pool.h) running empty jobs of
- * as many chunks as a split step has (FL_CHUNKS_PER_THREAD per thread) on curve_all_threads
- * threads, back to back as steps are (the workers spin between jobs); second-fastest of REPS
- * samples of 2000 jobs. */
-static fl_status measure_thread_sync(fl_profile *p) {
-    p->thread_sync_seconds = 0;
-    const int N = p->curve_all_threads;
-    if (N < 2) return FL_OK;
-    int ctx = 0;
-    fl_pool *pool = NULL;
-    fl_status st = fl_pool_create(empty_chunk, &ctx, &pool);
-    if (!st) st = fl_pool_set_threads(pool, N);
-    if (!st && fl_pool_threads(pool) < 2) st = fl_fail(FL_ERR_NOMEM, "no worker thread to time the fork / join with");
-    if (!st) {
-        const unsigned n = (unsigned)(FL_CHUNKS_PER_THREAD * N), jobs = 2000;
-        for (unsigned k = 0; k < jobs; k++) fl_pool_run(pool, n); /* wake the workers */
-        double s[REPS];
-        for (int i = 0; i < REPS; i++) {
-            double t0 = fl_now_seconds();
-            for (unsigned k = 0; k < jobs; k++) fl_pool_run(pool, n);
-            s[i] = (fl_now_seconds() - t0) / jobs;
-        }
-        fl_sort_doubles(s, REPS);
-        p->thread_sync_seconds = s[PICK];
-    }
-    fl_pool_free(pool);
     return st;
 }
 
@@ -700,8 +665,7 @@ static fl_status measure_all(fl_profile *p) {
             (st = measure_rec_rows(256, 4 << (2 * k), p->cell_seconds, &p->rec_rows_flops[k])))
             return st;
     double memory_bw = 0;
-    if ((st = measure_capacities(p, &memory_bw)) || (st = measure_thread_sync(p)) || (st = measure_thread_scales(p)))
-        return st;
+    if ((st = measure_capacities(p, &memory_bw)) || (st = measure_thread_scales(p))) return st;
     /* Mat-vec flop rate from a matrix filling half of L1. */
     if ((st = measure_stream(p->level[0].bytes / 2, p->cell_seconds, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
     for (int i = 1; i < p->n_levels; i++) {

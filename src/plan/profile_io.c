@@ -110,7 +110,6 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_rec", p->thread_scale_rec, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
-    cJSON_AddNumberToObject(root, "thread_sync_seconds", p->thread_sync_seconds);
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
@@ -337,8 +336,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_num(root, "gemm_flops", path, 1, &p.gemm_flops) ||
         !get_num(root, "gemv_flops", path, 1, &p.gemv_flops) ||
         !get_num(root, "step_overhead", path, 0, &p.step_overhead) ||
-        !get_opt(root, "dram_bandwidth_all", path, &p.dram_bandwidth_all) || /* optional */
-        !get_opt(root, "thread_sync_seconds", path, &p.thread_sync_seconds))   /* optional */
+        !get_opt(root, "dram_bandwidth_all", path, &p.dram_bandwidth_all)) /* optional */
         goto done;
     if (!get_table(root, "gemm_rows_flops", path, p.gemm_rows_flops) ||
         !get_table(root, "rec_rows_flops", path, p.rec_rows_flops) ||
