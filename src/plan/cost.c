@@ -52,11 +52,11 @@
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
  *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too. Of an
- *     SVD / CP step only the gate panel (U, or B) is split: every thread computes the rank-R
- *     projection of h_prev (V h; C^T h and a o z: K R (+ 4 R) weights, 2 B K R (+ 4 B R) flops)
- *     whole, at one thread's rates at its own working set (the projection plus 1/N of the panel),
- *     before its share of the panel: t_l = max(V's bytes / bw_1, V's flops / rate_r(B, 1)) +
- *     max(panel bytes / bw_N, panel flops / rate_r(B, N) + sync); a smaller
+ *     SVD / CP step only the gate panel (U, or B) is split: every thread first computes the whole
+ *     rank-R projection of h_prev (V h; C^T h and a o z: K R (+ 4 R) weights, 2 K R (+ 4 R) flops a
+ *     row), one row at a time: t_p = B max(V's bytes / bw_1(V's bytes), V's flops / rate_r(1, 1)),
+ *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
+ *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); SVD / CP
  *     projections and other heads run on one thread (single-threaded BLAS; a small SVD head runs
@@ -428,8 +428,8 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                      * or CP's z = C^T h and a o z), one batch row at a time (the proj kernel streams
                      * V once per row), so that part takes one thread's time however many run: B
                      * passes over V's bytes at one thread's streaming rate at V's size (or its flops
-                     * at the batch-1 rate, if slower). The rest of the one-thread step, t1, scales
-                     * as the whole split step does (time_n / t1, the rates above). */
+                     * at the batch-1 rate, if slower). The rest of the one-thread step, t1, splits
+                     * as the whole step would (the split rates above). */
                     const double K = d.cols, R = w.rank, cpx = w.method == FL_METHOD_CP ? 4.0 * R : 0.0;
                     const double vb = bpw * (K * R + cpx), vf = 2.0 * K * R + cpx;
                     double bwv, bw1;
