@@ -8,7 +8,9 @@
  * figures alone (the model before the second rank), in the last column and the summary.
  *
  *   bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] [--threads N]
- *              [--reps R] [--profile PATH] [--refresh] [--quick]
+ *              [--reps R] [--profile PATH] [--refresh] [--quick] [--predict-only]
+ * --predict-only: the predictions from the profile alone, nothing timed (the measured column reads
+ * 0): to score a saved profile's predictions against the measurements of an earlier run.
  * The profile is loaded from PATH (default ~/.cache/fastlstm/profile.json; measured again when it
  * is missing or from another machine type) and saved. --quick: hidden 64, seq 4, one repetition,
  * the reported profile (nothing measured): checks that the benchmark runs, its figures mean
@@ -23,7 +25,7 @@
 #include <string.h>
 
 typedef struct bench_args {
-    int hidden, input, layers, seq, reps, quick;
+    int hidden, input, layers, seq, reps, quick, predict_only;
     int batches[2], n_batches, threads[2], n_threads;
     const char *profile;
     int refresh;
@@ -74,11 +76,13 @@ static int run_shape(const bench_args *a, const fl_profile *prof, const fl_profi
                 double meas = 0;
                 st = fl_cost_predict_terms(prof, &arch, specs, B, a->seq, T, &c, t);
                 if (!st && prof1) st = fl_cost_predict(prof1, &arch, specs, B, a->seq, T, &c1);
-                if (!st) st = fl_plan_time_model(m, B, a->seq, T, a->reps, 1, &meas);
+                if (!st && !a->predict_only) st = fl_plan_time_model(m, B, a->seq, T, a->reps, 1, &meas);
                 if (st) break;
                 double ratio = meas / c.seconds;
-                count(all, ratio);
-                if (prof1) count(one, meas / c1.seconds);
+                if (!a->predict_only) {
+                    count(all, ratio);
+                    if (prof1) count(one, meas / c1.seconds);
+                }
                 const fl_cost_term *w = t ? &t[1] : NULL;
                 char lv[16] = "?";
                 if (w) snprintf(lv, sizeof lv, w->level < 0 ? "DRAM" : "L%d", w->level < 0 ? 0 : prof->level[w->level].level);
@@ -116,6 +120,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
+        if (!strcmp(f, "--predict-only")) {
+            a.predict_only = 1;
+            continue;
+        }
         if (!strcmp(f, "--refresh") || !strcmp(f, "--quick")) {
             *(!strcmp(f, "--quick") ? &a.quick : &a.refresh) = 1;
             continue;
@@ -132,7 +140,8 @@ int main(int argc, char **argv) {
         else ok = 0;
         if (!ok) {
             fprintf(stderr, "usage: bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] "
-                            "[--threads N] [--reps R] [--profile PATH] [--refresh] [--quick]\n");
+                            "[--threads N] [--reps R] [--profile PATH] [--refresh] [--quick] "
+                            "[--predict-only]\n");
             return 2;
         }
         i++;
@@ -157,7 +166,13 @@ int main(int argc, char **argv) {
             }
             a.profile = path;
         }
-        if (a.refresh || fl_profile_load(a.profile, &prof) != FL_OK || fl_profile_check_machine(&prof, &here) != FL_OK) {
+        if (a.predict_only && !a.refresh && fl_profile_load(a.profile, &prof) != FL_OK) {
+            fprintf(stderr, "bench_plan: --predict-only needs a profile: %s\n", fl_last_error());
+            return 1;
+        }
+        if (a.predict_only && !a.refresh) {
+            /* nothing measured: the saved profile as it is, whatever machine it describes */
+        } else if (a.refresh || fl_profile_load(a.profile, &prof) != FL_OK || fl_profile_check_machine(&prof, &here) != FL_OK) {
             fprintf(stderr, "bench_plan: measuring the machine profile...\n");
             fl_status st = fl_profile_measure(&prof);
             if (st) {
@@ -180,7 +195,7 @@ int main(int argc, char **argv) {
     tally all = {0}, t1 = {0};
     int rc = a.hidden ? run_shape(&a, &prof, prof1, a.hidden, &all, &t1)
                       : run_shape(&a, &prof, prof1, 650, &all, &t1) || run_shape(&a, &prof, prof1, 1500, &all, &t1);
-    if (!rc) {
+    if (!rc && !a.predict_only) {
         printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%%\n", all.within, all.n,
                (exp(all.worst) - 1) * 100);
         if (prof1)

@@ -33,6 +33,9 @@ typedef struct fl_cache_level {
     size_t reported_bytes;  /* what the OS or CPUID reported for this level; 0: nothing reported */
     size_t all_cores_bytes; /* effective capacity seen by all cores streaming together (a private
                                level: about cores x bytes); 0: not measured */
+    double all_cores_bandwidth; /* streaming rate of this level with fl_profile.curve_all_threads
+                                   threads together, each on its own part (the all-cores curve
+                                   where `bandwidth` was measured); 0: not measured */
 } fl_cache_level;
 
 /* What identifies the machine type a profile belongs to. A saved profile is only reused on a
@@ -52,6 +55,9 @@ typedef struct fl_profile {
     int n_levels;          /* data cache levels in level[], smallest first */
     fl_cache_level level[FL_PROFILE_MAX_LEVELS];
     double dram_bandwidth; /* matrix-vector streaming rate from memory, one thread */
+    double dram_bandwidth_all; /* the same with curve_all_threads threads together, each on its own
+                                  part (the memory plateau of the all-cores curve); 0: not measured
+                                  (the cost model then assumes 1 + 0.75 (N - 1) times one thread's) */
     double gemm_flops;     /* single-thread sgemm rate (fl_gemm) on an in-cache problem */
     double gemv_flops;     /* single-thread matrix-vector rate of the recurrent step from L1 */
     double rec_rows_flops[FL_PROFILE_GEMM_POINTS];  /* recurrent step (dense, H = 256) flop rate at
@@ -124,7 +130,8 @@ typedef struct fl_profile {
      * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
     double parallel_step_bytes, parallel_proj_macs;
     /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
-     * same code and shapes, timed back to back: thread_scale_rec[k] the dense recurrent step (H =
+     * same code and shapes, one-thread and N-thread samples alternating (the fastest of each side,
+     * see profile.c): thread_scale_rec[k] the dense recurrent step (H =
      * 256, W_hh in cache) at batch 4, 16, 64, 256, its cell update and fork / join (see cost.c)
      * excluded; thread_scale_proj[k] the split input projection (fl_rec_input, a (2048, 1024)
      * W_ih) on 4, 16, 64, 256 rows. The cost model scales a split part's flop rate by it (linear in

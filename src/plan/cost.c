@@ -1,8 +1,12 @@
 /* Roofline cost model of one LSTM time step.
  *
- * A level holds a working set up to 3/4 of its capacity. With N threads, a private cache level (shared_cpus == 1) offers N times its capacity and rate; a
- * shared level and DRAM keep their capacity and scale their rate by 1 + 0.75 (N - 1) (two threads
- * reach about 1.75x one thread's L3 and DRAM rate on current machines). The flop rate of a part the
+ * A level holds a working set up to 3/4 of its capacity. With N threads, a private cache level
+ * (shared_cpus == 1) offers N times its capacity and rate; a shared level and DRAM keep their
+ * capacity, and at N = curve_all_threads threads stream at the measured all-cores curve (N = 1: the
+ * one-thread curve). Without a curve for N they stream at the rate measured with curve_all_threads
+ * threads together (all_cores_bandwidth, dram_bandwidth_all; linear in N below that count, held
+ * above it), and in a profile without those at 1 + 0.75 (N - 1) times one thread's rate (older
+ * profiles: the assumption of before). The flop rate of a part the
  * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
  * count (thread_scale_rec for the step, thread_scale_proj for a dense projection whose W_ih fits
  * the usable share of the last level, thread_scale_proj_mem for one beyond it, measured at
@@ -47,7 +51,12 @@
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
- *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too; a smaller
+ *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too. Of an
+ *     SVD / CP step only the gate panel (U, or B) is split: every thread first computes the whole
+ *     rank-R projection of h_prev (V h; C^T h and a o z: K R (+ 4 R) weights, 2 K R (+ 4 R) flops a
+ *     row), one row at a time: t_p = B max(V's bytes / bw_1(V's bytes), V's flops / rate_r(1, 1)),
+ *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
+ *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); SVD / CP
  *     projections and other heads run on one thread (single-threaded BLAS; a small SVD head runs
@@ -72,7 +81,18 @@
 
 #include <math.h>
 
-static double shared_scale(int threads) { return 1.0 + 0.75 * (threads - 1); }
+/* Rate of a shared level (or DRAM) on `threads` threads from its one-thread rate `one` and the rate
+ * `all` measured with curve_all_threads threads streaming together (0: not measured): `all` from
+ * that count on (a shared level and the memory channels saturate: more threads than measured are
+ * not assumed to add any), linear in the thread count below it. Without the measurement (older
+ * profiles) the assumption of before, 1 + 0.75 (N - 1) times one thread's rate. */
+static double shared_rate(const fl_profile *p, double one, double all, int threads) {
+    if (threads <= 1) return one;
+    const int m = p->curve_all_threads;
+    if (!(all > 0) || m < 2) return one * (1.0 + 0.75 * (threads - 1));
+    if (threads >= m) return all;
+    return one + (all - one) * (threads - 1) / (m - 1);
+}
 
 /* Usable share of a cache (FL_FIT_FRACTION, tuning_consts.h). */
 #define FIT_FRACTION FL_FIT_FRACTION
@@ -82,7 +102,7 @@ static double level_capacity(const fl_cache_level *l, int threads) {
 }
 
 /* A measured curve's rate at `bytes`, linear in log(bytes) between points. */
-static double curve_at(const size_t *cb, const double *cbw, int n, double bytes) {
+double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes) {
     if (bytes <= (double)cb[0]) return cbw[0];
     if (bytes >= (double)cb[n - 1]) return cbw[n - 1];
     int k = 0;
@@ -99,14 +119,17 @@ static bool has_curve(const fl_profile *p, int threads) {
 }
 
 static double curve_rate(const fl_profile *p, double bytes, int threads) {
-    return threads == 1 ? curve_at(p->curve_bytes, p->curve_bandwidth, p->n_curve, bytes)
-                        : curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, bytes);
+    return threads == 1 ? fl_cost_curve_at(p->curve_bytes, p->curve_bandwidth, p->n_curve, bytes)
+                        : fl_cost_curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, bytes);
 }
 
-/* Fork / join cost of one parallel step at curve_all_threads threads, read off the two curves: the
- * median, over the ladder points from 512 KiB to 4 MiB (split across the threads' private caches),
- * of the all-cores step time less the one-thread time divided by the thread count. 0 without both
- * curves. */
+/* Cost of splitting one step at curve_all_threads threads beyond its share of the work, read off
+ * the two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the
+ * threads' private caches), of the all-cores step time less the one-thread time divided by the
+ * thread count. 0 without both curves. It is more than the pool's fork / join (empty jobs back to
+ * back: 0.07-0.09 us on the 2-core VM): the threads exchange h every step, and a worker waits for
+ * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
+ * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
 double fl_cost_thread_sync(const fl_profile *p) {
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
@@ -135,8 +158,8 @@ static int part_threads(const fl_profile *p, int threads, bool step, double byte
     return dense && bytes_or_macs >= p->parallel_proj_macs ? threads : 1;
 }
 
-static double level_rate(const fl_cache_level *l, int threads) {
-    return l->shared_cpus <= 1 ? l->bandwidth * threads : l->bandwidth * shared_scale(threads);
+static double level_rate(const fl_profile *p, const fl_cache_level *l, int threads) {
+    return l->shared_cpus <= 1 ? l->bandwidth * threads : shared_rate(p, l->bandwidth, l->all_cores_bandwidth, threads);
 }
 
 /* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
@@ -146,7 +169,8 @@ static int pick_level(const fl_profile *p, double bytes, int threads, double *bw
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
     if (has_curve(p, threads)) *bw = curve_rate(p, bytes, threads);
-    else *bw = level >= 0 ? level_rate(&p->level[level], threads) : p->dram_bandwidth * shared_scale(threads);
+    else *bw = level >= 0 ? level_rate(p, &p->level[level], threads)
+                          : shared_rate(p, p->dram_bandwidth, p->dram_bandwidth_all, threads);
     return level;
 }
 
@@ -377,6 +401,9 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 continue;
             }
             double bytes, flops, bw, rate, extra = 0;
+            /* the part of a split SVD / CP step every thread does whole (see below): its bytes,
+             * flops and seconds streaming / computing; 0 otherwise */
+            double dup_mem = 0, dup_comp = 0, split_share = 1;
             int level, tt;
             if (d.kind == FL_MAT_HH) {
                 /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times;
@@ -395,12 +422,40 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, batch, tt)) * e;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1) extra = sync; /* in the compute term: the all-cores curve includes it */
+                if (tt > 1 && w.method != FL_METHOD_DENSE) {
+                    /* fl_rec_step splits only the gate panel (U, or CP's B) across the threads; each
+                     * thread first computes the whole rank-R projection of h_prev itself (t = V h,
+                     * or CP's z = C^T h and a o z), one batch row at a time (the proj kernel streams
+                     * V once per row), so that part takes one thread's time however many run: B
+                     * passes over V's bytes at one thread's streaming rate at V's size (or its flops
+                     * at the batch-1 rate, if slower). The rest of the one-thread step, t1, splits
+                     * as the whole step would (the split rates above). */
+                    const double K = d.cols, R = w.rank, cpx = w.method == FL_METHOD_CP ? 4.0 * R : 0.0;
+                    const double vb = bpw * (K * R + cpx), vf = 2.0 * K * R + cpx;
+                    double bwv, bw1;
+                    pick_level(p, vb, 1, &bwv);
+                    const int l1 = pick_level(p, bytes, 1, &bw1);
+                    double rate1 = flop_rate(p, batch, 1) * e;
+                    if (l1 < 0 && p->rec_memory_factor > 0) rate1 *= p->rec_memory_factor;
+                    const double t1 = max2(bytes / (bw1 * e), flops / rate1);
+                    dup_mem = batch * vb / bwv;
+                    dup_comp = batch * vf / flop_rate(p, 1, 1);
+                    double dup = max2(dup_mem, dup_comp);
+                    if (dup > t1) { /* the estimate cannot exceed the whole step's */
+                        dup_mem *= t1 / dup, dup_comp *= t1 / dup;
+                        dup = t1;
+                    }
+                    split_share = t1 > 0 ? 1.0 - dup / t1 : 0.0;
+                }
                 cell += (double)batch * H * p->cell_seconds / tt;
                 if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
                     fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
                     fl_arch_matrix(a, i - 1, &di);
                     const double ws_seq = 4.0 * seq * batch * (4.0 * H + di.cols + H), gx = 16.0 * batch * H;
-                    cold += cold_fraction(p, ws_seq) * gx * cold_gx(p, w.method, w.rank, H) / tt;
+                    /* a dense step's threads read their own gx rows; an SVD / CP step at batch > 1
+                     * first copies its B rows on the calling thread alone (fl_rec_step) */
+                    const int gx_threads = w.method == FL_METHOD_DENSE || batch == 1 ? tt : 1;
+                    cold += cold_fraction(p, ws_seq) * gx * cold_gx(p, w.method, w.rank, H) / gx_threads;
                 }
             } else {
                 /* A last-step head runs once per sequence on the B last states (B rows); W_ih and a
@@ -415,14 +470,17 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 if (w.method != FL_METHOD_DENSE && !lowp)
                     rate *= method_efficiency(p, w.method, false, n, w.rank, H);
             }
+            /* the split part's roofline, then the part each thread does whole (0 but for a split
+             * SVD / CP step), one after the other */
+            const double mem = split_share * bytes / bw, comp = split_share * flops / rate + extra;
             c.step_bytes += bytes;
             c.step_flops += flops;
-            c.mem_seconds += bytes / bw;
-            c.compute_seconds += flops / rate + extra;
-            t += max2(bytes / bw, flops / rate + extra);
+            c.mem_seconds += mem + dup_mem;
+            c.compute_seconds += comp + dup_comp;
+            t += max2(mem, comp) + max2(dup_mem, dup_comp);
             if (terms)
-                terms[i] = (fl_cost_term){bytes, flops, bytes / bw, flops / rate + extra, level, tt,
-                                          flops / rate + extra >= bytes / bw};
+                terms[i] = (fl_cost_term){bytes, flops, mem + dup_mem, comp + dup_comp, level, tt,
+                                          comp + dup_comp >= mem + dup_mem};
             if ((head || d.kind == FL_MAT_IH) && (w.method != FL_METHOD_DENSE || lowp)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);

@@ -49,8 +49,12 @@ fl_status fl_eval_run(fl_eval *e, const fl_model *c, double *metric, double *los
 fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads, int reps, uint64_t seed,
                              double *seconds);
 
-/* Fork / join cost of one recurrent step split across curve_all_threads threads, read off the
- * profile's two streaming curves (cost.c); 0 without both. */
+/* Cost of splitting one recurrent step across curve_all_threads threads, read off the profile's
+ * two streaming curves (cost.c); 0 without both. */
 double fl_cost_thread_sync(const fl_profile *p);
+
+/* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
+ * points, the end points' rates beyond them (cost.c). */
+double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);
 
 #endif

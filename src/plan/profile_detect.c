@@ -65,7 +65,7 @@ static void add_level(fl_profile *p, int level, size_t bytes, int shared) {
     if (bytes == 0 || p->n_levels >= FL_PROFILE_MAX_LEVELS) return;
     for (int i = 0; i < p->n_levels; i++)
         if (p->level[i].level == level) return; /* one entry per level (data, not instruction) */
-    p->level[p->n_levels++] = (fl_cache_level){level, bytes, shared > 0 ? shared : 1, 0.0, bytes, 0};
+    p->level[p->n_levels++] = (fl_cache_level){level, bytes, shared > 0 ? shared : 1, 0.0, bytes, 0, 0.0};
 }
 
 static int cmp_level(const void *a, const void *b) {
@@ -219,7 +219,12 @@ fl_status fl_profile_override(fl_profile *p, double cache_bytes, double bandwidt
     if (!p) return fl_fail(FL_ERR_ARG, "profile is NULL");
     if (isnan(cache_bytes) || isnan(bandwidth) || isnan(cache_bandwidth) || isnan(flops))
         return fl_fail(FL_ERR_ARG, "profile override is NaN");
-    if (cache_bytes > 0 || bandwidth > 0 || cache_bandwidth > 0) p->n_curve = p->n_curve_all = 0;
+    if (cache_bytes > 0 || bandwidth > 0 || cache_bandwidth > 0) {
+        /* the measured all-cores rates describe this machine's memory, not the posed one's */
+        p->n_curve = p->n_curve_all = 0;
+        p->dram_bandwidth_all = 0;
+        for (int i = 0; i < p->n_levels; i++) p->level[i].all_cores_bandwidth = 0;
+    }
     if (bandwidth > 0) p->dram_bandwidth = bandwidth;
     if (flops > 0) {
         p->gemm_flops = p->gemv_flops = flops;

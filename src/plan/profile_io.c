@@ -85,10 +85,12 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_AddNumberToObject(l, "bandwidth", p->level[i].bandwidth);
         cJSON_AddNumberToObject(l, "reported_bytes", (double)p->level[i].reported_bytes);
         cJSON_AddNumberToObject(l, "all_cores_bytes", (double)p->level[i].all_cores_bytes);
+        cJSON_AddNumberToObject(l, "all_cores_bandwidth", p->level[i].all_cores_bandwidth);
         cJSON_AddItemToArray(levels, l);
     }
     cJSON_AddItemToObject(root, "caches", levels);
     cJSON_AddNumberToObject(root, "dram_bandwidth", p->dram_bandwidth);
+    cJSON_AddNumberToObject(root, "dram_bandwidth_all", p->dram_bandwidth_all);
     cJSON_AddNumberToObject(root, "gemm_flops", p->gemm_flops);
     cJSON_AddNumberToObject(root, "gemv_flops", p->gemv_flops);
     cJSON *eff = cJSON_AddObjectToObject(root, "efficiency");
@@ -317,12 +319,13 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     }
     cJSON_ArrayForEach(l, levels) {
         fl_cache_level *c = &p.level[p.n_levels];
-        double lv, b, s, bw, rb = 0, ab = 0;
+        double lv, b, s, bw, rb = 0, ab = 0, abw = 0;
         if (!get_num(l, "level", path, 1, &lv) || !get_num(l, "bytes", path, 1, &b) ||
             !get_num(l, "shared_cpus", path, 1, &s) || !get_num(l, "bandwidth", path, 0, &bw) ||
-            !get_opt(l, "reported_bytes", path, &rb) || !get_opt(l, "all_cores_bytes", path, &ab))
+            !get_opt(l, "reported_bytes", path, &rb) || !get_opt(l, "all_cores_bytes", path, &ab) ||
+            !get_opt(l, "all_cores_bandwidth", path, &abw)) /* optional: older profiles have none */
             goto done;
-        *c = (fl_cache_level){(int)lv, (size_t)b, (int)s, bw, (size_t)rb, (size_t)ab};
+        *c = (fl_cache_level){(int)lv, (size_t)b, (int)s, bw, (size_t)rb, (size_t)ab, abw};
         if (p.n_levels > 0 && c->bytes <= p.level[p.n_levels - 1].bytes) {
             fl_fail(FL_ERR_FORMAT, "%s: cache levels must grow in size", path);
             goto done;
@@ -332,7 +335,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     if (!get_num(root, "dram_bandwidth", path, 1, &p.dram_bandwidth) ||
         !get_num(root, "gemm_flops", path, 1, &p.gemm_flops) ||
         !get_num(root, "gemv_flops", path, 1, &p.gemv_flops) ||
-        !get_num(root, "step_overhead", path, 0, &p.step_overhead))
+        !get_num(root, "step_overhead", path, 0, &p.step_overhead) ||
+        !get_opt(root, "dram_bandwidth_all", path, &p.dram_bandwidth_all)) /* optional */
         goto done;
     if (!get_table(root, "gemm_rows_flops", path, p.gemm_rows_flops) ||
         !get_table(root, "rec_rows_flops", path, p.rec_rows_flops) ||
