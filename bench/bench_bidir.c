@@ -29,6 +29,7 @@ typedef struct ctx {
     fl_session *s_uni, *s_uni2, *s_bi1, *s_bi2;
     float *x, *y;           /* x (B, T, H) inputs; y big enough for either model's output */
     fl_rec *rec;            /* layer 0 forward of the bidirectional model, 1 thread */
+    fl_rec *rec1;           /* layer 1 forward (its W_ih packed, K = 2H), 1 thread; NULL when L == 1 */
     float *in2, *gx, *h[2], *c; /* (T*B, 2H) layer-1 input, (T*B, 4H) projections, (B, H) states */
 } ctx;
 
@@ -50,10 +51,10 @@ static double proj_us(const ctx *c, int layer) {
     const fl_layer *ly = &c->bi->layer[layer * 2];
     const int n = c->B * c->T, K = ly->wih.cols, G = 4 * c->H;
     const float *in = layer == 0 ? c->x : c->in2;
+    fl_rec *r = layer == 0 ? c->rec : c->rec1;
     double t0 = bench_now(cpu_clock);
-    // layer 0 as the session does it (a packed projection where the level has one); layer 1 through
-    // fl_mat_apply (c->rec holds layer 0's W_ih only)
-    if (layer > 0 || !fl_rec_input(c->rec, n, in, K, ly->b_ih, c->gx, G))
+    // as the session does it: the packed projection where the kernel level has one, else BLAS
+    if (!fl_rec_input(r, n, in, K, ly->b_ih, c->gx, G))
         fl_mat_apply(&ly->wih, n, in, K, 0.0f, c->gx, G, NULL);
     return (bench_now(cpu_clock) - t0) * 1e6 / c->T;
 }
@@ -141,7 +142,7 @@ int main(int argc, char **argv) {
     c.c = rnd((size_t)B * H, &seed);
     /* The pieces read the original weights, which the sessions' packs have given back: hold them. */
     fl_model_weights_hold(c.bi);
-    if (fl_rec_create(&c.bi->layer[0], B, 1, &c.rec)) {
+    if (fl_rec_create(&c.bi->layer[0], B, 1, &c.rec) || (c.L > 1 && fl_rec_create(&c.bi->layer[2], B, 1, &c.rec1))) {
         fprintf(stderr, "bench_bidir: %s\n", fl_last_error());
         return 1;
     }
@@ -159,7 +160,7 @@ int main(int argc, char **argv) {
         if (do_bi2) v[BI2][r] = run_us(c.s_bi2, &c);
         if (do_pieces) {
             v[P1][r] = proj_us(&c, 0);
-            v[P2][r] = proj_us(&c, 1);
+            v[P2][r] = c.L > 1 ? proj_us(&c, 1) : 0.0;
             v[STEPS][r] = steps_us(&c);
         }
     }
@@ -176,6 +177,7 @@ int main(int argc, char **argv) {
     if (do_uni && do_bi2) printf("bi t2 / uni t1 = %.2f (goal <= 1.2)\n", med[BI2] / med[UNI]);
     if (do_uni && do_bi1) printf("bi t1 / uni t1 = %.2f\n", med[BI1] / med[UNI]);
     fl_rec_free(c.rec);
+    fl_rec_free(c.rec1);
     fl_model_weights_unhold(c.bi);
     fl_session_free(c.s_uni);
     fl_session_free(c.s_uni2);
