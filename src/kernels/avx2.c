@@ -448,6 +448,11 @@ static void cp_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const flo
 
 /* ------------------------------------------------------------ projection t = x m */
 
+/* Every output t[b, r] is summed in one order whatever the batch size or the tile its row falls in:
+ * a = the products of even k in increasing k, b = those of odd k, t = a + b (two FMA chains per
+ * output). So a row gives the same bits alone as in a batch (test_kernels_proj). */
+
+/* NV ymm of t (NV <= 4) for one row: m read once per row. */
 INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const float *restrict x,
                     float *restrict t) {
     __m256 a[4], b[4];
@@ -473,14 +478,65 @@ INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const 
     for (int v = 0; v < NV; v++) _mm256_storeu_ps(t + 8 * v, _mm256_add_ps(a[v], b[v]));
 }
 
+/* NR rows (<= 3) x 16 columns of t: per k, 2 loads of m feed 2 NR FMAs (12 accumulators at NR = 3,
+ * even and odd k apart as in proj_chunk). */
+INL void proj_tile(const int NR, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
+                   float *restrict t, int ldt) {
+    __m256 a[3][2], b[3][2];
+#pragma GCC unroll 3
+    for (int i = 0; i < NR; i++) a[i][0] = a[i][1] = b[i][0] = b[i][1] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        const float *q0 = m + (size_t)k * Rp, *q1 = q0 + Rp;
+        __m256 w0 = _mm256_loadu_ps(q0), w1 = _mm256_loadu_ps(q0 + 8);
+#pragma GCC unroll 3
+        for (int i = 0; i < NR; i++) {
+            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k]);
+            a[i][0] = _mm256_fmadd_ps(w0, xv, a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(w1, xv, a[i][1]);
+        }
+        w0 = _mm256_loadu_ps(q1), w1 = _mm256_loadu_ps(q1 + 8);
+#pragma GCC unroll 3
+        for (int i = 0; i < NR; i++) {
+            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k + 1]);
+            b[i][0] = _mm256_fmadd_ps(w0, xv, b[i][0]);
+            b[i][1] = _mm256_fmadd_ps(w1, xv, b[i][1]);
+        }
+    }
+    if (k < K) {
+        const float *q0 = m + (size_t)k * Rp;
+        __m256 w0 = _mm256_loadu_ps(q0), w1 = _mm256_loadu_ps(q0 + 8);
+#pragma GCC unroll 3
+        for (int i = 0; i < NR; i++) {
+            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k]);
+            a[i][0] = _mm256_fmadd_ps(w0, xv, a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(w1, xv, a[i][1]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < NR; i++) {
+        _mm256_storeu_ps(t + (size_t)i * ldt, _mm256_add_ps(a[i][0], b[i][0]));
+        _mm256_storeu_ps(t + (size_t)i * ldt + 8, _mm256_add_ps(a[i][1], b[i][1]));
+    }
+}
+
+/* Rows of 3 (then 2) at a time, each group over all 16-column strips: m is read ceil(B / 3) times
+ * instead of B. One row alone: proj_chunk, 4 ymm wide. */
 static void proj_avx2(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                       float *restrict t, int ldt) {
-    for (int b = 0; b < B; b++) {
+    int b = 0;
+    for (; b + 3 <= B; b += 3)
+        for (int r = 0; r < Rp; r += 16) /* Rp is a multiple of 16 */
+            proj_tile(3, K, Rp, m + r, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt + r, ldt);
+    if (B - b == 2)
+        for (int r = 0; r < Rp; r += 16)
+            proj_tile(2, K, Rp, m + r, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt + r, ldt);
+    else if (B - b == 1) {
         const float *xb = x + (size_t)b * ldx;
         float *tb = t + (size_t)b * ldt;
         int r = 0;
         for (; r + 32 <= Rp; r += 32) proj_chunk(4, K, Rp, m + r, xb, tb + r);
-        if (r < Rp) proj_chunk(2, K, Rp, m + r, xb, tb + r); /* Rp is a multiple of 16 */
+        if (r < Rp) proj_chunk(2, K, Rp, m + r, xb, tb + r);
     }
 }
 
