@@ -237,10 +237,10 @@ static void test_cost_batch_terms(void **state) {
     assert_close(c.seconds, base + 0.04 + 0.016, 1e-12);
     /* two threads: the cell update splits over them, the bias pass does not; rates x 2 (private
      * flops) and the shared level x 1.75. Of the SVD W_hh step every thread computes t = V h (2
-     * weights, 4 flops a row) whole, row by row at the batch-1 rate: 2 x 4 / 30 of its one-thread
-     * max(40 / 100, 40 / 60); the rest (0.6 of it) splits. */
+     * weights, 4 flops a row) whole, both rows in one pass of the proj kernel's 3-row tile at the
+     * 2-row rate: 2 x 4 / 60 of its one-thread max(40 / 100, 40 / 60); the rest (0.8 of it) splits. */
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 2, &c), FL_OK);
-    const double vh = 2 * 4.0 / 30, rest = 1 - vh / fmax(40.0 / 100, 40.0 / 60);
+    const double vh = 2 * 4.0 / 60, rest = 1 - vh / fmax(40.0 / 100, 40.0 / 60);
     assert_close(c.seconds,
                  vh + rest * fmax(40.0 / 175, 40.0 / 120) + fmax(9.0 / 175, 52.0 / 480) + fmax(10.0 / 175, 10.0 / 120) +
                      0.5 + 0.02 + 0.016,

@@ -54,7 +54,8 @@
  *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too. Of an
  *     SVD / CP step only the gate panel (U, or B) is split: every thread first computes the whole
  *     rank-R projection of h_prev (V h; C^T h and a o z: K R (+ 4 R) weights, 2 K R (+ 4 R) flops a
- *     row), one row at a time: t_p = B max(V's bytes / bw_1(V's bytes), V's flops / rate_r(1, 1)),
+ *     row), PROJ_ROWS = 3 rows at a time (the AVX2 proj kernel's row tile): t_p = max(ceil(B / 3)
+ *     V's bytes / bw_1(V's bytes), B V's flops / rate_r(min(B, 3), 1)),
  *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
  *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
@@ -80,6 +81,10 @@
 #include "fastlstm/plan.h"
 
 #include <math.h>
+
+/* Batch rows the proj kernel (V h of an SVD / CP step) computes per pass over V: avx2.c's proj_tile
+ * (the AVX-512 kernel's tiles hold 4; the model keeps the AVX2 figure, the slower of the two). */
+enum { PROJ_ROWS = 3 };
 
 /* Rate of a shared level (or DRAM) on `threads` threads from its one-thread rate `one` and the rate
  * `all` measured with curve_all_threads threads streaming together (0: not measured): `all` from
@@ -425,11 +430,12 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 if (tt > 1 && w.method != FL_METHOD_DENSE) {
                     /* fl_rec_step splits only the gate panel (U, or CP's B) across the threads; each
                      * thread first computes the whole rank-R projection of h_prev itself (t = V h,
-                     * or CP's z = C^T h and a o z), one batch row at a time (the proj kernel streams
-                     * V once per row), so that part takes one thread's time however many run: B
-                     * passes over V's bytes at one thread's streaming rate at V's size (or its flops
-                     * at the batch-1 rate, if slower). The rest of the one-thread step, t1, splits
-                     * as the whole step would (the split rates above). */
+                     * or CP's z = C^T h and a o z), PROJ_ROWS batch rows at a time (the proj kernel
+                     * streams V once per row tile), so that part takes one thread's time however
+                     * many run: ceil(B / PROJ_ROWS) passes over V's bytes at one thread's streaming
+                     * rate at V's size (or its flops at the rate of min(B, PROJ_ROWS) rows, if
+                     * slower). The rest of the one-thread step, t1, splits as the whole step would
+                     * (the split rates above). */
                     const double K = d.cols, R = w.rank, cpx = w.method == FL_METHOD_CP ? 4.0 * R : 0.0;
                     const double vb = bpw * (K * R + cpx), vf = 2.0 * K * R + cpx;
                     double bwv, bw1;
@@ -438,8 +444,9 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     double rate1 = flop_rate(p, batch, 1) * e;
                     if (l1 < 0 && p->rec_memory_factor > 0) rate1 *= p->rec_memory_factor;
                     const double t1 = max2(bytes / (bw1 * e), flops / rate1);
-                    dup_mem = batch * vb / bwv;
-                    dup_comp = batch * vf / flop_rate(p, 1, 1);
+                    const int tile = batch < PROJ_ROWS ? batch : PROJ_ROWS;
+                    dup_mem = (double)((batch + PROJ_ROWS - 1) / PROJ_ROWS) * vb / bwv;
+                    dup_comp = batch * vf / flop_rate(p, tile, 1);
                     double dup = max2(dup_mem, dup_comp);
                     if (dup > t1) { /* the estimate cannot exceed the whole step's */
                         dup_mem *= t1 / dup, dup_comp *= t1 / dup;
