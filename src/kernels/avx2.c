@@ -237,7 +237,12 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
  * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
  * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
- * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3). */
+ * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3).
+ * Lost (batch 1's 4 side-by-side K segments tried here; x: time before / after, medians of 8 ABBA pairs, shared 2-core VM):
+ * the chunks visited as 4 segments round-robin (prefetch: the next chunk visited), bench_kernel_rates
+ * H 650 B 20 cold x1.04, B 4 x0.94, B 32 x1.07, warm x1.31 (L3, runs 1.1-2.2 ms); H 1500 B 20 x0.92,
+ * cold x0.88; session 2x650 --batch 20 x0.90 (1 thread), x0.97 (2). Chunks of 4 pieces of 8 k, one
+ * from each segment (4 streams inside a chunk): x0.76-0.86 at every one of those shapes. */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
