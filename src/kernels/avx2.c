@@ -483,6 +483,17 @@ INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const 
     for (int v = 0; v < NV; v++) _mm256_storeu_ps(t + 8 * v, _mm256_add_ps(a[v], b[v]));
 }
 
+/* acc[i] += m's 16 columns at row k (q) x x[i][k], for NR rows of x. */
+INL void proj_fma(const int NR, const float *restrict q, const float *restrict x, int ldx, int k, __m256 acc[3][2]) {
+    const __m256 w0 = _mm256_loadu_ps(q), w1 = _mm256_loadu_ps(q + 8);
+#pragma GCC unroll 3
+    for (int i = 0; i < NR; i++) {
+        const __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k]);
+        acc[i][0] = _mm256_fmadd_ps(w0, xv, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(w1, xv, acc[i][1]);
+    }
+}
+
 /* NR rows (<= 3) x 16 columns of t: per k, 2 loads of m feed 2 NR FMAs (12 accumulators at NR = 3,
  * even and odd k apart as in proj_chunk). */
 INL void proj_tile(const int NR, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
@@ -492,32 +503,10 @@ INL void proj_tile(const int NR, int K, int Rp, const float *restrict m, const f
     for (int i = 0; i < NR; i++) a[i][0] = a[i][1] = b[i][0] = b[i][1] = _mm256_setzero_ps();
     int k = 0;
     for (; k + 1 < K; k += 2) {
-        const float *q0 = m + (size_t)k * Rp, *q1 = q0 + Rp;
-        __m256 w0 = _mm256_loadu_ps(q0), w1 = _mm256_loadu_ps(q0 + 8);
-#pragma GCC unroll 3
-        for (int i = 0; i < NR; i++) {
-            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k]);
-            a[i][0] = _mm256_fmadd_ps(w0, xv, a[i][0]);
-            a[i][1] = _mm256_fmadd_ps(w1, xv, a[i][1]);
-        }
-        w0 = _mm256_loadu_ps(q1), w1 = _mm256_loadu_ps(q1 + 8);
-#pragma GCC unroll 3
-        for (int i = 0; i < NR; i++) {
-            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k + 1]);
-            b[i][0] = _mm256_fmadd_ps(w0, xv, b[i][0]);
-            b[i][1] = _mm256_fmadd_ps(w1, xv, b[i][1]);
-        }
+        proj_fma(NR, m + (size_t)k * Rp, x, ldx, k, a);
+        proj_fma(NR, m + (size_t)(k + 1) * Rp, x, ldx, k + 1, b);
     }
-    if (k < K) {
-        const float *q0 = m + (size_t)k * Rp;
-        __m256 w0 = _mm256_loadu_ps(q0), w1 = _mm256_loadu_ps(q0 + 8);
-#pragma GCC unroll 3
-        for (int i = 0; i < NR; i++) {
-            __m256 xv = _mm256_set1_ps(x[(size_t)i * ldx + k]);
-            a[i][0] = _mm256_fmadd_ps(w0, xv, a[i][0]);
-            a[i][1] = _mm256_fmadd_ps(w1, xv, a[i][1]);
-        }
-    }
+    if (k < K) proj_fma(NR, m + (size_t)k * Rp, x, ldx, k, a);
 #pragma GCC unroll 3
     for (int i = 0; i < NR; i++) {
         _mm256_storeu_ps(t + (size_t)i * ldt, _mm256_add_ps(a[i][0], b[i][0]));
