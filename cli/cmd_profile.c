@@ -57,6 +57,7 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddNumberToObject(o, "cp_gemm_efficiency_h16", p->gemm_efficiency_lo[FL_METHOD_CP]);
     }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
+    cJSON_AddNumberToObject(o, "cell_b1_ns", p->cell_seconds_b1 * 1e9);
     cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
     cJSON_AddNumberToObject(o, "bias_cached_ns", p->bias_seconds_cached * 1e9);
     cJSON_AddNumberToObject(o, "rec_memory_factor", p->rec_memory_factor);
@@ -156,8 +157,10 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                 a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
     }
     if (p->cell_seconds > 0 || p->bias_seconds > 0)
-        fprintf(f, "  cell update %.2f ns per unit and row, bias pass %.2f ns per element (%.2f in cache)\n",
-                p->cell_seconds * 1e9, p->bias_seconds * 1e9, p->bias_seconds_cached * 1e9);
+        fprintf(f,
+                "  cell update %.2f ns per unit and row (batch 1: %.2f), bias pass %.2f ns per element "
+                "(%.2f in cache)\n",
+                p->cell_seconds * 1e9, p->cell_seconds_b1 * 1e9, p->bias_seconds * 1e9, p->bias_seconds_cached * 1e9);
     for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
         const double *r = p->qrec_flops[q], *g = p->qgemm_flops[q];
         if (r[0] > 0)

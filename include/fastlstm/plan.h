@@ -59,7 +59,8 @@ typedef struct fl_profile {
                                   part (the memory plateau of the all-cores curve); 0: not measured
                                   (the cost model then assumes 1 + 0.75 (N - 1) times one thread's) */
     double gemm_flops;     /* single-thread sgemm rate (fl_gemm) on an in-cache problem */
-    double gemv_flops;     /* single-thread matrix-vector rate of the recurrent step from L1 */
+    double gemv_flops;     /* single-thread matrix-vector rate of the recurrent step from L1 (its
+                              product's slope in K: the cell update and fixed costs excluded) */
     double rec_rows_flops[FL_PROFILE_GEMM_POINTS];  /* recurrent step (dense, H = 256) flop rate at
                                                        batch 4, 16, 64, 256; all 0: B x gemv_flops
                                                        capped by gemm_flops */
@@ -87,8 +88,14 @@ typedef struct fl_profile {
     double rec_rows_efficiency_lo[3][FL_PROFILE_GEMM_POINTS];
     double gemm_rows_efficiency_lo[3][FL_PROFILE_GEMM_POINTS];
     /* Seconds of the cell update (sigmoid / tanh of the four gates, c and h) per hidden unit per
-     * batch row, one thread; the flop and streaming rates above exclude it. 0: not modelled. */
+     * batch row, one thread, at batch 16 (the kernel's row tiles); the flop and streaming rates above
+     * exclude it. 0: not modelled. */
     double cell_seconds;
+    /* The same at batch 1, which runs the kernel's own batch-1 loop (measured about equal). The cost
+     * model takes it at batch 1 and interpolates linearly in log B to cell_seconds at 16 (that figure
+     * above 16); the batch-1 measurements (the streaming ladder, the level rates, gemv_flops)
+     * subtract it. 0 (profiles before it): cell_seconds at every batch. */
+    double cell_seconds_b1;
     /* Seconds per output element of the separate bias pass after an SVD / CP input projection (and
      * a head): the runtime adds the biases to the T*B rows it wrote (a dense W_ih fuses them into
      * its GEMM). The runtime's pass timed alone over an output beyond the private caches

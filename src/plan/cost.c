@@ -38,9 +38,10 @@
  *     fields): e at rank R is linear in log(R / H) between the two, clamped outside them.
  *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
  *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
- *   cell update: t_c = sum over layers of B * H * cell_seconds / N_l (exp and tanh per hidden unit
+ *   cell update: t_c = sum over layers of B * H * cell(B) / N_l (exp and tanh per hidden unit
  *     and row, outside the roofline: the profile's rates are measured with it subtracted; N_l the
- *     threads layer l's step runs on).
+ *     threads layer l's step runs on). cell(B) = fl_cost_cell_seconds: the batch-1 figure at 1,
+ *     linear in log B to the batch-16 one at 16, that one above.
  *   int8 / bf16 matrices (fl_cost_predict_prec): b = 1 or 2 bytes per weight in every memory term;
  *     the compute terms use the profile's measured rates of the quant kernels (qrec_flops at the
  *     batch, qgemm_flops at the rows, same interpolation), without the f32 SVD / CP efficiencies
@@ -135,6 +136,13 @@ static double curve_rate(const fl_profile *p, double bytes, int threads) {
  * back: 0.07-0.09 us on the 2-core VM): the threads exchange h every step, and a worker waits for
  * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
  * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
+double fl_cost_cell_seconds(const fl_profile *p, int batch) {
+    const double c1 = p->cell_seconds_b1, c16 = p->cell_seconds;
+    if (!(c1 > 0) || batch >= 16) return c16;
+    if (batch <= 1) return c1;
+    return c1 + (c16 - c1) * log((double)batch) / log(16.0);
+}
+
 double fl_cost_thread_sync(const fl_profile *p) {
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
@@ -359,7 +367,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                        threads);
     if (p->n_levels < 1 || p->n_levels > FL_PROFILE_MAX_LEVELS || !(p->dram_bandwidth > 0) ||
         !(p->gemm_flops > 0) || !(p->gemv_flops > 0) || !(p->step_overhead >= 0) ||
-        !(p->cell_seconds >= 0) ||
+        !(p->cell_seconds >= 0) || !(p->cell_seconds_b1 >= 0) ||
         !(p->bias_seconds >= 0) ||
         !(p->bias_seconds_cached >= 0) ||
         !(p->rec_memory_factor >= 0))
@@ -454,7 +462,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     }
                     split_share = t1 > 0 ? 1.0 - dup / t1 : 0.0;
                 }
-                cell += (double)batch * H * p->cell_seconds / tt;
+                cell += (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
                 if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
                     fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
                     fl_arch_matrix(a, i - 1, &di);

@@ -53,6 +53,11 @@ fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads,
  * two streaming curves (cost.c); 0 without both. */
 double fl_cost_thread_sync(const fl_profile *p);
 
+/* Seconds of the cell update per hidden unit and batch row at batch `batch` (one thread): p's
+ * cell_seconds_b1 at 1, linear in log B to cell_seconds at 16, cell_seconds from 16 on; without a
+ * batch-1 figure (0, older profiles) cell_seconds at every batch. */
+double fl_cost_cell_seconds(const fl_profile *p, int batch);
+
 /* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);

@@ -60,9 +60,11 @@ static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1
 static double without_cell(double t, double cell) { return t - cell > 0.2 * t ? t - cell : 0.2 * t; }
 
 /* Seconds per hidden unit per row of the cell update alone: the runtime's fused gate kernel with no
- * product (K = 0) over B = 16 rows of H = 256 units (second-fastest of REPS samples). */
-static fl_status measure_cell(double *seconds) {
-    const int H = 256, B = 16;
+ * product (K = 0) over B rows of H = 256 units (second-fastest of REPS samples). B = 1 runs the
+ * kernel's batch-1 loop (the one every batch-1 step runs), B > 1 its row tiles: the two cost
+ * different amounts per unit, so each batch-1 measurement subtracts the batch-1 figure. */
+static fl_status measure_cell(int B, double *seconds) {
+    const int H = 256;
     const fl_kernels *k = fl_kernels_get();
     const int nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
     float *buf = fl_calloc((size_t)B * 6 * H + (size_t)4 * FL_REC_NB, sizeof(float));
@@ -88,6 +90,55 @@ static fl_status measure_cell(double *seconds) {
     *seconds = s[PICK] / ((double)B * H);
     fl_free(buf);
     return FL_OK;
+}
+
+/* Mat-vec flop rate in L1 (*flops) and its W bytes per second (*rate), the cell update and the step's
+ * fixed costs excluded by measuring the product's slope, not by subtracting: the runtime's batch-1
+ * gate kernel on one block of 16 units (the batch-1 loop, one stream below K = 128) at K = 32 and
+ * K = 96 (an 8 KiB and a 24 KiB panel: both in L1 from 32 KiB), second-fastest of REPS samples
+ * each, interleaved; the rate is the extra flops over the extra time. Subtracting an isolated cell
+ * from a step at this size does not work: the cell's long exp / divide chains overlap the next
+ * block's FMAs inside a step, so the cell alone (~7 ns a unit on the Zen 3 VM, ~220 ns at H = 32)
+ * takes more than it adds to a ~290 ns step, and the remainder left mat-vec rates of 29 to 141
+ * GFLOP/s (FMA peak ~92) from one profile to the next. Both 0 when the longer product did not time
+ * longer. */
+static fl_status measure_gemv(double *flops, double *rate) {
+    enum { H = 16, K0 = 32, K1 = 96 };
+    const fl_kernels *k = fl_kernels_get();
+    float *buf = fl_malloc(((size_t)K1 * 4 * H + (size_t)K1 + 6 * H) * sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the mat-vec rate");
+    /* pw: the block's panel (K1, 4, 16); x (K1); gx (4H); c, h (H) */
+    float *pw = buf, *x = pw + (size_t)K1 * 4 * H, *gx = x + K1, *c = gx + 4 * H, *h = c + H;
+    for (size_t i = 0; i < (size_t)K1 * 4 * H + K1 + 6 * H; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.01f;
+    const int ks[2] = {K0, K1};
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, K0, 1, pw, x, K0, gx, 4 * H, c, h, H);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 20)) break;
+        inner *= 2;
+    }
+    double s[2][REPS];
+    for (int i = 0; i < REPS; i++)
+        for (int j = 0; j < 2; j++) {
+            double t0 = fl_now_seconds();
+            for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, ks[j], 1, pw, x, ks[j], gx, 4 * H, c, h, H);
+            s[j][i] = (fl_now_seconds() - t0) / inner;
+        }
+    fl_sort_doubles(s[0], REPS);
+    fl_sort_doubles(s[1], REPS);
+    fl_free(buf);
+    const double dt = s[1][PICK] - s[0][PICK], df = 2.0 * 4 * H * (double)(K1 - K0);
+    *flops = dt > 0 ? df / dt : 0; /* 0: no slope (noise); the caller falls back */
+    *rate = 2.0 * *flops;           /* 4 bytes of W per multiply-add */
+    return FL_OK;
+}
+
+/* Seconds of the cell update of a step of B rows of H units on `threads` threads (the runtime
+ * splits it with the step's blocks): what each measurement below subtracts, at the figure the cost
+ * model adds for that batch (fl_cost_cell_seconds). */
+static double cell_of(const fl_profile *p, int B, int H, int threads) {
+    return (double)B * H * fl_cost_cell_seconds(p, B) / threads;
 }
 
 /* Seconds of one dense recurrent step (hidden H) at batch B on `threads` threads. */
@@ -116,12 +167,12 @@ done:
     return st;
 }
 
-/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (cell seconds per
- * unit and row) excluded. */
-static fl_status measure_rec_rows(int H, int B, double cell, double *flops) {
+/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (p's figure for B)
+ * excluded. */
+static fl_status measure_rec_rows(const fl_profile *p, int H, int B, double *flops) {
     double t;
     fl_status st = time_rec_rows(H, B, 1, &t);
-    if (!st) *flops = 2.0 * 4.0 * H * (double)H * B / without_cell(t, (double)B * H * cell);
+    if (!st) *flops = 2.0 * 4.0 * H * (double)H * B / without_cell(t, cell_of(p, B, H, 1));
     return st;
 }
 
@@ -215,7 +266,7 @@ static fl_status proj_scales(int threads, int in, int hid, double *out) {
  * (W_hh 1 MiB, split by the runtime from batch 1), cell update (split too) and the fork / join of
  * the curves excluded. The projection through fl_rec_input: W_ih (2048, 512), 4 MiB, held by the
  * last level (the smallest split from 4 rows), and (4096, 2048), 32 MiB, streamed from memory.
- * p's curves and cell_seconds must be set. */
+ * p's curves and cell figures must be set. */
 static fl_status measure_thread_scales(fl_profile *p) {
     const int N = p->curve_all_threads, H = 256;
     memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
@@ -225,7 +276,7 @@ static fl_status measure_thread_scales(fl_profile *p) {
     const double sync = fl_cost_thread_sync(p);
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
         const int B = 4 << (2 * k);
-        const double cell = (double)B * H * p->cell_seconds;
+        const double cell = cell_of(p, B, H, 1);
         double t1[SCALE_PAIRS], tn[SCALE_PAIRS];
         for (int i = 0; i < SCALE_PAIRS; i++) {
             fl_status st = time_rec_rows(H, B, 1, &t1[i]);
@@ -322,9 +373,11 @@ typedef struct weights {
 
 /* Time the runtime's own recurrent step (fl_rec_step, batch 1, `threads` threads) on a dense layer
  * whose W_hh (4H, H) takes about `bytes`: *rate = W_hh bytes per second, *flops = its flop rate,
- * *seconds the step time, all without the cell update (cell seconds per unit); second-fastest of
- * `reps` samples. ws: NULL, or weights of at least that size to use (saves filling them again). */
-static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, double cell, int reps,
+ * *seconds the step time, all without the cell update (p's batch-1 figure, whole: below
+ * parallel_step_bytes the step runs on one thread, and above it half a cell is noise beside the
+ * product); second-fastest of `reps` samples. ws: NULL, or weights of at least that size to use
+ * (saves filling them again). */
+static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, const fl_profile *p, int reps,
                                   double *rate, double *flops, double *seconds) {
     int H = (int)sqrt((double)bytes / 16.0);
     if (H < 4) H = 4;
@@ -347,7 +400,8 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
     ly.wih = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = 1, .w = buf + G + 3 * (size_t)H};
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
     if ((st = fl_rec_create(&ly, 1, threads, &r))) goto done;
-    double t = without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps), H * cell);
+    double t = without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps),
+                            cell_of(p, 1, H, 1));
     *rate = (double)(G * H * sizeof(float)) / t;
     if (flops) *flops = 2.0 * (double)G * H / t;
     if (seconds) *seconds = t;
@@ -358,8 +412,8 @@ done:
     return st;
 }
 
-static fl_status measure_stream(size_t bytes, double cell, double *rate, double *flops, double *seconds) {
-    return measure_stream_t(bytes, 1, NULL, cell, REPS, rate, flops, seconds);
+static fl_status measure_stream(size_t bytes, const fl_profile *p, double *rate, double *flops, double *seconds) {
+    return measure_stream_t(bytes, 1, NULL, p, REPS, rate, flops, seconds);
 }
 
 /* The ladder: 16 KiB * 2^(k/4), k = 0..56 (to 256 MiB). */
@@ -370,11 +424,11 @@ static size_t ladder_bytes(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0))
 #define LADDER_REPS 4
 
 /* Stream the ladder with `threads` threads: bytes[] the actual W_hh sizes, bw[] their rates. */
-static fl_status measure_ladder(int threads, const weights *ws, double cell, size_t *bytes, double *bw) {
+static fl_status measure_ladder(int threads, const weights *ws, const fl_profile *p, size_t *bytes, double *bw) {
     for (int k = 0; k < LADDER_POINTS; k++) {
         int H = (int)sqrt((double)ladder_bytes(k) / 16.0);
         bytes[k] = (size_t)16 * H * H;
-        fl_status st = measure_stream_t(bytes[k], threads, ws, cell, LADDER_REPS, &bw[k], NULL, NULL);
+        fl_status st = measure_stream_t(bytes[k], threads, ws, p, LADDER_REPS, &bw[k], NULL, NULL);
         if (st) return st;
     }
     return FL_OK;
@@ -454,7 +508,7 @@ fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q) {
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) {
         const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
         float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
-        double t = without_cell(time_steps(r, B, gx, h0, h1, c, H), (double)B * H * p->cell_seconds);
+        double t = without_cell(time_steps(r, B, gx, h0, h1, c, H), cell_of(p, B, H, 1));
         p->qrec_flops[q][k] = 2.0 * 4 * H * (double)H * B / t;
     }
     float *x = buf + nrec, *y = x + (size_t)maxb * K, *ws = buf + nrec + nproj;
@@ -511,8 +565,10 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
     // efficiency 1 and no cell term
     fl_arch only_hh = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec hh[2] = {{FL_METHOD_DENSE, 0}, {method, R}};
-    const double cell = p->cell_seconds;
-    p->cell_seconds = 0;
+    const double cell16 = p->cell_seconds, cell1 = p->cell_seconds_b1;
+    double cell[FL_PROFILE_GEMM_POINTS + 1]; /* the cell update of each batch below */
+    for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) cell[k] = cell_of(p, k == 0 ? 1 : 1 << (2 * k), H, 1);
+    p->cell_seconds = p->cell_seconds_b1 = 0;
     p->rec_efficiency[method] = p->gemm_efficiency[method] = 1.0;
     p->rec_efficiency_lo[method] = p->gemm_efficiency_lo[method] = 0;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
@@ -525,10 +581,10 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
         if ((st = fl_cost_predict(p, &only_hh, hh, B, 1 << 30, 1, &c))) break;
         double pred = c.seconds - p->step_overhead;
         float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *cs = h1 + (size_t)B * H;
-        double t = without_cell(time_steps(r, B, gx, h0, h1, cs, H), (double)B * H * cell);
+        double t = without_cell(time_steps(r, B, gx, h0, h1, cs, H), cell[k]);
         eff[k] = pred > 0 && t > 0 ? pred / t : 1.0;
     }
-    p->cell_seconds = cell;
+    p->cell_seconds = cell16, p->cell_seconds_b1 = cell1;
     if (st) goto done;
     out->rec = eff[0];
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) out->rec_rows[k] = eff[k + 1];
@@ -615,7 +671,7 @@ fl_status fl_profile_measure(fl_profile *p) {
  * thread, two threads, one thread again, ...), and each point's rate the median of its passes: a
  * neighbour's burst that slows a few sizes in one pass does not move a knee, a fall that every pass
  * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median of
- * the one-thread curve's memory plateau (0 without a fall). p->cell_seconds must be set. */
+ * the one-thread curve's memory plateau (0 without a fall). p's cell figures must be set. */
 static fl_status measure_capacities(fl_profile *p, double *memory_bw) {
     const size_t top = ladder_bytes(LADDER_POINTS - 1);
     const int np = FL_PROFILE_PASSES;
@@ -630,8 +686,8 @@ static fl_status measure_capacities(fl_profile *p, double *memory_bw) {
     for (size_t i = 0; i < ws.n; i++) ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
     const bool all = p->cores >= 2;
     for (int q = 0; q < np && !st; q++) {
-        st = measure_ladder(1, &ws, p->cell_seconds, p->curve_bytes, v1 + q * LADDER_POINTS);
-        if (!st && all) st = measure_ladder(2, &ws, p->cell_seconds, p->curve_all_bytes, vall + q * LADDER_POINTS);
+        st = measure_ladder(1, &ws, p, p->curve_bytes, v1 + q * LADDER_POINTS);
+        if (!st && all) st = measure_ladder(2, &ws, p, p->curve_all_bytes, vall + q * LADDER_POINTS);
     }
     p->n_curve = p->n_curve_all = p->curve_all_threads = 0;
     if (st) goto done;
@@ -660,21 +716,30 @@ done:
 static fl_status measure_all(fl_profile *p) {
     fl_status st = fl_profile_detect(p);
     if (st) return st;
-    if ((st = measure_cell(&p->cell_seconds))) return st;
+    if ((st = measure_cell(16, &p->cell_seconds)) || (st = measure_cell(1, &p->cell_seconds_b1))) return st;
     if ((st = measure_gemm(&p->gemm_flops))) return st;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
         if ((st = measure_rows(4 << (2 * k), &p->gemm_rows_flops[k])) ||
-            (st = measure_rec_rows(256, 4 << (2 * k), p->cell_seconds, &p->rec_rows_flops[k])))
+            (st = measure_rec_rows(p, 256, 4 << (2 * k), &p->rec_rows_flops[k])))
             return st;
     double memory_bw = 0;
     if ((st = measure_capacities(p, &memory_bw)) || (st = measure_thread_scales(p))) return st;
-    /* Mat-vec flop rate from a matrix filling half of L1. */
-    if ((st = measure_stream(p->level[0].bytes / 2, p->cell_seconds, &p->level[0].bandwidth, &p->gemv_flops, NULL))) return st;
+    /* Mat-vec flop rate and L1 rate from the product's slope within L1 (measure_gemv). */
+    double l1_rate = 0;
+    if ((st = measure_gemv(&p->gemv_flops, &l1_rate))) return st;
+    /* the first level streamed as the others (a step on half of it, less its cell update) where the
+     * slope is no rate for it: no slope (noise), or a first level past 64 KiB (the curve told L1 and
+     * L2 apart not), which the slope's 24 KiB panel does not stand for */
+    if (p->gemv_flops > 0 && p->level[0].bytes <= ((size_t)64 << 10))
+        p->level[0].bandwidth = l1_rate;
+    else if ((st = measure_stream(p->level[0].bytes / 2, p, &p->level[0].bandwidth,
+                                  p->gemv_flops > 0 ? NULL : &p->gemv_flops, NULL)))
+        return st;
     for (int i = 1; i < p->n_levels; i++) {
         /* Half of a private level; a quarter of a shared one (others use it too). */
         size_t set = p->level[i].shared_cpus > 1 ? p->level[i].bytes / 4 : p->level[i].bytes / 2;
         if (set <= p->level[i - 1].bytes) set = (p->level[i].bytes + p->level[i - 1].bytes) / 2;
-        if ((st = measure_stream(set, p->cell_seconds, &p->level[i].bandwidth, NULL, NULL))) return st;
+        if ((st = measure_stream(set, p, &p->level[i].bandwidth, NULL, NULL))) return st;
         /* the same working set streamed by all cores together, each its own part, off the
          * all-cores curve (the cost model's rate for N threads where it has no curve for N) */
         p->level[i].all_cores_bandwidth =
@@ -689,7 +754,7 @@ static fl_status measure_all(fl_profile *p) {
         double want = 2.0 * (double)last > 32.0 * (1 << 20) ? 2.0 * (double)last : 32.0 * (1 << 20);
         if (want > 512.0 * (1 << 20)) want = 512.0 * (1 << 20);
         double rate;
-        if ((st = measure_rec_rows((int)sqrt(want / 16.0), 16, p->cell_seconds, &rate))) return st;
+        if ((st = measure_rec_rows(p, (int)sqrt(want / 16.0), 16, &rate))) return st;
         p->rec_memory_factor = p->rec_rows_flops[1] > 0 ? rate / p->rec_rows_flops[1] : 0.0;
         if (p->rec_memory_factor > 1) p->rec_memory_factor = 1;
     }
@@ -701,7 +766,7 @@ static fl_status measure_all(fl_profile *p) {
     if (!st) st = fl_plan_time_model(m, 1, 64, 1, REPS, 1, &p->step_overhead);
     fl_model_free(m);
     if (st) return st;
-    p->step_overhead = without_cell(p->step_overhead, tiny.hidden * p->cell_seconds);
+    p->step_overhead = without_cell(p->step_overhead, cell_of(p, 1, tiny.hidden, 1));
     /* Bias pass: outputs of 512 rows x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
      * and of 1024 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;

@@ -61,7 +61,7 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
                              int n_all);
 
 /* Measure p->qrec_flops[q] and p->qgemm_flops[q] (q BF16 or INT8) with the dispatched quant kernels
- * (profile.c; part of fl_profile_measure). p->cell_seconds must be set (0: not subtracted). */
+ * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
 #endif

@@ -113,6 +113,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
+    cJSON_AddNumberToObject(root, "cell_seconds_b1", p->cell_seconds_b1);
     cJSON_AddNumberToObject(root, "bias_seconds", p->bias_seconds);
     cJSON_AddNumberToObject(root, "bias_seconds_cached", p->bias_seconds_cached);
     cJSON_AddNumberToObject(root, "rec_memory_factor", p->rec_memory_factor);
@@ -354,6 +355,9 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         goto done;
     if (cJSON_GetObjectItemCaseSensitive(root, "cell_seconds") && /* optional */
         !get_num(root, "cell_seconds", path, 0, &p.cell_seconds))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(root, "cell_seconds_b1") && /* optional: 0 falls back to cell_seconds */
+        !get_num(root, "cell_seconds_b1", path, 0, &p.cell_seconds_b1))
         goto done;
     if (cJSON_GetObjectItemCaseSensitive(root, "bias_seconds") && /* optional */
         !get_num(root, "bias_seconds", path, 0, &p.bias_seconds))
