@@ -12,25 +12,13 @@
 #include "fastlstm/plan.h"
 #include "testutil.h"
 #include "json_file.h"
+#include "flat_profile.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* One level of 1 MiB (every weight here fits), flat rates; no bias or overhead terms. */
-static fl_profile hand_profile(void) {
-    fl_profile p = {0};
-    p.cores = 1;
-    p.simd_bits = 256;
-    p.n_levels = 1;
-    p.level[0] = (fl_cache_level){.level = 2, .bytes = 1 << 20, .shared_cpus = 1, .bandwidth = 100.0};
-    p.dram_bandwidth = 10.0;
-    p.gemm_flops = 1000.0;
-    p.gemv_flops = 30.0;
-    return p;
-}
 
 /* input 16, hidden 64, two layers, no head (dense): the cell term is 2 x B x 64 x cell(B). */
 static const fl_arch arch = {.input = 16, .hidden = 64, .layers = 2, .head = FL_HEAD_NONE};
@@ -50,7 +38,7 @@ static double cell_term(const fl_profile *p, int batch) {
 
 static void test_cell_batch_terms(void **state) {
     (void)state;
-    fl_profile p = hand_profile();
+    fl_profile p = flat_profile();
     p.cell_seconds = 8e-3;    /* batch 16 and above */
     p.cell_seconds_b1 = 2e-3; /* batch 1 */
     const double units = 2 * 64;

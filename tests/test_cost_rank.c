@@ -13,25 +13,13 @@
 #include "fastlstm/plan.h"
 #include "testutil.h"
 #include "json_file.h"
+#include "flat_profile.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* One level of 1 MiB (every weight here fits), flat rates; no cell, bias or overhead terms. */
-static fl_profile hand_profile(void) {
-    fl_profile p = {0};
-    p.cores = 1;
-    p.simd_bits = 256;
-    p.n_levels = 1;
-    p.level[0] = (fl_cache_level){.level = 2, .bytes = 1 << 20, .shared_cpus = 1, .bandwidth = 100.0};
-    p.dram_bandwidth = 10.0;
-    p.gemm_flops = 1000.0;
-    p.gemv_flops = 30.0;
-    return p;
-}
 
 /* input 64, hidden 64, one layer, no head: W_ih and W_hh both (256, 64); rank 4 is H/16, 16 is H/4. */
 static const fl_arch arch = {.input = 64, .hidden = 64, .layers = 1, .head = FL_HEAD_NONE};
@@ -75,7 +63,7 @@ static void set_figures(fl_profile *p, fl_method m) {
 static void test_rank_interpolation(void **state) {
     (void)state;
     for (int m = FL_METHOD_SVD; m <= FL_METHOD_CP; m++) {
-        fl_profile p = hand_profile();
+        fl_profile p = flat_profile();
         set_figures(&p, (fl_method)m);
         double r, g;
         /* batch 1, seq 4 (the projection on 4 rows): rank H/16 the low figures, H/4 the high ones,
@@ -109,7 +97,7 @@ static void test_rank_interpolation(void **state) {
         }
     }
     /* the other method's figures are not touched: SVD figures leave a CP prediction at 1 */
-    fl_profile p = hand_profile();
+    fl_profile p = flat_profile();
     set_figures(&p, FL_METHOD_SVD);
     double r, g;
     efficiencies(&p, FL_METHOD_CP, 4, 1, 4, &r, &g);
