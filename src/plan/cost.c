@@ -129,13 +129,9 @@ static double curve_rate(const fl_profile *p, double bytes, int threads) {
                         : fl_cost_curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, bytes);
 }
 
-/* Cost of splitting one step at curve_all_threads threads beyond its share of the work, read off
- * the two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the
- * threads' private caches), of the all-cores step time less the one-thread time divided by the
- * thread count. 0 without both curves. It is more than the pool's fork / join (empty jobs back to
- * back: 0.07-0.09 us on the 2-core VM): the threads exchange h every step, and a worker waits for
- * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
- * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
+/* Cell update seconds per unit and row at `batch` rows: the batch-1 figure at 1, linear in log B to
+ * the batch-16 one (cell_seconds) at 16, that one above; a profile without the batch-1 figure takes
+ * cell_seconds at every batch. */
 double fl_cost_cell_seconds(const fl_profile *p, int batch) {
     const double c1 = p->cell_seconds_b1, c16 = p->cell_seconds;
     if (!(c1 > 0) || batch >= 16) return c16;
@@ -143,6 +139,13 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch) {
     return c1 + (c16 - c1) * log((double)batch) / log(16.0);
 }
 
+/* Cost of splitting one step at curve_all_threads threads beyond its share of the work, read off
+ * the two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the
+ * threads' private caches), of the all-cores step time less the one-thread time divided by the
+ * thread count. 0 without both curves. It is more than the pool's fork / join (empty jobs back to
+ * back: 0.07-0.09 us on the 2-core VM): the threads exchange h every step, and a worker waits for
+ * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
+ * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
 double fl_cost_thread_sync(const fl_profile *p) {
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];

@@ -61,8 +61,9 @@ static double without_cell(double t, double cell) { return t - cell > 0.2 * t ? 
 
 /* Seconds per hidden unit per row of the cell update alone: the runtime's fused gate kernel with no
  * product (K = 0) over B rows of H = 256 units (second-fastest of REPS samples). B = 1 runs the
- * kernel's batch-1 loop (the one every batch-1 step runs), B > 1 its row tiles: the two cost
- * different amounts per unit, so each batch-1 measurement subtracts the batch-1 figure. */
+ * kernel's batch-1 loop (the one every batch-1 step runs), B > 1 its row tiles, so each batch's
+ * measurements subtract the figure of their own loop (on the Zen 3 VM the two read within ~5% of
+ * each other). */
 static fl_status measure_cell(int B, double *seconds) {
     const int H = 256;
     const fl_kernels *k = fl_kernels_get();
