@@ -1,0 +1,255 @@
+/* The B > 1 gate_cell of src/kernels/avx2.c as it was at 1f1d7fb (before kern11's changes), copied
+ * verbatim under other names so that bench_gate_ab can time it and today's kernel in one process,
+ * calls alternating (a whole-binary A/B on this shared machine reads identical binaries 30% apart).
+ * Included by bench_gate_ab.c only; compiled for AVX2 + FMA by the pragma below. */
+#ifndef FL_GATE_BEFORE_AVX2_H
+#define FL_GATE_BEFORE_AVX2_H
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("O3")
+
+#define INL static inline __attribute__((always_inline))
+#define EXP_HI 88.0f
+#define EXP_LO -87.3f
+INL __m256 before_exp8(__m256 x) {
+    // Clamp with x as the second operand of each: min/max return the second operand when either is
+    // NaN, so a NaN input stays NaN (as in ref.c) instead of being clamped to a finite value.
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // r = x - n ln2, with ln2 = 0.693359375 - 2.12194440e-4 (first part exact in 10 bits)
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n from the exponent field: n in [-126, 127]
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+INL __m256 before_sigmoid8(__m256 x) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, before_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+INL __m256 before_tanh8(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    // small |x|: x + x z P(z), z = x^2
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    // large |x|: sign(x) (1 - 2 / (e^{2|x|} + 1))
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = before_exp8(_mm256_add_ps(a, a));
+    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(big, small, is_small);
+}
+
+/* Lanes [0, n) set. */
+INL __m256i before_tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Cell update of 8 units; gx, c, h point at the first unit, of which n (1..8) are valid. A full
+ * vector uses plain loads and stores: a masked store costs ~10 cycles on Zen 3. */
+INL void before_cell_store(__m256 ai, __m256 af, __m256 ag, __m256 ao, const float *gx, int H, float *c,
+                    float *h, int n) {
+    if (n == 8) {
+        ai = _mm256_add_ps(ai, _mm256_loadu_ps(gx));
+        af = _mm256_add_ps(af, _mm256_loadu_ps(gx + H));
+        ag = _mm256_add_ps(ag, _mm256_loadu_ps(gx + 2 * (size_t)H));
+        ao = _mm256_add_ps(ao, _mm256_loadu_ps(gx + 3 * (size_t)H));
+        __m256 cn = _mm256_fmadd_ps(before_sigmoid8(af), _mm256_loadu_ps(c), _mm256_mul_ps(before_sigmoid8(ai), before_tanh8(ag)));
+        _mm256_storeu_ps(c, cn);
+        _mm256_storeu_ps(h, _mm256_mul_ps(before_sigmoid8(ao), before_tanh8(cn)));
+        return;
+    }
+    const __m256i m = before_tail_mask(n);
+    ai = _mm256_add_ps(ai, _mm256_maskload_ps(gx, m));
+    af = _mm256_add_ps(af, _mm256_maskload_ps(gx + H, m));
+    ag = _mm256_add_ps(ag, _mm256_maskload_ps(gx + 2 * (size_t)H, m));
+    ao = _mm256_add_ps(ao, _mm256_maskload_ps(gx + 3 * (size_t)H, m));
+    __m256 cn = _mm256_fmadd_ps(before_sigmoid8(af), _mm256_maskload_ps(c, m),
+                                _mm256_mul_ps(before_sigmoid8(ai), before_tanh8(ag)));
+    _mm256_maskstore_ps(c, m, cn);
+    _mm256_maskstore_ps(h, m, _mm256_mul_ps(before_sigmoid8(ao), before_tanh8(cn)));
+}
+
+/* Valid units of half `hf` (0, 1) of the block at j0: 0..8. */
+INL int before_half_count(int H, int j0, int hf) {
+    int n = H - j0 - 8 * hf;
+    return n < 0 ? 0 : n > 8 ? 8 : n;
+}
+
+/* Prefetch 8 gate pre-activations per gate of one row at gx (first and last lane), before a tile's
+ * K loop, so the epilogue's gx loads (a session's (T, B, 4H) buffer, out of cache) do not stall. */
+INL void before_prefetch_gx(const float *gx, int H) {
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        _mm_prefetch((const char *)(gx + (size_t)g * H), _MM_HINT_T0);
+        _mm_prefetch((const char *)(gx + (size_t)g * H + 7), _MM_HINT_T0);
+    }
+}
+
+enum { BEFORE_KC = 32, BEFORE_ROWS_PER_GROUP = 36, BEFORE_PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
+
+/* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
+ * part + b BEFORE_PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16).
+ * Prefetches npf lines from pf (to L1), spread evenly over the kn steps. */
+INL void before_gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
+                   const float *restrict x, int ldx, float *restrict part) {
+    __m256 acc[6][4][2];
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++)
+                acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
+                                        : _mm256_loadu_ps(part + b * BEFORE_PART_STRIDE + (g0 + g) * 16 + 8 * hf);
+    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
+    int due = 0; /* npf lines spread evenly over the kn steps: one each time due reaches kn */
+    for (int k = 0; k < kn; k++, q += 64, xk++) {
+        for (due += npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+        __m256 w[4][2];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            w[g][0] = _mm256_load_ps(q + 16 * g);
+            w[g][1] = _mm256_load_ps(q + 16 * g + 8);
+        }
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++) {
+            const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
+                acc[b][g][1] = _mm256_fmadd_ps(w[g][1], xv, acc[b][g][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++)
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++) _mm256_storeu_ps(part + b * BEFORE_PART_STRIDE + (g0 + g) * 16 + 8 * hf, acc[b][g][hf]);
+}
+
+/* A tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
+ * shapes the row split of before_gate_group produces). */
+static inline void before_gate_tile_n(int nr, int ng, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
+                               const float *restrict x, int ldx, float *restrict part) {
+    if (ng == 1) {
+        switch (nr) {
+        case 6: before_gate_tile(6, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        case 5: before_gate_tile(5, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        case 4: before_gate_tile(4, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        default: before_gate_tile(3, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        }
+    }
+    if (ng == 2) {
+        if (nr == 3) before_gate_tile(3, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
+        else before_gate_tile(2, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
+        return;
+    }
+    before_gate_tile(1, 4, pf, npf, k0, kn, 0, p, x, ldx, part);
+}
+
+/* The lines of chunk `ci` of the panel p (K, 4, 16), chunks counted on past its end into the next panel
+ * to stream in (next, next_lines lines of 64 bytes): its first line, and their number in *lines. */
+static inline const char *before_chunk_lines(const float *p, int K, const float *next, int next_lines, int ci, int *lines) {
+    const int nc = (K + BEFORE_KC - 1) / BEFORE_KC;
+    if (ci < nc) {
+        *lines = 4 * (K - ci * BEFORE_KC < BEFORE_KC ? K - ci * BEFORE_KC : BEFORE_KC);
+        return (const char *)(p + (size_t)ci * BEFORE_KC * 64);
+    }
+    const int off = 4 * BEFORE_KC * (ci - nc), n = next_lines - off < 4 * BEFORE_KC ? next_lines - off : 4 * BEFORE_KC;
+    *lines = n < 0 ? 0 : n;
+    return (const char *)next + (size_t)(n < 0 ? 0 : off) * 64;
+}
+
+/* Rows [0, nr) of one block (nr <= BEFORE_ROWS_PER_GROUP): every K chunk through the row tiles into part,
+ * then the cell update of the block's units from part and gx. next: the panel to stream in after
+ * this one (next_lines lines of it; 0: none). */
+static void before_gate_group(int nr, int j0, int H, int K, const float *restrict p, const float *restrict x, int ldx,
+                       const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh,
+                       float *restrict part, const float *next, int next_lines) {
+    const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
+    const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
+    int k0 = 0;
+    do { /* once with K = 0: part = 0, the cell update of gx */
+        const int kn = K - k0 < BEFORE_KC ? K - k0 : BEFORE_KC;
+        if (k0 + kn == K)
+            for (int b = 0; b < nr; b++) {
+                before_prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+                before_prefetch_gx(gx + (size_t)b * ldgx + j0 + 8, H);
+            }
+        /* the lines to fetch during this chunk: the next chunk's, past the panel's end the next one's
+         * (next, next_lines), shared in order among the tile passes */
+        int lines;
+        const char *pf = before_chunk_lines(p, K, next, next_lines, k0 / BEFORE_KC + 1, &lines);
+        const int passes = (4 / ng) * nt;
+        for (int g0 = 0, i = 0; g0 < 4; g0 += ng)
+            for (int t = 0, b = 0; t < nt; t++, i++) {
+                const int n = base + (t < extra);
+                const int l0 = lines * i / passes, l1 = lines * (i + 1) / passes;
+                before_gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, x + (size_t)b * ldx, ldx,
+                            part + b * BEFORE_PART_STRIDE);
+                b += n;
+            }
+        k0 += kn;
+    } while (k0 < K);
+    for (int hf = 0; hf < 2; hf++) {
+        const int n = before_half_count(H, j0, hf);
+        if (n == 0) break;
+        const int j = j0 + 8 * hf;
+        for (int b = 0; b < nr; b++) {
+            const float *pb = part + b * BEFORE_PART_STRIDE + 8 * hf;
+            before_cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32), _mm256_loadu_ps(pb + 48),
+                       gx + (size_t)b * ldgx + j, H, c + (size_t)b * H + j, h + (size_t)b * ldh + j, n);
+        }
+    }
+}
+
+static void before_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
+                           const float *restrict x, int ldx, const float *restrict gx, int ldgx,
+                           float *restrict c, float *restrict h, int ldh) {
+    /* B > 1 only (the batch-1 path is not compared here) */
+    float part[BEFORE_ROWS_PER_GROUP * BEFORE_PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a group */
+    for (int blk = blk0; blk < blk1; blk++) {
+        const float *p = pw + (size_t)blk * K * 64;
+        const int j0 = blk * 16;
+        for (int r0 = 0; r0 < B; r0 += BEFORE_ROWS_PER_GROUP) {
+            const int nr = B - r0 < BEFORE_ROWS_PER_GROUP ? B - r0 : BEFORE_ROWS_PER_GROUP;
+            /* next panel to stream in: this block's again for a further row group, else the next block's */
+            const bool more = r0 + BEFORE_ROWS_PER_GROUP < B;
+            const int next_lines = more || blk + 1 < blk1 ? 4 * K : 0;
+            before_gate_group(nr, j0, H, K, p, x + (size_t)r0 * ldx, ldx, gx + (size_t)r0 * ldgx, ldgx, c + (size_t)r0 * H,
+                       h + (size_t)r0 * ldh, ldh, part, more ? p : p + (size_t)K * 64, next_lines);
+        }
+    }
+}
+
+#undef INL
+#undef EXP_HI
+#undef EXP_LO
+#pragma GCC pop_options
+
+#endif
