@@ -245,11 +245,35 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * from each segment (4 streams inside a chunk): x0.76-0.86 at every one of those shapes. */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
+/* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate g0),
+ * xk = &xc[0, k] in the chunk's copy of x, rows KC floats apart: one pointer and constant offsets.
+ * (Broadcasts from x itself, rows ldx apart, left the compiler more row pointers or strides than
+ * registers: the 6-row loop reloaded 4 of them from the stack every k.) */
+INL void gate_step(const int NR, const int NG, const float *restrict q, const float *restrict xk, __m256 acc[6][4][2]) {
+    __m256 w[4][2];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) {
+        w[g][0] = _mm256_load_ps(q + 16 * g);
+        w[g][1] = _mm256_load_ps(q + 16 * g + 8);
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) {
+        const __m256 xv = _mm256_broadcast_ss(xk + b * KC);
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
+            acc[b][g][1] = _mm256_fmadd_ps(w[g][1], xv, acc[b][g][1]);
+        }
+    }
+}
+
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
- * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16).
- * Prefetches npf lines from pf (to L1), spread evenly over the kn steps. */
+ * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16); xc:
+ * the tile's rows of the chunk's x, (NR, KC), xc[b KC + i] = x[b, k0 + i]. Prefetches npf lines from
+ * pf (to L1), spread evenly over the kn steps, checked once per 4 steps (as gemm_pk does: a compare
+ * and branch every k cost the 5-row loop a slot per k). */
 INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
-                   const float *restrict x, int ldx, float *restrict part) {
+                   const float *restrict xc, float *restrict part) {
     __m256 acc[6][4][2];
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
@@ -259,25 +283,19 @@ INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, 
             for (int hf = 0; hf < 2; hf++)
                 acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
                                         : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
-    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = x + k0;
-    int due = 0; /* npf lines spread evenly over the kn steps: one each time due reaches kn */
-    for (int k = 0; k < kn; k++, q += 64, xk++) {
+    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = xc;
+    /* npf lines spread evenly over the kn steps: after step k, floor((k + 1) npf / kn) of them */
+    int k = 0, due = 0;
+    if (NR >= 5) { /* one check per 4 k */
+        for (; k + 4 <= kn; k += 4, q += 256, xk += 4) {
+            for (due += 4 * npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) gate_step(NR, NG, q + 64 * u, xk + u, acc);
+        }
+    }
+    for (; k < kn; k++, q += 64, xk++) {
         for (due += npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
-        __m256 w[4][2];
-#pragma GCC unroll 4
-        for (int g = 0; g < NG; g++) {
-            w[g][0] = _mm256_load_ps(q + 16 * g);
-            w[g][1] = _mm256_load_ps(q + 16 * g + 8);
-        }
-#pragma GCC unroll 6
-        for (int b = 0; b < NR; b++) {
-            const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
-#pragma GCC unroll 4
-            for (int g = 0; g < NG; g++) {
-                acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
-                acc[b][g][1] = _mm256_fmadd_ps(w[g][1], xv, acc[b][g][1]);
-            }
-        }
+        gate_step(NR, NG, q, xk, acc);
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
@@ -290,21 +308,32 @@ INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, 
 /* A tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
  * shapes the row split of gate_group produces). */
 static inline void gate_tile_n(int nr, int ng, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
-                               const float *restrict x, int ldx, float *restrict part) {
+                               const float *restrict xc, float *restrict part) {
     if (ng == 1) {
         switch (nr) {
-        case 6: gate_tile(6, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
-        case 5: gate_tile(5, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
-        case 4: gate_tile(4, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
-        default: gate_tile(3, 1, pf, npf, k0, kn, g0, p, x, ldx, part); return;
+        case 6: gate_tile(6, 1, pf, npf, k0, kn, g0, p, xc, part); return;
+        case 5: gate_tile(5, 1, pf, npf, k0, kn, g0, p, xc, part); return;
+        case 4: gate_tile(4, 1, pf, npf, k0, kn, g0, p, xc, part); return;
+        default: gate_tile(3, 1, pf, npf, k0, kn, g0, p, xc, part); return;
         }
     }
     if (ng == 2) {
-        if (nr == 3) gate_tile(3, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
-        else gate_tile(2, 2, pf, npf, k0, kn, g0, p, x, ldx, part);
+        if (nr == 3) gate_tile(3, 2, pf, npf, k0, kn, g0, p, xc, part);
+        else gate_tile(2, 2, pf, npf, k0, kn, g0, p, xc, part);
         return;
     }
-    gate_tile(1, 4, pf, npf, k0, kn, 0, p, x, ldx, part);
+    gate_tile(1, 4, pf, npf, k0, kn, 0, p, xc, part);
+}
+
+/* xc (nr, KC) = x[0:nr, k0:k0 + kn] (rows ldx apart), kn <= KC. */
+INL void copy_chunk(int nr, int kn, const float *restrict x, int ldx, int k0, float *restrict xc) {
+    for (int b = 0; b < nr; b++) {
+        const float *xb = x + (size_t)b * ldx + k0;
+        float *o = xc + b * KC;
+        int i = 0;
+        for (; i + 8 <= kn; i += 8) _mm256_store_ps(o + i, _mm256_loadu_ps(xb + i));
+        for (; i < kn; i++) o[i] = xb[i];
+    }
 }
 
 /* The lines of chunk `ci` of the panel p (K, 4, 16), chunks counted on past its end into the next panel
@@ -325,12 +354,13 @@ static inline const char *chunk_lines(const float *p, int K, const float *next, 
  * this one (next_lines lines of it; 0: none). */
 static void gate_group(int nr, int j0, int H, int K, const float *restrict p, const float *restrict x, int ldx,
                        const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh,
-                       float *restrict part, const float *next, int next_lines) {
+                       float *restrict part, float *restrict xc, const float *next, int next_lines) {
     const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
     const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
     int k0 = 0;
     do { /* once with K = 0: part = 0, the cell update of gx */
         const int kn = K - k0 < KC ? K - k0 : KC;
+        copy_chunk(nr, kn, x, ldx, k0, xc);
         if (k0 + kn == K)
             for (int b = 0; b < nr; b++) {
                 prefetch_gx(gx + (size_t)b * ldgx + j0, H);
@@ -345,8 +375,7 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
             for (int t = 0, b = 0; t < nt; t++, i++) {
                 const int n = base + (t < extra);
                 const int l0 = lines * i / passes, l1 = lines * (i + 1) / passes;
-                gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, x + (size_t)b * ldx, ldx,
-                            part + b * PART_STRIDE);
+                gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, xc + b * KC, part + b * PART_STRIDE);
                 b += n;
             }
         k0 += kn;
@@ -371,6 +400,7 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
         return;
     }
     float part[ROWS_PER_GROUP * PART_STRIDE]; /* (rows, 4 gates, 16 units) sums of a group */
+    _Alignas(32) float xc[ROWS_PER_GROUP * KC]; /* (rows, KC): a group's x over one K chunk */
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64;
         const int j0 = blk * 16;
@@ -380,7 +410,7 @@ static void gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const float 
             const bool more = r0 + ROWS_PER_GROUP < B;
             const int next_lines = more || blk + 1 < blk1 ? 4 * K : 0;
             gate_group(nr, j0, H, K, p, x + (size_t)r0 * ldx, ldx, gx + (size_t)r0 * ldgx, ldgx, c + (size_t)r0 * H,
-                       h + (size_t)r0 * ldh, ldh, part, more ? p : p + (size_t)K * 64, next_lines);
+                       h + (size_t)r0 * ldh, ldh, part, xc, more ? p : p + (size_t)K * 64, next_lines);
         }
     }
 }
