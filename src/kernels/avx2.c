@@ -242,14 +242,27 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * the chunks visited as 4 segments round-robin (prefetch: the next chunk visited), bench_kernel_rates
  * H 650 B 20 cold x1.04, B 4 x0.94, B 32 x1.07, warm x1.31 (L3, runs 1.1-2.2 ms); H 1500 B 20 x0.92,
  * cold x0.88; session 2x650 --batch 20 x0.90 (1 thread), x0.97 (2). Chunks of 4 pieces of 8 k, one
- * from each segment (4 streams inside a chunk): x0.76-0.86 at every one of those shapes. */
+ * from each segment (4 streams inside a chunk): x0.76-0.86 at every one of those shapes.
+ * Groups with a tile of 5 or 6 rows (B = 5, 6 and 9 up) copy each chunk's rows of x into xc (rows, KC)
+ * and their 5- and 6-row tiles check the prefetch count once per 4 k: broadcasting from x itself,
+ * rows ldx apart, the compiler kept the row strides on the stack (the 6-row loop reloaded 4 of them
+ * every k, besides a compare and branch every k), where from xc each broadcast is one pointer plus a
+ * constant. The copy is 4 nr KC loads and stores against 8 nr KC FMAs of the 4 gate passes. Tiles of
+ * at most 4 rows keep x and the check every k: there 4 k per check measured x1.06-1.18 at B = 4, and
+ * the copy x1.02-1.05 at B = 8. Sums and results are unchanged to the bit. bench_gate_ab (before: this
+ * code at 1f1d7fb, both in one process, x: median time ratio after / before over 24 ABBA pairs, range
+ * of runs; shared 2-core Zen 3 at load ~3.5, so GFLOP/s ran 30-60% of an idle machine's), warm:
+ * B 20 x0.71-0.99 (H 128 0.73-0.90, 256 0.71-0.98, 650 0.73-0.99, 1000 0.75-0.89), B 32 x0.75-0.99;
+ * the library's build (--lib) B 20 H 650 45-55 GFLOP/s against 32-52; B 4 and 8 (code as before)
+ * x0.91-1.05, outliers to 1.22 both ways within the noise. --cold: B 20 x0.83-1.02, B 32 x0.83-0.93,
+ * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape). */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
-/* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate g0),
- * xk = &xc[0, k] in the chunk's copy of x, rows KC floats apart: one pointer and constant offsets.
- * (Broadcasts from x itself, rows ldx apart, left the compiler more row pointers or strides than
- * registers: the 6-row loop reloaded 4 of them from the stack every k.) */
-INL void gate_step(const int NR, const int NG, const float *restrict q, const float *restrict xk, __m256 acc[6][4][2]) {
+/* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate
+ * g0), xk = &x[0, k], row b at xk + b KC (NR >= 5: the chunk's copy, one pointer and constant offsets)
+ * or xk + b xs. */
+INL void gate_step(const int NR, const int NG, const float *restrict q, const float *restrict xk, size_t xs,
+                   __m256 acc[6][4][2]) {
     __m256 w[4][2];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++) {
@@ -258,7 +271,7 @@ INL void gate_step(const int NR, const int NG, const float *restrict q, const fl
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
-        const __m256 xv = _mm256_broadcast_ss(xk + b * KC);
+        const __m256 xv = _mm256_broadcast_ss(xk + (NR >= 5 ? (size_t)b * KC : b * xs));
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
             acc[b][g][0] = _mm256_fmadd_ps(w[g][0], xv, acc[b][g][0]);
@@ -268,12 +281,11 @@ INL void gate_step(const int NR, const int NG, const float *restrict q, const fl
 }
 
 /* NR rows x NG gates from g0 x 16 units over k in [k0, k0 + kn): accumulators from part (row b at
- * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16); xc:
- * the tile's rows of the chunk's x, (NR, KC), xc[b KC + i] = x[b, k0 + i]. Prefetches npf lines from
- * pf (to L1), spread evenly over the kn steps, checked once per 4 steps (as gemm_pk does: a compare
- * and branch every k cost the 5-row loop a slot per k). */
+ * part + b PART_STRIDE), zero when k0 == 0, and back into part. p: the block's panel (K, 4, 16); xt:
+ * the tile's x from k0 on, rows xs floats apart (NR >= 5: the chunk's copy, xs = KC). Prefetches npf
+ * lines from pf (to L1), spread evenly over the kn steps: after step k, floor((k + 1) npf / kn). */
 INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
-                   const float *restrict xc, float *restrict part) {
+                   const float *restrict xt, size_t xs, float *restrict part) {
     __m256 acc[6][4][2];
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
@@ -283,19 +295,18 @@ INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, 
             for (int hf = 0; hf < 2; hf++)
                 acc[b][g][hf] = k0 == 0 ? _mm256_setzero_ps()
                                         : _mm256_loadu_ps(part + b * PART_STRIDE + (g0 + g) * 16 + 8 * hf);
-    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = xc;
-    /* npf lines spread evenly over the kn steps: after step k, floor((k + 1) npf / kn) of them */
+    const float *q = p + (size_t)k0 * 64 + 16 * g0, *xk = xt;
     int k = 0, due = 0;
-    if (NR >= 5) { /* one check per 4 k */
+    if (NR >= 5) { /* the prefetch count checked once per 4 k */
         for (; k + 4 <= kn; k += 4, q += 256, xk += 4) {
             for (due += 4 * npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) gate_step(NR, NG, q + 64 * u, xk + u, acc);
+            for (int u = 0; u < 4; u++) gate_step(NR, NG, q + 64 * u, xk + u, xs, acc);
         }
     }
     for (; k < kn; k++, q += 64, xk++) {
         for (due += npf; due >= kn; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
-        gate_step(NR, NG, q, xk, acc);
+        gate_step(NR, NG, q, xk, xs, acc);
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
@@ -308,24 +319,25 @@ INL void gate_tile(const int NR, const int NG, const char *pf, int npf, int k0, 
 /* A tile of nr (1..6) rows and ng (1, 2, 4) gates: the dispatch to constant shapes (the
  * shapes the row split of gate_group produces). */
 static inline void gate_tile_n(int nr, int ng, const char *pf, int npf, int k0, int kn, int g0, const float *restrict p,
-                               const float *restrict xc, float *restrict part) {
+                               const float *restrict xt, size_t xs, float *restrict part) {
     if (ng == 1) {
         switch (nr) {
-        case 6: gate_tile(6, 1, pf, npf, k0, kn, g0, p, xc, part); return;
-        case 5: gate_tile(5, 1, pf, npf, k0, kn, g0, p, xc, part); return;
-        case 4: gate_tile(4, 1, pf, npf, k0, kn, g0, p, xc, part); return;
-        default: gate_tile(3, 1, pf, npf, k0, kn, g0, p, xc, part); return;
+        case 6: gate_tile(6, 1, pf, npf, k0, kn, g0, p, xt, xs, part); return;
+        case 5: gate_tile(5, 1, pf, npf, k0, kn, g0, p, xt, xs, part); return;
+        case 4: gate_tile(4, 1, pf, npf, k0, kn, g0, p, xt, xs, part); return;
+        default: gate_tile(3, 1, pf, npf, k0, kn, g0, p, xt, xs, part); return;
         }
     }
     if (ng == 2) {
-        if (nr == 3) gate_tile(3, 2, pf, npf, k0, kn, g0, p, xc, part);
-        else gate_tile(2, 2, pf, npf, k0, kn, g0, p, xc, part);
+        if (nr == 3) gate_tile(3, 2, pf, npf, k0, kn, g0, p, xt, xs, part);
+        else gate_tile(2, 2, pf, npf, k0, kn, g0, p, xt, xs, part);
         return;
     }
-    gate_tile(1, 4, pf, npf, k0, kn, 0, p, xc, part);
+    gate_tile(1, 4, pf, npf, k0, kn, 0, p, xt, xs, part);
 }
 
-/* xc (nr, KC) = x[0:nr, k0:k0 + kn] (rows ldx apart), kn <= KC. */
+/* xc (nr, KC) = x[0:nr, k0:k0 + kn] (rows ldx apart), kn <= KC: the rows of one K chunk at a
+ * stride known when compiling, for tiles of 5 and 6 rows. */
 INL void copy_chunk(int nr, int kn, const float *restrict x, int ldx, int k0, float *restrict xc) {
     for (int b = 0; b < nr; b++) {
         const float *xb = x + (size_t)b * ldx + k0;
@@ -357,10 +369,11 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
                        float *restrict part, float *restrict xc, const float *next, int next_lines) {
     const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
     const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
+    const bool pack = base + (extra > 0) >= 5; /* a tile of 5 or 6 rows: x through xc */
     int k0 = 0;
     do { /* once with K = 0: part = 0, the cell update of gx */
         const int kn = K - k0 < KC ? K - k0 : KC;
-        copy_chunk(nr, kn, x, ldx, k0, xc);
+        if (pack) copy_chunk(nr, kn, x, ldx, k0, xc);
         if (k0 + kn == K)
             for (int b = 0; b < nr; b++) {
                 prefetch_gx(gx + (size_t)b * ldgx + j0, H);
@@ -375,7 +388,9 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
             for (int t = 0, b = 0; t < nt; t++, i++) {
                 const int n = base + (t < extra);
                 const int l0 = lines * i / passes, l1 = lines * (i + 1) / passes;
-                gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, xc + b * KC, part + b * PART_STRIDE);
+                const float *xt = pack ? xc + b * KC : x + (size_t)b * ldx + k0;
+                gate_tile_n(n, ng, pf + (size_t)l0 * 64, l1 - l0, k0, kn, g0, p, xt, pack ? (size_t)KC : (size_t)ldx,
+                            part + b * PART_STRIDE);
                 b += n;
             }
         k0 += kn;
