@@ -255,7 +255,10 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * B 20 x0.71-0.99 (H 128 0.73-0.90, 256 0.71-0.98, 650 0.73-0.99, 1000 0.75-0.89), B 32 x0.75-0.99;
  * the library's build (--lib) B 20 H 650 45-55 GFLOP/s against 32-52; B 4 and 8 (code as before)
  * x0.91-1.05, outliers to 1.22 both ways within the noise. --cold: B 20 x0.83-1.02, B 32 x0.83-0.93,
- * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape). */
+ * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape).
+ * Session 2x650 (fastlstm bench --batch 20 --seq 35) against a build of 1f1d7fb, 10 ABBA pairs, load
+ * 4.5-6: 1 thread process CPU time x0.87 (pairs 0.66-1.06), wall per step x0.78-0.97 (two series);
+ * 2 threads x0.84-0.88. */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate
