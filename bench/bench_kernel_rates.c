@@ -11,7 +11,8 @@
  *   --pk-ab   gemm_pk against its copy as of 1f1d7fb (bench/pk_before_avx2.h) in one process:
  *             calls alternate old, new, new, old, ...; per pair the time ratio new / old, the median
  *             over --pairs n pairs (default 24); each pair one call each (--cold: each after evicting),
- *             or with warm weights as many calls as make ~20 ms; also checks y is bit-identical
+ *             or with warm weights as many calls as make ~20 ms; also checks y is bit-identical;
+ *             the avx2 level unless --level says otherwise (it must be avx2)
  *   --head    gemm_pk at output-head shapes too: rows 10000, K 256 and 650, n 1, 35, 560
  *   --huge    madvise(MADV_HUGEPAGE) the gate panel before it is written (this VM's transparent huge
  *             pages are "madvise" only), and print how much of it got 2 MB pages: with 4 KB pages a
@@ -318,9 +319,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    const fl_kernels *k = level ? fl_kernels_by_name(level) : fl_kernels_get();
+    const fl_kernels *k = level ? fl_kernels_by_name(level) : pk_ab ? fl_kernels_by_name("avx2") : fl_kernels_get();
     if (!k) {
-        fprintf(stderr, "bench_kernel_rates: no kernel level '%s' on this CPU\n", level);
+        fprintf(stderr, "bench_kernel_rates: no kernel level '%s' on this CPU\n", level ? level : "avx2");
         return 1;
     }
     const char *bt = getenv("OPENBLAS_NUM_THREADS");

@@ -577,12 +577,19 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
  *     K = 1300 panel (333 KB) and 48 rows of X (250 KB) did not; paired against 63d5cc6 at
  *     n = 700 0.98 (K 650), 0.99 (K 1300): no gain. Prefetching there measured 16-48% slower.
  *     Tile by tile here too measured 4-6% slower (n = 700, 560); quarter by quarter it stays.
+ *     Also paired at n = 700, K 650, none faster (medians 0.96-1.09, most within the +-5% noise):
+ *     blocks of 64-160 k (a panel block in L1) tile by tile or quarter by quarter, chunks of 24 or
+ *     96 rows, the k loop unrolled by 2 or 4, an L1 prefetch of the quarter's line 4-32 k ahead;
+ *     row chunks outside the panels (X in L2, W streamed n / 48 times) 1.4-1.8x slower.
  *     X packed per tile into a (k, 6) buffer, so the broadcasts read one pointer (BLIS's packed A),
  *     chunks of 48 rows x blocks of <= 256 k reused across groups of 4 panels, tile by tile, was
  *     8-23% slower at n = 700 (paired as above; 48/96 rows, 96-650 k, 1-8 panels): the scalar pack
  *     cost ~10% in perf, and the loop itself gains nothing: with everything in L1 (48 rows x 64
- *     columns x K 64) both loops ran at ~70 GFLOP/s, the FMA peak of that moment. What this shape
- *     loses to the peak is in the memory hierarchy, not in the 6 x 16 loop. */
+ *     columns x K 64) both loops ran at the same rate. Timed alternately with the FMA peak loop (a
+ *     micro-benchmark outside the tree), that rate was 79-86% of the peak (~80 of ~97 GFLOP/s; 180
+ *     rows x 64 x 64, all in L1) and this path at n = 700, K 650 76-90% of it: the 67-74% read by
+ *     --pk at other times was mostly co-tenants, what is left is the 6 x 16 loop's own (8 loads,
+ *     12 FMAs per k). */
 enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48 };
 
 /* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
