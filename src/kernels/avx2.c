@@ -588,8 +588,10 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
  *     columns x K 64) both loops ran at the same rate. Timed alternately with the FMA peak loop (a
  *     micro-benchmark outside the tree), that rate was 79-86% of the peak (~80 of ~97 GFLOP/s; 180
  *     rows x 64 x 64, all in L1) and this path at n = 700, K 650 76-90% of it: the 67-74% read by
- *     --pk at other times was mostly co-tenants, what is left is the 6 x 16 loop's own (8 loads,
- *     12 FMAs per k). */
+ *     --pk at other times was mostly co-tenants. The same way: the bare 6 x 16 step (2 loads, 6
+ *     broadcasts, 12 FMAs, all from L1) ~90%; this path with W and X in L2 (n 192, rows 64, K 256
+ *     or 650) 72-85%. So the loss is the L2 -> L1 streams of W (a line per k) and X, which the
+ *     L1-sized blocks above did not win back (y reloaded per block, more tile set-ups). */
 enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48 };
 
 /* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
