@@ -572,14 +572,14 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
  *     --pk-ab, one process, calls alternating, median ratio of 24 pairs, weights warm, shared 2-core
  *     Zen 3), rows 2600: n = 35 0.88-0.92 (K 650), 1.00-1.04 (K 1300); n = 140 0.92-0.95 (K 650),
  *     0.93-1.01 (K 1300); head rows 10000: n = 35 0.90 (K 256), 0.97-0.98 (K 650), n = 1 0.96-1.07.
- *   more rows: blocks of <= PK_KB2 k (K = 1300: 2 x 650), chunks of PK_MC rows, no prefetch:
+ *   more rows: blocks of <= PK_KB2 k (K = 1300: 2 x 650), chunks of PK_MC rows, no L2 prefetch:
  *     a panel's block (<= 175 KB) and a chunk's X (<= 131 KB) fit in L2 together, where a whole
  *     K = 1300 panel (333 KB) and 48 rows of X (250 KB) did not; paired against 63d5cc6 at
  *     n = 700 0.98 (K 650), 0.99 (K 1300): no gain. Prefetching there measured 16-48% slower.
  *     Tile by tile here too measured 4-6% slower (n = 700, 560); quarter by quarter it stays.
  *     Also paired at n = 700, K 650, none faster (medians 0.96-1.09, most within the +-5% noise):
  *     blocks of 64-160 k (a panel block in L1) tile by tile or quarter by quarter, chunks of 24 or
- *     96 rows, the k loop unrolled by 2 or 4, an L1 prefetch of the quarter's line 4-32 k ahead;
+ *     96 rows, the k loop unrolled by 2 or 4;
  *     row chunks outside the panels (X in L2, W streamed n / 48 times) 1.4-1.8x slower.
  *     X packed per tile into a (k, 6) buffer, so the broadcasts read one pointer (BLIS's packed A),
  *     chunks of 48 rows x blocks of <= 256 k reused across groups of 4 panels, tile by tile, was
@@ -591,8 +591,12 @@ static void cp_scale_avx2(int B, int R, const float *restrict a, const float *re
  *     --pk at other times was mostly co-tenants. The same way: the bare 6 x 16 step (2 loads, 6
  *     broadcasts, 12 FMAs, all from L1) ~90%; this path with W and X in L2 (n 192, rows 64, K 256
  *     or 650) 72-85%. So the loss is the L2 -> L1 streams of W (a line per k) and X, which the
- *     L1-sized blocks above did not win back (y reloaded per block, more tile set-ups). */
-enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48 };
+ *     L1-sized blocks above did not win back (y reloaded per block, more tile set-ups).
+ *     A tile's W line PK_PFD k ahead prefetched into L1 (_MM_HINT_T0, one per k, none past the
+ *     block) wins some: against 1f1d7fb, --pk-ab, median of 24-32 pairs, PK_PFD = 24: n = 700
+ *     0.93-0.96 (K 650), 0.93-0.99 (K 1300), cold 0.97 and 0.96; head n = 560 0.94-0.96; PK_PFD 8,
+ *     16 and 32 within the same 0.93-0.99. */
+enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48, PK_PFD = 24 };
 
 /* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
 INL void pk_step(const int NR, const float *restrict q, const float *restrict xk, int ldx, __m256 acc[6][2]) {
@@ -610,7 +614,8 @@ INL void pk_step(const int NR, const float *restrict q, const float *restrict xk
  * accumulators started at the bias (k0 == 0) or at y; per k, two aligned panel loads feed 2 NR FMAs.
  * A full quarter (full) loads and stores y with plain moves; a partial one masks the columns past
  * rows with m0, m1 (a masked store costs ~10 cycles on Zen 3). Prefetches npf lines from pf into L2,
- * spread evenly over the kn steps. p: the quarter's first column of the panel. */
+ * spread evenly over the kn steps; with npf 0, its own panel lines PK_PFD k ahead into L1. p: the
+ * quarter's first column of the panel. */
 INL void pk_tile(const int NR, const bool full, int k0, int kn, const char *pf, int npf,
                  const float *restrict p, const float *restrict x, int ldx, const float *restrict bias,
                  __m256i m0, __m256i m1, float *restrict y, int ldy) {
@@ -649,6 +654,11 @@ INL void pk_tile(const int NR, const bool full, int k0, int kn, const char *pf, 
         }
         for (; pf < pf_end; pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
     }
+    if (npf == 0) /* no L2 prefetch (the path of n > 160): the quarter's line PK_PFD k ahead into L1 */
+        for (; k < kn - PK_PFD; k++, q += 64, xk++) {
+            _mm_prefetch((const char *)(q + 64 * PK_PFD), _MM_HINT_T0);
+            pk_step(NR, q, xk, ldx, acc);
+        }
     for (; k < kn; k++, q += 64, xk++) pk_step(NR, q, xk, ldx, acc);
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
