@@ -1,13 +1,18 @@
 /* GFLOP/s of the batch kernels at the shapes a served LSTM runs, against OpenBLAS sgemm of the same
  * product and this core's FMA peak, so that one command says where a step's time goes:
  *
- *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--head] [--level avx2|avx512|ref]
- *                                             [--H n] [--B n] [--n n]
+ *   OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--pk-ab] [--head] [--level avx2|avx512|ref]
+ *                                             [--H n] [--B n] [--n n] [--pairs n]
  *
  *   --cold    walk a 64 MB buffer before each timed call, so the weights come from DRAM (a session's
  *             state: a layer's gate inputs pass through L3 between steps); default: the same
  *             weights call after call, L3-resident where they fit
  *   --pk      the gemm_pk lines only (no gate_cell); --n n: only those of n rows
+ *   --pk-ab   gemm_pk against its copy as of 1f1d7fb (bench/pk_before_avx2.h) in one process:
+ *             calls alternate old, new, new, old, ...; per pair the time ratio new / old, the median
+ *             over --pairs n pairs (default 24); each pair one call each (--cold: each after evicting),
+ *             or with warm weights as many calls as make ~20 ms; also checks y is bit-identical;
+ *             the avx2 level unless --level says otherwise (it must be avx2)
  *   --head    gemm_pk at output-head shapes too: rows 10000, K 256 and 650, n 1, 35, 560
  *   --huge    madvise(MADV_HUGEPAGE) the gate panel before it is written (this VM's transparent huge
  *             pages are "madvise" only), and print how much of it got 2 MB pages: with 4 KB pages a
@@ -32,6 +37,7 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "bench_util.h"
+#include "pk_before_avx2.h"
 
 #include <immintrin.h>
 #include <stdio.h>
@@ -233,28 +239,89 @@ static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
     fl_free(r.w), fl_free(r.pk), fl_free(r.x), fl_free(r.bias), fl_free(r.y);
 }
 
+/* --pk-ab: the new gemm_pk_avx2 against gemm_pk_before_avx2, one process, alternating (ABBA). */
+static double pk_ab_time(const pk_run *r, bool old, int reps) {
+    if (g_evict) evict();
+    const double t0 = bench_now(true);
+    for (int i = 0; i < reps; i++) {
+        if (old) gemm_pk_before_avx2(r->n, r->rows, r->K, r->x, r->K, r->pk, r->bias, r->y, r->rows);
+        else r->k->gemm_pk(r->n, r->rows, r->K, r->x, r->K, r->pk, r->bias, r->y, r->rows);
+    }
+    return (bench_now(true) - t0) / reps;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void run_pk_ab(const fl_kernels *k, int n, int rows, int K, int pairs) {
+    const int NC = FL_PK_NC, np = (rows + NC - 1) / NC;
+    fl_rng rng;
+    fl_rng_seed(&rng, (uint64_t)K * 7 + (uint64_t)n);
+    pk_run r = {.k = k, .n = n, .rows = rows, .K = K};
+    r.w = rand_buf((size_t)rows * K, &rng, 0.04f);
+    r.pk = fl_calloc((size_t)np * K * NC, sizeof(float));
+    if (!r.pk) exit(1);
+    for (int p = 0; p < np; p++)
+        for (int kk = 0; kk < K; kk++)
+            for (int u = 0; u < NC && p * NC + u < rows; u++)
+                r.pk[((size_t)p * K + kk) * NC + u] = r.w[((size_t)p * NC + u) * K + kk];
+    r.x = rand_buf((size_t)n * K, &rng, 1.0f);
+    r.bias = rand_buf((size_t)rows, &rng, 1.0f);
+    r.y = rand_buf((size_t)n * rows, &rng, 1.0f);
+    float *y_old = rand_buf((size_t)n * rows, &rng, 1.0f);
+    gemm_pk_before_avx2(n, rows, K, r.x, K, r.pk, r.bias, y_old, rows);
+    k->gemm_pk(n, rows, K, r.x, K, r.pk, r.bias, r.y, rows);
+    const bool same = memcmp(y_old, r.y, (size_t)n * rows * sizeof(float)) == 0;
+    const double one = pk_ab_time(&r, false, 1);
+    int reps = g_evict ? 1 : (int)(0.02 / (one > 1e-6 ? one : 1e-6));
+    if (reps < 1) reps = 1;
+    double *ratio = malloc(3 * (size_t)pairs * sizeof(double)), *to = ratio + pairs, *tn = to + pairs;
+    if (!ratio) exit(1);
+    for (int p = 0; p < pairs; p++) {
+        double a, b;
+        if (p % 2 == 0) a = pk_ab_time(&r, true, reps), b = pk_ab_time(&r, false, reps);
+        else b = pk_ab_time(&r, false, reps), a = pk_ab_time(&r, true, reps);
+        ratio[p] = b / a, to[p] = a, tn[p] = b;
+    }
+    qsort(ratio, pairs, sizeof(double), cmp_double);
+    qsort(to, pairs, sizeof(double), cmp_double);
+    qsort(tn, pairs, sizeof(double), cmp_double);
+    const double flops = 2.0 * n * K * rows, mo = to[pairs / 2], mn = tn[pairs / 2];
+    printf("gemm_pk ab n %5d K %5d rows %5d | before %8.1f us %5.1f GFLOP/s | new %8.1f us %5.1f GFLOP/s | new/before median %.3f [q1 %.3f q3 %.3f] of %d pairs%s | y %s\n",
+           n, K, rows, mo * 1e6, flops / mo / 1e9, mn * 1e6, flops / mn / 1e9, ratio[pairs / 2], ratio[pairs / 4],
+           ratio[3 * pairs / 4], pairs, g_evict ? " (cold)" : "", same ? "bit-identical" : "DIFFERS");
+    fflush(stdout);
+    free(ratio);
+    fl_free(r.w), fl_free(r.pk), fl_free(r.x), fl_free(r.bias), fl_free(r.y), fl_free(y_old);
+}
+
 int main(int argc, char **argv) {
     const char *level = NULL;
     int oneH = 0, oneB = 0, oneN = 0;
-    bool cold = false, pk_only = false, head = false;
+    int pairs = 24;
+    bool cold = false, pk_only = false, head = false, pk_ab = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_rounds = 3, g_round_s = 0.03;
         else if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--huge")) g_huge = true;
         else if (!strcmp(argv[i], "--pk")) pk_only = true;
+        else if (!strcmp(argv[i], "--pk-ab")) pk_ab = pk_only = true;
+        else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--head")) head = true;
         else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = argv[++i];
         else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) oneN = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--head] [--level name] [--H n] [--B n] [--n n]\n");
+            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--pk-ab] [--head] [--level name] [--H n] [--B n] [--n n] [--pairs n]\n");
             return 2;
         }
     }
-    const fl_kernels *k = level ? fl_kernels_by_name(level) : fl_kernels_get();
+    const fl_kernels *k = level ? fl_kernels_by_name(level) : pk_ab ? fl_kernels_by_name("avx2") : fl_kernels_get();
     if (!k) {
-        fprintf(stderr, "bench_kernel_rates: no kernel level '%s' on this CPU\n", level);
+        fprintf(stderr, "bench_kernel_rates: no kernel level '%s' on this CPU\n", level ? level : "avx2");
         return 1;
     }
     const char *bt = getenv("OPENBLAS_NUM_THREADS");
@@ -276,6 +343,22 @@ int main(int argc, char **argv) {
     if (!pk_only && oneH && oneH != 650 && oneH != 1500) run_rec(k, oneH, oneB ? oneB : 20, peak);
     if (!k->gemm_pk) {
         printf("gemm_pk: none at level %s\n", k->name);
+        free(g_evict);
+        return 0;
+    }
+    if (pk_ab) {
+        if (strcmp(k->name, "avx2") != 0 || pairs < 2) {
+            fprintf(stderr, "bench_kernel_rates: --pk-ab compares avx2 kernels (level %s) over >= 2 pairs\n", k->name);
+            free(g_evict);
+            return 1;
+        }
+        const int ns[] = {35, 140, 700}, Ks[] = {650, 1300}, hns[] = {1, 35, 560}, hKs[] = {256, 650};
+        for (int ni = 0; ni < 3; ni++)
+            for (int ki = 0; ki < 2; ki++)
+                if (!oneN || ns[ni] == oneN) run_pk_ab(k, ns[ni], 2600, Ks[ki], pairs);
+        for (int ni = 0; ni < 3 && head; ni++)
+            for (int ki = 0; ki < 2; ki++)
+                if (!oneN || hns[ni] == oneN) run_pk_ab(k, hns[ni], 10000, hKs[ki], pairs);
         free(g_evict);
         return 0;
     }
