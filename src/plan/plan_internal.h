@@ -62,6 +62,11 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch);
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);
 
+/* Flop rate of the runtime's dense input projection (fl_rec_input: packed where the kernel level can,
+ * else fl_mat_apply) on n rows of a (2048, 1024) W_ih, the pick-th fastest of reps <= 16 timings
+ * (profile_pair.c; the profile's gemm_rows_flops). */
+fl_status fl_profile_rows_rate(int n, int reps, int pick, double *flops);
+
 /* Hidden size Hr of the dense step the profile pairs an SVD / CP step with: 16 Hr^2 ~ `bytes` (the
  * method's W_hh factors), a multiple of 16, at least 16 (profile_pair.c). */
 int fl_profile_reference_hidden(double bytes);

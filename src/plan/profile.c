@@ -454,27 +454,8 @@ static fl_status measure_gemm(double *flops) {
     return FL_OK;
 }
 
-/* Rate of fl_mat_apply (the runtime's input projection) on n rows against a dense (2048, 1024) matrix. */
-static fl_status measure_rows(int n, double *flops) {
-    const int M = 2048, K = 1024;
-    float *w = fl_malloc(((size_t)M * K + (size_t)n * K + (size_t)n * M) * sizeof(float));
-    if (!w) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the matrix-product rate");
-    float *x = w + (size_t)M * K, *y = x + (size_t)n * K;
-    for (size_t i = 0; i < (size_t)M * K + (size_t)n * K; i++) w[i] = (float)(i % 13) * 0.01f;
-    fl_mat m = {.method = FL_METHOD_DENSE, .rows = M, .cols = K, .w = w};
-    fl_mat_apply(&m, n, x, K, 0.0f, y, M, NULL);
-    double s[REPS];
-    int inner = n >= 64 ? 2 : 8;
-    for (int r = 0; r < REPS; r++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_mat_apply(&m, n, x, K, 0.0f, y, M, NULL);
-        s[r] = (fl_now_seconds() - t0) / inner;
-    }
-    fl_sort_doubles(s, REPS);
-    *flops = 2.0 * M * K * (double)n / s[PICK];
-    fl_free(w);
-    return FL_OK;
-}
+/* Rate of the runtime's dense input projection on n rows (fl_profile_rows_rate, profile_pair.c). */
+static fl_status measure_rows(int n, double *flops) { return fl_profile_rows_rate(n, REPS, PICK, flops); }
 
 static fl_status measure_all(fl_profile *p);
 

@@ -1,4 +1,6 @@
-/* The profile's SVD / CP efficiency figures as paired ratios (measure_method, profile.c).
+/* The profile's projection measurements: the dense projection's rate as the runtime runs it
+ * (fl_profile_rows_rate), and the SVD / CP efficiency figures as paired ratios (measure_method,
+ * profile.c).
  *
  * An efficiency is the cost model's efficiency-1 prediction of a method's kernel over its measured
  * time. Taken alone, that divides the kernel's time at one moment by dense rates measured at others
@@ -70,4 +72,45 @@ double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *ref, const fl_mat *re
             (side ? tr : tm)[i] = s[1];
         }
     return fl_profile_paired_efficiency((double)fl_mat_flops(w) * rows, tm, (double)fl_mat_flops(refw) * rows, tr, n);
+}
+
+/* Rate of the runtime's dense input projection on n rows of a (2048, 1024) W_ih (8 MiB), the pick-th
+ * fastest of reps (<= 16) timings: fl_rec_input,
+ * the packed kernel a session runs it with (fl_mat_apply, BLAS, where the kernel level has none).
+ * Until session 7 this timed fl_mat_apply everywhere, while sessions ran the packed kernel: at 16
+ * to 35 rows that runs 1.6-2.5x BLAS's rate on the same shapes in the same moment (2-core Zen 3 VM;
+ * 0.8-1.0x from 256 rows on), and BLAS's small-row figure read 5.4 to 36 GFLOP/s across profiles. */
+fl_status fl_profile_rows_rate(int n, int reps, int pick, double *flops) {
+    const int M = 2048, K = 1024;
+    fl_arch a = {.input = K, .hidden = M / 4, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m = NULL;
+    fl_rec *r = NULL;
+    float *x = NULL;
+    fl_status st = fl_model_create(&a, NULL, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, 1, &r);
+    if (!st && !(x = fl_calloc((size_t)n * (K + M), sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the matrix-product rate");
+    if (st) goto done;
+    float *y = x + (size_t)n * K;
+    for (size_t i = 0; i < (size_t)n * K; i++) x[i] = (float)(i % 13) * 0.01f;
+    const fl_mat *w = &m->layer[0].wih;
+    const bool packed = fl_rec_input(r, n, x, K, NULL, y, M);
+    if (!packed) fl_mat_apply(w, n, x, K, 0.0f, y, M, NULL);
+    double s[16];
+    if (reps > 16) reps = 16;
+    int inner = n >= 64 ? 2 : 8;
+    for (int i = 0; i < reps; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++)
+            if (!packed || !fl_rec_input(r, n, x, K, NULL, y, M)) fl_mat_apply(w, n, x, K, 0.0f, y, M, NULL);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, (size_t)reps);
+    *flops = 2.0 * M * K * (double)n / s[pick < reps ? pick : reps - 1];
+done:
+    fl_free(x);
+    fl_rec_free(r);
+    fl_model_free(m);
+    return st;
 }
