@@ -1,8 +1,9 @@
 /* The profile's SVD / CP efficiencies as paired ratios (src/plan/profile_pair.c): each figure is
  * the method's prediction / time over a dense reference's, timed alternately, each side at its
  * fastest sample; the dense step it is paired with holds as many weight bytes as the factors; the
- * projection is paired with the dense W_ih as the runtime runs it. Hand figures, and one small real
- * projection checked only for a usable figure. Nothing here is timed against a threshold. */
+ * projection is paired with the dense W_ih as the runtime runs it, whose rate (gemm_rows_flops) is
+ * timed on that path. Hand figures, and small real projections checked only for a usable figure.
+ * Nothing here is timed against a threshold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,11 +87,23 @@ static void test_gemm_pair_runs(void **state) {
     fl_model_free(d);
 }
 
+/* The projection rate the profile's gemm_rows_flops comes from: the runtime's dense path on n rows,
+ * a finite positive rate for any pick (clamped to the samples taken). */
+static void test_rows_rate_runs(void **state) {
+    (void)state;
+    double f = 0, g = 0;
+    assert_int_equal(fl_profile_rows_rate(4, 3, 1, &f), FL_OK);
+    assert_true(isfinite(f) && f > 0);
+    assert_int_equal(fl_profile_rows_rate(4, 1, 5, &g), FL_OK); /* pick past the one sample: that one */
+    assert_true(isfinite(g) && g > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paired_ratio),
         cmocka_unit_test(test_reference_hidden),
         cmocka_unit_test(test_gemm_pair_runs),
+        cmocka_unit_test(test_rows_rate_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
