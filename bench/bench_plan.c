@@ -8,9 +8,16 @@
  * figures alone (the model before the second rank), in the last column and the summary.
  *
  *   bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] [--threads N]
- *              [--reps R] [--profile PATH] [--refresh] [--quick] [--predict-only]
+ *              [--reps R] [--profile PATH] [--refresh] [--quick] [--predict-only] [--breakdown]
  * --predict-only: the predictions from the profile alone, nothing timed (the measured column reads
  * 0): to score a saved profile's predictions against the measurements of an earlier run.
+ * --breakdown: per candidate, the model's terms (per step, all layers: input projections, W_hh steps and
+ * the same at SVD / CP efficiency 1, cell update, overhead, bias pass + gx from memory) beside the
+ * session's time and its parts, each layer's timed alone as the session runs it (median of reps): the
+ * input projection with its bias pass, the T steps walking the projection's output, the same steps on
+ * one gx (as the profile times a step), and the step's kernels alone (rank-R projection with CP's
+ * scaling, gate panel at K = R with its cell update, cell update alone, gx copy). One thread's kernels;
+ * "other" is the session less its input projections and steps. With --predict-only: the terms alone.
  * The profile is loaded from PATH (default ~/.cache/fastlstm/profile.json; measured again when it
  * is missing or from another machine type) and saved. --quick: hidden 64, seq 4, one repetition,
  * the reported profile (nothing measured): checks that the benchmark runs, its figures mean
@@ -18,6 +25,8 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "plan/plan_internal.h"
+#include "kernels/kernels.h"
+#include "recurrent.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,7 +34,7 @@
 #include <string.h>
 
 typedef struct bench_args {
-    int hidden, input, layers, seq, reps, quick, predict_only;
+    int hidden, input, layers, seq, reps, quick, predict_only, breakdown;
     int batches[2], n_batches, threads[2], n_threads;
     const char *profile;
     int refresh;
@@ -44,6 +53,163 @@ static void count(tally *t, double ratio) {
     if (fabs(ratio - 1) <= 0.15) t->within++;
 }
 
+/* ------------------------------------------------------------ --breakdown */
+
+/* Median of `reps` timings of fn(ctx) (each a call), seconds. */
+typedef void (*timed_fn)(void *ctx);
+static double median_time(timed_fn fn, void *ctx, int reps) {
+    double s[64];
+    if (reps > 64) reps = 64;
+    fn(ctx); /* warm */
+    for (int i = 0; i < reps; i++) {
+        double t0 = fl_now_seconds();
+        fn(ctx);
+        s[i] = fl_now_seconds() - t0;
+    }
+    fl_sort_doubles(s, (size_t)reps);
+    return s[reps / 2];
+}
+
+/* The parts of one layer's work as a session runs them, and the step's kernels alone. */
+typedef struct parts_ctx {
+    const fl_layer *ly;
+    fl_rec *rec;
+    const fl_kernels *k;
+    fl_rec_pack pk;
+    int B, T, H, R, Rp, nblk;
+    float *x, *gx, *ws, *bias, *h0, *h1, *c, *t, *zs, *gxhot;
+} parts_ctx;
+
+static void run_input(void *v) { /* gx (T B, 4H) = x W_ih^T + b: the session's projection */
+    parts_ctx *p = v;
+    const int N = p->T * p->B, G = 4 * p->H, D = p->ly->in;
+    if (!fl_rec_input(p->rec, N, p->x, D, p->bias, p->gx, G)) {
+        fl_mat_apply(&p->ly->wih, N, p->x, D, 0.0f, p->gx, G, p->ws);
+        fl_add_bias_rows(p->gx, (size_t)N, G, (size_t)G, p->bias);
+    }
+}
+static void run_steps(void *v) { /* T steps, each on its own B rows of gx (the session's walk) */
+    parts_ctx *p = v;
+    const int G = 4 * p->H;
+    for (int s = 0; s < p->T; s++)
+        fl_rec_step(p->rec, p->B, p->gx + (size_t)s * p->B * G, G, (s & 1) ? p->h1 : p->h0, p->H, p->c,
+                    (s & 1) ? p->h0 : p->h1, p->H);
+}
+static void run_steps_hot(void *v) { /* T steps on the same gx rows (as the profile times a step) */
+    parts_ctx *p = v;
+    for (int s = 0; s < p->T; s++)
+        fl_rec_step(p->rec, p->B, p->gx, 4 * p->H, (s & 1) ? p->h1 : p->h0, p->H, p->c, (s & 1) ? p->h0 : p->h1, p->H);
+}
+static void run_proj(void *v) { /* V h (CP: C^T h, then a o z) alone, T times */
+    parts_ctx *p = v;
+    for (int s = 0; s < p->T; s++) {
+        p->k->proj(p->B, p->H, p->Rp, p->pk.pm, (s & 1) ? p->h1 : p->h0, p->H, p->t, p->Rp);
+        if (p->ly->whh.method == FL_METHOD_CP) p->k->cp_scale(p->B, p->R, p->pk.a, p->t, p->Rp, p->zs);
+    }
+}
+static void run_panel(void *v) { /* the gate panel at K = R with its cell update, T times */
+    parts_ctx *p = v;
+    const int G = 4 * p->H;
+    for (int s = 0; s < p->T; s++) {
+        float *ho = (s & 1) ? p->h0 : p->h1;
+        if (p->ly->whh.method == FL_METHOD_CP)
+            p->k->cp_gate_cell(0, p->nblk, p->H, p->R, p->B, p->pk.pw, p->zs, p->gx, G, p->c, ho, p->H);
+        else if (p->ly->whh.method == FL_METHOD_SVD)
+            p->k->gate_cell(0, p->nblk, p->H, p->R, p->B, p->pk.pw, p->t, p->Rp, p->gx, G, p->c, ho, p->H);
+        else
+            p->k->gate_cell(0, p->nblk, p->H, p->H, p->B, p->pk.pw, (s & 1) ? p->h1 : p->h0, p->H, p->gx, G, p->c,
+                            ho, p->H);
+    }
+}
+static void run_cell(void *v) { /* the cell update alone (K = 0), T times */
+    parts_ctx *p = v;
+    for (int s = 0; s < p->T; s++)
+        p->k->gate_cell(0, p->nblk, p->H, 0, p->B, p->pk.pw, p->h0, p->H, p->gx, 4 * p->H, p->c, p->h1, p->H);
+}
+static void run_gxcopy(void *v) { /* the step's B rows of gx copied (fl_rec_step at B > 1), T times */
+    parts_ctx *p = v;
+    const size_t G = 4 * (size_t)p->H;
+    for (int s = 0; s < p->T; s++) memcpy(p->gxhot, p->gx + (size_t)s * p->B * G, (size_t)p->B * G * sizeof(float));
+}
+
+/* One candidate's step broken into parts: the model's terms (per step, all layers) beside the
+ * measured parts (per step, all layers; each layer's parts timed alone, median of reps). */
+static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model *m, const fl_mat_spec *specs,
+                           const char *name, int B, int threads) {
+    const fl_arch *arch = fl_model_arch(m);
+    const int L = arch->layers, H = arch->hidden, T = a->seq;
+    const size_t nmat = fl_arch_num_matrices(arch);
+    fl_cost c, c1;
+    fl_cost_term term[16];
+    fl_profile e1 = *prof; /* the same profile with every SVD / CP efficiency 1 */
+    memset(e1.rec_efficiency, 0, sizeof e1.rec_efficiency);
+    memset(e1.rec_efficiency_lo, 0, sizeof e1.rec_efficiency_lo);
+    memset(e1.gemm_efficiency, 0, sizeof e1.gemm_efficiency);
+    memset(e1.gemm_efficiency_lo, 0, sizeof e1.gemm_efficiency_lo);
+    memset(e1.rec_rows_efficiency, 0, sizeof e1.rec_rows_efficiency);
+    memset(e1.rec_rows_efficiency_lo, 0, sizeof e1.rec_rows_efficiency_lo);
+    memset(e1.gemm_rows_efficiency, 0, sizeof e1.gemm_rows_efficiency);
+    memset(e1.gemm_rows_efficiency_lo, 0, sizeof e1.gemm_rows_efficiency_lo);
+    fl_cost_term term1[16];
+    if (nmat > 16) return fl_fail(FL_ERR_ARG, "--breakdown: at most 8 layers");
+    fl_status st = fl_cost_predict_terms(prof, arch, specs, B, T, threads, &c, term);
+    if (!st) st = fl_cost_predict_terms(&e1, arch, specs, B, T, threads, &c1, term1);
+    if (st) return st;
+    double m_ih = 0, m_hh = 0, m_hh1 = 0;
+    for (size_t i = 0; i < nmat; i++) {
+        double v = term[i].mem_seconds > term[i].compute_seconds ? term[i].mem_seconds : term[i].compute_seconds;
+        double v1 = term1[i].mem_seconds > term1[i].compute_seconds ? term1[i].mem_seconds : term1[i].compute_seconds;
+        if (i % 2) m_hh += v, m_hh1 += v1;
+        else m_ih += v;
+    }
+    const double m_cell = (double)L * B * H * fl_cost_cell_seconds(prof, B) / (term[1].threads > 0 ? term[1].threads : 1);
+    const double m_oh = L * prof->step_overhead, m_rest = c.seconds - m_ih - m_hh - m_cell - m_oh;
+    double sess = 0;
+    if (!a->predict_only && (st = fl_plan_time_model(m, B, T, threads, a->reps, 1, &sess))) return st;
+    double s_in = 0, s_walk = 0, s_hot = 0, s_proj = 0, s_panel = 0, s_cell = 0, s_copy = 0;
+    for (int l = 0; l < L && !st && !a->predict_only; l++) {
+        parts_ctx p = {.ly = &m->layer[l], .k = fl_kernels_get(), .B = B, .T = T, .H = H};
+        const fl_mat *w = &p.ly->whh;
+        p.R = w->method == FL_METHOD_DENSE ? 0 : w->rank;
+        p.Rp = (p.R + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB;
+        p.nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
+        const size_t N = (size_t)T * B, D = (size_t)p.ly->in, G = 4 * (size_t)H, Rp = (size_t)p.Rp;
+        const size_t nws = fl_mat_apply_workspace(&p.ly->wih, (int)N) + 1;
+        const size_t nf = N * D + N * G + nws + G + 3 * (size_t)B * H + (size_t)B * (Rp + 4 * p.R) + (size_t)B * G;
+        float *buf = fl_calloc(nf, sizeof(float));
+        if (!buf) return fl_fail(FL_ERR_NOMEM, "--breakdown: out of memory");
+        p.x = buf, p.gx = p.x + N * D, p.ws = p.gx + N * G, p.bias = p.ws + nws, p.h0 = p.bias + G;
+        p.h1 = p.h0 + (size_t)B * H, p.c = p.h1 + (size_t)B * H, p.t = p.c + (size_t)B * H;
+        p.zs = p.t + (size_t)B * Rp, p.gxhot = p.zs + (size_t)B * 4 * p.R;
+        for (size_t i = 0; i < N * D; i++) p.x[i] = (float)((int)(i % 29) - 14) * 0.03f;
+        for (size_t i = 0; i < (size_t)B * H; i++) p.h0[i] = p.h1[i] = (float)((int)(i % 13) - 6) * 0.05f;
+        st = fl_rec_create(p.ly, B, threads, &p.rec);
+        if (!st) st = fl_rec_pack_layer(p.ly, false, false, &p.pk);
+        if (!st) {
+            s_in += median_time(run_input, &p, a->reps) / T;
+            s_walk += median_time(run_steps, &p, a->reps) / T;
+            s_hot += median_time(run_steps_hot, &p, a->reps) / T;
+            if (w->method != FL_METHOD_DENSE) s_proj += median_time(run_proj, &p, a->reps) / T;
+            if (w->method != FL_METHOD_DENSE) run_proj(&p);
+            s_panel += median_time(run_panel, &p, a->reps) / T;
+            s_cell += median_time(run_cell, &p, a->reps) / T;
+            if (w->method != FL_METHOD_DENSE && B > 1) s_copy += median_time(run_gxcopy, &p, a->reps) / T;
+        }
+        fl_rec_pack_free(&p.pk);
+        fl_rec_free(p.rec);
+        fl_free(buf);
+    }
+    if (st) return st;
+    const double us = 1e6;
+    printf("%-9s B %2d t%d  model %8.1f: ih %7.1f hh %7.1f (at e=1 %7.1f) cell %6.1f oh %5.1f bias+cold %6.1f | "
+           "session %8.1f: input %7.1f steps %8.1f (hot %8.1f; proj %7.1f panel %7.1f cell %6.1f gxcopy %6.1f) "
+           "other %6.1f\n",
+           name, B, threads, c.seconds * us, m_ih * us, m_hh * us, m_hh1 * us, m_cell * us, m_oh * us, m_rest * us,
+           sess * us, s_in * us, s_walk * us, s_hot * us, s_proj * us, s_panel * us, s_cell * us, s_copy * us,
+           (sess - s_in - s_walk) * us);
+    return FL_OK;
+}
+
 /* prof1: prof with its H/16 efficiencies dropped, or NULL (prof has none); tallies into *all and
  * (prof1's predictions) *one. */
 static int run_shape(const bench_args *a, const fl_profile *prof, const fl_profile *prof1, int H, tally *all,
@@ -60,7 +226,8 @@ static int run_shape(const bench_args *a, const fl_profile *prof, const fl_profi
     } cfg[] = {{"dense", FL_METHOD_DENSE, 0}, {"svd h/4", FL_METHOD_SVD, 4}, {"svd h/8", FL_METHOD_SVD, 8},
                {"svd h/16", FL_METHOD_SVD, 16}, {"cp h/4", FL_METHOD_CP, 4}, {"cp h/16", FL_METHOD_CP, 16}};
     printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", D, H, a->layers, a->seq);
-    printf("%-10s %5s %7s %12s %14s %14s %8s  %-30s %s\n", "config", "batch", "threads", "params", "predicted us",
+    if (!a->breakdown)
+        printf("%-10s %5s %7s %12s %14s %14s %8s  %-30s %s\n", "config", "batch", "threads", "params", "predicted us",
            "measured us", "ratio", "bound (W_hh: level, threads)", prof1 ? "ratio (H/4 figures alone)" : "");
     for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
         for (size_t i = 0; i < nmat; i++)
@@ -74,6 +241,10 @@ static int run_shape(const bench_args *a, const fl_profile *prof, const fl_profi
                 const int B = a->batches[bi], T = a->threads[ti];
                 fl_cost c, c1 = {0};
                 double meas = 0;
+                if (a->breakdown) {
+                    st = breakdown(a, prof, m, specs, cfg[k].name, B, T);
+                    continue;
+                }
                 st = fl_cost_predict_terms(prof, &arch, specs, B, a->seq, T, &c, t);
                 if (!st && prof1) st = fl_cost_predict(prof1, &arch, specs, B, a->seq, T, &c1);
                 if (!st && !a->predict_only) st = fl_plan_time_model(m, B, a->seq, T, a->reps, 1, &meas);
@@ -120,8 +291,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
-        if (!strcmp(f, "--predict-only")) {
-            a.predict_only = 1;
+        if (!strcmp(f, "--predict-only") || !strcmp(f, "--breakdown")) {
+            *(!strcmp(f, "--breakdown") ? &a.breakdown : &a.predict_only) = 1;
             continue;
         }
         if (!strcmp(f, "--refresh") || !strcmp(f, "--quick")) {
@@ -141,7 +312,7 @@ int main(int argc, char **argv) {
         if (!ok) {
             fprintf(stderr, "usage: bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] "
                             "[--threads N] [--reps R] [--profile PATH] [--refresh] [--quick] "
-                            "[--predict-only]\n");
+                            "[--predict-only] [--breakdown]\n");
             return 2;
         }
         i++;
@@ -195,7 +366,7 @@ int main(int argc, char **argv) {
     tally all = {0}, t1 = {0};
     int rc = a.hidden ? run_shape(&a, &prof, prof1, a.hidden, &all, &t1)
                       : run_shape(&a, &prof, prof1, 650, &all, &t1) || run_shape(&a, &prof, prof1, 1500, &all, &t1);
-    if (!rc && !a.predict_only) {
+    if (!rc && !a.predict_only && !a.breakdown) {
         printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%%\n", all.within, all.n,
                (exp(all.worst) - 1) * 100);
         if (prof1)

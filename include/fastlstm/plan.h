@@ -64,8 +64,10 @@ typedef struct fl_profile {
     double rec_rows_flops[FL_PROFILE_GEMM_POINTS];  /* recurrent step (dense, H = 256) flop rate at
                                                        batch 4, 16, 64, 256; all 0: B x gemv_flops
                                                        capped by gemm_flops */
-    double gemm_rows_flops[FL_PROFILE_GEMM_POINTS]; /* fl_mat_apply rate on n = 4, 16, 64, 256 rows
-                                                       (8 MiB of weights); all 0: use gemm_flops */
+    double gemm_rows_flops[FL_PROFILE_GEMM_POINTS]; /* dense input projection rate as a session runs
+                                                       it (packed kernel, else fl_mat_apply) on n = 4,
+                                                       16, 64, 256 rows (8 MiB of weights); all 0: use
+                                                       gemm_flops */
     double step_overhead;  /* fixed cost per layer per time step (cell update, calls) */
     /* Speed of the SVD and CP kernels relative to dense, indexed by fl_method (entry 0 unused):
      * rec_efficiency scales the recurrent step's streaming and flop rates, gemm_efficiency the input

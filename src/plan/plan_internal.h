@@ -62,4 +62,27 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch);
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);
 
+/* Flop rate of the runtime's dense input projection (fl_rec_input: packed where the kernel level can,
+ * else fl_mat_apply) on n rows of a (2048, 1024) W_ih, the pick-th fastest of reps <= 16 timings
+ * (profile_pair.c; the profile's gemm_rows_flops). */
+fl_status fl_profile_rows_rate(int n, int reps, int pick, double *flops);
+
+/* Hidden size Hr of the dense step the profile pairs an SVD / CP step with: 16 Hr^2 ~ `bytes` (the
+ * method's W_hh factors), a multiple of 16, at least 16 (profile_pair.c). */
+int fl_profile_reference_hidden(double bytes);
+
+/* A method's efficiency from n >= 1 alternate timings of it (tm) and of a dense reference (tr):
+ * (pred_m / min tm) / (pred_ref / min tr), pred_* the cost model's efficiency-1 predictions of each;
+ * 1.0 when any figure is not positive (profile_pair.c). */
+double fl_profile_paired_efficiency(double pred_m, const double *tm, double pred_ref, const double *tr, int n);
+
+/* Efficiency of the input projection w (fl_mat_apply) on `rows` rows paired with the dense W_ih refw
+ * as the runtime runs it (fl_rec_input on ref, an fl_rec of refw's layer; fl_mat_apply without a
+ * packed kernel), n <= 16 alternate samples of each; x (rows, max(cols)), y (rows, max(rows)), ws w's
+ * fl_mat_apply workspace for rows: fl_profile_paired_efficiency with the flops as predictions
+ * (profile_pair.c). */
+typedef struct fl_rec fl_rec;
+double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *ref, const fl_mat *refw, int rows, const float *x,
+                                  float *y, float *ws, int n);
+
 #endif

@@ -454,27 +454,8 @@ static fl_status measure_gemm(double *flops) {
     return FL_OK;
 }
 
-/* Rate of fl_mat_apply (the runtime's input projection) on n rows against a dense (2048, 1024) matrix. */
-static fl_status measure_rows(int n, double *flops) {
-    const int M = 2048, K = 1024;
-    float *w = fl_malloc(((size_t)M * K + (size_t)n * K + (size_t)n * M) * sizeof(float));
-    if (!w) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the matrix-product rate");
-    float *x = w + (size_t)M * K, *y = x + (size_t)n * K;
-    for (size_t i = 0; i < (size_t)M * K + (size_t)n * K; i++) w[i] = (float)(i % 13) * 0.01f;
-    fl_mat m = {.method = FL_METHOD_DENSE, .rows = M, .cols = K, .w = w};
-    fl_mat_apply(&m, n, x, K, 0.0f, y, M, NULL);
-    double s[REPS];
-    int inner = n >= 64 ? 2 : 8;
-    for (int r = 0; r < REPS; r++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_mat_apply(&m, n, x, K, 0.0f, y, M, NULL);
-        s[r] = (fl_now_seconds() - t0) / inner;
-    }
-    fl_sort_doubles(s, REPS);
-    *flops = 2.0 * M * K * (double)n / s[PICK];
-    fl_free(w);
-    return FL_OK;
-}
+/* Rate of the runtime's dense input projection on n rows (fl_profile_rows_rate, profile_pair.c). */
+static fl_status measure_rows(int n, double *flops) { return fl_profile_rows_rate(n, REPS, PICK, flops); }
 
 static fl_status measure_all(fl_profile *p);
 
@@ -536,6 +517,9 @@ done:
     return st;
 }
 
+/* Pairs of method / reference samples behind each efficiency figure (measure_method). */
+#define EFF_PAIRS 5
+
 /* One rank's efficiency figures of a method (see fl_profile.rec_efficiency and the _lo fields). */
 typedef struct method_eff {
     double rec, gemm;
@@ -544,31 +528,49 @@ typedef struct method_eff {
 
 /* Efficiency of `method` kernels relative to the cost model's dense rates: the recurrent step of a
  * (4H, H) W_hh at batch 1, 4, 16, 64, 256 and the input projection of a (4H, H) W_ih over 4, 16, 64,
- * 256 rows, H = 1024, rank R; each is the predicted time with efficiency 1 over the measured time,
- * the cell update excluded from both. p's other rates (cell_seconds included) must be set; its
- * efficiencies of `method` (both ranks) are left at 1 / 0 (not modelled), the figures go to *out. */
+ * 256 rows, H = 1024, rank R; the cell update excluded throughout. p's other rates (cell_seconds
+ * included) must be set; its efficiencies of `method` (both ranks) are left at 1 / 0 (not modelled),
+ * the figures go to *out.
+ *
+ * Each figure is paired with a dense reference timed alternately in the same moment
+ * (fl_profile_paired_efficiency, profile_pair.c: why): the step with a dense step whose W_hh holds
+ * as many bytes as the factors, the projection with a dense (2048, 1024) W_ih (measure_rows' shape)
+ * run as a session runs a dense one (fl_rec_input: the packed kernel where there is one). */
 static fl_status measure_method(fl_profile *p, fl_method method, int R, method_eff *out) {
-    const int H = 1024, maxb = 256;
+    const int H = 1024, maxb = 256, RM = 2048, RK = 1024; /* reference projection (RM, RK) */
     fl_arch arch = {.input = H, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec specs[2] = {{method, R}, {method, R}};
-    fl_model *m = NULL;
-    fl_rec *r = NULL;
+    fl_model *m = NULL, *ref = NULL, *gref = NULL;
+    fl_rec *r = NULL, *rr = NULL, *gr = NULL; /* the method's step, the reference step, projection */
     float *buf = NULL;
     fl_status st = fl_model_create(&arch, specs, &m);
     if (!st) st = fl_model_init_random(m, 1);
     if (!st) st = fl_rec_create(&m->layer[0], maxb, 1, &r);
+    /* the dense reference step: hidden Hr with 16 Hr^2 bytes ~ the factors' bytes, a multiple of 16 */
+    const fl_mat *whh = st ? NULL : &m->layer[0].whh;
+    const int Hr = whh ? fl_profile_reference_hidden((double)fl_mat_params(whh) * sizeof(float)) : 16;
+    fl_arch ra = {.input = 1, .hidden = Hr, .layers = 1, .head = FL_HEAD_NONE};
+    if (!st) st = fl_model_create(&ra, NULL, &ref);
+    if (!st) st = fl_model_init_random(ref, 2);
+    if (!st) st = fl_rec_create(&ref->layer[0], maxb, 1, &rr);
+    /* the dense reference projection: W_ih (RM, RK), as the session runs it (packed where it can) */
+    fl_arch ga = {.input = RK, .hidden = RM / 4, .layers = 1, .head = FL_HEAD_NONE};
+    if (!st) st = fl_model_create(&ga, NULL, &gref);
+    if (!st) st = fl_model_init_random(gref, 3);
+    if (!st) st = fl_rec_create(&gref->layer[0], 1, 1, &gr);
     size_t wsn = st ? 0 : fl_mat_apply_workspace(&m->layer[0].wih, maxb);
-    /* recurrent: gx (B, 4H), h0, h1, c (B, H); projection: x (rows, H), y (rows, 4H), workspace */
-    if (!st && !(buf = fl_calloc((size_t)maxb * 7 * H + (size_t)maxb * 5 * H + wsn, sizeof(float))))
+    const int Hm = H > Hr ? H : Hr;
+    /* recurrent: gx (B, 4Hm), h0, h1, c (B, Hm); projection: x (rows, RK >= H), y (rows, 4H >= RM), ws */
+    if (!st && !(buf = fl_calloc((size_t)maxb * 7 * Hm + (size_t)maxb * (RK + 4 * H) + wsn, sizeof(float))))
         st = fl_fail(FL_ERR_NOMEM, "out of memory measuring kernel efficiency");
     if (st) goto done;
-    // recurrent step alone: predicted with a 1-feature input over a very long sequence, with
-    // efficiency 1 and no cell term
+    // steps predicted with a 1-feature input over a very long sequence, efficiency 1, no cell term
     fl_arch only_hh = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec hh[2] = {{FL_METHOD_DENSE, 0}, {method, R}};
     const double cell16 = p->cell_seconds, cell1 = p->cell_seconds_b1;
-    double cell[FL_PROFILE_GEMM_POINTS + 1]; /* the cell update of each batch below */
-    for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) cell[k] = cell_of(p, k == 0 ? 1 : 1 << (2 * k), H, 1);
+    double cell[FL_PROFILE_GEMM_POINTS + 1], cell_r[FL_PROFILE_GEMM_POINTS + 1]; /* each batch's cell update */
+    for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++)
+        cell[k] = cell_of(p, 1 << (2 * k), H, 1), cell_r[k] = cell_of(p, 1 << (2 * k), Hr, 1);
     p->cell_seconds = p->cell_seconds_b1 = 0;
     p->rec_efficiency[method] = p->gemm_efficiency[method] = 1.0;
     p->rec_efficiency_lo[method] = p->gemm_efficiency_lo[method] = 0;
@@ -578,38 +580,34 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
     double eff[FL_PROFILE_GEMM_POINTS + 1];
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS && !st; k++) {
         const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
-        fl_cost c;
-        if ((st = fl_cost_predict(p, &only_hh, hh, B, 1 << 30, 1, &c))) break;
-        double pred = c.seconds - p->step_overhead;
-        float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *cs = h1 + (size_t)B * H;
-        double t = without_cell(time_steps(r, B, gx, h0, h1, cs, H), cell[k]);
-        eff[k] = pred > 0 && t > 0 ? pred / t : 1.0;
+        fl_cost c, cr;
+        if ((st = fl_cost_predict(p, &only_hh, hh, B, 1 << 30, 1, &c)) ||
+            (st = fl_cost_predict(p, &ra, NULL, B, 1 << 30, 1, &cr)))
+            break;
+        float *gx = buf, *h0 = gx + (size_t)B * 4 * Hm, *h1 = h0 + (size_t)B * Hm, *cs = h1 + (size_t)B * Hm;
+        double tm[EFF_PAIRS], tr[EFF_PAIRS];
+        for (int i = 0; i < EFF_PAIRS; i++) { /* alternately, each sample itself the second-fastest of 3 */
+            tm[i] = without_cell(time_steps_n(r, B, gx, h0, h1, cs, H, 3), cell[k]);
+            tr[i] = without_cell(time_steps_n(rr, B, gx, h0, h1, cs, Hr, 3), cell_r[k]);
+        }
+        eff[k] = fl_profile_paired_efficiency(c.seconds - p->step_overhead, tm, cr.seconds - p->step_overhead, tr,
+                                              EFF_PAIRS);
     }
     p->cell_seconds = cell16, p->cell_seconds_b1 = cell1;
     if (st) goto done;
     out->rec = eff[0];
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) out->rec_rows[k] = eff[k + 1];
-    // input projection: x (rows, H) -> y (rows, 4H)
-    float *x = buf + (size_t)maxb * 7 * H, *y = x + (size_t)maxb * H, *ws = y + (size_t)maxb * 4 * H;
+    // input projection: x (rows, H) -> y (rows, 4H), against x (rows, RK) -> y (rows, RM) dense
+    float *x = buf + (size_t)maxb * 7 * Hm, *y = x + (size_t)maxb * RK, *ws = y + (size_t)maxb * 4 * H;
+    for (size_t i = 0; i < (size_t)maxb * RK; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
     const fl_mat *w = &m->layer[0].wih;
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
-        const int rows = 4 << (2 * k);
-        fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
-        double s[REPS];
-        for (int i = 0; i < REPS; i++) {
-            double t0 = fl_now_seconds();
-            fl_mat_apply(w, rows, x, H, 0.0f, y, 4 * H, ws);
-            s[i] = fl_now_seconds() - t0;
-        }
-        fl_sort_doubles(s, REPS);
-        double flops = (double)fl_mat_flops(w) * rows, rate = p->gemm_rows_flops[k] > 0 ? p->gemm_rows_flops[k] : p->gemm_flops;
-        out->gemm_rows[k] = s[PICK] > 0 ? flops / rate / s[PICK] : 1.0;
-    }
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
+        out->gemm_rows[k] = fl_profile_gemm_efficiency(w, gr, &gref->layer[0].wih, 4 << (2 * k), x, y, ws, EFF_PAIRS);
     out->gemm = out->gemm_rows[2]; /* 64 rows */
 done:
     fl_free(buf);
-    fl_rec_free(r);
-    fl_model_free(m);
+    fl_rec_free(r), fl_rec_free(rr), fl_rec_free(gr);
+    fl_model_free(m), fl_model_free(ref), fl_model_free(gref);
     return st;
 }
 
