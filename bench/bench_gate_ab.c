@@ -2,7 +2,7 @@
  * gate_before_avx2.h), both in this one process, calls alternating, so that the co-tenants of a shared
  * machine slow both alike (a whole-binary A/B here read identical binaries 30% apart):
  *
- *   bench_gate_ab [--cold] [--lib] [--pairs n] [--H n] [--B n]
+ *   bench_gate_ab [--cold] [--lib] [--pk [--pkbuf floats]] [--pairs n] [--H n] [--B n]
  *
  *   default   H 128, 256, 650, 1000 x B 4, 8, 20, 32 (K = H), the same weights call after call
  *             (L2 / L3-resident where they fit), one sample = enough calls for ~4 ms
@@ -10,6 +10,8 @@
  *             as in a session; one sample = one call
  *   --lib     "after" is the library's avx2 gate_cell (default: today's src/kernels/avx2.c compiled
  *             into this file under the same pragmas as the copy before)
+ *   --pk      before = today's kernel, after = gate_cell_pkv below (kern13's experiment: the product
+ *             through gemm_pk_avx2, --pkbuf floats of its output buffer, default 8192; lost, see avx2.c)
  *   --pairs   samples of each kernel (default 16), in the order ABBA BAAB ...
  * Per shape: the median time and GFLOP/s (2 B K 4H flops) of each, and the median over the pairs of
  * the ratio after / before (below 1: today's is faster), with its quartiles. Both kernels first run
@@ -29,6 +31,42 @@
 #define fl_kernels_avx2 bench_kernels_avx2
 #include "../src/kernels/avx2.c"
 #undef fl_kernels_avx2
+
+/* kern13's contender (--pk): each few blocks' B > 1 product through gemm_pk's tiles (one call over
+ * the blocks' panels side by side, (K, 64) each, bias NULL) into y (rows, 64 nb), then the cell
+ * update from y and gx. Same sums as gate_group to the bit (one FMA chain from 0 per sum). */
+enum { PKV_BUF = 32768 /* floats of y at most: 128 KB */ };
+static int g_pkv_floats = 8192; /* --pkbuf: floats of y used (blocks per gemm_pk call: that / (64 rows)) */
+static void gate_cell_pkv(int blk0, int blk1, int H, int K, int B, const float *restrict pw, const float *restrict x,
+                          int ldx, const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh) {
+    if (B == 1) {
+        gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
+        return;
+    }
+    _Alignas(32) float y[PKV_BUF];
+    const int rg = B < ROWS_PER_GROUP ? B : ROWS_PER_GROUP, gb = g_pkv_floats / (64 * rg) > 0 ? g_pkv_floats / (64 * rg) : 1;
+    for (int b0 = blk0; b0 < blk1; b0 += gb) {
+        const int nb = blk1 - b0 < gb ? blk1 - b0 : gb;
+        for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
+            const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
+            gemm_pk_avx2(nr, 64 * nb, K, x + (size_t)r0 * ldx, ldx, pw + (size_t)b0 * K * 64, NULL, y, 64 * nb);
+            for (int bl = 0; bl < nb; bl++) {
+                const int j0 = (b0 + bl) * 16;
+                for (int hf = 0; hf < 2; hf++) {
+                    const int n = half_count(H, j0, hf);
+                    if (n == 0) break;
+                    const int j = j0 + 8 * hf;
+                    for (int b = 0; b < nr; b++) {
+                        const float *pb = y + (size_t)b * 64 * nb + bl * 64 + 8 * hf;
+                        const size_t r = (size_t)(r0 + b);
+                        cell_store(_mm256_loadu_ps(pb), _mm256_loadu_ps(pb + 16), _mm256_loadu_ps(pb + 32),
+                                   _mm256_loadu_ps(pb + 48), gx + r * ldgx + j, H, c + r * H + j, h + r * ldh + j, n);
+                    }
+                }
+            }
+        }
+    }
+}
 #pragma GCC pop_options
 
 #include <stdio.h>
@@ -45,13 +83,18 @@ typedef struct ab_run {
 
 static unsigned char *g_evict; /* --cold */
 static bool g_lib;             /* --lib: the library's avx2 gate_cell as "after" */
+static bool g_pk;              /* --pk: before = today's gate_cell, after = gate_cell_pkv */
 
 static void evict(void) {
     for (size_t i = 0; i < EVICT_BYTES; i += 64) g_evict[i]++;
 }
 
 static void call(const ab_run *r, bool after) {
-    if (after && g_lib)
+    if (g_pk && after)
+        gate_cell_pkv(0, r->nblk, r->H, r->K, r->B, r->pw, r->x, r->K, r->gx, 4 * r->H, r->c, r->h, r->H);
+    else if (g_pk)
+        bench_kernels_avx2.gate_cell(0, r->nblk, r->H, r->K, r->B, r->pw, r->x, r->K, r->gx, 4 * r->H, r->c, r->h, r->H);
+    else if (after && g_lib)
         r->k->gate_cell(0, r->nblk, r->H, r->K, r->B, r->pw, r->x, r->K, r->gx, 4 * r->H, r->c, r->h, r->H);
     else if (after)
         bench_kernels_avx2.gate_cell(0, r->nblk, r->H, r->K, r->B, r->pw, r->x, r->K, r->gx, 4 * r->H, r->c, r->h, r->H);
@@ -145,15 +188,17 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--lib")) g_lib = true;
+        else if (!strcmp(argv[i], "--pk")) g_pk = true;
+        else if (!strcmp(argv[i], "--pkbuf") && i + 1 < argc) g_pkv_floats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_gate_ab [--cold] [--lib] [--pairs n] [--H n] [--B n]\n");
+            fprintf(stderr, "usage: bench_gate_ab [--cold] [--lib] [--pk [--pkbuf floats]] [--pairs n] [--H n] [--B n]\n");
             return 2;
         }
     }
-    if (pairs < 1 || pairs > MAX_PAIRS || oneH < 0 || oneB == 1 || oneB < 0) {
+    if (pairs < 1 || pairs > MAX_PAIRS || g_pkv_floats < 64 || g_pkv_floats > PKV_BUF || oneH < 0 || oneB == 1 || oneB < 0) {
         fprintf(stderr, "bench_gate_ab: --pairs 1..%d, --H > 0, --B > 1\n", MAX_PAIRS);
         return 2;
     }
@@ -166,7 +211,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gate_ab: out of memory\n");
         return 1;
     }
-    printf("gate_cell B > 1, avx2: before (1f1d7fb) / after, %d pairs, thread CPU time, %s\n", pairs,
+    printf("gate_cell B > 1, avx2: %s, %d pairs, thread CPU time, %s\n",
+           g_pk ? "before = today's, after = through gemm_pk (--pk)" : "before (1f1d7fb) / after", pairs,
            cold ? "each call after evicting the caches (--cold)" : "warm");
     const int Hs[] = {128, 256, 650, 1000}, Bs[] = {4, 8, 20, 32};
     const int nH = oneH ? 1 : 4, nB = oneB ? 1 : 4;

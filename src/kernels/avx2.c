@@ -258,7 +258,13 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape).
  * Session 2x650 (fastlstm bench --batch 20 --seq 35) against a build of 1f1d7fb, 10 ABBA pairs, load
  * 4.5-6: 1 thread process CPU time x0.87 (pairs 0.66-1.06), wall per step x0.78-0.97 (two series);
- * 2 threads x0.84-0.88. */
+ * 2 threads x0.84-0.88.
+ * Lost (kern13): each few blocks' product through gemm_pk_avx2 (the blocks' panels as one (K, 64 nb)
+ * panel, bias NULL, into a 32 KB stack buffer, then cell_store; same bits), bench_gate_ab --pk, 24-32
+ * pairs, load ~3.5: B 20 warm x0.88-1.09, --cold x1.08-1.14; B 32 x0.86-1.01, cold x0.98-1.12; B 4
+ * x0.95-1.09, cold x1.00-1.13; B 8 warm x0.77-0.99, cold x0.77-1.04 (B 5-7, 9-24: mixed, cold mostly
+ * slower). 2304 or 32768 floats of buffer: no change. perf: pk_tile's 5-row loop reloads row strides
+ * from the stack every k (x broadcast ldx apart; the defect this code's xc copy removed). */
 enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate
