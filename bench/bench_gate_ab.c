@@ -11,7 +11,7 @@
  *   --lib     "after" is the library's avx2 gate_cell (default: today's src/kernels/avx2.c compiled
  *             into this file under the same pragmas as the copy before)
  *   --pk      before = today's kernel, after = gate_cell_pkv below (kern13's experiment: the product
- *             through gemm_pk_avx2, --pkbuf floats of its output buffer, default 8192; lost, see avx2.c)
+ *             through fl_gemm_pk_avx2 (the library's), --pkbuf floats of its output buffer, default 8192; lost, see avx2.c)
  *   --pairs   samples of each kernel (default 16), in the order ABBA BAAB ...
  * Per shape: the median time and GFLOP/s (2 B K 4H flops) of each, and the median over the pairs of
  * the ratio after / before (below 1: today's is faster), with its quartiles. Both kernels first run
@@ -49,7 +49,7 @@ static void gate_cell_pkv(int blk0, int blk1, int H, int K, int B, const float *
         const int nb = blk1 - b0 < gb ? blk1 - b0 : gb;
         for (int r0 = 0; r0 < B; r0 += ROWS_PER_GROUP) {
             const int nr = B - r0 < ROWS_PER_GROUP ? B - r0 : ROWS_PER_GROUP;
-            gemm_pk_avx2(nr, 64 * nb, K, x + (size_t)r0 * ldx, ldx, pw + (size_t)b0 * K * 64, NULL, y, 64 * nb);
+            fl_gemm_pk_avx2(nr, 64 * nb, K, x + (size_t)r0 * ldx, ldx, pw + (size_t)b0 * K * 64, NULL, y, 64 * nb);
             for (int bl = 0; bl < nb; bl++) {
                 const int j0 = (b0 + bl) * 16;
                 for (int hf = 0; hf < 2; hf++) {
