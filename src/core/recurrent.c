@@ -15,8 +15,24 @@
  * caller alone.
  *
  * The input projection of all steps (gx = x W_ih^T + biases, one GEMM per layer and sequence) goes
- * through fl_rec_input: where the level has a packed projection kernel, W_ih is packed here too
- * (once per session) into 64-column panels, biases fused into the GEMM's epilogue. */
+ * through fl_rec_input_ws: where the level has a packed projection kernel, W_ih is packed here too
+ * (once per session) into 64-column panels, biases fused into the GEMM's epilogue. An SVD W_ih = U V
+ * is packed as its two factors and runs as two packed products, t (n, R) = x V^T in the caller's
+ * workspace, then gx = t U^T + biases (as head.c runs an SVD head). Measured against fl_mat_apply
+ * (OpenBLAS 0.3.21 sgemm on the factors) plus the bias pass, in one process alternating the two, 31
+ * pairs, median time ratio packed / BLAS, one thread of a shared Zen 3 (load 5-7: noisy, quartiles
+ * +-0.1 to 0.3):
+ *   in = H = 650,  rank  40 / 81 / 162:  35 rows 0.25 / 0.25 / 0.22;  700 rows 0.53 / 0.84 / 0.79;
+ *                  rank 81 at 1 row 0.20; 2 threads (BLAS on one, as in a session) 0.88 at 35 rows,
+ *                  0.64 at 700
+ *   in = H = 1500, rank  93 / 187 / 375: 35 rows 0.50 / 0.53 / 0.54;  700 rows 0.72 / 0.94 / 1.01-1.04
+ *                  (three runs; 0.94 on 2 threads)
+ * so an SVD W_ih is always packed: a large factor at many rows ties, everything else wins, most of all
+ * the few rows of a batch-1 request. Since the originals' pages are given back, which path runs cannot
+ * depend on the rows of a call. A 2 x 650 session with SVD rank 81 everywhere, seq 35, `fastlstm bench`
+ * time per step, ABBA against c4296b0, 2 x 6 pairs at load 6 (noisy): batch 1 x0.43 / x0.68, batch 20
+ * x0.80 / x0.82, batch 1 on 2 threads x0.73 / x0.90. CP W_ih stays on fl_mat_apply (its scaled
+ * per-gate products have no packed form here). */
 #include "recurrent.h"
 
 #include "kernels/kernels.h"
@@ -65,7 +81,8 @@ struct fl_rec {
     const float *pw; /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
     const float *pm; /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
     const float *a;  /* CP: a (4, R) */
-    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path) */
+    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path); SVD: U */
+    const float *pv; /* SVD W_ih: V packed (ceil(R / NC), in, NC), else NULL */
     float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
     size_t scratch_per_thread;
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
@@ -246,6 +263,7 @@ void fl_rec_pack_free(fl_rec_pack *p) {
     fl_free(p->pm);
     fl_free(p->a);
     fl_free(p->pk);
+    fl_free(p->pv);
     *p = (fl_rec_pack){0};
 }
 
@@ -307,16 +325,25 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
         return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
     }
     const fl_mat *wi = &ly->wih;
-    if (with_pk && wi->method == FL_METHOD_DENSE && !wi->qf && wi->rows == 4 * H && wi->cols > 0) {
+    const bool pk_ok = with_pk && !wi->qf && wi->rows == 4 * H && wi->cols > 0;
+    const bool pk_svd = pk_ok && wi->method == FL_METHOD_SVD && wi->rank > 0; /* always: file comment */
+    if (pk_ok && (wi->method == FL_METHOD_DENSE || pk_svd)) {
         /* fl_malloc: fl_pk_pack writes every element, and pages are taken as it reaches them */
-        if (!(p.pk = fl_malloc(fl_pk_floats(wi->rows, wi->cols) * sizeof(float)))) {
+        const int K = pk_svd ? wi->rank : wi->cols;
+        if (!(p.pk = fl_malloc(fl_pk_floats(wi->rows, K) * sizeof(float))) ||
+            (pk_svd && !(p.pv = fl_malloc(fl_pk_floats(wi->rank, wi->cols) * sizeof(float))))) {
             fl_rec_pack_free(&p);
             return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
         }
     }
-    /* Last, once nothing can fail: W_ih panel by panel and a dense W_hh block by block, the originals'
-     * pages released as they are consumed when asked (packed.c), so that two copies never coexist whole. */
-    if (p.pk) fl_pk_pack(wi->w, wi->rows, wi->cols, release, p.pk);
+    /* Last, once nothing can fail: W_ih (or its factors) panel by panel and a dense W_hh block by block,
+     * the originals' pages released as they are consumed when asked (packed.c), so that two copies
+     * never coexist whole. */
+    if (p.pv) {
+        fl_pk_pack(wi->u, wi->rows, wi->rank, release, p.pk);
+        fl_pk_pack(wi->v, wi->rank, wi->cols, release, p.pv);
+    } else if (p.pk)
+        fl_pk_pack(wi->w, wi->rows, wi->cols, release, p.pk);
     if (w->method == FL_METHOD_DENSE && !w->qf) /* a quantized W_hh has no f32 pack */
         for (int jb = 0; jb < nblk; jb++) {
             pack_gate_blocks(w->w, H, K, jb, jb + 1, p.pw);
@@ -328,7 +355,11 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
 
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
     fl_mat *wi = &ly->wih;
-    if (p->pk) fl_pk_unpack(p->pk, wi->rows, wi->cols, consume, wi->w); /* W_ih (4H, in) */
+    if (p->pv) { /* SVD W_ih: U (4H, R), V (R, in) */
+        fl_pk_unpack(p->pk, wi->rows, wi->rank, consume, wi->u);
+        fl_pk_unpack(p->pv, wi->rank, wi->cols, consume, wi->v);
+    } else if (p->pk)
+        fl_pk_unpack(p->pk, wi->rows, wi->cols, consume, wi->w); /* W_ih (4H, in) */
     fl_mat *w = &ly->whh;
     if (w->method != FL_METHOD_DENSE || !p->pw) return p->pk != NULL;
     const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
@@ -376,6 +407,7 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
     r->pm = pack->pm;
     r->a = pack->a;
     r->pk = k->gemm_pk ? pack->pk : NULL;
+    r->pv = k->gemm_pk ? pack->pv : NULL;
     if (w->qf && (!(r->qgates = fl_calloc((size_t)max_batch * 4 * H, sizeof(float))) ||
                   !(r->qws = fl_calloc(fl_mat_apply_workspace(w, max_batch) + 1, sizeof(float))))) {
         fl_rec_free(r);
@@ -420,12 +452,26 @@ const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
 
 static void run_job(fl_rec *r, unsigned n, const job *j);
 
-bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
+bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx, float *ws) {
     // Always the packed copy where there is one: a session's packs give the original W_ih's pages
     // back (packed.c), so BLAS on the original is no fallback.
+    const fl_mat *wi = &r->ly->wih;
     if (!r->pk) return false;
-    fl_rec_gemm_pk(r, n, r->ly->wih.rows, r->ly->wih.cols, x, ldx, r->pk, bias, gx, ldgx);
+    if (!r->pv) {
+        fl_rec_gemm_pk(r, n, wi->rows, wi->cols, x, ldx, r->pk, bias, gx, ldgx);
+        return true;
+    }
+    // SVD: ws t (n, R) = x V^T;  gx = t U^T + bias. Without ws the caller's fl_mat_apply runs on the
+    // originals, which are only released by a session's packs, whose calls all pass ws.
+    if (!ws) return false;
+    const int R = wi->rank;
+    fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, ws, R);
+    fl_rec_gemm_pk(r, n, wi->rows, R, ws, R, r->pk, bias, gx, ldgx);
     return true;
+}
+
+bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx) {
+    return fl_rec_input_ws(r, n, x, ldx, bias, gx, ldgx, NULL);
 }
 
 void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk, const float *bias,

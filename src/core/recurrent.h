@@ -10,19 +10,22 @@ typedef struct fl_rec fl_rec;
 
 /* Layer weights in the kernels' packed layouts (kernels/kernels.h), made once and read by any number
  * of fl_recs on any threads: W_hh as a gate or CP panel (pw), V^T or C (pm), CP's a, and W_ih for a
- * packed input projection (pk, or NULL). */
+ * packed input projection (or NULL): a dense W_ih as pk; an SVD W_ih = U V as pk = U (4H, R) and
+ * pv = V (R, in), both in fl_pk_pack's layout. */
 typedef struct fl_rec_pack {
-    float *pw, *pm, *a, *pk;
+    float *pw, *pm, *a, *pk, *pv;
 } fl_rec_pack;
 
-/* Pack layer ly (W_ih too when with_pk and W_ih is dense). On error *out is all NULL and ly is
- * unchanged. With release, the pages lying wholly inside the original of a dense W_hh, and of W_ih
- * when it is packed (out->pk), are given back to the system (fl_pages_release) as packing consumes
- * them: they read as zeros afterwards, until fl_rec_unpack_layer writes the originals back. */
+/* Pack layer ly (W_ih too when with_pk and W_ih is dense or SVD, f32). On error *out is all NULL and
+ * ly is unchanged. With release, the pages lying wholly inside the original of a dense W_hh, and of
+ * W_ih (or its SVD factors U and V) when it is packed (out->pk), are given back to the system
+ * (fl_pages_release) as packing consumes them: they read as zeros afterwards, until
+ * fl_rec_unpack_layer writes the originals back. */
 fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_rec_pack *out);
 
-/* Write a dense W_hh, and W_ih where p->pk holds it, back from their packed forms (the exact inverse
- * of packing: bit-identical), block by block; with consume, the pages of p->pw and p->pk are released
+/* Write a dense W_hh, and W_ih (or its SVD factors) where p->pk holds it, back from their packed forms
+ * (the exact inverse of packing: bit-identical), block by block; with consume, the pages of p->pw,
+ * p->pk and p->pv are released
  * as they are read (they are then garbage, to be freed). Returns false, writing nothing, when neither
  * is packed. */
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume);
@@ -65,9 +68,14 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
                  float *h_out, int ldho);
 
 /* gx (n, 4H) = x (n, in) W_ih^T + bias (4H, may be NULL), row strides ldx and ldgx, through a packed
- * copy of W_ih made at fl_rec_create (dense W_ih, a kernel level with a packed projection), split
- * over r's threads. Returns false and writes nothing where there is no such copy: the caller then
- * projects with fl_mat_apply and adds the bias. */
+ * copy of W_ih made at fl_rec_create (dense or SVD W_ih, a kernel level with a packed projection),
+ * split over r's threads. An SVD W_ih runs t (n, R) = x V^T, then gx = t U^T + bias: t lives in ws,
+ * which must hold n * R floats (fl_mat_apply_workspace(&ly->wih, n) is enough). Returns false and
+ * writes nothing where there is no such copy, or (SVD) ws is NULL: the caller then projects with
+ * fl_mat_apply and adds the bias. */
+bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx, float *ws);
+
+/* fl_rec_input_ws without a workspace: a dense W_ih's packed copy only. */
 bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx);
 
 /* y (n, rows) = x (n, K) W^T + bias (rows, may be NULL), row strides ldx and ldy, W packed as pk by

@@ -396,7 +396,7 @@ static void run_dir(fl_session *s, int d) {
     const dir_scratch *x = &s->ds[d];
     const float *bias = s->bias + (size_t)ld * G;
     // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
-    if (!fl_rec_input(rec, N, s->job.in, s->job.in_dim, bias, x->gx, G)) {
+    if (!fl_rec_input_ws(rec, N, s->job.in, s->job.in_dim, bias, x->gx, G, x->ws)) {
         fl_mat_apply(&ly->wih, N, s->job.in, s->job.in_dim, 0.0f, x->gx, G, x->ws);
         fl_add_bias_rows(x->gx, (size_t)N, G, (size_t)G, bias);
     }
@@ -584,7 +584,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         float *h = s->sh + (size_t)l * MB * P, *c = s->sc + (size_t)l * MB * H;  // (B, P), (B, H) of layer l
         const fl_layer *ly = &m->layer[l];
         // gx (B, 4H) = in W_ih^T + b_ih + b_hh
-        if (!fl_rec_input(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, ds->gx, G)) {
+        if (!fl_rec_input_ws(s->rec[l], B, in, in_dim, s->bias + (size_t)l * G, ds->gx, G, ds->ws)) {
             fl_mat_apply(&ly->wih, B, in, in_dim, 0.0f, ds->gx, G, ds->ws);
             fl_add_bias_rows(ds->gx, (size_t)B, G, (size_t)G, s->bias + (size_t)l * G);
         }
