@@ -67,22 +67,24 @@ static void test_gemm_pair_runs(void **state) {
     fl_arch a = {.input = 32, .hidden = 16, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec sp[2] = {{FL_METHOD_SVD, 4}, {FL_METHOD_SVD, 4}};
     fl_model *m = NULL, *d = NULL;
-    fl_rec *r = NULL;
+    fl_rec *r = NULL, *mr = NULL;
     assert_int_equal(fl_model_create(&a, sp, &m), FL_OK);
     assert_int_equal(fl_model_init_random(m, 1), FL_OK);
     assert_int_equal(fl_model_create(&a, NULL, &d), FL_OK);
     assert_int_equal(fl_model_init_random(d, 2), FL_OK);
     assert_int_equal(fl_rec_create(&d->layer[0], 1, 1, &r), FL_OK);
+    assert_int_equal(fl_rec_create(&m->layer[0], 8, 1, &mr), FL_OK);
     const int rows = 8;
     float *x = fl_calloc((size_t)rows * 32 + (size_t)rows * 64 + fl_mat_apply_workspace(&m->layer[0].wih, rows) + 1,
                          sizeof(float));
     assert_non_null(x);
     for (int i = 0; i < rows * 32; i++) x[i] = (float)(i % 7) * 0.1f;
     float *y = x + (size_t)rows * 32, *ws = y + (size_t)rows * 64;
-    double e = fl_profile_gemm_efficiency(&m->layer[0].wih, r, &d->layer[0].wih, rows, x, y, ws, 3);
+    double e = fl_profile_gemm_efficiency(&m->layer[0].wih, mr, r, &d->layer[0].wih, rows, x, y, ws, 3);
     assert_true(isfinite(e) && e > 0);
     fl_free(x);
     fl_rec_free(r);
+    fl_rec_free(mr);
     fl_model_free(m);
     fl_model_free(d);
 }

@@ -76,13 +76,14 @@ int fl_profile_reference_hidden(double bytes);
  * 1.0 when any figure is not positive (profile_pair.c). */
 double fl_profile_paired_efficiency(double pred_m, const double *tm, double pred_ref, const double *tr, int n);
 
-/* Efficiency of the input projection w (fl_mat_apply) on `rows` rows paired with the dense W_ih refw
- * as the runtime runs it (fl_rec_input on ref, an fl_rec of refw's layer; fl_mat_apply without a
+/* Efficiency of the input projection w as a session runs it (fl_rec_input_ws on mr, an fl_rec of w's
+ * layer: an SVD W_ih's packed factors; fl_mat_apply where that declines, e.g. CP) on `rows` rows,
+ * paired with the dense W_ih refw as the runtime runs it (fl_rec_input on ref, an fl_rec of refw's layer; fl_mat_apply without a
  * packed kernel), n <= 16 alternate samples of each; x (rows, max(cols)), y (rows, max(rows)), ws w's
  * fl_mat_apply workspace for rows: fl_profile_paired_efficiency with the flops as predictions
  * (profile_pair.c). */
 typedef struct fl_rec fl_rec;
-double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *ref, const fl_mat *refw, int rows, const float *x,
-                                  float *y, float *ws, int n);
+double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *mr, fl_rec *ref, const fl_mat *refw, int rows,
+                                  const float *x, float *y, float *ws, int n);
 
 #endif

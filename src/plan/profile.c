@@ -602,7 +602,7 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
     for (size_t i = 0; i < (size_t)maxb * RK; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
     const fl_mat *w = &m->layer[0].wih;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
-        out->gemm_rows[k] = fl_profile_gemm_efficiency(w, gr, &gref->layer[0].wih, 4 << (2 * k), x, y, ws, EFF_PAIRS);
+        out->gemm_rows[k] = fl_profile_gemm_efficiency(w, r, gr, &gref->layer[0].wih, 4 << (2 * k), x, y, ws, EFF_PAIRS);
     out->gemm = out->gemm_rows[2]; /* 64 rows */
 done:
     fl_free(buf);

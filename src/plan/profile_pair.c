@@ -43,7 +43,8 @@ double fl_profile_paired_efficiency(double pred_m, const double *tm, double pred
     return (pred_m / fm) / (pred_ref / fr);
 }
 
-/* Efficiency of the projection w (fl_mat_apply, as a session runs an SVD / CP W_ih) on `rows` rows
+/* Efficiency of the projection w as a session runs it (fl_rec_input_ws on mr: an SVD W_ih's packed
+ * factors since session 7; fl_mat_apply where that declines: CP, or a level without gemm_pk) on `rows` rows
  * against the dense W_ih refw run as a session runs it (fl_rec_input on ref, an fl_rec of refw's
  * layer: the packed kernel where the kernel level has one, else fl_mat_apply), n alternate samples
  * each, each the second-fastest of 3 calls, weights warm as in measure_rows. Both are predicted at
@@ -53,17 +54,19 @@ double fl_profile_paired_efficiency(double pred_m, const double *tm, double pred
  * rows on the same shape in the same moment, so an efficiency against BLAS carried that gap into
  * every SVD / CP projection (bench_plan --breakdown: measured 1.5-2.5x their model term).
  * x: (rows, max cols) input, y: (rows, max rows) output, ws: w's workspace for `rows`. */
-double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *ref, const fl_mat *refw, int rows, const float *x,
-                                  float *y, float *ws, int n) {
+double fl_profile_gemm_efficiency(const fl_mat *w, fl_rec *mr, fl_rec *ref, const fl_mat *refw, int rows,
+                                  const float *x, float *y, float *ws, int n) {
     double tm[16], tr[16], s[3];
     if (n > 16) n = 16;
-    fl_mat_apply(w, rows, x, w->cols, 0.0f, y, w->rows, ws);
+    const bool mpacked = fl_rec_input_ws(mr, rows, x, w->cols, NULL, y, w->rows, ws);
+    if (!mpacked) fl_mat_apply(w, rows, x, w->cols, 0.0f, y, w->rows, ws);
     const bool packed = fl_rec_input(ref, rows, x, refw->cols, NULL, y, refw->rows);
     for (int i = 0; i < n; i++)
         for (int side = 0; side < 2; side++) {
             for (int j = 0; j < 3; j++) {
                 double t0 = fl_now_seconds();
-                if (!side) fl_mat_apply(w, rows, x, w->cols, 0.0f, y, w->rows, ws);
+                if (!side && mpacked) fl_rec_input_ws(mr, rows, x, w->cols, NULL, y, w->rows, ws);
+                else if (!side) fl_mat_apply(w, rows, x, w->cols, 0.0f, y, w->rows, ws);
                 else if (packed) fl_rec_input(ref, rows, x, refw->cols, NULL, y, refw->rows);
                 else fl_mat_apply(refw, rows, x, refw->cols, 0.0f, y, refw->rows, NULL);
                 s[j] = fl_now_seconds() - t0;
