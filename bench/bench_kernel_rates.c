@@ -215,12 +215,13 @@ static void pk_sgemm_fn(void *arg) {
     fl_gemm(false, true, r->n, r->rows, r->K, 1.0f, r->x, r->K, r->w, r->K, 0.0f, r->y, r->rows);
 }
 
-static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
+/* A seeded gemm_pk problem: W (rows, K), its packed copy, x (n, K), bias, y (n, rows); rng left
+ * after them for further buffers. */
+static pk_run pk_setup(const fl_kernels *k, int n, int rows, int K, fl_rng *rng) {
     const int NC = FL_PK_NC, np = (rows + NC - 1) / NC;
-    fl_rng rng;
-    fl_rng_seed(&rng, (uint64_t)K * 7 + (uint64_t)n);
+    fl_rng_seed(rng, (uint64_t)K * 7 + (uint64_t)n);
     pk_run r = {.k = k, .n = n, .rows = rows, .K = K};
-    r.w = rand_buf((size_t)rows * K, &rng, 0.04f);
+    r.w = rand_buf((size_t)rows * K, rng, 0.04f);
     r.pk = fl_calloc((size_t)np * K * NC, sizeof(float));
     if (!r.pk) exit(1);
     // pk[(p K + k) NC + u] = W[p NC + u, k] (kernels.h)
@@ -228,9 +229,15 @@ static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
         for (int kk = 0; kk < K; kk++)
             for (int u = 0; u < NC && p * NC + u < rows; u++)
                 r.pk[((size_t)p * K + kk) * NC + u] = r.w[((size_t)p * NC + u) * K + kk];
-    r.x = rand_buf((size_t)n * K, &rng, 1.0f);
-    r.bias = rand_buf((size_t)rows, &rng, 1.0f);
-    r.y = rand_buf((size_t)n * rows, &rng, 1.0f);
+    r.x = rand_buf((size_t)n * K, rng, 1.0f);
+    r.bias = rand_buf((size_t)rows, rng, 1.0f);
+    r.y = rand_buf((size_t)n * rows, rng, 1.0f);
+    return r;
+}
+
+static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
+    fl_rng rng;
+    pk_run r = pk_setup(k, n, rows, K, &rng);
     const double flops = 2.0 * n * K * rows;
     const double tk = time_it(pk_fn, &r), tb = time_it(pk_sgemm_fn, &r);
     printf("gemm_pk    n %5d K %5d rows %4d | %-6s %7.1f us %6.1f GFLOP/s (%4.0f%% peak) | sgemm %7.1f us %6.1f GFLOP/s | x%.2f\n",
@@ -256,20 +263,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void run_pk_ab(const fl_kernels *k, int n, int rows, int K, int pairs) {
-    const int NC = FL_PK_NC, np = (rows + NC - 1) / NC;
     fl_rng rng;
-    fl_rng_seed(&rng, (uint64_t)K * 7 + (uint64_t)n);
-    pk_run r = {.k = k, .n = n, .rows = rows, .K = K};
-    r.w = rand_buf((size_t)rows * K, &rng, 0.04f);
-    r.pk = fl_calloc((size_t)np * K * NC, sizeof(float));
-    if (!r.pk) exit(1);
-    for (int p = 0; p < np; p++)
-        for (int kk = 0; kk < K; kk++)
-            for (int u = 0; u < NC && p * NC + u < rows; u++)
-                r.pk[((size_t)p * K + kk) * NC + u] = r.w[((size_t)p * NC + u) * K + kk];
-    r.x = rand_buf((size_t)n * K, &rng, 1.0f);
-    r.bias = rand_buf((size_t)rows, &rng, 1.0f);
-    r.y = rand_buf((size_t)n * rows, &rng, 1.0f);
+    pk_run r = pk_setup(k, n, rows, K, &rng);
     float *y_old = rand_buf((size_t)n * rows, &rng, 1.0f);
     gemm_pk_before_avx2(n, rows, K, r.x, K, r.pk, r.bias, y_old, rows);
     k->gemm_pk(n, rows, K, r.x, K, r.pk, r.bias, r.y, rows);
