@@ -24,6 +24,29 @@ static __m256i lane_mask(int n, int base) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n - base), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The activation quad at x (4 u8) broadcast and recentred to s8 (x - 128). */
+static inline __attribute__((always_inline)) __m256i i8_quad(const uint8_t *x, __m256i flip) {
+    int32_t quad;
+    __builtin_memcpy(&quad, x, 4);
+    return _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
+}
+
+/* The 64 bytes of one k quad of a sub-panel at w, in two registers. */
+static inline __attribute__((always_inline)) void i8_load(const int8_t *w, __m256i wv[2]) {
+    wv[0] = _mm256_loadu_si256((const __m256i *)w);
+    wv[1] = _mm256_loadu_si256((const __m256i *)(w + 32));
+}
+
+/* acc[0..1] += the 16 rows' sums of one k quad: wv its weights (i8_load), xs the recentred quad,
+ * ax = |xs| (the weight takes the activation's sign). */
+static inline __attribute__((always_inline)) void i8_madd(const __m256i wv[2], __m256i xs, __m256i ax, __m256i ones,
+                                                          __m256i acc[2]) {
+    __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv[0], xs));
+    __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv[1], xs));
+    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
+}
+
 /* int32 sums of sub-panel g (p: (Kq, 4, NB, 4)) for nb <= BT batch rows: acc[b][0] rows 0-7, [1] 8-15. */
 static inline __attribute__((always_inline)) void i8_tile(int nb, int Kq, const int8_t *p, int g,
                                                           const uint8_t *xq, int ldxq, __m256i acc[BT][2]) {
@@ -31,17 +54,11 @@ static inline __attribute__((always_inline)) void i8_tile(int nb, int Kq, const 
     for (int b = 0; b < nb; b++) acc[b][0] = acc[b][1] = _mm256_setzero_si256();
     const int8_t *w = p + (size_t)g * FL_QNB * 4;
     for (int kq = 0; kq < Kq; kq++, w += 4 * FL_QNB * 4) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        __m256i wv[2];
+        i8_load(w, wv);
         for (int b = 0; b < nb; b++) {
-            int32_t quad;
-            __builtin_memcpy(&quad, xq + (size_t)b * ldxq + 4 * kq, 4);
-            __m256i xs = _mm256_xor_si256(_mm256_set1_epi32(quad), flip); // x - 128 as s8
-            __m256i ax = _mm256_abs_epi8(xs);
-            __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xs));
-            __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xs));
-            acc[b][0] = _mm256_add_epi32(acc[b][0], _mm256_madd_epi16(p0, ones));
-            acc[b][1] = _mm256_add_epi32(acc[b][1], _mm256_madd_epi16(p1, ones));
+            const __m256i xs = i8_quad(xq + (size_t)b * ldxq + 4 * kq, flip);
+            i8_madd(wv, xs, _mm256_abs_epi8(xs), ones, acc[b]);
         }
     }
 }
@@ -89,17 +106,11 @@ static void i8_block_b1(int Kq, const int8_t *p, const uint8_t *xq, __m256i acc[
     for (int g = 0; g < 4; g++) acc[g][0] = acc[g][1] = _mm256_setzero_si256();
     const int8_t *w = p;
     for (int kq = 0; kq < Kq; kq++, w += 4 * FL_QNB * 4) {
-        int32_t quad;
-        __builtin_memcpy(&quad, xq + 4 * kq, 4);
-        const __m256i xs = _mm256_xor_si256(_mm256_set1_epi32(quad), flip); // x - 128 as s8
-        const __m256i ax = _mm256_abs_epi8(xs);
+        const __m256i xs = i8_quad(xq + 4 * kq, flip), ax = _mm256_abs_epi8(xs);
         for (int g = 0; g < 4; g++) {
-            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + g * FL_QNB * 4));
-            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + g * FL_QNB * 4 + 32));
-            __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xs));
-            __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xs));
-            acc[g][0] = _mm256_add_epi32(acc[g][0], _mm256_madd_epi16(p0, ones));
-            acc[g][1] = _mm256_add_epi32(acc[g][1], _mm256_madd_epi16(p1, ones));
+            __m256i wv[2];
+            i8_load(w + g * FL_QNB * 4, wv);
+            i8_madd(wv, xs, ax, ones, acc[g]);
         }
     }
 }
