@@ -257,11 +257,6 @@ static double pk_ab_time(const pk_run *r, bool old, int reps) {
     return (bench_now(true) - t0) / reps;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void run_pk_ab(const fl_kernels *k, int n, int rows, int K, int pairs) {
     fl_rng rng;
     pk_run r = pk_setup(k, n, rows, K, &rng);
@@ -280,9 +275,9 @@ static void run_pk_ab(const fl_kernels *k, int n, int rows, int K, int pairs) {
         else b = pk_ab_time(&r, false, reps), a = pk_ab_time(&r, true, reps);
         ratio[p] = b / a, to[p] = a, tn[p] = b;
     }
-    qsort(ratio, pairs, sizeof(double), cmp_double);
-    qsort(to, pairs, sizeof(double), cmp_double);
-    qsort(tn, pairs, sizeof(double), cmp_double);
+    fl_sort_doubles(ratio, (size_t)pairs);
+    fl_sort_doubles(to, (size_t)pairs);
+    fl_sort_doubles(tn, (size_t)pairs);
     const double flops = 2.0 * n * K * rows, mo = to[pairs / 2], mn = tn[pairs / 2];
     printf("gemm_pk ab n %5d K %5d rows %5d | before %8.1f us %5.1f GFLOP/s | new %8.1f us %5.1f GFLOP/s | new/before median %.3f [q1 %.3f q3 %.3f] of %d pairs%s | y %s\n",
            n, K, rows, mo * 1e6, flops / mo / 1e9, mn * 1e6, flops / mn / 1e9, ratio[pairs / 2], ratio[pairs / 4],
