@@ -9,16 +9,33 @@
  * active prefix of the batch (gates = gx_t + W_hh h_{t-1}, cell update; an LSTMP layer then applies
  * W_hr). The forward direction walks t up, the reverse direction t down, so each sequence's reverse
  * pass starts at its own last step. A bidirectional layer writes [fwd, rev] into each output row and
- * its two directions run on two threads when the session has threads >= 2. The head (per step or on
- * each sequence's last step) runs through the model's packed copy of it where there is one (head.c),
- * on the top layer's threads, biases fused; else through fl_mat_apply. All scratch is one block
- * allocated at create for max_batch x max_seq; a run never allocates. */
+ * on a layer of 2 or more threads its directions run on one of two schedules (session_sched.h):
+ *   parallel  (the default) both directions at once, each on half of the threads (the session's pool,
+ *             one job per layer): no sync inside a layer, but both W_hh (6.76 MB each at H 650) are
+ *             streamed every step at once;
+ *   serial    the directions in turn, each projection and step split over all the threads (rec_all,
+ *             as a unidirectional layer runs): a pool sync per step, one W_hh hot at a time.
+ * Both compute every output element with the same kernel on the same operands, so the results are
+ * bit-identical (tests/test_bidir_sched.c). The default is parallel at every batch: the serial one
+ * was never measurably faster. bench_bidir --only sched, one process alternating the two schedules
+ * (median over 15-31 rounds of the per-round ratio serial / parallel), 2 x H, T 35, 2 threads of a
+ * shared 2-vCPU Zen 3 (load 2.4-5.5 from other builds, so each figure is +-10-20%):
+ *   H  256, B 1 / 4 / 8 / 20 / 32:       1.10 / 1.14-1.15 / 1.10 / 1.04-1.26 / 1.18
+ *   H  650, B 1 / 4 / 8 / 16 / 20 / 32:  1.21-1.25 / 0.98-1.12 / 1.02-1.16 / 0.97-1.05 / 0.98-1.05 / 0.95-1.03
+ *   H 1024, B 1 / 4 / 8 / 20:            1.03 / 0.68-1.07 / 1.07 / 1.04-1.07
+ * Halving the hot weights does not pay for the per-step sync (and a 2-thread step's poorer scaling
+ * when the cores are shared); the serial schedule stays for such A/B runs on other machines.
+ * The head (per step or on each sequence's last step) runs through the model's packed copy of it
+ * where there is one (head.c), on the top layer's threads, biases fused; else through
+ * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never
+ * allocates. */
 #include "internal.h"
 #include "lstm_ext.h"
 #include "blas_threads.h"
 #include "head.h"
 #include "pool.h"
 #include "recurrent.h"
+#include "session_sched.h"
 
 #include <limits.h>
 #include <math.h>
@@ -40,10 +57,11 @@ struct fl_session {
     int max_batch, max_seq, threads; /* threads: the most any layer runs on */
     int *lthreads;    /* [L] threads of each layer's steps (fl_session_threads) */
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
-    fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction */
+    fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction (bidirectional: half the threads) */
+    fl_rec **rec_all; /* [L * dirs] FL_BIDIR_SERIAL only: the same steps on all of the layer's threads, else NULL */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
-    fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer; NULL otherwise */
+    fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer in parallel; NULL otherwise */
     float *bias;      /* (L * dirs, 4H): b_ih + b_hh, summed once at create */
     float *block;     /* the one scratch allocation; the pointers below point into it */
     float *xin;       /* (max_seq * max_batch, D) packed layer-0 input */
@@ -123,6 +141,7 @@ static fl_status set_threads(fl_session *s, int threads) {
     const bool split = s->dirs == 2 && threads >= 2;
     for (int l = 0; l < s->L * s->dirs; l++) {
         fl_status st = fl_rec_set_threads(s->rec[l], split ? threads / 2 : threads);
+        if (!st && s->rec_all) st = fl_rec_set_threads(s->rec_all[l], threads);  // FL_BIDIR_SERIAL
         if (st) return st;
     }
     if (s->pool) {
@@ -235,11 +254,19 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     return FL_OK;
 }
 
+static void free_rec_all(fl_session *s) {
+    if (!s->rec_all) return;
+    for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec_all[l]);
+    fl_free(s->rec_all);
+    s->rec_all = NULL;
+}
+
 void fl_session_free(fl_session *s) {
     if (!s) return;
     fl_pool_free(s->pool);
     if (s->rec)
         for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec[l]);
+    free_rec_all(s);
     if (s->packs) fl_model_packs_release(s->m);
     if (s->ext_hold) fl_model_weights_unhold(s->m);
     fl_free(s->rec);
@@ -248,6 +275,30 @@ void fl_session_free(fl_session *s) {
     fl_free(s->ints);
     fl_free(s->lthreads);
     fl_free(s);
+}
+
+fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
+    if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: session is NULL");
+    if (sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
+        return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: unknown schedule %d", (int)sched);
+    if (sched == FL_BIDIR_PARALLEL || s->dirs != 2) {  // a unidirectional model has one schedule
+        free_rec_all(s);
+        return FL_OK;
+    }
+    if (s->rec_all) return FL_OK;
+    // each layer direction's step on all its layer's threads, on the same packed weights
+    const int LD = s->L * 2;
+    if (!(s->rec_all = fl_calloc((size_t)LD, sizeof *s->rec_all)))
+        return fl_fail(FL_ERR_NOMEM, "fl_session_set_bidir_sched: out of memory");
+    for (int l = 0; l < LD; l++) {
+        fl_status st = fl_rec_create_packed(&s->m->layer[l], &s->packs[l], s->max_batch,
+                                            s->lthreads[l / 2], &s->rec_all[l]);
+        if (st) {
+            free_rec_all(s);
+            return st;
+        }
+    }
+    return FL_OK;
 }
 
 int fl_session_threads(const fl_session *s, int layer) {
@@ -386,13 +437,13 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
     return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
 }
 
-/* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
-static void run_dir(fl_session *s, int d) {
+/* Direction d of layer l (s->job) through rec: input projection, then the steps over the active rows;
+ * h_n, c_n. */
+static void run_dir(fl_session *s, int d, fl_rec *rec) {
     const fl_run_io *io = s->job.io;
     const int l = s->job.l, T = s->job.T, B = io->batch, H = s->H, G = 4 * H, P = s->P, W = s->W;
     const int ld = l * s->dirs + d, N = s->off[T];
     const fl_layer *ly = &s->m->layer[ld];
-    fl_rec *rec = s->rec[ld];
     const dir_scratch *x = &s->ds[d];
     const float *bias = s->bias + (size_t)ld * G;
     // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
@@ -436,7 +487,8 @@ static void run_dir(fl_session *s, int d) {
 
 static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
     (void)thread, (void)n, (void)gen, (void)t_gen;
-    run_dir(ctx, (int)idx);
+    fl_session *s = ctx;
+    run_dir(s, (int)idx, s->rec[s->job.l * 2 + (int)idx]);
 }
 
 /* Row of sorted sequence i at step t in y (B, T, *) or (T, B, *). */
@@ -537,9 +589,12 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         s->job.in = in;
         s->job.in_dim = in_dim;
         s->job.out = hs;
-        if (s->dirs == 2 && s->lthreads[l] >= 2) fl_pool_run(s->pool, 2);  // both directions on two threads
+        if (s->rec_all)  // FL_BIDIR_SERIAL: the directions in turn, each on all the layer's threads
+            for (int d = 0; d < 2; d++) run_dir(s, d, s->rec_all[l * 2 + d]);
+        else if (s->dirs == 2 && s->lthreads[l] >= 2)
+            fl_pool_run(s->pool, 2);  // both directions at once, one per thread
         else
-            for (int d = 0; d < s->dirs; d++) run_dir(s, d);
+            for (int d = 0; d < s->dirs; d++) run_dir(s, d, s->rec[l * s->dirs + d]);
         in = hs;
         in_dim = s->W;
     }

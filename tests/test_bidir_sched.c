@@ -1,0 +1,185 @@
+/* The schedules of a bidirectional layer on 2 threads (session.c, session_sched.h): the directions
+ * at once, one per thread (FL_BIDIR_PARALLEL, the default), or in turn, each step split over both
+ * threads (FL_BIDIR_SERIAL). Whichever runs, y, h_n
+ * and c_n are bit-identical to each other and to 1 thread: dense, SVD and CP matrices, an LSTMP
+ * layer, a head, with and without lengths, a session re-threaded by fl_session_set_threads. The
+ * hidden size is large enough (and not a multiple of the kernels' block) that a step really is split
+ * over the two threads. Nothing is timed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "session_sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { D = 37, H = 203, MAXB = 9, T = 7 };
+
+typedef struct outs {
+    float *y, *hn, *cn;
+    size_t ny, nh, nc;
+} outs;
+
+static fl_model *make(fl_method method, int rank, int proj, fl_head_kind head) {
+    fl_arch a = {.input = D, .hidden = H, .layers = 2, .bidirectional = 1, .proj = proj, .head = head,
+                 .head_out = head == FL_HEAD_NONE ? 0 : 5};
+    fl_mat_spec specs[32];
+    for (int i = 0; i < 32; i++) specs[i] = (fl_mat_spec){FL_METHOD_DENSE, 0};
+    fl_model *m = NULL;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    if (method != FL_METHOD_DENSE) {
+        // every gate matrix (ih, hh) decomposed; projections and the head stay dense
+        size_t n = fl_model_num_matrices(m);
+        assert_true(n <= 32);
+        for (size_t i = 0; i < n; i++) {
+            fl_matrix_info mi;
+            assert_int_equal(fl_model_matrix_info(m, i, &mi), FL_OK);
+            if (mi.kind == FL_MAT_IH || mi.kind == FL_MAT_HH) specs[i] = (fl_mat_spec){method, rank};
+        }
+        fl_model_free(m);
+        assert_int_equal(fl_model_create(&a, specs, &m), FL_OK);
+    }
+    assert_int_equal(fl_model_init_random(m, 11), FL_OK);
+    return m;
+}
+
+static float *randoms(size_t n, unsigned seed) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    srand(seed);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    return p;
+}
+
+static void outs_alloc(const fl_model *m, int B, outs *o) {
+    o->ny = fl_run_output_size(m, B, T);
+    o->nh = fl_run_state_size(m, B, 0);
+    o->nc = fl_run_state_size(m, B, 1);
+    o->y = calloc(o->ny, sizeof(float));
+    o->hn = calloc(o->nh, sizeof(float));
+    o->cn = calloc(o->nc, sizeof(float));
+    assert_true(o->y && o->hn && o->cn);
+}
+
+static void outs_free(outs *o) { free(o->y), free(o->hn), free(o->cn); }
+
+static void run(fl_session *s, int B, const float *x, const int32_t *lengths, outs *o) {
+    memset(o->y, 0xff, o->ny * sizeof(float)); // NaN: every output must be written
+    fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = B, .seq = T, .x = x, .y = o->y, .hn = o->hn, .cn = o->cn,
+                    .lengths = lengths};
+    fl_status st = fl_session_run(s, &io);
+    if (st) fail_msg("fl_session_run: %s", fl_last_error());
+}
+
+static void expect_same(const outs *a, const outs *b, const char *what) {
+    if (memcmp(a->y, b->y, a->ny * sizeof(float)) || memcmp(a->hn, b->hn, a->nh * sizeof(float)) ||
+        memcmp(a->cn, b->cn, a->nc * sizeof(float)))
+        fail_msg("%s: results differ from 1 thread", what);
+}
+
+static fl_session *open_session(const fl_model *m, int threads) {
+    fl_session_opts so = {.max_batch = MAXB, .max_seq = T, .threads = threads};
+    fl_session *s = NULL;
+    if (fl_session_create(m, &so, &s)) fail_msg("fl_session_create: %s", fl_last_error());
+    return s;
+}
+
+/* Every schedule on 2 threads equals 1 thread, for batches 1, 4 and 9, with and without lengths. */
+static void check_model(const fl_model *m) {
+    static const int32_t lens[MAXB] = {3, 7, 1, 7, 5, 2, 6, 4, 7};
+    fl_session *s1 = open_session(m, 1), *s2 = open_session(m, 2), *sr = open_session(m, 1), *ss = open_session(m, 1);
+    assert_int_equal(fl_session_set_threads(sr, 2), FL_OK);  // re-threaded: the same results too
+    assert_int_equal(fl_session_set_bidir_sched(ss, FL_BIDIR_SERIAL), FL_OK);  // serial, then re-threaded
+    assert_int_equal(fl_session_set_threads(ss, 2), FL_OK);
+    float *x = randoms((size_t)MAXB * T * D, 5);
+    static const int batches[] = {1, 4, MAXB};
+    for (size_t k = 0; k < sizeof batches / sizeof *batches; k++) {
+        const int B = batches[k];
+        for (int wl = 0; wl < 2; wl++) {
+            const int32_t *lengths = wl ? lens + MAXB - B : NULL;
+            outs ref, got;
+            outs_alloc(m, B, &ref);
+            outs_alloc(m, B, &got);
+            run(s1, B, x, lengths, &ref);
+            static const fl_bidir_sched sched[] = {FL_BIDIR_PARALLEL, FL_BIDIR_SERIAL, FL_BIDIR_PARALLEL};
+            for (size_t j = 0; j < 3; j++) {  // and back: the default again after the serial runs
+                assert_int_equal(fl_session_set_bidir_sched(s2, sched[j]), FL_OK);
+                assert_int_equal(fl_session_set_bidir_sched(sr, sched[j]), FL_OK);
+                assert_int_equal(fl_session_set_bidir_sched(s1, sched[j]), FL_OK);
+                run(s2, B, x, lengths, &got);
+                expect_same(&ref, &got, "2 threads");
+                run(sr, B, x, lengths, &got);
+                expect_same(&ref, &got, "set_threads(2)");
+                run(s1, B, x, lengths, &got);  // on 1 thread the schedule changes nothing
+                expect_same(&ref, &got, "1 thread");
+            }
+            run(ss, B, x, lengths, &got);
+            expect_same(&ref, &got, "serial, then set_threads(2)");
+            outs_free(&ref);
+            outs_free(&got);
+        }
+    }
+    free(x);
+    fl_session_free(s1);
+    fl_session_free(s2);
+    fl_session_free(sr);
+    fl_session_free(ss);
+}
+
+static void test_dense(void **state) {
+    (void)state;
+    fl_model *m = make(FL_METHOD_DENSE, 0, 0, FL_HEAD_NONE);
+    check_model(m);
+    fl_model_free(m);
+}
+
+static void test_dense_head(void **state) {
+    (void)state;
+    fl_model *m = make(FL_METHOD_DENSE, 0, 0, FL_HEAD_PER_STEP);
+    check_model(m);
+    fl_model_free(m);
+}
+
+static void test_svd(void **state) {
+    (void)state;
+    fl_model *m = make(FL_METHOD_SVD, 29, 0, FL_HEAD_LAST_STEP);
+    check_model(m);
+    fl_model_free(m);
+}
+
+static void test_cp(void **state) {
+    (void)state;
+    fl_model *m = make(FL_METHOD_CP, 23, 0, FL_HEAD_NONE);
+    check_model(m);
+    fl_model_free(m);
+}
+
+static void test_proj(void **state) {
+    (void)state;
+    fl_model *m = make(FL_METHOD_DENSE, 0, 61, FL_HEAD_NONE);
+    check_model(m);
+    fl_model_free(m);
+}
+
+static void test_bad_args(void **state) {
+    (void)state;
+    assert_int_equal(fl_session_set_bidir_sched(NULL, FL_BIDIR_SERIAL), FL_ERR_ARG);
+    fl_model *m = make(FL_METHOD_DENSE, 0, 0, FL_HEAD_NONE);
+    fl_session *s = open_session(m, 2);
+    assert_int_equal(fl_session_set_bidir_sched(s, (fl_bidir_sched)7), FL_ERR_ARG);
+    assert_non_null(strstr(fl_last_error(), "unknown schedule 7"));
+    fl_session_free(s);
+    fl_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense), cmocka_unit_test(test_dense_head), cmocka_unit_test(test_svd),
+        cmocka_unit_test(test_cp),    cmocka_unit_test(test_proj),       cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
