@@ -23,8 +23,19 @@
  *   H  256, B 1 / 4 / 8 / 20 / 32:       1.10 / 1.14-1.15 / 1.10 / 1.04-1.26 / 1.18
  *   H  650, B 1 / 4 / 8 / 16 / 20 / 32:  1.21-1.25 / 0.98-1.12 / 1.02-1.16 / 0.97-1.05 / 0.98-1.05 / 0.95-1.03
  *   H 1024, B 1 / 4 / 8 / 20:            1.03 / 0.68-1.07 / 1.07 / 1.04-1.07
- * Halving the hot weights does not pay for the per-step sync (and a 2-thread step's poorer scaling
- * when the cores are shared); the serial schedule stays for such A/B runs on other machines.
+ * Halving the hot weights did not pay for the per-step sync here. A step does B / 2 flops per weight
+ * byte (2 x 4H x H x B on 16 H^2 bytes; 10 at batch 20), so from a few rows on it is compute-bound as
+ * long as W_hh comes from L3 at all, and this VM's L3 share (4-16 MB, varying with co-tenants) holds
+ * one W_hh at least (the steps piece below streams 6.76 MB at ~47 GB/s, beyond DRAM's 11-17); at
+ * batch 1 the serial schedule also pays the switch between its directions' own worker threads (the
+ * one just done spins ~0.2 ms on one of the 2 cores). It stays for A/B runs on other machines.
+ * At batch 1 (2 x 650, T 35; bench_bidir pieces, us per step, 1 thread: projection K = H 65, K = 2H
+ * 130, steps of one direction 143; uni t1 438, all at load ~3) each thread of the parallel schedule
+ * does one direction of a unidirectional model's work plus layer 1's wider projection (its input is
+ * [fwd, rev], 2H wide): a floor of ~1.10 x uni t1 before any contention. The rest is memory: per run
+ * the bidirectional model streams 40.5 MB of W_ih (the unidirectional 13.5) from DRAM, and both
+ * threads stream their W_hh at once. perf (cpu-clock) of bi t2 batch 1: gate_cell 52%, gemm_pk 24%,
+ * the pool's waits (worker_main) 3.8%.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never
