@@ -10,7 +10,9 @@
  * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
  * count (thread_scale_rec for the step, thread_scale_proj for a dense projection whose W_ih fits
  * the usable share of the last level, thread_scale_proj_mem for one beyond it, measured at
- * curve_all_threads threads: two virtual CPUs may share one core's units), else by N.
+ * curve_all_threads threads: two virtual CPUs may share one core's units), else by N; a measured
+ * figure above N is held at N, and a projection of >= PROJ_COMPUTE_ROWS rows (compute-bound
+ * wherever W lives) takes the larger of the two projection figures.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
  * min(gemm_flops, B * gemv_flops). The input
@@ -214,7 +216,10 @@ static double table_rate(const double *g, double at1, double rows) {
 }
 
 /* Speed-up of a part split across `threads` threads at `rows` rows: the profile's measured table s
- * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads. */
+ * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads.
+ * Held at `threads`: N threads compute no more than N times one thread's flops (the streaming side
+ * has its own all-cores rates); a figure above it is a two-thread time less the split's sync that
+ * came out near 0 (the 18:13 profile of 2026-11-30 read 6.05 at 4 rows). */
 static double thread_scale(const fl_profile *p, const double *s, int threads, double rows) {
     if (threads <= 1) return 1.0;
     if (threads != p->curve_all_threads || !(s[0] > 0)) return threads;
