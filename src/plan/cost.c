@@ -505,7 +505,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                  * (fl_rec_input_ws), each split across the threads by the dense rule on its own
                  * multiply-adds: priced stage by stage, at the same efficiency */
                 const bool svd_ih = d.kind == FL_MAT_IH && w.method == FL_METHOD_SVD && !lowp;
-                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE || svd_ih);
+                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
                 if (svd_ih) {
                     const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows * w.rank;
                     const int t1s = part_threads(p, threads_l, false, m1, true);
