@@ -107,29 +107,41 @@ static void test_cold_gx_term(void **state) {
 
 /* A dense W_ih split across two threads speeds up by thread_scale_proj when it fits the usable share
  * of the last level, by thread_scale_proj_mem beyond it (thread_scale_proj when that is not
- * measured). */
+ * measured), below 64 rows; from 64 rows on, compute-bound wherever W lives, by the larger of the
+ * two (test_cost_proj_threads.c). */
 static void test_proj_scale_by_residence(void **state) {
     (void)state;
-    /* input 64, hidden 16: W_ih (64, 64) = 16 KiB; 64 steps x batch 4 = 256 rows, compute-bound */
+    /* input 64, hidden 16: W_ih (64, 64) = 16 KiB; 16 steps x batch 1 = 16 rows */
     const fl_arch a = {.input = 64, .hidden = 16, .layers = 1, .head = FL_HEAD_NONE};
     fl_profile p = hand_profile(1 << 30);
     p.curve_all_threads = 2;
+    p.dram_bandwidth = 1e6; /* so that every projection here is compute-bound, from memory too */
     for (int k = 0; k < 4; k++) p.gemm_rows_flops[k] = 1000.0, p.thread_scale_proj[k] = 2.0, p.thread_scale_rec[k] = 1.0;
     fl_cost in_cache, c;
-    assert_int_equal(fl_cost_predict(&p, &a, NULL, 4, 64, 2, &in_cache), FL_OK);
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 1, 16, 2, &in_cache), FL_OK);
     for (int k = 0; k < 4; k++) p.thread_scale_proj_mem[k] = 1.0;
-    assert_int_equal(fl_cost_predict(&p, &a, NULL, 4, 64, 2, &c), FL_OK);
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 1, 16, 2, &c), FL_OK);
     assert_close(c.seconds, in_cache.seconds, 1e-12); /* W_ih in cache: the memory table is not used */
     /* the last level shrinks below W_ih (and W_hh): the projection takes the memory table's 1.0,
-     * twice its in-cache time; its flops: 2 x 64 x 64 x 4 per step at 1000 x scale */
+     * twice its in-cache time; its flops: 2 x 64 x 64 per step at 1000 x scale */
     p.level[0].bytes = 8192;
     fl_profile no_mem = p;
     memset(no_mem.thread_scale_proj_mem, 0, sizeof no_mem.thread_scale_proj_mem);
     fl_cost old;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 1, 16, 2, &c), FL_OK);
+    assert_int_equal(fl_cost_predict(&no_mem, &a, NULL, 1, 16, 2, &old), FL_OK);
+    const double proj = 2.0 * 64 * 64;
+    assert_close(c.seconds - old.seconds, proj / 1000.0 - proj / 2000.0, 1e-9);
+    /* at 256 rows (64 steps x batch 4) the larger figure, the level's 2.0, wherever W lives */
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 4, 64, 2, &c), FL_OK);
     assert_int_equal(fl_cost_predict(&no_mem, &a, NULL, 4, 64, 2, &old), FL_OK);
-    const double proj = 2.0 * 64 * 64 * 4;
-    assert_close(c.seconds - old.seconds, proj / 1000.0 - proj / 2000.0, 1e-9);
+    assert_close(c.seconds, old.seconds, 1e-12);
+    /* beyond the last level, the memory table's 1.0 over the level's smaller 0.5 (without it: 0.5) */
+    for (int k = 0; k < 4; k++) p.thread_scale_proj[k] = 0.5, no_mem.thread_scale_proj[k] = 0.5;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 4, 64, 2, &c), FL_OK);
+    assert_int_equal(fl_cost_predict(&no_mem, &a, NULL, 4, 64, 2, &old), FL_OK);
+    const double proj256 = 2.0 * 64 * 64 * 4;
+    assert_close(old.seconds - c.seconds, proj256 / 500.0 - proj256 / 1000.0, 1e-9);
 }
 
 /* Both fields survive a save and load; a profile written before them loads with them 0. */

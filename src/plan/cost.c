@@ -10,7 +10,9 @@
  * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
  * count (thread_scale_rec for the step, thread_scale_proj for a dense projection whose W_ih fits
  * the usable share of the last level, thread_scale_proj_mem for one beyond it, measured at
- * curve_all_threads threads: two virtual CPUs may share one core's units), else by N.
+ * curve_all_threads threads: two virtual CPUs may share one core's units), else by N; a measured
+ * figure above N is held at N, and a projection of >= PROJ_COMPUTE_ROWS rows (compute-bound
+ * wherever W lives) takes the larger of the two projection figures.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
  * min(gemm_flops, B * gemv_flops). The input
@@ -60,9 +62,11 @@
  *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
  *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
- *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); SVD / CP
- *     projections and other heads run on one thread (single-threaded BLAS; a small SVD head runs
- *     packed, on the threads, but is priced as one). (A profile without the rule: every part scales with N.)
+ *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
+ *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), each split by
+ *     the same rule: its rate is the two stages' flops over the sum of their times at their thread
+ *     counts; CP projections and other heads run on one thread (single-threaded BLAS; a small SVD head
+ *     runs packed, on the threads, but is priced as one). (A profile without the rule: every part scales with N.)
  *   bias pass: t_b = sum over SVD / CP / quantized W_ih and any head but a dense f32 one of its output
  *     elements per step (B rows(W); a last-step head B rows(W) / T) times bias_seconds_cached when all
  *     T B rows(W) outputs (4 bytes each) fit the usable share of the largest private level, else
@@ -86,6 +90,12 @@
 /* Batch rows the proj kernel (V h of an SVD / CP step) computes per pass over V: avx2.c's proj_tile
  * (the AVX-512 kernel's tiles hold 4; the model keeps the AVX2 figure, the slower of the two). */
 enum { PROJ_ROWS = 3 };
+
+/* Rows from which a split input projection is compute-bound wherever its W_ih lives (64 rows: 32
+ * flops per f32 weight byte, past every level's rate over the flop rate on the machines profiled),
+ * so that the profile's two measurements of its speed-up (W_ih in the last level, W_ih from memory)
+ * measure the same thing and the larger is taken (see gemm_rate). */
+enum { PROJ_COMPUTE_ROWS = 64 };
 
 /* Rate of a shared level (or DRAM) on `threads` threads from its one-thread rate `one` and the rate
  * `all` measured with curve_all_threads threads streaming together (0: not measured): `all` from
@@ -206,11 +216,15 @@ static double table_rate(const double *g, double at1, double rows) {
 }
 
 /* Speed-up of a part split across `threads` threads at `rows` rows: the profile's measured table s
- * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads. */
+ * (thread_scale_rec / _proj, at curve_all_threads threads; clamped to 4..256 rows), else threads.
+ * Held at `threads`: N threads compute no more than N times one thread's flops (the streaming side
+ * has its own all-cores rates); a figure above it is a two-thread time less the split's sync that
+ * came out near 0 (the 18:13 profile of 2026-11-30 read 6.05 at 4 rows). */
 static double thread_scale(const fl_profile *p, const double *s, int threads, double rows) {
     if (threads <= 1) return 1.0;
     if (threads != p->curve_all_threads || !(s[0] > 0)) return threads;
-    return table_rate(s, 0.0, rows < 4 ? 4 : rows);
+    const double v = table_rate(s, 0.0, rows < 4 ? 4 : rows);
+    return v > threads ? threads : v;
 }
 
 /* Flop rate of the recurrent step at `rows` = batch rows. */
@@ -231,9 +245,14 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
  * measured). */
 static double gemm_rate(const fl_profile *p, double rows, int threads, double bytes) {
     if (!(p->gemm_rows_flops[0] > 0)) return flop_rate(p, rows, threads);
-    const bool mem = p->thread_scale_proj_mem[0] > 0 && bytes > level_capacity(&p->level[p->n_levels - 1], 1);
-    return table_rate(p->gemm_rows_flops, 0.0, rows) *
-           thread_scale(p, mem ? p->thread_scale_proj_mem : p->thread_scale_proj, threads, rows);
+    const bool has_mem = p->thread_scale_proj_mem[0] > 0;
+    const bool mem = has_mem && bytes > level_capacity(&p->level[p->n_levels - 1], 1);
+    double s = thread_scale(p, mem ? p->thread_scale_proj_mem : p->thread_scale_proj, threads, rows);
+    if (has_mem && rows >= PROJ_COMPUTE_ROWS) { /* compute-bound: where W lives does not matter */
+        const double o = thread_scale(p, mem ? p->thread_scale_proj : p->thread_scale_proj_mem, threads, rows);
+        if (o > s) s = o;
+    }
+    return table_rate(p->gemm_rows_flops, 0.0, rows) * s;
 }
 
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
@@ -482,9 +501,23 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 bytes = bpw * np / seq;
                 flops = last ? batch * nf / seq : batch * nf;
                 const double n = last ? (double)batch : (double)batch * seq;
+                /* an f32 SVD W_ih runs as two packed products, t = x V^T then gx = t U^T
+                 * (fl_rec_input_ws), each split across the threads by the dense rule on its own
+                 * multiply-adds: priced stage by stage, at the same efficiency */
+                const bool svd_ih = d.kind == FL_MAT_IH && w.method == FL_METHOD_SVD && !lowp;
                 tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
+                if (svd_ih) {
+                    const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows * w.rank;
+                    const int t1s = part_threads(p, threads_l, false, m1, true);
+                    tt = part_threads(p, threads_l, false, m2, true);
+                    /* the rate over both stages: their flops over the sum of their times */
+                    const double r1 = gemm_rate(p, n, t1s, bpw * np), r2 = gemm_rate(p, n, tt, bpw * np);
+                    rate = (m1 + m2) / (m1 / r1 + m2 / r2);
+                    if (t1s > tt) tt = t1s;
+                } else {
+                    rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
+                }
                 level = pick_level(p, all_bytes, tt, &bw);
-                rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 if (w.method != FL_METHOD_DENSE && !lowp)
                     rate *= method_efficiency(p, w.method, false, n, w.rank, H);
             }
