@@ -231,7 +231,7 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * (_MM_HINT_T1) measured ~5% slower in the session. Tiles over the whole K, the
  * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
  * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
- * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
+ * prefetching 2-8 chunks ahead into L2 measured no faster. Known cost: at B = 4
  * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3).
  * Lost (batch 1's 4 side-by-side K segments tried here; x: time before / after, medians of 8 ABBA pairs, shared 2-core VM):
  * the chunks visited as 4 segments round-robin (prefetch: the next chunk visited), bench_kernel_rates
@@ -250,7 +250,10 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * B 20 x0.71-0.99 (H 128 0.73-0.90, 256 0.71-0.98, 650 0.73-0.99, 1000 0.75-0.89), B 32 x0.75-0.99;
  * the library's build (--lib) B 20 H 650 45-55 GFLOP/s against 32-52; B 4 and 8 (code as before)
  * x0.91-1.05, outliers to 1.22 both ways within the noise. --cold: B 20 x0.83-1.02, B 32 x0.83-0.93,
- * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape).
+ * B 4 and 8 x0.92-1.07. KC = 64 against 32 (kern15, bench_gate_ab, 16 pairs, one process): H 650 B 4
+ * x0.87, B 8 x0.89, B 20 x0.90, B 32 x1.00; H 256 / 1000 B 20 x0.90; H 1000 B 8 x0.83; H 128 B 4
+ * and 20 x0.93-0.96 (half the tile passes, each with its 20 part loads and stores, call and prefetch
+ * set-up: ~30% of the time at KC = 32 in perf). KC 96 / 128: x0.85-0.95, no better than 64.
  * Session 2x650 (fastlstm bench --batch 20 --seq 35) against a build of 1f1d7fb, 10 ABBA pairs, load
  * 4.5-6: 1 thread process CPU time x0.87 (pairs 0.66-1.06), wall per step x0.78-0.97 (two series);
  * 2 threads x0.84-0.88.
@@ -260,7 +263,7 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * x0.95-1.09, cold x1.00-1.13; B 8 warm x0.77-0.99, cold x0.77-1.04 (B 5-7, 9-24: mixed, cold mostly
  * slower). 2304 or 32768 floats of buffer: no change. perf: pk_tile's 5-row loop reloads row strides
  * from the stack every k (x broadcast ldx apart; the defect this code's xc copy removed). */
-enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
+enum { KC = 64, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate
  * g0), xk = &x[0, k], row b at xk + b KC (NR >= 5: the chunk's copy, one pointer and constant offsets)
