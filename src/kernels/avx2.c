@@ -228,8 +228,11 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * time outside the 4-k loop (tile entry and exit, each with 20 part loads and stores, ~9%; gate_group
  * ~17%: the cell update about half, a call, two idivs and the prefetch set-up per pass); a 5-row tile
  * over an L1-resident chunk runs at 76-82 GFLOP/s (peak ~92), so at H 650 most of the rest is the
- * panel streaming from L3 / DRAM. bench_gate_ab, before = this code at c497d3e (KC 32), x = median
- * time ratio after / before over 16 ABBA pairs in one process, shared 2-core Zen 3 at load 3-5
+ * panel streaming from L3 / DRAM. perf at 64, H 650 B 20: the 5-row 4-k loop 77% of the samples (6%
+ * on its prefetch issue), the cell update 8%, tile entry and exit, copy and set-up the rest; without
+ * the prefetches x1.3-1.6 slower (the hardware prefetchers do not keep up here). bench_gate_ab,
+ * before = this code at c497d3e (KC 32), x = median time ratio after / before over 16 ABBA pairs in
+ * one process, shared 2-core Zen 3 at load 3-5
  * (GFLOP/s 50-70% of an idle machine's): warm H 128 B 4 / 8 / 20 / 32 x0.92 / 0.91 / 0.91 / 0.95,
  * H 256 x0.88 / 0.86 / 0.92 / 0.92, H 650 x0.89 / 0.88 / 0.91 / 0.95 (B 20 47.7 -> 52.1 GFLOP/s),
  * H 1000 x1.00 / 0.89 / 0.90 / 0.96; --cold H 128 x1.04-1.06 (32 pairs, quartiles 0.89-1.18) / 0.93 /
