@@ -224,23 +224,29 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * last chunk: the next block's first). Groups with a 5- or 6-row tile copy each chunk's x rows into
  * xc (rows, KC) and check the prefetch count once per 4 k (broadcast from x, rows ldx apart, the
  * compiler kept the row strides on the stack); tiles of at most 4 rows read x and check every k.
- * KC = 64 (kern15; was 32): half the tile passes. perf of bench_gate_ab at 32, H 650 B 20: ~30% of the
- * time outside the 4-k loop (tile entry and exit, each with 20 part loads and stores, ~9%; gate_group
- * ~17%: the cell update about half, a call, two idivs and the prefetch set-up per pass); a 5-row tile
- * over an L1-resident chunk runs at 76-82 GFLOP/s (peak ~92), so at H 650 most of the rest is the
- * panel streaming from L3 / DRAM. perf at 64, H 650 B 20: the 5-row 4-k loop 77% of the samples (6%
- * on its prefetch issue), the cell update 8%, tile entry and exit, copy and set-up the rest; without
- * the prefetches x1.3-1.6 slower (the hardware prefetchers do not keep up here). bench_gate_ab,
- * before = this code at c497d3e (KC 32), x = median time ratio after / before over 16 ABBA pairs in
- * one process, shared 2-core Zen 3 at load 3-5
- * (GFLOP/s 50-70% of an idle machine's): warm H 128 B 4 / 8 / 20 / 32 x0.92 / 0.91 / 0.91 / 0.95,
- * H 256 x0.88 / 0.86 / 0.92 / 0.92, H 650 x0.89 / 0.88 / 0.91 / 0.95 (B 20 47.7 -> 52.1 GFLOP/s),
- * H 1000 x1.00 / 0.89 / 0.90 / 0.96; --cold H 128 x1.04-1.06 (32 pairs, quartiles 0.89-1.18) / 0.93 /
- * 0.99-1.05 / 1.01, H 256 x1.01 / 0.95 / 0.98 / 0.98, H 650 x1.04-1.07 / 0.87 / 1.01 / 0.97, H 1000
- * x0.99 / 0.86 / 0.94 / 0.97. Session 2x650 --batch 20 --seq 35 against a c497d3e build, 6 ABBA
- * pairs, load 4-5.5: 1 thread x0.96 (pair ratios 0.52-1.20), 2 threads x0.98 (0.89-1.09): no change
- * that this machine can resolve. Known cost: at B = 4 with the panel in DRAM ~15% slower than the
- * 3-row x 4-gate tiles were (faster in L2/L3), and KC 64 a further ~5% (--cold H 650 B 4).
+ * KC = 64 (kern15; was 32): half the tile passes. Chunks of even length, multiples of 4 (K 650: 10 x
+ * 60 + 50, not 10 x 64 + 10, whose 10-k last chunk had to fetch the next block's 64-k first one):
+ * against 10 x 64 + 10, 16-24 pairs, --cold H 650 B 4 x0.92-0.97, B 8 x0.94, elsewhere x0.97-1.03
+ * (noise). perf of bench_gate_ab at 32, H 650 B 20: ~30% of the time outside the 4-k loop (tile
+ * entry and exit, each with 20 part loads and stores, ~9%; gate_group ~17%: the cell update about
+ * half, a call, two idivs and the prefetch set-up per pass); a 5-row tile over an L1-resident chunk
+ * runs at 76-82 GFLOP/s (peak ~92), so at H 650 most of the rest is the panel streaming from L3 /
+ * DRAM. perf at 64, H 650 B 20: the 5-row 4-k loop 77% of the samples (6% on its prefetch issue),
+ * the cell update 8%, tile entry and exit, copy and set-up the rest; without the prefetches x1.3-1.6
+ * slower (the hardware prefetchers do not keep up here).
+ * bench_gate_ab, before = this code at c497d3e (KC 32), x = median time ratio after / before over 16
+ * ABBA pairs in one process, shared 2-core Zen 3 at load 3-5 (GFLOP/s 50-70% of an idle machine's):
+ * warm H 128 B 4 / 8 / 20 / 32 x0.92 / 0.91 / 0.91 / 0.95, H 256 x0.88 / 0.86 / 0.92 / 0.92, H 650
+ * x0.89 / 0.88 / 0.91 / 0.95 (B 20 47.7 -> 52.1 GFLOP/s), H 1000 x1.00 / 0.89 / 0.90 / 0.96; --cold
+ * H 128 x1.04-1.06 (32 pairs, quartiles 0.89-1.18) / 0.93 / 0.99-1.05 / 1.01, H 256 x1.01 / 0.95 /
+ * 0.98 / 0.98, H 650 x1.04-1.07 / 0.87 / 1.01 / 0.97, H 1000 x0.99 / 0.86 / 0.94 / 0.97 (10 x 64 +
+ * 10 chunks at H 650; the even chunks, H 650 B 20, 48 pairs: warm x0.92-0.93, 45-47 -> 49-50
+ * GFLOP/s; --cold x0.96-0.98; B 4 / 8 / 32 warm x0.98 / 0.91 / 0.90, cold x0.95 / 0.81 / 0.93).
+ * Session 2x650 --batch 20 --seq 35 against a c497d3e build, 6 ABBA pairs, load 4-5.5: 1 thread
+ * x0.96 (pair ratios 0.52-1.20), 2 threads x0.98 (0.89-1.09): no change that this machine can
+ * resolve. Known cost: at B = 4 with the panel in DRAM ~15% slower than the 3-row x 4-gate tiles
+ * were (faster in L2/L3); there KC 64 with 10 x 64 + 10 chunks cost ~5% more, the even chunks
+ * x0.95 against 32 (16 pairs, quartiles 0.86-1.08).
  * Lost (x: after / before, bench_gate_ab unless named; kern15's against KC 64, 16 pairs):
  * - KC 48: x1.01-1.08 (B 4 x1.4); KC 96 / 128: against 32 x0.85-0.95, no better than 64.
  * - Prefetching in the order the passes read (each gate's lines, 256 bytes apart) one gate group
@@ -352,15 +358,17 @@ INL void copy_chunk(int nr, int kn, const float *restrict x, int ldx, int k0, fl
     }
 }
 
-/* The lines of chunk `ci` of the panel p (K, 4, 16), chunks counted on past its end into the next panel
- * to stream in (next, next_lines lines of 64 bytes): its first line, and their number in *lines. */
-static inline const char *chunk_lines(const float *p, int K, const float *next, int next_lines, int ci, int *lines) {
-    const int nc = (K + KC - 1) / KC;
+/* The lines of chunk `ci` (kc k each) of the panel p (K, 4, 16), chunks counted on past its end into
+ * the next panel to stream in (next, next_lines lines of 64 bytes): its first line, and their number
+ * in *lines. */
+static inline const char *chunk_lines(const float *p, int K, int kc, const float *next, int next_lines, int ci,
+                                      int *lines) {
+    const int nc = (K + kc - 1) / kc;
     if (ci < nc) {
-        *lines = 4 * (K - ci * KC < KC ? K - ci * KC : KC);
-        return (const char *)(p + (size_t)ci * KC * 64);
+        *lines = 4 * (K - ci * kc < kc ? K - ci * kc : kc);
+        return (const char *)(p + (size_t)ci * kc * 64);
     }
-    const int off = 4 * KC * (ci - nc), n = next_lines - off < 4 * KC ? next_lines - off : 4 * KC;
+    const int off = 4 * kc * (ci - nc), n = next_lines - off < 4 * kc ? next_lines - off : 4 * kc;
     *lines = n < 0 ? 0 : n;
     return (const char *)next + (size_t)(n < 0 ? 0 : off) * 64;
 }
@@ -374,9 +382,10 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
     const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
     const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
     const bool pack = base + (extra > 0) >= 5; /* a tile of 5 or 6 rows: x through xc */
+    const int nc = (K + KC - 1) / KC, kc = nc > 1 ? ((K + nc - 1) / nc + 3) & ~3 : KC; /* chunks of even length */
     int k0 = 0;
     do { /* once with K = 0: part = 0, the cell update of gx */
-        const int kn = K - k0 < KC ? K - k0 : KC;
+        const int kn = K - k0 < kc ? K - k0 : kc;
         if (pack) copy_chunk(nr, kn, x, ldx, k0, xc);
         if (k0 + kn == K)
             for (int b = 0; b < nr; b++) {
@@ -386,7 +395,7 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
         /* the lines to fetch during this chunk: the next chunk's, past the panel's end the next one's
          * (next, next_lines), shared in order among the tile passes */
         int lines;
-        const char *pf = chunk_lines(p, K, next, next_lines, k0 / KC + 1, &lines);
+        const char *pf = chunk_lines(p, K, kc, next, next_lines, k0 / kc + 1, &lines);
         const int passes = (4 / ng) * nt;
         for (int g0 = 0, i = 0; g0 < 4; g0 += ng)
             for (int t = 0, b = 0; t < nt; t++, i++) {
