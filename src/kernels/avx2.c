@@ -242,11 +242,12 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
  * 0.98 / 0.98, H 650 x1.04-1.07 / 0.87 / 1.01 / 0.97, H 1000 x0.99 / 0.86 / 0.94 / 0.97 (10 x 64 +
  * 10 chunks at H 650; the even chunks, H 650 B 20, 48 pairs: warm x0.92-0.93, 45-47 -> 49-50
  * GFLOP/s; --cold x0.96-0.98; B 4 / 8 / 32 warm x0.98 / 0.91 / 0.90, cold x0.95 / 0.81 / 0.93).
- * Session 2x650 --batch 20 --seq 35 against a c497d3e build, 6 ABBA pairs, load 4-5.5: 1 thread
- * x0.96 (pair ratios 0.52-1.20), 2 threads x0.98 (0.89-1.09): no change that this machine can
- * resolve. Known cost: at B = 4 with the panel in DRAM ~15% slower than the 3-row x 4-gate tiles
- * were (faster in L2/L3); there KC 64 with 10 x 64 + 10 chunks cost ~5% more, the even chunks
- * x0.95 against 32 (16 pairs, quartiles 0.86-1.08).
+ * Session 2x650 --batch 20 --seq 35 against a c497d3e build, 6 ABBA pairs: load 4-5.5 (10 x 64 + 10
+ * chunks), 1 thread x0.96 (pair ratios 0.52-1.20), 2 threads x0.98 (0.89-1.09); load ~1-1.5 (even
+ * chunks), 1 thread 5066 -> 4841 us per step x0.96 (0.77-1.10), 2 threads 2754 -> 2618 us x0.95
+ * (0.80-1.12): under what this machine can resolve (~10%). Known cost: at B = 4 with the panel in
+ * DRAM ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3); there KC 64 with 10 x 64 +
+ * 10 chunks cost ~5% more, the even chunks x0.95 against 32 (16 pairs, quartiles 0.86-1.08).
  * Lost (x: after / before, bench_gate_ab unless named; kern15's against KC 64, 16 pairs):
  * - KC 48: x1.01-1.08 (B 4 x1.4); KC 96 / 128: against 32 x0.85-0.95, no better than 64.
  * - Prefetching in the order the passes read (each gate's lines, 256 bytes apart) one gate group
