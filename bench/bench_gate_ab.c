@@ -1,4 +1,4 @@
-/* gate_cell at B > 1: today's AVX2 kernel against the one before kern11's changes (1f1d7fb, copied in
+/* gate_cell at B > 1: today's AVX2 kernel against the one before kern15's changes (c497d3e, copied in
  * gate_before_avx2.h), both in this one process, calls alternating, so that the co-tenants of a shared
  * machine slow both alike (a whole-binary A/B here read identical binaries 30% apart):
  *
@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("gate_cell B > 1, avx2: %s, %d pairs, thread CPU time, %s\n",
-           g_pk ? "before = today's, after = through gemm_pk (--pk)" : "before (1f1d7fb) / after", pairs,
+           g_pk ? "before = today's, after = through gemm_pk (--pk)" : "before (c497d3e) / after", pairs,
            cold ? "each call after evicting the caches (--cold)" : "warm");
     const int Hs[] = {128, 256, 650, 1000}, Bs[] = {4, 8, 20, 32};
     const int nH = oneH ? 1 : 4, nB = oneB ? 1 : 4;

@@ -1,10 +1,10 @@
 /* gate_cell at batches above 1, every level this CPU has, at the shapes the fast kernels' K chunks
- * (avx2: 32 k, copied per chunk into a row buffer; 5- and 6-row tiles run 4 k per step) and row tiles
+ * (avx2: 64 k, copied per chunk into a row buffer; 5- and 6-row tiles run 4 k per step) and row tiles
  * make awkward (test_kernels_batch covers the block ranges, K = 0 and the batch-1 path):
- *   against double   K = 3, 31, 33, 61, 97, 129 (not a multiple of 4 nor of the chunk; a last chunk
- *                    of 1 to 31 k), B = 2, 3, 5, 6, 7, 20, 32, 37 (2- and 3-row groups, tiles of 4 to 6
- *                    rows, a group of 36 then a lone row), H = 17 and 40 (a half-empty last block), x at
- *                    an odd float offset with a row stride that is not a multiple of 8.
+ *   against double   K = 3, 31, 33, 61, 63, 65, 97, 129, 200 (not a multiple of 4 nor of the chunk; a
+ *                    last chunk of 1 to 63 k), B = 2, 3, 5, 6, 7, 13, 20, 32, 37 (2- and 3-row groups,
+ *                    tiles of 4 to 6 rows, a group of 36 then a lone row), H = 17 and 40 (a half-empty
+ *                    last block), x at an odd float offset with a row stride that is not a multiple of 8.
  *   bit for bit      the summation order is a function of K alone: each row's c and h equal, to the
  *                    bit, those of the same row run in batches of other sizes (2, 3, 5, 7 rows) and in
  *                    a call over a sub-range of the blocks (threads split blocks).
@@ -104,7 +104,8 @@ static void assert_same(const fl_kernels *k, const step *t, const char *how, con
 
 static void test_gate_cell_chunks(void **state) {
     (void)state;
-    static const int Hs[] = {17, 40}, Ks[] = {3, 31, 33, 61, 97, 129}, Bs[] = {2, 3, 5, 6, 7, 20, 32, 37};
+    static const int Hs[] = {17, 40}, Ks[] = {3, 31, 33, 61, 63, 65, 97, 129, 200},
+                     Bs[] = {2, 3, 5, 6, 7, 13, 20, 32, 37};
     int levels = 0;
     for (size_t li = 0; li < sizeof LEVELS / sizeof *LEVELS; li++) {
         const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
@@ -130,7 +131,7 @@ static void test_gate_cell_chunks(void **state) {
  * above 1 row), and all rows over two block ranges: bit for bit the whole batch's rows. */
 static void test_gate_cell_order(void **state) {
     (void)state;
-    static const int Ks[] = {33, 97, 129}, splits[] = {2, 3, 5, 7};
+    static const int Ks[] = {33, 97, 129, 200}, splits[] = {2, 3, 5, 7};
     for (size_t li = 0; li < sizeof LEVELS / sizeof *LEVELS; li++) {
         const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
         if (!k) continue;

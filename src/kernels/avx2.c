@@ -213,54 +213,61 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
 
 /* Batches above 1 run in K chunks of KC so that a block's weights for one chunk (KC x 256 bytes)
  * stay in L1 while every row tile of the batch reads them. A tile is NR rows x NG gates x 16 units
- * (both ymm halves of a gate: one 64-byte line of the panel per k), so a k costs 2 NG aligned loads
- * and NR broadcasts for 2 NR NG FMAs: at NR = 5 or 6, NG = 1, that is 7-8 loads per 10-12 FMAs, where
- * 4 gates x 8 units x 3 rows needed 17 registers and fell back to 15 loads per 12 FMAs (an L1-resident
- * loop of each: ~60% of the FMA peak against ~80%). The gates of a row meet again in `part`, (rows, 4, 16)
- * per group, which also carries the sums from one K chunk to the next; each sum still runs k = 0, 1,
- * ..., K-1 through one FMA chain, so the results are those of a single pass. Rows go in groups of at
- * most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as even as possible (20 rows: 5 + 5 + 5 + 5, no
- * 2-row remainder); groups of 2 or 3 rows run two gates per tile, a lone row all four. While a
- * chunk runs, its tile passes prefetch the next chunk's lines in address order, each pass an even
- * share spread over its k steps, so the panel streams from L3 / DRAM one chunk ahead of the FMAs at
- * an even rate, in the sequential order the hardware prefetchers also follow (all of a chunk's
- * prefetches from the first tile left ~30% of a session's gate_cell time on that tile's loads: more
- * misses at once than the L1 tracks). After a block's last chunk the next chunk is the next block's
- * first (it was the lines KC k on from the last chunk's start, which for a short last chunk, K = 650:
- * 10 of 32, skipped 22 of the next block's first k). A second stream four chunks ahead into L2
- * (_MM_HINT_T1) measured ~5% slower in the session. Tiles over the whole K, the
- * block's panel in L2 and the next block's prefetched by the first tile, ran ~10% faster on an
- * L2-sized panel but ~20% slower at H = 650, where the panel streams from L3 / DRAM in bursts;
- * KC = 48 or 64, or prefetching 2-8 chunks ahead into L2, measured no faster. Known cost: at B = 4
- * with the panel in DRAM this is ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3).
- * Lost (batch 1's 4 side-by-side K segments tried here; x: time before / after, medians of 8 ABBA pairs, shared 2-core VM):
- * the chunks visited as 4 segments round-robin (prefetch: the next chunk visited), bench_kernel_rates
- * H 650 B 20 cold x1.04, B 4 x0.94, B 32 x1.07, warm x1.31 (L3, runs 1.1-2.2 ms); H 1500 B 20 x0.92,
- * cold x0.88; session 2x650 --batch 20 x0.90 (1 thread), x0.97 (2). Chunks of 4 pieces of 8 k, one
- * from each segment (4 streams inside a chunk): x0.76-0.86 at every one of those shapes.
- * Groups with a tile of 5 or 6 rows (B = 5, 6 and 9 up) copy each chunk's rows of x into xc (rows, KC)
- * and their 5- and 6-row tiles check the prefetch count once per 4 k: broadcasting from x itself,
- * rows ldx apart, the compiler kept the row strides on the stack (the 6-row loop reloaded 4 of them
- * every k, besides a compare and branch every k), where from xc each broadcast is one pointer plus a
- * constant. The copy is 4 nr KC loads and stores against 8 nr KC FMAs of the 4 gate passes. Tiles of
- * at most 4 rows keep x and the check every k: there 4 k per check measured x1.06-1.18 at B = 4, and
- * the copy x1.02-1.05 at B = 8. Sums and results are unchanged to the bit. bench_gate_ab (before: this
- * code at 1f1d7fb, both in one process, x: median time ratio after / before over 24 ABBA pairs, range
- * of runs; shared 2-core Zen 3 at load ~3.5, so GFLOP/s ran 30-60% of an idle machine's), warm:
- * B 20 x0.71-0.99 (H 128 0.73-0.90, 256 0.71-0.98, 650 0.73-0.99, 1000 0.75-0.89), B 32 x0.75-0.99;
- * the library's build (--lib) B 20 H 650 45-55 GFLOP/s against 32-52; B 4 and 8 (code as before)
- * x0.91-1.05, outliers to 1.22 both ways within the noise. --cold: B 20 x0.83-1.02, B 32 x0.83-0.93,
- * B 4 and 8 x0.92-1.07. KC = 64 with the copy: no clear change (x0.66-1.11 against 32's, per shape).
- * Session 2x650 (fastlstm bench --batch 20 --seq 35) against a build of 1f1d7fb, 10 ABBA pairs, load
- * 4.5-6: 1 thread process CPU time x0.87 (pairs 0.66-1.06), wall per step x0.78-0.97 (two series);
- * 2 threads x0.84-0.88.
- * Lost (kern13): each few blocks' product through gemm_pk_avx2 (the blocks' panels as one (K, 64 nb)
- * panel, bias NULL, into a 32 KB stack buffer, then cell_store; same bits), bench_gate_ab --pk, 24-32
- * pairs, load ~3.5: B 20 warm x0.88-1.09, --cold x1.08-1.14; B 32 x0.86-1.01, cold x0.98-1.12; B 4
- * x0.95-1.09, cold x1.00-1.13; B 8 warm x0.77-0.99, cold x0.77-1.04 (B 5-7, 9-24: mixed, cold mostly
- * slower). 2304 or 32768 floats of buffer: no change. perf: pk_tile's 5-row loop reloads row strides
- * from the stack every k (x broadcast ldx apart; the defect this code's xc copy removed). */
-enum { KC = 32, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
+ * (one 64-byte panel line per gate and k): 2 NG aligned loads and NR broadcasts per 2 NR NG FMAs, at
+ * NR = 5 or 6, NG = 1 7-8 loads per 10-12 FMAs (4 gates x 8 units x 3 rows needed 17 registers: ~60%
+ * of the FMA peak in L1 against ~80%). The gates of a row meet in `part` (rows, 4, 16), which carries
+ * the sums from chunk to chunk; each sum still runs k = 0 .. K-1 through one FMA chain, so results
+ * depend on K alone. Rows go in groups of at most ROWS_PER_GROUP, cut into tiles of 3 to 6 rows as
+ * even as possible (20: 5 + 5 + 5 + 5); groups of 2 or 3 rows run 2 gates per tile, a lone row 4.
+ * While a chunk runs, its tile passes prefetch (to L1) the next chunk's lines in address order, the
+ * order the hardware prefetchers follow, an even share each spread over its k steps (after a block's
+ * last chunk: the next block's first). Groups with a 5- or 6-row tile copy each chunk's x rows into
+ * xc (rows, KC) and check the prefetch count once per 4 k (broadcast from x, rows ldx apart, the
+ * compiler kept the row strides on the stack); tiles of at most 4 rows read x and check every k.
+ * KC = 64 (kern15; was 32): half the tile passes. Chunks of even length, multiples of 4 (K 650: 10 x
+ * 60 + 50, not 10 x 64 + 10, whose 10-k last chunk had to fetch the next block's 64-k first one):
+ * against 10 x 64 + 10, 16-24 pairs, --cold H 650 B 4 x0.92-0.97, B 8 x0.94, elsewhere x0.97-1.03
+ * (noise). perf of bench_gate_ab at 32, H 650 B 20: ~30% of the time outside the 4-k loop (tile
+ * entry and exit, each with 20 part loads and stores, ~9%; gate_group ~17%: the cell update about
+ * half, a call, two idivs and the prefetch set-up per pass); a 5-row tile over an L1-resident chunk
+ * runs at 76-82 GFLOP/s (peak ~92), so at H 650 most of the rest is the panel streaming from L3 /
+ * DRAM. perf at 64, H 650 B 20: the 5-row 4-k loop 77% of the samples (6% on its prefetch issue),
+ * the cell update 8%, tile entry and exit, copy and set-up the rest; without the prefetches x1.3-1.6
+ * slower (the hardware prefetchers do not keep up here).
+ * bench_gate_ab, before = this code at c497d3e (KC 32), x = median time ratio after / before over 16
+ * ABBA pairs in one process, shared 2-core Zen 3 at load 3-5 (GFLOP/s 50-70% of an idle machine's):
+ * warm H 128 B 4 / 8 / 20 / 32 x0.92 / 0.91 / 0.91 / 0.95, H 256 x0.88 / 0.86 / 0.92 / 0.92, H 650
+ * x0.89 / 0.88 / 0.91 / 0.95 (B 20 47.7 -> 52.1 GFLOP/s), H 1000 x1.00 / 0.89 / 0.90 / 0.96; --cold
+ * H 128 x1.04-1.06 (32 pairs, quartiles 0.89-1.18) / 0.93 / 0.99-1.05 / 1.01, H 256 x1.01 / 0.95 /
+ * 0.98 / 0.98, H 650 x1.04-1.07 / 0.87 / 1.01 / 0.97, H 1000 x0.99 / 0.86 / 0.94 / 0.97 (10 x 64 +
+ * 10 chunks at H 650; the even chunks, H 650 B 20, 48 pairs: warm x0.92-0.93, 45-47 -> 49-50
+ * GFLOP/s; --cold x0.96-0.98; B 4 / 8 / 32 warm x0.98 / 0.91 / 0.90, cold x0.95 / 0.81 / 0.93).
+ * Session 2x650 --batch 20 --seq 35 against a c497d3e build, 6 ABBA pairs: load 4-5.5 (10 x 64 + 10
+ * chunks), 1 thread x0.96 (pair ratios 0.52-1.20), 2 threads x0.98 (0.89-1.09); load ~1-1.5 (even
+ * chunks), 1 thread 5066 -> 4841 us per step x0.96 (0.77-1.10), 2 threads 2754 -> 2618 us x0.95
+ * (0.80-1.12): under what this machine can resolve (~10%). Known cost: at B = 4 with the panel in
+ * DRAM ~15% slower than the 3-row x 4-gate tiles were (faster in L2/L3); there KC 64 with 10 x 64 +
+ * 10 chunks cost ~5% more, the even chunks x0.95 against 32 (16 pairs, quartiles 0.86-1.08).
+ * Lost (x: after / before, bench_gate_ab unless named; kern15's against KC 64, 16 pairs):
+ * - KC 48: x1.01-1.08 (B 4 x1.4); KC 96 / 128: against 32 x0.85-0.95, no better than 64.
+ * - Prefetching in the order the passes read (each gate's lines, 256 bytes apart) one gate group
+ *   ahead, against 32: x0.94-1.21 (B 4 x1.2; KC 64 alone x0.87-0.90); that into L1 with the
+ *   address-order chunk stream into L2, against 32: x0.99-1.22;
+ *   a second address-order stream two chunks ahead into L2: warm x1.06-1.28, cold x0.92-1.09 (kern11:
+ *   four chunks ahead, session ~5% slower; 2-8 chunks ahead: no faster). The chunk stream to L2 only
+ *   (_MM_HINT_T1): x0.85-0.98 against 32, as T0. All of a chunk's prefetches from its first tile: ~30%
+ *   of a session's gate_cell time on that tile's loads (more misses at once than the L1 tracks).
+ * - Passes tile by tile (the 4 gates of a tile, then the next tile) instead of gate by gate: x1.01-1.04.
+ * - Prefetching c and h with gx before the cell update: x0.86-1.07, no change.
+ * - 7-row tiles (20 = 7 + 7 + 6, 14 accumulators): the compiler spilled accumulators to the stack.
+ * - Tiles over the whole K, the panel in L2: ~0.9 on an L2-sized panel, ~1.2 at H 650 (bursty reads).
+ * - Batch 1's 4 K segments visited round-robin: bench_kernel_rates H 650 B 20 warm x0.76, cold x0.96,
+ *   B 4 x1.06, B 32 x0.93, H 1500 x1.09 / cold 1.14, session 2x650 x1.11 (1 thread) / 1.03 (2);
+ *   chunks of 4 pieces of 8 k from the 4 segments: x1.16-1.32 everywhere.
+ * - kern13: the product through gemm_pk_avx2 (--pk, 24-32 pairs): B 20 warm x0.88-1.09, cold
+ *   x1.08-1.14; B 32 x0.86-1.12; B 4 x0.95-1.13; B 8 x0.77-1.04 (pk_tile's 5-row loop reloads the row
+ *   strides from the stack every k). */
+enum { KC = 64, ROWS_PER_GROUP = 36, PART_STRIDE = 64 /* floats per row of part: (4 gates, 16 units) */ };
 
 /* One k of a tile: acc[b][g] += W[k, gate g0 + g, 16 units] x[b, k]; q the k's panel line (at gate
  * g0), xk = &x[0, k], row b at xk + b KC (NR >= 5: the chunk's copy, one pointer and constant offsets)
@@ -352,15 +359,17 @@ INL void copy_chunk(int nr, int kn, const float *restrict x, int ldx, int k0, fl
     }
 }
 
-/* The lines of chunk `ci` of the panel p (K, 4, 16), chunks counted on past its end into the next panel
- * to stream in (next, next_lines lines of 64 bytes): its first line, and their number in *lines. */
-static inline const char *chunk_lines(const float *p, int K, const float *next, int next_lines, int ci, int *lines) {
-    const int nc = (K + KC - 1) / KC;
+/* The lines of chunk `ci` (kc k each) of the panel p (K, 4, 16), chunks counted on past its end into
+ * the next panel to stream in (next, next_lines lines of 64 bytes): its first line, and their number
+ * in *lines. */
+static inline const char *chunk_lines(const float *p, int K, int kc, const float *next, int next_lines, int ci,
+                                      int *lines) {
+    const int nc = (K + kc - 1) / kc;
     if (ci < nc) {
-        *lines = 4 * (K - ci * KC < KC ? K - ci * KC : KC);
-        return (const char *)(p + (size_t)ci * KC * 64);
+        *lines = 4 * (K - ci * kc < kc ? K - ci * kc : kc);
+        return (const char *)(p + (size_t)ci * kc * 64);
     }
-    const int off = 4 * KC * (ci - nc), n = next_lines - off < 4 * KC ? next_lines - off : 4 * KC;
+    const int off = 4 * kc * (ci - nc), n = next_lines - off < 4 * kc ? next_lines - off : 4 * kc;
     *lines = n < 0 ? 0 : n;
     return (const char *)next + (size_t)(n < 0 ? 0 : off) * 64;
 }
@@ -374,9 +383,10 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
     const int ng = nr >= 4 ? 1 : nr >= 2 ? 2 : 4;
     const int nt = ng == 1 ? (nr + 5) / 6 : 1, base = nr / nt, extra = nr % nt; /* tiles: extra of base + 1, then base */
     const bool pack = base + (extra > 0) >= 5; /* a tile of 5 or 6 rows: x through xc */
+    const int nc = (K + KC - 1) / KC, kc = nc > 1 ? ((K + nc - 1) / nc + 3) & ~3 : KC; /* chunks of even length */
     int k0 = 0;
     do { /* once with K = 0: part = 0, the cell update of gx */
-        const int kn = K - k0 < KC ? K - k0 : KC;
+        const int kn = K - k0 < kc ? K - k0 : kc;
         if (pack) copy_chunk(nr, kn, x, ldx, k0, xc);
         if (k0 + kn == K)
             for (int b = 0; b < nr; b++) {
@@ -386,7 +396,7 @@ static void gate_group(int nr, int j0, int H, int K, const float *restrict p, co
         /* the lines to fetch during this chunk: the next chunk's, past the panel's end the next one's
          * (next, next_lines), shared in order among the tile passes */
         int lines;
-        const char *pf = chunk_lines(p, K, next, next_lines, k0 / KC + 1, &lines);
+        const char *pf = chunk_lines(p, K, kc, next, next_lines, k0 / kc + 1, &lines);
         const int passes = (4 / ng) * nt;
         for (int g0 = 0, i = 0; g0 < 4; g0 += ng)
             for (int t = 0, b = 0; t < nt; t++, i++) {
