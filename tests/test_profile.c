@@ -133,6 +133,54 @@ static void test_no_visible_l3(void **state) {
     assert_int_equal(fl_profile_find_levels(b, bw, 1, k, FL_PROFILE_MAX_LEVELS, NULL), 0);
 }
 
+/* A curve measured on the 2-vCPU Zen 3 VM (bench_plan's profile, 2026-11-30 20:38 UTC, co-tenants
+ * present; GB/s at the ladder's sizes): L1 and L2 stream alike (one plateau to ~3 MB), a dip at
+ * 3-8 MB inside the L3 share, the fall at 8 MB, then 11-24 MB at 1.2x memory's rate (the cache
+ * still partly hit) before memory. It once gave L1 = 2.9 MB, L2 = 8 MB, L3 = 23.7 MB: the fall
+ * counted as a level and the levels paired by position. Now: L1 and L2 as reported, the L3 share
+ * 8 MiB, private per core (the all-cores curve falls at 13.5 MiB). */
+static void test_measured_vm_curve(void **state) {
+    (void)state;
+    static const double one[NPTS] = {
+        65.5, 58.0, 70.4, 60.4, 60.7, 46.1, 53.2, 58.9, 70.5, 80.5, 62.8, 65.1, 62.9, 60.7, 68.4, 63.6, 68.3,
+        64.3, 71.1, 59.5, 54.0, 51.4, 46.7, 52.6, 52.0, 51.5, 61.3, 56.1, 50.7, 59.1, 49.3, 45.4, 48.0, 46.3,
+        46.0, 43.2, 39.4, 34.5, 18.0, 19.4, 18.5, 16.1, 18.5, 14.7, 14.2, 17.3, 15.5, 15.5, 15.3, 13.2, 15.3,
+        14.9, 15.0, 13.9, 14.6, 15.6, 14.5};
+    static const double all[NPTS] = {
+        61.3, 41.3, 58.7, 53.2, 64.3, 46.0, 51.9, 61.0, 69.2, 59.1, 63.0, 60.7, 73.7, 65.0, 69.0, 64.7, 70.5,
+        68.0, 59.1, 65.6, 51.6, 78.5, 86.6, 85.2, 104.3, 82.0, 81.8, 81.9, 83.1, 82.1, 89.6, 89.5, 89.4, 91.5,
+        89.7, 84.1, 84.5, 70.9, 73.6, 63.8, 48.3, 36.1, 32.9, 27.9, 24.3, 25.9, 20.2, 20.2, 24.1, 19.1, 19.4,
+        20.5, 20.4, 21.3, 18.4, 18.7, 19.3};
+    size_t b[NPTS];
+    double bw1[NPTS], bwa[NPTS], mem = 0, mem_all = 0;
+    for (int k = 0; k < NPTS; k++) b[k] = ladder(k), bw1[k] = one[k] * 1e9, bwa[k] = all[k] * 1e9;
+    fl_knee k1[4], ka[4];
+    const int n1 = fl_profile_find_levels(b, bw1, NPTS, k1, 4, &mem);
+    const int na = fl_profile_find_levels(b, bwa, NPTS, ka, 4, &mem_all);
+    assert_true(n1 >= 1 && na >= 1);
+    assert_int_equal(k1[n1 - 1].bytes, ladder(36)); /* 8 MiB: the fall, not the 23.7 MB tail */
+    assert_true(k1[n1 - 1].plateau >= FL_LEVEL_OVER_MEMORY * mem);
+    assert_true(mem > 13e9 && mem < 17e9);
+    assert_int_equal(ka[na - 1].bytes, ladder(39));
+    fl_profile p;
+    memset(&p, 0, sizeof p);
+    p.cores = 2;
+    const size_t rep[3] = {32 * KIB, 512 * KIB, 32 * MIB};
+    for (int i = 0; i < 3; i++)
+        p.level[i] = (fl_cache_level){.level = i + 1, .bytes = rep[i], .shared_cpus = i == 2 ? 2 : 1,
+                                      .reported_bytes = rep[i]};
+    p.n_levels = 3;
+    fl_profile_apply_levels(&p, k1, n1, ka, na);
+    assert_int_equal(p.n_levels, 3);
+    assert_int_equal(p.level[0].bytes, 32 * KIB);
+    assert_int_equal(p.level[1].bytes, 512 * KIB);
+    assert_int_equal(p.level[2].level, 3);
+    assert_int_equal(p.level[2].bytes, ladder(36));
+    assert_int_equal(p.level[2].reported_bytes, 32 * MIB);
+    assert_int_equal(p.level[2].all_cores_bytes, ladder(39));
+    assert_int_equal(p.level[2].shared_cpus, 1);
+}
+
 /* A profile as glibc's sysconf reports this VM: 48 KiB L1, 1 MiB L2, 512 MiB L3. */
 static void reported_vm(fl_profile *p) {
     memset(p, 0, sizeof *p);
@@ -325,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_noisy_three_levels),
         cmocka_unit_test(test_no_visible_l3),
         cmocka_unit_test(test_reported_512_measured_32),
+        cmocka_unit_test(test_measured_vm_curve),
         cmocka_unit_test(test_identity_saved_and_checked),
         cmocka_unit_test(test_cli_refuses_other_machine),
         cmocka_unit_test(test_quant_rates_measured),

@@ -19,6 +19,14 @@ typedef struct fl_knee {
  * level; shorter runs are the transition between two levels. */
 #define FL_KNEE_MIN_POINTS 3
 
+/* Least plateau of a cache level as a multiple of memory's: below it a segment just past the last
+ * level's knee is the gradual fall from that level to memory (part of the working set still hits
+ * the cache), not a level of its own. Saved profiles of the 2-vCPU Zen 3 VM (2026-11, co-tenants
+ * sharing its L3) show such segments at 1.24-1.49x memory's rate, ending at 1.7-2.8x the knee
+ * before them (8.4 MB), which made the profile count a level too many and read the last level
+ * 1.7-2.8x too large; the real last levels there ran at 3-7x memory. */
+#define FL_LEVEL_OVER_MEMORY 1.5
+
 /* Cache levels from a streaming curve: bytes[n] ascending, bw[n] > 0 the streaming rate at each
  * working set. Definition (the contract the tests check):
  *   1. s[i] = median of bw[i-1], bw[i], bw[i+1] (the end points keep their own value), so one
@@ -34,7 +42,9 @@ typedef struct fl_knee {
  *      plateau the median over both;
  *   4. the last segment is memory (its plateau goes to *memory_bw, may be NULL), and so is a
  *      segment followed by fewer than FL_KNEE_MIN_POINTS points (a slow end of the ladder is no
- *      level: the ladder ends far beyond any cache).
+ *      level: the ladder ends far beyond any cache);
+ *   5. then the largest levels whose plateau is under FL_LEVEL_OVER_MEMORY x memory's are dropped
+ *      (the fall to memory, not levels).
  * Returns the number of levels written to out (at most max_levels, the smallest ones), 0 for a
  * curve with fewer than 2 points or without a fall. */
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
@@ -51,8 +61,10 @@ void fl_profile_curve_median(const double *passes, int n_passes, int n, double *
 
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
  * levels 1..n1 with those capacities; the reported level each is paired with (by position when
- * the counts agree, else the nearest in log size that is not 1.5x smaller than it, the last
- * reported level always allowed) gives its number and reported_bytes; a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
+ * the counts agree and no level is 1.5x larger than its reported one but the last, else the nearest
+ * in log size that is not 1.5x smaller than it, the last reported level always allowed) gives its
+ * number and reported_bytes; measured levels past the one paired with the last reported level
+ * become part of it (one level to the last knee, at the slowest plateau); a level whose capacity grows by >= 1.5x with all cores streaming (knees_all,
  * n_all, matched by position when both curves show the same number of levels) is private
  * (shared_cpus 1), else shared by all cores; a level below p->parallel_step_bytes (where the
  * runtime streams on one thread, so the all-cores curve says nothing) and unmatched curves keep the

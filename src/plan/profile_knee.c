@@ -52,6 +52,7 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
     for (int i = 0; i < n; i++)
         s[i] = i == 0 || i == n - 1 ? bw[i] : median3(bw[i - 1], bw[i], bw[i + 1]);
     int found = 0, start = 0;
+    double mem = 0;
     while (start < n) {
         double plateau = s[start];
         int end = start;
@@ -62,7 +63,7 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
         /* the last segment is memory; so is one followed by fewer points than a plateau needs (a
          * slow sample at the top of the ladder is no level beyond memory) */
         if (end >= n - FL_KNEE_MIN_POINTS) {
-            if (memory_bw) *memory_bw = plateau;
+            mem = plateau;
             break;
         }
         if (end - start + 1 >= FL_KNEE_MIN_POINTS && found > 0 && plateau >= FL_KNEE_FRACTION * out[found - 1].plateau) {
@@ -76,36 +77,58 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
         }
         start = end + 1;
     }
+    /* the fall past the last cache's knee, where part of the working set still hits it, is no level */
+    while (found > 0 && mem > 0 && out[found - 1].plateau < FL_LEVEL_OVER_MEMORY * mem) found--;
+    if (memory_bw) *memory_bw = mem;
     return found;
 }
 
 static double log_ratio(size_t a, size_t b) { return fabs(log((double)a / (double)b)); }
 
-void fl_profile_apply_levels(fl_profile *p, const fl_knee *k1, int n1, const fl_knee *kall, int n_all) {
+/* Whether measured level i can be reported level j: a level that streams well past 1.5x a reported
+ * level's size is served by a larger one (where L2 and L3 stream alike the curve shows one level,
+ * whose knee past the L2 is the L3's share), so only the last reported level may be smaller. */
+static bool can_be(const fl_knee *k, const fl_cache_level *rep, int nrep, int j) {
+    return j == nrep - 1 || (double)k->bytes <= 1.5 * (double)rep[j].bytes;
+}
+
+void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const fl_knee *kall, int n_all) {
     if (n1 <= 0) return;
     if (n1 > FL_PROFILE_MAX_LEVELS) n1 = FL_PROFILE_MAX_LEVELS;
+    fl_knee k1[FL_PROFILE_MAX_LEVELS];
+    memcpy(k1, knees1, (size_t)n1 * sizeof *k1);
     fl_cache_level rep[FL_PROFILE_MAX_LEVELS];
     const int nrep = p->n_levels;
     memcpy(rep, p->level, sizeof rep);
     /* match[i]: the reported level paired with measured level i (-1 none), in increasing order:
-     * by position when the counts agree, else each to the nearest remaining one in log size among
-     * those it can be: a level that streams well past 1.5x a reported level's size is served by a
-     * larger one (where L2 and L3 stream alike the curve shows one level, whose knee past the L2 is
-     * the L3's share), so only the last reported level may be smaller than it */
+     * by position when the counts agree and each can be its own (can_be), else each to the nearest
+     * remaining one in log size among those it can be */
+    bool by_position = nrep == n1;
+    for (int i = 0; i < n1 && by_position; i++) by_position = can_be(&k1[i], rep, nrep, i);
     int match[FL_PROFILE_MAX_LEVELS], next = 0;
     for (int i = 0; i < n1; i++) {
         match[i] = -1;
-        if (nrep == n1) {
+        if (by_position) {
             match[i] = i;
             continue;
         }
         int best = -1;
         for (int j = next; j < nrep; j++) {
-            if (j < nrep - 1 && (double)k1[i].bytes > 1.5 * (double)rep[j].bytes) continue;
+            if (!can_be(&k1[i], rep, nrep, j)) continue;
             if (best < 0 || log_ratio(k1[i].bytes, rep[j].bytes) < log_ratio(k1[i].bytes, rep[best].bytes))
                 best = j;
         }
         if (best >= 0) match[i] = best, next = best + 1;
+    }
+    /* measured levels past the one paired with the last reported level are that level with a dip
+     * inside it (a co-tenant's share of it changing during the ladder): one level to the last knee,
+     * at the slowest of their plateaus */
+    for (int i = 0; i < n1 - 1; i++) {
+        if (nrep == 0 || match[i] != nrep - 1) continue;
+        for (int j = i + 1; j < n1; j++)
+            if (k1[j].plateau < k1[i].plateau) k1[i].plateau = k1[j].plateau;
+        k1[i].bytes = k1[n1 - 1].bytes, k1[i].last = k1[n1 - 1].last;
+        n1 = i + 1;
     }
     fl_cache_level lv[FL_PROFILE_MAX_LEVELS];
     int n = 0;
