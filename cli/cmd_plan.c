@@ -336,11 +336,16 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
     for (int l = 0; l < arch->layers; l++) printf(" %d", fl_plan_layer_threads(plan, l));
     printf("\n");
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
+    // the capacity the regime compared with (cost.c): a per-core last level (shared_cpus 1) holds
+    // each thread's share, so the plan's threads together have that many times its size
+    const int per_core = llc->shared_cpus <= 1 && fl_plan_threads(plan) > 1 ? fl_plan_threads(plan) : 1;
     printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
-           "cache, %s",
+           "cache",
            fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
-           dc->working_set / 1e6, fl_plan_regime(plan) == FL_REGIME_MEMORY ? "exceed" : "fit in", llc->bytes / 1e6,
-           prof->measured && prof->n_curve > 0 ? "measured" : "as reported");
+           dc->working_set / 1e6, fl_plan_regime(plan) == FL_REGIME_MEMORY ? "exceed" : "fit in",
+           (double)llc->bytes * per_core / 1e6);
+    if (per_core > 1) printf(" of %d threads, %.3g MB per core", per_core, llc->bytes / 1e6);
+    printf(", %s", prof->measured && prof->n_curve > 0 ? "measured" : "as reported");
     if (prof->measured && prof->n_curve > 0 && llc->reported_bytes && llc->reported_bytes != llc->bytes)
         printf("; reported %.3g MB", llc->reported_bytes / 1e6);
     printf(")\n");
