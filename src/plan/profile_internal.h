@@ -24,7 +24,7 @@ typedef struct fl_knee {
  * the cache), not a level of its own. Saved profiles of the 2-vCPU Zen 3 VM (2026-11, co-tenants
  * sharing its L3) show such segments at 1.24-1.49x memory's rate, ending at 1.7-2.8x the knee
  * before them (8.4 MB), which made the profile count a level too many and read the last level
- * 1.7-2.8x too large; the real last levels there ran at 3-7x memory. */
+ * 1.7-2.8x too large; the real last levels there ran at 3.1-7.4x memory (all cores together 2.8-4.5x). */
 #define FL_LEVEL_OVER_MEMORY 1.5
 
 /* Cache levels from a streaming curve: bytes[n] ascending, bw[n] > 0 the streaming rate at each
