@@ -72,6 +72,11 @@ static int print_text(const char *path, const fl_model *m) {
     } else {
         printf("threads:      none planned\n");
     }
+    if (a->bidirectional) {
+        const fl_bidir_sched bs = fl_model_planned_bidir_sched(m);
+        if (bs == FL_BIDIR_AUTO) printf("bidir sched:  none planned (parallel: one direction per half of the threads)\n");
+        else printf("bidir sched:  %s (planned: the faster measured on 2 or more threads)\n", fl_bidir_sched_name(bs));
+    }
     if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
     return CLI_OK;
@@ -119,6 +124,8 @@ static int print_json(const char *path, const fl_model *m) {
          cJSON_AddNumberToObject(root, "bytes", (double)bytes) &&
          cJSON_AddNumberToObject(root, "flops_per_step", (double)fl_model_flops_per_step(m)) &&
          cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
+    if (ok && a->bidirectional) /* "auto": none planned (parallel) */
+        ok = cJSON_AddStringToObject(root, "bidir_schedule", fl_bidir_sched_name(fl_model_planned_bidir_sched(m)));
     cJSON *lt = ok ? cJSON_AddArrayToObject(root, "planned_threads") : NULL; /* per layer; [] none */
     ok = lt != NULL;
     for (int l = 0; ok && l < a->layers && fl_model_planned_threads(m, -1) > 0; l++)

@@ -335,6 +335,14 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
            fl_plan_threads(plan), a->threads == 0 ? " (planned)" : "");
     for (int l = 0; l < arch->layers; l++) printf(" %d", fl_plan_layer_threads(plan, l));
     printf("\n");
+    if (arch->bidirectional) {
+        const fl_bidir_sched bs = fl_model_planned_bidir_sched(fl_plan_model(plan));
+        if (bs == FL_BIDIR_AUTO)
+            printf("bidirectional schedule: parallel (not measured: no layer on 2 or more threads, or timing off)\n");
+        else
+            printf("bidirectional schedule: %s (measured faster than %s on 2 or more threads)\n", fl_bidir_sched_name(bs),
+                   fl_bidir_sched_name(bs == FL_BIDIR_SERIAL ? FL_BIDIR_PARALLEL : FL_BIDIR_SERIAL));
+    }
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
     // the capacity the regime compared with (cost.c): a per-core last level (shared_cpus 1) holds
     // each thread's share, so the plan's threads together have that many times its size
@@ -463,6 +471,8 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
     cJSON *lt = cJSON_AddArrayToObject(root, "layer_threads");
     for (int l = 0; lt && l < fl_model_arch(m)->layers; l++)
         cJSON_AddItemToArray(lt, cJSON_CreateNumber(fl_plan_layer_threads(plan, l)));
+    if (fl_model_arch(m)->bidirectional) /* "auto": not measured (parallel) */
+        cJSON_AddStringToObject(root, "bidir_schedule", fl_bidir_sched_name(fl_model_planned_bidir_sched(fl_plan_model(plan))));
     cJSON_AddStringToObject(root, "regime", fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory" : "compute");
     cJSON_AddNumberToObject(root, "last_level_bytes", (double)prof->level[prof->n_levels - 1].bytes);
     cJSON_AddNumberToObject(root, "last_level_reported_bytes", (double)prof->level[prof->n_levels - 1].reported_bytes);

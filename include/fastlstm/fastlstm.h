@@ -208,6 +208,31 @@ FL_API int fl_model_planned_threads(const fl_model *m, int layer);
  * FL_ERR_NOMEM. Sessions already created keep their counts; the model file saves them. */
 FL_API fl_status fl_model_set_planned_threads(fl_model *m, const int *threads);
 
+/* How the two directions of a bidirectional layer share the layer's threads (2 or more; on one
+ * thread they run in turn in any case). Results are bit-identical whichever runs; the faster one
+ * depends on the machine's caches and the model, so `fastlstm plan` / `compress` time both and record
+ * the faster in the model (metadata "bidir_schedule"). */
+typedef enum fl_bidir_sched {
+    FL_BIDIR_AUTO = 0,     /* sessions: the model's recorded schedule (fl_model_planned_bidir_sched);
+                              a model: none recorded, which runs as FL_BIDIR_PARALLEL */
+    FL_BIDIR_PARALLEL = 1, /* both directions at once, each on half of the layer's threads */
+    FL_BIDIR_SERIAL = 2,   /* the directions in turn, each step split over all of the layer's threads:
+                              one direction's W_hh hot at a time (faster where two do not fit the cache) */
+} fl_bidir_sched;
+
+/* "auto", "parallel", "serial" (the metadata values); "unknown" outside the enum. Static storage. */
+FL_API const char *fl_bidir_sched_name(fl_bidir_sched sched);
+
+/* The schedule recorded for the model's bidirectional layers: FL_BIDIR_PARALLEL or FL_BIDIR_SERIAL
+ * when the planner (or fl_model_set_planned_bidir_sched) recorded one, FL_BIDIR_AUTO when none is
+ * (sessions then run FL_BIDIR_PARALLEL), and for a NULL model. */
+FL_API fl_bidir_sched fl_model_planned_bidir_sched(const fl_model *m);
+
+/* Record the schedule of m's bidirectional layers (FL_BIDIR_AUTO clears it); the model file saves it.
+ * Sessions already created keep theirs. FL_ERR_ARG (m unchanged) for a NULL model, a value outside
+ * the enum, or PARALLEL / SERIAL on a model without bidirectional layers. */
+FL_API fl_status fl_model_set_planned_bidir_sched(fl_model *m, fl_bidir_sched sched);
+
 /* Names used in model files and by the CLI: "dense", "svd", "cp"; "none", "per_step", "last_step".
  * Static storage; "unknown" for a value outside the enum. */
 FL_API const char *fl_method_name(fl_method method);
@@ -271,6 +296,8 @@ typedef struct fl_session_opts {
     int threads;    /* worker threads; default 1; 0: the counts `fastlstm plan` / `compress` chose
                        for each layer of the model (saved in its metadata, see
                        fl_model_planned_threads), 1 when it has none */
+    fl_bidir_sched bidir_sched; /* schedule of the bidirectional layers on 2 or more threads; default
+                                   FL_BIDIR_AUTO: the model's recorded one (parallel when none) */
 } fl_session_opts;
 
 FL_API fl_session_opts fl_session_opts_default(void);
@@ -305,6 +332,17 @@ FL_API fl_status fl_session_set_threads(fl_session *s, int threads);
  * for that layer (fl_model_planned_threads, 1 when none); layer -1: the most any layer uses. A
  * bidirectional layer's count covers both directions. 0 for a NULL session or a layer out of range. */
 FL_API int fl_session_threads(const fl_session *s, int layer);
+
+/* Switch the schedule of s's bidirectional layers for every later fl_session_run (FL_BIDIR_AUTO: the
+ * model's recorded one); results are bit-identical whichever runs. A unidirectional model has one
+ * schedule: FL_OK, nothing changes. FL_BIDIR_SERIAL starts each layer direction's own worker threads
+ * (freed by a switch back or fl_session_free). FL_ERR_ARG for a NULL session or a value outside the
+ * enum; FL_ERR_NOMEM (nothing changed) when the threads or their scratch cannot be had. */
+FL_API fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched);
+
+/* The schedule s runs its bidirectional layers on: FL_BIDIR_PARALLEL or FL_BIDIR_SERIAL (PARALLEL for a
+ * unidirectional model or a NULL session). */
+FL_API fl_bidir_sched fl_session_bidir_sched(const fl_session *s);
 
 typedef enum fl_layout {
     FL_BATCH_MAJOR = 0, /* x (B, T, D), tokens (B, T), y (B, T, *) — PyTorch batch_first=True */

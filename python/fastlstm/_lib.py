@@ -145,10 +145,11 @@ APPENDED = {
     "fl_arch": ("fl_run_state_size", [("bidirectional", c_int), ("proj", c_int), ("has_padding", c_int),
                                       ("padding_idx", c_int)]),
     "fl_run_io": ("fl_run_state_size", [("lengths", c_void_p)]),
+    "fl_session_opts": ("fl_session_bidir_sched", [("bidir_sched", c_int)]),  # 0: the model's schedule
 }
 
 # No reserve tail: fl_mat_spec is passed as an array, fl_cost sits inside fl_plan_point, and
-# fl_session_opts (12 bytes) is returned in registers, which a tail would turn into a hidden
+# fl_session_opts (12 or 16 bytes) is returned in registers, which a tail would turn into a hidden
 # pointer (Lib.default() catches a struct that changes class).
 NO_RESERVE = {"fl_mat_spec", "fl_cost", "fl_session_opts"}
 

@@ -128,6 +128,8 @@ struct fl_model {
     int planned_threads; /* worker threads the planner chose (metadata "threads"); 0: none */
     int *layer_threads;  /* [layers] threads the planner chose for each layer's steps (metadata
                             "layer_threads"), owned; NULL: planned_threads for every layer */
+    fl_bidir_sched bidir_sched; /* schedule the planner chose for the bidirectional layers (metadata
+                                   "bidir_schedule"); FL_BIDIR_AUTO: none (parallel) */
 
     /* The layers' weights in the kernels' packed layouts, shared by every session on the model
      * (packed.c): made by the first session, freed with the last. Sessions only read the weights, so

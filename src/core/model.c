@@ -300,6 +300,21 @@ fl_status fl_model_set_planned_threads(fl_model *m, const int *threads) {
     return FL_OK;
 }
 
+fl_bidir_sched fl_model_planned_bidir_sched(const fl_model *m) {
+    return m ? m->bidir_sched : FL_BIDIR_AUTO;
+}
+
+fl_status fl_model_set_planned_bidir_sched(fl_model *m, fl_bidir_sched sched) {
+    if (!m) return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: model is NULL");
+    if (sched != FL_BIDIR_AUTO && sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
+        return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: unknown schedule %d", (int)sched);
+    if (sched != FL_BIDIR_AUTO && !m->arch.bidirectional)
+        return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: schedule \"%s\" for a model without "
+                       "bidirectional layers", fl_bidir_sched_name(sched));
+    m->bidir_sched = sched;
+    return FL_OK;
+}
+
 static fl_status clone_held(const fl_model *m, fl_model **out) {
     if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_clone");
     *out = NULL;
@@ -331,6 +346,7 @@ static fl_status clone_held(const fl_model *m, fl_model **out) {
         return st;
     }
     c->planned_threads = m->planned_threads;
+    c->bidir_sched = m->bidir_sched;
     if (m->layer_threads && (st = fl_model_set_planned_threads(c, m->layer_threads))) {
         fl_model_free(c);
         return st;

@@ -20,6 +20,7 @@
  * little-endian host (checked at compile time below). */
 #include "atomic_file.h"
 #include "safetensors_internal.h"
+#include "session_sched.h"
 #include "lstm_ext.h"
 #include "memload.h"
 #include "qmat.h"
@@ -534,6 +535,17 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
     }
     const char *lthr = meta_get(meta, "layer_threads"); /* optional: planned threads per layer */
     if (!st && lthr) st = parse_layer_threads(path, lthr, m);
+    const char *bs = meta_get(meta, "bidir_schedule"); /* optional: the planned schedule; none: parallel */
+    if (!st && bs) {
+        fl_bidir_sched v;
+        if (!fl_bidir_sched_parse(bs, &v))
+            st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"bidir_schedule\" is \"%s\", not \"parallel\" or \"serial\"",
+                         path, bs);
+        else if (!arch.bidirectional)
+            st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"bidir_schedule\" is \"%s\" for a model without "
+                         "bidirectional layers", path, bs);
+        else m->bidir_sched = v;
+    }
     const char *tok = meta_get(meta, "tokenizer");
     if (!st && tok) {
         size_t n = strlen(tok) + 1;

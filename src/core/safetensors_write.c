@@ -110,6 +110,7 @@ static cJSON *build_header(const fl_model *m) {
         ok = v && add_str(meta, "layer_threads", v);
         fl_free(v);
     }
+    if (ok && m->bidir_sched != FL_BIDIR_AUTO) ok = add_str(meta, "bidir_schedule", fl_bidir_sched_name(m->bidir_sched));
     if (!ok) goto fail;
 
     uint64_t off = 0;

@@ -16,8 +16,13 @@
  *   serial    the directions in turn, each projection and step split over all the threads (rec_all,
  *             as a unidirectional layer runs): a pool sync per step, one W_hh hot at a time.
  * Both compute every output element with the same kernel on the same operands, so the results are
- * bit-identical (tests/test_bidir_sched.c). The default is parallel at every batch: the serial one
- * was never measurably faster. bench_bidir --only sched, one process alternating the two schedules
+ * bit-identical (tests/test_bidir_sched.c). Which is faster depends on the machine's caches and the
+ * model, so it is planned and measured (plan_threads.c times both on the chosen candidate and records
+ * the faster in the model, fl_model_planned_bidir_sched); a session runs the model's recorded schedule
+ * (fl_session_opts.bidir_sched FL_BIDIR_AUTO), parallel when none. Measured at a quiet time on the
+ * same machine later (bench_bidir --only sched, serial / parallel): H 650 B 1 1.07, B 20 1.01,
+ * H 1024 B 4 0.78 (two W_hh of 16.8 MB overflow the last level together, one split over 2 cores
+ * does not). Figures of the first measurement, under load: bench_bidir --only sched, one process alternating the two schedules
  * (median over 15-31 rounds of the per-round ratio serial / parallel), 2 x H, T 35, 2 threads of a
  * shared 2-vCPU Zen 3 (load 2.4-5.5 from other builds, so each figure is +-10-20%):
  *   H  256, B 1 / 4 / 8 / 20 / 32:       1.10 / 1.14-1.15 / 1.10 / 1.04-1.26 / 1.18
@@ -179,6 +184,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
+    if (o.bidir_sched != FL_BIDIR_AUTO && o.bidir_sched != FL_BIDIR_PARALLEL && o.bidir_sched != FL_BIDIR_SERIAL)
+        return fl_fail(FL_ERR_ARG, "fl_session_create: unknown bidir_sched %d", (int)o.bidir_sched);
     const int asked = o.threads; /* 0: each layer on its planned count */
     if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
     if (o.threads < 1 || o.threads > MAX_THREADS)
@@ -239,6 +246,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     if (dirs == 2) {
         fl_status st = fl_pool_create(run_dir_chunk, s, &s->pool);
         if (!st && split) st = fl_pool_set_threads(s->pool, 2);
+        if (!st) st = fl_session_set_bidir_sched(s, o.bidir_sched);  // AUTO: the model's recorded one
         if (st) {
             fl_session_free(s);
             return st;
@@ -288,11 +296,32 @@ void fl_session_free(fl_session *s) {
     fl_free(s);
 }
 
+const char *fl_bidir_sched_name(fl_bidir_sched sched) {
+    switch (sched) {
+    case FL_BIDIR_AUTO: return "auto";
+    case FL_BIDIR_PARALLEL: return "parallel";
+    case FL_BIDIR_SERIAL: return "serial";
+    }
+    return "unknown";
+}
+
+bool fl_bidir_sched_parse(const char *name, fl_bidir_sched *out) {
+    if (!strcmp(name, "parallel")) *out = FL_BIDIR_PARALLEL;
+    else if (!strcmp(name, "serial")) *out = FL_BIDIR_SERIAL;
+    else return false;
+    return true;
+}
+
+fl_bidir_sched fl_session_bidir_sched(const fl_session *s) {
+    return s && s->rec_all ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
+}
+
 fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: session is NULL");
-    if (sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
+    if (sched != FL_BIDIR_AUTO && sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
         return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: unknown schedule %d", (int)sched);
-    if (sched == FL_BIDIR_PARALLEL || s->dirs != 2) {  // a unidirectional model has one schedule
+    if (sched == FL_BIDIR_AUTO) sched = fl_model_planned_bidir_sched(s->m);
+    if (sched != FL_BIDIR_SERIAL || s->dirs != 2) {  // none recorded: parallel; a unidirectional model has one
         free_rec_all(s);
         return FL_OK;
     }

@@ -47,6 +47,8 @@ struct fl_plan {
     int threads, max_threads; /* chosen thread count (the most of any layer); the most tried when planning them */
     int *lt;                  /* [layers] the chosen point's threads per layer (plan_threads.c) */
     int *lt_scratch;          /* [layers] scratch of the per-layer choice (pointee written by const users) */
+    fl_bidir_sched bidir_sched; /* the bidirectional layers' measured faster schedule (plan_threads.c);
+                                   FL_BIDIR_AUTO: not measured (unidirectional, 1 thread, not timing) */
     fl_plan_point *pts;
     size_t n_pts, cap_pts, chosen;
     char (*reason)[256];

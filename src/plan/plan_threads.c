@@ -7,9 +7,20 @@
  * stays on one thread while a large one splits. When the planner times candidates, the chosen one is
  * also timed with its per-layer counts and with every uniform count, and the measured fastest is
  * kept. The chosen model records the counts (fl_model_set_planned_threads: metadata
- * "layer_threads"), and a session created with threads = 0 runs each layer on its own. */
+ * "layer_threads"), and a session created with threads = 0 runs each layer on its own.
+ *
+ * A bidirectional layer on 2 or more threads runs its directions on one of two schedules (parallel:
+ * one per half of the threads; serial: in turn, each on all of them; session.c), and which is faster
+ * depends on the caches and the model (two W_hh that overflow the last level together favour serial),
+ * so there is no cost model for it: every timing above whose counts split a layer (the chosen counts,
+ * planned or given, and each uniform count from 2) is taken on both schedules, the faster stands for
+ * the counts, and the schedule of the fastest such timing is recorded (fl_model_set_planned_bidir_sched:
+ * metadata "bidir_schedule"), the winner's when the winner splits a layer. Not timing: none recorded
+ * (sessions run parallel). */
 #include "plan_state.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 fl_status plan_layer_threads(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, int batch,
@@ -44,24 +55,75 @@ fl_status plan_time_point(fl_plan *p, const fl_plan_point *pt, fl_model *m, doub
     return st ? st : fl_plan_time_model(m, p->o.batch, p->o.seq, 0, p->o.verify_reps, p->o.seed, s);
 }
 
+static bool multi(const int *lt, int L) {
+    for (int l = 0; l < L; l++)
+        if (lt[l] >= 2) return true;
+    return false;
+}
+
+/* Time m as the plan runs it (its planned counts, or the given count) on the serial schedule. */
+static fl_status time_serial(fl_plan *p, fl_model *m, double *s) {
+    fl_status st = fl_model_set_planned_bidir_sched(m, FL_BIDIR_SERIAL);
+    if (!st) st = fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed, s);
+    fl_model_set_planned_bidir_sched(m, FL_BIDIR_AUTO); /* back to parallel: cannot fail */
+    return st;
+}
+
+/* The two schedules' timings of the thread counts whose faster one is the fastest seen with a layer
+ * on 2 or more threads; its schedule is the plan's (the winner's when the winner splits a layer). */
+typedef struct sched_pair {
+    double par, ser; /* seconds per step; par < 0: none yet */
+    const char *where;
+    int t;
+} sched_pair;
+
+static void note_pair(sched_pair *b, double par, double ser, const char *where, int t) {
+    if (b->par < 0 || fmin(par, ser) < fmin(b->par, b->ser)) *b = (sched_pair){par, ser, where, t};
+}
+
 fl_status plan_choose_threads(fl_plan *p) {
     fl_plan_point *pt = &p->pts[p->chosen];
     const int L = p->arch.layers;
+    const bool bidir = p->arch.bidirectional, uniform = p->o.threads == 0 && p->max_threads >= 2;
+    p->bidir_sched = FL_BIDIR_AUTO;
     fl_status st = plan_layer_threads(p, pt->specs, pt->precisions, p->o.batch, p->lt, &pt->cost);
-    /* timed (at p->lt, plan_time_point) with threads planned: also time every uniform count */
-    if (st || p->o.threads > 0 || p->max_threads < 2 || pt->measured_seconds < 0) goto done;
+    /* timed (at p->lt, parallel, plan_time_point) with threads planned: also time every uniform
+     * count; a bidirectional model also on the serial schedule wherever a layer splits */
+    const bool sched_here = bidir && multi(p->lt, L);
+    if (st || pt->measured_seconds < 0 || (!uniform && !sched_here)) goto done;
     fl_model *m;
     if ((st = plan_build_model(p, pt->specs, pt->precisions, &m))) return st;
+    sched_pair best = {.par = -1};
+    if (sched_here) {
+        double s;
+        if (p->o.threads == 0) st = fl_model_set_planned_threads(m, p->lt);
+        if (!st) st = time_serial(p, m, &s);
+        if (!st) {
+            const char *where = p->o.threads > 0 ? "given" : "planned";
+            plan_progress(p, "chosen candidate at its %s threads, bidirectional schedule parallel: %.3g us/step, "
+                          "serial: %.3g us/step", where, pt->measured_seconds * 1e6, s * 1e6);
+            note_pair(&best, pt->measured_seconds, s, where, 0);
+            if (s < pt->measured_seconds) pt->measured_seconds = s;
+        }
+    }
     int *u = p->lt_scratch;
-    for (int t = 1; t <= p->max_threads && !st; t++) {
+    for (int t = 1; uniform && t <= p->max_threads && !st; t++) {
         bool same = true;
         for (int l = 0; l < L; l++) u[l] = t, same &= p->lt[l] == t;
         if (same) continue;
-        double s;
+        double s, ser = -1;
         if (!(st = fl_model_set_planned_threads(m, u)))
             st = fl_plan_time_model(m, p->o.batch, p->o.seq, 0, p->o.verify_reps, p->o.seed, &s);
+        if (!st && bidir && t >= 2) st = time_serial(p, m, &ser);
         if (st) break;
-        plan_progress(p, "chosen candidate at %d thread(s) for every layer: measured %.3g us/step", t, s * 1e6);
+        if (ser < 0) {
+            plan_progress(p, "chosen candidate at %d thread(s) for every layer: measured %.3g us/step", t, s * 1e6);
+        } else {
+            plan_progress(p, "chosen candidate at %d thread(s) for every layer, bidirectional schedule parallel: "
+                          "%.3g us/step, serial: %.3g us/step", t, s * 1e6, ser * 1e6);
+            note_pair(&best, s, ser, "uniform", t);
+            if (ser < s) s = ser;
+        }
         fl_cost c;
         if (s < pt->measured_seconds &&
             !(st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, pt->precisions, p->o.batch, p->o.seq, t, &c, NULL))) {
@@ -71,6 +133,14 @@ fl_status plan_choose_threads(fl_plan *p) {
         }
     }
     fl_model_free(m);
+    if (!st && best.par >= 0) {
+        p->bidir_sched = best.ser < best.par ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
+        char at[48];
+        if (best.t > 0) snprintf(at, sizeof at, "%d thread(s) for every layer", best.t);
+        else snprintf(at, sizeof at, "its %s threads", best.where);
+        plan_progress(p, "bidirectional schedule: %s kept (at %s: serial %.3g us/step, parallel %.3g us/step)",
+                      fl_bidir_sched_name(p->bidir_sched), at, best.ser * 1e6, best.par * 1e6);
+    }
 done:
     p->threads = 1;
     for (int l = 0; l < L; l++)

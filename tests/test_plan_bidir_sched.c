@@ -1,0 +1,170 @@
+/* Planner, the schedule of bidirectional layers (plan_threads.c): with timing on and a layer on 2
+ * threads, the chosen candidate is timed on both schedules, the progress names both timings, and the
+ * chosen model (and its file) records the one kept. Which one wins is whatever this machine
+ * measures: nothing here depends on it, only on the record being one of the two and agreeing with the
+ * progress. Without timing, or for a unidirectional model, nothing is recorded (parallel). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fastlstm/plan.h"
+#include "internal.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A fake 2-core profile with the runtime's thread rule and no measured curves (as test_layer_threads). */
+static void fake_profile(fl_profile *p) {
+    memset(p, 0, sizeof *p);
+    p->cores = 2;
+    p->simd_bits = 256;
+    const size_t cap[3] = {32 << 10, 512 << 10, 32 << 20};
+    const double bw[3] = {150e9, 90e9, 40e9};
+    for (int i = 0; i < 3; i++)
+        p->level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = i == 2 ? 2 : 1,
+                                       .bandwidth = bw[i], .reported_bytes = cap[i]};
+    p->n_levels = 3;
+    p->dram_bandwidth = 15e9;
+    p->gemm_flops = 60e9;
+    p->gemv_flops = 30e9;
+    p->step_overhead = 0.2e-6;
+    p->parallel_step_bytes = 512.0 * 1024;
+    p->parallel_proj_macs = 2.0 * (1 << 20);
+}
+
+/* The progress messages of one plan that name a bidirectional schedule, kept whole (the search's
+ * other lines, one per candidate, could fill any fixed buffer). */
+typedef struct log_buf {
+    char text[16384];
+    size_t n;
+} log_buf;
+
+static void on_progress(void *ctx, const char *msg) {
+    log_buf *b = ctx;
+    if (!strstr(msg, "bidirectional")) return;
+    int k = snprintf(b->text + b->n, sizeof b->text - b->n, "%s\n", msg);
+    assert_true(k > 0 && (size_t)k < sizeof b->text - b->n); /* never truncated */
+    b->n += (size_t)k;
+}
+
+static fl_model *make(int bidirectional) {
+    fl_arch a = {.input = 8, .hidden = 48, .layers = 2, .bidirectional = bidirectional, .head = FL_HEAD_LAST_STEP,
+                 .head_out = 3};
+    fl_model *m = NULL;
+    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
+    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
+    return m;
+}
+
+static fl_plan *plan_it(const fl_model *m, int threads, int verify, log_buf *log) {
+    fl_profile p;
+    fake_profile(&p);
+    fl_plan_opts o = fl_plan_opts_default();
+    o.seq = 6;
+    o.batch = 2;
+    o.dev_samples = 2;
+    o.max_evals = 3;
+    o.allow_cp = 0;
+    o.threads = threads;
+    o.max_threads = 2;
+    o.verify = verify;
+    o.verify_reps = 3;
+    o.progress = on_progress;
+    o.progress_ctx = log;
+    fl_plan *plan = NULL;
+    fl_status st = fl_plan_create(m, &p, &o, &plan);
+    if (st) fail_msg("fl_plan_create: %s: %s", fl_status_str(st), fl_last_error());
+    return plan;
+}
+
+/* The progress line of the kept schedule names it and both timings; the model and its file carry it. */
+static void check_recorded(const fl_plan *plan, const log_buf *log) {
+    const fl_bidir_sched bs = fl_model_planned_bidir_sched(fl_plan_model(plan));
+    assert_true(bs == FL_BIDIR_PARALLEL || bs == FL_BIDIR_SERIAL);
+    const char *line = strstr(log->text, "bidirectional schedule: ");
+    if (!line) fail_msg("no schedule line in the progress:\n%s", log->text);
+    char want[64];
+    snprintf(want, sizeof want, "bidirectional schedule: %s kept", fl_bidir_sched_name(bs));
+    if (strncmp(line, want, strlen(want))) fail_msg("expected \"%s\" in the progress:\n%s", want, log->text);
+    const char *end = strchr(line, '\n');
+    double ser = -1, par = -1;
+    const char *at = strstr(line, " kept (at "); /* the timings follow */
+    assert_true(at && at < end);
+    const char *s = strstr(at, ": serial "), *p = strstr(at, ", parallel ");
+    assert_true(s && p && s < end && p < end);
+    if (sscanf(s, ": serial %lf us/step", &ser) != 1 || sscanf(p, ", parallel %lf us/step", &par) != 1)
+        fail_msg("no timings in the progress:\n%s", log->text);
+    assert_true(ser > 0 && par > 0);
+    assert_true(bs == FL_BIDIR_SERIAL ? ser <= par : par <= ser); /* as printed (%.3g): a near tie may round equal */
+    const char *path = tmp_path("planned.st");
+    assert_int_equal(fl_model_save(fl_plan_model(plan), path), FL_OK);
+    fl_model *back = NULL;
+    assert_int_equal(fl_model_load(path, &back), FL_OK);
+    assert_int_equal(fl_model_planned_bidir_sched(back), bs);
+    fl_model_free(back);
+}
+
+/* Threads planned, timing on: every uniform count from 2 splits a layer, so both schedules are timed. */
+static void test_planned_threads(void **state) {
+    (void)state;
+    fl_model *m = make(1);
+    log_buf log = {.n = 0};
+    fl_plan *plan = plan_it(m, 0, 2, &log);
+    check_recorded(plan, &log);
+    fl_plan_free(plan);
+    fl_model_free(m);
+}
+
+/* A count given (2): the chosen candidate is timed on both schedules at it. */
+static void test_given_threads(void **state) {
+    (void)state;
+    fl_model *m = make(1);
+    log_buf log = {.n = 0};
+    fl_plan *plan = plan_it(m, 2, 2, &log);
+    check_recorded(plan, &log);
+    assert_non_null(strstr(log.text, "chosen candidate at its given threads, bidirectional schedule parallel: "));
+    fl_plan_free(plan);
+    fl_model_free(m);
+}
+
+/* Nothing measured, 1 thread, or a unidirectional model: no schedule recorded, none in the progress. */
+static void test_not_measured(void **state) {
+    (void)state;
+    fl_model *bi = make(1), *uni = make(0);
+    const struct {
+        const fl_model *m;
+        int threads, verify;
+    } cases[] = {{bi, 0, 0}, {bi, 1, 2}, {uni, 0, 2}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        log_buf log = {.n = 0};
+        fl_plan *plan = plan_it(cases[k].m, cases[k].threads, cases[k].verify, &log);
+        assert_int_equal(fl_model_planned_bidir_sched(fl_plan_model(plan)), FL_BIDIR_AUTO);
+        assert_null(strstr(log.text, "bidirectional schedule"));
+        fl_plan_free(plan);
+    }
+    fl_model_free(bi);
+    fl_model_free(uni);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return tmp_dir_make("fl_plan_bidir_sched");
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return tmp_dir_remove();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_planned_threads),
+        cmocka_unit_test(test_given_threads),
+        cmocka_unit_test(test_not_measured),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
