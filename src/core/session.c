@@ -9,31 +9,25 @@
  * active prefix of the batch (gates = gx_t + W_hh h_{t-1}, cell update; an LSTMP layer then applies
  * W_hr). The forward direction walks t up, the reverse direction t down, so each sequence's reverse
  * pass starts at its own last step. A bidirectional layer writes [fwd, rev] into each output row and
- * on a layer of 2 or more threads its directions run on one of two schedules (session_sched.h):
- *   parallel  (the default) both directions at once, each on half of the threads (the session's pool,
- *             one job per layer): no sync inside a layer, but both W_hh (6.76 MB each at H 650) are
- *             streamed every step at once;
+ * on a layer of 2 or more threads its directions run on one of two schedules (fl_bidir_sched):
+ *   parallel  both directions at once, each on half of the threads (the session's pool, one job per
+ *             layer): no sync inside a layer, but both W_hh (6.76 MB each at H 650) stream every step;
  *   serial    the directions in turn, each projection and step split over all the threads (rec_all,
  *             as a unidirectional layer runs): a pool sync per step, one W_hh hot at a time.
  * Both compute every output element with the same kernel on the same operands, so the results are
  * bit-identical (tests/test_bidir_sched.c). Which is faster depends on the machine's caches and the
  * model, so it is planned and measured (plan_threads.c times both on the chosen candidate and records
  * the faster in the model, fl_model_planned_bidir_sched); a session runs the model's recorded schedule
- * (fl_session_opts.bidir_sched FL_BIDIR_AUTO), parallel when none. Measured at a quiet time on the
- * same machine later (bench_bidir --only sched, serial / parallel): H 650 B 1 1.07, B 20 1.01,
- * H 1024 B 4 0.78 (two W_hh of 16.8 MB overflow the last level together, one split over 2 cores
- * does not). Figures of the first measurement, under load: bench_bidir --only sched, one process alternating the two schedules
- * (median over 15-31 rounds of the per-round ratio serial / parallel), 2 x H, T 35, 2 threads of a
- * shared 2-vCPU Zen 3 (load 2.4-5.5 from other builds, so each figure is +-10-20%):
- *   H  256, B 1 / 4 / 8 / 20 / 32:       1.10 / 1.14-1.15 / 1.10 / 1.04-1.26 / 1.18
- *   H  650, B 1 / 4 / 8 / 16 / 20 / 32:  1.21-1.25 / 0.98-1.12 / 1.02-1.16 / 0.97-1.05 / 0.98-1.05 / 0.95-1.03
- *   H 1024, B 1 / 4 / 8 / 20:            1.03 / 0.68-1.07 / 1.07 / 1.04-1.07
- * Halving the hot weights did not pay for the per-step sync here. A step does B / 2 flops per weight
- * byte (2 x 4H x H x B on 16 H^2 bytes; 10 at batch 20), so from a few rows on it is compute-bound as
- * long as W_hh comes from L3 at all, and this VM's L3 share (4-16 MB, varying with co-tenants) holds
- * one W_hh at least (the steps piece below streams 6.76 MB at ~47 GB/s, beyond DRAM's 11-17); at
- * batch 1 the serial schedule also pays the switch between its directions' own worker threads (the
- * one just done spins ~0.2 ms on one of the 2 cores). It stays for A/B runs on other machines.
+ * (fl_session_opts.bidir_sched FL_BIDIR_AUTO), parallel when none. bench_bidir --only sched (one
+ * process alternating both, median of per-round ratios serial / parallel over 15-21 rounds), 2 x H,
+ * T 35, 2 threads of the 2-vCPU Zen 3 VM, 2026-11-30 20:40 and 21:14 UTC, otherwise idle:
+ *   H  650, B 1 / 4 / 20:   1.07 / 0.97 / 1.01
+ *   H 1024, B 1 / 4 / 20:   0.67 / 0.78-0.82 / 0.93
+ * At H 1024 the two W_hh (16.8 MB each) stream from DRAM in parallel, while the serial schedule's
+ * halves (8.4 MB per core) nearly fit the last level's share (8-14 MB here); at H 650 (6.76 MB each)
+ * what serial saves in traffic its per-step sync and hand-over between directions cost again.
+ * (Under load 2.4-5.5 the same harness read H 256 1.04-1.26 at every batch.) `fastlstm plan` of a
+ * bidirectional 2 x 1024 model at batch 4 kept serial: 4.83 against 6.39 ms per step.
  * At batch 1 (2 x 650, T 35; bench_bidir pieces, us per step, 1 thread: projection K = H 65, K = 2H
  * 130, steps of one direction 143; uni t1 438, all at load ~3) each thread of the parallel schedule
  * does one direction of a unidirectional model's work plus layer 1's wider projection (its input is
