@@ -13,18 +13,15 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "testutil.h"
+#include "flat_profile.h"
 
 /* One private level of 1 MiB at 1e6 B/s (every weight here fits; streaming terms are small),
  * DRAM 10 B/s; mat-vec 100 flop/s, sgemm 1000; projections at 1000 flop/s at every row count;
  * speed-ups measured at 2 threads (set per test); no cell, bias or overhead terms. */
 static fl_profile hand_profile(void) {
-    fl_profile p = {0};
+    fl_profile p = flat_profile();
     p.cores = 2;
-    p.simd_bits = 256;
-    p.n_levels = 1;
-    p.level[0] = (fl_cache_level){.level = 2, .bytes = 1 << 20, .shared_cpus = 1, .bandwidth = 1e6};
-    p.dram_bandwidth = 10.0;
-    p.gemm_flops = 1000.0;
+    p.level[0].bandwidth = 1e6;
     p.gemv_flops = 100.0;
     p.curve_all_threads = 2;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.gemm_rows_flops[k] = 1000.0;
