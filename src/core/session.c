@@ -12,8 +12,8 @@
  * on a layer of 2 or more threads its directions run on one of two schedules (fl_bidir_sched):
  *   parallel  both directions at once, each on half of the threads (the session's pool, one job per
  *             layer): no sync inside a layer, but both W_hh (6.76 MB each at H 650) stream every step;
- *   serial    the directions in turn, each projection and step split over all the threads (rec_all,
- *             as a unidirectional layer runs): a pool sync per step, one W_hh hot at a time.
+ *   serial    the directions in turn, each projection and step split over all the threads (each
+ *             direction's fl_rec on the layer's whole count, as a unidirectional layer runs): a pool sync per step, one W_hh hot at a time.
  * Both compute every output element with the same kernel on the same operands, so the results are
  * bit-identical (tests/test_bidir_sched.c). Which is faster depends on the machine's caches and the
  * model, so it is planned and measured (plan_threads.c times both on the chosen candidate and records
@@ -67,8 +67,8 @@ struct fl_session {
     int max_batch, max_seq, threads; /* threads: the most any layer runs on */
     int *lthreads;    /* [L] threads of each layer's steps (fl_session_threads) */
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
-    fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction (bidirectional: half the threads) */
-    fl_rec **rec_all; /* [L * dirs] FL_BIDIR_SERIAL only: the same steps on all of the layer's threads, else NULL */
+    fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction, on dir_threads threads */
+    bool serial;      /* FL_BIDIR_SERIAL: a bidirectional layer's directions in turn, each on all its threads */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer in parallel; NULL otherwise */
@@ -147,11 +147,18 @@ static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsig
 
 /* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h).
  * A bidirectional layer gives each direction half of the threads (at least one). */
+/* Threads of layer direction ld's steps: its layer's count, halved (at least one) for a bidirectional
+ * layer whose directions run in parallel, each on one thread of the session's pool. */
+static int dir_threads(const fl_session *s, int ld) {
+    const int lt = s->lthreads[ld / s->dirs];
+    return s->dirs == 2 && !s->serial && lt >= 2 ? lt / 2 : lt;
+}
+
 static fl_status set_threads(fl_session *s, int threads) {
     const bool split = s->dirs == 2 && threads >= 2;
+    for (int l = 0; l < s->L; l++) s->lthreads[l] = threads;
     for (int l = 0; l < s->L * s->dirs; l++) {
-        fl_status st = fl_rec_set_threads(s->rec[l], split ? threads / 2 : threads);
-        if (!st && s->rec_all) st = fl_rec_set_threads(s->rec_all[l], threads);  // FL_BIDIR_SERIAL
+        fl_status st = fl_rec_set_threads(s->rec[l], dir_threads(s, l));
         if (st) return st;
     }
     if (s->pool) {
@@ -160,7 +167,6 @@ static fl_status set_threads(fl_session *s, int threads) {
     }
     fl_blas_for_sessions();
     s->threads = threads;
-    for (int l = 0; l < s->L; l++) s->lthreads[l] = threads;
     return FL_OK;
 }
 
@@ -226,10 +232,11 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     }
     const bool split = dirs == 2 && o.threads >= 2;
     for (int l = 0; l < L; l++) s->lthreads[l] = layer_threads(m, asked, l);
+    // AUTO: the model's recorded schedule (parallel when none)
+    const fl_bidir_sched sched = o.bidir_sched == FL_BIDIR_AUTO ? fl_model_planned_bidir_sched(m) : o.bidir_sched;
+    s->serial = dirs == 2 && sched == FL_BIDIR_SERIAL;
     for (int l = 0; l < LD; l++) {
-        const int lt = s->lthreads[l / dirs]; /* a bidirectional layer gives each direction half */
-        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, split && lt >= 2 ? lt / 2 : lt,
-                                            &s->rec[l]);
+        fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, dir_threads(s, l), &s->rec[l]);
         if (st) {
             fl_session_free(s);
             return st;
@@ -240,7 +247,6 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     if (dirs == 2) {
         fl_status st = fl_pool_create(run_dir_chunk, s, &s->pool);
         if (!st && split) st = fl_pool_set_threads(s->pool, 2);
-        if (!st) st = fl_session_set_bidir_sched(s, o.bidir_sched);  // AUTO: the model's recorded one
         if (st) {
             fl_session_free(s);
             return st;
@@ -267,19 +273,11 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     return FL_OK;
 }
 
-static void free_rec_all(fl_session *s) {
-    if (!s->rec_all) return;
-    for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec_all[l]);
-    fl_free(s->rec_all);
-    s->rec_all = NULL;
-}
-
 void fl_session_free(fl_session *s) {
     if (!s) return;
     fl_pool_free(s->pool);
     if (s->rec)
         for (int l = 0; l < s->L * s->dirs; l++) fl_rec_free(s->rec[l]);
-    free_rec_all(s);
     if (s->packs) fl_model_packs_release(s->m);
     if (s->ext_hold) fl_model_weights_unhold(s->m);
     fl_free(s->rec);
@@ -307,7 +305,7 @@ bool fl_bidir_sched_parse(const char *name, fl_bidir_sched *out) {
 }
 
 fl_bidir_sched fl_session_bidir_sched(const fl_session *s) {
-    return s && s->rec_all ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
+    return s && s->serial ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
 }
 
 fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
@@ -315,20 +313,16 @@ fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
     if (sched != FL_BIDIR_AUTO && sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
         return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: unknown schedule %d", (int)sched);
     if (sched == FL_BIDIR_AUTO) sched = fl_model_planned_bidir_sched(s->m);
-    if (sched != FL_BIDIR_SERIAL || s->dirs != 2) {  // none recorded: parallel; a unidirectional model has one
-        free_rec_all(s);
-        return FL_OK;
-    }
-    if (s->rec_all) return FL_OK;
-    // each layer direction's step on all its layer's threads, on the same packed weights
-    const int LD = s->L * 2;
-    if (!(s->rec_all = fl_calloc((size_t)LD, sizeof *s->rec_all)))
-        return fl_fail(FL_ERR_NOMEM, "fl_session_set_bidir_sched: out of memory");
-    for (int l = 0; l < LD; l++) {
-        fl_status st = fl_rec_create_packed(&s->m->layer[l], &s->packs[l], s->max_batch,
-                                            s->lthreads[l / 2], &s->rec_all[l]);
+    const bool serial = s->dirs == 2 && sched == FL_BIDIR_SERIAL;  // a unidirectional model has one
+    if (serial == s->serial) return FL_OK;
+    // re-thread every direction's steps; on failure (fl_rec_set_threads leaves that one as it was)
+    // the ones done go back, so the session runs as before
+    s->serial = serial;
+    for (int l = 0; l < s->L * s->dirs; l++) {
+        fl_status st = fl_rec_set_threads(s->rec[l], dir_threads(s, l));
         if (st) {
-            free_rec_all(s);
+            s->serial = !serial;
+            for (int k = 0; k < l; k++) fl_rec_set_threads(s->rec[k], dir_threads(s, k));
             return st;
         }
     }
@@ -471,13 +465,13 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
     return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
 }
 
-/* Direction d of layer l (s->job) through rec: input projection, then the steps over the active rows;
- * h_n, c_n. */
-static void run_dir(fl_session *s, int d, fl_rec *rec) {
+/* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
+static void run_dir(fl_session *s, int d) {
     const fl_run_io *io = s->job.io;
     const int l = s->job.l, T = s->job.T, B = io->batch, H = s->H, G = 4 * H, P = s->P, W = s->W;
     const int ld = l * s->dirs + d, N = s->off[T];
     const fl_layer *ly = &s->m->layer[ld];
+    fl_rec *rec = s->rec[ld];
     const dir_scratch *x = &s->ds[d];
     const float *bias = s->bias + (size_t)ld * G;
     // gx (N, 4H) = in W_ih^T + b_ih + b_hh over the packed rows
@@ -521,8 +515,7 @@ static void run_dir(fl_session *s, int d, fl_rec *rec) {
 
 static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
     (void)thread, (void)n, (void)gen, (void)t_gen;
-    fl_session *s = ctx;
-    run_dir(s, (int)idx, s->rec[s->job.l * 2 + (int)idx]);
+    run_dir(ctx, (int)idx);
 }
 
 /* Row of sorted sequence i at step t in y (B, T, *) or (T, B, *). */
@@ -623,12 +616,9 @@ fl_status fl_session_run(fl_session *s, const fl_run_io *io) {
         s->job.in = in;
         s->job.in_dim = in_dim;
         s->job.out = hs;
-        if (s->rec_all)  // FL_BIDIR_SERIAL: the directions in turn, each on all the layer's threads
-            for (int d = 0; d < 2; d++) run_dir(s, d, s->rec_all[l * 2 + d]);
-        else if (s->dirs == 2 && s->lthreads[l] >= 2)
-            fl_pool_run(s->pool, 2);  // both directions at once, one per thread
+        if (s->dirs == 2 && !s->serial && s->lthreads[l] >= 2) fl_pool_run(s->pool, 2);  // one direction per thread
         else
-            for (int d = 0; d < s->dirs; d++) run_dir(s, d, s->rec[l * s->dirs + d]);
+            for (int d = 0; d < s->dirs; d++) run_dir(s, d);  // in turn, each on all the layer's threads
         in = hs;
         in_dim = s->W;
     }
