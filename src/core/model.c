@@ -2,6 +2,7 @@
 #include "internal.h"
 #include "qmat.h"
 #include "lstm_ext.h"
+#include "session_sched.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -306,7 +307,7 @@ fl_bidir_sched fl_model_planned_bidir_sched(const fl_model *m) {
 
 fl_status fl_model_set_planned_bidir_sched(fl_model *m, fl_bidir_sched sched) {
     if (!m) return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: model is NULL");
-    if (sched != FL_BIDIR_AUTO && sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
+    if (!fl_bidir_sched_valid(sched))
         return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: unknown schedule %d", (int)sched);
     if (sched != FL_BIDIR_AUTO && !m->arch.bidirectional)
         return fl_fail(FL_ERR_ARG, "fl_model_set_planned_bidir_sched: schedule \"%s\" for a model without "

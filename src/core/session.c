@@ -184,7 +184,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     fl_session_opts o = opts ? *opts : fl_session_opts_default();
     if (o.max_batch < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_batch must be >= 1, got %d", o.max_batch);
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
-    if (o.bidir_sched != FL_BIDIR_AUTO && o.bidir_sched != FL_BIDIR_PARALLEL && o.bidir_sched != FL_BIDIR_SERIAL)
+    if (!fl_bidir_sched_valid(o.bidir_sched))
         return fl_fail(FL_ERR_ARG, "fl_session_create: unknown bidir_sched %d", (int)o.bidir_sched);
     const int asked = o.threads; /* 0: each layer on its planned count */
     if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
@@ -310,7 +310,7 @@ fl_bidir_sched fl_session_bidir_sched(const fl_session *s) {
 
 fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: session is NULL");
-    if (sched != FL_BIDIR_AUTO && sched != FL_BIDIR_PARALLEL && sched != FL_BIDIR_SERIAL)
+    if (!fl_bidir_sched_valid(sched))
         return fl_fail(FL_ERR_ARG, "fl_session_set_bidir_sched: unknown schedule %d", (int)sched);
     if (sched == FL_BIDIR_AUTO) sched = fl_model_planned_bidir_sched(s->m);
     const bool serial = s->dirs == 2 && sched == FL_BIDIR_SERIAL;  // a unidirectional model has one
