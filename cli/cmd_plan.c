@@ -344,9 +344,9 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                    fl_bidir_sched_name(bs == FL_BIDIR_SERIAL ? FL_BIDIR_PARALLEL : FL_BIDIR_SERIAL));
     }
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
-    // the capacity the regime compared with (cost.c): a per-core last level (shared_cpus 1) holds
-    // each thread's share, so the plan's threads together have that many times its size
-    const int per_core = llc->shared_cpus <= 1 && fl_plan_threads(plan) > 1 ? fl_plan_threads(plan) : 1;
+    // the capacity the regime compared with (fl_cost.regime: a private level counts once per thread
+    // of the dense cost's count)
+    const int per_core = llc->shared_cpus <= 1 && dc->threads > 1 ? dc->threads : 1;
     printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
            "cache",
            fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
