@@ -3,8 +3,10 @@
  *   onednn_lstm MODEL BATCH SEQ ROUNDS
  * One primitive per layer (dnnl_bidirectional_concat for a bidirectional model: [fwd, rev] per step,
  * as PyTorch), executed in turn. oneDNN has no per-sequence lengths: a variable-length batch runs
- * padded to SEQ. Prints one line: "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ), or
- * "unavailable: why".
+ * padded to SEQ. Prints one line: "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) over ROUNDS
+ * timed blocks of about 0.2 s each (a tenth of that for ROUNDS <= 2), or "unavailable: why".
+ * FL_PEER_BLOCK_MS=M (bench/peers/run.sh, one process per round): blocks of about M ms, no tenth; when
+ * one run is longer than a block, as many one-run blocks as fit ROUNDS * M ms, at least one.
  * Threads: oneDNN's OpenMP runtime (OMP_NUM_THREADS). Built by bench/peers/run.sh. */
 #include <dnnl.h>
 #include <stdint.h>
@@ -217,11 +219,17 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) run_all(st, ly, L);
     CHECK(dnnl_stream_wait(st));
     double one = (now_us() - t0) / 2;
-    int reps = (int)(200000.0 / (one > 1 ? one : 1));
-    if (rounds <= 2) reps /= 10;
+    const char *block_env = getenv("FL_PEER_BLOCK_MS");
+    const double block_us = block_env && atof(block_env) > 0 ? atof(block_env) * 1e3 : 200000.0;
+    int reps = (int)(block_us / (one > 1 ? one : 1));
+    if (rounds <= 2 && !block_env) reps /= 10;
     if (reps < 1) reps = 1;
     double v[64];
-    const int R = rounds < 1 ? 1 : rounds > 64 ? 64 : rounds;
+    int R = rounds < 1 ? 1 : rounds > 64 ? 64 : rounds;
+    if (block_env && reps == 1) {
+        const int fit = (int)(R * block_us / (one > 1 ? one : 1) + 0.5);
+        R = fit < 1 ? 1 : fit < R ? fit : R;
+    }
     for (int r = 0; r < R; r++) {
         t0 = now_us();
         for (int i = 0; i < reps; i++) run_all(st, ly, L);

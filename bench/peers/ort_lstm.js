@@ -3,6 +3,10 @@
 // LENGTHS: comma-separated per-sequence lengths fed as the int32 (B) input "lens" (sequence_lens of
 // every LSTM node, see torch_lstm.py export ... lens).
 // Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why".
+// For bench/peers/run.sh's rounds: FL_PEER_BLOCK_MS=M times blocks of about M ms (ort_time.js);
+// FL_PEER_SERVE=1 keeps the process: after creating the session it prints "ready", then times once
+// (warm-up, calibration, blocks) and prints one result line for every line read on stdin, and exits
+// at end of input (node's start and the session creation are paid once per row, not once per round).
 'use strict';
 async function main() {
   const [path, B, T, D, rounds, threads] = [process.argv[2], ...process.argv.slice(3).map(Number)];
@@ -26,7 +30,24 @@ async function main() {
     if (lens.length !== B) throw new Error(`need ${B} lengths, got ${lens.length}`);
     feeds.lens = new ort.Tensor('int32', lens, [B]);
   }
-  const v = (await require('./ort_time.js').timeRuns(sess, feeds, rounds)).map((ms) => ms * 1e3 / T);
-  console.log(`us_per_step ${v[Math.floor(v.length / 2)].toFixed(3)} ${v[0].toFixed(3)} ${v[v.length - 1].toFixed(3)}`);
+  const blockMs = Number(process.env.FL_PEER_BLOCK_MS || 0);
+  const once = async () => {
+    const v = (await require('./ort_time.js').timeRuns(sess, feeds, rounds, blockMs)).map((ms) => ms * 1e3 / T);
+    return `us_per_step ${v[Math.floor(v.length / 2)].toFixed(3)} ${v[0].toFixed(3)} ${v[v.length - 1].toFixed(3)}`;
+  };
+  if (process.env.FL_PEER_SERVE !== '1') {
+    console.log(await once());
+    return;
+  }
+  console.log('ready');
+  const rl = require('readline').createInterface({ input: process.stdin });
+  for await (const line of rl) { // eslint-disable-line no-unused-vars
+    try {
+      console.log(await once());
+    } catch (e) {
+      console.log('unavailable: ' + String(e.message).split('\n')[0]);
+    }
+  }
+  process.exit(0);
 }
-main().catch((e) => console.log('unavailable: ' + String(e.message).split('\n')[0]));
+main().catch((e) => { console.log('unavailable: ' + String(e.message).split('\n')[0]); process.exit(0); });

@@ -1,40 +1,72 @@
 #!/usr/bin/env bash
 # Peer benchmark: the same LSTM shapes and weights through fastlstm, oneDNN, PyTorch and ONNX Runtime
-# in one run, per time step (sequence latency / seq length): median [min..max] over rounds, and each
-# peer's ratio to fastlstm (> 1: fastlstm is faster). Plus PyTorch on the same SVD factors as
-# fastlstm's low-rank models. A peer that cannot run prints "unavailable: <reason>".
+# in one run, per time step (sequence latency / seq length), and each peer's ratio to fastlstm (> 1:
+# fastlstm is faster). Plus PyTorch on the same SVD factors as fastlstm's low-rank models. A peer that
+# cannot run prints "unavailable: <reason>".
 #
-#   bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME]
-#     --quick       smoke run, about a minute: 2 rounds, threads 1, batch 1, no 1500/1500 shape
+# Rounds: every row is measured in N rounds; a round runs each side once (one timing: warm-up runs, then
+# 1/N of the whole repetitions), the order of the sides rotating from round to round, so that the
+# sides of a round run within seconds of each other. A side's figure is the median over rounds of its
+# round medians, [min..max] over rounds; a peer's xR is the median over rounds of the ratio peer /
+# fastlstm of the same round (paired, so the machine's drift from minute to minute cancels). A side that
+# failed in some rounds shows "(k/N rounds)" and its ratio pairs only those. fastlstm and oneDNN start
+# one process per round; PyTorch and ONNX Runtime (1-2 s and ~0.5 s of start-up) one persistent process
+# per row (FL_PEER_SERVE=1) that times once per round when asked and idles in between.
+#
+#   bash bench/peers/run.sh [--quick] [--rounds N] [--build DIR] [--coretype NAME] [--only LIST]
+#     --quick       smoke run, about a minute: 2 rounds, short timings, threads 1, batch 1, no 1500/1500
+#                   shape, low rank on the 650 shape only
+#     --rounds N    rounds per row (default 3; --quick 2): per round fastlstm times ceil(15/N) runs
+#                   (--quick ceil(3/N)), each peer 3 blocks of about 1000/(3N) ms (--quick 40/(3N))
 #     --build DIR   build directory for fastlstm and the oneDNN harness (default build-peers)
 #     --coretype N  set OPENBLAS_CORETYPE=N for every side (default: the environment's, printed)
+#     --only LIST   these sections only (dense, lowrank, bi, varlen; default all)
 # ONNX Runtime comes from npm (onnxruntime-node, installed once into $FL_PEERS_CACHE, default
 # ~/.cache/fastlstm-peers, with ONNXRUNTIME_NODE_INSTALL=skip --ignore-scripts).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/peers
 BUILD=$ROOT/build-peers
-QUICK=0 ONLY="dense lowrank bi varlen"
+QUICK=0 ONLY="dense lowrank bi varlen" ROUNDS=""
+usage() { echo "usage: bash bench/peers/run.sh [--quick] [--rounds N] [--build DIR] [--coretype NAME] [--only dense,lowrank,bi,varlen]"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
+    --rounds) ROUNDS=${2:-}; shift ;;
     --build) BUILD=$2; shift ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift ;;
     --only) ONLY=${2//,/ }; shift ;;
-    *) echo "usage: bash bench/peers/run.sh [--quick] [--build DIR] [--coretype NAME] [--only dense,lowrank,bi,varlen]" >&2; exit 2 ;;
+    *) usage >&2; exit 2 ;;
   esac
   shift
 done
+case $ROUNDS in
+  "") [ $QUICK = 1 ] && ROUNDS=2 || ROUNDS=3 ;;
+  *[!0-9]* | 0*) echo "run.sh: --rounds needs a whole number >= 1, not '$ROUNDS'" >&2; exit 2 ;;
+esac
 PY=/usr/bin/python3
 CACHE=${FL_PEERS_CACHE:-$HOME/.cache/fastlstm-peers}
-if [ $QUICK = 1 ]; then ROUNDS=2; FL_REPS=3; THREADS="1"; else ROUNDS=5; FL_REPS=15; THREADS="1 2"; fi
-#     --only LIST   these sections only (dense, lowrank, bi, varlen; default all)
-# --quick: batch 1 only, no 1500 shape, low rank on the 650 shape only, to stay near a minute.
+# The whole repetitions of a side over a row (today's one-process figures): fastlstm FL_REPS runs,
+# a peer PEER_MS of timed blocks; each round takes 1/ROUNDS of them.
+if [ $QUICK = 1 ]; then FL_REPS=3 PEER_MS=40 THREADS="1"; else FL_REPS=15 PEER_MS=1000 THREADS="1 2"; fi
+FL_ROUND_REPS=$(( (FL_REPS + ROUNDS - 1) / ROUNDS ))
+BLOCKS=3
+BLOCK_MS=$(awk -v t=$PEER_MS -v b=$BLOCKS -v n=$ROUNDS 'BEGIN { m = t / (b * n); printf "%.1f", m < 1 ? 1 : m }')
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+declare -A SRV_IN=() SRV_OUT=() SRV_PID=() SRV_WHY=()
+cleanup() {
+  local s
+  for s in "${!SRV_PID[@]}"; do srv_stop "$s"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+START=$SECONDS
 
 echo "# fastlstm peer benchmark, $(date -u +%FT%TZ), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} (same for every side); rounds $ROUNDS; per time step, all layers"
+echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} (same for every side); per time step, all layers"
+echo "# $ROUNDS rounds per row, the order of the sides rotating; a round times each side once (fastlstm $FL_ROUND_REPS runs"
+echo "# after 2 warm-up runs; each peer $BLOCKS blocks of ~$BLOCK_MS ms after a warm-up and a calibration run). Figures: median"
+echo "# [min..max] over rounds of each side's round median; xR: median over rounds of the per-round ratio peer / fastlstm"
 
 # ---------------------------------------------------------------- builds
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFL_BUILD_TESTS=OFF -DFL_BUILD_BENCH=OFF >"$WORK/cmake.log" 2>&1 &&
@@ -60,31 +92,32 @@ export NODE_PATH=$CACHE/ort/node_modules
 
 # ---------------------------------------------------------------- helpers
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
-FL_MED=""
-fmt() { # "us_per_step MED MIN MAX" -> "MED [MIN..MAX] xRATIO" (ratio to fastlstm)
-  local line=$1
-  case $line in
-    us_per_step*) set -- $line
-      if [ -n "$FL_MED" ]; then
-        printf "%9.2f us [%.2f..%.2f] x%.2f" "$2" "$3" "$4" "$(awk "BEGIN{print $2/$FL_MED}")"
-      else
-        printf "%9.2f us [%.2f..%.2f]" "$2" "$3" "$4"
-      fi ;;
-    *) printf "%s" "${line:-unavailable: no output}" ;;
-  esac
-}
-run_fl() { # model B T threads -> us_per_step line
+source "$HERE/rounds.sh"
+
+# One round of each side: a "us_per_step MED MIN MAX" line or "unavailable: why".
+run_fl() { # model B T threads [bench options] (fastlstm, one process)
+  local m=$1 b=$2 t=$3 th=$4
+  shift 4
   local j
-  j=$("$FL" bench "$1" --batch "$2" --seq "$3" --threads "$4" --reps $FL_REPS --warmup 2 --json 2>"$WORK/fl.err") ||
+  j=$(OMP_NUM_THREADS=$th OPENBLAS_NUM_THREADS=$th "$FL" bench "$m" --batch "$b" --seq "$t" --threads "$th" "$@" \
+        --reps $FL_ROUND_REPS --warmup 2 --json 2>"$WORK/fl.err") ||
     { echo "unavailable: fastlstm bench failed ($(head -1 "$WORK/fl.err"))"; return; }
-  $PY -c 'import json,sys; d=json.loads(sys.argv[1]); T=float(sys.argv[2]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/T, d["min_ms"]*1e3/T, d["max_ms"]*1e3/T))' "$j" "$3"
+  $PY -c 'import json,sys; d=json.loads(sys.argv[1]); T=float(sys.argv[2]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/T, d["min_ms"]*1e3/T, d["max_ms"]*1e3/T))' "$j" "$t"
 }
-run_onednn() { [ -n "$ONEDNN_WHY" ] && { echo "unavailable: $ONEDNN_WHY"; return; }; "$BUILD/onednn_lstm" "$1" "$2" "$3" $ROUNDS 2>&1 | tail -1; }
-run_torch() { [ -n "$TORCH_WHY" ] && { echo "unavailable: $TORCH_WHY"; return; }; $PY "$HERE/torch_lstm.py" "$1" "$2" "$3" $ROUNDS "$4" $5 2>&1 | tail -1; }
-run_ort() { # onnx B T D threads
-  [ -n "$ORT_WHY" ] && { echo "unavailable: $ORT_WHY"; return; }
-  [ -f "$1" ] || { echo "unavailable: ONNX export failed"; return; }
-  node "$HERE/ort_lstm.js" "$1" "$2" "$3" "$4" $ROUNDS $5 2>&1 | tail -1
+run_onednn() { # model B T (one process; threads from OMP_NUM_THREADS)
+  [ -n "$ONEDNN_WHY" ] && { echo "unavailable: $ONEDNN_WHY"; return; }
+  FL_PEER_BLOCK_MS=$BLOCK_MS "$BUILD/onednn_lstm" "$1" "$2" "$3" $BLOCKS 2>&1 | tail -1
+}
+# The persistent peers of a row (started before its rounds, stopped after): torch_start model B T
+# threads MODE [lengths.npy]; ort_start onnx B T D threads [lengths csv]; a round: srv_time torch|ort.
+torch_start() {
+  srv_start torch "$TORCH_WHY" env OMP_NUM_THREADS=$4 OPENBLAS_NUM_THREADS=$4 \
+    $PY "$HERE/torch_lstm.py" "$1" "$2" "$3" $BLOCKS "$4" "${@:5}"
+}
+ort_start() {
+  local why=$ORT_WHY
+  [ -z "$why" ] && [ ! -f "$1" ] && why="ONNX export failed"
+  srv_start ort "$why" env OMP_NUM_THREADS=$5 node "$HERE/ort_lstm.js" "$1" "$2" "$3" "$4" $BLOCKS "$5" "${@:6}"
 }
 
 # ---------------------------------------------------------------- dense shapes
@@ -105,12 +138,13 @@ for shape in "${DENSE_SHAPES[@]}"; do
   for B in $BATCHES; do
     for t in $THREADS; do
       export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
-      FL_MED=""
-      fl=$(run_fl "$M" $B $T $t)
-      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      torch_start "$M" $B $T $t dense
+      ort_start "$ONNX" $B $T $D $t
+      measure "run_fl '$M' $B $T $t" "run_onednn '$M' $B $T" "srv_time torch" "srv_time ort"
+      srv_stop torch
+      srv_stop ort
       printf "%-16s B %3d t %d | fastlstm %s | oneDNN %s | PyTorch %s | ORT %s\n" "$D/$H/$L/$T" $B $t \
-        "$(fmt "$fl")" "$(fmt "$(run_onednn "$M" $B $T)")" "$(fmt "$(run_torch "$M" $B $T $t dense)")" \
-        "$(fmt "$(run_ort "$ONNX" $B $T $D $t)")"
+        "$(cell 0)" "$(cell 1)" "$(cell 2)" "$(cell 3)"
     done
   done
 done
@@ -121,13 +155,13 @@ fi
 if want lowrank; then
 echo
 echo "## low rank (SVD of every LSTM matrix, same factors on both sides), batch 1: fastlstm | PyTorch step loop"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 LR_SHAPES=("650 650 2 35" "1500 1500 2 35")
 [ $QUICK = 1 ] && LR_SHAPES=("650 650 2 35")
 for shape in "${LR_SHAPES[@]}"; do
   set -- $shape
   D=$1 H=$2 L=$3 T=$4
   M=$WORK/m_${D}_${H}_${L}.safetensors
+  [ -f "$M" ] || "$FL" init --input $D --hidden $H --layers $L --seed 1 -o "$M" >/dev/null 2>&1
   for div in 8 16; do
     R=$((H / div))
     MS=$WORK/svd_${H}_${R}.safetensors
@@ -137,11 +171,11 @@ for shape in "${LR_SHAPES[@]}"; do
     fi
     for t in $THREADS; do
       export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
-      FL_MED=""
-      fl=$(run_fl "$MS" 1 $T $t)
-      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      torch_start "$MS" 1 $T $t lowrank
+      measure "run_fl '$MS' 1 $T $t" "srv_time torch"
+      srv_stop torch
       printf "%-16s rank h/%-2d t %d | fastlstm %s | PyTorch low-rank loop %s\n" "$D/$H/$L/$T" $div $t \
-        "$(fmt "$fl")" "$(fmt "$(run_torch "$MS" 1 $T $t lowrank)")"
+        "$(cell 0)" "$(cell 1)"
     done
   done
 done
@@ -162,26 +196,28 @@ if "$FL" init --input $D --hidden $H --layers $L --bidirectional --seed 1 -o "$M
   for B in $BATCHES; do
     for t in $THREADS; do
       export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
-      FL_MED=""
-      fl=$(run_fl "$MB" $B $T $t)
-      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      torch_start "$MB" $B $T $t dense
+      ort_start "$ONNXB" $B $T $D $t
+      measure "run_fl '$MB' $B $T $t" "run_onednn '$MB' $B $T" "srv_time torch" "srv_time ort"
+      srv_stop torch
+      srv_stop ort
       printf "%-16s B %3d t %d | fastlstm %s | oneDNN %s | PyTorch %s | ORT %s\n" "bi $D/$H/$L/$T" $B $t \
-        "$(fmt "$fl")" "$(fmt "$(run_onednn "$MB" $B $T)")" "$(fmt "$(run_torch "$MB" $B $T $t dense)")" \
-        "$(fmt "$(run_ort "$ONNXB" $B $T $D $t)")"
+        "$(cell 0)" "$(cell 1)" "$(cell 2)" "$(cell 3)"
     done
   done
-  # the issue's goal: a bidirectional model on 2 threads costs at most 1.2x the unidirectional one on 1
+  # the issue's goal: a bidirectional model on 2 threads costs at most 1.2x the unidirectional one on 1;
+  # both timed in the same rounds, the ratio the median of the per-round ratios
   MU=$WORK/m_${D}_${H}_${L}.safetensors
   [ -f "$MU" ] || "$FL" init --input $D --hidden $H --layers $L --seed 1 -o "$MU" >/dev/null 2>&1
-  export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-  uni=$(run_fl "$MU" 1 $T 1)
-  export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
-  bi2=$(run_fl "$MB" 1 $T 2)
-  case "$uni/$bi2" in us_per_step*/us_per_step*)
-    printf "bi B 1 on 2 threads / uni B 1 on 1 thread: %s / %s us = %.2f (goal <= 1.2)\n" "$(echo "$bi2" | cut -d' ' -f2)" \
-      "$(echo "$uni" | cut -d' ' -f2)" "$(awk "BEGIN{print $(echo "$bi2" | cut -d' ' -f2) / $(echo "$uni" | cut -d' ' -f2)}")" ;;
-  *) echo "bi/uni ratio: unavailable ($uni; $bi2)" ;;
-  esac
+  measure "run_fl '$MU' 1 $T 1" "run_fl '$MB' 1 $T 2"
+  uni=$(side_stats 0) bi2=$(side_stats 1) q=$(ratio_stats 1 0)
+  if [ -n "$uni" ] && [ -n "$bi2" ] && [ -n "$q" ]; then
+    set -- $q
+    printf "bi B 1 on 2 threads / uni B 1 on 1 thread: %.3f / %.3f us = %.2f (goal <= 1.2; median of %d per-round ratios, %.2f..%.2f)\n" \
+      "${bi2%% *}" "${uni%% *}" $1 $4 $2 $3
+  else
+    echo "bi/uni ratio: unavailable ($(first_failure 0); $(first_failure 1))"
+  fi
 else
   echo "bi $D/$H/$L/$T: fastlstm init --bidirectional failed"
 fi
@@ -206,17 +242,19 @@ if $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.random.RandomState(1
     [ -z "$TORCH_WHY" ] && $PY "$HERE/torch_lstm.py" "$MV" 1 35 1 1 export "$ONNXV" lens >"$WORK/export.log" 2>&1
     for t in $THREADS; do
       export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
-      FL_MED=""
-      j=$("$FL" bench "$MV" --batch 20 --seq 35 --threads $t --lengths "$LENS" --reps $FL_REPS --warmup 2 --json 2>"$WORK/fl.err") &&
-        fl=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/35, d["min_ms"]*1e3/35, d["max_ms"]*1e3/35))' "$j") ||
-        fl="unavailable: fastlstm bench --lengths failed ($(head -1 "$WORK/fl.err"))"
-      case $fl in us_per_step*) FL_MED=$(echo "$fl" | cut -d' ' -f2) ;; esac
+      torch_start "$MV" 20 35 $t dense "$LENS"
+      ort_start "$ONNXV" 20 35 650 $t "$LENS_CSV"
+      measure "run_fl '$MV' 20 35 $t --lengths '$LENS'" "run_onednn '$MV' 20 35" "srv_time torch" "srv_time ort"
+      srv_stop torch
+      srv_stop ort
       printf "%-16s B  20 t %d | fastlstm %s | oneDNN padded %s | PyTorch packed %s | ORT %s\n" "$kind 650/650/2/5..35" $t \
-        "$(fmt "$fl")" "$(fmt "$(run_onednn "$MV" 20 35)")" "$(fmt "$(run_torch "$MV" 20 35 $t "dense $LENS")")" \
-        "$(fmt "$(run_ort "$ONNXV" 20 35 650 "$t $LENS_CSV")")"
+        "$(cell 0)" "$(cell 1)" "$(cell 2)" "$(cell 3)"
     done
   done
 else
   echo "variable lengths: cannot write the lengths file (numpy)"
 fi
 fi
+
+echo
+echo "# done in $((SECONDS - START)) s"

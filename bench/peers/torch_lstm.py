@@ -17,9 +17,20 @@
                                                             input "lens" (ONNX Runtime skips the
                                                             steps past each length)
 
-Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) or "unavailable: why". Set
-OMP_NUM_THREADS and OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools)."""
+Prints "us_per_step MEDIAN MIN MAX" (sequence latency / SEQ) over ROUNDS timed blocks of about 0.2 s
+(a tenth of that for ROUNDS <= 2), after a warm-up and a calibration run, or "unavailable: why". Set
+OMP_NUM_THREADS and OPENBLAS_NUM_THREADS as well as THREADS (Debian's torch runs both pools).
+
+For bench/peers/run.sh's rounds:
+  FL_PEER_BLOCK_MS=M  blocks of about M ms (no tenth); when one run is longer than a block, as many
+                      one-run blocks as fit ROUNDS * M ms, at least one.
+  FL_PEER_SERVE=1     persistent (dense and lowrank modes): after loading torch and the model, print
+                      "ready"; then for every line read on stdin, time once as above (warm-up,
+                      calibration, blocks) and print one result line; exit at end of input. The
+                      import (1-2 s) is paid once per row, not once per round, and the process idles
+                      on stdin while the other sides of the row run."""
 import json
+import os
 import statistics
 import struct
 import sys
@@ -68,13 +79,20 @@ def import_torch(threads):
 
 
 def timed(fn, seq, rounds):
+    """(median, min, max) us per step of fn over rounds blocks (see the module's doc)."""
     fn()
     t0 = time.perf_counter()
     fn()
-    one = time.perf_counter() - t0
-    reps = max(1, int(0.2 / max(one, 1e-6)))
-    if rounds <= 2:
-        reps = max(1, reps // 10)
+    one = max(time.perf_counter() - t0, 1e-6)
+    block = float(os.environ.get("FL_PEER_BLOCK_MS", "0")) / 1e3
+    if block > 0:
+        reps = max(1, int(block / one))
+        if reps == 1:
+            rounds = max(1, min(rounds, int(rounds * block / one + 0.5)))
+    else:
+        reps = max(1, int(0.2 / one))
+        if rounds <= 2:
+            reps = max(1, reps // 10)
     v = []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -82,6 +100,28 @@ def timed(fn, seq, rounds):
             fn()
         v.append((time.perf_counter() - t0) / reps / seq * 1e6)
     return statistics.median(v), min(v), max(v)
+
+
+def report(fn, seq, rounds):
+    """Times fn in inference mode and prints the result line; under FL_PEER_SERVE=1 once per stdin line."""
+    def once():
+        with torch_mod().inference_mode():
+            return "us_per_step %.3f %.3f %.3f" % timed(fn, seq, rounds)
+    if os.environ.get("FL_PEER_SERVE") != "1":
+        print(once())
+        return
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        try:
+            line = once()
+        except Exception as e:  # noqa: BLE001 (a failed round is reported, the next may run)
+            line = "unavailable: %s" % str(e).split("\n")[0]
+        print(line, flush=True)
+
+
+def torch_mod():
+    import torch
+    return torch
 
 
 def main():
@@ -132,13 +172,9 @@ def main():
             def run_packed():
                 return lstm(pack(x, lens, enforce_sorted=False))
 
-            with torch.inference_mode():
-                r = timed(run_packed, T, rounds)
-            print("us_per_step %.3f %.3f %.3f" % r)
+            report(run_packed, T, rounds)
             return
-        with torch.inference_mode():
-            r = timed(lambda: lstm(x), T, rounds)
-        print("us_per_step %.3f %.3f %.3f" % r)
+        report(lambda: lstm(x), T, rounds)
         return
     # lowrank: factors straight from the file (U (4H, r), V (r, n)); dense matrices used as they are.
     def mat(name):
@@ -173,9 +209,7 @@ def main():
             inp = torch.stack(out)
         return inp
 
-    with torch.inference_mode():
-        r = timed(run, T, rounds)
-    print("us_per_step %.3f %.3f %.3f" % r)
+    report(run, T, rounds)
 
 
 if __name__ == "__main__":
