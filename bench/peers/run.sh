@@ -32,7 +32,7 @@ usage() { echo "usage: bash bench/peers/run.sh [--quick] [--rounds N] [--build D
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
-    --rounds) ROUNDS=${2:-}; shift ;;
+    --rounds) [ $# -ge 2 ] || { usage >&2; exit 2; }; ROUNDS=$2; shift ;;
     --build) BUILD=$2; shift ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift ;;
     --only) ONLY=${2//,/ }; shift ;;
