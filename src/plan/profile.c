@@ -11,7 +11,12 @@
  * is measured as the machine is, with its co-tenants, a shared L3 that neighbours fill shows up as
  * a knee at the share left to us: that is the capacity the planner should count on (re-measure
  * with `fastlstm profile --refresh` when the load changes). Measured capacities replace reported
- * ones; the reported ones are kept beside them. */
+ * ones; the reported ones are kept beside them.
+ *
+ * The rate figures the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops,
+ * gemm_rows_flops, rec_rows_flops, thread_scale_*) are measured in passes spread over the run, each
+ * the median of its passes (profile_rates.c: the typical latency, as bench_plan scores it); the
+ * figures timed here keep near-best samples (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "blas_threads.h"
@@ -23,9 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Each rate is timed REPS times and the second-fastest sample kept: other processes on a shared
- * machine only ever slow a sample down, so the low end is the stable estimate of what this machine
- * achieves (the fastest alone could be a timer artefact). */
+/* The figures timed here (streaming ladder and level rates, cell update, efficiencies, bias pass,
+ * cold gx, quantized rates) are timed REPS times and the second-fastest sample kept: other processes
+ * on a shared machine only ever slow a sample down, so the low end is the stable estimate of what
+ * this machine achieves (the fastest alone could be a timer artefact). A knee is read off the
+ * curve's shape and an efficiency is a ratio of two sides timed alike, so neither rests on the
+ * statistic's level; the rates the predictions scale by do, and profile_rates.c takes the median. */
 #define REPS 7
 #define PICK 1
 
