@@ -89,9 +89,11 @@ typedef struct fl_rate_passes {
     double gemm[FL_PROFILE_RATE_PASSES], gemv[FL_PROFILE_RATE_PASSES]; /* flop rates (gemv 0: no slope) */
     double rows[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];        /* dense projection's flop rate */
     /* the dense step, H = 256, at batch k on one thread and on N (0: not timed), cell included, s */
-    double rec_t1[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS], rec_tn[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double rec_t1[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double rec_tn[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
     /* the projection's speed-up on N threads, W_ih in the last level and from memory (0: none) */
-    double proj[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS], proj_mem[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double proj[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double proj_mem[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
 } fl_rate_passes;
 
 /* Time one pass over every rate figure into rp (its pass rp->n, then rp->n + 1); rp zeroed before
