@@ -1,19 +1,29 @@
 /* bench_plan: the planner's predicted latency per time step against the measured one.
  *
  * For 2-layer LSTMs of hidden 650 and 1500 (or --hidden H), times dense, SVD and CP configurations
- * with fl_session_run (median of reps) at batch 1 and 20 and 1 and 2 threads (or the --batch and
- * --threads given), and prints the cost model's prediction beside each, with the ratio measured /
- * predicted (goal: within 15%) and where the W_hh term streams from on how many threads. A profile
+ * with fl_session_run at batch 1 and 20 and 1 and 2 threads (or the --batch and --threads given),
+ * and prints the cost model's prediction beside each, with the ratio measured / predicted (goal:
+ * within 15%) and where the W_hh term streams from on how many threads.
+ *
+ * Measured over the run, not at one moment: on the shared 2-vCPU VM the same candidate's time moved
+ * 20-40% between two runs 35 minutes apart (session 8), so a single burst of runs per candidate
+ * scores the moment it fell in. The candidates are timed in --rounds N interleaved rounds (default
+ * 5): each round times every candidate once (a warm-up run, then the median of --reps R runs,
+ * default 3), in list order on even rounds and reversed on odd ones; a candidate's measurement is
+ * the median of its rounds, the same statistic as the profile's rates (profile.c: the typical
+ * latency, not the best), and its min..max over the rounds is printed beside it as that figure's
+ * noise. The summary also counts the predictions inside their candidate's min..max. A profile
  * with SVD / CP efficiencies at two ranks (H/16 and H/4) also gets the ratio predicted from its H/4
  * figures alone (the model before the second rank), in the last column and the summary.
  *
  *   bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] [--threads N]
- *              [--reps R] [--profile PATH] [--refresh] [--quick] [--predict-only] [--breakdown]
+ *              [--reps R] [--rounds N] [--profile PATH] [--refresh] [--quick] [--predict-only] [--breakdown]
  * --predict-only: the predictions from the profile alone, nothing timed (the measured column reads
  * 0): to score a saved profile's predictions against the measurements of an earlier run.
  * --breakdown: per candidate, the model's terms (per step, all layers: input projections, W_hh steps and
  * the same at SVD / CP efficiency 1, cell update, overhead, bias pass + gx from memory) beside the
- * session's time and its parts, each layer's timed alone as the session runs it (median of reps): the
+ * session's time and its parts, each layer's timed alone as the session runs it (median of reps, in
+ * one burst per candidate: no rounds): the
  * input projection with its bias pass, the T steps walking the projection's output, the same steps on
  * one gx (as the profile times a step), and the step's kernels alone (rank-R projection with CP's
  * scaling, gate panel at K = R with its cell update, cell update alone, gx copy). One thread's kernels;
@@ -21,7 +31,7 @@
  * The profile is loaded from PATH (default ~/.cache/fastlstm/profile.json; measured again when it
  * is missing or from another machine type) and saved. --quick: hidden 64, seq 4, one repetition,
  * the reported profile (nothing measured): checks that the benchmark runs, its figures mean
- * nothing. */
+ * nothing (one round). */
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "plan/plan_internal.h"
@@ -34,14 +44,14 @@
 #include <string.h>
 
 typedef struct bench_args {
-    int hidden, input, layers, seq, reps, quick, predict_only, breakdown;
+    int hidden, input, layers, seq, reps, rounds, quick, predict_only, breakdown;
     int batches[2], n_batches, threads[2], n_threads;
     const char *profile;
     int refresh;
 } bench_args;
 
-/* One shape: every candidate at every batch and thread count, predicted beside measured. Adds to
- * *n and *within (ratios within 15%) and keeps the worst |log ratio| in *worst. */
+/* Scores of predictions against measurements: count() adds one to n and to within (ratio within
+ * 15%) and keeps the worst |log ratio|. */
 typedef struct tally {
     int n, within;
     double worst; /* the largest |log(measured / predicted)| */
@@ -212,71 +222,140 @@ static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model
     return FL_OK;
 }
 
-/* prof1: prof with its H/16 efficiencies dropped, or NULL (prof has none); tallies into *all and
- * (prof1's predictions) *one. */
-static int run_shape(const bench_args *a, const fl_profile *prof, const fl_profile *prof1, int H, tally *all,
-                     tally *one) {
+/* The configurations every shape is tried with. */
+static const struct {
+    const char *name;
+    fl_method method;
+    int div; /* rank = H / div */
+} cfg[] = {{"dense", FL_METHOD_DENSE, 0}, {"svd h/4", FL_METHOD_SVD, 4}, {"svd h/8", FL_METHOD_SVD, 8},
+           {"svd h/16", FL_METHOD_SVD, 16}, {"cp h/4", FL_METHOD_CP, 4}, {"cp h/16", FL_METHOD_CP, 16}};
+#define N_CFG (sizeof cfg / sizeof cfg[0])
+
+/* One candidate: a configuration of a shape at one batch and thread count, its predictions and its
+ * measurement of each round. */
+typedef struct cand {
+    int shape, k, B, T; /* shape index, cfg[k] */
+    fl_model *m;        /* the shape's model of cfg[k] (owned by the run's model table) */
+    fl_cost c, c1;      /* prediction; the H/4-figures-alone one (c1.seconds 0 without) */
+    fl_cost_term w;     /* the first layer's W_hh term */
+    double *t;          /* (rounds) seconds per step, each round's median of reps */
+} cand;
+
+/* Median of n values (the upper one of the middle two for an even count); *lo, *hi: min, max. */
+static double median_of(const double *v, int n, double *lo, double *hi) {
+    double s[256];
+    if (n > 256) n = 256;
+    memcpy(s, v, (size_t)n * sizeof *s);
+    fl_sort_doubles(s, (size_t)n);
+    *lo = s[0], *hi = s[n - 1];
+    return s[n / 2];
+}
+
+/* --breakdown: every configuration of one shape at every batch and thread count, one at a time. */
+static int breakdown_shape(const bench_args *a, const fl_profile *prof, int H) {
     int D = a->input > 0 ? a->input : H;
     fl_arch arch = {.vocab = 0, .input = D, .hidden = H, .layers = a->layers, .head = FL_HEAD_NONE};
     size_t nmat = (size_t)2 * a->layers;
     fl_mat_spec *specs = calloc(nmat, sizeof *specs);
     if (!specs) return 1;
-    struct {
-        const char *name;
-        fl_method method;
-        int div; /* rank = H / div */
-    } cfg[] = {{"dense", FL_METHOD_DENSE, 0}, {"svd h/4", FL_METHOD_SVD, 4}, {"svd h/8", FL_METHOD_SVD, 8},
-               {"svd h/16", FL_METHOD_SVD, 16}, {"cp h/4", FL_METHOD_CP, 4}, {"cp h/16", FL_METHOD_CP, 16}};
     printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", D, H, a->layers, a->seq);
-    if (!a->breakdown)
-        printf("%-10s %5s %7s %12s %14s %14s %8s  %-30s %s\n", "config", "batch", "threads", "params", "predicted us",
-           "measured us", "ratio", "bound (W_hh: level, threads)", prof1 ? "ratio (H/4 figures alone)" : "");
-    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+    fl_status st = FL_OK;
+    for (size_t k = 0; k < N_CFG && !st; k++) {
         for (size_t i = 0; i < nmat; i++)
             specs[i] = (fl_mat_spec){cfg[k].method, cfg[k].div ? (H / cfg[k].div > 0 ? H / cfg[k].div : 1) : 0};
         fl_model *m = NULL;
-        fl_status st = fl_model_create(&arch, specs, &m);
+        st = fl_model_create(&arch, specs, &m);
         if (!st) st = fl_model_init_random(m, 1);
-        fl_cost_term *t = calloc(nmat, sizeof *t);
         for (int bi = 0; bi < a->n_batches && !st; bi++)
-            for (int ti = 0; ti < a->n_threads && !st; ti++) {
-                const int B = a->batches[bi], T = a->threads[ti];
-                fl_cost c, c1 = {0};
-                double meas = 0;
-                if (a->breakdown) {
-                    st = breakdown(a, prof, m, specs, cfg[k].name, B, T);
-                    continue;
-                }
-                st = fl_cost_predict_terms(prof, &arch, specs, B, a->seq, T, &c, t);
-                if (!st && prof1) st = fl_cost_predict(prof1, &arch, specs, B, a->seq, T, &c1);
-                if (!st && !a->predict_only) st = fl_plan_time_model(m, B, a->seq, T, a->reps, 1, &meas);
-                if (st) break;
-                double ratio = meas / c.seconds;
-                if (!a->predict_only) {
-                    count(all, ratio);
-                    if (prof1) count(one, meas / c1.seconds);
-                }
-                const fl_cost_term *w = t ? &t[1] : NULL;
-                char lv[16] = "?";
-                if (w) snprintf(lv, sizeof lv, w->level < 0 ? "DRAM" : "L%d", w->level < 0 ? 0 : prof->level[w->level].level);
-                char bound[40];
-                snprintf(bound, sizeof bound, "%s (%s, %d)", c.mem_seconds > c.compute_seconds ? "memory" : "compute",
-                         lv, w ? w->threads : 0);
-                printf("%-10s %5d %7d %12zu %14.2f %14.2f %8.2f  %-30s", cfg[k].name, B, T, c.params, c.seconds * 1e6,
-                       meas * 1e6, ratio, bound);
-                if (prof1) printf(" %8.2f", meas / c1.seconds);
-                printf("\n");
-            }
-        free(t);
+            for (int ti = 0; ti < a->n_threads && !st; ti++)
+                st = breakdown(a, prof, m, specs, cfg[k].name, a->batches[bi], a->threads[ti]);
         fl_model_free(m);
-        if (st) {
-            fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[k].name, fl_status_str(st), fl_last_error());
-            free(specs);
-            return 1;
-        }
+        if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[k].name, fl_status_str(st), fl_last_error());
     }
     free(specs);
-    return 0;
+    return st ? 1 : 0;
+}
+
+/* Every candidate of the shapes hs[0..ns) predicted, then (unless --predict-only) measured in
+ * a->rounds interleaved rounds: round r times every candidate once (fl_plan_time_model: a warm-up
+ * run, then the median of a->reps runs), in list order on even rounds and reversed on odd ones, so
+ * a slow minute of the machine falls on one round of every candidate rather than on all the rounds
+ * of a few; a candidate's measurement is the median of its rounds, printed with their min..max.
+ * prof1: prof with its H/16 efficiencies dropped, or NULL (prof has none); tallies into *all and
+ * (prof1's predictions) *one, and counts in *in_spread the predictions inside their candidate's
+ * min..max. */
+static int run_shapes(const bench_args *a, const fl_profile *prof, const fl_profile *prof1, const int *hs, int ns,
+                      tally *all, tally *one, int *in_spread) {
+    const int per = (int)N_CFG * a->n_batches * a->n_threads, R = a->predict_only ? 0 : a->rounds;
+    const size_t nmat = (size_t)2 * a->layers;
+    cand *cs = calloc((size_t)ns * per, sizeof *cs);
+    fl_model **models = calloc((size_t)ns * N_CFG, sizeof *models);
+    fl_mat_spec *specs = calloc(nmat, sizeof *specs);
+    fl_cost_term *terms = calloc(nmat, sizeof *terms);
+    double *times = calloc((size_t)ns * per * (R > 0 ? R : 1), sizeof *times);
+    fl_arch *arch = calloc((size_t)ns, sizeof *arch);
+    fl_status st = cs && models && specs && terms && times && arch ? FL_OK : fl_fail(FL_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int s = 0; s < ns && !st; s++) {
+        const int H = hs[s];
+        arch[s] = (fl_arch){.vocab = 0, .input = a->input > 0 ? a->input : H, .hidden = H, .layers = a->layers,
+                            .head = FL_HEAD_NONE};
+        for (size_t k = 0; k < N_CFG && !st; k++) {
+            for (size_t i = 0; i < nmat; i++)
+                specs[i] = (fl_mat_spec){cfg[k].method, cfg[k].div ? (H / cfg[k].div > 0 ? H / cfg[k].div : 1) : 0};
+            fl_model **m = &models[(size_t)s * N_CFG + k];
+            st = fl_model_create(&arch[s], specs, m);
+            if (!st) st = fl_model_init_random(*m, 1);
+            for (int bi = 0; bi < a->n_batches && !st; bi++)
+                for (int ti = 0; ti < a->n_threads && !st; ti++, n++) {
+                    cand *c = &cs[n];
+                    *c = (cand){.shape = s, .k = (int)k, .B = a->batches[bi], .T = a->threads[ti], .m = *m,
+                                .t = times + (size_t)n * (R > 0 ? R : 1)};
+                    st = fl_cost_predict_terms(prof, &arch[s], specs, c->B, a->seq, c->T, &c->c, terms);
+                    if (!st && prof1) st = fl_cost_predict(prof1, &arch[s], specs, c->B, a->seq, c->T, &c->c1);
+                    c->w = terms[1];
+                    if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[k].name, fl_status_str(st), fl_last_error());
+                }
+        }
+    }
+    for (int r = 0; r < R && !st; r++) {
+        fprintf(stderr, "bench_plan: round %d of %d...\n", r + 1, R);
+        for (int j = 0; j < n && !st; j++) {
+            cand *c = &cs[r % 2 ? n - 1 - j : j];
+            st = fl_plan_time_model(c->m, c->B, a->seq, c->T, a->reps, 1, &c->t[r]);
+            if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
+        }
+    }
+    for (int j = 0; j < n && !st; j++) {
+        const cand *c = &cs[j];
+        if (j == 0 || cs[j - 1].shape != c->shape) {
+            printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", arch[c->shape].input, arch[c->shape].hidden,
+                   a->layers, a->seq);
+            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s\n", "config", "batch", "threads", "params",
+                   "predicted us", "measured us", "rounds min..max us", "ratio", "bound (W_hh: level, threads)",
+                   prof1 ? "ratio (H/4 figures alone)" : "");
+        }
+        double meas = 0, lo = 0, hi = 0;
+        if (R > 0) meas = median_of(c->t, R, &lo, &hi);
+        const double ratio = meas / c->c.seconds;
+        if (R > 0) {
+            count(all, ratio);
+            if (prof1) count(one, meas / c->c1.seconds);
+            if (c->c.seconds >= lo && c->c.seconds <= hi) ++*in_spread;
+        }
+        char lv[16], bound[40], spread[32];
+        snprintf(lv, sizeof lv, c->w.level < 0 ? "DRAM" : "L%d", c->w.level < 0 ? 0 : prof->level[c->w.level].level);
+        snprintf(bound, sizeof bound, "%s (%s, %d)", c->c.mem_seconds > c->c.compute_seconds ? "memory" : "compute", lv,
+                 c->w.threads);
+        snprintf(spread, sizeof spread, "%.1f..%.1f", lo * 1e6, hi * 1e6);
+        printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
+               c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
+        if (prof1) printf(" %8.2f", meas / c->c1.seconds);
+        printf("\n");
+    }
+    for (size_t i = 0; models && i < (size_t)ns * N_CFG; i++) fl_model_free(models[i]);
+    free(cs), free(models), free(specs), free(terms), free(times), free(arch);
+    return st ? 1 : 0;
 }
 
 static int parse_int(const char *s, int lo, int *out) {
@@ -288,7 +367,7 @@ static int parse_int(const char *s, int lo, int *out) {
 }
 
 int main(int argc, char **argv) {
-    bench_args a = {.layers = 2, .seq = 35, .reps = 7, .batches = {1, 20}, .n_batches = 2, .threads = {1, 2},
+    bench_args a = {.layers = 2, .seq = 35, .reps = 3, .rounds = 5, .batches = {1, 20}, .n_batches = 2, .threads = {1, 2},
                     .n_threads = 2};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -309,11 +388,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "--seq")) ok = parse_int(v, 1, &a.seq);
         else if (!strcmp(f, "--threads")) ok = parse_int(v, 1, &a.threads[0]), a.n_threads = 1;
         else if (!strcmp(f, "--reps")) ok = parse_int(v, 1, &a.reps);
+        else if (!strcmp(f, "--rounds")) ok = parse_int(v, 1, &a.rounds) && a.rounds <= 256;
         else if (!strcmp(f, "--profile")) a.profile = v;
         else ok = 0;
         if (!ok) {
             fprintf(stderr, "usage: bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] "
-                            "[--threads N] [--reps R] [--profile PATH] [--refresh] [--quick] "
+                            "[--threads N] [--reps R] [--rounds N] [--profile PATH] [--refresh] [--quick] "
                             "[--predict-only] [--breakdown]\n");
             return 2;
         }
@@ -325,7 +405,7 @@ int main(int argc, char **argv) {
     if (a.quick) {
         /* a smoke run: small shapes, one repetition, the reported (not measured) profile */
         if (!a.hidden) a.hidden = 64;
-        a.seq = 4, a.reps = 1;
+        a.seq = 4, a.reps = 1, a.rounds = 1;
         if (fl_profile_detect(&prof)) {
             fprintf(stderr, "bench_plan: %s\n", fl_last_error());
             return 1;
@@ -366,11 +446,14 @@ int main(int argc, char **argv) {
     memset(one.rec_efficiency_lo, 0, sizeof one.rec_efficiency_lo);
     const fl_profile *prof1 = prof.rec_efficiency_lo[FL_METHOD_SVD] > 0 || prof.rec_efficiency_lo[FL_METHOD_CP] > 0 ? &one : NULL;
     tally all = {0}, t1 = {0};
-    int rc = a.hidden ? run_shape(&a, &prof, prof1, a.hidden, &all, &t1)
-                      : run_shape(&a, &prof, prof1, 650, &all, &t1) || run_shape(&a, &prof, prof1, 1500, &all, &t1);
+    int in_spread = 0, rc;
+    const int hs[2] = {a.hidden ? a.hidden : 650, 1500}, ns = a.hidden ? 1 : 2;
+    if (a.breakdown) rc = breakdown_shape(&a, &prof, hs[0]) || (ns > 1 && breakdown_shape(&a, &prof, hs[1]));
+    else rc = run_shapes(&a, &prof, prof1, hs, ns, &all, &t1, &in_spread);
     if (!rc && !a.predict_only && !a.breakdown) {
-        printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%%\n", all.within, all.n,
-               (exp(all.worst) - 1) * 100);
+        printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%% (measurement: median of %d "
+               "rounds of %d runs; %d predictions inside their candidate's min..max over the rounds)\n",
+               all.within, all.n, (exp(all.worst) - 1) * 100, a.rounds, a.reps, in_spread);
         if (prof1)
             printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", t1.within, t1.n,
                    (exp(t1.worst) - 1) * 100);

@@ -148,12 +148,76 @@ static void test_slow_top_is_memory(void **state) {
     assert_true(mem > 10e9 && mem < 13e9);
 }
 
+/* The rate figures (profile_rates.c) from hand-made passes: each figure is the median of its passes
+ * (a slow or fast pass moves nothing), the step's rate is taken without its cell update, and a
+ * two-thread speed-up is the median of each pass's own ratio (one-thread time over the N-thread
+ * time timed right after it), not the ratio of the two medians. No curves: the fork / join cost
+ * (fl_cost_thread_sync) is 0. */
+static void test_rates_median_of_passes(void **state) {
+    (void)state;
+    enum { NK = FL_PROFILE_GEMM_POINTS };
+    fl_profile p;
+    memset(&p, 0, sizeof p);
+    p.cell_seconds = 1e-9; /* 1 ns a unit and row at every batch (no batch-1 figure) */
+    fl_rate_passes rp;
+    memset(&rp, 0, sizeof rp);
+    rp.n = 3, rp.threads = 2;
+    const double gemm[3] = {50e9, 80e9, 60e9}, gemv[3] = {0, 55e9, 70e9};
+    const double f[3] = {1.0, 2.0, 0.9}; /* the pass's one-thread product time, x u */
+    const double g[3] = {0.5, 2.0, 0.9}; /* its two-thread product time, x u: ratios 2, 1, 1 */
+    const double proj[3] = {1.8, 0.9, 1.6}, rows[3] = {1.0, 0.5, 1.2};
+    for (int q = 0; q < 3; q++) {
+        rp.gemm[q] = gemm[q], rp.gemv[q] = gemv[q];
+        for (int k = 0; k < NK; k++) {
+            const int B = 4 << (2 * k);
+            const double u = 10e-6 * B / 4, cell = B * 256 * 1e-9;
+            rp.rows[q][k] = 30e9 * (k + 1) * rows[q];
+            rp.rec_t1[q][k] = u * f[q] + cell;
+            rp.rec_tn[q][k] = u * g[q] + cell / 2;
+            rp.proj[q][k] = proj[q] + 0.01 * k;
+        }
+    }
+    fl_profile_rates_apply(&rp, &p);
+    assert_true(fabs(p.gemm_flops - 60e9) < 1);
+    assert_true(fabs(p.gemv_flops - 55e9) < 1);
+    for (int k = 0; k < NK; k++) {
+        const int B = 4 << (2 * k);
+        const double u = 10e-6 * B / 4;
+        assert_true(fabs(p.gemm_rows_flops[k] - 30e9 * (k + 1)) < 1);
+        assert_true(fabs(p.rec_rows_flops[k] / (8.0 * 256 * 256 * B / u) - 1) < 1e-9); /* pass 0's */
+        assert_true(fabs(p.thread_scale_rec[k] - 1.0) < 1e-9); /* median of 2, 1, 1 (medians' ratio: 1.11) */
+        assert_true(fabs(p.thread_scale_proj[k] - (1.6 + 0.01 * k)) < 1e-12);
+        assert_true(p.thread_scale_proj_mem[k] == 0); /* no packed projection in any pass: none */
+    }
+    /* two passes: the upper one of the middle two, as the ladder's median */
+    rp.n = 2;
+    fl_profile_rates_apply(&rp, &p);
+    assert_true(fabs(p.gemm_flops - 80e9) < 1);
+    assert_true(fabs(p.thread_scale_rec[0] - 2.0) < 1e-9);
+    /* one CPU: no speed-ups at all */
+    rp.n = 3, rp.threads = 0;
+    fl_profile_rates_apply(&rp, &p);
+    for (int k = 0; k < NK; k++)
+        assert_true(p.thread_scale_rec[k] == 0 && p.thread_scale_proj[k] == 0 && p.thread_scale_proj_mem[k] == 0);
+    assert_true(fabs(p.gemm_flops - 60e9) < 1);
+    /* no passes: p is left alone */
+    p.gemm_flops = 1;
+    rp.n = 0;
+    fl_profile_rates_apply(&rp, &p);
+    assert_true(p.gemm_flops == 1);
+    /* a pass past the last is refused before anything is timed */
+    rp.n = FL_PROFILE_RATE_PASSES;
+    assert_int_equal(fl_profile_rates_pass(&p, &rp), FL_ERR_ARG);
+    assert_int_equal(rp.n, FL_PROFILE_RATE_PASSES);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_median_of_passes),
         cmocka_unit_test(test_transient_dip_keeps_knee),
         cmocka_unit_test(test_persistent_fall_moves_knee),
         cmocka_unit_test(test_slow_top_is_memory),
+        cmocka_unit_test(test_rates_median_of_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,8 +139,8 @@ typedef struct fl_profile {
      * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
     double parallel_step_bytes, parallel_proj_macs;
     /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
-     * same code and shapes, one-thread and N-thread samples alternating (the fastest of each side,
-     * see profile.c): thread_scale_rec[k] the dense recurrent step (H =
+     * same code and shapes, a one-thread time and the N-thread time right after it, the median
+     * of such ratios over passes spread over the profile run (profile_rates.c): thread_scale_rec[k] the dense recurrent step (H =
      * 256, W_hh in cache) at batch 4, 16, 64, 256, its cell update and fork / join (see cost.c)
      * excluded; thread_scale_proj[k] the split input projection (fl_rec_input, a (2048, 1024)
      * W_ih) on 4, 16, 64, 256 rows. The cost model scales a split part's flop rate by it (linear in

@@ -11,7 +11,12 @@
  * is measured as the machine is, with its co-tenants, a shared L3 that neighbours fill shows up as
  * a knee at the share left to us: that is the capacity the planner should count on (re-measure
  * with `fastlstm profile --refresh` when the load changes). Measured capacities replace reported
- * ones; the reported ones are kept beside them. */
+ * ones; the reported ones are kept beside them.
+ *
+ * The rate figures the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops,
+ * gemm_rows_flops, rec_rows_flops, thread_scale_*) are measured in passes spread over the run, each
+ * the median of its passes (profile_rates.c: the typical latency, as bench_plan scores it); the
+ * figures timed here keep near-best samples (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "blas_threads.h"
@@ -23,41 +28,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Each rate is timed REPS times and the second-fastest sample kept: other processes on a shared
- * machine only ever slow a sample down, so the low end is the stable estimate of what this machine
- * achieves (the fastest alone could be a timer artefact). */
+/* The figures timed here (streaming ladder and level rates, cell update, efficiencies, bias pass,
+ * cold gx, quantized rates) are timed REPS times and the second-fastest sample kept: other processes
+ * on a shared machine only ever slow a sample down, so the low end is the stable estimate of what
+ * this machine achieves (the fastest alone could be a timer artefact). A knee is read off the
+ * curve's shape and an efficiency is a ratio of two sides timed alike, so neither rests on the
+ * statistic's level; the rates the predictions scale by do, and profile_rates.c takes the median. */
 #define REPS 7
 #define PICK 1
 
-/* Seconds of one recurrent step of B rows of r (second-fastest of `reps` <= REPS samples), each
- * sample timing enough back-to-back steps to last about 0.2 ms. gx (B, 4H), h0, h1, c (B, H). */
+/* Seconds of one recurrent step of B rows of r, the second-fastest of `reps` <= REPS samples. */
 static double time_steps_n(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps) {
-    fl_rec_step(r, B, gx, 4 * H, h0, H, c, h1, H); /* warm the level */
-    int inner = 1;
-    for (;;) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
-        double t = fl_now_seconds() - t0;
-        if (t > 2e-4 || inner >= (1 << 20)) break;
-        inner *= 2;
-    }
-    double s[REPS];
-    for (int i = 0; i < reps; i++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
-        s[i] = (fl_now_seconds() - t0) / inner;
-    }
-    fl_sort_doubles(s, (size_t)reps);
-    return s[PICK];
+    return fl_profile_time_steps(r, B, gx, h0, h1, c, H, reps, PICK);
 }
 
 static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H) {
     return time_steps_n(r, B, gx, h0, h1, c, H, REPS);
 }
-
-/* A step time t less its cell update `cell`, kept at least a fifth of t (the two are measured apart,
- * so noise could otherwise leave nothing or less). */
-static double without_cell(double t, double cell) { return t - cell > 0.2 * t ? t - cell : 0.2 * t; }
 
 /* Seconds per hidden unit per row of the cell update alone: the runtime's fused gate kernel with no
  * product (K = 0) over B rows of H = 256 units (second-fastest of REPS samples). B = 1 runs the
@@ -91,205 +78,6 @@ static fl_status measure_cell(int B, double *seconds) {
     *seconds = s[PICK] / ((double)B * H);
     fl_free(buf);
     return FL_OK;
-}
-
-/* Mat-vec flop rate in L1 (*flops) and its W bytes per second (*rate), the cell update and the step's
- * fixed costs excluded by measuring the product's slope, not by subtracting: the runtime's batch-1
- * gate kernel on one block of 16 units (the batch-1 loop, one stream below K = 128) at K = 32 and
- * K = 96 (an 8 KiB and a 24 KiB panel: both in L1 from 32 KiB), second-fastest of REPS samples
- * each, interleaved; the rate is the extra flops over the extra time. Subtracting an isolated cell
- * from a step at this size does not work: the cell's long exp / divide chains overlap the next
- * block's FMAs inside a step, so the cell alone (~7 ns a unit on the Zen 3 VM, ~220 ns at H = 32)
- * takes more than it adds to a ~290 ns step, and the remainder left mat-vec rates of 29 to 141
- * GFLOP/s (FMA peak ~92) from one profile to the next. Both 0 when the longer product did not time
- * longer. */
-static fl_status measure_gemv(double *flops, double *rate) {
-    enum { H = 16, K0 = 32, K1 = 96 };
-    const fl_kernels *k = fl_kernels_get();
-    float *buf = fl_malloc(((size_t)K1 * 4 * H + (size_t)K1 + 6 * H) * sizeof(float));
-    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the mat-vec rate");
-    /* pw: the block's panel (K1, 4, 16); x (K1); gx (4H); c, h (H) */
-    float *pw = buf, *x = pw + (size_t)K1 * 4 * H, *gx = x + K1, *c = gx + 4 * H, *h = c + H;
-    for (size_t i = 0; i < (size_t)K1 * 4 * H + K1 + 6 * H; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.01f;
-    const int ks[2] = {K0, K1};
-    int inner = 1;
-    for (;;) {
-        double t0 = fl_now_seconds();
-        for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, K0, 1, pw, x, K0, gx, 4 * H, c, h, H);
-        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 20)) break;
-        inner *= 2;
-    }
-    double s[2][REPS];
-    for (int i = 0; i < REPS; i++)
-        for (int j = 0; j < 2; j++) {
-            double t0 = fl_now_seconds();
-            for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, ks[j], 1, pw, x, ks[j], gx, 4 * H, c, h, H);
-            s[j][i] = (fl_now_seconds() - t0) / inner;
-        }
-    fl_sort_doubles(s[0], REPS);
-    fl_sort_doubles(s[1], REPS);
-    fl_free(buf);
-    const double dt = s[1][PICK] - s[0][PICK], df = 2.0 * 4 * H * (double)(K1 - K0);
-    *flops = dt > 0 ? df / dt : 0; /* 0: no slope (noise); the caller falls back */
-    *rate = 2.0 * *flops;           /* 4 bytes of W per multiply-add */
-    return FL_OK;
-}
-
-/* Seconds of the cell update of a step of B rows of H units on `threads` threads (the runtime
- * splits it with the step's blocks): what each measurement below subtracts, at the figure the cost
- * model adds for that batch (fl_cost_cell_seconds). */
-static double cell_of(const fl_profile *p, int B, int H, int threads) {
-    return (double)B * H * fl_cost_cell_seconds(p, B) / threads;
-}
-
-/* Seconds of one dense recurrent step (hidden H) at batch B on `threads` threads. */
-static fl_status time_rec_rows(int H, int B, int threads, double *seconds) {
-    const size_t G = (size_t)4 * H;
-    float *w = fl_malloc(G * H * sizeof(float));
-    float *buf = fl_calloc((size_t)B * (G + 3 * (size_t)H), sizeof(float));
-    fl_rec *r = NULL;
-    fl_status st = FL_OK;
-    if (!w || !buf) {
-        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the recurrent step at batch %d", B);
-        goto done;
-    }
-    for (size_t i = 0; i < G * H; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
-    fl_layer ly = {.in = H, .hidden = H};
-    ly.whh = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = H, .w = w};
-    ly.wih = ly.whh;
-    ly.b_ih = ly.b_hh = buf;
-    if ((st = fl_rec_create(&ly, B, threads, &r))) goto done;
-    float *gx = buf, *h0 = gx + (size_t)B * G, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
-    *seconds = time_steps(r, B, gx, h0, h1, c, H);
-done:
-    fl_rec_free(r);
-    fl_free(w);
-    fl_free(buf);
-    return st;
-}
-
-/* Flop rate of the dense recurrent step (hidden H) at batch B, its cell update (p's figure for B)
- * excluded. */
-static fl_status measure_rec_rows(const fl_profile *p, int H, int B, double *flops) {
-    double t;
-    fl_status st = time_rec_rows(H, B, 1, &t);
-    if (!st) *flops = 2.0 * 4.0 * H * (double)H * B / without_cell(t, cell_of(p, B, H, 1));
-    return st;
-}
-
-/* Seconds of the runtime's input projection (fl_rec_input: packed W_ih (4H, in), split across the
- * pool's threads) on `rows` rows, second-fastest of REPS; *seconds 0 when this kernel level has no
- * packed projection (the runtime then goes through BLAS on one thread). r: an fl_rec of that
- * layer on the thread count wanted; x (rows, in), gx (rows, 4H). */
-static void time_proj(fl_rec *r, int rows, int in, int G, const float *x, const float *bias, float *gx,
-                      double *seconds) {
-    *seconds = 0;
-    if (!fl_rec_input(r, rows, x, in, bias, gx, G)) return;
-    int inner = 1;
-    for (;;) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
-        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
-        inner *= 2;
-    }
-    double s[REPS];
-    for (int i = 0; i < REPS; i++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
-        s[i] = (fl_now_seconds() - t0) / inner;
-    }
-    fl_sort_doubles(s, REPS);
-    *seconds = s[PICK];
-}
-
-/* A speed-up on N threads is the fastest one-thread time over the fastest N-thread time, of
- * SCALE_PAIRS one-thread and N-thread samples taken alternately (each itself the second-fastest of
- * REPS): other processes only ever slow a sample down, so each side's fastest is what this machine
- * achieves, the same rule as every other rate here. The median of per-pair ratios it replaces read
- * 0.88 to 1.24 at 4 to 256 rows in a profile of the busy afternoon of 2026-11-30 (a neighbour held
- * the second virtual CPU for the whole measurement), where the runtime measured 1.8-1.9x minutes
- * later, and 2.1-2.3 in the next one; a ratio of a pair is spoiled by a slow sample on either side
- * (a slowed one-thread time inflates it), the fastest of each side only when every sample of that
- * side was slowed. No prior (such as N for compute-bound work) replaces a low figure: a machine
- * whose second CPU stays busy does gain nothing from it, and the planner should see that. (Load
- * that lasts the whole measurement still shows: the first two profiles measured this way, at
- * loads of 2.3 to 3.4 from other builds, read 0.84 to 1.71 at 4 to 256 rows.) */
-#define SCALE_PAIRS 5
-
-/* min(t1) / min(tn) over the pairs (0 when either side has no time). */
-static double scale_of(const double *t1, const double *tn, int n) {
-    double a = 0, b = 0;
-    for (int i = 0; i < n; i++) {
-        if (t1[i] > 0 && (!(a > 0) || t1[i] < a)) a = t1[i];
-        if (tn[i] > 0 && (!(b > 0) || tn[i] < b)) b = tn[i];
-    }
-    return a > 0 && b > 0 ? a / b : 0.0;
-}
-
-/* Speed-up of the runtime's split input projection (fl_rec_input) on `threads` threads over one,
- * on a dense W_ih (4 hid, in), at 4, 16, 64, 256 rows: out[k] (all 0 when this kernel level has no
- * packed projection). */
-static fl_status proj_scales(int threads, int in, int hid, double *out) {
-    const int G = 4 * hid, maxr = 256;
-    fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
-    fl_model *m = NULL;
-    fl_rec *r1 = NULL, *rn = NULL;
-    float *buf = NULL;
-    memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
-    fl_status st = fl_model_create(&a, NULL, &m);
-    if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r1);
-    if (!st) st = fl_rec_create(&m->layer[0], maxr, threads, &rn);
-    /* x (maxr, in), gx (maxr, 4H), bias (4H) */
-    if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
-        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
-    for (size_t i = 0; !st && i < (size_t)maxr * in; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
-        const int rows = 4 << (2 * k);
-        float *x = buf, *gx = x + (size_t)maxr * in, *bias = gx + (size_t)maxr * G;
-        double t1[SCALE_PAIRS], tn[SCALE_PAIRS];
-        for (int i = 0; i < SCALE_PAIRS; i++) {
-            time_proj(r1, rows, in, G, x, bias, gx, &t1[i]);
-            time_proj(rn, rows, in, G, x, bias, gx, &tn[i]);
-        }
-        out[k] = scale_of(t1, tn, SCALE_PAIRS);
-    }
-    if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
-    fl_free(buf);
-    fl_rec_free(r1);
-    fl_rec_free(rn);
-    fl_model_free(m);
-    return st;
-}
-
-/* p->thread_scale_rec, thread_scale_proj and thread_scale_proj_mem (see fl_profile): each shape
- * timed on one thread, then at once on curve_all_threads threads. The recurrent step: dense H = 256
- * (W_hh 1 MiB, split by the runtime from batch 1), cell update (split too) and the fork / join of
- * the curves excluded. The projection through fl_rec_input: W_ih (2048, 512), 4 MiB, held by the
- * last level (the smallest split from 4 rows), and (4096, 2048), 32 MiB, streamed from memory.
- * p's curves and cell figures must be set. */
-static fl_status measure_thread_scales(fl_profile *p) {
-    const int N = p->curve_all_threads, H = 256;
-    memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
-    memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
-    memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
-    if (N < 2) return FL_OK;
-    const double sync = fl_cost_thread_sync(p);
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
-        const int B = 4 << (2 * k);
-        const double cell = cell_of(p, B, H, 1);
-        double t1[SCALE_PAIRS], tn[SCALE_PAIRS];
-        for (int i = 0; i < SCALE_PAIRS; i++) {
-            fl_status st = time_rec_rows(H, B, 1, &t1[i]);
-            if (!st) st = time_rec_rows(H, B, N, &tn[i]);
-            if (st) return st;
-            t1[i] = without_cell(t1[i], cell);
-            tn[i] = without_cell(tn[i] - sync, cell / N);
-        }
-        p->thread_scale_rec[k] = scale_of(t1, tn, SCALE_PAIRS);
-    }
-    fl_status st = proj_scales(N, 512, 512, p->thread_scale_proj);
-    return st ? st : proj_scales(N, 2048, 1024, p->thread_scale_proj_mem);
 }
 
 /* Hidden size of the cold-gx measurement: not a power of two, as most models' are not (at 1024 each
@@ -401,8 +189,8 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
     ly.wih = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = 1, .w = buf + G + 3 * (size_t)H};
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
     if ((st = fl_rec_create(&ly, 1, threads, &r))) goto done;
-    double t = without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps),
-                            cell_of(p, 1, H, 1));
+    double t = fl_profile_without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps),
+                            fl_profile_cell_of(p, 1, H, 1));
     *rate = (double)(G * H * sizeof(float)) / t;
     if (flops) *flops = 2.0 * (double)G * H / t;
     if (seconds) *seconds = t;
@@ -434,28 +222,6 @@ static fl_status measure_ladder(int threads, const weights *ws, const fl_profile
     }
     return FL_OK;
 }
-
-static fl_status measure_gemm(double *flops) {
-    const int n = 192; /* three 144 KiB operands: in L2 on current cores */
-    float *a = fl_malloc((size_t)3 * n * n * sizeof(float));
-    if (!a) return fl_fail(FL_ERR_NOMEM, "out of memory measuring sgemm");
-    float *b = a + (size_t)n * n, *c = b + (size_t)n * n;
-    for (size_t i = 0; i < (size_t)2 * n * n; i++) a[i] = (float)(i % 7) * 0.1f;
-    fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    double s[REPS];
-    for (int r = 0; r < REPS; r++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < 4; k++) fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        s[r] = (fl_now_seconds() - t0) / 4;
-    }
-    fl_sort_doubles(s, REPS);
-    *flops = 2.0 * n * n * (double)n / s[PICK];
-    fl_free(a);
-    return FL_OK;
-}
-
-/* Rate of the runtime's dense input projection on n rows (fl_profile_rows_rate, profile_pair.c). */
-static fl_status measure_rows(int n, double *flops) { return fl_profile_rows_rate(n, REPS, PICK, flops); }
 
 static fl_status measure_all(fl_profile *p);
 
@@ -490,7 +256,7 @@ fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q) {
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++) {
         const int B = k == 0 ? 1 : 1 << (2 * k); /* 1, 4, 16, 64, 256 */
         float *gx = buf, *h0 = gx + (size_t)B * 4 * H, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
-        double t = without_cell(time_steps(r, B, gx, h0, h1, c, H), cell_of(p, B, H, 1));
+        double t = fl_profile_without_cell(time_steps(r, B, gx, h0, h1, c, H), fl_profile_cell_of(p, B, H, 1));
         p->qrec_flops[q][k] = 2.0 * 4 * H * (double)H * B / t;
     }
     float *x = buf + nrec, *y = x + (size_t)maxb * K, *ws = buf + nrec + nproj;
@@ -570,7 +336,7 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
     const double cell16 = p->cell_seconds, cell1 = p->cell_seconds_b1;
     double cell[FL_PROFILE_GEMM_POINTS + 1], cell_r[FL_PROFILE_GEMM_POINTS + 1]; /* each batch's cell update */
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++)
-        cell[k] = cell_of(p, 1 << (2 * k), H, 1), cell_r[k] = cell_of(p, 1 << (2 * k), Hr, 1);
+        cell[k] = fl_profile_cell_of(p, 1 << (2 * k), H, 1), cell_r[k] = fl_profile_cell_of(p, 1 << (2 * k), Hr, 1);
     p->cell_seconds = p->cell_seconds_b1 = 0;
     p->rec_efficiency[method] = p->gemm_efficiency[method] = 1.0;
     p->rec_efficiency_lo[method] = p->gemm_efficiency_lo[method] = 0;
@@ -587,8 +353,8 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
         float *gx = buf, *h0 = gx + (size_t)B * 4 * Hm, *h1 = h0 + (size_t)B * Hm, *cs = h1 + (size_t)B * Hm;
         double tm[EFF_PAIRS], tr[EFF_PAIRS];
         for (int i = 0; i < EFF_PAIRS; i++) { /* alternately, each sample itself the second-fastest of 3 */
-            tm[i] = without_cell(time_steps_n(r, B, gx, h0, h1, cs, H, 3), cell[k]);
-            tr[i] = without_cell(time_steps_n(rr, B, gx, h0, h1, cs, Hr, 3), cell_r[k]);
+            tm[i] = fl_profile_without_cell(time_steps_n(r, B, gx, h0, h1, cs, H, 3), cell[k]);
+            tr[i] = fl_profile_without_cell(time_steps_n(rr, B, gx, h0, h1, cs, Hr, 3), cell_r[k]);
         }
         eff[k] = fl_profile_paired_efficiency(c.seconds - p->step_overhead, tm, cr.seconds - p->step_overhead, tr,
                                               EFF_PAIRS);
@@ -712,28 +478,37 @@ done:
     return st;
 }
 
+/* p->rec_memory_factor: `rate` (the step's at batch 16 from memory) over rec_rows_flops[1], at most
+ * 1 (0 without the latter). */
+static void set_memory_factor(fl_profile *p, double rate) {
+    p->rec_memory_factor = p->rec_rows_flops[1] > 0 ? rate / p->rec_rows_flops[1] : 0.0;
+    if (p->rec_memory_factor > 1) p->rec_memory_factor = 1;
+}
+
 static fl_status measure_all(fl_profile *p) {
     fl_status st = fl_profile_detect(p);
     if (st) return st;
     if ((st = measure_cell(16, &p->cell_seconds)) || (st = measure_cell(1, &p->cell_seconds_b1))) return st;
-    if ((st = measure_gemm(&p->gemm_flops))) return st;
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
-        if ((st = measure_rows(4 << (2 * k), &p->gemm_rows_flops[k])) ||
-            (st = measure_rec_rows(p, 256, 4 << (2 * k), &p->rec_rows_flops[k])))
-            return st;
+    /* the rate figures in FL_PROFILE_RATE_PASSES passes spread over the run (profile_rates.c): the
+     * first here, the second after the streaming ladder (the speed-ups need its curves, the
+     * efficiencies below the rates), the last at the end */
+    fl_rate_passes rp = {0};
     double memory_bw = 0;
-    if ((st = measure_capacities(p, &memory_bw)) || (st = measure_thread_scales(p))) return st;
-    /* Mat-vec flop rate and L1 rate from the product's slope within L1 (measure_gemv). */
-    double l1_rate = 0;
-    if ((st = measure_gemv(&p->gemv_flops, &l1_rate))) return st;
-    /* the first level streamed as the others (a step on half of it, less its cell update) where the
-     * slope is no rate for it: no slope (noise), or a first level past 64 KiB (the curve told L1 and
-     * L2 apart not), which the slope's 24 KiB panel does not stand for */
-    if (p->gemv_flops > 0 && p->level[0].bytes <= ((size_t)64 << 10))
-        p->level[0].bandwidth = l1_rate;
-    else if ((st = measure_stream(p->level[0].bytes / 2, p, &p->level[0].bandwidth,
-                                  p->gemv_flops > 0 ? NULL : &p->gemv_flops, NULL)))
+    if ((st = fl_profile_rates_pass(p, &rp)) || (st = measure_capacities(p, &memory_bw)) ||
+        (st = fl_profile_rates_pass(p, &rp)))
         return st;
+    fl_profile_rates_apply(&rp, p);
+    /* the first level's rate: the mat-vec slope within L1 (measure_gemv, profile_rates.c: twice its
+     * flop rate in W bytes per second); the first level streamed as the others (a step on half of it,
+     * less its cell update) where the slope is no rate for it: no slope (noise), or a first level
+     * past 64 KiB (the curve told L1 and L2 apart not), which the slope's 24 KiB panel does not stand
+     * for */
+    const bool l1_slope = p->gemv_flops > 0 && p->level[0].bytes <= ((size_t)64 << 10);
+    double gemv_stream = 0; /* the mat-vec rate of that stream, where the slope gave none */
+    if (l1_slope) p->level[0].bandwidth = 2.0 * p->gemv_flops;
+    else if ((st = measure_stream(p->level[0].bytes / 2, p, &p->level[0].bandwidth, &gemv_stream, NULL)))
+        return st;
+    if (!(p->gemv_flops > 0)) p->gemv_flops = gemv_stream;
     for (int i = 1; i < p->n_levels; i++) {
         /* Half of a private level; a quarter of a shared one (others use it too). */
         size_t set = p->level[i].shared_cpus > 1 ? p->level[i].bytes / 4 : p->level[i].bytes / 2;
@@ -748,14 +523,18 @@ static fl_status measure_all(fl_profile *p) {
     /* the memory plateau of the (median) curve, robust to one slow point; else the top of the
      * ladder, 256 MiB */
     p->dram_bandwidth = memory_bw > 0 ? memory_bw : p->curve_bandwidth[p->n_curve - 1];
-    /* Recurrent rate at batch 16 on a W_hh (4H, H) of twice the last level (at least 32 MiB). */
+    /* Recurrent rate at batch 16 on a W_hh (4H, H) of twice the last level (at least 32 MiB), the
+     * median of its samples as rec_rows_flops[1] is (the factor is taken again from the final
+     * figure at the end). */
+    double mem_rate = 0;
     {
         double want = 2.0 * (double)last > 32.0 * (1 << 20) ? 2.0 * (double)last : 32.0 * (1 << 20);
         if (want > 512.0 * (1 << 20)) want = 512.0 * (1 << 20);
-        double rate;
-        if ((st = measure_rec_rows(p, (int)sqrt(want / 16.0), 16, &rate))) return st;
-        p->rec_memory_factor = p->rec_rows_flops[1] > 0 ? rate / p->rec_rows_flops[1] : 0.0;
-        if (p->rec_memory_factor > 1) p->rec_memory_factor = 1;
+        const int Hm = (int)sqrt(want / 16.0);
+        double t;
+        if ((st = fl_profile_time_rec_rows(Hm, 16, 1, &t))) return st;
+        mem_rate = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
+        set_memory_factor(p, mem_rate);
     }
     /* Fixed cost of a layer-step through a whole session: a model too small to be anything else. */
     fl_arch tiny = {.input = 8, .hidden = 8, .layers = 1, .head = FL_HEAD_NONE};
@@ -765,7 +544,7 @@ static fl_status measure_all(fl_profile *p) {
     if (!st) st = fl_plan_time_model(m, 1, 64, 1, REPS, 1, &p->step_overhead);
     fl_model_free(m);
     if (st) return st;
-    p->step_overhead = without_cell(p->step_overhead, cell_of(p, 1, tiny.hidden, 1));
+    p->step_overhead = fl_profile_without_cell(p->step_overhead, fl_profile_cell_of(p, 1, tiny.hidden, 1));
     /* Bias pass: outputs of 512 rows x 256 floats (512 KiB, within a private L2 of 1 MiB or more)
      * and of 1024 x 1024 floats (4 MiB, beyond it). */
     double cached, beyond;
@@ -774,7 +553,11 @@ static fl_status measure_all(fl_profile *p) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
-    if ((st = measure_cold_gx_all(p))) return st;
+    if ((st = measure_cold_gx_all(p)) || (st = fl_profile_rates_pass(p, &rp))) return st;
+    fl_profile_rates_apply(&rp, p); /* the final figures: the median of the passes */
+    if (l1_slope && p->gemv_flops > 0) p->level[0].bandwidth = 2.0 * p->gemv_flops;
+    if (!(p->gemv_flops > 0)) p->gemv_flops = gemv_stream;
+    set_memory_factor(p, mem_rate);
     if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
         return st;
     p->measured = 1;

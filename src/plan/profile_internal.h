@@ -5,6 +5,8 @@
 
 #include "internal.h"
 #include "fastlstm/plan.h"
+#include "plan_internal.h"
+#include "recurrent.h"
 
 /* One cache level found on a streaming curve. */
 typedef struct fl_knee {
@@ -75,5 +77,58 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
 /* Measure p->qrec_flops[q] and p->qgemm_flops[q] (q BF16 or INT8) with the dispatched quant kernels
  * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
+
+/* Passes over the rate figures (profile_rates.c: why, and where in the run they fall). */
+#define FL_PROFILE_RATE_PASSES 3
+
+/* Each pass's raw figures of the rates the batch > 1 and two-thread predictions rest on, [pass][k]
+ * with k the batch or row point (4, 16, 64, 256). */
+typedef struct fl_rate_passes {
+    int n;       /* passes taken */
+    int threads; /* N of the speed-ups: 2 on a machine with 2 or more CPUs, else 0 (none) */
+    double gemm[FL_PROFILE_RATE_PASSES], gemv[FL_PROFILE_RATE_PASSES]; /* flop rates (gemv 0: no slope) */
+    double rows[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];        /* dense projection's flop rate */
+    /* the dense step, H = 256, at batch k on one thread and on N (0: not timed), cell included, s */
+    double rec_t1[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double rec_tn[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    /* the projection's speed-up on N threads, W_ih in the last level and from memory (0: none) */
+    double proj[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double proj_mem[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+} fl_rate_passes;
+
+/* Time one pass over every rate figure into rp (its pass rp->n, then rp->n + 1); rp zeroed before
+ * the first. FL_ERR_ARG past FL_PROFILE_RATE_PASSES passes. */
+fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
+
+/* p's gemm_flops, gemv_flops, gemm_rows_flops, rec_rows_flops and thread_scale_rec / _proj /
+ * _proj_mem from rp's passes: each the median of its passes (fl_profile_curve_median: the upper one
+ * of the middle two for an even count). The step's rate at batch B is 8 H^2 B / (t1 less the cell
+ * update, fl_profile_without_cell at p's figure for B), H = 256; its speed-up is that time over
+ * (tN - fl_cost_thread_sync(p)) less 1/N of the cell update, computed per pass before the median.
+ * Without two-thread figures (rp->threads < 2) the speed-ups are all 0. p's cell figures and
+ * curves must be set. Nothing is timed (the tests call it on hand-made passes). */
+void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p);
+
+/* Seconds of one recurrent step of B rows of r: the pick-th fastest of `reps` (<= 16) samples, each
+ * timing enough back-to-back steps to last about 0.2 ms. gx (B, 4H), h0, h1, c (B, H). */
+double fl_profile_time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps,
+                             int pick);
+
+/* Seconds of one dense recurrent step (hidden H, W_hh (4H, H)) at batch B on `threads` threads,
+ * cell update included: the median of 7 samples (fl_profile_time_steps). */
+fl_status fl_profile_time_rec_rows(int H, int B, int threads, double *seconds);
+
+/* A step time t less its cell update `cell`, kept at least a fifth of t (the two are measured apart,
+ * so noise could otherwise leave nothing or less). */
+static inline double fl_profile_without_cell(double t, double cell) {
+    return t - cell > 0.2 * t ? t - cell : 0.2 * t;
+}
+
+/* Seconds of the cell update of a step of B rows of H units on `threads` threads (the runtime
+ * splits it with the step's blocks): what each measurement subtracts, at the figure the cost model
+ * adds for that batch (fl_cost_cell_seconds). */
+static inline double fl_profile_cell_of(const fl_profile *p, int B, int H, int threads) {
+    return (double)B * H * fl_cost_cell_seconds(p, B) / threads;
+}
 
 #endif

@@ -1,0 +1,250 @@
+/* Machine profile, the rate figures the batch > 1 and two-thread predictions rest on: the sgemm and
+ * mat-vec rates (gemm_flops, gemv_flops), the dense input projection's rate at 4..256 rows
+ * (gemm_rows_flops), the dense recurrent step's at batch 4..256 (rec_rows_flops) and the two-thread
+ * speed-ups of both (thread_scale_rec, thread_scale_proj, thread_scale_proj_mem).
+ *
+ * Measured over the profile run, not at one moment. On the shared 2-vCPU VM these figures moved as
+ * much as the sessions they predict: two profiles 35 minutes apart (session 8) read sgemm at 76.6 and
+ * 49.9 GFLOP/s and the projection's two-thread speed-up at 256 rows at 1.02 and ~1.6-2, each figure
+ * having been timed once, in one burst. So fl_profile_measure takes FL_PROFILE_RATE_PASSES passes
+ * over the whole list (fl_profile_rates_pass: each pass times each figure once), spread over the run
+ * (the first before the streaming ladder, the second after it, the last after the SVD / CP
+ * efficiencies, a minute or more apart), and each figure is the median of its passes
+ * (fl_profile_rates_apply). The statistic is the typical one, on both levels: each pass's sample is
+ * the median of REPS timings, and the figure the median of the passes. The planner predicts the
+ * latency a session will typically see, and bench_plan scores it against the median of its rounds
+ * (each the median of a few runs); a near-best sample (the second-fastest of 7, the statistic
+ * before) describes the machine at its quietest, and a prediction from it read 1.1-1.8x fast at
+ * batch 20 and two threads whenever the machine was busy. (The streaming ladder, the level rates
+ * and the SVD / CP efficiencies keep their near-best samples: a knee is read off the curve's shape,
+ * and an efficiency is a ratio of two sides timed in the same moment.) */
+#include "profile_internal.h"
+#include "recurrent.h"
+#include "kernels/kernels.h"
+#include "plan_internal.h"
+
+#include <string.h>
+
+#define REPS 7
+#define TYPICAL (REPS / 2) /* the median of REPS sorted samples */
+
+double fl_profile_time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps,
+                             int pick) {
+    fl_rec_step(r, B, gx, 4 * H, h0, H, c, h1, H); /* warm the level */
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
+        double t = fl_now_seconds() - t0;
+        if (t > 2e-4 || inner >= (1 << 20)) break;
+        inner *= 2;
+    }
+    double s[16];
+    if (reps > 16) reps = 16;
+    for (int i = 0; i < reps; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_step(r, B, gx, 4 * H, (k & 1) ? h1 : h0, H, c, (k & 1) ? h0 : h1, H);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, (size_t)reps);
+    return s[pick < reps ? pick : reps - 1];
+}
+
+fl_status fl_profile_time_rec_rows(int H, int B, int threads, double *seconds) {
+    const size_t G = (size_t)4 * H;
+    float *w = fl_malloc(G * H * sizeof(float));
+    float *buf = fl_calloc((size_t)B * (G + 3 * (size_t)H), sizeof(float));
+    fl_rec *r = NULL;
+    fl_status st = FL_OK;
+    if (!w || !buf) {
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the recurrent step at batch %d", B);
+        goto done;
+    }
+    for (size_t i = 0; i < G * H; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
+    fl_layer ly = {.in = H, .hidden = H};
+    ly.whh = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = H, .w = w};
+    ly.wih = ly.whh;
+    ly.b_ih = ly.b_hh = buf;
+    if ((st = fl_rec_create(&ly, B, threads, &r))) goto done;
+    float *gx = buf, *h0 = gx + (size_t)B * G, *h1 = h0 + (size_t)B * H, *c = h1 + (size_t)B * H;
+    *seconds = fl_profile_time_steps(r, B, gx, h0, h1, c, H, REPS, TYPICAL);
+done:
+    fl_rec_free(r);
+    fl_free(w);
+    fl_free(buf);
+    return st;
+}
+
+/* sgemm rate (fl_gemm, one thread) on three 192 x 192 operands (144 KiB each: in L2 on current
+ * cores), the median of REPS samples of 4 calls. */
+static fl_status measure_gemm(double *flops) {
+    const int n = 192;
+    float *a = fl_malloc((size_t)3 * n * n * sizeof(float));
+    if (!a) return fl_fail(FL_ERR_NOMEM, "out of memory measuring sgemm");
+    float *b = a + (size_t)n * n, *c = b + (size_t)n * n;
+    for (size_t i = 0; i < (size_t)2 * n * n; i++) a[i] = (float)(i % 7) * 0.1f;
+    fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double s[REPS];
+    for (int r = 0; r < REPS; r++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < 4; k++) fl_gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        s[r] = (fl_now_seconds() - t0) / 4;
+    }
+    fl_sort_doubles(s, REPS);
+    *flops = 2.0 * n * n * (double)n / s[TYPICAL];
+    fl_free(a);
+    return FL_OK;
+}
+
+/* Mat-vec flop rate in L1, the cell update and the step's fixed costs excluded by measuring the
+ * product's slope, not by subtracting: the runtime's batch-1 gate kernel on one block of 16 units
+ * (the batch-1 loop, one stream below K = 128) at K = 32 and K = 96 (an 8 KiB and a 24 KiB panel:
+ * both in L1 from 32 KiB), REPS samples each, interleaved, the median of each; the rate is the extra
+ * flops over the extra time (its W bytes per second, 4 bytes a multiply-add, are twice it).
+ * Subtracting an isolated cell from a step at this size does not work: the cell's long exp / divide
+ * chains overlap the next block's FMAs inside a step, so the cell alone (~7 ns a unit on the Zen 3
+ * VM, ~220 ns at H = 32) takes more than it adds to a ~290 ns step, and the remainder left mat-vec
+ * rates of 29 to 141 GFLOP/s (FMA peak ~92) from one profile to the next. 0 when the longer
+ * product did not time longer. */
+static fl_status measure_gemv(double *flops) {
+    enum { H = 16, K0 = 32, K1 = 96 };
+    const fl_kernels *k = fl_kernels_get();
+    float *buf = fl_malloc(((size_t)K1 * 4 * H + (size_t)K1 + 6 * H) * sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the mat-vec rate");
+    /* pw: the block's panel (K1, 4, 16); x (K1); gx (4H); c, h (H) */
+    float *pw = buf, *x = pw + (size_t)K1 * 4 * H, *gx = x + K1, *c = gx + 4 * H, *h = c + H;
+    for (size_t i = 0; i < (size_t)K1 * 4 * H + K1 + 6 * H; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.01f;
+    const int ks[2] = {K0, K1};
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, K0, 1, pw, x, K0, gx, 4 * H, c, h, H);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 20)) break;
+        inner *= 2;
+    }
+    double s[2][REPS];
+    for (int i = 0; i < REPS; i++)
+        for (int j = 0; j < 2; j++) {
+            double t0 = fl_now_seconds();
+            for (int r = 0; r < inner; r++) k->gate_cell(0, 1, H, ks[j], 1, pw, x, ks[j], gx, 4 * H, c, h, H);
+            s[j][i] = (fl_now_seconds() - t0) / inner;
+        }
+    fl_sort_doubles(s[0], REPS);
+    fl_sort_doubles(s[1], REPS);
+    fl_free(buf);
+    const double dt = s[1][TYPICAL] - s[0][TYPICAL], df = 2.0 * 4 * H * (double)(K1 - K0);
+    *flops = dt > 0 ? df / dt : 0;
+    return FL_OK;
+}
+
+/* Seconds of the runtime's input projection (fl_rec_input: packed W_ih (4H, in), split across the
+ * pool's threads) on `rows` rows, the median of REPS; 0 when this kernel level has no packed
+ * projection (the runtime then goes through BLAS on one thread). r: an fl_rec of that layer on the
+ * thread count wanted; x (rows, in), gx (rows, 4H). */
+static double time_proj(fl_rec *r, int rows, int in, int G, const float *x, const float *bias, float *gx) {
+    if (!fl_rec_input(r, rows, x, in, bias, gx, G)) return 0;
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = fl_now_seconds();
+        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
+        s[i] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    return s[TYPICAL];
+}
+
+/* Speed-up of the runtime's split input projection (fl_rec_input) on `threads` threads over one, on
+ * a dense W_ih (4 hid, in), at 4, 16, 64, 256 rows: out[k], the one-thread time over the
+ * `threads`-thread time timed right after it (all 0 when this kernel level has no packed
+ * projection). */
+static fl_status proj_scales(int threads, int in, int hid, double *out) {
+    const int G = 4 * hid, maxr = 256;
+    fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m = NULL;
+    fl_rec *r1 = NULL, *rn = NULL;
+    float *buf = NULL;
+    memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
+    fl_status st = fl_model_create(&a, NULL, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r1);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, threads, &rn);
+    /* x (maxr, in), gx (maxr, 4H), bias (4H) */
+    if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
+    for (size_t i = 0; !st && i < (size_t)maxr * in; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
+        const int rows = 4 << (2 * k);
+        float *x = buf, *gx = x + (size_t)maxr * in, *bias = gx + (size_t)maxr * G;
+        const double t1 = time_proj(r1, rows, in, G, x, bias, gx), tn = time_proj(rn, rows, in, G, x, bias, gx);
+        out[k] = t1 > 0 && tn > 0 ? t1 / tn : 0;
+    }
+    if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
+    fl_free(buf);
+    fl_rec_free(r1);
+    fl_rec_free(rn);
+    fl_model_free(m);
+    return st;
+}
+
+fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
+    if (rp->n >= FL_PROFILE_RATE_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d rate passes", rp->n);
+    const int q = rp->n, N = p->cores >= 2 ? 2 : 0, H = 256;
+    rp->threads = N;
+    fl_status st = measure_gemm(&rp->gemm[q]);
+    if (!st) st = measure_gemv(&rp->gemv[q]);
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
+        const int B = 4 << (2 * k);
+        st = fl_profile_rows_rate(B, REPS, TYPICAL, &rp->rows[q][k]);
+        /* the dense step at H = 256 on one thread, then on N: the batch-B rate and its speed-up */
+        if (!st) st = fl_profile_time_rec_rows(H, B, 1, &rp->rec_t1[q][k]);
+        rp->rec_tn[q][k] = 0;
+        if (!st && N >= 2) st = fl_profile_time_rec_rows(H, B, N, &rp->rec_tn[q][k]);
+    }
+    memset(rp->proj[q], 0, sizeof rp->proj[q]);
+    memset(rp->proj_mem[q], 0, sizeof rp->proj_mem[q]);
+    /* W_ih (2048, 512), 4 MiB, held by the last level (the smallest split from 4 rows), and (4096,
+     * 2048), 32 MiB, streamed from memory */
+    if (!st && N >= 2) st = proj_scales(N, 512, 512, rp->proj[q]);
+    if (!st && N >= 2) st = proj_scales(N, 2048, 1024, rp->proj_mem[q]);
+    if (!st) rp->n++;
+    return st;
+}
+
+void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
+    enum { NP = FL_PROFILE_RATE_PASSES, NK = FL_PROFILE_GEMM_POINTS };
+    const int n = rp->n, N = rp->threads, H = 256;
+    if (n < 1) return;
+    double rec[NP][NK], scale[NP][NK];
+    const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
+    for (int q = 0; q < n; q++)
+        for (int k = 0; k < NK; k++) {
+            const int B = 4 << (2 * k);
+            const double cell = fl_profile_cell_of(p, B, H, 1);
+            const double t1 = fl_profile_without_cell(rp->rec_t1[q][k], cell);
+            rec[q][k] = 2.0 * 4.0 * H * (double)H * B / t1;
+            scale[q][k] = N >= 2 && rp->rec_tn[q][k] > 0
+                              ? t1 / fl_profile_without_cell(rp->rec_tn[q][k] - sync, cell / N)
+                              : 0;
+        }
+    fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
+    fl_profile_curve_median(rp->gemv, n, 1, &p->gemv_flops);
+    fl_profile_curve_median(&rp->rows[0][0], n, NK, p->gemm_rows_flops);
+    fl_profile_curve_median(&rec[0][0], n, NK, p->rec_rows_flops);
+    memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
+    memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
+    if (N < 2) return;
+    fl_profile_curve_median(&scale[0][0], n, NK, p->thread_scale_rec);
+    fl_profile_curve_median(&rp->proj[0][0], n, NK, p->thread_scale_proj);
+    fl_profile_curve_median(&rp->proj_mem[0][0], n, NK, p->thread_scale_proj_mem);
+    /* a kernel level without a packed projection reads 0 in every pass: keep the "none" (all 0) */
+    if (!(p->thread_scale_proj[0] > 0)) memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    if (!(p->thread_scale_proj_mem[0] > 0)) memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
+}
