@@ -46,12 +46,17 @@
 #include "pool.h"
 #include "recurrent.h"
 #include "session_sched.h"
+#include "tuning_consts.h"
 
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
 #define MAX_THREADS 1024
+
+static bool step_sched_valid(fl_step_sched v) {
+    return v == FL_STEP_AUTO || v == FL_STEP_BLOCKS || v == FL_STEP_ROWS;
+}
 
 /* Scratch of one direction of a layer. */
 typedef struct dir_scratch {
@@ -69,6 +74,7 @@ struct fl_session {
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction, on dir_threads threads */
     bool serial;      /* FL_BIDIR_SERIAL: a bidirectional layer's directions in turn, each on all its threads */
+    fl_step_sched step_sched; /* how a layer direction's steps split over its threads (rows_chunks) */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer in parallel; NULL otherwise */
@@ -186,6 +192,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
     if (!fl_bidir_sched_valid(o.bidir_sched))
         return fl_fail(FL_ERR_ARG, "fl_session_create: unknown bidir_sched %d", (int)o.bidir_sched);
+    if (!step_sched_valid(o.step_sched))
+        return fl_fail(FL_ERR_ARG, "fl_session_create: unknown step_sched %d", (int)o.step_sched);
     const int asked = o.threads; /* 0: each layer on its planned count */
     if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
     if (o.threads < 1 || o.threads > MAX_THREADS)
@@ -235,6 +243,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     // AUTO: the model's recorded schedule (parallel when none)
     const fl_bidir_sched sched = o.bidir_sched == FL_BIDIR_AUTO ? fl_model_planned_bidir_sched(m) : o.bidir_sched;
     s->serial = dirs == 2 && sched == FL_BIDIR_SERIAL;
+    s->step_sched = o.step_sched;
     for (int l = 0; l < LD; l++) {
         fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, dir_threads(s, l), &s->rec[l]);
         if (st) {
@@ -326,6 +335,13 @@ fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
             return st;
         }
     }
+    return FL_OK;
+}
+
+fl_status fl_session_set_step_sched(fl_session *s, fl_step_sched sched) {
+    if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: session is NULL");
+    if (!step_sched_valid(sched)) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: unknown schedule %d", (int)sched);
+    s->step_sched = sched;
     return FL_OK;
 }
 
@@ -465,6 +481,57 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
     return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
 }
 
+/* ------------------------------------------------------------ the rows schedule */
+
+/* Chunks of sorted rows layer direction ld runs its steps in at batch B (fl_step_sched; the rule:
+ * the file comment), or 0 for the blocks schedule. */
+static int rows_chunks(const fl_session *s, int ld, int B) {
+    const fl_layer *ly = &s->m->layer[ld];
+    const fl_rec *rec = s->rec[ld];
+    const int nt = fl_rec_threads(rec), n = nt < B ? nt : B;
+    if (s->step_sched == FL_STEP_BLOCKS || n < 2 || s->m->ext || ly->whr.rows > 0 || !fl_rec_rows_ok(rec)) return 0;
+    if (s->step_sched == FL_STEP_ROWS) return n;
+    const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float);
+    return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES ? n : 0;
+}
+
+/* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the
+ * sum over all B rows), so each chunk's rows sum to about the same number of steps. */
+static int rows_cut(const fl_session *s, int B, int n, int k) {
+    long long S = 0, acc = 0;
+    for (int i = 0; i < B; i++) S += s->len[i];
+    int i = 0;
+    while (i < B && acc * n < S * k) acc += s->len[i++];
+    return i;
+}
+
+typedef struct rows_job {
+    fl_session *s;
+    int d, n; /* direction of the layer in s->job; chunks */
+} rows_job;
+
+/* Chunk idx of the rows schedule of direction d (s->job): every step of its sorted rows [i0, i1) on
+ * this thread; at step t the active ones are those below bt[t] (a prefix: rows are sorted by length). */
+static void rows_task(void *ctx, int thread, int idx) {
+    const rows_job *rj = ctx;
+    fl_session *s = rj->s;
+    const int d = rj->d, B = s->job.io->batch, T = s->job.T, H = s->H, G = 4 * H, P = s->P, W = s->W;
+    const int ld = s->job.l * s->dirs + d;
+    fl_rec *rec = s->rec[ld];
+    const dir_scratch *x = &s->ds[d];
+    const int i0 = rows_cut(s, B, rj->n, idx), i1 = rows_cut(s, B, rj->n, idx + 1);
+    for (int k = 0; k < T && i0 < i1; k++) {
+        const int t = d == 0 ? k : T - 1 - k, n = s->bt[t], e = n < i1 ? n : i1;
+        if (e <= i0) continue;
+        // ht: (e - i0, P) this chunk's active rows of step t in the packed output, this direction's columns
+        float *ht = s->job.out + ((size_t)s->off[t] + i0) * W + (size_t)d * P;
+        float *h = x->h + (size_t)i0 * P;
+        fl_rec_step_rows(rec, thread, i0, e - i0, n > 1, x->gx + ((size_t)s->off[t] + i0) * G, G, h, P,
+                         x->c + (size_t)i0 * H, ht, W);
+        for (int i = 0; i < e - i0; i++) memcpy(h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
+    }
+}
+
 /* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
 static void run_dir(fl_session *s, int d) {
     const fl_run_io *io = s->job.io;
@@ -487,6 +554,11 @@ static void run_dir(fl_session *s, int d) {
         if (io->c0) memcpy(x->c + (size_t)i * H, io->c0 + ((size_t)ld * B + b) * H, (size_t)H * sizeof(float));
         else memset(x->c + (size_t)i * H, 0, (size_t)H * sizeof(float));
     }
+    const int nrows = rows_chunks(s, ld, B);
+    if (nrows >= 2) {
+        rows_job rj = {.s = s, .d = d, .n = nrows};
+        fl_rec_run_tasks(rec, nrows, rows_task, &rj);
+    } else
     for (int k = 0; k < T; k++) {
         const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
         if (n == 0) continue;
