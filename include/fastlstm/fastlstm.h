@@ -295,9 +295,10 @@ typedef struct fl_session fl_session;
  * results are bit-identical whichever runs. Layers with a projection (LSTMP), the LSTM extras and int8 /
  * bf16 W_hh always run FL_STEP_BLOCKS, and so does a batch of one row. */
 typedef enum fl_step_sched {
-    FL_STEP_AUTO = 0,   /* FL_STEP_ROWS where each thread has at least FL_ROWS_MIN_PER_THREAD rows of the
-                           batch and W_hh is small enough to stay in the last-level cache (the rule and the
-                           measurements behind it: src/core/session.c), else FL_STEP_BLOCKS */
+    FL_STEP_AUTO = 0,   /* FL_STEP_ROWS where the batch has at least 2 rows per thread, W_hh takes at most
+                           6 MiB (it stays in the last-level cache while every thread streams all of it)
+                           and a step is large enough to be split at all; else FL_STEP_BLOCKS (the rule
+                           and the measurements behind it: src/core/session.c) */
     FL_STEP_BLOCKS = 1, /* every step's hidden units split over the threads: one sync per step, each thread
                            streams its share of W_hh */
     FL_STEP_ROWS = 2,   /* the batch rows split over the threads (sorted by length, about equal steps each),

@@ -491,8 +491,8 @@ static int rows_chunks(const fl_session *s, int ld, int B) {
     const int nt = fl_rec_threads(rec), n = nt < B ? nt : B;
     if (s->step_sched == FL_STEP_BLOCKS || n < 2 || s->m->ext || ly->whr.rows > 0 || !fl_rec_rows_ok(rec)) return 0;
     if (s->step_sched == FL_STEP_ROWS) return n;
-    const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float);
-    return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES ? n : 0;
+    const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float); /* bytes every thread streams per step */
+    return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES && whh * B >= FL_MIN_PARALLEL_BYTES ? n : 0;
 }
 
 /* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the
