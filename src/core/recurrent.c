@@ -607,3 +607,43 @@ void fl_rec_run_tasks(fl_rec *r, int n, fl_rec_task_fn fn, void *ctx) {
     job j = {.task = fn, .task_ctx = ctx};
     run_job(r, (unsigned)n, &j);
 }
+
+/* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the
+ * sum over all B rows), so each chunk's rows sum to about the same number of steps. */
+static int rows_cut(const int *len, int B, int n, int k) {
+    long long S = 0, acc = 0;
+    for (int i = 0; i < B; i++) S += len[i];
+    int i = 0;
+    while (i < B && acc * n < S * k) acc += len[i++];
+    return i;
+}
+
+typedef struct rows_job {
+    fl_rec *r;
+    const fl_rows_seq *q;
+    int n;
+} rows_job;
+
+/* Chunk idx of fl_rec_run_rows: every step of sorted rows [i0, i1) on this thread; at step t the
+ * active ones are those below bt[t] (a prefix: rows are sorted by length, longest first). */
+static void rows_task(void *ctx, int thread, int idx) {
+    const rows_job *rj = ctx;
+    const fl_rows_seq *q = rj->q;
+    const int i0 = rows_cut(q->len, q->B, rj->n, idx), i1 = rows_cut(q->len, q->B, rj->n, idx + 1);
+    for (int k = 0; k < q->T && i0 < i1; k++) {
+        const int t = q->reverse ? q->T - 1 - k : k, n = q->bt[t], e = n < i1 ? n : i1;
+        if (e <= i0) continue;
+        // ht: (e - i0, K) this chunk's active rows of step t in the packed output
+        float *ht = q->out + ((size_t)q->off[t] + i0) * q->ldout, *h = q->h + (size_t)i0 * q->ldh;
+        fl_rec_step_rows(rj->r, thread, i0, e - i0, n > 1, q->gx + ((size_t)q->off[t] + i0) * q->ldgx, q->ldgx, h,
+                         q->ldh, q->c + (size_t)i0 * rj->r->H, ht, q->ldout);
+        for (int i = 0; i < e - i0; i++)
+            memcpy(h + (size_t)i * q->ldh, ht + (size_t)i * q->ldout, (size_t)rj->r->K * sizeof(float));
+    }
+}
+
+void fl_rec_run_rows(fl_rec *r, int n, const fl_rows_seq *q) {
+    FL_ASSERT(r->K == r->H && n >= 1 && n <= q->B);
+    rows_job rj = {.r = r, .q = q, .n = n};
+    fl_rec_run_tasks(r, n, rows_task, &rj);
+}

@@ -81,6 +81,28 @@ void fl_rec_run_tasks(fl_rec *r, int n, fl_rec_task_fn fn, void *ctx);
 void fl_rec_step_rows(fl_rec *r, int thread, int row0, int B, bool wide, const float *gx, int ldgx,
                       const float *h_prev, int ldhp, float *c, float *h_out, int ldho);
 bool fl_rec_rows_ok(const fl_rec *r);
+
+/* A whole layer direction's steps on the rows schedule, after its input projection, for a batch in
+ * session.c's packed layout (sorted by length, longest first; at step t the first bt[t] rows are
+ * active, stored from packed row off[t]; len[i] the length of sorted row i). The B rows are cut into n
+ * (2 <= n <= B, at most r's threads) contiguous chunks of about equal total length, each run on one
+ * thread for all T steps (t up, or down when reverse). Not for an LSTMP layer (K must be H).
+ *   gx: (N, 4H) packed projections with biases, row stride ldgx
+ *   h: (B, H) h_{t-1} of the sorted rows, row stride ldh; afterwards each row's h at its last step
+ *   c: (B, H) contiguous, updated in place
+ *   out: (N, H) packed outputs, row stride ldout (a direction's columns of the layer's output) */
+typedef struct fl_rows_seq {
+    int T, B;
+    bool reverse;
+    const int *bt, *off, *len;
+    const float *gx;
+    int ldgx;
+    float *h;
+    int ldh;
+    float *c, *out;
+    int ldout;
+} fl_rows_seq;
+void fl_rec_run_rows(fl_rec *r, int n, const fl_rows_seq *q);
 /* Threads r's steps run on (fewer than asked when a worker could not start). */
 int fl_rec_threads(const fl_rec *r);
 

@@ -35,6 +35,16 @@
  * the bidirectional model streams 40.5 MB of W_ih (the unidirectional 13.5) from DRAM, and both
  * threads stream their W_hh at once. perf (cpu-clock) of bi t2 batch 1: gate_cell 52%, gemm_pk 24%,
  * the pool's waits (worker_main) 3.8%.
+ * Within a layer direction on N >= 2 threads the steps run on one of two schedules (fl_step_sched):
+ * blocks (every step's hidden blocks split over the threads, fl_rec_step) or rows (each thread runs
+ * all T steps of its own sorted rows with the whole W_hh, fl_rec_run_rows: no sync per step, but each
+ * thread streams all of W_hh). Bit-identical (tests/test_rows_sched.c). AUTO takes rows where B >= 2 N,
+ * W_hh <= 6 MiB and W_hh x B >= FL_MIN_PARALLEL_BYTES (tuning_consts.h), from bench_rows (one process
+ * alternating both, median of 16-32 per-round ratios rows / blocks, 1 layer, T 35, 2 threads, 2-vCPU Zen 3
+ * VM at load 1-5, 2026-11-30): dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14 (even), H 1024 / 1500 (17 / 36
+ * MB, DRAM) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650 / 1024 / 1500 (1.1 / 2.6 / 5.6 MB) 0.84-1.18 /
+ * 0.86-1.00 / 0.84-1.02; CP rank H/16 0.71-0.98 from H 650; at H 256 noise or tiny steps (CP B 4-8
+ * 1.3-1.8, steps the blocks schedule keeps on one thread). Whole sessions: ROWS_SESSION_FIGURES.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never
@@ -54,9 +64,7 @@
 
 #define MAX_THREADS 1024
 
-static bool step_sched_valid(fl_step_sched v) {
-    return v == FL_STEP_AUTO || v == FL_STEP_BLOCKS || v == FL_STEP_ROWS;
-}
+static bool step_sched_valid(fl_step_sched v) { return v == FL_STEP_AUTO || v == FL_STEP_BLOCKS || v == FL_STEP_ROWS; }
 
 /* Scratch of one direction of a layer. */
 typedef struct dir_scratch {
@@ -495,43 +503,6 @@ static int rows_chunks(const fl_session *s, int ld, int B) {
     return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES && whh * B >= FL_MIN_PARALLEL_BYTES ? n : 0;
 }
 
-/* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the
- * sum over all B rows), so each chunk's rows sum to about the same number of steps. */
-static int rows_cut(const fl_session *s, int B, int n, int k) {
-    long long S = 0, acc = 0;
-    for (int i = 0; i < B; i++) S += s->len[i];
-    int i = 0;
-    while (i < B && acc * n < S * k) acc += s->len[i++];
-    return i;
-}
-
-typedef struct rows_job {
-    fl_session *s;
-    int d, n; /* direction of the layer in s->job; chunks */
-} rows_job;
-
-/* Chunk idx of the rows schedule of direction d (s->job): every step of its sorted rows [i0, i1) on
- * this thread; at step t the active ones are those below bt[t] (a prefix: rows are sorted by length). */
-static void rows_task(void *ctx, int thread, int idx) {
-    const rows_job *rj = ctx;
-    fl_session *s = rj->s;
-    const int d = rj->d, B = s->job.io->batch, T = s->job.T, H = s->H, G = 4 * H, P = s->P, W = s->W;
-    const int ld = s->job.l * s->dirs + d;
-    fl_rec *rec = s->rec[ld];
-    const dir_scratch *x = &s->ds[d];
-    const int i0 = rows_cut(s, B, rj->n, idx), i1 = rows_cut(s, B, rj->n, idx + 1);
-    for (int k = 0; k < T && i0 < i1; k++) {
-        const int t = d == 0 ? k : T - 1 - k, n = s->bt[t], e = n < i1 ? n : i1;
-        if (e <= i0) continue;
-        // ht: (e - i0, P) this chunk's active rows of step t in the packed output, this direction's columns
-        float *ht = s->job.out + ((size_t)s->off[t] + i0) * W + (size_t)d * P;
-        float *h = x->h + (size_t)i0 * P;
-        fl_rec_step_rows(rec, thread, i0, e - i0, n > 1, x->gx + ((size_t)s->off[t] + i0) * G, G, h, P,
-                         x->c + (size_t)i0 * H, ht, W);
-        for (int i = 0; i < e - i0; i++) memcpy(h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
-    }
-}
-
 /* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
 static void run_dir(fl_session *s, int d) {
     const fl_run_io *io = s->job.io;
@@ -556,8 +527,10 @@ static void run_dir(fl_session *s, int d) {
     }
     const int nrows = rows_chunks(s, ld, B);
     if (nrows >= 2) {
-        rows_job rj = {.s = s, .d = d, .n = nrows};
-        fl_rec_run_tasks(rec, nrows, rows_task, &rj);
+        const fl_rows_seq q = {.T = T, .B = B, .reverse = d == 1, .bt = s->bt, .off = s->off, .len = s->len,
+                               .gx = x->gx, .ldgx = G, .h = x->h, .ldh = P, .c = x->c, .out = s->job.out + (size_t)d * P,
+                               .ldout = W};
+        fl_rec_run_rows(rec, nrows, &q);
     } else
     for (int k = 0; k < T; k++) {
         const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
