@@ -159,8 +159,7 @@ fl_session_opts fl_session_opts_default(void) {
 
 static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen);
 
-/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h).
- * A bidirectional layer gives each direction half of the threads (at least one). */
+/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h). */
 /* Threads of layer direction ld's steps: its layer's count, halved (at least one) for a bidirectional
  * layer whose directions run in parallel, each on one thread of the session's pool. */
 static int dir_threads(const fl_session *s, int ld) {
@@ -491,8 +490,7 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
 
 /* ------------------------------------------------------------ the rows schedule */
 
-/* Chunks of sorted rows layer direction ld runs its steps in at batch B (fl_step_sched; the rule:
- * the file comment), or 0 for the blocks schedule. */
+/* Chunks of sorted rows for layer direction ld's steps at batch B (the rule: file comment); 0: blocks. */
 static int rows_chunks(const fl_session *s, int ld, int B) {
     const fl_layer *ly = &s->m->layer[ld];
     const fl_rec *rec = s->rec[ld];
@@ -531,24 +529,25 @@ static void run_dir(fl_session *s, int d) {
                                .gx = x->gx, .ldgx = G, .h = x->h, .ldh = P, .c = x->c, .out = s->job.out + (size_t)d * P,
                                .ldout = W};
         fl_rec_run_rows(rec, nrows, &q);
-    } else
-    for (int k = 0; k < T; k++) {
-        const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
-        if (n == 0) continue;
-        // ht: (n, P) rows of this step in the packed output, this direction's columns
-        float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
-        const float *gxt = x->gx + (size_t)s->off[t] * G;
-        if (s->m->ext) { /* LSTM extras (lstm_ext.c): unidirectional, no projection, so W == P == H */
-            fl_lstm_ext_step(s->m, ld, n, x->gx + (size_t)s->off[t] * G, x->h, x->c, ht);
-        } else if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
-            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
-            fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
-        } else {
-            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, ht, W);
+    } else {
+        for (int k = 0; k < T; k++) {
+            const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
+            if (n == 0) continue;
+            // ht: (n, P) rows of this step in the packed output, this direction's columns
+            float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
+            const float *gxt = x->gx + (size_t)s->off[t] * G;
+            if (s->m->ext) { /* LSTM extras (lstm_ext.c): unidirectional, no projection, so W == P == H */
+                fl_lstm_ext_step(s->m, ld, n, x->gx + (size_t)s->off[t] * G, x->h, x->c, ht);
+            } else if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
+                fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
+                fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
+            } else {
+                fl_rec_step(rec, n, gxt, G, x->h, P, x->c, ht, W);
+            }
+            // h_{t-1} of the next step. Rows past n keep their last valid state: each one's h_n.
+            for (int i = 0; i < n; i++)
+                memcpy(x->h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
         }
-        // h_{t-1} of the next step. Rows past n keep their last valid state: each one's h_n.
-        for (int i = 0; i < n; i++)
-            memcpy(x->h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
     }
     // h_n (L*dirs, B, P), c_n (L*dirs, B, H) in batch order; h0/c0 of (l, d) are no longer read
     for (int i = 0; i < B; i++) {
