@@ -296,7 +296,7 @@ typedef struct fl_session fl_session;
  * bf16 W_hh always run FL_STEP_BLOCKS, and so does a batch of one row. */
 typedef enum fl_step_sched {
     FL_STEP_AUTO = 0,   /* FL_STEP_ROWS where the batch has at least 2 rows per thread, W_hh takes at most
-                           6 MiB (it stays in the last-level cache while every thread streams all of it)
+                           8 MiB (it stays in the last-level cache while every thread streams all of it)
                            and a step is large enough to be split at all; else FL_STEP_BLOCKS (the rule
                            and the measurements behind it: src/core/session.c) */
     FL_STEP_BLOCKS = 1, /* every step's hidden units split over the threads: one sync per step, each thread

@@ -35,16 +35,16 @@
  * the bidirectional model streams 40.5 MB of W_ih (the unidirectional 13.5) from DRAM, and both
  * threads stream their W_hh at once. perf (cpu-clock) of bi t2 batch 1: gate_cell 52%, gemm_pk 24%,
  * the pool's waits (worker_main) 3.8%.
- * Within a layer direction on N >= 2 threads the steps run on one of two schedules (fl_step_sched):
- * blocks (every step's hidden blocks split over the threads, fl_rec_step) or rows (each thread runs
- * all T steps of its own sorted rows with the whole W_hh, fl_rec_run_rows: no sync per step, but each
- * thread streams all of W_hh). Bit-identical (tests/test_rows_sched.c). AUTO takes rows where B >= 2 N,
- * W_hh <= 6 MiB and W_hh x B >= FL_MIN_PARALLEL_BYTES (tuning_consts.h), from bench_rows (one process
- * alternating both, median of 16-32 per-round ratios rows / blocks, 1 layer, T 35, 2 threads, 2-vCPU Zen 3
- * VM at load 1-5, 2026-11-30): dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14 (even), H 1024 / 1500 (17 / 36
- * MB, DRAM) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650 / 1024 / 1500 (1.1 / 2.6 / 5.6 MB) 0.84-1.18 /
- * 0.86-1.00 / 0.84-1.02; CP rank H/16 0.71-0.98 from H 650; at H 256 noise or tiny steps (CP B 4-8
- * 1.3-1.8, steps the blocks schedule keeps on one thread). Whole sessions: ROWS_SESSION_FIGURES.
+ * A layer direction on N >= 2 threads runs its steps by blocks (each step's hidden blocks split over
+ * the threads, fl_rec_step) or by rows (each thread all T steps of its own sorted rows with the whole
+ * W_hh, fl_rec_run_rows: no sync per step; fl_step_sched), bit-identical (tests/test_rows_sched.c). AUTO
+ * takes rows where B >= 2 N, W_hh <= 8 MiB and W_hh x B >= FL_MIN_PARALLEL_BYTES, from bench_rows (one
+ * process alternating both, median of 16-32 per-round ratios rows / blocks, T 35, 2 threads, this VM at
+ * load 1-5, 2026-11-30), 1 layer: dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14, median ~0.92, H 1024 / 1500
+ * (17 / 36 MB) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650-1500 (1.1-5.6 MB) 0.84-1.18, mostly 0.84-0.90;
+ * CP rank H/16 0.71-0.98 from H 650, at H 256 1.3-1.8 for B 4-8 (tiny steps the blocks run on one thread).
+ * 2 x 650, B 4 / 20: dense 1.05 / 0.89, bidirectional serial 0.90 / 1.01, SVD 0.81-0.89, CP 0.61-0.81;
+ * `fastlstm bench` B 20 t2, ABBA 6 pairs, load ~3: uni 0.86 (0.69-0.96), bidirectional serial 0.86.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never

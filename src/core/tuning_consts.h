@@ -15,6 +15,6 @@
  * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES, and a step's
  * weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
 #define FL_ROWS_MIN_PER_THREAD 2
-#define FL_ROWS_MAX_WHH_BYTES (6 * 1024 * 1024)
+#define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
 
 #endif
