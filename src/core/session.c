@@ -44,7 +44,7 @@
  * (17 / 36 MB) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650-1500 (1.1-5.6 MB) 0.84-1.18, mostly 0.84-0.90;
  * CP rank H/16 0.71-0.98 from H 650, at H 256 1.3-1.8 for B 4-8 (tiny steps the blocks run on one thread).
  * 2 x 650, B 4 / 20: dense 1.05 / 0.89, bidirectional serial 0.90 / 1.01, SVD 0.81-0.89, CP 0.61-0.81;
- * `fastlstm bench` B 20 t2, ABBA 6 pairs, load ~3: uni 0.86 (0.69-0.96), bidirectional serial 0.86.
+ * `fastlstm bench` B 20 t2, ABBA 6 pairs, load ~1 / ~3: uni 0.99 / 0.86, bidirectional serial 1.04 / 0.86.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never
