@@ -13,7 +13,7 @@ static const char *CMD = "bench";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm bench MODEL [--batch B] [--seq T] [--threads N] [--reps N] [--warmup N]\n"
-            "                      [--lengths L.npy] [--json]\n\n"
+            "                      [--lengths L.npy] [--step-sched S] [--bidir-sched S] [--json]\n\n"
             "Time fl_session_run on random inputs (fixed seed): warm-up runs, then timed runs.\n"
             "Reports the latency of one run of B sequences of T steps (median, min, max, in ms), the\n"
             "same per time step (us), tokens/s (B*T / median) and GFLOP/s (model flops per step).\n\n"
@@ -25,6 +25,10 @@ static void usage(FILE *f) {
             "  --warmup N   untimed runs first (default 2)\n"
             "  --lengths L.npy  a variable-length batch: int32/int64 (B) lengths in [1, T] (per-step\n"
             "               figures stay run time / T)\n"
+            "  --step-sched auto|blocks|rows  split of each layer's steps over the threads (default\n"
+            "               auto; fl_step_sched)\n"
+            "  --bidir-sched auto|parallel|serial  schedule of bidirectional layers (default auto:\n"
+            "               the model's recorded one)\n"
             "  --json       print one JSON object\n"
             "  -h, --help   show this help\n\n"
             "example:\n"
@@ -35,6 +39,8 @@ typedef struct bench_opts {
     int batch, seq, threads, reps, warmup; /* reps 0: automatic */
     bool json;
     const char *lengths; /* .npy of (batch) lengths, or NULL */
+    fl_step_sched step_sched;
+    fl_bidir_sched bidir_sched;
 } bench_opts;
 
 static int report(const char *model, const fl_model *m, const bench_opts *o, double *t, int reps) {
@@ -90,6 +96,8 @@ static int bench(const char *model, bench_opts *o) {
     so.max_batch = o->batch;
     so.max_seq = o->seq;
     so.threads = o->threads;
+    so.step_sched = o->step_sched;
+    so.bidir_sched = o->bidir_sched;
     st = fl_session_create(m, &so, &s);
     if (st) {
         rc = cli_fail_status(CMD, st);
@@ -155,6 +163,7 @@ done:
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *v_batch = NULL, *v_seq = NULL, *v_threads = NULL, *v_reps = NULL, *v_warm = NULL;
+    const char *v_step = NULL, *v_bidir = NULL;
     bench_opts o = {.batch = 1, .seq = 64, .threads = 1, .reps = 0, .warmup = 2, .json = false, .lengths = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -172,7 +181,9 @@ int cmd_bench(int argc, char **argv) {
             (r = cli_take(CMD, argc, argv, &i, "--threads", &v_threads)) ||
             (r = cli_take(CMD, argc, argv, &i, "--reps", &v_reps)) ||
             (r = cli_take(CMD, argc, argv, &i, "--warmup", &v_warm)) ||
-            (r = cli_take(CMD, argc, argv, &i, "--lengths", &o.lengths))) {
+            (r = cli_take(CMD, argc, argv, &i, "--lengths", &o.lengths)) ||
+            (r = cli_take(CMD, argc, argv, &i, "--step-sched", &v_step)) ||
+            (r = cli_take(CMD, argc, argv, &i, "--bidir-sched", &v_bidir))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -199,6 +210,18 @@ int cmd_bench(int argc, char **argv) {
     if (v_warm) {
         if (!cli_parse_int(CMD, "--warmup", v_warm, 0, 1000000, &v)) return CLI_USAGE;
         o.warmup = (int)v;
+    }
+    if (v_step) {
+        if (!strcmp(v_step, "auto")) o.step_sched = FL_STEP_AUTO;
+        else if (!strcmp(v_step, "blocks")) o.step_sched = FL_STEP_BLOCKS;
+        else if (!strcmp(v_step, "rows")) o.step_sched = FL_STEP_ROWS;
+        else return cli_fail(CMD, CLI_USAGE, "--step-sched must be auto, blocks or rows, got '%s'", v_step);
+    }
+    if (v_bidir) {
+        if (!strcmp(v_bidir, "auto")) o.bidir_sched = FL_BIDIR_AUTO;
+        else if (!strcmp(v_bidir, "parallel")) o.bidir_sched = FL_BIDIR_PARALLEL;
+        else if (!strcmp(v_bidir, "serial")) o.bidir_sched = FL_BIDIR_SERIAL;
+        else return cli_fail(CMD, CLI_USAGE, "--bidir-sched must be auto, parallel or serial, got '%s'", v_bidir);
     }
     if ((long)o.batch * o.seq > (1L << 26))
         return cli_fail(CMD, CLI_USAGE, "--batch x --seq = %ld is too large", (long)o.batch * o.seq);

@@ -290,6 +290,22 @@ FL_API fl_status fl_model_decompose(const fl_model *m, const fl_decomp_opts *opt
 
 typedef struct fl_session fl_session;
 
+/* How a layer direction's recurrent steps are split over its threads (2 or more; a bidirectional
+ * layer's directions under FL_BIDIR_SERIAL, or each direction's half under FL_BIDIR_PARALLEL). The
+ * results are bit-identical whichever runs. Layers with a projection (LSTMP), the LSTM extras and int8 /
+ * bf16 W_hh always run FL_STEP_BLOCKS, and so does a batch of one row. */
+typedef enum fl_step_sched {
+    FL_STEP_AUTO = 0,   /* FL_STEP_ROWS where the batch has at least 2 rows per thread, W_hh takes at most
+                           8 MiB (it stays in the last-level cache while every thread streams all of it)
+                           and a step is large enough to be split at all; else FL_STEP_BLOCKS (the rule
+                           and the measurements behind it: src/core/session.c) */
+    FL_STEP_BLOCKS = 1, /* every step's hidden units split over the threads: one sync per step, each thread
+                           streams its share of W_hh */
+    FL_STEP_ROWS = 2,   /* the batch rows split over the threads (sorted by length, about equal steps each),
+                           each thread running every step of its rows with the whole W_hh: no sync until
+                           the layer direction ends */
+} fl_step_sched;
+
 typedef struct fl_session_opts {
     int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
     int max_seq;    /* largest sequence length for fl_session_run; default 256 */
@@ -298,6 +314,8 @@ typedef struct fl_session_opts {
                        fl_model_planned_threads), 1 when it has none */
     fl_bidir_sched bidir_sched; /* schedule of the bidirectional layers on 2 or more threads; default
                                    FL_BIDIR_AUTO: the model's recorded one (parallel when none) */
+    fl_step_sched step_sched;   /* split of each layer direction's steps over its threads; default
+                                   FL_STEP_AUTO */
 } fl_session_opts;
 
 FL_API fl_session_opts fl_session_opts_default(void);
@@ -339,6 +357,11 @@ FL_API int fl_session_threads(const fl_session *s, int layer);
  * (freed by a switch back or fl_session_free). FL_ERR_ARG for a NULL session or a value outside the
  * enum; FL_ERR_NOMEM (nothing changed) when the threads or their scratch cannot be had. */
 FL_API fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched);
+
+/* Switch how s splits each layer direction's steps over its threads, for every later fl_session_run
+ * (fl_session_step, one step at a time, always splits the hidden units). Results are bit-identical
+ * whichever runs. FL_ERR_ARG for a NULL session or a value outside the enum. */
+FL_API fl_status fl_session_set_step_sched(fl_session *s, fl_step_sched sched);
 
 /* The schedule s runs its bidirectional layers on: FL_BIDIR_PARALLEL or FL_BIDIR_SERIAL (PARALLEL for a
  * unidirectional model or a NULL session). */

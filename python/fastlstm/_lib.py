@@ -147,6 +147,10 @@ APPENDED = {
     "fl_run_io": ("fl_run_state_size", [("lengths", c_void_p)]),
     "fl_session_opts": ("fl_session_bidir_sched", [("bidir_sched", c_int)]),  # 0: the model's schedule
 }
+# appended after those, in order: struct -> [(probe function, fields)]
+APPENDED_LATER = {
+    "fl_session_opts": [("fl_session_set_step_sched", [("step_sched", c_int)])],  # 0: AUTO
+}
 
 # No reserve tail: fl_mat_spec is passed as an array, fl_cost sits inside fl_plan_point, and
 # fl_session_opts (12 or 16 bytes) is returned in registers, which a tail would turn into a hidden
@@ -238,6 +242,8 @@ OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
             "fl_machine_id_detect": (c_int, [P]),
             "fl_profile_check_machine": (c_int, [P, P]),
             "fl_dataset_set_lengths": (c_int, [P, P]),
+            "fl_session_bidir_sched": (c_int, [P]),  # probes of fields appended to fl_session_opts
+            "fl_session_set_step_sched": (c_int, [P, c_int]),
             "fl_model_decompose_ex": (c_int, [P, "fl_decomp_opts*", "decomp_progress_fn", P, POINTER(P)])}
 
 
@@ -253,6 +259,10 @@ class Lib:
             fields = list(fields)
             if name in APPENDED and self.has.get(APPENDED[name][0]):
                 fields += APPENDED[name][1]
+                for probe, more in APPENDED_LATER.get(name, []):
+                    if not self.has.get(probe):
+                        break
+                    fields += more
             setattr(self.S, name, _struct(name, fields, reserve=name not in NO_RESERVE))
         self.S.fl_plan_point = _struct("fl_plan_point", [
             ("specs", POINTER(self.S.fl_mat_spec)), ("cost", self.S.fl_cost), ("measured_seconds", c_double),

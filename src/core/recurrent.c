@@ -55,6 +55,8 @@ enum {
 /* The arguments of the step (or input projection) in flight; written by the caller before it
  * publishes a ticket. */
 typedef struct job {
+    fl_rec_task_fn task; /* non-NULL: chunk idx runs task(task_ctx, thread, idx) (fl_rec_run_tasks) */
+    void *task_ctx;
     int proj_n;      /* > 0: a packed projection of proj_n rows (fl_rec_input, fl_rec_gemm_pk), chunks */
     int prows, pK;   /* split panels: py (proj_n, prows) = px (proj_n, pK) W^T + bias, W packed as ppk */
     const float *ppk;
@@ -83,8 +85,9 @@ struct fl_rec {
     const float *a;  /* CP: a (4, R) */
     const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path); SVD: U */
     const float *pv; /* SVD W_ih: V packed (ceil(R / NC), in, NC), else NULL */
-    float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R) */
+    float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R), then cpad (2, H) */
     size_t scratch_per_thread;
+    size_t cpad_off; /* offset of cpad in a thread's scratch: a lone row's c run as 2 (fl_rec_step_rows) */
     size_t bytes_per_row; /* weight bytes one batch row streams per step */
     fl_pool *pool;   /* threads - 1 workers and the caller */
     job jb;          /* the step or projection in flight, read by run_chunk */
@@ -190,6 +193,10 @@ void fl_pk_unpack(float *pk, int rows, int K, bool consume, float *w) {
 static void run_chunk(void *ctx, int id, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
     fl_rec *r = ctx;
     const job *j = &r->jb;
+    if (j->task) {
+        j->task(j->task_ctx, id, (int)idx);
+        return;
+    }
     if (j->proj_n > 0) { /* packed projection: 64-column panels [p0, p1) of W */
         const int np = (j->prows + FL_PK_NC - 1) / FL_PK_NC;
         const int p0 = (int)((long)np * idx / n), p1 = (int)((long)np * (idx + 1) / n);
@@ -396,6 +403,8 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
     const size_t Rp = (size_t)r->Rp, R = (size_t)r->R;
     if (w->method == FL_METHOD_SVD) r->scratch_per_thread = ((size_t)max_batch * Rp + 15) & ~(size_t)15;
     if (w->method == FL_METHOD_CP) r->scratch_per_thread = ((size_t)max_batch * (Rp + 4 * R) + 15) & ~(size_t)15;
+    r->cpad_off = r->scratch_per_thread;
+    if (!w->qf && max_batch > 1) r->scratch_per_thread += (2 * (size_t)H + 15) & ~(size_t)15;
     if (!pack) {
         if ((st = fl_rec_pack_layer(ly, k->gemm_pk != NULL, false, &r->own))) {
             fl_rec_free(r);
@@ -534,4 +543,107 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
 static void run_job(fl_rec *r, unsigned n, const job *jp) {
     r->jb = *jp;
     fl_pool_run(r->pool, n);
+}
+
+/* ------------------------------------------------------------ the step by rows */
+
+/* Every hidden block of one step for B rows on the calling thread, t / zs in scr (that thread's
+ * scratch): the blocks' sums as run_chunk's, with the rank-R intermediate made here. */
+static void step_whole(fl_rec *r, float *scr, int B, const float *gx, int ldgx, const float *hp, int ldhp,
+                       float *c, float *ho, int ldho) {
+    const int H = r->H, R = r->R, Rp = r->Rp;
+    switch (r->method) {
+    case FL_METHOD_DENSE:
+        r->k->gate_cell(0, r->nblk, H, r->K, B, r->pw, hp, ldhp, gx, ldgx, c, ho, ldho);
+        return;
+    case FL_METHOD_SVD:
+        r->k->proj(B, r->K, Rp, r->pm, hp, ldhp, scr, Rp); // t: (B, Rp)
+        r->k->gate_cell(0, r->nblk, H, R, B, r->pw, scr, Rp, gx, ldgx, c, ho, ldho);
+        return;
+    case FL_METHOD_CP: {
+        float *zs = scr + (size_t)r->max_batch * Rp; // zs: (B, 4, R)
+        r->k->proj(B, r->K, Rp, r->pm, hp, ldhp, scr, Rp);
+        r->k->cp_scale(B, R, r->a, scr, Rp, zs);
+        r->k->cp_gate_cell(0, r->nblk, H, R, B, r->pw, zs, gx, ldgx, c, ho, ldho);
+        return;
+    }
+    }
+}
+
+bool fl_rec_rows_ok(const fl_rec *r) { return !r->qgates; }
+
+int fl_rec_threads(const fl_rec *r) { return r->threads; }
+
+void fl_rec_step_rows(fl_rec *r, int thread, int row0, int B, bool wide, const float *gx, int ldgx,
+                      const float *h_prev, int ldhp, float *c, float *h_out, int ldho) {
+    FL_ASSERT(!r->qgates && thread >= 0 && thread < r->threads && row0 >= 0 && B >= 0 && row0 + B <= r->max_batch);
+    if (B == 0) return;
+    float *scr = r->scratch ? r->scratch + (size_t)thread * r->scratch_per_thread : NULL;
+    const size_t G = 4 * (size_t)r->H;
+    if (B == 1 && wide) {
+        /* A kernel may sum a lone row in another order than the rows of a batch (avx2.c's
+         * gate_cell_b1 splits K into four streams): run the row as a tile of two equal rows (strides
+         * 0 for the inputs and h, its c twice in cpad) so that it gets the bits of the step it is part
+         * of. The rows of a tile are summed independently, each in the same order whatever the tile
+         * (avx2.c, avx512.c, ref.c). */
+        float *cp = scr + r->cpad_off;
+        memcpy(cp, c, (size_t)r->H * sizeof(float));
+        memcpy(cp + r->H, c, (size_t)r->H * sizeof(float));
+        step_whole(r, scr, 2, gx, 0, h_prev, 0, cp, h_out, 0);
+        memcpy(c, cp, (size_t)r->H * sizeof(float));
+        return;
+    }
+    if (r->gxhot && B > 1) { /* as fl_rec_step; each thread's rows are its own part of gxhot */
+        float *hot = r->gxhot + (size_t)row0 * G;
+        for (int b = 0; b < B; b++) memcpy(hot + (size_t)b * G, gx + (size_t)b * ldgx, G * sizeof(float));
+        gx = hot;
+        ldgx = (int)G;
+    }
+    step_whole(r, scr, B, gx, ldgx, h_prev, ldhp, c, h_out, ldho);
+}
+
+void fl_rec_run_tasks(fl_rec *r, int n, fl_rec_task_fn fn, void *ctx) {
+    FL_ASSERT(n >= 1 && n <= FL_POOL_MAX_CHUNKS && fn);
+    job j = {.task = fn, .task_ctx = ctx};
+    run_job(r, (unsigned)n, &j);
+}
+
+/* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the
+ * sum over all B rows), so each chunk's rows sum to about the same number of steps. */
+static int rows_cut(const int *len, int B, int n, int k) {
+    long long S = 0, acc = 0;
+    for (int i = 0; i < B; i++) S += len[i];
+    int i = 0;
+    while (i < B && acc * n < S * k) acc += len[i++];
+    return i;
+}
+
+typedef struct rows_job {
+    fl_rec *r;
+    const fl_rows_seq *q;
+    int n;
+} rows_job;
+
+/* Chunk idx of fl_rec_run_rows: every step of sorted rows [i0, i1) on this thread; at step t the
+ * active ones are those below bt[t] (a prefix: rows are sorted by length, longest first). */
+static void rows_task(void *ctx, int thread, int idx) {
+    const rows_job *rj = ctx;
+    const fl_rows_seq *q = rj->q;
+    const int i0 = rows_cut(q->len, q->B, rj->n, idx), i1 = rows_cut(q->len, q->B, rj->n, idx + 1);
+    for (int k = 0; k < q->T && i0 < i1; k++) {
+        const int t = q->reverse ? q->T - 1 - k : k, n = q->bt[t], e = n < i1 ? n : i1;
+        if (e <= i0) continue;
+        // ht: (e - i0, K) this chunk's active rows of step t in the packed output
+        float *ht = q->out + ((size_t)q->off[t] + i0) * q->ldout, *h = q->h + (size_t)i0 * q->ldh;
+        fl_rec_step_rows(rj->r, thread, i0, e - i0, n > 1, q->gx + ((size_t)q->off[t] + i0) * q->ldgx, q->ldgx, h,
+                         q->ldh, q->c + (size_t)i0 * rj->r->H, ht, q->ldout);
+        for (int i = 0; i < e - i0; i++)
+            memcpy(h + (size_t)i * q->ldh, ht + (size_t)i * q->ldout, (size_t)rj->r->K * sizeof(float));
+    }
+}
+
+void fl_rec_run_rows(fl_rec *r, int n, const fl_rows_seq *q) {
+    FL_ASSERT(r->K == r->H && n >= 1 && n <= q->B);
+    rows_job rj = {.r = r, .q = q, .n = n};
+    fl_rec_run_tasks(r, n, rows_task, &rj);
 }

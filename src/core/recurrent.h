@@ -67,6 +67,45 @@ fl_status fl_rec_set_threads(fl_rec *r, int threads);
 void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_prev, int ldhp, float *c,
                  float *h_out, int ldho);
 
+/* The "rows" schedule (session.c): each thread of r's pool runs every step of its own rows with
+ * the whole W_hh, no sync per step. fl_rec_run_tasks runs fn(ctx, thread, idx) for idx in [0, n),
+ * n <= FL_POOL_MAX_CHUNKS, over r's own pool (each on one participant `thread`, 0 the caller, in
+ * [0, fl_rec_threads(r))) and returns when all are done. Inside fn, fl_rec_step_rows runs one step
+ * (every hidden block) for B rows on the calling participant with its own scratch: rows row0 ..
+ * row0 + B - 1 of a step, the pointers at row row0 (arguments as fl_rec_step); the tasks' rows must
+ * be disjoint. wide: the whole step has more than one active row (a lone row then gets the bits a
+ * step of several rows gives it). The results are bit-identical to fl_rec_step's. Not for an int8 /
+ * bf16 W_hh: fl_rec_rows_ok. */
+typedef void (*fl_rec_task_fn)(void *ctx, int thread, int idx);
+void fl_rec_run_tasks(fl_rec *r, int n, fl_rec_task_fn fn, void *ctx);
+void fl_rec_step_rows(fl_rec *r, int thread, int row0, int B, bool wide, const float *gx, int ldgx,
+                      const float *h_prev, int ldhp, float *c, float *h_out, int ldho);
+bool fl_rec_rows_ok(const fl_rec *r);
+
+/* A whole layer direction's steps on the rows schedule, after its input projection, for a batch in
+ * session.c's packed layout (sorted by length, longest first; at step t the first bt[t] rows are
+ * active, stored from packed row off[t]; len[i] the length of sorted row i). The B rows are cut into n
+ * (2 <= n <= B, at most r's threads) contiguous chunks of about equal total length, each run on one
+ * thread for all T steps (t up, or down when reverse). Not for an LSTMP layer (K must be H).
+ *   gx: (N, 4H) packed projections with biases, row stride ldgx
+ *   h: (B, H) h_{t-1} of the sorted rows, row stride ldh; afterwards each row's h at its last step
+ *   c: (B, H) contiguous, updated in place
+ *   out: (N, H) packed outputs, row stride ldout (a direction's columns of the layer's output) */
+typedef struct fl_rows_seq {
+    int T, B;
+    bool reverse;
+    const int *bt, *off, *len;
+    const float *gx;
+    int ldgx;
+    float *h;
+    int ldh;
+    float *c, *out;
+    int ldout;
+} fl_rows_seq;
+void fl_rec_run_rows(fl_rec *r, int n, const fl_rows_seq *q);
+/* Threads r's steps run on (fewer than asked when a worker could not start). */
+int fl_rec_threads(const fl_rec *r);
+
 /* gx (n, 4H) = x (n, in) W_ih^T + bias (4H, may be NULL), row strides ldx and ldgx, through a packed
  * copy of W_ih made at fl_rec_create (dense or SVD W_ih, a kernel level with a packed projection),
  * split over r's threads. An SVD W_ih runs t (n, R) = x V^T, then gx = t U^T + bias: t lives in ws,

@@ -35,6 +35,16 @@
  * the bidirectional model streams 40.5 MB of W_ih (the unidirectional 13.5) from DRAM, and both
  * threads stream their W_hh at once. perf (cpu-clock) of bi t2 batch 1: gate_cell 52%, gemm_pk 24%,
  * the pool's waits (worker_main) 3.8%.
+ * A layer direction on N >= 2 threads runs its steps by blocks (each step's hidden blocks split over
+ * the threads, fl_rec_step) or by rows (each thread all T steps of its own sorted rows with the whole
+ * W_hh, fl_rec_run_rows: no sync per step; fl_step_sched), bit-identical (tests/test_rows_sched.c). AUTO
+ * takes rows where B >= 2 N, W_hh <= 8 MiB and W_hh x B >= FL_MIN_PARALLEL_BYTES, from bench_rows (one
+ * process alternating both, median of 16-32 per-round ratios rows / blocks, T 35, 2 threads, this VM at
+ * load 1-5, 2026-11-30), 1 layer: dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14, median ~0.92, H 1024 / 1500
+ * (17 / 36 MB) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650-1500 (1.1-5.6 MB) 0.84-1.18, mostly 0.84-0.90;
+ * CP rank H/16 0.71-0.98 from H 650, at H 256 1.3-1.8 for B 4-8 (tiny steps the blocks run on one thread).
+ * 2 x 650, B 4 / 20: dense 1.05 / 0.89, bidirectional serial 0.90 / 1.01, SVD 0.81-0.89, CP 0.61-0.81;
+ * `fastlstm bench` B 20 t2, ABBA 6 pairs, load ~1 / ~3: uni 0.99 / 0.86, bidirectional serial 1.04 / 0.86.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never
@@ -46,12 +56,15 @@
 #include "pool.h"
 #include "recurrent.h"
 #include "session_sched.h"
+#include "tuning_consts.h"
 
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
 #define MAX_THREADS 1024
+
+static bool step_sched_valid(fl_step_sched v) { return v == FL_STEP_AUTO || v == FL_STEP_BLOCKS || v == FL_STEP_ROWS; }
 
 /* Scratch of one direction of a layer. */
 typedef struct dir_scratch {
@@ -69,6 +82,7 @@ struct fl_session {
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction, on dir_threads threads */
     bool serial;      /* FL_BIDIR_SERIAL: a bidirectional layer's directions in turn, each on all its threads */
+    fl_step_sched step_sched; /* how a layer direction's steps split over its threads (rows_chunks) */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer in parallel; NULL otherwise */
@@ -145,8 +159,7 @@ fl_session_opts fl_session_opts_default(void) {
 
 static void run_dir_chunk(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen);
 
-/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h).
- * A bidirectional layer gives each direction half of the threads (at least one). */
+/* OpenBLAS runs on one thread for sessions (the rule and its reason: blas_threads.h). */
 /* Threads of layer direction ld's steps: its layer's count, halved (at least one) for a bidirectional
  * layer whose directions run in parallel, each on one thread of the session's pool. */
 static int dir_threads(const fl_session *s, int ld) {
@@ -186,6 +199,8 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
     if (!fl_bidir_sched_valid(o.bidir_sched))
         return fl_fail(FL_ERR_ARG, "fl_session_create: unknown bidir_sched %d", (int)o.bidir_sched);
+    if (!step_sched_valid(o.step_sched))
+        return fl_fail(FL_ERR_ARG, "fl_session_create: unknown step_sched %d", (int)o.step_sched);
     const int asked = o.threads; /* 0: each layer on its planned count */
     if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
     if (o.threads < 1 || o.threads > MAX_THREADS)
@@ -235,6 +250,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     // AUTO: the model's recorded schedule (parallel when none)
     const fl_bidir_sched sched = o.bidir_sched == FL_BIDIR_AUTO ? fl_model_planned_bidir_sched(m) : o.bidir_sched;
     s->serial = dirs == 2 && sched == FL_BIDIR_SERIAL;
+    s->step_sched = o.step_sched;
     for (int l = 0; l < LD; l++) {
         fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, dir_threads(s, l), &s->rec[l]);
         if (st) {
@@ -326,6 +342,13 @@ fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
             return st;
         }
     }
+    return FL_OK;
+}
+
+fl_status fl_session_set_step_sched(fl_session *s, fl_step_sched sched) {
+    if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: session is NULL");
+    if (!step_sched_valid(sched)) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: unknown schedule %d", (int)sched);
+    s->step_sched = sched;
     return FL_OK;
 }
 
@@ -465,6 +488,19 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
     return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
 }
 
+/* ------------------------------------------------------------ the rows schedule */
+
+/* Chunks of sorted rows for layer direction ld's steps at batch B (the rule: file comment); 0: blocks. */
+static int rows_chunks(const fl_session *s, int ld, int B) {
+    const fl_layer *ly = &s->m->layer[ld];
+    const fl_rec *rec = s->rec[ld];
+    const int nt = fl_rec_threads(rec), n = nt < B ? nt : B;
+    if (s->step_sched == FL_STEP_BLOCKS || n < 2 || s->m->ext || ly->whr.rows > 0 || !fl_rec_rows_ok(rec)) return 0;
+    if (s->step_sched == FL_STEP_ROWS) return n;
+    const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float); /* bytes every thread streams per step */
+    return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES && whh * B >= FL_MIN_PARALLEL_BYTES ? n : 0;
+}
+
 /* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
 static void run_dir(fl_session *s, int d) {
     const fl_run_io *io = s->job.io;
@@ -487,23 +523,31 @@ static void run_dir(fl_session *s, int d) {
         if (io->c0) memcpy(x->c + (size_t)i * H, io->c0 + ((size_t)ld * B + b) * H, (size_t)H * sizeof(float));
         else memset(x->c + (size_t)i * H, 0, (size_t)H * sizeof(float));
     }
-    for (int k = 0; k < T; k++) {
-        const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
-        if (n == 0) continue;
-        // ht: (n, P) rows of this step in the packed output, this direction's columns
-        float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
-        const float *gxt = x->gx + (size_t)s->off[t] * G;
-        if (s->m->ext) { /* LSTM extras (lstm_ext.c): unidirectional, no projection, so W == P == H */
-            fl_lstm_ext_step(s->m, ld, n, x->gx + (size_t)s->off[t] * G, x->h, x->c, ht);
-        } else if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
-            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
-            fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
-        } else {
-            fl_rec_step(rec, n, gxt, G, x->h, P, x->c, ht, W);
+    const int nrows = rows_chunks(s, ld, B);
+    if (nrows >= 2) {
+        const fl_rows_seq q = {.T = T, .B = B, .reverse = d == 1, .bt = s->bt, .off = s->off, .len = s->len,
+                               .gx = x->gx, .ldgx = G, .h = x->h, .ldh = P, .c = x->c, .out = s->job.out + (size_t)d * P,
+                               .ldout = W};
+        fl_rec_run_rows(rec, nrows, &q);
+    } else {
+        for (int k = 0; k < T; k++) {
+            const int t = d == 0 ? k : T - 1 - k, n = s->bt[t];
+            if (n == 0) continue;
+            // ht: (n, P) rows of this step in the packed output, this direction's columns
+            float *ht = s->job.out + (size_t)s->off[t] * W + (size_t)d * P;
+            const float *gxt = x->gx + (size_t)s->off[t] * G;
+            if (s->m->ext) { /* LSTM extras (lstm_ext.c): unidirectional, no projection, so W == P == H */
+                fl_lstm_ext_step(s->m, ld, n, x->gx + (size_t)s->off[t] * G, x->h, x->c, ht);
+            } else if (ly->whr.rows > 0) { /* LSTMP: m = o * tanh(c), h = m W_hr^T */
+                fl_rec_step(rec, n, gxt, G, x->h, P, x->c, x->m, H);
+                fl_mat_apply(&ly->whr, n, x->m, H, 0.0f, ht, W, x->ws);
+            } else {
+                fl_rec_step(rec, n, gxt, G, x->h, P, x->c, ht, W);
+            }
+            // h_{t-1} of the next step. Rows past n keep their last valid state: each one's h_n.
+            for (int i = 0; i < n; i++)
+                memcpy(x->h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
         }
-        // h_{t-1} of the next step. Rows past n keep their last valid state: each one's h_n.
-        for (int i = 0; i < n; i++)
-            memcpy(x->h + (size_t)i * P, ht + (size_t)i * W, (size_t)P * sizeof(float));
     }
     // h_n (L*dirs, B, P), c_n (L*dirs, B, H) in batch order; h0/c0 of (l, d) are no longer read
     for (int i = 0; i < B; i++) {

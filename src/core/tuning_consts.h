@@ -10,5 +10,11 @@
 #define FL_MIN_PARALLEL_MACS (2 << 20)     /* input projections below this (~10 us) run on the caller alone */
 #define FL_GEMM_NT_MIN_K 64                /* own gemm_nt from this inner size; BLAS below */
 #define FL_FIT_FRACTION 0.75 /* usable share of a cache: the rest holds activations, other weights, conflict misses */
+/* FL_STEP_AUTO (session.c, where the figures behind them are) runs a layer direction's steps by rows
+ * where the batch has at least FL_ROWS_MIN_PER_THREAD rows per thread, its W_hh (the f32 weights of
+ * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES, and a step's
+ * weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
+#define FL_ROWS_MIN_PER_THREAD 2
+#define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
 
 #endif
