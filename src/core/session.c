@@ -498,7 +498,7 @@ static int rows_chunks(const fl_session *s, int ld, int B) {
     if (s->step_sched == FL_STEP_BLOCKS || n < 2 || s->m->ext || ly->whr.rows > 0 || !fl_rec_rows_ok(rec)) return 0;
     if (s->step_sched == FL_STEP_ROWS) return n;
     const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float); /* bytes every thread streams per step */
-    return B >= FL_ROWS_MIN_PER_THREAD * nt && whh <= FL_ROWS_MAX_WHH_BYTES && whh * B >= FL_MIN_PARALLEL_BYTES ? n : 0;
+    return fl_rows_auto(B, nt, whh) ? n : 0;
 }
 
 /* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */

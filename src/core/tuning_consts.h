@@ -17,4 +17,14 @@
 #define FL_ROWS_MIN_PER_THREAD 2
 #define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
 
+#include <stdbool.h>
+
+/* FL_STEP_AUTO's rule for a layer direction of B rows on `threads` threads whose W_hh stores
+ * `whh_bytes` f32 bytes: true = by rows. The one rule session.c (rows_chunks, which also excludes
+ * LSTMP, the LSTM extras and int8 / bf16 W_hh) and the cost model (cost.c) both call. */
+static inline bool fl_rows_auto(int B, int threads, double whh_bytes) {
+    return threads >= 2 && B >= FL_ROWS_MIN_PER_THREAD * threads && whh_bytes <= FL_ROWS_MAX_WHH_BYTES &&
+           whh_bytes * B >= FL_MIN_PARALLEL_BYTES;
+}
+
 #endif

@@ -61,7 +61,13 @@
  *     V's bytes / bw_1(V's bytes), B V's flops / rate_r(min(B, 3), 1)),
  *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
  *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
- *     step runs on one thread at one thread's rates. A dense W_ih or dense head of >=
+ *     step runs on one thread at one thread's rates. By rows instead (the runtime's FL_STEP_AUTO rule,
+ *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 W_hh <= 8 MiB, W_hh x B >= the parallel
+ *     bytes; not LSTMP nor int8 / bf16): each thread runs one thread's step on its r = ceil(B / N)
+ *     rows with the whole W_hh, no sync per step: t_l = max(N bytes / bw_N(N bytes), r flops(W_hh)
+ *     / rate_r(r, 1)) (bw_N of N threads streaming W_hh each, e and rec_memory_factor at r rows;
+ *     an SVD / CP thread projects its own rows only, no whole-batch projection), its cell update
+ *     r H cell(r) and gx N-way split. A dense W_ih or dense head of >=
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
  *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), each split by
  *     the same rule: its rate is the two stages' flops over the sum of their times at their thread
@@ -445,19 +451,27 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                  * split across the threads only when large enough (then the fork / join is paid). */
                 bytes = bpw * np;
                 flops = batch * nf;
-                tt = lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
-                level = pick_level(p, bytes, tt, &bw);
+                /* by rows (FL_STEP_AUTO's rule, fl_rows_auto; not LSTMP nor int8 / bf16): each of
+                 * the N threads runs one thread's step on its ceil(B / N) rows with the whole W_hh,
+                 * all N streaming it at once (N W_hh bytes at the N-thread rate of that working
+                 * set); bw and rate below are the step's bytes and flops over one thread's time */
+                const bool by_rows = !lowp && a->proj == 0 && fl_rows_auto(batch, threads_l, bytes);
+                const int rrows = by_rows ? (batch + threads_l - 1) / threads_l : batch;
+                tt = by_rows ? threads_l : lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
+                level = pick_level(p, by_rows ? tt * bytes : bytes, tt, &bw);
+                if (by_rows) bw /= tt;
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
                 /* the f32 SVD / CP kernels' efficiencies; a quantized SVD runs its two factors
                  * through the same quant kernel as a dense matrix, at that kernel's rate */
                 double e = w.method == FL_METHOD_DENSE || lowp
                                ? 1.0
-                               : method_efficiency(p, w.method, true, batch, w.rank, H);
+                               : method_efficiency(p, w.method, true, rrows, w.rank, H);
                 bw *= e;
-                rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, batch, tt)) * e;
+                rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
+                if (by_rows) rate *= (double)batch / rrows;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
-                if (tt > 1) extra = sync; /* in the compute term: the all-cores curve includes it */
-                if (tt > 1 && w.method != FL_METHOD_DENSE) {
+                if (tt > 1 && !by_rows) extra = sync; /* in the compute term: the all-cores curve includes it */
+                if (tt > 1 && !by_rows && w.method != FL_METHOD_DENSE) {
                     /* fl_rec_step splits only the gate panel (U, or CP's B) across the threads; each
                      * thread first computes the whole rank-R projection of h_prev itself (t = V h,
                      * or CP's z = C^T h and a o z), PROJ_ROWS batch rows at a time (the proj kernel
@@ -484,14 +498,15 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     }
                     split_share = t1 > 0 ? 1.0 - dup / t1 : 0.0;
                 }
-                cell += (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
+                cell += by_rows ? (double)rrows * H * fl_cost_cell_seconds(p, rrows)
+                                : (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
                 if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
                     fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
                     fl_arch_matrix(a, i - 1, &di);
                     const double ws_seq = 4.0 * seq * batch * (4.0 * H + di.cols + H), gx = 16.0 * batch * H;
                     /* a dense step's threads read their own gx rows; an SVD / CP step at batch > 1
                      * first copies its B rows on the calling thread alone (fl_rec_step) */
-                    const int gx_threads = w.method == FL_METHOD_DENSE || batch == 1 ? tt : 1;
+                    const int gx_threads = w.method == FL_METHOD_DENSE || batch == 1 || by_rows ? tt : 1;
                     cold += cold_fraction(p, ws_seq) * gx * cold_gx(p, w.method, w.rank, H) / gx_threads;
                 }
             } else {
