@@ -64,8 +64,9 @@
  *     step runs on one thread at one thread's rates. By rows instead (the runtime's FL_STEP_AUTO rule,
  *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 W_hh <= 8 MiB, W_hh x B >= the parallel
  *     bytes; not LSTMP nor int8 / bf16): each thread runs one thread's step on its r = ceil(B / N)
- *     rows with the whole W_hh, no sync per step: t_l = max(N bytes / bw_N(N bytes), r flops(W_hh)
- *     / rate_r(r, 1)) (bw_N of N threads streaming W_hh each, e and rec_memory_factor at r rows;
+ *     rows with the whole W_hh, no sync per step: t_l = max(N bytes / bw_N(ws), r flops(W_hh)
+ *     / rate_r(r, 1)) (bw_N of N threads streaming W_hh each, ws = bytes where a shared level holds
+ *     that one copy, else N bytes: one copy per core's private level; e and rec_memory_factor at r rows;
  *     an SVD / CP thread projects its own rows only, no whole-batch projection), its cell update
  *     r H cell(r) and gx N-way split. A dense W_ih or dense head of >=
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
@@ -453,13 +454,18 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 flops = batch * nf;
                 /* by rows (FL_STEP_AUTO's rule, fl_rows_auto; not LSTMP nor int8 / bf16): each of
                  * the N threads runs one thread's step on its ceil(B / N) rows with the whole W_hh,
-                 * all N streaming it at once (N W_hh bytes at the N-thread rate of that working
-                 * set); bw and rate below are the step's bytes and flops over one thread's time */
+                 * all N streaming it at once (N W_hh bytes at the N-thread rate of the level
+                 * holding them: N copies in private levels, one in a shared one); bw and rate below are the step's bytes and flops over one thread's time */
                 const bool by_rows = !lowp && a->proj == 0 && fl_rows_auto(batch, threads_l, bytes);
                 const int rrows = by_rows ? (batch + threads_l - 1) / threads_l : batch;
                 tt = by_rows ? threads_l : lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
                 level = pick_level(p, by_rows ? tt * bytes : bytes, tt, &bw);
-                if (by_rows) bw /= tt;
+                if (by_rows) { /* N copies in private levels, but one copy held by a shared level */
+                    double bw1;
+                    const int l1 = pick_level(p, bytes, tt, &bw1);
+                    if (l1 >= 0 && p->level[l1].shared_cpus > 1) level = l1, bw = bw1;
+                    bw /= tt;
+                }
                 if (bytes >= ws) ws = bytes, c.level = level, c.bandwidth = bw;
                 /* the f32 SVD / CP kernels' efficiencies; a quantized SVD runs its two factors
                  * through the same quant kernel as a dense matrix, at that kernel's rate */
