@@ -40,20 +40,23 @@ static double hh_flops(int H, int P) {
 
 static void assert_rel(double a, double b) { assert_true(fabs(a - b) <= 1e-9 * fabs(b)); }
 
-/* The shared rule: B >= 2 N, W_hh <= 8 MiB, W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
+/* The shared rule: B >= 2 N, W_hh <= 8 MiB (dense 2 MiB), W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
 static void test_rule(void **state) {
     (void)state;
     const double h256 = 4.0 * 1024 * 256, h1500 = 4.0 * 6000 * 1500;
-    assert_true(fl_rows_auto(20, 2, h256));
-    assert_true(fl_rows_auto(4, 2, h256));
-    assert_false(fl_rows_auto(3, 2, h256));
-    assert_false(fl_rows_auto(2, 2, h256));
-    assert_false(fl_rows_auto(20, 1, h256));
-    assert_false(fl_rows_auto(20, 2, h1500));
-    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES));
-    assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES + 4.0));
-    assert_false(fl_rows_auto(4, 2, 64.0 * 1024)); /* 256 KiB a step: below the parallel bytes */
-    assert_true(fl_rows_auto(8, 2, 64.0 * 1024));
+    assert_true(fl_rows_auto(20, 2, h256, true));
+    assert_true(fl_rows_auto(4, 2, h256, true));
+    assert_false(fl_rows_auto(3, 2, h256, true));
+    assert_false(fl_rows_auto(2, 2, h256, true));
+    assert_false(fl_rows_auto(20, 1, h256, true));
+    assert_false(fl_rows_auto(20, 2, h1500, true));
+    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES, true));
+    assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES + 4.0, true));
+    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES, false)); /* SVD / CP factors */
+    assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES + 4.0, false));
+    assert_false(fl_rows_auto(20, 2, 4.0 * 2600 * 650, true)); /* dense 2 x 650: blocks */
+    assert_false(fl_rows_auto(4, 2, 64.0 * 1024, true)); /* 256 KiB a step: below the parallel bytes */
+    assert_true(fl_rows_auto(8, 2, 64.0 * 1024, true));
 }
 
 /* H 256 at B 20 on 2 threads runs by rows: W_hh's term is one thread's step at 10 rows, the cell

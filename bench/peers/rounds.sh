@@ -20,6 +20,9 @@ measure() {
       i=$(((k + r) % n))
       RES[$i,$r]=$(eval "${cmd[i]}" 2>&1 | tail -1)
       ORDER[r]+="$i "
+      # a side's worker threads may spin on for a while after its timing (ONNX Runtime's and
+      # OpenMP's pools do): let them park before the next side starts
+      [ "${SETTLE_S:-0}" != 0 ] && sleep "$SETTLE_S"
     done
   done
 }

@@ -51,6 +51,7 @@ CACHE=${FL_PEERS_CACHE:-$HOME/.cache/fastlstm-peers}
 if [ $QUICK = 1 ]; then FL_REPS=3 PEER_MS=40 THREADS="1"; else FL_REPS=15 PEER_MS=1000 THREADS="1 2"; fi
 FL_ROUND_REPS=$(( (FL_REPS + ROUNDS - 1) / ROUNDS ))
 BLOCKS=3
+SETTLE_S=${FL_PEER_SETTLE_S:-0.3} # pause after each side (rounds.sh): lingering pool threads park
 BLOCK_MS=$(awk -v t=$PEER_MS -v b=$BLOCKS -v n=$ROUNDS 'BEGIN { m = t / (b * n); printf "%.1f", m < 1 ? 1 : m }')
 WORK=$(mktemp -d)
 declare -A SRV_IN=() SRV_OUT=() SRV_PID=() SRV_WHY=()

@@ -12,18 +12,21 @@
 #define FL_FIT_FRACTION 0.75 /* usable share of a cache: the rest holds activations, other weights, conflict misses */
 /* FL_STEP_AUTO (session.c, where the figures behind them are) runs a layer direction's steps by rows
  * where the batch has at least FL_ROWS_MIN_PER_THREAD rows per thread, its W_hh (the f32 weights of
- * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES, and a step's
- * weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
+ * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES (SVD / CP) or
+ * FL_ROWS_MAX_DENSE_BYTES (dense: at 6.8 MB, 2 x 650, rows ran 0.99-1.08x the blocks' time on a quiet
+ * machine), and a step's weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
 #define FL_ROWS_MIN_PER_THREAD 2
 #define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
+#define FL_ROWS_MAX_DENSE_BYTES (2 * 1024 * 1024)
 
 #include <stdbool.h>
 
 /* FL_STEP_AUTO's rule for a layer direction of B rows on `threads` threads whose W_hh stores
- * `whh_bytes` f32 bytes: true = by rows. The one rule session.c (rows_chunks, which also excludes
+ * `whh_bytes` f32 bytes (`dense`: stored whole, else SVD / CP factors): true = by rows. The one rule session.c (rows_chunks, which also excludes
  * LSTMP, the LSTM extras and int8 / bf16 W_hh) and the cost model (cost.c) both call. */
-static inline bool fl_rows_auto(int B, int threads, double whh_bytes) {
-    return threads >= 2 && B >= FL_ROWS_MIN_PER_THREAD * threads && whh_bytes <= FL_ROWS_MAX_WHH_BYTES &&
+static inline bool fl_rows_auto(int B, int threads, double whh_bytes, bool dense) {
+    return threads >= 2 && B >= FL_ROWS_MIN_PER_THREAD * threads &&
+           whh_bytes <= (dense ? FL_ROWS_MAX_DENSE_BYTES : FL_ROWS_MAX_WHH_BYTES) &&
            whh_bytes * B >= FL_MIN_PARALLEL_BYTES;
 }
 

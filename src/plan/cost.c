@@ -62,8 +62,8 @@
  *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
  *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. By rows instead (the runtime's FL_STEP_AUTO rule,
- *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 W_hh <= 8 MiB, W_hh x B >= the parallel
- *     bytes; not LSTMP nor int8 / bf16): each thread runs one thread's step on its r = ceil(B / N)
+ *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 W_hh <= 8 MiB (dense: 2 MiB), W_hh x B >=
+ *     the parallel bytes; not LSTMP nor int8 / bf16): each thread runs one thread's step on its r = ceil(B / N)
  *     rows with the whole W_hh, no sync per step: t_l = max(N bytes / bw_N(ws), r flops(W_hh)
  *     / rate_r(r, 1)) (bw_N of N threads streaming W_hh each, ws = bytes where a shared level holds
  *     that one copy, else N bytes: one copy per core's private level; e and rec_memory_factor at r rows;
@@ -456,7 +456,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                  * the N threads runs one thread's step on its ceil(B / N) rows with the whole W_hh,
                  * all N streaming it at once (N W_hh bytes at the N-thread rate of the level
                  * holding them: N copies in private levels, one in a shared one); bw and rate below are the step's bytes and flops over one thread's time */
-                const bool by_rows = !lowp && a->proj == 0 && fl_rows_auto(batch, threads_l, bytes);
+                const bool by_rows = !lowp && a->proj == 0 && fl_rows_auto(batch, threads_l, bytes, w.method == FL_METHOD_DENSE);
                 const int rrows = by_rows ? (batch + threads_l - 1) / threads_l : batch;
                 tt = by_rows ? threads_l : lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
                 level = pick_level(p, by_rows ? tt * bytes : bytes, tt, &bw);
