@@ -24,13 +24,20 @@ static fl_profile hand_profile(void) {
     return p;
 }
 
-/* One unidirectional layer of hidden H (input 4, proj P), all dense: W_hh's term and the cost at
- * batch b on `threads`. */
-static fl_cost_term hh_term(const fl_profile *p, int H, int P, int b, int threads, fl_cost *c) {
+/* One unidirectional layer of hidden H (input 4, proj P), W_ih dense, W_hh of method m at `rank`:
+ * W_hh's term and the cost at batch b on `threads`. */
+static fl_cost_term hh_term_m(const fl_profile *p, int H, int P, fl_method m, int rank, int b, int threads,
+                              fl_cost *c) {
     const fl_arch arch = {.input = 4, .hidden = H, .layers = 1, .head = FL_HEAD_NONE, .proj = P};
+    const fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {m, rank}};
     fl_cost_term t[3];
-    assert_int_equal(fl_cost_predict_terms(p, &arch, NULL, b, 10, threads, c, t), FL_OK);
+    assert_int_equal(fl_cost_predict_terms(p, &arch, specs, b, 10, threads, c, t), FL_OK);
     return t[1];
+}
+
+/* The same, all dense. */
+static fl_cost_term hh_term(const fl_profile *p, int H, int P, int b, int threads, fl_cost *c) {
+    return hh_term_m(p, H, P, FL_METHOD_DENSE, 0, b, threads, c);
 }
 
 static double hh_flops(int H, int P) {
@@ -40,41 +47,41 @@ static double hh_flops(int H, int P) {
 
 static void assert_rel(double a, double b) { assert_true(fabs(a - b) <= 1e-9 * fabs(b)); }
 
-/* The shared rule: B >= 2 N, W_hh <= 8 MiB (dense 2 MiB), W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
+/* The shared rule: B >= 2 N, SVD / CP W_hh <= 8 MiB (dense: up to FL_ROWS_MAX_DENSE_BYTES, none),
+ * W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
 static void test_rule(void **state) {
     (void)state;
-    const double h256 = 4.0 * 1024 * 256, h1500 = 4.0 * 6000 * 1500;
-    assert_true(fl_rows_auto(20, 2, h256, true));
-    assert_true(fl_rows_auto(4, 2, h256, true));
-    assert_false(fl_rows_auto(3, 2, h256, true));
-    assert_false(fl_rows_auto(2, 2, h256, true));
-    assert_false(fl_rows_auto(20, 1, h256, true));
-    assert_false(fl_rows_auto(20, 2, h1500, true));
-    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES, true));
-    assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES + 4.0, true));
-    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES, false)); /* SVD / CP factors */
+    const double svd = 4.0 * 32 * (1024 + 256), h256 = 4.0 * 1024 * 256, h1500 = 4.0 * 6000 * 1500;
+    assert_true(fl_rows_auto(20, 2, svd, false));
+    assert_true(fl_rows_auto(4, 2, 2 * svd, false));
+    assert_false(fl_rows_auto(3, 2, svd, false));
+    assert_false(fl_rows_auto(2, 2, svd, false));
+    assert_false(fl_rows_auto(20, 1, svd, false));
+    assert_false(fl_rows_auto(20, 2, h1500, false));
+    assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES, false));
     assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES + 4.0, false));
-    assert_false(fl_rows_auto(20, 2, 4.0 * 2600 * 650, true)); /* dense 2 x 650: blocks */
-    assert_false(fl_rows_auto(4, 2, 64.0 * 1024, true)); /* 256 KiB a step: below the parallel bytes */
-    assert_true(fl_rows_auto(8, 2, 64.0 * 1024, true));
+    assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES + 4.0, true));
+    assert_false(fl_rows_auto(20, 2, h256, true)); /* dense: blocks (quiet-machine figures, session.c) */
+    assert_false(fl_rows_auto(4, 2, 64.0 * 1024, false)); /* 256 KiB a step: below the parallel bytes */
+    assert_true(fl_rows_auto(8, 2, 64.0 * 1024, false));
 }
 
-/* H 256 at B 20 on 2 threads runs by rows: W_hh's term is one thread's step at 10 rows, the cell
- * update that of 10 rows on one thread. */
+/* H 256 with an SVD W_hh of rank 32 at B 20 on 2 threads runs by rows: W_hh's term is one thread's
+ * step at 10 rows, the cell update that of 10 rows on one thread. */
 static void test_rows_is_one_thread_at_half_batch(void **state) {
     (void)state;
     fl_profile p = hand_profile();
     fl_cost c2, c1;
-    const fl_cost_term t2 = hh_term(&p, 256, 0, 20, 2, &c2), t1 = hh_term(&p, 256, 0, 10, 1, &c1);
+    const fl_cost_term t2 = hh_term_m(&p, 256, 0, FL_METHOD_SVD, 32, 20, 2, &c2),
+                       t1 = hh_term_m(&p, 256, 0, FL_METHOD_SVD, 32, 10, 1, &c1);
     assert_int_equal(t2.threads, 2);
     assert_rel(t2.mem_seconds, t1.mem_seconds);
     assert_rel(t2.compute_seconds, t1.compute_seconds);
-    assert_rel(t1.mem_seconds, 4.0 * 1024 * 256 / 100.0);
-    assert_rel(t1.compute_seconds, 10 * hh_flops(256, 0) / 300.0); /* 10 rows x 30 flop/s */
+    assert_rel(t1.mem_seconds, 4.0 * 32 * (1024 + 256) / 100.0);
     /* the cell update: 10 rows x H at the 10-row figure, not 20 rows halved at the 20-row one */
     p.cell_seconds = 1e-3, p.cell_seconds_b1 = 4e-3;
     fl_cost cc;
-    hh_term(&p, 256, 0, 20, 2, &cc);
+    hh_term_m(&p, 256, 0, FL_METHOD_SVD, 32, 20, 2, &cc);
     assert_rel(cc.seconds - c2.seconds, 10.0 * 256 * fl_cost_cell_seconds(&p, 10));
     assert_true(fl_cost_cell_seconds(&p, 10) > fl_cost_cell_seconds(&p, 20));
 }
@@ -95,6 +102,9 @@ static void test_blocks_cases(void **state) {
     /* H 1500: W_hh 36 MB > 8 MiB, from DRAM at 10 (1 + 0.75) B/s on 2 threads */
     fl_cost_term t = hh_term(&p, 1500, 0, 20, 2, &c);
     assert_blocks(&t, 4.0 * 6000 * 1500, 17.5, 20, hh_flops(1500, 0));
+    /* dense H 256 at B 20: blocks (the rule takes no dense W_hh) */
+    t = hh_term(&p, 256, 0, 20, 2, &c);
+    assert_blocks(&t, 4.0 * 1024 * 256, 200.0, 20, hh_flops(256, 0));
     /* B 2 on 2 threads: one row a thread, below FL_ROWS_MIN_PER_THREAD */
     t = hh_term(&p, 256, 0, 2, 2, &c);
     assert_blocks(&t, 4.0 * 1024 * 256, 200.0, 2, hh_flops(256, 0));

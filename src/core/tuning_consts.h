@@ -13,11 +13,11 @@
 /* FL_STEP_AUTO (session.c, where the figures behind them are) runs a layer direction's steps by rows
  * where the batch has at least FL_ROWS_MIN_PER_THREAD rows per thread, its W_hh (the f32 weights of
  * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES (SVD / CP) or
- * FL_ROWS_MAX_DENSE_BYTES (dense: at 6.8 MB, 2 x 650, rows ran 0.99-1.08x the blocks' time on a quiet
- * machine), and a step's weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
+ * FL_ROWS_MAX_DENSE_BYTES (dense: none; on a quiet machine rows ran 2 x 650 at 1.08x and 2 x 256 at
+ * 1.13x the blocks' time, B 20, 2 threads), and a step's weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
 #define FL_ROWS_MIN_PER_THREAD 2
 #define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
-#define FL_ROWS_MAX_DENSE_BYTES (2 * 1024 * 1024)
+#define FL_ROWS_MAX_DENSE_BYTES 0
 
 #include <stdbool.h>
 
