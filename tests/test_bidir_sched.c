@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "run_outs.h"
 #include "session_sched.h"
 #include "testutil.h"
 
@@ -22,11 +23,6 @@
 #include <string.h>
 
 enum { D = 37, H = 203, MAXB = 9, T = 7 };
-
-typedef struct outs {
-    float *y, *hn, *cn;
-    size_t ny, nh, nc;
-} outs;
 
 static fl_model *make(fl_method method, int rank, int proj, fl_head_kind head) {
     fl_arch a = {.input = D, .hidden = H, .layers = 2, .bidirectional = 1, .proj = proj, .head = head,
@@ -50,26 +46,6 @@ static fl_model *make(fl_method method, int rank, int proj, fl_head_kind head) {
     assert_int_equal(fl_model_init_random(m, 11), FL_OK);
     return m;
 }
-
-static float *randoms(size_t n, unsigned seed) {
-    float *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    srand(seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
-    return p;
-}
-
-static void outs_alloc(const fl_model *m, int B, outs *o) {
-    o->ny = fl_run_output_size(m, B, T);
-    o->nh = fl_run_state_size(m, B, 0);
-    o->nc = fl_run_state_size(m, B, 1);
-    o->y = calloc(o->ny, sizeof(float));
-    o->hn = calloc(o->nh, sizeof(float));
-    o->cn = calloc(o->nc, sizeof(float));
-    assert_true(o->y && o->hn && o->cn);
-}
-
-static void outs_free(outs *o) { free(o->y), free(o->hn), free(o->cn); }
 
 static void run(fl_session *s, int B, const float *x, const int32_t *lengths, outs *o) {
     memset(o->y, 0xff, o->ny * sizeof(float)); // NaN: every output must be written
@@ -106,8 +82,8 @@ static void check_model(const fl_model *m) {
         for (int wl = 0; wl < 2; wl++) {
             const int32_t *lengths = wl ? lens + MAXB - B : NULL;
             outs ref, got;
-            outs_alloc(m, B, &ref);
-            outs_alloc(m, B, &got);
+            outs_alloc(m, B, T, &ref);
+            outs_alloc(m, B, T, &got);
             run(s1, B, x, lengths, &ref);
             static const fl_bidir_sched sched[] = {FL_BIDIR_PARALLEL, FL_BIDIR_SERIAL, FL_BIDIR_PARALLEL};
             for (size_t j = 0; j < 3; j++) {  // and back: the default again after the serial runs
@@ -201,8 +177,8 @@ static void test_model_marked_serial(void **state) {
     float *x = randoms((size_t)MAXB * T * D, 9);
     for (int wl = 0; wl < 2; wl++) {
         outs ref, got;
-        outs_alloc(m, MAXB, &ref);
-        outs_alloc(m, MAXB, &got);
+        outs_alloc(m, MAXB, T, &ref);
+        outs_alloc(m, MAXB, T, &got);
         run(s1, MAXB, x, wl ? lens : NULL, &ref);
         run(ser, MAXB, x, wl ? lens : NULL, &got);
         expect_same(&ref, &got, "model marked serial");

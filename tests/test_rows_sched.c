@@ -15,17 +15,13 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "run_outs.h"
 #include "recurrent.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 enum { D = 29, H = 203, MAXB = 20, T = 6 };
-
-typedef struct outs {
-    float *y, *hn, *cn;
-    size_t ny, nh, nc;
-} outs;
 
 static fl_model *make(fl_method method, int rank, bool bidir) {
     fl_arch a = {.input = D, .hidden = H, .layers = 2, .bidirectional = bidir};
@@ -49,26 +45,6 @@ static fl_model *make(fl_method method, int rank, bool bidir) {
     assert_int_equal(fl_model_init_random(m, 13), FL_OK);
     return m;
 }
-
-static float *randoms(size_t n, unsigned seed) {
-    float *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    srand(seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
-    return p;
-}
-
-static void outs_alloc(const fl_model *m, int B, outs *o) {
-    o->ny = fl_run_output_size(m, B, T);
-    o->nh = fl_run_state_size(m, B, 0);
-    o->nc = fl_run_state_size(m, B, 1);
-    o->y = calloc(o->ny, sizeof(float));
-    o->hn = calloc(o->nh, sizeof(float));
-    o->cn = calloc(o->nc, sizeof(float));
-    assert_true(o->y && o->hn && o->cn);
-}
-
-static void outs_free(outs *o) { free(o->y), free(o->hn), free(o->cn); }
 
 static void run(fl_session *s, int B, const float *x, const float *h0, const int32_t *lengths, outs *o) {
     memset(o->y, 0xff, o->ny * sizeof(float)); // NaN: every output must be written
@@ -111,8 +87,8 @@ static void check_model(const fl_model *m) {
             const int32_t *lengths = !wl ? NULL : B == 3 ? lens3 : B == MAXB ? lens20 : NULL;
             if (wl && !lengths) continue;
             outs ref, got;
-            outs_alloc(m, B, &ref);
-            outs_alloc(m, B, &got);
+            outs_alloc(m, B, T, &ref);
+            outs_alloc(m, B, T, &got);
             run(ref_s, B, x, wl ? h0 : NULL, lengths, &ref);
             for (int t = 0; t < 3; t++)
                 for (int k = 0; k < 3; k++) {
