@@ -25,6 +25,14 @@ static void test_tuning_describes_build(void **state) {
     assert_int_equal(t->gemm_nt_min_k, FL_GEMM_NT_MIN_K);
     assert_true(t->cache_fit_fraction > 0 && t->cache_fit_fraction <= 1);
     assert_true(t->min_blocks_per_thread >= 1 && t->chunks_per_thread >= 1);
+    assert_int_equal(t->rows_min_per_thread, FL_ROWS_MIN_PER_THREAD);
+    assert_int_equal(t->rows_max_whh_bytes, FL_ROWS_MAX_WHH_BYTES);
+    assert_int_equal(t->rows_max_dense_bytes, FL_ROWS_MAX_DENSE_BYTES);
+    /* the rule fl_rows_auto applies is the one described */
+    assert_true(fl_rows_auto(2 * t->rows_min_per_thread, 2, (double)t->rows_max_whh_bytes, false));
+    assert_false(fl_rows_auto(2 * t->rows_min_per_thread - 1, 2, (double)t->rows_max_whh_bytes, false));
+    assert_false(fl_rows_auto(20, 2, (double)t->rows_max_whh_bytes + 4, false));
+    assert_false(fl_rows_auto(20, 2, (double)t->rows_max_dense_bytes + 4, true));
 }
 
 static void test_blas_policy(void **state) {

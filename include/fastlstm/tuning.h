@@ -21,6 +21,12 @@ typedef struct fl_tuning {
     double min_parallel_macs;  /* input projections with fewer multiply-adds run on the caller alone */
     int gemm_nt_min_k;         /* the library's own input-projection kernel from this inner size; BLAS below */
     double cache_fit_fraction; /* share of a cache level the cost model counts as usable for weights */
+    /* FL_STEP_AUTO (fl_session_opts.step_sched) runs a layer direction's steps by rows where each
+     * thread gets at least rows_min_per_thread batch rows and W_hh (f32 bytes) is SVD / CP of at most
+     * rows_max_whh_bytes, or dense of at most rows_max_dense_bytes (0: never) */
+    int rows_min_per_thread;
+    size_t rows_max_whh_bytes;
+    size_t rows_max_dense_bytes;
 } fl_tuning;
 
 /* The values this build uses; static storage, never NULL. */

@@ -14,6 +14,9 @@ static const fl_tuning tuning = {
     .min_parallel_macs = FL_MIN_PARALLEL_MACS,
     .gemm_nt_min_k = FL_GEMM_NT_MIN_K,
     .cache_fit_fraction = FL_FIT_FRACTION,
+    .rows_min_per_thread = FL_ROWS_MIN_PER_THREAD,
+    .rows_max_whh_bytes = FL_ROWS_MAX_WHH_BYTES,
+    .rows_max_dense_bytes = FL_ROWS_MAX_DENSE_BYTES,
 };
 
 const fl_tuning *fl_tuning_get(void) { return &tuning; }
