@@ -29,7 +29,7 @@ static fl_profile hand_profile(void) {
 static fl_cost_term hh_term_m(const fl_profile *p, int H, int P, fl_method m, int rank, int b, int threads,
                               fl_cost *c) {
     const fl_arch arch = {.input = 4, .hidden = H, .layers = 1, .head = FL_HEAD_NONE, .proj = P};
-    const fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {m, rank}};
+    const fl_mat_spec specs[3] = {{FL_METHOD_DENSE, 0}, {m, rank}, {FL_METHOD_DENSE, 0}}; /* W_ih, W_hh, W_hr */
     fl_cost_term t[3];
     assert_int_equal(fl_cost_predict_terms(p, &arch, specs, b, 10, threads, c, t), FL_OK);
     return t[1];
