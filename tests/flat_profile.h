@@ -1,4 +1,4 @@
-/* A hand-written machine profile for cost-model tests: one private level of 1 MiB (every weight of
+/* Hand-written machine profiles for cost-model tests. flat_profile: one private level of 1 MiB (every weight of
  * the tests' small models fits), flat rates (100 B/s there, 10 B/s DRAM, mat-vec 30 flop/s, sgemm
  * 1000), no cell, bias or overhead terms unless the test sets them. */
 #ifndef FL_TEST_FLAT_PROFILE_H
@@ -15,6 +15,28 @@ static inline fl_profile flat_profile(void) {
     p.dram_bandwidth = 10.0;
     p.gemm_flops = 1000.0;
     p.gemv_flops = 30.0;
+    return p;
+}
+
+/* A 2-core profile with the runtime's thread rule (a step splits from 512 KiB of weights, a dense
+ * projection from 2 Mi multiply-adds), three cache levels (32 KiB, 512 KiB private; 32 MiB shared)
+ * and no measured curves: for tests of the planner's thread counts and schedules. */
+static inline fl_profile two_core_profile(void) {
+    fl_profile p = {0};
+    p.cores = 2;
+    p.simd_bits = 256;
+    const size_t cap[3] = {32 << 10, 512 << 10, 32 << 20};
+    const double bw[3] = {150e9, 90e9, 40e9};
+    for (int i = 0; i < 3; i++)
+        p.level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = i == 2 ? 2 : 1,
+                                      .bandwidth = bw[i], .reported_bytes = cap[i]};
+    p.n_levels = 3;
+    p.dram_bandwidth = 15e9;
+    p.gemm_flops = 60e9;
+    p.gemv_flops = 30e9;
+    p.step_overhead = 0.2e-6;
+    p.parallel_step_bytes = 512.0 * 1024;
+    p.parallel_proj_macs = 2.0 * (1 << 20);
     return p;
 }
 

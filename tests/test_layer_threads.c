@@ -13,6 +13,7 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "testutil.h"
+#include "flat_profile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,26 +161,6 @@ static void test_older_files_load(void **state) {
     fl_model_free(v1);
 }
 
-/* A fake 2-core profile with the runtime's thread rule (a step splits from 512 KiB of weights, a
- * dense projection from 2 Mi multiply-adds) and no measured curves. */
-static void fake_profile(fl_profile *p) {
-    memset(p, 0, sizeof *p);
-    p->cores = 2;
-    p->simd_bits = 256;
-    const size_t cap[3] = {32 << 10, 512 << 10, 32 << 20};
-    const double bw[3] = {150e9, 90e9, 40e9};
-    for (int i = 0; i < 3; i++)
-        p->level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = i == 2 ? 2 : 1,
-                                       .bandwidth = bw[i], .reported_bytes = cap[i]};
-    p->n_levels = 3;
-    p->dram_bandwidth = 15e9;
-    p->gemm_flops = 60e9;
-    p->gemv_flops = 30e9;
-    p->step_overhead = 0.2e-6;
-    p->parallel_step_bytes = 512.0 * 1024;
-    p->parallel_proj_macs = 2.0 * (1 << 20);
-}
-
 /* Layer 0 of (input 2048, hidden 64) has a large dense projection the runtime splits; layer 1's
  * parts are all below the thread rule. */
 static const fl_arch wide = {.input = 2048, .hidden = 64, .layers = 2, .head = FL_HEAD_NONE};
@@ -187,7 +168,7 @@ static const fl_arch wide = {.input = 2048, .hidden = 64, .layers = 2, .head = F
 static void test_cost_per_layer(void **state) {
     (void)state;
     fl_profile p;
-    fake_profile(&p);
+    p = two_core_profile();
     fl_cost c1, c2, cmix, cu;
     fl_cost_term t[4];
     const int one[2] = {1, 1}, two[2] = {2, 2}, mix[2] = {2, 1};
@@ -216,7 +197,7 @@ static void test_cost_per_layer(void **state) {
 static void test_planner_chooses_per_layer(void **state) {
     (void)state;
     fl_profile p;
-    fake_profile(&p);
+    p = two_core_profile();
     fl_model *m = make_model(wide.layers, wide.input, wide.hidden);
     fl_plan_opts o = fl_plan_opts_default();
     o.threads = 0;

@@ -12,29 +12,11 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "testutil.h"
+#include "flat_profile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A fake 2-core profile with the runtime's thread rule and no measured curves (as test_layer_threads). */
-static void fake_profile(fl_profile *p) {
-    memset(p, 0, sizeof *p);
-    p->cores = 2;
-    p->simd_bits = 256;
-    const size_t cap[3] = {32 << 10, 512 << 10, 32 << 20};
-    const double bw[3] = {150e9, 90e9, 40e9};
-    for (int i = 0; i < 3; i++)
-        p->level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = i == 2 ? 2 : 1,
-                                       .bandwidth = bw[i], .reported_bytes = cap[i]};
-    p->n_levels = 3;
-    p->dram_bandwidth = 15e9;
-    p->gemm_flops = 60e9;
-    p->gemv_flops = 30e9;
-    p->step_overhead = 0.2e-6;
-    p->parallel_step_bytes = 512.0 * 1024;
-    p->parallel_proj_macs = 2.0 * (1 << 20);
-}
 
 /* The progress messages of one plan that name a bidirectional schedule, kept whole (the search's
  * other lines, one per candidate, could fill any fixed buffer). */
@@ -62,7 +44,7 @@ static fl_model *make(int bidirectional) {
 
 static fl_plan *plan_it(const fl_model *m, int threads, int verify, log_buf *log) {
     fl_profile p;
-    fake_profile(&p);
+    p = two_core_profile();
     fl_plan_opts o = fl_plan_opts_default();
     o.seq = 6;
     o.batch = 2;
