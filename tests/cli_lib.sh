@@ -1,7 +1,13 @@
-# Helpers shared by the shell tests (sourced; needs $T, a scratch directory).
+# Helpers shared by the shell tests (sourced).
+#   $T                a scratch directory: made here and removed on exit unless the test set T itself
+#                     (a test with more to do on exit sets its own trap, removing $T there too)
 #   fail MSG          record a failure, showing the last command's stdout and stderr
 #   expect RC CMD...  run CMD (at most 60 s: a hang is a failure, not a stuck suite), require status RC
 #   has FILE TEXT     $T/FILE (out or err) contains TEXT
+if [ -z "${T:-}" ]; then
+    T=$(mktemp -d)
+    trap 'rm -rf "$T"' EXIT
+fi
 failures=0
 
 fail() {

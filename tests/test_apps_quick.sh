@@ -15,8 +15,6 @@ if grep -qs '^FL_SANITIZE:BOOL=ON' "${FL_BINARY_DIR:-.}/CMakeCache.txt"; then
     echo "SKIP: the apps smoke run is not repeated under the sanitizers (release build only)"
     exit 77
 fi
-T=$(mktemp -d /tmp/fl_test_apps_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 PY=/usr/bin/python3
 DATA=${FL_APPS_QUICK_DATA:-$HOME/.cache/fastlstm/apps-quick}

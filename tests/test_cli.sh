@@ -6,8 +6,6 @@
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
-T=$(mktemp -d /tmp/fl_test_cli_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 "$PY" -c 'import torch, numpy' || { echo "FAIL: $PY lacks torch/numpy"; exit 1; }

@@ -8,8 +8,6 @@
 # Environment (set by CTest): FL_CLI = the fastlstm binary.
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
-T=$(mktemp -d /tmp/fl_test_demo_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 export XDG_CACHE_HOME=$T/cache
 TINY=(--train-size 64 --test-size 40 --hidden 16 --rank 4 --epochs 1 --reps 3)

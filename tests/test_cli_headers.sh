@@ -3,8 +3,6 @@
 # CLI that reaches into src/ (checked on a copy with a private include added).
 set -u
 src=${FL_SOURCE_DIR:?}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 . "$src/tests/cli_lib.sh"
 check="$src/scripts/check_cli_headers.sh"
 

@@ -5,8 +5,6 @@
 # Environment (set by CTest): FL_CLI = the fastlstm binary.
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
-T=$(mktemp -d /tmp/fl_test_cli_rows_sched_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 expect 0 "$CLI" init --input 8 --hidden 48 --layers 2 --bidirectional -o "$T/b.st"

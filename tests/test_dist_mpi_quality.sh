@@ -11,8 +11,6 @@ CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 Q="$HERE/../bench/dist/quality.sh"
-T=$(mktemp -d /tmp/fl_test_dist_quality_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$HERE/cli_lib.sh"
 
 command -v mpirun >/dev/null || { echo "SKIP: no mpirun"; exit 77; }

@@ -9,8 +9,6 @@
 set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
-T=$(mktemp -d /tmp/fl_test_head_levels_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 grep -qw avx2 /proc/cpuinfo || { echo "SKIP: no AVX2, so no packed head to compare"; exit 77; }

@@ -7,8 +7,6 @@ src=${FL_SOURCE_DIR:?} bin=${FL_BINARY_DIR:?}
 if grep -q '^FL_SANITIZE:BOOL=ON' "$bin/CMakeCache.txt"; then
   echo "SKIP: sanitizer build (ASan libraries would have to be on every consumer's link line)"; exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 . "$src/tests/cli_lib.sh"
 P=$T/prefix
 cc=${CC:-cc}

@@ -24,8 +24,6 @@ set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
 SRC=${FL_SOURCE_DIR:-$(dirname "$0")/..}
-T=$(mktemp -d /tmp/fl_test_onnx_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 "$PY" -c 'import torch, numpy, onnx' || { echo "FAIL: $PY lacks torch/numpy/onnx (python3-onnx)"; exit 1; }

@@ -11,10 +11,9 @@
 set -u
 SRC=${FL_SOURCE_DIR:-$(dirname "$0")/..}
 PY=${FL_PYTHON:-/usr/bin/python3}
-T=$(mktemp -d /tmp/fl_test_peers_rounds_XXXXXX)
+. "$(dirname "$0")/cli_lib.sh" # $T
 WORK=$T/work
 mkdir -p "$WORK"
-. "$(dirname "$0")/cli_lib.sh"
 ROUNDS=3 BLOCK_MS=1
 . "$SRC/bench/peers/rounds.sh"
 trap 'for s in "${!SRV_PID[@]}"; do srv_stop "$s"; done; rm -rf "$T"' EXIT

@@ -9,8 +9,6 @@ set -u
 CLI=${FL_CLI:?FL_CLI must name the fastlstm binary}
 PY=${FL_PYTHON:-/usr/bin/python3}
 SRC=${FL_SOURCE_DIR:-$(dirname "$0")/..}
-T=$(mktemp -d /tmp/fl_test_plan_prec_peers_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 Q=$SRC/bench/peers/ort_qlstm.py
 

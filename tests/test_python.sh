@@ -15,8 +15,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${FL_PYTHON:-/usr/bin/python3}
 LIB=${FASTLSTM_LIB:-${FL_BINARY_DIR:-$ROOT/build}/libfastlstm.so}
-T=$(mktemp -d /tmp/fl_test_python_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 if [ ! -f "$LIB" ]; then echo "FAIL: no library at $LIB"; exit 1; fi

@@ -11,8 +11,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLI=${FL_CLI:-}
 PY=${FL_PYTHON:-/usr/bin/python3}
-T=$(mktemp -d /tmp/fl_test_tools_apps_XXXXXX)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/cli_lib.sh"
 
 # expect_slow RC CMD...: expect with 300 s instead of 60 (PyTorch training on a machine shared by builds)
