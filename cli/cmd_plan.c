@@ -344,15 +344,25 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
                    fl_bidir_sched_name(bs == FL_BIDIR_SERIAL ? FL_BIDIR_PARALLEL : FL_BIDIR_SERIAL));
     }
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
-    // the capacity the regime compared with (fl_cost.regime: a private level counts once per thread
-    // of the dense cost's count)
+    // how the regime's fit was decided (fl_cost_fit): on the measured curve of the dense cost's
+    // thread count, else against the usable capacity (a private level counts once per thread)
     const int per_core = llc->shared_cpus <= 1 && dc->threads > 1 ? dc->threads : 1;
-    printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s 3/4 of the %.3g MB last-level "
-           "cache",
-           fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory-bound: minimise parameters" : "compute-bound: minimise flops",
-           dc->working_set / 1e6, fl_plan_regime(plan) == FL_REGIME_MEMORY ? "exceed" : "fit in",
-           (double)llc->bytes * per_core / 1e6);
-    if (per_core > 1) printf(" of %d threads, %.3g MB per core", per_core, llc->bytes / 1e6);
+    fl_fit fit = {0};
+    fl_cost_fit(prof, (double)dc->working_set, dc->threads, &fit);
+    const bool mem = fl_plan_regime(plan) == FL_REGIME_MEMORY;
+    printf("regime: %s (the largest layer's recurrent weights, %.3g MB, %s the last-level cache",
+           mem ? "memory-bound: minimise parameters" : "compute-bound: minimise flops", dc->working_set / 1e6,
+           mem ? "do not fit" : "fit");
+    if (fit.by_curve)
+        printf(": on the %s streaming curve %.3g MB, the weights and the quarter of the cache other data take, "
+               "streams at %.1f GB/s, nearer %s %.1f GB/s than %s %.1f GB/s; the curve's knee",
+               dc->threads > 1 ? "all-cores" : "one-thread", fit.curve_bytes / 1e6, fit.rate / 1e9,
+               fit.fits ? "the cache's" : "DRAM's", (fit.fits ? fit.cache_rate : fit.dram_rate) / 1e9,
+               fit.fits ? "DRAM's" : "the cache's", (fit.fits ? fit.dram_rate : fit.cache_rate) / 1e9);
+    else
+        printf(": %s 3/4 of its", fit.fits ? "within" : "beyond");
+    printf(" %.3g MB", (double)llc->bytes * per_core / 1e6);
+    if (per_core > 1) printf(" (%d threads, %.3g MB per core)", per_core, llc->bytes / 1e6);
     printf(", %s", prof->measured && prof->n_curve > 0 ? "measured" : "as reported");
     if (prof->measured && prof->n_curve > 0 && llc->reported_bytes && llc->reported_bytes != llc->bytes)
         printf("; reported %.3g MB", llc->reported_bytes / 1e6);

@@ -102,6 +102,69 @@ static void test_measured_capacity_sets_the_regime(void **state) {
     assert_int_equal(c.regime, FL_REGIME_COMPUTE);
 }
 
+/* The one-thread curve the profile measured on the 2-vCPU Zen 3 VM at 23:48 on 2026-11-30 (GB/s at
+ * the ladder's points; bench_plan's profile that session): the L3 streams at ~60-75 GB/s to 5.9 MB,
+ * then falls gradually (51 GB/s at 7.0 and 8.4 MB, 26 at 10 MB) to DRAM's ~15.6. The knee (80% of
+ * the plateau) reads 5.9 MB. At that moment the dense 2x650 step streamed its 6.76 MB W_hh at ~42
+ * GB/s (measured 321 us per step against 382 predicted at DRAM's rate): from L3. */
+static const double vm_s9_gbs[NPTS] = {
+    289.1, 238.6, 286.4, 299.2, 297.1, 116.5, 110.4, 125.5, 149.5, 140.4, 160.9, 115.4, 141.7, 96.7, 112.2,
+    102.5, 117.6, 117.9, 101.3, 89.5,  79.8,  72.4,  78.6,  73.9,  74.9,  71.9,  78.8,  78.5,  70.4, 76.4,
+    72.7,  75.7,  59.2,  70.2,  66.7,  51.4,  51.2,  26.4,  25.6,  21.3,  13.3,  20.0,  16.4,  15.0, 13.8,
+    15.4,  15.3,  15.6,  16.3,  15.6,  16.5,  14.2,  13.2,  14.9,  14.9,  17.6,  15.9};
+
+/* The fit is read off the curve, not through the knee: on the curve above the knee sits at 5.9 MB
+ * (the old rule, 3/4 of it, called the 6.76 MB W_hh of 2x650 memory-bound and put it in DRAM),
+ * while the curve streams 6.76 MB / 0.75 = 9 MB at ~41 GB/s, nearer the L3's 60 than DRAM's 15.6.
+ * The 36 MB W_hh of 2x1500 streams at DRAM's rate. Without a curve for the thread count, or on a
+ * posed machine, the capacity rule; bad arguments are refused. */
+static void test_fit_reads_the_curve(void **state) {
+    (void)state;
+    fl_profile p;
+    reported_vm(&p);
+    for (int k = 0; k < NPTS; k++) {
+        p.curve_bytes[k] = ladder(k);
+        p.curve_bandwidth[k] = vm_s9_gbs[k] * 1e9;
+    }
+    p.n_curve = NPTS;
+    fl_knee k1[4];
+    int n1 = fl_profile_find_levels(p.curve_bytes, p.curve_bandwidth, NPTS, k1, 4, &p.dram_bandwidth);
+    fl_profile_apply_levels(&p, k1, n1, NULL, 0);
+    p.measured = 1;
+    const fl_cache_level *l3 = &p.level[p.n_levels - 1];
+    assert_true(l3->bytes < 6 * 1000 * 1000 && l3->bytes > 5 * 1000 * 1000); /* the knee at 5.9 MB */
+    const double whh650 = 4.0 * 2600 * 650, whh1500 = 4.0 * 6000 * 1500;
+    assert_true(whh650 > 0.75 * (double)l3->bytes); /* what the capacity rule would have said: no fit */
+    fl_fit f;
+    assert_int_equal(fl_cost_fit(&p, whh650, 1, &f), FL_OK);
+    assert_true(f.by_curve && f.fits);
+    assert_true(fabs(f.curve_bytes - whh650 / 0.75) < 1.0);
+    assert_true(f.rate > 26.4e9 && f.rate < 51.2e9); /* between the 8.4 and 10 MB points */
+    assert_true(f.rate > sqrt(f.cache_rate * f.dram_rate));
+    fl_cost c;
+    assert_int_equal(fl_cost_predict(&p, &mid, NULL, 1, 35, 1, &c), FL_OK);
+    assert_int_equal(c.regime, FL_REGIME_COMPUTE);
+    assert_int_equal(c.level, p.n_levels - 1); /* the term streams from L3, as the regime says */
+    assert_int_equal(fl_cost_fit(&p, whh1500, 1, &f), FL_OK);
+    assert_true(f.by_curve && !f.fits && f.rate < 21.3e9);
+    assert_int_equal(fl_cost_predict(&p, &big, NULL, 1, 35, 1, &c), FL_OK);
+    assert_int_equal(c.regime, FL_REGIME_MEMORY);
+    assert_int_equal(c.level, -1);
+    /* two threads: no all-cores curve in this profile, so the capacity rule (3/4 of the knee) */
+    assert_int_equal(fl_cost_fit(&p, whh650, 2, &f), FL_OK);
+    assert_false(f.by_curve);
+    assert_false(f.fits);
+    assert_true(fabs(f.capacity - 0.75 * (double)l3->bytes) < 1.0);
+    /* a posed machine has no curve: the capacity rule */
+    assert_int_equal(fl_profile_override(&p, 64e6, 0, 0, 0), FL_OK);
+    assert_int_equal(fl_cost_fit(&p, whh1500, 1, &f), FL_OK);
+    assert_true(!f.by_curve && f.fits);
+    assert_int_equal(fl_cost_fit(NULL, 1.0, 1, &f), FL_ERR_ARG);
+    assert_int_equal(fl_cost_fit(&p, -1.0, 1, &f), FL_ERR_ARG);
+    assert_int_equal(fl_cost_fit(&p, NAN, 1, &f), FL_ERR_ARG);
+    assert_int_equal(fl_cost_fit(&p, 1.0, 0, &f), FL_ERR_ARG);
+}
+
 /* The dominant roofline term per matrix: at batch 1 the 650 model's W_hh streams from L3 (bytes
  * dominate although the regime is compute-bound); at batch 256 its flops dominate. */
 static void test_roofline_terms(void **state) {
@@ -248,7 +311,8 @@ static void test_cli_plan_prints_regime(void **state) {
     size_t len = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[len] = 0;
-    if (!strstr(text, "regime: compute-bound") || !strstr(text, "33.6 MB last-level cache, measured; reported 537 MB") ||
+    if (!strstr(text, "regime: compute-bound") || !strstr(text, "fit the last-level cache: on the all-cores streaming curve 9.01 MB") ||
+        !strstr(text, "nearer the cache's 140.0 GB/s than DRAM's 63.0 GB/s; the curve's knee 33.6 MB, measured; reported 537 MB") ||
         !strstr(text, "dominant term") || !strstr(text, "bytes from L3") || !strstr(text, "batch") ||
         !strstr(text, "(planned)")) {
         print_error("%s\n", text);
@@ -269,6 +333,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measured_capacity_sets_the_regime),
+        cmocka_unit_test(test_fit_reads_the_curve),
         cmocka_unit_test(test_roofline_terms),
         cmocka_unit_test(test_thread_rule),
         cmocka_unit_test(test_planner_states_the_regime),

@@ -238,8 +238,7 @@ typedef struct fl_cost {
     double compute_seconds; /* sum of flops / rate terms */
     double seconds;         /* predicted latency per step: per-part max(memory, compute) + cell
                                 update + bias pass + overhead */
-    fl_regime regime;       /* MEMORY iff working_set exceeds 3/4 of the last level (the usable
-                               share; a private level counts once per thread) */
+    fl_regime regime;       /* MEMORY iff the last level does not hold working_set (fl_cost_fit) */
     int threads;            /* the thread count predicted for */
 } fl_cost;
 
@@ -247,6 +246,32 @@ typedef struct fl_cost {
  * all dense) under profile p, threads >= 1. FL_ERR_ARG for bad sizes or specs. */
 FL_API fl_status fl_cost_predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
                                  int batch, int seq, int threads, fl_cost *out);
+
+/* Whether the last cache level holds a working set, and how that was decided (fl_cost_fit). */
+typedef struct fl_fit {
+    int fits;          /* 1: the last level holds the bytes (compute-bound regime for a W_hh) */
+    int by_curve;      /* 1: read off the measured streaming curve of this thread count; 0: the
+                          bytes against the usable share of the last level's capacity */
+    double curve_bytes; /* by_curve: the working set read on the curve, bytes / the usable share of a
+                           cache (fl_tuning.cache_fit_fraction) */
+    double rate;       /* by_curve: the curve's rate at curve_bytes (bytes / s) */
+    double cache_rate; /* the last level's streaming rate at this thread count */
+    double dram_rate;  /* DRAM's */
+    double capacity;   /* the usable capacity (cache_fit_fraction of the last level; a private level
+                          once per thread) that the capacity rule compares with */
+} fl_fit;
+
+/* Does the last level of p hold `bytes` streamed by `threads` threads? With a measured curve for
+ * that thread count (the one-thread curve, or the all-cores one at curve_all_threads) the curve
+ * decides: the bytes fit when the curve streams a working set of bytes / cache_fit_fraction (the bytes
+ * plus the share of the cache that activations and other data take, as the capacity rule keeps)
+ * nearer the last level's own rate than DRAM's, i.e. above the geometric mean of the two. This
+ * reads the fit off the curve where it happens instead of through the knee, which moves with single
+ * noisy points and co-tenants (on the 2-vCPU VM a 5.8 MB knee once called a 6.8 MB W_hh
+ * memory-bound that the same curve streamed at 91% of the L3 rate). Without such a curve (a
+ * reported or posed profile), or when the two rates are not 1.25x apart, the bytes fit within
+ * `capacity`. FL_ERR_ARG for NULL, bytes < 0 or threads < 1. */
+FL_API fl_status fl_cost_fit(const fl_profile *p, double bytes, int threads, fl_fit *out);
 
 /* The roofline terms of one weight matrix per time step: which of its two bounds dominates. */
 typedef struct fl_cost_term {

@@ -86,8 +86,11 @@
  *     usable share of the last level, 1 from the usable share, linear between (cold_fraction).
  *   overhead: t_o = layers * step_overhead
  *   seconds = t_r + t_a + t_c + t_b + t_g + t_o.
- * Regime: memory-bound iff the largest W_hh_l exceeds the (thread-scaled, usable) capacity of the
- * last level. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
+ * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
+ * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
+ * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
+ * level or DRAM wherever a curve gives its rate (pick_level), so the level a term names, the memory
+ * factor and the regime agree. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
 #include "tuning_consts.h"
 #include "fastlstm/plan.h"
@@ -195,12 +198,40 @@ static double level_rate(const fl_profile *p, const fl_cache_level *l, int threa
     return l->shared_cpus <= 1 ? l->bandwidth * threads : shared_rate(p, l->bandwidth, l->all_cores_bandwidth, threads);
 }
 
+/* Rates at which the last level and DRAM must differ for a curve to tell them apart. */
+#define FIT_MIN_RATIO 1.25
+
+fl_status fl_cost_fit(const fl_profile *p, double bytes, int threads, fl_fit *out) {
+    if (!p || !out || !(bytes >= 0) || threads < 1) return fl_fail(FL_ERR_ARG, "fl_cost_fit: NULL argument, bytes < 0 or threads < 1");
+    *out = (fl_fit){0};
+    if (p->n_levels < 1) return FL_OK; /* no cache: nothing fits */
+    const fl_cache_level *last = &p->level[p->n_levels - 1];
+    out->capacity = level_capacity(last, threads);
+    out->cache_rate = level_rate(p, last, threads);
+    out->dram_rate = shared_rate(p, p->dram_bandwidth, p->dram_bandwidth_all, threads);
+    if (has_curve(p, threads) && out->dram_rate > 0 && out->cache_rate >= FIT_MIN_RATIO * out->dram_rate) {
+        out->by_curve = 1;
+        out->curve_bytes = bytes / FIT_FRACTION;
+        out->rate = curve_rate(p, out->curve_bytes, threads);
+        out->fits = out->rate > sqrt(out->cache_rate * out->dram_rate);
+    } else {
+        out->fits = bytes <= out->capacity;
+    }
+    return FL_OK;
+}
+
 /* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
- * measured curve of that thread count when there is one, else the level's rate). */
+ * measured curve of that thread count when there is one, else the level's rate). With a curve,
+ * the last level or DRAM is the one fl_cost_fit finds. */
 static int pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
     int level = -1;
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
+    fl_fit f;
+    if (has_curve(p, threads) && fl_cost_fit(p, bytes, threads, &f) == FL_OK && f.by_curve) {
+        if (!f.fits) level = -1;
+        else if (level < 0) level = p->n_levels - 1;
+    }
     if (has_curve(p, threads)) *bw = curve_rate(p, bytes, threads);
     else *bw = level >= 0 ? level_rate(p, &p->level[level], threads)
                           : shared_rate(p, p->dram_bandwidth, p->dram_bandwidth_all, threads);
@@ -563,8 +594,9 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
     }
     c.working_set = (size_t)ws;
     c.threads = threads;
-    const fl_cache_level *last = &p->level[p->n_levels - 1];
-    c.regime = ws > level_capacity(last, threads) ? FL_REGIME_MEMORY : FL_REGIME_COMPUTE;
+    fl_fit fit;
+    fl_cost_fit(p, ws, threads, &fit);
+    c.regime = fit.fits ? FL_REGIME_COMPUTE : FL_REGIME_MEMORY;
     *out = c;
     return FL_OK;
 }
