@@ -8,7 +8,7 @@
  *             state: a layer's gate inputs pass through L3 between steps); default: the same
  *             weights call after call, L3-resident where they fit
  *   --pk      the gemm_pk lines only (no gate_cell); --n n: only those of n rows
- *   --pk-ab   gemm_pk against its copy as of 1f1d7fb (bench/pk_before_avx2.h) in one process:
+ *   --pk-ab   gemm_pk against its copy as of 592baf0 (bench/pk_before_avx2.h) in one process:
  *             calls alternate old, new, new, old, ...; per pair the time ratio new / old, the median
  *             over --pairs n pairs (default 24); each pair one call each (--cold: each after evicting),
  *             or with warm weights as many calls as make ~20 ms; also checks y is bit-identical;
