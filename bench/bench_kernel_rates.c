@@ -8,15 +8,16 @@
  *             state: a layer's gate inputs pass through L3 between steps); default: the same
  *             weights call after call, L3-resident where they fit
  *   --pk      the gemm_pk lines only (no gate_cell); --n n: only those of n rows
- *   --pk-ab   gemm_pk against its copy as of 1f1d7fb (bench/pk_before_avx2.h) in one process:
+ *   --pk-ab   gemm_pk against its copy as of 592baf0 (bench/pk_before_avx2.h) in one process:
  *             calls alternate old, new, new, old, ...; per pair the time ratio new / old, the median
  *             over --pairs n pairs (default 24); each pair one call each (--cold: each after evicting),
  *             or with warm weights as many calls as make ~20 ms; also checks y is bit-identical;
  *             the avx2 level unless --level says otherwise (it must be avx2)
+ *   --rows r --K k  (with --pk or --pk-ab) gemm_pk at that one shape only, n from --n (default 35)
  *   --head    gemm_pk at output-head shapes too: rows 10000, K 256 and 650, n 1, 35, 560
- *   --huge    madvise(MADV_HUGEPAGE) the gate panel before it is written (this VM's transparent huge
- *             pages are "madvise" only), and print how much of it got 2 MB pages: with 4 KB pages a
- *             streamed panel takes a TLB miss per 4 KB and the hardware prefetchers stop at each page
+ *   --huge    madvise(MADV_HUGEPAGE) the gate panel (and gemm_pk's panels) before it is written (this
+ *             VM's transparent huge pages are "madvise" only), and print how much of the gate panel got
+ *             2 MB pages: with 4 KB pages a streamed panel takes a TLB miss per 4 KB and the hardware prefetchers stop at each page
  *             (measured with --cold at H = 650, B = 20 on a shared 2-core Zen 3 VM, 10 alternating runs
  *             each: 2703 against 2810 us, median; within the noise, so the pages are not the main cost)
  *
@@ -203,6 +204,7 @@ typedef struct pk_run {
     const fl_kernels *k;
     int n, rows, K;
     float *w, *pk, *x, *bias, *y;
+    void *pk_mem; /* pk's allocation (pk is aligned within it with --huge) */
 } pk_run;
 
 static void pk_fn(void *arg) {
@@ -222,8 +224,14 @@ static pk_run pk_setup(const fl_kernels *k, int n, int rows, int K, fl_rng *rng)
     fl_rng_seed(rng, (uint64_t)K * 7 + (uint64_t)n);
     pk_run r = {.k = k, .n = n, .rows = rows, .K = K};
     r.w = rand_buf((size_t)rows * K, rng, 0.04f);
-    r.pk = fl_calloc((size_t)np * K * NC, sizeof(float));
-    if (!r.pk) exit(1);
+    /* --huge: the panels from a 2 MB boundary, madvised before the first touch (as the gate panel) */
+    const size_t pk_bytes = (size_t)np * K * NC * sizeof(float), huge = 2u << 20;
+    const size_t huge_bytes = (pk_bytes + huge - 1) & ~(huge - 1);
+    r.pk_mem = fl_malloc(pk_bytes + (g_huge ? huge_bytes - pk_bytes + huge : 0));
+    if (!r.pk_mem) exit(1);
+    r.pk = (float *)(g_huge ? (char *)(((uintptr_t)r.pk_mem + huge - 1) & ~(uintptr_t)(huge - 1)) : r.pk_mem);
+    if (g_huge && madvise(r.pk, huge_bytes, MADV_HUGEPAGE) != 0) perror("bench_kernel_rates: madvise");
+    memset(r.pk, 0, pk_bytes);
     // pk[(p K + k) NC + u] = W[p NC + u, k] (kernels.h)
     for (int p = 0; p < np; p++)
         for (int kk = 0; kk < K; kk++)
@@ -243,7 +251,7 @@ static void run_pk(const fl_kernels *k, int n, int rows, int K, double peak) {
     printf("gemm_pk    n %5d K %5d rows %4d | %-6s %7.1f us %6.1f GFLOP/s (%4.0f%% peak) | sgemm %7.1f us %6.1f GFLOP/s | x%.2f\n",
            n, K, rows, k->name, tk * 1e6, flops / tk / 1e9, 100 * flops / tk / 1e9 / peak, tb * 1e6, flops / tb / 1e9, tb / tk);
     fflush(stdout);
-    fl_free(r.w), fl_free(r.pk), fl_free(r.x), fl_free(r.bias), fl_free(r.y);
+    fl_free(r.w), fl_free(r.pk_mem), fl_free(r.x), fl_free(r.bias), fl_free(r.y);
 }
 
 /* --pk-ab: the new gemm_pk_avx2 against gemm_pk_before_avx2, one process, alternating (ABBA). */
@@ -284,12 +292,12 @@ static void run_pk_ab(const fl_kernels *k, int n, int rows, int K, int pairs) {
            ratio[3 * pairs / 4], pairs, g_evict ? " (cold)" : "", same ? "bit-identical" : "DIFFERS");
     fflush(stdout);
     free(ratio);
-    fl_free(r.w), fl_free(r.pk), fl_free(r.x), fl_free(r.bias), fl_free(r.y), fl_free(y_old);
+    fl_free(r.w), fl_free(r.pk_mem), fl_free(r.x), fl_free(r.bias), fl_free(r.y), fl_free(y_old);
 }
 
 int main(int argc, char **argv) {
     const char *level = NULL;
-    int oneH = 0, oneB = 0, oneN = 0;
+    int oneH = 0, oneB = 0, oneN = 0, oneRows = 0, oneK = 0;
     int pairs = 24;
     bool cold = false, pk_only = false, head = false, pk_ab = false;
     for (int i = 1; i < argc; i++) {
@@ -304,10 +312,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--H") && i + 1 < argc) oneH = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) oneB = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) oneN = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) oneRows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--K") && i + 1 < argc) oneK = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--pk-ab] [--head] [--level name] [--H n] [--B n] [--n n] [--pairs n]\n");
+            fprintf(stderr, "usage: OPENBLAS_NUM_THREADS=1 bench_kernel_rates [--quick] [--cold] [--huge] [--pk] [--pk-ab] [--head] [--level name] [--H n] [--B n] [--n n] [--rows n --K n] [--pairs n]\n");
             return 2;
         }
+    }
+    if ((oneRows > 0) != (oneK > 0)) {
+        fprintf(stderr, "bench_kernel_rates: --rows and --K go together (one gemm_pk shape)\n");
+        return 2;
     }
     const fl_kernels *k = level ? fl_kernels_by_name(level) : pk_ab ? fl_kernels_by_name("avx2") : fl_kernels_get();
     if (!k) {
@@ -343,6 +357,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         const int ns[] = {35, 140, 700}, Ks[] = {650, 1300}, hns[] = {1, 35, 560}, hKs[] = {256, 650};
+        if (oneRows > 0 && oneK > 0) { /* one shape: --n (default 35) x --rows x --K */
+            run_pk_ab(k, oneN ? oneN : 35, oneRows, oneK, pairs);
+            free(g_evict);
+            return 0;
+        }
         for (int ni = 0; ni < 3; ni++)
             for (int ki = 0; ki < 2; ki++)
                 if (!oneN || ns[ni] == oneN) run_pk_ab(k, ns[ni], 2600, Ks[ki], pairs);
@@ -353,6 +372,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     const int ns[] = {35, 140, 700}, Ks[] = {650, 1300};
+    if (oneRows > 0 && oneK > 0) {
+        run_pk(k, oneN ? oneN : 35, oneRows, oneK, peak);
+        free(g_evict);
+        return 0;
+    }
     for (int ni = 0; ni < 3; ni++)
         for (int ki = 0; ki < 2; ki++)
             if (!oneN || ns[ni] == oneN) run_pk(k, ns[ni], 2600, Ks[ki], peak);

@@ -1,8 +1,9 @@
-/* gemm_pk_avx2 as it was at 1f1d7fb (src/kernels/avx2.c), renamed pk_before_*, for
+/* fl_gemm_pk_avx2 as it was at 592baf0 (src/kernels/avx2_pk.c), renamed pk_before_*, for
  * bench_kernel_rates --pk-ab: one process holds the old and the new kernel and alternates calls,
  * so the pair sees the same co-tenants (whole-binary A/B runs on this shared machine have read
  * byte-identical binaries 30% apart). Compiled for avx2 + fma by the pragma below; only called
- * when the CPU has both. Bench-only: not part of the library. */
+ * when the CPU has both. Bench-only: not part of the library. What was measured is in the header
+ * comment of src/kernels/avx2_pk.c. */
 #ifndef FL_BENCH_PK_BEFORE_AVX2_H
 #define FL_BENCH_PK_BEFORE_AVX2_H
 
@@ -19,14 +20,15 @@ PKB_INL __m256i pk_before_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-enum { PKB_GROUP = 160, PKB_KB1 = 128, PKB_KB2 = 700, PKB_MC = 48 };
+enum { PKB_GROUP = 160, PKB_KB1 = 128, PKB_KB2 = 700, PKB_MC = 48, PKB_PFD = 24 };
 
 /* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
 PKB_INL void pk_before_step(const int NR, const float *restrict q, const float *restrict xk, int ldx, __m256 acc[6][2]) {
     const __m256 w0 = _mm256_load_ps(q), w1 = _mm256_load_ps(q + 8);
+    const float *x3 = xk + 3 * (size_t)ldx; /* rows 3..5 from a second base: [x + i ldx], i <= 2 */
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
-        const __m256 xv = _mm256_broadcast_ss(xk + (size_t)b * ldx);
+        const __m256 xv = _mm256_broadcast_ss(b < 3 ? xk + (size_t)b * ldx : x3 + (size_t)(b - 3) * ldx);
         acc[b][0] = _mm256_fmadd_ps(w0, xv, acc[b][0]);
         acc[b][1] = _mm256_fmadd_ps(w1, xv, acc[b][1]);
     }
@@ -36,7 +38,8 @@ PKB_INL void pk_before_step(const int NR, const float *restrict q, const float *
  * accumulators started at the bias (k0 == 0) or at y; per k, two aligned panel loads feed 2 NR FMAs.
  * A full quarter (full) loads and stores y with plain moves; a partial one masks the columns past
  * rows with m0, m1 (a masked store costs ~10 cycles on Zen 3). Prefetches npf lines from pf into L2,
- * spread evenly over the kn steps. p: the quarter's first column of the panel. */
+ * spread evenly over the kn steps; with npf 0, its own panel lines PKB_PFD k ahead into L1. p: the
+ * quarter's first column of the panel. */
 PKB_INL void pk_before_tile(const int NR, const bool full, int k0, int kn, const char *pf, int npf,
                  const float *restrict p, const float *restrict x, int ldx, const float *restrict bias,
                  __m256i m0, __m256i m1, float *restrict y, int ldy) {
@@ -63,11 +66,23 @@ PKB_INL void pk_before_tile(const int NR, const bool full, int k0, int kn, const
         int due = 0;
         for (; k + 4 <= kn; k += 4, q += 256, xk += 4) {
             for (due += 4 * npf; due >= kn && pf < pf_end; due -= kn, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
+            if (NR >= 4) {
+                /* a loop, not unrolled: unrolled, the 4 steps' loads were hoisted and 6-row tiles
+                 * spilled accumulators and row offsets to the stack */
+#pragma GCC unroll 1
+                for (int u = 0; u < 4; u++) pk_before_step(NR, q + 64 * u, xk + u, ldx, acc);
+            } else {
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) pk_before_step(NR, q + 64 * u, xk + u, ldx, acc);
+                for (int u = 0; u < 4; u++) pk_before_step(NR, q + 64 * u, xk + u, ldx, acc);
+            }
         }
         for (; pf < pf_end; pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
     }
+    if (npf == 0) /* no L2 prefetch (the path of n > 160): the quarter's line PKB_PFD k ahead into L1 */
+        for (; k < kn - PKB_PFD; k++, q += 64, xk++) {
+            _mm_prefetch((const char *)(q + 64 * PKB_PFD), _MM_HINT_T0);
+            pk_before_step(NR, q, xk, ldx, acc);
+        }
     for (; k < kn; k++, q += 64, xk++) pk_before_step(NR, q, xk, ldx, acc);
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++) {
@@ -133,20 +148,17 @@ static void gemm_pk_before_avx2(int n, int rows, int K, const float *restrict x,
             for (int i0 = 0; i0 < n; i0 += mc) {
                 const int i1 = i0 + mc < n ? i0 + mc : n, nt = pk_before_tiles(i0, i1);
                 const int base = (i1 - i0) / nt, extra = (i1 - i0) % nt; /* extra tiles of base + 1, then base */
-                for (int qt = 0; qt < nq; qt++) {
+                for (int j = 0; j < nt * nq; j++, pass++) { /* one chunk: tile by tile; else quarter by quarter */
+                    const int t = ahead ? j / nq : j % nt, qt = ahead ? j % nq : j / nt;
+                    const int nr = base + (t < extra), i = i0 + t * base + (t < extra ? t : extra);
                     const int c0 = pi * 64 + 16 * qt;
                     const bool full = rows - c0 >= 16;
                     const __m256i m0 = pk_before_mask(rows - c0), m1 = pk_before_mask(rows - c0 - 8);
-                    const float *p = pan + 16 * qt, *bb = bias ? bias + c0 : NULL;
-                    for (int t = 0, i = i0; t < nt; t++, pass++) {
-                        const int nr = base + (t < extra);
-                        const int l0 = (int)((long)lines * pass / passes), le = (int)((long)lines * (pass + 1) / passes);
-                        const float *xi = x + (size_t)i * ldx;
-                        float *yi = y + (size_t)i * ldy + c0;
-                        if (full) pk_before_tile_n(nr, true, k0, kn, pf + (size_t)l0 * 64, le - l0, p, xi, ldx, bb, m0, m1, yi, ldy);
-                        else pk_before_tile_n(nr, false, k0, kn, pf + (size_t)l0 * 64, le - l0, p, xi, ldx, bb, m0, m1, yi, ldy);
-                        i += nr;
-                    }
+                    const float *p = pan + 16 * qt, *bb = bias ? bias + c0 : NULL, *xi = x + (size_t)i * ldx;
+                    const int l0 = (int)((long)lines * pass / passes), le = (int)((long)lines * (pass + 1) / passes);
+                    float *yi = y + (size_t)i * ldy + c0;
+                    if (full) pk_before_tile_n(nr, true, k0, kn, pf + (size_t)l0 * 64, le - l0, p, xi, ldx, bb, m0, m1, yi, ldy);
+                    else pk_before_tile_n(nr, false, k0, kn, pf + (size_t)l0 * 64, le - l0, p, xi, ldx, bb, m0, m1, yi, ldy);
                 }
             }
             k0 += kn;

@@ -53,7 +53,32 @@
  *     A tile's W line PK_PFD k ahead prefetched into L1 (_MM_HINT_T0, one per k, none past the
  *     block) wins some: against 1f1d7fb, --pk-ab, median of 24-32 pairs, PK_PFD = 24: n = 700
  *     0.93-0.96 (K 650), 0.93-0.99 (K 1300), cold 0.97 and 0.96; head n = 560 0.94-0.96; PK_PFD 8,
- *     16 and 32 within the same 0.93-0.99. */
+ *     16 and 32 within the same 0.93-0.99.
+ *   Issue 11 asked n = 35 and 140 (batch 1 and 4) at >= 1.2x, from --pk readings of 48-52 GFLOP/s
+ *   (55-62% of peak) against 68-70 at n = 700. Nothing below won; the kernel stayed as it was. In
+ *   quiet moments it already runs n = 35 at 75-81 GFLOP/s (80-87% of the 93 peak, K 650; K 1300
+ *   72-80), n = 140 at 65-79, n = 700 at 70-80, all alike, and rows 64 (the panel L2-resident) at
+ *   77: the low readings are co-tenant moments (L3 taken, W from DRAM), so 1.2x over the quiet rate
+ *   would pass the peak. --pk-ab against 592baf0 (bench/pk_before_avx2.h), rows 2600, median of
+ *   24-40 pairs, shared 2-core Zen 3 at load 3-8; the same kernel against its copy read 0.97-1.02
+ *   (head 0.99-1.08), so read anything inside ~0.93-1.07 as no change:
+ *     this path with its tiles' own lines PK_PFD k ahead into L1 too: n = 35 1.00 (K 650), 1.04
+ *     (K 1300); n = 140 1.00, 1.02. Blocks of <= 64 k: n = 35 1.01, 1.06. Quarter by quarter:
+ *     n = 35 1.05, 1.05. The path of n > 160 (no L2 prefetch): n = 35 1.24, 1.35; n = 140 0.88,
+ *     1.04. That path with this one's next-block L2 prefetch and the L1 prefetch (blocks <= 700,
+ *     200 or 350 k, chunks of 48): n = 35 0.96-1.28, n = 140 0.97-1.00, rows 64 0.79-0.97; in one
+ *     build n = 700, whose code it left alone, read 1.27 (pk_tile is shared; its code moved, presumably).
+ *     The next block's lines: from 2 or 3 blocks ahead 0.95-1.08; all in the first 1/4 or 1/24 of
+ *     the passes 1.14-1.26 (cold); _MM_HINT_T0 0.97-1.01; in bursts of 8, 16 or 32 lines
+ *     0.94-1.03 in busy moments but 1.06-1.08 in quiet ones. y's lines of the next panel
+ *     prefetched during a panel's last block: 0.98-1.04, warm and cold.
+ *   Cold (--cold: 64 MB written before each call) n = 35 reads 35-46 GFLOP/s either way, 59-65 at
+ *   times; n = 1 cold 920 us, about a bare read of the 6.8 MB (770 us, a loop outside the tree),
+ *   and that loop with 72 FMAs per line streamed 13.5 MB cold at 88 GFLOP/s, so DRAM can hide
+ *   under this much work. Re-reading x and y (not W) after the eviction, one run each: K 650 46 ->
+ *   70, K 1300 59 -> 44: where the cold loss lies is still open (no hardware counters here).
+ *   Command: OPENBLAS_NUM_THREADS=1 bench_kernel_rates --pk-ab [--cold] [--n 35] [--rows 64 --K 650]
+ *   --pairs 32. */
 enum { PK_GROUP = 160, PK_KB1 = 128, PK_KB2 = 700, PK_MC = 48, PK_PFD = 24 };
 
 /* One k of a tile: acc[b] += W[k, 16 columns] x[b, k], q the k's panel line, xk = &x[0, k]. */
