@@ -71,7 +71,8 @@ static void check_recorded(const fl_plan *plan, const log_buf *log) {
     const char *line = strstr(log->text, want);
     if (!line) fail_msg("expected \"%s\" in the progress:\n%s", want, log->text);
     double rows = -1, blocks = -1;
-    const char *r = strstr(line, ": rows "), *b = strstr(line, ", blocks ");
+    const char *at = strstr(line, " kept ("); /* the timings follow */
+    const char *r = strstr(at, ": rows "), *b = strstr(at, ", blocks ");
     assert_true(r && b && r < strchr(line, '\n') && b < strchr(line, '\n'));
     if (sscanf(r, ": rows %lf us/step", &rows) != 1 || sscanf(b, ", blocks %lf us/step", &blocks) != 1)
         fail_msg("no timings in the progress:\n%s", log->text);
@@ -102,8 +103,14 @@ static void test_given_threads(void **state) {
         assert_non_null(strstr(log.text, "at its given threads"));
         fl_plan_free(plan);
     }
+    /* a bidirectional layer's directions on 2 threads: one thread each on the parallel schedule */
     log_buf log = {.n = 0};
     fl_plan *plan = plan_it(bi, 2, 4, 2, &log);
+    if (fl_model_planned_bidir_sched(fl_plan_model(plan)) == FL_BIDIR_SERIAL) check_recorded(plan, &log);
+    else check_none(plan, &log, "bidirectional, parallel schedule on 2 threads");
+    fl_plan_free(plan);
+    log = (log_buf){.n = 0};
+    plan = plan_it(bi, 4, 8, 2, &log); /* 2 or 4 threads a direction: B 8 has 2 rows each */
     check_recorded(plan, &log);
     fl_plan_free(plan);
     fl_model_free(uni);

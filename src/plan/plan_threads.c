@@ -95,14 +95,16 @@ static void note_pair(sched_pair *b, double par, double ser, const char *where, 
     if (b->par < 0 || fmin(par, ser) < fmin(b->par, b->ser)) *b = (sched_pair){par, ser, where, t};
 }
 
-/* Whether pt at the plan's counts splits some layer's steps over N >= 2 threads with B >= 2 N rows on a
- * W_hh that can run by rows (f32 or CP; no projection, no LSTM extras). */
+/* Whether pt at the plan's counts splits some layer direction's steps over N >= 2 threads (a
+ * bidirectional layer's directions on the parallel schedule get half of its count each) with B >= 2 N
+ * rows, on a W_hh that can run by rows (f32 or CP; no projection, no LSTM extras). */
 static bool rows_here(const fl_plan *p, const fl_plan_point *pt) {
     if (p->arch.proj > 0 || p->src->ext) return false;
+    const bool halves = p->arch.bidirectional && p->bidir_sched != FL_BIDIR_SERIAL;
     for (size_t i = 0; i < p->nmat; i++) {
         fl_mat_desc d;
         fl_arch_matrix(&p->arch, i, &d);
-        const int n = d.kind == FL_MAT_HH ? p->lt[d.layer] : 0;
+        const int lt = d.kind == FL_MAT_HH ? p->lt[d.layer] : 0, n = halves ? lt / 2 : lt;
         const bool f32 = pt->specs[i].method == FL_METHOD_CP || pt->precisions[i] == FL_PRECISION_F32;
         if (n >= 2 && p->o.batch >= FL_ROWS_MIN_PER_THREAD * n && f32) return true;
     }
