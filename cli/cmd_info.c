@@ -77,6 +77,9 @@ static int print_text(const char *path, const fl_model *m) {
         if (bs == FL_BIDIR_AUTO) printf("bidir sched:  none planned (parallel: one direction per half of the threads)\n");
         else printf("bidir sched:  %s (planned: the faster measured on 2 or more threads)\n", fl_bidir_sched_name(bs));
     }
+    const fl_step_sched ss = fl_model_planned_step_sched(m);
+    if (ss == FL_STEP_AUTO) printf("step sched:   none planned (rows or blocks by the fixed rule)\n");
+    else printf("step sched:   %s (planned: the faster measured on 2 or more threads)\n", fl_step_sched_name(ss));
     if (fl_model_tokenizer(m)) printf("tokenizer:    yes (%zu bytes)\n", strlen(fl_model_tokenizer(m)));
     else printf("tokenizer:    none\n");
     return CLI_OK;
@@ -126,6 +129,8 @@ static int print_json(const char *path, const fl_model *m) {
          cJSON_AddBoolToObject(root, "tokenizer", fl_model_tokenizer(m) != NULL);
     if (ok && a->bidirectional) /* "auto": none planned (parallel) */
         ok = cJSON_AddStringToObject(root, "bidir_schedule", fl_bidir_sched_name(fl_model_planned_bidir_sched(m)));
+    /* "auto": none planned (the fixed rule) */
+    ok = ok && cJSON_AddStringToObject(root, "step_schedule", fl_step_sched_name(fl_model_planned_step_sched(m)));
     cJSON *lt = ok ? cJSON_AddArrayToObject(root, "planned_threads") : NULL; /* per layer; [] none */
     ok = lt != NULL;
     for (int l = 0; ok && l < a->layers && fl_model_planned_threads(m, -1) > 0; l++)

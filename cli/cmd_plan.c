@@ -343,6 +343,10 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
             printf("bidirectional schedule: %s (measured faster than %s on 2 or more threads)\n", fl_bidir_sched_name(bs),
                    fl_bidir_sched_name(bs == FL_BIDIR_SERIAL ? FL_BIDIR_PARALLEL : FL_BIDIR_SERIAL));
     }
+    const fl_step_sched ss = fl_model_planned_step_sched(fl_plan_model(plan));
+    if (ss != FL_STEP_AUTO) /* none: no layer split with 2 rows per thread, or timing off (the fixed rule) */
+        printf("step schedule: %s (measured faster than %s on 2 or more threads)\n", fl_step_sched_name(ss),
+               fl_step_sched_name(ss == FL_STEP_ROWS ? FL_STEP_BLOCKS : FL_STEP_ROWS));
     const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
     // how the regime's fit was decided (fl_cost_fit): on the measured curve of the dense cost's
     // thread count, else against the usable capacity (a private level counts once per thread)

@@ -295,16 +295,35 @@ typedef struct fl_session fl_session;
  * results are bit-identical whichever runs. Layers with a projection (LSTMP), the LSTM extras and int8 /
  * bf16 W_hh always run FL_STEP_BLOCKS, and so does a batch of one row. */
 typedef enum fl_step_sched {
-    FL_STEP_AUTO = 0,   /* FL_STEP_ROWS where the batch has at least 2 rows per thread, W_hh takes at most
-                           8 MiB (it stays in the last-level cache while every thread streams all of it)
-                           and a step is large enough to be split at all; else FL_STEP_BLOCKS (the rule
-                           and the measurements behind it: src/core/session.c) */
+    FL_STEP_AUTO = 0,   /* sessions: the model's recorded schedule (fl_model_planned_step_sched), rows
+                           only where the batch has at least 2 rows per thread; when none is recorded,
+                           FL_STEP_ROWS where the batch has 2 rows per thread, W_hh takes at most 8 MiB
+                           and is decomposed (it stays in the last-level cache while every thread
+                           streams all of it) and a step is large enough to be split at all, else
+                           FL_STEP_BLOCKS (the rule and the measurements behind it:
+                           src/core/session.c). A model: none recorded */
     FL_STEP_BLOCKS = 1, /* every step's hidden units split over the threads: one sync per step, each thread
                            streams its share of W_hh */
     FL_STEP_ROWS = 2,   /* the batch rows split over the threads (sorted by length, about equal steps each),
                            each thread running every step of its rows with the whole W_hh: no sync until
                            the layer direction ends */
 } fl_step_sched;
+
+/* "auto", "blocks", "rows" (the metadata "step_schedule" values); "unknown" outside the enum. Static
+ * storage. */
+FL_API const char *fl_step_sched_name(fl_step_sched sched);
+
+/* The step schedule recorded in the model: FL_STEP_BLOCKS or FL_STEP_ROWS when the planner (`fastlstm
+ * plan` / `compress` with timing on, which times the chosen plan on both where a layer splits its
+ * steps over 2 or more threads and the serving batch has 2 rows per thread) or
+ * fl_model_set_planned_step_sched recorded one; FL_STEP_AUTO when none is (sessions then apply the
+ * fixed rule above), and for a NULL model. The model file saves it (metadata "step_schedule"). */
+FL_API fl_step_sched fl_model_planned_step_sched(const fl_model *m);
+
+/* Record m's step schedule (FL_STEP_AUTO clears it); sessions created later with step_sched
+ * FL_STEP_AUTO run it where it applies. Sessions already created keep theirs. FL_ERR_ARG (m unchanged)
+ * for a NULL model or a value outside the enum. */
+FL_API fl_status fl_model_set_planned_step_sched(fl_model *m, fl_step_sched sched);
 
 typedef struct fl_session_opts {
     int max_batch;  /* largest batch (and number of streams) the session serves; default 1 */
@@ -359,8 +378,8 @@ FL_API int fl_session_threads(const fl_session *s, int layer);
 FL_API fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched);
 
 /* Switch how s splits each layer direction's steps over its threads, for every later fl_session_run
- * (fl_session_step, one step at a time, always splits the hidden units). Results are bit-identical
- * whichever runs. FL_ERR_ARG for a NULL session or a value outside the enum. */
+ * (fl_session_step, one step at a time, always splits the hidden units); FL_STEP_AUTO: the model's
+ * recorded schedule as it is now, else the rule. Results are bit-identical whichever runs. FL_ERR_ARG for a NULL session or a value outside the enum. */
 FL_API fl_status fl_session_set_step_sched(fl_session *s, fl_step_sched sched);
 
 /* The schedule s runs its bidirectional layers on: FL_BIDIR_PARALLEL or FL_BIDIR_SERIAL (PARALLEL for a

@@ -130,6 +130,8 @@ struct fl_model {
                             "layer_threads"), owned; NULL: planned_threads for every layer */
     fl_bidir_sched bidir_sched; /* schedule the planner chose for the bidirectional layers (metadata
                                    "bidir_schedule"); FL_BIDIR_AUTO: none (parallel) */
+    fl_step_sched step_sched; /* split of the steps over a layer direction's threads the planner measured
+                                 faster (metadata "step_schedule"); FL_STEP_AUTO: none (the fixed rule) */
 
     /* The layers' weights in the kernels' packed layouts, shared by every session on the model
      * (packed.c): made by the first session, freed with the last. Sessions only read the weights, so

@@ -316,6 +316,18 @@ fl_status fl_model_set_planned_bidir_sched(fl_model *m, fl_bidir_sched sched) {
     return FL_OK;
 }
 
+fl_step_sched fl_model_planned_step_sched(const fl_model *m) {
+    return m ? m->step_sched : FL_STEP_AUTO;
+}
+
+fl_status fl_model_set_planned_step_sched(fl_model *m, fl_step_sched sched) {
+    if (!m) return fl_fail(FL_ERR_ARG, "fl_model_set_planned_step_sched: model is NULL");
+    if (!fl_step_sched_valid(sched))
+        return fl_fail(FL_ERR_ARG, "fl_model_set_planned_step_sched: unknown schedule %d", (int)sched);
+    m->step_sched = sched;
+    return FL_OK;
+}
+
 static fl_status clone_held(const fl_model *m, fl_model **out) {
     if (!m || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_model_clone");
     *out = NULL;
@@ -348,6 +360,7 @@ static fl_status clone_held(const fl_model *m, fl_model **out) {
     }
     c->planned_threads = m->planned_threads;
     c->bidir_sched = m->bidir_sched;
+    c->step_sched = m->step_sched;
     if (m->layer_threads && (st = fl_model_set_planned_threads(c, m->layer_threads))) {
         fl_model_free(c);
         return st;

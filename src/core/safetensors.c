@@ -8,6 +8,8 @@
  *   method.<matrix> = dense | svd:<rank> | cp:<rank>, rel_error.<matrix>, tokenizer (optional),
  *   threads and layer_threads (optional: the planned worker threads, the most of any layer and
  *   "t0,t1,..." per layer; a reader that knows only "threads" runs every layer on it),
+ *   bidir_schedule = parallel | serial and step_schedule = blocks | rows (optional: the schedules the
+ *   planner measured faster; none: sessions run their default),
  *   and per matrix kind.<matrix> = ih | hh | head | hr, direction.<matrix> = 0 | 1,
  *   precision.<matrix> = f32 | bf16 | int8 (written since format version 2 of this library; a file
  *   without them means forward float32). A bf16 matrix's factor tensors are "BF16"; an int8 one's are
@@ -545,6 +547,14 @@ static fl_status load_from_header(const char *path, FILE *f, const cJSON *root, 
             st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"bidir_schedule\" is \"%s\" for a model without "
                          "bidirectional layers", path, bs);
         else m->bidir_sched = v;
+    }
+    const char *ss = meta_get(meta, "step_schedule"); /* optional: the planned step schedule; none: the rule */
+    if (!st && ss) {
+        fl_step_sched v;
+        if (!fl_step_sched_parse(ss, &v))
+            st = fl_fail(FL_ERR_FORMAT, "%s: __metadata__ \"step_schedule\" is \"%s\", not \"blocks\" or \"rows\"",
+                         path, ss);
+        else m->step_sched = v;
     }
     const char *tok = meta_get(meta, "tokenizer");
     if (!st && tok) {

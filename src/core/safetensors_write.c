@@ -111,6 +111,7 @@ static cJSON *build_header(const fl_model *m) {
         fl_free(v);
     }
     if (ok && m->bidir_sched != FL_BIDIR_AUTO) ok = add_str(meta, "bidir_schedule", fl_bidir_sched_name(m->bidir_sched));
+    if (ok && m->step_sched != FL_STEP_AUTO) ok = add_str(meta, "step_schedule", fl_step_sched_name(m->step_sched));
     if (!ok) goto fail;
 
     uint64_t off = 0;

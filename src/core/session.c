@@ -38,6 +38,8 @@
  * A layer direction on N >= 2 threads runs its steps by blocks (each step's hidden blocks split over
  * the threads, fl_rec_step) or by rows (each thread all T steps of its own sorted rows with the whole
  * W_hh, fl_rec_run_rows: no sync per step; fl_step_sched), bit-identical (tests/test_rows_sched.c). AUTO:
+ * the model's recorded schedule (plan_threads.c times both, fl_model_planned_step_sched), rows only where
+ * B >= 2 N; none recorded, the fixed rule set from the figures below (fl_step_rows_chunks, session_sched.c):
  * rows where B >= 2 N, SVD / CP W_hh <= 8 MiB (dense never), W_hh x B >= FL_MIN_PARALLEL_BYTES; bench_rows (one
  * process alternating both, median per-round ratio rows / blocks, T 35, 2 threads, load 1-5), 1 layer: dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14, median ~0.92, H 1024 / 1500
  * (17 / 36 MB) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650-1500 (1.1-5.6 MB) 0.84-1.18, mostly 0.84-0.90;
@@ -56,15 +58,12 @@
 #include "pool.h"
 #include "recurrent.h"
 #include "session_sched.h"
-#include "tuning_consts.h"
 
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
 #define MAX_THREADS 1024
-
-static bool step_sched_valid(fl_step_sched v) { return v == FL_STEP_AUTO || v == FL_STEP_BLOCKS || v == FL_STEP_ROWS; }
 
 /* Scratch of one direction of a layer. */
 typedef struct dir_scratch {
@@ -82,7 +81,8 @@ struct fl_session {
     int L, D, H, P, dirs, W, out; /* layers, input, hidden, h size (out), directions, dirs*P, head outputs */
     fl_rec **rec;     /* [L * dirs] recurrent step of each layer direction, on dir_threads threads */
     bool serial;      /* FL_BIDIR_SERIAL: a bidirectional layer's directions in turn, each on all its threads */
-    fl_step_sched step_sched; /* how a layer direction's steps split over its threads (rows_chunks) */
+    fl_step_sched step_sched, step_rec; /* asked split of a layer direction's steps over its threads; the
+                                           model's recorded one then (fl_step_rows_chunks) */
     const fl_rec_pack *packs; /* [L * dirs] the model's packed weights (packed.c), held while the session lives */
     const fl_head_pack *hpack; /* the model's packed head (head.c; all NULL: fl_mat_apply), held likewise */
     fl_pool *pool;    /* 2 threads: the two directions of a bidirectional layer in parallel; NULL otherwise */
@@ -199,7 +199,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     if (o.max_seq < 1) return fl_fail(FL_ERR_ARG, "fl_session_create: max_seq must be >= 1, got %d", o.max_seq);
     if (!fl_bidir_sched_valid(o.bidir_sched))
         return fl_fail(FL_ERR_ARG, "fl_session_create: unknown bidir_sched %d", (int)o.bidir_sched);
-    if (!step_sched_valid(o.step_sched))
+    if (!fl_step_sched_valid(o.step_sched))
         return fl_fail(FL_ERR_ARG, "fl_session_create: unknown step_sched %d", (int)o.step_sched);
     const int asked = o.threads; /* 0: each layer on its planned count */
     if (o.threads == 0) o.threads = layer_threads(m, 0, -1);
@@ -251,6 +251,7 @@ fl_status fl_session_create(const fl_model *m, const fl_session_opts *opts, fl_s
     const fl_bidir_sched sched = o.bidir_sched == FL_BIDIR_AUTO ? fl_model_planned_bidir_sched(m) : o.bidir_sched;
     s->serial = dirs == 2 && sched == FL_BIDIR_SERIAL;
     s->step_sched = o.step_sched;
+    s->step_rec = fl_model_planned_step_sched(m);
     for (int l = 0; l < LD; l++) {
         fl_status st = fl_rec_create_packed(&m->layer[l], &s->packs[l], o.max_batch, dir_threads(s, l), &s->rec[l]);
         if (st) {
@@ -304,22 +305,6 @@ void fl_session_free(fl_session *s) {
     fl_free(s);
 }
 
-const char *fl_bidir_sched_name(fl_bidir_sched sched) {
-    switch (sched) {
-    case FL_BIDIR_AUTO: return "auto";
-    case FL_BIDIR_PARALLEL: return "parallel";
-    case FL_BIDIR_SERIAL: return "serial";
-    }
-    return "unknown";
-}
-
-bool fl_bidir_sched_parse(const char *name, fl_bidir_sched *out) {
-    if (!strcmp(name, "parallel")) *out = FL_BIDIR_PARALLEL;
-    else if (!strcmp(name, "serial")) *out = FL_BIDIR_SERIAL;
-    else return false;
-    return true;
-}
-
 fl_bidir_sched fl_session_bidir_sched(const fl_session *s) {
     return s && s->serial ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
 }
@@ -347,8 +332,9 @@ fl_status fl_session_set_bidir_sched(fl_session *s, fl_bidir_sched sched) {
 
 fl_status fl_session_set_step_sched(fl_session *s, fl_step_sched sched) {
     if (!s) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: session is NULL");
-    if (!step_sched_valid(sched)) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: unknown schedule %d", (int)sched);
+    if (!fl_step_sched_valid(sched)) return fl_fail(FL_ERR_ARG, "fl_session_set_step_sched: unknown schedule %d", (int)sched);
     s->step_sched = sched;
+    s->step_rec = fl_model_planned_step_sched(s->m);
     return FL_OK;
 }
 
@@ -488,19 +474,6 @@ static const float *input_row(const fl_session *s, const fl_run_io *io, int b, i
     return io->tokens ? s->m->embed + (size_t)io->tokens[r] * D : io->x + r * D;
 }
 
-/* ------------------------------------------------------------ the rows schedule */
-
-/* Chunks of sorted rows for layer direction ld's steps at batch B (the rule: file comment); 0: blocks. */
-static int rows_chunks(const fl_session *s, int ld, int B) {
-    const fl_layer *ly = &s->m->layer[ld];
-    const fl_rec *rec = s->rec[ld];
-    const int nt = fl_rec_threads(rec), n = nt < B ? nt : B;
-    if (s->step_sched == FL_STEP_BLOCKS || n < 2 || s->m->ext || ly->whr.rows > 0 || !fl_rec_rows_ok(rec)) return 0;
-    if (s->step_sched == FL_STEP_ROWS) return n;
-    const double whh = (double)fl_mat_params(&ly->whh) * sizeof(float); /* bytes every thread streams per step */
-    return fl_rows_auto(B, nt, whh, ly->whh.method == FL_METHOD_DENSE) ? n : 0;
-}
-
 /* Direction d of layer l (s->job): input projection, then the steps over the active rows; h_n, c_n. */
 static void run_dir(fl_session *s, int d) {
     const fl_run_io *io = s->job.io;
@@ -523,7 +496,7 @@ static void run_dir(fl_session *s, int d) {
         if (io->c0) memcpy(x->c + (size_t)i * H, io->c0 + ((size_t)ld * B + b) * H, (size_t)H * sizeof(float));
         else memset(x->c + (size_t)i * H, 0, (size_t)H * sizeof(float));
     }
-    const int nrows = rows_chunks(s, ld, B);
+    const int nrows = fl_step_rows_chunks(s->m, ld, rec, s->step_sched, s->step_rec, B);
     if (nrows >= 2) {
         const fl_rows_seq q = {.T = T, .B = B, .reverse = d == 1, .bt = s->bt, .off = s->off, .len = s->len,
                                .gx = x->gx, .ldgx = G, .h = x->h, .ldh = P, .c = x->c, .out = s->job.out + (size_t)d * P,

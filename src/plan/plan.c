@@ -678,6 +678,7 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
     if (!p->model) st = plan_build_model(p, p->pts[p->chosen].specs, p->pts[p->chosen].precisions, &p->model);
     if (!st && p->model) st = fl_model_set_planned_threads(p->model, p->lt);
     if (!st && p->model) st = fl_model_set_planned_bidir_sched(p->model, p->bidir_sched);
+    if (!st && p->model) st = fl_model_set_planned_step_sched(p->model, p->step_sched);
 done:
     fl_free(cur);
     fl_free(cand);

@@ -49,6 +49,8 @@ struct fl_plan {
     int *lt_scratch;          /* [layers] scratch of the per-layer choice (pointee written by const users) */
     fl_bidir_sched bidir_sched; /* the bidirectional layers' measured faster schedule (plan_threads.c);
                                    FL_BIDIR_AUTO: not measured (unidirectional, 1 thread, not timing) */
+    fl_step_sched step_sched;   /* the steps' measured faster schedule (plan_threads.c); FL_STEP_AUTO: not
+                                   measured (no layer split with 2 rows per thread, not timing) */
     fl_plan_point *pts;
     size_t n_pts, cap_pts, chosen;
     char (*reason)[256];

@@ -16,8 +16,22 @@
  * planned or given, and each uniform count from 2) is taken on both schedules, the faster stands for
  * the counts, and the schedule of the fastest such timing is recorded (fl_model_set_planned_bidir_sched:
  * metadata "bidir_schedule"), the winner's when the winner splits a layer. Not timing: none recorded
- * (sessions run parallel). */
+ * (sessions run parallel).
+ *
+ * A layer direction on 2 or more threads runs its steps by blocks (every step's hidden units split,
+ * a sync per step) or by rows (each thread all steps of its own batch rows with the whole W_hh; session.c),
+ * and which is faster again depends on the caches (every thread streams all of W_hh by rows) and the
+ * co-tenants' load, so the runtime's fixed rule (fl_rows_auto, tuning_consts.h, set from this one VM's
+ * figures) is only the default. When the planner times, the chosen candidate, at its final counts and
+ * bidirectional schedule, is also timed on both step schedules wherever some layer splits its steps over
+ * N >= 2 threads, the serving batch has FL_ROWS_MIN_PER_THREAD rows per thread (B >= 2 N) and its W_hh
+ * can run by rows (f32 or CP, no projection: fl_rec_rows_ok), and the faster is recorded
+ * (fl_model_set_planned_step_sched: metadata "step_schedule"), its time the candidate's measured one; a
+ * session with FL_STEP_AUTO then runs it (session_sched.c). Not timing: none recorded (the fixed rule).
+ * The cost model (cost.c) still prices the fixed rule, recorded schedule or not: the counts above are
+ * chosen on it, and the step schedule only after them. */
 #include "plan_state.h"
+#include "tuning_consts.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -79,6 +93,48 @@ typedef struct sched_pair {
 
 static void note_pair(sched_pair *b, double par, double ser, const char *where, int t) {
     if (b->par < 0 || fmin(par, ser) < fmin(b->par, b->ser)) *b = (sched_pair){par, ser, where, t};
+}
+
+/* Whether pt at the plan's counts splits some layer direction's steps over N >= 2 threads (a
+ * bidirectional layer's directions on the parallel schedule get half of its count each) with B >= 2 N
+ * rows, on a W_hh that can run by rows (f32 or CP; no projection, no LSTM extras). */
+static bool rows_here(const fl_plan *p, const fl_plan_point *pt) {
+    if (p->arch.proj > 0 || p->src->ext) return false;
+    const bool halves = p->arch.bidirectional && p->bidir_sched != FL_BIDIR_SERIAL;
+    for (size_t i = 0; i < p->nmat; i++) {
+        fl_mat_desc d;
+        fl_arch_matrix(&p->arch, i, &d);
+        const int lt = d.kind == FL_MAT_HH ? p->lt[d.layer] : 0, n = halves ? lt / 2 : lt;
+        const bool f32 = pt->specs[i].method == FL_METHOD_CP || pt->precisions[i] == FL_PRECISION_F32;
+        if (n >= 2 && p->o.batch >= FL_ROWS_MIN_PER_THREAD * n && f32) return true;
+    }
+    return false;
+}
+
+/* Time m as the plan runs it (its planned counts, or the given count) on step schedule sched. */
+static fl_status time_steps(fl_plan *p, fl_model *m, fl_step_sched sched, double *s) {
+    fl_status st = fl_model_set_planned_step_sched(m, sched);
+    return st ? st : fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed, s);
+}
+
+/* Time the chosen pt at its final counts and bidirectional schedule by rows and by blocks; keep the
+ * faster (p->step_sched) and its time. */
+static fl_status choose_step_sched(fl_plan *p, fl_plan_point *pt) {
+    fl_model *m;
+    fl_status st = plan_build_model(p, pt->specs, pt->precisions, &m);
+    if (st) return st;
+    if (p->o.threads == 0) st = fl_model_set_planned_threads(m, p->lt);
+    if (!st) st = fl_model_set_planned_bidir_sched(m, p->bidir_sched);
+    double rows = 0, blocks = 0;
+    if (!st) st = time_steps(p, m, FL_STEP_ROWS, &rows);
+    if (!st) st = time_steps(p, m, FL_STEP_BLOCKS, &blocks);
+    fl_model_free(m);
+    if (st) return st;
+    p->step_sched = rows < blocks ? FL_STEP_ROWS : FL_STEP_BLOCKS;
+    pt->measured_seconds = fmin(rows, blocks);
+    plan_progress(p, "step schedule: %s kept (chosen candidate at its %s threads: rows %.3g us/step, blocks %.3g us/step)",
+                  fl_step_sched_name(p->step_sched), p->o.threads > 0 ? "given" : "planned", rows * 1e6, blocks * 1e6);
+    return FL_OK;
 }
 
 fl_status plan_choose_threads(fl_plan *p) {
@@ -145,6 +201,8 @@ done:
     p->threads = 1;
     for (int l = 0; l < L; l++)
         if (p->lt[l] > p->threads) p->threads = p->lt[l];
+    p->step_sched = FL_STEP_AUTO;
+    if (!st && pt->measured_seconds >= 0 && rows_here(p, pt)) st = choose_step_sched(p, pt);
     return st;
 }
 
