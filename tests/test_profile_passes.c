@@ -76,6 +76,13 @@ static void test_median_of_passes(void **state) {
     for (int i = 0; i < 4; i++) assert_true(out[i] == want2[i]);
     fl_profile_curve_median(v, 1, 4, out);
     for (int i = 0; i < 4; i++) assert_true(out[i] == v[i]);
+    /* bench_plan's passes, one per round: 5 (its default) and FL_PROFILE_MAX_PASSES, in any order */
+    double w[FL_PROFILE_MAX_PASSES * 2];
+    for (int q = 0; q < FL_PROFILE_MAX_PASSES; q++) w[2 * q] = (q * 5) % 8, w[2 * q + 1] = 10.0 - q;
+    fl_profile_curve_median(w, 5, 2, out); /* {0, 5, 2, 7, 4} and {10..6} */
+    assert_true(out[0] == 4 && out[1] == 8);
+    fl_profile_curve_median(w, FL_PROFILE_MAX_PASSES, 2, out); /* 0..7 and 10..3: the upper middle */
+    assert_true(out[0] == 4 && out[1] == 7);
 }
 
 /* A burst in one pass that slows two neighbouring sizes just below the L3 knee to memory speed:
@@ -206,9 +213,9 @@ static void test_rates_median_of_passes(void **state) {
     fl_profile_rates_apply(&rp, &p);
     assert_true(p.gemm_flops == 1);
     /* a pass past the last is refused before anything is timed */
-    rp.n = FL_PROFILE_RATE_PASSES;
+    rp.n = FL_PROFILE_MAX_PASSES;
     assert_int_equal(fl_profile_rates_pass(&p, &rp), FL_ERR_ARG);
-    assert_int_equal(rp.n, FL_PROFILE_RATE_PASSES);
+    assert_int_equal(rp.n, FL_PROFILE_MAX_PASSES);
 }
 
 int main(void) {
