@@ -307,7 +307,7 @@ typedef struct method_eff {
  * as many bytes as the factors, the projection with a dense (2048, 1024) W_ih (measure_rows' shape)
  * run as a session runs a dense one (fl_rec_input: the packed kernel where there is one). */
 static fl_status measure_method(fl_profile *p, fl_method method, int R, method_eff *out) {
-    const int H = 1024, maxb = 256, RM = 2048, RK = 1024; /* reference projection (RM, RK) */
+    const int H = FL_PROFILE_EFF_HIDDEN, maxb = 256, RM = 2048, RK = 1024; /* reference projection (RM, RK) */
     fl_arch arch = {.input = H, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec specs[2] = {{method, R}, {method, R}};
     fl_model *m = NULL, *ref = NULL, *gref = NULL;
@@ -385,8 +385,8 @@ done:
  * the candidates the planner weighs run between the two. */
 static fl_status measure_methods(fl_profile *p, fl_method method) {
     method_eff lo, hi;
-    fl_status st = measure_method(p, method, 1024 / 16, &lo);
-    if (!st) st = measure_method(p, method, 1024 / 4, &hi);
+    fl_status st = measure_method(p, method, FL_PROFILE_EFF_HIDDEN / 16, &lo);
+    if (!st) st = measure_method(p, method, FL_PROFILE_EFF_HIDDEN / 4, &hi);
     if (st) return st;
     p->rec_efficiency[method] = hi.rec, p->gemm_efficiency[method] = hi.gemm;
     p->rec_efficiency_lo[method] = lo.rec, p->gemm_efficiency_lo[method] = lo.gemm;
