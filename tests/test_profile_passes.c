@@ -1,7 +1,8 @@
 /* Machine profile: the streaming ladder measured in several interleaved passes and combined point by
  * point by their median (fl_profile_curve_median) before the knees are read off it
  * (fl_profile_find_levels). A neighbour's burst that slows some sizes in one pass must not move a
- * knee; a fall that most passes see must. Synthetic curves only: nothing is timed. */
+ * knee; a fall that most passes see must. Synthetic curves only: nothing is timed but the cell
+ * update a profile run's begin takes (test_run_refusals), and no test reads a time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,6 +219,28 @@ static void test_rates_median_of_passes(void **state) {
     assert_int_equal(rp.n, FL_PROFILE_MAX_PASSES);
 }
 
+/* A profile run's calls refuse what they cannot do before timing anything: finishing without a pass
+ * (no curve to read), NULL arguments; begin fills p's reported figures and its cell update (timed
+ * once, no pass) and free releases the run. */
+static void test_run_refusals(void **state) {
+    (void)state;
+    fl_profile p;
+    fl_profile_run *r = NULL;
+    assert_int_equal(fl_profile_run_begin(NULL, &r), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_begin(&p, NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_pass(NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_finish(NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_passes(NULL), 0);
+    fl_profile_run_free(NULL);
+    assert_int_equal(fl_profile_run_begin(&p, &r), FL_OK);
+    assert_non_null(r);
+    assert_true(p.n_levels >= 1 && p.cell_seconds > 0 && p.cell_seconds_b1 > 0 && !p.measured);
+    assert_int_equal(fl_profile_run_passes(r), 0);
+    assert_int_equal(fl_profile_run_finish(r), FL_ERR_ARG); /* no pass: nothing to take medians of */
+    assert_false(p.measured);
+    fl_profile_run_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_median_of_passes),
@@ -225,6 +248,7 @@ int main(void) {
         cmocka_unit_test(test_persistent_fall_moves_knee),
         cmocka_unit_test(test_slow_top_is_memory),
         cmocka_unit_test(test_rates_median_of_passes),
+        cmocka_unit_test(test_run_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
