@@ -3,7 +3,8 @@
  * FL_PROFILE_EFF_HIDDEN, interpolated by the cost model and clamped outside the two: the input
  * projection's linearly in log(R / H), the recurrent step's linearly in log of its W_hh's weights
  * between the two measured W_hh's (the same thing at the measured hidden size, not at others); a
- * profile without the H/16 figures (older files) predicts with the H/4 ones at every rank. Hand-written profiles, each efficiency read back
+ * profile without the H/16 figures (older files) predicts with the H/4 ones at every rank. The
+ * step's efficiency is at most 1. Hand-written profiles, each efficiency read back
  * as the ratio of a matrix's compute term without efficiencies to the same term with them (the
  * model divides by it); and the profile file round trip. Nothing here is timed. */
 #include <setjmp.h>
@@ -161,6 +162,33 @@ static void test_size_interpolation(void **state) {
     }
 }
 
+/* A recurrent step's efficiency counts for at most 1 (faster than a dense step on as many bytes is
+ * where the measured shape's factors sat, not its kernels); the projection's is not capped. H/16
+ * figures above 1 (step 1.6 at batch 1, GEMM 1.5), H/4 ones below (0.8, 0.9). */
+static void test_step_efficiency_cap(void **state) {
+    (void)state;
+    for (int m = FL_METHOD_SVD; m <= FL_METHOD_CP; m++) {
+        fl_profile p = flat_profile();
+        set_figures(&p, (fl_method)m);
+        p.rec_efficiency_lo[m] = 1.6, p.gemm_efficiency_lo[m] = 1.5;
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.gemm_rows_efficiency_lo[m][k] = 1.5;
+        double r, g;
+        efficiencies(&p, (fl_method)m, E / 16, 1, 4, &r, &g);
+        assert_close(r, 1.0, 1e-12);
+        assert_close(g, 1.5, 1e-12);
+        efficiencies(&p, (fl_method)m, E / 8, 1, 4, &r, &g); /* half-way: 1.2 and 1.2 */
+        assert_close(r, 1.0, 1e-12);
+        assert_close(g, 1.2, 1e-12);
+        efficiencies(&p, (fl_method)m, E / 4, 1, 4, &r, &g); /* the H/4 figures, below 1: as they are */
+        assert_close(r, 0.8, 1e-12);
+        assert_close(g, 0.9, 1e-12);
+        /* an older profile (H/4 figures only) above 1: capped too */
+        p.rec_efficiency_lo[m] = 0, p.rec_efficiency[m] = 1.3;
+        efficiencies(&p, (fl_method)m, E / 16, 1, 4, &r, &g);
+        assert_close(r, 1.0, 1e-12);
+    }
+}
+
 /* Prediction of p for an SVD and a CP model at ranks H/16, H/8, H/4: equal for equal profiles. */
 static void assert_same_predictions(const fl_profile *a, const fl_profile *b) {
     for (int m = FL_METHOD_SVD; m <= FL_METHOD_CP; m++)
@@ -254,6 +282,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_interpolation),
         cmocka_unit_test(test_size_interpolation),
+        cmocka_unit_test(test_step_efficiency_cap),
         cmocka_unit_test(test_rank_profile_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,7 +39,7 @@
  *     Those figures are measured at rank H/4 and, in newer profiles, at H/16 too (the _lo
  *     fields), H = FL_PROFILE_EFF_HIDDEN: e_a at rank R is linear in log(R / H) between the two,
  *     e_r linear in log(params(W_hh)) between the two measured W_hh's (size_weight), both clamped
- *     outside them.
+ *     outside them; e_r at most 1 (method_efficiency: why).
  *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
  *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
  *   cell update: t_c = sum over layers of B * H * cell(B) / N_l (exp and tanh per hidden unit
@@ -323,6 +323,9 @@ static double cold_gx(const fl_profile *p, fl_method m, double rank, int H) {
 
 static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
 
+/* Most a recurrent step's SVD / CP efficiency counts for (method_efficiency: why). */
+#define REC_EFFICIENCY_MAX 1.0
+
 static double efficiency_at(double e1, const double *t, bool at1, double rows);
 
 /* Where a W_hh of method m holding `params` weights lies between the two the profile measured the
@@ -348,14 +351,25 @@ static double size_weight(fl_method m, double params) {
  * the matrix's place between the two measured shapes (0: the H/16 one, 1: the H/4 one; rec:
  * size_weight, GEMM: rank_weight): the rank-H/4 figures (rec_efficiency and its rows table, or
  * gemm_*) and, where the profile has them, the rank-H/16 ones (the _lo fields), each at the rows,
- * then linear in u between the two. Without the H/16 figures: the H/4 ones at every rank. */
+ * then linear in u between the two. Without the H/16 figures: the H/4 ones at every rank.
+ * The step's is at most REC_EFFICIENCY_MAX: above 1 a method's step ran faster than a dense step
+ * streaming as many bytes from the same level, which its kernels (a rank-R projection, then the
+ * same gate kernel at K = R) do not do; it is where its factors sat at the measured shape (V in a
+ * level below U's), and that moves with the co-tenants: two profiles of the 2-vCPU VM an hour
+ * apart (2026-11-30) read the rank-64 SVD / CP steps at 1.44 / 1.64 and at 1.03 / 0.82. Offline
+ * against the two bench_plan runs of those profiles (bench_plan --predict-only), within 15%: 12 and
+ * 8 of 48 with the size placement alone, 15 and 8 capped (each run's median ratio taken out: 35
+ * and 40, then 30 and 41; before both changes 14 and 7, 23 and 41). */
 static double method_efficiency(const fl_profile *p, fl_method m, bool rec, double rows, double u) {
     const double hi = rec ? efficiency_at(efficiency(p->rec_efficiency, m), p->rec_rows_efficiency[m], true, rows)
                           : efficiency_at(efficiency(p->gemm_efficiency, m), p->gemm_rows_efficiency[m], false, rows);
-    if (!(p->rec_efficiency_lo[m] > 0)) return hi;
-    const double lo = rec ? efficiency_at(p->rec_efficiency_lo[m], p->rec_rows_efficiency_lo[m], true, rows)
-                          : efficiency_at(efficiency(p->gemm_efficiency_lo, m), p->gemm_rows_efficiency_lo[m], false, rows);
-    return lo + u * (hi - lo);
+    double e = hi;
+    if (p->rec_efficiency_lo[m] > 0) {
+        const double lo = rec ? efficiency_at(p->rec_efficiency_lo[m], p->rec_rows_efficiency_lo[m], true, rows)
+                              : efficiency_at(efficiency(p->gemm_efficiency_lo, m), p->gemm_rows_efficiency_lo[m], false, rows);
+        e = lo + u * (hi - lo);
+    }
+    return rec && e > REC_EFFICIENCY_MAX ? REC_EFFICIENCY_MAX : e;
 }
 
 /* Efficiency of method m at `rows` from the batch-1 (or 64-row) figure e1 and the table t at 4, 16,
