@@ -17,11 +17,12 @@
  * the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops, gemm_rows_flops,
  * rec_rows_flops, thread_scale_*: profile_rates.c, the typical latency, as bench_plan scores it),
  * the streaming ladder on one thread and on all cores, and the step's rate from memory
- * (rec_memory_factor); each figure is the median of its passes. fl_profile_measure takes
- * FL_PROFILE_PASSES passes back to back; bench_plan takes one before each round of timing its
- * candidates, so the figures and the times it scores them against sample the same minutes. The
- * figures timed once, after the passes (level rates, cell update, efficiencies, fixed step cost,
- * bias pass, cold gx, quantized rates), keep near-best samples (REPS below). */
+ * (rec_memory_factor), each after the cell update it subtracts; each figure is the median of its
+ * passes. fl_profile_measure takes FL_PROFILE_PASSES passes back to back; bench_plan takes one
+ * before each round of timing its candidates, so the figures and the times it scores them against
+ * sample the same minutes. The figures timed once, after the passes (level rates, efficiencies,
+ * fixed step cost, bias pass, cold gx, quantized rates), and each pass's cell update and ladder
+ * points keep near-best samples (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "blas_threads.h"
@@ -433,6 +434,7 @@ struct fl_profile_run {
     /* v1, vall: (FL_PROFILE_MAX_PASSES, LADDER_POINTS) rates of the one-thread and all-cores ladders */
     double *v1, *vall;
     double mem_rate[FL_PROFILE_MAX_PASSES]; /* the step's flop rate at batch 16 from memory */
+    double cell16[FL_PROFILE_MAX_PASSES], cell1[FL_PROFILE_MAX_PASSES]; /* the cell update, batch 16 and 1 */
     size_t mem_bytes; /* its W_hh: twice the last level of the first pass's curve, 32..512 MiB */
     int n;            /* passes taken */
 };
@@ -486,7 +488,11 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
     fl_profile *p = r->p;
     const int q = r->n;
     int blas_threads = fl_blas_single_begin();
-    fl_status st = fl_profile_rates_pass(p, &r->rp);
+    /* the cell update first: this pass's ladder subtracts this pass's figure, finish the median */
+    fl_status st = measure_cell(16, &r->cell16[q]);
+    if (!st) st = measure_cell(1, &r->cell1[q]);
+    if (!st) p->cell_seconds = r->cell16[q], p->cell_seconds_b1 = r->cell1[q];
+    if (!st) st = fl_profile_rates_pass(p, &r->rp);
     if (!st) st = measure_ladder(1, &r->ws, p, p->curve_bytes, r->v1 + q * LADDER_POINTS);
     if (!st && p->cores >= 2) st = measure_ladder(2, &r->ws, p, p->curve_all_bytes, r->vall + q * LADDER_POINTS);
     if (!st && q == 0) r->mem_bytes = memory_set(p, p->curve_bytes, r->v1);
@@ -559,6 +565,8 @@ fl_status fl_profile_run_finish(fl_profile_run *r) {
 static fl_status finish(fl_profile_run *r) {
     fl_profile *p = r->p;
     double memory_bw = 0, mem_rate = 0;
+    fl_profile_curve_median(r->cell16, r->n, 1, &p->cell_seconds);
+    fl_profile_curve_median(r->cell1, r->n, 1, &p->cell_seconds_b1);
     apply_capacities(r, &memory_bw);
     fl_profile_rates_apply(&r->rp, p);
     fl_profile_curve_median(r->mem_rate, r->n, 1, &mem_rate);

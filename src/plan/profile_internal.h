@@ -140,15 +140,15 @@ static inline double fl_profile_cell_of(const fl_profile *p, int B, int H, int t
  * round of timing its candidates after each pass, so that the profile's rates and the candidates'
  * times sample the same minutes of a machine whose speed drifts). fl_profile_measure is begin,
  * FL_PROFILE_PASSES passes, finish, free.
- *   begin:  fl_profile_detect into p (kept by the run until free), the cell update figures (timed
- *           once: what every pass subtracts), BLAS on one thread for the run's own calls;
- *   pass:   one pass of every rate figure (fl_profile_rates_pass), of the streaming ladder on one
- *           thread and on all cores, and the step's rate at batch 16 from memory; FL_ERR_ARG past
- *           FL_PROFILE_MAX_PASSES;
- *   finish: each figure the median of its passes (the curves point by point, then their knees and
- *           levels; the rates; the rate from memory), then the figures timed once (level rates, the
- *           fixed step cost, SVD / CP efficiencies, bias pass, cold input projections, quantized
- *           rates); p->measured = 1. FL_ERR_ARG without a pass.
+ *   begin:  fl_profile_detect into p (kept by the run until free), a first figure of the cell
+ *           update; BLAS on one thread for the run's own calls (restored before each return);
+ *   pass:   one pass of the cell update (the pass's own measurements subtract it), of every rate
+ *           figure (fl_profile_rates_pass), of the streaming ladder on one thread and on all cores,
+ *           and the step's rate at batch 16 from memory; FL_ERR_ARG past FL_PROFILE_MAX_PASSES;
+ *   finish: each figure the median of its passes (the cell update; the curves point by point, then
+ *           their knees and levels; the rates; the rate from memory), then the figures timed once
+ *           (level rates, the fixed step cost, SVD / CP efficiencies, bias pass, cold input
+ *           projections, quantized rates); p->measured = 1. FL_ERR_ARG without a pass.
  * Between calls the run holds the ladder's weights (256 MiB) and restores BLAS's thread count. */
 typedef struct fl_profile_run fl_profile_run;
 fl_status fl_profile_run_begin(fl_profile *p, fl_profile_run **out);
