@@ -16,6 +16,19 @@
  * with SVD / CP efficiencies at two ranks (H/16 and H/4) also gets the ratio predicted from its H/4
  * figures alone (the model before the second rank), in the last column and the summary.
  *
+ * The profile measured in the same minutes as the candidates: on that VM the machine's speed drifts
+ * 10-80% from minute to minute, and with the profile measured first (~30 s) and the rounds after it
+ * (~2 min) the score said mostly whether the profile's half-minute fell in a fast or a slow one (a
+ * run whose profile met the day's fastest moment measured 45 of 48 candidates 1.05-1.69x their
+ * prediction). So when the profile is measured (--refresh, or none saved for this machine) the run
+ * interleaves: profile pass i (fl_profile_run_pass: the rate figures, the streaming ladder on one
+ * thread and on all cores, the step's rate from memory), then candidate round i, for each of the
+ * rounds (up to FL_PROFILE_MAX_PASSES passes); the profile's figures are the medians over those
+ * passes, its once-timed figures (level rates, efficiencies, fixed step cost, ...) are taken after
+ * the last round, and the predictions are made from the finished profile, which is saved as before.
+ * The predictions stay predictions: the model's figures are its generic rates (GEMM, streaming, cell
+ * update, kernel efficiencies on its own shapes); no candidate's own timing enters any of them.
+ *
  *   bench_plan [--hidden H] [--input D] [--layers L] [--batch B] [--seq T] [--threads N]
  *              [--reps R] [--rounds N] [--profile PATH] [--refresh] [--quick] [--predict-only] [--breakdown]
  * --predict-only: the predictions from the profile alone, nothing timed (the measured column reads
@@ -35,6 +48,7 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "plan/plan_internal.h"
+#include "plan/profile_internal.h"
 #include "kernels/kernels.h"
 #include "recurrent.h"
 
@@ -276,16 +290,27 @@ static int breakdown_shape(const bench_args *a, const fl_profile *prof, int H) {
     return st ? 1 : 0;
 }
 
-/* Every candidate of the shapes hs[0..ns) predicted, then (unless --predict-only) measured in
- * a->rounds interleaved rounds: round r times every candidate once (fl_plan_time_model: a warm-up
- * run, then the median of a->reps runs), in list order on even rounds and reversed on odd ones, so
- * a slow minute of the machine falls on one round of every candidate rather than on all the rounds
- * of a few; a candidate's measurement is the median of its rounds, printed with their min..max.
- * prof1: prof with its H/16 efficiencies dropped, or NULL (prof has none); tallies into *all and
- * (prof1's predictions) *one, and counts in *in_spread the predictions inside their candidate's
- * min..max. */
-static int run_shapes(const bench_args *a, const fl_profile *prof, const fl_profile *prof1, const int *hs, int ns,
-                      tally *all, tally *one, int *in_spread) {
+/* The profile's headline figures. */
+static void print_profile(const fl_profile *prof) {
+    const fl_cache_level *llc = &prof->level[prof->n_levels - 1];
+    printf("profile: L%d %zu KiB at %.1f GB/s ... last level %zu KiB (reported %zu KiB) at %.1f GB/s, DRAM %.1f "
+           "GB/s, sgemm %.1f GFLOP/s, mat-vec %.1f GFLOP/s%s\n",
+           prof->level[0].level, prof->level[0].bytes >> 10, prof->level[0].bandwidth / 1e9, llc->bytes >> 10,
+           llc->reported_bytes >> 10, llc->bandwidth / 1e9, prof->dram_bandwidth / 1e9, prof->gemm_flops / 1e9,
+           prof->gemv_flops / 1e9, prof->measured ? "" : " (not measured)");
+}
+
+/* Every candidate of the shapes hs[0..ns) (unless --predict-only) measured in a->rounds interleaved
+ * rounds: round r times every candidate once (fl_plan_time_model: a warm-up run, then the median of
+ * a->reps runs), in list order on even rounds and reversed on odd ones, so a slow minute of the
+ * machine falls on one round of every candidate rather than on all the rounds of a few; a
+ * candidate's measurement is the median of its rounds, printed with their min..max. pr: NULL (prof
+ * is ready), or a profile run on prof: one pass of it before each round while it takes them, then
+ * finished and saved to a->profile. Then every candidate predicted from prof, and from prof with its
+ * H/16 efficiencies dropped where it has them (the last column); tallies into *all and (those)
+ * *one, and counts in *in_spread the predictions inside their candidate's min..max. */
+static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr, const int *hs, int ns, tally *all,
+                      tally *one, int *in_spread) {
     const int per = (int)N_CFG * a->n_batches * a->n_threads, R = a->predict_only ? 0 : a->rounds;
     const size_t nmat = (size_t)2 * a->layers;
     cand *cs = calloc((size_t)ns * per, sizeof *cs);
@@ -307,24 +332,46 @@ static int run_shapes(const bench_args *a, const fl_profile *prof, const fl_prof
             st = fl_model_create(&arch[s], specs, m);
             if (!st) st = fl_model_init_random(*m, 1);
             for (int bi = 0; bi < a->n_batches && !st; bi++)
-                for (int ti = 0; ti < a->n_threads && !st; ti++, n++) {
-                    cand *c = &cs[n];
-                    *c = (cand){.shape = s, .k = (int)k, .B = a->batches[bi], .T = a->threads[ti], .m = *m,
-                                .t = times + (size_t)n * (R > 0 ? R : 1)};
-                    st = fl_cost_predict_terms(prof, &arch[s], specs, c->B, a->seq, c->T, &c->c, terms);
-                    if (!st && prof1) st = fl_cost_predict(prof1, &arch[s], specs, c->B, a->seq, c->T, &c->c1);
-                    c->w = terms[1];
-                    if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[k].name, fl_status_str(st), fl_last_error());
-                }
+                for (int ti = 0; ti < a->n_threads && !st; ti++, n++)
+                    cs[n] = (cand){.shape = s, .k = (int)k, .B = a->batches[bi], .T = a->threads[ti], .m = *m,
+                                   .t = times + (size_t)n * (R > 0 ? R : 1)};
         }
     }
     for (int r = 0; r < R && !st; r++) {
-        fprintf(stderr, "bench_plan: round %d of %d...\n", r + 1, R);
+        if (pr && fl_profile_run_passes(pr) < FL_PROFILE_MAX_PASSES) {
+            fprintf(stderr, "bench_plan: profile pass %d...\n", fl_profile_run_passes(pr) + 1);
+            st = fl_profile_run_pass(pr);
+            if (st) fprintf(stderr, "bench_plan: profile: %s: %s\n", fl_status_str(st), fl_last_error());
+        }
+        if (!st) fprintf(stderr, "bench_plan: round %d of %d...\n", r + 1, R);
         for (int j = 0; j < n && !st; j++) {
             cand *c = &cs[r % 2 ? n - 1 - j : j];
             st = fl_plan_time_model(c->m, c->B, a->seq, c->T, a->reps, 1, &c->t[r]);
             if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
         }
+    }
+    if (pr && !st) {
+        fprintf(stderr, "bench_plan: finishing the profile (%d passes)...\n", fl_profile_run_passes(pr));
+        st = fl_profile_run_finish(pr);
+        if (st) fprintf(stderr, "bench_plan: profile: %s: %s\n", fl_status_str(st), fl_last_error());
+        else if (fl_profile_save(prof, a->profile) != FL_OK)
+            fprintf(stderr, "bench_plan: could not save the profile: %s\n", fl_last_error());
+    }
+    if (!st) print_profile(prof);
+    /* prof1: prof with its H/16 efficiencies dropped, or NULL (prof has none) */
+    fl_profile one1 = *prof;
+    memset(one1.rec_efficiency_lo, 0, sizeof one1.rec_efficiency_lo);
+    const fl_profile *prof1 =
+        prof->rec_efficiency_lo[FL_METHOD_SVD] > 0 || prof->rec_efficiency_lo[FL_METHOD_CP] > 0 ? &one1 : NULL;
+    for (int j = 0; j < n && !st; j++) {
+        cand *c = &cs[j];
+        const int H = hs[c->shape];
+        for (size_t i = 0; i < nmat; i++)
+            specs[i] = (fl_mat_spec){cfg[c->k].method, cfg[c->k].div ? (H / cfg[c->k].div > 0 ? H / cfg[c->k].div : 1) : 0};
+        st = fl_cost_predict_terms(prof, &arch[c->shape], specs, c->B, a->seq, c->T, &c->c, terms);
+        if (!st && prof1) st = fl_cost_predict(prof1, &arch[c->shape], specs, c->B, a->seq, c->T, &c->c1);
+        c->w = terms[1];
+        if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
     }
     for (int j = 0; j < n && !st; j++) {
         const cand *c = &cs[j];
@@ -352,6 +399,15 @@ static int run_shapes(const bench_args *a, const fl_profile *prof, const fl_prof
                c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
         if (prof1) printf(" %8.2f", meas / c->c1.seconds);
         printf("\n");
+    }
+    if (!st && R > 0) {
+        printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%% (measurement: median of %d "
+               "rounds of %d runs; %d predictions inside their candidate's min..max over the rounds)\n",
+               all->within, all->n, (exp(all->worst) - 1) * 100, R, a->reps, *in_spread);
+        if (pr) printf("profile measured in %d passes, one before each of the first rounds\n", fl_profile_run_passes(pr));
+        if (prof1)
+            printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", one->within, one->n,
+                   (exp(one->worst) - 1) * 100);
     }
     for (size_t i = 0; models && i < (size_t)ns * N_CFG; i++) fl_model_free(models[i]);
     free(cs), free(models), free(specs), free(terms), free(times), free(arch);
@@ -400,6 +456,8 @@ int main(int argc, char **argv) {
         i++;
     }
     fl_profile prof;
+    fl_profile_run *run = NULL; /* the profile measured between the rounds (run_shapes) */
+    char path[4096];            /* the default profile path (a.profile points here) */
     fl_machine_id here;
     fl_machine_id_detect(&here);
     if (a.quick) {
@@ -411,7 +469,6 @@ int main(int argc, char **argv) {
             return 1;
         }
     } else {
-        char path[4096];
         if (!a.profile) {
             if (fl_profile_default_path(path, sizeof path)) {
                 fprintf(stderr, "bench_plan: %s\n", fl_last_error());
@@ -426,37 +483,32 @@ int main(int argc, char **argv) {
         if (a.predict_only && !a.refresh) {
             /* nothing measured: the saved profile as it is, whatever machine it describes */
         } else if (a.refresh || fl_profile_load(a.profile, &prof) != FL_OK || fl_profile_check_machine(&prof, &here) != FL_OK) {
-            fprintf(stderr, "bench_plan: measuring the machine profile...\n");
-            fl_status st = fl_profile_measure(&prof);
+            /* with candidates to time, the profile's passes go between their rounds (run_shapes) */
+            const bool interleave = !a.predict_only && !a.breakdown;
+            fl_status st = FL_OK;
+            if (interleave) {
+                fprintf(stderr, "bench_plan: measuring the machine profile, a pass before each round...\n");
+                st = fl_profile_run_begin(&prof, &run);
+            } else {
+                fprintf(stderr, "bench_plan: measuring the machine profile...\n");
+                if (!(st = fl_profile_measure(&prof)) && fl_profile_save(&prof, a.profile) != FL_OK)
+                    fprintf(stderr, "bench_plan: could not save the profile: %s\n", fl_last_error());
+            }
             if (st) {
                 fprintf(stderr, "bench_plan: %s: %s\n", fl_status_str(st), fl_last_error());
                 return 1;
             }
-            if (fl_profile_save(&prof, a.profile) != FL_OK)
-                fprintf(stderr, "bench_plan: could not save the profile: %s\n", fl_last_error());
         }
     }
-    const fl_cache_level *llc = &prof.level[prof.n_levels - 1];
-    printf("profile: L%d %zu KiB at %.1f GB/s ... last level %zu KiB (reported %zu KiB) at %.1f GB/s, DRAM %.1f "
-           "GB/s, sgemm %.1f GFLOP/s, mat-vec %.1f GFLOP/s%s\n",
-           prof.level[0].level, prof.level[0].bytes >> 10, prof.level[0].bandwidth / 1e9, llc->bytes >> 10,
-           llc->reported_bytes >> 10, llc->bandwidth / 1e9, prof.dram_bandwidth / 1e9, prof.gemm_flops / 1e9,
-           prof.gemv_flops / 1e9, prof.measured ? "" : " (not measured)");
-    fl_profile one = prof;
-    memset(one.rec_efficiency_lo, 0, sizeof one.rec_efficiency_lo);
-    const fl_profile *prof1 = prof.rec_efficiency_lo[FL_METHOD_SVD] > 0 || prof.rec_efficiency_lo[FL_METHOD_CP] > 0 ? &one : NULL;
     tally all = {0}, t1 = {0};
     int in_spread = 0, rc;
     const int hs[2] = {a.hidden ? a.hidden : 650, 1500}, ns = a.hidden ? 1 : 2;
-    if (a.breakdown) rc = breakdown_shape(&a, &prof, hs[0]) || (ns > 1 && breakdown_shape(&a, &prof, hs[1]));
-    else rc = run_shapes(&a, &prof, prof1, hs, ns, &all, &t1, &in_spread);
-    if (!rc && !a.predict_only && !a.breakdown) {
-        printf("\n%d of %d predictions within 15%% of the measurement; worst off by %.0f%% (measurement: median of %d "
-               "rounds of %d runs; %d predictions inside their candidate's min..max over the rounds)\n",
-               all.within, all.n, (exp(all.worst) - 1) * 100, a.rounds, a.reps, in_spread);
-        if (prof1)
-            printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", t1.within, t1.n,
-                   (exp(t1.worst) - 1) * 100);
+    if (a.breakdown) {
+        print_profile(&prof);
+        rc = breakdown_shape(&a, &prof, hs[0]) || (ns > 1 && breakdown_shape(&a, &prof, hs[1]));
+    } else {
+        rc = run_shapes(&a, &prof, run, hs, ns, &all, &t1, &in_spread);
     }
+    fl_profile_run_free(run);
     return rc;
 }

@@ -1,7 +1,10 @@
 /* The SVD / CP kernel efficiencies at two ranks: the profile's figures at rank H/4 (rec_efficiency,
- * gemm_efficiency and their rows tables) and at H/16 (the _lo fields), interpolated by the cost model
- * linearly in log(R / H) and clamped outside the two; a profile without the H/16 figures (older
- * files) predicts with the H/4 ones at every rank. Hand-written profiles, each efficiency read back
+ * gemm_efficiency and their rows tables) and at H/16 (the _lo fields), measured at hidden
+ * FL_PROFILE_EFF_HIDDEN, interpolated by the cost model and clamped outside the two: the input
+ * projection's linearly in log(R / H), the recurrent step's linearly in log of its W_hh's weights
+ * between the two measured W_hh's (the same thing at the measured hidden size, not at others); a
+ * profile without the H/16 figures (older files) predicts with the H/4 ones at every rank. The
+ * step's efficiency is at most 1. Hand-written profiles, each efficiency read back
  * as the ratio of a matrix's compute term without efficiencies to the same term with them (the
  * model divides by it); and the profile file round trip. Nothing here is timed. */
 #include <setjmp.h>
@@ -11,6 +14,8 @@
 #include <cmocka.h>
 
 #include "fastlstm/plan.h"
+#include "internal.h"
+#include "plan/plan_internal.h"
 #include "testutil.h"
 #include "json_file.h"
 #include "flat_profile.h"
@@ -21,18 +26,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* input 64, hidden 64, one layer, no head: W_ih and W_hh both (256, 64); rank 4 is H/16, 16 is H/4. */
-static const fl_arch arch = {.input = 64, .hidden = 64, .layers = 1, .head = FL_HEAD_NONE};
+/* The measured shape: input and hidden FL_PROFILE_EFF_HIDDEN (E), one layer, no head: W_ih and W_hh
+ * both (4E, E); rank E/16 and E/4 are the measured ranks. */
+#define E FL_PROFILE_EFF_HIDDEN
+static const fl_arch arch_e = {.input = E, .hidden = E, .layers = 1, .head = FL_HEAD_NONE};
+static const fl_arch *arch = &arch_e; /* the shape the helpers below predict (test_size_interpolation changes it) */
 
 /* Compute terms of W_ih (t[0]) and W_hh (t[1]), both `m` at `rank`. */
 static void terms(const fl_profile *p, fl_method m, int rank, int batch, int seq, fl_cost_term t[2]) {
     const fl_mat_spec specs[2] = {{m, rank}, {m, rank}};
     fl_cost c;
-    assert_int_equal(fl_cost_predict_terms(p, &arch, specs, batch, seq, 1, &c, t), FL_OK);
+    assert_int_equal(fl_cost_predict_terms(p, arch, specs, batch, seq, 1, &c, t), FL_OK);
 }
 
 /* The efficiencies p gives the recurrent step (*rec) and the input projection (*gemm) of method m
- * at rank, batch, seq: the terms of a profile without efficiencies over p's. */
+ * at rank, batch, seq (*arch): the terms of a profile without efficiencies over p's. */
 static void efficiencies(const fl_profile *p, fl_method m, int rank, int batch, int seq, double *rec, double *gemm) {
     fl_profile p0 = *p;
     memset(p0.rec_efficiency, 0, sizeof p0.rec_efficiency);
@@ -68,7 +76,7 @@ static void test_rank_interpolation(void **state) {
         double r, g;
         /* batch 1, seq 4 (the projection on 4 rows): rank H/16 the low figures, H/4 the high ones,
          * H/8 half-way, clamped below H/16 and above H/4 */
-        const int ranks[5] = {2, 4, 8, 16, 32};
+        const int ranks[5] = {E / 32, E / 16, E / 8, E / 4, E / 2};
         const double want_r[5] = {0.4, 0.4, 0.6, 0.8, 0.8}, want_g[5] = {0.5, 0.5, 0.7, 0.9, 0.9};
         for (int k = 0; k < 5; k++) {
             efficiencies(&p, (fl_method)m, ranks[k], 1, 4, &r, &g);
@@ -77,15 +85,15 @@ static void test_rank_interpolation(void **state) {
         }
         /* the rows tables interpolate first: batch 2 (half-way in log between 1 and 4) low 0.35,
          * high 0.7; batch 16 low 0.35, high 0.6; seq 4 x batch 16 = 64 rows: GEMM low 0.7, high 0.9 */
-        efficiencies(&p, (fl_method)m, 8, 2, 4, &r, &g);
+        efficiencies(&p, (fl_method)m, E / 8, 2, 4, &r, &g);
         assert_close(r, 0.5 * (0.35 + 0.7), 1e-12);
-        efficiencies(&p, (fl_method)m, 8, 16, 4, &r, &g);
+        efficiencies(&p, (fl_method)m, E / 8, 16, 4, &r, &g);
         assert_close(r, 0.5 * (0.35 + 0.6), 1e-12);
         assert_close(g, 0.5 * (0.7 + 0.9), 1e-12);
-        /* a quarter of the way in log rank: rank 4 * 4^(1/4) is not an integer; rank 6 is
-         * log(6/4)/log(4) of the way */
+        /* part of the way in log rank: rank 6 E / 64 is log(6/4)/log(4) of the way (at the measured
+         * hidden size the step's weights grow as R, for SVD and CP alike: the same place) */
         const double u = log(1.5) / log(4.0);
-        efficiencies(&p, (fl_method)m, 6, 1, 4, &r, &g);
+        efficiencies(&p, (fl_method)m, 6 * E / 64, 1, 4, &r, &g);
         assert_close(r, 0.4 + u * 0.4, 1e-12);
         assert_close(g, 0.5 + u * 0.4, 1e-12);
         /* without the H/16 figures (an older profile): the H/4 ones at every rank */
@@ -100,9 +108,85 @@ static void test_rank_interpolation(void **state) {
     fl_profile p = flat_profile();
     set_figures(&p, FL_METHOD_SVD);
     double r, g;
-    efficiencies(&p, FL_METHOD_CP, 4, 1, 4, &r, &g);
+    efficiencies(&p, FL_METHOD_CP, E / 16, 1, 4, &r, &g);
     assert_close(r, 1.0, 1e-12);
     assert_close(g, 1.0, 1e-12);
+}
+
+/* Weights of a (4 H, K) W_hh of method m at rank R. */
+static double whh_params(fl_method m, int H, int K, int R) {
+    fl_mat w = {.method = m, .rows = 4 * H, .cols = K, .rank = R};
+    return (double)fl_mat_params(&w);
+}
+
+/* At another hidden size the recurrent step's figures go by its W_hh's weights against the measured
+ * ones (E at ranks E/16 and E/4), the projection's still by R / H: a 1500 rank-93 (H/16) step holds
+ * 2.1x the weights of the measured H/16 one and is placed 0.55 of the way to the H/4 figures; a
+ * 650 rank-40 step holds fewer than the H/16 one (its figures); a 650 rank-162 (H/4) step sits at
+ * 0.34. */
+static void test_size_interpolation(void **state) {
+    (void)state;
+    const struct {
+        int H, R;
+    } at[4] = {{1500, 93}, {650, 40}, {650, 162}, {1500, 375}};
+    for (int m = FL_METHOD_SVD; m <= FL_METHOD_CP; m++)
+        for (int k = 0; k < 4; k++) {
+            fl_profile p = flat_profile();
+            set_figures(&p, (fl_method)m);
+            const fl_arch a = {.input = at[k].H, .hidden = at[k].H, .layers = 1, .head = FL_HEAD_NONE};
+            arch = &a;
+            const double plo = whh_params((fl_method)m, E, E, E / 16), phi = whh_params((fl_method)m, E, E, E / 4);
+            double u = log(whh_params((fl_method)m, at[k].H, at[k].H, at[k].R) / plo) / log(phi / plo);
+            u = u < 0 ? 0 : u > 1 ? 1 : u;
+            double ur = log(16.0 * at[k].R / at[k].H) / log(4.0);
+            ur = ur < 0 ? 0 : ur > 1 ? 1 : ur;
+            double r, g;
+            efficiencies(&p, (fl_method)m, at[k].R, 1, 4, &r, &g); /* batch 1: 0.4 .. 0.8; 4 rows: 0.5 .. 0.9 */
+            assert_close(r, 0.4 + u * 0.4, 1e-12);
+            assert_close(g, 0.5 + ur * 0.4, 1e-12);
+            arch = &arch_e;
+        }
+    /* the places themselves, for SVD: a 1500 rank-93 step halfway (0.545), a 650 rank-40 one at the
+     * low figures, a 650 rank-162 one at a third (0.342), a 1500 rank-375 one at the high figures */
+    const double want[4] = {log(7500.0 * 93 / (5120.0 * 64)) / log(4.0), 0, log(3250.0 * 162 / (5120.0 * 64)) / log(4.0), 1};
+    assert_true(want[0] > 0.5 && want[0] < 0.6 && want[2] > 0.3 && want[2] < 0.4);
+    for (int k = 0; k < 4; k++) {
+        fl_profile p = flat_profile();
+        set_figures(&p, FL_METHOD_SVD);
+        const fl_arch a = {.input = at[k].H, .hidden = at[k].H, .layers = 1, .head = FL_HEAD_NONE};
+        arch = &a;
+        double r, g;
+        efficiencies(&p, FL_METHOD_SVD, at[k].R, 1, 4, &r, &g);
+        assert_close(r, 0.4 + want[k] * 0.4, 1e-12);
+        arch = &arch_e;
+    }
+}
+
+/* A recurrent step's efficiency counts for at most 1 (faster than a dense step on as many bytes is
+ * where the measured shape's factors sat, not its kernels); the projection's is not capped. H/16
+ * figures above 1 (step 1.6 at batch 1, GEMM 1.5), H/4 ones below (0.8, 0.9). */
+static void test_step_efficiency_cap(void **state) {
+    (void)state;
+    for (int m = FL_METHOD_SVD; m <= FL_METHOD_CP; m++) {
+        fl_profile p = flat_profile();
+        set_figures(&p, (fl_method)m);
+        p.rec_efficiency_lo[m] = 1.6, p.gemm_efficiency_lo[m] = 1.5;
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.gemm_rows_efficiency_lo[m][k] = 1.5;
+        double r, g;
+        efficiencies(&p, (fl_method)m, E / 16, 1, 4, &r, &g);
+        assert_close(r, 1.0, 1e-12);
+        assert_close(g, 1.5, 1e-12);
+        efficiencies(&p, (fl_method)m, E / 8, 1, 4, &r, &g); /* half-way: 1.2 and 1.2 */
+        assert_close(r, 1.0, 1e-12);
+        assert_close(g, 1.2, 1e-12);
+        efficiencies(&p, (fl_method)m, E / 4, 1, 4, &r, &g); /* the H/4 figures, below 1: as they are */
+        assert_close(r, 0.8, 1e-12);
+        assert_close(g, 0.9, 1e-12);
+        /* an older profile (H/4 figures only) above 1: capped too */
+        p.rec_efficiency_lo[m] = 0, p.rec_efficiency[m] = 1.3;
+        efficiencies(&p, (fl_method)m, E / 16, 1, 4, &r, &g);
+        assert_close(r, 1.0, 1e-12);
+    }
 }
 
 /* Prediction of p for an SVD and a CP model at ranks H/16, H/8, H/4: equal for equal profiles. */
@@ -111,8 +195,8 @@ static void assert_same_predictions(const fl_profile *a, const fl_profile *b) {
         for (int rank = 4; rank <= 16; rank *= 2) {
             const fl_mat_spec specs[2] = {{(fl_method)m, rank}, {(fl_method)m, rank}};
             fl_cost ca, cb;
-            assert_int_equal(fl_cost_predict(a, &arch, specs, 3, 5, 1, &ca), FL_OK);
-            assert_int_equal(fl_cost_predict(b, &arch, specs, 3, 5, 1, &cb), FL_OK);
+            assert_int_equal(fl_cost_predict(a, arch, specs, 3, 5, 1, &ca), FL_OK);
+            assert_int_equal(fl_cost_predict(b, arch, specs, 3, 5, 1, &cb), FL_OK);
             assert_close(ca.seconds, cb.seconds, 1e-9 * ca.seconds);
         }
 }
@@ -197,6 +281,8 @@ static void test_rank_profile_file(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_interpolation),
+        cmocka_unit_test(test_size_interpolation),
+        cmocka_unit_test(test_step_efficiency_cap),
         cmocka_unit_test(test_rank_profile_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

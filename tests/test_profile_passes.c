@@ -1,7 +1,8 @@
 /* Machine profile: the streaming ladder measured in several interleaved passes and combined point by
  * point by their median (fl_profile_curve_median) before the knees are read off it
  * (fl_profile_find_levels). A neighbour's burst that slows some sizes in one pass must not move a
- * knee; a fall that most passes see must. Synthetic curves only: nothing is timed. */
+ * knee; a fall that most passes see must. Synthetic curves only: nothing is timed but the cell
+ * update a profile run's begin takes (test_run_refusals), and no test reads a time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +77,13 @@ static void test_median_of_passes(void **state) {
     for (int i = 0; i < 4; i++) assert_true(out[i] == want2[i]);
     fl_profile_curve_median(v, 1, 4, out);
     for (int i = 0; i < 4; i++) assert_true(out[i] == v[i]);
+    /* bench_plan's passes, one per round: 5 (its default) and FL_PROFILE_MAX_PASSES, in any order */
+    double w[FL_PROFILE_MAX_PASSES * 2];
+    for (int q = 0; q < FL_PROFILE_MAX_PASSES; q++) w[2 * q] = (q * 5) % 8, w[2 * q + 1] = 10.0 - q;
+    fl_profile_curve_median(w, 5, 2, out); /* {0, 5, 2, 7, 4} and {10..6} */
+    assert_true(out[0] == 4 && out[1] == 8);
+    fl_profile_curve_median(w, FL_PROFILE_MAX_PASSES, 2, out); /* 0..7 and 10..3: the upper middle */
+    assert_true(out[0] == 4 && out[1] == 7);
 }
 
 /* A burst in one pass that slows two neighbouring sizes just below the L3 knee to memory speed:
@@ -206,9 +214,31 @@ static void test_rates_median_of_passes(void **state) {
     fl_profile_rates_apply(&rp, &p);
     assert_true(p.gemm_flops == 1);
     /* a pass past the last is refused before anything is timed */
-    rp.n = FL_PROFILE_RATE_PASSES;
+    rp.n = FL_PROFILE_MAX_PASSES;
     assert_int_equal(fl_profile_rates_pass(&p, &rp), FL_ERR_ARG);
-    assert_int_equal(rp.n, FL_PROFILE_RATE_PASSES);
+    assert_int_equal(rp.n, FL_PROFILE_MAX_PASSES);
+}
+
+/* A profile run's calls refuse what they cannot do before timing anything: finishing without a pass
+ * (no curve to read), NULL arguments; begin fills p's reported figures and its cell update (timed
+ * once, no pass) and free releases the run. */
+static void test_run_refusals(void **state) {
+    (void)state;
+    fl_profile p;
+    fl_profile_run *r = NULL;
+    assert_int_equal(fl_profile_run_begin(NULL, &r), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_begin(&p, NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_pass(NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_finish(NULL), FL_ERR_ARG);
+    assert_int_equal(fl_profile_run_passes(NULL), 0);
+    fl_profile_run_free(NULL);
+    assert_int_equal(fl_profile_run_begin(&p, &r), FL_OK);
+    assert_non_null(r);
+    assert_true(p.n_levels >= 1 && p.cell_seconds > 0 && p.cell_seconds_b1 > 0 && !p.measured);
+    assert_int_equal(fl_profile_run_passes(r), 0);
+    assert_int_equal(fl_profile_run_finish(r), FL_ERR_ARG); /* no pass: nothing to take medians of */
+    assert_false(p.measured);
+    fl_profile_run_free(r);
 }
 
 int main(void) {
@@ -218,6 +248,7 @@ int main(void) {
         cmocka_unit_test(test_persistent_fall_moves_knee),
         cmocka_unit_test(test_slow_top_is_memory),
         cmocka_unit_test(test_rates_median_of_passes),
+        cmocka_unit_test(test_run_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,7 +37,9 @@
  *     rec_rows_efficiency at 4, 16, 64, 256) or rows (GEMM: e_a(n) through gemm_rows_efficiency,
  *     clamped outside 4..256 rows); a missing point falls back to the batch-1 / 64-row figure.
  *     Those figures are measured at rank H/4 and, in newer profiles, at H/16 too (the _lo
- *     fields): e at rank R is linear in log(R / H) between the two, clamped outside them.
+ *     fields), H = FL_PROFILE_EFF_HIDDEN: e_a at rank R is linear in log(R / H) between the two,
+ *     e_r linear in log(params(W_hh)) between the two measured W_hh's (size_weight), both clamped
+ *     outside them; e_r at most 1 (method_efficiency: why).
  *   A W_hh held by no cache level scales rate_r by the profile's rec_memory_factor (the product
  *     streams its operand from memory, so it runs below the in-cache rate even when compute-bound).
  *   cell update: t_c = sum over layers of B * H * cell(B) / N_l (exp and tanh per hidden unit
@@ -93,6 +95,7 @@
  * factor and the regime agree. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
 #include "internal.h"
 #include "tuning_consts.h"
+#include "plan_internal.h"
 #include "fastlstm/plan.h"
 
 #include <math.h>
@@ -351,19 +354,53 @@ static double cold_gx(const fl_profile *p, fl_method m, double rank, int H) {
 
 static double efficiency(const double *e, fl_method m) { return e[m] > 0 ? e[m] : 1.0; }
 
+/* Most a recurrent step's SVD / CP efficiency counts for (method_efficiency: why). */
+#define REC_EFFICIENCY_MAX 1.0
+
 static double efficiency_at(double e1, const double *t, bool at1, double rows);
 
-/* Efficiency of method m's recurrent step (rec) or input projection / head GEMM at `rows` rows and
- * rank R, hidden H: the rank-H/4 figures (rec_efficiency and its rows table, or gemm_*) and, where
- * the profile has them, the rank-H/16 ones (the _lo fields), each at the rows, then linear in
- * log(R / H) between the two (rank_weight). Without the H/16 figures: the H/4 ones at every rank. */
-static double method_efficiency(const fl_profile *p, fl_method m, bool rec, double rows, double rank, int H) {
+/* Where a W_hh of method m holding `params` weights lies between the two the profile measured the
+ * step's efficiencies on (hidden FL_PROFILE_EFF_HIDDEN, ranks H/16 and H/4): 0 at the H/16 one's
+ * size (and below), 1 at the H/4 one's (and above), linear in log(params) between. By size, not by
+ * R / H: the step's efficiency is its time against a dense step of as many bytes, and what it
+ * carries beyond the kernels is where its factors sit (at H = 1024, rank 64, V is 256 KiB, within a
+ * 512 KiB L2, U 1 MiB beyond it), which follows their bytes. By R / H, a 1500 rank-93 step (2.8 MB,
+ * V alone past L2) took the rank-64 figures of 1.3 MB; the 2026-11-30 23:53 profile read those at
+ * 1.44 (SVD) and 1.64 (CP) and predicted the 1500 h/16 and h/8 candidates 1.4-1.55x too fast, 1.2x
+ * beyond that run's median error. */
+static double size_weight(fl_method m, double params) {
+    const int He = FL_PROFILE_EFF_HIDDEN;
+    fl_mat lo = {.method = m, .rows = 4 * He, .cols = He, .rank = He / 16}, hi = lo;
+    hi.rank = He / 4;
+    const double plo = (double)fl_mat_params(&lo), phi = (double)fl_mat_params(&hi);
+    if (!(params > plo)) return 0;
+    const double u = log(params / plo) / log(phi / plo);
+    return u > 1 ? 1 : u;
+}
+
+/* Efficiency of method m's recurrent step (rec) or input projection / head GEMM at `rows` rows, u
+ * the matrix's place between the two measured shapes (0: the H/16 one, 1: the H/4 one; rec:
+ * size_weight, GEMM: rank_weight): the rank-H/4 figures (rec_efficiency and its rows table, or
+ * gemm_*) and, where the profile has them, the rank-H/16 ones (the _lo fields), each at the rows,
+ * then linear in u between the two. Without the H/16 figures: the H/4 ones at every rank.
+ * The step's is at most REC_EFFICIENCY_MAX: above 1 a method's step ran faster than a dense step
+ * streaming as many bytes from the same level, which its kernels (a rank-R projection, then the
+ * same gate kernel at K = R) do not do; it is where its factors sat at the measured shape (V in a
+ * level below U's), and that moves with the co-tenants: two profiles of the 2-vCPU VM an hour
+ * apart (2026-11-30) read the rank-64 SVD / CP steps at 1.44 / 1.64 and at 1.03 / 0.82. Offline
+ * against the two bench_plan runs of those profiles (bench_plan --predict-only), within 15%: 12 and
+ * 8 of 48 with the size placement alone, 15 and 8 capped (each run's median ratio taken out: 35
+ * and 40, then 30 and 41; before both changes 14 and 7, 23 and 41). */
+static double method_efficiency(const fl_profile *p, fl_method m, bool rec, double rows, double u) {
     const double hi = rec ? efficiency_at(efficiency(p->rec_efficiency, m), p->rec_rows_efficiency[m], true, rows)
                           : efficiency_at(efficiency(p->gemm_efficiency, m), p->gemm_rows_efficiency[m], false, rows);
-    if (!(p->rec_efficiency_lo[m] > 0) || !(rank > 0)) return hi;
-    const double lo = rec ? efficiency_at(p->rec_efficiency_lo[m], p->rec_rows_efficiency_lo[m], true, rows)
-                          : efficiency_at(efficiency(p->gemm_efficiency_lo, m), p->gemm_rows_efficiency_lo[m], false, rows);
-    return lo + rank_weight(rank, H) * (hi - lo);
+    double e = hi;
+    if (p->rec_efficiency_lo[m] > 0) {
+        const double lo = rec ? efficiency_at(p->rec_efficiency_lo[m], p->rec_rows_efficiency_lo[m], true, rows)
+                              : efficiency_at(efficiency(p->gemm_efficiency_lo, m), p->gemm_rows_efficiency_lo[m], false, rows);
+        e = lo + u * (hi - lo);
+    }
+    return rec && e > REC_EFFICIENCY_MAX ? REC_EFFICIENCY_MAX : e;
 }
 
 /* Efficiency of method m at `rows` from the batch-1 (or 64-row) figure e1 and the table t at 4, 16,
@@ -502,7 +539,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                  * through the same quant kernel as a dense matrix, at that kernel's rate */
                 double e = w.method == FL_METHOD_DENSE || lowp
                                ? 1.0
-                               : method_efficiency(p, w.method, true, rrows, w.rank, H);
+                               : method_efficiency(p, w.method, true, rrows, size_weight(w.method, np));
                 bw *= e;
                 rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
                 if (by_rows) rate *= (double)batch / rrows;
@@ -571,7 +608,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 }
                 level = pick_level(p, all_bytes, tt, &bw);
                 if (w.method != FL_METHOD_DENSE && !lowp)
-                    rate *= method_efficiency(p, w.method, false, n, w.rank, H);
+                    rate *= method_efficiency(p, w.method, false, n, rank_weight(w.rank, H));
             }
             /* the split part's roofline, then the part each thread does whole (0 but for a split
              * SVD / CP step), one after the other */

@@ -53,6 +53,11 @@ fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads,
  * two streaming curves (cost.c); 0 without both. */
 double fl_cost_thread_sync(const fl_profile *p);
 
+/* Hidden size of the layer the profile measures the SVD / CP efficiencies on (W_ih and W_hh (4H, H)),
+ * at ranks H/16 and H/4 (measure_methods, profile.c; the cost model places a candidate's W_hh
+ * between those two shapes by its bytes, cost.c). */
+#define FL_PROFILE_EFF_HIDDEN 1024
+
 /* Seconds of the cell update per hidden unit and batch row at batch `batch` (one thread): p's
  * cell_seconds_b1 at 1, linear in log B to cell_seconds at 16, cell_seconds from 16 on; without a
  * batch-1 figure (0, older profiles) cell_seconds at every batch. */

@@ -13,10 +13,16 @@
  * with `fastlstm profile --refresh` when the load changes). Measured capacities replace reported
  * ones; the reported ones are kept beside them.
  *
- * The rate figures the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops,
- * gemm_rows_flops, rec_rows_flops, thread_scale_*) are measured in passes spread over the run, each
- * the median of its passes (profile_rates.c: the typical latency, as bench_plan scores it); the
- * figures timed here keep near-best samples (REPS below). */
+ * The run goes in passes (fl_profile_run_*, profile_internal.h): each pass times the rate figures
+ * the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops, gemm_rows_flops,
+ * rec_rows_flops, thread_scale_*: profile_rates.c, the typical latency, as bench_plan scores it),
+ * the streaming ladder on one thread and on all cores, and the step's rate from memory
+ * (rec_memory_factor), each after the cell update it subtracts; each figure is the median of its
+ * passes. fl_profile_measure takes FL_PROFILE_PASSES passes back to back; bench_plan takes one
+ * before each round of timing its candidates, so the figures and the times it scores them against
+ * sample the same minutes. The figures timed once, after the passes (level rates, efficiencies,
+ * fixed step cost, bias pass, cold gx, quantized rates), and each pass's cell update and ladder
+ * points keep near-best samples (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "blas_threads.h"
@@ -223,7 +229,6 @@ static fl_status measure_ladder(int threads, const weights *ws, const fl_profile
     return FL_OK;
 }
 
-static fl_status measure_all(fl_profile *p);
 
 /* Rates of the precision-q kernels (see fl_profile.qrec_flops, qgemm_flops): the runtime's own
  * recurrent step on a model whose W_hh is stored in q (the quantized step: activations quantized per
@@ -303,7 +308,7 @@ typedef struct method_eff {
  * as many bytes as the factors, the projection with a dense (2048, 1024) W_ih (measure_rows' shape)
  * run as a session runs a dense one (fl_rec_input: the packed kernel where there is one). */
 static fl_status measure_method(fl_profile *p, fl_method method, int R, method_eff *out) {
-    const int H = 1024, maxb = 256, RM = 2048, RK = 1024; /* reference projection (RM, RK) */
+    const int H = FL_PROFILE_EFF_HIDDEN, maxb = 256, RM = 2048, RK = 1024; /* reference projection (RM, RK) */
     fl_arch arch = {.input = H, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec specs[2] = {{method, R}, {method, R}};
     fl_model *m = NULL, *ref = NULL, *gref = NULL;
@@ -381,8 +386,8 @@ done:
  * the candidates the planner weighs run between the two. */
 static fl_status measure_methods(fl_profile *p, fl_method method) {
     method_eff lo, hi;
-    fl_status st = measure_method(p, method, 1024 / 16, &lo);
-    if (!st) st = measure_method(p, method, 1024 / 4, &hi);
+    fl_status st = measure_method(p, method, FL_PROFILE_EFF_HIDDEN / 16, &lo);
+    if (!st) st = measure_method(p, method, FL_PROFILE_EFF_HIDDEN / 4, &hi);
     if (st) return st;
     p->rec_efficiency[method] = hi.rec, p->gemm_efficiency[method] = hi.gemm;
     p->rec_efficiency_lo[method] = lo.rec, p->gemm_efficiency_lo[method] = lo.gemm;
@@ -421,45 +426,110 @@ static fl_status measure_bias(size_t rows, int cols, double *seconds) {
     return FL_OK;
 }
 
-fl_status fl_profile_measure(fl_profile *p) {
-    if (!p) return fl_fail(FL_ERR_ARG, "profile is NULL");
-    /* Single-thread rates: OpenBLAS would otherwise run the GEMMs on every core (sessions set their
-     * own thread count before each run). */
+/* A profile run (profile_internal.h): the passes' raw figures until finish combines them. */
+struct fl_profile_run {
+    fl_profile *p;
+    fl_rate_passes rp; /* the rate figures of each pass */
+    weights ws;        /* the ladder's weights, filled once at its largest size */
+    /* v1, vall: (FL_PROFILE_MAX_PASSES, LADDER_POINTS) rates of the one-thread and all-cores ladders */
+    double *v1, *vall;
+    double mem_rate[FL_PROFILE_MAX_PASSES]; /* the step's flop rate at batch 16 from memory */
+    double cell16[FL_PROFILE_MAX_PASSES], cell1[FL_PROFILE_MAX_PASSES]; /* the cell update, batch 16 and 1 */
+    size_t mem_bytes; /* its W_hh: twice the last level of the first pass's curve, 32..512 MiB */
+    int n;            /* passes taken */
+};
+
+fl_status fl_profile_run_begin(fl_profile *p, fl_profile_run **out) {
+    if (!p || !out) return fl_fail(FL_ERR_ARG, "profile run: NULL argument");
+    *out = NULL;
+    fl_status st = fl_profile_detect(p);
+    if (st) return st;
     int blas_threads = fl_blas_single_begin();
-    fl_status st = measure_all(p);
+    if (!(st = measure_cell(16, &p->cell_seconds))) st = measure_cell(1, &p->cell_seconds_b1);
     fl_blas_single_end(blas_threads);
+    if (st) return st;
+    const size_t top = ladder_bytes(LADDER_POINTS - 1);
+    fl_profile_run *r = fl_calloc(1, sizeof *r);
+    if (r) r->ws = (weights){fl_malloc(top), top / sizeof(float)};
+    if (r) r->v1 = fl_malloc((size_t)2 * FL_PROFILE_MAX_PASSES * LADDER_POINTS * sizeof(double));
+    if (!r || !r->ws.w || !r->v1) {
+        fl_profile_run_free(r);
+        return fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte streaming ladder", top);
+    }
+    r->vall = r->v1 + FL_PROFILE_MAX_PASSES * LADDER_POINTS;
+    for (size_t i = 0; i < r->ws.n; i++) r->ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
+    r->p = p;
+    *out = r;
+    return FL_OK;
+}
+
+int fl_profile_run_passes(const fl_profile_run *r) { return r ? r->n : 0; }
+
+void fl_profile_run_free(fl_profile_run *r) {
+    if (!r) return;
+    fl_free(r->ws.w);
+    fl_free(r->v1);
+    fl_free(r);
+}
+
+/* Working set of the step's rate from memory: twice the last level found on one pass's one-thread
+ * ladder v (else the reported one), at least 32 MiB, at most 512 MiB. */
+static size_t memory_set(const fl_profile *p, const size_t *bytes, const double *v) {
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    const int n = fl_profile_find_levels(bytes, v, LADDER_POINTS, k, FL_PROFILE_MAX_LEVELS, NULL);
+    const double last = n > 0 ? (double)k[n - 1].bytes : (double)p->level[p->n_levels - 1].bytes;
+    double want = 2.0 * last > 32.0 * (1 << 20) ? 2.0 * last : 32.0 * (1 << 20);
+    return (size_t)(want > 512.0 * (1 << 20) ? 512.0 * (1 << 20) : want);
+}
+
+fl_status fl_profile_run_pass(fl_profile_run *r) {
+    if (!r) return fl_fail(FL_ERR_ARG, "profile run is NULL");
+    if (r->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d passes", r->n);
+    fl_profile *p = r->p;
+    const int q = r->n;
+    int blas_threads = fl_blas_single_begin();
+    /* the cell update first: this pass's ladder subtracts this pass's figure, finish the median */
+    fl_status st = measure_cell(16, &r->cell16[q]);
+    if (!st) st = measure_cell(1, &r->cell1[q]);
+    if (!st) p->cell_seconds = r->cell16[q], p->cell_seconds_b1 = r->cell1[q];
+    if (!st) st = fl_profile_rates_pass(p, &r->rp);
+    if (!st) st = measure_ladder(1, &r->ws, p, p->curve_bytes, r->v1 + q * LADDER_POINTS);
+    if (!st && p->cores >= 2) st = measure_ladder(2, &r->ws, p, p->curve_all_bytes, r->vall + q * LADDER_POINTS);
+    if (!st && q == 0) r->mem_bytes = memory_set(p, p->curve_bytes, r->v1);
+    if (!st) {
+        const int Hm = (int)sqrt((double)r->mem_bytes / 16.0);
+        double t;
+        st = fl_profile_time_rec_rows(Hm, 16, 1, &t);
+        if (!st) r->mem_rate[q] = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
+    }
+    fl_blas_single_end(blas_threads);
+    if (st) r->rp.n = q; /* the pass is dropped whole */
+    else r->n++;
     return st;
 }
 
-/* Cache capacities from measurement: the ladder with one thread (p->curve) and with two together
- * (p->curve_all, on machines with 2 or more CPUs), each FL_PROFILE_PASSES times, interleaved (one
- * thread, two threads, one thread again, ...), and each point's rate the median of its passes: a
+fl_status fl_profile_measure(fl_profile *p) {
+    if (!p) return fl_fail(FL_ERR_ARG, "profile is NULL");
+    fl_profile_run *r = NULL;
+    fl_status st = fl_profile_run_begin(p, &r);
+    for (int q = 0; q < FL_PROFILE_PASSES && !st; q++) st = fl_profile_run_pass(r);
+    if (!st) st = fl_profile_run_finish(r);
+    fl_profile_run_free(r);
+    return st;
+}
+
+/* Cache capacities from the passes' ladders: with one thread (p->curve) and with two together
+ * (p->curve_all, on machines with 2 or more CPUs), each point's rate the median of its passes: a
  * neighbour's burst that slows a few sizes in one pass does not move a knee, a fall that every pass
- * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median of
- * the one-thread curve's memory plateau (0 without a fall). p's cell figures must be set. */
-static fl_status measure_capacities(fl_profile *p, double *memory_bw) {
-    const size_t top = ladder_bytes(LADDER_POINTS - 1);
-    const int np = FL_PROFILE_PASSES;
-    weights ws = {fl_malloc(top), top / sizeof(float)};
-    /* v1, vall: (passes, LADDER_POINTS) rates of the one-thread and all-cores ladders */
-    double *v1 = fl_malloc((size_t)2 * np * LADDER_POINTS * sizeof(double)), *vall = v1 + np * LADDER_POINTS;
-    fl_status st = FL_OK;
-    if (!ws.w || !v1) {
-        st = fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte streaming ladder", top);
-        goto done;
-    }
-    for (size_t i = 0; i < ws.n; i++) ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
+ * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median
+ * curve's memory plateau on one thread (0 without a fall). */
+static void apply_capacities(fl_profile_run *r, double *memory_bw) {
+    fl_profile *p = r->p;
     const bool all = p->cores >= 2;
-    for (int q = 0; q < np && !st; q++) {
-        st = measure_ladder(1, &ws, p, p->curve_bytes, v1 + q * LADDER_POINTS);
-        if (!st && all) st = measure_ladder(2, &ws, p, p->curve_all_bytes, vall + q * LADDER_POINTS);
-    }
-    p->n_curve = p->n_curve_all = p->curve_all_threads = 0;
-    if (st) goto done;
-    fl_profile_curve_median(v1, np, LADDER_POINTS, p->curve_bandwidth);
-    p->n_curve = LADDER_POINTS;
+    fl_profile_curve_median(r->v1, r->n, LADDER_POINTS, p->curve_bandwidth);
+    p->n_curve = LADDER_POINTS, p->n_curve_all = p->curve_all_threads = 0;
     if (all) {
-        fl_profile_curve_median(vall, np, LADDER_POINTS, p->curve_all_bandwidth);
+        fl_profile_curve_median(r->vall, r->n, LADDER_POINTS, p->curve_all_bandwidth);
         p->n_curve_all = LADDER_POINTS, p->curve_all_threads = 2;
     }
     fl_knee k1[FL_PROFILE_MAX_LEVELS], kall[FL_PROFILE_MAX_LEVELS];
@@ -472,10 +542,6 @@ static fl_status measure_capacities(fl_profile *p, double *memory_bw) {
     p->dram_bandwidth_all = !all ? 0 : memory_all > 0 ? memory_all : p->curve_all_bandwidth[p->n_curve_all - 1];
     fl_profile_apply_levels(p, k1, n1, kall, nall);
     p->id.llc_bytes = p->level[p->n_levels - 1].bytes;
-done:
-    fl_free(ws.w);
-    fl_free(v1);
-    return st;
 }
 
 /* p->rec_memory_factor: `rate` (the step's at batch 16 from memory) over rec_rows_flops[1], at most
@@ -485,19 +551,26 @@ static void set_memory_factor(fl_profile *p, double rate) {
     if (p->rec_memory_factor > 1) p->rec_memory_factor = 1;
 }
 
-static fl_status measure_all(fl_profile *p) {
-    fl_status st = fl_profile_detect(p);
-    if (st) return st;
-    if ((st = measure_cell(16, &p->cell_seconds)) || (st = measure_cell(1, &p->cell_seconds_b1))) return st;
-    /* the rate figures in FL_PROFILE_RATE_PASSES passes spread over the run (profile_rates.c): the
-     * first here, the second after the streaming ladder (the speed-ups need its curves, the
-     * efficiencies below the rates), the last at the end */
-    fl_rate_passes rp = {0};
-    double memory_bw = 0;
-    if ((st = fl_profile_rates_pass(p, &rp)) || (st = measure_capacities(p, &memory_bw)) ||
-        (st = fl_profile_rates_pass(p, &rp)))
-        return st;
-    fl_profile_rates_apply(&rp, p);
+static fl_status finish(fl_profile_run *r);
+
+fl_status fl_profile_run_finish(fl_profile_run *r) {
+    if (!r || r->n < 1) return fl_fail(FL_ERR_ARG, "profile run: finish without a pass");
+    int blas_threads = fl_blas_single_begin();
+    fl_status st = finish(r);
+    fl_blas_single_end(blas_threads);
+    return st;
+}
+
+/* The passes' medians, then the figures timed once (fl_profile_run_finish). */
+static fl_status finish(fl_profile_run *r) {
+    fl_profile *p = r->p;
+    double memory_bw = 0, mem_rate = 0;
+    fl_profile_curve_median(r->cell16, r->n, 1, &p->cell_seconds);
+    fl_profile_curve_median(r->cell1, r->n, 1, &p->cell_seconds_b1);
+    apply_capacities(r, &memory_bw);
+    fl_profile_rates_apply(&r->rp, p);
+    fl_profile_curve_median(r->mem_rate, r->n, 1, &mem_rate);
+    set_memory_factor(p, mem_rate);
     /* the first level's rate: the mat-vec slope within L1 (measure_gemv, profile_rates.c: twice its
      * flop rate in W bytes per second); the first level streamed as the others (a step on half of it,
      * less its cell update) where the slope is no rate for it: no slope (noise), or a first level
@@ -505,6 +578,7 @@ static fl_status measure_all(fl_profile *p) {
      * for */
     const bool l1_slope = p->gemv_flops > 0 && p->level[0].bytes <= ((size_t)64 << 10);
     double gemv_stream = 0; /* the mat-vec rate of that stream, where the slope gave none */
+    fl_status st = FL_OK;
     if (l1_slope) p->level[0].bandwidth = 2.0 * p->gemv_flops;
     else if ((st = measure_stream(p->level[0].bytes / 2, p, &p->level[0].bandwidth, &gemv_stream, NULL)))
         return st;
@@ -519,23 +593,9 @@ static fl_status measure_all(fl_profile *p) {
         p->level[i].all_cores_bandwidth =
             p->n_curve_all ? fl_cost_curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, (double)set) : 0;
     }
-    size_t last = p->level[p->n_levels - 1].bytes;
     /* the memory plateau of the (median) curve, robust to one slow point; else the top of the
      * ladder, 256 MiB */
     p->dram_bandwidth = memory_bw > 0 ? memory_bw : p->curve_bandwidth[p->n_curve - 1];
-    /* Recurrent rate at batch 16 on a W_hh (4H, H) of twice the last level (at least 32 MiB), the
-     * median of its samples as rec_rows_flops[1] is (the factor is taken again from the final
-     * figure at the end). */
-    double mem_rate = 0;
-    {
-        double want = 2.0 * (double)last > 32.0 * (1 << 20) ? 2.0 * (double)last : 32.0 * (1 << 20);
-        if (want > 512.0 * (1 << 20)) want = 512.0 * (1 << 20);
-        const int Hm = (int)sqrt(want / 16.0);
-        double t;
-        if ((st = fl_profile_time_rec_rows(Hm, 16, 1, &t))) return st;
-        mem_rate = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
-        set_memory_factor(p, mem_rate);
-    }
     /* Fixed cost of a layer-step through a whole session: a model too small to be anything else. */
     fl_arch tiny = {.input = 8, .hidden = 8, .layers = 1, .head = FL_HEAD_NONE};
     fl_model *m;
@@ -553,14 +613,9 @@ static fl_status measure_all(fl_profile *p) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
-    if ((st = measure_cold_gx_all(p)) || (st = fl_profile_rates_pass(p, &rp))) return st;
-    fl_profile_rates_apply(&rp, p); /* the final figures: the median of the passes */
-    if (l1_slope && p->gemv_flops > 0) p->level[0].bandwidth = 2.0 * p->gemv_flops;
-    if (!(p->gemv_flops > 0)) p->gemv_flops = gemv_stream;
-    set_memory_factor(p, mem_rate);
+    if ((st = measure_cold_gx_all(p))) return st;
     if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
         return st;
     p->measured = 1;
     return FL_OK;
 }
-

@@ -57,8 +57,12 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
  * pass at some sizes leaves the other passes, and so the median, alone. */
 #define FL_PROFILE_PASSES 3
 
+/* Most passes one profile run takes (fl_profile_run_pass: bench_plan takes one before each of its
+ * timing rounds, up to this many). */
+#define FL_PROFILE_MAX_PASSES 8
+
 /* out[i] = median over the n_passes passes of passes[p * n + i] (the upper one of the middle two
- * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_PASSES + 2, n <= FL_PROFILE_MAX_CURVE. */
+ * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_MAX_PASSES, n <= FL_PROFILE_MAX_CURVE. */
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
 
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
@@ -78,26 +82,27 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
  * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
-/* Passes over the rate figures (profile_rates.c: why, and where in the run they fall). */
-#define FL_PROFILE_RATE_PASSES 3
+/* Passes over the rate figures fl_profile_measure takes (profile_rates.c: why; one with each pass
+ * of the streaming ladder). */
+#define FL_PROFILE_RATE_PASSES FL_PROFILE_PASSES
 
 /* Each pass's raw figures of the rates the batch > 1 and two-thread predictions rest on, [pass][k]
  * with k the batch or row point (4, 16, 64, 256). */
 typedef struct fl_rate_passes {
     int n;       /* passes taken */
     int threads; /* N of the speed-ups: 2 on a machine with 2 or more CPUs, else 0 (none) */
-    double gemm[FL_PROFILE_RATE_PASSES], gemv[FL_PROFILE_RATE_PASSES]; /* flop rates (gemv 0: no slope) */
-    double rows[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];        /* dense projection's flop rate */
+    double gemm[FL_PROFILE_MAX_PASSES], gemv[FL_PROFILE_MAX_PASSES]; /* flop rates (gemv 0: no slope) */
+    double rows[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];        /* dense projection's flop rate */
     /* the dense step, H = 256, at batch k on one thread and on N (0: not timed), cell included, s */
-    double rec_t1[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
-    double rec_tn[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double rec_t1[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
+    double rec_tn[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
     /* the projection's speed-up on N threads, W_ih in the last level and from memory (0: none) */
-    double proj[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
-    double proj_mem[FL_PROFILE_RATE_PASSES][FL_PROFILE_GEMM_POINTS];
+    double proj[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
+    double proj_mem[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
 } fl_rate_passes;
 
 /* Time one pass over every rate figure into rp (its pass rp->n, then rp->n + 1); rp zeroed before
- * the first. FL_ERR_ARG past FL_PROFILE_RATE_PASSES passes. */
+ * the first. FL_ERR_ARG past FL_PROFILE_MAX_PASSES passes. */
 fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
 
 /* p's gemm_flops, gemv_flops, gemm_rows_flops, rec_rows_flops and thread_scale_rec / _proj /
@@ -130,5 +135,26 @@ static inline double fl_profile_without_cell(double t, double cell) {
 static inline double fl_profile_cell_of(const fl_profile *p, int B, int H, int threads) {
     return (double)B * H * fl_cost_cell_seconds(p, B) / threads;
 }
+
+/* A profile measured in passes, so that a caller can put its own work between them (bench_plan: a
+ * round of timing its candidates after each pass, so that the profile's rates and the candidates'
+ * times sample the same minutes of a machine whose speed drifts). fl_profile_measure is begin,
+ * FL_PROFILE_PASSES passes, finish, free.
+ *   begin:  fl_profile_detect into p (kept by the run until free), a first figure of the cell
+ *           update; BLAS on one thread for the run's own calls (restored before each return);
+ *   pass:   one pass of the cell update (the pass's own measurements subtract it), of every rate
+ *           figure (fl_profile_rates_pass), of the streaming ladder on one thread and on all cores,
+ *           and the step's rate at batch 16 from memory; FL_ERR_ARG past FL_PROFILE_MAX_PASSES;
+ *   finish: each figure the median of its passes (the cell update; the curves point by point, then
+ *           their knees and levels; the rates; the rate from memory), then the figures timed once
+ *           (level rates, the fixed step cost, SVD / CP efficiencies, bias pass, cold input
+ *           projections, quantized rates); p->measured = 1. FL_ERR_ARG without a pass.
+ * Between calls the run holds the ladder's weights (256 MiB) and restores BLAS's thread count. */
+typedef struct fl_profile_run fl_profile_run;
+fl_status fl_profile_run_begin(fl_profile *p, fl_profile_run **out);
+fl_status fl_profile_run_pass(fl_profile_run *r);
+fl_status fl_profile_run_finish(fl_profile_run *r);
+int fl_profile_run_passes(const fl_profile_run *r); /* passes taken so far */
+void fl_profile_run_free(fl_profile_run *r);        /* NULL: nothing */
 
 #endif

@@ -7,10 +7,10 @@
  * much as the sessions they predict: two profiles 35 minutes apart (session 8) read sgemm at 76.6 and
  * 49.9 GFLOP/s and the projection's two-thread speed-up at 256 rows at 1.02 and ~1.6-2, each figure
  * having been timed once, in one burst. So fl_profile_measure takes FL_PROFILE_RATE_PASSES passes
- * over the whole list (fl_profile_rates_pass: each pass times each figure once), spread over the run
- * (the first before the streaming ladder, the second after it, the last after the SVD / CP
- * efficiencies, a minute or more apart), and each figure is the median of its passes
- * (fl_profile_rates_apply). The statistic is the typical one, on both levels: each pass's sample is
+ * over the whole list (fl_profile_rates_pass: each pass times each figure once), each followed by a
+ * pass of the streaming ladder (profile.c: fl_profile_run_pass; bench_plan puts a round of its own
+ * timings after each), and each figure is the median of its passes (fl_profile_rates_apply).
+ * The statistic is the typical one, on both levels: each pass's sample is
  * the median of REPS timings, and the figure the median of the passes. The planner predicts the
  * latency a session will typically see, and bench_plan scores it against the median of its rounds
  * (each the median of a few runs); a near-best sample (the second-fastest of 7, the statistic
@@ -194,7 +194,7 @@ static fl_status proj_scales(int threads, int in, int hid, double *out) {
 }
 
 fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
-    if (rp->n >= FL_PROFILE_RATE_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d rate passes", rp->n);
+    if (rp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d rate passes", rp->n);
     const int q = rp->n, N = p->cores >= 2 ? 2 : 0, H = 256;
     rp->threads = N;
     fl_status st = measure_gemm(&rp->gemm[q]);
@@ -218,7 +218,7 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
 }
 
 void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
-    enum { NP = FL_PROFILE_RATE_PASSES, NK = FL_PROFILE_GEMM_POINTS };
+    enum { NP = FL_PROFILE_MAX_PASSES, NK = FL_PROFILE_GEMM_POINTS };
     const int n = rp->n, N = rp->threads, H = 256;
     if (n < 1) return;
     double rec[NP][NK], scale[NP][NK];
