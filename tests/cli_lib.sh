@@ -4,6 +4,8 @@
 #   fail MSG          record a failure, showing the last command's stdout and stderr
 #   expect RC CMD...  run CMD (at most 60 s: a hang is a failure, not a stuck suite), require status RC
 #   has FILE TEXT     $T/FILE (out or err) contains TEXT
+#   set_meta SRC DST KEY VALUE  copy safetensors file SRC to DST with __metadata__ KEY set to VALUE
+#                     (the header re-padded; needs $PY, a Python: hand-edited model files)
 if [ -z "${T:-}" ]; then
     T=$(mktemp -d)
     trap 'rm -rf "$T"' EXIT
@@ -28,4 +30,18 @@ expect() {
 
 has() {
     if ! grep -qF -- "$2" "$T/$1"; then fail "$1 lacks '$2'"; fi
+}
+
+set_meta() {
+    "${PY:-/usr/bin/python3}" - "$@" <<'PYEOF'
+import json, struct, sys
+src, dst, key, val = sys.argv[1:5]
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"][key] = val
+t = json.dumps(h).encode()
+t += b" " * ((8 - len(t) % 8) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
+PYEOF
 }

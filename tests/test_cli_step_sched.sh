@@ -10,21 +10,6 @@ PY=${FL_PYTHON:-/usr/bin/python3}
 . "$(dirname "$0")/cli_lib.sh"
 TAB=$'\t'
 
-# Rewrite metadata key $3 of safetensors file $1 as value $4 into $2 (header re-padded).
-set_meta() {
-    "$PY" - "$@" <<'PYEOF'
-import json, struct, sys
-src, dst, key, val = sys.argv[1:5]
-b = open(src, "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-h["__metadata__"][key] = val
-t = json.dumps(h).encode()
-t += b" " * ((8 - len(t) % 8) % 8)
-open(dst, "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
-PYEOF
-}
-
 expect 0 "$CLI" init --input 8 --hidden 48 --layers 2 --classes 3 -o "$T/u.st"
 expect 0 "$CLI" info "$T/u.st" && has out "step sched:   none planned"
 expect 0 "$CLI" info "$T/u.st" --json && has out "\"step_schedule\":${TAB}\"auto\""

@@ -12,59 +12,14 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "testutil.h"
-#include "flat_profile.h"
+#include "plan_sched_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The progress messages of one plan that name a bidirectional schedule, kept whole (the search's
- * other lines, one per candidate, could fill any fixed buffer). */
-typedef struct log_buf {
-    char text[16384];
-    size_t n;
-} log_buf;
-
-static void on_progress(void *ctx, const char *msg) {
-    log_buf *b = ctx;
-    if (!strstr(msg, "bidirectional")) return;
-    int k = snprintf(b->text + b->n, sizeof b->text - b->n, "%s\n", msg);
-    assert_true(k > 0 && (size_t)k < sizeof b->text - b->n); /* never truncated */
-    b->n += (size_t)k;
-}
-
-static fl_model *make(int bidirectional) {
-    fl_arch a = {.input = 8, .hidden = 48, .layers = 2, .bidirectional = bidirectional, .head = FL_HEAD_LAST_STEP,
-                 .head_out = 3};
-    fl_model *m = NULL;
-    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
-    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
-    return m;
-}
-
-static fl_plan *plan_it(const fl_model *m, int threads, int verify, log_buf *log) {
-    fl_profile p;
-    p = two_core_profile();
-    fl_plan_opts o = fl_plan_opts_default();
-    o.seq = 6;
-    o.batch = 2;
-    o.dev_samples = 2;
-    o.max_evals = 3;
-    o.allow_cp = 0;
-    o.threads = threads;
-    o.max_threads = 2;
-    o.verify = verify;
-    o.verify_reps = 3;
-    o.progress = on_progress;
-    o.progress_ctx = log;
-    fl_plan *plan = NULL;
-    fl_status st = fl_plan_create(m, &p, &o, &plan);
-    if (st) fail_msg("fl_plan_create: %s: %s", fl_status_str(st), fl_last_error());
-    return plan;
-}
-
 /* The progress line of the kept schedule names it and both timings; the model and its file carry it. */
-static void check_recorded(const fl_plan *plan, const log_buf *log) {
+static void check_recorded(const fl_plan *plan, const sched_log *log) {
     const fl_bidir_sched bs = fl_model_planned_bidir_sched(fl_plan_model(plan));
     assert_true(bs == FL_BIDIR_PARALLEL || bs == FL_BIDIR_SERIAL);
     const char *line = strstr(log->text, "bidirectional schedule: ");
@@ -93,9 +48,9 @@ static void check_recorded(const fl_plan *plan, const log_buf *log) {
 /* Threads planned, timing on: every uniform count from 2 splits a layer, so both schedules are timed. */
 static void test_planned_threads(void **state) {
     (void)state;
-    fl_model *m = make(1);
-    log_buf log = {.n = 0};
-    fl_plan *plan = plan_it(m, 0, 2, &log);
+    fl_model *m = sched_model(1, 0);
+    sched_log log = {.filter = "bidirectional"};
+    fl_plan *plan = sched_plan(m, 0, 2, 2, &log);
     check_recorded(plan, &log);
     fl_plan_free(plan);
     fl_model_free(m);
@@ -104,9 +59,9 @@ static void test_planned_threads(void **state) {
 /* A count given (2): the chosen candidate is timed on both schedules at it. */
 static void test_given_threads(void **state) {
     (void)state;
-    fl_model *m = make(1);
-    log_buf log = {.n = 0};
-    fl_plan *plan = plan_it(m, 2, 2, &log);
+    fl_model *m = sched_model(1, 0);
+    sched_log log = {.filter = "bidirectional"};
+    fl_plan *plan = sched_plan(m, 2, 2, 2, &log);
     check_recorded(plan, &log);
     assert_non_null(strstr(log.text, "chosen candidate at its given threads, bidirectional schedule parallel: "));
     fl_plan_free(plan);
@@ -116,14 +71,14 @@ static void test_given_threads(void **state) {
 /* Nothing measured, 1 thread, or a unidirectional model: no schedule recorded, none in the progress. */
 static void test_not_measured(void **state) {
     (void)state;
-    fl_model *bi = make(1), *uni = make(0);
+    fl_model *bi = sched_model(1, 0), *uni = sched_model(0, 0);
     const struct {
         const fl_model *m;
         int threads, verify;
     } cases[] = {{bi, 0, 0}, {bi, 1, 2}, {uni, 0, 2}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        log_buf log = {.n = 0};
-        fl_plan *plan = plan_it(cases[k].m, cases[k].threads, cases[k].verify, &log);
+        sched_log log = {.filter = "bidirectional"};
+        fl_plan *plan = sched_plan(cases[k].m, cases[k].threads, 2, cases[k].verify, &log);
         assert_int_equal(fl_model_planned_bidir_sched(fl_plan_model(plan)), FL_BIDIR_AUTO);
         assert_null(strstr(log.text, "bidirectional schedule"));
         fl_plan_free(plan);

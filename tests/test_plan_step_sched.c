@@ -13,57 +13,14 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "testutil.h"
-#include "flat_profile.h"
+#include "plan_sched_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The progress messages of one plan that name a step schedule, kept whole. */
-typedef struct log_buf {
-    char text[4096];
-    size_t n;
-} log_buf;
-
-static void on_progress(void *ctx, const char *msg) {
-    log_buf *b = ctx;
-    if (!strstr(msg, "step schedule")) return;
-    int k = snprintf(b->text + b->n, sizeof b->text - b->n, "%s\n", msg);
-    assert_true(k > 0 && (size_t)k < sizeof b->text - b->n); /* never truncated */
-    b->n += (size_t)k;
-}
-
-static fl_model *make(int bidirectional, int proj) {
-    fl_arch a = {.input = 8, .hidden = 48, .layers = 2, .bidirectional = bidirectional, .proj = proj,
-                 .head = FL_HEAD_LAST_STEP, .head_out = 3};
-    fl_model *m = NULL;
-    assert_int_equal(fl_model_create(&a, NULL, &m), FL_OK);
-    assert_int_equal(fl_model_init_random(m, 5), FL_OK);
-    return m;
-}
-
-static fl_plan *plan_it(const fl_model *m, int threads, int batch, int verify, log_buf *log) {
-    fl_profile p = two_core_profile();
-    fl_plan_opts o = fl_plan_opts_default();
-    o.seq = 6;
-    o.batch = batch;
-    o.dev_samples = 2;
-    o.max_evals = 3;
-    o.allow_cp = 0;
-    o.threads = threads;
-    o.max_threads = 2;
-    o.verify = verify;
-    o.verify_reps = 3;
-    o.progress = on_progress;
-    o.progress_ctx = log;
-    fl_plan *plan = NULL;
-    fl_status st = fl_plan_create(m, &p, &o, &plan);
-    if (st) fail_msg("fl_plan_create: %s: %s", fl_status_str(st), fl_last_error());
-    return plan;
-}
-
 /* The progress line of the kept schedule names it and both timings; the model and its file carry it. */
-static void check_recorded(const fl_plan *plan, const log_buf *log) {
+static void check_recorded(const fl_plan *plan, const sched_log *log) {
     const fl_step_sched ss = fl_model_planned_step_sched(fl_plan_model(plan));
     if (ss != FL_STEP_ROWS && ss != FL_STEP_BLOCKS) fail_msg("no step schedule recorded; progress:\n%s", log->text);
     char want[64];
@@ -86,7 +43,7 @@ static void check_recorded(const fl_plan *plan, const log_buf *log) {
     fl_model_free(back);
 }
 
-static void check_none(const fl_plan *plan, const log_buf *log, const char *what) {
+static void check_none(const fl_plan *plan, const sched_log *log, const char *what) {
     if (fl_model_planned_step_sched(fl_plan_model(plan)) != FL_STEP_AUTO || log->n)
         fail_msg("%s: a step schedule recorded or timed:\n%s", what, log->text);
 }
@@ -94,23 +51,23 @@ static void check_none(const fl_plan *plan, const log_buf *log, const char *what
 /* A count given (2) with 2 or more rows per thread, uni- and bidirectional: timed on both, recorded. */
 static void test_given_threads(void **state) {
     (void)state;
-    fl_model *uni = make(0, 0), *bi = make(1, 0);
+    fl_model *uni = sched_model(0, 0), *bi = sched_model(1, 0);
     static const int batches[] = {4, 5};
     for (int k = 0; k < 2; k++) {
-        log_buf log = {.n = 0};
-        fl_plan *plan = plan_it(uni, 2, batches[k], 2, &log);
+        sched_log log = {.filter = "step schedule"};
+        fl_plan *plan = sched_plan(uni, 2, batches[k], 2, &log);
         check_recorded(plan, &log);
         assert_non_null(strstr(log.text, "at its given threads"));
         fl_plan_free(plan);
     }
     /* a bidirectional layer's directions on 2 threads: one thread each on the parallel schedule */
-    log_buf log = {.n = 0};
-    fl_plan *plan = plan_it(bi, 2, 4, 2, &log);
+    sched_log log = {.filter = "step schedule"};
+    fl_plan *plan = sched_plan(bi, 2, 4, 2, &log);
     if (fl_model_planned_bidir_sched(fl_plan_model(plan)) == FL_BIDIR_SERIAL) check_recorded(plan, &log);
     else check_none(plan, &log, "bidirectional, parallel schedule on 2 threads");
     fl_plan_free(plan);
-    log = (log_buf){.n = 0};
-    plan = plan_it(bi, 4, 8, 2, &log); /* 2 or 4 threads a direction: B 8 has 2 rows each */
+    log = (sched_log){.filter = "step schedule"};
+    plan = sched_plan(bi, 4, 8, 2, &log); /* 2 or 4 threads a direction: B 8 has 2 rows each */
     check_recorded(plan, &log);
     fl_plan_free(plan);
     fl_model_free(uni);
@@ -120,11 +77,11 @@ static void test_given_threads(void **state) {
 /* Threads planned: recorded exactly when the counts kept split some layer with B >= 2 N. */
 static void test_planned_threads(void **state) {
     (void)state;
-    fl_model *m = make(0, 0);
+    fl_model *m = sched_model(0, 0);
     static const int batches[] = {1, 4, 16};
     for (int k = 0; k < 3; k++) {
-        log_buf log = {.n = 0};
-        fl_plan *plan = plan_it(m, 0, batches[k], 2, &log);
+        sched_log log = {.filter = "step schedule"};
+        fl_plan *plan = sched_plan(m, 0, batches[k], 2, &log);
         bool splits = false;
         for (int l = 0; l < 2; l++) {
             const int n = fl_plan_layer_threads(plan, l);
@@ -140,7 +97,7 @@ static void test_planned_threads(void **state) {
 /* Nothing measured, 1 thread, fewer than 2 rows per thread, or an LSTMP model: none recorded. */
 static void test_not_recorded(void **state) {
     (void)state;
-    fl_model *uni = make(0, 0), *lstmp = make(0, 16);
+    fl_model *uni = sched_model(0, 0), *lstmp = sched_model(0, 16);
     const struct {
         const fl_model *m;
         int threads, batch, verify;
@@ -148,8 +105,8 @@ static void test_not_recorded(void **state) {
     } cases[] = {{uni, 2, 4, 0, "not timing"}, {uni, 1, 4, 2, "1 thread"}, {uni, 2, 3, 2, "3 rows on 2 threads"},
                  {lstmp, 2, 4, 2, "LSTMP"}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        log_buf log = {.n = 0};
-        fl_plan *plan = plan_it(cases[k].m, cases[k].threads, cases[k].batch, cases[k].verify, &log);
+        sched_log log = {.filter = "step schedule"};
+        fl_plan *plan = sched_plan(cases[k].m, cases[k].threads, cases[k].batch, cases[k].verify, &log);
         check_none(plan, &log, cases[k].what);
         fl_plan_free(plan);
     }
