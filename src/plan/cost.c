@@ -231,10 +231,7 @@ static int pick_level(const fl_profile *p, double bytes, int threads, double *bw
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
     fl_fit f;
-    if (has_curve(p, threads) && fl_cost_fit(p, bytes, threads, &f) == FL_OK && f.by_curve) {
-        if (!f.fits) level = -1;
-        else if (level < 0) level = p->n_levels - 1;
-    }
+    if (fl_cost_fit(p, bytes, threads, &f) == FL_OK && f.by_curve) level = !f.fits ? -1 : level >= 0 ? level : p->n_levels - 1;
     if (has_curve(p, threads)) *bw = curve_rate(p, bytes, threads);
     else *bw = level >= 0 ? level_rate(p, &p->level[level], threads)
                           : shared_rate(p, p->dram_bandwidth, p->dram_bandwidth_all, threads);

@@ -444,10 +444,6 @@ fl_status fl_profile_run_begin(fl_profile *p, fl_profile_run **out) {
     *out = NULL;
     fl_status st = fl_profile_detect(p);
     if (st) return st;
-    int blas_threads = fl_blas_single_begin();
-    if (!(st = measure_cell(16, &p->cell_seconds))) st = measure_cell(1, &p->cell_seconds_b1);
-    fl_blas_single_end(blas_threads);
-    if (st) return st;
     const size_t top = ladder_bytes(LADDER_POINTS - 1);
     fl_profile_run *r = fl_calloc(1, sizeof *r);
     if (r) r->ws = (weights){fl_malloc(top), top / sizeof(float)};

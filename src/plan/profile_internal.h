@@ -82,10 +82,6 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
  * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
-/* Passes over the rate figures fl_profile_measure takes (profile_rates.c: why; one with each pass
- * of the streaming ladder). */
-#define FL_PROFILE_RATE_PASSES FL_PROFILE_PASSES
-
 /* Each pass's raw figures of the rates the batch > 1 and two-thread predictions rest on, [pass][k]
  * with k the batch or row point (4, 16, 64, 256). */
 typedef struct fl_rate_passes {
@@ -140,8 +136,8 @@ static inline double fl_profile_cell_of(const fl_profile *p, int B, int H, int t
  * round of timing its candidates after each pass, so that the profile's rates and the candidates'
  * times sample the same minutes of a machine whose speed drifts). fl_profile_measure is begin,
  * FL_PROFILE_PASSES passes, finish, free.
- *   begin:  fl_profile_detect into p (kept by the run until free), a first figure of the cell
- *           update; BLAS on one thread for the run's own calls (restored before each return);
+ *   begin:  fl_profile_detect into p (kept by the run until free) and the ladder's weights; each
+ *           call below runs BLAS on one thread for its own timings (restored before it returns);
  *   pass:   one pass of the cell update (the pass's own measurements subtract it), of every rate
  *           figure (fl_profile_rates_pass), of the streaming ladder on one thread and on all cores,
  *           and the step's rate at batch 16 from memory; FL_ERR_ARG past FL_PROFILE_MAX_PASSES;

@@ -6,7 +6,7 @@
  * Measured over the profile run, not at one moment. On the shared 2-vCPU VM these figures moved as
  * much as the sessions they predict: two profiles 35 minutes apart (session 8) read sgemm at 76.6 and
  * 49.9 GFLOP/s and the projection's two-thread speed-up at 256 rows at 1.02 and ~1.6-2, each figure
- * having been timed once, in one burst. So fl_profile_measure takes FL_PROFILE_RATE_PASSES passes
+ * having been timed once, in one burst. So fl_profile_measure takes FL_PROFILE_PASSES passes
  * over the whole list (fl_profile_rates_pass: each pass times each figure once), each followed by a
  * pass of the streaming ladder (profile.c: fl_profile_run_pass; bench_plan puts a round of its own
  * timings after each), and each figure is the median of its passes (fl_profile_rates_apply).
