@@ -1,14 +1,13 @@
 /* The projection kernel t (B, Rp) = x (B, K) m (K, Rp) of every level this CPU has (and ref) against
  * double-precision sums, at the shapes that reach each code path of the fast versions: B = 1 .. 13
- * (row tiles of 1, 2 and 3 rows on AVX2, 1 to 4 on AVX-512, several tiles), K = 1, 2, 3 (odd and
- * even tails of the two k chains), 31 and 650, Rp = 16, 32, 48 and 176 (partial 32- and 64-column
+ * (row tiles of 1, 2 and 3 rows, several tiles), K = 1, 2, 3 (odd and even tails of the two k chains), 31 and 650, Rp = 16, 32, 48 and 176 (partial 32- and 64-column
  * chunks), row strides past K and Rp that are not multiples of 8 (unaligned rows), and the pads
  * between rows untouched. Sums are compared against the sum of |terms| (float summation error
  * scales with it), to 2e-6 of it.
  *
- * ref and avx2 also sum every output in one order whatever the batch (avx2.c): each row of a
- * batch gives the same bits as that row run alone. avx512 does not promise that (its row tiles use
- * one FMA chain, a lone row two), so it is held to the tolerance only. */
+ * Every level also sums every output in one order whatever the batch (avx2.c, avx512.c): each row
+ * of a batch gives the same bits as that row run alone, which the row and task schedules rely on
+ * (test_rows_sched, test_bidir_sched). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,10 +32,9 @@ static float uni(uint64_t *s, float lo, float hi) {
     return lo + (hi - lo) * (float)((*s >> 40) / (double)(1ULL << 24));
 }
 
-/* One shape at one level: t against double sums; pads untouched; with `same_bits`, each row also
- * against that row computed alone (B = 1). Returns the worst error relative to the sum of |terms|. */
-static double check_shape(const fl_kernels *k, bool same_bits, int B, int K, int Rp, int ldx, int ldt,
-                          uint64_t seed) {
+/* One shape at one level: t against double sums; pads untouched; each row also against that row
+ * computed alone (B = 1), bit for bit. Returns the worst error relative to the sum of |terms|. */
+static double check_shape(const fl_kernels *k, int B, int K, int Rp, int ldx, int ldt, uint64_t seed) {
     // m: (K, Rp) 64-byte aligned as recurrent.c packs it; x: (B, K) stride ldx; t: (B, Rp) stride ldt
     float *m = fl_malloc((size_t)K * Rp * sizeof(float));
     float *x = malloc((size_t)B * ldx * sizeof(float)), *t = malloc((size_t)B * ldt * sizeof(float));
@@ -60,13 +58,11 @@ static double check_shape(const fl_kernels *k, bool same_bits, int B, int K, int
         for (int r = Rp; r < ldt; r++)
             if (t[(size_t)b * ldt + r] != SENTINEL)
                 fail_msg("proj %s B %d K %d Rp %d: pad t[%d, %d] written", k->name, B, K, Rp, b, r);
-        if (same_bits) {
-            t1[Rp] = SENTINEL;
-            k->proj(1, K, Rp, m, x + (size_t)b * ldx, ldx, t1, Rp);
-            assert_true(t1[Rp] == SENTINEL);
-            if (memcmp(t1, t + (size_t)b * ldt, (size_t)Rp * sizeof(float)) != 0)
-                fail_msg("proj %s B %d K %d Rp %d: row %d differs from the row alone", k->name, B, K, Rp, b);
-        }
+        t1[Rp] = SENTINEL;
+        k->proj(1, K, Rp, m, x + (size_t)b * ldx, ldx, t1, Rp);
+        assert_true(t1[Rp] == SENTINEL);
+        if (memcmp(t1, t + (size_t)b * ldt, (size_t)Rp * sizeof(float)) != 0)
+            fail_msg("proj %s B %d K %d Rp %d: row %d differs from the row alone", k->name, B, K, Rp, b);
     }
     fl_free(m);
     free(x), free(t), free(t1);
@@ -81,7 +77,6 @@ static void test_proj_shapes(void **state) {
         const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
         if (!k) continue; /* this CPU lacks the level */
         levels++;
-        const bool same_bits = strcmp(k->name, "avx512") != 0;
         uint64_t seed = 7;
         for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
             for (size_t ri = 0; ri < sizeof RPS / sizeof RPS[0]; ri++)
@@ -90,7 +85,7 @@ static void test_proj_shapes(void **state) {
                     // contiguous rows, then strides past K and Rp that are not a multiple of 8
                     for (int pad = 0; pad < 2; pad++) {
                         const int ldx = K + 3 * pad, ldt = Rp + 5 * pad;
-                        double e = check_shape(k, same_bits, B, K, Rp, ldx, ldt, seed++);
+                        double e = check_shape(k, B, K, Rp, ldx, ldt, seed++);
                         if (e > 2e-6)
                             fail_msg("proj %s B %d K %d Rp %d ldx %d ldt %d: rel err %.3g", k->name, B, K, Rp,
                                      ldx, ldt, e);
@@ -101,13 +96,13 @@ static void test_proj_shapes(void **state) {
 }
 
 /* A row's bits do not depend on the batch it is in: a row of zeros among others gives exactly 0,
- * and a row repeated at every position of a batch gives the same bits at each (ref, avx2). */
+ * and a row repeated at every position of a batch gives the same bits at each. */
 static void test_proj_rows_independent(void **state) {
     (void)state;
     enum { K = 37, Rp = 48, B = 11 };
     for (size_t li = 0; li < sizeof LEVELS / sizeof LEVELS[0]; li++) {
         const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
-        if (!k || !strcmp(k->name, "avx512")) continue;
+        if (!k) continue;
         uint64_t seed = 99;
         float *m = fl_malloc((size_t)K * Rp * sizeof(float));
         assert_non_null(m);

@@ -318,33 +318,42 @@ INL void proj_chunk(const int NV, int K, int Rp, const float *restrict m, const 
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + 16 * v, _mm512_add_ps(a[v], b[v]));
 }
 
-/* NR rows (<= 4) x NV zmm (<= 4) of t, one k per iteration: each m load feeds NR rows. */
-INL void proj_tile(const int NR, const int NV, int K, int Rp, const float *restrict m,
-                   const float *restrict x, int ldx, float *restrict t, int ldt) {
-    __m512 a[4][4];
+/* acc[b][v] += m's NV zmm at row k (q) x x[b][k], for NR rows of x. */
+INL void proj_fma(const int NR, const int NV, const float *restrict q, const float *restrict x, int ldx, int k,
+                  __m512 acc[3][4]) {
+    __m512 w[4];
 #pragma GCC unroll 4
-    for (int b = 0; b < NR; b++)
+    for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(q + 16 * v);
+#pragma GCC unroll 3
+    for (int b = 0; b < NR; b++) {
+        const __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) a[b][v] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++) {
-        const float *q = m + (size_t)k * Rp;
-        __m512 w[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(q + 16 * v);
-#pragma GCC unroll 4
-        for (int b = 0; b < NR; b++) {
-            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) a[b][v] = _mm512_fmadd_ps(w[v], xv, a[b][v]);
-        }
+        for (int v = 0; v < NV; v++) acc[b][v] = _mm512_fmadd_ps(w[v], xv, acc[b][v]);
     }
-#pragma GCC unroll 4
-    for (int b = 0; b < NR; b++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + (size_t)b * ldt + 16 * v, a[b][v]);
 }
 
-/* Rows b0.. of NR at a time (NR 2..4), over all r chunks. */
+/* NR rows (<= 3) x NV zmm (<= 4) of t: each m load feeds NR rows; even and odd k in two sets of
+ * accumulators (24 zmm at 3 x 4), summed at the end as in proj_chunk. */
+INL void proj_tile(const int NR, const int NV, int K, int Rp, const float *restrict m,
+                   const float *restrict x, int ldx, float *restrict t, int ldt) {
+    __m512 a[3][4], b[3][4];
+#pragma GCC unroll 3
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[i][v] = b[i][v] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        proj_fma(NR, NV, m + (size_t)k * Rp, x, ldx, k, a);
+        proj_fma(NR, NV, m + (size_t)(k + 1) * Rp, x, ldx, k + 1, b);
+    }
+    if (k < K) proj_fma(NR, NV, m + (size_t)k * Rp, x, ldx, k, a);
+#pragma GCC unroll 3
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(t + (size_t)i * ldt + 16 * v, _mm512_add_ps(a[i][v], b[i][v]));
+}
+
+/* Rows b0.. of NR at a time (NR 2..3), over all r chunks. */
 INL void proj_rows(const int NR, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                    float *restrict t, int ldt) {
     int r = 0;
@@ -357,19 +366,18 @@ INL void proj_rows(const int NR, int K, int Rp, const float *restrict m, const f
     }
 }
 
+/* Every output is summed in one order whatever the batch or the tile its row falls in (even k,
+ * odd k, then their sum, as avx2.c): a row gives the same bits alone as in a batch, so splitting a
+ * batch across threads or tasks changes no result (test_kernels_proj, test_rows_sched). */
 static void proj_avx512(int B, int K, int Rp, const float *restrict m, const float *restrict x, int ldx,
                         float *restrict t, int ldt) {
     int b = 0;
-    for (; b + 4 <= B; b += 4) proj_rows(4, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
-    if (B - b == 3) {
-        proj_rows(3, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
-        return;
-    }
+    for (; b + 3 <= B; b += 3) proj_rows(3, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
     if (B - b == 2) {
         proj_rows(2, K, Rp, m, x + (size_t)b * ldx, ldx, t + (size_t)b * ldt, ldt);
         return;
     }
-    if (B - b == 1) { /* one row: two k per iteration for more FMA chains */
+    if (B - b == 1) { /* one row: m read once, 4 zmm wide */
         const float *xb = x + (size_t)b * ldx;
         float *tb = t + (size_t)b * ldt;
         int r = 0;
