@@ -68,6 +68,11 @@ bool cli_parse_level(const char *cmd, const char *s, int *out);
 struct fl_profile;
 int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet, struct fl_profile *out);
 void cli_profile_print(FILE *f, const struct fl_profile *p, bool detail);
+
+/* OpenBLAS's kernels (cli/blas_core.c): restart once with OPENBLAS_CORETYPE set when OpenBLAS runs
+ * kernels below this CPU and the variable is unset; print which kernels run. */
+void cli_blas_core_start(char **argv);
+void cli_blas_print(FILE *f);
 struct cJSON *cli_profile_json(const struct fl_profile *p);
 
 #endif

@@ -252,7 +252,8 @@ int cmd_profile(int argc, char **argv) {
                    "Print the machine profile the planner uses: cache sizes and sharing, SIMD width,\n"
                    "streaming bandwidth from each cache level and DRAM, sgemm and mat-vec flop rates.\n"
                    "Measured once (a few seconds) and saved to PATH (default\n"
-                   "~/.cache/fastlstm/profile.json); --refresh measures again.\n");
+                   "~/.cache/fastlstm/profile.json); --refresh measures again. The last line names the\n"
+                   "OpenBLAS core this process runs (see BLAS cores in the README).\n");
             return CLI_OK;
         } else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--refresh")) refresh = true;
@@ -271,6 +272,7 @@ int cmd_profile(int argc, char **argv) {
         cJSON_Delete(o);
     } else {
         cli_profile_print(stdout, &p, true);
+        cli_blas_print(stdout);
     }
     return CLI_OK;
 }

@@ -50,6 +50,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cli_blas_core_start(argv);
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;

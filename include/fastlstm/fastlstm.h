@@ -65,6 +65,18 @@ FL_API void fl_sort_doubles(double *v, size_t n);
 /* Library version string ("0.1.0"); static storage. */
 FL_API const char *fl_version(void);
 
+/* The core whose kernels OpenBLAS chose at load time ("Prescott", "Haswell", "SkylakeX", ...; its
+ * openblas_get_corename), static storage. */
+FL_API const char *fl_blas_core(void);
+
+/* When OpenBLAS runs kernels below this CPU's ISA because it does not know the CPU (OpenBLAS 0.3.21
+ * takes Intel family 6 model 207 for a Prescott: sgemm 32 GFLOP/s instead of 150 with its AVX-512
+ * kernels), the OPENBLAS_CORETYPE that matches the CPU ("SkylakeX" with AVX-512 F/VL/DQ/BW/CD,
+ * "Haswell" with AVX2 and FMA); NULL when OpenBLAS's choice is already AVX2-class or better, or the
+ * CPU has nothing better. OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, so a program
+ * acts on this by setting it and starting again (the fastlstm CLI does, when it is unset). */
+FL_API const char *fl_blas_core_advice(void);
+
 /* Record `fmt` (printf-style) as this thread's error detail, the text fl_last_error() returns, and
  * return s. For programs that check their own inputs and report them the way the library does, or
  * that prefix the library's detail with context (copy fl_last_error() first: it is the buffer this

@@ -15,6 +15,8 @@
 #ifndef FL_BLAS_THREADS_H
 #define FL_BLAS_THREADS_H
 
+#include <stdbool.h>
+
 /* OpenBLAS's current thread count. */
 int fl_blas_threads(void);
 
@@ -27,5 +29,10 @@ void fl_blas_for_sessions(void);
 /* One thread until fl_blas_single_end(the returned previous count). */
 int fl_blas_single_begin(void);
 void fl_blas_single_end(int previous);
+
+/* fl_blas_core_advice's rule for a given OpenBLAS core name and CPU: NULL when the core's kernels are
+ * AVX2-class or better (Haswell, Zen, SkylakeX, Cooperlake, SapphireRapids, Excavator) or the CPU
+ * lacks AVX2 + FMA; else "SkylakeX" (avx512: F, VL, DQ, BW and CD) or "Haswell". */
+const char *fl_blas_advice_for(const char *core, bool avx2_fma, bool avx512);
 
 #endif
