@@ -489,6 +489,8 @@ static void print_json(const plan_args *a, const fl_model *m, const fl_profile *
         cJSON_AddItemToArray(lt, cJSON_CreateNumber(fl_plan_layer_threads(plan, l)));
     if (fl_model_arch(m)->bidirectional) /* "auto": not measured (parallel) */
         cJSON_AddStringToObject(root, "bidir_schedule", fl_bidir_sched_name(fl_model_planned_bidir_sched(fl_plan_model(plan))));
+    /* "auto": none recorded (no layer split with 2 rows per thread, or timing off: the fixed rule) */
+    cJSON_AddStringToObject(root, "step_schedule", fl_step_sched_name(fl_model_planned_step_sched(fl_plan_model(plan))));
     cJSON_AddStringToObject(root, "regime", fl_plan_regime(plan) == FL_REGIME_MEMORY ? "memory" : "compute");
     cJSON_AddNumberToObject(root, "last_level_bytes", (double)prof->level[prof->n_levels - 1].bytes);
     cJSON_AddNumberToObject(root, "last_level_reported_bytes", (double)prof->level[prof->n_levels - 1].reported_bytes);

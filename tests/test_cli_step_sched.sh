@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CLI for the step schedule recorded in a model (plan_threads.c, metadata "step_schedule"): info shows
-# none / the recorded one (text and JSON); compress and plan with a layer on 2 threads, 2 rows per thread
+# none / the recorded one (text and JSON); compress and plan (text and --json) with a layer on 2 threads, 2 rows per thread
 # and timing on record one of the two and print it, with --no-measure none; a hand-edited bad value is
 # refused naming the file and the value. Nothing is timed against a threshold.
 # Environment (set by CTest): FL_CLI = the fastlstm binary, FL_PYTHON = a Python with numpy.
@@ -22,9 +22,12 @@ got=$(grep -o "step schedule: [a-z]* kept" "$T/err" | awk '{print $3}')
 expect 0 "$CLI" info "$T/c.st" && has out "step sched:   $got (planned"
 expect 0 "$CLI" info "$T/c.st" --json && has out "\"step_schedule\":${TAB}\"$got\""
 expect 0 "$CLI" plan "$T/u.st" --batch 4 "${pose[@]}" && has out "step schedule: " && has out "measured faster than"
+expect 0 "$CLI" plan "$T/u.st" --batch 4 "${pose[@]}" --json && has out "\"step_schedule\":${TAB}\"" \
+    && ! grep -q "\"step_schedule\":${TAB}\"auto\"" "$T/out" || fail "plan --json: no step schedule recorded"
 # not timed, or 3 rows on 2 threads: none
 expect 0 "$CLI" plan "$T/u.st" --batch 4 "${pose[@]}" --no-measure && ! grep -q "step schedule" "$T/out" "$T/err" \
     || fail "--no-measure recorded a step schedule"
+expect 0 "$CLI" plan "$T/u.st" --batch 4 "${pose[@]}" --no-measure --json && has out "\"step_schedule\":${TAB}\"auto\""
 expect 0 "$CLI" compress "$T/u.st" -o "$T/c3.st" --batch 3 "${pose[@]}" && ! grep -q "step schedule" "$T/err" \
     || fail "a step schedule timed at 3 rows on 2 threads"
 expect 0 "$CLI" info "$T/c3.st" && has out "step sched:   none planned"
