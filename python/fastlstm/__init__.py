@@ -25,13 +25,26 @@ for _cls in _ERRORS.values():
     globals()[_cls.__name__] = _cls
 del _cls
 
-__all__ = ["Arch", "Error", "Model", "Plan", "Session", "decompose", "evaluate", "finetune", "from_torch",
+__all__ = ["Arch", "Error", "Model", "Plan", "Session", "blas_core", "decompose", "evaluate", "finetune", "from_torch",
            "init", "load", "plan", "profile", "train", "version"] + [c.__name__ for c in _ERRORS.values()]
 
 
 def version():
     """The library's version string (fl_version)."""
     return _lib.get().f.fl_version().decode()
+
+
+def blas_core():
+    """(core, advice): the core whose kernels OpenBLAS runs in this process, and the
+    OPENBLAS_CORETYPE that matches this CPU when OpenBLAS fell back to generic kernels below it
+    (None otherwise; fl_blas_core_advice). OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded
+    (often by NumPy, before fastlstm), so act on the advice by setting it before Python starts.
+    (None, None) with a library older than these functions."""
+    f = _lib.get().f
+    if f.fl_blas_core is None:
+        return None, None
+    advice = f.fl_blas_core_advice()
+    return f.fl_blas_core().decode(), advice.decode() if advice else None
 
 
 def from_torch(module, embedding=None, head=None, head_kind=None):

@@ -244,7 +244,9 @@ OPTIONAL = {"fl_run_state_size": (c_size_t, [P, c_int, c_int]),
             "fl_dataset_set_lengths": (c_int, [P, P]),
             "fl_session_bidir_sched": (c_int, [P]),  # probes of fields appended to fl_session_opts
             "fl_session_set_step_sched": (c_int, [P, c_int]),
-            "fl_model_decompose_ex": (c_int, [P, "fl_decomp_opts*", "decomp_progress_fn", P, POINTER(P)])}
+            "fl_model_decompose_ex": (c_int, [P, "fl_decomp_opts*", "decomp_progress_fn", P, POINTER(P)]),
+            "fl_blas_core": (c_char_p, []),
+            "fl_blas_core_advice": (c_char_p, [])}
 
 
 class Lib:

@@ -65,3 +65,20 @@ def test_cached_sessions_do_not_keep_the_model():
     r = weakref.ref(m)
     del m
     assert r() is None  # freed at once: no reference cycle through the cached session
+
+
+def test_blas_core():
+    core, advice = fastlstm.blas_core()
+    assert isinstance(core, str) and core
+    assert advice in (None, "SkylakeX", "Haswell")
+    if advice is None:
+        return
+    # OpenBLAS here runs kernels below the CPU: a process started with the advised core runs it
+    import os
+    import subprocess
+    import sys
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
+    env = dict(os.environ, OPENBLAS_CORETYPE=advice, PYTHONPATH=pkg)
+    out = subprocess.run([sys.executable, "-c", "import fastlstm; print(*fastlstm.blas_core())"], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [advice, "None"], out
