@@ -107,8 +107,8 @@ typedef struct parts_ctx {
 static void run_input(void *v) { /* gx (T B, 4H) = x W_ih^T + b: the session's projection */
     parts_ctx *p = v;
     const int N = p->T * p->B, G = 4 * p->H, D = p->ly->in;
-    /* with the workspace, as the session calls it: an SVD W_ih's packed factors (without it,
-     * fl_rec_input declines an SVD W_ih and this timed BLAS, which a session no longer runs) */
+    /* with the workspace, as the session calls it: an SVD or CP W_ih's packed factors (without it,
+     * fl_rec_input declines those and this timed BLAS, which a session no longer runs) */
     if (!fl_rec_input_ws(p->rec, N, p->x, D, p->bias, p->gx, G, p->ws)) {
         fl_mat_apply(&p->ly->wih, N, p->x, D, 0.0f, p->gx, G, p->ws);
         fl_add_bias_rows(p->gx, (size_t)N, G, (size_t)G, p->bias);

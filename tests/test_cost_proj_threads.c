@@ -1,7 +1,7 @@
 /* Cost model: the input projections and the measured speed-ups on two threads. An f32 SVD W_ih
- * runs packed as two products (t = x V^T, gx = t U^T), each split across the threads by the dense
- * rule on its own multiply-adds (fl_rec_input_ws, recurrent.c), where the model had it on one
- * thread; a measured speed-up above the thread count is held at the count; a compute-bound split
+ * runs packed as two products (t = x V^T, gx = t U^T), an f32 CP W_ih as five (z = x C, then
+ * zs[:, g] B^T per gate), each split across the threads by the dense rule on its own multiply-adds
+ * (fl_rec_input_ws, recurrent.c), where the model had them on one thread; a measured speed-up above the thread count is held at the count; a compute-bound split
  * projection (>= 64 rows) takes the larger of the profile's two measurements of its speed-up. Hand
  * profiles against hand-computed terms; nothing here is timed. */
 #include <setjmp.h>
@@ -44,7 +44,7 @@ static fl_cost_term term(const fl_profile *p, size_t i, fl_method m, int rank, i
  * multiply-adds, 16 flops per step; stage 2 (gx = t U^T) 64 x 64 x 2 = 8192, 256 flops per step;
  * 272 flops per step at 1000 flop/s on one thread. With the split threshold between the stages only
  * stage 2 splits (speed-up 2): 16 / 1000 + 256 / 2000; above both, neither; below both, both. A CP
- * W_ih runs on one thread whatever the rule. */
+ */
 static void test_svd_input_split(void **state) {
     (void)state;
     fl_profile p = hand_profile();
@@ -66,10 +66,33 @@ static void test_svd_input_split(void **state) {
     /* the efficiency still scales both stages */
     p.gemm_efficiency[FL_METHOD_SVD] = 0.5;
     assert_close(term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2).compute_seconds, 272 / 1000.0, 1e-12);
-    /* a CP W_ih (BLAS) stays on one thread */
-    const fl_cost_term cp = term(&p, 0, FL_METHOD_CP, 2, 1, 64, 2);
-    assert_int_equal(cp.threads, 1);
-    assert_close(cp.compute_seconds, term(&p, 0, FL_METHOD_CP, 2, 1, 64, 1).compute_seconds, 1e-12);
+}
+
+/* CP W_ih at rank 2 over n = 64 rows (batch 1, seq 64), packed since session 11: stage 1 (z = x C)
+ * 64 x 2 x 4 = 512 multiply-adds, then one product per gate (zs[:, g] B^T) of 64 x 16 x 2 = 2048
+ * each, every product split by the rule on its own multiply-adds; 280 flops per step (16 + the
+ * scaling's 8 + 256). Threshold 1000: the gates split, stage 1 does not; 3000: none (where the
+ * whole second stage, 8192, would have split), 100: all. (Until session 11 a CP W_ih ran on BLAS
+ * and was priced on one thread whatever the rule.) */
+static void test_cp_input_split(void **state) {
+    (void)state;
+    fl_profile p = hand_profile();
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.thread_scale_proj[k] = 2.0;
+    p.parallel_proj_macs = 1000;
+    const fl_cost_term one = term(&p, 0, FL_METHOD_CP, 2, 1, 64, 1);
+    assert_int_equal(one.threads, 1);
+    assert_close(one.compute_seconds, 280 / 1000.0, 1e-12);
+    fl_cost_term two = term(&p, 0, FL_METHOD_CP, 2, 1, 64, 2);
+    assert_int_equal(two.threads, 2);
+    assert_close(two.compute_seconds, 280 * (512 / 1000.0 + 8192 / 2000.0) / 8704.0, 1e-12);
+    p.parallel_proj_macs = 3000;
+    two = term(&p, 0, FL_METHOD_CP, 2, 1, 64, 2);
+    assert_int_equal(two.threads, 1);
+    assert_close(two.compute_seconds, 280 / 1000.0, 1e-12);
+    p.parallel_proj_macs = 100;
+    two = term(&p, 0, FL_METHOD_CP, 2, 1, 64, 2);
+    assert_int_equal(two.threads, 2);
+    assert_close(two.compute_seconds, 280 / 2000.0, 1e-12);
 }
 
 /* A measured speed-up above the thread count (thread_scale_rec 6 at 4 rows on 2 threads: a
@@ -112,6 +135,7 @@ static void test_proj_scale_compute_bound(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_svd_input_split),
+        cmocka_unit_test(test_cp_input_split),
         cmocka_unit_test(test_scale_held_at_threads),
         cmocka_unit_test(test_proj_scale_compute_bound),
     };

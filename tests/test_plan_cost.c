@@ -218,6 +218,17 @@ static void test_cost_low_rank(void **state) {
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 0, 4, 1, &c), FL_ERR_ARG);
 }
 
+/* Seconds of the bias pass in the prediction for batch 2, seq T, one thread: with p's bias rates
+ * less with both at 0. */
+static double bias_part(const fl_profile *p, const fl_arch *a, const fl_mat_spec *s, const fl_precision *prec, int T) {
+    fl_profile q = *p;
+    fl_cost c, c0;
+    assert_int_equal(fl_cost_predict_prec(&q, a, s, prec, 2, T, 1, &c, NULL), FL_OK);
+    q.bias_seconds = q.bias_seconds_cached = 0;
+    assert_int_equal(fl_cost_predict_prec(&q, a, s, prec, 2, T, 1, &c0, NULL), FL_OK);
+    return c.seconds - c0.seconds;
+}
+
 /* The batch-dependent terms: cell update per unit and row, bias pass after a non-dense input
  * projection and a head, SVD / CP efficiencies interpolated in log batch (recurrent) or log rows
  * (GEMM). Same model as test_cost_low_rank: W_ih CP rank 1 (8x3: 9 params, 26 flops), W_hh SVD
@@ -228,54 +239,52 @@ static void test_cost_batch_terms(void **state) {
     fl_mat_spec s[3] = {{FL_METHOD_CP, 1}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
     fl_profile p = hand_profile(1000, 2);
     fl_cost c;
-    /* batch 2, seq 4: cell 1 layer x 2 rows x 2 units x 0.01 = 0.04; bias pass: W_ih 2 rows x 8
-     * outputs = 16 elements x 0.001 (the dense head fuses its bias into its packed product) */
+    /* batch 2, seq 4: cell 1 layer x 2 rows x 2 units x 0.01 = 0.04; no bias pass: the f32 CP W_ih
+     * fuses its biases into its last packed product (since session 11; before, a pass over its 2 rows
+     * x 8 outputs = 16 elements x 0.001), and so does the dense head */
     p.cell_seconds = 0.01;
     p.bias_seconds = 0.001;
     const double base = fmax(40.0 / 100, 40.0 / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 0.016, 1e-12);
-    /* two threads: the cell update splits over them, the bias pass does not; rates x 2 (private
-     * flops) and the shared level x 1.75. Of the SVD W_hh step every thread computes t = V h (2
-     * weights, 4 flops a row) whole, both rows in one pass of the proj kernel's 3-row tile at the
-     * 2-row rate: 2 x 4 / 60 of its one-thread max(40 / 100, 40 / 60); the rest (0.8 of it) splits. */
+    assert_close(c.seconds, base + 0.04, 1e-12);
+    /* two threads: the cell update splits over them; rates x 2 (private flops) and the shared level
+     * x 1.75. Of the SVD W_hh step every thread computes t = V h (2 weights, 4 flops a row) whole,
+     * both rows in one pass of the proj kernel's 3-row tile at the 2-row rate: 2 x 4 / 60 of its
+     * one-thread max(40 / 100, 40 / 60); the rest (0.8 of it) splits. */
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 2, &c), FL_OK);
     const double vh = 2 * 4.0 / 60, rest = 1 - vh / fmax(40.0 / 100, 40.0 / 60);
     assert_close(c.seconds,
                  vh + rest * fmax(40.0 / 175, 40.0 / 120) + fmax(9.0 / 175, 52.0 / 480) + fmax(10.0 / 175, 10.0 / 120) +
-                     0.5 + 0.02 + 0.016,
+                     0.5 + 0.02,
                  1e-12);
-    /* A dense W_ih fuses its bias too: no bias pass left. */
+    /* A dense W_ih fuses its bias too. */
     fl_mat_spec d[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
     assert_int_equal(fl_cost_predict(&p, &a, d, 2, 4, 1, &c), FL_OK);
     assert_close(c.seconds,
                  fmax(40.0 / 100, 40.0 / 60) + fmax(96.0 / 4 / 100, 2 * 48.0 / 240) + fmax(10.0 / 100, 10.0 / 60) +
                      0.5 + 0.04,
                  1e-12);
-    /* An SVD head (rank 1) pays the pass, once per sequence for a last-step head: 2 x 5 / 4 = 2.5
-     * elements beside W_ih's 16. */
+    /* An SVD head (a BLAS product, its output filled with the bias first: B rows(W) / T = 2.5
+     * elements a step, the head running on the last step only) pays the bias pass; the CP W_ih
+     * beside it does not. */
     fl_mat_spec sh[3] = {{FL_METHOD_CP, 1}, {FL_METHOD_SVD, 1}, {FL_METHOD_SVD, 1}};
     fl_cost cb;
     assert_int_equal(fl_cost_predict(&p, &a, sh, 2, 4, 1, &c), FL_OK);
     p.bias_seconds = 0;
     assert_int_equal(fl_cost_predict(&p, &a, sh, 2, 4, 1, &cb), FL_OK);
     p.bias_seconds = 0.001;
-    assert_close(c.seconds - cb.seconds, 18.5 * 0.001, 1e-12);
-    /* The cached bias rate applies where the whole output fits 3/4 of the largest private level:
+    assert_close(c.seconds - cb.seconds, 2.5 * 0.001, 1e-12);
+    /* A quantized W_ih (int8, dense) still adds its bias in a pass of its own: 16 elements a step.
+     * The cached bias rate applies where the whole output fits 3/4 of the largest private level:
      * none in this profile (its level is shared), so bias_seconds still applies ... */
+    const fl_precision i8[3] = {FL_PRECISION_INT8, FL_PRECISION_F32, FL_PRECISION_F32};
     p.bias_seconds_cached = 0.0001;
-    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 0.016, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), 16 * 0.001, 1e-12);
     /* ... with a private 1000-byte level (750 usable): W_ih's output, 4 x 2 x 8 x 4 = 256
      * bytes, fits; at seq 100 its 6400 bytes do not. */
     p.level[0].shared_cpus = 1;
-    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04 + 16 * 0.0001, 1e-12);
-    assert_int_equal(fl_cost_predict(&p, &a, s, 2, 100, 1, &c), FL_OK);
-    assert_close(c.seconds,
-                 fmax(40.0 / 100, 40.0 / 60) + fmax(36.0 / 100 / 100, 52.0 / 1000) +
-                     fmax(40.0 / 100 / 100, 2 * 20.0 / 100 / 60) + 0.5 + 0.04 + 16 * 0.001,
-                 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), 16 * 0.0001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 100), 16 * 0.001, 1e-12);
     p.level[0].shared_cpus = 2;
     p.cell_seconds = p.bias_seconds = p.bias_seconds_cached = 0;
 

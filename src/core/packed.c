@@ -7,8 +7,8 @@
  * sessions (training, then evaluation) is packed afresh. The model must not change while a session
  * exists (fastlstm.h).
  *
- * While the packed copy exists, the original of a dense W_hh (and of a packed W_ih or head) is not
- * kept beside it: packing gives the original's memory pages back as it consumes them
+ * While the packed copy exists, the original of a dense W_hh (and of a packed W_ih or head; but a CP
+ * W_ih's factors, a few hundred KB at most, stay) is not kept beside it: packing gives the original's memory pages back as it consumes them
  * (fl_rec_pack_layer, fl_head_pack_make with release), so a model runs in about its own size. The
  * originals are written back from the packed form (an exact copy, so
  * bit-identical) when the last session goes, or earlier when code that reads or writes the weights
@@ -74,7 +74,8 @@ fl_status fl_model_packs_acquire(const fl_model *cm, const fl_rec_pack **out, co
         int l = 0;
         for (; !st && l < m->arch.layers * fl_arch_dirs(&m->arch); l++) { /* every layer direction */
             st = fl_rec_pack_layer(&m->layer[l], with_pk, release, &m->packs[l]);
-            if (!st && release && (m->layer[l].whh.method == FL_METHOD_DENSE || m->packs[l].pk)) m->weights_released = true;
+            const bool wih_released = m->packs[l].pk && m->layer[l].wih.method != FL_METHOD_CP; /* CP's are kept */
+            if (!st && release && (m->layer[l].whh.method == FL_METHOD_DENSE || wih_released)) m->weights_released = true;
         }
         if (!st && m->arch.head != FL_HEAD_NONE) { /* the head, last: a failure leaves it all NULL */
             st = fl_head_pack_make(&m->head, with_pk, release, m->hpack);

@@ -31,8 +31,11 @@
  * the few rows of a batch-1 request. Since the originals' pages are given back, which path runs cannot
  * depend on the rows of a call. A 2 x 650 session with SVD rank 81 everywhere, seq 35, `fastlstm bench`
  * time per step, ABBA against c4296b0, 2 x 6 pairs at load 6 (noisy): batch 1 x0.43 / x0.68, batch 20
- * x0.80 / x0.82, batch 1 on 2 threads x0.73 / x0.90. CP W_ih stays on fl_mat_apply (its scaled
- * per-gate products have no packed form here). */
+ * x0.80 / x0.82, batch 1 on 2 threads x0.73 / x0.90. A CP W_ih (A (4, R), B (H, R), C (in, R)) runs
+ * as packed products too (session 11; before, fl_mat_apply: two BLAS calls and a bias pass): B as
+ * pk (H, R) and C^T as pv (R, in), z (n, R) = x C in the workspace, zs (n, 4, R) = z scaled per gate
+ * by A (cp_scale), then per gate g gx[:, gH:(g+1)H] = zs[:, g, :] B^T + bias[gH:(g+1)H] (x row
+ * stride 4R, bias fused). Its factors (R (4 + H + in) floats) stay in place beside the packs. */
 #include "recurrent.h"
 
 #include "kernels/kernels.h"
@@ -83,8 +86,8 @@ struct fl_rec {
     const float *pw; /* dense: (nblk, H, 4, NB); SVD: U panel (nblk, R, 4, NB); CP: B panel (nblk, R, NB) */
     const float *pm; /* SVD: V^T (H, Rp); CP: C (H, Rp); NULL for dense */
     const float *a;  /* CP: a (4, R) */
-    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path); SVD: U */
-    const float *pv; /* SVD W_ih: V packed (ceil(R / NC), in, NC), else NULL */
+    const float *pk; /* W_ih packed for k->gemm_pk (ceil(4H / NC), in, NC), or NULL (BLAS path); SVD: U; CP: B */
+    const float *pv; /* SVD W_ih: V packed (ceil(R / NC), in, NC); CP: C^T, same shape; else NULL */
     float *scratch;  /* per thread: t (max_batch, Rp) then zs (max_batch, 4, R), then cpad (2, H) */
     size_t scratch_per_thread;
     size_t cpad_off; /* offset of cpad in a thread's scratch: a lone row's c run as 2 (fl_rec_step_rows) */
@@ -155,6 +158,14 @@ static void pack_input(const float *w, int r0, int r1, int K, float *pk) {
     const int NC = FL_PK_NC;
     for (int r = r0; r < r0 + NC; r++)
         for (int k = 0; k < K; k++) pk[((size_t)(r / NC) * K + k) * NC + r % NC] = r < r1 ? w[(size_t)r * K + k] : 0.0f;
+}
+
+/* pk (ceil(R / NC), K, NC) of W = C^T (R, K) from C (K, R) row-major, zero past R: a CP W_ih's C
+ * (fl_rec_pack_layer), read in place rather than transposed into a copy first. */
+static void pack_input_t(const float *c, int K, int R, float *pk) {
+    const int NC = FL_PK_NC, Rn = (R + NC - 1) / NC * NC;
+    for (int r = 0; r < Rn; r++)
+        for (int k = 0; k < K; k++) pk[((size_t)(r / NC) * K + k) * NC + r % NC] = r < R ? c[(size_t)k * R + r] : 0.0f;
 }
 
 /* The inverse: rows [r0, r1) of w from pk. */
@@ -332,13 +343,15 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
         return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d recurrent weight", 4 * H, K);
     }
     const fl_mat *wi = &ly->wih;
-    const bool pk_ok = with_pk && !wi->qf && wi->rows == 4 * H && wi->cols > 0;
+    const bool pk_ok = with_pk && !wi->qf && wi->rows == 4 * H && wi->cols > 0; /* a quantized CP: none */
     const bool pk_svd = pk_ok && wi->method == FL_METHOD_SVD && wi->rank > 0; /* always: file comment */
-    if (pk_ok && (wi->method == FL_METHOD_DENSE || pk_svd)) {
-        /* fl_malloc: fl_pk_pack writes every element, and pages are taken as it reaches them */
-        const int K = pk_svd ? wi->rank : wi->cols;
-        if (!(p.pk = fl_malloc(fl_pk_floats(wi->rows, K) * sizeof(float))) ||
-            (pk_svd && !(p.pv = fl_malloc(fl_pk_floats(wi->rank, wi->cols) * sizeof(float))))) {
+    const bool pk_cp = pk_ok && wi->method == FL_METHOD_CP && wi->rank > 0;
+    if (pk_ok && (wi->method == FL_METHOD_DENSE || pk_svd || pk_cp)) {
+        /* fl_malloc: fl_pk_pack writes every element, and pages are taken as it reaches them.
+         * pk: W_ih (4H, in), SVD's U (4H, R) or CP's B (H, R); pv: SVD's V (R, in) or CP's C^T (R, in) */
+        const int rows = pk_cp ? H : wi->rows, K = pk_svd || pk_cp ? wi->rank : wi->cols;
+        if (!(p.pk = fl_malloc(fl_pk_floats(rows, K) * sizeof(float))) ||
+            ((pk_svd || pk_cp) && !(p.pv = fl_malloc(fl_pk_floats(wi->rank, wi->cols) * sizeof(float))))) {
             fl_rec_pack_free(&p);
             return fl_fail(FL_ERR_NOMEM, "out of memory packing a %dx%d input weight", wi->rows, wi->cols);
         }
@@ -346,7 +359,13 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
     /* Last, once nothing can fail: W_ih (or its factors) panel by panel and a dense W_hh block by block,
      * the originals' pages released as they are consumed when asked (packed.c), so that two copies
      * never coexist whole. */
-    if (p.pv) {
+    if (pk_cp) {
+        /* CP's factors are small (R (4 + H + in) floats: a few hundred KB against a dense W_ih's
+         * 4H in), so their originals stay in place (never released): a = A (4, R) is read from them,
+         * and there is nothing to write back (fl_rec_unpack_layer). */
+        fl_pk_pack(wi->b, H, wi->rank, false, p.pk);
+        pack_input_t(wi->c, wi->cols, wi->rank, p.pv);
+    } else if (p.pv) {
         fl_pk_pack(wi->u, wi->rows, wi->rank, release, p.pk);
         fl_pk_pack(wi->v, wi->rank, wi->cols, release, p.pv);
     } else if (p.pk)
@@ -362,13 +381,15 @@ fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_r
 
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume) {
     fl_mat *wi = &ly->wih;
-    if (p->pv) { /* SVD W_ih: U (4H, R), V (R, in) */
+    /* a CP W_ih's originals are never released (fl_rec_pack_layer): nothing to write back */
+    const bool wi_written = p->pk && wi->method != FL_METHOD_CP;
+    if (wi_written && p->pv) { /* SVD W_ih: U (4H, R), V (R, in) */
         fl_pk_unpack(p->pk, wi->rows, wi->rank, consume, wi->u);
         fl_pk_unpack(p->pv, wi->rank, wi->cols, consume, wi->v);
-    } else if (p->pk)
+    } else if (wi_written)
         fl_pk_unpack(p->pk, wi->rows, wi->cols, consume, wi->w); /* W_ih (4H, in) */
     fl_mat *w = &ly->whh;
-    if (w->method != FL_METHOD_DENSE || !p->pw) return p->pk != NULL;
+    if (w->method != FL_METHOD_DENSE || !p->pw) return wi_written;
     const int H = ly->hidden, K = ly->out > 0 ? ly->out : H, nblk = (H + FL_REC_NB - 1) / FL_REC_NB;
     const size_t blk = (size_t)K * 4 * FL_REC_NB; /* floats of one block */
     for (int jb = 0; jb < nblk; jb++) {
@@ -466,16 +487,28 @@ bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bia
     // back (packed.c), so BLAS on the original is no fallback.
     const fl_mat *wi = &r->ly->wih;
     if (!r->pk) return false;
-    if (!r->pv) {
+    if (wi->method == FL_METHOD_DENSE) {
         fl_rec_gemm_pk(r, n, wi->rows, wi->cols, x, ldx, r->pk, bias, gx, ldgx);
         return true;
     }
-    // SVD: ws t (n, R) = x V^T;  gx = t U^T + bias. Without ws the caller's fl_mat_apply runs on the
-    // originals, which are only released by a session's packs, whose calls all pass ws.
+    // Low-rank: without ws the caller's fl_mat_apply runs on the originals, which are only released
+    // by a session's packs (SVD; CP's are kept), whose calls all pass ws.
     if (!ws) return false;
     const int R = wi->rank;
-    fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, ws, R);
-    fl_rec_gemm_pk(r, n, wi->rows, R, ws, R, r->pk, bias, gx, ldgx);
+    if (wi->method == FL_METHOD_SVD) { // ws t (n, R) = x V^T;  gx = t U^T + bias
+        fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, ws, R);
+        fl_rec_gemm_pk(r, n, wi->rows, R, ws, R, r->pk, bias, gx, ldgx);
+        return true;
+    }
+    // CP: z (n, R) = x C;  zs (n, 4, R) = z scaled per gate by A (4, R);
+    // gx[:, gH:(g+1)H] = zs[:, g, :] B^T + bias[gH:(g+1)H] for each gate g (x row stride 4R)
+    const int H = wi->rows / 4;
+    float *z = ws, *zs = ws + (size_t)n * R;
+    fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, z, R);
+    r->k->cp_scale(n, R, wi->a, z, R, zs);
+    for (int g = 0; g < 4; g++)
+        fl_rec_gemm_pk(r, n, H, R, zs + (size_t)g * R, 4 * R, r->pk, bias ? bias + (size_t)g * H : NULL,
+                       gx + (size_t)g * H, ldgx);
     return true;
 }
 

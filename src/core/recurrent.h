@@ -11,23 +11,23 @@ typedef struct fl_rec fl_rec;
 /* Layer weights in the kernels' packed layouts (kernels/kernels.h), made once and read by any number
  * of fl_recs on any threads: W_hh as a gate or CP panel (pw), V^T or C (pm), CP's a, and W_ih for a
  * packed input projection (or NULL): a dense W_ih as pk; an SVD W_ih = U V as pk = U (4H, R) and
- * pv = V (R, in), both in fl_pk_pack's layout. */
+ * pv = V (R, in); a CP W_ih (A, B, C) as pk = B (H, R) and pv = C^T (R, in), all in fl_pk_pack's
+ * layout. */
 typedef struct fl_rec_pack {
     float *pw, *pm, *a, *pk, *pv;
 } fl_rec_pack;
 
-/* Pack layer ly (W_ih too when with_pk and W_ih is dense or SVD, f32). On error *out is all NULL and
- * ly is unchanged. With release, the pages lying wholly inside the original of a dense W_hh, and of
- * W_ih (or its SVD factors U and V) when it is packed (out->pk), are given back to the system
- * (fl_pages_release) as packing consumes them: they read as zeros afterwards, until
- * fl_rec_unpack_layer writes the originals back. */
+/* Pack layer ly (W_ih too when with_pk and W_ih is f32: dense, SVD or CP). On error *out is all NULL
+ * and ly is unchanged. With release, the pages lying wholly inside the original of a dense W_hh, and
+ * of a dense or SVD W_ih (or its factors U and V) when it is packed (out->pk), are given back to the
+ * system (fl_pages_release) as packing consumes them: they read as zeros afterwards, until
+ * fl_rec_unpack_layer writes the originals back. A CP W_ih's factors are small and always kept. */
 fl_status fl_rec_pack_layer(const fl_layer *ly, bool with_pk, bool release, fl_rec_pack *out);
 
-/* Write a dense W_hh, and W_ih (or its SVD factors) where p->pk holds it, back from their packed forms
- * (the exact inverse of packing: bit-identical), block by block; with consume, the pages of p->pw,
- * p->pk and p->pv are released
- * as they are read (they are then garbage, to be freed). Returns false, writing nothing, when neither
- * is packed. */
+/* Write a dense W_hh, and a dense or SVD W_ih (or its factors) where p->pk holds it, back from their
+ * packed forms (the exact inverse of packing: bit-identical), block by block; with consume, the pages
+ * of p->pw, p->pk and p->pv are released as they are read (they are then garbage, to be freed).
+ * Returns false, writing nothing, when neither is packed (a CP W_ih, kept, is never written). */
 bool fl_rec_unpack_layer(fl_rec_pack *p, fl_layer *ly, bool consume);
 
 /* Give back to the system the memory pages lying wholly inside [max(lo, limit), hi) (madvise
@@ -107,10 +107,12 @@ void fl_rec_run_rows(fl_rec *r, int n, const fl_rows_seq *q);
 int fl_rec_threads(const fl_rec *r);
 
 /* gx (n, 4H) = x (n, in) W_ih^T + bias (4H, may be NULL), row strides ldx and ldgx, through a packed
- * copy of W_ih made at fl_rec_create (dense or SVD W_ih, a kernel level with a packed projection),
- * split over r's threads. An SVD W_ih runs t (n, R) = x V^T, then gx = t U^T + bias: t lives in ws,
- * which must hold n * R floats (fl_mat_apply_workspace(&ly->wih, n) is enough). Returns false and
- * writes nothing where there is no such copy, or (SVD) ws is NULL: the caller then projects with
+ * copy of W_ih made at fl_rec_create (f32 dense, SVD or CP W_ih, a kernel level with a packed
+ * projection), split over r's threads. An SVD W_ih runs t (n, R) = x V^T, then gx = t U^T + bias: t
+ * lives in ws, which must hold n * R floats. A CP W_ih runs z (n, R) = x C, zs (n, 4, R) = z scaled
+ * per gate by A, then gx[:, gate g] = zs[:, g, :] B^T + bias[gate g], z and zs in ws, which must hold
+ * 5 n R floats. fl_mat_apply_workspace(&ly->wih, n) is enough for both. Returns false and writes
+ * nothing where there is no such copy, or (SVD, CP) ws is NULL: the caller then projects with
  * fl_mat_apply and adds the bias. */
 bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx, float *ws);
 

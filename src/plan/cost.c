@@ -72,15 +72,17 @@
  *     an SVD / CP thread projects its own rows only, no whole-batch projection), its cell update
  *     r H cell(r) and gx N-way split. A dense W_ih or dense head of >=
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
- *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), each split by
- *     the same rule: its rate is the two stages' flops over the sum of their times at their thread
- *     counts; CP projections and other heads run on one thread (single-threaded BLAS; a small SVD head
- *     runs packed, on the threads, but is priced as one). (A profile without the rule: every part scales with N.)
- *   bias pass: t_b = sum over SVD / CP / quantized W_ih and any head but a dense f32 one of its output
+ *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), and an f32 CP
+ *     W_ih as five (n R in, then n H R per gate; session 11, before on BLAS), each split by the same
+ *     rule: its rate is the stages' flops over the sum of their times at their thread counts; other
+ *     heads run on one thread (single-threaded BLAS; a small SVD head runs packed, on the threads, but
+ *     is priced as one). (A profile without the rule: every part scales with N.)
+ *   bias pass: t_b = sum over quantized W_ih and any head but a dense f32 one of its output
  *     elements per step (B rows(W); a last-step head B rows(W) / T) times bias_seconds_cached when all
  *     T B rows(W) outputs (4 bytes each) fit the usable share of the largest private level, else
  *     bias_seconds: the runtime adds their biases in a pass of its own, or fills a BLAS head's output
- *     with them before the product (a dense W_ih and a dense head fuse them into the packed GEMM).
+ *     with them before the product (an f32 W_ih, dense, SVD or CP, and a dense head fuse them into
+ *     their packed GEMM's epilogue; SVD's was still charged here from session 7 to 10).
  *   input projections from memory: t_g = sum over f32 W_hh_l of f_l * 16 B H * cold_gx(m, R) / N_l,
  *     the profile's measured extra seconds per gx byte a step pays when its gx rows come from
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
@@ -589,16 +591,20 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 const double n = last ? (double)batch : (double)batch * seq;
                 /* an f32 SVD W_ih runs as two packed products, t = x V^T then gx = t U^T
                  * (fl_rec_input_ws), each split across the threads by the dense rule on its own
-                 * multiply-adds: priced stage by stage, at the same efficiency */
-                const bool svd_ih = d.kind == FL_MAT_IH && w.method == FL_METHOD_SVD && !lowp;
+                 * multiply-adds: priced stage by stage, at the same efficiency. An f32 CP W_ih
+                 * likewise: z = x C (n R in), then one product per gate (n H R each: zs[:, g] B^T),
+                 * each split by the rule on its own multiply-adds (the per-gate scaling between
+                 * them, 4 n R multiplies on the caller, is left in the efficiency). */
+                const bool lr_ih = d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE && !lowp;
                 tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
-                if (svd_ih) {
-                    const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows * w.rank;
+                if (lr_ih) {
+                    const double gates = w.method == FL_METHOD_CP ? 4.0 : 1.0; /* second-stage products */
+                    const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows / gates * w.rank;
                     const int t1s = part_threads(p, threads_l, false, m1, true);
                     tt = part_threads(p, threads_l, false, m2, true);
                     /* the rate over both stages: their flops over the sum of their times */
                     const double r1 = gemm_rate(p, n, t1s, bpw * np), r2 = gemm_rate(p, n, tt, bpw * np);
-                    rate = (m1 + m2) / (m1 / r1 + m2 / r2);
+                    rate = (m1 + gates * m2) / (m1 / r1 + gates * m2 / r2);
                     if (t1s > tt) tt = t1s;
                 } else {
                     rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
@@ -618,7 +624,9 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, mem + dup_mem, comp + dup_comp, level, tt,
                                           comp + dup_comp >= mem + dup_mem};
-            if ((head || d.kind == FL_MAT_IH) && (w.method != FL_METHOD_DENSE || lowp)) {
+            /* the bias pass: a quantized W_ih, and a head but a dense f32 one (an f32 W_ih, dense,
+             * SVD or CP, fuses its biases into its last packed product) */
+            if ((head && (w.method != FL_METHOD_DENSE || lowp)) || (d.kind == FL_MAT_IH && lowp)) {
                 const bool last = head && a->head == FL_HEAD_LAST_STEP;
                 const double out_bytes = 4.0 * batch * w.rows * (last ? 1 : seq);
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);

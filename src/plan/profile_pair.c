@@ -44,7 +44,8 @@ double fl_profile_paired_efficiency(double pred_m, const double *tm, double pred
 }
 
 /* Efficiency of the projection w as a session runs it (fl_rec_input_ws on mr: an SVD W_ih's packed
- * factors since session 7; fl_mat_apply where that declines: CP, or a level without gemm_pk) on `rows` rows
+ * factors since session 7, a CP W_ih's since session 11 (z = x C, the per-gate scaling, a packed
+ * product per gate, all in ws); fl_mat_apply where that declines: a level without gemm_pk) on `rows` rows
  * against the dense W_ih refw run as a session runs it (fl_rec_input on ref, an fl_rec of refw's
  * layer: the packed kernel where the kernel level has one, else fl_mat_apply), n alternate samples
  * each, each the second-fastest of 3 calls, weights warm as in measure_rows. Both are predicted at
