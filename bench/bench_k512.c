@@ -1,7 +1,7 @@
 /* The AVX-512 kernels against the AVX2 ones at the shapes the runtime uses, in one process, calls
  * interleaved (ABBA...), so that co-tenants of a shared machine slow both alike:
  *
- *   bench_k512 [--only name] [--pairs n] [--sample-ms m] [--streams | --tiles]
+ *   bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles]
  *
  *   default    every case below, the library's avx2 and avx512 tables (fl_kernels_by_name,
  *              fl_qkernels_by_name), then the FMA peak of each width
@@ -12,6 +12,8 @@
  *              file's copies of avx512.c's gate_cell_bn: p0 (the loop before 2026-12-01: whole panel
  *              per tile, no prefetch), p4k (prefetch 4 KB ahead), c64 / c32 (K chunks of 64 / 32
  *              with the next chunk prefetched)
+ *   --cold MB  walk a buffer of MB megabytes before each timed call (not timed), one call per sample,
+ *              so that the weights come from DRAM (the L3 here is 260 MB, shared: try 600)
  *   --pairs n  samples of each variant (default 12); one sample: as many calls as make --sample-ms
  *              (default 3) of this thread's CPU time, the same weights call after call (so a panel
  *              is L1/L2/L3-resident where it fits: one core reads the L3 at ~29 GB/s on the Xeon)
@@ -109,6 +111,12 @@ static float peak256(void) {
 static int g_pairs = 12;
 static double g_sample_s = 3e-3;
 static volatile float g_sink;
+static unsigned char *g_evict; /* --cold MB: a buffer walked before every timed call */
+static size_t g_evict_bytes;
+
+static void evict(void) {
+    for (size_t i = 0; i < g_evict_bytes; i += 64) g_evict[i]++;
+}
 
 
 /* Everything one case needs; each variant runs `run` with its own kernel tables. */
@@ -180,12 +188,13 @@ enum { MAXV = 6, MAXP = 64 };
 static void measure(const char *label, run_fn fn, cse *v, const char **names, int nv, double bytes, double flops) {
     double t[MAXV][MAXP], r[MAXV][MAXP];
     int calls[MAXV];
-    for (int i = 0; i < nv; i++) calls[i] = calls_for(fn, &v[i]);
+    for (int i = 0; i < nv; i++) calls[i] = g_evict ? 1 : calls_for(fn, &v[i]);
     int c = calls[0];
     for (int i = 1; i < nv; i++) c = calls[i] < c ? calls[i] : c; /* same count for all: same state drift */
     for (int p = 0; p < g_pairs; p++)
         for (int j = 0; j < nv; j++) {
             const int i = p % 2 ? nv - 1 - j : j;
+            if (g_evict) evict();
             double t0 = bench_now(true);
             for (int n = 0; n < c; n++) fn(&v[i]);
             t[i][p] = (bench_now(true) - t0) / c;
@@ -378,10 +387,11 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) g_pairs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc) g_sample_s = atof(argv[++i]) * 1e-3;
+        else if (!strcmp(argv[i], "--cold") && i + 1 < argc) g_evict_bytes = (size_t)atoi(argv[++i]) << 20;
         else if (!strcmp(argv[i], "--streams")) do_streams = true;
         else if (!strcmp(argv[i], "--tiles")) do_tiles = true;
         else {
-            fprintf(stderr, "usage: bench_k512 [--only name] [--pairs n] [--sample-ms m] [--streams | --tiles]\n");
+            fprintf(stderr, "usage: bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles]\n");
             return 2;
         }
     }
@@ -393,6 +403,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     fl_rng_seed(&g_rng, 512);
+    if (g_evict_bytes) {
+        g_evict = fl_malloc(g_evict_bytes);
+        if (!g_evict) {
+            fprintf(stderr, "bench_k512: out of memory\n");
+            return 1;
+        }
+        memset(g_evict, 0, g_evict_bytes);
+    }
 #ifndef K512_LIB_ONLY
     if (do_tiles) {
         tiles();

@@ -128,9 +128,16 @@ INL void prefetch_gx(const float *gx, int H) {
  *   H 1000     1.03   1.01   1.00   1.00     26
  *   H 1500     1.03   1.00   1.00   1.00     28
  *   H 2000     1.03   1.00   1.01   1.00     28
- * so on this Intel the stream count hardly matters (its prefetchers cross pages; every count reads L3
- * at its limit), while on Zen 3 four streams were 1.1-1.4x faster than one (avx2.c): 4 is within 1%
- * of the best on both machines, and stays. */
+ * From DRAM (`--cold 600`: a 600 MB walk before each call, one call per sample, 16 pairs):
+ *   H 650      1.15   1.02   0.93   0.94    12.9 (DRAM; one core ~16 GB/s)
+ *   H 1000     1.07   1.02   0.99   0.98    13.1
+ *   H 1500     1.16   1.02   0.95   0.97    12.7
+ *   H 2000     1.10   0.99   0.97   0.99    12.6
+ * (the columns are the bench's copies of the loop; its "4" ran 1-7% faster than the library's own
+ * here: placement.) So on this Intel the count hardly matters from L3 (every count reads it at its
+ * limit), and from DRAM one stream takes 1.08-1.24x the time of four (same copy), eight no better;
+ * on Zen 3 four streams were 1.1-1.4x faster than one (avx2.c). Four is within 1-3% of the best on
+ * both machines, and stays. */
 enum { B1_STREAMS = 4, B1_SPLIT_MIN_K = 128 };
 
 INL void fma4(const float *q, __m512 xv, __m512 *a0, __m512 *a1, __m512 *a2, __m512 *a3) {
