@@ -4,7 +4,7 @@
  *   bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles]
  *
  *   default    every case below, the library's avx2 and avx512 tables (fl_kernels_by_name,
- *              fl_qkernels_by_name), then the FMA peak of each width
+ *              fl_qkernels_by_name), then the FMA peak of each width and of zmm vpdpbusd (int8)
  *   --only s   only the cases whose name contains s (e.g. "b1", "pk", "svd", "int8")
  *   --streams  gate_cell at batch 1 with 1, 2, 4 and 8 streams (avx512.c's gate_cell_b1_s compiled
  *              into this file) at H 128, 256, 650, 1000, 1500, 2000, next to the library's avx512
@@ -101,6 +101,19 @@ static float peak256(void) {
     float v[8];
     _mm256_storeu_ps(v, s);
     return v[0];
+}
+__attribute__((target("avx512vnni"))) static int peak_vnni(void) {
+    __m512i a[12];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    const __m512i u = _mm512_set1_epi32(0x01010101), w = _mm512_set1_epi32(0x01ff01ff);
+    for (int it = 0; it < PEAK_ITERS; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], u, w);
+    }
+    __m512i s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_epi32(s, a[i]);
+    return _mm512_reduce_add_epi32(s);
 }
 #pragma GCC pop_options
 
@@ -430,8 +443,11 @@ int main(int argc, char **argv) {
         double t1 = bench_now(true);
         g_sink += peak512();
         double t2 = bench_now(true);
-        printf("FMA peak (12 chains, 1 thread): ymm %.1f GFLOP/s, zmm %.1f GFLOP/s\n",
-               2.0 * 8 * 12 * PEAK_ITERS / (t1 - t0) / 1e9, 2.0 * 16 * 12 * PEAK_ITERS / (t2 - t1) / 1e9);
+        g_sink += (float)peak_vnni();
+        double t3 = bench_now(true);
+        printf("FMA peak (12 chains, 1 thread): ymm %.1f GFLOP/s, zmm %.1f GFLOP/s; vpdpbusd zmm %.1f GOP/s\n",
+               2.0 * 8 * 12 * PEAK_ITERS / (t1 - t0) / 1e9, 2.0 * 16 * 12 * PEAK_ITERS / (t2 - t1) / 1e9,
+               2.0 * 64 * 12 * PEAK_ITERS / (t3 - t2) / 1e9);
     }
     return 0;
 }
