@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -117,8 +118,26 @@ INL void prefetch_gx(const float *gx, int H) {
  * chains): four sequential streams, as in avx2.c's gate_cell_b1, whose measurements (one stream
  * does not get the machine's read rate: the hardware prefetchers stop at every 4 KB page; below
  * K = 128 one stream is faster) are on Zen 3. Below B1_SPLIT_MIN_K the tail loop runs the whole K as
- * one stream (even / odd k into the two sets, the loop this replaced). Compile-checked, and tested
- * only where a CPU has AVX-512; not measured. */
+ * one stream (even / odd k into the two sets, the loop this replaced). Stream s goes into set s % 2.
+ * Measured on the first AVX-512 machine (Xeon family 6 model 207, 2 vCPUs shared, 2026-12-01;
+ * `bench_k512 --streams --pairs 16`, medians of interleaved samples, time / the library's 4):
+ *   streams      1      2      4      8     (GB/s of the 4-stream loop)
+ *   H 128      0.98   0.98   1.00   1.04    115 (L2)
+ *   H 256      0.99   0.99   1.00   1.04    118 (L2)
+ *   H 650      1.02   1.00   1.01   0.99     29 (L3; one core's L3 read limit ~29 GB/s)
+ *   H 1000     1.03   1.01   1.00   1.00     26
+ *   H 1500     1.03   1.00   1.00   1.00     28
+ *   H 2000     1.03   1.00   1.01   1.00     28
+ * From DRAM (`--cold 600`: a 600 MB walk before each call, one call per sample, 16 pairs):
+ *   H 650      1.15   1.02   0.93   0.94    12.9 (DRAM; one core ~16 GB/s)
+ *   H 1000     1.07   1.02   0.99   0.98    13.1
+ *   H 1500     1.16   1.02   0.95   0.97    12.7
+ *   H 2000     1.10   0.99   0.97   0.99    12.6
+ * (the columns are the bench's copies of the loop; its "4" ran 1-7% faster than the library's own
+ * here: placement.) So on this Intel the count hardly matters from L3 (every count reads it at its
+ * limit), and from DRAM one stream takes 1.08-1.24x the time of four (same copy), eight no better;
+ * on Zen 3 four streams were 1.1-1.4x faster than one (avx2.c). Four is within 1-3% of the best on
+ * both machines, and stays. */
 enum { B1_STREAMS = 4, B1_SPLIT_MIN_K = 128 };
 
 INL void fma4(const float *q, __m512 xv, __m512 *a0, __m512 *a1, __m512 *a2, __m512 *a3) {
@@ -128,22 +147,25 @@ INL void fma4(const float *q, __m512 xv, __m512 *a0, __m512 *a1, __m512 *a2, __m
     *a3 = _mm512_fmadd_ps(_mm512_load_ps(q + 48), xv, *a3);
 }
 
-static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
-                         const float *restrict x, const float *restrict gx, float *restrict c,
-                         float *restrict h) {
-    const int L = K >= B1_SPLIT_MIN_K ? K / B1_STREAMS : 0; // k per stream; 0: one stream
+/* S streams (S = 1: one stream, the tail loop from k = 0); stream s into accumulator set s % 2. */
+INL void gate_cell_b1_s(const int S, int blk0, int blk1, int H, int K, const float *restrict pw,
+                        const float *restrict x, const float *restrict gx, float *restrict c,
+                        float *restrict h) {
+    const int L = S > 1 && K >= B1_SPLIT_MIN_K ? K / S : 0; // k per stream; 0: one stream
     for (int blk = blk0; blk < blk1; blk++) {
         const float *p = pw + (size_t)blk * K * 64; // p: (K, 4, 16)
         prefetch_gx(gx + blk * 16, H);
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         for (int k = 0; k < L; k++) {
-            fma4(p + (size_t)k * 64, _mm512_set1_ps(x[k]), &a0, &a1, &a2, &a3);
-            fma4(p + (size_t)(L + k) * 64, _mm512_set1_ps(x[L + k]), &b0, &b1, &b2, &b3);
-            fma4(p + (size_t)(2 * L + k) * 64, _mm512_set1_ps(x[2 * L + k]), &a0, &a1, &a2, &a3);
-            fma4(p + (size_t)(3 * L + k) * 64, _mm512_set1_ps(x[3 * L + k]), &b0, &b1, &b2, &b3);
+#pragma GCC unroll 8
+            for (int s = 0; s < S; s++) {
+                const int kk = s * L + k;
+                if (s & 1) fma4(p + (size_t)kk * 64, _mm512_set1_ps(x[kk]), &b0, &b1, &b2, &b3);
+                else fma4(p + (size_t)kk * 64, _mm512_set1_ps(x[kk]), &a0, &a1, &a2, &a3);
+            }
         }
-        int k = B1_STREAMS * L;
+        int k = S * L;
         for (; k + 1 < K; k += 2) { /* even / odd k into the two sets, as before the segments */
             fma4(p + (size_t)k * 64, _mm512_set1_ps(x[k]), &a0, &a1, &a2, &a3);
             fma4(p + (size_t)(k + 1) * 64, _mm512_set1_ps(x[k + 1]), &b0, &b1, &b2, &b3);
@@ -155,19 +177,37 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
     }
 }
 
-/* NR rows x 16 units x 4 gates of accumulators (NR <= 6: 24 zmm), weights loaded once per k. */
-INL void gate_tile(const int NR, int j0, int H, int K, const float *restrict p, const float *restrict x,
-                   int ldx, const float *restrict gx, int ldgx, float *restrict c, float *restrict h,
-                   int ldh) {
+static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict pw,
+                         const float *restrict x, const float *restrict gx, float *restrict c,
+                         float *restrict h) {
+    gate_cell_b1_s(B1_STREAMS, blk0, blk1, H, K, pw, x, gx, c, h);
+}
+
+/* NR rows x 16 units x 4 gates of accumulators (NR <= 6: 24 zmm), weights loaded once per k, over
+ * k in [k0, k1). first: the sums start at 0, else from part (NR rows of 64 floats); last: the cell
+ * update, else the sums go back to part. One FMA chain per sum over k = 0 .. K-1 whatever the chunks,
+ * so results depend on K alone. PF > 0: prefetch (T0) the panel PF bytes ahead, 4 lines per k;
+ * npf > 0: prefetch npf lines per k from pf on (the next chunk's share of this tile). */
+INL void gate_tile(const int NR, const int PF, int k0, int k1, bool first, bool last, const float *pf,
+                   int npf, int j0, int H, const float *restrict p, const float *restrict x, int ldx,
+                   float *restrict part, const float *restrict gx, int ldgx, float *restrict c,
+                   float *restrict h, int ldh) {
     __m512 acc[6][4];
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) acc[b][g] = _mm512_setzero_ps();
+        for (int g = 0; g < 4; g++) acc[b][g] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + b * 64 + g * 16);
+    if (last) {
 #pragma GCC unroll 6
-    for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0, H);
-    for (int k = 0; k < K; k++) {
+        for (int b = 0; b < NR; b++) prefetch_gx(gx + (size_t)b * ldgx + j0, H);
+    }
+    for (int k = k0; k < k1; k++) {
         const float *q = p + (size_t)k * 64;
+        if (PF) {
+#pragma GCC unroll 4
+            for (int l = 0; l < 4; l++) _mm_prefetch((const char *)q + PF + 64 * l, _MM_HINT_T0);
+        }
+        for (int l = 0; l < npf; l++, pf += 16) _mm_prefetch((const char *)pf, _MM_HINT_T0);
         __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
         __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
 #pragma GCC unroll 6
@@ -179,12 +219,90 @@ INL void gate_tile(const int NR, int j0, int H, int K, const float *restrict p, 
             acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
         }
     }
+    if (!last) {
+#pragma GCC unroll 6
+        for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) _mm512_store_ps(part + b * 64 + g * 16, acc[b][g]);
+        return;
+    }
     const __mmask16 m = tail_mask(H - j0);
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
         cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
                    c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
 }
+
+INL void gate_tile_nr(const int PF, int nr, int k0, int k1, bool first, bool last, const float *pf, int npf,
+                      int j0, int H, const float *restrict p, const float *restrict x, int ldx,
+                      float *restrict part, const float *restrict gx, int ldgx, float *restrict c,
+                      float *restrict h, int ldh) {
+    switch (nr) {
+    case 6: gate_tile(6, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 5: gate_tile(5, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 4: gate_tile(4, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 3: gate_tile(3, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 2: gate_tile(2, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    default: gate_tile(1, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    }
+}
+
+enum { BN_GROUP = 36 /* rows per group: part (36, 64) floats = 9 KB */ };
+
+/* B > 1: rows in groups of at most BN_GROUP, each cut into tiles of at most 6 rows as even as
+ * possible (20 rows: 5+5+5+5, not 6+6+6+2). KC = 0: every tile over the block's whole panel (K x 256
+ * bytes, L2-resident; the first tile reads it from L3), each prefetching PF bytes ahead. KC > 0: the
+ * block's K in chunks of KC, every tile of the group over a chunk before the next (the first tile
+ * reads it from L3 / L2, the others from L1), and while a chunk runs the tiles prefetch the next
+ * chunk (contiguous: the next block's first after a block's last), each its share, so that the L3
+ * stream overlaps all tiles' FMAs, not only the first's. */
+INL void gate_cell_bn(const int KC, const int PF, int blk0, int blk1, int H, int K, int B,
+                      const float *restrict pw, const float *restrict x, int ldx,
+                      const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh) {
+    float part[BN_GROUP * 64] __attribute__((aligned(64)));
+    for (int g0 = 0; g0 < B; g0 += BN_GROUP) {
+        const int G = B - g0 < BN_GROUP ? B - g0 : BN_GROUP;
+        const int ntiles = (G + 5) / 6, base = G / ntiles, extra = G % ntiles;
+        const int npf = KC ? (4 + ntiles - 1) / ntiles : 0; /* next-chunk lines per k per tile */
+        for (int blk = blk0; blk < blk1; blk++) {
+            const float *p = pw + (size_t)blk * K * 64;
+            const int j0 = blk * 16, kc = KC > 0 ? KC : (K > 0 ? K : 1);
+            int k0 = 0;
+            do {
+                const int k1 = k0 + kc < K ? k0 + kc : K;
+                for (int t = 0, b = g0; t < ntiles; t++) {
+                    const int nr = base + (t < extra);
+                    const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
+                    float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh, *pt = part + (b - g0) * 64;
+                    const float *pf = p + (size_t)k1 * 64 + (size_t)t * npf * kc * 16;
+                    gate_tile_nr(PF, nr, k0, k1, k0 == 0, k1 == K, pf, npf, j0, H, p, xb, ldx, pt, gb, ldgx,
+                                 cb, hb, ldh);
+                    b += nr;
+                }
+                k0 = k1;
+            } while (k0 < K);
+        }
+    }
+}
+
+/* Measured on the first AVX-512 machine (Xeon family 6 model 207, 2 shared vCPUs, 2026-12-01). The
+ * tile loop as first written (one pass of every tile over the block's whole panel, no software
+ * prefetch) left the L3 stream to the first tile alone: that tile has 4-6 times the instructions per
+ * byte of the batch-1 loop, the out-of-order window keeps few lines in flight, and the panel came at
+ * 16-26 GB/s of the ~29 one core reads from L3 while the other tiles waited; at H 1500 it was 0.9-1.2x
+ * avx2 at B 4 and B 20 over three runs. Now:
+ *   B <= 6 (one tile): the whole panel, prefetching BN_PF = 4 KB ahead (4 lines per k).
+ *   B > 6: K chunks of BN_KC = 64 (16 KB of panel: L1), each tile prefetching its share of the next
+ *          chunk, so the L3 stream overlaps all tiles' FMAs.
+ * `bench_k512 --tiles --pairs 12`: medians of interleaved samples in one process, time / the old loop,
+ * over three to four runs (03:59-04:12 UTC):
+ *   B 4, prefetch 4 KB:           H 650 0.94-0.98, H 1500 0.94-0.95 (chunks here: 0.96-1.11x of it)
+ *   B 20, chunks 64 + prefetch:   H 650 0.71-0.82, H 1500 0.57-0.70 (prefetch 4 KB alone: 0.85-1.0)
+ *   B 64, chunks 64 + prefetch:   H 650 0.84-0.90, H 1500 0.63-0.76 (prefetch 4 KB alone: 0.83-1.0)
+ * H 1500 B 20 went from ~95 to ~146 GFLOP/s (the zmm FMA peak of one core measured 158-169), 2.2x
+ * avx2. Prefetch 2 KB or 8 KB ahead: within 3% of 4 KB; chunks of 32: 0.93-1.10x of 64, of 128:
+ * 1.01-1.11x. Each sum is still one FMA chain over k = 0 .. K-1, so the bits are the old loop's. */
+enum { BN_KC = 64, BN_PF = 4096 };
 
 static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
                              const float *restrict x, int ldx, const float *restrict gx, int ldgx,
@@ -193,26 +311,8 @@ static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const floa
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    // Rows in tiles of at most 6, sizes as even as possible (20 rows: 5+5+5+5, not 6+6+6+2).
-    const int ntiles = (B + 5) / 6, base = B / ntiles, extra = B % ntiles;
-    for (int blk = blk0; blk < blk1; blk++) {
-        const float *p = pw + (size_t)blk * K * 64;
-        const int j0 = blk * 16;
-        for (int t = 0, b = 0; t < ntiles; t++) {
-            const int nr = base + (t < extra);
-            const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
-            float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh;
-            switch (nr) {
-            case 6: gate_tile(6, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            case 5: gate_tile(5, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            case 4: gate_tile(4, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            case 3: gate_tile(3, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            case 2: gate_tile(2, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            default: gate_tile(1, j0, H, K, p, xb, ldx, gb, ldgx, cb, hb, ldh); break;
-            }
-            b += nr;
-        }
-    }
+    if (B <= 6) gate_cell_bn(0, BN_PF, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh); /* one tile */
+    else gate_cell_bn(BN_KC, 0, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
 }
 
 /* ------------------------------------------------------------ CP gate panel */

@@ -4,7 +4,12 @@
  * so the compiler may use any of them), avx2 (AVX2 + FMA), ref (scalar, always there).
  * FL_KERNELS=ref|avx2|avx512 forces a level. An unknown name, or a level this CPU lacks, is
  * ignored: the best level the CPU has is used instead (no error, no message: the library never
- * prints). fl_kernels_get()->name tells which table is in use. */
+ * prints). fl_kernels_get()->name tells which table is in use.
+ *
+ * A table may hand out a lower level's kernel where its own is slower; none does today. The avx512
+ * table, measured against avx2 on the first AVX-512 machine (docs/kernels_avx512.md, bench_k512),
+ * is as fast or faster at every kernel and runtime shape there (batch-1 gate_cell equal, both at the
+ * L3 read limit). */
 #include "kernels.h"
 #include "blas_threads.h"
 #include "tuning_consts.h"
