@@ -88,8 +88,18 @@
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
  *     memory: 0 while the layer's per-sequence buffers (4 T B (4H + in_l + H) bytes) fit half the
  *     usable share of the last level, 1 from the usable share, linear between (cold_fraction).
+ *   run's input and output passes: t_x = (B in (1/2 + 1) + B W) times the bias pass's seconds per
+ *     element (bias_rate at the bytes of x over the sequence, 4 T B in, and of y, 4 T B W), W = dirs
+ *     out the top layer's output width: fl_session_run scans x for NaN / Inf (a read: half a pass;
+ *     none for tokens), copies it into its packed time-major buffer (batch-major input, as the
+ *     planner times it; a gather of embedding rows for tokens) and copies the top layer's packed
+ *     output into y (or the head's input) in batch-major order (no such pass for a last-step head:
+ *     B rows per sequence). Measured by timers around the session's phases (session 11, 2 x 650, B 20,
+ *     T 35, one thread, Xeon Emerald Rapids): check 11.9 (2.4 once vectorised, finite.c), packing
+ *     7.7, output 9.3 us per step, 0.2-0.7 ns per element; 2 x 1500: 27.6, 19.7, 21.8; at B 1 0.6 us
+ *     in all. Before, only the step overhead (a tiny model's step, input 8) covered them.
  *   overhead: t_o = layers * step_overhead
- *   seconds = t_r + t_a + t_c + t_b + t_g + t_o.
+ *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o.
  * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
  * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
  * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
@@ -321,6 +331,14 @@ static double bias_rate(const fl_profile *p, double bytes) {
     if (p->bias_seconds_cached > 0 && priv >= 0 && bytes <= level_capacity(&p->level[priv], 1))
         return p->bias_seconds_cached;
     return p->bias_seconds;
+}
+
+/* t_x of the header: seconds per step of fl_session_run's passes over x and y outside the layers. */
+static double io_seconds(const fl_profile *p, const fl_arch *a, int batch, int seq) {
+    const double x_el = (double)batch * a->input;
+    const double y_el = a->head == FL_HEAD_LAST_STEP ? 0.0 : (double)batch * fl_arch_dirs(a) * fl_arch_out(a);
+    const double check = a->vocab > 0 ? 0.0 : 0.5 * x_el;
+    return bias_rate(p, 4.0 * seq * x_el) * (check + x_el) + bias_rate(p, 4.0 * seq * y_el) * y_el;
 }
 
 /* Fraction of a layer-step's reads of its input projections that come from memory: a session
@@ -632,7 +650,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        c.seconds = t + L * p->step_overhead + cell + cold;
+        c.seconds = t + L * p->step_overhead + cell + cold + io_seconds(p, a, batch, seq);
     }
     c.working_set = (size_t)ws;
     c.threads = threads;
