@@ -219,7 +219,7 @@ static void test_cost_low_rank(void **state) {
 }
 
 /* t_x, the run's passes over x and y outside the layers, per step at the bias pass's rate: x scanned
- * (half a pass; not for tokens) and copied (B in each), y written from the top layer's packed output
+ * (not for tokens) and copied (B in each), y written from the top layer's packed output
  * (B dirs out; none behind a last-step head). Dense 1 layer, input 3, hidden 2, batch 2, seq 4. */
 static void test_cost_io_passes(void **state) {
     (void)state;
@@ -229,7 +229,7 @@ static void test_cost_io_passes(void **state) {
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c0), FL_OK); /* bias rates 0: no t_x */
     p.bias_seconds = 0.001;
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds - c0.seconds, (2 * 3 * 1.5 + 2 * 2) * 0.001, 1e-12);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.001, 1e-12);
     /* bidirectional: y rows 2 x 2 wide */
     fl_arch bi = a;
     bi.bidirectional = 1;
@@ -237,7 +237,7 @@ static void test_cost_io_passes(void **state) {
     assert_int_equal(fl_cost_predict(&p, &bi, NULL, 2, 4, 1, &c0), FL_OK);
     p.bias_seconds = 0.001;
     assert_int_equal(fl_cost_predict(&p, &bi, NULL, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds - c0.seconds, (2 * 3 * 1.5 + 2 * 4) * 0.001, 1e-12);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 4) * 0.001, 1e-12);
     /* tokens: embedding rows gathered (one pass), nothing scanned; per-step head: its input rows */
     fl_arch tok = {.vocab = 7, .input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 7};
     p.bias_seconds = 0;
@@ -254,10 +254,10 @@ static void test_cost_io_passes(void **state) {
     q.bias_seconds = q.bias_seconds_cached = 0;
     assert_int_equal(fl_cost_predict(&q, &a, NULL, 2, 4, 1, &c0), FL_OK);
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds - c0.seconds, (2 * 3 * 1.5 + 2 * 2) * 0.0001, 1e-12);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.0001, 1e-12);
     assert_int_equal(fl_cost_predict(&q, &a, NULL, 2, 100, 1, &c0), FL_OK);
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 100, 1, &c), FL_OK);
-    assert_close(c.seconds - c0.seconds, (2 * 3 * 1.5 + 2 * 2) * 0.001, 1e-12);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.001, 1e-12);
 }
 
 /* Seconds of the bias pass in the prediction for batch 2, seq T, one thread: with p's bias rates
@@ -286,9 +286,9 @@ static void test_cost_batch_terms(void **state) {
      * x 8 outputs = 16 elements x 0.001), and so does the dense head */
     p.cell_seconds = 0.01;
     p.bias_seconds = 0.001;
-    /* the run's passes over x at the bias rate (t_x): its 2 x 3 values a step scanned (half a pass)
-     * and copied; no pass over y behind a last-step head */
-    const double io = 2 * 3 * 1.5 * 0.001;
+    /* the run's passes over x at the bias rate (t_x): its 2 x 3 values a step scanned and copied;
+     * no pass over y behind a last-step head */
+    const double io = 2 * 3 * 2 * 0.001;
     const double base = fmax(40.0 / 100, 40.0 / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
     assert_close(c.seconds, base + 0.04 + io, 1e-12);
@@ -322,15 +322,15 @@ static void test_cost_batch_terms(void **state) {
     /* A quantized W_ih (int8, dense) still adds its bias in a pass of its own: 16 elements a step.
      * The cached bias rate applies where the whole output fits 3/4 of the largest private level:
      * none in this profile (its level is shared), so bias_seconds still applies ... (bias_part
-     * holds t_x too: 9 elements a step at the same rate, x's 96 bytes over the sequence) */
+     * holds t_x too: 12 elements a step at the same rate, x's 96 bytes over the sequence) */
     const fl_precision i8[3] = {FL_PRECISION_INT8, FL_PRECISION_F32, FL_PRECISION_F32};
     p.bias_seconds_cached = 0.0001;
-    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 9) * 0.001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 12) * 0.001, 1e-12);
     /* ... with a private 1000-byte level (750 usable): W_ih's output, 4 x 2 x 8 x 4 = 256
      * bytes, fits; at seq 100 its 6400 bytes do not. */
     p.level[0].shared_cpus = 1;
-    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 9) * 0.0001, 1e-12);
-    assert_close(bias_part(&p, &a, d, i8, 100), (16 + 9) * 0.001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 12) * 0.0001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 100), (16 + 12) * 0.001, 1e-12);
     p.level[0].shared_cpus = 2;
     p.cell_seconds = p.bias_seconds = p.bias_seconds_cached = 0;
 
