@@ -218,6 +218,48 @@ static void test_cost_low_rank(void **state) {
     assert_int_equal(fl_cost_predict(&p, &a, NULL, 0, 4, 1, &c), FL_ERR_ARG);
 }
 
+/* t_x, the run's passes over x and y outside the layers, per step at the bias pass's rate: x scanned
+ * (not for tokens) and copied (B in each), y written from the top layer's packed output
+ * (B dirs out; none behind a last-step head). Dense 1 layer, input 3, hidden 2, batch 2, seq 4. */
+static void test_cost_io_passes(void **state) {
+    (void)state;
+    fl_profile p = hand_profile(1000, 2);
+    fl_arch a = {.input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_NONE};
+    fl_cost c, c0;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c0), FL_OK); /* bias rates 0: no t_x */
+    p.bias_seconds = 0.001;
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.001, 1e-12);
+    /* bidirectional: y rows 2 x 2 wide */
+    fl_arch bi = a;
+    bi.bidirectional = 1;
+    p.bias_seconds = 0;
+    assert_int_equal(fl_cost_predict(&p, &bi, NULL, 2, 4, 1, &c0), FL_OK);
+    p.bias_seconds = 0.001;
+    assert_int_equal(fl_cost_predict(&p, &bi, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 4) * 0.001, 1e-12);
+    /* tokens: embedding rows gathered (one pass), nothing scanned; per-step head: its input rows */
+    fl_arch tok = {.vocab = 7, .input = 3, .hidden = 2, .layers = 1, .head = FL_HEAD_PER_STEP, .head_out = 7};
+    p.bias_seconds = 0;
+    assert_int_equal(fl_cost_predict(&p, &tok, NULL, 2, 4, 1, &c0), FL_OK);
+    p.bias_seconds = 0.001;
+    assert_int_equal(fl_cost_predict(&p, &tok, NULL, 2, 4, 1, &c), FL_OK);
+    /* the per-step dense f32 head fuses its bias: the difference is t_x alone */
+    assert_close(c.seconds - c0.seconds, (2 * 3 + 2 * 2) * 0.001, 1e-12);
+    /* the cached rate where the bytes over the sequence fit 3/4 of the private level: x 96 B and y
+     * 64 B at seq 4 do; at seq 100 (2400 and 1600 B) neither */
+    p.level[0].shared_cpus = 1;
+    p.bias_seconds_cached = 0.0001;
+    fl_profile q = p;
+    q.bias_seconds = q.bias_seconds_cached = 0;
+    assert_int_equal(fl_cost_predict(&q, &a, NULL, 2, 4, 1, &c0), FL_OK);
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 4, 1, &c), FL_OK);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.0001, 1e-12);
+    assert_int_equal(fl_cost_predict(&q, &a, NULL, 2, 100, 1, &c0), FL_OK);
+    assert_int_equal(fl_cost_predict(&p, &a, NULL, 2, 100, 1, &c), FL_OK);
+    assert_close(c.seconds - c0.seconds, (2 * 3 * 2 + 2 * 2) * 0.001, 1e-12);
+}
+
 /* Seconds of the bias pass in the prediction for batch 2, seq T, one thread: with p's bias rates
  * less with both at 0. */
 static double bias_part(const fl_profile *p, const fl_arch *a, const fl_mat_spec *s, const fl_precision *prec, int T) {
@@ -244,9 +286,12 @@ static void test_cost_batch_terms(void **state) {
      * x 8 outputs = 16 elements x 0.001), and so does the dense head */
     p.cell_seconds = 0.01;
     p.bias_seconds = 0.001;
+    /* the run's passes over x at the bias rate (t_x): its 2 x 3 values a step scanned and copied;
+     * no pass over y behind a last-step head */
+    const double io = 2 * 3 * 2 * 0.001;
     const double base = fmax(40.0 / 100, 40.0 / 60) + fmax(9.0 / 100, 52.0 / 240) + fmax(10.0 / 100, 10.0 / 60) + 0.5;
     assert_int_equal(fl_cost_predict(&p, &a, s, 2, 4, 1, &c), FL_OK);
-    assert_close(c.seconds, base + 0.04, 1e-12);
+    assert_close(c.seconds, base + 0.04 + io, 1e-12);
     /* two threads: the cell update splits over them; rates x 2 (private flops) and the shared level
      * x 1.75. Of the SVD W_hh step every thread computes t = V h (2 weights, 4 flops a row) whole,
      * both rows in one pass of the proj kernel's 3-row tile at the 2-row rate: 2 x 4 / 60 of its
@@ -255,14 +300,14 @@ static void test_cost_batch_terms(void **state) {
     const double vh = 2 * 4.0 / 60, rest = 1 - vh / fmax(40.0 / 100, 40.0 / 60);
     assert_close(c.seconds,
                  vh + rest * fmax(40.0 / 175, 40.0 / 120) + fmax(9.0 / 175, 52.0 / 480) + fmax(10.0 / 175, 10.0 / 120) +
-                     0.5 + 0.02,
+                     0.5 + 0.02 + io,
                  1e-12);
     /* A dense W_ih fuses its bias too. */
     fl_mat_spec d[3] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 1}, {FL_METHOD_DENSE, 0}};
     assert_int_equal(fl_cost_predict(&p, &a, d, 2, 4, 1, &c), FL_OK);
     assert_close(c.seconds,
                  fmax(40.0 / 100, 40.0 / 60) + fmax(96.0 / 4 / 100, 2 * 48.0 / 240) + fmax(10.0 / 100, 10.0 / 60) +
-                     0.5 + 0.04,
+                     0.5 + 0.04 + io,
                  1e-12);
     /* An SVD head (a BLAS product, its output filled with the bias first: B rows(W) / T = 2.5
      * elements a step, the head running on the last step only) pays the bias pass; the CP W_ih
@@ -273,18 +318,19 @@ static void test_cost_batch_terms(void **state) {
     p.bias_seconds = 0;
     assert_int_equal(fl_cost_predict(&p, &a, sh, 2, 4, 1, &cb), FL_OK);
     p.bias_seconds = 0.001;
-    assert_close(c.seconds - cb.seconds, 2.5 * 0.001, 1e-12);
+    assert_close(c.seconds - cb.seconds, 2.5 * 0.001 + io, 1e-12);
     /* A quantized W_ih (int8, dense) still adds its bias in a pass of its own: 16 elements a step.
      * The cached bias rate applies where the whole output fits 3/4 of the largest private level:
-     * none in this profile (its level is shared), so bias_seconds still applies ... */
+     * none in this profile (its level is shared), so bias_seconds still applies ... (bias_part
+     * holds t_x too: 12 elements a step at the same rate, x's 96 bytes over the sequence) */
     const fl_precision i8[3] = {FL_PRECISION_INT8, FL_PRECISION_F32, FL_PRECISION_F32};
     p.bias_seconds_cached = 0.0001;
-    assert_close(bias_part(&p, &a, d, i8, 4), 16 * 0.001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 12) * 0.001, 1e-12);
     /* ... with a private 1000-byte level (750 usable): W_ih's output, 4 x 2 x 8 x 4 = 256
      * bytes, fits; at seq 100 its 6400 bytes do not. */
     p.level[0].shared_cpus = 1;
-    assert_close(bias_part(&p, &a, d, i8, 4), 16 * 0.0001, 1e-12);
-    assert_close(bias_part(&p, &a, d, i8, 100), 16 * 0.001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 4), (16 + 12) * 0.0001, 1e-12);
+    assert_close(bias_part(&p, &a, d, i8, 100), (16 + 12) * 0.001, 1e-12);
     p.level[0].shared_cpus = 2;
     p.cell_seconds = p.bias_seconds = p.bias_seconds_cached = 0;
 
@@ -487,6 +533,7 @@ int main(void) {
         cmocka_unit_test(test_cost_thread_scale),
         cmocka_unit_test(test_cost_low_rank),
         cmocka_unit_test(test_cost_batch_terms),
+        cmocka_unit_test(test_cost_io_passes),
         cmocka_unit_test(test_cost_precision),
         cmocka_unit_test(test_profile_json_and_override),
     };

@@ -88,8 +88,25 @@
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
  *     memory: 0 while the layer's per-sequence buffers (4 T B (4H + in_l + H) bytes) fit half the
  *     usable share of the last level, 1 from the usable share, linear between (cold_fraction).
+ *   run's input and output passes: t_x = (2 B in + B W) times the bias pass's seconds per element
+ *     (bias_rate at the bytes of x over the sequence, 4 T B in, and of y, 4 T B W), W = dirs out the
+ *     top layer's output width: fl_session_run scans x for NaN / Inf (none for tokens), copies it
+ *     into its packed time-major buffer (batch-major input, as the planner times it; a gather of
+ *     embedding rows for tokens) and copies the top layer's packed output into y (or the head's
+ *     input) in batch-major order (no such pass for a last-step head: B rows per sequence). Timers
+ *     around the session's phases, each phase's median over 61 runs in one process (session 11,
+ *     2 x 650, B 20, T 35, one thread, Xeon Emerald Rapids, SVD / CP / dense): scan 6.9-8.6 us per step
+ *     (11.9 before finite.c vectorised it: x comes from memory, so a read-only scan costs about what
+ *     a copy does), packing 8.0-9.0, output 9.4-10.2; 0.55-0.75 ns per element, where the profile's
+ *     bias rate reads 0.39: this term prices ~0.6 of them (15 of 24-28 us per step), the rest is
+ *     still unpriced. In the same runs the session's input projections matched the same products
+ *     timed alone between the runs (192 / 193, 221 / 221, 266 / 273, 1572 / 1582 us per step) and its
+ *     steps were 1-4% slower than alone (the per-step copy of h): bench_plan --breakdown's "other"
+ *     of 50-180 us per step at B 20 was these passes plus the machine's speed moving between the
+ *     session's timing and its parts'. Before, only the step overhead (a tiny model, input 8) covered
+ *     the passes.
  *   overhead: t_o = layers * step_overhead
- *   seconds = t_r + t_a + t_c + t_b + t_g + t_o.
+ *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o.
  * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
  * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
  * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
@@ -321,6 +338,14 @@ static double bias_rate(const fl_profile *p, double bytes) {
     if (p->bias_seconds_cached > 0 && priv >= 0 && bytes <= level_capacity(&p->level[priv], 1))
         return p->bias_seconds_cached;
     return p->bias_seconds;
+}
+
+/* t_x of the header: seconds per step of fl_session_run's passes over x and y outside the layers. */
+static double io_seconds(const fl_profile *p, const fl_arch *a, int batch, int seq) {
+    const double x_el = (double)batch * a->input;
+    const double y_el = a->head == FL_HEAD_LAST_STEP ? 0.0 : (double)batch * fl_arch_dirs(a) * fl_arch_out(a);
+    const double check = a->vocab > 0 ? 0.0 : x_el;
+    return bias_rate(p, 4.0 * seq * x_el) * (check + x_el) + bias_rate(p, 4.0 * seq * y_el) * y_el;
 }
 
 /* Fraction of a layer-step's reads of its input projections that come from memory: a session
@@ -632,7 +657,7 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        c.seconds = t + L * p->step_overhead + cell + cold;
+        c.seconds = t + L * p->step_overhead + cell + cold + io_seconds(p, a, batch, seq);
     }
     c.working_set = (size_t)ws;
     c.threads = threads;
