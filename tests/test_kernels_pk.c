@@ -2,7 +2,7 @@
  * the sessions run and awkward ones around them (test_kernels_batch covers each K block edge):
  *   values     against a double-precision sum, within 2e-6 of the sum of |terms| (float summation
  *              error scales with it), and against fl_kernels_gemm_pk_ref: n = 1, 7, 35, 140, 161
- *              (both sides of avx2's 160-row prefetching path), 701 (chunks of 48 rows and a short
+ *              (both sides of avx2's 160-row prefetching path), 701 (at K 651 chunks of 48 rows on AVX2, 198 on AVX-512, and a short
  *              last one); K = 1, 651 and 1299 (not a multiple of any K block); rows 70, 200 and 330
  *              (partial 16-column quarters and 64-column panels; n = 701 not at K = 1299); padded strides, columns past rows
  *              untouched.

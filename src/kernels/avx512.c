@@ -573,6 +573,11 @@ static void gemm_nt_avx512(int n, int rows, int K, const float *restrict x, int 
 
 /* ------------------------------------------------------------ packed input projection Y = X W^T + bias */
 
+/* X chunk of gemm_pk: 512 KB (AVX-512 cores have 1-2 MB of L2: the chunk and a 64-column panel of
+ * K <= 2000 fit). At 128 KB (the AVX2 kernel's, for Zen 3's 512 KB L2) a 2x1500 layer's 700 rows
+ * (batch 20 x 35 steps) made 39 chunks, each streaming the 36 MB W_ih from L3. */
+enum { PK_CHUNK_BYTES = 512 * 1024 };
+
 /* NR rows of X (<= 6) x one 64-column panel: 24 accumulators started at the bias; per k, four
  * aligned panel loads feed 4 NR FMAs (no reductions, unlike gemm_nt). m masks columns past rows. */
 INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
@@ -603,11 +608,44 @@ INL void pk_tile(const int NR, int K, const float *restrict p, const float *rest
         for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + (size_t)b * ldy + 16 * v, m[v], acc[b][v]);
 }
 
+/* pk_tile of 6 rows that also prefetches `next` (another panel, K x 64 floats) into L2, one 256-byte
+ * row of it per k: the same sums in the same order. */
+static void pk_tile_fetch(int K, const float *restrict p, const float *restrict x, int ldx, const float *restrict bias,
+                          const __mmask16 m[4], float *restrict y, int ldy, const float *restrict next) {
+    __m512 acc[6][4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+        for (int b = 0; b < 6; b++) acc[b][v] = b0;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *q = p + (size_t)k * 64, *f = next + (size_t)k * 64;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) _mm_prefetch((const char *)(f + 16 * v), _MM_HINT_T1);
+        __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
+        __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
+#pragma GCC unroll 6
+        for (int b = 0; b < 6; b++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
+            acc[b][0] = _mm512_fmadd_ps(w0, xv, acc[b][0]);
+            acc[b][1] = _mm512_fmadd_ps(w1, xv, acc[b][1]);
+            acc[b][2] = _mm512_fmadd_ps(w2, xv, acc[b][2]);
+            acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < 6; b++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + (size_t)b * ldy + 16 * v, m[v], acc[b][v]);
+}
+
 static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int ldx, const float *restrict pk,
                            const float *restrict bias, float *restrict y, int ldy) {
     const int np = (rows + 63) / 64;
-    // Rows of X in chunks of about 128 KB (stay in L2 while every panel passes over them).
-    int mc = (int)((128 * 1024 / 4) / (K > 0 ? K : 1)) / 6 * 6;
+    // Rows of X in chunks of about PK_CHUNK_BYTES (stay in L2 while every panel passes over them):
+    // W is streamed from memory once per chunk, so fewer, larger chunks read it fewer times.
+    int mc = (int)((PK_CHUNK_BYTES / 4) / (K > 0 ? K : 1)) / 6 * 6;
     if (mc < 6) mc = 6;
     for (int i0 = 0; i0 < n; i0 += mc) {
         const int i1 = i0 + mc < n ? i0 + mc : n;
@@ -617,6 +655,13 @@ static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int 
             for (int v = 0; v < 4; v++) m[v] = rows - c0 - 16 * v <= 0 ? 0 : tail_mask(rows - c0 - 16 * v);
             const float *p = pk + (size_t)pi * K * 64, *bb = bias ? bias + c0 : NULL;
             int i = i0;
+            /* the chunk's first tile also fetches the next panel into L2 while it computes: the
+             * panel's first pass comes from L3 or DRAM, the others from L2 */
+            const float *next = pi + 1 < np ? pk + (size_t)(pi + 1) * K * 64 : NULL;
+            if (i + 6 <= i1 && next) {
+                pk_tile_fetch(K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy, next);
+                i += 6;
+            }
             for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy);
             const float *xi = x + (size_t)i * ldx;
             float *yi = y + (size_t)i * ldy + c0;
