@@ -381,10 +381,11 @@ static void print_text(const plan_args *a, const fl_model *m, const fl_profile *
         printf("tuning: recurrent blocks of %d units, input-projection panels of %d columns; threads from %zu KB "
                "of step weights (>= %d blocks, %d chunks per thread) and %.3g M projection MACs; own GEMM "
                "from K = %d; cache fit %.2f; steps by rows from %d rows a thread, SVD / CP W_hh up to %zu KB, "
-               "dense up to %zu KB\n",
+               "dense up to %zu KB from %d rows a thread\n",
                t->rec_block, t->proj_panel, t->min_parallel_bytes / 1024, t->min_blocks_per_thread,
                t->chunks_per_thread, t->min_parallel_macs / 1e6, t->gemm_nt_min_k, t->cache_fit_fraction,
-               t->rows_min_per_thread, t->rows_max_whh_bytes / 1024, t->rows_max_dense_bytes / 1024);
+               t->rows_min_per_thread, t->rows_max_whh_bytes / 1024, t->rows_max_dense_bytes / 1024,
+               t->rows_dense_min_per_thread);
     }
     printf("metric: %s; dense %.4g; budget: %s <= %g\n", metric_name(fl_plan_metric_kind(plan)), dense->metric,
            fl_plan_metric_kind(plan) == FL_METRIC_ACCURACY     ? "accuracy points lost"

@@ -47,8 +47,8 @@ static double hh_flops(int H, int P) {
 
 static void assert_rel(double a, double b) { assert_true(fabs(a - b) <= 1e-9 * fabs(b)); }
 
-/* The shared rule: B >= 2 N, SVD / CP W_hh <= 8 MiB (dense: up to FL_ROWS_MAX_DENSE_BYTES, none),
- * W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
+/* The shared rule: B >= 2 N, SVD / CP W_hh <= 8 MiB (dense: B >= 32 N, up to FL_ROWS_MAX_DENSE_BYTES,
+ * 1 MiB), W_hh x B >= FL_MIN_PARALLEL_BYTES, N >= 2. */
 static void test_rule(void **state) {
     (void)state;
     const double svd = 4.0 * 32 * (1024 + 256), h256 = 4.0 * 1024 * 256, h1500 = 4.0 * 6000 * 1500;
@@ -61,7 +61,10 @@ static void test_rule(void **state) {
     assert_true(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES, false));
     assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_WHH_BYTES + 4.0, false));
     assert_false(fl_rows_auto(20, 2, FL_ROWS_MAX_DENSE_BYTES + 4.0, true));
-    assert_false(fl_rows_auto(20, 2, h256, true)); /* dense: blocks (quiet-machine figures, session.c) */
+    assert_false(fl_rows_auto(20, 2, h256, true)); /* dense at 10 rows a thread: blocks (session.c) */
+    assert_true(fl_rows_auto(64, 2, h256, true));   /* 32 rows a thread, 1 MiB: rows */
+    assert_false(fl_rows_auto(63, 2, h256, true));
+    assert_false(fl_rows_auto(256, 2, 4.0 * 1040 * 260, true)); /* H 260: over 1 MiB */
     assert_false(fl_rows_auto(4, 2, 64.0 * 1024, false)); /* 256 KiB a step: below the parallel bytes */
     assert_true(fl_rows_auto(8, 2, 64.0 * 1024, false));
 }

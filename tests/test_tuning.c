@@ -33,6 +33,11 @@ static void test_tuning_describes_build(void **state) {
     assert_false(fl_rows_auto(2 * t->rows_min_per_thread - 1, 2, (double)t->rows_max_whh_bytes, false));
     assert_false(fl_rows_auto(20, 2, (double)t->rows_max_whh_bytes + 4, false));
     assert_false(fl_rows_auto(20, 2, (double)t->rows_max_dense_bytes + 4, true));
+    assert_int_equal(t->rows_dense_min_per_thread, FL_ROWS_DENSE_MIN_PER_THREAD);
+    const int dn = 2 * t->rows_dense_min_per_thread;
+    assert_true(fl_rows_auto(dn, 2, (double)t->rows_max_dense_bytes, true));
+    assert_false(fl_rows_auto(dn - 1, 2, (double)t->rows_max_dense_bytes, true));
+    assert_false(fl_rows_auto(dn, 2, (double)t->rows_max_dense_bytes + 4, true));
 }
 
 static void test_blas_policy(void **state) {

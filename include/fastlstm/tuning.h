@@ -23,10 +23,12 @@ typedef struct fl_tuning {
     double cache_fit_fraction; /* share of a cache level the cost model counts as usable for weights */
     /* FL_STEP_AUTO (fl_session_opts.step_sched) runs a layer direction's steps by rows where each
      * thread gets at least rows_min_per_thread batch rows and W_hh (f32 bytes) is SVD / CP of at most
-     * rows_max_whh_bytes, or dense of at most rows_max_dense_bytes (0: never) */
+     * rows_max_whh_bytes, or at least rows_dense_min_per_thread rows and W_hh dense of at most
+     * rows_max_dense_bytes (0: never) */
     int rows_min_per_thread;
     size_t rows_max_whh_bytes;
     size_t rows_max_dense_bytes;
+    int rows_dense_min_per_thread;
 } fl_tuning;
 
 /* The values this build uses; static storage, never NULL. */

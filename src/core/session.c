@@ -40,13 +40,17 @@
  * W_hh, fl_rec_run_rows: no sync per step; fl_step_sched), bit-identical (tests/test_rows_sched.c). AUTO:
  * the model's recorded schedule (plan_threads.c times both, fl_model_planned_step_sched), rows only where
  * B >= 2 N; none recorded, the fixed rule set from the figures below (fl_step_rows_chunks, session_sched.c):
- * rows where B >= 2 N, SVD / CP W_hh <= 8 MiB (dense never), W_hh x B >= FL_MIN_PARALLEL_BYTES; bench_rows (one
+ * rows where B >= 2 N, SVD / CP W_hh <= 8 MiB (dense: B >= 32 N and W_hh <= 1 MiB), W_hh x B >=
+ * FL_MIN_PARALLEL_BYTES; bench_rows (one
  * process alternating both, median per-round ratio rows / blocks, T 35, 2 threads, load 1-5), 1 layer: dense H 256 / 650 (1 / 6.8 MB) 0.83-1.14, median ~0.92, H 1024 / 1500
  * (17 / 36 MB) 1.00-1.27 / 1.06-1.90; SVD rank H/8, H 650-1500 (1.1-5.6 MB) 0.84-1.18, mostly 0.84-0.90;
  * CP rank H/16 0.71-0.98 from H 650, at H 256 1.3-1.8 for B 4-8 (tiny steps the blocks run on one thread).
  * 2 x 650, B 4 / 20: dense 1.05 / 0.89, bidirectional serial 0.90 / 1.01, SVD 0.81-0.89, CP 0.61-0.81;
  * `fastlstm bench` B 20 t2, ABBA 6 pairs, load ~1 / ~3: uni 0.99 / 0.86, bidirectional serial 1.04 / 0.86.
  * Quiet (23:28 UTC) 2 x 650 B 20: dense 1.08, SVD 0.96, CP 0.98, bi 1.04; 2 x 1500 SVD 0.91; 2 x 256 1.13.
+ * Xeon model 207 (2 MiB L2 a core: a 1 MiB W_hh stays in each), bench_rows --L 1, 31 rounds, load ~1,
+ * 2026-12-01 05:17 UTC: dense H 256 B 64 0.94, H 128 B 256 0.93, H 128 B 64 0.89, H 256 B 128 1.01,
+ * H 200 B 100 0.98; at 10 rows a thread (Zen 3's 2 x 256 B 20 above) dense stays on blocks.
  * The head (per step or on each sequence's last step) runs through the model's packed copy of it
  * where there is one (head.c), on the top layer's threads, biases fused; else through
  * fl_mat_apply. All scratch is one block allocated at create for max_batch x max_seq; a run never

@@ -17,6 +17,7 @@ static const fl_tuning tuning = {
     .rows_min_per_thread = FL_ROWS_MIN_PER_THREAD,
     .rows_max_whh_bytes = FL_ROWS_MAX_WHH_BYTES,
     .rows_max_dense_bytes = FL_ROWS_MAX_DENSE_BYTES,
+    .rows_dense_min_per_thread = FL_ROWS_DENSE_MIN_PER_THREAD,
 };
 
 const fl_tuning *fl_tuning_get(void) { return &tuning; }

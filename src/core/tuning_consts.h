@@ -11,13 +11,16 @@
 #define FL_GEMM_NT_MIN_K 64                /* own gemm_nt from this inner size; BLAS below */
 #define FL_FIT_FRACTION 0.75 /* usable share of a cache: the rest holds activations, other weights, conflict misses */
 /* FL_STEP_AUTO (session.c, where the figures behind them are) runs a layer direction's steps by rows
- * where the batch has at least FL_ROWS_MIN_PER_THREAD rows per thread, its W_hh (the f32 weights of
- * the matrix, which every thread streams each step) takes at most FL_ROWS_MAX_WHH_BYTES (SVD / CP) or
- * FL_ROWS_MAX_DENSE_BYTES (dense: none; on a quiet machine rows ran 2 x 650 at 1.08x and 2 x 256 at
- * 1.13x the blocks' time, B 20, 2 threads), and a step's weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
+ * where the batch has at least FL_ROWS_MIN_PER_THREAD rows per thread (a dense W_hh:
+ * FL_ROWS_DENSE_MIN_PER_THREAD), its W_hh (the f32 weights of the matrix, which every thread streams
+ * each step) takes at most FL_ROWS_MAX_WHH_BYTES (SVD / CP) or FL_ROWS_MAX_DENSE_BYTES (dense: each
+ * core's copy stays in its L2; on the 2-vCPU Zen 3 2 x 650 ran rows at 1.08x and 2 x 256 at 1.13x the
+ * blocks' time at B 20, 10 rows a thread; on the Xeon model 207 H 128 / 256 at B 64-256 0.89-0.94x),
+ * and a step's weight traffic (W_hh bytes x batch) reaches FL_MIN_PARALLEL_BYTES */
 #define FL_ROWS_MIN_PER_THREAD 2
+#define FL_ROWS_DENSE_MIN_PER_THREAD 32
 #define FL_ROWS_MAX_WHH_BYTES (8 * 1024 * 1024)
-#define FL_ROWS_MAX_DENSE_BYTES 0
+#define FL_ROWS_MAX_DENSE_BYTES (1024 * 1024)
 
 #include <stdbool.h>
 
@@ -25,7 +28,7 @@
  * `whh_bytes` f32 bytes (`dense`: stored whole, else SVD / CP factors): true = by rows. The one rule session.c (rows_chunks, which also excludes
  * LSTMP, the LSTM extras and int8 / bf16 W_hh) and the cost model (cost.c) both call. */
 static inline bool fl_rows_auto(int B, int threads, double whh_bytes, bool dense) {
-    return threads >= 2 && B >= FL_ROWS_MIN_PER_THREAD * threads &&
+    return threads >= 2 && B >= (dense ? FL_ROWS_DENSE_MIN_PER_THREAD : FL_ROWS_MIN_PER_THREAD) * threads &&
            whh_bytes <= (dense ? FL_ROWS_MAX_DENSE_BYTES : FL_ROWS_MAX_WHH_BYTES) &&
            whh_bytes * B >= FL_MIN_PARALLEL_BYTES;
 }

@@ -64,7 +64,7 @@
  *     at most the one-thread step's time t_1; the rest of t_1 splits as the whole step would:
  *     t_l = t_p + max(s bytes / bw_N, s flops / rate_r(B, N) + sync), s = 1 - t_p / t_1; a smaller
  *     step runs on one thread at one thread's rates. By rows instead (the runtime's FL_STEP_AUTO rule,
- *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 SVD / CP W_hh <= 8 MiB (dense: never), W_hh x B >=
+ *     fl_rows_auto in tuning_consts.h: B >= 2 N rows, f32 SVD / CP W_hh <= 8 MiB (dense: B >= 32 N, <= 1 MiB), W_hh x B >=
  *     the parallel bytes; not LSTMP nor int8 / bf16): each thread runs one thread's step on its r = ceil(B / N)
  *     rows with the whole W_hh, no sync per step: t_l = max(N bytes / bw_N(ws), r flops(W_hh)
  *     / rate_r(r, 1)) (bw_N of N threads streaming W_hh each, ws = bytes where a shared level holds
