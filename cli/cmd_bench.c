@@ -13,7 +13,7 @@ static const char *CMD = "bench";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fastlstm bench MODEL [--batch B] [--seq T] [--threads N] [--reps N] [--warmup N]\n"
-            "                      [--lengths L.npy] [--step-sched S] [--bidir-sched S] [--json]\n\n"
+            "                      [--warmup-ms MS] [--lengths L.npy] [--step-sched S] [--bidir-sched S] [--json]\n\n"
             "Time fl_session_run on random inputs (fixed seed): warm-up runs, then timed runs.\n"
             "Reports the latency of one run of B sequences of T steps (median, min, max, in ms), the\n"
             "same per time step (us), tokens/s (B*T / median) and GFLOP/s (model flops per step).\n\n"
@@ -23,6 +23,8 @@ static void usage(FILE *f) {
             "  --threads N  worker threads (default 1)\n"
             "  --reps N     timed runs (default: as many as fit in about 1.5 s, 5 to 200000)\n"
             "  --warmup N   untimed runs first (default 2)\n"
+            "  --warmup-ms MS  go on warming up until MS milliseconds have passed too (default 0;\n"
+            "               a process's first ~0.1 s on 2 threads can run slow while the cores wake)\n"
             "  --lengths L.npy  a variable-length batch: int32/int64 (B) lengths in [1, T] (per-step\n"
             "               figures stay run time / T)\n"
             "  --step-sched auto|blocks|rows  split of each layer's steps over the threads (default\n"
@@ -37,6 +39,7 @@ static void usage(FILE *f) {
 
 typedef struct bench_opts {
     int batch, seq, threads, reps, warmup; /* reps 0: automatic */
+    double warmup_ms;                      /* warm-up lasts at least this long too */
     bool json;
     const char *lengths; /* .npy of (batch) lengths, or NULL */
     fl_step_sched step_sched;
@@ -129,8 +132,10 @@ static int bench(const char *model, bench_opts *o) {
     fl_run_io io = {.layout = FL_BATCH_MAJOR, .batch = o->batch, .seq = o->seq, .x = x, .tokens = tok, .y = y,
                     .lengths = len.data};
 
-    for (int i = 0; i < o->warmup; i++)
-        if ((st = fl_session_run(s, &io))) break;
+    const double warm_end = fl_now_seconds() + o->warmup_ms * 1e-3;
+    int warm = 0;
+    for (; !st && (warm < o->warmup || fl_now_seconds() < warm_end); warm++) st = fl_session_run(s, &io);
+    o->warmup = warm; /* the runs made: reported */
     /* Automatic repetitions: as many as fit in ~1.5 s, judged from one timed run. */
     if (!st && o->reps == 0) {
         double t0 = fl_now_seconds();
@@ -162,7 +167,7 @@ done:
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *v_batch = NULL, *v_seq = NULL, *v_threads = NULL, *v_reps = NULL, *v_warm = NULL;
+    const char *model = NULL, *v_batch = NULL, *v_seq = NULL, *v_threads = NULL, *v_reps = NULL, *v_warm = NULL, *v_warm_ms = NULL;
     const char *v_step = NULL, *v_bidir = NULL;
     bench_opts o = {.batch = 1, .seq = 64, .threads = 1, .reps = 0, .warmup = 2, .json = false, .lengths = NULL};
     for (int i = 1; i < argc; i++) {
@@ -181,6 +186,7 @@ int cmd_bench(int argc, char **argv) {
             (r = cli_take(CMD, argc, argv, &i, "--threads", &v_threads)) ||
             (r = cli_take(CMD, argc, argv, &i, "--reps", &v_reps)) ||
             (r = cli_take(CMD, argc, argv, &i, "--warmup", &v_warm)) ||
+            (r = cli_take(CMD, argc, argv, &i, "--warmup-ms", &v_warm_ms)) ||
             (r = cli_take(CMD, argc, argv, &i, "--lengths", &o.lengths)) ||
             (r = cli_take(CMD, argc, argv, &i, "--step-sched", &v_step)) ||
             (r = cli_take(CMD, argc, argv, &i, "--bidir-sched", &v_bidir))) {
@@ -210,6 +216,10 @@ int cmd_bench(int argc, char **argv) {
     if (v_warm) {
         if (!cli_parse_int(CMD, "--warmup", v_warm, 0, 1000000, &v)) return CLI_USAGE;
         o.warmup = (int)v;
+    }
+    if (v_warm_ms) {
+        if (!cli_parse_int(CMD, "--warmup-ms", v_warm_ms, 0, 600000, &v)) return CLI_USAGE;
+        o.warmup_ms = (double)v;
     }
     if (v_step) {
         if (!strcmp(v_step, "auto")) o.step_sched = FL_STEP_AUTO;

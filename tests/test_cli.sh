@@ -186,6 +186,10 @@ check torch xf 0 0
 
 # ---------------------------------------------------------------- bench
 expect 0 "$CLI" bench "$T/lm.st" --reps 2 --warmup 1 --batch 2 --seq 5 && has out "tokens/s"
+# --warmup-ms: warm-up runs go on for the time given (at least the runs given); the count made is reported
+expect 0 "$CLI" bench "$T/lm.st" --reps 2 --warmup 1 --warmup-ms 50 --batch 2 --seq 5 --json
+"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['warmup'] > 1, d" "$T/out" || fail "--warmup-ms made no extra warm-up runs"
+expect 2 "$CLI" bench "$T/lm.st" --warmup-ms -5 && has err "--warmup-ms"
 expect 0 "$CLI" bench "$T/feat.st" --reps 2 --json && cp "$T/out" "$T/bench.json"
 "$PY" -c "
 import json; r = json.load(open('$T/bench.json'))

@@ -66,7 +66,7 @@ START=$SECONDS
 echo "# fastlstm peer benchmark, $(date -u +%FT%TZ), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} (same for every side); per time step, all layers"
 echo "# $ROUNDS rounds per row, the order of the sides rotating; a round times each side once (fastlstm $FL_ROUND_REPS runs"
-echo "# after 2 warm-up runs; each peer $BLOCKS blocks of ~$BLOCK_MS ms after a warm-up and a calibration run). Figures: median"
+echo "# after warm-up runs for 100 ms, at least 2; each peer $BLOCKS blocks of ~$BLOCK_MS ms after a warm-up and a calibration run). Figures: median"
 echo "# [min..max] over rounds of each side's round median; xR: median over rounds of the per-round ratio peer / fastlstm"
 
 # ---------------------------------------------------------------- builds
@@ -101,7 +101,7 @@ run_fl() { # model B T threads [bench options] (fastlstm, one process)
   shift 4
   local j
   j=$(OMP_NUM_THREADS=$th OPENBLAS_NUM_THREADS=$th "$FL" bench "$m" --batch "$b" --seq "$t" --threads "$th" "$@" \
-        --reps $FL_ROUND_REPS --warmup 2 --json 2>"$WORK/fl.err") ||
+        --reps $FL_ROUND_REPS --warmup 2 --warmup-ms 100 --json 2>"$WORK/fl.err") ||
     { echo "unavailable: fastlstm bench failed ($(head -1 "$WORK/fl.err"))"; return; }
   $PY -c 'import json,sys; d=json.loads(sys.argv[1]); T=float(sys.argv[2]); print("us_per_step %.3f %.3f %.3f" % (d["median_ms"]*1e3/T, d["min_ms"]*1e3/T, d["max_ms"]*1e3/T))' "$j" "$t"
 }
