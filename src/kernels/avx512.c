@@ -579,9 +579,11 @@ static void gemm_nt_avx512(int n, int rows, int K, const float *restrict x, int 
 enum { PK_CHUNK_BYTES = 512 * 1024 };
 
 /* NR rows of X (<= 6) x one 64-column panel: 24 accumulators started at the bias; per k, four
- * aligned panel loads feed 4 NR FMAs (no reductions, unlike gemm_nt). m masks columns past rows. */
+ * aligned panel loads feed 4 NR FMAs (no reductions, unlike gemm_nt). m masks columns past rows.
+ * next: another panel (K x 64 floats) to prefetch into L2, one 256-byte row of it per k, or NULL. */
 INL void pk_tile(const int NR, int K, const float *restrict p, const float *restrict x, int ldx,
-                 const float *restrict bias, const __mmask16 m[4], float *restrict y, int ldy) {
+                 const float *restrict bias, const __mmask16 m[4], float *restrict y, int ldy,
+                 const float *restrict next) {
     __m512 acc[6][4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
@@ -591,6 +593,9 @@ INL void pk_tile(const int NR, int K, const float *restrict p, const float *rest
     }
     for (int k = 0; k < K; k++) {
         const float *q = p + (size_t)k * 64;
+        if (next)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) _mm_prefetch((const char *)(next + (size_t)k * 64 + 16 * v), _MM_HINT_T1);
         __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
         __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
 #pragma GCC unroll 6
@@ -604,38 +609,6 @@ INL void pk_tile(const int NR, int K, const float *restrict p, const float *rest
     }
 #pragma GCC unroll 6
     for (int b = 0; b < NR; b++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + (size_t)b * ldy + 16 * v, m[v], acc[b][v]);
-}
-
-/* pk_tile of 6 rows that also prefetches `next` (another panel, K x 64 floats) into L2, one 256-byte
- * row of it per k: the same sums in the same order. */
-static void pk_tile_fetch(int K, const float *restrict p, const float *restrict x, int ldx, const float *restrict bias,
-                          const __mmask16 m[4], float *restrict y, int ldy, const float *restrict next) {
-    __m512 acc[6][4];
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; v++) {
-        const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
-#pragma GCC unroll 6
-        for (int b = 0; b < 6; b++) acc[b][v] = b0;
-    }
-    for (int k = 0; k < K; k++) {
-        const float *q = p + (size_t)k * 64, *f = next + (size_t)k * 64;
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) _mm_prefetch((const char *)(f + 16 * v), _MM_HINT_T1);
-        __m512 w0 = _mm512_load_ps(q), w1 = _mm512_load_ps(q + 16);
-        __m512 w2 = _mm512_load_ps(q + 32), w3 = _mm512_load_ps(q + 48);
-#pragma GCC unroll 6
-        for (int b = 0; b < 6; b++) {
-            __m512 xv = _mm512_set1_ps(x[(size_t)b * ldx + k]);
-            acc[b][0] = _mm512_fmadd_ps(w0, xv, acc[b][0]);
-            acc[b][1] = _mm512_fmadd_ps(w1, xv, acc[b][1]);
-            acc[b][2] = _mm512_fmadd_ps(w2, xv, acc[b][2]);
-            acc[b][3] = _mm512_fmadd_ps(w3, xv, acc[b][3]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int b = 0; b < 6; b++)
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + (size_t)b * ldy + 16 * v, m[v], acc[b][v]);
 }
@@ -659,18 +632,19 @@ static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int 
              * panel's first pass comes from L3 or DRAM, the others from L2 */
             const float *next = pi + 1 < np ? pk + (size_t)(pi + 1) * K * 64 : NULL;
             if (i + 6 <= i1 && next) {
-                pk_tile_fetch(K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy, next);
+                pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy, next);
                 i += 6;
             }
-            for (; i + 6 <= i1; i += 6) pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy);
+            for (; i + 6 <= i1; i += 6)
+                pk_tile(6, K, p, x + (size_t)i * ldx, ldx, bb, m, y + (size_t)i * ldy + c0, ldy, NULL);
             const float *xi = x + (size_t)i * ldx;
             float *yi = y + (size_t)i * ldy + c0;
             switch (i1 - i) {
-            case 5: pk_tile(5, K, p, xi, ldx, bb, m, yi, ldy); break;
-            case 4: pk_tile(4, K, p, xi, ldx, bb, m, yi, ldy); break;
-            case 3: pk_tile(3, K, p, xi, ldx, bb, m, yi, ldy); break;
-            case 2: pk_tile(2, K, p, xi, ldx, bb, m, yi, ldy); break;
-            case 1: pk_tile(1, K, p, xi, ldx, bb, m, yi, ldy); break;
+            case 5: pk_tile(5, K, p, xi, ldx, bb, m, yi, ldy, NULL); break;
+            case 4: pk_tile(4, K, p, xi, ldx, bb, m, yi, ldy, NULL); break;
+            case 3: pk_tile(3, K, p, xi, ldx, bb, m, yi, ldy, NULL); break;
+            case 2: pk_tile(2, K, p, xi, ldx, bb, m, yi, ldy, NULL); break;
+            case 1: pk_tile(1, K, p, xi, ldx, bb, m, yi, ldy, NULL); break;
             default: break;
             }
         }
