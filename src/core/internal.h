@@ -238,7 +238,7 @@ void fl_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
  * that cannot fuse its biases (SVD / CP / quantized W_ih, the head); the profile times it. */
 void fl_add_bias_rows(float *y, size_t n, int cols, size_t ldy, const float *bias);
 /* Index of the first NaN / Inf in p[0..n), or -1 (finite.c). */
-FL_API long fl_find_nonfinite(const float *p, size_t n);
+long fl_find_nonfinite(const float *p, size_t n);
 
 /* Floats of scratch fl_mat_apply needs for n input rows. */
 size_t fl_mat_apply_workspace(const fl_mat *w, int n);

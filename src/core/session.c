@@ -382,13 +382,10 @@ static void swap_axes(float *dst, const float *src, int d0, int d1, int w) {
             memcpy(dst + ((size_t)j * d0 + i) * w, src + ((size_t)i * d1 + j) * w, (size_t)w * sizeof(float));
 }
 
-/* First non-finite entry of p[0..n), or -1 (finite.c: vectorised, ~10x the scalar loop). */
-static long find_nonfinite(const float *p, size_t n) { return fl_find_nonfinite(p, n); }
-
 /* Check h0 or c0 (rows, B, n). */
 static fl_status check_state(const char *name, const float *p, int rows, int B, int n) {
     if (!p) return FL_OK;
-    long i = find_nonfinite(p, (size_t)rows * B * n);
+    long i = fl_find_nonfinite(p, (size_t)rows * B * n);
     if (i < 0) return FL_OK;
     return fl_fail(FL_ERR_NONFINITE, "fl_session_run: %s[layer %ld, batch %ld, unit %ld] is not finite (%g)",
                    name, i / ((long)B * n), i / n % B, i % n, (double)p[i]);
@@ -428,7 +425,7 @@ static fl_status check_run(const fl_session *s, const fl_run_io *io) {
         if (!io->x || io->tokens)
             return fl_fail(FL_ERR_ARG, "fl_session_run: the model takes features: set x, not tokens");
         const size_t D = (size_t)a->input;
-        long i = find_nonfinite(io->x, (size_t)B * T * D);
+        long i = fl_find_nonfinite(io->x, (size_t)B * T * D);
         if (i >= 0) {
             long row = i / (long)D, b = tm ? row % B : row / T, t = tm ? row / B : row % T;
             return fl_fail(FL_ERR_NONFINITE, "fl_session_run: x[batch %ld, step %ld, feature %ld] is not finite (%g)",
@@ -669,7 +666,7 @@ fl_status fl_session_step(fl_session *s, int batch, const float *x, const int32_
         in = s->xin;
     } else {
         if (!x || tokens) return fl_fail(FL_ERR_ARG, "fl_session_step: the model takes features: set x, not tokens");
-        long i = find_nonfinite(x, (size_t)B * D);
+        long i = fl_find_nonfinite(x, (size_t)B * D);
         if (i >= 0)
             return fl_fail(FL_ERR_NONFINITE, "fl_session_step: x[stream %ld, feature %ld] is not finite (%g)",
                            i / D, i % D, (double)x[i]);
@@ -737,7 +734,7 @@ fl_status fl_session_set_state(fl_session *s, int batch, const float *h, const f
     for (int k = 0; k < 2; k++) {
         if (!src[k]) continue;
         const long n = width[k];
-        long i = find_nonfinite(src[k], (size_t)L * batch * n);
+        long i = fl_find_nonfinite(src[k], (size_t)L * batch * n);
         if (i >= 0)
             return fl_fail(FL_ERR_NONFINITE, "fl_session_set_state: %s[layer %ld, stream %ld, unit %ld] is not finite (%g)",
                            name[k], i / ((long)batch * n), i / n % batch, i % n, (double)src[k][i]);
