@@ -54,8 +54,12 @@ if command -v mpirun >/dev/null; then
         has err "no rank started within 5 s"
         [ "$(grep -c '^rank [01]$' "$T/out")" -eq 2 ] || fail "want both ranks' output after the second launch"
     fi
-    # rank 1 stops its daemon (parent of the rank wrapper) and ends: mpirun would wait forever
-    stop='if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then kill -STOP $(ps -o ppid= -p $PPID); else echo "ns $(ip netns identify)"; fi; exit 3'
+    # rank 1 stops its daemon (parent of the rank wrapper) and ends: mpirun would wait forever. Rank 0
+    # ends only once rank 1 has stopped it (a file both see): ending first, it let mpirun abort the job
+    # cleanly before the daemon stopped, and the hang under test never happened (session 11's CI, once).
+    mark="$T/rank1_stopped"
+    rm -f "$mark"
+    stop='if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then kill -STOP $(ps -o ppid= -p $PPID); touch '"$mark"'; else echo "ns $(ip netns identify)"; i=0; while [ ! -e '"$mark"' ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; exit 3'
     if FLC_GRACE=2 expect 3 bash "$CL" run 2 -- sh -c "$stop"; then
         has err "all 2 ranks ended (status 3) but mpirun did not exit"
         ns=$(awk '/^ns /{print $2}' "$T/out")
