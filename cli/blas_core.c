@@ -1,6 +1,6 @@
 /* Which OpenBLAS kernels the CLI runs. OpenBLAS picks a core's kernels when it is loaded; one that
  * does not know the CPU falls back to generic ones (OpenBLAS 0.3.21 on Intel family 6 model 207:
- * Prescott, sgemm 32 GFLOP/s instead of 150 with its SkylakeX kernels, measured 2026-12-01), which
+ * Prescott, sgemm 31.5 GFLOP/s instead of 141.7 with its SkylakeX kernels by `fastlstm profile`, 2026-12-01), which
  * slows everything that goes through BLAS: training's GEMMs, the SVD of `decompose`, the planner's
  * measurements. OpenBLAS reads OPENBLAS_CORETYPE only at load time, so when it is unset and the
  * library advises a core (fl_blas_core_advice), the CLI sets it and starts itself again, once. A

@@ -70,7 +70,7 @@ FL_API const char *fl_version(void);
 FL_API const char *fl_blas_core(void);
 
 /* When OpenBLAS runs kernels below this CPU's ISA because it does not know the CPU (OpenBLAS 0.3.21
- * takes Intel family 6 model 207 for a Prescott: sgemm 32 GFLOP/s instead of 150 with its AVX-512
+ * takes Intel family 6 model 207 for a Prescott: sgemm 31.5 GFLOP/s instead of 141.7 with its AVX-512
  * kernels), the OPENBLAS_CORETYPE that matches the CPU ("SkylakeX" with AVX-512 F/VL/DQ/BW/CD,
  * "Haswell" with AVX2 and FMA); NULL when OpenBLAS's choice is already AVX2-class or better, or the
  * CPU has nothing better. OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, so a program
