@@ -2,8 +2,8 @@
  * out when the CPU has all four). Only AVX-512F intrinsics are used; the other flags merely let
  * the compiler use them. Scalar references: ref.c.
  *
- * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; Cephes tanhf odd
- * polynomial below |x| = 0.625), with 2^n applied by vscalefps and remainders by lane masks.
+ * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; tanh |x| = -m / (2 + m),
+ * m = e^{-2|x|} - 1), with 2^n applied by vscalefps and remainders by lane masks.
  * Inputs to exp are clamped to [EXP_LO, EXP_HI], so nothing overflows or turns into NaN; a NaN
  * input stays NaN, as in ref.c. One set of these nonlinearities serves every kernel here.
  *
