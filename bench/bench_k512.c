@@ -1,7 +1,7 @@
 /* The AVX-512 kernels against the AVX2 ones at the shapes the runtime uses, in one process, calls
  * interleaved (ABBA...), so that co-tenants of a shared machine slow both alike:
  *
- *   bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles]
+ *   bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles | --cell]
  *
  *   default    every case below, the library's avx2 and avx512 tables (fl_kernels_by_name,
  *              fl_qkernels_by_name), then the FMA peak of each width and of zmm vpdpbusd (int8)
@@ -12,6 +12,8 @@
  *              file's copies of avx512.c's gate_cell_bn: p0 (the loop before 2026-12-01: whole panel
  *              per tile, no prefetch), p4k (prefetch 4 KB ahead), c64 / c32 (K chunks of 64 / 32
  *              with the next chunk prefetched)
+ *   --cell     lstm_cell alone at H 128, 256, 650, 1500 and B 1, 20 (also ns per element): the library's
+ *              avx512 and avx2 and copies of both as they were before 2026-12-01 (old512, old256)
  *   --cold MB  walk a buffer of MB megabytes before each timed call (not timed), one call per sample,
  *              so that the weights come from DRAM (the L3 here is 260 MB, shared: try 600)
  *   --pairs n  samples of each variant (default 12); one sample: as many calls as make --sample-ms
@@ -35,6 +37,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "bench_util.h"
+#include "cell_before_avx2.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
@@ -68,6 +71,62 @@ BN(0, 0)
 BN(0, 4096)
 BN(32, 0)
 BN(64, 0)
+
+/* --cell: avx512.c's lstm_cell as it was before 2026-12-01 (this file's copy): exp by vmulps +
+ * vrndscaleps and a Horner polynomial, e^-x and e^{2|x|} from a negated / doubled argument. */
+INL __m512 exp16_old(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+INL __m512 sigmoid16_old(__m512 x) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16_old(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+INL __m512 tanh16_old(__m512 x) {
+    __m512 a = _mm512_abs_ps(x);
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = exp16_old(_mm512_add_ps(a, a));
+    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
+    __mmask16 is_small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(is_small, big, small);
+}
+static void cell_old512(int batch, int H, const float *restrict gates, int ldg, float *restrict c, int ldc,
+                        float *restrict h, int ldh) {
+    for (int b = 0; b < batch; b++) {
+        const float *g = gates + (size_t)b * ldg;
+        float *cb = c + (size_t)b * ldc, *hb = h + (size_t)b * ldh;
+        for (int j = 0; j < H; j += 16) {
+            __mmask16 m = tail_mask(H - j);
+            __m512 i = sigmoid16_old(_mm512_maskz_loadu_ps(m, g + j));
+            __m512 f = sigmoid16_old(_mm512_maskz_loadu_ps(m, g + H + j));
+            __m512 gg = tanh16_old(_mm512_maskz_loadu_ps(m, g + 2 * H + j));
+            __m512 o = sigmoid16_old(_mm512_maskz_loadu_ps(m, g + 3 * H + j));
+            __m512 cn = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cb + j), _mm512_mul_ps(i, gg));
+            _mm512_mask_storeu_ps(cb + j, m, cn);
+            _mm512_mask_storeu_ps(hb + j, m, _mm512_mul_ps(o, tanh16_old(cn)));
+        }
+    }
+}
 
 #else
 #include <immintrin.h>
@@ -117,6 +176,7 @@ __attribute__((target("avx512vnni"))) static int peak_vnni(void) {
 }
 #pragma GCC pop_options
 
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +184,7 @@ __attribute__((target("avx512vnni"))) static int peak_vnni(void) {
 static int g_pairs = 12;
 static double g_sample_s = 3e-3;
 static volatile float g_sink;
+static double g_elems; /* > 0: also print ns per element (--cell) */
 static unsigned char *g_evict; /* --cold MB: a buffer walked before every timed call */
 static size_t g_evict_bytes;
 
@@ -136,12 +197,14 @@ static void evict(void) {
 typedef void (*b1_fn)(int, int, int, int, const float *, const float *, const float *, float *, float *);
 typedef void (*bn_fn)(int, int, int, int, int, const float *, const float *, int, const float *, int, float *,
                       float *, int);
+typedef void (*cell_fn)(int, int, const float *, int, float *, int, float *, int);
 
 typedef struct cse {
     const fl_kernels *k;
     const fl_qkernels *q;
     b1_fn b1; /* --streams variants */
     bn_fn bn; /* --tiles variants */
+    cell_fn cell; /* --cell variants */
     int H, K, B, R, Rp, n, rows, nblk;
     float *pw, *x, *gx, *c, *h, *m, *t, *a, *zs, *y, *bias, *pk, *wscale, *xscale;
     int8_t *pq;
@@ -172,7 +235,7 @@ static void run_i8(cse *s) {
                   s->xscale, s->y, 4 * s->H);
 }
 static void run_bf16(cse *s) { s->q->bf16_gemv(0, s->nblk, s->H, 4 * s->H, s->K, s->B, s->pb, s->x, s->K, s->y, 4 * s->H); }
-static void run_cell(cse *s) { s->k->lstm_cell(s->B, s->H, s->gx, 4 * s->H, s->c, s->H, s->h, s->H); }
+static void run_cell(cse *s) { (s->cell ? s->cell : s->k->lstm_cell)(s->B, s->H, s->gx, 4 * s->H, s->c, s->H, s->h, s->H); }
 
 static fl_rng g_rng;
 static float *rbuf(size_t n, float a) {
@@ -218,6 +281,7 @@ static void measure(const char *label, run_fn fn, cse *v, const char **names, in
     for (int i = 0; i < nv; i++) {
         const double med = bench_summarize(t[i], g_pairs).med;
         printf(" | %-6s %8.2f us", names[i], med * 1e6);
+        if (g_elems > 0) printf(" %5.2f ns/el", med / g_elems * 1e9);
         if (bytes > 0) printf(" %6.1f GB/s", bytes / med / 1e9);
         if (flops > 0) printf(" %6.1f GF/s", flops / med / 1e9);
         if (i > 0) printf(" x%.3f", bench_summarize(r[i], g_pairs).med);
@@ -392,10 +456,33 @@ static void tiles(void) {
             }
 }
 
+/* The cell update alone (lstm_cell, gates uniform in [-4, 4], c in [-1, 1]): the library's avx512 and
+ * avx2 against copies of both as they were before 2026-12-01 (old512 here, old256 cell_before_avx2.h). */
+static void cells(void) {
+    const int Hs[] = {128, 256, 650, 1500}, Bs[] = {1, 20};
+    const char *names[4] = {"avx512", "old512", "avx2", "old256"};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            char l[64];
+            snprintf(l, sizeof l, "cell H %d B %d", Hs[i], Bs[j]);
+            cse s = {.H = Hs[i], .B = Bs[j]};
+            s.gx = rbuf((size_t)s.B * 4 * s.H, 4.0f);
+            s.c = rbuf((size_t)s.B * s.H, 1.0f);
+            s.h = rbuf((size_t)s.B * s.H, 1.0f);
+            cse v[4] = {s, s, s, s};
+            v[0].k = v[1].k = K5, v[2].k = v[3].k = K2;
+            v[1].cell = cell_old512, v[3].cell = cell_old256;
+            g_elems = (double)s.B * s.H;
+            measure(l, run_cell, v, names, 4, 0, 0);
+            g_elems = 0;
+            free_case(&s);
+        }
+}
+
 #endif
 
 int main(int argc, char **argv) {
-    bool do_streams = false, do_tiles = false;
+    bool do_streams = false, do_tiles = false, do_cells = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) g_pairs = atoi(argv[++i]);
@@ -403,8 +490,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--cold") && i + 1 < argc) g_evict_bytes = (size_t)atoi(argv[++i]) << 20;
         else if (!strcmp(argv[i], "--streams")) do_streams = true;
         else if (!strcmp(argv[i], "--tiles")) do_tiles = true;
+        else if (!strcmp(argv[i], "--cell")) do_cells = true;
         else {
-            fprintf(stderr, "usage: bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles]\n");
+            fprintf(stderr, "usage: bench_k512 [--only name] [--pairs n] [--sample-ms m] [--cold MB] [--streams | --tiles | --cell]\n");
             return 2;
         }
     }
@@ -433,8 +521,12 @@ int main(int argc, char **argv) {
         streams();
         return 0;
     }
+    if (do_cells) {
+        cells();
+        return 0;
+    }
 #else
-    if (do_tiles || do_streams) return 2;
+    if (do_tiles || do_streams || do_cells) return 2;
 #endif
     cases();
     if (!g_only || strstr("peak", g_only)) {

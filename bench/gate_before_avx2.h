@@ -2,7 +2,9 @@
  * from 1f1d7fb's), copied verbatim under other names (before_, BEFORE_) so that bench_gate_ab can time
  * it and today's kernel in one process, calls alternating (a whole-binary A/B on this shared machine
  * reads identical binaries 30% apart). Included by bench_gate_ab.c only; compiled for AVX2 + FMA by
- * the pragma below. */
+ * the pragma below. Its sigmoid / tanh are the ones before 2026-12-01's faster cell update
+ * (docs/kernels_avx512.md, "Cell update"), so since then an A/B against today's kernel includes that
+ * change too (bench_k512 --cell times the cell alone). */
 #ifndef FL_GATE_BEFORE_AVX2_H
 #define FL_GATE_BEFORE_AVX2_H
 

@@ -5,10 +5,10 @@
  * constant ln2 split in two (hi part exact in float) so r is exact, a degree-7 polynomial for
  * e^r and 2^n built in the exponent bits; ~1 ulp on the clamped range. Inputs are clamped to
  * [EXP_LO, EXP_HI] first (NaN passes through as NaN), so 2^n stays a normal float and nothing overflows: sigmoid(+-100)
- * gives 1 and ~6e-39 (libm: 1 and 0), tanh(+-100) gives +-1. tanh uses Cephes tanhf's odd
- * polynomial below |x| = 0.625 (no cancellation near 0) and 1 - 2 / (e^{2|x|} + 1) above.
+ * gives 1 and ~6e-39 (libm: 1 and 0), tanh(+-100) gives +-1. tanh |x| = -m / (2 + m) with m =
+ * e^{-2|x|} - 1 from the same reduction (exact near 0, so no cancellation there).
  * Measured against double libm (test_kernels, test_nonlinearity_ulp): sigmoid <= 2.6 ulp on
- * [-20, 20], tanh <= 1.1 ulp on [-10, 10]; glibc's float versions in ref.c: 1.9 and 1.8.
+ * [-20, 20], tanh <= 2.5 ulp on [-10, 10]; glibc's float versions in ref.c: 1.9 and 1.8.
  * One set of these nonlinearities serves every kernel here.
  *
  * Kernels (layouts in kernels.h): lstm_cell; gate_cell / cp_gate_cell (a 16-unit block is two ymm
@@ -27,50 +27,51 @@
 #define EXP_HI 88.0f    /* e^88 = 1.65e38 < FLT_MAX even times the polynomial's 1.42 */
 #define EXP_LO -87.3f   /* n >= -126: 2^n is normal */
 
-INL __m256 exp8(__m256 x) {
+/* e^{-s x} (m1 false) or e^{-s x} - 1 (m1 true) for s = 1 (sigmoid's e^-x) or s = 2 (tanh's
+ * e^{-2|x|} - 1, x >= 0 or NaN): avx512.c's scheme (the cell update is bound by these chains' latency
+ * and uops: docs/kernels_avx512.md, "Cell update"): -s folded into the range reduction, n =
+ * round(-s x / ln2) by adding 1.5 2^23 (the sum's ulp is 1; its low mantissa bits are n, from which
+ * 2^n's exponent field comes without a vcvtps2dq) and subtracting it again, the polynomial by Estrin;
+ * e^x = 2^n (1 + r + r^2 P(r)), e^x - 1 = 2^n (r + r^2 P(r)) + (2^n - 1). Clamps: -s x in [EXP_LO,
+ * EXP_HI], one-sided for s = 2. */
+INL __m256 exp8s(__m256 x, const int s, const bool m1) {
     // Clamp with x as the second operand of each: min/max return the second operand when either is
     // NaN, so a NaN input stays NaN (as in ref.c) instead of being clamped to a finite value.
-    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // r = x - n ln2, with ln2 = 0.693359375 - 2.12194440e-4 (first part exact in 10 bits)
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    if (s == 1) x = _mm256_min_ps(_mm256_set1_ps(-EXP_LO), _mm256_max_ps(_mm256_set1_ps(-EXP_HI), x));
+    else x = _mm256_min_ps(_mm256_set1_ps(-EXP_LO / 2), x);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);  // 1.5 2^23
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(-(float)s * 1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    // r = -s x - n ln2, with ln2 = 0.693359375 - 2.12194440e-4 (first part exact in 10 bits)
+    __m256 r = _mm256_fnmsub_ps(n, _mm256_set1_ps(0.693359375f), s == 1 ? x : _mm256_add_ps(x, x));
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    // 2^n from the exponent field: n in [-126, 127]
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(8.3334519073e-3f), r, _mm256_set1_ps(4.1665795894e-2f));
+    __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(1.6666665459e-1f), r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 p = _mm256_fmadd_ps(_mm256_fmadd_ps(p45, r2, p23), r2, p01);
+    // 2^n from the exponent field: t's bits are those of 1.5 2^23 plus n, whose low 9 bits are 0
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23));
+    if (!m1) return _mm256_mul_ps(_mm256_fmadd_ps(p, r2, _mm256_add_ps(r, one)), e);
+    return _mm256_fmadd_ps(_mm256_fmadd_ps(p, r2, r), e, _mm256_sub_ps(e, one));
 }
 
+/* 1 / d stays a vdivps: vrcp14ps (avx512.c) and here vrcpps, each + a Newton step, measured slower
+ * on the Intel Xeon (docs/kernels_avx512.md, "Cell update"); vrcpps is also only good to 12 bits
+ * and differs between vendors. */
 INL __m256 sigmoid8(__m256 x) {
     __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8s(x, 1, false)));
 }
 
+/* tanh |x| = -m / (2 + m), m = e^{-2|x|} - 1 in (-1, 0] (no cancellation near 0: m is exact there),
+ * then x's sign. */
 INL __m256 tanh8(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 a = _mm256_andnot_ps(sign, x);
-    // small |x|: x + x z P(z), z = x^2
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-    // large |x|: sign(x) (1 - 2 / (e^{2|x|} + 1))
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = exp8(_mm256_add_ps(a, a));
-    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
-    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
-    return _mm256_blendv_ps(big, small, is_small);
+    __m256 m = exp8s(_mm256_andnot_ps(sign, x), 2, true);
+    __m256 q = _mm256_div_ps(m, _mm256_add_ps(m, _mm256_set1_ps(2.0f)));
+    return _mm256_or_ps(_mm256_andnot_ps(sign, q), _mm256_and_ps(sign, x));
 }
 
 /* One vector of 8 units: c = f c + i g; h = o tanh(c). */

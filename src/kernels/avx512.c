@@ -2,8 +2,8 @@
  * out when the CPU has all four). Only AVX-512F intrinsics are used; the other flags merely let
  * the compiler use them. Scalar references: ref.c.
  *
- * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; Cephes tanhf odd
- * polynomial below |x| = 0.625), with 2^n applied by vscalefps and remainders by lane masks.
+ * Same maths as avx2.c (Cephes expf range reduction + polynomial, ~1 ulp; tanh |x| = -m / (2 + m),
+ * m = e^{-2|x|} - 1), with 2^n applied by vscalefps and remainders by lane masks.
  * Inputs to exp are clamped to [EXP_LO, EXP_HI], so nothing overflows or turns into NaN; a NaN
  * input stays NaN, as in ref.c. One set of these nonlinearities serves every kernel here.
  *
@@ -22,47 +22,48 @@
 #define EXP_HI 88.0f
 #define EXP_LO -87.3f
 
-INL __m512 exp16(__m512 x) {
+/* e^{-s x} (m1 false) or e^{-s x} - 1 (m1 true) for s = 1 (sigmoid's e^-x) or s = 2 (tanh's
+ * e^{-2|x|} - 1, x >= 0 or NaN). The cell update is bound by the latency of these chains and by
+ * the uops on the two vector ports, not by the divider (measured: docs/kernels_avx512.md, "Cell
+ * update"), hence: -s folded into the range reduction (no negation or doubling ahead of it), n =
+ * round(-s x / ln2) by adding and subtracting 1.5 2^23 (one fmadd and a sub where vmulps +
+ * vrndscaleps took 12 cycles), the polynomial by Estrin (3 dependent fmadds instead of 5). With
+ * x = n ln2 + r: e^x = 2^n (1 + r + r^2 P(r)), e^x - 1 = 2^n (r + r^2 P(r)) + (2^n - 1), exact near
+ * 0 (n = 0). Clamps: -s x in [EXP_LO, EXP_HI], one-sided for s = 2 (x >= 0). */
+INL __m512 exp16s(__m512 x, const int s, const bool m1) {
     // x second in both: min/max return the second operand when either is NaN, so NaN stays NaN.
-    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // r = x - n ln2, ln2 split so the first product is exact
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    if (s == 1) x = _mm512_min_ps(_mm512_set1_ps(-EXP_LO), _mm512_max_ps(_mm512_set1_ps(-EXP_HI), x));
+    else x = _mm512_min_ps(_mm512_set1_ps(-EXP_LO / 2), x);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);  // 1.5 2^23: the sum's ulp is 1
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(-(float)s * 1.44269504088896341f), magic), magic);
+    // r = -s x - n ln2, ln2 split so the first product is exact
+    __m512 r = _mm512_fnmsub_ps(n, _mm512_set1_ps(0.693359375f), s == 1 ? x : _mm512_add_ps(x, x));
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(y, n);  // y 2^n
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p45 = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+    __m512 p23 = _mm512_fmadd_ps(_mm512_set1_ps(8.3334519073e-3f), r, _mm512_set1_ps(4.1665795894e-2f));
+    __m512 p01 = _mm512_fmadd_ps(_mm512_set1_ps(1.6666665459e-1f), r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 p = _mm512_fmadd_ps(_mm512_fmadd_ps(p45, r2, p23), r2, p01);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    if (!m1) return _mm512_scalef_ps(_mm512_fmadd_ps(p, r2, _mm512_add_ps(r, one)), n);  // 2^n (1 + r + r^2 P)
+    __m512 t = _mm512_scalef_ps(one, n);  // 2^n
+    return _mm512_fmadd_ps(_mm512_fmadd_ps(p, r2, r), t, _mm512_sub_ps(t, one));
 }
 
+/* 1 / d stays a vdivps: vrcp14ps + a Newton step (2 fmadds) measured slower here (more uops on the
+ * same two ports, and the divider is not what bounds the cell). */
 INL __m512 sigmoid16(__m512 x) {
     __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16s(x, 1, false)));
 }
 
+/* tanh |x| = -m / (2 + m), m = e^{-2|x|} - 1 in (-1, 0] (no cancellation near 0: m is exact there),
+ * with x's sign bit (vpternlogd: sign from x, the rest from the quotient, whose sign bit is set). */
 INL __m512 tanh16(__m512 x) {
-    __m512 a = _mm512_abs_ps(x);
-    // small |x|: x + x z P(z), z = x^2
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
-    // large |x|: sign(x) (1 - 2 / (e^{2|x|} + 1))
-    __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = exp16(_mm512_add_ps(a, a));
-    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
-    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
-    __mmask16 is_small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(is_small, big, small);
+    __m512 m = exp16s(_mm512_abs_ps(x), 2, true);
+    __m512 q = _mm512_div_ps(m, _mm512_add_ps(m, _mm512_set1_ps(2.0f)));
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(q), _mm512_castps_si512(x),
+                                                         _mm512_set1_epi32(INT32_MIN), 0xD8));
 }
 
 static void lstm_cell_avx512(int batch, int H, const float *restrict gates, int ldg, float *restrict c,
