@@ -1,9 +1,10 @@
-/* One kernel level's gate_cell at one shape, for A/B runs of two builds (not built by CMake: link it
- * against each build's static library, then alternate the two binaries under the timing lock):
+/* One kernel level's gate_cell at one shape, for A/B runs of two builds. CMake builds it against this
+ * tree (build/bench_gate_one); for an A/B, link it against each build's static library, then
+ * alternate the two binaries under the timing lock:
  *
- *   gcc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I SRC/src -I SRC/include bench/gate_one.c \
- *       BUILD/libfastlstm.a -lopenblas -llapacke -lm -lpthread -o gate_one_X
- *   gate_one_X LEVEL H K B      (LEVEL avx2 | avx512 | ref; K = 0: the cell update alone)
+ *   gcc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I SRC/src -I SRC/include bench/bench_gate_one.c \
+ *       BUILD/libfastlstm.a -lopenblas -llapacke -lm -lpthread -o bench_gate_one_X
+ *   bench_gate_one_X LEVEL H K B      (LEVEL avx2 | avx512 | ref; K = 0: the cell update alone)
  *
  * Prints the median over 15 samples (each ~3 ms of this thread's CPU time, the same weights call
  * after call) of the us per call of gate_cell over all blocks: gates = gx + x (B, K) through a random
@@ -41,7 +42,7 @@ int main(int argc, char **argv) {
     const fl_kernels *k = argc == 5 ? fl_kernels_by_name(argv[1]) : NULL;
     const int H = argc == 5 ? atoi(argv[2]) : 0, K = argc == 5 ? atoi(argv[3]) : -1, B = argc == 5 ? atoi(argv[4]) : 0;
     if (!k || H < 1 || K < 0 || B < 1) {
-        fprintf(stderr, "usage: gate_one LEVEL H K B (LEVEL avx2 | avx512 | ref, on this CPU)\n");
+        fprintf(stderr, "usage: bench_gate_one LEVEL H K B (LEVEL avx2 | avx512 | ref, on this CPU)\n");
         return 2;
     }
     const int nblk = (H + FL_REC_NB - 1) / FL_REC_NB, Kx = K ? K : 1;
