@@ -125,6 +125,45 @@ static void test_step_price(void **state) {
     assert_close(t.mem_seconds, 4096 / 10.0 + 6 * 4096 / 100.0 + 16384 / 10.0, 1e-9);
 }
 
+/* Two threads (two_core_profile: 32 KiB private L1 at 150 GB/s a core, the profile's rule lowered
+ * to split any step, the measured speed-up of a split step 1.5 at every batch): by blocks at batch 1
+ * (each thread its whole projection, the panel split: its compute over the speed-up, its bytes at
+ * both cores' rate), by rows (each thread 16 rows of the whole step, computing at 1.5 /
+ * 2 of one thread's rate, copying its own rows) at batch 32, by blocks again at batch 20. */
+static void test_threads(void **state) {
+    (void)state;
+    fl_profile p = two_core_profile(), l = lr_profile();
+    memcpy(p.lr_proj_seconds, l.lr_proj_seconds, sizeof l.lr_proj_seconds);
+    memcpy(p.lr_panel_seconds, l.lr_panel_seconds, sizeof l.lr_panel_seconds);
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) p.lr_proj_seconds[j][k] *= 1e-9, p.lr_panel_seconds[FL_METHOD_SVD][j][k] *= 1e-9;
+    p.gx_copy_seconds = 1e-11;
+    p.parallel_step_bytes = 1024;
+    p.curve_all_threads = 2;
+    for (int k = 0; k < 4; k++) p.thread_scale_rec[k] = 1.5;
+    static const fl_arch a = {.input = 64, .hidden = 64, .layers = 1, .head = FL_HEAD_NONE};
+    const fl_mat_spec specs[2] = {{FL_METHOD_DENSE, 0}, {FL_METHOD_SVD, 16}};
+    fl_cost c;
+    fl_cost_term t[2];
+    assert_int_equal(fl_cost_predict_terms(&p, &a, specs, 1, 8, 2, &c, t), FL_OK);
+    const double bw = 150e9; /* one core's share: V + U / 2 per core fits its L1 */
+    assert_int_equal(t[1].threads, 2);
+    assert_close(t[1].seconds, fmax(4096 / bw, 64 * 1e-9) + fmax(16384 / (2 * bw), 64 * 2e-9 / 1.5), 1e-15);
+    /* batch 32: by rows (fl_rows_auto: W_hh 20 KiB x 32 rows past the runtime's 512 KiB), 16 a
+     * thread, 6 passes over V */
+    assert_int_equal(fl_cost_predict_terms(&p, &a, specs, 32, 8, 2, &c, t), FL_OK);
+    assert_int_equal(t[1].threads, 2);
+    const double slow = 2 / 1.5;
+    assert_close(t[1].seconds, fmax(6 * 4096 / bw, 16 * 64 * 1e-9 * slow) + fmax(16384 / bw, 16 * 64 * 2e-9 * slow) +
+                                   16 * 16 * 64 * 1e-11,
+                 1e-15);
+    /* batch 20 (not by rows): split by blocks, the whole batch's copy on the calling thread */
+    assert_int_equal(fl_cost_predict_terms(&p, &a, specs, 20, 8, 2, &c, t), FL_OK);
+    assert_close(t[1].seconds, fmax(7 * 4096 / bw, 20 * 64 * 1e-9) + fmax(16384 / (2 * bw), 20 * 64 * 2e-9 / 1.5) +
+                                   20 * 16 * 64 * 1e-11,
+                 1e-15);
+}
+
 /* Without the figures (a version 2 profile) the step is priced by the efficiencies, its cell update
  * apart, exactly as before them. */
 static void test_without_figures(void **state) {
@@ -218,6 +257,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_interpolation),
         cmocka_unit_test(test_step_price),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_without_figures),
         cmocka_unit_test(test_file),
     };

@@ -21,8 +21,9 @@
  * thread: the one-thread curve at W; split (n threads by blocks): the n-thread curve at n V + U
  * (each thread's private level holds its own V and its share of U) over n; by rows (each thread
  * its ceil(B / n) rows of the whole step, fl_rows_auto): the rate of n threads streaming W each
- * (cost.c's placement) over n, and each thread's parts at its rows on one thread's rates, its own
- * rows' copy. s_proj and s_panel interpolate linearly in the rank between the grid's ranks (the
+ * (cost.c's placement) over n, and each thread's parts at its rows on one thread's rates slowed by
+ * n / scale_n(B) (n threads computing at once deliver the speed-up the profile measures for a split
+ * step, thread_scale_rec, not n: 1.39-1.50 on the 2-vCPU Xeon), its own rows' copy. s_proj and s_panel interpolate linearly in the rank between the grid's ranks (the
  * time per unit is affine in it: a fixed cost per unit and row, then per k), extended along the
  * last segment beyond 256, and linearly in log rows, held beyond 1 and 256. CP's scaling (4 R
  * multiplies a row) is left out, and so is rec_memory_factor (a low-rank W_hh beyond the last
@@ -84,5 +85,9 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     out->mem = ub / (split ? n * bw_w : bw_w);
     out->comp = rows * Hb * fl_cost_lr_table(p->lr_panel_seconds[m], R, rows);
     if (split) out->comp = out->comp / fl_cost_rec_scale(p, n, batch) + sync;
+    if (n > 1 && by_rows) { /* n threads computing at once deliver the measured speed-up, not n */
+        const double slow = n / fl_cost_rec_scale(p, n, batch);
+        out->dup_comp *= slow, out->comp *= slow;
+    }
     out->serial = rows > 1 ? rows * 16.0 * H * p->gx_copy_seconds : 0.0;
 }
