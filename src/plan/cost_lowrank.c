@@ -13,13 +13,17 @@
  *   proj:  mem = V / bw_w + (passes - 1) V / bw_1(V),  comp = rows K s_proj(Rp, rows)
  *          (the first pass reads V from where the step's working set W = V + U lives, the others
  *          from where V alone does);
- *   panel: mem = U / (n bw_w),  comp = B H' s_panel(R, B) / scale_n(B) + sync
+ *   panel: mem = U / (n bw_w),  comp = B H' s_panel(R, B) / scale_n(B)
  *          (H' = H rounded up to the 16-unit blocks, the cell update inside s_panel);
  *   copy:  rows 16 H gx_copy_seconds,
- *   t = max(proj) + max(panel) + copy.
+ *   t = max(proj) + max(panel) + copy (+ sync, split by blocks).
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
- * thread: the one-thread curve at W; split (n threads by blocks): the n-thread curve at n V + U
- * (each thread's private level holds its own V and its share of U) over n; by rows (each thread
+ * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
+ * its share of U (n V + U in all, each core's private level holding its own part) in the time the
+ * n-thread curve gives n V + U less the sync that time includes (fl_cost_thread_sync is read off the
+ * same curves: held at half the curve's time), the sync then paid once (before, the split step
+ * paid it on the panel's compute and again inside the streaming rate: 650 SVD h/8 batch 1 on two
+ * threads priced 10.2 us a layer-step against 7.5 measured); by rows (each thread
  * its ceil(B / n) rows of the whole step, fl_rows_auto): the rate of n threads streaming W each
  * (cost.c's placement) over n, and each thread's parts at its rows on one thread's rates slowed by
  * n / scale_n(B) (n threads computing at once deliver the speed-up the profile measures for a split
@@ -73,9 +77,11 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
         fl_cost_pick_level(p, n * W, n, &bw_w); /* n copies, one per core's private level ... */
         if (l1 >= 0 && p->level[l1].shared_cpus > 1) bw_w = bw1; /* ... or one held by a shared one */
         bw_w /= n;
-    } else {
-        fl_cost_pick_level(p, n * vb + ub, n, &bw_w);
-        bw_w /= n;
+    } else { /* the n-thread curve's time at n V + U less the sync it includes (held at half of it) */
+        const double tot = n * vb + ub;
+        fl_cost_pick_level(p, tot, n, &bw_w);
+        const double tc = tot / bw_w, ts = tc - sync > 0.5 * tc ? tc - sync : 0.5 * tc;
+        bw_w = tot / ts / n;
     }
     fl_cost_pick_level(p, vb, 1, &bw_v);
     const int passes = (rows + PROJ_ROWS - 1) / PROJ_ROWS;
@@ -84,10 +90,10 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     const bool split = n > 1 && !by_rows;
     out->mem = ub / (split ? n * bw_w : bw_w);
     out->comp = rows * Hb * fl_cost_lr_table(p->lr_panel_seconds[m], R, rows);
-    if (split) out->comp = out->comp / fl_cost_rec_scale(p, n, batch) + sync;
+    if (split) out->comp /= fl_cost_rec_scale(p, n, batch);
     if (n > 1 && by_rows) { /* n threads computing at once deliver the measured speed-up, not n */
         const double slow = n / fl_cost_rec_scale(p, n, batch);
         out->dup_comp *= slow, out->comp *= slow;
     }
-    out->serial = rows > 1 ? rows * 16.0 * H * p->gx_copy_seconds : 0.0;
+    out->serial = (rows > 1 ? rows * 16.0 * H * p->gx_copy_seconds : 0.0) + (split ? sync : 0.0);
 }

@@ -80,9 +80,8 @@ bool fl_cost_has_lowrank(const fl_profile *p); /* p has the lr_* figures */
 double fl_cost_lr_table(const double (*t)[FL_PROFILE_LR_ROWS], double rank, double rows);
 typedef struct fl_lr_cost {
     double dup_mem, dup_comp; /* the rank-R projection: every thread its own, at its rows */
-    double mem, comp;         /* the gate panel with its cell update (split: each thread's share, sync
-                                 included) */
-    double serial;            /* the gx copy */
+    double mem, comp;         /* the gate panel with its cell update (split: each thread's share) */
+    double serial;            /* the gx copy, and a split step's sync */
 } fl_lr_cost;
 /* One f32 step of method m (SVD or CP) at rank R, hidden H, K inputs to V, `batch` rows on tt
  * threads (1: one thread; by_rows: fl_rows_auto's split by rows, else by blocks, paying `sync`). */
