@@ -157,6 +157,29 @@ static void test_threads(void **state) {
     assert_close(t[1].seconds, fmax(6 * 4096 / bw, 16 * 64 * 1e-9 * slow) + fmax(16384 / bw, 16 * 64 * 2e-9 * slow) +
                                    16 * 16 * 64 * 1e-11,
                  1e-15);
+    /* the sync, passed directly: paid once, after the parts; without a curve for two threads the
+     * level rates hold none of it to take out */
+    fl_lr_cost lc, l0;
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 0, &l0);
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 1e-6, &lc);
+    assert_close(lc.serial - l0.serial, 1e-6, 1e-18);
+    assert_close(lc.dup_mem, l0.dup_mem, 1e-18);
+    assert_close(lc.mem, l0.mem, 1e-18);
+    assert_close(lc.comp, l0.comp, 1e-18);
+    /* with a two-thread curve (flat at 300 GB/s) its time at 2 V + U = 24 KiB less the sync: 1e-8 s
+     * of its 8.2e-8 */
+    p.n_curve_all = 2;
+    p.curve_all_bytes[0] = 1 << 10, p.curve_all_bytes[1] = 1 << 30;
+    p.curve_all_bandwidth[0] = p.curve_all_bandwidth[1] = 300e9;
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 1e-8, &lc);
+    const double tc = 24576 / 300e9, r = 24576 / (tc - 1e-8) / 2;
+    assert_close(lc.dup_mem, 4096 / r, 1e-18);
+    assert_close(lc.mem, 16384 / (2 * r), 1e-18);
+    assert_close(lc.serial, 1e-8, 1e-20);
+    /* a sync larger than the curve's time is held at half of it */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 1e-6, &lc);
+    assert_close(lc.dup_mem, 4096 / (24576 / (0.5 * tc) / 2), 1e-18);
+    p.n_curve_all = 0;
     /* batch 20 (not by rows): split by blocks, the whole batch's copy on the calling thread */
     assert_int_equal(fl_cost_predict_terms(&p, &a, specs, 20, 8, 2, &c, t), FL_OK);
     assert_close(t[1].seconds, fmax(7 * 4096 / bw, 20 * 64 * 1e-9) + fmax(16384 / (2 * bw), 20 * 64 * 2e-9 / 1.5) +

@@ -80,7 +80,8 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     } else { /* the n-thread curve's time at n V + U less the sync it includes (held at half of it) */
         const double tot = n * vb + ub;
         fl_cost_pick_level(p, tot, n, &bw_w);
-        const double tc = tot / bw_w, ts = tc - sync > 0.5 * tc ? tc - sync : 0.5 * tc;
+        const bool curve = p->n_curve_all > 0 && n == p->curve_all_threads; /* else level rates: no sync in them */
+        const double tc = tot / bw_w, ts = !curve ? tc : tc - sync > 0.5 * tc ? tc - sync : 0.5 * tc;
         bw_w = tot / ts / n;
     }
     fl_cost_pick_level(p, vb, 1, &bw_v);
