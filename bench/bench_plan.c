@@ -181,14 +181,11 @@ static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model
     fl_status st = fl_cost_predict_terms(prof, arch, specs, B, T, threads, &c, term);
     if (!st) st = fl_cost_predict_terms(&e1, arch, specs, B, T, threads, &c1, term1);
     if (st) return st;
-    double m_ih = 0, m_hh = 0, m_hh1 = 0;
+    double m_ih = 0, m_hh = 0, m_hh1 = 0, m_cell = 0; /* m_cell: the cell update priced apart */
     for (size_t i = 0; i < nmat; i++) {
-        double v = term[i].mem_seconds > term[i].compute_seconds ? term[i].mem_seconds : term[i].compute_seconds;
-        double v1 = term1[i].mem_seconds > term1[i].compute_seconds ? term1[i].mem_seconds : term1[i].compute_seconds;
-        if (i % 2) m_hh += v, m_hh1 += v1;
-        else m_ih += v;
+        if (i % 2) m_hh += term[i].seconds, m_hh1 += term1[i].seconds, m_cell += term[i].cell_seconds;
+        else m_ih += term[i].seconds;
     }
-    const double m_cell = (double)L * B * H * fl_cost_cell_seconds(prof, B) / (term[1].threads > 0 ? term[1].threads : 1);
     const double m_oh = L * prof->step_overhead, m_rest = c.seconds - m_ih - m_hh - m_cell - m_oh;
     double sess = 0;
     if (!a->predict_only && (st = fl_plan_time_model(m, B, T, threads, a->reps, 1, &sess))) return st;
@@ -227,6 +224,14 @@ static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model
     }
     if (st) return st;
     const double us = 1e6;
+    const fl_mat *w0 = &m->layer[0].whh;
+    if (w0->method != FL_METHOD_DENSE && fl_cost_has_lowrank(prof)) { /* the model's parts of one thread's step */
+        fl_lr_cost lr;
+        fl_cost_lowrank_step(prof, w0->method, H, H, w0->rank, B, 1, false, 0, &lr);
+        printf("%-9s B %2d     model parts (one thread, all layers): proj %7.1f (mem %7.1f) panel %7.1f (mem %7.1f) "
+               "gxcopy %6.1f\n", name, B, L * us * (lr.dup_comp > lr.dup_mem ? lr.dup_comp : lr.dup_mem),
+               L * us * lr.dup_mem, L * us * (lr.comp > lr.mem ? lr.comp : lr.mem), L * us * lr.mem, L * us * lr.serial);
+    }
     printf("%-9s B %2d t%d  model %8.1f: ih %7.1f hh %7.1f (at e=1 %7.1f) cell %6.1f oh %5.1f bias+cold+io %6.1f | "
            "session %8.1f: input %7.1f steps %8.1f (hot %8.1f; proj %7.1f panel %7.1f cell %6.1f gxcopy %6.1f) "
            "other %6.1f\n",

@@ -56,6 +56,20 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddNumberToObject(o, "cp_recurrent_efficiency_h16", p->rec_efficiency_lo[FL_METHOD_CP]);
         cJSON_AddNumberToObject(o, "cp_gemm_efficiency_h16", p->gemm_efficiency_lo[FL_METHOD_CP]);
     }
+    if (p->lr_proj_seconds[0][0] > 0) { /* [rank 16 << j][rows 1, 4, 16, 64, 256] */
+        cJSON *lr = cJSON_AddObjectToObject(o, "lowrank_ns");
+        const char *keys[3] = {"proj_per_input_row", "svd_panel_per_unit_row", "cp_panel_per_unit_row"};
+        for (int i = 0; i < 3; i++) {
+            cJSON *t = cJSON_AddArrayToObject(lr, keys[i]);
+            for (int j = 0; j < FL_PROFILE_LR_RANKS; j++) {
+                const double *v = i == 0 ? p->lr_proj_seconds[j] : p->lr_panel_seconds[i == 1 ? FL_METHOD_SVD : FL_METHOD_CP][j];
+                cJSON *row = cJSON_CreateArray();
+                for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[k] * 1e9));
+                cJSON_AddItemToArray(t, row);
+            }
+        }
+        cJSON_AddNumberToObject(lr, "gx_copy_per_byte", p->gx_copy_seconds * 1e9);
+    }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
     cJSON_AddNumberToObject(o, "cell_b1_ns", p->cell_seconds_b1 * 1e9);
     cJSON_AddNumberToObject(o, "bias_ns", p->bias_seconds * 1e9);
@@ -155,6 +169,15 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         const double *a = p->rec_rows_efficiency[FL_METHOD_SVD], *b = p->rec_rows_efficiency[FL_METHOD_CP];
         fprintf(f, "  step speed vs dense at batch 4/16/64/256: svd %.2f/%.2f/%.2f/%.2f, cp %.2f/%.2f/%.2f/%.2f\n",
                 a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
+    }
+    if (p->lr_proj_seconds[0][0] > 0) { /* format 3: the SVD / CP step priced by its parts (cost_lowrank.c) */
+        const double *pj = p->lr_proj_seconds[2], *sv = p->lr_panel_seconds[FL_METHOD_SVD][2],
+                     *cp = p->lr_panel_seconds[FL_METHOD_CP][2];
+        fprintf(f,
+                "  low-rank step parts at rank 64, batch 1/16/256: proj %.2f/%.2f/%.2f ns per input and row, "
+                "gate panel with its cell svd %.2f/%.2f/%.2f cp %.2f/%.2f/%.2f ns per unit and row; gx copy %.1f GB/s\n",
+                pj[0] * 1e9, pj[2] * 1e9, pj[4] * 1e9, sv[0] * 1e9, sv[2] * 1e9, sv[4] * 1e9, cp[0] * 1e9, cp[2] * 1e9,
+                cp[4] * 1e9, p->gx_copy_seconds > 0 ? 1e-9 / p->gx_copy_seconds : 0.0);
     }
     if (p->cell_seconds > 0 || p->bias_seconds > 0)
         fprintf(f,

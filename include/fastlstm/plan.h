@@ -21,6 +21,8 @@ extern "C" {
 #define FL_PROFILE_MAX_LEVELS 4
 #define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 256 MiB in steps of 2^(1/4) */
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
+#define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
+#define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
@@ -166,6 +168,21 @@ typedef struct fl_profile {
      * a buffer far beyond the last level, less the step on one gx held in cache, per gx byte. The
      * cost model adds it to each f32 W_hh step (see cost.c). All 0 (older profiles): not modelled. */
     double cold_gx_seconds[3][2];
+    /* The f32 SVD / CP step's parts as fl_rec_step runs them (profile_lowrank.c), one thread, at
+     * rank lr_rank(j) = 16 << j (j < FL_PROFILE_LR_RANKS) and rows 1, 4, 16, 64, 256 (k), each
+     * figure the median of its samples and passes:
+     *   lr_proj_seconds[j][k]: the proj kernel (t = V h; CP's z = C^T h) per input element and row,
+     *     K = 1024 inputs, R = lr_rank(j) outputs (V of 64 KiB to 1 MiB: in L2);
+     *   lr_panel_seconds[m][j][k]: the gate panel of method m (gate_cell over U, cp_gate_cell over
+     *     CP's B and scaling zs) at K = lr_rank(j), its cell update included, per hidden unit and
+     *     row, H = 256 (U of 64 KiB to 1 MiB);
+     *   gx_copy_seconds: seconds per byte of the copy of a step's gx rows (B > 1) from a buffer in
+     *     the last level (4 x the largest private level, at most a quarter of the last).
+     * The cost model prices an f32 SVD / CP step from them and the streaming curve (cost_lowrank.c).
+     * All 0 (profiles before format 3): the step is priced by the efficiencies above. */
+    double lr_proj_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    double lr_panel_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    double gx_copy_seconds;
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */
@@ -281,6 +298,10 @@ typedef struct fl_cost_term {
     int level;                /* index in profile level[] the bytes stream from; -1: DRAM */
     int threads;              /* threads the runtime runs it on (1 when too small to split) */
     int compute_bound;        /* 1: compute_seconds >= mem_seconds */
+    double seconds;           /* what the matrix adds to the step: max(mem, compute), or for an f32
+                                 SVD / CP W_hh priced by parts (cost_lowrank.c) the sum of its parts'
+                                 rooflines, its cell update and gx copy included */
+    double cell_seconds;      /* a W_hh's cell update, priced apart from `seconds` (0: inside it) */
 } fl_cost_term;
 
 /* fl_cost_predict, and the terms of every matrix into terms[fl_model_num_matrices] (may be NULL). */

@@ -32,6 +32,12 @@
  *     (last-step head); bw_a = rate of the level holding all weights (4 x all params).
  *     t_a = sum_W max(bytes_W / bw_a, flops_W / rate_a(n_W)), n_W = T B rows (W_ih, per-step
  *     head) or B rows (a last-step head runs once per sequence, on the last states only)
+ *   an f32 SVD / CP W_hh, where the profile has the low-rank step's parts (fl_profile.lr_*, format
+ *     3), is priced by those parts instead (cost_lowrank.c: its rank-R projection, its gate panel
+ *     with the cell update fused, its gx copy, each from the kernels' own timings on a grid of
+ *     ranks and rows and the streaming curve), on one thread, split by blocks or by rows as below;
+ *     its t_r is that price and it adds nothing to t_c. Otherwise (older profiles, and every
+ *     W_ih / head):
  *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies, taken at
  *     the batch (recurrent: e_r(B), linear in log B through (1, rec_efficiency) and the measured
  *     rec_rows_efficiency at 4, 16, 64, 256) or rows (GEMM: e_a(n) through gemm_rows_efficiency,
@@ -245,7 +251,7 @@ fl_status fl_cost_fit(const fl_profile *p, double bytes, int threads, fl_fit *ou
 /* Index of the smallest level holding `bytes`, -1 for DRAM; the streaming rate in *bw (from the
  * measured curve of that thread count when there is one, else the level's rate). With a curve,
  * the last level or DRAM is the one fl_cost_fit finds. */
-static int pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
+int fl_cost_pick_level(const fl_profile *p, double bytes, int threads, double *bw) {
     int level = -1;
     for (int i = 0; i < p->n_levels && level < 0; i++)
         if (bytes <= level_capacity(&p->level[i], threads) && p->level[i].bandwidth > 0) level = i;
@@ -282,6 +288,10 @@ static double thread_scale(const fl_profile *p, const double *s, int threads, do
     if (threads != p->curve_all_threads || !(s[0] > 0)) return threads;
     const double v = table_rate(s, 0.0, rows < 4 ? 4 : rows);
     return v > threads ? threads : v;
+}
+
+double fl_cost_rec_scale(const fl_profile *p, int threads, double rows) {
+    return thread_scale(p, p->thread_scale_rec, threads, rows);
 }
 
 /* Flop rate of the recurrent step at `rows` = batch rows. */
@@ -535,9 +545,14 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 continue;
             }
             double bytes, flops, bw, rate, extra = 0;
+            bool use_lr = false;
             /* the part of a split SVD / CP step every thread does whole (see below): its bytes,
              * flops and seconds streaming / computing; 0 otherwise */
             double dup_mem = 0, dup_comp = 0, split_share = 1;
+            /* an f32 SVD / CP W_hh priced by its parts (cost_lowrank.c): the panel's roofline (mem,
+             * comp: split part), the projection's (dup_*), then the gx copy (serial) */
+            fl_lr_cost lr = {0};
+            double cell_l = 0; /* this W_hh's cell update, priced apart */
             int level, tt;
             if (d.kind == FL_MAT_HH) {
                 /* W_hh of one layer: the runtime runs layer by layer, so it alone streams T times;
@@ -551,10 +566,10 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 const bool by_rows = !lowp && a->proj == 0 && fl_rows_auto(batch, threads_l, bytes, w.method == FL_METHOD_DENSE);
                 const int rrows = by_rows ? (batch + threads_l - 1) / threads_l : batch;
                 tt = by_rows ? threads_l : lowp ? 1 : part_threads(p, threads_l, true, bytes * batch, true);
-                level = pick_level(p, by_rows ? tt * bytes : bytes, tt, &bw);
+                level = fl_cost_pick_level(p, by_rows ? tt * bytes : bytes, tt, &bw);
                 if (by_rows) { /* N copies in private levels, but one copy held by a shared level */
                     double bw1;
-                    const int l1 = pick_level(p, bytes, tt, &bw1);
+                    const int l1 = fl_cost_pick_level(p, bytes, tt, &bw1);
                     if (l1 >= 0 && p->level[l1].shared_cpus > 1) level = l1, bw = bw1;
                     bw /= tt;
                 }
@@ -581,8 +596,8 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     const double K = d.cols, R = w.rank, cpx = w.method == FL_METHOD_CP ? 4.0 * R : 0.0;
                     const double vb = bpw * (K * R + cpx), vf = 2.0 * K * R + cpx;
                     double bwv, bw1;
-                    pick_level(p, vb, 1, &bwv);
-                    const int l1 = pick_level(p, bytes, 1, &bw1);
+                    fl_cost_pick_level(p, vb, 1, &bwv);
+                    const int l1 = fl_cost_pick_level(p, bytes, 1, &bw1);
                     double rate1 = flop_rate(p, batch, 1) * e;
                     if (l1 < 0 && p->rec_memory_factor > 0) rate1 *= p->rec_memory_factor;
                     const double t1 = max2(bytes / (bw1 * e), flops / rate1);
@@ -596,8 +611,13 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     }
                     split_share = t1 > 0 ? 1.0 - dup / t1 : 0.0;
                 }
-                cell += by_rows ? (double)rrows * H * fl_cost_cell_seconds(p, rrows)
-                                : (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
+                use_lr = w.method != FL_METHOD_DENSE && !lowp && fl_cost_has_lowrank(p);
+                if (use_lr) /* by parts: the cell update is in the panel's figures */
+                    fl_cost_lowrank_step(p, w.method, H, d.cols, w.rank, batch, tt, by_rows, tt > 1 && !by_rows ? sync : 0, &lr);
+                else
+                    cell_l = by_rows ? (double)rrows * H * fl_cost_cell_seconds(p, rrows)
+                                     : (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
+                cell += cell_l;
                 if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
                     fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
                     fl_arch_matrix(a, i - 1, &di);
@@ -634,21 +654,23 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 } else {
                     rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 }
-                level = pick_level(p, all_bytes, tt, &bw);
+                level = fl_cost_pick_level(p, all_bytes, tt, &bw);
                 if (w.method != FL_METHOD_DENSE && !lowp)
                     rate *= method_efficiency(p, w.method, false, n, rank_weight(w.rank, H));
             }
             /* the split part's roofline, then the part each thread does whole (0 but for a split
              * SVD / CP step), one after the other */
-            const double mem = split_share * bytes / bw, comp = split_share * flops / rate + extra;
+            double mem = split_share * bytes / bw, comp = split_share * flops / rate + extra;
+            if (use_lr) mem = lr.mem, comp = lr.comp, dup_mem = lr.dup_mem, dup_comp = lr.dup_comp;
             c.step_bytes += bytes;
             c.step_flops += flops;
             c.mem_seconds += mem + dup_mem;
             c.compute_seconds += comp + dup_comp;
-            t += max2(mem, comp) + max2(dup_mem, dup_comp);
+            const double ts = max2(mem, comp) + max2(dup_mem, dup_comp) + lr.serial;
+            t += ts;
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, mem + dup_mem, comp + dup_comp, level, tt,
-                                          comp + dup_comp >= mem + dup_mem};
+                                          comp + dup_comp >= mem + dup_mem, ts, cell_l};
             /* the bias pass: a quantized W_ih, and a head but a dense f32 one (an f32 W_ih, dense,
              * SVD or CP, fuses its biases into its last packed product) */
             if ((head && (w.method != FL_METHOD_DENSE || lowp)) || (d.kind == FL_MAT_IH && lowp)) {

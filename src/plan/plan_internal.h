@@ -63,6 +63,31 @@ double fl_cost_thread_sync(const fl_profile *p);
  * batch-1 figure (0, older profiles) cell_seconds at every batch. */
 double fl_cost_cell_seconds(const fl_profile *p, int batch);
 
+/* Index of the smallest level holding `bytes` on `threads` threads (-1: DRAM) and its streaming
+ * rate in *bw, as the cost model places a working set (cost.c). */
+int fl_cost_pick_level(const fl_profile *p, double bytes, int threads, double *bw);
+
+/* Speed-up of a recurrent step split across `threads` at `rows` rows (the profile's
+ * thread_scale_rec, else the thread count; cost.c). */
+double fl_cost_rec_scale(const fl_profile *p, int threads, double rows);
+
+/* The f32 SVD / CP step priced by its parts (cost_lowrank.c: the model). */
+bool fl_cost_has_lowrank(const fl_profile *p); /* p has the lr_* figures */
+/* Table t (fl_profile.lr_proj_seconds or lr_panel_seconds[m]) at `rank` and `rows`: linear in the
+ * rank between the grid's ranks (16 << j), along the last segment beyond them (never below the last
+ * rank's figure), the first rank's figure below it; linear in log rows between 1, 4, 16, 64, 256,
+ * held outside. */
+double fl_cost_lr_table(const double (*t)[FL_PROFILE_LR_ROWS], double rank, double rows);
+typedef struct fl_lr_cost {
+    double dup_mem, dup_comp; /* the rank-R projection: every thread its own, at its rows */
+    double mem, comp;         /* the gate panel with its cell update (split: each thread's share) */
+    double serial;            /* the gx copy, and a split step's sync */
+} fl_lr_cost;
+/* One f32 step of method m (SVD or CP) at rank R, hidden H, K inputs to V, `batch` rows on tt
+ * threads (1: one thread; by_rows: fl_rows_auto's split by rows, else by blocks, paying `sync`). */
+void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,
+                          double sync, fl_lr_cost *out);
+
 /* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);

@@ -15,7 +15,8 @@
  *
  * The run goes in passes (fl_profile_run_*, profile_internal.h): each pass times the rate figures
  * the batch > 1 and two-thread predictions rest on (gemm_flops, gemv_flops, gemm_rows_flops,
- * rec_rows_flops, thread_scale_*: profile_rates.c, the typical latency, as bench_plan scores it),
+ * rec_rows_flops, thread_scale_*: profile_rates.c, the typical latency, as bench_plan scores it;
+ * the low-rank step's parts, lr_*: profile_lowrank.c),
  * the streaming ladder on one thread and on all cores, and the step's rate from memory
  * (rec_memory_factor), each after the cell update it subtracts; each figure is the median of its
  * passes. fl_profile_measure takes FL_PROFILE_PASSES passes back to back; bench_plan takes one
@@ -339,6 +340,10 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
     fl_arch only_hh = {.input = 1, .hidden = H, .layers = 1, .head = FL_HEAD_NONE};
     fl_mat_spec hh[2] = {{FL_METHOD_DENSE, 0}, {method, R}};
     const double cell16 = p->cell_seconds, cell1 = p->cell_seconds_b1;
+    /* the efficiency is against the step priced as a dense one of as many bytes: hide the low-rank
+     * parts (cost_lowrank.c would price it by them instead, and the figure would mean nothing) */
+    const double lr00 = p->lr_proj_seconds[0][0];
+    p->lr_proj_seconds[0][0] = 0;
     double cell[FL_PROFILE_GEMM_POINTS + 1], cell_r[FL_PROFILE_GEMM_POINTS + 1]; /* each batch's cell update */
     for (int k = 0; k <= FL_PROFILE_GEMM_POINTS; k++)
         cell[k] = fl_profile_cell_of(p, 1 << (2 * k), H, 1), cell_r[k] = fl_profile_cell_of(p, 1 << (2 * k), Hr, 1);
@@ -365,6 +370,7 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
                                               EFF_PAIRS);
     }
     p->cell_seconds = cell16, p->cell_seconds_b1 = cell1;
+    p->lr_proj_seconds[0][0] = lr00;
     if (st) goto done;
     out->rec = eff[0];
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) out->rec_rows[k] = eff[k + 1];
@@ -430,6 +436,7 @@ static fl_status measure_bias(size_t rows, int cols, double *seconds) {
 struct fl_profile_run {
     fl_profile *p;
     fl_rate_passes rp; /* the rate figures of each pass */
+    fl_lr_passes lp;   /* the low-rank step's parts of each pass */
     weights ws;        /* the ladder's weights, filled once at its largest size */
     /* v1, vall: (FL_PROFILE_MAX_PASSES, LADDER_POINTS) rates of the one-thread and all-cores ladders */
     double *v1, *vall;
@@ -489,6 +496,7 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
     if (!st) st = measure_cell(1, &r->cell1[q]);
     if (!st) p->cell_seconds = r->cell16[q], p->cell_seconds_b1 = r->cell1[q];
     if (!st) st = fl_profile_rates_pass(p, &r->rp);
+    if (!st) st = fl_profile_lowrank_pass(p, &r->lp);
     if (!st) st = measure_ladder(1, &r->ws, p, p->curve_bytes, r->v1 + q * LADDER_POINTS);
     if (!st && p->cores >= 2) st = measure_ladder(2, &r->ws, p, p->curve_all_bytes, r->vall + q * LADDER_POINTS);
     if (!st && q == 0) r->mem_bytes = memory_set(p, p->curve_bytes, r->v1);
@@ -499,7 +507,7 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
         if (!st) r->mem_rate[q] = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
     }
     fl_blas_single_end(blas_threads);
-    if (st) r->rp.n = q; /* the pass is dropped whole */
+    if (st) r->rp.n = r->lp.n = q; /* the pass is dropped whole */
     else r->n++;
     return st;
 }
@@ -565,6 +573,7 @@ static fl_status finish(fl_profile_run *r) {
     fl_profile_curve_median(r->cell1, r->n, 1, &p->cell_seconds_b1);
     apply_capacities(r, &memory_bw);
     fl_profile_rates_apply(&r->rp, p);
+    fl_profile_lowrank_apply(&r->lp, p);
     fl_profile_curve_median(r->mem_rate, r->n, 1, &mem_rate);
     set_memory_factor(p, mem_rate);
     /* the first level's rate: the mat-vec slope within L1 (measure_gemv, profile_rates.c: twice its

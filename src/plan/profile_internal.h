@@ -110,6 +110,26 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
  * curves must be set. Nothing is timed (the tests call it on hand-made passes). */
 void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p);
 
+/* Each pass's raw figures of the low-rank step's parts (profile_lowrank.c; fl_profile.lr_*):
+ * [pass][j * FL_PROFILE_LR_ROWS + k] at rank fl_profile_lr_rank(j) and rows fl_profile_lr_rows(k). */
+typedef struct fl_lr_passes {
+    int n; /* passes taken */
+    double proj[FL_PROFILE_MAX_PASSES][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];
+    double panel[FL_PROFILE_MAX_PASSES][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* SVD, CP */
+    double copy[FL_PROFILE_MAX_PASSES];
+} fl_lr_passes;
+
+/* The grid's rank j (16 << j) and rows k (1, 4, 16, 64, 256). */
+int fl_profile_lr_rank(int j);
+int fl_profile_lr_rows(int k);
+
+/* Time one pass of the low-rank step's parts into lp (its pass lp->n, then lp->n + 1; lp zeroed
+ * before the first). p's levels must be set (the gx copy's buffer is sized from them). */
+fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp);
+
+/* p's lr_proj_seconds, lr_panel_seconds and gx_copy_seconds: each the median of lp's passes. */
+void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p);
+
 /* Seconds of one recurrent step of B rows of r: the pick-th fastest of `reps` (<= 16) samples, each
  * timing enough back-to-back steps to last about 0.2 ms. gx (B, 4H), h0, h1, c (B, H). */
 double fl_profile_time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps,

@@ -1,7 +1,8 @@
 /* Machine profile, JSON save / load. The file carries the machine identity (fl_machine_id) so a
  * profile measured on one machine type is not reused on another (fl_profile_check_machine);
  * version 1 files (no identity, no reported sizes, one curve) still load, and so do files without
- * the int8 / bf16 kernel rates ("quant"). Load validates every
+ * the int8 / bf16 kernel rates ("quant") and version 2 files (no "lowrank": the low-rank step's
+ * parts, format 3; the cost model then prices that step by the efficiencies). Load validates every
  * field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
@@ -48,6 +49,7 @@ static void add_curve(cJSON *root, const char *key, const size_t *bytes, const d
 }
 
 static void add_quant(cJSON *root, const fl_profile *p);
+static void add_lowrank(cJSON *root, const fl_profile *p);
 static void add_array(cJSON *o, const char *key, const double *v, int n);
 static void add_eff(cJSON *o, const double *rec, const double *gemm, const double (*rec_rows)[FL_PROFILE_GEMM_POINTS],
                     const double (*gemm_rows)[FL_PROFILE_GEMM_POINTS]);
@@ -65,7 +67,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 2);
+    cJSON_AddNumberToObject(root, "version", 3);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -118,6 +120,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_AddNumberToObject(root, "bias_seconds_cached", p->bias_seconds_cached);
     cJSON_AddNumberToObject(root, "rec_memory_factor", p->rec_memory_factor);
     add_quant(root, p);
+    add_lowrank(root, p);
     cJSON_AddBoolToObject(root, "measured", p->measured != 0);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -231,6 +234,47 @@ static bool get_quant(const cJSON *root, const char *path, fl_profile *p) {
     return true;
 }
 
+/* The low-rank step's parts (format 3): {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds":
+ * [FL_PROFILE_LR_RANKS x FL_PROFILE_LR_ROWS] rank-major, "gx_copy_seconds": number}; none when not
+ * measured. */
+enum { LR_N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
+
+static void add_lowrank(cJSON *root, const fl_profile *p) {
+    if (!(p->lr_proj_seconds[0][0] > 0)) return;
+    cJSON *o = cJSON_AddObjectToObject(root, "lowrank");
+    add_array(o, "proj_seconds", &p->lr_proj_seconds[0][0], LR_N);
+    add_array(o, "svd_panel_seconds", &p->lr_panel_seconds[FL_METHOD_SVD][0][0], LR_N);
+    add_array(o, "cp_panel_seconds", &p->lr_panel_seconds[FL_METHOD_CP][0][0], LR_N);
+    cJSON_AddNumberToObject(o, "gx_copy_seconds", p->gx_copy_seconds);
+}
+
+/* Optional as a whole (older profiles: the step priced by the efficiencies); when present every
+ * table is required, and all of them or none positive. */
+static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "lowrank");
+    if (!o) return true;
+    static const char *keys[3] = {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds"};
+    double *dst[3] = {&p->lr_proj_seconds[0][0], &p->lr_panel_seconds[FL_METHOD_SVD][0][0],
+                      &p->lr_panel_seconds[FL_METHOD_CP][0][0]};
+    if (!cJSON_IsObject(o)) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' must be an object", path);
+        return false;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!cJSON_GetObjectItemCaseSensitive(o, keys[i])) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' lacks '%s'", path, keys[i]);
+            return false;
+        }
+        if (!get_array(o, keys[i], path, LR_N, dst[i])) return false;
+        for (int k = 0; k < LR_N; k++)
+            if (!(dst[i][k] > 0)) {
+                fl_fail(FL_ERR_FORMAT, "%s: 'lowrank.%s' entry %d is not a number > 0", path, keys[i], k);
+                return false;
+            }
+    }
+    return get_num(o, "gx_copy_seconds", path, 0, &p->gx_copy_seconds);
+}
+
 /* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */
 static bool get_opt(const cJSON *o, const char *key, const char *path, double *out) {
     if (!cJSON_GetObjectItemCaseSensitive(o, key)) return true;
@@ -304,8 +348,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 or 2", path, v);
+    if (v != 1 && v != 2 && v != 3) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1, 2 or 3", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -375,7 +419,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
         !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
         goto done;
-    if (!get_quant(root, path, &p)) goto done;
+    if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p)) goto done;
     p.curve_all_threads = (int)cat;
     if (p.n_curve_all && p.curve_all_threads < 2) {
         fl_fail(FL_ERR_FORMAT, "%s: 'curve_all' needs 'curve_all_threads' >= 2", path);

@@ -1,0 +1,148 @@
+/* Machine profile, the f32 SVD / CP step's parts (fl_profile.lr_proj_seconds, lr_panel_seconds,
+ * gx_copy_seconds): the kernels fl_rec_step runs for such a step, timed alone on a small grid of
+ * ranks and rows with their weights in L2, and the copy of a step's gx rows from the last level.
+ * The cost model (cost_lowrank.c) prices the step from them and the streaming curve: the kernels'
+ * own speed at each rank and batch, where the efficiencies before it scaled a dense step of as
+ * many bytes by ratios measured at one hidden size (1024), which left the batch-20 steps of hidden
+ * 650 and 1500 1.03-1.75x under-predicted (session 11).
+ *
+ * Timed in every pass of a profile run (fl_profile_run_pass: bench_plan puts a round of its
+ * candidates after each), each figure the median of REPS samples of >= 0.1 ms, then the median of
+ * the passes (fl_profile_lowrank_apply), as the other rates the predictions scale by
+ * (profile_rates.c: why the typical sample, not the fastest). One pass: about 0.2 s. */
+#include "profile_internal.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+#define REPS 5
+#define MIN_SAMPLE 1e-4 /* seconds a sample lasts at least */
+
+enum {
+    PROJ_K = 1024, /* the proj kernel's inputs (V: PROJ_K x R floats, 64 KiB to 1 MiB) */
+    PANEL_H = 256, /* the gate panel's hidden units (U: R x 4 PANEL_H floats, 64 KiB to 1 MiB) */
+    MAX_ROWS = 256,
+};
+
+int fl_profile_lr_rank(int j) { return 16 << j; }
+
+int fl_profile_lr_rows(int k) { return k == 0 ? 1 : 1 << (2 * k); }
+
+/* One kernel call to time. */
+typedef struct lr_call {
+    const fl_kernels *k;
+    int part; /* 0 proj, 1 SVD panel, 2 CP panel */
+    int B, R;
+    const float *w, *x; /* weights (packed as the runtime packs them); x: h (proj), t (SVD) or zs (CP) */
+    const float *gx;
+    float *y, *c, *h; /* proj: y = t (B, R); panels: c, h (B, PANEL_H) */
+} lr_call;
+
+static void call(const lr_call *a) {
+    const int nblk = PANEL_H / FL_REC_NB;
+    switch (a->part) {
+    case 0: a->k->proj(a->B, PROJ_K, a->R, a->w, a->x, PROJ_K, a->y, a->R); break;
+    case 1:
+        a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->R, a->gx, 4 * PANEL_H, a->c, a->h, PANEL_H);
+        break;
+    default: a->k->cp_gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->gx, 4 * PANEL_H, a->c, a->h, PANEL_H); break;
+    }
+}
+
+/* Median seconds of one call over REPS samples, each of enough calls to last MIN_SAMPLE. */
+static double time_call(const lr_call *a) {
+    call(a); /* warm: the weights into L2 */
+    int inner = 1;
+    for (;;) {
+        double t0 = fl_now_seconds();
+        for (int i = 0; i < inner; i++) call(a);
+        if (fl_now_seconds() - t0 > MIN_SAMPLE || inner >= (1 << 20)) break;
+        inner *= 2;
+    }
+    double s[REPS];
+    for (int r = 0; r < REPS; r++) {
+        double t0 = fl_now_seconds();
+        for (int i = 0; i < inner; i++) call(a);
+        s[r] = (fl_now_seconds() - t0) / inner;
+    }
+    fl_sort_doubles(s, REPS);
+    return s[REPS / 2];
+}
+
+/* Seconds per byte of copying 128 KiB of rows (a batch-20 step's gx at hidden 400) from a buffer of
+ * 4 x the largest private level (at most a quarter of the last level, at least 1 MiB) into one held
+ * in cache, walking the buffer (fl_rec_step's copy at B > 1, its rows written long before: in the
+ * last level). Median of REPS samples. */
+static fl_status time_copy(const fl_profile *p, double *out) {
+    size_t priv = p->level[0].bytes, last = p->level[p->n_levels - 1].bytes;
+    for (int i = 0; i < p->n_levels; i++)
+        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = p->level[i].bytes;
+    size_t bytes = 4 * priv;
+    if (bytes > last / 4) bytes = last / 4;
+    if (bytes < ((size_t)1 << 20)) bytes = (size_t)1 << 20;
+    const size_t chunk = (size_t)128 << 10, n = bytes / chunk;
+    char *src = fl_malloc(n * chunk + chunk);
+    if (!src) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the gx copy");
+    char *dst = src + n * chunk;
+    memset(src, 1, n * chunk + chunk);
+    size_t pos = 0;
+    const int per = (int)n; /* copies per sample: the whole buffer once */
+    double s[REPS];
+    for (int r = -1; r < REPS; r++) { /* r = -1: warm */
+        double t0 = fl_now_seconds();
+        for (int i = 0; i < per; i++, pos = (pos + 1) % n) memcpy(dst, src + pos * chunk, chunk);
+        if (r >= 0) s[r] = (fl_now_seconds() - t0) / ((double)per * chunk);
+    }
+    fl_sort_doubles(s, REPS);
+    *out = s[REPS / 2];
+    fl_free(src);
+    return FL_OK;
+}
+
+fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
+    if (!p || !lp) return fl_fail(FL_ERR_ARG, "low-rank pass: NULL argument");
+    if (lp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d low-rank passes", lp->n);
+    const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1), G = 4 * PANEL_H;
+    /* weights: V (PROJ_K, Rmax) / U panel (Rmax, 4 PANEL_H) share one buffer of the larger;
+     * x: h (MAX_ROWS, PROJ_K) / t (MAX_ROWS, Rmax) / zs (MAX_ROWS, 4, Rmax); y: t out */
+    const size_t nw = (size_t)PROJ_K * Rmax > (size_t)Rmax * G ? (size_t)PROJ_K * Rmax : (size_t)Rmax * G;
+    const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax);
+    const size_t ng = (size_t)MAX_ROWS * G, nh = (size_t)MAX_ROWS * PANEL_H, ny = (size_t)MAX_ROWS * Rmax;
+    float *buf = fl_calloc(nw + nx + ng + 2 * nh + ny, sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the low-rank step's kernels");
+    float *w = buf, *x = w + nw, *gx = x + nx, *c = gx + ng, *h = c + nh, *y = h + nh;
+    for (size_t i = 0; i < nw; i++) w[i] = (float)((int)((i * 2654435761u) % 201) - 100) * 1e-4f;
+    for (size_t i = 0; i < nx; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
+    for (size_t i = 0; i < ng; i++) gx[i] = (float)((int)(i % 17) - 8) * 0.25f;
+    const int q = lp->n;
+    lr_call a = {.k = fl_kernels_get(), .w = w, .x = x, .gx = gx, .y = y, .c = c, .h = h};
+    for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
+        for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
+            a.R = fl_profile_lr_rank(j), a.B = fl_profile_lr_rows(k);
+            for (a.part = 0; a.part < 3; a.part++) {
+                /* c from 0 for each panel figure: a long run on one gx would drift c, not the timing */
+                memset(c, 0, nh * sizeof(float));
+                const double t = time_call(&a);
+                const int i = j * FL_PROFILE_LR_ROWS + k;
+                if (a.part == 0) lp->proj[q][i] = t / ((double)a.B * PROJ_K);
+                else lp->panel[q][a.part - 1][i] = t / ((double)a.B * PANEL_H);
+            }
+        }
+    fl_free(buf);
+    fl_status st = time_copy(p, &lp->copy[q]);
+    if (!st) lp->n++;
+    return st;
+}
+
+void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
+    if (!lp || lp->n < 1) return;
+    enum { N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
+    double v[FL_PROFILE_MAX_PASSES * N], out[N];
+    for (int part = 0; part < 3; part++) {
+        for (int q = 0; q < lp->n; q++) memcpy(v + q * N, part == 0 ? lp->proj[q] : lp->panel[q][part - 1], sizeof out);
+        fl_profile_curve_median(v, lp->n, N, out);
+        double *dst = part == 0 ? &p->lr_proj_seconds[0][0] : &p->lr_panel_seconds[part == 1 ? FL_METHOD_SVD : FL_METHOD_CP][0][0];
+        memcpy(dst, out, sizeof out);
+    }
+    fl_profile_curve_median(lp->copy, lp->n, 1, &p->gx_copy_seconds);
+}
