@@ -7,7 +7,8 @@
  * Variants (gate_tile's CR): e0 each row's cell_store after the other (the epilogue before
  * 2026-12-01 07:00 UTC); e1, e2, e3, e6: cell_store_n over 1, 2, 3, 6 rows at a time (their gate
  * activations in lockstep); lib: the library's avx512 gate_cell. K chunks and prefetch as the
- * library's (B <= 6: whole panel + prefetch, else chunks of BN_KC).
+ * library's (B <= 6: whole panel + prefetch, else chunks of BN_KC), except kc0 (the library's
+ * epilogue, every tile over the whole panel, prefetch BN_PF ahead) and kc128 (chunks of 128).
  * Shapes (default: the list below): K = 0 is the cell update alone. Per shape and variant: median us
  * per call over --pairs samples (default 16; one sample: as many calls as make --sample-ms, default
  * 3, of this thread's CPU time, the same buffers call after call), GFLOP/s (2 x multiply-adds) and
@@ -41,10 +42,21 @@ EPI(1)
 EPI(2)
 EPI(3)
 EPI(6)
+/* the library's epilogue (BN_CR) with other K chunks at B > 6: whole panel per tile (prefetch 4 KB
+ * ahead, as at B <= 6) or chunks of 128 */
+static void kc_0(int a, int b, int H, int K, int B, const float *pw, const float *x, int ldx, const float *gx,
+                 int ldgx, float *c, float *h, int ldh) {
+    gate_cell_bn(0, BN_PF, BN_CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
+}
+static void kc_128(int a, int b, int H, int K, int B, const float *pw, const float *x, int ldx, const float *gx,
+                   int ldgx, float *c, float *h, int ldh) {
+    if (B <= 6) gate_cell_bn(0, BN_PF, BN_CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
+    else gate_cell_bn(128, 0, BN_CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
+}
 #pragma GCC pop_options
 
-enum { NV = 6, MAXP = 64 };
-static const char *names[NV] = {"e0", "e1", "e2", "e3", "e6", "lib"};
+enum { NV = 8, MAXP = 64 };
+static const char *names[NV] = {"e0", "e1", "e2", "e3", "e6", "lib", "kc0", "kc128"};
 
 typedef struct shape {
     int H, K, B, nblk;
@@ -91,7 +103,7 @@ int main(int argc, char **argv) {
                                  {650, 0, 20}, {650, 160, 20}, {650, 650, 20}, {1500, 1500, 20}, {650, 650, 4}};
     if (nd == 0)
         for (; nd < (int)(sizeof def / sizeof def[0]); nd++) memcpy(dims[nd], def[nd], sizeof def[nd]);
-    const bn_fn fns[NV] = {epi_0, epi_1, epi_2, epi_3, epi_6, NULL};
+    const bn_fn fns[NV] = {epi_0, epi_1, epi_2, epi_3, epi_6, NULL, kc_0, kc_128};
     fl_rng_seed(&g_rng, 7);
     for (int d = 0; d < nd; d++) {
         shape s = {.H = dims[d][0], .K = dims[d][1], .B = dims[d][2]};

@@ -380,7 +380,15 @@ INL void gate_cell_bn(const int KC, const int PF, const int CR, int blk0, int bl
  * H 1500 B 20 went from ~95 to ~146 GFLOP/s (the zmm FMA peak of one core measured 158-169), 2.2x
  * avx2. Prefetch 2 KB or 8 KB ahead: within 3% of 4 KB; chunks of 32: 0.93-1.10x of 64, of 128:
  * 1.01-1.11x. Each sum is still one FMA chain over k = 0 .. K-1, so the bits are the old loop's. */
-enum { BN_KC = 64, BN_PF = 4096, BN_CR = 2 };
+/* BN_CR: the epilogue's rows in lockstep (gate_tile); BN_L2_PANEL: at B > 6, when the blocks' whole
+ * panel (K x 256 bytes a block) is at most this, it stays in L2 from call to call (the L2 here is
+ * 2 MB, its knee ~1.7 MB), nothing streams from L3, and every tile runs over its block's whole panel
+ * as at B <= 6 (no partial sums stored and reloaded between chunks, one k loop per tile): `bench_epi
+ * --pairs 16`, kc0 against the chunks of 64 (both with BN_CR), H 128 K 128 B 256 (256 KB) 0.947 /
+ * 0.972 of the per-row epilogue, H 256 K 256 B 64 (1 MB) 0.958 / 0.977; but H 650 K 160 B 20 (1.7 MB)
+ * 1.04 / 0.99 and H 650 K 650 B 20 (6.8 MB, L3) 1.30 / 0.99. See docs/kernels_avx512.md, "Cell
+ * epilogue". */
+enum { BN_KC = 64, BN_PF = 4096, BN_CR = 2, BN_L2_PANEL = 1 << 20 };
 
 static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
                              const float *restrict x, int ldx, const float *restrict gx, int ldgx,
@@ -389,7 +397,8 @@ static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const floa
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    if (B <= 6) gate_cell_bn(0, BN_PF, BN_CR, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh); /* one tile */
+    const bool in_l2 = (size_t)(blk1 - blk0) * (size_t)K * 256 <= BN_L2_PANEL;
+    if (B <= 6 || in_l2) gate_cell_bn(0, BN_PF, BN_CR, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
     else gate_cell_bn(BN_KC, 0, BN_CR, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
 }
 
