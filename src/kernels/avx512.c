@@ -437,13 +437,17 @@ INL void cp_tile(const int NB2, const int NR, int j0, int H, int K, const float 
         }
     }
 #pragma GCC unroll 2
-    for (int q = 0; q < NB2; q++) {
+    for (int q = 0; q < NB2; q++) { /* the epilogue BN_CR rows at a time in lockstep, as gate_tile's */
         const int j = j0 + 16 * q;
         const __mmask16 m = tail_mask(H - j);
+        int b = 0;
 #pragma GCC unroll 6
-        for (int b = 0; b < NR; b++)
-            cell_store(acc[q][b][0], acc[q][b][1], acc[q][b][2], acc[q][b][3], gx + (size_t)b * ldgx + j, H,
-                       c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+        for (; b + BN_CR <= NR; b += BN_CR)
+            cell_store_n(BN_CR, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
+                         h + (size_t)b * ldh + j, ldh, m);
+        if (b < NR)
+            cell_store_n(NR - b, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
+                         h + (size_t)b * ldh + j, ldh, m);
     }
 }
 
