@@ -7,8 +7,9 @@
  * Variants (gate_tile's CR): e0 each row's cell_store after the other (the epilogue before
  * 2026-12-01 07:00 UTC); e1, e2, e3, e6: cell_store_n over 1, 2, 3, 6 rows at a time (their gate
  * activations in lockstep); lib: the library's avx512 gate_cell. K chunks and prefetch as the
- * library's (B <= 6: whole panel + prefetch, else chunks of BN_KC), except kc0 (the library's
- * epilogue, every tile over the whole panel, prefetch BN_PF ahead) and kc128 (chunks of 128).
+ * library's (B <= 6 or all panels <= BN_L2_PANEL: whole panel + prefetch, else chunks of BN_KC),
+ * except kc0 (the library's epilogue, every tile over the whole panel, prefetch BN_PF ahead) and
+ * kc128 (the library's epilogue, chunks of 128 at B > 6).
  * Shapes (default: the list below): K = 0 is the cell update alone. Per shape and variant: median us
  * per call over --pairs samples (default 16; one sample: as many calls as make --sample-ms, default
  * 3, of this thread's CPU time, the same buffers call after call), GFLOP/s (2 x multiply-adds) and
@@ -34,7 +35,8 @@ typedef void (*bn_fn)(int, int, int, int, int, const float *, const float *, int
 #define EPI(CR)                                                                                              \
     static void epi_##CR(int a, int b, int H, int K, int B, const float *pw, const float *x, int ldx,         \
                          const float *gx, int ldgx, float *c, float *h, int ldh) {                            \
-        if (B <= 6) gate_cell_bn(0, BN_PF, CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);              \
+        if (B <= 6 || (size_t)(b - a) * (size_t)K * 256 <= BN_L2_PANEL)                                   \
+            gate_cell_bn(0, BN_PF, CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);                      \
         else gate_cell_bn(BN_KC, 0, CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);                     \
     }
 EPI(0)
