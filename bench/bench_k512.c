@@ -65,7 +65,7 @@ static void b1_s8(int a, int b, int H, int K, const float *pw, const float *x, c
 #define BN(KC, PF)                                                                                  \
     static void bn_##KC##_##PF(int a, int b, int H, int K, int B, const float *pw, const float *x, int ldx, \
                                const float *gx, int ldgx, float *c, float *h, int ldh) {             \
-        gate_cell_bn(KC, PF, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);                        \
+        gate_cell_bn(KC, PF, BN_CR, a, b, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);                 \
     }
 BN(0, 0)
 BN(0, 4096)

@@ -66,6 +66,48 @@ INL __m512 tanh16(__m512 x) {
                                                          _mm512_set1_epi32(INT32_MIN), 0xD8));
 }
 
+/* v[i] = tanh16(v[i]) where bit i of tb is set, else sigmoid16(v[i]), for N <= 24 vectors in
+ * lockstep: each step of exp16s / sigmoid16 / tanh16 (the same operations on the same operands, so
+ * the same bits) applied to all N before the next, so that N independent chains sit side by side in
+ * the instruction stream instead of one after another. Used by gate_tile's epilogue (cell_store_n);
+ * measured there in docs/kernels_avx512.md, "Cell epilogue". */
+INL void act_n(const int N, __m512 *v, const uint32_t tb) {
+    __m512 x[24], n[24], r[24], r2[24], p[24];
+    const __m512 one = _mm512_set1_ps(1.0f), magic = _mm512_set1_ps(12582912.0f);
+#define EACH _Pragma("GCC unroll 24") for (int i = 0; i < N; i++)
+#define T(i) ((tb >> (i)) & 1u)
+    EACH x[i] = T(i) ? _mm512_min_ps(_mm512_set1_ps(-EXP_LO / 2), _mm512_abs_ps(v[i]))
+                     : _mm512_min_ps(_mm512_set1_ps(-EXP_LO), _mm512_max_ps(_mm512_set1_ps(-EXP_HI), v[i]));
+    EACH n[i] = _mm512_fmadd_ps(x[i], _mm512_set1_ps((T(i) ? -2.0f : -1.0f) * 1.44269504088896341f), magic);
+    EACH n[i] = _mm512_sub_ps(n[i], magic);
+    EACH r[i] = _mm512_fnmsub_ps(n[i], _mm512_set1_ps(0.693359375f), T(i) ? _mm512_add_ps(x[i], x[i]) : x[i]);
+    EACH r[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(-2.12194440e-4f), r[i]);
+    EACH r2[i] = _mm512_mul_ps(r[i], r[i]);
+    EACH {
+        __m512 p45 = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r[i], _mm512_set1_ps(1.3981999507e-3f));
+        __m512 p23 = _mm512_fmadd_ps(_mm512_set1_ps(8.3334519073e-3f), r[i], _mm512_set1_ps(4.1665795894e-2f));
+        p[i] = _mm512_fmadd_ps(p45, r2[i], p23);
+    }
+    EACH p[i] = _mm512_fmadd_ps(p[i], r2[i],
+                                _mm512_fmadd_ps(_mm512_set1_ps(1.6666665459e-1f), r[i], _mm512_set1_ps(5.0000001201e-1f)));
+    EACH p[i] = _mm512_fmadd_ps(p[i], r2[i], T(i) ? r[i] : _mm512_add_ps(r[i], one));
+    EACH {
+        if (T(i)) {
+            __m512 t = _mm512_scalef_ps(one, n[i]);
+            p[i] = _mm512_fmadd_ps(p[i], t, _mm512_sub_ps(t, one)); // m = e^{-2|x|} - 1
+        } else {
+            p[i] = _mm512_scalef_ps(p[i], n[i]); // e^-x
+        }
+    }
+    EACH p[i] = T(i) ? _mm512_div_ps(p[i], _mm512_add_ps(p[i], _mm512_set1_ps(2.0f)))
+                     : _mm512_div_ps(one, _mm512_add_ps(one, p[i]));
+    EACH if (T(i)) p[i] = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+        _mm512_castps_si512(p[i]), _mm512_castps_si512(v[i]), _mm512_set1_epi32(INT32_MIN), 0xD8));
+    EACH v[i] = p[i];
+#undef T
+#undef EACH
+}
+
 static void lstm_cell_avx512(int batch, int H, const float *restrict gates, int ldg, float *restrict c,
                              int ldc, float *restrict h, int ldh) {
     for (int b = 0; b < batch; b++) {
@@ -99,6 +141,28 @@ INL void cell_store(__m512 ai, __m512 af, __m512 ag, __m512 ao, const float *gx,
                                 _mm512_mul_ps(sigmoid16(ai), tanh16(ag)));
     _mm512_mask_storeu_ps(c, m, cn);
     _mm512_mask_storeu_ps(h, m, _mm512_mul_ps(sigmoid16(ao), tanh16(cn)));
+}
+
+/* cell_store for NR rows (NR <= 6) in lockstep (act_n): their 4 NR gate activations side by side,
+ * then their NR tanh(c). a[b]: row b's W x sums i, f, g, o; gx, c, h: row 0 at unit j0. */
+INL void cell_store_n(const int NR, __m512 a[][4], const float *gx, int ldgx, int H, float *c, float *h,
+                      int ldh, __mmask16 m) {
+    __m512 v[24], t[6];
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+            v[4 * b + g] = _mm512_add_ps(a[b][g], _mm512_maskz_loadu_ps(m, gx + (size_t)b * ldgx + (size_t)g * H));
+    act_n(4 * NR, v, 0x444444u); /* gate g (tanh) of every row */
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) {
+        t[b] = _mm512_fmadd_ps(v[4 * b + 1], _mm512_maskz_loadu_ps(m, c + (size_t)b * H),
+                               _mm512_mul_ps(v[4 * b], v[4 * b + 2]));
+        _mm512_mask_storeu_ps(c + (size_t)b * H, m, t[b]);
+    }
+    act_n(NR, t, 0x3Fu);
+#pragma GCC unroll 6
+    for (int b = 0; b < NR; b++) _mm512_mask_storeu_ps(h + (size_t)b * ldh, m, _mm512_mul_ps(v[4 * b + 3], t[b]));
 }
 
 /* Prefetch the 16 gate pre-activations per gate of one row at gx (first and last lane: a row need
@@ -186,10 +250,12 @@ static void gate_cell_b1(int blk0, int blk1, int H, int K, const float *restrict
 
 /* NR rows x 16 units x 4 gates of accumulators (NR <= 6: 24 zmm), weights loaded once per k, over
  * k in [k0, k1). first: the sums start at 0, else from part (NR rows of 64 floats); last: the cell
- * update, else the sums go back to part. One FMA chain per sum over k = 0 .. K-1 whatever the chunks,
- * so results depend on K alone. PF > 0: prefetch (T0) the panel PF bytes ahead, 4 lines per k;
- * npf > 0: prefetch npf lines per k from pf on (the next chunk's share of this tile). */
-INL void gate_tile(const int NR, const int PF, int k0, int k1, bool first, bool last, const float *pf,
+ * update (CR > 0: CR rows at a time in lockstep, cell_store_n; CR = 0: one row after another,
+ * cell_store), else the sums go back to part. One FMA chain per sum over k = 0 .. K-1 whatever the
+ * chunks, so results depend on K alone; the cell maths is the same either way. PF > 0: prefetch (T0)
+ * the panel PF bytes ahead, 4 lines per k; npf > 0: prefetch npf lines per k from pf on (the next
+ * chunk's share of this tile). */
+INL void gate_tile(const int NR, const int PF, const int CR, int k0, int k1, bool first, bool last, const float *pf,
                    int npf, int j0, int H, const float *restrict p, const float *restrict x, int ldx,
                    float *restrict part, const float *restrict gx, int ldgx, float *restrict c,
                    float *restrict h, int ldh) {
@@ -228,23 +294,34 @@ INL void gate_tile(const int NR, const int PF, int k0, int k1, bool first, bool 
         return;
     }
     const __mmask16 m = tail_mask(H - j0);
+    if (CR == 0) {
 #pragma GCC unroll 6
-    for (int b = 0; b < NR; b++)
-        cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
-                   c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+        for (int b = 0; b < NR; b++)
+            cell_store(acc[b][0], acc[b][1], acc[b][2], acc[b][3], gx + (size_t)b * ldgx + j0, H,
+                       c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
+        return;
+    }
+    int b = 0;
+#pragma GCC unroll 6
+    for (; b + CR <= NR; b += CR)
+        cell_store_n(CR, acc + b, gx + (size_t)b * ldgx + j0, ldgx, H, c + (size_t)b * H + j0,
+                     h + (size_t)b * ldh + j0, ldh, m);
+    if (b < NR)
+        cell_store_n(NR - b, acc + b, gx + (size_t)b * ldgx + j0, ldgx, H, c + (size_t)b * H + j0,
+                     h + (size_t)b * ldh + j0, ldh, m);
 }
 
-INL void gate_tile_nr(const int PF, int nr, int k0, int k1, bool first, bool last, const float *pf, int npf,
+INL void gate_tile_nr(const int PF, const int CR, int nr, int k0, int k1, bool first, bool last, const float *pf, int npf,
                       int j0, int H, const float *restrict p, const float *restrict x, int ldx,
                       float *restrict part, const float *restrict gx, int ldgx, float *restrict c,
                       float *restrict h, int ldh) {
     switch (nr) {
-    case 6: gate_tile(6, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
-    case 5: gate_tile(5, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
-    case 4: gate_tile(4, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
-    case 3: gate_tile(3, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
-    case 2: gate_tile(2, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
-    default: gate_tile(1, PF, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 6: gate_tile(6, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 5: gate_tile(5, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 4: gate_tile(4, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 3: gate_tile(3, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    case 2: gate_tile(2, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
+    default: gate_tile(1, PF, CR, k0, k1, first, last, pf, npf, j0, H, p, x, ldx, part, gx, ldgx, c, h, ldh); break;
     }
 }
 
@@ -257,7 +334,7 @@ enum { BN_GROUP = 36 /* rows per group: part (36, 64) floats = 9 KB */ };
  * reads it from L3 / L2, the others from L1), and while a chunk runs the tiles prefetch the next
  * chunk (contiguous: the next block's first after a block's last), each its share, so that the L3
  * stream overlaps all tiles' FMAs, not only the first's. */
-INL void gate_cell_bn(const int KC, const int PF, int blk0, int blk1, int H, int K, int B,
+INL void gate_cell_bn(const int KC, const int PF, const int CR, int blk0, int blk1, int H, int K, int B,
                       const float *restrict pw, const float *restrict x, int ldx,
                       const float *restrict gx, int ldgx, float *restrict c, float *restrict h, int ldh) {
     float part[BN_GROUP * 64] __attribute__((aligned(64)));
@@ -276,7 +353,7 @@ INL void gate_cell_bn(const int KC, const int PF, int blk0, int blk1, int H, int
                     const float *xb = x + (size_t)b * ldx, *gb = gx + (size_t)b * ldgx;
                     float *cb = c + (size_t)b * H, *hb = h + (size_t)b * ldh, *pt = part + (b - g0) * 64;
                     const float *pf = p + (size_t)k1 * 64 + (size_t)t * npf * kc * 16;
-                    gate_tile_nr(PF, nr, k0, k1, k0 == 0, k1 == K, pf, npf, j0, H, p, xb, ldx, pt, gb, ldgx,
+                    gate_tile_nr(PF, CR, nr, k0, k1, k0 == 0, k1 == K, pf, npf, j0, H, p, xb, ldx, pt, gb, ldgx,
                                  cb, hb, ldh);
                     b += nr;
                 }
@@ -303,7 +380,15 @@ INL void gate_cell_bn(const int KC, const int PF, int blk0, int blk1, int H, int
  * H 1500 B 20 went from ~95 to ~146 GFLOP/s (the zmm FMA peak of one core measured 158-169), 2.2x
  * avx2. Prefetch 2 KB or 8 KB ahead: within 3% of 4 KB; chunks of 32: 0.93-1.10x of 64, of 128:
  * 1.01-1.11x. Each sum is still one FMA chain over k = 0 .. K-1, so the bits are the old loop's. */
-enum { BN_KC = 64, BN_PF = 4096 };
+/* BN_CR: the epilogue's rows in lockstep (gate_tile); BN_L2_PANEL: at B > 6, when the blocks' whole
+ * panel (K x 256 bytes a block) is at most this, it stays in L2 from call to call (the L2 here is
+ * 2 MB, its knee ~1.7 MB), nothing streams from L3, and every tile runs over its block's whole panel
+ * as at B <= 6 (no partial sums stored and reloaded between chunks, one k loop per tile): `bench_epi
+ * --pairs 16`, kc0 against the chunks of 64 (both with BN_CR), H 128 K 128 B 256 (256 KB) 0.947 /
+ * 0.972 of the per-row epilogue, H 256 K 256 B 64 (1 MB) 0.958 / 0.977; but H 650 K 160 B 20 (1.7 MB)
+ * 1.04 / 0.99 and H 650 K 650 B 20 (6.8 MB, L3) 1.30 / 0.99. See docs/kernels_avx512.md, "Cell
+ * epilogue". */
+enum { BN_KC = 64, BN_PF = 4096, BN_CR = 2, BN_L2_PANEL = 1 << 20 };
 
 static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const float *restrict pw,
                              const float *restrict x, int ldx, const float *restrict gx, int ldgx,
@@ -312,8 +397,9 @@ static void gate_cell_avx512(int blk0, int blk1, int H, int K, int B, const floa
         gate_cell_b1(blk0, blk1, H, K, pw, x, gx, c, h);
         return;
     }
-    if (B <= 6) gate_cell_bn(0, BN_PF, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh); /* one tile */
-    else gate_cell_bn(BN_KC, 0, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
+    const bool in_l2 = (size_t)(blk1 - blk0) * (size_t)K * 256 <= BN_L2_PANEL;
+    if (B <= 6 || in_l2) gate_cell_bn(0, BN_PF, BN_CR, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
+    else gate_cell_bn(BN_KC, 0, BN_CR, blk0, blk1, H, K, B, pw, x, ldx, gx, ldgx, c, h, ldh);
 }
 
 /* ------------------------------------------------------------ CP gate panel */
@@ -351,13 +437,17 @@ INL void cp_tile(const int NB2, const int NR, int j0, int H, int K, const float 
         }
     }
 #pragma GCC unroll 2
-    for (int q = 0; q < NB2; q++) {
+    for (int q = 0; q < NB2; q++) { /* the epilogue BN_CR rows at a time in lockstep, as gate_tile's */
         const int j = j0 + 16 * q;
         const __mmask16 m = tail_mask(H - j);
+        int b = 0;
 #pragma GCC unroll 6
-        for (int b = 0; b < NR; b++)
-            cell_store(acc[q][b][0], acc[q][b][1], acc[q][b][2], acc[q][b][3], gx + (size_t)b * ldgx + j, H,
-                       c + (size_t)b * H + j, h + (size_t)b * ldh + j, m);
+        for (; b + BN_CR <= NR; b += BN_CR)
+            cell_store_n(BN_CR, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
+                         h + (size_t)b * ldh + j, ldh, m);
+        if (b < NR)
+            cell_store_n(NR - b, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
+                         h + (size_t)b * ldh + j, ldh, m);
     }
 }
 
