@@ -584,7 +584,8 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                 if (by_rows) rate *= (double)batch / rrows;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1 && !by_rows) extra = sync; /* in the compute term: the all-cores curve includes it */
-                if (tt > 1 && !by_rows && w.method != FL_METHOD_DENSE) {
+                use_lr = w.method != FL_METHOD_DENSE && !lowp && fl_cost_has_lowrank(p);
+                if (tt > 1 && !by_rows && w.method != FL_METHOD_DENSE && !use_lr) {
                     /* fl_rec_step splits only the gate panel (U, or CP's B) across the threads; each
                      * thread first computes the whole rank-R projection of h_prev itself (t = V h,
                      * or CP's z = C^T h and a o z), PROJ_ROWS batch rows at a time (the proj kernel
@@ -611,7 +612,6 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     }
                     split_share = t1 > 0 ? 1.0 - dup / t1 : 0.0;
                 }
-                use_lr = w.method != FL_METHOD_DENSE && !lowp && fl_cost_has_lowrank(p);
                 if (use_lr) /* by parts: the cell update is in the panel's figures */
                     fl_cost_lowrank_step(p, w.method, H, d.cols, w.rank, batch, tt, by_rows, tt > 1 && !by_rows ? sync : 0, &lr);
                 else
