@@ -22,55 +22,21 @@
 #define EXP_HI 88.0f
 #define EXP_LO -87.3f
 
-/* e^{-s x} (m1 false) or e^{-s x} - 1 (m1 true) for s = 1 (sigmoid's e^-x) or s = 2 (tanh's
- * e^{-2|x|} - 1, x >= 0 or NaN). The cell update is bound by the latency of these chains and by
- * the uops on the two vector ports, not by the divider (measured: docs/kernels_avx512.md, "Cell
- * update"), hence: -s folded into the range reduction (no negation or doubling ahead of it), n =
- * round(-s x / ln2) by adding and subtracting 1.5 2^23 (one fmadd and a sub where vmulps +
- * vrndscaleps took 12 cycles), the polynomial by Estrin (3 dependent fmadds instead of 5). With
- * x = n ln2 + r: e^x = 2^n (1 + r + r^2 P(r)), e^x - 1 = 2^n (r + r^2 P(r)) + (2^n - 1), exact near
- * 0 (n = 0). Clamps: -s x in [EXP_LO, EXP_HI], one-sided for s = 2 (x >= 0). */
-INL __m512 exp16s(__m512 x, const int s, const bool m1) {
-    // x second in both: min/max return the second operand when either is NaN, so NaN stays NaN.
-    if (s == 1) x = _mm512_min_ps(_mm512_set1_ps(-EXP_LO), _mm512_max_ps(_mm512_set1_ps(-EXP_HI), x));
-    else x = _mm512_min_ps(_mm512_set1_ps(-EXP_LO / 2), x);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);  // 1.5 2^23: the sum's ulp is 1
-    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(-(float)s * 1.44269504088896341f), magic), magic);
-    // r = -s x - n ln2, ln2 split so the first product is exact
-    __m512 r = _mm512_fnmsub_ps(n, _mm512_set1_ps(0.693359375f), s == 1 ? x : _mm512_add_ps(x, x));
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 p45 = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
-    __m512 p23 = _mm512_fmadd_ps(_mm512_set1_ps(8.3334519073e-3f), r, _mm512_set1_ps(4.1665795894e-2f));
-    __m512 p01 = _mm512_fmadd_ps(_mm512_set1_ps(1.6666665459e-1f), r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 p = _mm512_fmadd_ps(_mm512_fmadd_ps(p45, r2, p23), r2, p01);
-    const __m512 one = _mm512_set1_ps(1.0f);
-    if (!m1) return _mm512_scalef_ps(_mm512_fmadd_ps(p, r2, _mm512_add_ps(r, one)), n);  // 2^n (1 + r + r^2 P)
-    __m512 t = _mm512_scalef_ps(one, n);  // 2^n
-    return _mm512_fmadd_ps(_mm512_fmadd_ps(p, r2, r), t, _mm512_sub_ps(t, one));
-}
-
-/* 1 / d stays a vdivps: vrcp14ps + a Newton step (2 fmadds) measured slower here (more uops on the
- * same two ports, and the divider is not what bounds the cell). */
-INL __m512 sigmoid16(__m512 x) {
-    __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16s(x, 1, false)));
-}
-
-/* tanh |x| = -m / (2 + m), m = e^{-2|x|} - 1 in (-1, 0] (no cancellation near 0: m is exact there),
- * with x's sign bit (vpternlogd: sign from x, the rest from the quotient, whose sign bit is set). */
-INL __m512 tanh16(__m512 x) {
-    __m512 m = exp16s(_mm512_abs_ps(x), 2, true);
-    __m512 q = _mm512_div_ps(m, _mm512_add_ps(m, _mm512_set1_ps(2.0f)));
-    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(q), _mm512_castps_si512(x),
-                                                         _mm512_set1_epi32(INT32_MIN), 0xD8));
-}
-
-/* v[i] = tanh16(v[i]) where bit i of tb is set, else sigmoid16(v[i]), for N <= 24 vectors in
- * lockstep: each step of exp16s / sigmoid16 / tanh16 (the same operations on the same operands, so
- * the same bits) applied to all N before the next, so that N independent chains sit side by side in
- * the instruction stream instead of one after another. Used by gate_tile's epilogue (cell_store_n);
- * measured there in docs/kernels_avx512.md, "Cell epilogue". */
+/* v[i] = tanh(v[i]) where bit i of tb is set, else sigmoid(v[i]), for N <= 24 vectors in lockstep:
+ * each step of the maths applied to all N before the next, so that N independent chains sit side by
+ * side in the instruction stream instead of one after another (gate_tile's epilogue, cell_store_n;
+ * docs/kernels_avx512.md, "Cell epilogue"). sigmoid16 / tanh16 are N = 1: one copy of the maths, so
+ * every kernel here gives the same bits for the same input.
+ *   sigmoid x = 1 / (1 + e^{-x});  tanh x = sign(x) (-m / (2 + m)), m = e^{-2|x|} - 1 in (-1, 0] (no
+ *   cancellation near 0: m is exact there; the sign by vpternlogd, from x into the quotient).
+ *   e^{-s y} (s = 1, y = x) and e^{-s y} - 1 (s = 2, y = |x|): with -s y = n ln2 + r,
+ *   e = 2^n (1 + r + r^2 P(r)), e - 1 = 2^n (r + r^2 P(r)) + (2^n - 1). -s is folded into the range
+ *   reduction, n = round(-s y / ln2) by adding and subtracting 1.5 2^23 (one fmadd and a sub where
+ *   vmulps + vrndscaleps took 12 cycles), P by Estrin (3 dependent fmadds instead of 5). Clamps: -s y
+ *   in [EXP_LO, EXP_HI], one-sided for s = 2; min / max take x second, so NaN stays NaN.
+ * The cell update is bound by the latency of these chains and by the uops on the two vector ports,
+ * not by the divider (docs/kernels_avx512.md, "Cell update"): 1 / d stays a vdivps (vrcp14ps + a
+ * Newton step measured slower here: more uops on the same two ports). */
 INL void act_n(const int N, __m512 *v, const uint32_t tb) {
     __m512 x[24], n[24], r[24], r2[24], p[24];
     const __m512 one = _mm512_set1_ps(1.0f), magic = _mm512_set1_ps(12582912.0f);
@@ -106,6 +72,16 @@ INL void act_n(const int N, __m512 *v, const uint32_t tb) {
     EACH v[i] = p[i];
 #undef T
 #undef EACH
+}
+
+INL __m512 sigmoid16(__m512 x) {
+    act_n(1, &x, 0u);
+    return x;
+}
+
+INL __m512 tanh16(__m512 x) {
+    act_n(1, &x, 1u);
+    return x;
 }
 
 static void lstm_cell_avx512(int batch, int H, const float *restrict gates, int ldg, float *restrict c,
