@@ -141,6 +141,16 @@ INL void cell_store_n(const int NR, __m512 a[][4], const float *gx, int ldgx, in
     for (int b = 0; b < NR; b++) _mm512_mask_storeu_ps(h + (size_t)b * ldh, m, _mm512_mul_ps(v[4 * b + 3], t[b]));
 }
 
+/* cell_store_n over NR rows, CR rows at a time (the last group may be shorter); gx, c, h: row 0. */
+INL void cell_store_rows(const int NR, const int CR, __m512 a[][4], const float *gx, int ldgx, int H, float *c,
+                         float *h, int ldh, __mmask16 m) {
+    int b = 0;
+#pragma GCC unroll 6
+    for (; b + CR <= NR; b += CR)
+        cell_store_n(CR, a + b, gx + (size_t)b * ldgx, ldgx, H, c + (size_t)b * H, h + (size_t)b * ldh, ldh, m);
+    if (b < NR) cell_store_n(NR - b, a + b, gx + (size_t)b * ldgx, ldgx, H, c + (size_t)b * H, h + (size_t)b * ldh, ldh, m);
+}
+
 /* Prefetch the 16 gate pre-activations per gate of one row at gx (first and last lane: a row need
  * not be 64-byte aligned). Issued before a tile's K loop so that the epilogue's gx loads, which in a
  * session come from a (T, B, 4H) buffer far out of cache, do not stall. Prefetches never fault. */
@@ -277,14 +287,7 @@ INL void gate_tile(const int NR, const int PF, const int CR, int k0, int k1, boo
                        c + (size_t)b * H + j0, h + (size_t)b * ldh + j0, m);
         return;
     }
-    int b = 0;
-#pragma GCC unroll 6
-    for (; b + CR <= NR; b += CR)
-        cell_store_n(CR, acc + b, gx + (size_t)b * ldgx + j0, ldgx, H, c + (size_t)b * H + j0,
-                     h + (size_t)b * ldh + j0, ldh, m);
-    if (b < NR)
-        cell_store_n(NR - b, acc + b, gx + (size_t)b * ldgx + j0, ldgx, H, c + (size_t)b * H + j0,
-                     h + (size_t)b * ldh + j0, ldh, m);
+    cell_store_rows(NR, CR, acc, gx + j0, ldgx, H, c + j0, h + j0, ldh, m);
 }
 
 INL void gate_tile_nr(const int PF, const int CR, int nr, int k0, int k1, bool first, bool last, const float *pf, int npf,
@@ -415,15 +418,7 @@ INL void cp_tile(const int NB2, const int NR, int j0, int H, int K, const float 
 #pragma GCC unroll 2
     for (int q = 0; q < NB2; q++) { /* the epilogue BN_CR rows at a time in lockstep, as gate_tile's */
         const int j = j0 + 16 * q;
-        const __mmask16 m = tail_mask(H - j);
-        int b = 0;
-#pragma GCC unroll 6
-        for (; b + BN_CR <= NR; b += BN_CR)
-            cell_store_n(BN_CR, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
-                         h + (size_t)b * ldh + j, ldh, m);
-        if (b < NR)
-            cell_store_n(NR - b, acc[q] + b, gx + (size_t)b * ldgx + j, ldgx, H, c + (size_t)b * H + j,
-                         h + (size_t)b * ldh + j, ldh, m);
+        cell_store_rows(NR, BN_CR, acc[q], gx + j, ldgx, H, c + j, h + j, ldh, tail_mask(H - j));
     }
 }
 
