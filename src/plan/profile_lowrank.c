@@ -74,6 +74,7 @@ static double time_call(const lr_call *a) {
  * in cache, walking the buffer (fl_rec_step's copy at B > 1, its rows written long before: in the
  * last level). Median of REPS samples. */
 static fl_status time_copy(const fl_profile *p, double *out) {
+    if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx copy by");
     size_t priv = p->level[0].bytes, last = p->level[p->n_levels - 1].bytes;
     for (int i = 0; i < p->n_levels; i++)
         if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = p->level[i].bytes;
