@@ -1,6 +1,7 @@
-/* avx2.c's lstm_cell as it was before 2026-12-01 (exp8, sigmoid8, tanh8 dividing with vdivps; now
- * vrcp14ps-free rcp + Newton, see avx2.c), renamed *_old, for bench_k512 --cell: one process holds the
- * old and the new cell and alternates calls. Compiled for avx2 + fma by the pragma below (include it
+/* avx2.c's lstm_cell as it was before 2026-12-01's faster cell update (exp8, sigmoid8, tanh8: Cephes
+ * exp, the small-|x| tanh polynomial and a blend; see avx2.c for today's), renamed *_old, for
+ * bench_k512 --cell: one process holds the old and the new cell and alternates calls; its sigmoid /
+ * tanh also serve gate_before_avx2.h. Compiled for avx2 + fma by the pragma below (include it
  * before anything compiled for AVX-512, so that immintrin.h's intrinsics carry their own targets);
  * only called when the CPU has both. Bench-only: not part of the library. */
 #ifndef FL_BENCH_CELL_BEFORE_AVX2_H
@@ -51,7 +52,7 @@ CB_INL __m256 tanh8_old(__m256 x) {
     return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
 /* H a multiple of 8 (the --cell shapes are) */
-static void cell_old256(int batch, int H, const float *restrict gates, int ldg, float *restrict c, int ldc,
+static inline void cell_old256(int batch, int H, const float *restrict gates, int ldg, float *restrict c, int ldc,
                         float *restrict h, int ldh) {
     for (int b = 0; b < batch; b++) {
         const float *g = gates + (size_t)b * ldg;

@@ -8,6 +8,8 @@
 #ifndef FL_GATE_BEFORE_AVX2_H
 #define FL_GATE_BEFORE_AVX2_H
 
+#include "cell_before_avx2.h"
+
 #include <immintrin.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,54 +24,9 @@ INL __m256i before_tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#define BEFORE_EXP_HI 88.0f    /* e^88 = 1.65e38 < FLT_MAX even times the polynomial's 1.42 */
-#define BEFORE_EXP_LO -87.3f   /* n >= -126: 2^n is normal */
-
-INL __m256 before_exp8(__m256 x) {
-    // Clamp with x as the second operand of each: min/max return the second operand when either is
-    // NaN, so a NaN input stays NaN (as in ref.c) instead of being clamped to a finite value.
-    x = _mm256_min_ps(_mm256_set1_ps(BEFORE_EXP_HI), _mm256_max_ps(_mm256_set1_ps(BEFORE_EXP_LO), x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // r = x - n ln2, with ln2 = 0.693359375 - 2.12194440e-4 (first part exact in 10 bits)
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    // 2^n from the exponent field: n in [-126, 127]
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
-INL __m256 before_sigmoid8(__m256 x) {
-    __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, before_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-INL __m256 before_tanh8(__m256 x) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 a = _mm256_andnot_ps(sign, x);
-    // small |x|: x + x z P(z), z = x^2
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-    // large |x|: sign(x) (1 - 2 / (e^{2|x|} + 1))
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = before_exp8(_mm256_add_ps(a, a));
-    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
-    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
-    return _mm256_blendv_ps(big, small, is_small);
-}
+/* the sigmoid / tanh of that time: cell_before_avx2.h's (the same maths, one copy) */
+#define before_sigmoid8 sigmoid8_old
+#define before_tanh8 tanh8_old
 
 /* Cell update of 8 units; gx, c, h point at the first unit, of which n (1..8) are valid. A full
  * vector uses plain loads and stores: a masked store costs ~10 cycles on Zen 3. */
@@ -284,8 +241,6 @@ static void before_gate_cell_avx2(int blk0, int blk1, int H, int K, int B, const
 }
 
 #undef INL
-#undef BEFORE_EXP_HI
-#undef BEFORE_EXP_LO
 #pragma GCC pop_options
 
 #endif
