@@ -106,7 +106,8 @@
  *     a copy does), packing 8.0-9.0, output 9.4-10.2; 0.55-0.75 ns per element, where the profile's
  *     bias rate reads 0.39: this term prices ~0.6 of them (15 of 24-28 us per step). (Session 12,
  *     perf record -e cpu-clock of fastlstm bench, 2 x 650 SVD h/16, B 20: fl_find_nonfinite 1.7% and
- *     about a fifth of memmove's 11.3%, ~10-16 us a step, about what this term prices.) In the same runs the session's input projections matched the same products
+ *     about a fifth of memmove's 11.3%, ~10-16 us a step, about what this term prices.) In session 11's timed runs the session's input projections
+ *     matched the same products
  *     timed alone between the runs (192 / 193, 221 / 221, 266 / 273, 1572 / 1582 us per step) and its
  *     steps were 1-4% slower than alone (the per-step copy of h): bench_plan --breakdown's "other"
  *     of 50-180 us per step at B 20 was these passes plus the machine's speed moving between the
