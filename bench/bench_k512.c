@@ -146,21 +146,6 @@ static float peak512(void) {
     for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
     return _mm512_reduce_add_ps(s);
 }
-static float peak256(void) {
-    __m256 a[12];
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int it = 0; it < PEAK_ITERS; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    }
-    __m256 s = a[0];
-    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
-    float v[8];
-    _mm256_storeu_ps(v, s);
-    return v[0];
-}
 __attribute__((target("avx512vnni"))) static int peak_vnni(void) {
     __m512i a[12];
 #pragma GCC unroll 12
@@ -531,7 +516,7 @@ int main(int argc, char **argv) {
     cases();
     if (!g_only || strstr("peak", g_only)) {
         double t0 = bench_now(true);
-        g_sink += peak256();
+        g_sink += bench_fma_chains256(PEAK_ITERS);
         double t1 = bench_now(true);
         g_sink += peak512();
         double t2 = bench_now(true);

@@ -95,23 +95,9 @@ typedef struct peak_run {
     float out;
 } peak_run;
 
-/* 12 chains x PEAK_ITERS FMAs of 8 lanes. The multiplier is close to 1 so nothing overflows. */
-__attribute__((target("avx2,fma"))) static void peak_fn(void *arg) {
+static void peak_fn(void *arg) {
     peak_run *p = arg;
-    __m256 a[12];
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int it = 0; it < PEAK_ITERS; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    }
-    __m256 s = a[0];
-#pragma GCC unroll 12
-    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
-    float v[8];
-    _mm256_storeu_ps(v, s);
-    p->out += v[0];
+    p->out += bench_fma_chains256(PEAK_ITERS);
 }
 
 static double peak_gflops(void) {
