@@ -4,7 +4,8 @@
  * gate products), the split over two threads (the busiest thread's panels, the measured speed-up, a
  * single panel on the caller), a profile without the figures (version 3) priced by the GEMM rate
  * as before, and the file's round trip (version 4 written; version 3 loads; a malformed or partial
- * set of the stage tables refused, naming the field). Nothing here is timed. */
+ * set of the stage tables refused, naming the field). One profile pass runs the kernels (its
+ * figures only checked to be there: positive and finite, or absent without gemm_pk). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 #include "fastlstm/plan.h"
 #include "internal.h"
 #include "plan/plan_internal.h"
+#include "plan/profile_internal.h"
+#include "kernels/kernels.h"
 #include "testutil.h"
 #include "flat_profile.h"
 
@@ -223,6 +226,30 @@ static void test_file(void **state) {
     cJSON_Delete(root);
 }
 
+/* One low-rank pass (the step's parts and the input projection's stages) on a profile with a 48 KiB
+ * L1, 1 MiB L2 and 32 MiB L3: every stage figure positive and finite where the kernel level has
+ * gemm_pk, else none (such a W_ih then priced as before). */
+static void test_pass(void **state) {
+    (void)state;
+    fl_profile p = flat_profile();
+    const size_t cap[3] = {48 << 10, 1 << 20, 32 << 20};
+    for (int i = 0; i < 3; i++) p.level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = 1, .bandwidth = 1e10};
+    p.n_levels = 3;
+    static fl_lr_passes lp;
+    memset(&lp, 0, sizeof lp);
+    assert_int_equal(fl_profile_lowrank_pass(&p, &lp), FL_OK);
+    assert_int_equal(lp.n, 1);
+    fl_profile_lowrank_apply(&lp, &p);
+    const bool pk = fl_kernels_get()->gemm_pk != NULL;
+    assert_int_equal(fl_cost_has_lowrank_ih(&p), pk);
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) {
+            const double v[3] = {p.lr_ih_in_seconds[j][k], p.lr_ih_out_seconds[FL_METHOD_SVD][j][k],
+                                 p.lr_ih_out_seconds[FL_METHOD_CP][j][k]};
+            for (int i = 0; i < 3; i++) assert_true(pk ? v[i] > 0 && isfinite(v[i]) : v[i] == 0);
+        }
+}
+
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_cost_lowrank_ih");
@@ -240,6 +267,7 @@ int main(void) {
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_without_figures),
         cmocka_unit_test(test_file),
+        cmocka_unit_test(test_pass),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
