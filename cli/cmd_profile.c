@@ -69,6 +69,18 @@ cJSON *cli_profile_json(const fl_profile *p) {
             }
         }
         cJSON_AddNumberToObject(lr, "gx_copy_per_byte", p->gx_copy_seconds * 1e9);
+        if (p->lr_ih_in_seconds[0][0] > 0) { /* format 4: the input projection's stages, per 64-column panel */
+            const char *ik[3] = {"ih_in_per_input_row_panel", "ih_svd_out_per_row_panel", "ih_cp_out_per_row_panel"};
+            for (int i = 0; i < 3; i++) {
+                cJSON *t = cJSON_AddArrayToObject(lr, ik[i]);
+                for (int j = 0; j < FL_PROFILE_LR_RANKS; j++) {
+                    const double *v = i == 0 ? p->lr_ih_in_seconds[j] : p->lr_ih_out_seconds[i == 1 ? FL_METHOD_SVD : FL_METHOD_CP][j];
+                    cJSON *row = cJSON_CreateArray();
+                    for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[k] * 1e9));
+                    cJSON_AddItemToArray(t, row);
+                }
+            }
+        }
     }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
     cJSON_AddNumberToObject(o, "cell_b1_ns", p->cell_seconds_b1 * 1e9);
@@ -178,6 +190,15 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                 "gate panel with its cell svd %.2f/%.2f/%.2f cp %.2f/%.2f/%.2f ns per unit and row; gx copy %.1f GB/s\n",
                 pj[0] * 1e9, pj[2] * 1e9, pj[4] * 1e9, sv[0] * 1e9, sv[2] * 1e9, sv[4] * 1e9, cp[0] * 1e9, cp[2] * 1e9,
                 cp[4] * 1e9, p->gx_copy_seconds > 0 ? 1e-9 / p->gx_copy_seconds : 0.0);
+    }
+    if (p->lr_ih_in_seconds[0][0] > 0) { /* format 4: an SVD / CP W_ih priced by its stages (cost_lowrank_ih.c) */
+        const double *in = p->lr_ih_in_seconds[2], *sv = p->lr_ih_out_seconds[FL_METHOD_SVD][2],
+                     *cp = p->lr_ih_out_seconds[FL_METHOD_CP][2];
+        fprintf(f,
+                "  low-rank input projection at rank 64, rows 1/16/256: stage 1 %.2f/%.2f/%.2f ns per input, row and "
+                "64-column panel; stage 2 svd %.1f/%.1f/%.1f cp %.1f/%.1f/%.1f ns per row and panel\n",
+                in[0] * 1e9, in[2] * 1e9, in[4] * 1e9, sv[0] * 1e9, sv[2] * 1e9, sv[4] * 1e9, cp[0] * 1e9, cp[2] * 1e9,
+                cp[4] * 1e9);
     }
     if (p->cell_seconds > 0 || p->bias_seconds > 0)
         fprintf(f,

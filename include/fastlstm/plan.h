@@ -183,6 +183,20 @@ typedef struct fl_profile {
     double lr_proj_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double lr_panel_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double gx_copy_seconds;
+    /* The f32 SVD / CP input projection's two stages as fl_rec_input_ws runs them (gemm_pk over
+     * 64-column panels of packed weights; profile_lowrank.c), one thread, same grid (j, k), per
+     * 64-column panel of the product's outputs (partly empty panels count whole: the kernel computes
+     * them whole):
+     *   lr_ih_in_seconds[j][k]: stage 1 (SVD's t = x V^T, CP's z = x C: lr_rank(j) outputs, K = 1024
+     *     inputs) per row, input element and panel;
+     *   lr_ih_out_seconds[m][j][k]: stage 2 of method m at K = lr_rank(j) (SVD: gx = t U^T + b, one
+     *     product of 1000 outputs; CP: gx[:, gate] = zs[:, gate] B^T + b[gate], four of 250 at x row
+     *     stride 4 K), bias fused, per row and panel, the output written walking a buffer beyond the
+     *     private cache level as a sequence's gx is.
+     * The cost model prices an f32 SVD / CP W_ih stage by stage from them (cost_lowrank_ih.c). All 0
+     * (profiles before format 4): such a W_ih is priced by the GEMM rate and the efficiencies. */
+    double lr_ih_in_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    double lr_ih_out_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

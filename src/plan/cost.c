@@ -36,8 +36,12 @@
  *     3), is priced by those parts instead (cost_lowrank.c: its rank-R projection, its gate panel
  *     with the cell update fused, its gx copy, each from the kernels' own timings on a grid of
  *     ranks and rows and the streaming curve), on one thread, split by blocks or by rows as below;
- *     its t_r is that price and it adds nothing to t_c. Otherwise (older profiles, and every
- *     W_ih / head):
+ *     its t_r is that price and it adds nothing to t_c. An f32 SVD / CP W_ih, where the profile
+ *     has the input projection's stages (fl_profile.lr_ih_*, format 4), is likewise priced by its
+ *     two products (cost_lowrank_ih.c: each a roofline of gemm_pk's own time per 64-column panel
+ *     at the rank and rows, stage 2's with its output written beyond the private level, on the
+ *     threads the runtime's rule gives each product), per sequence, over T: its t_a term, without
+ *     the efficiencies. Otherwise (older profiles, and every other W_ih / head):
  *   SVD and CP matrices scale those rates by the profile's measured kernel efficiencies, taken at
  *     the batch (recurrent: e_r(B), linear in log B through (1, rec_efficiency) and the measured
  *     rec_rows_efficiency at 4, 16, 64, 256) or rows (GEMM: e_a(n) through gemm_rows_efficiency,
@@ -80,7 +84,8 @@
  *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
  *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), and an f32 CP
  *     W_ih as five (n R in, then n H R per gate; session 11, before on BLAS), each split by the same
- *     rule: its rate is the stages' flops over the sum of their times at their thread counts; other
+ *     rule: its rate is the stages' flops over the sum of their times at their thread counts (a
+ *     format-4 profile: by its stages, above); other
  *     heads run on one thread (single-threaded BLAS; a small SVD head runs packed, on the threads, but
  *     is priced as one). (A profile without the rule: every part scales with N.)
  *   bias pass: t_b = sum over quantized W_ih and any head but a dense f32 one of its output
@@ -652,16 +657,21 @@ static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spe
                     /* the rate over both stages: their flops over the sum of their times */
                     const double r1 = gemm_rate(p, n, t1s, bpw * np), r2 = gemm_rate(p, n, tt, bpw * np);
                     rate = (m1 + gates * m2) / (m1 / r1 + gates * m2 / r2);
+                    if ((use_lr = fl_cost_has_lowrank_ih(p))) { /* by its stages instead (cost_lowrank_ih.c) */
+                        const double r0 = gemm_rate(p, n, 1, bpw * np);
+                        fl_cost_lowrank_ih(p, w.method, d.rows / 4, d.cols, w.rank, n, t1s, tt, r1 / r0, r2 / r0, &lr);
+                        lr.mem /= seq, lr.comp /= seq, lr.dup_mem /= seq, lr.dup_comp /= seq; /* per step */
+                    }
                     if (t1s > tt) tt = t1s;
                 } else {
                     rate = lowp ? qgemm_rate(p, q, n) : gemm_rate(p, n, tt, bpw * np);
                 }
                 level = fl_cost_pick_level(p, all_bytes, tt, &bw);
-                if (w.method != FL_METHOD_DENSE && !lowp)
+                if (w.method != FL_METHOD_DENSE && !lowp && !use_lr)
                     rate *= method_efficiency(p, w.method, false, n, rank_weight(w.rank, H));
             }
             /* the split part's roofline, then the part each thread does whole (0 but for a split
-             * SVD / CP step), one after the other */
+             * SVD / CP step; an SVD / CP W_ih by stages: stage 2, then stage 1), one after the other */
             double mem = split_share * bytes / bw, comp = split_share * flops / rate + extra;
             if (use_lr) mem = lr.mem, comp = lr.comp, dup_mem = lr.dup_mem, dup_comp = lr.dup_comp;
             c.step_bytes += bytes;

@@ -88,6 +88,16 @@ typedef struct fl_lr_cost {
 void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,
                           double sync, fl_lr_cost *out);
 
+/* The f32 SVD / CP input projection priced by its stages (cost_lowrank_ih.c: the model). */
+bool fl_cost_has_lowrank_ih(const fl_profile *p); /* p has the lr_ih_* figures */
+/* Seconds per sequence of an f32 W_ih of method m (SVD or CP), (4H, in) at rank R, on n = T B rows:
+ * stage 1 (x V^T, or x C) on t1 threads into out->dup_mem / dup_comp, stage 2 (t U^T + b, or the
+ * four gates' zs B^T + b) on t2 into out->mem / comp (the runtime's thread counts for each, by its
+ * rule on each product's multiply-adds); scale1 / scale2 the profile's speed-up of a projection
+ * split over t1 / t2 threads at n rows (1 on one thread); out->serial 0. */
+void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, double n, int t1, int t2,
+                        double scale1, double scale2, fl_lr_cost *out);
+
 /* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);

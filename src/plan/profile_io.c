@@ -2,8 +2,9 @@
  * profile measured on one machine type is not reused on another (fl_profile_check_machine);
  * version 1 files (no identity, no reported sizes, one curve) still load, and so do files without
  * the int8 / bf16 kernel rates ("quant") and version 2 files (no "lowrank": the low-rank step's
- * parts, format 3; the cost model then prices that step by the efficiencies). Load validates every
- * field and names it in the error. */
+ * parts, format 3; the cost model then prices that step by the efficiencies) and version 3 files
+ * (no input projection stages in "lowrank", format 4: such a W_ih is then priced by the GEMM rate and
+ * the efficiencies). Load validates every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -67,7 +68,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 3);
+    cJSON_AddNumberToObject(root, "version", 4);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -236,7 +237,8 @@ static bool get_quant(const cJSON *root, const char *path, fl_profile *p) {
 
 /* The low-rank step's parts (format 3): {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds":
  * [FL_PROFILE_LR_RANKS x FL_PROFILE_LR_ROWS] rank-major, "gx_copy_seconds": number}; none when not
- * measured. */
+ * measured. Format 4 adds the input projection's stages, "ih_in_seconds", "ih_svd_out_seconds",
+ * "ih_cp_out_seconds" (the same shape), when measured. */
 enum { LR_N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
 
 static void add_lowrank(cJSON *root, const fl_profile *p) {
@@ -246,21 +248,15 @@ static void add_lowrank(cJSON *root, const fl_profile *p) {
     add_array(o, "svd_panel_seconds", &p->lr_panel_seconds[FL_METHOD_SVD][0][0], LR_N);
     add_array(o, "cp_panel_seconds", &p->lr_panel_seconds[FL_METHOD_CP][0][0], LR_N);
     cJSON_AddNumberToObject(o, "gx_copy_seconds", p->gx_copy_seconds);
+    if (!(p->lr_ih_in_seconds[0][0] > 0)) return;
+    add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
+    add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
+    add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
 }
 
-/* Optional as a whole (older profiles: the step priced by the efficiencies); when present every
- * table is required, and all of them or none positive. */
-static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "lowrank");
-    if (!o) return true;
-    static const char *keys[3] = {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds"};
-    double *dst[3] = {&p->lr_proj_seconds[0][0], &p->lr_panel_seconds[FL_METHOD_SVD][0][0],
-                      &p->lr_panel_seconds[FL_METHOD_CP][0][0]};
-    if (!cJSON_IsObject(o)) {
-        fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' must be an object", path);
-        return false;
-    }
-    for (int i = 0; i < 3; i++) {
+/* Tables keys[0..n) of o into dst[i] (LR_N numbers > 0 each); a missing one refused, naming it. */
+static bool get_tables(const cJSON *o, const char *path, int n, const char *const *keys, double *const *dst) {
+    for (int i = 0; i < n; i++) {
         if (!cJSON_GetObjectItemCaseSensitive(o, keys[i])) {
             fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' lacks '%s'", path, keys[i]);
             return false;
@@ -272,7 +268,30 @@ static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
                 return false;
             }
     }
-    return get_num(o, "gx_copy_seconds", path, 0, &p->gx_copy_seconds);
+    return true;
+}
+
+/* Optional as a whole (older profiles: the step priced by the efficiencies); when present every
+ * table of the step is required, all of them positive; the input projection's three (format 4) are
+ * optional together: none (a version 3 file), or all three. */
+static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "lowrank");
+    if (!o) return true;
+    static const char *const keys[3] = {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds"};
+    double *const dst[3] = {&p->lr_proj_seconds[0][0], &p->lr_panel_seconds[FL_METHOD_SVD][0][0],
+                            &p->lr_panel_seconds[FL_METHOD_CP][0][0]};
+    static const char *const ih_keys[3] = {"ih_in_seconds", "ih_svd_out_seconds", "ih_cp_out_seconds"};
+    double *const ih_dst[3] = {&p->lr_ih_in_seconds[0][0], &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0],
+                               &p->lr_ih_out_seconds[FL_METHOD_CP][0][0]};
+    if (!cJSON_IsObject(o)) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' must be an object", path);
+        return false;
+    }
+    if (!get_tables(o, path, 3, keys, dst) || !get_num(o, "gx_copy_seconds", path, 0, &p->gx_copy_seconds))
+        return false;
+    bool any = false;
+    for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, ih_keys[i]);
+    return !any || get_tables(o, path, 3, ih_keys, ih_dst);
 }
 
 /* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */
@@ -348,8 +367,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1, 2 or 3", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 4", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;

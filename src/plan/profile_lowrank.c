@@ -9,7 +9,16 @@
  * Timed in every pass of a profile run (fl_profile_run_pass: bench_plan puts a round of its
  * candidates after each), each figure the median of REPS samples of >= 0.1 ms, then the median of
  * the passes (fl_profile_lowrank_apply), as the other rates the predictions scale by
- * (profile_rates.c: why the typical sample, not the fastest). One pass: about 0.2 s. */
+ * (profile_rates.c: why the typical sample, not the fastest). One pass: about 0.2 s.
+ *
+ * The f32 SVD / CP input projection's two stages (fl_profile.lr_ih_*, format 4) on the same grid:
+ * gemm_pk (the packed product fl_rec_input_ws runs) at rank-j outputs over K = PROJ_K inputs
+ * (stage 1), and at K = rank j into IH_G outputs, SVD's one product or CP's four of IH_G / 4 at x
+ * row stride 4 K (stage 2), the weights in L2 and stage 2's output walking a buffer the size of
+ * the gx copy's (beyond the private level, as a sequence's gx, (T B, 4H), is at batch 20: at small K
+ * the write stream is most of stage 2's time, 3x the products alone at K 16 measured ad hoc). Each
+ * figure per 64-column panel: the kernel computes a partly empty panel whole, so the cost model
+ * counts panels, not outputs. About 0.1 s more a pass. */
 #include "profile_internal.h"
 #include "kernels/kernels.h"
 
@@ -22,6 +31,7 @@ enum {
     PROJ_K = 1024, /* the proj kernel's inputs (V: PROJ_K x R floats, 64 KiB to 1 MiB) */
     PANEL_H = 256, /* the gate panel's hidden units (U: R x 4 PANEL_H floats, 64 KiB to 1 MiB) */
     MAX_ROWS = 256,
+    IH_G = 1000, /* stage 2's outputs: 16 panels, rows of 4000 bytes (half of them off a line's start) */
 };
 
 int fl_profile_lr_rank(int j) { return 16 << j; }
@@ -31,16 +41,34 @@ int fl_profile_lr_rows(int k) { return k == 0 ? 1 : 1 << (2 * k); }
 /* One kernel call to time. */
 typedef struct lr_call {
     const fl_kernels *k;
-    int part; /* 0 proj, 1 SVD panel, 2 CP panel */
+    int part; /* 0 proj, 1 SVD panel, 2 CP panel; W_ih: 3 stage 1, 4 SVD stage 2, 5 CP stage 2 */
     int B, R;
     const float *w, *x; /* weights (packed as the runtime packs them); x: h (proj), t (SVD) or zs (CP) */
     const float *gx;
     float *y, *c, *h; /* proj: y = t (B, R); panels: c, h (B, PANEL_H) */
+    const float *bias; /* stage 2's (IH_G) */
+    float *out;        /* stage 2's output buffer: out_n floats, written from out_at on, wrapping */
+    size_t out_n, out_at;
 } lr_call;
 
-static void call(const lr_call *a) {
+static void call(lr_call *a) {
     const int nblk = PANEL_H / FL_REC_NB;
+    if (a->part >= 4) { /* stage 2: (B, IH_G) at the buffer's next rows, as a sequence's gx */
+        const size_t n = (size_t)a->B * IH_G;
+        if (a->out_at + n > a->out_n) a->out_at = 0;
+        float *y = a->out + a->out_at;
+        a->out_at += n;
+        if (a->part == 4) {
+            a->k->gemm_pk(a->B, IH_G, a->R, a->x, a->R, a->w, a->bias, y, IH_G);
+            return;
+        }
+        for (int g = 0; g < 4; g++) /* one packed B (R x IH_G / 4) for the four gates, as fl_rec_input_ws */
+            a->k->gemm_pk(a->B, IH_G / 4, a->R, a->x + (size_t)g * a->R, 4 * a->R, a->w, a->bias + g * (IH_G / 4),
+                          y + g * (IH_G / 4), IH_G);
+        return;
+    }
     switch (a->part) {
+    case 3: a->k->gemm_pk(a->B, a->R, PROJ_K, a->x, PROJ_K, a->w, NULL, a->y, a->R); break;
     case 0: a->k->proj(a->B, PROJ_K, a->R, a->w, a->x, PROJ_K, a->y, a->R); break;
     case 1:
         a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->R, a->gx, 4 * PANEL_H, a->c, a->h, PANEL_H);
@@ -50,7 +78,7 @@ static void call(const lr_call *a) {
 }
 
 /* Median seconds of one call over REPS samples, each of enough calls to last MIN_SAMPLE. */
-static double time_call(const lr_call *a) {
+static double time_call(lr_call *a) {
     call(a); /* warm: the weights into L2 */
     int inner = 1;
     for (;;) {
@@ -73,14 +101,19 @@ static double time_call(const lr_call *a) {
  * 4 x the largest private level (at most a quarter of the last level, at least 1 MiB) into one held
  * in cache, walking the buffer (fl_rec_step's copy at B > 1, its rows written long before: in the
  * last level). Median of REPS samples. */
-static fl_status time_copy(const fl_profile *p, double *out) {
-    if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx copy by");
+static size_t beyond_private(const fl_profile *p) {
     size_t priv = p->level[0].bytes, last = p->level[p->n_levels - 1].bytes;
     for (int i = 0; i < p->n_levels; i++)
         if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = p->level[i].bytes;
     size_t bytes = 4 * priv;
     if (bytes > last / 4) bytes = last / 4;
     if (bytes < ((size_t)1 << 20)) bytes = (size_t)1 << 20;
+    return bytes;
+}
+
+static fl_status time_copy(const fl_profile *p, double *out) {
+    if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx copy by");
+    const size_t bytes = beyond_private(p);
     const size_t chunk = (size_t)128 << 10, n = bytes / chunk;
     char *src = fl_malloc(n * chunk + chunk);
     if (!src) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the gx copy");
@@ -97,6 +130,37 @@ static fl_status time_copy(const fl_profile *p, double *out) {
     fl_sort_doubles(s, REPS);
     *out = s[REPS / 2];
     fl_free(src);
+    return FL_OK;
+}
+
+/* Pass q's figures of the input projection's stages (fl_profile.lr_ih_*) into lp; none (all 0: the
+ * cost model then prices such a W_ih as before) on a kernel level without gemm_pk, whose sessions
+ * project through fl_mat_apply. */
+static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
+    if (!fl_kernels_get()->gemm_pk) return FL_OK;
+    const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1);
+    /* w: V packed ((Rmax / 64) panels of PROJ_K x 64) or U / B packed (16 panels of Rmax x 64), the
+     * larger; x (MAX_ROWS, PROJ_K) or t / zs (MAX_ROWS, 4 Rmax); t out (MAX_ROWS, Rmax); bias */
+    const size_t nw = (size_t)64 * (PROJ_K * (Rmax / 64) > 16 * Rmax ? PROJ_K * (Rmax / 64) : 16 * Rmax);
+    const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax), ny = (size_t)MAX_ROWS * Rmax;
+    const size_t nout = beyond_private(p) / sizeof(float);
+    float *buf = fl_calloc(nw + nx + ny + IH_G + nout, sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the low-rank input projection");
+    float *w = buf, *x = w + nw, *y = x + nx, *bias = y + ny, *out = bias + IH_G; /* w first: 64-byte aligned */
+    for (size_t i = 0; i < nw; i++) w[i] = (float)((int)((i * 2654435761u) % 201) - 100) * 1e-4f;
+    for (size_t i = 0; i < nx; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
+    for (int i = 0; i < IH_G; i++) bias[i] = (float)(i % 7) * 1e-3f;
+    lr_call a = {.k = fl_kernels_get(), .w = w, .x = x, .y = y, .bias = bias, .out = out, .out_n = nout};
+    for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
+        for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
+            a.R = fl_profile_lr_rank(j), a.B = fl_profile_lr_rows(k);
+            const int i = j * FL_PROFILE_LR_ROWS + k, np1 = (a.R + 63) / 64, np2 = (IH_G / 4 + 63) / 64 * 4;
+            a.part = 3;
+            lp->ih_in[q][i] = time_call(&a) / ((double)a.B * PROJ_K * np1);
+            for (a.part = 4; a.part <= 5; a.part++) /* SVD: 16 panels of IH_G; CP: 4 x 4 of IH_G / 4 */
+                lp->ih_out[q][a.part - 4][i] = time_call(&a) / ((double)a.B * (a.part == 4 ? (IH_G + 63) / 64 : np2));
+        }
+    fl_free(buf);
     return FL_OK;
 }
 
@@ -131,6 +195,7 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
         }
     fl_free(buf);
     fl_status st = time_copy(p, &lp->copy[q]);
+    if (!st) st = time_ih(p, lp, q);
     if (!st) lp->n++;
     return st;
 }
@@ -146,4 +211,10 @@ void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
         memcpy(dst, out, sizeof out);
     }
     fl_profile_curve_median(lp->copy, lp->n, 1, &p->gx_copy_seconds);
+    for (int part = 0; part < 3; part++) { /* the input projection's stages */
+        for (int q = 0; q < lp->n; q++) memcpy(v + q * N, part == 0 ? lp->ih_in[q] : lp->ih_out[q][part - 1], sizeof out);
+        fl_profile_curve_median(v, lp->n, N, out);
+        double *dst = part == 0 ? &p->lr_ih_in_seconds[0][0] : &p->lr_ih_out_seconds[part == 1 ? FL_METHOD_SVD : FL_METHOD_CP][0][0];
+        memcpy(dst, out, sizeof out);
+    }
 }
