@@ -2,7 +2,9 @@
  * profile measured on one machine type is not reused on another (fl_profile_check_machine);
  * version 1 files (no identity, no reported sizes, one curve) still load, and so do files without
  * the int8 / bf16 kernel rates ("quant") and version 2 files (no "lowrank": the low-rank step's
- * parts, format 3; the cost model then prices that step by the efficiencies). Load validates every
+ * parts, format 3; the cost model then prices that step by the efficiencies) and version 3 files (no
+ * thread_sync_seconds / thread_switch_seconds, format 4: the sync read off the curves, no layer
+ * switch). Load validates every
  * field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
@@ -67,7 +69,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 3);
+    cJSON_AddNumberToObject(root, "version", 4);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -113,6 +115,10 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
+    if (p->thread_sync_seconds > 0 || p->thread_switch_seconds > 0) { /* format 4 (session 13, sync2) */
+        cJSON_AddNumberToObject(root, "thread_sync_seconds", p->thread_sync_seconds);
+        cJSON_AddNumberToObject(root, "thread_switch_seconds", p->thread_switch_seconds);
+    }
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
     cJSON_AddNumberToObject(root, "cell_seconds_b1", p->cell_seconds_b1);
@@ -348,8 +354,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1, 2 or 3", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 4", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -388,7 +394,9 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_rec", path, p.thread_scale_rec) || /* optional */
         !get_table(root, "thread_scale_proj", path, p.thread_scale_proj) ||
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
-        !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]))    /* optional */
+        !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]) ||  /* optional */
+        !get_opt(root, "thread_sync_seconds", path, &p.thread_sync_seconds) ||      /* optional, format 4 */
+        !get_opt(root, "thread_switch_seconds", path, &p.thread_switch_seconds))    /* optional, format 4 */
         goto done;
     const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency"); /* optional as a whole */
     const cJSON *eff_lo = eff ? cJSON_GetObjectItemCaseSensitive(eff, "rank_h16") : NULL; /* optional */
