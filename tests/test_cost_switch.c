@@ -92,6 +92,34 @@ static void test_switch_apply(void **state) {
     assert_true(p.thread_sync_seconds == 0 && p.thread_switch_seconds == 0);
 }
 
+/* fl_profile_rates_apply takes its sync from the passes' split step (switch_apply first), and a sync
+ * larger than the two-thread step time it is taken from leaves a positive speed-up (the subtraction
+ * kept to a fifth of that time), not a negative one the loader would refuse. */
+static void test_rates_big_sync(void **state) {
+    (void)state;
+    fl_profile p = {0};
+    p.cell_seconds = 1e-9;
+    fl_rate_passes rp;
+    memset(&rp, 0, sizeof rp);
+    rp.n = 1, rp.threads = 2;
+    rp.gemm[0] = rp.gemv[0] = 1e9;
+    rp.sw[0][0] = 4e-6, rp.sw[0][1] = 1e-2, rp.sw[0][2] = 1e-2; /* sync 9.998 ms: above every tN */
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int B = 4 << (2 * k);
+        rp.rows[0][k] = 1e9;
+        rp.rec_t1[0][k] = 10e-6 * B + B * 256 * 1e-9;
+        rp.rec_tn[0][k] = 6e-6 * B + B * 256 * 1e-9 / 2;
+    }
+    fl_profile_rates_apply(&rp, &p);
+    assert_close(p.thread_sync_seconds, 1e-2 - 2e-6, 1e-15);
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        const int B = 4 << (2 * k);
+        const double t1 = 10e-6 * B, tn = 0.2 * rp.rec_tn[0][k], d = tn - B * 256 * 1e-9 / 2;
+        assert_close(p.thread_scale_rec[k], t1 / (d > 0.2 * tn ? d : 0.2 * tn), 1e-9);
+        assert_true(p.thread_scale_rec[k] > 0);
+    }
+}
+
 /* fl_cost_thread_sync: the measured figure when there is one, else the curves' (0 without them). */
 static void test_sync_measured(void **state) {
     (void)state;
@@ -212,6 +240,7 @@ static void test_file(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_switch_apply),
+        cmocka_unit_test(test_rates_big_sync),
         cmocka_unit_test(test_sync_measured),
         cmocka_unit_test(test_switch_prices),
         cmocka_unit_test(test_file),

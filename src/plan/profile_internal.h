@@ -120,7 +120,10 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
  * _proj_mem from rp's passes: each the median of its passes (fl_profile_curve_median: the upper one
  * of the middle two for an even count). The step's rate at batch B is 8 H^2 B / (t1 less the cell
  * update, fl_profile_without_cell at p's figure for B), H = 256; its speed-up is that time over
- * (tN - fl_cost_thread_sync(p)) less 1/N of the cell update, computed per pass before the median.
+ * (tN - fl_cost_thread_sync(p)) less 1/N of the cell update, each subtraction kept to at least a
+ * fifth of what it is taken from (fl_profile_without_cell: a sync read under load at 4.8 us once
+ * exceeded tN and wrote a speed-up of -12.2 that the profile's own loader refused), computed per
+ * pass before the median.
  * Without two-thread figures (rp->threads < 2) the speed-ups are all 0. p's cell figures and
  * curves must be set. Nothing is timed (the tests call it on hand-made passes). */
 void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p);

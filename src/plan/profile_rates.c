@@ -233,7 +233,7 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
             const double t1 = fl_profile_without_cell(rp->rec_t1[q][k], cell);
             rec[q][k] = 2.0 * 4.0 * H * (double)H * B / t1;
             scale[q][k] = N >= 2 && rp->rec_tn[q][k] > 0
-                              ? t1 / fl_profile_without_cell(rp->rec_tn[q][k] - sync, cell / N)
+                              ? t1 / fl_profile_without_cell(fl_profile_without_cell(rp->rec_tn[q][k], sync), cell / N)
                               : 0;
         }
     fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
