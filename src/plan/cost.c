@@ -526,7 +526,8 @@ static double switch_loss(double w, const double *tn, const double *t1, int seq)
 static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
                          int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
     /* one pool (one layer-direction) has nothing spinning beside it */
-    if (!p || !a || threads < 2 || !(p->thread_switch_seconds > 0) || fl_arch_check(a) || a->layers * fl_arch_dirs(a) < 2)
+    if (!p || !a || threads < 2 || !(p->thread_switch_seconds > 0) || fl_arch_check(a) ||
+        a->layers * fl_arch_dirs(a) < 2)
         return predict_parts(p, a, specs, prec, batch, seq, threads, lt, out, terms);
     const size_t nmat = fl_arch_num_matrices(a);
     const int dirs = fl_arch_dirs(a), U = a->layers * dirs, k = (int)((nmat - (a->head != FL_HEAD_NONE)) / (size_t)U);
