@@ -157,6 +157,15 @@ typedef struct fl_profile {
      * thread_scale_proj on an 8 MiB W_ih, at the knee of a VM's last level: one thread streamed it
      * from memory, two held their halves, and the speed-up read above 2.) */
     double thread_scale_proj_mem[FL_PROFILE_GEMM_POINTS];
+    /* The runtime's own split step as a session runs it (profile_threads.c), at curve_all_threads
+     * threads, on two dense layers (H 192, W_hh 576 KiB: split at batch 1) of batch-1 steps:
+     * thread_sync_seconds, a split step's time beyond 1/N of one thread's, one layer's steps back to
+     * back (the pool's fork / join and what the threads wait for each other); thread_switch_seconds,
+     * the seconds of one thread's work at the start of each layer's run that the split does not
+     * speed up, the two layers run in turn as a session runs them: each layer's step has its own
+     * worker pool, whose workers spin a while after its last job, so the next layer's threads share
+     * the CPUs with them. 0: not measured (older profiles: the sync read off the curves, no switch). */
+    double thread_sync_seconds, thread_switch_seconds;
     /* Extra seconds per byte of input projections (gx) a recurrent step reads when its sequence's
      * projection buffer has left the last cache level, indexed by fl_method; [m][0] at rank H/16,
      * [m][1] at rank H/4 (dense: both the same). The session projects all T steps of a layer at

@@ -66,7 +66,8 @@
  *   threads N > 1: a W_hh step is split across the threads only when B rows stream >=
  *     parallel_step_bytes of weights (the runtime's own rule, in the profile); then its streaming rate is the all-cores curve at that
  *     working set (which includes the fork / join), its flop rate the scaled one above plus the fork /
- *     join cost read off the curves (fl_cost_thread_sync), and its cell update is split too. Of an
+ *     join cost (fl_cost_thread_sync: the profile's thread_sync_seconds, timed on the runtime's own
+ *     split of a small step, else read off the curves), and its cell update is split too. Of an
  *     SVD / CP step only the gate panel (U, or B) is split: every thread first computes the whole
  *     rank-R projection of h_prev (V h; C^T h and a o z: K R (+ 4 R) weights, 2 K R (+ 4 R) flops a
  *     row), PROJ_ROWS = 3 rows at a time (the AVX2 proj kernel's row tile): t_p = max(ceil(B / 3)
@@ -119,7 +120,16 @@
  *     session's timing and its parts'. Before, only the step overhead (a tiny model, input 8) covered
  *     the passes.
  *   overhead: t_o = layers * step_overhead
- *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o.
+ *   layer switch (profile with thread_switch_seconds W, format 4; predict): each layer's step has
+ *     its own worker pool, whose workers spin ~0.3 ms after its last job, so a layer-direction on
+ *     N > 1 threads that runs after one on N > 1 (the one before it; the first after the last, as
+ *     runs follow each other) shares the CPUs with those spinning workers: the first W seconds of
+ *     one thread's work of its run, its projection of all T steps then its steps, gain nothing
+ *     from the split. t_s = sum over such layer-directions of the one-thread seconds of each part
+ *     inside the window times (1 - t_N / t_1) of that part (t_N, t_1: its seconds per step priced
+ *     on its threads and on one), over T. (Session 13, 2 x 650 at batch 1 on two threads: the
+ *     session's time beyond its parts timed alone was 5-13 us a step against ~2.5 on one thread.)
+ *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o + t_s.
  * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
  * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
  * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
@@ -131,6 +141,7 @@
 #include "fastlstm/plan.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Batch rows the proj kernel (V h of an SVD / CP step) computes per pass over V: avx2.c's proj_tile
  * (the AVX-512 kernel's tiles hold 4; the model keeps the AVX2 figure, the slower of the two). */
@@ -194,7 +205,9 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch) {
     return c1 + (c16 - c1) * log((double)batch) / log(16.0);
 }
 
-/* Cost of splitting one step at curve_all_threads threads beyond its share of the work, read off
+/* Cost of splitting one step at curve_all_threads threads beyond its share of the work: the
+ * profile's thread_sync_seconds, timed on the runtime's own split of a small step (a dense H 192
+ * step at batch 1, its time on N threads less 1/N of one thread's: profile_threads.c), else read off
  * the two curves: the median, over the ladder points from 512 KiB to 4 MiB (split across the
  * threads' private caches), of the all-cores step time less the one-thread time divided by the
  * thread count. 0 without both curves. It is more than the pool's fork / join (empty jobs back to
@@ -202,6 +215,7 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch) {
  * its CPU. A profile that took the pool's empty job instead predicted batch-1 two-thread steps
  * further too fast (650 SVD h/8: 2.69x against 2.19x, same measurements). */
 double fl_cost_thread_sync(const fl_profile *p) {
+    if (p->thread_sync_seconds > 0) return p->thread_sync_seconds; /* measured on the runtime's own split step */
     if (p->n_curve == 0 || p->n_curve_all == 0 || p->curve_all_threads < 2) return 0;
     double v[FL_PROFILE_MAX_CURVE];
     int n = 0;
@@ -493,10 +507,64 @@ fl_status fl_cost_predict_layers(const fl_profile *p, const fl_arch *a, const fl
     return predict(p, a, specs, prec, batch, seq, most, layer_threads, out, terms);
 }
 
-/* threads: the most any layer runs on (the regime's count); lt: each layer's, or NULL (all
- * `threads`). */
+static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                               const fl_precision *prec, int batch, int seq, int threads, const int *lt, fl_cost *out,
+                               fl_cost_term *terms);
+
+/* One-thread seconds per step of layer-direction ld's W_ih and W_hh terms (with its cell update)
+ * that the first `w` seconds of one thread's work of its run do not speed up, given their seconds
+ * on their threads (tn) and on one (t1), in the order they run (the projection of all T steps, then
+ * the steps): the share of each inside the window loses its gain. Per step (divided by T). */
+static double switch_loss(double w, const double *tn, const double *t1, int seq) {
+    double lost = 0;
+    for (int k = 0; k < 2 && w > 0; k++) {
+        const double one = seq * t1[k], used = w < one ? w : one; /* one thread's seconds in the window */
+        if (t1[k] > tn[k]) lost += used * (1.0 - tn[k] / t1[k]);
+        w -= used;
+    }
+    return lost / seq;
+}
+
+/* predict_parts, then the layer switch (see the header): each layer-direction on N > 1 threads run
+ * after one whose pool has workers (the one before it, the last for the first: runs back to back)
+ * loses the speed-up of its first thread_switch_seconds of one thread's work. */
 static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
                          int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
+    /* one pool (one layer-direction) has nothing spinning beside it */
+    if (!p || !a || threads < 2 || !(p->thread_switch_seconds > 0) || fl_arch_check(a) ||
+        a->layers * fl_arch_dirs(a) < 2)
+        return predict_parts(p, a, specs, prec, batch, seq, threads, lt, out, terms);
+    const size_t nmat = fl_arch_num_matrices(a);
+    const int dirs = fl_arch_dirs(a), U = a->layers * dirs, k = (int)((nmat - (a->head != FL_HEAD_NONE)) / (size_t)U);
+    fl_status st = FL_OK;
+    fl_cost_term *tn = fl_calloc(2 * nmat, sizeof *tn), *t1 = tn ? tn + nmat : NULL;
+    int *one = fl_calloc((size_t)a->layers, sizeof *one);
+    fl_cost c1;
+    if (!tn || !one) st = fl_fail(FL_ERR_NOMEM, "out of memory pricing the layer switch");
+    for (int l = 0; !st && l < a->layers; l++) one[l] = 1;
+    if (!st) st = predict_parts(p, a, specs, prec, batch, seq, threads, lt, out, tn);
+    if (!st) st = predict_parts(p, a, specs, prec, batch, seq, 1, one, &c1, t1);
+    for (int u = 0; !st && u < U; u++) {
+        const int v = (u + U - 1) % U, tu = lt ? lt[u / dirs] : threads, tv = lt ? lt[v / dirs] : threads;
+        if (tu < 2 || tv < 2) continue; /* on one thread, or after a layer whose pool has no workers */
+        const size_t ih = (size_t)u * k, hh = ih + 1;
+        const double n2[2] = {tn[ih].seconds, tn[hh].seconds + tn[hh].cell_seconds};
+        const double o2[2] = {t1[ih].seconds, t1[hh].seconds + t1[hh].cell_seconds};
+        const double loss = switch_loss(p->thread_switch_seconds, n2, o2, seq);
+        out->seconds += loss;
+        tn[hh].seconds += loss;
+    }
+    if (!st && terms) memcpy(terms, tn, nmat * sizeof *terms);
+    fl_free(tn);
+    fl_free(one);
+    return st;
+}
+
+/* threads: the most any layer runs on (the regime's count); lt: each layer's, or NULL (all
+ * `threads`). */
+static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs,
+                               const fl_precision *prec, int batch, int seq, int threads, const int *lt, fl_cost *out,
+                               fl_cost_term *terms) {
     if (!p || !a || !out) return fl_fail(FL_ERR_ARG, "NULL argument to fl_cost_predict");
     fl_status st = fl_arch_check(a);
     if (st) return st;

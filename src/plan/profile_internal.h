@@ -95,7 +95,22 @@ typedef struct fl_rate_passes {
     /* the projection's speed-up on N threads, W_ih in the last level and from memory (0: none) */
     double proj[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
     double proj_mem[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
+    /* the split step as a session runs it (fl_profile_switch_pass), s per layer-step: one thread,
+     * one layer alone on N, two layers in turn on N (all 0: not timed) */
+    double sw[FL_PROFILE_MAX_PASSES][3];
 } fl_rate_passes;
+
+/* Time the runtime's split step as a session runs it on `threads` threads (profile_threads.c): out[0]
+ * one thread, out[1] one layer's steps alone on `threads`, out[2] two layers' steps in turn, seconds
+ * per layer-step, each the median of its samples. */
+fl_status fl_profile_switch_pass(int threads, double out[3]);
+
+/* p's thread_sync_seconds and thread_switch_seconds from n passes of fl_profile_switch_pass on
+ * `threads` threads: sync the median of out[1] - out[0] / threads (>= 0); switch the median, over
+ * the passes whose split gained (out[0] > out[1]), of the one-thread seconds of the steps run before
+ * the alternation reached out[1]'s pace (see profile_threads.c). Both 0 with threads < 2 or no pass.
+ * Nothing is timed (the tests call it on hand-made passes). */
+void fl_profile_switch_apply(const double (*sw)[3], int n, int threads, fl_profile *p);
 
 /* Time one pass over every rate figure into rp (its pass rp->n, then rp->n + 1); rp zeroed before
  * the first. FL_ERR_ARG past FL_PROFILE_MAX_PASSES passes. */
@@ -105,7 +120,10 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
  * _proj_mem from rp's passes: each the median of its passes (fl_profile_curve_median: the upper one
  * of the middle two for an even count). The step's rate at batch B is 8 H^2 B / (t1 less the cell
  * update, fl_profile_without_cell at p's figure for B), H = 256; its speed-up is that time over
- * (tN - fl_cost_thread_sync(p)) less 1/N of the cell update, computed per pass before the median.
+ * (tN - fl_cost_thread_sync(p)) less 1/N of the cell update, each subtraction kept to at least a
+ * fifth of what it is taken from (fl_profile_without_cell: a sync read under load at 4.8 us once
+ * exceeded tN and wrote a speed-up of -12.2 that the profile's own loader refused), computed per
+ * pass before the median.
  * Without two-thread figures (rp->threads < 2) the speed-ups are all 0. p's cell figures and
  * curves must be set. Nothing is timed (the tests call it on hand-made passes). */
 void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p);

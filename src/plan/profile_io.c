@@ -3,8 +3,10 @@
  * version 1 files (no identity, no reported sizes, one curve) still load, and so do files without
  * the int8 / bf16 kernel rates ("quant") and version 2 files (no "lowrank": the low-rank step's
  * parts, format 3; the cost model then prices that step by the efficiencies) and version 3 files
- * (no input projection stages in "lowrank", format 4: such a W_ih is then priced by the GEMM rate and
- * the efficiencies). Load validates every field and names it in the error. */
+ * (format 4 adds, each optional: the input projection stages in "lowrank", without which such a W_ih
+ * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
+ * without which the sync is read off the curves and no layer switch is priced). Load validates every
+ * field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -114,6 +116,10 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
+    if (p->thread_sync_seconds > 0 || p->thread_switch_seconds > 0) { /* format 4 (session 13, sync2) */
+        cJSON_AddNumberToObject(root, "thread_sync_seconds", p->thread_sync_seconds);
+        cJSON_AddNumberToObject(root, "thread_switch_seconds", p->thread_switch_seconds);
+    }
     cJSON_AddNumberToObject(root, "step_overhead", p->step_overhead);
     cJSON_AddNumberToObject(root, "cell_seconds", p->cell_seconds);
     cJSON_AddNumberToObject(root, "cell_seconds_b1", p->cell_seconds_b1);
@@ -407,7 +413,9 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_rec", path, p.thread_scale_rec) || /* optional */
         !get_table(root, "thread_scale_proj", path, p.thread_scale_proj) ||
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
-        !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]))    /* optional */
+        !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]) ||  /* optional */
+        !get_opt(root, "thread_sync_seconds", path, &p.thread_sync_seconds) ||      /* optional, format 4 */
+        !get_opt(root, "thread_switch_seconds", path, &p.thread_switch_seconds))    /* optional, format 4 */
         goto done;
     const cJSON *eff = cJSON_GetObjectItemCaseSensitive(root, "efficiency"); /* optional as a whole */
     const cJSON *eff_lo = eff ? cJSON_GetObjectItemCaseSensitive(eff, "rank_h16") : NULL; /* optional */

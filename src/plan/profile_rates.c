@@ -213,6 +213,8 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
      * 2048), 32 MiB, streamed from memory */
     if (!st && N >= 2) st = proj_scales(N, 512, 512, rp->proj[q]);
     if (!st && N >= 2) st = proj_scales(N, 2048, 1024, rp->proj_mem[q]);
+    memset(rp->sw[q], 0, sizeof rp->sw[q]);
+    if (!st && N >= 2) st = fl_profile_switch_pass(N, rp->sw[q]); /* profile_threads.c */
     if (!st) rp->n++;
     return st;
 }
@@ -222,6 +224,7 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
     const int n = rp->n, N = rp->threads, H = 256;
     if (n < 1) return;
     double rec[NP][NK], scale[NP][NK];
+    fl_profile_switch_apply(rp->sw, n, N, p); /* first: fl_cost_thread_sync takes its sync */
     const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
     for (int q = 0; q < n; q++)
         for (int k = 0; k < NK; k++) {
@@ -230,7 +233,7 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
             const double t1 = fl_profile_without_cell(rp->rec_t1[q][k], cell);
             rec[q][k] = 2.0 * 4.0 * H * (double)H * B / t1;
             scale[q][k] = N >= 2 && rp->rec_tn[q][k] > 0
-                              ? t1 / fl_profile_without_cell(rp->rec_tn[q][k] - sync, cell / N)
+                              ? t1 / fl_profile_without_cell(fl_profile_without_cell(rp->rec_tn[q][k], sync), cell / N)
                               : 0;
         }
     fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
