@@ -216,7 +216,7 @@ static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model
             if (w->method != FL_METHOD_DENSE) run_proj(&p);
             s_panel += median_time(run_panel, &p, a->reps) / T;
             s_cell += median_time(run_cell, &p, a->reps) / T;
-            if (w->method != FL_METHOD_DENSE && B > 1) s_copy += median_time(run_gxcopy, &p, a->reps) / T;
+            if (w->method != FL_METHOD_DENSE && B > 1 && !p.k->gx_in_place) s_copy += median_time(run_gxcopy, &p, a->reps) / T;
         }
         fl_rec_pack_free(&p.pk);
         fl_rec_free(p.rec);

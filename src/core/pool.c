@@ -6,10 +6,25 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* An idle worker polls for the next job in two phases before it sleeps: SPIN_PAUSE pause
+ * iterations (~20 us: the gap between the back-to-back steps of one layer), then until SPIN_SECONDS
+ * after that a poll that yields its core every YIELD_EVERY iterations. Every layer-direction of a
+ * session has its own pool, so when layer l + 1 starts on N threads, layer l's workers are still
+ * polling: 2N - 1 threads on N cores. Pausing throughout (before: 16384 pauses, ~0.3 ms), they took
+ * the cores from the running layer's worker; yielding hands it over, and a job that comes soon still
+ * finds the worker awake (no wake-up, which putting the workers to sleep after each layer costs:
+ * tried, slower for short sequences). Sessions on two threads of the 2-vCPU Xeon (session 13), both
+ * variants in one process, runs interleaved, median us per step of 20, pausing / yielding every 16 /
+ * every 64 iterations: 2 x 650 batch 1, seq 35: dense 258.9 / 251.3 / 248.1, SVD rank 81 28.3 / 25.8
+ * / 25.5, rank 40 17.5 / 16.5 / 16.3; seq 8: SVD rank 81 106.1 / 43.6 / 43.4, dense 320.1 / 298.6 /
+ * 304.3. Two dense H 192 layers in turn, batch 1, us per layer-step (one thread 5.0-7.4): seq 8 13.3
+ * / 5.1-5.9 (every 16), seq 35 5.6-6.1 / 4.8-4.9, seq 256 4.7-5.2 / 4.3-4.7. */
 enum {
-    SPIN_WORKER = 1 << 14, /* pause iterations a worker spins before sleeping (~0.1-0.3 ms) */
-    SPIN_YIELD = 1 << 12,  /* pause iterations the caller spins before yielding its core */
+    SPIN_PAUSE = 1 << 10, /* pause iterations first */
+    YIELD_EVERY = 64,     /* then a sched_yield every this many iterations */
+    SPIN_YIELD = 1 << 12, /* pause iterations the caller spins before yielding its core */
 };
+#define SPIN_SECONDS 3e-4 /* a worker polls this long after its last job, then sleeps */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -70,12 +85,22 @@ static void *worker_main(void *arg) {
     unsigned seen = w->gen0, t_gen = ~0u;
     for (;;) {
         int spins = 0;
+        double idle_since = 0;
         /* quit is checked here too: a worker that took pool_stop's own wake-up generation as seen
          * (read after its last job) would otherwise spin forever. */
         while (TICKET_GEN(atomic_load_explicit(&p->ticket, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&p->quit, memory_order_acquire)) {
-            if (++spins < SPIN_WORKER) {
+            if (++spins < SPIN_PAUSE) {
                 cpu_relax();
+                continue;
+            }
+            if (spins == SPIN_PAUSE) idle_since = fl_now_seconds();
+            if (spins % YIELD_EVERY) {
+                cpu_relax();
+                continue;
+            }
+            if (fl_now_seconds() - idle_since < SPIN_SECONDS) {
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);

@@ -5,8 +5,9 @@
  * chunks [n t / T, n (t + 1) / T) of every job (one atomic counter per thread), so its share of the
  * data stays in its own core's caches; a thread that has finished its range claims chunks from the
  * others' counters, so a worker the OS has not scheduled delays nothing (the caller takes its
- * chunks); the caller then waits only for chunks already claimed. Workers spin on the ticket for a
- * while after each job (back-to-back jobs cost no system call), then sleep on a condition variable.
+ * chunks); the caller then waits only for chunks already claimed. Workers poll the ticket for a
+ * while after each job, pausing, then yielding their core (back-to-back jobs cost no system call,
+ * and another pool's workers get the core), then sleep on a condition variable.
  * One pool serves one caller thread at a time. */
 #ifndef FL_POOL_H
 #define FL_POOL_H

@@ -96,7 +96,7 @@ struct fl_rec {
     job jb;          /* the step or projection in flight, read by run_chunk */
     float *qgates;   /* int8 / bf16 W_hh (qmat.h): gates (max_batch, 4H), on the caller's thread */
     float *qws;      /* and fl_mat_apply's workspace for max_batch rows */
-    float *gxhot;    /* SVD / CP, max_batch > 1: (max_batch, 4H), a step's gx rows copied here first */
+    float *gxhot;    /* SVD / CP, max_batch > 1, kernels without gx_in_place: (max_batch, 4H), a step's gx rows copied here first */
 };
 
 /* ------------------------------------------------------------ packing */
@@ -443,7 +443,7 @@ static fl_status rec_create(const fl_layer *ly, const fl_rec_pack *pack, int max
         fl_rec_free(r);
         return fl_fail(FL_ERR_NOMEM, "out of memory for a %s recurrent step", fl_precision_name(w->precision));
     }
-    if (!w->qf && w->method != FL_METHOD_DENSE && max_batch > 1 &&
+    if (!w->qf && w->method != FL_METHOD_DENSE && max_batch > 1 && !k->gx_in_place &&
         !(r->gxhot = fl_malloc((size_t)max_batch * 4 * H * sizeof(float)))) {
         fl_rec_free(r);
         return fl_fail(FL_ERR_NOMEM, "out of memory for a recurrent step's %d x %d input rows", max_batch, 4 * H);
@@ -551,8 +551,13 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
          * the prefetchers follow, so rows coming from memory (a sequence's projections are written
          * long before their step) cost a miss each. One sequential copy brings them into this core's
          * cache first: a 2 x 650 model at batch 20, seq 35, 1 thread, steps 1.22-1.27x faster with CP
-         * rank 40 and 1.11-1.19x with SVD rank 80 (alternating runs, 4 sets). A dense step's long
-         * products hide the misses: no copy. */
+         * rank 40 and 1.11-1.19x with SVD rank 80 (alternating runs, 4 sets; avx2 on Zen 3). A dense
+         * step's long products hide the misses: no copy. The avx512 kernels prefetch each tile's gx
+         * lines before its multiply-adds (fl_kernels.gx_in_place), so there the copy is only extra
+         * traffic and is skipped (no gxhot): whole runs, copy and no copy alternating in one process,
+         * 20-30 pairs, median time ratio without / with (Xeon model 207, one thread, seq 35): 2 x 650
+         * SVD rank 40 0.92 at batch 20 (two runs), 0.95 at 4, 0.98 at 64; CP rank 40 0.94 at 20, 0.94
+         * at 64; 2 x 1500 SVD rank 93 1.01 at 20, 0.97 at 4; CP rank 93 0.98 at 20; two threads 0.99-1.01. */
         const size_t G = 4 * (size_t)r->H;
         if ((size_t)ldgx == G)
             memcpy(r->gxhot, gx, (size_t)B * G * sizeof(float));

@@ -730,6 +730,7 @@ static void cp_scale_avx512(int B, int R, const float *restrict a, const float *
 
 const fl_kernels fl_kernels_avx512 = {
     .name = "avx512",
+    .gx_in_place = true,
     .lstm_cell = lstm_cell_avx512,
     .gate_cell = gate_cell_avx512,
     .cp_gate_cell = cp_gate_cell_avx512,

@@ -20,6 +20,7 @@
 #ifndef FL_KERNELS_H
 #define FL_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define FL_REC_NB 16
@@ -27,6 +28,11 @@
 
 typedef struct fl_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
+
+    /* true: gate_cell / cp_gate_cell prefetch each tile's gx rows early enough that a low-rank step
+     * at B > 1 reads gx where the input projection left it; false: fl_rec_step first copies the
+     * step's B rows into a buffer in cache (recurrent.c: why, and what each level measured). */
+    bool gx_in_place;
 
     /* LSTM cell update for `batch` rows, gates i, f, g, o stacked in each row of `gates`:
      *   gates: (batch, 4H) pre-activations, row stride ldg (already include biases)

@@ -15,7 +15,8 @@
  *          from where V alone does);
  *   panel: mem = U / (n bw_w),  comp = B H' s_panel(R, B) / scale_n(B)
  *          (H' = H rounded up to the 16-unit blocks, the cell update inside s_panel);
- *   copy:  rows 16 H gx_copy_seconds,
+ *   copy:  rows 16 H gx_copy_seconds (0 where the kernels read gx in place: the panel figures then
+ *          carry those reads, profile_lowrank.c),
  *   t = max(proj) + max(panel) + copy (+ sync, split by blocks).
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and

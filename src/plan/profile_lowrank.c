@@ -1,6 +1,9 @@
 /* Machine profile, the f32 SVD / CP step's parts (fl_profile.lr_proj_seconds, lr_panel_seconds,
  * gx_copy_seconds): the kernels fl_rec_step runs for such a step, timed alone on a small grid of
  * ranks and rows with their weights in L2, and the copy of a step's gx rows from the last level.
+ * Where the kernels read gx in place (fl_kernels.gx_in_place: avx512), no step copies: the panels at
+ * B > 1 then take their gx rows from a walk through a buffer the last level holds, as a session's
+ * steps do, so the panel figures carry those reads, and the copy figure is 0.
  * The cost model (cost_lowrank.c) prices the step from them and the streaming curve: the kernels'
  * own speed at each rank and batch, where the efficiencies before it scaled a dense step of as
  * many bytes by ratios measured at one hidden size (1024), which left the batch-20 steps of hidden
@@ -44,7 +47,9 @@ typedef struct lr_call {
     int part; /* 0 proj, 1 SVD panel, 2 CP panel; W_ih: 3 stage 1, 4 SVD stage 2, 5 CP stage 2 */
     int B, R;
     const float *w, *x; /* weights (packed as the runtime packs them); x: h (proj), t (SVD) or zs (CP) */
-    const float *gx;
+    const float *gx;  /* the panels' gx rows: gx + pos, pos advancing B rows a call through ngx floats
+                       * (a session's walk over its projection's output) when ngx > 0, else fixed */
+    size_t ngx, pos;
     float *y, *c, *h; /* proj: y = t (B, R); panels: c, h (B, PANEL_H) */
     const float *bias; /* stage 2's (IH_G) */
     float *out;        /* stage 2's output buffer: out_n floats, written from out_at on, wrapping */
@@ -67,13 +72,20 @@ static void call(lr_call *a) {
                           y + g * (IH_G / 4), IH_G);
         return;
     }
+    const size_t rows = (size_t)a->B * 4 * PANEL_H;
+    const float *gx = a->gx;
+    if (a->ngx && (a->part == 1 || a->part == 2)) {
+        if (a->pos + rows > a->ngx) a->pos = 0;
+        gx += a->pos;
+        a->pos += rows;
+    }
     switch (a->part) {
     case 3: a->k->gemm_pk(a->B, a->R, PROJ_K, a->x, PROJ_K, a->w, NULL, a->y, a->R); break;
     case 0: a->k->proj(a->B, PROJ_K, a->R, a->w, a->x, PROJ_K, a->y, a->R); break;
     case 1:
-        a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->R, a->gx, 4 * PANEL_H, a->c, a->h, PANEL_H);
+        a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->R, gx, 4 * PANEL_H, a->c, a->h, PANEL_H);
         break;
-    default: a->k->cp_gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->gx, 4 * PANEL_H, a->c, a->h, PANEL_H); break;
+    default: a->k->cp_gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, gx, 4 * PANEL_H, a->c, a->h, PANEL_H); break;
     }
 }
 
@@ -97,10 +109,9 @@ static double time_call(lr_call *a) {
     return s[REPS / 2];
 }
 
-/* Seconds per byte of copying 128 KiB of rows (a batch-20 step's gx at hidden 400) from a buffer of
- * 4 x the largest private level (at most a quarter of the last level, at least 1 MiB) into one held
- * in cache, walking the buffer (fl_rec_step's copy at B > 1, its rows written long before: in the
- * last level). Median of REPS samples. */
+/* Bytes of a buffer whose rows, walked in order, come from the last level as a sequence's gx rows do
+ * (written long before their step): 4 x the largest private level, at most a quarter of the last
+ * level, at least 1 MiB. p has at least one level. */
 static size_t beyond_private(const fl_profile *p) {
     size_t priv = p->level[0].bytes, last = p->level[p->n_levels - 1].bytes;
     for (int i = 0; i < p->n_levels; i++)
@@ -111,8 +122,10 @@ static size_t beyond_private(const fl_profile *p) {
     return bytes;
 }
 
+/* Seconds per byte of copying 128 KiB of rows (a batch-20 step's gx at hidden 400) from a buffer of
+ * beyond_private bytes into one held in cache, walking the buffer (fl_rec_step's copy at B > 1, where
+ * the kernels do not read gx in place). Median of REPS samples. */
 static fl_status time_copy(const fl_profile *p, double *out) {
-    if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx copy by");
     const size_t bytes = beyond_private(p);
     const size_t chunk = (size_t)128 << 10, n = bytes / chunk;
     char *src = fl_malloc(n * chunk + chunk);
@@ -167,12 +180,22 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
 fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
     if (!p || !lp) return fl_fail(FL_ERR_ARG, "low-rank pass: NULL argument");
     if (lp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d low-rank passes", lp->n);
+    if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx buffers by");
     const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1), G = 4 * PANEL_H;
     /* weights: V (PROJ_K, Rmax) / U panel (Rmax, 4 PANEL_H) share one buffer of the larger;
      * x: h (MAX_ROWS, PROJ_K) / t (MAX_ROWS, Rmax) / zs (MAX_ROWS, 4, Rmax); y: t out */
     const size_t nw = (size_t)PROJ_K * Rmax > (size_t)Rmax * G ? (size_t)PROJ_K * Rmax : (size_t)Rmax * G;
     const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax);
-    const size_t ng = (size_t)MAX_ROWS * G, nh = (size_t)MAX_ROWS * PANEL_H, ny = (size_t)MAX_ROWS * Rmax;
+    const size_t nh = (size_t)MAX_ROWS * PANEL_H, ny = (size_t)MAX_ROWS * Rmax;
+    /* gx: one fixed set of rows, or where the kernels read a step's gx in place (no copy), a walk
+     * through a buffer held by the last level, as a session's steps walk their projection's output */
+    const fl_kernels *kern = fl_kernels_get();
+    size_t ng = (size_t)MAX_ROWS * G, walk = 0;
+    if (kern->gx_in_place) {
+        walk = beyond_private(p) / sizeof(float);
+        if (walk < 2 * ng) walk = 2 * ng;
+        ng = walk;
+    }
     float *buf = fl_calloc(nw + nx + ng + 2 * nh + ny, sizeof(float));
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the low-rank step's kernels");
     float *w = buf, *x = w + nw, *gx = x + nx, *c = gx + ng, *h = c + nh, *y = h + nh;
@@ -180,10 +203,11 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
     for (size_t i = 0; i < nx; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
     for (size_t i = 0; i < ng; i++) gx[i] = (float)((int)(i % 17) - 8) * 0.25f;
     const int q = lp->n;
-    lr_call a = {.k = fl_kernels_get(), .w = w, .x = x, .gx = gx, .y = y, .c = c, .h = h};
+    lr_call a = {.k = kern, .w = w, .x = x, .gx = gx, .y = y, .c = c, .h = h};
     for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
         for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
             a.R = fl_profile_lr_rank(j), a.B = fl_profile_lr_rows(k);
+            a.ngx = a.B > 1 ? walk : 0; /* a step copies or walks its gx at B > 1 only */
             for (a.part = 0; a.part < 3; a.part++) {
                 /* c from 0 for each panel figure: a long run on one gx would drift c, not the timing */
                 memset(c, 0, nh * sizeof(float));
@@ -194,7 +218,8 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
             }
         }
     fl_free(buf);
-    fl_status st = time_copy(p, &lp->copy[q]);
+    lp->copy[q] = 0; /* reading gx in place, a step copies nothing */
+    fl_status st = kern->gx_in_place ? FL_OK : time_copy(p, &lp->copy[q]);
     if (!st) st = time_ih(p, lp, q);
     if (!st) lp->n++;
     return st;

@@ -2,16 +2,15 @@
  * thread_switch_seconds (format 4, optional).
  *
  * A session runs layer by layer, each layer's T steps on that layer's own fl_rec, and each fl_rec
- * has its own worker pool (pool.c), whose workers spin a while after their last job (16384 pause
- * instructions: 0.26-0.33 ms alone on the Xeon model 207, more when they share a CPU) before they
- * sleep. So when layer l + 1 starts, layer l's workers are still spinning: on N CPUs, 2N - 1
- * threads want to run, and the split steps of the first part of layer l + 1 gain little or nothing
- * over one thread. On the 2-vCPU Xeon (session 13), a dense H 192 step at batch 1 (W_hh 576 KiB,
- * split, each thread's half in its L2): one thread 5.0 us, split alone 3.5-3.6, two layers in turn
- * 4.7-4.9 (T 35), 4.8 (T 140), 3.9-4.4 (T 400); H 256: 8.8, 6.5-6.9, 8.6-8.8 (T 35). Parking the
- * finished layer's workers (a hint that stops their spin) gave 4.1-4.2 and 6.4-6.5 at T 35 and
- * 5.2-5.8 at T 8 (a sleeping worker then costs its wake-up every layer): the cost is the runtime's,
- * and the model prices it from what this file measures.
+ * has its own worker pool (pool.c), whose workers poll a while after their last job before they
+ * sleep. So when layer l + 1 starts, layer l's workers are still polling: on N CPUs, 2N - 1
+ * threads want to run, and the split steps of the first part of layer l + 1 gain less. On the
+ * 2-vCPU Xeon (session 13), a dense H 192 step at batch 1 (W_hh 576 KiB, split, each thread's half
+ * in its L2), while the workers paused throughout their ~0.3 ms wait: one thread 5.0 us, split
+ * alone 3.5-3.6, two layers in turn 4.7-4.9 (T 35), 4.8 (T 140), 3.9-4.4 (T 400); H 256: 8.8,
+ * 6.5-6.9, 8.6-8.8 (T 35). Since the workers yield their core after ~20 us of pausing (pool.c: the
+ * figures), less of the gain is lost; the cost that remains is the runtime's, and the model prices
+ * it from what this file measures.
  *
  * Each pass times, interleaved, REPS samples of: one thread (t1), one layer's steps back to back on
  * N threads (tone), and two such layers in turn, T_SW steps each (talt), every sample 4 runs of the
