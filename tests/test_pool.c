@@ -52,7 +52,7 @@ static void test_jobs(void **state) {
             const unsigned n = 1 + (unsigned)(round * 7) % MAXN;
             run_and_check(p, &c, n); /* back to back: the workers spin between these */
             run_and_check(p, &c, MAXN - n + 1);
-            if (round % 5 == 1) nap(50);    /* within the polling window */
+            if (round % 5 == 1) nap(150);   /* past the pauses, within the polling window */
             if (round % 10 == 3) nap(3000); /* past it: the workers sleep */
         }
         fl_pool_free(p);

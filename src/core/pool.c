@@ -7,20 +7,20 @@
 #include <stdint.h>
 
 /* An idle worker polls for the next job in two phases before it sleeps: SPIN_PAUSE pause
- * iterations (~20 us: the gap between the back-to-back steps of one layer), then until SPIN_SECONDS
- * after that a poll that yields its core every YIELD_EVERY iterations. Every layer-direction of a
- * session has its own pool, so when layer l + 1 starts on N threads, layer l's workers are still
- * polling: 2N - 1 threads on N cores. Pausing throughout (before: 16384 pauses, ~0.3 ms), they took
- * the cores from the running layer's worker; yielding hands it over, and a job that comes soon still
- * finds the worker awake (no wake-up, which putting the workers to sleep after each layer costs:
- * tried, slower for short sequences). Sessions on two threads of the 2-vCPU Xeon (session 13), both
- * variants in one process, runs interleaved, median us per step of 20, pausing / yielding every 16 /
- * every 64 iterations: 2 x 650 batch 1, seq 35: dense 258.9 / 251.3 / 248.1, SVD rank 81 28.3 / 25.8
- * / 25.5, rank 40 17.5 / 16.5 / 16.3; seq 8: SVD rank 81 106.1 / 43.6 / 43.4, dense 320.1 / 298.6 /
- * 304.3. Two dense H 192 layers in turn, batch 1, us per layer-step (one thread 5.0-7.4): seq 8 13.3
- * / 5.1-5.9 (every 16), seq 35 5.6-6.1 / 4.8-4.9, seq 256 4.7-5.2 / 4.3-4.7. */
+ * iterations (~75 us: well past the gap between the back-to-back steps of one layer), then until
+ * SPIN_SECONDS after that a poll that yields its core every YIELD_EVERY iterations. Every
+ * layer-direction of a session has its own pool, so when layer l + 1 starts on N threads, layer l's
+ * workers are still polling: 2N - 1 threads on N cores. Pausing throughout (before: 16384 pauses,
+ * ~0.3 ms), they took the cores from the running layer's worker; yielding hands it over, and a job
+ * that comes soon still finds the worker awake (no wake-up, which putting the workers to sleep after
+ * each layer costs: tried, slower for short sequences). `fastlstm bench`, two threads, the old and new
+ * binaries alternating (12-16 rounds of 40 runs, median ratio new / old; Xeon model 207, 2 vCPUs,
+ * session 13): 2 x 650 batch 1, seq 35: SVD rank 81 0.88, dense 1.01 (with 1024 pauses first: 0.92 and
+ * 1.03-1.04, hence 4096); seq 8: SVD rank 81 1.03, rank 40 0.99 (1024); batch 20 dense 1.00; 128/256
+ * batch 1 and 28/128 batch 256 1.00 (1024). Two dense H 192 layers in turn by fl_rec_step alone, batch
+ * 1, us per layer-step (one thread 5.0-5.8): seq 8 10.0-13.3 -> 4.7-5.9, seq 35 5.6-6.1 -> 4.8-4.9. */
 enum {
-    SPIN_PAUSE = 1 << 10, /* pause iterations first */
+    SPIN_PAUSE = 1 << 12, /* pause iterations first */
     YIELD_EVERY = 64,     /* then a sched_yield every this many iterations */
     SPIN_YIELD = 1 << 12, /* pause iterations the caller spins before yielding its core */
 };

@@ -8,7 +8,7 @@
  * 2-vCPU Xeon (session 13), a dense H 192 step at batch 1 (W_hh 576 KiB, split, each thread's half
  * in its L2), while the workers paused throughout their ~0.3 ms wait: one thread 5.0 us, split
  * alone 3.5-3.6, two layers in turn 4.7-4.9 (T 35), 4.8 (T 140), 3.9-4.4 (T 400); H 256: 8.8,
- * 6.5-6.9, 8.6-8.8 (T 35). Since the workers yield their core after ~20 us of pausing (pool.c: the
+ * 6.5-6.9, 8.6-8.8 (T 35). Since the workers yield their core after ~75 us of pausing (pool.c: the
  * figures), less of the gain is lost; the cost that remains is the runtime's, and the model prices
  * it from what this file measures.
  *
