@@ -554,10 +554,11 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
          * rank 40 and 1.11-1.19x with SVD rank 80 (alternating runs, 4 sets; avx2 on Zen 3). A dense
          * step's long products hide the misses: no copy. The avx512 kernels prefetch each tile's gx
          * lines before its multiply-adds (fl_kernels.gx_in_place), so there the copy is only extra
-         * traffic and is skipped (no gxhot): whole runs, copy and no copy alternating in one process,
-         * 20-30 pairs, median time ratio without / with (Xeon model 207, one thread, seq 35): 2 x 650
-         * SVD rank 40 0.92 at batch 20 (two runs), 0.95 at 4, 0.98 at 64; CP rank 40 0.94 at 20, 0.94
-         * at 64; 2 x 1500 SVD rank 93 1.01 at 20, 0.97 at 4; CP rank 93 0.98 at 20; two threads 0.99-1.01. */
+         * traffic and is skipped (no gxhot): `fastlstm bench`, one thread, seq 35, batch 20, the binaries
+         * with and without the copy alternating (bench/ab_binaries.sh, 8 rounds, median ratio without /
+         * with; Xeon model 207): 2 x 650 SVD rank 40 0.90, CP rank 40 0.93, 2 x 1500 SVD rank 93 1.00,
+         * CP rank 93 0.96 (in one process, the copy toggled: 0.95 at batch 4, 0.94-0.98 at 64, two
+         * threads 0.99-1.01). */
         const size_t G = 4 * (size_t)r->H;
         if ((size_t)ldgx == G)
             memcpy(r->gxhot, gx, (size_t)B * G * sizeof(float));
