@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The parsed contents of path (at most 64 KiB); the caller deletes it. */
+/* The parsed contents of path (at most 1 MiB: a profile with its low-rank tables); the caller deletes it. */
 static inline cJSON *json_file_read(const char *path) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
-    static char buf[1 << 16];
+    static char buf[1 << 20];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     assert_true(n < sizeof buf - 1);

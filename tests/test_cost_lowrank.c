@@ -16,7 +16,7 @@
 #include "testutil.h"
 #include "flat_profile.h"
 
-#include <cjson/cJSON.h>
+#include "json_file.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,23 +218,12 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_panel_seconds, p.lr_panel_seconds, sizeof p.lr_panel_seconds);
     assert_close(q.gx_copy_seconds, 0.01, 1e-15);
     /* the same file as version 2 wrote it: no "lowrank" */
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char text[1 << 20];
-    const size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *root = cJSON_Parse(text);
-    assert_non_null(root);
+    cJSON *root = json_file_read(path);
     assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
     cJSON *lr = cJSON_DetachItemFromObject(root, "lowrank");
     assert_non_null(lr);
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 2);
-    char *s = cJSON_Print(root);
-    f = fopen(path, "w");
-    fputs(s, f);
-    fclose(f);
-    free(s);
+    json_file_write(path, root);
     assert_int_equal(fl_profile_load(path, &q), FL_OK);
     assert_false(fl_cost_has_lowrank(&q));
     fl_profile old = p;
@@ -254,11 +243,7 @@ static void test_file(void **state) {
         if (i == 0) cJSON_SetNumberValue(cJSON_GetArrayItem(arr, 3), 0);
         else if (i == 1) cJSON_DeleteItemFromArray(arr, 0);
         else cJSON_DeleteItemFromObject(l2, bad[i]);
-        s = cJSON_Print(r2);
-        f = fopen(path, "w");
-        fputs(s, f);
-        fclose(f);
-        free(s);
+        json_file_write(path, r2);
         cJSON_Delete(r2);
         assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
         assert_non_null(strstr(fl_last_error(), bad[i]));

@@ -20,7 +20,7 @@
 #include "testutil.h"
 #include "flat_profile.h"
 
-#include <cjson/cJSON.h>
+#include "json_file.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,15 +161,6 @@ static void test_without_figures(void **state) {
     assert_close(t.seconds, 20 * 2 * 7424.0 / 1000, 1e-9);
 }
 
-static void write_json(const char *path, cJSON *root) {
-    char *s = cJSON_Print(root);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(s, f);
-    fclose(f);
-    free(s);
-}
-
 /* Version 4 files carry the stage tables; the same file as version 3 wrote it (none) loads and is
  * priced the old way; one of the three missing, or an entry 0, is refused, naming the table. */
 static void test_file(void **state) {
@@ -183,21 +174,14 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_ih_in_seconds, p.lr_ih_in_seconds, sizeof p.lr_ih_in_seconds);
     assert_memory_equal(q.lr_ih_out_seconds, p.lr_ih_out_seconds, sizeof p.lr_ih_out_seconds);
     assert_true(fl_cost_has_lowrank_ih(&q));
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char text[1 << 20];
-    const size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *root = cJSON_Parse(text);
-    assert_non_null(root);
+    cJSON *root = json_file_read(path);
     assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
     static const char *keys[3] = {"ih_in_seconds", "ih_svd_out_seconds", "ih_cp_out_seconds"};
     /* version 3: the step's figures, none of the stages' */
     cJSON *v3 = cJSON_Duplicate(root, 1), *lr = cJSON_GetObjectItem(v3, "lowrank");
     for (int i = 0; i < 3; i++) cJSON_DeleteItemFromObject(lr, keys[i]);
     cJSON_SetNumberValue(cJSON_GetObjectItem(v3, "version"), 3);
-    write_json(path, v3);
+    json_file_write(path, v3);
     cJSON_Delete(v3);
     if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
     assert_true(fl_cost_has_lowrank(&q));
@@ -218,7 +202,7 @@ static void test_file(void **state) {
         if (i == 0) cJSON_DeleteItemFromObject(l2, keys[i]);
         else if (i == 1) cJSON_SetNumberValue(cJSON_GetArrayItem(arr, 3), 0);
         else cJSON_DeleteItemFromArray(arr, 0);
-        write_json(path, r2);
+        json_file_write(path, r2);
         cJSON_Delete(r2);
         assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
         assert_non_null(strstr(fl_last_error(), keys[i]));

@@ -16,7 +16,7 @@
 #include "testutil.h"
 #include "plan/profile_internal.h"
 
-#include <cjson/cJSON.h>
+#include "json_file.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,14 +199,7 @@ static void test_file(void **state) {
     if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
     assert_close(q.thread_sync_seconds, 1.25e-6, 1e-18);
     assert_close(q.thread_switch_seconds, 2.9e-4, 1e-15);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char text[1 << 20];
-    const size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *root = cJSON_Parse(text);
-    assert_non_null(root);
+    cJSON *root = json_file_read(path);
     assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
     cJSON *neg = cJSON_Duplicate(root, 1);
     cJSON_SetNumberValue(cJSON_GetObjectItem(neg, "thread_switch_seconds"), -1);
@@ -214,11 +207,7 @@ static void test_file(void **state) {
     cJSON_DeleteItemFromObject(root, "thread_switch_seconds");
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 3);
     for (int k = 0; k < 2; k++) {
-        char *s = cJSON_Print(k ? neg : root);
-        f = fopen(path, "w");
-        fputs(s, f);
-        fclose(f);
-        free(s);
+        json_file_write(path, k ? neg : root);
         if (k == 0) {
             assert_int_equal(fl_profile_load(path, &q), FL_OK);
             assert_true(q.thread_sync_seconds == 0 && q.thread_switch_seconds == 0);
