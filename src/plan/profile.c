@@ -489,15 +489,16 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
     if (!r) return fl_fail(FL_ERR_ARG, "profile run is NULL");
     if (r->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d passes", r->n);
     fl_profile *p = r->p;
-    const int q = r->n;
+    const int q = r->n, lq = r->lp.n;
     int blas_threads = fl_blas_single_begin();
     /* the cell update first: this pass's ladder subtracts this pass's figure, finish the median */
     fl_status st = measure_cell(16, &r->cell16[q]);
     if (!st) st = measure_cell(1, &r->cell1[q]);
     if (!st) p->cell_seconds = r->cell16[q], p->cell_seconds_b1 = r->cell1[q];
     if (!st) st = fl_profile_rates_pass(p, &r->rp);
-    if (!st) st = fl_profile_lowrank_pass(p, &r->lp);
+    if (!st) st = fl_profile_lowrank_pass(p, &r->lp); /* the low-rank kernels' first draw of this pass */
     if (!st) st = measure_ladder(1, &r->ws, p, p->curve_bytes, r->v1 + q * LADDER_POINTS);
+    if (!st) st = fl_profile_lowrank_pass(p, &r->lp); /* a second, seconds later */
     if (!st && p->cores >= 2) st = measure_ladder(2, &r->ws, p, p->curve_all_bytes, r->vall + q * LADDER_POINTS);
     if (!st && q == 0) r->mem_bytes = memory_set(p, p->curve_bytes, r->v1);
     if (!st) {
@@ -506,8 +507,9 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
         st = fl_profile_time_rec_rows(Hm, 16, 1, &t);
         if (!st) r->mem_rate[q] = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
     }
+    if (!st) st = fl_profile_lowrank_pass(p, &r->lp); /* and a third (FL_PROFILE_LR_DRAWS) */
     fl_blas_single_end(blas_threads);
-    if (st) r->rp.n = r->lp.n = q; /* the pass is dropped whole */
+    if (st) r->rp.n = q, r->lp.n = lq; /* the pass is dropped whole */
     else r->n++;
     return st;
 }

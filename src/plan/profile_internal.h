@@ -61,8 +61,15 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
  * timing rounds, up to this many). */
 #define FL_PROFILE_MAX_PASSES 8
 
+/* Draws of the low-rank kernels' figures per pass (fl_profile_run_pass: after the rates, after the
+ * one-thread ladder, at the end), seconds apart, and the most a run holds. This VM runs the same
+ * kernel 1.3x slower for seconds at a time (docs/planner.md, "Session 13"): a figure is the median
+ * of all draws, so that no single spell sets it. */
+#define FL_PROFILE_LR_DRAWS 3
+#define FL_PROFILE_MAX_DRAWS (FL_PROFILE_MAX_PASSES * FL_PROFILE_LR_DRAWS)
+
 /* out[i] = median over the n_passes passes of passes[p * n + i] (the upper one of the middle two
- * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_MAX_PASSES, n <= FL_PROFILE_MAX_CURVE. */
+ * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_MAX_DRAWS, n <= FL_PROFILE_MAX_CURVE. */
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
 
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
@@ -128,15 +135,15 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp);
  * curves must be set. Nothing is timed (the tests call it on hand-made passes). */
 void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p);
 
-/* Each pass's raw figures of the low-rank step's parts (profile_lowrank.c; fl_profile.lr_*):
- * [pass][j * FL_PROFILE_LR_ROWS + k] at rank fl_profile_lr_rank(j) and rows fl_profile_lr_rows(k). */
+/* Each draw's raw figures of the low-rank step's parts (profile_lowrank.c; fl_profile.lr_*):
+ * [draw][j * FL_PROFILE_LR_ROWS + k] at rank fl_profile_lr_rank(j) and rows fl_profile_lr_rows(k). */
 typedef struct fl_lr_passes {
-    int n; /* passes taken */
-    double proj[FL_PROFILE_MAX_PASSES][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];
-    double panel[FL_PROFILE_MAX_PASSES][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* SVD, CP */
-    double copy[FL_PROFILE_MAX_PASSES];
-    double ih_in[FL_PROFILE_MAX_PASSES][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];     /* input projection, */
-    double ih_out[FL_PROFILE_MAX_PASSES][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* its stages */
+    int n; /* draws taken (FL_PROFILE_LR_DRAWS per profile pass) */
+    double proj[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];
+    double panel[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* SVD, CP */
+    double copy[FL_PROFILE_MAX_DRAWS];
+    double ih_in[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];     /* input projection, */
+    double ih_out[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* its stages */
 } fl_lr_passes;
 
 /* The grid's rank j (16 << j) and rows k (1, 4, 16, 64, 256). */

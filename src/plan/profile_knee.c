@@ -34,8 +34,8 @@ static double median(const double *v, int n) {
 }
 
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out) {
-    double v[FL_PROFILE_MAX_PASSES];
-    if (n_passes > FL_PROFILE_MAX_PASSES) n_passes = FL_PROFILE_MAX_PASSES;
+    double v[FL_PROFILE_MAX_DRAWS];
+    if (n_passes > FL_PROFILE_MAX_DRAWS) n_passes = FL_PROFILE_MAX_DRAWS;
     for (int i = 0; i < n && i < FL_PROFILE_MAX_CURVE; i++) {
         for (int q = 0; q < n_passes; q++) v[q] = passes[(size_t)q * n + i];
         out[i] = median(v, n_passes);

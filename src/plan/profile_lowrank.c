@@ -9,10 +9,13 @@
  * many bytes by ratios measured at one hidden size (1024), which left the batch-20 steps of hidden
  * 650 and 1500 1.03-1.75x under-predicted (session 11).
  *
- * Timed in every pass of a profile run (fl_profile_run_pass: bench_plan puts a round of its
- * candidates after each), each figure the median of REPS samples of >= 0.1 ms, then the median of
- * the passes (fl_profile_lowrank_apply), as the other rates the predictions scale by
- * (profile_rates.c: why the typical sample, not the fastest). One pass: about 0.2 s.
+ * Timed FL_PROFILE_LR_DRAWS times in every pass of a profile run (fl_profile_run_pass, seconds
+ * apart; bench_plan puts a round of its candidates after each pass), each figure the median of REPS
+ * samples of >= 0.1 ms, then the median of all the draws (fl_profile_lowrank_apply), as the other
+ * rates the predictions scale by (profile_rates.c: why the typical sample, not the fastest). One draw
+ * takes about 0.23 s. Three draws, not one: this VM runs these kernels 1.3x slower for seconds at a
+ * time, and with one draw a pass the median of five passes read either speed (session 13: the SVD
+ * panel at rank 64, 16 rows, 6.07 ns in one bench_plan run, 5.06 in the next, the candidates alike).
  *
  * The f32 SVD / CP input projection's two stages (fl_profile.lr_ih_*, format 4) on the same grid:
  * gemm_pk (the packed product fl_rec_input_ws runs) at rank-j outputs over K = PROJ_K inputs
@@ -179,7 +182,7 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
 
 fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
     if (!p || !lp) return fl_fail(FL_ERR_ARG, "low-rank pass: NULL argument");
-    if (lp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d low-rank passes", lp->n);
+    if (lp->n >= FL_PROFILE_MAX_DRAWS) return fl_fail(FL_ERR_ARG, "profile: more than %d low-rank draws", lp->n);
     if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx buffers by");
     const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1), G = 4 * PANEL_H;
     /* weights: V (PROJ_K, Rmax) / U panel (Rmax, 4 PANEL_H) share one buffer of the larger;
@@ -228,7 +231,7 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
 void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
     if (!lp || lp->n < 1) return;
     enum { N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
-    double v[FL_PROFILE_MAX_PASSES * N], out[N];
+    double v[FL_PROFILE_MAX_DRAWS * N], out[N];
     for (int part = 0; part < 3; part++) {
         for (int q = 0; q < lp->n; q++) memcpy(v + q * N, part == 0 ? lp->proj[q] : lp->panel[q][part - 1], sizeof out);
         fl_profile_curve_median(v, lp->n, N, out);
