@@ -187,10 +187,7 @@ static void test_switch_prices(void **state) {
  * with both 0 and predicts as the profile without them; a negative figure is refused, named. */
 static void test_file(void **state) {
     (void)state;
-    char path[] = "/tmp/fl_test_switch_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
+    const char *path = tmp_path("switch_profile.json");
     fl_profile p = hand_profile(), q;
     p.thread_sync_seconds = 1.25e-6;
     p.thread_switch_seconds = 2.9e-4;
@@ -223,7 +220,16 @@ static void test_file(void **state) {
     }
     cJSON_Delete(root);
     cJSON_Delete(neg);
-    remove(path);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return tmp_dir_make("test_cost_switch");
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return tmp_dir_remove();
 }
 
 int main(void) {
@@ -234,5 +240,5 @@ int main(void) {
         cmocka_unit_test(test_switch_prices),
         cmocka_unit_test(test_file),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
