@@ -104,6 +104,11 @@ static void test_step_price(void **state) {
     t = whh(&p, FL_METHOD_CP, 16, 20, &c);
     assert_close(t.seconds, proj + 20 * 64 * 3.0 + copy, 1e-9);
     assert_close(t.mem_seconds, 7 * 4352 / 100.0 + 4096 / 100.0, 1e-9);
+    /* kernels that read gx in place: the profile's copy figure is 0, and so is the copy's price */
+    fl_profile pin = p;
+    pin.gx_copy_seconds = 0;
+    t = whh(&pin, FL_METHOD_SVD, 16, 20, &c);
+    assert_close(t.seconds, proj + panel, 1e-9);
     /* batch 1: one pass, no copy */
     t = whh(&p, FL_METHOD_SVD, 16, 1, &c);
     assert_close(t.seconds, 64 * 1.0 + 16384 / 100.0, 1e-9); /* proj compute-, panel memory-bound */

@@ -211,8 +211,9 @@ static void test_file(void **state) {
 }
 
 /* One low-rank pass (the step's parts and the input projection's stages) on a profile with a 48 KiB
- * L1, 1 MiB L2 and 32 MiB L3: every stage figure positive and finite where the kernel level has
- * gemm_pk, else none (such a W_ih then priced as before). */
+ * L1, 1 MiB L2 and 32 MiB L3: every step figure positive and finite, a gx copy figure exactly when
+ * the kernels copy (not fl_kernels.gx_in_place), and every stage figure positive and finite where
+ * the kernel level has gemm_pk, else none (such a W_ih then priced as before). */
 static void test_pass(void **state) {
     (void)state;
     fl_profile p = flat_profile();
@@ -224,6 +225,14 @@ static void test_pass(void **state) {
     assert_int_equal(fl_profile_lowrank_pass(&p, &lp), FL_OK);
     assert_int_equal(lp.n, 1);
     fl_profile_lowrank_apply(&lp, &p);
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) {
+            const double v[3] = {p.lr_proj_seconds[j][k], p.lr_panel_seconds[FL_METHOD_SVD][j][k],
+                                 p.lr_panel_seconds[FL_METHOD_CP][j][k]};
+            for (int i = 0; i < 3; i++) assert_true(v[i] > 0 && isfinite(v[i]));
+        }
+    if (fl_kernels_get()->gx_in_place) assert_true(p.gx_copy_seconds == 0);
+    else assert_true(p.gx_copy_seconds > 0 && isfinite(p.gx_copy_seconds));
     const bool pk = fl_kernels_get()->gemm_pk != NULL;
     assert_int_equal(fl_cost_has_lowrank_ih(&p), pk);
     for (int j = 0; j < NR; j++)

@@ -121,9 +121,10 @@
  *     the passes.
  *   overhead: t_o = layers * step_overhead
  *   layer switch (profile with thread_switch_seconds W, format 4; predict): each layer's step has
- *     its own worker pool, whose workers spin ~0.3 ms after its last job, so a layer-direction on
- *     N > 1 threads that runs after one on N > 1 (the one before it; the first after the last, as
- *     runs follow each other) shares the CPUs with those spinning workers: the first W seconds of
+ *     its own worker pool, whose workers poll ~0.3 ms after its last job (pausing, then yielding
+ *     their core: pool.c), so a layer-direction on N > 1 threads that runs after one on N > 1 (the
+ *     one before it; the first after the last, as runs follow each other) shares the CPUs with
+ *     those polling workers, at what cost the profile measures on the runtime: the first W seconds of
  *     one thread's work of its run, its projection of all T steps then its steps, gain nothing
  *     from the split. t_s = sum over such layer-directions of the one-thread seconds of each part
  *     inside the window times (1 - t_N / t_1) of that part (t_N, t_1: its seconds per step priced
@@ -530,7 +531,7 @@ static double switch_loss(double w, const double *tn, const double *t1, int seq)
  * loses the speed-up of its first thread_switch_seconds of one thread's work. */
 static fl_status predict(const fl_profile *p, const fl_arch *a, const fl_mat_spec *specs, const fl_precision *prec,
                          int batch, int seq, int threads, const int *lt, fl_cost *out, fl_cost_term *terms) {
-    /* one pool (one layer-direction) has nothing spinning beside it */
+    /* one pool (one layer-direction) has no other pool polling beside it */
     if (!p || !a || threads < 2 || !(p->thread_switch_seconds > 0) || fl_arch_check(a) ||
         a->layers * fl_arch_dirs(a) < 2)
         return predict_parts(p, a, specs, prec, batch, seq, threads, lt, out, terms);
