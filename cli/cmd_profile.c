@@ -14,6 +14,16 @@ static void print_bytes(FILE *f, size_t b) {
     else fprintf(f, "%zu B", b);
 }
 
+/* A low-rank table of the profile (seconds, [rank][rows]) as key: rows of ns under lr. */
+static void add_lr_table(cJSON *lr, const char *key, const double (*t)[FL_PROFILE_LR_ROWS]) {
+    cJSON *a = cJSON_AddArrayToObject(lr, key);
+    for (int j = 0; j < FL_PROFILE_LR_RANKS; j++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) cJSON_AddItemToArray(row, cJSON_CreateNumber(t[j][k] * 1e9));
+        cJSON_AddItemToArray(a, row);
+    }
+}
+
 cJSON *cli_profile_json(const fl_profile *p) {
     cJSON *o = cJSON_CreateObject(), *levels = cJSON_AddArrayToObject(o, "caches");
     cJSON_AddNumberToObject(o, "cores", p->cores);
@@ -58,28 +68,14 @@ cJSON *cli_profile_json(const fl_profile *p) {
     }
     if (p->lr_proj_seconds[0][0] > 0) { /* [rank 16 << j][rows 1, 4, 16, 64, 256] */
         cJSON *lr = cJSON_AddObjectToObject(o, "lowrank_ns");
-        const char *keys[3] = {"proj_per_input_row", "svd_panel_per_unit_row", "cp_panel_per_unit_row"};
-        for (int i = 0; i < 3; i++) {
-            cJSON *t = cJSON_AddArrayToObject(lr, keys[i]);
-            for (int j = 0; j < FL_PROFILE_LR_RANKS; j++) {
-                const double *v = i == 0 ? p->lr_proj_seconds[j] : p->lr_panel_seconds[i == 1 ? FL_METHOD_SVD : FL_METHOD_CP][j];
-                cJSON *row = cJSON_CreateArray();
-                for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[k] * 1e9));
-                cJSON_AddItemToArray(t, row);
-            }
-        }
+        add_lr_table(lr, "proj_per_input_row", p->lr_proj_seconds);
+        add_lr_table(lr, "svd_panel_per_unit_row", p->lr_panel_seconds[FL_METHOD_SVD]);
+        add_lr_table(lr, "cp_panel_per_unit_row", p->lr_panel_seconds[FL_METHOD_CP]);
         cJSON_AddNumberToObject(lr, "gx_copy_per_byte", p->gx_copy_seconds * 1e9);
         if (p->lr_ih_in_seconds[0][0] > 0) { /* format 4: the input projection's stages, per 64-column panel */
-            const char *ik[3] = {"ih_in_per_input_row_panel", "ih_svd_out_per_row_panel", "ih_cp_out_per_row_panel"};
-            for (int i = 0; i < 3; i++) {
-                cJSON *t = cJSON_AddArrayToObject(lr, ik[i]);
-                for (int j = 0; j < FL_PROFILE_LR_RANKS; j++) {
-                    const double *v = i == 0 ? p->lr_ih_in_seconds[j] : p->lr_ih_out_seconds[i == 1 ? FL_METHOD_SVD : FL_METHOD_CP][j];
-                    cJSON *row = cJSON_CreateArray();
-                    for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[k] * 1e9));
-                    cJSON_AddItemToArray(t, row);
-                }
-            }
+            add_lr_table(lr, "ih_in_per_input_row_panel", p->lr_ih_in_seconds);
+            add_lr_table(lr, "ih_svd_out_per_row_panel", p->lr_ih_out_seconds[FL_METHOD_SVD]);
+            add_lr_table(lr, "ih_cp_out_per_row_panel", p->lr_ih_out_seconds[FL_METHOD_CP]);
         }
     }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
