@@ -35,11 +35,10 @@
  *   flops at the GEMM rate times an efficiency timed at H 1024: 1500 CP h/16 batch 20 344 us a step
  *   against 419-501 measured (session 13). */
 #include "plan_internal.h"
+#include "kernels/kernels.h"
 #include "tuning_consts.h"
 
 #include <math.h>
-
-enum { NC = 64 }; /* FL_PK_NC: a packed panel's columns */
 
 bool fl_cost_has_lowrank_ih(const fl_profile *p) {
     return p->lr_ih_in_seconds[0][0] > 0 && p->lr_ih_out_seconds[FL_METHOD_SVD][0][0] > 0 &&
@@ -90,12 +89,12 @@ static void stage(const fl_profile *p, int np, int prods, double kx, double n, d
 void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, double n, int t1, int t2,
                         double scale1, double scale2, fl_lr_cost *out) {
     const bool cp = m == FL_METHOD_CP;
-    const int np1 = (R + NC - 1) / NC, np2 = cp ? (H + NC - 1) / NC : (4 * H + NC - 1) / NC;
+    const int np1 = (R + FL_PK_NC - 1) / FL_PK_NC, np2 = cp ? (H + FL_PK_NC - 1) / FL_PK_NC : (4 * H + FL_PK_NC - 1) / FL_PK_NC;
     *out = (fl_lr_cost){0};
     /* stage 1 (in the fields a step's price holds its projection in: here simply the first stage) */
     stage(p, np1, 1, in, n, in * fl_cost_lr_table(p->lr_ih_in_seconds, R, n), t1, scale1, 4.0 * n * in,
-          4.0 * np1 * NC * (double)in, &out->dup_comp, &out->dup_mem);
+          4.0 * np1 * FL_PK_NC * (double)in, &out->dup_comp, &out->dup_mem);
     /* stage 2 */
     stage(p, np2, cp ? 4 : 1, R, n, fl_cost_lr_table(p->lr_ih_out_seconds[m], R, n), t2, scale2,
-          4.0 * n * R * (cp ? 4.0 : 1.0), 4.0 * np2 * NC * (double)R, &out->comp, &out->mem);
+          4.0 * n * R * (cp ? 4.0 : 1.0), 4.0 * np2 * FL_PK_NC * (double)R, &out->comp, &out->mem);
 }
