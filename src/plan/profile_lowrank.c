@@ -157,7 +157,7 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
     const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1);
     /* w: V packed ((Rmax / 64) panels of PROJ_K x 64) or U / B packed (16 panels of Rmax x 64), the
      * larger; x (MAX_ROWS, PROJ_K) or t / zs (MAX_ROWS, 4 Rmax); t out (MAX_ROWS, Rmax); bias */
-    const size_t nw = (size_t)64 * (PROJ_K * (Rmax / 64) > 16 * Rmax ? PROJ_K * (Rmax / 64) : 16 * Rmax);
+    const size_t nw = (size_t)FL_PK_NC * (PROJ_K * (Rmax / FL_PK_NC) > 16 * Rmax ? PROJ_K * (Rmax / FL_PK_NC) : 16 * Rmax);
     const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax), ny = (size_t)MAX_ROWS * Rmax;
     const size_t nout = beyond_private(p) / sizeof(float);
     float *buf = fl_calloc(nw + nx + ny + IH_G + nout, sizeof(float));
@@ -170,11 +170,12 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
     for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
         for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
             a.R = fl_profile_lr_rank(j), a.B = fl_profile_lr_rows(k);
-            const int i = j * FL_PROFILE_LR_ROWS + k, np1 = (a.R + 63) / 64, np2 = (IH_G / 4 + 63) / 64 * 4;
+            const int i = j * FL_PROFILE_LR_ROWS + k, np1 = (a.R + FL_PK_NC - 1) / FL_PK_NC,
+                      np2 = (IH_G / 4 + FL_PK_NC - 1) / FL_PK_NC * 4;
             a.part = 3;
             lp->ih_in[q][i] = time_call(&a) / ((double)a.B * PROJ_K * np1);
             for (a.part = 4; a.part <= 5; a.part++) /* SVD: 16 panels of IH_G; CP: 4 x 4 of IH_G / 4 */
-                lp->ih_out[q][a.part - 4][i] = time_call(&a) / ((double)a.B * (a.part == 4 ? (IH_G + 63) / 64 : np2));
+                lp->ih_out[q][a.part - 4][i] = time_call(&a) / ((double)a.B * (a.part == 4 ? (IH_G + FL_PK_NC - 1) / FL_PK_NC : np2));
         }
     fl_free(buf);
     return FL_OK;
@@ -228,21 +229,24 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
     return st;
 }
 
+/* dst (N) = each entry's median over the n draws of a table whose draw q starts at first + q stride. */
+static void median_table(const double *first, size_t stride, int n, double *dst) {
+    enum { N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
+    double v[FL_PROFILE_MAX_DRAWS * N];
+    for (int q = 0; q < n; q++) memcpy(v + q * N, first + q * stride, N * sizeof *v);
+    fl_profile_curve_median(v, n, N, dst);
+}
+
 void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
     if (!lp || lp->n < 1) return;
-    enum { N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
-    double v[FL_PROFILE_MAX_DRAWS * N], out[N];
-    for (int part = 0; part < 3; part++) {
-        for (int q = 0; q < lp->n; q++) memcpy(v + q * N, part == 0 ? lp->proj[q] : lp->panel[q][part - 1], sizeof out);
-        fl_profile_curve_median(v, lp->n, N, out);
-        double *dst = part == 0 ? &p->lr_proj_seconds[0][0] : &p->lr_panel_seconds[part == 1 ? FL_METHOD_SVD : FL_METHOD_CP][0][0];
-        memcpy(dst, out, sizeof out);
+    const int n = lp->n;
+    const size_t one = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS, two = 2 * one; /* a draw's doubles */
+    median_table(lp->proj[0], one, n, &p->lr_proj_seconds[0][0]);
+    median_table(lp->ih_in[0], one, n, &p->lr_ih_in_seconds[0][0]);
+    for (int m = 0; m < 2; m++) { /* SVD, CP */
+        const fl_method fm = m == 0 ? FL_METHOD_SVD : FL_METHOD_CP;
+        median_table(lp->panel[0][m], two, n, &p->lr_panel_seconds[fm][0][0]);
+        median_table(lp->ih_out[0][m], two, n, &p->lr_ih_out_seconds[fm][0][0]);
     }
-    fl_profile_curve_median(lp->copy, lp->n, 1, &p->gx_copy_seconds);
-    for (int part = 0; part < 3; part++) { /* the input projection's stages */
-        for (int q = 0; q < lp->n; q++) memcpy(v + q * N, part == 0 ? lp->ih_in[q] : lp->ih_out[q][part - 1], sizeof out);
-        fl_profile_curve_median(v, lp->n, N, out);
-        double *dst = part == 0 ? &p->lr_ih_in_seconds[0][0] : &p->lr_ih_out_seconds[part == 1 ? FL_METHOD_SVD : FL_METHOD_CP][0][0];
-        memcpy(dst, out, sizeof out);
-    }
+    fl_profile_curve_median(lp->copy, n, 1, &p->gx_copy_seconds);
 }
