@@ -93,6 +93,8 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON *cgx = cJSON_AddArrayToObject(o, "cold_gx_ns_per_byte"); /* dense, svd, cp at rank H/16, H/4 */
     for (int m = 0; m < 3; m++)
         for (int i = 0; i < 2; i++) cJSON_AddItemToArray(cgx, cJSON_CreateNumber(p->cold_gx_seconds[m][i] * 1e9));
+    cJSON *rr = cJSON_AddArrayToObject(o, "run_reread"); /* after 1/4 .. 4 last levels of traffic; zeros: not measured */
+    for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) cJSON_AddItemToArray(rr, cJSON_CreateNumber(p->run_reread[k]));
     cJSON *quant = cJSON_AddObjectToObject(o, "quant_gflops"); /* zeros: not measured (f32 rates used) */
     for (int q = FL_PRECISION_BF16; q <= FL_PRECISION_INT8; q++) {
         cJSON *e = cJSON_AddObjectToObject(quant, fl_precision_name((fl_precision)q));
@@ -230,6 +232,10 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  step reading its input projections from memory: +%.2f ns per byte dense, svd %.2f / %.2f, "
                    "cp %.2f / %.2f (rank H/16 / H/4)\n",
                 cg[0][0] * 1e9, cg[1][0] * 1e9, cg[1][1] * 1e9, cg[2][0] * 1e9, cg[2][1] * 1e9);
+    const double *rr = p->run_reread;
+    if (rr[0] + rr[1] + rr[2] + rr[3] + rr[4] > 0)
+        fprintf(f, "  a matrix read once per run, found in memory after 1/4 / 1/2 / 1 / 2 / 4 last levels of other "
+                   "traffic: %.2f / %.2f / %.2f / %.2f / %.2f\n", rr[0], rr[1], rr[2], rr[3], rr[4]);
     if (detail && p->n_curve > 0) {
         fprintf(f, "  streaming rate by working set (GB/s, 1 thread%s):\n",
                 p->n_curve_all == p->n_curve ? " / all cores together" : "");

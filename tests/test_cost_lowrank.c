@@ -2,7 +2,7 @@
  * (fl_profile.lr_*, format 3): the grid's interpolation in rank and rows, the step's price from
  * hand-written figures (the projection's passes over V, the panel with its cell update, the gx
  * copy, each part's roofline), a profile without the figures priced by the efficiencies as before,
- * and the profile file's round trip (version 4 written; version 2 still loads; a malformed
+ * and the profile file's round trip (version 5 written; version 2 still loads; a malformed
  * "lowrank" refused, naming the field). Nothing here is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -224,7 +224,7 @@ static void test_file(void **state) {
     assert_close(q.gx_copy_seconds, 0.01, 1e-15);
     /* the same file as version 2 wrote it: no "lowrank" */
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 5);
     cJSON *lr = cJSON_DetachItemFromObject(root, "lowrank");
     assert_non_null(lr);
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 2);

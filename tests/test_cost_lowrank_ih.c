@@ -3,7 +3,7 @@
  * hand-made profile's price stage by stage (panels counted whole, each stage's roofline, CP's four
  * gate products), the split over two threads (the busiest thread's panels, the measured speed-up, a
  * single panel on the caller), a profile without the figures (version 3) priced by the GEMM rate
- * as before, and the file's round trip (version 4 written; version 3 loads; a malformed or partial
+ * as before, and the file's round trip (version 5 written; version 3 loads; a malformed or partial
  * set of the stage tables refused, naming the field). One profile pass runs the kernels (its
  * figures only checked to be there: positive and finite, or absent without gemm_pk). */
 #include <setjmp.h>
@@ -175,7 +175,7 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_ih_out_seconds, p.lr_ih_out_seconds, sizeof p.lr_ih_out_seconds);
     assert_true(fl_cost_has_lowrank_ih(&q));
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 5);
     static const char *keys[3] = {"ih_in_seconds", "ih_svd_out_seconds", "ih_cp_out_seconds"};
     /* version 3: the step's figures, none of the stages' */
     cJSON *v3 = cJSON_Duplicate(root, 1), *lr = cJSON_GetObjectItem(v3, "lowrank");

@@ -23,6 +23,7 @@ extern "C" {
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
 #define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */
+#define FL_PROFILE_REREAD_POINTS 5 /* run_reread: after 1/4, 1/2, 1, 2, 4 last levels of traffic */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
@@ -206,6 +207,12 @@ typedef struct fl_profile {
      * (profiles before format 4): such a W_ih is priced by the GEMM rate and the efficiencies. */
     double lr_ih_in_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double lr_ih_out_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    /* The fraction of a matrix read once per run that the next run finds in memory, after k of the
+     * last level's usable shares of other traffic (a W_hh streamed over and over, as a session's
+     * steps do between two runs' reads of a W_ih), k = 1/4, 1/2, 1, 2, 4 (profile_reread.c); 0 hot,
+     * 1 as from memory. The cost model charges each run's first read of its weights by it
+     * (cost_run.c). All 0 (older profiles, or a last level no faster than memory): no such term. */
+    double run_reread[FL_PROFILE_REREAD_POINTS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

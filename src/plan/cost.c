@@ -130,7 +130,10 @@
  *     inside the window times (1 - t_N / t_1) of that part (t_N, t_1: its seconds per step priced
  *     on its threads and on one), over T. (Session 13, 2 x 650 at batch 1 on two threads: the
  *     session's time beyond its parts timed alone was 5-13 us a step against ~2.5 on one thread.)
- *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o + t_s.
+ *   run start (profile with run_reread, format 5; cost_run.c): each run's first read of a W_ih, head
+ *     or W_hh finds the fraction of it that the run's traffic has pushed out in memory: t_w = the
+ *     sum of those first reads' extra seconds, over T (in each matrix's term).
+ *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o + t_s + t_w.
  * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
  * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
  * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
@@ -588,8 +591,10 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
     double cold = 0; /* steps' extra seconds reading gx from memory, summed over layers */
     /* Pass 0: shapes and total parameters (the amortised weights' level depends on the total). */
     double ws = 0, all_bytes = 0; /* all_bytes: every matrix's stored weights */
+    double run_bytes = 0;         /* a run's traffic: weights, W_hh T times, activations (cost_run.c) */
     for (int pass = 0; pass < 2; pass++) {
         double t = 0;
+        const double fcold = pass ? fl_cost_run_fraction(p, run_bytes) : 0;
         for (size_t i = 0; i < nmat; i++) {
             fl_mat_desc d;
             fl_arch_matrix(a, i, &d);
@@ -618,6 +623,8 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
             if (pass == 0) {
                 c.params += fl_mat_params(&w);
                 all_bytes += bpw * np;
+                run_bytes += bpw * np * (d.kind == FL_MAT_IH || head ? 1 : seq) +
+                             (d.kind == FL_MAT_IH ? 4.0 * seq * batch * (d.rows + d.cols + d.rows / 4.0) : 0);
                 continue;
             }
             double bytes, flops, bw, rate, extra = 0;
@@ -747,7 +754,11 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
             c.step_flops += flops;
             c.mem_seconds += mem + dup_mem;
             c.compute_seconds += comp + dup_comp;
-            const double ts = max2(mem, comp) + max2(dup_mem, dup_comp) + lr.serial;
+            /* the run's first read of these weights from memory (cost_run.c) */
+            const double run0 = d.kind == FL_MAT_PROJ ? 0
+                                : fl_cost_run_start(p, fcold, d.kind != FL_MAT_HH, bpw * np, seq, tt,
+                                                    use_lr && d.kind == FL_MAT_IH ? 0 : mem, use_lr && d.kind == FL_MAT_IH ? 0 : comp);
+            const double ts = max2(mem, comp) + max2(dup_mem, dup_comp) + lr.serial + run0;
             t += ts;
             if (terms)
                 terms[i] = (fl_cost_term){bytes, flops, mem + dup_mem, comp + dup_comp, level, tt,

@@ -98,6 +98,18 @@ bool fl_cost_has_lowrank_ih(const fl_profile *p); /* p has the lr_ih_* figures *
 void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, double n, int t1, int t2,
                         double scale1, double scale2, fl_lr_cost *out);
 
+/* A run's cold start (cost_run.c): the fraction f of a run's weights that its first reads find in
+ * memory, from the run's traffic (bytes streamed between two runs' reads of one matrix) and the
+ * profile's run_reread (0 without it); and the
+ * extra seconds per step that costs a matrix of `bytes` on `threads` threads: amortised (W_ih, head:
+ * read once per run, mem / comp its roofline terms per step; 0, 0 for one priced with its weights in
+ * cache) or a W_hh (its first step of the run). */
+double fl_cost_run_fraction(const fl_profile *p, double traffic);
+/* The traffic of fl_profile.run_reread[k], in the last level's usable shares: 1/4 .. 4. */
+static inline double fl_profile_reread_traffic(int k) { return 0.25 * (double)(1 << k); }
+double fl_cost_run_start(const fl_profile *p, double f, bool amortised, double bytes, int seq, int threads,
+                         double mem, double comp);
+
 /* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);

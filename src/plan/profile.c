@@ -620,7 +620,7 @@ static fl_status finish(fl_profile_run *r) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
-    if ((st = measure_cold_gx_all(p))) return st;
+    if ((st = measure_cold_gx_all(p)) || (st = fl_profile_measure_reread(p))) return st;
     if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
         return st;
     p->measured = 1;

@@ -89,6 +89,9 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
  * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
+/* p->run_reread (profile_reread.c), once the last level's capacity is measured. */
+fl_status fl_profile_measure_reread(fl_profile *p);
+
 /* Each pass's raw figures of the rates the batch > 1 and two-thread predictions rest on, [pass][k]
  * with k the batch or row point (4, 16, 64, 256). */
 typedef struct fl_rate_passes {

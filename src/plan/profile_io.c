@@ -5,8 +5,9 @@
  * parts, format 3; the cost model then prices that step by the efficiencies) and version 3 files
  * (format 4 adds, each optional: the input projection stages in "lowrank", without which such a W_ih
  * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
- * without which the sync is read off the curves and no layer switch is priced). Load validates every
- * field and names it in the error. */
+ * without which the sync is read off the curves and no layer switch is priced) and version 4 files
+ * (format 5 adds run_reread, optional: without it no run's cold start is priced). Load validates
+ * every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -70,7 +71,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 4);
+    cJSON_AddNumberToObject(root, "version", 5);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -116,6 +117,9 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
+    bool reread = false;
+    for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) reread |= p->run_reread[k] > 0;
+    if (reread) add_array(root, "run_reread", p->run_reread, FL_PROFILE_REREAD_POINTS); /* format 5 */
     if (p->thread_sync_seconds > 0 || p->thread_switch_seconds > 0) { /* format 4 (session 13, sync2) */
         cJSON_AddNumberToObject(root, "thread_sync_seconds", p->thread_sync_seconds);
         cJSON_AddNumberToObject(root, "thread_switch_seconds", p->thread_switch_seconds);
@@ -373,8 +377,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3 && v != 4) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 4", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 5", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -414,6 +418,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_proj", path, p.thread_scale_proj) ||
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
         !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]) ||  /* optional */
+        !get_array(root, "run_reread", path, FL_PROFILE_REREAD_POINTS, p.run_reread) || /* optional, format 5 */
         !get_opt(root, "thread_sync_seconds", path, &p.thread_sync_seconds) ||      /* optional, format 4 */
         !get_opt(root, "thread_switch_seconds", path, &p.thread_switch_seconds))    /* optional, format 4 */
         goto done;
