@@ -93,6 +93,13 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON *cgx = cJSON_AddArrayToObject(o, "cold_gx_ns_per_byte"); /* dense, svd, cp at rank H/16, H/4 */
     for (int m = 0; m < 3; m++)
         for (int i = 0; i < 2; i++) cJSON_AddItemToArray(cgx, cJSON_CreateNumber(p->cold_gx_seconds[m][i] * 1e9));
+    cJSON *far = cJSON_AddObjectToObject(o, "recurrent_far"); /* zeros: not measured */
+    cJSON_AddNumberToObject(far, "bytes", p->rec_far_bytes);
+    cJSON *farr = cJSON_AddArrayToObject(far, "rows_gflops"), *fars = cJSON_AddArrayToObject(far, "thread_scale");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
+        cJSON_AddItemToArray(farr, cJSON_CreateNumber(p->rec_rows_flops_far[k] / 1e9));
+        cJSON_AddItemToArray(fars, cJSON_CreateNumber(p->thread_scale_rec_far[k]));
+    }
     cJSON *rr = cJSON_AddArrayToObject(o, "run_reread"); /* after 1/4 .. 4 last levels of traffic; zeros: not measured */
     for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) cJSON_AddItemToArray(rr, cJSON_CreateNumber(p->run_reread[k]));
     cJSON *quant = cJSON_AddObjectToObject(o, "quant_gflops"); /* zeros: not measured (f32 rates used) */
@@ -232,6 +239,12 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  step reading its input projections from memory: +%.2f ns per byte dense, svd %.2f / %.2f, "
                    "cp %.2f / %.2f (rank H/16 / H/4)\n",
                 cg[0][0] * 1e9, cg[1][0] * 1e9, cg[1][1] * 1e9, cg[2][0] * 1e9, cg[2][1] * 1e9);
+    if (p->rec_far_bytes > 0)
+        fprintf(f, "  dense step with W_hh beyond the private level (%.1f MB) at 4/16/64/256 rows: %.1f / %.1f / %.1f / %.1f "
+                   "GFLOP/s, two-thread speed-up %.2f / %.2f / %.2f / %.2f\n", p->rec_far_bytes / 1e6,
+                p->rec_rows_flops_far[0] / 1e9, p->rec_rows_flops_far[1] / 1e9, p->rec_rows_flops_far[2] / 1e9,
+                p->rec_rows_flops_far[3] / 1e9, p->thread_scale_rec_far[0], p->thread_scale_rec_far[1],
+                p->thread_scale_rec_far[2], p->thread_scale_rec_far[3]);
     const double *rr = p->run_reread;
     if (rr[0] + rr[1] + rr[2] + rr[3] + rr[4] > 0)
         fprintf(f, "  a matrix read once per run, found in memory after 1/4 / 1/2 / 1 / 2 / 4 last levels of other "

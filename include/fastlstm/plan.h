@@ -213,6 +213,14 @@ typedef struct fl_profile {
      * 1 as from memory. The cost model charges each run's first read of its weights by it
      * (cost_run.c). All 0 (older profiles, or a last level no faster than memory): no such term. */
     double run_reread[FL_PROFILE_REREAD_POINTS];
+    /* The dense step as rec_rows_flops and thread_scale_rec measure it, with its W_hh beyond the
+     * private level: rec_far_bytes of W_hh (4 x the largest private level, at most a quarter of the
+     * last, profile_rates.c), from the last level. The cost model takes the dense step's rate from
+     * these where a thread's share of W_hh is beyond the private level (cost.c). All 0 (profiles
+     * before format 5): the H 256 figures for every W_hh. */
+    double rec_far_bytes;
+    double rec_rows_flops_far[FL_PROFILE_GEMM_POINTS];
+    double thread_scale_rec_far[FL_PROFILE_GEMM_POINTS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

@@ -15,7 +15,8 @@
  * wherever W lives) takes the larger of the two projection figures.
  * The recurrent step's flop rate at B rows, rate_r(B), interpolates (1, gemv_flops) and the measured
  * rec_rows_flops (at 4, 16, 64, 256 rows) linearly in log B; without those measurements it is
- * min(gemm_flops, B * gemv_flops). The input
+ * min(gemm_flops, B * gemv_flops); a dense W_hh of which a thread streams more than the largest
+ * private level holds takes the profile's far figures (rec_rate; format 5). The input
  * projections' GEMM rate at n rows, rate_a(n), interpolates the measured gemm_rows_flops (at 4, 16,
  * 64, 256 rows) linearly in log n, is rate_a(4) * n / 4 below 4 rows and rate_a(256) above 256;
  * without those measurements rate_a = rate_r.
@@ -105,20 +106,10 @@
  *     top layer's output width: fl_session_run scans x for NaN / Inf (none for tokens), copies it
  *     into its packed time-major buffer (batch-major input, as the planner times it; a gather of
  *     embedding rows for tokens) and copies the top layer's packed output into y (or the head's
- *     input) in batch-major order (no such pass for a last-step head: B rows per sequence). Timers
- *     around the session's phases, each phase's median over 61 runs in one process (session 11,
- *     2 x 650, B 20, T 35, one thread, Xeon Emerald Rapids, SVD / CP / dense): scan 6.9-8.6 us per step
- *     (11.9 before finite.c vectorised it: x comes from memory, so a read-only scan costs about what
- *     a copy does), packing 8.0-9.0, output 9.4-10.2; 0.55-0.75 ns per element, where the profile's
- *     bias rate reads 0.39: this term prices ~0.6 of them (15 of 24-28 us per step). (Session 12,
- *     perf record -e cpu-clock of fastlstm bench, 2 x 650 SVD h/16, B 20: fl_find_nonfinite 1.7% and
- *     about a fifth of memmove's 11.3%, ~10-16 us a step, about what this term prices.) In session 11's timed runs the session's input projections
- *     matched the same products
- *     timed alone between the runs (192 / 193, 221 / 221, 266 / 273, 1572 / 1582 us per step) and its
- *     steps were 1-4% slower than alone (the per-step copy of h): bench_plan --breakdown's "other"
- *     of 50-180 us per step at B 20 was these passes plus the machine's speed moving between the
- *     session's timing and its parts'. Before, only the step overhead (a tiny model, input 8) covered
- *     the passes.
+ *     input) in batch-major order (no such pass for a last-step head: B rows per sequence). This
+ *     prices ~0.6 of what timers around those phases read (session 11: 0.55-0.75 ns per element,
+ *     the bias rate 0.39; docs/planner.md, "Session 11"); the rest sits in "other" of bench_plan
+ *     --breakdown with the machine's speed moving between a session's timing and its parts'.
  *   overhead: t_o = layers * step_overhead
  *   layer switch (profile with thread_switch_seconds W, format 4; predict): each layer's step has
  *     its own worker pool, whose workers poll ~0.3 ms after its last job (pausing, then yielding
@@ -329,6 +320,23 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
         if (r > p->gemm_flops) r = p->gemm_flops;
     }
     return r * thread_scale(p, p->thread_scale_rec, threads, rows);
+}
+
+/* The dense step's flop rate at `rows` on `threads` threads, each streaming `share` bytes of W_hh:
+ * flop_rate's (H 256, W_hh in L2) up to the usable share of the largest private level, the far
+ * figures' (rec_rows_flops_far, thread_scale_rec_far: W_hh of rec_far_bytes from the last level)
+ * from rec_far_bytes on, linear in log share between; flop_rate's without the far figures. */
+static double rec_rate(const fl_profile *p, double rows, int threads, double share) {
+    const double near = flop_rate(p, rows, threads);
+    double priv = 0;
+    for (int i = 0; i < p->n_levels - 1; i++)
+        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > priv) priv = FIT_FRACTION * p->level[i].bytes;
+    if (!(p->rec_far_bytes > priv) || !(p->rec_rows_flops_far[0] > 0) || !(share > priv)) return near;
+    const double far = table_rate(p->rec_rows_flops_far, p->gemv_flops, rows) *
+                       thread_scale(p, p->thread_scale_rec_far[0] > 0 ? p->thread_scale_rec_far : p->thread_scale_rec,
+                                    threads, rows);
+    if (share >= p->rec_far_bytes) return far;
+    return near + log(share / priv) / log(p->rec_far_bytes / priv) * (far - near);
 }
 
 /* Flop rate of the input projection GEMM at `rows` = T * B rows of a W of `bytes`: split across
@@ -663,7 +671,9 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                                ? 1.0
                                : method_efficiency(p, w.method, true, rrows, size_weight(w.method, np));
                 bw *= e;
-                rate = (lowp ? qflop_rate(p, q, batch) : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
+                rate = (lowp ? qflop_rate(p, q, batch)
+                             : w.method == FL_METHOD_DENSE ? rec_rate(p, rrows, by_rows ? 1 : tt, by_rows ? bytes : bytes / tt)
+                                                           : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
                 if (by_rows) rate *= (double)batch / rrows;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1 && !by_rows) extra = sync; /* in the compute term: the all-cores curve includes it */

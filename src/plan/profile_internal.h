@@ -89,6 +89,11 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
  * (profile.c; part of fl_profile_measure). p's cell figures must be set (0: not subtracted). */
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
+/* Hidden size of the dense step whose W_hh (16 H^2 bytes) lies beyond the private level, as
+ * fl_profile.rec_far_bytes describes; 0 when no such size fits a quarter of the last level (one
+ * level, or a last level under 4x the private one). */
+int fl_profile_far_hidden(const fl_profile *p);
+
 /* p->run_reread (profile_reread.c), once the last level's capacity is measured. */
 fl_status fl_profile_measure_reread(fl_profile *p);
 
@@ -102,6 +107,10 @@ typedef struct fl_rate_passes {
     /* the dense step, H = 256, at batch k on one thread and on N (0: not timed), cell included, s */
     double rec_t1[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
     double rec_tn[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
+    /* the same at H = far_hidden (fl_profile_far_hidden; 0: not timed) */
+    int far_hidden;
+    double far_t1[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
+    double far_tn[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
     /* the projection's speed-up on N threads, W_ih in the last level and from memory (0: none) */
     double proj[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];
     double proj_mem[FL_PROFILE_MAX_PASSES][FL_PROFILE_GEMM_POINTS];

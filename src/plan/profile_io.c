@@ -6,7 +6,8 @@
  * (format 4 adds, each optional: the input projection stages in "lowrank", without which such a W_ih
  * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
  * without which the sync is read off the curves and no layer switch is priced) and version 4 files
- * (format 5 adds run_reread, optional: without it no run's cold start is priced). Load validates
+ * (format 5 adds, each optional: run_reread, without which no run's cold start is priced;
+ * recurrent_far, without which every dense step is priced from the H 256 rates). Load validates
  * every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
@@ -120,6 +121,12 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     bool reread = false;
     for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) reread |= p->run_reread[k] > 0;
     if (reread) add_array(root, "run_reread", p->run_reread, FL_PROFILE_REREAD_POINTS); /* format 5 */
+    if (p->rec_far_bytes > 0) { /* format 5 */
+        cJSON *far = cJSON_AddObjectToObject(root, "recurrent_far");
+        cJSON_AddNumberToObject(far, "bytes", p->rec_far_bytes);
+        add_array(far, "rows_flops", p->rec_rows_flops_far, FL_PROFILE_GEMM_POINTS);
+        add_array(far, "thread_scale", p->thread_scale_rec_far, FL_PROFILE_GEMM_POINTS);
+    }
     if (p->thread_sync_seconds > 0 || p->thread_switch_seconds > 0) { /* format 4 (session 13, sync2) */
         cJSON_AddNumberToObject(root, "thread_sync_seconds", p->thread_sync_seconds);
         cJSON_AddNumberToObject(root, "thread_switch_seconds", p->thread_switch_seconds);
@@ -169,6 +176,28 @@ static bool get_array(const cJSON *o, const char *key, const char *path, int n, 
         }
         out[k++] = r->valuedouble;
     }
+    return true;
+}
+
+/* Optional "recurrent_far" (format 5): bytes > 0 and both tables, rows_flops all > 0. */
+static bool get_far(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "recurrent_far"), *b;
+    if (!o) return true;
+    b = cJSON_GetObjectItemCaseSensitive(o, "bytes");
+    if (!cJSON_IsObject(o) || !cJSON_IsNumber(b) || !(b->valuedouble > 0) || !isfinite(b->valuedouble) ||
+        !cJSON_GetObjectItemCaseSensitive(o, "rows_flops") || !cJSON_GetObjectItemCaseSensitive(o, "thread_scale")) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'recurrent_far' must hold bytes > 0, rows_flops and thread_scale", path);
+        return false;
+    }
+    if (!get_array(o, "rows_flops", path, FL_PROFILE_GEMM_POINTS, p->rec_rows_flops_far) ||
+        !get_array(o, "thread_scale", path, FL_PROFILE_GEMM_POINTS, p->thread_scale_rec_far))
+        return false;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++)
+        if (!(p->rec_rows_flops_far[k] > 0)) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'recurrent_far' rows_flops entry %d is not > 0", path, k);
+            return false;
+        }
+    p->rec_far_bytes = b->valuedouble;
     return true;
 }
 
@@ -419,6 +448,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
         !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]) ||  /* optional */
         !get_array(root, "run_reread", path, FL_PROFILE_REREAD_POINTS, p.run_reread) || /* optional, format 5 */
+        !get_far(root, path, &p) ||                                                   /* optional, format 5 */
         !get_opt(root, "thread_sync_seconds", path, &p.thread_sync_seconds) ||      /* optional, format 4 */
         !get_opt(root, "thread_switch_seconds", path, &p.thread_switch_seconds))    /* optional, format 4 */
         goto done;

@@ -1,7 +1,13 @@
 /* Machine profile, the rate figures the batch > 1 and two-thread predictions rest on: the sgemm and
  * mat-vec rates (gemm_flops, gemv_flops), the dense input projection's rate at 4..256 rows
  * (gemm_rows_flops), the dense recurrent step's at batch 4..256 (rec_rows_flops) and the two-thread
- * speed-ups of both (thread_scale_rec, thread_scale_proj, thread_scale_proj_mem).
+ * speed-ups of both (thread_scale_rec, thread_scale_proj, thread_scale_proj_mem); the dense step's
+ * rate and speed-up again with W_hh beyond the private level (rec_rows_flops_far,
+ * thread_scale_rec_far, at rec_far_bytes: 4 x the largest private level, at most a quarter of the
+ * last, from the sizes the pass sees, the reported ones in bench_plan's passes). Session 14: the 2 x
+ * 650 dense step at batch 20 (W_hh 6.8 MB, from L3) ran 1.17x (one thread) and 1.22x (two) its price
+ * from the H 256 figures (W_hh 1 MiB, in L2), timers around a session's phases, and the two-thread
+ * speed-up read 1.49 there against 1.70-2.02 at H 256.
  *
  * Measured over the profile run, not at one moment. On the shared 2-vCPU VM these figures moved as
  * much as the sessions they predict: two profiles 35 minutes apart (session 8) read sgemm at 76.6 and
@@ -23,6 +29,7 @@
 #include "kernels/kernels.h"
 #include "plan_internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #define REPS 7
@@ -73,6 +80,17 @@ done:
     fl_free(w);
     fl_free(buf);
     return st;
+}
+
+int fl_profile_far_hidden(const fl_profile *p) {
+    if (!p || p->n_levels < 2) return 0;
+    const size_t last = p->level[p->n_levels - 1].bytes;
+    size_t priv = 0; /* the largest private level below the last */
+    for (int i = 0; i < p->n_levels - 1; i++)
+        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > priv) priv = p->level[i].bytes;
+    if (priv == 0 || 4 * priv > last / 4) return 0;
+    const int H = (int)(sqrt((double)(4 * priv) / 16.0) / 16.0 + 0.5) * 16;
+    return H < 16 ? 16 : H;
 }
 
 /* sgemm rate (fl_gemm, one thread) on three 192 x 192 operands (144 KiB each: in L2 on current
@@ -197,6 +215,7 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
     if (rp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d rate passes", rp->n);
     const int q = rp->n, N = p->cores >= 2 ? 2 : 0, H = 256;
     rp->threads = N;
+    if (q == 0) rp->far_hidden = fl_profile_far_hidden(p); /* one size over the passes */
     fl_status st = measure_gemm(&rp->gemm[q]);
     if (!st) st = measure_gemv(&rp->gemv[q]);
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
@@ -206,6 +225,10 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
         if (!st) st = fl_profile_time_rec_rows(H, B, 1, &rp->rec_t1[q][k]);
         rp->rec_tn[q][k] = 0;
         if (!st && N >= 2) st = fl_profile_time_rec_rows(H, B, N, &rp->rec_tn[q][k]);
+        /* and with W_hh beyond the private level (fl_profile.rec_far_bytes) */
+        rp->far_t1[q][k] = rp->far_tn[q][k] = 0;
+        if (!st && rp->far_hidden) st = fl_profile_time_rec_rows(rp->far_hidden, B, 1, &rp->far_t1[q][k]);
+        if (!st && rp->far_hidden && N >= 2) st = fl_profile_time_rec_rows(rp->far_hidden, B, N, &rp->far_tn[q][k]);
     }
     memset(rp->proj[q], 0, sizeof rp->proj[q]);
     memset(rp->proj_mem[q], 0, sizeof rp->proj_mem[q]);
@@ -219,27 +242,43 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
     return st;
 }
 
-void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
-    enum { NP = FL_PROFILE_MAX_PASSES, NK = FL_PROFILE_GEMM_POINTS };
-    const int n = rp->n, N = rp->threads, H = 256;
-    if (n < 1) return;
-    double rec[NP][NK], scale[NP][NK];
-    fl_profile_switch_apply(rp->sw, n, N, p); /* first: fl_cost_thread_sync takes its sync */
-    const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
+/* The dense step's flop rate and speed-up at hidden H from each pass's timings t1, tn (cell included;
+ * tn 0: no speed-up) into rate and scale ([pass][k]). */
+static void step_rates(const fl_profile *p, int H, const double (*t1)[FL_PROFILE_GEMM_POINTS],
+                       const double (*tn)[FL_PROFILE_GEMM_POINTS], int n, int N, double sync,
+                       double (*rate)[FL_PROFILE_GEMM_POINTS], double (*scale)[FL_PROFILE_GEMM_POINTS]) {
     for (int q = 0; q < n; q++)
-        for (int k = 0; k < NK; k++) {
+        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
             const int B = 4 << (2 * k);
-            const double cell = fl_profile_cell_of(p, B, H, 1);
-            const double t1 = fl_profile_without_cell(rp->rec_t1[q][k], cell);
-            rec[q][k] = 2.0 * 4.0 * H * (double)H * B / t1;
-            scale[q][k] = N >= 2 && rp->rec_tn[q][k] > 0
-                              ? t1 / fl_profile_without_cell(fl_profile_without_cell(rp->rec_tn[q][k], sync), cell / N)
+            const double cell = fl_profile_cell_of(p, B, H, 1), t = fl_profile_without_cell(t1[q][k], cell);
+            rate[q][k] = 2.0 * 4.0 * H * (double)H * B / t;
+            scale[q][k] = N >= 2 && tn[q][k] > 0
+                              ? t / fl_profile_without_cell(fl_profile_without_cell(tn[q][k], sync), cell / N)
                               : 0;
         }
+}
+
+void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
+    enum { NP = FL_PROFILE_MAX_PASSES, NK = FL_PROFILE_GEMM_POINTS };
+    const int n = rp->n, N = rp->threads, Hf = rp->far_hidden;
+    if (n < 1) return;
+    double rec[NP][NK], scale[NP][NK], far[NP][NK], far_scale[NP][NK];
+    fl_profile_switch_apply(rp->sw, n, N, p); /* first: fl_cost_thread_sync takes its sync */
+    const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
+    step_rates(p, 256, rp->rec_t1, rp->rec_tn, n, N, sync, rec, scale);
     fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
     fl_profile_curve_median(rp->gemv, n, 1, &p->gemv_flops);
     fl_profile_curve_median(&rp->rows[0][0], n, NK, p->gemm_rows_flops);
     fl_profile_curve_median(&rec[0][0], n, NK, p->rec_rows_flops);
+    p->rec_far_bytes = 0;
+    memset(p->rec_rows_flops_far, 0, sizeof p->rec_rows_flops_far);
+    memset(p->thread_scale_rec_far, 0, sizeof p->thread_scale_rec_far);
+    if (Hf > 0 && rp->far_t1[0][0] > 0) {
+        step_rates(p, Hf, rp->far_t1, rp->far_tn, n, N, sync, far, far_scale);
+        p->rec_far_bytes = 16.0 * Hf * (double)Hf;
+        fl_profile_curve_median(&far[0][0], n, NK, p->rec_rows_flops_far);
+        if (N >= 2) fl_profile_curve_median(&far_scale[0][0], n, NK, p->thread_scale_rec_far);
+    }
     memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
     memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
     memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
