@@ -224,7 +224,7 @@ static void test_file(void **state) {
     assert_close(q.gx_copy_seconds, 0.01, 1e-15);
     /* the same file as version 2 wrote it: no "lowrank" */
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 5);
     cJSON *lr = cJSON_DetachItemFromObject(root, "lowrank");
     assert_non_null(lr);
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 2);

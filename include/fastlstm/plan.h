@@ -23,6 +23,7 @@ extern "C" {
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
 #define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */
+#define FL_PROFILE_IH_WALKS 3    /* the input projection's output walks: 1, 2 and 4 x the first buffer */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
@@ -206,6 +207,14 @@ typedef struct fl_profile {
      * (profiles before format 4): such a W_ih is priced by the GEMM rate and the efficiencies. */
     double lr_ih_in_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double lr_ih_out_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    /* Stage 2's output beyond what the last level keeps (format 5, profile_lowrank.c): SVD stage 2 at
+     * rank 64, 64 rows of IH_WIDE outputs (a sequence's gx rows are that wide), per row and panel,
+     * its output walking lr_ih_walk_bytes[i] (4 x the largest private level, then twice and four
+     * times that). The cost model adds lr_ih_walk_seconds[i] less [0], interpolated at the
+     * projection's bytes (input rows, gx and weights), to stage 2's table figure. All 0 (profiles
+     * before format 5): not priced. */
+    double lr_ih_walk_bytes[FL_PROFILE_IH_WALKS];
+    double lr_ih_walk_seconds[FL_PROFILE_IH_WALKS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */
