@@ -77,6 +77,15 @@ cJSON *cli_profile_json(const fl_profile *p) {
             add_lr_table(lr, "ih_svd_out_per_row_panel", p->lr_ih_out_seconds[FL_METHOD_SVD]);
             add_lr_table(lr, "ih_cp_out_per_row_panel", p->lr_ih_out_seconds[FL_METHOD_CP]);
         }
+        if (p->lr_ih_walk_bytes[0] > 0) { /* format 5: stage 2's output walks */
+            cJSON *wk = cJSON_AddArrayToObject(lr, "ih_walk_per_row_panel");
+            for (int i = 0; i < FL_PROFILE_IH_WALKS; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "bytes", p->lr_ih_walk_bytes[i]);
+                cJSON_AddNumberToObject(e, "ns", p->lr_ih_walk_seconds[i] * 1e9);
+                cJSON_AddItemToArray(wk, e);
+            }
+        }
     }
     cJSON_AddNumberToObject(o, "cell_ns", p->cell_seconds * 1e9);
     cJSON_AddNumberToObject(o, "cell_b1_ns", p->cell_seconds_b1 * 1e9);
@@ -204,6 +213,11 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                 "64-column panel; stage 2 svd %.1f/%.1f/%.1f cp %.1f/%.1f/%.1f ns per row and panel\n",
                 in[0] * 1e9, in[2] * 1e9, in[4] * 1e9, sv[0] * 1e9, sv[2] * 1e9, sv[4] * 1e9, cp[0] * 1e9, cp[2] * 1e9,
                 cp[4] * 1e9);
+    }
+    if (p->lr_ih_walk_bytes[0] > 0) { /* format 5: stage 2's writes beyond what the last level keeps */
+        const double *b = p->lr_ih_walk_bytes, *s = p->lr_ih_walk_seconds;
+        fprintf(f, "  input projection stage 2 (rank 64) with its output walking %.0f/%.0f/%.0f MB: %.1f/%.1f/%.1f ns "
+                   "per row and panel\n", b[0] / 1e6, b[1] / 1e6, b[2] / 1e6, s[0] * 1e9, s[1] * 1e9, s[2] * 1e9);
     }
     if (p->cell_seconds > 0 || p->bias_seconds > 0)
         fprintf(f,

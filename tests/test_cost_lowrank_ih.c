@@ -70,10 +70,11 @@ static void test_interpolation(void **state) {
     /* 32 rows: half-way in log rows from 16 to 64 (48 x 3.5) */
     fl_cost_lowrank_ih(&p, FL_METHOD_SVD, 64, 64, 48, 32, 1, 1, 1, 1, &l);
     assert_close(l.comp, 32 * 4 * 168.0, 1e-9);
-    /* beyond 256 rows the 256 figure; rank 100 (two panels in stage 1) between 64 and 128 */
+    /* beyond 256 rows the 256 figure; rank 100 (two panels in stage 1) between 64 and 128; x and gx
+     * (1.28 MB) beyond the 1 MiB level: V (32 KiB) and U (100 KiB) streamed once from DRAM (10 B/s) */
     fl_cost_lowrank_ih(&p, FL_METHOD_SVD, 64, 64, 100, 1000, 1, 1, 1, 1, &l);
-    assert_close(l.dup_comp, 1000 * 64 * 2 * 500.0, 1e-6);
-    assert_close(l.comp, 1000 * 4 * 500.0, 1e-6);
+    assert_close(l.dup_comp, 1000 * 64 * 2 * 500.0 + 32768 / 10.0, 1e-6);
+    assert_close(l.comp, 1000 * 4 * 500.0 + 102400 / 10.0, 1e-6);
 }
 
 /* Stage by stage, per sequence over T = 8: stage 1 (one panel at rank 16, 64 inputs), stage 2 (SVD:
@@ -142,7 +143,11 @@ static void test_threads(void **state) {
     fl_cost_lowrank_ih(&p, FL_METHOD_SVD, 256, 256, 128, 4096, 2, 2, 1.5, 1.5, &l);
     assert_int_equal(t[0].threads, 2);
     assert_close(t[0].seconds, (fmax(l.mem, l.comp) + fmax(l.dup_mem, l.dup_comp)) / 64, 1e-9);
-    assert_close(l.comp, 4096 * 8 * 2.0 * 2 / 1.5, 1e-6); /* 16 panels, 8 each */
+    /* 16 panels, 8 each; U (512 KiB, half a thread's) fits the private level, the projection (21.6 MB:
+     * x, gx, V, U) does not: U streamed once at the rate at those bytes */
+    double bw;
+    fl_cost_pick_level(&p, 4.0 * 4096 * (256 + 1024) + 4.0 * 2 * 64 * 256 + 4.0 * 16 * 64 * 128, 2, &bw);
+    assert_close(l.comp, 4096 * 8 * 2.0 * 2 / 1.5 + 4.0 * 16 * 64 * 128 / bw, 1e-9);
 }
 
 /* Without the stage figures (a version 3 profile) a low-rank W_ih is priced as before: its flops at

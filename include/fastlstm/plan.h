@@ -24,6 +24,7 @@ extern "C" {
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
 #define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */
 #define FL_PROFILE_REREAD_POINTS 5 /* run_reread: after 1/4, 1/2, 1, 2, 4 last levels of traffic */
+#define FL_PROFILE_IH_WALKS 3    /* the input projection's output walks: 1, 2 and 4 x the first buffer */
 
 /* One data (or unified) cache level. */
 typedef struct fl_cache_level {
@@ -212,6 +213,14 @@ typedef struct fl_profile {
      * steps do between two runs' reads of a W_ih), k = 1/4, 1/2, 1, 2, 4 (profile_reread.c); 0 hot,
      * 1 as from memory. The cost model charges each run's first read of its weights by it
      * (cost_run.c). All 0 (older profiles, or a last level no faster than memory): no such term. */
+    /* Stage 2's output beyond what the last level keeps (format 5, profile_lowrank.c): SVD stage 2 at
+     * rank 64, 64 rows of IH_WIDE outputs (a sequence's gx rows are that wide), per row and panel,
+     * its output walking lr_ih_walk_bytes[i] (4 x the largest private level, then twice and four
+     * times that). The cost model adds lr_ih_walk_seconds[i] less [0], interpolated at the
+     * projection's bytes (input rows, gx and weights), to stage 2's table figure. All 0 (profiles
+     * before format 5): not priced. */
+    double lr_ih_walk_bytes[FL_PROFILE_IH_WALKS];
+    double lr_ih_walk_seconds[FL_PROFILE_IH_WALKS];
     double run_reread[FL_PROFILE_REREAD_POINTS];
     /* The dense step as rec_rows_flops and thread_scale_rec measure it, with its W_hh beyond the
      * private level: rec_far_bytes of W_hh (4 x the largest private level, at most a quarter of the

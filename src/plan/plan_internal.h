@@ -97,6 +97,10 @@ bool fl_cost_has_lowrank_ih(const fl_profile *p); /* p has the lr_ih_* figures *
  * split over t1 / t2 threads at n rows (1 on one thread); out->serial 0. */
 void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, double n, int t1, int t2,
                         double scale1, double scale2, fl_lr_cost *out);
+/* Seconds a row and 64-column panel stage 2 of an input projection of `bytes` (input rows, gx,
+ * weights) takes beyond its table figure: its output's writes once the last level no longer keeps
+ * them (p's lr_ih_walk_*, linear between the walks, held beyond the last; 0 without them). */
+double fl_cost_lowrank_ih_write(const fl_profile *p, double bytes);
 
 /* A run's cold start (cost_run.c): the fraction f of a run's weights that its first reads find in
  * memory, from the run's traffic (bytes streamed between two runs' reads of one matrix) and the

@@ -156,6 +156,8 @@ typedef struct fl_lr_passes {
     double copy[FL_PROFILE_MAX_DRAWS];
     double ih_in[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];     /* input projection, */
     double ih_out[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* its stages */
+    double ih_walk[FL_PROFILE_MAX_DRAWS][FL_PROFILE_IH_WALKS]; /* stage 2's output walks (format 5), */
+    double ih_walk_bytes[FL_PROFILE_IH_WALKS];                  /* at these buffers' bytes */
 } fl_lr_passes;
 
 /* The grid's rank j (16 << j) and rows k (1, 4, 16, 64, 256). */

@@ -7,7 +7,9 @@
  * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
  * without which the sync is read off the curves and no layer switch is priced) and version 4 files
  * (format 5 adds, each optional: run_reread, without which no run's cold start is priced;
- * recurrent_far, without which every dense step is priced from the H 256 rates). Load validates
+ * recurrent_far, without which every dense step is priced from the H 256 rates; stage 2's output
+ * walks in "lowrank", without which the input projection's writes are priced at its table's
+ * buffer). Load validates
  * every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
@@ -291,6 +293,35 @@ static void add_lowrank(cJSON *root, const fl_profile *p) {
     add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
     add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
     add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
+    if (!(p->lr_ih_walk_bytes[0] > 0)) return;
+    add_array(o, "ih_walk_bytes", p->lr_ih_walk_bytes, FL_PROFILE_IH_WALKS);
+    add_array(o, "ih_walk_seconds", p->lr_ih_walk_seconds, FL_PROFILE_IH_WALKS);
+}
+
+/* Stage 2's output walks (format 5): "ih_walk_bytes" (growing) and "ih_walk_seconds", both of
+ * FL_PROFILE_IH_WALKS numbers > 0, or neither (a version 4 file). */
+static bool get_walks(const cJSON *o, const char *path, fl_profile *p) {
+    const bool b = cJSON_GetObjectItemCaseSensitive(o, "ih_walk_bytes") != NULL,
+               s = cJSON_GetObjectItemCaseSensitive(o, "ih_walk_seconds") != NULL;
+    if (!b && !s) return true;
+    if (b != s) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'lowrank' lacks '%s'", path, b ? "ih_walk_seconds" : "ih_walk_bytes");
+        return false;
+    }
+    if (!get_array(o, "ih_walk_bytes", path, FL_PROFILE_IH_WALKS, p->lr_ih_walk_bytes) ||
+        !get_array(o, "ih_walk_seconds", path, FL_PROFILE_IH_WALKS, p->lr_ih_walk_seconds))
+        return false;
+    for (int i = 0; i < FL_PROFILE_IH_WALKS; i++) {
+        if (!(p->lr_ih_walk_bytes[i] > (i ? p->lr_ih_walk_bytes[i - 1] : 0))) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'lowrank.ih_walk_bytes' entry %d is not > 0 and above the one before", path, i);
+            return false;
+        }
+        if (!(p->lr_ih_walk_seconds[i] > 0)) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'lowrank.ih_walk_seconds' entry %d is not a number > 0", path, i);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Tables keys[0..n) of o into dst[i] (LR_N numbers > 0 each); a missing one refused, naming it. */
@@ -330,7 +361,7 @@ static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
         return false;
     bool any = false;
     for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, ih_keys[i]);
-    return !any || get_tables(o, path, 3, ih_keys, ih_dst);
+    return (!any || get_tables(o, path, 3, ih_keys, ih_dst)) && get_walks(o, path, p);
 }
 
 /* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */

@@ -24,7 +24,13 @@
  * the gx copy's (beyond the private level, as a sequence's gx, (T B, 4H), is at batch 20: at small K
  * the write stream is most of stage 2's time, 3x the products alone at K 16 measured ad hoc). Each
  * figure per 64-column panel: the kernel computes a partly empty panel whole, so the cost model
- * counts panels, not outputs. About 0.1 s more a pass. */
+ * counts panels, not outputs. About 0.1 s more a pass.
+ *
+ * Stage 2's output walks (fl_profile.lr_ih_walk_*, format 5): SVD stage 2 at rank 64 on 64 rows of
+ * 4000 outputs (a gx row's width, not the table's 1000) a call, its output walking buffers of 1, 2
+ * and 4 x the table's (5, 11 and 22 MB here), per row and panel: what the writes cost once the last
+ * level no longer keeps them (session 14: on this VM the same kernel took 1.3x as long walking 22 MB
+ * as 5, though the read curve is flat to 67 MB). About 0.05-0.1 s more a draw. */
 #include "profile_internal.h"
 #include "kernels/kernels.h"
 
@@ -38,6 +44,8 @@ enum {
     PANEL_H = 256, /* the gate panel's hidden units (U: R x 4 PANEL_H floats, 64 KiB to 1 MiB) */
     MAX_ROWS = 256,
     IH_G = 1000, /* stage 2's outputs: 16 panels, rows of 4000 bytes (half of them off a line's start) */
+    IH_WIDE = 4000, /* the output walks' outputs (63 panels, rows of 16000 bytes: a gx row's width) */
+    WALK_ROWS = 64, WALK_K = 64, WALK_REPS = 3,
 };
 
 int fl_profile_lr_rank(int j) { return 16 << j; }
@@ -149,6 +157,34 @@ static fl_status time_copy(const fl_profile *p, double *out) {
     return FL_OK;
 }
 
+/* Stage 2's output walks (fl_profile.lr_ih_walk_*, format 5) into lp's draw q: SVD stage 2 at rank
+ * WALK_K, WALK_ROWS rows of IH_WIDE outputs a call, its output walking buffers of 1, 2 and 4 x
+ * beyond_private, each the median of WALK_REPS walks through the whole buffer (after one to warm
+ * it), per row and panel. w: the packed U (63 panels of WALK_K x 64), x: t (WALK_ROWS, WALK_K). */
+static fl_status time_walks(const fl_profile *p, const float *w, const float *x, fl_lr_passes *lp, int q) {
+    const fl_kernels *k = fl_kernels_get();
+    const size_t call = (size_t)WALK_ROWS * IH_WIDE, base = beyond_private(p) / sizeof(float);
+    const size_t most = base << (FL_PROFILE_IH_WALKS - 1);
+    float *buf = fl_calloc(most + IH_WIDE, sizeof(float));
+    if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the input projection's output walks");
+    float *bias = buf + most;
+    const double np = (IH_WIDE + FL_PK_NC - 1) / FL_PK_NC;
+    for (int i = 0; i < FL_PROFILE_IH_WALKS; i++) {
+        const size_t calls = (base << i) / call;
+        double s[WALK_REPS];
+        for (int r = -1; r < WALK_REPS; r++) { /* r = -1: warm */
+            const double t0 = fl_now_seconds();
+            for (size_t c = 0; c < calls; c++) k->gemm_pk(WALK_ROWS, IH_WIDE, WALK_K, x, WALK_K, w, bias, buf + c * call, IH_WIDE);
+            if (r >= 0) s[r] = (fl_now_seconds() - t0) / ((double)calls * WALK_ROWS * np);
+        }
+        fl_sort_doubles(s, WALK_REPS);
+        lp->ih_walk[q][i] = s[WALK_REPS / 2];
+        lp->ih_walk_bytes[i] = (double)(calls * call * sizeof(float));
+    }
+    fl_free(buf);
+    return FL_OK;
+}
+
 /* Pass q's figures of the input projection's stages (fl_profile.lr_ih_*) into lp; none (all 0: the
  * cost model then prices such a W_ih as before) on a kernel level without gemm_pk, whose sessions
  * project through fl_mat_apply. */
@@ -177,8 +213,10 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
             for (a.part = 4; a.part <= 5; a.part++) /* SVD: 16 panels of IH_G; CP: 4 x 4 of IH_G / 4 */
                 lp->ih_out[q][a.part - 4][i] = time_call(&a) / ((double)a.B * (a.part == 4 ? (IH_G + FL_PK_NC - 1) / FL_PK_NC : np2));
         }
+    FL_ASSERT((size_t)((IH_WIDE + FL_PK_NC - 1) / FL_PK_NC) * FL_PK_NC * WALK_K <= nw && (size_t)WALK_ROWS * WALK_K <= nx);
+    const fl_status st = time_walks(p, w, x, lp, q);
     fl_free(buf);
-    return FL_OK;
+    return st;
 }
 
 fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
@@ -249,4 +287,8 @@ void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
         median_table(lp->ih_out[0][m], two, n, &p->lr_ih_out_seconds[fm][0][0]);
     }
     fl_profile_curve_median(lp->copy, n, 1, &p->gx_copy_seconds);
+    if (lp->ih_walk_bytes[0] > 0) { /* stage 2's output walks (none without gemm_pk) */
+        fl_profile_curve_median(&lp->ih_walk[0][0], n, FL_PROFILE_IH_WALKS, p->lr_ih_walk_seconds);
+        memcpy(p->lr_ih_walk_bytes, lp->ih_walk_bytes, sizeof p->lr_ih_walk_bytes);
+    }
 }
