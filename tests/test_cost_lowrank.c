@@ -2,8 +2,8 @@
  * (fl_profile.lr_*, format 3): the grid's interpolation in rank and rows, the step's price from
  * hand-written figures (the projection's passes over V, the panel with its cell update, the gx
  * copy, each part's roofline), a profile without the figures priced by the efficiencies as before,
- * and the profile file's round trip (version 4 written; version 2 still loads; a malformed
- * "lowrank" refused, naming the field). Nothing here is timed. */
+ * and the profile file's round trip (version 5 written; versions 2 and 4 still load
+ * and price as before; a malformed "lowrank" refused, naming the field). Nothing here is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,6 +208,18 @@ static void test_without_figures(void **state) {
     assert_close(t.cell_seconds, 20 * 64 * 5.0, 1e-9);
 }
 
+/* lr_profile with far tables (weights beyond the private level): proj 3, SVD panel 5, CP panel 7. */
+static fl_profile far_profile(void) {
+    fl_profile p = lr_profile();
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) {
+            p.lr_proj_far_seconds[j][k] = 3;
+            p.lr_panel_far_seconds[FL_METHOD_SVD][j][k] = 5;
+            p.lr_panel_far_seconds[FL_METHOD_CP][j][k] = 7;
+        }
+    return p;
+}
+
 /* Version 3 and later files carry the figures; a version 2 file (none) loads and is priced the old way; a
  * malformed "lowrank" is refused, naming the field. */
 static void test_file(void **state) {
@@ -222,9 +234,11 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_proj_seconds, p.lr_proj_seconds, sizeof p.lr_proj_seconds);
     assert_memory_equal(q.lr_panel_seconds, p.lr_panel_seconds, sizeof p.lr_panel_seconds);
     assert_close(q.gx_copy_seconds, 0.01, 1e-15);
+    for (int j = 0; j < NR; j++) /* no far tables written: none read */
+        for (int k = 0; k < NK; k++) assert_true(q.lr_proj_far_seconds[j][k] == 0);
     /* the same file as version 2 wrote it: no "lowrank" */
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 4);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 5);
     cJSON *lr = cJSON_DetachItemFromObject(root, "lowrank");
     assert_non_null(lr);
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 2);
@@ -256,6 +270,55 @@ static void test_file(void **state) {
     cJSON_Delete(root);
 }
 
+/* Format 5's far tables: written and read back exactly; a version 4 file (none) loads and prices a
+ * step past the private level from the near tables, as before; a malformed or partial set of far
+ * tables is refused, naming the table. */
+static void test_file_far(void **state) {
+    (void)state;
+    fl_profile p = far_profile(), q;
+    fill(p.lr_proj_far_seconds);
+    p.lr_panel_far_seconds[FL_METHOD_SVD][3][1] = 9.25;
+    p.level[0].bytes = 8 << 10; /* the test's SVD step (W 20 KiB) past 2 C: the far tables */
+    p.id.cores = 1;
+    const char *path = tmp_path("lowrank_far.json");
+    assert_int_equal(fl_profile_save(&p, path), FL_OK);
+    if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
+    assert_memory_equal(q.lr_proj_far_seconds, p.lr_proj_far_seconds, sizeof p.lr_proj_far_seconds);
+    assert_memory_equal(q.lr_panel_far_seconds, p.lr_panel_far_seconds, sizeof p.lr_panel_far_seconds);
+    fl_lr_cost lq, lp;
+    fl_cost_lowrank_step(&q, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lq);
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lp);
+    assert_memory_equal(&lq, &lp, sizeof lq);
+    /* version 4: the same file without the far tables */
+    cJSON *root = json_file_read(path), *lr = cJSON_GetObjectItem(root, "lowrank");
+    static const char *const keys[3] = {"proj_far_seconds", "svd_panel_far_seconds", "cp_panel_far_seconds"};
+    cJSON *r4 = cJSON_Duplicate(root, 1), *l4 = cJSON_GetObjectItem(r4, "lowrank");
+    for (int i = 0; i < 3; i++) cJSON_DeleteItemFromObject(l4, keys[i]);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(r4, "version"), 4);
+    json_file_write(path, r4);
+    cJSON_Delete(r4);
+    if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
+    fl_profile near = p;
+    memset(near.lr_proj_far_seconds, 0, sizeof near.lr_proj_far_seconds);
+    memset(near.lr_panel_far_seconds, 0, sizeof near.lr_panel_far_seconds);
+    fl_cost_lowrank_step(&q, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lq);
+    fl_cost_lowrank_step(&near, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lp);
+    assert_memory_equal(&lq, &lp, sizeof lq);
+    assert_close(lq.comp, 20 * 64 * 2.0, 1e-9);
+    /* malformed: an entry 0 in one far table; one far table missing of three */
+    assert_non_null(lr);
+    for (int i = 0; i < 2; i++) {
+        cJSON *r2 = cJSON_Duplicate(root, 1), *l2 = cJSON_GetObjectItem(r2, "lowrank");
+        if (i == 0) cJSON_SetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(l2, keys[1]), 2), 0);
+        else cJSON_DeleteItemFromObject(l2, keys[2]);
+        json_file_write(path, r2);
+        cJSON_Delete(r2);
+        assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
+        assert_non_null(strstr(fl_last_error(), keys[i + 1]));
+    }
+    cJSON_Delete(root);
+}
+
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_cost_lowrank");
@@ -273,6 +336,7 @@ int main(void) {
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_without_figures),
         cmocka_unit_test(test_file),
+        cmocka_unit_test(test_file_far),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,8 +5,10 @@
  * parts, format 3; the cost model then prices that step by the efficiencies) and version 3 files
  * (format 4 adds, each optional: the input projection stages in "lowrank", without which such a W_ih
  * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
- * without which the sync is read off the curves and no layer switch is priced). Load validates every
- * field and names it in the error. */
+ * without which the sync is read off the curves and no layer switch is priced) and version 4 files
+ * (format 5 adds, optional: the low-rank step's kernels timed with their weights beyond the private
+ * level, without which the step is priced from its near tables alone). Load validates every field
+ * and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -70,7 +72,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 4);
+    cJSON_AddNumberToObject(root, "version", 5);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -244,7 +246,9 @@ static bool get_quant(const cJSON *root, const char *path, fl_profile *p) {
 /* The low-rank step's parts (format 3): {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds":
  * [FL_PROFILE_LR_RANKS x FL_PROFILE_LR_ROWS] rank-major, "gx_copy_seconds": number}; none when not
  * measured. Format 4 adds the input projection's stages, "ih_in_seconds", "ih_svd_out_seconds",
- * "ih_cp_out_seconds" (the same shape), when measured. */
+ * "ih_cp_out_seconds" (the same shape), when measured; format 5 the step's kernels with their
+ * weights beyond the private level, "proj_far_seconds", "svd_panel_far_seconds",
+ * "cp_panel_far_seconds" (the same shape), when measured. */
 enum { LR_N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
 
 static void add_lowrank(cJSON *root, const fl_profile *p) {
@@ -254,10 +258,16 @@ static void add_lowrank(cJSON *root, const fl_profile *p) {
     add_array(o, "svd_panel_seconds", &p->lr_panel_seconds[FL_METHOD_SVD][0][0], LR_N);
     add_array(o, "cp_panel_seconds", &p->lr_panel_seconds[FL_METHOD_CP][0][0], LR_N);
     cJSON_AddNumberToObject(o, "gx_copy_seconds", p->gx_copy_seconds);
-    if (!(p->lr_ih_in_seconds[0][0] > 0)) return;
-    add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
-    add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
-    add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
+    if (p->lr_ih_in_seconds[0][0] > 0) {
+        add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
+        add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
+        add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
+    }
+    if (p->lr_proj_far_seconds[0][0] > 0) {
+        add_array(o, "proj_far_seconds", &p->lr_proj_far_seconds[0][0], LR_N);
+        add_array(o, "svd_panel_far_seconds", &p->lr_panel_far_seconds[FL_METHOD_SVD][0][0], LR_N);
+        add_array(o, "cp_panel_far_seconds", &p->lr_panel_far_seconds[FL_METHOD_CP][0][0], LR_N);
+    }
 }
 
 /* Tables keys[0..n) of o into dst[i] (LR_N numbers > 0 each); a missing one refused, naming it. */
@@ -278,8 +288,14 @@ static bool get_tables(const cJSON *o, const char *path, int n, const char *cons
 }
 
 /* Optional as a whole (older profiles: the step priced by the efficiencies); when present every
- * table of the step is required, all of them positive; the input projection's three (format 4) are
- * optional together: none (a version 3 file), or all three. */
+ * table of the step is required, all of them positive; the input projection's three (format 4) and
+ * the step's far tables (format 5) are each optional together: none (an older file), or all three. */
+static bool get_opt_tables(const cJSON *o, const char *path, const char *const *keys, double *const *dst) {
+    bool any = false;
+    for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+    return !any || get_tables(o, path, 3, keys, dst);
+}
+
 static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "lowrank");
     if (!o) return true;
@@ -295,9 +311,10 @@ static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
     }
     if (!get_tables(o, path, 3, keys, dst) || !get_num(o, "gx_copy_seconds", path, 0, &p->gx_copy_seconds))
         return false;
-    bool any = false;
-    for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, ih_keys[i]);
-    return !any || get_tables(o, path, 3, ih_keys, ih_dst);
+    static const char *const far_keys[3] = {"proj_far_seconds", "svd_panel_far_seconds", "cp_panel_far_seconds"};
+    double *const far_dst[3] = {&p->lr_proj_far_seconds[0][0], &p->lr_panel_far_seconds[FL_METHOD_SVD][0][0],
+                                &p->lr_panel_far_seconds[FL_METHOD_CP][0][0]};
+    return get_opt_tables(o, path, ih_keys, ih_dst) && get_opt_tables(o, path, far_keys, far_dst);
 }
 
 /* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */
@@ -373,8 +390,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3 && v != 4) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 4", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 5", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
