@@ -2,7 +2,8 @@
  * (fl_profile.lr_*, format 3): the grid's interpolation in rank and rows, the step's price from
  * hand-written figures (the projection's passes over V, the panel with its cell update, the gx
  * copy, each part's roofline), a profile without the figures priced by the efficiencies as before,
- * and the profile file's round trip (version 5 written; versions 2 and 4 still load
+ * the far tables (weights beyond the private level, format 5) chosen or blended by the step's
+ * working set, and the profile file's round trip (version 5 written; versions 2 and 4 still load
  * and price as before; a malformed "lowrank" refused, naming the field). Nothing here is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -208,7 +209,10 @@ static void test_without_figures(void **state) {
     assert_close(t.cell_seconds, 20 * 64 * 5.0, 1e-9);
 }
 
-/* lr_profile with far tables (weights beyond the private level): proj 3, SVD panel 5, CP panel 7. */
+/* lr_profile with far tables (weights beyond the private level): proj 3, SVD panel 5, CP panel 7;
+ * its levels a private 16 KiB at 100 B/s and a shared 1 MiB at 10 B/s, DRAM 1 B/s, and a one-thread
+ * curve at those plateaus that falls from the first to the second between 16 and 32 KiB, through
+ * 20 KiB (the SVD step's W below) at the rate of bytes a quarter of which come from the second. */
 static fl_profile far_profile(void) {
     fl_profile p = lr_profile();
     for (int j = 0; j < NR; j++)
@@ -217,7 +221,83 @@ static fl_profile far_profile(void) {
             p.lr_panel_far_seconds[FL_METHOD_SVD][j][k] = 5;
             p.lr_panel_far_seconds[FL_METHOD_CP][j][k] = 7;
         }
+    p.n_levels = 2;
+    p.level[0] = (fl_cache_level){.level = 2, .bytes = 16 << 10, .shared_cpus = 1, .bandwidth = 100.0};
+    p.level[1] = (fl_cache_level){.level = 3, .bytes = 1 << 20, .shared_cpus = 2, .bandwidth = 10.0,
+                                  .all_cores_bandwidth = 15.0};
+    p.dram_bandwidth = 1;
+    const size_t b[5] = {1 << 10, 16 << 10, 20 << 10, 32 << 10, 1 << 20};
+    const double bw[5] = {100, 100, 1 / (0.75 / 100 + 0.25 / 10), 10, 10};
+    p.n_curve = 5;
+    for (int i = 0; i < 5; i++) p.curve_bytes[i] = b[i], p.curve_bandwidth[i] = bw[i];
     return p;
+}
+
+/* The far tables' share by a thread's working set: 0 up to the private level's capacity (16 KiB),
+ * beyond it the share the curve reads from the last level (a quarter at 20 KiB, all from 32 KiB);
+ * 0 without far tables. A step that fits is priced from the near tables, one whose W is past the
+ * curve's fall from the far ones, one between from both, the split step by its thread's V and
+ * half of U; a V past the private level streams its passes after the first at the far proj
+ * kernel's one-row figure. SVD at H = K = 64, R = 16: V 4096 B, U 16384 B. */
+static void test_far(void **state) {
+    (void)state;
+    fl_profile p = far_profile();
+    assert_close(fl_cost_lr_far_share(&p, 12 << 10), 0, 0);
+    assert_close(fl_cost_lr_far_share(&p, 16 << 10), 0, 0);
+    assert_close(fl_cost_lr_far_share(&p, 20 << 10), 0.25, 1e-12);
+    assert_close(fl_cost_lr_far_share(&p, 32 << 10), 1, 1e-12);
+    assert_close(fl_cost_lr_far_share(&p, 4 << 20), 1, 0); /* the curve's last point, DRAM's beyond */
+    fl_profile old = p;
+    memset(old.lr_proj_far_seconds, 0, sizeof old.lr_proj_far_seconds);
+    memset(old.lr_panel_far_seconds, 0, sizeof old.lr_panel_far_seconds);
+    assert_close(fl_cost_lr_far_share(&old, 32 << 10), 0, 0);
+    fl_profile one = p; /* one level: nothing beyond the private one */
+    one.n_levels = 1, one.n_curve = 0;
+    assert_close(fl_cost_lr_far_share(&one, 32 << 10), 0, 0);
+    fl_lr_cost lc, ln;
+    /* CP, W = 4352 + 4096 B: fits, the near tables, as a profile without far ones prices it */
+    fl_cost_lowrank_step(&p, FL_METHOD_CP, 64, 64, 16, 20, 1, false, 0, &lc);
+    fl_cost_lowrank_step(&old, FL_METHOD_CP, 64, 64, 16, 20, 1, false, 0, &ln);
+    assert_close(lc.dup_comp, 20 * 64 * 1.0, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 3.0, 1e-9);
+    assert_memory_equal(&lc, &ln, sizeof lc);
+    /* SVD, W = 20 KiB: a quarter far; without far tables the near ones */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 1.5, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 2.75, 1e-9);
+    fl_cost_lowrank_step(&old, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &ln);
+    assert_close(ln.dup_comp, 20 * 64 * 1.0, 1e-9);
+    assert_close(ln.comp, 20 * 64 * 2.0, 1e-9);
+    assert_close(lc.dup_mem, ln.dup_mem, 1e-12); /* V (4 KiB) fits: its passes as before */
+    /* R = 32: V 8 KiB, U 32 KiB, all far */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 32, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 3.0, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 5.0, 1e-9);
+    /* split by blocks on two threads: a thread's V + U / 2 = 12 KiB, near (the one-thread step a
+     * quarter far) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 0, &lc);
+    assert_close(lc.dup_comp, 64 * 1.0, 1e-9);
+    assert_close(lc.comp, 64 * 2.0 / 2, 1e-9); /* its share of the panel, over the speed-up (2) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 64 * 1.5, 1e-9);
+    /* on two threads the far excess goes at the last level's two-core rate over one core's (15 / 10):
+     * split by blocks at K = 32, R = 32 (V 4 KiB + U / 2 16 KiB: a quarter far) each thread its whole
+     * V's excess, both at once, and its half of U's; the near parts as before (compute over the
+     * speed-up, 2 here: no measured one) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 32, 32, 1, 2, false, 0, &lc);
+    assert_close(lc.dup_comp, 32 * (1 + 0.25 * 2 * 2 / 1.5), 1e-9);
+    assert_close(lc.comp, 64 * (2.0 / 2 + 0.25 * 3 / 1.5), 1e-9);
+    /* by rows (40 rows, 20 a thread) each thread holds all of W, a quarter far as one thread's */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 40, 2, true, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * (1 + 0.25 * 2 * 2 / 1.5), 1e-9);
+    assert_close(lc.comp, 20 * 64 * (2 + 0.25 * 3 * 2 / 1.5), 1e-9);
+    /* K = 1024: V 64 KiB, past the curve's fall: the first pass at the curve's rate at W (10 B/s),
+     * the six after it at the far proj figure at one row, K 3 s each; without far tables all seven
+     * at the curve's rate at V */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_mem, 65536 / 10.0 + 6 * 1024 * 3.0, 1e-9);
+    fl_cost_lowrank_step(&old, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &ln);
+    assert_close(ln.dup_mem, 7 * 65536 / 10.0, 1e-9);
 }
 
 /* Version 3 and later files carry the figures; a version 2 file (none) loads and is priced the old way; a
@@ -278,7 +358,6 @@ static void test_file_far(void **state) {
     fl_profile p = far_profile(), q;
     fill(p.lr_proj_far_seconds);
     p.lr_panel_far_seconds[FL_METHOD_SVD][3][1] = 9.25;
-    p.level[0].bytes = 8 << 10; /* the test's SVD step (W 20 KiB) past 2 C: the far tables */
     p.id.cores = 1;
     const char *path = tmp_path("lowrank_far.json");
     assert_int_equal(fl_profile_save(&p, path), FL_OK);
@@ -304,7 +383,7 @@ static void test_file_far(void **state) {
     fl_cost_lowrank_step(&q, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lq);
     fl_cost_lowrank_step(&near, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lp);
     assert_memory_equal(&lq, &lp, sizeof lq);
-    assert_close(lq.comp, 20 * 64 * 2.0, 1e-9);
+    assert_close(lq.comp, 20 * 64 * 2.0, 1e-9); /* a quarter far with the tables, none without */
     /* malformed: an entry 0 in one far table; one far table missing of three */
     assert_non_null(lr);
     for (int i = 0; i < 2; i++) {
@@ -335,6 +414,7 @@ int main(void) {
         cmocka_unit_test(test_step_price),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_without_figures),
+        cmocka_unit_test(test_far),
         cmocka_unit_test(test_file),
         cmocka_unit_test(test_file_far),
     };

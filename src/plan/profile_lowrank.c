@@ -15,7 +15,7 @@
  * here (10:55 UTC): proj 3.8-5.3x at one row (a memory-bound pass over V from L3), 1.2-1.3x at 16
  * rows (6 passes, the first from L3), 1.03-1.1x at 64; the SVD panel 2.5-4.4x at one row, 1.1-1.3x
  * at 16. The far table's last rows point (256) is the near one's, not timed (see the pass).
- * Both tables take the draw from ~0.27 s to ~0.31 s.
+ * The far tables take a draw from ~0.27 s to ~0.31 s (10:55 UTC, this Xeon).
  * The cost model (cost_lowrank.c) prices the step from them and the streaming curve: the kernels'
  * own speed at each rank and batch, where the efficiencies before it scaled a dense step of as
  * many bytes by ratios measured at one hidden size (1024), which left the batch-20 steps of hidden
@@ -25,9 +25,10 @@
  * apart; bench_plan puts a round of its candidates after each pass), each figure the median of REPS
  * samples of >= 0.1 ms, then the median of all the draws (fl_profile_lowrank_apply), as the other
  * rates the predictions scale by (profile_rates.c: why the typical sample, not the fastest). One draw
- * takes about 0.31 s (with the far tables). Three draws, not one: this VM runs these kernels 1.3x slower for seconds at a
- * time, and with one draw a pass the median of five passes read either speed (session 13: the SVD
- * panel at rank 64, 16 rows, 6.07 ns in one bench_plan run, 5.06 in the next, the candidates alike).
+ * takes about 0.31 s with the far tables and the input projection's stages. Three draws, not one:
+ * this VM runs these kernels 1.3x slower for seconds at a time, and with one draw a pass the median
+ * of five passes read either speed (session 13: the SVD panel at rank 64, 16 rows, 6.07 ns in one
+ * bench_plan run, 5.06 in the next, the candidates alike).
  *
  * The f32 SVD / CP input projection's two stages (fl_profile.lr_ih_*, format 4) on the same grid:
  * gemm_pk (the packed product fl_rec_input_ws runs) at rank-j outputs over K = PROJ_K inputs
