@@ -72,6 +72,11 @@ cJSON *cli_profile_json(const fl_profile *p) {
         add_lr_table(lr, "svd_panel_per_unit_row", p->lr_panel_seconds[FL_METHOD_SVD]);
         add_lr_table(lr, "cp_panel_per_unit_row", p->lr_panel_seconds[FL_METHOD_CP]);
         cJSON_AddNumberToObject(lr, "gx_copy_per_byte", p->gx_copy_seconds * 1e9);
+        if (p->lr_proj_far_seconds[0][0] > 0) { /* format 5: the same kernels, weights beyond the private level */
+            add_lr_table(lr, "proj_far_per_input_row", p->lr_proj_far_seconds);
+            add_lr_table(lr, "svd_panel_far_per_unit_row", p->lr_panel_far_seconds[FL_METHOD_SVD]);
+            add_lr_table(lr, "cp_panel_far_per_unit_row", p->lr_panel_far_seconds[FL_METHOD_CP]);
+        }
         if (p->lr_ih_in_seconds[0][0] > 0) { /* format 4: the input projection's stages, per 64-column panel */
             add_lr_table(lr, "ih_in_per_input_row_panel", p->lr_ih_in_seconds);
             add_lr_table(lr, "ih_svd_out_per_row_panel", p->lr_ih_out_seconds[FL_METHOD_SVD]);
@@ -204,6 +209,14 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
                 "gate panel with its cell svd %.2f/%.2f/%.2f cp %.2f/%.2f/%.2f ns per unit and row; gx copy %.1f GB/s\n",
                 pj[0] * 1e9, pj[2] * 1e9, pj[4] * 1e9, sv[0] * 1e9, sv[2] * 1e9, sv[4] * 1e9, cp[0] * 1e9, cp[2] * 1e9,
                 cp[4] * 1e9, p->gx_copy_seconds > 0 ? 1e-9 / p->gx_copy_seconds : 0.0);
+    }
+    if (p->lr_proj_far_seconds[0][0] > 0) { /* format 5: the step's weights beyond the private level */
+        const double *pj = p->lr_proj_far_seconds[2], *sv = p->lr_panel_far_seconds[FL_METHOD_SVD][2],
+                     *cp = p->lr_panel_far_seconds[FL_METHOD_CP][2];
+        fprintf(f,
+                "  the same with the weights beyond the private cache, batch 1/16: proj %.2f/%.2f, svd %.2f/%.2f, "
+                "cp %.2f/%.2f ns\n",
+                pj[0] * 1e9, pj[2] * 1e9, sv[0] * 1e9, sv[2] * 1e9, cp[0] * 1e9, cp[2] * 1e9);
     }
     if (p->lr_ih_in_seconds[0][0] > 0) { /* format 4: an SVD / CP W_ih priced by its stages (cost_lowrank_ih.c) */
         const double *in = p->lr_ih_in_seconds[2], *sv = p->lr_ih_out_seconds[FL_METHOD_SVD][2],

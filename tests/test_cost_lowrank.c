@@ -2,8 +2,9 @@
  * (fl_profile.lr_*, format 3): the grid's interpolation in rank and rows, the step's price from
  * hand-written figures (the projection's passes over V, the panel with its cell update, the gx
  * copy, each part's roofline), a profile without the figures priced by the efficiencies as before,
- * and the profile file's round trip (version 5 written; version 2 still loads; a malformed
- * "lowrank" refused, naming the field). Nothing here is timed. */
+ * the far tables (weights beyond the private level, format 5) chosen or blended by the step's
+ * working set, and the profile file's round trip (version 5 written; versions 2 and 4 still load
+ * and price as before; a malformed "lowrank" refused, naming the field). Nothing here is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,6 +209,97 @@ static void test_without_figures(void **state) {
     assert_close(t.cell_seconds, 20 * 64 * 5.0, 1e-9);
 }
 
+/* lr_profile with far tables (weights beyond the private level): proj 3, SVD panel 5, CP panel 7;
+ * its levels a private 16 KiB at 100 B/s and a shared 1 MiB at 10 B/s, DRAM 1 B/s, and a one-thread
+ * curve at those plateaus that falls from the first to the second between 16 and 32 KiB, through
+ * 20 KiB (the SVD step's W below) at the rate of bytes a quarter of which come from the second. */
+static fl_profile far_profile(void) {
+    fl_profile p = lr_profile();
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) {
+            p.lr_proj_far_seconds[j][k] = 3;
+            p.lr_panel_far_seconds[FL_METHOD_SVD][j][k] = 5;
+            p.lr_panel_far_seconds[FL_METHOD_CP][j][k] = 7;
+        }
+    p.n_levels = 2;
+    p.level[0] = (fl_cache_level){.level = 2, .bytes = 16 << 10, .shared_cpus = 1, .bandwidth = 100.0};
+    p.level[1] = (fl_cache_level){.level = 3, .bytes = 1 << 20, .shared_cpus = 2, .bandwidth = 10.0,
+                                  .all_cores_bandwidth = 15.0};
+    p.dram_bandwidth = 1;
+    const size_t b[5] = {1 << 10, 16 << 10, 20 << 10, 32 << 10, 1 << 20};
+    const double bw[5] = {100, 100, 1 / (0.75 / 100 + 0.25 / 10), 10, 10};
+    p.n_curve = 5;
+    for (int i = 0; i < 5; i++) p.curve_bytes[i] = b[i], p.curve_bandwidth[i] = bw[i];
+    return p;
+}
+
+/* The far tables' share by a thread's working set: 0 up to the private level's capacity (16 KiB),
+ * beyond it the share the curve reads from the last level (a quarter at 20 KiB, all from 32 KiB);
+ * 0 without far tables. A step that fits is priced from the near tables, one whose W is past the
+ * curve's fall from the far ones, one between from both, the split step by its thread's V and
+ * half of U; a V past the private level streams its passes after the first at the far proj
+ * kernel's one-row figure. SVD at H = K = 64, R = 16: V 4096 B, U 16384 B. */
+static void test_far(void **state) {
+    (void)state;
+    fl_profile p = far_profile();
+    assert_close(fl_cost_lr_far_share(&p, 12 << 10), 0, 0);
+    assert_close(fl_cost_lr_far_share(&p, 16 << 10), 0, 0);
+    assert_close(fl_cost_lr_far_share(&p, 20 << 10), 0.25, 1e-12);
+    assert_close(fl_cost_lr_far_share(&p, 32 << 10), 1, 1e-12);
+    assert_close(fl_cost_lr_far_share(&p, 4 << 20), 1, 0); /* the curve's last point, DRAM's beyond */
+    fl_profile old = p;
+    memset(old.lr_proj_far_seconds, 0, sizeof old.lr_proj_far_seconds);
+    memset(old.lr_panel_far_seconds, 0, sizeof old.lr_panel_far_seconds);
+    assert_close(fl_cost_lr_far_share(&old, 32 << 10), 0, 0);
+    fl_profile one = p; /* one level: nothing beyond the private one */
+    one.n_levels = 1, one.n_curve = 0;
+    assert_close(fl_cost_lr_far_share(&one, 32 << 10), 0, 0);
+    fl_lr_cost lc, ln;
+    /* CP, W = 4352 + 4096 B: fits, the near tables, as a profile without far ones prices it */
+    fl_cost_lowrank_step(&p, FL_METHOD_CP, 64, 64, 16, 20, 1, false, 0, &lc);
+    fl_cost_lowrank_step(&old, FL_METHOD_CP, 64, 64, 16, 20, 1, false, 0, &ln);
+    assert_close(lc.dup_comp, 20 * 64 * 1.0, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 3.0, 1e-9);
+    assert_memory_equal(&lc, &ln, sizeof lc);
+    /* SVD, W = 20 KiB: a quarter far; without far tables the near ones */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 1.5, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 2.75, 1e-9);
+    fl_cost_lowrank_step(&old, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &ln);
+    assert_close(ln.dup_comp, 20 * 64 * 1.0, 1e-9);
+    assert_close(ln.comp, 20 * 64 * 2.0, 1e-9);
+    assert_close(lc.dup_mem, ln.dup_mem, 1e-12); /* V (4 KiB) fits: its passes as before */
+    /* R = 32: V 8 KiB, U 32 KiB, all far */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 32, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 3.0, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 5.0, 1e-9);
+    /* split by blocks on two threads: a thread's V + U / 2 = 12 KiB, near (the one-thread step a
+     * quarter far) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 0, &lc);
+    assert_close(lc.dup_comp, 64 * 1.0, 1e-9);
+    assert_close(lc.comp, 64 * 2.0 / 2, 1e-9); /* its share of the panel, over the speed-up (2) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 64 * 1.5, 1e-9);
+    /* on two threads the far excess goes at the last level's two-core rate over one core's (15 / 10):
+     * split by blocks at K = 32, R = 32 (V 4 KiB + U / 2 16 KiB: a quarter far) each thread its half
+     * of U's excess, none of V's (both threads read the same V at once); the near parts as before
+     * (compute over the speed-up, 2 here: no measured one) */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 32, 32, 1, 2, false, 0, &lc);
+    assert_close(lc.dup_comp, 32 * 1.0, 1e-9);
+    assert_close(lc.comp, 64 * (2.0 / 2 + 0.25 * 3 / 1.5), 1e-9);
+    /* by rows (40 rows, 20 a thread) each thread holds all of W, a quarter far as one thread's */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 40, 2, true, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * (1 + 0.25 * 2 * 2 / 1.5), 1e-9);
+    assert_close(lc.comp, 20 * 64 * (2 + 0.25 * 3 * 2 / 1.5), 1e-9);
+    /* K = 1024: V 64 KiB, past the curve's fall: the first pass at the curve's rate at W (10 B/s),
+     * the six after it at the far proj figure at one row, K 3 s each; without far tables all seven
+     * at the curve's rate at V */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_mem, 65536 / 10.0 + 6 * 1024 * 3.0, 1e-9);
+    fl_cost_lowrank_step(&old, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &ln);
+    assert_close(ln.dup_mem, 7 * 65536 / 10.0, 1e-9);
+}
+
 /* Version 3 and later files carry the figures; a version 2 file (none) loads and is priced the old way; a
  * malformed "lowrank" is refused, naming the field. */
 static void test_file(void **state) {
@@ -222,6 +314,8 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_proj_seconds, p.lr_proj_seconds, sizeof p.lr_proj_seconds);
     assert_memory_equal(q.lr_panel_seconds, p.lr_panel_seconds, sizeof p.lr_panel_seconds);
     assert_close(q.gx_copy_seconds, 0.01, 1e-15);
+    for (int j = 0; j < NR; j++) /* no far tables written: none read */
+        for (int k = 0; k < NK; k++) assert_true(q.lr_proj_far_seconds[j][k] == 0);
     /* the same file as version 2 wrote it: no "lowrank" */
     cJSON *root = json_file_read(path);
     assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 5);
@@ -256,6 +350,54 @@ static void test_file(void **state) {
     cJSON_Delete(root);
 }
 
+/* Format 5's far tables: written and read back exactly; a version 4 file (none) loads and prices a
+ * step past the private level from the near tables, as before; a malformed or partial set of far
+ * tables is refused, naming the table. */
+static void test_file_far(void **state) {
+    (void)state;
+    fl_profile p = far_profile(), q;
+    fill(p.lr_proj_far_seconds);
+    p.lr_panel_far_seconds[FL_METHOD_SVD][3][1] = 9.25;
+    p.id.cores = 1;
+    const char *path = tmp_path("lowrank_far.json");
+    assert_int_equal(fl_profile_save(&p, path), FL_OK);
+    if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
+    assert_memory_equal(q.lr_proj_far_seconds, p.lr_proj_far_seconds, sizeof p.lr_proj_far_seconds);
+    assert_memory_equal(q.lr_panel_far_seconds, p.lr_panel_far_seconds, sizeof p.lr_panel_far_seconds);
+    fl_lr_cost lq, lp;
+    fl_cost_lowrank_step(&q, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lq);
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lp);
+    assert_memory_equal(&lq, &lp, sizeof lq);
+    /* version 4: the same file without the far tables */
+    cJSON *root = json_file_read(path), *lr = cJSON_GetObjectItem(root, "lowrank");
+    static const char *const keys[3] = {"proj_far_seconds", "svd_panel_far_seconds", "cp_panel_far_seconds"};
+    cJSON *r4 = cJSON_Duplicate(root, 1), *l4 = cJSON_GetObjectItem(r4, "lowrank");
+    for (int i = 0; i < 3; i++) cJSON_DeleteItemFromObject(l4, keys[i]);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(r4, "version"), 4);
+    json_file_write(path, r4);
+    cJSON_Delete(r4);
+    if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
+    fl_profile near = p;
+    memset(near.lr_proj_far_seconds, 0, sizeof near.lr_proj_far_seconds);
+    memset(near.lr_panel_far_seconds, 0, sizeof near.lr_panel_far_seconds);
+    fl_cost_lowrank_step(&q, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lq);
+    fl_cost_lowrank_step(&near, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lp);
+    assert_memory_equal(&lq, &lp, sizeof lq);
+    assert_close(lq.comp, 20 * 64 * 2.0, 1e-9); /* a quarter far with the tables, none without */
+    /* malformed: an entry 0 in one far table; one far table missing of three */
+    assert_non_null(lr);
+    for (int i = 0; i < 2; i++) {
+        cJSON *r2 = cJSON_Duplicate(root, 1), *l2 = cJSON_GetObjectItem(r2, "lowrank");
+        if (i == 0) cJSON_SetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(l2, keys[1]), 2), 0);
+        else cJSON_DeleteItemFromObject(l2, keys[2]);
+        json_file_write(path, r2);
+        cJSON_Delete(r2);
+        assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
+        assert_non_null(strstr(fl_last_error(), keys[i + 1]));
+    }
+    cJSON_Delete(root);
+}
+
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_cost_lowrank");
@@ -272,7 +414,9 @@ int main(void) {
         cmocka_unit_test(test_step_price),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_without_figures),
+        cmocka_unit_test(test_far),
         cmocka_unit_test(test_file),
+        cmocka_unit_test(test_file_far),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -216,7 +216,7 @@ static void test_file(void **state) {
 }
 
 /* One low-rank pass (the step's parts and the input projection's stages) on a profile with a 48 KiB
- * L1, 1 MiB L2 and 32 MiB L3: every step figure positive and finite, a gx copy figure exactly when
+ * L1, 1 MiB L2 and 32 MiB L3: every step figure (near and far) positive and finite, a gx copy figure exactly when
  * the kernels copy (not fl_kernels.gx_in_place), and every stage figure positive and finite where
  * the kernel level has gemm_pk, else none (such a W_ih then priced as before). */
 static void test_pass(void **state) {
@@ -232,9 +232,10 @@ static void test_pass(void **state) {
     fl_profile_lowrank_apply(&lp, &p);
     for (int j = 0; j < NR; j++)
         for (int k = 0; k < NK; k++) {
-            const double v[3] = {p.lr_proj_seconds[j][k], p.lr_panel_seconds[FL_METHOD_SVD][j][k],
-                                 p.lr_panel_seconds[FL_METHOD_CP][j][k]};
-            for (int i = 0; i < 3; i++) assert_true(v[i] > 0 && isfinite(v[i]));
+            const double v[6] = {p.lr_proj_seconds[j][k],     p.lr_panel_seconds[FL_METHOD_SVD][j][k],
+                                 p.lr_panel_seconds[FL_METHOD_CP][j][k], p.lr_proj_far_seconds[j][k],
+                                 p.lr_panel_far_seconds[FL_METHOD_SVD][j][k], p.lr_panel_far_seconds[FL_METHOD_CP][j][k]};
+            for (int i = 0; i < 6; i++) assert_true(v[i] > 0 && isfinite(v[i]));
         }
     if (fl_kernels_get()->gx_in_place) assert_true(p.gx_copy_seconds == 0);
     else assert_true(p.gx_copy_seconds > 0 && isfinite(p.gx_copy_seconds));

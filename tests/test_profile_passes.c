@@ -256,6 +256,7 @@ static void test_lowrank_median_of_draws(void **state) {
         const double v = q < 6 ? 1.3e-9 : 1.0e-9;
         for (int i = 0; i < N; i++) {
             lp->proj[q][i] = lp->panel[q][0][i] = lp->panel[q][1][i] = v;
+            lp->proj_far[q][i] = lp->panel_far[q][0][i] = lp->panel_far[q][1][i] = 2 * v;
             lp->ih_in[q][i] = lp->ih_out[q][0][i] = lp->ih_out[q][1][i] = v;
         }
         lp->copy[q] = v;
@@ -267,6 +268,9 @@ static void test_lowrank_median_of_draws(void **state) {
             assert_true(p.lr_proj_seconds[j][k] == 1.0e-9);
             assert_true(p.lr_panel_seconds[FL_METHOD_SVD][j][k] == 1.0e-9);
             assert_true(p.lr_panel_seconds[FL_METHOD_CP][j][k] == 1.0e-9);
+            assert_true(p.lr_proj_far_seconds[j][k] == 2.0e-9);
+            assert_true(p.lr_panel_far_seconds[FL_METHOD_SVD][j][k] == 2.0e-9);
+            assert_true(p.lr_panel_far_seconds[FL_METHOD_CP][j][k] == 2.0e-9);
             assert_true(p.lr_ih_in_seconds[j][k] == 1.0e-9);
             assert_true(p.lr_ih_out_seconds[FL_METHOD_CP][j][k] == 1.0e-9);
         }

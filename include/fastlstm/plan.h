@@ -190,10 +190,17 @@ typedef struct fl_profile {
      *   gx_copy_seconds: seconds per byte of the copy of a step's gx rows (B > 1) from a buffer in
      *     the last level (4 x the largest private level, at most a quarter of the last).
      * The cost model prices an f32 SVD / CP step from them and the streaming curve (cost_lowrank.c).
-     * All 0 (profiles before format 3): the step is priced by the efficiencies above. */
+     * All 0 (profiles before format 3): the step is priced by the efficiencies above.
+     * Format 5: the panels at rows > 1 write h walking a buffer beyond the private level (a
+     * session's output rows), and the same three kernels are timed again with their weights read
+     * from beyond the private level (each call a different copy of them: a step whose weights do
+     * not fit that level), lr_proj_far_seconds and lr_panel_far_seconds, same units. All 0
+     * (profiles before format 5): the step is priced from the near tables alone. */
     double lr_proj_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double lr_panel_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     double gx_copy_seconds;
+    double lr_proj_far_seconds[FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
+    double lr_panel_far_seconds[3][FL_PROFILE_LR_RANKS][FL_PROFILE_LR_ROWS];
     /* The f32 SVD / CP input projection's two stages as fl_rec_input_ws runs them (gemm_pk over
      * 64-column panels of packed weights; profile_lowrank.c), one thread, same grid (j, k), per
      * 64-column panel of the product's outputs (partly empty panels count whole: the kernel computes

@@ -9,15 +9,45 @@
  *             floats shared by the four gates), the cell update fused, split across the threads by
  *             blocks.
  * Each part's roofline, from the profile's timings of the kernels themselves (lr_proj_seconds,
- * lr_panel_seconds: weights in L2, at ranks 16..256 and rows 1..256) and the streaming curve:
+ * lr_panel_seconds: weights in L2, at ranks 16..256 and rows 1..256; format 5: the panels at rows
+ * > 1 writing h walking a sequence's output rows, as a session's steps do) and the streaming curve:
  *   proj:  mem = V / bw_w + (passes - 1) V / bw_1(V),  comp = rows K s_proj(Rp, rows)
  *          (the first pass reads V from where the step's working set W = V + U lives, the others
- *          from where V alone does);
+ *          from where V alone does; a V past the private level (1500 SVD h/4: 2.3 MB) at the
+ *          kernel's own rate from beyond it, K s_proj_far(Rp, 1) a pass, blended by V's size as
+ *          below: the curve's ~50 GB/s at 2.3 MB, in its fall from L2 to L3, priced the proj of a
+ *          batch-20 step at 714 us, both layers, against 1107 timed alone: 29 GB/s);
  *   panel: mem = U / (n bw_w),  comp = B H' s_panel(R, B) / scale_n(B)
  *          (H' = H rounded up to the 16-unit blocks, the cell update inside s_panel);
  *   copy:  rows 16 H gx_copy_seconds (0 where the kernels read gx in place: the panel figures then
  *          carry those reads, profile_lowrank.c),
  *   t = max(proj) + max(panel) + copy (+ sync, split by blocks).
+ * s_proj and s_panel are the near tables (weights in L2) plus a share f of the far tables' excess
+ * over them (format 5: lr_*_far_seconds, the same kernels with each call's weights from beyond the
+ * private level). f is the share of a thread's working set (one thread and by rows: W; split by
+ * blocks: V + U / n) that the streaming curve reads from beyond the private level
+ * (fl_cost_lr_far_share): 0 up to that level's measured capacity (its knee), then f with
+ * 1 / bw(W) = (1 - f) / bw_private + f / bw_last (the curve's time per byte at W between the two
+ * levels' plateaus), 1 once the curve is down to the last level's rate. Timed alone, a proj whose
+ * V fits keeps V in L2 from call to call; inside a step whose W does not fit, U's stream evicts
+ * it, so its first pass reads V from the last level, and U streams from there too (1500 SVD h/16
+ * batch 20: W 2.8 MB past a 1.44 MB knee; the near tables priced the steps at 512 us, measured
+ * 589 on one gx, 614 walking gx, ~700 in the session). The curve's share, not a ramp from the
+ * knee: the L2 keeps part of a cyclic stream somewhat larger than itself, and at batch 1, where
+ * the row-1 figures are the streams themselves (near ~120 GB/s, far ~27), the blend then prices
+ * the weights as the curve does (a ramp from the knee to twice it read 650 SVD h/4 batch 1, W 2.16
+ * MB, 0.73 far where the curve reads 0.47: measured / predicted 0.73 against 0.95).
+ * The far excess is the wait on the last level, not compute: on n threads it goes at the rate n
+ * threads stream from that level (its all-cores rate over its one-core rate, at most n: 1.92 on
+ * the 2-vCPU Xeon), not at the compute speed-up (1.39-1.50). By rows every thread reads its whole
+ * V and all of U, so those excesses are n times one thread's at that rate; split by blocks each
+ * thread reads its share of U, and V's excess is not paid: the threads' projections read the same
+ * V in the same microseconds (the lines one core brings from the last level the other finds in
+ * flight or next door), which the mem term's all-cores rate already prices. Four bench_plan runs
+ * (10:55-11:12, each priced from its own profile) read 1500 SVD h/4, h/8 and CP h/4 at batch 1 on
+ * two threads at measured / predicted 0.69-0.89 with V's excess (0.76-0.81 with the panel's at
+ * the compute speed-up too), 0.87-1.02 without; 140 of 192 candidates within 15% against 144.
+ * Without far tables (older profiles) the near tables alone, as before.
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
  * its share of U (n V + U in all, each core's private level holding its own part) in the time the
@@ -28,7 +58,8 @@
  * its ceil(B / n) rows of the whole step, fl_rows_auto): the rate of n threads streaming W each
  * (cost.c's placement) over n, and each thread's parts at its rows on one thread's rates slowed by
  * n / scale_n(B) (n threads computing at once deliver the speed-up the profile measures for a split
- * step, thread_scale_rec, not n: 1.39-1.50 on the 2-vCPU Xeon), its own rows' copy. s_proj and s_panel interpolate linearly in the rank between the grid's ranks (the
+ * step, thread_scale_rec, not n: 1.39-1.50 on the 2-vCPU Xeon), its own rows' copy. s_proj and
+ * s_panel interpolate linearly in the rank between the grid's ranks (the
  * time per unit is affine in it: a fixed cost per unit and row, then per k), extended along the
  * last segment beyond 256, and linearly in log rows, held beyond 1 and 256. CP's scaling (4 R
  * multiplies a row) is left out, and so is rec_memory_factor (a low-rank W_hh beyond the last
@@ -63,12 +94,53 @@ double fl_cost_lr_table(const double (*t)[FL_PROFILE_LR_ROWS], double rank, doub
     return u > 1 && v < b ? b : v; /* extended beyond the last rank: never below its figure */
 }
 
+/* The largest private level (its measured capacity, the knee, in fl_profile.level[].bytes): the
+ * largest level not shared by several cores below the last, else the first (profile_lowrank.c's
+ * beyond_private sizes its buffers from the same level). */
+static int private_level(const fl_profile *p) {
+    int priv = 0;
+    const size_t last = p->level[p->n_levels - 1].bytes;
+    for (int i = 0; i < p->n_levels; i++)
+        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = i;
+    return priv;
+}
+
+double fl_cost_lr_far_share(const fl_profile *p, double bytes) {
+    if (!(p->lr_proj_far_seconds[0][0] > 0) || p->n_levels < 2) return 0;
+    const int ip = private_level(p);
+    const double near = p->level[ip].bandwidth, far = p->level[p->n_levels - 1].bandwidth;
+    if (ip == p->n_levels - 1 || !(far > 0) || !(near > far) || bytes <= (double)p->level[ip].bytes) return 0;
+    double bw;
+    fl_cost_pick_level(p, bytes, 1, &bw);
+    const double f = (1 / bw - 1 / near) / (1 / far - 1 / near);
+    return f < 0 ? 0 : f > 1 ? 1 : f;
+}
+
+/* The far table's excess over the near one, share f of it, at rank and rows (0 at f = 0). */
+static double excess(const double (*near)[FL_PROFILE_LR_ROWS], const double (*far)[FL_PROFILE_LR_ROWS], double f,
+                     double rank, double rows) {
+    return f > 0 ? f * (fl_cost_lr_table(far, rank, rows) - fl_cost_lr_table(near, rank, rows)) : 0;
+}
+
+/* n threads streaming from the last level at once: their rate over one thread's (the level's
+ * all-cores rate over its one-core rate, else the level rates' 1 + 0.75 (n - 1)), 1..n. */
+static double far_gain(const fl_profile *p, int n) {
+    if (n <= 1) return 1;
+    const fl_cache_level *l = &p->level[p->n_levels - 1];
+    const double g = l->all_cores_bandwidth > 0 && l->bandwidth > 0 ? l->all_cores_bandwidth / l->bandwidth
+                                                                      : 1 + 0.75 * (n - 1);
+    return g > n ? n : g < 1 ? 1 : g;
+}
+
 void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,
                           double sync, fl_lr_cost *out) {
     const double Rp = (double)((R + NB - 1) / NB * NB), Hb = (double)((H + NB - 1) / NB * NB);
     const bool cp = m == FL_METHOD_CP;
     const double vb = 4.0 * (K * Rp + (cp ? 4.0 * R : 0.0)), ub = 4.0 * R * (cp ? Hb : 4.0 * Hb), W = vb + ub;
     const int n = tt > 1 ? tt : 1, rows = by_rows ? (batch + n - 1) / n : batch;
+    /* the share of the far tables: by a thread's working set, its V and its share of U (by rows:
+     * all of U, each thread its own copy in its own private level) */
+    const double f = fl_cost_lr_far_share(p, n > 1 && !by_rows ? vb + ub / n : W);
     double bw_w, bw_v;
     if (n == 1) {
         fl_cost_pick_level(p, W, 1, &bw_w);
@@ -87,7 +159,12 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     }
     fl_cost_pick_level(p, vb, 1, &bw_v);
     const int passes = (rows + PROJ_ROWS - 1) / PROJ_ROWS;
-    out->dup_mem = vb / bw_w + (passes - 1) * vb / bw_v;
+    /* the passes after the first read V from where V alone lives: past the private level, at the
+     * proj kernel's own rate from there (its far figure at one row: one pass over V), blended as
+     * the tables are by V's size */
+    const double fv = fl_cost_lr_far_share(p, vb), pass_v = vb / bw_v;
+    const double pass = fv > 0 ? pass_v + fv * (K * fl_cost_lr_table(p->lr_proj_far_seconds, Rp, 1) - pass_v) : pass_v;
+    out->dup_mem = vb / bw_w + (passes - 1) * pass;
     out->dup_comp = rows * (double)K * fl_cost_lr_table(p->lr_proj_seconds, Rp, rows);
     const bool split = n > 1 && !by_rows;
     out->mem = ub / (split ? n * bw_w : bw_w);
@@ -96,6 +173,13 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     if (n > 1 && by_rows) { /* n threads computing at once deliver the measured speed-up, not n */
         const double slow = n / fl_cost_rec_scale(p, n, batch);
         out->dup_comp *= slow, out->comp *= slow;
+    }
+    if (f > 0) { /* the far tables' excess: the wait on the last level, at n threads' rate from it */
+        const double g = far_gain(p, n);
+        const double xv = rows * (double)K * excess(p->lr_proj_seconds, p->lr_proj_far_seconds, f, Rp, rows);
+        const double xu = rows * Hb * excess(p->lr_panel_seconds[m], p->lr_panel_far_seconds[m], f, R, rows);
+        if (!split) out->dup_comp += xv * n / g; /* by rows every thread its own V, all at once */
+        out->comp += xu * (split ? 1 : n) / g;     /* split: each thread its share of U; by rows: all of it */
     }
     out->serial = (rows > 1 ? rows * 16.0 * H * p->gx_copy_seconds : 0.0) + (split ? sync : 0.0);
 }

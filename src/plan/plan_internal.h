@@ -78,6 +78,11 @@ bool fl_cost_has_lowrank(const fl_profile *p); /* p has the lr_* figures */
  * rank's figure), the first rank's figure below it; linear in log rows between 1, 4, 16, 64, 256,
  * held outside. */
 double fl_cost_lr_table(const double (*t)[FL_PROFILE_LR_ROWS], double rank, double rows);
+/* The share (0..1) of a low-rank step's kernel figures taken from the far tables
+ * (fl_profile.lr_*_far_seconds) for a thread's working set of `bytes`: 0 up to the private level's
+ * measured capacity, beyond it the share of the bytes the one-thread curve reads from beyond that
+ * level (cost_lowrank.c: why); 0 without far tables or without a level beyond the private one. */
+double fl_cost_lr_far_share(const fl_profile *p, double bytes);
 typedef struct fl_lr_cost {
     double dup_mem, dup_comp; /* the rank-R projection: every thread its own, at its rows */
     double mem, comp;         /* the gate panel with its cell update (split: each thread's share) */

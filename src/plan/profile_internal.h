@@ -154,6 +154,8 @@ typedef struct fl_lr_passes {
     double proj[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];
     double panel[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* SVD, CP */
     double copy[FL_PROFILE_MAX_DRAWS];
+    double proj_far[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];     /* weights beyond */
+    double panel_far[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* the private level */
     double ih_in[FL_PROFILE_MAX_DRAWS][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS];     /* input projection, */
     double ih_out[FL_PROFILE_MAX_DRAWS][2][FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS]; /* its stages */
     double ih_walk[FL_PROFILE_MAX_DRAWS][FL_PROFILE_IH_WALKS]; /* stage 2's output walks (format 5), */
@@ -168,7 +170,8 @@ int fl_profile_lr_rows(int k);
  * before the first). p's levels must be set (the gx copy's buffer is sized from them). */
 fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp);
 
-/* p's lr_proj_seconds, lr_panel_seconds, gx_copy_seconds and lr_ih_*: each the median of lp's passes. */
+/* p's lr_proj_seconds, lr_panel_seconds, their _far tables, gx_copy_seconds and lr_ih_*: each the
+ * median of lp's passes. */
 void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p);
 
 /* Seconds of one recurrent step of B rows of r: the pick-th fastest of `reps` (<= 16) samples, each

@@ -7,10 +7,10 @@
  * is priced by the GEMM rate and the efficiencies; thread_sync_seconds / thread_switch_seconds,
  * without which the sync is read off the curves and no layer switch is priced) and version 4 files
  * (format 5 adds, each optional: run_reread, without which no run's cold start is priced;
- * recurrent_far, without which every dense step is priced from the H 256 rates; stage 2's output
- * walks in "lowrank", without which the input projection's writes are priced at its table's
- * buffer). Load validates
- * every field and names it in the error. */
+ * recurrent_far, without which every dense step is priced from the H 256 rates; in "lowrank", stage
+ * 2's output walks, without which the input projection's writes are priced at its table's buffer,
+ * and the step's kernels timed with their weights beyond the private level, without which the step
+ * is priced from its near tables alone). Load validates every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -279,7 +279,9 @@ static bool get_quant(const cJSON *root, const char *path, fl_profile *p) {
 /* The low-rank step's parts (format 3): {"proj_seconds", "svd_panel_seconds", "cp_panel_seconds":
  * [FL_PROFILE_LR_RANKS x FL_PROFILE_LR_ROWS] rank-major, "gx_copy_seconds": number}; none when not
  * measured. Format 4 adds the input projection's stages, "ih_in_seconds", "ih_svd_out_seconds",
- * "ih_cp_out_seconds" (the same shape), when measured. */
+ * "ih_cp_out_seconds" (the same shape), when measured; format 5 the step's kernels with their
+ * weights beyond the private level, "proj_far_seconds", "svd_panel_far_seconds",
+ * "cp_panel_far_seconds" (the same shape), when measured. */
 enum { LR_N = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS };
 
 static void add_lowrank(cJSON *root, const fl_profile *p) {
@@ -289,13 +291,20 @@ static void add_lowrank(cJSON *root, const fl_profile *p) {
     add_array(o, "svd_panel_seconds", &p->lr_panel_seconds[FL_METHOD_SVD][0][0], LR_N);
     add_array(o, "cp_panel_seconds", &p->lr_panel_seconds[FL_METHOD_CP][0][0], LR_N);
     cJSON_AddNumberToObject(o, "gx_copy_seconds", p->gx_copy_seconds);
-    if (!(p->lr_ih_in_seconds[0][0] > 0)) return;
-    add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
-    add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
-    add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
-    if (!(p->lr_ih_walk_bytes[0] > 0)) return;
-    add_array(o, "ih_walk_bytes", p->lr_ih_walk_bytes, FL_PROFILE_IH_WALKS);
-    add_array(o, "ih_walk_seconds", p->lr_ih_walk_seconds, FL_PROFILE_IH_WALKS);
+    if (p->lr_ih_in_seconds[0][0] > 0) {
+        add_array(o, "ih_in_seconds", &p->lr_ih_in_seconds[0][0], LR_N);
+        add_array(o, "ih_svd_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_SVD][0][0], LR_N);
+        add_array(o, "ih_cp_out_seconds", &p->lr_ih_out_seconds[FL_METHOD_CP][0][0], LR_N);
+    }
+    if (p->lr_ih_walk_bytes[0] > 0) {
+        add_array(o, "ih_walk_bytes", p->lr_ih_walk_bytes, FL_PROFILE_IH_WALKS);
+        add_array(o, "ih_walk_seconds", p->lr_ih_walk_seconds, FL_PROFILE_IH_WALKS);
+    }
+    if (p->lr_proj_far_seconds[0][0] > 0) {
+        add_array(o, "proj_far_seconds", &p->lr_proj_far_seconds[0][0], LR_N);
+        add_array(o, "svd_panel_far_seconds", &p->lr_panel_far_seconds[FL_METHOD_SVD][0][0], LR_N);
+        add_array(o, "cp_panel_far_seconds", &p->lr_panel_far_seconds[FL_METHOD_CP][0][0], LR_N);
+    }
 }
 
 /* Stage 2's output walks (format 5): "ih_walk_bytes" (growing) and "ih_walk_seconds", both of
@@ -342,8 +351,14 @@ static bool get_tables(const cJSON *o, const char *path, int n, const char *cons
 }
 
 /* Optional as a whole (older profiles: the step priced by the efficiencies); when present every
- * table of the step is required, all of them positive; the input projection's three (format 4) are
- * optional together: none (a version 3 file), or all three. */
+ * table of the step is required, all of them positive; the input projection's three (format 4) and
+ * the step's far tables (format 5) are each optional together: none (an older file), or all three. */
+static bool get_opt_tables(const cJSON *o, const char *path, const char *const *keys, double *const *dst) {
+    bool any = false;
+    for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+    return !any || get_tables(o, path, 3, keys, dst);
+}
+
 static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "lowrank");
     if (!o) return true;
@@ -359,9 +374,11 @@ static bool get_lowrank(const cJSON *root, const char *path, fl_profile *p) {
     }
     if (!get_tables(o, path, 3, keys, dst) || !get_num(o, "gx_copy_seconds", path, 0, &p->gx_copy_seconds))
         return false;
-    bool any = false;
-    for (int i = 0; i < 3; i++) any = any || cJSON_GetObjectItemCaseSensitive(o, ih_keys[i]);
-    return (!any || get_tables(o, path, 3, ih_keys, ih_dst)) && get_walks(o, path, p);
+    static const char *const far_keys[3] = {"proj_far_seconds", "svd_panel_far_seconds", "cp_panel_far_seconds"};
+    double *const far_dst[3] = {&p->lr_proj_far_seconds[0][0], &p->lr_panel_far_seconds[FL_METHOD_SVD][0][0],
+                                &p->lr_panel_far_seconds[FL_METHOD_CP][0][0]};
+    return get_opt_tables(o, path, ih_keys, ih_dst) && get_opt_tables(o, path, far_keys, far_dst) &&
+           get_walks(o, path, p);
 }
 
 /* Optional number >= 0 (left as it is when absent); false (with the error set) if malformed. */

@@ -3,7 +3,19 @@
  * ranks and rows with their weights in L2, and the copy of a step's gx rows from the last level.
  * Where the kernels read gx in place (fl_kernels.gx_in_place: avx512), no step copies: the panels at
  * B > 1 then take their gx rows from a walk through a buffer the last level holds, as a session's
- * steps do, so the panel figures carry those reads, and the copy figure is 0.
+ * steps do, so the panel figures carry those reads, and the copy figure is 0. At B > 1 the panels
+ * also write h walking such a buffer (format 5), as a session's steps write the layer's output
+ * sequence ((T B, H): 4.2 MB at 1500 batch 20); timed against a fixed h in one process, the SVD
+ * panel at 16-64 rows read 3-7% more (ranks 64, 128), as a session's steps against the same steps
+ * writing a small buffer (685 / 649 us, 1500 SVD h/16 batch 20, session 14).
+ * The same three kernels again with their weights from beyond the private level (format 5:
+ * lr_proj_far_seconds, lr_panel_far_seconds): each call reads the next of the copies of its weights
+ * that fill a buffer of beyond_private bytes, as a step whose V + U exceeds the private level reads
+ * them (U's stream evicts V between steps; alone, V stays in L2 from call to call). Far / near
+ * here (10:55 UTC): proj 3.8-5.3x at one row (a memory-bound pass over V from L3), 1.2-1.3x at 16
+ * rows (6 passes, the first from L3), 1.03-1.1x at 64; the SVD panel 2.5-4.4x at one row, 1.1-1.3x
+ * at 16. The far table's last rows point (256) is the near one's, not timed (see the pass).
+ * The far tables take a draw from ~0.27 s to ~0.31 s (10:55 UTC, this Xeon).
  * The cost model (cost_lowrank.c) prices the step from them and the streaming curve: the kernels'
  * own speed at each rank and batch, where the efficiencies before it scaled a dense step of as
  * many bytes by ratios measured at one hidden size (1024), which left the batch-20 steps of hidden
@@ -13,9 +25,10 @@
  * apart; bench_plan puts a round of its candidates after each pass), each figure the median of REPS
  * samples of >= 0.1 ms, then the median of all the draws (fl_profile_lowrank_apply), as the other
  * rates the predictions scale by (profile_rates.c: why the typical sample, not the fastest). One draw
- * takes about 0.23 s. Three draws, not one: this VM runs these kernels 1.3x slower for seconds at a
- * time, and with one draw a pass the median of five passes read either speed (session 13: the SVD
- * panel at rank 64, 16 rows, 6.07 ns in one bench_plan run, 5.06 in the next, the candidates alike).
+ * takes about 0.31 s with the far tables and the input projection's stages. Three draws, not one:
+ * this VM runs these kernels 1.3x slower for seconds at a time, and with one draw a pass the median
+ * of five passes read either speed (session 13: the SVD panel at rank 64, 16 rows, 6.07 ns in one
+ * bench_plan run, 5.06 in the next, the candidates alike).
  *
  * The f32 SVD / CP input projection's two stages (fl_profile.lr_ih_*, format 4) on the same grid:
  * gemm_pk (the packed product fl_rec_input_ws runs) at rank-j outputs over K = PROJ_K inputs
@@ -58,10 +71,14 @@ typedef struct lr_call {
     int part; /* 0 proj, 1 SVD panel, 2 CP panel; W_ih: 3 stage 1, 4 SVD stage 2, 5 CP stage 2 */
     int B, R;
     const float *w, *x; /* weights (packed as the runtime packs them); x: h (proj), t (SVD) or zs (CP) */
+    size_t wcopy;       /* > 0: w holds ncopy copies wcopy floats apart, each call the next one */
+    int ncopy, wi;
     const float *gx;  /* the panels' gx rows: gx + pos, pos advancing B rows a call through ngx floats
                        * (a session's walk over its projection's output) when ngx > 0, else fixed */
     size_t ngx, pos;
     float *y, *c, *h; /* proj: y = t (B, R); panels: c, h (B, PANEL_H) */
+    float *hw;        /* nhw > 0: the panels write h at hw + hpos, advancing B rows a call (a */
+    size_t nhw, hpos; /* session's steps writing the layer's output rows), else at h */
     const float *bias; /* stage 2's (IH_G) */
     float *out;        /* stage 2's output buffer: out_n floats, written from out_at on, wrapping */
     size_t out_n, out_at;
@@ -83,20 +100,28 @@ static void call(lr_call *a) {
                           y + g * (IH_G / 4), IH_G);
         return;
     }
-    const size_t rows = (size_t)a->B * 4 * PANEL_H;
-    const float *gx = a->gx;
+    const size_t rows = (size_t)a->B * 4 * PANEL_H, hrows = (size_t)a->B * PANEL_H;
+    const float *gx = a->gx, *w = a->w;
+    float *h = a->h;
     if (a->ngx && (a->part == 1 || a->part == 2)) {
         if (a->pos + rows > a->ngx) a->pos = 0;
         gx += a->pos;
         a->pos += rows;
     }
+    if (a->nhw && (a->part == 1 || a->part == 2)) {
+        if (a->hpos + hrows > a->nhw) a->hpos = 0;
+        h = a->hw + a->hpos;
+        a->hpos += hrows;
+    }
+    if (a->wcopy) {
+        w += (size_t)a->wi * a->wcopy;
+        a->wi = (a->wi + 1) % a->ncopy;
+    }
     switch (a->part) {
-    case 3: a->k->gemm_pk(a->B, a->R, PROJ_K, a->x, PROJ_K, a->w, NULL, a->y, a->R); break;
-    case 0: a->k->proj(a->B, PROJ_K, a->R, a->w, a->x, PROJ_K, a->y, a->R); break;
-    case 1:
-        a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, a->R, gx, 4 * PANEL_H, a->c, a->h, PANEL_H);
-        break;
-    default: a->k->cp_gate_cell(0, nblk, PANEL_H, a->R, a->B, a->w, a->x, gx, 4 * PANEL_H, a->c, a->h, PANEL_H); break;
+    case 3: a->k->gemm_pk(a->B, a->R, PROJ_K, a->x, PROJ_K, w, NULL, a->y, a->R); break;
+    case 0: a->k->proj(a->B, PROJ_K, a->R, w, a->x, PROJ_K, a->y, a->R); break;
+    case 1: a->k->gate_cell(0, nblk, PANEL_H, a->R, a->B, w, a->x, a->R, gx, 4 * PANEL_H, a->c, h, PANEL_H); break;
+    default: a->k->cp_gate_cell(0, nblk, PANEL_H, a->R, a->B, w, a->x, gx, 4 * PANEL_H, a->c, h, PANEL_H); break;
     }
 }
 
@@ -219,44 +244,67 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
     return st;
 }
 
+/* Bytes of one copy of part's weights at rank R (proj: V, PROJ_K x R; SVD panel: U, R x 4 PANEL_H;
+ * CP panel: B, R x PANEL_H), rounded up to a cache line. */
+static size_t part_bytes(int part, int R) {
+    const size_t n = (size_t)R * (part == 0 ? PROJ_K : part == 1 ? 4 * PANEL_H : PANEL_H);
+    return (n * sizeof(float) + 63) / 64 * 64;
+}
+
 fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
     if (!p || !lp) return fl_fail(FL_ERR_ARG, "low-rank pass: NULL argument");
     if (lp->n >= FL_PROFILE_MAX_DRAWS) return fl_fail(FL_ERR_ARG, "profile: more than %d low-rank draws", lp->n);
     if (p->n_levels < 1) return fl_fail(FL_ERR_ARG, "profile: no cache levels to size the gx buffers by");
     const int Rmax = fl_profile_lr_rank(FL_PROFILE_LR_RANKS - 1), G = 4 * PANEL_H;
-    /* weights: V (PROJ_K, Rmax) / U panel (Rmax, 4 PANEL_H) share one buffer of the larger;
+    /* weights: copies of V (PROJ_K, Rmax) / U panel (Rmax, 4 PANEL_H) spanning far bytes (beyond
+     * the private level: the far tables take each call's weights from the next copy; the near
+     * ones from the first copy, left in L2 by the call before);
      * x: h (MAX_ROWS, PROJ_K) / t (MAX_ROWS, Rmax) / zs (MAX_ROWS, 4, Rmax); y: t out */
-    const size_t nw = (size_t)PROJ_K * Rmax > (size_t)Rmax * G ? (size_t)PROJ_K * Rmax : (size_t)Rmax * G;
+    const size_t far = beyond_private(p), one = part_bytes(0, Rmax) > part_bytes(1, Rmax) ? part_bytes(0, Rmax) : part_bytes(1, Rmax);
+    const size_t nw = (far > 2 * one ? far : 2 * one) / sizeof(float);
     const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax);
     const size_t nh = (size_t)MAX_ROWS * PANEL_H, ny = (size_t)MAX_ROWS * Rmax;
     /* gx: one fixed set of rows, or where the kernels read a step's gx in place (no copy), a walk
-     * through a buffer held by the last level, as a session's steps walk their projection's output */
+     * through a buffer held by the last level, as a session's steps walk their projection's output;
+     * hw: the output rows the panels walk at B > 1, as a session's steps write the layer's output */
     const fl_kernels *kern = fl_kernels_get();
     size_t ng = (size_t)MAX_ROWS * G, walk = 0;
     if (kern->gx_in_place) {
-        walk = beyond_private(p) / sizeof(float);
+        walk = far / sizeof(float);
         if (walk < 2 * ng) walk = 2 * ng;
         ng = walk;
     }
-    float *buf = fl_calloc(nw + nx + ng + 2 * nh + ny, sizeof(float));
+    const size_t nhw = far / sizeof(float) > 2 * nh ? far / sizeof(float) : 2 * nh;
+    float *buf = fl_calloc(nw + nx + ng + 2 * nh + ny + nhw, sizeof(float));
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the low-rank step's kernels");
-    float *w = buf, *x = w + nw, *gx = x + nx, *c = gx + ng, *h = c + nh, *y = h + nh;
+    float *w = buf, *x = w + nw, *gx = x + nx, *c = gx + ng, *h = c + nh, *y = h + nh, *hw = y + ny;
     for (size_t i = 0; i < nw; i++) w[i] = (float)((int)((i * 2654435761u) % 201) - 100) * 1e-4f;
     for (size_t i = 0; i < nx; i++) x[i] = (float)((int)(i % 29) - 14) * 0.03f;
     for (size_t i = 0; i < ng; i++) gx[i] = (float)((int)(i % 17) - 8) * 0.25f;
     const int q = lp->n;
-    lr_call a = {.k = kern, .w = w, .x = x, .gx = gx, .y = y, .c = c, .h = h};
+    lr_call a = {.k = kern, .w = w, .x = x, .gx = gx, .y = y, .c = c, .h = h, .hw = hw};
     for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
         for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
             a.R = fl_profile_lr_rank(j), a.B = fl_profile_lr_rows(k);
             a.ngx = a.B > 1 ? walk : 0; /* a step copies or walks its gx at B > 1 only */
+            a.nhw = a.B > 1 ? nhw : 0;  /* and writes its h into a sequence's rows */
+            const int i = j * FL_PROFILE_LR_ROWS + k;
             for (a.part = 0; a.part < 3; a.part++) {
-                /* c from 0 for each panel figure: a long run on one gx would drift c, not the timing */
-                memset(c, 0, nh * sizeof(float));
-                const double t = time_call(&a);
-                const int i = j * FL_PROFILE_LR_ROWS + k;
-                if (a.part == 0) lp->proj[q][i] = t / ((double)a.B * PROJ_K);
-                else lp->panel[q][a.part - 1][i] = t / ((double)a.B * PANEL_H);
+                double t[2]; /* near, far */
+                for (int f = 0; f < 2; f++) {
+                    const size_t wb = part_bytes(a.part, a.R);
+                    a.wcopy = f ? wb / sizeof(float) : 0, a.ncopy = f ? (int)(nw * sizeof(float) / wb) : 1, a.wi = 0;
+                    /* c from 0 for each panel figure: a long run on one gx would drift c, not the timing */
+                    memset(c, 0, nh * sizeof(float));
+                    /* the far figure at the last rows point is the near one: there a call reads its
+                     * weights once in 86 passes (proj) or once for 256 rows (panels), 0.94-1.05x
+                     * the near figure when timed (10:55 UTC, session 14), and its calls are half
+                     * of the far table's time */
+                    t[f] = f && k == FL_PROFILE_LR_ROWS - 1 ? t[0] : time_call(&a);
+                }
+                for (int f = 0; f < 2; f++)
+                    if (a.part == 0) (f ? lp->proj_far : lp->proj)[q][i] = t[f] / ((double)a.B * PROJ_K);
+                    else (f ? lp->panel_far : lp->panel)[q][a.part - 1][i] = t[f] / ((double)a.B * PANEL_H);
             }
         }
     fl_free(buf);
@@ -280,10 +328,12 @@ void fl_profile_lowrank_apply(const fl_lr_passes *lp, fl_profile *p) {
     const int n = lp->n;
     const size_t one = FL_PROFILE_LR_RANKS * FL_PROFILE_LR_ROWS, two = 2 * one; /* a draw's doubles */
     median_table(lp->proj[0], one, n, &p->lr_proj_seconds[0][0]);
+    median_table(lp->proj_far[0], one, n, &p->lr_proj_far_seconds[0][0]);
     median_table(lp->ih_in[0], one, n, &p->lr_ih_in_seconds[0][0]);
     for (int m = 0; m < 2; m++) { /* SVD, CP */
         const fl_method fm = m == 0 ? FL_METHOD_SVD : FL_METHOD_CP;
         median_table(lp->panel[0][m], two, n, &p->lr_panel_seconds[fm][0][0]);
+        median_table(lp->panel_far[0][m], two, n, &p->lr_panel_far_seconds[fm][0][0]);
         median_table(lp->ih_out[0][m], two, n, &p->lr_ih_out_seconds[fm][0][0]);
     }
     fl_profile_curve_median(lp->copy, n, 1, &p->gx_copy_seconds);
