@@ -39,11 +39,14 @@
  * MB, 0.73 far where the curve reads 0.47: measured / predicted 0.73 against 0.95).
  * The far excess is the wait on the last level, not compute: on n threads it goes at the rate n
  * threads stream from that level (its all-cores rate over its one-core rate, at most n: 1.92 on
- * the 2-vCPU Xeon), not at the compute speed-up (1.39-1.50). By rows every thread reads its whole
- * V and all of U, so those excesses are n times one thread's at that rate; split by blocks each
- * thread reads its share of U, and V's excess is not paid: the threads' projections read the same
- * V in the same microseconds (the lines one core brings from the last level the other finds in
- * flight or next door), which the mem term's all-cores rate already prices. Four bench_plan runs
+ * the 2-vCPU Xeon), not at the compute speed-up (1.39-1.50). Split by blocks each thread reads its
+ * share of U, and V's excess is not paid: the threads' projections read the same V in the same
+ * microseconds (the lines one core brings from the last level the other finds in flight or next
+ * door), which the mem term's all-cores rate already prices. By rows every thread reads all of V
+ * and U, the threads the same lines at once, so for the same reason the excess is paid once, at
+ * that rate (as n times one thread's it priced 1500 SVD h/8 batch 20 on two threads at 1258-1289
+ * us against 978-1011 measured in session 14's two quiet runs: 0.78; paid once, 41 -> 44 and 47 ->
+ * 48 of 48 within 15% there, and 42 -> 43 in lrfar's quiet run, 38 -> 35-39 in its five busy ones). Four bench_plan runs
  * (10:55-11:12, each priced from its own profile) read 1500 SVD h/4, h/8 and CP h/4 at batch 1 on
  * two threads at measured / predicted 0.69-0.89 with V's excess (0.76-0.81 with the panel's at
  * the compute speed-up too), 0.87-1.02 without; 140 of 192 candidates within 15% against 144.
@@ -178,8 +181,8 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
         const double g = far_gain(p, n);
         const double xv = rows * (double)K * excess(p->lr_proj_seconds, p->lr_proj_far_seconds, f, Rp, rows);
         const double xu = rows * Hb * excess(p->lr_panel_seconds[m], p->lr_panel_far_seconds[m], f, R, rows);
-        if (!split) out->dup_comp += xv * n / g; /* by rows every thread its own V, all at once */
-        out->comp += xu * (split ? 1 : n) / g;     /* split: each thread its share of U; by rows: all of it */
+        if (!split) out->dup_comp += xv / g; /* by rows: all read all of V and U at once, the wait paid once */
+        out->comp += xu / g;                  /* split: each thread its share of U */
     }
     out->serial = (rows > 1 ? rows * 16.0 * H * p->gx_copy_seconds : 0.0) + (split ? sync : 0.0);
 }
