@@ -21,7 +21,8 @@
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
 
-/* The profile's ladder: 16 KiB * 2^(k/4), to 256 MiB. */
+/* The profile's ladder before session 14: 16 KiB * 2^(k/4), to 256 MiB (test_measured_vm_curve's
+ * recorded curve has its 57 points); it now goes to 512 MiB (test_large_l3). */
 #define NPTS 57
 static size_t ladder(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }
 
@@ -79,6 +80,27 @@ static void test_clean_three_levels(void **state) {
 
 /* A two-point dip inside L3 (a neighbour's burst seen by most passes) splits the curve, and the
  * rest of L3 streams at its old rate: no new level, L3 goes on to its real end. */
+/* A last level that holds most of the 256 MiB ladder (session 14: co-tenants left a 2-vCPU Xeon
+ * ~190 MB of its 260 MiB L3): on the old ladder the curve falls at its top point alone, so the L3
+ * reads as memory and the last level found is the L2; on the profile's ladder to 512 MiB memory's
+ * plateau shows, and the L3's knee is found. */
+static void test_large_l3(void **state) {
+    (void)state;
+    enum { N = 61 };
+    const machine big = {2, {1400 * KIB, 190 * MIB}, {130e9, 30e9}, 16e9};
+    size_t b[N];
+    double bw[N], mem;
+    for (int k = 0; k < N; k++) b[k] = ladder(k), bw[k] = rate_at(&big, b[k]);
+    fl_knee k[FL_PROFILE_MAX_LEVELS];
+    int n = fl_profile_find_levels(b, bw, 57, k, FL_PROFILE_MAX_LEVELS, &mem); /* to 256 MiB */
+    assert_int_equal(n, 1);
+    assert_true(mem == 30e9);
+    n = fl_profile_find_levels(b, bw, N, k, FL_PROFILE_MAX_LEVELS, &mem);
+    assert_int_equal(n, 2);
+    assert_int_equal(k[1].bytes, ladder_floor(190 * MIB));
+    assert_true(k[1].plateau == 30e9 && mem == 16e9);
+}
+
 static void test_dip_inside_level(void **state) {
     (void)state;
     size_t b[NPTS];
@@ -372,6 +394,7 @@ int main(void) {
         cmocka_unit_test(test_clean_three_levels), cmocka_unit_test(test_dip_inside_level),
         cmocka_unit_test(test_noisy_three_levels),
         cmocka_unit_test(test_no_visible_l3),
+        cmocka_unit_test(test_large_l3),
         cmocka_unit_test(test_reported_512_measured_32),
         cmocka_unit_test(test_measured_vm_curve),
         cmocka_unit_test(test_identity_saved_and_checked),

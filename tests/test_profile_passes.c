@@ -19,7 +19,7 @@
 
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
-#define NPTS 57 /* the profile's ladder: 16 KiB * 2^(k/4), to 256 MiB */
+#define NPTS 61 /* the profile's ladder: 16 KiB * 2^(k/4), to 512 MiB */
 #define NP FL_PROFILE_PASSES
 
 static size_t ladder(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }

@@ -19,7 +19,7 @@ extern "C" {
 /* ---------------------------------------------------------------- machine profile */
 
 #define FL_PROFILE_MAX_LEVELS 4
-#define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 256 MiB in steps of 2^(1/4) */
+#define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 512 MiB in steps of 2^(1/4) */
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
 #define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */

@@ -3,7 +3,7 @@
  * what the machine reports is in profile_detect.c, the JSON file in profile_io.c.
  *
  * Streaming: the runtime's recurrent step (fl_rec_step, batch 1) on a dense W_hh (4H, H) of a
- * given size is timed over a ladder of working sets, 16 KiB to 256 MiB in steps of 2^(1/4), first
+ * given size is timed over a ladder of working sets, 16 KiB to 512 MiB in steps of 2^(1/4), first
  * by one thread, then by two threads together (all cores on the 2-CPU machines this targets; the
  * worker pool splits W_hh between them), the pair repeated FL_PROFILE_PASSES times and each point's
  * rate the median of its passes. Each level's effective capacity is the knee of the curve:
@@ -212,8 +212,12 @@ static fl_status measure_stream(size_t bytes, const fl_profile *p, double *rate,
     return measure_stream_t(bytes, 1, NULL, p, REPS, rate, flops, seconds);
 }
 
-/* The ladder: 16 KiB * 2^(k/4), k = 0..56 (to 256 MiB). */
-#define LADDER_POINTS 57
+/* The ladder: 16 KiB * 2^(k/4), k = 0..60 (to 512 MiB). Past the last level's knee it needs
+ * enough points for memory's plateau: to 256 MiB only, a 2-vCPU Xeon whose co-tenants left it most
+ * of a 260 MiB L3 (session 14, 11:50) streamed at its L3 rate to 190 MB and fell at the top point
+ * alone, so the L3 read as memory (30 GB/s), the last level as the 1.2 MB L2, and bench_plan priced
+ * 2 x 650 SVD h/16 at batch 1 at 3x its time. */
+#define LADDER_POINTS 61
 static size_t ladder_bytes(int k) { return (size_t)(16384.0 * pow(2.0, k / 4.0)); }
 
 /* Samples per ladder point and pass: the median over FL_PROFILE_PASSES passes does the rest. */
@@ -601,7 +605,7 @@ static fl_status finish(fl_profile_run *r) {
             p->n_curve_all ? fl_cost_curve_at(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, (double)set) : 0;
     }
     /* the memory plateau of the (median) curve, robust to one slow point; else the top of the
-     * ladder, 256 MiB */
+     * ladder, 512 MiB */
     p->dram_bandwidth = memory_bw > 0 ? memory_bw : p->curve_bandwidth[p->n_curve - 1];
     /* Fixed cost of a layer-step through a whole session: a model too small to be anything else. */
     fl_arch tiny = {.input = 8, .hidden = 8, .layers = 1, .head = FL_HEAD_NONE};
