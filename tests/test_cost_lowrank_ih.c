@@ -247,6 +247,17 @@ static void test_pass(void **state) {
                                  p.lr_ih_out_seconds[FL_METHOD_CP][j][k]};
             for (int i = 0; i < 3; i++) assert_true(pk ? v[i] > 0 && isfinite(v[i]) : v[i] == 0);
         }
+    /* stage 2's output walks (format 5): buffers growing, 4 x the private level doubling (4, 8, 16
+     * MiB at most), each figure positive and finite; none without gemm_pk */
+    for (int i = 0; i < FL_PROFILE_IH_WALKS; i++) {
+        const double b = p.lr_ih_walk_bytes[i], s = p.lr_ih_walk_seconds[i];
+        if (!pk) {
+            assert_true(b == 0 && s == 0);
+            continue;
+        }
+        assert_true(b > (i ? p.lr_ih_walk_bytes[i - 1] : 0) && b <= (double)(4u << 20 << i));
+        assert_true(s > 0 && isfinite(s));
+    }
 }
 
 static int setup(void **state) {

@@ -3,8 +3,8 @@
  * interpolated at the projection's bytes, 0 below the first walk and without the figures, held
  * beyond the last), the weights streamed once when they fit the private level but the projection
  * does not (once for CP's four gate products), the file's round trip (version 5 written; version 4
- * loads and prices as before; a partial or malformed pair refused, naming the field), and one pass's
- * walk figures (positive, growing buffers) where the kernel level has gemm_pk. */
+ * loads and prices as before; a partial or malformed pair refused, naming the field). A real
+ * pass's walk figures are checked with the other figures of that pass (test_cost_lowrank_ih.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,31 +156,6 @@ static void test_file(void **state) {
     cJSON_Delete(root);
 }
 
-/* One low-rank pass on a 48 KiB / 1 MiB / 32 MiB profile: where the kernel level has gemm_pk, the
- * walks' buffers grow (4, 8, 16 MiB at most: 4 x the private level, doubling) and every figure is
- * positive and finite; without gemm_pk none. */
-static void test_pass(void **state) {
-    (void)state;
-    fl_profile p = flat_profile();
-    const size_t cap[3] = {48 << 10, 1 << 20, 32 << 20};
-    for (int i = 0; i < 3; i++) p.level[i] = (fl_cache_level){.level = i + 1, .bytes = cap[i], .shared_cpus = 1, .bandwidth = 1e10};
-    p.n_levels = 3;
-    static fl_lr_passes lp;
-    memset(&lp, 0, sizeof lp);
-    assert_int_equal(fl_profile_lowrank_pass(&p, &lp), FL_OK);
-    fl_profile_lowrank_apply(&lp, &p);
-    const bool pk = fl_kernels_get()->gemm_pk != NULL;
-    for (int i = 0; i < FL_PROFILE_IH_WALKS; i++) {
-        const double b = p.lr_ih_walk_bytes[i], s = p.lr_ih_walk_seconds[i];
-        if (!pk) {
-            assert_true(b == 0 && s == 0);
-            continue;
-        }
-        assert_true(b > (i ? p.lr_ih_walk_bytes[i - 1] : 0) && b <= (double)(4u << 20 << i));
-        assert_true(s > 0 && isfinite(s));
-    }
-}
-
 static int setup(void **state) {
     (void)state;
     return tmp_dir_make("test_cost_lowrank_ih_walk");
@@ -194,7 +169,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_extra), cmocka_unit_test(test_price), cmocka_unit_test(test_first_pass),
-        cmocka_unit_test(test_file),        cmocka_unit_test(test_pass),
+        cmocka_unit_test(test_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
