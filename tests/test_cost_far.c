@@ -83,15 +83,16 @@ static void test_apply(void **state) {
 }
 
 /* The dense W_hh's compute term at batch 16 on one thread (flops 16 * 8 H^2): the H 256 rate (1000)
- * while W_hh fits 48 KiB, the far rate (400) from rec_far_bytes (1 MiB) on, log-linear between; the
+ * while W_hh fits 48 KiB, the far rate (400) from rec_far_bytes (1 MiB) on, log-linear between, and
+ * the H 256 rate again for a W_hh no cache level holds (64 MiB: rec_memory_factor's case, 0 here); the
  * same without the far figures at every size. */
 static void test_rate(void **state) {
     (void)state;
     fl_profile p = hand_profile(), base = hand_profile();
     p.rec_far_bytes = 1 << 20;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.rec_rows_flops_far[k] = 400.0;
-    const int Hs[3] = {48, 128, 512}; /* W_hh 36 KiB, 256 KiB, 4 MiB */
-    for (int i = 0; i < 3; i++) {
+    const int Hs[4] = {48, 128, 512, 2048}; /* W_hh 36 KiB, 256 KiB, 4 MiB, 64 MiB */
+    for (int i = 0; i < 4; i++) {
         const fl_arch a = {.input = 8, .hidden = Hs[i], .layers = 1, .head = FL_HEAD_NONE};
         const double bytes = 16.0 * Hs[i] * Hs[i], flops = 16 * 8.0 * Hs[i] * Hs[i];
         fl_cost c;
@@ -99,7 +100,7 @@ static void test_rate(void **state) {
         assert_int_equal(fl_cost_predict_terms(&p, &a, NULL, 16, 4, 1, &c, t), FL_OK);
         assert_int_equal(fl_cost_predict_terms(&base, &a, NULL, 16, 4, 1, &c, t0), FL_OK);
         const double priv = 0.75 * 65536, u = log(bytes / priv) / log((1 << 20) / priv);
-        const double rate = bytes <= priv ? 1000.0 : bytes >= (1 << 20) ? 400.0 : 1000.0 + u * (400.0 - 1000.0);
+        const double rate = bytes <= priv || i == 3 ? 1000.0 : bytes >= (1 << 20) ? 400.0 : 1000.0 + u * (400.0 - 1000.0);
         assert_close(t[1].compute_seconds, flops / rate, 1e-9 * flops / rate);
         assert_close(t0[1].compute_seconds, flops / 1000.0, 1e-9 * flops / 1000.0);
     }

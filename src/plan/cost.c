@@ -328,9 +328,10 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
  * from rec_far_bytes on, linear in log share between; flop_rate's without the far figures. */
 static double rec_rate(const fl_profile *p, double rows, int threads, double share) {
     const double near = flop_rate(p, rows, threads);
-    double priv = 0;
+    size_t largest = 0;
     for (int i = 0; i < p->n_levels - 1; i++)
-        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > priv) priv = FIT_FRACTION * p->level[i].bytes;
+        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > largest) largest = p->level[i].bytes;
+    const double priv = FIT_FRACTION * (double)largest;
     if (!(p->rec_far_bytes > priv) || !(p->rec_rows_flops_far[0] > 0) || !(share > priv)) return near;
     const double far = table_rate(p->rec_rows_flops_far, p->gemv_flops, rows) *
                        thread_scale(p, p->thread_scale_rec_far[0] > 0 ? p->thread_scale_rec_far : p->thread_scale_rec,
@@ -672,8 +673,9 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                                : method_efficiency(p, w.method, true, rrows, size_weight(w.method, np));
                 bw *= e;
                 rate = (lowp ? qflop_rate(p, q, batch)
-                             : w.method == FL_METHOD_DENSE ? rec_rate(p, rrows, by_rows ? 1 : tt, by_rows ? bytes : bytes / tt)
-                                                           : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
+                             : w.method == FL_METHOD_DENSE && level >= 0 /* from memory: rec_memory_factor below */
+                                 ? rec_rate(p, rrows, by_rows ? 1 : tt, by_rows ? bytes : bytes / tt)
+                                 : flop_rate(p, rrows, by_rows ? 1 : tt)) * e;
                 if (by_rows) rate *= (double)batch / rrows;
                 if (level < 0 && p->rec_memory_factor > 0) rate *= p->rec_memory_factor;
                 if (tt > 1 && !by_rows) extra = sync; /* in the compute term: the all-cores curve includes it */
