@@ -18,6 +18,22 @@ static inline fl_profile flat_profile(void) {
     return p;
 }
 
+/* flat_profile with the low-rank step's figures (any: the tests' W_hh are dense) and uniform input
+ * projection stage figures: stage 1 1 s per row, input and panel; stage 2 2 s (SVD) / 3 s (CP) per
+ * row and panel; gx copy 0.01 s per byte. */
+static inline fl_profile ih_profile(void) {
+    fl_profile p = flat_profile();
+    for (int j = 0; j < FL_PROFILE_LR_RANKS; j++)
+        for (int k = 0; k < FL_PROFILE_LR_ROWS; k++) {
+            p.lr_proj_seconds[j][k] = p.lr_panel_seconds[FL_METHOD_SVD][j][k] = p.lr_panel_seconds[FL_METHOD_CP][j][k] = 1;
+            p.lr_ih_in_seconds[j][k] = 1;
+            p.lr_ih_out_seconds[FL_METHOD_SVD][j][k] = 2;
+            p.lr_ih_out_seconds[FL_METHOD_CP][j][k] = 3;
+        }
+    p.gx_copy_seconds = 0.01;
+    return p;
+}
+
 /* A 2-core profile with the runtime's thread rule (a step splits from 512 KiB of weights, a dense
  * projection from 2 Mi multiply-adds), three cache levels (32 KiB, 512 KiB private; 32 MiB shared)
  * and no measured curves: for tests of the planner's thread counts and schedules. */

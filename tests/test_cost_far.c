@@ -35,12 +35,12 @@ static fl_profile hand_profile(void) {
     return p;
 }
 
-/* The measured size: 4 x the largest private level as a (4H, H) f32 W_hh, H a multiple of 16; none
- * with one level or a last level under 16 x the private one. */
+/* The measured size: 4 x the largest private level (at least 1 MiB) as a (4H, H) f32 W_hh, H a
+ * multiple of 16; none with one level or a last level under 16 x the private one. */
 static void test_far_hidden(void **state) {
     (void)state;
     fl_profile p = hand_profile();
-    assert_int_equal(fl_profile_far_hidden(&p), 128); /* 16 H^2 = 256 KiB */
+    assert_int_equal(fl_profile_far_hidden(&p), 256); /* 4 x 64 KiB, raised to 1 MiB: 16 H^2 */
     p.level[0].bytes = (size_t)2 << 20;                 /* 8 MiB: H 724 -> 720 */
     p.level[1].bytes = (size_t)260 << 20;
     assert_int_equal(fl_profile_far_hidden(&p), 720);

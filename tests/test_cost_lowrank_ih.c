@@ -28,21 +28,6 @@
 
 enum { NR = FL_PROFILE_LR_RANKS, NK = FL_PROFILE_LR_ROWS };
 
-/* flat_profile (1 MiB level at 100 B/s) with the step's figures (any: the W_hh here is dense) and
- * uniform stage figures: stage 1 1 s per row, input and panel; stage 2 2 s (SVD) / 3 s (CP) per row
- * and panel. */
-static fl_profile ih_profile(void) {
-    fl_profile p = flat_profile();
-    for (int j = 0; j < NR; j++)
-        for (int k = 0; k < NK; k++) {
-            p.lr_proj_seconds[j][k] = p.lr_panel_seconds[FL_METHOD_SVD][j][k] = p.lr_panel_seconds[FL_METHOD_CP][j][k] = 1;
-            p.lr_ih_in_seconds[j][k] = 1;
-            p.lr_ih_out_seconds[FL_METHOD_SVD][j][k] = 2;
-            p.lr_ih_out_seconds[FL_METHOD_CP][j][k] = 3;
-        }
-    p.gx_copy_seconds = 0.01;
-    return p;
-}
 
 /* W_ih's term of a 64-input, 100-hidden, one-layer model (W_ih (400, 64) of method m at rank R,
  * W_hh dense) at batch 20, seq 8 (n = 160 rows), one thread. */

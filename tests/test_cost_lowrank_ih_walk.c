@@ -27,19 +27,10 @@
 
 enum { NR = FL_PROFILE_LR_RANKS, NK = FL_PROFILE_LR_ROWS };
 
-/* flat_profile (1 MiB level at 100 B/s, DRAM 10 B/s) with uniform stage figures (stage 1 1 s per
- * row, input and panel; stage 2 2 s SVD, 3 s CP per row and panel) and, with walks, stage 2's
- * output walks at 100, 200 and 400 kB: 1, 1.5 and 2.5 s per row and panel. */
+/* ih_profile (flat_profile.h) and, with walks, stage 2's output walks at 100, 200 and 400 kB: 1,
+ * 1.5 and 2.5 s per row and panel. */
 static fl_profile walk_profile(bool walks) {
-    fl_profile p = flat_profile();
-    for (int j = 0; j < NR; j++)
-        for (int k = 0; k < NK; k++) {
-            p.lr_proj_seconds[j][k] = p.lr_panel_seconds[FL_METHOD_SVD][j][k] = p.lr_panel_seconds[FL_METHOD_CP][j][k] = 1;
-            p.lr_ih_in_seconds[j][k] = 1;
-            p.lr_ih_out_seconds[FL_METHOD_SVD][j][k] = 2;
-            p.lr_ih_out_seconds[FL_METHOD_CP][j][k] = 3;
-        }
-    p.gx_copy_seconds = 0.01;
+    fl_profile p = ih_profile();
     if (walks) {
         const double b[3] = {1e5, 2e5, 4e5}, s[3] = {1, 1.5, 2.5};
         memcpy(p.lr_ih_walk_bytes, b, sizeof b);

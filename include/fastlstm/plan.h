@@ -231,7 +231,8 @@ typedef struct fl_profile {
     double run_reread[FL_PROFILE_REREAD_POINTS];
     /* The dense step as rec_rows_flops and thread_scale_rec measure it, with its W_hh beyond the
      * private level: rec_far_bytes of W_hh (4 x the largest private level, at most a quarter of the
-     * last, profile_rates.c), from the last level. The cost model takes the dense step's rate from
+     * last, at least 1 MiB; none where that quarter is under 4x the private level: profile_rates.c),
+     * from the last level. The cost model takes the dense step's rate from
      * these where a thread's share of W_hh is beyond the private level (cost.c). All 0 (profiles
      * before format 5): the H 256 figures for every W_hh. */
     double rec_far_bytes;

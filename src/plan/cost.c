@@ -328,10 +328,7 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
  * from rec_far_bytes on, linear in log share between; flop_rate's without the far figures. */
 static double rec_rate(const fl_profile *p, double rows, int threads, double share) {
     const double near = flop_rate(p, rows, threads);
-    size_t largest = 0;
-    for (int i = 0; i < p->n_levels - 1; i++)
-        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > largest) largest = p->level[i].bytes;
-    const double priv = FIT_FRACTION * (double)largest;
+    const double priv = FIT_FRACTION * (double)p->level[fl_profile_private_level(p)].bytes;
     if (!(p->rec_far_bytes > priv) || !(p->rec_rows_flops_far[0] > 0) || !(share > priv)) return near;
     const double far = table_rate(p->rec_rows_flops_far, p->gemv_flops, rows) *
                        thread_scale(p, p->thread_scale_rec_far[0] > 0 ? p->thread_scale_rec_far : p->thread_scale_rec,

@@ -97,20 +97,9 @@ double fl_cost_lr_table(const double (*t)[FL_PROFILE_LR_ROWS], double rank, doub
     return u > 1 && v < b ? b : v; /* extended beyond the last rank: never below its figure */
 }
 
-/* The largest private level (its measured capacity, the knee, in fl_profile.level[].bytes): the
- * largest level not shared by several cores below the last, else the first (profile_lowrank.c's
- * beyond_private sizes its buffers from the same level). */
-static int private_level(const fl_profile *p) {
-    int priv = 0;
-    const size_t last = p->level[p->n_levels - 1].bytes;
-    for (int i = 0; i < p->n_levels; i++)
-        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = i;
-    return priv;
-}
-
 double fl_cost_lr_far_share(const fl_profile *p, double bytes) {
     if (!(p->lr_proj_far_seconds[0][0] > 0) || p->n_levels < 2) return 0;
-    const int ip = private_level(p);
+    const int ip = fl_profile_private_level(p); /* its measured capacity, the knee */
     const double near = p->level[ip].bandwidth, far = p->level[p->n_levels - 1].bandwidth;
     if (ip == p->n_levels - 1 || !(far > 0) || !(near > far) || bytes <= (double)p->level[ip].bytes) return 0;
     double bw;

@@ -67,16 +67,6 @@ static double busiest(int panels, int threads, double scale, double *slow) {
     return (double)((panels + t - 1) / t);
 }
 
-/* The largest level below the last (the private level a core streams its chunks through; the
- * last level itself when it is the only one): its capacity and, for the kernel's chunk, the size
- * the system reports (what the kernel's constant was chosen for), else the measured one. */
-static const fl_cache_level *private_level(const fl_profile *p) {
-    const fl_cache_level *l = &p->level[0], *last = &p->level[p->n_levels - 1];
-    for (int i = 0; i < p->n_levels; i++)
-        if (p->level[i].bytes < last->bytes && p->level[i].bytes > l->bytes) l = &p->level[i];
-    return l;
-}
-
 /* One stage: `prods` products of the same packed weights (w bytes, np panels), each over the n rows
  * of kx inputs (x bytes of input rows in all), on t threads at speed-up `scale`, `per` seconds a row
  * and panel; ws the whole projection's bytes (both stages' weights, x and the output): its comp and
@@ -86,7 +76,9 @@ static void stage(const fl_profile *p, int np, int prods, double kx, double n, d
     double slow, bw;
     const double busy = prods * busiest(np, t, scale, &slow);
     const int tt = t > 1 && np > 1 ? t : 1;
-    const fl_cache_level *l = private_level(p);
+    /* the private level a core streams its chunks through: its capacity and, for the kernel's chunk,
+     * the size the system reports (what the kernel's constant was chosen for), else the measured one */
+    const fl_cache_level *l = &p->level[fl_profile_private_level(p)];
     const double chunk = (double)(l->reported_bytes > 0 ? l->reported_bytes : l->bytes) / 4;
     const double passes = prods * fmax(1.0, ceil(n * 4.0 * kx / chunk)), usable = FL_FIT_FRACTION * (double)l->bytes;
     *comp = n * busy * per * slow;

@@ -107,6 +107,16 @@ void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, 
  * them (p's lr_ih_walk_*, linear between the walks, held beyond the last; 0 without them). */
 double fl_cost_lowrank_ih_write(const fl_profile *p, double bytes);
 
+/* Index of the largest private level (no two cores share it) below the last, the level a core's
+ * working set spills out of; 0 when there is none (the last level itself when it is the only one).
+ * Levels grow; p has at least one. */
+static inline int fl_profile_private_level(const fl_profile *p) {
+    int priv = 0;
+    for (int i = 1; i < p->n_levels - 1; i++)
+        if (p->level[i].shared_cpus <= 1) priv = i;
+    return priv;
+}
+
 /* A run's cold start (cost_run.c): the fraction f of a run's weights that its first reads find in
  * memory, from the run's traffic (bytes streamed between two runs' reads of one matrix) and the
  * profile's run_reread (0 without it); and the

@@ -90,9 +90,13 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
 fl_status fl_profile_measure_quant(fl_profile *p, fl_precision q);
 
 /* Hidden size of the dense step whose W_hh (16 H^2 bytes) lies beyond the private level, as
- * fl_profile.rec_far_bytes describes; 0 when no such size fits a quarter of the last level (one
- * level, or a last level under 4x the private one). */
+ * fl_profile.rec_far_bytes describes: fl_profile_beyond_private's bytes; 0 when those are under 4x
+ * the private level (held to a quarter of a last level under 16x it), or with one level. */
 int fl_profile_far_hidden(const fl_profile *p);
+
+/* Bytes of a buffer that the last level holds and the private one does not (profile_lowrank.c): 4 x
+ * the largest private level, at most a quarter of the last, at least 1 MiB. p has a level. */
+size_t fl_profile_beyond_private(const fl_profile *p);
 
 /* p->run_reread (profile_reread.c), once the last level's capacity is measured. */
 fl_status fl_profile_measure_reread(fl_profile *p);

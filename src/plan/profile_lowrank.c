@@ -148,10 +148,8 @@ static double time_call(lr_call *a) {
 /* Bytes of a buffer whose rows, walked in order, come from the last level as a sequence's gx rows do
  * (written long before their step): 4 x the largest private level, at most a quarter of the last
  * level, at least 1 MiB. p has at least one level. */
-static size_t beyond_private(const fl_profile *p) {
-    size_t priv = p->level[0].bytes, last = p->level[p->n_levels - 1].bytes;
-    for (int i = 0; i < p->n_levels; i++)
-        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes < last) priv = p->level[i].bytes;
+size_t fl_profile_beyond_private(const fl_profile *p) {
+    const size_t priv = p->level[fl_profile_private_level(p)].bytes, last = p->level[p->n_levels - 1].bytes;
     size_t bytes = 4 * priv;
     if (bytes > last / 4) bytes = last / 4;
     if (bytes < ((size_t)1 << 20)) bytes = (size_t)1 << 20;
@@ -162,7 +160,7 @@ static size_t beyond_private(const fl_profile *p) {
  * beyond_private bytes into one held in cache, walking the buffer (fl_rec_step's copy at B > 1, where
  * the kernels do not read gx in place). Median of REPS samples. */
 static fl_status time_copy(const fl_profile *p, double *out) {
-    const size_t bytes = beyond_private(p);
+    const size_t bytes = fl_profile_beyond_private(p);
     const size_t chunk = (size_t)128 << 10, n = bytes / chunk;
     char *src = fl_malloc(n * chunk + chunk);
     if (!src) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the gx copy");
@@ -188,7 +186,7 @@ static fl_status time_copy(const fl_profile *p, double *out) {
  * it), per row and panel. w: the packed U (63 panels of WALK_K x 64), x: t (WALK_ROWS, WALK_K). */
 static fl_status time_walks(const fl_profile *p, const float *w, const float *x, fl_lr_passes *lp, int q) {
     const fl_kernels *k = fl_kernels_get();
-    const size_t call = (size_t)WALK_ROWS * IH_WIDE, base = beyond_private(p) / sizeof(float);
+    const size_t call = (size_t)WALK_ROWS * IH_WIDE, base = fl_profile_beyond_private(p) / sizeof(float);
     const size_t most = base << (FL_PROFILE_IH_WALKS - 1);
     float *buf = fl_calloc(most + IH_WIDE, sizeof(float));
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the input projection's output walks");
@@ -220,7 +218,7 @@ static fl_status time_ih(const fl_profile *p, fl_lr_passes *lp, int q) {
      * larger; x (MAX_ROWS, PROJ_K) or t / zs (MAX_ROWS, 4 Rmax); t out (MAX_ROWS, Rmax); bias */
     const size_t nw = (size_t)FL_PK_NC * (PROJ_K * (Rmax / FL_PK_NC) > 16 * Rmax ? PROJ_K * (Rmax / FL_PK_NC) : 16 * Rmax);
     const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax), ny = (size_t)MAX_ROWS * Rmax;
-    const size_t nout = beyond_private(p) / sizeof(float);
+    const size_t nout = fl_profile_beyond_private(p) / sizeof(float);
     float *buf = fl_calloc(nw + nx + ny + IH_G + nout, sizeof(float));
     if (!buf) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the low-rank input projection");
     float *w = buf, *x = w + nw, *y = x + nx, *bias = y + ny, *out = bias + IH_G; /* w first: 64-byte aligned */
@@ -260,7 +258,7 @@ fl_status fl_profile_lowrank_pass(const fl_profile *p, fl_lr_passes *lp) {
      * the private level: the far tables take each call's weights from the next copy; the near
      * ones from the first copy, left in L2 by the call before);
      * x: h (MAX_ROWS, PROJ_K) / t (MAX_ROWS, Rmax) / zs (MAX_ROWS, 4, Rmax); y: t out */
-    const size_t far = beyond_private(p), one = part_bytes(0, Rmax) > part_bytes(1, Rmax) ? part_bytes(0, Rmax) : part_bytes(1, Rmax);
+    const size_t far = fl_profile_beyond_private(p), one = part_bytes(0, Rmax) > part_bytes(1, Rmax) ? part_bytes(0, Rmax) : part_bytes(1, Rmax);
     const size_t nw = (far > 2 * one ? far : 2 * one) / sizeof(float);
     const size_t nx = (size_t)MAX_ROWS * (PROJ_K > 4 * Rmax ? PROJ_K : 4 * Rmax);
     const size_t nh = (size_t)MAX_ROWS * PANEL_H, ny = (size_t)MAX_ROWS * Rmax;

@@ -84,12 +84,9 @@ done:
 
 int fl_profile_far_hidden(const fl_profile *p) {
     if (!p || p->n_levels < 2) return 0;
-    const size_t last = p->level[p->n_levels - 1].bytes;
-    size_t priv = 0; /* the largest private level below the last */
-    for (int i = 0; i < p->n_levels - 1; i++)
-        if (p->level[i].shared_cpus <= 1 && p->level[i].bytes > priv) priv = p->level[i].bytes;
-    if (priv == 0 || 4 * priv > last / 4) return 0;
-    const int H = (int)(sqrt((double)(4 * priv) / 16.0) / 16.0 + 0.5) * 16;
+    const size_t far = fl_profile_beyond_private(p);
+    if (far < 4 * p->level[fl_profile_private_level(p)].bytes) return 0; /* held to a quarter of the last */
+    const int H = (int)(sqrt((double)far / 16.0) / 16.0 + 0.5) * 16;
     return H < 16 ? 16 : H;
 }
 
