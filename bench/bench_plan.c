@@ -258,6 +258,7 @@ typedef struct cand {
     fl_cost c, c1;      /* prediction; the H/4-figures-alone one (c1.seconds 0 without) */
     fl_cost_term w;     /* the first layer's W_hh term */
     double *t;          /* (rounds) seconds per step, each round's median of reps */
+    double *ref;        /* (rounds) the reference beside each round's timing (0: none) */
 } cand;
 
 /* Median of n values (the upper one of the middle two for an even count); *lo, *hi: min, max. */
@@ -269,6 +270,50 @@ static double median_of(const double *v, int n, double *lo, double *hi) {
     *lo = s[0], *hi = s[n - 1];
     return s[n / 2];
 }
+
+/* The VM's speed at a moment (the reference): this VM runs the same kernel ~1.35x slower in spells of
+ * 4-40 ms, sometimes a second (a co-tenant on the cores' other hyperthreads, most likely), so a
+ * candidate's median says in part how much of its rounds fell in slow spells. The reference is one
+ * fixed product in L2 (gemm_pk, 64 x 256 x 256, ~50 us), the median of 3 calls; it is timed in the
+ * profile's passes and beside every candidate's timing in every round (before and after: their
+ * geometric mean), and the report adds what the median reads at the profile's speed (x the profile's
+ * median reference / the median of the candidate's: a diagnostic beside the score, which stays the
+ * plain median; medians, not each round scaled by its own, since a long candidate's run averages the
+ * spells that one reference samples) and the share of references that ran slow (1.15x the run's
+ * fastest or more). No reference on a level without gemm_pk. */
+typedef struct ref_probe {
+    const fl_kernels *k; /* NULL: no reference */
+    float *x, *w, *y;
+} ref_probe;
+enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
+
+static void ref_free(ref_probe *r) {
+    fl_free(r->x), fl_free(r->w), fl_free(r->y);
+    *r = (ref_probe){0};
+}
+
+static void ref_init(ref_probe *r) {
+    *r = (ref_probe){.k = fl_kernels_get()};
+    if (r->k->gemm_pk) {
+        r->x = fl_calloc((size_t)REF_N * REF_K, sizeof(float));
+        r->w = fl_calloc((size_t)REF_COLS * REF_K, sizeof(float));
+        r->y = fl_calloc((size_t)REF_N * REF_COLS, sizeof(float));
+    }
+    if (!r->x || !r->w || !r->y) {
+        ref_free(r);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)REF_N * REF_K; i++) r->x[i] = (float)((int)(i % 7) - 3) * 0.01f;
+    for (size_t i = 0; i < (size_t)REF_COLS * REF_K; i++) r->w[i] = (float)((int)(i % 5) - 2) * 0.01f;
+}
+
+static void ref_call(void *v) {
+    const ref_probe *r = v;
+    r->k->gemm_pk(REF_N, REF_COLS, REF_K, r->x, REF_K, r->w, NULL, r->y, REF_COLS);
+}
+
+/* The reference's time now (median of 3 calls after one), or 0 without one. */
+static double ref_seconds(ref_probe *r) { return r->k ? median_time(ref_call, r, 3) : 0; }
 
 /* --breakdown: every configuration of one shape at every batch and thread count, one at a time. */
 static int breakdown_shape(const bench_args *a, const fl_profile *prof, int H) {
@@ -322,7 +367,11 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
     fl_model **models = calloc((size_t)ns * N_CFG, sizeof *models);
     fl_mat_spec *specs = calloc(nmat, sizeof *specs);
     fl_cost_term *terms = calloc(nmat, sizeof *terms);
-    double *times = calloc((size_t)ns * per * (R > 0 ? R : 1), sizeof *times);
+    double *times = calloc((size_t)2 * ns * per * (R > 0 ? R : 1), sizeof *times); /* then the references */
+    double pref[FL_PROFILE_MAX_PASSES * REF_PER_PASS]; /* the references in the profile's passes */
+    int npref = 0;
+    ref_probe ref = {0};
+    if (R > 0) ref_init(&ref);
     fl_arch *arch = calloc((size_t)ns, sizeof *arch);
     fl_status st = cs && models && specs && terms && times && arch ? FL_OK : fl_fail(FL_ERR_NOMEM, "out of memory");
     int n = 0;
@@ -339,19 +388,24 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
             for (int bi = 0; bi < a->n_batches && !st; bi++)
                 for (int ti = 0; ti < a->n_threads && !st; ti++, n++)
                     cs[n] = (cand){.shape = s, .k = (int)k, .B = a->batches[bi], .T = a->threads[ti], .m = *m,
-                                   .t = times + (size_t)n * (R > 0 ? R : 1)};
+                                   .t = times + (size_t)n * (R > 0 ? R : 1),
+                                   .ref = times + (size_t)(ns * per + n) * (R > 0 ? R : 1)};
         }
     }
     for (int r = 0; r < R && !st; r++) {
         if (pr && fl_profile_run_passes(pr) < FL_PROFILE_MAX_PASSES) {
             fprintf(stderr, "bench_plan: profile pass %d...\n", fl_profile_run_passes(pr) + 1);
+            for (int i = 0; ref.k && i < REF_PER_PASS / 2; i++) pref[npref++] = ref_seconds(&ref);
             st = fl_profile_run_pass(pr);
+            for (int i = 0; ref.k && i < REF_PER_PASS / 2; i++) pref[npref++] = ref_seconds(&ref);
             if (st) fprintf(stderr, "bench_plan: profile: %s: %s\n", fl_status_str(st), fl_last_error());
         }
         if (!st) fprintf(stderr, "bench_plan: round %d of %d...\n", r + 1, R);
         for (int j = 0; j < n && !st; j++) {
             cand *c = &cs[r % 2 ? n - 1 - j : j];
+            const double before = ref_seconds(&ref);
             st = fl_plan_time_model(c->m, c->B, a->seq, c->T, a->reps, 1, &c->t[r]);
+            c->ref[r] = sqrt(before * ref_seconds(&ref));
             if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
         }
     }
@@ -378,14 +432,22 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         c->w = terms[1];
         if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
     }
+    /* the reference: its median in the profile's passes (0: none timed), the run's fastest */
+    double plo = 0, phi = 0, p0 = npref > 0 ? median_of(pref, npref, &plo, &phi) : 0, fastest = plo;
+    for (int j = 0; j < n && R > 0 && ref.k; j++)
+        for (int r = 0; r < R; r++)
+            if (fastest <= 0 || cs[j].ref[r] < fastest) fastest = cs[j].ref[r];
+    tally scaled = {0};
     for (int j = 0; j < n && !st; j++) {
         const cand *c = &cs[j];
         if (j == 0 || cs[j - 1].shape != c->shape) {
             printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", arch[c->shape].input, arch[c->shape].hidden,
                    a->layers, a->seq);
-            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s\n", "config", "batch", "threads", "params",
+            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s", "config", "batch", "threads", "params",
                    "predicted us", "measured us", "rounds min..max us", "ratio", "bound (W_hh: level, threads)",
                    prof1 ? "ratio (H/4 figures alone)" : "");
+            if (p0 > 0) printf("%*s%s", prof1 ? 2 : 0, "", "ratio at the profile's speed");
+            printf("\n");
         }
         double meas = 0, lo = 0, hi = 0;
         if (R > 0) meas = median_of(c->t, R, &lo, &hi);
@@ -403,6 +465,12 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
                c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
         if (prof1) printf(" %8.2f", meas / c->c1.seconds);
+        if (p0 > 0 && R > 0) { /* the median at the profile's speed, by the median reference beside it */
+            double l2, h2;
+            const double ratio_p = ratio * p0 / median_of(c->ref, R, &l2, &h2);
+            count(&scaled, ratio_p);
+            printf("%*s%8.2f", prof1 ? 19 : 2, "", ratio_p);
+        }
         printf("\n");
     }
     if (!st && R > 0) {
@@ -413,7 +481,29 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         if (prof1)
             printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", one->within, one->n,
                    (exp(one->worst) - 1) * 100);
+        if (ref.k) {
+            int slow_p = 0, slow_r = 0;
+            double *all_r = calloc((size_t)n * R, sizeof *all_r);
+            for (int i = 0; i < npref; i++) slow_p += pref[i] >= 1.15 * fastest;
+            for (int j = 0; j < n; j++)
+                for (int r = 0; r < R; r++) {
+                    slow_r += cs[j].ref[r] >= 1.15 * fastest;
+                    if (all_r) all_r[(size_t)j * R + r] = cs[j].ref[r];
+                }
+            if (all_r) fl_sort_doubles(all_r, (size_t)n * R);
+            const double med_r = all_r ? all_r[(size_t)n * R / 2] : 0;
+            free(all_r);
+            printf("the machine's speed (reference: gemm_pk %dx%dx%d in L2, median of 3 calls): fastest %.1f us; "
+                   "median %.1f us in the profile's passes, %.1f us beside the rounds' timings; slow (>= 1.15x the "
+                   "fastest): %d of %d in the profile's passes, %d of %d beside the rounds\n",
+                   REF_N, REF_COLS, REF_K, fastest * 1e6, p0 * 1e6, med_r * 1e6, slow_p, npref, slow_r, n * R);
+            if (p0 > 0)
+                printf("at the profile's speed (the median x the profile's reference / the median reference beside the "
+                       "candidate's rounds; a diagnostic, the score above is the plain median): %d of %d within 15%%; worst off by "
+                       "%.0f%%\n", scaled.within, scaled.n, (exp(scaled.worst) - 1) * 100);
+        }
     }
+    ref_free(&ref);
     for (size_t i = 0; models && i < (size_t)ns * N_CFG; i++) fl_model_free(models[i]);
     free(cs), free(models), free(specs), free(terms), free(times), free(arch);
     return st ? 1 : 0;
