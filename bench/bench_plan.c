@@ -271,11 +271,13 @@ static double median_of(const double *v, int n, double *lo, double *hi) {
     return s[n / 2];
 }
 
+enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
+
 /* The VM's speed at a moment (the reference): this VM runs the same kernel ~1.35x slower in spells of
  * 4-40 ms, sometimes a second (a co-tenant on the cores' other hyperthreads, most likely), so a
  * candidate's median says in part how much of its rounds fell in slow spells. The reference is one
- * fixed product in L2 (gemm_pk, 64 x 256 x 256, ~50 us), the median of 3 calls; it is timed in the
- * profile's passes and beside every candidate's timing in every round (before and after: their
+ * fixed product in L2 (gemm_pk, 64 x 256 x 256, ~50 us; on two threads twice the columns through a
+ * session's pool), the median of 3 calls; it is timed in the profile's passes and beside every candidate's timing in every round (before and after: their
  * geometric mean), and the report adds what the median reads at the profile's speed (x the profile's
  * median reference / the median of the candidate's: a diagnostic beside the score, which stays the
  * plain median; medians, not each round scaled by its own, since a long candidate's run averages the
@@ -284,36 +286,82 @@ static double median_of(const double *v, int n, double *lo, double *hi) {
 typedef struct ref_probe {
     const fl_kernels *k; /* NULL: no reference */
     float *x, *w, *y;
+    fl_rec *r2;          /* twice the columns on two threads (the pool splits the panels), or NULL */
+    double pass[2][FL_PROFILE_MAX_PASSES * REF_PER_PASS]; /* [one thread, two] in the profile's passes */
+    int npass[2];
 } ref_probe;
-enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
 
 static void ref_free(ref_probe *r) {
     fl_free(r->x), fl_free(r->w), fl_free(r->y);
+    fl_rec_free(r->r2);
     *r = (ref_probe){0};
 }
 
-static void ref_init(ref_probe *r) {
+/* ly: a layer whose fl_rec (two threads) runs the two-thread reference, or NULL for one thread. */
+static void ref_init(ref_probe *r, const fl_layer *ly) {
     *r = (ref_probe){.k = fl_kernels_get()};
     if (r->k->gemm_pk) {
         r->x = fl_calloc((size_t)REF_N * REF_K, sizeof(float));
-        r->w = fl_calloc((size_t)REF_COLS * REF_K, sizeof(float));
-        r->y = fl_calloc((size_t)REF_N * REF_COLS, sizeof(float));
+        r->w = fl_calloc((size_t)2 * REF_COLS * REF_K, sizeof(float));
+        r->y = fl_calloc((size_t)2 * REF_N * REF_COLS, sizeof(float));
     }
-    if (!r->x || !r->w || !r->y) {
+    if (!r->x || !r->w || !r->y || (ly && fl_rec_create(ly, 1, 2, &r->r2) != FL_OK)) {
         ref_free(r);
         return;
     }
     for (size_t i = 0; i < (size_t)REF_N * REF_K; i++) r->x[i] = (float)((int)(i % 7) - 3) * 0.01f;
-    for (size_t i = 0; i < (size_t)REF_COLS * REF_K; i++) r->w[i] = (float)((int)(i % 5) - 2) * 0.01f;
+    for (size_t i = 0; i < (size_t)2 * REF_COLS * REF_K; i++) r->w[i] = (float)((int)(i % 5) - 2) * 0.01f;
 }
 
 static void ref_call(void *v) {
     const ref_probe *r = v;
     r->k->gemm_pk(REF_N, REF_COLS, REF_K, r->x, REF_K, r->w, NULL, r->y, REF_COLS);
 }
+static void ref_call2(void *v) {
+    const ref_probe *r = v;
+    fl_rec_gemm_pk(r->r2, REF_N, 2 * REF_COLS, REF_K, r->x, REF_K, r->w, NULL, r->y, 2 * REF_COLS);
+}
 
-/* The reference's time now (median of 3 calls after one), or 0 without one. */
-static double ref_seconds(ref_probe *r) { return r->k ? median_time(ref_call, r, 3) : 0; }
+/* The reference's time now on `threads` threads (one, or two where r2 is), median of 3 calls after
+ * one; 0 without a reference. */
+static double ref_seconds(ref_probe *r, int threads) {
+    if (!r->k) return 0;
+    return threads > 1 && r->r2 ? median_time(ref_call2, r, 3) : median_time(ref_call, r, 3);
+}
+
+/* REF_PER_PASS / 2 references of each thread count, kept as the profile's (either side of a pass). */
+static void ref_sample_pass(ref_probe *r) {
+    for (int t = 0; t < 2 && r->k; t++)
+        for (int i = 0; i < REF_PER_PASS / 2 && r->npass[t] < FL_PROFILE_MAX_PASSES * REF_PER_PASS; i++)
+            r->pass[t][r->npass[t]++] = ref_seconds(r, t + 1);
+}
+
+/* After the rounds: per thread count, the profile's median reference p0[t] (0: none timed), and with
+ * print the report's line on the machine's speed. */
+static void ref_report(const ref_probe *r, const cand *cs, int n, int R, bool print, double p0[2]) {
+    for (int t = 0; t < 2; t++) {
+        p0[t] = 0;
+        if (!r->k || (t == 1 && !r->r2)) continue;
+        double *v = calloc((size_t)n * R + 1, sizeof *v), fastest = 0, lo, hi;
+        int m = 0, slow_p = 0, slow_r = 0;
+        if (!v) continue;
+        for (int j = 0; j < n; j++)
+            for (int q = 0; q < R && (cs[j].T > 1) == t; q++) v[m++] = cs[j].ref[q];
+        if (r->npass[t] > 0) p0[t] = median_of(r->pass[t], r->npass[t], &lo, &hi), fastest = lo;
+        for (int i = 0; i < m; i++)
+            if (fastest <= 0 || v[i] < fastest) fastest = v[i];
+        for (int i = 0; i < r->npass[t]; i++) slow_p += r->pass[t][i] >= 1.15 * fastest;
+        for (int i = 0; i < m; i++) slow_r += v[i] >= 1.15 * fastest;
+        fl_sort_doubles(v, (size_t)m);
+        if (print && m > 0)
+            printf("the machine's speed on %d thread%s (reference: gemm_pk %dx%dx%d in L2, median of 3 calls): fastest "
+                   "%.1f us; median %.1f us in the profile's passes, %.1f us beside the rounds; slow (>= 1.15x the "
+                   "fastest): %d of %d in the profile's passes, %d of %d beside the rounds\n",
+                   t + 1, t ? "s" : "", REF_N, (t + 1) * REF_COLS, REF_K, fastest * 1e6, p0[t] * 1e6, v[m / 2] * 1e6, slow_p,
+                   r->npass[t], slow_r, m);
+        free(v);
+    }
+}
 
 /* --breakdown: every configuration of one shape at every batch and thread count, one at a time. */
 static int breakdown_shape(const bench_args *a, const fl_profile *prof, int H) {
@@ -368,10 +416,7 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
     fl_mat_spec *specs = calloc(nmat, sizeof *specs);
     fl_cost_term *terms = calloc(nmat, sizeof *terms);
     double *times = calloc((size_t)2 * ns * per * (R > 0 ? R : 1), sizeof *times); /* then the references */
-    double pref[FL_PROFILE_MAX_PASSES * REF_PER_PASS]; /* the references in the profile's passes */
-    int npref = 0;
     ref_probe ref = {0};
-    if (R > 0) ref_init(&ref);
     fl_arch *arch = calloc((size_t)ns, sizeof *arch);
     fl_status st = cs && models && specs && terms && times && arch ? FL_OK : fl_fail(FL_ERR_NOMEM, "out of memory");
     int n = 0;
@@ -392,20 +437,21 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
                                    .ref = times + (size_t)(ns * per + n) * (R > 0 ? R : 1)};
         }
     }
+    if (R > 0 && !st) ref_init(&ref, a->n_threads > 1 || a->threads[0] > 1 ? &models[0]->layer[0] : NULL);
     for (int r = 0; r < R && !st; r++) {
         if (pr && fl_profile_run_passes(pr) < FL_PROFILE_MAX_PASSES) {
             fprintf(stderr, "bench_plan: profile pass %d...\n", fl_profile_run_passes(pr) + 1);
-            for (int i = 0; ref.k && i < REF_PER_PASS / 2; i++) pref[npref++] = ref_seconds(&ref);
+            ref_sample_pass(&ref);
             st = fl_profile_run_pass(pr);
-            for (int i = 0; ref.k && i < REF_PER_PASS / 2; i++) pref[npref++] = ref_seconds(&ref);
+            ref_sample_pass(&ref);
             if (st) fprintf(stderr, "bench_plan: profile: %s: %s\n", fl_status_str(st), fl_last_error());
         }
         if (!st) fprintf(stderr, "bench_plan: round %d of %d...\n", r + 1, R);
         for (int j = 0; j < n && !st; j++) {
             cand *c = &cs[r % 2 ? n - 1 - j : j];
-            const double before = ref_seconds(&ref);
+            const double before = ref_seconds(&ref, c->T);
             st = fl_plan_time_model(c->m, c->B, a->seq, c->T, a->reps, 1, &c->t[r]);
-            c->ref[r] = sqrt(before * ref_seconds(&ref));
+            c->ref[r] = sqrt(before * ref_seconds(&ref, c->T));
             if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
         }
     }
@@ -432,11 +478,8 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         c->w = terms[1];
         if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
     }
-    /* the reference: its median in the profile's passes (0: none timed), the run's fastest */
-    double plo = 0, phi = 0, p0 = npref > 0 ? median_of(pref, npref, &plo, &phi) : 0, fastest = plo;
-    for (int j = 0; j < n && R > 0 && ref.k; j++)
-        for (int r = 0; r < R; r++)
-            if (fastest <= 0 || cs[j].ref[r] < fastest) fastest = cs[j].ref[r];
+    double p0[2]; /* the reference's median in the profile's passes, one thread and two (0: none) */
+    ref_report(&ref, cs, n, R, false, p0);
     tally scaled = {0};
     for (int j = 0; j < n && !st; j++) {
         const cand *c = &cs[j];
@@ -446,7 +489,7 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
             printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s", "config", "batch", "threads", "params",
                    "predicted us", "measured us", "rounds min..max us", "ratio", "bound (W_hh: level, threads)",
                    prof1 ? "ratio (H/4 figures alone)" : "");
-            if (p0 > 0) printf("%*s%s", prof1 ? 2 : 0, "", "ratio at the profile's speed");
+            if (p0[0] > 0) printf("%*s%s", prof1 ? 2 : 0, "", "ratio at the profile's speed");
             printf("\n");
         }
         double meas = 0, lo = 0, hi = 0;
@@ -465,9 +508,10 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
                c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
         if (prof1) printf(" %8.2f", meas / c->c1.seconds);
-        if (p0 > 0 && R > 0) { /* the median at the profile's speed, by the median reference beside it */
+        const double pc = p0[c->T > 1 && ref.r2];
+        if (pc > 0 && R > 0) { /* the median at the profile's speed, by the median reference beside it */
             double l2, h2;
-            const double ratio_p = ratio * p0 / median_of(c->ref, R, &l2, &h2);
+            const double ratio_p = ratio * pc / median_of(c->ref, R, &l2, &h2);
             count(&scaled, ratio_p);
             printf("%*s%8.2f", prof1 ? 19 : 2, "", ratio_p);
         }
@@ -481,27 +525,11 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         if (prof1)
             printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", one->within, one->n,
                    (exp(one->worst) - 1) * 100);
-        if (ref.k) {
-            int slow_p = 0, slow_r = 0;
-            double *all_r = calloc((size_t)n * R, sizeof *all_r);
-            for (int i = 0; i < npref; i++) slow_p += pref[i] >= 1.15 * fastest;
-            for (int j = 0; j < n; j++)
-                for (int r = 0; r < R; r++) {
-                    slow_r += cs[j].ref[r] >= 1.15 * fastest;
-                    if (all_r) all_r[(size_t)j * R + r] = cs[j].ref[r];
-                }
-            if (all_r) fl_sort_doubles(all_r, (size_t)n * R);
-            const double med_r = all_r ? all_r[(size_t)n * R / 2] : 0;
-            free(all_r);
-            printf("the machine's speed (reference: gemm_pk %dx%dx%d in L2, median of 3 calls): fastest %.1f us; "
-                   "median %.1f us in the profile's passes, %.1f us beside the rounds' timings; slow (>= 1.15x the "
-                   "fastest): %d of %d in the profile's passes, %d of %d beside the rounds\n",
-                   REF_N, REF_COLS, REF_K, fastest * 1e6, p0 * 1e6, med_r * 1e6, slow_p, npref, slow_r, n * R);
-            if (p0 > 0)
-                printf("at the profile's speed (the median x the profile's reference / the median reference beside the "
-                       "candidate's rounds; a diagnostic, the score above is the plain median): %d of %d within 15%%; worst off by "
-                       "%.0f%%\n", scaled.within, scaled.n, (exp(scaled.worst) - 1) * 100);
-        }
+        ref_report(&ref, cs, n, R, true, p0);
+        if (p0[0] > 0)
+            printf("at the profile's speed (the median x the profile's reference / the median reference beside the "
+                   "candidate's rounds, on its thread count; a diagnostic, the score above is the plain median): %d of "
+                   "%d within 15%%; worst off by %.0f%%\n", scaled.within, scaled.n, (exp(scaled.worst) - 1) * 100);
     }
     ref_free(&ref);
     for (size_t i = 0; models && i < (size_t)ns * N_CFG; i++) fl_model_free(models[i]);
