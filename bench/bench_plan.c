@@ -278,11 +278,13 @@ enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
  * candidate's median says in part how much of its rounds fell in slow spells. The reference is one
  * fixed product in L2 (gemm_pk, 64 x 256 x 256, ~50 us; on two threads twice the columns through a
  * session's pool), the median of 3 calls; it is timed in the profile's passes and beside every candidate's timing in every round (before and after: their
- * geometric mean), and the report adds what the median reads at the profile's speed (x the profile's
- * median reference / the median of the candidate's: a diagnostic beside the score, which stays the
- * plain median; medians, not each round scaled by its own, since a long candidate's run averages the
- * spells that one reference samples) and the share of references that ran slow (1.15x the run's
- * fastest or more). No reference on a level without gemm_pk. */
+ * geometric mean), and the report gives, per thread count, the share of references that ran slow
+ * (1.15x the run's fastest or more) in the profile's passes and beside the rounds: a run whose
+ * rounds met more slow spells than its profile reads its candidates slow. (Scaling each candidate by
+ * its references was tried in session 15: +3..+7 of 48 in four runs with slow spells, -7 in a quiet
+ * one, 45 -> 38: a reference samples a moment where a long candidate's run averages many spells, and
+ * the two-thread one reads slow most of the time. A figure that errs both ways was dropped.) No
+ * reference on a level without gemm_pk. */
 typedef struct ref_probe {
     const fl_kernels *k; /* NULL: no reference */
     float *x, *w, *y;
@@ -336,28 +338,27 @@ static void ref_sample_pass(ref_probe *r) {
             r->pass[t][r->npass[t]++] = ref_seconds(r, t + 1);
 }
 
-/* After the rounds: per thread count, the profile's median reference p0[t] (0: none timed), and with
- * print the report's line on the machine's speed. */
-static void ref_report(const ref_probe *r, const cand *cs, int n, int R, bool print, double p0[2]) {
+/* After the rounds: per thread count, the report's line on the machine's speed. */
+static void ref_report(const ref_probe *r, const cand *cs, int n, int R) {
     for (int t = 0; t < 2; t++) {
-        p0[t] = 0;
+        double p0 = 0;
         if (!r->k || (t == 1 && !r->r2)) continue;
         double *v = calloc((size_t)n * R + 1, sizeof *v), fastest = 0, lo, hi;
         int m = 0, slow_p = 0, slow_r = 0;
         if (!v) continue;
         for (int j = 0; j < n; j++)
             for (int q = 0; q < R && (cs[j].T > 1) == t; q++) v[m++] = cs[j].ref[q];
-        if (r->npass[t] > 0) p0[t] = median_of(r->pass[t], r->npass[t], &lo, &hi), fastest = lo;
+        if (r->npass[t] > 0) p0 = median_of(r->pass[t], r->npass[t], &lo, &hi), fastest = lo;
         for (int i = 0; i < m; i++)
             if (fastest <= 0 || v[i] < fastest) fastest = v[i];
         for (int i = 0; i < r->npass[t]; i++) slow_p += r->pass[t][i] >= 1.15 * fastest;
         for (int i = 0; i < m; i++) slow_r += v[i] >= 1.15 * fastest;
         fl_sort_doubles(v, (size_t)m);
-        if (print && m > 0)
+        if (m > 0)
             printf("the machine's speed on %d thread%s (reference: gemm_pk %dx%dx%d in L2, median of 3 calls): fastest "
                    "%.1f us; median %.1f us in the profile's passes, %.1f us beside the rounds; slow (>= 1.15x the "
                    "fastest): %d of %d in the profile's passes, %d of %d beside the rounds\n",
-                   t + 1, t ? "s" : "", REF_N, (t + 1) * REF_COLS, REF_K, fastest * 1e6, p0[t] * 1e6, v[m / 2] * 1e6, slow_p,
+                   t + 1, t ? "s" : "", REF_N, (t + 1) * REF_COLS, REF_K, fastest * 1e6, p0 * 1e6, v[m / 2] * 1e6, slow_p,
                    r->npass[t], slow_r, m);
         free(v);
     }
@@ -478,19 +479,14 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         c->w = terms[1];
         if (st) fprintf(stderr, "bench_plan: %s: %s: %s\n", cfg[c->k].name, fl_status_str(st), fl_last_error());
     }
-    double p0[2]; /* the reference's median in the profile's passes, one thread and two (0: none) */
-    ref_report(&ref, cs, n, R, false, p0);
-    tally scaled = {0};
     for (int j = 0; j < n && !st; j++) {
         const cand *c = &cs[j];
         if (j == 0 || cs[j - 1].shape != c->shape) {
             printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", arch[c->shape].input, arch[c->shape].hidden,
                    a->layers, a->seq);
-            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s", "config", "batch", "threads", "params",
+            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s\n", "config", "batch", "threads", "params",
                    "predicted us", "measured us", "rounds min..max us", "ratio", "bound (W_hh: level, threads)",
                    prof1 ? "ratio (H/4 figures alone)" : "");
-            if (p0[0] > 0) printf("%*s%s", prof1 ? 2 : 0, "", "ratio at the profile's speed");
-            printf("\n");
         }
         double meas = 0, lo = 0, hi = 0;
         if (R > 0) meas = median_of(c->t, R, &lo, &hi);
@@ -508,13 +504,6 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
                c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
         if (prof1) printf(" %8.2f", meas / c->c1.seconds);
-        const double pc = p0[c->T > 1 && ref.r2];
-        if (pc > 0 && R > 0) { /* the median at the profile's speed, by the median reference beside it */
-            double l2, h2;
-            const double ratio_p = ratio * pc / median_of(c->ref, R, &l2, &h2);
-            count(&scaled, ratio_p);
-            printf("%*s%8.2f", prof1 ? 19 : 2, "", ratio_p);
-        }
         printf("\n");
     }
     if (!st && R > 0) {
@@ -525,11 +514,7 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         if (prof1)
             printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", one->within, one->n,
                    (exp(one->worst) - 1) * 100);
-        ref_report(&ref, cs, n, R, true, p0);
-        if (p0[0] > 0)
-            printf("at the profile's speed (the median x the profile's reference / the median reference beside the "
-                   "candidate's rounds, on its thread count; a diagnostic, the score above is the plain median): %d of "
-                   "%d within 15%%; worst off by %.0f%%\n", scaled.within, scaled.n, (exp(scaled.worst) - 1) * 100);
+        ref_report(&ref, cs, n, R);
     }
     ref_free(&ref);
     for (size_t i = 0; models && i < (size_t)ns * N_CFG; i++) fl_model_free(models[i]);
