@@ -320,7 +320,7 @@ int cli_profile_get(const char *cmd, const char *path, bool refresh, bool quiet,
                             fl_status_str(st), fl_last_error(), path);
         if (!quiet) fprintf(stderr, "fastlstm %s: ignoring the saved profile: %s\n", cmd, fl_last_error());
     }
-    if (!quiet) fprintf(stderr, "fastlstm %s: measuring the machine profile (about a minute)...\n", cmd);
+    if (!quiet) fprintf(stderr, "fastlstm %s: measuring the machine profile (about half a minute)...\n", cmd);
     if ((st = fl_profile_measure(out))) return cli_fail_status(cmd, st);
     if ((st = fl_profile_save(out, path)) && !quiet)
         fprintf(stderr, "fastlstm %s: warning: could not save the profile: %s\n", cmd, fl_last_error());
@@ -337,7 +337,7 @@ int cmd_profile(int argc, char **argv) {
             printf("usage: fastlstm profile [--json] [--refresh] [--profile PATH]\n\n"
                    "Print the machine profile the planner uses: cache sizes and sharing, SIMD width,\n"
                    "streaming bandwidth from each cache level and DRAM, sgemm and mat-vec flop rates.\n"
-                   "Measured once (about a minute) and saved to PATH (default\n"
+                   "Measured once (about half a minute) and saved to PATH (default\n"
                    "~/.cache/fastlstm/profile.json); --refresh measures again. The last line names the\n"
                    "OpenBLAS core this process runs (see BLAS cores in the README).\n");
             return CLI_OK;

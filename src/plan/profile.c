@@ -177,7 +177,7 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
                                   double *rate, double *flops, double *seconds) {
     int H = (int)sqrt((double)bytes / 16.0);
     if (H < 4) H = 4;
-    const size_t G = (size_t)4 * H;
+    const size_t G = (size_t)4 * H, packed = G * (size_t)((H + FL_REC_NB - 1) / FL_REC_NB * FL_REC_NB);
     const bool own = !ws || ws->n < G * H;
     float *w = own ? fl_malloc(G * H * sizeof(float)) : ws->w;
     /* gx (4H), h0, h1, c (H each), then W_ih (4H, 1) and its biases */
@@ -195,7 +195,12 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
     ly.whh = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = H, .w = w};
     ly.wih = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = 1, .w = buf + G + 3 * (size_t)H};
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
-    if ((st = fl_rec_create(&ly, 1, threads, &r))) goto done;
+    /* ws large enough for the packed W_hh (4 H rows, H padded to whole blocks): used as the packed
+     * form as it is (what is streamed is the same bytes; a ladder to 512 MiB packed a copy of ~3.4 GB
+     * in all); else packed from w */
+    const fl_rec_pack shared = {.pw = ws && ws->n >= packed ? ws->w : NULL};
+    if ((st = shared.pw ? fl_rec_create_packed(&ly, &shared, 1, threads, &r) : fl_rec_create(&ly, 1, threads, &r)))
+        goto done;
     double t = fl_profile_without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps),
                             fl_profile_cell_of(p, 1, H, 1));
     *rate = (double)(G * H * sizeof(float)) / t;
