@@ -648,9 +648,9 @@ enum { PK_CHUNK_BYTES = 512 * 1024 };
  * SVD h/16 (W 420 KB) 0.94-0.95, CP h/16 0.92-0.99, SVD h/8 0.99; where W is large the chunks lose
  * (W streams from beyond L2 once a chunk): 650 SVD h/4 (1.7 MB) 1.04-1.05, 1500 SVD h/16 (U 2.2 MB)
  * 1.11. Whole sessions (2 layers, seq 35, the old and new library dlopen'd in one process,
- * alternating, 41-61 reps), new / old: 1500 CP h/16 B20 t1 0.88-0.98, 650 CP h/16 0.82-0.90, SVD
- * h/16 0.83-0.95, SVD h/8 0.94-0.97, CP h/4 0.95-0.97; two threads (a thread's panel range is one
- * call) 1500 SVD h/16 0.96-0.99, h/8 0.94-0.99; the others untouched (0.99-1.02). */
+ * alternating, 15-61 reps), new / old: 1500 CP h/16 B20 t1 0.88-0.98, 650 CP h/16 0.82-0.90, SVD
+ * h/16 0.80-0.95, SVD h/8 0.94-0.97, CP h/4 0.95-0.97; two threads (a thread's panel range is one
+ * call) 1500 SVD h/16 0.96-0.99, h/8 0.94-0.99; the others untouched (0.96-1.03). */
 enum { PK_SMALL_W = 1024 * 1024, PK_OUT_ROWS = 48, PK_OUT_K = 256 };
 
 /* NR rows of X (<= 6) x one 64-column panel: 24 accumulators started at the bias; per k, four
