@@ -10,7 +10,12 @@
  *              how many rows the call has nor where the row sits among them (a lone row equals the
  *              same row in a call of 701), and columns computed panel range by panel range, as
  *              fl_rec_gemm_pk splits them over threads, equal one call over all of them, bit for
- *              bit (the tests of thread splits compare whole sessions bit for bit). */
+ *              bit (the tests of thread splits compare whole sessions bit for bit).
+ *   out chunks a call whose outputs exceed 1 MiB at a small K and W (AVX-512 then caps its row chunk
+ *              at 48 rows, session 15): n = 301 (six chunks of 48 and one of 13), rows 1500, K 93
+ *              (1.8 MB of outputs, W 571 KB), against the reference and a lone row / the first rows
+ *              as calls of their own; and a 4-K x stride into a stripe of a 4-rows-wide y (a CP gate
+ *              product of fl_rec_input_ws) at a column offset off a cache line's start. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,11 +182,52 @@ static void test_gemm_pk_panel_split(void **state) {
     }
 }
 
+/* Outputs past 1 MiB at a small K (avx512's 48-row chunks): values, rows independent, CP's stripes. */
+static void test_gemm_pk_out_chunks(void **state) {
+    (void)state;
+    for (size_t li = 0; li < sizeof LEVELS / sizeof *LEVELS; li++) {
+        const fl_kernels *k = fl_kernels_by_name(LEVELS[li]);
+        if (!k || !k->gemm_pk) continue;
+        problem p = make(301, 1500, 93, 900 + li);
+        float *y = sentinels(&p), *y_ref = sentinels(&p), *yn = sentinels(&p);
+        k->gemm_pk(p.n, p.rows, p.K, p.x, p.ldx, p.pk, p.bias, y, p.ldy);
+        fl_kernels_gemm_pk_ref(p.n, p.rows, p.K, p.x, p.ldx, p.pk, p.bias, y_ref, p.ldy);
+        check_values(k->name, &p, true, y, y_ref);
+        static const int ns[] = {1, 47, 49, 200}; /* the first rows as a call: inside, across chunk edges */
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            k->gemm_pk(ns[ni], p.rows, p.K, p.x, p.ldx, p.pk, p.bias, yn, p.ldy);
+            if (memcmp(yn, y, (size_t)ns[ni] * p.ldy * sizeof(float)) != 0)
+                fail_msg("%s gemm_pk K %d: the first %d rows differ from the same rows of a 301-row call", k->name, p.K, ns[ni]);
+        }
+        k->gemm_pk(1, p.rows, p.K, p.x + (size_t)300 * p.ldx, p.ldx, p.pk, p.bias, yn, p.ldy);
+        if (memcmp(yn, y + (size_t)300 * p.ldy, (size_t)p.rows * sizeof(float)) != 0)
+            fail_msg("%s gemm_pk K %d: the last row alone differs from the 301-row call's", k->name, p.K);
+        /* a CP gate product: x rows of 4 K (this gate's K at offset K), y a stripe of rows 4 x 1500
+         * wide at column 1500 (6000 bytes: off a line's start), the other columns untouched */
+        const int G = 4 * p.rows, R4 = 4 * p.K;
+        float *xs = calloc((size_t)p.n * R4, sizeof(float)), *ys = malloc((size_t)p.n * G * sizeof(float));
+        assert_non_null(xs), assert_non_null(ys);
+        for (int i = 0; i < p.n; i++) memcpy(xs + (size_t)i * R4 + p.K, p.x + (size_t)i * p.ldx, (size_t)p.K * sizeof(float));
+        for (size_t i = 0; i < (size_t)p.n * G; i++) ys[i] = SENTINEL;
+        k->gemm_pk(p.n, p.rows, p.K, xs + p.K, R4, p.pk, p.bias, ys + p.rows, G);
+        for (int i = 0; i < p.n; i++) {
+            if (memcmp(ys + (size_t)i * G + p.rows, y + (size_t)i * p.ldy, (size_t)p.rows * sizeof(float)) != 0)
+                fail_msg("%s gemm_pk K %d: row %d of a strided stripe differs from the plain call's", k->name, p.K, i);
+            for (int c = 0; c < G; c++)
+                if ((c < p.rows || c >= 2 * p.rows) && ys[(size_t)i * G + c] != SENTINEL)
+                    fail_msg("%s gemm_pk: row %d column %d outside the stripe written", k->name, i, c);
+        }
+        free(xs), free(ys), free(y), free(y_ref), free(yn);
+        drop(&p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_pk_values),
         cmocka_unit_test(test_gemm_pk_rows_independent),
         cmocka_unit_test(test_gemm_pk_panel_split),
+        cmocka_unit_test(test_gemm_pk_out_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

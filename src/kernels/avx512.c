@@ -639,6 +639,19 @@ static void gemm_nt_avx512(int n, int rows, int K, const float *restrict x, int 
  * K <= 2000 fit). At 128 KB (the AVX2 kernel's, for Zen 3's 512 KB L2) a 2x1500 layer's 700 rows
  * (batch 20 x 35 steps) made 39 chunks, each streaming the 36 MB W_ih from L3. */
 enum { PK_CHUNK_BYTES = 512 * 1024 };
+/* But where the writes are much of the work (K <= PK_OUT_K multiply-adds an output), W is small (<=
+ * PK_SMALL_W: it stays in L2 whatever the chunk) and the call's outputs are not (> PK_SMALL_W), the
+ * chunk is at most PK_OUT_ROWS rows: each panel's pass then writes a few rows' pieces, not all n rows'
+ * pieces scattered over the whole output. Session 15 (cpgx), the products alone, one process,
+ * interleaved, 41 reps, medians of the ratio to the whole call: 1500 CP h/16 at batch 20 (the four
+ * gate products: n 700, 1500 outputs, K 93, W 571 KB, gx 16.8 MB) 48-row chunks 0.88-0.94; 650
+ * SVD h/16 (W 420 KB) 0.94-0.95, CP h/16 0.92-0.99, SVD h/8 0.99; where W is large the chunks lose
+ * (W streams from beyond L2 once a chunk): 650 SVD h/4 (1.7 MB) 1.04-1.05, 1500 SVD h/16 (U 2.2 MB)
+ * 1.11. Whole sessions (2 layers, seq 35, the old and new library dlopen'd in one process,
+ * alternating, 15-61 reps), new / old: 1500 CP h/16 B20 t1 0.88-0.98, 650 CP h/16 0.82-0.90, SVD
+ * h/16 0.80-0.95, SVD h/8 0.94-0.97, CP h/4 0.95-0.97; two threads (a thread's panel range is one
+ * call) 1500 SVD h/16 0.96-0.99, h/8 0.94-0.99; the others untouched (0.96-1.03). */
+enum { PK_SMALL_W = 1024 * 1024, PK_OUT_ROWS = 48, PK_OUT_K = 256 };
 
 /* NR rows of X (<= 6) x one 64-column panel: 24 accumulators started at the bias; per k, four
  * aligned panel loads feed 4 NR FMAs (no reductions, unlike gemm_nt). m masks columns past rows.
@@ -682,6 +695,7 @@ static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int 
     // W is streamed from memory once per chunk, so fewer, larger chunks read it fewer times.
     int mc = (int)((PK_CHUNK_BYTES / 4) / (K > 0 ? K : 1)) / 6 * 6;
     if (mc < 6) mc = 6;
+    if (mc > PK_OUT_ROWS && K <= PK_OUT_K && (double)np * K * 64 * 4 <= PK_SMALL_W && (double)n * rows * 4 > PK_SMALL_W) mc = PK_OUT_ROWS;
     for (int i0 = 0; i0 < n; i0 += mc) {
         const int i1 = i0 + mc < n ? i0 + mc : n;
         for (int pi = 0; pi < np; pi++) {
