@@ -6,7 +6,10 @@
  * sample is scaled by the reference's median over its own time (the VM runs the same code ~1.35x
  * slower in spells of milliseconds to seconds: docs/planner.md), and the two-thread speed-up of a
  * part is the median over rounds of its one-thread over its two-thread sample, timed back to back.
- * Parts, per step, both layers summed:
+ * Parts, per step (layer 0 alone, then both layers summed):
+ *   in0 hot, steps0 hot  layer 0's projection / steps right after the same call (its pool's worker awake)
+ *   in0, steps0          the same after the reference's one-thread work (its worker asleep, as a
+ *                        session's layer finds it at batch 1: pool.c sleeps it ~0.4 ms after its last job)
  *   in      the input projections (fl_rec_input_ws on all T B rows, as run_dir calls it)
  *   steps   the T steps walking gx (by blocks, fl_rec_step, or by rows, fl_rec_run_rows, as the
  *           session's rule picks: fl_step_rows_chunks)
@@ -99,8 +102,7 @@ static double run_part(cand_ctx *c, int p, int t) {
     return (fl_now_seconds() - t0) / c->T;
 }
 
-/* In / steps parts alone: the input for one part is the previous layer's output, which for timing
- * is whatever out holds (the same shapes). */
+/* The reference: 8 steps of a dense H 256 layer at batch 16 on one thread (~0.5 ms), seconds. */
 static double run_ref(cand_ctx *c) {
     const double t0 = fl_now_seconds();
     for (int k = 0; k < 8; k++) fl_rec_step(c->ref, 16, c->rgx, 1024, (k & 1) ? c->rh1 : c->rh0, 256, c->rc, (k & 1) ? c->rh0 : c->rh1, 256);

@@ -360,16 +360,11 @@ static double gemm_rate(const fl_profile *p, double rows, int threads, double by
 static double pk_scale(const fl_profile *p, int threads, double macs) {
     if (threads <= 1) return 1.0;
     if (threads != p->curve_all_threads || !(p->thread_scale_pk[0] > 0)) return threads;
-    const int last = FL_PROFILE_GEMM_POINTS - 1;
-    double v;
-    if (macs <= fl_profile_pk_macs(0)) v = p->thread_scale_pk[0];
-    else if (macs >= fl_profile_pk_macs(last)) v = p->thread_scale_pk[last];
-    else {
-        int k = 0;
-        while (macs > fl_profile_pk_macs(k + 1)) k++;
-        const double u = log(macs / fl_profile_pk_macs(k)) / log(fl_profile_pk_macs(k + 1) / fl_profile_pk_macs(k));
-        v = p->thread_scale_pk[k] + u * (p->thread_scale_pk[k + 1] - p->thread_scale_pk[k]);
-    }
+    int k = 0;
+    while (k < FL_PROFILE_GEMM_POINTS - 2 && macs > fl_profile_pk_macs(k + 1)) k++;
+    double u = log(macs / fl_profile_pk_macs(k)) / log(fl_profile_pk_macs(k + 1) / fl_profile_pk_macs(k));
+    u = u < 0 ? 0 : u > 1 ? 1 : u;
+    const double v = p->thread_scale_pk[k] + u * (p->thread_scale_pk[k + 1] - p->thread_scale_pk[k]);
     return v > threads ? threads : v;
 }
 
