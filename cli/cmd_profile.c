@@ -104,6 +104,8 @@ cJSON *cli_profile_json(const fl_profile *p) {
     }
     cJSON *tpm = cJSON_AddArrayToObject(o, "thread_scale_proj_memory");
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(tpm, cJSON_CreateNumber(p->thread_scale_proj_mem[k]));
+    cJSON *tpk = cJSON_AddArrayToObject(o, "thread_scale_pk");
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(tpk, cJSON_CreateNumber(p->thread_scale_pk[k]));
     cJSON *cgx = cJSON_AddArrayToObject(o, "cold_gx_ns_per_byte"); /* dense, svd, cp at rank H/16, H/4 */
     for (int m = 0; m < 3; m++)
         for (int i = 0; i < 2; i++) cJSON_AddItemToArray(cgx, cJSON_CreateNumber(p->cold_gx_seconds[m][i] * 1e9));
@@ -258,6 +260,9 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  speed-up of the projection on a W_ih in memory at 4/16/64/256 rows %.2f / %.2f / %.2f / %.2f\n",
                 p->thread_scale_proj_mem[0], p->thread_scale_proj_mem[1], p->thread_scale_proj_mem[2],
                 p->thread_scale_proj_mem[3]);
+    if (p->thread_scale_pk[0] > 0)
+        fprintf(f, "  speed-up of a split packed product (K 64) at 2/8/32/128 Mi multiply-adds %.2f / %.2f / %.2f / %.2f\n",
+                p->thread_scale_pk[0], p->thread_scale_pk[1], p->thread_scale_pk[2], p->thread_scale_pk[3]);
     if (p->rec_memory_factor > 0)
         fprintf(f, "  recurrent step on a W_hh in memory runs at %.2f of its in-cache rate (batch 16)\n",
                 p->rec_memory_factor);

@@ -159,6 +159,15 @@ typedef struct fl_profile {
      * thread_scale_proj on an 8 MiB W_ih, at the knee of a VM's last level: one thread streamed it
      * from memory, two held their halves, and the speed-up read above 2.) */
     double thread_scale_proj_mem[FL_PROFILE_GEMM_POINTS];
+    /* The split packed product's speed-up by its size (format 6, profile_rates.c): a (2048, 64) W_ih
+     * (K 64, a rank's width) on 16, 64, 256, 1024 rows (2, 8, 32, 128 Mi multiply-adds:
+     * fl_profile_pk_macs), each pass's figure the median of paired samples (a one-thread time and the
+     * N-thread time right after it). The stages of an SVD / CP input projection are products of this
+     * shape, far smaller than thread_scale_proj's (a 35-row stage 2 of 650 rank 81: 7.4 Mi, against 67
+     * Mi at 16 rows there), and gain less when split (session 15: 1.37-1.44 hot, 2 x 650 at batch 1,
+     * where that table gives 1.65-1.89). The cost model takes it for those stages (linear in log
+     * multiply-adds, clamped to the table). All 0 (older profiles): thread_scale_proj as before. */
+    double thread_scale_pk[FL_PROFILE_GEMM_POINTS];
     /* The runtime's own split step as a session runs it (profile_threads.c), at curve_all_threads
      * threads, on two dense layers (H 192, W_hh 576 KiB: split at batch 1) of batch-1 steps:
      * thread_sync_seconds, a split step's time beyond 1/N of one thread's, one layer's steps back to

@@ -353,6 +353,21 @@ static double gemm_rate(const fl_profile *p, double rows, int threads, double by
     return table_rate(p->gemm_rows_flops, 0.0, rows) * s;
 }
 
+/* Speed-up of a split packed product of `macs` multiply-adds on `threads` threads: the profile's
+ * thread_scale_pk (at fl_profile_pk_macs, curve_all_threads threads), linear in log macs, clamped to
+ * the table, held at `threads` (as thread_scale); 1 on one thread; the thread count where the
+ * profile has no figure for it. */
+static double pk_scale(const fl_profile *p, int threads, double macs) {
+    if (threads <= 1) return 1.0;
+    if (threads != p->curve_all_threads || !(p->thread_scale_pk[0] > 0)) return threads;
+    int k = 0;
+    while (k < FL_PROFILE_GEMM_POINTS - 2 && macs > fl_profile_pk_macs(k + 1)) k++;
+    double u = log(macs / fl_profile_pk_macs(k)) / log(fl_profile_pk_macs(k + 1) / fl_profile_pk_macs(k));
+    u = u < 0 ? 0 : u > 1 ? 1 : u;
+    const double v = p->thread_scale_pk[k] + u * (p->thread_scale_pk[k + 1] - p->thread_scale_pk[k]);
+    return v > threads ? threads : v;
+}
+
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
 static bool has_qrates(const fl_profile *p, fl_precision q) {
     return q != FL_PRECISION_F32 && (int)q >= 0 && (int)q < 3 && p->qrec_flops[q][0] > 0 && p->qgemm_flops[q][0] > 0;
@@ -739,11 +754,15 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                     const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows / gates * w.rank;
                     const int t1s = part_threads(p, threads_l, false, m1, true);
                     tt = part_threads(p, threads_l, false, m2, true);
-                    /* the rate over both stages: their flops over the sum of their times */
-                    const double r1 = gemm_rate(p, n, t1s, bpw * np), r2 = gemm_rate(p, n, tt, bpw * np);
+                    /* the rate over both stages: their flops over the sum of their times; a split
+                     * stage's speed-up by its own size where the profile measured the split packed
+                     * product (thread_scale_pk, format 6), else the dense projection's at the rows */
+                    const double r0 = gemm_rate(p, n, 1, bpw * np);
+                    const bool by_size = p->thread_scale_pk[0] > 0;
+                    const double r1 = by_size ? r0 * pk_scale(p, t1s, m1) : gemm_rate(p, n, t1s, bpw * np);
+                    const double r2 = by_size ? r0 * pk_scale(p, tt, m2) : gemm_rate(p, n, tt, bpw * np);
                     rate = (m1 + gates * m2) / (m1 / r1 + gates * m2 / r2);
                     if ((use_lr = fl_cost_has_lowrank_ih(p))) { /* by its stages instead (cost_lowrank_ih.c) */
-                        const double r0 = gemm_rate(p, n, 1, bpw * np);
                         fl_cost_lowrank_ih(p, w.method, d.rows / 4, d.cols, w.rank, n, t1s, tt, r1 / r0, r2 / r0, &lr);
                         lr.mem /= seq, lr.comp /= seq, lr.dup_mem /= seq, lr.dup_comp /= seq; /* per step */
                     }

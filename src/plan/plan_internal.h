@@ -63,6 +63,10 @@ double fl_cost_thread_sync(const fl_profile *p);
  * batch-1 figure (0, older profiles) cell_seconds at every batch. */
 double fl_cost_cell_seconds(const fl_profile *p, int batch);
 
+/* Multiply-adds of the product fl_profile.thread_scale_pk[k] is measured on (k <
+ * FL_PROFILE_GEMM_POINTS): 16 << 2k rows of a (2048, 64) W_ih (profile_rates.c). */
+double fl_profile_pk_macs(int k);
+
 /* Index of the smallest level holding `bytes` on `threads` threads (-1: DRAM) and its streaming
  * rate in *bw, as the cost model places a working set (cost.c). */
 int fl_cost_pick_level(const fl_profile *p, double bytes, int threads, double *bw);

@@ -10,7 +10,9 @@
  * recurrent_far, without which every dense step is priced from the H 256 rates; in "lowrank", stage
  * 2's output walks, without which the input projection's writes are priced at its table's buffer,
  * and the step's kernels timed with their weights beyond the private level, without which the step
- * is priced from its near tables alone). Load validates every field and names it in the error. */
+ * is priced from its near tables alone) and version 5 files (format 6 adds, optional,
+ * thread_scale_pk, without which an SVD / CP input projection's stages take thread_scale_proj's
+ * speed-ups). Load validates every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -74,7 +76,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 5);
+    cJSON_AddNumberToObject(root, "version", 6);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -119,6 +121,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_rec", p->thread_scale_rec, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj", p->thread_scale_proj, FL_PROFILE_GEMM_POINTS);
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
+    if (p->thread_scale_pk[0] > 0) add_array(root, "thread_scale_pk", p->thread_scale_pk, FL_PROFILE_GEMM_POINTS); /* format 6 */
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
     bool reread = false;
     for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) reread |= p->run_reread[k] > 0;
@@ -454,8 +457,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 5", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5 && v != 6) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 6", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -494,6 +497,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_table(root, "thread_scale_rec", path, p.thread_scale_rec) || /* optional */
         !get_table(root, "thread_scale_proj", path, p.thread_scale_proj) ||
         !get_table(root, "thread_scale_proj_memory", path, p.thread_scale_proj_mem) || /* optional */
+        !get_table(root, "thread_scale_pk", path, p.thread_scale_pk) ||                /* optional, format 6 */
         !get_array(root, "cold_gx_seconds", path, 6, &p.cold_gx_seconds[0][0]) ||  /* optional */
         !get_array(root, "run_reread", path, FL_PROFILE_REREAD_POINTS, p.run_reread) || /* optional, format 5 */
         !get_far(root, path, &p) ||                                                   /* optional, format 5 */

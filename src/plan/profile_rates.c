@@ -208,6 +208,70 @@ static fl_status proj_scales(int threads, int in, int hid, double *out) {
     return st;
 }
 
+double fl_profile_pk_macs(int k) { return (double)(16 << (2 * k)) * 2048.0 * 64.0; }
+
+double fl_profile_paired_scale(const double *t1, const double *tn, int n) {
+    double r[16];
+    if (n < 1) return 0;
+    if (n > 16) n = 16;
+    for (int i = 0; i < n; i++) {
+        if (!(t1[i] > 0) || !(tn[i] > 0)) return 0;
+        r[i] = t1[i] / tn[i];
+    }
+    fl_sort_doubles(r, (size_t)n);
+    return r[n / 2];
+}
+
+/* Speed-up of the split packed product (fl_rec_input on a dense (2048, 64) W_ih: the shape of an SVD /
+ * CP input projection's stages, K a rank) on `threads` threads over one, at fl_profile_pk_macs(k):
+ * out[k] from REPS pairs, each a one-thread sample and the `threads`-thread one right after it (each
+ * sample enough back-to-back calls to last ~0.2 ms on one thread, so the pool's worker stays awake as
+ * in a layer's run), the VM's speed of the moment cancelling in each pair's ratio. All 0 when this
+ * kernel level has no packed projection. */
+static fl_status pk_scales(int threads, double *out) {
+    enum { IN = 64, HID = 512, G = 4 * HID, MAXR = 16 << (2 * (FL_PROFILE_GEMM_POINTS - 1)) };
+    fl_arch a = {.input = IN, .hidden = HID, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m = NULL;
+    fl_rec *r[2] = {NULL, NULL};
+    float *buf = NULL;
+    memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
+    fl_status st = fl_model_create(&a, NULL, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, 1, &r[0]);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, threads, &r[1]);
+    /* x (MAXR, IN), gx (MAXR, G), bias (G) */
+    if (!st && !(buf = fl_calloc((size_t)MAXR * (IN + G) + G, sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split packed product");
+    for (size_t i = 0; !st && i < (size_t)MAXR * IN; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
+    float *x = buf, *gx = buf ? x + (size_t)MAXR * IN : NULL, *bias = gx ? gx + (size_t)MAXR * G : NULL;
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
+        const int rows = 16 << (2 * k);
+        if (!fl_rec_input(r[0], rows, x, IN, bias, gx, G)) break; /* no packed projection: none */
+        int inner = 1;
+        for (;;) {
+            const double t0 = fl_now_seconds();
+            for (int j = 0; j < inner; j++) fl_rec_input(r[0], rows, x, IN, bias, gx, G);
+            if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+            inner *= 2;
+        }
+        double t[2][REPS];
+        for (int i = 0; i < REPS; i++)
+            for (int side = 0; side < 2; side++) {
+                fl_rec_input(r[side], rows, x, IN, bias, gx, G); /* the worker awake, the weights warm */
+                const double t0 = fl_now_seconds();
+                for (int j = 0; j < inner; j++) fl_rec_input(r[side], rows, x, IN, bias, gx, G);
+                t[side][i] = (fl_now_seconds() - t0) / inner;
+            }
+        out[k] = fl_profile_paired_scale(t[0], t[1], REPS);
+    }
+    if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
+    fl_free(buf);
+    fl_rec_free(r[0]);
+    fl_rec_free(r[1]);
+    fl_model_free(m);
+    return st;
+}
+
 fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
     if (rp->n >= FL_PROFILE_MAX_PASSES) return fl_fail(FL_ERR_ARG, "profile: more than %d rate passes", rp->n);
     const int q = rp->n, N = p->cores >= 2 ? 2 : 0, H = 256;
@@ -233,8 +297,12 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
      * 2048), 32 MiB, streamed from memory */
     if (!st && N >= 2) st = proj_scales(N, 512, 512, rp->proj[q]);
     if (!st && N >= 2) st = proj_scales(N, 2048, 1024, rp->proj_mem[q]);
+    memset(rp->pk[q], 0, sizeof rp->pk[q]);
+    if (!st && N >= 2) st = pk_scales(N, rp->pk[q]);
     memset(rp->sw[q], 0, sizeof rp->sw[q]);
     if (!st && N >= 2) st = fl_profile_switch_pass(N, rp->sw[q]); /* profile_threads.c */
+    rp->wake[q] = 0;
+    if (!st && N >= 2) st = fl_profile_wake_pass(N, &rp->wake[q]);
     if (!st) rp->n++;
     return st;
 }
@@ -261,6 +329,11 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
     if (n < 1) return;
     double rec[NP][NK], scale[NP][NK], far[NP][NK], far_scale[NP][NK];
     fl_profile_switch_apply(rp->sw, n, N, p); /* first: fl_cost_thread_sync takes its sync */
+    double wk[FL_PROFILE_MAX_PASSES];
+    int nw = 0;
+    for (int q = 0; q < n && N >= 2; q++)
+        if (rp->wake[q] > 0) wk[nw++] = rp->wake[q];
+    if (nw > 0) fl_profile_curve_median(wk, nw, 1, &p->thread_switch_seconds); /* the window on a product */
     const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
     step_rates(p, 256, rp->rec_t1, rp->rec_tn, n, N, sync, rec, scale);
     fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
@@ -279,11 +352,14 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
     memset(p->thread_scale_rec, 0, sizeof p->thread_scale_rec);
     memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
     memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
+    memset(p->thread_scale_pk, 0, sizeof p->thread_scale_pk);
     if (N < 2) return;
     fl_profile_curve_median(&scale[0][0], n, NK, p->thread_scale_rec);
     fl_profile_curve_median(&rp->proj[0][0], n, NK, p->thread_scale_proj);
     fl_profile_curve_median(&rp->proj_mem[0][0], n, NK, p->thread_scale_proj_mem);
     /* a kernel level without a packed projection reads 0 in every pass: keep the "none" (all 0) */
     if (!(p->thread_scale_proj[0] > 0)) memset(p->thread_scale_proj, 0, sizeof p->thread_scale_proj);
+    fl_profile_curve_median(&rp->pk[0][0], n, NK, p->thread_scale_pk);
+    if (!(p->thread_scale_pk[0] > 0)) memset(p->thread_scale_pk, 0, sizeof p->thread_scale_pk);
     if (!(p->thread_scale_proj_mem[0] > 0)) memset(p->thread_scale_proj_mem, 0, sizeof p->thread_scale_proj_mem);
 }

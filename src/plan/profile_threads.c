@@ -96,3 +96,66 @@ void fl_profile_switch_apply(const double (*sw)[3], int n, int threads, fl_profi
     if (ns > 0) fl_profile_curve_median(sy, ns, 1, &p->thread_sync_seconds);
     if (nw > 0) fl_profile_curve_median(wi, nw, 1, &p->thread_switch_seconds);
 }
+
+/* The window as a layer's run meets it, on its first part (session 15, two650): two layers' pools,
+ * each a split packed product of a (2048, 64) W_ih on WAKE_ROWS rows (134 Mi multiply-adds, ~1.8 ms
+ * on one thread here: longer than any window measured), the way a session's layer follows another:
+ * layer b's product runs, then layer a's, whose worker has slept since its last job (more than the
+ * ~0.4 ms a worker polls) while b's still polls. Each sample is a triplet timed back to back: a's
+ * product on one thread (t1), a's right after a's (tn: its worker awake), and a's right after b's
+ * (tw); the window is (tw - tn) / (1 - tn / t1), the one-thread seconds at the start of the run
+ * that gain nothing (held to [0, t1]), from the same moment's three times, so that the VM's speed
+ * cancels; a pass's figure the median over its samples, or 0 when no sample's split gained 5%.
+ * Measured by sync2's pass (two dense H 192 layers' batch-1 steps in turn) it read 0-340 us from
+ * one profile to the next (2026-12-01, nine profiles), the difference of two times within a few
+ * percent of each other; a session's first part is its projection, which at batch 1 gained nothing
+ * on two threads after a switch (bench/bench_split.c). */
+enum { WAKE_ROWS = 1024, WAKE_IN = 64, WAKE_HID = 512 };
+
+static double time_product(fl_rec *r, const float *x, float *gx) {
+    const double t0 = fl_now_seconds();
+    fl_rec_input(r, WAKE_ROWS, x, WAKE_IN, NULL, gx, 4 * WAKE_HID);
+    return fl_now_seconds() - t0;
+}
+
+fl_status fl_profile_wake_pass(int threads, double *window) {
+    *window = 0;
+    fl_arch a = {.input = WAKE_IN, .hidden = WAKE_HID, .layers = 1, .head = FL_HEAD_NONE};
+    fl_model *m = NULL;
+    fl_rec *one = NULL, *ra = NULL, *rb = NULL;
+    float *buf = NULL;
+    fl_status st = fl_model_create(&a, NULL, &m);
+    if (!st) st = fl_model_init_random(m, 1);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, 1, &one);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, threads, &ra);
+    if (!st) st = fl_rec_create(&m->layer[0], 1, threads, &rb);
+    if (!st && !(buf = fl_calloc((size_t)WAKE_ROWS * (WAKE_IN + 4 * WAKE_HID), sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the layer switch");
+    if (st) goto done;
+    float *x = buf, *gx = buf + (size_t)WAKE_ROWS * WAKE_IN;
+    for (size_t i = 0; i < (size_t)WAKE_ROWS * WAKE_IN; i++) x[i] = (float)((int)(i % 23) - 11) * 0.05f;
+    if (!fl_rec_input(one, WAKE_ROWS, x, WAKE_IN, NULL, gx, 4 * WAKE_HID)) goto done; /* no packed product */
+    double w[REPS];
+    int n = 0;
+    for (int i = 0; i < REPS; i++) {
+        const double t1 = time_product(one, x, gx);
+        time_product(ra, x, gx);
+        const double tn = time_product(ra, x, gx);
+        time_product(rb, x, gx);
+        const double tw = time_product(ra, x, gx);
+        if (!(t1 >= 1.05 * tn)) continue;
+        const double v = (tw - tn) / (1.0 - tn / t1);
+        w[n++] = v < 0 ? 0 : v > t1 ? t1 : v;
+    }
+    if (n > 0) {
+        fl_sort_doubles(w, (size_t)n);
+        *window = w[n / 2];
+    }
+done:
+    fl_rec_free(one);
+    fl_rec_free(ra);
+    fl_rec_free(rb);
+    fl_free(buf);
+    fl_model_free(m);
+    return st;
+}
