@@ -144,35 +144,6 @@ static void test_apply(void **state) {
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) assert_true(p.thread_scale_pk[k] == 0);
 }
 
-/* rates_apply: the layer switch's window is the median of the passes' windows on a split product
- * (those > 0), over the one switch_apply reads off the steps in turn; with none, that one stays. */
-static void test_wake_apply(void **state) {
-    (void)state;
-    fl_profile p = hand_profile();
-    fl_rate_passes rp;
-    memset(&rp, 0, sizeof rp);
-    rp.n = 3, rp.threads = 2;
-    for (int q = 0; q < 3; q++) {
-        rp.gemm[q] = rp.gemv[q] = 1e9;
-        for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) {
-            const int B = 4 << (2 * k);
-            rp.rows[q][k] = 1e9;
-            rp.rec_t1[q][k] = 2e-3 * B, rp.rec_tn[q][k] = 1.2e-3 * B;
-        }
-        /* steps in turn: t1 5 us, one layer split 3.5, in turn 4.0: W = 256 x 5 x 0.5 / 1.5 us */
-        rp.sw[q][0] = 5e-6, rp.sw[q][1] = 3.5e-6, rp.sw[q][2] = 4.0e-6;
-    }
-    fl_profile_rates_apply(&rp, &p);
-    assert_close(p.thread_switch_seconds, 256 * 5e-6 * 0.5 / 1.5, 1e-12);
-    rp.wake[0] = 3e-4, rp.wake[1] = 1e-4, rp.wake[2] = 0; /* the third pass: no window */
-    fl_profile_rates_apply(&rp, &p);
-    assert_close(p.thread_switch_seconds, 3e-4, 0); /* median of 1e-4, 3e-4: the upper one */
-    rp.wake[2] = 2e-4;
-    fl_profile_rates_apply(&rp, &p);
-    assert_close(p.thread_switch_seconds, 2e-4, 0);
-    assert_close(p.thread_sync_seconds, 3.5e-6 - 2.5e-6, 1e-18); /* the sync stays the steps' */
-}
-
 /* Saved as version 6 with the table; a version 5 file (without it) loads with it 0 and prices as
  * before; a negative entry is refused, naming the field. */
 static void test_round_trip(void **state) {
@@ -207,7 +178,7 @@ static void test_round_trip(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stage_by_size), cmocka_unit_test(test_dense_unchanged), cmocka_unit_test(test_paired),
-        cmocka_unit_test(test_apply), cmocka_unit_test(test_wake_apply), cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_apply), cmocka_unit_test(test_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,8 @@
  * capacity, and at N = curve_all_threads threads stream at the measured all-cores curve (N = 1: the
  * one-thread curve). Without a curve for N they stream at the rate measured with curve_all_threads
  * threads together (all_cores_bandwidth, dram_bandwidth_all; linear in N below that count, held
- * above it), and in a profile without those at 1 + 0.75 (N - 1) times one thread's rate (older
- * profiles: the assumption of before). The flop rate of a part the
- * runtime splits across N threads scales by the profile's measured speed-up at that batch or row
+ * above it), and in a profile without those at 1 + 0.75 (N - 1) times one thread's rate. The flop
+ * rate of a part the runtime splits across N threads scales by the profile's measured speed-up at that batch or row
  * count (thread_scale_rec for the step, thread_scale_proj for a dense projection whose W_ih fits
  * the usable share of the last level, thread_scale_proj_mem for one beyond it, measured at
  * curve_all_threads threads: two virtual CPUs may share one core's units), else by N; a measured
@@ -95,7 +94,7 @@
  *     T B rows(W) outputs (4 bytes each) fit the usable share of the largest private level, else
  *     bias_seconds: the runtime adds their biases in a pass of its own, or fills a BLAS head's output
  *     with them before the product (an f32 W_ih, dense, SVD or CP, and a dense head fuse them into
- *     their packed GEMM's epilogue; SVD's was still charged here from session 7 to 10).
+ *     their packed GEMM's epilogue).
  *   input projections from memory: t_g = sum over f32 W_hh_l of f_l * 16 B H * cold_gx(m, R) / N_l,
  *     the profile's measured extra seconds per gx byte a step pays when its gx rows come from
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
@@ -106,10 +105,8 @@
  *     top layer's output width: fl_session_run scans x for NaN / Inf (none for tokens), copies it
  *     into its packed time-major buffer (batch-major input, as the planner times it; a gather of
  *     embedding rows for tokens) and copies the top layer's packed output into y (or the head's
- *     input) in batch-major order (no such pass for a last-step head: B rows per sequence). This
- *     prices ~0.6 of what timers around those phases read (session 11: 0.55-0.75 ns per element,
- *     the bias rate 0.39; docs/planner.md, "Session 11"); the rest sits in "other" of bench_plan
- *     --breakdown with the machine's speed moving between a session's timing and its parts'.
+ *     input) in batch-major order (no such pass for a last-step head: B rows per sequence); ~0.6
+ *     of what timers around those phases read (docs/planner.md, "Session 11").
  *   overhead: t_o = layers * step_overhead
  *   layer switch (profile with thread_switch_seconds W, format 4; predict): each layer's step has
  *     its own worker pool, whose workers poll ~0.3 ms after its last job (pausing, then yielding
@@ -119,8 +116,7 @@
  *     one thread's work of its run, its projection of all T steps then its steps, gain nothing
  *     from the split. t_s = sum over such layer-directions of the one-thread seconds of each part
  *     inside the window times (1 - t_N / t_1) of that part (t_N, t_1: its seconds per step priced
- *     on its threads and on one), over T. (Session 13, 2 x 650 at batch 1 on two threads: the
- *     session's time beyond its parts timed alone was 5-13 us a step against ~2.5 on one thread.)
+ *     on its threads and on one), over T (docs/planner.md, "Session 13, two threads").
  *   run start (profile with run_reread, format 5; cost_run.c): each run's first read of a W_ih, head
  *     or W_hh finds the fraction of it that the run's traffic has pushed out in memory: t_w = the
  *     sum of those first reads' extra seconds, over T (in each matrix's term).
@@ -351,21 +347,6 @@ static double gemm_rate(const fl_profile *p, double rows, int threads, double by
         if (o > s) s = o;
     }
     return table_rate(p->gemm_rows_flops, 0.0, rows) * s;
-}
-
-/* Speed-up of a split packed product of `macs` multiply-adds on `threads` threads: the profile's
- * thread_scale_pk (at fl_profile_pk_macs, curve_all_threads threads), linear in log macs, clamped to
- * the table, held at `threads` (as thread_scale); 1 on one thread; the thread count where the
- * profile has no figure for it. */
-static double pk_scale(const fl_profile *p, int threads, double macs) {
-    if (threads <= 1) return 1.0;
-    if (threads != p->curve_all_threads || !(p->thread_scale_pk[0] > 0)) return threads;
-    int k = 0;
-    while (k < FL_PROFILE_GEMM_POINTS - 2 && macs > fl_profile_pk_macs(k + 1)) k++;
-    double u = log(macs / fl_profile_pk_macs(k)) / log(fl_profile_pk_macs(k + 1) / fl_profile_pk_macs(k));
-    u = u < 0 ? 0 : u > 1 ? 1 : u;
-    const double v = p->thread_scale_pk[k] + u * (p->thread_scale_pk[k + 1] - p->thread_scale_pk[k]);
-    return v > threads ? threads : v;
 }
 
 /* Whether the profile measured the precision-q kernels (see fl_profile.qrec_flops). */
@@ -759,8 +740,8 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                      * product (thread_scale_pk, format 6), else the dense projection's at the rows */
                     const double r0 = gemm_rate(p, n, 1, bpw * np);
                     const bool by_size = p->thread_scale_pk[0] > 0;
-                    const double r1 = by_size ? r0 * pk_scale(p, t1s, m1) : gemm_rate(p, n, t1s, bpw * np);
-                    const double r2 = by_size ? r0 * pk_scale(p, tt, m2) : gemm_rate(p, n, tt, bpw * np);
+                    const double r1 = by_size ? r0 * fl_cost_pk_scale(p, t1s, m1) : gemm_rate(p, n, t1s, bpw * np);
+                    const double r2 = by_size ? r0 * fl_cost_pk_scale(p, tt, m2) : gemm_rate(p, n, tt, bpw * np);
                     rate = (m1 + gates * m2) / (m1 / r1 + gates * m2 / r2);
                     if ((use_lr = fl_cost_has_lowrank_ih(p))) { /* by its stages instead (cost_lowrank_ih.c) */
                         fl_cost_lowrank_ih(p, w.method, d.rows / 4, d.cols, w.rank, n, t1s, tt, r1 / r0, r2 / r0, &lr);

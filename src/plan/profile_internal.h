@@ -123,9 +123,6 @@ typedef struct fl_rate_passes {
     /* the split step as a session runs it (fl_profile_switch_pass), s per layer-step: one thread,
      * one layer alone on N, two layers in turn on N (all 0: not timed) */
     double sw[FL_PROFILE_MAX_PASSES][3];
-    /* the layer switch's window on a split product (fl_profile_wake_pass), s; 0: none (not timed, or
-     * no sample gained: switch_apply's figure stays) */
-    double wake[FL_PROFILE_MAX_PASSES];
 } fl_rate_passes;
 
 /* Speed-up of a split packed product from paired samples: the median over i < n of t1[i] / tn[i]
@@ -136,13 +133,6 @@ double fl_profile_paired_scale(const double *t1, const double *tn, int n);
  * one thread, out[1] one layer's steps alone on `threads`, out[2] two layers' steps in turn, seconds
  * per layer-step, each the median of its samples. */
 fl_status fl_profile_switch_pass(int threads, double out[3]);
-
-/* The layer switch's window as a layer's run meets it on its first part, a split packed product,
- * on `threads` threads (profile_threads.c): *window the one-thread seconds at the start of the run
- * that gain nothing, the median of paired samples; 0 when no sample's split gained (or no packed
- * product at this kernel level). fl_profile_rates_apply takes the median of the passes' figures
- * (those > 0) for thread_switch_seconds, over switch_apply's (kept where no pass has one). */
-fl_status fl_profile_wake_pass(int threads, double *window);
 
 /* p's thread_sync_seconds and thread_switch_seconds from n passes of fl_profile_switch_pass on
  * `threads` threads: sync the median of out[1] - out[0] / threads (>= 0); switch the median, over

@@ -301,8 +301,6 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
     if (!st && N >= 2) st = pk_scales(N, rp->pk[q]);
     memset(rp->sw[q], 0, sizeof rp->sw[q]);
     if (!st && N >= 2) st = fl_profile_switch_pass(N, rp->sw[q]); /* profile_threads.c */
-    rp->wake[q] = 0;
-    if (!st && N >= 2) st = fl_profile_wake_pass(N, &rp->wake[q]);
     if (!st) rp->n++;
     return st;
 }
@@ -329,11 +327,6 @@ void fl_profile_rates_apply(const fl_rate_passes *rp, fl_profile *p) {
     if (n < 1) return;
     double rec[NP][NK], scale[NP][NK], far[NP][NK], far_scale[NP][NK];
     fl_profile_switch_apply(rp->sw, n, N, p); /* first: fl_cost_thread_sync takes its sync */
-    double wk[FL_PROFILE_MAX_PASSES];
-    int nw = 0;
-    for (int q = 0; q < n && N >= 2; q++)
-        if (rp->wake[q] > 0) wk[nw++] = rp->wake[q];
-    if (nw > 0) fl_profile_curve_median(wk, nw, 1, &p->thread_switch_seconds); /* the window on a product */
     const double sync = N >= 2 ? fl_cost_thread_sync(p) : 0;
     step_rates(p, 256, rp->rec_t1, rp->rec_tn, n, N, sync, rec, scale);
     fl_profile_curve_median(rp->gemm, n, 1, &p->gemm_flops);
