@@ -96,4 +96,3 @@ void fl_profile_switch_apply(const double (*sw)[3], int n, int threads, fl_profi
     if (ns > 0) fl_profile_curve_median(sy, ns, 1, &p->thread_sync_seconds);
     if (nw > 0) fl_profile_curve_median(wi, nw, 1, &p->thread_switch_seconds);
 }
-
