@@ -281,8 +281,8 @@ enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
  * geometric mean), and the report gives, per thread count, the share of references that ran slow
  * (1.15x the run's fastest or more) in the profile's passes and beside the rounds: a run whose
  * rounds met more slow spells than its profile reads its candidates slow. (Scaling each candidate by
- * its references was tried in session 15: +3..+7 of 48 in four runs with slow spells, -7 in a quiet
- * one, 45 -> 38: a reference samples a moment where a long candidate's run averages many spells, and
+ * its references was tried in session 15: +3..+7 of 48 in four runs with slow spells, -4 in a quiet
+ * one, 45 -> 41: a reference samples a moment where a long candidate's run averages many spells, and
  * the two-thread one reads slow most of the time. A figure that errs both ways was dropped.) No
  * reference on a level without gemm_pk. */
 typedef struct ref_probe {
