@@ -695,7 +695,8 @@ static void gemm_pk_avx512(int n, int rows, int K, const float *restrict x, int 
     // W is streamed from memory once per chunk, so fewer, larger chunks read it fewer times.
     int mc = (int)((PK_CHUNK_BYTES / 4) / (K > 0 ? K : 1)) / 6 * 6;
     if (mc < 6) mc = 6;
-    if (mc > PK_OUT_ROWS && K <= PK_OUT_K && (double)np * K * 64 * 4 <= PK_SMALL_W && (double)n * rows * 4 > PK_SMALL_W) mc = PK_OUT_ROWS;
+    const double w_bytes = (double)np * K * 64 * 4, out_bytes = (double)n * rows * 4;
+    if (mc > PK_OUT_ROWS && K <= PK_OUT_K && w_bytes <= PK_SMALL_W && out_bytes > PK_SMALL_W) mc = PK_OUT_ROWS;
     for (int i0 = 0; i0 < n; i0 += mc) {
         const int i1 = i0 + mc < n ? i0 + mc : n;
         for (int pi = 0; pi < np; pi++) {

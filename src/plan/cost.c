@@ -737,11 +737,14 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                     tt = part_threads(p, threads_l, false, m2, true);
                     /* the rate over both stages: their flops over the sum of their times; a split
                      * stage's speed-up by its own size where the profile measured the split packed
-                     * product (thread_scale_pk, format 6), else the dense projection's at the rows */
-                    const double r0 = gemm_rate(p, n, 1, bpw * np);
+                     * product (thread_scale_pk, format 6: its points 4x apart in multiply-adds, as
+                     * thread_scale's tables are in rows), else the dense projection's at the rows */
+                    const double r0 = gemm_rate(p, n, 1, bpw * np), pk0 = fl_profile_pk_macs(0) / 4;
                     const bool by_size = p->thread_scale_pk[0] > 0;
-                    const double r1 = by_size ? r0 * fl_cost_pk_scale(p, t1s, m1) : gemm_rate(p, n, t1s, bpw * np);
-                    const double r2 = by_size ? r0 * fl_cost_pk_scale(p, tt, m2) : gemm_rate(p, n, tt, bpw * np);
+                    const double r1 = by_size ? r0 * thread_scale(p, p->thread_scale_pk, t1s, m1 / pk0)
+                                              : gemm_rate(p, n, t1s, bpw * np);
+                    const double r2 = by_size ? r0 * thread_scale(p, p->thread_scale_pk, tt, m2 / pk0)
+                                              : gemm_rate(p, n, tt, bpw * np);
                     rate = (m1 + gates * m2) / (m1 / r1 + gates * m2 / r2);
                     if ((use_lr = fl_cost_has_lowrank_ih(p))) { /* by its stages instead (cost_lowrank_ih.c) */
                         fl_cost_lowrank_ih(p, w.method, d.rows / 4, d.cols, w.rank, n, t1s, tt, r1 / r0, r2 / r0, &lr);

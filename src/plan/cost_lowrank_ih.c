@@ -118,18 +118,3 @@ void fl_cost_lowrank_ih(const fl_profile *p, fl_method m, int H, int in, int R, 
     const double per2 = fl_cost_lr_table(p->lr_ih_out_seconds[m], R, n) + fl_cost_lowrank_ih_write(p, ws);
     stage(p, np2, cp ? 4 : 1, R, n, per2, t2, scale2, 4.0 * n * R * (cp ? 4.0 : 1.0), w2, ws, &out->comp, &out->mem);
 }
-
-/* Speed-up of a split packed product of `macs` multiply-adds on `threads` threads: the profile's
- * thread_scale_pk (at fl_profile_pk_macs, curve_all_threads threads), linear in log macs, clamped to
- * the table, held at `threads` (as thread_scale); 1 on one thread; the thread count where the
- * profile has no figure for it. */
-double fl_cost_pk_scale(const fl_profile *p, int threads, double macs) {
-    if (threads <= 1) return 1.0;
-    if (threads != p->curve_all_threads || !(p->thread_scale_pk[0] > 0)) return threads;
-    int k = 0;
-    while (k < FL_PROFILE_GEMM_POINTS - 2 && macs > fl_profile_pk_macs(k + 1)) k++;
-    double u = log(macs / fl_profile_pk_macs(k)) / log(fl_profile_pk_macs(k + 1) / fl_profile_pk_macs(k));
-    u = u < 0 ? 0 : u > 1 ? 1 : u;
-    const double v = p->thread_scale_pk[k] + u * (p->thread_scale_pk[k + 1] - p->thread_scale_pk[k]);
-    return v > threads ? threads : v;
-}

@@ -67,10 +67,6 @@ double fl_cost_cell_seconds(const fl_profile *p, int batch);
  * FL_PROFILE_GEMM_POINTS): 16 << 2k rows of a (2048, 64) W_ih (profile_rates.c). */
 double fl_profile_pk_macs(int k);
 
-/* Speed-up of a split packed product of `macs` multiply-adds on `threads` threads, from the profile's
- * thread_scale_pk (cost_lowrank_ih.c); `threads` where the profile has none for that count. */
-double fl_cost_pk_scale(const fl_profile *p, int threads, double macs);
-
 /* Index of the smallest level holding `bytes` on `threads` threads (-1: DRAM) and its streaming
  * rate in *bw, as the cost model places a working set (cost.c). */
 int fl_cost_pick_level(const fl_profile *p, double bytes, int threads, double *bw);

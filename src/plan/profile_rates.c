@@ -152,60 +152,25 @@ static fl_status measure_gemv(double *flops) {
     return FL_OK;
 }
 
-/* Seconds of the runtime's input projection (fl_rec_input: packed W_ih (4H, in), split across the
- * pool's threads) on `rows` rows, the median of REPS; 0 when this kernel level has no packed
- * projection (the runtime then goes through BLAS on one thread). r: an fl_rec of that layer on the
- * thread count wanted; x (rows, in), gx (rows, 4H). */
-static double time_proj(fl_rec *r, int rows, int in, int G, const float *x, const float *bias, float *gx) {
+/* Back-to-back calls of the runtime's input projection (fl_rec_input: packed W_ih (4H, in), split
+ * across r's pool threads) on `rows` rows that last ~0.2 ms, or 0 when this kernel level has no packed
+ * projection (the runtime then goes through BLAS on one thread). x (rows, in), gx (rows, 4H). */
+static int proj_inner(fl_rec *r, int rows, int in, int G, const float *x, const float *bias, float *gx) {
     if (!fl_rec_input(r, rows, x, in, bias, gx, G)) return 0;
     int inner = 1;
     for (;;) {
         double t0 = fl_now_seconds();
         for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
-        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
+        if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) return inner;
         inner *= 2;
     }
-    double s[REPS];
-    for (int i = 0; i < REPS; i++) {
-        double t0 = fl_now_seconds();
-        for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
-        s[i] = (fl_now_seconds() - t0) / inner;
-    }
-    fl_sort_doubles(s, REPS);
-    return s[TYPICAL];
 }
 
-/* Speed-up of the runtime's split input projection (fl_rec_input) on `threads` threads over one, on
- * a dense W_ih (4 hid, in), at 4, 16, 64, 256 rows: out[k], the one-thread time over the
- * `threads`-thread time timed right after it (all 0 when this kernel level has no packed
- * projection). */
-static fl_status proj_scales(int threads, int in, int hid, double *out) {
-    const int G = 4 * hid, maxr = 256;
-    fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
-    fl_model *m = NULL;
-    fl_rec *r1 = NULL, *rn = NULL;
-    float *buf = NULL;
-    memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
-    fl_status st = fl_model_create(&a, NULL, &m);
-    if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r1);
-    if (!st) st = fl_rec_create(&m->layer[0], maxr, threads, &rn);
-    /* x (maxr, in), gx (maxr, 4H), bias (4H) */
-    if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
-        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
-    for (size_t i = 0; !st && i < (size_t)maxr * in; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
-    for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
-        const int rows = 4 << (2 * k);
-        float *x = buf, *gx = x + (size_t)maxr * in, *bias = gx + (size_t)maxr * G;
-        const double t1 = time_proj(r1, rows, in, G, x, bias, gx), tn = time_proj(rn, rows, in, G, x, bias, gx);
-        out[k] = t1 > 0 && tn > 0 ? t1 / tn : 0;
-    }
-    if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
-    fl_free(buf);
-    fl_rec_free(r1);
-    fl_rec_free(rn);
-    fl_model_free(m);
-    return st;
+/* Seconds of one such projection: `inner` calls timed, per call. */
+static double proj_sample(fl_rec *r, int inner, int rows, int in, int G, const float *x, const float *bias, float *gx) {
+    const double t0 = fl_now_seconds();
+    for (int k = 0; k < inner; k++) fl_rec_input(r, rows, x, in, bias, gx, G);
+    return (fl_now_seconds() - t0) / inner;
 }
 
 double fl_profile_pk_macs(int k) { return (double)(16 << (2 * k)) * 2048.0 * 64.0; }
@@ -222,47 +187,50 @@ double fl_profile_paired_scale(const double *t1, const double *tn, int n) {
     return r[n / 2];
 }
 
-/* Speed-up of the split packed product (fl_rec_input on a dense (2048, 64) W_ih: the shape of an SVD /
- * CP input projection's stages, K a rank) on `threads` threads over one, at fl_profile_pk_macs(k):
- * out[k] from REPS pairs, each a one-thread sample and the `threads`-thread one right after it (each
- * sample enough back-to-back calls to last ~0.2 ms on one thread, so the pool's worker stays awake as
- * in a layer's run), the VM's speed of the moment cancelling in each pair's ratio. All 0 when this
- * kernel level has no packed projection. */
-static fl_status pk_scales(int threads, double *out) {
-    enum { IN = 64, HID = 512, G = 4 * HID, MAXR = 16 << (2 * (FL_PROFILE_GEMM_POINTS - 1)) };
-    fl_arch a = {.input = IN, .hidden = HID, .layers = 1, .head = FL_HEAD_NONE};
+/* Speed-up of the runtime's split input projection (fl_rec_input) on `threads` threads over one, on
+ * a dense W_ih (4 hid, in), at rows0 4^k rows: out[k] (all 0 when this kernel level has no packed
+ * projection). Unpaired: the median of REPS one-thread samples over the median of REPS
+ * `threads`-thread ones timed right after them. Paired (thread_scale_pk, rows0 16, in 64, hid 512:
+ * fl_profile_pk_macs): the median of REPS pairs' ratios, each a one-thread sample and the
+ * `threads`-thread one right after it, the VM's speed of the moment cancelling in each pair's ratio
+ * (each sample's worker kept awake by the call before it, as in a layer's run). */
+static fl_status proj_scales(int threads, int in, int hid, int rows0, bool paired, double *out) {
+    const int G = 4 * hid, maxr = rows0 << (2 * (FL_PROFILE_GEMM_POINTS - 1));
+    fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
     fl_model *m = NULL;
     fl_rec *r[2] = {NULL, NULL};
     float *buf = NULL;
     memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
     fl_status st = fl_model_create(&a, NULL, &m);
     if (!st) st = fl_model_init_random(m, 1);
-    if (!st) st = fl_rec_create(&m->layer[0], 1, 1, &r[0]);
-    if (!st) st = fl_rec_create(&m->layer[0], 1, threads, &r[1]);
-    /* x (MAXR, IN), gx (MAXR, G), bias (G) */
-    if (!st && !(buf = fl_calloc((size_t)MAXR * (IN + G) + G, sizeof(float))))
-        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split packed product");
-    for (size_t i = 0; !st && i < (size_t)MAXR * IN; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
-    float *x = buf, *gx = buf ? x + (size_t)MAXR * IN : NULL, *bias = gx ? gx + (size_t)MAXR * G : NULL;
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, 1, &r[0]);
+    if (!st) st = fl_rec_create(&m->layer[0], maxr, threads, &r[1]);
+    /* x (maxr, in), gx (maxr, 4H), bias (4H) */
+    if (!st && !(buf = fl_calloc((size_t)maxr * (in + G) + G, sizeof(float))))
+        st = fl_fail(FL_ERR_NOMEM, "out of memory measuring the split projection");
+    for (size_t i = 0; !st && i < (size_t)maxr * in; i++) buf[i] = (float)((int)(i % 23) - 11) * 0.05f;
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS && !st; k++) {
-        const int rows = 16 << (2 * k);
-        if (!fl_rec_input(r[0], rows, x, IN, bias, gx, G)) break; /* no packed projection: none */
-        int inner = 1;
-        for (;;) {
-            const double t0 = fl_now_seconds();
-            for (int j = 0; j < inner; j++) fl_rec_input(r[0], rows, x, IN, bias, gx, G);
-            if (fl_now_seconds() - t0 > 2e-4 || inner >= (1 << 16)) break;
-            inner *= 2;
-        }
+        const int rows = rows0 << (2 * k);
+        float *x = buf, *gx = x + (size_t)maxr * in, *bias = gx + (size_t)maxr * G;
         double t[2][REPS];
-        for (int i = 0; i < REPS; i++)
-            for (int side = 0; side < 2; side++) {
-                fl_rec_input(r[side], rows, x, IN, bias, gx, G); /* the worker awake, the weights warm */
-                const double t0 = fl_now_seconds();
-                for (int j = 0; j < inner; j++) fl_rec_input(r[side], rows, x, IN, bias, gx, G);
-                t[side][i] = (fl_now_seconds() - t0) / inner;
-            }
-        out[k] = fl_profile_paired_scale(t[0], t[1], REPS);
+        if (paired) {
+            const int inner = proj_inner(r[0], rows, in, G, x, bias, gx);
+            if (!inner) break; /* no packed projection: none */
+            for (int i = 0; i < REPS; i++)
+                for (int side = 0; side < 2; side++) {
+                    fl_rec_input(r[side], rows, x, in, bias, gx, G); /* the worker awake, the weights warm */
+                    t[side][i] = proj_sample(r[side], inner, rows, in, G, x, bias, gx);
+                }
+            out[k] = fl_profile_paired_scale(t[0], t[1], REPS);
+            continue;
+        }
+        for (int side = 0; side < 2; side++) {
+            const int inner = proj_inner(r[side], rows, in, G, x, bias, gx);
+            for (int i = 0; i < REPS; i++) t[side][i] = inner ? proj_sample(r[side], inner, rows, in, G, x, bias, gx) : 0;
+            fl_sort_doubles(t[side], REPS);
+        }
+        const double t1 = t[0][TYPICAL], tn = t[1][TYPICAL];
+        out[k] = t1 > 0 && tn > 0 ? t1 / tn : 0;
     }
     if (!(out[0] > 0)) memset(out, 0, FL_PROFILE_GEMM_POINTS * sizeof *out);
     fl_free(buf);
@@ -295,10 +263,10 @@ fl_status fl_profile_rates_pass(const fl_profile *p, fl_rate_passes *rp) {
     memset(rp->proj_mem[q], 0, sizeof rp->proj_mem[q]);
     /* W_ih (2048, 512), 4 MiB, held by the last level (the smallest split from 4 rows), and (4096,
      * 2048), 32 MiB, streamed from memory */
-    if (!st && N >= 2) st = proj_scales(N, 512, 512, rp->proj[q]);
-    if (!st && N >= 2) st = proj_scales(N, 2048, 1024, rp->proj_mem[q]);
+    if (!st && N >= 2) st = proj_scales(N, 512, 512, 4, false, rp->proj[q]);
+    if (!st && N >= 2) st = proj_scales(N, 2048, 1024, 4, false, rp->proj_mem[q]);
     memset(rp->pk[q], 0, sizeof rp->pk[q]);
-    if (!st && N >= 2) st = pk_scales(N, rp->pk[q]);
+    if (!st && N >= 2) st = proj_scales(N, 64, 512, 16, true, rp->pk[q]); /* thread_scale_pk */
     memset(rp->sw[q], 0, sizeof rp->sw[q]);
     if (!st && N >= 2) st = fl_profile_switch_pass(N, rp->sw[q]); /* profile_threads.c */
     if (!st) rp->n++;
