@@ -117,6 +117,10 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     const char *prof_path = NULL, *method = "dense";
     int H = 650, div = 4, B = 20, T = 35, rounds = 15;
+    if (argc % 2 == 0) {
+        fprintf(stderr, "bench_split: %s needs a value\n", argv[argc - 1]);
+        return 2;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--profile")) prof_path = argv[i + 1];
         else if (!strcmp(argv[i], "--hidden")) H = atoi(argv[i + 1]);
@@ -129,6 +133,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_split: unknown option %s\n", argv[i]);
             return 2;
         }
+    }
+    if (strcmp(method, "dense") && strcmp(method, "svd") && strcmp(method, "cp")) {
+        fprintf(stderr, "bench_split: --method %s: expected dense, svd or cp\n", method);
+        return 2;
     }
     if (H < 16 || div < 1 || B < 1 || T < 1 || rounds < 1 || rounds > MAXR) {
         fprintf(stderr, "bench_split: bad sizes (rounds 1..%d)\n", MAXR);

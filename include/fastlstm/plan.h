@@ -229,6 +229,7 @@ typedef struct fl_profile {
      * steps do between two runs' reads of a W_ih), k = 1/4, 1/2, 1, 2, 4 (profile_reread.c); 0 hot,
      * 1 as from memory. The cost model charges each run's first read of its weights by it
      * (cost_run.c). All 0 (older profiles, or a last level no faster than memory): no such term. */
+    double run_reread[FL_PROFILE_REREAD_POINTS];
     /* Stage 2's output beyond what the last level keeps (format 5, profile_lowrank.c): SVD stage 2 at
      * rank 64, 64 rows of IH_WIDE outputs (a sequence's gx rows are that wide), per row and panel,
      * its output walking lr_ih_walk_bytes[i] (4 x the largest private level, then twice and four
@@ -237,7 +238,6 @@ typedef struct fl_profile {
      * before format 5): not priced. */
     double lr_ih_walk_bytes[FL_PROFILE_IH_WALKS];
     double lr_ih_walk_seconds[FL_PROFILE_IH_WALKS];
-    double run_reread[FL_PROFILE_REREAD_POINTS];
     /* The dense step as rec_rows_flops and thread_scale_rec measure it, with its W_hh beyond the
      * private level: rec_far_bytes of W_hh (4 x the largest private level, at most a quarter of the
      * last, at least 1 MiB; none where that quarter is under 4x the private level: profile_rates.c),
