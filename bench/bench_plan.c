@@ -271,7 +271,7 @@ static double median_of(const double *v, int n, double *lo, double *hi) {
     return s[n / 2];
 }
 
-enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
+enum { REF_PER_PASS = FL_PROFILE_SPEED_PER_PASS };
 
 /* The VM's speed at a moment (the reference): this VM runs the same kernel ~1.35x slower in spells of
  * 4-40 ms, sometimes a second (a co-tenant on the cores' other hyperthreads, most likely), so a
@@ -286,54 +286,41 @@ enum { REF_N = 64, REF_COLS = 256, REF_K = 256, REF_PER_PASS = 16 };
  * the two-thread one reads slow most of the time. A figure that errs both ways was dropped.) No
  * reference on a level without gemm_pk. */
 typedef struct ref_probe {
-    const fl_kernels *k; /* NULL: no reference */
-    float *x, *w, *y;
+    fl_speed_probe sp;   /* the profile's own probe (profile_speed.c); sp.k NULL: no reference */
     fl_rec *r2;          /* twice the columns on two threads (the pool splits the panels), or NULL */
     double pass[2][FL_PROFILE_MAX_PASSES * REF_PER_PASS]; /* [one thread, two] in the profile's passes */
     int npass[2];
 } ref_probe;
 
 static void ref_free(ref_probe *r) {
-    fl_free(r->x), fl_free(r->w), fl_free(r->y);
+    fl_speed_probe_free(&r->sp);
     fl_rec_free(r->r2);
     *r = (ref_probe){0};
 }
 
 /* ly: a layer whose fl_rec (two threads) runs the two-thread reference, or NULL for one thread. */
 static void ref_init(ref_probe *r, const fl_layer *ly) {
-    *r = (ref_probe){.k = fl_kernels_get()};
-    if (r->k->gemm_pk) {
-        r->x = fl_calloc((size_t)REF_N * REF_K, sizeof(float));
-        r->w = fl_calloc((size_t)2 * REF_COLS * REF_K, sizeof(float));
-        r->y = fl_calloc((size_t)2 * REF_N * REF_COLS, sizeof(float));
-    }
-    if (!r->x || !r->w || !r->y || (ly && fl_rec_create(ly, 1, 2, &r->r2) != FL_OK)) {
+    *r = (ref_probe){0};
+    if (fl_speed_probe_init(&r->sp) != FL_OK || !r->sp.k || (ly && fl_rec_create(ly, 1, 2, &r->r2) != FL_OK))
         ref_free(r);
-        return;
-    }
-    for (size_t i = 0; i < (size_t)REF_N * REF_K; i++) r->x[i] = (float)((int)(i % 7) - 3) * 0.01f;
-    for (size_t i = 0; i < (size_t)2 * REF_COLS * REF_K; i++) r->w[i] = (float)((int)(i % 5) - 2) * 0.01f;
 }
 
-static void ref_call(void *v) {
-    const ref_probe *r = v;
-    r->k->gemm_pk(REF_N, REF_COLS, REF_K, r->x, REF_K, r->w, NULL, r->y, REF_COLS);
-}
 static void ref_call2(void *v) {
-    const ref_probe *r = v;
-    fl_rec_gemm_pk(r->r2, REF_N, 2 * REF_COLS, REF_K, r->x, REF_K, r->w, NULL, r->y, 2 * REF_COLS);
+    const fl_speed_probe *s = &((const ref_probe *)v)->sp;
+    fl_rec_gemm_pk(((const ref_probe *)v)->r2, FL_SPEED_ROWS, 2 * FL_SPEED_COLS, FL_SPEED_K, s->x, FL_SPEED_K, s->w,
+                   NULL, s->y, 2 * FL_SPEED_COLS);
 }
 
 /* The reference's time now on `threads` threads (one, or two where r2 is), median of 3 calls after
  * one; 0 without a reference. */
 static double ref_seconds(ref_probe *r, int threads) {
-    if (!r->k) return 0;
-    return threads > 1 && r->r2 ? median_time(ref_call2, r, 3) : median_time(ref_call, r, 3);
+    if (!r->sp.k) return 0;
+    return threads > 1 && r->r2 ? median_time(ref_call2, r, 3) : fl_speed_probe_sample(&r->sp);
 }
 
 /* REF_PER_PASS / 2 references of each thread count, kept as the profile's (either side of a pass). */
 static void ref_sample_pass(ref_probe *r) {
-    for (int t = 0; t < 2 && r->k; t++)
+    for (int t = 0; t < 2 && r->sp.k; t++)
         for (int i = 0; i < REF_PER_PASS / 2 && r->npass[t] < FL_PROFILE_MAX_PASSES * REF_PER_PASS; i++)
             r->pass[t][r->npass[t]++] = ref_seconds(r, t + 1);
 }
@@ -342,7 +329,7 @@ static void ref_sample_pass(ref_probe *r) {
 static void ref_report(const ref_probe *r, const cand *cs, int n, int R) {
     for (int t = 0; t < 2; t++) {
         double p0 = 0;
-        if (!r->k || (t == 1 && !r->r2)) continue;
+        if (!r->sp.k || (t == 1 && !r->r2)) continue;
         double *v = calloc((size_t)n * R + 1, sizeof *v), fastest = 0, lo, hi;
         int m = 0, slow_p = 0, slow_r = 0;
         if (!v) continue;
@@ -358,7 +345,8 @@ static void ref_report(const ref_probe *r, const cand *cs, int n, int R) {
             printf("the machine's speed on %d thread%s (reference: gemm_pk %dx%dx%d in L2, median of 3 calls): fastest "
                    "%.1f us; median %.1f us in the profile's passes, %.1f us beside the rounds; slow (>= 1.15x the "
                    "fastest): %d of %d in the profile's passes, %d of %d beside the rounds\n",
-                   t + 1, t ? "s" : "", REF_N, (t + 1) * REF_COLS, REF_K, fastest * 1e6, p0 * 1e6, v[m / 2] * 1e6, slow_p,
+                   t + 1, t ? "s" : "", FL_SPEED_ROWS, (t + 1) * FL_SPEED_COLS, FL_SPEED_K, fastest * 1e6, p0 * 1e6,
+                   v[m / 2] * 1e6, slow_p,
                    r->npass[t], slow_r, m);
         free(v);
     }

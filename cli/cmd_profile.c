@@ -46,6 +46,14 @@ cJSON *cli_profile_json(const fl_profile *p) {
         cJSON_AddNumberToObject(l, "all_cores_bytes", (double)p->level[i].all_cores_bytes);
         cJSON_AddItemToArray(levels, l);
     }
+    if (p->speed_samples > 0) {
+        cJSON *sp = cJSON_AddObjectToObject(o, "speed");
+        cJSON_AddNumberToObject(sp, "fastest_us", p->speed_fastest * 1e6);
+        cJSON_AddNumberToObject(sp, "median_us", p->speed_median * 1e6);
+        cJSON_AddNumberToObject(sp, "p90_us", p->speed_p90 * 1e6);
+        cJSON_AddNumberToObject(sp, "slow_share", p->speed_slow);
+        cJSON_AddNumberToObject(sp, "samples", p->speed_samples);
+    }
     cJSON_AddNumberToObject(o, "dram_bandwidth_gbs", p->dram_bandwidth / 1e9);
     cJSON_AddNumberToObject(o, "gemm_gflops", p->gemm_flops / 1e9);
     cJSON_AddNumberToObject(o, "gemv_gflops", p->gemv_flops / 1e9);
@@ -145,9 +153,28 @@ cJSON *cli_profile_json(const fl_profile *p) {
     return o;
 }
 
+/* The machine's speed while the profile was measured (with detail), and a note when it ran at two
+ * speeds: every figure, and every prediction, is then typical of that mix (fl_profile.speed_*). */
+static void print_speed(FILE *f, const fl_profile *p, bool detail) {
+    if (p->speed_samples < 1 || !(p->speed_fastest > 0)) return;
+    const double spread = p->speed_p90 / p->speed_fastest;
+    if (detail)
+        fprintf(f, "  speed while measuring: a fixed product in L2 took %.1f us at the fastest, %.1f median, %.1f at "
+                   "the 90th percentile; %.0f%% of %d samples %.2fx the fastest or slower\n",
+                p->speed_fastest * 1e6, p->speed_median * 1e6, p->speed_p90 * 1e6, 100 * p->speed_slow,
+                p->speed_samples, FL_PROFILE_SPEED_SLOW);
+    if (p->speed_slow >= 0.1 && spread >= FL_PROFILE_SPEED_SLOW)
+        fprintf(f, "  note: the machine ran at two speeds while it was profiled (%.0f%% of the speed samples %.2fx the\n"
+                   "  fastest or slower: other tenants of the host, most likely). The figures, and the times predicted\n"
+                   "  from them, are typical of that mix; at another moment a time may read up to %.2fx off. For\n"
+                   "  steadier figures, run `fastlstm profile --refresh` at a quieter time.\n",
+                100 * p->speed_slow, FL_PROFILE_SPEED_SLOW, spread);
+}
+
 void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
     fprintf(f, "machine: %d logical CPUs, %d-bit SIMD, %s rates\n", p->cores, p->simd_bits,
             p->measured ? "measured" : "given/default");
+    print_speed(f, p, detail);
     if (p->id.vendor[0])
         fprintf(f, "  CPU %s family %d model %d stepping %d, %s kernels\n", p->id.vendor, p->id.family,
                 p->id.model, p->id.stepping, p->id.kernels);
@@ -162,7 +189,6 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         if (measured_caches && l->reported_bytes == 0) {
             fprintf(f, " (measured; nothing reported)");
         } else if (measured_caches) {
-            /* "disagree": more than one ladder step (2^(1/4)) apart */
             /* disagreeing: more than one ladder step (2^(1/4)) apart */
             const double r = (double)l->bytes / (double)l->reported_bytes;
             fprintf(f, " (measured; reported ");
@@ -344,7 +370,9 @@ int cmd_profile(int argc, char **argv) {
                    "streaming bandwidth from each cache level and DRAM, sgemm and mat-vec flop rates.\n"
                    "Measured once (about half a minute) and saved to PATH (default\n"
                    "~/.cache/fastlstm/profile.json); --refresh measures again. The last line names the\n"
-                   "OpenBLAS core this process runs (see BLAS cores in the README).\n");
+                   "OpenBLAS core this process runs (see BLAS cores in the README). A fixed product is\n"
+                   "timed around every pass: a note says so when the machine ran at two speeds (other\n"
+                   "tenants of a VM's host), which makes every figure, and every prediction, a mix of the two.\n");
             return CLI_OK;
         } else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--refresh")) refresh = true;

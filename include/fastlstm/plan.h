@@ -24,6 +24,8 @@ extern "C" {
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
 #define FL_PROFILE_LR_ROWS 5     /* ... and at 1, 4, 16, 64, 256 rows */
 #define FL_PROFILE_REREAD_POINTS 5 /* run_reread: after 1/4, 1/2, 1, 2, 4 last levels of traffic */
+#define FL_PROFILE_SPEED_PER_PASS 16 /* speed samples a profile pass takes (fl_profile.speed_*) */
+#define FL_PROFILE_SPEED_SLOW 1.15   /* a speed sample this many times the fastest or slower is slow */
 #define FL_PROFILE_IH_WALKS 3    /* the input projection's output walks: 1, 2 and 4 x the first buffer */
 
 /* One data (or unified) cache level. */
@@ -247,6 +249,18 @@ typedef struct fl_profile {
     double rec_far_bytes;
     double rec_rows_flops_far[FL_PROFILE_GEMM_POINTS];
     double thread_scale_rec_far[FL_PROFILE_GEMM_POINTS];
+    /* The machine's speed while this profile was measured (format 7, profile_speed.c): a fixed
+     * product in L2 (the packed product, 64 x 256 x 256, one thread, the median of 3 calls), timed
+     * FL_PROFILE_SPEED_PER_PASS times in every pass, half before its figures and half after:
+     * speed_fastest, speed_median and speed_p90 its seconds (fastest, median, 90th percentile);
+     * speed_slow the share of the samples at FL_PROFILE_SPEED_SLOW x the fastest or slower;
+     * speed_samples their count. A VM whose neighbours slow it in spells runs at two speeds (the
+     * 2-vCPU Xeon of sessions 11-16: 1.35-2x apart, in spells of milliseconds to tens of seconds);
+     * every figure is then typical of its passes' mix of the two, and a timing at another moment
+     * may read up to speed_p90 / speed_fastest off either way. All 0: not measured (older
+     * profiles, kernels without the packed product). */
+    double speed_fastest, speed_median, speed_p90, speed_slow;
+    int speed_samples;
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

@@ -451,6 +451,9 @@ struct fl_profile_run {
     double *v1, *vall;
     double mem_rate[FL_PROFILE_MAX_PASSES]; /* the step's flop rate at batch 16 from memory */
     double cell16[FL_PROFILE_MAX_PASSES], cell1[FL_PROFILE_MAX_PASSES]; /* the cell update, batch 16 and 1 */
+    fl_speed_probe speed; /* the machine's speed around each pass (profile_speed.c) */
+    double speed_s[FL_PROFILE_MAX_PASSES * FL_PROFILE_SPEED_PER_PASS];
+    int n_speed;
     size_t mem_bytes; /* its W_hh: twice the last level of the first pass's curve, 32..512 MiB */
     int n;            /* passes taken */
 };
@@ -468,6 +471,10 @@ fl_status fl_profile_run_begin(fl_profile *p, fl_profile_run **out) {
         fl_profile_run_free(r);
         return fl_fail(FL_ERR_NOMEM, "out of memory for the %zu-byte streaming ladder", top);
     }
+    if ((st = fl_speed_probe_init(&r->speed))) {
+        fl_profile_run_free(r);
+        return st;
+    }
     r->vall = r->v1 + FL_PROFILE_MAX_PASSES * LADDER_POINTS;
     for (size_t i = 0; i < r->ws.n; i++) r->ws.w[i] = (float)((i * 2654435761u) % 1000) * 1e-5f;
     r->p = p;
@@ -479,9 +486,15 @@ int fl_profile_run_passes(const fl_profile_run *r) { return r ? r->n : 0; }
 
 void fl_profile_run_free(fl_profile_run *r) {
     if (!r) return;
+    fl_speed_probe_free(&r->speed);
     fl_free(r->ws.w);
     fl_free(r->v1);
     fl_free(r);
+}
+
+/* Half a pass's samples of the machine's speed (either side of its figures). */
+static void speed_samples(fl_profile_run *r) {
+    for (int i = 0; i < FL_PROFILE_SPEED_PER_PASS / 2; i++) r->speed_s[r->n_speed++] = fl_speed_probe_sample(&r->speed);
 }
 
 /* Working set of the step's rate from memory: twice the last level found on one pass's one-thread
@@ -500,6 +513,8 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
     fl_profile *p = r->p;
     const int q = r->n, lq = r->lp.n;
     int blas_threads = fl_blas_single_begin();
+    const int ns = r->n_speed;
+    speed_samples(r);
     /* the cell update first: this pass's ladder subtracts this pass's figure, finish the median */
     fl_status st = measure_cell(16, &r->cell16[q]);
     if (!st) st = measure_cell(1, &r->cell1[q]);
@@ -517,8 +532,9 @@ fl_status fl_profile_run_pass(fl_profile_run *r) {
         if (!st) r->mem_rate[q] = 2.0 * 4.0 * Hm * (double)Hm * 16 / fl_profile_without_cell(t, fl_profile_cell_of(p, 16, Hm, 1));
     }
     if (!st) st = fl_profile_lowrank_pass(p, &r->lp); /* and a third (FL_PROFILE_LR_DRAWS) */
+    if (!st) speed_samples(r);
     fl_blas_single_end(blas_threads);
-    if (st) r->rp.n = q, r->lp.n = lq; /* the pass is dropped whole */
+    if (st) r->rp.n = q, r->lp.n = lq, r->n_speed = ns; /* the pass is dropped whole */
     else r->n++;
     return st;
 }
@@ -587,6 +603,7 @@ static fl_status finish(fl_profile_run *r) {
     fl_profile_lowrank_apply(&r->lp, p);
     fl_profile_curve_median(r->mem_rate, r->n, 1, &mem_rate);
     set_memory_factor(p, mem_rate);
+    fl_profile_speed_stats(r->speed_s, r->n_speed, p);
     /* the first level's rate: the mat-vec slope within L1 (measure_gemv, profile_rates.c: twice its
      * flop rate in W bytes per second); the first level streamed as the others (a step on half of it,
      * less its cell update) where the slope is no rate for it: no slope (noise), or a first level

@@ -101,6 +101,28 @@ size_t fl_profile_beyond_private(const fl_profile *p);
 /* p->run_reread (profile_reread.c), once the last level's capacity is measured. */
 fl_status fl_profile_measure_reread(fl_profile *p);
 
+/* The machine's speed at a moment (profile_speed.c): one fixed packed product in L2, gemm_pk
+ * FL_SPEED_ROWS x FL_SPEED_COLS x FL_SPEED_K, the median of 3 calls after one. w and y hold twice
+ * the columns, so that a caller with a two-thread pool can time the same product split
+ * (bench_plan). k is NULL (no probe: every sample 0) on a kernel level without gemm_pk. */
+enum { FL_SPEED_ROWS = 64, FL_SPEED_COLS = 256, FL_SPEED_K = 256 };
+typedef struct fl_speed_probe {
+    const struct fl_kernels *k;
+    float *x, *w, *y;
+} fl_speed_probe;
+
+/* FL_ERR_NOMEM when the buffers cannot be had; on a level without gemm_pk, FL_OK and k NULL. */
+fl_status fl_speed_probe_init(fl_speed_probe *s);
+void fl_speed_probe_free(fl_speed_probe *s);
+
+/* One sample: the product's seconds now (0 without a probe). */
+double fl_speed_probe_sample(const fl_speed_probe *s);
+
+/* p->speed_* from n samples (seconds; 0s, a probe's "none", are left out): the fastest, median and
+ * 90th percentile, and the share at FL_PROFILE_SPEED_SLOW x the fastest or slower. All 0 without
+ * samples. */
+void fl_profile_speed_stats(const double *v, int n, fl_profile *p);
+
 /* Each pass's raw figures of the rates the batch > 1 and two-thread predictions rest on, [pass][k]
  * with k the batch or row point (4, 16, 64, 256). */
 typedef struct fl_rate_passes {

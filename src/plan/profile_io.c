@@ -12,7 +12,9 @@
  * and the step's kernels timed with their weights beyond the private level, without which the step
  * is priced from its near tables alone) and version 5 files (format 6 adds, optional,
  * thread_scale_pk, without which an SVD / CP input projection's stages take thread_scale_proj's
- * speed-ups). Load validates every field and names it in the error. */
+ * speed-ups) and version 6 files (format 7 adds, optional, "speed": the machine's speed while the
+ * profile was measured, without which nothing is said of it). Load validates every field and names
+ * it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -76,7 +78,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 6);
+    cJSON_AddNumberToObject(root, "version", 7);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -123,6 +125,14 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
     if (p->thread_scale_pk[0] > 0) add_array(root, "thread_scale_pk", p->thread_scale_pk, FL_PROFILE_GEMM_POINTS); /* format 6 */
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
+    if (p->speed_samples > 0) { /* format 7 */
+        cJSON *sp = cJSON_AddObjectToObject(root, "speed");
+        cJSON_AddNumberToObject(sp, "fastest", p->speed_fastest);
+        cJSON_AddNumberToObject(sp, "median", p->speed_median);
+        cJSON_AddNumberToObject(sp, "p90", p->speed_p90);
+        cJSON_AddNumberToObject(sp, "slow", p->speed_slow);
+        cJSON_AddNumberToObject(sp, "samples", p->speed_samples);
+    }
     bool reread = false;
     for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) reread |= p->run_reread[k] > 0;
     if (reread) add_array(root, "run_reread", p->run_reread, FL_PROFILE_REREAD_POINTS); /* format 5 */
@@ -390,6 +400,28 @@ static bool get_opt(const cJSON *o, const char *key, const char *path, double *o
     return get_num(o, key, path, 0, out);
 }
 
+/* Optional "speed" (format 7): fastest <= median <= p90, all > 0, slow in [0, 1], samples >= 1. */
+static bool get_speed(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "speed");
+    double n;
+    if (!o) return true;
+    if (!cJSON_IsObject(o)) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'speed' must be an object", path);
+        return false;
+    }
+    if (!get_num(o, "fastest", path, 0, &p->speed_fastest) || !get_num(o, "median", path, 0, &p->speed_median) ||
+        !get_num(o, "p90", path, 0, &p->speed_p90) || !get_num(o, "slow", path, 0, &p->speed_slow) ||
+        !get_num(o, "samples", path, 1, &n))
+        return false;
+    p->speed_samples = (int)n;
+    if (!(p->speed_fastest > 0) || p->speed_median < p->speed_fastest || p->speed_p90 < p->speed_median ||
+        p->speed_slow > 1 || n > 1e6) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'speed' needs 0 < fastest <= median <= p90, slow <= 1 and 1..1e6 samples", path);
+        return false;
+    }
+    return true;
+}
+
 /* Optional curve: an array of at most FL_PROFILE_MAX_CURVE {bytes, bandwidth} points, growing in bytes. */
 static bool get_curve(const cJSON *root, const char *key, const char *path, size_t *bytes, double *bw, int *n) {
     const cJSON *curve = cJSON_GetObjectItemCaseSensitive(root, key), *r;
@@ -457,8 +489,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5 && v != 6) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 6", path, v);
+    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5 && v != 6 && v != 7) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 7", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -533,7 +565,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
         !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
         goto done;
-    if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p)) goto done;
+    if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p) || !get_speed(root, path, &p)) goto done;
     p.curve_all_threads = (int)cat;
     if (p.n_curve_all && p.curve_all_threads < 2) {
         fl_fail(FL_ERR_FORMAT, "%s: 'curve_all' needs 'curve_all_threads' >= 2", path);
