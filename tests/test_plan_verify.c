@@ -2,7 +2,8 @@
  * model are timed for real, and the plan must choose and write the measured winner among them.
  * The model is tiny (hidden 16, sequences of 6) so the timing takes milliseconds; which candidate
  * wins is whatever this machine measures, so nothing here depends on a timing threshold: only on
- * the choice being consistent with the plan's own measurements. */
+ * the choice being consistent with the plan's own measurements. The interleaved rounds the plan
+ * times its options in (fl_time_interleaved) are checked on a fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include "fastlstm/plan.h"
 #include "internal.h"
+#include "plan/plan_internal.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -164,8 +166,53 @@ static void test_verify_plans_layer_threads(void **state) {
     fl_model_free(m);
 }
 
+/* A fake clock for fl_time_interleaved: option j takes base[j], times `slow` on the calls in
+ * [spell0, spell1) (a spell of the machine's slow speed); fail_at: the call that fails (-1: none). */
+typedef struct fake_clock {
+    double base[4], slow;
+    int spell0, spell1, calls, fail_at;
+    int order[64];
+} fake_clock;
+
+static fl_status fake_time(void *ctx, int j, double *s) {
+    fake_clock *c = ctx;
+    if (c->calls == c->fail_at) return fl_fail(FL_ERR_NOMEM, "fake clock: call %d fails", c->calls);
+    const bool spell = c->calls >= c->spell0 && c->calls < c->spell1;
+    c->order[c->calls++] = j;
+    *s = c->base[j] * (spell ? c->slow : 1.0);
+    return FL_OK;
+}
+
+/* Rounds alternate the order; option 0's figure is the median of its rounds, the others' that times
+ * their median paired ratio to it. A spell of the slow speed over the first two of five rounds, or
+ * over the last five calls (which slows three of option 1's rounds and two of option 0's: their plain
+ * medians would put option 1 behind, 1.215 against 1.0, as would blocks of five runs each), leaves
+ * the faster option ahead by its own ratio, 0.9; a failing timing is returned; bad counts are
+ * refused. */
+static void test_interleaved_rounds(void **state) {
+    (void)state;
+    fake_clock c = {.base = {1.0, 0.9, 1.2}, .slow = 1.0, .fail_at = -1};
+    double out[3];
+    assert_int_equal(fl_time_interleaved(3, 4, fake_time, &c, out), FL_OK);
+    const int order[12] = {0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0};
+    assert_int_equal(c.calls, 12);
+    for (int i = 0; i < 12; i++) assert_int_equal(c.order[i], order[i]);
+    c = (fake_clock){.base = {1.0, 0.9}, .slow = 1.35, .spell0 = 0, .spell1 = 4, .fail_at = -1};
+    assert_int_equal(fl_time_interleaved(2, 5, fake_time, &c, out), FL_OK);
+    assert_true(out[0] == 1.0 && fabs(out[1] - 0.9) < 1e-12);
+    c = (fake_clock){.base = {1.0, 0.9}, .slow = 1.35, .spell0 = 5, .spell1 = 10, .fail_at = -1};
+    assert_int_equal(fl_time_interleaved(2, 5, fake_time, &c, out), FL_OK);
+    assert_true(out[0] == 1.0 && fabs(out[1] - 0.9) < 1e-12);
+    c = (fake_clock){.base = {1.0, 0.9}, .slow = 1.0, .fail_at = 3};
+    assert_int_equal(fl_time_interleaved(2, 5, fake_time, &c, out), FL_ERR_NOMEM);
+    assert_int_equal(c.calls, 3);
+    assert_int_equal(fl_time_interleaved(0, 5, fake_time, &c, out), FL_ERR_ARG);
+    assert_int_equal(fl_time_interleaved(2, 65, fake_time, &c, out), FL_ERR_ARG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_interleaved_rounds),
         cmocka_unit_test(test_verify_picks_measured_winner),
         cmocka_unit_test(test_verify_plans_layer_threads),
     };

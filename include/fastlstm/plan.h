@@ -491,7 +491,8 @@ typedef struct fl_plan_opts {
     int cp_max_iter;           /* CP-ALS sweep cap during the search (default 40) */
     int max_evals;             /* cap on model evaluations (default 200) */
     int verify;                /* time this many best candidates + dense for real (default 3; 0 off) */
-    int verify_reps;           /* timed repetitions per candidate, median (default 5) */
+    int verify_reps;           /* timed runs per candidate, one a round, the candidates interleaved
+                                * round by round; the median (default 5) */
     uint64_t seed;
     fl_plan_progress progress; /* optional progress messages (long searches) */
     void *progress_ctx;

@@ -533,3 +533,33 @@ done:
     fl_session_free(s);
     return st;
 }
+
+fl_status fl_time_interleaved(int n, int rounds, fl_time_option_fn fn, void *ctx, double *out) {
+    enum { MAX_ROUNDS = 64 };
+    if (n < 1 || rounds < 1 || rounds > MAX_ROUNDS)
+        return fl_fail(FL_ERR_ARG, "interleaved timing: %d options in %d rounds (1..%d)", n, rounds, MAX_ROUNDS);
+    double *t = fl_malloc((size_t)n * rounds * sizeof(double));
+    if (!t) return fl_fail(FL_ERR_NOMEM, "out of memory timing %d options", n);
+    fl_status st = FL_OK;
+    for (int r = 0; r < rounds && !st; r++)
+        for (int i = 0; i < n && !st; i++) {
+            const int j = r % 2 ? n - 1 - i : i;
+            st = fn(ctx, j, &t[(size_t)j * rounds + r]);
+        }
+    double r[64], t0 = 0;
+    for (int j = n - 1; j >= 0 && !st; j--) { /* option 0 last: the ratios divide by its rounds */
+        for (int q = 0; q < rounds; q++) {
+            const double a = t[q], b = t[(size_t)j * rounds + q];
+            r[q] = a > 0 ? b / a : 1;
+        }
+        fl_sort_doubles(r, (size_t)rounds);
+        if (j == 0) {
+            fl_sort_doubles(t, (size_t)rounds);
+            t0 = t[rounds / 2];
+        }
+        out[j] = r[rounds / 2]; /* the paired ratio for now */
+    }
+    for (int j = 0; j < n && !st; j++) out[j] *= t0;
+    fl_free(t);
+    return st;
+}

@@ -468,7 +468,21 @@ static fl_status search_cp(fl_plan *p, fl_mat_spec *cur, fl_mat_spec *cand) {
     return FL_OK;
 }
 
-/* Time the best `verify` candidates meeting the budget and point 0; choose the measured winner. */
+/* The candidates verify() times, each model set up as the plan runs it (plan_time_setup). */
+typedef struct timed_set {
+    fl_plan *p;
+    fl_model **m;
+} timed_set;
+
+/* One timed run of candidate j (fl_time_interleaved's option), after its warm-up run. */
+static fl_status time_candidate(void *ctx, int j, double *s) {
+    const timed_set *ts = ctx;
+    const fl_plan *p = ts->p;
+    return fl_plan_time_model(ts->m[j], p->o.batch, p->o.seq, p->o.threads, 1, p->o.seed, s);
+}
+
+/* Time the best `verify` candidates meeting the budget and point 0, interleaved round by round;
+ * choose the measured winner. */
 static fl_status verify(fl_plan *p) {
     size_t chosen = 0;
     for (size_t i = 1; i < p->n_pts; i++)
@@ -493,17 +507,27 @@ static fl_status verify(fl_plan *p) {
         if (best == NONE) break;
         pick[n++] = best;
     }
-    fl_status st = FL_OK;
+    /* every candidate built and set up first, then timed in interleaved rounds (fl_time_interleaved) */
+    fl_model **ms = fl_calloc(n, sizeof *ms);
+    double *t = fl_calloc(n, sizeof *t);
+    fl_status st = ms && t ? FL_OK : fl_fail(FL_ERR_NOMEM, "out of memory timing %zu candidates", n);
     for (size_t j = 0; j < n && !st; j++) {
-        fl_model *m;
-        fl_plan_point *pt = &p->pts[pick[j]];
-        if ((st = plan_build_model(p, pt->specs, pt->precisions, &m))) break;
-        st = plan_time_point(p, pt, m, &pt->measured_seconds);
-        fl_model_free(m);
-        if (!st)
-            plan_progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
-                     pt->cost.seconds * 1e6, pt->measured_seconds * 1e6);
+        const fl_plan_point *pt = &p->pts[pick[j]];
+        if (!(st = plan_build_model(p, pt->specs, pt->precisions, &ms[j]))) st = plan_time_setup(p, pt, ms[j]);
     }
+    if (!st) {
+        plan_progress(p, "timing %zu candidates in %d interleaved rounds", n, p->o.verify_reps);
+        st = fl_time_interleaved((int)n, p->o.verify_reps, time_candidate, &(timed_set){p, ms}, t);
+    }
+    for (size_t j = 0; j < n && !st; j++) {
+        fl_plan_point *pt = &p->pts[pick[j]];
+        pt->measured_seconds = t[j];
+        plan_progress(p, "timed candidate %zu: predicted %.3g us/step, measured %.3g us/step", pick[j],
+                      pt->cost.seconds * 1e6, pt->measured_seconds * 1e6);
+    }
+    for (size_t j = 0; ms && j < n; j++) fl_model_free(ms[j]);
+    fl_free(ms);
+    fl_free(t);
     if (!st) {
         size_t win = NONE;
         for (size_t j = 0; j < n; j++) {
@@ -517,8 +541,6 @@ static fl_status verify(fl_plan *p) {
     return st;
 }
 
-/* a before b in the order candidates are put to certification: the one verify() chose first, then
- * by measured latency where both were timed, else by the predicted cost. */
 /* Dense reconstruction, SVD and rank ladder of every matrix. */
 static fl_status prepare(fl_plan *p) {
     for (size_t i = 0; i < p->nmat; i++) {
@@ -625,8 +647,8 @@ static fl_status plan_create_held(const fl_model *m, const fl_profile *prof, con
         return fl_fail(FL_ERR_ARG, "plan: precisions 0x%x has bits beyond FL_PRECISION_INT8 (%d)", o.precisions,
                        (int)FL_PRECISION_INT8);
     if (o.dev_samples < 1 || o.max_evals < 1 || o.cp_max_iter < 0 || o.verify < 0 ||
-        (o.verify > 0 && o.verify_reps < 1))
-        return fl_fail(FL_ERR_ARG, "plan: dev_samples, max_evals and verify_reps must be >= 1");
+        (o.verify > 0 && (o.verify_reps < 1 || o.verify_reps > 64)))
+        return fl_fail(FL_ERR_ARG, "plan: dev_samples and max_evals must be >= 1, verify_reps 1..64");
     fl_plan *p = fl_calloc(1, sizeof *p);
     if (!p) return fl_fail(FL_ERR_NOMEM, "out of memory creating a plan");
     p->arch = *fl_model_arch(m);

@@ -49,6 +49,21 @@ fl_status fl_eval_run(fl_eval *e, const fl_model *c, double *metric, double *los
 fl_status fl_plan_time_model(const fl_model *m, int batch, int seq, int threads, int reps, uint64_t seed,
                              double *seconds);
 
+/* One timing of option j of a measured comparison (a model as the plan would run it, on some
+ * threads or schedule): seconds per step into *s. */
+typedef fl_status (*fl_time_option_fn)(void *ctx, int j, double *s);
+
+/* n options timed in `rounds` interleaved rounds (eval.c): round r times every option once, in
+ * order 0..n-1 on even rounds and n-1..0 on odd ones. out[0] is the median of option 0's rounds,
+ * out[j] that times the median over rounds of option j's time over option 0's in the same round
+ * (medians: the upper middle one for an even count): option j's time paired with option 0's, so
+ * comparing out[] compares paired ratios. On a VM that runs at two speeds in spells (its host's
+ * other tenants: profile_speed.c), a spell then slows the rounds it covers for every option alike,
+ * where a block of timings per option let one spell decide a comparison, and even plain medians
+ * over interleaved rounds still flip when a spell covers a round's later options and not its
+ * earlier ones. At most 64 rounds. */
+fl_status fl_time_interleaved(int n, int rounds, fl_time_option_fn fn, void *ctx, double *out);
+
 /* Cost of splitting one recurrent step across curve_all_threads threads, read off the profile's
  * two streaming curves (cost.c); 0 without both. */
 double fl_cost_thread_sync(const fl_profile *p);

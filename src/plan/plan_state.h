@@ -81,11 +81,12 @@ cp_entry *plan_find_cp(mat_state *s, int rank);
 
 /* plan_threads.c: per-layer thread counts. plan_layer_threads: the fastest predicted count of each
  * layer (all opts.threads when given) into lt[layers] and the cost at them into *c;
- * plan_time_point: time pt's model m on those counts; plan_choose_threads: the chosen point's
+ * plan_time_setup: set pt's model m to run on those counts (time it with p->o.threads, 0 when
+ * planned); plan_choose_threads: the chosen point's
  * counts into p->lt (measured against every uniform count when timing), p->threads the most. */
 fl_status plan_layer_threads(const fl_plan *p, const fl_mat_spec *specs, const fl_precision *prec, int batch,
                              int *lt, fl_cost *c);
-fl_status plan_time_point(fl_plan *p, const fl_plan_point *pt, fl_model *m, double *s);
+fl_status plan_time_setup(fl_plan *p, const fl_plan_point *pt, fl_model *m);
 fl_status plan_choose_threads(fl_plan *p);
 
 /* plan_prec.c: lower matrices' precisions in cur's configuration (p->prec) where the budget allows

@@ -6,7 +6,9 @@
  * gives the fastest assignment in one pass; ties go to fewer threads. A small decomposed layer then
  * stays on one thread while a large one splits. When the planner times candidates, the chosen one is
  * also timed with its per-layer counts and with every uniform count, and the measured fastest is
- * kept. The chosen model records the counts (fl_model_set_planned_threads: metadata
+ * kept. Every such comparison (these, the schedules below, verify's candidates in plan.c) times its
+ * settings in interleaved rounds (fl_time_interleaved), one run of each a round: on a VM that runs
+ * at two speeds in spells, a block of runs per setting let a spell decide it. The chosen model records the counts (fl_model_set_planned_threads: metadata
  * "layer_threads"), and a session created with threads = 0 runs each layer on its own.
  *
  * A bidirectional layer on 2 or more threads runs its directions on one of two schedules (parallel:
@@ -59,14 +61,13 @@ fl_status plan_layer_threads(const fl_plan *p, const fl_mat_spec *specs, const f
     return st;
 }
 
-/* Time pt's model m as the plan would run it: each layer on its planned count (threads planned),
- * or on the given count. */
-fl_status plan_time_point(fl_plan *p, const fl_plan_point *pt, fl_model *m, double *s) {
-    if (p->o.threads > 0) return fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed, s);
+/* Set pt's model m up to run as the plan would run it: each layer on its planned count (threads
+ * planned; the timing then asks for p->o.threads = 0), or on the given count. */
+fl_status plan_time_setup(fl_plan *p, const fl_plan_point *pt, fl_model *m) {
+    if (p->o.threads > 0) return FL_OK;
     fl_cost c;
     fl_status st = plan_layer_threads(p, pt->specs, pt->precisions, p->o.batch, p->lt_scratch, &c);
-    if (!st) st = fl_model_set_planned_threads(m, p->lt_scratch);
-    return st ? st : fl_plan_time_model(m, p->o.batch, p->o.seq, 0, p->o.verify_reps, p->o.seed, s);
+    return st ? st : fl_model_set_planned_threads(m, p->lt_scratch);
 }
 
 static bool multi(const int *lt, int L) {
@@ -75,11 +76,44 @@ static bool multi(const int *lt, int L) {
     return false;
 }
 
-/* Time m as the plan runs it (its planned counts, or the given count) on the serial schedule. */
-static fl_status time_serial(fl_plan *p, fl_model *m, double *s) {
-    fl_status st = fl_model_set_planned_bidir_sched(m, FL_BIDIR_SERIAL);
-    if (!st) st = fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed, s);
-    fl_model_set_planned_bidir_sched(m, FL_BIDIR_AUTO); /* back to parallel: cannot fail */
+/* One way to run the chosen model that plan_choose_threads compares by timing: its thread counts (t
+ * 0: the planned or given ones, p->lt; else t for every layer, threads planned), its bidirectional
+ * schedule and its step schedule (FL_STEP_AUTO: the runtime's rule). */
+typedef struct setting {
+    int t;
+    bool serial;
+    fl_step_sched step;
+} setting;
+
+typedef struct setting_set {
+    fl_plan *p;
+    fl_model *m;
+    const setting *s;
+} setting_set;
+
+/* One timed run of m on setting j (fl_time_interleaved's option). */
+static fl_status time_setting(void *ctx, int j, double *sec) {
+    const setting_set *ss = ctx;
+    fl_plan *p = ss->p;
+    const setting *s = &ss->s[j];
+    fl_status st = FL_OK;
+    if (p->o.threads == 0) {
+        for (int l = 0; l < p->arch.layers; l++) p->lt_scratch[l] = s->t ? s->t : p->lt[l];
+        st = fl_model_set_planned_threads(ss->m, p->lt_scratch);
+    }
+    if (!st) st = fl_model_set_planned_bidir_sched(ss->m, s->serial ? FL_BIDIR_SERIAL : FL_BIDIR_AUTO);
+    if (!st) st = fl_model_set_planned_step_sched(ss->m, s->step);
+    return st ? st : fl_plan_time_model(ss->m, p->o.batch, p->o.seq, p->o.threads, 1, p->o.seed, sec);
+}
+
+/* The n settings of pt's model timed in interleaved rounds (fl_time_interleaved: a slow spell of the
+ * machine falls on a round of each, not on all the runs of one), each one's median into sec[]. */
+static fl_status time_settings(fl_plan *p, const fl_plan_point *pt, const setting *s, int n, double *sec) {
+    fl_model *m;
+    fl_status st = plan_build_model(p, pt->specs, pt->precisions, &m);
+    if (st) return st;
+    st = fl_time_interleaved(n, p->o.verify_reps, time_setting, &(setting_set){p, m, s}, sec);
+    fl_model_free(m);
     return st;
 }
 
@@ -111,29 +145,18 @@ static bool rows_here(const fl_plan *p, const fl_plan_point *pt) {
     return false;
 }
 
-/* Time m as the plan runs it (its planned counts, or the given count) on step schedule sched. */
-static fl_status time_steps(fl_plan *p, fl_model *m, fl_step_sched sched, double *s) {
-    fl_status st = fl_model_set_planned_step_sched(m, sched);
-    return st ? st : fl_plan_time_model(m, p->o.batch, p->o.seq, p->o.threads, p->o.verify_reps, p->o.seed, s);
-}
-
 /* Time the chosen pt at its final counts and bidirectional schedule by rows and by blocks; keep the
  * faster (p->step_sched) and its time. */
 static fl_status choose_step_sched(fl_plan *p, fl_plan_point *pt) {
-    fl_model *m;
-    fl_status st = plan_build_model(p, pt->specs, pt->precisions, &m);
+    const bool ser = p->bidir_sched == FL_BIDIR_SERIAL;
+    const setting s[2] = {{0, ser, FL_STEP_ROWS}, {0, ser, FL_STEP_BLOCKS}};
+    double t[2];
+    fl_status st = time_settings(p, pt, s, 2, t);
     if (st) return st;
-    if (p->o.threads == 0) st = fl_model_set_planned_threads(m, p->lt);
-    if (!st) st = fl_model_set_planned_bidir_sched(m, p->bidir_sched);
-    double rows = 0, blocks = 0;
-    if (!st) st = time_steps(p, m, FL_STEP_ROWS, &rows);
-    if (!st) st = time_steps(p, m, FL_STEP_BLOCKS, &blocks);
-    fl_model_free(m);
-    if (st) return st;
-    p->step_sched = rows < blocks ? FL_STEP_ROWS : FL_STEP_BLOCKS;
-    pt->measured_seconds = fmin(rows, blocks);
+    p->step_sched = t[0] < t[1] ? FL_STEP_ROWS : FL_STEP_BLOCKS;
+    pt->measured_seconds = fmin(t[0], t[1]);
     plan_progress(p, "step schedule: %s kept (chosen candidate at its %s threads: rows %.3g us/step, blocks %.3g us/step)",
-                  fl_step_sched_name(p->step_sched), p->o.threads > 0 ? "given" : "planned", rows * 1e6, blocks * 1e6);
+                  fl_step_sched_name(p->step_sched), p->o.threads > 0 ? "given" : "planned", t[0] * 1e6, t[1] * 1e6);
     return FL_OK;
 }
 
@@ -143,52 +166,55 @@ fl_status plan_choose_threads(fl_plan *p) {
     const bool bidir = p->arch.bidirectional, uniform = p->o.threads == 0 && p->max_threads >= 2;
     p->bidir_sched = FL_BIDIR_AUTO;
     fl_status st = plan_layer_threads(p, pt->specs, pt->precisions, p->o.batch, p->lt, &pt->cost);
-    /* timed (at p->lt, parallel, plan_time_point) with threads planned: also time every uniform
-     * count; a bidirectional model also on the serial schedule wherever a layer splits */
+    /* timed with threads planned: the planned counts against every uniform count; a bidirectional
+     * model also on the serial schedule wherever a layer splits; all in interleaved rounds */
     const bool sched_here = bidir && multi(p->lt, L);
     if (st || pt->measured_seconds < 0 || (!uniform && !sched_here)) goto done;
-    fl_model *m;
-    if ((st = plan_build_model(p, pt->specs, pt->precisions, &m))) return st;
-    sched_pair best = {.par = -1};
-    if (sched_here) {
-        double s;
-        if (p->o.threads == 0) st = fl_model_set_planned_threads(m, p->lt);
-        if (!st) st = time_serial(p, m, &s);
-        if (!st) {
-            const char *where = p->o.threads > 0 ? "given" : "planned";
-            plan_progress(p, "chosen candidate at its %s threads, bidirectional schedule parallel: %.3g us/step, "
-                          "serial: %.3g us/step", where, pt->measured_seconds * 1e6, s * 1e6);
-            note_pair(&best, pt->measured_seconds, s, where, 0);
-            if (s < pt->measured_seconds) pt->measured_seconds = s;
-        }
-    }
-    int *u = p->lt_scratch;
-    for (int t = 1; uniform && t <= p->max_threads && !st; t++) {
+    enum { MAX_SETTINGS = 2 * 64 + 2 };
+    setting s[MAX_SETTINGS];
+    double sec[MAX_SETTINGS];
+    int n = 0;
+    s[n++] = (setting){0, false, FL_STEP_AUTO};
+    if (sched_here) s[n++] = (setting){0, true, FL_STEP_AUTO};
+    for (int t = 1; uniform && t <= p->max_threads && n + 2 <= MAX_SETTINGS; t++) {
         bool same = true;
-        for (int l = 0; l < L; l++) u[l] = t, same &= p->lt[l] == t;
+        for (int l = 0; l < L; l++) same &= p->lt[l] == t;
         if (same) continue;
-        double s, ser = -1;
-        if (!(st = fl_model_set_planned_threads(m, u)))
-            st = fl_plan_time_model(m, p->o.batch, p->o.seq, 0, p->o.verify_reps, p->o.seed, &s);
-        if (!st && bidir && t >= 2) st = time_serial(p, m, &ser);
-        if (st) break;
-        if (ser < 0) {
-            plan_progress(p, "chosen candidate at %d thread(s) for every layer: measured %.3g us/step", t, s * 1e6);
+        s[n++] = (setting){t, false, FL_STEP_AUTO};
+        if (bidir && t >= 2) s[n++] = (setting){t, true, FL_STEP_AUTO};
+    }
+    if ((st = time_settings(p, pt, s, n, sec))) goto done;
+    const char *where = p->o.threads > 0 ? "given" : "planned";
+    sched_pair best = {.par = -1};
+    pt->measured_seconds = sec[0];
+    if (sched_here) {
+        plan_progress(p, "chosen candidate at its %s threads, bidirectional schedule parallel: %.3g us/step, "
+                      "serial: %.3g us/step", where, sec[0] * 1e6, sec[1] * 1e6);
+        note_pair(&best, sec[0], sec[1], where, 0);
+        pt->measured_seconds = fmin(sec[0], sec[1]);
+    } else {
+        plan_progress(p, "chosen candidate at its %s threads: measured %.3g us/step", where, sec[0] * 1e6);
+    }
+    for (int i = sched_here ? 2 : 1; i < n && !st; i++) {
+        const int t = s[i].t;
+        const bool pair = i + 1 < n && s[i + 1].serial;
+        double v = sec[i];
+        if (!pair) {
+            plan_progress(p, "chosen candidate at %d thread(s) for every layer: measured %.3g us/step", t, v * 1e6);
         } else {
             plan_progress(p, "chosen candidate at %d thread(s) for every layer, bidirectional schedule parallel: "
-                          "%.3g us/step, serial: %.3g us/step", t, s * 1e6, ser * 1e6);
-            note_pair(&best, s, ser, "uniform", t);
-            if (ser < s) s = ser;
+                          "%.3g us/step, serial: %.3g us/step", t, v * 1e6, sec[i + 1] * 1e6);
+            note_pair(&best, v, sec[i + 1], "uniform", t);
+            v = fmin(v, sec[++i]);
         }
         fl_cost c;
-        if (s < pt->measured_seconds &&
+        if (v < pt->measured_seconds &&
             !(st = fl_cost_predict_prec(&p->prof, &p->arch, pt->specs, pt->precisions, p->o.batch, p->o.seq, t, &c, NULL))) {
-            memcpy(p->lt, u, (size_t)L * sizeof(int));
+            for (int l = 0; l < L; l++) p->lt[l] = t;
             pt->cost = c;
-            pt->measured_seconds = s;
+            pt->measured_seconds = v;
         }
     }
-    fl_model_free(m);
     if (!st && best.par >= 0) {
         p->bidir_sched = best.ser < best.par ? FL_BIDIR_SERIAL : FL_BIDIR_PARALLEL;
         char at[48];
