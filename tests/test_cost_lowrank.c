@@ -237,8 +237,8 @@ static fl_profile far_profile(void) {
  * beyond it the share the curve reads from the last level (a quarter at 20 KiB, all from 32 KiB);
  * 0 without far tables. A step that fits is priced from the near tables, one whose W is past the
  * curve's fall from the far ones, one between from both, the split step by its thread's V and
- * half of U; a V past the private level streams its passes after the first at the far proj
- * kernel's one-row figure. SVD at H = K = 64, R = 16: V 4096 B, U 16384 B. */
+ * half of U; a V past the private level streams its passes after the first from the last level at
+ * its streaming rate. SVD at H = K = 64, R = 16: V 4096 B, U 16384 B. */
 static void test_far(void **state) {
     (void)state;
     fl_profile p = far_profile();
@@ -293,12 +293,17 @@ static void test_far(void **state) {
     assert_close(lc.dup_comp, 20 * 64 * (1 + 0.25 * 2 / 1.5), 1e-9);
     assert_close(lc.comp, 20 * 64 * (2 + 0.25 * 3 / 1.5), 1e-9);
     /* K = 1024: V 64 KiB, past the curve's fall: the first pass at the curve's rate at W (10 B/s),
-     * the six after it at the far proj figure at one row, K 3 s each; without far tables all seven
-     * at the curve's rate at V */
+     * the six after it at the last level's streaming rate (10 B/s: V re-read from there, not at the
+     * far proj figure's one cold pass, K 3 s); without far tables all seven at the curve's rate at V */
     fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &lc);
-    assert_close(lc.dup_mem, 65536 / 10.0 + 6 * 1024 * 3.0, 1e-9);
+    assert_close(lc.dup_mem, 65536 / 10.0 + 6 * 65536 / 10.0, 1e-9);
     fl_cost_lowrank_step(&old, FL_METHOD_SVD, 64, 1024, 16, 20, 1, false, 0, &ln);
     assert_close(ln.dup_mem, 7 * 65536 / 10.0, 1e-9);
+    /* K = 320: V 20 KiB, in the fall (a quarter far), W 36 KiB past it: the passes after the first at
+     * the curve's rate at V, a quarter of the way to the last level's */
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 320, 16, 20, 1, false, 0, &lc);
+    const double v20 = 20480, at_v = v20 / p.curve_bandwidth[2];
+    assert_close(lc.dup_mem, v20 / 10.0 + 6 * (at_v + 0.25 * (v20 / 10.0 - at_v)), 1e-9);
 }
 
 /* Version 3 and later files carry the figures; a version 2 file (none) loads and is priced the old way; a

@@ -13,10 +13,16 @@
  * > 1 writing h walking a sequence's output rows, as a session's steps do) and the streaming curve:
  *   proj:  mem = V / bw_w + (passes - 1) V / bw_1(V),  comp = rows K s_proj(Rp, rows)
  *          (the first pass reads V from where the step's working set W = V + U lives, the others
- *          from where V alone does; a V past the private level (1500 SVD h/4: 2.3 MB) at the
- *          kernel's own rate from beyond it, K s_proj_far(Rp, 1) a pass, blended by V's size as
- *          below: the curve's ~50 GB/s at 2.3 MB, in its fall from L2 to L3, priced the proj of a
- *          batch-20 step at 714 us, both layers, against 1107 timed alone: 29 GB/s);
+ *          from where V alone does; a V past the private level (1500 SVD h/4: 2.3 MB) at the last
+ *          level's streaming rate, blended by V's size as below: the curve's ~50 GB/s at 2.3 MB, in
+ *          its fall from L2 to L3, priced the proj of a batch-20 step at 714 us, both layers,
+ *          against 1107 timed alone: 29 GB/s, the last level's rate. Session 14 took the far proj
+ *          kernel's one-row figure, K s_proj_far(Rp, 1) a pass, which read 26 GB/s at rank 256
+ *          then; it is one cold pass over a fresh copy of V, and in session 16's profiles it read
+ *          14-18 GB/s, so six passes at it priced 1500 SVD rank 384 at batch 20 1.14x its time
+ *          relative to rank 256 (paired rounds, one thread: ranks 320 / 384 / 448 predicted 1.33 /
+ *          1.72 / 2.14 x rank 256's time, measured 1.24 / 1.51 / 1.80; at the last level's rate 1.26 /
+ *          1.58 / 1.89));
  *   panel: mem = U / (n bw_w),  comp = B H' s_panel(R, B) / scale_n(B)
  *          (H' = H rounded up to the 16-unit blocks, the cell update inside s_panel);
  *   copy:  rows 16 H gx_copy_seconds (0 where the kernels read gx in place: the panel figures then
@@ -154,8 +160,8 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     /* the passes after the first read V from where V alone lives: past the private level, at the
      * proj kernel's own rate from there (its far figure at one row: one pass over V), blended as
      * the tables are by V's size */
-    const double fv = fl_cost_lr_far_share(p, vb), pass_v = vb / bw_v;
-    const double pass = fv > 0 ? pass_v + fv * (K * fl_cost_lr_table(p->lr_proj_far_seconds, Rp, 1) - pass_v) : pass_v;
+    const double fv = fl_cost_lr_far_share(p, vb), pass_v = vb / bw_v, bw_last = p->level[p->n_levels - 1].bandwidth;
+    const double pass = fv > 0 && bw_last > 0 ? pass_v + fv * (vb / bw_last - pass_v) : pass_v;
     out->dup_mem = vb / bw_w + (passes - 1) * pass;
     out->dup_comp = rows * (double)K * fl_cost_lr_table(p->lr_proj_seconds, Rp, rows);
     const bool split = n > 1 && !by_rows;
