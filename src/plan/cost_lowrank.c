@@ -56,6 +56,15 @@
  * (10:55-11:12, each priced from its own profile) read 1500 SVD h/4, h/8 and CP h/4 at batch 1 on
  * two threads at measured / predicted 0.69-0.89 with V's excess (0.76-0.81 with the panel's at
  * the compute speed-up too), 0.87-1.02 without; 140 of 192 candidates within 15% against 144.
+ * One thread at one row takes no far excess (session 16): its step re-reads the same V and U every
+ * step, which the mem terms price from the streaming curve, while the far tables' one-row figures
+ * are one cold pass over a fresh copy (14-18 GB/s in session 16's profiles, against the curve's
+ * 27-30). 1500 CP at batch 1, one thread, paired rounds against rank 256: ranks 64 / 94 / 128 / 192
+ * at 0.61 / 0.75 / 0.87 / 0.96 of their measured ratio with it, 1.04 / 1.01 / 0.99 / 0.86 without;
+ * seven saved bench_plan runs rescored, the candidates within 10% of each run's median measured /
+ * predicted 164 -> 179 of 240, within 15% of the measurement 239 -> 237 of 336. Split over threads
+ * the excess stays: without it run H's 1500 SVD h/8, h/16 and CP h/4 at batch 1 on two threads read
+ * 1.26-1.28 (0.97-1.10 with it).
  * Without far tables (older profiles) the near tables alone, as before.
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
@@ -172,7 +181,11 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
         const double slow = n / fl_cost_rec_scale(p, n, batch);
         out->dup_comp *= slow, out->comp *= slow;
     }
-    if (f > 0) { /* the far tables' excess: the wait on the last level, at n threads' rate from it */
+    /* the far tables' excess: the wait on the last level, at n threads' rate from it; not for one
+     * thread at one row, whose step re-reads the same V and U every step as the streaming curve
+     * does (the mem terms price it): the far tables' one-row figures are one cold pass over a fresh
+     * copy of the weights (14-18 GB/s in session 16's profiles, the curve 27-30) */
+    if (f > 0 && (rows > 1 || n > 1)) {
         const double g = far_gain(p, n);
         const double xv = rows * (double)K * excess(p->lr_proj_seconds, p->lr_proj_far_seconds, f, Rp, rows);
         const double xu = rows * Hb * excess(p->lr_panel_seconds[m], p->lr_panel_far_seconds[m], f, R, rows);
