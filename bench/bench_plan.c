@@ -387,6 +387,23 @@ static void print_profile(const fl_profile *prof) {
            prof->gemv_flops / 1e9, prof->measured ? "" : " (not measured)");
 }
 
+/* Candidate j's time over the dense one's of the same shape, batch and threads, measured paired round by
+ * round (the median of the rounds' ratios: a round times both within seconds, so the machine's speed
+ * then cancels, which the absolute score keeps), over the same ratio of the predictions; 0 for a dense
+ * candidate (or none to pair with). It scores the model's relative costs, the ones the planner
+ * chooses by, apart from the profile's and the rounds' mix of the VM's two speeds. */
+static double relative_ratio(const cand *cs, int n, int j, int R) {
+    const cand *c = &cs[j], *d = NULL;
+    double r[256], lo, hi;
+    for (int i = 0; i < n && !d; i++)
+        if (cs[i].k == 0 && cs[i].shape == c->shape && cs[i].B == c->B && cs[i].T == c->T) d = &cs[i];
+    if (c->k == 0 || !d || !(d->c.seconds > 0) || !(c->c.seconds > 0)) return 0;
+    int m = 0;
+    for (int q = 0; q < R && m < 256; q++)
+        if (d->t[q] > 0) r[m++] = c->t[q] / d->t[q];
+    return m > 0 ? median_of(r, m, &lo, &hi) / (c->c.seconds / d->c.seconds) : 0;
+}
+
 /* Every candidate of the shapes hs[0..ns) (unless --predict-only) measured in a->rounds interleaved
  * rounds: round r times every candidate once (fl_plan_time_model: a warm-up run, then the median of
  * a->reps runs), in list order on even rounds and reversed on odd ones, so a slow minute of the
@@ -409,6 +426,7 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
     fl_arch *arch = calloc((size_t)ns, sizeof *arch);
     fl_status st = cs && models && specs && terms && times && arch ? FL_OK : fl_fail(FL_ERR_NOMEM, "out of memory");
     int n = 0;
+    tally relt = {0}; /* the "vs dense" column's */
     for (int s = 0; s < ns && !st; s++) {
         const int H = hs[s];
         arch[s] = (fl_arch){.vocab = 0, .input = a->input > 0 ? a->input : H, .hidden = H, .layers = a->layers,
@@ -472,15 +490,17 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         if (j == 0 || cs[j - 1].shape != c->shape) {
             printf("\n%d/%d/%d (input/hidden/layers), seq %d\n", arch[c->shape].input, arch[c->shape].hidden,
                    a->layers, a->seq);
-            printf("%-10s %5s %7s %12s %14s %14s %21s %8s  %-30s %s\n", "config", "batch", "threads", "params",
-                   "predicted us", "measured us", "rounds min..max us", "ratio", "bound (W_hh: level, threads)",
-                   prof1 ? "ratio (H/4 figures alone)" : "");
+            printf("%-10s %5s %7s %12s %14s %14s %21s %8s %9s  %-30s %s\n", "config", "batch", "threads", "params",
+                   "predicted us", "measured us", "rounds min..max us", "ratio", "vs dense",
+                   "bound (W_hh: level, threads)", prof1 ? "ratio (H/4 figures alone)" : "");
         }
         double meas = 0, lo = 0, hi = 0;
         if (R > 0) meas = median_of(c->t, R, &lo, &hi);
         const double ratio = meas / c->c.seconds;
+        const double rel = R > 0 ? relative_ratio(cs, n, j, R) : 0;
         if (R > 0) {
             count(all, ratio);
+            if (rel > 0) count(&relt, rel);
             if (prof1) count(one, meas / c->c1.seconds);
             if (c->c.seconds >= lo && c->c.seconds <= hi) ++*in_spread;
         }
@@ -489,8 +509,10 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         snprintf(bound, sizeof bound, "%s (%s, %d)", c->c.mem_seconds > c->c.compute_seconds ? "memory" : "compute", lv,
                  c->w.threads);
         snprintf(spread, sizeof spread, "%.1f..%.1f", lo * 1e6, hi * 1e6);
-        printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
-               c->c.seconds * 1e6, meas * 1e6, spread, ratio, bound);
+        char vs[16] = "";
+        if (rel > 0) snprintf(vs, sizeof vs, "%.2f", rel);
+        printf("%-10s %5d %7d %12zu %14.2f %14.2f %21s %8.2f %9s  %-30s", cfg[c->k].name, c->B, c->T, c->c.params,
+               c->c.seconds * 1e6, meas * 1e6, spread, ratio, vs, bound);
         if (prof1) printf(" %8.2f", meas / c->c1.seconds);
         printf("\n");
     }
@@ -502,6 +524,10 @@ static int run_shapes(const bench_args *a, fl_profile *prof, fl_profile_run *pr,
         if (prof1)
             printf("from the H/4 efficiencies alone: %d of %d within 15%%; worst off by %.0f%%\n", one->within, one->n,
                    (exp(one->worst) - 1) * 100);
+        if (relt.n > 0)
+            printf("relative to the dense model of the same shape, batch and threads (\"vs dense\": measured paired round "
+                   "by round, the machine's speed in a round cancelling): %d of %d predicted ratios within 15%% of the "
+                   "measured; worst off by %.0f%%\n", relt.within, relt.n, (exp(relt.worst) - 1) * 100);
         ref_report(&ref, cs, n, R);
     }
     ref_free(&ref);
