@@ -23,7 +23,7 @@
  * before each round of timing its candidates, so the figures and the times it scores them against
  * sample the same minutes. The figures timed once, after the passes (level rates, efficiencies,
  * fixed step cost, bias pass, cold gx, quantized rates), and each pass's cell update and ladder
- * points keep near-best samples (REPS below). */
+ * points keep their samples' median (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "blas_threads.h"
@@ -36,17 +36,23 @@
 #include <string.h>
 
 /* The figures timed here (streaming ladder and level rates, cell update, efficiencies, bias pass,
- * cold gx, quantized rates) are timed REPS times and the second-fastest sample kept: other processes
- * on a shared machine only ever slow a sample down, so the low end is the stable estimate of what
- * this machine achieves (the fastest alone could be a timer artefact). A knee is read off the
- * curve's shape and an efficiency is a ratio of two sides timed alike, so neither rests on the
- * statistic's level; the rates the predictions scale by do, and profile_rates.c takes the median. */
+ * cold gx, quantized rates) are timed REPS times and the median sample kept, as profile_rates.c and
+ * profile_lowrank.c keep theirs: the predictions are scored against medians, and on a VM that runs at
+ * two speeds in spells (profile_speed.c) the low end of the samples reads the fast speed while the
+ * candidates' medians read the mix. Until session 16 the second-fastest was kept here ("other
+ * processes only ever slow a sample down"); three bench_plan runs each way, alternating (17:37-17:46
+ * UTC, 38-69% of the references slow): within 15% 44, 26, 37 with it and 36, 39, 38 with the upper
+ * samples (that build kept the 4th of 7, and the slowest where fewer were taken: the ladder's 4, the
+ * efficiency pairs' 3); "vs dense" (paired, the VM's speed cancelling) 25, 24, 22 of 40 against 30,
+ * 33, 32; worst off 1.31, 2.51, 2.16x against 1.41, 1.33, 1.40x. The median of whatever count is
+ * taken is kept now (docs/planner.md, "Session 16"). A knee is read off the curve's shape and an
+ * efficiency is a ratio of two sides timed alike, so neither rests much on the statistic's level. */
 #define REPS 7
-#define PICK 1
+#define PICK (REPS / 2)
 
-/* Seconds of one recurrent step of B rows of r, the second-fastest of `reps` <= REPS samples. */
+/* Seconds of one recurrent step of B rows of r, the median of `reps` <= REPS samples. */
 static double time_steps_n(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H, int reps) {
-    return fl_profile_time_steps(r, B, gx, h0, h1, c, H, reps, PICK);
+    return fl_profile_time_steps(r, B, gx, h0, h1, c, H, reps, reps / 2);
 }
 
 static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1, float *c, int H) {
@@ -54,7 +60,7 @@ static double time_steps(fl_rec *r, int B, const float *gx, float *h0, float *h1
 }
 
 /* Seconds per hidden unit per row of the cell update alone: the runtime's fused gate kernel with no
- * product (K = 0) over B rows of H = 256 units (second-fastest of REPS samples). B = 1 runs the
+ * product (K = 0) over B rows of H = 256 units (the median of REPS samples). B = 1 runs the
  * kernel's batch-1 loop (the one every batch-1 step runs), B > 1 its row tiles, so each batch's
  * measurements subtract the figure of their own loop (on the Zen 3 VM the two read within ~5% of
  * each other). */
@@ -96,7 +102,7 @@ static fl_status measure_cell(int B, double *seconds) {
  * H/16 and H/4, its step at batch 16 on one thread timed with gx walking `cold` (nb steps of
  * (16, 4H) floats, far beyond the last level: each sample reads 32 steps never read since nb
  * steps back) and with one gx held in cache, samples of the two alternating; the difference of
- * their second-fastest per gx byte, at least 0. p->cell_seconds
+ * their median (PICK) per gx byte, at least 0. p->cell_seconds
  * not needed (the cell update is in both). */
 static fl_status measure_cold_gx(fl_profile *p, fl_method method, const float *cold, int nb) {
     const int H = COLD_H, B = 16, S = 32;
@@ -171,7 +177,7 @@ typedef struct weights {
  * whose W_hh (4H, H) takes about `bytes`: *rate = W_hh bytes per second, *flops = its flop rate,
  * *seconds the step time, all without the cell update (p's batch-1 figure, whole: below
  * parallel_step_bytes the step runs on one thread, and above it half a cell is noise beside the
- * product); second-fastest of `reps` samples. ws: NULL, or weights of at least that size to use
+ * product); the median (PICK) of `reps` samples. ws: NULL, or weights of at least that size to use
  * (saves filling them again). */
 static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, const fl_profile *p, int reps,
                                   double *rate, double *flops, double *seconds) {
@@ -371,7 +377,7 @@ static fl_status measure_method(fl_profile *p, fl_method method, int R, method_e
             break;
         float *gx = buf, *h0 = gx + (size_t)B * 4 * Hm, *h1 = h0 + (size_t)B * Hm, *cs = h1 + (size_t)B * Hm;
         double tm[EFF_PAIRS], tr[EFF_PAIRS];
-        for (int i = 0; i < EFF_PAIRS; i++) { /* alternately, each sample itself the second-fastest of 3 */
+        for (int i = 0; i < EFF_PAIRS; i++) { /* alternately, each sample itself the median of 3 */
             tm[i] = fl_profile_without_cell(time_steps_n(r, B, gx, h0, h1, cs, H, 3), cell[k]);
             tr[i] = fl_profile_without_cell(time_steps_n(rr, B, gx, h0, h1, cs, Hr, 3), cell_r[k]);
         }
@@ -415,7 +421,7 @@ static fl_status measure_methods(fl_profile *p, fl_method method) {
 
 /* Seconds per element of the runtime's bias pass (fl_add_bias_rows: the biases added to the rows a
  * non-dense input projection or a head wrote) over an output of rows x cols floats, timed alone
- * (second-fastest of REPS). */
+ * (the median of REPS). */
 static fl_status measure_bias(size_t rows, int cols, double *seconds) {
     float *y = fl_calloc(rows * (size_t)cols + (size_t)cols, sizeof(float));
     if (!y) return fl_fail(FL_ERR_NOMEM, "out of memory measuring the bias pass");

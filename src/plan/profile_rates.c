@@ -22,8 +22,8 @@
  * (each the median of a few runs); a near-best sample (the second-fastest of 7, the statistic
  * before) describes the machine at its quietest, and a prediction from it read 1.1-1.8x fast at
  * batch 20 and two threads whenever the machine was busy. (The streaming ladder, the level rates
- * and the SVD / CP efficiencies keep their near-best samples: a knee is read off the curve's shape,
- * and an efficiency is a ratio of two sides timed in the same moment.) */
+ * and the SVD / CP efficiencies kept their near-best samples until session 16; they keep the median
+ * too now: profile.c.) */
 #include "profile_internal.h"
 #include "recurrent.h"
 #include "kernels/kernels.h"
