@@ -8,8 +8,9 @@
  * also timed with its per-layer counts and with every uniform count, and the measured fastest is
  * kept. Every such comparison (these, the schedules below, verify's candidates in plan.c) times its
  * settings in interleaved rounds (fl_time_interleaved), one run of each a round: on a VM that runs
- * at two speeds in spells, a block of runs per setting let a spell decide it. The chosen model records the counts (fl_model_set_planned_threads: metadata
- * "layer_threads"), and a session created with threads = 0 runs each layer on its own.
+ * at two speeds in spells, a block of runs per setting let a spell decide it. The chosen model
+ * records the counts (fl_model_set_planned_threads: metadata "layer_threads"), and a session created
+ * with threads = 0 runs each layer on its own.
  *
  * A bidirectional layer on 2 or more threads runs its directions on one of two schedules (parallel:
  * one per half of the threads; serial: in turn, each on all of them; session.c), and which is faster
