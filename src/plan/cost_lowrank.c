@@ -62,9 +62,9 @@
  * 27-30). 1500 CP at batch 1, one thread, paired rounds against rank 256: ranks 64 / 94 / 128 / 192
  * at 0.61 / 0.75 / 0.87 / 0.96 of their measured ratio with it, 1.04 / 1.01 / 0.99 / 0.86 without;
  * seven saved bench_plan runs rescored, the candidates within 10% of each run's median measured /
- * predicted 164 -> 179 of 240, within 15% of the measurement 239 -> 237 of 336. Split over threads
- * the excess stays: without it run H's 1500 SVD h/8, h/16 and CP h/4 at batch 1 on two threads read
- * 1.26-1.28 (0.97-1.10 with it).
+ * predicted 164 -> 179 of 240, within 15% of the measurement 238 -> 237 of 336 (commit 1e3a150
+ * said 239: a miscount). Split over threads the excess stays: without it run H's 1500 SVD h/8, h/16
+ * and CP h/4 at batch 1 on two threads read 1.26-1.28 (0.97-1.10 with it).
  * Without far tables (older profiles) the near tables alone, as before.
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
