@@ -306,9 +306,9 @@ static void ref_init(ref_probe *r, const fl_layer *ly) {
 }
 
 static void ref_call2(void *v) {
-    const fl_speed_probe *s = &((const ref_probe *)v)->sp;
-    fl_rec_gemm_pk(((const ref_probe *)v)->r2, FL_SPEED_ROWS, 2 * FL_SPEED_COLS, FL_SPEED_K, s->x, FL_SPEED_K, s->w,
-                   NULL, s->y, 2 * FL_SPEED_COLS);
+    const ref_probe *r = v;
+    fl_rec_gemm_pk(r->r2, FL_SPEED_ROWS, 2 * FL_SPEED_COLS, FL_SPEED_K, r->sp.x, FL_SPEED_K, r->sp.w, NULL, r->sp.y,
+                   2 * FL_SPEED_COLS);
 }
 
 /* The reference's time now on `threads` threads (one, or two where r2 is), median of 3 calls after
@@ -394,14 +394,10 @@ static void print_profile(const fl_profile *prof) {
  * chooses by, apart from the profile's and the rounds' mix of the VM's two speeds. */
 static double relative_ratio(const cand *cs, int n, int j, int R) {
     const cand *c = &cs[j], *d = NULL;
-    double r[256], lo, hi;
     for (int i = 0; i < n && !d; i++)
         if (cs[i].k == 0 && cs[i].shape == c->shape && cs[i].B == c->B && cs[i].T == c->T) d = &cs[i];
     if (c->k == 0 || !d || !(d->c.seconds > 0) || !(c->c.seconds > 0)) return 0;
-    int m = 0;
-    for (int q = 0; q < R && m < 256; q++)
-        if (d->t[q] > 0) r[m++] = c->t[q] / d->t[q];
-    return m > 0 ? median_of(r, m, &lo, &hi) / (c->c.seconds / d->c.seconds) : 0;
+    return fl_profile_paired_scale(c->t, d->t, R) / (c->c.seconds / d->c.seconds);
 }
 
 /* Every candidate of the shapes hs[0..ns) (unless --predict-only) measured in a->rounds interleaved

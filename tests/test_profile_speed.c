@@ -91,6 +91,11 @@ static void test_round_trip(void **state) {
     json_file_write(path, root);
     assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
     assert_non_null(strstr(fl_last_error(), "'speed'"));
+    cJSON_SetNumberValue(cJSON_GetObjectItem(sp, "median"), 52.5e-6);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(sp, "samples"), 1e20); /* beyond int: refused, not cast */
+    json_file_write(path, root);
+    assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);
+    assert_non_null(strstr(fl_last_error(), "1..1e6 samples"));
     cJSON_ReplaceItemInObjectCaseSensitive(root, "speed", cJSON_CreateNumber(1));
     json_file_write(path, root);
     assert_int_equal(fl_profile_load(path, &q), FL_ERR_FORMAT);

@@ -6,6 +6,7 @@
  * Every metric is kept per example (sequence correct, or a token's log-loss), so that a candidate's
  * loss against the reference is a mean of paired differences with a standard error. */
 #include "plan_internal.h"
+#include "profile_internal.h" /* fl_profile_paired_scale */
 
 #include <math.h>
 #include <stdlib.h>
@@ -535,7 +536,7 @@ done:
 }
 
 fl_status fl_time_interleaved(int n, int rounds, fl_time_option_fn fn, void *ctx, double *out) {
-    enum { MAX_ROUNDS = 64 };
+    enum { MAX_ROUNDS = FL_PAIRED_MAX };
     if (n < 1 || rounds < 1 || rounds > MAX_ROUNDS)
         return fl_fail(FL_ERR_ARG, "interleaved timing: %d options in %d rounds (1..%d)", n, rounds, MAX_ROUNDS);
     double *t = fl_malloc((size_t)n * rounds * sizeof(double));
@@ -546,20 +547,13 @@ fl_status fl_time_interleaved(int n, int rounds, fl_time_option_fn fn, void *ctx
             const int j = r % 2 ? n - 1 - i : i;
             st = fn(ctx, j, &t[(size_t)j * rounds + r]);
         }
-    double r[64], t0 = 0;
-    for (int j = n - 1; j >= 0 && !st; j--) { /* option 0 last: the ratios divide by its rounds */
-        for (int q = 0; q < rounds; q++) {
-            const double a = t[q], b = t[(size_t)j * rounds + q];
-            r[q] = a > 0 ? b / a : 1;
-        }
-        fl_sort_doubles(r, (size_t)rounds);
-        if (j == 0) {
-            fl_sort_doubles(t, (size_t)rounds);
-            t0 = t[rounds / 2];
-        }
-        out[j] = r[rounds / 2]; /* the paired ratio for now */
+    for (int j = 0; j < n && !st; j++) /* option j's paired ratio to option 0, for now */
+        if (!((out[j] = fl_profile_paired_scale(t + (size_t)j * rounds, t, rounds)) > 0))
+            st = fl_fail(FL_ERR_ARG, "interleaved timing: option %d or 0 timed no time", j);
+    if (!st) {
+        fl_sort_doubles(t, (size_t)rounds); /* option 0's rounds, last: the ratios divide by them */
+        for (int j = 0; j < n; j++) out[j] *= t[rounds / 2];
     }
-    for (int j = 0; j < n && !st; j++) out[j] *= t0;
     fl_free(t);
     return st;
 }

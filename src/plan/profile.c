@@ -39,13 +39,9 @@
  * cold gx, quantized rates) are timed REPS times and the median sample kept, as profile_rates.c and
  * profile_lowrank.c keep theirs: the predictions are scored against medians, and on a VM that runs at
  * two speeds in spells (profile_speed.c) the low end of the samples reads the fast speed while the
- * candidates' medians read the mix. Until session 16 the second-fastest was kept here ("other
- * processes only ever slow a sample down"); three bench_plan runs each way, alternating (17:37-17:46
- * UTC, 38-69% of the references slow): within 15% 44, 26, 37 with it and 36, 39, 38 with the upper
- * samples (that build kept the 4th of 7, and the slowest where fewer were taken: the ladder's 4, the
- * efficiency pairs' 3); "vs dense" (paired, the VM's speed cancelling) 25, 24, 22 of 40 against 30,
- * 33, 32; worst off 1.31, 2.51, 2.16x against 1.41, 1.33, 1.40x. The median of whatever count is
- * taken is kept now (docs/planner.md, "Session 16"). A knee is read off the curve's shape and an
+ * candidates' medians read the mix. Until session 16 the second-fastest was kept here; three
+ * bench_plan runs each way: within 15% 44, 26, 37 of 48 with it (worst 2.51x), 41, 31, 43 with the
+ * median (worst 1.41x; docs/planner.md, "Session 16"). A knee is read off the curve's shape and an
  * efficiency is a ratio of two sides timed alike, so neither rests much on the statistic's level. */
 #define REPS 7
 #define PICK (REPS / 2)

@@ -147,8 +147,10 @@ typedef struct fl_rate_passes {
     double sw[FL_PROFILE_MAX_PASSES][3];
 } fl_rate_passes;
 
-/* Speed-up of a split packed product from paired samples: the median over i < n of t1[i] / tn[i]
- * (each pair timed back to back), 0 when n < 1 or any time is not positive. */
+/* The median over i < n of t1[i] / tn[i], each pair timed back to back (a split product's speed-up;
+ * fl_time_interleaved's and bench_plan's paired ratios): the machine's speed of the moment cancels in
+ * each pair. 0 when n < 1 or any time is not positive; the first FL_PAIRED_MAX pairs at most. */
+enum { FL_PAIRED_MAX = 64 };
 double fl_profile_paired_scale(const double *t1, const double *tn, int n);
 
 /* Time the runtime's split step as a session runs it on `threads` threads (profile_threads.c): out[0]

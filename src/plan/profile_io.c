@@ -413,12 +413,12 @@ static bool get_speed(const cJSON *root, const char *path, fl_profile *p) {
         !get_num(o, "p90", path, 0, &p->speed_p90) || !get_num(o, "slow", path, 0, &p->speed_slow) ||
         !get_num(o, "samples", path, 1, &n))
         return false;
-    p->speed_samples = (int)n;
     if (!(p->speed_fastest > 0) || p->speed_median < p->speed_fastest || p->speed_p90 < p->speed_median ||
         p->speed_slow > 1 || n > 1e6) {
         fl_fail(FL_ERR_FORMAT, "%s: 'speed' needs 0 < fastest <= median <= p90, slow <= 1 and 1..1e6 samples", path);
         return false;
     }
+    p->speed_samples = (int)n; /* after the range check: a cast out of int's range is undefined */
     return true;
 }
 
@@ -489,7 +489,7 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v != 1 && v != 2 && v != 3 && v != 4 && v != 5 && v != 6 && v != 7) {
+    if (v > 7 || v != floor(v)) {
         st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 7", path, v);
         goto done;
     }

@@ -176,9 +176,9 @@ static double proj_sample(fl_rec *r, int inner, int rows, int in, int G, const f
 double fl_profile_pk_macs(int k) { return (double)(16 << (2 * k)) * 2048.0 * 64.0; }
 
 double fl_profile_paired_scale(const double *t1, const double *tn, int n) {
-    double r[16];
+    double r[FL_PAIRED_MAX];
     if (n < 1) return 0;
-    if (n > 16) n = 16;
+    if (n > FL_PAIRED_MAX) n = FL_PAIRED_MAX;
     for (int i = 0; i < n; i++) {
         if (!(t1[i] > 0) || !(tn[i] > 0)) return 0;
         r[i] = t1[i] / tn[i];
