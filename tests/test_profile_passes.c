@@ -144,6 +144,42 @@ static void test_persistent_fall_moves_knee(void **state) {
     assert_true(fabs(mem - mem_clean) < 0.05 * mem_clean);
 }
 
+/* A dip that most passes met and the larger sizes recover from (the other vCPU taken while those
+ * sizes were timed) is lifted to the rate after it; a fall to the end of the ladder is kept; one
+ * high point lifts at most the FL_CURVE_DIP_WINDOW points before it. */
+static void test_lift_dips(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double passes[NP * NPTS], bw[NPTS], clean[NPTS];
+    clean_passes(b, passes);
+    fl_profile_curve_median(passes, NP, NPTS, clean);
+    memcpy(bw, clean, sizeof bw);
+    fl_profile_curve_lift_dips(bw, NPTS);
+    for (int k = 0; k < NPTS; k++) { /* the wobble alone: nothing moves by more than it */
+        assert_true(bw[k] >= clean[k]);
+        assert_true(bw[k] <= 1.07 * clean[k]);
+    }
+    const int d = ladder_index(8 * MIB) - 3;
+    for (int q = 0; q < NP; q++) passes[q * NPTS + d] = passes[q * NPTS + d + 1] = 11.5e9;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    fl_profile_curve_lift_dips(bw, NPTS);
+    assert_true(bw[d] >= 0.94 * 48e9 && bw[d + 1] >= 0.94 * 48e9);
+    assert_int_equal(l3_knee(b, bw, NULL), ladder(ladder_index(8 * MIB)));
+    /* the share fell to 4 MiB for good: the points past the fall stay at memory's rate */
+    clean_passes(b, passes);
+    for (int q = 0; q < NP; q++)
+        for (int k = d; k < NPTS; k++) passes[q * NPTS + k] = 11.5e9;
+    fl_profile_curve_median(passes, NP, NPTS, bw);
+    fl_profile_curve_lift_dips(bw, NPTS);
+    for (int k = d; k < NPTS; k++) assert_true(bw[k] == 11.5e9);
+    assert_int_equal(l3_knee(b, bw, NULL), ladder(d - 1));
+    /* one high point past the fall lifts the window before it, no further */
+    double v[10] = {9, 8, 7, 1, 1, 1, 1, 1, 5, 1};
+    fl_profile_curve_lift_dips(v, 10);
+    const double want[10] = {9, 8, 7, 1, 1, 5, 5, 5, 5, 1};
+    for (int k = 0; k < 10; k++) assert_true(v[k] == want[k]);
+}
+
 /* The top of the ladder read 20% slow in most passes (a neighbour streaming at that moment): no
  * spurious level between the last cache and memory. */
 static void test_slow_top_is_memory(void **state) {
@@ -284,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_median_of_passes),
         cmocka_unit_test(test_transient_dip_keeps_knee),
         cmocka_unit_test(test_persistent_fall_moves_knee),
+        cmocka_unit_test(test_lift_dips),
         cmocka_unit_test(test_slow_top_is_memory),
         cmocka_unit_test(test_rates_median_of_passes),
         cmocka_unit_test(test_run_refusals),

@@ -72,6 +72,18 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
  * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_MAX_DRAWS, n <= FL_PROFILE_MAX_CURVE. */
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
 
+/* Dips lifted out of a streaming curve bw[0..n) (a rate per working set, sizes rising): each point
+ * becomes at least the highest of the FL_CURVE_DIP_WINDOW points after it (their values before
+ * any lifting). Streaming does not get faster as the working set grows, and a co-tenant only slows
+ * a measurement: a point below a larger working set's rate was slowed while it was timed. On the
+ * 2-vCPU Xeon the all-cores curve's point-wise median over five passes read 43 GB/s at 2.8 MB and
+ * 70 at 3.4 between 143 at 2.4 and 84 at 4.0 (the other vCPU taken in three of the passes at those
+ * sizes), and priced 1500 SVD h/16 at batch 1 on two threads at 1.64x its measured time
+ * (docs/planner.md, "Session 17"). A real fall is untouched: the points after it are lower. The
+ * window bounds what one high outlier past a knee can lift (three ladder steps, a 1.68x size). */
+#define FL_CURVE_DIP_WINDOW 3
+void fl_profile_curve_lift_dips(double *bw, int n);
+
 /* Apply measured levels to p: the levels found on the one-thread curve (knees1, n1) become p's
  * levels 1..n1 with those capacities; the reported level each is paired with (by position when
  * the counts agree and no level is 1.5x larger than its reported one but the last, else the nearest

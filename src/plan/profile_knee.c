@@ -42,6 +42,19 @@ void fl_profile_curve_median(const double *passes, int n_passes, int n, double *
     }
 }
 
+void fl_profile_curve_lift_dips(double *bw, int n) {
+    /* from the large end: bw[i + 1..] still hold what was measured when bw[i] is lifted, as the
+     * window's maximum is kept over the measured values (m), not the lifted ones */
+    double m[FL_CURVE_DIP_WINDOW] = {0};
+    for (int i = n - 1; i >= 0; i--) {
+        double hi = 0;
+        for (int j = 0; j < FL_CURVE_DIP_WINDOW; j++) hi = m[j] > hi ? m[j] : hi;
+        memmove(m + 1, m, (FL_CURVE_DIP_WINDOW - 1) * sizeof *m);
+        m[0] = bw[i];
+        if (bw[i] < hi) bw[i] = hi;
+    }
+}
+
 int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee *out, int max_levels,
                            double *memory_bw) {
     if (memory_bw) *memory_bw = 0;

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""How far bench_plan's score is set by the machine: two or more saved bench_plan outputs compared.
+
+    /usr/bin/python3 bench/plan_repeat.py RUN1.txt RUN2.txt [RUN3.txt ...]
+
+Each RUN is the stdout of `build/bench_plan` (any options; the candidates common to all runs are
+compared). Printed, for every pair of runs (a, b):
+  - meas~meas: candidates whose measured latency in b is within 15% of a's (the benchmark's own
+    repeatability: no prediction fixed before both runs can be within 15% of both measurements of a
+    candidate whose two measurements are more than 32% apart, and within 15% of both for all of them
+    where they are not only if it falls in the overlap);
+  - drift: the median over the candidates of measured b / measured a (the machine's speed between
+    the runs);
+  - score a, score b: each run's own predictions within 15% of its own measurements (bench_plan's
+    score), and cross a->b: a's predictions against b's measurements.
+Then the per-candidate table: measured and predicted in each run.
+"""
+import itertools
+import math
+import re
+import sys
+
+ROW = re.compile(r"^(dense|svd h/\d+|cp h/\d+)\s+(\d+)\s+(\d+)\s+\d+\s+([0-9.]+)\s+([0-9.]+)\s")
+SHAPE = re.compile(r"^(\d+)/(\d+)/(\d+) \(input/hidden/layers\), seq (\d+)")
+
+
+def parse(path):
+    """{(shape, config, batch, threads): (predicted us, measured us)} of one bench_plan output."""
+    runs, shape = {}, None
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError as e:
+        sys.exit(f"plan_repeat: {path}: {e.strerror}")
+    for line in lines:
+        m = SHAPE.match(line)
+        if m:
+            shape = "%s/%s/%s T%s" % m.groups()
+            continue
+        m = ROW.match(line)
+        if m and shape:
+            pred, meas = float(m.group(4)), float(m.group(5))
+            if pred > 0 and meas > 0:
+                runs[(shape, m.group(1), int(m.group(2)), int(m.group(3)))] = (pred, meas)
+    if not runs:
+        sys.exit(f"plan_repeat: {path}: no measured candidates (is it bench_plan's output, not --predict-only?)")
+    return runs
+
+
+def within(a, b):
+    return abs(b / a - 1) <= 0.15
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(argv) > 1 and argv[1] in ("-h", "--help") else 2
+    names = argv[1:]
+    runs = [parse(p) for p in names]
+    keys = sorted(set.intersection(*(set(r) for r in runs)))
+    if not keys:
+        sys.exit("plan_repeat: the runs have no candidate in common")
+    n = len(keys)
+    print(f"{n} candidates in all {len(runs)} runs")
+    print(f"{'run a':>6} {'run b':>6} {'meas~meas':>10} {'drift':>6} {'score a':>8} {'score b':>8} {'cross a->b':>11}")
+    for i, j in itertools.combinations(range(len(runs)), 2):
+        a, b = runs[i], runs[j]
+        same = sum(within(a[k][1], b[k][1]) for k in keys)
+        drift = sorted(b[k][1] / a[k][1] for k in keys)[n // 2]
+        sa = sum(within(a[k][0], a[k][1]) for k in keys)
+        sb = sum(within(b[k][0], b[k][1]) for k in keys)
+        cross = sum(within(a[k][0], b[k][1]) for k in keys)
+        print(f"{i + 1:>6} {j + 1:>6} {same:>6}/{n:<3} {drift:>6.2f} {sa:>5}/{n:<2} {sb:>5}/{n:<2} {cross:>7}/{n:<3}")
+    # the best any fixed prediction could do: per candidate, is there a value within 15% of every run's
+    # measurement (max / min <= 1.15 / 0.85)?
+    fixed = sum(max(r[k][1] for r in runs) / min(r[k][1] for r in runs) <= 1.15 / 0.85 for k in keys)
+    print(f"candidates whose measurements in all {len(runs)} runs lie within a 1.35x band (one fixed prediction "
+          f"could be within 15% of all): {fixed}/{n}")
+    for idx, p in enumerate(names):
+        print(f"run {idx + 1}: {p}")
+    print(f"\n{'candidate':<34}" + "".join(f"{'meas ' + str(i + 1):>10}{'pred ' + str(i + 1):>10}" for i in range(len(runs))))
+    for k in keys:
+        cells = "".join(f"{r[k][1]:>10.1f}{r[k][0]:>10.1f}" for r in runs)
+        spread = max(r[k][1] for r in runs) / min(r[k][1] for r in runs)
+        print(f"{k[0] + ' ' + k[1]:<24} B{k[2]:<3} t{k[3]:<3}{cells}  spread {spread:.2f}"
+              + (" *" if math.log(spread) > math.log(1.15 / 0.85) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
