@@ -9,6 +9,8 @@ compared). Printed, for every pair of runs (a, b):
     repeatability: no prediction fixed before both runs can be within 15% of both measurements of a
     candidate whose two measurements are more than 32% apart, and within 15% of both for all of them
     where they are not only if it falls in the overlap);
+  - pred~pred: candidates whose predicted latency in b is within 15% of a's (the profile's
+    repeatability: the two predictions were made from profiles taken minutes apart);
   - drift: the median over the candidates of measured b / measured a (the machine's speed between
     the runs);
   - score a, score b: each run's own predictions within 15% of its own measurements (bench_plan's
@@ -61,15 +63,16 @@ def main(argv):
         sys.exit("plan_repeat: the runs have no candidate in common")
     n = len(keys)
     print(f"{n} candidates in all {len(runs)} runs")
-    print(f"{'run a':>6} {'run b':>6} {'meas~meas':>10} {'drift':>6} {'score a':>8} {'score b':>8} {'cross a->b':>11}")
+    print(f"{'run a':>6} {'run b':>6} {'meas~meas':>10} {'pred~pred':>10} {'drift':>6} {'score a':>8} {'score b':>8} {'cross a->b':>11}")
     for i, j in itertools.combinations(range(len(runs)), 2):
         a, b = runs[i], runs[j]
         same = sum(within(a[k][1], b[k][1]) for k in keys)
+        same_p = sum(within(a[k][0], b[k][0]) for k in keys)
         drift = sorted(b[k][1] / a[k][1] for k in keys)[n // 2]
         sa = sum(within(a[k][0], a[k][1]) for k in keys)
         sb = sum(within(b[k][0], b[k][1]) for k in keys)
         cross = sum(within(a[k][0], b[k][1]) for k in keys)
-        print(f"{i + 1:>6} {j + 1:>6} {same:>6}/{n:<3} {drift:>6.2f} {sa:>5}/{n:<2} {sb:>5}/{n:<2} {cross:>7}/{n:<3}")
+        print(f"{i + 1:>6} {j + 1:>6} {same:>6}/{n:<3} {same_p:>6}/{n:<3} {drift:>6.2f} {sa:>5}/{n:<2} {sb:>5}/{n:<2} {cross:>7}/{n:<3}")
     # the best any fixed prediction could do: per candidate, is there a value within 15% of every run's
     # measurement (max / min <= 1.15 / 0.85)?
     fixed = sum(max(r[k][1] for r in runs) / min(r[k][1] for r in runs) <= 1.15 / 0.85 for k in keys)
