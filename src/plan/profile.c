@@ -554,18 +554,18 @@ fl_status fl_profile_measure(fl_profile *p) {
 /* Cache capacities from the passes' ladders: with one thread (p->curve) and with two together
  * (p->curve_all, on machines with 2 or more CPUs), each point's rate the median of its passes: a
  * neighbour's burst that slows a few sizes in one pass does not move a knee, a fall that every pass
- * sees does; then a dip that most passes met lifted to the next sizes' rate (fl_profile_curve_lift_dips).
- * Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median
- * curve's memory plateau on one thread (0 without a fall). */
+ * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median
+ * curve's memory plateau on one thread (0 without a fall). Then the curves the cost model reads have
+ * a dip that most passes met lifted to the next sizes' rate (fl_profile_curve_lift_dips); the knees
+ * are read before, as the lift raises a plateau's median and with it the 80% line (lifted first,
+ * the L2 knee read 1024-1444 KiB in seven runs, 1444 in the four before). */
 static void apply_capacities(fl_profile_run *r, double *memory_bw) {
     fl_profile *p = r->p;
     const bool all = p->cores >= 2;
     fl_profile_curve_median(r->v1, r->n, LADDER_POINTS, p->curve_bandwidth);
-    fl_profile_curve_lift_dips(p->curve_bandwidth, LADDER_POINTS);
     p->n_curve = LADDER_POINTS, p->n_curve_all = p->curve_all_threads = 0;
     if (all) {
         fl_profile_curve_median(r->vall, r->n, LADDER_POINTS, p->curve_all_bandwidth);
-        fl_profile_curve_lift_dips(p->curve_all_bandwidth, LADDER_POINTS);
         p->n_curve_all = LADDER_POINTS, p->curve_all_threads = 2;
     }
     fl_knee k1[FL_PROFILE_MAX_LEVELS], kall[FL_PROFILE_MAX_LEVELS];
@@ -578,6 +578,8 @@ static void apply_capacities(fl_profile_run *r, double *memory_bw) {
     p->dram_bandwidth_all = !all ? 0 : memory_all > 0 ? memory_all : p->curve_all_bandwidth[p->n_curve_all - 1];
     fl_profile_apply_levels(p, k1, n1, kall, nall);
     p->id.llc_bytes = p->level[p->n_levels - 1].bytes;
+    fl_profile_curve_lift_dips(p->curve_bandwidth, p->n_curve);
+    if (all) fl_profile_curve_lift_dips(p->curve_all_bandwidth, p->n_curve_all);
 }
 
 /* p->rec_memory_factor: `rate` (the step's at batch 16 from memory) over rec_rows_flops[1], at most
