@@ -34,7 +34,8 @@
  * --predict-only: the predictions from the profile alone, nothing timed (the measured column reads
  * 0): to score a saved profile's predictions against the measurements of an earlier run.
  * --breakdown: per candidate, the model's terms (per step, all layers: input projections, W_hh steps and
- * the same at SVD / CP efficiency 1, cell update, overhead, bias pass + gx from memory + the run's x / y passes, t_x) beside the
+ * the same at SVD / CP efficiency 1, cell update, overhead, bias pass + gx from memory or the run's
+ * activations past the caches (cost_act.c) + the run's x / y passes, t_x) beside the
  * session's time and its parts, each layer's timed alone as the session runs it (median of reps, in
  * one burst per candidate: no rounds): the
  * input projection with its bias pass, the T steps walking the projection's output, the same steps on
@@ -232,7 +233,7 @@ static fl_status breakdown(const bench_args *a, const fl_profile *prof, fl_model
                "gxcopy %6.1f\n", name, B, L * us * (lr.dup_comp > lr.dup_mem ? lr.dup_comp : lr.dup_mem),
                L * us * lr.dup_mem, L * us * (lr.comp > lr.mem ? lr.comp : lr.mem), L * us * lr.mem, L * us * lr.serial);
     }
-    printf("%-9s B %2d t%d  model %8.1f: ih %7.1f hh %7.1f (at e=1 %7.1f) cell %6.1f oh %5.1f bias+cold+io %6.1f | "
+    printf("%-9s B %2d t%d  model %8.1f: ih %7.1f hh %7.1f (at e=1 %7.1f) cell %6.1f oh %5.1f bias+cold/act+io %6.1f | "
            "session %8.1f: input %7.1f steps %8.1f (hot %8.1f; proj %7.1f panel %7.1f cell %6.1f gxcopy %6.1f) "
            "other %6.1f\n",
            name, B, threads, c.seconds * us, m_ih * us, m_hh * us, m_hh1 * us, m_cell * us, m_oh * us, m_rest * us,

@@ -326,7 +326,7 @@ static void test_file(void **state) {
         for (int k = 0; k < NK; k++) assert_true(q.lr_proj_far_seconds[j][k] == 0);
     /* the same file as version 2 wrote it: no "lowrank" */
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     cJSON *lr = cJSON_DetachItemFromObject(root, "lowrank");
     assert_non_null(lr);
     cJSON_SetNumberValue(cJSON_GetObjectItem(root, "version"), 2);

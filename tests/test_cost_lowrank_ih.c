@@ -165,7 +165,7 @@ static void test_file(void **state) {
     assert_memory_equal(q.lr_ih_out_seconds, p.lr_ih_out_seconds, sizeof p.lr_ih_out_seconds);
     assert_true(fl_cost_has_lowrank_ih(&q));
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     static const char *keys[3] = {"ih_in_seconds", "ih_svd_out_seconds", "ih_cp_out_seconds"};
     /* version 3: the step's figures, none of the stages' */
     cJSON *v3 = cJSON_Duplicate(root, 1), *lr = cJSON_GetObjectItem(v3, "lowrank");

@@ -121,7 +121,7 @@ static void test_file(void **state) {
     assert_close(wih_seconds(&q), wih_seconds(&p), 1e-12);
     assert_true(wih_seconds(&p) > wih_seconds(&none) + 1); /* the walks price the writes */
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     static const char *keys[2] = {"ih_walk_bytes", "ih_walk_seconds"};
     cJSON *v4 = cJSON_Duplicate(root, 1), *lr = cJSON_GetObjectItem(v4, "lowrank");
     for (int i = 0; i < 2; i++) cJSON_DeleteItemFromObject(lr, keys[i]);

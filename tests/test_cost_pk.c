@@ -144,7 +144,7 @@ static void test_apply(void **state) {
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) assert_true(p.thread_scale_pk[k] == 0);
 }
 
-/* Saved (version 7 now) with the table; a version 5 file (without it) loads with it 0 and prices as
+/* Saved (version 8 now) with the table; a version 5 file (without it) loads with it 0 and prices as
  * before; a negative entry is refused, naming the field. */
 static void test_round_trip(void **state) {
     (void)state;
@@ -158,7 +158,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(fl_profile_load(path, &q), FL_OK);
     for (int k = 0; k < 4; k++) assert_close(q.thread_scale_pk[k], pk[k], 1e-12);
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     cJSON *v5 = cJSON_Duplicate(root, 1);
     cJSON_DeleteItemFromObjectCaseSensitive(v5, "thread_scale_pk");
     cJSON_SetNumberValue(cJSON_GetObjectItem(v5, "version"), 5);

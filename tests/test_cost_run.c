@@ -117,7 +117,7 @@ static void test_file(void **state) {
     if (fl_profile_load(path, &q)) fail_msg("%s", fl_last_error());
     for (int k = 0; k < FL_PROFILE_REREAD_POINTS; k++) assert_close(q.run_reread[k], 0.1 * (k + 1), 1e-12);
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     cJSON *neg = cJSON_Duplicate(root, 1), *shorter = cJSON_Duplicate(root, 1);
     cJSON_SetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(neg, "run_reread"), 2), -0.5);
     cJSON_DeleteItemFromArray(cJSON_GetObjectItem(shorter, "run_reread"), 4);

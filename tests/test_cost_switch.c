@@ -197,7 +197,7 @@ static void test_file(void **state) {
     assert_close(q.thread_sync_seconds, 1.25e-6, 1e-18);
     assert_close(q.thread_switch_seconds, 2.9e-4, 1e-15);
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     cJSON *neg = cJSON_Duplicate(root, 1);
     cJSON_SetNumberValue(cJSON_GetObjectItem(neg, "thread_switch_seconds"), -1);
     cJSON_DeleteItemFromObject(root, "thread_sync_seconds");

@@ -64,7 +64,7 @@ static void set_speed(fl_profile *p, double slow) {
     p->speed_samples = 80;
 }
 
-/* Saved as version 7 with "speed", loaded back; a version 6 file without it loads with it 0; a
+/* Saved (version 8 now) with "speed", loaded back; a version 6 file without it loads with it 0; a
  * malformed one is refused, naming the field. */
 static void test_round_trip(void **state) {
     (void)state;
@@ -78,7 +78,7 @@ static void test_round_trip(void **state) {
     assert_true(q.speed_p90 == p.speed_p90 && q.speed_slow == p.speed_slow);
     assert_int_equal(q.speed_samples, 80);
     cJSON *root = json_file_read(path);
-    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 7);
+    assert_int_equal(cJSON_GetObjectItem(root, "version")->valuedouble, 8);
     cJSON *old = cJSON_Duplicate(root, 1);
     cJSON_DeleteItemFromObjectCaseSensitive(old, "speed");
     cJSON_SetNumberValue(cJSON_GetObjectItem(old, "version"), 6);

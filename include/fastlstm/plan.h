@@ -19,6 +19,7 @@ extern "C" {
 /* ---------------------------------------------------------------- machine profile */
 
 #define FL_PROFILE_MAX_LEVELS 4
+#define FL_PROFILE_ACT_POINTS 5 /* a session's activation cost: footprints measured (cost_act.c) */
 #define FL_PROFILE_MAX_CURVE 64 /* the working-set ladder: 16 KiB to 512 MiB in steps of 2^(1/4) */
 #define FL_PROFILE_GEMM_POINTS 4 /* matrix-product rates at 4, 16, 64 and 256 rows */
 #define FL_PROFILE_LR_RANKS 5    /* the low-rank step's parts at ranks 16, 32, 64, 128, 256 */
@@ -261,6 +262,13 @@ typedef struct fl_profile {
      * profiles, kernels without the packed product). */
     double speed_fastest, speed_median, speed_p90, speed_slow;
     int speed_samples;
+    /* What a session's activations cost once its buffers outgrow the caches (format 8, cost_act.c):
+     * act_bytes[k] the buffers of a whole session run (input and its packed copy, one layer's gx, two
+     * layers' outputs, y: fl_act_footprint), rising; act_seconds[k] the extra seconds per byte of
+     * the run's activation traffic per step (fl_act_traffic) at that footprint, over the smallest
+     * point's, >= 0 (act_seconds[0] = 0). Measured on whole sessions of a small-rank model at
+     * lengths from 4 to 192, paired round by round with the shortest. All 0: not measured. */
+    double act_bytes[FL_PROFILE_ACT_POINTS], act_seconds[FL_PROFILE_ACT_POINTS];
     char cache_source[16]; /* where the reported capacities came from: "sysfs", "cpuid", "sysconf",
                               "default" */
     fl_machine_id id;      /* the machine this profile describes */

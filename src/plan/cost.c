@@ -783,7 +783,9 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        c.seconds = t + L * p->step_overhead + cell + cold + io_seconds(p, a, batch, seq);
+        /* the run's activations past the caches (cost_act.c: its sessions include gx from memory) */
+        const double act = fl_cost_act_seconds(p, a, batch, seq, threads);
+        c.seconds = t + L * p->step_overhead + cell + (fl_profile_has_act(p) ? act : cold) + io_seconds(p, a, batch, seq);
     }
     c.working_set = (size_t)ws;
     c.threads = threads;

@@ -148,6 +148,17 @@ static inline double fl_profile_reread_traffic(int k) { return 0.25 * (double)(1
 double fl_cost_run_start(const fl_profile *p, double f, bool amortised, double bytes, int seq, int threads,
                          double mem, double comp);
 
+/* A session run's activations (cost_act.c): fl_act_footprint, the bytes of its buffers at (batch,
+ * seq) (input and its packed copy, one layer's gx per direction, two layers' outputs, y);
+ * fl_act_traffic, the bytes a step moves through them on one of `threads` threads (the input's scan
+ * and copy, each layer's gx written and read, its input read, its output written, y; the layers'
+ * part split over the threads); fl_cost_act_seconds, the extra seconds a step pays for that traffic
+ * at that footprint (the profile's act_* figures, 0 without them). */
+double fl_act_footprint(const fl_arch *a, int batch, int seq);
+double fl_act_traffic(const fl_arch *a, int batch, int threads);
+bool fl_profile_has_act(const fl_profile *p);
+double fl_cost_act_seconds(const fl_profile *p, const fl_arch *a, int batch, int seq, int threads);
+
 /* A measured curve's rate at `bytes` (cb ascending, n >= 1 points): linear in log(bytes) between
  * points, the end points' rates beyond them (cost.c). */
 double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes);

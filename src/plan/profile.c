@@ -22,7 +22,8 @@
  * passes. fl_profile_measure takes FL_PROFILE_PASSES passes back to back; bench_plan takes one
  * before each round of timing its candidates, so the figures and the times it scores them against
  * sample the same minutes. The figures timed once, after the passes (level rates, efficiencies,
- * fixed step cost, bias pass, cold gx, quantized rates), and each pass's cell update and ladder
+ * fixed step cost, bias pass, cold gx, the activations' cost (cost_act.c: whole sessions, paired),
+ * quantized rates), and each pass's cell update and ladder
  * points keep their samples' median (REPS below). */
 #include "profile_internal.h"
 #include "recurrent.h"
@@ -653,7 +654,8 @@ static fl_status finish(fl_profile_run *r) {
         return st;
     p->bias_seconds = beyond;
     p->bias_seconds_cached = cached;
-    if ((st = measure_cold_gx_all(p)) || (st = fl_profile_measure_reread(p))) return st;
+    if ((st = measure_cold_gx_all(p)) || (st = fl_profile_measure_reread(p)) || (st = fl_profile_measure_act(p)))
+        return st;
     if ((st = fl_profile_measure_quant(p, FL_PRECISION_BF16)) || (st = fl_profile_measure_quant(p, FL_PRECISION_INT8)))
         return st;
     p->measured = 1;

@@ -113,6 +113,10 @@ size_t fl_profile_beyond_private(const fl_profile *p);
 /* p->run_reread (profile_reread.c), once the last level's capacity is measured. */
 fl_status fl_profile_measure_reread(fl_profile *p);
 
+/* p->act_bytes, p->act_seconds: whole sessions of a small-rank model at FL_PROFILE_ACT_POINTS
+ * lengths, paired with the shortest (cost_act.c). */
+fl_status fl_profile_measure_act(fl_profile *p);
+
 /* The machine's speed at a moment (profile_speed.c): one fixed packed product in L2, gemm_pk
  * FL_SPEED_ROWS x FL_SPEED_COLS x FL_SPEED_K, the median of 3 calls after one. w and y hold twice
  * the columns, so that a caller with a two-thread pool can time the same product split

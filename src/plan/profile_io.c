@@ -13,8 +13,9 @@
  * is priced from its near tables alone) and version 5 files (format 6 adds, optional,
  * thread_scale_pk, without which an SVD / CP input projection's stages take thread_scale_proj's
  * speed-ups) and version 6 files (format 7 adds, optional, "speed": the machine's speed while the
- * profile was measured, without which nothing is said of it). Load validates every field and names
- * it in the error. */
+ * profile was measured, without which nothing is said of it) and version 7 files (format 8 adds,
+ * optional, "activations": a session's activation cost by footprint, cost_act.c, without which the
+ * older gx-from-memory term prices it). Load validates every field and names it in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -78,7 +79,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
         cJSON_Delete(root), cJSON_Delete(levels);
         return fl_fail(FL_ERR_NOMEM, "out of memory writing a profile");
     }
-    cJSON_AddNumberToObject(root, "version", 7);
+    cJSON_AddNumberToObject(root, "version", 8);
     cJSON *id = cJSON_AddObjectToObject(root, "machine");
     cJSON_AddStringToObject(id, "vendor", p->id.vendor);
     cJSON_AddNumberToObject(id, "family", p->id.family);
@@ -125,6 +126,11 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     add_array(root, "thread_scale_proj_memory", p->thread_scale_proj_mem, FL_PROFILE_GEMM_POINTS);
     if (p->thread_scale_pk[0] > 0) add_array(root, "thread_scale_pk", p->thread_scale_pk, FL_PROFILE_GEMM_POINTS); /* format 6 */
     add_array(root, "cold_gx_seconds", &p->cold_gx_seconds[0][0], 6); /* dense, svd, cp: at rank H/16, H/4 */
+    if (fl_profile_has_act(p)) { /* format 8 */
+        cJSON *act = cJSON_AddObjectToObject(root, "activations");
+        add_array(act, "bytes", p->act_bytes, FL_PROFILE_ACT_POINTS);
+        add_array(act, "seconds_per_byte", p->act_seconds, FL_PROFILE_ACT_POINTS);
+    }
     if (p->speed_samples > 0) { /* format 7 */
         cJSON *sp = cJSON_AddObjectToObject(root, "speed");
         cJSON_AddNumberToObject(sp, "fastest", p->speed_fastest);
@@ -422,6 +428,26 @@ static bool get_speed(const cJSON *root, const char *path, fl_profile *p) {
     return true;
 }
 
+/* Optional "activations" (format 8): footprints > 0 and rising, seconds per byte >= 0. */
+static bool get_act(const cJSON *root, const char *path, fl_profile *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "activations");
+    if (!o) return true;
+    if (!cJSON_IsObject(o) || !cJSON_GetObjectItemCaseSensitive(o, "bytes") ||
+        !cJSON_GetObjectItemCaseSensitive(o, "seconds_per_byte")) {
+        fl_fail(FL_ERR_FORMAT, "%s: 'activations' must hold bytes and seconds_per_byte", path);
+        return false;
+    }
+    if (!get_array(o, "bytes", path, FL_PROFILE_ACT_POINTS, p->act_bytes) ||
+        !get_array(o, "seconds_per_byte", path, FL_PROFILE_ACT_POINTS, p->act_seconds))
+        return false;
+    for (int k = 0; k < FL_PROFILE_ACT_POINTS; k++)
+        if (!(p->act_bytes[k] > (k ? p->act_bytes[k - 1] : 0))) {
+            fl_fail(FL_ERR_FORMAT, "%s: 'activations' bytes must be > 0 and rising", path);
+            return false;
+        }
+    return true;
+}
+
 /* Optional curve: an array of at most FL_PROFILE_MAX_CURVE {bytes, bandwidth} points, growing in bytes. */
 static bool get_curve(const cJSON *root, const char *key, const char *path, size_t *bytes, double *bw, int *n) {
     const cJSON *curve = cJSON_GetObjectItemCaseSensitive(root, key), *r;
@@ -489,8 +515,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
     fl_status st = FL_ERR_FORMAT;
     const cJSON *levels = cJSON_GetObjectItemCaseSensitive(root, "caches"), *l;
     if (!get_num(root, "version", path, 1, &v)) goto done;
-    if (v > 7 || v != floor(v)) {
-        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 7", path, v);
+    if (v > 8 || v != floor(v)) {
+        st = fl_fail(FL_ERR_VERSION, "%s: profile version %g, expected 1 to 8", path, v);
         goto done;
     }
     if (!get_num(root, "cores", path, 1, &v)) goto done;
@@ -565,7 +591,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
         !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
         goto done;
-    if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p) || !get_speed(root, path, &p)) goto done;
+    if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p) || !get_speed(root, path, &p) || !get_act(root, path, &p))
+        goto done;
     p.curve_all_threads = (int)cat;
     if (p.n_curve_all && p.curve_all_threads < 2) {
         fl_fail(FL_ERR_FORMAT, "%s: 'curve_all' needs 'curve_all_threads' >= 2", path);
