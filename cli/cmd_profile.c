@@ -297,6 +297,13 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
         fprintf(f, "  step reading its input projections from memory: +%.2f ns per byte dense, svd %.2f / %.2f, "
                    "cp %.2f / %.2f (rank H/16 / H/4)\n",
                 cg[0][0] * 1e9, cg[1][0] * 1e9, cg[1][1] * 1e9, cg[2][0] * 1e9, cg[2][1] * 1e9);
+    if (p->act_bytes[0] > 0) {
+        fprintf(f, "  a session's activations (gx, outputs, input and output copies) with the run's buffers at");
+        for (int k = 1; k < FL_PROFILE_ACT_POINTS; k++) fprintf(f, "%s%.0f", k > 1 ? " / " : " ", p->act_bytes[k] / 1e6);
+        fprintf(f, " MB: +");
+        for (int k = 1; k < FL_PROFILE_ACT_POINTS; k++) fprintf(f, "%s%.0f", k > 1 ? " / " : "", p->act_seconds[k] * 1e12);
+        fprintf(f, " ps per byte of a step's traffic (over %.1f MB)\n", p->act_bytes[0] / 1e6);
+    }
     if (p->rec_far_bytes > 0)
         fprintf(f, "  dense step with W_hh beyond the private level (%.1f MB) at 4/16/64/256 rows: %.1f / %.1f / %.1f / %.1f "
                    "GFLOP/s, two-thread speed-up %.2f / %.2f / %.2f / %.2f\n", p->rec_far_bytes / 1e6,
