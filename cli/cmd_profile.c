@@ -117,6 +117,12 @@ cJSON *cli_profile_json(const fl_profile *p) {
     cJSON *cgx = cJSON_AddArrayToObject(o, "cold_gx_ns_per_byte"); /* dense, svd, cp at rank H/16, H/4 */
     for (int m = 0; m < 3; m++)
         for (int i = 0; i < 2; i++) cJSON_AddItemToArray(cgx, cJSON_CreateNumber(p->cold_gx_seconds[m][i] * 1e9));
+    cJSON *act = cJSON_AddObjectToObject(o, "activations"); /* zeros: not measured (cost_act.c) */
+    cJSON *actb = cJSON_AddArrayToObject(act, "bytes"), *acts = cJSON_AddArrayToObject(act, "ps_per_byte");
+    for (int k = 0; k < FL_PROFILE_ACT_POINTS; k++) {
+        cJSON_AddItemToArray(actb, cJSON_CreateNumber(p->act_bytes[k]));
+        cJSON_AddItemToArray(acts, cJSON_CreateNumber(p->act_seconds[k] * 1e12));
+    }
     cJSON *far = cJSON_AddObjectToObject(o, "recurrent_far"); /* zeros: not measured */
     cJSON_AddNumberToObject(far, "bytes", p->rec_far_bytes);
     cJSON *farr = cJSON_AddArrayToObject(far, "rows_gflops"), *fars = cJSON_AddArrayToObject(far, "thread_scale");

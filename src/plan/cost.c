@@ -100,6 +100,8 @@
  *     memory (cold_gx_seconds, linear in log R / H between H/16 and H/4), f_l the fraction from
  *     memory: 0 while the layer's per-sequence buffers (4 T B (4H + in_l + H) bytes) fit half the
  *     usable share of the last level, 1 from the usable share, linear between (cold_fraction).
+ *     With the profile's activation figures (format 8) t_g gives way to t_act: the run's activation
+ *     traffic a step times what whole sessions paid per byte at its footprint (cost_act.c).
  *   run's input and output passes: t_x = (2 B in + B W) times the bias pass's seconds per element
  *     (bias_rate at the bytes of x over the sequence, 4 T B in, and of y, 4 T B W), W = dirs out the
  *     top layer's output width: fl_session_run scans x for NaN / Inf (none for tokens), copies it
@@ -783,9 +785,9 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        /* the run's activations past the caches (cost_act.c: its sessions include gx from memory) */
-        const double act = fl_cost_act_seconds(p, a, batch, seq, threads);
-        c.seconds = t + L * p->step_overhead + cell + (fl_profile_has_act(p) ? act : cold) + io_seconds(p, a, batch, seq);
+        /* the run's activations past the caches (cost_act.c; gx from memory included), else gx alone */
+        const double act = fl_profile_has_act(p) ? fl_cost_act_seconds(p, a, batch, seq, threads) : cold;
+        c.seconds = t + L * p->step_overhead + cell + act + io_seconds(p, a, batch, seq);
     }
     c.working_set = (size_t)ws;
     c.threads = threads;
