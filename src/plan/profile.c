@@ -558,8 +558,8 @@ fl_status fl_profile_measure(fl_profile *p) {
  * sees does. Each level's knee (profile_knee.c) is applied to p's levels; *memory_bw: the median
  * curve's memory plateau on one thread (0 without a fall). Then the curves the cost model reads have
  * a dip that most passes met lifted to the next sizes' rate (fl_profile_curve_lift_dips); the knees
- * are read before, as the lift raises a plateau's median and with it the 80% line (lifted first,
- * the L2 knee read 1024-1444 KiB in seven runs, 1444 in the four before). */
+ * are read before, off the curves the knee rules were tested on (a lift raises a plateau's median
+ * and with it the 80% line). The L2 knee read 1024-1444 KiB in this evening's runs either way. */
 static void apply_capacities(fl_profile_run *r, double *memory_bw) {
     fl_profile *p = r->p;
     const bool all = p->cores >= 2;
