@@ -708,7 +708,7 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                     cell_l = by_rows ? (double)rrows * H * fl_cost_cell_seconds(p, rrows)
                                      : (double)batch * H * fl_cost_cell_seconds(p, batch) / tt;
                 cell += cell_l;
-                if (!lowp) { /* gx from memory once the sequence's buffers outgrow the last level */
+                if (!lowp && !fl_profile_has_act(p)) { /* gx from memory past the last level (else: act) */
                     fl_mat_desc di; /* this layer-direction's W_ih: the matrix before its W_hh */
                     fl_arch_matrix(a, i - 1, &di);
                     const double ws_seq = 4.0 * seq * batch * (4.0 * H + di.cols + H), gx = 16.0 * batch * H;
@@ -785,9 +785,9 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                 t += bias_rate(p, out_bytes) * batch * w.rows / (last ? seq : 1);
             }
         }
-        /* the run's activations past the caches (cost_act.c; gx from memory included), else gx alone */
-        const double act = fl_profile_has_act(p) ? fl_cost_act_seconds(p, a, batch, seq, threads) : cold;
-        c.seconds = t + L * p->step_overhead + cell + act + io_seconds(p, a, batch, seq);
+        /* cold: gx from memory; or the run's activations past the caches (cost_act.c, gx included) */
+        const double act = fl_cost_act_seconds(p, a, batch, seq, threads);
+        c.seconds = t + L * p->step_overhead + cell + cold + act + io_seconds(p, a, batch, seq);
     }
     c.working_set = (size_t)ws;
     c.threads = threads;

@@ -31,8 +31,6 @@
 #include "plan_internal.h"
 #include "profile_internal.h"
 
-#include <math.h>
-
 enum { ACT_H = 768, ACT_B = 16, ACT_RANK = 8, ACT_ROUNDS = 9 };
 static const int act_seq[FL_PROFILE_ACT_POINTS] = {4, 16, 48, 96, 192};
 
@@ -63,17 +61,9 @@ bool fl_profile_has_act(const fl_profile *p) { return p->act_bytes[0] > 0; }
 
 double fl_cost_act_seconds(const fl_profile *p, const fl_arch *a, int batch, int seq, int threads) {
     if (!fl_profile_has_act(p)) return 0.0;
-    const double f = fl_act_footprint(a, batch, seq);
-    const int n = FL_PROFILE_ACT_POINTS;
-    double e;
-    if (f <= p->act_bytes[0]) e = p->act_seconds[0];
-    else if (f >= p->act_bytes[n - 1]) e = p->act_seconds[n - 1];
-    else {
-        int k = 1;
-        while (p->act_bytes[k] < f) k++;
-        const double u = log(f / p->act_bytes[k - 1]) / log(p->act_bytes[k] / p->act_bytes[k - 1]);
-        e = p->act_seconds[k - 1] + u * (p->act_seconds[k] - p->act_seconds[k - 1]);
-    }
+    size_t b[FL_PROFILE_ACT_POINTS]; /* the figures as a measured curve (cost.c reads those) */
+    for (int k = 0; k < FL_PROFILE_ACT_POINTS; k++) b[k] = (size_t)p->act_bytes[k];
+    const double e = fl_cost_curve_at(b, p->act_seconds, FL_PROFILE_ACT_POINTS, fl_act_footprint(a, batch, seq));
     return e * fl_act_traffic(a, batch, threads);
 }
 

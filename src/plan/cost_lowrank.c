@@ -167,8 +167,7 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     fl_cost_pick_level(p, vb, 1, &bw_v);
     const int passes = (rows + PROJ_ROWS - 1) / PROJ_ROWS;
     /* the passes after the first read V from where V alone lives: past the private level, at the
-     * proj kernel's own rate from there (its far figure at one row: one pass over V), blended as
-     * the tables are by V's size */
+     * last level's streaming rate, blended as the tables are by V's size */
     const double fv = fl_cost_lr_far_share(p, vb), pass_v = vb / bw_v, bw_last = p->level[p->n_levels - 1].bandwidth;
     const double pass = fv > 0 && bw_last > 0 ? pass_v + fv * (vb / bw_last - pass_v) : pass_v;
     out->dup_mem = vb / bw_w + (passes - 1) * pass;
