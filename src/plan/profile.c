@@ -164,6 +164,15 @@ static fl_status measure_cold_gx_all(fl_profile *p) {
     return st;
 }
 
+/* Largest W_hh the ladder packs afresh, as a session packs its model's: two threads streaming a
+ * prefix of one shared buffer, the previous point's, read 13-15% faster at 5-7 MB (between the two
+ * cores' L2 and the L3: 65 against 57 GB/s at 5.9 MB, 54 against 47 at 7.0, medians of six passes
+ * alternating on the Xeon model 207, 2026-12-01) than on a buffer of their own; the runtime's own
+ * steps of a 650-unit layer read the latter (47 GB/s), and the shared figure priced 2 x 650 dense
+ * at batch 1 on two threads 1.2-1.4x too fast in every run of sessions 16-17. One thread, or past
+ * 10 MB, read the same either way. */
+#define FRESH_PACK_BYTES ((size_t)64 << 20)
+
 /* Weights for the streaming measurements: filled once, at the largest size, and shared. */
 typedef struct weights {
     float *w;
@@ -198,10 +207,10 @@ static fl_status measure_stream_t(size_t bytes, int threads, const weights *ws, 
     ly.whh = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = H, .w = w};
     ly.wih = (fl_mat){.method = FL_METHOD_DENSE, .rows = (int)G, .cols = 1, .w = buf + G + 3 * (size_t)H};
     ly.b_ih = ly.b_hh = buf; /* unused by the recurrent step */
-    /* ws large enough for the packed W_hh (4 H rows, H padded to whole blocks): used as the packed
-     * form as it is (what is streamed is the same bytes; a ladder to 512 MiB packed a copy of ~3.4 GB
-     * in all); else packed from w */
-    const fl_rec_pack shared = {.pw = ws && ws->n >= packed ? ws->w : NULL};
+    /* W_hh packed into a buffer of its own, as the runtime packs a model's, up to FRESH_PACK_BYTES;
+     * past it, ws large enough for the packed W_hh (4 H rows, H padded to whole blocks) is used as the
+     * packed form as it is (the same bytes are streamed; a ladder to 512 MiB packed ~3.4 GB in all) */
+    const fl_rec_pack shared = {.pw = ws && ws->n >= packed && bytes > FRESH_PACK_BYTES ? ws->w : NULL};
     if ((st = shared.pw ? fl_rec_create_packed(&ly, &shared, 1, threads, &r) : fl_rec_create(&ly, 1, threads, &r)))
         goto done;
     double t = fl_profile_without_cell(time_steps_n(r, 1, buf, buf + G, buf + G + H, buf + G + 2 * H, H, reps),
