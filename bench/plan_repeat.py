@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """How far bench_plan's score is set by the machine: two or more saved bench_plan outputs compared.
 
-    /usr/bin/python3 bench/plan_repeat.py RUN1.txt RUN2.txt [RUN3.txt ...]
+    /usr/bin/python3 bench/plan_repeat.py [--predict BENCH_PLAN] RUN1.txt RUN2.txt [RUN3.txt ...]
 
 Each RUN is the stdout of `build/bench_plan` (any options; the candidates common to all runs are
-compared). Printed, for every pair of runs (a, b):
+compared). With --predict, each run's predictions are made again by that bench_plan binary from the
+run's own profile, the file bp_profile.json beside RUN (bench_plan --profile DIR/bp_profile.json
+--refresh saves it there): a change to the cost model is scored on saved runs, their measurements
+as they were, without timing anything. Printed, for every pair of runs (a, b):
   - meas~meas: candidates whose measured latency in b is within 15% of a's (the benchmark's own
     repeatability: no prediction fixed before both runs can be within 15% of both measurements of a
     candidate whose two measurements are more than 32% apart, and within 15% of both for all of them
@@ -15,24 +18,25 @@ compared). Printed, for every pair of runs (a, b):
     the runs);
   - score a, score b: each run's own predictions within 15% of its own measurements (bench_plan's
     score), and cross a->b: a's predictions against b's measurements.
-Then the per-candidate table: measured and predicted in each run.
+Then the per-candidate table: measured and predicted in each run, and the median over the runs of
+measured / predicted (a miss the same in every run is the model's; one that changes sign, the
+machine's).
 """
 import itertools
 import math
+import os
 import re
+import statistics
+import subprocess
 import sys
 
 ROW = re.compile(r"^(dense|svd h/\d+|cp h/\d+)\s+(\d+)\s+(\d+)\s+\d+\s+([0-9.]+)\s+([0-9.]+)\s")
 SHAPE = re.compile(r"^(\d+)/(\d+)/(\d+) \(input/hidden/layers\), seq (\d+)")
 
 
-def parse(path):
-    """{(shape, config, batch, threads): (predicted us, measured us)} of one bench_plan output."""
+def rows(lines):
+    """{(shape, config, batch, threads): (predicted us, measured us)} of bench_plan's output lines."""
     runs, shape = {}, None
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except OSError as e:
-        sys.exit(f"plan_repeat: {path}: {e.strerror}")
     for line in lines:
         m = SHAPE.match(line)
         if m:
@@ -40,9 +44,35 @@ def parse(path):
             continue
         m = ROW.match(line)
         if m and shape:
-            pred, meas = float(m.group(4)), float(m.group(5))
-            if pred > 0 and meas > 0:
-                runs[(shape, m.group(1), int(m.group(2)), int(m.group(3)))] = (pred, meas)
+            runs[(shape, m.group(1), int(m.group(2)), int(m.group(3)))] = (float(m.group(4)), float(m.group(5)))
+    return runs
+
+
+def predict(bench_plan, path):
+    """Predictions of `bench_plan --predict-only` from the profile saved beside run `path`."""
+    prof = os.path.join(os.path.dirname(os.path.abspath(path)), "bp_profile.json")
+    if not os.path.isfile(prof):
+        sys.exit(f"plan_repeat: {path}: no bp_profile.json beside it to predict from")
+    try:
+        out = subprocess.run([bench_plan, "--profile", prof, "--predict-only"], capture_output=True, text=True)
+    except OSError as e:
+        sys.exit(f"plan_repeat: {bench_plan}: {e.strerror}")
+    if out.returncode != 0:
+        sys.exit(f"plan_repeat: {bench_plan} --profile {prof} --predict-only failed: {out.stderr.strip()}")
+    return {k: v[0] for k, v in rows(out.stdout.splitlines()).items()}
+
+
+def parse(path, bench_plan=None):
+    """{(shape, config, batch, threads): (predicted us, measured us)} of one saved bench_plan output,
+    the predictions made again by `bench_plan` when given."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError as e:
+        sys.exit(f"plan_repeat: {path}: {e.strerror}")
+    runs = {k: v for k, v in rows(lines).items() if v[0] > 0 and v[1] > 0}
+    if bench_plan:
+        new = predict(bench_plan, path)
+        runs = {k: (new[k], v[1]) for k, v in runs.items() if new.get(k, 0) > 0}
     if not runs:
         sys.exit(f"plan_repeat: {path}: no measured candidates (is it bench_plan's output, not --predict-only?)")
     return runs
@@ -53,11 +83,17 @@ def within(a, b):
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] in ("-h", "--help"):
+    if len(argv) > 1 and argv[1] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if len(argv) > 1 and argv[1] in ("-h", "--help") else 2
+        return 0
+    bench_plan = None
+    if len(argv) > 2 and argv[1] == "--predict":
+        bench_plan, argv = argv[2], argv[:1] + argv[3:]
+    if len(argv) < 3 or any(a.startswith("--") for a in argv[1:]):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     names = argv[1:]
-    runs = [parse(p) for p in names]
+    runs = [parse(p, bench_plan) for p in names]
     keys = sorted(set.intersection(*(set(r) for r in runs)))
     if not keys:
         sys.exit("plan_repeat: the runs have no candidate in common")
@@ -80,11 +116,13 @@ def main(argv):
           f"could be within 15% of all): {fixed}/{n}")
     for idx, p in enumerate(names):
         print(f"run {idx + 1}: {p}")
-    print(f"\n{'candidate':<34}" + "".join(f"{'meas ' + str(i + 1):>10}{'pred ' + str(i + 1):>10}" for i in range(len(runs))))
+    print(f"\n{'candidate':<34}" + "".join(f"{'meas ' + str(i + 1):>10}{'pred ' + str(i + 1):>10}" for i in range(len(runs)))
+          + "  median meas/pred")
     for k in keys:
         cells = "".join(f"{r[k][1]:>10.1f}{r[k][0]:>10.1f}" for r in runs)
         spread = max(r[k][1] for r in runs) / min(r[k][1] for r in runs)
-        print(f"{k[0] + ' ' + k[1]:<24} B{k[2]:<3} t{k[3]:<3}{cells}  spread {spread:.2f}"
+        ratio = statistics.median(r[k][1] / r[k][0] for r in runs)
+        print(f"{k[0] + ' ' + k[1]:<24} B{k[2]:<3} t{k[3]:<3}{cells}  {ratio:5.2f}  spread {spread:.2f}"
               + (" *" if math.log(spread) > math.log(1.15 / 0.85) else ""))
     return 0
 
