@@ -267,6 +267,49 @@ static void test_reported_512_measured_32(void **state) {
     assert_int_equal(p.level[2].bytes, 512 * MIB);
 }
 
+/* Sharing judged by the best pass: three passes of the all-cores ladder on a machine whose two cores
+ * have a private 1 MiB L2 each; in two the second vCPU is taken from the L2 on (that stretch
+ * streams as one core does), in one it is not. The median curve falls at one core's L2, the best
+ * pass at both cores': the L2 stays private. Three passes that all fall at 1 MiB (one L2 for both)
+ * keep it shared, and the last level keeps the median's knee. */
+static void test_sharing_by_best_pass(void **state) {
+    (void)state;
+    const machine all = {3, {96 * KIB, 2 * MIB, 32 * MIB}, {380e9, 230e9, 140e9}, 60e9};
+    const machine taken = {3, {96 * KIB, 1 * MIB, 32 * MIB}, {380e9, 230e9, 80e9}, 36e9};
+    const machine one_l2 = {3, {96 * KIB, 1 * MIB, 48 * MIB}, {380e9, 230e9, 140e9}, 60e9};
+    size_t b[NPTS];
+    double bw1[NPTS], passes[3 * NPTS], med[NPTS], best[NPTS];
+    curve(&three, 0.03, 7, b, bw1);
+    fl_knee k1[4], km[4], kb[4];
+    const int n1 = fl_profile_find_levels(b, bw1, NPTS, k1, 4, NULL);
+    assert_int_equal(n1, 3);
+    for (int shared = 0; shared < 2; shared++) {
+        for (int q = 0; q < 3; q++) /* pass 1 clean unless the L2 is one for both */
+            curve(shared ? &one_l2 : q == 1 ? &all : &taken, 0.03, 11 + (uint64_t)q, b, passes + q * NPTS);
+        fl_profile_curve_median(passes, 3, NPTS, med);
+        fl_profile_curve_max(passes, 3, NPTS, best);
+        for (int k = 0; k < NPTS; k++) assert_true(best[k] >= med[k]);
+        const int nm = fl_profile_find_levels(b, med, NPTS, km, 4, NULL), nb = fl_profile_find_levels(b, best, NPTS, kb, 4, NULL);
+        assert_int_equal(nm, 3);
+        assert_int_equal(nb, 3);
+        assert_true(km[1].bytes < 3 * MIB / 2); /* the median alone says one L2 for both */
+        const size_t last = km[2].bytes;
+        fl_profile_knees_best(km, nm, kb, nb);
+        assert_int_equal(km[2].bytes, last);
+        fl_profile p;
+        reported_vm(&p);
+        fl_profile_apply_levels(&p, k1, n1, km, nm);
+        assert_int_equal(p.n_levels, 3);
+        assert_int_equal(p.level[1].shared_cpus, shared ? 2 : 1);
+        assert_int_equal(p.level[1].all_cores_bytes, shared ? ladder_floor(1 * MIB) : ladder_floor(2 * MIB));
+    }
+    /* curves showing other levels are not paired: the median's knees stay */
+    fl_knee a[2] = {{.bytes = 1 * MIB}, {.bytes = 32 * MIB}}, c[3] = {{.bytes = 2 * MIB}, {.bytes = 8 * MIB}, {.bytes = 64 * MIB}};
+    fl_profile_knees_best(a, 2, c, 3);
+    assert_int_equal(a[0].bytes, 1 * MIB);
+    assert_int_equal(a[1].bytes, 32 * MIB);
+}
+
 /* ------------------------------------------------------------ identity */
 
 static void test_identity_saved_and_checked(void **state) {
@@ -396,6 +439,7 @@ int main(void) {
         cmocka_unit_test(test_no_visible_l3),
         cmocka_unit_test(test_large_l3),
         cmocka_unit_test(test_reported_512_measured_32),
+        cmocka_unit_test(test_sharing_by_best_pass),
         cmocka_unit_test(test_measured_vm_curve),
         cmocka_unit_test(test_identity_saved_and_checked),
         cmocka_unit_test(test_cli_refuses_other_machine),

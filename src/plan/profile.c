@@ -583,6 +583,13 @@ static void apply_capacities(fl_profile_run *r, double *memory_bw) {
     double memory_all = 0;
     int nall = fl_profile_find_levels(p->curve_all_bytes, p->curve_all_bandwidth, p->n_curve_all, kall,
                                       FL_PROFILE_MAX_LEVELS, &memory_all);
+    if (all) { /* the private levels' sharing by the best pass (fl_profile_knees_best) */
+        double best[LADDER_POINTS];
+        fl_knee kbest[FL_PROFILE_MAX_LEVELS];
+        fl_profile_curve_max(r->vall, r->n, LADDER_POINTS, best);
+        const int nbest = fl_profile_find_levels(p->curve_all_bytes, best, LADDER_POINTS, kbest, FL_PROFILE_MAX_LEVELS, NULL);
+        fl_profile_knees_best(kall, nall, kbest, nbest);
+    }
     /* all cores streaming from memory together, each its own part: the all-cores curve's memory
      * plateau (else its top point) */
     p->dram_bandwidth_all = !all ? 0 : memory_all > 0 ? memory_all : p->curve_all_bandwidth[p->n_curve_all - 1];

@@ -72,6 +72,21 @@ int fl_profile_find_levels(const size_t *bytes, const double *bw, int n, fl_knee
  * for an even count), i < n; 1 <= n_passes <= FL_PROFILE_MAX_DRAWS, n <= FL_PROFILE_MAX_CURVE. */
 void fl_profile_curve_median(const double *passes, int n_passes, int n, double *out);
 
+/* out[i] = the highest over the n_passes passes of passes[p * n + i], i < n (the same bounds). */
+void fl_profile_curve_max(const double *passes, int n_passes, int n, double *out);
+
+/* The all-cores knees a level's sharing is judged by (fl_profile_apply_levels): those of the
+ * passes' median curve, kall[0..nall), each level's below the last raised to the knee of the
+ * passes' point-wise best curve (kbest[0..nbest), found the same way) when the two show the same
+ * levels. Two threads that once streamed twice a level's one-core capacity at its rate had a copy
+ * of it each; a co-tenant taking the second vCPU only shortens a pass's curve. A `fastlstm profile`
+ * taken while 56% of its speed samples ran slow had the second vCPU taken from 1.75 MB on in two of
+ * its three passes: its median all-cores curve fell at the one-core L2 knee, the L2 read as shared,
+ * the private level became L1, and 2 x 650 / 1500 priced from it put 26 of 48 bench_plan candidates
+ * within 15% where the run's own profile put 43 (docs/planner.md, "Session 18"). The last level keeps
+ * the median's knee: the cost model reads its all-cores rate off the curve itself. */
+void fl_profile_knees_best(fl_knee *kall, int nall, const fl_knee *kbest, int nbest);
+
 /* Dips lifted out of a streaming curve bw[0..n) (a rate per working set, sizes rising): each point
  * becomes at least the highest of the FL_CURVE_DIP_WINDOW points after it (their values before
  * any lifting). Streaming does not get faster as the working set grows, and a co-tenant only slows

@@ -42,6 +42,20 @@ void fl_profile_curve_median(const double *passes, int n_passes, int n, double *
     }
 }
 
+void fl_profile_curve_max(const double *passes, int n_passes, int n, double *out) {
+    if (n_passes > FL_PROFILE_MAX_DRAWS) n_passes = FL_PROFILE_MAX_DRAWS;
+    for (int i = 0; i < n && i < FL_PROFILE_MAX_CURVE; i++) {
+        out[i] = passes[i];
+        for (int q = 1; q < n_passes; q++) out[i] = fmax(out[i], passes[(size_t)q * n + i]);
+    }
+}
+
+void fl_profile_knees_best(fl_knee *kall, int nall, const fl_knee *kbest, int nbest) {
+    if (nall != nbest) return; /* the best curve shows other levels: nothing to pair */
+    for (int i = 0; i + 1 < nall; i++)
+        if (kbest[i].bytes > kall[i].bytes) kall[i].bytes = kbest[i].bytes;
+}
+
 void fl_profile_curve_lift_dips(double *bw, int n) {
     /* from the large end: bw[i + 1..] still hold what was measured when bw[i] is lifted, as the
      * window's maximum is kept over the measured values (m), not the lifted ones */
