@@ -170,7 +170,8 @@ static fl_status measure_cold_gx_all(fl_profile *p) {
  * alternating on the Xeon model 207, 2026-12-01) than on a buffer of their own; the runtime's own
  * steps of a 650-unit layer read the latter (47 GB/s), and the shared figure priced 2 x 650 dense
  * at batch 1 on two threads 1.2-1.4x too fast in every run of sessions 16-17. One thread, or past
- * 10 MB, read the same either way. */
+ * 10 MB, read the same either way. 64 MiB covers that range with room to spare; packing the
+ * ladder's points up to it copies ~0.4 GB a ladder, all of them to 512 MiB would copy ~3.4 GB. */
 #define FRESH_PACK_BYTES ((size_t)64 << 20)
 
 /* Weights for the streaming measurements: filled once, at the largest size, and shared. */
