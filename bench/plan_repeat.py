@@ -20,7 +20,9 @@ as they were, without timing anything. Printed, for every pair of runs (a, b):
     score), and cross a->b: a's predictions against b's measurements.
 Then the per-candidate table: measured and predicted in each run, and the median over the runs of
 measured / predicted (a miss the same in every run is the model's; one that changes sign, the
-machine's).
+machine's); last, for each candidate timed on one thread and on more, the median over the runs of the
+measured speed-up over the predicted one (the thread scaling's own miss, apart from the one-thread
+time's).
 """
 import itertools
 import math
@@ -124,6 +126,14 @@ def main(argv):
         ratio = statistics.median(r[k][1] / r[k][0] for r in runs)
         print(f"{k[0] + ' ' + k[1]:<24} B{k[2]:<3} t{k[3]:<3}{cells}  {ratio:5.2f}  spread {spread:.2f}"
               + (" *" if math.log(spread) > math.log(1.15 / 0.85) else ""))
+    # the thread speed-up apart from the one-thread time: per candidate measured on one thread and on
+    # more, (measured t1 / measured tN) / (predicted t1 / predicted tN) in each run, the median
+    pairs = [(k, k[:3] + (1,)) for k in keys if k[3] > 1 and k[:3] + (1,) in keys]
+    if pairs:
+        print("\nthread speed-up, measured / predicted (> 1: the threads gain more than predicted), median over the runs")
+        for k, k1 in pairs:
+            g = statistics.median((r[k1][1] / r[k][1]) / (r[k1][0] / r[k][0]) for r in runs)
+            print(f"{k[0] + ' ' + k[1]:<24} B{k[2]:<3} t1 -> t{k[3]:<3} {g:5.2f}")
     return 0
 
 
