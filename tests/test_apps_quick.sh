@@ -85,4 +85,12 @@ grep -q "fastlstm train" "$T/log2" && fail "the rerun trained fmnist again inste
 [ -s "$T/cache/run/fmnist/timing.txt" ] || fail "no fmnist timing.txt"
 grep -q '^| fmnist |' "$T/apps.md" || fail "the rerun's report lost the fmnist row"
 grep -q '^| charlm |' "$T/apps.md" || fail "the rerun's report lost the charlm row"
+# A report while another run is still at work: an application trained but not yet compressed (its
+# compress.json and what follows missing) is reported as such, not a crash.
+cp -r "$T/cache/run" "$T/partial"
+rm -f "$T/partial/fmnist/compress.json" "$T/partial/fmnist/comp_"* "$T/partial/fmnist/timing.txt"
+expect 0 "$PY" "$ROOT/bench/apps/report.py" --run "$T/partial" --out "$T/partial.md" ||
+  fail "report.py failed on a cache with fmnist not yet compressed"
+grep -q '^| fmnist |' "$T/partial.md" || fail "the partial report has no fmnist row"
+grep -q '^| charlm |' "$T/partial.md" || fail "the partial report lost the charlm row"
 [ $failures -eq 0 ] && echo "OK" || { echo "$failures failure(s)"; exit 1; }

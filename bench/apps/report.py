@@ -174,7 +174,7 @@ def decomposition_lines(res):
         d, c = t.get(("fastlstm-dense", 1)), t.get(("fastlstm-compressed", 1))
         peers = [t.get((k, 1)) for k in ("onnxruntime-dense", "onednn-lstm")]
         peers = [v for v in peers if isinstance(v, float)]
-        comp = r["compress"][0] if r["compress"] else {}
+        comp = (r["compress"][0] if r["compress"] else None) or {}  # a split not compressed yet: None
         cert = comp.get("certification") or {}
         n = cert.get("count")
         unit = "tokens" if r["lm"] else "sequences (1 = %.2f points)" % (100.0 / n) if n else ""
