@@ -6,11 +6,13 @@
 
 static int cmd_version(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: fastlstm version\n\nPrint the version of fastlstm.\n\nexample:\n  fastlstm version\n");
+        printf("usage: fastlstm version\n\nPrint the version of fastlstm and which OpenBLAS kernels it runs (OPENBLAS_CORETYPE:\n"
+               "set by fastlstm where OpenBLAS on its own would fall back below this CPU).\n\nexample:\n  fastlstm version\n");
         return CLI_OK;
     }
     if (argc > 1) return cli_fail("version", CLI_USAGE, "unexpected argument '%s'", argv[1]);
     printf("fastlstm %s\n", fl_version());
+    cli_blas_print(stdout);
     return CLI_OK;
 }
 

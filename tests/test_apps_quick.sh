@@ -77,6 +77,10 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PYEOF
 
+# The timing states the OpenBLAS kernels every side ran (run.sh exports one OPENBLAS_CORETYPE for all).
+grep -q '^OpenBLAS kernels (`OPENBLAS_CORETYPE`' "$T/apps.md" || fail "the report does not state the OpenBLAS kernels"
+grep -q '^blas-core 0 ' "$T/cache/run/fmnist/timing.txt" || fail "fmnist's timing.txt does not record the OpenBLAS core"
+
 # Resume: a second run finds every step done (no training again) and writes the same rows.
 lines=$(wc -l <"$T/cache/run/log.txt")
 expect 0 timeout 300 "${RUN[@]}" --only fmnist || true

@@ -280,6 +280,12 @@ def main():
     if os.path.exists(peers):
         L.append("")
         L.append("Peers: " + open(peers).read().strip())
+    # OPENBLAS_CORETYPE of each application's timing (run.sh: the same for every side)
+    cores = sorted({str((r["timing"] or {}).get(("blas-core", 0), "not recorded"))
+                    for r in res.values() if r is not None and r["timing"]})
+    if cores:
+        L.append("")
+        L.append("OpenBLAS kernels (`OPENBLAS_CORETYPE`, the same for every side of a timing): %s." % ", ".join(cores))
     L.append("")
     # ------------------------------------------------------------ summary
     L.append("## Summary (batch 1 unless noted; xN = peer latency / compressed fastlstm latency)")

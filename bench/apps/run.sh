@@ -19,6 +19,8 @@
 #                    classifiers (the dense size is fixed before compression: see CONFIG)
 #     --redo-timing  time again (models and metrics stay cached)
 #     --no-timing    train, compress and evaluate only; time later (on a quiet machine) with --redo-timing
+#     --coretype N   OPENBLAS_CORETYPE=N for every side's timing (default: the environment's; unset, the
+#                    core fastlstm runs by itself, `fastlstm version`, so PyTorch gets the same kernels)
 #     --lengths      variable-length batches in fastlstm's timing: each batch takes the true lengths of the
 #                    first B test sequences (speech frames, text tokens; `fastlstm bench --lengths`, issue 11);
 #                    the peers still run padded to the request length. Off by default (padded everywhere).
@@ -31,9 +33,9 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/apps
 PY=/usr/bin/python3
-QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0 NO_TIMING=0 LENGTHS=0
+QUICK=0 ONLY="" CACHE="" DATA="" OUT=$ROOT/docs/apps.md SWEEP=0 REDO_TIMING=0 NO_TIMING=0 LENGTHS=0 CORETYPE=""
 ALL_APPS="fmnist wordlm sentiment speech babi charlm"
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -u$/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
     --redo-timing) REDO_TIMING=1 ;;
     --no-timing) NO_TIMING=1 ;;
     --lengths) LENGTHS=1 ;;
+    --coretype) CORETYPE=${2:?--coretype needs an OpenBLAS core name}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -100,6 +103,13 @@ else
   FL=$BUILD/fastlstm
 fi
 [ -x "$FL" ] || { echo "run.sh: no fastlstm binary at $FL" >&2; exit 1; }
+# Every side's BLAS runs the same OpenBLAS kernels: the fastlstm CLI sets OPENBLAS_CORETYPE for itself
+# where OpenBLAS alone would fall back below the CPU (cli/blas_core.c); PyTorch would not.
+[ -n "$CORETYPE" ] && export OPENBLAS_CORETYPE=$CORETYPE
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  CORETYPE=$("$FL" version 2>/dev/null | sed -n 's/.*OPENBLAS_CORETYPE=\([A-Za-z0-9_]*\) set by fastlstm.*/\1/p' | head -1)
+  [ -n "$CORETYPE" ] && export OPENBLAS_CORETYPE=$CORETYPE
+fi
 TORCH_WHY=""
 $PY -c "import torch" >/dev/null 2>&1 || TORCH_WHY="$PY cannot import torch"
 ONEDNN=$CACHE/run/onednn_lstm ONEDNN_WHY=""
@@ -258,7 +268,7 @@ EOF
   input=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["arch"]["input"])' "$R/$s0/dense_info.json")
   [ -z "$TORCH_WHY" ] && [ ! -s "$onnx" ] && { $PY "$HERE/torch_time.py" "$M" 1 $T 1 1 export "$onnx" >>"$LOG" 2>&1 || rm -f "$onnx"; }
   local B t=$R/timing.txt.tmp
-  : >"$t"
+  echo "blas-core 0 ${OPENBLAS_CORETYPE:-unset}" >"$t"  # the same for every side
   for B in $BATCHES; do
     local lens=""
     if [ $LENGTHS = 1 ] && [ "${kind#lm}" = "$kind" ]; then  # the first B test sequences' true lengths, cut to T
