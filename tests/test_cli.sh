@@ -17,7 +17,7 @@ done
 for c in demo version init info run bench decompose; do
     expect 0 "$CLI" "$c" --help && has out "example"
 done
-expect 0 "$CLI" version && has out "fastlstm "
+expect 0 "$CLI" version && has out "fastlstm " && has out "BLAS: OpenBLAS runs its"
 expect 2 "$CLI" version extra && has err "'extra'"
 
 # ---------------------------------------------------------------- init
