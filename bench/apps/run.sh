@@ -19,8 +19,9 @@
 #                    classifiers (the dense size is fixed before compression: see CONFIG)
 #     --redo-timing  time again (models and metrics stay cached)
 #     --no-timing    train, compress and evaluate only; time later (on a quiet machine) with --redo-timing
-#     --coretype N   OPENBLAS_CORETYPE=N for every side's timing (default: the environment's; unset, the
-#                    core fastlstm runs by itself, `fastlstm version`, so PyTorch gets the same kernels)
+#     --coretype N   OPENBLAS_CORETYPE=N for every side, training and timing alike (default: the
+#                    environment's; unset, the core fastlstm runs by itself, `fastlstm version`, so
+#                    PyTorch gets the same kernels)
 #     --lengths      variable-length batches in fastlstm's timing: each batch takes the true lengths of the
 #                    first B test sequences (speech frames, text tokens; `fastlstm bench --lengths`, issue 11);
 #                    the peers still run padded to the request length. Off by default (padded everywhere).
