@@ -10,6 +10,7 @@
 
 static void print_bytes(FILE *f, size_t b) {
     if (b >= (1u << 20) && b % (1u << 20) == 0) fprintf(f, "%zu MiB", b >> 20);
+    else if (b >= (1u << 20)) fprintf(f, "%.1f MiB", b / 1048576.0);
     else if (b >= 1024) fprintf(f, "%.4g KiB", b / 1024.0);
     else fprintf(f, "%zu B", b);
 }
