@@ -277,11 +277,23 @@ static void test_far(void **state) {
     fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 2, false, 0, &lc);
     assert_close(lc.dup_comp, 64 * 1.0, 1e-9);
     assert_close(lc.comp, 64 * 2.0 / 2, 1e-9); /* its share of the panel, over the speed-up (2) */
-    /* one thread at one row: a quarter far, but no far excess (its step re-reads V and U as the
-     * streaming curve does: the mem terms price it); at 20 rows it has it (above) */
+    /* one thread at one row, a quarter far: the far figures read the last level (the SVD panel at
+     * rank 256 streams 16 x 256 B in 5 s, above the level's 10 B/s), so the excess as at 20 rows */
     fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 1, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 64 * 1.5, 1e-9);
+    assert_close(lc.comp, 64 * 2.75, 1e-9);
+    /* ... but not where they read slower than the last level (a cold pass from memory: 16 x 256 B in
+     * 1024 s, 4 B/s against 10): its step re-reads V and U as the streaming curve does, the mem terms
+     * price it; at 20 rows the excess stays */
+    fl_profile cold = p;
+    for (int j = 0; j < NR; j++)
+        for (int k = 0; k < NK; k++) cold.lr_panel_far_seconds[FL_METHOD_SVD][j][k] = 1024;
+    fl_cost_lowrank_step(&cold, FL_METHOD_SVD, 64, 64, 16, 1, 1, false, 0, &lc);
     assert_close(lc.dup_comp, 64 * 1.0, 1e-9);
     assert_close(lc.comp, 64 * 2.0, 1e-9);
+    fl_cost_lowrank_step(&cold, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 1.5, 1e-9);
+    assert_close(lc.comp, 20 * 64 * (2 + 0.25 * (1024 - 2)), 1e-9);
     /* on two threads the far excess goes at the last level's two-core rate over one core's (15 / 10):
      * split by blocks at K = 32, R = 32 (V 4 KiB + U / 2 16 KiB: a quarter far) each thread its half
      * of U's excess, none of V's (both threads read the same V at once); the near parts as before

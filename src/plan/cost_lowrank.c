@@ -65,6 +65,14 @@
  * predicted 164 -> 179 of 240, within 15% of the measurement 238 -> 237 of 336 (commit 1e3a150
  * said 239: a miscount). Split over threads the excess stays: without it run H's 1500 SVD h/8, h/16
  * and CP h/4 at batch 1 on two threads read 1.26-1.28 (0.97-1.10 with it).
+ * That holds where the far tables' one-row figures are such a cold pass. On the 2-vCPU Zen 5 (session
+ * 20) they read the last level instead (the SVD panel at one row 71-84 GB/s against a last level of
+ * 80-100; DRAM 26-41), the runtime's low-rank panel streams from there at that rate, not at the
+ * dense step's (the streaming curve: 65-99 GB/s at 5-12 MB, moving with the co-tenants), and the
+ * one-thread one-row steps read 1.11-1.17x their prediction in four bench_plan runs; so where the far
+ * figures read the last level (far_row1_cached) the excess is taken at one row too: those four runs
+ * rescored 146 -> 154 of 192 within 15%, three runs taken after the change was written 124 -> 126 of
+ * 144 (1500 SVD h/4, h/8 and CP h/4 at one row, one thread: 1.13, 1.09, 1.13 -> 1.06, 1.07, 1.09).
  * Without far tables (older profiles) the near tables alone, as before.
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
@@ -139,6 +147,18 @@ static double far_gain(const fl_profile *p, int n) {
     return g > n ? n : g < 1 ? 1 : g;
 }
 
+/* Whether the far tables' one-row figures read the last level: the SVD panel at rank 256 and one
+ * row streams its U (16 R bytes a unit) at >= FAR_CACHED of the last level's plateau rate. Where they
+ * read slower (the 2-vCPU Xeon: 14-18 GB/s against 27-30), each call's weights came from memory, a
+ * cold pass no step that re-reads its weights meets, so a one-thread step at one row takes no far
+ * excess (below). */
+#define FAR_CACHED 0.8
+static bool far_row1_cached(const fl_profile *p) {
+    const double s = fl_cost_lr_table(p->lr_panel_far_seconds[FL_METHOD_SVD], 256, 1);
+    const double last = p->level[p->n_levels - 1].bandwidth;
+    return s > 0 && last > 0 && 16.0 * 256 / s >= FAR_CACHED * last;
+}
+
 void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,
                           double sync, fl_lr_cost *out) {
     const double Rp = (double)((R + NB - 1) / NB * NB), Hb = (double)((H + NB - 1) / NB * NB);
@@ -180,11 +200,12 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
         const double slow = n / fl_cost_rec_scale(p, n, batch);
         out->dup_comp *= slow, out->comp *= slow;
     }
-    /* the far tables' excess: the wait on the last level, at n threads' rate from it; not for one
-     * thread at one row, whose step re-reads the same V and U every step as the streaming curve
-     * does (the mem terms price it): the far tables' one-row figures are one cold pass over a fresh
-     * copy of the weights (14-18 GB/s in session 16's profiles, the curve 27-30) */
-    if (f > 0 && (rows > 1 || n > 1)) {
+    /* the far tables' excess: the wait on the last level, at n threads' rate from it; for one
+     * thread at one row only where the far figures read the last level: where they are one cold
+     * pass over a fresh copy of the weights (14-18 GB/s in session 16's profiles, the curve 27-30)
+     * the step, which re-reads the same V and U every step as the streaming curve does, is priced by
+     * the mem terms alone */
+    if (f > 0 && (rows > 1 || n > 1 || far_row1_cached(p))) {
         const double g = far_gain(p, n);
         const double xv = rows * (double)K * excess(p->lr_proj_seconds, p->lr_proj_far_seconds, f, Rp, rows);
         const double xu = rows * Hb * excess(p->lr_panel_seconds[m], p->lr_panel_far_seconds[m], f, R, rows);
