@@ -66,10 +66,11 @@
  * said 239: a miscount). Split over threads the excess stays: without it run H's 1500 SVD h/8, h/16
  * and CP h/4 at batch 1 on two threads read 1.26-1.28 (0.97-1.10 with it).
  * That holds where the far tables' one-row figures are such a cold pass. On the 2-vCPU Zen 5 (session
- * 20) they read the last level instead (the SVD panel at one row 71-84 GB/s against a last level of
- * 80-100; DRAM 26-41), the runtime's low-rank panel streams from there at that rate, not at the
- * dense step's (the streaming curve: 65-99 GB/s at 5-12 MB, moving with the co-tenants), and the
- * one-thread one-row steps read 1.11-1.17x their prediction in four bench_plan runs; so where the far
+ * 20) they read the last level instead (the SVD panel at rank 256 and one row at 0.76-1.06 of the last
+ * level's rate in ten profiles; DRAM 24-41 GB/s), the runtime's low-rank panel streams from there at
+ * that rate, not at the dense step's (the streaming curve: 65-99 GB/s at 5-12 MB, moving with the
+ * co-tenants), and the one-thread one-row steps read 1.11-1.17x their prediction in four bench_plan
+ * runs; so where the far
  * figures read the last level (far_row1_cached) the excess is taken at one row too: those four runs
  * rescored 146 -> 154 of 192 within 15%, three runs taken after the change was written 124 -> 126 of
  * 144 (1500 SVD h/4, h/8 and CP h/4 at one row, one thread: 1.13, 1.09, 1.13 -> 1.06, 1.07, 1.09).
@@ -148,11 +149,11 @@ static double far_gain(const fl_profile *p, int n) {
 }
 
 /* Whether the far tables' one-row figures read the last level: the SVD panel at rank 256 and one
- * row streams its U (16 R bytes a unit) at >= FAR_CACHED of the last level's plateau rate. Where they
- * read slower (the 2-vCPU Xeon: 14-18 GB/s against 27-30), each call's weights came from memory, a
- * cold pass no step that re-reads its weights meets, so a one-thread step at one row takes no far
- * excess (below). */
-#define FAR_CACHED 0.8
+ * row streams its U (16 R bytes a unit) at >= FAR_CACHED of the last level's plateau rate (the Zen 5
+ * of session 20: 0.76-1.06 in ten profiles; the Xeon of session 16: 14-18 GB/s against 27-30, about
+ * 0.5-0.65). Where they read slower, each call's weights came from memory, a cold pass that no step
+ * re-reading its weights meets, so a one-thread step at one row takes no far excess (below). */
+#define FAR_CACHED 0.7
 static bool far_row1_cached(const fl_profile *p) {
     const double s = fl_cost_lr_table(p->lr_panel_far_seconds[FL_METHOD_SVD], 256, 1);
     const double last = p->level[p->n_levels - 1].bandwidth;
