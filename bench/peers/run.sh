@@ -77,7 +77,7 @@ fi
 FL=$BUILD/fastlstm
 ONEDNN_WHY=""
 gcc -O2 -o "$BUILD/onednn_lstm" "$HERE/onednn_lstm.c" -ldnnl >"$WORK/onednn.log" 2>&1 ||
-  ONEDNN_WHY="cannot build the oneDNN harness ($(head -1 "$WORK/onednn.log"))"
+  ONEDNN_WHY="cannot build the oneDNN harness ($(head -1 "$WORK/onednn.log"); Debian's libdnnl-dev provides it)"
 TORCH_WHY=""
 $PY -c "import torch" >/dev/null 2>&1 || TORCH_WHY="$PY cannot import torch"
 ORT_WHY=""
