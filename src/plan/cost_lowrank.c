@@ -70,10 +70,10 @@
  * level's rate in ten profiles; DRAM 24-41 GB/s), the runtime's low-rank panel streams from there at
  * that rate, not at the dense step's (the streaming curve: 65-99 GB/s at 5-12 MB, moving with the
  * co-tenants), and the one-thread one-row steps read 1.11-1.17x their prediction in four bench_plan
- * runs; so where the far
- * figures read the last level (far_row1_cached) the excess is taken at one row too: those four runs
- * rescored 146 -> 154 of 192 within 15%, three runs taken after the change was written 124 -> 126 of
- * 144 (1500 SVD h/4, h/8 and CP h/4 at one row, one thread: 1.13, 1.09, 1.13 -> 1.06, 1.07, 1.09).
+ * runs; so where the far figures read the last level (far_row1_cached) the excess is taken at one
+ * row too: those four runs rescored 146 -> 154 of 192 within 15%, three runs taken after the change
+ * was written 124 -> 126 of 144 (1500 SVD h/4, h/8 and CP h/4 at one row, one thread: 1.13, 1.09,
+ * 1.13 -> 1.06, 1.07, 1.09), ten runs in all 389 -> 405 of 480.
  * Without far tables (older profiles) the near tables alone, as before.
  * bw_w is one thread's share of the rate at which the step's threads stream their working set: one
  * thread: the one-thread curve at W; split (n threads by blocks): each thread streams its V and
