@@ -214,6 +214,51 @@ static void reported_vm(fl_profile *p) {
     p->n_levels = 3;
 }
 
+/* p's one-thread curve: the one the knees applied to p were read off. */
+static void set_curve(fl_profile *p, const size_t *b, const double *bw) {
+    p->n_curve = NPTS;
+    memcpy(p->curve_bytes, b, NPTS * sizeof *b);
+    memcpy(p->curve_bandwidth, bw, NPTS * sizeof *bw);
+}
+
+/* The reported 1 MiB L2 inside a fall too gradual for the 80% rule (each step under 20%: 180 GB/s
+ * to 32 KiB, 115 to 213 KiB, 100 to 1 MiB, 93 to 14 MB, then memory): the knees show the L1 and
+ * one level to 14 MB; the curve falls across 1 MiB, so the L2 is kept there at the rate up to it
+ * and the last level takes the rate past it. */
+static void test_reported_level_inside_a_fall(void **state) {
+    (void)state;
+    size_t b[NPTS];
+    double bw[NPTS];
+    for (int k = 0; k < NPTS; k++) {
+        b[k] = ladder(k);
+        const double x = (double)b[k];
+        bw[k] = 1e9 * (x <= 32 * KIB ? 180 : x <= 213 * KIB ? 115 : x <= 1 * MIB ? 100 : x <= 14e6 ? 93 : x <= 17e6 ? 55 : 35);
+    }
+    fl_knee k1[4];
+    const int n1 = fl_profile_find_levels(b, bw, NPTS, k1, 4, NULL);
+    assert_int_equal(n1, 2);
+    assert_int_equal(k1[1].bytes, ladder_floor(14000000));
+    fl_profile p;
+    reported_vm(&p);
+    fl_profile_apply_levels(&p, k1, n1, NULL, 0); /* without the curve: the L2 is not seen */
+    assert_int_equal(p.n_levels, 2);
+    reported_vm(&p);
+    set_curve(&p, b, bw);
+    fl_profile_apply_levels(&p, k1, n1, NULL, 0);
+    assert_int_equal(p.n_levels, 3);
+    assert_int_equal(p.level[0].bytes, ladder_floor(32 * KIB));
+    assert_int_equal(p.level[1].level, 2);
+    assert_int_equal(p.level[1].bytes, 1 * MIB);
+    assert_int_equal(p.level[1].reported_bytes, 1 * MIB);
+    assert_int_equal(p.level[1].shared_cpus, 1);
+    assert_true(p.level[1].bandwidth == 115e9);
+    assert_int_equal(p.level[2].level, 3);
+    assert_int_equal(p.level[2].bytes, k1[1].bytes);
+    assert_int_equal(p.level[2].reported_bytes, 512 * MIB);
+    assert_true(p.level[2].bandwidth == 93e9);
+    assert_int_equal(fl_profile_private_level(&p), 1);
+}
+
 /* The curve falls at 32 MiB although 512 MiB is reported: the measurement wins; the all-cores
  * curve doubles the private levels and not the shared one, which sets the sharing. */
 static void test_reported_512_measured_32(void **state) {
@@ -252,9 +297,10 @@ static void test_reported_512_measured_32(void **state) {
      * reported 1 MiB L2, is the L3, whose reported size it keeps */
     reported_vm(&p);
     const machine flat = {2, {48 * KIB, 4 * MIB}, {200e9, 120e9}, 12e9};
-    curve(&flat, 0, 5, b, bw);
+    curve(&flat, 0.03, 5, b, bw);
     n1 = fl_profile_find_levels(b, bw, NPTS, k1, 4, NULL);
     assert_int_equal(n1, 2);
+    set_curve(&p, b, bw); /* flat across the reported 1 MiB: no L2 kept */
     fl_profile_apply_levels(&p, k1, n1, NULL, 0);
     assert_int_equal(p.n_levels, 2);
     assert_int_equal(p.level[1].level, 3);
@@ -439,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_no_visible_l3),
         cmocka_unit_test(test_large_l3),
         cmocka_unit_test(test_reported_512_measured_32),
+        cmocka_unit_test(test_reported_level_inside_a_fall),
         cmocka_unit_test(test_sharing_by_best_pass),
         cmocka_unit_test(test_measured_vm_curve),
         cmocka_unit_test(test_identity_saved_and_checked),

@@ -29,6 +29,16 @@ typedef struct fl_knee {
  * 1.7-2.8x too large; the real last levels there ran at 3.1-7.4x memory (all cores together 2.8-4.5x). */
 #define FL_LEVEL_OVER_MEMORY 1.5
 
+/* A reported level inside one measured level's segment is kept where the curve's median rate past
+ * it is under this fraction of the median up to it (fl_profile_apply_levels). The 80% rule reads a
+ * fall as a knee only where it is steep; this VM's Zen 5 curve falls from 135 GB/s at 40 KiB through
+ * ~105 at its 1 MiB L2 to 75 at 14 MB in steps each under 20% at times, one segment then, and a
+ * profile without an L2 priced the L2-resident steps as if past the private level (bench_plan run
+ * B5, 2026-12-01: 29 of 48 within 15%; 40 with the 1 MiB L2 put back by hand; docs/planner.md,
+ * "Session 20"). Medians of three or more points on a flat curve differ by its noise, well inside
+ * this. */
+#define FL_LEVEL_FALL 0.85
+
 /* Cache levels from a streaming curve: bytes[n] ascending, bw[n] > 0 the streaming rate at each
  * working set. Definition (the contract the tests check):
  *   1. s[i] = median of bw[i-1], bw[i], bw[i+1] (the end points keep their own value), so one
@@ -108,7 +118,13 @@ void fl_profile_curve_lift_dips(double *bw, int n);
  * n_all, matched by position when both curves show the same number of levels) is private
  * (shared_cpus 1), else shared by all cores; a level below p->parallel_step_bytes (where the
  * runtime streams on one thread, so the all-cores curve says nothing) and unmatched curves keep the
- * reported sharing. n1 == 0 leaves p's reported levels alone. */
+ * reported sharing. A reported level between the ones paired with two consecutive measured levels,
+ * paired with neither, and lying inside the second's segment of p's one-thread curve (p->curve_*,
+ * the curve knees1 was read off; n_curve 0: none) is kept where that curve falls across it
+ * (FL_LEVEL_FALL): its capacity the curve's last point within the reported size, its bandwidth the
+ * median up to there; the measured level's plateau is then the median past it. Where the curve is
+ * flat across it (L2 and L3 streaming alike) it is dropped. n1 == 0 leaves p's reported levels
+ * alone. */
 void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const fl_knee *knees_all,
                              int n_all);
 

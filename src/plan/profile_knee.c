@@ -119,6 +119,23 @@ static bool can_be(const fl_knee *k, const fl_cache_level *rep, int nrep, int j)
     return j == nrep - 1 || (double)k->bytes <= 1.5 * (double)rep[j].bytes;
 }
 
+/* Whether p's one-thread curve falls across `size` inside measured level k's segment (a reported
+ * level the knees ran through: see fl_profile_apply_levels): FL_KNEE_MIN_POINTS or more points on
+ * either side of it, and the median rate past it under FL_LEVEL_FALL x the median up to it. Then
+ * *bytes is the largest curve point within `size`, *near the median rate up to it, *far past it. */
+static bool fall_across(const fl_profile *p, const fl_knee *k, size_t size, size_t *bytes, double *near,
+                        double *far) {
+    if (p->n_curve <= k->last || k->first < 0) return false;
+    int at = -1;
+    for (int i = k->first; i <= k->last; i++)
+        if (p->curve_bytes[i] <= size) at = i;
+    if (at < 0 || at - k->first + 1 < FL_KNEE_MIN_POINTS || k->last - at < FL_KNEE_MIN_POINTS) return false;
+    *near = median(p->curve_bandwidth + k->first, at - k->first + 1);
+    *far = median(p->curve_bandwidth + at + 1, k->last - at);
+    *bytes = p->curve_bytes[at];
+    return *far < FL_LEVEL_FALL * *near;
+}
+
 void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const fl_knee *kall, int n_all) {
     if (n1 <= 0) return;
     if (n1 > FL_PROFILE_MAX_LEVELS) n1 = FL_PROFILE_MAX_LEVELS;
@@ -165,6 +182,18 @@ void fl_profile_apply_levels(fl_profile *p, const fl_knee *knees1, int n1, const
     for (int j = 0; j < first && j < nrep; j++)
         if (rep[j].bytes < k1[0].bytes && n < FL_PROFILE_MAX_LEVELS) lv[n++] = rep[j];
     for (int i = 0; i < n1 && n < FL_PROFILE_MAX_LEVELS; i++) {
+        /* a reported level between the one paired with the level before and this one's, which this
+         * level's segment runs through while the curve falls across it, is kept (up to the curve's
+         * last point within it, at the rate up to there); this level keeps the rate past it */
+        for (int j = i > 0 && match[i - 1] >= 0 ? match[i - 1] + 1 : nrep; j < match[i] && n < FL_PROFILE_MAX_LEVELS; j++) {
+            size_t b;
+            double near, far;
+            if (!fall_across(p, &k1[i], rep[j].bytes, &b, &near, &far)) continue;
+            if (n && (rep[j].level <= lv[n - 1].level || b <= lv[n - 1].bytes)) continue;
+            lv[n] = rep[j], lv[n].bytes = b, lv[n].bandwidth = near, lv[n].all_cores_bytes = 0;
+            n++;
+            k1[i].plateau = far;
+        }
         fl_cache_level l = {0};
         l.level = match[i] >= 0 ? rep[match[i]].level : (n ? lv[n - 1].level + 1 : 1);
         if (n && l.level <= lv[n - 1].level) l.level = lv[n - 1].level + 1;
