@@ -306,6 +306,23 @@ static void test_far(void **state) {
     fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 40, 2, true, 0, &lc);
     assert_close(lc.dup_comp, 20 * 64 * (1 + 0.25 * 2 / 1.5), 1e-9);
     assert_close(lc.comp, 20 * 64 * (2 + 0.25 * 3 / 1.5), 1e-9);
+    /* the private level reported at 32 KiB (its knee 16 KiB: a kernel's slowdown on the dense curve,
+     * not the cache's end): a one-thread step whose W fits 3/4 of the reported size (W 20 KiB of 24)
+     * is priced by the near tables alone, no streaming term and no far excess; on two threads as
+     * before; one whose W does not fit (R 32: 40 KiB) as before */
+    fl_profile rep = p;
+    rep.level[0].reported_bytes = 32 << 10;
+    fl_cost_lowrank_step(&rep, FL_METHOD_SVD, 64, 64, 16, 20, 1, false, 0, &lc);
+    assert_close(lc.dup_comp, 20 * 64 * 1.0, 1e-9);
+    assert_close(lc.comp, 20 * 64 * 2.0, 1e-9);
+    assert_close(lc.dup_mem, 0, 0);
+    assert_close(lc.mem, 0, 0);
+    fl_cost_lowrank_step(&rep, FL_METHOD_SVD, 64, 64, 16, 40, 2, true, 0, &lc);
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 16, 40, 2, true, 0, &ln);
+    assert_memory_equal(&lc, &ln, sizeof lc);
+    fl_cost_lowrank_step(&rep, FL_METHOD_SVD, 64, 64, 32, 20, 1, false, 0, &lc);
+    fl_cost_lowrank_step(&p, FL_METHOD_SVD, 64, 64, 32, 20, 1, false, 0, &ln);
+    assert_memory_equal(&lc, &ln, sizeof lc);
     /* K = 1024: V 64 KiB, past the curve's fall: the first pass at the curve's rate at W (10 B/s),
      * the six after it at the last level's streaming rate (10 B/s: V re-read from there, not at the
      * far proj figure's one cold pass, K 3 s); without far tables all seven at the curve's rate at V */

@@ -93,6 +93,7 @@
  * level is no candidate the planner meets at batch > 1). */
 #include "plan_internal.h"
 #include "fastlstm/plan.h"
+#include "tuning_consts.h"
 
 #include <math.h>
 
@@ -160,6 +161,23 @@ static bool far_row1_cached(const fl_profile *p) {
     return s > 0 && last > 0 && 16.0 * 256 / s >= FAR_CACHED * last;
 }
 
+/* Whether a one-thread step's working set of `bytes` fits the usable share of the private level
+ * at its hardware size (the reported one; the measured knee where none is reported). The near
+ * tables time the kernels with their weights cycling in that level, so such a step is priced by
+ * them alone: no streaming term off the dense curve and no far excess. The dense curve is no guide
+ * there: it is the dense step at hidden sqrt(bytes / 16), whose own speed falls with its K. On the
+ * Zen 5 of session 21 it falls 20-30% past 213 KiB (hidden 115 -> 128) and stays there to 1 MiB;
+ * the SVD panel timed alone at batch 1 (bench/bench_lr_sizes.c) streams U at a rate set by its
+ * rank, not its size, up to 768 KiB (rank 32: 116-138 GB/s, rank 64: 125-147, rank 128: 105-113,
+ * hidden 64 to 1536), and falls to 78-94 only past 1 MiB; the profile read the dense step's fall as
+ * the L2's knee in 8 of 15 runs, and priced 2 x 650 SVD h/16 at batch 1 (545 KB a layer) at 1.19x
+ * its measured time (median of 15 runs; 9 outside 15%). */
+static bool in_private(const fl_profile *p, double bytes) {
+    if (p->n_levels < 2) return false;
+    const fl_cache_level *l = &p->level[fl_profile_private_level(p)];
+    return bytes <= FL_FIT_FRACTION * (double)(l->reported_bytes > 0 ? l->reported_bytes : l->bytes);
+}
+
 void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,
                           double sync, fl_lr_cost *out) {
     const double Rp = (double)((R + NB - 1) / NB * NB), Hb = (double)((H + NB - 1) / NB * NB);
@@ -168,7 +186,8 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
     const int n = tt > 1 ? tt : 1, rows = by_rows ? (batch + n - 1) / n : batch;
     /* the share of the far tables: by a thread's working set, its V and its share of U (by rows:
      * all of U, each thread its own copy in its own private level) */
-    const double f = fl_cost_lr_far_share(p, n > 1 && !by_rows ? vb + ub / n : W);
+    const bool near = n == 1 && in_private(p, W);
+    const double f = near ? 0 : fl_cost_lr_far_share(p, n > 1 && !by_rows ? vb + ub / n : W);
     double bw_w, bw_v;
     if (n == 1) {
         fl_cost_pick_level(p, W, 1, &bw_w);
@@ -191,10 +210,10 @@ void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R,
      * last level's streaming rate, blended as the tables are by V's size */
     const double fv = fl_cost_lr_far_share(p, vb), pass_v = vb / bw_v, bw_last = p->level[p->n_levels - 1].bandwidth;
     const double pass = fv > 0 && bw_last > 0 ? pass_v + fv * (vb / bw_last - pass_v) : pass_v;
-    out->dup_mem = vb / bw_w + (passes - 1) * pass;
+    out->dup_mem = near ? 0 : vb / bw_w + (passes - 1) * pass;
     out->dup_comp = rows * (double)K * fl_cost_lr_table(p->lr_proj_seconds, Rp, rows);
     const bool split = n > 1 && !by_rows;
-    out->mem = ub / (split ? n * bw_w : bw_w);
+    out->mem = near ? 0 : ub / (split ? n * bw_w : bw_w);
     out->comp = rows * Hb * fl_cost_lr_table(p->lr_panel_seconds[m], R, rows);
     if (split) out->comp /= fl_cost_rec_scale(p, n, batch);
     if (n > 1 && by_rows) { /* n threads computing at once deliver the measured speed-up, not n */
