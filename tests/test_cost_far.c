@@ -35,7 +35,8 @@ static fl_profile hand_profile(void) {
     return p;
 }
 
-/* The measured size: 4 x the largest private level (at least 1 MiB) as a (4H, H) f32 W_hh, H a
+/* The measured size: 4 x the largest private level (the larger of its knee and its reported size;
+ * at least 1 MiB) as a (4H, H) f32 W_hh, H a
  * multiple of 16; none with one level or a last level under 16 x the private one. */
 static void test_far_hidden(void **state) {
     (void)state;
@@ -44,6 +45,13 @@ static void test_far_hidden(void **state) {
     p.level[0].bytes = (size_t)2 << 20;                 /* 8 MiB: H 724 -> 720 */
     p.level[1].bytes = (size_t)260 << 20;
     assert_int_equal(fl_profile_far_hidden(&p), 720);
+    /* a knee below the reported size (a kernel's slowdown on the dense curve): the reported size */
+    p.level[0].bytes = 1 << 16, p.level[0].reported_bytes = (size_t)2 << 20;
+    assert_int_equal(fl_profile_far_hidden(&p), 720);
+    assert_int_equal(fl_profile_beyond_private(&p), (size_t)8 << 20);
+    p.level[0].reported_bytes = 1 << 15; /* a knee above the reported size: the knee */
+    assert_int_equal(fl_profile_far_hidden(&p), 256);
+    p.level[0].bytes = (size_t)2 << 20;
     p.level[1].bytes = (size_t)16 << 20; /* 4 x 2 MiB is beyond a quarter of 16 MiB */
     assert_int_equal(fl_profile_far_hidden(&p), 0);
     p.n_levels = 1;

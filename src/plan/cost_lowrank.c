@@ -162,20 +162,16 @@ static bool far_row1_cached(const fl_profile *p) {
 }
 
 /* Whether a one-thread step's working set of `bytes` fits the usable share of the private level
- * at its hardware size (the reported one; the measured knee where none is reported). The near
- * tables time the kernels with their weights cycling in that level, so such a step is priced by
- * them alone: no streaming term off the dense curve and no far excess. The dense curve is no guide
- * there: it is the dense step at hidden sqrt(bytes / 16), whose own speed falls with its K. On the
- * Zen 5 of session 21 it falls 20-30% past 213 KiB (hidden 115 -> 128) and stays there to 1 MiB;
- * the SVD panel timed alone at batch 1 (bench/bench_lr_sizes.c) streams U at a rate set by its
- * rank, not its size, up to 768 KiB (rank 32: 116-138 GB/s, rank 64: 125-147, rank 128: 105-113,
- * hidden 64 to 1536), and falls to 78-94 only past 1 MiB; the profile read the dense step's fall as
- * the L2's knee in 8 of 15 runs, and priced 2 x 650 SVD h/16 at batch 1 (545 KB a layer) at 1.19x
- * its measured time (median of 15 runs; 9 outside 15%). */
+ * (fl_profile_private_bytes: the larger of its knee and its reported size). The near tables time the
+ * kernels with their weights cycling in that level, so such a step is priced by them alone: no
+ * streaming term off the dense curve and no far excess. The dense curve is no guide there: it is
+ * the dense step at hidden sqrt(bytes / 16), whose own speed falls with its K (the Zen 5 of session
+ * 21: 130 GB/s at hidden 112, 98 at 128, to 1 MiB), while the SVD panel's rate is set by its rank
+ * up to 768 KiB (rank 32: 111-134 GB/s, rank 96: 123-130, rank 128: 95-102, hidden 64 to 1536;
+ * bench/bench_lr_sizes.c); the curve's term priced 2 x 650 SVD h/16 at batch 1 (545 KB a layer)
+ * at 1 / 0.84 of its measured time (median of 15 bench_plan runs; 9 outside 15%). */
 static bool in_private(const fl_profile *p, double bytes) {
-    if (p->n_levels < 2) return false;
-    const fl_cache_level *l = &p->level[fl_profile_private_level(p)];
-    return bytes <= FL_FIT_FRACTION * (double)(l->reported_bytes > 0 ? l->reported_bytes : l->bytes);
+    return p->n_levels >= 2 && bytes <= FL_FIT_FRACTION * fl_profile_private_bytes(p);
 }
 
 void fl_cost_lowrank_step(const fl_profile *p, fl_method m, int H, int K, int R, int batch, int tt, bool by_rows,

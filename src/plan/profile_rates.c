@@ -85,7 +85,7 @@ done:
 int fl_profile_far_hidden(const fl_profile *p) {
     if (!p || p->n_levels < 2) return 0;
     const size_t far = fl_profile_beyond_private(p);
-    if (far < 4 * p->level[fl_profile_private_level(p)].bytes) return 0; /* held to a quarter of the last */
+    if ((double)far < 4 * fl_profile_private_bytes(p)) return 0; /* held to a quarter of the last */
     const int H = (int)(sqrt((double)far / 16.0) / 16.0 + 0.5) * 16;
     return H < 16 ? 16 : H;
 }
