@@ -148,9 +148,10 @@ static double time_call(lr_call *a) {
 /* Bytes of a buffer whose rows, walked in order, come from the last level as a sequence's gx rows do
  * (written long before their step): 4 x the largest private level (fl_profile_private_bytes), at
  * most a quarter of the last level, at least 1 MiB. p has at least one level. With the knee alone
- * (213 KiB on the Zen 5 of session 21, whose L2 is 1 MiB) the buffer was 1 MiB, mostly held by the
- * L2: the far proj figure read 89-101 GB/s at rank 64 where the kernel reads V from the L3 at
- * 71-80 (and in a 2 x 1500 SVD h/16 step, 68-72). */
+ * (213 KiB on the Zen 5 of session 21, whose L2 is 1 MiB) the buffer was 1 MiB, the L2's own size;
+ * at 3.5 MB there the far proj figure at rank 64 reads the same (82-102 GB/s in seven profiles,
+ * 80-102 in the 24 before: a 1 MiB cycle already missed the L2), so the size no longer rests on
+ * the knee, and no figure moved. */
 size_t fl_profile_beyond_private(const fl_profile *p) {
     const size_t priv = (size_t)fl_profile_private_bytes(p), last = p->level[p->n_levels - 1].bytes;
     size_t bytes = 4 * priv;
