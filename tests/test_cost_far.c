@@ -45,11 +45,14 @@ static void test_far_hidden(void **state) {
     p.level[0].bytes = (size_t)2 << 20;                 /* 8 MiB: H 724 -> 720 */
     p.level[1].bytes = (size_t)260 << 20;
     assert_int_equal(fl_profile_far_hidden(&p), 720);
-    /* a knee below the reported size (a kernel's slowdown on the dense curve): the reported size */
-    p.level[0].bytes = 1 << 16, p.level[0].reported_bytes = (size_t)2 << 20;
+    /* a knee below the reported size (a kernel's slowdown on the dense curve): the reported size,
+     * up to 8x the knee; beyond that the report is not trusted */
+    p.level[0].bytes = 1 << 18, p.level[0].reported_bytes = (size_t)2 << 20;
     assert_int_equal(fl_profile_far_hidden(&p), 720);
     assert_int_equal(fl_profile_beyond_private(&p), (size_t)8 << 20);
-    p.level[0].reported_bytes = 1 << 15; /* a knee above the reported size: the knee */
+    p.level[0].bytes = 1 << 17; /* 16x: 4 x 128 KiB, raised to 1 MiB */
+    assert_int_equal(fl_profile_far_hidden(&p), 256);
+    p.level[0].bytes = 1 << 16, p.level[0].reported_bytes = 1 << 15; /* a knee above the report */
     assert_int_equal(fl_profile_far_hidden(&p), 256);
     p.level[0].bytes = (size_t)2 << 20;
     p.level[1].bytes = (size_t)16 << 20; /* 4 x 2 MiB is beyond a quarter of 16 MiB */

@@ -34,7 +34,7 @@ typedef struct fl_knee {
  * fall as a knee only where it is steep; this VM's Zen 5 curve falls from 135 GB/s at 40 KiB through
  * ~105 at its 1 MiB L2 to 75 at 14 MB in steps each under 20% at times, one segment then, and a
  * profile without an L2 priced the L2-resident steps as if past the private level (bench_plan run
- * B5, 2026-12-01: 29 of 48 within 15%; 40 with the 1 MiB L2 put back by hand; docs/planner.md,
+ * B5, 2026-12-02: 29 of 48 within 15%; 40 with the 1 MiB L2 put back by hand; docs/planner.md,
  * "Session 20"). Medians of three or more points on a flat curve differ by its noise, well inside
  * this. */
 #define FL_LEVEL_FALL 0.85
