@@ -293,6 +293,10 @@ static void test_cli_plan_prints_regime(void **state) {
     p.id.llc_bytes = p.level[p.n_levels - 1].bytes;
     /* an all-cores knee off whole MiB, as this machine type's read (32760 KiB): printed in MiB */
     p.level[p.n_levels - 1].all_cores_bytes = 32760 * 1024;
+    /* the L2's knee where this machine type's dense curve falls (213 KiB, its kernel's own
+     * slowdown): the reported 1 MiB is what a low-rank step counts, and the profile says so */
+    assert_int_equal(p.level[1].level, 2);
+    p.level[1].bytes = 213 * KIB;
     const char *prof = tmp_path("vm_profile.json");
     assert_int_equal(fl_profile_save(&p, prof), FL_OK);
     fl_arch a = {.input = 4, .hidden = 650, .layers = 1, .head = FL_HEAD_NONE};
@@ -316,7 +320,10 @@ static void test_cli_plan_prints_regime(void **state) {
     if (!strstr(text, "regime: compute-bound") || !strstr(text, "fit the last-level cache: on the all-cores streaming curve 9.01 MB") ||
         !strstr(text, "nearer the cache's 140.0 GB/s than DRAM's 63.0 GB/s; the curve's knee 33.6 MB, measured; reported 537 MB") ||
         !strstr(text, "dominant term") || !strstr(text, "bytes from L3") || !strstr(text, "batch") ||
-        !strstr(text, "(planned)") || !strstr(text, "all cores together 32.0 MiB")) {
+        !strstr(text, "(planned)") || !strstr(text, "all cores together 32.0 MiB") ||
+        !strstr(text, "reported 1 MiB, which disagrees: the measurement prices the dense step, the reported size "
+                      "where a low-rank step's weights stop being a core's own") ||
+        !strstr(text, "reported 512 MiB, which disagrees: the measurement is used")) {
         print_error("%s\n", text);
         fail();
     }

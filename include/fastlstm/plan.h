@@ -311,6 +311,14 @@ FL_API fl_status fl_profile_load(const char *path, fl_profile *out);
  * FL_ERR_ARG when it does not fit in n bytes or no home is known. */
 FL_API fl_status fl_profile_default_path(char *buf, size_t n);
 
+/* Bytes of p's private level (the largest level below the last that no two cores share; the first
+ * level when there is none) that the cost model counts as a core's own: the larger of its measured
+ * knee and its reported size, the reported one only up to 8x the knee. The knee is read off the
+ * dense step's streaming curve, whose own speed can fall before the cache ends (docs/planner.md,
+ * "Session 21"); it prices the dense step, this size the low-rank step that fits and the profile's
+ * buffers meant to lie beyond the level. 0 for NULL or a profile without levels. */
+FL_API double fl_profile_private_bytes(const fl_profile *p);
+
 /* Pose as another machine. Any value <= 0 keeps p's own. cache_bytes becomes the capacity of the
  * last level (levels at least as large are dropped); bandwidth is the DRAM rate; cache_bandwidth the
  * rate of the last level (when 0 and the last level has none, 3 x the DRAM rate); flops sets all

@@ -136,22 +136,6 @@ static inline int fl_profile_private_level(const fl_profile *p) {
     return priv;
 }
 
-/* The private level's size for where a core's weights stop being its own: the larger of its
- * measured knee and its reported size, the reported one counted up to FL_PRIVATE_REPORT_MAX x the
- * knee (a VM may misreport a level: glibc's sysconf puts this VM's 32 MiB L3 at 508 MiB). The knee is
- * read off the dense step's streaming curve, whose own speed falls with its K: on the Zen 5 of
- * session 21 it falls 20-30% past 213 KiB (hidden 115 -> 128) and stays there to the 1 MiB L2's
- * end, and the profile read that fall as the L2's knee in 14 of 31 profiles (4.9x under the
- * report); the SVD panel timed alone streams at a rate set by its rank up to 768 KiB and falls only
- * past 1 MiB (bench/bench_lr_sizes.c). Used to size the profile's beyond-the-private-level buffers
- * (fl_profile_beyond_private) and to price a low-rank step that fits (cost_lowrank.c). */
-#define FL_PRIVATE_REPORT_MAX 8.0
-static inline double fl_profile_private_bytes(const fl_profile *p) {
-    const fl_cache_level *l = &p->level[fl_profile_private_level(p)];
-    const double knee = (double)l->bytes, rep = (double)l->reported_bytes;
-    return rep > knee && rep <= FL_PRIVATE_REPORT_MAX * knee ? rep : knee;
-}
-
 /* A run's cold start (cost_run.c): the fraction f of a run's weights that its first reads find in
  * memory, from the run's traffic (bytes streamed between two runs' reads of one matrix) and the
  * profile's run_reread (0 without it); and the
