@@ -52,20 +52,23 @@ static double time_panel(const panel *p, int reps) {
     return bench_summarize(s, reps).med;
 }
 
-/* GB/s of the panel's weights (K x 4H floats) at hidden H, K inputs; 0 when out of memory. */
+/* GB/s of the panel's weights (K x 4H floats) at hidden H, K inputs; exits with a message when out
+ * of memory (no figure is better than a made-up one). */
 static double rate(const fl_kernels *k, int H, int K, int reps) {
     const size_t nw = (size_t)K * 4 * H;
     panel p = {.k = k, .H = H, .K = K};
     p.w = fl_malloc(nw * sizeof(float));
     float *buf = fl_calloc((size_t)K + 6 * (size_t)H, sizeof(float));
-    double r = 0;
-    if (p.w && buf) {
-        p.x = buf, p.gx = buf + K, p.c = p.gx + 4 * H, p.h = p.c + H;
-        for (size_t i = 0; i < nw; i++) p.w[i] = (float)(i % 7) * 1e-3f;
-        for (int i = 0; i < K; i++) p.x[i] = 0.01f;
-        for (int i = 0; i < 4 * H; i++) p.gx[i] = 0.1f;
-        r = (double)nw * sizeof(float) / time_panel(&p, reps) / 1e9;
+    if (!p.w || !buf) {
+        fprintf(stderr, "bench_lr_sizes: out of memory for hidden %d, K %d (%zu bytes of weights)\n", H, K,
+                nw * sizeof(float));
+        exit(1);
     }
+    p.x = buf, p.gx = buf + K, p.c = p.gx + 4 * H, p.h = p.c + H;
+    for (size_t i = 0; i < nw; i++) p.w[i] = (float)(i % 7) * 1e-3f;
+    for (int i = 0; i < K; i++) p.x[i] = 0.01f;
+    for (int i = 0; i < 4 * H; i++) p.gx[i] = 0.1f;
+    const double r = (double)nw * sizeof(float) / time_panel(&p, reps) / 1e9;
     fl_free(p.w);
     fl_free(buf);
     return r;
@@ -76,7 +79,9 @@ int main(int argc, char **argv) {
     const char *level = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            reps = atoi(argv[++i]);
+            char *end;
+            const long v = strtol(argv[++i], &end, 10);
+            reps = *end || v < 1 || v > MAX_REPS ? 0 : (int)v;
         } else if (!strcmp(argv[i], "--level") && i + 1 < argc) {
             level = argv[++i];
         } else {
@@ -85,7 +90,7 @@ int main(int argc, char **argv) {
         }
     }
     if (reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "bench_lr_sizes: --reps must be 1..%d\n", MAX_REPS);
+        fprintf(stderr, "bench_lr_sizes: --reps must be a whole number 1..%d\n", MAX_REPS);
         return 2;
     }
     const fl_kernels *k = level ? fl_kernels_by_name(level) : fl_kernels_get();

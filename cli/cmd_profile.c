@@ -201,7 +201,8 @@ void cli_profile_print(FILE *f, const fl_profile *p, bool detail) {
             fprintf(f, " (measured; reported ");
             print_bytes(f, l->reported_bytes);
             /* the private level's report, where the planner counts it (fl_profile_private_bytes) */
-            const bool rep_used = l->reported_bytes > l->bytes && fl_profile_private_bytes(p) == (double)l->reported_bytes;
+            const bool rep_used =
+                l->reported_bytes > l->bytes && fl_profile_private_bytes(p) == (double)l->reported_bytes;
             fprintf(f, "%s)", !(r < 0.84 || r > 1.19) ? ""
                               : rep_used ? ", which disagrees: the measurement prices the dense step, the reported size "
                                            "where a low-rank step's weights stop being a core's own"

@@ -164,10 +164,10 @@ static bool far_row1_cached(const fl_profile *p) {
 /* Whether a one-thread step's working set of `bytes` fits the usable share of the private level
  * (fl_profile_private_bytes: the larger of its knee and its reported size, the report up to 8x the
  * knee). The near tables time the kernels with their weights cycling in that level, so such a step
- * is priced by them alone: no streaming term off the dense curve and no far excess. The dense curve is no guide there: it is
- * the dense step at hidden sqrt(bytes / 16), whose own speed falls with its K (the Zen 5 of session
- * 21: 130 GB/s at hidden 112, 98 at 128, to 1 MiB), while the SVD panel's rate is set by its rank
- * up to 768 KiB (rank 32: 111-134 GB/s, rank 96: 123-130, rank 128: 95-102, hidden 64 to 1536;
+ * is priced by them alone: no streaming term off the dense curve and no far excess. The dense curve
+ * is no guide there: it is the dense step at hidden sqrt(bytes / 16), whose own speed falls with its
+ * K (the Zen 5 of session 21: 130 GB/s at hidden 112, 98 at 128, to 1 MiB), while the SVD panel's
+ * rate is set by its rank up to 768 KiB (rank 32: 111-134 GB/s, rank 96: 123-130, rank 128: 95-102, hidden 64 to 1536;
  * bench/bench_lr_sizes.c); the curve's term priced 2 x 650 SVD h/16 at batch 1 (545 KB a layer)
  * at 1 / 0.84 of its measured time (median of 31 bench_plan runs; 15 outside 15%, 1 now). */
 static bool in_private(const fl_profile *p, double bytes) {
