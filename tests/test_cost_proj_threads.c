@@ -68,6 +68,32 @@ static void test_svd_input_split(void **state) {
     assert_close(term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2).compute_seconds, 272 / 1000.0, 1e-12);
 }
 
+/* The same SVD W_ih under the rule for sleeping workers (wake_proj_macs): a product below it runs
+ * on one thread whatever parallel_proj_macs says (fl_pool_run_if_awake), one above it as before;
+ * the recurrent step (matrix 1) is not a projection and keeps its split. */
+static void test_svd_input_asleep(void **state) {
+    (void)state;
+    fl_profile p = hand_profile();
+    for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.thread_scale_proj[k] = 2.0;
+    p.parallel_proj_macs = 100; /* both stages would split */
+    p.wake_proj_macs = 1000;    /* stage 1 (512) runs alone, stage 2 (8192) splits */
+    fl_cost_term two = term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2);
+    assert_int_equal(two.threads, 2);
+    assert_close(two.compute_seconds, 16 / 1000.0 + 256 / 2000.0, 1e-12);
+    p.wake_proj_macs = 10000; /* both alone */
+    two = term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2);
+    assert_int_equal(two.threads, 1);
+    assert_close(two.compute_seconds, 272 / 1000.0, 1e-12);
+    p.parallel_step_bytes = 1; /* W_hh's step splits under its own rule */
+    assert_int_equal(term(&p, 1, FL_METHOD_SVD, 2, 1, 64, 2).threads, 2);
+    fl_profile dense = hand_profile(); /* a dense W_ih of 64 x 64 x 4 = 16384 multiply-adds */
+    dense.parallel_proj_macs = 100;
+    dense.wake_proj_macs = 20000;
+    assert_int_equal(term(&dense, 0, FL_METHOD_DENSE, 0, 1, 64, 2).threads, 1);
+    dense.wake_proj_macs = 10000;
+    assert_int_equal(term(&dense, 0, FL_METHOD_DENSE, 0, 1, 64, 2).threads, 2);
+}
+
 /* CP W_ih at rank 2 over n = 64 rows (batch 1, seq 64), packed since session 11: stage 1 (z = x C)
  * 64 x 2 x 4 = 512 multiply-adds, then one product per gate (zs[:, g] B^T) of 64 x 16 x 2 = 2048
  * each, every product split by the rule on its own multiply-adds; 280 flops per step (16 + the
@@ -135,6 +161,7 @@ static void test_proj_scale_compute_bound(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_svd_input_split),
+        cmocka_unit_test(test_svd_input_asleep),
         cmocka_unit_test(test_cp_input_split),
         cmocka_unit_test(test_scale_held_at_threads),
         cmocka_unit_test(test_proj_scale_compute_bound),

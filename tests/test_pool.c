@@ -1,6 +1,10 @@
 /* The worker pool (src/core/pool.c): every chunk of every job runs exactly once, on 1 to 4 threads,
  * whichever phase of their wait the workers are in when it comes: back to back (pausing), after a
- * short gap (polling with yields) and after a long one (asleep, woken). */
+ * short gap (polling with yields) and after a long one (asleep, woken). A worker, started on one
+ * CPU away from its creator's, runs on all its creator's CPUs once started. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, CPU_EQUAL */
+#endif
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,9 +63,78 @@ static void test_jobs(void **state) {
     }
 }
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+
+typedef struct masks {
+    cpu_set_t seen; /* the CPU set of the worker (thread 1), as it runs a chunk */
+    _Atomic int got;
+} masks;
+
+static void record_mask(void *ctx, int thread, unsigned idx, unsigned n, unsigned gen, unsigned *t_gen) {
+    (void)idx, (void)n, (void)gen, (void)t_gen;
+    masks *m = ctx;
+    if (thread == 1 && !atomic_load(&m->got) && sched_getaffinity(0, sizeof m->seen, &m->seen) == 0)
+        atomic_store(&m->got, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do /* ~20 us of work: the caller does not take every chunk before the worker comes */
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+}
+
+static int first_cpu_of(const cpu_set_t *s) {
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, s)) return c;
+    return -1;
+}
+
+/* Jobs of many chunks until the worker has run one (the caller takes chunks too, so it may take a
+ * few); the worker's CPU set then, the CPU it first ran on in *first and its creator's in *from. */
+static void worker_mask(cpu_set_t *out, int *first, int *from) {
+    masks m = {0};
+    fl_pool *p = NULL;
+    assert_int_equal(fl_pool_create(record_mask, &m, &p), FL_OK);
+    assert_int_equal(fl_pool_set_threads(p, 2), FL_OK);
+    for (int i = 0; i < 20000 && !atomic_load(&m.got); i++) fl_pool_run(p, 8);
+    *first = fl_pool_worker_cpus(p, 0, from);
+    fl_pool_free(p);
+    assert_true(atomic_load(&m.got));
+    *out = m.seen;
+}
+
+/* A worker starts on a CPU other than its creator's where the creator may run on two or more, and is
+ * then free on the creator's whole CPU set (a worker left pinned to one CPU would fight whatever
+ * else the process runs there); a creator confined to one CPU keeps its workers on it. */
+static void test_worker_cpus(void **state) {
+    (void)state;
+    cpu_set_t all, seen, one;
+    int first, from;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    worker_mask(&seen, &first, &from);
+    assert_true(CPU_EQUAL(&seen, &all));
+    assert_true(first >= 0 && from >= 0);
+    if (CPU_COUNT(&all) >= 2) {
+        assert_true(first != from);
+        assert_true(CPU_ISSET(first, &all));
+    }
+    CPU_ZERO(&one);
+    CPU_SET(first_cpu_of(&all), &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    worker_mask(&seen, &first, &from);
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    assert_true(CPU_EQUAL(&seen, &one));
+    assert_int_equal(first, first_cpu_of(&one));
+}
+#endif
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs),
+#ifdef __linux__
+        cmocka_unit_test(test_worker_cpus),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

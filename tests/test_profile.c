@@ -381,6 +381,9 @@ static void test_identity_saved_and_checked(void **state) {
     assert_int_equal(q.n_curve_all, 2);
     assert_int_equal(q.curve_all_bytes[1], 2000);
     for (int i = 0; i < p.n_levels; i++) assert_int_equal(q.level[i].reported_bytes, p.level[i].reported_bytes);
+    /* the runtime's thread rules, the sleeping workers' among them, recorded and kept */
+    assert_true(p.wake_proj_macs > p.parallel_proj_macs && p.parallel_proj_macs > 0);
+    assert_true(q.wake_proj_macs == p.wake_proj_macs && q.parallel_proj_macs == p.parallel_proj_macs);
     /* another CPU model, another core count, another kernel level, no identity: refused */
     fl_profile other = q;
     other.id.model = q.id.model + 1;

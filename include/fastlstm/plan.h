@@ -143,8 +143,11 @@ typedef struct fl_profile {
     /* The runtime's rule for using its threads (recorded by fl_profile_detect from the runtime): a
      * recurrent step is split only when its rows stream >= parallel_step_bytes of weights, a dense
      * input projection only from parallel_proj_macs multiply-adds, and other projections and the
-     * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads. */
-    double parallel_step_bytes, parallel_proj_macs;
+     * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads.
+     * An input projection product below wake_proj_macs multiply-adds runs on one thread when its
+     * pool's workers sleep (fl_pool_run_if_awake), which the cost model takes them to (0, older
+     * profiles: no such rule). */
+    double parallel_step_bytes, parallel_proj_macs, wake_proj_macs;
     /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
      * same code and shapes, a one-thread time and the N-thread time right after it, the median
      * of such ratios over passes spread over the profile run (profile_rates.c): thread_scale_rec[k] the dense recurrent step (H =

@@ -36,10 +36,22 @@ fl_status fl_pool_set_threads(fl_pool *p, int threads);
 /* Threads that take part in a job: the caller and the workers that started. */
 int fl_pool_threads(const fl_pool *p);
 
+/* Worker i (0-based) of p: the CPU it first ran on (-1: not started yet, or not known), and in *from
+ * the CPU of the thread that started it (-1: not known). Where the starting thread may run on two
+ * or more CPUs, a worker starts on one of the others (pool.c, start_placed); for tests. */
+int fl_pool_worker_cpus(const fl_pool *p, int i, int *from);
+
 /* Run a job of n chunks (1 <= n <= FL_POOL_MAX_CHUNKS) and return when every chunk is done. The
  * caller writes the job's arguments where fn reads them before this call; the call publishes them
  * to the workers. n == 1 runs on the caller alone. */
 void fl_pool_run(fl_pool *p, unsigned n);
+
+/* fl_pool_run, except where every worker sleeps: then the job runs on the caller alone, the workers
+ * left asleep. For a small job (fl_rec's projections below FL_WAKE_MIN_MACS, tuning_consts.h): a
+ * wake-up is a system call that took the caller ~30 us on the Zen 5 VM (a job of 10 x 5 us chunks
+ * after 1 ms idle: 56-63 us on the caller alone, 86-96 with the workers woken, whether they took
+ * chunks or not), more than such a job gains from a second thread. */
+void fl_pool_run_if_awake(fl_pool *p, unsigned n);
 
 #define FL_POOL_MAX_CHUNKS 0xFFF
 

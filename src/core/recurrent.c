@@ -483,7 +483,7 @@ const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
 
 /* ------------------------------------------------------------ input projection */
 
-static void run_job(fl_rec *r, unsigned n, const job *j);
+static void run_job(fl_rec *r, unsigned n, const job *j, bool small);
 
 bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx, float *ws) {
     // Always the packed copy where there is one: a session's packs give the original W_ih's pages
@@ -533,7 +533,7 @@ void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, 
         if (nch > (unsigned)np) nch = (unsigned)np;
         if (nch > FL_POOL_MAX_CHUNKS) nch = FL_POOL_MAX_CHUNKS;
     }
-    run_job(r, nch, &j);
+    run_job(r, nch, &j, (double)n * rows * K < FL_WAKE_MIN_MACS);
 }
 
 /* ------------------------------------------------------------ the step */
@@ -578,13 +578,15 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
         if (n > (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD) n = (unsigned)r->nblk / MIN_BLOCKS_PER_THREAD;
         if (n > FL_POOL_MAX_CHUNKS) n = FL_POOL_MAX_CHUNKS;
     }
-    run_job(r, n, &j);
+    run_job(r, n, &j, false);
 }
 
-/* Run job j in n chunks: on this thread alone when n is 1, else with the pool. */
-static void run_job(fl_rec *r, unsigned n, const job *jp) {
+/* Run job j in n chunks: on this thread alone when n is 1, else with the pool; a small job on this
+ * thread alone while the pool's workers sleep (fl_pool_run_if_awake). */
+static void run_job(fl_rec *r, unsigned n, const job *jp, bool small) {
     r->jb = *jp;
-    fl_pool_run(r->pool, n);
+    if (small) fl_pool_run_if_awake(r->pool, n);
+    else fl_pool_run(r->pool, n);
 }
 
 /* ------------------------------------------------------------ the step by rows */
@@ -647,7 +649,7 @@ void fl_rec_step_rows(fl_rec *r, int thread, int row0, int B, bool wide, const f
 void fl_rec_run_tasks(fl_rec *r, int n, fl_rec_task_fn fn, void *ctx) {
     FL_ASSERT(n >= 1 && n <= FL_POOL_MAX_CHUNKS && fn);
     job j = {.task = fn, .task_ctx = ctx};
-    run_job(r, (unsigned)n, &j);
+    run_job(r, (unsigned)n, &j, false);
 }
 
 /* The first sorted row of chunk k of n: the least i with n * (len[0] + .. + len[i - 1]) >= k * (the

@@ -82,7 +82,8 @@
  *     that one copy, else N bytes: one copy per core's private level; e and rec_memory_factor at r rows;
  *     an SVD / CP thread projects its own rows only, no whole-batch projection), its cell update
  *     r H cell(r) and gx N-way split. A dense W_ih or dense head of >=
- *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed); an f32
+ *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed; a W_ih
+ *     product below wake_proj_macs is not, its pool's workers asleep by then); an f32
  *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), and an f32 CP
  *     W_ih as five (n R in, then n H R per gate; session 11, before on BLAS), each split by the same
  *     rule: its rate is the stages' flops over the sum of their times at their thread counts (a
@@ -124,7 +125,7 @@
  *     sum of those first reads' extra seconds, over T (in each matrix's term).
  *   seconds = t_r + t_a + t_c + t_b + t_g + t_x + t_o + t_s + t_w.
  * Regime: memory-bound iff the last level does not hold the largest W_hh_l (fl_cost_fit: on a
- * measured curve, its rate at those bytes / FIT_FRACTION is below the geometric mean of the last
+ * measured curve, its rate at those bytes / FL_FIT_FRACTION is below the geometric mean of the last
  * level's and DRAM's; else the (thread-scaled, usable) capacity). The same test places a working set in the last
  * level or DRAM wherever a curve gives its rate (pick_level), so the level a term names, the memory
  * factor and the regime agree. fl_cost.working_set, level and bandwidth describe that largest W_hh_l. */
@@ -159,11 +160,8 @@ static double shared_rate(const fl_profile *p, double one, double all, int threa
     return one + (all - one) * (threads - 1) / (m - 1);
 }
 
-/* Usable share of a cache (FL_FIT_FRACTION, tuning_consts.h). */
-#define FIT_FRACTION FL_FIT_FRACTION
-
 static double level_capacity(const fl_cache_level *l, int threads) {
-    return FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
+    return FL_FIT_FRACTION * (double)(l->shared_cpus <= 1 ? l->bytes * (size_t)threads : l->bytes);
 }
 
 /* A measured curve's rate at `bytes`, linear in log(bytes) between points. */
@@ -177,8 +175,7 @@ double fl_cost_curve_at(const size_t *cb, const double *cbw, int n, double bytes
     return cbw[k] + t * (cbw[k + 1] - cbw[k]);
 }
 
-/* The measured curve for `threads`: p->curve (one thread) or p->curve_all (its thread count); NULL
- * (*n = 0) when there is none. */
+/* Whether p has a measured curve for `threads`: p->curve (one thread) or p->curve_all (its count). */
 static bool has_curve(const fl_profile *p, int threads) {
     return threads == 1 ? p->n_curve > 0 : (p->n_curve_all > 0 && threads == p->curve_all_threads);
 }
@@ -253,7 +250,7 @@ fl_status fl_cost_fit(const fl_profile *p, double bytes, int threads, fl_fit *ou
     out->dram_rate = shared_rate(p, p->dram_bandwidth, p->dram_bandwidth_all, threads);
     if (has_curve(p, threads) && out->dram_rate > 0 && out->cache_rate >= FIT_MIN_RATIO * out->dram_rate) {
         out->by_curve = 1;
-        out->curve_bytes = bytes / FIT_FRACTION;
+        out->curve_bytes = bytes / FL_FIT_FRACTION;
         out->rate = curve_rate(p, out->curve_bytes, threads);
         out->fits = out->rate > sqrt(out->cache_rate * out->dram_rate);
     } else {
@@ -326,7 +323,7 @@ static double flop_rate(const fl_profile *p, double rows, int threads) {
  * from rec_far_bytes on, linear in log share between; flop_rate's without the far figures. */
 static double rec_rate(const fl_profile *p, double rows, int threads, double share) {
     const double near = flop_rate(p, rows, threads);
-    const double priv = FIT_FRACTION * (double)p->level[fl_profile_private_level(p)].bytes;
+    const double priv = FL_FIT_FRACTION * (double)p->level[fl_profile_private_level(p)].bytes;
     if (!(p->rec_far_bytes > priv) || !(p->rec_rows_flops_far[0] > 0) || !(share > priv)) return near;
     const double far = table_rate(p->rec_rows_flops_far, p->gemv_flops, rows) *
                        thread_scale(p, p->thread_scale_rec_far[0] > 0 ? p->thread_scale_rec_far : p->thread_scale_rec,
@@ -389,13 +386,13 @@ static double io_seconds(const fl_profile *p, const fl_arch *a, int batch, int s
 
 /* Fraction of a layer-step's reads of its input projections that come from memory: a session
  * streams, per layer and sequence, `ws` bytes of (T B) rows (gx, 4H floats; the layer's input;
- * its output). 0 up to half the usable share (FIT_FRACTION) of the last level's measured capacity,
+ * its output). 0 up to half the usable share (FL_FIT_FRACTION) of the last level's measured capacity,
  * 1 from the usable share on, linear in between: the buffer shares the level with the weights and
  * everything else, and the level does not keep exactly the most recent lines. (Measured at hidden
  * 650, batch 20, CP rank 40, on a VM whose last level measured 11.6 MB: T = 20, buffers of 6 MB,
  * paid about 0.4 of the extra of T = 35, 10.9 MB, which paid all of it.) */
 static double cold_fraction(const fl_profile *p, double ws) {
-    const double use = FIT_FRACTION * (double)p->level[p->n_levels - 1].bytes;
+    const double use = FL_FIT_FRACTION * (double)p->level[p->n_levels - 1].bytes;
     const double f = 2.0 * ws / use - 1.0;
     return f < 0 ? 0 : f > 1 ? 1 : f;
 }
@@ -731,12 +728,15 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                  * each split by the rule on its own multiply-adds (the per-gate scaling between
                  * them, 4 n R multiplies on the caller, is left in the efficiency). */
                 const bool lr_ih = d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE && !lowp;
-                tt = lowp ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
+                /* a W_ih product below wake_proj_macs: one thread, its pool's workers asleep since the
+                 * run before (fl_pool_run_if_awake; 2 x 650 SVD h/16 b1 t2: 149 of 160 found them so) */
+                const double wake = d.kind == FL_MAT_IH ? p->wake_proj_macs : 0;
+                tt = lowp || n * nf / 2 < wake ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
                 if (lr_ih) {
                     const double gates = w.method == FL_METHOD_CP ? 4.0 : 1.0; /* second-stage products */
                     const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows / gates * w.rank;
-                    const int t1s = part_threads(p, threads_l, false, m1, true);
-                    tt = part_threads(p, threads_l, false, m2, true);
+                    const int t1s = m1 < wake ? 1 : part_threads(p, threads_l, false, m1, true);
+                    tt = m2 < wake ? 1 : part_threads(p, threads_l, false, m2, true);
                     /* the rate over both stages: their flops over the sum of their times; a split
                      * stage's speed-up by its own size where the profile measured the split packed
                      * product (thread_scale_pk, format 6: its points 4x apart in multiply-adds, as

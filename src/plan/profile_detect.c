@@ -208,6 +208,7 @@ fl_status fl_profile_detect(fl_profile *out) {
     /* The runtime's thread rule (src/core/tuning_consts.h, the one place it is defined). */
     out->parallel_step_bytes = FL_MIN_PARALLEL_BYTES;
     out->parallel_proj_macs = FL_MIN_PARALLEL_MACS;
+    out->wake_proj_macs = FL_WAKE_MIN_MACS;
     qsort(out->level, (size_t)out->n_levels, sizeof out->level[0], cmp_level);
     default_rates(out);
     return FL_OK;

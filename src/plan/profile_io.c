@@ -15,7 +15,9 @@
  * speed-ups) and version 6 files (format 7 adds, optional, "speed": the machine's speed while the
  * profile was measured, without which nothing is said of it) and version 7 files (format 8 adds,
  * optional, "activations": a session's activation cost by footprint, cost_act.c, without which the
- * older gx-from-memory term prices it). Load validates every field and names it in the error. */
+ * older gx-from-memory term prices it; and, optional in any, wake_proj_macs, without which every
+ * input projection is split by parallel_proj_macs alone). Load validates every field and names it
+ * in the error. */
 #include "atomic_file.h"
 #include "profile_internal.h"
 
@@ -117,6 +119,7 @@ fl_status fl_profile_save(const fl_profile *p, const char *path) {
     cJSON_AddNumberToObject(root, "curve_all_threads", p->curve_all_threads);
     cJSON_AddNumberToObject(root, "parallel_step_bytes", p->parallel_step_bytes);
     cJSON_AddNumberToObject(root, "parallel_proj_macs", p->parallel_proj_macs);
+    if (p->wake_proj_macs > 0) cJSON_AddNumberToObject(root, "wake_proj_macs", p->wake_proj_macs); /* optional */
     cJSON *rows = cJSON_AddArrayToObject(root, "gemm_rows_flops");
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) cJSON_AddItemToArray(rows, cJSON_CreateNumber(p->gemm_rows_flops[k]));
     cJSON *recr = cJSON_AddArrayToObject(root, "rec_rows_flops");
@@ -589,7 +592,8 @@ fl_status fl_profile_load(const char *path, fl_profile *out) {
         !get_curve(root, "curve_all", path, p.curve_all_bytes, p.curve_all_bandwidth, &p.n_curve_all) ||
         !get_opt(root, "curve_all_threads", path, &cat) ||
         !get_opt(root, "parallel_step_bytes", path, &p.parallel_step_bytes) ||
-        !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs))
+        !get_opt(root, "parallel_proj_macs", path, &p.parallel_proj_macs) ||
+        !get_opt(root, "wake_proj_macs", path, &p.wake_proj_macs))
         goto done;
     if (!get_quant(root, path, &p) || !get_lowrank(root, path, &p) || !get_speed(root, path, &p) || !get_act(root, path, &p))
         goto done;
