@@ -68,19 +68,21 @@ static void test_svd_input_split(void **state) {
     assert_close(term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2).compute_seconds, 272 / 1000.0, 1e-12);
 }
 
-/* The same SVD W_ih under the rule for sleeping workers (wake_proj_macs): a product below it runs
- * on one thread whatever parallel_proj_macs says (fl_pool_run_if_awake), one above it as before;
- * the recurrent step (matrix 1) is not a projection and keeps its split. */
+/* The same SVD W_ih under the rule for sleeping workers (wake_proj_macs): a projection below it in
+ * all (its two products: 512 + 8192 multiply-adds) runs on one thread whatever parallel_proj_macs
+ * says (fl_rec_input_ws, fl_pool_run_if_awake), one above it as before, each product by
+ * parallel_proj_macs (stage 1 too, though alone it is below the wake rule); the recurrent step
+ * (matrix 1) is not a projection and keeps its split. */
 static void test_svd_input_asleep(void **state) {
     (void)state;
     fl_profile p = hand_profile();
     for (int k = 0; k < FL_PROFILE_GEMM_POINTS; k++) p.thread_scale_proj[k] = 2.0;
     p.parallel_proj_macs = 100; /* both stages would split */
-    p.wake_proj_macs = 1000;    /* stage 1 (512) runs alone, stage 2 (8192) splits */
+    p.wake_proj_macs = 1000;    /* under the projection's 8704, above stage 1's 512: both split */
     fl_cost_term two = term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2);
     assert_int_equal(two.threads, 2);
-    assert_close(two.compute_seconds, 16 / 1000.0 + 256 / 2000.0, 1e-12);
-    p.wake_proj_macs = 10000; /* both alone */
+    assert_close(two.compute_seconds, 272 / 2000.0, 1e-12);
+    p.wake_proj_macs = 10000; /* over it: both alone */
     two = term(&p, 0, FL_METHOD_SVD, 2, 1, 64, 2);
     assert_int_equal(two.threads, 1);
     assert_close(two.compute_seconds, 272 / 1000.0, 1e-12);

@@ -144,9 +144,9 @@ typedef struct fl_profile {
      * recurrent step is split only when its rows stream >= parallel_step_bytes of weights, a dense
      * input projection only from parallel_proj_macs multiply-adds, and other projections and the
      * head run single-threaded. Both 0 (a hand-made profile): every part scales with the threads.
-     * An input projection product below wake_proj_macs multiply-adds runs on one thread when its
-     * pool's workers sleep (fl_pool_run_if_awake), which the cost model takes them to (0, older
-     * profiles: no such rule). */
+     * An input projection of fewer than wake_proj_macs multiply-adds in all (its products together)
+     * runs on one thread when its pool's workers sleep (fl_pool_run_if_awake), which the cost model
+     * takes them to (0, older profiles: no such rule). */
     double parallel_step_bytes, parallel_proj_macs, wake_proj_macs;
     /* Measured speed-up of the parts the runtime splits, at curve_all_threads threads over one,
      * same code and shapes, a one-thread time and the N-thread time right after it, the median
@@ -172,7 +172,9 @@ typedef struct fl_profile {
      * shape, far smaller than thread_scale_proj's (a 35-row stage 2 of 650 rank 81: 7.4 Mi, against 67
      * Mi at 16 rows there), and gain less when split (session 15: 1.37-1.44 hot, 2 x 650 at batch 1,
      * where that table gives 1.65-1.89). The cost model takes it for those stages (linear in log
-     * multiply-adds, clamped to the table). All 0 (older profiles): thread_scale_proj as before. */
+     * multiply-adds, clamped to the table). All 0 (older profiles): thread_scale_proj as before.
+     * (thread_scale_proj's point at 4 rows, 8 Mi multiply-adds, is below wake_proj_macs: it is timed
+     * as the runtime runs such a projection from a sleeping pool, on the caller alone, ~1.) */
     double thread_scale_pk[FL_PROFILE_GEMM_POINTS];
     /* The runtime's own split step as a session runs it (profile_threads.c), at curve_all_threads
      * threads, on two dense layers (H 192, W_hh 576 KiB: split at batch 1) of batch-1 steps:

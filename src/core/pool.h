@@ -47,7 +47,7 @@ int fl_pool_worker_cpus(const fl_pool *p, int i, int *from);
 void fl_pool_run(fl_pool *p, unsigned n);
 
 /* fl_pool_run, except where every worker sleeps: then the job runs on the caller alone, the workers
- * left asleep. For a small job (fl_rec's projections below FL_WAKE_MIN_MACS, tuning_consts.h): a
+ * left asleep. For a small job (an input projection below FL_WAKE_MIN_MACS, tuning_consts.h): a
  * wake-up is a system call that took the caller ~30 us on the Zen 5 VM (a job of 10 x 5 us chunks
  * after 1 ms idle: 56-63 us on the caller alone, 86-96 with the workers woken, whether they took
  * chunks or not), more than such a job gains from a second thread. */

@@ -485,33 +485,39 @@ const char *fl_rec_kernels_name(const fl_rec *r) { return r->k->name; }
 
 static void run_job(fl_rec *r, unsigned n, const job *j, bool small);
 
+static void gemm_pk_job(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk,
+                        const float *bias, float *y, int ldy, bool small);
+
 bool fl_rec_input_ws(fl_rec *r, int n, const float *x, int ldx, const float *bias, float *gx, int ldgx, float *ws) {
     // Always the packed copy where there is one: a session's packs give the original W_ih's pages
     // back (packed.c), so BLAS on the original is no fallback.
     const fl_mat *wi = &r->ly->wih;
     if (!r->pk) return false;
     if (wi->method == FL_METHOD_DENSE) {
-        fl_rec_gemm_pk(r, n, wi->rows, wi->cols, x, ldx, r->pk, bias, gx, ldgx);
+        gemm_pk_job(r, n, wi->rows, wi->cols, x, ldx, r->pk, bias, gx, ldgx,
+                    (double)n * wi->rows * wi->cols < FL_WAKE_MIN_MACS);
         return true;
     }
     // Low-rank: without ws the caller's fl_mat_apply runs on the originals, which are only released
     // by a session's packs (SVD; CP's are kept), whose calls all pass ws.
     if (!ws) return false;
     const int R = wi->rank;
+    // all the products together: one that leaves a sleeping pool asleep or wakes it for all of them
+    const bool small = (double)n * R * ((double)wi->cols + wi->rows) < FL_WAKE_MIN_MACS;
     if (wi->method == FL_METHOD_SVD) { // ws t (n, R) = x V^T;  gx = t U^T + bias
-        fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, ws, R);
-        fl_rec_gemm_pk(r, n, wi->rows, R, ws, R, r->pk, bias, gx, ldgx);
+        gemm_pk_job(r, n, R, wi->cols, x, ldx, r->pv, NULL, ws, R, small);
+        gemm_pk_job(r, n, wi->rows, R, ws, R, r->pk, bias, gx, ldgx, small);
         return true;
     }
     // CP: z (n, R) = x C;  zs (n, 4, R) = z scaled per gate by A (4, R);
     // gx[:, gH:(g+1)H] = zs[:, g, :] B^T + bias[gH:(g+1)H] for each gate g (x row stride 4R)
     const int H = wi->rows / 4;
     float *z = ws, *zs = ws + (size_t)n * R;
-    fl_rec_gemm_pk(r, n, R, wi->cols, x, ldx, r->pv, NULL, z, R);
+    gemm_pk_job(r, n, R, wi->cols, x, ldx, r->pv, NULL, z, R, small);
     r->k->cp_scale(n, R, wi->a, z, R, zs);
     for (int g = 0; g < 4; g++)
-        fl_rec_gemm_pk(r, n, H, R, zs + (size_t)g * R, 4 * R, r->pk, bias ? bias + (size_t)g * H : NULL,
-                       gx + (size_t)g * H, ldgx);
+        gemm_pk_job(r, n, H, R, zs + (size_t)g * R, 4 * R, r->pk, bias ? bias + (size_t)g * H : NULL,
+                    gx + (size_t)g * H, ldgx, small);
     return true;
 }
 
@@ -519,8 +525,10 @@ bool fl_rec_input(fl_rec *r, int n, const float *x, int ldx, const float *bias, 
     return fl_rec_input_ws(r, n, x, ldx, bias, gx, ldgx, NULL);
 }
 
-void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk, const float *bias,
-                    float *y, int ldy) {
+/* fl_rec_gemm_pk; small: an input projection below FL_WAKE_MIN_MACS in all, which runs on this
+ * thread alone while the pool's workers sleep (fl_pool_run_if_awake). */
+static void gemm_pk_job(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk,
+                        const float *bias, float *y, int ldy, bool small) {
     // One thread: gemm_pk here; more: the pool splits W's panels, each thread running gemm_pk on its
     // own columns.
     FL_ASSERT(r->k->gemm_pk != NULL);
@@ -533,7 +541,12 @@ void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, 
         if (nch > (unsigned)np) nch = (unsigned)np;
         if (nch > FL_POOL_MAX_CHUNKS) nch = FL_POOL_MAX_CHUNKS;
     }
-    run_job(r, nch, &j, (double)n * rows * K < FL_WAKE_MIN_MACS);
+    run_job(r, nch, &j, small);
+}
+
+void fl_rec_gemm_pk(fl_rec *r, int n, int rows, int K, const float *x, int ldx, const float *pk, const float *bias,
+                    float *y, int ldy) {
+    gemm_pk_job(r, n, rows, K, x, ldx, pk, bias, y, ldy, false);
 }
 
 /* ------------------------------------------------------------ the step */
@@ -581,8 +594,8 @@ void fl_rec_step(fl_rec *r, int B, const float *gx, int ldgx, const float *h_pre
     run_job(r, n, &j, false);
 }
 
-/* Run job j in n chunks: on this thread alone when n is 1, else with the pool; a small job on this
- * thread alone while the pool's workers sleep (fl_pool_run_if_awake). */
+/* Run job j in n chunks: on this thread alone when n is 1, else with the pool; a small one (an input
+ * projection below FL_WAKE_MIN_MACS) on this thread alone while the pool's workers sleep. */
 static void run_job(fl_rec *r, unsigned n, const job *jp, bool small) {
     r->jb = *jp;
     if (small) fl_pool_run_if_awake(r->pool, n);

@@ -8,11 +8,12 @@
 #define FL_CHUNKS_PER_THREAD 4
 #define FL_MIN_PARALLEL_BYTES (512 * 1024) /* below this a step takes ~3 us: syncing two threads does not pay */
 #define FL_MIN_PARALLEL_MACS (2 << 20)     /* input projections below this (~10 us) run on the caller alone */
-/* A split input projection of fewer multiply-adds runs on the caller alone when its pool's workers
- * all sleep (fl_pool_run_if_awake; they do by a layer's next projection unless the layer's steps
- * keep them busy): waking them takes the caller ~30 us (pool.h), and 35-row SVD projections of
- * 2 x 650 after 1 ms idle, one thread against two, took (Zen 5 VM, projsplit, us): rank 40 59 / 100,
- * 81 110 / 148, 162 207 / 243 (a 3.7M and a 14.7M product), 325 459 / 320. */
+/* An input projection (all its packed products together) of fewer multiply-adds runs on the caller
+ * alone when its pool's workers all sleep (fl_rec_input_ws, fl_pool_run_if_awake; they do by a
+ * layer's next projection unless the layer's steps keep them busy): waking them takes the caller
+ * ~30 us (pool.h), and 35-row SVD projections of 2 x 650 after 1 ms idle, one thread against two
+ * woken, took (Zen 5 VM, us): rank 40 68 / 120 (4.5M in all), 81 112 / 145 (9.2M), 162 200 / 187
+ * (18.4M), 325 468 / 305 (66M). */
 #define FL_WAKE_MIN_MACS (16 << 20)
 #define FL_GEMM_NT_MIN_K 64                /* own gemm_nt from this inner size; BLAS below */
 #define FL_FIT_FRACTION 0.75 /* usable share of a cache: the rest holds activations, other weights, conflict misses */

@@ -82,8 +82,8 @@
  *     that one copy, else N bytes: one copy per core's private level; e and rec_memory_factor at r rows;
  *     an SVD / CP thread projects its own rows only, no whole-batch projection), its cell update
  *     r H cell(r) and gx N-way split. A dense W_ih or dense head of >=
- *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed; a W_ih
- *     product below wake_proj_macs is not, its pool's workers asleep by then); an f32
+ *     parallel_proj_macs multiply-adds is split (fl_rec_input, fl_head_apply: both packed; a W_ih of
+ *     fewer than wake_proj_macs in all is not, its pool's workers asleep by then); an f32
  *     SVD W_ih runs packed too, as two products (n R in, then n 4H R multiply-adds), and an f32 CP
  *     W_ih as five (n R in, then n H R per gate; session 11, before on BLAS), each split by the same
  *     rule: its rate is the stages' flops over the sum of their times at their thread counts (a
@@ -728,15 +728,15 @@ static fl_status predict_parts(const fl_profile *p, const fl_arch *a, const fl_m
                  * each split by the rule on its own multiply-adds (the per-gate scaling between
                  * them, 4 n R multiplies on the caller, is left in the efficiency). */
                 const bool lr_ih = d.kind == FL_MAT_IH && w.method != FL_METHOD_DENSE && !lowp;
-                /* a W_ih product below wake_proj_macs: one thread, its pool's workers asleep since the
+                /* a W_ih below wake_proj_macs in all: one thread, its pool's workers asleep since the
                  * run before (fl_pool_run_if_awake; 2 x 650 SVD h/16 b1 t2: 149 of 160 found them so) */
-                const double wake = d.kind == FL_MAT_IH ? p->wake_proj_macs : 0;
-                tt = lowp || n * nf / 2 < wake ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
+                const bool alone = d.kind == FL_MAT_IH && n * nf / 2 < p->wake_proj_macs;
+                tt = lowp || alone ? 1 : part_threads(p, threads_l, false, n * nf / 2, w.method == FL_METHOD_DENSE);
                 if (lr_ih) {
                     const double gates = w.method == FL_METHOD_CP ? 4.0 : 1.0; /* second-stage products */
                     const double m1 = n * (double)w.rank * d.cols, m2 = n * (double)d.rows / gates * w.rank;
-                    const int t1s = m1 < wake ? 1 : part_threads(p, threads_l, false, m1, true);
-                    tt = m2 < wake ? 1 : part_threads(p, threads_l, false, m2, true);
+                    const int t1s = alone ? 1 : part_threads(p, threads_l, false, m1, true);
+                    tt = alone ? 1 : part_threads(p, threads_l, false, m2, true);
                     /* the rate over both stages: their flops over the sum of their times; a split
                      * stage's speed-up by its own size where the profile measured the split packed
                      * product (thread_scale_pk, format 6: its points 4x apart in multiply-adds, as

@@ -193,7 +193,9 @@ double fl_profile_paired_scale(const double *t1, const double *tn, int n) {
  * `threads`-thread ones timed right after them. Paired (thread_scale_pk, rows0 16, in 64, hid 512:
  * fl_profile_pk_macs): the median of REPS pairs' ratios, each a one-thread sample and the
  * `threads`-thread one right after it, the VM's speed of the moment cancelling in each pair's ratio
- * (each sample's worker kept awake by the call before it, as in a layer's run). */
+ * (each sample's worker kept awake by the call before it, as in a layer's run; but an input
+ * projection below FL_WAKE_MIN_MACS does not wake it, so thread_scale_proj's 4-row point, timed
+ * first on a fresh pool, runs on the caller alone, as a session's projections that size do). */
 static fl_status proj_scales(int threads, int in, int hid, int rows0, bool paired, double *out) {
     const int G = 4 * hid, maxr = rows0 << (2 * (FL_PROFILE_GEMM_POINTS - 1));
     fl_arch a = {.input = in, .hidden = hid, .layers = 1, .head = FL_HEAD_NONE};
