@@ -77,11 +77,11 @@ static void record_mask(void *ctx, int thread, unsigned idx, unsigned n, unsigne
     masks *m = ctx;
     if (thread == 1 && !atomic_load(&m->got) && sched_getaffinity(0, sizeof m->seen, &m->seen) == 0)
         atomic_store(&m->got, 1);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do /* ~20 us of work: the caller does not take every chunk before the worker comes */
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+    const double t0 = fl_now_seconds();
+    while (fl_now_seconds() - t0 < 20e-6) /* some work: the caller does not take every chunk at once */
+        ;
+    /* on one CPU the caller hands it over, so that the worker (woken, runnable) gets to a chunk */
+    if (thread == 0 && !atomic_load(&m->got)) sched_yield();
 }
 
 static int first_cpu_of(const cpu_set_t *s) {
